@@ -1,0 +1,56 @@
+# Entry points. `make demo` and `make test` set up everything (Debian packages through
+# scripts/setup.sh), build, and run. Build folders: build/ (release, gcc) and build-asan/
+# (clang, ASan+UBSan, libFuzzer targets).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+FUZZ_SECONDS ?= 5
+FUZZ_LONG_SECONDS ?= 600
+
+.PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: setup $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/build.ninja:
+	CC=clang CXX=clang++ cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DAIRLOCK_SANITIZE=ON -DAIRLOCK_FUZZ=ON -DAIRLOCK_BENCH=OFF
+
+build-asan: setup $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+fuzz: build-asan
+	bash scripts/run-fuzzers.sh $(ASAN_BUILD) $(FUZZ_SECONDS)
+
+# The whole suite: release tests, sanitizer tests, and a short run of every fuzz target.
+test: test-release test-asan fuzz
+
+# Long fuzzing campaign (FUZZ_LONG_SECONDS per target, default 10 minutes).
+fuzz-long: build-asan
+	bash scripts/run-fuzzers.sh $(ASAN_BUILD) $(FUZZ_LONG_SECONDS)
+
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,13 @@
+// The `airlock` sub-commands. Each Add*Command registers one sub-command on `app`; when it runs
+// it stores its process exit code in `*exit_code`. One file per command keeps main.cc a list.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace airlock::cli {
+
+void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
+
+}  // namespace airlock::cli

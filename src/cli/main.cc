@@ -1,0 +1,22 @@
+// airlock: vet, verify, run and govern open-weight models. This file only wires sub-commands;
+// each lives in its own file under src/cli/.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "core/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"airlock: adopt open-weight AI models without having to trust them"};
+  app.set_version_flag("--version", std::string("airlock ") + airlock::kVersion);
+  app.require_subcommand(1);
+  int exit_code = 0;
+  airlock::cli::AddScanCommand(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 3;  // usage errors share the scanner's "tool error" code
+  }
+  return exit_code;
+}

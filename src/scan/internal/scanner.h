@@ -1,0 +1,105 @@
+// Internal to the scan module. A Scanner walks one top-level file: it detects the format of each
+// byte range by content, dispatches to the analyzer for that format, and lets container
+// analyzers (zip, tar, nested pickles) recurse through ScanChild under shared budgets (depth,
+// member count, decompressed bytes). Analyzers report through Add/Incomplete.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "scan/scan.h"
+
+namespace airlock::scan::internal {
+
+enum class Format {
+  kUnknownBinary,
+  kText,         // printable UTF-8 we have no rule for (README, LICENSE...)
+  kEmpty,
+  kPickle,       // any pickle stream, protocols 0-5 (also legacy PyTorch and joblib files)
+  kZip,          // any zip (PyTorch, TorchScript, npz, plain)
+  kTar,
+  kGzip,
+  kXz,
+  kBzip2,
+  kSevenZip,
+  kNpy,
+  kGguf,
+  kSafetensors,
+  kJson,
+  kJinja,        // a bare chat-template file (*.jinja)
+  kPythonSource, // *.py
+  kExecutable,   // ELF, PE, Mach-O, shebang scripts
+  kNotebook,     // *.ipynb
+};
+
+std::string_view FormatName(Format f);
+
+// Detects by content; `name` (a file or member name) only disambiguates text-like formats
+// (.py, .jinja, .ipynb, .json) and never overrides binary magic.
+Format DetectFormat(std::span<const std::byte> data, std::string_view name);
+
+// The byte range being scanned and where it sits.
+struct Target {
+  std::span<const std::byte> data;
+  std::string member;     // "" for the top-level file, else the member chain
+  std::string name;       // the innermost file or member name (for name-based hints)
+  int depth = 0;
+};
+
+class Scanner {
+ public:
+  Scanner(FileReport& report, const ScanOptions& options) : report_(report), options_(options) {}
+
+  const ScanOptions& options() const { return options_; }
+  const ScanLimits& limits() const { return options_.limits; }
+
+  // Detects the format of `target` and runs the matching analyzer.
+  void Scan(const Target& target);
+
+  // Scans `data` as a member named `member_name` of `parent` (depth + 1, member chain extended
+  // with "!/" between nesting levels). Enforces max_depth and max_members.
+  void ScanChild(const Target& parent, std::span<const std::byte> data, std::string_view member_name);
+
+  // Charges `bytes` of decompression against the file's budget; false (and an incomplete
+  // finding) once the budget is spent.
+  bool ChargeDecompressed(const Target& t, std::uint64_t bytes);
+
+  void Add(const Target& t, std::string rule_id, Severity severity, std::string message,
+           std::optional<std::uint64_t> offset = std::nullopt);
+  // A finding that makes the scan inconclusive (parse error, cap hit, unsupported construct).
+  void Incomplete(const Target& t, std::string rule_id, std::string message,
+                  std::optional<std::uint64_t> offset = std::nullopt,
+                  Severity severity = Severity::kMedium);
+
+  // Records the top-level format (first call wins).
+  void SetFormat(std::string_view format);
+
+ private:
+  FileReport& report_;
+  const ScanOptions& options_;
+  std::uint64_t members_seen_ = 0;
+  std::uint64_t decompressed_ = 0;
+};
+
+// Analyzers, one per format family, each in its own .cc file. They must never throw, never read
+// outside `t.data`, and must report an Incomplete finding on anything they cannot fully vet.
+void AnalyzePickle(Scanner& s, const Target& t);        // pickle_analyzer.cc
+void AnalyzeZip(Scanner& s, const Target& t);           // zip_analyzer.cc
+void AnalyzeArchive(Scanner& s, const Target& t, Format f);  // archive_analyzer.cc (tar/gz/xz/bz2/7z)
+void AnalyzeNpy(Scanner& s, const Target& t);           // npy_analyzer.cc
+void AnalyzeGguf(Scanner& s, const Target& t);          // gguf_analyzer.cc
+void AnalyzeSafetensors(Scanner& s, const Target& t);   // safetensors_analyzer.cc
+void AnalyzeJson(Scanner& s, const Target& t);          // json_analyzer.cc (config, tokenizer_config, indexes)
+// Checks a chat template's source for template-injection constructs. `offset` is where the
+// template text starts within t.data (or nullopt when it came from a decoded JSON string).
+void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
+                           std::optional<std::uint64_t> offset);  // template_analyzer.cc
+
+// Cross-file checks for a model folder (auto_map remote code, shard indexes, executables).
+// `files` are paths relative to `root`. Findings go to `folder_report`.
+void AnalyzeModelFolder(const std::string& root, const std::vector<std::string>& files,
+                        FileReport& folder_report, const ScanOptions& options);  // folder_analyzer.cc
+
+}  // namespace airlock::scan::internal

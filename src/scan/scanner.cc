@@ -1,0 +1,358 @@
+#include "scan/internal/scanner.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "core/file.h"
+#include "core/hash.h"
+#include "core/progress.h"
+
+namespace airlock::scan {
+
+std::string_view SeverityName(Severity s) {
+  switch (s) {
+    case Severity::kInfo: return "info";
+    case Severity::kLow: return "low";
+    case Severity::kMedium: return "medium";
+    case Severity::kHigh: return "high";
+    case Severity::kCritical: return "critical";
+  }
+  return "info";
+}
+
+std::optional<Severity> ParseSeverity(std::string_view name) {
+  for (Severity s : {Severity::kInfo, Severity::kLow, Severity::kMedium, Severity::kHigh,
+                     Severity::kCritical}) {
+    if (SeverityName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+std::string_view VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kClean: return "clean";
+    case Verdict::kInconclusive: return "inconclusive";
+    case Verdict::kMalicious: return "malicious";
+  }
+  return "inconclusive";
+}
+
+Verdict VerdictOf(const std::vector<Finding>& findings) {
+  Verdict v = Verdict::kClean;
+  for (const Finding& f : findings) {
+    if (f.severity >= Severity::kHigh) return Verdict::kMalicious;
+    // Medium findings (unknown imports, code needing review) and incomplete scans cannot be
+    // called clean: fail closed.
+    if (f.incomplete || f.severity == Severity::kMedium) v = Verdict::kInconclusive;
+  }
+  return v;
+}
+
+namespace internal {
+
+std::string_view FormatName(Format f) {
+  switch (f) {
+    case Format::kUnknownBinary: return "unknown";
+    case Format::kText: return "text";
+    case Format::kEmpty: return "empty";
+    case Format::kPickle: return "pickle";
+    case Format::kZip: return "zip";
+    case Format::kTar: return "tar";
+    case Format::kGzip: return "gzip";
+    case Format::kXz: return "xz";
+    case Format::kBzip2: return "bzip2";
+    case Format::kSevenZip: return "7z";
+    case Format::kNpy: return "npy";
+    case Format::kGguf: return "gguf";
+    case Format::kSafetensors: return "safetensors";
+    case Format::kJson: return "json";
+    case Format::kJinja: return "jinja";
+    case Format::kPythonSource: return "python";
+    case Format::kExecutable: return "executable";
+    case Format::kNotebook: return "notebook";
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool StartsWith(std::span<const std::byte> d, std::string_view magic) {
+  return d.size() >= magic.size() &&
+         std::equal(magic.begin(), magic.end(), reinterpret_cast<const char*>(d.data()));
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  if (s.size() < suffix.size()) return false;
+  for (std::size_t i = 0; i < suffix.size(); ++i) {
+    char a = s[s.size() - suffix.size() + i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+    if (a != suffix[i]) return false;
+  }
+  return true;
+}
+
+// True when the first bytes look like printable text (UTF-8 allowed, no NUL, few controls).
+bool LooksLikeText(std::span<const std::byte> d) {
+  std::size_t n = std::min<std::size_t>(d.size(), 8192);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto c = static_cast<unsigned char>(d[i]);
+    if (c == 0) return false;
+    if (c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f') ++bad;
+  }
+  return bad * 100 <= n;
+}
+
+// Opcodes a protocol 0/1 pickle can start with.
+bool IsPickleStartOpcode(unsigned char c) {
+  switch (c) {
+    case '(': case 'c': case ']': case '}': case ')': case 'I': case 'L': case 'F': case 'S':
+    case 'V': case 'N': case 'l': case 'd': case 't': case 'i': case 'J': case 'K': case 'M':
+    case 'U': case 'T': case 'X': case 'G': case 'q': case 'p': case 'g': case 'h':
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool HasPickleName(std::string_view name) {
+  for (std::string_view ext : {".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib",
+                               ".dill", ".data", ".dat", ".p", ".sav", ".model"}) {
+    if (EndsWith(name, ext)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
+  if (d.empty()) return Format::kEmpty;
+  auto b0 = static_cast<unsigned char>(d[0]);
+  if (StartsWith(d, "GGUF")) return Format::kGguf;
+  if (StartsWith(d, "PK\x03\x04") || StartsWith(d, "PK\x05\x06") || StartsWith(d, "PK\x07\x08"))
+    return Format::kZip;
+  if (StartsWith(d, "\x93NUMPY")) return Format::kNpy;
+  if (StartsWith(d, "\x1f\x8b")) return Format::kGzip;
+  if (StartsWith(d, "\xfd" "7zXZ")) return Format::kXz;
+  if (StartsWith(d, "BZh")) return Format::kBzip2;
+  if (StartsWith(d, "7z\xbc\xaf\x27\x1c")) return Format::kSevenZip;
+  if (d.size() > 262 && std::string_view(reinterpret_cast<const char*>(d.data()) + 257, 5) == "ustar")
+    return Format::kTar;
+  if (StartsWith(d, "\x7f" "ELF") || StartsWith(d, "\xcf\xfa\xed\xfe") ||
+      StartsWith(d, "\xce\xfa\xed\xfe") || StartsWith(d, "\xca\xfe\xba\xbe"))
+    return Format::kExecutable;
+  if (StartsWith(d, "MZ") && !HasPickleName(name)) return Format::kExecutable;
+  // safetensors: 8-byte little-endian header length, then a JSON object.
+  if (d.size() >= 10 && static_cast<char>(d[8]) == '{') {
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(d[i]);
+    if (n >= 2 && n <= d.size() - 8) return Format::kSafetensors;
+  }
+  if (b0 == 0x80 && d.size() >= 2 && static_cast<unsigned char>(d[1]) <= 5) return Format::kPickle;
+  if (EndsWith(name, ".ipynb")) return Format::kNotebook;
+  if (EndsWith(name, ".py")) return Format::kPythonSource;
+  if (StartsWith(d, "#!")) return Format::kExecutable;
+  if (EndsWith(name, ".jinja") || EndsWith(name, ".jinja2") || EndsWith(name, ".j2"))
+    return Format::kJinja;
+  if (LooksLikeText(d)) {
+    // Protocol 0 pickles are text; take them as pickles when named like one or shaped like one.
+    auto last = static_cast<unsigned char>(d[d.size() - 1]);
+    bool ends_with_stop = last == '.' || (d.size() >= 2 && last == '\n' &&
+                                          static_cast<unsigned char>(d[d.size() - 2]) == '.');
+    if (IsPickleStartOpcode(b0) && (HasPickleName(name) || ends_with_stop)) return Format::kPickle;
+    if (EndsWith(name, ".json") || b0 == '{' || b0 == '[') return Format::kJson;
+    return Format::kText;
+  }
+  if (IsPickleStartOpcode(b0) || HasPickleName(name)) return Format::kPickle;
+  return Format::kUnknownBinary;
+}
+
+void Scanner::Add(const Target& t, std::string rule_id, Severity severity, std::string message,
+                  std::optional<std::uint64_t> offset) {
+  Finding f;
+  f.rule_id = std::move(rule_id);
+  f.severity = severity;
+  f.message = std::move(message);
+  f.path = report_.path;
+  f.member = t.member;
+  f.offset = offset;
+  report_.findings.push_back(std::move(f));
+}
+
+void Scanner::Incomplete(const Target& t, std::string rule_id, std::string message,
+                         std::optional<std::uint64_t> offset, Severity severity) {
+  Add(t, std::move(rule_id), severity, std::move(message), offset);
+  report_.findings.back().incomplete = true;
+}
+
+void Scanner::SetFormat(std::string_view format) {
+  if (report_.format.empty()) report_.format = std::string(format);
+}
+
+bool Scanner::ChargeDecompressed(const Target& t, std::uint64_t bytes) {
+  decompressed_ += bytes;
+  if (decompressed_ > limits().max_decompressed_bytes) {
+    Incomplete(t, "scan.limit.decompressed",
+               "decompressed data exceeds the limit of " +
+                   std::to_string(limits().max_decompressed_bytes) + " bytes (possible zip bomb)");
+    return false;
+  }
+  return true;
+}
+
+void Scanner::ScanChild(const Target& parent, std::span<const std::byte> data,
+                        std::string_view member_name) {
+  if (++members_seen_ > limits().max_members) {
+    if (members_seen_ == limits().max_members + 1) {
+      Incomplete(parent, "scan.limit.members",
+                 "more than " + std::to_string(limits().max_members) + " archive members");
+    }
+    return;
+  }
+  if (parent.depth + 1 > limits().max_depth) {
+    Incomplete(parent, "scan.limit.depth",
+               "nesting deeper than " + std::to_string(limits().max_depth) + " levels");
+    return;
+  }
+  Target child;
+  child.data = data;
+  child.name = std::string(member_name);
+  child.depth = parent.depth + 1;
+  child.member = parent.member.empty() ? std::string(member_name)
+                                       : parent.member + "!/" + std::string(member_name);
+  Scan(child);
+}
+
+void Scanner::Scan(const Target& t) {
+  Format f = DetectFormat(t.data, t.name);
+  if (t.depth == 0) SetFormat(FormatName(f));
+  switch (f) {
+    case Format::kEmpty:
+    case Format::kText:
+      return;
+    case Format::kPickle: AnalyzePickle(*this, t); return;
+    case Format::kZip: AnalyzeZip(*this, t); return;
+    case Format::kTar:
+    case Format::kGzip:
+    case Format::kXz:
+    case Format::kBzip2:
+    case Format::kSevenZip: AnalyzeArchive(*this, t, f); return;
+    case Format::kNpy: AnalyzeNpy(*this, t); return;
+    case Format::kGguf: AnalyzeGguf(*this, t); return;
+    case Format::kSafetensors: AnalyzeSafetensors(*this, t); return;
+    case Format::kJson: AnalyzeJson(*this, t); return;
+    case Format::kJinja:
+      AnalyzeTemplateSource(*this, t, core::AsStringView(t.data), 0);
+      return;
+    case Format::kPythonSource:
+      Add(t, "code.python-source", Severity::kMedium,
+          "Python source file: code shipped with a model runs with the loader's privileges "
+          "(e.g. trust_remote_code) and needs review");
+      return;
+    case Format::kNotebook:
+      Add(t, "code.notebook", Severity::kMedium,
+          "Jupyter notebook: contains code that needs review");
+      return;
+    case Format::kExecutable:
+      Add(t, "code.executable", Severity::kHigh,
+          "executable or script (ELF/PE/Mach-O/shebang) inside model files");
+      return;
+    case Format::kUnknownBinary:
+      Incomplete(t, "scan.unknown-format",
+                 "unrecognized binary format: content could not be vetted", 0, Severity::kLow);
+      return;
+  }
+}
+
+}  // namespace internal
+
+FileReport ScanBuffer(std::span<const std::byte> data, std::string display_name,
+                      const ScanOptions& options) {
+  FileReport report;
+  report.path = display_name;
+  report.size = data.size();
+  internal::Scanner scanner(report, options);
+  internal::Target t;
+  t.data = data;
+  t.name = std::filesystem::path(display_name).filename().string();
+  scanner.Scan(t);
+  report.verdict = VerdictOf(report.findings);
+  return report;
+}
+
+namespace {
+
+FileReport ScanOneFile(const std::string& path, const ScanOptions& options) {
+  auto mapped = core::MappedFile::Open(path);
+  if (!mapped.has_value()) {
+    FileReport r;
+    r.path = path;
+    r.format = "unreadable";
+    Finding f;
+    f.rule_id = "scan.read-error";
+    f.severity = Severity::kMedium;
+    f.message = mapped.error().message();
+    f.path = path;
+    f.incomplete = true;
+    r.findings.push_back(std::move(f));
+    r.verdict = Verdict::kInconclusive;
+    return r;
+  }
+  mapped->AdviseSequential();
+  FileReport r = ScanBuffer(mapped->bytes(), path, options);
+  if (options.hash) r.sha256 = core::ToHex(core::Sha256Of(mapped->bytes()));
+  return r;
+}
+
+}  // namespace
+
+Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOptions& options) {
+  namespace fs = std::filesystem;
+  ScanReport report;
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    auto st = fs::symlink_status(path, ec);
+    if (ec || !fs::exists(st)) return InvalidArgument("scan: no such file or folder: " + path);
+    if (fs::is_directory(fs::status(path, ec))) {
+      std::vector<std::string> rel;
+      std::vector<std::string> files;
+      auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+      if (ec) return IoError("scan: cannot list " + path + ": " + ec.message());
+      for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) break;
+        const auto& entry = *it;
+        // Skip version-control metadata; everything else in a model folder is vetted.
+        if (entry.is_directory() && entry.path().filename() == ".git") {
+          it.disable_recursion_pending();
+          continue;
+        }
+        if (entry.is_symlink() || entry.is_regular_file()) {
+          rel.push_back(fs::relative(entry.path(), path, ec).string());
+          if (entry.is_regular_file() && !entry.is_symlink()) files.push_back(entry.path().string());
+        }
+      }
+      std::sort(rel.begin(), rel.end());
+      std::sort(files.begin(), files.end());
+      core::Progress progress("scanning " + path, files.size(), options.progress);
+      std::uint64_t done = 0;
+      for (const auto& f : files) {
+        report.files.push_back(ScanOneFile(f, options));
+        progress.Update(++done);
+      }
+      progress.Finish();
+      FileReport folder;
+      folder.path = path;
+      folder.format = "model-folder";
+      internal::AnalyzeModelFolder(path, rel, folder, options);
+      folder.verdict = VerdictOf(folder.findings);
+      report.files.push_back(std::move(folder));
+    } else {
+      report.files.push_back(ScanOneFile(path, options));
+    }
+  }
+  for (const auto& f : report.files) report.verdict = std::max(report.verdict, f.verdict);
+  return report;
+}
+
+}  // namespace airlock::scan

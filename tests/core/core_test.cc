@@ -1,0 +1,98 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/bytes.h"
+#include "core/file.h"
+#include "core/hash.h"
+#include "core/status.h"
+#include "test_util.h"
+
+namespace airlock {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2 != 0) return InvalidArgument("odd");
+  return x / 2;
+}
+
+Result<int> Quarter(int x) {
+  AIRLOCK_ASSIGN_OR_RETURN(int h, Half(x));
+  return Half(h);
+}
+
+TEST(StatusTest, ResultCarriesValueOrError) {
+  EXPECT_EQ(*Quarter(8), 2);
+  auto r = Quarter(6);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.error().ToString(), "invalid argument: odd");
+}
+
+TEST(StatusTest, ResultFromOkStatusIsInternalError) {
+  Result<int> r(Status::Ok());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInternal);
+}
+
+TEST(ByteReaderTest, ReadsLittleEndianAndStopsAtEnd) {
+  const unsigned char raw[] = {1, 0, 0, 0, 0xff, 0xee};
+  core::ByteReader r(std::as_bytes(std::span(raw)));
+  EXPECT_EQ(r.U32(), 1u);
+  EXPECT_EQ(r.U16(), 0xeeffu);
+  EXPECT_FALSE(r.U8().has_value());
+  EXPECT_FALSE(r.Skip(1));
+  EXPECT_TRUE(r.at_end());
+}
+
+TEST(ByteReaderTest, HugeLengthsAreRejectedNotWrapped) {
+  const unsigned char raw[] = {1, 2, 3};
+  core::ByteReader r(std::as_bytes(std::span(raw)));
+  EXPECT_FALSE(r.Bytes(~0ull).has_value());
+  EXPECT_FALSE(r.Skip(~0ull));
+  std::uint64_t out;
+  EXPECT_FALSE(core::CheckedMul(~0ull, 2, &out));
+  EXPECT_FALSE(core::CheckedAdd(~0ull, 1, &out));
+}
+
+TEST(HashTest, Sha256KnownVectors) {
+  EXPECT_EQ(core::ToHex(core::Sha256Of(std::string_view(""))),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(core::ToHex(core::Sha256Of(std::string_view("abc"))),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(FileTest, MapsFilesIncludingEmptyOnes) {
+  testing::TempDir dir;
+  auto p = (dir.path() / "a.bin").string();
+  { std::ofstream(p) << "hello"; }
+  auto m = core::MappedFile::Open(p);
+  ASSERT_TRUE(m.has_value()) << m.error().ToString();
+  EXPECT_EQ(core::AsStringView(m->bytes()), "hello");
+  EXPECT_EQ(core::ToHex(*core::Sha256File(p)), core::ToHex(core::Sha256Of(std::string_view("hello"))));
+
+  auto e = (dir.path() / "empty").string();
+  { std::ofstream(e) << ""; }
+  auto me = core::MappedFile::Open(e);
+  ASSERT_TRUE(me.has_value());
+  EXPECT_EQ(me->size(), 0u);
+
+  auto missing = core::MappedFile::Open((dir.path() / "nope").string());
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(core::MappedFile::Open(dir.path().string()).error().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(FileTest, WriteFileAtomicReplacesContents) {
+  testing::TempDir dir;
+  auto p = (dir.path() / "out.txt").string();
+  ASSERT_TRUE(core::WriteFileAtomic(p, "one").ok());
+  ASSERT_TRUE(core::WriteFileAtomic(p, "two").ok());
+  EXPECT_EQ(*core::ReadSmallFile(p), "two");
+  EXPECT_EQ(core::ReadSmallFile(p, 2).error().code(), StatusCode::kLimitExceeded);
+}
+
+}  // namespace
+}  // namespace airlock

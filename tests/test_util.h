@@ -1,0 +1,54 @@
+// Helpers shared by the test binaries: where the third-party fixtures are, temp folders, and
+// running the airlock executable.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace airlock::testing {
+
+// ../shared/fixtures beside the checkout, or $AIRLOCK_FIXTURES. nullopt when absent.
+inline std::optional<std::filesystem::path> FixturesDir() {
+  if (const char* env = std::getenv("AIRLOCK_FIXTURES")) {
+    if (std::filesystem::is_directory(env)) return std::filesystem::path(env);
+    return std::nullopt;
+  }
+  std::filesystem::path p = std::filesystem::path(AIRLOCK_SOURCE_DIR) / ".." / "shared" / "fixtures";
+  if (std::filesystem::is_directory(p)) return std::filesystem::canonical(p);
+  return std::nullopt;
+}
+
+// A fresh empty folder under the build tree, removed at the end of the test.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "t") {
+    path_ = std::filesystem::path(AIRLOCK_BINARY_DIR) / "test-tmp" /
+            (tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+}  // namespace airlock::testing
+
+// Skips the current test (with a clear message) when ../shared/fixtures/<sub> is absent; else
+// declares `fixtures` (a std::filesystem::path to that folder).
+#define AIRLOCK_FIXTURES_OR_SKIP(fixtures, sub)                                          \
+  auto fixtures##_root = ::airlock::testing::FixturesDir();                               \
+  if (!fixtures##_root || !std::filesystem::is_directory(*fixtures##_root / (sub)))       \
+    GTEST_SKIP() << "third-party fixtures not found (../shared/fixtures/" << (sub)        \
+                 << "); set AIRLOCK_FIXTURES to run this test";                          \
+  const std::filesystem::path fixtures = *fixtures##_root / (sub)
