@@ -71,6 +71,8 @@ std::string_view FormatName(Format f) {
     case Format::kPythonSource: return "python";
     case Format::kExecutable: return "executable";
     case Format::kNotebook: return "notebook";
+    case Format::kHdf5: return "hdf5";
+    case Format::kTfGraph: return "tensorflow";
   }
   return "unknown";
 }
@@ -137,6 +139,7 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
   if (StartsWith(d, "\xfd" "7zXZ")) return Format::kXz;
   if (StartsWith(d, "BZh")) return Format::kBzip2;
   if (StartsWith(d, "7z\xbc\xaf\x27\x1c")) return Format::kSevenZip;
+  if (StartsWith(d, "\x89HDF\r\n\x1a\n")) return Format::kHdf5;
   if (d.size() > 262 && std::string_view(reinterpret_cast<const char*>(d.data()) + 257, 5) == "ustar")
     return Format::kTar;
   if (StartsWith(d, "\x7f" "ELF") || StartsWith(d, "\xcf\xfa\xed\xfe") ||
@@ -151,6 +154,7 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
   }
   if (b0 == 0x80 && d.size() >= 2 && static_cast<unsigned char>(d[1]) <= 5) return Format::kPickle;
   if (EndsWith(name, ".ipynb")) return Format::kNotebook;
+  if (EndsWith(name, ".pb")) return Format::kTfGraph;
   if (EndsWith(name, ".py")) return Format::kPythonSource;
   if (StartsWith(d, "#!")) return Format::kExecutable;
   if (EndsWith(name, ".jinja") || EndsWith(name, ".jinja2") || EndsWith(name, ".j2"))
@@ -245,6 +249,8 @@ void Scanner::Scan(const Target& t) {
     case Format::kJinja:
       AnalyzeTemplateSource(*this, t, core::AsStringView(t.data), 0);
       return;
+    case Format::kHdf5: AnalyzeHdf5(*this, t); return;
+    case Format::kTfGraph: AnalyzeTfGraph(*this, t); return;
     case Format::kPythonSource:
       Add(t, "code.python-source", Severity::kMedium,
           "Python source file: code shipped with a model runs with the loader's privileges "

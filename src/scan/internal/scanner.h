@@ -32,6 +32,8 @@ enum class Format {
   kPythonSource, // *.py
   kExecutable,   // ELF, PE, Mach-O, shebang scripts
   kNotebook,     // *.ipynb
+  kHdf5,         // HDF5 (Keras .h5 models)
+  kTfGraph,      // TensorFlow SavedModel / GraphDef protobuf (*.pb)
 };
 
 std::string_view FormatName(Format f);
@@ -96,6 +98,13 @@ void AnalyzeJson(Scanner& s, const Target& t);          // json_analyzer.cc (con
 // template text starts within t.data (or nullopt when it came from a decoded JSON string).
 void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
                            std::optional<std::uint64_t> offset);  // template_analyzer.cc
+
+void AnalyzeHdf5(Scanner& s, const Target& t);          // keras_analyzer.cc
+void AnalyzeTfGraph(Scanner& s, const Target& t);       // tensorflow_analyzer.cc
+// Judges a Keras model config (the JSON in an .h5 `model_config` attribute or a .keras
+// archive's config.json): Lambda layers, non-Keras modules, unknown registered names.
+void AnalyzeKerasConfig(Scanner& s, const Target& t, std::string_view config_json,
+                        std::optional<std::uint64_t> offset);  // keras_analyzer.cc
 
 // Cross-file checks for a model folder (auto_map remote code, shard indexes, executables).
 // `files` are paths relative to `root`. Findings go to `folder_report`.

@@ -1,0 +1,202 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "formats/protobuf.h"
+#include "scan/report.h"
+#include "scan/scan.h"
+#include "test_util.h"
+
+namespace airlock::scan {
+namespace {
+
+std::span<const std::byte> Bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+// Protobuf helpers to build TensorFlow graphs by hand.
+std::string Varint(std::uint64_t v) {
+  std::string out;
+  do {
+    std::uint8_t b = v & 0x7f;
+    v >>= 7;
+    out.push_back(static_cast<char>(v ? b | 0x80 : b));
+  } while (v);
+  return out;
+}
+std::string Len(int field, const std::string& payload) {
+  return Varint(static_cast<std::uint64_t>(field) << 3 | 2) + Varint(payload.size()) + payload;
+}
+std::string Node(const std::string& name, const std::string& op) {
+  return Len(1, name) + Len(2, op);
+}
+std::string SavedModel(const std::string& graph) { return Len(2, Len(2, graph)); }
+
+TEST(VerdictTest, SeverityAndIncompletenessDecideTheVerdict) {
+  std::vector<Finding> f;
+  EXPECT_EQ(VerdictOf(f), Verdict::kClean);
+  f.push_back({.rule_id = "x", .severity = Severity::kLow});
+  EXPECT_EQ(VerdictOf(f), Verdict::kClean);
+  f.push_back({.rule_id = "y", .severity = Severity::kLow, .incomplete = true});
+  EXPECT_EQ(VerdictOf(f), Verdict::kInconclusive);
+  f.push_back({.rule_id = "z", .severity = Severity::kHigh});
+  EXPECT_EQ(VerdictOf(f), Verdict::kMalicious);
+  EXPECT_EQ(VerdictOf({{.rule_id = "u", .severity = Severity::kMedium}}), Verdict::kInconclusive);
+}
+
+TEST(ScanBufferTest, UnknownBinaryIsInconclusiveNeverClean) {
+  std::string junk("\x01\x02\x03\x00\xff\xfe", 6);
+  auto r = ScanBuffer(Bytes(junk), "blob.xyz", {});
+  EXPECT_EQ(r.verdict, Verdict::kInconclusive);
+  EXPECT_EQ(r.findings.at(0).rule_id, "scan.unknown-format");
+}
+
+TEST(ScanBufferTest, EmptyAndTextFilesAreClean) {
+  EXPECT_EQ(ScanBuffer({}, "empty", {}).verdict, Verdict::kClean);
+  std::string text = "# Model card\nThis model is great.\n";
+  EXPECT_EQ(ScanBuffer(Bytes(text), "README.md", {}).verdict, Verdict::kClean);
+}
+
+TEST(ScanBufferTest, ExecutablesAndCodeAreFlagged) {
+  std::string elf("\x7f" "ELF\x02\x01\x01\x00", 8);
+  EXPECT_EQ(ScanBuffer(Bytes(elf), "libcustom.so", {}).verdict, Verdict::kMalicious);
+  std::string py = "import os\nos.system('id')\n";
+  auto r = ScanBuffer(Bytes(py), "modeling_custom.py", {});
+  EXPECT_EQ(r.verdict, Verdict::kInconclusive);
+  EXPECT_EQ(r.findings.at(0).rule_id, "code.python-source");
+}
+
+TEST(TensorFlowTest, PyFuncInGraphIsCritical) {
+  std::string graph = Len(1, Node("c", "Const")) + Len(1, Node("evil", "PyFunc"));
+  auto r = ScanBuffer(Bytes(SavedModel(graph)), "saved_model.pb", {});
+  ASSERT_EQ(r.verdict, Verdict::kMalicious);
+  EXPECT_EQ(r.format, "tensorflow");
+  EXPECT_EQ(r.findings.at(0).rule_id, "tensorflow.dangerous-op");
+  EXPECT_EQ(r.findings.at(0).severity, Severity::kCritical);
+  EXPECT_NE(r.findings.at(0).message.find("evil"), std::string::npos);
+}
+
+TEST(TensorFlowTest, OpsInsideTheFunctionLibraryAreFound) {
+  // GraphDef.library(2) -> FunctionDefLibrary.function(1) -> FunctionDef.node_def(3)
+  std::string fn = Len(3, Node("reader", "ReadFile"));
+  std::string graph = Len(1, Node("c", "Const")) + Len(2, Len(1, fn));
+  auto r = ScanBuffer(Bytes(SavedModel(graph)), "saved_model.pb", {});
+  ASSERT_EQ(r.verdict, Verdict::kMalicious);
+  EXPECT_EQ(r.findings.at(0).severity, Severity::kHigh);
+}
+
+TEST(TensorFlowTest, BenignGraphIsCleanAndTruncatedGraphIsInconclusive) {
+  std::string model = SavedModel(Len(1, Node("a", "MatMul")) + Len(1, Node("b", "Relu")));
+  EXPECT_EQ(ScanBuffer(Bytes(model), "saved_model.pb", {}).verdict, Verdict::kClean);
+  std::string truncated = model.substr(0, model.size() - 3);
+  auto r = ScanBuffer(Bytes(truncated), "saved_model.pb", {});
+  EXPECT_EQ(r.verdict, Verdict::kInconclusive);
+}
+
+TEST(ProtobufTest, RejectsLengthsPastTheEnd) {
+  std::string bad = Varint(2 << 3 | 2) + Varint(1000) + "abc";
+  formats::protobuf::FieldReader r(Bytes(bad));
+  EXPECT_FALSE(r.Next().has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kCorrupt);
+}
+
+std::string Hdf5With(const std::string& config) {
+  std::string file("\x89HDF\r\n\x1a\n", 8);
+  file += std::string(64, '\0') + "model_config" + std::string(8, '\0') + config +
+          std::string(32, '\0');
+  return file;
+}
+
+TEST(KerasTest, LambdaLayerIsCriticalEvenWhenNested) {
+  std::string config =
+      R"({"class_name": "Sequential", "config": {"layers": [{"class_name": "Functional",)"
+      R"( "config": {"layers": [{"class_name": "Lambda", "config": {"function": "lambda x: x"}}]}}]}})";
+  auto r = ScanBuffer(Bytes(Hdf5With(config)), "model.h5", {});
+  ASSERT_EQ(r.verdict, Verdict::kMalicious);
+  EXPECT_EQ(r.findings.at(0).rule_id, "keras.lambda-layer");
+}
+
+TEST(KerasTest, ForeignModuleReferenceIsHigh) {
+  std::string config =
+      R"({"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "module": "os", "config": {}}]}})";
+  auto r = ScanBuffer(Bytes(Hdf5With(config)), "model.h5", {});
+  ASSERT_EQ(r.verdict, Verdict::kMalicious);
+  EXPECT_EQ(r.findings.at(0).rule_id, "keras.foreign-module");
+}
+
+TEST(KerasTest, DenseModelIsCleanAndMissingConfigIsInconclusive) {
+  std::string config =
+      R"({"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "module": "keras.layers", "config": {"units": 3}}]}})";
+  EXPECT_EQ(ScanBuffer(Bytes(Hdf5With(config)), "model.h5", {}).verdict, Verdict::kClean);
+  std::string hidden = Hdf5With("\x01\x02 compressed");
+  EXPECT_EQ(ScanBuffer(Bytes(hidden), "model.h5", {}).verdict, Verdict::kInconclusive);
+}
+
+ScanReport SampleReport() {
+  ScanReport report;
+  FileReport f;
+  f.path = "m.pkl";
+  f.format = "pickle";
+  f.findings.push_back({.rule_id = "pickle.dangerous-import",
+                        .severity = Severity::kCritical,
+                        .message = "imports os.system",
+                        .path = "m.pkl",
+                        .member = "archive/data.pkl",
+                        .offset = 12});
+  f.verdict = VerdictOf(f.findings);
+  report.files.push_back(f);
+  report.verdict = f.verdict;
+  return report;
+}
+
+TEST(ReportTest, JsonHasStableSchema) {
+  auto doc = nlohmann::json::parse(RenderJson(SampleReport()));
+  EXPECT_EQ(doc["schema"], "airlock.scan/v1");
+  EXPECT_EQ(doc["verdict"], "malicious");
+  const auto& finding = doc["files"][0]["findings"][0];
+  EXPECT_EQ(finding["rule_id"], "pickle.dangerous-import");
+  EXPECT_EQ(finding["severity"], "critical");
+  EXPECT_EQ(finding["member"], "archive/data.pkl");
+  EXPECT_EQ(finding["offset"], 12);
+}
+
+TEST(ReportTest, SarifIsVersion210WithRulesAndResults) {
+  auto doc = nlohmann::json::parse(RenderSarif(SampleReport()));
+  EXPECT_EQ(doc["version"], "2.1.0");
+  const auto& run = doc["runs"][0];
+  EXPECT_EQ(run["tool"]["driver"]["name"], "airlock");
+  EXPECT_EQ(run["tool"]["driver"]["rules"][0]["id"], "pickle.dangerous-import");
+  EXPECT_EQ(run["results"][0]["level"], "error");
+  EXPECT_EQ(run["results"][0]["ruleIndex"], 0);
+  EXPECT_EQ(run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "m.pkl");
+}
+
+TEST(ReportTest, ExitCodesAreDistinct) {
+  ScanReport clean;
+  clean.files.push_back({.path = "a", .verdict = Verdict::kClean});
+  EXPECT_EQ(ExitCodeFor(clean, Severity::kHigh), kExitClean);
+  ScanReport bad = SampleReport();
+  EXPECT_EQ(ExitCodeFor(bad, Severity::kHigh), kExitFindings);
+  EXPECT_EQ(ExitCodeFor(bad, Severity::kCritical), kExitFindings);
+  ScanReport unsure;
+  unsure.files.push_back({.path = "b",
+                          .verdict = Verdict::kInconclusive,
+                          .findings = {{.rule_id = "scan.unknown-format",
+                                        .severity = Severity::kLow,
+                                        .incomplete = true}}});
+  EXPECT_EQ(ExitCodeFor(unsure, Severity::kHigh), kExitInconclusive);
+  // Incomplete findings never count as "findings over the threshold".
+  EXPECT_EQ(ExitCodeFor(unsure, Severity::kInfo), kExitInconclusive);
+}
+
+TEST(ReportTest, TextNamesVerdictRuleAndLocation) {
+  std::string text = RenderText(SampleReport(), /*color=*/false, /*verbose=*/false);
+  EXPECT_NE(text.find("malicious"), std::string::npos);
+  EXPECT_NE(text.find("pickle.dangerous-import"), std::string::npos);
+  EXPECT_NE(text.find("archive/data.pkl @12"), std::string::npos);
+  EXPECT_EQ(text.find("\033["), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::scan
