@@ -72,6 +72,7 @@ std::string_view FormatName(Format f) {
     case Format::kExecutable: return "executable";
     case Format::kNotebook: return "notebook";
     case Format::kHdf5: return "hdf5";
+    case Format::kImage: return "image";
     case Format::kTfGraph: return "tensorflow";
   }
   return "unknown";
@@ -140,6 +141,11 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
   if (StartsWith(d, "BZh")) return Format::kBzip2;
   if (StartsWith(d, "7z\xbc\xaf\x27\x1c")) return Format::kSevenZip;
   if (StartsWith(d, "\x89HDF\r\n\x1a\n")) return Format::kHdf5;
+  if (StartsWith(d, "\x89PNG\r\n\x1a\n") || StartsWith(d, "\xff\xd8\xff") ||
+      StartsWith(d, "GIF87a") || StartsWith(d, "GIF89a") ||
+      (StartsWith(d, "RIFF") && d.size() >= 12 &&
+       std::string_view(reinterpret_cast<const char*>(d.data()) + 8, 4) == "WEBP"))
+    return Format::kImage;
   if (d.size() > 262 && std::string_view(reinterpret_cast<const char*>(d.data()) + 257, 5) == "ustar")
     return Format::kTar;
   if (StartsWith(d, "\x7f" "ELF") || StartsWith(d, "\xcf\xfa\xed\xfe") ||
@@ -228,12 +234,34 @@ void Scanner::ScanChild(const Target& parent, std::span<const std::byte> data,
   Scan(child);
 }
 
+// Zip readers (PyTorch's included) find an archive by its end-of-central-directory record at
+// the end of the file, so bytes of any other format followed by a zip load as that zip.
+bool HasTrailingZip(std::span<const std::byte> d) {
+  constexpr std::size_t kEocdSize = 22;
+  if (d.size() < kEocdSize) return false;
+  std::size_t window = std::min<std::size_t>(d.size(), kEocdSize + 65535);
+  std::size_t lowest = d.size() - window;
+  for (std::size_t i = d.size() - kEocdSize + 1; i-- > lowest;) {
+    if (static_cast<char>(d[i]) == 'P' && static_cast<char>(d[i + 1]) == 'K' &&
+        static_cast<unsigned char>(d[i + 2]) == 5 && static_cast<unsigned char>(d[i + 3]) == 6)
+      return true;
+  }
+  return false;
+}
+
 void Scanner::Scan(const Target& t) {
   Format f = DetectFormat(t.data, t.name);
   if (t.depth == 0) SetFormat(FormatName(f));
+  if (f != Format::kZip && f != Format::kEmpty && HasTrailingZip(t.data)) {
+    Add(t, "zip.polyglot", Severity::kMedium,
+        std::string("file is a ") + std::string(FormatName(f)) +
+            " with a zip archive appended: zip readers such as torch.load open the zip part");
+    AnalyzeZip(*this, t);
+  }
   switch (f) {
     case Format::kEmpty:
     case Format::kText:
+    case Format::kImage:
       return;
     case Format::kPickle: AnalyzePickle(*this, t); return;
     case Format::kZip: AnalyzeZip(*this, t); return;

@@ -67,6 +67,16 @@ TEST(ScanBufferTest, ExecutablesAndCodeAreFlagged) {
   EXPECT_EQ(r.findings.at(0).rule_id, "code.python-source");
 }
 
+TEST(ScanBufferTest, ImagesAreCleanButImageZipPolyglotsAreNot) {
+  std::string png("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", 16);
+  EXPECT_EQ(ScanBuffer(Bytes(png), "card.png", {}).verdict, Verdict::kClean);
+  // An empty zip (just an end-of-central-directory record) appended to the image.
+  std::string polyglot = png + std::string("PK\x05\x06", 4) + std::string(18, '\0');
+  auto r = ScanBuffer(Bytes(polyglot), "card.png", {});
+  EXPECT_NE(r.verdict, Verdict::kClean);
+  EXPECT_EQ(r.findings.at(0).rule_id, "zip.polyglot");
+}
+
 TEST(TensorFlowTest, PyFuncInGraphIsCritical) {
   std::string graph = Len(1, Node("c", "Const")) + Len(1, Node("evil", "PyFunc"));
   auto r = ScanBuffer(Bytes(SavedModel(graph)), "saved_model.pb", {});

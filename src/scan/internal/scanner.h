@@ -33,6 +33,7 @@ enum class Format {
   kExecutable,   // ELF, PE, Mach-O, shebang scripts
   kNotebook,     // *.ipynb
   kHdf5,         // HDF5 (Keras .h5 models)
+  kImage,        // PNG, JPEG, GIF, WebP (model cards, sample outputs)
   kTfGraph,      // TensorFlow SavedModel / GraphDef protobuf (*.pb)
 };
 
