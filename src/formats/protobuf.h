@@ -13,15 +13,21 @@
 
 namespace airlock::formats::protobuf {
 
-enum class WireType : std::uint8_t { kVarint = 0, kFixed64 = 1, kLen = 2, kStartGroup = 3,
-                                     kEndGroup = 4, kFixed32 = 5 };
+enum class WireType : std::uint8_t {
+  kVarint = 0,
+  kFixed64 = 1,
+  kLen = 2,
+  kStartGroup = 3,
+  kEndGroup = 4,
+  kFixed32 = 5
+};
 
 struct Field {
   std::uint32_t number = 0;
   WireType type = WireType::kVarint;
-  std::uint64_t varint = 0;               // kVarint, kFixed64, kFixed32 values
-  std::span<const std::byte> bytes;       // kLen payload (sub-message, string or packed data)
-  std::uint64_t offset = 0;               // of the tag, relative to the reader's span
+  std::uint64_t varint = 0;          // kVarint, kFixed64, kFixed32 values
+  std::span<const std::byte> bytes;  // kLen payload (sub-message, string or packed data)
+  std::uint64_t offset = 0;          // of the tag, relative to the reader's span
   std::string_view AsString() const {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
   }

@@ -19,8 +19,8 @@ namespace {
 using nlohmann::json;
 
 bool IsKerasModule(std::string_view m) {
-  for (std::string_view ok : {"keras", "tensorflow", "tf_keras", "keras_nlp", "keras_hub",
-                              "keras_cv", "builtins"}) {
+  for (std::string_view ok :
+       {"keras", "tensorflow", "tf_keras", "keras_nlp", "keras_hub", "keras_cv", "builtins"}) {
     if (m == ok || (m.size() > ok.size() && m.substr(0, ok.size()) == ok && m[ok.size()] == '.'))
       return true;
   }
@@ -50,11 +50,13 @@ void WalkConfig(Scanner& s, const Target& t, const json& node, std::optional<std
               offset);
       } else if (name == "TFOpLambda") {
         s.Add(t, "keras.tfop-lambda", Severity::kMedium,
-              "TFOpLambda layer calls a TensorFlow function named in the config; review it", offset);
+              "TFOpLambda layer calls a TensorFlow function named in the config; review it",
+              offset);
       }
     }
     auto mod = node.find("module");
-    if (mod != node.end() && mod->is_string() && !IsKerasModule(mod->get_ref<const std::string&>())) {
+    if (mod != node.end() && mod->is_string() &&
+        !IsKerasModule(mod->get_ref<const std::string&>())) {
       s.Add(t, "keras.foreign-module", Severity::kHigh,
             "config references Python module '" + mod->get<std::string>().substr(0, 120) +
                 "', which Keras imports on load (CVE-2025-1550)",
@@ -73,14 +75,20 @@ std::size_t JsonObjectEnd(std::string_view text, std::size_t begin) {
   for (std::size_t i = begin; i < text.size(); ++i) {
     char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
-    else if (c == '{') ++depth;
-    else if (c == '}' && --depth == 0) return i + 1;
-    else if (c == '\0') return std::string_view::npos;
+    if (c == '"')
+      in_string = true;
+    else if (c == '{')
+      ++depth;
+    else if (c == '}' && --depth == 0)
+      return i + 1;
+    else if (c == '\0')
+      return std::string_view::npos;
   }
   return std::string_view::npos;
 }

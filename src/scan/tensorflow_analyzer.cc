@@ -32,9 +32,12 @@ struct OpRule {
 };
 
 constexpr std::array kOpRules = {
-    OpRule{"PyFunc", Severity::kCritical, "runs an arbitrary Python function when the graph executes"},
-    OpRule{"PyFuncStateless", Severity::kCritical, "runs an arbitrary Python function when the graph executes"},
-    OpRule{"EagerPyFunc", Severity::kCritical, "runs an arbitrary Python function when the graph executes"},
+    OpRule{"PyFunc", Severity::kCritical,
+           "runs an arbitrary Python function when the graph executes"},
+    OpRule{"PyFuncStateless", Severity::kCritical,
+           "runs an arbitrary Python function when the graph executes"},
+    OpRule{"EagerPyFunc", Severity::kCritical,
+           "runs an arbitrary Python function when the graph executes"},
     OpRule{"ReadFile", Severity::kHigh, "reads a file from the host file system"},
     OpRule{"WriteFile", Severity::kHigh, "writes a file on the host file system"},
     OpRule{"MatchingFiles", Severity::kHigh, "lists files on the host file system"},
@@ -114,8 +117,8 @@ class GraphWalker {
     for (const OpRule& rule : kOpRules) {
       if (op == rule.op) {
         s_.Add(t_, "tensorflow.dangerous-op", rule.severity,
-               "graph node '" + std::string(name.substr(0, 200)) + "' uses op " +
-                   std::string(op) + ", which " + std::string(rule.why),
+               "graph node '" + std::string(name.substr(0, 200)) + "' uses op " + std::string(op) +
+                   ", which " + std::string(rule.why),
                offset);
       }
     }
@@ -139,8 +142,8 @@ void AnalyzeTfGraph(Scanner& s, const Target& t) {
   if (graph.failed()) return;
   if (graph.nodes() == 0) {
     s.Incomplete(t, "tensorflow.no-graph",
-                 "no TensorFlow graph nodes found in this .pb file: content could not be vetted",
-                 0, Severity::kLow);
+                 "no TensorFlow graph nodes found in this .pb file: content could not be vetted", 0,
+                 Severity::kLow);
   }
 }
 

@@ -70,7 +70,10 @@ TEST(CliTest, JsonAndSarifOutputParse) {
   ASSERT_FALSE(doc.is_discarded()) << json.out;
   EXPECT_EQ(doc["verdict"], "malicious");
   auto out = dir.path() / "scan.sarif";
-  EXPECT_EQ(Airlock("scan --format sarif -o " + out.string() + " " + (dir.path() / "bad.pb").string()).exit_code, 1);
+  EXPECT_EQ(
+      Airlock("scan --format sarif -o " + out.string() + " " + (dir.path() / "bad.pb").string())
+          .exit_code,
+      1);
   std::ifstream in(out);
   auto sarif = nlohmann::json::parse(in, nullptr, false);
   ASSERT_FALSE(sarif.is_discarded());

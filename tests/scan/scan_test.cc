@@ -1,3 +1,5 @@
+#include "scan/scan.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -5,7 +7,6 @@
 
 #include "formats/protobuf.h"
 #include "scan/report.h"
-#include "scan/scan.h"
 #include "test_util.h"
 
 namespace airlock::scan {
@@ -59,7 +60,10 @@ TEST(ScanBufferTest, EmptyAndTextFilesAreClean) {
 }
 
 TEST(ScanBufferTest, ExecutablesAndCodeAreFlagged) {
-  std::string elf("\x7f" "ELF\x02\x01\x01\x00", 8);
+  std::string elf(
+      "\x7f"
+      "ELF\x02\x01\x01\x00",
+      8);
   EXPECT_EQ(ScanBuffer(Bytes(elf), "libcustom.so", {}).verdict, Verdict::kMalicious);
   std::string py = "import os\nos.system('id')\n";
   auto r = ScanBuffer(Bytes(py), "modeling_custom.py", {});
@@ -179,7 +183,8 @@ TEST(ReportTest, SarifIsVersion210WithRulesAndResults) {
   EXPECT_EQ(run["tool"]["driver"]["rules"][0]["id"], "pickle.dangerous-import");
   EXPECT_EQ(run["results"][0]["level"], "error");
   EXPECT_EQ(run["results"][0]["ruleIndex"], 0);
-  EXPECT_EQ(run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "m.pkl");
+  EXPECT_EQ(run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "m.pkl");
 }
 
 TEST(ReportTest, ExitCodesAreDistinct) {
@@ -190,11 +195,11 @@ TEST(ReportTest, ExitCodesAreDistinct) {
   EXPECT_EQ(ExitCodeFor(bad, Severity::kHigh), kExitFindings);
   EXPECT_EQ(ExitCodeFor(bad, Severity::kCritical), kExitFindings);
   ScanReport unsure;
-  unsure.files.push_back({.path = "b",
-                          .verdict = Verdict::kInconclusive,
-                          .findings = {{.rule_id = "scan.unknown-format",
-                                        .severity = Severity::kLow,
-                                        .incomplete = true}}});
+  unsure.files.push_back(
+      {.path = "b",
+       .verdict = Verdict::kInconclusive,
+       .findings = {
+           {.rule_id = "scan.unknown-format", .severity = Severity::kLow, .incomplete = true}}});
   EXPECT_EQ(ExitCodeFor(unsure, Severity::kHigh), kExitInconclusive);
   // Incomplete findings never count as "findings over the threshold".
   EXPECT_EQ(ExitCodeFor(unsure, Severity::kInfo), kExitInconclusive);

@@ -1,0 +1,173 @@
+#include "assess/runner.h"
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/file.h"
+#include "core/progress.h"
+#include "core/version.h"
+
+namespace airlock::assess {
+namespace {
+
+using nlohmann::json;
+
+json ParamsJson(const GenerationParams& p) {
+  return {{"temperature", p.temperature}, {"max_tokens", p.max_tokens}, {"seed", p.seed}};
+}
+
+struct Recorded {
+  bool hit;
+  bool deflected;
+  std::string category;
+  std::string lang;
+};
+
+std::string Key(const std::string& suite, const std::string& id) { return suite + "\x1f" + id; }
+
+void Count(GroupRates& g, const std::string& category, const std::string& lang, bool hit) {
+  auto bump = [hit](Rate& r) {
+    r.total++;
+    if (hit) r.hits++;
+  };
+  bump(g.overall);
+  bump(g.by_category[category]);
+  bump(g.by_lang[lang]);
+}
+
+void Finalize(GroupRates& g) {
+  g.overall = WilsonRate(g.overall.hits, g.overall.total);
+  for (auto& [k, r] : g.by_category) r = WilsonRate(r.hits, r.total);
+  for (auto& [k, r] : g.by_lang) r = WilsonRate(r.hits, r.total);
+}
+
+json RateJson(const Rate& r) {
+  return {{"hits", r.hits}, {"total", r.total}, {"rate", r.rate}, {"ci95", {r.low, r.high}}};
+}
+
+}  // namespace
+
+Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suites,
+                             const RunOptions& options) {
+  RunSummary summary;
+  summary.target = target.Describe();
+  summary.params = options.params;
+  json header = {{"type", "run"},
+                 {"target", summary.target},
+                 {"params", ParamsJson(options.params)},
+                 {"airlock_version", kVersion}};
+
+  // Resume: read what an earlier run with the same target and parameters recorded.
+  std::map<std::string, Recorded> done;
+  bool header_present = false;
+  if (options.resume) {
+    std::ifstream in(options.results_path);
+    std::string line;
+    while (std::getline(in, line)) {
+      json rec = json::parse(line, nullptr, false);
+      if (rec.is_discarded() || !rec.is_object()) continue;  // a torn last line after a kill
+      if (rec.value("type", "") == "run") {
+        if (rec["target"] != header["target"] || rec["params"] != header["params"]) {
+          return InvalidArgument("probe: " + options.results_path +
+                                 " was recorded with another target or generation parameters; "
+                                 "use a new --out or --no-resume");
+        }
+        header_present = true;
+      } else if (rec.value("type", "") == "result" && !rec.value("error", false)) {
+        done[Key(rec.value("suite", ""), rec.value("probe", ""))] = {
+            rec.value("hit", false), rec.value("deflected", false), rec.value("category", ""),
+            rec.value("lang", "")};
+      }
+    }
+  }
+  std::ofstream out(options.results_path, options.resume ? std::ios::app : std::ios::trunc);
+  if (!out) return IoError("probe: cannot write " + options.results_path);
+  if (!header_present) out << header.dump() << "\n" << std::flush;
+
+  std::size_t total = 0;
+  for (const auto& s : suites) total += s.probes.size();
+  core::Progress progress("probing", total, options.progress);
+  std::size_t finished = 0;
+  for (const Suite& suite : suites) {
+    SuiteResult result;
+    result.name = suite.name;
+    result.intent = suite.intent;
+    result.sha256 = suite.sha256;
+    result.metric = suite.metric;
+    for (const Probe& probe : suite.probes) {
+      progress.Update(finished++);
+      if (auto it = done.find(Key(suite.name, probe.id)); it != done.end()) {
+        Count(result.rates, it->second.category, it->second.lang, it->second.hit);
+        result.reused++;
+        if (it->second.deflected) result.deflections++;
+        continue;
+      }
+      std::vector<ChatMessage> messages;
+      if (!probe.system.empty()) messages.push_back({"system", probe.system});
+      messages.insert(messages.end(), probe.turns.begin(), probe.turns.end());
+      auto start = std::chrono::steady_clock::now();
+      auto reply = target.Chat(messages, options.params);
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      json rec = {{"type", "result"},   {"suite", suite.name},
+                  {"probe", probe.id},  {"category", probe.category},
+                  {"lang", probe.lang}, {"prompt", probe.turns.back().content},
+                  {"elapsed_ms", ms}};
+      if (!reply.has_value()) {
+        rec["error"] = true;
+        rec["error_message"] = reply.error().message();
+        result.errors++;
+      } else {
+        Verdict v = Detect(probe, *reply, options.judge);
+        bool deflected = LooksLikeDeflection(reply->content);
+        rec["response"] = reply->content;
+        rec["reasoning"] = reply->reasoning;
+        rec["hit"] = v.hit;
+        rec["detector"] = v.detector;
+        rec["evidence"] = v.evidence;
+        rec["refused"] = LooksLikeRefusal(reply->content);
+        rec["deflected"] = deflected;
+        rec["completion_tokens"] = reply->completion_tokens;
+        Count(result.rates, probe.category, probe.lang, v.hit);
+        if (deflected) result.deflections++;
+      }
+      // One line per probe, flushed at once: a kill loses at most the probe in flight.
+      out << rec.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
+    }
+    Finalize(result.rates);
+    summary.suites.push_back(std::move(result));
+  }
+  progress.Finish();
+  return summary;
+}
+
+std::string SummaryJson(const RunSummary& summary) {
+  json suites = json::array();
+  for (const auto& s : summary.suites) {
+    json cats = json::object(), langs = json::object();
+    for (const auto& [k, r] : s.rates.by_category) cats[k.empty() ? "-" : k] = RateJson(r);
+    for (const auto& [k, r] : s.rates.by_lang) langs[k.empty() ? "-" : k] = RateJson(r);
+    suites.push_back(
+        {{"name", s.name},
+         {"intent", s.intent},
+         {"sha256", s.sha256},
+         {"metric", s.metric == Metric::kRefusal ? "refusal_rate" : "attack_success_rate"},
+         {"overall", RateJson(s.rates.overall)},
+         {"by_category", cats},
+         {"by_lang", langs},
+         {"errors", s.errors},
+         {"reused_from_earlier_run", s.reused},
+         {"deflections", s.deflections}});
+  }
+  json doc = {{"schema", "airlock.probe/v1"},
+              {"airlock_version", kVersion},
+              {"target", summary.target},
+              {"params", ParamsJson(summary.params)},
+              {"suites", suites}};
+  return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace airlock::assess

@@ -1,0 +1,59 @@
+// What `airlock probe` talks to: a chat model behind the ChatTarget interface. The endpoint
+// target speaks the OpenAI chat-completions protocol over HTTP to exactly the URL the user gave
+// (nothing else is contacted). Local GGUF models plug in through the same interface.
+// Thread-safety: one ChatTarget is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace airlock::assess {
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+// Fixed generation parameters; recorded in every result so runs are reproducible.
+struct GenerationParams {
+  double temperature = 0.0;  // greedy by default: deterministic
+  int max_tokens = 256;
+  std::uint64_t seed = 42;
+};
+
+struct ChatReply {
+  std::string content;    // the visible answer, with any <think>...</think> block removed
+  std::string reasoning;  // reasoning_content or the <think> block, when the model emits one
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+};
+
+class ChatTarget {
+ public:
+  virtual ~ChatTarget() = default;
+  // Errors: kUnavailable (connection), kInvalidArgument (4xx), kCorrupt (unparseable reply).
+  virtual Result<ChatReply> Chat(const std::vector<ChatMessage>& messages,
+                                 const GenerationParams& params) = 0;
+  // "endpoint http://127.0.0.1:8080/v1 model qwen2.5" — for reports.
+  virtual std::string Describe() const = 0;
+};
+
+struct EndpointOptions {
+  std::string base_url;  // "http://host:port" or "http://host:port/v1"; https needs TLS support
+  std::string model;     // the "model" field sent; may be empty for single-model servers
+  std::string api_key;   // sent as a bearer token when non-empty; never logged
+  int timeout_seconds = 300;
+};
+
+// Errors: kInvalidArgument for a malformed or unsupported URL.
+Result<std::unique_ptr<ChatTarget>> MakeEndpointTarget(const EndpointOptions& options);
+
+// Splits "<think>...</think>answer" into reasoning and answer (also handles an answer that
+// starts inside an unclosed think block, as DeepSeek-R1 templates produce).
+void SplitReasoning(const std::string& text, std::string* reasoning, std::string* answer);
+
+}  // namespace airlock::assess
