@@ -10,5 +10,6 @@ namespace airlock::cli {
 
 void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
 void AddProbeCommand(CLI::App& app, int* exit_code);    // probe_command.cc
+void AddAssessCommand(CLI::App& app, int* exit_code);   // assess_command.cc
 
 }  // namespace airlock::cli

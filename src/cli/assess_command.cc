@@ -1,0 +1,182 @@
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+
+#include "assess/probe.h"
+#include "assess/report.h"
+#include "assess/runner.h"
+#include "assess/target.h"
+#include "cli/commands.h"
+#include "core/file.h"
+#include "core/hash.h"
+#include "core/version.h"
+#include "scan/scan.h"
+
+namespace airlock::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct AssessArgs {
+  std::vector<std::string> models;
+  std::string out = "airlock-assessment";
+  std::string endpoint;
+  std::string model_name;
+  std::vector<std::string> suites = {"all"};
+  std::vector<std::string> corpora;
+  bool compare = false;
+  bool no_probes = false;
+  double temperature = 0.0;
+  int max_tokens = 256;
+  std::uint64_t seed = 42;
+};
+
+std::string NowRfc3339() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string SafeName(std::string s) {
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  return s;
+}
+
+int RunAssess(const AssessArgs& a) {
+  if (a.compare && a.models.size() < 2) {
+    std::fprintf(stderr, "airlock assess: --compare needs at least two models\n");
+    return 3;
+  }
+  if (!a.endpoint.empty() && a.models.size() > 1) {
+    std::fprintf(
+        stderr,
+        "airlock assess: --endpoint probes one model; compare models one endpoint at a time\n");
+    return 3;
+  }
+  auto builtin = assess::BuiltinSuites();
+  if (!builtin.has_value()) {
+    std::fprintf(stderr, "airlock assess: %s\n", builtin.error().message().c_str());
+    return 3;
+  }
+  std::vector<assess::Suite> suites;
+  for (const auto& s : *builtin)
+    for (const auto& want : a.suites)
+      if (want == "all" || want == s.name) suites.push_back(s);
+  for (const auto& c : a.corpora) {
+    auto corpus = assess::LoadCorpus(c);
+    if (!corpus.has_value()) {
+      std::fprintf(stderr, "airlock assess: %s\n", corpus.error().message().c_str());
+      return 3;
+    }
+    suites.push_back(std::move(*corpus));
+  }
+  std::error_code ec;
+  fs::create_directories(a.out, ec);
+  assess::Report report;
+  report.airlock_version = kVersion;
+  report.created_at = NowRfc3339();
+  auto accuracy = assess::MeasureDetectorAccuracy();
+  if (accuracy.has_value()) report.detector_accuracy = *accuracy;
+  int worst = 0;
+  for (const auto& path : a.models) {
+    assess::ModelAssessment m;
+    m.model_path = path;
+    m.model_name = fs::path(path).filename().string();
+    if (m.model_name.empty()) m.model_name = fs::path(path).parent_path().filename().string();
+    std::fprintf(stderr, "assess: %s: scanning\n", m.model_name.c_str());
+    scan::ScanOptions so;
+    so.hash = true;
+    so.progress = true;
+    auto scanned = scan::ScanPaths({path}, so);
+    if (!scanned.has_value()) {
+      std::fprintf(stderr, "airlock assess: %s\n", scanned.error().message().c_str());
+      return 3;
+    }
+    m.scan = *scanned;
+    if (fs::is_regular_file(path)) {
+      for (const auto& f : scanned->files)
+        if (f.path == path) m.model_sha256 = f.sha256;
+      m.model_bytes = fs::file_size(path, ec);
+    }
+    if (scanned->verdict != scan::Verdict::kClean) worst = std::max(worst, 1);
+    if (a.no_probes) {
+      m.probes_unavailable_reason = "--no-probes";
+    } else if (scanned->verdict == scan::Verdict::kMalicious) {
+      m.probes_unavailable_reason =
+          "the file scan found malicious content, so the model was not run";
+    } else if (a.endpoint.empty()) {
+      m.probes_unavailable_reason =
+          "no --endpoint given (local GGUF probing needs the inference engine)";
+    } else {
+      assess::EndpointOptions eo;
+      eo.base_url = a.endpoint;
+      eo.model = a.model_name;
+      auto target = assess::MakeEndpointTarget(eo);
+      if (!target.has_value()) {
+        std::fprintf(stderr, "airlock assess: %s\n", target.error().message().c_str());
+        return 3;
+      }
+      assess::RunOptions ro;
+      ro.params = {a.temperature, a.max_tokens, a.seed};
+      fs::path dir = fs::path(a.out) / SafeName(m.model_name);
+      fs::create_directories(dir, ec);
+      ro.results_path = (dir / "results.jsonl").string();
+      auto run = assess::RunSuites(**target, suites, ro);
+      if (!run.has_value()) {
+        std::fprintf(stderr, "airlock assess: %s\n", run.error().message().c_str());
+        return 3;
+      }
+      m.probes = *run;
+    }
+    report.models.push_back(std::move(m));
+  }
+  fs::path out(a.out);
+  for (auto [name, text] :
+       {std::pair<std::string, std::string>{"report.html", assess::RenderHtml(report)},
+        {"report.json", assess::RenderJson(report)},
+        {"bom.cdx.json", assess::RenderCycloneDx(report)}}) {
+    if (Status s = core::WriteFileAtomic((out / name).string(), text); !s.ok()) {
+      std::fprintf(stderr, "airlock assess: %s\n", s.message().c_str());
+      return 3;
+    }
+  }
+  std::printf("report: %s\njson:   %s\nbom:    %s\n", (out / "report.html").c_str(),
+              (out / "report.json").c_str(), (out / "bom.cdx.json").c_str());
+  return worst;
+}
+
+}  // namespace
+
+void AddAssessCommand(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<AssessArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "assess",
+      "Scan, verify, inspect and probe a model; write one risk report (HTML + JSON + CycloneDX)");
+  cmd->footer(
+      "Writes OUT/report.html (self-contained), OUT/report.json and OUT/bom.cdx.json. Probe\n"
+      "results are kept in OUT/<model>/results.jsonl, so an interrupted assessment resumes.\n"
+      "Exit codes: 0 report written and every file scanned clean; 1 report written, some file not\n"
+      "clean; 3 usage or tool error.\n"
+      "Examples:\n"
+      "  airlock assess model.gguf --endpoint http://127.0.0.1:8080/v1 --out report\n"
+      "  airlock assess --compare a.gguf b.gguf --no-probes\n");
+  cmd->add_option("models", a->models, "Model files or folders")->required();
+  cmd->add_option("--out", a->out, "Output folder")->capture_default_str();
+  cmd->add_option("--endpoint", a->endpoint, "OpenAI-compatible endpoint serving the model");
+  cmd->add_option("--model", a->model_name, "Model name to send to the endpoint");
+  cmd->add_option("--suite", a->suites, "Suites to run (default: all)");
+  cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
+  cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
+  cmd->add_flag("--no-probes", a->no_probes, "Only scan and inspect");
+  cmd->add_option("--temperature", a->temperature, "Sampling temperature")->capture_default_str();
+  cmd->add_option("--max-tokens", a->max_tokens, "Reply length cap")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Sampling seed")->capture_default_str();
+  cmd->callback([a, exit_code] { *exit_code = RunAssess(*a); });
+}
+
+}  // namespace airlock::cli
