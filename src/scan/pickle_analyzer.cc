@@ -1,10 +1,688 @@
+// Pickle analyzer: runs the formats::pickle emulator over every stream in the target (plain
+// pickles, concatenated streams, legacy PyTorch files, joblib files) and judges what it would
+// import and call. Policy, in order:
+//   1. an exact (module, qualname) allow-list modelled on torch's weights-only unpickler and on
+//      what NumPy arrays need: allowed;
+//   2. dunder components, computed (non-literal) names, and known-dangerous names (matched on
+//      every dotted component, so pathlib.os.system is os.system): high/critical, malicious;
+//   3. anything else: medium "unknown import" (inconclusive: needs review, never clean).
+// Byte strings passed to loader functions and pickles hidden in data literals are scanned as
+// nested members through Scanner::ScanChild.
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "core/bytes.h"
+#include "formats/pickle.h"
 #include "scan/internal/scanner.h"
 
 namespace airlock::scan::internal {
 
-// Placeholder until the pickle analyzer lands: fails closed.
+namespace pk = formats::pickle;
+
+namespace {
+
+// ---- policy tables --------------------------------------------------------------------------
+
+// Exact (module.qualname) pairs that are safe to import and call with any arguments the
+// weights-only loaders accept.
+const std::unordered_set<std::string>& AllowList() {
+  static const std::unordered_set<std::string> kAllow = [] {
+    std::unordered_set<std::string> s = {
+        "collections.OrderedDict", "collections.Counter", "collections.defaultdict",
+        "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.bytes",
+        "builtins.complex", "builtins.slice", "builtins.range", "builtins.list",
+        "builtins.tuple", "builtins.dict", "builtins.int", "builtins.float", "builtins.bool",
+        "builtins.str", "_codecs.encode", "codecs.encode", "copyreg._reconstructor",
+        "builtins.object",
+        // torch (torch/_weights_only_unpickler.py _get_allowed_globals)
+        "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_qtensor",
+        "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_meta_tensor_no_storage",
+        "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_wrapper_subclass",
+        "torch._utils._rebuild_device_tensor_from_numpy",
+        "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+        "torch._tensor._rebuild_from_type_v2", "torch.nn.parameter.Parameter", "torch.Size",
+        "torch.Tensor", "torch.device", "torch.serialization._get_layout",
+        "torch.storage.UntypedStorage", "torch.storage.TypedStorage", "torch.UntypedStorage",
+        "torch.TypedStorage", "torch.storage._load_from_bytes",
+        "torch.strided", "torch.sparse_coo", "torch.sparse_csr", "torch.sparse_csc",
+        "torch.sparse_bsr", "torch.sparse_bsc", "torch._mkldnn", "torch.jagged",
+        "torch.contiguous_format", "torch.channels_last", "torch.channels_last_3d",
+        "torch.preserve_format", "torch.per_tensor_affine", "torch.per_channel_affine",
+        "torch.per_tensor_symmetric", "torch.per_channel_symmetric",
+        "torch.per_channel_affine_float_qparams",
+        // numpy arrays and scalars
+        "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.ndarray",
+        "numpy.dtype", "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
+        // joblib's array placeholder (its raw data is skipped by the emulator)
+        "joblib.numpy_pickle.NumpyArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+    };
+    for (const char* t : {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char",
+                          "Byte", "Bool", "ComplexFloat", "ComplexDouble", "QUInt8", "QInt8",
+                          "QInt32", "QUInt4x2", "QUInt2x4"}) {
+      s.insert(std::string("torch.") + t + "Storage");
+    }
+    for (const char* t : {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char",
+                          "Byte", "Bool"}) {
+      s.insert(std::string("torch.") + t + "Tensor");
+      s.insert(std::string("torch.cuda.") + t + "Tensor");
+    }
+    for (const char* d :
+         {"float32", "float", "float64", "double", "float16", "half", "bfloat16", "complex32",
+          "chalf", "complex64", "cfloat", "complex128", "cdouble", "uint8", "uint16", "uint32",
+          "uint64", "int8", "int16", "short", "int32", "int", "int64", "long", "bool", "qint8",
+          "quint8", "qint32", "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2",
+          "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2", "bits8",
+          "bits16", "bits1x8", "bits2x4", "bits4x2"}) {
+      s.insert(std::string("torch.") + d);
+    }
+    for (const char* t : {"Bool", "Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64",
+                          "UInt64", "Long", "ULong", "LongLong", "ULongLong", "Byte", "UByte",
+                          "Short", "UShort", "Int", "UInt", "Float16", "Float32", "Float64",
+                          "LongDouble", "Complex64", "Complex128", "CLongDouble", "Bytes", "Str",
+                          "Void", "Object", "DateTime64", "TimeDelta64"}) {
+      s.insert(std::string("numpy.dtypes.") + t + "DType");
+    }
+    for (const char* t : {"bool_", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+                          "int64", "uint64", "float16", "float32", "float64", "complex64",
+                          "complex128", "str_", "bytes_"}) {
+      s.insert(std::string("numpy.") + t);
+    }
+    return s;
+  }();
+  return kAllow;
+}
+
+struct DenyRule {
+  std::string_view module;
+  std::string_view name;  // "" = every name in the module (and its submodules)
+  Severity severity;
+  bool strong;  // also matched when it appears as an attribute deeper in a dotted path
+  std::string_view why;
+};
+
+constexpr Severity kCrit = Severity::kCritical;
+constexpr Severity kHigh = Severity::kHigh;
+
+// Known-dangerous names, from the research notes' bypass catalogue (picklescan/modelscan/
+// fickling deny-lists and the GHSA fixtures). Only used to label severity: anything not on the
+// allow-list is already not clean.
+constexpr DenyRule kDeny[] = {
+    {"os", "", kCrit, true, "operating-system access (os.system, os.popen, exec*)"},
+    {"posix", "", kCrit, true, "operating-system access"},
+    {"nt", "", kCrit, true, "operating-system access"},
+    {"subprocess", "", kCrit, true, "runs processes"},
+    {"_posixsubprocess", "", kCrit, true, "runs processes"},
+    {"pty", "", kCrit, true, "spawns processes"},
+    {"sys", "", kCrit, true, "interpreter internals (sys.modules overrides, exit)"},
+    {"runpy", "", kCrit, true, "runs Python code"},
+    {"code", "", kCrit, false, "runs Python code"},
+    {"codeop", "", kCrit, false, "compiles Python code"},
+    {"marshal", "", kCrit, true, "loads code objects"},
+    {"types", "CodeType", kCrit, false, "builds code objects"},
+    {"types", "FunctionType", kCrit, false, "builds functions from code objects"},
+    {"types", "MethodType", kHigh, false, "binds arbitrary callables"},
+    {"importlib", "", kCrit, true, "imports arbitrary modules"},
+    {"imp", "", kCrit, false, "imports arbitrary modules"},
+    {"zipimport", "", kCrit, false, "imports code from archives"},
+    {"pkgutil", "", kCrit, true, "resolve_name imports any object (universal gadget)"},
+    {"pydoc", "", kCrit, false, "pydoc.locate imports any object; pipepager runs commands"},
+    {"inspect", "", kHigh, false, "reflection gadgets (getattr_static)"},
+    {"pickle", "", kCrit, true, "nested unpickling"},
+    {"_pickle", "", kCrit, true, "nested unpickling"},
+    {"dill", "", kCrit, true, "dill rebuilds functions and code objects"},
+    {"cloudpickle", "", kCrit, true, "cloudpickle rebuilds functions and code objects"},
+    {"joblib", "", kCrit, false, "nested loading"},
+    {"shelve", "", kHigh, false, "unpickles files"},
+    {"pdb", "", kCrit, false, "debugger runs code"},
+    {"bdb", "", kCrit, false, "debugger runs code"},
+    {"timeit", "", kCrit, false, "timeit runs code strings"},
+    {"trace", "", kCrit, false, "runs code"},
+    {"cProfile", "", kCrit, false, "profiler runs code strings"},
+    {"profile", "", kCrit, false, "profiler runs code strings"},
+    {"doctest", "", kCrit, false, "runs code"},
+    {"idlelib", "", kCrit, false, "IDLE internals run code"},
+    {"lib2to3", "", kCrit, false, "loads pickled grammars / evaluates"},
+    {"test", "", kCrit, false, "CPython test helpers run interpreters"},
+    {"unittest", "", kHigh, false, "test runner"},
+    {"ctypes", "", kCrit, true, "native code and memory access"},
+    {"_ctypes", "", kCrit, true, "native code and memory access"},
+    {"cffi", "", kCrit, false, "native code"},
+    {"pip", "", kCrit, true, "installs packages"},
+    {"ensurepip", "", kCrit, false, "installs packages"},
+    {"venv", "", kCrit, false, "creates environments and runs pip"},
+    {"distutils", "", kCrit, false, "writes files / runs compilers"},
+    {"setuptools", "", kCrit, false, "runs build code"},
+    {"uuid", "_get_command_stdout", kCrit, false, "runs commands"},
+    {"uuid", "", kHigh, false, "uuid helpers run commands"},
+    {"_osx_support", "", kCrit, false, "runs commands"},
+    {"_aix_support", "", kCrit, false, "runs commands"},
+    {"_pyrepl", "", kCrit, false, "pager runs commands"},
+    {"platform", "", kHigh, false, "runs commands"},
+    {"multiprocessing", "", kCrit, false, "spawns processes"},
+    {"threading", "", kHigh, false, "starts threads running arbitrary targets"},
+    {"_thread", "", kHigh, false, "starts threads running arbitrary targets"},
+    {"signal", "", kHigh, false, "installs signal handlers"},
+    {"atexit", "", kHigh, false, "registers exit hooks"},
+    {"gc", "", kHigh, false, "reaches every live object"},
+    {"site", "", kHigh, false, "interpreter configuration"},
+    {"sysconfig", "", kHigh, false, "interpreter configuration"},
+    {"builtins", "eval", kCrit, true, "evaluates code"},
+    {"builtins", "exec", kCrit, true, "executes code"},
+    {"builtins", "execfile", kCrit, true, "executes code"},
+    {"builtins", "compile", kCrit, true, "compiles code"},
+    {"builtins", "__import__", kCrit, true, "imports arbitrary modules"},
+    {"builtins", "getattr", kCrit, true, "reaches arbitrary attributes"},
+    {"builtins", "setattr", kCrit, true, "modifies arbitrary attributes"},
+    {"builtins", "delattr", kCrit, true, "modifies arbitrary attributes"},
+    {"builtins", "globals", kCrit, true, "reaches interpreter globals"},
+    {"builtins", "locals", kCrit, true, "reaches interpreter locals"},
+    {"builtins", "vars", kCrit, true, "reaches object namespaces"},
+    {"builtins", "open", kCrit, true, "opens files"},
+    {"builtins", "file", kCrit, true, "opens files"},
+    {"builtins", "apply", kCrit, true, "calls arbitrary callables"},
+    {"builtins", "breakpoint", kCrit, true, "starts a debugger"},
+    {"builtins", "input", kHigh, true, "reads stdin"},
+    {"builtins", "reload", kCrit, true, "re-imports modules"},
+    {"builtins", "memoryview", kHigh, false, "raw memory views"},
+    {"operator", "attrgetter", kCrit, false, "reaches arbitrary attributes"},
+    {"operator", "itemgetter", kHigh, false, "gadget"},
+    {"operator", "methodcaller", kCrit, false, "calls arbitrary methods"},
+    {"_operator", "attrgetter", kCrit, false, "reaches arbitrary attributes"},
+    {"_operator", "itemgetter", kHigh, false, "gadget"},
+    {"_operator", "methodcaller", kCrit, false, "calls arbitrary methods"},
+    {"functools", "partial", kCrit, false, "binds arbitrary callables (loader gadgets)"},
+    {"functools", "partialmethod", kCrit, false, "binds arbitrary callables"},
+    {"functools", "reduce", kHigh, false, "applies arbitrary callables"},
+    {"socket", "", kHigh, true, "network access"},
+    {"ssl", "", kHigh, false, "network access (DNS exfiltration)"},
+    {"socketserver", "", kHigh, false, "network server"},
+    {"http", "", kHigh, false, "network access"},
+    {"httplib", "", kHigh, false, "network access"},
+    {"urllib", "", kHigh, false, "network access"},
+    {"urllib2", "", kHigh, false, "network access"},
+    {"requests", "", kHigh, false, "network access"},
+    {"aiohttp", "", kHigh, false, "network access"},
+    {"asyncio", "", kCrit, false, "subprocess and network transports"},
+    {"ftplib", "", kHigh, false, "network access"},
+    {"smtplib", "", kHigh, false, "network access"},
+    {"imaplib", "", kCrit, false, "IMAP4_stream runs commands"},
+    {"poplib", "", kHigh, false, "network access"},
+    {"telnetlib", "", kHigh, false, "network access"},
+    {"nntplib", "", kHigh, false, "network access"},
+    {"xmlrpc", "", kHigh, false, "network access"},
+    {"webbrowser", "", kHigh, true, "opens URLs / runs browsers"},
+    {"shutil", "", kHigh, true, "file-system changes"},
+    {"tempfile", "", kHigh, false, "file-system changes"},
+    {"fileinput", "", kHigh, false, "reads files"},
+    {"linecache", "", kHigh, false, "reads files"},
+    {"glob", "", kHigh, false, "file-system access"},
+    {"io", "open", kCrit, false, "opens files"},
+    {"io", "open_code", kCrit, false, "opens files"},
+    {"io", "FileIO", kCrit, false, "opens files"},
+    {"_io", "open", kCrit, false, "opens files"},
+    {"_io", "FileIO", kCrit, false, "opens files"},
+    {"logging", "FileHandler", kHigh, false, "writes files"},
+    {"logging.handlers", "", kHigh, false, "writes files / network"},
+    {"logging.config", "", kCrit, false, "logging.config.listen runs code"},
+    {"numpy.f2py", "", kCrit, false, "evaluates code"},
+    {"numpy.testing", "", kCrit, false, "runstring executes code"},
+    {"numpy.distutils", "", kCrit, false, "runs build code"},
+    {"numpy", "load", kCrit, false, "loads pickles"},
+    {"numpy", "loads", kCrit, false, "loads pickles"},
+    {"numpy.lib.npyio", "", kHigh, false, "loads files"},
+    {"pandas", "read_pickle", kCrit, false, "loads pickles"},
+    {"torch", "load", kCrit, false, "nested torch.load (weights_only=False)"},
+    {"torch.serialization", "load", kCrit, false, "nested torch.load"},
+    {"torch.hub", "", kCrit, false, "downloads and runs code"},
+    {"torch.jit", "", kCrit, false, "TorchScript compilation/execution"},
+    {"torch._dynamo", "", kCrit, false, "evaluates guard code"},
+    {"torch._inductor", "", kCrit, false, "compiles and loads code"},
+    {"torch.fx", "", kCrit, false, "evaluates generated code"},
+    {"torch.package", "", kCrit, false, "imports packaged code"},
+    {"torch.distributed", "", kHigh, false, "network and process control"},
+    {"torch.utils.bottleneck", "", kCrit, false, "runs code under profilers"},
+    {"torch.utils.collect_env", "", kCrit, false, "runs commands"},
+    {"torch.utils.data.datapipes", "", kCrit, false, "decoders unpickle data"},
+    {"torch.utils._config_module", "", kCrit, false, "load_config unpickles data"},
+    {"torch.utils.cpp_extension", "", kCrit, false, "compiles and loads native code"},
+    {"keras", "", kHigh, false, "model loading gadgets"},
+    {"tensorflow", "", kHigh, false, "file and process access gadgets"},
+    {"picklescan", "", kCrit, true, "tampers with security scanners"},
+    {"modelscan", "", kCrit, true, "tampers with security scanners"},
+    {"fickling", "", kCrit, true, "tampers with security scanners"},
+    {"modelaudit", "", kCrit, true, "tampers with security scanners"},
+};
+
+// Callables whose bytes arguments are themselves deserialized (always scanned).
+bool IsLoader(const std::string& full) {
+  static const std::unordered_set<std::string> kLoaders = {
+      "pickle.loads", "pickle.load", "pickle._loads", "pickle._load", "_pickle.loads",
+      "_pickle.load", "dill.loads", "dill.load", "dill._dill.loads", "dill._dill.load",
+      "cloudpickle.loads", "cloudpickle.load", "joblib.load", "numpy.load", "numpy.loads",
+      "torch.load", "torch.serialization.load", "torch.storage._load_from_bytes",
+      "torch.utils._config_module.ConfigModule.load_config", "pandas.read_pickle",
+      "torch.utils.data.datapipes.utils.decoder.basichandlers", "marshal.loads",
+  };
+  return kLoaders.count(full) != 0;
+}
+
+std::vector<std::string> SplitDots(std::string_view s) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (parts.size() < 64) {
+    std::size_t dot = s.find('.', start);
+    parts.emplace_back(s.substr(start, dot == std::string_view::npos ? s.npos : dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+bool IsDunder(std::string_view p) {
+  return p.size() >= 4 && p.substr(0, 2) == "__" && p.substr(p.size() - 2) == "__";
+}
+
+struct Judgement {
+  enum Kind { kAllowed, kUnknown, kDangerous } kind = kUnknown;
+  Severity severity = Severity::kMedium;
+  std::string why;
+};
+
+Judgement JudgeGlobal(const pk::Ref& ref) {
+  Judgement j;
+  if (ref.computed) {
+    j.kind = Judgement::kDangerous;
+    j.severity = Severity::kCritical;
+    j.why = "its module or name is computed at load time (not a literal string), so the "
+            "object imported cannot be known statically";
+    return j;
+  }
+  std::string module = pk::CanonicalModule(ref.module);
+  std::string full = module + "." + ref.qualname;
+  if (!ref.module.empty() && !ref.qualname.empty() && AllowList().count(full)) {
+    j.kind = Judgement::kAllowed;
+    return j;
+  }
+  std::vector<std::string> parts = SplitDots(full);
+  // Every (module, name) split of the dotted path, so a dangerous module reached as an
+  // attribute (pathlib.os.system) or a dangerous function reached through a class
+  // (bdb.Bdb.run) is judged like the direct import.
+  const DenyRule* best = nullptr;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    for (std::size_t k = i + 1; k <= parts.size(); ++k) {
+      std::string cand;
+      for (std::size_t x = i; x < k; ++x) cand += (x > i ? "." : "") + parts[x];
+      cand = pk::CanonicalModule(cand);
+      std::string name = k < parts.size() ? parts[k] : "";
+      for (const DenyRule& r : kDeny) {
+        if (i > 0 && !r.strong) continue;
+        bool module_match = cand == r.module ||
+                            (r.name.empty() && cand.size() > r.module.size() &&
+                             cand.compare(0, r.module.size(), r.module) == 0 &&
+                             cand[r.module.size()] == '.');
+        if (!module_match) continue;
+        if (!r.name.empty() && name != r.name) continue;
+        if (best == nullptr || r.severity > best->severity) best = &r;
+      }
+    }
+  }
+  if (best != nullptr) {
+    j.kind = Judgement::kDangerous;
+    j.severity = best->severity;
+    j.why = std::string(best->why);
+    return j;
+  }
+  for (const auto& p : SplitDots(ref.qualname)) {
+    if (IsDunder(p)) {
+      j.kind = Judgement::kDangerous;
+      j.severity = Severity::kCritical;
+      j.why = "the dotted name walks the dunder attribute '" + p +
+              "' (introspection chains reach builtins, globals and subclasses)";
+      return j;
+    }
+  }
+  j.kind = Judgement::kUnknown;
+  j.why = "not on the allow-list";
+  return j;
+}
+
+// ---- the analysis of one target ---------------------------------------------------------------
+
+// 0x1950A86A20F9469CFC6C, little-endian, as pickled by legacy torch.save.
+constexpr std::array<unsigned char, 10> kTorchMagicLe = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                                         0x20, 0x6a, 0xa8, 0x50, 0x19};
+
+std::optional<std::uint64_t> TorchElementSize(std::string_view storage_type) {
+  static const std::pair<std::string_view, std::uint64_t> kSizes[] = {
+      {"DoubleStorage", 8}, {"FloatStorage", 4}, {"HalfStorage", 2}, {"BFloat16Storage", 2},
+      {"LongStorage", 8}, {"IntStorage", 4}, {"ShortStorage", 2}, {"CharStorage", 1},
+      {"ByteStorage", 1}, {"BoolStorage", 1}, {"ComplexFloatStorage", 8},
+      {"ComplexDoubleStorage", 16}, {"QUInt8Storage", 1}, {"QInt8Storage", 1},
+      {"QInt32Storage", 4}, {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1},
+  };
+  for (const auto& [name, size] : kSizes) {
+    if (storage_type == name) return size;
+  }
+  return std::nullopt;
+}
+
+class PickleAnalysis {
+ public:
+  PickleAnalysis(Scanner& s, const Target& t) : s_(s), t_(t) {
+    limits_.max_ops = s.limits().max_pickle_ops;
+    limits_.max_memo = s.limits().max_pickle_memo;
+  }
+
+  void Run() {
+    auto data = t_.data;
+    std::uint64_t pos = 0;
+    bool legacy = false;
+    for (int stream = 0;; ++stream) {
+      pk::ParseResult r = pk::Parse(data, pos, limits_);
+      if (stream == 0 && r.error == pk::ErrorKind::kCorrupt && r.ops <= 4 && NoEffects(r)) {
+        // CPython's unpickler rejects the stream within its first opcodes, before anything is
+        // imported or called: loading this cannot run code.
+        s_.Add(t_, "pickle.not-a-pickle", Severity::kInfo,
+               "not a pickle stream: the unpickler rejects it at once (" +
+                   r.error_message + "), before anything could be imported or called",
+               0);
+        return;
+      }
+      if (stream == 0) {
+        legacy = r.result.kind == pk::ResultValue::Kind::kBigInt &&
+                 r.result.big_int_le.size() == kTorchMagicLe.size() &&
+                 std::equal(kTorchMagicLe.begin(), kTorchMagicLe.end(),
+                            reinterpret_cast<const unsigned char*>(r.result.big_int_le.data()));
+      }
+      Judge(r, stream);
+      if (legacy && stream == 3) {
+        main_ = std::move(r.events);
+        main_done_ = true;
+      }
+      if (r.error != pk::ErrorKind::kNone) {
+        ReportError(r);
+        return;
+      }
+      pos = r.end;
+      if (legacy && stream == 4) {
+        CheckLegacyStorages(r, pos);
+        return;
+      }
+      if (pos >= data.size()) return;
+      if (!pk::LooksLikePickleStart(data, pos)) {
+        s_.Incomplete(t_, "pickle.trailing-data",
+                      std::to_string(data.size() - pos) +
+                          " bytes after the pickle's STOP opcode are not a pickle stream; a "
+                          "loader reading them could interpret them differently",
+                      pos);
+        return;
+      }
+      if (stream == 0 && !legacy) {
+        s_.Add(t_, "pickle.multiple-streams", Severity::kLow,
+               "several pickle streams are concatenated; each one is scanned (pickle.load "
+               "reads only the first, a loader calling it repeatedly reads them all)",
+               pos);
+      }
+      if (stream >= 10'000) {
+        s_.Incomplete(t_, "pickle.limit", "more than 10000 concatenated pickle streams", pos);
+        return;
+      }
+    }
+  }
+
+ private:
+  static bool NoEffects(const pk::ParseResult& r) {
+    for (const auto& e : r.events) {
+      if (e.kind != pk::EventKind::kPersistentId && e.kind != pk::EventKind::kAnomaly) return false;
+      if (!e.byte_args.empty() || !e.storage_type.empty()) return false;
+    }
+    return true;
+  }
+
+  void Finding(const std::string& key, std::string rule, Severity sev, std::string message,
+               std::uint64_t offset) {
+    if (!reported_.insert(key).second) return;
+    s_.Add(t_, std::move(rule), sev, std::move(message), offset);
+  }
+
+  void Judge(pk::ParseResult& r, int stream) {
+    (void)stream;
+    for (pk::Event& e : r.events) {
+      switch (e.kind) {
+        case pk::EventKind::kImport: JudgeImport(e); break;
+        case pk::EventKind::kCall: JudgeCall(e); break;
+        case pk::EventKind::kBuild: JudgeBuild(e); break;
+        case pk::EventKind::kPersistentId:
+          if (e.storage_type.empty()) {
+            Finding("persid:" + e.detail, "pickle.persistent-id", Severity::kMedium,
+                    "persistent id " + e.detail +
+                        " is not a PyTorch storage reference: what it loads depends on the "
+                        "loader's persistent_load",
+                    e.offset);
+          } else if (!e.storage_key.empty() && !TorchElementSize(e.storage_type)) {
+            Finding("storage:" + e.storage_type, "pickle.persistent-id", Severity::kMedium,
+                    "PyTorch storage of unknown type '" + e.storage_type + "'", e.offset);
+          }
+          break;
+        case pk::EventKind::kExtension:
+          Finding("ext:" + e.detail, "pickle.extension-code", Severity::kMedium,
+                  "EXT opcode: " + e.detail + "; the imported object cannot be known statically",
+                  e.offset);
+          break;
+        case pk::EventKind::kBuffer:
+          Finding("buffer", "pickle.out-of-band-buffer", Severity::kMedium,
+                  "NEXT_BUFFER: " + e.detail + "; the buffer's content is not in this file",
+                  e.offset);
+          break;
+        case pk::EventKind::kAnomaly: JudgeAnomaly(e); break;
+        case pk::EventKind::kJoblibArray: break;
+        case pk::EventKind::kEmbedded: ScanEmbedded(e); break;
+      }
+    }
+    if (r.events_dropped > 0) {
+      s_.Incomplete(t_, "pickle.limit",
+                    std::to_string(r.events_dropped) + " more imports/calls were not analysed",
+                    r.end);
+    }
+  }
+
+  void JudgeImport(const pk::Event& e) {
+    Judgement j = JudgeGlobal(e.ref);
+    std::string name = e.ref.Display();
+    std::string op = pk::OpcodeName(e.opcode);
+    if (j.kind == Judgement::kAllowed) return;
+    if (j.kind == Judgement::kDangerous) {
+      Finding("import:" + name, e.ref.computed ? "pickle.computed-import" : "pickle.dangerous-import",
+              j.severity, op + " imports " + name + ": " + j.why, e.offset);
+      return;
+    }
+    Finding("import:" + name, "pickle.unknown-import", Severity::kMedium,
+            op + " imports " + name +
+                ", which is not on the allow-list of globals that model weights need; review "
+                "what it does before loading this file",
+            e.offset);
+  }
+
+  void ScanBytesArgs(const pk::Event& e, bool always) {
+    for (auto b : e.byte_args) {
+      if (b.empty()) continue;
+      bool looks = (b.size() >= 2 && static_cast<std::uint8_t>(b[0]) == 0x80 &&
+                    static_cast<std::uint8_t>(b[1]) <= 5) ||
+                   (b.size() >= 4 && std::string_view(reinterpret_cast<const char*>(b.data()), 4) ==
+                                         std::string_view("PK\x03\x04", 4));
+      if (!always && !looks) continue;
+      if (!scanned_.insert({b.data(), b.size()}).second) continue;
+      s_.ScanChild(t_, b, "nested@" + std::to_string(e.offset) + ".pkl");
+    }
+  }
+
+  void JudgeCall(const pk::Event& e) {
+    if (e.ref.is_global) {
+      std::string full = pk::CanonicalModule(e.ref.module) + "." + e.ref.qualname;
+      bool loader = IsLoader(full);
+      if (loader && !e.byte_args.empty()) {
+        Finding("loader:" + std::to_string(e.offset), "pickle.nested-pickle",
+                full == "torch.storage._load_from_bytes" ? Severity::kInfo : Severity::kHigh,
+                "bytes passed to the loader " + full + " are deserialized when this file is "
+                "loaded; they are scanned as a nested member",
+                e.offset);
+      }
+      ScanBytesArgs(e, loader);
+      return;
+    }
+    // A method called on an object (APPEND/SETITEM on a non-list, or a call on a call result).
+    std::string root = e.ref.root_module.empty()
+                           ? std::string()
+                           : pk::CanonicalModule(e.ref.root_module) + "." + e.ref.root_qualname;
+    bool root_allowed = !root.empty() && AllowList().count(root) != 0;
+    bool container_method = e.ref.origin.ends_with(".__setitem__") ||
+                            e.ref.origin.ends_with(".extend") || e.ref.origin.ends_with(".add");
+    ScanBytesArgs(e, false);
+    if (root_allowed && container_method) return;
+    if (!root.empty() && !root_allowed) return;  // the root import is already reported
+    Finding("call:" + e.ref.Display(), "pickle.indirect-call", Severity::kMedium,
+            pk::OpcodeName(e.opcode) + " calls " + e.ref.Display() +
+                ", an object that is not an allow-listed global",
+            e.offset);
+  }
+
+  void JudgeBuild(const pk::Event& e) {
+    if (e.ref.is_global) {
+      Finding("build:" + e.ref.Display(), "pickle.build-global", Severity::kHigh,
+              "BUILD sets state on the module-level object " + e.ref.Display() +
+                  " (monkey-patching the running program)",
+              e.offset);
+    }
+  }
+
+  void JudgeAnomaly(const pk::Event& e) {
+    if (e.detail.find("FRAME length") != std::string::npos) {
+      Finding("frame-short", "pickle.frame-violation", Severity::kMedium,
+              "truncated frame: " + e.detail, e.offset);
+    } else if (e.detail.find("FRAME") != std::string::npos) {
+      Finding("frame", "pickle.frame-violation", Severity::kHigh,
+              "frame boundary violation: " + e.detail, e.offset);
+    } else if (e.detail.find("memo") != std::string::npos) {
+      Finding("memo", "pickle.memo-abuse", Severity::kMedium, e.detail, e.offset);
+    } else {
+      Finding("anomaly:" + e.detail, "pickle.anomaly", Severity::kLow, e.detail, e.offset);
+    }
+  }
+
+  void ScanEmbedded(const pk::Event& e) {
+    if (e.byte_args.empty()) return;
+    auto b = e.byte_args[0];
+    // Only streams that really parse count: random data may start with 0x80 0x04.
+    pk::Limits quick = limits_;
+    pk::ParseResult inner = pk::Parse(b, 0, quick);
+    if (inner.ops < 3) return;
+    std::size_t effects = 0;
+    for (const auto& ie : inner.events) {
+      if (ie.kind == pk::EventKind::kImport || ie.kind == pk::EventKind::kCall ||
+          ie.kind == pk::EventKind::kBuild || ie.kind == pk::EventKind::kEmbedded) {
+        ++effects;
+      }
+    }
+    bool encoded = e.detail != "raw";
+    Severity sev = effects > 0 ? Severity::kHigh : Severity::kMedium;
+    s_.Add(t_, "pickle.nested-pickle", sev,
+           std::string("a ") + (encoded ? e.detail + "-encoded " : "") +
+               "pickle stream is hidden in a data literal" +
+               (effects > 0 ? " and it imports or calls code when unpickled" : "") +
+               "; it is scanned as a nested member",
+           e.offset);
+    if (!scanned_.insert({b.data(), b.size()}).second) return;
+    s_.ScanChild(t_, b, "nested@" + std::to_string(e.offset) + ".pkl");
+  }
+
+  void ReportError(const pk::ParseResult& r) {
+    if (r.error == pk::ErrorKind::kLimit) {
+      s_.Incomplete(t_, "pickle.limit", r.error_message, r.error_offset);
+    } else if (r.error == pk::ErrorKind::kUnsupported) {
+      s_.Incomplete(t_, "pickle.unsupported", r.error_message, r.error_offset);
+    } else {
+      s_.Incomplete(t_, "pickle.parse-error",
+                    r.error_message +
+                        " (everything before this point was analysed; a loader executes it "
+                        "before failing)",
+                    r.error_offset);
+    }
+  }
+
+  // Legacy torch.save: after the storage-keys pickle come, for each key in that order, an
+  // int64 element count and count * element-size raw bytes; then the file ends.
+  void CheckLegacyStorages(const pk::ParseResult& keys_pickle, std::uint64_t pos) {
+    const auto& result = keys_pickle.result;
+    if (!main_done_ || result.kind != pk::ResultValue::Kind::kList || !result.items_complete) {
+      s_.Incomplete(t_, "pickle.legacy-storage",
+                    "legacy PyTorch file: the storage-keys pickle is not a list of strings", pos);
+      return;
+    }
+    std::unordered_map<std::string, std::uint64_t> element_size;
+    for (const auto& e : main_) {
+      if (e.kind != pk::EventKind::kPersistentId || e.storage_key.empty()) continue;
+      if (auto size = TorchElementSize(e.storage_type)) element_size[e.storage_key] = *size;
+    }
+    auto data = t_.data;
+    for (const std::string& key : result.str_items) {
+      auto it = element_size.find(key);
+      if (it == element_size.end()) {
+        s_.Incomplete(t_, "pickle.legacy-storage",
+                      "legacy PyTorch file: storage key '" + key +
+                          "' is not defined by the main pickle",
+                      pos);
+        return;
+      }
+      std::uint64_t numel = 0;
+      std::uint64_t bytes = 0;
+      if (data.size() - pos < 8) {
+        s_.Incomplete(t_, "pickle.legacy-storage",
+                      "legacy PyTorch file: storage '" + key + "' is truncated", pos);
+        return;
+      }
+      for (int k = 7; k >= 0; --k) numel = (numel << 8) | static_cast<std::uint8_t>(data[pos + k]);
+      if (!core::CheckedMul(numel, it->second, &bytes) || bytes > data.size() - pos - 8) {
+        s_.Incomplete(t_, "pickle.legacy-storage",
+                      "legacy PyTorch file: storage '" + key + "' declares " +
+                          std::to_string(numel) + " elements, more than the file holds",
+                      pos);
+        return;
+      }
+      pos += 8 + bytes;
+    }
+    if (pos != data.size()) {
+      s_.Incomplete(t_, "pickle.trailing-data",
+                    std::to_string(data.size() - pos) +
+                        " bytes after the last storage of a legacy PyTorch file are unexplained",
+                    pos);
+    }
+  }
+
+  Scanner& s_;
+  const Target& t_;
+  pk::Limits limits_;
+  std::set<std::string> reported_;
+  std::set<std::pair<const std::byte*, std::size_t>> scanned_;
+  std::vector<pk::Event> main_;
+  bool main_done_ = false;
+};
+
+}  // namespace
+
 void AnalyzePickle(Scanner& s, const Target& t) {
-  s.Incomplete(t, "scan.unsupported", "pickle analysis is not implemented yet", 0);
+  PickleAnalysis analysis(s, t);
+  analysis.Run();
 }
 
 }  // namespace airlock::scan::internal
