@@ -259,6 +259,10 @@ void Scanner::SetFormat(std::string_view format) {
   if (report_.format.empty()) report_.format = std::string(format);
 }
 
+void Scanner::RefineFormat(std::string_view from, std::string_view to) {
+  if (report_.format == from) report_.format = std::string(to);
+}
+
 bool Scanner::ChargeDecompressed(const Target& t, std::uint64_t bytes) {
   decompressed_ += bytes;
   if (decompressed_ > limits().max_decompressed_bytes) {

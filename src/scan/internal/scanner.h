@@ -78,6 +78,9 @@ class Scanner {
 
   // Records the top-level format (first call wins).
   void SetFormat(std::string_view format);
+  // Renames the recorded top-level format from `from` to the more specific `to` (e.g. "zip" to
+  // "pytorch-zip"); no effect when the recorded format is something else.
+  void RefineFormat(std::string_view from, std::string_view to);
 
  private:
   FileReport& report_;
