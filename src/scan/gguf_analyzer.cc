@@ -15,13 +15,14 @@ namespace gguf = formats::gguf;
 
 // Fatal parse errors. Those that only a crafted file produces (counts, lengths and sizes that
 // C readers have overflowed on: the GGUF parser CVEs) are high; those an honest file can hit
-// (truncated download, newer version, unsupported type) are medium. All make the scan incomplete.
+// (truncated download, newer version, unsupported type) are medium. A length that runs past the
+// end of the file but is under the 1 GiB cap looks like truncation, so it is medium too. All make
+// the scan incomplete.
 Severity FatalSeverity(std::string_view code) {
   for (std::string_view high :
-       {"bad-tensor-count", "bad-kv-count", "string-too-long", "string-out-of-bounds",
-        "array-out-of-bounds", "array-too-long", "bad-n-dims", "bad-shape", "tensor-too-large",
-        "tensor-overlap", "tensor-gap", "misaligned-offset", "duplicate-key",
-        "duplicate-tensor-name", "empty-key", "bad-alignment", "bad-value-type",
+       {"bad-tensor-count", "bad-kv-count", "string-too-long", "array-too-long", "bad-n-dims",
+        "bad-shape", "tensor-too-large", "tensor-overlap", "tensor-gap", "misaligned-offset",
+        "duplicate-key", "duplicate-tensor-name", "empty-key", "bad-alignment", "bad-value-type",
         "tensor-name-too-long"}) {
     if (code == high) return Severity::kHigh;
   }
