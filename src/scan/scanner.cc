@@ -444,9 +444,9 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
           continue;
         }
         if (entry.is_symlink() || entry.is_regular_file()) {
-          rel.push_back(fs::relative(entry.path(), path, ec).string());
-          if (entry.is_regular_file() && !entry.is_symlink())
-            files.push_back(entry.path().string());
+          // lexically: fs::relative would resolve a symlink to its target and hide its name.
+          rel.push_back(entry.path().lexically_relative(path).string());
+          if (entry.is_regular_file() && !entry.is_symlink()) files.push_back(entry.path().string());
         }
       }
       std::sort(rel.begin(), rel.end());
