@@ -9,5 +9,8 @@ class App;
 namespace airlock::cli {
 
 void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
+void AddKeygenCommand(CLI::App& app, int* exit_code);   // sign_command.cc
+void AddSignCommand(CLI::App& app, int* exit_code);     // sign_command.cc
+void AddVerifyCommand(CLI::App& app, int* exit_code);   // sign_command.cc
 
 }  // namespace airlock::cli
