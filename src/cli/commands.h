@@ -11,5 +11,8 @@ namespace airlock::cli {
 void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
 void AddProbeCommand(CLI::App& app, int* exit_code);    // probe_command.cc
 void AddAssessCommand(CLI::App& app, int* exit_code);   // assess_command.cc
+void AddKeygenCommand(CLI::App& app, int* exit_code);   // sign_command.cc
+void AddSignCommand(CLI::App& app, int* exit_code);     // sign_command.cc
+void AddVerifyCommand(CLI::App& app, int* exit_code);   // sign_command.cc
 
 }  // namespace airlock::cli

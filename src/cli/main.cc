@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   airlock::cli::AddScanCommand(app, &exit_code);
   airlock::cli::AddProbeCommand(app, &exit_code);
   airlock::cli::AddAssessCommand(app, &exit_code);
+  airlock::cli::AddKeygenCommand(app, &exit_code);
+  airlock::cli::AddSignCommand(app, &exit_code);
+  airlock::cli::AddVerifyCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
