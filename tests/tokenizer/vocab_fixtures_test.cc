@@ -89,11 +89,56 @@ TEST_P(VocabFixtureTest, MatchesLlamaCppIds) {
     }
   }
   std::printf("[ vocab    ] %s %d/%zu\n", name.c_str(), passed, cases.size());
+
+  // Decoding what we encoded gives the text back (byte-level BPE and byte fallback are lossless).
+  int round_trips = 0;
+  for (const std::string& text : cases) {
+    if (tokenizer->Decode(tokenizer->Encode(text, false, false)) == text) ++round_trips;
+  }
+  EXPECT_EQ(round_trips, static_cast<int>(cases.size())) << name << ": decode(encode(x)) != x";
   EXPECT_EQ(passed, static_cast<int>(cases.size()));
 }
 
+// Special-token text becomes a control token only when asked, on real vocabularies.
+TEST(VocabFixtureSpecial, Qwen2ChatMarkers) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  auto path = fixtures / "ggml-vocab-qwen2.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not present";
+  auto mapped = core::MappedFile::Open(path.string());
+  ASSERT_TRUE(mapped.ok());
+  auto file = formats::gguf::File::Parse(mapped->bytes());
+  ASSERT_TRUE(file.ok());
+  auto tokenizer = Tokenizer::FromGguf(*file);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.error().ToString();
+  const TokenId im_start = tokenizer->Find("<|im_start|>");
+  const TokenId im_end = tokenizer->Find("<|im_end|>");
+  ASSERT_NE(im_start, kNoToken);
+  EXPECT_TRUE(tokenizer->IsControl(im_start));
+  EXPECT_TRUE(tokenizer->IsEog(im_end));
+  EXPECT_EQ(tokenizer->eot(), im_end);
+  EXPECT_FALSE(tokenizer->add_bos());  // qwen2 vocabularies do not add BOS
+
+  const std::string text = "<|im_start|>user\nhi<|im_end|>";
+  auto parsed = tokenizer->Encode(text, true, true);
+  ASSERT_GE(parsed.size(), 3u);
+  EXPECT_EQ(parsed.front(), im_start);
+  EXPECT_EQ(parsed.back(), im_end);
+  auto plain = tokenizer->Encode(text, true, false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), im_start), 0);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), im_end), 0);
+  EXPECT_EQ(tokenizer->Decode(plain), text);
+  EXPECT_EQ(tokenizer->Decode(parsed), "user\nhi");
+  EXPECT_EQ(tokenizer->Decode(parsed, true), text);
+
+  std::vector<TextSegment> chat = {
+      {"<|im_start|>user\n", true}, {"<|im_end|>", false}, {"<|im_end|>", true}};
+  auto segmented = tokenizer->EncodeSegments(chat, false);
+  EXPECT_EQ(std::count(segmented.begin(), segmented.end(), im_end), 1);
+  EXPECT_EQ(segmented.back(), im_end);
+}
+
 INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabFixtureTest,
-                         ::testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2",
+                         ::testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35",
                                            "deepseek-llm", "deepseek-coder", "gpt-2", "falcon",
                                            "mpt", "starcoder", "refact"),
                          [](const auto& info) {

@@ -17,6 +17,10 @@ constexpr char kLlama3Regex[] =
 constexpr char kQwen2Regex[] =
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+constexpr char kQwen35Regex[] =
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]"
+    "+|"
+    "\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr char kCjkRegex[] = "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+";
 constexpr char kDeepseekLlmLetters[] =
     "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\u01bf\u01c4-\u0293\u0295-"
@@ -113,6 +117,8 @@ Result<PreTokenizerSpec> PreTokenizerSpecFor(std::string_view pre) {
     }
   } else if (pre == "qwen2" || pre == "deepseek-r1-qwen" || pre == "stablelm2" || pre == "megrez") {
     spec.regexes = {kQwen2Regex};
+  } else if (pre == "qwen35") {
+    spec.regexes = {kQwen35Regex};
   } else if (pre == "deepseek-llm") {
     spec.regexes = {"[\r\n]", kDeepseekLlmLetters, kDeepseekLlmPunct,
                     "\\s+$",  kCjkRegex,           "\\p{N}+"};
