@@ -9,5 +9,8 @@ class App;
 namespace airlock::cli {
 
 void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
+void AddServeCommand(CLI::App& app, int* exit_code);    // serve_command.cc
+void AddKeysCommand(CLI::App& app, int* exit_code);     // keys_command.cc
+void AddAuditCommand(CLI::App& app, int* exit_code);    // audit_command.cc
 
 }  // namespace airlock::cli
