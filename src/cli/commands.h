@@ -14,5 +14,8 @@ void AddAssessCommand(CLI::App& app, int* exit_code);   // assess_command.cc
 void AddKeygenCommand(CLI::App& app, int* exit_code);   // sign_command.cc
 void AddSignCommand(CLI::App& app, int* exit_code);     // sign_command.cc
 void AddVerifyCommand(CLI::App& app, int* exit_code);   // sign_command.cc
+void AddServeCommand(CLI::App& app, int* exit_code);    // serve_command.cc
+void AddKeysCommand(CLI::App& app, int* exit_code);     // keys_command.cc
+void AddAuditCommand(CLI::App& app, int* exit_code);    // audit_command.cc
 
 }  // namespace airlock::cli

@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   airlock::cli::AddKeygenCommand(app, &exit_code);
   airlock::cli::AddSignCommand(app, &exit_code);
   airlock::cli::AddVerifyCommand(app, &exit_code);
+  airlock::cli::AddServeCommand(app, &exit_code);
+  airlock::cli::AddKeysCommand(app, &exit_code);
+  airlock::cli::AddAuditCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

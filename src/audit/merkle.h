@@ -1,0 +1,38 @@
+// RFC 6962 (section 2.1) Merkle tree hashing for the audit log: leaf hash = SHA-256(0x00 || data),
+// interior node = SHA-256(0x01 || left || right), empty tree = SHA-256(""). CompactRange keeps the
+// O(log n) right-edge subtree roots so the root of a growing log is computed incrementally.
+// Thread-safety: values; CompactRange is not shared between threads.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "core/hash.h"
+
+namespace airlock::audit {
+
+using core::Digest256;
+
+Digest256 LeafHash(std::string_view data);
+Digest256 NodeHash(const Digest256& left, const Digest256& right);
+Digest256 EmptyTreeHash();
+
+// MTH(D[n]) of RFC 6962 over already-hashed leaves (reference implementation, O(n)).
+Digest256 MerkleRoot(std::span<const Digest256> leaf_hashes);
+
+class CompactRange {
+ public:
+  void Append(const Digest256& leaf_hash);
+  // Root of the tree of all leaves appended so far (EmptyTreeHash() when none).
+  Digest256 Root() const;
+  std::uint64_t size() const { return size_; }
+
+ private:
+  std::uint64_t size_ = 0;
+  // Roots of perfect subtrees, largest first; their sizes are the set bits of size_.
+  std::vector<Digest256> peaks_;
+};
+
+}  // namespace airlock::audit

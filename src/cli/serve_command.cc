@@ -1,0 +1,107 @@
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "cli/commands.h"
+#include "policy/policy.h"
+#include "server/gateway.h"
+
+namespace airlock::cli {
+namespace {
+
+struct ServeArgs {
+  std::vector<std::string> models;
+  std::vector<std::string> aliases;
+  std::string config;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+};
+
+int RunServe(const ServeArgs& a) {
+  policy::Policy pol;
+  if (!a.config.empty()) {
+    auto p = policy::LoadPolicy(a.config);
+    if (!p) {
+      std::fprintf(stderr, "airlock serve: %s\n", p.error().message().c_str());
+      return 3;
+    }
+    pol = std::move(*p);
+  }
+  if (!a.models.empty()) {
+    // Local serving plugs in through server::ModelBackend once the inference engine lands.
+    std::fprintf(stderr,
+                 "airlock serve: serving local GGUF models (%s%s) needs the Airlock inference "
+                 "engine, which is not part of this build yet. Run the gateway with upstreams "
+                 "only: airlock serve --config POLICY.toml\n",
+                 a.models[0].c_str(), a.models.size() > 1 ? ", ..." : "");
+    return 2;
+  }
+  if (pol.upstreams.empty() && pol.local_models.empty())
+    std::fprintf(stderr, "airlock serve: warning: no upstreams or models configured; every "
+                         "completion request will answer 404\n");
+  // Signals are handled by a watcher thread (sigwait), so Stop() is never called from a handler.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  server::GatewayOptions options;
+  options.host = a.host;
+  options.port = a.port;
+  options.policy = std::move(pol);
+  auto gw = server::Gateway::Create(std::move(options));
+  if (!gw) {
+    std::fprintf(stderr, "airlock serve: %s\n", gw.error().message().c_str());
+    return gw.error().code() == StatusCode::kPermissionDenied ? 1 : 3;
+  }
+  if (Status s = (*gw)->Start(); !s.ok()) {
+    std::fprintf(stderr, "airlock serve: %s\n", s.message().c_str());
+    return 3;
+  }
+  std::printf("airlock serve: listening on http://%s:%d\n", a.host.c_str(), (*gw)->port());
+  std::fflush(stdout);
+  server::Gateway* g = gw->get();
+  std::thread watcher([set, g] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    g->Stop();
+  });
+  watcher.detach();
+  (*gw)->Wait();
+  std::fprintf(stderr, "airlock serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "OpenAI-compatible server and governance gateway (keys, budgets, redaction, "
+               "jurisdiction routing, tamper-evident audit)");
+  cmd->footer(
+      "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
+      "GET /metrics. Binds loopback by default; a non-loopback --host needs API keys\n"
+      "(airlock keys create). The policy file is documented in docs/policy.example.toml.\n"
+      "Exit codes: 0 stopped cleanly; 1 refused (non-loopback without keys); 2 local models\n"
+      "requested but the inference engine is not in this build; 3 usage or startup error.\n"
+      "Examples:\n"
+      "  airlock serve --config policy.toml --port 8080\n"
+      "  curl -s localhost:8080/v1/chat/completions -H 'Authorization: Bearer ak_...' \\\n"
+      "       -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n");
+  cmd->add_option("models", args->models, "Local GGUF models to serve (needs the engine)");
+  cmd->add_option("--alias", args->aliases, "Name to serve each local model under");
+  cmd->add_option("-c,--config", args->config, "Policy file (TOML)");
+  cmd->add_option("--host", args->host, "Address to bind")->capture_default_str();
+  cmd->add_option("--port", args->port, "Port to bind (0 picks a free one)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->callback([args, exit_code] { *exit_code = RunServe(*args); });
+}
+
+}  // namespace airlock::cli

@@ -1,0 +1,354 @@
+#include "policy/detectors.h"
+
+#include <arpa/inet.h>
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "policy/internal/rules.h"
+
+namespace airlock::policy {
+namespace {
+
+using internal::Rule;
+using internal::Validator;
+
+constexpr std::array<std::string_view, kDataClassCount> kClassNames = {
+    "email", "phone", "payment_card", "iban", "us_ssn", "cn_resident_id", "ip_address", "secret",
+    "reasoning"};
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool IsAlnum(char c) {
+  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+std::string DigitsOf(std::string_view s) {
+  std::string d;
+  for (char c : s)
+    if (IsDigit(c)) d.push_back(c);
+  return d;
+}
+
+// Overlap ranking: checksummed and secret classes win over looser ones.
+int Rank(DataClass c) {
+  switch (c) {
+    case DataClass::kSecret: return 6;
+    case DataClass::kCnResidentId:
+    case DataClass::kPaymentCard:
+    case DataClass::kIban: return 5;
+    case DataClass::kUsSsn:
+    case DataClass::kEmail: return 4;
+    case DataClass::kPhone: return 3;
+    case DataClass::kIpAddress: return 2;
+    default: return 1;
+  }
+}
+
+// Known IBAN lengths for common countries (ISO 13616 registry); others accept 15..34.
+int IbanLength(std::string_view cc) {
+  static constexpr std::pair<std::string_view, int> kLengths[] = {
+      {"AD", 24}, {"AT", 20}, {"BE", 16}, {"BG", 22}, {"CH", 21}, {"CY", 28}, {"CZ", 24},
+      {"DE", 22}, {"DK", 18}, {"EE", 20}, {"ES", 24}, {"FI", 18}, {"FR", 27}, {"GB", 22},
+      {"GR", 27}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IS", 26}, {"IT", 27}, {"LI", 21},
+      {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MT", 31}, {"NL", 18}, {"NO", 15},
+      {"PL", 28}, {"PT", 25}, {"RO", 24}, {"SA", 24}, {"SE", 24}, {"SI", 19}, {"SK", 24},
+      {"SM", 27}, {"TR", 26}, {"AE", 23}, {"IL", 23}, {"QA", 29}, {"UA", 29}, {"BR", 29}};
+  for (const auto& [code, len] : kLengths)
+    if (code == cc) return len;
+  return 0;
+}
+
+bool Mod97IsOne(std::string_view compact) {
+  // Move the first four characters to the end, map letters to 10..35, reduce mod 97 as we go.
+  if (compact.size() < 5) return false;
+  int rem = 0;
+  auto feed = [&rem](char c) {
+    if (IsDigit(c)) {
+      rem = (rem * 10 + (c - '0')) % 97;
+    } else {
+      int v = (c >= 'a' ? c - 'a' : c - 'A') + 10;
+      rem = (rem * 100 + v) % 97;
+    }
+  };
+  for (char c : compact.substr(4)) feed(c);
+  for (char c : compact.substr(0, 4)) feed(c);
+  return rem == 1;
+}
+
+// Returns the accepted length of the span (possibly shorter than `span`), or 0 to reject.
+std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
+                     std::size_t end) {
+  std::string_view span = text.substr(begin, end - begin);
+  char before = begin > 0 ? text[begin - 1] : '\0';
+  char after = end < text.size() ? text[end] : '\0';
+  switch (rule.validator) {
+    case Validator::kNone: return span.size();
+    case Validator::kEmail: {
+      std::size_t at = span.find('@');
+      if (at == std::string_view::npos || at == 0) return 0;
+      std::string_view local = span.substr(0, at);
+      if (local.back() == '.' || local.find("..") != std::string_view::npos) return 0;
+      return span.size();
+    }
+    case Validator::kPhoneE164: {
+      std::size_t digits = DigitsOf(span).size();
+      if (digits < 8 || digits > 15) return 0;
+      if (IsAlnum(before) || IsDigit(after)) return 0;
+      return span.size();
+    }
+    case Validator::kPaymentCard: {
+      std::string d = DigitsOf(span);
+      if (d.size() < 13 || d.size() > 19) return 0;
+      if (std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; })) return 0;
+      // Separators, if any, must all be the same character.
+      char sep = 0;
+      for (char c : span) {
+        if (IsDigit(c)) continue;
+        if (sep && c != sep) return 0;
+        sep = c;
+      }
+      int p2 = (d[0] - '0') * 10 + (d[1] - '0');
+      int p4 = std::stoi(d.substr(0, 4));
+      bool known_iin = d[0] == '4' || (p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720) ||
+                       p2 == 34 || p2 == 37 || p2 == 35 || p2 == 62 || p2 == 36 || p2 == 38 ||
+                       p2 == 30 || p2 == 65 || p4 == 6011 || p2 == 64;
+      if (!known_iin) return 0;
+      return LuhnValid(span) ? span.size() : 0;
+    }
+    case Validator::kIban: {
+      // Collect alphanumerics with their end offsets so a shorter valid prefix can be accepted.
+      std::string compact;
+      std::vector<std::size_t> ends;
+      for (std::size_t i = 0; i < span.size(); ++i) {
+        if (span[i] == ' ') continue;
+        compact.push_back(span[i]);
+        ends.push_back(i + 1);
+      }
+      int want = IbanLength(compact.substr(0, 2));
+      auto accept = [&](std::size_t len) -> std::size_t {
+        if (len > compact.size()) return 0;
+        // The accepted span must end at a token boundary.
+        std::size_t span_end = ends[len - 1];
+        if (span_end < span.size() && IsAlnum(span[span_end])) return 0;
+        return Mod97IsOne(std::string_view(compact).substr(0, len)) ? span_end : 0;
+      };
+      if (want) return accept(static_cast<std::size_t>(want));
+      for (std::size_t len = std::min<std::size_t>(compact.size(), 34); len >= 15; --len)
+        if (std::size_t n = accept(len)) return n;
+      return 0;
+    }
+    case Validator::kUsSsn: return UsSsnPlausible(span) ? span.size() : 0;
+    case Validator::kCnResidentId: return CnResidentIdValid(span) ? span.size() : 0;
+    case Validator::kIpv4: {
+      // Reject parts of longer dotted sequences such as version numbers 1.2.3.4.5.
+      if (before == '.' || (after == '.' && end + 1 < text.size() && IsDigit(text[end + 1])))
+        return 0;
+      return span.size();
+    }
+    case Validator::kIpv6: {
+      if (IsHex(before) || before == ':' || IsHex(after) || after == ':' || after == '.') return 0;
+      if (span.size() < 3 || std::count(span.begin(), span.end(), ':') < 2) return 0;
+      if (!std::any_of(span.begin(), span.end(), IsHex)) return 0;
+      std::string copy(span);
+      in6_addr addr;
+      return inet_pton(AF_INET6, copy.c_str(), &addr) == 1 ? span.size() : 0;
+    }
+    case Validator::kEntropy: {
+      if (ShannonEntropy(span) <= rule.min_entropy) return 0;
+      // Generic assignments: a value needs both letters and digits (rejects words and numbers).
+      if (rule.id == "generic-api-key") {
+        bool alpha = std::any_of(span.begin(), span.end(),
+                                 [](char c) { return IsAlnum(c) && !IsDigit(c); });
+        bool digit = std::any_of(span.begin(), span.end(), IsDigit);
+        if (!alpha || !digit) return 0;
+      }
+      return span.size();
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string_view DataClassName(DataClass c) {
+  int i = static_cast<int>(c);
+  return i >= 0 && i < kDataClassCount ? kClassNames[i] : "unknown";
+}
+
+std::optional<DataClass> ParseDataClass(std::string_view name) {
+  for (int i = 0; i < kDataClassCount; ++i)
+    if (kClassNames[i] == name) return static_cast<DataClass>(i);
+  return std::nullopt;
+}
+
+bool IsPersonalData(DataClass c) { return c != DataClass::kSecret && c != DataClass::kReasoning; }
+
+bool LuhnValid(std::string_view s) {
+  std::string d = DigitsOf(s);
+  if (d.size() < 2) return false;
+  int sum = 0;
+  bool dbl = false;
+  for (auto it = d.rbegin(); it != d.rend(); ++it) {
+    int v = *it - '0';
+    if (dbl) {
+      v *= 2;
+      if (v > 9) v -= 9;
+    }
+    sum += v;
+    dbl = !dbl;
+  }
+  return sum % 10 == 0;
+}
+
+bool IbanValid(std::string_view s) {
+  std::string compact;
+  for (char c : s) {
+    if (c == ' ') continue;
+    if (!IsAlnum(c)) return false;
+    compact.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c);
+  }
+  if (compact.size() < 15 || compact.size() > 34) return false;
+  if (!(compact[0] >= 'A' && compact[0] <= 'Z' && compact[1] >= 'A' && compact[1] <= 'Z'))
+    return false;
+  if (!IsDigit(compact[2]) || !IsDigit(compact[3])) return false;
+  int want = IbanLength(std::string_view(compact).substr(0, 2));
+  if (want && static_cast<int>(compact.size()) != want) return false;
+  return Mod97IsOne(compact);
+}
+
+bool CnResidentIdValid(std::string_view id) {
+  // GB 11643-1999: ISO 7064 MOD 11-2 check character over the first 17 digits.
+  static constexpr int kWeights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+  static constexpr char kCheck[11] = {'1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'};
+  if (id.size() != 18) return false;
+  int sum = 0;
+  for (int i = 0; i < 17; ++i) {
+    if (!IsDigit(id[i])) return false;
+    sum += (id[i] - '0') * kWeights[i];
+  }
+  char last = id[17] == 'x' ? 'X' : id[17];
+  return kCheck[sum % 11] == last;
+}
+
+bool UsSsnPlausible(std::string_view ssn) {
+  if (ssn.size() != 11 || ssn[3] != ssn[6]) return false;  // mixed delimiters
+  std::string d = DigitsOf(ssn);
+  if (d.size() != 9) return false;
+  int area = std::stoi(d.substr(0, 3));
+  int group = std::stoi(d.substr(3, 2));
+  int serial = std::stoi(d.substr(5, 4));
+  if (area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0) return false;
+  if (d == "078051120" || d == "123456789" || d == "219099999") return false;  // famous samples
+  return !std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; });
+}
+
+double ShannonEntropy(std::string_view s) {
+  if (s.empty()) return 0;
+  std::array<int, 256> counts{};
+  for (unsigned char c : s) counts[c]++;
+  double h = 0;
+  double n = static_cast<double>(s.size());
+  for (int c : counts) {
+    if (!c) continue;
+    double p = c / n;
+    h -= p * std::log2(p);
+  }
+  return h;
+}
+
+struct DetectorSet::Impl {
+  std::vector<const Rule*> rules;
+  std::vector<std::unique_ptr<RE2>> regexes;
+  std::unique_ptr<RE2::Set> set;
+};
+
+DetectorSet::DetectorSet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DetectorSet::~DetectorSet() = default;
+std::size_t DetectorSet::rule_count() const { return impl_->rules.size(); }
+
+Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  RE2::Options re_options;
+  re_options.set_log_errors(false);
+  re_options.set_max_mem(64 << 20);
+  impl->set = std::make_unique<RE2::Set>(re_options, RE2::UNANCHORED);
+  for (const Rule& rule : internal::BuiltinRules()) {
+    if (!options.enabled.empty() &&
+        std::find(options.enabled.begin(), options.enabled.end(), rule.data_class) ==
+            options.enabled.end())
+      continue;
+    auto re = std::make_unique<RE2>(re2::StringPiece(rule.pattern.data(), rule.pattern.size()),
+                                    re_options);
+    if (!re->ok() || re->NumberOfCapturingGroups() != 1)
+      return Internal("policy: detector rule at " + std::string(rule.id) + ": " + re->error());
+    std::string error;
+    if (impl->set->Add(re2::StringPiece(rule.pattern.data(), rule.pattern.size()), &error) < 0)
+      return Internal("policy: detector set at " + std::string(rule.id) + ": " + error);
+    impl->rules.push_back(&rule);
+    impl->regexes.push_back(std::move(re));
+  }
+  if (!impl->rules.empty() && !impl->set->Compile())
+    return Internal("policy: detector set: compile failed");
+  return std::unique_ptr<DetectorSet>(new DetectorSet(std::move(impl)));
+}
+
+std::vector<Match> DetectorSet::Scan(std::string_view text) const {
+  std::vector<Match> found;
+  if (impl_->rules.empty() || text.empty()) return found;
+  re2::StringPiece piece(text.data(), text.size());
+  std::vector<int> candidates;
+  RE2::Set::ErrorInfo info{};
+  if (!impl_->set->Match(piece, &candidates, &info)) {
+    if (info.kind == RE2::Set::kNoError) return found;  // nothing can match
+    candidates.clear();  // DFA out of memory: fall back to running every rule (still linear)
+    for (std::size_t i = 0; i < impl_->rules.size(); ++i) candidates.push_back(static_cast<int>(i));
+  }
+  for (int index : candidates) {
+    const Rule& rule = *impl_->rules[index];
+    const RE2& re = *impl_->regexes[index];
+    re2::StringPiece groups[2];
+    std::size_t pos = 0;
+    while (pos <= text.size() &&
+           re.Match(piece, pos, text.size(), RE2::UNANCHORED, groups, 2)) {
+      std::size_t whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
+      std::size_t whole_end = whole_begin + groups[0].size();
+      if (groups[1].data() == nullptr) {
+        pos = std::max(whole_end, whole_begin + 1);
+        continue;
+      }
+      std::size_t begin = static_cast<std::size_t>(groups[1].data() - text.data());
+      std::size_t end = begin + groups[1].size();
+      std::size_t accepted = end > begin ? Validate(rule, text, begin, end) : 0;
+      if (accepted) {
+        found.push_back(Match{rule.data_class, std::string(rule.id), begin, begin + accepted});
+        pos = std::max(begin + accepted, whole_begin + 1);
+      } else {
+        // Retry just after the candidate's start: a valid item may overlap a rejected one.
+        // Candidates are bounded in length by their patterns, so this stays linear.
+        pos = std::max(begin, whole_begin) + 1;
+      }
+    }
+  }
+  // Resolve overlaps: sort by start (longest first), keep the higher-ranked or longer match.
+  std::sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
+  });
+  std::vector<Match> kept;
+  for (Match& m : found) {
+    if (!kept.empty() && m.begin < kept.back().end) {
+      Match& last = kept.back();
+      int rm = Rank(m.data_class), rl = Rank(last.data_class);
+      if (rm > rl || (rm == rl && m.end - m.begin > last.end - last.begin)) last = std::move(m);
+      continue;
+    }
+    kept.push_back(std::move(m));
+  }
+  return kept;
+}
+
+}  // namespace airlock::policy

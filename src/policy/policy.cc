@@ -1,0 +1,372 @@
+#include "policy/policy.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace airlock::policy {
+namespace {
+
+Status Bad(std::string_view origin, const std::string& where, const std::string& what) {
+  return InvalidArgument("policy: " + what + " at " + std::string(origin) + ":" + where);
+}
+
+std::string Where(const toml::node& node, const std::string& key) {
+  return std::to_string(node.source().begin.line) + " (" + key + ")";
+}
+
+// Known keys per table: anything else is an error, so typos do not silently weaken a policy.
+Status CheckKeys(const toml::table& t, std::initializer_list<std::string_view> known,
+                 std::string_view origin, const std::string& table_name) {
+  for (const auto& [k, v] : t) {
+    if (std::find(known.begin(), known.end(), k.str()) == known.end())
+      return Bad(origin, Where(v, table_name + "." + std::string(k.str())),
+                 "unknown key '" + std::string(k.str()) + "'");
+  }
+  return Status::Ok();
+}
+
+Result<std::string> GetString(const toml::table& t, std::string_view key, std::string_view origin,
+                              const std::string& ctx, bool required, std::string def = "") {
+  const toml::node* n = t.get(key);
+  if (!n) {
+    if (required) return Bad(origin, ctx, "missing key '" + std::string(key) + "'");
+    return def;
+  }
+  if (auto v = n->value<std::string>()) return *v;
+  return Bad(origin, Where(*n, ctx + "." + std::string(key)), "expected a string");
+}
+
+Result<std::int64_t> GetInt(const toml::table& t, std::string_view key, std::string_view origin,
+                            const std::string& ctx, std::int64_t def, std::int64_t lo,
+                            std::int64_t hi) {
+  const toml::node* n = t.get(key);
+  if (!n) return def;
+  auto v = n->value_exact<std::int64_t>();
+  if (!v) return Bad(origin, Where(*n, ctx + "." + std::string(key)), "expected an integer");
+  if (*v < lo || *v > hi)
+    return Bad(origin, Where(*n, ctx + "." + std::string(key)),
+               "value out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return *v;
+}
+
+Result<bool> GetBool(const toml::table& t, std::string_view key, std::string_view origin,
+                     const std::string& ctx, bool def) {
+  const toml::node* n = t.get(key);
+  if (!n) return def;
+  if (auto v = n->value_exact<bool>()) return *v;
+  return Bad(origin, Where(*n, ctx + "." + std::string(key)), "expected true or false");
+}
+
+Result<std::vector<std::string>> GetStrings(const toml::table& t, std::string_view key,
+                                            std::string_view origin, const std::string& ctx) {
+  std::vector<std::string> out;
+  const toml::node* n = t.get(key);
+  if (!n) return out;
+  const toml::array* arr = n->as_array();
+  if (!arr) return Bad(origin, Where(*n, ctx + "." + std::string(key)), "expected an array");
+  for (const toml::node& e : *arr) {
+    auto v = e.value<std::string>();
+    if (!v) return Bad(origin, Where(e, ctx + "." + std::string(key)), "expected strings");
+    out.push_back(*v);
+  }
+  return out;
+}
+
+// Expands class names; "personal" means every personal-data class, "all" every detectable class.
+Result<std::vector<DataClass>> ParseClasses(const std::vector<std::string>& names,
+                                            std::string_view origin, const std::string& ctx) {
+  std::vector<DataClass> out;
+  auto add = [&out](DataClass c) {
+    if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+  };
+  for (const std::string& name : names) {
+    if (name == "personal" || name == "all") {
+      for (int i = 0; i < kDataClassCount; ++i) {
+        auto c = static_cast<DataClass>(i);
+        if (c == DataClass::kReasoning) continue;
+        if (name == "all" || IsPersonalData(c)) add(c);
+      }
+      continue;
+    }
+    auto c = ParseDataClass(name);
+    if (!c) return Bad(origin, ctx, "unknown data class '" + name + "'");
+    add(*c);
+  }
+  return out;
+}
+
+std::string Upper(std::string s) {
+  for (char& c : s)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+  return s;
+}
+
+Result<Policy> Build(const toml::table& root, std::string_view origin) {
+  Policy p;
+  AIRLOCK_TRY(CheckKeys(root,
+                        {"upstreams", "local_models", "detectors", "rules", "reasoning", "audit",
+                         "server"},
+                        origin, "top level"));
+  if (const toml::node* n = root.get("upstreams")) {
+    const toml::array* arr = n->as_array();
+    if (!arr) return Bad(origin, Where(*n, "upstreams"), "expected [[upstreams]] tables");
+    int i = 0;
+    for (const toml::node& e : *arr) {
+      std::string ctx = "upstreams[" + std::to_string(i++) + "]";
+      const toml::table* t = e.as_table();
+      if (!t) return Bad(origin, Where(e, ctx), "expected a table");
+      AIRLOCK_TRY(CheckKeys(*t,
+                            {"name", "base_url", "api_key_env", "jurisdiction",
+                             "allowed_data_classes", "models", "timeout_s"},
+                            origin, ctx));
+      Upstream u;
+      AIRLOCK_ASSIGN_OR_RETURN(u.name, GetString(*t, "name", origin, ctx, true));
+      AIRLOCK_ASSIGN_OR_RETURN(u.base_url, GetString(*t, "base_url", origin, ctx, true));
+      AIRLOCK_ASSIGN_OR_RETURN(u.api_key_env, GetString(*t, "api_key_env", origin, ctx, false));
+      std::string j;
+      AIRLOCK_ASSIGN_OR_RETURN(j, GetString(*t, "jurisdiction", origin, ctx, true));
+      u.jurisdiction = Upper(j);
+      if (u.jurisdiction.empty() || u.jurisdiction == "LOCAL")
+        return Bad(origin, ctx, "jurisdiction must be a country/region code");
+      if (u.base_url.rfind("http://", 0) != 0 && u.base_url.rfind("https://", 0) != 0)
+        return Bad(origin, ctx, "base_url must start with http:// or https://");
+      std::vector<std::string> classes;
+      AIRLOCK_ASSIGN_OR_RETURN(classes, GetStrings(*t, "allowed_data_classes", origin, ctx));
+      AIRLOCK_ASSIGN_OR_RETURN(u.allowed_data_classes, ParseClasses(classes, origin, ctx));
+      AIRLOCK_ASSIGN_OR_RETURN(u.models, GetStrings(*t, "models", origin, ctx));
+      if (u.models.empty()) return Bad(origin, ctx, "an upstream needs at least one model");
+      std::int64_t timeout;
+      AIRLOCK_ASSIGN_OR_RETURN(timeout, GetInt(*t, "timeout_s", origin, ctx, 60, 1, 3600));
+      u.timeout_s = static_cast<int>(timeout);
+      for (const Upstream& other : p.upstreams)
+        if (other.name == u.name) return Bad(origin, ctx, "duplicate upstream '" + u.name + "'");
+      p.upstreams.push_back(std::move(u));
+    }
+  }
+  if (const toml::node* n = root.get("local_models")) {
+    const toml::array* arr = n->as_array();
+    if (!arr) return Bad(origin, Where(*n, "local_models"), "expected [[local_models]] tables");
+    int i = 0;
+    for (const toml::node& e : *arr) {
+      std::string ctx = "local_models[" + std::to_string(i++) + "]";
+      const toml::table* t = e.as_table();
+      if (!t) return Bad(origin, Where(e, ctx), "expected a table");
+      AIRLOCK_TRY(CheckKeys(*t, {"name", "path"}, origin, ctx));
+      LocalModel m;
+      AIRLOCK_ASSIGN_OR_RETURN(m.name, GetString(*t, "name", origin, ctx, true));
+      AIRLOCK_ASSIGN_OR_RETURN(m.path, GetString(*t, "path", origin, ctx, true));
+      p.local_models.push_back(std::move(m));
+    }
+  }
+  // A model name must resolve to exactly one place.
+  for (const Upstream& u : p.upstreams)
+    for (const std::string& m : u.models) {
+      int count = 0;
+      for (const Upstream& o : p.upstreams)
+        count += static_cast<int>(std::count(o.models.begin(), o.models.end(), m));
+      if (count > 1 || p.FindLocalModel(m))
+        return Bad(origin, "upstreams", "model '" + m + "' is routed to more than one place");
+    }
+  if (const toml::node* n = root.get("detectors")) {
+    const toml::table* t = n->as_table();
+    if (!t) return Bad(origin, Where(*n, "detectors"), "expected a [detectors] table");
+    AIRLOCK_TRY(CheckKeys(*t, {"enabled"}, origin, "detectors"));
+    std::vector<std::string> names;
+    AIRLOCK_ASSIGN_OR_RETURN(names, GetStrings(*t, "enabled", origin, "detectors"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.detectors, ParseClasses(names, origin, "detectors.enabled"));
+  }
+  if (const toml::node* n = root.get("rules")) {
+    const toml::array* arr = n->as_array();
+    if (!arr) return Bad(origin, Where(*n, "rules"), "expected [[rules]] tables");
+    int i = 0;
+    for (const toml::node& e : *arr) {
+      std::string ctx = "rules[" + std::to_string(i++) + "]";
+      const toml::table* t = e.as_table();
+      if (!t) return Bad(origin, Where(e, ctx), "expected a table");
+      AIRLOCK_TRY(CheckKeys(*t, {"data_classes", "action", "allow_jurisdictions"}, origin, ctx));
+      Rule r;
+      std::vector<std::string> classes;
+      AIRLOCK_ASSIGN_OR_RETURN(classes, GetStrings(*t, "data_classes", origin, ctx));
+      if (classes.empty()) return Bad(origin, ctx, "a rule needs data_classes");
+      AIRLOCK_ASSIGN_OR_RETURN(r.data_classes, ParseClasses(classes, origin, ctx));
+      std::string action;
+      AIRLOCK_ASSIGN_OR_RETURN(action, GetString(*t, "action", origin, ctx, true));
+      if (action == "allow") r.action = Action::kAllow;
+      else if (action == "redact") r.action = Action::kRedact;
+      else if (action == "pseudonymize") r.action = Action::kPseudonymize;
+      else if (action == "block") r.action = Action::kBlock;
+      else if (action == "restrict") r.action = Action::kRestrict;
+      else return Bad(origin, ctx, "unknown action '" + action + "'");
+      std::vector<std::string> js;
+      AIRLOCK_ASSIGN_OR_RETURN(js, GetStrings(*t, "allow_jurisdictions", origin, ctx));
+      for (std::string& j : js) r.allow_jurisdictions.push_back(j == "local" ? j : Upper(j));
+      if (r.action == Action::kRestrict && r.allow_jurisdictions.empty())
+        return Bad(origin, ctx, "action 'restrict' needs allow_jurisdictions");
+      p.rules.push_back(std::move(r));
+    }
+  }
+  if (const toml::node* n = root.get("reasoning")) {
+    const toml::table* t = n->as_table();
+    if (!t) return Bad(origin, Where(*n, "reasoning"), "expected a [reasoning] table");
+    AIRLOCK_TRY(CheckKeys(*t, {"action"}, origin, "reasoning"));
+    std::string a;
+    AIRLOCK_ASSIGN_OR_RETURN(a, GetString(*t, "action", origin, "reasoning", false, "pass"));
+    if (a == "pass") p.reasoning = ReasoningAction::kPass;
+    else if (a == "strip") p.reasoning = ReasoningAction::kStrip;
+    else if (a == "log") p.reasoning = ReasoningAction::kLog;
+    else return Bad(origin, "reasoning", "unknown reasoning action '" + a + "'");
+  }
+  if (const toml::node* n = root.get("audit")) {
+    const toml::table* t = n->as_table();
+    if (!t) return Bad(origin, Where(*n, "audit"), "expected an [audit] table");
+    AIRLOCK_TRY(
+        CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every"}, origin, "audit"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.path,
+                             GetString(*t, "path", origin, "audit", false, p.audit.path));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.store_text, GetBool(*t, "store_text", origin, "audit", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.signing_key,
+                             GetString(*t, "signing_key", origin, "audit", false));
+    std::int64_t every;
+    AIRLOCK_ASSIGN_OR_RETURN(every,
+                             GetInt(*t, "checkpoint_every", origin, "audit", 100, 1, 1000000));
+    p.audit.checkpoint_every = static_cast<int>(every);
+  }
+  if (const toml::node* n = root.get("server")) {
+    const toml::table* t = n->as_table();
+    if (!t) return Bad(origin, Where(*n, "server"), "expected a [server] table");
+    AIRLOCK_TRY(CheckKeys(*t,
+                          {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s",
+                           "threads", "default_max_tokens"},
+                          origin, "server"));
+    ServerSettings& s = p.server;
+    AIRLOCK_ASSIGN_OR_RETURN(s.keys_db, GetString(*t, "keys_db", origin, "server", false, s.keys_db));
+    std::int64_t v;
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_body_bytes", origin, "server",
+                                       static_cast<std::int64_t>(s.max_body_bytes), 1024,
+                                       64LL << 20));
+    s.max_body_bytes = static_cast<std::size_t>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "read_timeout_s", origin, "server", s.read_timeout_s, 1, 600));
+    s.read_timeout_s = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "write_timeout_s", origin, "server", s.write_timeout_s, 1, 600));
+    s.write_timeout_s = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "threads", origin, "server", s.threads, 2, 1024));
+    s.threads = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "default_max_tokens", origin, "server",
+                                       s.default_max_tokens, 1, 1 << 20));
+    s.default_max_tokens = static_cast<int>(v);
+  }
+  return p;
+}
+
+}  // namespace
+
+std::string_view ActionName(Action a) {
+  switch (a) {
+    case Action::kAllow: return "allow";
+    case Action::kRedact: return "redact";
+    case Action::kPseudonymize: return "pseudonymize";
+    case Action::kBlock: return "block";
+    case Action::kRestrict: return "restrict";
+  }
+  return "unknown";
+}
+
+std::string_view ReasoningActionName(ReasoningAction a) {
+  switch (a) {
+    case ReasoningAction::kPass: return "pass";
+    case ReasoningAction::kStrip: return "strip";
+    case ReasoningAction::kLog: return "log";
+  }
+  return "unknown";
+}
+
+const Upstream* Policy::FindUpstreamForModel(std::string_view model) const {
+  for (const Upstream& u : upstreams)
+    if (std::find(u.models.begin(), u.models.end(), model) != u.models.end()) return &u;
+  return nullptr;
+}
+
+const LocalModel* Policy::FindLocalModel(std::string_view model) const {
+  for (const LocalModel& m : local_models)
+    if (m.name == model) return &m;
+  return nullptr;
+}
+
+Result<Policy> ParsePolicy(std::string_view toml_text, std::string_view origin) {
+  try {
+    toml::table root = toml::parse(toml_text, origin);
+    return Build(root, origin);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument("policy: TOML syntax error at " + std::string(origin) + ":" +
+                           std::to_string(e.source().begin.line) + ": " +
+                           std::string(e.description()));
+  } catch (const std::exception& e) {
+    return InvalidArgument("policy: cannot parse at " + std::string(origin) + ": " + e.what());
+  }
+}
+
+Result<Policy> LoadPolicy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("policy: cannot open at " + path + ": no such readable file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return IoError("policy: read failed at " + path);
+  std::string text = ss.str();
+  if (text.size() > (4u << 20)) return InvalidArgument("policy: file too large at " + path);
+  return ParsePolicy(text, path);
+}
+
+Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const Target& target) {
+  Verdict v;
+  for (DataClass c : found) {
+    if (v.actions.count(c)) continue;
+    const Rule* rule = nullptr;
+    std::size_t rule_index = 0;
+    for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+      const auto& classes = policy.rules[i].data_classes;
+      if (std::find(classes.begin(), classes.end(), c) != classes.end()) {
+        rule = &policy.rules[i];
+        rule_index = i;
+        break;
+      }
+    }
+    Action a = rule ? rule->action : Action::kAllow;
+    std::string name(DataClassName(c));
+    std::string rule_ref = rule ? "rules[" + std::to_string(rule_index) + "]" : "default";
+    if (a == Action::kBlock) {
+      v.blocked = true;
+      v.reason = "data class '" + name + "' is blocked by " + rule_ref;
+      return v;
+    }
+    if (a == Action::kRedact || a == Action::kPseudonymize) {
+      v.actions[c] = a;
+      continue;
+    }
+    if (a == Action::kRestrict) {
+      const auto& allowed = rule->allow_jurisdictions;
+      std::string where = target.local ? "local" : target.upstream->jurisdiction;
+      if (std::find(allowed.begin(), allowed.end(), where) == allowed.end()) {
+        v.blocked = true;
+        v.reason = "data class '" + name + "' may not go to jurisdiction '" + where + "' (" +
+                   rule_ref + ")";
+        return v;
+      }
+    }
+    // Sent in clear: an upstream must explicitly accept the class (deny by default).
+    if (!target.local && target.upstream) {
+      const auto& ok = target.upstream->allowed_data_classes;
+      if (std::find(ok.begin(), ok.end(), c) == ok.end()) {
+        v.blocked = true;
+        v.reason = "upstream '" + target.upstream->name + "' does not accept data class '" +
+                   name + "' in clear";
+        return v;
+      }
+    }
+    v.actions[c] = Action::kAllow;
+  }
+  return v;
+}
+
+}  // namespace airlock::policy

@@ -1,0 +1,102 @@
+// The gateway's data policy, parsed from a TOML file: upstreams (with jurisdiction and the data
+// classes they may receive in clear), local models, enabled detectors, rules mapping data classes
+// to actions, reasoning handling, audit and server settings. Decide() turns the data classes found
+// in a request plus its routing target into a verdict (allow / transform / block).
+// Egress is deny-by-default: only upstreams declared here are ever contacted, and an upstream only
+// receives a detected data class in clear when it lists it in allowed_data_classes.
+// Ownership: plain values. Thread-safety: a const Policy is safe to share between threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "policy/detectors.h"
+
+namespace airlock::policy {
+
+enum class Action { kAllow, kRedact, kPseudonymize, kBlock, kRestrict };
+std::string_view ActionName(Action a);
+
+enum class ReasoningAction { kPass, kStrip, kLog };
+std::string_view ReasoningActionName(ReasoningAction a);
+
+struct Upstream {
+  std::string name;
+  std::string base_url;     // e.g. "http://127.0.0.1:9000/v1" or "https://api.example.com/v1"
+  std::string api_key_env;  // name of the environment variable holding its key (may be empty)
+  std::string jurisdiction; // ISO country/region code, upper case ("US", "CN", "EU", "DE")
+  std::vector<DataClass> allowed_data_classes;
+  std::vector<std::string> models;  // model names routed to this upstream
+  int timeout_s = 60;
+};
+
+struct LocalModel {
+  std::string name;
+  std::string path;  // GGUF file
+};
+
+struct Rule {
+  std::vector<DataClass> data_classes;
+  Action action = Action::kAllow;
+  // For kRestrict: jurisdictions the data may go to in clear; "local" means local models.
+  std::vector<std::string> allow_jurisdictions;
+};
+
+struct AuditSettings {
+  std::string path = "airlock-audit.db";
+  bool store_text = false;         // keep full prompt/response text in records
+  std::string signing_key;         // PEM ECDSA private key for checkpoints (empty: unsigned)
+  int checkpoint_every = 100;      // records between signed checkpoints
+};
+
+struct ServerSettings {
+  std::string keys_db = "airlock-keys.db";
+  std::size_t max_body_bytes = 1 << 20;
+  int read_timeout_s = 10;
+  int write_timeout_s = 30;
+  int threads = 32;
+  int default_max_tokens = 1024;  // used for budget reservations when a request sets none
+};
+
+struct Policy {
+  std::vector<Upstream> upstreams;
+  std::vector<LocalModel> local_models;
+  std::vector<DataClass> detectors;  // enabled classes; empty = all
+  std::vector<Rule> rules;
+  ReasoningAction reasoning = ReasoningAction::kPass;
+  AuditSettings audit;
+  ServerSettings server;
+
+  // The upstream serving `model`, or nullptr.
+  const Upstream* FindUpstreamForModel(std::string_view model) const;
+  const LocalModel* FindLocalModel(std::string_view model) const;
+};
+
+// Parses a policy from TOML text. `origin` names it in error messages. Errors: kInvalidArgument
+// with the offending key and line ("policy: unknown data class 'mail' at rules[2].data_classes").
+Result<Policy> ParsePolicy(std::string_view toml_text, std::string_view origin = "policy");
+// Reads and parses a file. Errors: kNotFound, kIo, kInvalidArgument.
+Result<Policy> LoadPolicy(const std::string& path);
+
+// Where a request is going.
+struct Target {
+  bool local = false;        // a local model
+  const Upstream* upstream = nullptr;  // set when !local
+};
+
+struct Verdict {
+  bool blocked = false;
+  std::string reason;  // for blocked verdicts: which class and rule refused it (no data values)
+  // Per detected class, the action applied (kAllow, kRedact, kPseudonymize).
+  std::map<DataClass, Action> actions;
+};
+
+// Decides what happens to a request whose text contains `found` classes, sent to `target`.
+Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const Target& target);
+
+}  // namespace airlock::policy

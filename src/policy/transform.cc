@@ -1,0 +1,149 @@
+#include "policy/transform.h"
+
+#include <algorithm>
+
+namespace airlock::policy {
+namespace {
+
+std::string UpperClassName(DataClass c) {
+  std::string s(DataClassName(c));
+  for (char& ch : s)
+    if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 32);
+  return s;
+}
+
+// Length of the longest suffix of `s` starting at a '[' that is a proper prefix of a placeholder.
+// Placeholders are "[" + [A-Z_0-9]+ + "]".
+std::size_t HeldSuffix(std::string_view s, std::size_t max_len) {
+  if (max_len == 0) return 0;
+  std::size_t start = s.size() > max_len ? s.size() - max_len : 0;
+  for (std::size_t i = start; i < s.size(); ++i) {
+    if (s[i] != '[') continue;
+    bool ok = true;
+    for (std::size_t j = i + 1; j < s.size(); ++j) {
+      char c = s[j];
+      if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) return s.size() - i;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string Pseudonymizer::Apply(std::string_view text, const std::vector<Match>& matches,
+                                 const std::map<DataClass, Action>& actions) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  for (const Match& m : matches) {
+    if (m.begin < pos || m.end > text.size()) continue;  // defensive: overlapping or stale
+    auto it = actions.find(m.data_class);
+    Action a = it == actions.end() ? Action::kAllow : it->second;
+    if (a != Action::kRedact && a != Action::kPseudonymize) continue;
+    out.append(text.substr(pos, m.begin - pos));
+    std::string original(text.substr(m.begin, m.end - m.begin));
+    if (a == Action::kRedact) {
+      out += "[REDACTED_" + UpperClassName(m.data_class) + "]";
+    } else {
+      auto known = by_original_.find(original);
+      std::string placeholder;
+      if (known != by_original_.end()) {
+        placeholder = known->second;
+      } else {
+        placeholder = "[" + UpperClassName(m.data_class) + "_" +
+                      std::to_string(++counters_[m.data_class]) + "]";
+        by_original_[original] = placeholder;
+        originals_[placeholder] = original;
+        max_placeholder_len_ = std::max(max_placeholder_len_, placeholder.size());
+      }
+      out += placeholder;
+    }
+    pos = m.end;
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+std::string Pseudonymizer::Restore(std::string_view text) const {
+  if (originals_.empty()) return std::string(text);
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t open = text.find('[', pos);
+    if (open == std::string_view::npos) break;
+    std::size_t close = text.find(']', open);
+    if (close != std::string_view::npos && close - open < max_placeholder_len_) {
+      auto it = originals_.find(std::string(text.substr(open, close - open + 1)));
+      if (it != originals_.end()) {
+        out.append(text.substr(pos, open - pos));
+        out += it->second;
+        pos = close + 1;
+        continue;
+      }
+    }
+    out.append(text.substr(pos, open + 1 - pos));
+    pos = open + 1;
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+std::string StreamRestorer::Feed(std::string_view chunk) {
+  pending_.append(chunk);
+  std::size_t held = HeldSuffix(pending_, p_.max_placeholder_len_);
+  std::string emit = p_.Restore(std::string_view(pending_).substr(0, pending_.size() - held));
+  pending_.erase(0, pending_.size() - held);
+  return emit;
+}
+
+std::string StreamRestorer::Flush() {
+  std::string emit = p_.Restore(pending_);
+  pending_.clear();
+  return emit;
+}
+
+ThinkSplitter::Piece ThinkSplitter::Feed(std::string_view chunk) {
+  static constexpr std::string_view kOpen = "<think>";
+  static constexpr std::string_view kClose = "</think>";
+  pending_.append(chunk);
+  Piece piece;
+  std::size_t pos = 0;
+  while (pos < pending_.size()) {
+    std::string_view tag = in_think_ ? kClose : kOpen;
+    std::string& sink = in_think_ ? piece.reasoning : piece.visible;
+    std::size_t at = pending_.find(tag, pos);
+    if (at != std::string::npos) {
+      sink.append(pending_, pos, at - pos);
+      pos = at + tag.size();
+      in_think_ = !in_think_;
+      continue;
+    }
+    // Hold back a suffix that could be the start of the tag.
+    std::size_t keep = 0;
+    for (std::size_t n = std::min(tag.size() - 1, pending_.size() - pos); n > 0; --n) {
+      if (std::string_view(pending_).substr(pending_.size() - n) == tag.substr(0, n)) {
+        keep = n;
+        break;
+      }
+    }
+    sink.append(pending_, pos, pending_.size() - keep - pos);
+    pos = pending_.size() - keep;
+    break;
+  }
+  pending_.erase(0, pos);
+  return piece;
+}
+
+ThinkSplitter::Piece ThinkSplitter::Flush() {
+  Piece piece;
+  (in_think_ ? piece.reasoning : piece.visible) = std::move(pending_);
+  pending_.clear();
+  return piece;
+}
+
+}  // namespace airlock::policy

@@ -1,0 +1,72 @@
+// Text transformations the policy applies: redaction and reversible pseudonymization of detector
+// matches, restoration of placeholders in (possibly streamed) responses, and separation of model
+// reasoning (<think> blocks) from the visible answer, also across stream chunks.
+// Ownership: plain values. Thread-safety: one object per request; not shared between threads.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/detectors.h"
+#include "policy/policy.h"
+
+namespace airlock::policy {
+
+// Holds the placeholder <-> original mapping of one request. Placeholders look like "[EMAIL_1]";
+// the same original value always maps to the same placeholder within a request.
+class Pseudonymizer {
+ public:
+  // Rewrites `text`: matches whose class maps to kRedact become "[REDACTED_<CLASS>]", kPseudonymize
+  // become placeholders remembered for Restore(); other matches are left alone. `matches` must be
+  // sorted and non-overlapping (as DetectorSet::Scan returns them).
+  std::string Apply(std::string_view text, const std::vector<Match>& matches,
+                    const std::map<DataClass, Action>& actions);
+  // Replaces every known placeholder in `text` with its original value.
+  std::string Restore(std::string_view text) const;
+  bool empty() const { return originals_.empty(); }
+  std::size_t size() const { return originals_.size(); }
+  const std::map<std::string, std::string>& placeholders() const { return originals_; }
+
+ private:
+  std::map<std::string, std::string> originals_;    // placeholder -> original
+  std::map<std::string, std::string> by_original_;  // original -> placeholder
+  std::map<DataClass, int> counters_;
+  std::size_t max_placeholder_len_ = 0;
+  friend class StreamRestorer;
+};
+
+// Restores placeholders in a stream of text chunks. A placeholder split across chunks is held back
+// until it is complete (or proven not to be one), so the concatenated output equals
+// Restore(concatenated input).
+class StreamRestorer {
+ public:
+  explicit StreamRestorer(const Pseudonymizer& p) : p_(p) {}
+  // Returns the text that can be emitted now.
+  std::string Feed(std::string_view chunk);
+  // Returns whatever is still held back (call at end of stream).
+  std::string Flush();
+
+ private:
+  const Pseudonymizer& p_;
+  std::string pending_;
+};
+
+// Splits streamed model output into visible text and reasoning text delimited by <think> and
+// </think>, tolerating tags split across chunks.
+class ThinkSplitter {
+ public:
+  struct Piece {
+    std::string visible;
+    std::string reasoning;
+  };
+  Piece Feed(std::string_view chunk);
+  Piece Flush();
+
+ private:
+  bool in_think_ = false;
+  std::string pending_;
+};
+
+}  // namespace airlock::policy

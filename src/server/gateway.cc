@@ -1,0 +1,1062 @@
+#include "server/gateway.h"
+
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "audit/audit_log.h"
+#include "core/hash.h"
+#include "policy/detectors.h"
+#include "policy/transform.h"
+#include "server/keys.h"
+
+namespace airlock::server {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string RandomId() {
+  unsigned char b[8];
+  if (RAND_bytes(b, sizeof b) != 1) return "0";
+  return core::ToHex(std::span<const std::uint8_t>(b, sizeof b));
+}
+
+std::int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view DefaultErrorType(int status) {
+  switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "invalid_request_error";
+    case 429: return "rate_limit_error";
+    case 500: return "server_error";
+    case 502:
+    case 503:
+    case 504: return "upstream_error";
+    default: return "invalid_request_error";
+  }
+}
+
+std::string ErrorBody(int status, const std::string& message, const std::string& code) {
+  json j = {{"error",
+             {{"message", message},
+              {"type", DefaultErrorType(status)},
+              {"param", nullptr},
+              {"code", code.empty() ? json(nullptr) : json(code)}}}};
+  return j.dump();
+}
+
+void SetError(httplib::Response& res, int status, const std::string& message,
+              const std::string& code) {
+  res.status = status;
+  res.set_content(ErrorBody(status, message, code), "application/json");
+}
+
+// ---- metrics (Prometheus text format) ----
+class Metrics {
+ public:
+  static constexpr double kBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,   5,     10, 30};
+  void Observe(const std::string& endpoint, int status, double seconds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests_[{endpoint, status}]++;
+    auto& h = latency_[endpoint];
+    if (h.counts.empty()) h.counts.assign(std::size(kBuckets), 0);
+    for (std::size_t i = 0; i < std::size(kBuckets); ++i)
+      if (seconds <= kBuckets[i]) h.counts[i]++;
+    h.count++;
+    h.sum += seconds;
+  }
+  void Tokens(std::int64_t prompt, std::int64_t completion) {
+    prompt_tokens_ += prompt;
+    completion_tokens_ += completion;
+  }
+  void PolicyAction(const std::string& action, const std::string& data_class) {
+    std::lock_guard<std::mutex> lock(mu_);
+    actions_[{action, data_class}]++;
+  }
+  std::atomic<int> in_flight{0};
+
+  std::string Render() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    out += "# HELP airlock_requests_total Requests served, by endpoint and HTTP status.\n";
+    out += "# TYPE airlock_requests_total counter\n";
+    for (const auto& [k, v] : requests_)
+      out += "airlock_requests_total{endpoint=\"" + k.first + "\",status=\"" +
+             std::to_string(k.second) + "\"} " + std::to_string(v) + "\n";
+    out += "# HELP airlock_tokens_total Tokens processed.\n# TYPE airlock_tokens_total counter\n";
+    out += "airlock_tokens_total{kind=\"prompt\"} " + std::to_string(prompt_tokens_.load()) + "\n";
+    out += "airlock_tokens_total{kind=\"completion\"} " +
+           std::to_string(completion_tokens_.load()) + "\n";
+    out += "# HELP airlock_request_duration_seconds Request latency.\n";
+    out += "# TYPE airlock_request_duration_seconds histogram\n";
+    for (const auto& [endpoint, h] : latency_) {
+      for (std::size_t i = 0; i < std::size(kBuckets); ++i) {
+        char le[32];
+        std::snprintf(le, sizeof le, "%g", kBuckets[i]);
+        out += "airlock_request_duration_seconds_bucket{endpoint=\"" + endpoint + "\",le=\"" + le +
+               "\"} " + std::to_string(h.counts[i]) + "\n";
+      }
+      out += "airlock_request_duration_seconds_bucket{endpoint=\"" + endpoint +
+             "\",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+      char sum[64];
+      std::snprintf(sum, sizeof sum, "%.6f", h.sum);
+      out += "airlock_request_duration_seconds_sum{endpoint=\"" + endpoint + "\"} " + sum + "\n";
+      out += "airlock_request_duration_seconds_count{endpoint=\"" + endpoint + "\"} " +
+             std::to_string(h.count) + "\n";
+    }
+    out += "# HELP airlock_policy_actions_total Policy actions applied, by data class.\n";
+    out += "# TYPE airlock_policy_actions_total counter\n";
+    for (const auto& [k, v] : actions_)
+      out += "airlock_policy_actions_total{action=\"" + k.first + "\",data_class=\"" + k.second +
+             "\"} " + std::to_string(v) + "\n";
+    out += "# HELP airlock_in_flight_requests Requests being processed (queue depth).\n";
+    out += "# TYPE airlock_in_flight_requests gauge\n";
+    out += "airlock_in_flight_requests " + std::to_string(in_flight.load()) + "\n";
+    return out;
+  }
+
+ private:
+  struct Histogram {
+    std::vector<std::uint64_t> counts;
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+  std::mutex mu_;
+  std::map<std::pair<std::string, int>, std::uint64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> actions_;
+  std::atomic<std::int64_t> prompt_tokens_{0}, completion_tokens_{0};
+};
+
+// ---- upstream connection pools ----
+struct UpstreamEndpoint {
+  std::string scheme_host_port;  // "http://127.0.0.1:9000"
+  std::string path_prefix;       // "/v1"
+  std::string api_key;           // from the environment; never logged
+  int timeout_s = 60;
+};
+
+class ClientPool {
+ public:
+  explicit ClientPool(UpstreamEndpoint e) : endpoint_(std::move(e)) {}
+  std::unique_ptr<httplib::Client> Acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+    }
+    auto c = std::make_unique<httplib::Client>(endpoint_.scheme_host_port);
+    c->set_connection_timeout(5, 0);
+    c->set_read_timeout(endpoint_.timeout_s, 0);
+    c->set_write_timeout(endpoint_.timeout_s, 0);
+    c->set_keep_alive(true);
+    return c;
+  }
+  void Release(std::unique_ptr<httplib::Client> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < 64) idle_.push_back(std::move(c));
+  }
+  const UpstreamEndpoint& endpoint() const { return endpoint_; }
+
+ private:
+  UpstreamEndpoint endpoint_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<httplib::Client>> idle_;
+};
+
+Result<UpstreamEndpoint> ParseBaseUrl(const policy::Upstream& u) {
+  UpstreamEndpoint e;
+  std::string url = u.base_url;
+  std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return InvalidArgument("server: bad base_url for " + u.name);
+  std::size_t path_start = url.find('/', scheme_end + 3);
+  e.scheme_host_port = url.substr(0, path_start);
+  e.path_prefix = path_start == std::string::npos ? "" : url.substr(path_start);
+  while (!e.path_prefix.empty() && e.path_prefix.back() == '/') e.path_prefix.pop_back();
+  if (!u.api_key_env.empty())
+    if (const char* k = std::getenv(u.api_key_env.c_str())) e.api_key = k;
+  e.timeout_s = u.timeout_s;
+  return e;
+}
+
+// ---- streaming channel between an upstream/backend producer thread and the client writer ----
+struct Channel {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string data;       // bytes not yet consumed
+  int status = 0;         // HTTP status from the producer, once known
+  bool finished = false;  // producer done
+  httplib::Error error = httplib::Error::Success;
+  std::atomic<bool> cancel{false};
+
+  void SetStatus(int s) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = s;
+    cv.notify_all();
+  }
+  bool Push(const char* p, std::size_t n) {
+    std::lock_guard<std::mutex> lock(mu);
+    data.append(p, n);
+    cv.notify_all();
+    return !cancel.load();
+  }
+  void Finish(httplib::Error e) {
+    std::lock_guard<std::mutex> lock(mu);
+    finished = true;
+    error = e;
+    cv.notify_all();
+  }
+  // Waits until the status is known or the producer is done.
+  void WaitHeaders() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return status != 0 || finished; });
+  }
+  // Takes available bytes, waiting until there are some or the producer finished. Returns false
+  // when finished and drained.
+  bool Take(std::string* out) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return !data.empty() || finished; });
+    if (data.empty()) return false;
+    out->swap(data);
+    data.clear();
+    return true;
+  }
+};
+
+// Per-request state shared by the handler, the streaming provider and the producer thread.
+struct RequestState {
+  std::string request_id;
+  std::string endpoint;
+  bool chat = true;
+  Clock::time_point start;
+  KeyInfo key;
+  bool anonymous = true;
+  std::string model;
+  std::string upstream_name;
+  std::string jurisdiction;
+  std::vector<std::string> data_classes;
+  std::vector<std::string> actions;
+  std::string prompt_sha256;
+  std::string forwarded_prompt;  // what left the gateway (for store_text)
+  std::optional<Reservation> reservation;
+  std::int64_t prompt_estimate = 0;
+  bool settled = false;
+
+  policy::Pseudonymizer pseudonymizer;
+  policy::ReasoningAction reasoning = policy::ReasoningAction::kPass;
+  struct ChoiceState {
+    std::unique_ptr<policy::StreamRestorer> restorer;
+    policy::ThinkSplitter splitter;
+    std::string visible;
+    bool finished = false;
+  };
+  std::map<int, ChoiceState> choices;
+  std::string reasoning_text;
+  std::int64_t prompt_tokens = -1;
+  std::int64_t completion_tokens = -1;
+  std::int64_t streamed_pieces = 0;
+
+  ChoiceState& Choice(int index) {
+    ChoiceState& c = choices[index];
+    if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
+    return c;
+  }
+  // Processes a piece of model output text of choice `index`; returns what the client sees.
+  std::string ProcessText(int index, std::string_view text) {
+    ChoiceState& c = Choice(index);
+    std::string visible(text);
+    if (reasoning != policy::ReasoningAction::kPass) {
+      auto piece = c.splitter.Feed(text);
+      reasoning_text += piece.reasoning;
+      visible = std::move(piece.visible);
+    }
+    std::string out = c.restorer->Feed(visible);
+    c.visible += out;
+    return out;
+  }
+  std::string FinishChoice(int index) {
+    ChoiceState& c = Choice(index);
+    if (c.finished) return "";
+    c.finished = true;
+    std::string out;
+    if (reasoning != policy::ReasoningAction::kPass) {
+      auto piece = c.splitter.Flush();
+      reasoning_text += piece.reasoning;
+      out = c.restorer->Feed(piece.visible);
+    }
+    out += c.restorer->Flush();
+    c.visible += out;
+    return out;
+  }
+  // reasoning_content field: restored; returned to the client only for "pass".
+  std::optional<std::string> ProcessReasoningField(std::string_view text) {
+    std::string restored = pseudonymizer.Restore(text);
+    if (reasoning == policy::ReasoningAction::kPass) return restored;
+    reasoning_text += restored;
+    return std::nullopt;
+  }
+  std::string ResponseText() const {
+    std::string all;
+    for (const auto& [i, c] : choices) all += c.visible;
+    return all;
+  }
+};
+
+bool ParseBearer(const httplib::Request& req, std::string* token) {
+  std::string h = req.get_header_value("Authorization");
+  if (h.size() > 7 && (h.rfind("Bearer ", 0) == 0 || h.rfind("bearer ", 0) == 0)) {
+    *token = h.substr(7);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  in_addr a4;
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  return false;
+}
+
+struct Gateway::Impl {
+  GatewayOptions options;
+  std::unique_ptr<policy::DetectorSet> detectors;
+  std::unique_ptr<KeyStore> keys;
+  std::unique_ptr<audit::AuditLog> audit;
+  std::map<std::string, std::shared_ptr<ClientPool>> pools;
+  Metrics metrics;
+  httplib::Server http;
+  std::thread listener;
+  int port = 0;
+  std::atomic<bool> stopped{false};
+
+  const policy::Policy& policy() const { return options.policy; }
+
+  void Finish(RequestState& st, int status, std::int64_t actual_tokens,
+              const std::string& response_text) {
+    if (st.settled) return;
+    st.settled = true;
+    if (st.reservation) keys->Reconcile(*st.reservation, actual_tokens);
+    audit::AuditRecord r;
+    r.request_id = st.request_id;
+    r.endpoint = st.endpoint;
+    r.key_id = st.anonymous ? "anonymous" : st.key.id;
+    r.model = st.model;
+    r.upstream = st.upstream_name;
+    r.jurisdiction = st.jurisdiction;
+    r.status = status;
+    r.data_classes = st.data_classes;
+    r.actions = st.actions;
+    r.prompt_tokens = std::max<std::int64_t>(st.prompt_tokens, 0);
+    r.completion_tokens = std::max<std::int64_t>(st.completion_tokens, 0);
+    r.prompt_sha256 = st.prompt_sha256;
+    r.response_sha256 = core::ToHex(core::Sha256Of(response_text));
+    if (policy().audit.store_text) {
+      r.prompt_text = st.forwarded_prompt;
+      r.response_text = response_text;
+    }
+    if (policy().reasoning == policy::ReasoningAction::kLog && !st.reasoning_text.empty())
+      r.reasoning_text = st.reasoning_text;
+    if (auto s = audit->Append(r); !s.ok())
+      std::fprintf(stderr, "airlock serve: audit append failed: %s\n", s.error().message().c_str());
+    metrics.Tokens(r.prompt_tokens, r.completion_tokens);
+    metrics.Observe(st.endpoint, status,
+                    std::chrono::duration<double>(Clock::now() - st.start).count());
+  }
+
+  void Fail(RequestState& st, httplib::Response& res, int status, const std::string& message,
+            const std::string& code) {
+    SetError(res, status, message, code);
+    if (status == 403 || status == 429) st.actions.push_back(code + ": " + message);
+    Finish(st, status, 0, "");
+  }
+
+  // Authenticates; returns false after writing a 401.
+  bool Authenticate(const httplib::Request& req, httplib::Response& res, RequestState& st) {
+    std::string token;
+    bool has_token = ParseBearer(req, &token);
+    auto active = keys->HasActiveKeys();
+    bool required = !active.ok() || *active;
+    if (!required && !has_token) return true;
+    if (!has_token) {
+      SetError(res, 401, "You didn't provide an API key (Authorization: Bearer ...).",
+               "invalid_api_key");
+      return false;
+    }
+    auto k = keys->Authenticate(token);
+    if (!k) {
+      SetError(res, 401, "Incorrect API key provided.", "invalid_api_key");
+      return false;
+    }
+    st.key = std::move(*k);
+    st.anonymous = false;
+    return true;
+  }
+
+  void HandleModels(const httplib::Request& req, httplib::Response& res) {
+    RequestState st;
+    if (!Authenticate(req, res, st)) return;
+    json data = json::array();
+    auto allowed = [&](const std::string& m) {
+      return st.key.models.empty() ||
+             std::find(st.key.models.begin(), st.key.models.end(), m) != st.key.models.end();
+    };
+    for (const auto& m : policy().local_models)
+      if (allowed(m.name))
+        data.push_back({{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "local"}});
+    for (const auto& u : policy().upstreams)
+      for (const auto& m : u.models)
+        if (allowed(m))
+          data.push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", u.name}});
+    res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+  }
+
+  void HandleCompletion(const httplib::Request& req, httplib::Response& res, bool chat);
+  void ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
+                       const policy::Upstream& upstream, httplib::Response& res);
+  void ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
+                  std::shared_ptr<ModelBackend> backend, httplib::Response& res);
+  // Post-processes a complete (non-streamed) response body in place.
+  void TransformResponse(RequestState& st, json& body);
+  // Re-writes one SSE data payload; returns the payload to send or "" to drop it.
+  std::string TransformChunk(RequestState& st, const std::string& payload);
+  void StreamToClient(std::shared_ptr<RequestState> st, std::shared_ptr<Channel> ch,
+                      httplib::Response& res);
+};
+
+void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res,
+                                     bool chat) {
+  metrics.in_flight++;
+  struct Dec {
+    std::atomic<int>& v;
+    ~Dec() { v--; }
+  } dec{metrics.in_flight};
+  auto st = std::make_shared<RequestState>();
+  st->request_id = "req-" + RandomId();
+  st->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  st->chat = chat;
+  st->start = Clock::now();
+  st->reasoning = policy().reasoning;
+  res.set_header("X-Request-Id", st->request_id);
+  if (!Authenticate(req, res, *st)) {
+    metrics.Observe(st->endpoint, 401, 0);
+    return;
+  }
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object())
+    return Fail(*st, res, 400,
+                "We could not parse the JSON body of your request. The body must be a JSON object.",
+                "invalid_json");
+  auto model_it = body.find("model");
+  if (model_it == body.end() || !model_it->is_string())
+    return Fail(*st, res, 400, "You must provide a model parameter.", "missing_model");
+  st->model = model_it->get<std::string>();
+  if (!st->key.models.empty() &&
+      std::find(st->key.models.begin(), st->key.models.end(), st->model) == st->key.models.end())
+    return Fail(*st, res, 403, "This API key may not use model '" + st->model + "'.",
+                "model_not_allowed");
+  const policy::LocalModel* local = policy().FindLocalModel(st->model);
+  const policy::Upstream* upstream = local ? nullptr : policy().FindUpstreamForModel(st->model);
+  if (!local && !upstream)
+    return Fail(*st, res, 404, "The model '" + st->model + "' does not exist.", "model_not_found");
+  st->upstream_name = local ? "local" : upstream->name;
+  st->jurisdiction = local ? "local" : upstream->jurisdiction;
+  bool stream = false;
+  if (auto s = body.find("stream"); s != body.end() && !s->is_null()) {
+    if (!s->is_boolean()) return Fail(*st, res, 400, "'stream' must be a boolean.", "invalid_type");
+    stream = s->get<bool>();
+  }
+
+  // Collect every prompt text node (they are rewritten in place after the policy decision).
+  std::vector<json*> texts;
+  std::size_t message_count = 1;
+  if (chat) {
+    auto m = body.find("messages");
+    if (m == body.end() || !m->is_array() || m->empty())
+      return Fail(*st, res, 400, "'messages' must be a non-empty array.", "invalid_messages");
+    message_count = m->size();
+    for (json& msg : *m) {
+      if (!msg.is_object())
+        return Fail(*st, res, 400, "Each message must be an object.", "invalid_messages");
+      auto c = msg.find("content");
+      if (c == msg.end() || c->is_null()) continue;
+      if (c->is_string()) {
+        texts.push_back(&*c);
+      } else if (c->is_array()) {
+        for (json& part : *c)
+          if (part.is_object())
+            if (auto t = part.find("text"); t != part.end() && t->is_string()) texts.push_back(&*t);
+      } else {
+        return Fail(*st, res, 400, "Message content must be a string or an array of parts.",
+                    "invalid_messages");
+      }
+    }
+  } else {
+    auto p = body.find("prompt");
+    if (p == body.end())
+      return Fail(*st, res, 400, "You must provide a prompt.", "missing_prompt");
+    if (p->is_string()) {
+      texts.push_back(&*p);
+    } else if (p->is_array()) {
+      for (json& e : *p) {
+        if (!e.is_string())
+          return Fail(*st, res, 400, "'prompt' must be a string or an array of strings.",
+                      "invalid_prompt");
+        texts.push_back(&e);
+      }
+    } else {
+      return Fail(*st, res, 400, "'prompt' must be a string or an array of strings.",
+                  "invalid_prompt");
+    }
+  }
+
+  // Detect, decide, transform.
+  core::Sha256 prompt_hash;
+  std::vector<std::vector<policy::Match>> matches(texts.size());
+  std::set<policy::DataClass> found;
+  std::size_t prompt_bytes = 0;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const std::string& t = texts[i]->get_ref<const std::string&>();
+    prompt_hash.Update(t);
+    prompt_hash.Update(std::string_view("\n", 1));
+    matches[i] = detectors->Scan(t);
+    for (const auto& m : matches[i]) found.insert(m.data_class);
+  }
+  st->prompt_sha256 = core::ToHex(prompt_hash.Finish());
+  for (auto c : found) st->data_classes.emplace_back(policy::DataClassName(c));
+  policy::Target target;
+  target.local = local != nullptr;
+  target.upstream = upstream;
+  policy::Verdict verdict =
+      policy::Decide(policy(), std::vector<policy::DataClass>(found.begin(), found.end()), target);
+  if (verdict.blocked) {
+    for (auto c : found) metrics.PolicyAction("block", std::string(policy::DataClassName(c)));
+    st->actions.push_back("block: " + verdict.reason);
+    SetError(res, 403, "Request blocked by policy: " + verdict.reason, "policy_violation");
+    return Finish(*st, 403, 0, "");
+  }
+  for (const auto& [c, a] : verdict.actions) {
+    std::string name(policy::DataClassName(c));
+    st->actions.push_back(name + ":" + std::string(policy::ActionName(a)));
+    metrics.PolicyAction(std::string(policy::ActionName(a)), name);
+  }
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const std::string& t = texts[i]->get_ref<const std::string&>();
+    std::string rewritten = st->pseudonymizer.Apply(t, matches[i], verdict.actions);
+    prompt_bytes += rewritten.size();
+    if (policy().audit.store_text) st->forwarded_prompt += rewritten + "\n";
+    *texts[i] = std::move(rewritten);
+  }
+
+  // Admission: reserve the worst case (prompt bytes bound BPE tokens; max_tokens is enforced).
+  std::int64_t max_tokens = policy().server.default_max_tokens;
+  bool has_max = false;
+  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
+    auto f = body.find(field);
+    if (f == body.end() || f->is_null()) continue;
+    if (!f->is_number_integer() || f->get<std::int64_t>() < 1 || f->get<std::int64_t>() > (1 << 24))
+      return Fail(*st, res, 400, std::string("'") + field + "' must be a positive integer.",
+                  "invalid_max_tokens");
+    max_tokens = f->get<std::int64_t>();
+    has_max = true;
+  }
+  if (!has_max) body["max_tokens"] = max_tokens;
+  st->prompt_estimate = static_cast<std::int64_t>(prompt_bytes + 8 * message_count + 16);
+  if (!st->anonymous) {
+    auto r = keys->Reserve(st->key, st->prompt_estimate + max_tokens);
+    if (!r) {
+      bool budget = r.error().message().find("budget") != std::string::npos;
+      return Fail(*st, res, 429, r.error().message(),
+                  budget ? "insufficient_quota" : "rate_limit_exceeded");
+    }
+    st->reservation = *r;
+  }
+  if (local) {
+    auto it = options.local_backends.find(local->name);
+    if (it == options.local_backends.end())
+      return Fail(*st, res, 503,
+                  "Local model '" + local->name +
+                      "' is not loaded: local serving needs the inference engine.",
+                  "model_not_loaded");
+    return ServeLocal(st, std::move(body), stream, it->second, res);
+  }
+  ForwardUpstream(st, std::move(body), stream, *upstream, res);
+}
+
+void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
+  auto choices = body.find("choices");
+  if (choices != body.end() && choices->is_array()) {
+    for (json& c : *choices) {
+      if (!c.is_object()) continue;
+      int index = c.value("index", 0);
+      json* text = nullptr;
+      if (st.chat) {
+        auto m = c.find("message");
+        if (m != c.end() && m->is_object()) {
+          if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
+          if (auto r = m->find("reasoning_content"); r != m->end() && r->is_string()) {
+            auto keep = st.ProcessReasoningField(r->get<std::string>());
+            if (keep) *r = *keep;
+            else m->erase("reasoning_content");
+          }
+        }
+      } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
+        text = &*t;
+      }
+      std::string out = text ? st.ProcessText(index, text->get<std::string>()) : "";
+      out += st.FinishChoice(index);
+      if (text) *text = out;
+    }
+  }
+  auto usage = body.find("usage");
+  if (usage != body.end() && usage->is_object()) {
+    st.prompt_tokens = usage->value("prompt_tokens", 0);
+    st.completion_tokens = usage->value("completion_tokens", 0);
+  } else {
+    st.prompt_tokens = st.prompt_estimate;
+    st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
+    body["usage"] = {{"prompt_tokens", st.prompt_tokens},
+                     {"completion_tokens", st.completion_tokens},
+                     {"total_tokens", st.prompt_tokens + st.completion_tokens}};
+  }
+}
+
+std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& payload) {
+  json chunk = json::parse(payload, nullptr, false);
+  if (chunk.is_discarded() || !chunk.is_object()) return "";  // drop what we cannot vet
+  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
+    st.prompt_tokens = usage->value("prompt_tokens", 0);
+    st.completion_tokens = usage->value("completion_tokens", 0);
+  }
+  auto choices = chunk.find("choices");
+  if (choices != chunk.end() && choices->is_array()) {
+    for (json& c : *choices) {
+      if (!c.is_object()) continue;
+      int index = c.value("index", 0);
+      bool finishing = c.contains("finish_reason") && !c["finish_reason"].is_null();
+      json* text = nullptr;
+      if (st.chat) {
+        auto d = c.find("delta");
+        if (d != c.end() && d->is_object()) {
+          if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
+          if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
+            auto keep = st.ProcessReasoningField(r->get<std::string>());
+            if (keep) *r = *keep;
+            else d->erase("reasoning_content");
+          }
+          if (!text && finishing) {
+            (*d)["content"] = "";
+            text = &(*d)["content"];
+          }
+        }
+      } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
+        text = &*t;
+      }
+      if (text) {
+        st.streamed_pieces++;
+        std::string out = st.ProcessText(index, text->get<std::string>());
+        if (finishing) out += st.FinishChoice(index);
+        *text = out;
+      }
+    }
+  }
+  return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared_ptr<Channel> ch,
+                                   httplib::Response& res) {
+  res.set_header("Cache-Control", "no-cache");
+  auto buffer = std::make_shared<std::string>();
+  auto done = std::make_shared<bool>(false);
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
+        std::string incoming;
+        bool more = ch->Take(&incoming);
+        if (more) {
+          for (char c : incoming)
+            if (c != '\r') buffer->push_back(c);
+          std::size_t end;
+          while ((end = buffer->find("\n\n")) != std::string::npos) {
+            std::string event = buffer->substr(0, end);
+            buffer->erase(0, end + 2);
+            std::string payload;
+            std::size_t pos = 0;
+            while (pos <= event.size()) {
+              std::size_t nl = event.find('\n', pos);
+              std::string line = event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+              if (line.rfind("data:", 0) == 0) {
+                std::string v = line.substr(5);
+                if (!v.empty() && v[0] == ' ') v.erase(0, 1);
+                if (!payload.empty()) payload += "\n";
+                payload += v;
+              }
+              if (nl == std::string::npos) break;
+              pos = nl + 1;
+            }
+            if (payload.empty() || payload == "[DONE]") continue;
+            std::string out = TransformChunk(*st, payload);
+            if (out.empty()) continue;
+            std::string frame = "data: " + out + "\n\n";
+            if (!sink.write(frame.data(), frame.size())) {
+              ch->cancel = true;
+              return false;
+            }
+          }
+          return true;
+        }
+        // Producer finished: flush held-back text, record, then end the stream.
+        std::string tail;
+        for (auto& [index, c] : st->choices) {
+          std::string rest = st->FinishChoice(index);
+          if (rest.empty()) continue;
+          json chunk = {{"id", st->request_id},
+                        {"object", st->chat ? "chat.completion.chunk" : "text_completion"},
+                        {"created", NowSeconds()},
+                        {"model", st->model}};
+          chunk["choices"] = json::array(
+              {st->chat ? json{{"index", index}, {"delta", {{"content", rest}}}, {"finish_reason", nullptr}}
+                        : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
+          tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+        }
+        if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
+        if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
+        bool ok = ch->error == httplib::Error::Success;
+        Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+        if (!ok) {
+          json err = json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
+          tail += "data: " + err.dump() + "\n\n";
+        }
+        tail += "data: [DONE]\n\n";
+        *done = true;
+        if (!sink.write(tail.data(), tail.size())) return false;
+        sink.done();
+        return true;
+      },
+      [this, st, ch, done](bool) {
+        ch->cancel = true;
+        if (!*done) {
+          // Client went away mid-stream: charge the whole reservation, record it.
+          std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
+          Finish(*st, 499, charged, st->ResponseText());
+        }
+      });
+}
+
+void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
+                                    const policy::Upstream& upstream, httplib::Response& res) {
+  std::shared_ptr<ClientPool> pool = pools.at(upstream.name);
+  const UpstreamEndpoint& ep = pool->endpoint();
+  std::string path = ep.path_prefix + (st->chat ? "/chat/completions" : "/completions");
+  httplib::Headers headers;
+  if (!ep.api_key.empty()) headers.emplace("Authorization", "Bearer " + ep.api_key);
+  if (stream) body["stream_options"] = {{"include_usage", true}};
+  std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  auto started = Clock::now();
+  auto error_for = [&](httplib::Error e) {
+    double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+    bool timeout = e == httplib::Error::ConnectionTimeout ||
+                   (e == httplib::Error::Read && elapsed >= upstream.timeout_s - 0.5);
+    int status = timeout ? 504 : 502;
+    Fail(*st, res, status,
+         "Upstream '" + upstream.name + "' " + (timeout ? "timed out" : "failed") + " (" +
+             httplib::to_string(e) + ").",
+         timeout ? "upstream_timeout" : "upstream_error");
+  };
+
+  if (!stream) {
+    auto client = pool->Acquire();
+    auto r = client->Post(path, headers, payload, "application/json");
+    if (!r) return error_for(r.error());
+    pool->Release(std::move(client));
+    if (r->status != 200) {
+      std::string detail;
+      json e = json::parse(r->body, nullptr, false);
+      if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
+          e["error"].contains("message") && e["error"]["message"].is_string())
+        detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
+      return Fail(*st, res, 502,
+                  "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(r->status) +
+                      detail,
+                  "upstream_error");
+    }
+    json out = json::parse(r->body, nullptr, false);
+    if (out.is_discarded() || !out.is_object())
+      return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned invalid JSON.",
+                  "upstream_error");
+    TransformResponse(*st, out);
+    std::string text = st->ResponseText();
+    Finish(*st, 200, st->prompt_tokens + st->completion_tokens, text);
+    res.status = 200;
+    res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    return;
+  }
+
+  auto ch = std::make_shared<Channel>();
+  std::thread([pool, ch, path, headers, payload]() {
+    auto client = pool->Acquire();
+    httplib::Request r;
+    r.method = "POST";
+    r.path = path;
+    r.headers = headers;
+    r.headers.emplace("Accept", "text/event-stream");
+    r.body = payload;
+    r.set_header("Content-Type", "application/json");
+    r.response_handler = [ch](const httplib::Response& resp) {
+      ch->SetStatus(resp.status);
+      return !ch->cancel.load();
+    };
+    r.content_receiver = [ch](const char* d, std::size_t n, std::uint64_t, std::uint64_t) {
+      return ch->Push(d, n);
+    };
+    httplib::Response resp;
+    httplib::Error err = httplib::Error::Success;
+    bool ok = client->send(r, resp, err);
+    if (ok) pool->Release(std::move(client));
+    if (!resp.body.empty()) ch->Push(resp.body.data(), resp.body.size());
+    ch->Finish(ok ? httplib::Error::Success : err);
+  }).detach();
+  ch->WaitHeaders();
+  int status;
+  {
+    std::lock_guard<std::mutex> lock(ch->mu);
+    status = ch->status;
+  }
+  if (status == 0) {  // no response at all
+    httplib::Error e;
+    {
+      std::lock_guard<std::mutex> lock(ch->mu);
+      e = ch->error;
+    }
+    return error_for(e);
+  }
+  if (status != 200) {
+    std::string all, piece;
+    while (ch->Take(&piece)) all += piece;
+    std::string detail;
+    json e = json::parse(all, nullptr, false);
+    if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
+        e["error"].contains("message") && e["error"]["message"].is_string())
+      detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
+    return Fail(*st, res, 502,
+                "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) + detail,
+                "upstream_error");
+  }
+  StreamToClient(st, ch, res);
+}
+
+void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
+                               std::shared_ptr<ModelBackend> backend, httplib::Response& res) {
+  GenerateRequest g;
+  g.chat = st->chat;
+  if (st->chat) {
+    for (const json& m : body["messages"]) {
+      ChatMessage cm;
+      cm.role = m.value("role", "user");
+      if (auto c = m.find("content"); c != m.end()) {
+        if (c->is_string()) {
+          cm.content = c->get<std::string>();
+        } else if (c->is_array()) {
+          for (const json& part : *c)
+            if (part.is_object() && part.contains("text") && part["text"].is_string())
+              cm.content += part["text"].get<std::string>();
+        }
+      }
+      g.messages.push_back(std::move(cm));
+    }
+  } else {
+    const json& p = body["prompt"];
+    g.prompt = p.is_string() ? p.get<std::string>() : (p.empty() ? "" : p[0].get<std::string>());
+  }
+  g.max_tokens = static_cast<int>(body.value("max_tokens", body.value("max_completion_tokens", 256)));
+  if (auto t = body.find("temperature"); t != body.end() && t->is_number()) g.temperature = *t;
+  if (auto t = body.find("top_p"); t != body.end() && t->is_number()) g.top_p = *t;
+  if (auto s = body.find("seed"); s != body.end() && s->is_number_unsigned()) g.seed = *s;
+  if (auto s = body.find("stop"); s != body.end()) {
+    if (s->is_string()) g.stop.push_back(*s);
+    else if (s->is_array())
+      for (const json& e : *s)
+        if (e.is_string()) g.stop.push_back(e);
+  }
+  std::string id = (st->chat ? "chatcmpl-" : "cmpl-") + RandomId();
+  std::int64_t created = NowSeconds();
+  std::string object = st->chat ? "chat.completion.chunk" : "text_completion";
+  auto make_chunk = [st, id, created, object](const std::string& text, json finish) {
+    json c = {{"id", id}, {"object", object}, {"created", created}, {"model", st->model}};
+    c["choices"] = json::array(
+        {st->chat ? json{{"index", 0}, {"delta", {{"content", text}}}, {"finish_reason", finish}}
+                  : json{{"index", 0}, {"text", text}, {"finish_reason", finish}}});
+    return c;
+  };
+  if (!stream) {
+    std::string text;
+    std::atomic<bool> cancel{false};
+    auto r = backend->Generate(g, [&](std::string_view piece) { text += piece; return true; }, cancel);
+    if (!r) return Fail(*st, res, 500, "Local model failed: " + r.error().message(), "model_error");
+    json out = {{"id", id}, {"object", st->chat ? "chat.completion" : "text_completion"},
+                {"created", created}, {"model", st->model}};
+    out["choices"] = json::array(
+        {st->chat ? json{{"index", 0},
+                         {"message", {{"role", "assistant"}, {"content", text}}},
+                         {"finish_reason", r->finish_reason}}
+                  : json{{"index", 0}, {"text", text}, {"finish_reason", r->finish_reason}}});
+    out["usage"] = {{"prompt_tokens", r->prompt_tokens},
+                    {"completion_tokens", r->completion_tokens},
+                    {"total_tokens", r->prompt_tokens + r->completion_tokens}};
+    TransformResponse(*st, out);
+    Finish(*st, 200, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+    res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    return;
+  }
+  auto ch = std::make_shared<Channel>();
+  ch->SetStatus(200);
+  std::thread([backend, ch, g, make_chunk, st]() {
+    auto emit = [&](const json& j) {
+      std::string frame = "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+      return ch->Push(frame.data(), frame.size());
+    };
+    if (st->chat) {
+      json first = make_chunk("", nullptr);
+      first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
+      emit(first);
+    }
+    auto r = backend->Generate(g, [&](std::string_view piece) {
+      return emit(make_chunk(std::string(piece), nullptr));
+    }, ch->cancel);
+    if (r) {
+      emit(make_chunk("", r->finish_reason));
+      json usage = make_chunk("", nullptr);
+      usage["choices"] = json::array();
+      usage["usage"] = {{"prompt_tokens", r->prompt_tokens},
+                        {"completion_tokens", r->completion_tokens},
+                        {"total_tokens", r->prompt_tokens + r->completion_tokens}};
+      emit(usage);
+    }
+    ch->Finish(r ? httplib::Error::Success : httplib::Error::Unknown);
+  }).detach();
+  StreamToClient(st, ch, res);
+}
+
+Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Gateway::~Gateway() {
+  Stop();
+  Wait();
+}
+
+Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  const policy::Policy& p = impl->options.policy;
+  policy::DetectorOptions dopts;
+  dopts.enabled = p.detectors;
+  AIRLOCK_ASSIGN_OR_RETURN(impl->detectors, policy::DetectorSet::Create(dopts));
+  AIRLOCK_ASSIGN_OR_RETURN(impl->keys, KeyStore::Open(p.server.keys_db));
+  if (!IsLoopbackHost(impl->options.host)) {
+    AIRLOCK_ASSIGN_OR_RETURN(bool any, impl->keys->HasActiveKeys());
+    if (!any)
+      return PermissionDenied("server: refusing to listen on non-loopback address '" +
+                              impl->options.host + "' without API keys; create one with "
+                              "`airlock keys create` (keys db " + p.server.keys_db + ")");
+  }
+  audit::OpenOptions aopts;
+  aopts.signing_key_pem_path = p.audit.signing_key;
+  aopts.checkpoint_every = p.audit.checkpoint_every;
+  AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));
+  for (const policy::Upstream& u : p.upstreams) {
+    AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, ParseBaseUrl(u));
+    impl->pools[u.name] = std::make_shared<ClientPool>(std::move(e));
+  }
+
+  Impl* s = impl.get();
+  httplib::Server& http = impl->http;
+  int threads = p.server.threads;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http.set_payload_max_length(p.server.max_body_bytes);
+  http.set_read_timeout(p.server.read_timeout_s, 0);
+  http.set_write_timeout(p.server.write_timeout_s, 0);
+  http.set_keep_alive_max_count(1000);
+  http.set_keep_alive_timeout(5);
+  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message = res.status == 413   ? "Request body too large."
+                          : res.status == 404 ? "Unknown endpoint."
+                          : res.status == 400 ? "Malformed request."
+                                              : "Request failed.";
+    std::string code = res.status == 413 ? "request_too_large"
+                       : res.status == 404 ? "unknown_url"
+                                           : "";
+    res.set_content(ErrorBody(res.status, message, code), "application/json");
+  });
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    SetError(res, 500, "Internal error.", "internal_error");
+  });
+  http.Post("/v1/chat/completions", [s](const httplib::Request& req, httplib::Response& res) {
+    s->HandleCompletion(req, res, true);
+  });
+  http.Post("/v1/completions", [s](const httplib::Request& req, httplib::Response& res) {
+    s->HandleCompletion(req, res, false);
+  });
+  http.Get("/v1/models",
+           [s](const httplib::Request& req, httplib::Response& res) { s->HandleModels(req, res); });
+  http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
+    res.set_content(s->metrics.Render(), "text/plain; version=0.0.4");
+  });
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+Status Gateway::Start() {
+  const std::string& host = impl_->options.host;
+  int port = impl_->options.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(host);
+    if (port <= 0) return Unavailable("server: cannot bind at " + host + ": no free port");
+  } else if (!impl_->http.bind_to_port(host, port)) {
+    return Unavailable("server: cannot bind at " + host + ":" + std::to_string(port) +
+                       " (in use or not permitted)");
+  }
+  impl_->port = port;
+  impl_->listener = std::thread([this] { impl_->http.listen_after_bind(); });
+  return Status::Ok();
+}
+
+int Gateway::port() const { return impl_->port; }
+
+void Gateway::Stop() {
+  if (impl_->stopped.exchange(true)) return;
+  impl_->http.stop();
+}
+
+void Gateway::Wait() {
+  if (impl_->listener.joinable()) impl_->listener.join();
+}
+
+}  // namespace airlock::server

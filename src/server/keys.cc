@@ -1,0 +1,240 @@
+#include "server/keys.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "core/hash.h"
+
+namespace airlock::server {
+namespace {
+
+constexpr std::string_view kPrefix = "ak_";
+
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status SqlError(sqlite3* db, const std::string& what, const std::string& path) {
+  return IoError("server: keys " + what + " at " + path + ": " + sqlite3_errmsg(db));
+}
+
+std::string RandomHex(std::size_t bytes) {
+  std::vector<std::uint8_t> buf(bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) return "";
+  return core::ToHex(buf);
+}
+
+KeyInfo RowToInfo(sqlite3_stmt* s) {
+  KeyInfo k;
+  auto text = [s](int c) {
+    const unsigned char* t = sqlite3_column_text(s, c);
+    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+  };
+  k.id = text(0);
+  k.name = text(1);
+  k.created_ms = sqlite3_column_int64(s, 2);
+  k.revoked = sqlite3_column_int64(s, 3) != 0;
+  nlohmann::json models = nlohmann::json::parse(text(4), nullptr, false);
+  if (models.is_array())
+    for (const auto& m : models)
+      if (m.is_string()) k.models.push_back(m.get<std::string>());
+  k.rpm = sqlite3_column_int64(s, 5);
+  k.tpm = sqlite3_column_int64(s, 6);
+  k.budget_tokens = sqlite3_column_int64(s, 7);
+  k.used_tokens = sqlite3_column_int64(s, 8);
+  return k;
+}
+
+constexpr const char* kColumns =
+    "id, name, created_ms, revoked, models, rpm, tpm, budget_tokens, used_tokens";
+
+}  // namespace
+
+KeyStore::KeyStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+KeyStore::~KeyStore() { sqlite3_close(db_); }
+
+Result<std::unique_ptr<KeyStore>> KeyStore::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    Status s = SqlError(db, "cannot open database", path);
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  const char* schema =
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+      "CREATE TABLE IF NOT EXISTS keys(id TEXT PRIMARY KEY, hash BLOB NOT NULL, name TEXT,"
+      " created_ms INTEGER, revoked INTEGER NOT NULL DEFAULT 0, models TEXT NOT NULL DEFAULT '[]',"
+      " rpm INTEGER NOT NULL DEFAULT 0, tpm INTEGER NOT NULL DEFAULT 0,"
+      " budget_tokens INTEGER NOT NULL DEFAULT 0, used_tokens INTEGER NOT NULL DEFAULT 0);";
+  if (sqlite3_exec(db, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    Status s = SqlError(db, "cannot initialise schema", path);
+    sqlite3_close(db);
+    return s;
+  }
+  return std::unique_ptr<KeyStore>(new KeyStore(db, path));
+}
+
+Result<std::pair<std::string, KeyInfo>> KeyStore::Create(const std::string& name,
+                                                         const std::vector<std::string>& models,
+                                                         std::int64_t rpm, std::int64_t tpm,
+                                                         std::int64_t budget_tokens) {
+  if (rpm < 0 || tpm < 0 || budget_tokens < 0)
+    return InvalidArgument("server: keys create: limits must be >= 0");
+  KeyInfo info;
+  info.id = RandomHex(6);
+  std::string secret = RandomHex(32);
+  if (info.id.empty() || secret.empty()) return Internal("server: keys: no randomness");
+  std::string token = std::string(kPrefix) + info.id + "_" + secret;
+  core::Digest256 hash = core::Sha256Of(token);
+  info.name = name;
+  info.created_ms = NowMs();
+  info.models = models;
+  info.rpm = rpm;
+  info.tpm = tpm;
+  info.budget_tokens = budget_tokens;
+  std::lock_guard<std::mutex> lock(db_mu_);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "INSERT INTO keys(id, hash, name, created_ms, models, rpm, tpm, "
+                         "budget_tokens) VALUES(?,?,?,?,?,?,?,?)",
+                         -1, &s, nullptr) != SQLITE_OK)
+    return SqlError(db_, "prepare insert", path_);
+  std::string models_json = nlohmann::json(models).dump();
+  sqlite3_bind_text(s, 1, info.id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(s, 2, hash.data(), static_cast<int>(hash.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(s, 3, name.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 4, info.created_ms);
+  sqlite3_bind_text(s, 5, models_json.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 6, rpm);
+  sqlite3_bind_int64(s, 7, tpm);
+  sqlite3_bind_int64(s, 8, budget_tokens);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) return SqlError(db_, "insert", path_);
+  return std::make_pair(token, info);
+}
+
+Result<std::vector<KeyInfo>> KeyStore::List() {
+  std::lock_guard<std::mutex> lock(db_mu_);
+  sqlite3_stmt* s = nullptr;
+  std::string sql = std::string("SELECT ") + kColumns + " FROM keys ORDER BY created_ms";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
+    return SqlError(db_, "list", path_);
+  std::vector<KeyInfo> out;
+  while (sqlite3_step(s) == SQLITE_ROW) out.push_back(RowToInfo(s));
+  sqlite3_finalize(s);
+  return out;
+}
+
+Status KeyStore::Revoke(const std::string& id) {
+  std::lock_guard<std::mutex> lock(db_mu_);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, "UPDATE keys SET revoked=1 WHERE id=?", -1, &s, nullptr) != SQLITE_OK)
+    return SqlError(db_, "revoke", path_);
+  sqlite3_bind_text(s, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) return SqlError(db_, "revoke", path_);
+  if (sqlite3_changes(db_) == 0) return NotFound("server: keys: no key with id '" + id + "'");
+  return Status::Ok();
+}
+
+Result<bool> KeyStore::HasActiveKeys() {
+  std::lock_guard<std::mutex> lock(db_mu_);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM keys WHERE revoked=0", -1, &s, nullptr) !=
+      SQLITE_OK)
+    return SqlError(db_, "count", path_);
+  bool any = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
+  sqlite3_finalize(s);
+  return any;
+}
+
+Result<KeyInfo> KeyStore::Authenticate(std::string_view token) {
+  Status denied = PermissionDenied("server: invalid API key");
+  // ak_<12 hex id>_<64 hex secret>
+  if (token.size() != kPrefix.size() + 12 + 1 + 64 || token.substr(0, 3) != kPrefix ||
+      token[kPrefix.size() + 12] != '_')
+    return denied;
+  std::string id(token.substr(kPrefix.size(), 12));
+  core::Digest256 presented = core::Sha256Of(token);
+  std::lock_guard<std::mutex> lock(db_mu_);
+  sqlite3_stmt* s = nullptr;
+  std::string sql = std::string("SELECT ") + kColumns + ", hash FROM keys WHERE id=?";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
+    return SqlError(db_, "lookup", path_);
+  sqlite3_bind_text(s, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  Result<KeyInfo> result = denied;
+  if (sqlite3_step(s) == SQLITE_ROW) {
+    const void* stored = sqlite3_column_blob(s, 9);
+    int n = sqlite3_column_bytes(s, 9);
+    bool match = stored && n == 32 && CRYPTO_memcmp(stored, presented.data(), 32) == 0;
+    KeyInfo info = RowToInfo(s);
+    if (match && !info.revoked) result = std::move(info);
+  }
+  sqlite3_finalize(s);
+  return result;
+}
+
+Result<Reservation> KeyStore::Reserve(const KeyInfo& key, std::int64_t tokens) {
+  std::lock_guard<std::mutex> lock(admit_mu_);
+  KeyState& st = state_[key.id];
+  if (!st.loaded) {
+    st.used = key.used_tokens;
+    st.loaded = true;
+  }
+  std::int64_t now = NowMs();
+  while (!st.window.empty() && st.window.front().time_ms <= now - 60000) st.window.pop_front();
+  if (key.rpm > 0 && static_cast<std::int64_t>(st.window.size()) >= key.rpm)
+    return LimitExceeded("rate limit reached: " + std::to_string(key.rpm) + " requests per minute");
+  if (key.tpm > 0) {
+    std::int64_t in_window = 0;
+    for (const WindowEntry& e : st.window) in_window += e.tokens;
+    if (in_window + tokens > key.tpm)
+      return LimitExceeded("token rate limit reached: " + std::to_string(key.tpm) +
+                           " tokens per minute (this request may use up to " +
+                           std::to_string(tokens) + ")");
+  }
+  if (key.budget_tokens > 0 && st.used + st.reserved + tokens > key.budget_tokens)
+    return LimitExceeded("token budget exhausted: " + std::to_string(st.used) + " of " +
+                         std::to_string(key.budget_tokens) + " used, " +
+                         std::to_string(st.reserved) + " reserved by requests in flight");
+  Reservation r{key.id, tokens, next_serial_++};
+  st.reserved += tokens;
+  st.window.push_back({now, tokens, r.serial});
+  return r;
+}
+
+void KeyStore::Reconcile(const Reservation& r, std::int64_t actual_tokens) {
+  if (actual_tokens < 0) actual_tokens = 0;
+  {
+    std::lock_guard<std::mutex> lock(admit_mu_);
+    KeyState& st = state_[r.key_id];
+    st.reserved -= r.tokens;
+    st.used += actual_tokens;
+    for (WindowEntry& e : st.window)
+      if (e.serial == r.serial) e.tokens = actual_tokens;
+  }
+  if (actual_tokens == 0) return;
+  std::lock_guard<std::mutex> lock(db_mu_);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, "UPDATE keys SET used_tokens = used_tokens + ? WHERE id=?", -1, &s,
+                         nullptr) == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, actual_tokens);
+    sqlite3_bind_text(s, 2, r.key_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_step(s);
+  }
+  sqlite3_finalize(s);
+}
+
+}  // namespace airlock::server
