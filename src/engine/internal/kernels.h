@@ -1,0 +1,161 @@
+// Numeric kernels of the inference engine: ggml tensor types (block layouts), activation
+// quantization, dequantization and dot products, with a scalar reference implementation that is
+// always built and SIMD implementations (AVX2/FMA/F16C, AVX-512 VNNI) chosen at run time.
+// A weight row of type T is dotted with an activation row in T's activation format: F32 for
+// float weights, blocks of 32 int8 (Q8x32) for the 32-element quants, blocks of 256 int8 with
+// 16-element sums (Q8K) for the K-quants, mirroring ggml's vec_dot_type. Kernel tables are
+// immutable after start-up; every function is thread-safe on disjoint outputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace airlock::engine {
+
+// ggml type ids, as stored in GGUF tensor infos.
+enum class TensorType : std::uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
+  kQ8_0 = 8,
+  kQ2_K = 10,
+  kQ3_K = 11,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kBF16 = 30,
+};
+inline constexpr std::uint32_t kMaxTensorTypeId = 31;
+
+// Activation formats (what an input row is converted to before the dot products).
+enum class ActFormat : std::uint8_t { kF32 = 0, kQ8x32 = 1, kQ8K = 2 };
+inline constexpr int kActFormatCount = 3;
+
+struct TensorTypeInfo {
+  const char* name;
+  std::uint32_t block_elems;
+  std::uint32_t block_bytes;
+  ActFormat act;
+};
+
+// Traits of a supported weight type; nullptr for any other id.
+const TensorTypeInfo* GetTensorTypeInfo(std::uint32_t type_id);
+
+// ---- block layouts (little-endian, packed; sizes as in ggml) ----
+inline constexpr int kQK = 32;    // elements per block of the 32-element quants
+inline constexpr int kQKK = 256;  // elements per K-quant super-block
+
+struct BlockQ4_0 {
+  std::uint16_t d;
+  std::uint8_t qs[16];
+};
+struct BlockQ4_1 {
+  std::uint16_t d, m;
+  std::uint8_t qs[16];
+};
+struct BlockQ5_0 {
+  std::uint16_t d;
+  std::uint8_t qh[4];
+  std::uint8_t qs[16];
+};
+struct BlockQ5_1 {
+  std::uint16_t d, m;
+  std::uint8_t qh[4];
+  std::uint8_t qs[16];
+};
+struct BlockQ8_0 {
+  std::uint16_t d;
+  std::int8_t qs[32];
+};
+struct BlockQ2_K {
+  std::uint8_t scales[16];
+  std::uint8_t qs[64];
+  std::uint16_t d, dmin;
+};
+struct BlockQ3_K {
+  std::uint8_t hmask[32];
+  std::uint8_t qs[64];
+  std::uint8_t scales[12];
+  std::uint16_t d;
+};
+struct BlockQ4_K {
+  std::uint16_t d, dmin;
+  std::uint8_t scales[12];
+  std::uint8_t qs[128];
+};
+struct BlockQ5_K {
+  std::uint16_t d, dmin;
+  std::uint8_t scales[12];
+  std::uint8_t qh[32];
+  std::uint8_t qs[128];
+};
+struct BlockQ6_K {
+  std::uint8_t ql[128];
+  std::uint8_t qh[64];
+  std::int8_t scales[16];
+  std::uint16_t d;
+};
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
+              sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 &&
+              sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
+              sizeof(BlockQ6_K) == 210);
+
+// Activation blocks. d is rounded to fp16 precision as ggml does; s = d * sum(qs).
+struct ActQ8x32 {
+  float d;
+  float s;
+  std::int8_t qs[32];
+};
+struct ActQ8K {
+  float d;
+  std::int8_t qs[256];
+  std::int16_t bsums[16];
+};
+
+// Bytes of one activation row of `n` elements in `format` (n a multiple of the block size).
+std::size_t ActRowBytes(ActFormat format, std::int64_t n);
+
+float Fp16ToFp32(std::uint16_t h);
+std::uint16_t Fp32ToFp16(float f);  // round to nearest even
+float Bf16ToFp32(std::uint16_t h);
+std::uint16_t Fp32ToBf16(float f);  // round to nearest even
+
+// Converts `n` elements of a row of `type` to float (scalar; used for embeddings and tests).
+void DequantizeRow(TensorType type, const void* src, float* dst, std::int64_t n);
+
+// out[r] = dot(row r of w, act) for r < nrows; rows are `row_bytes` apart; n = row length.
+using DotRowsFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes, int nrows,
+                           const void* act, float* out);
+// Converts a float row into an activation row.
+using QuantizeActFn = void (*)(const float* x, void* out, std::int64_t n);
+
+struct Kernels {
+  const char* name = "";
+  DotRowsFn dot[kMaxTensorTypeId] = {};
+  QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies
+  // Every weight type takes float activations (dot = dequantize, then float math).
+  bool float_activations = false;
+};
+
+const Kernels& ScalarKernels();
+// Dequantize-then-float kernels: the "exact math" reference llama.cpp's dequantized-F32 logits
+// are compared with (slow; for tests).
+const Kernels& ExactKernels();
+// The AVX2 and AVX-512 tables, or nullptr when not compiled in or the CPU lacks the features.
+const Kernels* Avx2Kernels();
+const Kernels* Avx512Kernels();
+// The fastest table for this CPU; AIRLOCK_ENGINE_KERNELS=scalar|avx2|avx512 overrides it.
+const Kernels& BestKernels();
+
+namespace internal {
+// Fill `k` (pre-filled with the scalar table) with SIMD entries. Defined in the per-ISA files.
+void FillAvx2Kernels(Kernels* k);
+void FillAvx512Kernels(Kernels* k);
+bool Avx2Compiled();
+bool Avx512Compiled();
+}  // namespace internal
+
+}  // namespace airlock::engine

@@ -1,0 +1,54 @@
+// A persistent pool of worker threads for the forward pass. Run() hands out task indices
+// dynamically (an atomic counter) to the workers and the calling thread and returns when all
+// tasks are done; it allocates nothing, so the decode loop stays allocation-free. Workers spin
+// briefly between jobs, then sleep on an atomic wait. One Run() at a time (not re-entrant);
+// a pool belongs to one session.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace airlock::engine {
+
+// A non-owning reference to a callable `void(int task, int thread)`.
+class TaskRef {
+ public:
+  template <typename F>
+  TaskRef(F& f)  // NOLINT: implicit by design
+      : obj_(&f),
+        call_([](void* o, int task, int thread) { (*static_cast<F*>(o))(task, thread); }) {}
+  void operator()(int task, int thread) const { call_(obj_, task, thread); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, int, int);
+};
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+  // Runs fn(task, thread) for every task in [0, n_tasks); thread is in [0, size()).
+  void Run(int n_tasks, TaskRef fn);
+
+ private:
+  void WorkerLoop(int thread_index);
+  void DoTasks(int thread_index);
+
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  std::atomic<std::uint32_t> generation_{0};
+  std::atomic<int> next_task_{0};
+  std::atomic<int> busy_workers_{0};
+  std::atomic<bool> stop_{false};
+  int n_tasks_ = 0;
+  const TaskRef* fn_ = nullptr;
+};
+
+}  // namespace airlock::engine

@@ -1,0 +1,80 @@
+#include "engine/internal/matmul.h"
+
+#include <algorithm>
+
+namespace airlock::engine {
+
+ActFormat ActFormatFor(const Kernels& kernels, TensorType type) {
+  if (kernels.float_activations) return ActFormat::kF32;
+  return GetTensorTypeInfo(static_cast<std::uint32_t>(type))->act;
+}
+
+void ActivationBuffer::Reserve(int max_rows, std::int64_t max_cols) {
+  for (int f = 0; f < kActFormatCount; ++f) {
+    // Q8 formats need max_cols to be a multiple of their block; round up for the capacity.
+    const std::int64_t cols = (max_cols + kQKK - 1) / kQKK * kQKK;
+    const std::size_t bytes = ActRowBytes(static_cast<ActFormat>(f), cols);
+    if (storage_[f].size() < bytes * max_rows) storage_[f].resize(bytes * max_rows);
+  }
+}
+
+void ActivationBuffer::Set(const float* x, int n_rows, std::int64_t cols, std::size_t stride) {
+  x_ = x;
+  n_rows_ = n_rows;
+  cols_ = cols;
+  stride_ = stride;
+  for (int f = 0; f < kActFormatCount; ++f) {
+    ready_[f] = false;
+    row_bytes_[f] = ActRowBytes(static_cast<ActFormat>(f), cols);
+  }
+}
+
+const void* ActivationBuffer::Row(ActFormat format, int i, ThreadPool& pool,
+                                  const Kernels& kernels) {
+  const int f = static_cast<int>(format);
+  if (format == ActFormat::kF32) return x_ + i * stride_;
+  if (!ready_[f]) {
+    auto convert = [&](int task, int) {
+      kernels.quantize[f](x_ + task * stride_, storage_[f].data() + task * row_bytes_[f], cols_);
+    };
+    pool.Run(n_rows_, convert);
+    ready_[f] = true;
+  }
+  return storage_[f].data() + i * row_bytes_[f];
+}
+
+void MatMul(ThreadPool& pool, const Kernels& kernels, ActivationBuffer& act, const MatMulJob* jobs,
+            int n_jobs) {
+  // Convert the activations first (once per format), outside the row tasks.
+  const int n_tokens = act.rows();
+  ActFormat formats[4];
+  for (int j = 0; j < n_jobs; ++j) {
+    formats[j] = ActFormatFor(kernels, jobs[j].w->type);
+    act.Row(formats[j], 0, pool, kernels);
+  }
+  // Row chunks: small enough to balance the threads, large enough to amortize the task.
+  // For a batch, a chunk of weight rows stays in cache while every activation row passes over it.
+  const std::int64_t chunk = n_tokens > 1 ? 16 : 32;
+  int task_start[5];
+  task_start[0] = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    task_start[j + 1] = task_start[j] + static_cast<int>((jobs[j].w->rows + chunk - 1) / chunk);
+  }
+  auto run = [&](int task, int) {
+    int j = 0;
+    while (task >= task_start[j + 1]) ++j;
+    const MatMulJob& job = jobs[j];
+    const WeightMatrix& w = *job.w;
+    const std::int64_t r0 = static_cast<std::int64_t>(task - task_start[j]) * chunk;
+    const int nr = static_cast<int>(std::min<std::int64_t>(chunk, w.rows - r0));
+    const DotRowsFn dot = kernels.dot[static_cast<int>(w.type)];
+    const std::uint8_t* wrows = w.data + r0 * w.row_bytes;
+    for (int t = 0; t < n_tokens; ++t) {
+      const void* a = act.Row(formats[j], t, pool, kernels);
+      dot(w.cols, wrows, w.row_bytes, nr, a, job.out + t * job.ldo + r0);
+    }
+  };
+  pool.Run(task_start[n_jobs], run);
+}
+
+}  // namespace airlock::engine

@@ -1,0 +1,256 @@
+// Kernel tests: every SIMD table this CPU supports against the scalar reference (same quantized
+// activations), and the scalar integer dot products against dequantize-then-float math.
+#include "engine/internal/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace airlock::engine {
+namespace {
+
+const TensorType kAllTypes[] = {
+    TensorType::kF32,  TensorType::kF16,  TensorType::kBF16, TensorType::kQ4_0, TensorType::kQ4_1,
+    TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ8_0, TensorType::kQ2_K, TensorType::kQ3_K,
+    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+
+void PutHalf(std::uint8_t* p, float v) {
+  const std::uint16_t h = Fp32ToFp16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// Random but valid rows of `type`: random quant bits, fp16 scales in a sane range.
+std::vector<std::uint8_t> RandomRows(TensorType type, int rows, std::int64_t n, std::mt19937& rng) {
+  const TensorTypeInfo* info = GetTensorTypeInfo(static_cast<std::uint32_t>(type));
+  const std::size_t row_bytes = n / info->block_elems * info->block_bytes;
+  std::vector<std::uint8_t> data(row_bytes * rows);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  if (type == TensorType::kF32) {
+    for (std::size_t i = 0; i < data.size(); i += 4) {
+      const float v = normal(rng);
+      std::memcpy(&data[i], &v, 4);
+    }
+    return data;
+  }
+  if (type == TensorType::kF16 || type == TensorType::kBF16) {
+    for (std::size_t i = 0; i < data.size(); i += 2) {
+      const std::uint16_t h =
+          type == TensorType::kF16 ? Fp32ToFp16(normal(rng)) : Fp32ToBf16(normal(rng));
+      std::memcpy(&data[i], &h, 2);
+    }
+    return data;
+  }
+  for (auto& b : data) b = static_cast<std::uint8_t>(byte(rng));
+  // Offsets of the fp16 fields inside each block.
+  std::vector<int> half_fields;
+  switch (type) {
+    case TensorType::kQ4_0:
+    case TensorType::kQ5_0:
+    case TensorType::kQ8_0:
+      half_fields = {0};
+      break;
+    case TensorType::kQ4_1:
+    case TensorType::kQ5_1:
+    case TensorType::kQ4_K:
+    case TensorType::kQ5_K:
+      half_fields = {0, 2};
+      break;
+    case TensorType::kQ2_K:
+      half_fields = {80, 82};
+      break;
+    case TensorType::kQ3_K:
+      half_fields = {108};
+      break;
+    case TensorType::kQ6_K:
+      half_fields = {208};
+      break;
+    default:
+      break;
+  }
+  for (std::size_t off = 0; off < data.size(); off += info->block_bytes) {
+    for (int f : half_fields)
+      PutHalf(&data[off + f], scale(rng) * (byte(rng) < 128 ? -1.0f : 1.0f));
+  }
+  return data;
+}
+
+std::vector<float> RandomFloats(std::int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = normal(rng);
+  // A few outliers, as real activations have.
+  x[3] *= 20;
+  x[n / 2] *= -15;
+  return x;
+}
+
+std::vector<std::uint8_t> Quantize(const Kernels& k, ActFormat f, const std::vector<float>& x) {
+  std::vector<std::uint8_t> out(ActRowBytes(f, static_cast<std::int64_t>(x.size())));
+  k.quantize[static_cast<int>(f)](x.data(), out.data(), static_cast<std::int64_t>(x.size()));
+  return out;
+}
+
+// Sum of |w_i * x_i| for a row: the scale errors are measured against.
+double AbsDotScale(TensorType type, const std::uint8_t* row, const std::vector<float>& x) {
+  std::vector<float> w(x.size());
+  DequantizeRow(type, row, w.data(), static_cast<std::int64_t>(x.size()));
+  double s = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) s += std::fabs(static_cast<double>(w[i]) * x[i]);
+  return s;
+}
+
+std::vector<const Kernels*> SimdTables() {
+  std::vector<const Kernels*> t;
+  if (Avx2Kernels()) t.push_back(Avx2Kernels());
+  if (Avx512Kernels()) t.push_back(Avx512Kernels());
+  return t;
+}
+
+TEST(Fp16, RoundTripsEveryFiniteHalf) {
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0) continue;  // NaN payloads
+    ASSERT_EQ(Fp32ToFp16(Fp16ToFp32(static_cast<std::uint16_t>(h))), h) << std::hex << h;
+  }
+  EXPECT_EQ(Fp16ToFp32(0x3c00), 1.0f);
+  EXPECT_EQ(Fp16ToFp32(0xc000), -2.0f);
+  EXPECT_EQ(Fp32ToFp16(65520.0f), 0x7c00);            // rounds to infinity
+  EXPECT_EQ(Fp32ToFp16(1.0f + 1.0f / 4096), 0x3c00);  // ties to even
+  EXPECT_EQ(Fp16ToFp32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(Bf16ToFp32(Fp32ToBf16(3.0f)), 3.0f);
+}
+
+TEST(Dequantize, KnownBlocks) {
+  // Q4_0: d = 0.5, nibbles: low = j % 16, high = 15 - j % 16.
+  BlockQ4_0 b4{};
+  b4.d = Fp32ToFp16(0.5f);
+  for (int j = 0; j < 16; ++j) b4.qs[j] = static_cast<std::uint8_t>(j | (15 - j) << 4);
+  float y[32];
+  DequantizeRow(TensorType::kQ4_0, &b4, y, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], (j - 8) * 0.5f);
+    EXPECT_EQ(y[j + 16], (15 - j - 8) * 0.5f);
+  }
+  // Q5_0: bit j of qh is the 5th bit of element j.
+  BlockQ5_0 b5{};
+  b5.d = Fp32ToFp16(1.0f);
+  b5.qh[0] = 0x01;  // element 0
+  b5.qh[2] = 0x02;  // element 17
+  for (int j = 0; j < 16; ++j) b5.qs[j] = 0x33;
+  DequantizeRow(TensorType::kQ5_0, &b5, y, 32);
+  EXPECT_EQ(y[0], 3 + 16 - 16);
+  EXPECT_EQ(y[1], 3 - 16);
+  EXPECT_EQ(y[17], 3 + 16 - 16);
+  EXPECT_EQ(y[16], 3 - 16);
+  // Q8_0
+  BlockQ8_0 b8{};
+  b8.d = Fp32ToFp16(0.25f);
+  for (int j = 0; j < 32; ++j) b8.qs[j] = static_cast<std::int8_t>(j - 16);
+  DequantizeRow(TensorType::kQ8_0, &b8, y, 32);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], (j - 16) * 0.25f);
+  // Q6_K: all quants 33 (stored +32 -> 1), scales 1..16, d = 1.
+  BlockQ6_K b6{};
+  for (auto& v : b6.ql) v = 0x11;
+  for (auto& v : b6.qh) v = 0xaa;  // each 2-bit field = 2 -> +32
+  for (int g = 0; g < 16; ++g) b6.scales[g] = static_cast<std::int8_t>(g + 1);
+  b6.d = Fp32ToFp16(1.0f);
+  float yk[256];
+  DequantizeRow(TensorType::kQ6_K, &b6, yk, 256);
+  for (int j = 0; j < 256; ++j) EXPECT_EQ(yk[j], (j / 16 + 1) * 1.0f) << j;
+}
+
+class KernelTypeTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(KernelTypeTest, ScalarDotMatchesDequantizedFloatMath) {
+  const TensorType type = GetParam();
+  const TensorTypeInfo* info = GetTensorTypeInfo(static_cast<std::uint32_t>(type));
+  std::mt19937 rng(42 + static_cast<int>(type));
+  const std::int64_t n = 512;
+  const int rows = 5;
+  auto w = RandomRows(type, rows, n, rng);
+  auto x = RandomFloats(n, rng);
+  const std::size_t rb = w.size() / rows;
+  const Kernels& scalar = ScalarKernels();
+  auto a = Quantize(scalar, info->act, x);
+  std::vector<float> got(rows), exact(rows);
+  scalar.dot[static_cast<int>(type)](n, w.data(), rb, rows, a.data(), got.data());
+  ExactKernels().dot[static_cast<int>(type)](n, w.data(), rb, rows, x.data(), exact.data());
+  for (int r = 0; r < rows; ++r) {
+    const double scale = AbsDotScale(type, w.data() + r * rb, x);
+    // 8-bit activations: each product is off by at most 1/254 of the block's largest |x|.
+    const double tol = info->act == ActFormat::kF32 ? 1e-5 * scale + 1e-6 : 0.02 * scale + 1e-4;
+    EXPECT_NEAR(got[r], exact[r], tol) << info->name << " row " << r;
+  }
+}
+
+TEST_P(KernelTypeTest, SimdMatchesScalar) {
+  const TensorType type = GetParam();
+  const TensorTypeInfo* info = GetTensorTypeInfo(static_cast<std::uint32_t>(type));
+  auto tables = SimdTables();
+  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD kernel table";
+  for (std::int64_t n : {256, 768, 2048}) {
+    std::mt19937 rng(7 + static_cast<int>(n) + static_cast<int>(type));
+    const int rows = 7;
+    auto w = RandomRows(type, rows, n, rng);
+    auto x = RandomFloats(n, rng);
+    const std::size_t rb = w.size() / rows;
+    auto a = Quantize(ScalarKernels(), info->act, x);
+    std::vector<float> want(rows);
+    ScalarKernels().dot[static_cast<int>(type)](n, w.data(), rb, rows, a.data(), want.data());
+    for (const Kernels* k : tables) {
+      // Same activation bytes from the table's own quantizer.
+      auto a_simd = Quantize(*k, info->act, x);
+      ASSERT_EQ(a_simd, a) << k->name << " quantizer differs for " << info->name;
+      std::vector<float> got(rows);
+      k->dot[static_cast<int>(type)](n, w.data(), rb, rows, a.data(), got.data());
+      for (int r = 0; r < rows; ++r) {
+        const double scale = AbsDotScale(type, w.data() + r * rb, x);
+        EXPECT_NEAR(got[r], want[r], 2e-6 * scale + 1e-6)
+            << k->name << " " << info->name << " n=" << n << " row " << r;
+      }
+      // One row at a time gives the same numbers as a batch of rows.
+      for (int r = 0; r < rows; ++r) {
+        float one;
+        k->dot[static_cast<int>(type)](n, w.data() + r * rb, rb, 1, a.data(), &one);
+        EXPECT_EQ(one, got[r]) << k->name << " " << info->name;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, KernelTypeTest, ::testing::ValuesIn(kAllTypes),
+                         [](const ::testing::TestParamInfo<TensorType>& p) {
+                           return std::string(
+                               GetTensorTypeInfo(static_cast<std::uint32_t>(p.param))->name);
+                         });
+
+TEST(Quantize, Q8KMatchesDefinition) {
+  std::mt19937 rng(3);
+  auto x = RandomFloats(512, rng);
+  auto bytes = Quantize(ScalarKernels(), ActFormat::kQ8K, x);
+  const auto* blocks = reinterpret_cast<const ActQ8K*>(bytes.data());
+  for (int b = 0; b < 2; ++b) {
+    for (int g = 0; g < 16; ++g) {
+      int s = 0;
+      for (int j = 0; j < 16; ++j) s += blocks[b].qs[g * 16 + j];
+      EXPECT_EQ(s, blocks[b].bsums[g]);
+    }
+    for (int j = 0; j < 256; ++j) {
+      EXPECT_NEAR(blocks[b].d * blocks[b].qs[j], x[b * 256 + j],
+                  std::fabs(blocks[b].d) * 0.5f + 1e-6);
+    }
+  }
+}
+
+TEST(Kernels, BestTableIsComplete) {
+  const Kernels& k = BestKernels();
+  for (TensorType t : kAllTypes) EXPECT_NE(k.dot[static_cast<int>(t)], nullptr);
+  for (int f = 0; f < kActFormatCount; ++f) EXPECT_NE(k.quantize[f], nullptr);
+}
+
+}  // namespace
+}  // namespace airlock::engine
