@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libre2-dev libpcre2-dev
   libtomlplusplus-dev libboost-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  chromium fonts-dejavu-core fonts-noto-cjk
 )
 
 missing=()
