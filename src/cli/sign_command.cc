@@ -138,7 +138,12 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (r.verified) {
     std::printf("OK: %s\n", r.message.c_str());
-    if (!predicate_json.empty()) std::printf("predicate: %s\n", predicate_json.c_str());
+    if (!predicate_json.empty()) {
+      constexpr std::size_t kShown = 300;
+      std::string shown = predicate_json.substr(0, kShown);
+      std::printf("predicate: %s%s\n", shown.c_str(),
+                  predicate_json.size() > kShown ? " ... (--format json shows all)" : "");
+    }
     return;
   }
   std::printf("FAILED (%s): %s\n", std::string(sign::VerifyFailureName(r.failure)).c_str(),

@@ -405,7 +405,9 @@ Result<std::string> AttestModel(const std::string& model_path,
                                 const std::vector<std::string>& ignore_paths,
                                 const std::string& predicate_type, std::string_view predicate_json,
                                 const SigningKey& key) {
-  AIRLOCK_ASSIGN_OR_RETURN(ModelDigest d, ComputeModelDigest(model_path, ignore_paths));
+  std::vector<std::string> ignore = ignore_paths;
+  ignore.push_back(DefaultSignaturePath(model_path));
+  AIRLOCK_ASSIGN_OR_RETURN(ModelDigest d, ComputeModelDigest(model_path, ignore));
   AIRLOCK_ASSIGN_OR_RETURN(std::string statement,
                            MakeStatement(d.name, d.root_digest, predicate_type, predicate_json));
   return SignStatement(statement, key);
