@@ -90,8 +90,7 @@ int RunScan(const ScanArgs& a) {
   } else if (a.format == "sarif") {
     text = scan::RenderSarif(*report);
   } else {
-    bool color =
-        a.output.empty() && !a.no_color && ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
+    bool color = a.output.empty() && !a.no_color && ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
     text = scan::RenderText(*report, color, a.verbose);
   }
   if (a.output.empty()) {
