@@ -93,8 +93,10 @@ int RunSign(const SignArgs& a) {
     return kExitUsage;
   }
   std::printf("signed %s: %zu %s, root sha256:%s\nsignature: %s\n", r->model_name.c_str(),
-              r->resources, a.shard_size > 0 ? "shards" : "files", r->root_digest.c_str(),
-              r->signature_path.c_str());
+              r->resources,
+              a.shard_size > 0 ? (r->resources == 1 ? "shard" : "shards")
+                               : (r->resources == 1 ? "file" : "files"),
+              r->root_digest.c_str(), r->signature_path.c_str());
   return kExitOk;
 }
 
@@ -230,8 +232,9 @@ void AddSignCommand(CLI::App& app, int* exit_code) {
                   "A file or folder to leave out (repeatable; relative to the working directory "
                   "or the model)")
       ->allow_extra_args(false);
-  cmd->add_flag("--no-ignore-git-paths", args->no_ignore_git_paths,
-                "Sign .git, .gitattributes, .github and .gitignore too");
+  cmd->add_flag("!--ignore-git-paths,--no-ignore-git-paths", args->no_ignore_git_paths,
+                "Sign .git, .gitattributes, .github and .gitignore too (--ignore-git-paths, the "
+                "default, leaves them out)");
   cmd->add_flag("--allow-symlinks", args->allow_symlinks,
                 "Follow symbolic links (refused by default)");
   cmd->add_option("--signing-certificate", args->signing_certificate,
@@ -274,8 +277,8 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--ignore-paths", args->ignore_paths,
                   "A file or folder to leave out (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_flag("--no-ignore-git-paths", args->no_ignore_git_paths,
-                "Do not leave out the git paths");
+  cmd->add_flag("!--ignore-git-paths,--no-ignore-git-paths", args->no_ignore_git_paths,
+                "Do not leave out the git paths (--ignore-git-paths, the default, does)");
   cmd->add_flag("--ignore-unsigned-files", args->ignore_unsigned_files,
                 "Do not fail on files that are not in the signature");
   cmd->add_option("--format", args->format, "Output format")

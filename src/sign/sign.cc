@@ -380,10 +380,11 @@ Result<VerifyResult> VerifyModel(const std::string& model_path, const VerifyOpti
     return r;
   }
   r.verified = true;
-  r.message =
-      "verified " + std::to_string(r.resources) +
-      (expected.serialization.method == SerializationMethod::kShards ? " shards" : " files") +
-      ", root sha256:" + r.root_digest + ", signed by " + r.signer;
+  r.message = "verified " + std::to_string(r.resources) +
+              (expected.serialization.method == SerializationMethod::kShards
+                   ? (r.resources == 1 ? " shard" : " shards")
+                   : (r.resources == 1 ? " file" : " files")) +
+              ", root sha256:" + r.root_digest + ", signed by " + r.signer;
   return r;
 }
 
