@@ -2,12 +2,15 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <ctime>
 #include <memory>
 
 #include "cli/commands.h"
 #include "core/file.h"
+#include "core/version.h"
 #include "scan/report.h"
 #include "scan/scan.h"
+#include "sign/sign.h"
 
 namespace airlock::cli {
 namespace {
@@ -20,7 +23,45 @@ struct ScanArgs {
   bool hash = false;
   bool verbose = false;
   bool no_color = false;
+  std::string attest_key;  // sign the verdict as an in-toto attestation with this private key
+  std::string attest_out;
 };
+
+// The in-toto predicate type of `airlock scan --attest` statements.
+constexpr char kScanPredicateType[] = "https://airlock.dev/attestations/scan/v1";
+
+// Signs the scan verdict (with the full JSON report) as an in-toto statement over the model's
+// model-signing digest. Returns 0, or the exit code of a usage/tool error.
+int WriteScanAttestation(const ScanArgs& a, const scan::ScanReport& report) {
+  const std::string& model = a.paths[0];
+  std::string out = a.attest_out;
+  if (out.empty()) {
+    std::string base = model;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    out = base + ".scan-attestation.json";
+  }
+  std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::string predicate = std::string("{\"scanner\":{\"name\":\"airlock\",\"version\":\"") +
+                          kVersion + "\"},\"verdict\":\"" +
+                          std::string(scan::VerdictName(report.verdict)) + "\",\"scannedAt\":\"" +
+                          when + "\",\"report\":" + scan::RenderJson(report) + "}";
+  sign::SigningKey key;
+  key.private_key_path = a.attest_key;
+  auto bundle = sign::AttestModel(model, {out}, kScanPredicateType, predicate, key);
+  if (!bundle.has_value()) {
+    std::fprintf(stderr, "airlock scan: cannot attest: %s\n", bundle.error().message().c_str());
+    return scan::kExitUsage;
+  }
+  if (Status s = core::WriteFileAtomic(out, *bundle); !s.ok()) {
+    std::fprintf(stderr, "airlock scan: %s\n", s.message().c_str());
+    return scan::kExitUsage;
+  }
+  std::fprintf(stderr, "airlock scan: signed attestation (verdict %s) written to %s\n",
+               std::string(scan::VerdictName(report.verdict)).c_str(), out.c_str());
+  return 0;
+}
 
 int RunScan(const ScanArgs& a) {
   auto fail_on = scan::ParseSeverity(a.fail_on);
@@ -35,6 +76,13 @@ int RunScan(const ScanArgs& a) {
   if (!report.has_value()) {
     std::fprintf(stderr, "airlock scan: %s\n", report.error().message().c_str());
     return scan::kExitUsage;
+  }
+  if (!a.attest_key.empty()) {
+    if (a.paths.size() != 1) {
+      std::fprintf(stderr, "airlock scan: --attest takes exactly one model path\n");
+      return scan::kExitUsage;
+    }
+    if (int rc = WriteScanAttestation(a, *report); rc != 0) return rc;
   }
   std::string text;
   if (a.format == "json") {
@@ -67,7 +115,8 @@ void AddScanCommand(CLI::App& app, int* exit_code) {
       "tool error.\n"
       "Examples:\n"
       "  airlock scan model.pt\n"
-      "  airlock scan ./Qwen2.5-0.5B-Instruct --format sarif -o scan.sarif\n");
+      "  airlock scan ./Qwen2.5-0.5B-Instruct --format sarif -o scan.sarif\n"
+      "  airlock scan ./Qwen2.5-0.5B-Instruct --attest scanner.key\n");
   cmd->add_option("paths", args->paths, "Files, model folders or archives to scan")->required();
   cmd->add_option("--format", args->format, "Output format")
       ->check(CLI::IsMember({"text", "json", "sarif"}))
@@ -79,6 +128,12 @@ void AddScanCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--hash", args->hash, "Also print the SHA-256 of every file scanned");
   cmd->add_flag("-v,--verbose", args->verbose, "Show informational findings too");
   cmd->add_flag("--no-color", args->no_color, "Never colour the text output");
+  cmd->add_option(
+      "--attest", args->attest_key,
+      "Sign the verdict as an in-toto attestation over the model's digest with this "
+      "private key (check it with `airlock verify MODEL --key PUB --attestation FILE`)");
+  cmd->add_option("--attestation-out", args->attest_out,
+                  "Where --attest writes (default MODEL.scan-attestation.json)");
   cmd->callback([args, exit_code] { *exit_code = RunScan(*args); });
 }
 

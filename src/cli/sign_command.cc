@@ -93,8 +93,10 @@ int RunSign(const SignArgs& a) {
     return kExitUsage;
   }
   std::printf("signed %s: %zu %s, root sha256:%s\nsignature: %s\n", r->model_name.c_str(),
-              r->resources, a.shard_size > 0 ? "shards" : "files", r->root_digest.c_str(),
-              r->signature_path.c_str());
+              r->resources,
+              a.shard_size > 0 ? (r->resources == 1 ? "shard" : "shards")
+                               : (r->resources == 1 ? "file" : "files"),
+              r->root_digest.c_str(), r->signature_path.c_str());
   return kExitOk;
 }
 
@@ -138,7 +140,12 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (r.verified) {
     std::printf("OK: %s\n", r.message.c_str());
-    if (!predicate_json.empty()) std::printf("predicate: %s\n", predicate_json.c_str());
+    if (!predicate_json.empty()) {
+      constexpr std::size_t kShown = 300;
+      std::string shown = predicate_json.substr(0, kShown);
+      std::printf("predicate: %s%s\n", shown.c_str(),
+                  predicate_json.size() > kShown ? " ... (--format json shows all)" : "");
+    }
     return;
   }
   std::printf("FAILED (%s): %s\n", std::string(sign::VerifyFailureName(r.failure)).c_str(),
@@ -225,8 +232,9 @@ void AddSignCommand(CLI::App& app, int* exit_code) {
                   "A file or folder to leave out (repeatable; relative to the working directory "
                   "or the model)")
       ->allow_extra_args(false);
-  cmd->add_flag("--no-ignore-git-paths", args->no_ignore_git_paths,
-                "Sign .git, .gitattributes, .github and .gitignore too");
+  cmd->add_flag("!--ignore-git-paths,--no-ignore-git-paths", args->no_ignore_git_paths,
+                "Sign .git, .gitattributes, .github and .gitignore too (--ignore-git-paths, the "
+                "default, leaves them out)");
   cmd->add_flag("--allow-symlinks", args->allow_symlinks,
                 "Follow symbolic links (refused by default)");
   cmd->add_option("--signing-certificate", args->signing_certificate,
@@ -269,8 +277,8 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--ignore-paths", args->ignore_paths,
                   "A file or folder to leave out (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_flag("--no-ignore-git-paths", args->no_ignore_git_paths,
-                "Do not leave out the git paths");
+  cmd->add_flag("!--ignore-git-paths,--no-ignore-git-paths", args->no_ignore_git_paths,
+                "Do not leave out the git paths (--ignore-git-paths, the default, does)");
   cmd->add_flag("--ignore-unsigned-files", args->ignore_unsigned_files,
                 "Do not fail on files that are not in the signature");
   cmd->add_option("--format", args->format, "Output format")

@@ -380,10 +380,11 @@ Result<VerifyResult> VerifyModel(const std::string& model_path, const VerifyOpti
     return r;
   }
   r.verified = true;
-  r.message =
-      "verified " + std::to_string(r.resources) +
-      (expected.serialization.method == SerializationMethod::kShards ? " shards" : " files") +
-      ", root sha256:" + r.root_digest + ", signed by " + r.signer;
+  r.message = "verified " + std::to_string(r.resources) +
+              (expected.serialization.method == SerializationMethod::kShards
+                   ? (r.resources == 1 ? " shard" : " shards")
+                   : (r.resources == 1 ? " file" : " files")) +
+              ", root sha256:" + r.root_digest + ", signed by " + r.signer;
   return r;
 }
 
@@ -405,7 +406,9 @@ Result<std::string> AttestModel(const std::string& model_path,
                                 const std::vector<std::string>& ignore_paths,
                                 const std::string& predicate_type, std::string_view predicate_json,
                                 const SigningKey& key) {
-  AIRLOCK_ASSIGN_OR_RETURN(ModelDigest d, ComputeModelDigest(model_path, ignore_paths));
+  std::vector<std::string> ignore = ignore_paths;
+  ignore.push_back(DefaultSignaturePath(model_path));
+  AIRLOCK_ASSIGN_OR_RETURN(ModelDigest d, ComputeModelDigest(model_path, ignore));
   AIRLOCK_ASSIGN_OR_RETURN(std::string statement,
                            MakeStatement(d.name, d.root_digest, predicate_type, predicate_json));
   return SignStatement(statement, key);

@@ -130,13 +130,17 @@ Result<ModelDigest> ComputeModelDigest(const std::string& model_path,
                                        int threads = 0, bool progress = false);
 
 // An attestation: `predicate_json` (an object) under `predicate_type`, about the model's digest,
-// signed with `key`. Returns the bundle JSON.
+// signed with `key`. Returns the bundle JSON. The digest leaves out `ignore_paths` (pass the
+// attestation's own path when it lies inside the model), the git paths and the default signature
+// path, so it equals the root digest of a model signature over the same files.
 Result<std::string> AttestModel(const std::string& model_path,
                                 const std::vector<std::string>& ignore_paths,
                                 const std::string& predicate_type, std::string_view predicate_json,
                                 const SigningKey& key);
 
-// Verifies an attestation bundle and that its subject digest is the model's current digest.
+// Verifies an attestation bundle and that its subject digest is the model's current digest
+// (computed leaving out `ignore_paths`, `attestation_path`, the git paths and the default
+// signature path).
 // `result.predicate_type` names the predicate; `predicate_json` returns it.
 struct VerifiedAttestation {
   VerifyResult result;

@@ -93,6 +93,28 @@ TEST(SignCliTest, SingleFileModelUsesSiblingSignature) {
       0);
 }
 
+TEST(SignCliTest, ScanAttestationVerifiesUntilTheModelChanges) {
+  airlock::testing::TempDir tmp("cliatt");
+  fs::path dir = tmp.path();
+  fs::path model = dir / "m";
+  WriteText(model / "config.json", "{\"a\": 1}");
+  ASSERT_EQ(Airlock("keygen --out " + (dir / "k").string()).code, 0);
+  CliRun scan = Airlock("scan " + model.string() + " --attest " + (dir / "k.key").string());
+  ASSERT_NE(scan.code, 3) << scan.out;
+  fs::path att = dir / "m.scan-attestation.json";
+  ASSERT_TRUE(fs::exists(att)) << scan.out;
+  std::string verify = "verify " + model.string() + " --key " + (dir / "k.pub").string() +
+                       " --attestation " + att.string();
+  CliRun ok = Airlock(verify + " --format json");
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("https://airlock.dev/attestations/scan/v1"), std::string::npos);
+  EXPECT_NE(ok.out.find("\"verdict\""), std::string::npos);
+  WriteText(model / "extra.bin", "x");
+  CliRun changed = Airlock(verify);
+  EXPECT_EQ(changed.code, 1) << changed.out;
+  EXPECT_NE(changed.out.find("another model state"), std::string::npos) << changed.out;
+}
+
 TEST(SignCliTest, HelpDocumentsExitCodes) {
   CliRun help = Airlock("verify --help");
   EXPECT_EQ(help.code, 0);

@@ -234,6 +234,23 @@ TEST_F(SignFixture, TamperedByteIsAModifiedFile) {
   EXPECT_NE(r.message.find("1 modified file (signme-2)"), std::string::npos) << r.message;
 }
 
+TEST_F(SignFixture, EveryFlippedByteIsCaught) {
+  SignOrDie();
+  for (const char* name : {"signme-1", "signme-2"}) {
+    const std::string original = ReadText(model_ / name);
+    for (std::size_t i = 0; i < original.size(); ++i) {
+      std::string text = original;
+      text[i] ^= 0x20;
+      WriteText(model_ / name, text);
+      VerifyResult r = Verify(KeyVerify());
+      EXPECT_EQ(r.failure, VerifyFailure::kModelMismatch) << name << " byte " << i;
+      EXPECT_EQ(r.diff.modified_files, std::vector<std::string>{name}) << name << " byte " << i;
+    }
+    WriteText(model_ / name, original);
+  }
+  EXPECT_TRUE(Verify(KeyVerify()).verified);
+}
+
 TEST_F(SignFixture, AddedFileIsAnExtraFile) {
   SignOrDie();
   WriteText(model_ / "sub" / "payload.py", "import os");
