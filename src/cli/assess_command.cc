@@ -14,6 +14,7 @@
 #include "core/hash.h"
 #include "core/version.h"
 #include "scan/scan.h"
+#include "sign/sign.h"
 
 namespace airlock::cli {
 namespace {
@@ -25,6 +26,8 @@ struct AssessArgs {
   std::string out = "airlock-assessment";
   std::string endpoint;
   std::string model_name;
+  std::string public_key;
+  std::vector<std::string> ca_paths;
   std::vector<std::string> suites = {"all"};
   std::vector<std::string> corpora;
   bool compare = false;
@@ -104,6 +107,20 @@ int RunAssess(const AssessArgs& a) {
       m.model_bytes = fs::file_size(path, ec);
     }
     if (scanned->verdict != scan::Verdict::kClean) worst = std::max(worst, 1);
+    if (!a.public_key.empty() || !a.ca_paths.empty()) {
+      sign::VerifyOptions vo;
+      vo.trust.public_key_path = a.public_key;
+      vo.trust.ca_paths = a.ca_paths;
+      auto verified = sign::VerifyModel(path, vo);
+      if (!verified.has_value()) {
+        m.signature = {"failed", verified.error().message()};
+      } else if (verified->verified) {
+        m.signature = {"verified", verified->message};
+      } else {
+        m.signature = {"failed", verified->message};
+      }
+      if (m.signature.status != "verified") worst = std::max(worst, 1);
+    }
     if (a.no_probes) {
       m.probes_unavailable_reason = "--no-probes";
     } else if (scanned->verdict == scan::Verdict::kMalicious) {
@@ -160,8 +177,10 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
   cmd->footer(
       "Writes OUT/report.html (self-contained), OUT/report.json and OUT/bom.cdx.json. Probe\n"
       "results are kept in OUT/<model>/results.jsonl, so an interrupted assessment resumes.\n"
-      "Exit codes: 0 report written and every file scanned clean; 1 report written, some file not\n"
-      "clean; 3 usage or tool error.\n"
+      "Exit codes: 0 report written, every file scanned clean (and the signature verified when a "
+      "key\n"
+      "was given); 1 report written, some file not clean or the signature did not verify; 3 usage\n"
+      "or tool error.\n"
       "Examples:\n"
       "  airlock assess model.gguf --endpoint http://127.0.0.1:8080/v1 --out report\n"
       "  airlock assess --compare a.gguf b.gguf --no-probes\n");
@@ -169,6 +188,9 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--out", a->out, "Output folder")->capture_default_str();
   cmd->add_option("--endpoint", a->endpoint, "OpenAI-compatible endpoint serving the model");
   cmd->add_option("--model", a->model_name, "Model name to send to the endpoint");
+  cmd->add_option("--key", a->public_key, "Public key (PEM) to verify the model's signature with");
+  cmd->add_option("--certificate-chain", a->ca_paths,
+                  "CA certificate(s) for certificate-signed models");
   cmd->add_option("--suite", a->suites, "Suites to run (default: all)");
   cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
   cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
