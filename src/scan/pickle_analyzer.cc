@@ -458,7 +458,20 @@ class PickleAnalysis {
 
   void Judge(pk::ParseResult& r, int stream) {
     (void)stream;
+    // Bytes consumed by a loader call are scanned as that call's argument, not reported as a
+    // pickle hidden in data (torch.storage._load_from_bytes carries raw torch.save output).
+    std::set<const std::byte*> loader_args;
+    for (const pk::Event& e : r.events) {
+      if (e.kind == pk::EventKind::kCall && e.ref.is_global &&
+          IsLoader(pk::CanonicalModule(e.ref.module) + "." + e.ref.qualname)) {
+        for (auto b : e.byte_args) loader_args.insert(b.data());
+      }
+    }
     for (pk::Event& e : r.events) {
+      if (e.kind == pk::EventKind::kEmbedded && !e.byte_args.empty() &&
+          loader_args.count(e.byte_args[0].data())) {
+        continue;
+      }
       switch (e.kind) {
         case pk::EventKind::kImport: JudgeImport(e); break;
         case pk::EventKind::kCall: JudgeCall(e); break;

@@ -16,6 +16,11 @@ inline std::string Le(std::uint64_t v, int n) {
   for (int i = 0; i < n; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
   return s;
 }
+// A literal with its full length (literals may hold NUL bytes).
+template <std::size_t N>
+std::string S(const char (&a)[N]) {
+  return std::string(a, N - 1);
+}
 inline std::string Proto(int p) { return std::string("\x80", 1) + static_cast<char>(p); }
 // SHORT_BINUNICODE
 inline std::string U(std::string_view s) {
