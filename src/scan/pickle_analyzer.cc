@@ -390,7 +390,10 @@ class PickleAnalysis {
     bool legacy = false;
     for (int stream = 0;; ++stream) {
       pk::ParseResult r = pk::Parse(data, pos, limits_);
-      if (stream == 0 && r.error == pk::ErrorKind::kCorrupt && r.ops <= 4 && NoEffects(r)) {
+      bool claims_pickle = data.size() >= 2 && static_cast<std::uint8_t>(data[0]) == 0x80 &&
+                           static_cast<std::uint8_t>(data[1]) <= 5;
+      if (stream == 0 && !claims_pickle && r.error == pk::ErrorKind::kCorrupt && r.ops <= 4 &&
+          NoEffects(r)) {
         // CPython's unpickler rejects the stream within its first opcodes, before anything is
         // imported or called: loading this cannot run code.
         s_.Add(t_, "pickle.not-a-pickle", Severity::kInfo,
