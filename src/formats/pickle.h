@@ -23,7 +23,7 @@ namespace airlock::formats::pickle {
 struct Limits {
   std::uint64_t max_ops = 50'000'000;         // opcodes executed per stream
   std::uint64_t max_memo = 1'000'000;         // memo entries per stream
-  std::uint64_t max_values = 8'000'000;       // symbolic values alive per stream
+  std::uint64_t max_values = 4'000'000;       // symbolic values per stream (~64 B each)
   std::uint64_t max_stack = 1'000'000;        // stack depth plus marks
   std::uint64_t max_decoded_bytes = 256u << 20;  // text-opcode strings decoded into memory
   std::uint64_t max_events = 100'000;         // events kept per stream (more are counted)

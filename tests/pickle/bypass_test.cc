@@ -81,6 +81,15 @@ TEST(PickleBypass, PickleUnderAnyName) {
   }
 }
 
+// A protocol 0 pickle with trailing junk, named like a text file, is still routed by content.
+TEST(PickleBypass, TextPickleWithJunkAndTextName) {
+  auto r = Scan("cos\nsystem\n(S'id'\ntR.and some trailing words\n", "notes.txt");
+  EXPECT_EQ(r.verdict, Verdict::kMalicious) << Dump(r);
+  // Ordinary text that happens to start with a pickle opcode stays text.
+  auto t = Scan("(c) 2024 Example Corp\nAll rights reserved.\nMore text here\n", "LICENSE");
+  EXPECT_EQ(t.verdict, Verdict::kClean) << Dump(t);
+}
+
 // nullifAI: the payload runs, then the stream is broken.
 TEST(PickleBypass, BrokenStreamAfterPayload) {
   std::string p = Proto(2) + "cbuiltins\nexec\n(Vprint(1)\ntR" + "\xff\xff garbage";
