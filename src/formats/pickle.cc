@@ -37,15 +37,39 @@ enum class VK : std::uint8_t {
 
 struct Value {
   VK kind = VK::kNone;
-  bool has_bytes = false;          // kCallResult carrying bytes (bytes(), codecs.encode, ...)
-  std::int64_t i = 0;              // kInt/kBool
+  bool has_bytes = false;  // kCallResult carrying bytes (bytes(), codecs.encode, ...)
+  union {
+    std::uint32_t global = kNoValue;  // kGlobal: index into globals_
+    std::uint32_t callee;             // kCallResult: the callable value
+    std::uint32_t items;              // containers: index into containers_
+  };
+  std::uint32_t args = kNoValue;  // kCallResult: the argument tuple value
+  union {
+    std::int64_t i = 0;   // kInt/kBool
+    std::uint64_t count;  // containers: logical length
+  };
   std::span<const std::byte> bytes;  // kStr (UTF-8) / kBytes / carried bytes / kBigInt raw
-  std::uint32_t global = kNoValue;   // kGlobal: index into globals_
-  std::uint32_t callee = kNoValue;   // kCallResult: the callable value
-  std::uint32_t args = kNoValue;     // kCallResult: the argument tuple value
-  std::uint32_t state = kNoValue;    // last BUILD state applied
-  std::uint32_t items = kNoValue;    // containers: index into containers_
-  std::uint64_t count = 0;           // containers: logical length
+};
+
+// Values live in fixed-size chunks: no reallocation (references stay valid while values are
+// added) and no doubling spikes on large streams.
+class ValueStore {
+ public:
+  static constexpr std::size_t kChunk = 1u << 16;
+  std::size_t size() const { return size_; }
+  Value& operator[](std::uint32_t id) { return chunks_[id / kChunk][id % kChunk]; }
+  const Value& operator[](std::uint32_t id) const { return chunks_[id / kChunk][id % kChunk]; }
+  std::uint32_t Add(VK kind) {
+    if (size_ % kChunk == 0) chunks_.push_back(std::make_unique<Value[]>(kChunk));
+    Value& v = (*this)[static_cast<std::uint32_t>(size_)];
+    v = Value();
+    v.kind = kind;
+    return static_cast<std::uint32_t>(size_++);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Value[]>> chunks_;
+  std::size_t size_ = 0;
 };
 
 struct ParseStop {};
@@ -242,9 +266,7 @@ class Machine {
     if (values_.size() >= limits_.max_values) {
       Fail(ErrorKind::kLimit, "more than " + std::to_string(limits_.max_values) + " values");
     }
-    values_.emplace_back();
-    values_.back().kind = kind;
-    return static_cast<std::uint32_t>(values_.size() - 1);
+    return values_.Add(kind);
   }
   std::uint32_t NewContainer(VK kind) {
     std::uint32_t id = NewValue(kind);
@@ -255,16 +277,20 @@ class Machine {
   void AddItem(std::uint32_t container, std::uint32_t item) {
     Value& v = values_[container];
     ++v.count;
-    if (v.items == kNoValue) return;
+    if (!IsContainer(v.kind) || v.items == kNoValue) return;
     auto& items = containers_[v.items];
     if (items.size() < kMaxTrackedItemsPerContainer && tracked_items_ < limits_.max_values * 2) {
       items.push_back(item);
       ++tracked_items_;
     }
   }
+  static bool IsContainer(VK k) {
+    return k == VK::kList || k == VK::kTuple || k == VK::kDict || k == VK::kSet ||
+           k == VK::kFrozenSet;
+  }
   const std::vector<std::uint32_t>* Items(std::uint32_t id) const {
     const Value& v = values_[id];
-    if (v.items == kNoValue) return nullptr;
+    if (!IsContainer(v.kind) || v.items == kNoValue) return nullptr;
     return &containers_[v.items];
   }
   std::span<const std::byte> Own(std::string s) {
@@ -1283,7 +1309,6 @@ class Machine {
           // Builtin values have no __setstate__ and no __dict__: CPython fails.
           Corrupt(std::string("cannot BUILD a ") + std::string(KindName(ik)));
         }
-        values_[inst].state = state;
         if (IsJoblibWrapper(inst)) JoblibReadArray(inst, state);
         return false;
       }
@@ -1436,7 +1461,7 @@ class Machine {
   std::uint64_t tracked_items_ = 0;
   bool huge_memo_reported_ = false;
   int embedded_ = 0;
-  std::vector<Value> values_;
+  ValueStore values_;
   std::vector<std::vector<std::uint32_t>> containers_;
   std::vector<Ref> globals_;
   std::vector<std::uint32_t> stack_;
