@@ -55,7 +55,7 @@ struct Value {
 // added) and no doubling spikes on large streams.
 class ValueStore {
  public:
-  static constexpr std::size_t kChunk = 1u << 16;
+  static constexpr std::size_t kChunk = 4096;
   std::size_t size() const { return size_; }
   Value& operator[](std::uint32_t id) { return chunks_[id / kChunk][id % kChunk]; }
   const Value& operator[](std::uint32_t id) const { return chunks_[id / kChunk][id % kChunk]; }
