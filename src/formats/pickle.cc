@@ -11,19 +11,74 @@ namespace {
 
 // Opcodes (pickletools names), protocols 0-5.
 enum Op : std::uint8_t {
-  kMark = '(', kStop = '.', kPop = '0', kPopMark = '1', kDup = '2', kFloat = 'F', kInt = 'I',
-  kBinInt = 'J', kBinInt1 = 'K', kLong = 'L', kBinInt2 = 'M', kNone = 'N', kPersId = 'P',
-  kBinPersId = 'Q', kReduce = 'R', kString = 'S', kBinString = 'T', kShortBinString = 'U',
-  kUnicode = 'V', kBinUnicode = 'X', kAppend = 'a', kBuild = 'b', kGlobal = 'c', kDict = 'd',
-  kEmptyDict = '}', kAppends = 'e', kGet = 'g', kBinGet = 'h', kInst = 'i', kLongBinGet = 'j',
-  kList = 'l', kEmptyList = ']', kObj = 'o', kPut = 'p', kBinPut = 'q', kLongBinPut = 'r',
-  kSetItem = 's', kTuple = 't', kEmptyTuple = ')', kSetItems = 'u', kBinFloat = 'G',
-  kProto = 0x80, kNewObj = 0x81, kExt1 = 0x82, kExt2 = 0x83, kExt4 = 0x84, kTuple1 = 0x85,
-  kTuple2 = 0x86, kTuple3 = 0x87, kNewTrue = 0x88, kNewFalse = 0x89, kLong1 = 0x8a,
-  kLong4 = 0x8b, kBinBytes = 'B', kShortBinBytes = 'C', kShortBinUnicode = 0x8c,
-  kBinUnicode8 = 0x8d, kBinBytes8 = 0x8e, kEmptySet = 0x8f, kAddItems = 0x90, kFrozenSet = 0x91,
-  kNewObjEx = 0x92, kStackGlobal = 0x93, kMemoize = 0x94, kFrame = 0x95, kByteArray8 = 0x96,
-  kNextBuffer = 0x97, kReadonlyBuffer = 0x98,
+  kMark = '(',
+  kStop = '.',
+  kPop = '0',
+  kPopMark = '1',
+  kDup = '2',
+  kFloat = 'F',
+  kInt = 'I',
+  kBinInt = 'J',
+  kBinInt1 = 'K',
+  kLong = 'L',
+  kBinInt2 = 'M',
+  kNone = 'N',
+  kPersId = 'P',
+  kBinPersId = 'Q',
+  kReduce = 'R',
+  kString = 'S',
+  kBinString = 'T',
+  kShortBinString = 'U',
+  kUnicode = 'V',
+  kBinUnicode = 'X',
+  kAppend = 'a',
+  kBuild = 'b',
+  kGlobal = 'c',
+  kDict = 'd',
+  kEmptyDict = '}',
+  kAppends = 'e',
+  kGet = 'g',
+  kBinGet = 'h',
+  kInst = 'i',
+  kLongBinGet = 'j',
+  kList = 'l',
+  kEmptyList = ']',
+  kObj = 'o',
+  kPut = 'p',
+  kBinPut = 'q',
+  kLongBinPut = 'r',
+  kSetItem = 's',
+  kTuple = 't',
+  kEmptyTuple = ')',
+  kSetItems = 'u',
+  kBinFloat = 'G',
+  kProto = 0x80,
+  kNewObj = 0x81,
+  kExt1 = 0x82,
+  kExt2 = 0x83,
+  kExt4 = 0x84,
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kNewTrue = 0x88,
+  kNewFalse = 0x89,
+  kLong1 = 0x8a,
+  kLong4 = 0x8b,
+  kBinBytes = 'B',
+  kShortBinBytes = 'C',
+  kShortBinUnicode = 0x8c,
+  kBinUnicode8 = 0x8d,
+  kBinBytes8 = 0x8e,
+  kEmptySet = 0x8f,
+  kAddItems = 0x90,
+  kFrozenSet = 0x91,
+  kNewObjEx = 0x92,
+  kStackGlobal = 0x93,
+  kMemoize = 0x94,
+  kFrame = 0x95,
+  kByteArray8 = 0x96,
+  kNextBuffer = 0x97,
+  kReadonlyBuffer = 0x98,
 };
 
 constexpr std::uint32_t kNoValue = 0xffffffffu;
@@ -31,8 +86,25 @@ constexpr std::size_t kMaxTrackedItemsPerContainer = 1u << 20;
 constexpr int kMaxJoblibNesting = 2;
 
 enum class VK : std::uint8_t {
-  kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kByteArray, kList, kTuple, kDict, kSet,
-  kFrozenSet, kGlobal, kCallResult, kPersistent, kExt, kBuffer, kOther,
+  kNone,
+  kBool,
+  kInt,
+  kBigInt,
+  kFloat,
+  kStr,
+  kBytes,
+  kByteArray,
+  kList,
+  kTuple,
+  kDict,
+  kSet,
+  kFrozenSet,
+  kGlobal,
+  kCallResult,
+  kPersistent,
+  kExt,
+  kBuffer,
+  kOther,
 };
 
 struct Value {
@@ -165,15 +237,31 @@ std::string Printable(std::string_view s, std::size_t max = 60) {
 
 std::string CanonicalModule(std::string_view m) {
   static const std::pair<std::string_view, std::string_view> kMap[] = {
-      {"__builtin__", "builtins"}, {"copy_reg", "copyreg"}, {"cPickle", "pickle"},
-      {"exceptions", "builtins"}, {"UserDict", "collections"}, {"UserList", "collections"},
-      {"UserString", "collections"}, {"commands", "subprocess"}, {"httplib", "http.client"},
-      {"urllib2", "urllib.request"}, {"cStringIO", "io"}, {"StringIO", "io"},
-      {"thread", "_thread"}, {"dummy_thread", "_dummy_thread"}, {"SocketServer", "socketserver"},
-      {"xmlrpclib", "xmlrpc.client"}, {"Queue", "queue"}, {"urlparse", "urllib.parse"},
-      {"BaseHTTPServer", "http.server"}, {"SimpleHTTPServer", "http.server"},
-      {"CGIHTTPServer", "http.server"}, {"_winreg", "winreg"}, {"repr", "reprlib"},
-      {"ConfigParser", "configparser"}, {"__builtins__", "builtins"},
+      {"__builtin__", "builtins"},
+      {"copy_reg", "copyreg"},
+      {"cPickle", "pickle"},
+      {"exceptions", "builtins"},
+      {"UserDict", "collections"},
+      {"UserList", "collections"},
+      {"UserString", "collections"},
+      {"commands", "subprocess"},
+      {"httplib", "http.client"},
+      {"urllib2", "urllib.request"},
+      {"cStringIO", "io"},
+      {"StringIO", "io"},
+      {"thread", "_thread"},
+      {"dummy_thread", "_dummy_thread"},
+      {"SocketServer", "socketserver"},
+      {"xmlrpclib", "xmlrpc.client"},
+      {"Queue", "queue"},
+      {"urlparse", "urllib.parse"},
+      {"BaseHTTPServer", "http.server"},
+      {"SimpleHTTPServer", "http.server"},
+      {"CGIHTTPServer", "http.server"},
+      {"_winreg", "winreg"},
+      {"repr", "reprlib"},
+      {"ConfigParser", "configparser"},
+      {"__builtins__", "builtins"},
   };
   for (const auto& [from, to] : kMap) {
     if (m == from) return std::string(to);
@@ -204,8 +292,8 @@ class Machine {
   [[noreturn]] void Fail(ErrorKind kind, const std::string& what) {
     out_.error = kind;
     out_.error_offset = op_offset_;
-    out_.error_message = "pickle: " + what + " at offset " + std::to_string(op_offset_) +
-                         " (" + OpcodeName(op_) + ")";
+    out_.error_message = "pickle: " + what + " at offset " + std::to_string(op_offset_) + " (" +
+                         OpcodeName(op_) + ")";
     throw ParseStop{};
   }
   [[noreturn]] void Corrupt(const std::string& what) { Fail(ErrorKind::kCorrupt, what); }
@@ -213,8 +301,9 @@ class Machine {
 
   void CheckFrame(std::uint64_t n) {
     if (frame_end_ != 0 && pos_ < frame_end_ && pos_ + n > frame_end_) {
-      Anomaly("an opcode argument straddles the end of a FRAME (parsers that honour frames "
-              "and CPython's C unpickler disagree about this stream)");
+      Anomaly(
+          "an opcode argument straddles the end of a FRAME (parsers that honour frames "
+          "and CPython's C unpickler disagree about this stream)");
       frame_end_ = 0;
     }
     if (frame_end_ != 0 && pos_ + n >= frame_end_) frame_end_ = 0;
@@ -296,8 +385,8 @@ class Machine {
   std::span<const std::byte> Own(std::string s) {
     decoded_ += s.size();
     if (decoded_ > limits_.max_decoded_bytes) {
-      Fail(ErrorKind::kLimit, "more than " + std::to_string(limits_.max_decoded_bytes) +
-                                  " bytes of decoded strings");
+      Fail(ErrorKind::kLimit,
+           "more than " + std::to_string(limits_.max_decoded_bytes) + " bytes of decoded strings");
     }
     out_.owned.push_back(std::make_unique<std::string>(std::move(s)));
     const std::string& ref = *out_.owned.back();
@@ -427,40 +516,68 @@ class Machine {
     const Value& v = values_[id];
     switch (v.kind) {
       case VK::kCallResult:
-        r.origin = depth > 3 ? "result of a call" : "result of " + RefOf(v.callee, depth + 1).Display();
+        r.origin =
+            depth > 3 ? "result of a call" : "result of " + RefOf(v.callee, depth + 1).Display();
         if (const Ref* g = GlobalOf(v.callee)) {
           r.root_module = g->module;
           r.root_qualname = g->qualname;
         }
         break;
-      case VK::kPersistent: r.origin = "persistent object"; break;
-      case VK::kExt: r.origin = "extension-registry object"; break;
-      case VK::kBuffer: r.origin = "out-of-band buffer"; break;
-      default: r.origin = std::string(KindName(v.kind)) + " value"; break;
+      case VK::kPersistent:
+        r.origin = "persistent object";
+        break;
+      case VK::kExt:
+        r.origin = "extension-registry object";
+        break;
+      case VK::kBuffer:
+        r.origin = "out-of-band buffer";
+        break;
+      default:
+        r.origin = std::string(KindName(v.kind)) + " value";
+        break;
     }
     return r;
   }
 
   static std::string_view KindName(VK k) {
     switch (k) {
-      case VK::kNone: return "None";
-      case VK::kBool: return "bool";
-      case VK::kInt: case VK::kBigInt: return "int";
-      case VK::kFloat: return "float";
-      case VK::kStr: return "str";
-      case VK::kBytes: return "bytes";
-      case VK::kByteArray: return "bytearray";
-      case VK::kList: return "list";
-      case VK::kTuple: return "tuple";
-      case VK::kDict: return "dict";
-      case VK::kSet: return "set";
-      case VK::kFrozenSet: return "frozenset";
-      case VK::kGlobal: return "global";
-      case VK::kCallResult: return "object";
-      case VK::kPersistent: return "persistent";
-      case VK::kExt: return "extension";
-      case VK::kBuffer: return "buffer";
-      case VK::kOther: return "object";
+      case VK::kNone:
+        return "None";
+      case VK::kBool:
+        return "bool";
+      case VK::kInt:
+      case VK::kBigInt:
+        return "int";
+      case VK::kFloat:
+        return "float";
+      case VK::kStr:
+        return "str";
+      case VK::kBytes:
+        return "bytes";
+      case VK::kByteArray:
+        return "bytearray";
+      case VK::kList:
+        return "list";
+      case VK::kTuple:
+        return "tuple";
+      case VK::kDict:
+        return "dict";
+      case VK::kSet:
+        return "set";
+      case VK::kFrozenSet:
+        return "frozenset";
+      case VK::kGlobal:
+        return "global";
+      case VK::kCallResult:
+        return "object";
+      case VK::kPersistent:
+        return "persistent";
+      case VK::kExt:
+        return "extension";
+      case VK::kBuffer:
+        return "buffer";
+      case VK::kOther:
+        return "object";
     }
     return "object";
   }
@@ -468,15 +585,21 @@ class Machine {
   std::string Summary(std::uint32_t id, int depth = 0) const {
     const Value& v = values_[id];
     switch (v.kind) {
-      case VK::kNone: return "None";
-      case VK::kBool: return v.i ? "True" : "False";
-      case VK::kInt: return std::to_string(v.i);
-      case VK::kStr: return "'" + Printable(AsSv(v.bytes)) + "'";
-      case VK::kBytes: case VK::kByteArray:
-        return "b'" + Printable(AsSv(v.bytes)) + "' (" + std::to_string(v.bytes.size()) +
-               " bytes)";
-      case VK::kGlobal: return RefOf(id).Display();
-      case VK::kTuple: case VK::kList: {
+      case VK::kNone:
+        return "None";
+      case VK::kBool:
+        return v.i ? "True" : "False";
+      case VK::kInt:
+        return std::to_string(v.i);
+      case VK::kStr:
+        return "'" + Printable(AsSv(v.bytes)) + "'";
+      case VK::kBytes:
+      case VK::kByteArray:
+        return "b'" + Printable(AsSv(v.bytes)) + "' (" + std::to_string(v.bytes.size()) + " bytes)";
+      case VK::kGlobal:
+        return RefOf(id).Display();
+      case VK::kTuple:
+      case VK::kList: {
         if (depth > 2) return v.kind == VK::kTuple ? "(...)" : "[...]";
         std::string s = v.kind == VK::kTuple ? "(" : "[";
         const auto* items = Items(id);
@@ -496,7 +619,8 @@ class Machine {
       case VK::kCallResult:
         if (v.has_bytes) return "bytes(" + std::to_string(v.bytes.size()) + ")";
         return "<" + RefOf(id).origin + ">";
-      default: return "<" + std::string(KindName(v.kind)) + ">";
+      default:
+        return "<" + std::string(KindName(v.kind)) + ">";
     }
   }
 
@@ -544,7 +668,8 @@ class Machine {
         if (c < 0x80) {
           out += static_cast<char>(c);
         } else if ((c & 0xe0) == 0xc0 && k + 1 < s.size()) {
-          out += static_cast<char>(((c & 0x1f) << 6) | (static_cast<unsigned char>(s[k + 1]) & 0x3f));
+          out +=
+              static_cast<char>(((c & 0x1f) << 6) | (static_cast<unsigned char>(s[k + 1]) & 0x3f));
           ++k;
         } else {
           return;
@@ -587,14 +712,22 @@ class Machine {
     int bits = 0;
     for (char c : s) {
       int v;
-      if (c >= 'A' && c <= 'Z') v = c - 'A';
-      else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-      else if (c >= '0' && c <= '9') v = c - '0' + 52;
-      else if (c == '+' || c == '-') v = 62;
-      else if (c == '/' || c == '_') v = 63;
-      else if (c == '=') break;
-      else if (c == '\n' || c == '\r' || c == ' ') continue;
-      else return false;
+      if (c >= 'A' && c <= 'Z')
+        v = c - 'A';
+      else if (c >= 'a' && c <= 'z')
+        v = c - 'a' + 26;
+      else if (c >= '0' && c <= '9')
+        v = c - '0' + 52;
+      else if (c == '+' || c == '-')
+        v = 62;
+      else if (c == '/' || c == '_')
+        v = 63;
+      else if (c == '=')
+        break;
+      else if (c == '\n' || c == '\r' || c == ' ')
+        continue;
+      else
+        return false;
       acc = (acc << 6) | static_cast<std::uint32_t>(v);
       bits += 6;
       if (bits >= 8) {
@@ -672,18 +805,46 @@ class Machine {
       if (++k >= s.size()) Corrupt("Trailing \\ in string");
       c = s[k];
       switch (c) {
-        case '\n': break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 't': out += '\t'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 'v': out += '\v'; break;
-        case 'a': out += '\a'; break;
-        case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
+        case '\n':
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case '0':
+        case '1':
+        case '2':
+        case '3':
+        case '4':
+        case '5':
+        case '6':
+        case '7': {
           int v = c - '0';
           for (int d = 0; d < 2 && k + 1 < s.size() && s[k + 1] >= '0' && s[k + 1] <= '7'; ++d) {
             v = v * 8 + (s[++k] - '0');
@@ -749,7 +910,9 @@ class Machine {
     std::size_t nul = line.find('\0');
     if (nul != std::string_view::npos) line = line.substr(0, nul);
     std::size_t k = 0;
-    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
+    auto space = [](char c) {
+      return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+    };
     while (k < line.size() && space(line[k])) ++k;
     bool neg = false;
     if (k < line.size() && (line[k] == '+' || line[k] == '-')) neg = line[k++] == '-';
@@ -821,7 +984,8 @@ class Machine {
   // when unknown.
   static std::optional<std::uint64_t> DtypeItemSize(std::string_view d, bool* is_object) {
     *is_object = false;
-    if (!d.empty() && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=')) d.remove_prefix(1);
+    if (!d.empty() && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '='))
+      d.remove_prefix(1);
     if (d.empty()) return std::nullopt;
     char kind = d[0];
     std::string_view rest = d.substr(1);
@@ -842,13 +1006,34 @@ class Machine {
       return n;
     }
     switch (kind) {
-      case '?': case 'b': case 'B': return 1;
-      case 'h': case 'H': case 'e': return 2;
-      case 'i': case 'I': case 'f': return 4;
-      case 'l': case 'L': case 'q': case 'Q': case 'd': case 'F': case 'M': case 'm': return 8;
-      case 'g': case 'D': return 16;
-      case 'G': return 32;
-      default: return std::nullopt;
+      case '?':
+      case 'b':
+      case 'B':
+        return 1;
+      case 'h':
+      case 'H':
+      case 'e':
+        return 2;
+      case 'i':
+      case 'I':
+      case 'f':
+        return 4;
+      case 'l':
+      case 'L':
+      case 'q':
+      case 'Q':
+      case 'd':
+      case 'F':
+      case 'M':
+      case 'm':
+        return 8;
+      case 'g':
+      case 'D':
+        return 16;
+      case 'G':
+        return 32;
+      default:
+        return std::nullopt;
     }
   }
 
@@ -910,8 +1095,8 @@ class Machine {
         Read(pad);
       }
       if (__builtin_mul_overflow(count, *itemsize, &n) || n > data_.size() - pos_) {
-        Corrupt("joblib array data (" + std::to_string(count) + " x " +
-                std::to_string(*itemsize) + " bytes) runs past the end of the file");
+        Corrupt("joblib array data (" + std::to_string(count) + " x " + std::to_string(*itemsize) +
+                " bytes) runs past the end of the file");
       }
       pos_ += n;
       Event e;
@@ -953,7 +1138,8 @@ class Machine {
       }
       case kProto: {
         std::uint8_t p = static_cast<std::uint8_t>(Read(1)[0]);
-        if (p > 5) Fail(ErrorKind::kUnsupported, "unsupported pickle protocol: " + std::to_string(p));
+        if (p > 5)
+          Fail(ErrorKind::kUnsupported, "unsupported pickle protocol: " + std::to_string(p));
         if (out_.ops > 1) Anomaly("PROTO opcode not at the start of the stream");
         out_.protocol = p;
         return false;
@@ -1017,9 +1203,15 @@ class Machine {
         Push(NewInt(v.value_or(0)));
         return false;
       }
-      case kBinInt: Push(NewInt(static_cast<std::int32_t>(ReadUint(4)))); return false;
-      case kBinInt1: Push(NewInt(static_cast<std::int64_t>(ReadUint(1)))); return false;
-      case kBinInt2: Push(NewInt(static_cast<std::int64_t>(ReadUint(2)))); return false;
+      case kBinInt:
+        Push(NewInt(static_cast<std::int32_t>(ReadUint(4))));
+        return false;
+      case kBinInt1:
+        Push(NewInt(static_cast<std::int64_t>(ReadUint(1))));
+        return false;
+      case kBinInt2:
+        Push(NewInt(static_cast<std::int64_t>(ReadUint(2))));
+        return false;
       case kLong: {
         std::string_view line = ReadLine();
         if (line.size() + 1 < 2) Truncated();
@@ -1030,7 +1222,8 @@ class Machine {
         Push(NewInt(*v));
         return false;
       }
-      case kLong1: case kLong4: {
+      case kLong1:
+      case kLong4: {
         std::int64_t n = op_ == kLong1 ? static_cast<std::int64_t>(ReadUint(1))
                                        : static_cast<std::int32_t>(ReadUint(4));
         if (n < 0) Corrupt("LONG pickle has negative byte count");
@@ -1055,10 +1248,19 @@ class Machine {
         Push(NewValue(VK::kFloat));
         return false;
       }
-      case kBinFloat: Read(8); Push(NewValue(VK::kFloat)); return false;
-      case kNone: Push(NewValue(VK::kNone)); return false;
-      case kNewTrue: Push(NewInt(1, VK::kBool)); return false;
-      case kNewFalse: Push(NewInt(0, VK::kBool)); return false;
+      case kBinFloat:
+        Read(8);
+        Push(NewValue(VK::kFloat));
+        return false;
+      case kNone:
+        Push(NewValue(VK::kNone));
+        return false;
+      case kNewTrue:
+        Push(NewInt(1, VK::kBool));
+        return false;
+      case kNewFalse:
+        Push(NewInt(0, VK::kBool));
+        return false;
       // ---- strings and bytes
       case kString: {
         std::string_view line = ReadLine();
@@ -1070,14 +1272,18 @@ class Machine {
         }
         return false;
       }
-      case kBinString: case kShortBinString: {
+      case kBinString:
+      case kShortBinString: {
         std::int64_t n = op_ == kShortBinString ? static_cast<std::int64_t>(ReadUint(1))
                                                 : static_cast<std::int32_t>(ReadUint(4));
         if (n < 0) Corrupt("BINSTRING pickle has negative byte count");
         Push(NewStr(Read(static_cast<std::uint64_t>(n))));
         return false;
       }
-      case kBinBytes: case kShortBinBytes: case kBinBytes8: case kByteArray8: {
+      case kBinBytes:
+      case kShortBinBytes:
+      case kBinBytes8:
+      case kByteArray8: {
         int w = op_ == kShortBinBytes ? 1 : op_ == kBinBytes ? 4 : 8;
         std::uint64_t n = ReadUint(w);
         if (n > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -1091,7 +1297,9 @@ class Machine {
         Push(NewStr(Own(DecodeRawUnicodeEscape(line))));
         return false;
       }
-      case kBinUnicode: case kShortBinUnicode: case kBinUnicode8: {
+      case kBinUnicode:
+      case kShortBinUnicode:
+      case kBinUnicode8: {
         int w = op_ == kShortBinUnicode ? 1 : op_ == kBinUnicode ? 4 : 8;
         std::uint64_t n = ReadUint(w);
         if (n > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -1116,7 +1324,10 @@ class Machine {
         Top();
         return false;
       // ---- containers
-      case kEmptyTuple: case kTuple1: case kTuple2: case kTuple3: {
+      case kEmptyTuple:
+      case kTuple1:
+      case kTuple2:
+      case kTuple3: {
         std::size_t n = op_ == kEmptyTuple ? 0 : op_ - kTuple1 + 1;
         if (stack_.size() < n) Underflow();
         Push(PopTuple(stack_.size() - n));
@@ -1127,10 +1338,17 @@ class Machine {
         Push(PopTuple(m));
         return false;
       }
-      case kEmptyList: Push(NewContainer(VK::kList)); return false;
-      case kEmptyDict: Push(NewContainer(VK::kDict)); return false;
-      case kEmptySet: Push(NewContainer(VK::kSet)); return false;
-      case kList: case kFrozenSet: {
+      case kEmptyList:
+        Push(NewContainer(VK::kList));
+        return false;
+      case kEmptyDict:
+        Push(NewContainer(VK::kDict));
+        return false;
+      case kEmptySet:
+        Push(NewContainer(VK::kSet));
+        return false;
+      case kList:
+      case kFrozenSet: {
         std::size_t m = Marker();
         std::uint32_t t = PopTuple(m);
         values_[t].kind = op_ == kList ? VK::kList : VK::kFrozenSet;
@@ -1151,13 +1369,17 @@ class Machine {
         DoAppend(stack_.size() - 1);
         return false;
       }
-      case kAppends: DoAppend(Marker()); return false;
+      case kAppends:
+        DoAppend(Marker());
+        return false;
       case kSetItem: {
         if (stack_.size() < 2) Underflow();
         DoSetItems(stack_.size() - 2);
         return false;
       }
-      case kSetItems: DoSetItems(Marker()); return false;
+      case kSetItems:
+        DoSetItems(Marker());
+        return false;
       case kAddItems: {
         std::size_t m = Marker();
         if (m > stack_.size() || m <= Fence()) Underflow();
@@ -1183,9 +1405,15 @@ class Machine {
         MemoPut(static_cast<std::uint64_t>(*idx));
         return false;
       }
-      case kBinPut: MemoPut(ReadUint(1)); return false;
-      case kLongBinPut: MemoPut(ReadUint(4)); return false;
-      case kMemoize: MemoPut(memo_.size()); return false;
+      case kBinPut:
+        MemoPut(ReadUint(1));
+        return false;
+      case kLongBinPut:
+        MemoPut(ReadUint(4));
+        return false;
+      case kMemoize:
+        MemoPut(memo_.size());
+        return false;
       case kGet: {
         std::string_view line = ReadLine();
         if (line.size() + 1 < 2) Truncated();
@@ -1195,8 +1423,12 @@ class Machine {
         MemoGet(static_cast<std::uint64_t>(*idx));
         return false;
       }
-      case kBinGet: MemoGet(ReadUint(1)); return false;
-      case kLongBinGet: MemoGet(ReadUint(4)); return false;
+      case kBinGet:
+        MemoGet(ReadUint(1));
+        return false;
+      case kLongBinGet:
+        MemoGet(ReadUint(4));
+        return false;
       // ---- imports
       case kGlobal: {
         std::string_view module = ReadLine();
@@ -1242,7 +1474,9 @@ class Machine {
         Push(EmitCall(g, args));
         return false;
       }
-      case kExt1: case kExt2: case kExt4: {
+      case kExt1:
+      case kExt2:
+      case kExt4: {
         int w = op_ == kExt1 ? 1 : op_ == kExt2 ? 2 : 4;
         std::int64_t code = w == 4 ? static_cast<std::int32_t>(ReadUint(4))
                                    : static_cast<std::int64_t>(ReadUint(w));
@@ -1269,7 +1503,8 @@ class Machine {
         Push(EmitCall(callable, args));
         return false;
       }
-      case kNewObj: case kNewObjEx: {
+      case kNewObj:
+      case kNewObjEx: {
         std::uint32_t kwargs = op_ == kNewObjEx ? PopValue() : kNoValue;
         std::uint32_t args = PopValue();
         std::uint32_t cls = PopValue();
@@ -1418,8 +1653,11 @@ class Machine {
     ResultValue& r = out_.result;
     const Value& val = values_[v];
     switch (val.kind) {
-      case VK::kNone: r.kind = ResultValue::Kind::kNone; break;
-      case VK::kInt: case VK::kBool:
+      case VK::kNone:
+        r.kind = ResultValue::Kind::kNone;
+        break;
+      case VK::kInt:
+      case VK::kBool:
         r.kind = ResultValue::Kind::kInt;
         r.int_value = val.i;
         break;
@@ -1427,10 +1665,17 @@ class Machine {
         r.kind = ResultValue::Kind::kBigInt;
         r.big_int_le = std::string(AsSv(val.bytes));
         break;
-      case VK::kStr: r.kind = ResultValue::Kind::kStr; break;
-      case VK::kBytes: r.kind = ResultValue::Kind::kBytes; break;
-      case VK::kDict: r.kind = ResultValue::Kind::kDict; break;
-      case VK::kList: case VK::kTuple: {
+      case VK::kStr:
+        r.kind = ResultValue::Kind::kStr;
+        break;
+      case VK::kBytes:
+        r.kind = ResultValue::Kind::kBytes;
+        break;
+      case VK::kDict:
+        r.kind = ResultValue::Kind::kDict;
+        break;
+      case VK::kList:
+      case VK::kTuple: {
         r.kind = val.kind == VK::kList ? ResultValue::Kind::kList : ResultValue::Kind::kTuple;
         const auto* items = Items(v);
         r.items_complete = items != nullptr && items->size() == val.count;
@@ -1445,7 +1690,9 @@ class Machine {
         }
         break;
       }
-      default: r.kind = ResultValue::Kind::kOther; break;
+      default:
+        r.kind = ResultValue::Kind::kOther;
+        break;
     }
   }
 
@@ -1490,10 +1737,21 @@ bool LooksLikePickleStart(std::span<const std::byte> data, std::uint64_t offset)
   std::uint64_t left = data.size() - offset;
   if (b(0) == kProto) return left >= 2 && b(1) <= 5;
   switch (b(0)) {
-    case kMark: case kEmptyList: case kEmptyDict: case kEmptyTuple: case kNone:
+    case kMark:
+    case kEmptyList:
+    case kEmptyDict:
+    case kEmptyTuple:
+    case kNone:
       return left >= 2;
-    case kGlobal: case kInst: case kUnicode: case kInt: case kLong: case kString: case kPersId:
-    case kFloat: case kGet: {
+    case kGlobal:
+    case kInst:
+    case kUnicode:
+    case kInt:
+    case kLong:
+    case kString:
+    case kPersId:
+    case kFloat:
+    case kGet: {
       // A text argument: printable up to a newline.
       for (std::uint64_t k = 1; k < left && k < 256; ++k) {
         std::uint8_t c = b(k);
@@ -1509,75 +1767,144 @@ bool LooksLikePickleStart(std::span<const std::byte> data, std::uint64_t offset)
 
 std::string OpcodeName(std::uint8_t op) {
   switch (op) {
-    case kMark: return "MARK";
-    case kStop: return "STOP";
-    case kPop: return "POP";
-    case kPopMark: return "POP_MARK";
-    case kDup: return "DUP";
-    case kFloat: return "FLOAT";
-    case kInt: return "INT";
-    case kBinInt: return "BININT";
-    case kBinInt1: return "BININT1";
-    case kLong: return "LONG";
-    case kBinInt2: return "BININT2";
-    case kNone: return "NONE";
-    case kPersId: return "PERSID";
-    case kBinPersId: return "BINPERSID";
-    case kReduce: return "REDUCE";
-    case kString: return "STRING";
-    case kBinString: return "BINSTRING";
-    case kShortBinString: return "SHORT_BINSTRING";
-    case kUnicode: return "UNICODE";
-    case kBinUnicode: return "BINUNICODE";
-    case kAppend: return "APPEND";
-    case kBuild: return "BUILD";
-    case kGlobal: return "GLOBAL";
-    case kDict: return "DICT";
-    case kEmptyDict: return "EMPTY_DICT";
-    case kAppends: return "APPENDS";
-    case kGet: return "GET";
-    case kBinGet: return "BINGET";
-    case kInst: return "INST";
-    case kLongBinGet: return "LONG_BINGET";
-    case kList: return "LIST";
-    case kEmptyList: return "EMPTY_LIST";
-    case kObj: return "OBJ";
-    case kPut: return "PUT";
-    case kBinPut: return "BINPUT";
-    case kLongBinPut: return "LONG_BINPUT";
-    case kSetItem: return "SETITEM";
-    case kTuple: return "TUPLE";
-    case kEmptyTuple: return "EMPTY_TUPLE";
-    case kSetItems: return "SETITEMS";
-    case kBinFloat: return "BINFLOAT";
-    case kProto: return "PROTO";
-    case kNewObj: return "NEWOBJ";
-    case kExt1: return "EXT1";
-    case kExt2: return "EXT2";
-    case kExt4: return "EXT4";
-    case kTuple1: return "TUPLE1";
-    case kTuple2: return "TUPLE2";
-    case kTuple3: return "TUPLE3";
-    case kNewTrue: return "NEWTRUE";
-    case kNewFalse: return "NEWFALSE";
-    case kLong1: return "LONG1";
-    case kLong4: return "LONG4";
-    case kBinBytes: return "BINBYTES";
-    case kShortBinBytes: return "SHORT_BINBYTES";
-    case kShortBinUnicode: return "SHORT_BINUNICODE";
-    case kBinUnicode8: return "BINUNICODE8";
-    case kBinBytes8: return "BINBYTES8";
-    case kEmptySet: return "EMPTY_SET";
-    case kAddItems: return "ADDITEMS";
-    case kFrozenSet: return "FROZENSET";
-    case kNewObjEx: return "NEWOBJ_EX";
-    case kStackGlobal: return "STACK_GLOBAL";
-    case kMemoize: return "MEMOIZE";
-    case kFrame: return "FRAME";
-    case kByteArray8: return "BYTEARRAY8";
-    case kNextBuffer: return "NEXT_BUFFER";
-    case kReadonlyBuffer: return "READONLY_BUFFER";
-    default: return Hex2(op);
+    case kMark:
+      return "MARK";
+    case kStop:
+      return "STOP";
+    case kPop:
+      return "POP";
+    case kPopMark:
+      return "POP_MARK";
+    case kDup:
+      return "DUP";
+    case kFloat:
+      return "FLOAT";
+    case kInt:
+      return "INT";
+    case kBinInt:
+      return "BININT";
+    case kBinInt1:
+      return "BININT1";
+    case kLong:
+      return "LONG";
+    case kBinInt2:
+      return "BININT2";
+    case kNone:
+      return "NONE";
+    case kPersId:
+      return "PERSID";
+    case kBinPersId:
+      return "BINPERSID";
+    case kReduce:
+      return "REDUCE";
+    case kString:
+      return "STRING";
+    case kBinString:
+      return "BINSTRING";
+    case kShortBinString:
+      return "SHORT_BINSTRING";
+    case kUnicode:
+      return "UNICODE";
+    case kBinUnicode:
+      return "BINUNICODE";
+    case kAppend:
+      return "APPEND";
+    case kBuild:
+      return "BUILD";
+    case kGlobal:
+      return "GLOBAL";
+    case kDict:
+      return "DICT";
+    case kEmptyDict:
+      return "EMPTY_DICT";
+    case kAppends:
+      return "APPENDS";
+    case kGet:
+      return "GET";
+    case kBinGet:
+      return "BINGET";
+    case kInst:
+      return "INST";
+    case kLongBinGet:
+      return "LONG_BINGET";
+    case kList:
+      return "LIST";
+    case kEmptyList:
+      return "EMPTY_LIST";
+    case kObj:
+      return "OBJ";
+    case kPut:
+      return "PUT";
+    case kBinPut:
+      return "BINPUT";
+    case kLongBinPut:
+      return "LONG_BINPUT";
+    case kSetItem:
+      return "SETITEM";
+    case kTuple:
+      return "TUPLE";
+    case kEmptyTuple:
+      return "EMPTY_TUPLE";
+    case kSetItems:
+      return "SETITEMS";
+    case kBinFloat:
+      return "BINFLOAT";
+    case kProto:
+      return "PROTO";
+    case kNewObj:
+      return "NEWOBJ";
+    case kExt1:
+      return "EXT1";
+    case kExt2:
+      return "EXT2";
+    case kExt4:
+      return "EXT4";
+    case kTuple1:
+      return "TUPLE1";
+    case kTuple2:
+      return "TUPLE2";
+    case kTuple3:
+      return "TUPLE3";
+    case kNewTrue:
+      return "NEWTRUE";
+    case kNewFalse:
+      return "NEWFALSE";
+    case kLong1:
+      return "LONG1";
+    case kLong4:
+      return "LONG4";
+    case kBinBytes:
+      return "BINBYTES";
+    case kShortBinBytes:
+      return "SHORT_BINBYTES";
+    case kShortBinUnicode:
+      return "SHORT_BINUNICODE";
+    case kBinUnicode8:
+      return "BINUNICODE8";
+    case kBinBytes8:
+      return "BINBYTES8";
+    case kEmptySet:
+      return "EMPTY_SET";
+    case kAddItems:
+      return "ADDITEMS";
+    case kFrozenSet:
+      return "FROZENSET";
+    case kNewObjEx:
+      return "NEWOBJ_EX";
+    case kStackGlobal:
+      return "STACK_GLOBAL";
+    case kMemoize:
+      return "MEMOIZE";
+    case kFrame:
+      return "FRAME";
+    case kByteArray8:
+      return "BYTEARRAY8";
+    case kNextBuffer:
+      return "NEXT_BUFFER";
+    case kReadonlyBuffer:
+      return "READONLY_BUFFER";
+    default:
+      return Hex2(op);
   }
 }
 

@@ -47,8 +47,11 @@ std::string P4(const std::string& body) { return Proto(4) + body + "."; }
 std::string TorchStateDict() {
   return Proto(2) + S("ccollections\nOrderedDict\nq\x00)Rq\x01X\x06\x00\x00\x00weightq\x02") +
          S("ctorch._utils\n_rebuild_tensor_v2\nq\x03((X\x07\x00\x00\x00storageq\x04"
-           "ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x00" "0q\x06X\x03\x00\x00\x00" "cpuq\x07K\x04tq\x08"
-           "QK\x00K\x04\x85K\x01\x85\x89" "ccollections\nOrderedDict\n)Rtq\tRq\ns.");
+           "ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x00"
+           "0q\x06X\x03\x00\x00\x00"
+           "cpuq\x07K\x04tq\x08"
+           "QK\x00K\x04\x85K\x01\x85\x89"
+           "ccollections\nOrderedDict\n)Rtq\tRq\ns.");
 }
 
 TEST(PickleBypass, BenignStateDictIsClean) {
@@ -58,10 +61,15 @@ TEST(PickleBypass, BenignStateDictIsClean) {
 }
 
 TEST(PickleBypass, NumpyArrayIsClean) {
-  std::string p = Proto(2) + S("cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
-                  "C\x01" "b\x87R(K\x01K\x02\x85" "cnumpy\ndtype\nX\x02\x00\x00\x00" "f8\x89\x88\x87R"
-                  "(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89"
-                  "C\x10") + std::string(16, '\0') + "tb.";
+  std::string p = Proto(2) +
+                  S("cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+                    "C\x01"
+                    "b\x87R(K\x01K\x02\x85"
+                    "cnumpy\ndtype\nX\x02\x00\x00\x00"
+                    "f8\x89\x88\x87R"
+                    "(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89"
+                    "C\x10") +
+                  std::string(16, '\0') + "tb.";
   auto r = Scan(p);
   EXPECT_EQ(r.verdict, Verdict::kClean) << Dump(r);
 }
@@ -97,7 +105,9 @@ TEST(PickleBypass, BrokenStreamAfterPayload) {
   EXPECT_EQ(r.verdict, Verdict::kMalicious) << Dump(r);
   EXPECT_TRUE(HasRule(r, "pickle.parse-error"));
   // Same with a truncated BINUNICODE after the payload.
-  auto t = Scan(S("cbuiltins\nexec\n(X\xff\xff\x00\x00" "abc"));
+  auto t =
+      Scan(S("cbuiltins\nexec\n(X\xff\xff\x00\x00"
+             "abc"));
   EXPECT_EQ(t.verdict, Verdict::kMalicious) << Dump(t);
 }
 
@@ -228,8 +238,8 @@ TEST(PickleBypass, NestedPicklesInLoaderArguments) {
   auto loads = Scan(P4(U("pickle") + U("loads") + kStackGlobal + C(inner) + kTuple1 + "R"));
   EXPECT_EQ(loads.verdict, Verdict::kMalicious) << Dump(loads);
   // torch.storage._load_from_bytes is allow-listed, but its argument is scanned.
-  auto from_bytes = Scan(Proto(2) + "ctorch.storage\n_load_from_bytes\nB" +
-                         Le(inner.size(), 4) + inner + "\x85R.");
+  auto from_bytes = Scan(Proto(2) + "ctorch.storage\n_load_from_bytes\nB" + Le(inner.size(), 4) +
+                         inner + "\x85R.");
   EXPECT_EQ(from_bytes.verdict, Verdict::kMalicious) << Dump(from_bytes);
   bool child = false;
   for (const auto& f : from_bytes.findings) {
@@ -241,8 +251,9 @@ TEST(PickleBypass, NestedPicklesInLoaderArguments) {
                                 Le(benign.size(), 4) + benign + "\x85R.");
   EXPECT_EQ(benign_from_bytes.verdict, Verdict::kClean) << Dump(benign_from_bytes);
   // Protocol 0/2 style: pickle.loads(_codecs.encode('...', 'latin1')).
-  auto encoded = Scan("c_pickle\nloads\n(c_codecs\nencode\n(Vcos\\u000asystem\\u000a(Vid\\u000atR.\n"
-                      "Vlatin1\ntRtR.");
+  auto encoded = Scan(
+      "c_pickle\nloads\n(c_codecs\nencode\n(Vcos\\u000asystem\\u000a(Vid\\u000atR.\n"
+      "Vlatin1\ntRtR.");
   EXPECT_EQ(encoded.verdict, Verdict::kMalicious) << Dump(encoded);
   bool inner_found = false;
   for (const auto& f : encoded.findings) {
@@ -273,7 +284,9 @@ TEST(PickleBypass, PicklesHiddenInData) {
 
 // Legacy torch.save: magic, protocol, sys_info, main pickle, storage keys, raw storages.
 std::string Legacy(const std::string& main_pickle, const std::string& storages,
-                   const std::string& keys = S("]q\x00X\x01\x00\x00\x00" "0q\x01" "a.")) {
+                   const std::string& keys = S("]q\x00X\x01\x00\x00\x00"
+                                               "0q\x01"
+                                               "a.")) {
   std::string magic = Proto(2) + S("\x8a\x0al\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
   std::string protocol = Proto(2) + S("M\xe9\x03.");
   std::string sys_info = Proto(2) + S("}q\x00(X\x0d\x00\x00\x00little_endianq\x01\x88u.");
@@ -288,8 +301,9 @@ TEST(PickleBypass, LegacyTorchFiles) {
   auto evil_main = Scan(Legacy(Proto(2) + S("cposix\nsystem\nX\x02\x00\x00\x00id\x85R."), storage),
                         "pytorch_model.bin");
   EXPECT_EQ(evil_main.verdict, Verdict::kMalicious) << Dump(evil_main);
-  auto evil_keys = Scan(Legacy(TorchStateDict(), storage, S("cos\nsystem\nX\x02\x00\x00\x00id\x85R.")),
-                        "pytorch_model.bin");
+  auto evil_keys =
+      Scan(Legacy(TorchStateDict(), storage, S("cos\nsystem\nX\x02\x00\x00\x00id\x85R.")),
+           "pytorch_model.bin");
   EXPECT_EQ(evil_keys.verdict, Verdict::kMalicious) << Dump(evil_keys);
   // Storage section that does not match the declared storages: not clean.
   auto short_storage = Scan(Legacy(TorchStateDict(), Le(4, 8) + std::string(8, '\x01')));
@@ -297,8 +311,11 @@ TEST(PickleBypass, LegacyTorchFiles) {
   auto trailing = Scan(Legacy(TorchStateDict(), storage + "junk"));
   EXPECT_EQ(trailing.verdict, Verdict::kInconclusive) << Dump(trailing);
   // Magic number computed by eval (GHSA-97f8-7cmv-76j2): caught on the first pickle.
-  auto magic_bypass = Scan(Proto(2) + S("c__builtin__\neval\nX\x16\x00\x00\x00" "0x1950A86A20F9469CFC6C"
-                           "\x85R.") + Proto(2) + S("cposix\nsystem\nX\x02\x00\x00\x00id\x85R."));
+  auto magic_bypass = Scan(Proto(2) +
+                           S("c__builtin__\neval\nX\x16\x00\x00\x00"
+                             "0x1950A86A20F9469CFC6C"
+                             "\x85R.") +
+                           Proto(2) + S("cposix\nsystem\nX\x02\x00\x00\x00id\x85R."));
   EXPECT_EQ(magic_bypass.verdict, Verdict::kMalicious) << Dump(magic_bypass);
 }
 
@@ -366,9 +383,9 @@ TEST(PickleBypass, JoblibFiles) {
   std::string arr = JoblibArray("f8", 2, std::string("\x00", 1) + std::string(16, '\x80'));
   auto ok = Scan(Proto(4) + "}" + U("coef") + arr + "s.", "model.joblib");
   EXPECT_EQ(ok.verdict, Verdict::kClean) << Dump(ok);
-  auto evil = Scan(Proto(4) + "}" + U("coef") + arr + "s" + U("x") +
-                       CallStr("os", "system", "id") + "s.",
-                   "model.joblib");
+  auto evil =
+      Scan(Proto(4) + "}" + U("coef") + arr + "s" + U("x") + CallStr("os", "system", "id") + "s.",
+           "model.joblib");
   EXPECT_EQ(evil.verdict, Verdict::kMalicious) << Dump(evil);
   // Object arrays carry a nested pickle right after the wrapper.
   std::string obj = JoblibArray("O", 1, P4(CallStr("os", "system", "id")));

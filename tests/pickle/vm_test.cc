@@ -108,8 +108,8 @@ TEST(PickleVm, StackGlobalWithComputedOperandsIsMarkedComputed) {
 
 TEST(PickleVm, MemoizeStoresUnderEntryCountNotMaxIndex) {
   // PUT 5 ('torch'), MEMOIZE stores 'os' under 1 (one entry so far), not 6.
-  std::string p = Proto(4) + U("torch") + "q\x05" + U("os") + kMemoize + "0" + "0" +
-                  U("x") + "0" + "h\x01" + U("system") + kStackGlobal + ".";
+  std::string p = Proto(4) + U("torch") + "q\x05" + U("os") + kMemoize + "0" + "0" + U("x") + "0" +
+                  "h\x01" + U("system") + kStackGlobal + ".";
   auto r = Emu(p);
   ASSERT_TRUE(r.ok()) << r.error_message;
   EXPECT_EQ(Imported(r), "os.system");
@@ -172,7 +172,13 @@ TEST(PickleVm, MarkFenceAndPopMark) {
 }
 
 TEST(PickleVm, DupAndTuples) {
-  auto r = Emu(Proto(2) + "K\x01" "2" "\x86" ")" "\x86" ".");
+  auto r = Emu(Proto(2) +
+               "K\x01"
+               "2"
+               "\x86"
+               ")"
+               "\x86"
+               ".");
   EXPECT_TRUE(r.ok()) << r.error_message;
   EXPECT_EQ(Emu(Proto(2) + "K\x01\x87.").error, pk::ErrorKind::kCorrupt);
 }
@@ -292,7 +298,8 @@ TEST(PickleVm, ExtensionCodes) {
 }
 
 TEST(PickleVm, PersistentIdsDescribeTorchStorages) {
-  std::string p = Proto(2) + "(" + X("storage") + "ctorch\nFloatStorage\n" + X("0") + "Vcpu\nK\x06tQ.";
+  std::string p =
+      Proto(2) + "(" + X("storage") + "ctorch\nFloatStorage\n" + X("0") + "Vcpu\nK\x06tQ.";
   auto r = Emu(p);
   ASSERT_TRUE(r.ok()) << r.error_message;
   auto ids = Of(r, pk::EventKind::kPersistentId);
@@ -366,8 +373,8 @@ TEST(PickleVm, JoblibArrayDataIsSkipped) {
   // NumpyArrayWrapper with shape (2,), dtype f8, alignment padding of 3 bytes, 16 data bytes,
   // then the rest of the stream.
   std::string w = Proto(4) + U("joblib.numpy_pickle") + U("NumpyArrayWrapper") + kStackGlobal +
-                  ")" + kNewObj + "}(" + U("shape") + "K\x02" + kTuple1 + U("dtype") +
-                  U("numpy") + U("dtype") + kStackGlobal + U("f8") + "\x89\x88" + "\x87" + "R" +
+                  ")" + kNewObj + "}(" + U("shape") + "K\x02" + kTuple1 + U("dtype") + U("numpy") +
+                  U("dtype") + kStackGlobal + U("f8") + "\x89\x88" + "\x87" + "R" +
                   U("numpy_array_alignment_bytes") + "K\x10" + "ub";
   std::string data = std::string("\x03", 1) + "\xff\xff\xff" + std::string(16, '\x41');
   std::string p = w + data + "0N.";
