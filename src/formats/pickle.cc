@@ -962,13 +962,23 @@ class Machine {
   }
 
   // ---- joblib -------------------------------------------------------------------------------
-  bool IsJoblibWrapper(std::uint32_t inst) const {
-    const Value& v = values_[inst];
-    if (v.kind != VK::kCallResult || v.callee == kNoValue) return false;
-    const Ref* g = GlobalOf(v.callee);
+  bool IsWrapperClass(std::uint32_t cls) const {
+    const Ref* g = GlobalOf(cls);
     if (g == nullptr || g->qualname != "NumpyArrayWrapper") return false;
     return g->module == "joblib.numpy_pickle" ||
            g->module == "sklearn.externals.joblib.numpy_pickle";
+  }
+  // An instance made by NEWOBJ/REDUCE on the class, or (protocols 0-1) by
+  // copyreg._reconstructor(NumpyArrayWrapper, object, None).
+  bool IsJoblibWrapper(std::uint32_t inst) const {
+    const Value& v = values_[inst];
+    if (v.kind != VK::kCallResult || v.callee == kNoValue) return false;
+    if (IsWrapperClass(v.callee)) return true;
+    if (IsGlobal(v.callee, "copyreg", "_reconstructor") && v.args != kNoValue) {
+      const auto* a = Items(v.args);
+      return a != nullptr && !a->empty() && IsWrapperClass((*a)[0]);
+    }
+    return false;
   }
   std::optional<std::uint32_t> DictGet(std::uint32_t dict, std::string_view key) const {
     if (values_[dict].kind != VK::kDict) return std::nullopt;
@@ -1061,7 +1071,11 @@ class Machine {
     const Value& dv = values_[*dtype];
     std::optional<std::uint64_t> itemsize;
     bool is_object = false;
-    if (dv.kind == VK::kCallResult && IsGlobal(dv.callee, "numpy", "dtype") &&
+    const Ref* dg = dv.kind == VK::kCallResult ? GlobalOf(dv.callee) : nullptr;
+    bool dtype_class = dg != nullptr && ((dg->module == "numpy" && dg->qualname == "dtype") ||
+                                         (dg->module == "numpy.dtypes" &&
+                                          dg->qualname.ends_with("DType")));
+    if (dtype_class &&
         dv.args != kNoValue) {
       const auto* a = Items(dv.args);
       if (a != nullptr && !a->empty() && IsStr((*a)[0])) {
@@ -1090,7 +1104,8 @@ class Machine {
       if (!sub.stopped) Truncated();
     } else {
       std::uint64_t n = 0;
-      if (DictGet(state, "numpy_array_alignment_bytes")) {
+      auto alignment = DictGet(state, "numpy_array_alignment_bytes");
+      if (alignment && values_[*alignment].kind != VK::kNone) {
         auto pad = ReadUint(1);
         Read(pad);
       }

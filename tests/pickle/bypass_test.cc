@@ -387,6 +387,20 @@ TEST(PickleBypass, JoblibFiles) {
       Scan(Proto(4) + "}" + U("coef") + arr + "s" + U("x") + CallStr("os", "system", "id") + "s.",
            "model.joblib");
   EXPECT_EQ(evil.verdict, Verdict::kMalicious) << Dump(evil);
+  // Non-seekable targets write numpy_array_alignment_bytes=None and no padding byte.
+  std::string unaligned = U("joblib.numpy_pickle") + U("NumpyArrayWrapper") + kStackGlobal +
+                          ")" + kNewObj + "}(" + U("shape") + "K\x03" + kTuple1 + U("dtype") +
+                          U("numpy") + U("dtype") + kStackGlobal + U("u1") + "\x89\x88\x87R" +
+                          U("numpy_array_alignment_bytes") + "N" + "ub" + "abc";
+  EXPECT_EQ(Scan(Proto(4) + unaligned + ".", "m.joblib").verdict, Verdict::kClean);
+  // Protocol 2 without NEWOBJ for the wrapper: copyreg._reconstructor(cls, object, None).
+  std::string p2 = Proto(2) + "cjoblib.numpy_pickle\nNumpyArrayWrapper\n" +
+                   "ccopy_reg\n_reconstructor\n" + "(" + "cjoblib.numpy_pickle\nNumpyArrayWrapper\n" +
+                   "c__builtin__\nobject\nNtR}(" + U("shape") + "K\x02" + kTuple1 + U("dtype") +
+                   "cnumpy\ndtype\n" + U("i4") + "\x89\x88\x87R" + "ub" +
+                   std::string(8, '\x07') + "0.";
+  auto r2 = Scan(p2, "old.joblib");
+  EXPECT_EQ(r2.verdict, Verdict::kClean) << Dump(r2);
   // Object arrays carry a nested pickle right after the wrapper.
   std::string obj = JoblibArray("O", 1, P4(CallStr("os", "system", "id")));
   auto nested = Scan(Proto(4) + obj + ".", "model.joblib");
