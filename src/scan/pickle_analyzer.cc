@@ -465,7 +465,7 @@ std::optional<std::uint64_t> TorchElementSize(std::string_view storage_type) {
       {"ShortStorage", 2},    {"CharStorage", 1},         {"ByteStorage", 1},
       {"BoolStorage", 1},     {"ComplexFloatStorage", 8}, {"ComplexDoubleStorage", 16},
       {"QUInt8Storage", 1},   {"QInt8Storage", 1},        {"QInt32Storage", 4},
-      {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1},
+      {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1}, {"UntypedStorage", 1},
   };
   for (const auto& [name, size] : kSizes) {
     if (storage_type == name) return size;
