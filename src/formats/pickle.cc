@@ -1072,11 +1072,10 @@ class Machine {
     std::optional<std::uint64_t> itemsize;
     bool is_object = false;
     const Ref* dg = dv.kind == VK::kCallResult ? GlobalOf(dv.callee) : nullptr;
-    bool dtype_class = dg != nullptr && ((dg->module == "numpy" && dg->qualname == "dtype") ||
-                                         (dg->module == "numpy.dtypes" &&
-                                          dg->qualname.ends_with("DType")));
-    if (dtype_class &&
-        dv.args != kNoValue) {
+    bool dtype_class =
+        dg != nullptr && ((dg->module == "numpy" && dg->qualname == "dtype") ||
+                          (dg->module == "numpy.dtypes" && dg->qualname.ends_with("DType")));
+    if (dtype_class && dv.args != kNoValue) {
       const auto* a = Items(dv.args);
       if (a != nullptr && !a->empty() && IsStr((*a)[0])) {
         itemsize = DtypeItemSize(StrOf((*a)[0]), &is_object);
@@ -1696,6 +1695,8 @@ class Machine {
         r.items_complete = items != nullptr && items->size() == val.count;
         if (items != nullptr) {
           for (std::uint32_t it : *items) {
+            if (const Ref* g = GlobalOf(it))
+              r.global_items.push_back(g->module + "." + g->qualname);
             if (!IsStr(it)) {
               r.items_complete = false;
               continue;

@@ -89,9 +89,10 @@ struct ResultValue {
     kOther
   } kind = Kind::kNone;
   std::int64_t int_value = 0;
-  std::string big_int_le;              // kBigInt: little-endian two's complement bytes
-  std::vector<std::string> str_items;  // kList/kTuple of str (capped)
-  bool items_complete = true;          // every item was a str and none were dropped
+  std::string big_int_le;                 // kBigInt: little-endian two's complement bytes
+  std::vector<std::string> str_items;     // kList/kTuple: the str items, in order
+  std::vector<std::string> global_items;  // kList/kTuple: "module.qualname" of global items
+  bool items_complete = true;             // every item was a str and none were dropped
 };
 
 struct ParseResult {

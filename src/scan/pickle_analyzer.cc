@@ -465,7 +465,7 @@ std::optional<std::uint64_t> TorchElementSize(std::string_view storage_type) {
       {"ShortStorage", 2},    {"CharStorage", 1},         {"ByteStorage", 1},
       {"BoolStorage", 1},     {"ComplexFloatStorage", 8}, {"ComplexDoubleStorage", 16},
       {"QUInt8Storage", 1},   {"QInt8Storage", 1},        {"QInt32Storage", 4},
-      {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1}, {"UntypedStorage", 1},
+      {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1},     {"UntypedStorage", 1},
   };
   for (const auto& [name, size] : kSizes) {
     if (storage_type == name) return size;
@@ -481,6 +481,7 @@ class PickleAnalysis {
   }
 
   void Run() {
+    if (RunLegacyTarMember()) return;
     auto data = t_.data;
     std::uint64_t pos = 0;
     bool legacy = false;
@@ -541,6 +542,87 @@ class PickleAnalysis {
   }
 
  private:
+  // Members of the legacy tar torch.save format (torch < 0.1.10), as torch's legacy_load reads
+  // them: 'storages' = count pickle, then per storage a (key, location, type) pickle, an int64
+  // element count and the raw elements, then a storage-views pickle; 'tensors' = count pickle,
+  // then per tensor a (key, storage id, type) pickle, int32 ndim, 4 bytes, ndim int64 sizes,
+  // ndim int64 strides and an int64 offset. False when the target is not such a member.
+  bool RunLegacyTarMember() {
+    std::string_view base = t_.name;
+    if (auto slash = base.find_last_of('/'); slash != std::string_view::npos) {
+      base.remove_prefix(slash + 1);
+    }
+    bool storages = base == "storages";
+    if (!storages && base != "tensors") return false;
+    auto data = t_.data;
+    pk::ParseResult count = pk::Parse(data, 0, limits_);
+    if (!count.ok() || count.result.kind != pk::ResultValue::Kind::kInt ||
+        count.result.int_value < 0 || !count.events.empty()) {
+      return false;
+    }
+    std::uint64_t pos = count.end;
+    auto fail = [&](const std::string& what) {
+      s_.Incomplete(t_, "pickle.legacy-storage",
+                    "legacy tar PyTorch member '" + std::string(base) + "': " + what, pos);
+      return true;
+    };
+    auto read_u64 = [&](std::uint64_t* v) {
+      if (data.size() - pos < 8) return false;
+      *v = 0;
+      for (int k = 7; k >= 0; --k) *v = (*v << 8) | static_cast<std::uint8_t>(data[pos + k]);
+      pos += 8;
+      return true;
+    };
+    for (std::int64_t i = 0; i < count.result.int_value; ++i) {
+      if (pos >= data.size()) return fail("fewer records than its count says");
+      pk::ParseResult rec = pk::Parse(data, pos, limits_);
+      Judge(rec, static_cast<int>(i + 1));
+      if (rec.error != pk::ErrorKind::kNone) {
+        ReportError(rec);
+        return true;
+      }
+      pos = rec.end;
+      if (storages) {
+        std::optional<std::uint64_t> elsize;
+        if (rec.result.global_items.size() == 1) {
+          std::string_view type = rec.result.global_items[0];
+          if (type.starts_with("torch.")) elsize = TorchElementSize(type.substr(6));
+        }
+        std::uint64_t numel = 0;
+        std::uint64_t bytes = 0;
+        if (!elsize) return fail("a storage record without a known storage type");
+        if (!read_u64(&numel) || !core::CheckedMul(numel, *elsize, &bytes) ||
+            bytes > data.size() - pos) {
+          return fail("a storage larger than the member");
+        }
+        pos += bytes;
+      } else {
+        if (data.size() - pos < 8) return fail("a truncated tensor record");
+        std::uint32_t ndim = 0;
+        for (int k = 3; k >= 0; --k) ndim = (ndim << 8) | static_cast<std::uint8_t>(data[pos + k]);
+        pos += 8;
+        std::uint64_t need = 16ull * ndim + 8;
+        if (ndim > 1024 || need > data.size() - pos) return fail("a malformed tensor record");
+        pos += need;
+      }
+    }
+    if (storages) {
+      pk::ParseResult views = pk::Parse(data, pos, limits_);
+      Judge(views, -1);
+      if (views.error != pk::ErrorKind::kNone) {
+        ReportError(views);
+        return true;
+      }
+      pos = views.end;
+    }
+    if (pos != data.size()) {
+      s_.Incomplete(t_, "pickle.trailing-data",
+                    std::to_string(data.size() - pos) + " unexplained bytes after the last record",
+                    pos);
+    }
+    return true;
+  }
+
   static bool NoEffects(const pk::ParseResult& r) {
     for (const auto& e : r.events) {
       if (e.kind != pk::EventKind::kPersistentId && e.kind != pk::EventKind::kAnomaly) return false;

@@ -319,6 +319,29 @@ TEST(PickleBypass, LegacyTorchFiles) {
   EXPECT_EQ(magic_bypass.verdict, Verdict::kMalicious) << Dump(magic_bypass);
 }
 
+// Legacy tar torch.save members ('storages', 'tensors'): records of pickles and raw data.
+TEST(PickleBypass, LegacyTarMembers) {
+  std::string record = Proto(2) + "(" + X("0") + X("cpu") + "ctorch\nFloatStorage\nt.";
+  std::string views = Proto(2) + "].";
+  std::string storages = Proto(2) + "K\x01." + record + Le(3, 8) + std::string(12, '\x02') + views;
+  auto ok = Scan(storages, "storages");
+  EXPECT_EQ(ok.verdict, Verdict::kClean) << Dump(ok);
+  auto bad_size =
+      Scan(Proto(2) + "K\x01." + record + Le(300, 8) + std::string(12, '\x02') + views, "storages");
+  EXPECT_EQ(bad_size.verdict, Verdict::kInconclusive) << Dump(bad_size);
+  std::string evil = Proto(2) + "(" + X("0") + X("cpu") + "cposix\nsystem\nt.";
+  auto evil_type =
+      Scan(Proto(2) + "K\x01." + evil + Le(3, 8) + std::string(12, '\x02') + views, "storages");
+  EXPECT_EQ(evil_type.verdict, Verdict::kMalicious) << Dump(evil_type);
+  std::string tensor = Proto(2) + "(" + X("t0") + X("0") + "ctorch\nFloatTensor\nt.";
+  std::string dims = Le(2, 4) + Le(0, 4) + Le(3, 8) + Le(4, 8) + Le(4, 8) + Le(1, 8) + Le(0, 8);
+  auto tensors = Scan(Proto(2) + "K\x01." + tensor + dims, "archive/tensors");
+  EXPECT_EQ(tensors.verdict, Verdict::kClean) << Dump(tensors);
+  auto tensors_evil = Scan(
+      Proto(2) + "K\x02." + tensor + dims + P4(CallStr("os", "system", "x")) + dims, "tensors");
+  EXPECT_EQ(tensors_evil.verdict, Verdict::kMalicious) << Dump(tensors_evil);
+}
+
 // Concatenated streams: a benign first stream does not hide a malicious second one.
 TEST(PickleBypass, ConcatenatedStreams) {
   auto r = Scan(P4("]") + P4(CallStr("requests.api", "get", "https://x")));
@@ -388,17 +411,17 @@ TEST(PickleBypass, JoblibFiles) {
            "model.joblib");
   EXPECT_EQ(evil.verdict, Verdict::kMalicious) << Dump(evil);
   // Non-seekable targets write numpy_array_alignment_bytes=None and no padding byte.
-  std::string unaligned = U("joblib.numpy_pickle") + U("NumpyArrayWrapper") + kStackGlobal +
-                          ")" + kNewObj + "}(" + U("shape") + "K\x03" + kTuple1 + U("dtype") +
+  std::string unaligned = U("joblib.numpy_pickle") + U("NumpyArrayWrapper") + kStackGlobal + ")" +
+                          kNewObj + "}(" + U("shape") + "K\x03" + kTuple1 + U("dtype") +
                           U("numpy") + U("dtype") + kStackGlobal + U("u1") + "\x89\x88\x87R" +
                           U("numpy_array_alignment_bytes") + "N" + "ub" + "abc";
   EXPECT_EQ(Scan(Proto(4) + unaligned + ".", "m.joblib").verdict, Verdict::kClean);
   // Protocol 2 without NEWOBJ for the wrapper: copyreg._reconstructor(cls, object, None).
   std::string p2 = Proto(2) + "cjoblib.numpy_pickle\nNumpyArrayWrapper\n" +
-                   "ccopy_reg\n_reconstructor\n" + "(" + "cjoblib.numpy_pickle\nNumpyArrayWrapper\n" +
-                   "c__builtin__\nobject\nNtR}(" + U("shape") + "K\x02" + kTuple1 + U("dtype") +
-                   "cnumpy\ndtype\n" + U("i4") + "\x89\x88\x87R" + "ub" +
-                   std::string(8, '\x07') + "0.";
+                   "ccopy_reg\n_reconstructor\n" + "(" +
+                   "cjoblib.numpy_pickle\nNumpyArrayWrapper\n" + "c__builtin__\nobject\nNtR}(" +
+                   U("shape") + "K\x02" + kTuple1 + U("dtype") + "cnumpy\ndtype\n" + U("i4") +
+                   "\x89\x88\x87R" + "ub" + std::string(8, '\x07') + "0.";
   auto r2 = Scan(p2, "old.joblib");
   EXPECT_EQ(r2.verdict, Verdict::kClean) << Dump(r2);
   // Object arrays carry a nested pickle right after the wrapper.
