@@ -84,6 +84,7 @@ enum Op : std::uint8_t {
 constexpr std::uint32_t kNoValue = 0xffffffffu;
 constexpr std::size_t kMaxTrackedItemsPerContainer = 1u << 20;
 constexpr int kMaxJoblibNesting = 2;
+constexpr std::size_t kMaxCarriedBytes = 64u << 20;
 
 enum class VK : std::uint8_t {
   kNone,
@@ -653,6 +654,9 @@ class Machine {
     const Value& v0 = values_[a0];
     bool a0_bytes = v0.kind == VK::kBytes || v0.kind == VK::kByteArray ||
                     (v0.kind == VK::kCallResult && v0.has_bytes);
+    // Larger texts are not copied (a protocol 2 numpy array can be hundreds of MB); a loader
+    // given such an argument is reported as not statically known by the analyzer.
+    if (v0.bytes.size() > kMaxCarriedBytes) return;
     std::string m = CanonicalModule(g->module);
     const std::string& q = g->qualname;
     auto set = [&](std::span<const std::byte> b) {

@@ -639,6 +639,8 @@ class PickleAnalysis {
 
   void Judge(pk::ParseResult& r, int stream) {
     (void)stream;
+    // Views into r.owned die with r: never deduplicate across streams by address.
+    scanned_.clear();
     // Bytes consumed by a loader call are scanned as that call's argument, not reported as a
     // pickle hidden in data (torch.storage._load_from_bytes carries raw torch.save output).
     std::set<const std::byte*> loader_args;
@@ -737,6 +739,13 @@ class PickleAnalysis {
     if (e.ref.is_global) {
       std::string full = pk::CanonicalModule(e.ref.module) + "." + e.ref.qualname;
       bool loader = IsLoader(full);
+      if (loader && e.byte_args.empty()) {
+        Finding("loader:" + std::to_string(e.offset), "pickle.nested-pickle", Severity::kMedium,
+                "the argument of the loader " + full +
+                    " is not a byte string known statically, so what it deserializes could "
+                    "not be scanned",
+                e.offset);
+      }
       if (loader && !e.byte_args.empty()) {
         Finding("loader:" + std::to_string(e.offset), "pickle.nested-pickle",
                 full == "torch.storage._load_from_bytes" ? Severity::kInfo : Severity::kHigh,

@@ -250,6 +250,10 @@ TEST(PickleBypass, NestedPicklesInLoaderArguments) {
   auto benign_from_bytes = Scan(Proto(2) + "ctorch.storage\n_load_from_bytes\nB" +
                                 Le(benign.size(), 4) + benign + "\x85R.");
   EXPECT_EQ(benign_from_bytes.verdict, Verdict::kClean) << Dump(benign_from_bytes);
+  // An allow-listed loader whose argument is not a literal (here a call result): not clean.
+  auto opaque =
+      Scan(Proto(2) + "ctorch.storage\n_load_from_bytes\nccollections\nOrderedDict\n)R\x85R.");
+  EXPECT_EQ(opaque.verdict, Verdict::kInconclusive) << Dump(opaque);
   // Protocol 0/2 style: pickle.loads(_codecs.encode('...', 'latin1')).
   auto encoded = Scan(
       "c_pickle\nloads\n(c_codecs\nencode\n(Vcos\\u000asystem\\u000a(Vid\\u000atR.\n"
