@@ -779,6 +779,12 @@ class PickleAnalysis {
               "BUILD sets state on the module-level object " + e.ref.Display() +
                   " (monkey-patching the running program)",
               e.offset);
+    } else if (e.ref.origin.starts_with("persistent") || e.ref.origin.starts_with("extension")) {
+      // __setstate__ of an object the loader supplied: what runs depends on the loader.
+      Finding("build:" + e.ref.origin, "pickle.indirect-call", Severity::kMedium,
+              "BUILD calls __setstate__ on a " + e.ref.origin +
+                  ", whose type is decided by the loader, not by this file",
+              e.offset);
     }
   }
 
