@@ -1,6 +1,7 @@
 // Writes the demo sample set that `make demo` scans: for each format, benign files and files
 // carrying a known attack. Everything is built from bytes here; nothing is downloaded.
 //   usage: airlock-demo-gen OUT_DIR
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -10,6 +11,12 @@
 namespace {
 
 namespace fs = std::filesystem;
+
+// A string literal with its full length: pickles contain NUL bytes.
+template <std::size_t N>
+std::string Lit(const char (&a)[N]) {
+  return std::string(a, N - 1);
+}
 
 bool Write(const fs::path& path, const std::string& bytes) {
   fs::create_directories(path.parent_path());
@@ -21,15 +28,60 @@ bool Write(const fs::path& path, const std::string& bytes) {
 // Protocol-2 pickle of collections.OrderedDict() with one int item: what a state_dict looks like.
 std::string BenignPickle() {
   std::string p = "\x80\x02";
-  p += "ccollections\nOrderedDict\nq\x00)Rq\x01";
-  p += "X\x06\x00\x00\x00weightq\x02K\x07s.";
+  p += Lit("ccollections\nOrderedDict\nq\x00)Rq\x01");
+  p += Lit("X\x06\x00\x00\x00weightq\x02K\x07s.");
   return p;
 }
 
 // Protocol-2 pickle that calls os.system("echo pwned") when loaded.
 std::string MaliciousPickle() {
   std::string p = "\x80\x02";
-  p += "cposix\nsystem\nq\x00X\x0b\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+  p += Lit("cposix\nsystem\nq\x00X\x0a\x00\x00\x00" "echo pwnedq\x01\x85q\x02Rq\x03.");
+  return p;
+}
+
+// --- pickle samples (pickle analyzer) ---
+
+std::string Sbu(const std::string& s) {
+  return Lit("\x8c") + static_cast<char>(s.size()) + s;
+}
+std::string Le(std::uint64_t v, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
+  return s;
+}
+
+// Protocol 4 state dict as torch.save writes into data.pkl: OrderedDict of one tensor whose
+// storage is a persistent id, rebuilt by torch._utils._rebuild_tensor_v2.
+std::string BenignStateDictV4() {
+  std::string body;
+  body += Sbu("collections") + "\x94" + Sbu("OrderedDict") + "\x94\x93\x94)R\x94";
+  body += Sbu("layer.weight") + "\x94";
+  body += Sbu("torch._utils") + "\x94" + Sbu("_rebuild_tensor_v2") + "\x94\x93\x94";
+  body += "((" + Sbu("storage") + "\x94" + Sbu("torch") + "\x94" + Sbu("FloatStorage") +
+          "\x94\x93\x94" + Sbu("0") + "\x94" + Sbu("cpu") + "\x94K\x04t\x94Q";
+  body += Lit("K\x00K\x02K\x02\x86K\x02K\x01\x86\x89");
+  body += "h\x02)R\x94t\x94R\x94s.";
+  return Lit("\x80\x04\x95") + Le(body.size(), 8) + body;
+}
+
+// STACK_GLOBAL whose operands are fetched from the memo after decoy strings ('torch',
+// 'FloatStorage') were stored: os.system("id") hidden behind memo indices.
+std::string MemoObfuscatedPickle() {
+  std::string p("\x80\x04", 2);
+  p += Sbu("torch") + Lit("q\x00") + Sbu("FloatStorage") + "q\x01" + "00";
+  p += Sbu("os") + "q\x07" + "0" + Sbu("system") + "q\x08" + "0";
+  p += "h\x07h\x08\x93" + Sbu("id") + "\x85R.";
+  return p;
+}
+
+// A benign-looking pickle that hands a malicious pickle to torch.storage._load_from_bytes (an
+// allow-listed loader): the nested bytes are scanned too.
+std::string NestedPickle() {
+  std::string inner = MaliciousPickle();
+  std::string p("\x80\x02", 2);
+  p += Lit("ctorch.storage\n_load_from_bytes\nq\x00");
+  p += "B" + Le(inner.size(), 4) + inner + "\x85R.";
   return p;
 }
 
@@ -44,5 +96,8 @@ int main(int argc, char** argv) {
   bool ok = true;
   ok &= Write(out / "benign" / "state_dict.pkl", BenignPickle());
   ok &= Write(out / "malicious" / "os_system.pkl", MaliciousPickle());
+  ok &= Write(out / "benign" / "state_dict_v4.pkl", BenignStateDictV4());
+  ok &= Write(out / "malicious" / "memo_stack_global.pkl", MemoObfuscatedPickle());
+  ok &= Write(out / "malicious" / "nested_load_from_bytes.pkl", NestedPickle());
   return ok ? 0 : 1;
 }

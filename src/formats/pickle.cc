@@ -11,41 +11,138 @@ namespace {
 
 // Opcodes (pickletools names), protocols 0-5.
 enum Op : std::uint8_t {
-  kMark = '(', kStop = '.', kPop = '0', kPopMark = '1', kDup = '2', kFloat = 'F', kInt = 'I',
-  kBinInt = 'J', kBinInt1 = 'K', kLong = 'L', kBinInt2 = 'M', kNone = 'N', kPersId = 'P',
-  kBinPersId = 'Q', kReduce = 'R', kString = 'S', kBinString = 'T', kShortBinString = 'U',
-  kUnicode = 'V', kBinUnicode = 'X', kAppend = 'a', kBuild = 'b', kGlobal = 'c', kDict = 'd',
-  kEmptyDict = '}', kAppends = 'e', kGet = 'g', kBinGet = 'h', kInst = 'i', kLongBinGet = 'j',
-  kList = 'l', kEmptyList = ']', kObj = 'o', kPut = 'p', kBinPut = 'q', kLongBinPut = 'r',
-  kSetItem = 's', kTuple = 't', kEmptyTuple = ')', kSetItems = 'u', kBinFloat = 'G',
-  kProto = 0x80, kNewObj = 0x81, kExt1 = 0x82, kExt2 = 0x83, kExt4 = 0x84, kTuple1 = 0x85,
-  kTuple2 = 0x86, kTuple3 = 0x87, kNewTrue = 0x88, kNewFalse = 0x89, kLong1 = 0x8a,
-  kLong4 = 0x8b, kBinBytes = 'B', kShortBinBytes = 'C', kShortBinUnicode = 0x8c,
-  kBinUnicode8 = 0x8d, kBinBytes8 = 0x8e, kEmptySet = 0x8f, kAddItems = 0x90, kFrozenSet = 0x91,
-  kNewObjEx = 0x92, kStackGlobal = 0x93, kMemoize = 0x94, kFrame = 0x95, kByteArray8 = 0x96,
-  kNextBuffer = 0x97, kReadonlyBuffer = 0x98,
+  kMark = '(',
+  kStop = '.',
+  kPop = '0',
+  kPopMark = '1',
+  kDup = '2',
+  kFloat = 'F',
+  kInt = 'I',
+  kBinInt = 'J',
+  kBinInt1 = 'K',
+  kLong = 'L',
+  kBinInt2 = 'M',
+  kNone = 'N',
+  kPersId = 'P',
+  kBinPersId = 'Q',
+  kReduce = 'R',
+  kString = 'S',
+  kBinString = 'T',
+  kShortBinString = 'U',
+  kUnicode = 'V',
+  kBinUnicode = 'X',
+  kAppend = 'a',
+  kBuild = 'b',
+  kGlobal = 'c',
+  kDict = 'd',
+  kEmptyDict = '}',
+  kAppends = 'e',
+  kGet = 'g',
+  kBinGet = 'h',
+  kInst = 'i',
+  kLongBinGet = 'j',
+  kList = 'l',
+  kEmptyList = ']',
+  kObj = 'o',
+  kPut = 'p',
+  kBinPut = 'q',
+  kLongBinPut = 'r',
+  kSetItem = 's',
+  kTuple = 't',
+  kEmptyTuple = ')',
+  kSetItems = 'u',
+  kBinFloat = 'G',
+  kProto = 0x80,
+  kNewObj = 0x81,
+  kExt1 = 0x82,
+  kExt2 = 0x83,
+  kExt4 = 0x84,
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kNewTrue = 0x88,
+  kNewFalse = 0x89,
+  kLong1 = 0x8a,
+  kLong4 = 0x8b,
+  kBinBytes = 'B',
+  kShortBinBytes = 'C',
+  kShortBinUnicode = 0x8c,
+  kBinUnicode8 = 0x8d,
+  kBinBytes8 = 0x8e,
+  kEmptySet = 0x8f,
+  kAddItems = 0x90,
+  kFrozenSet = 0x91,
+  kNewObjEx = 0x92,
+  kStackGlobal = 0x93,
+  kMemoize = 0x94,
+  kFrame = 0x95,
+  kByteArray8 = 0x96,
+  kNextBuffer = 0x97,
+  kReadonlyBuffer = 0x98,
 };
 
 constexpr std::uint32_t kNoValue = 0xffffffffu;
 constexpr std::size_t kMaxTrackedItemsPerContainer = 1u << 20;
 constexpr int kMaxJoblibNesting = 2;
+constexpr std::size_t kMaxCarriedBytes = 64u << 20;
 
 enum class VK : std::uint8_t {
-  kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kByteArray, kList, kTuple, kDict, kSet,
-  kFrozenSet, kGlobal, kCallResult, kPersistent, kExt, kBuffer, kOther,
+  kNone,
+  kBool,
+  kInt,
+  kBigInt,
+  kFloat,
+  kStr,
+  kBytes,
+  kByteArray,
+  kList,
+  kTuple,
+  kDict,
+  kSet,
+  kFrozenSet,
+  kGlobal,
+  kCallResult,
+  kPersistent,
+  kExt,
+  kBuffer,
+  kOther,
 };
 
 struct Value {
   VK kind = VK::kNone;
-  bool has_bytes = false;          // kCallResult carrying bytes (bytes(), codecs.encode, ...)
-  std::int64_t i = 0;              // kInt/kBool
+  bool has_bytes = false;  // kCallResult carrying bytes (bytes(), codecs.encode, ...)
+  union {
+    std::uint32_t global = kNoValue;  // kGlobal: index into globals_
+    std::uint32_t callee;             // kCallResult: the callable value
+    std::uint32_t items;              // containers: index into containers_
+  };
+  std::uint32_t args = kNoValue;  // kCallResult: the argument tuple value
+  union {
+    std::int64_t i = 0;   // kInt/kBool
+    std::uint64_t count;  // containers: logical length
+  };
   std::span<const std::byte> bytes;  // kStr (UTF-8) / kBytes / carried bytes / kBigInt raw
-  std::uint32_t global = kNoValue;   // kGlobal: index into globals_
-  std::uint32_t callee = kNoValue;   // kCallResult: the callable value
-  std::uint32_t args = kNoValue;     // kCallResult: the argument tuple value
-  std::uint32_t state = kNoValue;    // last BUILD state applied
-  std::uint32_t items = kNoValue;    // containers: index into containers_
-  std::uint64_t count = 0;           // containers: logical length
+};
+
+// Values live in fixed-size chunks: no reallocation (references stay valid while values are
+// added) and no doubling spikes on large streams.
+class ValueStore {
+ public:
+  static constexpr std::size_t kChunk = 4096;
+  std::size_t size() const { return size_; }
+  Value& operator[](std::uint32_t id) { return chunks_[id / kChunk][id % kChunk]; }
+  const Value& operator[](std::uint32_t id) const { return chunks_[id / kChunk][id % kChunk]; }
+  std::uint32_t Add(VK kind) {
+    if (size_ % kChunk == 0) chunks_.push_back(std::make_unique<Value[]>(kChunk));
+    Value& v = (*this)[static_cast<std::uint32_t>(size_)];
+    v = Value();
+    v.kind = kind;
+    return static_cast<std::uint32_t>(size_++);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Value[]>> chunks_;
+  std::size_t size_ = 0;
 };
 
 struct ParseStop {};
@@ -141,15 +238,31 @@ std::string Printable(std::string_view s, std::size_t max = 60) {
 
 std::string CanonicalModule(std::string_view m) {
   static const std::pair<std::string_view, std::string_view> kMap[] = {
-      {"__builtin__", "builtins"}, {"copy_reg", "copyreg"}, {"cPickle", "pickle"},
-      {"exceptions", "builtins"}, {"UserDict", "collections"}, {"UserList", "collections"},
-      {"UserString", "collections"}, {"commands", "subprocess"}, {"httplib", "http.client"},
-      {"urllib2", "urllib.request"}, {"cStringIO", "io"}, {"StringIO", "io"},
-      {"thread", "_thread"}, {"dummy_thread", "_dummy_thread"}, {"SocketServer", "socketserver"},
-      {"xmlrpclib", "xmlrpc.client"}, {"Queue", "queue"}, {"urlparse", "urllib.parse"},
-      {"BaseHTTPServer", "http.server"}, {"SimpleHTTPServer", "http.server"},
-      {"CGIHTTPServer", "http.server"}, {"_winreg", "winreg"}, {"repr", "reprlib"},
-      {"ConfigParser", "configparser"}, {"__builtins__", "builtins"},
+      {"__builtin__", "builtins"},
+      {"copy_reg", "copyreg"},
+      {"cPickle", "pickle"},
+      {"exceptions", "builtins"},
+      {"UserDict", "collections"},
+      {"UserList", "collections"},
+      {"UserString", "collections"},
+      {"commands", "subprocess"},
+      {"httplib", "http.client"},
+      {"urllib2", "urllib.request"},
+      {"cStringIO", "io"},
+      {"StringIO", "io"},
+      {"thread", "_thread"},
+      {"dummy_thread", "_dummy_thread"},
+      {"SocketServer", "socketserver"},
+      {"xmlrpclib", "xmlrpc.client"},
+      {"Queue", "queue"},
+      {"urlparse", "urllib.parse"},
+      {"BaseHTTPServer", "http.server"},
+      {"SimpleHTTPServer", "http.server"},
+      {"CGIHTTPServer", "http.server"},
+      {"_winreg", "winreg"},
+      {"repr", "reprlib"},
+      {"ConfigParser", "configparser"},
+      {"__builtins__", "builtins"},
   };
   for (const auto& [from, to] : kMap) {
     if (m == from) return std::string(to);
@@ -180,8 +293,8 @@ class Machine {
   [[noreturn]] void Fail(ErrorKind kind, const std::string& what) {
     out_.error = kind;
     out_.error_offset = op_offset_;
-    out_.error_message = "pickle: " + what + " at offset " + std::to_string(op_offset_) +
-                         " (" + OpcodeName(op_) + ")";
+    out_.error_message = "pickle: " + what + " at offset " + std::to_string(op_offset_) + " (" +
+                         OpcodeName(op_) + ")";
     throw ParseStop{};
   }
   [[noreturn]] void Corrupt(const std::string& what) { Fail(ErrorKind::kCorrupt, what); }
@@ -189,8 +302,9 @@ class Machine {
 
   void CheckFrame(std::uint64_t n) {
     if (frame_end_ != 0 && pos_ < frame_end_ && pos_ + n > frame_end_) {
-      Anomaly("an opcode argument straddles the end of a FRAME (parsers that honour frames "
-              "and CPython's C unpickler disagree about this stream)");
+      Anomaly(
+          "an opcode argument straddles the end of a FRAME (parsers that honour frames "
+          "and CPython's C unpickler disagree about this stream)");
       frame_end_ = 0;
     }
     if (frame_end_ != 0 && pos_ + n >= frame_end_) frame_end_ = 0;
@@ -242,9 +356,7 @@ class Machine {
     if (values_.size() >= limits_.max_values) {
       Fail(ErrorKind::kLimit, "more than " + std::to_string(limits_.max_values) + " values");
     }
-    values_.emplace_back();
-    values_.back().kind = kind;
-    return static_cast<std::uint32_t>(values_.size() - 1);
+    return values_.Add(kind);
   }
   std::uint32_t NewContainer(VK kind) {
     std::uint32_t id = NewValue(kind);
@@ -255,23 +367,27 @@ class Machine {
   void AddItem(std::uint32_t container, std::uint32_t item) {
     Value& v = values_[container];
     ++v.count;
-    if (v.items == kNoValue) return;
+    if (!IsContainer(v.kind) || v.items == kNoValue) return;
     auto& items = containers_[v.items];
     if (items.size() < kMaxTrackedItemsPerContainer && tracked_items_ < limits_.max_values * 2) {
       items.push_back(item);
       ++tracked_items_;
     }
   }
+  static bool IsContainer(VK k) {
+    return k == VK::kList || k == VK::kTuple || k == VK::kDict || k == VK::kSet ||
+           k == VK::kFrozenSet;
+  }
   const std::vector<std::uint32_t>* Items(std::uint32_t id) const {
     const Value& v = values_[id];
-    if (v.items == kNoValue) return nullptr;
+    if (!IsContainer(v.kind) || v.items == kNoValue) return nullptr;
     return &containers_[v.items];
   }
   std::span<const std::byte> Own(std::string s) {
     decoded_ += s.size();
     if (decoded_ > limits_.max_decoded_bytes) {
-      Fail(ErrorKind::kLimit, "more than " + std::to_string(limits_.max_decoded_bytes) +
-                                  " bytes of decoded strings");
+      Fail(ErrorKind::kLimit,
+           "more than " + std::to_string(limits_.max_decoded_bytes) + " bytes of decoded strings");
     }
     out_.owned.push_back(std::make_unique<std::string>(std::move(s)));
     const std::string& ref = *out_.owned.back();
@@ -401,40 +517,68 @@ class Machine {
     const Value& v = values_[id];
     switch (v.kind) {
       case VK::kCallResult:
-        r.origin = depth > 3 ? "result of a call" : "result of " + RefOf(v.callee, depth + 1).Display();
+        r.origin =
+            depth > 3 ? "result of a call" : "result of " + RefOf(v.callee, depth + 1).Display();
         if (const Ref* g = GlobalOf(v.callee)) {
           r.root_module = g->module;
           r.root_qualname = g->qualname;
         }
         break;
-      case VK::kPersistent: r.origin = "persistent object"; break;
-      case VK::kExt: r.origin = "extension-registry object"; break;
-      case VK::kBuffer: r.origin = "out-of-band buffer"; break;
-      default: r.origin = std::string(KindName(v.kind)) + " value"; break;
+      case VK::kPersistent:
+        r.origin = "persistent object";
+        break;
+      case VK::kExt:
+        r.origin = "extension-registry object";
+        break;
+      case VK::kBuffer:
+        r.origin = "out-of-band buffer";
+        break;
+      default:
+        r.origin = std::string(KindName(v.kind)) + " value";
+        break;
     }
     return r;
   }
 
   static std::string_view KindName(VK k) {
     switch (k) {
-      case VK::kNone: return "None";
-      case VK::kBool: return "bool";
-      case VK::kInt: case VK::kBigInt: return "int";
-      case VK::kFloat: return "float";
-      case VK::kStr: return "str";
-      case VK::kBytes: return "bytes";
-      case VK::kByteArray: return "bytearray";
-      case VK::kList: return "list";
-      case VK::kTuple: return "tuple";
-      case VK::kDict: return "dict";
-      case VK::kSet: return "set";
-      case VK::kFrozenSet: return "frozenset";
-      case VK::kGlobal: return "global";
-      case VK::kCallResult: return "object";
-      case VK::kPersistent: return "persistent";
-      case VK::kExt: return "extension";
-      case VK::kBuffer: return "buffer";
-      case VK::kOther: return "object";
+      case VK::kNone:
+        return "None";
+      case VK::kBool:
+        return "bool";
+      case VK::kInt:
+      case VK::kBigInt:
+        return "int";
+      case VK::kFloat:
+        return "float";
+      case VK::kStr:
+        return "str";
+      case VK::kBytes:
+        return "bytes";
+      case VK::kByteArray:
+        return "bytearray";
+      case VK::kList:
+        return "list";
+      case VK::kTuple:
+        return "tuple";
+      case VK::kDict:
+        return "dict";
+      case VK::kSet:
+        return "set";
+      case VK::kFrozenSet:
+        return "frozenset";
+      case VK::kGlobal:
+        return "global";
+      case VK::kCallResult:
+        return "object";
+      case VK::kPersistent:
+        return "persistent";
+      case VK::kExt:
+        return "extension";
+      case VK::kBuffer:
+        return "buffer";
+      case VK::kOther:
+        return "object";
     }
     return "object";
   }
@@ -442,15 +586,21 @@ class Machine {
   std::string Summary(std::uint32_t id, int depth = 0) const {
     const Value& v = values_[id];
     switch (v.kind) {
-      case VK::kNone: return "None";
-      case VK::kBool: return v.i ? "True" : "False";
-      case VK::kInt: return std::to_string(v.i);
-      case VK::kStr: return "'" + Printable(AsSv(v.bytes)) + "'";
-      case VK::kBytes: case VK::kByteArray:
-        return "b'" + Printable(AsSv(v.bytes)) + "' (" + std::to_string(v.bytes.size()) +
-               " bytes)";
-      case VK::kGlobal: return RefOf(id).Display();
-      case VK::kTuple: case VK::kList: {
+      case VK::kNone:
+        return "None";
+      case VK::kBool:
+        return v.i ? "True" : "False";
+      case VK::kInt:
+        return std::to_string(v.i);
+      case VK::kStr:
+        return "'" + Printable(AsSv(v.bytes)) + "'";
+      case VK::kBytes:
+      case VK::kByteArray:
+        return "b'" + Printable(AsSv(v.bytes)) + "' (" + std::to_string(v.bytes.size()) + " bytes)";
+      case VK::kGlobal:
+        return RefOf(id).Display();
+      case VK::kTuple:
+      case VK::kList: {
         if (depth > 2) return v.kind == VK::kTuple ? "(...)" : "[...]";
         std::string s = v.kind == VK::kTuple ? "(" : "[";
         const auto* items = Items(id);
@@ -470,7 +620,8 @@ class Machine {
       case VK::kCallResult:
         if (v.has_bytes) return "bytes(" + std::to_string(v.bytes.size()) + ")";
         return "<" + RefOf(id).origin + ">";
-      default: return "<" + std::string(KindName(v.kind)) + ">";
+      default:
+        return "<" + std::string(KindName(v.kind)) + ">";
     }
   }
 
@@ -503,6 +654,9 @@ class Machine {
     const Value& v0 = values_[a0];
     bool a0_bytes = v0.kind == VK::kBytes || v0.kind == VK::kByteArray ||
                     (v0.kind == VK::kCallResult && v0.has_bytes);
+    // Larger texts are not copied (a protocol 2 numpy array can be hundreds of MB); a loader
+    // given such an argument is reported as not statically known by the analyzer.
+    if (v0.bytes.size() > kMaxCarriedBytes) return;
     std::string m = CanonicalModule(g->module);
     const std::string& q = g->qualname;
     auto set = [&](std::span<const std::byte> b) {
@@ -518,7 +672,8 @@ class Machine {
         if (c < 0x80) {
           out += static_cast<char>(c);
         } else if ((c & 0xe0) == 0xc0 && k + 1 < s.size()) {
-          out += static_cast<char>(((c & 0x1f) << 6) | (static_cast<unsigned char>(s[k + 1]) & 0x3f));
+          out +=
+              static_cast<char>(((c & 0x1f) << 6) | (static_cast<unsigned char>(s[k + 1]) & 0x3f));
           ++k;
         } else {
           return;
@@ -561,14 +716,22 @@ class Machine {
     int bits = 0;
     for (char c : s) {
       int v;
-      if (c >= 'A' && c <= 'Z') v = c - 'A';
-      else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-      else if (c >= '0' && c <= '9') v = c - '0' + 52;
-      else if (c == '+' || c == '-') v = 62;
-      else if (c == '/' || c == '_') v = 63;
-      else if (c == '=') break;
-      else if (c == '\n' || c == '\r' || c == ' ') continue;
-      else return false;
+      if (c >= 'A' && c <= 'Z')
+        v = c - 'A';
+      else if (c >= 'a' && c <= 'z')
+        v = c - 'a' + 26;
+      else if (c >= '0' && c <= '9')
+        v = c - '0' + 52;
+      else if (c == '+' || c == '-')
+        v = 62;
+      else if (c == '/' || c == '_')
+        v = 63;
+      else if (c == '=')
+        break;
+      else if (c == '\n' || c == '\r' || c == ' ')
+        continue;
+      else
+        return false;
       acc = (acc << 6) | static_cast<std::uint32_t>(v);
       bits += 6;
       if (bits >= 8) {
@@ -646,18 +809,46 @@ class Machine {
       if (++k >= s.size()) Corrupt("Trailing \\ in string");
       c = s[k];
       switch (c) {
-        case '\n': break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 't': out += '\t'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 'v': out += '\v'; break;
-        case 'a': out += '\a'; break;
-        case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
+        case '\n':
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case '0':
+        case '1':
+        case '2':
+        case '3':
+        case '4':
+        case '5':
+        case '6':
+        case '7': {
           int v = c - '0';
           for (int d = 0; d < 2 && k + 1 < s.size() && s[k + 1] >= '0' && s[k + 1] <= '7'; ++d) {
             v = v * 8 + (s[++k] - '0');
@@ -723,7 +914,9 @@ class Machine {
     std::size_t nul = line.find('\0');
     if (nul != std::string_view::npos) line = line.substr(0, nul);
     std::size_t k = 0;
-    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
+    auto space = [](char c) {
+      return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+    };
     while (k < line.size() && space(line[k])) ++k;
     bool neg = false;
     if (k < line.size() && (line[k] == '+' || line[k] == '-')) neg = line[k++] == '-';
@@ -773,13 +966,23 @@ class Machine {
   }
 
   // ---- joblib -------------------------------------------------------------------------------
-  bool IsJoblibWrapper(std::uint32_t inst) const {
-    const Value& v = values_[inst];
-    if (v.kind != VK::kCallResult || v.callee == kNoValue) return false;
-    const Ref* g = GlobalOf(v.callee);
+  bool IsWrapperClass(std::uint32_t cls) const {
+    const Ref* g = GlobalOf(cls);
     if (g == nullptr || g->qualname != "NumpyArrayWrapper") return false;
     return g->module == "joblib.numpy_pickle" ||
            g->module == "sklearn.externals.joblib.numpy_pickle";
+  }
+  // An instance made by NEWOBJ/REDUCE on the class, or (protocols 0-1) by
+  // copyreg._reconstructor(NumpyArrayWrapper, object, None).
+  bool IsJoblibWrapper(std::uint32_t inst) const {
+    const Value& v = values_[inst];
+    if (v.kind != VK::kCallResult || v.callee == kNoValue) return false;
+    if (IsWrapperClass(v.callee)) return true;
+    if (IsGlobal(v.callee, "copyreg", "_reconstructor") && v.args != kNoValue) {
+      const auto* a = Items(v.args);
+      return a != nullptr && !a->empty() && IsWrapperClass((*a)[0]);
+    }
+    return false;
   }
   std::optional<std::uint32_t> DictGet(std::uint32_t dict, std::string_view key) const {
     if (values_[dict].kind != VK::kDict) return std::nullopt;
@@ -795,7 +998,8 @@ class Machine {
   // when unknown.
   static std::optional<std::uint64_t> DtypeItemSize(std::string_view d, bool* is_object) {
     *is_object = false;
-    if (!d.empty() && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=')) d.remove_prefix(1);
+    if (!d.empty() && (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '='))
+      d.remove_prefix(1);
     if (d.empty()) return std::nullopt;
     char kind = d[0];
     std::string_view rest = d.substr(1);
@@ -816,13 +1020,34 @@ class Machine {
       return n;
     }
     switch (kind) {
-      case '?': case 'b': case 'B': return 1;
-      case 'h': case 'H': case 'e': return 2;
-      case 'i': case 'I': case 'f': return 4;
-      case 'l': case 'L': case 'q': case 'Q': case 'd': case 'F': case 'M': case 'm': return 8;
-      case 'g': case 'D': return 16;
-      case 'G': return 32;
-      default: return std::nullopt;
+      case '?':
+      case 'b':
+      case 'B':
+        return 1;
+      case 'h':
+      case 'H':
+      case 'e':
+        return 2;
+      case 'i':
+      case 'I':
+      case 'f':
+        return 4;
+      case 'l':
+      case 'L':
+      case 'q':
+      case 'Q':
+      case 'd':
+      case 'F':
+      case 'M':
+      case 'm':
+        return 8;
+      case 'g':
+      case 'D':
+        return 16;
+      case 'G':
+        return 32;
+      default:
+        return std::nullopt;
     }
   }
 
@@ -850,8 +1075,11 @@ class Machine {
     const Value& dv = values_[*dtype];
     std::optional<std::uint64_t> itemsize;
     bool is_object = false;
-    if (dv.kind == VK::kCallResult && IsGlobal(dv.callee, "numpy", "dtype") &&
-        dv.args != kNoValue) {
+    const Ref* dg = dv.kind == VK::kCallResult ? GlobalOf(dv.callee) : nullptr;
+    bool dtype_class =
+        dg != nullptr && ((dg->module == "numpy" && dg->qualname == "dtype") ||
+                          (dg->module == "numpy.dtypes" && dg->qualname.ends_with("DType")));
+    if (dtype_class && dv.args != kNoValue) {
       const auto* a = Items(dv.args);
       if (a != nullptr && !a->empty() && IsStr((*a)[0])) {
         itemsize = DtypeItemSize(StrOf((*a)[0]), &is_object);
@@ -879,13 +1107,14 @@ class Machine {
       if (!sub.stopped) Truncated();
     } else {
       std::uint64_t n = 0;
-      if (DictGet(state, "numpy_array_alignment_bytes")) {
+      auto alignment = DictGet(state, "numpy_array_alignment_bytes");
+      if (alignment && values_[*alignment].kind != VK::kNone) {
         auto pad = ReadUint(1);
         Read(pad);
       }
       if (__builtin_mul_overflow(count, *itemsize, &n) || n > data_.size() - pos_) {
-        Corrupt("joblib array data (" + std::to_string(count) + " x " +
-                std::to_string(*itemsize) + " bytes) runs past the end of the file");
+        Corrupt("joblib array data (" + std::to_string(count) + " x " + std::to_string(*itemsize) +
+                " bytes) runs past the end of the file");
       }
       pos_ += n;
       Event e;
@@ -927,7 +1156,8 @@ class Machine {
       }
       case kProto: {
         std::uint8_t p = static_cast<std::uint8_t>(Read(1)[0]);
-        if (p > 5) Fail(ErrorKind::kUnsupported, "unsupported pickle protocol: " + std::to_string(p));
+        if (p > 5)
+          Fail(ErrorKind::kUnsupported, "unsupported pickle protocol: " + std::to_string(p));
         if (out_.ops > 1) Anomaly("PROTO opcode not at the start of the stream");
         out_.protocol = p;
         return false;
@@ -991,9 +1221,15 @@ class Machine {
         Push(NewInt(v.value_or(0)));
         return false;
       }
-      case kBinInt: Push(NewInt(static_cast<std::int32_t>(ReadUint(4)))); return false;
-      case kBinInt1: Push(NewInt(static_cast<std::int64_t>(ReadUint(1)))); return false;
-      case kBinInt2: Push(NewInt(static_cast<std::int64_t>(ReadUint(2)))); return false;
+      case kBinInt:
+        Push(NewInt(static_cast<std::int32_t>(ReadUint(4))));
+        return false;
+      case kBinInt1:
+        Push(NewInt(static_cast<std::int64_t>(ReadUint(1))));
+        return false;
+      case kBinInt2:
+        Push(NewInt(static_cast<std::int64_t>(ReadUint(2))));
+        return false;
       case kLong: {
         std::string_view line = ReadLine();
         if (line.size() + 1 < 2) Truncated();
@@ -1004,7 +1240,8 @@ class Machine {
         Push(NewInt(*v));
         return false;
       }
-      case kLong1: case kLong4: {
+      case kLong1:
+      case kLong4: {
         std::int64_t n = op_ == kLong1 ? static_cast<std::int64_t>(ReadUint(1))
                                        : static_cast<std::int32_t>(ReadUint(4));
         if (n < 0) Corrupt("LONG pickle has negative byte count");
@@ -1029,10 +1266,19 @@ class Machine {
         Push(NewValue(VK::kFloat));
         return false;
       }
-      case kBinFloat: Read(8); Push(NewValue(VK::kFloat)); return false;
-      case kNone: Push(NewValue(VK::kNone)); return false;
-      case kNewTrue: Push(NewInt(1, VK::kBool)); return false;
-      case kNewFalse: Push(NewInt(0, VK::kBool)); return false;
+      case kBinFloat:
+        Read(8);
+        Push(NewValue(VK::kFloat));
+        return false;
+      case kNone:
+        Push(NewValue(VK::kNone));
+        return false;
+      case kNewTrue:
+        Push(NewInt(1, VK::kBool));
+        return false;
+      case kNewFalse:
+        Push(NewInt(0, VK::kBool));
+        return false;
       // ---- strings and bytes
       case kString: {
         std::string_view line = ReadLine();
@@ -1044,14 +1290,18 @@ class Machine {
         }
         return false;
       }
-      case kBinString: case kShortBinString: {
+      case kBinString:
+      case kShortBinString: {
         std::int64_t n = op_ == kShortBinString ? static_cast<std::int64_t>(ReadUint(1))
                                                 : static_cast<std::int32_t>(ReadUint(4));
         if (n < 0) Corrupt("BINSTRING pickle has negative byte count");
         Push(NewStr(Read(static_cast<std::uint64_t>(n))));
         return false;
       }
-      case kBinBytes: case kShortBinBytes: case kBinBytes8: case kByteArray8: {
+      case kBinBytes:
+      case kShortBinBytes:
+      case kBinBytes8:
+      case kByteArray8: {
         int w = op_ == kShortBinBytes ? 1 : op_ == kBinBytes ? 4 : 8;
         std::uint64_t n = ReadUint(w);
         if (n > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -1065,7 +1315,9 @@ class Machine {
         Push(NewStr(Own(DecodeRawUnicodeEscape(line))));
         return false;
       }
-      case kBinUnicode: case kShortBinUnicode: case kBinUnicode8: {
+      case kBinUnicode:
+      case kShortBinUnicode:
+      case kBinUnicode8: {
         int w = op_ == kShortBinUnicode ? 1 : op_ == kBinUnicode ? 4 : 8;
         std::uint64_t n = ReadUint(w);
         if (n > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -1090,7 +1342,10 @@ class Machine {
         Top();
         return false;
       // ---- containers
-      case kEmptyTuple: case kTuple1: case kTuple2: case kTuple3: {
+      case kEmptyTuple:
+      case kTuple1:
+      case kTuple2:
+      case kTuple3: {
         std::size_t n = op_ == kEmptyTuple ? 0 : op_ - kTuple1 + 1;
         if (stack_.size() < n) Underflow();
         Push(PopTuple(stack_.size() - n));
@@ -1101,10 +1356,17 @@ class Machine {
         Push(PopTuple(m));
         return false;
       }
-      case kEmptyList: Push(NewContainer(VK::kList)); return false;
-      case kEmptyDict: Push(NewContainer(VK::kDict)); return false;
-      case kEmptySet: Push(NewContainer(VK::kSet)); return false;
-      case kList: case kFrozenSet: {
+      case kEmptyList:
+        Push(NewContainer(VK::kList));
+        return false;
+      case kEmptyDict:
+        Push(NewContainer(VK::kDict));
+        return false;
+      case kEmptySet:
+        Push(NewContainer(VK::kSet));
+        return false;
+      case kList:
+      case kFrozenSet: {
         std::size_t m = Marker();
         std::uint32_t t = PopTuple(m);
         values_[t].kind = op_ == kList ? VK::kList : VK::kFrozenSet;
@@ -1125,13 +1387,17 @@ class Machine {
         DoAppend(stack_.size() - 1);
         return false;
       }
-      case kAppends: DoAppend(Marker()); return false;
+      case kAppends:
+        DoAppend(Marker());
+        return false;
       case kSetItem: {
         if (stack_.size() < 2) Underflow();
         DoSetItems(stack_.size() - 2);
         return false;
       }
-      case kSetItems: DoSetItems(Marker()); return false;
+      case kSetItems:
+        DoSetItems(Marker());
+        return false;
       case kAddItems: {
         std::size_t m = Marker();
         if (m > stack_.size() || m <= Fence()) Underflow();
@@ -1157,9 +1423,15 @@ class Machine {
         MemoPut(static_cast<std::uint64_t>(*idx));
         return false;
       }
-      case kBinPut: MemoPut(ReadUint(1)); return false;
-      case kLongBinPut: MemoPut(ReadUint(4)); return false;
-      case kMemoize: MemoPut(memo_.size()); return false;
+      case kBinPut:
+        MemoPut(ReadUint(1));
+        return false;
+      case kLongBinPut:
+        MemoPut(ReadUint(4));
+        return false;
+      case kMemoize:
+        MemoPut(memo_.size());
+        return false;
       case kGet: {
         std::string_view line = ReadLine();
         if (line.size() + 1 < 2) Truncated();
@@ -1169,8 +1441,12 @@ class Machine {
         MemoGet(static_cast<std::uint64_t>(*idx));
         return false;
       }
-      case kBinGet: MemoGet(ReadUint(1)); return false;
-      case kLongBinGet: MemoGet(ReadUint(4)); return false;
+      case kBinGet:
+        MemoGet(ReadUint(1));
+        return false;
+      case kLongBinGet:
+        MemoGet(ReadUint(4));
+        return false;
       // ---- imports
       case kGlobal: {
         std::string_view module = ReadLine();
@@ -1216,7 +1492,9 @@ class Machine {
         Push(EmitCall(g, args));
         return false;
       }
-      case kExt1: case kExt2: case kExt4: {
+      case kExt1:
+      case kExt2:
+      case kExt4: {
         int w = op_ == kExt1 ? 1 : op_ == kExt2 ? 2 : 4;
         std::int64_t code = w == 4 ? static_cast<std::int32_t>(ReadUint(4))
                                    : static_cast<std::int64_t>(ReadUint(w));
@@ -1243,7 +1521,8 @@ class Machine {
         Push(EmitCall(callable, args));
         return false;
       }
-      case kNewObj: case kNewObjEx: {
+      case kNewObj:
+      case kNewObjEx: {
         std::uint32_t kwargs = op_ == kNewObjEx ? PopValue() : kNoValue;
         std::uint32_t args = PopValue();
         std::uint32_t cls = PopValue();
@@ -1283,7 +1562,6 @@ class Machine {
           // Builtin values have no __setstate__ and no __dict__: CPython fails.
           Corrupt(std::string("cannot BUILD a ") + std::string(KindName(ik)));
         }
-        values_[inst].state = state;
         if (IsJoblibWrapper(inst)) JoblibReadArray(inst, state);
         return false;
       }
@@ -1393,8 +1671,11 @@ class Machine {
     ResultValue& r = out_.result;
     const Value& val = values_[v];
     switch (val.kind) {
-      case VK::kNone: r.kind = ResultValue::Kind::kNone; break;
-      case VK::kInt: case VK::kBool:
+      case VK::kNone:
+        r.kind = ResultValue::Kind::kNone;
+        break;
+      case VK::kInt:
+      case VK::kBool:
         r.kind = ResultValue::Kind::kInt;
         r.int_value = val.i;
         break;
@@ -1402,15 +1683,24 @@ class Machine {
         r.kind = ResultValue::Kind::kBigInt;
         r.big_int_le = std::string(AsSv(val.bytes));
         break;
-      case VK::kStr: r.kind = ResultValue::Kind::kStr; break;
-      case VK::kBytes: r.kind = ResultValue::Kind::kBytes; break;
-      case VK::kDict: r.kind = ResultValue::Kind::kDict; break;
-      case VK::kList: case VK::kTuple: {
+      case VK::kStr:
+        r.kind = ResultValue::Kind::kStr;
+        break;
+      case VK::kBytes:
+        r.kind = ResultValue::Kind::kBytes;
+        break;
+      case VK::kDict:
+        r.kind = ResultValue::Kind::kDict;
+        break;
+      case VK::kList:
+      case VK::kTuple: {
         r.kind = val.kind == VK::kList ? ResultValue::Kind::kList : ResultValue::Kind::kTuple;
         const auto* items = Items(v);
         r.items_complete = items != nullptr && items->size() == val.count;
         if (items != nullptr) {
           for (std::uint32_t it : *items) {
+            if (const Ref* g = GlobalOf(it))
+              r.global_items.push_back(g->module + "." + g->qualname);
             if (!IsStr(it)) {
               r.items_complete = false;
               continue;
@@ -1420,7 +1710,9 @@ class Machine {
         }
         break;
       }
-      default: r.kind = ResultValue::Kind::kOther; break;
+      default:
+        r.kind = ResultValue::Kind::kOther;
+        break;
     }
   }
 
@@ -1436,7 +1728,7 @@ class Machine {
   std::uint64_t tracked_items_ = 0;
   bool huge_memo_reported_ = false;
   int embedded_ = 0;
-  std::vector<Value> values_;
+  ValueStore values_;
   std::vector<std::vector<std::uint32_t>> containers_;
   std::vector<Ref> globals_;
   std::vector<std::uint32_t> stack_;
@@ -1465,10 +1757,21 @@ bool LooksLikePickleStart(std::span<const std::byte> data, std::uint64_t offset)
   std::uint64_t left = data.size() - offset;
   if (b(0) == kProto) return left >= 2 && b(1) <= 5;
   switch (b(0)) {
-    case kMark: case kEmptyList: case kEmptyDict: case kEmptyTuple: case kNone:
+    case kMark:
+    case kEmptyList:
+    case kEmptyDict:
+    case kEmptyTuple:
+    case kNone:
       return left >= 2;
-    case kGlobal: case kInst: case kUnicode: case kInt: case kLong: case kString: case kPersId:
-    case kFloat: case kGet: {
+    case kGlobal:
+    case kInst:
+    case kUnicode:
+    case kInt:
+    case kLong:
+    case kString:
+    case kPersId:
+    case kFloat:
+    case kGet: {
       // A text argument: printable up to a newline.
       for (std::uint64_t k = 1; k < left && k < 256; ++k) {
         std::uint8_t c = b(k);
@@ -1484,75 +1787,144 @@ bool LooksLikePickleStart(std::span<const std::byte> data, std::uint64_t offset)
 
 std::string OpcodeName(std::uint8_t op) {
   switch (op) {
-    case kMark: return "MARK";
-    case kStop: return "STOP";
-    case kPop: return "POP";
-    case kPopMark: return "POP_MARK";
-    case kDup: return "DUP";
-    case kFloat: return "FLOAT";
-    case kInt: return "INT";
-    case kBinInt: return "BININT";
-    case kBinInt1: return "BININT1";
-    case kLong: return "LONG";
-    case kBinInt2: return "BININT2";
-    case kNone: return "NONE";
-    case kPersId: return "PERSID";
-    case kBinPersId: return "BINPERSID";
-    case kReduce: return "REDUCE";
-    case kString: return "STRING";
-    case kBinString: return "BINSTRING";
-    case kShortBinString: return "SHORT_BINSTRING";
-    case kUnicode: return "UNICODE";
-    case kBinUnicode: return "BINUNICODE";
-    case kAppend: return "APPEND";
-    case kBuild: return "BUILD";
-    case kGlobal: return "GLOBAL";
-    case kDict: return "DICT";
-    case kEmptyDict: return "EMPTY_DICT";
-    case kAppends: return "APPENDS";
-    case kGet: return "GET";
-    case kBinGet: return "BINGET";
-    case kInst: return "INST";
-    case kLongBinGet: return "LONG_BINGET";
-    case kList: return "LIST";
-    case kEmptyList: return "EMPTY_LIST";
-    case kObj: return "OBJ";
-    case kPut: return "PUT";
-    case kBinPut: return "BINPUT";
-    case kLongBinPut: return "LONG_BINPUT";
-    case kSetItem: return "SETITEM";
-    case kTuple: return "TUPLE";
-    case kEmptyTuple: return "EMPTY_TUPLE";
-    case kSetItems: return "SETITEMS";
-    case kBinFloat: return "BINFLOAT";
-    case kProto: return "PROTO";
-    case kNewObj: return "NEWOBJ";
-    case kExt1: return "EXT1";
-    case kExt2: return "EXT2";
-    case kExt4: return "EXT4";
-    case kTuple1: return "TUPLE1";
-    case kTuple2: return "TUPLE2";
-    case kTuple3: return "TUPLE3";
-    case kNewTrue: return "NEWTRUE";
-    case kNewFalse: return "NEWFALSE";
-    case kLong1: return "LONG1";
-    case kLong4: return "LONG4";
-    case kBinBytes: return "BINBYTES";
-    case kShortBinBytes: return "SHORT_BINBYTES";
-    case kShortBinUnicode: return "SHORT_BINUNICODE";
-    case kBinUnicode8: return "BINUNICODE8";
-    case kBinBytes8: return "BINBYTES8";
-    case kEmptySet: return "EMPTY_SET";
-    case kAddItems: return "ADDITEMS";
-    case kFrozenSet: return "FROZENSET";
-    case kNewObjEx: return "NEWOBJ_EX";
-    case kStackGlobal: return "STACK_GLOBAL";
-    case kMemoize: return "MEMOIZE";
-    case kFrame: return "FRAME";
-    case kByteArray8: return "BYTEARRAY8";
-    case kNextBuffer: return "NEXT_BUFFER";
-    case kReadonlyBuffer: return "READONLY_BUFFER";
-    default: return Hex2(op);
+    case kMark:
+      return "MARK";
+    case kStop:
+      return "STOP";
+    case kPop:
+      return "POP";
+    case kPopMark:
+      return "POP_MARK";
+    case kDup:
+      return "DUP";
+    case kFloat:
+      return "FLOAT";
+    case kInt:
+      return "INT";
+    case kBinInt:
+      return "BININT";
+    case kBinInt1:
+      return "BININT1";
+    case kLong:
+      return "LONG";
+    case kBinInt2:
+      return "BININT2";
+    case kNone:
+      return "NONE";
+    case kPersId:
+      return "PERSID";
+    case kBinPersId:
+      return "BINPERSID";
+    case kReduce:
+      return "REDUCE";
+    case kString:
+      return "STRING";
+    case kBinString:
+      return "BINSTRING";
+    case kShortBinString:
+      return "SHORT_BINSTRING";
+    case kUnicode:
+      return "UNICODE";
+    case kBinUnicode:
+      return "BINUNICODE";
+    case kAppend:
+      return "APPEND";
+    case kBuild:
+      return "BUILD";
+    case kGlobal:
+      return "GLOBAL";
+    case kDict:
+      return "DICT";
+    case kEmptyDict:
+      return "EMPTY_DICT";
+    case kAppends:
+      return "APPENDS";
+    case kGet:
+      return "GET";
+    case kBinGet:
+      return "BINGET";
+    case kInst:
+      return "INST";
+    case kLongBinGet:
+      return "LONG_BINGET";
+    case kList:
+      return "LIST";
+    case kEmptyList:
+      return "EMPTY_LIST";
+    case kObj:
+      return "OBJ";
+    case kPut:
+      return "PUT";
+    case kBinPut:
+      return "BINPUT";
+    case kLongBinPut:
+      return "LONG_BINPUT";
+    case kSetItem:
+      return "SETITEM";
+    case kTuple:
+      return "TUPLE";
+    case kEmptyTuple:
+      return "EMPTY_TUPLE";
+    case kSetItems:
+      return "SETITEMS";
+    case kBinFloat:
+      return "BINFLOAT";
+    case kProto:
+      return "PROTO";
+    case kNewObj:
+      return "NEWOBJ";
+    case kExt1:
+      return "EXT1";
+    case kExt2:
+      return "EXT2";
+    case kExt4:
+      return "EXT4";
+    case kTuple1:
+      return "TUPLE1";
+    case kTuple2:
+      return "TUPLE2";
+    case kTuple3:
+      return "TUPLE3";
+    case kNewTrue:
+      return "NEWTRUE";
+    case kNewFalse:
+      return "NEWFALSE";
+    case kLong1:
+      return "LONG1";
+    case kLong4:
+      return "LONG4";
+    case kBinBytes:
+      return "BINBYTES";
+    case kShortBinBytes:
+      return "SHORT_BINBYTES";
+    case kShortBinUnicode:
+      return "SHORT_BINUNICODE";
+    case kBinUnicode8:
+      return "BINUNICODE8";
+    case kBinBytes8:
+      return "BINBYTES8";
+    case kEmptySet:
+      return "EMPTY_SET";
+    case kAddItems:
+      return "ADDITEMS";
+    case kFrozenSet:
+      return "FROZENSET";
+    case kNewObjEx:
+      return "NEWOBJ_EX";
+    case kStackGlobal:
+      return "STACK_GLOBAL";
+    case kMemoize:
+      return "MEMOIZE";
+    case kFrame:
+      return "FRAME";
+    case kByteArray8:
+      return "BYTEARRAY8";
+    case kNextBuffer:
+      return "NEXT_BUFFER";
+    case kReadonlyBuffer:
+      return "READONLY_BUFFER";
+    default:
+      return Hex2(op);
   }
 }
 

@@ -21,12 +21,12 @@
 namespace airlock::formats::pickle {
 
 struct Limits {
-  std::uint64_t max_ops = 50'000'000;         // opcodes executed per stream
-  std::uint64_t max_memo = 1'000'000;         // memo entries per stream
-  std::uint64_t max_values = 8'000'000;       // symbolic values alive per stream
-  std::uint64_t max_stack = 1'000'000;        // stack depth plus marks
+  std::uint64_t max_ops = 50'000'000;            // opcodes executed per stream
+  std::uint64_t max_memo = 1'000'000;            // memo entries per stream
+  std::uint64_t max_values = 4'000'000;          // symbolic values per stream (~64 B each)
+  std::uint64_t max_stack = 1'000'000;           // stack depth plus marks
   std::uint64_t max_decoded_bytes = 256u << 20;  // text-opcode strings decoded into memory
-  std::uint64_t max_events = 100'000;         // events kept per stream (more are counted)
+  std::uint64_t max_events = 100'000;            // events kept per stream (more are counted)
 };
 
 enum class EventKind {
@@ -60,9 +60,9 @@ struct Event {
   EventKind kind = EventKind::kImport;
   std::uint64_t offset = 0;  // absolute offset of the opcode in the input
   std::uint8_t opcode = 0;
-  Ref ref;                   // import: the global; call/build: the callable or object
-  std::string args;          // call: short, printable summary of the arguments
-  std::string detail;        // anomaly/persistent id/extension: what happened
+  Ref ref;             // import: the global; call/build: the callable or object
+  std::string args;    // call: short, printable summary of the arguments
+  std::string detail;  // anomaly/persistent id/extension: what happened
   // Bytes and strings passed directly (or through bytes()/codecs.encode/BytesIO) as call
   // arguments; views into the input or into ParseResult::owned.
   std::vector<std::span<const std::byte>> byte_args;
@@ -77,25 +77,35 @@ enum class ErrorKind { kNone, kCorrupt, kLimit, kUnsupported };
 
 // A summary of the value STOP returned.
 struct ResultValue {
-  enum class Kind { kNone, kInt, kBigInt, kStr, kBytes, kList, kTuple, kDict, kOther } kind =
-      Kind::kNone;
+  enum class Kind {
+    kNone,
+    kInt,
+    kBigInt,
+    kStr,
+    kBytes,
+    kList,
+    kTuple,
+    kDict,
+    kOther
+  } kind = Kind::kNone;
   std::int64_t int_value = 0;
-  std::string big_int_le;               // kBigInt: little-endian two's complement bytes
-  std::vector<std::string> str_items;   // kList/kTuple of str (capped)
-  bool items_complete = true;           // every item was a str and none were dropped
+  std::string big_int_le;                 // kBigInt: little-endian two's complement bytes
+  std::vector<std::string> str_items;     // kList/kTuple: the str items, in order
+  std::vector<std::string> global_items;  // kList/kTuple: "module.qualname" of global items
+  bool items_complete = true;             // every item was a str and none were dropped
 };
 
 struct ParseResult {
   std::vector<Event> events;
   std::uint64_t events_dropped = 0;
   ErrorKind error = ErrorKind::kNone;
-  std::string error_message;     // "pickle: <what> at offset N: <detail>"
+  std::string error_message;  // "pickle: <what> at offset N: <detail>"
   std::uint64_t error_offset = 0;
-  std::uint64_t start = 0;       // where the stream began
-  std::uint64_t end = 0;         // one past STOP (or where parsing stopped)
-  std::uint64_t ops = 0;         // opcodes executed
-  int protocol = 0;              // the last PROTO seen (0 if none)
-  bool stopped = false;          // reached STOP
+  std::uint64_t start = 0;  // where the stream began
+  std::uint64_t end = 0;    // one past STOP (or where parsing stopped)
+  std::uint64_t ops = 0;    // opcodes executed
+  int protocol = 0;         // the last PROTO seen (0 if none)
+  bool stopped = false;     // reached STOP
   ResultValue result;
   std::vector<std::unique_ptr<std::string>> owned;  // storage behind some byte_args
 

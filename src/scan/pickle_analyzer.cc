@@ -12,9 +12,9 @@
 #include <array>
 #include <optional>
 #include <set>
-#include <unordered_map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -35,67 +35,146 @@ namespace {
 const std::unordered_set<std::string>& AllowList() {
   static const std::unordered_set<std::string> kAllow = [] {
     std::unordered_set<std::string> s = {
-        "collections.OrderedDict", "collections.Counter", "collections.defaultdict",
-        "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.bytes",
-        "builtins.complex", "builtins.slice", "builtins.range", "builtins.list",
-        "builtins.tuple", "builtins.dict", "builtins.int", "builtins.float", "builtins.bool",
-        "builtins.str", "_codecs.encode", "codecs.encode", "copyreg._reconstructor",
+        "collections.OrderedDict",
+        "collections.Counter",
+        "collections.defaultdict",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.bytearray",
+        "builtins.bytes",
+        "builtins.complex",
+        "builtins.slice",
+        "builtins.range",
+        "builtins.list",
+        "builtins.tuple",
+        "builtins.dict",
+        "builtins.int",
+        "builtins.float",
+        "builtins.bool",
+        "builtins.str",
+        "_codecs.encode",
+        "codecs.encode",
+        "copyreg._reconstructor",
         "builtins.object",
         // torch (torch/_weights_only_unpickler.py _get_allowed_globals)
-        "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
-        "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
-        "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_qtensor",
-        "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_meta_tensor_no_storage",
-        "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_wrapper_subclass",
+        "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch._utils._rebuild_qtensor",
+        "torch._utils._rebuild_sparse_tensor",
+        "torch._utils._rebuild_meta_tensor_no_storage",
+        "torch._utils._rebuild_nested_tensor",
+        "torch._utils._rebuild_wrapper_subclass",
         "torch._utils._rebuild_device_tensor_from_numpy",
         "torch._utils._rebuild_device_tensor_from_cpu_tensor",
-        "torch._tensor._rebuild_from_type_v2", "torch.nn.parameter.Parameter", "torch.Size",
-        "torch.Tensor", "torch.device", "torch.serialization._get_layout",
-        "torch.storage.UntypedStorage", "torch.storage.TypedStorage", "torch.UntypedStorage",
-        "torch.TypedStorage", "torch.storage._load_from_bytes",
-        "torch.strided", "torch.sparse_coo", "torch.sparse_csr", "torch.sparse_csc",
-        "torch.sparse_bsr", "torch.sparse_bsc", "torch._mkldnn", "torch.jagged",
-        "torch.contiguous_format", "torch.channels_last", "torch.channels_last_3d",
-        "torch.preserve_format", "torch.per_tensor_affine", "torch.per_channel_affine",
-        "torch.per_tensor_symmetric", "torch.per_channel_symmetric",
+        "torch._tensor._rebuild_from_type_v2",
+        "torch.nn.parameter.Parameter",
+        "torch.Size",
+        "torch.Tensor",
+        "torch.device",
+        "torch.serialization._get_layout",
+        "torch.storage.UntypedStorage",
+        "torch.storage.TypedStorage",
+        "torch.UntypedStorage",
+        "torch.TypedStorage",
+        "torch.storage._load_from_bytes",
+        "torch.strided",
+        "torch.sparse_coo",
+        "torch.sparse_csr",
+        "torch.sparse_csc",
+        "torch.sparse_bsr",
+        "torch.sparse_bsc",
+        "torch._mkldnn",
+        "torch.jagged",
+        "torch.contiguous_format",
+        "torch.channels_last",
+        "torch.channels_last_3d",
+        "torch.preserve_format",
+        "torch.per_tensor_affine",
+        "torch.per_channel_affine",
+        "torch.per_tensor_symmetric",
+        "torch.per_channel_symmetric",
         "torch.per_channel_affine_float_qparams",
         // numpy arrays and scalars
-        "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-        "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.ndarray",
-        "numpy.dtype", "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray.scalar",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.core.numeric._frombuffer",
+        "numpy._core.numeric._frombuffer",
         // joblib's array placeholder (its raw data is skipped by the emulator)
         "joblib.numpy_pickle.NumpyArrayWrapper",
         "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
     };
-    for (const char* t : {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char",
-                          "Byte", "Bool", "ComplexFloat", "ComplexDouble", "QUInt8", "QInt8",
-                          "QInt32", "QUInt4x2", "QUInt2x4"}) {
+    for (const char* t :
+         {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
+          "ComplexFloat", "ComplexDouble", "QUInt8", "QInt8", "QInt32", "QUInt4x2", "QUInt2x4"}) {
       s.insert(std::string("torch.") + t + "Storage");
     }
-    for (const char* t : {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char",
-                          "Byte", "Bool"}) {
+    for (const char* t :
+         {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"}) {
       s.insert(std::string("torch.") + t + "Tensor");
       s.insert(std::string("torch.cuda.") + t + "Tensor");
     }
-    for (const char* d :
-         {"float32", "float", "float64", "double", "float16", "half", "bfloat16", "complex32",
-          "chalf", "complex64", "cfloat", "complex128", "cdouble", "uint8", "uint16", "uint32",
-          "uint64", "int8", "int16", "short", "int32", "int", "int64", "long", "bool", "qint8",
-          "quint8", "qint32", "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2",
-          "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2", "bits8",
-          "bits16", "bits1x8", "bits2x4", "bits4x2"}) {
+    for (const char* d : {"float32",
+                          "float",
+                          "float64",
+                          "double",
+                          "float16",
+                          "half",
+                          "bfloat16",
+                          "complex32",
+                          "chalf",
+                          "complex64",
+                          "cfloat",
+                          "complex128",
+                          "cdouble",
+                          "uint8",
+                          "uint16",
+                          "uint32",
+                          "uint64",
+                          "int8",
+                          "int16",
+                          "short",
+                          "int32",
+                          "int",
+                          "int64",
+                          "long",
+                          "bool",
+                          "qint8",
+                          "quint8",
+                          "qint32",
+                          "quint4x2",
+                          "quint2x4",
+                          "float8_e4m3fn",
+                          "float8_e5m2",
+                          "float8_e4m3fnuz",
+                          "float8_e5m2fnuz",
+                          "float8_e8m0fnu",
+                          "float4_e2m1fn_x2",
+                          "bits8",
+                          "bits16",
+                          "bits1x8",
+                          "bits2x4",
+                          "bits4x2"}) {
       s.insert(std::string("torch.") + d);
     }
-    for (const char* t : {"Bool", "Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64",
-                          "UInt64", "Long", "ULong", "LongLong", "ULongLong", "Byte", "UByte",
-                          "Short", "UShort", "Int", "UInt", "Float16", "Float32", "Float64",
-                          "LongDouble", "Complex64", "Complex128", "CLongDouble", "Bytes", "Str",
-                          "Void", "Object", "DateTime64", "TimeDelta64"}) {
+    for (const char* t :
+         {"Bool",       "Int8",        "UInt8",   "Int16",   "UInt16",     "Int32",
+          "UInt32",     "Int64",       "UInt64",  "Long",    "ULong",      "LongLong",
+          "ULongLong",  "Byte",        "UByte",   "Short",   "UShort",     "Int",
+          "UInt",       "Float16",     "Float32", "Float64", "LongDouble", "Complex64",
+          "Complex128", "CLongDouble", "Bytes",   "Str",     "Void",       "Object",
+          "DateTime64", "TimeDelta64"}) {
       s.insert(std::string("numpy.dtypes.") + t + "DType");
     }
-    for (const char* t : {"bool_", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-                          "int64", "uint64", "float16", "float32", "float64", "complex64",
-                          "complex128", "str_", "bytes_"}) {
+    for (const char* t :
+         {"bool_", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+          "float16", "float32", "float64", "complex64", "complex128", "str_", "bytes_"}) {
       s.insert(std::string("numpy.") + t);
     }
     return s;
@@ -267,12 +346,28 @@ constexpr DenyRule kDeny[] = {
 // Callables whose bytes arguments are themselves deserialized (always scanned).
 bool IsLoader(const std::string& full) {
   static const std::unordered_set<std::string> kLoaders = {
-      "pickle.loads", "pickle.load", "pickle._loads", "pickle._load", "_pickle.loads",
-      "_pickle.load", "dill.loads", "dill.load", "dill._dill.loads", "dill._dill.load",
-      "cloudpickle.loads", "cloudpickle.load", "joblib.load", "numpy.load", "numpy.loads",
-      "torch.load", "torch.serialization.load", "torch.storage._load_from_bytes",
-      "torch.utils._config_module.ConfigModule.load_config", "pandas.read_pickle",
-      "torch.utils.data.datapipes.utils.decoder.basichandlers", "marshal.loads",
+      "pickle.loads",
+      "pickle.load",
+      "pickle._loads",
+      "pickle._load",
+      "_pickle.loads",
+      "_pickle.load",
+      "dill.loads",
+      "dill.load",
+      "dill._dill.loads",
+      "dill._dill.load",
+      "cloudpickle.loads",
+      "cloudpickle.load",
+      "joblib.load",
+      "numpy.load",
+      "numpy.loads",
+      "torch.load",
+      "torch.serialization.load",
+      "torch.storage._load_from_bytes",
+      "torch.utils._config_module.ConfigModule.load_config",
+      "pandas.read_pickle",
+      "torch.utils.data.datapipes.utils.decoder.basichandlers",
+      "marshal.loads",
   };
   return kLoaders.count(full) != 0;
 }
@@ -304,8 +399,9 @@ Judgement JudgeGlobal(const pk::Ref& ref) {
   if (ref.computed) {
     j.kind = Judgement::kDangerous;
     j.severity = Severity::kCritical;
-    j.why = "its module or name is computed at load time (not a literal string), so the "
-            "object imported cannot be known statically";
+    j.why =
+        "its module or name is computed at load time (not a literal string), so the "
+        "object imported cannot be known statically";
     return j;
   }
   std::string module = pk::CanonicalModule(ref.module);
@@ -327,10 +423,9 @@ Judgement JudgeGlobal(const pk::Ref& ref) {
       std::string name = k < parts.size() ? parts[k] : "";
       for (const DenyRule& r : kDeny) {
         if (i > 0 && !r.strong) continue;
-        bool module_match = cand == r.module ||
-                            (r.name.empty() && cand.size() > r.module.size() &&
-                             cand.compare(0, r.module.size(), r.module) == 0 &&
-                             cand[r.module.size()] == '.');
+        bool module_match = cand == r.module || (r.name.empty() && cand.size() > r.module.size() &&
+                                                 cand.compare(0, r.module.size(), r.module) == 0 &&
+                                                 cand[r.module.size()] == '.');
         if (!module_match) continue;
         if (!r.name.empty() && name != r.name) continue;
         if (best == nullptr || r.severity > best->severity) best = &r;
@@ -365,11 +460,12 @@ constexpr std::array<unsigned char, 10> kTorchMagicLe = {0x6c, 0xfc, 0x9c, 0x46,
 
 std::optional<std::uint64_t> TorchElementSize(std::string_view storage_type) {
   static const std::pair<std::string_view, std::uint64_t> kSizes[] = {
-      {"DoubleStorage", 8}, {"FloatStorage", 4}, {"HalfStorage", 2}, {"BFloat16Storage", 2},
-      {"LongStorage", 8}, {"IntStorage", 4}, {"ShortStorage", 2}, {"CharStorage", 1},
-      {"ByteStorage", 1}, {"BoolStorage", 1}, {"ComplexFloatStorage", 8},
-      {"ComplexDoubleStorage", 16}, {"QUInt8Storage", 1}, {"QInt8Storage", 1},
-      {"QInt32Storage", 4}, {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1},
+      {"DoubleStorage", 8},   {"FloatStorage", 4},        {"HalfStorage", 2},
+      {"BFloat16Storage", 2}, {"LongStorage", 8},         {"IntStorage", 4},
+      {"ShortStorage", 2},    {"CharStorage", 1},         {"ByteStorage", 1},
+      {"BoolStorage", 1},     {"ComplexFloatStorage", 8}, {"ComplexDoubleStorage", 16},
+      {"QUInt8Storage", 1},   {"QInt8Storage", 1},        {"QInt32Storage", 4},
+      {"QUInt4x2Storage", 1}, {"QUInt2x4Storage", 1},     {"UntypedStorage", 1},
   };
   for (const auto& [name, size] : kSizes) {
     if (storage_type == name) return size;
@@ -385,17 +481,21 @@ class PickleAnalysis {
   }
 
   void Run() {
+    if (RunLegacyTarMember()) return;
     auto data = t_.data;
     std::uint64_t pos = 0;
     bool legacy = false;
     for (int stream = 0;; ++stream) {
       pk::ParseResult r = pk::Parse(data, pos, limits_);
-      if (stream == 0 && r.error == pk::ErrorKind::kCorrupt && r.ops <= 4 && NoEffects(r)) {
+      bool claims_pickle = data.size() >= 2 && static_cast<std::uint8_t>(data[0]) == 0x80 &&
+                           static_cast<std::uint8_t>(data[1]) <= 5;
+      if (stream == 0 && !claims_pickle && r.error == pk::ErrorKind::kCorrupt && r.ops <= 4 &&
+          NoEffects(r)) {
         // CPython's unpickler rejects the stream within its first opcodes, before anything is
         // imported or called: loading this cannot run code.
         s_.Add(t_, "pickle.not-a-pickle", Severity::kInfo,
-               "not a pickle stream: the unpickler rejects it at once (" +
-                   r.error_message + "), before anything could be imported or called",
+               "not a pickle stream: the unpickler rejects it at once (" + r.error_message +
+                   "), before anything could be imported or called",
                0);
         return;
       }
@@ -442,6 +542,87 @@ class PickleAnalysis {
   }
 
  private:
+  // Members of the legacy tar torch.save format (torch < 0.1.10), as torch's legacy_load reads
+  // them: 'storages' = count pickle, then per storage a (key, location, type) pickle, an int64
+  // element count and the raw elements, then a storage-views pickle; 'tensors' = count pickle,
+  // then per tensor a (key, storage id, type) pickle, int32 ndim, 4 bytes, ndim int64 sizes,
+  // ndim int64 strides and an int64 offset. False when the target is not such a member.
+  bool RunLegacyTarMember() {
+    std::string_view base = t_.name;
+    if (auto slash = base.find_last_of('/'); slash != std::string_view::npos) {
+      base.remove_prefix(slash + 1);
+    }
+    bool storages = base == "storages";
+    if (!storages && base != "tensors") return false;
+    auto data = t_.data;
+    pk::ParseResult count = pk::Parse(data, 0, limits_);
+    if (!count.ok() || count.result.kind != pk::ResultValue::Kind::kInt ||
+        count.result.int_value < 0 || !count.events.empty()) {
+      return false;
+    }
+    std::uint64_t pos = count.end;
+    auto fail = [&](const std::string& what) {
+      s_.Incomplete(t_, "pickle.legacy-storage",
+                    "legacy tar PyTorch member '" + std::string(base) + "': " + what, pos);
+      return true;
+    };
+    auto read_u64 = [&](std::uint64_t* v) {
+      if (data.size() - pos < 8) return false;
+      *v = 0;
+      for (int k = 7; k >= 0; --k) *v = (*v << 8) | static_cast<std::uint8_t>(data[pos + k]);
+      pos += 8;
+      return true;
+    };
+    for (std::int64_t i = 0; i < count.result.int_value; ++i) {
+      if (pos >= data.size()) return fail("fewer records than its count says");
+      pk::ParseResult rec = pk::Parse(data, pos, limits_);
+      Judge(rec, static_cast<int>(i + 1));
+      if (rec.error != pk::ErrorKind::kNone) {
+        ReportError(rec);
+        return true;
+      }
+      pos = rec.end;
+      if (storages) {
+        std::optional<std::uint64_t> elsize;
+        if (rec.result.global_items.size() == 1) {
+          std::string_view type = rec.result.global_items[0];
+          if (type.starts_with("torch.")) elsize = TorchElementSize(type.substr(6));
+        }
+        std::uint64_t numel = 0;
+        std::uint64_t bytes = 0;
+        if (!elsize) return fail("a storage record without a known storage type");
+        if (!read_u64(&numel) || !core::CheckedMul(numel, *elsize, &bytes) ||
+            bytes > data.size() - pos) {
+          return fail("a storage larger than the member");
+        }
+        pos += bytes;
+      } else {
+        if (data.size() - pos < 8) return fail("a truncated tensor record");
+        std::uint32_t ndim = 0;
+        for (int k = 3; k >= 0; --k) ndim = (ndim << 8) | static_cast<std::uint8_t>(data[pos + k]);
+        pos += 8;
+        std::uint64_t need = 16ull * ndim + 8;
+        if (ndim > 1024 || need > data.size() - pos) return fail("a malformed tensor record");
+        pos += need;
+      }
+    }
+    if (storages) {
+      pk::ParseResult views = pk::Parse(data, pos, limits_);
+      Judge(views, -1);
+      if (views.error != pk::ErrorKind::kNone) {
+        ReportError(views);
+        return true;
+      }
+      pos = views.end;
+    }
+    if (pos != data.size()) {
+      s_.Incomplete(t_, "pickle.trailing-data",
+                    std::to_string(data.size() - pos) + " unexplained bytes after the last record",
+                    pos);
+    }
+    return true;
+  }
+
   static bool NoEffects(const pk::ParseResult& r) {
     for (const auto& e : r.events) {
       if (e.kind != pk::EventKind::kPersistentId && e.kind != pk::EventKind::kAnomaly) return false;
@@ -458,11 +639,32 @@ class PickleAnalysis {
 
   void Judge(pk::ParseResult& r, int stream) {
     (void)stream;
+    // Views into r.owned die with r: never deduplicate across streams by address.
+    scanned_.clear();
+    // Bytes consumed by a loader call are scanned as that call's argument, not reported as a
+    // pickle hidden in data (torch.storage._load_from_bytes carries raw torch.save output).
+    std::set<const std::byte*> loader_args;
+    for (const pk::Event& e : r.events) {
+      if (e.kind == pk::EventKind::kCall && e.ref.is_global &&
+          IsLoader(pk::CanonicalModule(e.ref.module) + "." + e.ref.qualname)) {
+        for (auto b : e.byte_args) loader_args.insert(b.data());
+      }
+    }
     for (pk::Event& e : r.events) {
+      if (e.kind == pk::EventKind::kEmbedded && !e.byte_args.empty() &&
+          loader_args.count(e.byte_args[0].data())) {
+        continue;
+      }
       switch (e.kind) {
-        case pk::EventKind::kImport: JudgeImport(e); break;
-        case pk::EventKind::kCall: JudgeCall(e); break;
-        case pk::EventKind::kBuild: JudgeBuild(e); break;
+        case pk::EventKind::kImport:
+          JudgeImport(e);
+          break;
+        case pk::EventKind::kCall:
+          JudgeCall(e);
+          break;
+        case pk::EventKind::kBuild:
+          JudgeBuild(e);
+          break;
         case pk::EventKind::kPersistentId:
           if (e.storage_type.empty()) {
             Finding("persid:" + e.detail, "pickle.persistent-id", Severity::kMedium,
@@ -485,9 +687,14 @@ class PickleAnalysis {
                   "NEXT_BUFFER: " + e.detail + "; the buffer's content is not in this file",
                   e.offset);
           break;
-        case pk::EventKind::kAnomaly: JudgeAnomaly(e); break;
-        case pk::EventKind::kJoblibArray: break;
-        case pk::EventKind::kEmbedded: ScanEmbedded(e); break;
+        case pk::EventKind::kAnomaly:
+          JudgeAnomaly(e);
+          break;
+        case pk::EventKind::kJoblibArray:
+          break;
+        case pk::EventKind::kEmbedded:
+          ScanEmbedded(e);
+          break;
       }
     }
     if (r.events_dropped > 0) {
@@ -503,8 +710,9 @@ class PickleAnalysis {
     std::string op = pk::OpcodeName(e.opcode);
     if (j.kind == Judgement::kAllowed) return;
     if (j.kind == Judgement::kDangerous) {
-      Finding("import:" + name, e.ref.computed ? "pickle.computed-import" : "pickle.dangerous-import",
-              j.severity, op + " imports " + name + ": " + j.why, e.offset);
+      Finding("import:" + name,
+              e.ref.computed ? "pickle.computed-import" : "pickle.dangerous-import", j.severity,
+              op + " imports " + name + ": " + j.why, e.offset);
       return;
     }
     Finding("import:" + name, "pickle.unknown-import", Severity::kMedium,
@@ -531,11 +739,19 @@ class PickleAnalysis {
     if (e.ref.is_global) {
       std::string full = pk::CanonicalModule(e.ref.module) + "." + e.ref.qualname;
       bool loader = IsLoader(full);
+      if (loader && e.byte_args.empty()) {
+        Finding("loader:" + std::to_string(e.offset), "pickle.nested-pickle", Severity::kMedium,
+                "the argument of the loader " + full +
+                    " is not a byte string known statically, so what it deserializes could "
+                    "not be scanned",
+                e.offset);
+      }
       if (loader && !e.byte_args.empty()) {
         Finding("loader:" + std::to_string(e.offset), "pickle.nested-pickle",
                 full == "torch.storage._load_from_bytes" ? Severity::kInfo : Severity::kHigh,
-                "bytes passed to the loader " + full + " are deserialized when this file is "
-                "loaded; they are scanned as a nested member",
+                "bytes passed to the loader " + full +
+                    " are deserialized when this file is "
+                    "loaded; they are scanned as a nested member",
                 e.offset);
       }
       ScanBytesArgs(e, loader);
@@ -562,6 +778,12 @@ class PickleAnalysis {
       Finding("build:" + e.ref.Display(), "pickle.build-global", Severity::kHigh,
               "BUILD sets state on the module-level object " + e.ref.Display() +
                   " (monkey-patching the running program)",
+              e.offset);
+    } else if (e.ref.origin.starts_with("persistent") || e.ref.origin.starts_with("extension")) {
+      // __setstate__ of an object the loader supplied: what runs depends on the loader.
+      Finding("build:" + e.ref.origin, "pickle.indirect-call", Severity::kMedium,
+              "BUILD calls __setstate__ on a " + e.ref.origin +
+                  ", whose type is decided by the loader, not by this file",
               e.offset);
     }
   }
@@ -638,10 +860,10 @@ class PickleAnalysis {
     for (const std::string& key : result.str_items) {
       auto it = element_size.find(key);
       if (it == element_size.end()) {
-        s_.Incomplete(t_, "pickle.legacy-storage",
-                      "legacy PyTorch file: storage key '" + key +
-                          "' is not defined by the main pickle",
-                      pos);
+        s_.Incomplete(
+            t_, "pickle.legacy-storage",
+            "legacy PyTorch file: storage key '" + key + "' is not defined by the main pickle",
+            pos);
         return;
       }
       std::uint64_t numel = 0;

@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "core/hash.h"
 #include "core/progress.h"
+#include "formats/pickle.h"
 
 namespace airlock::scan {
 
@@ -179,6 +180,25 @@ bool HasPickleName(std::string_view name) {
   return false;
 }
 
+// Text that a pickle loader would execute: a bounded emulation reaches an import and then a
+// call or STOP. Catches protocol 0 pickles with misleading names and trailing junk; ordinary
+// text fails within a few opcodes.
+bool TextPickleExecutes(std::span<const std::byte> d) {
+  formats::pickle::Limits limits;
+  limits.max_ops = 10'000;
+  limits.max_values = 10'000;
+  limits.max_events = 64;
+  limits.max_decoded_bytes = 1u << 20;
+  auto r = formats::pickle::Parse(d, 0, limits);
+  bool imports = false;
+  bool calls = false;
+  for (const auto& e : r.events) {
+    if (e.kind == formats::pickle::EventKind::kImport) imports = true;
+    if (e.kind == formats::pickle::EventKind::kCall) calls = true;
+  }
+  return imports && (calls || r.stopped);
+}
+
 }  // namespace
 
 Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
@@ -229,7 +249,10 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
     auto last = static_cast<unsigned char>(d[d.size() - 1]);
     bool ends_with_stop = last == '.' || (d.size() >= 2 && last == '\n' &&
                                           static_cast<unsigned char>(d[d.size() - 2]) == '.');
-    if (IsPickleStartOpcode(b0) && (HasPickleName(name) || ends_with_stop)) return Format::kPickle;
+    if (IsPickleStartOpcode(b0) &&
+        (HasPickleName(name) || ends_with_stop || TextPickleExecutes(d))) {
+      return Format::kPickle;
+    }
     if (EndsWith(name, ".json") || b0 == '{' || b0 == '[') return Format::kJson;
     return Format::kText;
   }

@@ -3,10 +3,10 @@
 // expected.json records. Zips, 7z, .npy/.npz and non-pickle formats belong to other analyzers
 // and are skipped here (listed in the test output).
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 
@@ -23,7 +23,8 @@ std::string ReadAll(const std::filesystem::path& p) {
 }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Plain pickle / legacy torch / joblib / dill files (by name, then by content).
