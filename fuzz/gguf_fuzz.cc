@@ -21,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::uint64_t n = a->size() < 64 ? a->size() : 64;
       for (std::uint64_t i = 0; i <= n; ++i) {  // one past the end on purpose
         sink += a->StringAt(i).value_or("").size();
-        sink += a->UintAt(i).value_or(0) + static_cast<std::uint64_t>(a->FloatAt(i).value_or(0));
-        sink += a->At<std::int32_t>(i).value_or(0);
+        sink += a->UintAt(i).value_or(0) + (a->FloatAt(i).value_or(0) > 0.5 ? 1 : 0);
+        sink += static_cast<std::uint32_t>(a->At<std::int32_t>(i).value_or(0));
         if (auto inner = a->ArrayAt(i)) sink += inner->size();
       }
     }
