@@ -99,9 +99,9 @@ void BM_Scan(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * FileSize()));
 }
 
-BENCHMARK(BM_PlainRead)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_ParseHeader)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Scan)->Arg(0)->Arg(1)->ArgName("hash")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PlainRead)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ParseHeader)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Scan)->Arg(0)->Arg(1)->ArgName("hash")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
