@@ -296,6 +296,13 @@ TEST(FolderScan, ConsistentFolderIsClean) {
   ASSERT_TRUE(report.ok());
   FileReport folder = FolderReport(*report);
   EXPECT_TRUE(HasRule(folder, "folder.missing-shard")) << Rules(folder);  // gguf part 2 of 2
+  gguf::Writer split = CleanModel();
+  split.AddUint16("split.no", 1);  // says part 2, named part 1
+  split.AddUint16("split.count", 2);
+  WriteFile(d / "m-00001-of-00002.gguf", split.Build());
+  report = ScanPaths({d.string()}, ScanOptions{});
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(HasRule(FolderReport(*report), "folder.split-mismatch")) << Rules(FolderReport(*report));
   fs::remove(d / "m-00001-of-00002.gguf");
   report = ScanPaths({d.string()}, ScanOptions{});
   ASSERT_TRUE(report.ok());
