@@ -165,6 +165,17 @@ TEST(SafetensorsScan, FixtureVerdicts) {
   FileReport mal = scan("malicious_import.safetensors");
   EXPECT_EQ(mal.verdict, Verdict::kMalicious);
   EXPECT_TRUE(HasRule(mal, "safetensors.metadata-code"));
+  {
+    // The finding points at the metadata key in the header.
+    auto m = core::MappedFile::Open((dir / "malicious_import.safetensors").string());
+    ASSERT_TRUE(m.ok());
+    auto key_at = core::AsStringView(m->bytes()).find("\"model_info\"");
+    ASSERT_NE(key_at, std::string_view::npos);
+    bool found = false;
+    for (const auto& f : mal.findings)
+      found |= f.rule_id == "safetensors.metadata-code" && f.offset == key_at;
+    EXPECT_TRUE(found) << Rules(mal);
+  }
   for (const char* suspicious : {"multiple_patterns.safetensors", "obfuscated_metadata.safetensors",
                                  "script_injection.safetensors", "shell_commands.safetensors",
                                  "suspicious_url.safetensors"}) {
@@ -302,7 +313,8 @@ TEST(FolderScan, ConsistentFolderIsClean) {
   WriteFile(d / "m-00001-of-00002.gguf", split.Build());
   report = ScanPaths({d.string()}, ScanOptions{});
   ASSERT_TRUE(report.ok());
-  EXPECT_TRUE(HasRule(FolderReport(*report), "folder.split-mismatch")) << Rules(FolderReport(*report));
+  EXPECT_TRUE(HasRule(FolderReport(*report), "folder.split-mismatch"))
+      << Rules(FolderReport(*report));
   fs::remove(d / "m-00001-of-00002.gguf");
   report = ScanPaths({d.string()}, ScanOptions{});
   ASSERT_TRUE(report.ok());
