@@ -29,12 +29,9 @@ namespace {
 
 const char* VerdictColor(Verdict v) {
   switch (v) {
-    case Verdict::kClean:
-      return "\033[32m";
-    case Verdict::kInconclusive:
-      return "\033[33m";
-    case Verdict::kMalicious:
-      return "\033[31;1m";
+    case Verdict::kClean: return "\033[32m";
+    case Verdict::kInconclusive: return "\033[33m";
+    case Verdict::kMalicious: return "\033[31;1m";
   }
   return "";
 }
@@ -42,12 +39,9 @@ const char* VerdictColor(Verdict v) {
 const char* SeverityColor(Severity s) {
   switch (s) {
     case Severity::kCritical:
-    case Severity::kHigh:
-      return "\033[31m";
-    case Severity::kMedium:
-      return "\033[33m";
-    default:
-      return "\033[2m";
+    case Severity::kHigh: return "\033[31m";
+    case Severity::kMedium: return "\033[33m";
+    default: return "\033[2m";
   }
 }
 
@@ -90,9 +84,12 @@ std::string RenderJson(const ScanReport& report) {
   for (const auto& file : report.files) {
     json findings = json::array();
     for (const auto& f : file.findings) {
-      json jf = {{"rule_id", f.rule_id}, {"severity", SeverityName(f.severity)},
-                 {"message", f.message}, {"path", f.path},
-                 {"member", f.member},   {"incomplete", f.incomplete}};
+      json jf = {{"rule_id", f.rule_id},
+                 {"severity", SeverityName(f.severity)},
+                 {"message", f.message},
+                 {"path", f.path},
+                 {"member", f.member},
+                 {"incomplete", f.incomplete}};
       jf["offset"] = f.offset ? json(*f.offset) : json(nullptr);
       findings.push_back(std::move(jf));
     }
@@ -132,12 +129,11 @@ std::string RenderSarif(const ScanReport& report) {
                           {"shortDescription", {{"text", id}}},
                           {"helpUri", "https://example.invalid/airlock/docs/rules.md#" + id},
                           {"defaultConfiguration", {{"level", level(sev)}}},
-                          {"properties",
-                           {{"security-severity", sev >= Severity::kCritical ? "9.5"
-                                                  : sev >= Severity::kHigh   ? "8.0"
-                                                  : sev >= Severity::kMedium ? "5.0"
-                                                                             : "2.0"},
-                            {"tags", {"security"}}}}});
+                          {"properties", {{"security-severity", sev >= Severity::kCritical ? "9.5"
+                                                                : sev >= Severity::kHigh   ? "8.0"
+                                                                : sev >= Severity::kMedium ? "5.0"
+                                                                                           : "2.0"},
+                                          {"tags", {"security"}}}}});
   }
   json results = json::array();
   for (const auto& file : report.files)
@@ -152,16 +148,17 @@ std::string RenderSarif(const ScanReport& report) {
                          {"message", {{"text", text}}},
                          {"locations", {{{"physicalLocation", physical}}}}});
     }
-  json doc = {{"$schema", "https://json.schemastore.org/sarif-2.1.0.json"},
-              {"version", "2.1.0"},
-              {"runs",
-               {{{"tool",
-                  {{"driver",
-                    {{"name", "airlock"},
-                     {"version", kVersion},
-                     {"informationUri", "https://example.invalid/airlock"},
-                     {"rules", rule_array}}}}},
-                 {"results", results}}}}};
+  json doc = {
+      {"$schema", "https://json.schemastore.org/sarif-2.1.0.json"},
+      {"version", "2.1.0"},
+      {"runs",
+       {{{"tool",
+          {{"driver",
+            {{"name", "airlock"},
+             {"version", kVersion},
+             {"informationUri", "https://example.invalid/airlock"},
+             {"rules", rule_array}}}}},
+         {"results", results}}}}};
   return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

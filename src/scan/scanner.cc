@@ -12,23 +12,18 @@ namespace airlock::scan {
 
 std::string_view SeverityName(Severity s) {
   switch (s) {
-    case Severity::kInfo:
-      return "info";
-    case Severity::kLow:
-      return "low";
-    case Severity::kMedium:
-      return "medium";
-    case Severity::kHigh:
-      return "high";
-    case Severity::kCritical:
-      return "critical";
+    case Severity::kInfo: return "info";
+    case Severity::kLow: return "low";
+    case Severity::kMedium: return "medium";
+    case Severity::kHigh: return "high";
+    case Severity::kCritical: return "critical";
   }
   return "info";
 }
 
 std::optional<Severity> ParseSeverity(std::string_view name) {
-  for (Severity s :
-       {Severity::kInfo, Severity::kLow, Severity::kMedium, Severity::kHigh, Severity::kCritical}) {
+  for (Severity s : {Severity::kInfo, Severity::kLow, Severity::kMedium, Severity::kHigh,
+                     Severity::kCritical}) {
     if (SeverityName(s) == name) return s;
   }
   return std::nullopt;
@@ -36,12 +31,9 @@ std::optional<Severity> ParseSeverity(std::string_view name) {
 
 std::string_view VerdictName(Verdict v) {
   switch (v) {
-    case Verdict::kClean:
-      return "clean";
-    case Verdict::kInconclusive:
-      return "inconclusive";
-    case Verdict::kMalicious:
-      return "malicious";
+    case Verdict::kClean: return "clean";
+    case Verdict::kInconclusive: return "inconclusive";
+    case Verdict::kMalicious: return "malicious";
   }
   return "inconclusive";
 }
@@ -61,42 +53,24 @@ namespace internal {
 
 std::string_view FormatName(Format f) {
   switch (f) {
-    case Format::kUnknownBinary:
-      return "unknown";
-    case Format::kText:
-      return "text";
-    case Format::kEmpty:
-      return "empty";
-    case Format::kPickle:
-      return "pickle";
-    case Format::kZip:
-      return "zip";
-    case Format::kTar:
-      return "tar";
-    case Format::kGzip:
-      return "gzip";
-    case Format::kXz:
-      return "xz";
-    case Format::kBzip2:
-      return "bzip2";
-    case Format::kSevenZip:
-      return "7z";
-    case Format::kNpy:
-      return "npy";
-    case Format::kGguf:
-      return "gguf";
-    case Format::kSafetensors:
-      return "safetensors";
-    case Format::kJson:
-      return "json";
-    case Format::kJinja:
-      return "jinja";
-    case Format::kPythonSource:
-      return "python";
-    case Format::kExecutable:
-      return "executable";
-    case Format::kNotebook:
-      return "notebook";
+    case Format::kUnknownBinary: return "unknown";
+    case Format::kText: return "text";
+    case Format::kEmpty: return "empty";
+    case Format::kPickle: return "pickle";
+    case Format::kZip: return "zip";
+    case Format::kTar: return "tar";
+    case Format::kGzip: return "gzip";
+    case Format::kXz: return "xz";
+    case Format::kBzip2: return "bzip2";
+    case Format::kSevenZip: return "7z";
+    case Format::kNpy: return "npy";
+    case Format::kGguf: return "gguf";
+    case Format::kSafetensors: return "safetensors";
+    case Format::kJson: return "json";
+    case Format::kJinja: return "jinja";
+    case Format::kPythonSource: return "python";
+    case Format::kExecutable: return "executable";
+    case Format::kNotebook: return "notebook";
   }
   return "unknown";
 }
@@ -133,32 +107,9 @@ bool LooksLikeText(std::span<const std::byte> d) {
 // Opcodes a protocol 0/1 pickle can start with.
 bool IsPickleStartOpcode(unsigned char c) {
   switch (c) {
-    case '(':
-    case 'c':
-    case ']':
-    case '}':
-    case ')':
-    case 'I':
-    case 'L':
-    case 'F':
-    case 'S':
-    case 'V':
-    case 'N':
-    case 'l':
-    case 'd':
-    case 't':
-    case 'i':
-    case 'J':
-    case 'K':
-    case 'M':
-    case 'U':
-    case 'T':
-    case 'X':
-    case 'G':
-    case 'q':
-    case 'p':
-    case 'g':
-    case 'h':
+    case '(': case 'c': case ']': case '}': case ')': case 'I': case 'L': case 'F': case 'S':
+    case 'V': case 'N': case 'l': case 'd': case 't': case 'i': case 'J': case 'K': case 'M':
+    case 'U': case 'T': case 'X': case 'G': case 'q': case 'p': case 'g': case 'h':
       return true;
     default:
       return false;
@@ -183,20 +134,13 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
     return Format::kZip;
   if (StartsWith(d, "\x93NUMPY")) return Format::kNpy;
   if (StartsWith(d, "\x1f\x8b")) return Format::kGzip;
-  if (StartsWith(d,
-                 "\xfd"
-                 "7zXZ"))
-    return Format::kXz;
+  if (StartsWith(d, "\xfd" "7zXZ")) return Format::kXz;
   if (StartsWith(d, "BZh")) return Format::kBzip2;
   if (StartsWith(d, "7z\xbc\xaf\x27\x1c")) return Format::kSevenZip;
-  if (d.size() > 262 &&
-      std::string_view(reinterpret_cast<const char*>(d.data()) + 257, 5) == "ustar")
+  if (d.size() > 262 && std::string_view(reinterpret_cast<const char*>(d.data()) + 257, 5) == "ustar")
     return Format::kTar;
-  if (StartsWith(d,
-                 "\x7f"
-                 "ELF") ||
-      StartsWith(d, "\xcf\xfa\xed\xfe") || StartsWith(d, "\xce\xfa\xed\xfe") ||
-      StartsWith(d, "\xca\xfe\xba\xbe"))
+  if (StartsWith(d, "\x7f" "ELF") || StartsWith(d, "\xcf\xfa\xed\xfe") ||
+      StartsWith(d, "\xce\xfa\xed\xfe") || StartsWith(d, "\xca\xfe\xba\xbe"))
     return Format::kExecutable;
   if (StartsWith(d, "MZ") && !HasPickleName(name)) return Format::kExecutable;
   // safetensors: 8-byte little-endian header length, then a JSON object.
@@ -287,31 +231,17 @@ void Scanner::Scan(const Target& t) {
     case Format::kEmpty:
     case Format::kText:
       return;
-    case Format::kPickle:
-      AnalyzePickle(*this, t);
-      return;
-    case Format::kZip:
-      AnalyzeZip(*this, t);
-      return;
+    case Format::kPickle: AnalyzePickle(*this, t); return;
+    case Format::kZip: AnalyzeZip(*this, t); return;
     case Format::kTar:
     case Format::kGzip:
     case Format::kXz:
     case Format::kBzip2:
-    case Format::kSevenZip:
-      AnalyzeArchive(*this, t, f);
-      return;
-    case Format::kNpy:
-      AnalyzeNpy(*this, t);
-      return;
-    case Format::kGguf:
-      AnalyzeGguf(*this, t);
-      return;
-    case Format::kSafetensors:
-      AnalyzeSafetensors(*this, t);
-      return;
-    case Format::kJson:
-      AnalyzeJson(*this, t);
-      return;
+    case Format::kSevenZip: AnalyzeArchive(*this, t, f); return;
+    case Format::kNpy: AnalyzeNpy(*this, t); return;
+    case Format::kGguf: AnalyzeGguf(*this, t); return;
+    case Format::kSafetensors: AnalyzeSafetensors(*this, t); return;
+    case Format::kJson: AnalyzeJson(*this, t); return;
     case Format::kJinja:
       AnalyzeTemplateSource(*this, t, core::AsStringView(t.data), 0);
       return;
@@ -387,8 +317,7 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
     if (fs::is_directory(fs::status(path, ec))) {
       std::vector<std::string> rel;
       std::vector<std::string> files;
-      auto it =
-          fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+      auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
       if (ec) return IoError("scan: cannot list " + path + ": " + ec.message());
       for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (ec) break;
@@ -401,8 +330,7 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
         if (entry.is_symlink() || entry.is_regular_file()) {
           // lexically: fs::relative would resolve a symlink to its target and hide its name.
           rel.push_back(entry.path().lexically_relative(path).string());
-          if (entry.is_regular_file() && !entry.is_symlink())
-            files.push_back(entry.path().string());
+          if (entry.is_regular_file() && !entry.is_symlink()) files.push_back(entry.path().string());
         }
       }
       std::sort(rel.begin(), rel.end());
