@@ -292,6 +292,23 @@ TEST(FolderScan, RemoteCodeShardsAndSymlinks) {
   EXPECT_EQ(report->verdict, Verdict::kMalicious);
 }
 
+TEST(FolderScan, HuggingFaceCacheSnapshotLinksAreScanned) {
+  testing::TempDir tmp("hfcache");
+  fs::path repo = tmp.path() / "models--org--tiny";
+  fs::path snap = repo / "snapshots" / "0123abcd";
+  gguf::Writer w = CleanModel();
+  w.AddUint32("tokenizer.ggml.padding_token_id", 999);  // out of range: malicious
+  WriteFile(repo / "blobs" / "deadbeef", w.Build());
+  fs::create_directories(snap);
+  fs::create_symlink("../../blobs/deadbeef", snap / "model.gguf");
+  auto report = ScanPaths({snap.string()}, ScanOptions{});
+  ASSERT_TRUE(report.ok());
+  FileReport folder = FolderReport(*report);
+  EXPECT_FALSE(HasRule(folder, "folder.symlink-escape")) << Rules(folder);
+  EXPECT_TRUE(HasRule(folder, "gguf.special-token-out-of-range")) << Rules(folder);
+  EXPECT_EQ(report->verdict, Verdict::kMalicious);
+}
+
 TEST(FolderScan, ConsistentFolderIsClean) {
   testing::TempDir tmp("folder");
   fs::path d = tmp.path() / "model";
