@@ -180,6 +180,21 @@ void AnalyzeJson(Scanner& s, const Target& t) {
     return;
   }
   std::string_view text = core::AsStringView(t.data);
+  std::string name = BaseName(t.name);
+  // Vocabularies are data (often tens of MB): validate without building a DOM. Scanning their
+  // strings for code would flag every code tokenizer, and templates do not live there.
+  if (name == "tokenizer.json" || name == "vocab.json") {
+    bool valid = false;
+    try {
+      valid = json::accept(text.begin(), text.end());
+    } catch (const std::exception&) {
+      valid = false;
+    }
+    if (!valid) {
+      s.Incomplete(t, "json.invalid", "tokenizer vocabulary is not valid JSON", 0, Severity::kLow);
+    }
+    return;
+  }
   json root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {
     // "{% ... %}" / "{{ ... }}" files (*.template) start like JSON: vet them as templates.
@@ -191,11 +206,9 @@ void AnalyzeJson(Scanner& s, const Target& t) {
     return;
   }
   if (!root.is_object()) return;  // lists of data (datasets, vocabularies)
-  std::string name = BaseName(t.name);
   // Vocabularies are data; scanning their strings for code would flag every code tokenizer.
   try {
-    if (name == "tokenizer.json" || name == "vocab.json" || name == "added_tokens.json" ||
-        name == "special_tokens_map.json") {
+    if (name == "added_tokens.json" || name == "special_tokens_map.json") {
       CheckTemplates(s, t, root);
       return;
     }
