@@ -1,5 +1,7 @@
 // The GGUF, safetensors, JSON and model-folder analyzers, through the public scan API.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -8,6 +10,7 @@
 #include "core/file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "scan/inspect.h"
 #include "scan/scan.h"
 #include "test_util.h"
 
@@ -85,6 +88,43 @@ TEST(GgufScan, StructuralErrorsBecomeFindingsWithOffsets) {
   FileReport o = ScanString(overlap.Build(), "m.gguf");
   EXPECT_TRUE(HasRule(o, "gguf.tensor-overlap")) << Rules(o);
   EXPECT_EQ(o.verdict, Verdict::kMalicious);
+}
+
+// Scanning and inspecting read the header only: with the tensor data made unreadable
+// (PROT_NONE), both still complete. (Tensors are multiples of the alignment, so there is no
+// padding to check either.)
+TEST(GgufScan, NeverTouchesTensorData) {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  gguf::Writer big(static_cast<std::uint32_t>(page));
+  big.AddString("general.architecture", "llama");
+  big.AddUint32("llama.block_count", 1);
+  auto d = Zeros(page * 4);
+  big.AddTensor("a", gguf::GgmlType::kF32, {page}, d);
+  big.AddTensor("b", gguf::GgmlType::kF32, {page}, d);
+  std::string bytes = big.Build();
+  void* mem =
+      ::mmap(nullptr, bytes.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  std::memcpy(mem, bytes.data(), bytes.size());
+  auto parsed = gguf::File::Parse(core::AsBytes(bytes));
+  ASSERT_TRUE(parsed.ok());
+  ASSERT_EQ(parsed->data_offset() % page, 0u);
+  auto* base = static_cast<std::byte*>(mem);
+  ASSERT_EQ(
+      ::mprotect(base + parsed->data_offset(), bytes.size() - parsed->data_offset(), PROT_NONE), 0);
+  std::span<const std::byte> view(base, bytes.size());
+  // The guard works: reading tensor data would crash.
+  EXPECT_DEATH(
+      {
+        volatile std::byte x = view[parsed->data_offset()];
+        (void)x;
+      },
+      "");
+  FileReport r = ScanBuffer(view, "big.gguf", ScanOptions{});
+  EXPECT_EQ(r.verdict, Verdict::kClean) << Rules(r);
+  auto summary = InspectBuffer(view, "big.gguf");
+  EXPECT_TRUE(summary.ok());
+  ::munmap(mem, bytes.size());
 }
 
 TEST(GgufScan, VocabAndSpecialTokens) {
