@@ -229,6 +229,25 @@ std::string Le64(std::uint64_t v) {
   return s;
 }
 
+TEST(SafetensorsScan, NeverTouchesTensorData) {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::string h =
+      R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[4096],"data_offsets":[0,16384]}})";
+  h.resize(page - 8, ' ');  // data starts on the second page
+  std::string bytes = Le64(h.size()) + h + std::string(16384, '\0');
+  void* mem =
+      ::mmap(nullptr, bytes.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  std::memcpy(mem, bytes.data(), bytes.size());
+  auto* base = static_cast<std::byte*>(mem);
+  ASSERT_EQ(::mprotect(base + page, bytes.size() - page, PROT_NONE), 0);
+  std::span<const std::byte> view(base, bytes.size());
+  FileReport r = ScanBuffer(view, "m.safetensors", ScanOptions{});
+  EXPECT_EQ(r.verdict, Verdict::kClean) << Rules(r);
+  EXPECT_TRUE(InspectBuffer(view, "m.safetensors").ok());
+  ::munmap(mem, bytes.size());
+}
+
 TEST(SafetensorsScan, MalformedHeaders) {
   std::string h =
       R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
