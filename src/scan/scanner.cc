@@ -338,7 +338,13 @@ bool HasTrailingZip(std::span<const std::byte> d) {
 void Scanner::Scan(const Target& t) {
   Format f = DetectFormat(t.data, t.name);
   if (t.depth == 0) SetFormat(FormatName(f));
-  if (f != Format::kZip && f != Format::kEmpty && HasTrailingZip(t.data)) {
+  // Loaders pick a file by its name: a .gguf goes to llama.cpp, a .safetensors to the
+  // safetensors reader, which never look for a zip. Anything else may reach torch.load. Checking
+  // the tail of a correctly named GGUF/safetensors file is skipped so that their scans touch
+  // headers only.
+  bool named_for_format = (f == Format::kGguf && EndsWith(t.name, ".gguf")) ||
+                          (f == Format::kSafetensors && EndsWith(t.name, ".safetensors"));
+  if (f != Format::kZip && f != Format::kEmpty && !named_for_format && HasTrailingZip(t.data)) {
     Add(t, "zip.polyglot", Severity::kMedium,
         std::string("file is a ") + std::string(FormatName(f)) +
             " with a zip archive appended: zip readers such as torch.load open the zip part");

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -79,6 +81,17 @@ TEST(ScanBufferTest, ImagesAreCleanButImageZipPolyglotsAreNot) {
   auto r = ScanBuffer(Bytes(polyglot), "card.png", {});
   EXPECT_NE(r.verdict, Verdict::kClean);
   EXPECT_EQ(r.findings.at(0).rule_id, "zip.polyglot");
+}
+
+TEST(ScanBufferTest, GgufWithAZipTailIsFlaggedUnlessNamedGguf) {
+  std::string gguf = std::string("GGUF\x03\x00\x00\x00", 8) + std::string(16, '\0');
+  std::string eocd = std::string("PK\x05\x06", 4) + std::string(18, '\0');
+  auto as_pt = ScanBuffer(Bytes(gguf + eocd), "model.pt", {});
+  EXPECT_TRUE(std::any_of(as_pt.findings.begin(), as_pt.findings.end(),
+                          [](const Finding& f) { return f.rule_id == "zip.polyglot"; }));
+  auto as_gguf = ScanBuffer(Bytes(gguf + eocd), "model.gguf", {});
+  EXPECT_TRUE(std::none_of(as_gguf.findings.begin(), as_gguf.findings.end(),
+                           [](const Finding& f) { return f.rule_id == "zip.polyglot"; }));
 }
 
 TEST(TensorFlowTest, PyFuncInGraphIsCritical) {
