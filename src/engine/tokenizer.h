@@ -131,7 +131,6 @@ class StreamDecoder {
  private:
   const Tokenizer* tokenizer_;
   bool render_special_;
-  bool first_ = true;
   std::string pending_;
 };
 
