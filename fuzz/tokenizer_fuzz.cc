@@ -34,7 +34,16 @@ std::unique_ptr<Tokenizer> HandMade() {
   airlock::engine::Vocabulary v;
   v.kind = airlock::engine::VocabKind::kBpe;
   v.pre = "deepseek-v3";
-  v.tokens = {"a", "b", "ab", "\xC4\xA0", "\xC4\xA0" "a", "<|im_start|>", "<tool>", "1", "12"};
+  v.tokens = {"a",
+              "b",
+              "ab",
+              "\xC4\xA0",
+              "\xC4\xA0"
+              "a",
+              "<|im_start|>",
+              "<tool>",
+              "1",
+              "12"};
   v.types.assign(v.tokens.size(), airlock::engine::TokenType::kNormal);
   v.types[5] = airlock::engine::TokenType::kControl;
   v.types[6] = airlock::engine::TokenType::kUserDefined;
@@ -50,8 +59,8 @@ std::vector<std::unique_ptr<Tokenizer>>& Tokenizers() {
     list->push_back(HandMade());
     const auto dir = FixturesDir() / "llama-vocab";
     for (const char* name : {"llama-spm", "qwen2", "llama-bpe", "deepseek-llm", "falcon"}) {
-      auto mapped = airlock::core::MappedFile::Open((dir / (std::string("ggml-vocab-") + name +
-                                                             ".gguf")).string());
+      auto mapped = airlock::core::MappedFile::Open(
+          (dir / (std::string("ggml-vocab-") + name + ".gguf")).string());
       if (!mapped) continue;
       auto file = airlock::formats::gguf::File::Parse(mapped->bytes());
       if (!file) continue;
@@ -90,8 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if ((flags & 4) == 0 && (flags & 8) == 0 && streamed.size() < decoded.size()) __builtin_trap();
 
   std::size_t cut = text.empty() ? 0 : flags % (text.size() + 1);
-  std::vector<airlock::engine::TextSegment> segments = {
-      {std::string(text.substr(0, cut)), true}, {std::string(text.substr(cut)), false}};
+  std::vector<airlock::engine::TextSegment> segments = {{std::string(text.substr(0, cut)), true},
+                                                        {std::string(text.substr(cut)), false}};
   CheckIds(t, t.EncodeSegments(segments, flags & 16));
   return 0;
 }
