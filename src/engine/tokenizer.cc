@@ -383,16 +383,25 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view text, bool add_special,
 std::vector<TokenId> Tokenizer::EncodeSegments(std::span<const TextSegment> segments,
                                                bool add_special) const {
   std::string joined;
-  for (const TextSegment& s : segments) joined += s.text;
+  std::vector<TextSpan> spans;
+  for (const TextSegment& s : segments) {
+    spans.push_back({joined.size(), joined.size() + s.text.size(), s.parse_special});
+    joined += s.text;
+  }
+  return EncodeSpans(joined, spans, add_special);
+}
+
+std::vector<TokenId> Tokenizer::EncodeSpans(std::string_view text, std::span<const TextSpan> spans,
+                                            bool add_special) const {
   std::vector<Fragment> all;
   std::vector<Fragment> part;
-  std::size_t offset = 0;
-  for (const TextSegment& s : segments) {
+  auto append = [&](std::size_t begin, std::size_t end, bool parse_special) {
+    if (end <= begin) return;
     part.clear();
-    if (!s.text.empty()) part.push_back({kNoToken, offset, s.text.size()});
-    Partition(*impl_, joined, s.parse_special, &part);
+    part.push_back({kNoToken, begin, end - begin});
+    Partition(*impl_, text, parse_special, &part);
     for (const Fragment& f : part) {
-      // Plain text continuing plain text from the previous segment is one stretch.
+      // Plain text continuing plain text from the previous range is one stretch.
       if (f.token == kNoToken && !all.empty() && all.back().token == kNoToken &&
           all.back().offset + all.back().length == f.offset) {
         all.back().length += f.length;
@@ -400,10 +409,17 @@ std::vector<TokenId> Tokenizer::EncodeSegments(std::span<const TextSegment> segm
         all.push_back(f);
       }
     }
-    offset += s.text.size();
+  };
+  std::size_t pos = 0;  // everything before pos has been appended
+  for (const TextSpan& span : spans) {
+    if (span.begin < pos || span.end > text.size() || span.end < span.begin) continue;
+    append(pos, span.begin, false);
+    append(span.begin, span.end, span.parse_special);
+    pos = span.end;
   }
+  append(pos, text.size(), false);
   std::vector<TokenId> out;
-  EncodeFragments(*impl_, joined, all, add_special, &out);
+  EncodeFragments(*impl_, text, all, add_special, &out);
   return out;
 }
 
