@@ -294,9 +294,10 @@ Result<Tokenizer> Tokenizer::FromVocabulary(Vocabulary vocab) {
   };
   if (impl->eot == kNoToken) {
     impl->eot = find_first({"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                            "<EOT>",
+                            "<|end_of_text|>", "<EOT>", "_<EOT>",
                             "<\xEF\xBD\x9C"
-                            "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"});
+                            "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                            "<end_of_utterance>"});
     force_control(impl->eot);
   }
   if (impl->eom == kNoToken) {
@@ -330,8 +331,9 @@ Result<Tokenizer> Tokenizer::FromVocabulary(Vocabulary vocab) {
     if (id != kNoToken && group_index >= 3) impl->eog[id] = 1;  // fim pad, repo, file sep
     ++group_index;
   }
-  for (std::string_view name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                "<|endoftext|>", "<|eom_id|>", "<EOT>"}) {
+  for (std::string_view name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
+                                "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+                                "<|end_of_text|>", "<end_of_utterance>"}) {
     TokenId id = impl->FindToken(name);
     if (id == kNoToken) continue;
     impl->eog[id] = 1;

@@ -137,6 +137,42 @@ TEST(VocabFixtureSpecial, Qwen2ChatMarkers) {
   EXPECT_EQ(segmented.back(), im_end);
 }
 
+Result<Tokenizer> LoadFixture(const std::filesystem::path& path, core::MappedFile* keep) {
+  AIRLOCK_ASSIGN_OR_RETURN(*keep, core::MappedFile::Open(path.string()));
+  AIRLOCK_ASSIGN_OR_RETURN(auto file, formats::gguf::File::Parse(keep->bytes()));
+  return Tokenizer::FromGguf(file);
+}
+
+TEST(VocabFixtureSpecial, Llama3AndSpmSettings) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  core::MappedFile keep;
+  auto llama3 = LoadFixture(fixtures / "ggml-vocab-llama-bpe.gguf", &keep);
+  if (!llama3) GTEST_SKIP() << llama3.error().ToString();
+  EXPECT_EQ(llama3->bos(), 128000);
+  EXPECT_TRUE(llama3->add_bos());
+  EXPECT_EQ(llama3->eot(), llama3->Find("<|eot_id|>"));
+  EXPECT_TRUE(llama3->IsEog(llama3->Find("<|eot_id|>")));
+  EXPECT_TRUE(llama3->IsEog(llama3->Find("<|end_of_text|>")));
+  EXPECT_FALSE(llama3->IsEog(llama3->Find("<|start_header_id|>")));
+  auto ids = llama3->Encode("<|start_header_id|>user<|end_header_id|>", true, true);
+  ASSERT_EQ(ids.size(), 4u);
+  EXPECT_EQ(ids[0], 128000);
+  EXPECT_EQ(ids[1], llama3->Find("<|start_header_id|>"));
+
+  auto spm = LoadFixture(fixtures / "ggml-vocab-llama-spm.gguf", &keep);
+  ASSERT_TRUE(spm.ok()) << spm.error().ToString();
+  EXPECT_EQ(spm->kind(), VocabKind::kSpm);
+  auto hello = spm->Encode("Hello world", true, false);
+  ASSERT_FALSE(hello.empty());
+  EXPECT_EQ(hello.front(), 1);
+  EXPECT_EQ(spm->Decode(hello), "Hello world");
+  EXPECT_TRUE(spm->IsEog(2));
+  // "</s>" in user text stays text without --parse-special.
+  auto text = spm->Encode("a</s>", false, false);
+  EXPECT_EQ(std::count(text.begin(), text.end(), 2), 0);
+  EXPECT_EQ(spm->Encode("a</s>", false, true).back(), 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabFixtureTest,
                          ::testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35",
                                            "deepseek-llm", "deepseek-coder", "gpt-2", "falcon",
