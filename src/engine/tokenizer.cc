@@ -268,6 +268,23 @@ Result<Tokenizer> Tokenizer::FromVocabulary(Vocabulary vocab) {
     }
   }
 
+  if (impl->kind == VocabKind::kSpm) {
+    // Character by character, as the SPM merge splits text.
+    impl->spm_split_at_spaces = true;
+    for (const std::string& token : impl->tokens) {
+      bool previous_is_space = true;
+      for (std::size_t offset = 0; offset < token.size();) {
+        std::size_t len =
+            std::min(token.size() - offset, internal::Utf8SequenceLength(token[offset]));
+        bool is_space = std::string_view(token).substr(offset, len) == kSpmSpace;
+        if (is_space && !previous_is_space) impl->spm_split_at_spaces = false;
+        previous_is_space = is_space;
+        offset += len;
+      }
+      if (!impl->spm_split_at_spaces) break;
+    }
+  }
+
   // Byte fallbacks.
   for (int b = 0; b < 256; ++b) {
     TokenId id = kNoToken;

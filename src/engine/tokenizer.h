@@ -76,6 +76,10 @@ class Tokenizer {
   // too many tokens).
   static Result<Tokenizer> FromGguf(const formats::gguf::File& file);
 
+  // Just the tokenizer.* metadata as a Vocabulary (FromGguf = this + FromVocabulary).
+  // Errors: as FromGguf, except those only FromVocabulary detects (pre-tokenizer name).
+  static Result<Vocabulary> ReadGgufVocabulary(const formats::gguf::File& file);
+
   // Builds from an in-memory vocabulary. Errors: as FromGguf.
   static Result<Tokenizer> FromVocabulary(Vocabulary vocab);
 

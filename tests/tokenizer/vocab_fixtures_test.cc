@@ -173,6 +173,51 @@ TEST(VocabFixtureSpecial, Llama3AndSpmSettings) {
   EXPECT_EQ(spm->Encode("a</s>", false, true).back(), 2);
 }
 
+// SPM merges word by word when no token can join a character to a following U+2581. A vocabulary
+// with one extra token that breaks that rule merges the whole text at once (llama.cpp's way):
+// both must give the same ids on varied text.
+TEST(VocabFixtureSpecial, SpmWordSplittingMatchesWholeTextMerging) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  for (const char* name : {"llama-spm", "phi-3"}) {
+    auto mapped =
+        core::MappedFile::Open((fixtures / (std::string("ggml-vocab-") + name + ".gguf")).string());
+    if (!mapped) GTEST_SKIP() << mapped.error().ToString();
+    auto file = formats::gguf::File::Parse(mapped->bytes());
+    ASSERT_TRUE(file.ok());
+    auto vocab = Tokenizer::ReadGgufVocabulary(*file);
+    ASSERT_TRUE(vocab.ok()) << vocab.error().ToString();
+    auto split = Tokenizer::FromVocabulary(*vocab);
+    ASSERT_TRUE(split.ok());
+    Vocabulary whole_vocab = *vocab;
+    whole_vocab.tokens.push_back("\x01\xE2\x96\x81\x02");  // never formed from the text below
+    whole_vocab.scores.push_back(-1e9f);
+    whole_vocab.types.push_back(TokenType::kNormal);
+    auto whole = Tokenizer::FromVocabulary(whole_vocab);
+    ASSERT_TRUE(whole.ok());
+
+    std::string text;
+    for (const auto& entry : std::filesystem::directory_iterator(fixtures)) {
+      if (entry.path().extension() == ".inp") text += ReadAll(entry.path());
+    }
+    text += ReadAll(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "README.md");
+    text += ReadAll(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "src" / "engine" / "tokenizer.cc");
+    text += "  double  spaces,   triple, \t tab \n\n newline \xE2\x96\x81 literal, \xFF bad";
+    auto a = split->Encode(text, true, false);
+    auto b = whole->Encode(text, true, false);
+    std::size_t i = 0;
+    while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+    if (i < a.size() || i < b.size()) {
+      std::vector<TokenId> ctx_a(a.begin() + (i > 5 ? i - 5 : 0),
+                                 a.begin() + std::min(a.size(), i + 5));
+      std::vector<TokenId> ctx_b(b.begin() + (i > 5 ? i - 5 : 0),
+                                 b.begin() + std::min(b.size(), i + 5));
+      ADD_FAILURE() << name << " differs at token " << i << ": split '"
+                    << split->Decode(ctx_a, true) << "'" << Join(ctx_a) << "\n whole '"
+                    << whole->Decode(ctx_b, true) << "'" << Join(ctx_b);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabFixtureTest,
                          ::testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35",
                                            "deepseek-llm", "deepseek-coder", "gpt-2", "falcon",
