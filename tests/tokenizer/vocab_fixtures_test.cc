@@ -3,6 +3,7 @@
 // case by case, as in llama.cpp's tests/test-tokenizer-0.cpp.
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/file.h"
 #include "engine/tokenizer.h"
@@ -171,6 +172,31 @@ TEST(VocabFixtureSpecial, Llama3AndSpmSettings) {
   auto text = spm->Encode("a</s>", false, false);
   EXPECT_EQ(std::count(text.begin(), text.end(), 2), 0);
   EXPECT_EQ(spm->Encode("a</s>", false, true).back(), 2);
+}
+
+// As llama.cpp's test does: one tokenizer shared by several threads gives the same ids.
+TEST(VocabFixtureSpecial, ConcurrentEncodeIsConsistent) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  const auto path = fixtures / "ggml-vocab-deepseek-llm.gguf";
+  core::MappedFile keep;
+  auto tokenizer = LoadFixture(path, &keep);
+  if (!tokenizer) GTEST_SKIP() << tokenizer.error().ToString();
+  const auto cases = SplitCases(ReadAll(path.string() + ".inp"));
+  const auto expected = ReadExpected(ReadAll(path.string() + ".out"));
+  ASSERT_EQ(cases.size(), expected.size());
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+          if (tokenizer->Encode(cases[i], false, false) != expected[i]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 // SPM merges word by word when no token can join a character to a following U+2581. A vocabulary
