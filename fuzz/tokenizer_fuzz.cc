@@ -53,6 +53,32 @@ std::unique_ptr<Tokenizer> HandMade() {
   return std::make_unique<Tokenizer>(std::move(t).value());
 }
 
+// llama-spm twice: as loaded (word-by-word merging) and with one extra token that forces
+// whole-text merging; both must always agree.
+std::pair<std::unique_ptr<Tokenizer>, std::unique_ptr<Tokenizer>>& SpmPair() {
+  static auto* pair = [] {
+    auto* p = new std::pair<std::unique_ptr<Tokenizer>, std::unique_ptr<Tokenizer>>();
+    auto mapped = airlock::core::MappedFile::Open(
+        (FixturesDir() / "llama-vocab" / "ggml-vocab-llama-spm.gguf").string());
+    if (!mapped) return p;
+    auto file = airlock::formats::gguf::File::Parse(mapped->bytes());
+    if (!file) return p;
+    auto vocab = Tokenizer::ReadGgufVocabulary(*file);
+    if (!vocab) return p;
+    auto split = Tokenizer::FromVocabulary(*vocab);
+    vocab->tokens.push_back("\x01\xE2\x96\x81\x02");
+    vocab->scores.push_back(-1e9f);
+    vocab->types.push_back(airlock::engine::TokenType::kNormal);
+    auto whole = Tokenizer::FromVocabulary(*vocab);
+    if (split && whole) {
+      p->first = std::make_unique<Tokenizer>(std::move(split).value());
+      p->second = std::make_unique<Tokenizer>(std::move(whole).value());
+    }
+    return p;
+  }();
+  return *pair;
+}
+
 std::vector<std::unique_ptr<Tokenizer>>& Tokenizers() {
   static auto* all = [] {
     auto* list = new std::vector<std::unique_ptr<Tokenizer>>();
@@ -102,5 +128,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<airlock::engine::TextSegment> segments = {{std::string(text.substr(0, cut)), true},
                                                         {std::string(text.substr(cut)), false}};
   CheckIds(t, t.EncodeSegments(segments, flags & 16));
+
+  auto& [split, whole] = SpmPair();
+  if (split && (flags & 32) && text.find('\x01') == std::string_view::npos) {
+    if (split->Encode(text, true, false) != whole->Encode(text, true, false)) __builtin_trap();
+  }
   return 0;
 }
