@@ -23,6 +23,7 @@ struct TokenizeArgs {
   std::string model;
   std::string text;
   std::string file;
+  bool has_text = false;  // TEXT was given (possibly empty)
   bool ids = false;
   bool pieces = false;
   bool json = false;
@@ -104,7 +105,7 @@ int RunTokenize(const TokenizeArgs& a) {
     }
     text_file = std::move(opened).value();
     input = core::AsStringView(text_file.bytes());
-  } else if (!a.text.empty()) {
+  } else if (a.has_text) {
     input = a.text;
   } else {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
@@ -174,7 +175,7 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code) {
       "  airlock tokenize model.gguf -f prompt.txt --json\n"
       "  airlock tokenize model.gguf \"<|im_start|>user\" --parse-special --ids\n");
   cmd->add_option("model", args->model, "GGUF model (or vocabulary-only GGUF)")->required();
-  cmd->add_option("text", args->text, "Text to tokenize");
+  CLI::Option* text_option = cmd->add_option("text", args->text, "Text to tokenize");
   cmd->add_option("-f,--file", args->file, "Read the text from this file");
   auto* ids = cmd->add_flag("--ids", args->ids, "Print only the ids, as a list");
   auto* pieces = cmd->add_flag("--pieces", args->pieces, "Print only the pieces, one per line");
@@ -184,13 +185,13 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-bos", args->no_bos, "Do not add BOS even if the vocabulary asks for it");
   cmd->add_flag("--parse-special", args->parse_special,
                 "Turn special-token text into control tokens");
-  cmd->callback([args, exit_code, cmd] {
-    if (!args->text.empty() && !args->file.empty()) {
+  cmd->callback([args, exit_code, text_option] {
+    args->has_text = text_option->count() > 0;
+    if (args->has_text && !args->file.empty()) {
       std::fprintf(stderr, "airlock tokenize: give TEXT or -f FILE, not both\n");
       *exit_code = kExitError;
       return;
     }
-    (void)cmd;
     *exit_code = RunTokenize(*args);
   });
 }

@@ -105,6 +105,7 @@ TEST(TokenizeCli, BosFollowsTheVocabularyAndSpecialsNeedTheFlag) {
   // llama-spm asks for BOS (id 1); qwen2 does not.
   EXPECT_EQ(RunAirlock("tokenize " + Quote(spm) + " Hello --ids").out, "[1, 15043]\n");
   EXPECT_EQ(RunAirlock("tokenize " + Quote(spm) + " Hello --ids --no-bos").out, "[15043]\n");
+  EXPECT_EQ(RunAirlock("tokenize " + Quote(spm) + " '' --ids < /dev/null").out, "[1]\n");
 
   CliRun plain = RunAirlock("tokenize " + Quote(qwen) + " '<|im_start|>' --json");
   ASSERT_EQ(plain.exit_code, 0);
