@@ -1,5 +1,6 @@
-// `airlock tokenize` end to end: the llama.cpp test vectors of two vocabularies go through the
-// CLI (text from a file, --ids --no-bos) and must print exactly the recorded ids; plus the BOS,
+// `airlock tokenize` end to end: the llama.cpp test vectors of two vocabularies (SPM and BPE) go
+// through the CLI (text from a file, --ids --no-bos) and must print exactly the recorded ids; plus
+// the BOS,
 // --parse-special and --json behaviour and the error exit code.
 #include <cstdio>
 #include <fstream>
@@ -87,8 +88,8 @@ TEST_P(TokenizeCliVectors, PrintsLlamaCppIds) {
   EXPECT_EQ(passed, cases);
 }
 
-INSTANTIATE_TEST_SUITE_P(LlamaCpp, TokenizeCliVectors, ::testing::Values("llama-spm", "qwen2"),
-                         [](const auto& info) {
+INSTANTIATE_TEST_SUITE_P(LlamaCpp, TokenizeCliVectors,
+                         ::testing::Values("llama-spm", "deepseek-coder"), [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) {
                              if (c == '-') c = '_';
