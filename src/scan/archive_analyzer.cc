@@ -136,6 +136,11 @@ void AnalyzeArchive(Scanner& s, const Target& t, Format f) {
   while (!stop &&
          ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK || rc == ARCHIVE_WARN)) {
     if (archive_format(a.get()) == ARCHIVE_FORMAT_RAW) raw_format = true;
+    if (members == 0 && compressed && !raw_format && t.depth == 0) {
+      s.RefineFormat(FormatName(f), "tar." + std::string(f == Format::kGzip ? "gz"
+                                                         : f == Format::kXz ? "xz"
+                                                                            : "bz2"));
+    }
     const char* raw_name = archive_entry_pathname(entry);
     std::string name = raw_format ? RawMemberName(t.name) : (raw_name ? raw_name : "");
     if (++members > lim.max_members) {
