@@ -2,10 +2,12 @@
 // (torch.jit.save), NumPy .npz. The archive is read with formats/zip (PyTorch semantics), every
 // structural anomaly becomes a finding, and each member a loader would read goes through
 // Scanner::ScanChild, so pickles inside reach the pickle analyzer and nested archives recurse.
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 
+#include "core/bytes.h"
 #include "formats/zip.h"
 #include "scan/internal/scanner.h"
 
@@ -202,15 +204,32 @@ void AnalyzeZip(Scanner& s, const Target& t) {
   zip::ExtractOptions opt;
   opt.max_bytes = s.limits().max_member_bytes;
   opt.max_ratio = s.limits().max_expansion_ratio;
+  // Per-archive expansion cap on top of the per-member one, so that many members sharing the
+  // same compressed bytes (overlapping-entry bombs) cannot multiply the output.
+  std::uint64_t archive_cap = 0;
+  if (!core::CheckedMul(t.data.size(), s.limits().max_expansion_ratio, &archive_cap))
+    archive_cap = UINT64_MAX;
+  archive_cap = std::max<std::uint64_t>(archive_cap, opt.ratio_floor);
+  std::uint64_t archive_out = 0;
   bool budget_spent = false;
   opt.charge = [&](std::uint64_t n) {
     if (budget_spent) return false;
-    if (!s.ChargeDecompressed(t, n)) budget_spent = true;
+    archive_out += n;
+    if (archive_out > archive_cap) {
+      s.Incomplete(t, "archive.limit",
+                   "members inflate to more than " +
+                       std::to_string(s.limits().max_expansion_ratio) +
+                       "x the archive size (possible zip bomb); the rest was not vetted");
+      budget_spent = true;
+    } else if (!s.ChargeDecompressed(t, n)) {
+      budget_spent = true;
+    }
     return !budget_spent;
   };
 
   std::uint64_t storages = 0, code_files = 0;
   constexpr std::uint64_t kMaxCodeFindings = 32;
+  constexpr std::uint64_t kMaxCrcStoredBytes = 256u << 20;
   for (std::size_t i = 0; i < a.entries.size(); ++i) {
     const zip::Entry& e = a.entries[i];
     if (unreadable[i] || !e.readable) continue;
@@ -227,7 +246,10 @@ void AnalyzeZip(Scanner& s, const Target& t) {
       ++storages;
       continue;
     }
-    opt.verify_crc = true;
+    // CRC is integrity, not safety (PyTorch ignores it): verify it for members of ordinary size,
+    // but do not make a multi-gigabyte stored member cost a second full pass over its pages.
+    opt.verify_crc = flagged_encrypted || e.method != zip::kMethodStored ||
+                     e.compressed_size <= kMaxCrcStoredBytes;
     auto member = zip::Extract(t.data, e, opt);
     if (flagged_encrypted) {
       // PyTorch ignores the encryption bits; the data decides. Plaintext under an encryption

@@ -305,6 +305,24 @@ TEST(ZipAnalyzerTest, DecompressionBudgetIsEnforced) {
   EXPECT_TRUE(HasRule(r, "scan.limit.decompressed")) << Describe(r);
 }
 
+TEST(ZipAnalyzerTest, OverlappingEntryBombHitsTheArchiveCap) {
+  // 300 central entries share one deflated record of 1,000,000 zeros: each member alone is
+  // under the per-member caps, together they would inflate 300 MB from a few KB.
+  std::string zeros(1000000, '\0');
+  std::vector<ZipMember> members = {{.name = "a0", .data = zeros, .deflate = true}};
+  for (int i = 1; i < 300; ++i) {
+    members.push_back({.name = "a" + std::to_string(i),
+                       .data = zeros,
+                       .deflate = true,
+                       .local_offset = 0,
+                       .omit_local = true});
+  }
+  auto r = Scan(WriteZip(members), "overlap-bomb.zip");
+  EXPECT_TRUE(HasRule(r, "zip.overlap")) << Describe(r);
+  EXPECT_TRUE(HasRule(r, "archive.limit")) << Describe(r);
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+}
+
 TEST(ZipAnalyzerTest, DeepNestingIsInconclusive) {
   std::string z = WriteZip({{.name = "core.txt", .data = "text\n"}});
   for (int i = 0; i < 12; ++i)
