@@ -421,10 +421,13 @@ void Parser::ReadLocal(int index) {
              " in the central directory");
   }
   const bool descriptor = (e.local_flags & kFlagDataDescriptor) != 0;
-  // With a data descriptor the local CRC and sizes may legitimately be zero.
-  bool local_values_present = !descriptor || l_crc != 0 || l_csize != 0 || l_usize != 0;
-  if (local_values_present &&
-      (l_crc != e.crc32 || l_csize != e.compressed_size || l_usize != e.uncompressed_size)) {
+  // With a data descriptor the local CRC and sizes may be zero (some writers fill in only some
+  // of them); a value that is present must still agree.
+  auto differs = [&](std::uint64_t local_value, std::uint64_t central_value) {
+    return local_value != central_value && !(descriptor && local_value == 0);
+  };
+  if (differs(l_crc, e.crc32) || differs(l_csize, e.compressed_size) ||
+      differs(l_usize, e.uncompressed_size)) {
     Note(AnomalyKind::kHeaderMismatch, index, at,
          shown + ": local header declares crc " + Hex(l_crc) + ", " + std::to_string(l_csize) +
              "/" + std::to_string(l_usize) + " bytes; central directory declares crc " +

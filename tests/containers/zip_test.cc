@@ -82,6 +82,21 @@ TEST(ZipReaderTest, DataDescriptorsLikePyTorchWritesAreNotAnomalies) {
   EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
 }
 
+TEST(ZipReaderTest, DataDescriptorWithPartialLocalValuesIsNotAMismatch) {
+  // Some writers put the CRC in the local header and leave the sizes zero.
+  std::string z = WriteZip({{.name = "a.txt", .data = "text\n", .data_descriptor = true}});
+  std::uint32_t crc = testing::Crc("text\n");
+  for (int i = 0; i < 4; ++i) z[14 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  auto a = formats::zip::Parse(Bytes(z));
+  ASSERT_TRUE(a.has_value());
+  EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
+  // A present but wrong value still is one.
+  z[14] = static_cast<char>(z[14] ^ 0x55);
+  auto b = formats::zip::Parse(Bytes(z));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_TRUE(HasAnomaly(*b, AnomalyKind::kHeaderMismatch));
+}
+
 TEST(ZipReaderTest, TraversalNames) {
   EXPECT_TRUE(formats::zip::IsTraversalName("../etc/passwd"));
   EXPECT_TRUE(formats::zip::IsTraversalName("a/../../b"));
