@@ -201,6 +201,32 @@ void AnalyzeZip(Scanner& s, const Target& t) {
     }
   }
 
+  // Local records that the central directory does not list: streaming readers (which walk local
+  // headers) see them, PyTorch and zipfile do not. They are scanned too.
+  std::vector<zip::Entry> hidden;
+  constexpr std::size_t kMaxHiddenPerRegion = 16;
+  for (const zip::Anomaly& an : a.anomalies) {
+    if (an.kind != AnomalyKind::kUnaccountedData && an.kind != AnomalyKind::kTrailingData) continue;
+    std::uint64_t end = std::min<std::uint64_t>(an.offset + an.length, t.data.size());
+    std::size_t found = 0;
+    for (std::uint64_t at = an.offset; at + 4 <= end && found < kMaxHiddenPerRegion; ++at) {
+      if (static_cast<char>(t.data[at]) != 'P' || static_cast<char>(t.data[at + 1]) != 'K' ||
+          static_cast<unsigned char>(t.data[at + 2]) != 3 ||
+          static_cast<unsigned char>(t.data[at + 3]) != 4)
+        continue;
+      auto local = zip::ReadLocalEntry(t.data, at);
+      if (!local.has_value() || local->record_end > end) continue;
+      ++found;
+      s.Add(t, "zip.hidden-entry", Severity::kMedium,
+            "local record " + Quote(local->name) +
+                " is not listed in the central directory: streaming unzip tools extract it, "
+                "PyTorch and zipfile do not",
+            at);
+      at = local->record_end - 1;
+      hidden.push_back(std::move(*local));
+    }
+  }
+
   zip::ExtractOptions opt;
   opt.max_bytes = s.limits().max_member_bytes;
   opt.max_ratio = s.limits().max_expansion_ratio;
@@ -302,6 +328,17 @@ void AnalyzeZip(Scanner& s, const Target& t) {
                   " bytes): torch.jit.load compiles and runs it; review it before loading",
               e.data_offset);
       }
+      continue;
+    }
+    s.ScanChild(t, member->data, e.name);
+  }
+  for (const zip::Entry& e : hidden) {
+    if (budget_spent) break;
+    opt.verify_crc = true;
+    auto member = zip::Extract(t.data, e, opt);
+    if (!member.has_value()) {
+      s.Incomplete(t, "zip.unreadable-member",
+                   member.error().message() + "; the hidden record was not vetted", e.data_offset);
       continue;
     }
     s.ScanChild(t, member->data, e.name);

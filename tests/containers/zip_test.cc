@@ -226,6 +226,24 @@ TEST(ZipAnalyzerTest, UnclaimedBytesBetweenMembers) {
   EXPECT_NE(r.verdict, Verdict::kClean);
 }
 
+TEST(ZipAnalyzerTest, LocalRecordsMissingFromTheCentralDirectoryAreScanned) {
+  std::string listed = WriteZip({{.name = "a.txt", .data = "text\n"}});
+  std::string unlisted = WriteZip({{.name = "hidden.txt", .data = kMarker}});
+  auto la = formats::zip::Parse(Bytes(listed));
+  auto lb = formats::zip::Parse(Bytes(unlisted));
+  ASSERT_TRUE(la.has_value() && lb.has_value());
+  std::size_t cd = la->central_directory_offset;
+  std::string hidden_record = unlisted.substr(0, lb->central_directory_offset);
+  std::string z = listed.substr(0, cd) + hidden_record + listed.substr(cd);
+  std::uint32_t new_cd = static_cast<std::uint32_t>(cd + hidden_record.size());
+  std::size_t eocd = z.size() - 22;
+  for (int i = 0; i < 4; ++i) z[eocd + 16 + i] = static_cast<char>((new_cd >> (8 * i)) & 0xff);
+  auto r = Scan(z, "hidden.zip");
+  EXPECT_TRUE(HasRule(r, "zip.hidden-entry")) << Describe(r);
+  EXPECT_EQ(CountMember(r, "hidden.txt"), 1) << Describe(r);
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+}
+
 TEST(ZipAnalyzerTest, TrailingDataAfterTheArchive) {
   auto r =
       Scan(WriteZip({{.name = "a.txt", .data = "text\n"}}, {.trailing = "EXTRA BYTES"}), "t.zip");
