@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "core/bytes.h"
+#include "core/file.h"
 #include "formats/zip.h"
 #include "scan/internal/scanner.h"
 
@@ -209,11 +210,10 @@ void AnalyzeZip(Scanner& s, const Target& t) {
     if (an.kind != AnomalyKind::kUnaccountedData && an.kind != AnomalyKind::kTrailingData) continue;
     std::uint64_t end = std::min<std::uint64_t>(an.offset + an.length, t.data.size());
     std::size_t found = 0;
-    for (std::uint64_t at = an.offset; at + 4 <= end && found < kMaxHiddenPerRegion; ++at) {
-      if (static_cast<char>(t.data[at]) != 'P' || static_cast<char>(t.data[at + 1]) != 'K' ||
-          static_cast<unsigned char>(t.data[at + 2]) != 3 ||
-          static_cast<unsigned char>(t.data[at + 3]) != 4)
-        continue;
+    const std::string_view region = core::AsStringView(t.data).substr(0, end);
+    for (std::uint64_t at = an.offset; found < kMaxHiddenPerRegion; ++at) {
+      at = region.find(std::string_view("PK\x03\x04", 4), at);
+      if (at == std::string_view::npos) break;
       auto local = zip::ReadLocalEntry(t.data, at);
       if (!local.has_value() || local->record_end > end) continue;
       ++found;
