@@ -69,9 +69,10 @@ class Parser {
   Result<Archive> Run();
 
  private:
-  void Note(AnomalyKind kind, int entry, std::uint64_t offset, std::string detail) {
+  void Note(AnomalyKind kind, int entry, std::uint64_t offset, std::string detail,
+            std::uint64_t length = 0) {
     if (archive_.anomalies.size() < limits_.max_anomalies) {
-      archive_.anomalies.push_back({kind, entry, offset, std::move(detail)});
+      archive_.anomalies.push_back({kind, entry, offset, length, std::move(detail)});
     } else {
       ++dropped_;
     }
@@ -122,7 +123,8 @@ Status Parser::ReadEnd() {
   if (archive_.end_offset < data_.size()) {
     Note(AnomalyKind::kTrailingData, -1, archive_.end_offset,
          std::to_string(data_.size() - archive_.end_offset) +
-             " bytes after the end-of-central-directory record");
+             " bytes after the end-of-central-directory record",
+         data_.size() - archive_.end_offset);
   }
 
   // ZIP64: a locator right before the EOCD points at the ZIP64 end record.
@@ -421,10 +423,13 @@ void Parser::ReadLocal(int index) {
              " in the central directory");
   }
   const bool descriptor = (e.local_flags & kFlagDataDescriptor) != 0;
-  // With a data descriptor the local CRC and sizes may legitimately be zero.
-  bool local_values_present = !descriptor || l_crc != 0 || l_csize != 0 || l_usize != 0;
-  if (local_values_present &&
-      (l_crc != e.crc32 || l_csize != e.compressed_size || l_usize != e.uncompressed_size)) {
+  // With a data descriptor the local CRC and sizes may be zero (some writers fill in only some
+  // of them); a value that is present must still agree.
+  auto differs = [&](std::uint64_t local_value, std::uint64_t central_value) {
+    return local_value != central_value && !(descriptor && local_value == 0);
+  };
+  if (differs(l_crc, e.crc32) || differs(l_csize, e.compressed_size) ||
+      differs(l_usize, e.uncompressed_size)) {
     Note(AnomalyKind::kHeaderMismatch, index, at,
          shown + ": local header declares crc " + Hex(l_crc) + ", " + std::to_string(l_csize) +
              "/" + std::to_string(l_usize) + " bytes; central directory declares crc " +
@@ -544,7 +549,8 @@ void Parser::CheckCoverage() {
     } else if (s.begin > covered_end) {
       Note(AnomalyKind::kUnaccountedData, -1, covered_end,
            std::to_string(s.begin - covered_end) + " bytes at " + Hex(covered_end) +
-               " belong to no zip record");
+               " belong to no zip record",
+           s.begin - covered_end);
     }
     if (s.end > covered_end) {
       covered_end = s.end;
@@ -560,7 +566,7 @@ Result<Archive> Parser::Run() {
   CheckNames();
   CheckCoverage();
   if (dropped_ > 0) {
-    archive_.anomalies.push_back({AnomalyKind::kUnaccountedData, -1, 0,
+    archive_.anomalies.push_back({AnomalyKind::kUnaccountedData, -1, 0, 0,
                                   std::to_string(dropped_) + " further anomalies not listed"});
   }
   return std::move(archive_);
@@ -594,6 +600,53 @@ bool IsTraversalName(std::string_view name) {
     start = end + 1;
   }
   return false;
+}
+
+Result<Entry> ReadLocalEntry(std::span<const std::byte> data, std::uint64_t offset) {
+  if (offset >= data.size() || data.size() - offset < kLocalSize ||
+      ReadU32At(data, offset) != kLocalSig)
+    return Corrupt("zip: no local header at " + Hex(offset));
+  ByteReader r(data, static_cast<std::size_t>(offset) + 4);
+  Entry e;
+  r.Skip(2);
+  e.flags = e.local_flags = *r.U16();
+  e.method = e.local_method = *r.U16();
+  r.Skip(4);
+  e.crc32 = *r.U32();
+  e.compressed_size = *r.U32();
+  e.uncompressed_size = *r.U32();
+  std::uint16_t name_len = *r.U16(), extra_len = *r.U16();
+  auto name = r.String(name_len);
+  auto extra = r.Bytes(extra_len);
+  if (!name || !extra) return Corrupt("zip: truncated local header at " + Hex(offset));
+  e.name = e.local_name = std::string(*name);
+  if (e.compressed_size == 0xffffffff || e.uncompressed_size == 0xffffffff) {
+    ByteReader x(*extra);
+    while (x.remaining() >= 4) {
+      std::uint16_t id = *x.U16(), size = *x.U16();
+      auto body = x.Bytes(size);
+      if (!body) break;
+      if (id != 0x0001) continue;
+      ByteReader z(*body);
+      auto u = z.U64(), c = z.U64();
+      if (u && c) {
+        e.uncompressed_size = *u;
+        e.compressed_size = *c;
+      }
+      break;
+    }
+  }
+  if ((e.flags & kFlagDataDescriptor) && e.compressed_size == 0)
+    return Corrupt("zip: local record at " + Hex(offset) +
+                   " defers its sizes to a data descriptor");
+  e.local_header_offset = offset;
+  e.data_offset = r.offset();
+  std::uint64_t end = 0;
+  if (!core::CheckedAdd(e.data_offset, e.compressed_size, &end) || end > data.size())
+    return Corrupt("zip: local record at " + Hex(offset) + " runs past the end of the input");
+  e.record_end = end;
+  e.readable = true;
+  return e;
 }
 
 Result<Archive> Parse(std::span<const std::byte> data, const ParseLimits& limits) {

@@ -62,6 +62,7 @@ struct Anomaly {
   AnomalyKind kind;
   int entry = -1;            // index into Archive::entries, -1 for archive-level anomalies
   std::uint64_t offset = 0;  // where in the input it was found
+  std::uint64_t length = 0;  // bytes concerned, for byte-region anomalies (gaps, trailing data)
   std::string detail;        // human-readable specifics (names, values)
 };
 
@@ -140,6 +141,12 @@ struct Member {
 // other than stored/deflate), kCorrupt (entry unreadable, deflate stream invalid),
 // kLimitExceeded (declared or inflated size over max_bytes or the ratio cap, or charge refused).
 Result<Member> Extract(std::span<const std::byte> data, const Entry& e, const ExtractOptions& opt);
+
+// Reads a local file record at `offset` on its own (for records the central directory does not
+// list, which streaming readers still see). Name, flags, method, CRC and sizes come from the
+// local header. Errors: kCorrupt (no local header there, sizes deferred to a data descriptor,
+// data past the end of the input).
+Result<Entry> ReadLocalEntry(std::span<const std::byte> data, std::uint64_t offset);
 
 // True for names a careless extractor would write outside its target folder.
 bool IsTraversalName(std::string_view name);

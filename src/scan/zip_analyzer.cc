@@ -2,10 +2,13 @@
 // (torch.jit.save), NumPy .npz. The archive is read with formats/zip (PyTorch semantics), every
 // structural anomaly becomes a finding, and each member a loader would read goes through
 // Scanner::ScanChild, so pickles inside reach the pickle analyzer and nested archives recurse.
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 
+#include "core/bytes.h"
+#include "core/file.h"
 #include "formats/zip.h"
 #include "scan/internal/scanner.h"
 
@@ -199,18 +202,60 @@ void AnalyzeZip(Scanner& s, const Target& t) {
     }
   }
 
+  // Local records that the central directory does not list: streaming readers (which walk local
+  // headers) see them, PyTorch and zipfile do not. They are scanned too.
+  std::vector<zip::Entry> hidden;
+  constexpr std::size_t kMaxHiddenPerRegion = 16;
+  for (const zip::Anomaly& an : a.anomalies) {
+    if (an.kind != AnomalyKind::kUnaccountedData && an.kind != AnomalyKind::kTrailingData) continue;
+    std::uint64_t end = std::min<std::uint64_t>(an.offset + an.length, t.data.size());
+    std::size_t found = 0;
+    const std::string_view region = core::AsStringView(t.data).substr(0, end);
+    for (std::uint64_t at = an.offset; found < kMaxHiddenPerRegion; ++at) {
+      at = region.find(std::string_view("PK\x03\x04", 4), at);
+      if (at == std::string_view::npos) break;
+      auto local = zip::ReadLocalEntry(t.data, at);
+      if (!local.has_value() || local->record_end > end) continue;
+      ++found;
+      s.Add(t, "zip.hidden-entry", Severity::kMedium,
+            "local record " + Quote(local->name) +
+                " is not listed in the central directory: streaming unzip tools extract it, "
+                "PyTorch and zipfile do not",
+            at);
+      at = local->record_end - 1;
+      hidden.push_back(std::move(*local));
+    }
+  }
+
   zip::ExtractOptions opt;
   opt.max_bytes = s.limits().max_member_bytes;
   opt.max_ratio = s.limits().max_expansion_ratio;
+  // Per-archive expansion cap on top of the per-member one, so that many members sharing the
+  // same compressed bytes (overlapping-entry bombs) cannot multiply the output.
+  std::uint64_t archive_cap = 0;
+  if (!core::CheckedMul(t.data.size(), s.limits().max_expansion_ratio, &archive_cap))
+    archive_cap = UINT64_MAX;
+  archive_cap = std::max<std::uint64_t>(archive_cap, opt.ratio_floor);
+  std::uint64_t archive_out = 0;
   bool budget_spent = false;
   opt.charge = [&](std::uint64_t n) {
     if (budget_spent) return false;
-    if (!s.ChargeDecompressed(t, n)) budget_spent = true;
+    archive_out += n;
+    if (archive_out > archive_cap) {
+      s.Incomplete(t, "archive.limit",
+                   "members inflate to more than " +
+                       std::to_string(s.limits().max_expansion_ratio) +
+                       "x the archive size (possible zip bomb); the rest was not vetted");
+      budget_spent = true;
+    } else if (!s.ChargeDecompressed(t, n)) {
+      budget_spent = true;
+    }
     return !budget_spent;
   };
 
   std::uint64_t storages = 0, code_files = 0;
   constexpr std::uint64_t kMaxCodeFindings = 32;
+  constexpr std::uint64_t kMaxCrcStoredBytes = 256u << 20;
   for (std::size_t i = 0; i < a.entries.size(); ++i) {
     const zip::Entry& e = a.entries[i];
     if (unreadable[i] || !e.readable) continue;
@@ -227,7 +272,10 @@ void AnalyzeZip(Scanner& s, const Target& t) {
       ++storages;
       continue;
     }
-    opt.verify_crc = true;
+    // CRC is integrity, not safety (PyTorch ignores it): verify it for members of ordinary size,
+    // but do not make a multi-gigabyte stored member cost a second full pass over its pages.
+    opt.verify_crc = flagged_encrypted || e.method != zip::kMethodStored ||
+                     e.compressed_size <= kMaxCrcStoredBytes;
     auto member = zip::Extract(t.data, e, opt);
     if (flagged_encrypted) {
       // PyTorch ignores the encryption bits; the data decides. Plaintext under an encryption
@@ -280,6 +328,17 @@ void AnalyzeZip(Scanner& s, const Target& t) {
                   " bytes): torch.jit.load compiles and runs it; review it before loading",
               e.data_offset);
       }
+      continue;
+    }
+    s.ScanChild(t, member->data, e.name);
+  }
+  for (const zip::Entry& e : hidden) {
+    if (budget_spent) break;
+    opt.verify_crc = true;
+    auto member = zip::Extract(t.data, e, opt);
+    if (!member.has_value()) {
+      s.Incomplete(t, "zip.unreadable-member",
+                   member.error().message() + "; the hidden record was not vetted", e.data_offset);
       continue;
     }
     s.ScanChild(t, member->data, e.name);

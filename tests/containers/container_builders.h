@@ -65,6 +65,7 @@ struct ZipMember {
   std::uint16_t version_made_by = 20;
   std::uint32_t external_attributes = 0;
   bool data_descriptor = false;  // write a PK\7\8 descriptor, zero local sizes
+  bool omit_local = false;       // central entry only (point it elsewhere with local_offset)
 };
 
 struct ZipOptions {
@@ -95,6 +96,7 @@ inline std::string WriteZip(const std::vector<ZipMember>& members, const ZipOpti
       PutU64(local_extra, usize);
       PutU64(local_extra, csize);
     }
+    if (m.omit_local) goto central_record;
     out += "PK\x03\x04";
     PutU16(out, opt.zip64 ? 45 : 20);
     PutU16(out, flags);
@@ -118,6 +120,7 @@ inline std::string WriteZip(const std::vector<ZipMember>& members, const ZipOpti
       PutU32(out, csize);
       PutU32(out, usize);
     }
+  central_record:
     std::string extra;
     if (opt.zip64) {
       PutU16(extra, 1);

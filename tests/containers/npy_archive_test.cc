@@ -231,15 +231,47 @@ TEST(ArchiveTest, ZipInsideTarGz) {
   EXPECT_EQ(CountMember(r, "pack/m.zip!/inner.txt"), 1) << Describe(r);
 }
 
-TEST(ArchiveTest, LegacyPyTorchTarIsRecognised) {
-  std::string pkl = "\x80\x02K\x01.";
-  auto r =
-      Scan(WriteArchive({{"sys_info", pkl}, {"pickle", pkl}, {"tensors", pkl}, {"storages", pkl}},
-                        ARCHIVE_FORMAT_TAR_PAX_RESTRICTED, ARCHIVE_FILTER_NONE),
-           "legacy.pt");
+TEST(ArchiveTest, LegacyPyTorchTarRecordsAreWalked) {
+  // torch.load's legacy tar: 'storages' = pickle(count), per storage pickle((key, location,
+  // type)) + int64 count + raw elements, then pickle(views); 'tensors' = pickle(count), per
+  // tensor pickle((key, storage_id, type)) + int32 ndim + pad + sizes + strides + offset.
+  auto u64 = [](std::uint64_t v) {
+    std::string s;
+    testing::PutU64(s, v);
+    return s;
+  };
+  std::string count1 = std::string("\x80\x02K\x01.", 5);
+  std::string record = std::string("\x80\x02X\x01\x00\x00\x00", 8) + "0" +
+                       std::string("X\x03\x00\x00\x00", 5) + "cpu" + "ctorch\nFloatStorage\n" +
+                       std::string("\x87q\x00.", 4);
+  // The records after raw storage bytes are where a payload would hide from a scanner that
+  // stops at the first pickle.
+  std::string hidden =
+      "\x80\x02"
+      "cposix\nsystem\n" +
+      std::string("X\x02\x00\x00\x00", 5) + "id" + "\x85R.";
+  std::string storages = count1 + record + u64(2) + std::string(8, '\x01') + hidden;
+  std::string tensors = count1 + record + std::string("\x01\x00\x00\x00\x00\x00\x00\x00", 8) +
+                        u64(2) + u64(1) + u64(0);
+  auto r = Scan(
+      WriteArchive(
+          {{"sys_info", count1}, {"pickle", count1}, {"storages", storages}, {"tensors", tensors}},
+          ARCHIVE_FORMAT_TAR_PAX_RESTRICTED, ARCHIVE_FILTER_NONE),
+      "legacy.pt");
   EXPECT_EQ(r.format, "pytorch-legacy-tar") << Describe(r);
-  EXPECT_TRUE(HasRule(r, "torch.legacy-tar")) << Describe(r);
+  std::uint64_t hidden_at = count1.size() + record.size() + 16;
+  EXPECT_GE(CountMember(r, "storages!/[pickle @" + std::to_string(hidden_at) + "]"), 1)
+      << "the views pickle after the raw storage bytes was not analyzed: " << Describe(r);
+  EXPECT_FALSE(HasRule(r, "torch.legacy-tar")) << Describe(r);
   EXPECT_NE(r.verdict, Verdict::kClean);
+
+  // A layout that cannot be followed is reported and the member still scanned as a whole.
+  std::string broken = count1 + record + u64(1ull << 60);
+  auto b = Scan(WriteArchive({{"pickle", count1}, {"storages", broken}},
+                             ARCHIVE_FORMAT_TAR_PAX_RESTRICTED, ARCHIVE_FILTER_NONE),
+                "legacy.pt");
+  EXPECT_TRUE(HasRule(b, "torch.legacy-tar")) << Describe(b);
+  EXPECT_EQ(b.verdict, Verdict::kInconclusive) << Describe(b);
 }
 
 }  // namespace

@@ -82,6 +82,21 @@ TEST(ZipReaderTest, DataDescriptorsLikePyTorchWritesAreNotAnomalies) {
   EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
 }
 
+TEST(ZipReaderTest, DataDescriptorWithPartialLocalValuesIsNotAMismatch) {
+  // Some writers put the CRC in the local header and leave the sizes zero.
+  std::string z = WriteZip({{.name = "a.txt", .data = "text\n", .data_descriptor = true}});
+  std::uint32_t crc = testing::Crc("text\n");
+  for (int i = 0; i < 4; ++i) z[14 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  auto a = formats::zip::Parse(Bytes(z));
+  ASSERT_TRUE(a.has_value());
+  EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
+  // A present but wrong value still is one.
+  z[14] = static_cast<char>(z[14] ^ 0x55);
+  auto b = formats::zip::Parse(Bytes(z));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_TRUE(HasAnomaly(*b, AnomalyKind::kHeaderMismatch));
+}
+
 TEST(ZipReaderTest, TraversalNames) {
   EXPECT_TRUE(formats::zip::IsTraversalName("../etc/passwd"));
   EXPECT_TRUE(formats::zip::IsTraversalName("a/../../b"));
@@ -211,6 +226,24 @@ TEST(ZipAnalyzerTest, UnclaimedBytesBetweenMembers) {
   EXPECT_NE(r.verdict, Verdict::kClean);
 }
 
+TEST(ZipAnalyzerTest, LocalRecordsMissingFromTheCentralDirectoryAreScanned) {
+  std::string listed = WriteZip({{.name = "a.txt", .data = "text\n"}});
+  std::string unlisted = WriteZip({{.name = "hidden.txt", .data = kMarker}});
+  auto la = formats::zip::Parse(Bytes(listed));
+  auto lb = formats::zip::Parse(Bytes(unlisted));
+  ASSERT_TRUE(la.has_value() && lb.has_value());
+  std::size_t cd = la->central_directory_offset;
+  std::string hidden_record = unlisted.substr(0, lb->central_directory_offset);
+  std::string z = listed.substr(0, cd) + hidden_record + listed.substr(cd);
+  std::uint32_t new_cd = static_cast<std::uint32_t>(cd + hidden_record.size());
+  std::size_t eocd = z.size() - 22;
+  for (int i = 0; i < 4; ++i) z[eocd + 16 + i] = static_cast<char>((new_cd >> (8 * i)) & 0xff);
+  auto r = Scan(z, "hidden.zip");
+  EXPECT_TRUE(HasRule(r, "zip.hidden-entry")) << Describe(r);
+  EXPECT_EQ(CountMember(r, "hidden.txt"), 1) << Describe(r);
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+}
+
 TEST(ZipAnalyzerTest, TrailingDataAfterTheArchive) {
   auto r =
       Scan(WriteZip({{.name = "a.txt", .data = "text\n"}}, {.trailing = "EXTRA BYTES"}), "t.zip");
@@ -303,6 +336,24 @@ TEST(ZipAnalyzerTest, DecompressionBudgetIsEnforced) {
                 "budget.zip", options);
   EXPECT_EQ(r.verdict, Verdict::kInconclusive) << Describe(r);
   EXPECT_TRUE(HasRule(r, "scan.limit.decompressed")) << Describe(r);
+}
+
+TEST(ZipAnalyzerTest, OverlappingEntryBombHitsTheArchiveCap) {
+  // 300 central entries share one deflated record of 1,000,000 zeros: each member alone is
+  // under the per-member caps, together they would inflate 300 MB from a few KB.
+  std::string zeros(1000000, '\0');
+  std::vector<ZipMember> members = {{.name = "a0", .data = zeros, .deflate = true}};
+  for (int i = 1; i < 300; ++i) {
+    members.push_back({.name = "a" + std::to_string(i),
+                       .data = zeros,
+                       .deflate = true,
+                       .local_offset = 0,
+                       .omit_local = true});
+  }
+  auto r = Scan(WriteZip(members), "overlap-bomb.zip");
+  EXPECT_TRUE(HasRule(r, "zip.overlap")) << Describe(r);
+  EXPECT_TRUE(HasRule(r, "archive.limit")) << Describe(r);
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
 }
 
 TEST(ZipAnalyzerTest, DeepNestingIsInconclusive) {
