@@ -287,6 +287,9 @@ class Analyzer {
         if (e.args[0]->kind != ExprKind::kName && e.args[0]->kind != ExprKind::kGetAttr &&
             e.args[0]->kind != ExprKind::kGetItem)
           Add("template.unknown-callable", S::kHigh, "call of a computed value", e.offset);
+        if (e.args[0]->kind == ExprKind::kGetAttr && (e.args[0]->name == "get" || e.args[0]->name == "pop") &&
+            e.args.size() > 1)
+          if (auto k = ConstString(*e.args[1])) CheckName(*k, e.args[1]->offset, "key");
         WalkExpr(*e.args[0], true);
         for (std::size_t i = 1; i < e.args.size(); ++i) WalkExpr(*e.args[i], false);
         for (const auto& [k, v] : e.kwargs) WalkExpr(*v, false);
