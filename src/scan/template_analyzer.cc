@@ -8,11 +8,16 @@ namespace {
 
 Severity ToScanSeverity(tmpl::FindingSeverity s) {
   switch (s) {
-    case tmpl::FindingSeverity::kInfo: return Severity::kInfo;
-    case tmpl::FindingSeverity::kLow: return Severity::kLow;
-    case tmpl::FindingSeverity::kMedium: return Severity::kMedium;
-    case tmpl::FindingSeverity::kHigh: return Severity::kHigh;
-    case tmpl::FindingSeverity::kCritical: return Severity::kCritical;
+    case tmpl::FindingSeverity::kInfo:
+      return Severity::kInfo;
+    case tmpl::FindingSeverity::kLow:
+      return Severity::kLow;
+    case tmpl::FindingSeverity::kMedium:
+      return Severity::kMedium;
+    case tmpl::FindingSeverity::kHigh:
+      return Severity::kHigh;
+    case tmpl::FindingSeverity::kCritical:
+      return Severity::kCritical;
   }
   return Severity::kMedium;
 }
@@ -35,7 +40,8 @@ void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
   tmpl::TemplateAnalysis analysis = tmpl::AnalyzeTemplate(source);
   if (!analysis.parsed) {
     s.Incomplete(t, "template.parse-error",
-                 "chat template could not be parsed, so it could not be fully vetted: " + analysis.parse_error,
+                 "chat template could not be parsed, so it could not be fully vetted: " +
+                     analysis.parse_error,
                  at(0), Severity::kMedium);
   }
   for (const tmpl::TemplateFinding& f : analysis.findings) {

@@ -18,56 +18,108 @@ using S = FindingSeverity;
 
 constexpr std::size_t kMaxFindings = 200;
 
-const std::unordered_set<std::string> kContextVariables = {
-    "messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "pad_token", "unk_token",
-    "enable_thinking", "custom_tools", "tools_in_user_message", "date_string", "documents",
-    "builtin_tools", "tool_choice", "reasoning_effort", "thinking", "add_vision_id", "response_format",
-    "keep_past_thinking", "chat_template_kwargs", "available_tools", "functions", "json_schema",
-    "system_message", "loop", "caller", "varargs", "kwargs"};
+const std::unordered_set<std::string> kContextVariables = {"messages",
+                                                           "tools",
+                                                           "add_generation_prompt",
+                                                           "bos_token",
+                                                           "eos_token",
+                                                           "pad_token",
+                                                           "unk_token",
+                                                           "enable_thinking",
+                                                           "custom_tools",
+                                                           "tools_in_user_message",
+                                                           "date_string",
+                                                           "documents",
+                                                           "builtin_tools",
+                                                           "tool_choice",
+                                                           "reasoning_effort",
+                                                           "thinking",
+                                                           "add_vision_id",
+                                                           "response_format",
+                                                           "keep_past_thinking",
+                                                           "chat_template_kwargs",
+                                                           "available_tools",
+                                                           "functions",
+                                                           "json_schema",
+                                                           "system_message",
+                                                           "loop",
+                                                           "caller",
+                                                           "varargs",
+                                                           "kwargs"};
 
 const std::unordered_set<std::string> kGlobals = {"range", "dict", "namespace", "raise_exception",
                                                   "strftime_now"};
 
 // Objects that Jinja, Flask or Python expose and SSTI payloads pivot through.
-const std::unordered_set<std::string> kPivotGlobals = {"cycler", "joiner", "lipsum", "self", "config",
-                                                       "request", "url_for", "get_flashed_messages",
-                                                       "session", "g", "application"};
+const std::unordered_set<std::string> kPivotGlobals = {
+    "cycler",  "joiner",  "lipsum",     "self",
+    "config",  "request", "url_for",    "get_flashed_messages",
+    "session", "g",       "application"};
 const std::unordered_set<std::string> kPythonBuiltins = {
-    "getattr", "setattr", "delattr", "eval", "exec", "compile", "open", "globals", "locals", "vars",
-    "chr", "ord", "os", "sys", "subprocess", "builtins", "importlib", "type", "object", "input",
-    "breakpoint", "help", "execfile", "reload", "apply", "hasattr", "dir", "memoryview", "bytes",
-    "bytearray", "classmethod", "staticmethod", "super", "property"};
+    "getattr",    "setattr",   "delattr",     "eval",         "exec",    "compile", "open",
+    "globals",    "locals",    "vars",        "chr",          "ord",     "os",      "sys",
+    "subprocess", "builtins",  "importlib",   "type",         "object",  "input",   "breakpoint",
+    "help",       "execfile",  "reload",      "apply",        "hasattr", "dir",     "memoryview",
+    "bytes",      "bytearray", "classmethod", "staticmethod", "super",   "property"};
 const std::unordered_set<std::string> kDangerousAttributes = {
-    "os", "sys", "subprocess", "popen", "system", "environ", "modules", "builtins", "import_module",
-    "func_globals", "f_globals", "gi_frame", "gi_code", "f_locals", "f_back", "eval", "exec",
-    "check_output", "spawn", "fork", "execv", "execve", "urlopen", "getattr", "mro"};
+    "os",       "sys",           "subprocess",   "popen",        "system",   "environ", "modules",
+    "builtins", "import_module", "func_globals", "f_globals",    "gi_frame", "gi_code", "f_locals",
+    "f_back",   "eval",          "exec",         "check_output", "spawn",    "fork",    "execv",
+    "execve",   "urlopen",       "getattr",      "mro"};
 
 const std::unordered_set<std::string> kMethods = {
-    "strip", "lstrip", "rstrip", "split", "rsplit", "startswith", "endswith", "replace", "upper",
-    "lower", "title", "capitalize", "find", "rfind", "index", "count", "isdigit", "isalpha",
-    "isspace", "isalnum", "islower", "isupper", "join", "get", "items", "keys", "values", "append",
-    "pop", "cycle"};
+    "strip",   "lstrip",  "rstrip",  "split",      "rsplit",  "startswith", "endswith", "replace",
+    "upper",   "lower",   "title",   "capitalize", "find",    "rfind",      "index",    "count",
+    "isdigit", "isalpha", "isspace", "isalnum",    "islower", "isupper",    "join",     "get",
+    "items",   "keys",    "values",  "append",     "pop",     "cycle"};
 
 const std::unordered_set<std::string> kFilters = {
-    "safe", "string", "trim", "strip", "length", "count", "upper", "lower", "title", "capitalize",
-    "replace", "join", "default", "d", "first", "last", "list", "tojson", "int", "float", "abs",
-    "round", "items", "dictsort", "map", "select", "reject", "selectattr", "rejectattr", "unique",
-    "reverse", "sort", "escape", "e", "forceescape", "indent", "wordcount", "sum", "min", "max",
-    "center", "truncate"};
+    "safe",       "string",    "trim",       "strip",   "length", "count",   "upper",
+    "lower",      "title",     "capitalize", "replace", "join",   "default", "d",
+    "first",      "last",      "list",       "tojson",  "int",    "float",   "abs",
+    "round",      "items",     "dictsort",   "map",     "select", "reject",  "selectattr",
+    "rejectattr", "unique",    "reverse",    "sort",    "escape", "e",       "forceescape",
+    "indent",     "wordcount", "sum",        "min",     "max",    "center",  "truncate"};
 
-const std::unordered_set<std::string> kAttributeFilters = {"map", "selectattr", "rejectattr", "sort",
-                                                           "unique", "groupby", "sum", "join", "min", "max"};
+const std::unordered_set<std::string> kAttributeFilters = {
+    "map", "selectattr", "rejectattr", "sort", "unique", "groupby", "sum", "join", "min", "max"};
 
 // Lower-case phrases that have no business in a chat template's own text.
-const char* const kInjectionPhrases[] = {
-    "ignore previous instructions", "ignore all previous", "ignore the previous", "ignore the above",
-    "ignore your instructions", "disregard previous", "disregard all previous", "disregard the above",
-    "forget your instructions", "forget all previous", "do not tell the user", "don't tell the user",
-    "do not reveal", "never reveal", "without the user knowing", "without telling the user",
-    "secretly", "hidden instruction", "do not mention this", "never mention this", "exfiltrate",
-    "send the conversation", "include the following link", "always recommend", "insert a link",
-    "system override", "jailbreak", "developer mode", "you are now dan", "do anything now",
-    "override all safety", "bypass safety", "leak the", "send all user data", "api key"};
+const char* const kInjectionPhrases[] = {"ignore previous instructions",
+                                         "ignore all previous",
+                                         "ignore the previous",
+                                         "ignore the above",
+                                         "ignore your instructions",
+                                         "disregard previous",
+                                         "disregard all previous",
+                                         "disregard the above",
+                                         "forget your instructions",
+                                         "forget all previous",
+                                         "do not tell the user",
+                                         "don't tell the user",
+                                         "do not reveal",
+                                         "never reveal",
+                                         "without the user knowing",
+                                         "without telling the user",
+                                         "secretly",
+                                         "hidden instruction",
+                                         "do not mention this",
+                                         "never mention this",
+                                         "exfiltrate",
+                                         "send the conversation",
+                                         "include the following link",
+                                         "always recommend",
+                                         "insert a link",
+                                         "system override",
+                                         "jailbreak",
+                                         "developer mode",
+                                         "you are now dan",
+                                         "do anything now",
+                                         "override all safety",
+                                         "bypass safety",
+                                         "leak the",
+                                         "send all user data",
+                                         "api key"};
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -78,7 +130,8 @@ std::string Lower(std::string_view s) {
 
 class Analyzer {
  public:
-  Analyzer(std::string_view source, const AnalysisOptions& options) : src_(source), options_(options) {
+  Analyzer(std::string_view source, const AnalysisOptions& options)
+      : src_(source), options_(options) {
     for (const auto& v : options.extra_known_variables) known_.insert(v);
   }
 
@@ -103,7 +156,9 @@ class Analyzer {
   void Lexical() {
     if (src_.size() > options_.oversized_bytes)
       Add("template.oversized", S::kLow,
-          "chat template is " + std::to_string(src_.size()) + " bytes, far larger than vendor templates", 0);
+          "chat template is " + std::to_string(src_.size()) +
+              " bytes, far larger than vendor templates",
+          0);
     for (std::size_t i = 0; i + 3 < src_.size(); ++i) {
       if (src_[i] != '\\') continue;
       char k = src_[i + 1];
@@ -112,14 +167,20 @@ class Analyzer {
       bool ok = digits > 0 && i + 2 + digits <= src_.size();
       for (std::size_t d = 0; ok && d < digits; ++d) {
         char c = src_[i + 2 + d];
-        int h = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-        if (h < 0) ok = false;
-        else value = value * 16 + unsigned(h);
+        int h = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                         : -1;
+        if (h < 0)
+          ok = false;
+        else
+          value = value * 16 + unsigned(h);
       }
-      if (!ok && k >= '0' && k <= '3' && i + 3 < src_.size() && src_[i + 2] >= '0' && src_[i + 2] <= '7' &&
-          src_[i + 3] >= '0' && src_[i + 3] <= '7') {
+      if (!ok && k >= '0' && k <= '3' && i + 3 < src_.size() && src_[i + 2] >= '0' &&
+          src_[i + 2] <= '7' && src_[i + 3] >= '0' && src_[i + 3] <= '7') {
         ok = true;
-        value = unsigned(k - '0') * 64 + unsigned(src_[i + 2] - '0') * 8 + unsigned(src_[i + 3] - '0');
+        value =
+            unsigned(k - '0') * 64 + unsigned(src_[i + 2] - '0') * 8 + unsigned(src_[i + 3] - '0');
       }
       if (ok && value >= 0x21 && value <= 0x7e) {
         Add("template.obfuscation", S::kHigh,
@@ -134,21 +195,25 @@ class Analyzer {
   void Fallback() {
     std::string low = Lower(src_);
     for (std::size_t i = 0; i + 2 < low.size(); ++i) {
-      if (low[i] == '_' && low[i + 1] == '_' && std::isalpha(static_cast<unsigned char>(low[i + 2])) &&
-          (i == 0 || low[i - 1] != '_')) {
+      if (low[i] == '_' && low[i + 1] == '_' &&
+          std::isalpha(static_cast<unsigned char>(low[i + 2])) && (i == 0 || low[i - 1] != '_')) {
         Add("template.dunder-access", S::kCritical, "dunder name in an unparsable template", i);
       }
     }
     for (const std::string& name : kPivotGlobals) {
       if (name.size() < 4) continue;
-      for (std::size_t f = low.find(name + "."); f != std::string::npos; f = low.find(name + ".", f + 1))
+      for (std::size_t f = low.find(name + "."); f != std::string::npos;
+           f = low.find(name + ".", f + 1))
         if (f == 0 || !std::isalnum(static_cast<unsigned char>(low[f - 1])))
-          Add("template.dangerous-global", S::kCritical, "'" + name + "' object used in an unparsable template", f);
+          Add("template.dangerous-global", S::kCritical,
+              "'" + name + "' object used in an unparsable template", f);
     }
-    for (const char* gadget : {"|attr(", "| attr(", ".format(", "getattr(", "eval(", "exec(", "popen(", "system("}) {
+    for (const char* gadget :
+         {"|attr(", "| attr(", ".format(", "getattr(", "eval(", "exec(", "popen(", "system("}) {
       for (std::size_t f = low.find(gadget); f != std::string::npos; f = low.find(gadget, f + 1))
-        Add(std::string(gadget).find("attr(") != std::string::npos && gadget[0] == '|' ? "template.attr-gadget"
-                                                                                       : "template.unknown-callable",
+        Add(std::string(gadget).find("attr(") != std::string::npos && gadget[0] == '|'
+                ? "template.attr-gadget"
+                : "template.unknown-callable",
             S::kHigh, std::string("'") + gadget + "' in an unparsable template", f);
     }
     ScanText(src_, 0);
@@ -162,7 +227,8 @@ class Analyzer {
       if (low.find(phrase) != std::string::npos) {
         Add("template.instruction-injection", S::kMedium,
             std::string("template text contains \"") + phrase +
-                "\": chat templates should only add role markers, not instructions hidden from the user",
+                "\": chat templates should only add role markers, not instructions hidden from the "
+                "user",
             offset);
         break;
       }
@@ -189,7 +255,8 @@ class Analyzer {
   void WalkStmt(const Stmt& s) {
     if (s.kind == StmtKind::kText) ScanText(s.text, s.offset);
     if (s.kind == StmtKind::kSet && !s.attr.empty() && s.attr[0] == '_')
-      Add("template.dunder-access", S::kCritical, "assignment to attribute '" + s.attr + "'", s.offset);
+      Add("template.dunder-access", S::kCritical, "assignment to attribute '" + s.attr + "'",
+          s.offset);
     for (const auto& t : s.targets)
       if (!t.empty() && t[0] == '_' && t != "_")
         Add("template.dunder-access", S::kHigh, "variable named '" + t + "'", s.offset);
@@ -219,15 +286,18 @@ class Analyzer {
   static bool BuildsString(const Expr& e, int depth = 0) {
     if (depth > 64) return true;
     switch (e.kind) {
-      case ExprKind::kLiteral: return e.literal.is_string();
+      case ExprKind::kLiteral:
+        return e.literal.is_string();
       case ExprKind::kBinary:
         return (e.name == "~" || e.name == "+" || e.name == "%" || e.name == "*") &&
                (BuildsString(*e.args[0], depth + 1) || BuildsString(*e.args[1], depth + 1));
       case ExprKind::kFilter:
-        return e.name == "join" || e.name == "format" || e.name == "replace" || e.name == "string" ||
-               e.name == "lower" || e.name == "upper" || e.name == "reverse";
-      case ExprKind::kCall: return true;
-      default: return false;
+        return e.name == "join" || e.name == "format" || e.name == "replace" ||
+               e.name == "string" || e.name == "lower" || e.name == "upper" || e.name == "reverse";
+      case ExprKind::kCall:
+        return true;
+      default:
+        return false;
     }
   }
 
@@ -235,7 +305,8 @@ class Analyzer {
     if (name.empty() || name[0] != '_') return;
     bool dunder = name.size() > 1 && name[1] == '_';
     Add("template.dunder-access", dunder ? S::kCritical : S::kHigh,
-        std::string(what) + " '" + name + "': templates have no reason to reach Python internals", offset);
+        std::string(what) + " '" + name + "': templates have no reason to reach Python internals",
+        offset);
   }
 
   void WalkExpr(const Expr& e, bool called) {
@@ -245,28 +316,36 @@ class Analyzer {
         if (known_.count(e.name) || kContextVariables.count(e.name)) break;
         if (kPivotGlobals.count(e.name)) {
           Add("template.dangerous-global", S::kCritical,
-              "'" + e.name + "' is a Jinja/Flask object used as a pivot in template-injection payloads", e.offset);
+              "'" + e.name +
+                  "' is a Jinja/Flask object used as a pivot in template-injection payloads",
+              e.offset);
         } else if (kPythonBuiltins.count(e.name)) {
-          Add("template.dangerous-global", S::kHigh, "Python builtin '" + e.name + "' referenced", e.offset);
+          Add("template.dangerous-global", S::kHigh, "Python builtin '" + e.name + "' referenced",
+              e.offset);
         } else if (kGlobals.count(e.name)) {
           // provided by the sandbox
         } else if (called) {
-          Add("template.unknown-callable", S::kHigh, "call of unknown function '" + e.name + "'", e.offset);
+          Add("template.unknown-callable", S::kHigh, "call of unknown function '" + e.name + "'",
+              e.offset);
         } else if (e.name[0] != '_') {
           Add("template.unknown-variable", S::kInfo,
-              "variable '" + e.name + "' is not part of the standard chat-template context", e.offset);
+              "variable '" + e.name + "' is not part of the standard chat-template context",
+              e.offset);
         }
         break;
       }
       case ExprKind::kGetAttr:
         CheckName(e.name, e.offset, "attribute");
         if (kDangerousAttributes.count(e.name))
-          Add("template.dangerous-global", S::kHigh, "attribute '" + e.name + "' names a host capability", e.offset);
+          Add("template.dangerous-global", S::kHigh,
+              "attribute '" + e.name + "' names a host capability", e.offset);
         if (called && !kMethods.count(e.name)) {
           if (e.name == "format" || e.name == "format_map")
-            Add("template.format-gadget", S::kHigh, "str." + e.name + "() can read attributes of its arguments", e.offset);
+            Add("template.format-gadget", S::kHigh,
+                "str." + e.name + "() can read attributes of its arguments", e.offset);
           else
-            Add("template.unknown-callable", S::kHigh, "call of unknown method '" + e.name + "'", e.offset);
+            Add("template.unknown-callable", S::kHigh, "call of unknown method '" + e.name + "'",
+                e.offset);
         }
         break;
       case ExprKind::kGetItem: {
@@ -274,12 +353,16 @@ class Analyzer {
         if (auto k = ConstString(key)) {
           CheckName(*k, key.offset, "subscript");
           if (kDangerousAttributes.count(*k))
-            Add("template.dangerous-global", S::kHigh, "subscript '" + *k + "' names a host capability", key.offset);
+            Add("template.dangerous-global", S::kHigh,
+                "subscript '" + *k + "' names a host capability", key.offset);
           if (called && !kMethods.count(*k) && (*k).size() > 0)
-            Add("template.unknown-callable", S::kHigh, "call of subscripted member '" + *k + "'", key.offset);
+            Add("template.unknown-callable", S::kHigh, "call of subscripted member '" + *k + "'",
+                key.offset);
         } else if (BuildsString(key)) {
           Add("template.computed-attribute", S::kHigh,
-              "subscript key is built at render time from strings (a way to spell hidden attribute names)", key.offset);
+              "subscript key is built at render time from strings (a way to spell hidden attribute "
+              "names)",
+              key.offset);
         }
         break;
       }
@@ -287,22 +370,26 @@ class Analyzer {
         if (e.args[0]->kind != ExprKind::kName && e.args[0]->kind != ExprKind::kGetAttr &&
             e.args[0]->kind != ExprKind::kGetItem)
           Add("template.unknown-callable", S::kHigh, "call of a computed value", e.offset);
-        if (e.args[0]->kind == ExprKind::kGetAttr && (e.args[0]->name == "get" || e.args[0]->name == "pop") &&
-            e.args.size() > 1)
+        if (e.args[0]->kind == ExprKind::kGetAttr &&
+            (e.args[0]->name == "get" || e.args[0]->name == "pop") && e.args.size() > 1)
           if (auto k = ConstString(*e.args[1])) CheckName(*k, e.args[1]->offset, "key");
         WalkExpr(*e.args[0], true);
         for (std::size_t i = 1; i < e.args.size(); ++i) WalkExpr(*e.args[i], false);
         for (const auto& [k, v] : e.kwargs) WalkExpr(*v, false);
         return;
-      case ExprKind::kFilter: CheckFilter(e); break;
+      case ExprKind::kFilter:
+        CheckFilter(e);
+        break;
       case ExprKind::kBinary:
-        if (e.name == "%" && e.args[0]->kind == ExprKind::kLiteral && e.args[0]->literal.is_string())
+        if (e.name == "%" && e.args[0]->kind == ExprKind::kLiteral &&
+            e.args[0]->literal.is_string())
           Add("template.format-gadget", S::kHigh, "'%' string formatting", e.offset);
         break;
       case ExprKind::kLiteral:
         if (e.literal.is_string()) ScanText(e.literal.str(), e.offset);
         break;
-      default: break;
+      default:
+        break;
     }
     for (std::size_t i = 0; i < e.args.size(); ++i)
       if (e.args[i]) WalkExpr(*e.args[i], false);
@@ -313,7 +400,8 @@ class Analyzer {
   void CheckFilter(const Expr& e) {
     const std::string& f = e.name;
     if (f == "attr") {
-      Add("template.attr-gadget", S::kCritical, "the attr filter reads arbitrary attributes (classic SSTI gadget)", e.offset);
+      Add("template.attr-gadget", S::kCritical,
+          "the attr filter reads arbitrary attributes (classic SSTI gadget)", e.offset);
       return;
     }
     if (f == "format") {
@@ -321,14 +409,16 @@ class Analyzer {
       return;
     }
     if (!kFilters.count(f)) {
-      Add("template.unknown-filter", S::kMedium, "filter '" + f + "' is not provided by the sandbox", e.offset);
+      Add("template.unknown-filter", S::kMedium,
+          "filter '" + f + "' is not provided by the sandbox", e.offset);
       return;
     }
     if (!kAttributeFilters.count(f)) return;
     auto check_attr = [&](const Expr& a) {
       auto k = ConstString(a);
       if (!k) {
-        Add("template.attr-gadget", S::kHigh, "filter '" + f + "' with a computed attribute name", a.offset);
+        Add("template.attr-gadget", S::kHigh, "filter '" + f + "' with a computed attribute name",
+            a.offset);
         return;
       }
       for (std::size_t i = 0, j; i <= k->size(); i = j + 1) {
@@ -336,7 +426,8 @@ class Analyzer {
         if (j == std::string::npos) j = k->size();
         std::string part = k->substr(i, j - i);
         if (!part.empty() && part[0] == '_')
-          Add("template.attr-gadget", S::kCritical, "filter '" + f + "' reads attribute '" + part + "'", a.offset);
+          Add("template.attr-gadget", S::kCritical,
+              "filter '" + f + "' reads attribute '" + part + "'", a.offset);
       }
     };
     for (const auto& [k, v] : e.kwargs)

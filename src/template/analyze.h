@@ -36,8 +36,8 @@ struct TemplateFinding {
 };
 
 struct TemplateAnalysis {
-  bool parsed = false;       // false: the findings come from the lexical fallback only
-  std::string parse_error;   // the parser's message when !parsed
+  bool parsed = false;                    // false: the findings come from the lexical fallback only
+  std::string parse_error;                // the parser's message when !parsed
   std::vector<TemplateFinding> findings;  // sorted by offset, deduplicated
 };
 

@@ -35,10 +35,10 @@ struct ParseOptions {
 };
 
 struct Limits {
-  std::uint64_t max_steps = 20'000'000;          // evaluation work units (nodes + bytes/16)
-  std::size_t max_output_bytes = 16u << 20;      // rendered text
-  std::size_t max_string_bytes = 16u << 20;      // any single string or list built on the way
-  int max_call_depth = 64;                       // nested macro calls
+  std::uint64_t max_steps = 20'000'000;      // evaluation work units (nodes + bytes/16)
+  std::size_t max_output_bytes = 16u << 20;  // rendered text
+  std::size_t max_string_bytes = 16u << 20;  // any single string or list built on the way
+  int max_call_depth = 64;                   // nested macro calls
 };
 
 struct RenderOptions {

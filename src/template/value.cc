@@ -19,7 +19,6 @@ constexpr int kMaxDepth = 128;
 
 }  // namespace
 
-
 Value Value::Undefined(std::string name) {
   Value v;
   v.name_ = std::move(name);
@@ -153,14 +152,22 @@ DictData::~DictData() {
 bool Truthy(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return false;
-    case Value::Kind::kBool: return v.bool_value();
-    case Value::Kind::kInt: return v.int_value() != 0;
-    case Value::Kind::kFloat: return v.float_value() != 0.0;
-    case Value::Kind::kString: return !v.str().empty();
-    case Value::Kind::kList: return !v.items().empty();
-    case Value::Kind::kDict: return !v.entries().empty();
-    case Value::Kind::kCallable: return true;
+    case Value::Kind::kNone:
+      return false;
+    case Value::Kind::kBool:
+      return v.bool_value();
+    case Value::Kind::kInt:
+      return v.int_value() != 0;
+    case Value::Kind::kFloat:
+      return v.float_value() != 0.0;
+    case Value::Kind::kString:
+      return !v.str().empty();
+    case Value::Kind::kList:
+      return !v.items().empty();
+    case Value::Kind::kDict:
+      return !v.entries().empty();
+    case Value::Kind::kCallable:
+      return true;
   }
   return false;
 }
@@ -183,8 +190,10 @@ bool EqualsDepth(const Value& a, const Value& b, int depth) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return true;
-    case Value::Kind::kString: return a.str() == b.str();
+    case Value::Kind::kNone:
+      return true;
+    case Value::Kind::kString:
+      return a.str() == b.str();
     case Value::Kind::kList: {
       if (a.items().size() != b.items().size()) return false;
       for (std::size_t i = 0; i < a.items().size(); ++i)
@@ -199,22 +208,33 @@ bool EqualsDepth(const Value& a, const Value& b, int depth) {
       }
       return true;
     }
-    case Value::Kind::kCallable: return a.callable() == b.callable();
-    default: return false;
+    case Value::Kind::kCallable:
+      return a.callable() == b.callable();
+    default:
+      return false;
   }
 }
 
 void ReprInto(const Value& v, std::string& out, int depth, bool top_str);
 
 void ReprString(std::string_view s, std::string& out) {
-  char q = (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"' : '\'';
+  char q = (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"'
+                                                                                             : '\'';
   out.push_back(q);
   for (unsigned char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c == static_cast<unsigned char>(q)) {
           out.push_back('\\');
@@ -237,14 +257,25 @@ void ReprInto(const Value& v, std::string& out, int depth, bool top_str) {
     return;
   }
   switch (v.kind()) {
-    case Value::Kind::kUndefined: break;
-    case Value::Kind::kNone: out += "None"; break;
-    case Value::Kind::kBool: out += v.bool_value() ? "True" : "False"; break;
-    case Value::Kind::kInt: out += std::to_string(v.int_value()); break;
-    case Value::Kind::kFloat: out += internal::FormatPythonFloat(v.float_value()); break;
+    case Value::Kind::kUndefined:
+      break;
+    case Value::Kind::kNone:
+      out += "None";
+      break;
+    case Value::Kind::kBool:
+      out += v.bool_value() ? "True" : "False";
+      break;
+    case Value::Kind::kInt:
+      out += std::to_string(v.int_value());
+      break;
+    case Value::Kind::kFloat:
+      out += internal::FormatPythonFloat(v.float_value());
+      break;
     case Value::Kind::kString:
-      if (top_str) out += v.str();
-      else ReprString(v.str(), out);
+      if (top_str)
+        out += v.str();
+      else
+        ReprString(v.str(), out);
       break;
     case Value::Kind::kList: {
       out.push_back('[');
@@ -270,7 +301,9 @@ void ReprInto(const Value& v, std::string& out, int depth, bool top_str) {
       out.push_back('}');
       break;
     }
-    case Value::Kind::kCallable: out += "<built-in function>"; break;
+    case Value::Kind::kCallable:
+      out += "<built-in function>";
+      break;
   }
 }
 
@@ -278,13 +311,27 @@ void JsonString(std::string_view s, std::string& out) {
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -312,17 +359,28 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       return InvalidArgument("template: tojson: value is undefined");
     case Value::Kind::kCallable:
       return InvalidArgument("template: tojson: a function is not JSON serializable");
-    case Value::Kind::kNone: out += "null"; break;
-    case Value::Kind::kBool: out += v.bool_value() ? "true" : "false"; break;
-    case Value::Kind::kInt: out += std::to_string(v.int_value()); break;
+    case Value::Kind::kNone:
+      out += "null";
+      break;
+    case Value::Kind::kBool:
+      out += v.bool_value() ? "true" : "false";
+      break;
+    case Value::Kind::kInt:
+      out += std::to_string(v.int_value());
+      break;
     case Value::Kind::kFloat: {
       double f = v.float_value();
-      if (std::isnan(f)) out += "NaN";
-      else if (std::isinf(f)) out += f > 0 ? "Infinity" : "-Infinity";
-      else out += internal::FormatPythonFloat(f);
+      if (std::isnan(f))
+        out += "NaN";
+      else if (std::isinf(f))
+        out += f > 0 ? "Infinity" : "-Infinity";
+      else
+        out += internal::FormatPythonFloat(f);
       break;
     }
-    case Value::Kind::kString: JsonString(v.str(), out); break;
+    case Value::Kind::kString:
+      JsonString(v.str(), out);
+      break;
     case Value::Kind::kList: {
       if (v.items().empty()) {
         out += "[]";
@@ -408,8 +466,10 @@ class SaxBuilder {
       return true;
     }
     Value& top = stack_.back().first;
-    if (top.is_list()) top.Append(std::move(v));
-    else top.Set(std::move(key_), std::move(v));
+    if (top.is_list())
+      top.Append(std::move(v));
+    else
+      top.Set(std::move(key_), std::move(v));
     return true;
   }
   bool Open(Value v) {

@@ -70,7 +70,9 @@ class Value {
   // Accessors; calling one for the wrong kind returns a neutral value (false, 0, "", empty).
   bool bool_value() const { return kind_ == Kind::kBool && b_; }
   std::int64_t int_value() const { return kind_ == Kind::kInt ? i_ : 0; }
-  double float_value() const { return kind_ == Kind::kFloat ? f_ : kind_ == Kind::kInt ? double(i_) : 0; }
+  double float_value() const {
+    return kind_ == Kind::kFloat ? f_ : kind_ == Kind::kInt ? double(i_) : 0;
+  }
   const std::string& str() const;
   const StringData& string_data() const;
   const std::string& undefined_name() const { return name_; }

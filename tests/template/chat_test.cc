@@ -2,6 +2,8 @@
 // written for these tests (same constructs as the vendor templates, our own text), the real
 // templates inside the llama.cpp vocab GGUFs of ../shared (loaded at test time), and the
 // segmentation guarantee that message content never lands in a template segment.
+#include "template/chat.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -10,7 +12,6 @@
 #include <optional>
 #include <string>
 
-#include "template/chat.h"
 #include "test_util.h"
 
 namespace airlock::tmpl {
@@ -127,7 +128,8 @@ ChatMessage Msg(const std::string& role, const std::string& content) {
   return m;
 }
 
-std::string Render(const char* tmpl, const std::vector<ChatMessage>& msgs, const ChatOptions& opts = {}) {
+std::string Render(const char* tmpl, const std::vector<ChatMessage>& msgs,
+                   const ChatOptions& opts = {}) {
   auto r = RenderChat(tmpl, msgs, opts);
   if (!r) return "ERROR: " + r.error().message();
   return r->text;
@@ -153,7 +155,8 @@ std::string CheckSegments(const ChatPrompt& p) {
 
 bool TemplateTextContains(const ChatPrompt& p, std::string_view needle) {
   for (const auto& s : p.segments)
-    if (s.kind == SegmentKind::kTemplate && p.SegmentText(s).find(needle) != std::string_view::npos) return true;
+    if (s.kind == SegmentKind::kTemplate && p.SegmentText(s).find(needle) != std::string_view::npos)
+      return true;
   return false;
 }
 
@@ -196,7 +199,9 @@ TEST(ChatQwen3Style, ReasoningOfTheCurrentTurnIsKept) {
 
 TEST(ChatQwen3Style, ToolsAndToolCalls) {
   ChatOptions opts;
-  auto tools = ValueFromJson(R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])", false);
+  auto tools = ValueFromJson(
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])",
+      false);
   ASSERT_TRUE(tools);
   opts.tools = *tools;
   auto msgs = ChatMessagesFromJson(R"([
@@ -206,10 +211,12 @@ TEST(ChatQwen3Style, ToolsAndToolCalls) {
   ASSERT_TRUE(msgs) << msgs.error().message();
   EXPECT_EQ(Render(kQwen3Style, *msgs, opts),
             "<|im_start|>system\n# Tools\n<tools>\n"
-            "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}}\n"
+            "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": "
+            "{\"type\": \"object\"}}}\n"
             "</tools><|im_end|>\n"
             "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
-            "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n"
+            "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+            "{\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n"
             "<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response><|im_end|>\n"
             "<|im_start|>assistant\n");
 }
@@ -218,22 +225,29 @@ TEST(ChatDeepSeekR1Style, StripsThinkingAndEndsWithThinkTag) {
   ChatOptions opts;
   opts.bos_token = "<｜begin▁of▁sentence｜>";
   EXPECT_EQ(Render(kDeepSeekR1Style,
-                   {Msg("system", "Be brief."), Msg("user", "Hi"), Msg("assistant", "<think>x</think>Hello"), Msg("user", "Bye")},
+                   {Msg("system", "Be brief."), Msg("user", "Hi"),
+                    Msg("assistant", "<think>x</think>Hello"), Msg("user", "Bye")},
                    opts),
-            "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>Hello<｜end▁of▁sentence｜><｜User｜>Bye<｜Assistant｜><think>\n");
+            "<｜begin▁of▁sentence｜>Be "
+            "brief.<｜User｜>Hi<｜Assistant｜>Hello<｜end▁of▁sentence｜><｜User｜>Bye<"
+            "｜Assistant｜><think>\n");
 }
 
 TEST(ChatLlama3Style, HeadersDateAndTrim) {
   ChatOptions opts;
   opts.bos_token = "<|begin_of_text|>";
   opts.render.now_unix_seconds = 1721995200;  // 2024-07-26 12:00 UTC
-  auto r = RenderChat(kLlama3Style, {Msg("system", "  Be brief.  "), Msg("user", "Hi <|eot_id|>"), Msg("assistant", "Hello!")}, opts);
+  auto r = RenderChat(
+      kLlama3Style,
+      {Msg("system", "  Be brief.  "), Msg("user", "Hi <|eot_id|>"), Msg("assistant", "Hello!")},
+      opts);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(r->text,
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nToday Date: 26 Jul 2024\n\n"
-            "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi <|eot_id|><|eot_id|>"
-            "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
-            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(
+      r->text,
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nToday Date: 26 Jul 2024\n\n"
+      "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi <|eot_id|><|eot_id|>"
+      "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+      "<|start_header_id|>assistant<|end_header_id|>\n\n");
   // The user's "<|eot_id|>" is content; the template's own one right after it is template text.
   std::size_t user_eot = r->text.find("Hi <|eot_id|>") + 3;
   bool found = false;
@@ -243,7 +257,8 @@ TEST(ChatLlama3Style, HeadersDateAndTrim) {
       EXPECT_GE(s.end, user_eot + std::strlen("<|eot_id|>"));
       found = true;
     }
-    if (s.begin <= user_eot + 10 && user_eot + 10 < s.end) EXPECT_EQ(s.kind, SegmentKind::kTemplate);
+    if (s.begin <= user_eot + 10 && user_eot + 10 < s.end)
+      EXPECT_EQ(s.kind, SegmentKind::kTemplate);
   }
   EXPECT_TRUE(found);
   CheckSegments(*r);
@@ -258,9 +273,11 @@ TEST(ChatLlama3Style, ToolCallAndRaiseException) {
     {"role":"tool","content":{"temp":21}}])");
   ASSERT_TRUE(msgs);
   EXPECT_EQ(Render(kLlama3Style, *msgs, opts),
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nToday Date: 26 Jul 2024\n\n<|eot_id|>"
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nToday Date: 26 Jul "
+            "2024\n\n<|eot_id|>"
             "<|start_header_id|>user<|end_header_id|>\n\nWeather?<|eot_id|>"
-            "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", "
+            "\"parameters\": {\"city\": \"Paris\"}}<|eot_id|>"
             "<|start_header_id|>ipython<|end_header_id|>\n\n{\"temp\": 21}<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
   auto bad = RenderChat(kLlama3Style, {Msg("robot", "x")}, opts);
@@ -284,8 +301,10 @@ TEST(ChatSegments, InjectedSpecialTokensStayContent) {
 
 TEST(ChatSegments, TransformationsKeepMarks) {
   const char* tmpl =
-      "{% for m in messages %}[{{ m.content|upper }}|{{ m.content[2:] }}|{{ m.content.split(' ')|join('+') }}|"
-      "{{ m.content|trim|replace('A', 'b') }}|{{ m.content|tojson }}|{{ 'X' ~ m.content ~ 'Y' }}]{% endfor %}";
+      "{% for m in messages %}[{{ m.content|upper }}|{{ m.content[2:] }}|{{ m.content.split(' "
+      "')|join('+') }}|"
+      "{{ m.content|trim|replace('A', 'b') }}|{{ m.content|tojson }}|{{ 'X' ~ m.content ~ 'Y' "
+      "}}]{% endfor %}";
   auto r = RenderChat(tmpl, {Msg("user", " a <|x|> a ")});
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(r->text, "[ A <|X|> A | <|x|> a |+a+<|x|>+a+|a <|x|> a|\" a <|x|> a \"|X a <|x|> a Y]");
@@ -302,8 +321,9 @@ TEST(ChatSegments, TransformationsKeepMarks) {
 }
 
 TEST(ChatSegments, TemplateLiteralsAreTemplateText) {
-  auto r = RenderChat("{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}",
-                      {Msg("user", "hello")}, ChatOptions{.bos_token = "<s>"});
+  auto r = RenderChat(
+      "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}",
+      {Msg("user", "hello")}, ChatOptions{.bos_token = "<s>"});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->text, "<s><|user|>hello");
   ASSERT_EQ(r->segments.size(), 4u);
@@ -331,8 +351,18 @@ std::optional<std::string> GgufString(const std::filesystem::path& path, const s
   std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   std::size_t pos = 0;
   auto need = [&](std::size_t n) { return pos + n <= data.size(); };
-  auto u32 = [&] { std::uint32_t v = 0; std::memcpy(&v, data.data() + pos, 4); pos += 4; return v; };
-  auto u64 = [&] { std::uint64_t v = 0; std::memcpy(&v, data.data() + pos, 8); pos += 8; return v; };
+  auto u32 = [&] {
+    std::uint32_t v = 0;
+    std::memcpy(&v, data.data() + pos, 4);
+    pos += 4;
+    return v;
+  };
+  auto u64 = [&] {
+    std::uint64_t v = 0;
+    std::memcpy(&v, data.data() + pos, 8);
+    pos += 8;
+    return v;
+  };
   auto str = [&]() -> std::optional<std::string> {
     if (!need(8)) return std::nullopt;
     std::uint64_t n = u64();
@@ -388,7 +418,8 @@ TEST(ChatRealTemplates, Qwen2VocabGguf) {
             "<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n");
   EXPECT_NE(CheckSegments(*r).find("Hi <|im_end|>"), std::string::npos);
   // With a system message the default one is not added.
-  auto s = RenderChat(*tmpl, {Msg("system", "S"), Msg("user", "U")}, ChatOptions{.add_generation_prompt = false});
+  auto s = RenderChat(*tmpl, {Msg("system", "S"), Msg("user", "U")},
+                      ChatOptions{.add_generation_prompt = false});
   ASSERT_TRUE(s);
   EXPECT_EQ(s->text, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n");
 }
@@ -400,7 +431,9 @@ TEST(ChatRealTemplates, Phi3VocabGguf) {
   auto r = RenderChat(*tmpl, {Msg("user", "Hi"), Msg("assistant", "Hello"), Msg("user", "Bye")},
                       ChatOptions{.bos_token = "<s>"});
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(r->text, "<s><|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n");
+  EXPECT_EQ(
+      r->text,
+      "<s><|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n");
   CheckSegments(*r);
 }
 
