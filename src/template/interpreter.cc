@@ -326,6 +326,7 @@ class Interp {
       case Value::Kind::kString: {
         std::vector<Value> chars;
         auto offs = internal::CodePointOffsets(v.str());
+        ChargeBytes(offs.size() * 16, offset);  // one value per character
         for (std::size_t i = 0; i + 1 < offs.size(); ++i)
           chars.push_back(Value::String(internal::Substr(v.string_data(), offs[i], offs[i + 1])));
         return chars;
@@ -601,10 +602,10 @@ class Interp {
     std::int64_t start = norm(a, step > 0 ? 0 : n - 1, true);
     std::int64_t stop = norm(b, step > 0 ? n : -1, false);
     std::vector<std::int64_t> idx;
-    if (step > 0)
-      for (std::int64_t i = start; i < stop; i += step) idx.push_back(i);
-    else
-      for (std::int64_t i = start; i > stop; i += step) idx.push_back(i);
+    for (std::int64_t i = start; step > 0 ? i < stop : i > stop;) {
+      idx.push_back(i);
+      if (__builtin_add_overflow(i, step, &i)) break;
+    }
     Tick(idx.size());
     if (obj.is_list()) {
       std::vector<Value> items;
@@ -665,6 +666,7 @@ class Interp {
       if (seq && (count.is_int() || count.is_bool())) {
         std::int64_t n = std::max<std::int64_t>(0, AsIndex(count, offset));
         std::size_t unit = seq->is_string() ? seq->str().size() : seq->items().size() * 16;
+        if (unit == 0) n = 0;  // repeating nothing: skip the loop entirely
         if (unit && std::uint64_t(n) > limits_.max_string_bytes / unit)
           Throw(LimitExceeded("template: repetition too large at byte " + std::to_string(offset)));
         if (seq->is_string()) {
@@ -995,6 +997,7 @@ class Interp {
         std::reverse(parts.begin(), parts.end());
       }
     }
+    ChargeBytes(parts.size() * 16, offset);
     std::vector<Value> out;
     for (auto [b, e] : parts) out.push_back(Value::String(internal::Substr(s, b, e)));
     ChargeBytes(t.size(), offset);
@@ -1059,9 +1062,11 @@ class Interp {
   }
 
   bool StartsEnds(const Value& s, const Value& affix, bool starts, std::size_t offset) {
-    if (affix.is_list()) {
-      for (const Value& x : affix.items())
+    if (affix.is_list()) {  // a tuple of strings (one level, like Python)
+      for (const Value& x : affix.items()) {
+        if (!x.is_string()) Error(offset, "startswith/endswith tuple must hold strings");
         if (StartsEnds(s, x, starts, offset)) return true;
+      }
       return false;
     }
     if (!affix.is_string()) Error(offset, "startswith/endswith argument must be a string or tuple");

@@ -246,15 +246,12 @@ class Lexer {
       if (depth == 0) {
         char m = src_[p];
         std::size_t q = (m == '-' || m == '+') ? p + 1 : p;
-        if (src_.substr(q, 2) == close && (q == p || true)) {
-          bool is_end = true;
-          // "-}}" is an end only when "-" is directly followed by the delimiter.
-          if (is_end) {
-            tokens_.push_back({block ? Tok::kBlockEnd : Tok::kVarEnd, p, {}});
-            std::size_t pos = q + 2;
-            AfterTag(pos, m == '-', m == '+', block);
-            return pos;
-          }
+        // "-%}" / "+%}" end the tag only when the sign directly precedes the delimiter.
+        if (src_.substr(q, 2) == close) {
+          tokens_.push_back({block ? Tok::kBlockEnd : Tok::kVarEnd, p, {}});
+          std::size_t pos = q + 2;
+          AfterTag(pos, m == '-', m == '+', block);
+          return pos;
         }
       }
       char c = src_[p];

@@ -297,3 +297,17 @@ TEST(Parse, NestingIsCapped) {
 
 }  // namespace
 }  // namespace airlock::tmpl
+
+namespace airlock::tmpl {
+namespace {
+
+TEST(Render, EdgeCasesFailOrSucceedCleanly) {
+  EXPECT_EQ(R("{{ 'abc'[1::9223372036854775807] }}{{ 'abc'[::-9223372036854775807] }}"), "bc");
+  EXPECT_EQ(R("{{ '' * 9223372036854775807 }}{{ ([] * 9223372036854775807)|length }}"), "0");
+  EXPECT_EQ(R("{{ 'abc'.startswith(('x', 'a')) }}"), "True");
+  EXPECT_EQ(Code("{{ 'abc'.startswith([['a']]) }}"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code("{{ range(9223372036854775807)|length }}"), StatusCode::kLimitExceeded);
+}
+
+}  // namespace
+}  // namespace airlock::tmpl
