@@ -61,11 +61,12 @@ const std::unordered_set<std::string> kPythonBuiltins = {
     "subprocess", "builtins",  "importlib",   "type",         "object",  "input",   "breakpoint",
     "help",       "execfile",  "reload",      "apply",        "hasattr", "dir",     "memoryview",
     "bytes",      "bytearray", "classmethod", "staticmethod", "super",   "property"};
+// Attribute names that only make sense on Python internals (frames, functions, os.environ).
+// Plausible data keys ("system", "os") are not listed: calling them is caught as an unknown method.
 const std::unordered_set<std::string> kDangerousAttributes = {
-    "os",       "sys",           "subprocess",   "popen",        "system",   "environ", "modules",
-    "builtins", "import_module", "func_globals", "f_globals",    "gi_frame", "gi_code", "f_locals",
-    "f_back",   "eval",          "exec",         "check_output", "spawn",    "fork",    "execv",
-    "execve",   "urlopen",       "getattr",      "mro"};
+    "func_globals", "f_globals", "f_locals",   "f_back",   "f_builtins",
+    "gi_frame",     "gi_code",   "cr_frame",   "tb_frame", "environ",
+    "builtins",     "mro",       "subclasses", "im_func",  "func_code"};
 
 const std::unordered_set<std::string> kMethods = {
     "strip",   "lstrip",  "rstrip",  "split",      "rsplit",  "startswith", "endswith", "replace",
@@ -327,7 +328,7 @@ class Analyzer {
         } else if (called) {
           Add("template.unknown-callable", S::kHigh, "call of unknown function '" + e.name + "'",
               e.offset);
-        } else if (e.name[0] != '_') {
+        } else if (e.name[0] != '_' && reported_variables_.insert(e.name).second) {
           Add("template.unknown-variable", S::kInfo,
               "variable '" + e.name + "' is not part of the standard chat-template context",
               e.offset);
@@ -449,6 +450,7 @@ class Analyzer {
   std::unordered_set<std::string> known_;
   std::vector<TemplateFinding> findings_;
   std::set<std::string> seen_;
+  std::set<std::string> reported_variables_;
 };
 
 }  // namespace

@@ -1450,8 +1450,22 @@ class Interp {
         std::int64_t i = AsIndex(*ind, off);
         indent = int(std::clamp<std::int64_t>(i, 0, 64));
       }
-      bool sort_keys = BoolArg(a, 99, "sort_keys", false);
-      auto json = ToJson(v, indent, sort_keys, limits_.max_string_bytes);
+      JsonOptions jo;
+      jo.indent = indent;
+      jo.sort_keys = BoolArg(a, 99, "sort_keys", false);
+      jo.ensure_ascii = BoolArg(a, 99, "ensure_ascii", false);
+      jo.max_bytes = limits_.max_string_bytes;
+      if (const Value* sep = Arg(a, 99, "separators"); sep && !sep->is_none()) {
+        if (!sep->is_list() || sep->items().size() != 2 || !sep->items()[0].is_string() ||
+            !sep->items()[1].is_string())
+          Error(off, "tojson separators must be a pair of strings");
+        jo.item_separator = sep->items()[0].str();
+        jo.key_separator = sep->items()[1].str();
+        if (jo.item_separator.size() + jo.key_separator.size() > 64)
+          Error(off, "tojson separators too long");
+        if (jo.item_separator.empty()) jo.item_separator = ",";
+      }
+      auto json = ToJson(v, jo);
       if (!json)
         Throw(Status(json.error().code(),
                      json.error().message() + " (at byte " + std::to_string(off) + ")"));

@@ -16,6 +16,8 @@ const StringData kEmptyStringData;
 const std::vector<Value> kEmptyItems;
 const std::vector<std::pair<std::string, Value>> kEmptyEntries;
 constexpr int kMaxDepth = 128;
+const std::string kComma = ",";
+const std::string kCommaSpace = ", ";
 
 }  // namespace
 
@@ -307,9 +309,10 @@ void ReprInto(const Value& v, std::string& out, int depth, bool top_str) {
   }
 }
 
-void JsonString(std::string_view s, std::string& out) {
+void JsonString(std::string_view s, std::string& out, bool ensure_ascii) {
   out.push_back('"');
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"':
         out += "\\\"";
@@ -337,6 +340,28 @@ void JsonString(std::string_view s, std::string& out) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
+        } else if (c >= 0x80 && ensure_ascii) {
+          // Decode one UTF-8 sequence (invalid bytes become U+FFFD) and escape it.
+          std::uint32_t cp = 0xFFFD;
+          std::size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+          bool ok = n > 1 && i + n <= s.size();
+          for (std::size_t k = 1; ok && k < n; ++k)
+            ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+          if (ok) {
+            cp = c & (0x7F >> n);
+            for (std::size_t k = 1; k < n; ++k)
+              cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+            i += n - 1;
+          }
+          char buf[16];
+          if (cp >= 0x10000) {
+            cp -= 0x10000;
+            std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + (cp >> 10),
+                          0xDC00 + (cp & 0x3FF));
+          } else {
+            std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+          }
+          out += buf;
         } else {
           out.push_back(char(c));
         }
@@ -345,8 +370,12 @@ void JsonString(std::string_view s, std::string& out) {
   out.push_back('"');
 }
 
-Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, int depth,
-                std::size_t max_bytes) {
+Status JsonInto(const Value& v, std::string& out, const JsonOptions& o, int depth) {
+  const int indent = o.indent;
+  const std::size_t max_bytes = o.max_bytes;
+  const std::string& item_sep = !o.item_separator.empty() ? o.item_separator
+                                : indent < 0              ? kCommaSpace
+                                                          : kComma;
   if (depth > kMaxDepth) return LimitExceeded("template: tojson: value nested deeper than 128");
   if (out.size() > max_bytes) return LimitExceeded("template: tojson: output too large");
   auto newline = [&](int level) {
@@ -379,7 +408,7 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       break;
     }
     case Value::Kind::kString:
-      JsonString(v.str(), out);
+      JsonString(v.str(), out, o.ensure_ascii);
       break;
     case Value::Kind::kList: {
       if (v.items().empty()) {
@@ -389,10 +418,10 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       out.push_back('[');
       bool first = true;
       for (const Value& item : v.items()) {
-        if (!first) out += indent < 0 ? ", " : ",";
+        if (!first) out += item_sep;
         first = false;
         newline(depth + 1);
-        AIRLOCK_TRY(JsonInto(item, out, indent, sort_keys, depth + 1, max_bytes));
+        AIRLOCK_TRY(JsonInto(item, out, o, depth + 1));
       }
       newline(depth);
       out.push_back(']');
@@ -405,17 +434,17 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       }
       std::vector<const std::pair<std::string, Value>*> order;
       for (const auto& e : v.entries()) order.push_back(&e);
-      if (sort_keys)
+      if (o.sort_keys)
         std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->first < b->first; });
       out.push_back('{');
       bool first = true;
       for (const auto* e : order) {
-        if (!first) out += indent < 0 ? ", " : ",";
+        if (!first) out += item_sep;
         first = false;
         newline(depth + 1);
-        JsonString(e->first, out);
-        out += ": ";
-        AIRLOCK_TRY(JsonInto(e->second, out, indent, sort_keys, depth + 1, max_bytes));
+        JsonString(e->first, out, o.ensure_ascii);
+        out += o.key_separator;
+        AIRLOCK_TRY(JsonInto(e->second, out, o, depth + 1));
       }
       newline(depth);
       out.push_back('}');
@@ -506,10 +535,10 @@ std::string ToPythonRepr(const Value& v) {
   return out;
 }
 
-Result<std::string> ToJson(const Value& v, int indent, bool sort_keys, std::size_t max_bytes) {
+Result<std::string> ToJson(const Value& v, const JsonOptions& options) {
   std::string out;
-  AIRLOCK_TRY(JsonInto(v, out, indent, sort_keys, 0, max_bytes));
-  if (out.size() > max_bytes) return LimitExceeded("template: tojson: output too large");
+  AIRLOCK_TRY(JsonInto(v, out, options, 0));
+  if (out.size() > options.max_bytes) return LimitExceeded("template: tojson: output too large");
   return out;
 }
 

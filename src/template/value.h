@@ -130,12 +130,25 @@ bool Equals(const Value& a, const Value& b);
 std::string ToPythonString(const Value& v);
 // Python repr() (strings quoted).
 std::string ToPythonRepr(const Value& v);
-// json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sort_keys) as Hugging Face's tojson
-// does it: separators ", " / ": " without indent, "," / ": " with one. indent < 0 = no indent.
+// json.dumps as Hugging Face's tojson calls it. Defaults: ensure_ascii=False, no indent,
+// separators ", " / ": " (with an indent: "," / ": ").
+struct JsonOptions {
+  int indent = -1;  // < 0: single line
+  bool sort_keys = false;
+  bool ensure_ascii = false;   // escape non-ASCII as \uXXXX (surrogate pairs above U+FFFF)
+  std::string item_separator;  // empty: the default for the indent mode
+  std::string key_separator = ": ";
+  std::size_t max_bytes = 64u << 20;
+};
 // Errors: kInvalidArgument for undefined/callable values, kLimitExceeded past depth 128 or when
-// the result would exceed `max_bytes`.
-Result<std::string> ToJson(const Value& v, int indent = -1, bool sort_keys = false,
-                           std::size_t max_bytes = 64u << 20);
+// the result would exceed max_bytes.
+Result<std::string> ToJson(const Value& v, const JsonOptions& options);
+inline Result<std::string> ToJson(const Value& v, int indent = -1, bool sort_keys = false) {
+  JsonOptions o;
+  o.indent = indent;
+  o.sort_keys = sort_keys;
+  return ToJson(v, o);
+}
 // Parses JSON text into a Value (objects keep key order). `mark_as_input` marks every string
 // (and dict keys) as caller input. Errors: kInvalidArgument for malformed JSON, kLimitExceeded
 // for nesting deeper than 128.

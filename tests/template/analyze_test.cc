@@ -34,8 +34,11 @@ TEST(Analyze, DunderAttributeAndSubscript) {
   EXPECT_TRUE(a.parsed);
   ASSERT_TRUE(HasRule(a, "template.dunder-access"));
   EXPECT_EQ(MaxSeverity(a), FindingSeverity::kCritical);
-  for (const auto& f : a.findings)
-    if (f.rule_id == "template.dunder-access") EXPECT_EQ(f.offset, 4u);  // the '.' of .__class__
+  for (const auto& f : a.findings) {
+    if (f.rule_id == "template.dunder-access") {
+      EXPECT_EQ(f.offset, 4u);  // the '.' of .__class__
+    }
+  }
   EXPECT_TRUE(HasRule(AnalyzeTemplate("{{ x['__globals__'] }}"), "template.dunder-access"));
   EXPECT_TRUE(HasRule(AnalyzeTemplate("{{ x['__glo' ~ 'bals__'] }}"), "template.dunder-access"));
   EXPECT_TRUE(HasRule(AnalyzeTemplate("{{ __builtins__ }}"), "template.dunder-access"));
@@ -290,6 +293,25 @@ TEST(Sandbox, ResourceCapsStopRunawayTemplates) {
                 r.error().code() == StatusCode::kPermissionDenied)
         << r.error().ToString();
   }
+}
+
+}  // namespace
+}  // namespace airlock::tmpl
+
+namespace airlock::tmpl {
+namespace {
+
+TEST(Analyze, DataKeysThatLookScaryAreNotFlagged) {
+  // "system" and "os" are plausible data keys; only calling an unknown method is suspicious.
+  auto a = AnalyzeTemplate(
+      "{% set ns = namespace(system='', os='') %}{{ ns.system ~ ns.os }}{{ messages[0]['system'] "
+      "}}");
+  EXPECT_LE(MaxSeverity(a), FindingSeverity::kInfo);
+  EXPECT_TRUE(HasRule(AnalyzeTemplate("{{ ns.system('id') }}"), "template.unknown-callable"));
+  EXPECT_TRUE(HasRule(AnalyzeTemplate("{{ x.f_globals }}"), "template.dangerous-global"));
+  // An unknown variable is reported once, however often it is used.
+  auto v = AnalyzeTemplate("{{ foo }}{{ foo }}{{ foo }}");
+  EXPECT_EQ(v.findings.size(), 1u);
 }
 
 }  // namespace

@@ -121,6 +121,17 @@ const char* kLlama3Style = R"J({{- bos_token }}
 {%- endif %}
 )J";
 
+ChatOptions BosOptions(const std::string& bos) {
+  ChatOptions o;
+  o.bos_token = bos;
+  return o;
+}
+ChatOptions NoGenerationPrompt() {
+  ChatOptions o;
+  o.add_generation_prompt = false;
+  return o;
+}
+
 ChatMessage Msg(const std::string& role, const std::string& content) {
   ChatMessage m;
   m.role = role;
@@ -257,8 +268,9 @@ TEST(ChatLlama3Style, HeadersDateAndTrim) {
       EXPECT_GE(s.end, user_eot + std::strlen("<|eot_id|>"));
       found = true;
     }
-    if (s.begin <= user_eot + 10 && user_eot + 10 < s.end)
+    if (s.begin <= user_eot + 10 && user_eot + 10 < s.end) {
       EXPECT_EQ(s.kind, SegmentKind::kTemplate);
+    }
   }
   EXPECT_TRUE(found);
   CheckSegments(*r);
@@ -323,7 +335,7 @@ TEST(ChatSegments, TransformationsKeepMarks) {
 TEST(ChatSegments, TemplateLiteralsAreTemplateText) {
   auto r = RenderChat(
       "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}",
-      {Msg("user", "hello")}, ChatOptions{.bos_token = "<s>"});
+      {Msg("user", "hello")}, BosOptions("<s>"));
   ASSERT_TRUE(r);
   ASSERT_EQ(r->text, "<s><|user|>hello");
   ASSERT_EQ(r->segments.size(), 4u);
@@ -418,8 +430,7 @@ TEST(ChatRealTemplates, Qwen2VocabGguf) {
             "<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n");
   EXPECT_NE(CheckSegments(*r).find("Hi <|im_end|>"), std::string::npos);
   // With a system message the default one is not added.
-  auto s = RenderChat(*tmpl, {Msg("system", "S"), Msg("user", "U")},
-                      ChatOptions{.add_generation_prompt = false});
+  auto s = RenderChat(*tmpl, {Msg("system", "S"), Msg("user", "U")}, NoGenerationPrompt());
   ASSERT_TRUE(s);
   EXPECT_EQ(s->text, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n");
 }
@@ -429,7 +440,7 @@ TEST(ChatRealTemplates, Phi3VocabGguf) {
   auto tmpl = GgufString(fixtures / "ggml-vocab-phi-3.gguf", "tokenizer.chat_template");
   ASSERT_TRUE(tmpl);
   auto r = RenderChat(*tmpl, {Msg("user", "Hi"), Msg("assistant", "Hello"), Msg("user", "Bye")},
-                      ChatOptions{.bos_token = "<s>"});
+                      BosOptions("<s>"));
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(
       r->text,

@@ -311,3 +311,15 @@ TEST(Render, EdgeCasesFailOrSucceedCleanly) {
 
 }  // namespace
 }  // namespace airlock::tmpl
+
+namespace airlock::tmpl {
+namespace {
+
+TEST(Render, ToJsonOptions) {
+  EXPECT_EQ(R("{{ {'a': 'é😀'}|tojson(ensure_ascii=true) }}"), "{\"a\": \"\\u00e9\\ud83d\\ude00\"}");
+  EXPECT_EQ(R("{{ {'a': [1, 2]}|tojson(separators=(',', ':')) }}"), "{\"a\":[1,2]}");
+  EXPECT_EQ(Code("{{ {'a': 1}|tojson(separators='x') }}"), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace airlock::tmpl
