@@ -383,8 +383,13 @@ class Analyzer {
         break;
       case ExprKind::kBinary:
         if (e.name == "%" && e.args[0]->kind == ExprKind::kLiteral &&
-            e.args[0]->literal.is_string())
-          Add("template.format-gadget", S::kHigh, "'%' string formatting", e.offset);
+            e.args[0]->literal.is_string()) {
+          Add("template.format-gadget", S::kLow,
+              "'%' string formatting (printf-style; reads no attributes)", e.offset);
+          if (e.args[0]->literal.str().find("%(_") != std::string::npos)
+            Add("template.dunder-access", S::kCritical, "'%' format reads key starting with '_'",
+                e.offset);
+        }
         break;
       case ExprKind::kLiteral:
         if (e.literal.is_string()) ScanText(e.literal.str(), e.offset);
@@ -406,7 +411,8 @@ class Analyzer {
       return;
     }
     if (f == "format") {
-      Add("template.format-gadget", S::kHigh, "the format filter", e.offset);
+      Add("template.format-gadget", S::kLow,
+          "the format filter (printf-style; reads no attributes)", e.offset);
       return;
     }
     if (!kFilters.count(f)) {

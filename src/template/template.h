@@ -4,7 +4,8 @@
 //
 // Sandbox: a template sees only the Value passed to Render plus the globals range, dict,
 // namespace, raise_exception and strftime_now. There are no host objects; attribute names that
-// start with "_" are refused, as are str.format, "%"-formatting and the attr filter. Every
+// start with "_" are refused, as are str.format and the attr filter ("%" formatting and the
+// format filter are printf-style and read dict keys only, never attributes). Every
 // render is bounded by Limits (work steps, output size, string size, macro depth) and fails with
 // a Status, never a hang or a crash.
 // Ownership: a parsed Template is immutable and cheap to copy. Thread-safety: Render is const and

@@ -237,7 +237,7 @@ TEST(Sandbox, EscapeAttemptsFailCleanly) {
       "{{ messages['__class__'] }}",
       "{{ messages|attr('__class__') }}",
       "{{ '{0.__class__}'.format(messages) }}",
-      "{{ '%s' % messages }}",
+      "{{ '%(__class__)s' % {'a': 1} }}",
       "{{ namespace.__init__ }}",
       "{{ range.__globals__ }}",
       "{{ raise_exception.__self__ }}",

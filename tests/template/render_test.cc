@@ -323,3 +323,20 @@ TEST(Render, ToJsonOptions) {
 
 }  // namespace
 }  // namespace airlock::tmpl
+
+namespace airlock::tmpl {
+namespace {
+
+TEST(Render, PercentFormatting) {
+  EXPECT_EQ(R("{{ '%s-%d-%.2f-%5s|%-3s|%x%%' % ('a', 7, 1.5, 'r', 'l', 255) }}"),
+            "a-7-1.50-    r|l  |ff%");
+  EXPECT_EQ(R("{{ '%(who)s is %(n)03d' % {'who': 'x', 'n': 5} }}"), "x is 005");
+  EXPECT_EQ(R("{{ 'Hi %s!'|format(name) }}{{ '%s'|format([1]) }}"), "Hi World![1]");
+  EXPECT_EQ(Code("{{ '%s %s' % ('a',) }}"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code("{{ '%s' % ('a', 'b') }}"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code("{{ '%(__class__)s' % {'a': 1} }}"), StatusCode::kPermissionDenied);
+  EXPECT_EQ(Code("{{ '%q' % 1 }}"), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace airlock::tmpl
