@@ -55,7 +55,8 @@ Result<ChatPrompt> RenderChat(const Template& tmpl, const std::vector<ChatMessag
   vars.Set("add_generation_prompt", Value::Bool(options.add_generation_prompt));
   vars.Set("bos_token", Value::String(options.bos_token));
   vars.Set("eos_token", Value::String(options.eos_token));
-  if (!options.tools.is_undefined()) vars.Set("tools", MarkAsInput(options.tools));
+  // Like transformers and llama.cpp: "tools" is always defined, none when there are none.
+  vars.Set("tools", options.tools.is_undefined() ? Value::None() : MarkAsInput(options.tools));
   for (const auto& [k, v] : options.extra_variables.entries()) vars.Set(k, v);
 
   AIRLOCK_ASSIGN_OR_RETURN(Rendered r, tmpl.Render(vars, options.render));

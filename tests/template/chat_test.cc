@@ -99,7 +99,7 @@ const char* kLlama3Style = R"J({{- bos_token }}
     {{- 'Environment: ipython\n' }}
 {%- endif %}
 {{- 'Today Date: ' + today + '\n\n' }}
-{%- for t in tools | default([]) %}
+{%- for t in tools or [] %}
     {{- t | tojson(indent=4) + '\n\n' }}
 {%- endfor %}
 {{- system + '<|eot_id|>' }}
