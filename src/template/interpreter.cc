@@ -1148,26 +1148,21 @@ class Interp {
     return Str(b.Take(), offset);
   }
 
+  // ASCII case mapping (keeps byte lengths, so input marks stay valid). Title case follows
+  // Jinja's title filter: a word starts after whitespace or one of - ( { [ <.
   static StringData MapCase(const StringData& s,
-                            int mode) {  // 0 upper, 1 lower, 2 title, 3 capitalize
+                            int mode) {  // 0 upper 1 lower 2 title 3 capitalize
     StringData d = s;
-    bool prev_alpha = false;
+    bool word_start = true;
     for (std::size_t i = 0; i < d.text.size(); ++i) {
       char& c = d.text[i];
-      bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      if (mode == 0 && c >= 'a' && c <= 'z')
+      bool upper = c >= 'A' && c <= 'Z', lower = c >= 'a' && c <= 'z';
+      bool make_upper = mode == 0 || (mode == 2 && word_start) || (mode == 3 && i == 0);
+      if (make_upper && lower)
         c = char(c - 32);
-      else if (mode == 1 && c >= 'A' && c <= 'Z')
+      else if (!make_upper && mode != 0 && upper)
         c = char(c + 32);
-      else if (mode == 2 && alpha)
-        c = prev_alpha ? char(std::tolower(c)) : char(std::toupper(c));
-      else if (mode == 3)
-        c = i == 0 ? char(std::toupper(static_cast<unsigned char>(c)))
-                   : char(std::tolower(static_cast<unsigned char>(c)));
-      prev_alpha =
-          alpha || static_cast<unsigned char>(c) >= 0x80 || (c >= '0' && c <= '9') || c == '\'';
-      if (mode == 2 && !alpha && !(static_cast<unsigned char>(c) >= 0x80))
-        prev_alpha = (c >= '0' && c <= '9') || c == '\'' ? prev_alpha : false;
+      word_start = IsWs(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
     }
     return d;
   }

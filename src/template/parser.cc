@@ -91,6 +91,7 @@ class Lexer {
     while (pos < end_) {
       std::size_t tag = FindTag(pos);
       if (tag > pos) EmitText(pos, tag);
+      strip_next_ = false;  // a "-%}" strips only the text right after it
       if (tag >= end_) break;
       char kind = src_[tag + 1];
       std::size_t p = tag + 2;

@@ -340,3 +340,20 @@ TEST(Render, PercentFormatting) {
 
 }  // namespace
 }  // namespace airlock::tmpl
+
+namespace airlock::tmpl {
+namespace {
+
+TEST(Render, WhitespaceStripOnlyTouchesAdjacentText) {
+  EXPECT_EQ(R("{% if true -%}{{ n }} x{% endif %}"), "3 x");
+  EXPECT_EQ(R("{% if true -%}   {{ n }}{% endif %}"), "3");
+}
+
+TEST(Render, TitleAndCapitalize) {
+  EXPECT_EQ(
+      R("{{ 'hello wORLD-wide (x)'|title }}|{{ 'hELLO wORLD'|capitalize }}|{{ 'ab'.upper() }}"),
+      "Hello World-Wide (X)|Hello world|AB");
+}
+
+}  // namespace
+}  // namespace airlock::tmpl
