@@ -265,6 +265,18 @@ TEST(Sandbox, EscapeAttemptsFailCleanly) {
   }
 }
 
+TEST(Sandbox, DeepEvaluationIsCappedBeforeTheStackRunsOut) {
+  // Macro recursion whose body nests 60 list literals: far more nested evaluation than the
+  // interpreter allows, so it must stop with kLimitExceeded instead of overflowing the stack.
+  std::string deep = "{% macro f(n) %}{{ " + std::string(60, '[') + "f(n + 1)" +
+                     std::string(60, ']') + " }}{% endmacro %}{{ f(0) }}";
+  auto t = Template::Parse(deep);
+  ASSERT_TRUE(t) << t.error().message();
+  auto r = t->Render(Value::Dict());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), StatusCode::kLimitExceeded) << r.error().ToString();
+}
+
 TEST(Sandbox, ResourceCapsStopRunawayTemplates) {
   RenderOptions opts;
   opts.limits.max_steps = 200'000;
