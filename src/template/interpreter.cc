@@ -1932,6 +1932,8 @@ Result<Rendered> Template::Render(const Value& variables, const RenderOptions& o
     return LimitExceeded("template: out of memory while rendering");
   } catch (const std::length_error&) {
     return LimitExceeded("template: value too large while rendering");
+  } catch (const std::exception& e) {
+    return Internal(std::string("template: unexpected error while rendering: ") + e.what());
   }
 }
 

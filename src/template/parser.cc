@@ -1106,6 +1106,8 @@ Result<std::shared_ptr<const Program>> ParseProgram(std::string source, const Pa
     return e.status;
   } catch (const std::bad_alloc&) {
     return LimitExceeded("template: out of memory while parsing");
+  } catch (const std::exception& e) {
+    return Internal(std::string("template: unexpected error while parsing: ") + e.what());
   }
   return std::shared_ptr<const Program>(std::move(program));
 }
