@@ -10,6 +10,21 @@
 // each maximal run of remaining text (content and template text joined, not split at segment
 // boundaries) as usual, so that benign prompts tokenize exactly as llama.cpp does.
 //
+// Double BOS: templates such as Llama 3's and DeepSeek's print bos_token themselves; when the
+// prompt already starts with the BOS text, do not also prepend BOS in the tokenizer.
+//
+// Example (an inference loop):
+//   AIRLOCK_ASSIGN_OR_RETURN(tmpl::Template t, tmpl::Template::Parse(gguf_chat_template));
+//   tmpl::ChatOptions opts;
+//   opts.bos_token = vocab.TokenText(bos_id);   // "" when the model has none
+//   opts.extra_variables = tmpl::Value::Dict();
+//   opts.extra_variables.Set("enable_thinking", tmpl::Value::Bool(false));  // Qwen3, optional
+//   std::vector<tmpl::ChatMessage> msgs(1);
+//   msgs[0].role = "user";
+//   msgs[0].content = tmpl::Value::String(user_text);
+//   AIRLOCK_ASSIGN_OR_RETURN(tmpl::ChatPrompt p, tmpl::RenderChat(t, msgs, opts));
+//   for (const tmpl::ChatSegment& s : p.segments) ...  // specials only where s.kind == kTemplate
+//
 // Ownership: results are plain values. Thread-safety: reentrant; a parsed Template can be shared.
 #pragma once
 
