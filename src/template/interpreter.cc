@@ -360,27 +360,30 @@ class Interp {
     }
     ++loop_depth_;
     std::int64_t n = std::int64_t(items.size());
+    // One loop object advanced in place, like Jinja's LoopContext.
+    auto index = std::make_shared<std::int64_t>(0);
+    auto cycle = std::make_shared<CallableData>();
+    cycle->name = "cycle";
+    cycle->builtin = [index](Interp&, CallArgs& a) -> Value {
+      if (a.args.empty()) Error(a.offset, "loop.cycle() needs at least one argument");
+      return a.args[std::size_t(*index) % a.args.size()];
+    };
+    Value loop = Value::Dict();
+    loop.Set("length", Value::Int(n));
+    loop.Set("depth", Value::Int(1));
+    loop.Set("depth0", Value::Int(0));
+    loop.Set("cycle", Value::Callable(std::move(cycle)));
     for (std::int64_t i = 0; i < n; ++i) {
       Tick();
-      Value loop = Value::Dict();
+      *index = i;
       loop.Set("index", Value::Int(i + 1));
       loop.Set("index0", Value::Int(i));
       loop.Set("revindex", Value::Int(n - i));
       loop.Set("revindex0", Value::Int(n - i - 1));
       loop.Set("first", Value::Bool(i == 0));
       loop.Set("last", Value::Bool(i == n - 1));
-      loop.Set("length", Value::Int(n));
-      loop.Set("depth", Value::Int(1));
-      loop.Set("depth0", Value::Int(0));
       loop.Set("previtem", i > 0 ? items[std::size_t(i - 1)] : Value::Undefined("previtem"));
       loop.Set("nextitem", i + 1 < n ? items[std::size_t(i + 1)] : Value::Undefined("nextitem"));
-      auto cycle = std::make_shared<CallableData>();
-      cycle->name = "cycle";
-      cycle->builtin = [i](Interp&, CallArgs& a) -> Value {
-        if (a.args.empty()) Error(a.offset, "loop.cycle() needs at least one argument");
-        return a.args[std::size_t(i) % a.args.size()];
-      };
-      loop.Set("cycle", Value::Callable(std::move(cycle)));
       Assign("loop", loop);
       if (s.targets.size() == 1)
         Assign(s.targets[0], items[std::size_t(i)]);
