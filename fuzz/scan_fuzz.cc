@@ -10,10 +10,9 @@
 #include "scan/scan.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::array<const char*, 8> kNames = {"fuzz.bin",       "saved_model.pb",
-                                                    "model.h5",       "tokenizer_config.json",
-                                                    "template.jinja", "weights.pkl",
-                                                    "model.safetensors", "model.gguf"};
+  static const std::array<const char*, 9> kNames = {
+      "config.yaml",    "fuzz.bin",    "saved_model.pb",    "model.h5",  "tokenizer_config.json",
+      "template.jinja", "weights.pkl", "model.safetensors", "model.gguf"};
   if (size == 0) return 0;
   std::string name = kNames[data[0] % kNames.size()];
   airlock::scan::ScanOptions options;

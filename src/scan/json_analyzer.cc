@@ -206,6 +206,11 @@ void AnalyzeJson(Scanner& s, const Target& t) {
     return;
   }
   if (!root.is_object()) return;  // lists of data (datasets, vocabularies)
+  // A Keras model config (config.json of a Keras 3 `.keras` archive, or a saved architecture):
+  // {"class_name": ..., "config": {...}} with layers that may carry Lambda code.
+  if (root.contains("class_name") && root.contains("config") && root["config"].is_object()) {
+    AnalyzeKerasConfig(s, t, text, 0);
+  }
   // Vocabularies are data; scanning their strings for code would flag every code tokenizer.
   try {
     if (name == "added_tokens.json" || name == "special_tokens_map.json") {

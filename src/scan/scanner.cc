@@ -102,6 +102,8 @@ std::string_view FormatName(Format f) {
       return "hdf5";
     case Format::kImage:
       return "image";
+    case Format::kYaml:
+      return "yaml";
     case Format::kTfGraph:
       return "tensorflow";
   }
@@ -253,6 +255,7 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
         (HasPickleName(name) || ends_with_stop || TextPickleExecutes(d))) {
       return Format::kPickle;
     }
+    if (EndsWith(name, ".yaml") || EndsWith(name, ".yml")) return Format::kYaml;
     if (EndsWith(name, ".json") || b0 == '{' || b0 == '[') return Format::kJson;
     return Format::kText;
   }
@@ -344,7 +347,11 @@ void Scanner::Scan(const Target& t) {
   // headers only.
   bool named_for_format = (f == Format::kGguf && EndsWith(t.name, ".gguf")) ||
                           (f == Format::kSafetensors && EndsWith(t.name, ".safetensors"));
-  if (f != Format::kZip && f != Format::kEmpty && !named_for_format && HasTrailingZip(t.data)) {
+  // Archives are walked member by member, so a zip stored as their last member is scanned anyway.
+  bool archive = f == Format::kTar || f == Format::kGzip || f == Format::kXz ||
+                 f == Format::kBzip2 || f == Format::kSevenZip;
+  if (f != Format::kZip && f != Format::kEmpty && !named_for_format && !archive &&
+      HasTrailingZip(t.data)) {
     Add(t, "zip.polyglot", Severity::kMedium,
         std::string("file is a ") + std::string(FormatName(f)) +
             " with a zip archive appended: zip readers such as torch.load open the zip part");
@@ -370,6 +377,9 @@ void Scanner::Scan(const Target& t) {
       return;
     case Format::kNpy:
       AnalyzeNpy(*this, t);
+      return;
+    case Format::kYaml:
+      AnalyzeYaml(*this, t);
       return;
     case Format::kGguf:
       AnalyzeGguf(*this, t);
@@ -475,7 +485,8 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
         if (entry.is_symlink() || entry.is_regular_file()) {
           // lexically: fs::relative would resolve a symlink to its target and hide its name.
           rel.push_back(entry.path().lexically_relative(path).string());
-          if (entry.is_regular_file() && !entry.is_symlink()) files.push_back(entry.path().string());
+          if (entry.is_regular_file() && !entry.is_symlink())
+            files.push_back(entry.path().string());
         }
       }
       std::sort(rel.begin(), rel.end());

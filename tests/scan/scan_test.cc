@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -158,6 +157,27 @@ TEST(KerasTest, DenseModelIsCleanAndMissingConfigIsInconclusive) {
   EXPECT_EQ(ScanBuffer(Bytes(Hdf5With(config)), "model.h5", {}).verdict, Verdict::kClean);
   std::string hidden = Hdf5With("\x01\x02 compressed");
   EXPECT_EQ(ScanBuffer(Bytes(hidden), "model.h5", {}).verdict, Verdict::kInconclusive);
+}
+
+TEST(KerasTest, KerasV3ConfigJsonIsJudgedToo) {
+  std::string config =
+      R"({"module": "keras", "class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {"function": {"module": "builtins", "class_name": "function", "config": "exec"}}}]}})";
+  auto r = ScanBuffer(Bytes(config), "config.json", {});
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+}
+
+TEST(YamlTest, PythonTagsAndTemplatesInAnyScalarStyle) {
+  std::string tag = "model: !!python/object/apply:os.system ['id']\n";
+  auto r = ScanBuffer(Bytes(tag), "config.yaml", {});
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+  EXPECT_EQ(r.findings.at(0).rule_id, "yaml.python-tag");
+  std::string block =
+      "generation:\n  chat_template: |\n    {{ cycler.__init__.__globals__.os.popen('id') }}\n"
+      "  max_length: 10\n";
+  EXPECT_EQ(ScanBuffer(Bytes(block), "config.yml", {}).verdict, Verdict::kMalicious);
+  std::string benign =
+      "chat_template: \"{% for m in messages %}{{ m['content'] }}\\n{% endfor %}\"\nname: x\n";
+  EXPECT_EQ(ScanBuffer(Bytes(benign), "config.yaml", {}).verdict, Verdict::kClean);
 }
 
 ScanReport SampleReport() {

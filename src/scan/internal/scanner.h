@@ -34,6 +34,7 @@ enum class Format {
   kNotebook,     // *.ipynb
   kHdf5,         // HDF5 (Keras .h5 models)
   kImage,        // PNG, JPEG, GIF, WebP (model cards, sample outputs)
+  kYaml,         // *.yaml / *.yml configs
   kTfGraph,      // TensorFlow SavedModel / GraphDef protobuf (*.pb)
 };
 
@@ -104,6 +105,7 @@ void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
                            std::optional<std::uint64_t> offset);  // template_analyzer.cc
 
 void AnalyzeHdf5(Scanner& s, const Target& t);          // keras_analyzer.cc
+void AnalyzeYaml(Scanner& s, const Target& t);          // yaml_analyzer.cc
 void AnalyzeTfGraph(Scanner& s, const Target& t);       // tensorflow_analyzer.cc
 // Judges a Keras model config (the JSON in an .h5 `model_config` attribute or a .keras
 // archive's config.json): Lambda layers, non-Keras modules, unknown registered names.
