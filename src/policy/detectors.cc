@@ -96,21 +96,47 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
       return span.size();
     }
     case Validator::kPhoneE164: {
-      std::size_t digits = DigitsOf(span).size();
-      if (digits < 8 || digits > 15) return 0;
-      if (IsAlnum(before) || IsDigit(after)) return 0;
-      return span.size();
+      if (IsAlnum(before)) return 0;
+      // The pattern is greedy and may run into a following number; accept the longest prefix
+      // that ends after a digit group, holds 8..15 digits, and is not continued by a digit or by
+      // '.'/'-' plus a digit (an IP address or another number glued on).
+      std::size_t best = 0, digits = 0;
+      for (std::size_t i = 0; i < span.size(); ++i) {
+        if (!IsDigit(span[i]) && span[i] != ')') continue;
+        if (IsDigit(span[i])) ++digits;
+        std::size_t cut = i + 1;
+        char next = cut < span.size() ? span[cut] : after;
+        char next2 = cut + 1 < span.size() ? span[cut + 1]
+                     : cut + 1 == span.size() ? after
+                     : (end + 1 < text.size() ? text[end + 1] : '\0');
+        if (IsDigit(next)) continue;
+        if ((next == '.' || next == '-') && IsDigit(next2)) continue;
+        if (digits >= 8 && digits <= 15) best = cut;
+      }
+      return best;
     }
     case Validator::kPaymentCard: {
       std::string d = DigitsOf(span);
       if (d.size() < 13 || d.size() > 19) return 0;
       if (std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; })) return 0;
-      // Separators, if any, must all be the same character.
+      if (before == '+') return 0;  // an international phone number
+      // Separators, if any, must all be the same character and group the digits the way cards
+      // are printed (4-4-4-4, 4-4-4-4-3, 4-4-4-3, 4-6-5, 4-6-4); this keeps runs of unrelated numbers out.
       char sep = 0;
+      std::vector<int> groups{0};
       for (char c : span) {
-        if (IsDigit(c)) continue;
+        if (IsDigit(c)) {
+          groups.back()++;
+          continue;
+        }
         if (sep && c != sep) return 0;
         sep = c;
+        groups.push_back(0);
+      }
+      if (groups.size() > 1) {
+        static const std::vector<std::vector<int>> kLayouts = {
+            {4, 4, 4, 4}, {4, 4, 4, 4, 3}, {4, 4, 4, 3}, {4, 6, 5}, {4, 6, 4}};
+        if (std::find(kLayouts.begin(), kLayouts.end(), groups) == kLayouts.end()) return 0;
       }
       int p2 = (d[0] - '0') * 10 + (d[1] - '0');
       int p4 = std::stoi(d.substr(0, 4));
