@@ -39,6 +39,9 @@ int RunServe(const ServeArgs& a) {
                  a.models[0].c_str(), a.models.size() > 1 ? ", ..." : "");
     return 2;
   }
+  if (!pol.local_models.empty())
+    std::fprintf(stderr, "airlock serve: warning: the policy's local_models answer 503 until the "
+                         "inference engine is part of this build\n");
   if (pol.upstreams.empty() && pol.local_models.empty())
     std::fprintf(stderr, "airlock serve: warning: no upstreams or models configured; every "
                          "completion request will answer 404\n");

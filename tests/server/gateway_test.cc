@@ -20,6 +20,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "policy/policy.h"
+#include "server/gateway.h"
+#include "server/model_backend.h"
 #include "test_util.h"
 
 namespace {
@@ -575,3 +578,91 @@ TEST(GatewayCli, RefusesNonLoopbackWithoutKeysAndLocalModels) {
 }
 
 }  // namespace
+
+// ---- a local model through the ModelBackend interface (in-process gateway) ----
+namespace local_backend {
+
+// Test double standing in for the inference engine: echoes the last message, one word per piece,
+// with a reasoning block first.
+class EchoBackend : public airlock::server::ModelBackend {
+ public:
+  std::string Name() const override { return "tiny"; }
+  std::int64_t CountTokens(std::string_view text) const override {
+    return static_cast<std::int64_t>(text.size() / 4 + 1);
+  }
+  airlock::Result<airlock::server::GenerateResult> Generate(
+      const airlock::server::GenerateRequest& request,
+      const std::function<bool(std::string_view)>& on_text,
+      const std::atomic<bool>& cancel) override {
+    last_prompt = request.messages.empty() ? request.prompt : request.messages.back().content;
+    std::vector<std::string> pieces = {"<thi", "nk>hmm</th", "ink>", "got "};
+    for (std::size_t i = 0; i < last_prompt.size(); i += 3) pieces.push_back(last_prompt.substr(i, 3));
+    airlock::server::GenerateResult r;
+    for (const auto& p : pieces) {
+      if (cancel || !on_text(p)) {
+        r.finish_reason = "cancelled";
+        break;
+      }
+      r.completion_tokens++;
+    }
+    r.prompt_tokens = CountTokens(last_prompt);
+    return r;
+  }
+  std::string last_prompt;
+};
+
+TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
+  TempDir dir("gateway-local");
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n"
+                     "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+                     "[reasoning]\naction='strip'\n[audit]\npath='" +
+                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" +
+                     (dir.path() / "k.db").string() + "'\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  auto backend = std::make_shared<EchoBackend>();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tiny"] = backend;
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  json body = {{"model", "tiny"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi eve@example.com"}}})}};
+  auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(backend->last_prompt, "hi [EMAIL_1]");  // the model never saw the address
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "got hi eve@example.com");
+  EXPECT_GT(j["usage"]["completion_tokens"].get<int>(), 0);
+  body["stream"] = true;
+  r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  std::string text;
+  bool done = false, usage = false;
+  std::size_t pos = 0;
+  while ((pos = r->body.find("data: ", pos)) != std::string::npos) {
+    std::size_t end = r->body.find("\n\n", pos);
+    std::string payload = r->body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (payload == "[DONE]") {
+      done = true;
+      continue;
+    }
+    json chunk = json::parse(payload);
+    if (chunk.contains("usage")) usage = true;
+    for (const auto& ch : chunk["choices"])
+      if (ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
+  }
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(usage);
+  EXPECT_EQ(text, "got hi eve@example.com");
+  (*gw)->Stop();
+}
+
+}  // namespace local_backend
