@@ -537,6 +537,27 @@ TEST_F(GatewayTest, FloodOfGarbageGetsCleanErrors) {
   EXPECT_EQ(h->status, 200);
 }
 
+// The official `openai` npm client works unchanged against the gateway. Needs node and the
+// package installed under the build tree: npm install --prefix build/npm openai
+TEST_F(GatewayTest, OfficialOpenAiNodeClient) {
+  std::filesystem::path modules = std::filesystem::path(AIRLOCK_BINARY_DIR) / "npm" / "node_modules";
+  if (std::system("node --version > /dev/null 2>&1") != 0 ||
+      !std::filesystem::exists(modules / "openai"))
+    GTEST_SKIP() << "node or the openai npm package is absent; run: npm install --prefix "
+                 << AIRLOCK_BINARY_DIR << "/npm openai";
+  std::string cmd = "NODE_PATH='" + modules.string() + "' node '" AIRLOCK_SOURCE_DIR
+                    "/tests/server/openai_client.cjs' http://127.0.0.1:" +
+                    std::to_string(serve_->port()) + "/v1 '" + admin_ + "' 2>&1";
+  std::FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[1024];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("OK"), std::string::npos) << out;
+}
+
 // Runs last (name order is not guaranteed, so it restarts its own server): kill -9 right after an
 // answered request must leave that request's record in a log that verifies; then tampering is
 // detected by `airlock audit verify`.
