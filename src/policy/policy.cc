@@ -119,12 +119,13 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       if (!t) return Bad(origin, Where(e, ctx), "expected a table");
       AIRLOCK_TRY(CheckKeys(*t,
                             {"name", "base_url", "api_key_env", "jurisdiction",
-                             "allowed_data_classes", "models", "timeout_s"},
+                             "allowed_data_classes", "models", "timeout_s", "ca_file"},
                             origin, ctx));
       Upstream u;
       AIRLOCK_ASSIGN_OR_RETURN(u.name, GetString(*t, "name", origin, ctx, true));
       AIRLOCK_ASSIGN_OR_RETURN(u.base_url, GetString(*t, "base_url", origin, ctx, true));
       AIRLOCK_ASSIGN_OR_RETURN(u.api_key_env, GetString(*t, "api_key_env", origin, ctx, false));
+      AIRLOCK_ASSIGN_OR_RETURN(u.ca_file, GetString(*t, "ca_file", origin, ctx, false));
       std::string j;
       AIRLOCK_ASSIGN_OR_RETURN(j, GetString(*t, "jurisdiction", origin, ctx, true));
       u.jurisdiction = Upper(j);

@@ -33,6 +33,7 @@ struct Upstream {
   std::vector<DataClass> allowed_data_classes;
   std::vector<std::string> models;  // model names routed to this upstream
   int timeout_s = 60;
+  std::string ca_file;  // PEM CA bundle for https upstreams (default: the system store)
 };
 
 struct LocalModel {

@@ -154,6 +154,7 @@ struct UpstreamEndpoint {
   std::string path_prefix;       // "/v1"
   std::string api_key;           // from the environment; never logged
   int timeout_s = 60;
+  std::string ca_file;
 };
 
 class ClientPool {
@@ -173,6 +174,7 @@ class ClientPool {
     c->set_read_timeout(endpoint_.timeout_s, 0);
     c->set_write_timeout(endpoint_.timeout_s, 0);
     c->set_keep_alive(true);
+    if (!endpoint_.ca_file.empty()) c->set_ca_cert_path(endpoint_.ca_file.c_str());
     return c;
   }
   void Release(std::unique_ptr<httplib::Client> c) {
@@ -199,6 +201,7 @@ Result<UpstreamEndpoint> ParseBaseUrl(const policy::Upstream& u) {
   if (!u.api_key_env.empty())
     if (const char* k = std::getenv(u.api_key_env.c_str())) e.api_key = k;
   e.timeout_s = u.timeout_s;
+  e.ca_file = u.ca_file;
   return e;
 }
 
