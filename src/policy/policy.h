@@ -60,7 +60,7 @@ struct ServerSettings {
   std::size_t max_body_bytes = 1 << 20;
   int read_timeout_s = 10;
   int write_timeout_s = 30;
-  int threads = 32;
+  int threads = 64;
   int default_max_tokens = 1024;  // used for budget reservations when a request sets none
 };
 

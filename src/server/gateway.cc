@@ -1004,7 +1004,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.set_read_timeout(p.server.read_timeout_s, 0);
   http.set_write_timeout(p.server.write_timeout_s, 0);
   http.set_keep_alive_max_count(1000);
-  http.set_keep_alive_timeout(5);
+  http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string message = res.status == 413   ? "Request body too large."
