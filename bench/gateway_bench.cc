@@ -53,6 +53,7 @@ double Percentile(std::vector<double> v, double p) {
 std::vector<double> Sequential(int port, int n, const std::string& body) {
   httplib::Client c("127.0.0.1", port);
   c.set_keep_alive(true);
+  c.set_tcp_nodelay(true);
   std::vector<double> out;
   for (int i = 0; i < n; ++i) {
     auto t0 = Clock::now();
@@ -76,6 +77,7 @@ double Throughput(int port, int clients, double seconds, const std::string& body
     ts.emplace_back([&] {
       httplib::Client c("127.0.0.1", port);
       c.set_keep_alive(true);
+      c.set_tcp_nodelay(true);
       while (Clock::now() < stop) {
         auto r = c.Post("/v1/chat/completions", body, "application/json");
         if (r && r->status == 200) done++;
@@ -95,6 +97,7 @@ std::vector<double> Paced(int port, int clients, double rate, double seconds,
     ts.emplace_back([&, i] {
       httplib::Client c("127.0.0.1", port);
       c.set_keep_alive(true);
+      c.set_tcp_nodelay(true);
       double interval = clients / rate;
       for (long k = 0;; ++k) {
         auto due = start + std::chrono::duration<double>(interval * k + i * interval / clients);
@@ -113,9 +116,10 @@ std::vector<double> Paced(int port, int clients, double rate, double seconds,
   return all;
 }
 
-void GatewayOverhead() {
+void GatewayOverhead(bool fsync) {
   httplib::Server upstream;
   upstream.new_task_queue = [] { return new httplib::ThreadPool(16); };
+  upstream.set_tcp_nodelay(true);
   upstream.Post("/v1/chat/completions", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(kReply, "application/json");
   });
@@ -128,8 +132,8 @@ void GatewayOverhead() {
                      std::to_string(up_port) +
                      "/v1'\njurisdiction='US'\nmodels=['m']\nallowed_data_classes=['ip_address']\n"
                      "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
-                     "[audit]\npath='" + (dir / "audit.db").string() +
-                     "'\n[server]\nkeys_db='" + (dir / "keys.db").string() + "'\n";
+                     "[audit]\npath='" + (dir / "audit.db").string() + "'\nfsync=" +
+                     (fsync ? "true" : "false") + "\n[server]\nkeys_db='" + (dir / "keys.db").string() + "'\n";
   auto policy = airlock::policy::ParsePolicy(toml);
   if (!policy) {
     std::fprintf(stderr, "%s\n", policy.error().message().c_str());
@@ -149,8 +153,8 @@ void GatewayOverhead() {
   Sequential(gw_port, 50, body);
   auto direct = Sequential(up_port, 1000, body);
   auto via = Sequential(gw_port, 1000, body);
-  std::printf("Gateway overhead (same fake upstream, same run, %u CPUs, loadavg-sensitive)\n",
-              std::thread::hardware_concurrency());
+  std::printf("Gateway overhead, audit fsync=%s (same fake upstream, same run, %u CPUs)\n",
+              fsync ? "true" : "false", std::thread::hardware_concurrency());
   std::printf("  sequential, 1000 requests: direct p50 %.0f us p99 %.0f us | via gateway p50 %.0f "
               "us p99 %.0f us | added p50 %.0f us p99 %.0f us\n",
               Percentile(direct, .5), Percentile(direct, .99), Percentile(via, .5),
@@ -213,7 +217,8 @@ BENCHMARK(BM_DetectorsPlainProse);
 }  // namespace
 
 int main(int argc, char** argv) {
-  GatewayOverhead();
+  GatewayOverhead(true);
+  GatewayOverhead(false);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -361,7 +361,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
   }
   AIRLOCK_ASSIGN_OR_RETURN(impl->db, OpenDb(path, false));
   sqlite3* db = impl->db;
-  if (!Exec(db, "PRAGMA journal_mode=WAL") || !Exec(db, "PRAGMA synchronous=FULL") ||
+  if (!Exec(db, "PRAGMA journal_mode=WAL") ||
+      !Exec(db, options.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
       !Exec(db,
             "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
             "CREATE TABLE IF NOT EXISTS records(seq INTEGER PRIMARY KEY, data TEXT NOT NULL,"

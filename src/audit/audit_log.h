@@ -2,8 +2,8 @@
 // are canonical JSON records, stored in SQLite (WAL, synchronous=FULL), with periodic ECDSA-signed
 // checkpoints (tree size, root, time). Each record also carries its sequence number and the
 // previous leaf hash, so verification can name the first changed, removed or reordered record.
-// Append() returns only after the record is durably committed (group commit across threads), so a
-// request answered after Append() survives kill -9.
+// Append() returns only after the record is committed (group commit across threads), so a request
+// answered after Append() survives kill -9; with OpenOptions::fsync it also survives power loss.
 // Ownership: AuditLog owns its SQLite connection and writer thread. Thread-safety: Append() and
 // Checkpoint() may be called from any number of threads; VerifyLog/ListRecords open their own
 // read-only connection.
@@ -43,6 +43,9 @@ struct OpenOptions {
   std::string signing_key_pem_path;  // ECDSA private key (PEM); empty: checkpoints unsigned
   int checkpoint_every = 100;        // records between checkpoints
   int checkpoint_idle_ms = 5000;     // also checkpoint an unsigned tail after this much idle time
+  // true: synchronous=FULL (each group commit fsync'd; survives power loss). false:
+  // synchronous=NORMAL (WAL; a committed record survives kill -9 of the process, not power loss).
+  bool fsync = true;
 };
 
 class AuditLog {

@@ -223,7 +223,9 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "audit"), "expected an [audit] table");
     AIRLOCK_TRY(
-        CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every"}, origin, "audit"));
+        CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every", "fsync"}, origin,
+                  "audit"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.fsync, GetBool(*t, "fsync", origin, "audit", true));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.path,
                              GetString(*t, "path", origin, "audit", false, p.audit.path));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.store_text, GetBool(*t, "store_text", origin, "audit", false));

@@ -174,6 +174,7 @@ class ClientPool {
     c->set_read_timeout(endpoint_.timeout_s, 0);
     c->set_write_timeout(endpoint_.timeout_s, 0);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);  // headers and body are separate writes: avoid Nagle/delayed-ACK stalls
     if (!endpoint_.ca_file.empty()) c->set_ca_cert_path(endpoint_.ca_file.c_str());
     return c;
   }
@@ -990,6 +991,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   audit::OpenOptions aopts;
   aopts.signing_key_pem_path = p.audit.signing_key;
   aopts.checkpoint_every = p.audit.checkpoint_every;
+  aopts.fsync = p.audit.fsync;
   AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));
   for (const policy::Upstream& u : p.upstreams) {
     AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, ParseBaseUrl(u));
@@ -1004,6 +1006,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.set_read_timeout(p.server.read_timeout_s, 0);
   http.set_write_timeout(p.server.write_timeout_s, 0);
   http.set_keep_alive_max_count(1000);
+  http.set_tcp_nodelay(true);
   http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
