@@ -4,8 +4,12 @@
 // sequential requests, throughput with concurrent clients, and latency under a paced load of
 // ~1,000 requests/s; then Google Benchmark measures detector throughput (MB/s).
 // Short by design (about 15 s). Run: build/bench/gateway_bench [--benchmark_min_time=0.2]
+#define CPPHTTPLIB_OPENSSL_SUPPORT  // match the flags Debian's libcpp-httplib was built with
+#define CPPHTTPLIB_ZLIB_SUPPORT
+#define CPPHTTPLIB_BROTLI_SUPPORT
 #include <benchmark/benchmark.h>
 #include <httplib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,7 +18,6 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
-#include <unistd.h>
 
 #include "policy/detectors.h"
 #include "server/gateway.h"
@@ -30,15 +33,15 @@ const char* kReply =
     R"("usage":{"prompt_tokens":20,"completion_tokens":5,"total_tokens":25}})";
 
 std::string RequestBody() {
-  json body = {{"model", "m"},
-               {"max_tokens", 16},
-               {"messages",
-                json::array({{{"role", "system"}, {"content", "You are a helpful assistant."}},
-                             {{"role", "user"},
-                              {"content",
-                               "Please summarise the ticket from dana@example.com about the "
-                               "failed deploy on host 10.2.3.4; the error said timeout after "
-                               "30 s and the rollback worked. Keep it short."}}})}};
+  json body = {
+      {"model", "m"},
+      {"max_tokens", 16},
+      {"messages", json::array({{{"role", "system"}, {"content", "You are a helpful assistant."}},
+                                {{"role", "user"},
+                                 {"content",
+                                  "Please summarise the ticket from dana@example.com about the "
+                                  "failed deploy on host 10.2.3.4; the error said timeout after "
+                                  "30 s and the rollback worked. Keep it short."}}})}};
   return body.dump();
 }
 
@@ -128,12 +131,13 @@ void GatewayOverhead(bool fsync) {
 
   auto dir = std::filesystem::current_path() / ("gateway-bench-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  std::string toml = "[[upstreams]]\nname='u'\nbase_url='http://127.0.0.1:" +
-                     std::to_string(up_port) +
-                     "/v1'\njurisdiction='US'\nmodels=['m']\nallowed_data_classes=['ip_address']\n"
-                     "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
-                     "[audit]\npath='" + (dir / "audit.db").string() + "'\nfsync=" +
-                     (fsync ? "true" : "false") + "\n[server]\nkeys_db='" + (dir / "keys.db").string() + "'\n";
+  std::string toml =
+      "[[upstreams]]\nname='u'\nbase_url='http://127.0.0.1:" + std::to_string(up_port) +
+      "/v1'\njurisdiction='US'\nmodels=['m']\nallowed_data_classes=['ip_address']\n"
+      "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+      "[audit]\npath='" +
+      (dir / "audit.db").string() + "'\nfsync=" + (fsync ? "true" : "false") +
+      "\n[server]\nkeys_db='" + (dir / "keys.db").string() + "'\n";
   auto policy = airlock::policy::ParsePolicy(toml);
   if (!policy) {
     std::fprintf(stderr, "%s\n", policy.error().message().c_str());
@@ -155,24 +159,26 @@ void GatewayOverhead(bool fsync) {
   auto via = Sequential(gw_port, 1000, body);
   std::printf("Gateway overhead, audit fsync=%s (same fake upstream, same run, %u CPUs)\n",
               fsync ? "true" : "false", std::thread::hardware_concurrency());
-  std::printf("  sequential, 1000 requests: direct p50 %.0f us p99 %.0f us | via gateway p50 %.0f "
-              "us p99 %.0f us | added p50 %.0f us p99 %.0f us\n",
-              Percentile(direct, .5), Percentile(direct, .99), Percentile(via, .5),
-              Percentile(via, .99), Percentile(via, .5) - Percentile(direct, .5),
-              Percentile(via, .99) - Percentile(direct, .99));
+  std::printf(
+      "  sequential, 1000 requests: direct p50 %.0f us p99 %.0f us | via gateway p50 %.0f "
+      "us p99 %.0f us | added p50 %.0f us p99 %.0f us\n",
+      Percentile(direct, .5), Percentile(direct, .99), Percentile(via, .5), Percentile(via, .99),
+      Percentile(via, .5) - Percentile(direct, .5), Percentile(via, .99) - Percentile(direct, .99));
   double tput_direct = Throughput(up_port, 8, 2.0, body);
   double tput_via = Throughput(gw_port, 8, 2.0, body);
-  std::printf("  throughput, 8 closed-loop clients, 2 s: direct %.0f req/s | via gateway %.0f "
-              "req/s (%.2fx)\n",
-              tput_direct, tput_via, tput_via / tput_direct);
+  std::printf(
+      "  throughput, 8 closed-loop clients, 2 s: direct %.0f req/s | via gateway %.0f "
+      "req/s (%.2fx)\n",
+      tput_direct, tput_via, tput_via / tput_direct);
   long n_direct = 0, n_via = 0;
   auto paced_direct = Paced(up_port, 16, 1000, 2.0, body, &n_direct);
   auto paced_via = Paced(gw_port, 16, 1000, 2.0, body, &n_via);
-  std::printf("  paced 1000 req/s for 2 s (16 connections): direct %ld ok, p50 %.0f us p99 %.0f us"
-              " | via gateway %ld ok, p50 %.0f us p99 %.0f us | added p50 %.0f us\n",
-              n_direct, Percentile(paced_direct, .5), Percentile(paced_direct, .99), n_via,
-              Percentile(paced_via, .5), Percentile(paced_via, .99),
-              Percentile(paced_via, .5) - Percentile(paced_direct, .5));
+  std::printf(
+      "  paced 1000 req/s for 2 s (16 connections): direct %ld ok, p50 %.0f us p99 %.0f us"
+      " | via gateway %ld ok, p50 %.0f us p99 %.0f us | added p50 %.0f us\n",
+      n_direct, Percentile(paced_direct, .5), Percentile(paced_direct, .99), n_via,
+      Percentile(paced_via, .5), Percentile(paced_via, .99),
+      Percentile(paced_via, .5) - Percentile(paced_direct, .5));
   std::fflush(stdout);
   (*gw)->Stop();
   (*gw)->Wait();

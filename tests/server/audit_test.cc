@@ -121,7 +121,8 @@ TEST_F(AuditLogTest, ReopenContinuesTheTree) {
 }
 
 TEST_F(AuditLogTest, DetectsChangedRecord) {
-  Sql(db_, "UPDATE records SET data = replace(data, '\"status\":200', '\"status\":201') WHERE seq=5");
+  Sql(db_,
+      "UPDATE records SET data = replace(data, '\"status\":200', '\"status\":201') WHERE seq=5");
   VerifyReport r = Verify();
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.first_problem.find("record 5 was changed"), std::string::npos) << r.first_problem;
@@ -129,16 +130,19 @@ TEST_F(AuditLogTest, DetectsChangedRecord) {
 
 TEST_F(AuditLogTest, DetectsChangedRecordWithRecomputedLeafHash) {
   // An attacker who also fixes the stored leaf hash still breaks the chain and the signed root.
-  Sql(db_, "UPDATE records SET data = replace(data, '\"status\":200', '\"status\":201') WHERE seq=5");
+  Sql(db_,
+      "UPDATE records SET data = replace(data, '\"status\":200', '\"status\":201') WHERE seq=5");
   sqlite3* h = nullptr;
   ASSERT_EQ(sqlite3_open(db_.c_str(), &h), SQLITE_OK);
   sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT data FROM records WHERE seq=5", -1, &s, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT data FROM records WHERE seq=5", -1, &s, nullptr),
+            SQLITE_OK);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
   std::string data(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
   sqlite3_finalize(s);
   Digest256 leaf = LeafHash(data);
-  ASSERT_EQ(sqlite3_prepare_v2(h, "UPDATE records SET leaf_hash=? WHERE seq=5", -1, &s, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_prepare_v2(h, "UPDATE records SET leaf_hash=? WHERE seq=5", -1, &s, nullptr),
+            SQLITE_OK);
   sqlite3_bind_blob(s, 1, leaf.data(), 32, SQLITE_TRANSIENT);
   ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
   sqlite3_finalize(s);

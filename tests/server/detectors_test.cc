@@ -1,13 +1,13 @@
 // Detector unit tests (each class, check digits, secret rules) and the labelled-corpus evaluation
 // whose precision/recall figures are reported in docs/detectors.md.
+#include "policy/detectors.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-
-#include "policy/detectors.h"
 
 namespace airlock::policy {
 namespace {
@@ -107,7 +107,7 @@ TEST_F(DetectorsTest, PaymentCards) {
   EXPECT_TRUE(Has("card 4111 1111 1111 1111 exp", DataClass::kPaymentCard, "4111 1111 1111 1111"));
   EXPECT_TRUE(Has("amex 378282246310005.", DataClass::kPaymentCard, "378282246310005"));
   EXPECT_FALSE(HasClass("card 4111 1111 1111 1112 exp", DataClass::kPaymentCard));  // Luhn
-  EXPECT_FALSE(HasClass("id 9111111111111111", DataClass::kPaymentCard));  // unknown IIN
+  EXPECT_FALSE(HasClass("id 9111111111111111", DataClass::kPaymentCard));           // unknown IIN
   EXPECT_FALSE(HasClass("mixed 4111-1111 1111-1111", DataClass::kPaymentCard));
 }
 
@@ -139,24 +139,24 @@ TEST_F(DetectorsTest, SecretRules) {
       {"gcp-api-key", "AIzaSyD3kq9XzP1vB7mW2nR5tY8uJ0cL4hG6fE2"},
       {"github-pat", "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"},
       {"github-fine-grained-pat",
-       "github_pat_11ABCDEFG0123456789_abcdefghijABCDEFGHIJklmnopqrstKLMNOPQRSTuvwxyz0123456789ABCDEF"},
+       "github_pat_11ABCDEFG0123456789_"
+       "abcdefghijABCDEFGHIJklmnopqrstKLMNOPQRSTuvwxyz0123456789ABCDEF"},
       {"gitlab-pat", "glpat-x9Yz8Wv7Ut6Sr5Qp4On3"},
       {"slack-token", "xoxb-12345678901-123456789012-aBcDeFgHiJkLmNoPqRsTuVwX"},
       {"stripe-key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"},
       {"openai-api-key",
        "sk-proj-Ab3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu9Vw1XyT3BlbkFJAb3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu9Vw1Xy"},
-      {"anthropic-api-key",
-       "sk-ant-api03-" + std::string(40, 'a') + "Zb3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu9Vw1Xy-_Ab3De5Fg7Hj9Kl1Mn3P" +
-           "AA"},
+      {"anthropic-api-key", "sk-ant-api03-" + std::string(40, 'a') +
+                                "Zb3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu9Vw1Xy-_Ab3De5Fg7Hj9Kl1Mn3P" + "AA"},
       {"huggingface-token", "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZaBcDeFgH"},
       {"deepseek-dashscope-api-key", "sk-3f9a0c1b7d2e4f6a8b0c1d2e3f4a5b6c"},
       {"moonshot-api-key", "sk-Ab3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu9Vw1XyZa2Bc4De6Fg8Hj0K"},
       {"zhipu-api-key", "3f9a0c1b7d2e4f6a8b0c1d2e3f4a5b6c.Ab3De5Fg7Hj9Kl1M"},
       {"alibaba-access-key-id", "LTAI5tQ8zX3vB7mW2nR5tY8u"},
-      {"sendgrid-api-key",
-       "SG.aBcDeFgHiJkLmNoPqRsTuV.aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789aBcDeFg"},
+      {"sendgrid-api-key", "SG.aBcDeFgHiJkLmNoPqRsTuV.aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789aBcDeFg"},
       {"jwt",
-       "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"},
+       "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_"
+       "XgL0n3I9PlFUP0THsR8U"},
       {"age-secret-key",
        "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQY"},
   };
@@ -174,7 +174,8 @@ TEST_F(DetectorsTest, SecretRules) {
 }
 
 TEST_F(DetectorsTest, GenericAssignmentNeedsEntropy) {
-  EXPECT_TRUE(Has("api_key = \"Zx8Qw3Er5Ty7Ui9Op1As\"", DataClass::kSecret, "Zx8Qw3Er5Ty7Ui9Op1As"));
+  EXPECT_TRUE(
+      Has("api_key = \"Zx8Qw3Er5Ty7Ui9Op1As\"", DataClass::kSecret, "Zx8Qw3Er5Ty7Ui9Op1As"));
   EXPECT_FALSE(HasClass("password = \"passwordpassword\"", DataClass::kSecret));
   EXPECT_FALSE(HasClass("api_key = YOUR_API_KEY_HERE", DataClass::kSecret));
 }
@@ -189,7 +190,8 @@ TEST_F(DetectorsTest, PrivateKeyBlock) {
 TEST_F(DetectorsTest, OnlyEnabledClasses) {
   auto d = DetectorSet::Create({.enabled = {DataClass::kEmail}});
   ASSERT_TRUE(d.ok());
-  auto m = (*d)->Scan("bob@example.com 4111 1111 1111 1111 ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5");
+  auto m =
+      (*d)->Scan("bob@example.com 4111 1111 1111 1111 ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5");
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].data_class, DataClass::kEmail);
 }

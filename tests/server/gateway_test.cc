@@ -5,8 +5,10 @@
 #define CPPHTTPLIB_OPENSSL_SUPPORT  // match the flags Debian's libcpp-httplib was built with
 #define CPPHTTPLIB_ZLIB_SUPPORT
 #define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include "server/gateway.h"
+
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -21,7 +23,6 @@
 #include <thread>
 
 #include "policy/policy.h"
-#include "server/gateway.h"
 #include "server/model_backend.h"
 #include "test_util.h"
 
@@ -60,13 +61,16 @@ class FakeUpstream {
                     {"completion_tokens", max_tokens},
                     {"total_tokens", 10 + max_tokens}};
       if (!body.value("stream", false)) {
-        json out = {{"id", "up-1"}, {"object", chat ? "chat.completion" : "text_completion"},
-                    {"created", 1}, {"model", model}, {"usage", usage}};
-        out["choices"] = json::array(
-            {chat ? json{{"index", 0},
-                         {"message", {{"role", "assistant"}, {"content", reply}}},
-                         {"finish_reason", "stop"}}
-                  : json{{"index", 0}, {"text", reply}, {"finish_reason", "stop"}}});
+        json out = {{"id", "up-1"},
+                    {"object", chat ? "chat.completion" : "text_completion"},
+                    {"created", 1},
+                    {"model", model},
+                    {"usage", usage}};
+        out["choices"] =
+            json::array({chat ? json{{"index", 0},
+                                     {"message", {{"role", "assistant"}, {"content", reply}}},
+                                     {"finish_reason", "stop"}}
+                              : json{{"index", 0}, {"text", reply}, {"finish_reason", "stop"}}});
         if (model == "think") out["choices"][0]["message"]["reasoning_content"] = "rc " + text;
         res.set_content(out.dump(), "application/json");
         return;
@@ -74,21 +78,24 @@ class FakeUpstream {
       // Stream in 2-byte pieces so every placeholder is split across chunks.
       std::vector<std::string> events;
       for (std::size_t i = 0; i < reply.size(); i += 2) {
-        json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1},
-                  {"model", model}};
+        json c = {
+            {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
         c["choices"] = json::array(
-            {chat ? json{{"index", 0}, {"delta", {{"content", reply.substr(i, 2)}}},
+            {chat ? json{{"index", 0},
+                         {"delta", {{"content", reply.substr(i, 2)}}},
                          {"finish_reason", nullptr}}
                   : json{{"index", 0}, {"text", reply.substr(i, 2)}, {"finish_reason", nullptr}}});
         events.push_back("data: " + c.dump() + "\n\n");
       }
-      json fin = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1},
-                  {"model", model}};
-      fin["choices"] = json::array({chat ? json{{"index", 0}, {"delta", json::object()},
-                                                {"finish_reason", "stop"}}
-                                         : json{{"index", 0}, {"text", ""}, {"finish_reason", "stop"}}});
+      json fin = {
+          {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
+      fin["choices"] = json::array(
+          {chat ? json{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}
+                : json{{"index", 0}, {"text", ""}, {"finish_reason", "stop"}}});
       events.push_back("data: " + fin.dump() + "\n\n");
-      json u = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"choices", json::array()},
+      json u = {{"id", "up-1"},
+                {"object", "chat.completion.chunk"},
+                {"choices", json::array()},
                 {"usage", usage}};
       events.push_back("data: " + u.dump() + "\n\n");
       events.push_back("data: [DONE]\n\n");
@@ -100,9 +107,8 @@ class FakeUpstream {
                                          return true;
                                        });
     };
-    server_.Post("/v1/chat/completions", [handler](const httplib::Request& q, httplib::Response& r) {
-      handler(q, r, true);
-    });
+    server_.Post("/v1/chat/completions", [handler](const httplib::Request& q,
+                                                   httplib::Response& r) { handler(q, r, true); });
     server_.Post("/v1/completions", [handler](const httplib::Request& q, httplib::Response& r) {
       handler(q, r, false);
     });
@@ -222,10 +228,12 @@ class GatewayTest : public ::testing::Test {
     std::ofstream(config_) << "[[upstreams]]\nname='us'\nbase_url='" << up
                            << "'\njurisdiction='US'\nmodels=['echo','think','fail']\n"
                               "allowed_data_classes=['ip_address']\n"
-                              "[[upstreams]]\nname='de'\nbase_url='" << up
+                              "[[upstreams]]\nname='de'\nbase_url='"
+                           << up
                            << "'\njurisdiction='DE'\nmodels=['echo-de']\n"
                               "allowed_data_classes=['personal']\n"
-                              "[[upstreams]]\nname='slowup'\nbase_url='" << up
+                              "[[upstreams]]\nname='slowup'\nbase_url='"
+                           << up
                            << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
                               "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
                            << ClosedPort()
@@ -236,9 +244,11 @@ class GatewayTest : public ::testing::Test {
                               "[[rules]]\ndata_classes=['payment_card']\naction='restrict'\n"
                               "allow_jurisdictions=['local','DE']\n"
                               "[reasoning]\naction='log'\n"
-                              "[audit]\npath='" << audit_db_ << "'\nsigning_key='" << key_pem_
+                              "[audit]\npath='"
+                           << audit_db_ << "'\nsigning_key='" << key_pem_
                            << "'\ncheckpoint_every=5\n"
-                              "[server]\nkeys_db='" << keys_db_
+                              "[server]\nkeys_db='"
+                           << keys_db_
                            << "'\nmax_body_bytes=65536\nread_timeout_s=1\ndefault_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
@@ -345,15 +355,17 @@ TEST_F(GatewayTest, AuthErrors) {
 
 TEST_F(GatewayTest, PseudonymizesAndRedactsNonStreaming) {
   std::size_t before = upstream_->count();
-  auto r = Chat(ChatBody("echo", "mail bob@example.com key ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"),
-                admin_);
+  auto r =
+      Chat(ChatBody("echo", "mail bob@example.com key ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"),
+           admin_);
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   auto got = upstream_->received();
   ASSERT_EQ(got.size(), before + 1);
   EXPECT_EQ(got.back(), "mail [EMAIL_1] key [REDACTED_SECRET]");  // what left the gateway
   json j = json::parse(r->body);
-  EXPECT_EQ(j["choices"][0]["message"]["content"], "echo: mail bob@example.com key [REDACTED_SECRET]");
+  EXPECT_EQ(j["choices"][0]["message"]["content"],
+            "echo: mail bob@example.com key [REDACTED_SECRET]");
   EXPECT_EQ(j["usage"]["total_tokens"], 110);
 }
 
@@ -501,7 +513,8 @@ TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
   a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  std::string partial = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{";
+  std::string partial =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{";
   ASSERT_EQ(send(s, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
   // Meanwhile others are served.
   auto r = Chat(ChatBody("echo", "still here"), admin_);
@@ -540,12 +553,14 @@ TEST_F(GatewayTest, FloodOfGarbageGetsCleanErrors) {
 // The official `openai` npm client works unchanged against the gateway. Needs node and the
 // package installed under the build tree: npm install --prefix build/npm openai
 TEST_F(GatewayTest, OfficialOpenAiNodeClient) {
-  std::filesystem::path modules = std::filesystem::path(AIRLOCK_BINARY_DIR) / "npm" / "node_modules";
+  std::filesystem::path modules =
+      std::filesystem::path(AIRLOCK_BINARY_DIR) / "npm" / "node_modules";
   if (std::system("node --version > /dev/null 2>&1") != 0 ||
       !std::filesystem::exists(modules / "openai"))
     GTEST_SKIP() << "node or the openai npm package is absent; run: npm install --prefix "
                  << AIRLOCK_BINARY_DIR << "/npm openai";
-  std::string cmd = "NODE_PATH='" + modules.string() + "' node '" AIRLOCK_SOURCE_DIR
+  std::string cmd = "NODE_PATH='" + modules.string() +
+                    "' node '" AIRLOCK_SOURCE_DIR
                     "/tests/server/openai_client.cjs' http://127.0.0.1:" +
                     std::to_string(serve_->port()) + "/v1 '" + admin_ + "' 2>&1";
   std::FILE* p = popen(cmd.c_str(), "r");
@@ -575,9 +590,10 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
 
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE records SET data = replace(data, 'echo', 'ECHO') WHERE seq = 2",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "UPDATE records SET data = replace(data, 'echo', 'ECHO') WHERE seq = 2",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(db);
   v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
   EXPECT_EQ(v.first, 1);
@@ -590,8 +606,8 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
 TEST(GatewayCli, RefusesNonLoopbackWithoutKeysAndLocalModels) {
   TempDir dir("gateway-cli");
   std::string cfg = (dir.path() / "p.toml").string();
-  std::ofstream(cfg) << "[server]\nkeys_db='" << (dir.path() / "k.db").string() << "'\n[audit]\npath='"
-                     << (dir.path() / "a.db").string() << "'\n";
+  std::ofstream(cfg) << "[server]\nkeys_db='" << (dir.path() / "k.db").string()
+                     << "'\n[audit]\npath='" << (dir.path() / "a.db").string() << "'\n";
   auto r = RunAirlock({"serve", "--config", cfg, "--host", "0.0.0.0", "--port", "0"});
   EXPECT_EQ(r.first, 1);
   r = RunAirlock({"serve", "model.gguf", "--config", cfg, "--port", "0"});
@@ -617,7 +633,8 @@ class EchoBackend : public airlock::server::ModelBackend {
       const std::atomic<bool>& cancel) override {
     last_prompt = request.messages.empty() ? request.prompt : request.messages.back().content;
     std::vector<std::string> pieces = {"<thi", "nk>hmm</th", "ink>", "got "};
-    for (std::size_t i = 0; i < last_prompt.size(); i += 3) pieces.push_back(last_prompt.substr(i, 3));
+    for (std::size_t i = 0; i < last_prompt.size(); i += 3)
+      pieces.push_back(last_prompt.substr(i, 3));
     airlock::server::GenerateResult r;
     for (const auto& p : pieces) {
       if (cancel || !on_text(p)) {
@@ -634,11 +651,12 @@ class EchoBackend : public airlock::server::ModelBackend {
 
 TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
   TempDir dir("gateway-local");
-  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n"
-                     "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
-                     "[reasoning]\naction='strip'\n[audit]\npath='" +
-                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" +
-                     (dir.path() / "k.db").string() + "'\n";
+  std::string toml =
+      "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n"
+      "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+      "[reasoning]\naction='strip'\n[audit]\npath='" +
+      (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" + (dir.path() / "k.db").string() +
+      "'\n";
   auto policy = airlock::policy::ParsePolicy(toml);
   ASSERT_TRUE(policy.ok()) << policy.error().message();
   auto backend = std::make_shared<EchoBackend>();

@@ -1,12 +1,13 @@
 // API keys: hashing, authentication, revocation, and atomic budget/rate admission under
 // concurrency (no overspend).
+#include "server/keys.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <atomic>
 #include <thread>
 
-#include "server/keys.h"
 #include "test_util.h"
 
 namespace airlock::server {

@@ -1,8 +1,9 @@
 // Policy parsing and decisions; pseudonymization and reasoning splitting, including every possible
 // chunk boundary of a streamed response.
+#include "policy/policy.h"
+
 #include <gtest/gtest.h>
 
-#include "policy/policy.h"
 #include "policy/transform.h"
 
 namespace airlock::policy {
@@ -125,9 +126,8 @@ TEST(Pseudonymizer, RedactsAndRoundTrips) {
                           {DataClass::kEmail, "email", 32, 39},
                           {DataClass::kSecret, "s", 45, 50}};
   Pseudonymizer p;
-  std::string out = p.Apply(text, m,
-                            {{DataClass::kEmail, Action::kPseudonymize},
-                             {DataClass::kSecret, Action::kRedact}});
+  std::string out = p.Apply(
+      text, m, {{DataClass::kEmail, Action::kPseudonymize}, {DataClass::kSecret, Action::kRedact}});
   EXPECT_EQ(out, "mail [EMAIL_1] and [EMAIL_2], again [EMAIL_1]; key [REDACTED_SECRET]");
   EXPECT_EQ(p.size(), 2u);
   EXPECT_EQ(p.Restore("to [EMAIL_2] from [EMAIL_1] [EMAIL_3] [[EMAIL_1]"),
