@@ -7,12 +7,12 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <algorithm>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -40,7 +40,9 @@ Status SqlError(sqlite3* db, const std::string& what, const std::string& path) {
 // Minimal RAII statement wrapper.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) { ok_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) == SQLITE_OK; }
+  Stmt(sqlite3* db, const char* sql) {
+    ok_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) == SQLITE_OK;
+  }
   ~Stmt() { sqlite3_finalize(s_); }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
@@ -153,10 +155,10 @@ std::string Sign(EVP_PKEY* key, const std::string& message) {
 
 bool VerifySignature(EVP_PKEY* key, const std::string& message, const std::string& sig) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  bool ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-            EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                             reinterpret_cast<const unsigned char*>(message.data()),
-                             message.size()) == 1;
+  bool ok =
+      ctx && EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
   EVP_MD_CTX_free(ctx);
   return ok;
 }
@@ -306,8 +308,10 @@ struct AuditLog::Impl {
         {
           std::lock_guard<std::mutex> g(db_mu);
           if (range.size() != last_checkpoint && Exec(db, "BEGIN IMMEDIATE")) {
-            if (CheckpointLocked().ok()) Exec(db, "COMMIT");
-            else Exec(db, "ROLLBACK");
+            if (CheckpointLocked().ok())
+              Exec(db, "COMMIT");
+            else
+              Exec(db, "ROLLBACK");
           }
         }
         lock.lock();
@@ -361,7 +365,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
   }
   AIRLOCK_ASSIGN_OR_RETURN(impl->db, OpenDb(path, false));
   sqlite3* db = impl->db;
-  if (!Exec(db, "PRAGMA journal_mode=WAL") || !Exec(db, "PRAGMA synchronous=FULL") ||
+  if (!Exec(db, "PRAGMA journal_mode=WAL") ||
+      !Exec(db, options.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
       !Exec(db,
             "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
             "CREATE TABLE IF NOT EXISTS records(seq INTEGER PRIMARY KEY, data TEXT NOT NULL,"
@@ -458,8 +463,8 @@ Result<VerifyReport> VerifyLog(const std::string& path, const std::string& publi
     Stmt s(db, "SELECT size, root, time_ms, signature, key_id FROM checkpoints ORDER BY size");
     if (!s.ok()) return Corrupt("audit: checkpoints table missing at " + path);
     while (s.Step() == SQLITE_ROW)
-      cps.push_back({static_cast<std::uint64_t>(s.Int(0)), s.Blob(1), s.Blob(3), s.Text(4),
-                     s.Int(2)});
+      cps.push_back(
+          {static_cast<std::uint64_t>(s.Int(0)), s.Blob(1), s.Blob(3), s.Text(4), s.Int(2)});
   }
   report.checkpoints = cps.size();
   auto fail = [&report](std::string problem) {
@@ -473,8 +478,8 @@ Result<VerifyReport> VerifyLog(const std::string& path, const std::string& publi
       const Cp& cp = cps[next_cp++];
       Digest256 root = range.Root();
       if (cp.root.size() != 32 || std::memcmp(cp.root.data(), root.data(), 32) != 0) {
-        fail("checkpoint at size " + std::to_string(cp.size) +
-             ": root does not match records 0.." + std::to_string(cp.size - 1) +
+        fail("checkpoint at size " + std::to_string(cp.size) + ": root does not match records 0.." +
+             std::to_string(cp.size - 1) +
              " (a record before it was changed, removed, inserted or reordered)");
         continue;
       }
@@ -566,7 +571,8 @@ Result<std::vector<StoredRecord>> ListRecords(const std::string& path, const Rec
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW)
     out.push_back({static_cast<std::uint64_t>(s.Int(0)), s.Text(1)});
-  if (rc != SQLITE_DONE) return IoError("audit: query failed at " + path + ": " + sqlite3_errmsg(db));
+  if (rc != SQLITE_DONE)
+    return IoError("audit: query failed at " + path + ": " + sqlite3_errmsg(db));
   std::reverse(out.begin(), out.end());
   return out;
 }
@@ -575,7 +581,8 @@ Status GenerateSigningKey(const std::string& path) {
   Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   if (!key) return Internal("audit: EC key generation failed");
   BIO* bio = BIO_new(BIO_s_mem());
-  if (!bio || PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     BIO_free(bio);
     return Internal("audit: PEM encoding failed");
   }

@@ -2,8 +2,8 @@
 // are canonical JSON records, stored in SQLite (WAL, synchronous=FULL), with periodic ECDSA-signed
 // checkpoints (tree size, root, time). Each record also carries its sequence number and the
 // previous leaf hash, so verification can name the first changed, removed or reordered record.
-// Append() returns only after the record is durably committed (group commit across threads), so a
-// request answered after Append() survives kill -9.
+// Append() returns only after the record is committed (group commit across threads), so a request
+// answered after Append() survives kill -9; with OpenOptions::fsync it also survives power loss.
 // Ownership: AuditLog owns its SQLite connection and writer thread. Thread-safety: Append() and
 // Checkpoint() may be called from any number of threads; VerifyLog/ListRecords open their own
 // read-only connection.
@@ -22,19 +22,19 @@ namespace airlock::audit {
 struct AuditRecord {
   std::int64_t time_ms = 0;  // Unix time in milliseconds; filled in by Append() when 0
   std::string request_id;
-  std::string endpoint;      // "/v1/chat/completions", ...
-  std::string key_id;        // API key id ("anonymous" on loopback without keys)
+  std::string endpoint;  // "/v1/chat/completions", ...
+  std::string key_id;    // API key id ("anonymous" on loopback without keys)
   std::string model;
-  std::string upstream;      // upstream name, or "local"
-  std::string jurisdiction;  // upstream jurisdiction, or "local"
-  int status = 0;            // HTTP status returned to the client
+  std::string upstream;                   // upstream name, or "local"
+  std::string jurisdiction;               // upstream jurisdiction, or "local"
+  int status = 0;                         // HTTP status returned to the client
   std::vector<std::string> data_classes;  // detected in the prompt
   std::vector<std::string> actions;       // "email:pseudonymize", "block: <reason>", ...
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
-  std::string prompt_sha256;    // hex; of the prompt as received from the client
-  std::string response_sha256;  // hex; of the response text as returned to the client
-  std::optional<std::string> prompt_text;     // only when the policy stores text
+  std::string prompt_sha256;               // hex; of the prompt as received from the client
+  std::string response_sha256;             // hex; of the response text as returned to the client
+  std::optional<std::string> prompt_text;  // only when the policy stores text
   std::optional<std::string> response_text;
   std::optional<std::string> reasoning_text;  // reasoning action "log"
 };
@@ -43,6 +43,9 @@ struct OpenOptions {
   std::string signing_key_pem_path;  // ECDSA private key (PEM); empty: checkpoints unsigned
   int checkpoint_every = 100;        // records between checkpoints
   int checkpoint_idle_ms = 5000;     // also checkpoint an unsigned tail after this much idle time
+  // true: synchronous=FULL (each group commit fsync'd; survives power loss). false:
+  // synchronous=NORMAL (WAL; a committed record survives kill -9 of the process, not power loss).
+  bool fsync = true;
 };
 
 class AuditLog {
@@ -81,7 +84,8 @@ struct VerifyReport {
 // against the recomputed tree, and checkpoint signatures (with `public_key_pem_path` when given,
 // else the key recorded in the log). Errors: kNotFound, kIo, kCorrupt (not an audit log). A
 // tampered log is not an error: it yields ok=false with first_problem set.
-Result<VerifyReport> VerifyLog(const std::string& path, const std::string& public_key_pem_path = "");
+Result<VerifyReport> VerifyLog(const std::string& path,
+                               const std::string& public_key_pem_path = "");
 
 struct RecordFilter {
   std::string key_id;

@@ -100,14 +100,13 @@ int RunShow(const AuditArgs& a) {
       auto it = j.find(field);
       return it != j.end() && it->is_number_integer() ? it->get<long long>() : 0LL;
     };
-    std::printf("%llu t=%lld key=%s model=%s upstream=%s(%s) status=%d tokens=%lld+%lld "
-                "classes=[%s] actions=[%s]\n",
-                static_cast<unsigned long long>(r.seq),
-                num("time_ms"), str("key_id").c_str(), str("model").c_str(),
-                str("upstream").c_str(), str("jurisdiction").c_str(),
-                static_cast<int>(num("status")), num("prompt_tokens"), num("completion_tokens"),
-                classes.c_str(),
-                actions.c_str());
+    std::printf(
+        "%llu t=%lld key=%s model=%s upstream=%s(%s) status=%d tokens=%lld+%lld "
+        "classes=[%s] actions=[%s]\n",
+        static_cast<unsigned long long>(r.seq), num("time_ms"), str("key_id").c_str(),
+        str("model").c_str(), str("upstream").c_str(), str("jurisdiction").c_str(),
+        static_cast<int>(num("status")), num("prompt_tokens"), num("completion_tokens"),
+        classes.c_str(), actions.c_str());
   }
   return 0;
 }
@@ -130,8 +129,9 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
       "  airlock audit verify --log airlock-audit.db --public-key audit-key.pub.pem\n"
       "  airlock audit show --log airlock-audit.db --class email --limit 20\n");
   CLI::App* verify = cmd->add_subcommand(
-      "verify", "Check the whole log offline; report the first changed, removed or reordered "
-                "record or bad checkpoint");
+      "verify",
+      "Check the whole log offline; report the first changed, removed or reordered "
+      "record or bad checkpoint");
   AddLogOptions(verify, args.get());
   verify->add_option("--public-key", args->public_key,
                      "PEM public (or private) key to check checkpoint signatures against");

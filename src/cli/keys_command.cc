@@ -87,8 +87,9 @@ int RunRevoke(const KeysArgs& a) {
 }
 
 void AddStoreOptions(CLI::App* c, KeysArgs* a) {
-  c->add_option("--db", a->db, "Key database (default: the policy's server.keys_db, else "
-                               "airlock-keys.db)");
+  c->add_option("--db", a->db,
+                "Key database (default: the policy's server.keys_db, else "
+                "airlock-keys.db)");
   c->add_option("-c,--config", a->config, "Policy file naming the key database");
 }
 

@@ -39,9 +39,14 @@ int RunServe(const ServeArgs& a) {
                  a.models[0].c_str(), a.models.size() > 1 ? ", ..." : "");
     return 2;
   }
+  if (!pol.local_models.empty())
+    std::fprintf(stderr,
+                 "airlock serve: warning: the policy's local_models answer 503 until the "
+                 "inference engine is part of this build\n");
   if (pol.upstreams.empty() && pol.local_models.empty())
-    std::fprintf(stderr, "airlock serve: warning: no upstreams or models configured; every "
-                         "completion request will answer 404\n");
+    std::fprintf(stderr,
+                 "airlock serve: warning: no upstreams or models configured; every "
+                 "completion request will answer 404\n");
   // Signals are handled by a watcher thread (sigwait), so Stop() is never called from a handler.
   sigset_t set;
   sigemptyset(&set);
@@ -82,8 +87,9 @@ int RunServe(const ServeArgs& a) {
 void AddServeCommand(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "serve", "OpenAI-compatible server and governance gateway (keys, budgets, redaction, "
-               "jurisdiction routing, tamper-evident audit)");
+      "serve",
+      "OpenAI-compatible server and governance gateway (keys, budgets, redaction, "
+      "jurisdiction routing, tamper-evident audit)");
   cmd->footer(
       "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
       "GET /metrics. Binds loopback by default; a non-loopback --host needs API keys\n"
@@ -93,7 +99,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "Examples:\n"
       "  airlock serve --config policy.toml --port 8080\n"
       "  curl -s localhost:8080/v1/chat/completions -H 'Authorization: Bearer ak_...' \\\n"
-      "       -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n");
+      "       -d "
+      "'{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n");
   cmd->add_option("models", args->models, "Local GGUF models to serve (needs the engine)");
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");
   cmd->add_option("-c,--config", args->config, "Policy file (TOML)");

@@ -18,14 +18,12 @@ using internal::Rule;
 using internal::Validator;
 
 constexpr std::array<std::string_view, kDataClassCount> kClassNames = {
-    "email", "phone", "payment_card", "iban", "us_ssn", "cn_resident_id", "ip_address", "secret",
-    "reasoning"};
+    "email",          "phone",      "payment_card", "iban",     "us_ssn",
+    "cn_resident_id", "ip_address", "secret",       "reasoning"};
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-bool IsAlnum(char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+bool IsAlnum(char c) { return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 std::string DigitsOf(std::string_view s) {
   std::string d;
@@ -37,15 +35,21 @@ std::string DigitsOf(std::string_view s) {
 // Overlap ranking: checksummed and secret classes win over looser ones.
 int Rank(DataClass c) {
   switch (c) {
-    case DataClass::kSecret: return 6;
+    case DataClass::kSecret:
+      return 6;
     case DataClass::kCnResidentId:
     case DataClass::kPaymentCard:
-    case DataClass::kIban: return 5;
+    case DataClass::kIban:
+      return 5;
     case DataClass::kUsSsn:
-    case DataClass::kEmail: return 4;
-    case DataClass::kPhone: return 3;
-    case DataClass::kIpAddress: return 2;
-    default: return 1;
+    case DataClass::kEmail:
+      return 4;
+    case DataClass::kPhone:
+      return 3;
+    case DataClass::kIpAddress:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -81,13 +85,13 @@ bool Mod97IsOne(std::string_view compact) {
 }
 
 // Returns the accepted length of the span (possibly shorter than `span`), or 0 to reject.
-std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
-                     std::size_t end) {
+std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin, std::size_t end) {
   std::string_view span = text.substr(begin, end - begin);
   char before = begin > 0 ? text[begin - 1] : '\0';
   char after = end < text.size() ? text[end] : '\0';
   switch (rule.validator) {
-    case Validator::kNone: return span.size();
+    case Validator::kNone:
+      return span.size();
     case Validator::kEmail: {
       std::size_t at = span.find('@');
       if (at == std::string_view::npos || at == 0) return 0;
@@ -96,21 +100,48 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
       return span.size();
     }
     case Validator::kPhoneE164: {
-      std::size_t digits = DigitsOf(span).size();
-      if (digits < 8 || digits > 15) return 0;
-      if (IsAlnum(before) || IsDigit(after)) return 0;
-      return span.size();
+      if (IsAlnum(before)) return 0;
+      // The pattern is greedy and may run into a following number; accept the longest prefix
+      // that ends after a digit group, holds 8..15 digits, and is not continued by a digit or by
+      // '.'/'-' plus a digit (an IP address or another number glued on).
+      std::size_t best = 0, digits = 0;
+      for (std::size_t i = 0; i < span.size(); ++i) {
+        if (!IsDigit(span[i]) && span[i] != ')') continue;
+        if (IsDigit(span[i])) ++digits;
+        std::size_t cut = i + 1;
+        char next = cut < span.size() ? span[cut] : after;
+        char next2 = cut + 1 < span.size()    ? span[cut + 1]
+                     : cut + 1 == span.size() ? after
+                                              : (end + 1 < text.size() ? text[end + 1] : '\0');
+        if (IsDigit(next)) continue;
+        if ((next == '.' || next == '-') && IsDigit(next2)) continue;
+        if (digits >= 8 && digits <= 15) best = cut;
+      }
+      return best;
     }
     case Validator::kPaymentCard: {
       std::string d = DigitsOf(span);
       if (d.size() < 13 || d.size() > 19) return 0;
       if (std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; })) return 0;
-      // Separators, if any, must all be the same character.
+      if (before == '+') return 0;  // an international phone number
+      // Separators, if any, must all be the same character and group the digits the way cards
+      // are printed (4-4-4-4, 4-4-4-4-3, 4-4-4-3, 4-6-5, 4-6-4); this keeps runs of unrelated
+      // numbers out.
       char sep = 0;
+      std::vector<int> groups{0};
       for (char c : span) {
-        if (IsDigit(c)) continue;
+        if (IsDigit(c)) {
+          groups.back()++;
+          continue;
+        }
         if (sep && c != sep) return 0;
         sep = c;
+        groups.push_back(0);
+      }
+      if (groups.size() > 1) {
+        static const std::vector<std::vector<int>> kLayouts = {
+            {4, 4, 4, 4}, {4, 4, 4, 4, 3}, {4, 4, 4, 3}, {4, 6, 5}, {4, 6, 4}};
+        if (std::find(kLayouts.begin(), kLayouts.end(), groups) == kLayouts.end()) return 0;
       }
       int p2 = (d[0] - '0') * 10 + (d[1] - '0');
       int p4 = std::stoi(d.substr(0, 4));
@@ -142,8 +173,10 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
         if (std::size_t n = accept(len)) return n;
       return 0;
     }
-    case Validator::kUsSsn: return UsSsnPlausible(span) ? span.size() : 0;
-    case Validator::kCnResidentId: return CnResidentIdValid(span) ? span.size() : 0;
+    case Validator::kUsSsn:
+      return UsSsnPlausible(span) ? span.size() : 0;
+    case Validator::kCnResidentId:
+      return CnResidentIdValid(span) ? span.size() : 0;
     case Validator::kIpv4: {
       // Reject parts of longer dotted sequences such as version numbers 1.2.3.4.5.
       if (before == '.' || (after == '.' && end + 1 < text.size() && IsDigit(text[end + 1])))
@@ -162,8 +195,8 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
       if (ShannonEntropy(span) <= rule.min_entropy) return 0;
       // Generic assignments: a value needs both letters and digits (rejects words and numbers).
       if (rule.id == "generic-api-key") {
-        bool alpha = std::any_of(span.begin(), span.end(),
-                                 [](char c) { return IsAlnum(c) && !IsDigit(c); });
+        bool alpha =
+            std::any_of(span.begin(), span.end(), [](char c) { return IsAlnum(c) && !IsDigit(c); });
         bool digit = std::any_of(span.begin(), span.end(), IsDigit);
         if (!alpha || !digit) return 0;
       }
@@ -278,9 +311,8 @@ Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& 
   re_options.set_max_mem(64 << 20);
   impl->set = std::make_unique<RE2::Set>(re_options, RE2::UNANCHORED);
   for (const Rule& rule : internal::BuiltinRules()) {
-    if (!options.enabled.empty() &&
-        std::find(options.enabled.begin(), options.enabled.end(), rule.data_class) ==
-            options.enabled.end())
+    if (!options.enabled.empty() && std::find(options.enabled.begin(), options.enabled.end(),
+                                              rule.data_class) == options.enabled.end())
       continue;
     auto re = std::make_unique<RE2>(re2::StringPiece(rule.pattern.data(), rule.pattern.size()),
                                     re_options);
@@ -313,8 +345,7 @@ std::vector<Match> DetectorSet::Scan(std::string_view text) const {
     const RE2& re = *impl_->regexes[index];
     re2::StringPiece groups[2];
     std::size_t pos = 0;
-    while (pos <= text.size() &&
-           re.Match(piece, pos, text.size(), RE2::UNANCHORED, groups, 2)) {
+    while (pos <= text.size() && re.Match(piece, pos, text.size(), RE2::UNANCHORED, groups, 2)) {
       std::size_t whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
       std::size_t whole_end = whole_begin + groups[0].size();
       if (groups[1].data() == nullptr) {

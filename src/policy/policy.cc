@@ -1,9 +1,10 @@
 #include "policy/policy.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace airlock::policy {
 namespace {
@@ -105,10 +106,9 @@ std::string Upper(std::string s) {
 
 Result<Policy> Build(const toml::table& root, std::string_view origin) {
   Policy p;
-  AIRLOCK_TRY(CheckKeys(root,
-                        {"upstreams", "local_models", "detectors", "rules", "reasoning", "audit",
-                         "server"},
-                        origin, "top level"));
+  AIRLOCK_TRY(CheckKeys(
+      root, {"upstreams", "local_models", "detectors", "rules", "reasoning", "audit", "server"},
+      origin, "top level"));
   if (const toml::node* n = root.get("upstreams")) {
     const toml::array* arr = n->as_array();
     if (!arr) return Bad(origin, Where(*n, "upstreams"), "expected [[upstreams]] tables");
@@ -119,12 +119,13 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       if (!t) return Bad(origin, Where(e, ctx), "expected a table");
       AIRLOCK_TRY(CheckKeys(*t,
                             {"name", "base_url", "api_key_env", "jurisdiction",
-                             "allowed_data_classes", "models", "timeout_s"},
+                             "allowed_data_classes", "models", "timeout_s", "ca_file"},
                             origin, ctx));
       Upstream u;
       AIRLOCK_ASSIGN_OR_RETURN(u.name, GetString(*t, "name", origin, ctx, true));
       AIRLOCK_ASSIGN_OR_RETURN(u.base_url, GetString(*t, "base_url", origin, ctx, true));
       AIRLOCK_ASSIGN_OR_RETURN(u.api_key_env, GetString(*t, "api_key_env", origin, ctx, false));
+      AIRLOCK_ASSIGN_OR_RETURN(u.ca_file, GetString(*t, "ca_file", origin, ctx, false));
       std::string j;
       AIRLOCK_ASSIGN_OR_RETURN(j, GetString(*t, "jurisdiction", origin, ctx, true));
       u.jurisdiction = Upper(j);
@@ -193,12 +194,18 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       AIRLOCK_ASSIGN_OR_RETURN(r.data_classes, ParseClasses(classes, origin, ctx));
       std::string action;
       AIRLOCK_ASSIGN_OR_RETURN(action, GetString(*t, "action", origin, ctx, true));
-      if (action == "allow") r.action = Action::kAllow;
-      else if (action == "redact") r.action = Action::kRedact;
-      else if (action == "pseudonymize") r.action = Action::kPseudonymize;
-      else if (action == "block") r.action = Action::kBlock;
-      else if (action == "restrict") r.action = Action::kRestrict;
-      else return Bad(origin, ctx, "unknown action '" + action + "'");
+      if (action == "allow")
+        r.action = Action::kAllow;
+      else if (action == "redact")
+        r.action = Action::kRedact;
+      else if (action == "pseudonymize")
+        r.action = Action::kPseudonymize;
+      else if (action == "block")
+        r.action = Action::kBlock;
+      else if (action == "restrict")
+        r.action = Action::kRestrict;
+      else
+        return Bad(origin, ctx, "unknown action '" + action + "'");
       std::vector<std::string> js;
       AIRLOCK_ASSIGN_OR_RETURN(js, GetStrings(*t, "allow_jurisdictions", origin, ctx));
       for (std::string& j : js) r.allow_jurisdictions.push_back(j == "local" ? j : Upper(j));
@@ -213,16 +220,21 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_TRY(CheckKeys(*t, {"action"}, origin, "reasoning"));
     std::string a;
     AIRLOCK_ASSIGN_OR_RETURN(a, GetString(*t, "action", origin, "reasoning", false, "pass"));
-    if (a == "pass") p.reasoning = ReasoningAction::kPass;
-    else if (a == "strip") p.reasoning = ReasoningAction::kStrip;
-    else if (a == "log") p.reasoning = ReasoningAction::kLog;
-    else return Bad(origin, "reasoning", "unknown reasoning action '" + a + "'");
+    if (a == "pass")
+      p.reasoning = ReasoningAction::kPass;
+    else if (a == "strip")
+      p.reasoning = ReasoningAction::kStrip;
+    else if (a == "log")
+      p.reasoning = ReasoningAction::kLog;
+    else
+      return Bad(origin, "reasoning", "unknown reasoning action '" + a + "'");
   }
   if (const toml::node* n = root.get("audit")) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "audit"), "expected an [audit] table");
-    AIRLOCK_TRY(
-        CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every"}, origin, "audit"));
+    AIRLOCK_TRY(CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every", "fsync"},
+                          origin, "audit"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.fsync, GetBool(*t, "fsync", origin, "audit", true));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.path,
                              GetString(*t, "path", origin, "audit", false, p.audit.path));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.store_text, GetBool(*t, "store_text", origin, "audit", false));
@@ -241,20 +253,23 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
                            "threads", "default_max_tokens"},
                           origin, "server"));
     ServerSettings& s = p.server;
-    AIRLOCK_ASSIGN_OR_RETURN(s.keys_db, GetString(*t, "keys_db", origin, "server", false, s.keys_db));
+    AIRLOCK_ASSIGN_OR_RETURN(s.keys_db,
+                             GetString(*t, "keys_db", origin, "server", false, s.keys_db));
     std::int64_t v;
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_body_bytes", origin, "server",
-                                       static_cast<std::int64_t>(s.max_body_bytes), 1024,
-                                       64LL << 20));
+    AIRLOCK_ASSIGN_OR_RETURN(v,
+                             GetInt(*t, "max_body_bytes", origin, "server",
+                                    static_cast<std::int64_t>(s.max_body_bytes), 1024, 64LL << 20));
     s.max_body_bytes = static_cast<std::size_t>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "read_timeout_s", origin, "server", s.read_timeout_s, 1, 600));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "read_timeout_s", origin, "server", s.read_timeout_s, 1, 600));
     s.read_timeout_s = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "write_timeout_s", origin, "server", s.write_timeout_s, 1, 600));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "write_timeout_s", origin, "server", s.write_timeout_s, 1, 600));
     s.write_timeout_s = static_cast<int>(v);
     AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "threads", origin, "server", s.threads, 2, 1024));
     s.threads = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "default_max_tokens", origin, "server",
-                                       s.default_max_tokens, 1, 1 << 20));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "default_max_tokens", origin, "server", s.default_max_tokens, 1, 1 << 20));
     s.default_max_tokens = static_cast<int>(v);
   }
   return p;
@@ -264,20 +279,28 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
 
 std::string_view ActionName(Action a) {
   switch (a) {
-    case Action::kAllow: return "allow";
-    case Action::kRedact: return "redact";
-    case Action::kPseudonymize: return "pseudonymize";
-    case Action::kBlock: return "block";
-    case Action::kRestrict: return "restrict";
+    case Action::kAllow:
+      return "allow";
+    case Action::kRedact:
+      return "redact";
+    case Action::kPseudonymize:
+      return "pseudonymize";
+    case Action::kBlock:
+      return "block";
+    case Action::kRestrict:
+      return "restrict";
   }
   return "unknown";
 }
 
 std::string_view ReasoningActionName(ReasoningAction a) {
   switch (a) {
-    case ReasoningAction::kPass: return "pass";
-    case ReasoningAction::kStrip: return "strip";
-    case ReasoningAction::kLog: return "log";
+    case ReasoningAction::kPass:
+      return "pass";
+    case ReasoningAction::kStrip:
+      return "strip";
+    case ReasoningAction::kLog:
+      return "log";
   }
   return "unknown";
 }
@@ -359,8 +382,8 @@ Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const 
       const auto& ok = target.upstream->allowed_data_classes;
       if (std::find(ok.begin(), ok.end(), c) == ok.end()) {
         v.blocked = true;
-        v.reason = "upstream '" + target.upstream->name + "' does not accept data class '" +
-                   name + "' in clear";
+        v.reason = "upstream '" + target.upstream->name + "' does not accept data class '" + name +
+                   "' in clear";
         return v;
       }
     }

@@ -27,12 +27,13 @@ std::string_view ReasoningActionName(ReasoningAction a);
 
 struct Upstream {
   std::string name;
-  std::string base_url;     // e.g. "http://127.0.0.1:9000/v1" or "https://api.example.com/v1"
-  std::string api_key_env;  // name of the environment variable holding its key (may be empty)
-  std::string jurisdiction; // ISO country/region code, upper case ("US", "CN", "EU", "DE")
+  std::string base_url;      // e.g. "http://127.0.0.1:9000/v1" or "https://api.example.com/v1"
+  std::string api_key_env;   // name of the environment variable holding its key (may be empty)
+  std::string jurisdiction;  // ISO country/region code, upper case ("US", "CN", "EU", "DE")
   std::vector<DataClass> allowed_data_classes;
   std::vector<std::string> models;  // model names routed to this upstream
   int timeout_s = 60;
+  std::string ca_file;  // PEM CA bundle for https upstreams (default: the system store)
 };
 
 struct LocalModel {
@@ -49,9 +50,12 @@ struct Rule {
 
 struct AuditSettings {
   std::string path = "airlock-audit.db";
-  bool store_text = false;         // keep full prompt/response text in records
-  std::string signing_key;         // PEM ECDSA private key for checkpoints (empty: unsigned)
-  int checkpoint_every = 100;      // records between signed checkpoints
+  bool store_text = false;     // keep full prompt/response text in records
+  std::string signing_key;     // PEM ECDSA private key for checkpoints (empty: unsigned)
+  int checkpoint_every = 100;  // records between signed checkpoints
+  // true: SQLite synchronous=FULL, every group commit is fsync'd (survives power loss).
+  // false: synchronous=NORMAL in WAL mode, still safe against kill -9 of the server.
+  bool fsync = true;
 };
 
 struct ServerSettings {
@@ -59,7 +63,7 @@ struct ServerSettings {
   std::size_t max_body_bytes = 1 << 20;
   int read_timeout_s = 10;
   int write_timeout_s = 30;
-  int threads = 32;
+  int threads = 64;
   int default_max_tokens = 1024;  // used for budget reservations when a request sets none
 };
 
@@ -85,7 +89,7 @@ Result<Policy> LoadPolicy(const std::string& path);
 
 // Where a request is going.
 struct Target {
-  bool local = false;        // a local model
+  bool local = false;                  // a local model
   const Upstream* upstream = nullptr;  // set when !local
 };
 

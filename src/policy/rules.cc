@@ -20,10 +20,9 @@ constexpr Rule kRules[] = {
     {"email", kEmail,
      R"(([A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24})\b)",
      V::kEmail},
-    {"phone-e164", kPhone,
-     R"((\+[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}))", V::kPhoneE164},
-    {"phone-cn-mobile", kPhone,
-     R"(((?:\+86[ \-]?|\b)1[3-9][0-9][ \-]?[0-9]{4}[ \-]?[0-9]{4})\b)"},
+    {"phone-e164", kPhone, R"((\+[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}))",
+     V::kPhoneE164},
+    {"phone-cn-mobile", kPhone, R"(((?:\+86[ \-]?|\b)1[3-9][0-9][ \-]?[0-9]{4}[ \-]?[0-9]{4})\b)"},
     {"payment-card", kPaymentCard, R"(\b((?:[0-9][ \-]?){12,18}[0-9])\b)", V::kPaymentCard},
     {"iban", kIban, R"(\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})\b)", V::kIban},
     {"us-ssn", kUsSsn, R"(\b([0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4})\b)", V::kUsSsn},
@@ -85,7 +84,8 @@ constexpr Rule kRules[] = {
 
     // ---- AI providers ----
     {"openai-api-key", kSecret,
-     B_ R"((sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,200}|[A-Za-z0-9]{20})T3BlbkFJ[A-Za-z0-9_\-]{20,200}))"},
+     B_
+     R"((sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,200}|[A-Za-z0-9]{20})T3BlbkFJ[A-Za-z0-9_\-]{20,200}))"},
     {"anthropic-api-key", kSecret, B_ R"((sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\-]{80,120}))"},
     {"huggingface-token", kSecret, B_ R"((hf_[A-Za-z]{34}))", V::kEntropy, 3.0},
     {"groq-api-key", kSecret, B_ R"((gsk_[A-Za-z0-9]{52}))"},
@@ -102,8 +102,7 @@ constexpr Rule kRules[] = {
      R"((-----BEGIN[ A-Z0-9_]{0,60}PRIVATE KEY(?: BLOCK)?-----[^\-]{8,}-----END[ A-Z0-9_]{0,60}PRIVATE KEY(?: BLOCK)?-----))"},
     {"private-key-header", kSecret,
      R"((-----BEGIN[ A-Z0-9_]{0,60}PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s]*))"},
-    {"jwt", kSecret,
-     B_ R"((eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*))"},
+    {"jwt", kSecret, B_ R"((eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*))"},
     {"basic-auth-url", kSecret,
      R"(\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^:/\s@]{1,64}:([^@/\s]{3,128})@[A-Za-z0-9.\-]+)"},
     {"generic-api-key", kSecret,

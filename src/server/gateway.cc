@@ -42,16 +42,24 @@ std::int64_t NowSeconds() {
 
 std::string_view DefaultErrorType(int status) {
   switch (status) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "invalid_request_error";
-    case 429: return "rate_limit_error";
-    case 500: return "server_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "invalid_request_error";
+    case 429:
+      return "rate_limit_error";
+    case 500:
+      return "server_error";
     case 502:
     case 503:
-    case 504: return "upstream_error";
-    default: return "invalid_request_error";
+    case 504:
+      return "upstream_error";
+    default:
+      return "invalid_request_error";
   }
 }
 
@@ -73,8 +81,8 @@ void SetError(httplib::Response& res, int status, const std::string& message,
 // ---- metrics (Prometheus text format) ----
 class Metrics {
  public:
-  static constexpr double kBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                        0.1,    0.25,  0.5,    1,     2.5,   5,     10, 30};
+  static constexpr double kBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25,   0.5,   1,      2.5,   5,    10,    30};
   void Observe(const std::string& endpoint, int status, double seconds) {
     std::lock_guard<std::mutex> lock(mu_);
     requests_[{endpoint, status}]++;
@@ -116,8 +124,8 @@ class Metrics {
         out += "airlock_request_duration_seconds_bucket{endpoint=\"" + endpoint + "\",le=\"" + le +
                "\"} " + std::to_string(h.counts[i]) + "\n";
       }
-      out += "airlock_request_duration_seconds_bucket{endpoint=\"" + endpoint +
-             "\",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+      out += "airlock_request_duration_seconds_bucket{endpoint=\"" + endpoint + "\",le=\"+Inf\"} " +
+             std::to_string(h.count) + "\n";
       char sum[64];
       std::snprintf(sum, sizeof sum, "%.6f", h.sum);
       out += "airlock_request_duration_seconds_sum{endpoint=\"" + endpoint + "\"} " + sum + "\n";
@@ -154,6 +162,7 @@ struct UpstreamEndpoint {
   std::string path_prefix;       // "/v1"
   std::string api_key;           // from the environment; never logged
   int timeout_s = 60;
+  std::string ca_file;
 };
 
 class ClientPool {
@@ -173,6 +182,9 @@ class ClientPool {
     c->set_read_timeout(endpoint_.timeout_s, 0);
     c->set_write_timeout(endpoint_.timeout_s, 0);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(
+        true);  // headers and body are separate writes: avoid Nagle/delayed-ACK stalls
+    if (!endpoint_.ca_file.empty()) c->set_ca_cert_path(endpoint_.ca_file.c_str());
     return c;
   }
   void Release(std::unique_ptr<httplib::Client> c) {
@@ -199,6 +211,7 @@ Result<UpstreamEndpoint> ParseBaseUrl(const policy::Upstream& u) {
   if (!u.api_key_env.empty())
     if (const char* k = std::getenv(u.api_key_env.c_str())) e.api_key = k;
   e.timeout_s = u.timeout_s;
+  e.ca_file = u.ca_file;
   return e;
 }
 
@@ -428,7 +441,8 @@ struct Gateway::Impl {
     };
     for (const auto& m : policy().local_models)
       if (allowed(m.name))
-        data.push_back({{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "local"}});
+        data.push_back(
+            {{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "local"}});
     for (const auto& u : policy().upstreams)
       for (const auto& m : u.models)
         if (allowed(m))
@@ -518,8 +532,7 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     }
   } else {
     auto p = body.find("prompt");
-    if (p == body.end())
-      return Fail(*st, res, 400, "You must provide a prompt.", "missing_prompt");
+    if (p == body.end()) return Fail(*st, res, 400, "You must provide a prompt.", "missing_prompt");
     if (p->is_string()) {
       texts.push_back(&*p);
     } else if (p->is_array()) {
@@ -621,8 +634,10 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
           if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
           if (auto r = m->find("reasoning_content"); r != m->end() && r->is_string()) {
             auto keep = st.ProcessReasoningField(r->get<std::string>());
-            if (keep) *r = *keep;
-            else m->erase("reasoning_content");
+            if (keep)
+              *r = *keep;
+            else
+              m->erase("reasoning_content");
           }
         }
       } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
@@ -666,8 +681,10 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
           if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
           if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
             auto keep = st.ProcessReasoningField(r->get<std::string>());
-            if (keep) *r = *keep;
-            else d->erase("reasoning_content");
+            if (keep)
+              *r = *keep;
+            else
+              d->erase("reasoning_content");
           }
           if (!text && finishing) {
             (*d)["content"] = "";
@@ -709,7 +726,8 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
             std::size_t pos = 0;
             while (pos <= event.size()) {
               std::size_t nl = event.find('\n', pos);
-              std::string line = event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+              std::string line =
+                  event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
               if (line.rfind("data:", 0) == 0) {
                 std::string v = line.substr(5);
                 if (!v.empty() && v[0] == ' ') v.erase(0, 1);
@@ -740,7 +758,9 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
                         {"created", NowSeconds()},
                         {"model", st->model}};
           chunk["choices"] = json::array(
-              {st->chat ? json{{"index", index}, {"delta", {{"content", rest}}}, {"finish_reason", nullptr}}
+              {st->chat ? json{{"index", index},
+                               {"delta", {{"content", rest}}},
+                               {"finish_reason", nullptr}}
                         : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
           tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
         }
@@ -749,7 +769,8 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         bool ok = ch->error == httplib::Error::Success;
         Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
         if (!ok) {
-          json err = json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
+          json err =
+              json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
           tail += "data: " + err.dump() + "\n\n";
         }
         tail += "data: [DONE]\n\n";
@@ -800,10 +821,10 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
       if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
           e["error"].contains("message") && e["error"]["message"].is_string())
         detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
-      return Fail(*st, res, 502,
-                  "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(r->status) +
-                      detail,
-                  "upstream_error");
+      return Fail(
+          *st, res, 502,
+          "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(r->status) + detail,
+          "upstream_error");
     }
     json out = json::parse(r->body, nullptr, false);
     if (out.is_discarded() || !out.is_object())
@@ -893,12 +914,14 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
     const json& p = body["prompt"];
     g.prompt = p.is_string() ? p.get<std::string>() : (p.empty() ? "" : p[0].get<std::string>());
   }
-  g.max_tokens = static_cast<int>(body.value("max_tokens", body.value("max_completion_tokens", 256)));
+  g.max_tokens =
+      static_cast<int>(body.value("max_tokens", body.value("max_completion_tokens", 256)));
   if (auto t = body.find("temperature"); t != body.end() && t->is_number()) g.temperature = *t;
   if (auto t = body.find("top_p"); t != body.end() && t->is_number()) g.top_p = *t;
   if (auto s = body.find("seed"); s != body.end() && s->is_number_unsigned()) g.seed = *s;
   if (auto s = body.find("stop"); s != body.end()) {
-    if (s->is_string()) g.stop.push_back(*s);
+    if (s->is_string())
+      g.stop.push_back(*s);
     else if (s->is_array())
       for (const json& e : *s)
         if (e.is_string()) g.stop.push_back(e);
@@ -916,10 +939,18 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
   if (!stream) {
     std::string text;
     std::atomic<bool> cancel{false};
-    auto r = backend->Generate(g, [&](std::string_view piece) { text += piece; return true; }, cancel);
+    auto r = backend->Generate(
+        g,
+        [&](std::string_view piece) {
+          text += piece;
+          return true;
+        },
+        cancel);
     if (!r) return Fail(*st, res, 500, "Local model failed: " + r.error().message(), "model_error");
-    json out = {{"id", id}, {"object", st->chat ? "chat.completion" : "text_completion"},
-                {"created", created}, {"model", st->model}};
+    json out = {{"id", id},
+                {"object", st->chat ? "chat.completion" : "text_completion"},
+                {"created", created},
+                {"model", st->model}};
     out["choices"] = json::array(
         {st->chat ? json{{"index", 0},
                          {"message", {{"role", "assistant"}, {"content", text}}},
@@ -937,7 +968,8 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
   ch->SetStatus(200);
   std::thread([backend, ch, g, make_chunk, st]() {
     auto emit = [&](const json& j) {
-      std::string frame = "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+      std::string frame =
+          "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
       return ch->Push(frame.data(), frame.size());
     };
     if (st->chat) {
@@ -945,9 +977,9 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
       first["choices"][0]["delta"] = {{"role", "assistant"}, {"content", ""}};
       emit(first);
     }
-    auto r = backend->Generate(g, [&](std::string_view piece) {
-      return emit(make_chunk(std::string(piece), nullptr));
-    }, ch->cancel);
+    auto r = backend->Generate(
+        g, [&](std::string_view piece) { return emit(make_chunk(std::string(piece), nullptr)); },
+        ch->cancel);
     if (r) {
       emit(make_chunk("", r->finish_reason));
       json usage = make_chunk("", nullptr);
@@ -981,12 +1013,15 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
     AIRLOCK_ASSIGN_OR_RETURN(bool any, impl->keys->HasActiveKeys());
     if (!any)
       return PermissionDenied("server: refusing to listen on non-loopback address '" +
-                              impl->options.host + "' without API keys; create one with "
-                              "`airlock keys create` (keys db " + p.server.keys_db + ")");
+                              impl->options.host +
+                              "' without API keys; create one with "
+                              "`airlock keys create` (keys db " +
+                              p.server.keys_db + ")");
   }
   audit::OpenOptions aopts;
   aopts.signing_key_pem_path = p.audit.signing_key;
   aopts.checkpoint_every = p.audit.checkpoint_every;
+  aopts.fsync = p.audit.fsync;
   AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));
   for (const policy::Upstream& u : p.upstreams) {
     AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, ParseBaseUrl(u));
@@ -1001,21 +1036,23 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.set_read_timeout(p.server.read_timeout_s, 0);
   http.set_write_timeout(p.server.write_timeout_s, 0);
   http.set_keep_alive_max_count(1000);
-  http.set_keep_alive_timeout(5);
+  http.set_tcp_nodelay(true);
+  http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string message = res.status == 413   ? "Request body too large."
                           : res.status == 404 ? "Unknown endpoint."
                           : res.status == 400 ? "Malformed request."
                                               : "Request failed.";
-    std::string code = res.status == 413 ? "request_too_large"
+    std::string code = res.status == 413   ? "request_too_large"
                        : res.status == 404 ? "unknown_url"
                                            : "";
     res.set_content(ErrorBody(res.status, message, code), "application/json");
   });
-  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    SetError(res, 500, "Internal error.", "internal_error");
-  });
+  http.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        SetError(res, 500, "Internal error.", "internal_error");
+      });
   http.Post("/v1/chat/completions", [s](const httplib::Request& req, httplib::Response& res) {
     s->HandleCompletion(req, res, true);
   });

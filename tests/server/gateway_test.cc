@@ -1,0 +1,707 @@
+// End-to-end tests: a real `airlock serve` process (AIRLOCK_EXE) on 127.0.0.1 in front of a fake
+// OpenAI-compatible upstream. The upstream is a TEST DOUBLE: a small httplib server inside this
+// test process that answers deterministically and records what it received. All traffic stays on
+// loopback; every wait is bounded.
+#define CPPHTTPLIB_OPENSSL_SUPPORT  // match the flags Debian's libcpp-httplib was built with
+#define CPPHTTPLIB_ZLIB_SUPPORT
+#define CPPHTTPLIB_BROTLI_SUPPORT
+#include "server/gateway.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "policy/policy.h"
+#include "server/model_backend.h"
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using airlock::testing::TempDir;
+
+// ---- the fake upstream (test double) ----
+class FakeUpstream {
+ public:
+  FakeUpstream() {
+    auto handler = [this](const httplib::Request& req, httplib::Response& res, bool chat) {
+      json body = json::parse(req.body);
+      std::string model = body["model"];
+      std::string text;
+      if (chat) {
+        for (const auto& m : body["messages"]) text += m["content"].get<std::string>();
+      } else {
+        text = body["prompt"].get<std::string>();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        received_.push_back(text);
+      }
+      if (model == "fail") {
+        res.status = 500;
+        res.set_content(R"({"error":{"message":"boom"}})", "application/json");
+        return;
+      }
+      if (model == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      std::string reply = model == "think" ? "<think>plan with " + text + "</think>answer: " + text
+                                           : "echo: " + text;
+      std::int64_t max_tokens = body.value("max_tokens", 16);
+      json usage = {{"prompt_tokens", 10},
+                    {"completion_tokens", max_tokens},
+                    {"total_tokens", 10 + max_tokens}};
+      if (!body.value("stream", false)) {
+        json out = {{"id", "up-1"},
+                    {"object", chat ? "chat.completion" : "text_completion"},
+                    {"created", 1},
+                    {"model", model},
+                    {"usage", usage}};
+        out["choices"] =
+            json::array({chat ? json{{"index", 0},
+                                     {"message", {{"role", "assistant"}, {"content", reply}}},
+                                     {"finish_reason", "stop"}}
+                              : json{{"index", 0}, {"text", reply}, {"finish_reason", "stop"}}});
+        if (model == "think") out["choices"][0]["message"]["reasoning_content"] = "rc " + text;
+        res.set_content(out.dump(), "application/json");
+        return;
+      }
+      // Stream in 2-byte pieces so every placeholder is split across chunks.
+      std::vector<std::string> events;
+      for (std::size_t i = 0; i < reply.size(); i += 2) {
+        json c = {
+            {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
+        c["choices"] = json::array(
+            {chat ? json{{"index", 0},
+                         {"delta", {{"content", reply.substr(i, 2)}}},
+                         {"finish_reason", nullptr}}
+                  : json{{"index", 0}, {"text", reply.substr(i, 2)}, {"finish_reason", nullptr}}});
+        events.push_back("data: " + c.dump() + "\n\n");
+      }
+      json fin = {
+          {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
+      fin["choices"] = json::array(
+          {chat ? json{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}
+                : json{{"index", 0}, {"text", ""}, {"finish_reason", "stop"}}});
+      events.push_back("data: " + fin.dump() + "\n\n");
+      json u = {{"id", "up-1"},
+                {"object", "chat.completion.chunk"},
+                {"choices", json::array()},
+                {"usage", usage}};
+      events.push_back("data: " + u.dump() + "\n\n");
+      events.push_back("data: [DONE]\n\n");
+      res.set_chunked_content_provider("text/event-stream",
+                                       [events](std::size_t, httplib::DataSink& sink) {
+                                         for (const auto& e : events)
+                                           if (!sink.write(e.data(), e.size())) return false;
+                                         sink.done();
+                                         return true;
+                                       });
+    };
+    server_.Post("/v1/chat/completions", [handler](const httplib::Request& q,
+                                                   httplib::Response& r) { handler(q, r, true); });
+    server_.Post("/v1/completions", [handler](const httplib::Request& q, httplib::Response& r) {
+      handler(q, r, false);
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FakeUpstream() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<std::string> received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+  std::size_t count() { return received().size(); }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<std::string> received_;
+};
+
+// Runs the airlock binary to completion; returns exit code and stdout.
+std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args) {
+  std::string cmd = AIRLOCK_EXE;
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>/dev/null";
+  std::FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A running `airlock serve` child process.
+class ServeProcess {
+ public:
+  explicit ServeProcess(const std::string& config) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      close(fds[1]);
+      execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", "--config", config.c_str(), "--port", "0",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    std::string line;
+    char c;
+    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+    close(fds[0]);
+    auto colon = line.rfind(':');
+    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
+  }
+  ~ServeProcess() { Stop(SIGTERM); }
+  int port() const { return port_; }
+  // Sends `sig` and reaps the child (bounded: SIGKILL after ~10 s).
+  int Stop(int sig) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    for (int i = 0; i < 100; ++i) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+int ClosedPort() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("gateway");
+    upstream_ = new FakeUpstream();
+    const auto& d = dir_->path();
+    keys_db_ = (d / "keys.db").string();
+    audit_db_ = (d / "audit.db").string();
+    key_pem_ = (d / "audit-key.pem").string();
+    ASSERT_EQ(RunAirlock({"audit", "keygen", key_pem_}).first, 0);
+    admin_ = Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--name", "admin"}).second);
+    budget_ = Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--budget", "3000"}).second);
+    rpm_ = Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--rpm", "2"}).second);
+    only_de_ = Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--models", "echo-de"}).second);
+    ASSERT_EQ(admin_.rfind("ak_", 0), 0u);
+    std::string up = "http://127.0.0.1:" + std::to_string(upstream_->port()) + "/v1";
+    config_ = (d / "policy.toml").string();
+    std::ofstream(config_) << "[[upstreams]]\nname='us'\nbase_url='" << up
+                           << "'\njurisdiction='US'\nmodels=['echo','think','fail']\n"
+                              "allowed_data_classes=['ip_address']\n"
+                              "[[upstreams]]\nname='de'\nbase_url='"
+                           << up
+                           << "'\njurisdiction='DE'\nmodels=['echo-de']\n"
+                              "allowed_data_classes=['personal']\n"
+                              "[[upstreams]]\nname='slowup'\nbase_url='"
+                           << up
+                           << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
+                              "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
+                           << ClosedPort()
+                           << "/v1'\njurisdiction='US'\nmodels=['down']\n"
+                              "[[rules]]\ndata_classes=['secret']\naction='redact'\n"
+                              "[[rules]]\ndata_classes=['cn_resident_id']\naction='block'\n"
+                              "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+                              "[[rules]]\ndata_classes=['payment_card']\naction='restrict'\n"
+                              "allow_jurisdictions=['local','DE']\n"
+                              "[reasoning]\naction='log'\n"
+                              "[audit]\npath='"
+                           << audit_db_ << "'\nsigning_key='" << key_pem_
+                           << "'\ncheckpoint_every=5\n"
+                              "[server]\nkeys_db='"
+                           << keys_db_
+                           << "'\nmax_body_bytes=65536\nread_timeout_s=1\ndefault_max_tokens=100\n";
+    serve_ = new ServeProcess(config_);
+    ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
+  }
+  static void TearDownTestSuite() {
+    delete serve_;
+    delete upstream_;
+    delete dir_;
+  }
+  static std::string Trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+  static httplib::Client Client() {
+    httplib::Client c("127.0.0.1", serve_->port());
+    c.set_read_timeout(20, 0);
+    c.set_connection_timeout(5, 0);
+    return c;
+  }
+  static httplib::Result Chat(const json& body, const std::string& key) {
+    auto c = Client();
+    httplib::Headers h;
+    if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
+    return c.Post("/v1/chat/completions", h, body.dump(), "application/json");
+  }
+  static json ChatBody(const std::string& model, const std::string& content, bool stream = false) {
+    return {{"model", model},
+            {"stream", stream},
+            {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+  }
+  static std::string ErrorCode(const httplib::Result& r) {
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j.contains("error")) return "<no error json: " + r->body + ">";
+    EXPECT_TRUE(j["error"]["message"].is_string());
+    EXPECT_TRUE(j["error"]["type"].is_string());
+    return j["error"]["code"].is_string() ? j["error"]["code"].get<std::string>() : "";
+  }
+  // Concatenated delta contents of an SSE body; checks the framing.
+  static std::string StreamText(const std::string& sse, json* usage = nullptr) {
+    std::string text;
+    bool done = false;
+    std::size_t pos = 0;
+    while (pos < sse.size()) {
+      std::size_t end = sse.find("\n\n", pos);
+      EXPECT_NE(end, std::string::npos) << "unterminated event";
+      if (end == std::string::npos) break;
+      std::string ev = sse.substr(pos, end - pos);
+      pos = end + 2;
+      EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+      std::string payload = ev.substr(6);
+      if (payload == "[DONE]") {
+        done = true;
+        continue;
+      }
+      EXPECT_FALSE(done) << "data after [DONE]";
+      json j = json::parse(payload);
+      if (j.contains("usage") && usage) *usage = j["usage"];
+      for (const auto& c : j["choices"]) {
+        if (c.contains("delta") && c["delta"].contains("content"))
+          text += c["delta"]["content"].get<std::string>();
+        if (c.contains("text")) text += c["text"].get<std::string>();
+      }
+    }
+    EXPECT_TRUE(done) << "no [DONE]";
+    return text;
+  }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline FakeUpstream* upstream_ = nullptr;
+  static inline ServeProcess* serve_ = nullptr;
+  static inline std::string keys_db_, audit_db_, key_pem_, config_;
+  static inline std::string admin_, budget_, rpm_, only_de_;
+};
+
+TEST_F(GatewayTest, HealthModelsMetrics) {
+  auto c = Client();
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = c.Get("/v1/models", {{"Authorization", "Bearer " + admin_}});
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  json j = json::parse(m->body);
+  EXPECT_EQ(j["object"], "list");
+  EXPECT_EQ(j["data"].size(), 6u);
+  auto only = c.Get("/v1/models", {{"Authorization", "Bearer " + only_de_}});
+  EXPECT_EQ(json::parse(only->body)["data"].size(), 1u);
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("airlock_in_flight_requests"), std::string::npos);
+}
+
+TEST_F(GatewayTest, AuthErrors) {
+  auto r = Chat(ChatBody("echo", "hi"), "");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(ErrorCode(r), "invalid_api_key");
+  r = Chat(ChatBody("echo", "hi"), "ak_000000000000_" + std::string(64, '0'));
+  EXPECT_EQ(r->status, 401);
+  r = Chat(ChatBody("echo", "hi"), only_de_);  // key restricted to echo-de
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(ErrorCode(r), "model_not_allowed");
+}
+
+TEST_F(GatewayTest, PseudonymizesAndRedactsNonStreaming) {
+  std::size_t before = upstream_->count();
+  auto r =
+      Chat(ChatBody("echo", "mail bob@example.com key ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"),
+           admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto got = upstream_->received();
+  ASSERT_EQ(got.size(), before + 1);
+  EXPECT_EQ(got.back(), "mail [EMAIL_1] key [REDACTED_SECRET]");  // what left the gateway
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"],
+            "echo: mail bob@example.com key [REDACTED_SECRET]");
+  EXPECT_EQ(j["usage"]["total_tokens"], 110);
+}
+
+TEST_F(GatewayTest, RestoresPlaceholdersAcrossStreamedChunks) {
+  auto r = Chat(ChatBody("echo", "to alice@example.com and bob@example.org", true), admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  EXPECT_EQ(upstream_->received().back(), "to [EMAIL_1] and [EMAIL_2]");
+  json usage;
+  EXPECT_EQ(StreamText(r->body, &usage), "echo: to alice@example.com and bob@example.org");
+  EXPECT_EQ(usage["completion_tokens"], 100);
+}
+
+TEST_F(GatewayTest, CompletionsEndpoint) {
+  auto c = Client();
+  json body = {{"model", "echo"}, {"prompt", "hi carol@example.com"}, {"max_tokens", 7}};
+  auto r = c.Post("/v1/completions", {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["text"], "echo: hi carol@example.com");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 7);
+  body["stream"] = true;
+  r = c.Post("/v1/completions", {{"Authorization", "Bearer " + admin_}}, body.dump(),
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(StreamText(r->body), "echo: hi carol@example.com");
+}
+
+TEST_F(GatewayTest, BlocksAndRestrictsRouting) {
+  std::size_t before = upstream_->count();
+  auto r = Chat(ChatBody("echo", "身份证 11010519491231002X"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(ErrorCode(r), "policy_violation");
+  // Card data only to DE or local: refused for the US upstream, allowed in clear for DE.
+  r = Chat(ChatBody("echo", "card 4111 1111 1111 1111"), admin_);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(upstream_->count(), before);  // nothing left the gateway
+  r = Chat(ChatBody("echo-de", "card 4111 1111 1111 1111"), admin_);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(upstream_->received().back(), "card 4111 1111 1111 1111");
+  // A class with no rule goes in clear only to an upstream that accepts it (deny by default).
+  r = Chat(ChatBody("echo", "call +44 20 7946 0958"), admin_);
+  EXPECT_EQ(r->status, 403);
+  r = Chat(ChatBody("echo", "host 10.0.0.7 is down"), admin_);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(GatewayTest, ReasoningIsLoggedNotReturned) {
+  auto r = Chat(ChatBody("think", "q1"), admin_);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "answer: q1");
+  EXPECT_FALSE(j["choices"][0]["message"].contains("reasoning_content"));
+  r = Chat(ChatBody("think", "q2", true), admin_);
+  EXPECT_EQ(StreamText(r->body), "answer: q2");
+  auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "5"});
+  EXPECT_NE(shown.second.find("\"reasoning_text\":\"plan with q2\""), std::string::npos);
+}
+
+TEST_F(GatewayTest, ClientErrors) {
+  auto c = Client();
+  httplib::Headers h = {{"Authorization", "Bearer " + admin_}};
+  auto r = c.Post("/v1/chat/completions", h, "{not json", "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(ErrorCode(r), "invalid_json");
+  r = c.Post("/v1/chat/completions", h, R"({"model":"echo"})", "application/json");
+  EXPECT_EQ(r->status, 400);
+  r = c.Post("/v1/chat/completions", h, ChatBody("nope", "x").dump(), "application/json");
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(ErrorCode(r), "model_not_found");
+  r = c.Post("/v1/chat/completions", h, ChatBody("echo", std::string(70000, 'a')).dump(),
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(ErrorCode(r), "request_too_large");
+  r = c.Get("/v1/nothing");
+  EXPECT_EQ(r->status, 404);
+}
+
+TEST_F(GatewayTest, UpstreamFailures) {
+  auto r = Chat(ChatBody("fail", "x"), admin_);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(ErrorCode(r), "upstream_error");
+  r = Chat(ChatBody("down", "x"), admin_);
+  EXPECT_EQ(r->status, 502);
+  r = Chat(ChatBody("slow", "x"), admin_);
+  EXPECT_EQ(r->status, 504);
+  EXPECT_EQ(ErrorCode(r), "upstream_timeout");
+  r = Chat(ChatBody("fail", "x", true), admin_);
+  EXPECT_EQ(r->status, 502);
+}
+
+TEST_F(GatewayTest, RateLimit) {
+  int ok = 0, limited = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = Chat(ChatBody("echo", "x"), rpm_);
+    if (r->status == 200) ok++;
+    if (r->status == 429) {
+      limited++;
+      EXPECT_EQ(ErrorCode(r), "rate_limit_exceeded");
+    }
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(limited, 2);
+}
+
+// Concurrent requests against a 3000-token budget: the tokens the upstream reports for admitted
+// requests never exceed the budget, and some requests are refused with 429.
+TEST_F(GatewayTest, BudgetHoldsUnderConcurrency) {
+  std::atomic<int> ok{0}, refused{0};
+  std::atomic<std::int64_t> spent{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 12; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 4; ++i) {
+        json body = ChatBody("echo", "count to three");
+        body["max_tokens"] = 150;
+        auto r = Chat(body, budget_);
+        if (!r) continue;
+        if (r->status == 200) {
+          ok++;
+          spent += json::parse(r->body)["usage"]["total_tokens"].get<std::int64_t>();
+        } else if (r->status == 429) {
+          refused++;
+          EXPECT_EQ(ErrorCode(r), "insufficient_quota");
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_LE(spent.load(), 3000);
+  auto listed = RunAirlock({"keys", "list", "--db", keys_db_});
+  EXPECT_EQ(listed.first, 0);
+}
+
+TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::string partial =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{";
+  ASSERT_EQ(send(s, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  // Meanwhile others are served.
+  auto r = Chat(ChatBody("echo", "still here"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  // The stalled connection is closed by the server's read timeout (bounded wait here).
+  timeval tv{10, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[512];
+  ssize_t n;
+  std::string reply;
+  while ((n = recv(s, buf, sizeof buf, 0)) > 0) reply.append(buf, static_cast<std::size_t>(n));
+  EXPECT_EQ(n, 0) << "connection not closed by the server";
+  close(s);
+}
+
+TEST_F(GatewayTest, FloodOfGarbageGetsCleanErrors) {
+  std::atomic<int> answered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      auto c = Client();
+      for (int i = 0; i < 25; ++i) {
+        auto r = c.Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}},
+                        std::string(i * 7 % 300, '{'), "application/json");
+        if (r && r->status == 400) answered++;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(answered.load(), 200);
+  auto h = Client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// The official `openai` npm client works unchanged against the gateway. Needs node and the
+// package installed under the build tree: npm install --prefix build/npm openai
+TEST_F(GatewayTest, OfficialOpenAiNodeClient) {
+  std::filesystem::path modules =
+      std::filesystem::path(AIRLOCK_BINARY_DIR) / "npm" / "node_modules";
+  if (std::system("node --version > /dev/null 2>&1") != 0 ||
+      !std::filesystem::exists(modules / "openai"))
+    GTEST_SKIP() << "node or the openai npm package is absent; run: npm install --prefix "
+                 << AIRLOCK_BINARY_DIR << "/npm openai";
+  std::string cmd = "NODE_PATH='" + modules.string() +
+                    "' node '" AIRLOCK_SOURCE_DIR
+                    "/tests/server/openai_client.cjs' http://127.0.0.1:" +
+                    std::to_string(serve_->port()) + "/v1 '" + admin_ + "' 2>&1";
+  std::FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[1024];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("OK"), std::string::npos) << out;
+}
+
+// Runs last (name order is not guaranteed, so it restarts its own server): kill -9 right after an
+// answered request must leave that request's record in a log that verifies; then tampering is
+// detected by `airlock audit verify`.
+TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
+  auto r = Chat(ChatBody("echo", "last words"), admin_);
+  ASSERT_EQ(r->status, 200);
+  std::string id = r->get_header_value("X-Request-Id");
+  ASSERT_FALSE(id.empty());
+  serve_->Stop(SIGKILL);
+  auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "1000"});
+  EXPECT_NE(shown.second.find(id), std::string::npos) << "answered request lost by kill -9";
+  auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
+  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_NE(v.second.find("OK:"), std::string::npos);
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "UPDATE records SET data = replace(data, 'echo', 'ECHO') WHERE seq = 2",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
+  EXPECT_EQ(v.first, 1);
+  EXPECT_NE(v.second.find("FAILED: record 2 was changed"), std::string::npos) << v.second;
+  // Restart so later tests (if any run after this one) still have a server.
+  delete serve_;
+  serve_ = new ServeProcess(config_);
+}
+
+TEST(GatewayCli, RefusesNonLoopbackWithoutKeysAndLocalModels) {
+  TempDir dir("gateway-cli");
+  std::string cfg = (dir.path() / "p.toml").string();
+  std::ofstream(cfg) << "[server]\nkeys_db='" << (dir.path() / "k.db").string()
+                     << "'\n[audit]\npath='" << (dir.path() / "a.db").string() << "'\n";
+  auto r = RunAirlock({"serve", "--config", cfg, "--host", "0.0.0.0", "--port", "0"});
+  EXPECT_EQ(r.first, 1);
+  r = RunAirlock({"serve", "model.gguf", "--config", cfg, "--port", "0"});
+  EXPECT_EQ(r.first, 2);
+}
+
+}  // namespace
+
+// ---- a local model through the ModelBackend interface (in-process gateway) ----
+namespace local_backend {
+
+// Test double standing in for the inference engine: echoes the last message, one word per piece,
+// with a reasoning block first.
+class EchoBackend : public airlock::server::ModelBackend {
+ public:
+  std::string Name() const override { return "tiny"; }
+  std::int64_t CountTokens(std::string_view text) const override {
+    return static_cast<std::int64_t>(text.size() / 4 + 1);
+  }
+  airlock::Result<airlock::server::GenerateResult> Generate(
+      const airlock::server::GenerateRequest& request,
+      const std::function<bool(std::string_view)>& on_text,
+      const std::atomic<bool>& cancel) override {
+    last_prompt = request.messages.empty() ? request.prompt : request.messages.back().content;
+    std::vector<std::string> pieces = {"<thi", "nk>hmm</th", "ink>", "got "};
+    for (std::size_t i = 0; i < last_prompt.size(); i += 3)
+      pieces.push_back(last_prompt.substr(i, 3));
+    airlock::server::GenerateResult r;
+    for (const auto& p : pieces) {
+      if (cancel || !on_text(p)) {
+        r.finish_reason = "cancelled";
+        break;
+      }
+      r.completion_tokens++;
+    }
+    r.prompt_tokens = CountTokens(last_prompt);
+    return r;
+  }
+  std::string last_prompt;
+};
+
+TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
+  TempDir dir("gateway-local");
+  std::string toml =
+      "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n"
+      "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+      "[reasoning]\naction='strip'\n[audit]\npath='" +
+      (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" + (dir.path() / "k.db").string() +
+      "'\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  auto backend = std::make_shared<EchoBackend>();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tiny"] = backend;
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  json body = {{"model", "tiny"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi eve@example.com"}}})}};
+  auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(backend->last_prompt, "hi [EMAIL_1]");  // the model never saw the address
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "got hi eve@example.com");
+  EXPECT_GT(j["usage"]["completion_tokens"].get<int>(), 0);
+  body["stream"] = true;
+  r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  std::string text;
+  bool done = false, usage = false;
+  std::size_t pos = 0;
+  while ((pos = r->body.find("data: ", pos)) != std::string::npos) {
+    std::size_t end = r->body.find("\n\n", pos);
+    std::string payload = r->body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (payload == "[DONE]") {
+      done = true;
+      continue;
+    }
+    json chunk = json::parse(payload);
+    if (chunk.contains("usage")) usage = true;
+    for (const auto& ch : chunk["choices"])
+      if (ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
+  }
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(usage);
+  EXPECT_EQ(text, "got hi eve@example.com");
+  (*gw)->Stop();
+}
+
+}  // namespace local_backend

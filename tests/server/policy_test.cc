@@ -1,0 +1,177 @@
+// Policy parsing and decisions; pseudonymization and reasoning splitting, including every possible
+// chunk boundary of a streamed response.
+#include "policy/policy.h"
+
+#include <gtest/gtest.h>
+
+#include "policy/transform.h"
+
+namespace airlock::policy {
+namespace {
+
+const char* kPolicy = R"(
+[[upstreams]]
+name = "us"
+base_url = "http://127.0.0.1:1/v1"
+jurisdiction = "us"
+models = ["m-us"]
+allowed_data_classes = ["ip_address"]
+
+[[upstreams]]
+name = "de"
+base_url = "http://127.0.0.1:2/v1"
+jurisdiction = "DE"
+models = ["m-de"]
+allowed_data_classes = ["personal"]
+
+[[local_models]]
+name = "local"
+path = "x.gguf"
+
+[[rules]]
+data_classes = ["secret"]
+action = "redact"
+[[rules]]
+data_classes = ["cn_resident_id"]
+action = "block"
+[[rules]]
+data_classes = ["email"]
+action = "pseudonymize"
+[[rules]]
+data_classes = ["payment_card", "iban"]
+action = "restrict"
+allow_jurisdictions = ["local", "de"]
+
+[reasoning]
+action = "log"
+)";
+
+TEST(Policy, ParsesExampleFile) {
+  auto p = LoadPolicy(std::string(AIRLOCK_SOURCE_DIR) + "/docs/policy.example.toml");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(p->upstreams.size(), 3u);
+  EXPECT_EQ(p->local_models.size(), 1u);
+  EXPECT_EQ(p->reasoning, ReasoningAction::kStrip);
+  EXPECT_EQ(p->audit.checkpoint_every, 100);
+  ASSERT_NE(p->FindUpstreamForModel("deepseek-chat"), nullptr);
+  EXPECT_EQ(p->FindUpstreamForModel("deepseek-chat")->jurisdiction, "CN");
+}
+
+TEST(Policy, ParsesAndNormalises) {
+  auto p = ParsePolicy(kPolicy);
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(p->upstreams[0].jurisdiction, "US");
+  EXPECT_EQ(p->rules[3].allow_jurisdictions, (std::vector<std::string>{"local", "DE"}));
+  EXPECT_EQ(p->upstreams[1].allowed_data_classes.size(), 7u);  // "personal" expanded
+  EXPECT_EQ(p->reasoning, ReasoningAction::kLog);
+}
+
+TEST(Policy, RejectsMistakes) {
+  struct Case {
+    const char* toml;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"[[rules]]\ndata_classes=['mail']\naction='block'\n", "unknown data class 'mail'"},
+      {"[[rules]]\ndata_classes=['email']\naction='nuke'\n", "unknown action"},
+      {"[[rules]]\ndata_classes=['email']\naction='restrict'\n", "needs allow_jurisdictions"},
+      {"[audit]\npaht='x'\n", "unknown key 'paht'"},
+      {"[[upstreams]]\nname='a'\nbase_url='ftp://x'\njurisdiction='US'\nmodels=['m']\n",
+       "base_url"},
+      {"[[upstreams]]\nname='a'\nbase_url='http://x'\njurisdiction='US'\n", "at least one model"},
+      {"[[upstreams]]\nname='a'\nbase_url='http://x'\njurisdiction='US'\nmodels=['m']\n"
+       "[[upstreams]]\nname='b'\nbase_url='http://y'\njurisdiction='US'\nmodels=['m']\n",
+       "more than one place"},
+      {"[server]\nmax_body_bytes = -5\n", "out of range"},
+      {"this is = = not toml", "TOML syntax error"},
+  };
+  for (const Case& c : cases) {
+    auto p = ParsePolicy(c.toml);
+    ASSERT_FALSE(p.ok()) << c.toml;
+    EXPECT_NE(p.error().message().find(c.expect), std::string::npos) << p.error().message();
+  }
+}
+
+TEST(Policy, Decisions) {
+  auto p = ParsePolicy(kPolicy);
+  ASSERT_TRUE(p.ok());
+  Target us{false, p->FindUpstreamForModel("m-us")};
+  Target de{false, p->FindUpstreamForModel("m-de")};
+  Target local{true, nullptr};
+
+  Verdict v = Decide(*p, {DataClass::kEmail, DataClass::kSecret}, us);
+  EXPECT_FALSE(v.blocked);
+  EXPECT_EQ(v.actions[DataClass::kEmail], Action::kPseudonymize);
+  EXPECT_EQ(v.actions[DataClass::kSecret], Action::kRedact);
+
+  EXPECT_TRUE(Decide(*p, {DataClass::kCnResidentId}, local).blocked);  // block applies everywhere
+
+  // restrict: cards only locally or to DE.
+  EXPECT_TRUE(Decide(*p, {DataClass::kPaymentCard}, us).blocked);
+  EXPECT_FALSE(Decide(*p, {DataClass::kPaymentCard}, de).blocked);
+  EXPECT_FALSE(Decide(*p, {DataClass::kPaymentCard}, local).blocked);
+
+  // No rule: allowed only where the upstream accepts the class in clear (deny by default).
+  EXPECT_TRUE(Decide(*p, {DataClass::kPhone}, us).blocked);
+  EXPECT_FALSE(Decide(*p, {DataClass::kPhone}, de).blocked);
+  EXPECT_FALSE(Decide(*p, {DataClass::kIpAddress}, us).blocked);
+  EXPECT_FALSE(Decide(*p, {DataClass::kPhone}, local).blocked);
+  EXPECT_FALSE(Decide(*p, {}, us).blocked);
+}
+
+TEST(Pseudonymizer, RedactsAndRoundTrips) {
+  std::string text = "mail a@x.com and b@y.org, again a@x.com; key ghp_x";
+  std::vector<Match> m = {{DataClass::kEmail, "email", 5, 12},
+                          {DataClass::kEmail, "email", 17, 24},
+                          {DataClass::kEmail, "email", 32, 39},
+                          {DataClass::kSecret, "s", 45, 50}};
+  Pseudonymizer p;
+  std::string out = p.Apply(
+      text, m, {{DataClass::kEmail, Action::kPseudonymize}, {DataClass::kSecret, Action::kRedact}});
+  EXPECT_EQ(out, "mail [EMAIL_1] and [EMAIL_2], again [EMAIL_1]; key [REDACTED_SECRET]");
+  EXPECT_EQ(p.size(), 2u);
+  EXPECT_EQ(p.Restore("to [EMAIL_2] from [EMAIL_1] [EMAIL_3] [[EMAIL_1]"),
+            "to b@y.org from a@x.com [EMAIL_3] [a@x.com");
+}
+
+// Every way of cutting a response into two or three chunks must restore identically.
+TEST(StreamRestorer, PlaceholdersSplitAcrossChunks) {
+  Pseudonymizer p;
+  std::string src = "x@a.io y@b.io";
+  p.Apply(src, {{DataClass::kEmail, "e", 0, 6}, {DataClass::kEmail, "e", 7, 13}},
+          {{DataClass::kEmail, Action::kPseudonymize}});
+  const std::string response = "Hi [EMAIL_1], [EMAIL_2] wrote [EMAIL_1]] [EMAIL_ [X] end[EMAIL_2]";
+  const std::string expected = p.Restore(response);
+  EXPECT_EQ(expected, "Hi x@a.io, y@b.io wrote x@a.io] [EMAIL_ [X] endy@b.io");
+  for (std::size_t i = 0; i <= response.size(); ++i) {
+    for (std::size_t j = i; j <= response.size(); j += 3) {
+      StreamRestorer r(p);
+      std::string out = r.Feed(response.substr(0, i));
+      out += r.Feed(response.substr(i, j - i));
+      out += r.Feed(response.substr(j));
+      out += r.Flush();
+      ASSERT_EQ(out, expected) << "cuts at " << i << "," << j;
+    }
+  }
+  // One character at a time.
+  StreamRestorer r(p);
+  std::string out;
+  for (char c : response) out += r.Feed(std::string(1, c));
+  out += r.Flush();
+  EXPECT_EQ(out, expected);
+}
+
+TEST(ThinkSplitter, SeparatesReasoningAtEveryCut) {
+  const std::string text = "<think>plan: a<b</think>Answer <thin>ok</think> tail";
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    ThinkSplitter s;
+    auto a = s.Feed(text.substr(0, i));
+    auto b = s.Feed(text.substr(i));
+    auto c = s.Flush();
+    EXPECT_EQ(a.visible + b.visible + c.visible, "Answer <thin>ok</think> tail") << i;
+    EXPECT_EQ(a.reasoning + b.reasoning + c.reasoning, "plan: a<b") << i;
+  }
+}
+
+}  // namespace
+}  // namespace airlock::policy
