@@ -9,5 +9,6 @@ class App;
 namespace airlock::cli {
 
 void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
+void AddTokenizeCommand(CLI::App& app, int* exit_code);  // tokenize_command.cc
 
 }  // namespace airlock::cli

@@ -267,6 +267,15 @@ class File {
   std::unordered_map<std::string_view, std::size_t> tensor_index_;
 };
 
+// Model-level consistency checks beyond the container (gguf_checks.cc), for the scanner and the
+// engine's loader: tokenizer arrays present, of the types llama.cpp requires (tokens: string,
+// scores: float32, token_type: int32) and of equal length; every tokenizer.ggml.*_token_id an
+// integer below the vocabulary size; BYTE tokens spelled <0xHH>; {arch}.block_count <= 512;
+// context length and head counts sane; general.quantization_version present when tensors are
+// quantized; token_embd shape consistent with the vocabulary and embedding length. Codes:
+// "vocab-*", "special-token-out-of-range", "bad-byte-token", "hparam-*", "missing-*".
+std::vector<Issue> CheckModelMetadata(const File& file);
+
 namespace internal {
 struct ArrayData {
   ValueType element_type = ValueType::kUint8;
