@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   airlock::cli::AddScanCommand(app, &exit_code);
   airlock::cli::AddTokenizeCommand(app, &exit_code);
+  airlock::cli::AddRunCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
