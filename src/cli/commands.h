@@ -11,5 +11,6 @@ namespace airlock::cli {
 void AddScanCommand(CLI::App& app, int* exit_code);     // scan_command.cc
 void AddTokenizeCommand(CLI::App& app, int* exit_code);  // tokenize_command.cc
 void AddRunCommand(CLI::App& app, int* exit_code);       // run_command.cc
+void AddChatCommand(CLI::App& app, int* exit_code);      // chat_command.cc
 
 }  // namespace airlock::cli
