@@ -196,6 +196,10 @@ void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out,
     MatMul(*pool, *k, act, &down, 1);
     for (std::int64_t e = 0; e < n * d; ++e) x[e] += tmp[e];
   }
+  if (logits_out == nullptr) {  // a non-final prompt chunk: no logits needed
+    pos += n;
+    return;
+  }
   const int first = all_rows ? 0 : n - 1;
   const int count = n - first;
   RmsNormRows(x.data() + first * d, xn.data(), count, w->output_norm);
@@ -281,10 +285,7 @@ Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> token
     const int n = static_cast<int>(std::min<std::size_t>(s.max_batch, tokens.size() - start));
     const bool last_chunk = start + n == tokens.size();
     float* out = all_logits ? s.all_logits.data() + start * vocab : s.logits.data();
-    if (!all_logits && !last_chunk) {
-      // Logits of a non-final chunk are not needed, but the forward pass computes the last row
-      // anyway (cheap next to the chunk); it lands in the scratch buffer.
-    }
+    if (!all_logits && !last_chunk) out = nullptr;  // only the last token's logits are returned
     s.Forward(tokens.data() + start, n, out, all_logits);
   }
   if (all_logits) return std::span<const float>(s.all_logits);

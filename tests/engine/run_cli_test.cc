@@ -34,6 +34,22 @@ TEST(RunCommand, GreedyStoryFromStories260K) {
   EXPECT_NE(out.find("there was a little girl named Lily"), std::string::npos) << out;
 }
 
+TEST(ChatCommand, TwoTurnsAndReset) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
+  const auto model = fixtures / "stories260K.gguf";
+  int status = -1;
+  // No chat template in this model: each turn is the conversation's plain text.
+  const std::string out = RunAndCapture("printf 'Once upon a time\\n/reset\\nOnce upon a time\\n' | " +
+                                            std::string(AIRLOCK_EXE) + " chat '" + model.string() +
+                                            "' -n 12 --temp 0 --threads 2 2>/dev/null",
+                                        &status);
+  EXPECT_EQ(status, 0);
+  // After /reset the same input gives the same greedy reply again.
+  const auto first = out.find("there was a little girl");
+  ASSERT_NE(first, std::string::npos) << out;
+  EXPECT_NE(out.find("there was a little girl", first + 1), std::string::npos) << out;
+}
+
 TEST(RunCommand, RefusesANonModelFile) {
   AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
   int status = -1;
