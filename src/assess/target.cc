@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "server/engine_backend.h"
+
 namespace airlock::assess {
 namespace {
 
@@ -76,7 +78,54 @@ class EndpointTarget : public ChatTarget {
   std::string path_prefix_;
 };
 
+class LocalTarget : public ChatTarget {
+ public:
+  LocalTarget(std::shared_ptr<server::ModelBackend> backend, std::string path)
+      : backend_(std::move(backend)), path_(std::move(path)) {}
+
+  Result<ChatReply> Chat(const std::vector<ChatMessage>& messages,
+                         const GenerationParams& params) override {
+    server::GenerateRequest req;
+    req.chat = true;
+    for (const auto& m : messages) req.messages.push_back({m.role, m.content});
+    req.max_tokens = params.max_tokens;
+    req.temperature = params.temperature;
+    req.seed = params.seed;
+    std::string text;
+    std::atomic<bool> cancel{false};
+    auto result = backend_->Generate(
+        req,
+        [&](std::string_view piece) {
+          text.append(piece);
+          return true;
+        },
+        cancel);
+    if (!result.has_value()) return result.error();
+    ChatReply reply;
+    SplitReasoning(text, &reply.reasoning, &reply.content);
+    reply.prompt_tokens = static_cast<int>(result->prompt_tokens);
+    reply.completion_tokens = static_cast<int>(result->completion_tokens);
+    return reply;
+  }
+
+  std::string Describe() const override { return "local " + path_; }
+
+ private:
+  std::shared_ptr<server::ModelBackend> backend_;
+  std::string path_;
+};
+
 }  // namespace
+
+Result<std::unique_ptr<ChatTarget>> MakeLocalTarget(const std::string& gguf_path, int threads,
+                                                    int ctx) {
+  server::EngineBackendOptions o;
+  o.name = gguf_path;
+  o.threads = threads;
+  o.ctx = ctx;
+  AIRLOCK_ASSIGN_OR_RETURN(auto backend, server::LoadEngineBackend(gguf_path, o));
+  return std::unique_ptr<ChatTarget>(new LocalTarget(std::move(backend), gguf_path));
+}
 
 void SplitReasoning(const std::string& text, std::string* reasoning, std::string* answer) {
   static const std::string kOpen = "<think>", kClose = "</think>";

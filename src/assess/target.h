@@ -52,6 +52,11 @@ struct EndpointOptions {
 // Errors: kInvalidArgument for a malformed or unsupported URL.
 Result<std::unique_ptr<ChatTarget>> MakeEndpointTarget(const EndpointOptions& options);
 
+// A local GGUF model run by the Airlock engine (loaded once; greedy by default like endpoints).
+// Errors: those of loading the model.
+Result<std::unique_ptr<ChatTarget>> MakeLocalTarget(const std::string& gguf_path, int threads = 0,
+                                                    int ctx = 0);
+
 // Splits "<think>...</think>answer" into reasoning and answer (also handles an answer that
 // starts inside an unclosed think block, as DeepSeek-R1 templates produce).
 void SplitReasoning(const std::string& text, std::string* reasoning, std::string* answer);

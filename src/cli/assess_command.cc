@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "assess/probe.h"
@@ -13,6 +14,7 @@
 #include "core/file.h"
 #include "core/hash.h"
 #include "core/version.h"
+#include "scan/inspect.h"
 #include "scan/scan.h"
 #include "sign/sign.h"
 
@@ -42,6 +44,12 @@ std::string NowRfc3339() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
+}
+
+bool IsGguf(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
 }
 
 std::string SafeName(std::string s) {
@@ -121,19 +129,32 @@ int RunAssess(const AssessArgs& a) {
       }
       if (m.signature.status != "verified") worst = std::max(worst, 1);
     }
+    if (fs::is_regular_file(path)) {
+      auto facts = scan::InspectFile(path);
+      if (facts.has_value()) m.inspect_json = scan::RenderInspectJson(*facts);
+    }
     if (a.no_probes) {
       m.probes_unavailable_reason = "--no-probes";
     } else if (scanned->verdict == scan::Verdict::kMalicious) {
       m.probes_unavailable_reason =
           "the file scan found malicious content, so the model was not run";
-    } else if (a.endpoint.empty()) {
-      m.probes_unavailable_reason =
-          "no --endpoint given (local GGUF probing needs the inference engine)";
     } else {
-      assess::EndpointOptions eo;
-      eo.base_url = a.endpoint;
-      eo.model = a.model_name;
-      auto target = assess::MakeEndpointTarget(eo);
+      Result<std::unique_ptr<assess::ChatTarget>> target = InvalidArgument("no target");
+      if (!a.endpoint.empty()) {
+        assess::EndpointOptions eo;
+        eo.base_url = a.endpoint;
+        eo.model = a.model_name;
+        target = assess::MakeEndpointTarget(eo);
+      } else if (IsGguf(path)) {
+        target = assess::MakeLocalTarget(path);
+      } else {
+        m.probes_unavailable_reason =
+            "not a GGUF file and no --endpoint given: nothing to run the probes against";
+      }
+      if (!m.probes_unavailable_reason.empty()) {
+        report.models.push_back(std::move(m));
+        continue;
+      }
       if (!target.has_value()) {
         std::fprintf(stderr, "airlock assess: %s\n", target.error().message().c_str());
         return 3;

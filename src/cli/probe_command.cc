@@ -14,6 +14,7 @@ namespace airlock::cli {
 namespace {
 
 struct ProbeArgs {
+  std::string target;
   std::string endpoint;
   std::string model;
   std::string api_key_env;
@@ -47,8 +48,9 @@ int RunProbe(const ProbeArgs& a) {
       std::printf("%-26s %3zu probes  %s\n", s.name.c_str(), s.probes.size(), s.intent.c_str());
     return 0;
   }
-  if (a.endpoint.empty()) {
-    std::fprintf(stderr, "airlock probe: --endpoint is required (see --help)\n");
+  if (a.endpoint.empty() == a.target.empty()) {
+    std::fprintf(stderr,
+                 "airlock probe: give exactly one of --target MODEL.gguf or --endpoint URL\n");
     return 3;
   }
   std::vector<assess::Suite> chosen;
@@ -89,7 +91,8 @@ int RunProbe(const ProbeArgs& a) {
     }
     eo.api_key = key;
   }
-  auto target = assess::MakeEndpointTarget(eo);
+  auto target =
+      a.target.empty() ? assess::MakeEndpointTarget(eo) : assess::MakeLocalTarget(a.target);
   if (!target.has_value()) {
     std::fprintf(stderr, "airlock probe: %s\n", target.error().message().c_str());
     return 3;
@@ -153,10 +156,12 @@ void AddProbeCommand(CLI::App& app, int* exit_code) {
       "Exit codes: 0 done; 2 some probes failed to run; 3 usage or tool error.\n"
       "Examples:\n"
       "  airlock probe --list-suites\n"
+      "  airlock probe --target qwen2.5-0.5b-instruct-q4_k_m.gguf --suite all --out run0\n"
       "  airlock probe --endpoint http://127.0.0.1:8080/v1 --suite prompt-injection --suite "
       "jailbreak\n"
       "  airlock probe --endpoint http://127.0.0.1:8080 --corpus harmful_behaviors.csv --out "
       "run1\n");
+  cmd->add_option("--target", a->target, "Local GGUF model to probe (run by the Airlock engine)");
   cmd->add_option("--endpoint", a->endpoint, "OpenAI-compatible base URL (http://host:port[/v1])");
   cmd->add_option("--model", a->model, "Model name to send");
   cmd->add_option("--api-key-env", a->api_key_env, "Environment variable holding the API key");

@@ -2,11 +2,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <thread>
 
 #include "cli/commands.h"
 #include "policy/policy.h"
+#include "server/engine_backend.h"
 #include "server/gateway.h"
 
 namespace airlock::cli {
@@ -18,7 +20,16 @@ struct ServeArgs {
   std::string config;
   std::string host = "127.0.0.1";
   int port = 8080;
+  int slots = 1;
+  int threads = 0;
+  int ctx = 0;
 };
+
+std::string Stem(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".gguf") name.resize(name.size() - 5);
+  return name;
+}
 
 int RunServe(const ServeArgs& a) {
   policy::Policy pol;
@@ -30,19 +41,32 @@ int RunServe(const ServeArgs& a) {
     }
     pol = std::move(*p);
   }
-  if (!a.models.empty()) {
-    // Local serving plugs in through server::ModelBackend once the inference engine lands.
-    std::fprintf(stderr,
-                 "airlock serve: serving local GGUF models (%s%s) needs the Airlock inference "
-                 "engine, which is not part of this build yet. Run the gateway with upstreams "
-                 "only: airlock serve --config POLICY.toml\n",
-                 a.models[0].c_str(), a.models.size() > 1 ? ", ..." : "");
-    return 2;
+  if (a.aliases.size() > a.models.size()) {
+    std::fprintf(stderr, "airlock serve: more --alias values than models\n");
+    return 3;
   }
-  if (!pol.local_models.empty())
-    std::fprintf(stderr,
-                 "airlock serve: warning: the policy's local_models answer 503 until the "
-                 "inference engine is part of this build\n");
+  // Models named on the command line are served under their file stem (or --alias).
+  for (std::size_t i = 0; i < a.models.size(); ++i) {
+    std::string name = i < a.aliases.size() ? a.aliases[i] : Stem(a.models[i]);
+    pol.local_models.push_back({name, a.models[i]});
+  }
+  std::map<std::string, std::shared_ptr<server::ModelBackend>> backends;
+  for (const auto& m : pol.local_models) {
+    server::EngineBackendOptions eo;
+    eo.name = m.name;
+    eo.slots = a.slots;
+    eo.threads = a.threads;
+    eo.ctx = a.ctx;
+    auto backend = server::LoadEngineBackend(m.path, eo);
+    if (!backend) {
+      std::fprintf(stderr, "airlock serve: cannot load %s: %s\n", m.path.c_str(),
+                   backend.error().message().c_str());
+      return 3;
+    }
+    std::fprintf(stderr, "airlock serve: loaded %s as '%s' (%d slot%s)\n", m.path.c_str(),
+                 m.name.c_str(), a.slots, a.slots == 1 ? "" : "s");
+    backends[m.name] = std::move(*backend);
+  }
   if (pol.upstreams.empty() && pol.local_models.empty())
     std::fprintf(stderr,
                  "airlock serve: warning: no upstreams or models configured; every "
@@ -59,6 +83,7 @@ int RunServe(const ServeArgs& a) {
   options.host = a.host;
   options.port = a.port;
   options.policy = std::move(pol);
+  options.local_backends = std::move(backends);
   auto gw = server::Gateway::Create(std::move(options));
   if (!gw) {
     std::fprintf(stderr, "airlock serve: %s\n", gw.error().message().c_str());
@@ -101,7 +126,14 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "  curl -s localhost:8080/v1/chat/completions -H 'Authorization: Bearer ak_...' \\\n"
       "       -d "
       "'{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n");
-  cmd->add_option("models", args->models, "Local GGUF models to serve (needs the engine)");
+  cmd->add_option("models", args->models, "Local GGUF models to serve (under their file stem)");
+  cmd->add_option("--slots", args->slots,
+                  "Concurrent generations per local model (requests queue FIFO for a slot)")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "Threads per slot (0: cores / slots)")
+      ->capture_default_str();
+  cmd->add_option("--ctx", args->ctx, "Context per slot (0: min(training context, 4096))")
+      ->capture_default_str();
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");
   cmd->add_option("-c,--config", args->config, "Policy file (TOML)");
   cmd->add_option("--host", args->host, "Address to bind")->capture_default_str();

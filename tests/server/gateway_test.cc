@@ -610,8 +610,9 @@ TEST(GatewayCli, RefusesNonLoopbackWithoutKeysAndLocalModels) {
                      << "'\n[audit]\npath='" << (dir.path() / "a.db").string() << "'\n";
   auto r = RunAirlock({"serve", "--config", cfg, "--host", "0.0.0.0", "--port", "0"});
   EXPECT_EQ(r.first, 1);
-  r = RunAirlock({"serve", "model.gguf", "--config", cfg, "--port", "0"});
-  EXPECT_EQ(r.first, 2);
+  // A local model that cannot be loaded is a tool error, not a silent 503 later.
+  r = RunAirlock({"serve", "missing-model.gguf", "--config", cfg, "--port", "0"});
+  EXPECT_EQ(r.first, 3);
 }
 
 }  // namespace

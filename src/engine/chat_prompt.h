@@ -1,0 +1,23 @@
+// Turns a conversation into prompt tokens the way every Airlock front end does it (`run`, `chat`,
+// `serve`, `probe`): through the model's own chat template in the sandboxed interpreter, with
+// special-token text parsed only where the template wrote it (message content can never become a
+// control token), and a single BOS.
+#pragma once
+
+#include <vector>
+
+#include "core/status.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "template/chat.h"
+
+namespace airlock::engine {
+
+// The chat template when the model has one and !no_template (ending with the generation prompt),
+// else the messages' text joined by blank lines after the vocabulary's BOS. Errors: the template's
+// (kInvalidArgument for raise_exception, kLimitExceeded for caps) and the tokenizer's.
+Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tokenizer,
+                                        const std::vector<tmpl::ChatMessage>& messages,
+                                        bool no_template);
+
+}  // namespace airlock::engine

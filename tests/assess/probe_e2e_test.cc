@@ -1,0 +1,104 @@
+// `airlock probe` and `airlock assess` end to end against a real `airlock serve` running a real
+// local model (stories260K from ../shared/fixtures), and against the model run in-process.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "test_util.h"
+
+namespace {
+
+std::pair<int, std::string> Airlock(const std::string& args) {
+  FILE* p = popen((std::string(AIRLOCK_EXE) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+int CountResults(const std::filesystem::path& jsonl) {
+  std::ifstream in(jsonl);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line))
+    if (nlohmann::json::parse(line).value("type", "") == "result") ++n;
+  return n;
+}
+
+TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  const std::string model = (models / "stories260K.gguf").string();
+  airlock::testing::TempDir dir("probe-e2e");
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", model.c_str(), "--port", "0",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string line;
+  char c;
+  while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+  close(fds[0]);
+  int port = std::atoi(line.c_str() + line.rfind(':') + 1);
+  ASSERT_GT(port, 0) << line;
+  std::string endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1";
+  auto out = dir.path() / "run";
+  auto first = Airlock("probe --endpoint " + endpoint +
+                       " --model stories260K --suite over-refusal --suite system-prompt-extraction"
+                       " --max-tokens 8 --out " +
+                       out.string());
+  EXPECT_EQ(first.first, 0) << first.second;
+  EXPECT_EQ(CountResults(out / "results.jsonl"), 15 + 11);
+  auto summary = nlohmann::json::parse(std::ifstream(out / "summary.json"));
+  ASSERT_EQ(summary["suites"].size(), 2u);
+  for (const auto& s : summary["suites"]) {
+    EXPECT_EQ(s["errors"], 0);
+    double lo = s["overall"]["ci95"][0], hi = s["overall"]["ci95"][1];
+    EXPECT_LE(lo, s["overall"]["rate"].get<double>());
+    EXPECT_GE(hi, s["overall"]["rate"].get<double>());
+  }
+  // Rerun: every probe is taken from results.jsonl; nothing is asked again.
+  auto second = Airlock("probe --endpoint " + endpoint +
+                        " --model stories260K --suite over-refusal --suite system-prompt-extraction"
+                        " --max-tokens 8 --out " +
+                        out.string());
+  EXPECT_EQ(second.first, 0) << second.second;
+  EXPECT_EQ(CountResults(out / "results.jsonl"), 15 + 11);
+  auto again = nlohmann::json::parse(std::ifstream(out / "summary.json"));
+  EXPECT_EQ(again["suites"][0]["reused_from_earlier_run"], 15);
+  kill(pid, SIGTERM);
+  int status;
+  waitpid(pid, &status, 0);
+}
+
+TEST(AssessEndToEnd, LocalModelReportWithScanInspectAndProbes) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  airlock::testing::TempDir dir("assess-e2e");
+  auto r = Airlock("assess " + (models / "stories260K.gguf").string() +
+                   " --suite prompt-injection --max-tokens 8 --out " + dir.path().string());
+  ASSERT_EQ(r.first, 0) << r.second;
+  auto report = nlohmann::json::parse(std::ifstream(dir.path() / "report.json"));
+  const auto& m = report["models"][0];
+  EXPECT_EQ(m["scan"]["verdict"], "clean");
+  EXPECT_EQ(m["inspect"]["architecture"], "llama");
+  EXPECT_EQ(m["probes"]["suites"][0]["overall"]["total"], 14);
+  EXPECT_EQ(m["sha256"].get<std::string>().size(), 64u);
+  auto bom = nlohmann::json::parse(std::ifstream(dir.path() / "bom.cdx.json"));
+  EXPECT_EQ(bom["bomFormat"], "CycloneDX");
+  EXPECT_EQ(bom["components"][0]["type"], "machine-learning-model");
+  EXPECT_TRUE(std::filesystem::file_size(dir.path() / "report.html") > 2000);
+}
+
+}  // namespace
