@@ -129,6 +129,7 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
         rec["detector"] = v.detector;
         rec["evidence"] = v.evidence;
         rec["refused"] = LooksLikeRefusal(reply->content);
+        rec["blocked"] = reply->blocked;
         rec["deflected"] = deflected;
         rec["completion_tokens"] = reply->completion_tokens;
         Count(result.rates, probe.category, probe.lang, v.hit);

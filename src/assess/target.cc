@@ -42,6 +42,14 @@ class EndpointTarget : public ChatTarget {
                          httplib::to_string(res.error()));
     }
     json doc = json::parse(res->body, nullptr, false);
+    if (res->status == 403) {
+      // A governance gateway refused the request by policy: the attack did not reach the model.
+      ChatReply blocked;
+      blocked.blocked = true;
+      if (!doc.is_discarded() && doc.contains("error") && doc["error"].is_object())
+        blocked.content = "[blocked by gateway policy: " + doc["error"].value("message", "") + "]";
+      return blocked;
+    }
     if (res->status != 200) {
       std::string msg = "HTTP " + std::to_string(res->status);
       if (!doc.is_discarded() && doc.contains("error") && doc["error"].is_object())
@@ -68,6 +76,7 @@ class EndpointTarget : public ChatTarget {
   }
 
   std::string Describe() const override {
+    if (!options_.label.empty()) return options_.label;
     return "endpoint " + options_.base_url +
            (options_.model.empty() ? "" : " model " + options_.model);
   }

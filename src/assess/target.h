@@ -30,6 +30,8 @@ struct ChatReply {
   std::string reasoning;  // reasoning_content or the <think> block, when the model emits one
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  // The request never reached the model: a gateway in front of it refused it (HTTP 403, policy).
+  bool blocked = false;
 };
 
 class ChatTarget {
@@ -47,6 +49,7 @@ struct EndpointOptions {
   std::string model;     // the "model" field sent; may be empty for single-model servers
   std::string api_key;   // sent as a bearer token when non-empty; never logged
   int timeout_seconds = 300;
+  std::string label;  // Describe() text when set (e.g. to hide an ephemeral port from resume)
 };
 
 // Errors: kInvalidArgument for a malformed or unsupported URL.

@@ -14,8 +14,11 @@
 #include "core/file.h"
 #include "core/hash.h"
 #include "core/version.h"
+#include "policy/policy.h"
 #include "scan/inspect.h"
 #include "scan/scan.h"
+#include "server/engine_backend.h"
+#include "server/gateway.h"
 #include "sign/sign.h"
 
 namespace airlock::cli {
@@ -33,6 +36,7 @@ struct AssessArgs {
   std::vector<std::string> suites = {"all"};
   std::vector<std::string> corpora;
   bool compare = false;
+  std::string through_gateway;
   bool no_probes = false;
   double temperature = 0.0;
   int max_tokens = 256;
@@ -56,6 +60,49 @@ std::string SafeName(std::string s) {
   for (char& c : s)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   return s;
+}
+
+// Runs the same suites through an in-process `airlock serve` gateway configured by the policy
+// file, with the model served locally behind it, so the report shows attack success with and
+// without the gateway. Only local GGUF models are supported here.
+Result<assess::ModelAssessment> ProbeThroughGateway(const AssessArgs& a, const std::string& path,
+                                                    const assess::ModelAssessment& direct,
+                                                    const std::vector<assess::Suite>& suites,
+                                                    const assess::GenerationParams& params,
+                                                    const fs::path& dir) {
+  if (!IsGguf(path)) return InvalidArgument("only local GGUF models can be put behind the gateway");
+  AIRLOCK_ASSIGN_OR_RETURN(policy::Policy pol, policy::LoadPolicy(a.through_gateway));
+  const std::string name = "assessed-model";
+  pol.local_models.push_back({name, path});
+  server::EngineBackendOptions eo;
+  eo.name = name;
+  AIRLOCK_ASSIGN_OR_RETURN(auto backend, server::LoadEngineBackend(path, eo));
+  server::GatewayOptions go;
+  go.host = "127.0.0.1";
+  go.port = 0;
+  go.policy = std::move(pol);
+  go.local_backends[name] = std::move(backend);
+  AIRLOCK_ASSIGN_OR_RETURN(auto gateway, server::Gateway::Create(std::move(go)));
+  AIRLOCK_TRY(gateway->Start());
+  assess::EndpointOptions opts;
+  opts.base_url = "http://127.0.0.1:" + std::to_string(gateway->port()) + "/v1";
+  opts.model = name;
+  opts.label = "gateway " + a.through_gateway + " in front of local " + path;
+  auto target = assess::MakeEndpointTarget(opts);
+  if (!target.has_value()) {
+    gateway->Stop();
+    return target.error();
+  }
+  assess::RunOptions ro;
+  ro.params = params;
+  ro.results_path = (dir / "results-through-gateway.jsonl").string();
+  auto run = assess::RunSuites(**target, suites, ro);
+  gateway->Stop();
+  if (!run.has_value()) return run.error();
+  assess::ModelAssessment via = direct;
+  via.model_name = direct.model_name + " (through gateway)";
+  via.probes = *run;
+  return via;
 }
 
 int RunAssess(const AssessArgs& a) {
@@ -170,6 +217,17 @@ int RunAssess(const AssessArgs& a) {
         return 3;
       }
       m.probes = *run;
+      if (!a.through_gateway.empty()) {
+        auto via = ProbeThroughGateway(a, path, m, suites, ro.params, dir);
+        if (!via.has_value()) {
+          std::fprintf(stderr, "airlock assess: --through-gateway: %s\n",
+                       via.error().message().c_str());
+          return 3;
+        }
+        report.models.push_back(std::move(m));
+        report.models.push_back(std::move(*via));
+        continue;
+      }
     }
     report.models.push_back(std::move(m));
   }
@@ -215,6 +273,9 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--suite", a->suites, "Suites to run (default: all)");
   cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
   cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
+  cmd->add_option("--through-gateway", a->through_gateway,
+                  "Also run the suites through `airlock serve` with this policy file in front of "
+                  "the (local GGUF) model; the report shows both");
   cmd->add_flag("--no-probes", a->no_probes, "Only scan and inspect");
   cmd->add_option("--temperature", a->temperature, "Sampling temperature")->capture_default_str();
   cmd->add_option("--max-tokens", a->max_tokens, "Reply length cap")->capture_default_str();
