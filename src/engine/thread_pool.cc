@@ -19,9 +19,12 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 }
 
 ThreadPool::~ThreadPool() {
-  stop_.store(true);
-  generation_.fetch_add(1);
-  generation_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+    generation_.fetch_add(1);
+  }
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -43,8 +46,12 @@ void ThreadPool::Run(int n_tasks, TaskRef fn) {
   n_tasks_ = n_tasks;
   next_task_.store(0, std::memory_order_relaxed);
   busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  {
+    // Under the lock so that a worker about to sleep cannot miss the change.
+    std::lock_guard<std::mutex> lock(mu_);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
   DoTasks(0);
   int spins = 0;
   while (busy_workers_.load(std::memory_order_acquire) != 0) {
@@ -58,7 +65,9 @@ void ThreadPool::Run(int n_tasks, TaskRef fn) {
 }
 
 void ThreadPool::WorkerLoop(int thread_index) {
-  std::uint32_t seen = generation_.load(std::memory_order_acquire);
+  // Generation 0 is the pool's state at construction: a worker that starts late must still run
+  // the jobs published before it got here.
+  std::uint32_t seen = 0;
   for (;;) {
     int spins = 0;
     std::uint32_t now;
@@ -66,7 +75,8 @@ void ThreadPool::WorkerLoop(int thread_index) {
       if (++spins < kSpinIterations) {
         AIRLOCK_CPU_RELAX();
       } else {
-        generation_.wait(seen, std::memory_order_acquire);
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
       }
     }
     seen = now;

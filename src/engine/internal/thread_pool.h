@@ -1,12 +1,14 @@
 // A persistent pool of worker threads for the forward pass. Run() hands out task indices
 // dynamically (an atomic counter) to the workers and the calling thread and returns when all
 // tasks are done; it allocates nothing, so the decode loop stays allocation-free. Workers spin
-// briefly between jobs, then sleep on an atomic wait. One Run() at a time (not re-entrant);
+// briefly between jobs, then sleep on a condition variable. One Run() at a time (not re-entrant);
 // a pool belongs to one session.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -47,6 +49,8 @@ class ThreadPool {
   std::atomic<int> next_task_{0};
   std::atomic<int> busy_workers_{0};
   std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable wake_;
   int n_tasks_ = 0;
   const TaskRef* fn_ = nullptr;
 };
