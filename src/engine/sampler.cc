@@ -32,8 +32,8 @@ std::int32_t Sampler::Sample(std::span<const float> logits) {
   const int n = std::min<int>(n_vocab_, static_cast<int>(logits.size()));
   for (int i = 0; i < n; ++i) cand_[i] = {i, logits[i], 0.0f};
   // Penalties on tokens seen recently.
-  const bool penalize = o_.repeat_penalty != 1.0f || o_.presence_penalty != 0.0f ||
-                        o_.frequency_penalty != 0.0f;
+  const bool penalize =
+      o_.repeat_penalty != 1.0f || o_.presence_penalty != 0.0f || o_.frequency_penalty != 0.0f;
   if (penalize && !history_.empty()) {
     for (std::int32_t t : history_) ++counts_[t];
     for (std::int32_t t : history_) {
