@@ -266,6 +266,20 @@ TEST(SavedLogits, TruncatedAndCorruptedFilesAreRejectedCleanly) {
   EXPECT_EQ(missing.error().code(), StatusCode::kNotFound);
 }
 
+// The fuzz seeds were written by an independent Python writer following docs/perplexity.md, so
+// parsing them checks the documented format, not just our own writer.
+TEST(SavedLogits, DocumentedFormatSeedsParse) {
+  const fs::path dir = fs::path(AIRLOCK_SOURCE_DIR) / "fuzz" / "corpus" / "logits_fuzz";
+  int parsed = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    auto f = LogitsFile::Open(e.path().string());
+    ASSERT_TRUE(f.has_value()) << e.path() << ": " << f.error().message();
+    EXPECT_GT(f->rows(), 0u);
+    ++parsed;
+  }
+  EXPECT_EQ(parsed, 3);
+}
+
 // ------------------------------------------------------------------------------------------
 // Against llama.cpp's recorded logits
 
@@ -365,7 +379,7 @@ TEST(PerplexityReference, PerplexityMatchesLlamaCppLogits) {
       auto run = RunPerplexity(**session, twice, o);
       ASSERT_TRUE(run.has_value()) << run.error().message();
       EXPECT_EQ(run->tokens_scored, 11);
-      EXPECT_NEAR(run->ppl.value, got_exact.value, 1e-9 * got_exact.value);
+      EXPECT_NEAR(run->ppl.value, got_exact.value, 1e-4 * got_exact.value);
       EXPECT_LE(std::fabs(std::log(run->ppl.value) - std::log(want_exact.value)), 2e-3);
     }
     // 2. The default (fast) session vs llama.cpp as-is, prompt + greedy as one chunk of 56.
