@@ -61,6 +61,7 @@ Json KlJson(const engine::KlSummary& k) {
   Json j;
   j["positions"] = k.positions;
   j["reference_top_k"] = k.top_k;
+  j["reference_mean_tail_mass"] = k.mean_tail_mass;
   j["ppl"] = EstimateJson(k.ppl);
   j["ppl_reference"] = EstimateJson(k.ppl_ref);
   j["ppl_ratio"] = EstimateJson(k.ppl_ratio);
@@ -78,10 +79,16 @@ Json KlJson(const engine::KlSummary& k) {
   return j;
 }
 
-void PrintKlTable(const engine::KlSummary& k, const std::string& base) {
-  std::printf(
-      "\nKL divergence against %s: %lld positions, reference rows keep the top %d tokens%s\n",
-      base.c_str(), static_cast<long long>(k.positions), k.top_k, "");
+void PrintKlTable(const engine::KlSummary& k, const std::string& base, int n_vocab) {
+  std::printf("\nKL divergence against %s: %lld positions\n", base.c_str(),
+              static_cast<long long>(k.positions));
+  if (k.top_k < n_vocab) {
+    std::printf(
+        "(the reference rows keep the top %d of %d tokens and lump the rest, which held %.2f%% of\n"
+        " the reference probability on average: the KL below is a lower bound of the full KL,\n"
+        " tight when that share is small; --top-k %d on --save-logits stores whole rows)\n",
+        k.top_k, n_vocab, 100 * k.mean_tail_mass, n_vocab);
+  }
   std::printf("  %-22s %12s   %s\n", "", "value", "± error");
   auto row = [](const char* name, double v, double e, int digits, const char* unit) {
     std::printf("  %-22s %12s   %-10s %s\n", name, Fixed(v, digits).c_str(),
@@ -235,7 +242,7 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
     std::printf("saved reference logits (top %d per position) to %s\n", o.top_k,
                 a.save_logits.c_str());
   }
-  if (result->has_kl) PrintKlTable(result->kl, a.kl_divergence);
+  if (result->has_kl) PrintKlTable(result->kl, a.kl_divergence, (*model)->config().n_vocab);
   return 0;
 }
 

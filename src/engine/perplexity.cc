@@ -148,6 +148,7 @@ Result<double> KlAccumulator::Add(const ReferenceRow& ref, std::span<const float
   const std::int32_t model_top =
       static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   same_top_ += model_top == ref.ids[0];
+  sum_tail_ += ref.tail_mass;
   top_k_ = static_cast<int>(ref.ids.size());
 
   const double nll = -static_cast<double>(LogProb(logits[ref.correct], lse));
@@ -193,6 +194,7 @@ KlSummary KlAccumulator::Summarize() const {
   s.top1_agreement = {top, n > 1 ? std::sqrt(top * (1 - top) / (dn - 1)) : 0.0};
   s.delta_p = MeanAndError(sum_dp_, sum_dp2_, n);
   s.delta_p_rms = std::sqrt(sum_dp2_ / dn);
+  s.mean_tail_mass = sum_tail_ / dn;
   std::vector<float> kl = kld_values_, dp = delta_p_values_;
   std::sort(kl.begin(), kl.end());
   std::sort(dp.begin(), dp.end());

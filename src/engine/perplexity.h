@@ -79,6 +79,9 @@ struct KlSummary {
   Estimate delta_p;         // mean of p_model(correct) - p_ref(correct)
   double delta_p_rms = 0;
   int top_k = 0;  // of the reference rows; == n_vocab means exact KL
+  // Mean probability the reference put outside its stored top-k tokens: how far the KL (a lower
+  // bound when top_k < n_vocab) can be from the full KL.
+  double mean_tail_mass = 0;
   // Percentiles (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 100) of per-position KL and of delta p,
   // linear interpolation between order statistics.
   std::vector<std::pair<double, double>> kld_percentiles;
@@ -98,7 +101,7 @@ class KlAccumulator {
 
  private:
   double sum_nll_ = 0, sum_nll2_ = 0, sum_nll_ref_ = 0, sum_nll_ref2_ = 0, sum_nll_cross_ = 0;
-  double sum_kld_ = 0, sum_kld2_ = 0, sum_dp_ = 0, sum_dp2_ = 0;
+  double sum_kld_ = 0, sum_kld2_ = 0, sum_dp_ = 0, sum_dp2_ = 0, sum_tail_ = 0;
   std::int64_t same_top_ = 0;
   int top_k_ = 0;
   std::vector<float> kld_values_, delta_p_values_;

@@ -574,6 +574,21 @@ TEST_F(PerplexityCli, ModelAgainstItselfHasZeroKlAndQ4KMDoesNot) {
       k["ppl"]["value"].get<double>(), ppl, k["ppl_ratio"]["value"].get<double>(),
       k["ppl_ratio"]["error"].get<double>());
 
+  // Whole rows (--top-k 512): the exact KL, which the top-64 figure bounds from below.
+  const std::string full = (dir.path() / "f16-full.logits").string();
+  ASSERT_EQ(RunCli("perplexity " + f16 + common + " --top-k 512 --save-logits " + full).rc, 0);
+  auto exact = RunCli("perplexity " + q4 + common + " --kl-divergence " + full);
+  ASSERT_EQ(exact.rc, 0) << exact.out;
+  const Json e = JsonOf(exact)["kl_divergence"];
+  EXPECT_EQ(e["reference_top_k"].get<int>(), 512);
+  EXPECT_EQ(e["reference_mean_tail_mass"].get<double>(), 0.0);
+  EXPECT_GT(k["reference_mean_tail_mass"].get<double>(), 0.0);
+  EXPECT_GE(e["mean_kl_divergence"]["value"].get<double>(), kld);
+  EXPECT_EQ(e["top1_agreement"]["value"].get<double>(), top1);
+  std::printf("  exact (whole rows): KL %.5f; top-64 rows lumped %.1f%% of the probability\n",
+              e["mean_kl_divergence"]["value"].get<double>(),
+              100 * k["reference_mean_tail_mass"].get<double>());
+
   // The text table has the same numbers.
   auto table = RunCli("perplexity " + q4 + " -f " + text.string() +
                       " --ctx 64 --threads 2 --kl-divergence " + base);
