@@ -8,7 +8,7 @@ build=${1:-build}
 threads=${2:-2}
 bin="$build/bench/perplexity_bench"
 [ -x "$bin" ] || { echo "perplexity.sh: build $bin first (ninja -C $build perplexity_bench)"; exit 1; }
-"$bin" --ctx 128 --chunks 8 --threads "$threads" --reps 3
+"$bin" --ctx 128 --chunks 16 --threads "$threads" --reps 5
 shift 2 || shift $#
 for m in "$build"/bench-models/qwen05-Q4_K_M.gguf "$@"; do
   [ -f "$m" ] && "$bin" --model "$m" --ctx 128 --chunks 2 --threads "$threads" --reps 1
