@@ -163,6 +163,12 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
   o.top_k = std::min(a.top_k, (*model)->config().n_vocab);
   if (reference) o.reference = &*reference;
 
+  if (tokens.size() < 2 * static_cast<std::size_t>(n_ctx)) {
+    return Fail("the text has " + std::to_string(tokens.size()) +
+                " tokens; perplexity with a context of " + std::to_string(n_ctx) +
+                " needs at least " + std::to_string(2 * n_ctx) +
+                " (use a longer text or a smaller --ctx)");
+  }
   const int chunks = engine::ChunkCount(tokens.size(), n_ctx, o.max_chunks);
   std::unique_ptr<engine::LogitsWriter> writer;
   if (!a.save_logits.empty() && tokens.size() >= 2 * static_cast<std::size_t>(n_ctx) &&
