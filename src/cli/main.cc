@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   airlock::cli::AddKeysCommand(app, &exit_code);
   airlock::cli::AddAuditCommand(app, &exit_code);
   airlock::cli::AddInspectCommand(app, &exit_code);
+  airlock::cli::AddPerplexityCommand(app, &exit_code);
   airlock::cli::AddTokenizeCommand(app, &exit_code);
   airlock::cli::AddRunCommand(app, &exit_code);
   airlock::cli::AddChatCommand(app, &exit_code);
