@@ -270,7 +270,7 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--key", a->public_key, "Public key (PEM) to verify the model's signature with");
   cmd->add_option("--certificate-chain", a->ca_paths,
                   "CA certificate(s) for certificate-signed models");
-  cmd->add_option("--suite", a->suites, "Suites to run (default: all)");
+  cmd->add_option("--suite", a->suites, "Suites to run (default: all; 'none' to run only --corpus files)");
   cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
   cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
   cmd->add_option("--through-gateway", a->through_gateway,
