@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "engine/chat_prompt.h"
+#include "sign/sign.h"
 
 namespace airlock::cli {
 
@@ -43,10 +44,22 @@ void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_flag("--no-template", f->no_template,
                 "Send plain text, without the model's chat template");
   cmd->add_flag("-v,--verbose", f->verbose, "Print a model summary and engine details to stderr");
+  cmd->add_option("--require-signature", f->require_signature,
+                  "Public key (PEM): refuse to load a model whose signature does not verify");
+}
+
+Status RequireSignature(const std::string& model_path, const std::string& public_key) {
+  if (public_key.empty()) return Status::Ok();
+  sign::VerifyOptions vo;
+  vo.trust.public_key_path = public_key;
+  AIRLOCK_ASSIGN_OR_RETURN(sign::VerifyResult v, sign::VerifyModel(model_path, vo));
+  if (!v.verified) return PermissionDenied("refusing to load " + model_path + ": " + v.message);
+  return Status::Ok();
 }
 
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
   const auto t0 = std::chrono::steady_clock::now();
+  AIRLOCK_TRY(RequireSignature(flags.model, flags.require_signature));
   LoadedModel m;
   AIRLOCK_ASSIGN_OR_RETURN(m.model, engine::Model::Load(flags.model));
   AIRLOCK_ASSIGN_OR_RETURN(engine::Tokenizer tok, engine::Tokenizer::FromGguf(m.model->gguf()));

@@ -29,6 +29,7 @@ struct GenerationFlags {
   int ctx = 0;
   bool no_template = false;
   bool verbose = false;
+  std::string require_signature;  // public key: refuse a model that does not verify
   engine::SamplerOptions sampling;
 };
 
@@ -44,6 +45,10 @@ struct LoadedModel {
 // Loads the model, its tokenizer and a session per `flags` (printing a summary to stderr when
 // verbose). Errors: those of Model::Load, Tokenizer::FromGguf and Session::Create.
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags);
+
+// With a public key, verifies `model_path` against its OpenSSF model-signing signature
+// (MODEL.sig beside a file, model.sig in a folder). Errors: kPermissionDenied naming what failed.
+Status RequireSignature(const std::string& model_path, const std::string& public_key);
 
 // Prompt tokens for `messages`: the chat template when the model has one and !no_template (with a
 // generation prompt), else the messages' text joined by blank lines with the vocabulary's BOS.

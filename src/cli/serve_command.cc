@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/generation.h"
 #include "policy/policy.h"
 #include "server/engine_backend.h"
 #include "server/gateway.h"
@@ -23,6 +24,7 @@ struct ServeArgs {
   int slots = 1;
   int threads = 0;
   int ctx = 0;
+  std::string require_signature;
 };
 
 std::string Stem(const std::string& path) {
@@ -57,6 +59,10 @@ int RunServe(const ServeArgs& a) {
     eo.slots = a.slots;
     eo.threads = a.threads;
     eo.ctx = a.ctx;
+    if (Status v = RequireSignature(m.path, a.require_signature); !v.ok()) {
+      std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
+      return 1;
+    }
     auto backend = server::LoadEngineBackend(m.path, eo);
     if (!backend) {
       std::fprintf(stderr, "airlock serve: cannot load %s: %s\n", m.path.c_str(),
@@ -132,6 +138,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "Threads per slot (0: cores / slots)")
       ->capture_default_str();
+  cmd->add_option(
+      "--require-signature", args->require_signature,
+      "Public key (PEM): refuse to serve a local model whose signature does not verify");
   cmd->add_option("--ctx", args->ctx, "Context per slot (0: min(training context, 4096))")
       ->capture_default_str();
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");

@@ -81,3 +81,34 @@ TEST(CliTest, JsonAndSarifOutputParse) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliTest, RunAndServeRefuseModelsWhoseSignatureDoesNotVerify) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  airlock::testing::TempDir dir;
+  auto model = dir.path() / "stories260K.gguf";
+  std::filesystem::copy_file(models / "stories260K.gguf", model);
+  ASSERT_EQ(Airlock("keygen --out " + (dir.path() / "pub").string()).exit_code, 0);
+  ASSERT_EQ(Airlock("keygen --out " + (dir.path() / "other").string()).exit_code, 0);
+  const std::string run = "run " + model.string() + " -p Once -n 3 --temp 0 --require-signature ";
+  auto unsigned_run = Airlock(run + (dir.path() / "pub.pub").string());
+  EXPECT_NE(unsigned_run.exit_code, 0);
+  EXPECT_NE(unsigned_run.out.find("no signature"), std::string::npos) << unsigned_run.out;
+  ASSERT_EQ(
+      Airlock("sign " + model.string() + " --key " + (dir.path() / "pub.key").string()).exit_code,
+      0);
+  auto ok = Airlock(run + (dir.path() / "pub.pub").string());
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+  auto wrong = Airlock(run + (dir.path() / "other.pub").string());
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.out.find("wrong key"), std::string::npos) << wrong.out;
+  auto serve = Airlock("serve " + model.string() + " --port 0 --require-signature " +
+                       (dir.path() / "other.pub").string());
+  EXPECT_EQ(serve.exit_code, 1) << serve.out;
+  // Tampering after signing is caught too.
+  std::ofstream(model, std::ios::app) << "x";
+  EXPECT_NE(Airlock(run + (dir.path() / "pub.pub").string()).exit_code, 0);
+}
+
+}  // namespace
