@@ -54,6 +54,21 @@ json ModelJson(const ModelAssessment& m) {
             {"signature", {{"status", m.signature.status}, {"detail", m.signature.detail}}}};
   if (m.scan) j["scan"] = json::parse(scan::RenderJson(*m.scan), nullptr, false);
   if (!m.inspect_json.empty()) j["inspect"] = json::parse(m.inspect_json, nullptr, false);
+  if (m.quantization) {
+    const auto& q = *m.quantization;
+    j["quantization"] = {{"reference", q.reference_path},
+                         {"text", q.text_path},
+                         {"positions", q.positions},
+                         {"ppl", {q.ppl, q.ppl_err}},
+                         {"ppl_reference", {q.ppl_ref, q.ppl_ref_err}},
+                         {"ppl_ratio", {q.ppl_ratio, q.ppl_ratio_err}},
+                         {"kl_divergence", {q.kld, q.kld_err}},
+                         {"top1_agreement", {q.top1, q.top1_err}},
+                         {"top_k", q.top_k},
+                         {"mean_tail_mass", q.mean_tail_mass}};
+  } else if (!m.quantization_error.empty()) {
+    j["quantization"] = {{"error", m.quantization_error}};
+  }
   if (m.probes) {
     j["probes"] = json::parse(SummaryJson(*m.probes), nullptr, false);
   } else {
@@ -197,6 +212,35 @@ std::string RenderHtml(const Report& report) {
       h += fmt::format("<tr><th>{}</th><td><code>{}</code></td></tr>", Escape(k), Escape(value));
     }
     h += "</table>";
+  }
+
+  // 3b. Quantization quality, when a reference model was given.
+  bool any_quant = false;
+  for (const auto& m : report.models)
+    any_quant |= m.quantization.has_value() || !m.quantization_error.empty();
+  if (any_quant) {
+    h += "<h2>Quantization quality</h2><table><tr><th>model</th><th>reference</th><th>scored "
+         "tokens</th><th>PPL</th><th>PPL reference</th><th>PPL ratio</th><th>mean KL "
+         "divergence</th><th>top-1 agreement</th></tr>";
+    for (const auto& m : report.models) {
+      if (!m.quantization) {
+        if (!m.quantization_error.empty())
+          h += fmt::format("<tr><td>{}</td><td colspan=\"7\">not measured: {}</td></tr>",
+                           Escape(m.model_name), Escape(m.quantization_error));
+        continue;
+      }
+      const auto& q = *m.quantization;
+      h += fmt::format(
+          "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{:.3f} &plusmn; {:.3f}</td>"
+          "<td>{:.3f} &plusmn; {:.3f}</td><td>{:.4f} &plusmn; {:.4f}</td><td>{:.5f} &plusmn; "
+          "{:.5f}</td><td>{:.1f}% &plusmn; {:.1f}</td></tr>",
+          Escape(m.model_name), Escape(q.reference_path), q.positions, q.ppl, q.ppl_err, q.ppl_ref,
+          q.ppl_ref_err, q.ppl_ratio, q.ppl_ratio_err, q.kld, q.kld_err, q.top1 * 100,
+          q.top1_err * 100);
+    }
+    h += "</table><p class=\"muted\">Scored on the text given with --text, chunked as llama.cpp's "
+         "perplexity tool does (docs/perplexity.md). KL divergence keeps the reference's top-k "
+         "tokens and is a lower bound when k is below the vocabulary size.</p>";
   }
 
   // 4. Behaviour: one chart per suite, all models side by side.

@@ -19,6 +19,20 @@ struct SignatureCheck {
   std::string detail;
 };
 
+// Quantization quality against a reference model on the organization's own text (perplexity of
+// both, and KL divergence of this model's token distribution from the reference's).
+struct QuantizationQuality {
+  std::string reference_path;
+  std::string text_path;
+  std::int64_t positions = 0;  // scored tokens
+  double ppl = 0, ppl_err = 0, ppl_ref = 0, ppl_ref_err = 0;
+  double ppl_ratio = 0, ppl_ratio_err = 0;
+  double kld = 0, kld_err = 0;    // mean KL(ref || model), nats
+  double top1 = 0, top1_err = 0;  // top-1 agreement, fraction
+  int top_k = 0;                  // reference rows kept; KL is a lower bound when < vocab
+  double mean_tail_mass = 0;
+};
+
 struct ModelAssessment {
   std::string model_path;
   std::string model_name;
@@ -29,6 +43,8 @@ struct ModelAssessment {
   std::string inspect_json;  // `airlock inspect --json` output; empty when unavailable
   std::optional<RunSummary> probes;
   std::string probes_unavailable_reason;  // why probes were not run, when they were not
+  std::optional<QuantizationQuality> quantization;
+  std::string quantization_error;  // why the comparison failed, when it was asked for
 };
 
 struct Report {

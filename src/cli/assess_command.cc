@@ -14,6 +14,7 @@
 #include "core/file.h"
 #include "core/hash.h"
 #include "core/version.h"
+#include "engine/perplexity.h"
 #include "policy/policy.h"
 #include "scan/inspect.h"
 #include "scan/scan.h"
@@ -37,6 +38,10 @@ struct AssessArgs {
   std::vector<std::string> corpora;
   bool compare = false;
   std::string through_gateway;
+  std::string reference;
+  std::string text;
+  int ppl_ctx = 512;
+  int ppl_chunks = 16;
   bool no_probes = false;
   double temperature = 0.0;
   int max_tokens = 256;
@@ -180,6 +185,43 @@ int RunAssess(const AssessArgs& a) {
       auto facts = scan::InspectFile(path);
       if (facts.has_value()) m.inspect_json = scan::RenderInspectJson(*facts);
     }
+    if (!a.reference.empty()) {
+      if (a.text.empty()) {
+        m.quantization_error = "--reference needs --text (the organization's own text)";
+      } else if (!IsGguf(path)) {
+        m.quantization_error = "not a GGUF file";
+      } else {
+        std::fprintf(stderr, "assess: %s: perplexity and KL divergence against %s\n",
+                     m.model_name.c_str(), a.reference.c_str());
+        auto text = core::ReadSmallFile(a.text, 256u << 20);
+        engine::CompareOptions co;
+        co.n_ctx = a.ppl_ctx;
+        co.max_chunks = a.ppl_chunks;
+        auto kl = text.has_value() ? engine::ComparePerplexity(a.reference, path, *text, co)
+                                   : Result<engine::KlSummary>(text.error());
+        if (!kl.has_value()) {
+          m.quantization_error = kl.error().message();
+        } else {
+          assess::QuantizationQuality q;
+          q.reference_path = a.reference;
+          q.text_path = a.text;
+          q.positions = kl->positions;
+          q.ppl = kl->ppl.value;
+          q.ppl_err = kl->ppl.error;
+          q.ppl_ref = kl->ppl_ref.value;
+          q.ppl_ref_err = kl->ppl_ref.error;
+          q.ppl_ratio = kl->ppl_ratio.value;
+          q.ppl_ratio_err = kl->ppl_ratio.error;
+          q.kld = kl->kld.value;
+          q.kld_err = kl->kld.error;
+          q.top1 = kl->top1_agreement.value;
+          q.top1_err = kl->top1_agreement.error;
+          q.top_k = kl->top_k;
+          q.mean_tail_mass = kl->mean_tail_mass;
+          m.quantization = q;
+        }
+      }
+    }
     if (a.no_probes) {
       m.probes_unavailable_reason = "--no-probes";
     } else if (scanned->verdict == scan::Verdict::kMalicious) {
@@ -270,9 +312,17 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--key", a->public_key, "Public key (PEM) to verify the model's signature with");
   cmd->add_option("--certificate-chain", a->ca_paths,
                   "CA certificate(s) for certificate-signed models");
-  cmd->add_option("--suite", a->suites, "Suites to run (default: all; 'none' to run only --corpus files)");
+  cmd->add_option("--suite", a->suites,
+                  "Suites to run (default: all; 'none' to run only --corpus files)");
   cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
   cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
+  cmd->add_option("--reference", a->reference,
+                  "Reference (e.g. F16) GGUF: add a quantization-quality section (needs --text)");
+  cmd->add_option("--text", a->text, "Text to measure perplexity and KL divergence on");
+  cmd->add_option("--ppl-ctx", a->ppl_ctx, "Chunk length for the comparison")
+      ->capture_default_str();
+  cmd->add_option("--ppl-chunks", a->ppl_chunks, "Chunks to score (-1: all)")
+      ->capture_default_str();
   cmd->add_option("--through-gateway", a->through_gateway,
                   "Also run the suites through `airlock serve` with this policy file in front of "
                   "the (local GGUF) model; the report shows both");

@@ -131,3 +131,34 @@ TEST(AssessEndToEnd, ThroughGatewayReportsAttackSuccessWithAndWithoutPolicy) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(AssessEndToEnd, QuantizationQualitySectionAgainstAReference) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "engine-reference/models");
+  airlock::testing::TempDir dir("assess-quant");
+  auto text = dir.path() / "text.txt";
+  {
+    std::ofstream out(text);
+    for (int i = 0; i < 400; ++i) out << "the cat sat on the mat and then it ran far away. ";
+  }
+  auto out = dir.path() / "out";
+  auto args = " --text " + text.string() + " --ppl-ctx 64 --ppl-chunks 4 --no-probes --out ";
+  auto self = Airlock("assess " + (models / "llama-F16.gguf").string() + " --reference " +
+                      (models / "llama-F16.gguf").string() + args + (out / "self").string());
+  ASSERT_EQ(self.first, 0) << self.second;
+  auto quant = Airlock("assess " + (models / "llama-Q4_K_M.gguf").string() + " --reference " +
+                       (models / "llama-F16.gguf").string() + args + (out / "q").string());
+  ASSERT_EQ(quant.first, 0) << quant.second;
+  auto s = nlohmann::json::parse(
+      std::ifstream(out / "self" / "report.json"))["models"][0]["quantization"];
+  auto q =
+      nlohmann::json::parse(std::ifstream(out / "q" / "report.json"))["models"][0]["quantization"];
+  EXPECT_NEAR(s["kl_divergence"][0].get<double>(), 0.0, 1e-6);
+  EXPECT_DOUBLE_EQ(s["top1_agreement"][0].get<double>(), 1.0);
+  EXPECT_GT(q["kl_divergence"][0].get<double>(), 0.001);
+  EXPECT_LT(q["top1_agreement"][0].get<double>(), 1.0);
+  EXPECT_GT(q["positions"].get<int>(), 0);
+}
+
+}  // namespace
