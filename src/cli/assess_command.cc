@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "assess/probe.h"
 #include "assess/report.h"
@@ -38,6 +39,7 @@ struct AssessArgs {
   std::vector<std::string> corpora;
   bool compare = false;
   std::string through_gateway;
+  std::string sign_key;
   std::string reference;
   std::string text;
   int ppl_ctx = 512;
@@ -283,6 +285,38 @@ int RunAssess(const AssessArgs& a) {
       return 3;
     }
   }
+  if (!a.sign_key.empty()) {
+    // One attestation per model: the in-toto subject is the model's model-signing digest; the
+    // predicate pins the report by digest and repeats its headline results.
+    auto report_json = core::ReadSmallFile((out / "report.json").string(), 1u << 30);
+    if (!report_json.has_value()) {
+      std::fprintf(stderr, "airlock assess: %s\n", report_json.error().message().c_str());
+      return 3;
+    }
+    nlohmann::json full = nlohmann::json::parse(*report_json, nullptr, false);
+    for (std::size_t i = 0; i < report.models.size(); ++i) {
+      const auto& m = report.models[i];
+      nlohmann::json predicate = {
+          {"report_sha256", core::ToHex(core::Sha256Of(*report_json))},
+          {"airlock_version", report.airlock_version},
+          {"created_at", report.created_at},
+          {"assessment", full.is_object() ? full["models"][i] : nlohmann::json()}};
+      sign::SigningKey key;
+      key.private_key_path = a.sign_key;
+      auto bundle = sign::AttestModel(m.model_path, {}, "https://airlock.dev/assessment/v1",
+                                      predicate.dump(), key);
+      if (!bundle.has_value()) {
+        std::fprintf(stderr, "airlock assess: signing: %s\n", bundle.error().message().c_str());
+        return 3;
+      }
+      auto path = out / (SafeName(m.model_name) + ".assessment.sigstore.json");
+      if (Status s = core::WriteFileAtomic(path.string(), *bundle); !s.ok()) {
+        std::fprintf(stderr, "airlock assess: %s\n", s.message().c_str());
+        return 3;
+      }
+      std::printf("signed: %s\n", path.c_str());
+    }
+  }
   std::printf("report: %s\njson:   %s\nbom:    %s\n", (out / "report.html").c_str(),
               (out / "report.json").c_str(), (out / "bom.cdx.json").c_str());
   return worst;
@@ -316,6 +350,9 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
                   "Suites to run (default: all; 'none' to run only --corpus files)");
   cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
   cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
+  cmd->add_option("--sign", a->sign_key,
+                  "Private key (PEM): sign an in-toto attestation of the assessment per model "
+                  "(verify with: airlock verify MODEL --attestation FILE --key PUB)");
   cmd->add_option("--reference", a->reference,
                   "Reference (e.g. F16) GGUF: add a quantization-quality section (needs --text)");
   cmd->add_option("--text", a->text, "Text to measure perplexity and KL divergence on");

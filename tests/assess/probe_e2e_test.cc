@@ -162,3 +162,27 @@ TEST(AssessEndToEnd, QuantizationQualitySectionAgainstAReference) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(AssessEndToEnd, SignedAssessmentVerifiesAndBreaksWhenTheModelChanges) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  airlock::testing::TempDir dir("assess-sign");
+  auto model = dir.path() / "m.gguf";
+  std::filesystem::copy_file(models / "stories260K.gguf", model);
+  ASSERT_EQ(Airlock("keygen --out " + (dir.path() / "k").string()).first, 0);
+  auto out = dir.path() / "out";
+  auto r = Airlock("assess " + model.string() + " --no-probes --sign " +
+                   (dir.path() / "k.key").string() + " --out " + out.string());
+  ASSERT_EQ(r.first, 0) << r.second;
+  auto att = (out / "m.gguf.assessment.sigstore.json").string();
+  auto verify = "verify " + model.string() + " --attestation " + att + " --key " +
+                (dir.path() / "k.pub").string();
+  auto ok = Airlock(verify);
+  EXPECT_EQ(ok.first, 0) << ok.second;
+  EXPECT_NE(ok.second.find("https://airlock.dev/assessment/v1"), std::string::npos);
+  std::ofstream(model, std::ios::app) << "tampered";
+  EXPECT_NE(Airlock(verify).first, 0);
+}
+
+}  // namespace
