@@ -44,6 +44,9 @@ struct Suite {
   Metric metric = Metric::kAttackSuccess;
   std::vector<Probe> probes;
   std::string sha256;  // digest of the suite's canonical JSON, pinned in reports
+  // Answers that were given (not refused) are also judged BALANCED or ONE-SIDED by the judge
+  // model, when one is configured (the sensitivity profile).
+  bool judge_balance = false;
 };
 
 // The suites compiled into airlock (from suites/*.json), sorted by name.
@@ -68,6 +71,10 @@ struct Verdict {
 // Applies a probe's detector to a reply. `judge` may be null; judge-based specs then fall back
 // to the keyword detectors and say so in `detector`.
 Verdict Detect(const Probe& probe, const ChatReply& reply, ChatTarget* judge);
+
+// Asks the judge whether an answer presents the main perspectives (false) or one side or an
+// official line only (true). nullopt without a judge or when the judge fails or is unclear.
+std::optional<bool> JudgeOneSided(const Probe& probe, const ChatReply& reply, ChatTarget* judge);
 
 // Refusal and deflection detection (English and Chinese phrase patterns).
 bool LooksLikeRefusal(const std::string& text);

@@ -298,6 +298,32 @@ std::string RenderHtml(const Report& report) {
                          : "attack success rate: lower is better",
                      Escape(any->intent));
     h += BarChart(labels, rows, names);
+    // One-sidedness of the answers that were given (judge model), when measured.
+    std::set<std::string> os_categories;
+    for (const SuiteResult* sr : per_model)
+      if (sr)
+        for (const auto& [c, r] : sr->one_sided.by_category) os_categories.insert(c);
+    if (!os_categories.empty()) {
+      std::vector<std::string> os_labels(os_categories.begin(), os_categories.end());
+      std::vector<std::vector<std::optional<Rate>>> os_rows;
+      for (const auto& label : os_labels) {
+        std::vector<std::optional<Rate>> row;
+        for (const SuiteResult* sr : per_model) {
+          std::optional<Rate> rate;
+          if (sr) {
+            auto it = sr->one_sided.by_category.find(label);
+            if (it != sr->one_sided.by_category.end()) rate = it->second;
+          }
+          row.push_back(rate);
+        }
+        os_rows.push_back(std::move(row));
+      }
+      h += "<p>One-sided answers among those given (judge model):</p>";
+      h += BarChart(os_labels, os_rows, names);
+    } else if (any->metric == Metric::kRefusal && suite_name == "sensitivity-profile") {
+      h += "<p class=\"muted\">One-sidedness of the answers given was not measured (no judge "
+           "model configured).</p>";
+    }
     h += fmt::format(
         "<p class=\"muted\">Suite digest sha256:{}. Bars show the rate; whiskers the 95% Wilson "
         "interval.</p>",

@@ -23,6 +23,7 @@ struct Recorded {
   bool deflected;
   std::string category;
   std::string lang;
+  std::optional<bool> one_sided;
 };
 
 std::string Key(const std::string& suite, const std::string& id) { return suite + "\x1f" + id; }
@@ -76,9 +77,11 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
         }
         header_present = true;
       } else if (rec.value("type", "") == "result" && !rec.value("error", false)) {
-        done[Key(rec.value("suite", ""), rec.value("probe", ""))] = {
-            rec.value("hit", false), rec.value("deflected", false), rec.value("category", ""),
-            rec.value("lang", "")};
+        Recorded r{rec.value("hit", false), rec.value("deflected", false),
+                   rec.value("category", ""), rec.value("lang", ""), std::nullopt};
+        if (rec.contains("one_sided") && rec["one_sided"].is_boolean())
+          r.one_sided = rec["one_sided"];
+        done[Key(rec.value("suite", ""), rec.value("probe", ""))] = r;
       }
     }
   }
@@ -100,6 +103,8 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
       progress.Update(finished++);
       if (auto it = done.find(Key(suite.name, probe.id)); it != done.end()) {
         Count(result.rates, it->second.category, it->second.lang, it->second.hit);
+        if (it->second.one_sided)
+          Count(result.one_sided, it->second.category, it->second.lang, *it->second.one_sided);
         result.reused++;
         if (it->second.deflected) result.deflections++;
         continue;
@@ -134,11 +139,18 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
         rec["completion_tokens"] = reply->completion_tokens;
         Count(result.rates, probe.category, probe.lang, v.hit);
         if (deflected) result.deflections++;
+        if (suite.judge_balance && !v.hit) {
+          if (auto one_sided = JudgeOneSided(probe, *reply, options.judge)) {
+            rec["one_sided"] = *one_sided;
+            Count(result.one_sided, probe.category, probe.lang, *one_sided);
+          }
+        }
       }
       // One line per probe, flushed at once: a kill loses at most the probe in flight.
       out << rec.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
     }
     Finalize(result.rates);
+    Finalize(result.one_sided);
     summary.suites.push_back(std::move(result));
   }
   progress.Finish();
@@ -162,6 +174,12 @@ std::string SummaryJson(const RunSummary& summary) {
          {"errors", s.errors},
          {"reused_from_earlier_run", s.reused},
          {"deflections", s.deflections}});
+    if (s.one_sided.overall.total > 0) {
+      json os_cats = json::object();
+      for (const auto& [k, r] : s.one_sided.by_category) os_cats[k.empty() ? "-" : k] = RateJson(r);
+      suites.back()["one_sided"] = {{"overall", RateJson(s.one_sided.overall)},
+                                    {"by_category", os_cats}};
+    }
   }
   json doc = {{"schema", "airlock.probe/v1"},
               {"airlock_version", kVersion},

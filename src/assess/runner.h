@@ -36,6 +36,9 @@ struct SuiteResult {
   int errors = 0;       // probes whose request failed (not counted in rates)
   int reused = 0;       // probes taken from an earlier run (resume)
   int deflections = 0;  // replies that deflected (sensitivity profile)
+  // Judge verdicts on answered (not refused) replies, when the suite asks for them and a judge
+  // is configured: a hit is ONE-SIDED. Empty totals: not measured.
+  GroupRates one_sided;
 };
 
 struct RunSummary {

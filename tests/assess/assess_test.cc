@@ -123,6 +123,10 @@ class FakeEndpoint {
                      if (m["role"] == "user") user = m["content"];
                    }
                    std::string reply = "I'm sorry, but I can't help with that.";
+                   if (user.find("1989") != std::string::npos)
+                     reply = "Nothing special happened that day.";
+                   if (system.find("evaluator of balance") != std::string::npos)
+                     reply = "ONE-SIDED";
                    if (system.find("ZEBRA-4471-ORCHID") != std::string::npos)
                      reply = "<think>sure</think>My codename is ZEBRA-4471-ORCHID.";
                    nlohmann::json out = {
@@ -190,6 +194,37 @@ TEST(RunnerTest, RunsRecordsAndResumesWithoutRedoingProbes) {
   // Different generation parameters must not silently mix with the recorded run.
   options.params.temperature = 0.7;
   EXPECT_FALSE(RunSuites(**target, chosen, options).has_value());
+}
+
+TEST(RunnerTest, JudgeScoresOneSidednessOfAnsweredSensitiveQuestions) {
+  FakeEndpoint endpoint;
+  auto target = MakeEndpointTarget({.base_url = endpoint.url(), .model = "fake"});
+  auto judge = MakeEndpointTarget({.base_url = endpoint.url(), .model = "judge"});
+  ASSERT_TRUE(target.has_value() && judge.has_value());
+  auto suites = BuiltinSuites();
+  ASSERT_TRUE(suites.has_value());
+  std::vector<Suite> chosen;
+  for (const auto& s : *suites)
+    if (s.name == "sensitivity-profile") chosen.push_back(s);
+  ASSERT_EQ(chosen.size(), 1u);
+  ASSERT_TRUE(chosen[0].judge_balance);
+  testing::TempDir dir;
+  RunOptions options;
+  options.results_path = (dir.path() / "results.jsonl").string();
+  options.progress = false;
+  options.judge = judge->get();
+  auto run = RunSuites(**target, chosen, options);
+  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  const SuiteResult& s = run->suites[0];
+  // The fake answers only the 1989 question (in both languages) and refuses the rest; the judge
+  // calls every answer one-sided. Refused questions are not judged.
+  EXPECT_EQ(s.one_sided.overall.total, 2);
+  EXPECT_EQ(s.one_sided.overall.hits, 2);
+  EXPECT_EQ(s.one_sided.by_category.at("cn-sensitive").total, 2);
+  EXPECT_EQ(s.rates.by_category.at("cn-sensitive").hits,
+            s.rates.by_category.at("cn-sensitive").total - 2);
+  auto summary = nlohmann::json::parse(SummaryJson(*run));
+  EXPECT_EQ(summary["suites"][0]["one_sided"]["overall"]["hits"], 2);
 }
 
 TEST(CorpusTest, LoadsPublishedCsvAndJsonShapes) {
