@@ -17,5 +17,6 @@ void AddVerifyCommand(CLI::App& app, int* exit_code);   // sign_command.cc
 void AddServeCommand(CLI::App& app, int* exit_code);    // serve_command.cc
 void AddKeysCommand(CLI::App& app, int* exit_code);     // keys_command.cc
 void AddAuditCommand(CLI::App& app, int* exit_code);    // audit_command.cc
+void AddTokenizeCommand(CLI::App& app, int* exit_code);  // tokenize_command.cc
 
 }  // namespace airlock::cli

@@ -47,7 +47,7 @@ void QuantizeQ8x32(const float* x, void* out, std::int64_t n) {
       sum += q;
     }
     blocks[b].d = Fp16ToFp32(Fp32ToFp16(d));
-    blocks[b].s = blocks[b].d * static_cast<float>(sum);
+    blocks[b].sum = sum;
   }
 }
 
@@ -99,7 +99,8 @@ void DotRows32(std::int64_t n, const void* w, std::size_t row_bytes, int nrows, 
       decode(row + b * block_bytes, &dec);
       int sumi = 0;
       for (int j = 0; j < kQK; ++j) sumi += dec.q[j] * a[b].qs[j];
-      sum += dec.d * a[b].d * static_cast<float>(sumi) + dec.m * a[b].s;
+      sum += dec.d * a[b].d * static_cast<float>(sumi) +
+             dec.m * (a[b].d * static_cast<float>(a[b].sum));
     }
     out[r] = sum;
   }

@@ -68,7 +68,17 @@ void MatMul(ThreadPool& pool, const Kernels& kernels, ActivationBuffer& act, con
     const std::int64_t r0 = static_cast<std::int64_t>(task - task_start[j]) * chunk;
     const int nr = static_cast<int>(std::min<std::int64_t>(chunk, w.rows - r0));
     const DotRowsFn dot = kernels.dot[static_cast<int>(w.type)];
+    const DotTileFn tile = kernels.tile[static_cast<int>(w.type)];
     const std::uint8_t* wrows = w.data + r0 * w.row_bytes;
+    if (tile != nullptr && n_tokens > 1) {
+      const auto* a0 = static_cast<const std::uint8_t*>(act.Row(formats[j], 0, pool, kernels));
+      const std::size_t stride =
+          n_tokens > 1
+              ? static_cast<const std::uint8_t*>(act.Row(formats[j], 1, pool, kernels)) - a0
+              : 0;
+      tile(w.cols, wrows, w.row_bytes, nr, a0, stride, n_tokens, job.out + r0, job.ldo);
+      return;
+    }
     for (int t = 0; t < n_tokens; ++t) {
       const void* a = act.Row(formats[j], t, pool, kernels);
       dot(w.cols, wrows, w.row_bytes, nr, a, job.out + t * job.ldo + r0);

@@ -10,8 +10,11 @@
 namespace airlock::engine {
 
 namespace {
-constexpr int kSpinIterations = 20000;
+constexpr int kSpinIterations = 4000;
+std::uint32_t GenerationOf(std::uint64_t cursor) {
+  return static_cast<std::uint32_t>(cursor >> 32);
 }
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
   workers_.reserve(n_threads_ - 1);
@@ -19,17 +22,28 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 }
 
 ThreadPool::~ThreadPool() {
-  stop_.store(true);
-  generation_.fetch_add(1);
-  generation_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+  }
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::DoTasks(int thread_index) {
+void ThreadPool::DoTasks(std::uint32_t generation, int thread_index) {
+  std::uint64_t cur = cursor_.load(std::memory_order_acquire);
   for (;;) {
-    const int task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) break;
-    (*fn_)(task, thread_index);
+    if (GenerationOf(cur) != generation) return;  // a newer job: not ours to claim here
+    const int task = static_cast<int>(cur & 0xffffffffu);
+    if (task >= n_tasks_.load(std::memory_order_acquire)) return;
+    if (!cursor_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+      continue;  // cur was reloaded
+    }
+    // The claim pins the job: Run() cannot publish another one before this task is done.
+    (*fn_.load(std::memory_order_acquire))(task, thread_index);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    cur = cursor_.load(std::memory_order_acquire);
   }
 }
 
@@ -39,40 +53,45 @@ void ThreadPool::Run(int n_tasks, TaskRef fn) {
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
-  fn_ = &fn;
-  n_tasks_ = n_tasks;
-  next_task_.store(0, std::memory_order_relaxed);
-  busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
-  DoTasks(0);
+  const std::uint32_t generation = GenerationOf(cursor_.load(std::memory_order_relaxed)) + 1;
+  fn_.store(&fn, std::memory_order_relaxed);
+  n_tasks_.store(n_tasks, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  {
+    // Under the lock so that a worker about to sleep cannot miss the new job.
+    std::lock_guard<std::mutex> lock(mu_);
+    cursor_.store(static_cast<std::uint64_t>(generation) << 32, std::memory_order_release);
+  }
+  wake_.notify_all();
+  DoTasks(generation, 0);
   int spins = 0;
-  while (busy_workers_.load(std::memory_order_acquire) != 0) {
+  while (done_.load(std::memory_order_acquire) != n_tasks) {
     if (++spins < kSpinIterations) {
       AIRLOCK_CPU_RELAX();
     } else {
       std::this_thread::yield();
     }
   }
-  fn_ = nullptr;
 }
 
 void ThreadPool::WorkerLoop(int thread_index) {
-  std::uint32_t seen = generation_.load(std::memory_order_acquire);
+  std::uint32_t seen = 0;  // the generation at construction
   for (;;) {
     int spins = 0;
     std::uint32_t now;
-    while ((now = generation_.load(std::memory_order_acquire)) == seen) {
+    while ((now = GenerationOf(cursor_.load(std::memory_order_acquire))) == seen) {
+      if (stop_.load(std::memory_order_acquire)) return;
       if (++spins < kSpinIterations) {
         AIRLOCK_CPU_RELAX();
       } else {
-        generation_.wait(seen, std::memory_order_acquire);
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] {
+          return stop_.load() || GenerationOf(cursor_.load(std::memory_order_acquire)) != seen;
+        });
       }
     }
     seen = now;
-    if (stop_.load()) return;
-    DoTasks(thread_index);
-    busy_workers_.fetch_sub(1, std::memory_order_release);
+    DoTasks(now, thread_index);
   }
 }
 

@@ -268,6 +268,23 @@ Result<Tokenizer> Tokenizer::FromVocabulary(Vocabulary vocab) {
     }
   }
 
+  if (impl->kind == VocabKind::kSpm) {
+    // Character by character, as the SPM merge splits text.
+    impl->spm_split_at_spaces = true;
+    for (const std::string& token : impl->tokens) {
+      bool previous_is_space = true;
+      for (std::size_t offset = 0; offset < token.size();) {
+        std::size_t len =
+            std::min(token.size() - offset, internal::Utf8SequenceLength(token[offset]));
+        bool is_space = std::string_view(token).substr(offset, len) == kSpmSpace;
+        if (is_space && !previous_is_space) impl->spm_split_at_spaces = false;
+        previous_is_space = is_space;
+        offset += len;
+      }
+      if (!impl->spm_split_at_spaces) break;
+    }
+  }
+
   // Byte fallbacks.
   for (int b = 0; b < 256; ++b) {
     TokenId id = kNoToken;
@@ -294,9 +311,10 @@ Result<Tokenizer> Tokenizer::FromVocabulary(Vocabulary vocab) {
   };
   if (impl->eot == kNoToken) {
     impl->eot = find_first({"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                            "<EOT>",
+                            "<|end_of_text|>", "<EOT>", "_<EOT>",
                             "<\xEF\xBD\x9C"
-                            "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"});
+                            "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                            "<end_of_utterance>"});
     force_control(impl->eot);
   }
   if (impl->eom == kNoToken) {
@@ -330,8 +348,9 @@ Result<Tokenizer> Tokenizer::FromVocabulary(Vocabulary vocab) {
     if (id != kNoToken && group_index >= 3) impl->eog[id] = 1;  // fim pad, repo, file sep
     ++group_index;
   }
-  for (std::string_view name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                "<|endoftext|>", "<|eom_id|>", "<EOT>"}) {
+  for (std::string_view name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
+                                "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+                                "<|end_of_text|>", "<end_of_utterance>"}) {
     TokenId id = impl->FindToken(name);
     if (id == kNoToken) continue;
     impl->eog[id] = 1;
@@ -383,16 +402,25 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view text, bool add_special,
 std::vector<TokenId> Tokenizer::EncodeSegments(std::span<const TextSegment> segments,
                                                bool add_special) const {
   std::string joined;
-  for (const TextSegment& s : segments) joined += s.text;
+  std::vector<TextSpan> spans;
+  for (const TextSegment& s : segments) {
+    spans.push_back({joined.size(), joined.size() + s.text.size(), s.parse_special});
+    joined += s.text;
+  }
+  return EncodeSpans(joined, spans, add_special);
+}
+
+std::vector<TokenId> Tokenizer::EncodeSpans(std::string_view text, std::span<const TextSpan> spans,
+                                            bool add_special) const {
   std::vector<Fragment> all;
   std::vector<Fragment> part;
-  std::size_t offset = 0;
-  for (const TextSegment& s : segments) {
+  auto append = [&](std::size_t begin, std::size_t end, bool parse_special) {
+    if (end <= begin) return;
     part.clear();
-    if (!s.text.empty()) part.push_back({kNoToken, offset, s.text.size()});
-    Partition(*impl_, joined, s.parse_special, &part);
+    part.push_back({kNoToken, begin, end - begin});
+    Partition(*impl_, text, parse_special, &part);
     for (const Fragment& f : part) {
-      // Plain text continuing plain text from the previous segment is one stretch.
+      // Plain text continuing plain text from the previous range is one stretch.
       if (f.token == kNoToken && !all.empty() && all.back().token == kNoToken &&
           all.back().offset + all.back().length == f.offset) {
         all.back().length += f.length;
@@ -400,10 +428,17 @@ std::vector<TokenId> Tokenizer::EncodeSegments(std::span<const TextSegment> segm
         all.push_back(f);
       }
     }
-    offset += s.text.size();
+  };
+  std::size_t pos = 0;  // everything before pos has been appended
+  for (const TextSpan& span : spans) {
+    if (span.begin < pos || span.end > text.size() || span.end < span.begin) continue;
+    append(pos, span.begin, false);
+    append(span.begin, span.end, span.parse_special);
+    pos = span.end;
   }
+  append(pos, text.size(), false);
   std::vector<TokenId> out;
-  EncodeFragments(*impl_, joined, all, add_special, &out);
+  EncodeFragments(*impl_, text, all, add_special, &out);
   return out;
 }
 

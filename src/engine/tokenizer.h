@@ -60,6 +60,14 @@ struct TextSegment {
   bool parse_special = false;
 };
 
+// A byte range [begin, end) of a text and whether special-token text may be parsed in it: how
+// tmpl::RenderChat's ChatPrompt maps over (kTemplate -> true, kContent -> false).
+struct TextSpan {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  bool parse_special = false;
+};
+
 class Tokenizer {
  public:
   // Builds the tokenizer from a parsed GGUF's tokenizer.* metadata. Errors: kNotFound (no
@@ -67,6 +75,10 @@ class Tokenizer {
   // implement: bert, t5, rwkv, an unknown pre name), kCorrupt (arrays of the wrong type or length,
   // too many tokens).
   static Result<Tokenizer> FromGguf(const formats::gguf::File& file);
+
+  // Just the tokenizer.* metadata as a Vocabulary (FromGguf = this + FromVocabulary).
+  // Errors: as FromGguf, except those only FromVocabulary detects (pre-tokenizer name).
+  static Result<Vocabulary> ReadGgufVocabulary(const formats::gguf::File& file);
 
   // Builds from an in-memory vocabulary. Errors: as FromGguf.
   static Result<Tokenizer> FromVocabulary(Vocabulary vocab);
@@ -82,6 +94,11 @@ class Tokenizer {
   // equals Encode(joined, add_special, true) whenever no unmarked segment contains special text.
   std::vector<TokenId> EncodeSegments(std::span<const TextSegment> segments,
                                       bool add_special) const;
+
+  // The same over one text and its spans (in order, non-overlapping). Bytes outside every span,
+  // and spans that are out of range or out of order, are treated as plain text (never parsed).
+  std::vector<TokenId> EncodeSpans(std::string_view text, std::span<const TextSpan> spans,
+                                   bool add_special) const;
 
   // Text for `ids`. Control and unknown tokens are skipped unless render_special. For SPM
   // vocabularies with add_space_prefix, the first piece loses one leading space. Out-of-range
@@ -131,7 +148,6 @@ class StreamDecoder {
  private:
   const Tokenizer* tokenizer_;
   bool render_special_;
-  bool first_ = true;
   std::string pending_;
 };
 

@@ -44,6 +44,11 @@ std::optional<TokenId> ReadId(const gguf::File& file, std::string_view key) {
 }  // namespace
 
 Result<Tokenizer> Tokenizer::FromGguf(const gguf::File& file) {
+  AIRLOCK_ASSIGN_OR_RETURN(Vocabulary vocab, ReadGgufVocabulary(file));
+  return FromVocabulary(std::move(vocab));
+}
+
+Result<Vocabulary> Tokenizer::ReadGgufVocabulary(const gguf::File& file) {
   Vocabulary vocab;
   auto model = file.GetString("tokenizer.ggml.model");
   if (!model) return NotFound("engine: tokenizer at tokenizer.ggml.model: key missing");
@@ -102,7 +107,7 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::File& file) {
   vocab.add_bos = file.GetBool("tokenizer.ggml.add_bos_token");
   vocab.add_eos = file.GetBool("tokenizer.ggml.add_eos_token");
   vocab.add_space_prefix = file.GetBool("tokenizer.ggml.add_space_prefix");
-  return FromVocabulary(std::move(vocab));
+  return vocab;
 }
 
 }  // namespace airlock::engine

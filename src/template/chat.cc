@@ -6,7 +6,8 @@ namespace {
 Value MarkDepth(const Value& v, int depth) {
   if (depth > 128) return Value::None();
   switch (v.kind()) {
-    case Value::Kind::kString: return Value::String(v.str(), true);
+    case Value::Kind::kString:
+      return Value::String(v.str(), true);
     case Value::Kind::kList: {
       std::vector<Value> items;
       items.reserve(v.items().size());
@@ -18,7 +19,8 @@ Value MarkDepth(const Value& v, int depth) {
       for (const auto& [k, x] : v.entries()) d.Set(k, MarkDepth(x, depth + 1));
       return d;
     }
-    default: return v;
+    default:
+      return v;
   }
 }
 
@@ -26,9 +28,11 @@ Value MarkDepth(const Value& v, int depth) {
 
 Value MarkAsInput(const Value& v) { return MarkDepth(v, 0); }
 
-Result<ChatPrompt> RenderChat(std::string_view template_source, const std::vector<ChatMessage>& messages,
+Result<ChatPrompt> RenderChat(std::string_view template_source,
+                              const std::vector<ChatMessage>& messages,
                               const ChatOptions& options) {
-  AIRLOCK_ASSIGN_OR_RETURN(Template t, Template::Parse(std::string(template_source), options.parse));
+  AIRLOCK_ASSIGN_OR_RETURN(Template t,
+                           Template::Parse(std::string(template_source), options.parse));
   return RenderChat(t, messages, options);
 }
 
@@ -40,7 +44,8 @@ Result<ChatPrompt> RenderChat(const Template& tmpl, const std::vector<ChatMessag
     Value msg = Value::Dict();
     msg.Set("role", Value::String(m.role, true));
     msg.Set("content", MarkAsInput(m.content));
-    if (m.reasoning_content) msg.Set("reasoning_content", Value::String(*m.reasoning_content, true));
+    if (m.reasoning_content)
+      msg.Set("reasoning_content", Value::String(*m.reasoning_content, true));
     if (!m.tool_calls.is_undefined()) msg.Set("tool_calls", MarkAsInput(m.tool_calls));
     for (const auto& [k, v] : m.extra.entries()) msg.Set(k, MarkAsInput(v));
     list.Append(std::move(msg));
@@ -61,7 +66,8 @@ Result<ChatPrompt> RenderChat(const Template& tmpl, const std::vector<ChatMessag
     if (s.begin < pos || s.end > p.text.size() || s.begin >= s.end)
       return Internal("template: chat: inconsistent input marks");
     if (s.begin > pos) p.segments.push_back({SegmentKind::kTemplate, pos, s.begin});
-    if (!p.segments.empty() && p.segments.back().kind == SegmentKind::kContent && p.segments.back().end == s.begin)
+    if (!p.segments.empty() && p.segments.back().kind == SegmentKind::kContent &&
+        p.segments.back().end == s.begin)
       p.segments.back().end = s.end;
     else
       p.segments.push_back({SegmentKind::kContent, s.begin, s.end});
@@ -79,7 +85,8 @@ Result<std::vector<ChatMessage>> ChatMessagesFromJson(std::string_view json) {
     const Value& m = v.items()[i];
     const Value* role = m.Find("role");
     if (!m.is_dict() || !role || !role->is_string())
-      return InvalidArgument("template: chat: message " + std::to_string(i) + " has no string \"role\"");
+      return InvalidArgument("template: chat: message " + std::to_string(i) +
+                             " has no string \"role\"");
     ChatMessage cm;
     cm.role = role->str();
     const Value* content = m.Find("content");

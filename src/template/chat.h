@@ -26,25 +26,25 @@
 namespace airlock::tmpl {
 
 struct ChatMessage {
-  std::string role;                       // "system", "user", "assistant", "tool", ...
-  Value content = Value::String("");      // a string, none (assistant turn with only tool calls),
-                                          // or a list of {"type": "text", "text": ...} parts
+  std::string role;                   // "system", "user", "assistant", "tool", ...
+  Value content = Value::String("");  // a string, none (assistant turn with only tool calls),
+                                      // or a list of {"type": "text", "text": ...} parts
   std::optional<std::string> reasoning_content;  // assistant "thinking" of an earlier turn
-  Value tool_calls;  // undefined when absent; else a list of
+  Value tool_calls;                              // undefined when absent; else a list of
                      // {"type":"function","function":{"name":..,"arguments":{..} or "json"}}
-  Value extra;       // a dict of further fields (e.g. "tool_call_id", "name"); undefined = none
+  Value extra;  // a dict of further fields (e.g. "tool_call_id", "name"); undefined = none
 };
 
 struct ChatOptions {
   bool add_generation_prompt = true;  // end with the assistant header so the model answers
   std::string bos_token;              // the vocabulary's BOS text, e.g. "<|begin_of_text|>"
   std::string eos_token;
-  Value tools;            // list of tool definitions (OpenAI format), or undefined for none
+  Value tools;  // list of tool definitions (OpenAI format), or undefined for none
   // Further template variables, e.g. {"enable_thinking": false} for Qwen3. Strings here are
   // template text unless created with Value::String(s, /*is_input=*/true).
   Value extra_variables;  // a dict or undefined
   ParseOptions parse;
-  RenderOptions render;   // limits; render.now_unix_seconds fixes strftime_now() for tests
+  RenderOptions render;  // limits; render.now_unix_seconds fixes strftime_now() for tests
 };
 
 enum class SegmentKind {
@@ -71,7 +71,8 @@ struct ChatPrompt {
 // Template::Render (kCorrupt for a template outside the supported subset, kInvalidArgument for a
 // runtime error such as the template's own raise_exception("..."), kPermissionDenied for a
 // refused sandbox operation, kLimitExceeded for a cap).
-Result<ChatPrompt> RenderChat(std::string_view template_source, const std::vector<ChatMessage>& messages,
+Result<ChatPrompt> RenderChat(std::string_view template_source,
+                              const std::vector<ChatMessage>& messages,
                               const ChatOptions& options = {});
 
 // Same with an already parsed template (parse once per model, render every turn).

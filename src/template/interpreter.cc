@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <unordered_set>
@@ -47,20 +48,30 @@ struct RenderError {
   Throw(InvalidArgument("template: error at byte " + std::to_string(offset) + ": " + what));
 }
 [[noreturn]] void Refuse(std::size_t offset, const std::string& what) {
-  Throw(PermissionDenied("template: sandbox refused at byte " + std::to_string(offset) + ": " + what));
+  Throw(PermissionDenied("template: sandbox refused at byte " + std::to_string(offset) + ": " +
+                         what));
 }
 
 const char* KindName(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return "undefined";
-    case Value::Kind::kNone: return "none";
-    case Value::Kind::kBool: return "bool";
-    case Value::Kind::kInt: return "int";
-    case Value::Kind::kFloat: return "float";
-    case Value::Kind::kString: return "string";
-    case Value::Kind::kList: return "list";
-    case Value::Kind::kDict: return "dict";
-    case Value::Kind::kCallable: return "function";
+    case Value::Kind::kUndefined:
+      return "undefined";
+    case Value::Kind::kNone:
+      return "none";
+    case Value::Kind::kBool:
+      return "bool";
+    case Value::Kind::kInt:
+      return "int";
+    case Value::Kind::kFloat:
+      return "float";
+    case Value::Kind::kString:
+      return "string";
+    case Value::Kind::kList:
+      return "list";
+    case Value::Kind::kDict:
+      return "dict";
+    case Value::Kind::kCallable:
+      return "function";
   }
   return "?";
 }
@@ -79,7 +90,9 @@ bool ContainsInput(const Value& v, int depth = 0) {
   return false;
 }
 
-bool IsWs(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsWs(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 enum class Flow { kNormal, kBreak, kContinue };
 
@@ -108,12 +121,14 @@ class Interp {
   void Tick(std::uint64_t n = 1) {
     steps_ += n;
     if (steps_ > limits_.max_steps)
-      Throw(LimitExceeded("template: step limit of " + std::to_string(limits_.max_steps) + " exceeded"));
+      Throw(LimitExceeded("template: step limit of " + std::to_string(limits_.max_steps) +
+                          " exceeded"));
   }
   void ChargeBytes(std::size_t n, std::size_t offset) {
     if (n > limits_.max_string_bytes)
-      Throw(LimitExceeded("template: value larger than " + std::to_string(limits_.max_string_bytes) +
-                          " bytes at byte " + std::to_string(offset)));
+      Throw(LimitExceeded("template: value larger than " +
+                          std::to_string(limits_.max_string_bytes) + " bytes at byte " +
+                          std::to_string(offset)));
     Tick(n / 16);
   }
   Value Str(StringData d, std::size_t offset) {
@@ -143,7 +158,9 @@ class Interp {
     }
     return nullptr;
   }
-  void Assign(const std::string& name, Value v) { frames_[std::size_t(cur_)].vars[name] = std::move(v); }
+  void Assign(const std::string& name, Value v) {
+    frames_[std::size_t(cur_)].vars[name] = std::move(v);
+  }
 
   struct FrameGuard {
     FrameGuard(Interp& in, int parent) : in(in), saved(in.cur_) {
@@ -168,8 +185,8 @@ class Interp {
     }
     std::size_t cap = out_.size() == 1 ? limits_.max_output_bytes : limits_.max_string_bytes;
     if (b.size() > cap)
-      Throw(LimitExceeded("template: output larger than " + std::to_string(cap) + " bytes at byte " +
-                          std::to_string(offset)));
+      Throw(LimitExceeded("template: output larger than " + std::to_string(cap) +
+                          " bytes at byte " + std::to_string(offset)));
     Tick(v.is_string() ? v.str().size() / 16 : 1);
   }
 
@@ -195,7 +212,8 @@ class Interp {
   struct StackGuard {
     explicit StackGuard(Interp& in) : in(in) {
       if (++in.stack_depth_ > kMaxStackDepth)
-        Throw(LimitExceeded("template: evaluation nested deeper than " + std::to_string(kMaxStackDepth)));
+        Throw(LimitExceeded("template: evaluation nested deeper than " +
+                            std::to_string(kMaxStackDepth)));
     }
     ~StackGuard() { --in.stack_depth_; }
     Interp& in;
@@ -210,16 +228,20 @@ class Interp {
         StrBuilder& b = out_.back();
         b.AppendText(s.text);
         std::size_t cap = out_.size() == 1 ? limits_.max_output_bytes : limits_.max_string_bytes;
-        if (b.size() > cap) Throw(LimitExceeded("template: output larger than " + std::to_string(cap) + " bytes"));
+        if (b.size() > cap)
+          Throw(LimitExceeded("template: output larger than " + std::to_string(cap) + " bytes"));
         Tick(s.text.size() / 16);
         return Flow::kNormal;
       }
-      case StmtKind::kOutput: Emit(Eval(*s.expr), s.offset); return Flow::kNormal;
+      case StmtKind::kOutput:
+        Emit(Eval(*s.expr), s.offset);
+        return Flow::kNormal;
       case StmtKind::kIf:
         for (const auto& [cond, body] : s.branches)
           if (Truthy(Eval(*cond))) return ExecBody(body);
         return ExecBody(s.else_body);
-      case StmtKind::kFor: return ExecFor(s);
+      case StmtKind::kFor:
+        return ExecFor(s);
       case StmtKind::kSet: {
         Value v = Eval(*s.expr);
         if (!s.attr.empty()) {
@@ -257,7 +279,8 @@ class Interp {
         caller->caller_frame = cur_;
         const Expr& call = *s.expr;
         Value callee = Eval(*call.args[0]);
-        if (!callee.is_callable() || !callee.callable()->macro) Error(s.offset, "call block target is not a macro");
+        if (!callee.is_callable() || !callee.callable()->macro)
+          Error(s.offset, "call block target is not a macro");
         CallArgs args = EvalArgs(call);
         Emit(CallMacro(callee, args, Value::Callable(std::move(caller))), s.offset);
         return Flow::kNormal;
@@ -273,35 +296,44 @@ class Interp {
       case StmtKind::kContinue:
         if (loop_depth_ == 0) Error(s.offset, "'continue' outside a loop");
         return Flow::kContinue;
-      case StmtKind::kDo: Eval(*s.expr); return Flow::kNormal;
-      case StmtKind::kScope: return ExecBody(s.body);
+      case StmtKind::kDo:
+        Eval(*s.expr);
+        return Flow::kNormal;
+      case StmtKind::kScope:
+        return ExecBody(s.body);
     }
     return Flow::kNormal;
   }
 
   void Unpack(const std::vector<std::string>& targets, const Value& v, std::size_t offset) {
     if (!v.is_list() || v.items().size() != targets.size())
-      Error(offset, "cannot unpack " + std::string(KindName(v)) + " into " + std::to_string(targets.size()) + " names");
+      Error(offset, "cannot unpack " + std::string(KindName(v)) + " into " +
+                        std::to_string(targets.size()) + " names");
     for (std::size_t i = 0; i < targets.size(); ++i) Assign(targets[i], v.items()[i]);
   }
 
   std::vector<Value> Iterate(const Value& v, std::size_t offset) {
     switch (v.kind()) {
-      case Value::Kind::kUndefined: return {};
-      case Value::Kind::kList: return v.items();
+      case Value::Kind::kUndefined:
+        return {};
+      case Value::Kind::kList:
+        return v.items();
       case Value::Kind::kDict: {
         std::vector<Value> keys;
-        for (const auto& e : v.entries()) keys.push_back(Value::String(e.first, v.dict_keys_are_input()));
+        for (const auto& e : v.entries())
+          keys.push_back(Value::String(e.first, v.dict_keys_are_input()));
         return keys;
       }
       case Value::Kind::kString: {
         std::vector<Value> chars;
         auto offs = internal::CodePointOffsets(v.str());
+        ChargeBytes(offs.size() * 16, offset);  // one value per character
         for (std::size_t i = 0; i + 1 < offs.size(); ++i)
           chars.push_back(Value::String(internal::Substr(v.string_data(), offs[i], offs[i + 1])));
         return chars;
       }
-      default: Error(offset, std::string("'") + KindName(v) + "' object is not iterable");
+      default:
+        Error(offset, std::string("'") + KindName(v) + "' object is not iterable");
     }
   }
 
@@ -314,8 +346,10 @@ class Interp {
       std::vector<Value> kept;
       for (Value& item : items) {
         Tick();
-        if (s.targets.size() == 1) Assign(s.targets[0], item);
-        else Unpack(s.targets, item, s.offset);
+        if (s.targets.size() == 1)
+          Assign(s.targets[0], item);
+        else
+          Unpack(s.targets, item, s.offset);
         if (Truthy(Eval(*s.cond))) kept.push_back(std::move(item));
       }
       items = std::move(kept);
@@ -348,8 +382,10 @@ class Interp {
       };
       loop.Set("cycle", Value::Callable(std::move(cycle)));
       Assign("loop", loop);
-      if (s.targets.size() == 1) Assign(s.targets[0], items[std::size_t(i)]);
-      else Unpack(s.targets, items[std::size_t(i)], s.offset);
+      if (s.targets.size() == 1)
+        Assign(s.targets[0], items[std::size_t(i)]);
+      else
+        Unpack(s.targets, items[std::size_t(i)], s.offset);
       Flow f = ExecBody(s.body);
       if (f == Flow::kBreak) break;
     }
@@ -401,7 +437,8 @@ class Interp {
     StackGuard guard(*this);
     Tick();
     switch (e.kind) {
-      case ExprKind::kLiteral: return e.literal;
+      case ExprKind::kLiteral:
+        return e.literal;
       case ExprKind::kPlaceholder:
         return placeholder_.empty() ? Value::Undefined() : placeholder_.back();
       case ExprKind::kName: {
@@ -426,8 +463,10 @@ class Interp {
         }
         return d;
       }
-      case ExprKind::kGetAttr: return GetAttr(Eval(*e.args[0]), e.name, e.offset);
-      case ExprKind::kGetItem: return GetItem(Eval(*e.args[0]), Eval(*e.args[1]), e.offset);
+      case ExprKind::kGetAttr:
+        return GetAttr(Eval(*e.args[0]), e.name, e.offset);
+      case ExprKind::kGetItem:
+        return GetItem(Eval(*e.args[0]), Eval(*e.args[1]), e.offset);
       case ExprKind::kSlice: {
         Value obj = Eval(*e.args[0]);
         Value parts[3];
@@ -435,7 +474,8 @@ class Interp {
           parts[i] = e.args[std::size_t(i) + 1] ? Eval(*e.args[std::size_t(i) + 1]) : Value::None();
         return Slice(obj, parts[0], parts[1], parts[2], e.offset);
       }
-      case ExprKind::kCall: return EvalCall(e);
+      case ExprKind::kCall:
+        return EvalCall(e);
       case ExprKind::kFilter: {
         Value v = Eval(*e.args[0]);
         CallArgs a = EvalArgs(e);
@@ -450,7 +490,8 @@ class Interp {
       case ExprKind::kUnary: {
         Value v = Eval(*e.args[0]);
         if (v.is_bool()) v = Value::Int(v.bool_value());
-        if (!v.is_number()) Error(e.offset, std::string("bad operand for unary ") + e.name + ": " + KindName(v));
+        if (!v.is_number())
+          Error(e.offset, std::string("bad operand for unary ") + e.name + ": " + KindName(v));
         if (e.name == "+") return v;
         if (v.is_int()) {
           if (v.int_value() == INT64_MIN) Error(e.offset, "integer overflow");
@@ -458,8 +499,10 @@ class Interp {
         }
         return Value::Float(-v.float_value());
       }
-      case ExprKind::kBinary: return Binary(e.name, Eval(*e.args[0]), Eval(*e.args[1]), e.offset);
-      case ExprKind::kCompare: return Value::Bool(Compare(e.name, Eval(*e.args[0]), Eval(*e.args[1]), e.offset));
+      case ExprKind::kBinary:
+        return Binary(e.name, Eval(*e.args[0]), Eval(*e.args[1]), e.offset);
+      case ExprKind::kCompare:
+        return Value::Bool(Compare(e.name, Eval(*e.args[0]), Eval(*e.args[1]), e.offset));
       case ExprKind::kAnd: {
         Value l = Eval(*e.args[0]);
         return Truthy(l) ? Eval(*e.args[1]) : l;
@@ -468,7 +511,8 @@ class Interp {
         Value l = Eval(*e.args[0]);
         return Truthy(l) ? l : Eval(*e.args[1]);
       }
-      case ExprKind::kNot: return Value::Bool(!Truthy(Eval(*e.args[0])));
+      case ExprKind::kNot:
+        return Value::Bool(!Truthy(Eval(*e.args[0])));
       case ExprKind::kCond:
         if (Truthy(Eval(*e.args[1]))) return Eval(*e.args[0]);
         return e.args[2] ? Eval(*e.args[2]) : Value::Undefined();
@@ -483,8 +527,9 @@ class Interp {
   Value GetAttr(const Value& obj, const std::string& name, std::size_t offset) {
     CheckName(name, offset);
     if (obj.is_undefined())
-      Error(offset, "'" + (obj.undefined_name().empty() ? std::string("value") : obj.undefined_name()) +
-                        "' is undefined (reading attribute '" + name + "')");
+      Error(offset,
+            "'" + (obj.undefined_name().empty() ? std::string("value") : obj.undefined_name()) +
+                "' is undefined (reading attribute '" + name + "')");
     if (obj.is_dict()) {
       const Value* v = obj.Find(name);
       if (v) return *v;
@@ -500,8 +545,9 @@ class Interp {
 
   Value GetItem(const Value& obj, const Value& key, std::size_t offset) {
     if (obj.is_undefined())
-      Error(offset, "'" + (obj.undefined_name().empty() ? std::string("value") : obj.undefined_name()) +
-                        "' is undefined (subscripted)");
+      Error(offset,
+            "'" + (obj.undefined_name().empty() ? std::string("value") : obj.undefined_name()) +
+                "' is undefined (subscripted)");
     if (key.is_string()) {
       const std::string& k = key.str();
       if (obj.is_dict()) {
@@ -526,13 +572,16 @@ class Interp {
       std::int64_t n = std::int64_t(offs.size()) - 1;
       if (i < 0) i += n;
       if (i < 0 || i >= n) return Value::Undefined();
-      return Value::String(internal::Substr(obj.string_data(), offs[std::size_t(i)], offs[std::size_t(i) + 1]));
+      return Value::String(
+          internal::Substr(obj.string_data(), offs[std::size_t(i)], offs[std::size_t(i) + 1]));
     }
     return Value::Undefined();
   }
 
-  Value Slice(const Value& obj, const Value& a, const Value& b, const Value& c, std::size_t offset) {
-    if (!obj.is_list() && !obj.is_string()) Error(offset, std::string("cannot slice ") + KindName(obj));
+  Value Slice(const Value& obj, const Value& a, const Value& b, const Value& c,
+              std::size_t offset) {
+    if (!obj.is_list() && !obj.is_string())
+      Error(offset, std::string("cannot slice ") + KindName(obj));
     std::vector<std::size_t> offs;
     std::int64_t n;
     if (obj.is_string()) {
@@ -554,10 +603,10 @@ class Interp {
     std::int64_t start = norm(a, step > 0 ? 0 : n - 1, true);
     std::int64_t stop = norm(b, step > 0 ? n : -1, false);
     std::vector<std::int64_t> idx;
-    if (step > 0)
-      for (std::int64_t i = start; i < stop; i += step) idx.push_back(i);
-    else
-      for (std::int64_t i = start; i > stop; i += step) idx.push_back(i);
+    for (std::int64_t i = start; step > 0 ? i < stop : i > stop;) {
+      idx.push_back(i);
+      if (__builtin_add_overflow(i, step, &i)) break;
+    }
     Tick(idx.size());
     if (obj.is_list()) {
       std::vector<Value> items;
@@ -566,11 +615,123 @@ class Interp {
     }
     StrBuilder sb;
     if (step == 1) {
-      if (start < stop) sb.Append(obj.string_data(), offs[std::size_t(start)], offs[std::size_t(stop)]);
+      if (start < stop)
+        sb.Append(obj.string_data(), offs[std::size_t(start)], offs[std::size_t(stop)]);
     } else {
-      for (auto i : idx) sb.Append(obj.string_data(), offs[std::size_t(i)], offs[std::size_t(i) + 1]);
+      for (auto i : idx)
+        sb.Append(obj.string_data(), offs[std::size_t(i)], offs[std::size_t(i) + 1]);
     }
     return Str(sb.Take(), offset);
+  }
+
+  // Python's printf-style "fmt % args": conversions s r d i f F e E g G x X o c and %%, with
+  // flags, width and precision; %(key)s reads a dict key (never an attribute).
+  Value PercentFormat(const Value& fmt_v, const Value& args, std::size_t offset) {
+    const StringData& fmt = fmt_v.string_data();
+    const std::string& f = fmt.text;
+    std::vector<Value> positional;
+    if (args.is_list())
+      positional = args.items();
+    else if (!args.is_dict())
+      positional.push_back(args);
+    std::size_t next = 0;
+    StrBuilder b;
+    std::size_t lit = 0;
+    for (std::size_t i = 0; i < f.size(); ++i) {
+      if (f[i] != '%') continue;
+      b.Append(fmt, lit, i);
+      std::size_t j = i + 1;
+      if (j < f.size() && f[j] == '%') {
+        b.AppendText("%");
+        lit = i = j;
+        ++lit;
+        continue;
+      }
+      Value arg;
+      bool have = false;
+      if (j < f.size() && f[j] == '(') {
+        std::size_t close = f.find(')', j);
+        if (close == std::string::npos) Error(offset, "incomplete format key");
+        std::string key = f.substr(j + 1, close - j - 1);
+        if (!args.is_dict()) Error(offset, "format requires a mapping");
+        CheckName(key, offset);
+        const Value* v = args.Find(key);
+        if (!v) Error(offset, "format key '" + key + "' not found");
+        arg = *v;
+        have = true;
+        j = close + 1;
+      }
+      std::string spec = "%";
+      while (j < f.size() && std::strchr("-+ #0", f[j])) spec.push_back(f[j++]);
+      int digits = 0;
+      while (j < f.size() && std::isdigit(static_cast<unsigned char>(f[j])) && digits < 3)
+        spec.push_back(f[j++]), ++digits;
+      if (j < f.size() && f[j] == '.') {
+        spec.push_back(f[j++]);
+        digits = 0;
+        while (j < f.size() && std::isdigit(static_cast<unsigned char>(f[j])) && digits < 3)
+          spec.push_back(f[j++]), ++digits;
+      }
+      if (j >= f.size()) Error(offset, "incomplete format");
+      char conv = f[j];
+      if (!have) {
+        if (next >= positional.size()) Error(offset, "not enough arguments for format string");
+        arg = positional[next++];
+      }
+      char buf[512];
+      switch (conv) {
+        case 's':
+        case 'r': {
+          StringData text = conv == 's' ? ToStr(arg) : StringData{ToPythonRepr(arg), {}};
+          if (conv == 'r' && ContainsInput(arg)) text.input.push_back({0, text.text.size()});
+          if (spec == "%") {
+            b.Append(text);
+          } else {
+            std::snprintf(buf, sizeof buf, (spec + "s").c_str(), text.text.substr(0, 256).c_str());
+            b.AppendText(buf, !text.input.empty());
+          }
+          break;
+        }
+        case 'd':
+        case 'i':
+        case 'x':
+        case 'X':
+        case 'o':
+        case 'c': {
+          if (!Numeric(arg)) Error(offset, std::string("%") + conv + " format needs a number");
+          Value n = AsNum(arg);
+          long long x = n.is_int() ? n.int_value()
+                        : std::isfinite(n.float_value()) && std::fabs(n.float_value()) < 9.2e18
+                            ? (long long)n.float_value()
+                            : 0;
+          char c = conv == 'i' ? 'd' : conv;
+          std::snprintf(buf, sizeof buf, (spec + (c == 'c' ? "c" : std::string("ll") + c)).c_str(),
+                        c == 'c' ? int(x & 0x7f) : x);
+          b.AppendText(buf);
+          break;
+        }
+        case 'f':
+        case 'F':
+        case 'e':
+        case 'E':
+        case 'g':
+        case 'G': {
+          if (!Numeric(arg)) Error(offset, std::string("%") + conv + " format needs a number");
+          std::snprintf(buf, sizeof buf, (spec + conv).c_str(), AsNum(arg).float_value());
+          b.AppendText(buf);
+          break;
+        }
+        default:
+          Error(offset, std::string("unsupported format character '") + conv + "'");
+      }
+      ChargeBytes(b.size(), offset);
+      i = j;
+      lit = j + 1;
+    }
+    b.Append(fmt, lit, f.size());
+    if (!args.is_dict() && next < positional.size())
+      Error(offset, "not all arguments converted during string formatting");
+    return Str(b.Take(), offset);
   }
 
   StringData ToStr(const Value& v) {
@@ -592,7 +753,8 @@ class Interp {
       return Str(b.Take(), offset);
     }
     if (l.is_undefined() || r.is_undefined())
-      Error(offset, "'" + (l.is_undefined() ? l.undefined_name() : r.undefined_name()) + "' is undefined (operand of " + op + ")");
+      Error(offset, "'" + (l.is_undefined() ? l.undefined_name() : r.undefined_name()) +
+                        "' is undefined (operand of " + op + ")");
     if (op == "+") {
       if (l.is_string() && r.is_string()) {
         ChargeBytes(l.str().size() + r.str().size(), offset);
@@ -608,11 +770,14 @@ class Interp {
       }
     }
     if (op == "*") {
-      const Value* seq = l.is_string() || l.is_list() ? &l : r.is_string() || r.is_list() ? &r : nullptr;
+      const Value* seq = l.is_string() || l.is_list()   ? &l
+                         : r.is_string() || r.is_list() ? &r
+                                                        : nullptr;
       const Value& count = seq == &l ? r : l;
       if (seq && (count.is_int() || count.is_bool())) {
         std::int64_t n = std::max<std::int64_t>(0, AsIndex(count, offset));
         std::size_t unit = seq->is_string() ? seq->str().size() : seq->items().size() * 16;
+        if (unit == 0) n = 0;  // repeating nothing: skip the loop entirely
         if (unit && std::uint64_t(n) > limits_.max_string_bytes / unit)
           Throw(LimitExceeded("template: repetition too large at byte " + std::to_string(offset)));
         if (seq->is_string()) {
@@ -621,13 +786,15 @@ class Interp {
           return Str(b.Take(), offset);
         }
         std::vector<Value> items;
-        for (std::int64_t i = 0; i < n; ++i) items.insert(items.end(), seq->items().begin(), seq->items().end());
+        for (std::int64_t i = 0; i < n; ++i)
+          items.insert(items.end(), seq->items().begin(), seq->items().end());
         return ListOf(std::move(items), offset);
       }
     }
-    if (op == "%" && l.is_string()) Refuse(offset, "'%' string formatting");
+    if (op == "%" && l.is_string()) return PercentFormat(l, r, offset);
     if (!Numeric(l) || !Numeric(r))
-      Error(offset, std::string("unsupported operand types for ") + op + ": " + KindName(l) + " and " + KindName(r));
+      Error(offset, std::string("unsupported operand types for ") + op + ": " + KindName(l) +
+                        " and " + KindName(r));
     Value a = AsNum(l), b = AsNum(r);
     if (a.is_int() && b.is_int() && op != "/") {
       std::int64_t x = a.int_value(), y = b.int_value(), z = 0;
@@ -716,8 +883,10 @@ class Interp {
     int c;
     if (Numeric(l) && Numeric(r)) {
       Value a = AsNum(l), b = AsNum(r);
-      if (a.is_int() && b.is_int()) c = a.int_value() < b.int_value() ? -1 : a.int_value() > b.int_value();
-      else c = a.float_value() < b.float_value() ? -1 : a.float_value() > b.float_value() ? 1 : 0;
+      if (a.is_int() && b.is_int())
+        c = a.int_value() < b.int_value() ? -1 : a.int_value() > b.int_value();
+      else
+        c = a.float_value() < b.float_value() ? -1 : a.float_value() > b.float_value() ? 1 : 0;
     } else if (l.is_string() && r.is_string()) {
       c = l.str().compare(r.str());
     } else {
@@ -759,8 +928,11 @@ class Interp {
   Value CallMacro(const Value& fn, CallArgs& a, const Value& caller) {
     const Stmt& m = *fn.callable()->macro;
     if (++call_depth_ > limits_.max_call_depth)
-      Throw(LimitExceeded("template: macro calls nested deeper than " + std::to_string(limits_.max_call_depth)));
-    if (a.args.size() > m.targets.size()) Error(a.offset, "macro '" + m.name + "' takes " + std::to_string(m.targets.size()) + " arguments");
+      Throw(LimitExceeded("template: macro calls nested deeper than " +
+                          std::to_string(limits_.max_call_depth)));
+    if (a.args.size() > m.targets.size())
+      Error(a.offset,
+            "macro '" + m.name + "' takes " + std::to_string(m.targets.size()) + " arguments");
     StringData out;
     {
       FrameGuard frame(*this, 0);
@@ -795,12 +967,15 @@ class Interp {
   Value CallCaller(const CallableData& d, CallArgs& a) {
     const Stmt& s = *d.macro;
     if (++call_depth_ > limits_.max_call_depth)
-      Throw(LimitExceeded("template: macro calls nested deeper than " + std::to_string(limits_.max_call_depth)));
+      Throw(LimitExceeded("template: macro calls nested deeper than " +
+                          std::to_string(limits_.max_call_depth)));
     StringData out;
     {
       FrameGuard frame(*this, d.caller_frame);
       for (std::size_t i = 0; i < s.targets.size(); ++i) {
-        Value v = i < a.args.size() ? a.args[i] : s.defaults[i] ? Eval(*s.defaults[i]) : Value::Undefined(s.targets[i]);
+        Value v = i < a.args.size() ? a.args[i]
+                  : s.defaults[i]   ? Eval(*s.defaults[i])
+                                    : Value::Undefined(s.targets[i]);
         Assign(s.targets[i], v);
       }
       out = Capture(s.body);
@@ -816,9 +991,11 @@ class Interp {
     return pos < a.args.size() ? &a.args[pos] : nullptr;
   }
   static void MaxArgs(CallArgs& a, std::size_t n, const std::string& fn) {
-    if (a.args.size() > n) Error(a.offset, fn + "() takes at most " + std::to_string(n) + " positional arguments");
+    if (a.args.size() > n)
+      Error(a.offset, fn + "() takes at most " + std::to_string(n) + " positional arguments");
   }
-  std::string StrArg(CallArgs& a, std::size_t pos, const char* name, const std::string& fn, const char* def = nullptr) {
+  std::string StrArg(CallArgs& a, std::size_t pos, const char* name, const std::string& fn,
+                     const char* def = nullptr) {
     const Value* v = Arg(a, pos, name);
     if (!v || v->is_none()) {
       if (def) return def;
@@ -848,7 +1025,8 @@ class Interp {
     return internal::Substr(s, b, e);
   }
 
-  Value Split(const Value& v, const Value* sep_v, std::int64_t maxsplit, bool from_right, std::size_t offset) {
+  Value Split(const Value& v, const Value* sep_v, std::int64_t maxsplit, bool from_right,
+              std::size_t offset) {
     const StringData& s = v.string_data();
     const std::string& t = s.text;
     std::vector<std::pair<std::size_t, std::size_t>> parts;
@@ -900,7 +1078,8 @@ class Interp {
         std::size_t i = 0;
         std::int64_t splits = 0;
         while (true) {
-          std::size_t f = (maxsplit >= 0 && splits >= maxsplit) ? std::string::npos : t.find(sep, i);
+          std::size_t f =
+              (maxsplit >= 0 && splits >= maxsplit) ? std::string::npos : t.find(sep, i);
           if (f == std::string::npos) {
             parts.emplace_back(i, t.size());
             break;
@@ -929,13 +1108,15 @@ class Interp {
         std::reverse(parts.begin(), parts.end());
       }
     }
+    ChargeBytes(parts.size() * 16, offset);
     std::vector<Value> out;
     for (auto [b, e] : parts) out.push_back(Value::String(internal::Substr(s, b, e)));
     ChargeBytes(t.size(), offset);
     return ListOf(std::move(out), offset);
   }
 
-  Value Replace(const Value& v, const std::string& old, const Value& with, std::int64_t count, std::size_t offset) {
+  Value Replace(const Value& v, const std::string& old, const Value& with, std::int64_t count,
+                std::size_t offset) {
     const StringData& s = v.string_data();
     StrBuilder b;
     std::size_t i = 0;
@@ -967,33 +1148,44 @@ class Interp {
     return Str(b.Take(), offset);
   }
 
-  static StringData MapCase(const StringData& s, int mode) {  // 0 upper, 1 lower, 2 title, 3 capitalize
+  static StringData MapCase(const StringData& s,
+                            int mode) {  // 0 upper, 1 lower, 2 title, 3 capitalize
     StringData d = s;
     bool prev_alpha = false;
     for (std::size_t i = 0; i < d.text.size(); ++i) {
       char& c = d.text[i];
       bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      if (mode == 0 && c >= 'a' && c <= 'z') c = char(c - 32);
-      else if (mode == 1 && c >= 'A' && c <= 'Z') c = char(c + 32);
-      else if (mode == 2 && alpha) c = prev_alpha ? char(std::tolower(c)) : char(std::toupper(c));
-      else if (mode == 3) c = i == 0 ? char(std::toupper(static_cast<unsigned char>(c))) : char(std::tolower(static_cast<unsigned char>(c)));
-      prev_alpha = alpha || static_cast<unsigned char>(c) >= 0x80 || (c >= '0' && c <= '9') || c == '\'';
-      if (mode == 2 && !alpha && !(static_cast<unsigned char>(c) >= 0x80)) prev_alpha = (c >= '0' && c <= '9') || c == '\'' ? prev_alpha : false;
+      if (mode == 0 && c >= 'a' && c <= 'z')
+        c = char(c - 32);
+      else if (mode == 1 && c >= 'A' && c <= 'Z')
+        c = char(c + 32);
+      else if (mode == 2 && alpha)
+        c = prev_alpha ? char(std::tolower(c)) : char(std::toupper(c));
+      else if (mode == 3)
+        c = i == 0 ? char(std::toupper(static_cast<unsigned char>(c)))
+                   : char(std::tolower(static_cast<unsigned char>(c)));
+      prev_alpha =
+          alpha || static_cast<unsigned char>(c) >= 0x80 || (c >= '0' && c <= '9') || c == '\'';
+      if (mode == 2 && !alpha && !(static_cast<unsigned char>(c) >= 0x80))
+        prev_alpha = (c >= '0' && c <= '9') || c == '\'' ? prev_alpha : false;
     }
     return d;
   }
 
   bool StartsEnds(const Value& s, const Value& affix, bool starts, std::size_t offset) {
-    if (affix.is_list()) {
-      for (const Value& x : affix.items())
+    if (affix.is_list()) {  // a tuple of strings (one level, like Python)
+      for (const Value& x : affix.items()) {
+        if (!x.is_string()) Error(offset, "startswith/endswith tuple must hold strings");
         if (StartsEnds(s, x, starts, offset)) return true;
+      }
       return false;
     }
     if (!affix.is_string()) Error(offset, "startswith/endswith argument must be a string or tuple");
     const std::string& t = s.str();
     const std::string& a = affix.str();
     if (a.size() > t.size()) return false;
-    return starts ? t.compare(0, a.size(), a) == 0 : t.compare(t.size() - a.size(), a.size(), a) == 0;
+    return starts ? t.compare(0, a.size(), a) == 0
+                  : t.compare(t.size() - a.size(), a.size(), a) == 0;
   }
 
   static bool IsDictMethod(const std::string& n) {
@@ -1014,7 +1206,9 @@ class Interp {
         const Value* c = Arg(a, 0, "chars");
         std::string chars = c && c->is_string() ? c->str() : "";
         bool have = c && c->is_string();
-        return Str(Strip(obj.string_data(), have ? &chars : nullptr, name != "rstrip", name != "lstrip"), off);
+        return Str(
+            Strip(obj.string_data(), have ? &chars : nullptr, name != "rstrip", name != "lstrip"),
+            off);
       }
       if (name == "split" || name == "rsplit")
         return Split(obj, Arg(a, 0, "sep"), IntArg(a, 1, "maxsplit", -1), name == "rsplit", off);
@@ -1039,7 +1233,8 @@ class Interp {
         if (name == "count") {
           if (sub.empty()) return Value::Int(std::int64_t(internal::CodePointCount(t)) + 1);
           std::int64_t n = 0;
-          for (std::size_t i = t.find(sub); i != std::string::npos; i = t.find(sub, i + sub.size())) ++n;
+          for (std::size_t i = t.find(sub); i != std::string::npos; i = t.find(sub, i + sub.size()))
+            ++n;
           return Value::Int(n);
         }
         std::size_t f = name == "rfind" ? t.rfind(sub) : t.find(sub);
@@ -1049,17 +1244,27 @@ class Interp {
         }
         return Value::Int(std::int64_t(internal::CodePointCount(std::string_view(t).substr(0, f))));
       }
-      if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum" || name == "islower" || name == "isupper") {
+      if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum" ||
+          name == "islower" || name == "isupper") {
         const std::string& t = obj.str();
         if (t.empty()) return Value::Bool(false);
         bool ok = true, cased = false;
         for (unsigned char c : t) {
-          if (name == "isdigit") ok &= std::isdigit(c) != 0;
-          else if (name == "isalpha") ok &= std::isalpha(c) != 0;
-          else if (name == "isalnum") ok &= std::isalnum(c) != 0;
-          else if (name == "isspace") ok &= std::isspace(c) != 0;
-          else if (name == "islower") { ok &= !std::isupper(c); cased |= std::islower(c) != 0; }
-          else { ok &= !std::islower(c); cased |= std::isupper(c) != 0; }
+          if (name == "isdigit")
+            ok &= std::isdigit(c) != 0;
+          else if (name == "isalpha")
+            ok &= std::isalpha(c) != 0;
+          else if (name == "isalnum")
+            ok &= std::isalnum(c) != 0;
+          else if (name == "isspace")
+            ok &= std::isspace(c) != 0;
+          else if (name == "islower") {
+            ok &= !std::isupper(c);
+            cased |= std::islower(c) != 0;
+          } else {
+            ok &= !std::islower(c);
+            cased |= std::isupper(c) != 0;
+          }
         }
         if (name == "islower" || name == "isupper") ok &= cased;
         return Value::Bool(ok);
@@ -1072,14 +1277,16 @@ class Interp {
         fa.args.push_back(obj);
         return ApplyFilter("join", *items, fa);
       }
-      if (name == "format" || name == "format_map") Refuse(off, "str." + name + "() is not available in the sandbox");
+      if (name == "format" || name == "format_map")
+        Refuse(off, "str." + name + "() is not available in the sandbox");
       Error(off, "unknown string method '" + name + "'");
     }
     if (obj.is_list()) {
       if (name == "append") {
         if (a.args.size() != 1) Error(off, "append() takes exactly one argument");
         CheckNoCycle(a.args[0], obj, off);
-        if (obj.items().size() >= limits_.max_string_bytes / 16) Throw(LimitExceeded("template: list too long"));
+        if (obj.items().size() >= limits_.max_string_bytes / 16)
+          Throw(LimitExceeded("template: list too long"));
         Value target = obj;
         target.Append(a.args[0]);
         Tick();
@@ -1125,7 +1332,8 @@ class Interp {
       if (name == "items") return DictItems(obj, off);
       if (name == "keys" || name == "values") {
         std::vector<Value> out;
-        for (const auto& [k, v] : obj.entries()) out.push_back(name == "keys" ? Value::String(k, obj.dict_keys_are_input()) : v);
+        for (const auto& [k, v] : obj.entries())
+          out.push_back(name == "keys" ? Value::String(k, obj.dict_keys_are_input()) : v);
         return ListOf(std::move(out), off);
       }
     }
@@ -1155,7 +1363,8 @@ class Interp {
         if (step == 0) Error(a.offset, "range() step must not be zero");
         std::vector<Value> out;
         for (std::int64_t i = start; step > 0 ? i < stop : i > stop;) {
-          if (out.size() >= 1'000'000) Throw(LimitExceeded("template: range() longer than 1000000"));
+          if (out.size() >= 1'000'000)
+            Throw(LimitExceeded("template: range() longer than 1000000"));
           in.Tick();
           out.push_back(Value::Int(i));
           if (__builtin_add_overflow(i, step, &i)) break;
@@ -1163,22 +1372,24 @@ class Interp {
         return in.ListOf(std::move(out), a.offset);
       });
     if (name == "dict" || name == "namespace")
-      return Builtin(name == "dict" ? "dict" : "namespace", [is_ns = name == "namespace"](Interp& in, CallArgs& a) -> Value {
-        Value d = Value::Dict();
-        for (const Value& p : a.args) {
-          if (!p.is_dict()) Error(a.offset, "positional argument must be a dict");
-          for (const auto& [k, v] : p.entries()) d.Set(k, v);
-        }
-        for (auto& [k, v] : a.kwargs) d.Set(k, v);
-        if (is_ns) d.MarkNamespace();
-        in.Tick(d.entries().size());
-        return d;
-      });
+      return Builtin(name == "dict" ? "dict" : "namespace",
+                     [is_ns = name == "namespace"](Interp& in, CallArgs& a) -> Value {
+                       Value d = Value::Dict();
+                       for (const Value& p : a.args) {
+                         if (!p.is_dict()) Error(a.offset, "positional argument must be a dict");
+                         for (const auto& [k, v] : p.entries()) d.Set(k, v);
+                       }
+                       for (auto& [k, v] : a.kwargs) d.Set(k, v);
+                       if (is_ns) d.MarkNamespace();
+                       in.Tick(d.entries().size());
+                       return d;
+                     });
     if (name == "raise_exception")
       return Builtin("raise_exception", [](Interp&, CallArgs& a) -> Value {
         std::string msg = a.args.empty() ? "" : ToPythonString(a.args[0]);
         if (msg.size() > 512) msg.resize(512);
-        Throw(InvalidArgument("template: raise_exception at byte " + std::to_string(a.offset) + ": " + msg));
+        Throw(InvalidArgument("template: raise_exception at byte " + std::to_string(a.offset) +
+                              ": " + msg));
       });
     if (name == "strftime_now")
       return Builtin("strftime_now", [](Interp& in, CallArgs& a) -> Value {
@@ -1225,14 +1436,16 @@ class Interp {
     }
     if (name == "divisibleby") {
       std::int64_t d = AsIndex(arg0(), a.offset);
-      if (d == 0 || !v.is_int()) Error(a.offset, "divisibleby needs integers and a non-zero divisor");
+      if (d == 0 || !v.is_int())
+        Error(a.offset, "divisibleby needs integers and a non-zero divisor");
       return v.int_value() % d == 0;
     }
     if (name == "eq" || name == "equalto" || name == "==") return Equals(v, arg0());
     if (name == "ne" || name == "!=") return !Equals(v, arg0());
     if (name == "lt" || name == "lessthan" || name == "<") return Compare("<", v, arg0(), a.offset);
     if (name == "le" || name == "<=") return Compare("<=", v, arg0(), a.offset);
-    if (name == "gt" || name == "greaterthan" || name == ">") return Compare(">", v, arg0(), a.offset);
+    if (name == "gt" || name == "greaterthan" || name == ">")
+      return Compare(">", v, arg0(), a.offset);
     if (name == "ge" || name == ">=") return Compare(">=", v, arg0(), a.offset);
     if (name == "in") return Contains(arg0(), v, a.offset);
     if (name == "sameas") {
@@ -1251,8 +1464,10 @@ class Interp {
       std::size_t dot = path.find('.', i);
       std::string part = path.substr(i, dot == std::string::npos ? std::string::npos : dot - i);
       CheckName(part, offset);
-      bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (numeric && part.size() < 10 && cur.is_list()) cur = GetItem(cur, Value::Int(std::stoll(part)), offset);
+      bool numeric = !part.empty() && std::all_of(part.begin(), part.end(),
+                                                  [](char c) { return c >= '0' && c <= '9'; });
+      if (numeric && part.size() < 10 && cur.is_list())
+        cur = GetItem(cur, Value::Int(std::stoll(part)), offset);
       else if (cur.is_dict()) {
         const Value* v = cur.Find(part);
         cur = v ? *v : Value::Undefined(part);
@@ -1274,14 +1489,16 @@ class Interp {
     if (Numeric(x) && Numeric(y)) {
       Value a = AsNum(x), b = AsNum(y);
       double p = a.float_value(), q = b.float_value();
-      if (a.is_int() && b.is_int()) return a.int_value() < b.int_value() ? -1 : a.int_value() > b.int_value();
+      if (a.is_int() && b.is_int())
+        return a.int_value() < b.int_value() ? -1 : a.int_value() > b.int_value();
       return p < q ? -1 : p > q ? 1 : 0;
     }
     if (x.is_string() && y.is_string()) {
       if (case_sensitive) return x.str().compare(y.str());
       return MapCase(x.string_data(), 1).text.compare(MapCase(y.string_data(), 1).text);
     }
-    Error(offset, std::string("cannot compare ") + KindName(x) + " with " + KindName(y) + " for sorting");
+    Error(offset,
+          std::string("cannot compare ") + KindName(x) + " with " + KindName(y) + " for sorting");
   }
 
   Value ApplyFilter(const std::string& name, const Value& v, CallArgs& a) {
@@ -1344,9 +1561,25 @@ class Interp {
         std::int64_t i = AsIndex(*ind, off);
         indent = int(std::clamp<std::int64_t>(i, 0, 64));
       }
-      bool sort_keys = BoolArg(a, 99, "sort_keys", false);
-      auto json = ToJson(v, indent, sort_keys, limits_.max_string_bytes);
-      if (!json) Throw(Status(json.error().code(), json.error().message() + " (at byte " + std::to_string(off) + ")"));
+      JsonOptions jo;
+      jo.indent = indent;
+      jo.sort_keys = BoolArg(a, 99, "sort_keys", false);
+      jo.ensure_ascii = BoolArg(a, 99, "ensure_ascii", false);
+      jo.max_bytes = limits_.max_string_bytes;
+      if (const Value* sep = Arg(a, 99, "separators"); sep && !sep->is_none()) {
+        if (!sep->is_list() || sep->items().size() != 2 || !sep->items()[0].is_string() ||
+            !sep->items()[1].is_string())
+          Error(off, "tojson separators must be a pair of strings");
+        jo.item_separator = sep->items()[0].str();
+        jo.key_separator = sep->items()[1].str();
+        if (jo.item_separator.size() + jo.key_separator.size() > 64)
+          Error(off, "tojson separators too long");
+        if (jo.item_separator.empty()) jo.item_separator = ",";
+      }
+      auto json = ToJson(v, jo);
+      if (!json)
+        Throw(Status(json.error().code(),
+                     json.error().message() + " (at byte " + std::to_string(off) + ")"));
       Tick(json->size() / 16);
       return Value::String(std::move(*json), ContainsInput(v));
     }
@@ -1366,7 +1599,8 @@ class Interp {
         long long x = std::strtoll(t.c_str(), &end, 10);
         if (!t.empty() && end && *end == 0 && errno == 0) return Value::Int(x);
         double f = std::strtod(t.c_str(), &end);
-        if (!t.empty() && end && *end == 0 && std::isfinite(f) && std::fabs(f) < 9.2e18) return Value::Int(std::int64_t(f));
+        if (!t.empty() && end && *end == 0 && std::isfinite(f) && std::fabs(f) < 9.2e18)
+          return Value::Int(std::int64_t(f));
       }
       return Value::Int(def);
     }
@@ -1397,10 +1631,14 @@ class Interp {
       std::int64_t prec = std::clamp<std::int64_t>(IntArg(a, 0, "precision", 0), -20, 20);
       std::string method = StrArg(a, 1, "method", name, "common");
       double x = AsNum(v).float_value(), p = std::pow(10.0, double(prec)), r;
-      if (method == "common") r = std::round(x * p) / p;
-      else if (method == "floor") r = std::floor(x * p) / p;
-      else if (method == "ceil") r = std::ceil(x * p) / p;
-      else Error(off, "round method must be common, ceil or floor");
+      if (method == "common")
+        r = std::round(x * p) / p;
+      else if (method == "floor")
+        r = std::floor(x * p) / p;
+      else if (method == "ceil")
+        r = std::ceil(x * p) / p;
+      else
+        Error(off, "round method must be common, ceil or floor");
       return Value::Float(r);
     }
     if (name == "items") {
@@ -1415,7 +1653,8 @@ class Interp {
       bool rev = BoolArg(a, 2, "reverse", false);
       std::vector<Value> items = DictItems(v, off).items();
       std::size_t k = by == "value" ? 1 : 0;
-      for (std::size_t i = 1; i < items.size(); ++i) CompareForSort(items[0].items()[k], items[i].items()[k], cs, off);
+      for (std::size_t i = 1; i < items.size(); ++i)
+        CompareForSort(items[0].items()[k], items[i].items()[k], cs, off);
       std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
         int c = CompareForSort(x.items()[k], y.items()[k], cs, off);
         return rev ? c > 0 : c < 0;
@@ -1436,7 +1675,8 @@ class Interp {
         }
         return ListOf(std::move(out), off);
       }
-      if (a.args.empty() || !a.args[0].is_string()) Error(off, "map() needs a filter name or attribute=");
+      if (a.args.empty() || !a.args[0].is_string())
+        Error(off, "map() needs a filter name or attribute=");
       std::string filter = a.args[0].str();
       CallArgs rest;
       rest.offset = off;
@@ -1456,7 +1696,8 @@ class Interp {
       std::size_t first = 0;
       std::string attr;
       if (by_attr) {
-        if (a.args.empty() || !a.args[0].is_string()) Error(off, name + "() needs an attribute name");
+        if (a.args.empty() || !a.args[0].is_string())
+          Error(off, name + "() needs an attribute name");
         attr = a.args[0].str();
         first = 1;
       }
@@ -1467,7 +1708,8 @@ class Interp {
       }
       CallArgs targs;
       targs.offset = off;
-      if (a.args.size() > first + 1) targs.args.assign(a.args.begin() + long(first) + 1, a.args.end());
+      if (a.args.size() > first + 1)
+        targs.args.assign(a.args.begin() + long(first) + 1, a.args.end());
       std::vector<Value> out;
       for (const Value& item : seq) {
         Tick();
@@ -1504,7 +1746,8 @@ class Interp {
       if (v.is_string()) {
         auto offs = internal::CodePointOffsets(v.str());
         StrBuilder b;
-        for (std::size_t i = offs.size() - 1; i > 0; --i) b.Append(v.string_data(), offs[i - 1], offs[i]);
+        for (std::size_t i = offs.size() - 1; i > 0; --i)
+          b.Append(v.string_data(), offs[i - 1], offs[i]);
         return Str(b.Take(), off);
       }
       std::vector<Value> seq = AsSeq(v, name, off);
@@ -1517,7 +1760,8 @@ class Interp {
       const Value* attr = Arg(a, 2, "attribute");
       std::vector<Value> seq = AsSeq(v, name, off);
       std::vector<Value> keys;
-      for (const Value& item : seq) keys.push_back(attr ? AttrPath(item, ToPythonString(*attr), off) : item);
+      for (const Value& item : seq)
+        keys.push_back(attr ? AttrPath(item, ToPythonString(*attr), off) : item);
       for (std::size_t i = 1; i < keys.size(); ++i) CompareForSort(keys[0], keys[i], cs, off);
       std::vector<std::size_t> order(seq.size());
       for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -1535,12 +1779,23 @@ class Interp {
       std::string out;
       for (char c : s.text) {
         switch (c) {
-          case '&': out += "&amp;"; break;
-          case '<': out += "&lt;"; break;
-          case '>': out += "&gt;"; break;
-          case '"': out += "&#34;"; break;
-          case '\'': out += "&#39;"; break;
-          default: out.push_back(c);
+          case '&':
+            out += "&amp;";
+            break;
+          case '<':
+            out += "&lt;";
+            break;
+          case '>':
+            out += "&gt;";
+            break;
+          case '"':
+            out += "&#34;";
+            break;
+          case '\'':
+            out += "&#39;";
+            break;
+          default:
+            out.push_back(c);
         }
       }
       ChargeBytes(out.size(), off);
@@ -1549,9 +1804,13 @@ class Interp {
     if (name == "indent") {
       const Value* w = Arg(a, 0, "width");
       StringData pad;
-      if (!w) pad.text = "    ";
-      else if (w->is_string()) pad = w->string_data();
-      else pad.text = std::string(std::size_t(std::clamp<std::int64_t>(AsIndex(*w, off), 0, 256)), ' ');
+      if (!w)
+        pad.text = "    ";
+      else if (w->is_string())
+        pad = w->string_data();
+      else
+        pad.text =
+            std::string(std::size_t(std::clamp<std::int64_t>(AsIndex(*w, off), 0, 256)), ' ');
       bool first = BoolArg(a, 1, "first", false);
       bool blank = BoolArg(a, 2, "blank", false);
       StringData s = ToStr(v);
@@ -1629,7 +1888,15 @@ class Interp {
       return Str(b.Take(), off);
     }
     if (name == "batch" || name == "slice") Error(off, "filter '" + name + "' is not supported");
-    if (name == "attr" || name == "format") Refuse(off, "filter '" + name + "' is not available in the sandbox");
+    if (name == "format") {
+      if (!a.kwargs.empty()) {
+        Value d = Value::Dict();
+        for (auto& [k, x] : a.kwargs) d.Set(k, x);
+        return PercentFormat(Value::String(ToStr(v)), d, off);
+      }
+      return PercentFormat(Value::String(ToStr(v)), Value::List(a.args), off);
+    }
+    if (name == "attr") Refuse(off, "filter '" + name + "' is not available in the sandbox");
     Error(off, "unknown filter '" + name + "'");
   }
 

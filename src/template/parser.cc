@@ -10,7 +10,19 @@
 namespace airlock::tmpl::internal {
 namespace {
 
-enum class Tok { kText, kVarBegin, kVarEnd, kBlockBegin, kBlockEnd, kName, kInt, kFloat, kString, kOp, kEof };
+enum class Tok {
+  kText,
+  kVarBegin,
+  kVarEnd,
+  kBlockBegin,
+  kBlockEnd,
+  kName,
+  kInt,
+  kFloat,
+  kString,
+  kOp,
+  kEof
+};
 
 struct Token {
   Tok kind;
@@ -25,10 +37,13 @@ struct SyntaxError {
 };
 
 [[noreturn]] void Fail(std::size_t offset, const std::string& what) {
-  throw SyntaxError{Corrupt("template: syntax error at byte " + std::to_string(offset) + ": " + what)};
+  throw SyntaxError{
+      Corrupt("template: syntax error at byte " + std::to_string(offset) + ": " + what)};
 }
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsNameChar(char c) { return IsNameStart(c) || IsDigit(c); }
@@ -64,8 +79,10 @@ class Lexer {
   Lexer(std::string_view src, const ParseConfig& config) : src_(src), config_(config) {
     end_ = src_.size();
     if (!config_.keep_trailing_newline) {
-      if (end_ >= 2 && src_.substr(end_ - 2) == "\r\n") end_ -= 2;
-      else if (end_ >= 1 && (src_[end_ - 1] == '\n' || src_[end_ - 1] == '\r')) end_ -= 1;
+      if (end_ >= 2 && src_.substr(end_ - 2) == "\r\n")
+        end_ -= 2;
+      else if (end_ >= 1 && (src_[end_ - 1] == '\n' || src_[end_ - 1] == '\r'))
+        end_ -= 1;
     }
   }
 
@@ -78,8 +95,10 @@ class Lexer {
       char kind = src_[tag + 1];
       std::size_t p = tag + 2;
       char modifier = p < end_ ? src_[p] : 0;
-      if (modifier == '-' || modifier == '+') ++p;
-      else modifier = 0;
+      if (modifier == '-' || modifier == '+')
+        ++p;
+      else
+        modifier = 0;
       // Whitespace control of the text before the tag.
       if (modifier == '-') {
         StripLastText(/*all=*/true);
@@ -178,7 +197,8 @@ class Lexer {
     if (src_.substr(p, 3) != "raw") return false;
     p += 3;
     while (p < end_ && IsSpace(src_[p])) ++p;
-    return p < end_ && (src_.substr(p, 2) == "%}" || src_.substr(p, 3) == "-%}" || src_.substr(p, 3) == "+%}");
+    return p < end_ &&
+           (src_.substr(p, 2) == "%}" || src_.substr(p, 3) == "-%}" || src_.substr(p, 3) == "+%}");
   }
 
   std::size_t LexRaw(std::size_t tag, std::size_t p) {
@@ -226,15 +246,12 @@ class Lexer {
       if (depth == 0) {
         char m = src_[p];
         std::size_t q = (m == '-' || m == '+') ? p + 1 : p;
-        if (src_.substr(q, 2) == close && (q == p || true)) {
-          bool is_end = true;
-          // "-}}" is an end only when "-" is directly followed by the delimiter.
-          if (is_end) {
-            tokens_.push_back({block ? Tok::kBlockEnd : Tok::kVarEnd, p, {}});
-            std::size_t pos = q + 2;
-            AfterTag(pos, m == '-', m == '+', block);
-            return pos;
-          }
+        // "-%}" / "+%}" end the tag only when the sign directly precedes the delimiter.
+        if (src_.substr(q, 2) == close) {
+          tokens_.push_back({block ? Tok::kBlockEnd : Tok::kVarEnd, p, {}});
+          std::size_t pos = q + 2;
+          AfterTag(pos, m == '-', m == '+', block);
+          return pos;
         }
       }
       char c = src_[p];
@@ -252,7 +269,8 @@ class Lexer {
         for (const char* o : kOps2)
           if (src_.substr(p, 2) == o) op = o;
         if (op.empty()) {
-          if (!std::strchr("+-*/%~<>=()[]{},.:|!", c) || c == '!') Fail(p, std::string("unexpected character '") + c + "'");
+          if (!std::strchr("+-*/%~<>=()[]{},.:|!", c) || c == '!')
+            Fail(p, std::string("unexpected character '") + c + "'");
           op = std::string(1, c);
         }
         if (op == "(" || op == "[" || op == "{") ++depth;
@@ -267,7 +285,8 @@ class Lexer {
     std::size_t s = p;
     std::string digits;
     auto take_digits = [&] {
-      while (p < end_ && (IsDigit(src_[p]) || (src_[p] == '_' && p + 1 < end_ && IsDigit(src_[p + 1])))) {
+      while (p < end_ &&
+             (IsDigit(src_[p]) || (src_[p] == '_' && p + 1 < end_ && IsDigit(src_[p + 1])))) {
         if (src_[p] != '_') digits.push_back(src_[p]);
         ++p;
       }
@@ -331,17 +350,38 @@ class Lexer {
       char e = src_[p + 1];
       p += 2;
       switch (e) {
-        case 'n': out.push_back('\n'); break;
-        case 't': out.push_back('\t'); break;
-        case 'r': out.push_back('\r'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'v': out.push_back('\v'); break;
-        case 'a': out.push_back('\a'); break;
-        case '\\': out.push_back('\\'); break;
-        case '\'': out.push_back('\''); break;
-        case '"': out.push_back('"'); break;
-        case '\n': break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'v':
+          out.push_back('\v');
+          break;
+        case 'a':
+          out.push_back('\a');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '\'':
+          out.push_back('\'');
+          break;
+        case '"':
+          out.push_back('"');
+          break;
+        case '\n':
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -382,7 +422,8 @@ class Lexer {
 
 class Parser {
  public:
-  Parser(std::vector<Token> tokens, const ParseConfig& config) : toks_(std::move(tokens)), config_(config) {}
+  Parser(std::vector<Token> tokens, const ParseConfig& config)
+      : toks_(std::move(tokens)), config_(config) {}
 
   Body ParseTemplate() {
     Body body = ParseBody({});
@@ -453,7 +494,8 @@ class Parser {
     while (true) {
       const Token& t = Peek();
       if (t.kind == Tok::kEof) {
-        if (stops.size() != 0) Fail(t.offset, std::string("missing end tag ({% ") + *stops.begin() + " %})");
+        if (stops.size() != 0)
+          Fail(t.offset, std::string("missing end tag ({% ") + *stops.begin() + " %})");
         return body;
       }
       if (t.kind == Tok::kText) {
@@ -715,8 +757,9 @@ class Parser {
     while (true) {
       chain.Step();
       std::string op;
-      if (Peek().kind == Tok::kOp && (Peek().text == "==" || Peek().text == "!=" || Peek().text == "<" ||
-                                      Peek().text == "<=" || Peek().text == ">" || Peek().text == ">=")) {
+      if (Peek().kind == Tok::kOp &&
+          (Peek().text == "==" || Peek().text == "!=" || Peek().text == "<" ||
+           Peek().text == "<=" || Peek().text == ">" || Peek().text == ">=")) {
         op = Next().text;
       } else if (IsName("in")) {
         Next();
@@ -815,9 +858,12 @@ class Parser {
     if (t.kind == Tok::kName) {
       std::string n = Next().text;
       auto e = Make(ExprKind::kLiteral, off);
-      if (n == "true" || n == "True") e->literal = Value::Bool(true);
-      else if (n == "false" || n == "False") e->literal = Value::Bool(false);
-      else if (n == "none" || n == "None") e->literal = Value::None();
+      if (n == "true" || n == "True")
+        e->literal = Value::Bool(true);
+      else if (n == "false" || n == "False")
+        e->literal = Value::Bool(false);
+      else if (n == "none" || n == "None")
+        e->literal = Value::None();
       else {
         e->kind = ExprKind::kName;
         e->name = n;

@@ -26,7 +26,8 @@ std::string FormatPythonFloat(double f) {
     if (exp >= 0) {
       std::string ip = digits.substr(0, std::min<std::size_t>(digits.size(), std::size_t(exp) + 1));
       while (ip.size() < std::size_t(exp) + 1) ip.push_back('0');
-      std::string fp = digits.size() > std::size_t(exp) + 1 ? digits.substr(std::size_t(exp) + 1) : "0";
+      std::string fp =
+          digits.size() > std::size_t(exp) + 1 ? digits.substr(std::size_t(exp) + 1) : "0";
       out += ip + "." + fp;
     } else {
       out += "0." + std::string(std::size_t(-exp - 1), '0') + digits;
@@ -82,8 +83,10 @@ StringData Substr(const StringData& s, std::size_t begin, std::size_t end) {
 void StrBuilder::Mark(std::size_t begin, std::size_t end) {
   if (begin >= end) return;
   auto& v = data_.input;
-  if (!v.empty() && v.back().end == begin) v.back().end = end;
-  else v.push_back({begin, end});
+  if (!v.empty() && v.back().end == begin)
+    v.back().end = end;
+  else
+    v.push_back({begin, end});
 }
 
 void StrBuilder::Append(const StringData& s, std::size_t begin, std::size_t end) {

@@ -4,7 +4,8 @@
 //
 // Sandbox: a template sees only the Value passed to Render plus the globals range, dict,
 // namespace, raise_exception and strftime_now. There are no host objects; attribute names that
-// start with "_" are refused, as are str.format, "%"-formatting and the attr filter. Every
+// start with "_" are refused, as are str.format and the attr filter ("%" formatting and the
+// format filter are printf-style and read dict keys only, never attributes). Every
 // render is bounded by Limits (work steps, output size, string size, macro depth) and fails with
 // a Status, never a hang or a crash.
 // Ownership: a parsed Template is immutable and cheap to copy. Thread-safety: Render is const and
@@ -35,10 +36,10 @@ struct ParseOptions {
 };
 
 struct Limits {
-  std::uint64_t max_steps = 20'000'000;          // evaluation work units (nodes + bytes/16)
-  std::size_t max_output_bytes = 16u << 20;      // rendered text
-  std::size_t max_string_bytes = 16u << 20;      // any single string or list built on the way
-  int max_call_depth = 64;                       // nested macro calls
+  std::uint64_t max_steps = 20'000'000;      // evaluation work units (nodes + bytes/16)
+  std::size_t max_output_bytes = 16u << 20;  // rendered text
+  std::size_t max_string_bytes = 16u << 20;  // any single string or list built on the way
+  int max_call_depth = 64;                   // nested macro calls
 };
 
 struct RenderOptions {

@@ -16,9 +16,10 @@ const StringData kEmptyStringData;
 const std::vector<Value> kEmptyItems;
 const std::vector<std::pair<std::string, Value>> kEmptyEntries;
 constexpr int kMaxDepth = 128;
+const std::string kComma = ",";
+const std::string kCommaSpace = ", ";
 
 }  // namespace
-
 
 Value Value::Undefined(std::string name) {
   Value v;
@@ -153,14 +154,22 @@ DictData::~DictData() {
 bool Truthy(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return false;
-    case Value::Kind::kBool: return v.bool_value();
-    case Value::Kind::kInt: return v.int_value() != 0;
-    case Value::Kind::kFloat: return v.float_value() != 0.0;
-    case Value::Kind::kString: return !v.str().empty();
-    case Value::Kind::kList: return !v.items().empty();
-    case Value::Kind::kDict: return !v.entries().empty();
-    case Value::Kind::kCallable: return true;
+    case Value::Kind::kNone:
+      return false;
+    case Value::Kind::kBool:
+      return v.bool_value();
+    case Value::Kind::kInt:
+      return v.int_value() != 0;
+    case Value::Kind::kFloat:
+      return v.float_value() != 0.0;
+    case Value::Kind::kString:
+      return !v.str().empty();
+    case Value::Kind::kList:
+      return !v.items().empty();
+    case Value::Kind::kDict:
+      return !v.entries().empty();
+    case Value::Kind::kCallable:
+      return true;
   }
   return false;
 }
@@ -183,8 +192,10 @@ bool EqualsDepth(const Value& a, const Value& b, int depth) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return true;
-    case Value::Kind::kString: return a.str() == b.str();
+    case Value::Kind::kNone:
+      return true;
+    case Value::Kind::kString:
+      return a.str() == b.str();
     case Value::Kind::kList: {
       if (a.items().size() != b.items().size()) return false;
       for (std::size_t i = 0; i < a.items().size(); ++i)
@@ -199,22 +210,33 @@ bool EqualsDepth(const Value& a, const Value& b, int depth) {
       }
       return true;
     }
-    case Value::Kind::kCallable: return a.callable() == b.callable();
-    default: return false;
+    case Value::Kind::kCallable:
+      return a.callable() == b.callable();
+    default:
+      return false;
   }
 }
 
 void ReprInto(const Value& v, std::string& out, int depth, bool top_str);
 
 void ReprString(std::string_view s, std::string& out) {
-  char q = (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"' : '\'';
+  char q = (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"'
+                                                                                             : '\'';
   out.push_back(q);
   for (unsigned char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c == static_cast<unsigned char>(q)) {
           out.push_back('\\');
@@ -237,14 +259,25 @@ void ReprInto(const Value& v, std::string& out, int depth, bool top_str) {
     return;
   }
   switch (v.kind()) {
-    case Value::Kind::kUndefined: break;
-    case Value::Kind::kNone: out += "None"; break;
-    case Value::Kind::kBool: out += v.bool_value() ? "True" : "False"; break;
-    case Value::Kind::kInt: out += std::to_string(v.int_value()); break;
-    case Value::Kind::kFloat: out += internal::FormatPythonFloat(v.float_value()); break;
+    case Value::Kind::kUndefined:
+      break;
+    case Value::Kind::kNone:
+      out += "None";
+      break;
+    case Value::Kind::kBool:
+      out += v.bool_value() ? "True" : "False";
+      break;
+    case Value::Kind::kInt:
+      out += std::to_string(v.int_value());
+      break;
+    case Value::Kind::kFloat:
+      out += internal::FormatPythonFloat(v.float_value());
+      break;
     case Value::Kind::kString:
-      if (top_str) out += v.str();
-      else ReprString(v.str(), out);
+      if (top_str)
+        out += v.str();
+      else
+        ReprString(v.str(), out);
       break;
     case Value::Kind::kList: {
       out.push_back('[');
@@ -270,25 +303,64 @@ void ReprInto(const Value& v, std::string& out, int depth, bool top_str) {
       out.push_back('}');
       break;
     }
-    case Value::Kind::kCallable: out += "<built-in function>"; break;
+    case Value::Kind::kCallable:
+      out += "<built-in function>";
+      break;
   }
 }
 
-void JsonString(std::string_view s, std::string& out) {
+void JsonString(std::string_view s, std::string& out, bool ensure_ascii) {
   out.push_back('"');
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else if (c >= 0x80 && ensure_ascii) {
+          // Decode one UTF-8 sequence (invalid bytes become U+FFFD) and escape it.
+          std::uint32_t cp = 0xFFFD;
+          std::size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+          bool ok = n > 1 && i + n <= s.size();
+          for (std::size_t k = 1; ok && k < n; ++k)
+            ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+          if (ok) {
+            cp = c & (0x7F >> n);
+            for (std::size_t k = 1; k < n; ++k)
+              cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+            i += n - 1;
+          }
+          char buf[16];
+          if (cp >= 0x10000) {
+            cp -= 0x10000;
+            std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + (cp >> 10),
+                          0xDC00 + (cp & 0x3FF));
+          } else {
+            std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+          }
           out += buf;
         } else {
           out.push_back(char(c));
@@ -298,8 +370,12 @@ void JsonString(std::string_view s, std::string& out) {
   out.push_back('"');
 }
 
-Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, int depth,
-                std::size_t max_bytes) {
+Status JsonInto(const Value& v, std::string& out, const JsonOptions& o, int depth) {
+  const int indent = o.indent;
+  const std::size_t max_bytes = o.max_bytes;
+  const std::string& item_sep = !o.item_separator.empty() ? o.item_separator
+                                : indent < 0              ? kCommaSpace
+                                                          : kComma;
   if (depth > kMaxDepth) return LimitExceeded("template: tojson: value nested deeper than 128");
   if (out.size() > max_bytes) return LimitExceeded("template: tojson: output too large");
   auto newline = [&](int level) {
@@ -312,17 +388,28 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       return InvalidArgument("template: tojson: value is undefined");
     case Value::Kind::kCallable:
       return InvalidArgument("template: tojson: a function is not JSON serializable");
-    case Value::Kind::kNone: out += "null"; break;
-    case Value::Kind::kBool: out += v.bool_value() ? "true" : "false"; break;
-    case Value::Kind::kInt: out += std::to_string(v.int_value()); break;
+    case Value::Kind::kNone:
+      out += "null";
+      break;
+    case Value::Kind::kBool:
+      out += v.bool_value() ? "true" : "false";
+      break;
+    case Value::Kind::kInt:
+      out += std::to_string(v.int_value());
+      break;
     case Value::Kind::kFloat: {
       double f = v.float_value();
-      if (std::isnan(f)) out += "NaN";
-      else if (std::isinf(f)) out += f > 0 ? "Infinity" : "-Infinity";
-      else out += internal::FormatPythonFloat(f);
+      if (std::isnan(f))
+        out += "NaN";
+      else if (std::isinf(f))
+        out += f > 0 ? "Infinity" : "-Infinity";
+      else
+        out += internal::FormatPythonFloat(f);
       break;
     }
-    case Value::Kind::kString: JsonString(v.str(), out); break;
+    case Value::Kind::kString:
+      JsonString(v.str(), out, o.ensure_ascii);
+      break;
     case Value::Kind::kList: {
       if (v.items().empty()) {
         out += "[]";
@@ -331,10 +418,10 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       out.push_back('[');
       bool first = true;
       for (const Value& item : v.items()) {
-        if (!first) out += indent < 0 ? ", " : ",";
+        if (!first) out += item_sep;
         first = false;
         newline(depth + 1);
-        AIRLOCK_TRY(JsonInto(item, out, indent, sort_keys, depth + 1, max_bytes));
+        AIRLOCK_TRY(JsonInto(item, out, o, depth + 1));
       }
       newline(depth);
       out.push_back(']');
@@ -347,17 +434,17 @@ Status JsonInto(const Value& v, std::string& out, int indent, bool sort_keys, in
       }
       std::vector<const std::pair<std::string, Value>*> order;
       for (const auto& e : v.entries()) order.push_back(&e);
-      if (sort_keys)
+      if (o.sort_keys)
         std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->first < b->first; });
       out.push_back('{');
       bool first = true;
       for (const auto* e : order) {
-        if (!first) out += indent < 0 ? ", " : ",";
+        if (!first) out += item_sep;
         first = false;
         newline(depth + 1);
-        JsonString(e->first, out);
-        out += ": ";
-        AIRLOCK_TRY(JsonInto(e->second, out, indent, sort_keys, depth + 1, max_bytes));
+        JsonString(e->first, out, o.ensure_ascii);
+        out += o.key_separator;
+        AIRLOCK_TRY(JsonInto(e->second, out, o, depth + 1));
       }
       newline(depth);
       out.push_back('}');
@@ -408,8 +495,10 @@ class SaxBuilder {
       return true;
     }
     Value& top = stack_.back().first;
-    if (top.is_list()) top.Append(std::move(v));
-    else top.Set(std::move(key_), std::move(v));
+    if (top.is_list())
+      top.Append(std::move(v));
+    else
+      top.Set(std::move(key_), std::move(v));
     return true;
   }
   bool Open(Value v) {
@@ -446,10 +535,10 @@ std::string ToPythonRepr(const Value& v) {
   return out;
 }
 
-Result<std::string> ToJson(const Value& v, int indent, bool sort_keys, std::size_t max_bytes) {
+Result<std::string> ToJson(const Value& v, const JsonOptions& options) {
   std::string out;
-  AIRLOCK_TRY(JsonInto(v, out, indent, sort_keys, 0, max_bytes));
-  if (out.size() > max_bytes) return LimitExceeded("template: tojson: output too large");
+  AIRLOCK_TRY(JsonInto(v, out, options, 0));
+  if (out.size() > options.max_bytes) return LimitExceeded("template: tojson: output too large");
   return out;
 }
 

@@ -70,7 +70,9 @@ class Value {
   // Accessors; calling one for the wrong kind returns a neutral value (false, 0, "", empty).
   bool bool_value() const { return kind_ == Kind::kBool && b_; }
   std::int64_t int_value() const { return kind_ == Kind::kInt ? i_ : 0; }
-  double float_value() const { return kind_ == Kind::kFloat ? f_ : kind_ == Kind::kInt ? double(i_) : 0; }
+  double float_value() const {
+    return kind_ == Kind::kFloat ? f_ : kind_ == Kind::kInt ? double(i_) : 0;
+  }
   const std::string& str() const;
   const StringData& string_data() const;
   const std::string& undefined_name() const { return name_; }
@@ -128,12 +130,25 @@ bool Equals(const Value& a, const Value& b);
 std::string ToPythonString(const Value& v);
 // Python repr() (strings quoted).
 std::string ToPythonRepr(const Value& v);
-// json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sort_keys) as Hugging Face's tojson
-// does it: separators ", " / ": " without indent, "," / ": " with one. indent < 0 = no indent.
+// json.dumps as Hugging Face's tojson calls it. Defaults: ensure_ascii=False, no indent,
+// separators ", " / ": " (with an indent: "," / ": ").
+struct JsonOptions {
+  int indent = -1;  // < 0: single line
+  bool sort_keys = false;
+  bool ensure_ascii = false;   // escape non-ASCII as \uXXXX (surrogate pairs above U+FFFF)
+  std::string item_separator;  // empty: the default for the indent mode
+  std::string key_separator = ": ";
+  std::size_t max_bytes = 64u << 20;
+};
 // Errors: kInvalidArgument for undefined/callable values, kLimitExceeded past depth 128 or when
-// the result would exceed `max_bytes`.
-Result<std::string> ToJson(const Value& v, int indent = -1, bool sort_keys = false,
-                           std::size_t max_bytes = 64u << 20);
+// the result would exceed max_bytes.
+Result<std::string> ToJson(const Value& v, const JsonOptions& options);
+inline Result<std::string> ToJson(const Value& v, int indent = -1, bool sort_keys = false) {
+  JsonOptions o;
+  o.indent = indent;
+  o.sort_keys = sort_keys;
+  return ToJson(v, o);
+}
 // Parses JSON text into a Value (objects keep key order). `mark_as_input` marks every string
 // (and dict keys) as caller input. Errors: kInvalidArgument for malformed JSON, kLimitExceeded
 // for nesting deeper than 128.

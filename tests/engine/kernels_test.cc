@@ -222,6 +222,44 @@ TEST_P(KernelTypeTest, SimdMatchesScalar) {
   }
 }
 
+TEST_P(KernelTypeTest, TileMatchesDotPerToken) {
+  const TensorType type = GetParam();
+  const TensorTypeInfo* info = GetTensorTypeInfo(static_cast<std::uint32_t>(type));
+  int tested = 0;
+  for (const Kernels* k : SimdTables()) {
+    if (k->tile[static_cast<int>(type)] == nullptr) continue;
+    ++tested;
+    std::mt19937 rng(99 + static_cast<int>(type));
+    const std::int64_t n = 512;
+    const int rows = 5, ntok = 7;  // not a multiple of the 4-token groups
+    auto w = RandomRows(type, rows, n, rng);
+    const std::size_t rb = w.size() / rows;
+    const std::size_t stride = ActRowBytes(info->act, n);
+    std::vector<std::uint8_t> acts(stride * ntok);
+    std::vector<double> scales(rows * ntok);
+    for (int t = 0; t < ntok; ++t) {
+      auto x = RandomFloats(n, rng);
+      auto a = Quantize(*k, info->act, x);
+      std::memcpy(acts.data() + t * stride, a.data(), stride);
+      for (int r = 0; r < rows; ++r) scales[t * rows + r] = AbsDotScale(type, w.data() + r * rb, x);
+    }
+    const std::size_t ldo = rows + 3;
+    std::vector<float> tiled(ntok * ldo, -1.0f);
+    k->tile[static_cast<int>(type)](n, w.data(), rb, rows, acts.data(), stride, ntok, tiled.data(),
+                                    ldo);
+    for (int t = 0; t < ntok; ++t) {
+      std::vector<float> want(rows);
+      k->dot[static_cast<int>(type)](n, w.data(), rb, rows, acts.data() + t * stride, want.data());
+      for (int r = 0; r < rows; ++r) {
+        EXPECT_NEAR(tiled[t * ldo + r], want[r], 2e-6 * scales[t * rows + r] + 1e-6)
+            << k->name << " " << info->name << " token " << t << " row " << r;
+      }
+      for (std::size_t r = rows; r < ldo; ++r) EXPECT_EQ(tiled[t * ldo + r], -1.0f);  // untouched
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no tile kernel for this type on this CPU";
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, KernelTypeTest, ::testing::ValuesIn(kAllTypes),
                          [](const ::testing::TestParamInfo<TensorType>& p) {
                            return std::string(

@@ -116,6 +116,21 @@ TEST(SpecialTokens, SegmentsKeepUserTextPlain) {
   EXPECT_EQ(t.EncodeSegments(split, false), t.Encode("ab", false, true));
 }
 
+TEST(SpecialTokens, SpansParseOnlyMarkedRanges) {
+  Tokenizer t = Make(SmallBpe({"a b"}));
+  const std::string text = "<|im_start|>ab<|im_start|><|im_end|>";
+  // [0,12) template, [12,26) content, [26,36) template.
+  std::vector<TextSpan> spans = {{0, 12, true}, {12, 26, false}, {26, 36, true}};
+  Ids ids = t.EncodeSpans(text, spans, false);
+  EXPECT_EQ(ids.front(), 8);
+  EXPECT_EQ(ids.back(), 12);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 8), 1);
+  // Bad spans fall back to plain text; nothing is parsed.
+  std::vector<TextSpan> bad = {{0, 1000, true}};
+  Ids plain = t.EncodeSpans(text, bad, false);
+  EXPECT_EQ(plain, t.Encode(text, false, false));
+}
+
 TEST(SpecialTokens, EndOfTurnRecognizedByText) {
   Tokenizer t = Make(SmallBpe({}));
   EXPECT_EQ(t.eot(), 12);

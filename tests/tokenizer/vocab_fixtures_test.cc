@@ -3,6 +3,7 @@
 // case by case, as in llama.cpp's tests/test-tokenizer-0.cpp.
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/file.h"
 #include "engine/tokenizer.h"
@@ -135,6 +136,112 @@ TEST(VocabFixtureSpecial, Qwen2ChatMarkers) {
   auto segmented = tokenizer->EncodeSegments(chat, false);
   EXPECT_EQ(std::count(segmented.begin(), segmented.end(), im_end), 1);
   EXPECT_EQ(segmented.back(), im_end);
+}
+
+Result<Tokenizer> LoadFixture(const std::filesystem::path& path, core::MappedFile* keep) {
+  AIRLOCK_ASSIGN_OR_RETURN(*keep, core::MappedFile::Open(path.string()));
+  AIRLOCK_ASSIGN_OR_RETURN(auto file, formats::gguf::File::Parse(keep->bytes()));
+  return Tokenizer::FromGguf(file);
+}
+
+TEST(VocabFixtureSpecial, Llama3AndSpmSettings) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  core::MappedFile keep;
+  auto llama3 = LoadFixture(fixtures / "ggml-vocab-llama-bpe.gguf", &keep);
+  if (!llama3) GTEST_SKIP() << llama3.error().ToString();
+  EXPECT_EQ(llama3->bos(), 128000);
+  EXPECT_TRUE(llama3->add_bos());
+  EXPECT_EQ(llama3->eot(), llama3->Find("<|eot_id|>"));
+  EXPECT_TRUE(llama3->IsEog(llama3->Find("<|eot_id|>")));
+  EXPECT_TRUE(llama3->IsEog(llama3->Find("<|end_of_text|>")));
+  EXPECT_FALSE(llama3->IsEog(llama3->Find("<|start_header_id|>")));
+  auto ids = llama3->Encode("<|start_header_id|>user<|end_header_id|>", true, true);
+  ASSERT_EQ(ids.size(), 4u);
+  EXPECT_EQ(ids[0], 128000);
+  EXPECT_EQ(ids[1], llama3->Find("<|start_header_id|>"));
+
+  auto spm = LoadFixture(fixtures / "ggml-vocab-llama-spm.gguf", &keep);
+  ASSERT_TRUE(spm.ok()) << spm.error().ToString();
+  EXPECT_EQ(spm->kind(), VocabKind::kSpm);
+  auto hello = spm->Encode("Hello world", true, false);
+  ASSERT_FALSE(hello.empty());
+  EXPECT_EQ(hello.front(), 1);
+  EXPECT_EQ(spm->Decode(hello), "Hello world");
+  EXPECT_TRUE(spm->IsEog(2));
+  // "</s>" in user text stays text without --parse-special.
+  auto text = spm->Encode("a</s>", false, false);
+  EXPECT_EQ(std::count(text.begin(), text.end(), 2), 0);
+  EXPECT_EQ(spm->Encode("a</s>", false, true).back(), 2);
+}
+
+// As llama.cpp's test does: one tokenizer shared by several threads gives the same ids.
+TEST(VocabFixtureSpecial, ConcurrentEncodeIsConsistent) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  const auto path = fixtures / "ggml-vocab-deepseek-llm.gguf";
+  core::MappedFile keep;
+  auto tokenizer = LoadFixture(path, &keep);
+  if (!tokenizer) GTEST_SKIP() << tokenizer.error().ToString();
+  const auto cases = SplitCases(ReadAll(path.string() + ".inp"));
+  const auto expected = ReadExpected(ReadAll(path.string() + ".out"));
+  ASSERT_EQ(cases.size(), expected.size());
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+          if (tokenizer->Encode(cases[i], false, false) != expected[i]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
+}
+
+// SPM merges word by word when no token can join a character to a following U+2581. A vocabulary
+// with one extra token that breaks that rule merges the whole text at once (llama.cpp's way):
+// both must give the same ids on varied text.
+TEST(VocabFixtureSpecial, SpmWordSplittingMatchesWholeTextMerging) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  for (const char* name : {"llama-spm", "phi-3"}) {
+    auto mapped =
+        core::MappedFile::Open((fixtures / (std::string("ggml-vocab-") + name + ".gguf")).string());
+    if (!mapped) GTEST_SKIP() << mapped.error().ToString();
+    auto file = formats::gguf::File::Parse(mapped->bytes());
+    ASSERT_TRUE(file.ok());
+    auto vocab = Tokenizer::ReadGgufVocabulary(*file);
+    ASSERT_TRUE(vocab.ok()) << vocab.error().ToString();
+    auto split = Tokenizer::FromVocabulary(*vocab);
+    ASSERT_TRUE(split.ok());
+    Vocabulary whole_vocab = *vocab;
+    whole_vocab.tokens.push_back("\x01\xE2\x96\x81\x02");  // never formed from the text below
+    whole_vocab.scores.push_back(-1e9f);
+    whole_vocab.types.push_back(TokenType::kNormal);
+    auto whole = Tokenizer::FromVocabulary(whole_vocab);
+    ASSERT_TRUE(whole.ok());
+
+    std::string text;
+    for (const auto& entry : std::filesystem::directory_iterator(fixtures)) {
+      if (entry.path().extension() == ".inp") text += ReadAll(entry.path());
+    }
+    text += ReadAll(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "README.md");
+    text += ReadAll(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "src" / "engine" / "tokenizer.cc");
+    text += "  double  spaces,   triple, \t tab \n\n newline \xE2\x96\x81 literal, \xFF bad";
+    auto a = split->Encode(text, true, false);
+    auto b = whole->Encode(text, true, false);
+    std::size_t i = 0;
+    while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+    if (i < a.size() || i < b.size()) {
+      std::vector<TokenId> ctx_a(a.begin() + (i > 5 ? i - 5 : 0),
+                                 a.begin() + std::min(a.size(), i + 5));
+      std::vector<TokenId> ctx_b(b.begin() + (i > 5 ? i - 5 : 0),
+                                 b.begin() + std::min(b.size(), i + 5));
+      ADD_FAILURE() << name << " differs at token " << i << ": split '"
+                    << split->Decode(ctx_a, true) << "'" << Join(ctx_a) << "\n whole '"
+                    << whole->Decode(ctx_b, true) << "'" << Join(ctx_b);
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(LlamaCpp, VocabFixtureTest,

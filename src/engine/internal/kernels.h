@@ -103,10 +103,10 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
               sizeof(BlockQ6_K) == 210);
 
-// Activation blocks. d is rounded to fp16 precision as ggml does; s = d * sum(qs).
+// Activation blocks. d is rounded to fp16 precision as ggml does; sum = sum(qs).
 struct ActQ8x32 {
   float d;
-  float s;
+  std::int32_t sum;
   std::int8_t qs[32];
 };
 struct ActQ8K {
@@ -131,10 +131,16 @@ using DotRowsFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes,
                            const void* act, float* out);
 // Converts a float row into an activation row.
 using QuantizeActFn = void (*)(const float* x, void* out, std::int64_t n);
+// out[t * ldo + r] = dot(row r of w, activation row t) for r < nrows, t < ntok; activation rows
+// are `act_stride` bytes apart. Lets SIMD code unpack a weight block once for several tokens.
+using DotTileFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes, int nrows,
+                           const void* act, std::size_t act_stride, int ntok, float* out,
+                           std::size_t ldo);
 
 struct Kernels {
   const char* name = "";
   DotRowsFn dot[kMaxTensorTypeId] = {};
+  DotTileFn tile[kMaxTensorTypeId] = {};         // optional; MatMul falls back to dot per token
   QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies
   // Every weight type takes float activations (dot = dequantize, then float math).
   bool float_activations = false;

@@ -1,12 +1,15 @@
-// A persistent pool of worker threads for the forward pass. Run() hands out task indices
-// dynamically (an atomic counter) to the workers and the calling thread and returns when all
-// tasks are done; it allocates nothing, so the decode loop stays allocation-free. Workers spin
-// briefly between jobs, then sleep on an atomic wait. One Run() at a time (not re-entrant);
-// a pool belongs to one session.
+// A persistent pool of worker threads for the forward pass. Run() publishes a job; the calling
+// thread and the workers claim task indices from one atomic counter, and Run() returns as soon
+// as every task is finished: it never waits for a worker that is asleep or descheduled (on a
+// busy machine the caller simply does more of the tasks itself). Nothing is allocated per Run,
+// so the decode loop stays allocation-free. Workers spin briefly between jobs, then sleep on a
+// condition variable. One Run() at a time (not re-entrant); a pool belongs to one session.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -39,16 +42,19 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int thread_index);
-  void DoTasks(int thread_index);
+  // Claims and runs tasks of job `generation` until none is left.
+  void DoTasks(std::uint32_t generation, int thread_index);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::atomic<std::uint32_t> generation_{0};
-  std::atomic<int> next_task_{0};
-  std::atomic<int> busy_workers_{0};
+  // (generation << 32) | next task index: a claim is valid only for the generation it names.
+  std::atomic<std::uint64_t> cursor_{0};
+  std::atomic<int> n_tasks_{0};
+  std::atomic<const TaskRef*> fn_{nullptr};
+  std::atomic<int> done_{0};
   std::atomic<bool> stop_{false};
-  int n_tasks_ = 0;
-  const TaskRef* fn_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable wake_;
 };
 
 }  // namespace airlock::engine

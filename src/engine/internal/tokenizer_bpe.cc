@@ -2,6 +2,7 @@
 // code points, then repeatedly merge the adjacent pair with the lowest merge rank (ties: leftmost)
 // using a priority queue of candidate pairs that are re-checked when popped.
 #include <queue>
+#include <unordered_map>
 
 #include "engine/internal/tokenizer_impl.h"
 #include "engine/internal/tokenizer_unicode.h"
@@ -43,6 +44,9 @@ void Tokenizer::Impl::EncodeBpe(std::string_view text, std::vector<TokenId>* out
   std::string utf8;
   std::vector<Symbol> symbols;
   std::priority_queue<Candidate, std::vector<Candidate>, LaterCandidate> queue;
+  // Words repeat in natural text: remember each word's ids for the rest of this call.
+  constexpr std::size_t kMaxCachedWords = 1u << 16;
+  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> cache;  // word -> range in `out`
 
   auto try_add = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0) return;
@@ -61,6 +65,15 @@ void Tokenizer::Impl::EncodeBpe(std::string_view text, std::vector<TokenId>* out
     for (std::size_t i = begin; i < end; ++i) internal::AppendUtf8(cps[i], &utf8);
     for (char c : utf8) word += internal::ByteToUtf8(static_cast<uint8_t>(c));
     if (word.empty()) continue;
+    if (auto hit = cache.find(word); hit != cache.end()) {
+      auto [first, count] = hit->second;
+      for (uint32_t k = 0; k < count; ++k) {
+        TokenId id = (*out)[first + k];  // copy first: push_back may reallocate
+        out->push_back(id);
+      }
+      continue;
+    }
+    const std::size_t out_begin = out->size();
 
     if (ignore_merges) {
       TokenId whole = FindToken(word);
@@ -112,6 +125,10 @@ void Tokenizer::Impl::EncodeBpe(std::string_view text, std::vector<TokenId>* out
         TokenId t = byte_tokens[static_cast<uint8_t>(word[s.begin + k])];
         if (t != kNoToken) out->push_back(t);
       }
+    }
+    if (cache.size() < kMaxCachedWords && out->size() <= 0xFFFFFFFFu) {
+      cache.emplace(word, std::make_pair(static_cast<uint32_t>(out_begin),
+                                         static_cast<uint32_t>(out->size() - out_begin)));
     }
   }
 }

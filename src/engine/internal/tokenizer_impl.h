@@ -30,6 +30,10 @@ struct Tokenizer::Impl {
   TokenId bos = kNoToken, eos = kNoToken, eot = kNoToken, eom = kNoToken, unk = kNoToken,
           pad = kNoToken;
   bool add_bos = false, add_eos = false, add_space_prefix = false, ignore_merges = false;
+  // SPM: no token has U+2581 right after another character, so no merge can cross the point
+  // before a U+2581 that follows a non-U+2581 character; text is merged word by word there
+  // (same result, small heaps).
+  bool spm_split_at_spaces = false;
 
   // Control/user-defined/unknown tokens, longest text first: the order partitioning tries them.
   std::vector<TokenId> special_cache;
@@ -63,6 +67,7 @@ struct Tokenizer::Impl {
   void EncodeBpe(std::string_view text, std::vector<TokenId>* out) const;
   // `text` already has the space prefix and spaces escaped as U+2581.
   void EncodeSpm(std::string_view text, std::vector<TokenId>* out) const;
+  void EncodeSpmChunk(std::string_view text, std::vector<TokenId>* out) const;
 };
 
 }  // namespace airlock::engine

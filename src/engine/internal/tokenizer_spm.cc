@@ -2,6 +2,7 @@
 // characters and repeatedly merge the adjacent pair whose concatenation is a token with the
 // highest score (ties: leftmost); pieces that are not tokens fall back to <0xXX> byte tokens.
 #include <queue>
+#include <unordered_map>
 
 #include "engine/internal/tokenizer_impl.h"
 #include "engine/internal/tokenizer_unicode.h"
@@ -32,6 +33,45 @@ struct LowerPriority {
 }  // namespace
 
 void Tokenizer::Impl::EncodeSpm(std::string_view text, std::vector<TokenId>* out) const {
+  if (!spm_split_at_spaces) {
+    EncodeSpmChunk(text, out);
+    return;
+  }
+  static constexpr std::string_view kSpace = "\xE2\x96\x81";
+  // Words repeat: remember each chunk's ids for the rest of this call.
+  constexpr std::size_t kMaxCachedWords = 1u << 16;
+  std::unordered_map<std::string_view, std::pair<std::size_t, std::size_t>> cache;
+  auto encode_chunk = [&](std::string_view chunk) {
+    if (auto hit = cache.find(chunk); hit != cache.end()) {
+      for (std::size_t k = 0; k < hit->second.second; ++k) {
+        TokenId id = (*out)[hit->second.first + k];  // copy first: push_back may reallocate
+        out->push_back(id);
+      }
+      return;
+    }
+    std::size_t first = out->size();
+    EncodeSpmChunk(chunk, out);
+    if (cache.size() < kMaxCachedWords)
+      cache.emplace(chunk, std::make_pair(first, out->size() - first));
+  };
+  // Split before a U+2581 character that follows another character, walking the same
+  // character boundaries EncodeSpmChunk uses (an invalid lead byte can swallow what follows).
+  std::size_t begin = 0;
+  bool previous_is_space = true;
+  for (std::size_t offset = 0; offset < text.size();) {
+    std::size_t len = std::min(text.size() - offset, internal::Utf8SequenceLength(text[offset]));
+    bool is_space = text.substr(offset, len) == kSpace;
+    if (is_space && !previous_is_space && offset > begin) {
+      encode_chunk(text.substr(begin, offset - begin));
+      begin = offset;
+    }
+    previous_is_space = is_space;
+    offset += len;
+  }
+  encode_chunk(text.substr(begin));
+}
+
+void Tokenizer::Impl::EncodeSpmChunk(std::string_view text, std::vector<TokenId>* out) const {
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
   for (std::size_t offset = 0; offset < text.size();) {

@@ -59,8 +59,8 @@ enum class StmtKind {
   kFilterBlock,  // filter expr (chain over a kPlaceholder) %} body
   kBreak,
   kContinue,
-  kDo,           // do expr
-  kScope,        // generation %} body (HF extension; renders body)
+  kDo,     // do expr
+  kScope,  // generation %} body (HF extension; renders body)
 };
 
 struct Stmt;

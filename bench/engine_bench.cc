@@ -1,0 +1,352 @@
+// Engine throughput on random-weight models of real shapes (Qwen2.5-0.5B, Llama-3.2-1B) in
+// F16, Q8_0, Q4_0 and a Q4_K_M-like mixture (llama-quantize's per-tensor rules, including the
+// Q5_0/Q8_0 fallbacks for rows that are not multiples of 256). For each model it prints prompt
+// tok/s (128-token prompt), decode tok/s, bytes read per decoded token, the read bandwidth
+// measured by a 2-thread read sweep in the same run, and decode speed as a fraction of the
+// bandwidth bound (bandwidth / bytes per token).
+//   usage: engine_bench [--dir DIR] [--threads N] [--models qwen05,llama1b] [--types F16,Q8_0,...]
+//                       [--prompt 128] [--gen 32] [--reps 2]
+// Models are generated once into DIR (default build/bench-models) and reused.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/internal/kernels.h"
+#include "engine/internal/thread_pool.h"
+#include "engine/internal/weights.h"
+#include "engine/model.h"
+#include "engine/session.h"
+#include "formats/gguf_writer.h"
+
+namespace {
+
+using namespace airlock;
+namespace gguf = formats::gguf;
+using Clock = std::chrono::steady_clock;
+
+struct Shape {
+  std::string key, arch;
+  int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab;
+  float rope_base;
+  bool qkv_bias;
+};
+
+const Shape kShapes[] = {
+    {"qwen05", "qwen2", 896, 24, 14, 2, 4864, 151936, 1e6f, true},
+    {"llama1b", "llama", 2048, 16, 32, 8, 8192, 128256, 5e5f, false},
+};
+
+std::uint64_t Hash(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// Offsets of the fp16 scale fields inside a block, which get a fixed sane value.
+std::vector<int> HalfFields(gguf::GgmlType t) {
+  switch (t) {
+    case gguf::GgmlType::kQ4_0:
+    case gguf::GgmlType::kQ5_0:
+    case gguf::GgmlType::kQ8_0:
+      return {0};
+    case gguf::GgmlType::kQ4_K:
+      return {0, 2};
+    case gguf::GgmlType::kQ6_K:
+      return {208};
+    default:
+      return {};
+  }
+}
+
+gguf::Writer::FillFn RandomFill(gguf::GgmlType type, std::uint64_t seed) {
+  const auto* traits = gguf::GetTypeTraits(type);
+  const std::uint32_t bb = traits->type_size;
+  const auto fields = HalfFields(type);
+  const std::uint16_t scale = engine::Fp32ToFp16(type == gguf::GgmlType::kQ4_K ? 0.002f : 0.004f);
+  return [=](std::uint64_t offset, std::span<std::byte> out) {
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      const std::uint64_t pos = offset + i;
+      std::uint8_t v;
+      if (type == gguf::GgmlType::kF16) {
+        // Small normal-ish values: fp16 of a hashed value in [-0.05, 0.05).
+        const std::uint64_t elem = pos / 2;
+        const float f = (static_cast<float>(Hash(elem ^ seed) % 10000) - 5000.0f) * 1e-5f;
+        const std::uint16_t h = engine::Fp32ToFp16(f);
+        v = static_cast<std::uint8_t>(pos % 2 == 0 ? h & 0xff : h >> 8);
+      } else {
+        const std::uint32_t in_block = static_cast<std::uint32_t>(pos % bb);
+        v = static_cast<std::uint8_t>(Hash(pos ^ seed));
+        for (int f : fields) {
+          if (in_block == static_cast<std::uint32_t>(f)) v = scale & 0xff;
+          if (in_block == static_cast<std::uint32_t>(f) + 1) v = scale >> 8;
+        }
+      }
+      out[i] = static_cast<std::byte>(v);
+    }
+  };
+}
+
+gguf::Writer::FillFn ConstantF32(float value) {
+  return [=](std::uint64_t offset, std::span<std::byte> out) {
+    std::uint8_t b[4];
+    std::memcpy(b, &value, 4);
+    for (std::size_t i = 0; i < out.size(); ++i)
+      out[i] = static_cast<std::byte>(b[(offset + i) % 4]);
+  };
+}
+
+bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+// The type llama-quantize would give `name` (a weight with rows of `cols`) for `ftype`.
+gguf::GgmlType TypeFor(const std::string& ftype, const std::string& name, int layer, int n_layer,
+                       int cols) {
+  using T = gguf::GgmlType;
+  if (ftype == "F16") return T::kF16;
+  if (ftype == "Q8_0") return T::kQ8_0;
+  T t;
+  const bool is_output = name == "output" || name == "token_embd";  // tied: embd is the output
+  if (ftype == "Q4_0") {
+    t = is_output ? T::kQ6_K : T::kQ4_0;
+  } else {  // Q4_K_M
+    t = T::kQ4_K;
+    if (is_output) t = T::kQ6_K;
+    if ((name == "attn_v" || name == "ffn_down") && UseMoreBits(layer, n_layer)) t = T::kQ6_K;
+  }
+  if (cols % 256 != 0) {
+    if (t == T::kQ4_K) t = T::kQ5_0;
+    if (t == T::kQ6_K) t = T::kQ8_0;
+  }
+  return t;
+}
+
+Status Generate(const Shape& s, const std::string& ftype, const std::string& path) {
+  gguf::Writer w;
+  const std::string a = s.arch + ".";
+  w.AddString("general.architecture", s.arch);
+  w.AddString("general.name", "bench-" + s.key + "-" + ftype);
+  w.AddUint32(a + "context_length", 4096);
+  w.AddUint32(a + "embedding_length", s.n_embd);
+  w.AddUint32(a + "block_count", s.n_layer);
+  w.AddUint32(a + "feed_forward_length", s.n_ff);
+  w.AddUint32(a + "attention.head_count", s.n_head);
+  w.AddUint32(a + "attention.head_count_kv", s.n_head_kv);
+  w.AddFloat32(a + "rope.freq_base", s.rope_base);
+  w.AddFloat32(a + "attention.layer_norm_rms_epsilon", 1e-6f);
+  const int hd = s.n_embd / s.n_head;
+  const std::uint64_t d = s.n_embd, kv = static_cast<std::uint64_t>(s.n_head_kv) * hd;
+  std::uint64_t seed = 1;
+  auto matrix = [&](const std::string& tensor, const std::string& kind, int layer,
+                    std::uint64_t cols, std::uint64_t rows) {
+    const auto type = TypeFor(ftype, kind, layer, s.n_layer, static_cast<int>(cols));
+    w.AddTensorGenerated(tensor, type, {cols, rows},
+                         RandomFill(type, seed++ * 0x9e3779b97f4a7c15ULL));
+  };
+  auto vec = [&](const std::string& tensor, std::uint64_t n, float v) {
+    w.AddTensorGenerated(tensor, gguf::GgmlType::kF32, {n}, ConstantF32(v));
+  };
+  matrix("token_embd.weight", "token_embd", 0, d, s.n_vocab);  // tied output
+  vec("output_norm.weight", d, 1.0f);
+  for (int i = 0; i < s.n_layer; ++i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    vec(b + "attn_norm.weight", d, 1.0f);
+    matrix(b + "attn_q.weight", "attn_q", i, d, d);
+    matrix(b + "attn_k.weight", "attn_k", i, d, kv);
+    matrix(b + "attn_v.weight", "attn_v", i, d, kv);
+    if (s.qkv_bias) {
+      vec(b + "attn_q.bias", d, 0.0f);
+      vec(b + "attn_k.bias", kv, 0.0f);
+      vec(b + "attn_v.bias", kv, 0.0f);
+    }
+    matrix(b + "attn_output.weight", "attn_output", i, d, d);
+    vec(b + "ffn_norm.weight", d, 1.0f);
+    matrix(b + "ffn_gate.weight", "ffn_gate", i, d, s.n_ff);
+    matrix(b + "ffn_up.weight", "ffn_up", i, d, s.n_ff);
+    matrix(b + "ffn_down.weight", "ffn_down", i, s.n_ff, d);
+  }
+  return w.WriteFile(path);
+}
+
+// User + system CPU seconds of this process so far.
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Read bandwidth in GB/s: `threads` threads summing disjoint halves of a 1 GiB buffer; best of 3.
+double MeasureReadBandwidth(int threads) {
+  const std::size_t n = (1ull << 30) / sizeof(std::uint64_t);
+  std::vector<std::uint64_t> buf(n);
+  for (std::size_t i = 0; i < n; ++i) buf[i] = i;
+  engine::ThreadPool pool(threads);
+  std::vector<std::uint64_t> sums(threads * 8);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    auto task = [&](int t, int) {
+      const std::size_t begin = n / threads * t, end = t == threads - 1 ? n : n / threads * (t + 1);
+      std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (std::size_t i = begin; i + 4 <= end; i += 4) {
+        s0 += buf[i];
+        s1 += buf[i + 1];
+        s2 += buf[i + 2];
+        s3 += buf[i + 3];
+      }
+      sums[t * 8] = s0 + s1 + s2 + s3;
+    };
+    pool.Run(threads, task);
+    best = std::max(
+        best, static_cast<double>(n * sizeof(std::uint64_t)) / Seconds(t0, Clock::now()) / 1e9);
+  }
+  std::uint64_t total = 0;
+  for (auto v : sums) total += v;
+  if (total == 42) std::printf(" ");  // keep the sums observable
+  return best;
+}
+
+// Bytes the forward pass reads per decoded token at position `pos`: every matrix, one embedding
+// row, the norms and the KV cache so far.
+double BytesPerToken(const engine::Model& m, int pos) {
+  const auto& w = m.weights();
+  const auto& c = m.config();
+  double bytes = static_cast<double>(w.output.row_bytes) * w.output.rows + w.token_embd.row_bytes;
+  for (const auto& l : w.layers) {
+    for (const auto* mat : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      bytes += static_cast<double>(mat->row_bytes) * mat->rows;
+    }
+  }
+  bytes += 2.0 * c.n_layer * c.n_head_kv * c.head_dim * sizeof(float) * pos;
+  return bytes;
+}
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const std::size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = "build/bench-models";
+  std::string models = "qwen05,llama1b";
+  std::string types = "Q8_0,Q4_K_M,Q4_0,F16";
+  int threads = 2, prompt_len = 128, gen = 32, reps = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--dir")
+      dir = v;
+    else if (k == "--models")
+      models = v;
+    else if (k == "--types")
+      types = v;
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--prompt")
+      prompt_len = std::stoi(v);
+    else if (k == "--gen")
+      gen = std::stoi(v);
+    else if (k == "--reps")
+      reps = std::stoi(v);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      return 2;
+    }
+  }
+  std::filesystem::create_directories(dir);
+  std::printf("engine_bench: kernels %s, %d threads, prompt %d, decode %d tokens, best of %d\n",
+              engine::BestKernels().name, threads, prompt_len, gen, reps);
+  const double bw = MeasureReadBandwidth(threads);
+  std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n\n", threads, bw);
+  std::fflush(stdout);
+  std::printf(
+      "| model | type | weights MB | prompt tok/s | decode tok/s | MB/token | bound tok/s | "
+      "fraction of bound | CPU share |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::fflush(stdout);
+  for (const std::string& key : Split(models)) {
+    const Shape* shape = nullptr;
+    for (const auto& s : kShapes) {
+      if (s.key == key) shape = &s;
+    }
+    if (shape == nullptr) {
+      std::fprintf(stderr, "unknown model %s\n", key.c_str());
+      return 2;
+    }
+    for (const std::string& type : Split(types)) {
+      const std::string path = dir + "/" + key + "-" + type + ".gguf";
+      if (!std::filesystem::exists(path)) {
+        std::fprintf(stderr, "generating %s...\n", path.c_str());
+        Status st = Generate(*shape, type, path);
+        if (!st.ok()) {
+          std::fprintf(stderr, "%s\n", st.ToString().c_str());
+          return 1;
+        }
+      }
+      auto model = engine::Model::Load(path);
+      if (!model) {
+        std::fprintf(stderr, "%s\n", model.error().ToString().c_str());
+        return 1;
+      }
+      engine::SessionOptions so;
+      so.n_threads = threads;
+      so.n_ctx = prompt_len + gen + 8;
+      auto session = engine::Session::Create(**model, so);
+      if (!session) return 1;
+      std::vector<std::int32_t> prompt(prompt_len);
+      for (int i = 0; i < prompt_len; ++i)
+        prompt[i] = static_cast<std::int32_t>(Hash(i) % shape->n_vocab);
+      double best_pp = 0, best_tg = 0, cpu = 0, wall = 0;
+      for (int rep = 0; rep < reps; ++rep) {
+        (*session)->Rewind(0);
+        const double c0 = CpuSeconds();
+        const auto t0 = Clock::now();
+        auto logits = (*session)->Eval(prompt);
+        const auto t1 = Clock::now();
+        if (!logits) return 1;
+        best_pp = std::max(best_pp, prompt_len / Seconds(t0, t1));
+        std::int32_t tok = static_cast<std::int32_t>(
+            std::max_element(logits->begin(), logits->end()) - logits->begin());
+        const auto t2 = Clock::now();
+        for (int g = 0; g < gen; ++g) {
+          auto l = (*session)->Eval(std::span<const std::int32_t>(&tok, 1));
+          if (!l) return 1;
+          tok = static_cast<std::int32_t>(std::max_element(l->begin(), l->end()) - l->begin());
+        }
+        best_tg = std::max(best_tg, gen / Seconds(t2, Clock::now()));
+        cpu += CpuSeconds() - c0;
+        wall += Seconds(t0, Clock::now());
+      }
+      const double bpt = BytesPerToken(**model, prompt_len + gen / 2);
+      const double bound = bw * 1e9 / bpt;
+      // CPU share: CPU time this process got / (wall time x threads). Well below 1 means other
+      // processes held the cores, and the tok/s figures understate the engine.
+      std::printf("| %s | %s | %.0f | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f |\n", key.c_str(),
+                  type.c_str(), (*model)->config().weight_bytes / 1e6, best_pp, best_tg, bpt / 1e6,
+                  bound, best_tg / bound, cpu / (wall * threads));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

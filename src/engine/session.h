@@ -1,0 +1,59 @@
+// An inference session over a loaded Model: the KV cache (F32), scratch buffers, a thread pool
+// and the forward pass. Eval() appends tokens at the current position (a prompt is processed as
+// a batch of up to max_batch tokens per pass, not token by token) and returns logits. Buffers are
+// allocated at Create(); the decode loop allocates nothing. A Session is used by one thread at a
+// time; the Model must outlive it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/model.h"
+
+namespace airlock::engine {
+
+struct Kernels;
+
+struct SessionOptions {
+  int n_ctx = 0;        // context length in tokens; 0: min(training context, 4096)
+  int n_threads = 0;    // 0: hardware concurrency
+  int max_batch = 256;  // prompt tokens per forward pass
+  // Dequantize-then-float32 math instead of 8-bit activations: slower; matches llama.cpp's
+  // logits for the exactly dequantized weights to ~1e-5 (used by the correctness tests).
+  bool exact_math = false;
+};
+
+namespace internal {
+struct SessionState;
+}
+
+class Session {
+ public:
+  // Errors: kInvalidArgument (bad options).
+  static Result<std::unique_ptr<Session>> Create(const Model& model,
+                                                 const SessionOptions& options = {});
+  ~Session();
+
+  // Runs `tokens` at positions position()..position()+n-1. Returns the logits of the last token
+  // (n_vocab floats), or of every token (n * n_vocab, row per token) when `all_logits`. The span
+  // is valid until the next Eval. Errors: kInvalidArgument (empty input, a token id outside the
+  // vocabulary), kLimitExceeded (the context is full).
+  Result<std::span<const float>> Eval(std::span<const std::int32_t> tokens,
+                                      bool all_logits = false);
+
+  int position() const;
+  int n_ctx() const;
+  int n_threads() const;
+  // Forgets tokens at positions >= `position` (0 clears the context).
+  void Rewind(int position);
+  const char* kernel_name() const;
+
+ private:
+  Session() = default;
+  std::unique_ptr<internal::SessionState> s_;
+};
+
+}  // namespace airlock::engine

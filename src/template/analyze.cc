@@ -1,0 +1,480 @@
+#include "template/analyze.h"
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <unordered_set>
+
+#include "template/internal/ast.h"
+
+namespace airlock::tmpl {
+namespace {
+
+using internal::Expr;
+using internal::ExprKind;
+using internal::Stmt;
+using internal::StmtKind;
+using S = FindingSeverity;
+
+constexpr std::size_t kMaxFindings = 200;
+
+const std::unordered_set<std::string> kContextVariables = {"messages",
+                                                           "tools",
+                                                           "add_generation_prompt",
+                                                           "bos_token",
+                                                           "eos_token",
+                                                           "pad_token",
+                                                           "unk_token",
+                                                           "enable_thinking",
+                                                           "custom_tools",
+                                                           "tools_in_user_message",
+                                                           "date_string",
+                                                           "documents",
+                                                           "builtin_tools",
+                                                           "tool_choice",
+                                                           "reasoning_effort",
+                                                           "thinking",
+                                                           "add_vision_id",
+                                                           "response_format",
+                                                           "keep_past_thinking",
+                                                           "chat_template_kwargs",
+                                                           "available_tools",
+                                                           "functions",
+                                                           "json_schema",
+                                                           "system_message",
+                                                           "loop",
+                                                           "caller",
+                                                           "varargs",
+                                                           "kwargs"};
+
+const std::unordered_set<std::string> kGlobals = {"range", "dict", "namespace", "raise_exception",
+                                                  "strftime_now"};
+
+// Objects that Jinja, Flask or Python expose and SSTI payloads pivot through.
+const std::unordered_set<std::string> kPivotGlobals = {
+    "cycler",  "joiner",  "lipsum",     "self",
+    "config",  "request", "url_for",    "get_flashed_messages",
+    "session", "g",       "application"};
+const std::unordered_set<std::string> kPythonBuiltins = {
+    "getattr",    "setattr",   "delattr",     "eval",         "exec",    "compile", "open",
+    "globals",    "locals",    "vars",        "chr",          "ord",     "os",      "sys",
+    "subprocess", "builtins",  "importlib",   "type",         "object",  "input",   "breakpoint",
+    "help",       "execfile",  "reload",      "apply",        "hasattr", "dir",     "memoryview",
+    "bytes",      "bytearray", "classmethod", "staticmethod", "super",   "property"};
+// Attribute names that only make sense on Python internals (frames, functions, os.environ).
+// Plausible data keys ("system", "os") are not listed: calling them is caught as an unknown method.
+const std::unordered_set<std::string> kDangerousAttributes = {
+    "func_globals", "f_globals", "f_locals",   "f_back",   "f_builtins",
+    "gi_frame",     "gi_code",   "cr_frame",   "tb_frame", "environ",
+    "builtins",     "mro",       "subclasses", "im_func",  "func_code"};
+
+const std::unordered_set<std::string> kMethods = {
+    "strip",   "lstrip",  "rstrip",  "split",      "rsplit",  "startswith", "endswith", "replace",
+    "upper",   "lower",   "title",   "capitalize", "find",    "rfind",      "index",    "count",
+    "isdigit", "isalpha", "isspace", "isalnum",    "islower", "isupper",    "join",     "get",
+    "items",   "keys",    "values",  "append",     "pop",     "cycle"};
+
+const std::unordered_set<std::string> kFilters = {
+    "safe",       "string",    "trim",       "strip",   "length", "count",   "upper",
+    "lower",      "title",     "capitalize", "replace", "join",   "default", "d",
+    "first",      "last",      "list",       "tojson",  "int",    "float",   "abs",
+    "round",      "items",     "dictsort",   "map",     "select", "reject",  "selectattr",
+    "rejectattr", "unique",    "reverse",    "sort",    "escape", "e",       "forceescape",
+    "indent",     "wordcount", "sum",        "min",     "max",    "center",  "truncate"};
+
+const std::unordered_set<std::string> kAttributeFilters = {
+    "map", "selectattr", "rejectattr", "sort", "unique", "groupby", "sum", "join", "min", "max"};
+
+// Lower-case phrases that have no business in a chat template's own text.
+const char* const kInjectionPhrases[] = {"ignore previous instructions",
+                                         "ignore all previous",
+                                         "ignore the previous",
+                                         "ignore the above",
+                                         "ignore your instructions",
+                                         "disregard previous",
+                                         "disregard all previous",
+                                         "disregard the above",
+                                         "forget your instructions",
+                                         "forget all previous",
+                                         "do not tell the user",
+                                         "don't tell the user",
+                                         "do not reveal",
+                                         "never reveal",
+                                         "without the user knowing",
+                                         "without telling the user",
+                                         "secretly",
+                                         "hidden instruction",
+                                         "do not mention this",
+                                         "never mention this",
+                                         "exfiltrate",
+                                         "send the conversation",
+                                         "include the following link",
+                                         "always recommend",
+                                         "insert a link",
+                                         "system override",
+                                         "jailbreak",
+                                         "developer mode",
+                                         "you are now dan",
+                                         "do anything now",
+                                         "override all safety",
+                                         "bypass safety",
+                                         "leak the",
+                                         "send all user data",
+                                         "api key"};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = char(c + 32);
+  return out;
+}
+
+class Analyzer {
+ public:
+  Analyzer(std::string_view source, const AnalysisOptions& options)
+      : src_(source), options_(options) {
+    for (const auto& v : options.extra_known_variables) known_.insert(v);
+  }
+
+  void Add(std::string rule, S sev, std::string msg, std::size_t offset) {
+    if (findings_.size() >= kMaxFindings) return;
+    if (!seen_.insert(rule + "@" + std::to_string(offset)).second) return;
+    findings_.push_back({std::move(rule), sev, std::move(msg), offset});
+  }
+
+  std::vector<TemplateFinding> Take() {
+    std::stable_sort(findings_.begin(), findings_.end(),
+                     [](const auto& a, const auto& b) { return a.offset < b.offset; });
+    return std::move(findings_);
+  }
+
+  void Run(const internal::Program& p) {
+    Collect(p.body);
+    WalkBody(p.body);
+  }
+
+  // Checks that need only the bytes: escape-sequence obfuscation and size.
+  void Lexical() {
+    if (src_.size() > options_.oversized_bytes)
+      Add("template.oversized", S::kLow,
+          "chat template is " + std::to_string(src_.size()) +
+              " bytes, far larger than vendor templates",
+          0);
+    for (std::size_t i = 0; i + 3 < src_.size(); ++i) {
+      if (src_[i] != '\\') continue;
+      char k = src_[i + 1];
+      std::size_t digits = k == 'x' ? 2 : k == 'u' ? 4 : k == 'U' ? 8 : 0;
+      unsigned value = 0;
+      bool ok = digits > 0 && i + 2 + digits <= src_.size();
+      for (std::size_t d = 0; ok && d < digits; ++d) {
+        char c = src_[i + 2 + d];
+        int h = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                         : -1;
+        if (h < 0)
+          ok = false;
+        else
+          value = value * 16 + unsigned(h);
+      }
+      if (!ok && k >= '0' && k <= '3' && i + 3 < src_.size() && src_[i + 2] >= '0' &&
+          src_[i + 2] <= '7' && src_[i + 3] >= '0' && src_[i + 3] <= '7') {
+        ok = true;
+        value =
+            unsigned(k - '0') * 64 + unsigned(src_[i + 2] - '0') * 8 + unsigned(src_[i + 3] - '0');
+      }
+      if (ok && value >= 0x21 && value <= 0x7e) {
+        Add("template.obfuscation", S::kHigh,
+            "escape sequence spells the printable character '" + std::string(1, char(value)) +
+                "': a common way to hide names such as __globals__ from pattern matching",
+            i);
+      }
+    }
+  }
+
+  // When the template does not parse: look for the classic payload shapes in the raw bytes.
+  void Fallback() {
+    std::string low = Lower(src_);
+    for (std::size_t i = 0; i + 2 < low.size(); ++i) {
+      if (low[i] == '_' && low[i + 1] == '_' &&
+          std::isalpha(static_cast<unsigned char>(low[i + 2])) && (i == 0 || low[i - 1] != '_')) {
+        Add("template.dunder-access", S::kCritical, "dunder name in an unparsable template", i);
+      }
+    }
+    for (const std::string& name : kPivotGlobals) {
+      if (name.size() < 4) continue;
+      for (std::size_t f = low.find(name + "."); f != std::string::npos;
+           f = low.find(name + ".", f + 1))
+        if (f == 0 || !std::isalnum(static_cast<unsigned char>(low[f - 1])))
+          Add("template.dangerous-global", S::kCritical,
+              "'" + name + "' object used in an unparsable template", f);
+    }
+    for (const char* gadget :
+         {"|attr(", "| attr(", ".format(", "getattr(", "eval(", "exec(", "popen(", "system("}) {
+      for (std::size_t f = low.find(gadget); f != std::string::npos; f = low.find(gadget, f + 1))
+        Add(std::string(gadget).find("attr(") != std::string::npos && gadget[0] == '|'
+                ? "template.attr-gadget"
+                : "template.unknown-callable",
+            S::kHigh, std::string("'") + gadget + "' in an unparsable template", f);
+    }
+    ScanText(src_, 0);
+  }
+
+  // Literal text (template text or a string literal) that reads like an injected instruction.
+  void ScanText(std::string_view text, std::size_t offset) {
+    if (text.size() < 6) return;
+    std::string low = Lower(text);
+    for (const char* phrase : kInjectionPhrases) {
+      if (low.find(phrase) != std::string::npos) {
+        Add("template.instruction-injection", S::kMedium,
+            std::string("template text contains \"") + phrase +
+                "\": chat templates should only add role markers, not instructions hidden from the "
+                "user",
+            offset);
+        break;
+      }
+    }
+    if (low.find("http://") != std::string::npos || low.find("https://") != std::string::npos)
+      Add("template.url-literal", S::kLow, "template text contains a URL", offset);
+  }
+
+ private:
+  void Collect(const internal::Body& body) {
+    for (const auto& s : body) {
+      for (const auto& t : s->targets) known_.insert(t);
+      if (s->kind == StmtKind::kMacro) known_.insert(s->name);
+      Collect(s->body);
+      Collect(s->else_body);
+      for (const auto& [c, b] : s->branches) Collect(b);
+    }
+  }
+
+  void WalkBody(const internal::Body& body) {
+    for (const auto& s : body) WalkStmt(*s);
+  }
+
+  void WalkStmt(const Stmt& s) {
+    if (s.kind == StmtKind::kText) ScanText(s.text, s.offset);
+    if (s.kind == StmtKind::kSet && !s.attr.empty() && s.attr[0] == '_')
+      Add("template.dunder-access", S::kCritical, "assignment to attribute '" + s.attr + "'",
+          s.offset);
+    for (const auto& t : s.targets)
+      if (!t.empty() && t[0] == '_' && t != "_")
+        Add("template.dunder-access", S::kHigh, "variable named '" + t + "'", s.offset);
+    if (s.expr) WalkExpr(*s.expr, false);
+    if (s.cond) WalkExpr(*s.cond, false);
+    for (const auto& d : s.defaults)
+      if (d) WalkExpr(*d, false);
+    for (const auto& [c, b] : s.branches) {
+      WalkExpr(*c, false);
+      WalkBody(b);
+    }
+    WalkBody(s.body);
+    WalkBody(s.else_body);
+  }
+
+  // The string value of an expression made only of string literals joined by ~ or +.
+  static std::optional<std::string> ConstString(const Expr& e) {
+    if (e.kind == ExprKind::kLiteral && e.literal.is_string()) return e.literal.str();
+    if (e.kind == ExprKind::kBinary && (e.name == "~" || e.name == "+")) {
+      auto a = ConstString(*e.args[0]);
+      auto b = ConstString(*e.args[1]);
+      if (a && b) return *a + *b;
+    }
+    return std::nullopt;
+  }
+
+  static bool BuildsString(const Expr& e, int depth = 0) {
+    if (depth > 64) return true;
+    switch (e.kind) {
+      case ExprKind::kLiteral:
+        return e.literal.is_string();
+      case ExprKind::kBinary:
+        return (e.name == "~" || e.name == "+" || e.name == "%" || e.name == "*") &&
+               (BuildsString(*e.args[0], depth + 1) || BuildsString(*e.args[1], depth + 1));
+      case ExprKind::kFilter:
+        return e.name == "join" || e.name == "format" || e.name == "replace" ||
+               e.name == "string" || e.name == "lower" || e.name == "upper" || e.name == "reverse";
+      case ExprKind::kCall:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  void CheckName(const std::string& name, std::size_t offset, const char* what) {
+    if (name.empty() || name[0] != '_') return;
+    bool dunder = name.size() > 1 && name[1] == '_';
+    Add("template.dunder-access", dunder ? S::kCritical : S::kHigh,
+        std::string(what) + " '" + name + "': templates have no reason to reach Python internals",
+        offset);
+  }
+
+  void WalkExpr(const Expr& e, bool called) {
+    switch (e.kind) {
+      case ExprKind::kName: {
+        CheckName(e.name, e.offset, "name");
+        if (known_.count(e.name) || kContextVariables.count(e.name)) break;
+        if (kPivotGlobals.count(e.name)) {
+          Add("template.dangerous-global", S::kCritical,
+              "'" + e.name +
+                  "' is a Jinja/Flask object used as a pivot in template-injection payloads",
+              e.offset);
+        } else if (kPythonBuiltins.count(e.name)) {
+          Add("template.dangerous-global", S::kHigh, "Python builtin '" + e.name + "' referenced",
+              e.offset);
+        } else if (kGlobals.count(e.name)) {
+          // provided by the sandbox
+        } else if (called) {
+          Add("template.unknown-callable", S::kHigh, "call of unknown function '" + e.name + "'",
+              e.offset);
+        } else if (e.name[0] != '_' && reported_variables_.insert(e.name).second) {
+          Add("template.unknown-variable", S::kInfo,
+              "variable '" + e.name + "' is not part of the standard chat-template context",
+              e.offset);
+        }
+        break;
+      }
+      case ExprKind::kGetAttr:
+        CheckName(e.name, e.offset, "attribute");
+        if (kDangerousAttributes.count(e.name))
+          Add("template.dangerous-global", S::kHigh,
+              "attribute '" + e.name + "' names a host capability", e.offset);
+        if (called && !kMethods.count(e.name)) {
+          if (e.name == "format" || e.name == "format_map")
+            Add("template.format-gadget", S::kHigh,
+                "str." + e.name + "() can read attributes of its arguments", e.offset);
+          else
+            Add("template.unknown-callable", S::kHigh, "call of unknown method '" + e.name + "'",
+                e.offset);
+        }
+        break;
+      case ExprKind::kGetItem: {
+        const Expr& key = *e.args[1];
+        if (auto k = ConstString(key)) {
+          CheckName(*k, key.offset, "subscript");
+          if (kDangerousAttributes.count(*k))
+            Add("template.dangerous-global", S::kHigh,
+                "subscript '" + *k + "' names a host capability", key.offset);
+          if (called && !kMethods.count(*k) && (*k).size() > 0)
+            Add("template.unknown-callable", S::kHigh, "call of subscripted member '" + *k + "'",
+                key.offset);
+        } else if (BuildsString(key)) {
+          Add("template.computed-attribute", S::kHigh,
+              "subscript key is built at render time from strings (a way to spell hidden attribute "
+              "names)",
+              key.offset);
+        }
+        break;
+      }
+      case ExprKind::kCall:
+        if (e.args[0]->kind != ExprKind::kName && e.args[0]->kind != ExprKind::kGetAttr &&
+            e.args[0]->kind != ExprKind::kGetItem)
+          Add("template.unknown-callable", S::kHigh, "call of a computed value", e.offset);
+        if (e.args[0]->kind == ExprKind::kGetAttr &&
+            (e.args[0]->name == "get" || e.args[0]->name == "pop") && e.args.size() > 1)
+          if (auto k = ConstString(*e.args[1])) CheckName(*k, e.args[1]->offset, "key");
+        WalkExpr(*e.args[0], true);
+        for (std::size_t i = 1; i < e.args.size(); ++i) WalkExpr(*e.args[i], false);
+        for (const auto& [k, v] : e.kwargs) WalkExpr(*v, false);
+        return;
+      case ExprKind::kFilter:
+        CheckFilter(e);
+        break;
+      case ExprKind::kBinary:
+        if (e.name == "%" && e.args[0]->kind == ExprKind::kLiteral &&
+            e.args[0]->literal.is_string()) {
+          Add("template.format-gadget", S::kLow,
+              "'%' string formatting (printf-style; reads no attributes)", e.offset);
+          if (e.args[0]->literal.str().find("%(_") != std::string::npos)
+            Add("template.dunder-access", S::kCritical, "'%' format reads key starting with '_'",
+                e.offset);
+        }
+        break;
+      case ExprKind::kLiteral:
+        if (e.literal.is_string()) ScanText(e.literal.str(), e.offset);
+        break;
+      default:
+        break;
+    }
+    for (std::size_t i = 0; i < e.args.size(); ++i)
+      if (e.args[i]) WalkExpr(*e.args[i], false);
+    for (const auto& [k, v] : e.kwargs)
+      if (v) WalkExpr(*v, false);
+  }
+
+  void CheckFilter(const Expr& e) {
+    const std::string& f = e.name;
+    if (f == "attr") {
+      Add("template.attr-gadget", S::kCritical,
+          "the attr filter reads arbitrary attributes (classic SSTI gadget)", e.offset);
+      return;
+    }
+    if (f == "format") {
+      Add("template.format-gadget", S::kLow,
+          "the format filter (printf-style; reads no attributes)", e.offset);
+      return;
+    }
+    if (!kFilters.count(f)) {
+      Add("template.unknown-filter", S::kMedium,
+          "filter '" + f + "' is not provided by the sandbox", e.offset);
+      return;
+    }
+    if (!kAttributeFilters.count(f)) return;
+    auto check_attr = [&](const Expr& a) {
+      auto k = ConstString(a);
+      if (!k) {
+        Add("template.attr-gadget", S::kHigh, "filter '" + f + "' with a computed attribute name",
+            a.offset);
+        return;
+      }
+      for (std::size_t i = 0, j; i <= k->size(); i = j + 1) {
+        j = k->find('.', i);
+        if (j == std::string::npos) j = k->size();
+        std::string part = k->substr(i, j - i);
+        if (!part.empty() && part[0] == '_')
+          Add("template.attr-gadget", S::kCritical,
+              "filter '" + f + "' reads attribute '" + part + "'", a.offset);
+      }
+    };
+    for (const auto& [k, v] : e.kwargs)
+      if (k == "attribute") check_attr(*v);
+    if ((f == "selectattr" || f == "rejectattr") && e.args.size() > 1) check_attr(*e.args[1]);
+    if (f == "map" && e.args.size() > 1) {
+      auto name = ConstString(*e.args[1]);
+      if (name && (*name == "attr" || *name == "format"))
+        Add("template.attr-gadget", S::kCritical, "map('" + *name + "') gadget", e.offset);
+      else if (name && !kFilters.count(*name))
+        Add("template.unknown-filter", S::kMedium, "map() with filter '" + *name + "'", e.offset);
+      else if (!name)
+        Add("template.attr-gadget", S::kHigh, "map() with a computed filter name", e.offset);
+    }
+  }
+
+  std::string_view src_;
+  const AnalysisOptions& options_;
+  std::unordered_set<std::string> known_;
+  std::vector<TemplateFinding> findings_;
+  std::set<std::string> seen_;
+  std::set<std::string> reported_variables_;
+};
+
+}  // namespace
+
+TemplateAnalysis AnalyzeTemplate(std::string_view source, const AnalysisOptions& options) {
+  TemplateAnalysis out;
+  Analyzer a(source, options);
+  a.Lexical();
+  auto program = internal::ParseProgram(std::string(source), internal::ParseConfig{});
+  if (program) {
+    out.parsed = true;
+    a.Run(**program);
+  } else {
+    out.parse_error = program.error().message();
+    a.Fallback();
+  }
+  out.findings = a.Take();
+  return out;
+}
+
+}  // namespace airlock::tmpl
