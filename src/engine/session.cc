@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "engine/internal/expert_model.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/matmul.h"
 #include "engine/internal/thread_pool.h"
@@ -35,6 +36,7 @@ struct SessionState {
   std::vector<double> inv_freq;           // n_rot / 2
   std::vector<float> rope_cos, rope_sin;  // [max_batch][n_rot / 2]
   ActivationBuffer act;
+  std::unique_ptr<ExpertForward> experts;  // MoE / MLA architectures (expert_forward.cc)
 
   void Forward(const std::int32_t* tokens, int n, float* logits_out, bool all_rows);
   void RmsNormRows(const float* in, float* out, int n, const std::vector<float>& weight);
@@ -122,6 +124,11 @@ void SessionState::Attention(int layer, int n, int p0) {
 }
 
 void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out, bool all_rows) {
+  if (experts) {
+    experts->Forward(tokens, n, pos, logits_out, all_rows);
+    pos += n;
+    return;
+  }
   const std::int64_t d = c->n_embd, ff = c->n_ff;
   const int p0 = pos;
   // Embeddings.
@@ -227,6 +234,14 @@ Result<std::unique_ptr<Session>> Session::Create(const Model& model,
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   threads = std::min(threads, 256);
   s->pool = std::make_unique<ThreadPool>(threads);
+  if (c.moe.n_expert > 0) {
+    s->experts = std::make_unique<internal::ExpertForward>(model, *s->pool, *s->k, s->n_ctx,
+                                                           s->max_batch);
+    s->logits.resize(c.n_vocab);
+    std::unique_ptr<Session> session(new Session());
+    session->s_ = std::move(s);
+    return session;
+  }
   const std::int64_t d = c.n_embd, b = s->max_batch;
   s->q_dim = std::int64_t{c.n_head} * c.head_dim;
   s->kv_dim = std::int64_t{c.n_head_kv} * c.head_dim;
