@@ -12,3 +12,6 @@ echo
 echo "== airlock scan $out/malicious"
 "$build/airlock" scan "$out/malicious"
 echo "exit code $? (1 = findings at or above --fail-on high)"
+echo
+echo "== airlock inspect $out/benign/tiny-chatml.gguf"
+"$build/airlock" inspect "$out/benign/tiny-chatml.gguf"

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/file.h"
+#include "formats/gguf_writer.h"
 
 namespace {
 
@@ -85,6 +86,105 @@ std::string NestedPickle() {
   return p;
 }
 
+// --- GGUF and safetensors samples ------------------------------------------------------------
+
+namespace gguf = airlock::formats::gguf;
+
+// A tiny llama-shaped GGUF with a vocabulary and a ChatML template; `extra` adds metadata.
+gguf::Writer TinyGguf() {
+  gguf::Writer w;
+  w.AddString("general.architecture", "llama");
+  w.AddString("general.name", "airlock-demo-tiny");
+  w.AddString("general.license", "apache-2.0");
+  w.AddUint32("llama.context_length", 256);
+  w.AddUint32("llama.embedding_length", 32);
+  w.AddUint32("llama.block_count", 1);
+  w.AddUint32("llama.attention.head_count", 4);
+  w.AddString("tokenizer.ggml.model", "llama");
+  w.AddStringArray("tokenizer.ggml.tokens",
+                   {"<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "a"});
+  w.AddFloat32Array("tokenizer.ggml.scores", {0, 0, 0, 0, 0, -1});
+  w.AddInt32Array("tokenizer.ggml.token_type", {2, 3, 3, 3, 3, 1});
+  w.AddUint32("tokenizer.ggml.bos_token_id", 1);
+  w.AddUint32("tokenizer.ggml.eos_token_id", 2);
+  return w;
+}
+
+void AddTinyTensors(gguf::Writer& w) {
+  static const std::vector<std::byte> embd(4 * 32 * 6, std::byte{0});
+  w.AddTensor("token_embd.weight", gguf::GgmlType::kF32, {32, 6}, embd);
+}
+
+std::string BenignGguf() {
+  gguf::Writer w = TinyGguf();
+  w.AddString("tokenizer.chat_template",
+              "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+              "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}");
+  AddTinyTensors(w);
+  return w.Build();
+}
+
+// CVE-2024-34359 ("Llama Drama") class: a chat template that reaches os.popen when rendered by
+// an unsandboxed Jinja.
+std::string SstiTemplateGguf() {
+  gguf::Writer w = TinyGguf();
+  w.AddString("tokenizer.chat_template",
+              "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
+              "{% for message in messages %}{{ message['content'] }}{% endfor %}");
+  AddTinyTensors(w);
+  return w.Build();
+}
+
+// GHSA-g4cc-763q-h9h6 class: a special-token id used as an index past the vocabulary.
+std::string SpecialTokenOobGguf() {
+  gguf::Writer w = TinyGguf();
+  w.AddUint32("tokenizer.ggml.padding_token_id", 1u << 30);
+  AddTinyTensors(w);
+  return w.Build();
+}
+
+// CVE-2024-23605 class: a metadata count no file of this size can hold (an undersized
+// allocation in readers that multiply it unchecked).
+std::string HugeCountGguf() {
+  gguf::Writer w = TinyGguf();
+  AddTinyTensors(w);
+  std::string b = w.Build();
+  for (int i = 0; i < 8; ++i) b[16 + i] = static_cast<char>(0xff);
+  return b;
+}
+
+std::string Safetensors(const std::string& header_json, std::size_t data_len) {
+  std::string h = header_json;
+  while (h.size() % 8 != 0) h += ' ';
+  std::string out(8, '\0');
+  std::uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + h + std::string(data_len, '\0');
+}
+
+std::string BenignSafetensors() {
+  return Safetensors(
+      R"({"__metadata__":{"format":"pt"},"lm_head.weight":{"dtype":"F16","shape":[4,8],"data_offsets":[0,64]},)"
+      R"("model.norm.weight":{"dtype":"F32","shape":[8],"data_offsets":[64,96]}})",
+      96);
+}
+
+std::string MetadataCodeSafetensors() {
+  return Safetensors(
+      R"json({"__metadata__":{"format":"pt","model_info":"import os; os.system('echo pwned')"},)json"
+      R"json("w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})json",
+      16);
+}
+
+// Two entries for one name: serde keeps the last, other parsers the first, so different tools see
+// different weights.
+std::string DuplicateKeySafetensors() {
+  return Safetensors(
+      R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"w":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}})",
+      32);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,5 +199,12 @@ int main(int argc, char** argv) {
   ok &= Write(out / "benign" / "state_dict_v4.pkl", BenignStateDictV4());
   ok &= Write(out / "malicious" / "memo_stack_global.pkl", MemoObfuscatedPickle());
   ok &= Write(out / "malicious" / "nested_load_from_bytes.pkl", NestedPickle());
+  ok &= Write(out / "benign" / "tiny-chatml.gguf", BenignGguf());
+  ok &= Write(out / "malicious" / "template-ssti.gguf", SstiTemplateGguf());
+  ok &= Write(out / "malicious" / "special-token-oob.gguf", SpecialTokenOobGguf());
+  ok &= Write(out / "malicious" / "huge-kv-count.gguf", HugeCountGguf());
+  ok &= Write(out / "benign" / "model.safetensors", BenignSafetensors());
+  ok &= Write(out / "malicious" / "metadata-code.safetensors", MetadataCodeSafetensors());
+  ok &= Write(out / "malicious" / "duplicate-key.safetensors", DuplicateKeySafetensors());
   return ok ? 0 : 1;
 }

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   airlock::cli::AddKeysCommand(app, &exit_code);
   airlock::cli::AddAuditCommand(app, &exit_code);
   airlock::cli::AddTokenizeCommand(app, &exit_code);
+  airlock::cli::AddInspectCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "core/file.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "scan/internal/scanner.h"
 #include "scan/internal/suspicious_text.h"
@@ -252,6 +253,27 @@ void CheckShards(FolderReporter& r, const fs::path& root, const std::vector<std:
     if (!indexed_shards.empty() && s->ext != "gguf" && !indexed_shards.count(rel)) {
       r.Add("folder.unreferenced-shard", Severity::kLow,
             "shard is not referenced by the folder's index", rel);
+    }
+  }
+  // GGUF split parts: each part's split.no / split.count must match its file name.
+  for (const std::string& rel : files) {
+    fs::path p(rel);
+    auto s = ParseShardName(p.filename().string());
+    if (!s || s->ext != "gguf") continue;
+    auto mapped = core::MappedFile::Open((root / rel).string());
+    if (!mapped.ok()) continue;
+    auto header = formats::gguf::File::Parse(mapped->bytes());
+    if (!header.ok()) continue;  // reported when the part itself is scanned
+    auto no = header->GetUint("split.no");
+    auto count = header->GetUint("split.count");
+    if (!no && !count) continue;  // not written by gguf-split
+    if (!no || !count || *no != static_cast<std::uint64_t>(s->part - 1) ||
+        *count != static_cast<std::uint64_t>(s->total)) {
+      r.Add("folder.split-mismatch", Severity::kMedium,
+            "split.no/split.count (" + (no ? std::to_string(*no) : std::string("?")) + "/" +
+                (count ? std::to_string(*count) : std::string("?")) +
+                ") do not match the part's file name",
+            rel, true);
     }
   }
   for (const auto& [group, g] : groups) {

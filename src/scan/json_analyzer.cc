@@ -24,6 +24,14 @@ std::string BaseName(std::string_view name) {
   return std::string(slash == std::string_view::npos ? name : name.substr(slash + 1));
 }
 
+// Where `"key"` first appears in the raw JSON (best effort, for finding offsets).
+std::optional<std::uint64_t> KeyOffset(const Target& t, std::string_view key) {
+  std::string needle = "\"" + std::string(key) + "\"";
+  auto pos = core::AsStringView(t.data).find(needle);
+  if (pos == std::string_view::npos) return std::nullopt;
+  return pos;
+}
+
 // auto_map values are "module.Class", or "org/repo--module.Class" (code from another repo), or
 // a [slow, fast] pair for tokenizers.
 void CheckAutoMap(Scanner& s, const Target& t, const json& auto_map) {
@@ -42,7 +50,8 @@ void CheckAutoMap(Scanner& s, const Target& t, const json& auto_map) {
   }
   if (refs.empty()) {
     s.Add(t, "config.remote-code", Severity::kMedium,
-          "auto_map is present: loading with trust_remote_code would run code from the repository");
+          "auto_map is present: loading with trust_remote_code would run code from the repository",
+          KeyOffset(t, "auto_map"));
     return;
   }
   for (const std::string& ref : refs) {
@@ -52,7 +61,8 @@ void CheckAutoMap(Scanner& s, const Target& t, const json& auto_map) {
           other_repo ? "auto_map loads code from another repository (\"" + Printable(ref) +
                            "\") when trust_remote_code is set"
                      : "auto_map names custom code \"" + Printable(ref) +
-                           "\": loading with trust_remote_code runs it");
+                           "\": loading with trust_remote_code runs it",
+          KeyOffset(t, ref));
   }
 }
 
@@ -103,7 +113,8 @@ void CheckIndex(Scanner& s, const Target& t, const json& root) {
         f == "." || f == ".." || f.find('\0') != std::string::npos) {
       s.Add(t, "index.path-traversal", Severity::kHigh,
             "weight_map sends tensor \"" + Printable(tensor) + "\" to \"" + Printable(f) +
-                "\", a path outside the model folder");
+                "\", a path outside the model folder",
+            KeyOffset(t, tensor));
       if (++reported > 4) return;
     }
   }
@@ -150,7 +161,8 @@ void CheckValues(Scanner& s, const Target& t, const json& root) {
       }
       s.Add(t, m.kind == TextKind::kUrl ? "json.url" : "json.suspicious-value", sev,
             "value of \"" + Printable(it.key, 60) + "\" contains " +
-                std::string(TextKindName(m.kind)) + ": \"" + m.excerpt + "\"");
+                std::string(TextKindName(m.kind)) + ": \"" + m.excerpt + "\"",
+            KeyOffset(t, it.key));
       ++reported;
     }
   }
@@ -168,6 +180,21 @@ void AnalyzeJson(Scanner& s, const Target& t) {
     return;
   }
   std::string_view text = core::AsStringView(t.data);
+  std::string name = BaseName(t.name);
+  // Vocabularies are data (often tens of MB): validate without building a DOM. Scanning their
+  // strings for code would flag every code tokenizer, and templates do not live there.
+  if (name == "tokenizer.json" || name == "vocab.json") {
+    bool valid = false;
+    try {
+      valid = json::accept(text.begin(), text.end());
+    } catch (const std::exception&) {
+      valid = false;
+    }
+    if (!valid) {
+      s.Incomplete(t, "json.invalid", "tokenizer vocabulary is not valid JSON", 0, Severity::kLow);
+    }
+    return;
+  }
   json root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {
     // "{% ... %}" / "{{ ... }}" files (*.template) start like JSON: vet them as templates.
@@ -179,11 +206,9 @@ void AnalyzeJson(Scanner& s, const Target& t) {
     return;
   }
   if (!root.is_object()) return;  // lists of data (datasets, vocabularies)
-  std::string name = BaseName(t.name);
   // Vocabularies are data; scanning their strings for code would flag every code tokenizer.
   try {
-    if (name == "tokenizer.json" || name == "vocab.json" || name == "added_tokens.json" ||
-        name == "special_tokens_map.json") {
+    if (name == "added_tokens.json" || name == "special_tokens_map.json") {
       CheckTemplates(s, t, root);
       return;
     }

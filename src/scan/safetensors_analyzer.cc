@@ -40,7 +40,11 @@ void AnalyzeSafetensors(Scanner& s, const Target& t) {
   }
   // Loaders hand __metadata__ to Python code (transformers reads "format"); it should hold short
   // descriptive strings, never code.
+  const std::string_view header = file->header_json();
   for (const auto& [key, value] : file->metadata()) {
+    // Offset of the key's JSON string in the file (best effort: escaped keys fall back to 8).
+    std::uint64_t at = 8;
+    if (auto pos = header.find("\"" + key + "\""); pos != std::string_view::npos) at = 8 + pos;
     for (std::string_view text : {std::string_view(key), std::string_view(value)}) {
       for (const TextMatch& m : FindSuspiciousText(text)) {
         Severity sev = Severity::kMedium;
@@ -62,7 +66,7 @@ void AnalyzeSafetensors(Scanner& s, const Target& t) {
         s.Add(t, rule, sev,
               "__metadata__ \"" + Printable(key, 60) + "\" contains " +
                   std::string(TextKindName(m.kind)) + ": \"" + m.excerpt + "\"",
-              8);
+              at);
       }
     }
   }

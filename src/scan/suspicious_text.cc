@@ -4,6 +4,7 @@
 
 #include <array>
 #include <memory>
+#include <string>
 
 namespace airlock::scan::internal {
 
@@ -35,11 +36,33 @@ constexpr std::array kPatterns = {
 };
 
 // Hosts whose URLs are ordinary in model metadata (model cards, licenses, papers, code).
-constexpr std::array<std::string_view, 16> kTrustedHosts = {
-    "huggingface.co", "hf.co",       "github.com",     "githubusercontent.com", "arxiv.org",
-    "ollama.com",     "ai.meta.com", "llama.meta.com", "qwenlm.github.io",      "qwen.ai",
-    "deepseek.com",   "apache.org",  "opensource.org", "creativecommons.org",   "mistral.ai",
+constexpr std::string_view kTrustedHosts[] = {
+    "huggingface.co",
+    "hf.co",
+    "github.com",
+    "githubusercontent.com",
+    "arxiv.org",
+    "ollama.com",
+    "meta.com",
+    "qwenlm.github.io",
+    "qwen.ai",
+    "deepseek.com",
+    "apache.org",
+    "opensource.org",
+    "creativecommons.org",
+    "mistral.ai",
     "google.com",
+    "stability.ai",
+    "microsoft.com",
+    "nvidia.com",
+    "openai.com",
+    "pytorch.org",
+    "tensorflow.org",
+    "modelscope.cn",
+    "spdx.org",
+    "gnu.org",
+    "doi.org",
+    "aclanthology.org",
 };
 
 bool TrustedHost(std::string_view host) {

@@ -502,3 +502,42 @@ TEST(GgufModelChecks, FixturesAreConsistent) {
 
 }  // namespace
 }  // namespace airlock::formats::gguf
+
+namespace airlock::formats::gguf {
+namespace {
+
+// Every byte of a small model's header set to a few boundary values: the parser must either
+// succeed or fail with a code, and a successful parse must keep every tensor inside the buffer.
+TEST(GgufMalformed, ByteMutationSweep) {
+  Writer w = Vocab();
+  w.AddString("tokenizer.chat_template", "{{ x }}");
+  auto d = Zeros(64);
+  w.AddTensor("a", GgmlType::kF32, {16}, d);
+  w.AddTensor("b", GgmlType::kQ8_0, {32}, Zeros(34));
+  std::string good = w.Build();
+  auto f = File::Parse(core::AsBytes(good));
+  ASSERT_TRUE(f.ok());
+  int failures = 0;
+  for (std::size_t i = 0; i < f->data_offset(); ++i) {
+    for (unsigned char v : {0x00, 0x01, 0x7f, 0x80, 0xff}) {
+      std::string b = good;
+      b[i] = static_cast<char>(v);
+      ParseFailure failure;
+      auto m = File::Parse(core::AsBytes(b), {}, &failure);
+      if (!m.ok()) {
+        ++failures;
+        EXPECT_FALSE(failure.code.empty());
+        continue;
+      }
+      for (const TensorInfo& t : m->tensors()) {
+        EXPECT_LE(m->data_offset() + t.offset + t.n_bytes, b.size());
+        EXPECT_EQ(m->TensorData(t).size(), t.n_bytes);
+      }
+      (void)CheckModelMetadata(*m);
+    }
+  }
+  EXPECT_GT(failures, 100);
+}
+
+}  // namespace
+}  // namespace airlock::formats::gguf

@@ -79,6 +79,39 @@ TEST(GgufParse, RoundTripsMetadataAndTensors) {
   EXPECT_TRUE(file->issues().empty()) << file->issues()[0].code;
 }
 
+TEST(GgufWriter, StreamsGeneratedTensorsToDisk) {
+  testing::TempDir tmp("writer");
+  Writer w(64);
+  w.AddString("general.architecture", "llama");
+  auto fill = [](std::uint64_t off, std::span<std::byte> out) {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::byte>((off + i) % 251);
+  };
+  // Large enough to need several 4 MiB chunks.
+  w.AddTensorGenerated("big", GgmlType::kQ8_0, {4096, 1100}, fill);
+  w.AddTensorGenerated("small", GgmlType::kF16, {3}, fill);
+  std::string path = (tmp.path() / "m.gguf").string();
+  ASSERT_TRUE(w.WriteFile(path).ok());
+  auto m = core::MappedFile::Open(path);
+  ASSERT_TRUE(m.ok());
+  auto f = File::Parse(m->bytes());
+  ASSERT_TRUE(f.ok()) << f.error().message();
+  EXPECT_EQ(f->alignment(), 64u);
+  EXPECT_TRUE(f->issues().empty());
+  const TensorInfo* big = f->FindTensor("big");
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(big->n_bytes, 4096u / 32 * 34 * 1100);
+  EXPECT_EQ(big->n_bytes, Writer::TensorBytes(GgmlType::kQ8_0, {4096, 1100}));
+  auto data = f->TensorData(*big);
+  ASSERT_EQ(data.size(), big->n_bytes);
+  for (std::size_t i : {std::size_t{0}, std::size_t{4} << 20, data.size() - 1}) {
+    EXPECT_EQ(data[i], static_cast<std::byte>(i % 251)) << i;
+  }
+  auto small = f->TensorData(*f->FindTensor("small"));
+  ASSERT_EQ(small.size(), 6u);
+  EXPECT_EQ(small[5], std::byte{5});
+  EXPECT_EQ(f->FindTensor("small")->offset % 64, 0u);
+}
+
 TEST(GgufTypes, TraitsTable) {
   EXPECT_EQ(GetTypeTraits(GgmlType::kQ4_K)->type_size, 144u);
   EXPECT_EQ(GetTypeTraits(GgmlType::kQ6_K)->type_size, 210u);

@@ -1,5 +1,7 @@
 // The GGUF, safetensors, JSON and model-folder analyzers, through the public scan API.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -8,6 +10,7 @@
 #include "core/file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "scan/inspect.h"
 #include "scan/scan.h"
 #include "test_util.h"
 
@@ -85,6 +88,43 @@ TEST(GgufScan, StructuralErrorsBecomeFindingsWithOffsets) {
   FileReport o = ScanString(overlap.Build(), "m.gguf");
   EXPECT_TRUE(HasRule(o, "gguf.tensor-overlap")) << Rules(o);
   EXPECT_EQ(o.verdict, Verdict::kMalicious);
+}
+
+// Scanning and inspecting read the header only: with the tensor data made unreadable
+// (PROT_NONE), both still complete. (Tensors are multiples of the alignment, so there is no
+// padding to check either.)
+TEST(GgufScan, NeverTouchesTensorData) {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  gguf::Writer big(static_cast<std::uint32_t>(page));
+  big.AddString("general.architecture", "llama");
+  big.AddUint32("llama.block_count", 1);
+  auto d = Zeros(page * 4);
+  big.AddTensor("a", gguf::GgmlType::kF32, {page}, d);
+  big.AddTensor("b", gguf::GgmlType::kF32, {page}, d);
+  std::string bytes = big.Build();
+  void* mem =
+      ::mmap(nullptr, bytes.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  std::memcpy(mem, bytes.data(), bytes.size());
+  auto parsed = gguf::File::Parse(core::AsBytes(bytes));
+  ASSERT_TRUE(parsed.ok());
+  ASSERT_EQ(parsed->data_offset() % page, 0u);
+  auto* base = static_cast<std::byte*>(mem);
+  ASSERT_EQ(
+      ::mprotect(base + parsed->data_offset(), bytes.size() - parsed->data_offset(), PROT_NONE), 0);
+  std::span<const std::byte> view(base, bytes.size());
+  // The guard works: reading tensor data would crash.
+  EXPECT_DEATH(
+      {
+        volatile std::byte x = view[parsed->data_offset()];
+        (void)x;
+      },
+      "");
+  FileReport r = ScanBuffer(view, "big.gguf", ScanOptions{});
+  EXPECT_EQ(r.verdict, Verdict::kClean) << Rules(r);
+  auto summary = InspectBuffer(view, "big.gguf");
+  EXPECT_TRUE(summary.ok());
+  ::munmap(mem, bytes.size());
 }
 
 TEST(GgufScan, VocabAndSpecialTokens) {
@@ -165,6 +205,17 @@ TEST(SafetensorsScan, FixtureVerdicts) {
   FileReport mal = scan("malicious_import.safetensors");
   EXPECT_EQ(mal.verdict, Verdict::kMalicious);
   EXPECT_TRUE(HasRule(mal, "safetensors.metadata-code"));
+  {
+    // The finding points at the metadata key in the header.
+    auto m = core::MappedFile::Open((dir / "malicious_import.safetensors").string());
+    ASSERT_TRUE(m.ok());
+    auto key_at = core::AsStringView(m->bytes()).find("\"model_info\"");
+    ASSERT_NE(key_at, std::string_view::npos);
+    bool found = false;
+    for (const auto& f : mal.findings)
+      found |= f.rule_id == "safetensors.metadata-code" && f.offset == key_at;
+    EXPECT_TRUE(found) << Rules(mal);
+  }
   for (const char* suspicious : {"multiple_patterns.safetensors", "obfuscated_metadata.safetensors",
                                  "script_injection.safetensors", "shell_commands.safetensors",
                                  "suspicious_url.safetensors"}) {
@@ -176,6 +227,25 @@ std::string Le64(std::uint64_t v) {
   std::string s(8, '\0');
   std::memcpy(s.data(), &v, 8);
   return s;
+}
+
+TEST(SafetensorsScan, NeverTouchesTensorData) {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::string h =
+      R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[4096],"data_offsets":[0,16384]}})";
+  h.resize(page - 8, ' ');  // data starts on the second page
+  std::string bytes = Le64(h.size()) + h + std::string(16384, '\0');
+  void* mem =
+      ::mmap(nullptr, bytes.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  std::memcpy(mem, bytes.data(), bytes.size());
+  auto* base = static_cast<std::byte*>(mem);
+  ASSERT_EQ(::mprotect(base + page, bytes.size() - page, PROT_NONE), 0);
+  std::span<const std::byte> view(base, bytes.size());
+  FileReport r = ScanBuffer(view, "m.safetensors", ScanOptions{});
+  EXPECT_EQ(r.verdict, Verdict::kClean) << Rules(r);
+  EXPECT_TRUE(InspectBuffer(view, "m.safetensors").ok());
+  ::munmap(mem, bytes.size());
 }
 
 TEST(SafetensorsScan, MalformedHeaders) {
@@ -281,6 +351,23 @@ TEST(FolderScan, RemoteCodeShardsAndSymlinks) {
   EXPECT_EQ(report->verdict, Verdict::kMalicious);
 }
 
+TEST(FolderScan, HuggingFaceCacheSnapshotLinksAreScanned) {
+  testing::TempDir tmp("hfcache");
+  fs::path repo = tmp.path() / "models--org--tiny";
+  fs::path snap = repo / "snapshots" / "0123abcd";
+  gguf::Writer w = CleanModel();
+  w.AddUint32("tokenizer.ggml.padding_token_id", 999);  // out of range: malicious
+  WriteFile(repo / "blobs" / "deadbeef", w.Build());
+  fs::create_directories(snap);
+  fs::create_symlink("../../blobs/deadbeef", snap / "model.gguf");
+  auto report = ScanPaths({snap.string()}, ScanOptions{});
+  ASSERT_TRUE(report.ok());
+  FileReport folder = FolderReport(*report);
+  EXPECT_FALSE(HasRule(folder, "folder.symlink-escape")) << Rules(folder);
+  EXPECT_TRUE(HasRule(folder, "gguf.special-token-out-of-range")) << Rules(folder);
+  EXPECT_EQ(report->verdict, Verdict::kMalicious);
+}
+
 TEST(FolderScan, ConsistentFolderIsClean) {
   testing::TempDir tmp("folder");
   fs::path d = tmp.path() / "model";
@@ -296,6 +383,14 @@ TEST(FolderScan, ConsistentFolderIsClean) {
   ASSERT_TRUE(report.ok());
   FileReport folder = FolderReport(*report);
   EXPECT_TRUE(HasRule(folder, "folder.missing-shard")) << Rules(folder);  // gguf part 2 of 2
+  gguf::Writer split = CleanModel();
+  split.AddUint16("split.no", 1);  // says part 2, named part 1
+  split.AddUint16("split.count", 2);
+  WriteFile(d / "m-00001-of-00002.gguf", split.Build());
+  report = ScanPaths({d.string()}, ScanOptions{});
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(HasRule(FolderReport(*report), "folder.split-mismatch"))
+      << Rules(FolderReport(*report));
   fs::remove(d / "m-00001-of-00002.gguf");
   report = ScanPaths({d.string()}, ScanOptions{});
   ASSERT_TRUE(report.ok());

@@ -1,0 +1,91 @@
+// airlock::scan::Inspect*: what a person wants to know about a GGUF or safetensors model before
+// running it (architecture, size, tensor types, context, tokenizer, chat template, license and
+// source claims, memory needed at a context length). Reads headers only, never tensor data, and
+// never renders the chat template. For safetensors, hyperparameters come from a config.json (and
+// the template from tokenizer_config.json) beside the file when present.
+// Used by `airlock inspect` and reusable by `assess`. Thread-safety: reentrant.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+
+namespace airlock::scan {
+
+struct InspectOptions {
+  // Context length for the memory estimate; 0 means min(model context length, 4096).
+  std::uint64_t context = 0;
+};
+
+struct TensorTypeStat {
+  std::string type;  // "Q4_K", "F16", "BF16"...
+  std::uint64_t tensors = 0;
+  std::uint64_t elements = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct SpecialToken {
+  std::string role;  // "bos", "eos", "padding"...
+  std::int64_t id = -1;
+  std::string text;  // the token's text when the vocabulary has it
+};
+
+struct ModelSummary {
+  std::string path;
+  std::string format;  // "gguf" or "safetensors"
+  std::uint64_t file_size = 0;
+  std::string name;
+  std::string architecture;
+  std::string file_type;  // GGUF general.file_type as a name ("Q4_K_M"), or safetensors dtype
+
+  std::uint64_t tensor_count = 0;
+  std::uint64_t parameter_count = 0;
+  std::uint64_t weight_bytes = 0;
+  std::vector<TensorTypeStat> tensor_types;  // largest share first
+
+  std::optional<std::uint64_t> context_length, embedding_length, block_count, feed_forward_length,
+      head_count, head_count_kv, key_length, value_length, expert_count, expert_used_count;
+  std::optional<double> rope_freq_base;
+
+  std::string tokenizer_model;  // "gpt2", "llama"...
+  std::string tokenizer_pre;
+  std::optional<std::uint64_t> vocab_size;
+  std::optional<std::uint64_t> merges;
+  std::vector<SpecialToken> special_tokens;
+  std::optional<bool> add_bos, add_eos;
+
+  bool has_chat_template = false;
+  std::uint64_t chat_template_bytes = 0;
+  std::vector<std::string> chat_template_head;  // first lines, printable, truncated
+  std::vector<std::string> named_templates;     // tokenizer.chat_template.<name>
+
+  // Provenance claims as written by whoever made the file (license, source, base models,
+  // author...). Unverified: compare with `airlock verify`.
+  std::vector<std::pair<std::string, std::string>> claims;
+
+  // Memory estimate: weights (memory-mapped) plus an f16 KV cache at `context`.
+  std::uint64_t context = 0;
+  std::uint64_t kv_bytes_per_token = 0;
+  std::uint64_t kv_cache_bytes = 0;
+  std::uint64_t total_memory_bytes = 0;
+
+  std::vector<std::string> warnings;  // structural anomalies and consistency issues
+};
+
+// Inspects the file at `path` (memory-mapped). Errors: kNotFound/kIo (cannot open),
+// kUnsupported (neither GGUF nor safetensors), kCorrupt (the header does not parse).
+Result<ModelSummary> InspectFile(const std::string& path, const InspectOptions& options = {});
+
+// Inspects bytes already in memory (`display_name` is reported as the path; no sibling files).
+Result<ModelSummary> InspectBuffer(std::span<const std::byte> data, const std::string& display_name,
+                                   const InspectOptions& options = {});
+
+std::string RenderInspectText(const ModelSummary& s);
+std::string RenderInspectJson(const ModelSummary& s);  // one JSON object, stable keys
+
+}  // namespace airlock::scan

@@ -1,0 +1,199 @@
+// `airlock inspect` and scan::InspectFile on crafted and fixture models.
+#include "scan/inspect.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/file.h"
+#include "formats/gguf_writer.h"
+#include "test_util.h"
+
+namespace airlock::scan {
+namespace {
+
+namespace gguf = formats::gguf;
+namespace fs = std::filesystem;
+
+struct CmdResult {
+  int rc;
+  std::string out;
+};
+
+CmdResult RunAirlock(const std::string& args) {
+  std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>/dev/null";
+  CmdResult r{-1, ""};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string TinyModel() {
+  gguf::Writer w;
+  w.AddString("general.architecture", "llama");
+  w.AddString("general.name", "Tiny Test");
+  w.AddString("general.license", "apache-2.0");
+  w.AddString("general.source.url", "https://huggingface.co/example/tiny");
+  w.AddString("general.base_model.0.name", "Base");
+  w.AddUint32("general.file_type", 7);
+  w.AddUint32("general.quantization_version", 2);
+  w.AddUint32("llama.context_length", 512);
+  w.AddUint32("llama.embedding_length", 32);
+  w.AddUint32("llama.block_count", 2);
+  w.AddUint32("llama.feed_forward_length", 64);
+  w.AddUint32("llama.attention.head_count", 4);
+  w.AddUint32("llama.attention.head_count_kv", 2);
+  w.AddString("tokenizer.ggml.model", "llama");
+  w.AddStringArray("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "a"});
+  w.AddFloat32Array("tokenizer.ggml.scores", {0, 0, 0, 0});
+  w.AddInt32Array("tokenizer.ggml.token_type", {2, 3, 3, 1});
+  w.AddUint32("tokenizer.ggml.bos_token_id", 1);
+  w.AddUint32("tokenizer.ggml.eos_token_id", 2);
+  w.AddString("tokenizer.chat_template", "{% for m in messages %}\n{{ m.content }}\n{% endfor %}");
+  std::vector<std::byte> f32(4 * 32 * 4), q8(34 * 2);
+  w.AddTensor("token_embd.weight", gguf::GgmlType::kF32, {32, 4}, f32);
+  w.AddTensor("blk.0.attn_q.weight", gguf::GgmlType::kQ8_0, {32, 2}, q8);
+  return w.Build();
+}
+
+TEST(Inspect, GgufSummary) {
+  std::string bytes = TinyModel();
+  InspectOptions o;
+  o.context = 100;
+  auto s = InspectBuffer(core::AsBytes(bytes), "tiny.gguf", o);
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  EXPECT_EQ(s->format, "gguf");
+  EXPECT_EQ(s->architecture, "llama");
+  EXPECT_EQ(s->name, "Tiny Test");
+  EXPECT_EQ(s->file_type, "Q8_0");
+  EXPECT_EQ(s->tensor_count, 2u);
+  EXPECT_EQ(s->parameter_count, 32u * 4 + 64);
+  EXPECT_EQ(s->weight_bytes, 4u * 32 * 4 + 68);
+  ASSERT_EQ(s->tensor_types.size(), 2u);
+  EXPECT_EQ(s->tensor_types[0].type, "F32");
+  EXPECT_EQ(s->context_length, 512u);
+  EXPECT_EQ(s->head_count_kv, 2u);
+  EXPECT_EQ(s->vocab_size, 4u);
+  ASSERT_EQ(s->special_tokens.size(), 2u);
+  EXPECT_EQ(s->special_tokens[0].text, "<s>");
+  EXPECT_TRUE(s->has_chat_template);
+  ASSERT_EQ(s->chat_template_head.size(), 3u);
+  EXPECT_EQ(s->chat_template_head[1], "{{ m.content }}");
+  bool license = false, source = false;
+  for (const auto& [k, v] : s->claims) {
+    license |= k == "license" && v == "apache-2.0";
+    source |= k == "source.url" && v == "https://huggingface.co/example/tiny";
+  }
+  EXPECT_TRUE(license);
+  EXPECT_TRUE(source);
+  // 2 layers x 2 kv heads x (8 + 8) dims x 2 bytes = 128 bytes per token.
+  EXPECT_EQ(s->kv_bytes_per_token, 128u);
+  EXPECT_EQ(s->kv_cache_bytes, 12800u);
+  EXPECT_EQ(s->total_memory_bytes, s->weight_bytes + 12800u);
+  EXPECT_TRUE(s->warnings.empty()) << s->warnings[0];
+}
+
+TEST(Inspect, RejectsOtherFormatsAndCorruptFiles) {
+  EXPECT_EQ(InspectBuffer(core::AsBytes(std::string("hello world")), "x").status().code(),
+            StatusCode::kUnsupported);
+  std::string bytes = TinyModel();
+  EXPECT_EQ(InspectBuffer(core::AsBytes(bytes.substr(0, 100)), "x").status().code(),
+            StatusCode::kCorrupt);
+}
+
+TEST(Inspect, SafetensorsReadsSiblingConfig) {
+  testing::TempDir tmp("inspect");
+  std::string h =
+      R"({"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[4,4],"data_offsets":[0,32]}})";
+  std::string len(8, '\0');
+  std::uint64_t n = h.size();
+  std::memcpy(len.data(), &n, 8);
+  std::ofstream(tmp.path() / "model.safetensors", std::ios::binary)
+      << len + h + std::string(32, '\0');
+  std::ofstream(tmp.path() / "config.json")
+      << R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":3,)"
+         R"("num_attention_heads":8,"num_key_value_heads":2,"max_position_embeddings":1024,"vocab_size":100})";
+  std::ofstream(tmp.path() / "tokenizer_config.json") << R"({"chat_template":"{{ messages }}"})";
+  auto s = InspectFile((tmp.path() / "model.safetensors").string());
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  EXPECT_EQ(s->format, "safetensors");
+  EXPECT_EQ(s->architecture, "Qwen2ForCausalLM");
+  EXPECT_EQ(s->parameter_count, 16u);
+  EXPECT_EQ(s->file_type, "BF16");
+  EXPECT_EQ(s->block_count, 3u);
+  EXPECT_TRUE(s->has_chat_template);
+  EXPECT_EQ(s->context, 1024u);
+  // 3 layers x 2 kv heads x (8 + 8) x 2 bytes.
+  EXPECT_EQ(s->kv_bytes_per_token, 192u);
+}
+
+TEST(InspectCli, TextAndJson) {
+  testing::TempDir tmp("inspect");
+  fs::path model = tmp.path() / "tiny.gguf";
+  std::ofstream(model, std::ios::binary) << TinyModel();
+  CmdResult text = RunAirlock("inspect " + model.string());
+  EXPECT_EQ(text.rc, 0);
+  EXPECT_NE(text.out.find("llama"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("apache-2.0"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Q8_0"), std::string::npos) << text.out;
+
+  CmdResult js = RunAirlock("inspect " + model.string() + " --json --ctx 100");
+  EXPECT_EQ(js.rc, 0);
+  auto j = nlohmann::json::parse(js.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << js.out;
+  EXPECT_EQ(j["architecture"], "llama");
+  EXPECT_EQ(j["parameter_count"], 192);
+  EXPECT_EQ(j["memory"]["context"], 100);
+  EXPECT_EQ(j["memory"]["kv_cache_bytes"], 12800);
+  EXPECT_EQ(j["tokenizer"]["vocab_size"], 4);
+  EXPECT_EQ(j["chat_template"]["present"], true);
+  EXPECT_EQ(j["claims"]["license"], "apache-2.0");
+
+  fs::path bad = tmp.path() / "bad.gguf";
+  std::ofstream(bad, std::ios::binary) << TinyModel().substr(0, 64);
+  EXPECT_EQ(RunAirlock("inspect " + bad.string()).rc, 2);
+  fs::path txt = tmp.path() / "notes.txt";
+  std::ofstream(txt) << "not a model\n";
+  EXPECT_EQ(RunAirlock("inspect " + txt.string()).rc, 3);
+  EXPECT_EQ(RunAirlock("inspect").rc, 3);
+}
+
+TEST(InspectFixtures, VocabFilesAndModels) {
+  AIRLOCK_FIXTURES_OR_SKIP(dir, "llama-vocab");
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".gguf") continue;
+    auto s = InspectFile(e.path().string());
+    ASSERT_TRUE(s.ok()) << e.path() << ": " << s.error().message();
+    EXPECT_FALSE(s->architecture.empty()) << e.path();
+    EXPECT_GT(s->vocab_size.value_or(0), 1000u) << e.path();
+    EXPECT_FALSE(s->tokenizer_model.empty()) << e.path();
+    EXPECT_TRUE(s->warnings.empty()) << e.path() << ": " << s->warnings[0];
+    ++n;
+  }
+  EXPECT_GE(n, 10);
+  auto models = dir / ".." / "engine-reference" / "models";
+  if (fs::is_directory(models)) {
+    for (const auto& e : fs::directory_iterator(models)) {
+      auto s = InspectFile(e.path().string());
+      ASSERT_TRUE(s.ok()) << e.path() << ": " << s.error().message();
+      EXPECT_GT(s->parameter_count, 0u);
+      EXPECT_GT(s->kv_bytes_per_token, 0u) << e.path();
+      CmdResult r = RunAirlock("inspect --json " + e.path().string());
+      EXPECT_EQ(r.rc, 0) << e.path();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace airlock::scan
