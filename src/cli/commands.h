@@ -19,5 +19,6 @@ void AddKeysCommand(CLI::App& app, int* exit_code);     // keys_command.cc
 void AddAuditCommand(CLI::App& app, int* exit_code);    // audit_command.cc
 void AddTokenizeCommand(CLI::App& app, int* exit_code);  // tokenize_command.cc
 void AddInspectCommand(CLI::App& app, int* exit_code);  // inspect_command.cc
+void AddRunCommand(CLI::App& app, int* exit_code);       // run_command.cc
 
 }  // namespace airlock::cli

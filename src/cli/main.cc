@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   airlock::cli::AddAuditCommand(app, &exit_code);
   airlock::cli::AddTokenizeCommand(app, &exit_code);
   airlock::cli::AddInspectCommand(app, &exit_code);
+  airlock::cli::AddRunCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
