@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   airlock::cli::AddTokenizeCommand(app, &exit_code);
   airlock::cli::AddInspectCommand(app, &exit_code);
   airlock::cli::AddRunCommand(app, &exit_code);
+  airlock::cli::AddChatCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

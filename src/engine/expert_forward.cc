@@ -506,6 +506,7 @@ void ExpertForward::Forward(const std::int32_t* tokens, int n, int p0, float* lo
       for (std::int64_t e = 0; e < n * d; ++e) x_[e] += tmp_[e];
     }
   }
+  if (logits_out == nullptr) return;  // a non-final prompt chunk: no logits needed
   const int first = all_rows ? 0 : n - 1;
   const int count = n - first;
   for (int i = 0; i < count; ++i) {

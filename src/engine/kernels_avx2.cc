@@ -36,11 +36,6 @@ inline __m256i DotI8(__m256i x, __m256i y) {
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-// Unsigned (0..127) times signed bytes, as 8 int32 lanes.
-inline __m256i DotU8I8(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
 // 16 bytes of packed nibbles -> 32 bytes: low nibbles first, then high nibbles (ggml order).
 inline __m256i UnpackNibbles(const std::uint8_t* p) {
   const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));

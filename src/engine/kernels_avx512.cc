@@ -90,30 +90,63 @@ void DotRows32(std::int64_t n, const void* w, std::size_t row_bytes, int nrows, 
   }
 }
 
+// kRows weight rows x kTok tokens per step: the activation block and its offset correction are
+// loaded once for both rows, the weight block unpacked once for all tokens.
+template <typename Block, typename Unpack, int kRows>
+void TileStep32(std::int64_t nb, const Block* const* rows, const ActQ8x32* const* a, int nt,
+                float* out, std::size_t ldo) {
+  constexpr int kTok = 8;
+  __m256 acc[kRows][kTok];
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  for (std::int64_t b = 0; b < nb; ++b) {
+    __m256i u[kRows];
+    __m256 dw[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      u[r] = Unpack::Get(rows[r][b]);
+      dw[r] = _mm256_set1_ps(HalfToFloat(rows[r][b].d));
+    }
+    for (int t = 0; t < kTok; ++t) {
+      const ActQ8x32& y = a[t][b];
+      const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs));
+      const __m256i corr = _mm256_zextsi128_si256(_mm_cvtsi32_si128(Unpack::kOffset * y.sum));
+      const __m256 da = _mm256_set1_ps(y.d);
+      for (int r = 0; r < kRows; ++r) {
+        const __m256i dot =
+            _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u[r], yv), corr);
+        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], da), _mm256_cvtepi32_ps(dot), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < nt; ++t) out[t * ldo + r] = HorizontalSum(acc[r][t]);
+  }
+}
+
 template <typename Block, typename Unpack>
 void TileRows32(std::int64_t n, const void* w, std::size_t row_bytes, int nrows, const void* act,
                 std::size_t act_stride, int ntok, float* out, std::size_t ldo) {
+  constexpr int kTok = 8;
   const std::int64_t nb = n / kQK;
-  for (int t0 = 0; t0 < ntok; t0 += 4) {
-    const int nt = ntok - t0 < 4 ? ntok - t0 : 4;
-    const ActQ8x32* a[4];
-    for (int t = 0; t < 4; ++t) {
+  for (int t0 = 0; t0 < ntok; t0 += kTok) {
+    const int nt = ntok - t0 < kTok ? ntok - t0 : kTok;
+    const ActQ8x32* a[kTok];
+    for (int t = 0; t < kTok; ++t) {
       a[t] = reinterpret_cast<const ActQ8x32*>(static_cast<const char*>(act) +
                                                (t0 + (t < nt ? t : 0)) * act_stride);
     }
-    for (int r = 0; r < nrows; ++r) {
-      const auto* row = reinterpret_cast<const Block*>(static_cast<const char*>(w) + r * row_bytes);
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                       _mm256_setzero_ps()};
-      for (std::int64_t b = 0; b < nb; ++b) {
-        const __m256i u = Unpack::Get(row[b]);
-        const float dw = HalfToFloat(row[b].d);
-        for (int t = 0; t < 4; ++t) {
-          const __m256i d = BlockDot<Unpack::kOffset>(u, a[t][b]);
-          acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[t][b].d), _mm256_cvtepi32_ps(d), acc[t]);
-        }
-      }
-      for (int t = 0; t < nt; ++t) out[(t0 + t) * ldo + r] = HorizontalSum(acc[t]);
+    int r = 0;
+    for (; r + 2 <= nrows; r += 2) {
+      const Block* rows[2] = {
+          reinterpret_cast<const Block*>(static_cast<const char*>(w) + r * row_bytes),
+          reinterpret_cast<const Block*>(static_cast<const char*>(w) + (r + 1) * row_bytes)};
+      TileStep32<Block, Unpack, 2>(nb, rows, a, nt, out + t0 * ldo + r, ldo);
+    }
+    for (; r < nrows; ++r) {
+      const Block* rows[1] = {
+          reinterpret_cast<const Block*>(static_cast<const char*>(w) + r * row_bytes)};
+      TileStep32<Block, Unpack, 1>(nb, rows, a, nt, out + t0 * ldo + r, ldo);
     }
   }
 }
@@ -265,32 +298,57 @@ void TileQ6_K(std::int64_t n, const void* w, std::size_t rb, int nr, const void*
   }
 }
 
-// F16 weights x F32 activations for batches: each 16-value slice converted once for 4 rows.
+// F16 weights x F32 activations for batches: kRows rows x 4 tokens per step, so each converted
+// weight slice feeds 4 FMAs and each activation load feeds kRows.
+template <int kRows>
+void TileStepF16(std::int64_t n, const std::uint16_t* const* rows, const float* const* x, int nt,
+                 float* out, std::size_t ldo) {
+  constexpr int kTok = 4;
+  __m256 acc[kRows][kTok];
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 wv[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      wv[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + i)));
+    }
+    for (int t = 0; t < kTok; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x[t] + i);
+      for (int r = 0; r < kRows; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < nt; ++t) {
+      float s = HorizontalSum(acc[r][t]);
+      for (std::int64_t k = i; k < n; ++k) s += HalfToFloat(rows[r][k]) * x[t][k];
+      out[t * ldo + r] = s;
+    }
+  }
+}
+
 void TileF16(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act,
              std::size_t act_stride, int ntok, float* out, std::size_t ldo) {
-  for (int t0 = 0; t0 < ntok; t0 += 4) {
-    const int nt = ntok - t0 < 4 ? ntok - t0 : 4;
-    const float* x[4];
-    for (int t = 0; t < 4; ++t) {
+  constexpr int kTok = 4;
+  auto row_ptr = [&](int r) {
+    return reinterpret_cast<const std::uint16_t*>(static_cast<const char*>(w) + r * rb);
+  };
+  for (int t0 = 0; t0 < ntok; t0 += kTok) {
+    const int nt = ntok - t0 < kTok ? ntok - t0 : kTok;
+    const float* x[kTok];
+    for (int t = 0; t < kTok; ++t) {
       x[t] = reinterpret_cast<const float*>(static_cast<const char*>(act) +
                                             (t0 + (t < nt ? t : 0)) * act_stride);
     }
-    for (int r = 0; r < nr; ++r) {
-      const auto* row =
-          reinterpret_cast<const std::uint16_t*>(static_cast<const char*>(w) + r * rb);
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                       _mm256_setzero_ps()};
-      std::int64_t i = 0;
-      for (; i + 8 <= n; i += 8) {
-        const __m256 wv =
-            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)));
-        for (int t = 0; t < 4; ++t) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[t]);
-      }
-      for (int t = 0; t < nt; ++t) {
-        float s = HorizontalSum(acc[t]);
-        for (std::int64_t k = i; k < n; ++k) s += HalfToFloat(row[k]) * x[t][k];
-        out[(t0 + t) * ldo + r] = s;
-      }
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) {
+      const std::uint16_t* rows[4] = {row_ptr(r), row_ptr(r + 1), row_ptr(r + 2), row_ptr(r + 3)};
+      TileStepF16<4>(n, rows, x, nt, out + t0 * ldo + r, ldo);
+    }
+    for (; r < nr; ++r) {
+      const std::uint16_t* rows[1] = {row_ptr(r)};
+      TileStepF16<1>(n, rows, x, nt, out + t0 * ldo + r, ldo);
     }
   }
 }

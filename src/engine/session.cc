@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <system_error>
 #include <thread>
 
+#include "core/bytes.h"
 #include "engine/internal/expert_model.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/matmul.h"
@@ -203,6 +206,10 @@ void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out,
     MatMul(*pool, *k, act, &down, 1);
     for (std::int64_t e = 0; e < n * d; ++e) x[e] += tmp[e];
   }
+  if (logits_out == nullptr) {  // a non-final prompt chunk: no logits needed
+    pos += n;
+    return;
+  }
   const int first = all_rows ? 0 : n - 1;
   const int count = n - first;
   RmsNormRows(x.data() + first * d, xn.data(), count, w->output_norm);
@@ -233,43 +240,66 @@ Result<std::unique_ptr<Session>> Session::Create(const Model& model,
   int threads = options.n_threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   threads = std::min(threads, 256);
-  s->pool = std::make_unique<ThreadPool>(threads);
-  if (c.moe.n_expert > 0) {
-    s->experts = std::make_unique<internal::ExpertForward>(model, *s->pool, *s->k, s->n_ctx,
-                                                           s->max_batch);
-    s->logits.resize(c.n_vocab);
+  const std::int64_t d = c.n_embd, b = s->max_batch;
+  s->q_dim = std::int64_t{c.n_head} * c.head_dim;
+  s->kv_dim = std::int64_t{c.n_head_kv} * c.head_dim;
+  // The KV cache dominates: refuse sizes no machine has before trying to allocate them.
+  std::uint64_t cache_floats = 0;
+  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * s->n_ctx, s->kv_dim,
+                        &cache_floats) ||
+      cache_floats > (std::uint64_t{1} << 36) / 8) {
+    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(s->n_ctx) +
+                         " would exceed 64 GiB; use a smaller context");
+  }
+  if (c.moe.n_expert > 0) {  // MoE / MLA: expert_forward.cc owns the caches and buffers
+    try {
+      s->pool = std::make_unique<ThreadPool>(threads);
+      s->experts = std::make_unique<internal::ExpertForward>(model, *s->pool, *s->k, s->n_ctx,
+                                                             s->max_batch);
+      s->logits.resize(c.n_vocab);
+    } catch (const std::bad_alloc&) {
+      return LimitExceeded("engine: not enough memory for a session with n_ctx " +
+                           std::to_string(s->n_ctx));
+    } catch (const std::system_error& e) {
+      return Internal(std::string("engine: cannot start worker threads: ") + e.what());
+    }
     std::unique_ptr<Session> session(new Session());
     session->s_ = std::move(s);
     return session;
   }
-  const std::int64_t d = c.n_embd, b = s->max_batch;
-  s->q_dim = std::int64_t{c.n_head} * c.head_dim;
-  s->kv_dim = std::int64_t{c.n_head_kv} * c.head_dim;
-  const std::size_t cache = static_cast<std::size_t>(c.n_layer) * s->n_ctx * s->kv_dim;
-  s->k_cache.assign(cache, 0.0f);
-  s->v_cache.assign(cache, 0.0f);
-  s->x.resize(b * d);
-  s->xn.resize(b * d);
-  s->tmp.resize(b * d);
-  s->q.resize(b * s->q_dim);
-  s->attn.resize(b * s->q_dim);
-  s->kk.resize(b * s->kv_dim);
-  s->vv.resize(b * s->kv_dim);
-  s->gate.resize(b * c.n_ff);
-  s->up.resize(b * c.n_ff);
-  s->logits.resize(c.n_vocab);
-  s->scores.resize(static_cast<std::size_t>(threads) * s->n_ctx);
-  s->act.Reserve(s->max_batch, std::max<std::int64_t>({d, s->q_dim, c.n_ff}));
-  const int half = c.n_rot / 2;
-  s->inv_freq.resize(half);
-  const auto& factors = model.weights().rope_freqs;
-  for (int j = 0; j < half; ++j) {
-    double f = std::pow(static_cast<double>(c.rope_base), -2.0 * j / c.n_rot) * c.rope_freq_scale;
-    if (!factors.empty()) f /= factors[j];
-    s->inv_freq[j] = f;
+  const std::size_t cache = static_cast<std::size_t>(cache_floats);
+  try {
+    s->pool = std::make_unique<ThreadPool>(threads);
+    s->k_cache.assign(cache, 0.0f);
+    s->v_cache.assign(cache, 0.0f);
+    s->x.resize(b * d);
+    s->xn.resize(b * d);
+    s->tmp.resize(b * d);
+    s->q.resize(b * s->q_dim);
+    s->attn.resize(b * s->q_dim);
+    s->kk.resize(b * s->kv_dim);
+    s->vv.resize(b * s->kv_dim);
+    s->gate.resize(b * c.n_ff);
+    s->up.resize(b * c.n_ff);
+    s->logits.resize(c.n_vocab);
+    s->scores.resize(static_cast<std::size_t>(threads) * s->n_ctx);
+    s->act.Reserve(s->max_batch, std::max<std::int64_t>({d, s->q_dim, c.n_ff}));
+    const int half = c.n_rot / 2;
+    s->inv_freq.resize(half);
+    const auto& factors = model.weights().rope_freqs;
+    for (int j = 0; j < half; ++j) {
+      double f = std::pow(static_cast<double>(c.rope_base), -2.0 * j / c.n_rot) * c.rope_freq_scale;
+      if (!factors.empty()) f /= factors[j];
+      s->inv_freq[j] = f;
+    }
+    s->rope_cos.resize(static_cast<std::size_t>(s->max_batch) * half);
+    s->rope_sin.resize(static_cast<std::size_t>(s->max_batch) * half);
+  } catch (const std::bad_alloc&) {
+    return LimitExceeded("engine: not enough memory for a session with n_ctx " +
+                         std::to_string(s->n_ctx));
+  } catch (const std::system_error& e) {
+    return Internal(std::string("engine: cannot start worker threads: ") + e.what());
   }
-  s->rope_cos.resize(static_cast<std::size_t>(s->max_batch) * half);
-  s->rope_sin.resize(static_cast<std::size_t>(s->max_batch) * half);
   std::unique_ptr<Session> session(new Session());
   session->s_ = std::move(s);
   return session;
@@ -291,15 +321,18 @@ Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> token
     }
   }
   const std::size_t vocab = s.c->n_vocab;
-  if (all_logits) s.all_logits.resize(tokens.size() * vocab);
+  if (all_logits) {
+    try {
+      s.all_logits.resize(tokens.size() * vocab);
+    } catch (const std::bad_alloc&) {
+      return LimitExceeded("engine: not enough memory for the logits of every token");
+    }
+  }
   for (std::size_t start = 0; start < tokens.size(); start += s.max_batch) {
     const int n = static_cast<int>(std::min<std::size_t>(s.max_batch, tokens.size() - start));
     const bool last_chunk = start + n == tokens.size();
     float* out = all_logits ? s.all_logits.data() + start * vocab : s.logits.data();
-    if (!all_logits && !last_chunk) {
-      // Logits of a non-final chunk are not needed, but the forward pass computes the last row
-      // anyway (cheap next to the chunk); it lands in the scratch buffer.
-    }
+    if (!all_logits && !last_chunk) out = nullptr;  // only the last token's logits are returned
     s.Forward(tokens.data() + start, n, out, all_logits);
   }
   if (all_logits) return std::span<const float>(s.all_logits);

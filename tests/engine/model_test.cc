@@ -148,6 +148,15 @@ TEST(Model, LoadsAndBatchedPromptMatchesTokenByToken) {
     }
     // Same math except for the order of float sums and activation rounding in batch kernels.
     EXPECT_LT(max_diff, type == gguf::GgmlType::kQ8_0 ? 0.05 : 1e-4) << static_cast<int>(type);
+    // Last-token-only evaluation over several chunks gives the last row of the full result.
+    auto last_only = Session::Create(**model, so);
+    ASSERT_TRUE(last_only.has_value());
+    auto last = (*last_only)->Eval(ids);
+    ASSERT_TRUE(last.has_value());
+    ASSERT_EQ(last->size(), 96u);
+    // (The batch path may use tile kernels, whose float sums run in another order.)
+    for (int v = 0; v < 96; ++v) ASSERT_NEAR((*last)[v], all[(ids.size() - 1) * 96 + v], 1e-4);
+    EXPECT_EQ((*last_only)->position(), static_cast<int>(ids.size()));
     // Rewind and redo the tail: same logits as the first time.
     (*batched)->Rewind(5);
     EXPECT_EQ((*batched)->position(), 5);

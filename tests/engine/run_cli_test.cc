@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <string>
 
+#include "core/file.h"
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
 #include "test_util.h"
 
 namespace {
@@ -32,6 +35,76 @@ TEST(RunCommand, GreedyStoryFromStories260K) {
   EXPECT_EQ(status, 0);
   // What this model writes after "Once upon a time" under greedy decoding.
   EXPECT_NE(out.find("there was a little girl named Lily"), std::string::npos) << out;
+}
+
+TEST(ChatCommand, TwoTurnsAndReset) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
+  const auto model = fixtures / "stories260K.gguf";
+  int status = -1;
+  // No chat template in this model: each turn is the conversation's plain text.
+  const std::string out = RunAndCapture(
+      "printf 'Once upon a time\\n/reset\\nOnce upon a time\\n' | " + std::string(AIRLOCK_EXE) +
+          " chat '" + model.string() + "' -n 12 --temp 0 --threads 2 2>/dev/null",
+      &status);
+  EXPECT_EQ(status, 0);
+  // After /reset the same input gives the same greedy reply again.
+  const auto first = out.find("there was a little girl");
+  ASSERT_NE(first, std::string::npos) << out;
+  EXPECT_NE(out.find("there was a little girl", first + 1), std::string::npos) << out;
+}
+
+// stories260K with a chat template added: every KV and tensor copied verbatim.
+std::string WithChatTemplate(const std::filesystem::path& src, const std::string& tmpl) {
+  namespace gguf = airlock::formats::gguf;
+  auto mapped = airlock::core::MappedFile::Open(src.string());
+  EXPECT_TRUE(mapped.has_value());
+  auto file = gguf::File::Parse(mapped->bytes());
+  EXPECT_TRUE(file.has_value());
+  const auto bytes = mapped->bytes();
+  gguf::Writer w(file->alignment());
+  const auto& kvs = file->metadata();
+  for (std::size_t i = 0; i < kvs.size(); ++i) {
+    const std::uint64_t begin = kvs[i].value.offset();
+    const std::uint64_t end =
+        i + 1 < kvs.size() ? kvs[i + 1].offset : file->tensors().front().info_offset;
+    if (kvs[i].key == "general.alignment") continue;
+    w.AddRawKv(kvs[i].key, static_cast<std::uint32_t>(kvs[i].value.type()),
+               std::string(reinterpret_cast<const char*>(bytes.data()) + begin, end - begin));
+  }
+  w.AddString("tokenizer.chat_template", tmpl);
+  for (const auto& t : file->tensors()) {
+    w.AddTensor(t.name, t.ggml_type(),
+                std::vector<std::uint64_t>(t.ne.begin(), t.ne.begin() + t.n_dims),
+                file->TensorData(t));
+  }
+  return w.Build();
+}
+
+TEST(RunCommand, UsesTheModelsChatTemplate) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
+  airlock::testing::TempDir dir;
+  const auto path = dir.path() / "chat.gguf";
+  // A template that frames the user text; the story model continues after "Once upon a time".
+  const std::string tmpl =
+      "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+      "{% if add_generation_prompt %} upon a time{% endif %}";
+  ASSERT_TRUE(airlock::core::WriteFileAtomic(path.string(),
+                                             WithChatTemplate(fixtures / "stories260K.gguf", tmpl))
+                  .ok());
+  int status = -1;
+  const std::string out = RunAndCapture(std::string(AIRLOCK_EXE) + " run '" + path.string() +
+                                            "' -p 'Once' -n 12 --temp 0 --threads 2 2>&1",
+                                        &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("there was a little girl"), std::string::npos) << out;
+  EXPECT_EQ(out.find("upon a time"), std::string::npos) << out;  // it was part of the prompt
+  // Without the template the prompt is just "Once", and the model writes "upon a time" itself.
+  const std::string raw =
+      RunAndCapture(std::string(AIRLOCK_EXE) + " run '" + path.string() +
+                        "' -p 'Once' -n 12 --temp 0 --threads 2 --no-template 2>&1",
+                    &status);
+  EXPECT_EQ(status, 0) << raw;
+  EXPECT_NE(raw.find("upon a time"), std::string::npos) << raw;
 }
 
 TEST(RunCommand, RefusesANonModelFile) {

@@ -1,0 +1,131 @@
+#include "cli/generation.h"
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+
+namespace airlock::cli {
+
+void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
+  cmd->add_option("model", f->model, "GGUF model file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-n,--n-predict", f->n_predict,
+                  "Maximum tokens per reply (-1: until the end of turn or context)")
+      ->capture_default_str();
+  cmd->add_option("--temp", f->sampling.temperature, "Sampling temperature (0: greedy)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", f->sampling.top_k, "Keep the k most likely tokens (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus sampling threshold (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--min-p", f->sampling.min_p,
+                  "Drop tokens below min-p x the top probability (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-penalty", f->sampling.repeat_penalty,
+                  "Penalty for recently seen tokens (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-last-n", f->sampling.penalty_last_n,
+                  "How many recent tokens the penalties consider")
+      ->capture_default_str();
+  cmd->add_option("--presence-penalty", f->sampling.presence_penalty,
+                  "Subtracted once from seen tokens")
+      ->capture_default_str();
+  cmd->add_option("--frequency-penalty", f->sampling.frequency_penalty, "Subtracted per occurrence")
+      ->capture_default_str();
+  cmd->add_option("--seed", f->sampling.seed, "Random seed (same seed, same output)")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", f->threads, "Worker threads (0: all cores)")
+      ->capture_default_str();
+  cmd->add_option("-c,--ctx", f->ctx, "Context length in tokens (0: min(training context, 4096))")
+      ->capture_default_str();
+  cmd->add_option("--system", f->system, "System message");
+  cmd->add_flag("--no-template", f->no_template,
+                "Send plain text, without the model's chat template");
+  cmd->add_flag("-v,--verbose", f->verbose, "Print a model summary and engine details to stderr");
+}
+
+Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
+  const auto t0 = std::chrono::steady_clock::now();
+  LoadedModel m;
+  AIRLOCK_ASSIGN_OR_RETURN(m.model, engine::Model::Load(flags.model));
+  AIRLOCK_ASSIGN_OR_RETURN(engine::Tokenizer tok, engine::Tokenizer::FromGguf(m.model->gguf()));
+  m.tokenizer.emplace(std::move(tok));
+  engine::SessionOptions so;
+  so.n_threads = flags.threads;
+  so.n_ctx = flags.ctx;
+  AIRLOCK_ASSIGN_OR_RETURN(m.session, engine::Session::Create(*m.model, so));
+  if (flags.verbose) {
+    const engine::ModelConfig& c = m.model->config();
+    std::fprintf(
+        stderr,
+        "model: %s (%s), %d layers, embd %d, heads %d/%d, ff %d, vocab %d, train ctx %d\n"
+        "tensors: %s; %.1f MB of weights; loaded in %.0f ms; kernels %s, %d threads, ctx %d\n",
+        c.name.c_str(), c.architecture.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff,
+        c.n_vocab, c.n_ctx_train, m.model->TypeSummary().c_str(), c.weight_bytes / 1e6,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        m.session->kernel_name(), m.session->n_threads(), m.session->n_ctx());
+  }
+  return m;
+}
+
+Result<std::vector<engine::TokenId>> EncodeConversation(
+    const LoadedModel& m, const std::vector<tmpl::ChatMessage>& messages, bool no_template) {
+  const engine::Tokenizer& tok = *m.tokenizer;
+  const auto tmpl_source = m.model->gguf().GetString("tokenizer.chat_template");
+  if (no_template || !tmpl_source) {
+    std::string text;
+    for (const auto& msg : messages) {
+      if (!text.empty()) text += "\n\n";
+      if (msg.content.is_string()) text += msg.content.str();
+    }
+    return tok.Encode(text, /*add_special=*/true, /*parse_special=*/false);
+  }
+  tmpl::ChatOptions options;
+  options.add_generation_prompt = true;
+  if (tok.bos() != engine::kNoToken) options.bos_token = std::string(tok.TokenText(tok.bos()));
+  if (tok.eos() != engine::kNoToken) options.eos_token = std::string(tok.TokenText(tok.eos()));
+  AIRLOCK_ASSIGN_OR_RETURN(tmpl::ChatPrompt rendered,
+                           tmpl::RenderChat(*tmpl_source, messages, options));
+  std::vector<engine::TextSpan> spans;
+  for (const auto& s : rendered.segments) {
+    spans.push_back({s.begin, s.end, s.kind == tmpl::SegmentKind::kTemplate});
+  }
+  // Templates that print bos_token themselves must not get a second BOS from the tokenizer.
+  const bool starts_with_bos =
+      !options.bos_token.empty() && rendered.text.rfind(options.bos_token, 0) == 0;
+  return tok.EncodeSpans(rendered.text, spans, /*add_special=*/!starts_with_bos);
+}
+
+Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,
+                               std::span<const float> logits, int n_predict) {
+  ReplyStats stats;
+  stats.stop_reason = "length";
+  const auto t0 = std::chrono::steady_clock::now();
+  engine::StreamDecoder decoder(*m.tokenizer);
+  for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
+    const engine::TokenId next = sampler.Sample(logits);
+    if (m.tokenizer->IsEog(next)) {
+      stats.stop_reason = "end of turn";
+      break;
+    }
+    sampler.Accept(next);
+    const std::string text = decoder.Push(next);
+    stats.text += text;
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    ++stats.generated;
+    if (m.session->position() >= m.session->n_ctx()) {
+      stats.stop_reason = "context full";
+      break;
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(logits, m.session->Eval(std::span<const engine::TokenId>(&next, 1)));
+  }
+  const std::string rest = decoder.Flush();
+  stats.text += rest;
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+}  // namespace airlock::cli

@@ -1,0 +1,65 @@
+// Shared pieces of `airlock run` and `airlock chat`: the generation flags, loading a model with
+// its tokenizer and a session, turning a conversation into prompt tokens through the model's chat
+// template (sandboxed; special tokens only from template text), and streaming a reply.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/session.h"
+#include "engine/tokenizer.h"
+#include "template/chat.h"
+
+namespace CLI {
+class App;
+}
+
+namespace airlock::cli {
+
+struct GenerationFlags {
+  std::string model;
+  std::string system;
+  int n_predict = 256;
+  int threads = 0;
+  int ctx = 0;
+  bool no_template = false;
+  bool verbose = false;
+  engine::SamplerOptions sampling;
+};
+
+// Registers the model positional and the sampling/engine flags on `cmd`.
+void AddGenerationFlags(CLI::App* cmd, GenerationFlags* flags);
+
+struct LoadedModel {
+  std::unique_ptr<engine::Model> model;
+  std::optional<engine::Tokenizer> tokenizer;
+  std::unique_ptr<engine::Session> session;
+};
+
+// Loads the model, its tokenizer and a session per `flags` (printing a summary to stderr when
+// verbose). Errors: those of Model::Load, Tokenizer::FromGguf and Session::Create.
+Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags);
+
+// Prompt tokens for `messages`: the chat template when the model has one and !no_template (with a
+// generation prompt), else the messages' text joined by blank lines with the vocabulary's BOS.
+Result<std::vector<engine::TokenId>> EncodeConversation(
+    const LoadedModel& m, const std::vector<tmpl::ChatMessage>& messages, bool no_template);
+
+struct ReplyStats {
+  int generated = 0;
+  double seconds = 0;
+  std::string stop_reason;
+  std::string text;
+};
+
+// Samples up to n_predict tokens (negative: no limit) after `logits`, streaming text to stdout,
+// stopping at an end-of-generation token or a full context. Errors: those of Session::Eval.
+Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,
+                               std::span<const float> logits, int n_predict);
+
+}  // namespace airlock::cli
