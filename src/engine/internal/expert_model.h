@@ -39,8 +39,8 @@ class ExpertForward {
   ExpertForward(const Model& model, ThreadPool& pool, const Kernels& kernels, int n_ctx,
                 int max_batch);
   // Runs `n` tokens at positions p0..p0+n-1 and writes the logits of the last one (or of every
-  // one when `all_rows`, n rows) to `logits_out` (nullptr: none). Token ids and the context limit are checked
-  // by the caller.
+  // one when `all_rows`, n rows) to `logits_out` (nullptr: none). Token ids and the context limit
+  // are checked by the caller.
   void Forward(const std::int32_t* tokens, int n, int p0, float* logits_out, bool all_rows);
 
  private:
