@@ -303,6 +303,46 @@ TEST(MoeReference, UnselectedExpertsAreNotRead) {
   EXPECT_NE(run(true, false), run(false, false));
 }
 
+// Hostile metadata in an otherwise valid deepseek2 file is refused with an error naming the
+// problem, never run: expert groups that do not divide the experts, more experts used than
+// exist, an expert count that disagrees with the expert tensors, a latent rank that disagrees
+// with attn_kv_a_mqa. (The file is copied and one uint32 value is overwritten in place.)
+TEST(MoeReference, RefusesInconsistentExpertMetadata) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "engine-reference");
+  const auto src = fixtures / "models" / "deepseek2-v3-Q8_0.gguf";
+  testing::TempDir dir;
+  auto load_with = [&](const char* key, std::uint32_t value) {
+    std::ifstream in(src, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto parsed = formats::gguf::File::Parse(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
+    EXPECT_TRUE(parsed.has_value());
+    const formats::gguf::KeyValue* kv = parsed->Find(key);
+    EXPECT_NE(kv, nullptr) << key;
+    EXPECT_EQ(kv->value.type(), formats::gguf::ValueType::kUint32) << key;
+    std::memcpy(bytes.data() + kv->value.offset(), &value, 4);
+    const auto path = dir.path() / "edited.gguf";
+    std::ofstream(path, std::ios::binary).write(bytes.data(), bytes.size());
+    return Model::Load(path.string());
+  };
+  ASSERT_TRUE(load_with("deepseek2.expert_count", 8).has_value());  // unchanged value: loads
+  struct Case {
+    const char* key;
+    std::uint32_t value;
+    const char* mentions;
+  };
+  for (const Case& c : {Case{"deepseek2.expert_group_count", 3, "groups"},
+                        Case{"deepseek2.expert_used_count", 9, "expert_used_count"},
+                        Case{"deepseek2.expert_count", 16, "ffn_gate_inp"},
+                        Case{"deepseek2.attention.kv_lora_rank", 96, "attn_kv_a_mqa"}}) {
+    auto model = load_with(c.key, c.value);
+    ASSERT_FALSE(model.has_value()) << c.key;
+    EXPECT_EQ(model.error().code(), StatusCode::kCorrupt) << model.error().message();
+    EXPECT_NE(model.error().message().find(c.mentions), std::string::npos)
+        << model.error().message();
+  }
+}
+
 // `airlock inspect` (scan::InspectFile) reports active parameters per token. Expected values come
 // from the MANIFEST's shapes: qwen3moe has 1,447,424 parameters and, in each of its 2 layers,
 // gate/up/down expert tensors of 256 x 64 x 8, of which a token uses 2 of 8 experts;
