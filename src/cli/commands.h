@@ -20,6 +20,7 @@ void AddAuditCommand(CLI::App& app, int* exit_code);    // audit_command.cc
 void AddInspectCommand(CLI::App& app, int* exit_code);  // inspect_command.cc
 void AddPerplexityCommand(CLI::App& app, int* exit_code);  // perplexity_command.cc
 void AddTokenizeCommand(CLI::App& app, int* exit_code);  // tokenize_command.cc
+void AddInspectCommand(CLI::App& app, int* exit_code);  // inspect_command.cc
 void AddRunCommand(CLI::App& app, int* exit_code);       // run_command.cc
 void AddChatCommand(CLI::App& app, int* exit_code);      // chat_command.cc
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <string_view>
 
+#include "engine/internal/expert_model.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/weights.h"
 
@@ -189,11 +190,19 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   for (const auto& a : kArchs) {
     if (a.name == c.architecture) arch = &a;
   }
+  if (internal::IsExpertArchitecture(c.architecture)) {  // MoE / MLA: expert_model.cc
+    auto w = std::make_unique<internal::ModelWeights>();
+    AIRLOCK_ASSIGN_OR_RETURN(model->type_summary_,
+                             internal::LoadExpertModel(f, path, &c, w.get()));
+    model->weights_ = std::move(w);
+    return model;
+  }
   if (arch == nullptr) {
     const std::string detail = c.architecture.empty()
                                    ? "general.architecture is missing"
                                    : "architecture '" + c.architecture +
-                                         "' is not supported (supported: llama, qwen2, qwen3)";
+                                         "' is not supported (supported: llama, qwen2, qwen3, qwen2moe, "
+                                           "qwen3moe, deepseek2)";
     return Err(StatusCode::kUnsupported, path, detail);
   }
   Loader ld(f, path);

@@ -3,8 +3,9 @@
 // metadata and every tensor's type and shape, and keeps weight matrices as views into the
 // mapping (not copied; only 1-D norms/biases are converted to float). Architectures: llama
 // (Llama 2/3.x, DeepSeek-R1-Distill-Llama, SentencePiece-era models), qwen2 (q/k/v biases), qwen3
-// (q/k RMS norms). A Model is immutable after Load and may be shared by several Sessions and
-// threads; it must outlive them.
+// (q/k RMS norms), and the expert architectures qwen2moe, qwen3moe, deepseek2 (MLA; see
+// internal/expert_model.h). A Model is immutable after Load and may be shared by several
+// Sessions and threads; it must outlive them.
 #pragma once
 
 #include <memory>
@@ -19,6 +20,36 @@
 namespace airlock::engine {
 
 enum class RopeStyle { kNorm, kNeox };  // pairs (2i, 2i+1) vs (i, i + n_rot/2)
+
+// Mixture-of-experts, multi-head latent attention and YaRN settings (qwen2moe, qwen3moe,
+// deepseek2; see engine/internal/expert_model.h). Absent (n_expert == 0, mla false) for dense
+// architectures.
+enum class ExpertGating { kSoftmax = 1, kSigmoid = 2 };  // GGUF expert_gating_func values
+struct ExpertConfig {
+  int n_expert = 0;            // routed experts per MoE layer (0: dense model)
+  int n_expert_used = 0;       // experts selected per token
+  int n_ff_exp = 0;            // width of one routed expert's FFN
+  int n_ff_shexp = 0;          // width of the shared expert FFN (0: none)
+  int n_layer_dense_lead = 0;  // leading layers with a dense FFN (deepseek2)
+  int n_group = 1;             // expert groups; the top n_group_used groups are kept
+  int n_group_used = 1;
+  ExpertGating gating = ExpertGating::kSoftmax;
+  bool norm_weights = false;   // renormalize the selected weights to sum 1
+  float weights_scale = 1.0f;  // then multiply them by this
+  bool shared_gate = false;    // qwen2moe: shared expert scaled by sigmoid(gate_inp_shexp . x)
+  // deepseek2 multi-head latent attention (the KV cache holds kv_lora_rank + n_rot per token).
+  bool mla = false;
+  int q_lora_rank = 0;  // 0: plain attn_q
+  int kv_lora_rank = 0;
+  int qk_nope = 0;  // per-head q/k width without rope; the rope part is n_rot
+  int v_head_dim = 0;
+  // YaRN rope scaling (rope.scaling.type = yarn).
+  bool yarn = false;
+  float yarn_ext_factor = 0, yarn_attn_factor = 1, yarn_beta_fast = 32, yarn_beta_slow = 1;
+  int yarn_orig_ctx = 0;
+  float yarn_log_mul = 0;  // deepseek2: kq scale multiplier mscale = 1 + yarn_log_mul * ln(factor)
+  std::uint64_t active_weight_bytes = 0;  // bytes one decoded token reads (selected experts only)
+};
 
 struct ModelConfig {
   std::string architecture;  // general.architecture
@@ -40,6 +71,7 @@ struct ModelConfig {
   bool tied_output = false;        // no output.weight: the logits use token_embd
   bool has_rope_freqs = false;     // llama3-style per-frequency factors (rope_freqs.weight)
   std::uint64_t weight_bytes = 0;  // bytes of every tensor the forward pass reads
+  ExpertConfig moe;                // MoE / MLA settings; n_expert == 0 for dense models
 };
 
 struct LoadOptions {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/bytes.h"
+#include "engine/internal/expert_model.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/matmul.h"
 #include "engine/internal/thread_pool.h"
@@ -38,6 +39,7 @@ struct SessionState {
   std::vector<double> inv_freq;           // n_rot / 2
   std::vector<float> rope_cos, rope_sin;  // [max_batch][n_rot / 2]
   ActivationBuffer act;
+  std::unique_ptr<ExpertForward> experts;  // MoE / MLA architectures (expert_forward.cc)
 
   void Forward(const std::int32_t* tokens, int n, float* logits_out, bool all_rows);
   void RmsNormRows(const float* in, float* out, int n, const std::vector<float>& weight);
@@ -125,6 +127,11 @@ void SessionState::Attention(int layer, int n, int p0) {
 }
 
 void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out, bool all_rows) {
+  if (experts) {
+    experts->Forward(tokens, n, pos, logits_out, all_rows);
+    pos += n;
+    return;
+  }
   const std::int64_t d = c->n_embd, ff = c->n_ff;
   const int p0 = pos;
   // Embeddings.
@@ -243,6 +250,22 @@ Result<std::unique_ptr<Session>> Session::Create(const Model& model,
       cache_floats > (std::uint64_t{1} << 36) / 8) {
     return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(s->n_ctx) +
                          " would exceed 64 GiB; use a smaller context");
+  }
+  if (c.moe.n_expert > 0) {  // MoE / MLA: expert_forward.cc owns the caches and buffers
+    try {
+      s->pool = std::make_unique<ThreadPool>(threads);
+      s->experts = std::make_unique<internal::ExpertForward>(model, *s->pool, *s->k, s->n_ctx,
+                                                             s->max_batch);
+      s->logits.resize(c.n_vocab);
+    } catch (const std::bad_alloc&) {
+      return LimitExceeded("engine: not enough memory for a session with n_ctx " +
+                           std::to_string(s->n_ctx));
+    } catch (const std::system_error& e) {
+      return Internal(std::string("engine: cannot start worker threads: ") + e.what());
+    }
+    std::unique_ptr<Session> session(new Session());
+    session->s_ = std::move(s);
+    return session;
   }
   const std::size_t cache = static_cast<std::size_t>(cache_floats);
   try {

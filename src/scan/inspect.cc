@@ -130,6 +130,23 @@ Result<ModelSummary> InspectGguf(std::span<const std::byte> data, ModelSummary s
   s.expert_count = f.GetUint(a + "expert_count");
   s.expert_used_count = f.GetUint(a + "expert_used_count");
   s.rope_freq_base = f.GetFloat(a + "rope.freq_base");
+  if (s.expert_count && s.expert_used_count && *s.expert_count > 0 &&
+      *s.expert_used_count <= *s.expert_count) {
+    // Routed expert tensors are 3-D {cols, rows, expert_count} named *_exps.
+    std::uint64_t idle_params = 0, idle_bytes = 0;
+    const std::uint64_t unused = *s.expert_count - *s.expert_used_count;
+    for (const gguf::TensorInfo& t : f.tensors()) {
+      if (t.n_dims == 3 && t.ne[2] == *s.expert_count &&
+          t.name.find("_exps.") != std::string_view::npos) {
+        idle_params += t.n_elements / *s.expert_count * unused;
+        idle_bytes += t.n_bytes / *s.expert_count * unused;
+      }
+    }
+    if (idle_params <= s.parameter_count && idle_bytes <= s.weight_bytes) {
+      s.active_parameter_count = s.parameter_count - idle_params;
+      s.active_weight_bytes = s.weight_bytes - idle_bytes;
+    }
+  }
 
   s.tokenizer_model = Printable(f.GetString("tokenizer.ggml.model").value_or(""));
   s.tokenizer_pre = Printable(f.GetString("tokenizer.ggml.pre").value_or(""));
@@ -355,6 +372,10 @@ std::string RenderInspectText(const ModelSummary& s) {
          opt(s.head_count) + (s.head_count_kv ? " (kv " + opt(s.head_count_kv) + ")" : ""));
   if (s.expert_count)
     line("experts", opt(s.expert_count) + " (" + opt(s.expert_used_count) + " used)");
+  if (s.active_parameter_count) {
+    line("active params", Count(*s.active_parameter_count) + " per token (" +
+                              Human(*s.active_weight_bytes) + "), selected experts only");
+  }
   if (s.rope_freq_base) {
     char b[32];
     std::snprintf(b, sizeof(b), "%g", *s.rope_freq_base);
@@ -406,6 +427,10 @@ std::string RenderInspectJson(const ModelSummary& s) {
   j["tensor_count"] = s.tensor_count;
   j["parameter_count"] = s.parameter_count;
   j["weight_bytes"] = s.weight_bytes;
+  if (s.active_parameter_count) {
+    j["active_parameter_count"] = *s.active_parameter_count;
+    j["active_weight_bytes"] = *s.active_weight_bytes;
+  }
   json types = json::array();
   for (const auto& t : s.tensor_types)
     types.push_back(

@@ -47,6 +47,10 @@ struct ModelSummary {
   std::uint64_t parameter_count = 0;
   std::uint64_t weight_bytes = 0;
   std::vector<TensorTypeStat> tensor_types;  // largest share first
+  // Mixture-of-experts GGUF files (expert_count and expert_used_count set): the parameters and
+  // bytes one token uses, i.e. all tensors minus the routed experts it does not select (3-D
+  // *_exps tensors count expert_used_count / expert_count of their size).
+  std::optional<std::uint64_t> active_parameter_count, active_weight_bytes;
 
   std::optional<std::uint64_t> context_length, embedding_length, block_count, feed_forward_length,
       head_count, head_count_kv, key_length, value_length, expert_count, expert_used_count;

@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "engine/internal/expert_weights.h"
 #include "engine/internal/matmul.h"
 
 namespace airlock::engine::internal {
@@ -12,6 +13,7 @@ struct LayerWeights {
   std::vector<float> q_bias, k_bias, v_bias;  // empty when absent
   std::vector<float> q_norm, k_norm;          // qwen3: per-head RMS norm weights {head_dim}
   WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  ExpertLayerWeights x;  // MoE / MLA tensors (expert architectures only)
 };
 
 struct ModelWeights {
