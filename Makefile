@@ -6,6 +6,8 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 5
 FUZZ_LONG_SECONDS ?= 600
+# ccache hashes paths relative to the checkout, so fresh clones in other folders reuse its cache.
+export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean
 
