@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
+
+#include "engine/internal/thread_pool.h"
 
 namespace airlock::engine {
 namespace {
@@ -292,3 +295,23 @@ TEST(Kernels, BestTableIsComplete) {
 
 }  // namespace
 }  // namespace airlock::engine
+
+namespace {
+
+// Back-to-back jobs of varying sizes: every task of every job runs exactly once, and Run never
+// returns early or waits forever (a worker lagging on an old job once claimed a task of the next).
+TEST(ThreadPoolTest, ManyBackToBackJobsRunEachTaskExactlyOnce) {
+  for (int threads : {2, 3, 4}) {
+    airlock::engine::ThreadPool pool(threads);
+    std::vector<std::atomic<int>> hits(64);
+    for (int job = 0; job < 20000; ++job) {
+      const int n = 1 + (job * 7) % 63;
+      for (int i = 0; i < n; ++i) hits[i].store(0, std::memory_order_relaxed);
+      auto fn = [&](int task, int) { hits[task].fetch_add(1, std::memory_order_relaxed); };
+      pool.Run(n, fn);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "job " << job << " task " << i;
+    }
+  }
+}
+
+}  // namespace

@@ -47,9 +47,8 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  // (generation << 32) | next task index: a claim is valid only for the generation it names.
+  // [generation:16][task count:24][next task index:24]: a claim is valid only for the job it names.
   std::atomic<std::uint64_t> cursor_{0};
-  std::atomic<int> n_tasks_{0};
   std::atomic<const TaskRef*> fn_{nullptr};
   std::atomic<int> done_{0};
   std::atomic<bool> stop_{false};
