@@ -167,26 +167,34 @@ void AnalyzeYaml(Scanner& s, const Target& t) {
     while (k < l.size() && IsKeyChar(l[k])) ++k;
     if (k == 0 || k >= l.size() || l[k] != ':' || (k + 1 < l.size() && l[k + 1] != ' ')) continue;
     std::string key(l.substr(0, k));
+    std::string_view rest = l.substr(k + 1);
+    auto continues = [&](std::size_t j) {
+      return lines[j].indent > lines[i].indent || Trim(lines[j].text).empty();
+    };
+    // A nested mapping or sequence: its own lines are visited by the loop, so look only at the
+    // first deeper line here (gathering them all for every key costs lines x nesting depth).
+    if (Trim(rest).empty()) {
+      std::size_t first = i + 1;
+      while (first < lines.size() && Trim(lines[first].text).empty()) ++first;
+      if (first < lines.size() && lines[first].indent > lines[i].indent) {
+        std::string_view next = Trim(lines[first].text);
+        std::size_t nk = 0;
+        while (nk < next.size() && IsKeyChar(next[nk])) ++nk;
+        bool mapping = nk > 0 && nk < next.size() && next[nk] == ':';
+        if (mapping || (next.size() >= 2 && next[0] == '-' && next[1] == ' ')) continue;
+      }
+    }
+    // A scalar: its continuation lines belong to it and are not visited again.
     std::vector<std::string_view> more;
     std::size_t j = i + 1;
-    while (j < lines.size() && (lines[j].indent > lines[i].indent || Trim(lines[j].text).empty())) {
-      more.push_back(lines[j].text);
-      ++j;
-    }
+    while (j < lines.size() && continues(j)) more.push_back(lines[j++].text);
     while (!more.empty() && Trim(more.back()).empty()) more.pop_back();
-    std::string_view rest = l.substr(k + 1);
-    // A nested mapping or sequence: its own lines are visited by the loop.
-    if (Trim(rest).empty() && !more.empty()) {
-      std::string_view next = Trim(more.front());
-      std::size_t nk = 0;
-      while (nk < next.size() && IsKeyChar(next[nk])) ++nk;
-      bool mapping = nk > 0 && nk < next.size() && next[nk] == ':';
-      if (mapping || (next.size() >= 2 && next[0] == '-' && next[1] == ' ')) continue;
-    }
+    const std::size_t key_line = i;
+    i = j - 1;
     std::string value = DecodeScalar(rest, more);
     bool templated = value.find("{{") != std::string::npos || value.find("{%") != std::string::npos;
     if (templated || key.find("template") != std::string::npos) {
-      if (!value.empty()) AnalyzeTemplateSource(s, t, value, lines[i].offset);
+      if (!value.empty()) AnalyzeTemplateSource(s, t, value, lines[key_line].offset);
     }
   }
 }

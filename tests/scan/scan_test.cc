@@ -180,6 +180,17 @@ TEST(YamlTest, PythonTagsAndTemplatesInAnyScalarStyle) {
   EXPECT_EQ(ScanBuffer(Bytes(benign), "config.yaml", {}).verdict, Verdict::kClean);
 }
 
+TEST(YamlTest, DeepNestingIsLinearAndStillFindsTemplates) {
+  // 100k nested keys, each key's value being the mapping below it: every line is looked at a
+  // bounded number of times, and a template after the block is still found.
+  std::string yaml;
+  for (int i = 0; i < 100000; ++i)
+    yaml += std::string(i % 64, ' ') + "k" + std::to_string(i) + ":\n";
+  yaml += "chat_template: \"{{ self.__init__.__globals__ }}\"\n";
+  auto r = ScanBuffer(Bytes(yaml), "big.yaml", {});
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+}
+
 ScanReport SampleReport() {
   ScanReport report;
   FileReport f;
