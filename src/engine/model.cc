@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "engine/internal/expert_model.h"
+#include "engine/internal/gguf_loader.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/weights.h"
 
@@ -13,6 +14,8 @@ namespace airlock::engine {
 namespace {
 
 namespace gguf = formats::gguf;
+using internal::Err;
+using internal::kMaxLayers;
 
 struct ArchTraits {
   std::string_view name;
@@ -25,143 +28,6 @@ constexpr ArchTraits kArchs[] = {
     {"llama", RopeStyle::kNorm, false},
     {"qwen2", RopeStyle::kNeox, false},
     {"qwen3", RopeStyle::kNeox, true},
-};
-
-constexpr int kMaxDim = 1 << 17;  // any width or count beyond this is not a real model
-constexpr int kMaxLayers = 512;   // llama.cpp's LLAMA_MAX_LAYERS
-
-Status Err(StatusCode code, const std::string& path, const std::string& detail) {
-  return Status(code, "engine: cannot load model at " + path + ": " + detail);
-}
-
-class Loader {
- public:
-  Loader(const gguf::File& file, const std::string& path) : file_(file), path_(path) {}
-
-  Result<std::int64_t> Int(const std::string& key, std::optional<std::int64_t> fallback,
-                           std::int64_t min_value = 1, std::int64_t max_value = kMaxDim) {
-    const gguf::KeyValue* kv = file_.Find(key);
-    std::optional<std::int64_t> v;
-    if (kv == nullptr) {
-      if (!fallback) return Err(StatusCode::kCorrupt, path_, "required key " + key + " is missing");
-      v = fallback;
-    } else if (auto arr = kv->value.AsArray()) {
-      // Per-layer arrays: accept them when every entry is equal (dense models).
-      if (arr->empty()) return Err(StatusCode::kCorrupt, path_, key + " is an empty array");
-      v = arr->IntAt(0);
-      for (std::uint64_t i = 1; v && i < arr->size(); ++i) {
-        if (arr->IntAt(i) != v) {
-          return Err(StatusCode::kUnsupported, path_, key + " differs between layers");
-        }
-      }
-    } else {
-      v = kv->value.AsInt();
-    }
-    if (!v || *v < min_value || *v > max_value) {
-      return Err(StatusCode::kCorrupt, path_,
-                 key + " must be an integer in [" + std::to_string(min_value) + ", " +
-                     std::to_string(max_value) + "]");
-    }
-    return *v;
-  }
-
-  Result<double> Float(const std::string& key, std::optional<double> fallback) {
-    const gguf::KeyValue* kv = file_.Find(key);
-    if (kv == nullptr) {
-      if (!fallback) return Err(StatusCode::kCorrupt, path_, "required key " + key + " is missing");
-      return *fallback;
-    }
-    auto v = kv->value.AsFloat();
-    if (!v || !std::isfinite(*v))
-      return Err(StatusCode::kCorrupt, path_, key + " must be a finite float");
-    return *v;
-  }
-
-  const gguf::TensorInfo* Find(const std::string& name) { return file_.FindTensor(name); }
-
-  // A 2-D weight matrix {cols, rows}.
-  Result<WeightMatrix> Matrix(const std::string& name, std::int64_t cols, std::int64_t rows,
-                              bool optional = false) {
-    const gguf::TensorInfo* t = file_.FindTensor(name);
-    if (t == nullptr) {
-      if (optional) return WeightMatrix{};
-      return Err(StatusCode::kCorrupt, path_, "tensor " + name + " is missing");
-    }
-    const TensorTypeInfo* info = GetTensorTypeInfo(t->type);
-    if (info == nullptr) {
-      return Err(StatusCode::kUnsupported, path_,
-                 "tensor " + name + " has type " + gguf::GgmlTypeName(t->type) +
-                     ", which the engine does not support (supported: F32, F16, BF16, Q4_0, Q4_1, "
-                     "Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
-    }
-    if (t->n_dims != 2 || static_cast<std::int64_t>(t->ne[0]) != cols ||
-        static_cast<std::int64_t>(t->ne[1]) != rows) {
-      return Err(StatusCode::kCorrupt, path_,
-                 "tensor " + name + " has shape [" + std::to_string(t->ne[0]) + ", " +
-                     std::to_string(t->ne[1]) + "], expected [" + std::to_string(cols) + ", " +
-                     std::to_string(rows) + "]");
-    }
-    if (cols % info->block_elems != 0) {
-      return Err(StatusCode::kCorrupt, path_, "tensor " + name + " rows are not whole blocks");
-    }
-    WeightMatrix w;
-    w.type = static_cast<TensorType>(t->type);
-    w.rows = rows;
-    w.cols = cols;
-    w.row_bytes = static_cast<std::size_t>(cols / info->block_elems) * info->block_bytes;
-    auto data = file_.TensorData(*t);
-    if (data.size() < w.row_bytes * static_cast<std::size_t>(rows)) {
-      return Err(StatusCode::kCorrupt, path_, "tensor " + name + " data is shorter than its shape");
-    }
-    w.data = reinterpret_cast<const std::uint8_t*>(data.data());
-    weight_bytes_ += w.row_bytes * rows;
-    ++type_counts_[gguf::GgmlTypeName(t->type)];
-    return w;
-  }
-
-  // A 1-D vector of `n` values (F32, F16 or BF16), converted to float.
-  Result<std::vector<float>> Vector(const std::string& name, std::int64_t n,
-                                    bool optional = false) {
-    const gguf::TensorInfo* t = file_.FindTensor(name);
-    if (t == nullptr) {
-      if (optional) return std::vector<float>{};
-      return Err(StatusCode::kCorrupt, path_, "tensor " + name + " is missing");
-    }
-    const auto type = static_cast<TensorType>(t->type);
-    if (type != TensorType::kF32 && type != TensorType::kF16 && type != TensorType::kBF16) {
-      return Err(StatusCode::kUnsupported, path_,
-                 "tensor " + name + " has type " + gguf::GgmlTypeName(t->type) +
-                     ", expected F32/F16/BF16 for a 1-D tensor");
-    }
-    if (t->n_elements != static_cast<std::uint64_t>(n) ||
-        t->ne[0] != static_cast<std::uint64_t>(n)) {
-      return Err(StatusCode::kCorrupt, path_,
-                 "tensor " + name + " has " + std::to_string(t->n_elements) +
-                     " elements, expected " + std::to_string(n));
-    }
-    auto data = file_.TensorData(*t);
-    const std::size_t elem = type == TensorType::kF32 ? 4 : 2;
-    if (data.size() < elem * n)
-      return Err(StatusCode::kCorrupt, path_, "tensor " + name + " is truncated");
-    std::vector<float> out(n);
-    DequantizeRow(type, data.data(), out.data(), n);
-    for (float v : out) {
-      if (!std::isfinite(v))
-        return Err(StatusCode::kCorrupt, path_, "tensor " + name + " has non-finite values");
-    }
-    weight_bytes_ += data.size();
-    ++type_counts_[gguf::GgmlTypeName(t->type)];
-    return out;
-  }
-
-  std::uint64_t weight_bytes() const { return weight_bytes_; }
-  const std::map<std::string, int>& type_counts() const { return type_counts_; }
-
- private:
-  const gguf::File& file_;
-  const std::string& path_;
-  std::uint64_t weight_bytes_ = 0;
-  std::map<std::string, int> type_counts_;
 };
 
 }  // namespace
@@ -192,20 +58,20 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOp
   }
   if (internal::IsExpertArchitecture(c.architecture)) {  // MoE / MLA: expert_model.cc
     auto w = std::make_unique<internal::ModelWeights>();
-    AIRLOCK_ASSIGN_OR_RETURN(model->type_summary_,
-                             internal::LoadExpertModel(f, path, &c, w.get()));
+    AIRLOCK_ASSIGN_OR_RETURN(model->type_summary_, internal::LoadExpertModel(f, path, &c, w.get()));
     model->weights_ = std::move(w);
     return model;
   }
   if (arch == nullptr) {
-    const std::string detail = c.architecture.empty()
-                                   ? "general.architecture is missing"
-                                   : "architecture '" + c.architecture +
-                                         "' is not supported (supported: llama, qwen2, qwen3, qwen2moe, "
-                                           "qwen3moe, deepseek2)";
+    const std::string detail =
+        c.architecture.empty()
+            ? "general.architecture is missing"
+            : "architecture '" + c.architecture +
+                  "' is not supported (supported: llama, qwen2, qwen3, qwen2moe, "
+                  "qwen3moe, deepseek2)";
     return Err(StatusCode::kUnsupported, path, detail);
   }
-  Loader ld(f, path);
+  internal::GgufLoader ld(f, path);
   const std::string p = c.architecture + ".";
   AIRLOCK_ASSIGN_OR_RETURN(c.n_embd, ld.Int(p + "embedding_length", std::nullopt));
   AIRLOCK_ASSIGN_OR_RETURN(c.n_layer, ld.Int(p + "block_count", std::nullopt, 1, kMaxLayers));
