@@ -202,6 +202,12 @@ struct Q4_0Group {
   static constexpr int kOffset = 8;
   // Byte k of a Q4_0 block holds quant k (low nibble) and quant k + 16 (high nibble).
   static void Unpack(const Block* const* rows, std::int64_t b, Group8* g) {
+    UnpackNibbles(rows, b, g);
+    g->d = LoadScales8(rows, b);
+  }
+  // The same 16 bytes of nibbles in Q4_0 and Q5_0 blocks.
+  template <typename AnyBlock>
+  static void UnpackNibbles(const AnyBlock* const* rows, std::int64_t b, Group8* g) {
     __m256i in[4], w[4];
     for (int j = 0; j < 4; ++j) in[j] = LoadPair(rows[j][b].qs, rows[j + 4][b].qs);
     Transpose4x4(in, w);
@@ -210,7 +216,6 @@ struct Q4_0Group {
       g->u[k] = _mm256_and_si256(w[k], m4);
       g->u[k + 4] = _mm256_and_si256(_mm256_srli_epi16(w[k], 4), m4);
     }
-    g->d = LoadScales8(rows, b);
   }
 };
 
@@ -228,6 +233,32 @@ struct Q8_0Group {
       }
       Transpose4x4(in, w);
       for (int k = 0; k < 4; ++k) g->u[4 * half + k] = _mm256_xor_si256(w[k], flip);
+    }
+    g->d = LoadScales8(rows, b);
+  }
+};
+
+struct Q5_0Group {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 16;
+  // Q4_0's nibbles plus a fifth bit: bit e of the block's 32-bit qh is bit 4 of quant e.
+  static void Unpack(const Block* const* rows, std::int64_t b, Group8* g) {
+    Q4_0Group::UnpackNibbles(rows, b, g);
+    std::uint32_t qh[8];
+    for (int j = 0; j < 8; ++j) __builtin_memcpy(&qh[j], rows[j][b].qh, 4);
+    // Lane j = row j's qh, the same lane order as the transposed quants.
+    const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+    // Byte 4j + i of each 128-bit half reads byte `k` of dword j when k is added.
+    const __m256i dword_base = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+                                                0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    for (int c = 0; c < 8; ++c) {
+      // Byte i of lane j of u[c] is quant 4c + i: its fifth bit is bit 4(c % 2) + i of byte c / 2.
+      const __m256i bytes =
+          _mm256_shuffle_epi8(high, _mm256_add_epi8(dword_base, _mm256_set1_epi8(c / 2)));
+      const __m256i bits = _mm256_set1_epi32(static_cast<int>(0x08040201u << (4 * (c % 2))));
+      const __mmask32 set = _mm256_test_epi8_mask(bytes, bits);
+      g->u[c] = _mm256_or_si256(g->u[c], _mm256_maskz_mov_epi8(set, bit4));
     }
     g->d = LoadScales8(rows, b);
   }
@@ -550,12 +581,12 @@ void FillAvx512Kernels(Kernels* k) {
   k->name = "avx512vnni";
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotRowsGroup8<Q8_0Group, UnpackQ8_0>;
   k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group, UnpackQ4_0>;
-  k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRows32<BlockQ5_0, UnpackQ5_0>;
+  k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group, UnpackQ5_0>;
   k->dot[static_cast<int>(TensorType::kQ4_K)] = DotRowsK<Q4KTraits>;
   k->dot[static_cast<int>(TensorType::kQ6_K)] = DotRowsK<Q6KTraits>;
   k->tile[static_cast<int>(TensorType::kQ8_0)] = TileRowsGroup8<Q8_0Group, UnpackQ8_0>;
   k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup8<Q4_0Group, UnpackQ4_0>;
-  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRows32<BlockQ5_0, UnpackQ5_0>;
+  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup8<Q5_0Group, UnpackQ5_0>;
   k->tile[static_cast<int>(TensorType::kQ4_K)] = TileRowsK<Q4KTraits>;
   k->tile[static_cast<int>(TensorType::kQ6_K)] = TileRowsK<Q6KTraits>;
   k->tile[static_cast<int>(TensorType::kF16)] = TileF16;
