@@ -353,11 +353,12 @@ void TileRowsGroup8(std::int64_t n, const void* w, std::size_t rb, int nr, const
 }
 
 // ---- K-quants ----
-// A super-block is unpacked once into 8 vectors of 32 unsigned quants and 8 vectors of int16
-// scales; each activation block is then two instructions per 32 quants: vpmaddubsw (pairs of
-// u8 x s8 products into int16; no saturation: at most 2 * 63 * 127) and vpdpwssd (times the
-// sub-block scale, accumulated into int32). The float accumulators stay in registers across the
-// whole row; there is one horizontal sum per row and token, not per block.
+// A super-block is unpacked once into 8 vectors of 32 unsigned quants (vector v = elements
+// 32v..32v+31) and 8 vectors of int16 scales; each activation block then costs two instructions
+// per 32 quants: vpmaddubsw (pairs of u8 x s8 products into int16; no saturation: at most
+// 2 * 63 * 127) and vpdpwssd (times the scale, accumulated into int32). Offsets and mins use the
+// activation's 16-element sums (vpmaddwd). The float accumulators stay in registers across the
+// whole row: one horizontal sum per row and token, not per block.
 
 inline __m256i ScaleQuants(__m256i q, const std::int8_t* y, __m256i scale16, __m256i sumi) {
   const __m256i yv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y));
@@ -368,29 +369,43 @@ inline __m256i LoadBsums(const ActQ8K& y) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.bsums));
 }
 
-// value = d * sc[s] * q - dmin * mn[s] for sub-block s of 32 quants.
-struct UnpackedQ4K {
+// (2 bits of `bytes` at `shift`) in each byte.
+inline __m256i Bits2(__m256i bytes, int shift) {
+  return _mm256_and_si256(_mm256_srli_epi16(bytes, shift), _mm256_set1_epi8(0x03));
+}
+// Bit `bit` of each byte, moved to bit `to`.
+inline __m256i Bit(__m256i bytes, int bit, int to) {
+  return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bytes, bit), _mm256_set1_epi8(0x01)),
+                           to);
+}
+
+// Q4_K/Q5_K: value = d * sc[s] * q - dmin * mn[s] for sub-block s of 32 quants.
+struct UnpackedK32 {
   __m256i q[8];
   __m256i scale[8];  // sc[s] in every int16 lane
   __m256i mins;      // int16 lanes 2s, 2s+1 = mn[s] (pairs with the 16-element bsums)
   float d, dmin;
 };
 
-inline void UnpackQ4K(const BlockQ4_K& x, UnpackedQ4K* u) {
-  // 12 bytes of 6-bit scales and mins (sc0-3 | mn0-3 | low nibbles of 4-7, high bits in the top
-  // two bits of bytes 0-7), decoded four at a time as 32-bit words.
+// 12 bytes of 6-bit scales and mins (sc0-3 | mn0-3 | low nibbles of 4-7, high bits in the top
+// two bits of bytes 0-7), decoded four at a time as 32-bit words.
+inline void UnpackScalesMinsK(const std::uint8_t* packed, UnpackedK32* u) {
   std::uint32_t w[3];
-  __builtin_memcpy(w, x.scales, 12);
+  __builtin_memcpy(w, packed, 12);
   const std::uint32_t sc_lo = w[0] & 0x3f3f3f3f, mn_lo = w[1] & 0x3f3f3f3f;
   const std::uint32_t sc_hi = (w[2] & 0x0f0f0f0f) | (((w[0] >> 6) & 0x03030303) << 4);
   const std::uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0f) | (((w[1] >> 6) & 0x03030303) << 4);
-  alignas(16) std::uint8_t sc[8];
+  std::uint8_t sc[8];
   __builtin_memcpy(sc, &sc_lo, 4);
   __builtin_memcpy(sc + 4, &sc_hi, 4);
   for (int s = 0; s < 8; ++s) u->scale[s] = _mm256_set1_epi16(sc[s]);
   const __m128i mn = _mm_cvtsi64_si128(static_cast<long long>(
       (static_cast<std::uint64_t>(mn_hi) << 32) | static_cast<std::uint64_t>(mn_lo)));
   u->mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+}
+
+inline void UnpackQ4K(const BlockQ4_K& x, UnpackedK32* u) {
+  UnpackScalesMinsK(x.scales, u);
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   for (int c = 0; c < 4; ++c) {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
@@ -401,7 +416,22 @@ inline void UnpackQ4K(const BlockQ4_K& x, UnpackedQ4K* u) {
   u->dmin = HalfToFloat(x.dmin);
 }
 
-inline __m256 Q4KAccumulate(const UnpackedQ4K& u, const ActQ8K& y, __m256 acc) {
+// Q5_K: Q4_K's nibbles plus bit s of qh[l] as bit 4 of element l of sub-block s.
+inline void UnpackQ5K(const BlockQ5_K& x, UnpackedK32* u) {
+  UnpackScalesMinsK(x.scales, u);
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh));
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+    u->q[2 * c] = _mm256_or_si256(_mm256_and_si256(q, m4), Bit(qh, 2 * c, 4));
+    u->q[2 * c + 1] =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), Bit(qh, 2 * c + 1, 4));
+  }
+  u->d = HalfToFloat(x.d);
+  u->dmin = HalfToFloat(x.dmin);
+}
+
+inline __m256 K32Accumulate(const UnpackedK32& u, const ActQ8K& y, __m256 acc) {
   __m256i sumi = _mm256_setzero_si256();
   for (int s = 0; s < 8; ++s) sumi = ScaleQuants(u.q[s], y.qs + 32 * s, u.scale[s], sumi);
   const __m256i mins = _mm256_madd_epi16(LoadBsums(y), u.mins);
@@ -409,15 +439,25 @@ inline __m256 Q4KAccumulate(const UnpackedQ4K& u, const ActQ8K& y, __m256 acc) {
   return _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * y.d), _mm256_cvtepi32_ps(mins), acc);
 }
 
-// value = d * sc[g] * (q - 32) for group g of 16 quants (q stored unsigned, 0..63).
-struct UnpackedQ6K {
-  __m256i q[8];      // vector v = elements 32v..32v+31 = groups 2v, 2v+1
-  __m256i scale[8];  // int16 lanes 0-7 = sc[2v], lanes 8-15 = sc[2v+1] (vpmaddubsw order)
-  __m256i scales16;  // sc[g] in int16 lane g (pairs with bsums)
-  float d;
+// Q2_K/Q3_K/Q6_K: one scale per group of 16 quants; value = d * sc[g] * (q - offset) (Q3_K,
+// Q6_K) or d * sc[g] * q - dmin * mn[g] (Q2_K).
+struct UnpackedK16 {
+  __m256i q[8];           // vector v = groups 2v, 2v+1
+  __m256i scale[8];       // int16 lanes 0-7 = sc[2v], lanes 8-15 = sc[2v+1] (vpmaddubsw order)
+  __m256i group_weights;  // int16 lane g: sc[g] (offset types) or mn[g] (Q2_K), with bsums
+  float d, dmin;
 };
 
-inline void UnpackQ6K(const BlockQ6_K& x, UnpackedQ6K* u) {
+// Sixteen int8 scales -> the eight pair-scale vectors.
+inline void PairScales(__m128i sc8, __m256i* out) {
+  for (int v = 0; v < 8; ++v) {
+    const __m128i pick =
+        _mm_set_epi64x(0x0101010101010101LL * (2 * v + 1), 0x0101010101010101LL * (2 * v));
+    out[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+  }
+}
+
+inline void UnpackQ6K(const BlockQ6_K& x, UnpackedK16* u) {
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   for (int half = 0; half < 2; ++half) {
     const std::uint8_t* ql = x.ql + 64 * half;
@@ -425,53 +465,94 @@ inline void UnpackQ6K(const BlockQ6_K& x, UnpackedQ6K* u) {
     const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * half));
     u->q[4 * half + 0] =
-        _mm256_or_si256(_mm256_and_si256(l0, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
+        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(Bits2(h, 0), 4));
     u->q[4 * half + 1] =
-        _mm256_or_si256(_mm256_and_si256(l1, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0c)), 2));
+        _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(Bits2(h, 2), 4));
     u->q[4 * half + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                         _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
-    u->q[4 * half + 3] = _mm256_or_si256(
-        _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-        _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(static_cast<char>(0xc0))), 2));
+                                         _mm256_slli_epi16(Bits2(h, 4), 4));
+    u->q[4 * half + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_slli_epi16(Bits2(h, 6), 4));
   }
   const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
-  u->scales16 = _mm256_cvtepi8_epi16(sc8);
-  for (int v = 0; v < 8; ++v) {
-    // Bytes 2v (x8) then 2v+1 (x8), sign-extended to int16.
-    const __m128i pick =
-        _mm_set_epi64x(0x0101010101010101LL * (2 * v + 1), 0x0101010101010101LL * (2 * v));
-    u->scale[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
-  }
+  u->group_weights = _mm256_cvtepi8_epi16(sc8);
+  PairScales(sc8, u->scale);
   u->d = HalfToFloat(x.d);
+  u->dmin = 0;
 }
 
-inline __m256 Q6KAccumulate(const UnpackedQ6K& u, const ActQ8K& y, __m256 acc) {
+// Q3_K: 2 low bits from qs (half h, shift s -> vector 4h + s) plus bit 4h + s of hmask[l] as bit
+// 2; stored value = u - 4. Scales: 6 bits minus 32 (low nibbles in bytes 0-7, high pairs in
+// bytes 8-11).
+inline void UnpackQ3K(const BlockQ3_K& x, UnpackedK16* u) {
+  const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.hmask));
+  for (int half = 0; half < 2; ++half) {
+    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * half));
+    for (int s = 0; s < 4; ++s) {
+      u->q[4 * half + s] = _mm256_or_si256(Bits2(qs, 2 * s), Bit(hmask, 4 * half + s, 2));
+    }
+  }
+  std::uint64_t low8;
+  std::uint32_t high4;
+  __builtin_memcpy(&low8, x.scales, 8);
+  __builtin_memcpy(&high4, x.scales + 8, 4);
+  const __m128i low = _mm_cvtsi64_si128(static_cast<long long>(low8));
+  const __m128i nib = _mm_set1_epi8(0x0f);
+  const __m128i lows =
+      _mm_unpacklo_epi64(_mm_and_si128(low, nib), _mm_and_si128(_mm_srli_epi16(low, 4), nib));
+  const __m128i highs = _mm_setr_epi32(
+      static_cast<int>(high4 & 0x03030303), static_cast<int>((high4 >> 2) & 0x03030303),
+      static_cast<int>((high4 >> 4) & 0x03030303), static_cast<int>((high4 >> 6) & 0x03030303));
+  const __m128i sc8 = _mm_sub_epi8(_mm_or_si128(lows, _mm_slli_epi16(highs, 4)), _mm_set1_epi8(32));
+  u->group_weights = _mm256_cvtepi8_epi16(sc8);
+  PairScales(sc8, u->scale);
+  u->d = HalfToFloat(x.d);
+  u->dmin = 0;
+}
+
+// Q2_K: 2 bits from qs (half h, shift s -> vector 4h + s); scales byte g = sc | mn << 4.
+inline void UnpackQ2K(const BlockQ2_K& x, UnpackedK16* u) {
+  for (int half = 0; half < 2; ++half) {
+    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * half));
+    for (int s = 0; s < 4; ++s) u->q[4 * half + s] = Bits2(qs, 2 * s);
+  }
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+  const __m128i nib = _mm_set1_epi8(0x0f);
+  PairScales(_mm_and_si128(packed, nib), u->scale);
+  u->group_weights = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nib));
+  u->d = HalfToFloat(x.d);
+  u->dmin = HalfToFloat(x.dmin);
+}
+
+// kOffset > 0: subtract kOffset * sum_g sc[g] * bsum[g]; 0: subtract dmin * sum_g mn[g] * bsum[g].
+template <int kOffset>
+inline __m256 K16Accumulate(const UnpackedK16& u, const ActQ8K& y, __m256 acc) {
   __m256i sumi = _mm256_setzero_si256();
   for (int v = 0; v < 8; ++v) sumi = ScaleQuants(u.q[v], y.qs + 32 * v, u.scale[v], sumi);
-  // The +32 storage offset: subtract 32 * sum_g sc[g] * sum(y in group g).
-  const __m256i offset = _mm256_madd_epi16(LoadBsums(y), u.scales16);
-  sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5));
-  return _mm256_fmadd_ps(_mm256_set1_ps(u.d * y.d), _mm256_cvtepi32_ps(sumi), acc);
+  const __m256i grouped = _mm256_madd_epi16(LoadBsums(y), u.group_weights);
+  if constexpr (kOffset > 0) {
+    sumi = _mm256_sub_epi32(sumi, _mm256_mullo_epi32(grouped, _mm256_set1_epi32(kOffset)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(u.d * y.d), _mm256_cvtepi32_ps(sumi), acc);
+  } else {
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(u.d * y.d), _mm256_cvtepi32_ps(sumi), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * y.d), _mm256_cvtepi32_ps(grouped), acc);
+  }
 }
 
-struct Q4KTraits {
-  using Block = BlockQ4_K;
-  using Unpacked = UnpackedQ4K;
-  static void Unpack(const Block& b, Unpacked* u) { UnpackQ4K(b, u); }
-  static __m256 Accumulate(const Unpacked& u, const ActQ8K& y, __m256 acc) {
-    return Q4KAccumulate(u, y, acc);
-  }
-};
-struct Q6KTraits {
-  using Block = BlockQ6_K;
-  using Unpacked = UnpackedQ6K;
-  static void Unpack(const Block& b, Unpacked* u) { UnpackQ6K(b, u); }
-  static __m256 Accumulate(const Unpacked& u, const ActQ8K& y, __m256 acc) {
-    return Q6KAccumulate(u, y, acc);
-  }
-};
+#define AIRLOCK_K_TRAITS(Name, BlockType, UnpackedType, UnpackFn, AccumulateFn) \
+  struct Name {                                                                 \
+    using Block = BlockType;                                                    \
+    using Unpacked = UnpackedType;                                              \
+    static void Unpack(const Block& b, Unpacked* u) { UnpackFn(b, u); }         \
+    static __m256 Accumulate(const Unpacked& u, const ActQ8K& y, __m256 acc) {  \
+      return AccumulateFn(u, y, acc);                                           \
+    }                                                                           \
+  };
+AIRLOCK_K_TRAITS(Q2KTraits, BlockQ2_K, UnpackedK16, UnpackQ2K, K16Accumulate<0>)
+AIRLOCK_K_TRAITS(Q3KTraits, BlockQ3_K, UnpackedK16, UnpackQ3K, K16Accumulate<4>)
+AIRLOCK_K_TRAITS(Q4KTraits, BlockQ4_K, UnpackedK32, UnpackQ4K, K32Accumulate)
+AIRLOCK_K_TRAITS(Q5KTraits, BlockQ5_K, UnpackedK32, UnpackQ5K, K32Accumulate)
+AIRLOCK_K_TRAITS(Q6KTraits, BlockQ6_K, UnpackedK16, UnpackQ6K, K16Accumulate<32>)
+#undef AIRLOCK_K_TRAITS
 
 template <typename T>
 void DotRowsK(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act, float* out) {
@@ -582,12 +663,18 @@ void FillAvx512Kernels(Kernels* k) {
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotRowsGroup8<Q8_0Group, UnpackQ8_0>;
   k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group, UnpackQ4_0>;
   k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group, UnpackQ5_0>;
+  k->dot[static_cast<int>(TensorType::kQ2_K)] = DotRowsK<Q2KTraits>;
+  k->dot[static_cast<int>(TensorType::kQ3_K)] = DotRowsK<Q3KTraits>;
   k->dot[static_cast<int>(TensorType::kQ4_K)] = DotRowsK<Q4KTraits>;
+  k->dot[static_cast<int>(TensorType::kQ5_K)] = DotRowsK<Q5KTraits>;
   k->dot[static_cast<int>(TensorType::kQ6_K)] = DotRowsK<Q6KTraits>;
   k->tile[static_cast<int>(TensorType::kQ8_0)] = TileRowsGroup8<Q8_0Group, UnpackQ8_0>;
   k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup8<Q4_0Group, UnpackQ4_0>;
   k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup8<Q5_0Group, UnpackQ5_0>;
+  k->tile[static_cast<int>(TensorType::kQ2_K)] = TileRowsK<Q2KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ3_K)] = TileRowsK<Q3KTraits>;
   k->tile[static_cast<int>(TensorType::kQ4_K)] = TileRowsK<Q4KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ5_K)] = TileRowsK<Q5KTraits>;
   k->tile[static_cast<int>(TensorType::kQ6_K)] = TileRowsK<Q6KTraits>;
   k->tile[static_cast<int>(TensorType::kF16)] = TileF16;
 }
