@@ -20,13 +20,6 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-inline int HorizontalSumI32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
-
 // Sum of products of 32 signed bytes, as 8 int32 lanes. maddubs needs an unsigned left operand,
 // so the sign of x is moved onto y.
 inline __m256i DotI8(__m256i x, __m256i y) {
@@ -105,104 +98,22 @@ void DotQ5_0(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   });
 }
 
-void DotQ4_K(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act, float* out) {
-  const auto* a = static_cast<const ActQ8K*>(act);
-  const std::int64_t nb = n / kQKK;
-  const __m256i low_mask = _mm256_set1_epi8(0x0f);
-  for (int r = 0; r < nr; ++r) {
-    const auto* row = reinterpret_cast<const BlockQ4_K*>(static_cast<const char*>(w) + r * rb);
-    __m256 acc = _mm256_setzero_ps();
-    float min_acc = 0;
-    for (std::int64_t b = 0; b < nb; ++b) {
-      const BlockQ4_K& x = row[b];
-      const ActQ8K& y = a[b];
-      // Unpack the 8 six-bit scales and mins.
-      std::uint8_t sc[8], mn[8];
-      for (int j = 0; j < 4; ++j) {
-        sc[j] = x.scales[j] & 63;
-        mn[j] = x.scales[j + 4] & 63;
-        sc[j + 4] = static_cast<std::uint8_t>((x.scales[j + 8] & 0xf) | ((x.scales[j] >> 6) << 4));
-        mn[j + 4] =
-            static_cast<std::uint8_t>((x.scales[j + 8] >> 4) | ((x.scales[j + 4] >> 6) << 4));
-      }
-      int min_sum = 0;
-      for (int j = 0; j < 8; ++j) min_sum += mn[j] * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
-      min_acc += HalfToFloat(x.dmin) * y.d * static_cast<float>(min_sum);
-      __m256i sumi = _mm256_setzero_si256();
-      for (int c = 0; c < 4; ++c) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
-        const __m256i lo = _mm256_and_si256(q, low_mask);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_mask);
-        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 64 * c));
-        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 64 * c + 32));
-        const __m256i p0 =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * c]));
-        const __m256i p1 =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * c + 1]));
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-      }
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(HalfToFloat(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    out[r] = HorizontalSum(acc) - min_acc;
-  }
+// ---- ISA hooks of x86_quant_kernels.inc (no VNNI: vpmaddubsw + vpmaddwd) ----
+inline __m256i DotBytePairs(__m256i acc, __m256i u0, __m256i y0, __m256i u1, __m256i y1) {
+  // Quants below 32: each vpmaddubsw pair is at most 2 * 31 * 127, two of them fit in int16.
+  const __m256i pairs =
+      _mm256_add_epi16(_mm256_maddubs_epi16(u0, y0), _mm256_maddubs_epi16(u1, y1));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+inline __m256i DotWords(__m256i acc, __m256i a, __m256i b) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+}
+inline __m256i SelectBytes(__m256i bytes, __m256i bits, __m256i value) {
+  const __m256i hit = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bits), bits);
+  return _mm256_and_si256(hit, value);
 }
 
-// Two groups of 16 int16 scales: lanes 0-7 get s0, lanes 8-15 get s1 (maddubs output order).
-inline __m256i PairScale(int s0, int s1) {
-  return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(s1)),
-                          _mm_set1_epi16(static_cast<short>(s0)));
-}
-
-void DotQ6_K(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act, float* out) {
-  const auto* a = static_cast<const ActQ8K*>(act);
-  const std::int64_t nb = n / kQKK;
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  for (int r = 0; r < nr; ++r) {
-    const auto* row = reinterpret_cast<const BlockQ6_K*>(static_cast<const char*>(w) + r * rb);
-    float acc = 0;
-    for (std::int64_t b = 0; b < nb; ++b) {
-      const BlockQ6_K& x = row[b];
-      const ActQ8K& y = a[b];
-      int offset_sum = 0;  // quants are stored +32: subtract 32 * scale * sum(y) per group
-      for (int g = 0; g < 16; ++g) offset_sum += x.scales[g] * y.bsums[g];
-      __m256i sumi = _mm256_setzero_si256();
-      for (int half = 0; half < 2; ++half) {
-        const std::uint8_t* ql = x.ql + 64 * half;
-        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * half));
-        const __m256i q0 =
-            _mm256_or_si256(_mm256_and_si256(l0, m4),
-                            _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
-        const __m256i q1 =
-            _mm256_or_si256(_mm256_and_si256(l1, m4),
-                            _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0c)), 2));
-        const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                           _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
-        const __m256i q3 = _mm256_or_si256(
-            _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-            _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(static_cast<char>(0xc0))), 2));
-        const std::int8_t* ys = y.qs + 128 * half;
-        const std::int8_t* sc = x.scales + 8 * half;
-        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ys));
-        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ys + 32));
-        const __m256i y2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ys + 64));
-        const __m256i y3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ys + 96));
-        sumi = _mm256_add_epi32(
-            sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q0, y0), PairScale(sc[0], sc[1])));
-        sumi = _mm256_add_epi32(
-            sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), PairScale(sc[2], sc[3])));
-        sumi = _mm256_add_epi32(
-            sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q2, y2), PairScale(sc[4], sc[5])));
-        sumi = _mm256_add_epi32(
-            sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q3, y3), PairScale(sc[6], sc[7])));
-      }
-      const float total = static_cast<float>(HorizontalSumI32(sumi) - 32 * offset_sum);
-      acc += HalfToFloat(x.d) * y.d * total;
-    }
-    out[r] = acc;
-  }
-}
+#include "engine/internal/x86_quant_kernels.inc"
 
 void DotF32(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act, float* out) {
   const auto* x = static_cast<const float*>(act);
@@ -260,10 +171,20 @@ void FillAvx2Kernels(Kernels* k) {
   k->dot[static_cast<int>(TensorType::kF16)] = DotHalf<false>;
   k->dot[static_cast<int>(TensorType::kBF16)] = DotHalf<true>;
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotQ8_0;
-  k->dot[static_cast<int>(TensorType::kQ4_0)] = DotQ4_0;
-  k->dot[static_cast<int>(TensorType::kQ5_0)] = DotQ5_0;
-  k->dot[static_cast<int>(TensorType::kQ4_K)] = DotQ4_K;
-  k->dot[static_cast<int>(TensorType::kQ6_K)] = DotQ6_K;
+  k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group, DotQ4_0>;
+  k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group, DotQ5_0>;
+  k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup8<Q4_0Group, DotQ4_0>;
+  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup8<Q5_0Group, DotQ5_0>;
+  k->dot[static_cast<int>(TensorType::kQ2_K)] = DotRowsK<Q2KTraits>;
+  k->dot[static_cast<int>(TensorType::kQ3_K)] = DotRowsK<Q3KTraits>;
+  k->dot[static_cast<int>(TensorType::kQ4_K)] = DotRowsK<Q4KTraits>;
+  k->dot[static_cast<int>(TensorType::kQ5_K)] = DotRowsK<Q5KTraits>;
+  k->dot[static_cast<int>(TensorType::kQ6_K)] = DotRowsK<Q6KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ2_K)] = TileRowsK<Q2KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ3_K)] = TileRowsK<Q3KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ4_K)] = TileRowsK<Q4KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ5_K)] = TileRowsK<Q5KTraits>;
+  k->tile[static_cast<int>(TensorType::kQ6_K)] = TileRowsK<Q6KTraits>;
 }
 }  // namespace internal
 }  // namespace airlock::engine
