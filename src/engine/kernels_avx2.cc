@@ -29,24 +29,6 @@ inline __m256i DotI8(__m256i x, __m256i y) {
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-// 16 bytes of packed nibbles -> 32 bytes: low nibbles first, then high nibbles (ggml order).
-inline __m256i UnpackNibbles(const std::uint8_t* p) {
-  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i mask = _mm_set1_epi8(0x0f);
-  const __m128i lo = _mm_and_si128(packed, mask);
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-  return _mm256_set_m128i(hi, lo);
-}
-
-// Byte i = 0xff when bit i of `bits` is set.
-inline __m256i ExpandBits(std::uint32_t bits) {
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL, 0x0101010101010101LL, 0));
-  const __m256i select = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
-  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
-}
-
 template <typename Block, typename Unpack>
 void DotRows32(std::int64_t n, const void* w, std::size_t row_bytes, int nrows, const void* act,
                float* out, Unpack unpack) {
@@ -79,22 +61,6 @@ void DotRows32(std::int64_t n, const void* w, std::size_t row_bytes, int nrows, 
 void DotQ8_0(std::int64_t n, const void* w, std::size_t rb, int nr, const void* a, float* o) {
   DotRows32<BlockQ8_0>(n, w, rb, nr, a, o, [](const BlockQ8_0& b) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-  });
-}
-
-void DotQ4_0(std::int64_t n, const void* w, std::size_t rb, int nr, const void* a, float* o) {
-  DotRows32<BlockQ4_0>(n, w, rb, nr, a, o, [](const BlockQ4_0& b) {
-    return _mm256_sub_epi8(UnpackNibbles(b.qs), _mm256_set1_epi8(8));
-  });
-}
-
-void DotQ5_0(std::int64_t n, const void* w, std::size_t rb, int nr, const void* a, float* o) {
-  DotRows32<BlockQ5_0>(n, w, rb, nr, a, o, [](const BlockQ5_0& b) {
-    std::uint32_t qh =
-        static_cast<std::uint32_t>(b.qh[0]) | static_cast<std::uint32_t>(b.qh[1]) << 8 |
-        static_cast<std::uint32_t>(b.qh[2]) << 16 | static_cast<std::uint32_t>(b.qh[3]) << 24;
-    const __m256i high = _mm256_and_si256(ExpandBits(qh), _mm256_set1_epi8(0x10));
-    return _mm256_sub_epi8(_mm256_or_si256(UnpackNibbles(b.qs), high), _mm256_set1_epi8(16));
   });
 }
 
@@ -171,10 +137,14 @@ void FillAvx2Kernels(Kernels* k) {
   k->dot[static_cast<int>(TensorType::kF16)] = DotHalf<false>;
   k->dot[static_cast<int>(TensorType::kBF16)] = DotHalf<true>;
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotQ8_0;
-  k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group, DotQ4_0>;
-  k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group, DotQ5_0>;
-  k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup8<Q4_0Group, DotQ4_0>;
-  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup8<Q5_0Group, DotQ5_0>;
+  k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group>;
+  k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group>;
+  k->dot[static_cast<int>(TensorType::kQ4_1)] = DotRowsGroup8<Q4_1Group>;
+  k->dot[static_cast<int>(TensorType::kQ5_1)] = DotRowsGroup8<Q5_1Group>;
+  k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup8<Q4_0Group>;
+  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup8<Q5_0Group>;
+  k->tile[static_cast<int>(TensorType::kQ4_1)] = TileRowsGroup8<Q4_1Group>;
+  k->tile[static_cast<int>(TensorType::kQ5_1)] = TileRowsGroup8<Q5_1Group>;
   k->dot[static_cast<int>(TensorType::kQ2_K)] = DotRowsK<Q2KTraits>;
   k->dot[static_cast<int>(TensorType::kQ3_K)] = DotRowsK<Q3KTraits>;
   k->dot[static_cast<int>(TensorType::kQ4_K)] = DotRowsK<Q4KTraits>;
