@@ -4,9 +4,17 @@
 // sequential requests, throughput with concurrent clients, and latency under a paced load of
 // ~1,000 requests/s; then Google Benchmark measures detector throughput (MB/s).
 // Short by design (about 15 s). Run: build/bench/gateway_bench [--benchmark_min_time=0.2]
-#define CPPHTTPLIB_OPENSSL_SUPPORT  // match the flags Debian's libcpp-httplib was built with
+// Debian's httplib CMake package defines these for its users (the flags its libcpp-httplib
+// was built with); keep them for a standalone compile.
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+#define CPPHTTPLIB_OPENSSL_SUPPORT
+#endif
+#ifndef CPPHTTPLIB_ZLIB_SUPPORT
 #define CPPHTTPLIB_ZLIB_SUPPORT
+#endif
+#ifndef CPPHTTPLIB_BROTLI_SUPPORT
 #define CPPHTTPLIB_BROTLI_SUPPORT
+#endif
 #include <benchmark/benchmark.h>
 #include <httplib.h>
 #include <unistd.h>

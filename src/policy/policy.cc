@@ -234,7 +234,7 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     if (!t) return Bad(origin, Where(*n, "audit"), "expected an [audit] table");
     AIRLOCK_TRY(CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every", "fsync"},
                           origin, "audit"));
-    AIRLOCK_ASSIGN_OR_RETURN(p.audit.fsync, GetBool(*t, "fsync", origin, "audit", true));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.fsync, GetBool(*t, "fsync", origin, "audit", false));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.path,
                              GetString(*t, "path", origin, "audit", false, p.audit.path));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.store_text, GetBool(*t, "store_text", origin, "audit", false));

@@ -53,9 +53,9 @@ struct AuditSettings {
   bool store_text = false;     // keep full prompt/response text in records
   std::string signing_key;     // PEM ECDSA private key for checkpoints (empty: unsigned)
   int checkpoint_every = 100;  // records between signed checkpoints
-  // true: SQLite synchronous=FULL, every group commit is fsync'd (survives power loss).
-  // false: synchronous=NORMAL in WAL mode, still safe against kill -9 of the server.
-  bool fsync = true;
+  // false (default): synchronous=NORMAL in WAL mode, safe against kill -9 of the server.
+  // true: SQLite synchronous=FULL, every group commit is fsync'd (also survives power loss).
+  bool fsync = false;
 };
 
 struct ServerSettings {
