@@ -250,7 +250,7 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     if (!t) return Bad(origin, Where(*n, "server"), "expected a [server] table");
     AIRLOCK_TRY(CheckKeys(*t,
                           {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s",
-                           "threads", "default_max_tokens"},
+                           "threads", "default_max_tokens", "public_metrics"},
                           origin, "server"));
     ServerSettings& s = p.server;
     AIRLOCK_ASSIGN_OR_RETURN(s.keys_db,
@@ -271,6 +271,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(
         v, GetInt(*t, "default_max_tokens", origin, "server", s.default_max_tokens, 1, 1 << 20));
     s.default_max_tokens = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(
+        s.public_metrics, GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
   }
   return p;
 }

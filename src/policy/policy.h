@@ -65,6 +65,9 @@ struct ServerSettings {
   int write_timeout_s = 30;
   int threads = 64;
   int default_max_tokens = 1024;  // used for budget reservations when a request sets none
+  // false: GET /metrics needs an API key whenever keys exist (like every other endpoint but
+  // /health); true: anyone who can reach the port may scrape it.
+  bool public_metrics = false;
 };
 
 struct Policy {

@@ -1064,7 +1064,13 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
-  http.Get("/metrics", [s](const httplib::Request&, httplib::Response& res) {
+  http.Get("/metrics", [s](const httplib::Request& req, httplib::Response& res) {
+    // Request counts, model names and policy actions are operational data: the same key rule as
+    // the API unless the policy opens the endpoint to scrapers ([server] public_metrics).
+    if (!s->policy().server.public_metrics) {
+      RequestState st;
+      if (!s->Authenticate(req, res, st)) return;
+    }
     res.set_content(s->metrics.Render(), "text/plain; version=0.0.4");
   });
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));

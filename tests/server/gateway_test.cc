@@ -346,8 +346,13 @@ TEST_F(GatewayTest, HealthModelsMetrics) {
   EXPECT_EQ(j["data"].size(), 6u);
   auto only = c.Get("/v1/models", {{"Authorization", "Bearer " + only_de_}});
   EXPECT_EQ(json::parse(only->body)["data"].size(), 1u);
-  auto metrics = c.Get("/metrics");
+  // Keys exist, so /metrics wants one too (public_metrics is off by default).
+  auto anonymous = c.Get("/metrics");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  auto metrics = c.Get("/metrics", {{"Authorization", "Bearer " + admin_}});
   ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
   EXPECT_NE(metrics->body.find("airlock_in_flight_requests"), std::string::npos);
 }
 
