@@ -9,7 +9,7 @@ FUZZ_LONG_SECONDS ?= 600
 # ccache hashes paths relative to the checkout, so fresh clones in other folders reuse its cache.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean
+.PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean check-openai-client
 
 all: build
 
@@ -44,6 +44,14 @@ test: test-release test-asan fuzz
 # Long fuzzing campaign (FUZZ_LONG_SECONDS per target, default 10 minutes).
 fuzz-long: build-asan
 	bash scripts/run-fuzzers.sh $(ASAN_BUILD) $(FUZZ_LONG_SECONDS)
+
+# Optional: the official `openai` npm client against a real `airlock serve` (not part of `make
+# test`: the package is not in Debian, and setup installs from apt only). Fetches the package from
+# the npm registry into $(BUILD)/npm.
+check-openai-client: build
+	npm install --no-save --prefix $(BUILD)/npm openai
+	cd $(BUILD)/tests && ./server_test --gtest_filter=GatewayTest.OfficialOpenAiNodeClient \
+	  | tee /dev/stderr | grep -q '\[       OK \] GatewayTest.OfficialOpenAiNodeClient'  # a skip fails
 
 demo: build
 	@bash scripts/demo.sh $(BUILD)
