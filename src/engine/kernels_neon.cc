@@ -1,0 +1,253 @@
+// ARM NEON (AArch64 Advanced SIMD) kernels. The table needs only baseline ARMv8-A, which every
+// AArch64 CPU has; the integer dot products additionally come in an ARMv8.2 "dotprod" variant
+// (vdotq_s32), compiled for that extension in a target region and selected only when the CPU
+// reports it (Linux: AT_HWCAP & HWCAP_ASIMDDP). The integer kernels are written once in
+// internal/kernels_neon.inc and instantiated for both. On other architectures this file compiles
+// to stubs (NeonCompiled() returns false), like the x86 kernel files elsewhere.
+#include "engine/internal/kernels.h"
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/internal/scalar_decode.h"
+
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
+namespace airlock::engine {
+namespace {
+
+inline float HalfToFloat(std::uint16_t h) {
+  __fp16 f;
+  std::memcpy(&f, &h, sizeof(f));
+  return f;
+}
+
+// 32 quants as two vectors of 16: elements 0-15, then 16-31.
+struct Quants32 {
+  int8x16_t lo, hi;
+};
+
+// 16 bytes of packed nibbles -> low nibbles (elements 0-15), high nibbles (16-31), minus `offset`.
+inline Quants32 UnpackQ4(const std::uint8_t* qs, int offset) {
+  const uint8x16_t p = vld1q_u8(qs);
+  const int8x16_t off = vdupq_n_s8(static_cast<std::int8_t>(offset));
+  return {vsubq_s8(vreinterpretq_s8_u8(vandq_u8(p, vdupq_n_u8(0x0f))), off),
+          vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(p, 4)), off)};
+}
+
+// As UnpackQ4, with bit j of the 32-bit little-endian `qh` as the fifth bit of element j.
+inline Quants32 UnpackQ5(const std::uint8_t* qs, const std::uint8_t* qh_bytes, int offset) {
+  std::uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  // Spread byte k of qh over 8 lanes, then test one bit per lane.
+  const uint8x16_t src = vreinterpretq_u8_u32(vdupq_n_u32(qh));
+  const uint8x16_t select = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ULL));
+  const uint8x16_t bit4 = vdupq_n_u8(0x10);
+  const uint8x16_t h_lo =
+      vtstq_u8(vqtbl1q_u8(src, vcombine_u8(vdup_n_u8(0), vdup_n_u8(1))), select);
+  const uint8x16_t h_hi =
+      vtstq_u8(vqtbl1q_u8(src, vcombine_u8(vdup_n_u8(2), vdup_n_u8(3))), select);
+  const uint8x16_t p = vld1q_u8(qs);
+  const uint8x16_t lo = vorrq_u8(vandq_u8(p, vdupq_n_u8(0x0f)), vandq_u8(h_lo, bit4));
+  const uint8x16_t hi = vorrq_u8(vshrq_n_u8(p, 4), vandq_u8(h_hi, bit4));
+  const int8x16_t off = vdupq_n_s8(static_cast<std::int8_t>(offset));
+  return {vsubq_s8(vreinterpretq_s8_u8(lo), off), vsubq_s8(vreinterpretq_s8_u8(hi), off)};
+}
+
+// ---- float weights (F32, F16, BF16) with float activations ----
+
+void DotF32(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act, float* out) {
+  const auto* x = static_cast<const float*>(act);
+  for (int r = 0; r < nr; ++r) {
+    const float* row = reinterpret_cast<const float*>(static_cast<const char*>(w) + r * rb);
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0), acc2 = vdupq_n_f32(0),
+                acc3 = vdupq_n_f32(0);
+    std::int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      acc0 = vfmaq_f32(acc0, vld1q_f32(row + i), vld1q_f32(x + i));
+      acc1 = vfmaq_f32(acc1, vld1q_f32(row + i + 4), vld1q_f32(x + i + 4));
+      acc2 = vfmaq_f32(acc2, vld1q_f32(row + i + 8), vld1q_f32(x + i + 8));
+      acc3 = vfmaq_f32(acc3, vld1q_f32(row + i + 12), vld1q_f32(x + i + 12));
+    }
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
+    for (; i < n; ++i) sum += row[i] * x[i];
+    out[r] = sum;
+  }
+}
+
+template <bool kBf16>
+void DotHalf(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act, float* out) {
+  const auto* x = static_cast<const float*>(act);
+  for (int r = 0; r < nr; ++r) {
+    const auto* row = reinterpret_cast<const std::uint16_t*>(static_cast<const char*>(w) + r * rb);
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const uint16x8_t h = vld1q_u16(row + i);
+      float32x4_t w0, w1;
+      if constexpr (kBf16) {  // bf16 is the top half of an f32
+        w0 = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+        w1 = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+      } else {
+        w0 = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h)));
+        w1 = vcvt_high_f32_f16(vreinterpretq_f16_u16(h));
+      }
+      acc0 = vfmaq_f32(acc0, w0, vld1q_f32(x + i));
+      acc1 = vfmaq_f32(acc1, w1, vld1q_f32(x + i + 4));
+    }
+    float sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+    for (; i < n; ++i) sum += (kBf16 ? Bf16ToFp32(row[i]) : HalfToFloat(row[i])) * x[i];
+    out[r] = sum;
+  }
+}
+
+// ---- activation quantizers: bit-identical to the scalar ones (same float operations; the
+// max ignores NaN like std::fmax, and vcvtnq rounds to nearest even like std::nearbyint) ----
+
+// Four float vectors (16 values) -> 16 int8 (values are within [-127, 127] here).
+inline int8x16_t RoundToInt8(const float* x, float scale) {
+  const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x), scale));
+  const int32x4_t q1 = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4), scale));
+  const int32x4_t q2 = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 8), scale));
+  const int32x4_t q3 = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 12), scale));
+  const int16x8_t lo = vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1));
+  const int16x8_t hi = vcombine_s16(vqmovn_s32(q2), vqmovn_s32(q3));
+  return vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi));
+}
+
+inline float AbsMax(const float* x, int count) {
+  float32x4_t m = vdupq_n_f32(0);
+  for (int j = 0; j < count; j += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(x + j)));
+  return vmaxnmvq_f32(m);
+}
+
+void QuantizeF32(const float* x, void* out, std::int64_t n) {
+  std::memcpy(out, x, static_cast<std::size_t>(n) * sizeof(float));
+}
+
+void QuantizeQ8x32(const float* x, void* out, std::int64_t n) {
+  auto* blocks = static_cast<ActQ8x32*>(out);
+  for (std::int64_t b = 0; b < n / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    const float amax = AbsMax(xb, kQK);
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const int8x16_t q0 = RoundToInt8(xb, id), q1 = RoundToInt8(xb + 16, id);
+    vst1q_s8(blocks[b].qs, q0);
+    vst1q_s8(blocks[b].qs + 16, q1);
+    blocks[b].d = Fp16ToFp32(Fp32ToFp16(d));
+    blocks[b].sum = vaddlvq_s8(q0) + vaddlvq_s8(q1);
+  }
+}
+
+void QuantizeQ8K(const float* x, void* out, std::int64_t n) {
+  auto* blocks = static_cast<ActQ8K*>(out);
+  for (std::int64_t b = 0; b < n / kQKK; ++b) {
+    const float* xb = x + b * kQKK;
+    ActQ8K& blk = blocks[b];
+    const float amax = AbsMax(xb, kQKK);
+    if (!(amax > 0)) {  // the scalar loop only moves off zero for a strictly larger |x|
+      blk.d = 0;
+      std::memset(blk.qs, 0, sizeof(blk.qs));
+      std::memset(blk.bsums, 0, sizeof(blk.bsums));
+      continue;
+    }
+    float max = 0;  // the first element of largest magnitude, with its sign
+    for (int j = 0; j < kQKK; ++j) {
+      if (std::fabs(xb[j]) == amax) {
+        max = xb[j];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const int8x16_t cap = vdupq_n_s8(127);
+    for (int g = 0; g < 16; ++g) {
+      const int8x16_t q = vminq_s8(RoundToInt8(xb + 16 * g, iscale), cap);
+      vst1q_s8(blk.qs + 16 * g, q);
+      blk.bsums[g] = vaddlvq_s8(q);
+    }
+    blk.d = 1.0f / iscale;
+  }
+}
+
+// Baseline ARMv8-A integer kernels.
+namespace base {
+#define AIRLOCK_NEON_DOTPROD 0
+#include "engine/internal/kernels_neon.inc"
+#undef AIRLOCK_NEON_DOTPROD
+}  // namespace base
+
+// The same kernels with vdotq_s32 (ARMv8.2 dotprod), called only when the CPU has it.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("dotprod"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")
+#endif
+namespace dot {
+#define AIRLOCK_NEON_DOTPROD 1
+#include "engine/internal/kernels_neon.inc"
+#undef AIRLOCK_NEON_DOTPROD
+}  // namespace dot
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+bool DetectDotprod() {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+  int value = 0;
+  std::size_t size = sizeof(value);
+  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &value, &size, nullptr, 0) == 0 && value != 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+namespace internal {
+bool NeonCompiled() { return true; }
+bool NeonDotprodSupported() {
+  static const bool supported = DetectDotprod();
+  return supported;
+}
+void FillNeonKernels(Kernels* k, bool use_dotprod) {
+  k->name = use_dotprod ? "neon-dotprod" : "neon";
+  k->dot[static_cast<int>(TensorType::kF32)] = DotF32;
+  k->dot[static_cast<int>(TensorType::kF16)] = DotHalf<false>;
+  k->dot[static_cast<int>(TensorType::kBF16)] = DotHalf<true>;
+  if (use_dotprod) {
+    dot::FillQuantDots(k);
+  } else {
+    base::FillQuantDots(k);
+  }
+  k->quantize[static_cast<int>(ActFormat::kF32)] = QuantizeF32;
+  k->quantize[static_cast<int>(ActFormat::kQ8x32)] = QuantizeQ8x32;
+  k->quantize[static_cast<int>(ActFormat::kQ8K)] = QuantizeQ8K;
+}
+}  // namespace internal
+}  // namespace airlock::engine
+
+#else  // not AArch64
+
+namespace airlock::engine::internal {
+bool NeonCompiled() { return false; }
+bool NeonDotprodSupported() { return false; }
+void FillNeonKernels(Kernels*, bool) {}
+}  // namespace airlock::engine::internal
+
+#endif
