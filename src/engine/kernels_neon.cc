@@ -187,10 +187,12 @@ namespace base {
 #undef AIRLOCK_NEON_DOTPROD
 }  // namespace base
 
-// The same kernels with vdotq_s32 (ARMv8.2 dotprod), called only when the CPU has it.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("dotprod"))), apply_to = function)
-#else
+// The same kernels with vdotq_s32 (ARMv8.2 dotprod), called only when the CPU has it. GCC's
+// arm_neon.h declares the intrinsic for functions in a dotprod target region; clang 14's only
+// when the whole file is compiled for dotprod, so with clang the variant needs -march=...+dotprod.
+#if defined(__ARM_FEATURE_DOTPROD) || !defined(__clang__)
+#define AIRLOCK_NEON_HAVE_DOTPROD 1
+#if !defined(__ARM_FEATURE_DOTPROD)
 #pragma GCC push_options
 #pragma GCC target("arch=armv8.2-a+dotprod")
 #endif
@@ -199,14 +201,18 @@ namespace dot {
 #include "engine/internal/kernels_neon.inc"
 #undef AIRLOCK_NEON_DOTPROD
 }  // namespace dot
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
+#if !defined(__ARM_FEATURE_DOTPROD)
 #pragma GCC pop_options
+#endif
+#else
+#define AIRLOCK_NEON_HAVE_DOTPROD 0
+namespace dot = base;
 #endif
 
 bool DetectDotprod() {
-#if defined(__linux__)
+#if !AIRLOCK_NEON_HAVE_DOTPROD
+  return false;
+#elif defined(__linux__)
   return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #elif defined(__APPLE__)
   int value = 0;
@@ -226,6 +232,7 @@ bool NeonDotprodSupported() {
   return supported;
 }
 void FillNeonKernels(Kernels* k, bool use_dotprod) {
+  use_dotprod = use_dotprod && AIRLOCK_NEON_HAVE_DOTPROD;
   k->name = use_dotprod ? "neon-dotprod" : "neon";
   k->dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k->dot[static_cast<int>(TensorType::kF16)] = DotHalf<false>;
