@@ -1,9 +1,10 @@
-// ARM NEON (AArch64 Advanced SIMD) kernels. The table needs only baseline ARMv8-A, which every
-// AArch64 CPU has; the integer dot products additionally come in an ARMv8.2 "dotprod" variant
-// (vdotq_s32), compiled for that extension in a target region and selected only when the CPU
-// reports it (Linux: AT_HWCAP & HWCAP_ASIMDDP). The integer kernels are written once in
-// internal/kernels_neon.inc and instantiated for both. On other architectures this file compiles
-// to stubs (NeonCompiled() returns false), like the x86 kernel files elsewhere.
+// ARM NEON (AArch64 Advanced SIMD) kernels: dot products for every weight type, tiles for the
+// integer quants, and the activation quantizers (byte-identical to the scalar ones). The table
+// needs only baseline ARMv8-A, which every AArch64 CPU has; the integer kernels also come in an
+// ARMv8.2 dotprod variant (vdotq_s32), compiled for that extension in a target region and chosen
+// only when the CPU reports it (Linux: AT_HWCAP & HWCAP_ASIMDDP; macOS: sysctl). They are written
+// once in internal/kernels_neon.inc and instantiated for both. Elsewhere this file compiles to
+// stubs (NeonCompiled() returns false), as the x86 kernel files do on ARM.
 #include "engine/internal/kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
@@ -37,6 +38,8 @@ struct Quants32 {
   int8x16_t lo, hi;
 };
 
+inline Quants32 LoadQ8(const std::int8_t* qs) { return {vld1q_s8(qs), vld1q_s8(qs + 16)}; }
+
 // 16 bytes of packed nibbles -> low nibbles (elements 0-15), high nibbles (16-31), minus `offset`.
 inline Quants32 UnpackQ4(const std::uint8_t* qs, int offset) {
   const uint8x16_t p = vld1q_u8(qs);
@@ -62,6 +65,125 @@ inline Quants32 UnpackQ5(const std::uint8_t* qs, const std::uint8_t* qh_bytes, i
   const uint8x16_t hi = vorrq_u8(vshrq_n_u8(p, 4), vandq_u8(h_hi, bit4));
   const int8x16_t off = vdupq_n_s8(static_cast<std::int8_t>(offset));
   return {vsubq_s8(vreinterpretq_s8_u8(lo), off), vsubq_s8(vreinterpretq_s8_u8(hi), off)};
+}
+
+// A K-quant super-block unpacked into 16 groups of 16 quants:
+// value[j] = d * scale[j / 16] * q[j] - dmin * min[j / 16].
+struct KQuants {
+  int8x16_t q[16];
+  int scale[16];
+  std::int16_t min[16];
+  float d, dmin;
+};
+
+inline uint8x16_t ShiftRight(uint8x16_t v, int bits) {
+  return vshlq_u8(v, vdupq_n_s8(static_cast<std::int8_t>(-bits)));
+}
+
+// Q2_K: 2-bit quants; a 4-bit scale and a 4-bit min per group of 16.
+inline void DecodeQ2_K(const BlockQ2_K& x, KQuants* k) {
+  for (int g = 0; g < 16; ++g) {
+    k->scale[g] = x.scales[g] & 0xf;
+    k->min[g] = static_cast<std::int16_t>(x.scales[g] >> 4);
+  }
+  const uint8x16_t m3 = vdupq_n_u8(3);
+  for (int half = 0; half < 2; ++half) {
+    for (int i = 0; i < 2; ++i) {
+      const uint8x16_t p = vld1q_u8(x.qs + 32 * half + 16 * i);
+      for (int shift = 0; shift < 4; ++shift) {
+        k->q[half * 8 + shift * 2 + i] =
+            vreinterpretq_s8_u8(vandq_u8(ShiftRight(p, 2 * shift), m3));
+      }
+    }
+  }
+  k->d = HalfToFloat(x.d);
+  k->dmin = HalfToFloat(x.dmin);
+}
+
+// Q3_K: 2 low bits plus a high bit (clear = subtract 4); 16 signed 6-bit scales, no mins.
+inline void DecodeQ3_K(const BlockQ3_K& x, KQuants* k) {
+  internal::UnpackQ3Scales(x.scales, k->scale);
+  const uint8x16_t m3 = vdupq_n_u8(3), four = vdupq_n_u8(4);
+  const uint8x16_t hmask[2] = {vld1q_u8(x.hmask), vld1q_u8(x.hmask + 16)};
+  for (int half = 0; half < 2; ++half) {
+    for (int i = 0; i < 2; ++i) {
+      const uint8x16_t p = vld1q_u8(x.qs + 32 * half + 16 * i);
+      for (int shift = 0; shift < 4; ++shift) {
+        const uint8x16_t low = vandq_u8(ShiftRight(p, 2 * shift), m3);
+        const uint8x16_t bit = vdupq_n_u8(static_cast<std::uint8_t>(1 << (half * 4 + shift)));
+        const uint8x16_t sub = vbicq_u8(four, vtstq_u8(hmask[i], bit));
+        k->q[half * 8 + shift * 2 + i] =
+            vsubq_s8(vreinterpretq_s8_u8(low), vreinterpretq_s8_u8(sub));
+      }
+    }
+  }
+  k->d = HalfToFloat(x.d);
+  k->dmin = 0;
+}
+
+// Q4_K and Q5_K: 8 groups of 32 with 6-bit scales and mins; Q5_K adds a fifth bit from qh.
+template <bool kFifthBit, typename Block>
+inline void DecodeQ45_K(const Block& x, KQuants* k) {
+  for (int s = 0; s < 8; ++s) {
+    int sc, mn;
+    internal::ScaleMinK4(s, x.scales, &sc, &mn);
+    k->scale[2 * s] = k->scale[2 * s + 1] = sc;
+    k->min[2 * s] = k->min[2 * s + 1] = static_cast<std::int16_t>(mn);
+  }
+  const uint8x16_t m4 = vdupq_n_u8(0x0f), b4 = vdupq_n_u8(0x10);
+  uint8x16_t h0 = vdupq_n_u8(0), h1 = vdupq_n_u8(0);
+  if constexpr (kFifthBit) {
+    h0 = vld1q_u8(x.qh);
+    h1 = vld1q_u8(x.qh + 16);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const uint8x16_t p0 = vld1q_u8(x.qs + 32 * c), p1 = vld1q_u8(x.qs + 32 * c + 16);
+    uint8x16_t lo0 = vandq_u8(p0, m4), lo1 = vandq_u8(p1, m4);
+    uint8x16_t hi0 = vshrq_n_u8(p0, 4), hi1 = vshrq_n_u8(p1, 4);
+    if constexpr (kFifthBit) {
+      const uint8x16_t bit_lo = vdupq_n_u8(static_cast<std::uint8_t>(1 << (2 * c)));
+      const uint8x16_t bit_hi = vdupq_n_u8(static_cast<std::uint8_t>(2 << (2 * c)));
+      lo0 = vorrq_u8(lo0, vandq_u8(vtstq_u8(h0, bit_lo), b4));
+      lo1 = vorrq_u8(lo1, vandq_u8(vtstq_u8(h1, bit_lo), b4));
+      hi0 = vorrq_u8(hi0, vandq_u8(vtstq_u8(h0, bit_hi), b4));
+      hi1 = vorrq_u8(hi1, vandq_u8(vtstq_u8(h1, bit_hi), b4));
+    }
+    k->q[4 * c] = vreinterpretq_s8_u8(lo0);
+    k->q[4 * c + 1] = vreinterpretq_s8_u8(lo1);
+    k->q[4 * c + 2] = vreinterpretq_s8_u8(hi0);
+    k->q[4 * c + 3] = vreinterpretq_s8_u8(hi1);
+  }
+  k->d = HalfToFloat(x.d);
+  k->dmin = HalfToFloat(x.dmin);
+}
+inline void DecodeQ4_K(const BlockQ4_K& x, KQuants* k) { DecodeQ45_K<false>(x, k); }
+inline void DecodeQ5_K(const BlockQ5_K& x, KQuants* k) { DecodeQ45_K<true>(x, k); }
+
+// Q6_K: 4 low bits in ql, 2 high bits in qh, stored +32; 16 int8 group scales, no mins.
+inline void DecodeQ6_K(const BlockQ6_K& x, KQuants* k) {
+  const uint8x16_t m4 = vdupq_n_u8(0x0f), m3 = vdupq_n_u8(0x03), mc = vdupq_n_u8(0x0c),
+                   m30 = vdupq_n_u8(0x30), mc0 = vdupq_n_u8(0xc0);
+  const int8x16_t offset = vdupq_n_s8(32);
+  for (int g = 0; g < 16; ++g) k->scale[g] = x.scales[g];
+  for (int half = 0; half < 2; ++half) {
+    const std::uint8_t* ql = x.ql + 64 * half;
+    const std::uint8_t* qh = x.qh + 32 * half;
+    int8x16_t* q = k->q + 8 * half;
+    for (int i = 0; i < 2; ++i) {
+      const uint8x16_t la = vld1q_u8(ql + 16 * i), lb = vld1q_u8(ql + 32 + 16 * i);
+      const uint8x16_t h = vld1q_u8(qh + 16 * i);
+      const uint8x16_t q0 = vorrq_u8(vandq_u8(la, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
+      const uint8x16_t q1 = vorrq_u8(vandq_u8(lb, m4), vshlq_n_u8(vandq_u8(h, mc), 2));
+      const uint8x16_t q2 = vorrq_u8(vshrq_n_u8(la, 4), vandq_u8(h, m30));
+      const uint8x16_t q3 = vorrq_u8(vshrq_n_u8(lb, 4), vshrq_n_u8(vandq_u8(h, mc0), 2));
+      q[i] = vsubq_s8(vreinterpretq_s8_u8(q0), offset);
+      q[2 + i] = vsubq_s8(vreinterpretq_s8_u8(q1), offset);
+      q[4 + i] = vsubq_s8(vreinterpretq_s8_u8(q2), offset);
+      q[6 + i] = vsubq_s8(vreinterpretq_s8_u8(q3), offset);
+    }
+  }
+  k->d = HalfToFloat(x.d);
+  k->dmin = 0;
 }
 
 // ---- float weights (F32, F16, BF16) with float activations ----
