@@ -9,7 +9,8 @@ FUZZ_LONG_SECONDS ?= 600
 # ccache hashes paths relative to the checkout, so fresh clones in other folders reuse its cache.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean check-openai-client
+.PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean \
+  check-neon check-openai-client
 
 all: build
 
@@ -58,6 +59,11 @@ demo: build
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+# ARM NEON kernels vs the scalar reference, cross-compiled and run under qemu (not part of
+# `make test`; installs the aarch64 toolchain and qemu-user with apt on first use).
+check-neon:
+	@bash scripts/check-neon.sh
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -74,13 +74,25 @@ const Kernels* Avx512Kernels() {
   return table;
 }
 
+const Kernels* NeonKernels() {
+  static const Kernels* table = []() -> const Kernels* {
+    if (!internal::NeonCompiled()) return nullptr;
+    static Kernels k = ScalarKernels();
+    internal::FillNeonKernels(&k, internal::NeonDotprodSupported());
+    return &k;
+  }();
+  return table;
+}
+
 const Kernels& BestKernels() {
   static const Kernels* best = []() {
     const char* want = std::getenv("AIRLOCK_ENGINE_KERNELS");
     if (want != nullptr && std::strcmp(want, "scalar") == 0) return &ScalarKernels();
     if (want != nullptr && std::strcmp(want, "avx2") == 0 && Avx2Kernels()) return Avx2Kernels();
+    if (want != nullptr && std::strcmp(want, "neon") == 0 && NeonKernels()) return NeonKernels();
     if (Avx512Kernels()) return Avx512Kernels();
     if (Avx2Kernels()) return Avx2Kernels();
+    if (NeonKernels()) return NeonKernels();
     return &ScalarKernels();
   }();
   return *best;

@@ -111,6 +111,7 @@ std::vector<const Kernels*> SimdTables() {
   std::vector<const Kernels*> t;
   if (Avx2Kernels()) t.push_back(Avx2Kernels());
   if (Avx512Kernels()) t.push_back(Avx512Kernels());
+  if (NeonKernels()) t.push_back(NeonKernels());
   return t;
 }
 

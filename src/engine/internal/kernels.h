@@ -1,6 +1,7 @@
 // Numeric kernels of the inference engine: ggml tensor types (block layouts), activation
 // quantization, dequantization and dot products, with a scalar reference implementation that is
-// always built and SIMD implementations (AVX2/FMA/F16C, AVX-512 VNNI) chosen at run time.
+// always built and SIMD implementations (AVX2/FMA/F16C, AVX-512 VNNI on x86-64; NEON, with an
+// ARMv8.2 dotprod variant, on AArch64) chosen at run time.
 // A weight row of type T is dotted with an activation row in T's activation format: F32 for
 // float weights, blocks of 32 int8 (Q8x32) for the 32-element quants, blocks of 256 int8 with
 // 16-element sums (Q8K) for the K-quants, mirroring ggml's vec_dot_type. Kernel tables are
@@ -153,7 +154,9 @@ const Kernels& ExactKernels();
 // The AVX2 and AVX-512 tables, or nullptr when not compiled in or the CPU lacks the features.
 const Kernels* Avx2Kernels();
 const Kernels* Avx512Kernels();
-// The fastest table for this CPU; AIRLOCK_ENGINE_KERNELS=scalar|avx2|avx512 overrides it.
+// The NEON table (dotprod variant when the CPU has it), or nullptr when not built for AArch64.
+const Kernels* NeonKernels();
+// The fastest table for this CPU; AIRLOCK_ENGINE_KERNELS=scalar|avx2|avx512|neon overrides it.
 const Kernels& BestKernels();
 
 namespace internal {
@@ -162,6 +165,11 @@ void FillAvx2Kernels(Kernels* k);
 void FillAvx512Kernels(Kernels* k);
 bool Avx2Compiled();
 bool Avx512Compiled();
+// NEON (kernels_neon.cc): `use_dotprod` picks the vdotq_s32 integer kernels, which need the
+// ARMv8.2 dotprod extension (NeonDotprodSupported); otherwise baseline ARMv8-A only.
+void FillNeonKernels(Kernels* k, bool use_dotprod);
+bool NeonCompiled();
+bool NeonDotprodSupported();
 }  // namespace internal
 
 }  // namespace airlock::engine
