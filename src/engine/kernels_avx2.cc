@@ -6,6 +6,8 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#include <cstring>
+
 namespace airlock::engine {
 namespace {
 
@@ -62,6 +64,113 @@ void DotQ8_0(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   DotRows32<BlockQ8_0>(n, w, rb, nr, a, o, [](const BlockQ8_0& b) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
   });
+}
+
+// ---- activation quantizers (byte-identical to the scalar ones: same float operations, ties to
+// even like nearbyint, saturating packs equal the scalar clamp) ----
+
+// 8 int32 -> 8 int8 (saturating), in order, in the low 8 bytes.
+inline std::uint64_t PackInt32ToInt8(__m256i v) {
+  const __m256i w16 = _mm256_packs_epi32(v, v);     // per 128-bit half: v0-3 v0-3 | v4-7 v4-7
+  const __m256i w8 = _mm256_packs_epi16(w16, w16);  // bytes 0-3 = v0-3 | bytes 16-19 = v4-7
+  const __m128i lo = _mm256_castsi256_si128(w8), hi = _mm256_extracti128_si256(w8, 1);
+  return static_cast<std::uint32_t>(_mm_cvtsi128_si32(lo)) |
+         static_cast<std::uint64_t>(static_cast<std::uint32_t>(_mm_cvtsi128_si32(hi))) << 32;
+}
+
+inline float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline int HorizontalSumI32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline __m256i RoundToInt(__m256 v) {
+  return _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// |x|, with the maximum taken so that a NaN is ignored as std::fmax / `ax > amax` ignore it.
+inline __m256 AbsMax(__m256 acc, __m256 x) {
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  return _mm256_max_ps(ax, acc);  // the second operand wins when either is NaN
+}
+
+void QuantizeQ8x32(const float* x, void* out, std::int64_t n) {
+  auto* blocks = static_cast<ActQ8x32*>(out);
+  for (std::int64_t b = 0; b < n / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    __m256 v[4];
+    __m256 amax_v = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(xb + 8 * i);
+      amax_v = AbsMax(amax_v, v[i]);
+    }
+    const float amax = HorizontalMax(amax_v);
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    __m256i sum = _mm256_setzero_si256();
+    for (int i = 0; i < 4; ++i) {
+      const __m256i q = RoundToInt(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+      sum = _mm256_add_epi32(sum, q);
+      const std::uint64_t bytes = PackInt32ToInt8(q);
+      __builtin_memcpy(blocks[b].qs + 8 * i, &bytes, 8);
+    }
+    blocks[b].d = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+    blocks[b].sum = HorizontalSumI32(sum);
+  }
+}
+
+void QuantizeQ8K(const float* x, void* out, std::int64_t n) {
+  auto* blocks = static_cast<ActQ8K*>(out);
+  for (std::int64_t b = 0; b < n / kQKK; ++b) {
+    const float* xb = x + b * kQKK;
+    ActQ8K& blk = blocks[b];
+    __m256 amax_v = _mm256_setzero_ps();
+    for (int i = 0; i < 32; ++i) amax_v = AbsMax(amax_v, _mm256_loadu_ps(xb + 8 * i));
+    const float amax = HorizontalMax(amax_v);
+    if (amax == 0) {
+      std::memset(&blk, 0, sizeof(blk));
+      continue;
+    }
+    // The signed value of the first element with the largest magnitude (the scalar scan keeps
+    // the first on ties, and the sign matters).
+    float max = 0;
+    const __m256 target = _mm256_set1_ps(amax);
+    for (int i = 0; i < 32; ++i) {
+      const __m256 xv = _mm256_loadu_ps(xb + 8 * i);
+      const int hit = _mm256_movemask_ps(
+          _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), xv), target, _CMP_EQ_OQ));
+      if (hit != 0) {
+        max = xb[8 * i + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    for (int g = 0; g < 16; ++g) {
+      const __m256i q0 =
+          RoundToInt(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * g), _mm256_set1_ps(iscale)));
+      const __m256i q1 =
+          RoundToInt(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * g + 8), _mm256_set1_ps(iscale)));
+      const std::uint64_t b0 = PackInt32ToInt8(q0), b1 = PackInt32ToInt8(q1);
+      __builtin_memcpy(blk.qs + 16 * g, &b0, 8);
+      __builtin_memcpy(blk.qs + 16 * g + 8, &b1, 8);
+    }
+    // Sums of the stored bytes (a 128 was clamped to 127 there, as in the scalar code).
+    for (int g = 0; g < 16; ++g) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs + 16 * g));
+      const __m256i sum = _mm256_add_epi32(_mm256_cvtepi8_epi32(bytes),
+                                           _mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8)));
+      blk.bsums[g] = static_cast<std::int16_t>(HorizontalSumI32(sum));
+    }
+    blk.d = 1.0f / iscale;
+  }
 }
 
 // ---- ISA hooks of x86_quant_kernels.inc (no VNNI: vpmaddubsw + vpmaddwd) ----
@@ -133,6 +242,8 @@ namespace internal {
 bool Avx2Compiled() { return true; }
 void FillAvx2Kernels(Kernels* k) {
   k->name = "avx2";
+  k->quantize[static_cast<int>(ActFormat::kQ8x32)] = QuantizeQ8x32;
+  k->quantize[static_cast<int>(ActFormat::kQ8K)] = QuantizeQ8K;
   k->dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k->dot[static_cast<int>(TensorType::kF16)] = DotHalf<false>;
   k->dot[static_cast<int>(TensorType::kBF16)] = DotHalf<true>;
