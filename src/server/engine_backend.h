@@ -5,6 +5,7 @@
 // sequence, so a follow-up turn of the same conversation reuses the cached prefix.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -27,5 +28,13 @@ Result<std::shared_ptr<ModelBackend>> LoadEngineBackend(const std::string& gguf_
 
 // Requests currently waiting for a slot, across all engine backends (for /metrics).
 int EngineQueueDepth();
+
+// Batched steps run so far and the sequences they advanced, across all engine backends (for
+// /metrics and tests): sequences / steps is the mean number of requests per step.
+struct EngineStepCounts {
+  std::int64_t steps = 0;
+  std::int64_t sequences = 0;
+};
+EngineStepCounts EngineSteps();
 
 }  // namespace airlock::server
