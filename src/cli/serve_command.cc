@@ -134,9 +134,11 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "'{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n");
   cmd->add_option("models", args->models, "Local GGUF models to serve (under their file stem)");
   cmd->add_option("--slots", args->slots,
-                  "Concurrent generations per local model (requests queue FIFO for a slot)")
+                  "Concurrent generations per local model, decoded together in batched steps "
+                  "(further requests queue FIFO for a slot)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", args->threads, "Threads per slot (0: cores / slots)")
+  cmd->add_option("-t,--threads", args->threads,
+                  "Threads of each local model's step pool, shared by its slots (0: all cores)")
       ->capture_default_str();
   cmd->add_option(
       "--require-signature", args->require_signature,
