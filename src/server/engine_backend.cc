@@ -65,6 +65,16 @@ struct Slot {
   std::uint64_t admitted_at = 0;  // admission order (prompt chunks go oldest first)
 };
 
+// A scheduler thread with its Batch (threads and buffers) and the slots it steps together.
+struct Lane {
+  std::unique_ptr<engine::Batch> batch;
+  std::vector<std::unique_ptr<Slot>> slots;
+  std::vector<engine::BatchItem> items;  // the next step (reserved for every slot)
+  std::vector<std::size_t> item_slot;
+  std::vector<char> ready;  // per slot: takes part in the next step
+  std::thread thread;
+};
+
 class EngineBackend : public ModelBackend {
  public:
   EngineBackend(std::unique_ptr<engine::Model> model, engine::Tokenizer tokenizer, std::string name)
@@ -76,28 +86,44 @@ class EngineBackend : public ModelBackend {
       stop_ = true;
     }
     work_cv_.notify_all();
-    if (scheduler_.joinable()) scheduler_.join();
+    for (auto& lane : lanes_) {
+      if (lane->thread.joinable()) lane->thread.join();
+    }
   }
 
   Status Start(const EngineBackendOptions& o) {
     const int slots = std::max(1, o.slots);
+    // Batched: one lane holds every slot and all threads. Per-slot: one lane per slot, each
+    // with its own threads (cores / slots unless set), as before batching.
+    const int lanes = o.batched ? 1 : slots;
     engine::BatchOptions bo;
     bo.n_threads = std::max(0, o.threads);  // 0: all cores
+    if (!o.batched && o.threads <= 0) {
+      bo.n_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / slots);
+    }
     bo.n_ctx = std::max(0, o.ctx);
     bo.max_rows = std::max(kStepRows, slots);
-    AIRLOCK_ASSIGN_OR_RETURN(batch_, engine::Batch::Create(*model_, bo));
-    for (int i = 0; i < slots; ++i) {
-      AIRLOCK_ASSIGN_OR_RETURN(auto session, batch_->NewSession());
-      slots_.push_back(std::make_unique<Slot>());
-      slots_.back()->session = std::move(session);
+    for (int l = 0; l < lanes; ++l) {
+      auto lane = std::make_unique<Lane>();
+      AIRLOCK_ASSIGN_OR_RETURN(lane->batch, engine::Batch::Create(*model_, bo));
+      const int n = o.batched ? slots : 1;
+      for (int i = 0; i < n; ++i) {
+        AIRLOCK_ASSIGN_OR_RETURN(auto session, lane->batch->NewSession());
+        lane->slots.push_back(std::make_unique<Slot>());
+        lane->slots.back()->session = std::move(session);
+      }
+      lane->items.reserve(n);
+      lane->item_slot.reserve(n);
+      lane->ready.assign(n, 0);
+      n_ctx_ = lane->batch->n_ctx();
+      lanes_.push_back(std::move(lane));
     }
-    items_.reserve(slots);
-    item_slot_.reserve(slots);
-    ready_.assign(slots, 0);
-    try {
-      scheduler_ = std::thread([this] { SchedulerLoop(); });
-    } catch (const std::system_error& e) {
-      return Internal(std::string("engine: cannot start the scheduler thread: ") + e.what());
+    for (auto& lane : lanes_) {
+      try {
+        lane->thread = std::thread([this, l = lane.get()] { SchedulerLoop(*l); });
+      } catch (const std::system_error& e) {
+        return Internal(std::string("engine: cannot start a scheduler thread: ") + e.what());
+      }
     }
     return Status::Ok();
   }
@@ -126,9 +152,9 @@ class EngineBackend : public ModelBackend {
       prompt = tokenizer_.Encode(request.prompt, /*add_special=*/true, /*parse_special=*/false);
     }
     if (prompt.empty()) return InvalidArgument("engine: empty prompt");
-    if (static_cast<int>(prompt.size()) >= batch_->n_ctx())
+    if (static_cast<int>(prompt.size()) >= n_ctx_)
       return InvalidArgument("engine: the prompt has " + std::to_string(prompt.size()) +
-                             " tokens; the context holds " + std::to_string(batch_->n_ctx()));
+                             " tokens; the context holds " + std::to_string(n_ctx_));
 
     engine::SamplerOptions so;
     so.temperature = static_cast<float>(request.temperature);
@@ -245,12 +271,12 @@ class EngineBackend : public ModelBackend {
 
   // Gives queued requests free slots, FIFO; among free slots the one whose cached tokens share
   // the longest prefix with the prompt. Under mu_.
-  void Admit() {
+  void Admit(Lane& lane) {
     while (!queue_.empty()) {
       Slot* best = nullptr;
       std::size_t best_keep = 0;
       const auto& prompt = queue_.front()->prompt;
-      for (auto& s : slots_) {
+      for (auto& s : lane.slots) {
         if (s->request) continue;
         std::size_t keep = 0;
         while (keep < s->history.size() && keep < prompt.size() && s->history[keep] == prompt[keep])
@@ -293,99 +319,100 @@ class EngineBackend : public ModelBackend {
     slot.has_pending = true;
   }
 
-  void SchedulerLoop() {
-    std::vector<std::size_t> chunk_len(slots_.size(), 0);
+  void SchedulerLoop(Lane& lane) {
+    std::vector<std::size_t> chunk_len(lane.slots.size(), 0);
     std::vector<Slot*> by_age;
-    by_age.reserve(slots_.size());
+    by_age.reserve(lane.slots.size());
     for (;;) {
       {
         std::unique_lock lock(mu_);
         for (;;) {
-          for (auto& s : slots_) {  // free the slots of requests nobody reads any more
+          for (auto& s : lane.slots) {  // free the slots of requests nobody reads any more
             if (s->request && s->request->abandoned) {
               s->request.reset();
               s->has_pending = false;
             }
           }
-          Admit();
+          Admit(lane);
           if (stop_) return;
           bool runnable = false;
-          for (std::size_t i = 0; i < slots_.size(); ++i) {
-            const Slot& s = *slots_[i];
+          for (std::size_t i = 0; i < lane.slots.size(); ++i) {
+            const Slot& s = *lane.slots[i];
             // A slot whose reader has not taken kMaxUnread tokens yet waits for it.
-            ready_[i] =
+            lane.ready[i] =
                 s.request != nullptr && !(s.has_pending && s.request->tokens.size() >= kMaxUnread);
-            runnable |= ready_[i];
+            runnable |= lane.ready[i];
           }
           if (runnable) break;
           work_cv_.wait(lock);
         }
       }
       // The slots' own fields are the scheduler's alone; the requests' sampler too.
-      items_.clear();
-      item_slot_.clear();
+      lane.items.clear();
+      lane.item_slot.clear();
       int rows = 0;
-      for (std::size_t i = 0; i < slots_.size(); ++i) {  // one decode token per generating slot
-        Slot& s = *slots_[i];
-        if (!ready_[i] || !s.has_pending) continue;
+      for (std::size_t i = 0; i < lane.slots.size(); ++i) {  // one decode token per generating slot
+        Slot& s = *lane.slots[i];
+        if (!lane.ready[i] || !s.has_pending) continue;
         engine::BatchItem item;
         item.session = s.session.get();
         item.tokens = std::span<const engine::TokenId>(&s.pending, 1);
-        items_.push_back(item);
-        item_slot_.push_back(i);
+        lane.items.push_back(item);
+        lane.item_slot.push_back(i);
         chunk_len[i] = 0;
         ++rows;
       }
       by_age.clear();
-      for (std::size_t i = 0; i < slots_.size(); ++i) {
-        Slot* s = slots_[i].get();
-        if (ready_[i] && !s->has_pending && s->prompt_fed < s->request->prompt.size())
+      for (std::size_t i = 0; i < lane.slots.size(); ++i) {
+        Slot* s = lane.slots[i].get();
+        if (lane.ready[i] && !s->has_pending && s->prompt_fed < s->request->prompt.size())
           by_age.push_back(s);
       }
       std::sort(by_age.begin(), by_age.end(),
                 [](const Slot* a, const Slot* b) { return a->admitted_at < b->admitted_at; });
       for (Slot* s : by_age) {  // prompt chunks, oldest admission first
-        const int budget = batch_->max_rows() - rows;
+        const int budget = lane.batch->max_rows() - rows;
         if (budget <= 0) break;
         const auto& prompt = s->request->prompt;
         const std::size_t n = std::min<std::size_t>(budget, prompt.size() - s->prompt_fed);
-        const std::size_t i = static_cast<std::size_t>(
-            std::find_if(slots_.begin(), slots_.end(), [&](auto& p) { return p.get() == s; }) -
-            slots_.begin());
+        const std::size_t i =
+            static_cast<std::size_t>(std::find_if(lane.slots.begin(), lane.slots.end(),
+                                                  [&](auto& p) { return p.get() == s; }) -
+                                     lane.slots.begin());
         engine::BatchItem item;
         item.session = s->session.get();
         item.tokens = std::span<const engine::TokenId>(prompt).subspan(s->prompt_fed, n);
         item.want_logits = s->prompt_fed + n == prompt.size();
-        items_.push_back(item);
-        item_slot_.push_back(i);
+        lane.items.push_back(item);
+        lane.item_slot.push_back(i);
         chunk_len[i] = n;
         rows += static_cast<int>(n);
       }
-      if (items_.empty()) continue;
-      Status st = batch_->Step(items_);
+      if (lane.items.empty()) continue;
+      Status st = lane.batch->Step(lane.items);
       g_steps++;
-      g_step_sequences += static_cast<std::int64_t>(items_.size());
+      g_step_sequences += static_cast<std::int64_t>(lane.items.size());
       std::lock_guard lock(mu_);
-      for (std::size_t k = 0; k < items_.size(); ++k) {
-        Slot& s = *slots_[item_slot_[k]];
+      for (std::size_t k = 0; k < lane.items.size(); ++k) {
+        Slot& s = *lane.slots[lane.item_slot[k]];
         if (!st.ok()) {  // should not happen (limits are checked before): end these requests
           s.session->Rewind(0);
           s.history.clear();
           Finish(s, "", st);
           continue;
         }
-        if (chunk_len[item_slot_[k]] == 0) {
+        if (chunk_len[lane.item_slot[k]] == 0) {
           s.history.push_back(s.pending);
           s.has_pending = false;
         } else {
           const auto& prompt = s.request->prompt;
-          const std::size_t n = chunk_len[item_slot_[k]];
+          const std::size_t n = chunk_len[lane.item_slot[k]];
           s.history.insert(s.history.end(), prompt.begin() + s.prompt_fed,
                            prompt.begin() + s.prompt_fed + n);
           s.prompt_fed += n;
         }
-        if (s.request->abandoned || !items_[k].want_logits) continue;
-        SampleNext(s, items_[k].logits);
+        if (s.request->abandoned || !lane.items[k].want_logits) continue;
+        SampleNext(s, lane.items[k].logits);
       }
       out_cv_.notify_all();
     }
@@ -394,12 +421,8 @@ class EngineBackend : public ModelBackend {
   std::unique_ptr<engine::Model> model_;
   engine::Tokenizer tokenizer_;
   std::string name_;
-  std::unique_ptr<engine::Batch> batch_;
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::vector<engine::BatchItem> items_;  // the scheduler's step (reserved for every slot)
-  std::vector<std::size_t> item_slot_;
-  std::vector<char> ready_;  // per slot: takes part in the next step
-  std::thread scheduler_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  int n_ctx_ = 0;
   std::mutex mu_;
   std::condition_variable work_cv_;  // the scheduler waits for requests
   std::condition_variable out_cv_;   // request threads wait for tokens

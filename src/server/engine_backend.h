@@ -11,7 +11,8 @@
 // others. A slot keeps its token sequence, and a request goes to the free slot sharing the
 // longest prefix with its prompt, so a follow-up turn of a conversation reuses the cached
 // prefix. Expert architectures (qwen2moe, qwen3moe, deepseek2) run the slots of a step one after
-// another (engine/batch.h).
+// another (engine/batch.h). `batched = false` keeps the FIFO queue and scheduler but gives each
+// slot its own scheduler thread and threads (the scheme before batching).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,9 @@ struct EngineBackendOptions {
   int slots = 1;     // concurrent generations (decoded together)
   int threads = 0;   // threads of the step pool, shared by the slots; 0: all cores
   int ctx = 0;       // per slot; 0: min(training context, 4096)
+  // false: the per-slot scheme instead: each slot steps alone on its own scheduler thread and
+  // `threads` threads (0: cores / slots). See docs/performance.md for when it is faster.
+  bool batched = true;
 };
 
 // Loads `gguf_path` (refused when it fails the GGUF structural checks). Errors: those of

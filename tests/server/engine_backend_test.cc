@@ -1,5 +1,6 @@
 // EngineBackend (server/engine_backend.h) on stories260K: concurrent requests decoded together
-// in batched steps give exactly the text the same requests give one at a time (greedy), a
+// in batched steps (and, with batched = false, each slot on its own) give exactly the text the
+// same requests give one at a time (greedy), a
 // request cancelled mid-stream or while queued leaves the others undisturbed and frees its
 // place, and the queue-depth metric returns to zero.
 #include "server/engine_backend.h"
@@ -61,8 +62,10 @@ Output Generate(ModelBackend& backend, const GenerateRequest& request, int stop_
   return out;
 }
 
-std::shared_ptr<ModelBackend> Load(const std::filesystem::path& model, int slots) {
+std::shared_ptr<ModelBackend> Load(const std::filesystem::path& model, int slots,
+                                   bool batched = true) {
   EngineBackendOptions o;
+  o.batched = batched;
   o.name = "stories";
   o.slots = slots;
   o.threads = 2;
@@ -88,32 +91,40 @@ TEST(EngineBackend, ConcurrentRequestsGiveTheTextOfSequentialOnes) {
   ASSERT_NE(single, nullptr);
   std::vector<Output> want;
   for (const auto& r : Requests()) want.push_back(Generate(*single, r));
-  // All at once on four slots: the fifth waits for a slot, the others decode together.
-  auto batched = Load(model, 4);
-  ASSERT_NE(batched, nullptr);
-  for (int round = 0; round < 2; ++round) {  // the second round reuses cached prefixes
-    const EngineStepCounts before = EngineSteps();
-    std::vector<Output> got(Requests().size());
-    std::vector<std::thread> threads;
-    std::atomic<int> barrier{4};  // the first four run together; the fifth waits for a slot
-    for (std::size_t i = 0; i < Requests().size(); ++i) {
-      threads.emplace_back([&, i] {
-        got[i] = Generate(*batched, Requests()[i], 0, nullptr, i < 4 ? &barrier : nullptr);
-      });
-    }
-    for (auto& t : threads) t.join();
-    const EngineStepCounts after = EngineSteps();
-    // Some steps advanced several sequences at once.
-    EXPECT_GT(after.sequences - before.sequences, after.steps - before.steps);
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      SCOPED_TRACE("round " + std::to_string(round) + ", request " + std::to_string(i));
-      ASSERT_TRUE(want[i].status.ok()) << want[i].status.message();
-      ASSERT_TRUE(got[i].status.ok()) << got[i].status.message();
-      EXPECT_FALSE(want[i].text.empty());
-      EXPECT_EQ(got[i].text, want[i].text);
-      EXPECT_EQ(got[i].result.completion_tokens, want[i].result.completion_tokens);
-      EXPECT_EQ(got[i].result.prompt_tokens, want[i].result.prompt_tokens);
-      EXPECT_EQ(got[i].result.finish_reason, want[i].result.finish_reason);
+  // All at once on four slots: the fifth waits for a slot, the others decode together
+  // (batched) or each on its own scheduler thread (per-slot scheme).
+  for (const bool batched_steps : {true, false}) {
+    auto batched = Load(model, 4, batched_steps);
+    ASSERT_NE(batched, nullptr);
+    for (int round = 0; round < 2; ++round) {  // the second round reuses cached prefixes
+      SCOPED_TRACE(std::string(batched_steps ? "batched" : "per-slot") + ", round " +
+                   std::to_string(round));
+      const EngineStepCounts before = EngineSteps();
+      std::vector<Output> got(Requests().size());
+      std::vector<std::thread> threads;
+      std::atomic<int> barrier{4};  // the first four run together; the fifth waits for a slot
+      for (std::size_t i = 0; i < Requests().size(); ++i) {
+        threads.emplace_back([&, i] {
+          got[i] = Generate(*batched, Requests()[i], 0, nullptr, i < 4 ? &barrier : nullptr);
+        });
+      }
+      for (auto& t : threads) t.join();
+      const EngineStepCounts after = EngineSteps();
+      if (batched_steps) {  // some steps advanced several sequences at once
+        EXPECT_GT(after.sequences - before.sequences, after.steps - before.steps);
+      } else {  // every step advanced one
+        EXPECT_EQ(after.sequences - before.sequences, after.steps - before.steps);
+      }
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        SCOPED_TRACE("request " + std::to_string(i));
+        ASSERT_TRUE(want[i].status.ok()) << want[i].status.message();
+        ASSERT_TRUE(got[i].status.ok()) << got[i].status.message();
+        EXPECT_FALSE(want[i].text.empty());
+        EXPECT_EQ(got[i].text, want[i].text);
+        EXPECT_EQ(got[i].result.completion_tokens, want[i].result.completion_tokens);
+        EXPECT_EQ(got[i].result.prompt_tokens, want[i].result.prompt_tokens);
+        EXPECT_EQ(got[i].result.finish_reason, want[i].result.finish_reason);
+      }
     }
   }
   EXPECT_EQ(EngineQueueDepth(), 0);
