@@ -11,10 +11,12 @@
 //    activation rows per weight read) where a lone decode token goes through the row-dot path.
 //    For these tables the two paths compute each output identically (measured difference: 0);
 //    1e-5 leaves room for a tile that sums the same products in another order (float rounding).
-//  - AVX-512 table: 5e-2, and the greedy tokens are not compared. Its row-dot path disagrees with
-//    its own tile path and with the scalar table independently of batching: one session's
-//    prompt evaluated at once vs token by token differs by 3.3e-2 (llama-Q8_0, a 35-token
-//    prompt, last position) on main before this change. The measured differences are printed.
+//  - AVX-512 table: 5e-2, and the greedy tokens are not compared. Its row-dot kernels and its
+//    tiles do not give bit-identical sums (the row-dot kernel for Q8_0 keeps two accumulators),
+//    and a last-bit difference can flip the 8-bit rounding of an activation in the next layer,
+//    a jump that these random-weight models amplify. This happens without batching too: one
+//    session's 35-token prompt evaluated at once vs token by token differs by 3.3e-2 at the last
+//    position (llama-Q8_0, on main before this change). The measured differences are printed.
 #include "engine/batch.h"
 
 #include <gtest/gtest.h>
