@@ -146,8 +146,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_flag("--no-batching", args->no_batching,
                 "Decode each slot on its own (threads per slot, 0: cores / slots) instead of all "
-                "slots in one batched step; faster for some quantized models with 2-7 slots on "
-                "few cores (docs/performance.md)");
+                "slots in one batched step; can be faster with 2 slots on 2 cores "
+                "(docs/performance.md)");
   cmd->add_option(
       "--require-signature", args->require_signature,
       "Public key (PEM): refuse to serve a local model whose signature does not verify");
