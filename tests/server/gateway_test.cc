@@ -339,6 +339,8 @@ TEST_F(GatewayTest, HealthModelsMetrics) {
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("airlock_in_flight_requests"), std::string::npos);
+  EXPECT_NE(metrics->body.find("\nairlock_engine_queue_depth 0\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("\nairlock_engine_steps_total "), std::string::npos);
 }
 
 TEST_F(GatewayTest, AuthErrors) {
