@@ -5,8 +5,13 @@
 // measured by a 2-thread read sweep in the same run, and decode speed as a fraction of the
 // bandwidth bound (bandwidth / bytes per token).
 //   usage: engine_bench [--dir DIR] [--threads N] [--models qwen05,llama1b] [--types F16,Q8_0,...]
-//                       [--prompt 128] [--gen 32] [--reps 2]
+//                       [--prompt 128] [--gen 32] [--reps 2] [--concurrent 1,2,4]
 // Models are generated once into DIR (default build/bench-models) and reused.
+// --concurrent K1,K2,...: instead, aggregate decode tok/s of K streams at once (each after its own
+// prompt of --prompt tokens), two ways in the same run: per-slot (the scheme `airlock serve` had
+// before batching: K sessions, each with threads/K threads (at least 1) and its own thread
+// running its token loop) and batched (one engine::Batch with all threads, one forward pass per
+// step for the K streams); prints both, their ratio and the batched speed-up over K=1.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,6 +28,7 @@
 #include <immintrin.h>
 #endif
 
+#include "engine/batch.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/thread_pool.h"
 #include "engine/internal/weights.h"
@@ -283,12 +289,99 @@ std::vector<std::string> Split(const std::string& s) {
   return out;
 }
 
+std::int32_t Greedy(std::span<const float> logits) {
+  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+struct ConcurrentResult {
+  double per_slot = 0, batched = 0;  // aggregate decode tok/s, best of reps
+};
+
+// K streams decoding `gen` tokens each after their prompts (not timed), per-slot and batched.
+Result<ConcurrentResult> RunConcurrent(const engine::Model& model, int k, int threads,
+                                       int prompt_len, int gen, int reps) {
+  const int n_vocab = model.config().n_vocab;
+  std::vector<std::vector<std::int32_t>> prompts(k);
+  for (int s = 0; s < k; ++s) {
+    for (int i = 0; i < prompt_len; ++i)
+      prompts[s].push_back(static_cast<std::int32_t>(Hash(i + 7919 * (s + 1)) % n_vocab));
+  }
+  ConcurrentResult r;
+  // Per-slot: each stream its own session, threads / k threads and its own token loop.
+  {
+    std::vector<std::unique_ptr<engine::Session>> sessions;
+    engine::SessionOptions so;
+    so.n_threads = std::max(1, threads / k);
+    so.n_ctx = prompt_len + gen + 8;
+    for (int s = 0; s < k; ++s) {
+      AIRLOCK_ASSIGN_OR_RETURN(auto session, engine::Session::Create(model, so));
+      sessions.push_back(std::move(session));
+    }
+    for (int rep = 0; rep < reps; ++rep) {
+      std::vector<std::int32_t> first(k);
+      for (int s = 0; s < k; ++s) {
+        sessions[s]->Rewind(0);
+        AIRLOCK_ASSIGN_OR_RETURN(auto logits, sessions[s]->Eval(prompts[s]));
+        first[s] = Greedy(logits);
+      }
+      std::vector<std::thread> loops;
+      const auto t0 = Clock::now();
+      for (int s = 0; s < k; ++s) {
+        loops.emplace_back([&, s] {
+          std::int32_t tok = first[s];
+          for (int g = 0; g < gen; ++g) {
+            auto l = sessions[s]->Eval(std::span<const std::int32_t>(&tok, 1));
+            if (!l) return;
+            tok = Greedy(*l);
+          }
+        });
+      }
+      for (auto& t : loops) t.join();
+      r.per_slot = std::max(r.per_slot, k * gen / Seconds(t0, Clock::now()));
+    }
+  }
+  // Batched: one pool with every thread, one step for all k streams.
+  {
+    engine::BatchOptions bo;
+    bo.n_threads = threads;
+    bo.n_ctx = prompt_len + gen + 8;
+    bo.max_rows = std::max(prompt_len, k);
+    AIRLOCK_ASSIGN_OR_RETURN(auto batch, engine::Batch::Create(model, bo));
+    std::vector<std::unique_ptr<engine::Session>> sessions;
+    for (int s = 0; s < k; ++s) {
+      AIRLOCK_ASSIGN_OR_RETURN(auto session, batch->NewSession());
+      sessions.push_back(std::move(session));
+    }
+    std::vector<std::int32_t> tok(k);
+    std::vector<engine::BatchItem> items(k);
+    for (int rep = 0; rep < reps; ++rep) {
+      for (int s = 0; s < k; ++s) {
+        sessions[s]->Rewind(0);
+        AIRLOCK_ASSIGN_OR_RETURN(auto logits, sessions[s]->Eval(prompts[s]));
+        tok[s] = Greedy(logits);
+      }
+      const auto t0 = Clock::now();
+      for (int g = 0; g < gen; ++g) {
+        for (int s = 0; s < k; ++s) {
+          items[s].session = sessions[s].get();
+          items[s].tokens = std::span<const std::int32_t>(&tok[s], 1);
+        }
+        AIRLOCK_TRY(batch->Step(items));
+        for (int s = 0; s < k; ++s) tok[s] = Greedy(items[s].logits);
+      }
+      r.batched = std::max(r.batched, k * gen / Seconds(t0, Clock::now()));
+    }
+  }
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string dir = "build/bench-models";
   std::string models = "qwen05,llama1b";
   std::string types = "Q8_0,Q4_K_M,Q4_0,F16";
+  std::string concurrent;
   int threads = 2, prompt_len = 128, gen = 32, reps = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -306,22 +399,37 @@ int main(int argc, char** argv) {
       gen = std::stoi(v);
     else if (k == "--reps")
       reps = std::stoi(v);
+    else if (k == "--concurrent")
+      concurrent = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
     }
   }
   std::filesystem::create_directories(dir);
-  std::printf("engine_bench: kernels %s, %d threads, prompt %d, decode %d tokens, best of %d\n",
-              engine::BestKernels().name, threads, prompt_len, gen, reps);
-  const double bw = MeasureReadBandwidth(threads);
-  std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n\n", threads, bw);
-  std::fflush(stdout);
-  std::printf(
-      "| model | type | weights MB | prompt tok/s | decode tok/s | MB/token | bound tok/s | "
-      "fraction of bound | CPU share | prompt tok/CPU-s | decode tok/CPU-s |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
-  std::fflush(stdout);
+  if (!concurrent.empty()) {
+    std::printf(
+        "engine_bench --concurrent: kernels %s, %d threads, prompt %d, decode %d tokens per "
+        "stream, best of %d\n\n",
+        engine::BestKernels().name, threads, prompt_len, gen, reps);
+    std::printf(
+        "| model | type | streams | per-slot tok/s (all streams) | batched tok/s (all streams) "
+        "| batched / per-slot | batched / batched K=1 |\n|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+  }
+  double bw = 0;
+  if (concurrent.empty()) {
+    std::printf("engine_bench: kernels %s, %d threads, prompt %d, decode %d tokens, best of %d\n",
+                engine::BestKernels().name, threads, prompt_len, gen, reps);
+    bw = MeasureReadBandwidth(threads);
+    std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n\n", threads, bw);
+    std::fflush(stdout);
+    std::printf(
+        "| model | type | weights MB | prompt tok/s | decode tok/s | MB/token | bound tok/s | "
+        "fraction of bound | CPU share | prompt tok/CPU-s | decode tok/CPU-s |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+  }
   for (const std::string& key : Split(models)) {
     const Shape* shape = nullptr;
     for (const auto& s : kShapes) {
@@ -345,6 +453,25 @@ int main(int argc, char** argv) {
       if (!model) {
         std::fprintf(stderr, "%s\n", model.error().ToString().c_str());
         return 1;
+      }
+      if (!concurrent.empty()) {
+        double batched_one = 0;
+        for (const std::string& ks : Split(concurrent)) {
+          const int k = std::max(1, std::stoi(ks));
+          auto r = RunConcurrent(**model, k, threads, prompt_len, gen, reps);
+          if (!r) {
+            std::fprintf(stderr, "%s\n", r.error().ToString().c_str());
+            return 1;
+          }
+          if (k == 1) batched_one = r->batched;
+          std::printf("| %s | %s | %d | %.1f | %.1f | %.2f | %s |\n", key.c_str(), type.c_str(), k,
+                      r->per_slot, r->batched, r->batched / r->per_slot,
+                      batched_one > 0
+                          ? std::to_string(r->batched / batched_one).substr(0, 4).c_str()
+                          : "-");
+          std::fflush(stdout);
+        }
+        continue;
       }
       engine::SessionOptions so;
       so.n_threads = threads;

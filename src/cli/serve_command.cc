@@ -24,6 +24,7 @@ struct ServeArgs {
   int slots = 1;
   int threads = 0;
   int ctx = 0;
+  bool no_batching = false;
   std::string require_signature;
 };
 
@@ -59,6 +60,7 @@ int RunServe(const ServeArgs& a) {
     eo.slots = a.slots;
     eo.threads = a.threads;
     eo.ctx = a.ctx;
+    eo.batched = !a.no_batching;
     if (Status v = RequireSignature(m.path, a.require_signature); !v.ok()) {
       std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
       return 1;
@@ -134,10 +136,18 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "'{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n");
   cmd->add_option("models", args->models, "Local GGUF models to serve (under their file stem)");
   cmd->add_option("--slots", args->slots,
-                  "Concurrent generations per local model (requests queue FIFO for a slot)")
+                  "Concurrent generations per local model, decoded together in batched steps "
+                  "(further requests queue FIFO for a slot)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", args->threads, "Threads per slot (0: cores / slots)")
+  cmd->add_option(
+         "-t,--threads", args->threads,
+         "Threads of each local model's step pool, shared by its slots (0: all cores); per "
+         "slot with --no-batching")
       ->capture_default_str();
+  cmd->add_flag("--no-batching", args->no_batching,
+                "Decode each slot on its own (threads per slot, 0: cores / slots) instead of all "
+                "slots in one batched step; can be faster with 2 slots on 2 cores "
+                "(docs/performance.md)");
   cmd->add_option(
       "--require-signature", args->require_signature,
       "Public key (PEM): refuse to serve a local model whose signature does not verify");

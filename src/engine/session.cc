@@ -1,6 +1,9 @@
 // The forward pass shared by the llama, qwen2 and qwen3 architectures: pre-RMSNorm blocks with
 // GQA self-attention (RoPE NORM or NEOX, optional q/k/v biases, optional per-head q/k RMS norm)
-// and a SwiGLU feed-forward, then the final norm and the output projection.
+// and a SwiGLU feed-forward, then the final norm and the output projection. It runs over a list
+// of rows (internal/session_state.h) that may belong to several sessions: the matrix products
+// take every row at once, while RoPE, the KV-cache writes and attention are per row against the
+// row's own session.
 #include "engine/session.h"
 
 #include <algorithm>
@@ -11,41 +14,12 @@
 #include <thread>
 
 #include "core/bytes.h"
-#include "engine/internal/expert_model.h"
-#include "engine/internal/kernels.h"
-#include "engine/internal/matmul.h"
-#include "engine/internal/thread_pool.h"
+#include "engine/internal/session_state.h"
 #include "engine/internal/weights.h"
 
 namespace airlock::engine {
 
 namespace internal {
-
-struct SessionState {
-  const Model* model = nullptr;
-  const ModelConfig* c = nullptr;
-  const ModelWeights* w = nullptr;
-  const Kernels* k = nullptr;
-  std::unique_ptr<ThreadPool> pool;
-  int n_ctx = 0;
-  int max_batch = 0;
-  int pos = 0;
-  std::int64_t q_dim = 0, kv_dim = 0;
-  std::vector<float> k_cache, v_cache;  // [layer][n_ctx][kv_dim]
-  std::vector<float> x, xn, q, kk, vv, attn, tmp, gate, up;
-  std::vector<float> logits;              // n_vocab (last token)
-  std::vector<float> all_logits;          // n * n_vocab when requested
-  std::vector<float> scores;              // [thread][n_ctx]
-  std::vector<double> inv_freq;           // n_rot / 2
-  std::vector<float> rope_cos, rope_sin;  // [max_batch][n_rot / 2]
-  ActivationBuffer act;
-  std::unique_ptr<ExpertForward> experts;  // MoE / MLA architectures (expert_forward.cc)
-
-  void Forward(const std::int32_t* tokens, int n, float* logits_out, bool all_rows);
-  void RmsNormRows(const float* in, float* out, int n, const std::vector<float>& weight);
-  void ApplyRope(float* v, int n_rows, std::int64_t row_stride, int n_heads);
-  void Attention(int layer, int n, int p0);
-};
 
 namespace {
 
@@ -56,15 +30,100 @@ void RmsNorm(const float* in, float* out, std::int64_t n, const float* weight, f
   for (std::int64_t i = 0; i < n; ++i) out[i] = in[i] * scale * weight[i];
 }
 
+// Floats of one layer's K (or V) cache of a dense session: [n_ctx][kv_dim].
+std::size_t LayerCacheFloats(const SessionState& s, std::int64_t kv_dim) {
+  return static_cast<std::size_t>(s.n_ctx) * static_cast<std::size_t>(kv_dim);
+}
+
 }  // namespace
 
-void SessionState::RmsNormRows(const float* in, float* out, int n,
-                               const std::vector<float>& weight) {
+Result<std::unique_ptr<Workspace>> Workspace::Create(const Model& model, const Kernels& kernels,
+                                                     int n_threads, int max_rows, int max_ctx) {
+  const ModelConfig& c = model.config();
+  auto ws = std::make_unique<Workspace>();
+  ws->model = &model;
+  ws->c = &c;
+  ws->w = &model.weights();
+  ws->k = &kernels;
+  ws->max_rows = max_rows;
+  ws->max_ctx = max_ctx;
+  const std::int64_t d = c.n_embd, b = max_rows;
+  ws->q_dim = std::int64_t{c.n_head} * c.head_dim;
+  ws->kv_dim = std::int64_t{c.n_head_kv} * c.head_dim;
+  try {
+    ws->pool = std::make_unique<ThreadPool>(n_threads);
+    if (c.moe.n_expert > 0) return ws;  // expert architectures: ExpertForward owns the buffers
+    ws->x.resize(b * d);
+    ws->xn.resize(b * d);
+    ws->tmp.resize(b * d);
+    ws->q.resize(b * ws->q_dim);
+    ws->attn.resize(b * ws->q_dim);
+    ws->kk.resize(b * ws->kv_dim);
+    ws->vv.resize(b * ws->kv_dim);
+    ws->gate.resize(b * c.n_ff);
+    ws->up.resize(b * c.n_ff);
+    ws->scores.resize(static_cast<std::size_t>(ws->pool->size()) * max_ctx);
+    ws->act.Reserve(max_rows, std::max<std::int64_t>({d, ws->q_dim, c.n_ff}));
+    ws->rows.reserve(max_rows);
+    ws->out_rows.reserve(max_rows);
+    const int half = c.n_rot / 2;
+    ws->inv_freq.resize(half);
+    const auto& factors = model.weights().rope_freqs;
+    for (int j = 0; j < half; ++j) {
+      double f = std::pow(static_cast<double>(c.rope_base), -2.0 * j / c.n_rot) * c.rope_freq_scale;
+      if (!factors.empty()) f /= factors[j];
+      ws->inv_freq[j] = f;
+    }
+    ws->rope_cos.resize(static_cast<std::size_t>(max_rows) * half);
+    ws->rope_sin.resize(static_cast<std::size_t>(max_rows) * half);
+  } catch (const std::bad_alloc&) {
+    return LimitExceeded("engine: not enough memory for the buffers of " +
+                         std::to_string(max_rows) + " rows per forward pass");
+  } catch (const std::system_error& e) {
+    return Internal(std::string("engine: cannot start worker threads: ") + e.what());
+  }
+  return ws;
+}
+
+Result<std::unique_ptr<SessionState>> SessionState::Create(const Model& model,
+                                                           std::shared_ptr<Workspace> ws,
+                                                           int n_ctx) {
+  const ModelConfig& c = model.config();
+  auto s = std::make_unique<SessionState>();
+  s->model = &model;
+  s->c = &c;
+  s->ws = std::move(ws);
+  s->n_ctx = n_ctx;
+  // The KV cache dominates: refuse sizes no machine has before trying to allocate them.
+  std::uint64_t cache_floats = 0;
+  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * n_ctx,
+                        static_cast<std::uint64_t>(c.n_head_kv) * c.head_dim, &cache_floats) ||
+      cache_floats > (std::uint64_t{1} << 36) / 8) {
+    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(n_ctx) +
+                         " would exceed 64 GiB; use a smaller context");
+  }
+  try {
+    s->logits.resize(c.n_vocab);
+    if (c.moe.n_expert > 0) {  // MoE / MLA: expert_forward.cc owns the caches and buffers
+      s->experts =
+          std::make_unique<ExpertForward>(model, *s->ws->pool, *s->ws->k, n_ctx, s->ws->max_rows);
+    } else {
+      s->k_cache.assign(static_cast<std::size_t>(cache_floats), 0.0f);
+      s->v_cache.assign(static_cast<std::size_t>(cache_floats), 0.0f);
+    }
+  } catch (const std::bad_alloc&) {
+    return LimitExceeded("engine: not enough memory for a session with n_ctx " +
+                         std::to_string(n_ctx));
+  }
+  return s;
+}
+
+void Workspace::RmsNormRows(const float* in, float* out, int n, const std::vector<float>& weight) {
   const std::int64_t d = c->n_embd;
   for (int i = 0; i < n; ++i) RmsNorm(in + i * d, out + i * d, d, weight.data(), c->rms_eps);
 }
 
-void SessionState::ApplyRope(float* v, int n_rows, std::int64_t row_stride, int n_heads) {
+void Workspace::ApplyRope(float* v, int n_rows, std::int64_t row_stride, int n_heads) {
   const int half = c->n_rot / 2;
   const int hd = c->head_dim;
   for (int i = 0; i < n_rows; ++i) {
@@ -89,18 +148,20 @@ void SessionState::ApplyRope(float* v, int n_rows, std::int64_t row_stride, int 
   }
 }
 
-void SessionState::Attention(int layer, int n, int p0) {
+void Workspace::Attention(int layer, int n) {
   const int hd = c->head_dim;
   const int group = c->n_head / c->n_head_kv;
-  const float* kc = k_cache.data() + static_cast<std::size_t>(layer) * n_ctx * kv_dim;
-  const float* vc = v_cache.data() + static_cast<std::size_t>(layer) * n_ctx * kv_dim;
   const DotRowsFn dot = k->dot[static_cast<int>(TensorType::kF32)];
   auto task = [&](int t, int thread) {
     const int i = t / c->n_head, h = t % c->n_head;
     const int g = h / group;
-    const int last = p0 + i;  // causal: positions 0..last
+    const ForwardRow& row = rows[i];
+    const std::size_t layer_floats = LayerCacheFloats(*row.session, kv_dim);
+    const float* kc = row.session->k_cache.data() + layer * layer_floats;
+    const float* vc = row.session->v_cache.data() + layer * layer_floats;
+    const int last = row.pos;  // causal: the session's positions 0..last
     const float* qv = q.data() + i * q_dim + static_cast<std::int64_t>(h) * hd;
-    float* sc = scores.data() + static_cast<std::size_t>(thread) * n_ctx;
+    float* sc = scores.data() + static_cast<std::size_t>(thread) * max_ctx;
     // Scores: K rows of this kv head are kv_dim apart in the cache.
     dot(hd, kc + static_cast<std::int64_t>(g) * hd, kv_dim * sizeof(float), last + 1, qv, sc);
     float max = -INFINITY;
@@ -126,25 +187,20 @@ void SessionState::Attention(int layer, int n, int p0) {
   pool->Run(n * c->n_head, task);
 }
 
-void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out, bool all_rows) {
-  if (experts) {
-    experts->Forward(tokens, n, pos, logits_out, all_rows);
-    pos += n;
-    return;
-  }
+void Workspace::Forward(float* logits_out) {
   const std::int64_t d = c->n_embd, ff = c->n_ff;
-  const int p0 = pos;
+  const int n = static_cast<int>(rows.size());
   // Embeddings.
   const WeightMatrix& embd = w->token_embd;
   for (int i = 0; i < n; ++i) {
-    DequantizeRow(embd.type, embd.data + static_cast<std::size_t>(tokens[i]) * embd.row_bytes,
+    DequantizeRow(embd.type, embd.data + static_cast<std::size_t>(rows[i].token) * embd.row_bytes,
                   x.data() + i * d, d);
   }
-  // RoPE angles for these positions.
+  // RoPE angles for each row's position.
   const int half = c->n_rot / 2;
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < half; ++j) {
-      const double theta = static_cast<double>(p0 + i) * inv_freq[j];
+      const double theta = static_cast<double>(rows[i].pos) * inv_freq[j];
       rope_cos[static_cast<std::size_t>(i) * half + j] = static_cast<float>(std::cos(theta));
       rope_sin[static_cast<std::size_t>(i) * half + j] = static_cast<float>(std::sin(theta));
     }
@@ -182,11 +238,17 @@ void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out,
     }
     ApplyRope(q.data(), n, q_dim, c->n_head);
     ApplyRope(kk.data(), n, kv_dim, c->n_head_kv);
-    float* kc = k_cache.data() + (static_cast<std::size_t>(l) * n_ctx + p0) * kv_dim;
-    float* vc = v_cache.data() + (static_cast<std::size_t>(l) * n_ctx + p0) * kv_dim;
-    std::memcpy(kc, kk.data(), sizeof(float) * n * kv_dim);
-    std::memcpy(vc, vv.data(), sizeof(float) * n * kv_dim);
-    Attention(l, n, p0);
+    // Every row's K/V goes into its own session's cache before any row attends, so rows of the
+    // same session (a prompt chunk) see each other causally.
+    for (int i = 0; i < n; ++i) {
+      SessionState& s = *rows[i].session;
+      const std::size_t at =
+          static_cast<std::size_t>(l) * LayerCacheFloats(s, kv_dim) +
+          static_cast<std::size_t>(rows[i].pos) * static_cast<std::size_t>(kv_dim);
+      std::memcpy(s.k_cache.data() + at, kk.data() + i * kv_dim, sizeof(float) * kv_dim);
+      std::memcpy(s.v_cache.data() + at, vv.data() + i * kv_dim, sizeof(float) * kv_dim);
+    }
+    Attention(l, n);
     act.Set(attn.data(), n, q_dim, q_dim);
     const MatMulJob wo{&lw.wo, tmp.data(), static_cast<std::size_t>(d)};
     MatMul(*pool, *k, act, &wo, 1);
@@ -206,17 +268,17 @@ void SessionState::Forward(const std::int32_t* tokens, int n, float* logits_out,
     MatMul(*pool, *k, act, &down, 1);
     for (std::int64_t e = 0; e < n * d; ++e) x[e] += tmp[e];
   }
-  if (logits_out == nullptr) {  // a non-final prompt chunk: no logits needed
-    pos += n;
-    return;
+  const int count = static_cast<int>(out_rows.size());
+  if (count == 0) return;  // non-final prompt chunks: no logits needed
+  // The selected rows, normalized into consecutive rows of xn, go through the output matrix
+  // together.
+  for (int o = 0; o < count; ++o) {
+    RmsNorm(x.data() + static_cast<std::int64_t>(out_rows[o]) * d, xn.data() + o * d, d,
+            w->output_norm.data(), c->rms_eps);
   }
-  const int first = all_rows ? 0 : n - 1;
-  const int count = n - first;
-  RmsNormRows(x.data() + first * d, xn.data(), count, w->output_norm);
   act.Set(xn.data(), count, d, d);
   const MatMulJob out{&w->output, logits_out, static_cast<std::size_t>(c->n_vocab)};
   MatMul(*pool, *k, act, &out, 1);
-  pos += n;
 }
 
 }  // namespace internal
@@ -226,88 +288,39 @@ Session::~Session() = default;
 Result<std::unique_ptr<Session>> Session::Create(const Model& model,
                                                  const SessionOptions& options) {
   const ModelConfig& c = model.config();
-  auto s = std::make_unique<internal::SessionState>();
-  s->model = &model;
-  s->c = &c;
-  s->w = &model.weights();
-  s->k = options.exact_math ? &ExactKernels() : &BestKernels();
   if (options.n_ctx < 0 || options.n_threads < 0 || options.max_batch < 0) {
     return InvalidArgument("engine: bad session options: negative value");
   }
-  s->n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(c.n_ctx_train, 4096);
-  if (s->n_ctx > (1 << 20)) return InvalidArgument("engine: bad session options: n_ctx above 1M");
-  s->max_batch = std::clamp(options.max_batch > 0 ? options.max_batch : 256, 1, 4096);
+  const int n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(c.n_ctx_train, 4096);
+  if (n_ctx > (1 << 20)) return InvalidArgument("engine: bad session options: n_ctx above 1M");
+  const int max_batch = std::clamp(options.max_batch > 0 ? options.max_batch : 256, 1, 4096);
   int threads = options.n_threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   threads = std::min(threads, 256);
-  const std::int64_t d = c.n_embd, b = s->max_batch;
-  s->q_dim = std::int64_t{c.n_head} * c.head_dim;
-  s->kv_dim = std::int64_t{c.n_head_kv} * c.head_dim;
-  // The KV cache dominates: refuse sizes no machine has before trying to allocate them.
+  const Kernels& kernels = options.kernels != nullptr ? *options.kernels
+                           : options.exact_math       ? ExactKernels()
+                                                      : BestKernels();
+  // Check the cache size before allocating the workspace (same check as SessionState::Create).
   std::uint64_t cache_floats = 0;
-  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * s->n_ctx, s->kv_dim,
-                        &cache_floats) ||
+  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * n_ctx,
+                        static_cast<std::uint64_t>(c.n_head_kv) * c.head_dim, &cache_floats) ||
       cache_floats > (std::uint64_t{1} << 36) / 8) {
-    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(s->n_ctx) +
+    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(n_ctx) +
                          " would exceed 64 GiB; use a smaller context");
   }
-  if (c.moe.n_expert > 0) {  // MoE / MLA: expert_forward.cc owns the caches and buffers
-    try {
-      s->pool = std::make_unique<ThreadPool>(threads);
-      s->experts = std::make_unique<internal::ExpertForward>(model, *s->pool, *s->k, s->n_ctx,
-                                                             s->max_batch);
-      s->logits.resize(c.n_vocab);
-    } catch (const std::bad_alloc&) {
-      return LimitExceeded("engine: not enough memory for a session with n_ctx " +
-                           std::to_string(s->n_ctx));
-    } catch (const std::system_error& e) {
-      return Internal(std::string("engine: cannot start worker threads: ") + e.what());
-    }
-    std::unique_ptr<Session> session(new Session());
-    session->s_ = std::move(s);
-    return session;
-  }
-  const std::size_t cache = static_cast<std::size_t>(cache_floats);
-  try {
-    s->pool = std::make_unique<ThreadPool>(threads);
-    s->k_cache.assign(cache, 0.0f);
-    s->v_cache.assign(cache, 0.0f);
-    s->x.resize(b * d);
-    s->xn.resize(b * d);
-    s->tmp.resize(b * d);
-    s->q.resize(b * s->q_dim);
-    s->attn.resize(b * s->q_dim);
-    s->kk.resize(b * s->kv_dim);
-    s->vv.resize(b * s->kv_dim);
-    s->gate.resize(b * c.n_ff);
-    s->up.resize(b * c.n_ff);
-    s->logits.resize(c.n_vocab);
-    s->scores.resize(static_cast<std::size_t>(threads) * s->n_ctx);
-    s->act.Reserve(s->max_batch, std::max<std::int64_t>({d, s->q_dim, c.n_ff}));
-    const int half = c.n_rot / 2;
-    s->inv_freq.resize(half);
-    const auto& factors = model.weights().rope_freqs;
-    for (int j = 0; j < half; ++j) {
-      double f = std::pow(static_cast<double>(c.rope_base), -2.0 * j / c.n_rot) * c.rope_freq_scale;
-      if (!factors.empty()) f /= factors[j];
-      s->inv_freq[j] = f;
-    }
-    s->rope_cos.resize(static_cast<std::size_t>(s->max_batch) * half);
-    s->rope_sin.resize(static_cast<std::size_t>(s->max_batch) * half);
-  } catch (const std::bad_alloc&) {
-    return LimitExceeded("engine: not enough memory for a session with n_ctx " +
-                         std::to_string(s->n_ctx));
-  } catch (const std::system_error& e) {
-    return Internal(std::string("engine: cannot start worker threads: ") + e.what());
-  }
+  AIRLOCK_ASSIGN_OR_RETURN(auto ws,
+                           internal::Workspace::Create(model, kernels, threads, max_batch, n_ctx));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      auto state, internal::SessionState::Create(model, std::shared_ptr(std::move(ws)), n_ctx));
   std::unique_ptr<Session> session(new Session());
-  session->s_ = std::move(s);
+  session->s_ = std::move(state);
   return session;
 }
 
 Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> tokens,
                                              bool all_logits) {
   internal::SessionState& s = *s_;
+  internal::Workspace& ws = *s.ws;
   if (tokens.empty()) return InvalidArgument("engine: Eval needs at least one token");
   if (tokens.size() > static_cast<std::size_t>(s.n_ctx - s.pos)) {
     return LimitExceeded("engine: context full at position " + std::to_string(s.pos) + ": " +
@@ -328,12 +341,24 @@ Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> token
       return LimitExceeded("engine: not enough memory for the logits of every token");
     }
   }
-  for (std::size_t start = 0; start < tokens.size(); start += s.max_batch) {
-    const int n = static_cast<int>(std::min<std::size_t>(s.max_batch, tokens.size() - start));
+  for (std::size_t start = 0; start < tokens.size(); start += ws.max_rows) {
+    const int n = static_cast<int>(std::min<std::size_t>(ws.max_rows, tokens.size() - start));
     const bool last_chunk = start + n == tokens.size();
     float* out = all_logits ? s.all_logits.data() + start * vocab : s.logits.data();
     if (!all_logits && !last_chunk) out = nullptr;  // only the last token's logits are returned
-    s.Forward(tokens.data() + start, n, out, all_logits);
+    if (s.experts) {
+      s.experts->Forward(tokens.data() + start, n, s.pos, out, all_logits);
+    } else {
+      ws.rows.clear();
+      ws.out_rows.clear();
+      for (int i = 0; i < n; ++i) {
+        ws.rows.push_back({&s, s.pos + i, tokens[start + i]});
+        if (all_logits) ws.out_rows.push_back(i);
+      }
+      if (out != nullptr && !all_logits) ws.out_rows.push_back(n - 1);
+      ws.Forward(out);
+    }
+    s.pos += n;
   }
   if (all_logits) return std::span<const float>(s.all_logits);
   return std::span<const float>(s.logits);
@@ -341,8 +366,8 @@ Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> token
 
 int Session::position() const { return s_->pos; }
 int Session::n_ctx() const { return s_->n_ctx; }
-int Session::n_threads() const { return s_->pool->size(); }
+int Session::n_threads() const { return s_->ws->pool->size(); }
 void Session::Rewind(int position) { s_->pos = std::clamp(position, 0, s_->pos); }
-const char* Session::kernel_name() const { return s_->k->name; }
+const char* Session::kernel_name() const { return s_->ws->k->name; }
 
 }  // namespace airlock::engine

@@ -2,7 +2,8 @@
 // and the forward pass. Eval() appends tokens at the current position (a prompt is processed as
 // a batch of up to max_batch tokens per pass, not token by token) and returns logits. Buffers are
 // allocated at Create(); the decode loop allocates nothing. A Session is used by one thread at a
-// time; the Model must outlive it.
+// time; the Model must outlive it. Several sessions can also advance together in one forward
+// pass (engine/batch.h).
 #pragma once
 
 #include <cstdint>
@@ -24,11 +25,16 @@ struct SessionOptions {
   // Dequantize-then-float32 math instead of 8-bit activations: slower; matches llama.cpp's
   // logits for the exactly dequantized weights to ~1e-5 (used by the correctness tests).
   bool exact_math = false;
+  // A specific kernel table (tests compare the scalar and SIMD tables); nullptr: exact_math
+  // decides between ExactKernels() and BestKernels().
+  const Kernels* kernels = nullptr;
 };
 
 namespace internal {
 struct SessionState;
 }
+
+class Batch;
 
 class Session {
  public:
@@ -52,6 +58,7 @@ class Session {
   const char* kernel_name() const;
 
  private:
+  friend class Batch;
   Session() = default;
   std::unique_ptr<internal::SessionState> s_;
 };

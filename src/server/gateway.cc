@@ -20,6 +20,7 @@
 #include "core/hash.h"
 #include "policy/detectors.h"
 #include "policy/transform.h"
+#include "server/engine_backend.h"
 #include "server/keys.h"
 
 namespace airlock::server {
@@ -140,6 +141,19 @@ class Metrics {
     out += "# HELP airlock_in_flight_requests Requests being processed (queue depth).\n";
     out += "# TYPE airlock_in_flight_requests gauge\n";
     out += "airlock_in_flight_requests " + std::to_string(in_flight.load()) + "\n";
+    // Local models (server/engine_backend.h): the slot queue and the batched decode steps.
+    const EngineStepCounts steps = EngineSteps();
+    out += "# HELP airlock_engine_queue_depth Requests waiting for a local-model slot.\n";
+    out += "# TYPE airlock_engine_queue_depth gauge\n";
+    out += "airlock_engine_queue_depth " + std::to_string(EngineQueueDepth()) + "\n";
+    out += "# HELP airlock_engine_steps_total Forward passes run by local-model schedulers.\n";
+    out += "# TYPE airlock_engine_steps_total counter\n";
+    out += "airlock_engine_steps_total " + std::to_string(steps.steps) + "\n";
+    out +=
+        "# HELP airlock_engine_step_sequences_total Sequences those steps advanced (divided by "
+        "the steps: the mean batch).\n";
+    out += "# TYPE airlock_engine_step_sequences_total counter\n";
+    out += "airlock_engine_step_sequences_total " + std::to_string(steps.sequences) + "\n";
     return out;
   }
 

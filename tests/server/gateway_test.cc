@@ -354,6 +354,8 @@ TEST_F(GatewayTest, HealthModelsMetrics) {
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->status, 200);
   EXPECT_NE(metrics->body.find("airlock_in_flight_requests"), std::string::npos);
+  EXPECT_NE(metrics->body.find("\nairlock_engine_queue_depth 0\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("\nairlock_engine_steps_total "), std::string::npos);
 }
 
 TEST_F(GatewayTest, AuthErrors) {
