@@ -181,7 +181,9 @@ TEST(EngineReference, DenseModelsMatchLlamaCpp) {
       last = (*run)->Eval(std::span<const std::int32_t>(&greedy[k], 1));
       ASSERT_TRUE(last.has_value());
     }
-    if (is_f32) EXPECT_FALSE(diverged) << "greedy continuation differs after " << same_prefix;
+    if (is_f32) {
+      EXPECT_FALSE(diverged) << "greedy continuation differs after " << same_prefix;
+    }
     std::printf("%-24s %-6s %12.3g %12.3g %10.3g %5d/%-2d %5d/%d\n", file.c_str(), family.c_str(),
                 exact_diff.max_abs, fast_diff.max_abs, fast_diff.rms(), fast_diff.top1_same,
                 fast_diff.positions, same_prefix, static_cast<int>(greedy.size()) + 1);
