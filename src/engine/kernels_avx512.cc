@@ -60,10 +60,9 @@ struct Q8_0Group {
 
 // F16 weights x F32 activations for batches: kRows rows x 4 tokens per step, so each converted
 // weight slice feeds 4 FMAs and each activation load feeds kRows.
-template <int kRows>
+template <int kRows, int kTok>
 void TileStepF16(std::int64_t n, const std::uint16_t* const* rows, const float* const* x, int nt,
                  float* out, std::size_t ldo) {
-  constexpr int kTok = 4;
   __m256 acc[kRows][kTok];
   for (int r = 0; r < kRows; ++r) {
     for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -101,14 +100,32 @@ void TileF16(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
       x[t] = reinterpret_cast<const float*>(static_cast<const char*>(act) +
                                             (t0 + (t < nt ? t : 0)) * act_stride);
     }
+    // A step for exactly the nt tokens present: a batched decode step of 2 sessions must not
+    // pay for 4 (the quantized tiles loop over nt the same way).
+    auto step = [&]<int kRows>(const std::uint16_t* const* rows, float* o) {
+      switch (nt) {
+        case 1:
+          TileStepF16<kRows, 1>(n, rows, x, nt, o, ldo);
+          break;
+        case 2:
+          TileStepF16<kRows, 2>(n, rows, x, nt, o, ldo);
+          break;
+        case 3:
+          TileStepF16<kRows, 3>(n, rows, x, nt, o, ldo);
+          break;
+        default:
+          TileStepF16<kRows, 4>(n, rows, x, nt, o, ldo);
+          break;
+      }
+    };
     int r = 0;
     for (; r + 4 <= nr; r += 4) {
       const std::uint16_t* rows[4] = {row_ptr(r), row_ptr(r + 1), row_ptr(r + 2), row_ptr(r + 3)};
-      TileStepF16<4>(n, rows, x, nt, out + t0 * ldo + r, ldo);
+      step.template operator()<4>(rows, out + t0 * ldo + r);
     }
     for (; r < nr; ++r) {
       const std::uint16_t* rows[1] = {row_ptr(r)};
-      TileStepF16<1>(n, rows, x, nt, out + t0 * ldo + r, ldo);
+      step.template operator()<1>(rows, out + t0 * ldo + r);
     }
   }
 }
