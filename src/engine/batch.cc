@@ -19,21 +19,14 @@ struct Batch::State {
 Batch::~Batch() = default;
 
 Result<std::unique_ptr<Batch>> Batch::Create(const Model& model, const BatchOptions& options) {
-  const ModelConfig& c = model.config();
-  if (options.n_ctx < 0 || options.n_threads < 0 || options.max_rows < 0) {
-    return InvalidArgument("engine: bad batch options: negative value");
-  }
-  const int n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(c.n_ctx_train, 4096);
-  if (n_ctx > (1 << 20)) return InvalidArgument("engine: bad batch options: n_ctx above 1M");
-  const int max_rows = std::clamp(options.max_rows > 0 ? options.max_rows : 256, 1, 4096);
-  int threads = options.n_threads;
-  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  threads = std::min(threads, 256);
-  const Kernels& kernels = options.kernels != nullptr ? *options.kernels
-                           : options.exact_math       ? ExactKernels()
-                                                      : BestKernels();
-  AIRLOCK_ASSIGN_OR_RETURN(auto ws,
-                           internal::Workspace::Create(model, kernels, threads, max_rows, n_ctx));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      const internal::EngineSetup setup,
+      internal::ResolveSetup(model.config(), options.n_ctx, options.n_threads, options.max_rows,
+                             options.kernels, options.exact_math, "batch"));
+  const int n_ctx = setup.n_ctx;
+  AIRLOCK_ASSIGN_OR_RETURN(
+      auto ws,
+      internal::Workspace::Create(model, *setup.kernels, setup.threads, setup.max_rows, n_ctx));
   std::unique_ptr<Batch> batch(new Batch());
   batch->s_ = std::make_unique<State>();
   batch->s_->model = &model;

@@ -85,6 +85,39 @@ Result<std::unique_ptr<Workspace>> Workspace::Create(const Model& model, const K
   return ws;
 }
 
+Status CheckKvCacheSize(const ModelConfig& c, int n_ctx) {
+  std::uint64_t cache_floats = 0;
+  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * n_ctx,
+                        static_cast<std::uint64_t>(c.n_head_kv) * c.head_dim, &cache_floats) ||
+      cache_floats > (std::uint64_t{1} << 36) / 8) {
+    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(n_ctx) +
+                         " would exceed 64 GiB; use a smaller context");
+  }
+  return {};
+}
+
+Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads, int max_rows,
+                                 const Kernels* kernels, bool exact_math, const char* what) {
+  if (n_ctx < 0 || n_threads < 0 || max_rows < 0) {
+    return InvalidArgument(std::string("engine: bad ") + what + " options: negative value");
+  }
+  EngineSetup setup;
+  setup.n_ctx = n_ctx > 0 ? n_ctx : std::min(c.n_ctx_train, 4096);
+  if (setup.n_ctx > (1 << 20)) {
+    return InvalidArgument(std::string("engine: bad ") + what + " options: n_ctx above 1M");
+  }
+  setup.max_rows = std::clamp(max_rows > 0 ? max_rows : 256, 1, 4096);
+  setup.threads = n_threads > 0
+                      ? n_threads
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  setup.threads = std::min(setup.threads, 256);
+  setup.kernels = kernels != nullptr ? kernels : exact_math ? &ExactKernels() : &BestKernels();
+  // Check the cache size before allocating the workspace (SessionState::Create checks again for
+  // each session's own n_ctx).
+  AIRLOCK_TRY(CheckKvCacheSize(c, setup.n_ctx));
+  return setup;
+}
+
 Result<std::unique_ptr<SessionState>> SessionState::Create(const Model& model,
                                                            std::shared_ptr<Workspace> ws,
                                                            int n_ctx) {
@@ -94,22 +127,17 @@ Result<std::unique_ptr<SessionState>> SessionState::Create(const Model& model,
   s->c = &c;
   s->ws = std::move(ws);
   s->n_ctx = n_ctx;
-  // The KV cache dominates: refuse sizes no machine has before trying to allocate them.
-  std::uint64_t cache_floats = 0;
-  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * n_ctx,
-                        static_cast<std::uint64_t>(c.n_head_kv) * c.head_dim, &cache_floats) ||
-      cache_floats > (std::uint64_t{1} << 36) / 8) {
-    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(n_ctx) +
-                         " would exceed 64 GiB; use a smaller context");
-  }
+  AIRLOCK_TRY(CheckKvCacheSize(c, n_ctx));  // so the product below cannot overflow
+  const std::size_t cache_floats = static_cast<std::size_t>(c.n_layer) * n_ctx *
+                                   static_cast<std::size_t>(c.n_head_kv) * c.head_dim;
   try {
     s->logits.resize(c.n_vocab);
     if (c.moe.n_expert > 0) {  // MoE / MLA: expert_forward.cc owns the caches and buffers
       s->experts =
           std::make_unique<ExpertForward>(model, *s->ws->pool, *s->ws->k, n_ctx, s->ws->max_rows);
     } else {
-      s->k_cache.assign(static_cast<std::size_t>(cache_floats), 0.0f);
-      s->v_cache.assign(static_cast<std::size_t>(cache_floats), 0.0f);
+      s->k_cache.assign(cache_floats, 0.0f);
+      s->v_cache.assign(cache_floats, 0.0f);
     }
   } catch (const std::bad_alloc&) {
     return LimitExceeded("engine: not enough memory for a session with n_ctx " +
@@ -287,29 +315,14 @@ Session::~Session() = default;
 
 Result<std::unique_ptr<Session>> Session::Create(const Model& model,
                                                  const SessionOptions& options) {
-  const ModelConfig& c = model.config();
-  if (options.n_ctx < 0 || options.n_threads < 0 || options.max_batch < 0) {
-    return InvalidArgument("engine: bad session options: negative value");
-  }
-  const int n_ctx = options.n_ctx > 0 ? options.n_ctx : std::min(c.n_ctx_train, 4096);
-  if (n_ctx > (1 << 20)) return InvalidArgument("engine: bad session options: n_ctx above 1M");
-  const int max_batch = std::clamp(options.max_batch > 0 ? options.max_batch : 256, 1, 4096);
-  int threads = options.n_threads;
-  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  threads = std::min(threads, 256);
-  const Kernels& kernels = options.kernels != nullptr ? *options.kernels
-                           : options.exact_math       ? ExactKernels()
-                                                      : BestKernels();
-  // Check the cache size before allocating the workspace (same check as SessionState::Create).
-  std::uint64_t cache_floats = 0;
-  if (!core::CheckedMul(static_cast<std::uint64_t>(c.n_layer) * n_ctx,
-                        static_cast<std::uint64_t>(c.n_head_kv) * c.head_dim, &cache_floats) ||
-      cache_floats > (std::uint64_t{1} << 36) / 8) {
-    return LimitExceeded("engine: the KV cache for n_ctx " + std::to_string(n_ctx) +
-                         " would exceed 64 GiB; use a smaller context");
-  }
-  AIRLOCK_ASSIGN_OR_RETURN(auto ws,
-                           internal::Workspace::Create(model, kernels, threads, max_batch, n_ctx));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      const internal::EngineSetup setup,
+      internal::ResolveSetup(model.config(), options.n_ctx, options.n_threads, options.max_batch,
+                             options.kernels, options.exact_math, "session"));
+  const int n_ctx = setup.n_ctx;
+  AIRLOCK_ASSIGN_OR_RETURN(
+      auto ws,
+      internal::Workspace::Create(model, *setup.kernels, setup.threads, setup.max_rows, n_ctx));
   AIRLOCK_ASSIGN_OR_RETURN(
       auto state, internal::SessionState::Create(model, std::shared_ptr(std::move(ws)), n_ctx));
   std::unique_ptr<Session> session(new Session());

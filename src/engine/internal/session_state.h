@@ -64,6 +64,21 @@ struct Workspace {
   void Attention(int layer, int n);
 };
 
+// Session::Create and Batch::Create options with defaults applied and limits checked: n_ctx
+// (0: min(training context, 4096), at most 1M), rows per forward pass (0: 256, 1-4096), threads
+// (0: hardware concurrency, at most 256) and the kernel table. Errors: kInvalidArgument (`what`
+// names the caller in the message), kLimitExceeded (CheckKvCacheSize).
+struct EngineSetup {
+  int n_ctx = 0;
+  int max_rows = 0;
+  int threads = 0;
+  const Kernels* kernels = nullptr;
+};
+Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads, int max_rows,
+                                 const Kernels* kernels, bool exact_math, const char* what);
+// The KV cache dominates memory: refuse sizes no machine has (over 64 GiB) before allocating.
+Status CheckKvCacheSize(const ModelConfig& c, int n_ctx);
+
 struct SessionState {
   const Model* model = nullptr;
   const ModelConfig* c = nullptr;
