@@ -88,6 +88,7 @@ ExpertForward::ExpertForward(const Model& model, ThreadPool& pool, const Kernels
   act2_.Reserve(max_rows, m_.n_ff_exp);
   jobs_.reserve(2 * std::max(m_.n_expert, c_.n_head) + 4);
   task_start_.reserve(jobs_.capacity() + 1);
+  chunk_.reserve(jobs_.capacity());
 
   // RoPE frequencies, with YaRN's ramp between interpolation and extrapolation.
   const int half = c_.n_rot / 2;
@@ -160,11 +161,20 @@ void ExpertForward::GroupedMatMul(ActivationBuffer& act, int n_jobs) {
     act.Row(ActFormatFor(k_, jobs_[j].w.type), 0, pool_, k_);  // convert before the tasks
     max_rows = std::max(max_rows, jobs_[j].a1 - jobs_[j].a0);
   }
-  const std::int64_t chunk = max_rows > 1 ? 16 : 32;
+  // As in MatMul: with few activation rows per expert the weights are streamed once, so each
+  // task is a long run of contiguous rows (about four tasks per thread over all the experts'
+  // matrices; a small expert matrix is one task); with many rows, short chunks stay in cache.
+  std::int64_t total_rows = 0;
+  for (int j = 0; j < n_jobs; ++j) total_rows += jobs_[j].w.rows;
+  const std::int64_t per_task = (total_rows + 4 * pool_.size() - 1) / (4 * pool_.size());
+  const std::int64_t long_run = std::max<std::int64_t>(32, (per_task + 7) / 8 * 8);
   task_start_.resize(n_jobs + 1);
+  chunk_.resize(n_jobs);
   task_start_[0] = 0;
   for (int j = 0; j < n_jobs; ++j) {
-    task_start_[j + 1] = task_start_[j] + static_cast<int>((jobs_[j].w.rows + chunk - 1) / chunk);
+    chunk_[j] = max_rows > 8 ? 16 : long_run;
+    task_start_[j + 1] =
+        task_start_[j] + static_cast<int>((jobs_[j].w.rows + chunk_[j] - 1) / chunk_[j]);
   }
   auto run = [&](int task, int) {
     const int j = static_cast<int>(
@@ -173,6 +183,7 @@ void ExpertForward::GroupedMatMul(ActivationBuffer& act, int n_jobs) {
     const GroupJob& job = jobs_[j];
     const WeightMatrix& w = job.w;
     const ActFormat format = ActFormatFor(k_, w.type);
+    const std::int64_t chunk = chunk_[j];
     const std::int64_t r0 = static_cast<std::int64_t>(task - task_start_[j]) * chunk;
     const int nr = static_cast<int>(std::min<std::int64_t>(chunk, w.rows - r0));
     const std::uint8_t* wrows = w.data + r0 * w.row_bytes;

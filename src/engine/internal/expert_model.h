@@ -85,6 +85,7 @@ class ExpertForward {
   void GroupedMatMul(ActivationBuffer& act, int n_jobs);
   std::vector<GroupJob> jobs_;
   std::vector<int> task_start_;
+  std::vector<std::int64_t> chunk_;  // rows per task of each job
 };
 
 }  // namespace airlock::engine::internal
