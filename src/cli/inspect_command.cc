@@ -37,7 +37,8 @@ void AddInspectCommand(CLI::App& app, int* exit_code) {
   cmd->footer(
       "Shows architecture, parameter count, tensor-type mix, context length, layers/heads,\n"
       "tokenizer and special tokens, chat template (never rendered), license and source claims\n"
-      "(unverified), and the memory needed at a context length (weights + f16 KV cache).\n"
+      "(unverified), and the memory needed at a context length (weights + the f32 KV cache of "
+      "airlock's engine).\n"
       "For safetensors, config.json / tokenizer_config.json beside the file are read too.\n"
       "Exit codes: 0 ok; 2 the file is malformed; 3 usage error or unsupported file.\n"
       "Examples:\n"

@@ -88,8 +88,9 @@ void EstimateMemory(ModelSummary& s, const InspectOptions& o) {
     std::uint64_t heads_kv = s.head_count_kv.value_or(*s.head_count);
     std::uint64_t head_dim = *s.embedding_length / *s.head_count;
     std::uint64_t k = s.key_length.value_or(head_dim), v = s.value_length.value_or(head_dim);
-    // f16 K and V per layer per token.
-    s.kv_bytes_per_token = *s.block_count * heads_kv * (k + v) * 2;
+    // f32 K and V per layer per token: what airlock's engine allocates (llama.cpp's default f16
+    // cache is half of it).
+    s.kv_bytes_per_token = *s.block_count * heads_kv * (k + v) * 4;
     s.kv_cache_bytes = s.kv_bytes_per_token * ctx;
   }
   s.total_memory_bytes = s.weight_bytes + s.kv_cache_bytes;
@@ -408,7 +409,7 @@ std::string RenderInspectText(const ModelSummary& s) {
   }
   std::string mem = Human(s.total_memory_bytes) + " at context " + std::to_string(s.context) +
                     " (weights " + Human(s.weight_bytes);
-  mem += s.kv_bytes_per_token ? ", f16 KV cache " + Human(s.kv_cache_bytes) + ")"
+  mem += s.kv_bytes_per_token ? ", f32 KV cache " + Human(s.kv_cache_bytes) + ")"
                               : ", KV cache unknown)";
   line("memory estimate", mem);
   for (const auto& w : s.warnings) out += "  warning: " + w + "\n";

@@ -72,7 +72,8 @@ struct ModelSummary {
   // author...). Unverified: compare with `airlock verify`.
   std::vector<std::pair<std::string, std::string>> claims;
 
-  // Memory estimate: weights (memory-mapped) plus an f16 KV cache at `context`.
+  // Memory estimate: weights (memory-mapped) plus the f32 KV cache airlock's engine allocates at
+  // `context` (standard attention: K and V per layer, head and token).
   std::uint64_t context = 0;
   std::uint64_t kv_bytes_per_token = 0;
   std::uint64_t kv_cache_bytes = 0;

@@ -96,10 +96,10 @@ TEST(Inspect, GgufSummary) {
   }
   EXPECT_TRUE(license);
   EXPECT_TRUE(source);
-  // 2 layers x 2 kv heads x (8 + 8) dims x 2 bytes = 128 bytes per token.
-  EXPECT_EQ(s->kv_bytes_per_token, 128u);
-  EXPECT_EQ(s->kv_cache_bytes, 12800u);
-  EXPECT_EQ(s->total_memory_bytes, s->weight_bytes + 12800u);
+  // 2 layers x 2 kv heads x (8 + 8) dims x 4 bytes (f32) = 256 bytes per token.
+  EXPECT_EQ(s->kv_bytes_per_token, 256u);
+  EXPECT_EQ(s->kv_cache_bytes, 25600u);
+  EXPECT_EQ(s->total_memory_bytes, s->weight_bytes + 25600u);
   EXPECT_TRUE(s->warnings.empty()) << s->warnings[0];
 }
 
@@ -133,8 +133,8 @@ TEST(Inspect, SafetensorsReadsSiblingConfig) {
   EXPECT_EQ(s->block_count, 3u);
   EXPECT_TRUE(s->has_chat_template);
   EXPECT_EQ(s->context, 1024u);
-  // 3 layers x 2 kv heads x (8 + 8) x 2 bytes.
-  EXPECT_EQ(s->kv_bytes_per_token, 192u);
+  // 3 layers x 2 kv heads x (8 + 8) x 4 bytes (f32).
+  EXPECT_EQ(s->kv_bytes_per_token, 384u);
 }
 
 TEST(InspectCli, TextAndJson) {
@@ -154,7 +154,7 @@ TEST(InspectCli, TextAndJson) {
   EXPECT_EQ(j["architecture"], "llama");
   EXPECT_EQ(j["parameter_count"], 192);
   EXPECT_EQ(j["memory"]["context"], 100);
-  EXPECT_EQ(j["memory"]["kv_cache_bytes"], 12800);
+  EXPECT_EQ(j["memory"]["kv_cache_bytes"], 25600);
   EXPECT_EQ(j["tokenizer"]["vocab_size"], 4);
   EXPECT_EQ(j["chat_template"]["present"], true);
   EXPECT_EQ(j["claims"]["license"], "apache-2.0");
