@@ -109,8 +109,12 @@ int RunServe(const ServeArgs& a) {
     sigwait(&set, &sig);
     g->Stop();
   });
-  watcher.detach();
   (*gw)->Wait();
+  // The watcher may still be inside Stop(), or still waiting if the server stopped on its own:
+  // wake it (the signal is blocked, so it only ends sigwait) and join it before the gateway is
+  // destroyed. (A detached watcher raced with the destructor; found by ThreadSanitizer.)
+  pthread_kill(watcher.native_handle(), SIGTERM);
+  watcher.join();
   std::fprintf(stderr, "airlock serve: stopped\n");
   return 0;
 }
