@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "engine/internal/kernels.h"
 #include "engine/internal/thread_pool.h"
 #include "engine/model.h"
@@ -30,54 +31,10 @@
 namespace {
 
 using namespace airlock;
-namespace gguf = formats::gguf;
-using Clock = std::chrono::steady_clock;
+using namespace airlock::bench;  // NOLINT(build/namespaces): the shared bench helpers
 
 constexpr int kEmbd = 1024, kLayers = 12, kHeads = 16, kHeadsKv = 2, kHeadDim = 128;
 constexpr int kExperts = 128, kExpertsUsed = 8, kFfExp = 384, kVocab = 32768;
-
-std::uint64_t Hash(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
-
-// Offsets of the fp16 scale fields inside a block, which get a fixed sane value.
-std::vector<int> HalfFields(gguf::GgmlType t) {
-  switch (t) {
-    case gguf::GgmlType::kQ4_0:
-    case gguf::GgmlType::kQ5_0:
-    case gguf::GgmlType::kQ8_0:
-      return {0};
-    case gguf::GgmlType::kQ4_K:
-      return {0, 2};
-    case gguf::GgmlType::kQ6_K:
-      return {208};
-    default:
-      return {};
-  }
-}
-
-gguf::Writer::FillFn RandomFill(gguf::GgmlType type, std::uint64_t seed) {
-  const std::uint32_t bb = gguf::GetTypeTraits(type)->type_size;
-  const auto fields = HalfFields(type);
-  const std::uint16_t scale = engine::Fp32ToFp16(type == gguf::GgmlType::kQ4_K ? 0.002f : 0.004f);
-  return [=](std::uint64_t offset, std::span<std::byte> out) {
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      const std::uint64_t pos = offset + i;
-      const std::uint32_t in_block = static_cast<std::uint32_t>(pos % bb);
-      auto v = static_cast<std::uint8_t>(Hash(pos ^ seed));
-      for (int f : fields) {
-        if (in_block == static_cast<std::uint32_t>(f)) v = scale & 0xff;
-        if (in_block == static_cast<std::uint32_t>(f) + 1) v = scale >> 8;
-      }
-      out[i] = static_cast<std::byte>(v);
-    }
-  };
-}
 
 // F32 values: `base` + hashed noise in [-spread, spread).
 gguf::Writer::FillFn F32Fill(float base, float spread, std::uint64_t seed) {
@@ -92,8 +49,6 @@ gguf::Writer::FillFn F32Fill(float base, float spread, std::uint64_t seed) {
     }
   };
 }
-
-bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 gguf::GgmlType TypeFor(const std::string& ftype, const std::string& kind, int layer, int cols) {
   using T = gguf::GgmlType;
@@ -154,60 +109,6 @@ Status Generate(const std::string& ftype, const std::string& path) {
     matrix(b + "ffn_down_exps.weight", "ffn_down", i, {kFfExp, d, kExperts});
   }
   return w.WriteFile(path);
-}
-
-double CpuSeconds() {
-  rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec +
-         u.ru_stime.tv_usec * 1e-6;
-}
-
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-// Read bandwidth in GB/s: `threads` threads summing disjoint parts of a 1 GiB buffer; best of 3.
-double MeasureReadBandwidth(int threads) {
-  const std::size_t n = (1ull << 30) / sizeof(std::uint64_t);
-  std::vector<std::uint64_t> buf(n);
-  for (std::size_t i = 0; i < n; ++i) buf[i] = i;
-  engine::ThreadPool pool(threads);
-  std::vector<std::uint64_t> sums(threads * 8);
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = Clock::now();
-    auto task = [&](int t, int) {
-      const std::size_t begin = n / threads * t, end = t == threads - 1 ? n : n / threads * (t + 1);
-      std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (std::size_t i = begin; i + 4 <= end; i += 4) {
-        s0 += buf[i];
-        s1 += buf[i + 1];
-        s2 += buf[i + 2];
-        s3 += buf[i + 3];
-      }
-      sums[t * 8] = s0 + s1 + s2 + s3;
-    };
-    pool.Run(threads, task);
-    best = std::max(
-        best, static_cast<double>(n * sizeof(std::uint64_t)) / Seconds(t0, Clock::now()) / 1e9);
-  }
-  std::uint64_t total = 0;
-  for (auto v : sums) total += v;
-  if (total == 42) std::printf(" ");
-  return best;
-}
-
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    const std::size_t comma = s.find(',', start);
-    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
 }
 
 }  // namespace
