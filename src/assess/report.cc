@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/text.h"
 #include "scan/report.h"
 
 namespace airlock::assess {
@@ -13,38 +14,9 @@ namespace {
 
 using nlohmann::json;
 
-std::string Escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
+std::string Escape(std::string_view s) { return core::HtmlEscape(s); }
 
 std::string Pct(double v) { return fmt::format("{:.1f}%", v * 100); }
-
-json RateJson(const Rate& r) {
-  return {{"hits", r.hits}, {"total", r.total}, {"rate", r.rate}, {"ci95", {r.low, r.high}}};
-}
 
 json ModelJson(const ModelAssessment& m) {
   json j = {{"path", m.model_path},

@@ -10,6 +10,7 @@
 #include <functional>
 #include <unordered_set>
 
+#include "core/text.h"
 #include "template/internal/ast.h"
 #include "template/internal/strings.h"
 #include "template/template.h"
@@ -1774,28 +1775,7 @@ class Interp {
     }
     if (name == "escape" || name == "e" || name == "forceescape") {
       StringData s = ToStr(v);
-      std::string out;
-      for (char c : s.text) {
-        switch (c) {
-          case '&':
-            out += "&amp;";
-            break;
-          case '<':
-            out += "&lt;";
-            break;
-          case '>':
-            out += "&gt;";
-            break;
-          case '"':
-            out += "&#34;";
-            break;
-          case '\'':
-            out += "&#39;";
-            break;
-          default:
-            out.push_back(c);
-        }
-      }
+      std::string out = core::HtmlEscape(s.text);
       ChargeBytes(out.size(), off);
       return Value::String(std::move(out), !s.input.empty());
     }
