@@ -20,65 +20,14 @@
 
 #include "engine/model.h"
 #include "engine/session.h"
+#include "reference_logits.h"
 #include "test_util.h"
 
 namespace airlock::engine {
 namespace {
 
-using Json = nlohmann::json;
-
-Json ReadGzipJson(const std::filesystem::path& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  EXPECT_NE(f, nullptr) << path;
-  if (f == nullptr) return Json();
-  std::string text;
-  char buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof(buf))) > 0) text.append(buf, n);
-  gzclose(f);
-  return Json::parse(text);
-}
-
-using Matrix = std::vector<std::vector<float>>;
-
-Matrix ToMatrix(const Json& j) {
-  Matrix m;
-  for (const auto& row : j) m.push_back(row.get<std::vector<float>>());
-  return m;
-}
-
-int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
-
-float Top1Margin(const std::vector<float>& v) {
-  std::vector<float> s = v;
-  std::partial_sort(s.begin(), s.begin() + 2, s.end(), std::greater<float>());
-  return s[0] - s[1];
-}
-
-struct Diff {
-  double max_abs = 0;
-  double sum_sq = 0;
-  std::size_t count = 0;
-  int top1_same = 0;
-  int positions = 0;
-  int argmax_mismatch_with_margin = 0;  // where the reference margin exceeds 1e-3
-  void Add(const float* got, const std::vector<float>& want) {
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-      max_abs = std::max(max_abs, d);
-      sum_sq += d * d;
-    }
-    count += want.size();
-    const int n = static_cast<int>(want.size());
-    const bool same = Argmax(got, n) == Argmax(want.data(), n);
-    top1_same += same;
-    ++positions;
-    if (!same && Top1Margin(want) > 1e-3f) ++argmax_mismatch_with_margin;
-  }
-  double rms() const { return count ? std::sqrt(sum_sq / count) : 0; }
-};
-
-std::vector<std::int32_t> Ids(const Json& j) { return j.get<std::vector<std::int32_t>>(); }
+using namespace airlock::testing;  // NOLINT(build/namespaces): reference helpers
+using Diff = LogitsDiff;
 
 class EngineReference : public ::testing::Test {};
 

@@ -26,31 +26,14 @@
 
 #include "engine/model.h"
 #include "engine/session.h"
+#include "reference_logits.h"
 #include "test_util.h"
 
 namespace airlock::engine {
 namespace {
 
-using Json = nlohmann::json;
+using namespace airlock::testing;  // NOLINT(build/namespaces): reference helpers
 namespace fs = std::filesystem;
-
-Json ReadGzipJson(const fs::path& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  EXPECT_NE(f, nullptr) << path;
-  if (f == nullptr) return Json();
-  std::string text;
-  char buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof(buf))) > 0) text.append(buf, n);
-  gzclose(f);
-  return Json::parse(text);
-}
-
-std::vector<std::vector<float>> ToMatrix(const Json& j) {
-  std::vector<std::vector<float>> m;
-  for (const auto& row : j) m.push_back(row.get<std::vector<float>>());
-  return m;
-}
 
 // ------------------------------------------------------------------------------------------
 // Statistics
