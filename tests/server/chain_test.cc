@@ -91,7 +91,8 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
 
   // Upstream: a plain airlock serve of the model, logging full text.
   std::ofstream(path("upstream.toml"))
-      << "[audit]\npath='" << path("upstream-audit.db") << "'\nstore_text=true\n";
+      << "[audit]\npath='" << path("upstream-audit.db") << "'\nstore_text=true\n"
+      << "[server]\nkeys_db='" << path("upstream-keys.db") << "'\n";
   Child upstream({"serve", model, "--alias", "remote-stories", "--config", path("upstream.toml"),
                   "--port", "0"});
   ASSERT_GT(upstream.port(), 0) << "upstream airlock serve did not start";
@@ -105,7 +106,8 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
       << "[[local_models]]\nname='local-stories'\npath='" << model << "'\n"
       << "[[rules]]\ndata_classes=['email']\naction='redact'\n"
       << "[audit]\npath='" << path("gateway-audit.db") << "'\nsigning_key='"
-      << path("audit-key.pem") << "'\ncheckpoint_every=2\n";
+      << path("audit-key.pem") << "'\ncheckpoint_every=2\n"
+      << "[server]\nkeys_db='" << path("gateway-keys.db") << "'\n";
   Child gateway({"serve", "--config", path("gateway.toml"), "--port", "0"});
   ASSERT_GT(gateway.port(), 0) << "gateway airlock serve did not start";
 
