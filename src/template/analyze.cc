@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "template/internal/ast.h"
+#include "template/internal/strings.h"
 
 namespace airlock::tmpl {
 namespace {
@@ -160,35 +161,23 @@ class Analyzer {
           "chat template is " + std::to_string(src_.size()) +
               " bytes, far larger than vendor templates",
           0);
-    for (std::size_t i = 0; i + 3 < src_.size(); ++i) {
-      if (src_[i] != '\\') continue;
-      char k = src_[i + 1];
-      std::size_t digits = k == 'x' ? 2 : k == 'u' ? 4 : k == 'U' ? 8 : 0;
-      unsigned value = 0;
-      bool ok = digits > 0 && i + 2 + digits <= src_.size();
-      for (std::size_t d = 0; ok && d < digits; ++d) {
-        char c = src_[i + 2 + d];
-        int h = (c >= '0' && c <= '9')   ? c - '0'
-                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                         : -1;
-        if (h < 0)
-          ok = false;
-        else
-          value = value * 16 + unsigned(h);
+    // Every escape form Python accepts (octal, \x, \u, \U, \N{NAME}), decoded by the parser's
+    // own decoder, so no spelling of '_' slips past.
+    for (std::size_t i = 0; i + 1 < src_.size();) {
+      if (src_[i] != '\\') {
+        ++i;
+        continue;
       }
-      if (!ok && k >= '0' && k <= '3' && i + 3 < src_.size() && src_[i + 2] >= '0' &&
-          src_[i + 2] <= '7' && src_[i + 3] >= '0' && src_[i + 3] <= '7') {
-        ok = true;
-        value =
-            unsigned(k - '0') * 64 + unsigned(src_[i + 2] - '0') * 8 + unsigned(src_[i + 3] - '0');
-      }
-      if (ok && value >= 0x21 && value <= 0x7e) {
+      internal::DecodedEscape esc = internal::DecodeEscape(src_, i);
+      if (esc.spelled && esc.code_point >= 0x21 && esc.code_point <= 0x7e) {
         Add("template.obfuscation", S::kHigh,
-            "escape sequence spells the printable character '" + std::string(1, char(value)) +
+            "escape sequence spells the printable character '" +
+                std::string(1, char(esc.code_point)) +
                 "': a common way to hide names such as __globals__ from pattern matching",
             i);
       }
+      i += std::max<std::size_t>(esc.kind == internal::DecodedEscape::Kind::kText ? esc.length : 1,
+                                 1);
     }
   }
 

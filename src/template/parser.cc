@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "template/internal/ast.h"
+#include "template/internal/strings.h"
 
 namespace airlock::tmpl::internal {
 namespace {
@@ -47,32 +48,6 @@ bool IsSpace(char c) {
 bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsNameChar(char c) { return IsNameStart(c) || IsDigit(c); }
-
-void AppendUtf8(std::string& out, std::uint32_t cp) {
-  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
-  if (cp < 0x80) {
-    out.push_back(char(cp));
-  } else if (cp < 0x800) {
-    out.push_back(char(0xC0 | (cp >> 6)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(char(0xE0 | (cp >> 12)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(char(0xF0 | (cp >> 18)));
-    out.push_back(char(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  }
-}
-
-int HexVal(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 class Lexer {
  public:
@@ -348,66 +323,11 @@ class Lexer {
         continue;
       }
       if (p + 1 >= end_) Fail(s, "unterminated string");
-      char e = src_[p + 1];
-      p += 2;
-      switch (e) {
-        case 'n':
-          out.push_back('\n');
-          break;
-        case 't':
-          out.push_back('\t');
-          break;
-        case 'r':
-          out.push_back('\r');
-          break;
-        case 'b':
-          out.push_back('\b');
-          break;
-        case 'f':
-          out.push_back('\f');
-          break;
-        case 'v':
-          out.push_back('\v');
-          break;
-        case 'a':
-          out.push_back('\a');
-          break;
-        case '\\':
-          out.push_back('\\');
-          break;
-        case '\'':
-          out.push_back('\'');
-          break;
-        case '"':
-          out.push_back('"');
-          break;
-        case '\n':
-          break;
-        case 'x':
-        case 'u':
-        case 'U': {
-          int n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-          std::uint32_t cp = 0;
-          for (int k = 0; k < n; ++k) {
-            int h = p < end_ ? HexVal(src_[p]) : -1;
-            if (h < 0) Fail(p, "bad \\" + std::string(1, e) + " escape");
-            cp = cp * 16 + std::uint32_t(h);
-            ++p;
-          }
-          AppendUtf8(out, cp);
-          break;
-        }
-        default:
-          if (e >= '0' && e <= '7') {
-            std::uint32_t cp = std::uint32_t(e - '0');
-            for (int k = 0; k < 2 && p < end_ && src_[p] >= '0' && src_[p] <= '7'; ++k, ++p)
-              cp = cp * 8 + std::uint32_t(src_[p] - '0');
-            AppendUtf8(out, cp);
-          } else {
-            out.push_back('\\');
-            out.push_back(e);
-          }
-      }
+      internal::DecodedEscape esc = internal::DecodeEscape(src_.substr(0, end_), p);
+      if (esc.kind == internal::DecodedEscape::Kind::kError)
+        Fail(p, "string literal escape Python refuses: " + esc.text);
+      out += esc.text;
+      p += esc.length;
     }
     tokens_.push_back({Tok::kString, s, std::move(out)});
     return p;

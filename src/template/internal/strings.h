@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,33 @@ bool IsAscii(std::string_view s);
 // Invalid UTF-8 bytes count as one code point each.
 std::vector<std::size_t> CodePointOffsets(std::string_view s);
 std::size_t CodePointCount(std::string_view s);
+
+// Appends the UTF-8 encoding of a scalar value (the caller rejects surrogates and values above
+// U+10FFFF; they become U+FFFD here).
+void AppendUtf8(std::string& out, std::uint32_t cp);
+
+// One backslash escape in a Jinja string literal, decoded exactly as Jinja does: its lexer turns
+// non-ASCII characters into \x/\u/\U escapes (backslashreplace) and then applies Python's
+// "unicode-escape" codec. So: \n \t \r \b \f \v \a \\ \' \" and backslash-newline; octal (1-3
+// digits, up to \777); \xHH, \uHHHH, \UHHHHHHHH; \N{NAME} (Unicode character names and name
+// aliases, case-insensitive, looked up in ICU); any other escape is kept verbatim (backslash and
+// the character, a non-ASCII character spelled as its backslashreplace escape).
+struct DecodedEscape {
+  enum class Kind {
+    kText,   // `text` is what the escape stands for
+    kError,  // Python refuses the literal (bad hex digits, unknown name, value above U+10FFFF);
+             // also lone surrogates, which UTF-8 cannot carry: the template does not parse
+  };
+  Kind kind = Kind::kText;
+  std::string text;        // decoded UTF-8 (kText) or the reason (kError)
+  std::size_t length = 0;  // bytes of the source consumed, backslash included (>= 1)
+  // True for escapes that spell a character by number or name (octal, \x, \u, \U, \N): the
+  // forms obfuscation uses. `code_point` is then the character spelled.
+  bool spelled = false;
+  std::uint32_t code_point = 0;
+};
+// `s[pos]` must be a backslash.
+DecodedEscape DecodeEscape(std::string_view s, std::size_t pos);
 
 // The bytes [begin, end) of `s` with its input marks.
 StringData Substr(const StringData& s, std::size_t begin, std::size_t end);
