@@ -6,7 +6,9 @@
 #include <unordered_set>
 
 #include "template/internal/ast.h"
+#include "template/internal/prompt_text.h"
 #include "template/internal/strings.h"
+#include "template/registry.h"
 
 namespace airlock::tmpl {
 namespace {
@@ -123,10 +125,105 @@ const char* const kInjectionPhrases[] = {"ignore previous instructions",
                                          "send all user data",
                                          "api key"};
 
+// Escalation only: natural-language text no official template contains is already reported
+// (inconclusive at least) whatever its language; these cues make it malicious when it also asks
+// for secrets or tells the model to hide itself. Lower-case; matched as substrings.
+const char* const kCredentialCues[] = {
+    "password",    "passcode",        "passphrase",   "credential",    "api key",
+    "api_key",     "apikey",          "secret key",   "private key",   "access token",
+    "seed phrase", "recovery phrase", "mnemonic",     "one-time code", "verification code",
+    "2fa",         "pin code",        "pin number",   "credit card",   "card number",
+    "cvv",         "social security", "bank account", "login details", "密码",
+    "口令",        "验证码",          "密钥",         "私钥",          "助记词",
+    "信用卡",      "银行卡",          "身份证",       "パスワード",    "暗証番号",
+    "비밀번호",    "contraseña",      "mot de passe", "passwort",      "пароль",
+    "senha"};
+const char* const kConcealmentCues[] = {"do not reveal",
+                                        "don't reveal",
+                                        "never reveal",
+                                        "not reveal",
+                                        "do not mention",
+                                        "don't mention",
+                                        "never mention",
+                                        "do not disclose",
+                                        "don't disclose",
+                                        "never disclose",
+                                        "not disclose",
+                                        "do not tell the user",
+                                        "don't tell the user",
+                                        "never tell the user",
+                                        "without telling",
+                                        "keep this instruction",
+                                        "keep these instructions",
+                                        "instruction secret",
+                                        "instructions secret",
+                                        "hide this",
+                                        "do not acknowledge",
+                                        "never acknowledge",
+                                        "do not repeat this",
+                                        "不要透露",
+                                        "不得透露",
+                                        "切勿透露",
+                                        "不要泄露",
+                                        "不要提及",
+                                        "不要提到",
+                                        "不要告诉",
+                                        "不要向用户",
+                                        "不要说出",
+                                        "保密",
+                                        "隐藏",
+                                        "秘密",
+                                        "言及しない",
+                                        "明かさない",
+                                        "no reveles",
+                                        "ne révèle",
+                                        "nicht verraten",
+                                        "не раскрывай",
+                                        "не упоминай"};
+
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = char(c + 32);
+  return out;
+}
+
+// The text in double quotes, control characters escaped, cut after `max` bytes (on a UTF-8
+// boundary).
+std::string Quote(std::string_view text, std::size_t max) {
+  std::string out = "\"";
+  std::size_t i = 0;
+  for (; i < text.size(); ++i) {
+    if (i >= max && (static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) break;
+    char c = text[i];
+    auto b = [&](std::size_t k) {
+      return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
+    };
+    // C1 controls and bidirectional overrides would let the text disguise itself in a report.
+    if (b(0) == 0xC2 && b(1) >= 0x80 && b(1) <= 0x9F) {
+      out += "?";
+      ++i;
+      continue;
+    }
+    if (b(0) == 0xE2 && ((b(1) == 0x80 && b(2) >= 0xAA && b(2) <= 0xAE) ||
+                         (b(1) == 0x81 && b(2) >= 0xA6 && b(2) <= 0xA9))) {
+      out += "?";
+      i += 2;
+      continue;
+    }
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '"')
+      out += "\\\"";
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      out += "?";
+    else
+      out.push_back(c);
+  }
+  out += "\"";
+  if (i < text.size()) out += " (" + std::to_string(text.size()) + " bytes, cut)";
   return out;
 }
 
@@ -179,6 +276,82 @@ class Analyzer {
       i += std::max<std::size_t>(esc.kind == internal::DecodedEscape::Kind::kText ? esc.length : 1,
                                  1);
     }
+  }
+
+  // Every piece of constant text the template can emit: natural language that no official
+  // template has is reported with the text and where it lands; the registry names the template.
+  void PromptTextFindings(const internal::Program& p, std::string_view source,
+                          TemplateAnalysis& out) {
+    internal::PromptTextResult r = internal::CollectPromptText(p);
+    if (r.truncated)
+      Add("template.prompt-text-limit", S::kMedium,
+          "the template can emit more pieces of text than the analysis enumerates; its prompt "
+          "text could not be fully reviewed",
+          0);
+    for (PromptText& piece : r.pieces) {
+      piece.natural_language = internal::IsNaturalLanguage(piece.text);
+      piece.official = piece.natural_language && IsOfficialLiteral(piece.text);
+    }
+    std::stable_sort(r.pieces.begin(), r.pieces.end(),
+                     [](const auto& a, const auto& b) { return a.offset < b.offset; });
+    out.registry = MatchRegistry(source, r.pieces);
+    const RegistryVerdict& reg = out.registry;
+    if (reg.official) {
+      Add("template.official", S::kInfo,
+          "official " + reg.family + " template (" + reg.version + ")", 0);
+    } else if (!reg.family.empty()) {
+      std::string msg = "differs from every official template; closest: " + reg.family + " (" +
+                        reg.version + ", " + std::to_string(int(reg.similarity * 100 + 0.5)) +
+                        "% of its text pieces present)";
+      if (reg.added_literals.empty()) {
+        msg += ", with no added natural-language text";
+      } else {
+        msg += ", with these added literals:";
+        for (const auto& l : reg.added_literals) msg += " " + Quote(l, 160);
+      }
+      Add("template.unofficial", S::kInfo, msg, 0);
+    }
+    for (const PromptText& piece : r.pieces) {
+      if (!piece.natural_language) continue;
+      std::string where = PlacementName(piece.placement);
+      if (piece.official) {
+        Add("template.prompt-text", S::kInfo,
+            "official template text (" + where + "): " + Quote(piece.text, 300), piece.offset);
+        continue;
+      }
+      std::string shown = Quote(piece.text, 300);
+      switch (piece.placement) {
+        case TextPlacement::kUserTurns:
+          Add("template.injected-user-turn", S::kHigh,
+              "text no official template has, attached to every user turn: " + shown, piece.offset);
+          break;
+        case TextPlacement::kAfterUser:
+          Add("template.injected-after-user", S::kHigh,
+              "text no official template has, placed after the user's message: " + shown,
+              piece.offset);
+          break;
+        default:
+          Add("template.injected-text", S::kMedium,
+              "text no official template has, in " + where + ": " + shown, piece.offset);
+          break;
+      }
+      std::string low = Lower(piece.text);
+      for (const char* cue : kCredentialCues)
+        if (low.find(cue) != std::string::npos) {
+          Add("template.injected-credential-request", S::kHigh,
+              "template text asks for credentials (\"" + std::string(cue) + "\"): " + shown,
+              piece.offset);
+          break;
+        }
+      for (const char* cue : kConcealmentCues)
+        if (low.find(cue) != std::string::npos) {
+          Add("template.injected-concealment", S::kHigh,
+              "template text tells the model to hide it (\"" + std::string(cue) + "\"): " + shown,
+              piece.offset);
+          break;
+        }
+    }
+    out.prompt_text = std::move(r.pieces);
   }
 
   // When the template does not parse: look for the classic payload shapes in the raw bytes.
@@ -450,6 +623,26 @@ class Analyzer {
 
 }  // namespace
 
+bool IsNaturalLanguage(std::string_view text) { return internal::IsNaturalLanguage(text); }
+
+const char* PlacementName(TextPlacement p) {
+  switch (p) {
+    case TextPlacement::kDefaultSystem:
+      return "a default system prompt used when the user gives none";
+    case TextPlacement::kPreamble:
+      return "text added before every conversation";
+    case TextPlacement::kFirstTurn:
+      return "the first message";
+    case TextPlacement::kOtherTurns:
+      return "every assistant, system or tool message";
+    case TextPlacement::kUserTurns:
+      return "every user turn";
+    case TextPlacement::kAfterUser:
+      return "after the user's message";
+  }
+  return "?";
+}
+
 TemplateAnalysis AnalyzeTemplate(std::string_view source, const AnalysisOptions& options) {
   TemplateAnalysis out;
   Analyzer a(source, options);
@@ -458,6 +651,7 @@ TemplateAnalysis AnalyzeTemplate(std::string_view source, const AnalysisOptions&
   if (program) {
     out.parsed = true;
     a.Run(**program);
+    a.PromptTextFindings(**program, source, out);
   } else {
     out.parse_error = program.error().message();
     a.Fallback();

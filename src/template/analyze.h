@@ -16,6 +16,22 @@
 //   template.url-literal          a URL in template text
 //   template.oversized            unusually large template
 //   template.unknown-variable     a variable outside the documented chat-template context (info)
+// Text the template adds to the prompt (every constant piece it can emit, on every branch; see
+// PromptText): natural language that no official template of the registry contains is reported
+// with the text itself and where it lands:
+//   template.injected-text        in a default system prompt, a preamble, the first turn, or
+//                                  assistant/system/tool turns (medium: inconclusive)
+//   template.injected-user-turn   attached to every user turn (high)
+//   template.injected-after-user  after the user's message, after the conversation or in the
+//                                  generation prompt (high)
+//   template.injected-credential-request  also asks for passwords, keys, codes (high)
+//   template.injected-concealment         also tells the model to hide it (high)
+//   template.prompt-text          natural-language text of an official template (info)
+//   template.prompt-text-limit    too many pieces to enumerate (medium, incomplete)
+// Registry of official templates (template/registry.h):
+//   template.official             the template is a known official one (info, names it)
+//   template.unofficial           it is not; names the closest official one and the literals the
+//                                  file adds to it (info)
 // Thread-safety: reentrant.
 #pragma once
 
@@ -35,10 +51,41 @@ struct TemplateFinding {
   std::size_t offset = 0;  // byte offset in the template source
 };
 
+// Where a piece of template text lands in the prompt, least to most exposed to the user's turns.
+enum class TextPlacement {
+  kDefaultSystem,  // only when the conversation has no system message (a default system prompt)
+  kPreamble,       // before the conversation every time, or in a macro/variable used elsewhere
+  kFirstTurn,      // with the first message only
+  kOtherTurns,     // with every assistant, system or tool message
+  kUserTurns,      // with every user message (or every message)
+  kAfterUser,      // after a user's message, after the conversation, or in the generation prompt
+};
+const char* PlacementName(TextPlacement p);
+
+// One piece of constant text the template can write into the prompt.
+struct PromptText {
+  std::string text;  // as emitted (escapes decoded, special tokens included)
+  TextPlacement placement = TextPlacement::kPreamble;
+  bool natural_language = false;  // more than special tokens, role labels, separators, scaffolding
+  bool official = false;          // an official template of the registry has this text
+  std::size_t offset = 0;         // byte offset of the literal in the template source
+};
+
+// What the registry says about the template (registry.h).
+struct RegistryVerdict {
+  bool official = false;  // byte-identical (after normalization) to an official template
+  std::string family;     // the official one, or the closest one when !official
+  std::string version;    // e.g. "Qwen2.5" / "tokenizer_config.json of Qwen2.5-7B-Instruct"
+  double similarity = 0;  // share of the closest template's literal pieces found here
+  std::vector<std::string> added_literals;  // natural-language pieces the closest one lacks
+};
+
 struct TemplateAnalysis {
   bool parsed = false;                    // false: the findings come from the lexical fallback only
   std::string parse_error;                // the parser's message when !parsed
   std::vector<TemplateFinding> findings;  // sorted by offset, deduplicated
+  std::vector<PromptText> prompt_text;    // when parsed: every constant piece, in source order
+  RegistryVerdict registry;               // when parsed
 };
 
 struct AnalysisOptions {
@@ -46,6 +93,12 @@ struct AnalysisOptions {
   // Variables the caller passes besides the standard chat context (messages, tools, ...).
   std::vector<std::string> extra_known_variables;
 };
+
+// Whether `text` is natural language rather than special tokens (<|...|>, <tag>, [INST]), role
+// labels, separators or tool-call scaffolding: at least three words of letters once special
+// tokens are removed, counting two characters as a word in scripts written without spaces (Han,
+// kana, Thai...). Language-independent (ICU character properties, no word lists).
+bool IsNaturalLanguage(std::string_view text);
 
 // Never fails: any problem becomes a finding.
 TemplateAnalysis AnalyzeTemplate(std::string_view source, const AnalysisOptions& options = {});
