@@ -36,7 +36,8 @@ void AddInspectCommand(CLI::App& app, int* exit_code) {
       "inspect", "Summarize a GGUF or safetensors model before running it (header only)");
   cmd->footer(
       "Shows architecture, parameter count, tensor-type mix, context length, layers/heads,\n"
-      "tokenizer and special tokens, chat template (never rendered), license and source claims\n"
+      "tokenizer and special tokens, chat template (never rendered; official or closest official\n"
+      "template, and the natural-language text it adds to the prompt), license and source claims\n"
       "(unverified), and the memory needed at a context length (weights + the f32 KV cache of "
       "airlock's engine).\n"
       "For safetensors, config.json / tokenizer_config.json beside the file are read too.\n"

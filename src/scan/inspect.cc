@@ -10,6 +10,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "scan/internal/suspicious_text.h"
+#include "template/analyze.h"
 
 namespace airlock::scan {
 
@@ -67,8 +68,60 @@ std::string ScalarText(const gguf::Value& v) {
   return "";
 }
 
+// Template text for display: UTF-8 kept (the text may be in any language), control characters
+// (C0, DEL, C1, bidirectional overrides) shown as spaces so the text cannot drive the terminal, cut
+// after `max` bytes.
+std::string PrintableText(std::string_view s, std::size_t max) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto u = static_cast<unsigned char>(s[i]);
+    if (out.size() >= max && (u & 0xC0) != 0x80) {
+      out += "...";
+      break;
+    }
+    if (u == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
+      out += ' ';
+      ++i;
+      continue;
+    }
+    if (u == 0xE2 && i + 2 < s.size()) {  // bidirectional overrides and isolates
+      auto b1 = static_cast<unsigned char>(s[i + 1]), b2 = static_cast<unsigned char>(s[i + 2]);
+      if ((b1 == 0x80 && b2 >= 0xAA && b2 <= 0xAE) || (b1 == 0x81 && b2 >= 0xA6 && b2 <= 0xA9)) {
+        out += ' ';
+        i += 2;
+        continue;
+      }
+    }
+    out += (u < 0x20 || u == 0x7f) ? ' ' : s[i];
+  }
+  return out;
+}
+
 void TemplateHead(ModelSummary& s, std::string_view tpl) {
   s.has_chat_template = true;
+  // Static analysis only (never rendered): registry verdict and the natural-language text.
+  tmpl::TemplateAnalysis a = tmpl::AnalyzeTemplate(tpl);
+  s.chat_template_text.clear();
+  if (!a.parsed) {
+    s.chat_template_origin = "does not parse: " + a.parse_error;
+  } else if (a.registry.official) {
+    s.chat_template_origin =
+        "official " + a.registry.family + " template (" + a.registry.version + ")";
+  } else {
+    s.chat_template_origin = "differs from every official template";
+    if (!a.registry.family.empty()) {
+      s.chat_template_origin += "; closest: " + a.registry.family;
+      if (!a.registry.added_literals.empty())
+        s.chat_template_origin +=
+            ", with " + std::to_string(a.registry.added_literals.size()) + " added text piece(s)";
+    }
+  }
+  for (const tmpl::PromptText& p : a.prompt_text) {
+    if (!p.natural_language || s.chat_template_text.size() >= 20) continue;
+    s.chat_template_text.push_back(
+        {PrintableText(p.text, 300), tmpl::PlacementName(p.placement), p.official});
+  }
   s.chat_template_bytes = tpl.size();
   std::size_t pos = 0;
   while (pos < tpl.size() && s.chat_template_head.size() < 3) {
@@ -400,6 +453,10 @@ std::string RenderInspectText(const ModelSummary& s) {
                   ? ""
                   : ", plus " + std::to_string(s.named_templates.size()) + " named"));
     for (const auto& l : s.chat_template_head) out += "    | " + l + "\n";
+    if (!s.chat_template_origin.empty()) out += "    origin: " + s.chat_template_origin + "\n";
+    for (const auto& t : s.chat_template_text)
+      out += std::string("    text (") + (t.official ? "official, " : "NOT OFFICIAL, ") +
+             t.placement + "): " + t.text + "\n";
   } else {
     line("chat template", "none");
   }
@@ -465,10 +522,18 @@ std::string RenderInspectJson(const ModelSummary& s) {
     specials.push_back({{"role", t.role}, {"id", t.id}, {"text", t.text}});
   tok["special_tokens"] = specials;
   j["tokenizer"] = tok;
-  j["chat_template"] = {{"present", s.has_chat_template},
-                        {"bytes", s.chat_template_bytes},
-                        {"head", s.chat_template_head},
-                        {"named", s.named_templates}};
+  j["chat_template"] = {
+      {"present", s.has_chat_template},
+      {"bytes", s.chat_template_bytes},
+      {"head", s.chat_template_head},
+      {"named", s.named_templates},
+      {"origin", s.chat_template_origin},
+      {"text", [&] {
+         json arr = json::array();
+         for (const auto& t : s.chat_template_text)
+           arr.push_back({{"text", t.text}, {"placement", t.placement}, {"official", t.official}});
+         return arr;
+       }()}};
   json claims = json::object();
   for (const auto& [k, v] : s.claims) claims[k] = v;
   j["claims"] = claims;

@@ -67,6 +67,18 @@ struct ModelSummary {
   std::uint64_t chat_template_bytes = 0;
   std::vector<std::string> chat_template_head;  // first lines, printable, truncated
   std::vector<std::string> named_templates;     // tokenizer.chat_template.<name>
+  // The template compared with the registry of official templates (template/registry.h):
+  // "official Qwen2.5 template (...)", "differs from every official template; closest: ..." or
+  // "does not parse".
+  std::string chat_template_origin;
+  // Natural-language text the template adds to the prompt, with where it lands and whether an
+  // official template has it (the scanner reports the unofficial pieces as template.injected-*).
+  struct TemplateText {
+    std::string text;       // printable, truncated
+    std::string placement;  // tmpl::PlacementName
+    bool official = false;
+  };
+  std::vector<TemplateText> chat_template_text;
 
   // Provenance claims as written by whoever made the file (license, source, base models,
   // author...). Unverified: compare with `airlock verify`.
