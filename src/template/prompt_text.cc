@@ -225,13 +225,16 @@ class Collector {
   static TextPlacement Place(const Ctx& ctx, bool after_content, bool after_loop) {
     const Guard& g = ctx.guard;
     if (g.gen_prompt) return TextPlacement::kAfterUser;
-    if (g.no_system) return TextPlacement::kDefaultSystem;
     if (ctx.turn_loops > 0) {
       bool user = (g.roles & kUser) != 0;
       if (user && after_content) return TextPlacement::kAfterUser;
-      if (g.first_only) return TextPlacement::kFirstTurn;
+      // "No system message" makes text a default system prompt only once per conversation:
+      // inside the loop it must also be limited to the first turn, or it rides on every turn.
+      if (g.first_only)
+        return g.no_system ? TextPlacement::kDefaultSystem : TextPlacement::kFirstTurn;
       return user ? TextPlacement::kUserTurns : TextPlacement::kOtherTurns;
     }
+    if (g.no_system) return TextPlacement::kDefaultSystem;
     return after_loop ? TextPlacement::kAfterUser : TextPlacement::kPreamble;
   }
 
@@ -422,7 +425,22 @@ class Collector {
         for (const auto& [k, v] : e.kwargs) sink(v);
         return;
       }
-      default:  // lists, tuples, dicts, and/or, arithmetic: any operand may be the value
+      case ExprKind::kList:
+      case ExprKind::kTuple: {
+        // Words kept one per item and joined at render time ("|join(' ')") are read together.
+        std::string joined;
+        std::size_t constant_items = 0;
+        for (const auto& a : e.args) {
+          if (!a || !IsStringLiteral(*a)) continue;
+          if (!joined.empty()) joined += ' ';
+          joined += a->literal.str();
+          ++constant_items;
+        }
+        if (constant_items > 1) Emit(joined, e.offset, ctx, flow);
+        for (const auto& a : e.args) sink(a);
+        return;
+      }
+      default:  // dicts, and/or, arithmetic: any operand may be the value
         for (const auto& a : e.args) sink(a);
         for (const auto& [k, v] : e.kwargs) sink(v);
         return;
