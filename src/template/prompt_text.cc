@@ -276,7 +276,12 @@ class Collector {
   // A variable, namespace attribute or macro reaching the output here.
   void EmitVariable(const std::string& key, const Ctx& ctx, const Flow& flow) {
     auto it = vars_.find(key);
-    if (it == vars_.end()) return;
+    if (it == vars_.end() || truncated_) return;
+    // Re-emitting costs one step per recorded piece, counted before the copy below.
+    if (steps_ + it->second.size() > kMaxSteps) {
+      truncated_ = true;
+      return;
+    }
     if (recording_.empty()) used_vars_.insert(key);
     if (std::find(recording_.begin(), recording_.end(), key) != recording_.end()) return;
     // Copy: recording into another variable may grow vars_.
