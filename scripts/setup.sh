@@ -8,7 +8,7 @@ packages=(
   clang libclang-rt-14-dev libfuzzer-14-dev clang-format
   libssl-dev zlib1g-dev libarchive-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libre2-dev libpcre2-dev
-  libtomlplusplus-dev libboost-dev libcpp-httplib-dev libicu-dev
+  libtomlplusplus-dev libboost-dev libcpp-httplib-dev libicu-dev unicode-data
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
 )

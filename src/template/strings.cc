@@ -118,7 +118,7 @@ std::uint32_t CodePointAt(std::string_view s, std::size_t i, std::size_t* len) {
 }
 
 // Python's unicodedata lookup for \N{...}: character names (algorithmic ones such as
-// "CJK UNIFIED IDEOGRAPH-4E00" and Hangul syllables included) and formal name aliases, matched
+// "CJK UNIFIED IDEOGRAPH-4E00" and Hangul syllables included) and every name alias, matched
 // case-insensitively; not ICU's extended "<control-0000>" forms, which Python refuses.
 bool LookupCharacterName(std::string_view name, std::uint32_t* cp) {
   if (name.empty() || name.size() > 256) return false;
@@ -132,6 +132,27 @@ bool LookupCharacterName(std::string_view name, std::uint32_t* cp) {
     UChar32 found = u_charFromName(choice, z.c_str(), &err);
     if (U_SUCCESS(err) && found >= 0) {
       *cp = std::uint32_t(found);
+      return true;
+    }
+  }
+  // Every alias type of NameAliases.txt (control, abbreviation, figment, alternate), which
+  // Python accepts and ICU does not; matched case-insensitively like the names.
+  struct Alias {
+    const char* name;
+    std::uint32_t code_point;
+  };
+  static constexpr Alias kAliases[] = {
+#include "name_aliases.inc"
+  };
+  for (const Alias& a : kAliases) {
+    std::string_view n(a.name);
+    if (n.size() != name.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; same && i < n.size(); ++i)
+      same = std::toupper(static_cast<unsigned char>(n[i])) ==
+             std::toupper(static_cast<unsigned char>(name[i]));
+    if (same) {
+      *cp = a.code_point;
       return true;
     }
   }

@@ -29,8 +29,9 @@ void AppendUtf8(std::string& out, std::uint32_t cp);
 // non-ASCII characters into \x/\u/\U escapes (backslashreplace) and then applies Python's
 // "unicode-escape" codec. So: \n \t \r \b \f \v \a \\ \' \" and backslash-newline; octal (1-3
 // digits, up to \777); \xHH, \uHHHH, \UHHHHHHHH; \N{NAME} (Unicode character names and name
-// aliases, case-insensitive, looked up in ICU); any other escape is kept verbatim (backslash and
-// the character, a non-ASCII character spelled as its backslashreplace escape).
+// aliases, case-insensitive: names via ICU, aliases from NameAliases.txt); any other escape is kept
+// verbatim (backslash and the character, a non-ASCII character spelled as its backslashreplace
+// escape).
 struct DecodedEscape {
   enum class Kind {
     kText,   // `text` is what the escape stands for
