@@ -328,31 +328,59 @@ class Collector {
         continue;
       }
       Flush(ctx, flow);
+      bool content = Mentions(*part.expr, "content");
+      bool role = Mentions(*part.expr, "role");
+      // Message content and role names end the bridged text (see Bridge).
+      if (content || role) EndBridge(ctx, flow);
       Sink(*part.expr, ctx, flow, depth + 1);
       // Inside the loop over the messages any value written is taken as part of the message
       // (it only decides between "every user turn" and "after the user's message", both high).
       // The role name is the turn's header, not its content.
-      if (Mentions(*part.expr, "content") || (ctx.turn_loops > 0 && !Mentions(*part.expr, "role")))
-        flow.after_content = true;
+      if (content || (ctx.turn_loops > 0 && !role)) flow.after_content = true;
     }
   }
 
   void Flush(const Ctx& ctx, const Flow& flow) {
     if (run_.empty()) return;
     Emit(run_, run_offset_, ctx, flow);
+    // Bridge: constant runs separated only by other values ("Ask{{ sep }}for{{ sep }}the...")
+    // are also read as one text, so words cannot be split below the natural-language
+    // threshold by interleaving values. Reported only when no run alone is natural language.
+    if (bridge_runs_ == 0) bridge_offset_ = run_offset_;
+    if (bridge_.size() < (1u << 16)) bridge_ += run_ + " ";
+    ++bridge_runs_;
+    bridge_has_language_ |= IsNaturalLanguage(run_);
     run_.clear();
+  }
+
+  void EndBridge(const Ctx& ctx, const Flow& flow) {
+    if (bridge_runs_ > 1 && !bridge_has_language_ && IsNaturalLanguage(bridge_))
+      Emit(bridge_, bridge_offset_, ctx, flow);
+    bridge_.clear();
+    bridge_runs_ = 0;
+    bridge_has_language_ = false;
   }
 
   // A sub-expression whose value can reach the output (a fresh run of its own).
   void SinkValue(const Expr& e, const Ctx& ctx, const Flow& flow, int depth) {
     Flow local = flow;
-    std::string saved_run = std::move(run_);
-    std::size_t saved_offset = run_offset_;
+    std::string saved_run = std::move(run_), saved_bridge = std::move(bridge_);
+    std::size_t saved_offset = run_offset_, saved_bridge_offset = bridge_offset_;
+    int saved_bridge_runs = bridge_runs_;
+    bool saved_bridge_language = bridge_has_language_;
     run_.clear();
+    bridge_.clear();
+    bridge_runs_ = 0;
+    bridge_has_language_ = false;
     Output(e, ctx, local, depth);
     Flush(ctx, local);
+    EndBridge(ctx, local);
     run_ = std::move(saved_run);
     run_offset_ = saved_offset;
+    bridge_ = std::move(saved_bridge);
+    bridge_offset_ = saved_bridge_offset;
+    bridge_runs_ = saved_bridge_runs;
+    bridge_has_language_ = saved_bridge_language;
   }
 
   void Sink(const Expr& e, const Ctx& ctx, const Flow& flow, int depth) {
@@ -477,6 +505,7 @@ class Collector {
       WalkStmt(*s, ctx, flow, depth);
     }
     Flush(ctx, flow);
+    EndBridge(ctx, flow);
   }
 
   void WalkStmt(const Stmt& s, const Ctx& ctx, Flow& flow, int depth) {
@@ -492,6 +521,7 @@ class Collector {
         break;
     }
     Flush(ctx, flow);
+    EndBridge(ctx, flow);
     switch (s.kind) {
       case StmtKind::kIf: {
         Guard rest = ctx.guard;  // the earlier conditions were false
@@ -593,6 +623,10 @@ class Collector {
   bool truncated_ = false;
   std::string run_;
   std::size_t run_offset_ = 0;
+  std::string bridge_;
+  std::size_t bridge_offset_ = 0;
+  int bridge_runs_ = 0;
+  bool bridge_has_language_ = false;
   std::vector<std::string> recording_;
   std::map<std::string, std::vector<Recorded>> vars_;
   std::set<std::string> used_vars_;
@@ -637,28 +671,39 @@ PromptTextResult CollectPromptText(const Program& program, std::size_t max_piece
 std::size_t NaturalLanguageWords(std::string_view text) {
   std::size_t words = 0, unspaced = 0;
   bool in_word = false, word_has_letter = false;
-  auto end_word = [&] {
-    if (in_word && word_has_letter) ++words;
+  std::size_t word_start = 0, token_end = std::string_view::npos;
+  // Not counted, being scaffolding rather than prose: a word glued to the special token before
+  // it (the role in "<|im_start|>user", "<|start_header_id|>assistant"), and a quoted JSON key
+  // ("name": ).
+  auto end_word = [&](std::size_t end) {
+    if (in_word && word_has_letter) {
+      bool after_token = word_start == token_end;
+      bool json_key = word_start > 0 && text[word_start - 1] == '"' && end + 1 < text.size() &&
+                      text[end] == '"' && text[end + 1] == ':';
+      if (!after_token && !json_key) ++words;
+    }
     in_word = word_has_letter = false;
   };
   const auto* bytes = reinterpret_cast<const std::uint8_t*>(text.data());
   std::int32_t n = static_cast<std::int32_t>(std::min<std::size_t>(text.size(), 1u << 20));
   for (std::int32_t i = 0; i < n;) {
     if (std::size_t skip = SpecialTokenAt(text, std::size_t(i))) {
-      end_word();
+      end_word(std::size_t(i));
       i += static_cast<std::int32_t>(skip);
+      token_end = std::size_t(i);
       continue;
     }
+    std::int32_t at = i;
     UChar32 c;
     U8_NEXT(bytes, i, n, c);
     if (c < 0) {
-      end_word();
+      end_word(std::size_t(at));
       continue;
     }
     int lb = u_getIntPropertyValue(c, UCHAR_LINE_BREAK);
     if (lb == U_LB_IDEOGRAPHIC || lb == U_LB_COMPLEX_CONTEXT ||
         lb == U_LB_CONDITIONAL_JAPANESE_STARTER) {
-      end_word();
+      end_word(std::size_t(at));
       if (u_isalpha(c)) ++unspaced;
       continue;
     }
@@ -666,13 +711,14 @@ std::size_t NaturalLanguageWords(std::string_view text) {
     bool mark =
         type == U_NON_SPACING_MARK || type == U_COMBINING_SPACING_MARK || type == U_ENCLOSING_MARK;
     if (u_isalnum(c) || mark || c == '_' || ((c == '\'' || c == 0x2019 || c == '-') && in_word)) {
+      if (!in_word) word_start = std::size_t(at);
       in_word = true;
       word_has_letter |= u_isalpha(c) != 0;
     } else {
-      end_word();
+      end_word(std::size_t(at));
     }
   }
-  end_word();
+  end_word(std::size_t(n));
   return words + (unspaced + 1) / 2;
 }
 

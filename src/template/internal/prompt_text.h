@@ -25,9 +25,10 @@ struct PromptTextResult {
 PromptTextResult CollectPromptText(const Program& program, std::size_t max_pieces = 4000);
 
 // Words of natural language in `text` once special tokens (<|...|>, <｜...｜>, <tag>, </tag>,
-// [INST]-style markers) are removed: runs of letters/digits containing a letter; in scripts
-// written without spaces (Han, kana, Thai...: ICU line-break classes ID and SA) every two
-// characters count as a word.
+// [INST]-style markers) are removed: runs of letters/digits containing a letter, except a word
+// glued to the special token before it (a role name) and a quoted JSON key; in scripts written
+// without spaces (Han, kana, Thai...: ICU line-break classes ID, SA, CJ) every two characters
+// count as a word.
 std::size_t NaturalLanguageWords(std::string_view text);
 // Natural language: at least three words. Role labels ("User: "), separators and JSON tool-call
 // scaffolding have fewer.
