@@ -247,6 +247,7 @@ class Analyzer {
   }
 
   void Run(const internal::Program& p) {
+    parsed_ = true;
     Collect(p.body);
     WalkBody(p.body);
   }
@@ -297,6 +298,10 @@ class Analyzer {
     out.registry = MatchRegistry(source, r.pieces);
     const RegistryVerdict& reg = out.registry;
     if (reg.official) {
+      // The keyword rule would only be quoting the vendor's own instructions back.
+      std::erase_if(findings_, [](const TemplateFinding& f) {
+        return f.rule_id == "template.instruction-injection";
+      });
       Add("template.official", S::kInfo,
           "official " + reg.family + " template (" + reg.version + ")", 0);
     } else if (!reg.family.empty()) {
@@ -385,6 +390,7 @@ class Analyzer {
   // Literal text (template text or a string literal) that reads like an injected instruction.
   void ScanText(std::string_view text, std::size_t offset) {
     if (text.size() < 6) return;
+    if (parsed_ && IsOfficialLiteral(text)) return;  // an official template's own text
     std::string low = Lower(text);
     for (const char* phrase : kInjectionPhrases) {
       if (low.find(phrase) != std::string::npos) {
@@ -615,6 +621,7 @@ class Analyzer {
 
   std::string_view src_;
   const AnalysisOptions& options_;
+  bool parsed_ = false;
   std::unordered_set<std::string> known_;
   std::vector<TemplateFinding> findings_;
   std::set<std::string> seen_;

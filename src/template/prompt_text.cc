@@ -336,7 +336,11 @@ class Collector {
       // Inside the loop over the messages any value written is taken as part of the message
       // (it only decides between "every user turn" and "after the user's message", both high).
       // The role name is the turn's header, not its content.
-      if (content || (ctx.turn_loops > 0 && !role)) flow.after_content = true;
+      // raise_exception() aborts rendering and writes nothing.
+      bool aborts = part.expr->kind == ExprKind::kCall &&
+                    part.expr->args[0]->kind == ExprKind::kName &&
+                    part.expr->args[0]->name == "raise_exception";
+      if (!aborts && (content || (ctx.turn_loops > 0 && !role))) flow.after_content = true;
     }
   }
 
@@ -421,6 +425,7 @@ class Collector {
         sink(e.args[0]);
         const std::string& f = e.name;
         if (f == "replace" && e.args.size() > 2) sink(e.args[2]);
+        if (f == "join") EmitJoinedList(*e.args[0], ctx, flow);
         if ((f == "join" || f == "default" || f == "d") && e.args.size() > 1) sink(e.args[1]);
         if (f == "format")
           for (std::size_t i = 1; i < e.args.size(); ++i) sink(e.args[i]);
@@ -436,6 +441,7 @@ class Collector {
               "isalpha", "isspace", "isalnum",    "islower",  "isupper", "keys",
               "items",   "values",  "upper",      "lower",    "title",   "capitalize"};
           sink(callee.args[0]);
+          if (m == "join" && e.args.size() > 1) EmitJoinedList(*e.args[1], ctx, flow);
           if (m == "replace") {
             if (e.args.size() > 2) sink(e.args[2]);
           } else if (m == "get" || m == "pop") {
@@ -458,26 +464,26 @@ class Collector {
         for (const auto& [k, v] : e.kwargs) sink(v);
         return;
       }
-      case ExprKind::kList:
-      case ExprKind::kTuple: {
-        // Words kept one per item and joined at render time ("|join(' ')") are read together.
-        std::string joined;
-        std::size_t constant_items = 0;
-        for (const auto& a : e.args) {
-          if (!a || !IsStringLiteral(*a)) continue;
-          if (!joined.empty()) joined += ' ';
-          joined += a->literal.str();
-          ++constant_items;
-        }
-        if (constant_items > 1) Emit(joined, e.offset, ctx, flow);
-        for (const auto& a : e.args) sink(a);
-        return;
-      }
       default:  // dicts, and/or, arithmetic: any operand may be the value
         for (const auto& a : e.args) sink(a);
         for (const auto& [k, v] : e.kwargs) sink(v);
         return;
     }
+  }
+
+  // Words kept one per item of a list literal and joined at render time ("[...]|join(' ')")
+  // are also read as one piece.
+  void EmitJoinedList(const Expr& list, const Ctx& ctx, const Flow& flow) {
+    if (list.kind != ExprKind::kList && list.kind != ExprKind::kTuple) return;
+    std::string joined;
+    std::size_t constant_items = 0;
+    for (const auto& a : list.args) {
+      if (!a || !IsStringLiteral(*a)) continue;
+      if (!joined.empty()) joined += ' ';
+      joined += a->literal.str();
+      ++constant_items;
+    }
+    if (constant_items > 1) Emit(joined, list.offset, ctx, flow);
   }
 
   // Records what `e` can evaluate to into variable `key` (pass 0) without emitting it.
