@@ -173,10 +173,15 @@ struct Anchors::Impl {
     Fail("witness " + w.text + ": its size kept changing");
   }
 
-  void Deliver(const std::string& note, std::uint64_t size) {
-    for (const auto& f : options.files) ToFile(f, note);
-    if (options.syslog) ToSyslog(note, size);
-    for (std::size_t i = 0; i < witnesses.size(); ++i) ToWitness(i, note, size);
+  // Files and syslog get every checkpoint; a witness only needs the newest one (it proves the
+  // older ones), so a slow witness never makes the queue grow.
+  void Deliver(const std::deque<std::pair<std::string, std::uint64_t>>& batch) {
+    for (const auto& [note, size] : batch) {
+      for (const auto& f : options.files) ToFile(f, note);
+      if (options.syslog) ToSyslog(note, size);
+    }
+    for (std::size_t i = 0; i < witnesses.size(); ++i)
+      ToWitness(i, batch.back().first, batch.back().second);
   }
 
   void Loop() {
@@ -184,11 +189,11 @@ struct Anchors::Impl {
     while (true) {
       cv.wait(lock, [&] { return stop || !queue.empty(); });
       if (queue.empty()) return;
-      auto [note, size] = std::move(queue.front());
-      queue.pop_front();
+      std::deque<std::pair<std::string, std::uint64_t>> batch;
+      batch.swap(queue);
       busy = true;
       lock.unlock();
-      Deliver(note, size);
+      Deliver(batch);
       lock.lock();
       busy = false;
       idle_cv.notify_all();
