@@ -19,6 +19,8 @@
 namespace airlock::audit {
 namespace {
 
+constexpr std::size_t kMaxAnswerBytes = 64 << 10;
+
 struct WitnessUrl {
   std::string host;
   int port = 80;
@@ -142,8 +144,26 @@ struct Anchors::Impl {
               Base64Encode(std::string_view(reinterpret_cast<const char*>(h.data()), 32)) + "\n";
       }
       body += "\n" + note_text;
-      auto res = client.Post(w.prefix + "/add-checkpoint", body, "text/plain");
-      if (!res) return Fail("witness " + w.text + ": " + httplib::to_string(res.error()));
+      // The answer is read into a bounded buffer: a witness is a configured destination, not a
+      // trusted one, and a cosignature answer is a few lines.
+      httplib::Request req;
+      req.method = "POST";
+      req.path = w.prefix + "/add-checkpoint";
+      req.set_header("Content-Type", "text/plain");
+      req.body = body;
+      std::string answer;
+      bool too_large = false;
+      req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+        if (answer.size() + n > kMaxAnswerBytes) return !(too_large = true);
+        answer.append(data, n);
+        return true;
+      };
+      auto res = client.send(req);
+      if (!res)
+        return Fail("witness " + w.text + ": " +
+                    (too_large ? std::string("answer larger than 64 KiB")
+                               : httplib::to_string(res.error())));
+      res->body = std::move(answer);
       if (res->status == 409) {
         std::string s = res->body;
         while (!s.empty() && s.back() == '\n') s.pop_back();
@@ -156,9 +176,12 @@ struct Anchors::Impl {
         witness_sizes[i] = theirs;
         continue;
       }
-      if (res->status != 200)
-        return Fail("witness " + w.text + " answered " + std::to_string(res->status) + ": " +
-                    res->body.substr(0, 200));
+      if (res->status != 200) {
+        std::string said = res->body.substr(0, 200);  // the witness's words: no control bytes
+        for (char& c : said)
+          if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+        return Fail("witness " + w.text + " answered " + std::to_string(res->status) + ": " + said);
+      }
       if (!witness_keys.empty()) {
         auto note = ParseNote(note_text + res->body);
         bool cosigned = false;

@@ -71,6 +71,13 @@ Result<std::string> ReadTextFile(const std::string& path) {
   return data;
 }
 
+// Text from a log file or a checkpoint is not trusted: no control characters reach the terminal.
+std::string Printable(std::string s) {
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return s;
+}
+
 int Usage(const std::string& message) {
   std::fprintf(stderr, "airlock audit: %s\n", message.c_str());
   return 3;
@@ -122,25 +129,35 @@ int RunVerify(const AuditArgs& a) {
       std::printf(
           "OK %s (%s): %llu records, %llu checkpoints (%llu signature(s) verified), %llu trusted "
           "checkpoint(s) extended\n",
-          r->origin.c_str(), path.c_str(), static_cast<unsigned long long>(r->records),
+          Printable(r->origin).c_str(), path.c_str(), static_cast<unsigned long long>(r->records),
           static_cast<unsigned long long>(r->checkpoints),
           static_cast<unsigned long long>(r->signed_checkpoints),
           static_cast<unsigned long long>(r->trusted_checked));
     } else {
       all_ok = false;
-      std::printf("FAILED %s (%s): %s\n", r->origin.c_str(), path.c_str(),
-                  r->first_problem.c_str());
+      std::printf("FAILED %s (%s): %s\n", Printable(r->origin).c_str(), path.c_str(),
+                  Printable(r->first_problem).c_str());
     }
     for (const auto& w : r->warnings)
-      std::printf("warning: %s (%s): %s\n", r->origin.c_str(), path.c_str(), w.c_str());
+      std::printf("warning: %s (%s): %s\n", Printable(r->origin).c_str(), path.c_str(),
+                  Printable(w).c_str());
   }
+  // Each replica has its own origin: two logs under one origin are a fork (or a copy) of one log,
+  // and a checkpoint of either would vouch for both.
+  for (std::size_t i = 0; i < origins.size(); ++i)
+    for (std::size_t j = i + 1; j < origins.size(); ++j)
+      if (origins[i] == origins[j]) {
+        all_ok = false;
+        std::printf("FAILED %s: %s and %s have the same origin; each replica needs its own\n",
+                    Printable(origins[i]).c_str(), (*paths)[i].c_str(), (*paths)[j].c_str());
+      }
   // A published checkpoint of a log that was not given (or whose origin was changed) is a failure:
   // the replica it anchors is missing from the verification.
   for (const auto& [origin, file] : trusted_origins) {
     if (std::find(origins.begin(), origins.end(), origin) == origins.end()) {
       all_ok = false;
       std::printf("FAILED %s: trusted checkpoint in %s matches none of the logs given\n",
-                  origin.c_str(), file.c_str());
+                  Printable(origin).c_str(), file.c_str());
     }
   }
   return all_ok ? 0 : 1;
@@ -153,6 +170,14 @@ int RunCheckpoint(const AuditArgs& a) {
   if (!latest) return Usage(latest.error().message());
   if (latest->note.empty()) {
     std::fprintf(stderr, "airlock audit: %s has no signed checkpoint yet\n", path->c_str());
+    return 1;
+  }
+  // The file is not trusted: print only a well-formed note (no control characters reach a
+  // terminal); whether it is signed by the right key is for `audit verify` to say.
+  auto note = audit::ParseNote(latest->note);
+  if (!note) {
+    std::fprintf(stderr, "airlock audit: the latest checkpoint in %s is malformed: %s\n",
+                 path->c_str(), note.error().message().c_str());
     return 1;
   }
   std::fwrite(latest->note.data(), 1, latest->note.size(), stdout);

@@ -96,6 +96,14 @@ TEST_F(Replicas, OneKeyForBothReplicasFailsTheOtherOrigin) {
   EXPECT_NE(v.second.find("not signed by the pinned public key"), std::string::npos) << v.second;
 }
 
+TEST_F(Replicas, TwoLogsWithOneOriginFail) {
+  std::filesystem::copy_file(P("gw0.db"), P("copy.db"));
+  auto v = Airlock("audit verify --log " + P("gw0.db") + " --log " + P("copy.db") +
+                   " --public-key " + P("gw0.pem.pub"));
+  EXPECT_EQ(v.first, 1) << v.second;
+  EXPECT_NE(v.second.find("have the same origin"), std::string::npos) << v.second;
+}
+
 TEST_F(Replicas, NoPinnedKeyIsAUsageError) {
   auto v = Airlock("audit verify --log " + P("gw0.db"));
   EXPECT_EQ(v.first, 3) << v.second;
