@@ -33,7 +33,7 @@ Result<WitnessUrl> ParseWitnessUrl(const std::string& url) {
   w.text = url;
   constexpr std::string_view kScheme = "http://";
   if (url.compare(0, kScheme.size(), kScheme) != 0)
-    return InvalidArgument("audit: witness URL '" + url + "' must start with http://");
+    return InvalidArgument("audit: URL '" + url + "' must start with http://");
   std::string rest = url.substr(kScheme.size());
   std::size_t slash = rest.find('/');
   std::string hostport = rest.substr(0, slash);
@@ -223,6 +223,29 @@ struct Anchors::Impl {
     }
   }
 };
+
+Result<std::string> FetchText(const std::string& url, int timeout_ms) {
+  AIRLOCK_ASSIGN_OR_RETURN(WitnessUrl w, ParseWitnessUrl(url));
+  httplib::Client client(w.host, w.port);
+  client.set_connection_timeout(timeout_ms / 1000, (timeout_ms % 1000) * 1000);
+  client.set_read_timeout(timeout_ms / 1000, (timeout_ms % 1000) * 1000);
+  constexpr std::size_t kMaxText = 64u << 20;
+  std::string text;
+  bool too_large = false;
+  auto res = client.Get(w.prefix.empty() ? "/" : w.prefix, httplib::Headers{},
+                        [&](const char* data, std::size_t n) {
+                          if (text.size() + n > kMaxText) return !(too_large = true);
+                          text.append(data, n);
+                          return true;
+                        });
+  if (!res)
+    return Unavailable(
+        "audit: " + url + ": " +
+        (too_large ? std::string("larger than 64 MiB") : httplib::to_string(res.error())));
+  if (res->status != 200)
+    return Unavailable("audit: " + url + " answered " + std::to_string(res->status));
+  return text;
+}
 
 Anchors::Anchors(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

@@ -29,6 +29,11 @@ struct AnchorOptions {
   bool empty() const { return files.empty() && !syslog && witnesses.empty(); }
 };
 
+// GETs `url` ("http://host[:port]/path?query", e.g. a witness's /checkpoint?origin=...) and
+// returns its body when the status is 200. The answer is bounded (64 MiB) and treated as hostile
+// text by the caller. Errors: kInvalidArgument (URL), kUnavailable (network, status, size).
+Result<std::string> FetchText(const std::string& url, int timeout_ms = 10000);
+
 class Anchors {
  public:
   // `log_path` is read (read-only connection) for the leaf hashes of consistency proofs.

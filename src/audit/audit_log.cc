@@ -1,9 +1,5 @@
 #include "audit/audit_log.h"
 
-#include <fcntl.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -76,28 +72,6 @@ class Stmt {
 
 bool Exec(sqlite3* db, const char* sql) {
   return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
-}
-
-Result<std::string> ReadSmallFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFound("audit: cannot open " + path);
-  std::string data;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      ::close(fd);
-      return IoError("audit: read failed at " + path);
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
-    if (data.size() > (64 << 10)) {
-      ::close(fd);
-      return InvalidArgument("audit: file too large at " + path);
-    }
-  }
-  ::close(fd);
-  return data;
 }
 
 // "<hostname>/airlock-audit/<8 random hex digits>", with characters a key name cannot hold

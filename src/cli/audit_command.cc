@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "audit/anchors.h"
 #include "audit/audit_log.h"
 #include "audit/note.h"
 #include "audit/witness.h"
@@ -105,7 +106,7 @@ int RunVerify(const AuditArgs& a) {
   }
   std::vector<std::pair<std::string, std::string>> trusted_origins;  // origin, file
   for (const auto& f : a.trusted_checkpoints) {
-    auto text = ReadTextFile(f);
+    auto text = f.rfind("http://", 0) == 0 ? audit::FetchText(f) : ReadTextFile(f);
     if (!text) return Usage(text.error().message());
     auto notes = audit::ParseNotes(*text);
     if (!notes) return Usage("trusted checkpoint " + f + ": " + notes.error().message());
@@ -323,8 +324,9 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
                      "Pinned public key: PEM (.pub from keygen) or a note verifier key; repeat "
                      "for replicas with their own keys (required, or [audit] public_key)");
   verify->add_option("--trusted-checkpoint", args->trusted_checkpoints,
-                     "File with one or more published checkpoint notes (anchor file, witness "
-                     "state, saved `audit checkpoint`); the log must extend each");
+                     "File or http:// URL with one or more published checkpoint notes (anchor "
+                     "file, witness GET /checkpoint?origin=..., saved `audit checkpoint`); the "
+                     "log must extend each");
   verify->callback([args, exit_code] { *exit_code = RunVerify(*args); });
   CLI::App* checkpoint = cmd->add_subcommand(
       "checkpoint", "Print the latest signed checkpoint (a C2SP tlog-checkpoint signed note)");

@@ -300,6 +300,12 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
               " --trusted-checkpoint " + p("witnessed.checkpoint"));
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("tail truncation"), std::string::npos) << v.second;
+  // Asking the witness directly gives the same answer.
+  v = Airlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
+              " --trusted-checkpoint 'http://127.0.0.1:" + std::to_string(wport) +
+              "/checkpoint?origin=" + origin + "'");
+  EXPECT_EQ(v.first, 1) << v.second;
+  EXPECT_NE(v.second.find("tail truncation"), std::string::npos) << v.second;
   EXPECT_EQ(WEXITSTATUS(witness.Stop(SIGTERM)), 0);
 }
 
