@@ -245,7 +245,7 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
     });
   httplib::Client wclient("127.0.0.1", wport);
   std::string witnessed;
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < 2400; ++i) {  // up to 2 minutes on a loaded machine
     auto r = wclient.Get("/checkpoint?origin=" + origin);
     if (r && r->status == 200) {
       auto n = ParseNote(r->body);
