@@ -67,8 +67,8 @@ struct OpenOptions {
 class AuditLog {
  public:
   // Opens or creates the log at `path`. Errors: kIo (SQLite), kNotFound (no key file and
-  // !create_signing_key), kInvalidArgument (no key path, bad key file, origin mismatch), kCorrupt
-  // (an existing database that is not an audit log).
+  // !create_signing_key), kInvalidArgument (no key path, bad key file, origin mismatch, malformed
+  // anchor option), kCorrupt (an existing database that is not an audit log).
   static Result<std::unique_ptr<AuditLog>> Open(const std::string& path,
                                                 const OpenOptions& options = {});
   ~AuditLog();  // writes a final checkpoint
