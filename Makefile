@@ -10,7 +10,7 @@ FUZZ_LONG_SECONDS ?= 600
 export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean \
-  check-neon check-openai-client
+  check-neon check-openai-client check-note-go
 
 all: build
 
@@ -53,6 +53,13 @@ check-openai-client: build
 	npm install --no-save --prefix $(BUILD)/npm openai
 	cd $(BUILD)/tests && ./server_test --gtest_filter=GatewayTest.OfficialOpenAiNodeClient \
 	  | tee /dev/stderr | grep -q '\[       OK \] GatewayTest.OfficialOpenAiNodeClient'  # a skip fails
+
+# Audit checkpoints verified by Go's golang.org/x/mod/sumdb/note (installs golang-go and
+# golang-golang-x-mod-dev from Debian; not part of `make test`). A skip fails.
+check-note-go: build
+	bash scripts/setup.sh --with-go
+	cd $(BUILD)/tests && ./audit_test --gtest_filter=GoNote.SumdbNoteVerifiesAnAirlockCheckpoint \
+	  | tee /dev/stderr | grep -q '\[       OK \] GoNote.SumdbNoteVerifiesAnAirlockCheckpoint'
 
 demo: build
 	@bash scripts/demo.sh $(BUILD)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Airlock needs to build, test, fuzz and benchmark.
 # Idempotent: packages already present are skipped, so running it twice costs a dpkg query.
+# `setup.sh --with-go` also installs Go and golang.org/x/mod (Debian packages) for the opt-in
+# `make check-note-go` (audit checkpoints verified with Go's sumdb/note); nothing else needs them.
 set -euo pipefail
 
 packages=(
@@ -12,6 +14,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
 )
+if [ "${1:-}" = "--with-go" ]; then
+  packages+=(golang-go golang-golang-x-mod-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

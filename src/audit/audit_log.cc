@@ -1,9 +1,6 @@
 #include "audit/audit_log.h"
 
-#include <fcntl.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -18,6 +15,7 @@
 #include <thread>
 
 #include "audit/merkle.h"
+#include "audit/note.h"
 #include "core/hash.h"
 
 namespace airlock::audit {
@@ -76,91 +74,17 @@ bool Exec(sqlite3* db, const char* sql) {
   return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
 }
 
-std::string CheckpointMessage(std::uint64_t size, const Digest256& root, std::int64_t time_ms) {
-  return "airlock-audit-checkpoint/v1\n" + std::to_string(size) + "\n" + Hex(root) + "\n" +
-         std::to_string(time_ms) + "\n";
-}
-
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-
-std::string PublicKeyPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  std::string out;
-  if (bio && PEM_write_bio_PUBKEY(bio, key) == 1) {
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio, &data);
-    if (n > 0) out.assign(data, static_cast<std::size_t>(n));
-  }
-  BIO_free(bio);
-  return out;
-}
-
-Result<std::string> ReadSmallFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFound("audit: cannot open key at " + path);
-  std::string data;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      ::close(fd);
-      return IoError("audit: read failed at " + path);
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
-    if (data.size() > (64 << 10)) {
-      ::close(fd);
-      return InvalidArgument("audit: key file too large at " + path);
-    }
-  }
-  ::close(fd);
-  return data;
-}
-
-// Loads a public key from PEM text holding either a public or a private key.
-Pkey LoadPublicKey(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
-  if (!key) {
-    BIO_free(bio);
-    bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
-  }
-  BIO_free(bio);
-  return Pkey(key);
-}
-
-std::string Sign(EVP_PKEY* key, const std::string& message) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  std::string sig;
-  std::size_t len = 0;
-  if (ctx && EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-      EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(message.data()),
-                     message.size()) == 1) {
-    sig.resize(len);
-    if (EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                       reinterpret_cast<const unsigned char*>(message.data()),
-                       message.size()) == 1) {
-      sig.resize(len);
-    } else {
-      sig.clear();
-    }
-  }
-  EVP_MD_CTX_free(ctx);
-  return sig;
-}
-
-bool VerifySignature(EVP_PKEY* key, const std::string& message, const std::string& sig) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  bool ok =
-      ctx && EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                       reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  return ok;
+// "<hostname>/airlock-audit/<8 random hex digits>", with characters a key name cannot hold
+// replaced by '-'.
+std::string DefaultOrigin() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  std::string name = host;
+  for (char& c : name)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == '+' || c == 0x7f) c = '-';
+  unsigned char rnd[4] = {};
+  RAND_bytes(rnd, sizeof rnd);
+  return name + "/airlock-audit/" + core::ToHex(std::span<const std::uint8_t>(rnd, 4));
 }
 
 nlohmann::json ToJson(const AuditRecord& r) {
@@ -207,14 +131,17 @@ struct AuditLog::Impl {
   std::string path;
   OpenOptions options;
   sqlite3* db = nullptr;
-  Pkey key;
-  std::string key_id;
+  std::shared_ptr<NoteSigner> signer;
+  std::string origin;
+  std::unique_ptr<Anchors> anchors;
+  std::string latest_note;  // guarded by db_mu
 
   // Tree state, guarded by db_mu.
   std::mutex db_mu;
   CompactRange range;
   Digest256 prev{};
   std::uint64_t last_checkpoint = 0;
+  std::string pending_note;  // written in the open transaction, not yet committed
 
   // Group commit queue.
   struct Pending {
@@ -234,25 +161,37 @@ struct AuditLog::Impl {
     if (db) sqlite3_close(db);
   }
 
-  Status CheckpointLocked() {
+  // Signs a checkpoint of the current tree unless one exists for its size (`force`: sign anyway;
+  // used once for the empty tree of a new log, so that every log has a signed checkpoint).
+  Status CheckpointLocked(bool force = false) {
     std::uint64_t size = range.size();
-    if (size == last_checkpoint) return Status::Ok();
+    if (size == last_checkpoint && !force) return Status::Ok();
     Digest256 root = range.Root();
     std::int64_t t = NowMs();
-    std::string sig = key ? Sign(key.get(), CheckpointMessage(size, root, t)) : "";
-    if (key && sig.empty()) return Internal("audit: signing failed at checkpoint");
-    Stmt s(db, "INSERT INTO checkpoints(size, root, time_ms, signature, key_id) VALUES(?,?,?,?,?)");
+    Note note;
+    note.body = CheckpointBody({origin, size, root, {}});
+    AIRLOCK_ASSIGN_OR_RETURN(NoteSignature sig, signer->Sign(note.body));
+    note.signatures.push_back(std::move(sig));
+    std::string text = FormatNote(note);
+    Stmt s(db, "INSERT INTO checkpoints(size, root, time_ms, note) VALUES(?,?,?,?)");
     if (!s.ok()) return SqlError(db, "prepare checkpoint", path);
     s.Bind(1, static_cast<std::int64_t>(size));
     s.BindBlob(2, root.data(), root.size());
     s.Bind(3, t);
-    if (key) {
-      s.BindBlob(4, sig.data(), sig.size());
-      s.Bind(5, key_id);
-    }
+    s.Bind(4, text);
     if (s.Step() != SQLITE_DONE) return SqlError(db, "insert checkpoint", path);
     last_checkpoint = size;
+    pending_note = std::move(text);
     return Status::Ok();
+  }
+
+  // Hands the checkpoint written by the last committed transaction to the anchors. Only after
+  // COMMIT: an anchor never holds a checkpoint the log could lose on a crash.
+  void PublishCommitted() {
+    if (pending_note.empty()) return;
+    latest_note = pending_note;
+    if (anchors) anchors->Publish(pending_note, last_checkpoint);
+    pending_note.clear();
   }
 
   // Commits `batch` in one transaction (one fsync); fills seq/status.
@@ -290,7 +229,9 @@ struct AuditLog::Impl {
       if (status.ok() && !Exec(db, "COMMIT")) status = SqlError(db, "commit", path);
       if (!status.ok()) Exec(db, "ROLLBACK");
     }
+    if (status.ok()) PublishCommitted();
     if (!status.ok()) {
+      pending_note.clear();
       range = saved_range;
       prev = saved_prev;
       last_checkpoint = saved_cp;
@@ -308,10 +249,12 @@ struct AuditLog::Impl {
         {
           std::lock_guard<std::mutex> g(db_mu);
           if (range.size() != last_checkpoint && Exec(db, "BEGIN IMMEDIATE")) {
-            if (CheckpointLocked().ok())
-              Exec(db, "COMMIT");
-            else
+            if (CheckpointLocked().ok() && Exec(db, "COMMIT")) {
+              PublishCommitted();
+            } else {
               Exec(db, "ROLLBACK");
+              pending_note.clear();
+            }
           }
         }
         lock.lock();
@@ -338,7 +281,15 @@ AuditLog::~AuditLog() {
   }
   impl_->q_cv.notify_all();
   if (impl_->writer.joinable()) impl_->writer.join();
-  Checkpoint().ok();  // best effort: records are already durable
+  Checkpoint().ok();       // best effort: records are already durable
+  impl_->anchors.reset();  // delivers what is queued (bounded by the anchors' timeouts)
+}
+
+const std::string& AuditLog::origin() const { return impl_->origin; }
+
+std::string AuditLog::LatestCheckpointNote() const {
+  std::lock_guard<std::mutex> lock(impl_->db_mu);
+  return impl_->latest_note;
 }
 
 std::uint64_t AuditLog::size() const {
@@ -353,15 +304,16 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
   impl->options = options;
   if (impl->options.checkpoint_every < 1) impl->options.checkpoint_every = 1;
   if (impl->options.checkpoint_idle_ms < 10) impl->options.checkpoint_idle_ms = 10;
-  if (!options.signing_key_pem_path.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(options.signing_key_pem_path));
-    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    impl->key.reset(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
-    BIO_free(bio);
-    if (!impl->key || EVP_PKEY_get_base_id(impl->key.get()) != EVP_PKEY_EC)
-      return InvalidArgument("audit: signing key at " + options.signing_key_pem_path +
-                             ": not a PEM ECDSA private key");
-    impl->key_id = core::ToHex(core::Sha256Of(PublicKeyPem(impl->key.get()))).substr(0, 16);
+  const std::string& key_path = options.signing_key_pem_path;
+  if (key_path.empty())
+    return InvalidArgument("audit: no checkpoint signing key configured for " + path);
+  bool created_key = false;
+  if (::access(key_path.c_str(), F_OK) != 0) {
+    if (!options.create_signing_key)
+      return NotFound("audit: no checkpoint signing key at " + key_path +
+                      " (create one with `airlock audit keygen " + key_path + "`)");
+    AIRLOCK_TRY(GenerateEd25519Key(key_path));
+    created_key = true;
   }
   AIRLOCK_ASSIGN_OR_RETURN(impl->db, OpenDb(path, false));
   sqlite3* db = impl->db;
@@ -382,13 +334,46 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
       Exec(db, "INSERT OR IGNORE INTO meta(k, v) VALUES('format', 'airlock-audit-v1')");
     }
   }
-  if (impl->key) {
-    // Record every public key that ever signed, so offline verification can find them.
+  // Logs written before checkpoints were signed notes have no `note` column yet.
+  {
+    bool has_note = false;
+    Stmt s(db, "SELECT name FROM pragma_table_info('checkpoints')");
+    while (s.ok() && s.Step() == SQLITE_ROW) has_note |= s.Text(0) == "note";
+    if (!has_note && !Exec(db, "ALTER TABLE checkpoints ADD COLUMN note TEXT"))
+      return SqlError(db, "cannot add the note column", path);
+  }
+  {
+    Stmt s(db, "SELECT v FROM meta WHERE k='origin'");
+    if (s.ok() && s.Step() == SQLITE_ROW) {
+      impl->origin = s.Text(0);
+      if (!options.origin.empty() && options.origin != impl->origin)
+        return InvalidArgument("audit: log at " + path + " has origin '" + impl->origin +
+                               "', not the configured '" + options.origin +
+                               "' (a log's origin never changes)");
+    } else {
+      impl->origin = options.origin.empty() ? DefaultOrigin() : options.origin;
+      Stmt ins(db, "INSERT INTO meta(k, v) VALUES('origin', ?)");
+      ins.Bind(1, impl->origin);
+      if (ins.Step() != SQLITE_DONE) return SqlError(db, "store origin", path);
+    }
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(impl->signer, NoteSigner::Load(key_path, impl->origin));
+  {
+    // Record the verifier key of every key that ever signed (informational: verification only
+    // trusts pinned keys).
     Stmt s(db, "INSERT OR IGNORE INTO meta(k, v) VALUES(?, ?)");
-    s.Bind(1, "public_key:" + impl->key_id);
-    s.Bind(2, PublicKeyPem(impl->key.get()));
+    NoteVerifier v = impl->signer->Verifier();
+    s.Bind(1, "verifier_key:" + v.VerifierKey());
+    s.Bind(2, v.VerifierKey());
     if (s.Step() != SQLITE_DONE) return SqlError(db, "store public key", path);
   }
+  if (created_key)
+    std::fprintf(stderr,
+                 "airlock audit: created checkpoint signing key %s; its public key is %s "
+                 "(verifier key %s). Keep a copy of the public key off this machine and pin it: "
+                 "airlock audit verify --log %s --public-key %s.pub\n",
+                 key_path.c_str(), (key_path + ".pub").c_str(),
+                 impl->signer->Verifier().VerifierKey().c_str(), path.c_str(), key_path.c_str());
   {
     Stmt s(db, "SELECT seq, leaf_hash FROM records ORDER BY seq");
     if (!s.ok()) return SqlError(db, "read records", path);
@@ -401,10 +386,27 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
       impl->range.Append(d);
       impl->prev = d;
     }
-    Stmt c(db, "SELECT MAX(size) FROM checkpoints");
-    if (c.ok() && c.Step() == SQLITE_ROW && !c.IsNull(0))
+    Stmt c(db, "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1");
+    if (c.ok() && c.Step() == SQLITE_ROW) {
       impl->last_checkpoint = static_cast<std::uint64_t>(c.Int(0));
+      impl->latest_note = c.Text(1);
+    } else if (impl->range.size() == 0) {
+      // A new log starts with a signed checkpoint of the empty tree: from then on a log without
+      // checkpoints is one whose checkpoints were removed.
+      Status st = Exec(db, "BEGIN IMMEDIATE") ? impl->CheckpointLocked(/*force=*/true)
+                                              : SqlError(db, "begin", path);
+      if (st.ok() && !Exec(db, "COMMIT")) st = SqlError(db, "commit", path);
+      if (!st.ok()) {
+        Exec(db, "ROLLBACK");
+        return st;
+      }
+      impl->latest_note = impl->pending_note;
+    }
   }
+  if (!options.anchors.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(impl->anchors, Anchors::Create(options.anchors, path, impl->origin));
+  }
+  impl->PublishCommitted();  // the empty tree's checkpoint of a new log
   Impl* raw = impl.get();
   impl->writer = std::thread([raw] { raw->WriterLoop(); });
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
@@ -429,11 +431,26 @@ Status AuditLog::Checkpoint() {
   if (!Exec(impl_->db, "BEGIN IMMEDIATE")) return SqlError(impl_->db, "begin", impl_->path);
   Status s = impl_->CheckpointLocked();
   if (s.ok() && !Exec(impl_->db, "COMMIT")) s = SqlError(impl_->db, "commit", impl_->path);
-  if (!s.ok()) Exec(impl_->db, "ROLLBACK");
+  if (s.ok()) {
+    impl_->PublishCommitted();
+  } else {
+    Exec(impl_->db, "ROLLBACK");
+    impl_->pending_note.clear();
+  }
   return s;
 }
 
-Result<VerifyReport> VerifyLog(const std::string& path, const std::string& public_key_pem_path) {
+namespace {
+std::string Records(std::uint64_t size) {
+  return size == 0 ? "the empty tree" : "records 0.." + std::to_string(size - 1);
+}
+}  // namespace
+
+Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& options) {
+  if (options.public_keys.empty())
+    return InvalidArgument(
+        "audit: no pinned public key: pass --public-key FILE (the .pub written beside the signing "
+        "key) or set [audit] public_key; the keys stored in a log prove nothing");
   AIRLOCK_ASSIGN_OR_RETURN(sqlite3 * db, OpenDb(path, true));
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> guard(db, sqlite3_close);
   VerifyReport report;
@@ -442,70 +459,126 @@ Result<VerifyReport> VerifyLog(const std::string& path, const std::string& publi
     if (!s.ok() || s.Step() != SQLITE_ROW || s.Text(0) != kFormat)
       return Corrupt("audit: not an airlock audit log at " + path);
   }
-  // Keys: a pinned key file overrides the keys recorded in the log.
-  std::map<std::string, Pkey> keys;
-  Pkey pinned;
-  if (!public_key_pem_path.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(public_key_pem_path));
-    pinned = LoadPublicKey(pem);
-    if (!pinned) return InvalidArgument("audit: no PEM key in " + public_key_pem_path);
-  } else {
-    Stmt s(db, "SELECT k, v FROM meta WHERE k LIKE 'public_key:%'");
-    while (s.ok() && s.Step() == SQLITE_ROW) keys[s.Text(0).substr(11)] = LoadPublicKey(s.Text(1));
-  }
-  struct Cp {
-    std::uint64_t size;
-    std::string root, sig, key_id;
-    std::int64_t time_ms;
-  };
-  std::vector<Cp> cps;
-  {
-    Stmt s(db, "SELECT size, root, time_ms, signature, key_id FROM checkpoints ORDER BY size");
-    if (!s.ok()) return Corrupt("audit: checkpoints table missing at " + path);
-    while (s.Step() == SQLITE_ROW)
-      cps.push_back(
-          {static_cast<std::uint64_t>(s.Int(0)), s.Blob(1), s.Blob(3), s.Text(4), s.Int(2)});
-  }
-  report.checkpoints = cps.size();
   auto fail = [&report](std::string problem) {
     if (report.first_problem.empty()) report.first_problem = std::move(problem);
   };
+  {
+    Stmt s(db, "SELECT v FROM meta WHERE k='origin'");
+    if (s.ok() && s.Step() == SQLITE_ROW) report.origin = s.Text(0);
+  }
+  // The keys that apply to this log: PEM keys sign under its origin, verifier keys only when their
+  // name is its origin.
+  std::vector<NoteVerifier> keys;
+  for (NoteVerifier k : options.public_keys) {
+    if (k.name.empty()) k.name = report.origin;
+    if (k.name == report.origin) keys.push_back(std::move(k));
+  }
+  auto key_ids = [&keys] {
+    std::string out;
+    for (const auto& k : keys) {
+      char id[9];
+      std::snprintf(id, sizeof id, "%08x", k.key_id());
+      out += (out.empty() ? "" : ", ") + std::string(id);
+    }
+    return out.empty() ? std::string("none for this origin") : out;
+  };
+  // Checks a checkpoint note: parses, names this log's origin and `size`, signed by a pinned key.
+  // Returns the checkpoint, or nullopt after recording the problem (prefixed with `what`).
+  auto check_note = [&](const Note& note, const std::string& what,
+                        std::optional<std::uint64_t> size) -> std::optional<Checkpoint> {
+    auto cp = ParseCheckpointBody(note.body);
+    if (!cp) {
+      fail(what + ": " + cp.error().message());
+      return std::nullopt;
+    }
+    if (cp->origin != report.origin) {
+      fail(what + ": origin '" + cp->origin + "' is not this log's origin '" + report.origin + "'");
+      return std::nullopt;
+    }
+    if (size && cp->size != *size) {
+      fail(what + ": its note is for size " + std::to_string(cp->size));
+      return std::nullopt;
+    }
+    for (const auto& k : keys)
+      if (FindValidSignature(note, k)) return *cp;
+    std::string signers;
+    for (const auto& sig : note.signatures) {
+      char id[9];
+      std::snprintf(id, sizeof id, "%08x", sig.key_id);
+      signers += (signers.empty() ? "" : ", ") + sig.name + " key ID " + id;
+    }
+    fail(what + " is not signed by the pinned public key (pinned key ID " + key_ids() +
+         "; signed by " + signers +
+         "): the signing key was swapped, the checkpoint re-signed or changed");
+    return std::nullopt;
+  };
+
+  struct Row {
+    std::uint64_t size;
+    std::string root, note;
+    bool has_note;
+  };
+  std::vector<Row> cps;
+  {
+    bool has_note = false;  // logs from before signed notes have no note column
+    {
+      Stmt t(db, "SELECT name FROM pragma_table_info('checkpoints')");
+      while (t.ok() && t.Step() == SQLITE_ROW) has_note |= t.Text(0) == "note";
+    }
+    Stmt s(db, has_note ? "SELECT size, root, note FROM checkpoints ORDER BY size"
+                        : "SELECT size, root, NULL FROM checkpoints ORDER BY size");
+    if (!s.ok()) return Corrupt("audit: checkpoints table missing at " + path);
+    while (s.Step() == SQLITE_ROW)
+      cps.push_back({static_cast<std::uint64_t>(s.Int(0)), s.Blob(1), s.Text(2), !s.IsNull(2)});
+  }
+  report.checkpoints = cps.size();
+  std::vector<Digest256> leaves;
   std::size_t next_cp = 0;
   CompactRange range;
   Digest256 prev{};
+  std::optional<std::pair<std::uint64_t, Digest256>> previous_checkpoint;
   auto check_checkpoints = [&]() {
     while (next_cp < cps.size() && cps[next_cp].size == range.size()) {
-      const Cp& cp = cps[next_cp++];
+      const Row& row = cps[next_cp++];
+      const std::string at = "checkpoint at size " + std::to_string(row.size);
       Digest256 root = range.Root();
-      if (cp.root.size() != 32 || std::memcmp(cp.root.data(), root.data(), 32) != 0) {
-        fail("checkpoint at size " + std::to_string(cp.size) + ": root does not match records 0.." +
-             std::to_string(cp.size - 1) +
+      if (row.root.size() != 32 || std::memcmp(row.root.data(), root.data(), 32) != 0) {
+        fail(at + ": root does not match " + Records(row.size) +
              " (a record before it was changed, removed, inserted or reordered)");
         continue;
       }
-      std::string message = CheckpointMessage(cp.size, root, cp.time_ms);
-      if (cp.sig.empty()) {
-        if (pinned || !keys.empty())
-          fail("checkpoint at size " + std::to_string(cp.size) + " is not signed");
+      if (!row.has_note) {
+        fail(at +
+             " has no signed note (written before checkpoints were C2SP signed notes, or "
+             "its note was removed)");
         continue;
       }
-      EVP_PKEY* key = pinned.get();
-      if (!key) {
-        auto it = keys.find(cp.key_id);
-        key = it == keys.end() ? nullptr : it->second.get();
+      auto note = ParseNote(row.note);
+      if (!note) {
+        fail(at + ": " + note.error().message());
+        continue;
       }
-      if (!key) {
-        fail("checkpoint at size " + std::to_string(cp.size) + ": unknown signing key '" +
-             cp.key_id + "'");
-      } else if (!VerifySignature(key, message, cp.sig)) {
-        fail("checkpoint at size " + std::to_string(cp.size) + ": bad signature");
-      } else {
-        report.signed_checkpoints++;
+      auto cp = check_note(*note, at, row.size);
+      if (!cp) continue;
+      if (cp->root != root) {
+        fail(at + ": the signed root does not match " + Records(row.size));
+        continue;
       }
+      // Consecutive checkpoints must be consistent: the older tree is a prefix of the newer.
+      if (previous_checkpoint) {
+        auto proof = ConsistencyProof(leaves, previous_checkpoint->first, row.size);
+        if (!VerifyConsistency(previous_checkpoint->first, row.size, previous_checkpoint->second,
+                               root, proof))
+          fail(at + " is not consistent with the checkpoint at size " +
+               std::to_string(previous_checkpoint->first));
+      }
+      previous_checkpoint = {row.size, root};
+      report.signed_checkpoints++;
     }
   };
   Stmt s(db, "SELECT seq, data, leaf_hash FROM records ORDER BY seq");
   if (!s.ok()) return Corrupt("audit: records table missing at " + path);
+  check_checkpoints();  // the empty tree's checkpoint
   while (s.Step() == SQLITE_ROW) {
     std::uint64_t i = range.size();
     std::uint64_t seq = static_cast<std::uint64_t>(s.Int(0));
@@ -531,6 +604,7 @@ Result<VerifyReport> VerifyLog(const std::string& path, const std::string& publi
         fail(at + ": hash chain broken (the record before it was changed, removed or reordered)");
     }
     range.Append(leaf);
+    leaves.push_back(leaf);
     prev = leaf;
     check_checkpoints();
   }
@@ -538,18 +612,59 @@ Result<VerifyReport> VerifyLog(const std::string& path, const std::string& publi
   if (next_cp < cps.size())
     fail("checkpoint at size " + std::to_string(cps[next_cp].size) + " but the log holds only " +
          std::to_string(range.size()) + " records: records were removed from the end");
+  if (cps.empty() && range.size() > 0)
+    fail("no checkpoint covers the log's " + std::to_string(range.size()) +
+         " records: checkpoints were removed");
+  // Checkpoints published outside the file: the log must still extend each of them.
+  const Digest256 current_root = range.Root();
+  for (const Note& trusted : options.trusted_checkpoints) {
+    auto body = ParseCheckpointBody(trusted.body);
+    if (!body || body->origin != report.origin) continue;  // another log's (or caller reports it)
+    report.trusted_checked++;
+    const std::string at = "trusted checkpoint at size " + std::to_string(body->size);
+    auto cp = check_note(trusted, at, std::nullopt);
+    if (!cp) continue;
+    if (cp->size > range.size()) {
+      fail(at + " but the log holds only " + std::to_string(range.size()) +
+           " records: records were removed from the end (tail truncation)");
+      continue;
+    }
+    auto proof = ConsistencyProof(leaves, cp->size, range.size());
+    if (!VerifyConsistency(cp->size, range.size(), cp->root, current_root, proof))
+      fail(at + ": the log does not extend it (consistency proof to size " +
+           std::to_string(range.size()) +
+           " fails): records up to that size were changed, removed or rewritten");
+  }
   std::uint64_t last = cps.empty() ? 0 : cps.back().size;
   report.unsigned_tail = range.size() > last ? range.size() - last : 0;
   if (report.unsigned_tail)
     report.warnings.push_back(std::to_string(report.unsigned_tail) +
                               " record(s) after the last checkpoint are not yet covered by one");
-  if (keys.empty() && !pinned && !cps.empty())
-    report.warnings.push_back("checkpoints are unsigned (no signing key configured)");
-  if (!pinned && !keys.empty())
+  if (options.trusted_checkpoints.empty())
     report.warnings.push_back(
-        "signatures checked with the key stored in the log; pin it with --public-key");
+        "no trusted checkpoint given: removing the newest records together with their "
+        "checkpoints cannot be detected (pass --trusted-checkpoint with a published checkpoint)");
   report.ok = report.first_problem.empty();
   return report;
+}
+
+Result<LatestCheckpoint> ReadLatestCheckpoint(const std::string& path) {
+  AIRLOCK_ASSIGN_OR_RETURN(sqlite3 * db, OpenDb(path, true));
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> guard(db, sqlite3_close);
+  LatestCheckpoint out;
+  {
+    Stmt s(db, "SELECT v FROM meta WHERE k='format'");
+    if (!s.ok() || s.Step() != SQLITE_ROW || s.Text(0) != kFormat)
+      return Corrupt("audit: not an airlock audit log at " + path);
+  }
+  {
+    Stmt s(db, "SELECT v FROM meta WHERE k='origin'");
+    if (s.ok() && s.Step() == SQLITE_ROW) out.origin = s.Text(0);
+  }
+  Stmt s(db, "SELECT note FROM checkpoints WHERE note IS NOT NULL ORDER BY size DESC LIMIT 1");
+  if (!s.ok()) return Corrupt("audit: checkpoints table missing at " + path);
+  if (s.Step() == SQLITE_ROW) out.note = s.Text(0);
+  return out;
 }
 
 Result<std::vector<StoredRecord>> ListRecords(const std::string& path, const RecordFilter& f) {
@@ -577,26 +692,6 @@ Result<std::vector<StoredRecord>> ListRecords(const std::string& path, const Rec
   return out;
 }
 
-Status GenerateSigningKey(const std::string& path) {
-  Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
-  if (!key) return Internal("audit: EC key generation failed");
-  BIO* bio = BIO_new(BIO_s_mem());
-  if (!bio ||
-      PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    BIO_free(bio);
-    return Internal("audit: PEM encoding failed");
-  }
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    BIO_free(bio);
-    return IoError("audit: cannot create key file at " + path + " (exists?)");
-  }
-  bool ok = n > 0 && ::write(fd, data, static_cast<std::size_t>(n)) == n && ::fsync(fd) == 0;
-  ::close(fd);
-  BIO_free(bio);
-  return ok ? Status::Ok() : IoError("audit: write failed at " + path);
-}
+Status GenerateSigningKey(const std::string& path) { return GenerateEd25519Key(path); }
 
 }  // namespace airlock::audit

@@ -1,7 +1,12 @@
 // Tamper-evident audit log of gateway requests: an append-only RFC 6962 Merkle tree whose leaves
-// are canonical JSON records, stored in SQLite (WAL, synchronous=FULL), with periodic ECDSA-signed
-// checkpoints (tree size, root, time). Each record also carries its sequence number and the
-// previous leaf hash, so verification can name the first changed, removed or reordered record.
+// are canonical JSON records, stored in SQLite (WAL), with periodic checkpoints that are C2SP
+// tlog-checkpoint signed notes (origin, tree size, root; Ed25519, see audit/note.h). Each record
+// also carries its sequence number and the previous leaf hash, so verification can name the first
+// changed, removed or reordered record. Every new checkpoint is also handed to the configured
+// anchors (audit/anchors.h: files, syslog, tlog witnesses) so that a copy lives outside the file.
+// A log always has a signing key: Open() refuses to run without one (or creates one when asked),
+// and VerifyLog() refuses to run without a pinned public key: it fails closed.
+// See docs/audit.md for the threat model.
 // Append() returns only after the record is committed (group commit across threads), so a request
 // answered after Append() survives kill -9; with OpenOptions::fsync it also survives power loss.
 // Ownership: AuditLog owns its SQLite connection and writer thread. Thread-safety: Append() and
@@ -15,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "audit/anchors.h"
+#include "audit/note.h"
 #include "core/status.h"
 
 namespace airlock::audit {
@@ -40,9 +47,17 @@ struct AuditRecord {
 };
 
 struct OpenOptions {
-  std::string signing_key_pem_path;  // ECDSA private key (PEM); empty: checkpoints unsigned
-  int checkpoint_every = 100;        // records between checkpoints
-  int checkpoint_idle_ms = 5000;     // also checkpoint an unsigned tail after this much idle time
+  std::string signing_key_pem_path;  // Ed25519 private key (PEM); required
+  // When the key file does not exist: create it (and its public key at path + ".pub") and print
+  // both paths and the verifier key to stderr once. When false, a missing key is an error.
+  bool create_signing_key = false;
+  // The checkpoint origin line (also the note key name). Empty: the one stored in the log, or for
+  // a new log "<hostname>/airlock-audit/<8 random hex digits>". A log's origin never changes: a
+  // different non-empty origin for an existing log is an error.
+  std::string origin;
+  AnchorOptions anchors;          // where each new checkpoint is also published
+  int checkpoint_every = 100;     // records between checkpoints
+  int checkpoint_idle_ms = 5000;  // also checkpoint an unsigned tail after this much idle time
   // false (default): synchronous=NORMAL in WAL mode: a committed record survives kill -9 of the
   // process (it is in the OS's page cache), not an OS crash or power loss. true: synchronous=FULL
   // (each group commit fsync'd; survives power loss, costs the disk's flush time per commit).
@@ -51,8 +66,9 @@ struct OpenOptions {
 
 class AuditLog {
  public:
-  // Opens or creates the log at `path`. Errors: kIo (SQLite), kInvalidArgument (bad key file),
-  // kCorrupt (an existing database that is not an audit log).
+  // Opens or creates the log at `path`. Errors: kIo (SQLite), kNotFound (no key file and
+  // !create_signing_key), kInvalidArgument (no key path, bad key file, origin mismatch, malformed
+  // anchor option), kCorrupt (an existing database that is not an audit log).
   static Result<std::unique_ptr<AuditLog>> Open(const std::string& path,
                                                 const OpenOptions& options = {});
   ~AuditLog();  // writes a final checkpoint
@@ -64,6 +80,9 @@ class AuditLog {
   // Signs a checkpoint of the current tree if records were added since the last one.
   Status Checkpoint();
   std::uint64_t size() const;
+  const std::string& origin() const;
+  // The latest signed checkpoint note (empty when none yet).
+  std::string LatestCheckpointNote() const;
 
  private:
   struct Impl;
@@ -71,22 +90,42 @@ class AuditLog {
   std::unique_ptr<Impl> impl_;
 };
 
+struct VerifyOptions {
+  // Pinned public keys (at least one): a PEM key (empty name) signs under the log's origin; a
+  // verifier key applies to the log whose origin is its name.
+  std::vector<NoteVerifier> public_keys;
+  // Checkpoints published earlier (anchor file, witness, a saved `audit checkpoint`); those whose
+  // origin is this log's are checked: signed by a pinned key and extended by the log (RFC 6962
+  // consistency proof). Others are ignored (and counted by the caller).
+  std::vector<Note> trusted_checkpoints;
+};
+
 struct VerifyReport {
   bool ok = false;
+  std::string origin;
   std::uint64_t records = 0;
   std::uint64_t checkpoints = 0;
   std::uint64_t signed_checkpoints = 0;
-  std::uint64_t unsigned_tail = 0;  // records after the last checkpoint (not yet signed)
-  std::string first_problem;        // empty when ok
+  std::uint64_t unsigned_tail = 0;    // records after the last checkpoint (not yet signed)
+  std::uint64_t trusted_checked = 0;  // trusted checkpoints with this log's origin, all checked
+  std::string first_problem;          // empty when ok
   std::vector<std::string> warnings;
 };
 
-// Checks the whole log offline: record sequence, leaf hashes, hash chain, every checkpoint's root
-// against the recomputed tree, and checkpoint signatures (with `public_key_pem_path` when given,
-// else the key recorded in the log). Errors: kNotFound, kIo, kCorrupt (not an audit log). A
-// tampered log is not an error: it yields ok=false with first_problem set.
-Result<VerifyReport> VerifyLog(const std::string& path,
-                               const std::string& public_key_pem_path = "");
+// Checks the whole log offline: record sequence, leaf hashes, hash chain, every checkpoint's note
+// (origin, size, root against the recomputed tree, signature by a pinned key), consistency proofs
+// between consecutive checkpoints, and that the log extends every trusted checkpoint of its
+// origin. A log with records but no checkpoint fails. Errors: kInvalidArgument (no pinned key),
+// kNotFound, kIo, kCorrupt (not an audit log). A tampered log is not an error: it yields ok=false
+// with first_problem set.
+Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& options);
+
+// The log's origin and latest checkpoint note (empty when none). Errors: kNotFound, kIo, kCorrupt.
+struct LatestCheckpoint {
+  std::string origin;
+  std::string note;
+};
+Result<LatestCheckpoint> ReadLatestCheckpoint(const std::string& path);
 
 struct RecordFilter {
   std::string key_id;
@@ -104,7 +143,8 @@ struct StoredRecord {
 // Lists records matching `filter`, newest last. Errors: kNotFound, kIo.
 Result<std::vector<StoredRecord>> ListRecords(const std::string& path, const RecordFilter& filter);
 
-// Writes a fresh ECDSA P-256 private key (PEM, mode 0600) to `path`. Errors: kIo.
+// Writes a fresh Ed25519 private key (PEM, mode 0600) to `path` and its public key to
+// `path` + ".pub". Errors: kIo.
 Status GenerateSigningKey(const std::string& path);
 
 }  // namespace airlock::audit

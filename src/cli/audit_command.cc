@@ -1,9 +1,18 @@
+#include <pthread.h>
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "audit/anchors.h"
 #include "audit/audit_log.h"
+#include "audit/note.h"
+#include "audit/witness.h"
 #include "cli/commands.h"
 #include "policy/policy.h"
 
@@ -11,54 +20,223 @@ namespace airlock::cli {
 namespace {
 
 struct AuditArgs {
-  std::string log;
+  std::vector<std::string> logs;
   std::string config;
-  std::string public_key;
+  std::vector<std::string> public_keys;
+  std::vector<std::string> trusted_checkpoints;
   std::string key_id, model, data_class;
   std::int64_t since_ms = 0;
   std::size_t limit = 100;
   bool json = false;
   std::string keygen_path;
+  // witness
+  std::string state_dir, witness_key, witness_name, host = "127.0.0.1";
+  int port = 7380;
+  std::vector<std::string> witness_logs;
 };
 
-Result<std::string> LogPath(const AuditArgs& a) {
-  if (!a.log.empty()) return a.log;
+Result<policy::AuditSettings> Settings(const AuditArgs& a) {
   if (!a.config.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(policy::Policy p, policy::LoadPolicy(a.config));
-    return p.audit.path;
+    return p.audit;
   }
-  return policy::AuditSettings().path;
+  return policy::AuditSettings();
+}
+
+Result<std::vector<std::string>> LogPaths(const AuditArgs& a) {
+  if (!a.logs.empty()) return a.logs;
+  AIRLOCK_ASSIGN_OR_RETURN(policy::AuditSettings s, Settings(a));
+  return std::vector<std::string>{s.path};
+}
+
+Result<std::string> LogPath(const AuditArgs& a) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::vector<std::string> paths, LogPaths(a));
+  if (paths.size() != 1) return InvalidArgument("give one --log");
+  return paths[0];
+}
+
+Result<std::string> ReadTextFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return NotFound("cannot open " + path);
+  std::string data;
+  char buf[65536];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    data.append(buf, n);
+    if (data.size() > 64 * audit::kMaxNoteBytes) {
+      std::fclose(f);
+      return InvalidArgument(path + " is too large for a checkpoint file");
+    }
+  }
+  std::fclose(f);
+  return data;
+}
+
+// Text from a log file or a checkpoint is not trusted: no control characters reach the terminal.
+std::string Printable(std::string s) {
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return s;
+}
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "airlock audit: %s\n", message.c_str());
+  return 3;
 }
 
 int RunVerify(const AuditArgs& a) {
+  auto paths = LogPaths(a);
+  if (!paths) return Usage(paths.error().message());
+  audit::VerifyOptions options;
+  std::vector<std::string> key_files = a.public_keys;
+  if (key_files.empty()) {
+    auto settings = Settings(a);
+    if (!settings) return Usage(settings.error().message());
+    if (!settings->public_key.empty()) key_files.push_back(settings->public_key);
+  }
+  if (key_files.empty())
+    return Usage(
+        "no pinned public key: pass --public-key FILE (the .pub beside the signing key, or a "
+        "verifier key) or set [audit] public_key in the policy; a key read from the log itself "
+        "proves nothing");
+  for (const auto& f : key_files) {
+    auto v = audit::LoadNoteVerifier(f);
+    if (!v) return Usage(v.error().message());
+    options.public_keys.push_back(std::move(*v));
+  }
+  std::vector<std::pair<std::string, std::string>> trusted_origins;  // origin, file
+  for (const auto& f : a.trusted_checkpoints) {
+    auto text = f.rfind("http://", 0) == 0 ? audit::FetchText(f) : ReadTextFile(f);
+    if (!text) return Usage(text.error().message());
+    auto notes = audit::ParseNotes(*text);
+    if (!notes) return Usage("trusted checkpoint " + f + ": " + notes.error().message());
+    for (auto& n : *notes) {
+      auto cp = audit::ParseCheckpointBody(n.body);
+      if (!cp) return Usage("trusted checkpoint " + f + ": " + cp.error().message());
+      trusted_origins.emplace_back(cp->origin, f);
+      options.trusted_checkpoints.push_back(std::move(n));
+    }
+  }
+  bool all_ok = true;
+  std::vector<std::string> origins;
+  for (const auto& path : *paths) {
+    auto r = audit::VerifyLog(path, options);
+    if (!r) {
+      std::fprintf(stderr, "airlock audit: %s\n", r.error().message().c_str());
+      return 3;
+    }
+    origins.push_back(r->origin);
+    if (r->ok) {
+      std::printf(
+          "OK %s (%s): %llu records, %llu checkpoints (%llu signature(s) verified), %llu trusted "
+          "checkpoint(s) extended\n",
+          Printable(r->origin).c_str(), path.c_str(), static_cast<unsigned long long>(r->records),
+          static_cast<unsigned long long>(r->checkpoints),
+          static_cast<unsigned long long>(r->signed_checkpoints),
+          static_cast<unsigned long long>(r->trusted_checked));
+    } else {
+      all_ok = false;
+      std::printf("FAILED %s (%s): %s\n", Printable(r->origin).c_str(), path.c_str(),
+                  Printable(r->first_problem).c_str());
+    }
+    for (const auto& w : r->warnings)
+      std::printf("warning: %s (%s): %s\n", Printable(r->origin).c_str(), path.c_str(),
+                  Printable(w).c_str());
+  }
+  // Each replica has its own origin: two logs under one origin are a fork (or a copy) of one log,
+  // and a checkpoint of either would vouch for both.
+  for (std::size_t i = 0; i < origins.size(); ++i)
+    for (std::size_t j = i + 1; j < origins.size(); ++j)
+      if (origins[i] == origins[j]) {
+        all_ok = false;
+        std::printf("FAILED %s: %s and %s have the same origin; each replica needs its own\n",
+                    Printable(origins[i]).c_str(), (*paths)[i].c_str(), (*paths)[j].c_str());
+      }
+  // A published checkpoint of a log that was not given (or whose origin was changed) is a failure:
+  // the replica it anchors is missing from the verification.
+  for (const auto& [origin, file] : trusted_origins) {
+    if (std::find(origins.begin(), origins.end(), origin) == origins.end()) {
+      all_ok = false;
+      std::printf("FAILED %s: trusted checkpoint in %s matches none of the logs given\n",
+                  Printable(origin).c_str(), file.c_str());
+    }
+  }
+  return all_ok ? 0 : 1;
+}
+
+int RunCheckpoint(const AuditArgs& a) {
   auto path = LogPath(a);
-  if (!path) {
-    std::fprintf(stderr, "airlock audit: %s\n", path.error().message().c_str());
-    return 3;
+  if (!path) return Usage(path.error().message());
+  auto latest = audit::ReadLatestCheckpoint(*path);
+  if (!latest) return Usage(latest.error().message());
+  if (latest->note.empty()) {
+    std::fprintf(stderr, "airlock audit: %s has no signed checkpoint yet\n", path->c_str());
+    return 1;
   }
-  auto r = audit::VerifyLog(*path, a.public_key);
-  if (!r) {
-    std::fprintf(stderr, "airlock audit: %s\n", r.error().message().c_str());
-    return 3;
+  // The file is not trusted: print only a well-formed note (no control characters reach a
+  // terminal); whether it is signed by the right key is for `audit verify` to say.
+  auto note = audit::ParseNote(latest->note);
+  if (!note) {
+    std::fprintf(stderr, "airlock audit: the latest checkpoint in %s is malformed: %s\n",
+                 path->c_str(), note.error().message().c_str());
+    return 1;
   }
-  if (r->ok) {
-    std::printf("OK: %llu records, %llu checkpoints (%llu signature(s) verified)\n",
-                static_cast<unsigned long long>(r->records),
-                static_cast<unsigned long long>(r->checkpoints),
-                static_cast<unsigned long long>(r->signed_checkpoints));
-  } else {
-    std::printf("FAILED: %s\n", r->first_problem.c_str());
+  std::fwrite(latest->note.data(), 1, latest->note.size(), stdout);
+  return 0;
+}
+
+std::atomic<bool> witness_stop{false};
+
+int RunWitness(const AuditArgs& a) {
+  audit::WitnessOptions options;
+  options.state_dir = a.state_dir;
+  if (a.witness_name.empty()) return Usage("--name is required (the witness's key name)");
+  auto signer = audit::NoteSigner::Load(a.witness_key, a.witness_name);
+  if (!signer) return Usage(signer.error().message());
+  options.signer = *signer;
+  for (const auto& spec : a.witness_logs) {
+    std::size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return Usage("--log expects ORIGIN=PUBLIC_KEY_FILE, got '" + spec + "'");
+    auto v = audit::LoadNoteVerifier(spec.substr(eq + 1));
+    if (!v) return Usage(v.error().message());
+    std::string origin = spec.substr(0, eq);
+    if (!v->name.empty() && v->name != origin)
+      return Usage("verifier key in " + spec.substr(eq + 1) + " is for '" + v->name + "'");
+    v->name = origin;
+    options.logs.push_back(std::move(*v));
   }
-  for (const auto& w : r->warnings) std::printf("warning: %s\n", w.c_str());
-  return r->ok ? 0 : 1;
+  auto witness = audit::Witness::Open(std::move(options));
+  if (!witness) return Usage(witness.error().message());
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread watcher([set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    witness_stop = true;
+  });
+  const std::string vkey = (*signer)->Verifier(0x04).VerifierKey();
+  Status s = audit::ServeWitness(
+      **witness, a.host, a.port,
+      [&](int port) {
+        std::printf("airlock audit witness: listening on http://%s:%d\ncosignature key: %s\n",
+                    a.host.c_str(), port, vkey.c_str());
+        std::fflush(stdout);
+      },
+      witness_stop);
+  witness_stop = true;
+  pthread_kill(watcher.native_handle(), SIGTERM);
+  watcher.join();
+  if (!s.ok()) return Usage(s.message());
+  return 0;
 }
 
 int RunShow(const AuditArgs& a) {
   auto path = LogPath(a);
-  if (!path) {
-    std::fprintf(stderr, "airlock audit: %s\n", path.error().message().c_str());
-    return 3;
-  }
+  if (!path) return Usage(path.error().message());
   audit::RecordFilter f;
   f.key_id = a.key_id;
   f.model = a.model;
@@ -112,7 +290,7 @@ int RunShow(const AuditArgs& a) {
 }
 
 void AddLogOptions(CLI::App* c, AuditArgs* a) {
-  c->add_option("--log", a->log, "Audit log database (default: the policy's audit.path)");
+  c->add_option("--log", a->logs, "Audit log database (default: the policy's audit.path)");
   c->add_option("-c,--config", a->config, "Policy file naming the audit log");
 }
 
@@ -123,19 +301,37 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("audit", "Verify and inspect the gateway's audit log");
   cmd->require_subcommand(1);
   cmd->footer(
-      "Exit codes (verify): 0 log intact; 1 inconsistency found (printed); 3 usage or I/O error.\n"
+      "Exit codes (verify): 0 every log intact; 1 inconsistency found (printed); 3 usage or I/O\n"
+      "error, including no pinned public key.\n"
       "Examples:\n"
-      "  airlock audit keygen audit-key.pem\n"
-      "  airlock audit verify --log airlock-audit.db --public-key audit-key.pub.pem\n"
-      "  airlock audit show --log airlock-audit.db --class email --limit 20\n");
+      "  airlock audit keygen audit-key.pem            # audit-key.pem + audit-key.pem.pub\n"
+      "  airlock audit checkpoint --log airlock-audit.db > saved.checkpoint\n"
+      "  airlock audit verify --log airlock-audit.db --public-key audit-key.pem.pub \\\n"
+      "      --trusted-checkpoint saved.checkpoint\n"
+      "  airlock audit witness --state wstate --key witness.pem --name witness.example/w1 \\\n"
+      "      --log ORIGIN=audit-key.pem.pub\n"
+      "  airlock audit show --log airlock-audit.db --class email --limit 20\n"
+      "See docs/audit.md.\n");
   CLI::App* verify = cmd->add_subcommand(
       "verify",
-      "Check the whole log offline; report the first changed, removed or reordered "
-      "record or bad checkpoint");
-  AddLogOptions(verify, args.get());
-  verify->add_option("--public-key", args->public_key,
-                     "PEM public (or private) key to check checkpoint signatures against");
+      "Check logs offline: records, hash chain, signed checkpoints (C2SP notes), consistency "
+      "with published checkpoints; report per origin");
+  verify->add_option("--log", args->logs,
+                     "Audit log database; repeat for replicas (default: the policy's audit.path)");
+  verify->add_option("-c,--config", args->config,
+                     "Policy file naming the audit log and its public key");
+  verify->add_option("--public-key", args->public_keys,
+                     "Pinned public key: PEM (.pub from keygen) or a note verifier key; repeat "
+                     "for replicas with their own keys (required, or [audit] public_key)");
+  verify->add_option("--trusted-checkpoint", args->trusted_checkpoints,
+                     "File or http:// URL with one or more published checkpoint notes (anchor "
+                     "file, witness GET /checkpoint?origin=..., saved `audit checkpoint`); the "
+                     "log must extend each");
   verify->callback([args, exit_code] { *exit_code = RunVerify(*args); });
+  CLI::App* checkpoint = cmd->add_subcommand(
+      "checkpoint", "Print the latest signed checkpoint (a C2SP tlog-checkpoint signed note)");
+  AddLogOptions(checkpoint, args.get());
+  checkpoint->callback([args, exit_code] { *exit_code = RunCheckpoint(*args); });
   CLI::App* show = cmd->add_subcommand("show", "List records, newest last");
   AddLogOptions(show, args.get());
   show->add_option("--key", args->key_id, "Only this API key id");
@@ -145,13 +341,40 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
   show->add_option("--limit", args->limit, "At most this many records")->capture_default_str();
   show->add_flag("--json", args->json, "Print the stored JSON records");
   show->callback([args, exit_code] { *exit_code = RunShow(*args); });
-  CLI::App* keygen = cmd->add_subcommand("keygen", "Create an ECDSA P-256 checkpoint signing key");
+  CLI::App* keygen = cmd->add_subcommand(
+      "keygen", "Create an Ed25519 checkpoint (or witness) signing key: PATH and PATH.pub");
   keygen->add_option("path", args->keygen_path, "Where to write the PEM private key")->required();
   keygen->callback([args, exit_code] {
     Status s = audit::GenerateSigningKey(args->keygen_path);
-    if (!s.ok()) std::fprintf(stderr, "airlock audit: %s\n", s.message().c_str());
+    if (!s.ok()) {
+      std::fprintf(stderr, "airlock audit: %s\n", s.message().c_str());
+    } else {
+      std::printf(
+          "wrote %s (private key, mode 0600) and %s.pub (public key: keep a copy off this "
+          "machine and pin it with --public-key)\n",
+          args->keygen_path.c_str(), args->keygen_path.c_str());
+    }
     *exit_code = s.ok() ? 0 : 3;
   });
+  CLI::App* witness = cmd->add_subcommand(
+      "witness",
+      "Run a minimal C2SP tlog-witness: keeps the latest consistent checkpoint of each log and "
+      "cosigns it (POST /add-checkpoint, GET /checkpoint?origin=...)");
+  witness->add_option("--state", args->state_dir, "Folder holding the latest checkpoints")
+      ->required();
+  witness->add_option("--key", args->witness_key, "Witness Ed25519 private key (audit keygen)")
+      ->required();
+  witness->add_option("--name", args->witness_name, "Witness name, e.g. witness.example/w1")
+      ->required();
+  witness
+      ->add_option("--log", args->witness_logs,
+                   "ORIGIN=PUBLIC_KEY_FILE of a log to witness (PEM or verifier key); repeat")
+      ->required();
+  witness->add_option("--host", args->host, "Address to bind")->capture_default_str();
+  witness->add_option("--port", args->port, "Port to bind (0 picks a free one)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  witness->callback([args, exit_code] { *exit_code = RunWitness(*args); });
 }
 
 }  // namespace airlock::cli

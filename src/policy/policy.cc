@@ -232,8 +232,18 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
   if (const toml::node* n = root.get("audit")) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "audit"), "expected an [audit] table");
-    AIRLOCK_TRY(CheckKeys(*t, {"path", "store_text", "signing_key", "checkpoint_every", "fsync"},
-                          origin, "audit"));
+    AIRLOCK_TRY(
+        CheckKeys(*t,
+                  {"path", "store_text", "signing_key", "checkpoint_every", "fsync", "origin",
+                   "public_key", "anchor_files", "syslog", "witnesses", "witness_keys"},
+                  origin, "audit"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.origin, GetString(*t, "origin", origin, "audit", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.public_key,
+                             GetString(*t, "public_key", origin, "audit", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.anchor_files, GetStrings(*t, "anchor_files", origin, "audit"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.syslog, GetBool(*t, "syslog", origin, "audit", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.witnesses, GetStrings(*t, "witnesses", origin, "audit"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.witness_keys, GetStrings(*t, "witness_keys", origin, "audit"));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.fsync, GetBool(*t, "fsync", origin, "audit", false));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.path,
                              GetString(*t, "path", origin, "audit", false, p.audit.path));
@@ -271,8 +281,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(
         v, GetInt(*t, "default_max_tokens", origin, "server", s.default_max_tokens, 1, 1 << 20));
     s.default_max_tokens = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        s.public_metrics, GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
+    AIRLOCK_ASSIGN_OR_RETURN(s.public_metrics,
+                             GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
   }
   return p;
 }

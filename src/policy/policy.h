@@ -50,9 +50,18 @@ struct Rule {
 
 struct AuditSettings {
   std::string path = "airlock-audit.db";
-  bool store_text = false;     // keep full prompt/response text in records
-  std::string signing_key;     // PEM ECDSA private key for checkpoints (empty: unsigned)
-  int checkpoint_every = 100;  // records between signed checkpoints
+  bool store_text = false;  // keep full prompt/response text in records
+  // Ed25519 PEM private key signing checkpoints; created (with its .pub) when absent. Empty:
+  // "<path>.key". Anyone who can read it can sign checkpoints: the anchors below are what a
+  // machine owner cannot rewrite.
+  std::string signing_key;
+  std::string origin;      // checkpoint origin line; empty: chosen when the log is created
+  std::string public_key;  // pinned key for `airlock audit verify` (PEM .pub or verifier key)
+  std::vector<std::string> anchor_files;  // append-only files receiving every checkpoint
+  bool syslog = false;                    // also log every checkpoint to syslog/journald
+  std::vector<std::string> witnesses;     // tlog-witness URLs (http://host:port[/prefix])
+  std::vector<std::string> witness_keys;  // their cosignature verifier keys (optional)
+  int checkpoint_every = 100;             // records between signed checkpoints
   // false (default): synchronous=NORMAL in WAL mode, safe against kill -9 of the server.
   // true: SQLite synchronous=FULL, every group commit is fsync'd (also survives power loss).
   bool fsync = false;

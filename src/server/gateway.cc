@@ -1033,7 +1033,15 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
                               p.server.keys_db + ")");
   }
   audit::OpenOptions aopts;
-  aopts.signing_key_pem_path = p.audit.signing_key;
+  // Fail closed: the log always has a signing key; the first start creates one.
+  aopts.signing_key_pem_path =
+      p.audit.signing_key.empty() ? p.audit.path + ".key" : p.audit.signing_key;
+  aopts.create_signing_key = true;
+  aopts.origin = p.audit.origin;
+  aopts.anchors.files = p.audit.anchor_files;
+  aopts.anchors.syslog = p.audit.syslog;
+  aopts.anchors.witnesses = p.audit.witnesses;
+  aopts.anchors.witness_keys = p.audit.witness_keys;
   aopts.checkpoint_every = p.audit.checkpoint_every;
   aopts.fsync = p.audit.fsync;
   AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));

@@ -140,7 +140,17 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
   for (auto& t : threads) t.join();
   for (int s : status) EXPECT_EQ(s, 200);
 
+  // Without a pinned key, verification refuses to vouch for the log (fail closed).
   auto verify = Airlock("audit verify --log " + path("gateway-audit.db"));
+  EXPECT_EQ(verify.first, 3) << verify.second;
+  EXPECT_NE(verify.second.find("no pinned public key"), std::string::npos) << verify.second;
+  verify = Airlock("audit verify --log " + path("gateway-audit.db") + " --public-key " +
+                   path("audit-key.pem") + ".pub");
+  EXPECT_EQ(verify.first, 0) << verify.second;
+  // The upstream's policy names no key: its first start created one beside its log.
+  ASSERT_TRUE(std::filesystem::exists(path("upstream-audit.db") + ".key.pub"));
+  verify = Airlock("audit verify --log " + path("upstream-audit.db") + " --public-key " +
+                   path("upstream-audit.db") + ".key.pub");
   EXPECT_EQ(verify.first, 0) << verify.second;
   auto shown = Airlock("audit show --log " + path("gateway-audit.db") + " --class email");
   EXPECT_NE(shown.second.find("remote-stories"), std::string::npos) << shown.second;

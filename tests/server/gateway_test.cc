@@ -604,9 +604,9 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
   serve_->Stop(SIGKILL);
   auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "1000"});
   EXPECT_NE(shown.second.find(id), std::string::npos) << "answered request lost by kill -9";
-  auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
+  auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
   EXPECT_EQ(v.first, 0) << v.second;
-  EXPECT_NE(v.second.find("OK:"), std::string::npos);
+  EXPECT_EQ(v.second.rfind("OK ", 0), 0u) << v.second;
 
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
@@ -615,9 +615,10 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(db);
-  v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
+  v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
   EXPECT_EQ(v.first, 1);
-  EXPECT_NE(v.second.find("FAILED: record 2 was changed"), std::string::npos) << v.second;
+  EXPECT_EQ(v.second.rfind("FAILED ", 0), 0u) << v.second;
+  EXPECT_NE(v.second.find(": record 2 was changed"), std::string::npos) << v.second;
   // Undo the change: the log verifies again (and later tests in this process share it).
   ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(
@@ -625,7 +626,7 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(db);
-  v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
+  v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
   EXPECT_EQ(v.first, 0) << v.second;
   // Restart so later tests (if any run after this one) still have a server.
   delete serve_;
@@ -642,9 +643,9 @@ TEST_F(GatewayTest, ZAuditKeepsEveryAnsweredRequestWhenKilledUnderLoad) {
   for (int c = 0; c < 4; ++c) {
     clients.emplace_back([&, c] {
       for (int i = 0; !stop.load(); ++i) {
-        auto r = Chat(ChatBody("echo", "client " + std::to_string(c) + " request " +
-                                           std::to_string(i)),
-                      admin_);
+        auto r =
+            Chat(ChatBody("echo", "client " + std::to_string(c) + " request " + std::to_string(i)),
+                 admin_);
         if (!r) return;  // the server is gone
         if (r->status == 200) {
           std::lock_guard<std::mutex> lock(mu);
@@ -671,7 +672,7 @@ TEST_F(GatewayTest, ZAuditKeepsEveryAnsweredRequestWhenKilledUnderLoad) {
     ASSERT_FALSE(id.empty());
     EXPECT_NE(shown.second.find(id), std::string::npos) << "answered request " << id << " lost";
   }
-  auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_});
+  auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
   EXPECT_EQ(v.first, 0) << v.second;
   delete serve_;
   serve_ = new ServeProcess(config_);

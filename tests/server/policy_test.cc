@@ -53,6 +53,11 @@ TEST(Policy, ParsesExampleFile) {
   EXPECT_EQ(p->local_models.size(), 1u);
   EXPECT_EQ(p->reasoning, ReasoningAction::kStrip);
   EXPECT_EQ(p->audit.checkpoint_every, 100);
+  EXPECT_EQ(p->audit.origin, "gw1.example.com/airlock-audit");
+  EXPECT_EQ(p->audit.public_key, "audit-key.pem.pub");
+  ASSERT_EQ(p->audit.anchor_files.size(), 1u);
+  EXPECT_FALSE(p->audit.syslog);
+  EXPECT_TRUE(p->audit.witnesses.empty());
   ASSERT_NE(p->FindUpstreamForModel("deepseek-chat"), nullptr);
   EXPECT_EQ(p->FindUpstreamForModel("deepseek-chat")->jurisdiction, "CN");
 }

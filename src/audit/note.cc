@@ -1,0 +1,445 @@
+#include "audit/note.h"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/hash.h"
+
+namespace airlock::audit {
+namespace {
+
+constexpr std::string_view kSigPrefix = "\xE2\x80\x94 ";  // U+2014 EM DASH, then a space
+constexpr const char* kAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int Base64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+bool Ed25519Verify(const Ed25519PublicKey& key, std::string_view message, std::string_view sig) {
+  if (sig.size() != 64) return false;
+  Pkey pkey(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
+  if (!pkey) return false;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok =
+      ctx && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey.get()) == 1 &&
+      EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+bool RawPublicKey(EVP_PKEY* key, Ed25519PublicKey& out) {
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) return false;
+  std::size_t len = out.size();
+  return EVP_PKEY_get_raw_public_key(key, out.data(), &len) == 1 && len == out.size();
+}
+
+// A key name: non-empty, no whitespace, no '+' (signed-note); we also refuse control characters.
+bool ValidKeyName(std::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name)
+    if (c <= 0x20 || c == 0x7f || c == '+') return false;
+  return true;
+}
+
+// Text of a note: no control characters except newline, no NUL, ends with a newline.
+bool ValidNoteText(std::string_view text) {
+  for (unsigned char c : text)
+    if ((c < 0x20 && c != '\n') || c == 0x7f) return false;
+  return !text.empty() && text.back() == '\n';
+}
+
+Result<std::string> ReadSmallFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFound("audit: cannot open " + path);
+  std::string data;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      ::close(fd);
+      return IoError("audit: read failed at " + path);
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+    if (data.size() > (64 << 10)) {
+      ::close(fd);
+      return InvalidArgument("audit: key file too large at " + path);
+    }
+  }
+  ::close(fd);
+  return data;
+}
+
+std::string BigEndian32(std::uint32_t v) {
+  std::string out(4, '\0');
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  return out;
+}
+
+Status WriteNewFile(const std::string& path, const std::string& data, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return IoError("audit: cannot create " + path + " (exists?)");
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  return ok ? Status::Ok() : IoError("audit: write failed at " + path);
+}
+
+std::string PemOf(EVP_PKEY* key, bool private_key) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  std::string out;
+  int ok = !bio          ? 0
+           : private_key ? PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr)
+                         : PEM_write_bio_PUBKEY(bio, key);
+  if (ok == 1) {
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio, &data);
+    if (n > 0) out.assign(data, static_cast<std::size_t>(n));
+  }
+  BIO_free(bio);
+  return out;
+}
+
+}  // namespace
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    std::uint32_t v = (static_cast<std::uint8_t>(bytes[i]) << 16) |
+                      (static_cast<std::uint8_t>(bytes[i + 1]) << 8) |
+                      static_cast<std::uint8_t>(bytes[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  std::size_t rest = bytes.size() - i;
+  if (rest) {
+    std::uint32_t v = static_cast<std::uint8_t>(bytes[i]) << 16;
+    if (rest == 2) v |= static_cast<std::uint8_t>(bytes[i + 1]) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    int pad = 0;
+    if (last && text[i + 3] == '=') pad = text[i + 2] == '=' ? 2 : 1;
+    std::uint32_t v = 0;
+    for (int j = 0; j < 4; ++j) {
+      int d = j >= 4 - pad ? 0 : Base64Value(text[i + j]);
+      if (d < 0) return std::nullopt;
+      v = (v << 6) | static_cast<std::uint32_t>(d);
+    }
+    out += static_cast<char>((v >> 16) & 0xff);
+    if (pad < 2) out += static_cast<char>((v >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(v & 0xff);
+    // Canonical encoding only: the bits the padding hides must be zero.
+    if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))) return std::nullopt;
+  }
+  return out;
+}
+
+std::string CheckpointBody(const Checkpoint& c) {
+  std::string body =
+      c.origin + "\n" + std::to_string(c.size) + "\n" +
+      Base64Encode(std::string_view(reinterpret_cast<const char*>(c.root.data()), c.root.size())) +
+      "\n";
+  for (const auto& e : c.extensions) body += e + "\n";
+  return body;
+}
+
+Result<Checkpoint> ParseCheckpointBody(std::string_view body) {
+  if (body.size() > kMaxNoteBytes || !ValidNoteText(body))
+    return Corrupt("checkpoint: body is not newline-terminated text");
+  std::vector<std::string_view> lines;
+  for (std::size_t start = 0; start < body.size();) {
+    std::size_t nl = body.find('\n', start);
+    lines.push_back(body.substr(start, nl - start));
+    start = nl + 1;
+  }
+  if (lines.size() < 3) return Corrupt("checkpoint: fewer than three lines");
+  Checkpoint c;
+  if (lines[0].empty()) return Corrupt("checkpoint: empty origin line");
+  c.origin = std::string(lines[0]);
+  std::string_view size = lines[1];
+  if (size.empty() || size.size() > 20 || (size.size() > 1 && size[0] == '0'))
+    return Corrupt("checkpoint: malformed tree size '" + std::string(size.substr(0, 24)) + "'");
+  for (char ch : size) {
+    if (ch < '0' || ch > '9')
+      return Corrupt("checkpoint: malformed tree size '" + std::string(size.substr(0, 24)) + "'");
+    std::uint64_t digit = static_cast<std::uint64_t>(ch - '0');
+    if (c.size > (UINT64_MAX - digit) / 10) return Corrupt("checkpoint: tree size overflows");
+    c.size = c.size * 10 + digit;
+  }
+  auto root = Base64Decode(lines[2]);
+  if (!root || root->size() != 32)
+    return Corrupt("checkpoint: root hash is not base64 of 32 bytes");
+  std::memcpy(c.root.data(), root->data(), 32);
+  for (std::size_t i = 3; i < lines.size(); ++i) {
+    if (lines[i].empty()) return Corrupt("checkpoint: empty extension line");
+    c.extensions.emplace_back(lines[i]);
+  }
+  return c;
+}
+
+Result<Note> ParseNote(std::string_view text) {
+  if (text.size() > kMaxNoteBytes) return Corrupt("note: larger than 1 MiB");
+  if (!ValidNoteText(text))
+    return Corrupt("note: not newline-terminated text (control characters or no final newline)");
+  std::size_t split = text.rfind("\n\n");
+  if (split == std::string_view::npos) return Corrupt("note: no blank line before signatures");
+  Note note;
+  note.body = std::string(text.substr(0, split + 1));
+  std::string_view sigs = text.substr(split + 2);
+  if (sigs.empty()) return Corrupt("note: no signature lines");
+  while (!sigs.empty()) {
+    std::size_t nl = sigs.find('\n');
+    std::string_view line = sigs.substr(0, nl);
+    sigs.remove_prefix(nl + 1);
+    if (line.substr(0, kSigPrefix.size()) != kSigPrefix)
+      return Corrupt("note: signature line does not start with an em dash and a space");
+    line.remove_prefix(kSigPrefix.size());
+    std::size_t space = line.find(' ');
+    if (space == std::string_view::npos) return Corrupt("note: signature line without a signature");
+    std::string_view name = line.substr(0, space);
+    if (!ValidKeyName(name)) return Corrupt("note: malformed key name in a signature line");
+    auto raw = Base64Decode(line.substr(space + 1));
+    if (!raw || raw->size() < 5) return Corrupt("note: signature is not base64 of key ID + bytes");
+    if (note.signatures.size() == kMaxNoteSignatures) return Corrupt("note: too many signatures");
+    NoteSignature sig;
+    sig.name = std::string(name);
+    for (int i = 0; i < 4; ++i)
+      sig.key_id =
+          (sig.key_id << 8) | static_cast<std::uint8_t>((*raw)[static_cast<std::size_t>(i)]);
+    sig.signature = raw->substr(4);
+    note.signatures.push_back(std::move(sig));
+  }
+  return note;
+}
+
+Result<std::vector<Note>> ParseNotes(std::string_view text) {
+  if (text.size() > 64 * kMaxNoteBytes) return Corrupt("notes: larger than 64 MiB");
+  std::vector<Note> notes;
+  // A note ends after its last signature line: the first line after a signature line that is not
+  // itself a signature line starts the next note.
+  std::size_t start = 0, pos = 0;
+  bool in_signatures = false;
+  while (pos < text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) return Corrupt("notes: last line has no newline");
+    std::string_view line = text.substr(pos, nl - pos);
+    bool sig_line = line.substr(0, kSigPrefix.size()) == kSigPrefix;
+    if (in_signatures && !sig_line) {
+      AIRLOCK_ASSIGN_OR_RETURN(Note n, ParseNote(text.substr(start, pos - start)));
+      notes.push_back(std::move(n));
+      start = pos;
+      in_signatures = false;
+    }
+    if (line.empty() && pos > start) in_signatures = true;
+    pos = nl + 1;
+  }
+  if (start < text.size()) {
+    AIRLOCK_ASSIGN_OR_RETURN(Note n, ParseNote(text.substr(start)));
+    notes.push_back(std::move(n));
+  }
+  if (notes.empty()) return Corrupt("notes: no note found");
+  return notes;
+}
+
+std::string FormatNote(const Note& note) {
+  std::string out = note.body + "\n";
+  for (const auto& s : note.signatures)
+    out += std::string(kSigPrefix) + s.name + " " +
+           Base64Encode(BigEndian32(s.key_id) + s.signature) + "\n";
+  return out;
+}
+
+std::uint32_t NoteKeyId(std::string_view name, std::uint8_t type, const Ed25519PublicKey& key) {
+  core::Sha256 h;
+  h.Update(name);
+  h.Update("\n");
+  h.Update(std::string_view(reinterpret_cast<const char*>(&type), 1));
+  h.Update(std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+  Digest256 d = h.Finish();
+  return (std::uint32_t{d[0]} << 24) | (std::uint32_t{d[1]} << 16) | (std::uint32_t{d[2]} << 8) |
+         std::uint32_t{d[3]};
+}
+
+std::string NoteVerifier::VerifierKey() const {
+  char id[9];
+  std::snprintf(id, sizeof id, "%08x", key_id());
+  std::string material(1, static_cast<char>(type));
+  material.append(reinterpret_cast<const char*>(key.data()), key.size());
+  return name + "+" + id + "+" + Base64Encode(material);
+}
+
+Result<NoteVerifier> ParseVerifierKey(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
+    text.remove_suffix(1);
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\n')) text.remove_prefix(1);
+  std::size_t p1 = text.find('+');
+  std::size_t p2 = p1 == std::string_view::npos ? p1 : text.find('+', p1 + 1);
+  if (p2 == std::string_view::npos)
+    return InvalidArgument("verifier key: expected name+keyid+base64(key)");
+  NoteVerifier v;
+  v.name = std::string(text.substr(0, p1));
+  if (!ValidKeyName(v.name)) return InvalidArgument("verifier key: malformed name");
+  std::string_view hex = text.substr(p1 + 1, p2 - p1 - 1);
+  auto material = Base64Decode(text.substr(p2 + 1));
+  if (!material || material->size() != 33 || ((*material)[0] != 0x01 && (*material)[0] != 0x04))
+    return InvalidArgument("verifier key: not an Ed25519 key (type 0x01 or 0x04, 32 bytes)");
+  v.type = static_cast<std::uint8_t>((*material)[0]);
+  std::memcpy(v.key.data(), material->data() + 1, 32);
+  char id[9];
+  std::snprintf(id, sizeof id, "%08x", v.key_id());
+  if (hex != id) return InvalidArgument("verifier key: key ID does not match name and key");
+  return v;
+}
+
+Result<NoteVerifier> LoadNoteVerifier(const std::string& path) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path));
+  if (text.find("-----BEGIN") == std::string::npos) {
+    auto v = ParseVerifierKey(text);
+    if (!v) return InvalidArgument("audit: " + path + ": " + v.error().message());
+    return v;
+  }
+  BIO* bio = BIO_new_mem_buf(text.data(), static_cast<int>(text.size()));
+  Pkey key(PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr));
+  BIO_free(bio);
+  if (!key) {
+    bio = BIO_new_mem_buf(text.data(), static_cast<int>(text.size()));
+    key.reset(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
+    BIO_free(bio);
+  }
+  NoteVerifier v;
+  if (!key || !RawPublicKey(key.get(), v.key))
+    return InvalidArgument("audit: " + path +
+                           ": not an Ed25519 key (PEM) or verifier key; checkpoint keys are "
+                           "Ed25519 (airlock audit keygen)");
+  return v;
+}
+
+bool VerifyNoteSignature(const Note& note, const NoteSignature& sig, const NoteVerifier& verifier) {
+  return verifier.type == 0x01 && sig.name == verifier.name && sig.key_id == verifier.key_id() &&
+         Ed25519Verify(verifier.key, note.body, sig.signature);
+}
+
+const NoteSignature* FindValidSignature(const Note& note, const NoteVerifier& verifier) {
+  for (const auto& s : note.signatures)
+    if (VerifyNoteSignature(note, s, verifier)) return &s;
+  return nullptr;
+}
+
+std::string CosignedMessage(std::string_view checkpoint_body, std::uint64_t timestamp_s) {
+  return "cosignature/v1\ntime " + std::to_string(timestamp_s) + "\n" +
+         std::string(checkpoint_body);
+}
+
+bool VerifyCosignature(const Note& note, const NoteSignature& sig, const NoteVerifier& witness) {
+  if (witness.type != 0x04 || sig.name != witness.name || sig.key_id != witness.key_id() ||
+      sig.signature.size() != 8 + 64)
+    return false;
+  std::uint64_t t = 0;
+  for (int i = 0; i < 8; ++i) t = (t << 8) | static_cast<std::uint8_t>(sig.signature[i]);
+  if (t > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  return Ed25519Verify(witness.key, CosignedMessage(note.body, t), sig.signature.substr(8));
+}
+
+struct NoteSigner::Key {
+  Pkey pkey;
+};
+
+NoteSigner::NoteSigner(std::unique_ptr<Key> key, std::string name, const Ed25519PublicKey& pub)
+    : key_(std::move(key)), name_(std::move(name)), public_key_(pub) {}
+NoteSigner::~NoteSigner() = default;
+
+Result<std::shared_ptr<NoteSigner>> NoteSigner::Load(const std::string& pem_path,
+                                                     std::string name) {
+  if (!ValidKeyName(name))
+    return InvalidArgument("audit: key name '" + name +
+                           "' must be non-empty without spaces or '+'");
+  AIRLOCK_ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(pem_path));
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  auto key = std::make_unique<Key>();
+  key->pkey.reset(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
+  BIO_free(bio);
+  Ed25519PublicKey pub{};
+  if (!key->pkey || !RawPublicKey(key->pkey.get(), pub))
+    return InvalidArgument("audit: signing key at " + pem_path +
+                           ": not a PEM Ed25519 private key (create one with `airlock audit "
+                           "keygen`)");
+  return std::shared_ptr<NoteSigner>(new NoteSigner(std::move(key), std::move(name), pub));
+}
+
+namespace {
+Result<std::string> Ed25519Sign(EVP_PKEY* key, std::string_view message) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  std::string sig(64, '\0');
+  std::size_t len = sig.size();
+  bool ok =
+      ctx && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
+      EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
+                     reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1 &&
+      len == 64;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return Internal("audit: Ed25519 signing failed");
+  return sig;
+}
+}  // namespace
+
+Result<NoteSignature> NoteSigner::Sign(std::string_view body) const {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string sig, Ed25519Sign(key_->pkey.get(), body));
+  return NoteSignature{name_, NoteKeyId(name_, 0x01, public_key_), std::move(sig)};
+}
+
+Result<NoteSignature> NoteSigner::Cosign(std::string_view checkpoint_body,
+                                         std::uint64_t timestamp_s) const {
+  AIRLOCK_ASSIGN_OR_RETURN(
+      std::string sig,
+      Ed25519Sign(key_->pkey.get(), CosignedMessage(checkpoint_body, timestamp_s)));
+  std::string ts(8, '\0');
+  for (int i = 0; i < 8; ++i) ts[i] = static_cast<char>((timestamp_s >> (56 - 8 * i)) & 0xff);
+  return NoteSignature{name_, NoteKeyId(name_, 0x04, public_key_), ts + sig};
+}
+
+Status GenerateEd25519Key(const std::string& path) {
+  Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+  if (!key) return Internal("audit: Ed25519 key generation failed");
+  std::string priv = PemOf(key.get(), true), pub = PemOf(key.get(), false);
+  if (priv.empty() || pub.empty()) return Internal("audit: PEM encoding failed");
+  const std::string pub_path = path + ".pub";
+  if (::access(pub_path.c_str(), F_OK) == 0)
+    return IoError("audit: cannot create " + pub_path + " (exists)");
+  AIRLOCK_TRY(WriteNewFile(path, priv, 0600));
+  return WriteNewFile(pub_path, pub, 0644);
+}
+
+}  // namespace airlock::audit
