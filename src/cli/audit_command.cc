@@ -5,6 +5,7 @@
 
 #include "audit/audit_log.h"
 #include "cli/commands.h"
+#include "core/text.h"
 #include "policy/policy.h"
 
 namespace airlock::cli {
@@ -47,9 +48,9 @@ int RunVerify(const AuditArgs& a) {
                 static_cast<unsigned long long>(r->checkpoints),
                 static_cast<unsigned long long>(r->signed_checkpoints));
   } else {
-    std::printf("FAILED: %s\n", r->first_problem.c_str());
+    std::printf("FAILED: %s\n", core::TerminalSafe(r->first_problem).c_str());
   }
-  for (const auto& w : r->warnings) std::printf("warning: %s\n", w.c_str());
+  for (const auto& w : r->warnings) std::printf("warning: %s\n", core::TerminalSafe(w).c_str());
   return r->ok ? 0 : 1;
 }
 
@@ -87,14 +88,17 @@ int RunShow(const AuditArgs& a) {
       auto it = j.find(field);
       if (it == j.end() || !it->is_array()) return out;
       for (const auto& c : *it)
-        if (c.is_string()) out += (out.empty() ? "" : sep) + c.get<std::string>();
+        if (c.is_string())
+          out += (out.empty() ? "" : sep) + core::TerminalSafe(c.get<std::string>());
       return out;
     };
     classes = list("data_classes", ",");
     actions = list("actions", "; ");
     auto str = [&j](const char* field) {
       auto it = j.find(field);
-      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+      // Model names and upstream fields come from clients and policy files: escaped.
+      return it != j.end() && it->is_string() ? core::TerminalSafe(it->get<std::string>())
+                                              : std::string();
     };
     auto num = [&j](const char* field) {
       auto it = j.find(field);
