@@ -62,7 +62,8 @@ bool IsUnsafeCodePoint(char32_t cp) {
 
 }  // namespace
 
-std::string TerminalSafe(std::string_view s) {
+// Escapes for TerminalSafe; `prose` keeps newlines, tabs and backslashes.
+static std::string Neutralize(std::string_view s, bool prose) {
   static const char* kHex = "0123456789abcdef";
   std::string out;
   out.reserve(s.size());
@@ -78,7 +79,9 @@ std::string TerminalSafe(std::string_view s) {
       ++i;
       continue;
     }
-    if (cp == '\\') {
+    if (prose && (cp == '\\' || cp == '\n' || cp == '\t')) {
+      out.push_back(static_cast<char>(cp));
+    } else if (cp == '\\') {
       out += "\\\\";
     } else if (cp == '\n') {
       out += "\\n";
@@ -102,6 +105,10 @@ std::string TerminalSafe(std::string_view s) {
   }
   return out;
 }
+
+std::string TerminalSafe(std::string_view s) { return Neutralize(s, /*prose=*/false); }
+
+std::string TerminalSafeText(std::string_view s) { return Neutralize(s, /*prose=*/true); }
 
 bool HasUnsafeTerminalText(std::string_view s) {
   std::size_t i = 0;

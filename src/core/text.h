@@ -19,6 +19,10 @@ std::string HtmlEscape(std::string_view s);
 // escape in the output is never ambiguous. Valid printable UTF-8 passes through unchanged.
 std::string TerminalSafe(std::string_view s);
 
+// The same for multi-line prose (a model's generated text): newlines, tabs and backslashes pass
+// unchanged, everything else TerminalSafe escapes is escaped.
+std::string TerminalSafeText(std::string_view s);
+
 // True when TerminalSafe would change anything but backslashes: the string holds a control
 // character, a bidirectional override or invalid UTF-8. Used to refuse such names at creation.
 bool HasUnsafeTerminalText(std::string_view s);

@@ -122,6 +122,14 @@ TEST(TerminalSafeTest, C1ControlsBidiOverridesAndInvalidUtf8AreEscaped) {
   EXPECT_TRUE(HasUnsafeTerminalText("\xed\xa0\x80"));  // surrogate
 }
 
+TEST(TerminalSafeTest, ProseKeepsLinesTabsAndBackslashesButNotEscapes) {
+  // Generated text: code with "\\n" and real newlines stays readable, a token holding an OSC
+  // sequence (set the window title) or a carriage return does not act.
+  EXPECT_EQ(TerminalSafeText("printf(\"a\\n\");\n\tx\x1b]0;pwned\x07\rover"),
+            "printf(\"a\\n\");\n\tx\\x1b]0;pwned\\x07\\rover");
+  EXPECT_EQ(TerminalSafeText("\xc2\x9b"), "\\u009b");
+}
+
 TEST(TerminalSafeTest, PrintableUtf8PassesUnchanged) {
   std::string text = "modèle Qwen2.5 — 模型 🙂 model.safetensors";
   EXPECT_EQ(TerminalSafe(text), text);
