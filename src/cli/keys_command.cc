@@ -117,9 +117,12 @@ void AddKeysCommand(CLI::App& app, int* exit_code) {
       "  airlock keys revoke 3f9a0c1b7d2e --db keys.db\n");
   CLI::App* create = cmd->add_subcommand("create", "Create a key; prints the secret once");
   AddStoreOptions(create, args.get());
-  create->add_option("--name", args->name, "Label");
+  create->add_option("--name", args->name, "Label (control characters are refused)");
   CLI::Option* models =
-      create->add_option("--models", args->models, "Models this key may use (default: all)")
+      create
+          ->add_option(
+              "--models", args->models,
+              "Models this key may use, comma-separated (leave out for all; '' is an error)")
           ->delimiter(',');
   create->add_option("--rpm", args->rpm, "Requests per minute (0: unlimited)");
   create->add_option("--tpm", args->tpm, "Tokens per minute (0: unlimited)");

@@ -156,7 +156,11 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
     return;
   }
   // Every string below may come from the bundle, the model's file names or the certificate.
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", TerminalSafe(w).c_str());
+  // The outcome (and verdict) is the first line; warnings follow it, on stderr.
+  auto print_warnings = [&r] {
+    std::fflush(stdout);
+    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", TerminalSafe(w).c_str());
+  };
   if (r.verified) {
     std::string head = "OK: ";
     if (verdict.verdict) {
@@ -172,6 +176,7 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
       std::printf("predicate: %s%s\n", shown.c_str(),
                   predicate_json.size() > kShown ? " ... (--format json shows all)" : "");
     }
+    print_warnings();
     return;
   }
   std::printf("FAILED (%s): %s\n", std::string(sign::VerifyFailureName(r.failure)).c_str(),
@@ -181,6 +186,7 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
   for (const auto& f : r.diff.missing_files)
     std::printf("  missing:  %s\n", TerminalSafe(f).c_str());
   for (const auto& f : r.diff.extra_files) std::printf("  extra:    %s\n", TerminalSafe(f).c_str());
+  print_warnings();
 }
 
 // The predicate type `--predicate-type` names: an alias of Airlock's own, or a URI.
