@@ -276,6 +276,25 @@ TEST_F(AttestationCliTest, HostileNamesAndVerdictsAreEscaped) {
       << extra.out;
 }
 
+TEST(SignCliTest, AtSigningTimeVerifiesTheCertificateVectorWithAWarningAfterTheOutcome) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "model-signing");
+  fs::path tests = fixtures / "scripts/tests";
+  std::string base = "verify " + (tests / "v1.1.0-certificate").string() + " --signature " +
+                     (tests / "v1.1.0-certificate/model.sig").string() + " --certificate-chain " +
+                     (tests / "keys/certificate/ca-cert.pem").string() + " --ignore-paths " +
+                     (tests / "v1.1.0-certificate/ignore-me").string();
+  CliRun now = Airlock(base);
+  EXPECT_EQ(now.code, 0) << now.out;
+  EXPECT_EQ(now.out.find("warning"), std::string::npos) << now.out;
+  CliRun archived = Airlock(base + " --at-signing-time");
+  EXPECT_EQ(archived.code, 0) << archived.out;
+  EXPECT_EQ(FirstLine(archived.out).rfind("OK: verified", 0), 0u) << archived.out;
+  EXPECT_NE(archived.out.find("warning: certificate validity checked at the signing "
+                              "certificate's notBefore"),
+            std::string::npos)
+      << archived.out;
+}
+
 TEST(SignCliTest, HelpDocumentsExitCodes) {
   CliRun help = Airlock("verify --help");
   EXPECT_EQ(help.code, 0);
