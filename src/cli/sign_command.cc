@@ -257,6 +257,10 @@ int RunVerify(const VerifyArgs& a) {
     return kExitUsage;
   }
   if (!a.attestation.empty()) return RunVerifyAttestation(a, trust);
+  if (!a.require_verdict.empty()) {
+    std::fprintf(stderr, "airlock verify: --require-verdict needs --attestation\n");
+    return kExitUsage;
+  }
   sign::VerifyOptions o;
   o.trust = trust;
   o.signature_path = a.signature;

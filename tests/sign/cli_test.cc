@@ -235,6 +235,11 @@ TEST_F(AttestationCliTest, MaliciousVerdictNeverReadsOk) {
   EXPECT_EQ(any.out.find("OK"), std::string::npos) << any.out;
   EXPECT_EQ(Verify(model_, "--require-verdict malicious").code, 0);
   EXPECT_EQ(Verify(model_, "--require-verdict safe").code, 3);
+  // A model signature has no verdict: asking for one there is a usage error, not a silent pass.
+  EXPECT_EQ(Airlock("verify " + model_.string() + " --key " + (dir_ / "k.pub").string() +
+                    " --require-verdict clean")
+                .code,
+            3);
 }
 
 TEST_F(AttestationCliTest, AttestationWithoutResourceListFailsClosed) {
