@@ -5,12 +5,22 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "core/text.h"
 #include "server/engine_backend.h"
 
 namespace airlock::assess {
 namespace {
 
 using nlohmann::json;
+
+// error.message of an OpenAI-style error reply, or "" (the endpoint is untrusted: any shape).
+std::string ErrorMessage(const json& doc) {
+  if (doc.is_discarded() || !doc.is_object()) return "";
+  auto error = doc.find("error");
+  if (error == doc.end() || !error->is_object()) return "";
+  auto message = error->find("message");
+  return message != error->end() && message->is_string() ? message->get<std::string>() : "";
+}
 
 class EndpointTarget : public ChatTarget {
  public:
@@ -46,14 +56,15 @@ class EndpointTarget : public ChatTarget {
       // A governance gateway refused the request by policy: the attack did not reach the model.
       ChatReply blocked;
       blocked.blocked = true;
-      if (!doc.is_discarded() && doc.contains("error") && doc["error"].is_object())
-        blocked.content = "[blocked by gateway policy: " + doc["error"].value("message", "") + "]";
+      if (!doc.is_discarded() && doc.is_object() && doc.contains("error") &&
+          doc["error"].is_object())
+        blocked.content = "[blocked by gateway policy: " + ErrorMessage(doc) + "]";
       return blocked;
     }
     if (res->status != 200) {
       std::string msg = "HTTP " + std::to_string(res->status);
-      if (!doc.is_discarded() && doc.contains("error") && doc["error"].is_object())
-        msg += ": " + doc["error"].value("message", "");
+      // The message ends up on stderr: escaped.
+      if (std::string m = ErrorMessage(doc); !m.empty()) msg += ": " + core::TerminalSafe(m);
       return InvalidArgument("probe: endpoint refused the request: " + msg);
     }
     if (doc.is_discarded() || !doc.contains("choices") || !doc["choices"].is_array() ||

@@ -303,7 +303,7 @@ int RunAssess(const AssessArgs& a) {
           {"assessment", full.is_object() ? full["models"][i] : nlohmann::json()}};
       sign::SigningKey key;
       key.private_key_path = a.sign_key;
-      auto bundle = sign::AttestModel(m.model_path, {}, "https://airlock.dev/assessment/v1",
+      auto bundle = sign::AttestModel(m.model_path, {}, sign::kAssessmentAttestationType,
                                       predicate.dump(), key);
       if (!bundle.has_value()) {
         std::fprintf(stderr, "airlock assess: signing: %s\n", bundle.error().message().c_str());
@@ -350,9 +350,11 @@ void AddAssessCommand(CLI::App& app, int* exit_code) {
                   "Suites to run (default: all; 'none' to run only --corpus files)");
   cmd->add_option("--corpus", a->corpora, "External corpus file(s) to add");
   cmd->add_flag("--compare", a->compare, "Put several models side by side in one report");
-  cmd->add_option("--sign", a->sign_key,
-                  "Private key (PEM): sign an in-toto attestation of the assessment per model "
-                  "(verify with: airlock verify MODEL --attestation FILE --key PUB)");
+  cmd->add_option(
+      "--sign", a->sign_key,
+      "Private key (PEM): sign an in-toto attestation of the assessment per model "
+      "(verify with: airlock verify MODEL --predicate-type assessment --attestation FILE "
+      "--key PUB)");
   cmd->add_option("--reference", a->reference,
                   "Reference (e.g. F16) GGUF: add a quantization-quality section (needs --text)");
   cmd->add_option("--text", a->text, "Text to measure perplexity and KL divergence on");

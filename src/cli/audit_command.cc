@@ -14,6 +14,7 @@
 #include "audit/note.h"
 #include "audit/witness.h"
 #include "cli/commands.h"
+#include "core/text.h"
 #include "policy/policy.h"
 
 namespace airlock::cli {
@@ -73,11 +74,7 @@ Result<std::string> ReadTextFile(const std::string& path) {
 }
 
 // Text from a log file or a checkpoint is not trusted: no control characters reach the terminal.
-std::string Printable(std::string s) {
-  for (char& c : s)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return s;
-}
+std::string Printable(const std::string& s) { return core::TerminalSafe(s); }
 
 int Usage(const std::string& message) {
   std::fprintf(stderr, "airlock audit: %s\n", message.c_str());
@@ -265,14 +262,17 @@ int RunShow(const AuditArgs& a) {
       auto it = j.find(field);
       if (it == j.end() || !it->is_array()) return out;
       for (const auto& c : *it)
-        if (c.is_string()) out += (out.empty() ? "" : sep) + c.get<std::string>();
+        if (c.is_string())
+          out += (out.empty() ? "" : sep) + core::TerminalSafe(c.get<std::string>());
       return out;
     };
     classes = list("data_classes", ",");
     actions = list("actions", "; ");
     auto str = [&j](const char* field) {
       auto it = j.find(field);
-      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+      // Model names and upstream fields come from clients and policy files: escaped.
+      return it != j.end() && it->is_string() ? core::TerminalSafe(it->get<std::string>())
+                                              : std::string();
     };
     auto num = [&j](const char* field) {
       auto it = j.find(field);

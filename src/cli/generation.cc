@@ -1,9 +1,12 @@
 #include "cli/generation.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
+#include "core/text.h"
 #include "engine/chat_prompt.h"
 #include "sign/sign.h"
 
@@ -74,8 +77,9 @@ Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
         stderr,
         "model: %s (%s), %d layers, embd %d, heads %d/%d, ff %d, vocab %d, train ctx %d\n"
         "tensors: %s; %.1f MB of weights; loaded in %.0f ms; kernels %s, %d threads, ctx %d\n",
-        c.name.c_str(), c.architecture.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff,
-        c.n_vocab, c.n_ctx_train, m.model->TypeSummary().c_str(), c.weight_bytes / 1e6,
+        core::TerminalSafe(c.name).c_str(), core::TerminalSafe(c.architecture).c_str(), c.n_layer,
+        c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_ctx_train,
+        m.model->TypeSummary().c_str(), c.weight_bytes / 1e6,
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
         m.session->kernel_name(), m.session->n_threads(), m.session->n_ctx());
   }
@@ -93,6 +97,13 @@ Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,
   stats.stop_reason = "length";
   const auto t0 = std::chrono::steady_clock::now();
   engine::StreamDecoder decoder(*m.tokenizer);
+  // The vocabulary comes from the model file: on a terminal, a token holding ESC or another
+  // control sequence is shown escaped instead of being obeyed. Pipes get the exact bytes.
+  const bool to_terminal = ::isatty(STDOUT_FILENO) == 1;
+  auto emit = [to_terminal](const std::string& text) {
+    const std::string shown = to_terminal ? core::TerminalSafeText(text) : text;
+    std::fwrite(shown.data(), 1, shown.size(), stdout);
+  };
   for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
     const engine::TokenId next = sampler.Sample(logits);
     if (m.tokenizer->IsEog(next)) {
@@ -102,7 +113,7 @@ Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,
     sampler.Accept(next);
     const std::string text = decoder.Push(next);
     stats.text += text;
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    emit(text);
     std::fflush(stdout);
     ++stats.generated;
     if (m.session->position() >= m.session->n_ctx()) {
@@ -113,7 +124,7 @@ Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,
   }
   const std::string rest = decoder.Flush();
   stats.text += rest;
-  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  emit(rest);
   std::fputc('\n', stdout);
   std::fflush(stdout);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "core/text.h"
 #include "policy/policy.h"
 #include "server/keys.h"
 
@@ -14,6 +15,7 @@ struct KeysArgs {
   std::string config;
   std::string name;
   std::vector<std::string> models;
+  bool models_given = false;  // --models was on the command line (possibly as '')
   std::int64_t rpm = 0, tpm = 0, budget = 0;
   std::string id;
 };
@@ -34,6 +36,13 @@ int RunCreate(const KeysArgs& a) {
   auto store = OpenStore(a);
   if (!store) {
     std::fprintf(stderr, "airlock keys: %s\n", store.error().message().c_str());
+    return 3;
+  }
+  // An empty list means "every model": `--models ''` must not grant that by accident.
+  if (a.models_given && a.models.empty()) {
+    std::fprintf(stderr,
+                 "airlock keys: --models needs at least one model name (leave it out to allow "
+                 "every model)\n");
     return 3;
   }
   auto k = (*store)->Create(a.name, a.models, a.rpm, a.tpm, a.budget);
@@ -61,13 +70,15 @@ int RunList(const KeysArgs& a) {
   }
   std::printf("%-14s %-16s %-8s %-8s %-10s %-12s %-12s %s\n", "ID", "NAME", "STATUS", "RPM", "TPM",
               "BUDGET", "USED", "MODELS");
+  // Names and models come from whoever created the key: escaped so they cannot move the cursor,
+  // recolour or forge rows of the table.
   for (const auto& k : *keys) {
     std::string models;
-    for (const auto& m : k.models) models += (models.empty() ? "" : ",") + m;
-    std::printf("%-14s %-16s %-8s %-8s %-10s %-12s %-12lld %s\n", k.id.c_str(), k.name.c_str(),
-                k.revoked ? "revoked" : "active", Limit(k.rpm).c_str(), Limit(k.tpm).c_str(),
-                Limit(k.budget_tokens).c_str(), static_cast<long long>(k.used_tokens),
-                models.empty() ? "(all)" : models.c_str());
+    for (const auto& m : k.models) models += (models.empty() ? "" : ",") + core::TerminalSafe(m);
+    std::printf("%-14s %-16s %-8s %-8s %-10s %-12s %-12lld %s\n", core::TerminalSafe(k.id).c_str(),
+                core::TerminalSafe(k.name).c_str(), k.revoked ? "revoked" : "active",
+                Limit(k.rpm).c_str(), Limit(k.tpm).c_str(), Limit(k.budget_tokens).c_str(),
+                static_cast<long long>(k.used_tokens), models.empty() ? "(all)" : models.c_str());
   }
   return 0;
 }
@@ -82,7 +93,7 @@ int RunRevoke(const KeysArgs& a) {
     std::fprintf(stderr, "airlock keys: %s\n", s.message().c_str());
     return s.code() == StatusCode::kNotFound ? 1 : 3;
   }
-  std::fprintf(stderr, "revoked key %s\n", a.id.c_str());
+  std::fprintf(stderr, "revoked key %s\n", core::TerminalSafe(a.id).c_str());
   return 0;
 }
 
@@ -106,13 +117,20 @@ void AddKeysCommand(CLI::App& app, int* exit_code) {
       "  airlock keys revoke 3f9a0c1b7d2e --db keys.db\n");
   CLI::App* create = cmd->add_subcommand("create", "Create a key; prints the secret once");
   AddStoreOptions(create, args.get());
-  create->add_option("--name", args->name, "Label");
-  create->add_option("--models", args->models, "Models this key may use (default: all)")
-      ->delimiter(',');
+  create->add_option("--name", args->name, "Label (control characters are refused)");
+  CLI::Option* models =
+      create
+          ->add_option(
+              "--models", args->models,
+              "Models this key may use, comma-separated (leave out for all; '' is an error)")
+          ->delimiter(',');
   create->add_option("--rpm", args->rpm, "Requests per minute (0: unlimited)");
   create->add_option("--tpm", args->tpm, "Tokens per minute (0: unlimited)");
   create->add_option("--budget", args->budget, "Lifetime token budget (0: unlimited)");
-  create->callback([args, exit_code] { *exit_code = RunCreate(*args); });
+  create->callback([args, exit_code, models] {
+    args->models_given = models->count() > 0;
+    *exit_code = RunCreate(*args);
+  });
   CLI::App* list = cmd->add_subcommand("list", "List keys with limits and usage");
   AddStoreOptions(list, args.get());
   list->callback([args, exit_code] { *exit_code = RunList(*args); });

@@ -27,9 +27,6 @@ struct ScanArgs {
   std::string attest_out;
 };
 
-// The in-toto predicate type of `airlock scan --attest` statements.
-constexpr char kScanPredicateType[] = "https://airlock.dev/attestations/scan/v1";
-
 // Signs the scan verdict (with the full JSON report) as an in-toto statement over the model's
 // model-signing digest. Returns 0, or the exit code of a usage/tool error.
 int WriteScanAttestation(const ScanArgs& a, const scan::ScanReport& report) {
@@ -49,7 +46,7 @@ int WriteScanAttestation(const ScanArgs& a, const scan::ScanReport& report) {
                           when + "\",\"report\":" + scan::RenderJson(report) + "}";
   sign::SigningKey key;
   key.private_key_path = a.attest_key;
-  auto bundle = sign::AttestModel(model, {out}, kScanPredicateType, predicate, key);
+  auto bundle = sign::AttestModel(model, {out}, sign::kScanAttestationType, predicate, key);
   if (!bundle.has_value()) {
     std::fprintf(stderr, "airlock scan: cannot attest: %s\n", bundle.error().message().c_str());
     return scan::kExitUsage;
@@ -90,7 +87,8 @@ int RunScan(const ScanArgs& a) {
   } else if (a.format == "sarif") {
     text = scan::RenderSarif(*report);
   } else {
-    bool color = a.output.empty() && !a.no_color && ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
+    bool color =
+        a.output.empty() && !a.no_color && ::isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
     text = scan::RenderText(*report, color, a.verbose);
   }
   if (a.output.empty()) {

@@ -5,13 +5,16 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/commands.h"
 #include "core/file.h"
+#include "core/text.h"
 #include "sign/sign.h"
 
 namespace airlock::cli {
@@ -106,6 +109,9 @@ struct VerifyArgs {
   std::vector<std::string> certificate_chain;
   std::string signature;
   std::string attestation;
+  std::string predicate_type = "scan";
+  std::vector<std::string> require_verdict;  // empty: "clean" for scan attestations
+  bool at_signing_time = false;
   std::vector<std::string> ignore_paths;
   bool no_ignore_git_paths = false;
   bool ignore_unsigned_files = false;
@@ -113,8 +119,17 @@ struct VerifyArgs {
   int threads = 0;
 };
 
+using core::TerminalSafe;
+
+// What `verify --attestation` found about the attested verdict (scan attestations carry one).
+struct VerdictCheck {
+  std::optional<std::string> verdict;  // the predicate's "verdict", when it is a string
+  std::vector<std::string> required;   // empty: not checked
+  bool accepted = true;
+};
+
 void PrintResult(const sign::VerifyResult& r, const std::string& format,
-                 const std::string& predicate_json) {
+                 const std::string& predicate_json, const VerdictCheck& verdict) {
   if (format == "json") {
     nlohmann::json j;
     j["verified"] = r.verified;
@@ -129,49 +144,122 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
     j["missing_files"] = r.diff.missing_files;
     j["modified_files"] = r.diff.modified_files;
     j["warnings"] = r.warnings;
+    if (verdict.verdict) j["verdict"] = *verdict.verdict;
+    if (!verdict.required.empty()) j["required_verdicts"] = verdict.required;
     if (!predicate_json.empty()) {
       auto p = nlohmann::json::parse(predicate_json, nullptr, false);
       if (!p.is_discarded()) j["predicate"] = p;
     }
+    // JSON escapes control characters itself; `replace` turns invalid UTF-8 into U+FFFD.
     std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
     std::printf("%s\n", text.c_str());
     return;
   }
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  // Every string below may come from the bundle, the model's file names or the certificate.
+  // The outcome (and verdict) is the first line; warnings follow it, on stderr.
+  auto print_warnings = [&r] {
+    std::fflush(stdout);
+    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", TerminalSafe(w).c_str());
+  };
   if (r.verified) {
-    std::printf("OK: %s\n", r.message.c_str());
+    std::string head = "OK: ";
+    if (verdict.verdict) {
+      std::string v = TerminalSafe(*verdict.verdict);
+      // Only a clean verdict reads as OK; another accepted verdict says what it is first.
+      head = *verdict.verdict == "clean" ? "OK: verdict clean: "
+                                         : "VERIFIED, VERDICT " + v + " (not clean): ";
+    }
+    std::printf("%s%s\n", head.c_str(), TerminalSafe(r.message).c_str());
     if (!predicate_json.empty()) {
       constexpr std::size_t kShown = 300;
-      std::string shown = predicate_json.substr(0, kShown);
+      std::string shown = TerminalSafe(predicate_json.substr(0, kShown));
       std::printf("predicate: %s%s\n", shown.c_str(),
                   predicate_json.size() > kShown ? " ... (--format json shows all)" : "");
     }
+    print_warnings();
     return;
   }
   std::printf("FAILED (%s): %s\n", std::string(sign::VerifyFailureName(r.failure)).c_str(),
-              r.message.c_str());
-  for (const auto& f : r.diff.modified_files) std::printf("  modified: %s\n", f.c_str());
-  for (const auto& f : r.diff.missing_files) std::printf("  missing:  %s\n", f.c_str());
-  for (const auto& f : r.diff.extra_files) std::printf("  extra:    %s\n", f.c_str());
+              TerminalSafe(r.message).c_str());
+  for (const auto& f : r.diff.modified_files)
+    std::printf("  modified: %s\n", TerminalSafe(f).c_str());
+  for (const auto& f : r.diff.missing_files)
+    std::printf("  missing:  %s\n", TerminalSafe(f).c_str());
+  for (const auto& f : r.diff.extra_files) std::printf("  extra:    %s\n", TerminalSafe(f).c_str());
+  print_warnings();
+}
+
+// The predicate type `--predicate-type` names: an alias of Airlock's own, or a URI.
+std::optional<std::string> ExpectedPredicateType(const std::string& name) {
+  if (name == "scan") return std::string(sign::kScanAttestationType);
+  if (name == "assessment") return std::string(sign::kAssessmentAttestationType);
+  if (name.rfind("https://", 0) == 0 || name.rfind("http://", 0) == 0) return name;
+  return std::nullopt;
+}
+
+int RunVerifyAttestation(const VerifyArgs& a, const sign::TrustAnchor& trust) {
+  auto expected = ExpectedPredicateType(a.predicate_type);
+  if (!expected) {
+    std::fprintf(stderr,
+                 "airlock verify: --predicate-type must be scan, assessment or a predicate URI\n");
+    return kExitUsage;
+  }
+  VerdictCheck verdict;
+  verdict.required = a.require_verdict;
+  if (verdict.required.empty() && *expected == sign::kScanAttestationType)
+    verdict.required = {"clean"};
+  for (const auto& v : verdict.required) {
+    if (v != "clean" && v != "inconclusive" && v != "malicious" && v != "any") {
+      std::fprintf(stderr,
+                   "airlock verify: --require-verdict takes clean, inconclusive, malicious or "
+                   "any\n");
+      return kExitUsage;
+    }
+  }
+  auto r = sign::VerifyAttestation(a.model, a.attestation, a.ignore_paths, trust, *expected);
+  if (!r.has_value()) {
+    std::fprintf(stderr, "airlock verify: %s\n", TerminalSafe(r.error().message()).c_str());
+    return kExitUsage;
+  }
+  sign::VerifyResult& result = r->result;
+  if (result.verified) {
+    auto predicate = nlohmann::json::parse(r->predicate_json, nullptr, false);
+    if (predicate.is_object() && predicate.contains("verdict") && predicate["verdict"].is_string())
+      verdict.verdict = predicate["verdict"].get<std::string>();
+    bool any = std::find(verdict.required.begin(), verdict.required.end(), "any") !=
+               verdict.required.end();
+    if (!verdict.required.empty() && !any) {
+      verdict.accepted =
+          verdict.verdict && std::find(verdict.required.begin(), verdict.required.end(),
+                                       *verdict.verdict) != verdict.required.end();
+    }
+    if (!verdict.accepted) {
+      std::string required;
+      for (const auto& v : verdict.required) required += (required.empty() ? "" : ",") + v;
+      result.verified = false;
+      result.failure = sign::VerifyFailure::kVerdictNotAccepted;
+      result.message = (verdict.verdict ? "verdict " + *verdict.verdict : "no verdict") +
+                       " (required: " + required + "); the " + result.message;
+    }
+  }
+  PrintResult(result, a.format, result.verified ? r->predicate_json : "", verdict);
+  return result.verified ? kExitOk : kExitFailed;
 }
 
 int RunVerify(const VerifyArgs& a) {
   sign::TrustAnchor trust;
   trust.public_key_path = a.key;
   trust.ca_paths = a.certificate_chain;
+  trust.at_signing_time = a.at_signing_time;
   if (trust.public_key_path.empty() == trust.ca_paths.empty()) {
     std::fprintf(stderr,
                  "airlock verify: give exactly one of --key PUB or --certificate-chain CA...\n");
     return kExitUsage;
   }
-  if (!a.attestation.empty()) {
-    auto r = sign::VerifyAttestation(a.model, a.attestation, a.ignore_paths, trust);
-    if (!r.has_value()) {
-      std::fprintf(stderr, "airlock verify: %s\n", r.error().message().c_str());
-      return kExitUsage;
-    }
-    PrintResult(r->result, a.format, r->predicate_json);
-    return r->result.verified ? kExitOk : kExitFailed;
+  if (!a.attestation.empty()) return RunVerifyAttestation(a, trust);
+  if (!a.require_verdict.empty()) {
+    std::fprintf(stderr, "airlock verify: --require-verdict needs --attestation\n");
+    return kExitUsage;
   }
   sign::VerifyOptions o;
   o.trust = trust;
@@ -183,10 +271,10 @@ int RunVerify(const VerifyArgs& a) {
   o.progress = a.format == "text";
   auto r = sign::VerifyModel(a.model, o);
   if (!r.has_value()) {
-    std::fprintf(stderr, "airlock verify: %s\n", r.error().message().c_str());
+    std::fprintf(stderr, "airlock verify: %s\n", TerminalSafe(r.error().message()).c_str());
     return kExitUsage;
   }
-  PrintResult(*r, a.format, "");
+  PrintResult(*r, a.format, "", VerdictCheck{});
   return r->verified ? kExitOk : kExitFailed;
 }
 
@@ -255,15 +343,22 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
       "verify", "Verify a model (or an attestation) against its OpenSSF model-signing signature");
   cmd->footer(
       "Checks the signature with the given public key, or the signing certificate's chain up to\n"
-      "the CA you name (evaluated at the certificate's notBefore, as model_signing does), then\n"
-      "re-hashes the model and reports exactly which files are modified, missing or extra.\n"
+      "the CA you name (every certificate valid now, or at the signing certificate's notBefore\n"
+      "with --at-signing-time; codeSigning usage; RSA >= 2048, EC >= P-256), then re-hashes the\n"
+      "model and reports exactly which files are modified, missing or extra.\n"
       "Accepts signatures from model_signing 0.2 to 1.x (key and certificate methods).\n"
-      "Exit codes: 0 verified; 1 verification failed (what failed is printed); 3 usage or tool\n"
-      "error (unreadable key, no such model).\n"
+      "--attestation checks a signed attestation instead: its type (--predicate-type, scan by\n"
+      "default), every attested file by name and digest, and for scan attestations the verdict,\n"
+      "printed on the first line: only the verdicts --require-verdict lists pass (default: "
+      "clean).\n"
+      "Exit codes: 0 verified; 1 verification failed (what failed is printed), or a verdict that\n"
+      "is not required; 3 usage or tool error (unreadable key, no such model).\n"
       "Examples:\n"
       "  airlock verify ./Qwen2.5-0.5B-Instruct --key release-signing.pub\n"
       "  airlock verify ./model --certificate-chain ca.pem --signature model.sig\n"
-      "  airlock verify ./model --key scanner.pub --attestation model.scan.json\n");
+      "  airlock verify ./model --key scanner.pub --attestation model.scan-attestation.json\n"
+      "  airlock verify ./model --key assessor.pub --attestation m.assessment.sigstore.json \\\n"
+      "      --predicate-type assessment\n");
   cmd->add_option("model", args->model, "Model file or folder")->required();
   cmd->add_option("--key,--public-key", args->key, "PEM or DER EC public key of the signer");
   cmd->add_option("--certificate-chain", args->certificate_chain,
@@ -274,6 +369,16 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--attestation", args->attestation,
                   "Verify this signed in-toto attestation (e.g. from `airlock scan --attest`) "
                   "instead of the model signature");
+  cmd->add_option("--predicate-type", args->predicate_type,
+                  "With --attestation: the kind expected, scan, assessment or a predicate URI")
+      ->capture_default_str();
+  cmd->add_option("--require-verdict", args->require_verdict,
+                  "With --attestation: verdicts that pass (clean, inconclusive, malicious, any; "
+                  "comma-separated; default clean for scan attestations)")
+      ->delimiter(',');
+  cmd->add_flag("--at-signing-time", args->at_signing_time,
+                "Check certificate validity at the signing certificate's notBefore instead of "
+                "now (for archived signatures; prints a warning)");
   cmd->add_option("--ignore-paths", args->ignore_paths,
                   "A file or folder to leave out (repeatable)")
       ->allow_extra_args(false);

@@ -30,3 +30,95 @@ std::string HtmlEscape(std::string_view s) {
 }
 
 }  // namespace airlock::core
+
+namespace airlock::core {
+namespace {
+
+// Length of the valid UTF-8 sequence at s[i] (1-4), or 0 when the bytes there are not one
+// (overlong forms, surrogates and code points above U+10FFFF are invalid). Sets `cp`.
+std::size_t Utf8SequenceAt(std::string_view s, std::size_t i, char32_t& cp) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char b0 = byte(i);
+  std::size_t len = b0 < 0x80             ? 1
+                    : (b0 & 0xE0) == 0xC0 ? 2
+                    : (b0 & 0xF0) == 0xE0 ? 3
+                    : (b0 & 0xF8) == 0xF0 ? 4
+                                          : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  cp = len == 1 ? b0 : len == 2 ? (b0 & 0x1F) : len == 3 ? (b0 & 0x0F) : (b0 & 0x07);
+  for (std::size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  static constexpr char32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+bool IsUnsafeCodePoint(char32_t cp) {
+  return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
+         (cp >= 0x2066 && cp <= 0x2069);
+}
+
+}  // namespace
+
+// Escapes for TerminalSafe; `prose` keeps newlines, tabs and backslashes.
+static std::string Neutralize(std::string_view s, bool prose) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    char32_t cp = 0;
+    std::size_t len = Utf8SequenceAt(s, i, cp);
+    if (len == 0) {  // not UTF-8: show the byte
+      auto b = static_cast<unsigned char>(s[i]);
+      out += "\\x";
+      out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 15]);
+      ++i;
+      continue;
+    }
+    if (prose && (cp == '\\' || cp == '\n' || cp == '\t')) {
+      out.push_back(static_cast<char>(cp));
+    } else if (cp == '\\') {
+      out += "\\\\";
+    } else if (cp == '\n') {
+      out += "\\n";
+    } else if (cp == '\r') {
+      out += "\\r";
+    } else if (cp == '\t') {
+      out += "\\t";
+    } else if (IsUnsafeCodePoint(cp)) {
+      if (cp < 0x80) {
+        out += "\\x";
+        out.push_back(kHex[cp >> 4]);
+        out.push_back(kHex[cp & 15]);
+      } else {
+        out += "\\u";
+        for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(cp >> shift) & 15]);
+      }
+    } else {
+      out.append(s.substr(i, len));
+    }
+    i += len;
+  }
+  return out;
+}
+
+std::string TerminalSafe(std::string_view s) { return Neutralize(s, /*prose=*/false); }
+
+std::string TerminalSafeText(std::string_view s) { return Neutralize(s, /*prose=*/true); }
+
+bool HasUnsafeTerminalText(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    char32_t cp = 0;
+    std::size_t len = Utf8SequenceAt(s, i, cp);
+    if (len == 0 || IsUnsafeCodePoint(cp)) return true;
+    i += len;
+  }
+  return false;
+}
+
+}  // namespace airlock::core

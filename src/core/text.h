@@ -1,5 +1,6 @@
 // Small text helpers shared by modules that produce markup (the template interpreter's `escape`
-// filter, the assessment's HTML report).
+// filter, the assessment's HTML report) or print untrusted strings to a terminal (file names,
+// key names, predicates, anything a model file, a client or a remote endpoint chose).
 #pragma once
 
 #include <string>
@@ -10,5 +11,20 @@ namespace airlock::core {
 // `s` with & < > " ' replaced by &amp; &lt; &gt; &#34; &#39; (the set and entities of Jinja's
 // escape filter), safe inside HTML text and quoted attribute values.
 std::string HtmlEscape(std::string_view s);
+
+// `s` made safe to print on a terminal, on one line: C0 controls (ESC, CR, LF, BS...), DEL and
+// bytes that are not valid UTF-8 become \xNN (\n, \r, \t as such), C1 controls (U+0080-U+009F,
+// which some terminals obey like ESC) and the bidirectional overrides/isolates (U+202A-U+202E,
+// U+2066-U+2069, "Trojan source" reordering) become \uNNNN, and a backslash becomes \\ so that an
+// escape in the output is never ambiguous. Valid printable UTF-8 passes through unchanged.
+std::string TerminalSafe(std::string_view s);
+
+// The same for multi-line prose (a model's generated text): newlines, tabs and backslashes pass
+// unchanged, everything else TerminalSafe escapes is escaped.
+std::string TerminalSafeText(std::string_view s);
+
+// True when TerminalSafe would change anything but backslashes: the string holds a control
+// character, a bidirectional override or invalid UTF-8. Used to refuse such names at creation.
+bool HasUnsafeTerminalText(std::string_view s);
 
 }  // namespace airlock::core

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
+#include "core/text.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "scan/internal/suspicious_text.h"
@@ -398,7 +399,7 @@ std::string RenderInspectText(const ModelSummary& s) {
     out += value + "\n";
   };
   auto opt = [](const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : ""; };
-  out += s.path + " (" + s.format + ", " + Human(s.file_size) + ")\n";
+  out += core::TerminalSafe(s.path) + " (" + s.format + ", " + Human(s.file_size) + ")\n";
   line("name", s.name);
   line("architecture", s.architecture);
   line("file type", s.file_type);
@@ -469,7 +470,7 @@ std::string RenderInspectText(const ModelSummary& s) {
   mem += s.kv_bytes_per_token ? ", f32 KV cache " + Human(s.kv_cache_bytes) + ")"
                               : ", KV cache unknown)";
   line("memory estimate", mem);
-  for (const auto& w : s.warnings) out += "  warning: " + w + "\n";
+  for (const auto& w : s.warnings) out += "  warning: " + core::TerminalSafe(w) + "\n";
   return out;
 }
 

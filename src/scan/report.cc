@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/text.h"
 #include "core/version.h"
 
 namespace airlock::scan {
@@ -67,14 +68,14 @@ std::string RenderText(const ScanReport& report, bool color, bool verbose) {
   for (const auto& file : report.files) {
     counts[static_cast<int>(file.verdict)]++;
     out += fmt::format("{}{:<12}{} {} ({})\n", color ? VerdictColor(file.verdict) : "",
-                       VerdictName(file.verdict), reset, file.path,
+                       VerdictName(file.verdict), reset, core::TerminalSafe(file.path),
                        file.format.empty() ? "unknown" : file.format);
     for (const auto& f : file.findings) {
       if (!verbose && f.severity == Severity::kInfo && !f.incomplete) continue;
       std::string loc = Location(f);
       out += fmt::format("    {}{:<8}{} {} {}{}\n", color ? SeverityColor(f.severity) : "",
-                         SeverityName(f.severity), reset, f.rule_id, f.message,
-                         loc.empty() ? "" : " [" + loc + "]");
+                         SeverityName(f.severity), reset, f.rule_id, core::TerminalSafe(f.message),
+                         loc.empty() ? "" : " [" + core::TerminalSafe(loc) + "]");
     }
     if (!file.sha256.empty()) out += fmt::format("    sha256 {}\n", file.sha256);
   }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/hash.h"
+#include "core/text.h"
 
 namespace airlock::server {
 namespace {
@@ -90,6 +91,15 @@ Result<std::pair<std::string, KeyInfo>> KeyStore::Create(const std::string& name
                                                          std::int64_t budget_tokens) {
   if (rpm < 0 || tpm < 0 || budget_tokens < 0)
     return InvalidArgument("server: keys create: limits must be >= 0");
+  // Names and models are printed by `keys list` and logged: no terminal control sequences.
+  if (core::HasUnsafeTerminalText(name))
+    return InvalidArgument(
+        "server: keys create: the name contains control characters or invalid UTF-8");
+  for (const auto& m : models)
+    if (m.empty() || core::HasUnsafeTerminalText(m))
+      return InvalidArgument(
+          "server: keys create: a model name is empty or contains control characters (an empty "
+          "--models list would mean every model)");
   KeyInfo info;
   info.id = RandomHex(6);
   std::string secret = RandomHex(32);

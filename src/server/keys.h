@@ -47,7 +47,9 @@ class KeyStore {
   KeyStore(const KeyStore&) = delete;
   KeyStore& operator=(const KeyStore&) = delete;
 
-  // Creates a key; returns the secret token (shown once, never stored) and its info.
+  // Creates a key; returns the secret token (shown once, never stored) and its info. Errors:
+  // kInvalidArgument (a negative limit; a name or model holding control characters, bidi
+  // overrides or invalid UTF-8; an empty model name).
   Result<std::pair<std::string, KeyInfo>> Create(const std::string& name,
                                                  const std::vector<std::string>& models,
                                                  std::int64_t rpm, std::int64_t tpm,

@@ -276,7 +276,7 @@ Result<std::string> MakeStatement(const std::string& subject_name, const std::st
   }
 }
 
-Result<std::string> StatementForManifest(const Manifest& manifest) {
+Result<std::string> ManifestPredicateJson(const Manifest& manifest) {
   const auto& ser = manifest.serialization;
   ordered_json serialization = ordered_json::object();
   serialization["method"] = ser.method == SerializationMethod::kFiles ? "files" : "shards";
@@ -297,13 +297,16 @@ Result<std::string> StatementForManifest(const Manifest& manifest) {
   ordered_json predicate = ordered_json::object();
   predicate["serialization"] = std::move(serialization);
   predicate["resources"] = std::move(resources);
-  AIRLOCK_ASSIGN_OR_RETURN(std::string root, RootDigest(manifest.resources));
-  std::string predicate_text;
   try {
-    predicate_text = predicate.dump();
+    return predicate.dump();
   } catch (const ordered_json::exception&) {
     return InvalidArgument("sign: a file name in the model is not valid UTF-8");
   }
+}
+
+Result<std::string> StatementForManifest(const Manifest& manifest) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string predicate_text, ManifestPredicateJson(manifest));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string root, RootDigest(manifest.resources));
   return MakeStatement(manifest.model_name, root, kModelSigningPredicateType, predicate_text);
 }
 

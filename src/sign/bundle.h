@@ -76,6 +76,10 @@ Result<std::string> MakeStatement(const std::string& subject_name, const std::st
                                   const std::string& predicate_type,
                                   std::string_view predicate_json);
 
+// The model-signing predicate of a manifest: {"serialization": {...}, "resources": [{"algorithm",
+// "digest", "name"}...]}, compact JSON. Errors: kInvalidArgument (a name that is not UTF-8).
+Result<std::string> ManifestPredicateJson(const Manifest& manifest);
+
 // The model-signing statement for a manifest (subject = model name + root digest).
 Result<std::string> StatementForManifest(const Manifest& manifest);
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/file.h"
 #include "sign/internal/crypto.h"
@@ -50,6 +51,27 @@ VerifyResult Fail(VerifyFailure f, std::string message) {
   r.failure = f;
   r.message = std::move(message);
   return r;
+}
+
+// "sign: model does not match <what>: 1 modified file (a); 2 missing files (b, c)".
+std::string MismatchMessage(const ManifestDiff& diff, const char* what) {
+  std::string msg = std::string("sign: model does not match ") + what + ":";
+  const char* sep = " ";
+  auto add = [&](const std::vector<std::string>& names, const char* one, const char* many) {
+    if (names.empty()) return;
+    msg += sep + std::to_string(names.size()) + " " + (names.size() == 1 ? one : many) + " (" +
+           JoinNames(names) + ")";
+    sep = "; ";
+  };
+  add(diff.modified_files, "modified file", "modified files");
+  add(diff.missing_files, "missing file", "missing files");
+  add(diff.extra_files, "extra (unsigned) file", "extra (unsigned) files");
+  return msg;
+}
+
+bool IsDirectory(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec);
 }
 
 VerifyFailure FailureFor(const Status& s) {
@@ -112,6 +134,10 @@ std::string_view VerifyFailureName(VerifyFailure f) {
       return "inconsistent-manifest";
     case VerifyFailure::kModelMismatch:
       return "model-mismatch";
+    case VerifyFailure::kWrongPredicateType:
+      return "wrong-predicate-type";
+    case VerifyFailure::kVerdictNotAccepted:
+      return "verdict-not-accepted";
   }
   return "unknown";
 }
@@ -263,11 +289,20 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
     }
     std::vector<X509Ptr> intermediates;
     for (std::size_t i = 1; i < chain.size(); ++i) intermediates.push_back(std::move(chain[i]));
-    Status s = internal::VerifyCertificateChain(chain[0].get(), intermediates, anchors);
+    Status s = internal::VerifyCertificateChain(chain[0].get(), intermediates, anchors,
+                                                trust.at_signing_time);
     if (!s.ok()) {
       r = Fail(VerifyFailure::kUntrustedCertificate, s.message());
       return out;
     }
+    if (trust.at_signing_time)
+      r.warnings.push_back(
+          "certificate validity checked at the signing certificate's notBefore "
+          "(--at-signing-time), a time its holder chose, not at a trusted time");
+    if (b.has_tlog_entries)
+      r.warnings.push_back(
+          "the bundle's transparency-log entries are not verified by Airlock; certificate "
+          "validity was not checked at their time");
     leaf_key_holder.reset(X509_get_pubkey(chain[0].get()));
     key = leaf_key_holder.get();
     r.signer = internal::SubjectOf(chain[0].get());
@@ -364,19 +399,7 @@ Result<VerifyResult> VerifyModel(const std::string& model_path, const VerifyOpti
   if (options.ignore_unsigned_files) r.diff.extra_files.clear();
   if (!r.diff.empty()) {
     r.failure = VerifyFailure::kModelMismatch;
-    std::string msg = "sign: model does not match its signature:";
-    const char* sep = " ";
-    auto add = [&](const std::vector<std::string>& names, const char* what) {
-      if (names.empty()) return;
-      msg += sep + std::to_string(names.size()) + " " + what + " (" + JoinNames(names) + ")";
-      sep = "; ";
-    };
-    add(r.diff.modified_files,
-        r.diff.modified_files.size() == 1 ? "modified file" : "modified files");
-    add(r.diff.missing_files, r.diff.missing_files.size() == 1 ? "missing file" : "missing files");
-    add(r.diff.extra_files,
-        r.diff.extra_files.size() == 1 ? "extra (unsigned) file" : "extra (unsigned) files");
-    r.message = msg;
+    r.message = MismatchMessage(r.diff, "its signature");
     return r;
   }
   r.verified = true;
@@ -406,18 +429,44 @@ Result<std::string> AttestModel(const std::string& model_path,
                                 const std::vector<std::string>& ignore_paths,
                                 const std::string& predicate_type, std::string_view predicate_json,
                                 const SigningKey& key) {
+  nlohmann::json predicate = nlohmann::json::parse(predicate_json, nullptr, false);
+  if (predicate.is_discarded() || !predicate.is_object())
+    return InvalidArgument("sign: an attestation predicate must be a JSON object");
+  for (const char* reserved : {"serialization", "resources", "modelKind"})
+    if (predicate.contains(reserved))
+      return InvalidArgument(std::string("sign: the attestation predicate may not set \"") +
+                             reserved + "\" (Airlock records the model's manifest there)");
   std::vector<std::string> ignore = ignore_paths;
   ignore.push_back(DefaultSignaturePath(model_path));
-  AIRLOCK_ASSIGN_OR_RETURN(ModelDigest d, ComputeModelDigest(model_path, ignore));
+  SerializationOptions ser;
+  ser.ignore_paths = ResolveIgnorePaths(model_path, ignore, true);
+  AIRLOCK_ASSIGN_OR_RETURN(Manifest m, HashModel(model_path, ser));
+  if (m.resources.empty())
+    return InvalidArgument("sign: model at " + model_path +
+                           " contains no regular files after applying exclusions");
+  AIRLOCK_ASSIGN_OR_RETURN(std::string manifest_text, ManifestPredicateJson(m));
+  nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
+  if (!manifest.is_object()) return Internal("sign: cannot re-read the manifest predicate");
+  predicate["modelKind"] = IsDirectory(model_path) ? "folder" : "file";
+  predicate["serialization"] = std::move(manifest["serialization"]);
+  predicate["resources"] = std::move(manifest["resources"]);
+  std::string predicate_text;
+  try {
+    predicate_text = predicate.dump();
+  } catch (const nlohmann::json::exception&) {
+    return InvalidArgument("sign: the attestation predicate is not valid UTF-8");
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::string root, RootDigest(m.resources));
   AIRLOCK_ASSIGN_OR_RETURN(std::string statement,
-                           MakeStatement(d.name, d.root_digest, predicate_type, predicate_json));
+                           MakeStatement(m.model_name, root, predicate_type, predicate_text));
   return SignStatement(statement, key);
 }
 
 Result<VerifiedAttestation> VerifyAttestation(const std::string& model_path,
                                               const std::string& attestation_path,
                                               const std::vector<std::string>& ignore_paths,
-                                              const TrustAnchor& trust) {
+                                              const TrustAnchor& trust,
+                                              const std::string& expected_predicate_type) {
   VerifiedAttestation out;
   struct stat st {};
   if (::lstat(model_path.c_str(), &st) != 0)
@@ -430,31 +479,87 @@ Result<VerifiedAttestation> VerifyAttestation(const std::string& model_path,
     return out;
   }
   AIRLOCK_ASSIGN_OR_RETURN(VerifiedBundle vb, VerifyBundle(*text, trust));
-  out.result = std::move(vb.result);
-  if (!out.result.verified) return out;
-  out.result.verified = false;
+  VerifyResult& r = out.result;
+  r = std::move(vb.result);
+  if (!r.verified) return out;
+  r.verified = false;
   const Statement& s = vb.statement;
-  if (s.subjects.size() != 1 || s.subjects[0].sha256.empty()) {
-    out.result.failure = VerifyFailure::kMalformedBundle;
-    out.result.message = "sign: attestation must have exactly one subject with a sha256 digest";
+  auto fail = [&r](VerifyFailure f, std::string message) {
+    r.failure = f;
+    r.message = std::move(message);
+  };
+  if (!expected_predicate_type.empty() && s.predicate_type != expected_predicate_type) {
+    fail(VerifyFailure::kWrongPredicateType,
+         "sign: expected a " + expected_predicate_type + " attestation, got " +
+             (s.predicate_type == kModelSigningPredicateType ||
+                      s.predicate_type == kModelSigningPredicateTypeV01
+                  ? "a model signature (" + s.predicate_type + "); verify it without --attestation"
+                  : "predicate type " + s.predicate_type));
     return out;
   }
+  if (s.subjects.size() != 1 || s.subjects[0].sha256.empty()) {
+    fail(VerifyFailure::kMalformedBundle,
+         "sign: attestation must have exactly one subject with a sha256 digest");
+    return out;
+  }
+  r.model_name = s.subjects[0].name;
+  r.root_digest = s.subjects[0].sha256;
+  out.predicate_json = s.predicate_json;
+
+  // The manifest Airlock embeds: the same checks as a model signature's predicate.
+  nlohmann::json predicate = nlohmann::json::parse(s.predicate_json, nullptr, false);
+  if (!predicate.is_object() || !predicate.contains("resources")) {
+    fail(VerifyFailure::kUnsupported,
+         "sign: the attestation lists no resources (made by an older Airlock): it binds the "
+         "model's bytes but not its file names, so it cannot be trusted; attest the model again");
+    return out;
+  }
+  const auto kind = predicate.find("modelKind");
+  if (kind == predicate.end() || !kind->is_string() || (*kind != "file" && *kind != "folder")) {
+    fail(VerifyFailure::kMalformedBundle,
+         "sign: the attestation's modelKind is missing or not \"file\"/\"folder\"");
+    return out;
+  }
+  Statement as_manifest = s;
+  as_manifest.predicate_type = kModelSigningPredicateType;
+  auto signed_manifest = ManifestFromStatement(as_manifest);
+  if (!signed_manifest.has_value()) {
+    fail(FailureFor(signed_manifest.error()), signed_manifest.error().message());
+    return out;
+  }
+  const Manifest& expected = signed_manifest->manifest;
+  r.resources = expected.resources.size();
+  bool attested_folder = *kind == "folder";
+  if (attested_folder != IsDirectory(model_path)) {
+    fail(VerifyFailure::kModelMismatch,
+         std::string("sign: the attestation is about ") +
+             (attested_folder ? "a folder, but " : "a single file, but ") + model_path +
+             (attested_folder ? " is a file" : " is a folder"));
+    return out;
+  }
+
   std::vector<std::string> ignore = ignore_paths;
   ignore.push_back(attestation_path);
   ignore.push_back(DefaultSignaturePath(model_path));
-  AIRLOCK_ASSIGN_OR_RETURN(ModelDigest d, ComputeModelDigest(model_path, ignore));
-  out.result.model_name = s.subjects[0].name;
-  out.result.root_digest = s.subjects[0].sha256;
-  out.predicate_json = s.predicate_json;
-  if (d.root_digest != s.subjects[0].sha256) {
-    out.result.failure = VerifyFailure::kModelMismatch;
-    out.result.message = "sign: the attestation is about another model state: attested sha256:" +
-                         s.subjects[0].sha256 + ", model now sha256:" + d.root_digest;
+  SerializationOptions ser = expected.serialization;
+  std::vector<std::string> extra_ignores = ResolveIgnorePaths(model_path, ignore, true);
+  ser.ignore_paths.insert(ser.ignore_paths.end(), extra_ignores.begin(), extra_ignores.end());
+  auto actual = HashModel(model_path, ser);
+  if (!actual.has_value()) {
+    if (actual.error().code() == StatusCode::kNotFound) return actual.error();
+    fail(VerifyFailure::kModelMismatch,
+         "sign: model cannot be serialized as attested: " + actual.error().message());
     return out;
   }
-  out.result.verified = true;
-  out.result.message = "attestation " + s.predicate_type + " verified for sha256:" + d.root_digest +
-                       ", signed by " + out.result.signer;
+  r.diff = CompareManifests(expected.resources, actual->resources);
+  if (!r.diff.empty()) {
+    fail(VerifyFailure::kModelMismatch, MismatchMessage(r.diff, "its attestation"));
+    return out;
+  }
+  r.verified = true;
+  r.message = "attestation " + s.predicate_type + " verified for " + std::to_string(r.resources) +
+              (r.resources == 1 ? " file" : " files") + ", root sha256:" + r.root_digest +
+              ", signed by " + r.signer;
   return out;
 }
 

@@ -38,10 +38,25 @@ struct SigningKey {
 
 // Whom to trust: a public key (PEM/DER), or CA certificates (PEM files) for the certificate
 // method. Exactly one of the two.
+//
+// Certificate policy (stricter than model_signing; docs/signing.md lists the differences): the
+// leaf needs KeyUsage digitalSignature or ExtendedKeyUsage codeSigning, and when it carries either
+// extension that extension must allow signing (a serverAuth-only TLS certificate is refused);
+// every certificate of the chain must be valid at the verification time and carry at least a
+// 112-bit key (OpenSSL security level 2: RSA/DSA >= 2048 bits) and, for EC, at least P-256. The
+// verification time is now, because Airlock verifies no timestamp authority or transparency-log
+// entry; `at_signing_time` evaluates at the leaf's notBefore instead (model_signing's rule, for
+// archived signatures whose certificates have expired), with a warning, and never at a notBefore
+// in the future.
 struct TrustAnchor {
   std::string public_key_path;
   std::vector<std::string> ca_paths;
+  bool at_signing_time = false;
 };
+
+// The in-toto predicate types of Airlock's own attestations.
+inline constexpr char kScanAttestationType[] = "https://airlock.dev/attestations/scan/v1";
+inline constexpr char kAssessmentAttestationType[] = "https://airlock.dev/assessment/v1";
 
 struct SignOptions {
   SigningKey key;
@@ -86,6 +101,8 @@ enum class VerifyFailure {
   kUntrustedCertificate,  // chain does not reach the named CA, or the leaf may not sign
   kInconsistentManifest,  // resources do not fold into the subject digest
   kModelMismatch,         // files on disk differ from the signed manifest
+  kWrongPredicateType,    // an attestation of another kind than the one asked for
+  kVerdictNotAccepted,    // a verified attestation whose verdict is not one the caller requires
 };
 std::string_view VerifyFailureName(VerifyFailure f);
 
@@ -132,16 +149,28 @@ Result<ModelDigest> ComputeModelDigest(const std::string& model_path,
 // An attestation: `predicate_json` (an object) under `predicate_type`, about the model's digest,
 // signed with `key`. Returns the bundle JSON. The digest leaves out `ignore_paths` (pass the
 // attestation's own path when it lies inside the model), the git paths and the default signature
-// path, so it equals the root digest of a model signature over the same files.
+// path, so it equals the root digest of a model signature over the same files. Airlock adds the
+// model-signing manifest to the predicate so that the attestation binds names and shape, not only
+// bytes: "serialization" and "resources" (as in a model signature: every file's name and digest,
+// "." for a single-file model) and "modelKind" ("file" or "folder"). Errors: kInvalidArgument (a
+// predicate that is not an object or already uses one of these keys, an empty model), as
+// ComputeModelDigest.
 Result<std::string> AttestModel(const std::string& model_path,
                                 const std::vector<std::string>& ignore_paths,
                                 const std::string& predicate_type, std::string_view predicate_json,
                                 const SigningKey& key);
 
-// Verifies an attestation bundle and that its subject digest is the model's current digest
-// (computed leaving out `ignore_paths`, `attestation_path`, the git paths and the default
-// signature path).
-// `result.predicate_type` names the predicate; `predicate_json` returns it.
+// Verifies an attestation bundle: the signature (as VerifyBundle), the predicate type (when
+// `expected_predicate_type` is not empty it must be equal: kWrongPredicateType otherwise, so a
+// model signature or an assessment is not taken for a scan attestation), the embedded manifest
+// (it must fold into the subject digest) and then the model on disk, file by file, by name: a
+// renamed, added, removed or changed file, or a file where a folder was attested, fails with
+// kModelMismatch and `result.diff` naming the files. The model is hashed with the recorded
+// serialization, leaving out the recorded ignore paths plus `ignore_paths`, `attestation_path`,
+// the git paths and the default signature path. An attestation without a resource list (made
+// by earlier builds of Airlock) fails closed with kUnsupported: its digest alone does not say
+// which file held which bytes. `result.predicate_type` names the predicate; `predicate_json`
+// returns it (with the manifest keys).
 struct VerifiedAttestation {
   VerifyResult result;
   std::string predicate_json;
@@ -149,6 +178,7 @@ struct VerifiedAttestation {
 Result<VerifiedAttestation> VerifyAttestation(const std::string& model_path,
                                               const std::string& attestation_path,
                                               const std::vector<std::string>& ignore_paths,
-                                              const TrustAnchor& trust);
+                                              const TrustAnchor& trust,
+                                              const std::string& expected_predicate_type);
 
 }  // namespace airlock::sign

@@ -179,8 +179,8 @@ TEST(AssessEndToEnd, SignedAssessmentVerifiesAndBreaksWhenTheModelChanges) {
                    (dir.path() / "k.key").string() + " --out " + out.string());
   ASSERT_EQ(r.first, 0) << r.second;
   auto att = (out / "m.gguf.assessment.sigstore.json").string();
-  auto verify = "verify " + model.string() + " --attestation " + att + " --key " +
-                (dir.path() / "k.pub").string();
+  auto verify = "verify " + model.string() + " --predicate-type assessment --attestation " + att +
+                " --key " + (dir.path() / "k.pub").string();
   auto ok = Airlock(verify);
   EXPECT_EQ(ok.first, 0) << ok.second;
   EXPECT_NE(ok.second.find("https://airlock.dev/assessment/v1"), std::string::npos);

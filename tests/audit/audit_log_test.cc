@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -588,4 +589,33 @@ TEST(AuditLog, RefusesAnEcdsaSigningKey) {
 }
 
 }  // namespace
+// The model name and other fields of a record come from clients: `audit show` escapes them.
+TEST(AuditShowCli, ClientChosenFieldsAreEscaped) {
+  TempDir dir("audit-show");
+  std::string path = (dir.path() / "a.db").string();
+  {
+    OpenOptions o;
+    o.signing_key_pem_path = (dir.path() / "k.pem").string();
+    o.create_signing_key = true;
+    auto log = AuditLog::Open(path, o);
+    ASSERT_TRUE(log.ok()) << log.error().message();
+    AuditRecord r = Sample(1);
+    r.model = "gpt\x1b[2J\x1b[1;1H\rforged";
+    r.actions = {"block: \x1b]0;title\x07"};
+    ASSERT_TRUE((*log)->Append(r).ok());
+  }
+  std::string cmd = std::string(AIRLOCK_EXE) + " audit show --log " + path + " 2>&1";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  EXPECT_NE(out.find("model=gpt\\x1b[2J\\x1b[1;1H\\rforged"), std::string::npos) << out;
+  EXPECT_NE(out.find("block: \\x1b]0;title\\x07"), std::string::npos) << out;
+}
+
 }  // namespace airlock::audit

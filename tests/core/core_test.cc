@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "core/hash.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "test_util.h"
 
 namespace airlock {
@@ -70,7 +71,8 @@ TEST(FileTest, MapsFilesIncludingEmptyOnes) {
   auto m = core::MappedFile::Open(p);
   ASSERT_TRUE(m.has_value()) << m.error().ToString();
   EXPECT_EQ(core::AsStringView(m->bytes()), "hello");
-  EXPECT_EQ(core::ToHex(*core::Sha256File(p)), core::ToHex(core::Sha256Of(std::string_view("hello"))));
+  EXPECT_EQ(core::ToHex(*core::Sha256File(p)),
+            core::ToHex(core::Sha256Of(std::string_view("hello"))));
 
   auto e = (dir.path() / "empty").string();
   { std::ofstream(e) << ""; }
@@ -96,3 +98,44 @@ TEST(FileTest, WriteFileAtomicReplacesContents) {
 
 }  // namespace
 }  // namespace airlock
+
+namespace airlock::core {
+namespace {
+
+TEST(TerminalSafeTest, AnsiEscapesAndNewlinesCannotReachTheTerminal) {
+  // A key or file name that would clear the screen, move the cursor and forge a table row.
+  std::string hostile = "ci\x1b[2J\x1b[1;1Hadmin\nrow\r\x07\x7f";
+  std::string safe = TerminalSafe(hostile);
+  EXPECT_EQ(safe, "ci\\x1b[2J\\x1b[1;1Hadmin\\nrow\\r\\x07\\x7f");
+  for (char c : safe) EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 || c == 0x7f);
+  EXPECT_TRUE(HasUnsafeTerminalText(hostile));
+}
+
+TEST(TerminalSafeTest, C1ControlsBidiOverridesAndInvalidUtf8AreEscaped) {
+  EXPECT_EQ(TerminalSafe("a\xc2\x9b"
+                         "31mb"),
+            "a\\u009b31mb");                                   // C1 CSI
+  EXPECT_EQ(TerminalSafe("x\xe2\x80\xaeyz"), "x\\u202eyz");    // right-to-left override
+  EXPECT_EQ(TerminalSafe("\xff\xc0\xaf"), "\\xff\\xc0\\xaf");  // invalid, overlong
+  EXPECT_EQ(TerminalSafe("back\\slash"), "back\\\\slash");
+  EXPECT_TRUE(HasUnsafeTerminalText("\xe2\x81\xa6"));  // U+2066 isolate
+  EXPECT_TRUE(HasUnsafeTerminalText("\xed\xa0\x80"));  // surrogate
+}
+
+TEST(TerminalSafeTest, ProseKeepsLinesTabsAndBackslashesButNotEscapes) {
+  // Generated text: code with "\\n" and real newlines stays readable, a token holding an OSC
+  // sequence (set the window title) or a carriage return does not act.
+  EXPECT_EQ(TerminalSafeText("printf(\"a\\n\");\n\tx\x1b]0;pwned\x07\rover"),
+            "printf(\"a\\n\");\n\tx\\x1b]0;pwned\\x07\\rover");
+  EXPECT_EQ(TerminalSafeText("\xc2\x9b"), "\\u009b");
+}
+
+TEST(TerminalSafeTest, PrintableUtf8PassesUnchanged) {
+  std::string text = "modèle Qwen2.5 — 模型 🙂 model.safetensors";
+  EXPECT_EQ(TerminalSafe(text), text);
+  EXPECT_FALSE(HasUnsafeTerminalText(text));
+  EXPECT_FALSE(HasUnsafeTerminalText(""));
+}
+
+}  // namespace
+}  // namespace airlock::core

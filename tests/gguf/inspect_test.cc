@@ -104,6 +104,17 @@ TEST(Inspect, GgufSummary) {
   EXPECT_TRUE(s->warnings.empty()) << s->warnings[0];
 }
 
+TEST(Inspect, TextEscapesThePathAndWarnings) {
+  std::string bytes = TinyModel();
+  auto s = InspectBuffer(core::AsBytes(bytes), "m\x1b[2J.gguf");
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  s->warnings.push_back("from the file: \x1b]0;title\x07");
+  std::string text = RenderInspectText(*s);
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+  EXPECT_NE(text.find("m\\x1b[2J.gguf"), std::string::npos) << text;
+}
+
 TEST(Inspect, RejectsOtherFormatsAndCorruptFiles) {
   EXPECT_EQ(InspectBuffer(core::AsBytes(std::string("hello world")), "x").status().code(),
             StatusCode::kUnsupported);

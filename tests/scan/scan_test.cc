@@ -257,5 +257,18 @@ TEST(ReportTest, TextNamesVerdictRuleAndLocation) {
   EXPECT_EQ(text.find("\033["), std::string::npos);
 }
 
+TEST(ReportTest, TextEscapesHostileFileAndMemberNames) {
+  // A file or archive member named to clear the screen and forge a "clean" line.
+  ScanReport report = SampleReport();
+  report.files[0].path = "m\033[2J\rclean        ok.pkl\n";
+  report.files[0].findings[0].member = "a\033]0;title\007.pkl";
+  std::string text = RenderText(report, /*color=*/false, /*verbose=*/false);
+  EXPECT_EQ(text.find('\033'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\007'), std::string::npos) << text;
+  EXPECT_NE(text.find("m\\x1b[2J\\rclean"), std::string::npos) << text;
+  EXPECT_NE(text.find("a\\x1b]0;title\\x07.pkl"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace airlock::scan

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <thread>
 
 #include "test_util.h"
@@ -127,6 +130,75 @@ TEST(KeyStore, RequestAndTokenRateLimits) {
   EXPECT_FALSE((*store)->Reserve(t, 30).ok());  // 80 reserved + 30 > 100
   (*store)->Reconcile(*a, 20);                  // actual was 20: frees room in the window
   EXPECT_TRUE((*store)->Reserve(t, 30).ok());
+}
+
+// Key names and models reach the operator's terminal through `keys list`: control sequences are
+// refused at creation, and an empty model name (which could read as "all models") too.
+TEST(KeyStore, NamesWithControlCharactersAreRefused) {
+  TempDir dir("keys-names");
+  auto store = KeyStore::Open((dir.path() / "k.db").string());
+  ASSERT_TRUE(store.ok());
+  for (std::string name :
+       {std::string("ci\x1b[2J"), std::string("ci\nadmin"), std::string("ci\rforged"),
+        std::string("a\0b", 3), std::string("bidi\xe2\x80\xae"), std::string("\xff")}) {
+    auto k = (*store)->Create(name, {"m1"}, 0, 0, 0);
+    ASSERT_FALSE(k.ok()) << name;
+    EXPECT_EQ(k.error().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_FALSE((*store)->Create("ci", {""}, 0, 0, 0).ok());
+  EXPECT_FALSE((*store)->Create("ci", {"m1", "m\x1b[0m"}, 0, 0, 0).ok());
+  EXPECT_FALSE(*(*store)->HasActiveKeys());
+  EXPECT_TRUE((*store)->Create("équipe ci", {"gpt-4o-mini"}, 0, 0, 0).ok());
+}
+
+std::pair<int, std::string> RunAirlock(const std::string& args) {
+  std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>&1";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(KeysCli, EmptyModelsListIsAnError) {
+  TempDir dir("keys-cli-models");
+  std::string db = (dir.path() / "k.db").string();
+  auto empty = RunAirlock("keys create --db " + db + " --name ci --models ''");
+  EXPECT_EQ(empty.first, 3) << empty.second;
+  EXPECT_NE(empty.second.find("--models"), std::string::npos) << empty.second;
+  auto listed = RunAirlock("keys list --db " + db);
+  EXPECT_EQ(listed.second.find("(all)"), std::string::npos) << listed.second;  // nothing created
+  EXPECT_EQ(RunAirlock("keys create --db " + db + " --name \"$(printf 'ci\\033[2J')\"").first, 3);
+}
+
+TEST(KeysCli, ListEscapesNamesWrittenByAnotherTool) {
+  // A database written by an older Airlock or edited by hand can still hold hostile names.
+  TempDir dir("keys-cli-list");
+  auto path = dir.path() / "k.db";
+  {
+    auto store = KeyStore::Open(path.string());
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Create("ci", {"m1"}, 0, 0, 0).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE keys SET name = 'ci' || char(27) || '[2J' || char(10) || "
+                         "'forged-row active', models = '[\"m\\u001b]0;t\\u0007\"]'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto listed = RunAirlock("keys list --db " + path.string());
+  EXPECT_EQ(listed.first, 0) << listed.second;
+  EXPECT_EQ(listed.second.find('\x1b'), std::string::npos) << listed.second;
+  EXPECT_EQ(listed.second.find('\x07'), std::string::npos) << listed.second;
+  EXPECT_NE(listed.second.find("ci\\x1b[2J\\nforged-row"), std::string::npos) << listed.second;
+  EXPECT_NE(listed.second.find("m\\x1b]0;t\\x07"), std::string::npos) << listed.second;
+  // Header plus exactly one row: the newline did not forge a second one.
+  EXPECT_EQ(std::count(listed.second.begin(), listed.second.end(), '\n'), 2);
 }
 
 }  // namespace

@@ -467,7 +467,8 @@ TEST_F(SignFixture, AttestationBindsToTheModelDigest) {
   WriteText(att, *bundle);
   TrustAnchor trust;
   trust.public_key_path = (keys_ / "signing-key-pub.pem").string();
-  auto ok = VerifyAttestation(model_.string(), att.string(), ignore, trust);
+  auto ok = VerifyAttestation(model_.string(), att.string(), ignore, trust,
+                              "https://airlock.dev/scan/v1");
   ASSERT_TRUE(ok.has_value());
   EXPECT_TRUE(ok->result.verified) << ok->result.message;
   EXPECT_EQ(ok->result.predicate_type, "https://airlock.dev/scan/v1");
@@ -476,9 +477,47 @@ TEST_F(SignFixture, AttestationBindsToTheModelDigest) {
   SignOrDie();
   EXPECT_EQ(ok->result.root_digest, StatementOf(Sig()).subjects[0].sha256);
   WriteText(model_ / "signme-1", "changed");
-  auto changed = VerifyAttestation(model_.string(), att.string(), ignore, trust);
+  auto changed = VerifyAttestation(model_.string(), att.string(), ignore, trust, "");
   ASSERT_TRUE(changed.has_value());
   EXPECT_EQ(changed->result.failure, VerifyFailure::kModelMismatch);
+  EXPECT_EQ(changed->result.diff.modified_files, std::vector<std::string>{"signme-1"});
+  // Asked for another kind of attestation, the same bundle fails before any hashing.
+  auto other =
+      VerifyAttestation(model_.string(), att.string(), ignore, trust, kScanAttestationType);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->result.failure, VerifyFailure::kWrongPredicateType);
+}
+
+TEST_F(SignFixture, AttestationRecordsEveryResourceByName) {
+  std::vector<std::string> ignore = {(model_ / "ignore-me").string()};
+  auto bundle = AttestModel(model_.string(), ignore, kScanAttestationType, R"({"verdict":"clean"})",
+                            KeySign().key);
+  ASSERT_TRUE(bundle.has_value()) << bundle.error().message();
+  fs::path att = tmp_.path() / "scan.json";
+  WriteText(att, *bundle);
+  nlohmann::json predicate = nlohmann::json::parse(StatementOf(att).predicate_json);
+  EXPECT_EQ(predicate["modelKind"], "folder");
+  EXPECT_EQ(predicate["verdict"], "clean");
+  // The same resources as the model signature over the same files.
+  SignOrDie();
+  nlohmann::json signature = nlohmann::json::parse(StatementOf(Sig()).predicate_json);
+  EXPECT_EQ(predicate["resources"], signature["resources"]);
+  // A predicate may not smuggle its own manifest in.
+  EXPECT_FALSE(AttestModel(model_.string(), ignore, kScanAttestationType, R"({"resources":[]})",
+                           KeySign().key)
+                   .has_value());
+  // Two files swapping their contents keep the root digest only if the order is unchanged;
+  // swapping names is caught by name in any case.
+  std::string one = ReadText(model_ / "signme-1"), two = ReadText(model_ / "signme-2");
+  WriteText(model_ / "signme-1", two);
+  WriteText(model_ / "signme-2", one);
+  TrustAnchor trust;
+  trust.public_key_path = (keys_ / "signing-key-pub.pem").string();
+  auto swapped =
+      VerifyAttestation(model_.string(), att.string(), ignore, trust, kScanAttestationType);
+  ASSERT_TRUE(swapped.has_value());
+  EXPECT_EQ(swapped->result.failure, VerifyFailure::kModelMismatch);
+  EXPECT_EQ(swapped->result.diff.modified_files.size(), 2u);
 }
 
 TEST(EncodingTest, PythonBytesReprMatchesPython) {

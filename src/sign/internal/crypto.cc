@@ -212,7 +212,7 @@ std::string SubjectOf(X509* cert) {
 }
 
 Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
-                              const std::vector<X509Ptr>& anchors) {
+                              const std::vector<X509Ptr>& anchors, bool at_signing_time) {
   std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
   std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
       sk_X509_new_null(), [](STACK_OF(X509) * s) { sk_X509_free(s); });
@@ -223,27 +223,56 @@ Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermedia
   for (const auto& i : intermediates) sk_X509_push(untrusted.get(), i.get());
   if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get()) != 1)
     return Internal("sign: cannot initialise certificate verification");
-  // model_signing evaluates the chain at the moment the signing certificate became valid.
-  struct tm tm {};
-  if (ASN1_TIME_to_tm(X509_get0_notBefore(leaf), &tm) != 1)
-    return PermissionDenied("sign: untrusted certificate: unreadable notBefore");
-  time_t at = timegm(&tm);
+  // Without a verified timestamp the only trusted time is the clock. At the caller's request
+  // (archived signatures), the leaf's notBefore as model_signing does; a notBefore in the future
+  // is no signing time at all.
+  std::time_t now = std::time(nullptr);
+  std::time_t at = now;
+  if (at_signing_time) {
+    struct tm tm {};
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(leaf), &tm) != 1)
+      return PermissionDenied("sign: untrusted certificate: unreadable notBefore");
+    at = timegm(&tm);
+    if (at > now)
+      return PermissionDenied("sign: untrusted certificate " + SubjectOf(leaf) +
+                              ": not valid before a time in the future (notBefore)");
+  }
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
   X509_VERIFY_PARAM_set_time(param, at);
   X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+  // Security level 2: every key in the chain >= 112 bits (RSA/DSA >= 2048), no SHA-1 signatures.
+  X509_VERIFY_PARAM_set_auth_level(param, 2);
   int ok = X509_verify_cert(ctx.get());
   ERR_clear_error();
   if (ok != 1) {
     int err = X509_STORE_CTX_get_error(ctx.get());
+    X509* failed = X509_STORE_CTX_get_current_cert(ctx.get());
+    std::string where = failed && failed != leaf ? " (at " + SubjectOf(failed) + ")" : "";
     return PermissionDenied("sign: untrusted certificate " + SubjectOf(leaf) + ": " +
-                            X509_verify_cert_error_string(err));
+                            X509_verify_cert_error_string(err) + where);
+  }
+  // Level 2 lets EC keys down to 224 bits through; model signing uses P-256 and up.
+  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+  for (int i = 0; chain && i < sk_X509_num(chain); ++i) {
+    X509* cert = sk_X509_value(chain, i);
+    EVP_PKEY* key = X509_get0_pubkey(cert);
+    if (!key) return PermissionDenied("sign: untrusted certificate: unreadable public key");
+    if (EVP_PKEY_base_id(key) == EVP_PKEY_EC && EVP_PKEY_get_bits(key) < 256)
+      return PermissionDenied("sign: untrusted certificate " + SubjectOf(cert) + ": EC key of " +
+                              std::to_string(EVP_PKEY_get_bits(key)) +
+                              " bits (P-256 or stronger required)");
   }
   std::uint32_t flags = X509_get_extension_flags(leaf);
-  bool digital_signature =
-      (flags & EXFLAG_KUSAGE) && (X509_get_key_usage(leaf) & KU_DIGITAL_SIGNATURE);
-  bool code_signing =
-      (flags & EXFLAG_XKUSAGE) && (X509_get_extended_key_usage(leaf) & XKU_CODE_SIGN);
-  if (!digital_signature && !code_signing)
+  bool has_key_usage = flags & EXFLAG_KUSAGE;
+  bool has_extended_key_usage = flags & EXFLAG_XKUSAGE;
+  if (has_key_usage && !(X509_get_key_usage(leaf) & KU_DIGITAL_SIGNATURE))
+    return PermissionDenied("sign: signing certificate " + SubjectOf(leaf) +
+                            " may not sign: its KeyUsage lacks digitalSignature");
+  if (has_extended_key_usage && !(X509_get_extended_key_usage(leaf) & XKU_CODE_SIGN))
+    return PermissionDenied("sign: signing certificate " + SubjectOf(leaf) +
+                            " may not sign models: its ExtendedKeyUsage lacks codeSigning (a TLS "
+                            "serverAuth/clientAuth certificate is no code signer)");
+  if (!has_key_usage && !has_extended_key_usage)
     return PermissionDenied("sign: signing certificate " + SubjectOf(leaf) +
                             " may not sign (needs KeyUsage digitalSignature or ExtendedKeyUsage "
                             "codeSigning)");

@@ -54,10 +54,12 @@ std::string DerOf(X509* cert);
 std::string SubjectOf(X509* cert);
 
 // Verifies that `leaf` chains through `intermediates` to one of `anchors` (a user-named CA may be
-// an intermediate), evaluated at the leaf's notBefore as model_signing does, and that the leaf
-// may sign (KeyUsage digitalSignature or ExtendedKeyUsage codeSigning). Errors:
-// kPermissionDenied with OpenSSL's reason.
+// an intermediate) under the policy documented at TrustAnchor (sign/sign.h): every certificate
+// valid now (or, with `at_signing_time`, at the leaf's notBefore, which must not lie in the
+// future), keys of OpenSSL security level 2 and EC >= P-256, and a leaf that may sign: KeyUsage,
+// when present, includes digitalSignature; ExtendedKeyUsage, when present, includes codeSigning;
+// at least one of the two is present. Errors: kPermissionDenied with the reason.
 Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
-                              const std::vector<X509Ptr>& anchors);
+                              const std::vector<X509Ptr>& anchors, bool at_signing_time);
 
 }  // namespace airlock::sign::internal
