@@ -335,6 +335,16 @@ class Analyzer {
               "text no official template has, placed after the user's message: " + shown,
               piece.offset);
           break;
+        case TextPlacement::kAfterConversation:
+          // Text after the conversation reaches the model after the newest user message too, but
+          // vendors' own templates (tool instructions, answer prefills) put text there: a reviewer
+          // decides (inconclusive); credential requests and concealment still make it malicious.
+          Add("template.injected-after-conversation", S::kMedium,
+              "text no official template has, after the conversation or in the generation "
+              "prompt: " +
+                  shown,
+              piece.offset);
+          break;
         default:
           Add("template.injected-text", S::kMedium,
               "text no official template has, in " + where + ": " + shown, piece.offset);
@@ -644,6 +654,8 @@ const char* PlacementName(TextPlacement p) {
       return "every assistant, system or tool message";
     case TextPlacement::kUserTurns:
       return "every user turn";
+    case TextPlacement::kAfterConversation:
+      return "after the conversation (generation prompt)";
     case TextPlacement::kAfterUser:
       return "after the user's message";
   }

@@ -22,8 +22,9 @@
 //   template.injected-text        in a default system prompt, a preamble, the first turn, or
 //                                  assistant/system/tool turns (medium: inconclusive)
 //   template.injected-user-turn   attached to every user turn (high)
-//   template.injected-after-user  after the user's message, after the conversation or in the
-//                                  generation prompt (high)
+//   template.injected-after-user  inside every user turn, after the user's own text (high)
+//   template.injected-after-conversation  after the last message or in the generation prompt
+//                                  (medium: inconclusive; vendors' tool instructions live there)
 //   template.injected-credential-request  also asks for passwords, keys, codes (high)
 //   template.injected-concealment         also tells the model to hide it (high)
 //   template.prompt-text          natural-language text of an official template (info)
@@ -53,12 +54,14 @@ struct TemplateFinding {
 
 // Where a piece of template text lands in the prompt, least to most exposed to the user's turns.
 enum class TextPlacement {
-  kDefaultSystem,  // only when the conversation has no system message (a default system prompt)
-  kPreamble,       // before the conversation every time, or in a macro/variable used elsewhere
-  kFirstTurn,      // with the first message only
-  kOtherTurns,     // with every assistant, system or tool message
-  kUserTurns,      // with every user message (or every message)
-  kAfterUser,      // after a user's message, after the conversation, or in the generation prompt
+  kDefaultSystem,      // only when the conversation has no system message (a default system prompt)
+  kPreamble,           // before the conversation every time, or in a macro/variable used elsewhere
+  kFirstTurn,          // with the first message only
+  kOtherTurns,         // with every assistant, system or tool message
+  kAfterConversation,  // after the last message, or in the generation prompt (vendors put tool
+                       // instructions and answer prefills there)
+  kUserTurns,          // with every user message (or every message)
+  kAfterUser,          // inside a user's turn, after the user's own text
 };
 const char* PlacementName(TextPlacement p);
 

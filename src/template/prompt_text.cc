@@ -224,7 +224,7 @@ class Collector {
  private:
   static TextPlacement Place(const Ctx& ctx, bool after_content, bool after_loop) {
     const Guard& g = ctx.guard;
-    if (g.gen_prompt) return TextPlacement::kAfterUser;
+    if (g.gen_prompt) return TextPlacement::kAfterConversation;
     if (ctx.turn_loops > 0) {
       bool user = (g.roles & kUser) != 0;
       if (user && after_content) return TextPlacement::kAfterUser;
@@ -235,7 +235,7 @@ class Collector {
       return user ? TextPlacement::kUserTurns : TextPlacement::kOtherTurns;
     }
     if (g.no_system) return TextPlacement::kDefaultSystem;
-    return after_loop ? TextPlacement::kAfterUser : TextPlacement::kPreamble;
+    return after_loop ? TextPlacement::kAfterConversation : TextPlacement::kPreamble;
   }
 
   bool Step() {
