@@ -410,9 +410,7 @@ void Scanner::Scan(const Target& t) {
       AnalyzeTfGraph(*this, t);
       return;
     case Format::kPythonSource:
-      Add(t, "code.python-source", Severity::kMedium,
-          "Python source file: code shipped with a model runs with the loader's privileges "
-          "(e.g. trust_remote_code) and needs review");
+      AnalyzePython(*this, t);
       return;
     case Format::kNotebook:
       Add(t, "code.notebook", Severity::kMedium,

@@ -66,10 +66,13 @@ TEST(ScanBufferTest, ExecutablesAndCodeAreFlagged) {
       "ELF\x02\x01\x01\x00",
       8);
   EXPECT_EQ(ScanBuffer(Bytes(elf), "libcustom.so", {}).verdict, Verdict::kMalicious);
+  // Every .py file needs review; one that runs a process is malicious (issue #12, class 6).
   std::string py = "import os\nos.system('id')\n";
   auto r = ScanBuffer(Bytes(py), "modeling_custom.py", {});
-  EXPECT_EQ(r.verdict, Verdict::kInconclusive);
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
   EXPECT_EQ(r.findings.at(0).rule_id, "code.python-source");
+  auto plain = ScanBuffer(Bytes(std::string("import torch\nx = torch.zeros(3)\n")), "m.py", {});
+  EXPECT_EQ(plain.verdict, Verdict::kInconclusive);
 }
 
 TEST(ScanBufferTest, ImagesAreCleanButImageZipPolyglotsAreNot) {

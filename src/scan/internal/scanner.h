@@ -130,6 +130,7 @@ void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
                            std::optional<std::uint64_t> offset);  // template_analyzer.cc
 
 void AnalyzeHdf5(Scanner& s, const Target& t);     // keras_analyzer.cc
+void AnalyzePython(Scanner& s, const Target& t);   // python_analyzer.cc
 void AnalyzeYaml(Scanner& s, const Target& t);     // yaml_analyzer.cc
 void AnalyzeTfGraph(Scanner& s, const Target& t);  // tensorflow_analyzer.cc
 // Judges a Keras model config (the JSON in an .h5 `model_config` attribute or a .keras
