@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Airlock needs to build, test, fuzz and benchmark.
 # Idempotent: packages already present are skipped, so running it twice costs a dpkg query.
+# `--oracle` adds the packages of the opt-in scanner oracle (tools/oracle/run-oracle.sh).
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,11 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
 )
+# `setup.sh --oracle`: also the real loaders and the sandbox that tools/oracle/run-oracle.sh
+# detonates crafted files with (opt-in: python3-torch alone pulls in ~170 packages).
+if [ "${1:-}" = "--oracle" ]; then
+  packages+=(python3-torch python3-numpy python3-joblib bubblewrap)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
