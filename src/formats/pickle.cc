@@ -847,7 +847,10 @@ class Machine {
     if (args != kNoValue) {
       e.args = Summary(args);
       CollectBytes(args, e.byte_args);
-      if (values_[args].kind == VK::kTuple) {
+      const Ref* g = GlobalOf(callee);
+      bool describe =
+          !limits_.describe_args_of || (g != nullptr && limits_.describe_args_of(g->qualname));
+      if (describe && values_[args].kind == VK::kTuple) {
         const auto* items = Items(args);
         e.args_known = items != nullptr && items->size() == values_[args].count;
         int budget = kMaxArgNodes;

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,6 +28,9 @@ struct Limits {
   std::uint64_t max_stack = 1'000'000;           // stack depth plus marks
   std::uint64_t max_decoded_bytes = 256u << 20;  // text-opcode strings decoded into memory
   std::uint64_t max_events = 100'000;            // events kept per stream (more are counted)
+  // When set, Event::call_args is filled only for calls of globals whose qualname it accepts
+  // (the scanner asks only for callables it has declared effects for); unset: every call.
+  std::function<bool(std::string_view qualname)> describe_args_of;
 };
 
 enum class EventKind {

@@ -373,7 +373,7 @@ constexpr DenyRule kDeny[] = {
 };
 
 // Callables whose bytes arguments are themselves deserialized (always scanned).
-bool IsLoader(const std::string& full) {
+const std::unordered_set<std::string>& Loaders() {
   static const std::unordered_set<std::string> kLoaders = {
       "pickle.loads",
       "pickle.load",
@@ -398,7 +398,27 @@ bool IsLoader(const std::string& full) {
       "torch.utils.data.datapipes.utils.decoder.basichandlers",
       "marshal.loads",
   };
-  return kLoaders.count(full) != 0;
+  return kLoaders;
+}
+bool IsLoader(const std::string& full) { return Loaders().count(full) != 0; }
+
+// The last dotted component of every allow-listed name with effects and of every loader: the
+// calls whose arguments the emulator describes structurally (a superset is harmless).
+const std::unordered_set<std::string_view>& EffectfulQualnames() {
+  static const std::unordered_set<std::string_view> kNames = [] {
+    static std::vector<std::string> storage;
+    std::unordered_set<std::string_view> names;
+    auto add = [&](const std::string& full) {
+      storage.push_back(full.substr(full.rfind('.') + 1));
+    };
+    for (const auto& [name, effects] : AllowList()) {
+      if (!effects.empty()) add(name);
+    }
+    for (const std::string& loader : Loaders()) add(loader);
+    for (const std::string& n : storage) names.insert(n);
+    return names;
+  }();
+  return kNames;
 }
 
 std::vector<std::string> SplitDots(std::string_view s) {
@@ -507,6 +527,10 @@ class PickleAnalysis {
   PickleAnalysis(Scanner& s, const Target& t) : s_(s), t_(t) {
     limits_.max_ops = s.limits().max_pickle_ops;
     limits_.max_memo = s.limits().max_pickle_memo;
+    // Structured arguments are only needed where an effect or a loader will look at them.
+    limits_.describe_args_of = [](std::string_view qualname) {
+      return EffectfulQualnames().count(qualname) != 0;
+    };
   }
 
   void Run() {
