@@ -333,8 +333,13 @@ class Analyzer {
         statement_start = true;
         continue;
       }
-      // An attribute of something else (x.os.system): only whole chains are resolved.
-      if (k > 0 && t_[k - 1].kind == Tok::kOp && t_[k - 1].text == ".") continue;
+      // An attribute of something else (x.os.system, (os).system, mods[0].popen): whole chains
+      // are resolved from their first name; an attribute named like a process function is
+      // judged by name when the module imports os, subprocess or pty at all.
+      if (k > 0 && t_[k - 1].kind == Tok::kOp && t_[k - 1].text == ".") {
+        AttributeByName(tok);
+        continue;
+      }
       std::size_t end = k;
       std::string chain = Chain(k, &end);
       std::string full = Resolve(chain);
@@ -462,6 +467,9 @@ class Analyzer {
 
   void Imported(const std::string& module, std::uint64_t offset) {
     if (out_.imports.size() < 512) out_.imports.push_back(module);
+    imports_process_module_ |= StartsWithDotted(module, "os") ||
+                               StartsWithDotted(module, "subprocess") ||
+                               StartsWithDotted(module, "pty") || StartsWithDotted(module, "posix");
     importing_ = true;
     Reference(module, offset, false, 0);
     importing_ = false;
@@ -498,6 +506,20 @@ class Analyzer {
         if (first && OutsidePath(*first)) {
           Signal(PySignalKind::kWriteOutside, offset, full + "('" + Printable(*first, 60) + "')");
         }
+      }
+    }
+  }
+
+  void AttributeByName(const Token& tok) {
+    static constexpr std::string_view kProcessAttrs[] = {
+        "system", "popen",  "Popen",   "check_output", "check_call",   "getoutput",
+        "execv",  "execve", "execvp",  "execvpe",      "execl",        "execlp",
+        "spawnv", "spawnl", "spawnvp", "posix_spawn",  "posix_spawnp", "startfile"};
+    if (!imports_process_module_) return;
+    for (std::string_view a : kProcessAttrs) {
+      if (tok.text == a) {
+        Signal(PySignalKind::kProcess, tok.offset, "<expression>." + std::string(a));
+        return;
       }
     }
   }
@@ -598,6 +620,7 @@ class Analyzer {
   std::string decoder_name_;
   std::uint64_t literal_bytes_ = 0;
   bool importing_ = false;  // references made by an import statement
+  bool imports_process_module_ = false;
 };
 
 }  // namespace

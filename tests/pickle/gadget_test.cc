@@ -120,6 +120,17 @@ TEST(GadgetClass1, Protocol4AndListArguments) {
   EXPECT_TRUE(NestedFinding(r, "os.system")) << Dump(r);
 }
 
+TEST(GadgetClass1, GadgetCalledThroughObjAndInst) {
+  // OBJ: MARK callable args... OBJ; INST: MARK args... INST module\nname\n.
+  std::string args = kLoadFromBytes + "ctorch\nTensor\n(" + B(kProto0System) + "t}";
+  auto obj = Scan(Proto(2) + "(ctorch._tensor\n_rebuild_from_type_v2\n" + args + "o.");
+  EXPECT_EQ(obj.verdict, Verdict::kMalicious) << Dump(obj);
+  EXPECT_TRUE(NestedFinding(obj, "os.system")) << Dump(obj);
+  auto inst = Scan("(" + args + "itorch._tensor\n_rebuild_from_type_v2\n.");
+  EXPECT_EQ(inst.verdict, Verdict::kMalicious) << Dump(inst);
+  EXPECT_TRUE(NestedFinding(inst, "os.system")) << Dump(inst);
+}
+
 TEST(GadgetClass1, LoaderOutsideTheAllowListReachedThroughAGadget) {
   auto r = Scan(Proto(2) + RebuildFromType("cpickle\nloads\n", "(" + B(kProto0System) + "t") + ".");
   EXPECT_EQ(r.verdict, Verdict::kMalicious) << Dump(r);

@@ -52,6 +52,10 @@ TEST(PythonSource, ProcessCallsThroughImportsAndAliases) {
   EXPECT_TRUE(HasSignal("import os\ngetattr(os, 'system')('id')\n", PySignalKind::kProcess));
   EXPECT_TRUE(
       HasSignal("import os\ngetattr(os, 'sys' + 'tem')('id')\n", PySignalKind::kReflection));
+  // Attribute access on an expression: judged by the attribute's name.
+  EXPECT_TRUE(HasSignal("import os\n(os).system('id')\n", PySignalKind::kProcess));
+  EXPECT_TRUE(HasSignal("import os as o\nm = [o]\nm[0].popen('id')\n", PySignalKind::kProcess));
+  EXPECT_FALSE(HasSignal("import torch\nself.system = 1\n", PySignalKind::kProcess));
   auto r = ScanPy("import subprocess\nsubprocess.Popen(['sh', '-c', 'id'])\n");
   EXPECT_EQ(r.verdict, Verdict::kMalicious) << Rules(r);
   EXPECT_TRUE(HasRule(r, "python.process")) << Rules(r);
