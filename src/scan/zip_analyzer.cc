@@ -340,9 +340,11 @@ void AnalyzeZip(Scanner& s, const Target& t) {
           records.sizes[r.name.substr(data_dir.size())] = r.uncompressed_size;
         }
       }
+      // Restored afterwards: this zip may itself be bytes inside an outer archive's data.pkl.
+      const Scanner::TorchRecords* outer = s.torch_records();
       s.SetTorchRecords(&records);
       s.ScanChild(t, member->data, e.name);
-      s.SetTorchRecords(nullptr);
+      s.SetTorchRecords(outer);
       continue;
     }
     s.ScanChild(t, member->data, e.name);

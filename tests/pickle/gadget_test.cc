@@ -233,6 +233,27 @@ TEST(GadgetClass3, TorchStorageLargerThanItsRecordIsFlagged) {
   EXPECT_TRUE(HasRule(negative, "pickle.storage-overflow")) << Dump(negative);
 }
 
+TEST(GadgetClass3, StorageCheckSurvivesANestedTorchZip) {
+  // data.pkl first loads a (benign) torch zip from bytes, then declares an oversized storage.
+  std::string inner = TorchZip(4, 16);
+  std::string pkl =
+      Proto(2) + "}" + S("X\x01\x00\x00\x00") + "a" + kLoadFromBytes + B(inner) + "\x85Rs" +
+      S("X\x01\x00\x00\x00") + "w" +
+      S("ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+        "X\x01\x00\x00\x00"
+        "0X\x03\x00\x00\x00"
+        "cpu") +
+      "J" + Le(1'000'000, 4) +
+      S("tQK\x00K\x01\x85K\x01\x85\x89"
+        "ccollections\nOrderedDict\n)RtRs.");
+  auto r =
+      Scan(airlock::testing::WriteZip({{.name = "archive/data.pkl", .data = pkl},
+                                       {.name = "archive/data/0", .data = std::string(16, '\1')},
+                                       {.name = "archive/version", .data = "3\n"}}),
+           "model.pt");
+  EXPECT_TRUE(HasRule(r, "pickle.storage-overflow")) << Dump(r);
+}
+
 // ---- class 2: numpy dtype semantics (joblib NumpyArrayWrapper) -------------------------------
 
 // numpy.dtype(typestr, False, True) as pickled by numpy, with an optional BUILD state.
