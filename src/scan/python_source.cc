@@ -409,8 +409,9 @@ class Analyzer {
   }
 
   // `from X import ...` (not `raise e from x` or `yield from x`).
-  bool IsFromImport(std::size_t k) const {
+  bool IsFromImport(std::size_t k) {
     for (std::size_t j = k; j < t_.size() && j < k + 256; ++j) {
+      if (!Spend()) return false;
       if (t_[j].kind == Tok::kNewline) return false;
       if (t_[j].kind == Tok::kName && t_[j].text == "import") return true;
       if (t_[j].kind != Tok::kName && !(t_[j].kind == Tok::kOp && t_[j].text == ".")) return false;
@@ -559,6 +560,7 @@ class Analyzer {
     std::size_t arg_index = 0;
     bool outside = false, write = false, keyword_mode = false;
     for (std::size_t j = args + 1; j < t_.size() && j < args + 512; ++j) {
+      if (!Spend()) return;
       const Token& tok = t_[j];
       if (tok.kind == Tok::kOp && (tok.text == "(" || tok.text == "[" || tok.text == "{")) ++depth;
       if (tok.kind == Tok::kOp && (tok.text == ")" || tok.text == "]" || tok.text == "}")) {
@@ -601,6 +603,18 @@ class Analyzer {
     }
   }
 
+  // Look-ahead (open() arguments, `from ... import`) is bounded per construct and in total, so
+  // that nested constructs cannot make the analysis quadratic; past the budget the result is
+  // marked truncated (inconclusive).
+  bool Spend() {
+    if (lookahead_budget_ == 0) {
+      out_.truncated = true;
+      return false;
+    }
+    --lookahead_budget_;
+    return true;
+  }
+
   void Signal(PySignalKind kind, std::uint64_t offset, std::string detail) {
     has_kind_.insert(kind);
     if (out_.signals.size() >= limits_.max_signals) return;
@@ -621,6 +635,7 @@ class Analyzer {
   std::uint64_t literal_bytes_ = 0;
   bool importing_ = false;  // references made by an import statement
   bool imports_process_module_ = false;
+  std::uint64_t lookahead_budget_ = 4'000'000;
 };
 
 }  // namespace

@@ -129,6 +129,10 @@ TEST(PythonSource, NonAsciiIdentifiersAndHostileText) {
   auto capped = AnalyzePythonSource(std::string(1000, '+'), {.max_tokens = 10});
   EXPECT_TRUE(capped.truncated);
   EXPECT_NE(ScanPy(std::string(3'000'000, ';')).verdict, Verdict::kClean);
+  // Nested open( calls each look ahead for their arguments: bounded in total, then truncated.
+  std::string nested;
+  for (int i = 0; i < 200'000; ++i) nested += "open(";
+  EXPECT_TRUE(AnalyzePythonSource(nested).truncated);
 }
 
 TEST(PythonSource, AutoMapCodeInAModelFolderIsRead) {
