@@ -89,6 +89,7 @@ constexpr std::size_t kMaxCarriedBytes = 64u << 20;
 constexpr int kMaxArgDepth = 6;
 constexpr std::size_t kMaxArgItems = 16;
 constexpr int kMaxArgNodes = 96;
+constexpr std::uint64_t kMaxArgNodesPerStream = 200'000;
 // A memo key from which CPython's memo array (8 bytes per slot, doubled) exceeds 64 MiB.
 constexpr std::uint64_t kHugeMemoIndex = 1u << 22;
 
@@ -850,7 +851,11 @@ class Machine {
       const Ref* g = GlobalOf(callee);
       bool describe =
           !limits_.describe_args_of || (g != nullptr && limits_.describe_args_of(g->qualname));
-      if (describe && values_[args].kind == VK::kTuple) {
+      // Events past max_events are dropped (and reported); the per-stream node budget keeps a
+      // stream of many such calls from costing memory per call. Past it, arguments stay
+      // unknown (args_known false), which the scanner treats as not known statically.
+      bool kept = out_.events.size() < limits_.max_events;
+      if (describe && kept && arg_nodes_left_ > 0 && values_[args].kind == VK::kTuple) {
         const auto* items = Items(args);
         e.args_known = items != nullptr && items->size() == values_[args].count;
         int budget = kMaxArgNodes;
@@ -860,6 +865,8 @@ class Machine {
           }
           if (items->size() > kMaxArgItems) e.args_known = false;
         }
+        arg_nodes_left_ -=
+            std::min<std::uint64_t>(arg_nodes_left_, kMaxArgNodes - std::max(budget, 0));
       }
     }
     if (!extra.empty()) e.args += extra;
@@ -2004,6 +2011,7 @@ class Machine {
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, std::uint32_t> memo_;
+  std::uint64_t arg_nodes_left_ = kMaxArgNodesPerStream;  // Event::call_args nodes, all calls
   // numpy dtype objects given state by BUILD (dtype.__setstate__): value id -> state value id.
   std::unordered_map<std::uint32_t, std::uint32_t> dtype_state_;
 };
