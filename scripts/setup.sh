@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Airlock needs to build, test, fuzz and benchmark.
 # Idempotent: packages already present are skipped, so running it twice costs a dpkg query.
-# `setup.sh --with-go` also installs Go and golang.org/x/mod (Debian packages) for the opt-in
-# `make check-note-go` (audit checkpoints verified with Go's sumdb/note); nothing else needs them.
 set -euo pipefail
 
 packages=(
@@ -14,9 +12,17 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
 )
-if [ "${1:-}" = "--with-go" ]; then
-  packages+=(golang-go golang-golang-x-mod-dev)
-fi
+# Opt-in extras, in any combination:
+#   --with-go  Go and golang.org/x/mod for `make check-note-go`
+#   --oracle   the real loaders and the sandbox that tools/oracle/run-oracle.sh detonates crafted
+#              files with (python3-torch alone pulls in ~170 packages)
+for arg in "$@"; do
+  case "$arg" in
+    --with-go) packages+=(golang-go golang-golang-x-mod-dev) ;;
+    --oracle) packages+=(python3-torch python3-numpy python3-joblib bubblewrap) ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

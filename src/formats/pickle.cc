@@ -85,6 +85,13 @@ constexpr std::uint32_t kNoValue = 0xffffffffu;
 constexpr std::size_t kMaxTrackedItemsPerContainer = 1u << 20;
 constexpr int kMaxJoblibNesting = 2;
 constexpr std::size_t kMaxCarriedBytes = 64u << 20;
+// Structured call arguments (Event::call_args): nesting depth, items per sequence, nodes per call.
+constexpr int kMaxArgDepth = 6;
+constexpr std::size_t kMaxArgItems = 16;
+constexpr int kMaxArgNodes = 96;
+constexpr std::uint64_t kMaxArgNodesPerStream = 200'000;
+// A memo key from which CPython's memo array (8 bytes per slot, doubled) exceeds 64 MiB.
+constexpr std::uint64_t kHugeMemoIndex = 1u << 22;
 
 enum class VK : std::uint8_t {
   kNone,
@@ -625,6 +632,60 @@ class Machine {
     }
   }
 
+  // The structured view of a call argument (see Arg in pickle.h), within a node budget.
+  Arg DescribeArg(std::uint32_t id, int depth, int& budget) const {
+    Arg a;
+    const Value& v = values_[id];
+    if (--budget < 0) return a;  // kObject: not described
+    switch (v.kind) {
+      case VK::kStr:
+        a.kind = Arg::Kind::kStr;
+        a.bytes = v.bytes;
+        break;
+      case VK::kBytes:
+      case VK::kByteArray:
+        a.kind = Arg::Kind::kBytes;
+        a.bytes = v.bytes;
+        break;
+      case VK::kGlobal:
+        a.kind = Arg::Kind::kGlobal;
+        a.ref = *GlobalOf(id);
+        break;
+      case VK::kTuple:
+      case VK::kList: {
+        if (depth >= kMaxArgDepth) return a;
+        a.kind = Arg::Kind::kSequence;
+        const auto* items = Items(id);
+        a.complete = items != nullptr && items->size() == v.count;
+        if (items != nullptr) {
+          for (std::size_t k = 0; k < items->size() && k < kMaxArgItems; ++k) {
+            a.items.push_back(DescribeArg((*items)[k], depth + 1, budget));
+          }
+          if (items->size() > kMaxArgItems) a.complete = false;
+        }
+        break;
+      }
+      case VK::kCallResult:
+        if (v.has_bytes) {
+          a.kind = Arg::Kind::kBytes;
+          a.bytes = v.bytes;
+        } else {
+          a.ref = RefOf(id);
+        }
+        break;
+      case VK::kPersistent:
+      case VK::kExt:
+      case VK::kBuffer:
+      case VK::kOther:
+        a.ref = RefOf(id);
+        break;
+      default:
+        a.kind = Arg::Kind::kData;
+        break;
+    }
+    return a;
+  }
+
   // Bytes an argument carries: str/bytes literals and converter results.
   void CollectBytes(std::uint32_t id, std::vector<std::span<const std::byte>>& out,
                     int depth = 0) const {
@@ -641,6 +702,27 @@ class Machine {
         }
       }
     }
+  }
+
+  // codecs.encode(text, encoding[, errors]) is evaluated only for the Latin-1 codec that
+  // torch's protocol 2 bytes use; other codecs (base64, zlib, rot13, utf-16...) transform the
+  // text, so its bytes are then not known statically.
+  enum class Codec { kLatin1, kUtf8, kOther };
+  Codec EncodeCodec(std::uint32_t args) const {
+    const auto* items = Items(args);
+    if (items == nullptr || items->size() != values_[args].count) return Codec::kOther;
+    if (items->size() == 1) return Codec::kUtf8;  // codecs.encode's default
+    if (!IsStr((*items)[1])) return Codec::kOther;
+    std::string enc;
+    for (char c : StrOf((*items)[1])) {
+      enc += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : (c == '_' ? '-' : c);
+    }
+    if (enc == "latin1" || enc == "latin-1" || enc == "iso-8859-1" || enc == "iso8859-1" ||
+        enc == "l1" || enc == "latin" || enc == "8859" || enc == "cp819" || enc == "iso-ir-100") {
+      return Codec::kLatin1;
+    }
+    if (enc == "utf-8" || enc == "utf8" || enc == "u8" || enc == "utf") return Codec::kUtf8;
+    return Codec::kOther;
   }
 
   // Symbolic evaluation of the few pure converters that turn text into bytes, so a nested
@@ -663,7 +745,12 @@ class Machine {
       values_[result].has_bytes = true;
       values_[result].bytes = b;
     };
-    if ((m == "_codecs" || m == "codecs") && q == "encode" && v0.kind == VK::kStr) {
+    Codec codec = (m == "_codecs" || m == "codecs") && q == "encode" && v0.kind == VK::kStr
+                      ? EncodeCodec(args)
+                      : Codec::kOther;
+    if (codec == Codec::kUtf8) {
+      set(v0.bytes);
+    } else if (codec == Codec::kLatin1) {
       // latin-1 encoding of the UTF-8 text (code points above U+00FF fail in CPython).
       std::string_view s = AsSv(v0.bytes);
       std::string out;
@@ -671,7 +758,7 @@ class Machine {
         auto c = static_cast<unsigned char>(s[k]);
         if (c < 0x80) {
           out += static_cast<char>(c);
-        } else if ((c & 0xe0) == 0xc0 && k + 1 < s.size()) {
+        } else if ((c == 0xc2 || c == 0xc3) && k + 1 < s.size()) {  // U+0080..U+00FF
           out +=
               static_cast<char>(((c & 0x1f) << 6) | (static_cast<unsigned char>(s[k + 1]) & 0x3f));
           ++k;
@@ -761,6 +848,26 @@ class Machine {
     if (args != kNoValue) {
       e.args = Summary(args);
       CollectBytes(args, e.byte_args);
+      const Ref* g = GlobalOf(callee);
+      bool describe =
+          !limits_.describe_args_of || (g != nullptr && limits_.describe_args_of(g->qualname));
+      // Events past max_events are dropped (and reported); the per-stream node budget keeps a
+      // stream of many such calls from costing memory per call. Past it, arguments stay
+      // unknown (args_known false), which the scanner treats as not known statically.
+      bool kept = out_.events.size() < limits_.max_events;
+      if (describe && kept && arg_nodes_left_ > 0 && values_[args].kind == VK::kTuple) {
+        const auto* items = Items(args);
+        e.args_known = items != nullptr && items->size() == values_[args].count;
+        int budget = kMaxArgNodes;
+        if (items != nullptr) {
+          for (std::size_t k = 0; k < items->size() && k < kMaxArgItems; ++k) {
+            e.call_args.push_back(DescribeArg((*items)[k], 0, budget));
+          }
+          if (items->size() > kMaxArgItems) e.args_known = false;
+        }
+        arg_nodes_left_ -=
+            std::min<std::uint64_t>(arg_nodes_left_, kMaxArgNodes - std::max(budget, 0));
+      }
     }
     if (!extra.empty()) e.args += extra;
     Emit(std::move(e));
@@ -948,10 +1055,14 @@ class Machine {
   // ---- memo ---------------------------------------------------------------------------------
   void MemoPut(std::uint64_t idx) {
     if (stack_.size() <= Fence()) Underflow();
-    if (idx > (1ull << 32) && !huge_memo_reported_) {
+    // CPython's C unpickler keeps the memo in an array indexed by the key and grows it to twice
+    // the largest key written: picklers number memo entries 0, 1, 2..., so a key far beyond the
+    // opcodes seen (LONG_BINPUT 0xffffffff: a 64 GiB array) only serves to exhaust memory.
+    if (idx >= kHugeMemoIndex && idx > out_.ops && !huge_memo_reported_) {
       huge_memo_reported_ = true;
-      Anomaly("memo index " + std::to_string(idx) +
-              " (CPython grows its memo array to this size: memory exhaustion)");
+      Anomaly("memo index " + std::to_string(idx) + " after " + std::to_string(out_.ops) +
+              " opcodes (CPython's C unpickler grows its memo array to twice this index: "
+              "memory exhaustion)");
     }
     auto [it, inserted] = memo_.insert_or_assign(idx, stack_.back());
     (void)it;
@@ -1051,6 +1162,172 @@ class Machine {
     }
   }
 
+  // ---- numpy dtypes -------------------------------------------------------------------------
+  // numpy.dtype(...) or numpy.dtypes.<X>DType(...) called in this stream.
+  bool IsDtypeObject(std::uint32_t id) const {
+    const Value& v = values_[id];
+    if (v.kind != VK::kCallResult || v.callee == kNoValue) return false;
+    const Ref* g = GlobalOf(v.callee);
+    if (g == nullptr) return false;
+    std::string m = CanonicalModule(g->module);
+    return ((m == "numpy" || m == "numpy.core.multiarray" || m == "numpy._core.multiarray") &&
+            g->qualname == "dtype") ||
+           (m == "numpy.dtypes" && g->qualname.ends_with("DType"));
+  }
+
+  struct DtypeInfo {
+    bool known = false;       // false: the dtype could not be understood statically
+    bool has_object = false;  // numpy's dtype.hasobject
+    std::uint64_t itemsize = 0;
+    // The state's flags say "no objects" while its fields or sub-array hold objects: numpy
+    // trusts the flags and reads object pointers from raw file bytes (a crash at best).
+    bool flags_disagree = false;
+  };
+
+  // dtype.hasobject and itemsize as numpy computes them for a dtype built in this stream: from
+  // its constructor argument (a typestr, or a list of (name, format[, shape]) fields) and from the
+  // state BUILD gave it (dtype.__setstate__: version, byte order, sub-array, names, fields,
+  // elsize, alignment, flags). numpy trusts the state's flags (NPY_ITEM_HASOBJECT = 1) and its
+  // fields, so any object field, object sub-array or object flag counts; anything not understood
+  // makes the dtype unknown.
+  DtypeInfo DescribeDtype(std::uint32_t id, int depth) const {
+    DtypeInfo info;
+    if (depth > 8 || !IsDtypeObject(id)) return info;
+    const Value& dv = values_[id];
+    const auto* a = dv.args != kNoValue ? Items(dv.args) : nullptr;
+    if (a == nullptr || a->empty()) return info;
+    bool flexible = false;
+    if (IsStr((*a)[0])) {
+      std::string_view typestr = StrOf((*a)[0]);
+      auto size = DtypeItemSize(typestr, &info.has_object);
+      if (!size) return info;
+      info.itemsize = *size;
+      std::string_view t = typestr;
+      if (!t.empty() && (t[0] == '<' || t[0] == '>' || t[0] == '|' || t[0] == '=')) {
+        t.remove_prefix(1);
+      }
+      flexible = !t.empty() && (t[0] == 'V' || t[0] == 'S' || t[0] == 'U' || t[0] == 'a');
+    } else {
+      DtypeInfo fields = DescribeFieldList((*a)[0], depth);
+      if (!fields.known) return info;
+      info = fields;
+    }
+    auto st = dtype_state_.find(id);
+    if (st != dtype_state_.end()) {
+      if (!ApplyDtypeState(st->second, flexible, depth, info)) return DtypeInfo{};
+    }
+    info.known = true;
+    return info;
+  }
+
+  // [(name, format[, shape]), ...] as numpy.dtype() takes it.
+  DtypeInfo DescribeFieldList(std::uint32_t list, int depth) const {
+    DtypeInfo info;
+    if (values_[list].kind != VK::kList) return info;
+    const auto* fields = Items(list);
+    if (fields == nullptr || fields->size() != values_[list].count) return info;
+    for (std::uint32_t f : *fields) {
+      const auto* parts = values_[f].kind == VK::kTuple ? Items(f) : nullptr;
+      if (parts == nullptr || parts->size() < 2 || parts->size() > 3) return DtypeInfo{};
+      DtypeInfo sub = DescribeFormat((*parts)[1], depth + 1);
+      if (!sub.known) return DtypeInfo{};
+      std::uint64_t count = 1;
+      if (parts->size() == 3 && !ShapeCount((*parts)[2], &count)) return DtypeInfo{};
+      std::uint64_t bytes = 0;
+      std::uint64_t each = sub.has_object ? 8 : sub.itemsize;
+      if (__builtin_mul_overflow(each, count, &bytes) ||
+          __builtin_add_overflow(info.itemsize, bytes, &info.itemsize)) {
+        return DtypeInfo{};
+      }
+      info.has_object |= sub.has_object;
+    }
+    info.known = true;
+    return info;
+  }
+
+  // A field format: a typestr, a nested field list, or a dtype object.
+  DtypeInfo DescribeFormat(std::uint32_t id, int depth) const {
+    if (depth > 8) return DtypeInfo{};
+    if (IsStr(id)) {
+      DtypeInfo info;
+      auto size = DtypeItemSize(StrOf(id), &info.has_object);
+      if (!size) return DtypeInfo{};
+      info.itemsize = info.has_object ? 8 : *size;
+      info.known = true;
+      return info;
+    }
+    if (values_[id].kind == VK::kList) return DescribeFieldList(id, depth);
+    DtypeInfo info = DescribeDtype(id, depth + 1);
+    if (info.known && info.has_object && info.itemsize == 0) info.itemsize = 8;
+    return info;
+  }
+
+  // An int or a tuple of ints (a sub-array shape): the element count.
+  bool ShapeCount(std::uint32_t id, std::uint64_t* count) const {
+    *count = 1;
+    if (values_[id].kind == VK::kInt) {
+      if (values_[id].i < 0) return false;
+      *count = static_cast<std::uint64_t>(values_[id].i);
+      return true;
+    }
+    const auto* dims = values_[id].kind == VK::kTuple ? Items(id) : nullptr;
+    if (dims == nullptr || dims->size() != values_[id].count) return false;
+    for (std::uint32_t d : *dims) {
+      if (values_[d].kind != VK::kInt || values_[d].i < 0 ||
+          __builtin_mul_overflow(*count, static_cast<std::uint64_t>(values_[d].i), count)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // dtype.__setstate__((version, endian, subarray, names, fields, elsize, alignment, flags[,
+  // metadata])); versions below 3 have no flags and numpy recomputes them from the fields.
+  bool ApplyDtypeState(std::uint32_t state, bool flexible, int depth, DtypeInfo& info) const {
+    const auto* s = values_[state].kind == VK::kTuple ? Items(state) : nullptr;
+    if (s == nullptr || s->size() != values_[state].count || s->size() < 5) return false;
+    const Value& version = values_[(*s)[0]];
+    if (version.kind != VK::kInt) return false;
+    std::uint32_t subarray = (*s)[2];
+    std::uint32_t fields = (*s)[4];
+    if (values_[subarray].kind != VK::kNone) {
+      const auto* sa = values_[subarray].kind == VK::kTuple ? Items(subarray) : nullptr;
+      if (sa == nullptr || sa->size() != 2) return false;
+      DtypeInfo base = DescribeFormat((*sa)[0], depth + 1);
+      std::uint64_t count = 1;
+      if (!base.known || !ShapeCount((*sa)[1], &count)) return false;
+      info.has_object |= base.has_object;
+    }
+    if (values_[fields].kind != VK::kNone) {
+      const auto* kv = values_[fields].kind == VK::kDict ? Items(fields) : nullptr;
+      // DICT counts pairs, SETITEMS counts keys and values: either way nothing was dropped.
+      if (kv == nullptr || kv->size() % 2 != 0 ||
+          (kv->size() != values_[fields].count && kv->size() != 2 * values_[fields].count)) {
+        return false;
+      }
+      for (std::size_t k = 1; k < kv->size(); k += 2) {
+        const auto* field = values_[(*kv)[k]].kind == VK::kTuple ? Items((*kv)[k]) : nullptr;
+        if (field == nullptr || field->empty()) return false;
+        DtypeInfo sub = DescribeFormat((*field)[0], depth + 1);
+        if (!sub.known) return false;
+        info.has_object |= sub.has_object;
+        info.flags_disagree |= sub.flags_disagree;
+      }
+    }
+    if (s->size() >= 8) {
+      const Value& flags = values_[(*s)[7]];
+      if (flags.kind != VK::kInt) return false;
+      if (info.has_object && !(flags.i & 1)) info.flags_disagree = true;
+      if (flags.i & 1) info.has_object = true;  // NPY_ITEM_HASOBJECT
+      const Value& elsize = values_[(*s)[5]];
+      if (elsize.kind != VK::kInt) return false;
+      if (flexible && elsize.i >= 0) info.itemsize = static_cast<std::uint64_t>(elsize.i);
+    } else if (version.i >= 3) {
+      return false;
+    }
+    return true;
+  }
+
   // joblib's NumpyUnpickler.load_build: after the wrapper's state is set, the array data is
   // read straight from the file: [1 padding-length byte + padding] + count * itemsize bytes,
   // or, for object arrays, one nested pickle.
@@ -1072,20 +1349,19 @@ class Machine {
         }
       }
     }
-    const Value& dv = values_[*dtype];
-    std::optional<std::uint64_t> itemsize;
-    bool is_object = false;
-    const Ref* dg = dv.kind == VK::kCallResult ? GlobalOf(dv.callee) : nullptr;
-    bool dtype_class =
-        dg != nullptr && ((dg->module == "numpy" && dg->qualname == "dtype") ||
-                          (dg->module == "numpy.dtypes" && dg->qualname.ends_with("DType")));
-    if (dtype_class && dv.args != kNoValue) {
-      const auto* a = Items(dv.args);
-      if (a != nullptr && !a->empty() && IsStr((*a)[0])) {
-        itemsize = DtypeItemSize(StrOf((*a)[0]), &is_object);
-      }
+    DtypeInfo info = DescribeDtype(*dtype, 0);
+    if (!info.known) {
+      Fail(ErrorKind::kUnsupported,
+           "joblib array with a dtype we cannot size or cannot tell holds objects");
     }
-    if (!itemsize) Fail(ErrorKind::kUnsupported, "joblib array with a dtype we cannot size");
+    std::optional<std::uint64_t> itemsize = info.itemsize;
+    bool is_object = info.has_object;
+    if (info.flags_disagree) {
+      Anomaly(
+          "numpy dtype state: its fields or sub-array hold objects but its flags say they do not; "
+          "numpy trusts the flags and joblib reads object pointers from the raw file bytes "
+          "(memory corruption)");
+    }
     std::uint64_t at = pos_;
     if (is_object) {
       if (count == 0) return;
@@ -1562,6 +1838,7 @@ class Machine {
           // Builtin values have no __setstate__ and no __dict__: CPython fails.
           Corrupt(std::string("cannot BUILD a ") + std::string(KindName(ik)));
         }
+        if (IsDtypeObject(inst)) dtype_state_[inst] = state;
         if (IsJoblibWrapper(inst)) JoblibReadArray(inst, state);
         return false;
       }
@@ -1734,6 +2011,9 @@ class Machine {
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, std::uint32_t> memo_;
+  std::uint64_t arg_nodes_left_ = kMaxArgNodesPerStream;  // Event::call_args nodes, all calls
+  // numpy dtype objects given state by BUILD (dtype.__setstate__): value id -> state value id.
+  std::unordered_map<std::uint32_t, std::uint32_t> dtype_state_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,6 +28,9 @@ struct Limits {
   std::uint64_t max_stack = 1'000'000;           // stack depth plus marks
   std::uint64_t max_decoded_bytes = 256u << 20;  // text-opcode strings decoded into memory
   std::uint64_t max_events = 100'000;            // events kept per stream (more are counted)
+  // When set, Event::call_args is filled only for calls of globals whose qualname it accepts
+  // (the scanner asks only for callables it has declared effects for); unset: every call.
+  std::function<bool(std::string_view qualname)> describe_args_of;
 };
 
 enum class EventKind {
@@ -56,6 +60,25 @@ struct Ref {
   std::string Display() const;
 };
 
+// A shallow structured view of one positional call argument: enough for the analyzer to follow
+// callables and byte strings that an allow-listed function passes on (a gadget chain such as
+// _rebuild_from_type_v2(func, type, args, state) calling func(*args)). Depth and size are capped;
+// a capped or unknown value is kObject ("not known statically").
+struct Arg {
+  enum class Kind {
+    kData,      // None, bool, int, float, dict, set...: plain data, never called
+    kStr,       // str literal (bytes: its UTF-8)
+    kBytes,     // bytes/bytearray literal, or a converter result carrying known bytes
+    kGlobal,    // an imported global (ref)
+    kSequence,  // tuple or list (items)
+    kObject,    // call result, persistent/extension object, buffer, or capped: unknown
+  } kind = Kind::kObject;
+  Ref ref;                           // kGlobal; kObject: origin and root of a call result
+  std::span<const std::byte> bytes;  // kStr/kBytes
+  std::vector<Arg> items;            // kSequence
+  bool complete = true;              // kSequence: every item is described
+};
+
 struct Event {
   EventKind kind = EventKind::kImport;
   std::uint64_t offset = 0;  // absolute offset of the opcode in the input
@@ -66,6 +89,9 @@ struct Event {
   // Bytes and strings passed directly (or through bytes()/codecs.encode/BytesIO) as call
   // arguments; views into the input or into ParseResult::owned.
   std::vector<std::span<const std::byte>> byte_args;
+  // kCall: the positional arguments, when they are a tuple known statically (args_known).
+  std::vector<Arg> call_args;
+  bool args_known = false;
   std::uint64_t length = 0;  // kJoblibArray: bytes skipped
   // kPersistentId for torch storages: ('storage', <type>, key, location, numel).
   std::string storage_type;  // e.g. "FloatStorage"

@@ -9,6 +9,8 @@
 // inconclusive (fail closed).
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/file.h"
 #include "scan/internal/scanner.h"
@@ -27,6 +29,71 @@ bool IsKerasModule(std::string_view m) {
   return false;
 }
 
+std::vector<std::string_view> Components(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (parts.size() < 64) {
+    std::size_t dot = path.find('.');
+    parts.push_back(path.substr(0, dot));
+    if (dot == std::string_view::npos) break;
+    path.remove_prefix(dot + 1);
+  }
+  return parts;
+}
+
+// The Python object a Keras 3 config names, resolved as serialization_lib's
+// _retrieve_class_or_fn does: `module` + "." + `class_name` (so {"module": "keras",
+// "class_name": "layers.Lambda"} is keras.layers.Lambda), and for {"class_name": "function"}
+// the function named by `config`. Without a module the bare class name is looked up in Keras'
+// registry.
+std::string ResolveKerasObject(const json& node) {
+  auto get = [&](const char* key) -> std::string {
+    auto it = node.find(key);
+    return it != node.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string module = get("module");
+  std::string name = get("class_name");
+  if (name == "function") {
+    if (auto cfg = node.find("config"); cfg != node.end() && cfg->is_string()) {
+      name = cfg->get<std::string>();
+    }
+  }
+  return module.empty() ? name : module + "." + name;
+}
+
+// What a resolved Keras name does when the model is loaded. Areas of the Keras API whose objects
+// are layers, initializers, regularizers, constraints, activations, optimizers, losses, metrics
+// and models are what model configs contain; utils/saving/backend/config/applications hold
+// functions that download files (utils.get_file), load other models (saving.load_model), switch
+// off safe mode (config.enable_unsafe_deserialization) or change global state, and any of them
+// named where Keras deserializes an initializer, activation, constraint or layer is called or
+// imported at load time.
+enum class KerasRef { kSafe, kDangerous, kUnknown };
+KerasRef JudgeKerasReference(std::string_view resolved, std::string* area_out) {
+  auto parts = Components(resolved);
+  std::size_t i = 1;  // after the package (keras, keras_hub, tf_keras...)
+  while (i < parts.size() && (parts[i] == "src" || parts[i] == "api" || parts[i] == "_api" ||
+                              parts[i] == "v2" || parts[i] == "keras")) {
+    ++i;
+  }
+  if (i + 1 >= parts.size()) return KerasRef::kSafe;  // keras.Sequential, keras.Model...
+  std::string_view area = parts[i];
+  *area_out = std::string(area);
+  for (std::string_view bad : {"utils", "saving", "backend", "config", "applications", "datasets",
+                               "export", "distribution", "callbacks", "preprocessing", "legacy",
+                               "mixed_precision_global", "random", "tree", "visualization"}) {
+    if (area == bad) return KerasRef::kDangerous;
+  }
+  for (std::string_view ok :
+       {"layers",         "initializers",    "regularizers", "constraints", "activations",
+        "optimizers",     "losses",          "metrics",      "models",      "engine",
+        "dtype_policies", "mixed_precision", "ops",          "quantizers",  "backbones",
+        "tokenizers",     "preprocessors",   "samplers",     "schedules",   "optimizers_v2",
+        "feature_column", "premade_models",  "premade"}) {
+    if (area == ok) return KerasRef::kSafe;
+  }
+  return KerasRef::kUnknown;
+}
+
 void WalkConfig(Scanner& s, const Target& t, const json& node, std::optional<std::uint64_t> offset,
                 int depth) {
   if (depth > 64) {
@@ -36,7 +103,27 @@ void WalkConfig(Scanner& s, const Target& t, const json& node, std::optional<std
   if (node.is_object()) {
     auto cls = node.find("class_name");
     if (cls != node.end() && cls->is_string()) {
-      const std::string& name = cls->get_ref<const std::string&>();
+      std::string resolved = ResolveKerasObject(node);
+      std::string_view name = Components(resolved).back();
+      auto mod_it = node.find("module");
+      bool keras_module = mod_it != node.end() && mod_it->is_string() &&
+                          IsKerasModule(mod_it->get_ref<const std::string&>()) &&
+                          mod_it->get_ref<const std::string&>() != "builtins";
+      std::string area;
+      KerasRef ref = keras_module ? JudgeKerasReference(resolved, &area) : KerasRef::kSafe;
+      if (ref == KerasRef::kDangerous) {
+        s.Add(t, "keras.load-time-call", Severity::kHigh,
+              "config names " + resolved.substr(0, 120) + " (keras." + area +
+                  "), which Keras imports and calls while loading the model (downloads, file "
+                  "access, other models, safe-mode switches)",
+              offset);
+      } else if (ref == KerasRef::kUnknown) {
+        s.Add(t, "keras.unknown-reference", Severity::kMedium,
+              "config names " + resolved.substr(0, 120) +
+                  ", outside the Keras layer/initializer/optimizer APIs; review what it does "
+                  "when loaded",
+              offset);
+      }
       if (name == "Lambda") {
         std::string what = "Lambda layer";
         if (auto cfg = node.find("config"); cfg != node.end() && cfg->is_object()) {

@@ -30,95 +30,124 @@ namespace {
 
 // ---- policy tables --------------------------------------------------------------------------
 
-// Exact (module.qualname) pairs that are safe to import and call with any arguments the
-// weights-only loaders accept.
-const std::unordered_set<std::string>& AllowList() {
-  static const std::unordered_set<std::string> kAllow = [] {
-    std::unordered_set<std::string> s = {
-        "collections.OrderedDict",
-        "collections.Counter",
-        "collections.defaultdict",
-        "builtins.set",
-        "builtins.frozenset",
-        "builtins.bytearray",
-        "builtins.bytes",
-        "builtins.complex",
-        "builtins.slice",
-        "builtins.range",
-        "builtins.list",
-        "builtins.tuple",
-        "builtins.dict",
-        "builtins.int",
-        "builtins.float",
-        "builtins.bool",
-        "builtins.str",
-        "_codecs.encode",
-        "codecs.encode",
-        "copyreg._reconstructor",
-        "builtins.object",
-        // torch (torch/_weights_only_unpickler.py _get_allowed_globals)
-        "torch._utils._rebuild_tensor",
-        "torch._utils._rebuild_tensor_v2",
-        "torch._utils._rebuild_tensor_v3",
-        "torch._utils._rebuild_parameter",
-        "torch._utils._rebuild_parameter_with_state",
-        "torch._utils._rebuild_qtensor",
-        "torch._utils._rebuild_sparse_tensor",
-        "torch._utils._rebuild_meta_tensor_no_storage",
-        "torch._utils._rebuild_nested_tensor",
-        "torch._utils._rebuild_wrapper_subclass",
-        "torch._utils._rebuild_device_tensor_from_numpy",
-        "torch._utils._rebuild_device_tensor_from_cpu_tensor",
-        "torch._tensor._rebuild_from_type_v2",
-        "torch.nn.parameter.Parameter",
-        "torch.Size",
-        "torch.Tensor",
-        "torch.device",
-        "torch.serialization._get_layout",
-        "torch.storage.UntypedStorage",
-        "torch.storage.TypedStorage",
-        "torch.UntypedStorage",
-        "torch.TypedStorage",
-        "torch.storage._load_from_bytes",
-        "torch.strided",
-        "torch.sparse_coo",
-        "torch.sparse_csr",
-        "torch.sparse_csc",
-        "torch.sparse_bsr",
-        "torch.sparse_bsc",
-        "torch._mkldnn",
-        "torch.jagged",
-        "torch.contiguous_format",
-        "torch.channels_last",
-        "torch.channels_last_3d",
-        "torch.preserve_format",
-        "torch.per_tensor_affine",
-        "torch.per_channel_affine",
-        "torch.per_tensor_symmetric",
-        "torch.per_channel_symmetric",
-        "torch.per_channel_affine_float_qparams",
-        // numpy arrays and scalars
-        "numpy.core.multiarray._reconstruct",
-        "numpy._core.multiarray._reconstruct",
-        "numpy.core.multiarray.scalar",
-        "numpy._core.multiarray.scalar",
-        "numpy.ndarray",
-        "numpy.dtype",
-        "numpy.core.numeric._frombuffer",
-        "numpy._core.numeric._frombuffer",
-        // joblib's array placeholder (its raw data is skipped by the emulator)
-        "joblib.numpy_pickle.NumpyArrayWrapper",
-        "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+// The allow-list and the declared effect of every name on it: ONE table. An allow-listed
+// global is only safe if nothing it does with its arguments can run code, so each entry says
+// what the real function does with what it is given (read from torch/_utils.py,
+// torch/_tensor.py, torch/storage.py, copyreg.py, numpy's _reconstruct and collections):
+//   (no effect)        pure: builds a value from data; calls nothing it is given
+//   kValue             a constant (dtype, layout...): calling it fails
+//   kConvertsBytes     returns its argument's bytes transformed (the emulator tracks them)
+//   kCallsArg n, m     calls argument n with the items of argument m as positional arguments
+//   kInstantiatesArg n creates an instance of the type in argument n (runs its __new__,
+//                      __init__, __setstate__ or __array_finalize__)
+//   kDeserializesArg n unpickles / torch.loads the bytes in argument n
+//   kStoresCallable n  keeps argument n and calls it later (defaultdict's default_factory)
+// Whatever reaches a call or a loader through such an argument is judged like a direct call
+// (PickleAnalysis::ApplyEffects); names outside this table are not allowed.
+struct Effect {
+  enum Kind {
+    kValue,
+    kConvertsBytes,
+    kCallsArg,
+    kInstantiatesArg,
+    kDeserializesArg,
+    kStoresCallable,
+  } kind;
+  int arg = 0;         // the argument called / instantiated / deserialized / stored
+  int args_from = -1;  // kCallsArg: the argument whose items are the call's arguments
+};
+using Effects = std::vector<Effect>;
+
+const std::unordered_map<std::string, Effects>& AllowList() {
+  static const std::unordered_map<std::string, Effects> kAllow = [] {
+    std::unordered_map<std::string, Effects> s = {
+        {"collections.defaultdict", {{Effect::kStoresCallable, 0}}},
+        {"builtins.bytearray", {{Effect::kConvertsBytes, 0}}},
+        {"builtins.bytes", {{Effect::kConvertsBytes, 0}}},
+        {"_codecs.encode", {{Effect::kConvertsBytes, 0}}},
+        {"codecs.encode", {{Effect::kConvertsBytes, 0}}},
+        // copyreg._reconstructor(cls, base, state): base.__new__(cls, state), base.__init__
+        {"copyreg._reconstructor", {{Effect::kInstantiatesArg, 0}, {Effect::kInstantiatesArg, 1}}},
+        // _rebuild_wrapper_subclass(cls, ...): Tensor._make_wrapper_subclass(cls, ...)
+        {"torch._utils._rebuild_wrapper_subclass", {{Effect::kInstantiatesArg, 0}}},
+        // _rebuild_from_type_v2(func, new_type, args, state): func(*args).as_subclass(new_type)
+        {"torch._tensor._rebuild_from_type_v2",
+         {{Effect::kCallsArg, 0, 2}, {Effect::kInstantiatesArg, 1}}},
+        // _load_from_bytes(b): torch.load(io.BytesIO(b), weights_only=False)
+        {"torch.storage._load_from_bytes", {{Effect::kDeserializesArg, 0}}},
+        // _reconstruct(subtype, shape, dtype): ndarray.__new__(subtype, ...)
+        {"numpy.core.multiarray._reconstruct", {{Effect::kInstantiatesArg, 0}}},
+        {"numpy._core.multiarray._reconstruct", {{Effect::kInstantiatesArg, 0}}},
     };
+    for (const char* pure : {
+             "collections.OrderedDict",
+             "collections.Counter",
+             "builtins.set",
+             "builtins.frozenset",
+             "builtins.complex",
+             "builtins.slice",
+             "builtins.range",
+             "builtins.list",
+             "builtins.tuple",
+             "builtins.dict",
+             "builtins.int",
+             "builtins.float",
+             "builtins.bool",
+             "builtins.str",
+             "builtins.object",
+             // torch (torch/_weights_only_unpickler.py _get_allowed_globals)
+             "torch._utils._rebuild_tensor",
+             "torch._utils._rebuild_tensor_v2",
+             "torch._utils._rebuild_tensor_v3",
+             "torch._utils._rebuild_parameter",
+             "torch._utils._rebuild_parameter_with_state",
+             "torch._utils._rebuild_qtensor",
+             "torch._utils._rebuild_sparse_tensor",
+             "torch._utils._rebuild_meta_tensor_no_storage",
+             "torch._utils._rebuild_nested_tensor",
+             "torch._utils._rebuild_device_tensor_from_numpy",
+             "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+             "torch.nn.parameter.Parameter",
+             "torch.Size",
+             "torch.Tensor",
+             "torch.device",
+             "torch.serialization._get_layout",
+             "torch.storage.UntypedStorage",
+             "torch.storage.TypedStorage",
+             "torch.UntypedStorage",
+             "torch.TypedStorage",
+             // numpy arrays and scalars
+             "numpy.core.multiarray.scalar",
+             "numpy._core.multiarray.scalar",
+             "numpy.ndarray",
+             "numpy.dtype",
+             "numpy.core.numeric._frombuffer",
+             "numpy._core.numeric._frombuffer",
+             // joblib's array placeholder (its raw data is skipped by the emulator)
+             "joblib.numpy_pickle.NumpyArrayWrapper",
+             "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+         }) {
+      s.emplace(pure, Effects{});
+    }
+    for (const char* value :
+         {"torch.strided", "torch.sparse_coo", "torch.sparse_csr", "torch.sparse_csc",
+          "torch.sparse_bsr", "torch.sparse_bsc", "torch._mkldnn", "torch.jagged",
+          "torch.contiguous_format", "torch.channels_last", "torch.channels_last_3d",
+          "torch.preserve_format", "torch.per_tensor_affine", "torch.per_channel_affine",
+          "torch.per_tensor_symmetric", "torch.per_channel_symmetric",
+          "torch.per_channel_affine_float_qparams"}) {
+      s.emplace(value, Effects{{Effect::kValue, 0}});
+    }
+
     for (const char* t :
          {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
           "ComplexFloat", "ComplexDouble", "QUInt8", "QInt8", "QInt32", "QUInt4x2", "QUInt2x4"}) {
-      s.insert(std::string("torch.") + t + "Storage");
+      s.emplace(std::string("torch.") + t + "Storage", Effects{});
     }
     for (const char* t :
          {"Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"}) {
-      s.insert(std::string("torch.") + t + "Tensor");
-      s.insert(std::string("torch.cuda.") + t + "Tensor");
+      s.emplace(std::string("torch.") + t + "Tensor", Effects{});
+      s.emplace(std::string("torch.cuda.") + t + "Tensor", Effects{});
     }
     for (const char* d : {"float32",
                           "float",
@@ -161,7 +190,7 @@ const std::unordered_set<std::string>& AllowList() {
                           "bits1x8",
                           "bits2x4",
                           "bits4x2"}) {
-      s.insert(std::string("torch.") + d);
+      s.emplace(std::string("torch.") + d, Effects{{Effect::kValue, 0}});
     }
     for (const char* t :
          {"Bool",       "Int8",        "UInt8",   "Int16",   "UInt16",     "Int32",
@@ -170,12 +199,12 @@ const std::unordered_set<std::string>& AllowList() {
           "UInt",       "Float16",     "Float32", "Float64", "LongDouble", "Complex64",
           "Complex128", "CLongDouble", "Bytes",   "Str",     "Void",       "Object",
           "DateTime64", "TimeDelta64"}) {
-      s.insert(std::string("numpy.dtypes.") + t + "DType");
+      s.emplace(std::string("numpy.dtypes.") + t + "DType", Effects{});
     }
     for (const char* t :
          {"bool_", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
           "float16", "float32", "float64", "complex64", "complex128", "str_", "bytes_"}) {
-      s.insert(std::string("numpy.") + t);
+      s.emplace(std::string("numpy.") + t, Effects{});
     }
     return s;
   }();
@@ -344,7 +373,7 @@ constexpr DenyRule kDeny[] = {
 };
 
 // Callables whose bytes arguments are themselves deserialized (always scanned).
-bool IsLoader(const std::string& full) {
+const std::unordered_set<std::string>& Loaders() {
   static const std::unordered_set<std::string> kLoaders = {
       "pickle.loads",
       "pickle.load",
@@ -369,7 +398,27 @@ bool IsLoader(const std::string& full) {
       "torch.utils.data.datapipes.utils.decoder.basichandlers",
       "marshal.loads",
   };
-  return kLoaders.count(full) != 0;
+  return kLoaders;
+}
+bool IsLoader(const std::string& full) { return Loaders().count(full) != 0; }
+
+// The last dotted component of every allow-listed name with effects and of every loader: the
+// calls whose arguments the emulator describes structurally (a superset is harmless).
+const std::unordered_set<std::string_view>& EffectfulQualnames() {
+  static const std::unordered_set<std::string_view> kNames = [] {
+    static std::vector<std::string> storage;
+    std::unordered_set<std::string_view> names;
+    auto add = [&](const std::string& full) {
+      storage.push_back(full.substr(full.rfind('.') + 1));
+    };
+    for (const auto& [name, effects] : AllowList()) {
+      if (!effects.empty()) add(name);
+    }
+    for (const std::string& loader : Loaders()) add(loader);
+    for (const std::string& n : storage) names.insert(n);
+    return names;
+  }();
+  return kNames;
 }
 
 std::vector<std::string> SplitDots(std::string_view s) {
@@ -478,6 +527,10 @@ class PickleAnalysis {
   PickleAnalysis(Scanner& s, const Target& t) : s_(s), t_(t) {
     limits_.max_ops = s.limits().max_pickle_ops;
     limits_.max_memo = s.limits().max_pickle_memo;
+    // Structured arguments are only needed where an effect or a loader will look at them.
+    limits_.describe_args_of = [](std::string_view qualname) {
+      return EffectfulQualnames().count(qualname) != 0;
+    };
   }
 
   void Run() {
@@ -675,6 +728,8 @@ class PickleAnalysis {
           } else if (!e.storage_key.empty() && !TorchElementSize(e.storage_type)) {
             Finding("storage:" + e.storage_type, "pickle.persistent-id", Severity::kMedium,
                     "PyTorch storage of unknown type '" + e.storage_type + "'", e.offset);
+          } else {
+            CheckStorageSize(e);
           }
           break;
         case pk::EventKind::kExtension:
@@ -701,6 +756,31 @@ class PickleAnalysis {
       s_.Incomplete(t_, "pickle.limit",
                     std::to_string(r.events_dropped) + " more imports/calls were not analysed",
                     r.end);
+    }
+  }
+
+  // torch.load builds each storage of numel x element-size bytes over the buffer of its record
+  // data/<key> (PyTorchStreamReader::getRecord): a declared size larger than the record makes a
+  // storage that reads and writes past its buffer.
+  void CheckStorageSize(const pk::Event& e) {
+    const Scanner::TorchRecords* records = s_.torch_records();
+    if (records == nullptr || records->depth != t_.depth || e.storage_key.empty()) return;
+    auto elsize = TorchElementSize(e.storage_type);
+    auto it = records->sizes.find(e.storage_key);
+    if (!elsize || it == records->sizes.end()) return;
+    std::uint64_t bytes = 0;
+    bool negative = !e.storage_numel || *e.storage_numel < 0;
+    if (negative ||
+        !core::CheckedMul(static_cast<std::uint64_t>(*e.storage_numel), *elsize, &bytes) ||
+        bytes > it->second) {
+      Finding("storage-size:" + e.storage_key, "pickle.storage-overflow", Severity::kHigh,
+              "PyTorch storage '" + e.storage_key + "' declares " +
+                  (e.storage_numel ? std::to_string(*e.storage_numel) : std::string("an unknown")) +
+                  " elements of " + e.storage_type + " but its record holds " +
+                  std::to_string(it->second) +
+                  " bytes: torch builds a storage larger than its buffer (out-of-bounds memory "
+                  "access)",
+              e.offset);
     }
   }
 
@@ -735,6 +815,148 @@ class PickleAnalysis {
     }
   }
 
+  // Bytes that a loader deserializes are analyzed as what that loader reads, whatever their
+  // first byte (protocol 0 and 1 pickles have no header). torch/numpy/joblib/pandas loaders also
+  // open zips, npy files and compressed files, recognised by their magic; marshal reads code
+  // objects; everything else is a pickle.
+  void ScanLoaderBytes(std::span<const std::byte> b, const std::string& loader,
+                       std::uint64_t offset) {
+    if (b.empty()) return;  // an empty stream fails at once (EOFError)
+    if (!scanned_.insert({b.data(), b.size()}).second) return;
+    std::string name = "nested@" + std::to_string(offset) + ".pkl";
+    bool opens_files = loader.starts_with("torch.") || loader.starts_with("numpy.") ||
+                       loader.starts_with("joblib.") || loader.starts_with("pandas.");
+    Format f = DetectFormat(b, name);
+    bool file_format = f == Format::kZip || f == Format::kNpy || f == Format::kGzip ||
+                       f == Format::kXz || f == Format::kBzip2;
+    if ((opens_files && file_format) || loader.starts_with("marshal.")) {
+      s_.ScanChild(t_, b, name);
+      return;
+    }
+    s_.ScanChildAsPickle(t_, b, name);
+  }
+
+  static const pk::Arg* ArgAt(const std::vector<pk::Arg>& args, int n) {
+    return n >= 0 && static_cast<std::size_t>(n) < args.size() ? &args[n] : nullptr;
+  }
+
+  static bool IsPure(const Effects& effects) {
+    return std::all_of(effects.begin(), effects.end(), [](const Effect& fx) {
+      return fx.kind == Effect::kValue || fx.kind == Effect::kConvertsBytes;
+    });
+  }
+
+  // Applies the declared effects of the allow-listed `callee` to its arguments. `depth` 0 is a
+  // call the pickle makes itself (its loader behaviour is judged by JudgeCall); deeper calls are
+  // made by an allow-listed function on the pickle's behalf.
+  void ApplyEffects(const std::string& callee, const Effects& effects,
+                    const std::vector<pk::Arg>& args, bool args_known, const pk::Event& e,
+                    int depth) {
+    std::string at = std::to_string(e.offset);
+    for (const Effect& fx : effects) {
+      const pk::Arg* a = ArgAt(args, fx.arg);
+      // Too few arguments known to be there: the call fails (TypeError) before doing anything.
+      bool missing = a == nullptr && args_known;
+      if (missing || fx.kind == Effect::kValue || fx.kind == Effect::kConvertsBytes) continue;
+      if (a == nullptr) {
+        Finding(
+            "args:" + at + ":" + callee, "pickle.indirect-call", Severity::kMedium,
+            callee + " is called with arguments that are not known statically, and it " +
+                (fx.kind == Effect::kDeserializesArg ? "deserializes" : "calls or instantiates") +
+                " one of them",
+            e.offset);
+        continue;
+      }
+      switch (fx.kind) {
+        case Effect::kCallsArg: {
+          const pk::Arg* call_args = ArgAt(args, fx.args_from);
+          static const std::vector<pk::Arg> kNone;
+          bool known = call_args != nullptr && call_args->kind == pk::Arg::Kind::kSequence &&
+                       call_args->complete;
+          ReachCall(*a, known ? call_args->items : kNone, known, callee, e, depth + 1);
+          break;
+        }
+        case Effect::kInstantiatesArg:
+        case Effect::kStoresCallable: {
+          const char* role = fx.kind == Effect::kInstantiatesArg
+                                 ? "as the type it instantiates"
+                                 : "as a callable it keeps and calls later";
+          if (a->kind == pk::Arg::Kind::kGlobal) {
+            if (JudgeGlobal(a->ref).kind != Judgement::kAllowed) break;  // import reported
+            std::string full = pk::CanonicalModule(a->ref.module) + "." + a->ref.qualname;
+            if (IsPure(AllowList().at(full))) break;
+            Finding("gadget:" + at + ":" + full, "pickle.gadget-call", Severity::kMedium,
+                    callee + " receives " + full + " " + role + "; " + full +
+                        " calls or deserializes its own arguments, so the allow-list does not "
+                        "vouch for this use",
+                    e.offset);
+          } else if (a->kind == pk::Arg::Kind::kObject) {
+            Finding("gadget:" + at + ":" + callee, "pickle.indirect-call", Severity::kMedium,
+                    callee + " receives " + a->ref.Display() + " " + role +
+                        ", an object that is not known statically",
+                    e.offset);
+          }
+          break;
+        }
+        case Effect::kDeserializesArg:
+          if (depth == 0) break;  // a direct loader call: JudgeCall handles its bytes
+          if (a->kind == pk::Arg::Kind::kBytes || a->kind == pk::Arg::Kind::kStr) {
+            ScanLoaderBytes(a->bytes, callee, e.offset);
+          } else if (a->kind == pk::Arg::Kind::kObject || a->kind == pk::Arg::Kind::kSequence) {
+            Finding("loader-arg:" + at + ":" + callee, "pickle.nested-pickle", Severity::kMedium,
+                    "the argument that " + callee +
+                        " deserializes is not a byte string known statically, so what it "
+                        "loads could not be scanned",
+                    e.offset);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  // An allow-listed function (`caller`) calls `f` with `args`: judged like a call the pickle
+  // makes itself, so a loader or a non-allowed callable reached this way is reported.
+  void ReachCall(const pk::Arg& f, const std::vector<pk::Arg>& args, bool args_known,
+                 const std::string& caller, const pk::Event& e, int depth) {
+    std::string at = std::to_string(e.offset);
+    if (depth > 8) {
+      s_.Incomplete(t_, "pickle.limit",
+                    "allow-listed functions call each other more than 8 levels deep", e.offset);
+      return;
+    }
+    if (f.kind == pk::Arg::Kind::kObject) {
+      Finding("gadget:" + at + ":" + caller, "pickle.indirect-call", Severity::kMedium,
+              caller + " calls " + f.ref.Display() +
+                  ", an object that is not known statically, when this file is loaded",
+              e.offset);
+      return;
+    }
+    if (f.kind != pk::Arg::Kind::kGlobal) return;  // not callable: TypeError at load time
+    std::string full = pk::CanonicalModule(f.ref.module) + "." + f.ref.qualname;
+    Judgement j = JudgeGlobal(f.ref);
+    bool loader = IsLoader(full);
+    if (j.kind == Judgement::kAllowed) {
+      const Effects& effects = AllowList().at(full);
+      if (loader) {
+        Finding("gadget:" + at + ":" + full, "pickle.gadget-call", Severity::kHigh,
+                caller + " calls " + full +
+                    " on this file's behalf, which deserializes its argument when the file is "
+                    "loaded; it is scanned as a nested pickle",
+                e.offset);
+      }
+      ApplyEffects(full, effects, args, args_known, e, depth);
+      return;
+    }
+    Severity sev = j.kind == Judgement::kDangerous ? j.severity : Severity::kMedium;
+    Finding("gadget:" + at + ":" + full, "pickle.gadget-call", sev,
+            caller + " calls " + full + " on this file's behalf when it is loaded" +
+                (loader ? " (a loader: its argument is scanned as a nested pickle)" : ""),
+            e.offset);
+    if (loader) ApplyEffects(full, {{Effect::kDeserializesArg, 0}}, args, args_known, e, depth);
+  }
+
   void JudgeCall(const pk::Event& e) {
     if (e.ref.is_global) {
       std::string full = pk::CanonicalModule(e.ref.module) + "." + e.ref.qualname;
@@ -753,8 +975,16 @@ class PickleAnalysis {
                     " are deserialized when this file is "
                     "loaded; they are scanned as a nested member",
                 e.offset);
+        for (auto b : e.byte_args) ScanLoaderBytes(b, full, e.offset);
+      } else {
+        ScanBytesArgs(e, false);
       }
-      ScanBytesArgs(e, loader);
+      if (!e.ref.computed) {
+        auto it = AllowList().find(full);
+        if (it != AllowList().end() && !it->second.empty()) {
+          ApplyEffects(full, it->second, e.call_args, e.args_known, e, 0);
+        }
+      }
       return;
     }
     // A method called on an object (APPEND/SETITEM on a non-list, or a call on a call result).
@@ -795,6 +1025,8 @@ class PickleAnalysis {
     } else if (e.detail.find("FRAME") != std::string::npos) {
       Finding("frame", "pickle.frame-violation", Severity::kHigh,
               "frame boundary violation: " + e.detail, e.offset);
+    } else if (e.detail.starts_with("numpy dtype state")) {
+      Finding("dtype-flags", "pickle.dtype-mismatch", Severity::kHigh, e.detail, e.offset);
     } else if (e.detail.find("memo") != std::string::npos) {
       Finding("memo", "pickle.memo-abuse", Severity::kMedium, e.detail, e.offset);
     } else {

@@ -300,19 +300,19 @@ bool Scanner::ChargeDecompressed(const Target& t, std::uint64_t bytes) {
   return true;
 }
 
-void Scanner::ScanChild(const Target& parent, std::span<const std::byte> data,
-                        std::string_view member_name) {
+std::optional<Target> Scanner::Child(const Target& parent, std::span<const std::byte> data,
+                                     std::string_view member_name) {
   if (++members_seen_ > limits().max_members) {
     if (members_seen_ == limits().max_members + 1) {
       Incomplete(parent, "scan.limit.members",
                  "more than " + std::to_string(limits().max_members) + " archive members");
     }
-    return;
+    return std::nullopt;
   }
   if (parent.depth + 1 > limits().max_depth) {
     Incomplete(parent, "scan.limit.depth",
                "nesting deeper than " + std::to_string(limits().max_depth) + " levels");
-    return;
+    return std::nullopt;
   }
   Target child;
   child.data = data;
@@ -320,7 +320,17 @@ void Scanner::ScanChild(const Target& parent, std::span<const std::byte> data,
   child.depth = parent.depth + 1;
   child.member = parent.member.empty() ? std::string(member_name)
                                        : parent.member + "!/" + std::string(member_name);
-  Scan(child);
+  return child;
+}
+
+void Scanner::ScanChild(const Target& parent, std::span<const std::byte> data,
+                        std::string_view member_name) {
+  if (auto child = Child(parent, data, member_name)) Scan(*child);
+}
+
+void Scanner::ScanChildAsPickle(const Target& parent, std::span<const std::byte> data,
+                                std::string_view member_name) {
+  if (auto child = Child(parent, data, member_name)) AnalyzePickle(*this, *child);
 }
 
 // Zip readers (PyTorch's included) find an archive by its end-of-central-directory record at
@@ -400,9 +410,7 @@ void Scanner::Scan(const Target& t) {
       AnalyzeTfGraph(*this, t);
       return;
     case Format::kPythonSource:
-      Add(t, "code.python-source", Severity::kMedium,
-          "Python source file: code shipped with a model runs with the loader's privileges "
-          "(e.g. trust_remote_code) and needs review");
+      AnalyzePython(*this, t);
       return;
     case Format::kNotebook:
       Add(t, "code.notebook", Severity::kMedium,

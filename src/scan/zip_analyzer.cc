@@ -330,6 +330,23 @@ void AnalyzeZip(Scanner& s, const Target& t) {
       }
       continue;
     }
+    if (layout.torch && e.name == layout.prefix + "data.pkl") {
+      // The storages data.pkl declares are checked against their records' sizes.
+      Scanner::TorchRecords records;
+      records.depth = t.depth + 1;
+      const std::string data_dir = layout.prefix + "data/";
+      for (const zip::Entry& r : a.entries) {
+        if (r.name.size() > data_dir.size() && r.name.compare(0, data_dir.size(), data_dir) == 0) {
+          records.sizes[r.name.substr(data_dir.size())] = r.uncompressed_size;
+        }
+      }
+      // Restored afterwards: this zip may itself be bytes inside an outer archive's data.pkl.
+      const Scanner::TorchRecords* outer = s.torch_records();
+      s.SetTorchRecords(&records);
+      s.ScanChild(t, member->data, e.name);
+      s.SetTorchRecords(outer);
+      continue;
+    }
     s.ScanChild(t, member->data, e.name);
   }
   for (const zip::Entry& e : hidden) {

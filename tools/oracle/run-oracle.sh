@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The oracle for `airlock scan` (docs/pickle-scanning.md): generates the crafted corpus and the
+# benign real-library files (gen_corpus.py), loads every file with the real loader inside a
+# throwaway bubblewrap sandbox (no network, no IPC/PID sharing, private /tmp, read-only
+# everything else, 4 GiB address space, 60 s), records whether the payload's marker file
+# appeared (or the loader crashed, ran out of memory, or built a storage larger than its
+# record), and scans the same file with airlock. Opt-in, not part of `make test`.
+#
+# Usage: tools/oracle/run-oracle.sh [BUILD_DIR] [--update]
+#   BUILD_DIR  where `airlock` is (default build)
+#   --update   also rewrite docs/oracle-results.md and tools/oracle/corpus/ (crafted files and
+#              manifest.json with the effects observed, read by tests/pickle/oracle_test.cc)
+# Env: AIRLOCK_BASELINE=/path/to/other/airlock adds a column with that binary's verdicts.
+# Needs Debian's python3-torch python3-numpy python3-joblib bubblewrap (scripts/setup.sh --oracle).
+# Exit status 1 when a file that detonates is clean or a benign file is not clean.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-build}
+update=0
+[ "${2:-}" = "--update" ] && update=1
+airlock="$root/$build/airlock"
+[ -x "$airlock" ] || airlock="$build/airlock"
+py=/usr/bin/python3
+for tool in bwrap "$py"; do
+  command -v "$tool" >/dev/null || { echo "run-oracle: $tool missing (scripts/setup.sh --oracle)"; exit 2; }
+done
+work=$(mktemp -d /tmp/airlock-oracle.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# The benign files are written by the real libraries, in a sandbox too (no network needed).
+sandbox() {
+  bwrap --unshare-all --die-with-parent --new-session --ro-bind / / --tmpfs /tmp --dev /dev \
+    --proc /proc --bind "$work" "$work" --setenv HOME /tmp --setenv TMPDIR /tmp --chdir /tmp "$@"
+}
+sandbox "$py" "$root/tools/oracle/gen_corpus.py" "$work/corpus" --benign >/dev/null
+
+# `airlock scan` exits non-zero for every verdict but clean: read the verdict from its JSON.
+verdict_of() {
+  local report
+  report=$("$1" scan --format json "$2" 2>/dev/null || true)
+  "$py" -c 'import json,sys; print(json.loads(sys.argv[1])["verdict"])' "$report" 2>/dev/null ||
+    echo error
+}
+
+results="$work/results.md"
+violations=0
+{
+  echo "| file | class | loader | real loader | detonated | airlock verdict |${AIRLOCK_BASELINE:+ before #12 |}"
+  echo "|---|---|---|---|---|---|${AIRLOCK_BASELINE:+---|}"
+} >"$results"
+effects="$work/effects.json"
+echo "{" >"$effects"
+first=1
+while IFS=$'\t' read -r file cls loader kind; do
+  path="$work/corpus/$file"
+  set +e
+  out=$(sandbox --ro-bind "$path" /tmp/input prlimit --as=$((4 << 30)) timeout 60 \
+    "$py" "$root/tools/oracle/detonate.py" "$loader" /tmp/input 2>/dev/null | tail -n 1)
+  rc=$?
+  set -e
+  effect=$("$py" - "$out" "$rc" <<'EOF'
+import json, sys
+out, rc = sys.argv[1], int(sys.argv[2])
+try:
+    r = json.loads(out)
+except Exception:
+    print(f"crashed (exit {rc})|yes"); sys.exit()
+if r["marker"]:
+    print("payload ran (marker written)|yes")
+elif r["storage_overflow"]:
+    print("storage larger than its record|yes")
+elif r["error"] == "MemoryError":
+    print("MemoryError (memo blow-up)|yes")
+elif r["error"]:
+    print("raised " + r["error"].split(":")[0] + "|no")
+else:
+    print("loaded|no")
+EOF
+)
+  what=${effect%|*}
+  detonated=${effect##*|}
+  verdict=$(verdict_of "$airlock" "$path")
+  row="| \`$(basename "$file")\` | $cls | $loader | $what | $detonated | $verdict |"
+  if [ -n "${AIRLOCK_BASELINE:-}" ]; then row+=" $(verdict_of "$AIRLOCK_BASELINE" "$path") |"; fi
+  echo "$row" >>"$results"
+  if [ "$detonated" = yes ] && [ "$verdict" = clean ]; then
+    echo "VIOLATION: $file detonates ($what) but airlock says clean"; violations=$((violations + 1))
+  fi
+  if [ "$kind" = benign ] && { [ "$detonated" = yes ] || [ "$verdict" != clean ]; }; then
+    echo "VIOLATION: benign $file is $verdict ($what)"; violations=$((violations + 1))
+  fi
+  if [ "$kind" = crafted ]; then
+    [ $first = 1 ] || echo "," >>"$effects"
+    first=0
+    printf '"%s": {"class": "%s", "loader": "%s", "effect": "%s", "detonated": %s}' \
+      "$(basename "$file")" "$cls" "$loader" "$what" "$([ "$detonated" = yes ] && echo true || echo false)" >>"$effects"
+  fi
+done < <("$py" -c '
+import json, sys
+for e in json.load(open(sys.argv[1])):
+    print("\t".join([e["file"], e["class"], e["loader"], e["kind"]]))' "$work/corpus/manifest.json")
+echo "}" >>"$effects"
+
+cat "$results"
+echo "run-oracle: $violations violation(s)"
+if [ $update = 1 ]; then
+  corpus="$root/tools/oracle/corpus"
+  rm -rf "$corpus" && mkdir -p "$corpus"
+  cp "$work/corpus/crafted/"* "$corpus/"
+  "$py" -c 'import json,sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"), indent=1, sort_keys=True)' \
+    "$effects" "$corpus/manifest.json"
+  {
+    echo "# Oracle results"
+    echo
+    echo "Generated by \`tools/oracle/run-oracle.sh $build --update\` on $(date -u +%Y-%m-%d) with"
+    echo "$("$py" -c 'import torch, numpy, joblib; print(f"torch {torch.__version__}, numpy {numpy.__version__}, joblib {joblib.__version__}")' 2>/dev/null)"
+    echo "(Debian 12 packages). Each file was loaded by the real loader in a bubblewrap sandbox"
+    echo "without network; \"detonated\" means the payload ran, the loader crashed or ran out of"
+    echo "memory, or torch built a storage larger than its buffer. See docs/pickle-scanning.md."
+    echo
+    cat "$results"
+  } >"$root/docs/oracle-results.md"
+fi
+[ $violations = 0 ]
