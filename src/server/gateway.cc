@@ -21,6 +21,7 @@
 #include "policy/detectors.h"
 #include "policy/transform.h"
 #include "server/engine_backend.h"
+#include "server/internal/json_limits.h"
 #include "server/keys.h"
 
 namespace airlock::server {
@@ -28,6 +29,8 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using internal::DumpJson;
+using internal::ParseBoundedJson;
 
 std::string RandomId() {
   unsigned char b[8];
@@ -70,7 +73,7 @@ std::string ErrorBody(int status, const std::string& message, const std::string&
               {"type", DefaultErrorType(status)},
               {"param", nullptr},
               {"code", code.empty() ? json(nullptr) : json(code)}}}};
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void SetError(httplib::Response& res, int status, const std::string& message,
@@ -305,6 +308,7 @@ struct RequestState {
   std::int64_t prompt_tokens = -1;
   std::int64_t completion_tokens = -1;
   std::int64_t streamed_pieces = 0;
+  bool stream_broken = false;  // an upstream SSE event exceeded the size or nesting limits
 
   ChoiceState& Choice(int index) {
     ChoiceState& c = choices[index];
@@ -351,6 +355,17 @@ struct RequestState {
     return all;
   }
 };
+
+// ": <message>" from an upstream's OpenAI-shaped error body, or "" (bounded parse, 300 bytes).
+std::string UpstreamErrorDetail(std::string_view body) {
+  auto e = ParseBoundedJson(body, internal::kMaxUpstreamBodyBytes);
+  if (!e.ok() || !e->is_object()) return "";
+  auto err = e->find("error");
+  if (err == e->end() || !err->is_object()) return "";
+  auto m = err->find("message");
+  if (m == err->end() || !m->is_string()) return "";
+  return ": " + m->get<std::string>().substr(0, 300);
+}
 
 bool ParseBearer(const httplib::Request& req, std::string* token) {
   std::string h = req.get_header_value("Authorization");
@@ -495,11 +510,17 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     metrics.Observe(st->endpoint, 401, 0);
     return;
   }
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
+  auto parsed = ParseBoundedJson(req.body, policy().server.max_body_bytes);
+  if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded)
+    return Fail(*st, res, 400,
+                "The JSON body of your request is nested too deeply or too large (" +
+                    parsed.error().message() + ").",
+                "json_too_deep");
+  if (!parsed.ok() || !parsed->is_object())
     return Fail(*st, res, 400,
                 "We could not parse the JSON body of your request. The body must be a JSON object.",
                 "invalid_json");
+  json body = std::move(*parsed);
   auto model_it = body.find("model");
   if (model_it == body.end() || !model_it->is_string())
     return Fail(*st, res, 400, "You must provide a model parameter.", "missing_model");
@@ -676,8 +697,13 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
 }
 
 std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& payload) {
-  json chunk = json::parse(payload, nullptr, false);
-  if (chunk.is_discarded() || !chunk.is_object()) return "";  // drop what we cannot vet
+  auto parsed = ParseBoundedJson(payload, internal::kMaxSseEventBytes);
+  if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded) {
+    st.stream_broken = true;  // hostile upstream: end the stream with an error
+    return "";
+  }
+  if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
+  json& chunk = *parsed;
   if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
     st.prompt_tokens = usage->value("prompt_tokens", 0);
     st.completion_tokens = usage->value("completion_tokens", 0);
@@ -753,12 +779,19 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
             }
             if (payload.empty() || payload == "[DONE]") continue;
             std::string out = TransformChunk(*st, payload);
+            if (st->stream_broken) break;
             if (out.empty()) continue;
             std::string frame = "data: " + out + "\n\n";
             if (!sink.write(frame.data(), frame.size())) {
               ch->cancel = true;
               return false;
             }
+          }
+          // An event that never ends (or one past the limits) stops the upstream.
+          if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
+            st->stream_broken = true;
+            ch->cancel = true;
+            buffer->clear();
           }
           return true;
         }
@@ -780,12 +813,12 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         }
         if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
         if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
-        bool ok = ch->error == httplib::Error::Success;
+        bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
         Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
         if (!ok) {
           json err =
               json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
-          tail += "data: " + err.dump() + "\n\n";
+          tail += "data: " + DumpJson(err) + "\n\n";
         }
         tail += "data: [DONE]\n\n";
         *done = true;
@@ -811,7 +844,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
   httplib::Headers headers;
   if (!ep.api_key.empty()) headers.emplace("Authorization", "Bearer " + ep.api_key);
   if (stream) body["stream_options"] = {{"include_usage", true}};
-  std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string payload = DumpJson(body);
   auto started = Clock::now();
   auto error_for = [&](httplib::Error e) {
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
@@ -826,29 +859,48 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
 
   if (!stream) {
     auto client = pool->Acquire();
-    auto r = client->Post(path, headers, payload, "application/json");
-    if (!r) return error_for(r.error());
-    pool->Release(std::move(client));
-    if (r->status != 200) {
-      std::string detail;
-      json e = json::parse(r->body, nullptr, false);
-      if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
-          e["error"].contains("message") && e["error"]["message"].is_string())
-        detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
-      return Fail(
-          *st, res, 502,
-          "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(r->status) + detail,
-          "upstream_error");
-    }
-    json out = json::parse(r->body, nullptr, false);
-    if (out.is_discarded() || !out.is_object())
-      return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned invalid JSON.",
+    httplib::Request r;
+    r.method = "POST";
+    r.path = path;
+    r.headers = headers;
+    r.body = payload;
+    r.set_header("Content-Type", "application/json");
+    // The body is collected here, not by httplib, so that its size is bounded.
+    std::string received;
+    bool too_large = false;
+    r.content_receiver = [&](const char* d, std::size_t n, std::uint64_t, std::uint64_t) {
+      if (received.size() + n > internal::kMaxUpstreamBodyBytes) {
+        too_large = true;
+        return false;
+      }
+      received.append(d, n);
+      return true;
+    };
+    httplib::Response resp;
+    httplib::Error err = httplib::Error::Success;
+    bool ok = client->send(r, resp, err);
+    if (too_large)
+      return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned a response too large.",
                   "upstream_error");
-    TransformResponse(*st, out);
+    if (!ok) return error_for(err);
+    pool->Release(std::move(client));
+    if (received.empty()) received = std::move(resp.body);
+    if (resp.status != 200)
+      return Fail(*st, res, 502,
+                  "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(resp.status) +
+                      UpstreamErrorDetail(received),
+                  "upstream_error");
+    auto out = ParseBoundedJson(received, internal::kMaxUpstreamBodyBytes);
+    if (!out.ok() || !out->is_object())
+      return Fail(*st, res, 502,
+                  "Upstream '" + upstream.name + "' returned invalid JSON" +
+                      (out.ok() ? std::string(".") : " (" + out.error().message() + ")."),
+                  "upstream_error");
+    TransformResponse(*st, *out);
     std::string text = st->ResponseText();
     Finish(*st, 200, st->prompt_tokens + st->completion_tokens, text);
     res.status = 200;
-    res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    res.set_content(DumpJson(*out), "application/json");
     return;
   }
 
@@ -892,14 +944,13 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
   }
   if (status != 200) {
     std::string all, piece;
-    while (ch->Take(&piece)) all += piece;
-    std::string detail;
-    json e = json::parse(all, nullptr, false);
-    if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
-        e["error"].contains("message") && e["error"]["message"].is_string())
-      detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
+    while (ch->Take(&piece)) {
+      if (all.size() < internal::kMaxUpstreamBodyBytes) all += piece;
+      if (all.size() >= internal::kMaxUpstreamBodyBytes) ch->cancel = true;
+    }
     return Fail(*st, res, 502,
-                "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) + detail,
+                "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) +
+                    UpstreamErrorDetail(all),
                 "upstream_error");
   }
   StreamToClient(st, ch, res);
@@ -1051,6 +1102,13 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.set_write_timeout(p.server.write_timeout_s, 0);
   http.set_keep_alive_max_count(1000);
   http.set_tcp_nodelay(true);
+  // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and take
+  // half the connections past every key, budget and audit check. SO_REUSEADDR alone (restart
+  // while old connections linger in TIME_WAIT) still refuses a second listener.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -1097,8 +1155,9 @@ Status Gateway::Start() {
     port = impl_->http.bind_to_any_port(host);
     if (port <= 0) return Unavailable("server: cannot bind at " + host + ": no free port");
   } else if (!impl_->http.bind_to_port(host, port)) {
-    return Unavailable("server: cannot bind at " + host + ":" + std::to_string(port) +
-                       " (in use or not permitted)");
+    return Unavailable("server: cannot listen on " + host + ":" + std::to_string(port) + ": port " +
+                       std::to_string(port) +
+                       " is already in use by another process (or binding it is not permitted)");
   }
   impl_->port = port;
   impl_->listener = std::thread([this] { impl_->http.listen_after_bind(); });

@@ -64,6 +64,18 @@ class FakeUpstream {
         return;
       }
       if (model == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      if (model == "deep") {  // a hostile upstream: one response nested 80,000 levels deep
+        std::string bomb = std::string(80000, '[') + std::string(80000, ']');
+        std::string doc = R"({"id":"up-1","object":"chat.completion","choices":[{"index":0,)"
+                          R"("message":{"role":"assistant","content":"hi"},"extra":)" +
+                          bomb + "}]}";
+        if (!body.value("stream", false)) {
+          res.set_content(doc, "application/json");
+        } else {
+          res.set_content("data: " + doc + "\n\ndata: [DONE]\n\n", "text/event-stream");
+        }
+        return;
+      }
       std::string reply = model == "think" ? "<think>plan with " + text + "</think>answer: " + text
                                            : "echo: " + text;
       std::int64_t max_tokens = body.value("max_tokens", 16);
@@ -145,10 +157,11 @@ class FakeUpstream {
 };
 
 // Runs the airlock binary to completion; returns exit code and stdout.
-std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args) {
+std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args,
+                                       bool with_stderr = false) {
   std::string cmd = AIRLOCK_EXE;
   for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>/dev/null";
+  cmd += with_stderr ? " 2>&1" : " 2>/dev/null";
   std::FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -235,31 +248,31 @@ class GatewayTest : public ::testing::Test {
     ASSERT_EQ(admin_.rfind("ak_", 0), 0u);
     std::string up = "http://127.0.0.1:" + std::to_string(upstream_->port()) + "/v1";
     config_ = (d / "policy.toml").string();
-    std::ofstream(config_) << "[[upstreams]]\nname='us'\nbase_url='" << up
-                           << "'\njurisdiction='US'\nmodels=['echo','think','fail']\n"
-                              "allowed_data_classes=['ip_address']\n"
-                              "[[upstreams]]\nname='de'\nbase_url='"
-                           << up
-                           << "'\njurisdiction='DE'\nmodels=['echo-de']\n"
-                              "allowed_data_classes=['personal']\n"
-                              "[[upstreams]]\nname='slowup'\nbase_url='"
-                           << up
-                           << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
-                              "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
-                           << ClosedPort()
-                           << "/v1'\njurisdiction='US'\nmodels=['down']\n"
-                              "[[rules]]\ndata_classes=['secret']\naction='redact'\n"
-                              "[[rules]]\ndata_classes=['cn_resident_id']\naction='block'\n"
-                              "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
-                              "[[rules]]\ndata_classes=['payment_card']\naction='restrict'\n"
-                              "allow_jurisdictions=['local','DE']\n"
-                              "[reasoning]\naction='log'\n"
-                              "[audit]\npath='"
-                           << audit_db_ << "'\nsigning_key='" << key_pem_
-                           << "'\ncheckpoint_every=5\n"
-                              "[server]\nkeys_db='"
-                           << keys_db_
-                           << "'\nmax_body_bytes=65536\nread_timeout_s=1\ndefault_max_tokens=100\n";
+    std::ofstream(config_)
+        << "[[upstreams]]\nname='us'\nbase_url='" << up
+        << "'\njurisdiction='US'\nmodels=['echo','think','fail','deep']\n"
+           "allowed_data_classes=['ip_address']\n"
+           "[[upstreams]]\nname='de'\nbase_url='"
+        << up
+        << "'\njurisdiction='DE'\nmodels=['echo-de']\n"
+           "allowed_data_classes=['personal']\n"
+           "[[upstreams]]\nname='slowup'\nbase_url='"
+        << up
+        << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
+           "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
+        << ClosedPort()
+        << "/v1'\njurisdiction='US'\nmodels=['down']\n"
+           "[[rules]]\ndata_classes=['secret']\naction='redact'\n"
+           "[[rules]]\ndata_classes=['cn_resident_id']\naction='block'\n"
+           "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+           "[[rules]]\ndata_classes=['payment_card']\naction='restrict'\n"
+           "allow_jurisdictions=['local','DE']\n"
+           "[reasoning]\naction='log'\n"
+           "[audit]\npath='"
+        << audit_db_ << "'\nsigning_key='" << key_pem_
+        << "'\ncheckpoint_every=5\n"
+           "[server]\nkeys_db='"
+        << keys_db_ << "'\nmax_body_bytes=262144\nread_timeout_s=1\ndefault_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
@@ -343,7 +356,7 @@ TEST_F(GatewayTest, HealthModelsMetrics) {
   ASSERT_EQ(m->status, 200);
   json j = json::parse(m->body);
   EXPECT_EQ(j["object"], "list");
-  EXPECT_EQ(j["data"].size(), 6u);
+  EXPECT_EQ(j["data"].size(), 7u);
   auto only = c.Get("/v1/models", {{"Authorization", "Bearer " + only_de_}});
   EXPECT_EQ(json::parse(only->body)["data"].size(), 1u);
   // Keys exist, so /metrics wants one too (public_metrics is off by default).
@@ -457,7 +470,7 @@ TEST_F(GatewayTest, ClientErrors) {
   r = c.Post("/v1/chat/completions", h, ChatBody("nope", "x").dump(), "application/json");
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(ErrorCode(r), "model_not_found");
-  r = c.Post("/v1/chat/completions", h, ChatBody("echo", std::string(70000, 'a')).dump(),
+  r = c.Post("/v1/chat/completions", h, ChatBody("echo", std::string(270000, 'a')).dump(),
              "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
@@ -477,6 +490,79 @@ TEST_F(GatewayTest, UpstreamFailures) {
   EXPECT_EQ(ErrorCode(r), "upstream_timeout");
   r = Chat(ChatBody("fail", "x", true), admin_);
   EXPECT_EQ(r->status, 502);
+}
+
+// Attack: a request body nested 80,000 levels deep to an upstream-routed model used to overflow
+// the stack while it was re-serialized for the upstream (SIGSEGV, no key needed).
+TEST_F(GatewayTest, DepthBombRequestGets400AndServerKeepsServing) {
+  for (std::string model : {"echo", "think"}) {
+    std::string bomb = std::string(80000, '[') + std::string(80000, ']');
+    std::string body = R"({"model":")" + model +
+                       R"(","messages":[{"role":"user","content":"x"}],"extra":)" + bomb + "}";
+    auto c = Client();
+    auto r = c.Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, body,
+                    "application/json");
+    ASSERT_TRUE(r) << "the gateway died";
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(ErrorCode(r), "json_too_deep");
+    // Nesting inside a message (a string would be fine; objects are not) is refused the same way.
+    body = R"({"model":")" + model + R"(","messages":[{"role":"user","content":)" + bomb + "}]}";
+    r = c.Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, body,
+               "application/json");
+    ASSERT_TRUE(r) << "the gateway died";
+    EXPECT_EQ(r->status, 400);
+  }
+  // Moderate nesting (a JSON Schema in `tools`) still passes.
+  json ok = ChatBody("echo", "still here");
+  json nested = "leaf";
+  for (int i = 0; i < 40; ++i) nested = json{{"properties", nested}};
+  ok["metadata_schema"] = nested;
+  auto r = Chat(ok, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  auto h = Client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// Attack: a malicious or compromised upstream answers with one response nested 80,000 levels
+// deep (non-streamed, and as one SSE event).
+TEST_F(GatewayTest, DepthBombFromUpstreamGets502AndServerKeepsServing) {
+  auto r = Chat(ChatBody("deep", "x"), admin_);
+  ASSERT_TRUE(r) << "the gateway died";
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(ErrorCode(r), "upstream_error");
+  r = Chat(ChatBody("deep", "x", true), admin_);
+  ASSERT_TRUE(r) << "the gateway died";
+  // The stream had started (200): it ends with an error event instead of the bomb.
+  EXPECT_EQ(r->body.find("[[[["), std::string::npos);
+  EXPECT_NE(r->body.find("upstream_error"), std::string::npos) << r->body;
+  r = Chat(ChatBody("echo", "after the bomb"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+// Attack: a second process on the gateway's port. With SO_REUSEPORT the kernel split
+// connections between the two, so requests could bypass keys, budgets and audit.
+TEST_F(GatewayTest, SecondServerOnSamePortFailsToStart) {
+  std::string port = std::to_string(serve_->port());
+  auto second = RunAirlock({"serve", "--config", config_, "--port", port}, /*with_stderr=*/true);
+  EXPECT_EQ(second.first, 3) << second.second;
+  EXPECT_NE(second.second.find("port " + port + " is already in use"), std::string::npos)
+      << second.second;
+  // A plain socket with SO_REUSEPORT cannot share it either.
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  int yes = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof yes);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_NE(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  close(s);
+  auto h = Client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
 }
 
 TEST_F(GatewayTest, RateLimit) {
@@ -642,9 +728,9 @@ TEST_F(GatewayTest, ZAuditKeepsEveryAnsweredRequestWhenKilledUnderLoad) {
   for (int c = 0; c < 4; ++c) {
     clients.emplace_back([&, c] {
       for (int i = 0; !stop.load(); ++i) {
-        auto r = Chat(ChatBody("echo", "client " + std::to_string(c) + " request " +
-                                           std::to_string(i)),
-                      admin_);
+        auto r =
+            Chat(ChatBody("echo", "client " + std::to_string(c) + " request " + std::to_string(i)),
+                 admin_);
         if (!r) return;  // the server is gone
         if (r->status == 200) {
           std::lock_guard<std::mutex> lock(mu);
