@@ -22,6 +22,7 @@
 #include "policy/transform.h"
 #include "server/engine_backend.h"
 #include "server/internal/json_limits.h"
+#include "server/internal/request.h"
 #include "server/keys.h"
 
 namespace airlock::server {
@@ -30,6 +31,7 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using internal::DumpJson;
+using internal::IntegerField;
 using internal::ParseBoundedJson;
 
 std::string RandomId() {
@@ -277,7 +279,20 @@ struct Channel {
 };
 
 // Per-request state shared by the handler, the streaming provider and the producer thread.
+// Settling is structural: every path ends in Gateway::Impl::Finish (one audit record, the
+// reservation reconciled), and a state destroyed unsettled (an exception, a provider httplib never
+// ran) settles itself in its destructor through `settle_unsettled`.
 struct RequestState {
+  RequestState() = default;
+  RequestState(const RequestState&) = delete;
+  RequestState& operator=(const RequestState&) = delete;
+  ~RequestState() {
+    if (!settled && settle_unsettled) settle_unsettled(*this);
+    if (on_release) on_release();
+  }
+  std::function<void(RequestState&)> settle_unsettled;
+  std::function<void()> on_release;  // the gateway waits for every state before it goes away
+  bool forwarded = false;  // handed to an upstream or a local model (it may have done work)
   std::string request_id;
   std::string endpoint;
   bool chat = true;
@@ -293,6 +308,7 @@ struct RequestState {
   std::string forwarded_prompt;  // what left the gateway (for store_text)
   std::optional<Reservation> reservation;
   std::int64_t prompt_estimate = 0;
+  std::int64_t completion_cap = 0;  // per choice
   bool settled = false;
 
   policy::Pseudonymizer pseudonymizer;
@@ -399,11 +415,22 @@ struct Gateway::Impl {
 
   const policy::Policy& policy() const { return options.policy; }
 
+  // Tokens reserved by requests in flight (exported as a metric; 0 when the gateway is idle).
+  std::atomic<std::int64_t> reserved_tokens{0};
+  // RequestStates alive (a streaming producer thread may hold one after the handler returned);
+  // the destructor waits for them, since an unsettled state settles through this Impl.
+  std::mutex live_mu;
+  std::condition_variable live_cv;
+  int live_requests = 0;
+
   void Finish(RequestState& st, int status, std::int64_t actual_tokens,
               const std::string& response_text) {
     if (st.settled) return;
     st.settled = true;
-    if (st.reservation) keys->Reconcile(*st.reservation, actual_tokens);
+    if (st.reservation) {
+      keys->Reconcile(*st.reservation, actual_tokens);
+      reserved_tokens -= st.reservation->tokens;
+    }
     audit::AuditRecord r;
     r.request_id = st.request_id;
     r.endpoint = st.endpoint;
@@ -480,6 +507,8 @@ struct Gateway::Impl {
   }
 
   void HandleCompletion(const httplib::Request& req, httplib::Response& res, bool chat);
+  void ProcessCompletion(const std::shared_ptr<RequestState>& st, const httplib::Request& req,
+                         httplib::Response& res);
   void ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
                        const policy::Upstream& upstream, httplib::Response& res);
   void ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
@@ -510,6 +539,32 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     metrics.Observe(st->endpoint, 401, 0);
     return;
   }
+  // From here on the request is settled exactly once, whatever happens: a request that was
+  // handed on is charged its whole reservation (the work it caused is unknown), others nothing.
+  {
+    std::lock_guard<std::mutex> lock(live_mu);
+    ++live_requests;
+  }
+  st->on_release = [this] {
+    std::lock_guard<std::mutex> lock(live_mu);
+    --live_requests;
+    live_cv.notify_all();
+  };
+  st->settle_unsettled = [this](RequestState& s) {
+    Finish(s, 500, s.forwarded && s.reservation ? s.reservation->tokens : 0, s.ResponseText());
+  };
+  try {
+    ProcessCompletion(st, req, res);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "airlock serve: %s: internal error: %s\n", st->request_id.c_str(),
+                 e.what());
+    if (!st->settled) Fail(*st, res, 500, "Internal error.", "internal_error");
+  }
+}
+
+void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
+                                      const httplib::Request& req, httplib::Response& res) {
+  const bool chat = st->chat;
   auto parsed = ParseBoundedJson(req.body, policy().server.max_body_bytes);
   if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded)
     return Fail(*st, res, 400,
@@ -521,10 +576,11 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
                 "We could not parse the JSON body of your request. The body must be a JSON object.",
                 "invalid_json");
   json body = std::move(*parsed);
-  auto model_it = body.find("model");
-  if (model_it == body.end() || !model_it->is_string())
-    return Fail(*st, res, 400, "You must provide a model parameter.", "missing_model");
-  st->model = model_it->get<std::string>();
+  internal::CompletionRequest request;
+  if (auto model = body.find("model"); model != body.end() && model->is_string())
+    st->model = model->get<std::string>();  // recorded even when another field is invalid
+  if (auto invalid = internal::ParseCompletionRequest(body, chat, &request))
+    return Fail(*st, res, 400, invalid->message, invalid->code);
   if (!st->key.models.empty() &&
       std::find(st->key.models.begin(), st->key.models.end(), st->model) == st->key.models.end())
     return Fail(*st, res, 403, "This API key may not use model '" + st->model + "'.",
@@ -535,51 +591,35 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     return Fail(*st, res, 404, "The model '" + st->model + "' does not exist.", "model_not_found");
   st->upstream_name = local ? "local" : upstream->name;
   st->jurisdiction = local ? "local" : upstream->jurisdiction;
-  bool stream = false;
-  if (auto s = body.find("stream"); s != body.end() && !s->is_null()) {
-    if (!s->is_boolean()) return Fail(*st, res, 400, "'stream' must be a boolean.", "invalid_type");
-    stream = s->get<bool>();
-  }
+  const bool stream = request.stream;
 
   // Collect every prompt text node (they are rewritten in place after the policy decision).
   std::vector<json*> texts;
   std::size_t message_count = 1;
   if (chat) {
     auto m = body.find("messages");
-    if (m == body.end() || !m->is_array() || m->empty())
-      return Fail(*st, res, 400, "'messages' must be a non-empty array.", "invalid_messages");
-    message_count = m->size();
+    message_count = request.message_count;
     for (json& msg : *m) {
-      if (!msg.is_object())
-        return Fail(*st, res, 400, "Each message must be an object.", "invalid_messages");
       auto c = msg.find("content");
       if (c == msg.end() || c->is_null()) continue;
       if (c->is_string()) {
         texts.push_back(&*c);
-      } else if (c->is_array()) {
-        for (json& part : *c)
-          if (part.is_object())
-            if (auto t = part.find("text"); t != part.end() && t->is_string()) texts.push_back(&*t);
       } else {
-        return Fail(*st, res, 400, "Message content must be a string or an array of parts.",
-                    "invalid_messages");
+        for (json& part : *c) {
+          if (part.is_string()) {
+            texts.push_back(&part);
+          } else if (auto t = part.find("text"); t != part.end() && t->is_string()) {
+            texts.push_back(&*t);
+          }
+        }
       }
     }
   } else {
-    auto p = body.find("prompt");
-    if (p == body.end()) return Fail(*st, res, 400, "You must provide a prompt.", "missing_prompt");
-    if (p->is_string()) {
-      texts.push_back(&*p);
-    } else if (p->is_array()) {
-      for (json& e : *p) {
-        if (!e.is_string())
-          return Fail(*st, res, 400, "'prompt' must be a string or an array of strings.",
-                      "invalid_prompt");
-        texts.push_back(&e);
-      }
+    json& p = body["prompt"];
+    if (p.is_string()) {
+      texts.push_back(&p);
     } else {
-      return Fail(*st, res, 400, "'prompt' must be a string or an array of strings.",
-                  "invalid_prompt");
+      for (json& e : p) texts.push_back(&e);
     }
   }
 
@@ -621,28 +661,23 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     *texts[i] = std::move(rewritten);
   }
 
-  // Admission: reserve the worst case (prompt bytes bound BPE tokens; max_tokens is enforced).
-  std::int64_t max_tokens = policy().server.default_max_tokens;
-  bool has_max = false;
-  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
-    auto f = body.find(field);
-    if (f == body.end() || f->is_null()) continue;
-    if (!f->is_number_integer() || f->get<std::int64_t>() < 1 || f->get<std::int64_t>() > (1 << 24))
-      return Fail(*st, res, 400, std::string("'") + field + "' must be a positive integer.",
-                  "invalid_max_tokens");
-    max_tokens = f->get<std::int64_t>();
-    has_max = true;
-  }
-  if (!has_max) body["max_tokens"] = max_tokens;
+  // Admission: reserve the worst case. Prompt bytes bound BPE tokens; the completion is bounded by
+  // the larger of max_tokens / max_completion_tokens for each of the n choices, and that bound is
+  // written back into the request so the upstream or local model cannot produce more.
+  const std::int64_t cap = request.CompletionCap(policy().server.default_max_tokens);
+  st->completion_cap = cap;
+  if (request.max_completion_tokens) body["max_completion_tokens"] = cap;
+  if (request.max_tokens || !request.max_completion_tokens) body["max_tokens"] = cap;
   st->prompt_estimate = static_cast<std::int64_t>(prompt_bytes + 8 * message_count + 16);
   if (!st->anonymous) {
-    auto r = keys->Reserve(st->key, st->prompt_estimate + max_tokens);
+    auto r = keys->Reserve(st->key, st->prompt_estimate + cap * request.n);
     if (!r) {
       bool budget = r.error().message().find("budget") != std::string::npos;
       return Fail(*st, res, 429, r.error().message(),
                   budget ? "insufficient_quota" : "rate_limit_exceeded");
     }
     st->reservation = *r;
+    reserved_tokens += r->tokens;
   }
   if (local) {
     auto it = options.local_backends.find(local->name);
@@ -661,7 +696,7 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
   if (choices != body.end() && choices->is_array()) {
     for (json& c : *choices) {
       if (!c.is_object()) continue;
-      int index = c.value("index", 0);
+      int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
       json* text = nullptr;
       if (st.chat) {
         auto m = c.find("message");
@@ -685,8 +720,8 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
   }
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
-    st.prompt_tokens = usage->value("prompt_tokens", 0);
-    st.completion_tokens = usage->value("completion_tokens", 0);
+    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
+    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
   } else {
     st.prompt_tokens = st.prompt_estimate;
     st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
@@ -705,14 +740,14 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
   if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
   json& chunk = *parsed;
   if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
-    st.prompt_tokens = usage->value("prompt_tokens", 0);
-    st.completion_tokens = usage->value("completion_tokens", 0);
+    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
+    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
   }
   auto choices = chunk.find("choices");
   if (choices != chunk.end() && choices->is_array()) {
     for (json& c : *choices) {
       if (!c.is_object()) continue;
-      int index = c.value("index", 0);
+      int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
       bool finishing = c.contains("finish_reason") && !c["finish_reason"].is_null();
       json* text = nullptr;
       if (st.chat) {
@@ -750,81 +785,89 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   res.set_header("Cache-Control", "no-cache");
   auto buffer = std::make_shared<std::string>();
   auto done = std::make_shared<bool>(false);
+  auto provide = [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
+    std::string incoming;
+    bool more = ch->Take(&incoming);
+    if (more) {
+      for (char c : incoming)
+        if (c != '\r') buffer->push_back(c);
+      std::size_t end;
+      while ((end = buffer->find("\n\n")) != std::string::npos) {
+        std::string event = buffer->substr(0, end);
+        buffer->erase(0, end + 2);
+        std::string payload;
+        std::size_t pos = 0;
+        while (pos <= event.size()) {
+          std::size_t nl = event.find('\n', pos);
+          std::string line =
+              event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+          if (line.rfind("data:", 0) == 0) {
+            std::string v = line.substr(5);
+            if (!v.empty() && v[0] == ' ') v.erase(0, 1);
+            if (!payload.empty()) payload += "\n";
+            payload += v;
+          }
+          if (nl == std::string::npos) break;
+          pos = nl + 1;
+        }
+        if (payload.empty() || payload == "[DONE]") continue;
+        std::string out = TransformChunk(*st, payload);
+        if (st->stream_broken) break;
+        if (out.empty()) continue;
+        std::string frame = "data: " + out + "\n\n";
+        if (!sink.write(frame.data(), frame.size())) {
+          ch->cancel = true;
+          return false;
+        }
+      }
+      // An event that never ends (or one past the limits) stops the upstream.
+      if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
+        st->stream_broken = true;
+        ch->cancel = true;
+        buffer->clear();
+      }
+      return true;
+    }
+    // Producer finished: flush held-back text, record, then end the stream.
+    std::string tail;
+    for (auto& [index, c] : st->choices) {
+      std::string rest = st->FinishChoice(index);
+      if (rest.empty()) continue;
+      json chunk = {{"id", st->request_id},
+                    {"object", st->chat ? "chat.completion.chunk" : "text_completion"},
+                    {"created", NowSeconds()},
+                    {"model", st->model}};
+      chunk["choices"] = json::array(
+          {st->chat
+               ? json{{"index", index}, {"delta", {{"content", rest}}}, {"finish_reason", nullptr}}
+               : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
+      tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    }
+    if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
+    if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
+    bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
+    Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+    if (!ok) {
+      json err = json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
+      tail += "data: " + DumpJson(err) + "\n\n";
+    }
+    tail += "data: [DONE]\n\n";
+    *done = true;
+    if (!sink.write(tail.data(), tail.size())) return false;
+    sink.done();
+    return true;
+  };
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
-        std::string incoming;
-        bool more = ch->Take(&incoming);
-        if (more) {
-          for (char c : incoming)
-            if (c != '\r') buffer->push_back(c);
-          std::size_t end;
-          while ((end = buffer->find("\n\n")) != std::string::npos) {
-            std::string event = buffer->substr(0, end);
-            buffer->erase(0, end + 2);
-            std::string payload;
-            std::size_t pos = 0;
-            while (pos <= event.size()) {
-              std::size_t nl = event.find('\n', pos);
-              std::string line =
-                  event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-              if (line.rfind("data:", 0) == 0) {
-                std::string v = line.substr(5);
-                if (!v.empty() && v[0] == ' ') v.erase(0, 1);
-                if (!payload.empty()) payload += "\n";
-                payload += v;
-              }
-              if (nl == std::string::npos) break;
-              pos = nl + 1;
-            }
-            if (payload.empty() || payload == "[DONE]") continue;
-            std::string out = TransformChunk(*st, payload);
-            if (st->stream_broken) break;
-            if (out.empty()) continue;
-            std::string frame = "data: " + out + "\n\n";
-            if (!sink.write(frame.data(), frame.size())) {
-              ch->cancel = true;
-              return false;
-            }
-          }
-          // An event that never ends (or one past the limits) stops the upstream.
-          if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
-            st->stream_broken = true;
-            ch->cancel = true;
-            buffer->clear();
-          }
-          return true;
+      [provide, ch](std::size_t offset, httplib::DataSink& sink) {
+        try {
+          return provide(offset, sink);
+        } catch (const std::exception& e) {
+          // Ends the connection; the releaser below settles the request.
+          std::fprintf(stderr, "airlock serve: stream error: %s\n", e.what());
+          ch->cancel = true;
+          return false;
         }
-        // Producer finished: flush held-back text, record, then end the stream.
-        std::string tail;
-        for (auto& [index, c] : st->choices) {
-          std::string rest = st->FinishChoice(index);
-          if (rest.empty()) continue;
-          json chunk = {{"id", st->request_id},
-                        {"object", st->chat ? "chat.completion.chunk" : "text_completion"},
-                        {"created", NowSeconds()},
-                        {"model", st->model}};
-          chunk["choices"] = json::array(
-              {st->chat ? json{{"index", index},
-                               {"delta", {{"content", rest}}},
-                               {"finish_reason", nullptr}}
-                        : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
-          tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-        }
-        if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
-        if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
-        bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
-        Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
-        if (!ok) {
-          json err =
-              json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
-          tail += "data: " + DumpJson(err) + "\n\n";
-        }
-        tail += "data: [DONE]\n\n";
-        *done = true;
-        if (!sink.write(tail.data(), tail.size())) return false;
-        sink.done();
-        return true;
       },
       [this, st, ch, done](bool) {
         ch->cancel = true;
@@ -839,6 +882,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
 void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
                                     const policy::Upstream& upstream, httplib::Response& res) {
   std::shared_ptr<ClientPool> pool = pools.at(upstream.name);
+  st->forwarded = true;
   const UpstreamEndpoint& ep = pool->endpoint();
   std::string path = ep.path_prefix + (st->chat ? "/chat/completions" : "/completions");
   httplib::Headers headers;
@@ -958,19 +1002,23 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
 
 void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
                                std::shared_ptr<ModelBackend> backend, httplib::Response& res) {
+  st->forwarded = true;
   GenerateRequest g;
   g.chat = st->chat;
   if (st->chat) {
     for (const json& m : body["messages"]) {
       ChatMessage cm;
-      cm.role = m.value("role", "user");
+      cm.role = m.at("role").get<std::string>();  // checked by ParseCompletionRequest
       if (auto c = m.find("content"); c != m.end()) {
         if (c->is_string()) {
           cm.content = c->get<std::string>();
         } else if (c->is_array()) {
-          for (const json& part : *c)
-            if (part.is_object() && part.contains("text") && part["text"].is_string())
+          for (const json& part : *c) {
+            if (part.is_string())
+              cm.content += part.get<std::string>();
+            else if (part.is_object() && part.contains("text") && part["text"].is_string())
               cm.content += part["text"].get<std::string>();
+          }
         }
       }
       g.messages.push_back(std::move(cm));
@@ -979,11 +1027,11 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
     const json& p = body["prompt"];
     g.prompt = p.is_string() ? p.get<std::string>() : (p.empty() ? "" : p[0].get<std::string>());
   }
-  g.max_tokens =
-      static_cast<int>(body.value("max_tokens", body.value("max_completion_tokens", 256)));
+  g.max_tokens = static_cast<int>(st->completion_cap);
   if (auto t = body.find("temperature"); t != body.end() && t->is_number()) g.temperature = *t;
   if (auto t = body.find("top_p"); t != body.end() && t->is_number()) g.top_p = *t;
-  if (auto s = body.find("seed"); s != body.end() && s->is_number_unsigned()) g.seed = *s;
+  if (auto s = body.find("seed"); s != body.end() && s->is_number_unsigned())
+    g.seed = s->get<std::uint64_t>();
   if (auto s = body.find("stop"); s != body.end()) {
     if (s->is_string())
       g.stop.push_back(*s);
@@ -1064,6 +1112,10 @@ Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Gateway::~Gateway() {
   Stop();
   Wait();
+  // Streams being torn down cancel their producers; wait (bounded) until their states settled.
+  std::unique_lock<std::mutex> lock(impl_->live_mu);
+  impl_->live_cv.wait_for(lock, std::chrono::seconds(30),
+                          [this] { return impl_->live_requests == 0; });
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
@@ -1143,7 +1195,11 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
       RequestState st;
       if (!s->Authenticate(req, res, st)) return;
     }
-    res.set_content(s->metrics.Render(), "text/plain; version=0.0.4");
+    std::string out = s->metrics.Render();
+    out += "# HELP airlock_reserved_tokens Tokens reserved by requests in flight.\n";
+    out += "# TYPE airlock_reserved_tokens gauge\n";
+    out += "airlock_reserved_tokens " + std::to_string(s->reserved_tokens.load()) + "\n";
+    res.set_content(out, "text/plain; version=0.0.4");
   });
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
 }

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "policy/policy.h"
+#include "server/keys.h"
 #include "server/model_backend.h"
 #include "test_util.h"
 
@@ -78,7 +79,13 @@ class FakeUpstream {
       }
       std::string reply = model == "think" ? "<think>plan with " + text + "</think>answer: " + text
                                            : "echo: " + text;
-      std::int64_t max_tokens = body.value("max_tokens", 16);
+      // Produces up to its limit for each of the n choices (the larger limit when both are set).
+      std::int64_t max_tokens = 0;
+      for (const char* field : {"max_tokens", "max_completion_tokens"})
+        if (body.contains(field) && body[field].is_number_integer())
+          max_tokens = std::max(max_tokens, body[field].get<std::int64_t>());
+      if (max_tokens == 0) max_tokens = 16;
+      if (body.contains("n") && body["n"].is_number_integer()) max_tokens *= body["n"].get<int>();
       json usage = {{"prompt_tokens", 10},
                     {"completion_tokens", max_tokens},
                     {"total_tokens", 10 + max_tokens}};
@@ -609,6 +616,64 @@ TEST_F(GatewayTest, BudgetHoldsUnderConcurrency) {
   EXPECT_EQ(listed.first, 0);
 }
 
+// Attack: the reservation used max_completion_tokens while the upstream or local engine honoured
+// max_tokens ({"max_tokens": 400, "max_completion_tokens": 1} spent 4,030 tokens of a 270
+// budget), and `n` was forwarded but reserved once. Concurrent requests mixing the fields never
+// spend more than the budget (the upstream double produces up to its limit, times n).
+TEST_F(GatewayTest, BudgetRaceWithMixedLimitFieldsNeverOverspends) {
+  std::string key =
+      Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--budget", "3000"}).second);
+  ASSERT_EQ(key.rfind("ak_", 0), 0u);
+  const std::vector<json> limits = {
+      {{"max_tokens", 400}, {"max_completion_tokens", 1}},
+      {{"max_tokens", 1}, {"max_completion_tokens", 300}},
+      {{"max_completion_tokens", 200}, {"n", 3}},
+      {{"max_tokens", 90}, {"n", 5}},
+      {{"max_tokens", nullptr}, {"max_completion_tokens", nullptr}},  // default_max_tokens
+  };
+  std::atomic<int> ok{0}, refused{0};
+  std::atomic<std::int64_t> spent{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 10; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) {
+        json body = ChatBody("echo", "count to three", (t + i) % 2 == 1);
+        for (const auto& [k, v] : limits[(t + i) % limits.size()].items()) body[k] = v;
+        auto r = Chat(body, key);
+        if (!r) continue;
+        if (r->status == 200) {
+          ok++;
+          json usage;
+          if (body["stream"].get<bool>())
+            StreamText(r->body, &usage);
+          else
+            usage = json::parse(r->body)["usage"];
+          spent += usage["total_tokens"].get<std::int64_t>();
+        } else if (r->status == 429) {
+          refused++;
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_LE(spent.load(), 3000);
+}
+
+// The limit the gateway reserved is the one the upstream receives.
+TEST_F(GatewayTest, UpstreamLimitIsRewrittenToTheReservedCap) {
+  json body = ChatBody("echo", "x");
+  body["max_tokens"] = 400;
+  body["max_completion_tokens"] = 1;
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 400);
+  r = Chat(ChatBody("echo", "x"), admin_);  // neither: default_max_tokens (100)
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 100);
+}
+
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -862,6 +927,108 @@ TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
   EXPECT_TRUE(done);
   EXPECT_TRUE(usage);
   EXPECT_EQ(text, "got hi eve@example.com");
+  (*gw)->Stop();
+}
+
+// Attack: bodies that passed authentication and then threw ({"role": 5}, role: null,
+// max_completion_tokens: null, ...) got HTTP 500, no audit record, and a reservation that was
+// never released, so a key could be locked out until restart. Each must now end in one audit
+// record, a clean status, and no tokens left reserved.
+TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
+  TempDir dir("gateway-settle");
+  std::string keys_db = (dir.path() / "k.db").string();
+  std::string audit_db = (dir.path() / "a.db").string();
+  constexpr std::int64_t kBudget = 2000;
+  std::string token;
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    auto created = (*store)->Create("settle", {}, 0, 0, kBudget);
+    ASSERT_TRUE(created.ok());
+    token = created->first;
+  }
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" + audit_db +
+                     "'\n[server]\nkeys_db='" + keys_db +
+                     "'\ndefault_max_tokens=100\npublic_metrics=true\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tiny"] = std::make_shared<EchoBackend>();
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  httplib::Headers auth = {{"Authorization", "Bearer " + token}};
+  const std::string hi = R"("messages":[{"role":"user","content":"hi"}])";
+  const std::vector<std::pair<std::string, std::string>> bodies = {
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":5,"content":"hi"}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":null,"content":"hi"}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_completion_tokens":null})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","stream":true,)" + hi + R"(,"max_completion_tokens":null})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_tokens":null,"n":null})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","messages":[{"role":"user","content":{"a":1}}]})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","messages":[{"role":"user","content":"hi","name":7}]})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":5}]}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":[7]}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_tokens":"5"})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_tokens":1.5})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"n":1e300})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"temperature":"hot"})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"seed":"x"})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"stop":[1]})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"stream":"yes"})"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[],"n":0})"},
+      {"/v1/chat/completions", R"({"model":5})"},
+      {"/v1/chat/completions", R"([1,2])"},
+      {"/v1/chat/completions", "{not json"},
+      {"/v1/chat/completions", std::string(5000, '[') + std::string(5000, ']')},
+      {"/v1/completions", R"({"model":"tiny","prompt":[1,2]})"},
+      {"/v1/completions", R"({"model":"tiny","prompt":null})"},
+      {"/v1/completions", R"({"model":"tiny","prompt":[]})"},
+      {"/v1/completions", R"({"model":"tiny","prompt":"hi","max_completion_tokens":null})"},
+  };
+  for (const auto& [path, body] : bodies) {
+    auto r = c.Post(path, auth, body, "application/json");
+    ASSERT_TRUE(r) << body;
+    EXPECT_NE(r->status, 500) << body << " -> " << r->body;
+    EXPECT_TRUE(r->status == 200 || r->status == 400) << body << " -> " << r->status;
+  }
+  // One audit record per request.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &s, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(s, 0), static_cast<std::int64_t>(bodies.size()));
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  // Nothing left reserved: the gauge says 0, and the rest of the budget can be spent at once.
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("\nairlock_reserved_tokens 0\n"), std::string::npos) << m->body;
+  std::int64_t used = 0;
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    auto keys = (*store)->List();
+    ASSERT_TRUE(keys.ok());
+    ASSERT_EQ(keys->size(), 1u);
+    used = (*keys)[0].used_tokens;
+  }
+  // "hi" in one message is estimated at 26 prompt tokens.
+  json rest = {{"model", "tiny"},
+               {"max_tokens", kBudget - used - 26},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  auto r = c.Post("/v1/chat/completions", auth, rest.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << "a reservation was never released: " << r->body;
   (*gw)->Stop();
 }
 
