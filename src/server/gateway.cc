@@ -383,6 +383,46 @@ std::string UpstreamErrorDetail(std::string_view body) {
   return ": " + m->get<std::string>().substr(0, 300);
 }
 
+// Applies the policy's rewrites to one scan unit in place and returns its rewritten text. A match
+// that crosses a part boundary (data split across content parts) rewrites the unit as one text
+// placed in its first part, the other parts left empty; otherwise each part is rewritten alone.
+std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, internal::ScanUnit& unit,
+                        const std::string& joined, const std::vector<policy::Match>& matches,
+                        const std::map<policy::DataClass, policy::Action>& actions) {
+  std::vector<std::size_t> starts;  // offset of each part in `joined`
+  std::size_t offset = 0;
+  for (const json* part : unit.parts) {
+    starts.push_back(offset);
+    offset += part->get_ref<const std::string&>().size();
+  }
+  bool crossing = false;
+  for (const policy::Match& m : matches)
+    for (std::size_t k = 1; k < starts.size(); ++k)
+      if (m.begin < starts[k] && starts[k] < m.end) crossing = true;
+  if (crossing) {
+    std::string all = pseudonymizer.Apply(joined, matches, actions);
+    *unit.parts[0] = all;
+    for (std::size_t k = 1; k < unit.parts.size(); ++k) *unit.parts[k] = "";
+    return all;
+  }
+  std::string all;
+  std::size_t next = 0;  // first match not yet assigned to a part
+  for (std::size_t k = 0; k < unit.parts.size(); ++k) {
+    const std::string& text = unit.parts[k]->get_ref<const std::string&>();
+    std::vector<policy::Match> local;
+    while (next < matches.size() && matches[next].end <= starts[k] + text.size()) {
+      policy::Match m = matches[next++];
+      m.begin -= starts[k];
+      m.end -= starts[k];
+      local.push_back(m);
+    }
+    std::string rewritten = local.empty() ? text : pseudonymizer.Apply(text, local, actions);
+    all += rewritten;
+    *unit.parts[k] = std::move(rewritten);
+  }
+  return all;
+}
+
 bool ParseBearer(const httplib::Request& req, std::string* token) {
   std::string h = req.get_header_value("Authorization");
   if (h.size() > 7 && (h.rfind("Bearer ", 0) == 0 || h.rfind("bearer ", 0) == 0)) {
@@ -593,46 +633,23 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   st->jurisdiction = local ? "local" : upstream->jurisdiction;
   const bool stream = request.stream;
 
-  // Collect every prompt text node (they are rewritten in place after the policy decision).
-  std::vector<json*> texts;
-  std::size_t message_count = 1;
-  if (chat) {
-    auto m = body.find("messages");
-    message_count = request.message_count;
-    for (json& msg : *m) {
-      auto c = msg.find("content");
-      if (c == msg.end() || c->is_null()) continue;
-      if (c->is_string()) {
-        texts.push_back(&*c);
-      } else {
-        for (json& part : *c) {
-          if (part.is_string()) {
-            texts.push_back(&part);
-          } else if (auto t = part.find("text"); t != part.end() && t->is_string()) {
-            texts.push_back(&*t);
-          }
-        }
-      }
-    }
-  } else {
-    json& p = body["prompt"];
-    if (p.is_string()) {
-      texts.push_back(&p);
-    } else {
-      for (json& e : p) texts.push_back(&e);
-    }
-  }
+  // Every forwarded string of the request (rewritten in place after the policy decision).
+  std::vector<internal::ScanUnit> units;
+  if (auto unscannable = internal::CollectScanUnits(body, chat, &units))
+    return Fail(*st, res, 400, unscannable->message, unscannable->code);
+  const std::size_t message_count = request.message_count;
 
   // Detect, decide, transform.
   core::Sha256 prompt_hash;
-  std::vector<std::vector<policy::Match>> matches(texts.size());
+  std::vector<std::string> joined(units.size());
+  std::vector<std::vector<policy::Match>> matches(units.size());
   std::set<policy::DataClass> found;
   std::size_t prompt_bytes = 0;
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const std::string& t = texts[i]->get_ref<const std::string&>();
-    prompt_hash.Update(t);
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    joined[i] = units[i].Joined();
+    prompt_hash.Update(joined[i]);
     prompt_hash.Update(std::string_view("\n", 1));
-    matches[i] = detectors->Scan(t);
+    matches[i] = detectors->Scan(joined[i]);
     for (const auto& m : matches[i]) found.insert(m.data_class);
   }
   st->prompt_sha256 = core::ToHex(prompt_hash.Finish());
@@ -653,12 +670,11 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
     st->actions.push_back(name + ":" + std::string(policy::ActionName(a)));
     metrics.PolicyAction(std::string(policy::ActionName(a)), name);
   }
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const std::string& t = texts[i]->get_ref<const std::string&>();
-    std::string rewritten = st->pseudonymizer.Apply(t, matches[i], verdict.actions);
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    std::string rewritten =
+        RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions);
     prompt_bytes += rewritten.size();
     if (policy().audit.store_text) st->forwarded_prompt += rewritten + "\n";
-    *texts[i] = std::move(rewritten);
   }
 
   // Admission: reserve the worst case. Prompt bytes bound BPE tokens; the completion is bounded by

@@ -51,13 +51,23 @@ class FakeUpstream {
       std::string model = body["model"];
       std::string text;
       if (chat) {
-        for (const auto& m : body["messages"]) text += m["content"].get<std::string>();
+        for (const auto& m : body["messages"]) {
+          const json& c = m.contains("content") ? m["content"] : json();
+          if (c.is_string()) text += c.get<std::string>();
+          if (c.is_array())
+            for (const auto& part : c) {
+              if (part.is_string()) text += part.get<std::string>();
+              if (part.is_object() && part.contains("text"))
+                text += part["text"].get<std::string>();
+            }
+        }
       } else {
-        text = body["prompt"].get<std::string>();
+        text = body["prompt"].is_string() ? body["prompt"].get<std::string>() : "";
       }
       {
         std::lock_guard<std::mutex> lock(mu_);
         received_.push_back(text);
+        raw_.push_back(req.body);
       }
       if (model == "fail") {
         res.status = 500;
@@ -154,6 +164,11 @@ class FakeUpstream {
     return received_;
   }
   std::size_t count() { return received().size(); }
+  // Whole request bodies as they arrived (what a logging upstream would keep).
+  std::vector<std::string> raw() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return raw_;
+  }
 
  private:
   httplib::Server server_;
@@ -161,6 +176,7 @@ class FakeUpstream {
   int port_ = 0;
   std::mutex mu_;
   std::vector<std::string> received_;
+  std::vector<std::string> raw_;
 };
 
 // Runs the airlock binary to completion; returns exit code and stdout.
@@ -570,6 +586,170 @@ TEST_F(GatewayTest, SecondServerOnSamePortFailsToStart) {
   auto h = Client().Get("/health");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
+}
+
+// Attack: personal data placed anywhere but messages[].content reached a logging upstream in
+// clear (name, tool call arguments, tool descriptions and parameters, user, metadata, the
+// completions suffix, image URLs, extra keys in content parts, content as a list of strings, data
+// split across two text parts, unknown fields). Streamed and not.
+TEST_F(GatewayTest, PiiInEveryForwardedFieldIsRewrittenBeforeTheUpstream) {
+  const std::string email = "eve@example.com";
+  auto user_msg = [](json content) { return json{{"role", "user"}, {"content", content}}; };
+  std::vector<std::pair<std::string, json>> cases;
+  auto chat = [&](const std::string& name, json messages, json extra = json::object()) {
+    json body = {{"model", "echo"}, {"messages", messages}};
+    for (const auto& [k, v] : extra.items()) body[k] = v;
+    cases.emplace_back(name, body);
+  };
+  chat("messages[].name", json::array({{{"role", "user"}, {"content", "hi"}, {"name", email}}}));
+  chat("tool_calls arguments",
+       json::array(
+           {user_msg("hi"),
+            {{"role", "assistant"},
+             {"content", nullptr},
+             {"tool_calls",
+              json::array({{{"id", "c1"},
+                            {"type", "function"},
+                            {"function",
+                             {{"name", "send"}, {"arguments", "{\"to\":\"" + email + "\"}"}}}}})}},
+            {{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "sent"}}}));
+  chat("tools description and parameters", json::array({user_msg("hi")}),
+       {{"tools",
+         json::array(
+             {{{"type", "function"},
+               {"function",
+                {{"name", "send"},
+                 {"description", "mail " + email},
+                 {"parameters",
+                  {{"type", "object"},
+                   {"properties", {{"to", {{"type", "string"}, {"default", email}}}}}}}}}}})}});
+  chat("user", json::array({user_msg("hi")}), {{"user", email}});
+  chat("metadata", json::array({user_msg("hi")}), {{"metadata", {{"who", email}}}});
+  chat("image url",
+       json::array({user_msg(json::array(
+           {{{"type", "image_url"}, {"image_url", {{"url", "https://img.test/?m=" + email}}}}}))}));
+  chat("extra key in a content part",
+       json::array({user_msg(json::array({{{"type", "text"}, {"text", "hi"}, {"note", email}}}))}));
+  chat("content as a list of strings", json::array({user_msg(json::array({"mail ", email}))}));
+  chat("split across two text parts",
+       json::array({user_msg(json::array({{{"type", "text"}, {"text", "mail eve@exa"}},
+                                          {{"type", "text"}, {"text", "mple.com today"}}}))}));
+  chat("unknown field", json::array({user_msg("hi")}), {{"x_vendor", {{"list", {email}}}}});
+  cases.emplace_back("completions suffix",
+                     json{{"model", "echo"}, {"prompt", "x"}, {"suffix", email}});
+  for (bool stream : {false, true}) {
+    for (auto [name, body] : cases) {
+      body["stream"] = stream;
+      std::string path = body.contains("messages") ? "/v1/chat/completions" : "/v1/completions";
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      ASSERT_TRUE(r) << name;
+      EXPECT_EQ(r->status, 200) << name << ": " << r->body;
+      auto raw = upstream_->raw();
+      ASSERT_EQ(raw.size(), before + 1) << name;
+      EXPECT_EQ(raw.back().find("example.com"), std::string::npos)
+          << name << (stream ? " (streamed)" : "") << " leaked: " << raw.back();
+      EXPECT_NE(raw.back().find("[EMAIL_"), std::string::npos) << name << ": " << raw.back();
+    }
+  }
+}
+
+// A block class anywhere in the request blocks it, and a value the gateway cannot scan (a data:
+// URL) is refused; neither reaches the upstream.
+TEST_F(GatewayTest, BlockClassInAnyFieldAndUnscannableFieldsNeverLeave) {
+  const std::string id = "11010519491231002X";  // cn_resident_id: block
+  std::vector<json> bodies = {
+      {{"model", "echo"},
+       {"user", id},
+       {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}},
+      {{"model", "echo"},
+       {"messages",
+        json::array({{{"role", "user"},
+                      {"content", json::array({{{"type", "text"}, {"text", "id 110105194912"}},
+                                               {{"type", "text"}, {"text", "31002X"}}})}}})}},
+      {{"model", "echo"},
+       {"messages", json::array({{{"role", "user"}, {"content", "hi"}, {"name", id}}})}},
+  };
+  std::size_t before = upstream_->raw().size();
+  for (const auto& body : bodies) {
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << body.dump();
+    EXPECT_EQ(ErrorCode(r), "policy_violation");
+  }
+  json data_url = {
+      {"model", "echo"},
+      {"messages",
+       json::array(
+           {{{"role", "user"},
+             {"content",
+              json::array({{{"type", "image_url"},
+                            {"image_url",
+                             {{"url", "data:text/plain;base64,ZXZlQGV4YW1wbGUuY29t"}}}}})}}})}};
+  auto r = Chat(data_url, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(ErrorCode(r), "unscannable_content");
+  EXPECT_EQ(upstream_->raw().size(), before);
+}
+
+// docs/policy.md lists every request field and what the gateway does with it; this walks that
+// table. A row's sample (EMAIL: an address the test policy pseudonymizes) goes into a request; a
+// value from a "scanned" or "refused" row must never reach the upstream.
+TEST_F(GatewayTest, PolicyFieldTableHolds) {
+  std::ifstream doc(std::string(AIRLOCK_SOURCE_DIR) + "/docs/policy.md");
+  ASSERT_TRUE(doc) << "docs/policy.md";
+  std::string line;
+  bool in_requests = false;
+  int rows = 0;
+  while (std::getline(doc, line)) {
+    if (line.rfind("## ", 0) == 0) in_requests = line == "## Requests";
+    if (!in_requests || line.rfind("| `", 0) != 0) continue;
+    // | field | `sample` | action |
+    std::size_t sample_begin = line.find("| `", 2);
+    std::size_t sample_end = line.find("` |", sample_begin);
+    ASSERT_NE(sample_end, std::string::npos) << line;
+    std::string sample = line.substr(sample_begin + 3, sample_end - sample_begin - 3);
+    std::string action = line.substr(sample_end + 4);
+    for (std::size_t pos; (pos = sample.find("EMAIL")) != std::string::npos;)
+      sample.replace(pos, 5, "eve@example.com");
+    json fields = json::parse(sample, nullptr, false);
+    ASSERT_TRUE(fields.is_object()) << line;
+    bool refused = action.rfind("refused", 0) == 0;
+    bool scanned =
+        action.rfind("scanned", 0) == 0 || action.find("scanned and") != std::string::npos;
+    for (bool stream : {false, true}) {
+      json body = {{"model", "echo"},
+                   {"stream", stream},
+                   {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+      if (fields.contains("prompt")) body.erase("messages");
+      for (const auto& [k, v] : fields.items()) body[k] = v;
+      std::string path = body.contains("prompt") ? "/v1/completions" : "/v1/chat/completions";
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      ASSERT_TRUE(r) << line;
+      auto raw = upstream_->raw();
+      if (refused) {
+        EXPECT_EQ(r->status, 400) << line;
+        EXPECT_EQ(raw.size(), before) << line;
+        continue;
+      }
+      if (scanned && r->status == 403) {  // blocked or restricted by the test policy
+        EXPECT_EQ(raw.size(), before) << line;
+        continue;
+      }
+      EXPECT_EQ(r->status, 200) << line << "\n" << r->body;
+      ASSERT_EQ(raw.size(), before + 1) << line;
+      if (scanned) {
+        EXPECT_EQ(raw.back().find("example.com"), std::string::npos) << line << "\n" << raw.back();
+        EXPECT_EQ(raw.back().find("4111111111111111"), std::string::npos) << line;
+      }
+    }
+    ++rows;
+  }
+  EXPECT_GE(rows, 20) << "the request table in docs/policy.md was not found or lost rows";
 }
 
 TEST_F(GatewayTest, RateLimit) {

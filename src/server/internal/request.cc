@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <string_view>
 
 namespace airlock::server::internal {
@@ -122,6 +123,108 @@ std::optional<RequestError> ParseCompletionRequest(const json& body, bool chat,
                                   return e.is_string();
                                 }));
     if (!ok) return Invalid("'stop' must be a string or an array of strings.");
+  }
+  return std::nullopt;
+}
+
+std::string ScanUnit::Joined() const {
+  std::string all;
+  for (const json* p : parts) all += p->get_ref<const std::string&>();
+  return all;
+}
+
+namespace {
+
+// Top-level numbers whose type ParseCompletionRequest checked; other numbers may carry data.
+constexpr std::array<std::string_view, 8> kTypedNumbers = {
+    "max_tokens",       "max_completion_tokens", "n", "seed", "temperature", "top_p",
+    "presence_penalty", "frequency_penalty"};
+
+bool IsDataUrl(const std::string& s) {
+  if (s.size() < 5) return false;
+  std::string head = s.substr(0, 5);
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return head == "data:";
+}
+
+// A number long enough to be a phone, card or ID number becomes a string, so it is scanned (and
+// can be rewritten) like any text.
+void TextualizeLongNumber(json& node) {
+  if (!node.is_number()) return;
+  std::string text = node.dump();
+  if (std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) >= 7)
+    node = text;
+}
+
+// Every string below `node` (depth is bounded by the parser's limit), each its own unit.
+std::optional<RequestError> CollectStrings(json& node, std::vector<ScanUnit>* units) {
+  TextualizeLongNumber(node);
+  if (node.is_string()) {
+    if (IsDataUrl(node.get_ref<const std::string&>()))
+      return Invalid(
+          "The request contains a data: URL, which the gateway cannot scan; pass the content as "
+          "text or an https URL.",
+          "unscannable_content");
+    units->push_back(ScanUnit{{&node}});
+    return std::nullopt;
+  }
+  if (node.is_array()) {
+    for (json& e : node)
+      if (auto err = CollectStrings(e, units)) return err;
+  } else if (node.is_object()) {
+    for (auto it = node.begin(); it != node.end(); ++it)
+      if (auto err = CollectStrings(*it, units)) return err;
+  }
+  return std::nullopt;
+}
+
+std::optional<RequestError> CollectContent(json& content, std::vector<ScanUnit>* units) {
+  if (content.is_string()) {
+    units->push_back(ScanUnit{{&content}});
+    return std::nullopt;
+  }
+  if (!content.is_array()) return std::nullopt;  // null
+  ScanUnit text;                                 // the text parts, in order, as one text
+  for (json& part : content) {
+    if (part.is_string()) {
+      text.parts.push_back(&part);
+      continue;
+    }
+    for (auto it = part.begin(); it != part.end(); ++it) {
+      if (it.key() == "text" && it->is_string()) {
+        text.parts.push_back(&*it);
+      } else if (auto err = CollectStrings(*it, units)) {
+        return err;
+      }
+    }
+  }
+  if (!text.parts.empty()) units->push_back(std::move(text));
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<RequestError> CollectScanUnits(json& body, bool chat, std::vector<ScanUnit>* units) {
+  (void)chat;  // both shapes are walked the same way; `messages` only exists for chat
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& key = it.key();
+    // `model` must name a configured model (the operator's own string) to get this far.
+    if (key == "model") continue;
+    if (std::find(kTypedNumbers.begin(), kTypedNumbers.end(), key) != kTypedNumbers.end()) continue;
+    if (key == "messages" && it->is_array()) {
+      for (json& msg : *it) {
+        for (auto m = msg.begin(); m != msg.end(); ++m) {
+          if (m.key() == "role") continue;  // one of six keywords (ParseCompletionRequest)
+          if (m.key() == "content") {
+            if (auto err = CollectContent(*m, units)) return err;
+          } else if (auto err = CollectStrings(*m, units)) {
+            return err;
+          }
+        }
+      }
+      continue;
+    }
+    if (auto err = CollectStrings(*it, units)) return err;
   }
   return std::nullopt;
 }

@@ -41,6 +41,23 @@ struct RequestError {
 std::optional<RequestError> ParseCompletionRequest(const nlohmann::json& body, bool chat,
                                                    CompletionRequest* out);
 
+// Text the policy scans as one: adjacent string nodes of the request (the text parts of one
+// message's content, or a single string anywhere else), joined without a separator so that data
+// split across parts ("phone 1381234" + "5678") is still found.
+struct ScanUnit {
+  std::vector<nlohmann::json*> parts;
+  std::string Joined() const;
+};
+
+// Collects every string value of a request that ParseCompletionRequest accepted, known fields and
+// unknown ones alike; only `model` (a configured model's name) and messages[].role (a keyword)
+// are skipped. Numbers outside the typed numeric fields that have 7 or more digits are turned into
+// strings first, so that a phone or card number sent as a JSON number is scanned too. Errors
+// (400 unscannable_content): a value the gateway cannot scan, a data: URL (its base64 payload
+// could carry any text past the detectors).
+std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat,
+                                             std::vector<ScanUnit>* units);
+
 // An integer field of an object from an upstream (index, token counts), or `fallback` when it is
 // absent, not an integer, or outside [0, max].
 std::int64_t IntegerField(const nlohmann::json& object, const char* key, std::int64_t fallback,
