@@ -21,6 +21,7 @@
 #include "policy/detectors.h"
 #include "policy/transform.h"
 #include "server/engine_backend.h"
+#include "server/internal/auth_failures.h"
 #include "server/internal/json_limits.h"
 #include "server/internal/request.h"
 #include "server/keys.h"
@@ -505,7 +506,30 @@ struct Gateway::Impl {
     Finish(st, status, 0, "");
   }
 
-  // Authenticates; returns false after writing a 401.
+  internal::AuthFailureLog auth_failures;
+
+  // Records a request refused before authentication (401, 413); never the presented key.
+  void AuditAuthFailure(const httplib::Request& req, int status, const std::string& reason) {
+    for (const auto& e :
+         auth_failures.Record(req.remote_addr, req.path, status, reason, NowSeconds() / 60))
+      AppendAuthFailure(e);
+  }
+  void AppendAuthFailure(const internal::AuthFailureLog::Entry& e) {
+    audit::AuditRecord r;
+    r.request_id = "auth-" + RandomId();
+    r.endpoint = e.endpoint;
+    r.key_id = "unauthenticated";
+    r.status = e.status;
+    r.response_sha256 = core::ToHex(core::Sha256Of(std::string_view()));
+    r.actions.push_back(e.summary ? "auth_failed: " + std::to_string(e.count) + " more in minute " +
+                                        std::to_string(e.minute) + " (Unix minutes)"
+                                  : "auth_failed: " + e.reason);
+    r.actions.push_back("client: " + e.address);
+    if (auto s = audit->Append(r); !s.ok())
+      std::fprintf(stderr, "airlock serve: audit append failed: %s\n", s.error().message().c_str());
+  }
+
+  // Authenticates; returns false after writing a 401 (audited, aggregated per client and minute).
   bool Authenticate(const httplib::Request& req, httplib::Response& res, RequestState& st) {
     std::string token;
     bool has_token = ParseBearer(req, &token);
@@ -515,11 +539,13 @@ struct Gateway::Impl {
     if (!has_token) {
       SetError(res, 401, "You didn't provide an API key (Authorization: Bearer ...).",
                "invalid_api_key");
+      AuditAuthFailure(req, 401, "missing_api_key");
       return false;
     }
     auto k = keys->Authenticate(token);
     if (!k) {
       SetError(res, 401, "Incorrect API key provided.", "invalid_api_key");
+      AuditAuthFailure(req, 401, "invalid_api_key");
       return false;
     }
     st.key = std::move(*k);
@@ -1132,6 +1158,7 @@ Gateway::~Gateway() {
   std::unique_lock<std::mutex> lock(impl_->live_mu);
   impl_->live_cv.wait_for(lock, std::chrono::seconds(30),
                           [this] { return impl_->live_requests == 0; });
+  for (const auto& e : impl_->auth_failures.Flush()) impl_->AppendAuthFailure(e);
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
@@ -1178,7 +1205,9 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  http.set_error_handler([s](const httplib::Request& req, httplib::Response& res) {
+    // Refused before authentication could run: audited like a failed authentication.
+    if (res.status == 413) s->AuditAuthFailure(req, 413, "request_too_large");
     if (!res.body.empty()) return;
     std::string message = res.status == 413   ? "Request body too large."
                           : res.status == 404 ? "Unknown endpoint."

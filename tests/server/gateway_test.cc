@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -1210,6 +1211,80 @@ TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << "a reservation was never released: " << r->body;
   (*gw)->Stop();
+}
+
+// Attack: key guessing was invisible (401 and 413 were not audited). Every failure is accounted for
+// in the audit log, per client address and minute (the first at once, the rest of the minute as
+// one summary), and the presented key is stored nowhere.
+TEST(LocalBackend, FailedAuthenticationIsAuditedWithoutTheKey) {
+  TempDir dir("gateway-authfail");
+  std::string keys_db = (dir.path() / "k.db").string();
+  std::string audit_db = (dir.path() / "a.db").string();
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Create("real", {}, 0, 0, 0).ok());
+  }
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" + audit_db +
+                     "'\n[server]\nkeys_db='" + keys_db + "'\nmax_body_bytes=4096\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tiny"] = std::make_shared<EchoBackend>();
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  const std::string guess = "ak_GUESSEDKEYMATERIAL0123456789";
+  json body = {{"model", "tiny"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  int failures = 0;
+  {
+    httplib::Client c("127.0.0.1", (*gw)->port());
+    c.set_read_timeout(20, 0);
+    httplib::Headers bad = {{"Authorization", "Bearer " + guess}};
+    for (int i = 0; i < 5; ++i, ++failures)
+      EXPECT_EQ(c.Post("/v1/chat/completions", bad, body.dump(), "application/json")->status, 401);
+    EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 401);
+    ++failures;
+    EXPECT_EQ(c.Get("/v1/models", bad)->status, 401);
+    ++failures;
+    EXPECT_EQ(
+        c.Post("/v1/chat/completions", bad, std::string(8000, ' '), "application/json")->status,
+        413);
+    ++failures;
+  }
+  gw->reset();  // shutdown writes the summaries still pending
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT data FROM records", -1, &s, nullptr), SQLITE_OK);
+  int accounted = 0, records = 0;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    std::string data = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    EXPECT_EQ(data.find("GUESSEDKEYMATERIAL"), std::string::npos) << data;
+    json r = json::parse(data);
+    if (r["key_id"] != "unauthenticated") continue;
+    ++records;
+    std::string first = r["actions"][0];
+    ASSERT_EQ(first.rfind("auth_failed: ", 0), 0u) << data;
+    EXPECT_NE(data.find("client: 127.0.0.1"), std::string::npos) << data;
+    if (first.find(" more in minute ") != std::string::npos)
+      accounted += std::stoi(first.substr(13));
+    else
+      accounted += 1;
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  EXPECT_EQ(accounted, failures);
+  EXPECT_LE(records, 4);  // aggregated: at most a first record and a summary per minute touched
+  // Nowhere in the database files either (WAL included).
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    std::ifstream f(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find("GUESSEDKEYMATERIAL"), std::string::npos) << entry.path();
+  }
 }
 
 }  // namespace local_backend
