@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -131,8 +132,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       u.jurisdiction = Upper(j);
       if (u.jurisdiction.empty() || u.jurisdiction == "LOCAL")
         return Bad(origin, ctx, "jurisdiction must be a country/region code");
-      if (u.base_url.rfind("http://", 0) != 0 && u.base_url.rfind("https://", 0) != 0)
-        return Bad(origin, ctx, "base_url must start with http:// or https://");
+      if (auto url = ParseBaseUrl(u.base_url); !url.ok())
+        return Bad(origin, ctx, "base_url: " + url.error().message());
       std::vector<std::string> classes;
       AIRLOCK_ASSIGN_OR_RETURN(classes, GetStrings(*t, "allowed_data_classes", origin, ctx));
       AIRLOCK_ASSIGN_OR_RETURN(u.allowed_data_classes, ParseClasses(classes, origin, ctx));
@@ -271,8 +272,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(
         v, GetInt(*t, "default_max_tokens", origin, "server", s.default_max_tokens, 1, 1 << 20));
     s.default_max_tokens = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        s.public_metrics, GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
+    AIRLOCK_ASSIGN_OR_RETURN(s.public_metrics,
+                             GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
   }
   return p;
 }
@@ -317,6 +318,80 @@ const LocalModel* Policy::FindLocalModel(std::string_view model) const {
   for (const LocalModel& m : local_models)
     if (m.name == model) return &m;
   return nullptr;
+}
+
+Result<BaseUrl> ParseBaseUrl(std::string_view url) {
+  BaseUrl out;
+  std::string_view rest;
+  if (url.rfind("http://", 0) == 0) {
+    out.scheme = "http";
+    rest = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    out.scheme = "https";
+    rest = url.substr(8);
+  } else {
+    return InvalidArgument("must start with http:// or https://");
+  }
+  for (char c : url)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return InvalidArgument("contains a space or control character");
+  if (url.find('#') != std::string_view::npos) return InvalidArgument("has a fragment ('#')");
+  if (url.find('?') != std::string_view::npos) return InvalidArgument("has a query ('?')");
+  std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
+  if (authority.find('@') != std::string_view::npos)
+    return InvalidArgument("has user information ('user@'); put credentials in api_key_env");
+  std::string_view port_text;
+  if (!authority.empty() && authority[0] == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return InvalidArgument("has an unterminated IPv6 host");
+    out.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return InvalidArgument("has a malformed host");
+      port_text = after.substr(1);
+      if (port_text.empty()) return InvalidArgument("has an empty port");
+    }
+    for (char c : out.host)
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+        return InvalidArgument("has a malformed IPv6 host");
+  } else {
+    std::size_t colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) return InvalidArgument("has an empty port");
+    }
+    for (char c : out.host)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_')
+        return InvalidArgument("has a malformed host '" + out.host + "'");
+  }
+  if (out.host.empty()) return InvalidArgument("has no host");
+  if (port_text.empty()) {
+    out.port = out.scheme == "https" ? 443 : 80;
+  } else {
+    if (port_text.size() > 5 || !std::all_of(port_text.begin(), port_text.end(),
+                                             [](char c) { return c >= '0' && c <= '9'; }))
+      return InvalidArgument("has a port that is not a number from 1 to 65535");
+    out.port = std::stoi(std::string(port_text));
+    if (out.port < 1 || out.port > 65535)
+      return InvalidArgument("has a port that is not a number from 1 to 65535");
+  }
+  if (path.find('%') != std::string_view::npos || path.find('\\') != std::string_view::npos)
+    return InvalidArgument("has percent-encoding or a backslash in its path");
+  std::size_t pos = 0;
+  while (pos < path.size()) {
+    std::size_t next = path.find('/', pos + 1);
+    std::string_view segment = path.substr(
+        pos + 1, next == std::string_view::npos ? std::string_view::npos : next - pos - 1);
+    if (segment == "." || segment == "..") return InvalidArgument("has a '.' or '..' path segment");
+    if (next == std::string_view::npos) break;
+    pos = next;
+  }
+  out.path = std::string(path);
+  while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
+  return out;
 }
 
 Result<Policy> ParsePolicy(std::string_view toml_text, std::string_view origin) {

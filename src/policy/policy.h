@@ -36,6 +36,18 @@ struct Upstream {
   std::string ca_file;  // PEM CA bundle for https upstreams (default: the system store)
 };
 
+// An upstream base_url split into its parts. Only scheme, host, port and path are allowed.
+struct BaseUrl {
+  std::string scheme;  // "http" or "https"
+  std::string host;    // a name or an IP address (IPv6 without brackets)
+  int port = 0;        // 1..65535 (80/443 when absent)
+  std::string path;    // "" or "/v1", no trailing slash
+};
+// Errors (kInvalidArgument, naming the problem): another scheme, userinfo ("user@"), a query, a
+// fragment, "." or ".." path segments, percent-encoding or backslashes in the path, an empty or
+// malformed host, a port that is not a number in 1..65535.
+Result<BaseUrl> ParseBaseUrl(std::string_view url);
+
 struct LocalModel {
   std::string name;
   std::string path;  // GGUF file

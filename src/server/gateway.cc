@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <httplib.h>
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -179,8 +181,10 @@ class Metrics {
 // ---- upstream connection pools ----
 struct UpstreamEndpoint {
   std::string scheme_host_port;  // "http://127.0.0.1:9000"
-  std::string path_prefix;       // "/v1"
-  std::string api_key;           // from the environment; never logged
+  std::string host;              // "127.0.0.1"
+  int port = 0;
+  std::string path_prefix;  // "/v1"
+  std::string api_key;      // from the environment; never logged
   int timeout_s = 60;
   std::string ca_file;
 };
@@ -219,15 +223,17 @@ class ClientPool {
   std::vector<std::unique_ptr<httplib::Client>> idle_;
 };
 
-Result<UpstreamEndpoint> ParseBaseUrl(const policy::Upstream& u) {
+Result<UpstreamEndpoint> EndpointFor(const policy::Upstream& u) {
   UpstreamEndpoint e;
-  std::string url = u.base_url;
-  std::size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return InvalidArgument("server: bad base_url for " + u.name);
-  std::size_t path_start = url.find('/', scheme_end + 3);
-  e.scheme_host_port = url.substr(0, path_start);
-  e.path_prefix = path_start == std::string::npos ? "" : url.substr(path_start);
-  while (!e.path_prefix.empty() && e.path_prefix.back() == '/') e.path_prefix.pop_back();
+  auto url = policy::ParseBaseUrl(u.base_url);
+  if (!url.ok())
+    return InvalidArgument("server: upstream '" + u.name + "' base_url " + url.error().message());
+  bool v6 = url->host.find(':') != std::string::npos;
+  e.scheme_host_port = url->scheme + "://" + (v6 ? "[" + url->host + "]" : url->host) + ":" +
+                       std::to_string(url->port);
+  e.host = url->host;
+  e.port = url->port;
+  e.path_prefix = url->path;
   if (!u.api_key_env.empty())
     if (const char* k = std::getenv(u.api_key_env.c_str())) e.api_key = k;
   e.timeout_s = u.timeout_s;
@@ -293,7 +299,8 @@ struct RequestState {
   }
   std::function<void(RequestState&)> settle_unsettled;
   std::function<void()> on_release;  // the gateway waits for every state before it goes away
-  bool forwarded = false;  // handed to an upstream or a local model (it may have done work)
+  bool forwarded = false;     // handed to an upstream or a local model (it may have done work)
+  std::string incoming_hops;  // the hop header the request arrived with
   std::string request_id;
   std::string endpoint;
   bool chat = true;
@@ -383,6 +390,57 @@ std::string UpstreamErrorDetail(std::string_view body) {
   if (m == err->end() || !m->is_string()) return "";
   return ": " + m->get<std::string>().substr(0, 300);
 }
+
+// Addresses of `host` (numeric or a name from the policy), for the self-reference check.
+std::vector<std::string> ResolveAddresses(const std::string& host) {
+  std::vector<std::string> out;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return out;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    const void* src =
+        a->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    if (inet_ntop(a->ai_family, src, buf, sizeof buf)) out.emplace_back(buf);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+bool IsLoopbackAddress(const std::string& a) { return a == "::1" || a.rfind("127.", 0) == 0; }
+
+// Whether a connection to `address` on the listening port reaches this gateway.
+bool ReachesListener(const std::string& address, const std::string& listen_host) {
+  if (listen_host == "0.0.0.0" || listen_host == "::" || listen_host.empty()) {
+    if (IsLoopbackAddress(address)) return true;
+    ifaddrs* ifs = nullptr;
+    if (getifaddrs(&ifs) != 0) return true;  // cannot tell: fail closed
+    bool local = false;
+    for (ifaddrs* i = ifs; i && !local; i = i->ifa_next) {
+      if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+        continue;
+      char buf[INET6_ADDRSTRLEN] = {};
+      const void* src =
+          i->ifa_addr->sa_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+      if (inet_ntop(i->ifa_addr->sa_family, src, buf, sizeof buf) && address == buf) local = true;
+    }
+    freeifaddrs(ifs);
+    return local;
+  }
+  for (const std::string& l : ResolveAddresses(listen_host))
+    if (l == address) return true;
+  return false;
+}
+
+// Hop header: each gateway appends its instance id when it forwards, and refuses a request that
+// already carries its own id (a loop through other gateways) or too many hops.
+constexpr const char* kHopHeader = "X-Airlock-Hops";
+constexpr std::size_t kMaxHops = 8;
 
 // Applies the policy's rewrites to one scan unit in place and returns its rewritten text. A match
 // that crosses a part boundary (data split across content parts) rewrites the unit as one text
@@ -507,6 +565,32 @@ struct Gateway::Impl {
   }
 
   internal::AuthFailureLog auth_failures;
+  const std::string instance_id = RandomId();
+
+  // 508 for a request that went through this gateway already (or through too many gateways).
+  bool RefuseLoop(const httplib::Request& req, httplib::Response& res) {
+    std::string hops = req.get_header_value(kHopHeader);
+    if (hops.empty()) return false;
+    std::size_t count = 1 + static_cast<std::size_t>(std::count(hops.begin(), hops.end(), ','));
+    bool own = false;
+    std::size_t pos = 0;
+    while (pos <= hops.size()) {
+      std::size_t comma = hops.find(',', pos);
+      std::string id =
+          hops.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      while (!id.empty() && id.front() == ' ') id.erase(0, 1);
+      if (id == instance_id) own = true;
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    if (!own && count < kMaxHops) return false;
+    SetError(res, 508,
+             own ? "Forwarding loop: this request already passed through this gateway."
+                 : "Forwarding loop: the request passed through too many gateways.",
+             "forwarding_loop");
+    AuditAuthFailure(req, 508, "forwarding_loop");
+    return true;
+  }
 
   // Records a request refused before authentication (401, 413); never the presented key.
   void AuditAuthFailure(const httplib::Request& req, int status, const std::string& reason) {
@@ -601,6 +685,11 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
   st->start = Clock::now();
   st->reasoning = policy().reasoning;
   res.set_header("X-Request-Id", st->request_id);
+  if (RefuseLoop(req, res)) {
+    metrics.Observe(st->endpoint, 508, 0);
+    return;
+  }
+  st->incoming_hops = req.get_header_value(kHopHeader);
   if (!Authenticate(req, res, *st)) {
     metrics.Observe(st->endpoint, 401, 0);
     return;
@@ -929,6 +1018,8 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
   std::string path = ep.path_prefix + (st->chat ? "/chat/completions" : "/completions");
   httplib::Headers headers;
   if (!ep.api_key.empty()) headers.emplace("Authorization", "Bearer " + ep.api_key);
+  headers.emplace(kHopHeader,
+                  st->incoming_hops.empty() ? instance_id : st->incoming_hops + "," + instance_id);
   if (stream) body["stream_options"] = {{"include_usage", true}};
   std::string payload = DumpJson(body);
   auto started = Clock::now();
@@ -1184,7 +1275,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   aopts.fsync = p.audit.fsync;
   AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));
   for (const policy::Upstream& u : p.upstreams) {
-    AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, ParseBaseUrl(u));
+    AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, EndpointFor(u));
     impl->pools[u.name] = std::make_shared<ClientPool>(std::move(e));
   }
 
@@ -1261,6 +1352,18 @@ Status Gateway::Start() {
                        " is already in use by another process (or binding it is not permitted)");
   }
   impl_->port = port;
+  // An upstream that is this gateway would fan one request out until every worker is busy.
+  for (const auto& [name, pool] : impl_->pools) {
+    const UpstreamEndpoint& ep = pool->endpoint();
+    if (ep.port != port) continue;
+    for (const std::string& address : ResolveAddresses(ep.host)) {
+      if (!ReachesListener(address, host)) continue;
+      impl_->http.stop();
+      return InvalidArgument("server: upstream '" + name + "' base_url " + ep.scheme_host_port +
+                             " points at this gateway's own listen address " + host + ":" +
+                             std::to_string(port));
+    }
+  }
   impl_->listener = std::thread([this] { impl_->http.listen_after_bind(); });
   return Status::Ok();
 }

@@ -1287,4 +1287,66 @@ TEST(LocalBackend, FailedAuthenticationIsAuditedWithoutTheKey) {
   }
 }
 
+// Attack: an upstream whose base_url points back at the gateway fanned one request out until
+// every worker was busy. Refused when the server starts.
+TEST(LocalBackend, UpstreamPointingAtTheGatewayItselfIsRefused) {
+  TempDir dir("gateway-self");
+  for (std::string host : {"127.0.0.1", "localhost"}) {
+    int port = ClosedPort();
+    std::string toml =
+        "[[upstreams]]\nname='me'\nbase_url='http://" + host + ":" + std::to_string(port) +
+        "/v1'\njurisdiction='US'\nmodels=['m']\n[audit]\npath='" + (dir.path() / "a.db").string() +
+        "'\n[server]\nkeys_db='" + (dir.path() / "k.db").string() + "'\n";
+    auto policy = airlock::policy::ParsePolicy(toml);
+    ASSERT_TRUE(policy.ok()) << policy.error().message();
+    airlock::server::GatewayOptions options;
+    options.port = port;
+    options.policy = *policy;
+    auto gw = airlock::server::Gateway::Create(options);
+    ASSERT_TRUE(gw.ok()) << gw.error().message();
+    airlock::Status started = (*gw)->Start();
+    ASSERT_FALSE(started.ok()) << host;
+    EXPECT_NE(started.message().find("points at this gateway's own listen address"),
+              std::string::npos)
+        << started.message();
+  }
+}
+
+// Attack: two gateways that name each other as upstream (which no start-time check can see) loop a
+// request between them. The hop header stops it at once: the gateway that sees its own id answers
+// 508, and the client gets a 502 instead of waiting for timeouts.
+TEST(LocalBackend, ForwardingLoopBetweenTwoGatewaysIsStopped) {
+  TempDir dir("gateway-loop");
+  int port_a = ClosedPort(), port_b = ClosedPort();
+  auto make = [&](const std::string& name, int port, int other) {
+    std::string toml =
+        "[[upstreams]]\nname='peer'\nbase_url='http://127.0.0.1:" + std::to_string(other) +
+        "/v1'\njurisdiction='US'\nmodels=['m']\ntimeout_s=30\n[audit]\npath='" +
+        (dir.path() / (name + "-a.db")).string() + "'\n[server]\nkeys_db='" +
+        (dir.path() / (name + "-k.db")).string() + "'\n";
+    auto policy = airlock::policy::ParsePolicy(toml);
+    EXPECT_TRUE(policy.ok());
+    airlock::server::GatewayOptions options;
+    options.port = port;
+    options.policy = *policy;
+    auto gw = airlock::server::Gateway::Create(options);
+    EXPECT_TRUE(gw.ok());
+    EXPECT_TRUE((*gw)->Start().ok());
+    return std::move(*gw);
+  };
+  auto a = make("a", port_a, port_b);
+  auto b = make("b", port_b, port_a);
+  httplib::Client c("127.0.0.1", port_a);
+  c.set_read_timeout(20, 0);
+  json body = {{"model", "m"}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_NE(r->body.find("508"), std::string::npos) << r->body;
+  // Both still answer.
+  EXPECT_EQ(c.Get("/health")->status, 200);
+  httplib::Client cb("127.0.0.1", port_b);
+  EXPECT_EQ(cb.Get("/health")->status, 200);
+}
+
 }  // namespace local_backend

@@ -173,5 +173,45 @@ TEST(ThinkSplitter, SeparatesReasoningAtEveryCut) {
   }
 }
 
+// Attack: base_url values with userinfo, a fragment, a query or '..' segments were copied raw into
+// the upstream request path ("#frag", "/../../admin"); they are load errors now.
+TEST(PolicyParse, UpstreamBaseUrlProblemsAreLoadErrors) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"http://user:pw@127.0.0.1:9/v1", "user information"},
+      {"http://127.0.0.1:9/v1#frag", "fragment"},
+      {"http://127.0.0.1:9/v1?x=1", "query"},
+      {"http://127.0.0.1:9/../../admin", "'..'"},
+      {"http://127.0.0.1:9/v1/./x", "'.'"},
+      {"http://127.0.0.1:9/v1/%2e%2e/admin", "percent"},
+      {"http://127.0.0.1:99999/v1", "port"},
+      {"http://127.0.0.1:0/v1", "port"},
+      {"http://127.0.0.1:9x/v1", "port"},
+      {"http://127.0.0.1:/v1", "empty port"},
+      {"http:///v1", "no host"},
+      {"http://exa mple.com/v1", "space"},
+      {"http://[::1/v1", "IPv6"},
+      {"ftp://127.0.0.1/v1", "http://"},
+  };
+  for (const auto& [url, problem] : bad) {
+    std::string toml =
+        "[[upstreams]]\nname='u'\nbase_url='" + url + "'\njurisdiction='US'\nmodels=['m']\n";
+    auto p = ParsePolicy(toml);
+    ASSERT_FALSE(p.ok()) << url;
+    EXPECT_NE(p.error().message().find("base_url"), std::string::npos) << p.error().message();
+    EXPECT_NE(p.error().message().find(problem), std::string::npos)
+        << url << ": " << p.error().message();
+  }
+  auto ok = ParseBaseUrl("https://api.example.com/v1/");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->scheme, "https");
+  EXPECT_EQ(ok->host, "api.example.com");
+  EXPECT_EQ(ok->port, 443);
+  EXPECT_EQ(ok->path, "/v1");
+  auto v6 = ParseBaseUrl("http://[::1]:8080");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 8080);
+  EXPECT_EQ(v6->path, "");
+}
 }  // namespace
 }  // namespace airlock::policy
