@@ -187,7 +187,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       std::string ctx = "rules[" + std::to_string(i++) + "]";
       const toml::table* t = e.as_table();
       if (!t) return Bad(origin, Where(e, ctx), "expected a table");
-      AIRLOCK_TRY(CheckKeys(*t, {"data_classes", "action", "allow_jurisdictions"}, origin, ctx));
+      AIRLOCK_TRY(CheckKeys(*t, {"data_classes", "action", "allow_jurisdictions", "direction"},
+                            origin, ctx));
       Rule r;
       std::vector<std::string> classes;
       AIRLOCK_ASSIGN_OR_RETURN(classes, GetStrings(*t, "data_classes", origin, ctx));
@@ -212,6 +213,16 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       for (std::string& j : js) r.allow_jurisdictions.push_back(j == "local" ? j : Upper(j));
       if (r.action == Action::kRestrict && r.allow_jurisdictions.empty())
         return Bad(origin, ctx, "action 'restrict' needs allow_jurisdictions");
+      std::string direction;
+      AIRLOCK_ASSIGN_OR_RETURN(direction, GetString(*t, "direction", origin, ctx, false, "both"));
+      if (direction == "both")
+        r.direction = Direction::kBoth;
+      else if (direction == "request")
+        r.direction = Direction::kRequest;
+      else if (direction == "response")
+        r.direction = Direction::kResponse;
+      else
+        return Bad(origin, ctx, "direction must be 'request', 'response' or 'both'");
       p.rules.push_back(std::move(r));
     }
   }
@@ -425,6 +436,7 @@ Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const 
     const Rule* rule = nullptr;
     std::size_t rule_index = 0;
     for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+      if (policy.rules[i].direction == Direction::kResponse) continue;
       const auto& classes = policy.rules[i].data_classes;
       if (std::find(classes.begin(), classes.end(), c) != classes.end()) {
         rule = &policy.rules[i];
@@ -465,6 +477,31 @@ Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const 
       }
     }
     v.actions[c] = Action::kAllow;
+  }
+  return v;
+}
+
+Verdict DecideResponse(const Policy& policy, const std::vector<DataClass>& found) {
+  Verdict v;
+  for (DataClass c : found) {
+    if (v.actions.count(c)) continue;
+    for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+      const Rule& rule = policy.rules[i];
+      if (rule.direction == Direction::kRequest) continue;
+      if (std::find(rule.data_classes.begin(), rule.data_classes.end(), c) ==
+          rule.data_classes.end())
+        continue;
+      if (rule.action == Action::kBlock) {
+        v.blocked = true;
+        v.reason = "data class '" + std::string(DataClassName(c)) +
+                   "' in the response is blocked by rules[" + std::to_string(i) + "]";
+        return v;
+      }
+      if (rule.action == Action::kRedact || rule.action == Action::kPseudonymize)
+        v.actions[c] = Action::kRedact;
+      break;
+    }
+    if (!v.actions.count(c)) v.actions[c] = Action::kAllow;
   }
   return v;
 }

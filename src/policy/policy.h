@@ -53,9 +53,14 @@ struct LocalModel {
   std::string path;  // GGUF file
 };
 
+// Which way a rule applies: requests (what leaves for a model), responses (what a model answers,
+// reasoning included), or both (the default).
+enum class Direction { kBoth, kRequest, kResponse };
+
 struct Rule {
   std::vector<DataClass> data_classes;
   Action action = Action::kAllow;
+  Direction direction = Direction::kBoth;
   // For kRestrict: jurisdictions the data may go to in clear; "local" means local models.
   std::vector<std::string> allow_jurisdictions;
 };
@@ -116,6 +121,12 @@ struct Verdict {
 };
 
 // Decides what happens to a request whose text contains `found` classes, sent to `target`.
+// Rules with direction "response" are skipped.
 Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const Target& target);
+
+// Decides what happens to model output that contains `found` classes: the first rule for a class
+// whose direction covers responses applies; block blocks, redact and pseudonymize both redact
+// (there is nobody to restore a placeholder for), allow and restrict let it pass.
+Verdict DecideResponse(const Policy& policy, const std::vector<DataClass>& found);
 
 }  // namespace airlock::policy

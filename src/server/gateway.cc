@@ -321,7 +321,18 @@ struct RequestState {
 
   policy::Pseudonymizer pseudonymizer;
   policy::ReasoningAction reasoning = policy::ReasoningAction::kPass;
+  // Response-side policy: model output is scanned before reasoning is split off and placeholders
+  // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
+  // across chunks is seen whole.
+  static constexpr std::size_t kResponseHoldback = 256;
+  const policy::Policy* policy = nullptr;
+  const policy::DetectorSet* detectors = nullptr;
+  bool response_blocked = false;
+  std::string response_block_reason;
+  std::set<std::string> response_actions;
+
   struct ChoiceState {
+    std::string unscanned;  // output not yet released by the response scan
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
@@ -339,9 +350,54 @@ struct RequestState {
     if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
     return c;
   }
+  // Scans held-back output of a choice and releases what is settled (everything when `final`):
+  // redacted where the response rules say so; "" and response_blocked set for a blocked class.
+  std::string ReleaseScanned(ChoiceState& c, bool final) {
+    if (!detectors || response_blocked) {
+      std::string all;
+      if (!response_blocked) all.swap(c.unscanned);
+      c.unscanned.clear();
+      return all;
+    }
+    std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
+    std::size_t size = c.unscanned.size();
+    std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
+    for (const policy::Match& m : matches)
+      if (m.begin < emit && m.end > emit) emit = m.begin;  // never cut a match
+    while (emit > 0 && emit < size &&
+           (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
+      --emit;  // nor a UTF-8 sequence
+    std::vector<policy::Match> ready;
+    std::set<policy::DataClass> found;
+    for (const policy::Match& m : matches)
+      if (m.end <= emit) {
+        ready.push_back(m);
+        found.insert(m.data_class);
+      }
+    std::string out = c.unscanned.substr(0, emit);
+    c.unscanned.erase(0, emit);
+    if (ready.empty()) return out;
+    policy::Verdict v =
+        policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+    if (v.blocked) {
+      response_blocked = true;
+      response_block_reason = v.reason;
+      c.unscanned.clear();
+      return "";
+    }
+    for (const auto& [cls, a] : v.actions)
+      response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
+                              std::string(policy::ActionName(a)));
+    policy::Pseudonymizer redactor;  // only kRedact actions: nothing to remember
+    return redactor.Apply(out, ready, v.actions);
+  }
+
   // Processes a piece of model output text of choice `index`; returns what the client sees.
-  std::string ProcessText(int index, std::string_view text) {
+  std::string ProcessText(int index, std::string_view raw) {
     ChoiceState& c = Choice(index);
+    c.unscanned += raw;
+    std::string scanned = ReleaseScanned(c, /*final=*/false);
+    std::string_view text = scanned;
     std::string visible(text);
     if (reasoning != policy::ReasoningAction::kPass) {
       auto piece = c.splitter.Feed(text);
@@ -357,10 +413,16 @@ struct RequestState {
     if (c.finished) return "";
     c.finished = true;
     std::string out;
+    std::string rest = ReleaseScanned(c, /*final=*/true);
     if (reasoning != policy::ReasoningAction::kPass) {
-      auto piece = c.splitter.Flush();
+      auto piece = c.splitter.Feed(rest);
       reasoning_text += piece.reasoning;
       out = c.restorer->Feed(piece.visible);
+      piece = c.splitter.Flush();
+      reasoning_text += piece.reasoning;
+      out += c.restorer->Feed(piece.visible);
+    } else {
+      out = c.restorer->Feed(rest);
     }
     out += c.restorer->Flush();
     c.visible += out;
@@ -540,6 +602,8 @@ struct Gateway::Impl {
     r.status = status;
     r.data_classes = st.data_classes;
     r.actions = st.actions;
+    r.actions.insert(r.actions.end(), st.response_actions.begin(), st.response_actions.end());
+    if (st.response_blocked) r.actions.push_back("response block: " + st.response_block_reason);
     r.prompt_tokens = std::max<std::int64_t>(st.prompt_tokens, 0);
     r.completion_tokens = std::max<std::int64_t>(st.completion_tokens, 0);
     r.prompt_sha256 = st.prompt_sha256;
@@ -684,6 +748,8 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
   st->chat = chat;
   st->start = Clock::now();
   st->reasoning = policy().reasoning;
+  st->policy = &policy();
+  st->detectors = detectors.get();
   res.set_header("X-Request-Id", st->request_id);
   if (RefuseLoop(req, res)) {
     metrics.Observe(st->endpoint, 508, 0);
@@ -943,7 +1009,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         }
         if (payload.empty() || payload == "[DONE]") continue;
         std::string out = TransformChunk(*st, payload);
-        if (st->stream_broken) break;
+        if (st->stream_broken || st->response_blocked) break;
         if (out.empty()) continue;
         std::string frame = "data: " + out + "\n\n";
         if (!sink.write(frame.data(), frame.size())) {
@@ -952,7 +1018,10 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         }
       }
       // An event that never ends (or one past the limits) stops the upstream.
-      if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
+      if (st->response_blocked) {
+        ch->cancel = true;
+        buffer->clear();
+      } else if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
         st->stream_broken = true;
         ch->cancel = true;
         buffer->clear();
@@ -977,8 +1046,16 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
     if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
     if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
     bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
-    Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
-    if (!ok) {
+    if (st->response_blocked) {
+      // The answer so far was sent; it ends with an error the client can see.
+      Finish(*st, 403, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+      json err = json::parse(ErrorBody(
+          403, "Response blocked by policy: " + st->response_block_reason, "policy_violation"));
+      tail += "data: " + DumpJson(err) + "\n\n";
+    } else {
+      Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+    }
+    if (!ok && !st->response_blocked) {
       json err = json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
       tail += "data: " + DumpJson(err) + "\n\n";
     }
@@ -1074,6 +1151,9 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
                       (out.ok() ? std::string(".") : " (" + out.error().message() + ")."),
                   "upstream_error");
     TransformResponse(*st, *out);
+    if (st->response_blocked)
+      return Fail(*st, res, 403, "Response blocked by policy: " + st->response_block_reason,
+                  "policy_violation");
     std::string text = st->ResponseText();
     Finish(*st, 200, st->prompt_tokens + st->completion_tokens, text);
     res.status = 200;
@@ -1206,6 +1286,9 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
                     {"completion_tokens", r->completion_tokens},
                     {"total_tokens", r->prompt_tokens + r->completion_tokens}};
     TransformResponse(*st, out);
+    if (st->response_blocked)
+      return Fail(*st, res, 403, "Response blocked by policy: " + st->response_block_reason,
+                  "policy_violation");
     Finish(*st, 200, st->prompt_tokens + st->completion_tokens, st->ResponseText());
     res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     return;

@@ -43,6 +43,11 @@ namespace {
 using json = nlohmann::json;
 using airlock::testing::TempDir;
 
+// What the "leak" model answers: an address (pseudonymized class: redacted on the way back) and
+// a GitHub token (secret: redacted), each split across the double's 2-byte stream chunks.
+constexpr const char* kLeakyAnswer =
+    "write to bob@corp.example with token ghp_0123456789abcdefghijABCDEFGHIJ012345 now";
+
 // ---- the fake upstream (test double) ----
 class FakeUpstream {
  public:
@@ -88,8 +93,10 @@ class FakeUpstream {
         }
         return;
       }
-      std::string reply = model == "think" ? "<think>plan with " + text + "</think>answer: " + text
-                                           : "echo: " + text;
+      std::string reply = model == "think"  ? "<think>plan with " + text + "</think>answer: " + text
+                          : model == "leak" ? std::string(kLeakyAnswer)
+                          : model == "leakblock" ? "<think>id 11010519491231002X</think>fine"
+                                                 : "echo: " + text;
       // Produces up to its limit for each of the n choices (the larger limit when both are set).
       std::int64_t max_tokens = 0;
       for (const char* field : {"max_tokens", "max_completion_tokens"})
@@ -274,7 +281,7 @@ class GatewayTest : public ::testing::Test {
     config_ = (d / "policy.toml").string();
     std::ofstream(config_)
         << "[[upstreams]]\nname='us'\nbase_url='" << up
-        << "'\njurisdiction='US'\nmodels=['echo','think','fail','deep']\n"
+        << "'\njurisdiction='US'\nmodels=['echo','think','fail','deep','leak','leakblock']\n"
            "allowed_data_classes=['ip_address']\n"
            "[[upstreams]]\nname='de'\nbase_url='"
         << up
@@ -380,7 +387,7 @@ TEST_F(GatewayTest, HealthModelsMetrics) {
   ASSERT_EQ(m->status, 200);
   json j = json::parse(m->body);
   EXPECT_EQ(j["object"], "list");
-  EXPECT_EQ(j["data"].size(), 7u);
+  EXPECT_EQ(j["data"].size(), 9u);
   auto only = c.Get("/v1/models", {{"Authorization", "Bearer " + only_de_}});
   EXPECT_EQ(json::parse(only->body)["data"].size(), 1u);
   // Keys exist, so /metrics wants one too (public_metrics is off by default).
@@ -751,6 +758,37 @@ TEST_F(GatewayTest, PolicyFieldTableHolds) {
     ++rows;
   }
   EXPECT_GE(rows, 20) << "the request table in docs/policy.md was not found or lost rows";
+}
+
+// Attack: secrets and personal data in model output (upstream or local, streamed or not) passed
+// untouched. Rules apply to responses too; matches split across stream chunks are seen whole.
+TEST_F(GatewayTest, SecretsAndPiiInModelOutputAreRedactedStreamedAndNot) {
+  for (bool stream : {false, true}) {
+    auto r = Chat(ChatBody("leak", "hi", stream), admin_);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    std::string text =
+        stream ? StreamText(r->body)
+               : json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>();
+    EXPECT_EQ(text.find("bob@corp.example"), std::string::npos) << text;
+    EXPECT_EQ(text.find("ghp_"), std::string::npos) << text;
+    EXPECT_EQ(text.rfind("write to [REDACTED_", 0), 0u) << text;
+    EXPECT_NE(text.find(" now"), std::string::npos) << text;
+  }
+}
+
+// A block class in the answer (reasoning included) ends it with an error the client sees.
+TEST_F(GatewayTest, BlockedClassInModelOutputEndsTheAnswerWithAnError) {
+  auto r = Chat(ChatBody("leakblock", "hi"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(ErrorCode(r), "policy_violation");
+  EXPECT_EQ(r->body.find("11010519491231002X"), std::string::npos);
+  r = Chat(ChatBody("leakblock", "hi", true), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body.find("11010519491231002X"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("policy_violation"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
 }
 
 TEST_F(GatewayTest, RateLimit) {

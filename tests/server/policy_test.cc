@@ -213,5 +213,25 @@ TEST(PolicyParse, UpstreamBaseUrlProblemsAreLoadErrors) {
   EXPECT_EQ(v6->port, 8080);
   EXPECT_EQ(v6->path, "");
 }
+
+TEST(PolicyParse, RuleDirectionLimitsWhereARuleApplies) {
+  auto p = ParsePolicy(
+      "[[rules]]\ndata_classes=['email']\naction='block'\ndirection='response'\n"
+      "[[rules]]\ndata_classes=['email']\naction='redact'\n"
+      "[[rules]]\ndata_classes=['phone']\naction='block'\ndirection='request'\n");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  Target local;
+  local.local = true;
+  Verdict req = Decide(*p, {DataClass::kEmail}, local);
+  EXPECT_FALSE(req.blocked);  // the response-only block is skipped; the next rule redacts
+  EXPECT_EQ(req.actions[DataClass::kEmail], Action::kRedact);
+  EXPECT_TRUE(DecideResponse(*p, {DataClass::kEmail}).blocked);
+  EXPECT_TRUE(Decide(*p, {DataClass::kPhone}, local).blocked);
+  Verdict resp = DecideResponse(*p, {DataClass::kPhone});
+  EXPECT_FALSE(resp.blocked);
+  EXPECT_EQ(resp.actions[DataClass::kPhone], Action::kAllow);
+  EXPECT_FALSE(
+      ParsePolicy("[[rules]]\ndata_classes=['email']\naction='block'\ndirection='out'\n").ok());
+}
 }  // namespace
 }  // namespace airlock::policy
