@@ -5,6 +5,7 @@
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <openssl/rand.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -1406,6 +1408,23 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
            [s](const httplib::Request& req, httplib::Response& res) { s->HandleModels(req, res); });
   http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  // Liveness is /health; readiness also needs every configured local model loaded and the audit
+  // log writable. Public like /health, so the reasons name no model.
+  http.Get("/ready", [s](const httplib::Request&, httplib::Response& res) {
+    json reasons = json::array();
+    std::size_t missing = 0;
+    for (const auto& m : s->policy().local_models)
+      if (!s->options.local_backends.count(m.name)) ++missing;
+    if (missing > 0) reasons.push_back(std::to_string(missing) + " local model(s) not loaded");
+    const std::string& log = s->policy().audit.path;
+    std::string dir = std::filesystem::path(log).parent_path().string();
+    if (access(log.c_str(), W_OK) != 0 || access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
+      reasons.push_back("audit log not writable");
+    res.status = reasons.empty() ? 200 : 503;
+    json body = {{"status", reasons.empty() ? "ready" : "not_ready"}};
+    if (!reasons.empty()) body["reasons"] = reasons;
+    res.set_content(DumpJson(body), "application/json");
   });
   http.Get("/metrics", [s](const httplib::Request& req, httplib::Response& res) {
     // Request counts, model names and policy actions are operational data: the same key rule as

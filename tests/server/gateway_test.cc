@@ -1387,4 +1387,29 @@ TEST(LocalBackend, ForwardingLoopBetweenTwoGatewaysIsStopped) {
   EXPECT_EQ(cb.Get("/health")->status, 200);
 }
 
+// /health says the process answers; /ready also needs every configured local model loaded.
+TEST(LocalBackend, ReadyOnlyWhenEveryLocalModelIsLoaded) {
+  TempDir dir("gateway-ready");
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" +
+                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" +
+                     (dir.path() / "k.db").string() + "'\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  for (bool loaded : {false, true}) {
+    airlock::server::GatewayOptions options;
+    options.port = 0;
+    options.policy = *policy;
+    if (loaded) options.local_backends["tiny"] = std::make_shared<EchoBackend>();
+    auto gw = airlock::server::Gateway::Create(options);
+    ASSERT_TRUE(gw.ok()) << gw.error().message();
+    ASSERT_TRUE((*gw)->Start().ok());
+    httplib::Client c("127.0.0.1", (*gw)->port());
+    EXPECT_EQ(c.Get("/health")->status, 200);
+    auto r = c.Get("/ready");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, loaded ? 200 : 503) << r->body;
+    EXPECT_EQ(json::parse(r->body)["status"], loaded ? "ready" : "not_ready");
+  }
+}
+
 }  // namespace local_backend
