@@ -173,6 +173,25 @@ TEST(ThinkSplitter, SeparatesReasoningAtEveryCut) {
   }
 }
 
+// Attack: "<THINK>" and "<think >" were not recognized, so reasoning meant to be stripped or only
+// logged reached the client. Tags match in any letter case and with blanks before '>', at every
+// cut of a stream.
+TEST(ThinkSplitter, TagsMatchInAnyCaseAndWithBlanksAtEveryCut) {
+  const std::string text = "<THINK >secret plan</Think\t>Answer <thinking>x</think > tail";
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    for (std::size_t j = i; j <= text.size(); j += 3) {
+      ThinkSplitter s;
+      auto a = s.Feed(text.substr(0, i));
+      auto b = s.Feed(text.substr(i, j - i));
+      auto c = s.Feed(text.substr(j));
+      auto d = s.Flush();
+      EXPECT_EQ(a.visible + b.visible + c.visible + d.visible, "Answer <thinking>x</think > tail")
+          << i << "," << j;
+      EXPECT_EQ(a.reasoning + b.reasoning + c.reasoning + d.reasoning, "secret plan") << i;
+    }
+  }
+}
+
 // Attack: base_url values with userinfo, a fragment, a query or '..' segments were copied raw into
 // the upstream request path ("#frag", "/../../admin"); they are load errors now.
 TEST(PolicyParse, UpstreamBaseUrlProblemsAreLoadErrors) {
