@@ -394,6 +394,41 @@ struct RequestState {
     return redactor.Apply(out, ready, v.actions);
   }
 
+  // Scans the strings of a message or delta other than content and role (reasoning_content, tool
+  // call arguments, refusal, ...) with the response rules, each string as it arrives: redacts in
+  // place, or sets response_blocked. Unlike content, a match split across two stream chunks of
+  // such a field is not seen.
+  void ScanOutputFields(json& node, bool top = true) {
+    if (!detectors || response_blocked) return;
+    if (node.is_string()) {
+      const std::string& text = node.get_ref<const std::string&>();
+      std::vector<policy::Match> matches = detectors->Scan(text);
+      if (matches.empty()) return;
+      std::set<policy::DataClass> found;
+      for (const auto& m : matches) found.insert(m.data_class);
+      policy::Verdict v = policy::DecideResponse(
+          *policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+      if (v.blocked) {
+        response_blocked = true;
+        response_block_reason = v.reason;
+        node = "";
+        return;
+      }
+      for (const auto& [cls, a] : v.actions)
+        response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
+                                std::string(policy::ActionName(a)));
+      policy::Pseudonymizer redactor;
+      node = redactor.Apply(text, matches, v.actions);
+    } else if (node.is_array()) {
+      for (json& e : node) ScanOutputFields(e, false);
+    } else if (node.is_object()) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (top && (it.key() == "content" || it.key() == "role")) continue;
+        ScanOutputFields(*it, false);
+      }
+    }
+  }
+
   // Processes a piece of model output text of choice `index`; returns what the client sees.
   std::string ProcessText(int index, std::string_view raw) {
     ChoiceState& c = Choice(index);
@@ -900,6 +935,7 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
       if (st.chat) {
         auto m = c.find("message");
         if (m != c.end() && m->is_object()) {
+          st.ScanOutputFields(*m);
           if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
           if (auto r = m->find("reasoning_content"); r != m->end() && r->is_string()) {
             auto keep = st.ProcessReasoningField(r->get<std::string>());
@@ -952,6 +988,7 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
       if (st.chat) {
         auto d = c.find("delta");
         if (d != c.end() && d->is_object()) {
+          st.ScanOutputFields(*d);
           if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
           if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
             auto keep = st.ProcessReasoningField(r->get<std::string>());

@@ -119,6 +119,13 @@ class FakeUpstream {
                                      {"finish_reason", "stop"}}
                               : json{{"index", 0}, {"text", reply}, {"finish_reason", "stop"}}});
         if (model == "think") out["choices"][0]["message"]["reasoning_content"] = "rc " + text;
+        if (model == "leak") {
+          out["choices"][0]["message"]["reasoning_content"] = "ask carol@corp.example";
+          out["choices"][0]["message"]["tool_calls"] = json::array(
+              {{{"id", "t1"},
+                {"type", "function"},
+                {"function", {{"name", "mail"}, {"arguments", R"({"to":"dan@corp.example"})"}}}}});
+        }
         res.set_content(out.dump(), "application/json");
         return;
       }
@@ -774,6 +781,10 @@ TEST_F(GatewayTest, SecretsAndPiiInModelOutputAreRedactedStreamedAndNot) {
     EXPECT_EQ(text.find("ghp_"), std::string::npos) << text;
     EXPECT_EQ(text.rfind("write to [REDACTED_", 0), 0u) << text;
     EXPECT_NE(text.find(" now"), std::string::npos) << text;
+    if (!stream) {  // reasoning_content and tool call arguments too
+      EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+      EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << r->body;
+    }
   }
 }
 
