@@ -331,6 +331,7 @@ struct RequestState {
   const policy::DetectorSet* detectors = nullptr;
   bool response_blocked = false;
   std::string response_block_reason;
+  bool produced_reasoning = false;  // the answer had reasoning: data class "reasoning" in the audit
   std::set<std::string> response_actions;
 
   struct ChoiceState {
@@ -436,8 +437,11 @@ struct RequestState {
     std::string scanned = ReleaseScanned(c, /*final=*/false);
     std::string_view text = scanned;
     std::string visible(text);
+    // The splitter runs in every mode so that reasoning is recorded as a data class; only
+    // strip/log take it out of what the client sees.
+    auto piece = c.splitter.Feed(text);
+    if (!piece.reasoning.empty()) produced_reasoning = true;
     if (reasoning != policy::ReasoningAction::kPass) {
-      auto piece = c.splitter.Feed(text);
       reasoning_text += piece.reasoning;
       visible = std::move(piece.visible);
     }
@@ -451,13 +455,13 @@ struct RequestState {
     c.finished = true;
     std::string out;
     std::string rest = ReleaseScanned(c, /*final=*/true);
+    auto piece = c.splitter.Feed(rest);
+    auto last = c.splitter.Flush();
+    if (!piece.reasoning.empty() || !last.reasoning.empty()) produced_reasoning = true;
     if (reasoning != policy::ReasoningAction::kPass) {
-      auto piece = c.splitter.Feed(rest);
-      reasoning_text += piece.reasoning;
+      reasoning_text += piece.reasoning + last.reasoning;
       out = c.restorer->Feed(piece.visible);
-      piece = c.splitter.Flush();
-      reasoning_text += piece.reasoning;
-      out += c.restorer->Feed(piece.visible);
+      out += c.restorer->Feed(last.visible);
     } else {
       out = c.restorer->Feed(rest);
     }
@@ -467,6 +471,7 @@ struct RequestState {
   }
   // reasoning_content field: restored; returned to the client only for "pass".
   std::optional<std::string> ProcessReasoningField(std::string_view text) {
+    if (!text.empty()) produced_reasoning = true;
     std::string restored = pseudonymizer.Restore(text);
     if (reasoning == policy::ReasoningAction::kPass) return restored;
     reasoning_text += restored;
@@ -638,6 +643,7 @@ struct Gateway::Impl {
     r.jurisdiction = st.jurisdiction;
     r.status = status;
     r.data_classes = st.data_classes;
+    if (st.produced_reasoning) r.data_classes.push_back("reasoning");
     r.actions = st.actions;
     r.actions.insert(r.actions.end(), st.response_actions.begin(), st.response_actions.end());
     if (st.response_blocked) r.actions.push_back("response block: " + st.response_block_reason);

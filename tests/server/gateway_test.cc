@@ -495,6 +495,11 @@ TEST_F(GatewayTest, ReasoningIsLoggedNotReturned) {
   EXPECT_EQ(StreamText(r->body), "answer: q2");
   auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "5"});
   EXPECT_NE(shown.second.find("\"reasoning_text\":\"plan with q2\""), std::string::npos);
+  // Reasoning is a data class of the record: `audit show --class reasoning` finds both answers.
+  auto reasoning = RunAirlock(
+      {"audit", "show", "--log", audit_db_, "--json", "--class", "reasoning", "--limit", "1000"});
+  EXPECT_NE(reasoning.second.find("plan with q2"), std::string::npos) << reasoning.second;
+  EXPECT_NE(reasoning.second.find("plan with q1"), std::string::npos) << reasoning.second;
 }
 
 TEST_F(GatewayTest, ClientErrors) {
