@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -131,8 +132,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       u.jurisdiction = Upper(j);
       if (u.jurisdiction.empty() || u.jurisdiction == "LOCAL")
         return Bad(origin, ctx, "jurisdiction must be a country/region code");
-      if (u.base_url.rfind("http://", 0) != 0 && u.base_url.rfind("https://", 0) != 0)
-        return Bad(origin, ctx, "base_url must start with http:// or https://");
+      if (auto url = ParseBaseUrl(u.base_url); !url.ok())
+        return Bad(origin, ctx, "base_url: " + url.error().message());
       std::vector<std::string> classes;
       AIRLOCK_ASSIGN_OR_RETURN(classes, GetStrings(*t, "allowed_data_classes", origin, ctx));
       AIRLOCK_ASSIGN_OR_RETURN(u.allowed_data_classes, ParseClasses(classes, origin, ctx));
@@ -186,7 +187,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       std::string ctx = "rules[" + std::to_string(i++) + "]";
       const toml::table* t = e.as_table();
       if (!t) return Bad(origin, Where(e, ctx), "expected a table");
-      AIRLOCK_TRY(CheckKeys(*t, {"data_classes", "action", "allow_jurisdictions"}, origin, ctx));
+      AIRLOCK_TRY(CheckKeys(*t, {"data_classes", "action", "allow_jurisdictions", "direction"},
+                            origin, ctx));
       Rule r;
       std::vector<std::string> classes;
       AIRLOCK_ASSIGN_OR_RETURN(classes, GetStrings(*t, "data_classes", origin, ctx));
@@ -211,6 +213,16 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       for (std::string& j : js) r.allow_jurisdictions.push_back(j == "local" ? j : Upper(j));
       if (r.action == Action::kRestrict && r.allow_jurisdictions.empty())
         return Bad(origin, ctx, "action 'restrict' needs allow_jurisdictions");
+      std::string direction;
+      AIRLOCK_ASSIGN_OR_RETURN(direction, GetString(*t, "direction", origin, ctx, false, "both"));
+      if (direction == "both")
+        r.direction = Direction::kBoth;
+      else if (direction == "request")
+        r.direction = Direction::kRequest;
+      else if (direction == "response")
+        r.direction = Direction::kResponse;
+      else
+        return Bad(origin, ctx, "direction must be 'request', 'response' or 'both'");
       p.rules.push_back(std::move(r));
     }
   }
@@ -329,6 +341,80 @@ const LocalModel* Policy::FindLocalModel(std::string_view model) const {
   return nullptr;
 }
 
+Result<BaseUrl> ParseBaseUrl(std::string_view url) {
+  BaseUrl out;
+  std::string_view rest;
+  if (url.rfind("http://", 0) == 0) {
+    out.scheme = "http";
+    rest = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    out.scheme = "https";
+    rest = url.substr(8);
+  } else {
+    return InvalidArgument("must start with http:// or https://");
+  }
+  for (char c : url)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return InvalidArgument("contains a space or control character");
+  if (url.find('#') != std::string_view::npos) return InvalidArgument("has a fragment ('#')");
+  if (url.find('?') != std::string_view::npos) return InvalidArgument("has a query ('?')");
+  std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
+  if (authority.find('@') != std::string_view::npos)
+    return InvalidArgument("has user information ('user@'); put credentials in api_key_env");
+  std::string_view port_text;
+  if (!authority.empty() && authority[0] == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return InvalidArgument("has an unterminated IPv6 host");
+    out.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return InvalidArgument("has a malformed host");
+      port_text = after.substr(1);
+      if (port_text.empty()) return InvalidArgument("has an empty port");
+    }
+    for (char c : out.host)
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+        return InvalidArgument("has a malformed IPv6 host");
+  } else {
+    std::size_t colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) return InvalidArgument("has an empty port");
+    }
+    for (char c : out.host)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_')
+        return InvalidArgument("has a malformed host '" + out.host + "'");
+  }
+  if (out.host.empty()) return InvalidArgument("has no host");
+  if (port_text.empty()) {
+    out.port = out.scheme == "https" ? 443 : 80;
+  } else {
+    if (port_text.size() > 5 || !std::all_of(port_text.begin(), port_text.end(),
+                                             [](char c) { return c >= '0' && c <= '9'; }))
+      return InvalidArgument("has a port that is not a number from 1 to 65535");
+    out.port = std::stoi(std::string(port_text));
+    if (out.port < 1 || out.port > 65535)
+      return InvalidArgument("has a port that is not a number from 1 to 65535");
+  }
+  if (path.find('%') != std::string_view::npos || path.find('\\') != std::string_view::npos)
+    return InvalidArgument("has percent-encoding or a backslash in its path");
+  std::size_t pos = 0;
+  while (pos < path.size()) {
+    std::size_t next = path.find('/', pos + 1);
+    std::string_view segment = path.substr(
+        pos + 1, next == std::string_view::npos ? std::string_view::npos : next - pos - 1);
+    if (segment == "." || segment == "..") return InvalidArgument("has a '.' or '..' path segment");
+    if (next == std::string_view::npos) break;
+    pos = next;
+  }
+  out.path = std::string(path);
+  while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
+  return out;
+}
+
 Result<Policy> ParsePolicy(std::string_view toml_text, std::string_view origin) {
   try {
     toml::table root = toml::parse(toml_text, origin);
@@ -360,6 +446,7 @@ Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const 
     const Rule* rule = nullptr;
     std::size_t rule_index = 0;
     for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+      if (policy.rules[i].direction == Direction::kResponse) continue;
       const auto& classes = policy.rules[i].data_classes;
       if (std::find(classes.begin(), classes.end(), c) != classes.end()) {
         rule = &policy.rules[i];
@@ -400,6 +487,31 @@ Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const 
       }
     }
     v.actions[c] = Action::kAllow;
+  }
+  return v;
+}
+
+Verdict DecideResponse(const Policy& policy, const std::vector<DataClass>& found) {
+  Verdict v;
+  for (DataClass c : found) {
+    if (v.actions.count(c)) continue;
+    for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+      const Rule& rule = policy.rules[i];
+      if (rule.direction == Direction::kRequest) continue;
+      if (std::find(rule.data_classes.begin(), rule.data_classes.end(), c) ==
+          rule.data_classes.end())
+        continue;
+      if (rule.action == Action::kBlock) {
+        v.blocked = true;
+        v.reason = "data class '" + std::string(DataClassName(c)) +
+                   "' in the response is blocked by rules[" + std::to_string(i) + "]";
+        return v;
+      }
+      if (rule.action == Action::kRedact || rule.action == Action::kPseudonymize)
+        v.actions[c] = Action::kRedact;
+      break;
+    }
+    if (!v.actions.count(c)) v.actions[c] = Action::kAllow;
   }
   return v;
 }

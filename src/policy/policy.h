@@ -36,14 +36,31 @@ struct Upstream {
   std::string ca_file;  // PEM CA bundle for https upstreams (default: the system store)
 };
 
+// An upstream base_url split into its parts. Only scheme, host, port and path are allowed.
+struct BaseUrl {
+  std::string scheme;  // "http" or "https"
+  std::string host;    // a name or an IP address (IPv6 without brackets)
+  int port = 0;        // 1..65535 (80/443 when absent)
+  std::string path;    // "" or "/v1", no trailing slash
+};
+// Errors (kInvalidArgument, naming the problem): another scheme, userinfo ("user@"), a query, a
+// fragment, "." or ".." path segments, percent-encoding or backslashes in the path, an empty or
+// malformed host, a port that is not a number in 1..65535.
+Result<BaseUrl> ParseBaseUrl(std::string_view url);
+
 struct LocalModel {
   std::string name;
   std::string path;  // GGUF file
 };
 
+// Which way a rule applies: requests (what leaves for a model), responses (what a model answers,
+// reasoning included), or both (the default).
+enum class Direction { kBoth, kRequest, kResponse };
+
 struct Rule {
   std::vector<DataClass> data_classes;
   Action action = Action::kAllow;
+  Direction direction = Direction::kBoth;
   // For kRestrict: jurisdictions the data may go to in clear; "local" means local models.
   std::vector<std::string> allow_jurisdictions;
 };
@@ -113,6 +130,12 @@ struct Verdict {
 };
 
 // Decides what happens to a request whose text contains `found` classes, sent to `target`.
+// Rules with direction "response" are skipped.
 Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const Target& target);
+
+// Decides what happens to model output that contains `found` classes: the first rule for a class
+// whose direction covers responses applies; block blocks, redact and pseudonymize both redact
+// (there is nobody to restore a placeholder for), allow and restrict let it pass.
+Verdict DecideResponse(const Policy& policy, const std::vector<DataClass>& found);
 
 }  // namespace airlock::policy

@@ -107,33 +107,63 @@ std::string StreamRestorer::Flush() {
   return emit;
 }
 
+namespace {
+
+// A reasoning tag at `at`: "<think>" or, when `closing`, "</think>", in any letter case and with
+// spaces or tabs before the '>' (models and templates vary: "<THINK>", "<think >").
+enum class TagMatch { kNo, kPartial, kFull };
+TagMatch MatchThinkTag(std::string_view s, std::size_t at, bool closing, std::size_t* length) {
+  static constexpr std::size_t kMaxTagLength = 40;
+  std::size_t i = at;
+  auto need = [&](auto ok) {
+    if (i == s.size()) return TagMatch::kPartial;
+    if (!ok(s[i])) return TagMatch::kNo;
+    ++i;
+    return TagMatch::kFull;
+  };
+  TagMatch m = need([](char c) { return c == '<'; });
+  if (m != TagMatch::kFull) return m;
+  if (closing && (m = need([](char c) { return c == '/'; })) != TagMatch::kFull) return m;
+  for (char letter : std::string_view("think")) {
+    m = need([letter](char c) { return (c | 0x20) == letter; });
+    if (m != TagMatch::kFull) return m;
+  }
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
+    if (++i - at > kMaxTagLength) return TagMatch::kNo;
+  }
+  if ((m = need([](char c) { return c == '>'; })) != TagMatch::kFull) return m;
+  *length = i - at;
+  return TagMatch::kFull;
+}
+
+}  // namespace
+
 ThinkSplitter::Piece ThinkSplitter::Feed(std::string_view chunk) {
-  static constexpr std::string_view kOpen = "<think>";
-  static constexpr std::string_view kClose = "</think>";
   pending_.append(chunk);
   Piece piece;
   std::size_t pos = 0;
-  while (pos < pending_.size()) {
-    std::string_view tag = in_think_ ? kClose : kOpen;
+  std::size_t search = 0;
+  while (true) {
     std::string& sink = in_think_ ? piece.reasoning : piece.visible;
-    std::size_t at = pending_.find(tag, pos);
-    if (at != std::string::npos) {
+    std::size_t at = pending_.find('<', search);
+    if (at == std::string::npos) {
+      sink.append(pending_, pos, std::string::npos);
+      pos = pending_.size();
+      break;
+    }
+    std::size_t length = 0;
+    TagMatch m = MatchThinkTag(pending_, at, in_think_, &length);
+    if (m == TagMatch::kFull) {
       sink.append(pending_, pos, at - pos);
-      pos = at + tag.size();
+      pos = search = at + length;
       in_think_ = !in_think_;
-      continue;
+    } else if (m == TagMatch::kPartial) {  // hold back what could still become a tag
+      sink.append(pending_, pos, at - pos);
+      pos = at;
+      break;
+    } else {
+      search = at + 1;
     }
-    // Hold back a suffix that could be the start of the tag.
-    std::size_t keep = 0;
-    for (std::size_t n = std::min(tag.size() - 1, pending_.size() - pos); n > 0; --n) {
-      if (std::string_view(pending_).substr(pending_.size() - n) == tag.substr(0, n)) {
-        keep = n;
-        break;
-      }
-    }
-    sink.append(pending_, pos, pending_.size() - keep - pos);
-    pos = pending_.size() - keep;
-    break;
   }
   pending_.erase(0, pos);
   return piece;

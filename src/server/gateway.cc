@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 #include <httplib.h>
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <openssl/rand.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -21,6 +25,9 @@
 #include "policy/detectors.h"
 #include "policy/transform.h"
 #include "server/engine_backend.h"
+#include "server/internal/auth_failures.h"
+#include "server/internal/json_limits.h"
+#include "server/internal/request.h"
 #include "server/keys.h"
 
 namespace airlock::server {
@@ -28,6 +35,9 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using internal::DumpJson;
+using internal::IntegerField;
+using internal::ParseBoundedJson;
 
 std::string RandomId() {
   unsigned char b[8];
@@ -70,7 +80,7 @@ std::string ErrorBody(int status, const std::string& message, const std::string&
               {"type", DefaultErrorType(status)},
               {"param", nullptr},
               {"code", code.empty() ? json(nullptr) : json(code)}}}};
-  return j.dump();
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void SetError(httplib::Response& res, int status, const std::string& message,
@@ -173,8 +183,10 @@ class Metrics {
 // ---- upstream connection pools ----
 struct UpstreamEndpoint {
   std::string scheme_host_port;  // "http://127.0.0.1:9000"
-  std::string path_prefix;       // "/v1"
-  std::string api_key;           // from the environment; never logged
+  std::string host;              // "127.0.0.1"
+  int port = 0;
+  std::string path_prefix;  // "/v1"
+  std::string api_key;      // from the environment; never logged
   int timeout_s = 60;
   std::string ca_file;
 };
@@ -213,15 +225,17 @@ class ClientPool {
   std::vector<std::unique_ptr<httplib::Client>> idle_;
 };
 
-Result<UpstreamEndpoint> ParseBaseUrl(const policy::Upstream& u) {
+Result<UpstreamEndpoint> EndpointFor(const policy::Upstream& u) {
   UpstreamEndpoint e;
-  std::string url = u.base_url;
-  std::size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return InvalidArgument("server: bad base_url for " + u.name);
-  std::size_t path_start = url.find('/', scheme_end + 3);
-  e.scheme_host_port = url.substr(0, path_start);
-  e.path_prefix = path_start == std::string::npos ? "" : url.substr(path_start);
-  while (!e.path_prefix.empty() && e.path_prefix.back() == '/') e.path_prefix.pop_back();
+  auto url = policy::ParseBaseUrl(u.base_url);
+  if (!url.ok())
+    return InvalidArgument("server: upstream '" + u.name + "' base_url " + url.error().message());
+  bool v6 = url->host.find(':') != std::string::npos;
+  e.scheme_host_port = url->scheme + "://" + (v6 ? "[" + url->host + "]" : url->host) + ":" +
+                       std::to_string(url->port);
+  e.host = url->host;
+  e.port = url->port;
+  e.path_prefix = url->path;
   if (!u.api_key_env.empty())
     if (const char* k = std::getenv(u.api_key_env.c_str())) e.api_key = k;
   e.timeout_s = u.timeout_s;
@@ -274,7 +288,21 @@ struct Channel {
 };
 
 // Per-request state shared by the handler, the streaming provider and the producer thread.
+// Settling is structural: every path ends in Gateway::Impl::Finish (one audit record, the
+// reservation reconciled), and a state destroyed unsettled (an exception, a provider httplib never
+// ran) settles itself in its destructor through `settle_unsettled`.
 struct RequestState {
+  RequestState() = default;
+  RequestState(const RequestState&) = delete;
+  RequestState& operator=(const RequestState&) = delete;
+  ~RequestState() {
+    if (!settled && settle_unsettled) settle_unsettled(*this);
+    if (on_release) on_release();
+  }
+  std::function<void(RequestState&)> settle_unsettled;
+  std::function<void()> on_release;  // the gateway waits for every state before it goes away
+  bool forwarded = false;     // handed to an upstream or a local model (it may have done work)
+  std::string incoming_hops;  // the hop header the request arrived with
   std::string request_id;
   std::string endpoint;
   bool chat = true;
@@ -290,11 +318,24 @@ struct RequestState {
   std::string forwarded_prompt;  // what left the gateway (for store_text)
   std::optional<Reservation> reservation;
   std::int64_t prompt_estimate = 0;
+  std::int64_t completion_cap = 0;  // per choice
   bool settled = false;
 
   policy::Pseudonymizer pseudonymizer;
   policy::ReasoningAction reasoning = policy::ReasoningAction::kPass;
+  // Response-side policy: model output is scanned before reasoning is split off and placeholders
+  // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
+  // across chunks is seen whole.
+  static constexpr std::size_t kResponseHoldback = 256;
+  const policy::Policy* policy = nullptr;
+  const policy::DetectorSet* detectors = nullptr;
+  bool response_blocked = false;
+  std::string response_block_reason;
+  bool produced_reasoning = false;  // the answer had reasoning: data class "reasoning" in the audit
+  std::set<std::string> response_actions;
+
   struct ChoiceState {
+    std::string unscanned;  // output not yet released by the response scan
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
@@ -305,18 +346,102 @@ struct RequestState {
   std::int64_t prompt_tokens = -1;
   std::int64_t completion_tokens = -1;
   std::int64_t streamed_pieces = 0;
+  bool stream_broken = false;  // an upstream SSE event exceeded the size or nesting limits
 
   ChoiceState& Choice(int index) {
     ChoiceState& c = choices[index];
     if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
     return c;
   }
+  // Scans held-back output of a choice and releases what is settled (everything when `final`):
+  // redacted where the response rules say so; "" and response_blocked set for a blocked class.
+  std::string ReleaseScanned(ChoiceState& c, bool final) {
+    if (!detectors || response_blocked) {
+      std::string all;
+      if (!response_blocked) all.swap(c.unscanned);
+      c.unscanned.clear();
+      return all;
+    }
+    std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
+    std::size_t size = c.unscanned.size();
+    std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
+    for (const policy::Match& m : matches)
+      if (m.begin < emit && m.end > emit) emit = m.begin;  // never cut a match
+    while (emit > 0 && emit < size &&
+           (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
+      --emit;  // nor a UTF-8 sequence
+    std::vector<policy::Match> ready;
+    std::set<policy::DataClass> found;
+    for (const policy::Match& m : matches)
+      if (m.end <= emit) {
+        ready.push_back(m);
+        found.insert(m.data_class);
+      }
+    std::string out = c.unscanned.substr(0, emit);
+    c.unscanned.erase(0, emit);
+    if (ready.empty()) return out;
+    policy::Verdict v =
+        policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+    if (v.blocked) {
+      response_blocked = true;
+      response_block_reason = v.reason;
+      c.unscanned.clear();
+      return "";
+    }
+    for (const auto& [cls, a] : v.actions)
+      response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
+                              std::string(policy::ActionName(a)));
+    policy::Pseudonymizer redactor;  // only kRedact actions: nothing to remember
+    return redactor.Apply(out, ready, v.actions);
+  }
+
+  // Scans the strings of a message or delta other than content and role (reasoning_content, tool
+  // call arguments, refusal, ...) with the response rules, each string as it arrives: redacts in
+  // place, or sets response_blocked. Unlike content, a match split across two stream chunks of
+  // such a field is not seen.
+  void ScanOutputFields(json& node, bool top = true) {
+    if (!detectors || response_blocked) return;
+    if (node.is_string()) {
+      const std::string& text = node.get_ref<const std::string&>();
+      std::vector<policy::Match> matches = detectors->Scan(text);
+      if (matches.empty()) return;
+      std::set<policy::DataClass> found;
+      for (const auto& m : matches) found.insert(m.data_class);
+      policy::Verdict v = policy::DecideResponse(
+          *policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+      if (v.blocked) {
+        response_blocked = true;
+        response_block_reason = v.reason;
+        node = "";
+        return;
+      }
+      for (const auto& [cls, a] : v.actions)
+        response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
+                                std::string(policy::ActionName(a)));
+      policy::Pseudonymizer redactor;
+      node = redactor.Apply(text, matches, v.actions);
+    } else if (node.is_array()) {
+      for (json& e : node) ScanOutputFields(e, false);
+    } else if (node.is_object()) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (top && (it.key() == "content" || it.key() == "role")) continue;
+        ScanOutputFields(*it, false);
+      }
+    }
+  }
+
   // Processes a piece of model output text of choice `index`; returns what the client sees.
-  std::string ProcessText(int index, std::string_view text) {
+  std::string ProcessText(int index, std::string_view raw) {
     ChoiceState& c = Choice(index);
+    c.unscanned += raw;
+    std::string scanned = ReleaseScanned(c, /*final=*/false);
+    std::string_view text = scanned;
     std::string visible(text);
+    // The splitter runs in every mode so that reasoning is recorded as a data class; only
+    // strip/log take it out of what the client sees.
+    auto piece = c.splitter.Feed(text);
+    if (!piece.reasoning.empty()) produced_reasoning = true;
     if (reasoning != policy::ReasoningAction::kPass) {
-      auto piece = c.splitter.Feed(text);
       reasoning_text += piece.reasoning;
       visible = std::move(piece.visible);
     }
@@ -329,10 +454,16 @@ struct RequestState {
     if (c.finished) return "";
     c.finished = true;
     std::string out;
+    std::string rest = ReleaseScanned(c, /*final=*/true);
+    auto piece = c.splitter.Feed(rest);
+    auto last = c.splitter.Flush();
+    if (!piece.reasoning.empty() || !last.reasoning.empty()) produced_reasoning = true;
     if (reasoning != policy::ReasoningAction::kPass) {
-      auto piece = c.splitter.Flush();
-      reasoning_text += piece.reasoning;
+      reasoning_text += piece.reasoning + last.reasoning;
       out = c.restorer->Feed(piece.visible);
+      out += c.restorer->Feed(last.visible);
+    } else {
+      out = c.restorer->Feed(rest);
     }
     out += c.restorer->Flush();
     c.visible += out;
@@ -340,6 +471,7 @@ struct RequestState {
   }
   // reasoning_content field: restored; returned to the client only for "pass".
   std::optional<std::string> ProcessReasoningField(std::string_view text) {
+    if (!text.empty()) produced_reasoning = true;
     std::string restored = pseudonymizer.Restore(text);
     if (reasoning == policy::ReasoningAction::kPass) return restored;
     reasoning_text += restored;
@@ -351,6 +483,108 @@ struct RequestState {
     return all;
   }
 };
+
+// ": <message>" from an upstream's OpenAI-shaped error body, or "" (bounded parse, 300 bytes).
+std::string UpstreamErrorDetail(std::string_view body) {
+  auto e = ParseBoundedJson(body, internal::kMaxUpstreamBodyBytes);
+  if (!e.ok() || !e->is_object()) return "";
+  auto err = e->find("error");
+  if (err == e->end() || !err->is_object()) return "";
+  auto m = err->find("message");
+  if (m == err->end() || !m->is_string()) return "";
+  return ": " + m->get<std::string>().substr(0, 300);
+}
+
+// Addresses of `host` (numeric or a name from the policy), for the self-reference check.
+std::vector<std::string> ResolveAddresses(const std::string& host) {
+  std::vector<std::string> out;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return out;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    const void* src =
+        a->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    if (inet_ntop(a->ai_family, src, buf, sizeof buf)) out.emplace_back(buf);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+bool IsLoopbackAddress(const std::string& a) { return a == "::1" || a.rfind("127.", 0) == 0; }
+
+// Whether a connection to `address` on the listening port reaches this gateway.
+bool ReachesListener(const std::string& address, const std::string& listen_host) {
+  if (listen_host == "0.0.0.0" || listen_host == "::" || listen_host.empty()) {
+    if (IsLoopbackAddress(address)) return true;
+    ifaddrs* ifs = nullptr;
+    if (getifaddrs(&ifs) != 0) return true;  // cannot tell: fail closed
+    bool local = false;
+    for (ifaddrs* i = ifs; i && !local; i = i->ifa_next) {
+      if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+        continue;
+      char buf[INET6_ADDRSTRLEN] = {};
+      const void* src =
+          i->ifa_addr->sa_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+      if (inet_ntop(i->ifa_addr->sa_family, src, buf, sizeof buf) && address == buf) local = true;
+    }
+    freeifaddrs(ifs);
+    return local;
+  }
+  for (const std::string& l : ResolveAddresses(listen_host))
+    if (l == address) return true;
+  return false;
+}
+
+// Hop header: each gateway appends its instance id when it forwards, and refuses a request that
+// already carries its own id (a loop through other gateways) or too many hops.
+constexpr const char* kHopHeader = "X-Airlock-Hops";
+constexpr std::size_t kMaxHops = 8;
+
+// Applies the policy's rewrites to one scan unit in place and returns its rewritten text. A match
+// that crosses a part boundary (data split across content parts) rewrites the unit as one text
+// placed in its first part, the other parts left empty; otherwise each part is rewritten alone.
+std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, internal::ScanUnit& unit,
+                        const std::string& joined, const std::vector<policy::Match>& matches,
+                        const std::map<policy::DataClass, policy::Action>& actions) {
+  std::vector<std::size_t> starts;  // offset of each part in `joined`
+  std::size_t offset = 0;
+  for (const json* part : unit.parts) {
+    starts.push_back(offset);
+    offset += part->get_ref<const std::string&>().size();
+  }
+  bool crossing = false;
+  for (const policy::Match& m : matches)
+    for (std::size_t k = 1; k < starts.size(); ++k)
+      if (m.begin < starts[k] && starts[k] < m.end) crossing = true;
+  if (crossing) {
+    std::string all = pseudonymizer.Apply(joined, matches, actions);
+    *unit.parts[0] = all;
+    for (std::size_t k = 1; k < unit.parts.size(); ++k) *unit.parts[k] = "";
+    return all;
+  }
+  std::string all;
+  std::size_t next = 0;  // first match not yet assigned to a part
+  for (std::size_t k = 0; k < unit.parts.size(); ++k) {
+    const std::string& text = unit.parts[k]->get_ref<const std::string&>();
+    std::vector<policy::Match> local;
+    while (next < matches.size() && matches[next].end <= starts[k] + text.size()) {
+      policy::Match m = matches[next++];
+      m.begin -= starts[k];
+      m.end -= starts[k];
+      local.push_back(m);
+    }
+    std::string rewritten = local.empty() ? text : pseudonymizer.Apply(text, local, actions);
+    all += rewritten;
+    *unit.parts[k] = std::move(rewritten);
+  }
+  return all;
+}
 
 bool ParseBearer(const httplib::Request& req, std::string* token) {
   std::string h = req.get_header_value("Authorization");
@@ -384,11 +618,22 @@ struct Gateway::Impl {
 
   const policy::Policy& policy() const { return options.policy; }
 
+  // Tokens reserved by requests in flight (exported as a metric; 0 when the gateway is idle).
+  std::atomic<std::int64_t> reserved_tokens{0};
+  // RequestStates alive (a streaming producer thread may hold one after the handler returned);
+  // the destructor waits for them, since an unsettled state settles through this Impl.
+  std::mutex live_mu;
+  std::condition_variable live_cv;
+  int live_requests = 0;
+
   void Finish(RequestState& st, int status, std::int64_t actual_tokens,
               const std::string& response_text) {
     if (st.settled) return;
     st.settled = true;
-    if (st.reservation) keys->Reconcile(*st.reservation, actual_tokens);
+    if (st.reservation) {
+      keys->Reconcile(*st.reservation, actual_tokens);
+      reserved_tokens -= st.reservation->tokens;
+    }
     audit::AuditRecord r;
     r.request_id = st.request_id;
     r.endpoint = st.endpoint;
@@ -398,7 +643,10 @@ struct Gateway::Impl {
     r.jurisdiction = st.jurisdiction;
     r.status = status;
     r.data_classes = st.data_classes;
+    if (st.produced_reasoning) r.data_classes.push_back("reasoning");
     r.actions = st.actions;
+    r.actions.insert(r.actions.end(), st.response_actions.begin(), st.response_actions.end());
+    if (st.response_blocked) r.actions.push_back("response block: " + st.response_block_reason);
     r.prompt_tokens = std::max<std::int64_t>(st.prompt_tokens, 0);
     r.completion_tokens = std::max<std::int64_t>(st.completion_tokens, 0);
     r.prompt_sha256 = st.prompt_sha256;
@@ -423,7 +671,56 @@ struct Gateway::Impl {
     Finish(st, status, 0, "");
   }
 
-  // Authenticates; returns false after writing a 401.
+  internal::AuthFailureLog auth_failures;
+  const std::string instance_id = RandomId();
+
+  // 508 for a request that went through this gateway already (or through too many gateways).
+  bool RefuseLoop(const httplib::Request& req, httplib::Response& res) {
+    std::string hops = req.get_header_value(kHopHeader);
+    if (hops.empty()) return false;
+    std::size_t count = 1 + static_cast<std::size_t>(std::count(hops.begin(), hops.end(), ','));
+    bool own = false;
+    std::size_t pos = 0;
+    while (pos <= hops.size()) {
+      std::size_t comma = hops.find(',', pos);
+      std::string id =
+          hops.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      while (!id.empty() && id.front() == ' ') id.erase(0, 1);
+      if (id == instance_id) own = true;
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    if (!own && count < kMaxHops) return false;
+    SetError(res, 508,
+             own ? "Forwarding loop: this request already passed through this gateway."
+                 : "Forwarding loop: the request passed through too many gateways.",
+             "forwarding_loop");
+    AuditAuthFailure(req, 508, "forwarding_loop");
+    return true;
+  }
+
+  // Records a request refused before authentication (401, 413); never the presented key.
+  void AuditAuthFailure(const httplib::Request& req, int status, const std::string& reason) {
+    for (const auto& e :
+         auth_failures.Record(req.remote_addr, req.path, status, reason, NowSeconds() / 60))
+      AppendAuthFailure(e);
+  }
+  void AppendAuthFailure(const internal::AuthFailureLog::Entry& e) {
+    audit::AuditRecord r;
+    r.request_id = "auth-" + RandomId();
+    r.endpoint = e.endpoint;
+    r.key_id = "unauthenticated";
+    r.status = e.status;
+    r.response_sha256 = core::ToHex(core::Sha256Of(std::string_view()));
+    r.actions.push_back(e.summary ? "auth_failed: " + std::to_string(e.count) + " more in minute " +
+                                        std::to_string(e.minute) + " (Unix minutes)"
+                                  : "auth_failed: " + e.reason);
+    r.actions.push_back("client: " + e.address);
+    if (auto s = audit->Append(r); !s.ok())
+      std::fprintf(stderr, "airlock serve: audit append failed: %s\n", s.error().message().c_str());
+  }
+
+  // Authenticates; returns false after writing a 401 (audited, aggregated per client and minute).
   bool Authenticate(const httplib::Request& req, httplib::Response& res, RequestState& st) {
     std::string token;
     bool has_token = ParseBearer(req, &token);
@@ -433,11 +730,13 @@ struct Gateway::Impl {
     if (!has_token) {
       SetError(res, 401, "You didn't provide an API key (Authorization: Bearer ...).",
                "invalid_api_key");
+      AuditAuthFailure(req, 401, "missing_api_key");
       return false;
     }
     auto k = keys->Authenticate(token);
     if (!k) {
       SetError(res, 401, "Incorrect API key provided.", "invalid_api_key");
+      AuditAuthFailure(req, 401, "invalid_api_key");
       return false;
     }
     st.key = std::move(*k);
@@ -465,6 +764,8 @@ struct Gateway::Impl {
   }
 
   void HandleCompletion(const httplib::Request& req, httplib::Response& res, bool chat);
+  void ProcessCompletion(const std::shared_ptr<RequestState>& st, const httplib::Request& req,
+                         httplib::Response& res);
   void ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
                        const policy::Upstream& upstream, httplib::Response& res);
   void ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
@@ -490,20 +791,60 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
   st->chat = chat;
   st->start = Clock::now();
   st->reasoning = policy().reasoning;
+  st->policy = &policy();
+  st->detectors = detectors.get();
   res.set_header("X-Request-Id", st->request_id);
+  if (RefuseLoop(req, res)) {
+    metrics.Observe(st->endpoint, 508, 0);
+    return;
+  }
+  st->incoming_hops = req.get_header_value(kHopHeader);
   if (!Authenticate(req, res, *st)) {
     metrics.Observe(st->endpoint, 401, 0);
     return;
   }
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
+  // From here on the request is settled exactly once, whatever happens: a request that was
+  // handed on is charged its whole reservation (the work it caused is unknown), others nothing.
+  {
+    std::lock_guard<std::mutex> lock(live_mu);
+    ++live_requests;
+  }
+  st->on_release = [this] {
+    std::lock_guard<std::mutex> lock(live_mu);
+    --live_requests;
+    live_cv.notify_all();
+  };
+  st->settle_unsettled = [this](RequestState& s) {
+    Finish(s, 500, s.forwarded && s.reservation ? s.reservation->tokens : 0, s.ResponseText());
+  };
+  try {
+    ProcessCompletion(st, req, res);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "airlock serve: %s: internal error: %s\n", st->request_id.c_str(),
+                 e.what());
+    if (!st->settled) Fail(*st, res, 500, "Internal error.", "internal_error");
+  }
+}
+
+void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
+                                      const httplib::Request& req, httplib::Response& res) {
+  const bool chat = st->chat;
+  auto parsed = ParseBoundedJson(req.body, policy().server.max_body_bytes);
+  if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded)
+    return Fail(*st, res, 400,
+                "The JSON body of your request is nested too deeply or too large (" +
+                    parsed.error().message() + ").",
+                "json_too_deep");
+  if (!parsed.ok() || !parsed->is_object())
     return Fail(*st, res, 400,
                 "We could not parse the JSON body of your request. The body must be a JSON object.",
                 "invalid_json");
-  auto model_it = body.find("model");
-  if (model_it == body.end() || !model_it->is_string())
-    return Fail(*st, res, 400, "You must provide a model parameter.", "missing_model");
-  st->model = model_it->get<std::string>();
+  json body = std::move(*parsed);
+  internal::CompletionRequest request;
+  if (auto model = body.find("model"); model != body.end() && model->is_string())
+    st->model = model->get<std::string>();  // recorded even when another field is invalid
+  if (auto invalid = internal::ParseCompletionRequest(body, chat, &request))
+    return Fail(*st, res, 400, invalid->message, invalid->code);
   if (!st->key.models.empty() &&
       std::find(st->key.models.begin(), st->key.models.end(), st->model) == st->key.models.end())
     return Fail(*st, res, 403, "This API key may not use model '" + st->model + "'.",
@@ -514,64 +855,25 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     return Fail(*st, res, 404, "The model '" + st->model + "' does not exist.", "model_not_found");
   st->upstream_name = local ? "local" : upstream->name;
   st->jurisdiction = local ? "local" : upstream->jurisdiction;
-  bool stream = false;
-  if (auto s = body.find("stream"); s != body.end() && !s->is_null()) {
-    if (!s->is_boolean()) return Fail(*st, res, 400, "'stream' must be a boolean.", "invalid_type");
-    stream = s->get<bool>();
-  }
+  const bool stream = request.stream;
 
-  // Collect every prompt text node (they are rewritten in place after the policy decision).
-  std::vector<json*> texts;
-  std::size_t message_count = 1;
-  if (chat) {
-    auto m = body.find("messages");
-    if (m == body.end() || !m->is_array() || m->empty())
-      return Fail(*st, res, 400, "'messages' must be a non-empty array.", "invalid_messages");
-    message_count = m->size();
-    for (json& msg : *m) {
-      if (!msg.is_object())
-        return Fail(*st, res, 400, "Each message must be an object.", "invalid_messages");
-      auto c = msg.find("content");
-      if (c == msg.end() || c->is_null()) continue;
-      if (c->is_string()) {
-        texts.push_back(&*c);
-      } else if (c->is_array()) {
-        for (json& part : *c)
-          if (part.is_object())
-            if (auto t = part.find("text"); t != part.end() && t->is_string()) texts.push_back(&*t);
-      } else {
-        return Fail(*st, res, 400, "Message content must be a string or an array of parts.",
-                    "invalid_messages");
-      }
-    }
-  } else {
-    auto p = body.find("prompt");
-    if (p == body.end()) return Fail(*st, res, 400, "You must provide a prompt.", "missing_prompt");
-    if (p->is_string()) {
-      texts.push_back(&*p);
-    } else if (p->is_array()) {
-      for (json& e : *p) {
-        if (!e.is_string())
-          return Fail(*st, res, 400, "'prompt' must be a string or an array of strings.",
-                      "invalid_prompt");
-        texts.push_back(&e);
-      }
-    } else {
-      return Fail(*st, res, 400, "'prompt' must be a string or an array of strings.",
-                  "invalid_prompt");
-    }
-  }
+  // Every forwarded string of the request (rewritten in place after the policy decision).
+  std::vector<internal::ScanUnit> units;
+  if (auto unscannable = internal::CollectScanUnits(body, chat, &units))
+    return Fail(*st, res, 400, unscannable->message, unscannable->code);
+  const std::size_t message_count = request.message_count;
 
   // Detect, decide, transform.
   core::Sha256 prompt_hash;
-  std::vector<std::vector<policy::Match>> matches(texts.size());
+  std::vector<std::string> joined(units.size());
+  std::vector<std::vector<policy::Match>> matches(units.size());
   std::set<policy::DataClass> found;
   std::size_t prompt_bytes = 0;
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const std::string& t = texts[i]->get_ref<const std::string&>();
-    prompt_hash.Update(t);
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    joined[i] = units[i].Joined();
+    prompt_hash.Update(joined[i]);
     prompt_hash.Update(std::string_view("\n", 1));
-    matches[i] = detectors->Scan(t);
+    matches[i] = detectors->Scan(joined[i]);
     for (const auto& m : matches[i]) found.insert(m.data_class);
   }
   st->prompt_sha256 = core::ToHex(prompt_hash.Finish());
@@ -592,36 +894,30 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
     st->actions.push_back(name + ":" + std::string(policy::ActionName(a)));
     metrics.PolicyAction(std::string(policy::ActionName(a)), name);
   }
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const std::string& t = texts[i]->get_ref<const std::string&>();
-    std::string rewritten = st->pseudonymizer.Apply(t, matches[i], verdict.actions);
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    std::string rewritten =
+        RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions);
     prompt_bytes += rewritten.size();
     if (policy().audit.store_text) st->forwarded_prompt += rewritten + "\n";
-    *texts[i] = std::move(rewritten);
   }
 
-  // Admission: reserve the worst case (prompt bytes bound BPE tokens; max_tokens is enforced).
-  std::int64_t max_tokens = policy().server.default_max_tokens;
-  bool has_max = false;
-  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
-    auto f = body.find(field);
-    if (f == body.end() || f->is_null()) continue;
-    if (!f->is_number_integer() || f->get<std::int64_t>() < 1 || f->get<std::int64_t>() > (1 << 24))
-      return Fail(*st, res, 400, std::string("'") + field + "' must be a positive integer.",
-                  "invalid_max_tokens");
-    max_tokens = f->get<std::int64_t>();
-    has_max = true;
-  }
-  if (!has_max) body["max_tokens"] = max_tokens;
+  // Admission: reserve the worst case. Prompt bytes bound BPE tokens; the completion is bounded by
+  // the larger of max_tokens / max_completion_tokens for each of the n choices, and that bound is
+  // written back into the request so the upstream or local model cannot produce more.
+  const std::int64_t cap = request.CompletionCap(policy().server.default_max_tokens);
+  st->completion_cap = cap;
+  if (request.max_completion_tokens) body["max_completion_tokens"] = cap;
+  if (request.max_tokens || !request.max_completion_tokens) body["max_tokens"] = cap;
   st->prompt_estimate = static_cast<std::int64_t>(prompt_bytes + 8 * message_count + 16);
   if (!st->anonymous) {
-    auto r = keys->Reserve(st->key, st->prompt_estimate + max_tokens);
+    auto r = keys->Reserve(st->key, st->prompt_estimate + cap * request.n);
     if (!r) {
       bool budget = r.error().message().find("budget") != std::string::npos;
       return Fail(*st, res, 429, r.error().message(),
                   budget ? "insufficient_quota" : "rate_limit_exceeded");
     }
     st->reservation = *r;
+    reserved_tokens += r->tokens;
   }
   if (local) {
     auto it = options.local_backends.find(local->name);
@@ -640,11 +936,12 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
   if (choices != body.end() && choices->is_array()) {
     for (json& c : *choices) {
       if (!c.is_object()) continue;
-      int index = c.value("index", 0);
+      int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
       json* text = nullptr;
       if (st.chat) {
         auto m = c.find("message");
         if (m != c.end() && m->is_object()) {
+          st.ScanOutputFields(*m);
           if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
           if (auto r = m->find("reasoning_content"); r != m->end() && r->is_string()) {
             auto keep = st.ProcessReasoningField(r->get<std::string>());
@@ -664,8 +961,8 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
   }
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
-    st.prompt_tokens = usage->value("prompt_tokens", 0);
-    st.completion_tokens = usage->value("completion_tokens", 0);
+    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
+    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
   } else {
     st.prompt_tokens = st.prompt_estimate;
     st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
@@ -676,22 +973,28 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
 }
 
 std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& payload) {
-  json chunk = json::parse(payload, nullptr, false);
-  if (chunk.is_discarded() || !chunk.is_object()) return "";  // drop what we cannot vet
+  auto parsed = ParseBoundedJson(payload, internal::kMaxSseEventBytes);
+  if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded) {
+    st.stream_broken = true;  // hostile upstream: end the stream with an error
+    return "";
+  }
+  if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
+  json& chunk = *parsed;
   if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
-    st.prompt_tokens = usage->value("prompt_tokens", 0);
-    st.completion_tokens = usage->value("completion_tokens", 0);
+    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
+    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
   }
   auto choices = chunk.find("choices");
   if (choices != chunk.end() && choices->is_array()) {
     for (json& c : *choices) {
       if (!c.is_object()) continue;
-      int index = c.value("index", 0);
+      int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
       bool finishing = c.contains("finish_reason") && !c["finish_reason"].is_null();
       json* text = nullptr;
       if (st.chat) {
         auto d = c.find("delta");
         if (d != c.end() && d->is_object()) {
+          st.ScanOutputFields(*d);
           if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
           if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
             auto keep = st.ProcessReasoningField(r->get<std::string>());
@@ -724,74 +1027,100 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   res.set_header("Cache-Control", "no-cache");
   auto buffer = std::make_shared<std::string>();
   auto done = std::make_shared<bool>(false);
+  auto provide = [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
+    std::string incoming;
+    bool more = ch->Take(&incoming);
+    if (more) {
+      for (char c : incoming)
+        if (c != '\r') buffer->push_back(c);
+      std::size_t end;
+      while ((end = buffer->find("\n\n")) != std::string::npos) {
+        std::string event = buffer->substr(0, end);
+        buffer->erase(0, end + 2);
+        std::string payload;
+        std::size_t pos = 0;
+        while (pos <= event.size()) {
+          std::size_t nl = event.find('\n', pos);
+          std::string line =
+              event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+          if (line.rfind("data:", 0) == 0) {
+            std::string v = line.substr(5);
+            if (!v.empty() && v[0] == ' ') v.erase(0, 1);
+            if (!payload.empty()) payload += "\n";
+            payload += v;
+          }
+          if (nl == std::string::npos) break;
+          pos = nl + 1;
+        }
+        if (payload.empty() || payload == "[DONE]") continue;
+        std::string out = TransformChunk(*st, payload);
+        if (st->stream_broken || st->response_blocked) break;
+        if (out.empty()) continue;
+        std::string frame = "data: " + out + "\n\n";
+        if (!sink.write(frame.data(), frame.size())) {
+          ch->cancel = true;
+          return false;
+        }
+      }
+      // An event that never ends (or one past the limits) stops the upstream.
+      if (st->response_blocked) {
+        ch->cancel = true;
+        buffer->clear();
+      } else if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
+        st->stream_broken = true;
+        ch->cancel = true;
+        buffer->clear();
+      }
+      return true;
+    }
+    // Producer finished: flush held-back text, record, then end the stream.
+    std::string tail;
+    for (auto& [index, c] : st->choices) {
+      std::string rest = st->FinishChoice(index);
+      if (rest.empty()) continue;
+      json chunk = {{"id", st->request_id},
+                    {"object", st->chat ? "chat.completion.chunk" : "text_completion"},
+                    {"created", NowSeconds()},
+                    {"model", st->model}};
+      chunk["choices"] = json::array(
+          {st->chat
+               ? json{{"index", index}, {"delta", {{"content", rest}}}, {"finish_reason", nullptr}}
+               : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
+      tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    }
+    if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
+    if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
+    bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
+    if (st->response_blocked) {
+      // The answer so far was sent; it ends with an error the client can see.
+      Finish(*st, 403, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+      json err = json::parse(ErrorBody(
+          403, "Response blocked by policy: " + st->response_block_reason, "policy_violation"));
+      tail += "data: " + DumpJson(err) + "\n\n";
+    } else {
+      Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+    }
+    if (!ok && !st->response_blocked) {
+      json err = json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
+      tail += "data: " + DumpJson(err) + "\n\n";
+    }
+    tail += "data: [DONE]\n\n";
+    *done = true;
+    if (!sink.write(tail.data(), tail.size())) return false;
+    sink.done();
+    return true;
+  };
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
-        std::string incoming;
-        bool more = ch->Take(&incoming);
-        if (more) {
-          for (char c : incoming)
-            if (c != '\r') buffer->push_back(c);
-          std::size_t end;
-          while ((end = buffer->find("\n\n")) != std::string::npos) {
-            std::string event = buffer->substr(0, end);
-            buffer->erase(0, end + 2);
-            std::string payload;
-            std::size_t pos = 0;
-            while (pos <= event.size()) {
-              std::size_t nl = event.find('\n', pos);
-              std::string line =
-                  event.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-              if (line.rfind("data:", 0) == 0) {
-                std::string v = line.substr(5);
-                if (!v.empty() && v[0] == ' ') v.erase(0, 1);
-                if (!payload.empty()) payload += "\n";
-                payload += v;
-              }
-              if (nl == std::string::npos) break;
-              pos = nl + 1;
-            }
-            if (payload.empty() || payload == "[DONE]") continue;
-            std::string out = TransformChunk(*st, payload);
-            if (out.empty()) continue;
-            std::string frame = "data: " + out + "\n\n";
-            if (!sink.write(frame.data(), frame.size())) {
-              ch->cancel = true;
-              return false;
-            }
-          }
-          return true;
+      [provide, ch](std::size_t offset, httplib::DataSink& sink) {
+        try {
+          return provide(offset, sink);
+        } catch (const std::exception& e) {
+          // Ends the connection; the releaser below settles the request.
+          std::fprintf(stderr, "airlock serve: stream error: %s\n", e.what());
+          ch->cancel = true;
+          return false;
         }
-        // Producer finished: flush held-back text, record, then end the stream.
-        std::string tail;
-        for (auto& [index, c] : st->choices) {
-          std::string rest = st->FinishChoice(index);
-          if (rest.empty()) continue;
-          json chunk = {{"id", st->request_id},
-                        {"object", st->chat ? "chat.completion.chunk" : "text_completion"},
-                        {"created", NowSeconds()},
-                        {"model", st->model}};
-          chunk["choices"] = json::array(
-              {st->chat ? json{{"index", index},
-                               {"delta", {{"content", rest}}},
-                               {"finish_reason", nullptr}}
-                        : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
-          tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-        }
-        if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
-        if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
-        bool ok = ch->error == httplib::Error::Success;
-        Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
-        if (!ok) {
-          json err =
-              json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
-          tail += "data: " + err.dump() + "\n\n";
-        }
-        tail += "data: [DONE]\n\n";
-        *done = true;
-        if (!sink.write(tail.data(), tail.size())) return false;
-        sink.done();
-        return true;
       },
       [this, st, ch, done](bool) {
         ch->cancel = true;
@@ -806,12 +1135,15 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
 void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
                                     const policy::Upstream& upstream, httplib::Response& res) {
   std::shared_ptr<ClientPool> pool = pools.at(upstream.name);
+  st->forwarded = true;
   const UpstreamEndpoint& ep = pool->endpoint();
   std::string path = ep.path_prefix + (st->chat ? "/chat/completions" : "/completions");
   httplib::Headers headers;
   if (!ep.api_key.empty()) headers.emplace("Authorization", "Bearer " + ep.api_key);
+  headers.emplace(kHopHeader,
+                  st->incoming_hops.empty() ? instance_id : st->incoming_hops + "," + instance_id);
   if (stream) body["stream_options"] = {{"include_usage", true}};
-  std::string payload = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string payload = DumpJson(body);
   auto started = Clock::now();
   auto error_for = [&](httplib::Error e) {
     double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
@@ -826,29 +1158,51 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
 
   if (!stream) {
     auto client = pool->Acquire();
-    auto r = client->Post(path, headers, payload, "application/json");
-    if (!r) return error_for(r.error());
-    pool->Release(std::move(client));
-    if (r->status != 200) {
-      std::string detail;
-      json e = json::parse(r->body, nullptr, false);
-      if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
-          e["error"].contains("message") && e["error"]["message"].is_string())
-        detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
-      return Fail(
-          *st, res, 502,
-          "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(r->status) + detail,
-          "upstream_error");
-    }
-    json out = json::parse(r->body, nullptr, false);
-    if (out.is_discarded() || !out.is_object())
-      return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned invalid JSON.",
+    httplib::Request r;
+    r.method = "POST";
+    r.path = path;
+    r.headers = headers;
+    r.body = payload;
+    r.set_header("Content-Type", "application/json");
+    // The body is collected here, not by httplib, so that its size is bounded.
+    std::string received;
+    bool too_large = false;
+    r.content_receiver = [&](const char* d, std::size_t n, std::uint64_t, std::uint64_t) {
+      if (received.size() + n > internal::kMaxUpstreamBodyBytes) {
+        too_large = true;
+        return false;
+      }
+      received.append(d, n);
+      return true;
+    };
+    httplib::Response resp;
+    httplib::Error err = httplib::Error::Success;
+    bool ok = client->send(r, resp, err);
+    if (too_large)
+      return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned a response too large.",
                   "upstream_error");
-    TransformResponse(*st, out);
+    if (!ok) return error_for(err);
+    pool->Release(std::move(client));
+    if (received.empty()) received = std::move(resp.body);
+    if (resp.status != 200)
+      return Fail(*st, res, 502,
+                  "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(resp.status) +
+                      UpstreamErrorDetail(received),
+                  "upstream_error");
+    auto out = ParseBoundedJson(received, internal::kMaxUpstreamBodyBytes);
+    if (!out.ok() || !out->is_object())
+      return Fail(*st, res, 502,
+                  "Upstream '" + upstream.name + "' returned invalid JSON" +
+                      (out.ok() ? std::string(".") : " (" + out.error().message() + ")."),
+                  "upstream_error");
+    TransformResponse(*st, *out);
+    if (st->response_blocked)
+      return Fail(*st, res, 403, "Response blocked by policy: " + st->response_block_reason,
+                  "policy_violation");
     std::string text = st->ResponseText();
     Finish(*st, 200, st->prompt_tokens + st->completion_tokens, text);
     res.status = 200;
-    res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    res.set_content(DumpJson(*out), "application/json");
     return;
   }
 
@@ -892,14 +1246,13 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
   }
   if (status != 200) {
     std::string all, piece;
-    while (ch->Take(&piece)) all += piece;
-    std::string detail;
-    json e = json::parse(all, nullptr, false);
-    if (!e.is_discarded() && e.is_object() && e.contains("error") && e["error"].is_object() &&
-        e["error"].contains("message") && e["error"]["message"].is_string())
-      detail = ": " + e["error"]["message"].get<std::string>().substr(0, 300);
+    while (ch->Take(&piece)) {
+      if (all.size() < internal::kMaxUpstreamBodyBytes) all += piece;
+      if (all.size() >= internal::kMaxUpstreamBodyBytes) ch->cancel = true;
+    }
     return Fail(*st, res, 502,
-                "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) + detail,
+                "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) +
+                    UpstreamErrorDetail(all),
                 "upstream_error");
   }
   StreamToClient(st, ch, res);
@@ -907,19 +1260,23 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
 
 void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
                                std::shared_ptr<ModelBackend> backend, httplib::Response& res) {
+  st->forwarded = true;
   GenerateRequest g;
   g.chat = st->chat;
   if (st->chat) {
     for (const json& m : body["messages"]) {
       ChatMessage cm;
-      cm.role = m.value("role", "user");
+      cm.role = m.at("role").get<std::string>();  // checked by ParseCompletionRequest
       if (auto c = m.find("content"); c != m.end()) {
         if (c->is_string()) {
           cm.content = c->get<std::string>();
         } else if (c->is_array()) {
-          for (const json& part : *c)
-            if (part.is_object() && part.contains("text") && part["text"].is_string())
+          for (const json& part : *c) {
+            if (part.is_string())
+              cm.content += part.get<std::string>();
+            else if (part.is_object() && part.contains("text") && part["text"].is_string())
               cm.content += part["text"].get<std::string>();
+          }
         }
       }
       g.messages.push_back(std::move(cm));
@@ -928,11 +1285,11 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
     const json& p = body["prompt"];
     g.prompt = p.is_string() ? p.get<std::string>() : (p.empty() ? "" : p[0].get<std::string>());
   }
-  g.max_tokens =
-      static_cast<int>(body.value("max_tokens", body.value("max_completion_tokens", 256)));
+  g.max_tokens = static_cast<int>(st->completion_cap);
   if (auto t = body.find("temperature"); t != body.end() && t->is_number()) g.temperature = *t;
   if (auto t = body.find("top_p"); t != body.end() && t->is_number()) g.top_p = *t;
-  if (auto s = body.find("seed"); s != body.end() && s->is_number_unsigned()) g.seed = *s;
+  if (auto s = body.find("seed"); s != body.end() && s->is_number_unsigned())
+    g.seed = s->get<std::uint64_t>();
   if (auto s = body.find("stop"); s != body.end()) {
     if (s->is_string())
       g.stop.push_back(*s);
@@ -974,6 +1331,9 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
                     {"completion_tokens", r->completion_tokens},
                     {"total_tokens", r->prompt_tokens + r->completion_tokens}};
     TransformResponse(*st, out);
+    if (st->response_blocked)
+      return Fail(*st, res, 403, "Response blocked by policy: " + st->response_block_reason,
+                  "policy_violation");
     Finish(*st, 200, st->prompt_tokens + st->completion_tokens, st->ResponseText());
     res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     return;
@@ -1013,6 +1373,11 @@ Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Gateway::~Gateway() {
   Stop();
   Wait();
+  // Streams being torn down cancel their producers; wait (bounded) until their states settled.
+  std::unique_lock<std::mutex> lock(impl_->live_mu);
+  impl_->live_cv.wait_for(lock, std::chrono::seconds(30),
+                          [this] { return impl_->live_requests == 0; });
+  for (const auto& e : impl_->auth_failures.Flush()) impl_->AppendAuthFailure(e);
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
@@ -1046,7 +1411,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   aopts.fsync = p.audit.fsync;
   AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));
   for (const policy::Upstream& u : p.upstreams) {
-    AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, ParseBaseUrl(u));
+    AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, EndpointFor(u));
     impl->pools[u.name] = std::make_shared<ClientPool>(std::move(e));
   }
 
@@ -1059,8 +1424,17 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.set_write_timeout(p.server.write_timeout_s, 0);
   http.set_keep_alive_max_count(1000);
   http.set_tcp_nodelay(true);
+  // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and take
+  // half the connections past every key, budget and audit check. SO_REUSEADDR alone (restart
+  // while old connections linger in TIME_WAIT) still refuses a second listener.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  http.set_error_handler([s](const httplib::Request& req, httplib::Response& res) {
+    // Refused before authentication could run: audited like a failed authentication.
+    if (res.status == 413) s->AuditAuthFailure(req, 413, "request_too_large");
     if (!res.body.empty()) return;
     std::string message = res.status == 413   ? "Request body too large."
                           : res.status == 404 ? "Unknown endpoint."
@@ -1086,6 +1460,23 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
+  // Liveness is /health; readiness also needs every configured local model loaded and the audit
+  // log writable. Public like /health, so the reasons name no model.
+  http.Get("/ready", [s](const httplib::Request&, httplib::Response& res) {
+    json reasons = json::array();
+    std::size_t missing = 0;
+    for (const auto& m : s->policy().local_models)
+      if (!s->options.local_backends.count(m.name)) ++missing;
+    if (missing > 0) reasons.push_back(std::to_string(missing) + " local model(s) not loaded");
+    const std::string& log = s->policy().audit.path;
+    std::string dir = std::filesystem::path(log).parent_path().string();
+    if (access(log.c_str(), W_OK) != 0 || access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
+      reasons.push_back("audit log not writable");
+    res.status = reasons.empty() ? 200 : 503;
+    json body = {{"status", reasons.empty() ? "ready" : "not_ready"}};
+    if (!reasons.empty()) body["reasons"] = reasons;
+    res.set_content(DumpJson(body), "application/json");
+  });
   http.Get("/metrics", [s](const httplib::Request& req, httplib::Response& res) {
     // Request counts, model names and policy actions are operational data: the same key rule as
     // the API unless the policy opens the endpoint to scrapers ([server] public_metrics).
@@ -1093,7 +1484,11 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
       RequestState st;
       if (!s->Authenticate(req, res, st)) return;
     }
-    res.set_content(s->metrics.Render(), "text/plain; version=0.0.4");
+    std::string out = s->metrics.Render();
+    out += "# HELP airlock_reserved_tokens Tokens reserved by requests in flight.\n";
+    out += "# TYPE airlock_reserved_tokens gauge\n";
+    out += "airlock_reserved_tokens " + std::to_string(s->reserved_tokens.load()) + "\n";
+    res.set_content(out, "text/plain; version=0.0.4");
   });
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
 }
@@ -1105,10 +1500,23 @@ Status Gateway::Start() {
     port = impl_->http.bind_to_any_port(host);
     if (port <= 0) return Unavailable("server: cannot bind at " + host + ": no free port");
   } else if (!impl_->http.bind_to_port(host, port)) {
-    return Unavailable("server: cannot bind at " + host + ":" + std::to_string(port) +
-                       " (in use or not permitted)");
+    return Unavailable("server: cannot listen on " + host + ":" + std::to_string(port) + ": port " +
+                       std::to_string(port) +
+                       " is already in use by another process (or binding it is not permitted)");
   }
   impl_->port = port;
+  // An upstream that is this gateway would fan one request out until every worker is busy.
+  for (const auto& [name, pool] : impl_->pools) {
+    const UpstreamEndpoint& ep = pool->endpoint();
+    if (ep.port != port) continue;
+    for (const std::string& address : ResolveAddresses(ep.host)) {
+      if (!ReachesListener(address, host)) continue;
+      impl_->http.stop();
+      return InvalidArgument("server: upstream '" + name + "' base_url " + ep.scheme_host_port +
+                             " points at this gateway's own listen address " + host + ":" +
+                             std::to_string(port));
+    }
+  }
   impl_->listener = std::thread([this] { impl_->http.listen_after_bind(); });
   return Status::Ok();
 }

@@ -4,7 +4,8 @@
 // to a local model backend or a configured upstream (egress deny-by-default), restored
 // (pseudonym placeholders, reasoning handling, also across SSE chunks) and recorded in the
 // tamper-evident audit log before the answer completes.
-// Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
+// Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health
+// (liveness), GET /ready (every configured local model loaded, audit log writable; else 503),
 // GET /metrics. Errors use OpenAI's JSON shape.
 // Ownership: Gateway owns its HTTP server, key store, audit log and upstream connection pools.
 // Thread-safety: Start/Stop/Wait from one controlling thread; requests are served concurrently.

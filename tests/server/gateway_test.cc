@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "policy/policy.h"
+#include "server/keys.h"
 #include "server/model_backend.h"
 #include "test_util.h"
 
@@ -40,6 +42,11 @@ namespace {
 
 using json = nlohmann::json;
 using airlock::testing::TempDir;
+
+// What the "leak" model answers: an address (pseudonymized class: redacted on the way back) and
+// a GitHub token (secret: redacted), each split across the double's 2-byte stream chunks.
+constexpr const char* kLeakyAnswer =
+    "write to bob@corp.example with token ghp_0123456789abcdefghijABCDEFGHIJ012345 now";
 
 // ---- the fake upstream (test double) ----
 class FakeUpstream {
@@ -50,13 +57,23 @@ class FakeUpstream {
       std::string model = body["model"];
       std::string text;
       if (chat) {
-        for (const auto& m : body["messages"]) text += m["content"].get<std::string>();
+        for (const auto& m : body["messages"]) {
+          const json& c = m.contains("content") ? m["content"] : json();
+          if (c.is_string()) text += c.get<std::string>();
+          if (c.is_array())
+            for (const auto& part : c) {
+              if (part.is_string()) text += part.get<std::string>();
+              if (part.is_object() && part.contains("text"))
+                text += part["text"].get<std::string>();
+            }
+        }
       } else {
-        text = body["prompt"].get<std::string>();
+        text = body["prompt"].is_string() ? body["prompt"].get<std::string>() : "";
       }
       {
         std::lock_guard<std::mutex> lock(mu_);
         received_.push_back(text);
+        raw_.push_back(req.body);
       }
       if (model == "fail") {
         res.status = 500;
@@ -64,9 +81,29 @@ class FakeUpstream {
         return;
       }
       if (model == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-      std::string reply = model == "think" ? "<think>plan with " + text + "</think>answer: " + text
-                                           : "echo: " + text;
-      std::int64_t max_tokens = body.value("max_tokens", 16);
+      if (model == "deep") {  // a hostile upstream: one response nested 80,000 levels deep
+        std::string bomb = std::string(80000, '[') + std::string(80000, ']');
+        std::string doc = R"({"id":"up-1","object":"chat.completion","choices":[{"index":0,)"
+                          R"("message":{"role":"assistant","content":"hi"},"extra":)" +
+                          bomb + "}]}";
+        if (!body.value("stream", false)) {
+          res.set_content(doc, "application/json");
+        } else {
+          res.set_content("data: " + doc + "\n\ndata: [DONE]\n\n", "text/event-stream");
+        }
+        return;
+      }
+      std::string reply = model == "think"  ? "<think>plan with " + text + "</think>answer: " + text
+                          : model == "leak" ? std::string(kLeakyAnswer)
+                          : model == "leakblock" ? "<think>id 11010519491231002X</think>fine"
+                                                 : "echo: " + text;
+      // Produces up to its limit for each of the n choices (the larger limit when both are set).
+      std::int64_t max_tokens = 0;
+      for (const char* field : {"max_tokens", "max_completion_tokens"})
+        if (body.contains(field) && body[field].is_number_integer())
+          max_tokens = std::max(max_tokens, body[field].get<std::int64_t>());
+      if (max_tokens == 0) max_tokens = 16;
+      if (body.contains("n") && body["n"].is_number_integer()) max_tokens *= body["n"].get<int>();
       json usage = {{"prompt_tokens", 10},
                     {"completion_tokens", max_tokens},
                     {"total_tokens", 10 + max_tokens}};
@@ -82,6 +119,13 @@ class FakeUpstream {
                                      {"finish_reason", "stop"}}
                               : json{{"index", 0}, {"text", reply}, {"finish_reason", "stop"}}});
         if (model == "think") out["choices"][0]["message"]["reasoning_content"] = "rc " + text;
+        if (model == "leak") {
+          out["choices"][0]["message"]["reasoning_content"] = "ask carol@corp.example";
+          out["choices"][0]["message"]["tool_calls"] = json::array(
+              {{{"id", "t1"},
+                {"type", "function"},
+                {"function", {{"name", "mail"}, {"arguments", R"({"to":"dan@corp.example"})"}}}}});
+        }
         res.set_content(out.dump(), "application/json");
         return;
       }
@@ -135,6 +179,11 @@ class FakeUpstream {
     return received_;
   }
   std::size_t count() { return received().size(); }
+  // Whole request bodies as they arrived (what a logging upstream would keep).
+  std::vector<std::string> raw() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return raw_;
+  }
 
  private:
   httplib::Server server_;
@@ -142,13 +191,15 @@ class FakeUpstream {
   int port_ = 0;
   std::mutex mu_;
   std::vector<std::string> received_;
+  std::vector<std::string> raw_;
 };
 
 // Runs the airlock binary to completion; returns exit code and stdout.
-std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args) {
+std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args,
+                                       bool with_stderr = false) {
   std::string cmd = AIRLOCK_EXE;
   for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>/dev/null";
+  cmd += with_stderr ? " 2>&1" : " 2>/dev/null";
   std::FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -235,31 +286,31 @@ class GatewayTest : public ::testing::Test {
     ASSERT_EQ(admin_.rfind("ak_", 0), 0u);
     std::string up = "http://127.0.0.1:" + std::to_string(upstream_->port()) + "/v1";
     config_ = (d / "policy.toml").string();
-    std::ofstream(config_) << "[[upstreams]]\nname='us'\nbase_url='" << up
-                           << "'\njurisdiction='US'\nmodels=['echo','think','fail']\n"
-                              "allowed_data_classes=['ip_address']\n"
-                              "[[upstreams]]\nname='de'\nbase_url='"
-                           << up
-                           << "'\njurisdiction='DE'\nmodels=['echo-de']\n"
-                              "allowed_data_classes=['personal']\n"
-                              "[[upstreams]]\nname='slowup'\nbase_url='"
-                           << up
-                           << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
-                              "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
-                           << ClosedPort()
-                           << "/v1'\njurisdiction='US'\nmodels=['down']\n"
-                              "[[rules]]\ndata_classes=['secret']\naction='redact'\n"
-                              "[[rules]]\ndata_classes=['cn_resident_id']\naction='block'\n"
-                              "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
-                              "[[rules]]\ndata_classes=['payment_card']\naction='restrict'\n"
-                              "allow_jurisdictions=['local','DE']\n"
-                              "[reasoning]\naction='log'\n"
-                              "[audit]\npath='"
-                           << audit_db_ << "'\nsigning_key='" << key_pem_
-                           << "'\ncheckpoint_every=5\n"
-                              "[server]\nkeys_db='"
-                           << keys_db_
-                           << "'\nmax_body_bytes=65536\nread_timeout_s=1\ndefault_max_tokens=100\n";
+    std::ofstream(config_)
+        << "[[upstreams]]\nname='us'\nbase_url='" << up
+        << "'\njurisdiction='US'\nmodels=['echo','think','fail','deep','leak','leakblock']\n"
+           "allowed_data_classes=['ip_address']\n"
+           "[[upstreams]]\nname='de'\nbase_url='"
+        << up
+        << "'\njurisdiction='DE'\nmodels=['echo-de']\n"
+           "allowed_data_classes=['personal']\n"
+           "[[upstreams]]\nname='slowup'\nbase_url='"
+        << up
+        << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
+           "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
+        << ClosedPort()
+        << "/v1'\njurisdiction='US'\nmodels=['down']\n"
+           "[[rules]]\ndata_classes=['secret']\naction='redact'\n"
+           "[[rules]]\ndata_classes=['cn_resident_id']\naction='block'\n"
+           "[[rules]]\ndata_classes=['email']\naction='pseudonymize'\n"
+           "[[rules]]\ndata_classes=['payment_card']\naction='restrict'\n"
+           "allow_jurisdictions=['local','DE']\n"
+           "[reasoning]\naction='log'\n"
+           "[audit]\npath='"
+        << audit_db_ << "'\nsigning_key='" << key_pem_
+        << "'\ncheckpoint_every=5\n"
+           "[server]\nkeys_db='"
+        << keys_db_ << "'\nmax_body_bytes=262144\nread_timeout_s=1\ndefault_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
@@ -343,7 +394,7 @@ TEST_F(GatewayTest, HealthModelsMetrics) {
   ASSERT_EQ(m->status, 200);
   json j = json::parse(m->body);
   EXPECT_EQ(j["object"], "list");
-  EXPECT_EQ(j["data"].size(), 6u);
+  EXPECT_EQ(j["data"].size(), 9u);
   auto only = c.Get("/v1/models", {{"Authorization", "Bearer " + only_de_}});
   EXPECT_EQ(json::parse(only->body)["data"].size(), 1u);
   // Keys exist, so /metrics wants one too (public_metrics is off by default).
@@ -444,6 +495,11 @@ TEST_F(GatewayTest, ReasoningIsLoggedNotReturned) {
   EXPECT_EQ(StreamText(r->body), "answer: q2");
   auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "5"});
   EXPECT_NE(shown.second.find("\"reasoning_text\":\"plan with q2\""), std::string::npos);
+  // Reasoning is a data class of the record: `audit show --class reasoning` finds both answers.
+  auto reasoning = RunAirlock(
+      {"audit", "show", "--log", audit_db_, "--json", "--class", "reasoning", "--limit", "1000"});
+  EXPECT_NE(reasoning.second.find("plan with q2"), std::string::npos) << reasoning.second;
+  EXPECT_NE(reasoning.second.find("plan with q1"), std::string::npos) << reasoning.second;
 }
 
 TEST_F(GatewayTest, ClientErrors) {
@@ -457,7 +513,7 @@ TEST_F(GatewayTest, ClientErrors) {
   r = c.Post("/v1/chat/completions", h, ChatBody("nope", "x").dump(), "application/json");
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(ErrorCode(r), "model_not_found");
-  r = c.Post("/v1/chat/completions", h, ChatBody("echo", std::string(70000, 'a')).dump(),
+  r = c.Post("/v1/chat/completions", h, ChatBody("echo", std::string(270000, 'a')).dump(),
              "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
@@ -477,6 +533,278 @@ TEST_F(GatewayTest, UpstreamFailures) {
   EXPECT_EQ(ErrorCode(r), "upstream_timeout");
   r = Chat(ChatBody("fail", "x", true), admin_);
   EXPECT_EQ(r->status, 502);
+}
+
+// Attack: a request body nested 80,000 levels deep to an upstream-routed model used to overflow
+// the stack while it was re-serialized for the upstream (SIGSEGV, no key needed).
+TEST_F(GatewayTest, DepthBombRequestGets400AndServerKeepsServing) {
+  for (std::string model : {"echo", "think"}) {
+    std::string bomb = std::string(80000, '[') + std::string(80000, ']');
+    std::string body = R"({"model":")" + model +
+                       R"(","messages":[{"role":"user","content":"x"}],"extra":)" + bomb + "}";
+    auto c = Client();
+    auto r = c.Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, body,
+                    "application/json");
+    ASSERT_TRUE(r) << "the gateway died";
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(ErrorCode(r), "json_too_deep");
+    // Nesting inside a message (a string would be fine; objects are not) is refused the same way.
+    body = R"({"model":")" + model + R"(","messages":[{"role":"user","content":)" + bomb + "}]}";
+    r = c.Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, body,
+               "application/json");
+    ASSERT_TRUE(r) << "the gateway died";
+    EXPECT_EQ(r->status, 400);
+  }
+  // Moderate nesting (a JSON Schema in `tools`) still passes.
+  json ok = ChatBody("echo", "still here");
+  json nested = "leaf";
+  for (int i = 0; i < 40; ++i) nested = json{{"properties", nested}};
+  ok["metadata_schema"] = nested;
+  auto r = Chat(ok, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  auto h = Client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// Attack: a malicious or compromised upstream answers with one response nested 80,000 levels
+// deep (non-streamed, and as one SSE event).
+TEST_F(GatewayTest, DepthBombFromUpstreamGets502AndServerKeepsServing) {
+  auto r = Chat(ChatBody("deep", "x"), admin_);
+  ASSERT_TRUE(r) << "the gateway died";
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(ErrorCode(r), "upstream_error");
+  r = Chat(ChatBody("deep", "x", true), admin_);
+  ASSERT_TRUE(r) << "the gateway died";
+  // The stream had started (200): it ends with an error event instead of the bomb.
+  EXPECT_EQ(r->body.find("[[[["), std::string::npos);
+  EXPECT_NE(r->body.find("upstream_error"), std::string::npos) << r->body;
+  r = Chat(ChatBody("echo", "after the bomb"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+// Attack: a second process on the gateway's port. With SO_REUSEPORT the kernel split
+// connections between the two, so requests could bypass keys, budgets and audit.
+TEST_F(GatewayTest, SecondServerOnSamePortFailsToStart) {
+  std::string port = std::to_string(serve_->port());
+  auto second = RunAirlock({"serve", "--config", config_, "--port", port}, /*with_stderr=*/true);
+  EXPECT_EQ(second.first, 3) << second.second;
+  EXPECT_NE(second.second.find("port " + port + " is already in use"), std::string::npos)
+      << second.second;
+  // A plain socket with SO_REUSEPORT cannot share it either.
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  int yes = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof yes);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_NE(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  close(s);
+  auto h = Client().Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+// Attack: personal data placed anywhere but messages[].content reached a logging upstream in
+// clear (name, tool call arguments, tool descriptions and parameters, user, metadata, the
+// completions suffix, image URLs, extra keys in content parts, content as a list of strings, data
+// split across two text parts, unknown fields). Streamed and not.
+TEST_F(GatewayTest, PiiInEveryForwardedFieldIsRewrittenBeforeTheUpstream) {
+  const std::string email = "eve@example.com";
+  auto user_msg = [](json content) { return json{{"role", "user"}, {"content", content}}; };
+  std::vector<std::pair<std::string, json>> cases;
+  auto chat = [&](const std::string& name, json messages, json extra = json::object()) {
+    json body = {{"model", "echo"}, {"messages", messages}};
+    for (const auto& [k, v] : extra.items()) body[k] = v;
+    cases.emplace_back(name, body);
+  };
+  chat("messages[].name", json::array({{{"role", "user"}, {"content", "hi"}, {"name", email}}}));
+  chat("tool_calls arguments",
+       json::array(
+           {user_msg("hi"),
+            {{"role", "assistant"},
+             {"content", nullptr},
+             {"tool_calls",
+              json::array({{{"id", "c1"},
+                            {"type", "function"},
+                            {"function",
+                             {{"name", "send"}, {"arguments", "{\"to\":\"" + email + "\"}"}}}}})}},
+            {{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "sent"}}}));
+  chat("tools description and parameters", json::array({user_msg("hi")}),
+       {{"tools",
+         json::array(
+             {{{"type", "function"},
+               {"function",
+                {{"name", "send"},
+                 {"description", "mail " + email},
+                 {"parameters",
+                  {{"type", "object"},
+                   {"properties", {{"to", {{"type", "string"}, {"default", email}}}}}}}}}}})}});
+  chat("user", json::array({user_msg("hi")}), {{"user", email}});
+  chat("metadata", json::array({user_msg("hi")}), {{"metadata", {{"who", email}}}});
+  chat("image url",
+       json::array({user_msg(json::array(
+           {{{"type", "image_url"}, {"image_url", {{"url", "https://img.test/?m=" + email}}}}}))}));
+  chat("extra key in a content part",
+       json::array({user_msg(json::array({{{"type", "text"}, {"text", "hi"}, {"note", email}}}))}));
+  chat("content as a list of strings", json::array({user_msg(json::array({"mail ", email}))}));
+  chat("split across two text parts",
+       json::array({user_msg(json::array({{{"type", "text"}, {"text", "mail eve@exa"}},
+                                          {{"type", "text"}, {"text", "mple.com today"}}}))}));
+  chat("unknown field", json::array({user_msg("hi")}), {{"x_vendor", {{"list", {email}}}}});
+  cases.emplace_back("completions suffix",
+                     json{{"model", "echo"}, {"prompt", "x"}, {"suffix", email}});
+  for (bool stream : {false, true}) {
+    for (auto [name, body] : cases) {
+      body["stream"] = stream;
+      std::string path = body.contains("messages") ? "/v1/chat/completions" : "/v1/completions";
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      ASSERT_TRUE(r) << name;
+      EXPECT_EQ(r->status, 200) << name << ": " << r->body;
+      auto raw = upstream_->raw();
+      ASSERT_EQ(raw.size(), before + 1) << name;
+      EXPECT_EQ(raw.back().find("example.com"), std::string::npos)
+          << name << (stream ? " (streamed)" : "") << " leaked: " << raw.back();
+      EXPECT_NE(raw.back().find("[EMAIL_"), std::string::npos) << name << ": " << raw.back();
+    }
+  }
+}
+
+// A block class anywhere in the request blocks it, and a value the gateway cannot scan (a data:
+// URL) is refused; neither reaches the upstream.
+TEST_F(GatewayTest, BlockClassInAnyFieldAndUnscannableFieldsNeverLeave) {
+  const std::string id = "11010519491231002X";  // cn_resident_id: block
+  std::vector<json> bodies = {
+      {{"model", "echo"},
+       {"user", id},
+       {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}},
+      {{"model", "echo"},
+       {"messages",
+        json::array({{{"role", "user"},
+                      {"content", json::array({{{"type", "text"}, {"text", "id 110105194912"}},
+                                               {{"type", "text"}, {"text", "31002X"}}})}}})}},
+      {{"model", "echo"},
+       {"messages", json::array({{{"role", "user"}, {"content", "hi"}, {"name", id}}})}},
+  };
+  std::size_t before = upstream_->raw().size();
+  for (const auto& body : bodies) {
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << body.dump();
+    EXPECT_EQ(ErrorCode(r), "policy_violation");
+  }
+  json data_url = {
+      {"model", "echo"},
+      {"messages",
+       json::array(
+           {{{"role", "user"},
+             {"content",
+              json::array({{{"type", "image_url"},
+                            {"image_url",
+                             {{"url", "data:text/plain;base64,ZXZlQGV4YW1wbGUuY29t"}}}}})}}})}};
+  auto r = Chat(data_url, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(ErrorCode(r), "unscannable_content");
+  EXPECT_EQ(upstream_->raw().size(), before);
+}
+
+// docs/policy.md lists every request field and what the gateway does with it; this walks that
+// table. A row's sample (EMAIL: an address the test policy pseudonymizes) goes into a request; a
+// value from a "scanned" or "refused" row must never reach the upstream.
+TEST_F(GatewayTest, PolicyFieldTableHolds) {
+  std::ifstream doc(std::string(AIRLOCK_SOURCE_DIR) + "/docs/policy.md");
+  ASSERT_TRUE(doc) << "docs/policy.md";
+  std::string line;
+  bool in_requests = false;
+  int rows = 0;
+  while (std::getline(doc, line)) {
+    if (line.rfind("## ", 0) == 0) in_requests = line == "## Requests";
+    if (!in_requests || line.rfind("| `", 0) != 0) continue;
+    // | field | `sample` | action |
+    std::size_t sample_begin = line.find("| `", 2);
+    std::size_t sample_end = line.find("` |", sample_begin);
+    ASSERT_NE(sample_end, std::string::npos) << line;
+    std::string sample = line.substr(sample_begin + 3, sample_end - sample_begin - 3);
+    std::string action = line.substr(sample_end + 4);
+    for (std::size_t pos; (pos = sample.find("EMAIL")) != std::string::npos;)
+      sample.replace(pos, 5, "eve@example.com");
+    json fields = json::parse(sample, nullptr, false);
+    ASSERT_TRUE(fields.is_object()) << line;
+    bool refused = action.rfind("refused", 0) == 0;
+    bool scanned =
+        action.rfind("scanned", 0) == 0 || action.find("scanned and") != std::string::npos;
+    for (bool stream : {false, true}) {
+      json body = {{"model", "echo"},
+                   {"stream", stream},
+                   {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+      if (fields.contains("prompt")) body.erase("messages");
+      for (const auto& [k, v] : fields.items()) body[k] = v;
+      std::string path = body.contains("prompt") ? "/v1/completions" : "/v1/chat/completions";
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      ASSERT_TRUE(r) << line;
+      auto raw = upstream_->raw();
+      if (refused) {
+        EXPECT_EQ(r->status, 400) << line;
+        EXPECT_EQ(raw.size(), before) << line;
+        continue;
+      }
+      if (scanned && r->status == 403) {  // blocked or restricted by the test policy
+        EXPECT_EQ(raw.size(), before) << line;
+        continue;
+      }
+      EXPECT_EQ(r->status, 200) << line << "\n" << r->body;
+      ASSERT_EQ(raw.size(), before + 1) << line;
+      if (scanned) {
+        EXPECT_EQ(raw.back().find("example.com"), std::string::npos) << line << "\n" << raw.back();
+        EXPECT_EQ(raw.back().find("4111111111111111"), std::string::npos) << line;
+      }
+    }
+    ++rows;
+  }
+  EXPECT_GE(rows, 20) << "the request table in docs/policy.md was not found or lost rows";
+}
+
+// Attack: secrets and personal data in model output (upstream or local, streamed or not) passed
+// untouched. Rules apply to responses too; matches split across stream chunks are seen whole.
+TEST_F(GatewayTest, SecretsAndPiiInModelOutputAreRedactedStreamedAndNot) {
+  for (bool stream : {false, true}) {
+    auto r = Chat(ChatBody("leak", "hi", stream), admin_);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    std::string text =
+        stream ? StreamText(r->body)
+               : json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>();
+    EXPECT_EQ(text.find("bob@corp.example"), std::string::npos) << text;
+    EXPECT_EQ(text.find("ghp_"), std::string::npos) << text;
+    EXPECT_EQ(text.rfind("write to [REDACTED_", 0), 0u) << text;
+    EXPECT_NE(text.find(" now"), std::string::npos) << text;
+    if (!stream) {  // reasoning_content and tool call arguments too
+      EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+      EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << r->body;
+    }
+  }
+}
+
+// A block class in the answer (reasoning included) ends it with an error the client sees.
+TEST_F(GatewayTest, BlockedClassInModelOutputEndsTheAnswerWithAnError) {
+  auto r = Chat(ChatBody("leakblock", "hi"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(ErrorCode(r), "policy_violation");
+  EXPECT_EQ(r->body.find("11010519491231002X"), std::string::npos);
+  r = Chat(ChatBody("leakblock", "hi", true), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body.find("11010519491231002X"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("policy_violation"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
 }
 
 TEST_F(GatewayTest, RateLimit) {
@@ -521,6 +849,64 @@ TEST_F(GatewayTest, BudgetHoldsUnderConcurrency) {
   EXPECT_LE(spent.load(), 3000);
   auto listed = RunAirlock({"keys", "list", "--db", keys_db_});
   EXPECT_EQ(listed.first, 0);
+}
+
+// Attack: the reservation used max_completion_tokens while the upstream or local engine honoured
+// max_tokens ({"max_tokens": 400, "max_completion_tokens": 1} spent 4,030 tokens of a 270
+// budget), and `n` was forwarded but reserved once. Concurrent requests mixing the fields never
+// spend more than the budget (the upstream double produces up to its limit, times n).
+TEST_F(GatewayTest, BudgetRaceWithMixedLimitFieldsNeverOverspends) {
+  std::string key =
+      Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--budget", "3000"}).second);
+  ASSERT_EQ(key.rfind("ak_", 0), 0u);
+  const std::vector<json> limits = {
+      {{"max_tokens", 400}, {"max_completion_tokens", 1}},
+      {{"max_tokens", 1}, {"max_completion_tokens", 300}},
+      {{"max_completion_tokens", 200}, {"n", 3}},
+      {{"max_tokens", 90}, {"n", 5}},
+      {{"max_tokens", nullptr}, {"max_completion_tokens", nullptr}},  // default_max_tokens
+  };
+  std::atomic<int> ok{0}, refused{0};
+  std::atomic<std::int64_t> spent{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 10; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) {
+        json body = ChatBody("echo", "count to three", (t + i) % 2 == 1);
+        for (const auto& [k, v] : limits[(t + i) % limits.size()].items()) body[k] = v;
+        auto r = Chat(body, key);
+        if (!r) continue;
+        if (r->status == 200) {
+          ok++;
+          json usage;
+          if (body["stream"].get<bool>())
+            StreamText(r->body, &usage);
+          else
+            usage = json::parse(r->body)["usage"];
+          spent += usage["total_tokens"].get<std::int64_t>();
+        } else if (r->status == 429) {
+          refused++;
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_LE(spent.load(), 3000);
+}
+
+// The limit the gateway reserved is the one the upstream receives.
+TEST_F(GatewayTest, UpstreamLimitIsRewrittenToTheReservedCap) {
+  json body = ChatBody("echo", "x");
+  body["max_tokens"] = 400;
+  body["max_completion_tokens"] = 1;
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 400);
+  r = Chat(ChatBody("echo", "x"), admin_);  // neither: default_max_tokens (100)
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 100);
 }
 
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
@@ -778,6 +1164,269 @@ TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
   EXPECT_TRUE(usage);
   EXPECT_EQ(text, "got hi eve@example.com");
   (*gw)->Stop();
+}
+
+// Attack: bodies that passed authentication and then threw ({"role": 5}, role: null,
+// max_completion_tokens: null, ...) got HTTP 500, no audit record, and a reservation that was
+// never released, so a key could be locked out until restart. Each must now end in one audit
+// record, a clean status, and no tokens left reserved.
+TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
+  TempDir dir("gateway-settle");
+  std::string keys_db = (dir.path() / "k.db").string();
+  std::string audit_db = (dir.path() / "a.db").string();
+  constexpr std::int64_t kBudget = 2000;
+  std::string token;
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    auto created = (*store)->Create("settle", {}, 0, 0, kBudget);
+    ASSERT_TRUE(created.ok());
+    token = created->first;
+  }
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" + audit_db +
+                     "'\n[server]\nkeys_db='" + keys_db +
+                     "'\ndefault_max_tokens=100\npublic_metrics=true\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tiny"] = std::make_shared<EchoBackend>();
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  httplib::Headers auth = {{"Authorization", "Bearer " + token}};
+  const std::string hi = R"("messages":[{"role":"user","content":"hi"}])";
+  const std::vector<std::pair<std::string, std::string>> bodies = {
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":5,"content":"hi"}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":null,"content":"hi"}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_completion_tokens":null})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","stream":true,)" + hi + R"(,"max_completion_tokens":null})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_tokens":null,"n":null})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","messages":[{"role":"user","content":{"a":1}}]})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","messages":[{"role":"user","content":"hi","name":7}]})"},
+      {"/v1/chat/completions",
+       R"({"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":5}]}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":[7]}]})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_tokens":"5"})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"max_tokens":1.5})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"n":1e300})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"temperature":"hot"})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"seed":"x"})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"stop":[1]})"},
+      {"/v1/chat/completions", R"({"model":"tiny",)" + hi + R"(,"stream":"yes"})"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[],"n":0})"},
+      {"/v1/chat/completions", R"({"model":5})"},
+      {"/v1/chat/completions", R"([1,2])"},
+      {"/v1/chat/completions", "{not json"},
+      {"/v1/chat/completions", std::string(5000, '[') + std::string(5000, ']')},
+      {"/v1/completions", R"({"model":"tiny","prompt":[1,2]})"},
+      {"/v1/completions", R"({"model":"tiny","prompt":null})"},
+      {"/v1/completions", R"({"model":"tiny","prompt":[]})"},
+      {"/v1/completions", R"({"model":"tiny","prompt":"hi","max_completion_tokens":null})"},
+  };
+  for (const auto& [path, body] : bodies) {
+    auto r = c.Post(path, auth, body, "application/json");
+    ASSERT_TRUE(r) << body;
+    EXPECT_NE(r->status, 500) << body << " -> " << r->body;
+    EXPECT_TRUE(r->status == 200 || r->status == 400) << body << " -> " << r->status;
+  }
+  // One audit record per request.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &s, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(s, 0), static_cast<std::int64_t>(bodies.size()));
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  // Nothing left reserved: the gauge says 0, and the rest of the budget can be spent at once.
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("\nairlock_reserved_tokens 0\n"), std::string::npos) << m->body;
+  std::int64_t used = 0;
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    auto keys = (*store)->List();
+    ASSERT_TRUE(keys.ok());
+    ASSERT_EQ(keys->size(), 1u);
+    used = (*keys)[0].used_tokens;
+  }
+  // "hi" in one message is estimated at 26 prompt tokens.
+  json rest = {{"model", "tiny"},
+               {"max_tokens", kBudget - used - 26},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  auto r = c.Post("/v1/chat/completions", auth, rest.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << "a reservation was never released: " << r->body;
+  (*gw)->Stop();
+}
+
+// Attack: key guessing was invisible (401 and 413 were not audited). Every failure is accounted for
+// in the audit log, per client address and minute (the first at once, the rest of the minute as
+// one summary), and the presented key is stored nowhere.
+TEST(LocalBackend, FailedAuthenticationIsAuditedWithoutTheKey) {
+  TempDir dir("gateway-authfail");
+  std::string keys_db = (dir.path() / "k.db").string();
+  std::string audit_db = (dir.path() / "a.db").string();
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Create("real", {}, 0, 0, 0).ok());
+  }
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" + audit_db +
+                     "'\n[server]\nkeys_db='" + keys_db + "'\nmax_body_bytes=4096\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tiny"] = std::make_shared<EchoBackend>();
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  const std::string guess = "ak_GUESSEDKEYMATERIAL0123456789";
+  json body = {{"model", "tiny"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  int failures = 0;
+  {
+    httplib::Client c("127.0.0.1", (*gw)->port());
+    c.set_read_timeout(20, 0);
+    httplib::Headers bad = {{"Authorization", "Bearer " + guess}};
+    for (int i = 0; i < 5; ++i, ++failures)
+      EXPECT_EQ(c.Post("/v1/chat/completions", bad, body.dump(), "application/json")->status, 401);
+    EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 401);
+    ++failures;
+    EXPECT_EQ(c.Get("/v1/models", bad)->status, 401);
+    ++failures;
+    EXPECT_EQ(
+        c.Post("/v1/chat/completions", bad, std::string(8000, ' '), "application/json")->status,
+        413);
+    ++failures;
+  }
+  gw->reset();  // shutdown writes the summaries still pending
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT data FROM records", -1, &s, nullptr), SQLITE_OK);
+  int accounted = 0, records = 0;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    std::string data = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    EXPECT_EQ(data.find("GUESSEDKEYMATERIAL"), std::string::npos) << data;
+    json r = json::parse(data);
+    if (r["key_id"] != "unauthenticated") continue;
+    ++records;
+    std::string first = r["actions"][0];
+    ASSERT_EQ(first.rfind("auth_failed: ", 0), 0u) << data;
+    EXPECT_NE(data.find("client: 127.0.0.1"), std::string::npos) << data;
+    if (first.find(" more in minute ") != std::string::npos)
+      accounted += std::stoi(first.substr(13));
+    else
+      accounted += 1;
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  EXPECT_EQ(accounted, failures);
+  EXPECT_LE(records, 4);  // aggregated: at most a first record and a summary per minute touched
+  // Nowhere in the database files either (WAL included).
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    std::ifstream f(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find("GUESSEDKEYMATERIAL"), std::string::npos) << entry.path();
+  }
+}
+
+// Attack: an upstream whose base_url points back at the gateway fanned one request out until
+// every worker was busy. Refused when the server starts.
+TEST(LocalBackend, UpstreamPointingAtTheGatewayItselfIsRefused) {
+  TempDir dir("gateway-self");
+  for (std::string host : {"127.0.0.1", "localhost"}) {
+    int port = ClosedPort();
+    std::string toml =
+        "[[upstreams]]\nname='me'\nbase_url='http://" + host + ":" + std::to_string(port) +
+        "/v1'\njurisdiction='US'\nmodels=['m']\n[audit]\npath='" + (dir.path() / "a.db").string() +
+        "'\n[server]\nkeys_db='" + (dir.path() / "k.db").string() + "'\n";
+    auto policy = airlock::policy::ParsePolicy(toml);
+    ASSERT_TRUE(policy.ok()) << policy.error().message();
+    airlock::server::GatewayOptions options;
+    options.port = port;
+    options.policy = *policy;
+    auto gw = airlock::server::Gateway::Create(options);
+    ASSERT_TRUE(gw.ok()) << gw.error().message();
+    airlock::Status started = (*gw)->Start();
+    ASSERT_FALSE(started.ok()) << host;
+    EXPECT_NE(started.message().find("points at this gateway's own listen address"),
+              std::string::npos)
+        << started.message();
+  }
+}
+
+// Attack: two gateways that name each other as upstream (which no start-time check can see) loop a
+// request between them. The hop header stops it at once: the gateway that sees its own id answers
+// 508, and the client gets a 502 instead of waiting for timeouts.
+TEST(LocalBackend, ForwardingLoopBetweenTwoGatewaysIsStopped) {
+  TempDir dir("gateway-loop");
+  int port_a = ClosedPort(), port_b = ClosedPort();
+  auto make = [&](const std::string& name, int port, int other) {
+    std::string toml =
+        "[[upstreams]]\nname='peer'\nbase_url='http://127.0.0.1:" + std::to_string(other) +
+        "/v1'\njurisdiction='US'\nmodels=['m']\ntimeout_s=30\n[audit]\npath='" +
+        (dir.path() / (name + "-a.db")).string() + "'\n[server]\nkeys_db='" +
+        (dir.path() / (name + "-k.db")).string() + "'\n";
+    auto policy = airlock::policy::ParsePolicy(toml);
+    EXPECT_TRUE(policy.ok());
+    airlock::server::GatewayOptions options;
+    options.port = port;
+    options.policy = *policy;
+    auto gw = airlock::server::Gateway::Create(options);
+    EXPECT_TRUE(gw.ok());
+    EXPECT_TRUE((*gw)->Start().ok());
+    return std::move(*gw);
+  };
+  auto a = make("a", port_a, port_b);
+  auto b = make("b", port_b, port_a);
+  httplib::Client c("127.0.0.1", port_a);
+  c.set_read_timeout(20, 0);
+  json body = {{"model", "m"}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_NE(r->body.find("508"), std::string::npos) << r->body;
+  // Both still answer.
+  EXPECT_EQ(c.Get("/health")->status, 200);
+  httplib::Client cb("127.0.0.1", port_b);
+  EXPECT_EQ(cb.Get("/health")->status, 200);
+}
+
+// /health says the process answers; /ready also needs every configured local model loaded.
+TEST(LocalBackend, ReadyOnlyWhenEveryLocalModelIsLoaded) {
+  TempDir dir("gateway-ready");
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" +
+                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" +
+                     (dir.path() / "k.db").string() + "'\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  for (bool loaded : {false, true}) {
+    airlock::server::GatewayOptions options;
+    options.port = 0;
+    options.policy = *policy;
+    if (loaded) options.local_backends["tiny"] = std::make_shared<EchoBackend>();
+    auto gw = airlock::server::Gateway::Create(options);
+    ASSERT_TRUE(gw.ok()) << gw.error().message();
+    ASSERT_TRUE((*gw)->Start().ok());
+    httplib::Client c("127.0.0.1", (*gw)->port());
+    EXPECT_EQ(c.Get("/health")->status, 200);
+    auto r = c.Get("/ready");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, loaded ? 200 : 503) << r->body;
+    EXPECT_EQ(json::parse(r->body)["status"], loaded ? "ready" : "not_ready");
+  }
 }
 
 }  // namespace local_backend

@@ -178,5 +178,84 @@ TEST(ThinkSplitter, SeparatesReasoningAtEveryCut) {
   }
 }
 
+// Attack: "<THINK>" and "<think >" were not recognized, so reasoning meant to be stripped or only
+// logged reached the client. Tags match in any letter case and with blanks before '>', at every
+// cut of a stream.
+TEST(ThinkSplitter, TagsMatchInAnyCaseAndWithBlanksAtEveryCut) {
+  const std::string text = "<THINK >secret plan</Think\t>Answer <thinking>x</think > tail";
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    for (std::size_t j = i; j <= text.size(); j += 3) {
+      ThinkSplitter s;
+      auto a = s.Feed(text.substr(0, i));
+      auto b = s.Feed(text.substr(i, j - i));
+      auto c = s.Feed(text.substr(j));
+      auto d = s.Flush();
+      EXPECT_EQ(a.visible + b.visible + c.visible + d.visible, "Answer <thinking>x</think > tail")
+          << i << "," << j;
+      EXPECT_EQ(a.reasoning + b.reasoning + c.reasoning + d.reasoning, "secret plan") << i;
+    }
+  }
+}
+
+// Attack: base_url values with userinfo, a fragment, a query or '..' segments were copied raw into
+// the upstream request path ("#frag", "/../../admin"); they are load errors now.
+TEST(PolicyParse, UpstreamBaseUrlProblemsAreLoadErrors) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"http://user:pw@127.0.0.1:9/v1", "user information"},
+      {"http://127.0.0.1:9/v1#frag", "fragment"},
+      {"http://127.0.0.1:9/v1?x=1", "query"},
+      {"http://127.0.0.1:9/../../admin", "'..'"},
+      {"http://127.0.0.1:9/v1/./x", "'.'"},
+      {"http://127.0.0.1:9/v1/%2e%2e/admin", "percent"},
+      {"http://127.0.0.1:99999/v1", "port"},
+      {"http://127.0.0.1:0/v1", "port"},
+      {"http://127.0.0.1:9x/v1", "port"},
+      {"http://127.0.0.1:/v1", "empty port"},
+      {"http:///v1", "no host"},
+      {"http://exa mple.com/v1", "space"},
+      {"http://[::1/v1", "IPv6"},
+      {"ftp://127.0.0.1/v1", "http://"},
+  };
+  for (const auto& [url, problem] : bad) {
+    std::string toml =
+        "[[upstreams]]\nname='u'\nbase_url='" + url + "'\njurisdiction='US'\nmodels=['m']\n";
+    auto p = ParsePolicy(toml);
+    ASSERT_FALSE(p.ok()) << url;
+    EXPECT_NE(p.error().message().find("base_url"), std::string::npos) << p.error().message();
+    EXPECT_NE(p.error().message().find(problem), std::string::npos)
+        << url << ": " << p.error().message();
+  }
+  auto ok = ParseBaseUrl("https://api.example.com/v1/");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->scheme, "https");
+  EXPECT_EQ(ok->host, "api.example.com");
+  EXPECT_EQ(ok->port, 443);
+  EXPECT_EQ(ok->path, "/v1");
+  auto v6 = ParseBaseUrl("http://[::1]:8080");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 8080);
+  EXPECT_EQ(v6->path, "");
+}
+
+TEST(PolicyParse, RuleDirectionLimitsWhereARuleApplies) {
+  auto p = ParsePolicy(
+      "[[rules]]\ndata_classes=['email']\naction='block'\ndirection='response'\n"
+      "[[rules]]\ndata_classes=['email']\naction='redact'\n"
+      "[[rules]]\ndata_classes=['phone']\naction='block'\ndirection='request'\n");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  Target local;
+  local.local = true;
+  Verdict req = Decide(*p, {DataClass::kEmail}, local);
+  EXPECT_FALSE(req.blocked);  // the response-only block is skipped; the next rule redacts
+  EXPECT_EQ(req.actions[DataClass::kEmail], Action::kRedact);
+  EXPECT_TRUE(DecideResponse(*p, {DataClass::kEmail}).blocked);
+  EXPECT_TRUE(Decide(*p, {DataClass::kPhone}, local).blocked);
+  Verdict resp = DecideResponse(*p, {DataClass::kPhone});
+  EXPECT_FALSE(resp.blocked);
+  EXPECT_EQ(resp.actions[DataClass::kPhone], Action::kAllow);
+  EXPECT_FALSE(
+      ParsePolicy("[[rules]]\ndata_classes=['email']\naction='block'\ndirection='out'\n").ok());
+}
 }  // namespace
 }  // namespace airlock::policy

@@ -1,0 +1,248 @@
+#include "server/internal/request.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <string_view>
+
+namespace airlock::server::internal {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::array<std::string_view, 6> kRoles = {"system", "user",      "assistant",
+                                                    "tool",   "developer", "function"};
+
+RequestError Invalid(std::string message, std::string code = "invalid_type") {
+  return {std::move(message), std::move(code)};
+}
+
+bool Absent(const json& body, const char* key) {
+  auto it = body.find(key);
+  return it == body.end() || it->is_null();
+}
+
+// Optional integer in [lo, hi].
+std::optional<RequestError> OptionalInteger(const json& body, const char* key, std::int64_t lo,
+                                            std::int64_t hi, const std::string& code,
+                                            std::optional<std::int64_t>* out) {
+  if (Absent(body, key)) return std::nullopt;
+  const json& v = body.at(key);
+  bool in_range = false;
+  if (v.is_number_unsigned())
+    in_range = v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
+               v.get<std::uint64_t>() >= static_cast<std::uint64_t>(std::max<std::int64_t>(lo, 0));
+  else if (v.is_number_integer())
+    in_range = v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi;
+  if (!in_range)
+    return Invalid("'" + std::string(key) + "' must be an integer from " + std::to_string(lo) +
+                       " to " + std::to_string(hi) + ".",
+                   code);
+  *out = v.get<std::int64_t>();
+  return std::nullopt;
+}
+
+std::optional<RequestError> CheckMessage(const json& msg) {
+  if (!msg.is_object()) return Invalid("Each message must be an object.", "invalid_messages");
+  auto role = msg.find("role");
+  if (role == msg.end() || !role->is_string() ||
+      std::find(kRoles.begin(), kRoles.end(), role->get_ref<const std::string&>()) == kRoles.end())
+    return Invalid("Each message needs a 'role': one of system, user, assistant, tool, developer.",
+                   "invalid_messages");
+  if (auto name = msg.find("name"); name != msg.end() && !name->is_null() && !name->is_string())
+    return Invalid("A message 'name' must be a string.", "invalid_messages");
+  auto c = msg.find("content");
+  if (c == msg.end() || c->is_null() || c->is_string()) return std::nullopt;
+  if (!c->is_array())
+    return Invalid("Message content must be a string or an array of parts.", "invalid_messages");
+  for (const json& part : *c) {
+    if (part.is_string()) continue;
+    if (!part.is_object())
+      return Invalid("A content part must be an object or a string.", "invalid_messages");
+    auto type = part.find("type");
+    if (type != part.end() && !type->is_string())
+      return Invalid("A content part 'type' must be a string.", "invalid_messages");
+    if (auto t = part.find("text"); t != part.end() && !t->is_string())
+      return Invalid("A content part 'text' must be a string.", "invalid_messages");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::int64_t CompletionRequest::CompletionCap(std::int64_t default_max_tokens) const {
+  if (!max_tokens && !max_completion_tokens) return default_max_tokens;
+  return std::max(max_tokens.value_or(0), max_completion_tokens.value_or(0));
+}
+
+std::optional<RequestError> ParseCompletionRequest(const json& body, bool chat,
+                                                   CompletionRequest* out) {
+  out->chat = chat;
+  auto model = body.find("model");
+  if (model == body.end() || !model->is_string())
+    return Invalid("You must provide a model parameter.", "missing_model");
+  out->model = model->get<std::string>();
+  if (!Absent(body, "stream")) {
+    if (!body.at("stream").is_boolean()) return Invalid("'stream' must be a boolean.");
+    out->stream = body.at("stream").get<bool>();
+  }
+  if (chat) {
+    auto m = body.find("messages");
+    if (m == body.end() || !m->is_array() || m->empty())
+      return Invalid("'messages' must be a non-empty array.", "invalid_messages");
+    for (const json& msg : *m)
+      if (auto e = CheckMessage(msg)) return e;
+    out->message_count = m->size();
+  } else {
+    auto p = body.find("prompt");
+    if (p == body.end()) return Invalid("You must provide a prompt.", "missing_prompt");
+    bool ok = p->is_string() ||
+              (p->is_array() && !p->empty() &&
+               std::all_of(p->begin(), p->end(), [](const json& e) { return e.is_string(); }));
+    if (!ok)
+      return Invalid("'prompt' must be a string or a non-empty array of strings.",
+                     "invalid_prompt");
+  }
+  if (auto e = OptionalInteger(body, "max_tokens", 1, kMaxTokensLimit, "invalid_max_tokens",
+                               &out->max_tokens))
+    return e;
+  if (auto e = OptionalInteger(body, "max_completion_tokens", 1, kMaxTokensLimit,
+                               "invalid_max_tokens", &out->max_completion_tokens))
+    return e;
+  std::optional<std::int64_t> n;
+  if (auto e = OptionalInteger(body, "n", 1, kMaxChoices, "invalid_n", &n)) return e;
+  out->n = n.value_or(1);
+  for (const char* key : {"temperature", "top_p", "presence_penalty", "frequency_penalty"})
+    if (!Absent(body, key) && !body.at(key).is_number())
+      return Invalid("'" + std::string(key) + "' must be a number.");
+  if (!Absent(body, "seed") && !body.at("seed").is_number_integer())
+    return Invalid("'seed' must be an integer.");
+  if (!Absent(body, "stop")) {
+    const json& s = body.at("stop");
+    bool ok = s.is_string() || (s.is_array() && std::all_of(s.begin(), s.end(), [](const json& e) {
+                                  return e.is_string();
+                                }));
+    if (!ok) return Invalid("'stop' must be a string or an array of strings.");
+  }
+  return std::nullopt;
+}
+
+std::string ScanUnit::Joined() const {
+  std::string all;
+  for (const json* p : parts) all += p->get_ref<const std::string&>();
+  return all;
+}
+
+namespace {
+
+// Top-level numbers whose type ParseCompletionRequest checked; other numbers may carry data.
+constexpr std::array<std::string_view, 8> kTypedNumbers = {
+    "max_tokens",       "max_completion_tokens", "n", "seed", "temperature", "top_p",
+    "presence_penalty", "frequency_penalty"};
+
+bool IsDataUrl(const std::string& s) {
+  if (s.size() < 5) return false;
+  std::string head = s.substr(0, 5);
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return head == "data:";
+}
+
+// A number long enough to be a phone, card or ID number becomes a string, so it is scanned (and
+// can be rewritten) like any text.
+void TextualizeLongNumber(json& node) {
+  if (!node.is_number()) return;
+  std::string text = node.dump();
+  if (std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) >= 7)
+    node = text;
+}
+
+// Every string below `node` (depth is bounded by the parser's limit), each its own unit.
+std::optional<RequestError> CollectStrings(json& node, std::vector<ScanUnit>* units) {
+  TextualizeLongNumber(node);
+  if (node.is_string()) {
+    if (IsDataUrl(node.get_ref<const std::string&>()))
+      return Invalid(
+          "The request contains a data: URL, which the gateway cannot scan; pass the content as "
+          "text or an https URL.",
+          "unscannable_content");
+    units->push_back(ScanUnit{{&node}});
+    return std::nullopt;
+  }
+  if (node.is_array()) {
+    for (json& e : node)
+      if (auto err = CollectStrings(e, units)) return err;
+  } else if (node.is_object()) {
+    for (auto it = node.begin(); it != node.end(); ++it)
+      if (auto err = CollectStrings(*it, units)) return err;
+  }
+  return std::nullopt;
+}
+
+std::optional<RequestError> CollectContent(json& content, std::vector<ScanUnit>* units) {
+  if (content.is_string()) {
+    units->push_back(ScanUnit{{&content}});
+    return std::nullopt;
+  }
+  if (!content.is_array()) return std::nullopt;  // null
+  ScanUnit text;                                 // the text parts, in order, as one text
+  for (json& part : content) {
+    if (part.is_string()) {
+      text.parts.push_back(&part);
+      continue;
+    }
+    for (auto it = part.begin(); it != part.end(); ++it) {
+      if (it.key() == "text" && it->is_string()) {
+        text.parts.push_back(&*it);
+      } else if (auto err = CollectStrings(*it, units)) {
+        return err;
+      }
+    }
+  }
+  if (!text.parts.empty()) units->push_back(std::move(text));
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<RequestError> CollectScanUnits(json& body, bool chat, std::vector<ScanUnit>* units) {
+  (void)chat;  // both shapes are walked the same way; `messages` only exists for chat
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& key = it.key();
+    // `model` must name a configured model (the operator's own string) to get this far.
+    if (key == "model") continue;
+    if (std::find(kTypedNumbers.begin(), kTypedNumbers.end(), key) != kTypedNumbers.end()) continue;
+    if (key == "messages" && it->is_array()) {
+      for (json& msg : *it) {
+        for (auto m = msg.begin(); m != msg.end(); ++m) {
+          if (m.key() == "role") continue;  // one of six keywords (ParseCompletionRequest)
+          if (m.key() == "content") {
+            if (auto err = CollectContent(*m, units)) return err;
+          } else if (auto err = CollectStrings(*m, units)) {
+            return err;
+          }
+        }
+      }
+      continue;
+    }
+    if (auto err = CollectStrings(*it, units)) return err;
+  }
+  return std::nullopt;
+}
+
+std::int64_t IntegerField(const json& object, const char* key, std::int64_t fallback,
+                          std::int64_t max) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if (it->is_number_unsigned()) {
+    std::uint64_t v = it->get<std::uint64_t>();
+    return v <= static_cast<std::uint64_t>(max) ? static_cast<std::int64_t>(v) : fallback;
+  }
+  if (it->is_number_integer()) {
+    std::int64_t v = it->get<std::int64_t>();
+    return v >= 0 && v <= max ? v : fallback;
+  }
+  return fallback;
+}
+
+}  // namespace airlock::server::internal

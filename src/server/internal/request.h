@@ -1,0 +1,66 @@
+// The one place that knows the OpenAI request fields the gateway acts on and their types. A
+// request body is checked here once, before any reservation or policy work; everything after
+// reads the typed CompletionRequest (or a body this check has accepted), so malformed field types
+// end in a 400 instead of an exception halfway through a request.
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace airlock::server::internal {
+
+inline constexpr std::int64_t kMaxTokensLimit = 1 << 24;
+inline constexpr std::int64_t kMaxChoices = 128;  // `n`
+
+struct CompletionRequest {
+  bool chat = true;
+  std::string model;
+  bool stream = false;
+  // Output limits as given (nullopt: absent or null).
+  std::optional<std::int64_t> max_tokens;
+  std::optional<std::int64_t> max_completion_tokens;
+  std::int64_t n = 1;
+  std::size_t message_count = 1;
+  // The most completion tokens one choice may produce: the larger of the two limits, or the
+  // default when neither is given. Reserved (times n) and written back as the upstream's limit.
+  std::int64_t CompletionCap(std::int64_t default_max_tokens) const;
+};
+
+struct RequestError {
+  std::string message;
+  std::string code;  // OpenAI-style error code
+};
+
+// Checks the types of every field the gateway reads (model, stream, messages and their roles,
+// names and content parts, prompt, max_tokens, max_completion_tokens, n, temperature, top_p,
+// seed, stop). Returns the typed request or the 400 error to send.
+std::optional<RequestError> ParseCompletionRequest(const nlohmann::json& body, bool chat,
+                                                   CompletionRequest* out);
+
+// Text the policy scans as one: adjacent string nodes of the request (the text parts of one
+// message's content, or a single string anywhere else), joined without a separator so that data
+// split across parts ("phone 1381234" + "5678") is still found.
+struct ScanUnit {
+  std::vector<nlohmann::json*> parts;
+  std::string Joined() const;
+};
+
+// Collects every string value of a request that ParseCompletionRequest accepted, known fields and
+// unknown ones alike; only `model` (a configured model's name) and messages[].role (a keyword)
+// are skipped. Numbers outside the typed numeric fields that have 7 or more digits are turned into
+// strings first, so that a phone or card number sent as a JSON number is scanned too. Errors
+// (400 unscannable_content): a value the gateway cannot scan, a data: URL (its base64 payload
+// could carry any text past the detectors).
+std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat,
+                                             std::vector<ScanUnit>* units);
+
+// An integer field of an object from an upstream (index, token counts), or `fallback` when it is
+// absent, not an integer, or outside [0, max].
+std::int64_t IntegerField(const nlohmann::json& object, const char* key, std::int64_t fallback,
+                          std::int64_t max = std::int64_t{1} << 40);
+
+}  // namespace airlock::server::internal
