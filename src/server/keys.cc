@@ -42,10 +42,23 @@ KeyInfo RowToInfo(sqlite3_stmt* s) {
   k.name = text(1);
   k.created_ms = sqlite3_column_int64(s, 2);
   k.revoked = sqlite3_column_int64(s, 3) != 0;
+  // An empty list means "every model", so a models column that cannot be read exactly (not a JSON
+  // array of non-empty strings: a hand edit, a bad migration, another tool) must not widen the key
+  // to every model: the key is treated as revoked instead.
   nlohmann::json models = nlohmann::json::parse(text(4), nullptr, false);
-  if (models.is_array())
-    for (const auto& m : models)
-      if (m.is_string()) k.models.push_back(m.get<std::string>());
+  bool models_ok = models.is_array();
+  if (models_ok)
+    for (const auto& m : models) {
+      if (!m.is_string() || m.get_ref<const std::string&>().empty()) {
+        models_ok = false;
+        break;
+      }
+      k.models.push_back(m.get<std::string>());
+    }
+  if (!models_ok) {
+    k.models.clear();
+    k.revoked = true;
+  }
   k.rpm = sqlite3_column_int64(s, 5);
   k.tpm = sqlite3_column_int64(s, 6);
   k.budget_tokens = sqlite3_column_int64(s, 7);

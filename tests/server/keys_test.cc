@@ -77,6 +77,35 @@ TEST(KeyStore, SecretIsNeverStored) {
   sqlite3_close(db);
 }
 
+// A key's models column that is not a JSON array of names (edited by hand or by another tool) must
+// not turn into "every model": the key stops authenticating instead.
+TEST(KeyStore, UnreadableModelListFailsClosed) {
+  TempDir dir("keys-models");
+  auto path = dir.path() / "k.db";
+  std::vector<std::string> tokens;
+  {
+    auto store = KeyStore::Open(path.string());
+    ASSERT_TRUE(store.ok());
+    for (int i = 0; i < 5; ++i)
+      tokens.push_back((*store)->Create("k" + std::to_string(i), {"m1"}, 0, 0, 0)->first);
+  }
+  const char* bad[] = {"not json", "{\"m1\": true}", "[1]", "[\"\"]", "\"m1\""};
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  for (int i = 0; i < 5; ++i) {
+    std::string sql = "UPDATE keys SET models = ? WHERE name = 'k" + std::to_string(i) + "'";
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr), SQLITE_OK);
+    sqlite3_bind_text(s, 1, bad[i], -1, SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(db);
+  auto store = KeyStore::Open(path.string());
+  ASSERT_TRUE(store.ok());
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE((*store)->Authenticate(tokens[i]).ok()) << bad[i];
+}
+
 // Many threads race to spend a budget; the sum admitted never exceeds it, and the budget is used
 // up (the test can fail both ways).
 TEST(KeyStore, BudgetIsNeverOverspentUnderConcurrency) {
