@@ -135,6 +135,14 @@ void WalkConfig(Scanner& s, const Target& t, const json& node, std::optional<std
         s.Add(t, "keras.lambda-layer", Severity::kCritical,
               what + ": Keras deserializes and runs this Python code when the model is loaded",
               offset);
+      } else if (cls->get_ref<const std::string&>() == "__lambda__") {
+        // Keras 3's deserialize_keras_object rebuilds {"class_name": "__lambda__"} with
+        // func_load (marshalled bytecode) wherever a callable is accepted: an activation, an
+        // initializer, a loss... not only in Lambda layers.
+        s.Add(t, "keras.lambda-layer", Severity::kCritical,
+              "serialized Python function (\"__lambda__\"): Keras unmarshals and runs this code "
+              "when the model is loaded",
+              offset);
       } else if (name == "TFOpLambda") {
         s.Add(t, "keras.tfop-lambda", Severity::kMedium,
               "TFOpLambda layer calls a TensorFlow function named in the config; review it",

@@ -201,6 +201,29 @@ bool TextPickleExecutes(std::span<const std::byte> d) {
   return imports && (calls || r.stopped);
 }
 
+// pickle.load, torch.load's legacy path and joblib never look at magic bytes: they run opcodes
+// from the first byte. A prefix that is also valid opcodes ("GIF89a" is BINFLOAT + 8 bytes, a
+// text line can be SHORT_BINBYTES) is consumed and the payload behind it runs. So every file,
+// whatever its magic, is also read as a pickle from offset 0 with a small bounded emulation:
+// reaching an import and then a call or STOP, or still being a valid stream when the probe's
+// limits run out, means a pickle loader would execute it (or that we cannot tell cheaply).
+bool PickleLoaderWouldRun(std::span<const std::byte> d) {
+  formats::pickle::Limits limits;
+  limits.max_ops = 10'000;
+  limits.max_values = 10'000;
+  limits.max_events = 64;
+  limits.max_decoded_bytes = 1u << 20;
+  auto r = formats::pickle::Parse(d, 0, limits);
+  bool imports = false;
+  bool calls = false;
+  for (const auto& e : r.events) {
+    if (e.kind == formats::pickle::EventKind::kImport) imports = true;
+    if (e.kind == formats::pickle::EventKind::kCall) calls = true;
+  }
+  if (imports && (calls || r.stopped)) return true;
+  return r.error == formats::pickle::ErrorKind::kLimit;
+}
+
 }  // namespace
 
 Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
@@ -221,8 +244,15 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
   if (StartsWith(d, "\x89PNG\r\n\x1a\n") || StartsWith(d, "\xff\xd8\xff") ||
       StartsWith(d, "GIF87a") || StartsWith(d, "GIF89a") ||
       (StartsWith(d, "RIFF") && d.size() >= 12 &&
-       std::string_view(reinterpret_cast<const char*>(d.data()) + 8, 4) == "WEBP"))
+       std::string_view(reinterpret_cast<const char*>(d.data()) + 8, 4) == "WEBP")) {
+    // Python and Jinja pick their files by name and never look at an image header ("GIF89a = 0"
+    // is a valid first line of Python): such names are analyzed as what their loader reads.
+    if (EndsWith(name, ".py")) return Format::kPythonSource;
+    if (EndsWith(name, ".jinja") || EndsWith(name, ".jinja2") || EndsWith(name, ".j2"))
+      return Format::kJinja;
+    if (EndsWith(name, ".ipynb")) return Format::kNotebook;
     return Format::kImage;
+  }
   if (d.size() > 262 &&
       std::string_view(reinterpret_cast<const char*>(d.data()) + 257, 5) == "ustar")
     return Format::kTar;
@@ -366,6 +396,13 @@ void Scanner::Scan(const Target& t) {
         std::string("file is a ") + std::string(FormatName(f)) +
             " with a zip archive appended: zip readers such as torch.load open the zip part");
     AnalyzeZip(*this, t);
+  }
+  if (f != Format::kPickle && f != Format::kEmpty && PickleLoaderWouldRun(t.data)) {
+    Add(t, "pickle.polyglot", Severity::kMedium,
+        std::string("file is a ") + std::string(FormatName(f)) +
+            " whose bytes a pickle loader (pickle.load, torch.load, joblib.load) also runs as a "
+            "pickle");
+    AnalyzePickle(*this, t);
   }
   switch (f) {
     case Format::kEmpty:

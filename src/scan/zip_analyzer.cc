@@ -343,7 +343,11 @@ void AnalyzeZip(Scanner& s, const Target& t) {
       // Restored afterwards: this zip may itself be bytes inside an outer archive's data.pkl.
       const Scanner::TorchRecords* outer = s.torch_records();
       s.SetTorchRecords(&records);
-      s.ScanChild(t, member->data, e.name);
+      // torch.load unpickles data.pkl whatever its first bytes look like: when they look like
+      // something else, the member is scanned as that too (other readers may take it so).
+      if (DetectFormat(member->data, e.name) != Format::kPickle)
+        s.ScanChild(t, member->data, e.name);
+      s.ScanChildAsPickle(t, member->data, e.name);
       s.SetTorchRecords(outer);
       continue;
     }

@@ -8,10 +8,12 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <optional>
 #include <unordered_set>
 
 #include "core/text.h"
 #include "template/internal/ast.h"
+#include "template/internal/prompt_text.h"
 #include "template/internal/strings.h"
 #include "template/template.h"
 
@@ -103,6 +105,18 @@ class Interp {
  public:
   Interp(const internal::Program& program, const RenderOptions& options)
       : program_(program), limits_(options.limits), now_(options.now_unix_seconds) {}
+
+  // Evaluates one expression with no variables (the sandbox's globals only): the scanner folds
+  // constant expressions ('...'|replace(...), '%c' % (...), [...]|join) this way.
+  Value EvalClosed(const Expr& e) {
+    frames_.push_back({{}, -1});
+    cur_ = 0;
+    // Special-token variables stand for themselves: text glued to them is still constant.
+    frames_[0].vars["bos_token"] = Value::String("<s>");
+    frames_[0].vars["eos_token"] = Value::String("</s>");
+    out_.emplace_back();
+    return Eval(e);
+  }
 
   Rendered Run(const Value& variables) {
     frames_.push_back({{}, -1});
@@ -1919,6 +1933,23 @@ Result<Rendered> Template::Render(const Value& variables, const RenderOptions& o
     return Internal(std::string("template: unexpected error while rendering: ") + e.what());
   }
 }
+
+namespace internal {
+
+std::optional<Value> EvaluateClosedExpression(const Program& program, const Expr& expr,
+                                              const Limits& limits) {
+  try {
+    RenderOptions options;
+    options.limits = limits;
+    options.now_unix_seconds = 0;
+    Interp interp(program, options);
+    return interp.EvalClosed(expr);
+  } catch (...) {  // RenderError, bad_alloc, length_error: not foldable
+    return std::nullopt;
+  }
+}
+
+}  // namespace internal
 
 const std::string& Template::source() const {
   static const std::string kEmpty;

@@ -23,8 +23,10 @@ namespace {
 
 constexpr unsigned kUser = 1, kAssistant = 2, kSystem = 4, kTool = 8, kOtherRole = 16;
 constexpr unsigned kAllRoles = 31;
-constexpr int kMaxDepth = 256;             // the parser caps nesting at 200
-constexpr std::size_t kMaxSteps = 400000;  // re-emissions of variables/macros included
+constexpr int kMaxDepth = 256;               // the parser caps nesting at 200
+constexpr std::size_t kMaxSteps = 400000;    // re-emissions of variables/macros included
+constexpr std::size_t kMaxFolds = 2000;      // constant expressions evaluated per template
+constexpr std::uint64_t kFoldSteps = 20000;  // interpreter work per folded expression
 
 unsigned RoleBit(std::string_view r) {
   if (r == "user" || r == "human") return kUser;
@@ -206,6 +208,7 @@ class Collector {
   explicit Collector(std::size_t max_pieces) : max_pieces_(max_pieces) {}
 
   PromptTextResult Run(const Program& p) {
+    program_ = &p;
     for (pass_ = 0; pass_ < 2; ++pass_) {
       Flow flow;
       WalkBody(p.body, Ctx{}, flow);
@@ -387,8 +390,71 @@ class Collector {
     bridge_has_language_ = saved_bridge_language;
   }
 
+  // True for an expression the interpreter can evaluate without any variable but the special
+  // tokens: literals, containers, filters, methods and operators over them (range() included).
+  static bool IsClosed(const Expr& e, int depth) {
+    if (depth > kMaxDepth) return false;
+    switch (e.kind) {
+      case ExprKind::kLiteral:
+        return true;
+      case ExprKind::kName:
+        return e.name == "bos_token" || e.name == "eos_token";
+      case ExprKind::kPlaceholder:
+        return false;
+      case ExprKind::kCall:
+        if (e.args[0]->kind == ExprKind::kName && e.args[0]->name != "range") return false;
+        break;
+      default:
+        break;
+    }
+    for (const auto& a : e.args)
+      if (a && !IsClosed(*a, depth + 1)) return false;
+    for (const auto& [k, v] : e.kwargs)
+      if (v && !IsClosed(*v, depth + 1)) return false;
+    return true;
+  }
+
+  // Text that only exists once a filter, method or operator has run over constants
+  // ('Ignore_all...'|replace('_', ' '), '%c%c' % (73, 103), [...]|reverse|join(' '), '...'[::-1])
+  // is folded with the template interpreter itself, so that it is judged as what it renders to.
+  // Returns false when `e` is not such an expression or cannot be folded.
+  bool FoldConstant(const Expr& e, const Ctx& ctx, const Flow& flow) {
+    switch (e.kind) {
+      case ExprKind::kFilter:
+      case ExprKind::kCall:
+      case ExprKind::kBinary:
+      case ExprKind::kSlice:
+      case ExprKind::kGetItem:
+        break;
+      default:
+        return false;
+    }
+    if (!IsClosed(e, 0)) return false;
+    if (++folds_ > kMaxFolds) {
+      truncated_ = true;  // reported as incomplete rather than skipped silently
+      return true;
+    }
+    Limits limits;
+    limits.max_steps = kFoldSteps;
+    limits.max_output_bytes = 1u << 16;
+    limits.max_string_bytes = 1u << 16;
+    limits.max_call_depth = 4;
+    auto v = EvaluateClosedExpression(*program_, e, limits);
+    if (!v) return false;
+    std::string text;
+    if (v->is_string()) {
+      text = v->str();
+    } else if (v->is_list()) {
+      for (const Value& item : v->items())
+        if (item.is_string()) text += (text.empty() ? "" : " ") + item.str();
+    }
+    if (!text.empty()) Emit(text, e.offset, ctx, flow);
+    return !text.empty();
+  }
+
   void Sink(const Expr& e, const Ctx& ctx, const Flow& flow, int depth) {
     if (depth > kMaxDepth || !Step()) return;
+    if (FoldConstant(e, ctx, flow)) return;
     auto sink = [&](const ExprPtr& a) {
       if (a) SinkValue(*a, ctx, flow, depth + 1);
     };
@@ -626,6 +692,8 @@ class Collector {
   std::size_t max_pieces_;
   int pass_ = 0;
   std::size_t steps_ = 0;
+  std::size_t folds_ = 0;
+  const Program* program_ = nullptr;
   bool truncated_ = false;
   std::string run_;
   std::size_t run_offset_ = 0;

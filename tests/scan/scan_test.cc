@@ -185,6 +185,19 @@ TEST(KerasTest, Keras3ModuleAndClassNameResolveToLambda) {
   EXPECT_EQ(ScanBuffer(Bytes(Hdf5With(deep)), "model.h5", {}).verdict, Verdict::kMalicious);
 }
 
+// Keras 3 rebuilds {"class_name": "__lambda__"} with func_load wherever it accepts a callable.
+TEST(KerasTest, SerializedLambdaAsAnActivationIsCritical) {
+  std::string config =
+      R"({"module": "keras", "class_name": "Sequential", "config": {"layers": [{"module": )"
+      R"("keras.layers", "class_name": "Dense", "config": {"units": 2, "activation": )"
+      R"({"class_name": "__lambda__", "config": {"value": ["4wEAAAAAAAAA", null, null]}}}}]}})";
+  auto r = ScanBuffer(Bytes(config), "config.json", {});
+  EXPECT_EQ(r.verdict, Verdict::kMalicious);
+  bool lambda = false;
+  for (const auto& f : r.findings) lambda |= f.rule_id == "keras.lambda-layer";
+  EXPECT_TRUE(lambda);
+}
+
 TEST(KerasTest, InitializerGivenByModulePathIsALoadTimeCall) {
   // keras.utils.get_file as a Dense kernel initializer: downloads into the home folder on load.
   std::string config =

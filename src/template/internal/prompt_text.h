@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "template/analyze.h"
 #include "template/internal/ast.h"
+#include "template/template.h"
 
 namespace airlock::tmpl::internal {
 
@@ -23,6 +25,11 @@ struct PromptTextResult {
 // of variables/namespace attributes/macros that reach an output, and replacement arguments.
 // Literals that only compare, index or test are left out. Bounded: at most `max_pieces`.
 PromptTextResult CollectPromptText(const Program& program, std::size_t max_pieces = 4000);
+
+// Evaluates `expr` with the template interpreter, with no variables and under `limits`; nullopt
+// when evaluation fails or hits a limit. Used to fold expressions built only from constants.
+std::optional<Value> EvaluateClosedExpression(const Program& program, const Expr& expr,
+                                              const Limits& limits);
 
 // Words of natural language in `text` once special tokens (<|...|>, <｜...｜>, <tag>, </tag>,
 // [INST]-style markers) are removed: runs of letters/digits containing a letter, except a word
