@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -1432,6 +1433,37 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
+  // Runs after the headers are read and before httplib reads the body (cpp-httplib reads the body
+  // only after routing starts). httplib decompresses gzip/brotli bodies itself and applies the
+  // payload limit to the compressed length only, and reads a chunked body (or a POST body without
+  // a length) whole: an unauthenticated client could make it expand or buffer any amount. A body
+  // must therefore come with a Content-Length (which the payload limit bounds) and no content
+  // coding. The connection is closed after the refusal, since its body was never read.
+  http.set_pre_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
+    bool coded = false;
+    for (std::size_t i = 0; i < req.get_header_value_count("Content-Encoding"); ++i) {
+      std::string v = req.get_header_value("Content-Encoding", i);
+      std::string lower;
+      for (char c : v)
+        if (c != ' ' && c != '\t')
+          lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!lower.empty() && lower != "identity") coded = true;
+    }
+    bool has_body_method = req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
+    bool unbounded = req.has_header("Transfer-Encoding") ||
+                     (has_body_method && !req.has_header("Content-Length"));
+    if (!coded && !unbounded) return httplib::Server::HandlerResponse::Unhandled;
+    int status = coded ? 415 : 411;
+    std::string code = coded ? "unsupported_content_encoding" : "length_required";
+    SetError(res, status,
+             coded ? "Request bodies must not be compressed (Content-Encoding is not supported)."
+                   : "A request body needs a Content-Length header (chunked or unframed bodies "
+                     "are not accepted).",
+             code);
+    res.set_header("Connection", "close");
+    s->AuditAuthFailure(req, status, code);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   http.set_error_handler([s](const httplib::Request& req, httplib::Response& res) {
     // Refused before authentication could run: audited like a failed authentication.
     if (res.status == 413) s->AuditAuthFailure(req, 413, "request_too_large");

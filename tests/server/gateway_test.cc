@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -932,6 +933,118 @@ TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
   while ((n = recv(s, buf, sizeof buf, 0)) > 0) reply.append(buf, static_cast<std::size_t>(n));
   EXPECT_EQ(n, 0) << "connection not closed by the server";
   close(s);
+}
+
+// Sends raw bytes on a new connection and returns what the server answers first ("" if none).
+std::string RawExchange(int port, const std::string& bytes) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(s);
+    return "";
+  }
+  timeval tv{10, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  send(s, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  // Reads one response: its headers and Content-Length bytes of body (bounded).
+  std::string reply;
+  char buf[4096];
+  while (reply.size() < 65536) {
+    std::size_t end = reply.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::size_t cl = reply.find("Content-Length: ");
+      std::size_t want = cl < end ? std::strtoul(reply.c_str() + cl + 16, nullptr, 10) : 0;
+      if (reply.size() >= end + 4 + want) break;
+    }
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  close(s);
+  return reply;
+}
+
+// Attack (D1): httplib decompresses a gzip request body itself, with the payload limit applied to
+// the compressed length, and reads a chunked body whole, all before authentication: a 200 KB
+// gzip bomb (200 MB expanded) or a 20 MB chunked body made the gateway buffer it. Both are
+// refused from the headers alone, before a byte of the body is read: the answer comes while the
+// body is still unsent (a server that read the body would wait for it).
+TEST_F(GatewayTest, GzipBombAndChunkedBodyAreRefusedBeforeTheBodyIsRead) {
+  // A real gzip bomb: 16 MiB of JSON string content compressed to a few KB.
+  std::string expanded = R"({"model":"echo","messages":[{"role":"user","content":")" +
+                         std::string(16u << 20, 'a') + R"("}]})";
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string bomb(deflateBound(&z, expanded.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(expanded.data());
+  z.avail_in = static_cast<uInt>(expanded.size());
+  z.next_out = reinterpret_cast<Bytef*>(bomb.data());
+  z.avail_out = static_cast<uInt>(bomb.size());
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  bomb.resize(z.total_out);
+  deflateEnd(&z);
+  ASSERT_LT(bomb.size(), 262144u);  // under max_body_bytes as sent
+  const std::string head =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\n";
+  for (const std::string& key : {std::string(), admin_}) {
+    std::string auth = key.empty() ? "" : "Authorization: Bearer " + key + "\r\n";
+    // Headers only: the answer must not wait for the body.
+    std::string reply = RawExchange(
+        serve_->port(), head + auth + "Content-Encoding: gzip\r\n" +
+                            "Content-Length: " + std::to_string(bomb.size()) + "\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 415", 0), 0u) << reply;
+    EXPECT_NE(reply.find("unsupported_content_encoding"), std::string::npos) << reply;
+    // With the whole bomb sent as well.
+    reply = RawExchange(serve_->port(), head + auth + "Content-Encoding: gzip\r\nContent-Length: " +
+                                            std::to_string(bomb.size()) + "\r\n\r\n" + bomb);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 415", 0), 0u) << reply.substr(0, 200);
+    // Chunked: refused after the first of 20 MB worth of chunks.
+    std::string chunk(65536, 'a');
+    char size_line[32];
+    std::snprintf(size_line, sizeof size_line, "%zx\r\n", chunk.size());
+    reply = RawExchange(serve_->port(), head + auth + "Transfer-Encoding: chunked\r\n\r\n" +
+                                            size_line + chunk + "\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 411", 0), 0u) << reply.substr(0, 200);
+    EXPECT_NE(reply.find("length_required"), std::string::npos) << reply.substr(0, 400);
+    // A POST without any length (read until the connection closes) likewise.
+    reply = RawExchange(serve_->port(), head + auth + "\r\n" + std::string(65536, 'a'));
+    EXPECT_EQ(reply.rfind("HTTP/1.1 411", 0), 0u) << reply.substr(0, 200);
+  }
+  // The whole 20 MB chunked body from a client that does not wait: the gateway keeps serving.
+  {
+    auto c = Client();
+    std::string big(20u << 20, 'a');
+    std::size_t sent = 0;
+    auto r = c.Post(
+        "/v1/chat/completions", {{"Authorization", "Bearer " + admin_}},
+        [&](std::size_t, httplib::DataSink& sink) {
+          std::size_t n = std::min<std::size_t>(65536, big.size() - sent);
+          if (n == 0) {
+            sink.done();
+            return true;
+          }
+          sent += n;
+          return sink.write(big.data() + sent - n, n);
+        },
+        "application/json");
+    if (r) {
+      EXPECT_EQ(r->status, 411);  // or the connection was closed mid-upload
+    }
+  }
+  auto r = Chat(ChatBody("echo", "still serving"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  // Identity coding is still accepted.
+  auto c = Client();
+  r = c.Post("/v1/chat/completions",
+             {{"Authorization", "Bearer " + admin_}, {"Content-Encoding", "identity"}},
+             ChatBody("echo", "plain").dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
 }
 
 TEST_F(GatewayTest, FloodOfGarbageGetsCleanErrors) {
