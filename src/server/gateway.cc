@@ -859,9 +859,28 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   const bool stream = request.stream;
 
   // Every forwarded string of the request (rewritten in place after the policy decision).
-  std::vector<internal::ScanUnit> units;
-  if (auto unscannable = internal::CollectScanUnits(body, chat, &units))
+  internal::ScanTargets targets;
+  if (auto unscannable = internal::CollectScanUnits(body, chat, &targets))
     return Fail(*st, res, 400, unscannable->message, unscannable->code);
+  std::vector<internal::ScanUnit>& units = targets.units;
+  // An object key cannot be rewritten safely (renaming it may collide with another key or change
+  // what the field means): one with any finding is refused, never forwarded. The data class goes
+  // into the audit record, the key itself does not.
+  std::size_t key_bytes = 0;
+  for (const std::string& key : targets.keys) {
+    key_bytes += key.size();
+    std::vector<policy::Match> key_matches = detectors->Scan(key);
+    if (key_matches.empty()) continue;
+    std::set<std::string> classes;
+    for (const auto& m : key_matches) classes.emplace(policy::DataClassName(m.data_class));
+    for (const auto& c : classes) st->data_classes.push_back(c);
+    st->actions.push_back("refused: sensitive data in a JSON object key");
+    return Fail(*st, res, 400,
+                "The request has sensitive data (" + *classes.begin() +
+                    ") in a JSON object key, which the gateway cannot rewrite; move it into a "
+                    "value.",
+                "sensitive_data_in_key");
+  }
   const std::size_t message_count = request.message_count;
 
   // Detect, decide, transform.
@@ -909,7 +928,9 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   st->completion_cap = cap;
   if (request.max_completion_tokens) body["max_completion_tokens"] = cap;
   if (request.max_tokens || !request.max_completion_tokens) body["max_tokens"] = cap;
-  st->prompt_estimate = static_cast<std::int64_t>(prompt_bytes + 8 * message_count + 16);
+  // Keys are forwarded (and billed) too.
+  st->prompt_estimate =
+      static_cast<std::int64_t>(prompt_bytes + key_bytes + 8 * message_count + 16);
   if (!st->anonymous) {
     auto r = keys->Reserve(st->key, st->prompt_estimate + cap * request.n);
     if (!r) {

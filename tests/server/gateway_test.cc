@@ -715,6 +715,60 @@ TEST_F(GatewayTest, BlockClassInAnyFieldAndUnscannableFieldsNeverLeave) {
   EXPECT_EQ(upstream_->raw().size(), before);
 }
 
+// Attack (R1): object keys were never scanned, so data sent as a key ({"alice@example.com":1} at
+// the top level, in metadata, logit_bias, a tool schema's property names, a message or a content
+// part) reached the upstream. A key cannot be rewritten safely: the request is refused (400).
+// (B2: the keys also count towards the prompt estimate; see the budget arithmetic below.)
+TEST_F(GatewayTest, PiiInObjectKeysIsRefusedNeverForwarded) {
+  const std::string email = "alice@example.com";
+  auto with = [](json body, const std::string& field, json value) {
+    body[field] = value;
+    return body;
+  };
+  json base = ChatBody("echo", "hi");
+  std::vector<std::pair<std::string, json>> cases = {
+      {"top level", with(base, email, 1)},
+      {"metadata", with(base, "metadata", {{email, "x"}})},
+      {"logit_bias", with(base, "logit_bias", {{email, 1}})},
+      {"tool schema property name",
+       with(base, "tools",
+            json::array(
+                {{{"type", "function"},
+                  {"function",
+                   {{"name", "f"},
+                    {"parameters",
+                     {{"type", "object"}, {"properties", {{email, {{"type", "string"}}}}}}}}}}}))},
+      {"inside a message",
+       {{"model", "echo"},
+        {"messages", json::array({{{"role", "user"}, {"content", "hi"}, {email, 1}}})}}},
+      {"inside a content part",
+       {{"model", "echo"},
+        {"messages",
+         json::array(
+             {{{"role", "user"},
+               {"content", json::array({{{"type", "text"}, {"text", "hi"}, {email, 1}}})}}})}}},
+      {"completions", {{"model", "echo"}, {"prompt", "x"}, {"metadata", {{email, 1}}}}},
+  };
+  std::size_t before = upstream_->raw().size();
+  for (bool stream : {false, true}) {
+    for (auto [name, body] : cases) {
+      body["stream"] = stream;
+      std::string path = body.contains("messages") ? "/v1/chat/completions" : "/v1/completions";
+      auto r = Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      ASSERT_TRUE(r) << name;
+      EXPECT_EQ(r->status, 400) << name << ": " << r->body;
+      EXPECT_EQ(ErrorCode(r), "sensitive_data_in_key") << name;
+      EXPECT_EQ(r->body.find(email), std::string::npos) << name << ": " << r->body;
+    }
+  }
+  EXPECT_EQ(upstream_->raw().size(), before) << upstream_->raw().back();
+  // Ordinary keys (and a logit_bias of token ids) still pass.
+  auto r = Chat(with(base, "logit_bias", {{"50256", -100}}), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
 // docs/policy.md lists every request field and what the gateway does with it; this walks that
 // table. A row's sample (EMAIL: an address the test policy pseudonymizes) goes into a request; a
 // value from a "scanned" or "refused" row must never reach the upstream.
@@ -1371,9 +1425,10 @@ TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
     ASSERT_EQ(keys->size(), 1u);
     used = (*keys)[0].used_tokens;
   }
-  // "hi" in one message is estimated at 26 prompt tokens.
+  // One message estimates 8 + 16 prompt tokens plus its bytes: the strings "hi" and "user" (6)
+  // and the keys model, max_tokens, messages, role, content (34).
   json rest = {{"model", "tiny"},
-               {"max_tokens", kBudget - used - 26},
+               {"max_tokens", kBudget - used - 64},
                {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
   auto r = c.Post("/v1/chat/completions", auth, rest.dump(), "application/json");
   ASSERT_TRUE(r);

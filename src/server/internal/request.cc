@@ -157,7 +157,7 @@ void TextualizeLongNumber(json& node) {
 }
 
 // Every string below `node` (depth is bounded by the parser's limit), each its own unit.
-std::optional<RequestError> CollectStrings(json& node, std::vector<ScanUnit>* units) {
+std::optional<RequestError> CollectStrings(json& node, ScanTargets* units) {
   TextualizeLongNumber(node);
   if (node.is_string()) {
     if (IsDataUrl(node.get_ref<const std::string&>()))
@@ -165,32 +165,39 @@ std::optional<RequestError> CollectStrings(json& node, std::vector<ScanUnit>* un
           "The request contains a data: URL, which the gateway cannot scan; pass the content as "
           "text or an https URL.",
           "unscannable_content");
-    units->push_back(ScanUnit{{&node}});
+    units->units.push_back(ScanUnit{{&node}});
     return std::nullopt;
   }
   if (node.is_array()) {
     for (json& e : node)
       if (auto err = CollectStrings(e, units)) return err;
   } else if (node.is_object()) {
-    for (auto it = node.begin(); it != node.end(); ++it)
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      units->keys.push_back(it.key());
       if (auto err = CollectStrings(*it, units)) return err;
+    }
   }
   return std::nullopt;
 }
 
-std::optional<RequestError> CollectContent(json& content, std::vector<ScanUnit>* units) {
+std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
   if (content.is_string()) {
-    units->push_back(ScanUnit{{&content}});
+    units->units.push_back(ScanUnit{{&content}});
     return std::nullopt;
   }
-  if (!content.is_array()) return std::nullopt;  // null
-  ScanUnit text;                                 // the text parts, in order, as one text
+  if (!content.is_array()) return CollectStrings(content, units);  // null (or unchecked)
+  ScanUnit text;  // the text parts, in order, as one text
   for (json& part : content) {
     if (part.is_string()) {
       text.parts.push_back(&part);
       continue;
     }
+    if (!part.is_object()) {  // ParseCompletionRequest checked chat parts only
+      if (auto err = CollectStrings(part, units)) return err;
+      continue;
+    }
     for (auto it = part.begin(); it != part.end(); ++it) {
+      units->keys.push_back(it.key());
       if (it.key() == "text" && it->is_string()) {
         text.parts.push_back(&*it);
       } else if (auto err = CollectStrings(*it, units)) {
@@ -198,23 +205,28 @@ std::optional<RequestError> CollectContent(json& content, std::vector<ScanUnit>*
       }
     }
   }
-  if (!text.parts.empty()) units->push_back(std::move(text));
+  if (!text.parts.empty()) units->units.push_back(std::move(text));
   return std::nullopt;
 }
 
 }  // namespace
 
-std::optional<RequestError> CollectScanUnits(json& body, bool chat, std::vector<ScanUnit>* units) {
+std::optional<RequestError> CollectScanUnits(json& body, bool chat, ScanTargets* units) {
   (void)chat;  // both shapes are walked the same way; `messages` only exists for chat
   for (auto it = body.begin(); it != body.end(); ++it) {
     const std::string& key = it.key();
+    units->keys.push_back(key);
     // `model` must name a configured model (the operator's own string) to get this far.
     if (key == "model") continue;
     if (std::find(kTypedNumbers.begin(), kTypedNumbers.end(), key) != kTypedNumbers.end()) continue;
     if (key == "messages" && it->is_array()) {
       for (json& msg : *it) {
+        if (!msg.is_object()) {  // only chat messages were checked (ParseCompletionRequest)
+          if (auto err = CollectStrings(msg, units)) return err;
+          continue;
+        }
         for (auto m = msg.begin(); m != msg.end(); ++m) {
-          if (m.key() == "role") continue;  // one of six keywords (ParseCompletionRequest)
+          units->keys.push_back(m.key());
           if (m.key() == "content") {
             if (auto err = CollectContent(*m, units)) return err;
           } else if (auto err = CollectStrings(*m, units)) {

@@ -49,14 +49,21 @@ struct ScanUnit {
   std::string Joined() const;
 };
 
+// What CollectScanUnits found: the string values to scan (and rewrite in place), and every object
+// key of the request, which the gateway scans but cannot rewrite (a key with a finding is refused).
+struct ScanTargets {
+  std::vector<ScanUnit> units;
+  std::vector<std::string> keys;
+};
+
 // Collects every string value of a request that ParseCompletionRequest accepted, known fields and
-// unknown ones alike; only `model` (a configured model's name) and messages[].role (a keyword)
-// are skipped. Numbers outside the typed numeric fields that have 7 or more digits are turned into
-// strings first, so that a phone or card number sent as a JSON number is scanned too. Errors
-// (400 unscannable_content): a value the gateway cannot scan, a data: URL (its base64 payload
-// could carry any text past the detectors).
-std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat,
-                                             std::vector<ScanUnit>* units);
+// unknown ones alike, and every object key; only `model` (a configured model's name) is skipped.
+// Shapes ParseCompletionRequest did not check (a `messages` array sent to /v1/completions) are
+// walked as plain JSON, never assumed. Numbers outside the typed numeric fields that have 7 or more
+// digits are turned into strings first, so that a phone or card number sent as a JSON number is
+// scanned too. Errors (400 unscannable_content): a value the gateway cannot scan, a data: URL (its
+// base64 payload could carry any text past the detectors).
+std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat, ScanTargets* units);
 
 // An integer field of an object from an upstream (index, token counts), or `fallback` when it is
 // absent, not an integer, or outside [0, max].
