@@ -75,19 +75,20 @@ std::string_view DefaultErrorType(int status) {
   }
 }
 
-std::string ErrorBody(int status, const std::string& message, const std::string& code) {
+std::string ErrorBody(int status, const std::string& message, const std::string& code,
+                      const std::string& param = "") {
   json j = {{"error",
              {{"message", message},
               {"type", DefaultErrorType(status)},
-              {"param", nullptr},
+              {"param", param.empty() ? json(nullptr) : json(param)},
               {"code", code.empty() ? json(nullptr) : json(code)}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void SetError(httplib::Response& res, int status, const std::string& message,
-              const std::string& code) {
+              const std::string& code, const std::string& param = "") {
   res.status = status;
-  res.set_content(ErrorBody(status, message, code), "application/json");
+  res.set_content(ErrorBody(status, message, code, param), "application/json");
 }
 
 // ---- metrics (Prometheus text format) ----
@@ -666,8 +667,8 @@ struct Gateway::Impl {
   }
 
   void Fail(RequestState& st, httplib::Response& res, int status, const std::string& message,
-            const std::string& code) {
-    SetError(res, status, message, code);
+            const std::string& code, const std::string& param = "") {
+    SetError(res, status, message, code, param);
     if (status == 403 || status == 429) st.actions.push_back(code + ": " + message);
     Finish(st, status, 0, "");
   }
@@ -845,7 +846,7 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   if (auto model = body.find("model"); model != body.end() && model->is_string())
     st->model = model->get<std::string>();  // recorded even when another field is invalid
   if (auto invalid = internal::ParseCompletionRequest(body, chat, &request))
-    return Fail(*st, res, 400, invalid->message, invalid->code);
+    return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
   if (!st->key.models.empty() &&
       std::find(st->key.models.begin(), st->key.models.end(), st->model) == st->key.models.end())
     return Fail(*st, res, 403, "This API key may not use model '" + st->model + "'.",
@@ -880,6 +881,18 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
                     ") in a JSON object key, which the gateway cannot rewrite; move it into a "
                     "value.",
                 "sensitive_data_in_key");
+  }
+  // Typed numbers are forwarded as numbers: one whose digits hold a finding is refused.
+  for (const auto& [field, text] : targets.numbers) {
+    std::vector<policy::Match> number_matches = detectors->Scan(text);
+    if (number_matches.empty()) continue;
+    std::string cls(policy::DataClassName(number_matches.front().data_class));
+    st->data_classes.push_back(cls);
+    st->actions.push_back("refused: sensitive data in numeric field " + field);
+    return Fail(*st, res, 400,
+                "The value of '" + field + "' looks like sensitive data (" + cls +
+                    "); the gateway cannot rewrite a number.",
+                "sensitive_data_in_number", field);
   }
   const std::size_t message_count = request.message_count;
 

@@ -769,6 +769,86 @@ TEST_F(GatewayTest, PiiInObjectKeysIsRefusedNeverForwarded) {
   EXPECT_EQ(r->status, 200) << r->body;
 }
 
+// Attack (R2): the typed numeric fields skipped the long-number scan, so "seed":4111111111111111,
+// "temperature":13812345678 or a top_p of 4.1e15 carried a card or phone number to the upstream.
+// They are range-checked as OpenAI does (400 with `param`), and a long integer is scanned.
+TEST_F(GatewayTest, DataInTypedNumericFieldsIsRefused) {
+  struct Case {
+    std::string field;
+    json value;
+    std::string code;
+  };
+  std::vector<Case> cases = {
+      {"seed", 4111111111111111, "sensitive_data_in_number"},
+      {"temperature", 13812345678, "invalid_value"},
+      {"temperature", -0.5, "invalid_value"},
+      {"top_p", 4.1e15, "invalid_value"},
+      {"top_p", 1.5, "invalid_value"},
+      {"presence_penalty", 2.5, "invalid_value"},
+      {"frequency_penalty", -13812345678.0, "invalid_value"},
+      {"n", 13812345678, "invalid_n"},
+      {"best_of", 4111111111111111, "invalid_value"},
+      {"best_of", 0, "invalid_value"},
+  };
+  std::size_t before = upstream_->raw().size();
+  for (const auto& c : cases) {
+    json body = ChatBody("echo", "hi");
+    body[c.field] = c.value;
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r) << c.field;
+    EXPECT_EQ(r->status, 400) << c.field << "=" << c.value << ": " << r->body;
+    EXPECT_EQ(ErrorCode(r), c.code) << c.field << "=" << c.value;
+    json err = json::parse(r->body, nullptr, false);
+    EXPECT_EQ(err["error"]["param"], c.field) << r->body;
+  }
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // Values in range pass and are forwarded as numbers.
+  json ok = ChatBody("echo", "hi");
+  ok["seed"] = 42;
+  ok["temperature"] = 0.7;
+  ok["top_p"] = 1;
+  ok["presence_penalty"] = -2;
+  auto r = Chat(ok, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  json sent = json::parse(upstream_->raw().back());
+  EXPECT_EQ(sent["seed"], 42);
+  EXPECT_EQ(sent["temperature"], 0.7);
+}
+
+// Attack (R3): /v1/completions does not check a `messages` array, yet the walker skipped its
+// roles and iterated its entries as objects: a role carrying data was forwarded, and
+// "messages":["x"] or [{"content":[5]}] threw (HTTP 500). Now every shape is walked as plain JSON.
+TEST_F(GatewayTest, MessagesOnCompletionsAreScannedWhateverTheirShape) {
+  const std::vector<json> shapes = {
+      json::array({{{"role", "alice@example.com"}}}),
+      json::array({"x"}),
+      json::array({{{"content", json::array({5})}}}),
+      json::array({{{"content", json::array({"mail alice@example.com", 7})}}}),
+      json::array({{{"content", 5}}}),
+      json::array({json::array({"alice@example.com"})}),
+      json(5),
+  };
+  for (bool stream : {false, true}) {
+    for (const auto& messages : shapes) {
+      json body = {{"model", "echo"}, {"prompt", "hi"}, {"stream", stream}, {"messages", messages}};
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post("/v1/completions", {{"Authorization", "Bearer " + admin_}},
+                             body.dump(), "application/json");
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200) << messages << ": " << r->body;
+      auto raw = upstream_->raw();
+      ASSERT_EQ(raw.size(), before + 1) << messages;
+      EXPECT_EQ(raw.back().find("alice@example.com"), std::string::npos) << raw.back();
+    }
+  }
+  // Chat roles are still checked, and scanning them changes nothing.
+  auto r = Chat(ChatBody("echo", "hi"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(upstream_->raw().back())["messages"][0]["role"], "user");
+}
+
 // docs/policy.md lists every request field and what the gateway does with it; this walks that
 // table. A row's sample (EMAIL: an address the test policy pseudonymizes) goes into a request; a
 // value from a "scanned" or "refused" row must never reach the upstream.
