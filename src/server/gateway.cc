@@ -397,12 +397,46 @@ struct RequestState {
     return redactor.Apply(out, ready, v.actions);
   }
 
-  // Scans the strings of a message or delta other than content and role (reasoning_content, tool
-  // call arguments, refusal, ...) with the response rules, each string as it arrives: redacts in
-  // place, or sets response_blocked. Unlike content, a match split across two stream chunks of
-  // such a field is not seen.
+  // Ends the answer because part of it can be neither forwarded nor redacted (a key or number
+  // with a finding the response rules act on, content that is not a string): 502 / error event.
+  bool response_unredactable = false;
+  void BlockUnredactable(const std::string& what) {
+    if (response_blocked) return;
+    response_blocked = true;
+    response_unredactable = true;
+    response_block_reason = what;
+  }
+  // A text that is forwarded as it is (an object key, a number's digits): one whose finding the
+  // response rules would redact or block ends the answer.
+  void CheckFixedText(const std::string& text, const char* what) {
+    if (!detectors || response_blocked) return;
+    std::vector<policy::Match> matches = detectors->Scan(text);
+    if (matches.empty()) return;
+    std::set<policy::DataClass> found;
+    for (const auto& m : matches) found.insert(m.data_class);
+    policy::Verdict v =
+        policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+    bool acted = v.blocked;
+    for (const auto& [cls, a] : v.actions)
+      if (a != policy::Action::kAllow) acted = true;
+    if (acted)
+      BlockUnredactable(std::string(policy::DataClassName(*found.begin())) + " in " + what +
+                        " of the upstream's answer, which cannot be redacted");
+  }
+
+  // Scans the strings of a message or delta other than content (reasoning_content, tool call
+  // arguments, refusal, role, ...) with the response rules, each string as it arrives: redacts in
+  // place, or sets response_blocked. Object keys and numbers of 7 or more digits cannot be
+  // redacted: a finding ends the answer; so does content that is neither a string nor null.
+  // Unlike content, a match split across two stream chunks of such a field is not seen.
   void ScanOutputFields(json& node, bool top = true) {
     if (!detectors || response_blocked) return;
+    if (node.is_number()) {
+      std::string text = node.dump();
+      if (std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) >= 7)
+        CheckFixedText(text, "a number");
+      return;
+    }
     if (node.is_string()) {
       const std::string& text = node.get_ref<const std::string&>();
       std::vector<policy::Match> matches = detectors->Scan(text);
@@ -426,8 +460,43 @@ struct RequestState {
       for (json& e : node) ScanOutputFields(e, false);
     } else if (node.is_object()) {
       for (auto it = node.begin(); it != node.end(); ++it) {
-        if (top && (it.key() == "content" || it.key() == "role")) continue;
+        CheckFixedText(it.key(), "an object key");
+        if (top && it.key() == "content") {
+          if (!it->is_string() && !it->is_null()) BlockUnredactable("non-string content");
+          continue;  // scanned, split and restored by ProcessText
+        }
         ScanOutputFields(*it, false);
+      }
+    }
+  }
+
+  // Everything of a response or stream chunk outside the message / delta / text handled above
+  // (choice-level logprobs, finish_reason, unknown fields, top-level fields such as
+  // system_fingerprint, usage numbers), with the same rules as ScanOutputFields.
+  void ScanEnvelope(json& doc, bool chat_shape) {
+    if (!doc.is_object()) return ScanOutputFields(doc, false);
+    for (auto it = doc.begin(); it != doc.end(); ++it) {
+      CheckFixedText(it.key(), "an object key");
+      if (it.key() != "choices" || !it->is_array()) {
+        ScanOutputFields(*it, false);
+        continue;
+      }
+      for (json& c : *it) {
+        if (!c.is_object()) {
+          ScanOutputFields(c, false);
+          continue;
+        }
+        for (auto f = c.begin(); f != c.end(); ++f) {
+          CheckFixedText(f.key(), "an object key");
+          const std::string& k = f.key();
+          if (chat_shape && (k == "message" || k == "delta") && f->is_object())
+            continue;  // ScanOutputFields and ProcessText
+          if (!chat_shape && k == "text") {
+            if (!f->is_string() && !f->is_null()) BlockUnredactable("non-string text");
+            continue;  // ProcessText
+          }
+          ScanOutputFields(*f, false);
+        }
       }
     }
   }
@@ -487,14 +556,21 @@ struct RequestState {
 };
 
 // ": <message>" from an upstream's OpenAI-shaped error body, or "" (bounded parse, 300 bytes).
-std::string UpstreamErrorDetail(std::string_view body) {
+// The text comes from the upstream, so it is scanned like an answer: with any finding the detail
+// is withheld (it cannot be told apart from an echo of the request).
+std::string UpstreamErrorDetail(std::string_view body, const policy::DetectorSet& detectors) {
   auto e = ParseBoundedJson(body, internal::kMaxUpstreamBodyBytes);
   if (!e.ok() || !e->is_object()) return "";
   auto err = e->find("error");
   if (err == e->end() || !err->is_object()) return "";
   auto m = err->find("message");
   if (m == err->end() || !m->is_string()) return "";
-  return ": " + m->get<std::string>().substr(0, 300);
+  std::string detail = m->get<std::string>().substr(0, 300);
+  while (!detail.empty() && (static_cast<unsigned char>(detail.back()) & 0xC0) == 0x80)
+    detail.pop_back();  // no cut UTF-8 sequence
+  if (!detail.empty() && static_cast<unsigned char>(detail.back()) >= 0xC0) detail.pop_back();
+  if (!detectors.Scan(detail).empty()) return " (its error message was withheld: sensitive data)";
+  return ": " + detail;
 }
 
 // Addresses of `host` (numeric or a name from the policy), for the self-reference check.
@@ -994,6 +1070,7 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
       if (text) *text = out;
     }
   }
+  st.ScanEnvelope(body, st.chat);
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
     st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
@@ -1054,6 +1131,8 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
       }
     }
   }
+  st.ScanEnvelope(chunk, st.chat);
+  if (st.response_blocked) return "";
   return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -1126,7 +1205,12 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
     if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
     if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
     bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
-    if (st->response_blocked) {
+    if (st->response_unredactable) {
+      Finish(*st, 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+      json err = json::parse(ErrorBody(
+          502, "Upstream answered with " + st->response_block_reason + ".", "upstream_error"));
+      tail += "data: " + DumpJson(err) + "\n\n";
+    } else if (st->response_blocked) {
       // The answer so far was sent; it ends with an error the client can see.
       Finish(*st, 403, st->prompt_tokens + st->completion_tokens, st->ResponseText());
       json err = json::parse(ErrorBody(
@@ -1222,7 +1306,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     if (resp.status != 200)
       return Fail(*st, res, 502,
                   "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(resp.status) +
-                      UpstreamErrorDetail(received),
+                      UpstreamErrorDetail(received, *detectors),
                   "upstream_error");
     auto out = ParseBoundedJson(received, internal::kMaxUpstreamBodyBytes);
     if (!out.ok() || !out->is_object())
@@ -1231,6 +1315,11 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
                       (out.ok() ? std::string(".") : " (" + out.error().message() + ")."),
                   "upstream_error");
     TransformResponse(*st, *out);
+    if (st->response_unredactable)
+      return Fail(
+          *st, res, 502,
+          "Upstream '" + upstream.name + "' answered with " + st->response_block_reason + ".",
+          "upstream_error");
     if (st->response_blocked)
       return Fail(*st, res, 403, "Response blocked by policy: " + st->response_block_reason,
                   "policy_violation");
@@ -1287,7 +1376,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     }
     return Fail(*st, res, 502,
                 "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) +
-                    UpstreamErrorDetail(all),
+                    UpstreamErrorDetail(all, *detectors),
                 "upstream_error");
   }
   StreamToClient(st, ch, res);

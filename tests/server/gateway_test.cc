@@ -76,11 +76,44 @@ class FakeUpstream {
         received_.push_back(text);
         raw_.push_back(req.body);
       }
+      // A request's unknown field "x_double" picks a hostile variant of the answer.
+      const std::string variant = body.value("x_double", std::string());
       if (model == "fail") {
         res.status = 500;
-        res.set_content(R"({"error":{"message":"boom"}})", "application/json");
+        res.set_content(variant == "errleak"
+                            ? R"({"error":{"message":"boom for carol@corp.example"}})"
+                            : R"({"error":{"message":"boom"}})",
+                        "application/json");
         return;
       }
+      // Data outside message/delta content: top-level and choice-level fields, keys, numbers,
+      // content that is not a string.
+      auto decorate = [variant, chat](json& doc) {
+        if (variant == "str") {
+          doc["system_fingerprint"] = "fp carol@corp.example";
+          doc["x_vendor"] = {{"note", "to carol@corp.example"}};
+          for (auto& c : doc["choices"]) {
+            c["logprobs"] = {
+                {"content", json::array({{{"token", "carol@corp.example"},
+                                          {"top_logprobs",
+                                           json::array({{{"token", "dan@corp.example"}}})}}})}};
+            if (c.contains("delta")) c["delta"]["role"] = "erin@corp.example";
+            if (c.contains("message")) c["message"]["role"] = "erin@corp.example";
+            c["x_choice"] = "frank@corp.example";
+          }
+        } else if (variant == "key") {
+          doc["x_vendor"] = {{"carol@corp.example", 1}};
+        } else if (variant == "num") {
+          doc["x_vendor"] = {{"id", 110105194912311006}};  // a cn_resident_id (block) as a number
+        } else if (variant == "content") {
+          for (auto& c : doc["choices"]) {
+            if (c.contains("message"))
+              c["message"]["content"] = json::array({"carol@corp.example"});
+            if (c.contains("delta")) c["delta"]["content"] = 4111111111111111;
+            if (!chat) c["text"] = json::array({"carol@corp.example"});
+          }
+        }
+      };
       if (model == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(2500));
       if (model == "deep") {  // a hostile upstream: one response nested 80,000 levels deep
         std::string bomb = std::string(80000, '[') + std::string(80000, ']');
@@ -127,6 +160,7 @@ class FakeUpstream {
                 {"type", "function"},
                 {"function", {{"name", "mail"}, {"arguments", R"({"to":"dan@corp.example"})"}}}}});
         }
+        decorate(out);
         res.set_content(out.dump(), "application/json");
         return;
       }
@@ -140,6 +174,7 @@ class FakeUpstream {
                          {"delta", {{"content", reply.substr(i, 2)}}},
                          {"finish_reason", nullptr}}
                   : json{{"index", 0}, {"text", reply.substr(i, 2)}, {"finish_reason", nullptr}}});
+        decorate(c);
         events.push_back("data: " + c.dump() + "\n\n");
       }
       json fin = {
@@ -940,6 +975,56 @@ TEST_F(GatewayTest, BlockedClassInModelOutputEndsTheAnswerWithAnError) {
   EXPECT_EQ(r->body.find("11010519491231002X"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("policy_violation"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+}
+
+// Attack (U1): only message/delta content and the strings of a message or delta were scanned;
+// choice-level logprobs, unknown and top-level fields (system_fingerprint), roles, object keys,
+// numbers, non-string content and everything but `text` on /v1/completions reached the client
+// unredacted, streamed and not. Strings are now redacted wherever they are; a key or number with
+// a finding, or content that is not a string, ends the answer (502 / an error event).
+// (U2: the upstream's error message is scanned too.)
+TEST_F(GatewayTest, DataOutsideResponseContentIsRedactedOrEndsTheAnswer) {
+  for (bool chat : {true, false}) {
+    for (bool stream : {false, true}) {
+      std::string path = chat ? "/v1/chat/completions" : "/v1/completions";
+      auto send = [&](const std::string& variant) {
+        json body = chat ? ChatBody("echo", "hi", stream)
+                         : json{{"model", "echo"}, {"prompt", "hi"}, {"stream", stream}};
+        body["x_double"] = variant;
+        return Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      };
+      std::string where = (chat ? "chat" : "completions") + std::string(stream ? " streamed" : "");
+      auto r = send("str");
+      ASSERT_TRUE(r) << where;
+      EXPECT_EQ(r->status, 200) << where << ": " << r->body;
+      EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << where << ": " << r->body;
+      EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << where << ": " << r->body;
+      EXPECT_EQ(r->body.find("upstream_error"), std::string::npos) << where << ": " << r->body;
+      for (std::string variant : {"key", "num", "content"}) {
+        r = send(variant);
+        ASSERT_TRUE(r) << where << " " << variant;
+        EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << where << ": " << r->body;
+        EXPECT_EQ(r->body.find("110105194912311006"), std::string::npos) << r->body;
+        EXPECT_EQ(r->body.find("4111111111111111"), std::string::npos) << r->body;
+        EXPECT_NE(r->body.find("upstream_error"), std::string::npos)
+            << where << " " << variant << ": " << r->body;
+        if (!stream) {
+          EXPECT_EQ(r->status, 502) << where << " " << variant;
+        }
+      }
+    }
+  }
+  // U2: an upstream error message is relayed only when it holds no finding.
+  json body = ChatBody("fail", "hi");
+  body["x_double"] = "errleak";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+  r = Chat(ChatBody("fail", "hi"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("boom"), std::string::npos) << r->body;
 }
 
 TEST_F(GatewayTest, RateLimit) {
