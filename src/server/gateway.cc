@@ -320,7 +320,8 @@ struct RequestState {
   std::string forwarded_prompt;  // what left the gateway (for store_text)
   std::optional<Reservation> reservation;
   std::int64_t prompt_estimate = 0;
-  std::int64_t completion_cap = 0;  // per choice
+  std::int64_t completion_cap = 0;       // per choice
+  std::int64_t completion_reserved = 0;  // cap times max(n, best_of): the whole completion bound
   bool settled = false;
 
   policy::Pseudonymizer pseudonymizer;
@@ -349,6 +350,31 @@ struct RequestState {
   std::int64_t completion_tokens = -1;
   std::int64_t streamed_pieces = 0;
   bool stream_broken = false;  // an upstream SSE event exceeded the size or nesting limits
+
+  // Token counts from an upstream's `usage`. A count that is missing or not an integer is left
+  // unknown (-1: estimated from the output at settlement); one past 2^40 is not believed and the
+  // whole reservation is charged instead (a hostile upstream must not be charged 0).
+  void TakeUsage(const json& usage) {
+    auto count = [&](const char* key, std::int64_t implausible) -> std::int64_t {
+      auto it = usage.find(key);
+      if (it == usage.end() || !it->is_number()) return -1;
+      if (it->is_number_float()) {
+        double d = it->get<double>();
+        return d > static_cast<double>(std::int64_t{1} << 40) ? implausible : -1;
+      }
+      std::int64_t v = IntegerField(usage, key, -2);
+      return v == -2 ? (it->is_number_unsigned() ? implausible : -1) : v;
+    };
+    prompt_tokens = count("prompt_tokens", prompt_estimate);
+    completion_tokens = count("completion_tokens", completion_reserved);
+  }
+  // Fills in unknown counts: the prompt estimate, and for the completion the larger of the
+  // output-based estimate and what was streamed (never less than what reached the client).
+  void SettleCounts(std::int64_t output_estimate) {
+    if (prompt_tokens < 0) prompt_tokens = prompt_estimate;
+    if (completion_tokens < 0) completion_tokens = output_estimate;
+    completion_tokens = std::max(completion_tokens, streamed_pieces);
+  }
 
   ChoiceState& Choice(int index) {
     ChoiceState& c = choices[index];
@@ -1015,13 +1041,16 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   // written back into the request so the upstream or local model cannot produce more.
   const std::int64_t cap = request.CompletionCap(policy().server.default_max_tokens);
   st->completion_cap = cap;
+  // best_of candidates are generated (and billed) server-side like n choices; both are 1..128.
+  const std::int64_t choices = std::max(request.n, request.best_of);
+  st->completion_reserved = cap * choices;
   if (request.max_completion_tokens) body["max_completion_tokens"] = cap;
   if (request.max_tokens || !request.max_completion_tokens) body["max_tokens"] = cap;
   // Keys are forwarded (and billed) too.
   st->prompt_estimate =
       static_cast<std::int64_t>(prompt_bytes + key_bytes + 8 * message_count + 16);
   if (!st->anonymous) {
-    auto r = keys->Reserve(st->key, st->prompt_estimate + cap * request.n);
+    auto r = keys->Reserve(st->key, st->prompt_estimate + st->completion_reserved);
     if (!r) {
       bool budget = r.error().message().find("budget") != std::string::npos;
       return Fail(*st, res, 429, r.error().message(),
@@ -1073,8 +1102,8 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
   st.ScanEnvelope(body, st.chat);
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
-    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
-    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
+    st.TakeUsage(*usage);
+    st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
   } else {
     st.prompt_tokens = st.prompt_estimate;
     st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
@@ -1092,10 +1121,8 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
   }
   if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
   json& chunk = *parsed;
-  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
-    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
-    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
-  }
+  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object())
+    st.TakeUsage(*usage);
   auto choices = chunk.find("choices");
   if (choices != chunk.end() && choices->is_array()) {
     for (json& c : *choices) {
@@ -1202,8 +1229,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
                : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
       tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     }
-    if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
-    if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
+    st->SettleCounts(st->streamed_pieces);
     bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
     if (st->response_unredactable) {
       Finish(*st, 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());

@@ -137,10 +137,17 @@ class FakeUpstream {
         if (body.contains(field) && body[field].is_number_integer())
           max_tokens = std::max(max_tokens, body[field].get<std::int64_t>());
       if (max_tokens == 0) max_tokens = 16;
-      if (body.contains("n") && body["n"].is_number_integer()) max_tokens *= body["n"].get<int>();
+      // best_of candidates are generated and billed like n choices.
+      int choices = 1;
+      for (const char* field : {"n", "best_of"})
+        if (body.contains(field) && body[field].is_number_integer())
+          choices = std::max(choices, body[field].get<int>());
+      max_tokens *= choices;
       json usage = {{"prompt_tokens", 10},
                     {"completion_tokens", max_tokens},
                     {"total_tokens", 10 + max_tokens}};
+      if (variant == "hugeusage") usage["completion_tokens"] = std::uint64_t{1} << 50;
+      if (variant == "nousage") usage.erase("completion_tokens");
       if (!body.value("stream", false)) {
         json out = {{"id", "up-1"},
                     {"object", chat ? "chat.completion" : "text_completion"},
@@ -1127,6 +1134,64 @@ TEST_F(GatewayTest, UpstreamLimitIsRewrittenToTheReservedCap) {
   r = Chat(ChatBody("echo", "x"), admin_);  // neither: default_max_tokens (100)
   ASSERT_TRUE(r);
   EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 100);
+}
+
+// Attack (B1): best_of was ignored by the reservation and forwarded unchanged (126 tokens
+// reserved, 2,000 billed upstream); and an upstream reporting more than 2^40 completion tokens,
+// or none, was charged 0. The reservation covers max(n, best_of) candidates, and implausible or
+// missing counts are charged the reservation or the counted output instead of 0.
+TEST_F(GatewayTest, BestOfIsReservedAndHostileUsageIsNotChargedZero) {
+  auto used_by = [&](const std::string& name) -> std::int64_t {
+    auto store = airlock::server::KeyStore::Open(keys_db_);
+    if (!store.ok()) return -1;
+    auto keys = (*store)->List();
+    if (!keys.ok()) return -1;
+    for (const auto& k : *keys)
+      if (k.name == name) return k.used_tokens;
+    return -1;
+  };
+  std::string key =
+      Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--name", "bestof", "--budget", "5000"})
+               .second);
+  ASSERT_EQ(key.rfind("ak_", 0), 0u);
+  auto post = [&](const json& body) {
+    return Client().Post("/v1/completions", {{"Authorization", "Bearer " + key}}, body.dump(),
+                         "application/json");
+  };
+  // 60 candidates of 100 tokens: 6,000 > 5,000, refused before the upstream sees it.
+  std::size_t before = upstream_->raw().size();
+  auto r = post({{"model", "echo"}, {"prompt", "hi"}, {"max_tokens", 100}, {"best_of", 60}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << r->body;
+  EXPECT_EQ(ErrorCode(r), "insufficient_quota");
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // 3 candidates fit and are forwarded as asked; the spend stays within the budget.
+  r = post({{"model", "echo"}, {"prompt", "hi"}, {"max_tokens", 100}, {"best_of", 3}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(upstream_->raw().back())["best_of"], 3);
+  EXPECT_EQ(used_by("bestof"), 10 + 300);
+  // Hostile usage, streamed and not: a count past 2^40 is charged the whole reservation (100
+  // tokens here), a missing one at least the counted output; never 0.
+  for (bool stream : {false, true}) {
+    for (std::string variant : {"hugeusage", "nousage"}) {
+      std::int64_t used = used_by("bestof");
+      json body = {{"model", "echo"},
+                   {"prompt", "hi"},
+                   {"max_tokens", 100},
+                   {"stream", stream},
+                   {"x_double", variant}};
+      r = post(body);
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200) << r->body;
+      std::int64_t charged = used_by("bestof") - used;
+      if (variant == "hugeusage") {
+        EXPECT_EQ(charged, 10 + 100) << variant << (stream ? " streamed" : "");
+      } else {
+        EXPECT_GT(charged, 10) << variant << (stream ? " streamed" : "");
+      }
+    }
+  }
 }
 
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
