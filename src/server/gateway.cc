@@ -260,11 +260,24 @@ struct Channel {
     status = s;
     cv.notify_all();
   }
+  // Bytes a producer may have buffered ahead of the client. Past it the producer waits (the
+  // upstream is not read, so TCP backpressure reaches it) until the client takes data or the
+  // stream is cancelled (a client that stopped reading is cut off by the write timeout).
+  static constexpr std::size_t kMaxBuffered = 8u << 20;
   bool Push(const char* p, std::size_t n) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
+    // Bounded waits: `cancel` is also set without the lock.
+    while (data.size() >= kMaxBuffered && !cancel.load())
+      cv.wait_for(lock, std::chrono::milliseconds(200));
+    if (cancel.load()) return false;
     data.append(p, n);
     cv.notify_all();
-    return !cancel.load();
+    return true;
+  }
+  void Cancel() {
+    std::lock_guard<std::mutex> lock(mu);
+    cancel = true;
+    cv.notify_all();
   }
   void Finish(httplib::Error e) {
     std::lock_guard<std::mutex> lock(mu);
@@ -285,6 +298,7 @@ struct Channel {
     if (data.empty()) return false;
     out->swap(data);
     data.clear();
+    cv.notify_all();  // a producer may wait for room
     return true;
   }
 };
@@ -1199,17 +1213,17 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         if (out.empty()) continue;
         std::string frame = "data: " + out + "\n\n";
         if (!sink.write(frame.data(), frame.size())) {
-          ch->cancel = true;
+          ch->Cancel();
           return false;
         }
       }
       // An event that never ends (or one past the limits) stops the upstream.
       if (st->response_blocked) {
-        ch->cancel = true;
+        ch->Cancel();
         buffer->clear();
       } else if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
         st->stream_broken = true;
-        ch->cancel = true;
+        ch->Cancel();
         buffer->clear();
       }
       return true;
@@ -1263,12 +1277,12 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         } catch (const std::exception& e) {
           // Ends the connection; the releaser below settles the request.
           std::fprintf(stderr, "airlock serve: stream error: %s\n", e.what());
-          ch->cancel = true;
+          ch->Cancel();
           return false;
         }
       },
       [this, st, ch, done](bool) {
-        ch->cancel = true;
+        ch->Cancel();
         if (!*done) {
           // Client went away mid-stream: charge the whole reservation, record it.
           std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
@@ -1398,7 +1412,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     std::string all, piece;
     while (ch->Take(&piece)) {
       if (all.size() < internal::kMaxUpstreamBodyBytes) all += piece;
-      if (all.size() >= internal::kMaxUpstreamBodyBytes) ch->cancel = true;
+      if (all.size() >= internal::kMaxUpstreamBodyBytes) ch->Cancel();
     }
     return Fail(*st, res, 502,
                 "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) +

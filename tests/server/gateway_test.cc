@@ -86,6 +86,27 @@ class FakeUpstream {
                         "application/json");
         return;
       }
+      if (variant == "flood") {  // a fast upstream: 128 MiB of content as fast as it is taken
+        flood_state_ = 1;
+        res.set_chunked_content_provider(
+            "text/event-stream", [this](std::size_t, httplib::DataSink& sink) {
+              json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+              c["choices"] = json::array({{{"index", 0},
+                                           {"delta", {{"content", std::string(65536, 'a')}}},
+                                           {"finish_reason", nullptr}}});
+              std::string event = "data: " + c.dump() + "\n\n";
+              for (int i = 0; i < 2048; ++i)
+                if (!sink.write(event.data(), event.size())) {
+                  flood_state_ = 3;  // the gateway stopped reading and went away
+                  return false;
+                }
+              flood_state_ = 2;  // all of it was taken
+              sink.write("data: [DONE]\n\n", 14);
+              sink.done();
+              return true;
+            });
+        return;
+      }
       // Data outside message/delta content: top-level and choice-level fields, keys, numbers,
       // content that is not a string.
       auto decorate = [variant, chat](json& doc) {
@@ -222,6 +243,8 @@ class FakeUpstream {
     return received_;
   }
   std::size_t count() { return received().size(); }
+  // The "flood" stream: 0 never asked, 1 running, 2 all written, 3 cut off.
+  std::atomic<int> flood_state_{0};
   // Whole request bodies as they arrived (what a logging upstream would keep).
   std::vector<std::string> raw() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -353,7 +376,9 @@ class GatewayTest : public ::testing::Test {
         << audit_db_ << "'\nsigning_key='" << key_pem_
         << "'\ncheckpoint_every=5\n"
            "[server]\nkeys_db='"
-        << keys_db_ << "'\nmax_body_bytes=262144\nread_timeout_s=1\ndefault_max_tokens=100\n";
+        << keys_db_
+        << "'\nmax_body_bytes=262144\nread_timeout_s=1\nwrite_timeout_s=2\n"
+           "default_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
@@ -1192,6 +1217,39 @@ TEST_F(GatewayTest, BestOfIsReservedAndHostileUsageIsNotChargedZero) {
       }
     }
   }
+}
+
+// Attack (D2): the stream channel between the upstream reader and the client writer had no
+// bound: a client that stops reading in front of a fast upstream made the gateway buffer the
+// whole answer (150 MB RSS). The channel holds at most 8 MiB; past it the upstream is not read,
+// so a 128 MiB flood is never taken whole, and the stalled client is cut off (499).
+TEST_F(GatewayTest, StalledStreamClientDoesNotMakeTheGatewayBufferTheUpstream) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;  // keep the client's own buffer small: it reads nothing
+  setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "flood";
+  std::string payload = body.dump();
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(payload.size()) +
+      "\r\n\r\n" + payload;
+  ASSERT_EQ(send(s, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  // Bounded wait for the flood to end one way or the other (the gateway's write timeout is 2 s).
+  for (int i = 0; i < 600 && upstream_->flood_state_ < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(upstream_->flood_state_.load(), 3) << "the gateway took the whole flood";
+  close(s);
+  auto r = Chat(ChatBody("echo", "still serving", true), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(StreamText(r->body), "echo: still serving");
 }
 
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
