@@ -344,6 +344,9 @@ struct RequestState {
   // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
   // across chunks is seen whole.
   static constexpr std::size_t kResponseHoldback = 256;
+  // A match still growing (a private key header followed by base64 without an end) is held back
+  // whole; past this size the answer ends (fail closed) instead of being buffered without bound.
+  static constexpr std::size_t kMaxResponseHoldback = 64u << 10;
   const policy::Policy* policy = nullptr;
   const policy::DetectorSet* detectors = nullptr;
   bool response_blocked = false;
@@ -353,6 +356,9 @@ struct RequestState {
 
   struct ChoiceState {
     std::string unscanned;  // output not yet released by the response scan
+    // While a growing match holds output back, the next scan waits until the held text doubled,
+    // so a long hold-back is rescanned a logarithmic number of times (linear work in all).
+    std::size_t rescan_at = 0;
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
@@ -404,6 +410,7 @@ struct RequestState {
       c.unscanned.clear();
       return all;
     }
+    if (!final && c.unscanned.size() < c.rescan_at) return "";
     std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
     std::size_t size = c.unscanned.size();
     std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
@@ -412,6 +419,13 @@ struct RequestState {
     while (emit > 0 && emit < size &&
            (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
       --emit;  // nor a UTF-8 sequence
+    const std::size_t held = size - emit;
+    if (!final && held > kMaxResponseHoldback) {
+      BlockUnredactable("a possible match longer than 64 KiB (held back, never sent)");
+      c.unscanned.clear();
+      return "";
+    }
+    c.rescan_at = held > kResponseHoldback ? 2 * held : 0;
     std::vector<policy::Match> ready;
     std::set<policy::DataClass> found;
     for (const policy::Match& m : matches)
@@ -542,10 +556,11 @@ struct RequestState {
   }
 
   // Processes a piece of model output text of choice `index`; returns what the client sees.
-  std::string ProcessText(int index, std::string_view raw) {
+  // `whole`: the choice's complete text (not streamed), scanned at once with no hold-back bound.
+  std::string ProcessText(int index, std::string_view raw, bool whole = false) {
     ChoiceState& c = Choice(index);
     c.unscanned += raw;
-    std::string scanned = ReleaseScanned(c, /*final=*/false);
+    std::string scanned = ReleaseScanned(c, /*final=*/whole);
     std::string_view text = scanned;
     std::string visible(text);
     // The splitter runs in every mode so that reasoning is recorded as a data class; only
@@ -1108,7 +1123,7 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
       } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
         text = &*t;
       }
-      std::string out = text ? st.ProcessText(index, text->get<std::string>()) : "";
+      std::string out = text ? st.ProcessText(index, text->get<std::string>(), true) : "";
       out += st.FinishChoice(index);
       if (text) *text = out;
     }

@@ -107,6 +107,27 @@ class FakeUpstream {
             });
         return;
       }
+      if (variant == "pem" || variant == "pemok") {  // a private key in 4 KB stream chunks
+        std::vector<std::string> pieces = {"key: -----BEGIN PRIVATE KEY-----\n"};
+        int n = variant == "pem" ? 250 : 2;  // 1 MB without an end, or 8 KB with one
+        for (int i = 0; i < n; ++i)
+          pieces.push_back(std::string(1024, 'Q') + "UJD" + std::string(3069, 'A'));
+        if (variant == "pemok") pieces.push_back("\n-----END PRIVATE KEY-----\n");
+        pieces.push_back(" done");
+        std::string all;
+        for (const auto& p : pieces) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array(
+              {{{"index", 0}, {"delta", {{"content", p}}}, {"finish_reason", nullptr}}});
+          all += "data: " + c.dump() + "\n\n";
+        }
+        json fin = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+        fin["choices"] =
+            json::array({{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}});
+        all += "data: " + fin.dump() + "\n\ndata: [DONE]\n\n";
+        res.set_content(all, "text/event-stream");
+        return;
+      }
       // Data outside message/delta content: top-level and choice-level fields, keys, numbers,
       // content that is not a string.
       auto decorate = [variant, chat](json& doc) {
@@ -1250,6 +1271,32 @@ TEST_F(GatewayTest, StalledStreamClientDoesNotMakeTheGatewayBufferTheUpstream) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(StreamText(r->body), "echo: still serving");
+}
+
+// Attack (D3): a match that stays open (a private key header followed by base64 without an end)
+// held the whole rest of a stream back and rescanned all of it on every chunk (quadratic: 4.7 s
+// for 1 MB in 4 KB chunks). The hold-back is bounded at 64 KiB: past it the stream ends with an
+// error event, and nothing of the held text is sent. (The rescans are also spaced geometrically,
+// so the work is linear; this test checks the bound, not the time.)
+TEST_F(GatewayTest, OpenEndedMatchInAStreamIsBoundedAndNeverReleased) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "pem";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);  // the stream had started
+  EXPECT_EQ(r->body.find("QQQQ"), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_EQ(r->body.find("AAAA"), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_NE(r->body.find("upstream_error"), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+  // A key that ends within the bound is redacted as before, and the answer goes on.
+  body["x_double"] = "pemok";
+  r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  std::string text = StreamText(r->body);
+  EXPECT_EQ(text.find("QQQQ"), std::string::npos) << text.substr(0, 300);
+  EXPECT_NE(text.find("[REDACTED_SECRET]"), std::string::npos) << text.substr(0, 300);
+  EXPECT_NE(text.find(" done"), std::string::npos) << text.substr(0, 300);
+  EXPECT_EQ(r->body.find("upstream_error"), std::string::npos);
 }
 
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
