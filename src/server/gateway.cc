@@ -301,6 +301,17 @@ struct Channel {
     cv.notify_all();  // a producer may wait for room
     return true;
   }
+  enum class Got { kData, kIdle, kDone };
+  // Like Take, but gives up after `wait` (kIdle) so the caller can check on its client.
+  Got TakeFor(std::string* out, std::chrono::milliseconds wait) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, wait, [&] { return !data.empty() || finished; })) return Got::kIdle;
+    if (data.empty()) return Got::kDone;
+    out->swap(data);
+    data.clear();
+    cv.notify_all();
+    return Got::kData;
+  }
 };
 
 // Per-request state shared by the handler, the streaming provider and the producer thread.
@@ -1197,10 +1208,45 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   res.set_header("Cache-Control", "no-cache");
   auto buffer = std::make_shared<std::string>();
   auto done = std::make_shared<bool>(false);
-  auto provide = [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
+  // A stream has an overall deadline ([server] stream_timeout_s), and while nothing is sent (an
+  // upstream that is silent or sends only comments) the client gets an SSE comment about once a
+  // second, so that a client that went away is noticed (the write fails) without waiting for the
+  // upstream: the stream is then cancelled and settled as 499.
+  const Clock::time_point deadline =
+      st->start + std::chrono::seconds(policy().server.stream_timeout_s);
+  auto last_write = std::make_shared<Clock::time_point>(Clock::now());
+  auto provide = [this, st, ch, buffer, done, deadline, last_write](std::size_t,
+                                                                    httplib::DataSink& sink) {
+    auto keep_alive = [&]() {
+      if (Clock::now() - *last_write < std::chrono::seconds(1)) return true;
+      static constexpr char kComment[] = ": keep-alive\n\n";
+      if (!sink.write(kComment, sizeof kComment - 1)) {
+        ch->Cancel();
+        return false;
+      }
+      *last_write = Clock::now();
+      return true;
+    };
+    if (Clock::now() >= deadline) {
+      ch->Cancel();
+      std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
+      st->actions.push_back("stream_timeout: stream cut off after " +
+                            std::to_string(policy().server.stream_timeout_s) + " s");
+      Finish(*st, 504, charged, st->ResponseText());
+      json err = json::parse(
+          ErrorBody(504, "The stream exceeded the gateway's time limit.", "stream_timeout"));
+      std::string tail = "data: " + DumpJson(err) + "\n\ndata: [DONE]\n\n";
+      *done = true;
+      if (!sink.write(tail.data(), tail.size())) return false;
+      sink.done();
+      return true;
+    }
     std::string incoming;
-    bool more = ch->Take(&incoming);
+    Channel::Got got = ch->TakeFor(&incoming, std::chrono::milliseconds(500));
+    if (got == Channel::Got::kIdle) return keep_alive();
+    bool more = got == Channel::Got::kData;
     if (more) {
+      bool wrote = false;
       for (char c : incoming)
         if (c != '\r') buffer->push_back(c);
       std::size_t end;
@@ -1231,6 +1277,8 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
           ch->Cancel();
           return false;
         }
+        wrote = true;
+        *last_write = Clock::now();
       }
       // An event that never ends (or one past the limits) stops the upstream.
       if (st->response_blocked) {
@@ -1241,7 +1289,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         ch->Cancel();
         buffer->clear();
       }
-      return true;
+      return wrote || keep_alive();
     }
     // Producer finished: flush held-back text, record, then end the stream.
     std::string tail;

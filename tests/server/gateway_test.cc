@@ -107,6 +107,28 @@ class FakeUpstream {
             });
         return;
       }
+      if (variant == "ping") {  // one piece, then only SSE comments, 5 a second, for 60 s
+        ping_state_ = 1;
+        res.set_chunked_content_provider(
+            "text/event-stream", [this](std::size_t, httplib::DataSink& sink) {
+              json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+              c["choices"] = json::array(
+                  {{{"index", 0}, {"delta", {{"content", "hello"}}}, {"finish_reason", nullptr}}});
+              std::string first = "data: " + c.dump() + "\n\n";
+              if (!sink.write(first.data(), first.size())) return false;
+              for (int i = 0; i < 300; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                if (!sink.write(": ping\n\n", 8)) {
+                  ping_state_ = 3;  // cut off by the gateway
+                  return false;
+                }
+              }
+              ping_state_ = 2;
+              sink.done();
+              return true;
+            });
+        return;
+      }
       if (variant == "pem" || variant == "pemok") {  // a private key in 4 KB stream chunks
         std::vector<std::string> pieces = {"key: -----BEGIN PRIVATE KEY-----\n"};
         int n = variant == "pem" ? 250 : 2;  // 1 MB without an end, or 8 KB with one
@@ -266,6 +288,8 @@ class FakeUpstream {
   std::size_t count() { return received().size(); }
   // The "flood" stream: 0 never asked, 1 running, 2 all written, 3 cut off.
   std::atomic<int> flood_state_{0};
+  // The "ping" stream: 0 never asked, 1 running, 2 ran its full minute, 3 cut off.
+  std::atomic<int> ping_state_{0};
   // Whole request bodies as they arrived (what a logging upstream would keep).
   std::vector<std::string> raw() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -399,7 +423,7 @@ class GatewayTest : public ::testing::Test {
            "[server]\nkeys_db='"
         << keys_db_
         << "'\nmax_body_bytes=262144\nread_timeout_s=1\nwrite_timeout_s=2\n"
-           "default_max_tokens=100\n";
+           "stream_timeout_s=8\ndefault_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
@@ -447,6 +471,7 @@ class GatewayTest : public ::testing::Test {
       if (end == std::string::npos) break;
       std::string ev = sse.substr(pos, end - pos);
       pos = end + 2;
+      if (ev.rfind(":", 0) == 0) continue;  // an SSE comment (keep-alive)
       EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
       std::string payload = ev.substr(6);
       if (payload == "[DONE]") {
@@ -1297,6 +1322,77 @@ TEST_F(GatewayTest, OpenEndedMatchInAStreamIsBoundedAndNeverReleased) {
   EXPECT_NE(text.find("[REDACTED_SECRET]"), std::string::npos) << text.substr(0, 300);
   EXPECT_NE(text.find(" done"), std::string::npos) << text.substr(0, 300);
   EXPECT_EQ(r->body.find("upstream_error"), std::string::npos);
+}
+
+// Attack (D4): an upstream sending `: ping` comments every second kept a stream open past
+// timeout_s, also after the client had gone (nothing was written to notice it): the reservation
+// stayed held and the request was audited as 200. A stream now has an overall deadline
+// ([server] stream_timeout_s: 8 s here) ending it with a 504 event, and a client that goes away
+// is noticed through keep-alive comments and settled as 499.
+TEST_F(GatewayTest, PingingUpstreamCannotHoldAStreamOpen) {
+  auto wait_cut = [&] {
+    for (int i = 0; i < 400 && upstream_->ping_state_ == 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return upstream_->ping_state_.load();
+  };
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "ping";
+  // A client that stays: the stream ends at the deadline with an error event.
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("stream_timeout"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos) << r->body;
+  EXPECT_EQ(wait_cut(), 3) << "the upstream stream was not cancelled";
+  // A client that goes away once the stream has started: settled as 499.
+  upstream_->ping_state_ = 0;
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::string payload = body.dump();
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(payload.size()) +
+      "\r\n\r\n" + payload;
+  ASSERT_EQ(send(s, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  timeval tv{20, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string reply;
+  char buf[4096];
+  // The answer's headers (the stream has started; "hello" itself is held back by the scan).
+  while (reply.find("\r\n\r\n") == std::string::npos && reply.size() < 65536) {
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  close(s);
+  std::size_t id_at = reply.find("X-Request-Id: ");
+  ASSERT_NE(id_at, std::string::npos) << reply;
+  std::string request_id = reply.substr(id_at + 14, reply.find("\r\n", id_at) - id_at - 14);
+  EXPECT_EQ(wait_cut(), 3) << "the upstream stream was not cancelled";
+  int status = 0;
+  for (int i = 0; i < 200 && status == 0; ++i) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open(audit_db_.c_str(), &db) == SQLITE_OK) {
+      sqlite3_stmt* q = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT data FROM records", -1, &q, nullptr) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+          json rec =
+              json::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), nullptr, false);
+          if (rec.is_object() && rec.value("request_id", "") == request_id)
+            status = rec.value("status", 0);
+        }
+        sqlite3_finalize(q);
+      }
+      sqlite3_close(db);
+    }
+    if (status == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 499) << request_id;
 }
 
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
