@@ -407,6 +407,51 @@ struct RequestState {
     completion_tokens = std::max(completion_tokens, streamed_pieces);
   }
 
+  // Held-back streams of the other fields of a delta: {choice index, "reasoning" or "tool:N"}.
+  std::map<std::pair<int, std::string>, ChoiceState> held;
+  std::string HoldBack(int index, const std::string& field, std::string_view text) {
+    ChoiceState& f = held[{index, field}];
+    f.unscanned += text;
+    return ReleaseScanned(f, /*final=*/false);
+  }
+  // Releases what is still held for choice `index` into `delta` (reasoning_content appended,
+  // tool call arguments appended to the tool call of that index, or a new entry).
+  void FlushHeld(int index, json& delta) {
+    for (auto& [key, f] : held) {
+      if (key.first != index || response_blocked) continue;
+      std::string rest = ReleaseScanned(f, /*final=*/true);
+      if (rest.empty() || response_blocked) continue;
+      if (key.second == "reasoning") {
+        auto keep = ProcessReasoningField(rest);
+        if (!keep) continue;
+        auto r = delta.find("reasoning_content");
+        delta["reasoning_content"] =
+            (r != delta.end() && r->is_string() ? r->get<std::string>() : std::string()) + *keep;
+        continue;
+      }
+      std::int64_t tindex = std::stoll(key.second.substr(5));
+      json& tcs = delta["tool_calls"];
+      if (!tcs.is_array()) tcs = json::array();
+      json* target = nullptr;
+      for (json& tc : tcs)
+        if (tc.is_object() && IntegerField(tc, "index", -1, internal::kMaxChoices) == tindex &&
+            tc.contains("function") && tc["function"].is_object())
+          target = &tc;
+      if (!target) {
+        tcs.push_back({{"index", tindex}, {"function", {{"arguments", ""}}}});
+        target = &tcs.back();
+      }
+      json& a = (*target)["function"]["arguments"];
+      a = (a.is_string() ? a.get<std::string>() : std::string()) + rest;
+    }
+  }
+  std::set<int> HeldIndices() const {
+    std::set<int> out;
+    for (const auto& [key, f] : held)
+      if (!f.unscanned.empty()) out.insert(key.first);
+    return out;
+  }
+
   ChoiceState& Choice(int index) {
     ChoiceState& c = choices[index];
     if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
@@ -1173,15 +1218,47 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
       if (st.chat) {
         auto d = c.find("delta");
         if (d != c.end() && d->is_object()) {
-          st.ScanOutputFields(*d);
-          if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
+          // reasoning_content and tool call arguments get the same hold-back as content (per
+          // choice and tool call index), so a match split across chunks is seen whole; they are
+          // taken out while the rest of the delta is scanned piece by piece.
+          std::string reasoning_in;
+          bool has_reasoning = false;
           if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
-            auto keep = st.ProcessReasoningField(r->get<std::string>());
-            if (keep)
-              *r = *keep;
-            else
-              d->erase("reasoning_content");
+            reasoning_in = r->get<std::string>();
+            has_reasoning = true;
+            d->erase(r);
           }
+          std::vector<std::pair<std::int64_t, std::string>> args_in;
+          if (auto tcs = d->find("tool_calls"); tcs != d->end() && tcs->is_array())
+            for (json& tc : *tcs) {
+              if (!tc.is_object()) continue;
+              auto f = tc.find("function");
+              if (f == tc.end() || !f->is_object()) continue;
+              auto a = f->find("arguments");
+              if (a == f->end() || !a->is_string()) continue;
+              args_in.emplace_back(IntegerField(tc, "index", 0, internal::kMaxChoices),
+                                   a->get<std::string>());
+              *a = "";
+            }
+          st.ScanOutputFields(*d);
+          if (!args_in.empty() && !st.response_blocked) {
+            std::size_t k = 0;
+            for (json& tc : (*d)["tool_calls"]) {
+              if (!tc.is_object() || !tc.contains("function") || !tc["function"].is_object() ||
+                  !tc["function"].contains("arguments") || !tc["function"]["arguments"].is_string())
+                continue;
+              if (k >= args_in.size()) break;
+              const auto& [tindex, raw] = args_in[k++];
+              tc["function"]["arguments"] =
+                  st.HoldBack(index, "tool:" + std::to_string(tindex), raw);
+            }
+          }
+          if (has_reasoning && !st.response_blocked) {
+            auto keep = st.ProcessReasoningField(st.HoldBack(index, "reasoning", reasoning_in));
+            if (keep) (*d)["reasoning_content"] = *keep;
+          }
+          if (finishing && !st.response_blocked) st.FlushHeld(index, *d);
+          if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
           if (!text && finishing) {
             (*d)["content"] = "";
             text = &(*d)["content"];
@@ -1293,6 +1370,18 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
     }
     // Producer finished: flush held-back text, record, then end the stream.
     std::string tail;
+    for (int index : st->HeldIndices()) {
+      json delta = json::object();
+      st->FlushHeld(index, delta);
+      if (delta.empty()) continue;
+      json chunk = {{"id", st->request_id},
+                    {"object", "chat.completion.chunk"},
+                    {"created", NowSeconds()},
+                    {"model", st->model}};
+      chunk["choices"] =
+          json::array({json{{"index", index}, {"delta", delta}, {"finish_reason", nullptr}}});
+      tail += "data: " + DumpJson(chunk) + "\n\n";
+    }
     for (auto& [index, c] : st->choices) {
       std::string rest = st->FinishChoice(index);
       if (rest.empty()) continue;

@@ -129,6 +129,32 @@ class FakeUpstream {
             });
         return;
       }
+      if (variant == "splitargs") {  // tool call arguments and reasoning in 2-byte pieces
+        const std::string args = R"({"to":"dan@corp.example"})";
+        const std::string reasoning = "ask carol@corp.example";
+        std::string all;
+        auto event = [&](json delta, json finish) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
+          all += "data: " + c.dump() + "\n\n";
+        };
+        for (std::size_t i = 0; i < reasoning.size(); i += 2)
+          event({{"reasoning_content", reasoning.substr(i, 2)}}, nullptr);
+        event(
+            {{"tool_calls", json::array({{{"index", 0},
+                                          {"id", "t1"},
+                                          {"type", "function"},
+                                          {"function", {{"name", "mail"}, {"arguments", ""}}}}})}},
+            nullptr);
+        for (std::size_t i = 0; i < args.size(); i += 2)
+          event({{"tool_calls",
+                  json::array({{{"index", 0}, {"function", {{"arguments", args.substr(i, 2)}}}}})}},
+                nullptr);
+        event(json::object(), "tool_calls");
+        all += "data: [DONE]\n\n";
+        res.set_content(all, "text/event-stream");
+        return;
+      }
       if (variant == "pem" || variant == "pemok") {  // a private key in 4 KB stream chunks
         std::vector<std::string> pieces = {"key: -----BEGIN PRIVATE KEY-----\n"};
         int n = variant == "pem" ? 250 : 2;  // 1 MB without an end, or 8 KB with one
@@ -1103,6 +1129,48 @@ TEST_F(GatewayTest, DataOutsideResponseContentIsRedactedOrEndsTheAnswer) {
   r = Chat(ChatBody("fail", "hi"), admin_);
   ASSERT_TRUE(r);
   EXPECT_NE(r->body.find("boom"), std::string::npos) << r->body;
+}
+
+// Attack (U3): tool call arguments and reasoning_content were scanned chunk by chunk, so an
+// address split across stream chunks passed. They now get the same hold-back as content, per
+// choice and tool call index.
+TEST_F(GatewayTest, ToolArgumentsAndReasoningSplitAcrossChunksAreRedacted) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "splitargs";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+  std::string args;
+  std::size_t pos = 0;
+  while ((pos = r->body.find("data: {", pos)) != std::string::npos) {
+    std::size_t end = r->body.find("\n\n", pos);
+    json j = json::parse(r->body.substr(pos + 6, end - pos - 6));
+    pos = end;
+    for (const auto& c : j.value("choices", json::array()))
+      if (c.contains("delta") && c["delta"].contains("tool_calls"))
+        for (const auto& tc : c["delta"]["tool_calls"])
+          if (tc.contains("function") && tc["function"].contains("arguments"))
+            args += tc["function"]["arguments"].get<std::string>();
+  }
+  EXPECT_EQ(args, R"({"to":"[REDACTED_EMAIL]"})") << r->body;
+  // Reasoning is logged by the test policy: the audit record holds it redacted.
+  std::string request_id = r->get_header_value("X-Request-Id");
+  ASSERT_FALSE(request_id.empty());
+  std::string reasoning;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT data FROM records", -1, &q, nullptr), SQLITE_OK);
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    json rec =
+        json::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), nullptr, false);
+    if (rec.is_object() && rec.value("request_id", "") == request_id)
+      reasoning = rec.value("reasoning_text", "");
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  EXPECT_EQ(reasoning, "ask [REDACTED_EMAIL]");
 }
 
 TEST_F(GatewayTest, RateLimit) {
