@@ -191,6 +191,15 @@ class FakeUpstream {
             if (c.contains("message")) c["message"]["role"] = "erin@corp.example";
             c["x_choice"] = "frank@corp.example";
           }
+        } else if (variant == "realistic") {  // what real upstreams send must pass unchanged
+          doc["id"] = "chatcmpl-9zX8ab3LmQpR7sTuVwXyZ0123456";
+          doc["created"] = 1765076000;
+          doc["system_fingerprint"] = "fp_44709d6fcb";
+          for (auto& c : doc["choices"])
+            c["logprobs"] = {
+                {"content", json::array({{{"token", "echo"},
+                                          {"logprob", -0.000123456789},
+                                          {"bytes", json::array({101, 99, 104, 111})}}})}};
         } else if (variant == "key") {
           doc["x_vendor"] = {{"carol@corp.example", 1}};
         } else if (variant == "num") {
@@ -1105,6 +1114,14 @@ TEST_F(GatewayTest, DataOutsideResponseContentIsRedactedOrEndsTheAnswer) {
       EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << where << ": " << r->body;
       EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << where << ": " << r->body;
       EXPECT_EQ(r->body.find("upstream_error"), std::string::npos) << where << ": " << r->body;
+      r = send("realistic");
+      ASSERT_TRUE(r) << where;
+      EXPECT_EQ(r->status, 200) << where << ": " << r->body;
+      for (const char* kept : {"chatcmpl-9zX8ab3LmQpR7sTuVwXyZ0123456", "1765076000",
+                               "fp_44709d6fcb", "-0.000123456789"})
+        EXPECT_NE(r->body.find(kept), std::string::npos)
+            << where << " lost " << kept << ": " << r->body;
+      EXPECT_EQ(r->body.find("REDACTED"), std::string::npos) << where << ": " << r->body;
       for (std::string variant : {"key", "num", "content"}) {
         r = send(variant);
         ASSERT_TRUE(r) << where << " " << variant;
