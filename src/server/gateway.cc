@@ -1285,12 +1285,12 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   res.set_header("Cache-Control", "no-cache");
   auto buffer = std::make_shared<std::string>();
   auto done = std::make_shared<bool>(false);
-  // A stream has an overall deadline ([server] stream_timeout_s), and while nothing is sent (an
+  // A stream has an overall deadline ([server] request_timeout_s), and while nothing is sent (an
   // upstream that is silent or sends only comments) the client gets an SSE comment about once a
   // second, so that a client that went away is noticed (the write fails) without waiting for the
   // upstream: the stream is then cancelled and settled as 499.
   const Clock::time_point deadline =
-      st->start + std::chrono::seconds(policy().server.stream_timeout_s);
+      st->start + std::chrono::seconds(policy().server.request_timeout_s);
   auto last_write = std::make_shared<Clock::time_point>(Clock::now());
   auto provide = [this, st, ch, buffer, done, deadline, last_write](std::size_t,
                                                                     httplib::DataSink& sink) {
@@ -1308,7 +1308,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
       ch->Cancel();
       std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
       st->actions.push_back("stream_timeout: stream cut off after " +
-                            std::to_string(policy().server.stream_timeout_s) + " s");
+                            std::to_string(policy().server.request_timeout_s) + " s");
       Finish(*st, 504, charged, st->ResponseText());
       json err = json::parse(
           ErrorBody(504, "The stream exceeded the gateway's time limit.", "stream_timeout"));
@@ -1478,7 +1478,16 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     // The body is collected here, not by httplib, so that its size is bounded.
     std::string received;
     bool too_large = false;
+    // An upstream trickling its answer (each read within the read timeout) is cut off at the
+    // request's overall deadline.
+    const Clock::time_point deadline =
+        st->start + std::chrono::seconds(policy().server.request_timeout_s);
+    bool past_deadline = false;
     r.content_receiver = [&](const char* d, std::size_t n, std::uint64_t, std::uint64_t) {
+      if (Clock::now() >= deadline) {
+        past_deadline = true;
+        return false;
+      }
       if (received.size() + n > internal::kMaxUpstreamBodyBytes) {
         too_large = true;
         return false;
@@ -1489,6 +1498,14 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     httplib::Response resp;
     httplib::Error err = httplib::Error::Success;
     bool ok = client->send(r, resp, err);
+    if (past_deadline) {
+      SetError(res, 504,
+               "Upstream '" + upstream.name + "' did not answer within the gateway's time limit.",
+               "upstream_timeout");
+      st->actions.push_back("request_timeout: cut off after " +
+                            std::to_string(policy().server.request_timeout_s) + " s");
+      return Finish(*st, 504, st->reservation ? st->reservation->tokens : 0, "");
+    }
     if (too_large)
       return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned a response too large.",
                   "upstream_error");

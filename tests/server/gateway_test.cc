@@ -107,6 +107,23 @@ class FakeUpstream {
             });
         return;
       }
+      if (variant == "trickle" && !body.value("stream", false)) {  // 5 bytes a second
+        ping_state_ = 1;
+        res.set_chunked_content_provider(
+            "application/json", [this](std::size_t, httplib::DataSink& sink) {
+              for (int i = 0; i < 300; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                if (!sink.write(" ", 1)) {
+                  ping_state_ = 3;
+                  return false;
+                }
+              }
+              ping_state_ = 2;
+              sink.done();
+              return true;
+            });
+        return;
+      }
       if (variant == "ping") {  // one piece, then only SSE comments, 5 a second, for 60 s
         ping_state_ = 1;
         res.set_chunked_content_provider(
@@ -458,7 +475,7 @@ class GatewayTest : public ::testing::Test {
            "[server]\nkeys_db='"
         << keys_db_
         << "'\nmax_body_bytes=262144\nread_timeout_s=1\nwrite_timeout_s=2\n"
-           "stream_timeout_s=8\ndefault_max_tokens=100\n";
+           "request_timeout_s=8\ndefault_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
@@ -1412,8 +1429,9 @@ TEST_F(GatewayTest, OpenEndedMatchInAStreamIsBoundedAndNeverReleased) {
 // Attack (D4): an upstream sending `: ping` comments every second kept a stream open past
 // timeout_s, also after the client had gone (nothing was written to notice it): the reservation
 // stayed held and the request was audited as 200. A stream now has an overall deadline
-// ([server] stream_timeout_s: 8 s here) ending it with a 504 event, and a client that goes away
-// is noticed through keep-alive comments and settled as 499.
+// ([server] request_timeout_s: 8 s here) ending it with a 504 event, and a client that goes away
+// is noticed through keep-alive comments and settled as 499. A non-streamed answer trickled byte
+// by byte is cut off at the same deadline (504).
 TEST_F(GatewayTest, PingingUpstreamCannotHoldAStreamOpen) {
   auto wait_cut = [&] {
     for (int i = 0; i < 400 && upstream_->ping_state_ == 1; ++i)
@@ -1478,6 +1496,15 @@ TEST_F(GatewayTest, PingingUpstreamCannotHoldAStreamOpen) {
     if (status == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(status, 499) << request_id;
+  // Not streamed: an upstream trickling its answer is cut off at the same deadline.
+  upstream_->ping_state_ = 0;
+  body = ChatBody("echo", "hi");
+  body["x_double"] = "trickle";
+  r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504) << r->body;
+  EXPECT_EQ(ErrorCode(r), "upstream_timeout");
+  EXPECT_EQ(wait_cut(), 3) << "the upstream response was not abandoned";
 }
 
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
