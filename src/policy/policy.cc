@@ -272,7 +272,7 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     if (!t) return Bad(origin, Where(*n, "server"), "expected a [server] table");
     AIRLOCK_TRY(CheckKeys(*t,
                           {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s",
-                           "threads", "default_max_tokens", "public_metrics"},
+                           "request_timeout_s", "threads", "default_max_tokens", "public_metrics"},
                           origin, "server"));
     ServerSettings& s = p.server;
     AIRLOCK_ASSIGN_OR_RETURN(s.keys_db,
@@ -288,6 +288,9 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(
         v, GetInt(*t, "write_timeout_s", origin, "server", s.write_timeout_s, 1, 600));
     s.write_timeout_s = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "request_timeout_s", origin, "server", s.request_timeout_s, 1, 86400));
+    s.request_timeout_s = static_cast<int>(v);
     AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "threads", origin, "server", s.threads, 2, 1024));
     s.threads = static_cast<int>(v);
     AIRLOCK_ASSIGN_OR_RETURN(

@@ -89,6 +89,9 @@ struct ServerSettings {
   std::size_t max_body_bytes = 1 << 20;
   int read_timeout_s = 10;
   int write_timeout_s = 30;
+  // Overall limit for one completion request, streamed or not (an upstream that keeps a stream
+  // open with comments, or trickles a response, is cut off here: 504).
+  int request_timeout_s = 600;
   int threads = 64;
   int default_max_tokens = 1024;  // used for budget reservations when a request sets none
   // false: GET /metrics needs an API key whenever keys exist (like every other endpoint but

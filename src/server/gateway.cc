@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -74,19 +75,20 @@ std::string_view DefaultErrorType(int status) {
   }
 }
 
-std::string ErrorBody(int status, const std::string& message, const std::string& code) {
+std::string ErrorBody(int status, const std::string& message, const std::string& code,
+                      const std::string& param = "") {
   json j = {{"error",
              {{"message", message},
               {"type", DefaultErrorType(status)},
-              {"param", nullptr},
+              {"param", param.empty() ? json(nullptr) : json(param)},
               {"code", code.empty() ? json(nullptr) : json(code)}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void SetError(httplib::Response& res, int status, const std::string& message,
-              const std::string& code) {
+              const std::string& code, const std::string& param = "") {
   res.status = status;
-  res.set_content(ErrorBody(status, message, code), "application/json");
+  res.set_content(ErrorBody(status, message, code, param), "application/json");
 }
 
 // ---- metrics (Prometheus text format) ----
@@ -258,11 +260,24 @@ struct Channel {
     status = s;
     cv.notify_all();
   }
+  // Bytes a producer may have buffered ahead of the client. Past it the producer waits (the
+  // upstream is not read, so TCP backpressure reaches it) until the client takes data or the
+  // stream is cancelled (a client that stopped reading is cut off by the write timeout).
+  static constexpr std::size_t kMaxBuffered = 8u << 20;
   bool Push(const char* p, std::size_t n) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
+    // Bounded waits: `cancel` is also set without the lock.
+    while (data.size() >= kMaxBuffered && !cancel.load())
+      cv.wait_for(lock, std::chrono::milliseconds(200));
+    if (cancel.load()) return false;
     data.append(p, n);
     cv.notify_all();
-    return !cancel.load();
+    return true;
+  }
+  void Cancel() {
+    std::lock_guard<std::mutex> lock(mu);
+    cancel = true;
+    cv.notify_all();
   }
   void Finish(httplib::Error e) {
     std::lock_guard<std::mutex> lock(mu);
@@ -283,7 +298,19 @@ struct Channel {
     if (data.empty()) return false;
     out->swap(data);
     data.clear();
+    cv.notify_all();  // a producer may wait for room
     return true;
+  }
+  enum class Got { kData, kIdle, kDone };
+  // Like Take, but gives up after `wait` (kIdle) so the caller can check on its client.
+  Got TakeFor(std::string* out, std::chrono::milliseconds wait) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, wait, [&] { return !data.empty() || finished; })) return Got::kIdle;
+    if (data.empty()) return Got::kDone;
+    out->swap(data);
+    data.clear();
+    cv.notify_all();
+    return Got::kData;
   }
 };
 
@@ -318,7 +345,8 @@ struct RequestState {
   std::string forwarded_prompt;  // what left the gateway (for store_text)
   std::optional<Reservation> reservation;
   std::int64_t prompt_estimate = 0;
-  std::int64_t completion_cap = 0;  // per choice
+  std::int64_t completion_cap = 0;       // per choice
+  std::int64_t completion_reserved = 0;  // cap times max(n, best_of): the whole completion bound
   bool settled = false;
 
   policy::Pseudonymizer pseudonymizer;
@@ -327,6 +355,9 @@ struct RequestState {
   // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
   // across chunks is seen whole.
   static constexpr std::size_t kResponseHoldback = 256;
+  // A match still growing (a private key header followed by base64 without an end) is held back
+  // whole; past this size the answer ends (fail closed) instead of being buffered without bound.
+  static constexpr std::size_t kMaxResponseHoldback = 64u << 10;
   const policy::Policy* policy = nullptr;
   const policy::DetectorSet* detectors = nullptr;
   bool response_blocked = false;
@@ -336,6 +367,9 @@ struct RequestState {
 
   struct ChoiceState {
     std::string unscanned;  // output not yet released by the response scan
+    // While a growing match holds output back, the next scan waits until the held text doubled,
+    // so a long hold-back is rescanned a logarithmic number of times (linear work in all).
+    std::size_t rescan_at = 0;
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
@@ -347,6 +381,76 @@ struct RequestState {
   std::int64_t completion_tokens = -1;
   std::int64_t streamed_pieces = 0;
   bool stream_broken = false;  // an upstream SSE event exceeded the size or nesting limits
+
+  // Token counts from an upstream's `usage`. A count that is missing or not an integer is left
+  // unknown (-1: estimated from the output at settlement); one past 2^40 is not believed and the
+  // whole reservation is charged instead (a hostile upstream must not be charged 0).
+  void TakeUsage(const json& usage) {
+    auto count = [&](const char* key, std::int64_t implausible) -> std::int64_t {
+      auto it = usage.find(key);
+      if (it == usage.end() || !it->is_number()) return -1;
+      if (it->is_number_float()) {
+        double d = it->get<double>();
+        return d > static_cast<double>(std::int64_t{1} << 40) ? implausible : -1;
+      }
+      std::int64_t v = IntegerField(usage, key, -2);
+      return v == -2 ? (it->is_number_unsigned() ? implausible : -1) : v;
+    };
+    prompt_tokens = count("prompt_tokens", prompt_estimate);
+    completion_tokens = count("completion_tokens", completion_reserved);
+  }
+  // Fills in unknown counts: the prompt estimate, and for the completion the larger of the
+  // output-based estimate and what was streamed (never less than what reached the client).
+  void SettleCounts(std::int64_t output_estimate) {
+    if (prompt_tokens < 0) prompt_tokens = prompt_estimate;
+    if (completion_tokens < 0) completion_tokens = output_estimate;
+    completion_tokens = std::max(completion_tokens, streamed_pieces);
+  }
+
+  // Held-back streams of the other fields of a delta: {choice index, "reasoning" or "tool:N"}.
+  std::map<std::pair<int, std::string>, ChoiceState> held;
+  std::string HoldBack(int index, const std::string& field, std::string_view text) {
+    ChoiceState& f = held[{index, field}];
+    f.unscanned += text;
+    return ReleaseScanned(f, /*final=*/false);
+  }
+  // Releases what is still held for choice `index` into `delta` (reasoning_content appended,
+  // tool call arguments appended to the tool call of that index, or a new entry).
+  void FlushHeld(int index, json& delta) {
+    for (auto& [key, f] : held) {
+      if (key.first != index || response_blocked) continue;
+      std::string rest = ReleaseScanned(f, /*final=*/true);
+      if (rest.empty() || response_blocked) continue;
+      if (key.second == "reasoning") {
+        auto keep = ProcessReasoningField(rest);
+        if (!keep) continue;
+        auto r = delta.find("reasoning_content");
+        delta["reasoning_content"] =
+            (r != delta.end() && r->is_string() ? r->get<std::string>() : std::string()) + *keep;
+        continue;
+      }
+      std::int64_t tindex = std::stoll(key.second.substr(5));
+      json& tcs = delta["tool_calls"];
+      if (!tcs.is_array()) tcs = json::array();
+      json* target = nullptr;
+      for (json& tc : tcs)
+        if (tc.is_object() && IntegerField(tc, "index", -1, internal::kMaxChoices) == tindex &&
+            tc.contains("function") && tc["function"].is_object())
+          target = &tc;
+      if (!target) {
+        tcs.push_back({{"index", tindex}, {"function", {{"arguments", ""}}}});
+        target = &tcs.back();
+      }
+      json& a = (*target)["function"]["arguments"];
+      a = (a.is_string() ? a.get<std::string>() : std::string()) + rest;
+    }
+  }
+  std::set<int> HeldIndices() const {
+    std::set<int> out;
+    for (const auto& [key, f] : held)
+      if (!f.unscanned.empty()) out.insert(key.first);
+    return out;
+  }
 
   ChoiceState& Choice(int index) {
     ChoiceState& c = choices[index];
@@ -362,6 +466,7 @@ struct RequestState {
       c.unscanned.clear();
       return all;
     }
+    if (!final && c.unscanned.size() < c.rescan_at) return "";
     std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
     std::size_t size = c.unscanned.size();
     std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
@@ -370,6 +475,13 @@ struct RequestState {
     while (emit > 0 && emit < size &&
            (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
       --emit;  // nor a UTF-8 sequence
+    const std::size_t held = size - emit;
+    if (!final && held > kMaxResponseHoldback) {
+      BlockUnredactable("a possible match longer than 64 KiB (held back, never sent)");
+      c.unscanned.clear();
+      return "";
+    }
+    c.rescan_at = held > kResponseHoldback ? 2 * held : 0;
     std::vector<policy::Match> ready;
     std::set<policy::DataClass> found;
     for (const policy::Match& m : matches)
@@ -395,12 +507,46 @@ struct RequestState {
     return redactor.Apply(out, ready, v.actions);
   }
 
-  // Scans the strings of a message or delta other than content and role (reasoning_content, tool
-  // call arguments, refusal, ...) with the response rules, each string as it arrives: redacts in
-  // place, or sets response_blocked. Unlike content, a match split across two stream chunks of
-  // such a field is not seen.
+  // Ends the answer because part of it can be neither forwarded nor redacted (a key or number
+  // with a finding the response rules act on, content that is not a string): 502 / error event.
+  bool response_unredactable = false;
+  void BlockUnredactable(const std::string& what) {
+    if (response_blocked) return;
+    response_blocked = true;
+    response_unredactable = true;
+    response_block_reason = what;
+  }
+  // A text that is forwarded as it is (an object key, a number's digits): one whose finding the
+  // response rules would redact or block ends the answer.
+  void CheckFixedText(const std::string& text, const char* what) {
+    if (!detectors || response_blocked) return;
+    std::vector<policy::Match> matches = detectors->Scan(text);
+    if (matches.empty()) return;
+    std::set<policy::DataClass> found;
+    for (const auto& m : matches) found.insert(m.data_class);
+    policy::Verdict v =
+        policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+    bool acted = v.blocked;
+    for (const auto& [cls, a] : v.actions)
+      if (a != policy::Action::kAllow) acted = true;
+    if (acted)
+      BlockUnredactable(std::string(policy::DataClassName(*found.begin())) + " in " + what +
+                        " of the upstream's answer, which cannot be redacted");
+  }
+
+  // Scans the strings of a message or delta other than content (reasoning_content, tool call
+  // arguments, refusal, role, ...) with the response rules, each string as it arrives: redacts in
+  // place, or sets response_blocked. Object keys and numbers of 7 or more digits cannot be
+  // redacted: a finding ends the answer; so does content that is neither a string nor null.
+  // Unlike content, a match split across two stream chunks of such a field is not seen.
   void ScanOutputFields(json& node, bool top = true) {
     if (!detectors || response_blocked) return;
+    if (node.is_number()) {
+      std::string text = node.dump();
+      if (std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) >= 7)
+        CheckFixedText(text, "a number");
+      return;
+    }
     if (node.is_string()) {
       const std::string& text = node.get_ref<const std::string&>();
       std::vector<policy::Match> matches = detectors->Scan(text);
@@ -424,17 +570,53 @@ struct RequestState {
       for (json& e : node) ScanOutputFields(e, false);
     } else if (node.is_object()) {
       for (auto it = node.begin(); it != node.end(); ++it) {
-        if (top && (it.key() == "content" || it.key() == "role")) continue;
+        CheckFixedText(it.key(), "an object key");
+        if (top && it.key() == "content") {
+          if (!it->is_string() && !it->is_null()) BlockUnredactable("non-string content");
+          continue;  // scanned, split and restored by ProcessText
+        }
         ScanOutputFields(*it, false);
       }
     }
   }
 
+  // Everything of a response or stream chunk outside the message / delta / text handled above
+  // (choice-level logprobs, finish_reason, unknown fields, top-level fields such as
+  // system_fingerprint, usage numbers), with the same rules as ScanOutputFields.
+  void ScanEnvelope(json& doc, bool chat_shape) {
+    if (!doc.is_object()) return ScanOutputFields(doc, false);
+    for (auto it = doc.begin(); it != doc.end(); ++it) {
+      CheckFixedText(it.key(), "an object key");
+      if (it.key() != "choices" || !it->is_array()) {
+        ScanOutputFields(*it, false);
+        continue;
+      }
+      for (json& c : *it) {
+        if (!c.is_object()) {
+          ScanOutputFields(c, false);
+          continue;
+        }
+        for (auto f = c.begin(); f != c.end(); ++f) {
+          CheckFixedText(f.key(), "an object key");
+          const std::string& k = f.key();
+          if (chat_shape && (k == "message" || k == "delta") && f->is_object())
+            continue;  // ScanOutputFields and ProcessText
+          if (!chat_shape && k == "text") {
+            if (!f->is_string() && !f->is_null()) BlockUnredactable("non-string text");
+            continue;  // ProcessText
+          }
+          ScanOutputFields(*f, false);
+        }
+      }
+    }
+  }
+
   // Processes a piece of model output text of choice `index`; returns what the client sees.
-  std::string ProcessText(int index, std::string_view raw) {
+  // `whole`: the choice's complete text (not streamed), scanned at once with no hold-back bound.
+  std::string ProcessText(int index, std::string_view raw, bool whole = false) {
     ChoiceState& c = Choice(index);
     c.unscanned += raw;
-    std::string scanned = ReleaseScanned(c, /*final=*/false);
+    std::string scanned = ReleaseScanned(c, /*final=*/whole);
     std::string_view text = scanned;
     std::string visible(text);
     // The splitter runs in every mode so that reasoning is recorded as a data class; only
@@ -485,14 +667,21 @@ struct RequestState {
 };
 
 // ": <message>" from an upstream's OpenAI-shaped error body, or "" (bounded parse, 300 bytes).
-std::string UpstreamErrorDetail(std::string_view body) {
+// The text comes from the upstream, so it is scanned like an answer: with any finding the detail
+// is withheld (it cannot be told apart from an echo of the request).
+std::string UpstreamErrorDetail(std::string_view body, const policy::DetectorSet& detectors) {
   auto e = ParseBoundedJson(body, internal::kMaxUpstreamBodyBytes);
   if (!e.ok() || !e->is_object()) return "";
   auto err = e->find("error");
   if (err == e->end() || !err->is_object()) return "";
   auto m = err->find("message");
   if (m == err->end() || !m->is_string()) return "";
-  return ": " + m->get<std::string>().substr(0, 300);
+  std::string detail = m->get<std::string>().substr(0, 300);
+  while (!detail.empty() && (static_cast<unsigned char>(detail.back()) & 0xC0) == 0x80)
+    detail.pop_back();  // no cut UTF-8 sequence
+  if (!detail.empty() && static_cast<unsigned char>(detail.back()) >= 0xC0) detail.pop_back();
+  if (!detectors.Scan(detail).empty()) return " (its error message was withheld: sensitive data)";
+  return ": " + detail;
 }
 
 // Addresses of `host` (numeric or a name from the policy), for the self-reference check.
@@ -665,8 +854,8 @@ struct Gateway::Impl {
   }
 
   void Fail(RequestState& st, httplib::Response& res, int status, const std::string& message,
-            const std::string& code) {
-    SetError(res, status, message, code);
+            const std::string& code, const std::string& param = "") {
+    SetError(res, status, message, code, param);
     if (status == 403 || status == 429) st.actions.push_back(code + ": " + message);
     Finish(st, status, 0, "");
   }
@@ -844,7 +1033,7 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   if (auto model = body.find("model"); model != body.end() && model->is_string())
     st->model = model->get<std::string>();  // recorded even when another field is invalid
   if (auto invalid = internal::ParseCompletionRequest(body, chat, &request))
-    return Fail(*st, res, 400, invalid->message, invalid->code);
+    return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
   if (!st->key.models.empty() &&
       std::find(st->key.models.begin(), st->key.models.end(), st->model) == st->key.models.end())
     return Fail(*st, res, 403, "This API key may not use model '" + st->model + "'.",
@@ -858,9 +1047,40 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   const bool stream = request.stream;
 
   // Every forwarded string of the request (rewritten in place after the policy decision).
-  std::vector<internal::ScanUnit> units;
-  if (auto unscannable = internal::CollectScanUnits(body, chat, &units))
+  internal::ScanTargets targets;
+  if (auto unscannable = internal::CollectScanUnits(body, chat, &targets))
     return Fail(*st, res, 400, unscannable->message, unscannable->code);
+  std::vector<internal::ScanUnit>& units = targets.units;
+  // An object key cannot be rewritten safely (renaming it may collide with another key or change
+  // what the field means): one with any finding is refused, never forwarded. The data class goes
+  // into the audit record, the key itself does not.
+  std::size_t key_bytes = 0;
+  for (const std::string& key : targets.keys) {
+    key_bytes += key.size();
+    std::vector<policy::Match> key_matches = detectors->Scan(key);
+    if (key_matches.empty()) continue;
+    std::set<std::string> classes;
+    for (const auto& m : key_matches) classes.emplace(policy::DataClassName(m.data_class));
+    for (const auto& c : classes) st->data_classes.push_back(c);
+    st->actions.push_back("refused: sensitive data in a JSON object key");
+    return Fail(*st, res, 400,
+                "The request has sensitive data (" + *classes.begin() +
+                    ") in a JSON object key, which the gateway cannot rewrite; move it into a "
+                    "value.",
+                "sensitive_data_in_key");
+  }
+  // Typed numbers are forwarded as numbers: one whose digits hold a finding is refused.
+  for (const auto& [field, text] : targets.numbers) {
+    std::vector<policy::Match> number_matches = detectors->Scan(text);
+    if (number_matches.empty()) continue;
+    std::string cls(policy::DataClassName(number_matches.front().data_class));
+    st->data_classes.push_back(cls);
+    st->actions.push_back("refused: sensitive data in numeric field " + field);
+    return Fail(*st, res, 400,
+                "The value of '" + field + "' looks like sensitive data (" + cls +
+                    "); the gateway cannot rewrite a number.",
+                "sensitive_data_in_number", field);
+  }
   const std::size_t message_count = request.message_count;
 
   // Detect, decide, transform.
@@ -906,11 +1126,16 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   // written back into the request so the upstream or local model cannot produce more.
   const std::int64_t cap = request.CompletionCap(policy().server.default_max_tokens);
   st->completion_cap = cap;
+  // best_of candidates are generated (and billed) server-side like n choices; both are 1..128.
+  const std::int64_t choices = std::max(request.n, request.best_of);
+  st->completion_reserved = cap * choices;
   if (request.max_completion_tokens) body["max_completion_tokens"] = cap;
   if (request.max_tokens || !request.max_completion_tokens) body["max_tokens"] = cap;
-  st->prompt_estimate = static_cast<std::int64_t>(prompt_bytes + 8 * message_count + 16);
+  // Keys are forwarded (and billed) too.
+  st->prompt_estimate =
+      static_cast<std::int64_t>(prompt_bytes + key_bytes + 8 * message_count + 16);
   if (!st->anonymous) {
-    auto r = keys->Reserve(st->key, st->prompt_estimate + cap * request.n);
+    auto r = keys->Reserve(st->key, st->prompt_estimate + st->completion_reserved);
     if (!r) {
       bool budget = r.error().message().find("budget") != std::string::npos;
       return Fail(*st, res, 429, r.error().message(),
@@ -954,15 +1179,16 @@ void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
       } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
         text = &*t;
       }
-      std::string out = text ? st.ProcessText(index, text->get<std::string>()) : "";
+      std::string out = text ? st.ProcessText(index, text->get<std::string>(), true) : "";
       out += st.FinishChoice(index);
       if (text) *text = out;
     }
   }
+  st.ScanEnvelope(body, st.chat);
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
-    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
-    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
+    st.TakeUsage(*usage);
+    st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
   } else {
     st.prompt_tokens = st.prompt_estimate;
     st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
@@ -980,10 +1206,8 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
   }
   if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
   json& chunk = *parsed;
-  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
-    st.prompt_tokens = IntegerField(*usage, "prompt_tokens", 0);
-    st.completion_tokens = IntegerField(*usage, "completion_tokens", 0);
-  }
+  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object())
+    st.TakeUsage(*usage);
   auto choices = chunk.find("choices");
   if (choices != chunk.end() && choices->is_array()) {
     for (json& c : *choices) {
@@ -994,15 +1218,47 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
       if (st.chat) {
         auto d = c.find("delta");
         if (d != c.end() && d->is_object()) {
-          st.ScanOutputFields(*d);
-          if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
+          // reasoning_content and tool call arguments get the same hold-back as content (per
+          // choice and tool call index), so a match split across chunks is seen whole; they are
+          // taken out while the rest of the delta is scanned piece by piece.
+          std::string reasoning_in;
+          bool has_reasoning = false;
           if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
-            auto keep = st.ProcessReasoningField(r->get<std::string>());
-            if (keep)
-              *r = *keep;
-            else
-              d->erase("reasoning_content");
+            reasoning_in = r->get<std::string>();
+            has_reasoning = true;
+            d->erase(r);
           }
+          std::vector<std::pair<std::int64_t, std::string>> args_in;
+          if (auto tcs = d->find("tool_calls"); tcs != d->end() && tcs->is_array())
+            for (json& tc : *tcs) {
+              if (!tc.is_object()) continue;
+              auto f = tc.find("function");
+              if (f == tc.end() || !f->is_object()) continue;
+              auto a = f->find("arguments");
+              if (a == f->end() || !a->is_string()) continue;
+              args_in.emplace_back(IntegerField(tc, "index", 0, internal::kMaxChoices),
+                                   a->get<std::string>());
+              *a = "";
+            }
+          st.ScanOutputFields(*d);
+          if (!args_in.empty() && !st.response_blocked) {
+            std::size_t k = 0;
+            for (json& tc : (*d)["tool_calls"]) {
+              if (!tc.is_object() || !tc.contains("function") || !tc["function"].is_object() ||
+                  !tc["function"].contains("arguments") || !tc["function"]["arguments"].is_string())
+                continue;
+              if (k >= args_in.size()) break;
+              const auto& [tindex, raw] = args_in[k++];
+              tc["function"]["arguments"] =
+                  st.HoldBack(index, "tool:" + std::to_string(tindex), raw);
+            }
+          }
+          if (has_reasoning && !st.response_blocked) {
+            auto keep = st.ProcessReasoningField(st.HoldBack(index, "reasoning", reasoning_in));
+            if (keep) (*d)["reasoning_content"] = *keep;
+          }
+          if (finishing && !st.response_blocked) st.FlushHeld(index, *d);
+          if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
           if (!text && finishing) {
             (*d)["content"] = "";
             text = &(*d)["content"];
@@ -1019,6 +1275,8 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
       }
     }
   }
+  st.ScanEnvelope(chunk, st.chat);
+  if (st.response_blocked) return "";
   return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -1027,10 +1285,45 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   res.set_header("Cache-Control", "no-cache");
   auto buffer = std::make_shared<std::string>();
   auto done = std::make_shared<bool>(false);
-  auto provide = [this, st, ch, buffer, done](std::size_t, httplib::DataSink& sink) {
+  // A stream has an overall deadline ([server] request_timeout_s), and while nothing is sent (an
+  // upstream that is silent or sends only comments) the client gets an SSE comment about once a
+  // second, so that a client that went away is noticed (the write fails) without waiting for the
+  // upstream: the stream is then cancelled and settled as 499.
+  const Clock::time_point deadline =
+      st->start + std::chrono::seconds(policy().server.request_timeout_s);
+  auto last_write = std::make_shared<Clock::time_point>(Clock::now());
+  auto provide = [this, st, ch, buffer, done, deadline, last_write](std::size_t,
+                                                                    httplib::DataSink& sink) {
+    auto keep_alive = [&]() {
+      if (Clock::now() - *last_write < std::chrono::seconds(1)) return true;
+      static constexpr char kComment[] = ": keep-alive\n\n";
+      if (!sink.write(kComment, sizeof kComment - 1)) {
+        ch->Cancel();
+        return false;
+      }
+      *last_write = Clock::now();
+      return true;
+    };
+    if (Clock::now() >= deadline) {
+      ch->Cancel();
+      std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
+      st->actions.push_back("stream_timeout: stream cut off after " +
+                            std::to_string(policy().server.request_timeout_s) + " s");
+      Finish(*st, 504, charged, st->ResponseText());
+      json err = json::parse(
+          ErrorBody(504, "The stream exceeded the gateway's time limit.", "stream_timeout"));
+      std::string tail = "data: " + DumpJson(err) + "\n\ndata: [DONE]\n\n";
+      *done = true;
+      if (!sink.write(tail.data(), tail.size())) return false;
+      sink.done();
+      return true;
+    }
     std::string incoming;
-    bool more = ch->Take(&incoming);
+    Channel::Got got = ch->TakeFor(&incoming, std::chrono::milliseconds(500));
+    if (got == Channel::Got::kIdle) return keep_alive();
+    bool more = got == Channel::Got::kData;
     if (more) {
+      bool wrote = false;
       for (char c : incoming)
         if (c != '\r') buffer->push_back(c);
       std::size_t end;
@@ -1058,23 +1351,37 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         if (out.empty()) continue;
         std::string frame = "data: " + out + "\n\n";
         if (!sink.write(frame.data(), frame.size())) {
-          ch->cancel = true;
+          ch->Cancel();
           return false;
         }
+        wrote = true;
+        *last_write = Clock::now();
       }
       // An event that never ends (or one past the limits) stops the upstream.
       if (st->response_blocked) {
-        ch->cancel = true;
+        ch->Cancel();
         buffer->clear();
       } else if (st->stream_broken || buffer->size() > internal::kMaxSseEventBytes) {
         st->stream_broken = true;
-        ch->cancel = true;
+        ch->Cancel();
         buffer->clear();
       }
-      return true;
+      return wrote || keep_alive();
     }
     // Producer finished: flush held-back text, record, then end the stream.
     std::string tail;
+    for (int index : st->HeldIndices()) {
+      json delta = json::object();
+      st->FlushHeld(index, delta);
+      if (delta.empty()) continue;
+      json chunk = {{"id", st->request_id},
+                    {"object", "chat.completion.chunk"},
+                    {"created", NowSeconds()},
+                    {"model", st->model}};
+      chunk["choices"] =
+          json::array({json{{"index", index}, {"delta", delta}, {"finish_reason", nullptr}}});
+      tail += "data: " + DumpJson(chunk) + "\n\n";
+    }
     for (auto& [index, c] : st->choices) {
       std::string rest = st->FinishChoice(index);
       if (rest.empty()) continue;
@@ -1088,10 +1395,14 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
                : json{{"index", index}, {"text", rest}, {"finish_reason", nullptr}}});
       tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     }
-    if (st->prompt_tokens < 0) st->prompt_tokens = st->prompt_estimate;
-    if (st->completion_tokens < 0) st->completion_tokens = st->streamed_pieces;
+    st->SettleCounts(st->streamed_pieces);
     bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
-    if (st->response_blocked) {
+    if (st->response_unredactable) {
+      Finish(*st, 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+      json err = json::parse(ErrorBody(
+          502, "Upstream answered with " + st->response_block_reason + ".", "upstream_error"));
+      tail += "data: " + DumpJson(err) + "\n\n";
+    } else if (st->response_blocked) {
       // The answer so far was sent; it ends with an error the client can see.
       Finish(*st, 403, st->prompt_tokens + st->completion_tokens, st->ResponseText());
       json err = json::parse(ErrorBody(
@@ -1118,12 +1429,12 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         } catch (const std::exception& e) {
           // Ends the connection; the releaser below settles the request.
           std::fprintf(stderr, "airlock serve: stream error: %s\n", e.what());
-          ch->cancel = true;
+          ch->Cancel();
           return false;
         }
       },
       [this, st, ch, done](bool) {
-        ch->cancel = true;
+        ch->Cancel();
         if (!*done) {
           // Client went away mid-stream: charge the whole reservation, record it.
           std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
@@ -1167,7 +1478,16 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     // The body is collected here, not by httplib, so that its size is bounded.
     std::string received;
     bool too_large = false;
+    // An upstream trickling its answer (each read within the read timeout) is cut off at the
+    // request's overall deadline.
+    const Clock::time_point deadline =
+        st->start + std::chrono::seconds(policy().server.request_timeout_s);
+    bool past_deadline = false;
     r.content_receiver = [&](const char* d, std::size_t n, std::uint64_t, std::uint64_t) {
+      if (Clock::now() >= deadline) {
+        past_deadline = true;
+        return false;
+      }
       if (received.size() + n > internal::kMaxUpstreamBodyBytes) {
         too_large = true;
         return false;
@@ -1178,6 +1498,14 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     httplib::Response resp;
     httplib::Error err = httplib::Error::Success;
     bool ok = client->send(r, resp, err);
+    if (past_deadline) {
+      SetError(res, 504,
+               "Upstream '" + upstream.name + "' did not answer within the gateway's time limit.",
+               "upstream_timeout");
+      st->actions.push_back("request_timeout: cut off after " +
+                            std::to_string(policy().server.request_timeout_s) + " s");
+      return Finish(*st, 504, st->reservation ? st->reservation->tokens : 0, "");
+    }
     if (too_large)
       return Fail(*st, res, 502, "Upstream '" + upstream.name + "' returned a response too large.",
                   "upstream_error");
@@ -1187,7 +1515,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     if (resp.status != 200)
       return Fail(*st, res, 502,
                   "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(resp.status) +
-                      UpstreamErrorDetail(received),
+                      UpstreamErrorDetail(received, *detectors),
                   "upstream_error");
     auto out = ParseBoundedJson(received, internal::kMaxUpstreamBodyBytes);
     if (!out.ok() || !out->is_object())
@@ -1196,6 +1524,11 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
                       (out.ok() ? std::string(".") : " (" + out.error().message() + ")."),
                   "upstream_error");
     TransformResponse(*st, *out);
+    if (st->response_unredactable)
+      return Fail(
+          *st, res, 502,
+          "Upstream '" + upstream.name + "' answered with " + st->response_block_reason + ".",
+          "upstream_error");
     if (st->response_blocked)
       return Fail(*st, res, 403, "Response blocked by policy: " + st->response_block_reason,
                   "policy_violation");
@@ -1248,11 +1581,11 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     std::string all, piece;
     while (ch->Take(&piece)) {
       if (all.size() < internal::kMaxUpstreamBodyBytes) all += piece;
-      if (all.size() >= internal::kMaxUpstreamBodyBytes) ch->cancel = true;
+      if (all.size() >= internal::kMaxUpstreamBodyBytes) ch->Cancel();
     }
     return Fail(*st, res, 502,
                 "Upstream '" + upstream.name + "' returned HTTP " + std::to_string(status) +
-                    UpstreamErrorDetail(all),
+                    UpstreamErrorDetail(all, *detectors),
                 "upstream_error");
   }
   StreamToClient(st, ch, res);
@@ -1432,6 +1765,37 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
+  // Runs after the headers are read and before httplib reads the body (cpp-httplib reads the body
+  // only after routing starts). httplib decompresses gzip/brotli bodies itself and applies the
+  // payload limit to the compressed length only, and reads a chunked body (or a POST body without
+  // a length) whole: an unauthenticated client could make it expand or buffer any amount. A body
+  // must therefore come with a Content-Length (which the payload limit bounds) and no content
+  // coding. The connection is closed after the refusal, since its body was never read.
+  http.set_pre_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
+    bool coded = false;
+    for (std::size_t i = 0; i < req.get_header_value_count("Content-Encoding"); ++i) {
+      std::string v = req.get_header_value("Content-Encoding", i);
+      std::string lower;
+      for (char c : v)
+        if (c != ' ' && c != '\t')
+          lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!lower.empty() && lower != "identity") coded = true;
+    }
+    bool has_body_method = req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
+    bool unbounded = req.has_header("Transfer-Encoding") ||
+                     (has_body_method && !req.has_header("Content-Length"));
+    if (!coded && !unbounded) return httplib::Server::HandlerResponse::Unhandled;
+    int status = coded ? 415 : 411;
+    std::string code = coded ? "unsupported_content_encoding" : "length_required";
+    SetError(res, status,
+             coded ? "Request bodies must not be compressed (Content-Encoding is not supported)."
+                   : "A request body needs a Content-Length header (chunked or unframed bodies "
+                     "are not accepted).",
+             code);
+    res.set_header("Connection", "close");
+    s->AuditAuthFailure(req, status, code);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   http.set_error_handler([s](const httplib::Request& req, httplib::Response& res) {
     // Refused before authentication could run: audited like a failed authentication.
     if (res.status == 413) s->AuditAuthFailure(req, 413, "request_too_large");

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -75,11 +76,160 @@ class FakeUpstream {
         received_.push_back(text);
         raw_.push_back(req.body);
       }
+      // A request's unknown field "x_double" picks a hostile variant of the answer.
+      const std::string variant = body.value("x_double", std::string());
       if (model == "fail") {
         res.status = 500;
-        res.set_content(R"({"error":{"message":"boom"}})", "application/json");
+        res.set_content(variant == "errleak"
+                            ? R"({"error":{"message":"boom for carol@corp.example"}})"
+                            : R"({"error":{"message":"boom"}})",
+                        "application/json");
         return;
       }
+      if (variant == "flood") {  // a fast upstream: 128 MiB of content as fast as it is taken
+        flood_state_ = 1;
+        res.set_chunked_content_provider(
+            "text/event-stream", [this](std::size_t, httplib::DataSink& sink) {
+              json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+              c["choices"] = json::array({{{"index", 0},
+                                           {"delta", {{"content", std::string(65536, 'a')}}},
+                                           {"finish_reason", nullptr}}});
+              std::string event = "data: " + c.dump() + "\n\n";
+              for (int i = 0; i < 2048; ++i)
+                if (!sink.write(event.data(), event.size())) {
+                  flood_state_ = 3;  // the gateway stopped reading and went away
+                  return false;
+                }
+              flood_state_ = 2;  // all of it was taken
+              sink.write("data: [DONE]\n\n", 14);
+              sink.done();
+              return true;
+            });
+        return;
+      }
+      if (variant == "trickle" && !body.value("stream", false)) {  // 5 bytes a second
+        ping_state_ = 1;
+        res.set_chunked_content_provider(
+            "application/json", [this](std::size_t, httplib::DataSink& sink) {
+              for (int i = 0; i < 300; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                if (!sink.write(" ", 1)) {
+                  ping_state_ = 3;
+                  return false;
+                }
+              }
+              ping_state_ = 2;
+              sink.done();
+              return true;
+            });
+        return;
+      }
+      if (variant == "ping") {  // one piece, then only SSE comments, 5 a second, for 60 s
+        ping_state_ = 1;
+        res.set_chunked_content_provider(
+            "text/event-stream", [this](std::size_t, httplib::DataSink& sink) {
+              json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+              c["choices"] = json::array(
+                  {{{"index", 0}, {"delta", {{"content", "hello"}}}, {"finish_reason", nullptr}}});
+              std::string first = "data: " + c.dump() + "\n\n";
+              if (!sink.write(first.data(), first.size())) return false;
+              for (int i = 0; i < 300; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                if (!sink.write(": ping\n\n", 8)) {
+                  ping_state_ = 3;  // cut off by the gateway
+                  return false;
+                }
+              }
+              ping_state_ = 2;
+              sink.done();
+              return true;
+            });
+        return;
+      }
+      if (variant == "splitargs") {  // tool call arguments and reasoning in 2-byte pieces
+        const std::string args = R"({"to":"dan@corp.example"})";
+        const std::string reasoning = "ask carol@corp.example";
+        std::string all;
+        auto event = [&](json delta, json finish) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
+          all += "data: " + c.dump() + "\n\n";
+        };
+        for (std::size_t i = 0; i < reasoning.size(); i += 2)
+          event({{"reasoning_content", reasoning.substr(i, 2)}}, nullptr);
+        event(
+            {{"tool_calls", json::array({{{"index", 0},
+                                          {"id", "t1"},
+                                          {"type", "function"},
+                                          {"function", {{"name", "mail"}, {"arguments", ""}}}}})}},
+            nullptr);
+        for (std::size_t i = 0; i < args.size(); i += 2)
+          event({{"tool_calls",
+                  json::array({{{"index", 0}, {"function", {{"arguments", args.substr(i, 2)}}}}})}},
+                nullptr);
+        event(json::object(), "tool_calls");
+        all += "data: [DONE]\n\n";
+        res.set_content(all, "text/event-stream");
+        return;
+      }
+      if (variant == "pem" || variant == "pemok") {  // a private key in 4 KB stream chunks
+        std::vector<std::string> pieces = {"key: -----BEGIN PRIVATE KEY-----\n"};
+        int n = variant == "pem" ? 250 : 2;  // 1 MB without an end, or 8 KB with one
+        for (int i = 0; i < n; ++i)
+          pieces.push_back(std::string(1024, 'Q') + "UJD" + std::string(3069, 'A'));
+        if (variant == "pemok") pieces.push_back("\n-----END PRIVATE KEY-----\n");
+        pieces.push_back(" done");
+        std::string all;
+        for (const auto& p : pieces) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array(
+              {{{"index", 0}, {"delta", {{"content", p}}}, {"finish_reason", nullptr}}});
+          all += "data: " + c.dump() + "\n\n";
+        }
+        json fin = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+        fin["choices"] =
+            json::array({{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}});
+        all += "data: " + fin.dump() + "\n\ndata: [DONE]\n\n";
+        res.set_content(all, "text/event-stream");
+        return;
+      }
+      // Data outside message/delta content: top-level and choice-level fields, keys, numbers,
+      // content that is not a string.
+      auto decorate = [variant, chat](json& doc) {
+        if (variant == "str") {
+          doc["system_fingerprint"] = "fp carol@corp.example";
+          doc["x_vendor"] = {{"note", "to carol@corp.example"}};
+          for (auto& c : doc["choices"]) {
+            c["logprobs"] = {
+                {"content", json::array({{{"token", "carol@corp.example"},
+                                          {"top_logprobs",
+                                           json::array({{{"token", "dan@corp.example"}}})}}})}};
+            if (c.contains("delta")) c["delta"]["role"] = "erin@corp.example";
+            if (c.contains("message")) c["message"]["role"] = "erin@corp.example";
+            c["x_choice"] = "frank@corp.example";
+          }
+        } else if (variant == "realistic") {  // what real upstreams send must pass unchanged
+          doc["id"] = "chatcmpl-9zX8ab3LmQpR7sTuVwXyZ0123456";
+          doc["created"] = 1765076000;
+          doc["system_fingerprint"] = "fp_44709d6fcb";
+          for (auto& c : doc["choices"])
+            c["logprobs"] = {
+                {"content", json::array({{{"token", "echo"},
+                                          {"logprob", -0.000123456789},
+                                          {"bytes", json::array({101, 99, 104, 111})}}})}};
+        } else if (variant == "key") {
+          doc["x_vendor"] = {{"carol@corp.example", 1}};
+        } else if (variant == "num") {
+          doc["x_vendor"] = {{"id", 110105194912311006}};  // a cn_resident_id (block) as a number
+        } else if (variant == "content") {
+          for (auto& c : doc["choices"]) {
+            if (c.contains("message"))
+              c["message"]["content"] = json::array({"carol@corp.example"});
+            if (c.contains("delta")) c["delta"]["content"] = 4111111111111111;
+            if (!chat) c["text"] = json::array({"carol@corp.example"});
+          }
+        }
+      };
       if (model == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(2500));
       if (model == "deep") {  // a hostile upstream: one response nested 80,000 levels deep
         std::string bomb = std::string(80000, '[') + std::string(80000, ']');
@@ -103,10 +253,17 @@ class FakeUpstream {
         if (body.contains(field) && body[field].is_number_integer())
           max_tokens = std::max(max_tokens, body[field].get<std::int64_t>());
       if (max_tokens == 0) max_tokens = 16;
-      if (body.contains("n") && body["n"].is_number_integer()) max_tokens *= body["n"].get<int>();
+      // best_of candidates are generated and billed like n choices.
+      int choices = 1;
+      for (const char* field : {"n", "best_of"})
+        if (body.contains(field) && body[field].is_number_integer())
+          choices = std::max(choices, body[field].get<int>());
+      max_tokens *= choices;
       json usage = {{"prompt_tokens", 10},
                     {"completion_tokens", max_tokens},
                     {"total_tokens", 10 + max_tokens}};
+      if (variant == "hugeusage") usage["completion_tokens"] = std::uint64_t{1} << 50;
+      if (variant == "nousage") usage.erase("completion_tokens");
       if (!body.value("stream", false)) {
         json out = {{"id", "up-1"},
                     {"object", chat ? "chat.completion" : "text_completion"},
@@ -126,6 +283,7 @@ class FakeUpstream {
                 {"type", "function"},
                 {"function", {{"name", "mail"}, {"arguments", R"({"to":"dan@corp.example"})"}}}}});
         }
+        decorate(out);
         res.set_content(out.dump(), "application/json");
         return;
       }
@@ -139,6 +297,7 @@ class FakeUpstream {
                          {"delta", {{"content", reply.substr(i, 2)}}},
                          {"finish_reason", nullptr}}
                   : json{{"index", 0}, {"text", reply.substr(i, 2)}, {"finish_reason", nullptr}}});
+        decorate(c);
         events.push_back("data: " + c.dump() + "\n\n");
       }
       json fin = {
@@ -179,6 +338,10 @@ class FakeUpstream {
     return received_;
   }
   std::size_t count() { return received().size(); }
+  // The "flood" stream: 0 never asked, 1 running, 2 all written, 3 cut off.
+  std::atomic<int> flood_state_{0};
+  // The "ping" stream: 0 never asked, 1 running, 2 ran its full minute, 3 cut off.
+  std::atomic<int> ping_state_{0};
   // Whole request bodies as they arrived (what a logging upstream would keep).
   std::vector<std::string> raw() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -310,7 +473,9 @@ class GatewayTest : public ::testing::Test {
         << audit_db_ << "'\nsigning_key='" << key_pem_
         << "'\ncheckpoint_every=5\n"
            "[server]\nkeys_db='"
-        << keys_db_ << "'\nmax_body_bytes=262144\nread_timeout_s=1\ndefault_max_tokens=100\n";
+        << keys_db_
+        << "'\nmax_body_bytes=262144\nread_timeout_s=1\nwrite_timeout_s=2\n"
+           "request_timeout_s=8\ndefault_max_tokens=100\n";
     serve_ = new ServeProcess(config_);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
@@ -358,6 +523,7 @@ class GatewayTest : public ::testing::Test {
       if (end == std::string::npos) break;
       std::string ev = sse.substr(pos, end - pos);
       pos = end + 2;
+      if (ev.rfind(":", 0) == 0) continue;  // an SSE comment (keep-alive)
       EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
       std::string payload = ev.substr(6);
       if (payload == "[DONE]") {
@@ -714,6 +880,140 @@ TEST_F(GatewayTest, BlockClassInAnyFieldAndUnscannableFieldsNeverLeave) {
   EXPECT_EQ(upstream_->raw().size(), before);
 }
 
+// Attack (R1): object keys were never scanned, so data sent as a key ({"alice@example.com":1} at
+// the top level, in metadata, logit_bias, a tool schema's property names, a message or a content
+// part) reached the upstream. A key cannot be rewritten safely: the request is refused (400).
+// (B2: the keys also count towards the prompt estimate; see the budget arithmetic below.)
+TEST_F(GatewayTest, PiiInObjectKeysIsRefusedNeverForwarded) {
+  const std::string email = "alice@example.com";
+  auto with = [](json body, const std::string& field, json value) {
+    body[field] = value;
+    return body;
+  };
+  json base = ChatBody("echo", "hi");
+  std::vector<std::pair<std::string, json>> cases = {
+      {"top level", with(base, email, 1)},
+      {"metadata", with(base, "metadata", {{email, "x"}})},
+      {"logit_bias", with(base, "logit_bias", {{email, 1}})},
+      {"tool schema property name",
+       with(base, "tools",
+            json::array(
+                {{{"type", "function"},
+                  {"function",
+                   {{"name", "f"},
+                    {"parameters",
+                     {{"type", "object"}, {"properties", {{email, {{"type", "string"}}}}}}}}}}}))},
+      {"inside a message",
+       {{"model", "echo"},
+        {"messages", json::array({{{"role", "user"}, {"content", "hi"}, {email, 1}}})}}},
+      {"inside a content part",
+       {{"model", "echo"},
+        {"messages",
+         json::array(
+             {{{"role", "user"},
+               {"content", json::array({{{"type", "text"}, {"text", "hi"}, {email, 1}}})}}})}}},
+      {"completions", {{"model", "echo"}, {"prompt", "x"}, {"metadata", {{email, 1}}}}},
+  };
+  std::size_t before = upstream_->raw().size();
+  for (bool stream : {false, true}) {
+    for (auto [name, body] : cases) {
+      body["stream"] = stream;
+      std::string path = body.contains("messages") ? "/v1/chat/completions" : "/v1/completions";
+      auto r = Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      ASSERT_TRUE(r) << name;
+      EXPECT_EQ(r->status, 400) << name << ": " << r->body;
+      EXPECT_EQ(ErrorCode(r), "sensitive_data_in_key") << name;
+      EXPECT_EQ(r->body.find(email), std::string::npos) << name << ": " << r->body;
+    }
+  }
+  EXPECT_EQ(upstream_->raw().size(), before) << upstream_->raw().back();
+  // Ordinary keys (and a logit_bias of token ids) still pass.
+  auto r = Chat(with(base, "logit_bias", {{"50256", -100}}), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
+// Attack (R2): the typed numeric fields skipped the long-number scan, so "seed":4111111111111111,
+// "temperature":13812345678 or a top_p of 4.1e15 carried a card or phone number to the upstream.
+// They are range-checked as OpenAI does (400 with `param`), and a long integer is scanned.
+TEST_F(GatewayTest, DataInTypedNumericFieldsIsRefused) {
+  struct Case {
+    std::string field;
+    json value;
+    std::string code;
+  };
+  std::vector<Case> cases = {
+      {"seed", 4111111111111111, "sensitive_data_in_number"},
+      {"temperature", 13812345678, "invalid_value"},
+      {"temperature", -0.5, "invalid_value"},
+      {"top_p", 4.1e15, "invalid_value"},
+      {"top_p", 1.5, "invalid_value"},
+      {"presence_penalty", 2.5, "invalid_value"},
+      {"frequency_penalty", -13812345678.0, "invalid_value"},
+      {"n", 13812345678, "invalid_n"},
+      {"best_of", 4111111111111111, "invalid_value"},
+      {"best_of", 0, "invalid_value"},
+  };
+  std::size_t before = upstream_->raw().size();
+  for (const auto& c : cases) {
+    json body = ChatBody("echo", "hi");
+    body[c.field] = c.value;
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r) << c.field;
+    EXPECT_EQ(r->status, 400) << c.field << "=" << c.value << ": " << r->body;
+    EXPECT_EQ(ErrorCode(r), c.code) << c.field << "=" << c.value;
+    json err = json::parse(r->body, nullptr, false);
+    EXPECT_EQ(err["error"]["param"], c.field) << r->body;
+  }
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // Values in range pass and are forwarded as numbers.
+  json ok = ChatBody("echo", "hi");
+  ok["seed"] = 42;
+  ok["temperature"] = 0.7;
+  ok["top_p"] = 1;
+  ok["presence_penalty"] = -2;
+  auto r = Chat(ok, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  json sent = json::parse(upstream_->raw().back());
+  EXPECT_EQ(sent["seed"], 42);
+  EXPECT_EQ(sent["temperature"], 0.7);
+}
+
+// Attack (R3): /v1/completions does not check a `messages` array, yet the walker skipped its
+// roles and iterated its entries as objects: a role carrying data was forwarded, and
+// "messages":["x"] or [{"content":[5]}] threw (HTTP 500). Now every shape is walked as plain JSON.
+TEST_F(GatewayTest, MessagesOnCompletionsAreScannedWhateverTheirShape) {
+  const std::vector<json> shapes = {
+      json::array({{{"role", "alice@example.com"}}}),
+      json::array({"x"}),
+      json::array({{{"content", json::array({5})}}}),
+      json::array({{{"content", json::array({"mail alice@example.com", 7})}}}),
+      json::array({{{"content", 5}}}),
+      json::array({json::array({"alice@example.com"})}),
+      json(5),
+  };
+  for (bool stream : {false, true}) {
+    for (const auto& messages : shapes) {
+      json body = {{"model", "echo"}, {"prompt", "hi"}, {"stream", stream}, {"messages", messages}};
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post("/v1/completions", {{"Authorization", "Bearer " + admin_}},
+                             body.dump(), "application/json");
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200) << messages << ": " << r->body;
+      auto raw = upstream_->raw();
+      ASSERT_EQ(raw.size(), before + 1) << messages;
+      EXPECT_EQ(raw.back().find("alice@example.com"), std::string::npos) << raw.back();
+    }
+  }
+  // Chat roles are still checked, and scanning them changes nothing.
+  auto r = Chat(ChatBody("echo", "hi"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(upstream_->raw().back())["messages"][0]["role"], "user");
+}
+
 // docs/policy.md lists every request field and what the gateway does with it; this walks that
 // table. A row's sample (EMAIL: an address the test policy pseudonymizes) goes into a request; a
 // value from a "scanned" or "refused" row must never reach the upstream.
@@ -805,6 +1105,106 @@ TEST_F(GatewayTest, BlockedClassInModelOutputEndsTheAnswerWithAnError) {
   EXPECT_EQ(r->body.find("11010519491231002X"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("policy_violation"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+}
+
+// Attack (U1): only message/delta content and the strings of a message or delta were scanned;
+// choice-level logprobs, unknown and top-level fields (system_fingerprint), roles, object keys,
+// numbers, non-string content and everything but `text` on /v1/completions reached the client
+// unredacted, streamed and not. Strings are now redacted wherever they are; a key or number with
+// a finding, or content that is not a string, ends the answer (502 / an error event).
+// (U2: the upstream's error message is scanned too.)
+TEST_F(GatewayTest, DataOutsideResponseContentIsRedactedOrEndsTheAnswer) {
+  for (bool chat : {true, false}) {
+    for (bool stream : {false, true}) {
+      std::string path = chat ? "/v1/chat/completions" : "/v1/completions";
+      auto send = [&](const std::string& variant) {
+        json body = chat ? ChatBody("echo", "hi", stream)
+                         : json{{"model", "echo"}, {"prompt", "hi"}, {"stream", stream}};
+        body["x_double"] = variant;
+        return Client().Post(path, {{"Authorization", "Bearer " + admin_}}, body.dump(),
+                             "application/json");
+      };
+      std::string where = (chat ? "chat" : "completions") + std::string(stream ? " streamed" : "");
+      auto r = send("str");
+      ASSERT_TRUE(r) << where;
+      EXPECT_EQ(r->status, 200) << where << ": " << r->body;
+      EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << where << ": " << r->body;
+      EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << where << ": " << r->body;
+      EXPECT_EQ(r->body.find("upstream_error"), std::string::npos) << where << ": " << r->body;
+      r = send("realistic");
+      ASSERT_TRUE(r) << where;
+      EXPECT_EQ(r->status, 200) << where << ": " << r->body;
+      for (const char* kept : {"chatcmpl-9zX8ab3LmQpR7sTuVwXyZ0123456", "1765076000",
+                               "fp_44709d6fcb", "-0.000123456789"})
+        EXPECT_NE(r->body.find(kept), std::string::npos)
+            << where << " lost " << kept << ": " << r->body;
+      EXPECT_EQ(r->body.find("REDACTED"), std::string::npos) << where << ": " << r->body;
+      for (std::string variant : {"key", "num", "content"}) {
+        r = send(variant);
+        ASSERT_TRUE(r) << where << " " << variant;
+        EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << where << ": " << r->body;
+        EXPECT_EQ(r->body.find("110105194912311006"), std::string::npos) << r->body;
+        EXPECT_EQ(r->body.find("4111111111111111"), std::string::npos) << r->body;
+        EXPECT_NE(r->body.find("upstream_error"), std::string::npos)
+            << where << " " << variant << ": " << r->body;
+        if (!stream) {
+          EXPECT_EQ(r->status, 502) << where << " " << variant;
+        }
+      }
+    }
+  }
+  // U2: an upstream error message is relayed only when it holds no finding.
+  json body = ChatBody("fail", "hi");
+  body["x_double"] = "errleak";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+  r = Chat(ChatBody("fail", "hi"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("boom"), std::string::npos) << r->body;
+}
+
+// Attack (U3): tool call arguments and reasoning_content were scanned chunk by chunk, so an
+// address split across stream chunks passed. They now get the same hold-back as content, per
+// choice and tool call index.
+TEST_F(GatewayTest, ToolArgumentsAndReasoningSplitAcrossChunksAreRedacted) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "splitargs";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+  std::string args;
+  std::size_t pos = 0;
+  while ((pos = r->body.find("data: {", pos)) != std::string::npos) {
+    std::size_t end = r->body.find("\n\n", pos);
+    json j = json::parse(r->body.substr(pos + 6, end - pos - 6));
+    pos = end;
+    for (const auto& c : j.value("choices", json::array()))
+      if (c.contains("delta") && c["delta"].contains("tool_calls"))
+        for (const auto& tc : c["delta"]["tool_calls"])
+          if (tc.contains("function") && tc["function"].contains("arguments"))
+            args += tc["function"]["arguments"].get<std::string>();
+  }
+  EXPECT_EQ(args, R"({"to":"[REDACTED_EMAIL]"})") << r->body;
+  // Reasoning is logged by the test policy: the audit record holds it redacted.
+  std::string request_id = r->get_header_value("X-Request-Id");
+  ASSERT_FALSE(request_id.empty());
+  std::string reasoning;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT data FROM records", -1, &q, nullptr), SQLITE_OK);
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    json rec =
+        json::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), nullptr, false);
+    if (rec.is_object() && rec.value("request_id", "") == request_id)
+      reasoning = rec.value("reasoning_text", "");
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  EXPECT_EQ(reasoning, "ask [REDACTED_EMAIL]");
 }
 
 TEST_F(GatewayTest, RateLimit) {
@@ -909,6 +1309,204 @@ TEST_F(GatewayTest, UpstreamLimitIsRewrittenToTheReservedCap) {
   EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 100);
 }
 
+// Attack (B1): best_of was ignored by the reservation and forwarded unchanged (126 tokens
+// reserved, 2,000 billed upstream); and an upstream reporting more than 2^40 completion tokens,
+// or none, was charged 0. The reservation covers max(n, best_of) candidates, and implausible or
+// missing counts are charged the reservation or the counted output instead of 0.
+TEST_F(GatewayTest, BestOfIsReservedAndHostileUsageIsNotChargedZero) {
+  auto used_by = [&](const std::string& name) -> std::int64_t {
+    auto store = airlock::server::KeyStore::Open(keys_db_);
+    if (!store.ok()) return -1;
+    auto keys = (*store)->List();
+    if (!keys.ok()) return -1;
+    for (const auto& k : *keys)
+      if (k.name == name) return k.used_tokens;
+    return -1;
+  };
+  std::string key =
+      Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--name", "bestof", "--budget", "5000"})
+               .second);
+  ASSERT_EQ(key.rfind("ak_", 0), 0u);
+  auto post = [&](const json& body) {
+    return Client().Post("/v1/completions", {{"Authorization", "Bearer " + key}}, body.dump(),
+                         "application/json");
+  };
+  // 60 candidates of 100 tokens: 6,000 > 5,000, refused before the upstream sees it.
+  std::size_t before = upstream_->raw().size();
+  auto r = post({{"model", "echo"}, {"prompt", "hi"}, {"max_tokens", 100}, {"best_of", 60}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << r->body;
+  EXPECT_EQ(ErrorCode(r), "insufficient_quota");
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // 3 candidates fit and are forwarded as asked; the spend stays within the budget.
+  r = post({{"model", "echo"}, {"prompt", "hi"}, {"max_tokens", 100}, {"best_of", 3}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(upstream_->raw().back())["best_of"], 3);
+  EXPECT_EQ(used_by("bestof"), 10 + 300);
+  // Hostile usage, streamed and not: a count past 2^40 is charged the whole reservation (100
+  // tokens here), a missing one at least the counted output; never 0.
+  for (bool stream : {false, true}) {
+    for (std::string variant : {"hugeusage", "nousage"}) {
+      std::int64_t used = used_by("bestof");
+      json body = {{"model", "echo"},
+                   {"prompt", "hi"},
+                   {"max_tokens", 100},
+                   {"stream", stream},
+                   {"x_double", variant}};
+      r = post(body);
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200) << r->body;
+      std::int64_t charged = used_by("bestof") - used;
+      if (variant == "hugeusage") {
+        EXPECT_EQ(charged, 10 + 100) << variant << (stream ? " streamed" : "");
+      } else {
+        EXPECT_GT(charged, 10) << variant << (stream ? " streamed" : "");
+      }
+    }
+  }
+}
+
+// Attack (D2): the stream channel between the upstream reader and the client writer had no
+// bound: a client that stops reading in front of a fast upstream made the gateway buffer the
+// whole answer (150 MB RSS). The channel holds at most 8 MiB; past it the upstream is not read,
+// so a 128 MiB flood is never taken whole, and the stalled client is cut off (499).
+TEST_F(GatewayTest, StalledStreamClientDoesNotMakeTheGatewayBufferTheUpstream) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;  // keep the client's own buffer small: it reads nothing
+  setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "flood";
+  std::string payload = body.dump();
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(payload.size()) +
+      "\r\n\r\n" + payload;
+  ASSERT_EQ(send(s, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  // Bounded wait for the flood to end one way or the other (the gateway's write timeout is 2 s).
+  for (int i = 0; i < 600 && upstream_->flood_state_ < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(upstream_->flood_state_.load(), 3) << "the gateway took the whole flood";
+  close(s);
+  auto r = Chat(ChatBody("echo", "still serving", true), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(StreamText(r->body), "echo: still serving");
+}
+
+// Attack (D3): a match that stays open (a private key header followed by base64 without an end)
+// held the whole rest of a stream back and rescanned all of it on every chunk (quadratic: 4.7 s
+// for 1 MB in 4 KB chunks). The hold-back is bounded at 64 KiB: past it the stream ends with an
+// error event, and nothing of the held text is sent. (The rescans are also spaced geometrically,
+// so the work is linear; this test checks the bound, not the time.)
+TEST_F(GatewayTest, OpenEndedMatchInAStreamIsBoundedAndNeverReleased) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "pem";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);  // the stream had started
+  EXPECT_EQ(r->body.find("QQQQ"), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_EQ(r->body.find("AAAA"), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_NE(r->body.find("upstream_error"), std::string::npos) << r->body.substr(0, 300);
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+  // A key that ends within the bound is redacted as before, and the answer goes on.
+  body["x_double"] = "pemok";
+  r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  std::string text = StreamText(r->body);
+  EXPECT_EQ(text.find("QQQQ"), std::string::npos) << text.substr(0, 300);
+  EXPECT_NE(text.find("[REDACTED_SECRET]"), std::string::npos) << text.substr(0, 300);
+  EXPECT_NE(text.find(" done"), std::string::npos) << text.substr(0, 300);
+  EXPECT_EQ(r->body.find("upstream_error"), std::string::npos);
+}
+
+// Attack (D4): an upstream sending `: ping` comments every second kept a stream open past
+// timeout_s, also after the client had gone (nothing was written to notice it): the reservation
+// stayed held and the request was audited as 200. A stream now has an overall deadline
+// ([server] request_timeout_s: 8 s here) ending it with a 504 event, and a client that goes away
+// is noticed through keep-alive comments and settled as 499. A non-streamed answer trickled byte
+// by byte is cut off at the same deadline (504).
+TEST_F(GatewayTest, PingingUpstreamCannotHoldAStreamOpen) {
+  auto wait_cut = [&] {
+    for (int i = 0; i < 400 && upstream_->ping_state_ == 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return upstream_->ping_state_.load();
+  };
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "ping";
+  // A client that stays: the stream ends at the deadline with an error event.
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("stream_timeout"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos) << r->body;
+  EXPECT_EQ(wait_cut(), 3) << "the upstream stream was not cancelled";
+  // A client that goes away once the stream has started: settled as 499.
+  upstream_->ping_state_ = 0;
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(serve_->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::string payload = body.dump();
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(payload.size()) +
+      "\r\n\r\n" + payload;
+  ASSERT_EQ(send(s, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  timeval tv{20, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string reply;
+  char buf[4096];
+  // The answer's headers (the stream has started; "hello" itself is held back by the scan).
+  while (reply.find("\r\n\r\n") == std::string::npos && reply.size() < 65536) {
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  close(s);
+  std::size_t id_at = reply.find("X-Request-Id: ");
+  ASSERT_NE(id_at, std::string::npos) << reply;
+  std::string request_id = reply.substr(id_at + 14, reply.find("\r\n", id_at) - id_at - 14);
+  EXPECT_EQ(wait_cut(), 3) << "the upstream stream was not cancelled";
+  int status = 0;
+  for (int i = 0; i < 200 && status == 0; ++i) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open(audit_db_.c_str(), &db) == SQLITE_OK) {
+      sqlite3_stmt* q = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT data FROM records", -1, &q, nullptr) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+          json rec =
+              json::parse(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), nullptr, false);
+          if (rec.is_object() && rec.value("request_id", "") == request_id)
+            status = rec.value("status", 0);
+        }
+        sqlite3_finalize(q);
+      }
+      sqlite3_close(db);
+    }
+    if (status == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 499) << request_id;
+  // Not streamed: an upstream trickling its answer is cut off at the same deadline.
+  upstream_->ping_state_ = 0;
+  body = ChatBody("echo", "hi");
+  body["x_double"] = "trickle";
+  r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504) << r->body;
+  EXPECT_EQ(ErrorCode(r), "upstream_timeout");
+  EXPECT_EQ(wait_cut(), 3) << "the upstream response was not abandoned";
+}
+
 TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -932,6 +1530,118 @@ TEST_F(GatewayTest, SlowClientDoesNotStallOthers) {
   while ((n = recv(s, buf, sizeof buf, 0)) > 0) reply.append(buf, static_cast<std::size_t>(n));
   EXPECT_EQ(n, 0) << "connection not closed by the server";
   close(s);
+}
+
+// Sends raw bytes on a new connection and returns what the server answers first ("" if none).
+std::string RawExchange(int port, const std::string& bytes) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(s);
+    return "";
+  }
+  timeval tv{10, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  send(s, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  // Reads one response: its headers and Content-Length bytes of body (bounded).
+  std::string reply;
+  char buf[4096];
+  while (reply.size() < 65536) {
+    std::size_t end = reply.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::size_t cl = reply.find("Content-Length: ");
+      std::size_t want = cl < end ? std::strtoul(reply.c_str() + cl + 16, nullptr, 10) : 0;
+      if (reply.size() >= end + 4 + want) break;
+    }
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  close(s);
+  return reply;
+}
+
+// Attack (D1): httplib decompresses a gzip request body itself, with the payload limit applied to
+// the compressed length, and reads a chunked body whole, all before authentication: a 200 KB
+// gzip bomb (200 MB expanded) or a 20 MB chunked body made the gateway buffer it. Both are
+// refused from the headers alone, before a byte of the body is read: the answer comes while the
+// body is still unsent (a server that read the body would wait for it).
+TEST_F(GatewayTest, GzipBombAndChunkedBodyAreRefusedBeforeTheBodyIsRead) {
+  // A real gzip bomb: 16 MiB of JSON string content compressed to a few KB.
+  std::string expanded = R"({"model":"echo","messages":[{"role":"user","content":")" +
+                         std::string(16u << 20, 'a') + R"("}]})";
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string bomb(deflateBound(&z, expanded.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(expanded.data());
+  z.avail_in = static_cast<uInt>(expanded.size());
+  z.next_out = reinterpret_cast<Bytef*>(bomb.data());
+  z.avail_out = static_cast<uInt>(bomb.size());
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  bomb.resize(z.total_out);
+  deflateEnd(&z);
+  ASSERT_LT(bomb.size(), 262144u);  // under max_body_bytes as sent
+  const std::string head =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\n";
+  for (const std::string& key : {std::string(), admin_}) {
+    std::string auth = key.empty() ? "" : "Authorization: Bearer " + key + "\r\n";
+    // Headers only: the answer must not wait for the body.
+    std::string reply = RawExchange(
+        serve_->port(), head + auth + "Content-Encoding: gzip\r\n" +
+                            "Content-Length: " + std::to_string(bomb.size()) + "\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 415", 0), 0u) << reply;
+    EXPECT_NE(reply.find("unsupported_content_encoding"), std::string::npos) << reply;
+    // With the whole bomb sent as well.
+    reply = RawExchange(serve_->port(), head + auth + "Content-Encoding: gzip\r\nContent-Length: " +
+                                            std::to_string(bomb.size()) + "\r\n\r\n" + bomb);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 415", 0), 0u) << reply.substr(0, 200);
+    // Chunked: refused after the first of 20 MB worth of chunks.
+    std::string chunk(65536, 'a');
+    char size_line[32];
+    std::snprintf(size_line, sizeof size_line, "%zx\r\n", chunk.size());
+    reply = RawExchange(serve_->port(), head + auth + "Transfer-Encoding: chunked\r\n\r\n" +
+                                            size_line + chunk + "\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 411", 0), 0u) << reply.substr(0, 200);
+    EXPECT_NE(reply.find("length_required"), std::string::npos) << reply.substr(0, 400);
+    // A POST without any length (read until the connection closes) likewise.
+    reply = RawExchange(serve_->port(), head + auth + "\r\n" + std::string(65536, 'a'));
+    EXPECT_EQ(reply.rfind("HTTP/1.1 411", 0), 0u) << reply.substr(0, 200);
+  }
+  // The whole 20 MB chunked body from a client that does not wait: the gateway keeps serving.
+  {
+    auto c = Client();
+    std::string big(20u << 20, 'a');
+    std::size_t sent = 0;
+    auto r = c.Post(
+        "/v1/chat/completions", {{"Authorization", "Bearer " + admin_}},
+        [&](std::size_t, httplib::DataSink& sink) {
+          std::size_t n = std::min<std::size_t>(65536, big.size() - sent);
+          if (n == 0) {
+            sink.done();
+            return true;
+          }
+          sent += n;
+          return sink.write(big.data() + sent - n, n);
+        },
+        "application/json");
+    if (r) {
+      EXPECT_EQ(r->status, 411);  // or the connection was closed mid-upload
+    }
+  }
+  auto r = Chat(ChatBody("echo", "still serving"), admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  // Identity coding is still accepted.
+  auto c = Client();
+  r = c.Post("/v1/chat/completions",
+             {{"Authorization", "Bearer " + admin_}, {"Content-Encoding", "identity"}},
+             ChatBody("echo", "plain").dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
 }
 
 TEST_F(GatewayTest, FloodOfGarbageGetsCleanErrors) {
@@ -1258,9 +1968,10 @@ TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
     ASSERT_EQ(keys->size(), 1u);
     used = (*keys)[0].used_tokens;
   }
-  // "hi" in one message is estimated at 26 prompt tokens.
+  // One message estimates 8 + 16 prompt tokens plus its bytes: the strings "hi" and "user" (6)
+  // and the keys model, max_tokens, messages, role, content (34).
   json rest = {{"model", "tiny"},
-               {"max_tokens", kBudget - used - 26},
+               {"max_tokens", kBudget - used - 64},
                {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
   auto r = c.Post("/v1/chat/completions", auth, rest.dump(), "application/json");
   ASSERT_TRUE(r);

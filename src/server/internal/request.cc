@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <string_view>
 
 namespace airlock::server::internal {
@@ -13,13 +14,31 @@ using json = nlohmann::json;
 constexpr std::array<std::string_view, 6> kRoles = {"system", "user",      "assistant",
                                                     "tool",   "developer", "function"};
 
-RequestError Invalid(std::string message, std::string code = "invalid_type") {
-  return {std::move(message), std::move(code)};
+RequestError Invalid(std::string message, std::string code = "invalid_type",
+                     std::string param = "") {
+  return {std::move(message), std::move(code), std::move(param)};
 }
 
 bool Absent(const json& body, const char* key) {
   auto it = body.find(key);
   return it == body.end() || it->is_null();
+}
+
+// Optional number in [lo, hi] (OpenAI's ranges).
+std::optional<RequestError> OptionalNumber(const json& body, const char* key, double lo,
+                                           double hi) {
+  if (Absent(body, key)) return std::nullopt;
+  const json& v = body.at(key);
+  if (!v.is_number())
+    return Invalid("'" + std::string(key) + "' must be a number.", "invalid_type", key);
+  double d = v.get<double>();
+  if (!(d >= lo && d <= hi)) {  // NaN fails too
+    char range[64];
+    std::snprintf(range, sizeof range, "%g to %g", lo, hi);
+    return Invalid("'" + std::string(key) + "' must be a number from " + range + ".",
+                   "invalid_value", key);
+  }
+  return std::nullopt;
 }
 
 // Optional integer in [lo, hi].
@@ -37,7 +56,7 @@ std::optional<RequestError> OptionalInteger(const json& body, const char* key, s
   if (!in_range)
     return Invalid("'" + std::string(key) + "' must be an integer from " + std::to_string(lo) +
                        " to " + std::to_string(hi) + ".",
-                   code);
+                   code, key);
   *out = v.get<std::int64_t>();
   return std::nullopt;
 }
@@ -112,11 +131,16 @@ std::optional<RequestError> ParseCompletionRequest(const json& body, bool chat,
   std::optional<std::int64_t> n;
   if (auto e = OptionalInteger(body, "n", 1, kMaxChoices, "invalid_n", &n)) return e;
   out->n = n.value_or(1);
-  for (const char* key : {"temperature", "top_p", "presence_penalty", "frequency_penalty"})
-    if (!Absent(body, key) && !body.at(key).is_number())
-      return Invalid("'" + std::string(key) + "' must be a number.");
+  std::optional<std::int64_t> best_of;
+  if (auto e = OptionalInteger(body, "best_of", 1, kMaxChoices, "invalid_value", &best_of))
+    return e;
+  out->best_of = best_of.value_or(1);
+  if (auto e = OptionalNumber(body, "temperature", 0, 2)) return e;
+  if (auto e = OptionalNumber(body, "top_p", 0, 1)) return e;
+  if (auto e = OptionalNumber(body, "presence_penalty", -2, 2)) return e;
+  if (auto e = OptionalNumber(body, "frequency_penalty", -2, 2)) return e;
   if (!Absent(body, "seed") && !body.at("seed").is_number_integer())
-    return Invalid("'seed' must be an integer.");
+    return Invalid("'seed' must be an integer.", "invalid_type", "seed");
   if (!Absent(body, "stop")) {
     const json& s = body.at("stop");
     bool ok = s.is_string() || (s.is_array() && std::all_of(s.begin(), s.end(), [](const json& e) {
@@ -136,9 +160,14 @@ std::string ScanUnit::Joined() const {
 namespace {
 
 // Top-level numbers whose type ParseCompletionRequest checked; other numbers may carry data.
-constexpr std::array<std::string_view, 8> kTypedNumbers = {
-    "max_tokens",       "max_completion_tokens", "n", "seed", "temperature", "top_p",
+constexpr std::array<std::string_view, 9> kTypedNumbers = {
+    "max_tokens",       "max_completion_tokens", "n", "best_of", "seed", "temperature", "top_p",
     "presence_penalty", "frequency_penalty"};
+
+std::size_t DigitCount(const std::string& text) {
+  return static_cast<std::size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }));
+}
 
 bool IsDataUrl(const std::string& s) {
   if (s.size() < 5) return false;
@@ -157,7 +186,7 @@ void TextualizeLongNumber(json& node) {
 }
 
 // Every string below `node` (depth is bounded by the parser's limit), each its own unit.
-std::optional<RequestError> CollectStrings(json& node, std::vector<ScanUnit>* units) {
+std::optional<RequestError> CollectStrings(json& node, ScanTargets* units) {
   TextualizeLongNumber(node);
   if (node.is_string()) {
     if (IsDataUrl(node.get_ref<const std::string&>()))
@@ -165,32 +194,39 @@ std::optional<RequestError> CollectStrings(json& node, std::vector<ScanUnit>* un
           "The request contains a data: URL, which the gateway cannot scan; pass the content as "
           "text or an https URL.",
           "unscannable_content");
-    units->push_back(ScanUnit{{&node}});
+    units->units.push_back(ScanUnit{{&node}});
     return std::nullopt;
   }
   if (node.is_array()) {
     for (json& e : node)
       if (auto err = CollectStrings(e, units)) return err;
   } else if (node.is_object()) {
-    for (auto it = node.begin(); it != node.end(); ++it)
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      units->keys.push_back(it.key());
       if (auto err = CollectStrings(*it, units)) return err;
+    }
   }
   return std::nullopt;
 }
 
-std::optional<RequestError> CollectContent(json& content, std::vector<ScanUnit>* units) {
+std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
   if (content.is_string()) {
-    units->push_back(ScanUnit{{&content}});
+    units->units.push_back(ScanUnit{{&content}});
     return std::nullopt;
   }
-  if (!content.is_array()) return std::nullopt;  // null
-  ScanUnit text;                                 // the text parts, in order, as one text
+  if (!content.is_array()) return CollectStrings(content, units);  // null (or unchecked)
+  ScanUnit text;  // the text parts, in order, as one text
   for (json& part : content) {
     if (part.is_string()) {
       text.parts.push_back(&part);
       continue;
     }
+    if (!part.is_object()) {  // ParseCompletionRequest checked chat parts only
+      if (auto err = CollectStrings(part, units)) return err;
+      continue;
+    }
     for (auto it = part.begin(); it != part.end(); ++it) {
+      units->keys.push_back(it.key());
       if (it.key() == "text" && it->is_string()) {
         text.parts.push_back(&*it);
       } else if (auto err = CollectStrings(*it, units)) {
@@ -198,23 +234,36 @@ std::optional<RequestError> CollectContent(json& content, std::vector<ScanUnit>*
       }
     }
   }
-  if (!text.parts.empty()) units->push_back(std::move(text));
+  if (!text.parts.empty()) units->units.push_back(std::move(text));
   return std::nullopt;
 }
 
 }  // namespace
 
-std::optional<RequestError> CollectScanUnits(json& body, bool chat, std::vector<ScanUnit>* units) {
+std::optional<RequestError> CollectScanUnits(json& body, bool chat, ScanTargets* units) {
   (void)chat;  // both shapes are walked the same way; `messages` only exists for chat
   for (auto it = body.begin(); it != body.end(); ++it) {
     const std::string& key = it.key();
+    units->keys.push_back(key);
     // `model` must name a configured model (the operator's own string) to get this far.
     if (key == "model") continue;
-    if (std::find(kTypedNumbers.begin(), kTypedNumbers.end(), key) != kTypedNumbers.end()) continue;
+    if (std::find(kTypedNumbers.begin(), kTypedNumbers.end(), key) != kTypedNumbers.end()) {
+      // Forwarded as numbers (ParseCompletionRequest checked type and range); a long one is
+      // scanned as text all the same (a seed can hold a card number).
+      if (it->is_number()) {
+        std::string text = it->dump();
+        if (DigitCount(text) >= 7) units->numbers.emplace_back(key, text);
+      }
+      continue;
+    }
     if (key == "messages" && it->is_array()) {
       for (json& msg : *it) {
+        if (!msg.is_object()) {  // only chat messages were checked (ParseCompletionRequest)
+          if (auto err = CollectStrings(msg, units)) return err;
+          continue;
+        }
         for (auto m = msg.begin(); m != msg.end(); ++m) {
-          if (m.key() == "role") continue;  // one of six keywords (ParseCompletionRequest)
+          units->keys.push_back(m.key());
           if (m.key() == "content") {
             if (auto err = CollectContent(*m, units)) return err;
           } else if (auto err = CollectStrings(*m, units)) {

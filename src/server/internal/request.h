@@ -24,6 +24,7 @@ struct CompletionRequest {
   std::optional<std::int64_t> max_tokens;
   std::optional<std::int64_t> max_completion_tokens;
   std::int64_t n = 1;
+  std::int64_t best_of = 1;  // completions: candidates generated server-side (billed like `n`)
   std::size_t message_count = 1;
   // The most completion tokens one choice may produce: the larger of the two limits, or the
   // default when neither is given. Reserved (times n) and written back as the upstream's limit.
@@ -32,12 +33,15 @@ struct CompletionRequest {
 
 struct RequestError {
   std::string message;
-  std::string code;  // OpenAI-style error code
+  std::string code;   // OpenAI-style error code
+  std::string param;  // the offending field, when there is one
 };
 
 // Checks the types of every field the gateway reads (model, stream, messages and their roles,
-// names and content parts, prompt, max_tokens, max_completion_tokens, n, temperature, top_p,
-// seed, stop). Returns the typed request or the 400 error to send.
+// names and content parts, prompt, max_tokens, max_completion_tokens, n, best_of, temperature,
+// top_p, presence_penalty, frequency_penalty, seed, stop) and the ranges OpenAI accepts for the
+// numeric ones (temperature 0..2, top_p 0..1, penalties -2..2, n and best_of 1..128), so that a
+// number cannot carry arbitrary digits past the scan. Returns the typed request or the 400 error.
 std::optional<RequestError> ParseCompletionRequest(const nlohmann::json& body, bool chat,
                                                    CompletionRequest* out);
 
@@ -49,14 +53,24 @@ struct ScanUnit {
   std::string Joined() const;
 };
 
+// What CollectScanUnits found: the string values to scan (and rewrite in place), and every object
+// key of the request, which the gateway scans but cannot rewrite (a key with a finding is refused).
+struct ScanTargets {
+  std::vector<ScanUnit> units;
+  std::vector<std::string> keys;
+  // Texts that are scanned but forwarded unchanged as numbers: the decimal text of the typed
+  // numeric fields (seed, temperature, ...) that have 7 or more digits. A finding: refused.
+  std::vector<std::pair<std::string, std::string>> numbers;  // {field, decimal text}
+};
+
 // Collects every string value of a request that ParseCompletionRequest accepted, known fields and
-// unknown ones alike; only `model` (a configured model's name) and messages[].role (a keyword)
-// are skipped. Numbers outside the typed numeric fields that have 7 or more digits are turned into
-// strings first, so that a phone or card number sent as a JSON number is scanned too. Errors
-// (400 unscannable_content): a value the gateway cannot scan, a data: URL (its base64 payload
-// could carry any text past the detectors).
-std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat,
-                                             std::vector<ScanUnit>* units);
+// unknown ones alike, and every object key; only `model` (a configured model's name) is skipped.
+// Shapes ParseCompletionRequest did not check (a `messages` array sent to /v1/completions) are
+// walked as plain JSON, never assumed. Numbers outside the typed numeric fields that have 7 or more
+// digits are turned into strings first, so that a phone or card number sent as a JSON number is
+// scanned too. Errors (400 unscannable_content): a value the gateway cannot scan, a data: URL (its
+// base64 payload could carry any text past the detectors).
+std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat, ScanTargets* units);
 
 // An integer field of an object from an upstream (index, token counts), or `fallback` when it is
 // absent, not an integer, or outside [0, max].
