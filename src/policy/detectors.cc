@@ -3,6 +3,10 @@
 #include <arpa/inet.h>
 #include <re2/re2.h>
 #include <re2/set.h>
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/unistr.h>
+#include <unicode/utf8.h>
 
 #include <algorithm>
 #include <array>
@@ -329,7 +333,92 @@ Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& 
   return std::unique_ptr<DetectorSet>(new DetectorSet(std::move(impl)));
 }
 
+namespace {
+
+// Text as the detectors read it, with every byte of it mapped back to the original bytes it came
+// from, so that a match found in the normalized text redacts exactly the original characters.
+struct NormalizedText {
+  std::string text;
+  std::vector<std::size_t> origin_begin;  // per byte of text: first original byte of its character
+  std::vector<std::size_t> origin_end;    // per byte of text: one past its character's last byte
+};
+
+// Evasions by Unicode: full-width digits and letters (１３８..., ＠), other compatibility forms,
+// and invisible format characters (zero-width space/joiners, word joiner, soft hyphen, bidi
+// controls, variation selectors) placed inside an e-mail, number or token. Each character is
+// replaced by its NFKC form and format characters are dropped (Unicode TS #39 skeletons for
+// confusable letters are not applied yet). Invalid UTF-8 bytes are kept as they are.
+NormalizedText NormalizeForDetection(std::string_view in) {
+  NormalizedText out;
+  out.text.reserve(in.size());
+  out.origin_begin.reserve(in.size());
+  out.origin_end.reserve(in.size());
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
+  auto append = [&](std::string_view bytes, std::size_t begin, std::size_t end) {
+    out.text.append(bytes);
+    out.origin_begin.insert(out.origin_begin.end(), bytes.size(), begin);
+    out.origin_end.insert(out.origin_end.end(), bytes.size(), end);
+  };
+  const auto* data = reinterpret_cast<const uint8_t*>(in.data());
+  const auto length = static_cast<int32_t>(in.size());
+  int32_t i = 0;
+  while (i < length) {
+    if (data[i] < 0x80) {
+      append(in.substr(static_cast<std::size_t>(i), 1), i, i + 1);
+      ++i;
+      continue;
+    }
+    int32_t start = i;
+    UChar32 c = 0;
+    U8_NEXT(data, i, length, c);
+    std::string_view raw =
+        in.substr(static_cast<std::size_t>(start), static_cast<std::size_t>(i - start));
+    if (c < 0) {
+      append(raw, start, i);
+      continue;
+    }
+    if (u_charType(c) == U_FORMAT_CHAR || u_hasBinaryProperty(c, UCHAR_VARIATION_SELECTOR) ||
+        c == 0x034F /* combining grapheme joiner */)
+      continue;
+    if (U_FAILURE(status) || nfkc == nullptr || nfkc->isNormalized(icu::UnicodeString(c), status)) {
+      append(raw, start, i);
+      continue;
+    }
+    UErrorCode s2 = U_ZERO_ERROR;
+    icu::UnicodeString folded = nfkc->normalize(icu::UnicodeString(c), s2);
+    if (U_FAILURE(s2)) {
+      append(raw, start, i);
+      continue;
+    }
+    std::string utf8;
+    folded.toUTF8String(utf8);
+    append(utf8, start, i);
+  }
+  return out;
+}
+
+bool IsAscii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
+
+}  // namespace
+
 std::vector<Match> DetectorSet::Scan(std::string_view text) const {
+  if (IsAscii(text)) return ScanExact(text);
+  NormalizedText n = NormalizeForDetection(text);
+  std::vector<Match> found = ScanExact(n.text);
+  for (Match& m : found) {
+    if (m.end <= m.begin) continue;
+    m.begin = n.origin_begin[m.begin];
+    m.end = n.origin_end[m.end - 1];
+  }
+  return found;
+}
+
+std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
   std::vector<Match> found;
   if (impl_->rules.empty() || text.empty()) return found;
   re2::StringPiece piece(text.data(), text.size());

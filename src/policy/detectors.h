@@ -60,7 +60,10 @@ class DetectorSet {
   DetectorSet(const DetectorSet&) = delete;
   DetectorSet& operator=(const DetectorSet&) = delete;
 
-  // Returns validated, non-overlapping matches sorted by position. Linear in text size times the
+  // Returns validated, non-overlapping matches sorted by position, as byte offsets into `text`.
+  // Non-ASCII text is read normalized first (each character's NFKC form, invisible format
+  // characters dropped), so that full-width digits or a zero-width space inside an e-mail do not
+  // hide it; the offsets still cover the original characters. Linear in text size times the
   // number of rules that can match at all. Never throws; any byte sequence is accepted.
   std::vector<Match> Scan(std::string_view text) const;
 
@@ -70,6 +73,7 @@ class DetectorSet {
  private:
   struct Impl;
   explicit DetectorSet(std::unique_ptr<Impl> impl);
+  std::vector<Match> ScanExact(std::string_view text) const;  // Scan without normalization
   std::unique_ptr<Impl> impl_;
 };
 

@@ -89,6 +89,40 @@ TEST(DataClasses, NamesRoundTrip) {
   EXPECT_FALSE(ParseDataClass("mail").has_value());
 }
 
+// Evasion by Unicode (issue #13): full-width forms and invisible format characters are read
+// normalized, and the match covers the original bytes, so redaction cuts exactly those.
+TEST_F(DetectorsTest, FullWidthDigitsAndAtSignAreFound) {
+  EXPECT_TRUE(Has("call \uff11\uff13\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18 now",
+                  DataClass::kPhone,
+                  "\uff11\uff13\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"));
+  EXPECT_TRUE(
+      Has("mail alice\uff20example.com today", DataClass::kEmail, "alice\uff20example.com"));
+  EXPECT_TRUE(HasClass("card \uff14\uff11\uff11\uff11 1111 1111 1111", DataClass::kPaymentCard));
+}
+
+TEST_F(DetectorsTest, ZeroWidthAndFormatCharactersInsideDataAreFound) {
+  const std::string zwsp = "\u200b", zwj = "\u200d", shy = "\u00ad", wj = "\u2060";
+  std::string email = "ali" + zwsp + "ce@exam" + zwj + "ple.com";
+  EXPECT_TRUE(Has("write to " + email + " please", DataClass::kEmail, email));
+  std::string phone = "138" + shy + "1234" + wj + "5678";
+  EXPECT_TRUE(Has("phone " + phone, DataClass::kPhone, phone));
+  std::string token = "ghp_aB3dE5fG7hJ9kL1mN3pQ5r" + zwsp + "S7tU9vW1xY3zA5";
+  EXPECT_TRUE(HasClass("token " + token, DataClass::kSecret));
+}
+
+TEST_F(DetectorsTest, NormalizationKeepsOffsetsOfUntouchedText) {
+  // Chinese text around an ASCII e-mail: offsets are those of the original bytes.
+  std::string text = "\u8bf7\u8054\u7cfb alice@example.com \u8c22\u8c22";
+  auto m = set_->Scan(text);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(text.substr(m[0].begin, m[0].end - m[0].begin), "alice@example.com");
+  // Invalid UTF-8 is read as it is, never dropped or crashed on.
+  std::string bad = "\xff\xfe bob@example.org \xc3";
+  auto b = set_->Scan(bad);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(bad.substr(b[0].begin, b[0].end - b[0].begin), "bob@example.org");
+}
+
 TEST_F(DetectorsTest, Email) {
   EXPECT_TRUE(Has("write to bob.smith+x@mail.example.org now", DataClass::kEmail,
                   "bob.smith+x@mail.example.org"));

@@ -841,6 +841,35 @@ TEST_F(GatewayTest, PiiInEveryForwardedFieldIsRewrittenBeforeTheUpstream) {
   }
 }
 
+// Evasion by Unicode (#13): an e-mail written with full-width forms or with invisible format
+// characters inside is still found, and redaction removes all of its original bytes.
+TEST_F(GatewayTest, UnicodeEvasionsOfPiiAreRedactedBeforeTheUpstream) {
+  const std::vector<std::string> evasive = {
+      "eve\uff20example\uff0ecom",       // full-width @ and .
+      "e\u200bve@exam\u200dple.com",     // zero-width space and joiner
+      "eve@\u2060example.com\u00ad",     // word joiner, soft hyphen
+      "\uff45\uff56\uff45@example.com",  // full-width letters
+  };
+  for (bool stream : {false, true}) {
+    for (const std::string& email : evasive) {
+      json body = {{"model", "echo"},
+                   {"stream", stream},
+                   {"messages", json::array({{{"role", "user"}, {"content", "mail " + email}}})}};
+      std::size_t before = upstream_->raw().size();
+      auto r = Client().Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}},
+                             body.dump(), "application/json");
+      ASSERT_TRUE(r) << email;
+      EXPECT_EQ(r->status, 200) << email << ": " << r->body;
+      auto raw = upstream_->raw();
+      ASSERT_EQ(raw.size(), before + 1) << email;
+      EXPECT_EQ(raw.back().find("example"), std::string::npos)
+          << email << " leaked: " << raw.back();
+      EXPECT_EQ(raw.back().find("\uff45\uff56"), std::string::npos) << raw.back();
+      EXPECT_NE(raw.back().find("[EMAIL_"), std::string::npos) << email << ": " << raw.back();
+    }
+  }
+}
+
 // A block class anywhere in the request blocks it, and a value the gateway cannot scan (a data:
 // URL) is refused; neither reaches the upstream.
 TEST_F(GatewayTest, BlockClassInAnyFieldAndUnscannableFieldsNeverLeave) {
