@@ -343,10 +343,39 @@ struct NormalizedText {
   std::vector<std::size_t> origin_end;    // per byte of text: one past its character's last byte
 };
 
+bool IsInvisible(UChar32 c) {
+  return u_charType(c) == U_FORMAT_CHAR || u_hasBinaryProperty(c, UCHAR_VARIATION_SELECTOR) ||
+         c == 0x034F;  // combining grapheme joiner
+}
+
+// Whether NormalizeForDetection would change `in`: most non-ASCII text (CJK, accented letters,
+// dashes and quotes) has no compatibility mapping and no format characters, and is scanned as it
+// is, without building a copy and an offset map.
+bool NeedsNormalization(std::string_view in) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
+  const auto* data = reinterpret_cast<const uint8_t*>(in.data());
+  const auto length = static_cast<int32_t>(in.size());
+  icu::UnicodeString decomposition;
+  for (int32_t i = 0; i < length;) {
+    if (data[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    UChar32 c = 0;
+    U8_NEXT(data, i, length, c);
+    if (c < 0) continue;
+    if (IsInvisible(c)) return true;
+    if (U_SUCCESS(status) && nfkc != nullptr && nfkc->getDecomposition(c, decomposition))
+      return true;
+  }
+  return false;
+}
+
 // Evasions by Unicode: full-width digits and letters (１３８..., ＠), other compatibility forms,
 // and invisible format characters (zero-width space/joiners, word joiner, soft hyphen, bidi
 // controls, variation selectors) placed inside an e-mail, number or token. Each character is
-// replaced by its NFKC form and format characters are dropped (Unicode TS #39 skeletons for
+// replaced by its NFKC decomposition mapping and format characters are dropped (Unicode TS #39 skeletons for
 // confusable letters are not applied yet). Invalid UTF-8 bytes are kept as they are.
 NormalizedText NormalizeForDetection(std::string_view in) {
   NormalizedText out;
@@ -378,21 +407,16 @@ NormalizedText NormalizeForDetection(std::string_view in) {
       append(raw, start, i);
       continue;
     }
-    if (u_charType(c) == U_FORMAT_CHAR || u_hasBinaryProperty(c, UCHAR_VARIATION_SELECTOR) ||
-        c == 0x034F /* combining grapheme joiner */)
-      continue;
-    if (U_FAILURE(status) || nfkc == nullptr || nfkc->isNormalized(icu::UnicodeString(c), status)) {
+    if (IsInvisible(c)) continue;
+    icu::UnicodeString decomposition;
+    if (U_FAILURE(status) || nfkc == nullptr || !nfkc->getDecomposition(c, decomposition)) {
       append(raw, start, i);
       continue;
     }
-    UErrorCode s2 = U_ZERO_ERROR;
-    icu::UnicodeString folded = nfkc->normalize(icu::UnicodeString(c), s2);
-    if (U_FAILURE(s2)) {
-      append(raw, start, i);
-      continue;
-    }
+    // The full compatibility decomposition is what matters for detection (１ -> 1, ＠ -> @,
+    // no-break space -> space); recomposing accents (the C of NFKC) changes no detector's input.
     std::string utf8;
-    folded.toUTF8String(utf8);
+    decomposition.toUTF8String(utf8);
     append(utf8, start, i);
   }
   return out;
@@ -407,7 +431,7 @@ bool IsAscii(std::string_view s) {
 }  // namespace
 
 std::vector<Match> DetectorSet::Scan(std::string_view text) const {
-  if (IsAscii(text)) return ScanExact(text);
+  if (IsAscii(text) || !NeedsNormalization(text)) return ScanExact(text);
   NormalizedText n = NormalizeForDetection(text);
   std::vector<Match> found = ScanExact(n.text);
   for (Match& m : found) {
