@@ -542,7 +542,7 @@ struct RequestState {
   void ScanOutputFields(json& node, bool top = true) {
     if (!detectors || response_blocked) return;
     if (node.is_number()) {
-      std::string text = node.dump();
+      std::string text = internal::NumberScanText(node);
       if (std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) >= 7)
         CheckFixedText(text, "a number");
       return;

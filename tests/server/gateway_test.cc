@@ -966,6 +966,59 @@ TEST_F(GatewayTest, PiiInObjectKeysIsRefusedNeverForwarded) {
 // Attack (R2): the typed numeric fields skipped the long-number scan, so "seed":4111111111111111,
 // "temperature":13812345678 or a top_p of 4.1e15 carried a card or phone number to the upstream.
 // They are range-checked as OpenAI does (400 with `param`), and a long integer is scanned.
+// A card or phone number written as a float or in exponent form keeps its digits in the mantissa
+// (4532015112830366.0 dumps as 4.532015112830366e+15); it is scanned like an integer and never
+// forwarded. Found by re-attacking the gateway after the first round of fixes.
+TEST_F(GatewayTest, CardsAsFloatOrExponentNumbersAreRefused) {
+  std::vector<std::string> raw_values = {"4532015112830366.0", "4532015112830366e0",
+                                         "[1, 4532015112830366.0]", "1.3812345678e-5"};
+  std::size_t before = upstream_->raw().size();
+  for (const std::string& v : raw_values) {
+    std::string body =
+        R"({"model":"echo","messages":[{"role":"user","content":"hi"}],"x":)" + v + "}";
+    auto r = Client().Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, body,
+                           "application/json");
+    ASSERT_TRUE(r) << v;
+    EXPECT_NE(r->status, 200) << v << ": " << r->body;
+  }
+  std::string typed = R"({"model":"echo","messages":[{"role":"user","content":"hi"}],)"
+                      R"("top_p":0.00000000004532015112830366})";
+  auto r = Client().Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, typed,
+                         "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // An ordinary float passes.
+  std::string fine = R"({"model":"echo","messages":[{"role":"user","content":"hi"}],"x":0.25})";
+  auto ok = Client().Post("/v1/chat/completions", {{"Authorization", "Bearer " + admin_}}, fine,
+                          "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
+// A data: URL behind leading blanks is still a data: URL to every URL parser; audio and file parts
+// carry base64 payloads the detectors cannot read. None is forwarded.
+TEST_F(GatewayTest, DataUrlWithLeadingBlanksAndEncodedPartsAreRefused) {
+  std::vector<json> contents = {
+      json::array(
+          {{{"type", "image_url"},
+            {"image_url", {{"url", " \tdata:text/plain;base64,YWxpY2VAZXhhbXBsZS5jb20="}}}}}),
+      json::array({{{"type", "input_audio"},
+                    {"input_audio", {{"data", "YWxpY2VAZXhhbXBsZS5jb20="}, {"format", "wav"}}}}}),
+      json::array({{{"type", "file"}, {"file", {{"file_data", "YWxpY2VAZXhhbXBsZS5jb20="}}}}}),
+  };
+  std::size_t before = upstream_->raw().size();
+  for (const json& content : contents) {
+    json body = {{"model", "echo"},
+                 {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << content.dump() << ": " << r->body;
+    EXPECT_EQ(ErrorCode(r), "unscannable_content") << r->body;
+  }
+  EXPECT_EQ(upstream_->raw().size(), before);
+}
+
 TEST_F(GatewayTest, DataInTypedNumericFieldsIsRefused) {
   struct Case {
     std::string field;

@@ -170,8 +170,11 @@ std::size_t DigitCount(const std::string& text) {
 }
 
 bool IsDataUrl(const std::string& s) {
-  if (s.size() < 5) return false;
-  std::string head = s.substr(0, 5);
+  // URL parsers strip leading C0 controls and spaces (" data:..." is a data: URL too).
+  std::size_t start = 0;
+  while (start < s.size() && static_cast<unsigned char>(s[start]) <= 0x20) ++start;
+  if (s.size() - start < 5) return false;
+  std::string head = s.substr(start, 5);
   for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return head == "data:";
 }
@@ -187,6 +190,13 @@ void TextualizeLongNumber(json& node) {
 
 // Every string below `node` (depth is bounded by the parser's limit), each its own unit.
 std::optional<RequestError> CollectStrings(json& node, ScanTargets* units) {
+  if (node.is_number_float()) {
+    // 4532015112830366.0 or 1.3812345678e-5 carry their digits in the mantissa: scanned, never
+    // rewritten (a finding refuses the request).
+    std::string text = NumberScanText(node);
+    if (DigitCount(text) >= 7) units->numbers.emplace_back("a number", text);
+    return std::nullopt;
+  }
   TextualizeLongNumber(node);
   if (node.is_string()) {
     if (IsDataUrl(node.get_ref<const std::string&>()))
@@ -227,6 +237,11 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
     }
     for (auto it = part.begin(); it != part.end(); ++it) {
       units->keys.push_back(it.key());
+      // Audio and file parts are base64 payloads: text inside them is out of the detectors' reach.
+      if (it.key() == "input_audio" || it.key() == "file")
+        return Invalid("The request contains an " + it.key() +
+                           " part, whose encoded payload the gateway cannot scan.",
+                       "unscannable_content");
       if (it.key() == "text" && it->is_string()) {
         text.parts.push_back(&*it);
       } else if (auto err = CollectStrings(*it, units)) {
@@ -240,6 +255,18 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
 
 }  // namespace
 
+std::string NumberScanText(const json& number) {
+  std::string text = number.dump();
+  if (!number.is_number_float()) return text;
+  // The digits of the mantissa, in order: "4.532015112830366e+15" -> "4532015112830366".
+  std::string digits;
+  for (char c : text) {
+    if (c == 'e' || c == 'E') break;
+    if (c >= '0' && c <= '9') digits += c;
+  }
+  return digits;
+}
+
 std::optional<RequestError> CollectScanUnits(json& body, bool chat, ScanTargets* units) {
   (void)chat;  // both shapes are walked the same way; `messages` only exists for chat
   for (auto it = body.begin(); it != body.end(); ++it) {
@@ -251,7 +278,7 @@ std::optional<RequestError> CollectScanUnits(json& body, bool chat, ScanTargets*
       // Forwarded as numbers (ParseCompletionRequest checked type and range); a long one is
       // scanned as text all the same (a seed can hold a card number).
       if (it->is_number()) {
-        std::string text = it->dump();
+        std::string text = NumberScanText(*it);
         if (DigitCount(text) >= 7) units->numbers.emplace_back(key, text);
       }
       continue;

@@ -72,6 +72,10 @@ struct ScanTargets {
 // base64 payload could carry any text past the detectors).
 std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat, ScanTargets* units);
 
+// The text a JSON number is scanned as: an integer's decimal text, or a float's mantissa digits
+// in order (4532015112830366.0 dumps as 4.532015112830366e+15: the digits still form the card).
+std::string NumberScanText(const nlohmann::json& number);
+
 // An integer field of an object from an upstream (index, token counts), or `fallback` when it is
 // absent, not an integer, or outside [0, max].
 std::int64_t IntegerField(const nlohmann::json& object, const char* key, std::int64_t fallback,
