@@ -409,7 +409,19 @@ struct RequestState {
 
   // Held-back streams of the other fields of a delta: {choice index, "reasoning" or "tool:N"}.
   std::map<std::pair<int, std::string>, ChoiceState> held;
+  bool ChoiceFinished(int index) const {
+    auto it = choices.find(index);
+    return it != choices.end() && it->second.finished;
+  }
   std::string HoldBack(int index, const std::string& field, std::string_view text) {
+    // Each held field may hold up to 64 KiB; a hostile upstream spreading text over many choices
+    // and tool-call indices must not multiply that without bound.
+    constexpr std::size_t kMaxHeldFields = 64;
+    if (held.size() >= kMaxHeldFields && !held.count({index, field})) {
+      response_blocked = true;
+      response_block_reason = "more than 64 tool-call/reasoning fields held back at once";
+      return "";
+    }
     ChoiceState& f = held[{index, field}];
     f.unscanned += text;
     return ReleaseScanned(f, /*final=*/false);
@@ -1156,11 +1168,22 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   ForwardUpstream(st, std::move(body), stream, *upstream, res);
 }
 
+// Log probabilities repeat the answer token by token (strings and raw bytes): a redaction of the
+// content cannot follow them there, so while response rules apply they are withheld.
+void WithholdLogprobs(RequestState& st, json& choice) {
+  if (!st.detectors) return;
+  auto lp = choice.find("logprobs");
+  if (lp == choice.end() || lp->is_null()) return;
+  *lp = nullptr;
+  st.response_actions.insert("response: logprobs withheld");
+}
+
 void Gateway::Impl::TransformResponse(RequestState& st, json& body) {
   auto choices = body.find("choices");
   if (choices != body.end() && choices->is_array()) {
     for (json& c : *choices) {
       if (!c.is_object()) continue;
+      WithholdLogprobs(st, c);
       int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
       json* text = nullptr;
       if (st.chat) {
@@ -1212,7 +1235,15 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
   if (choices != chunk.end() && choices->is_array()) {
     for (json& c : *choices) {
       if (!c.is_object()) continue;
+      WithholdLogprobs(st, c);
       int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
+      if (st.ChoiceFinished(index)) {
+        // A choice that finished has said everything: later deltas (tool-call arguments,
+        // reasoning, content) would start a fresh hold-back, so they are dropped like content.
+        if (auto d = c.find("delta"); d != c.end()) *d = json::object();
+        c.erase("finish_reason");
+        continue;
+      }
       bool finishing = c.contains("finish_reason") && !c["finish_reason"].is_null();
       json* text = nullptr;
       if (st.chat) {

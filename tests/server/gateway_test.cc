@@ -172,6 +172,65 @@ class FakeUpstream {
         res.set_content(all, "text/event-stream");
         return;
       }
+      if (variant == "argsafterfinish") {  // half a card, finish, then the other half
+        auto event = [&](json delta, json finish) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
+          return "data: " + c.dump() + "\n\n";
+        };
+        auto args = [](const std::string& a) {
+          return json{
+              {"tool_calls", json::array({{{"index", 0},
+                                           {"id", "t1"},
+                                           {"type", "function"},
+                                           {"function", {{"name", "pay"}, {"arguments", a}}}}})}};
+        };
+        res.set_content(event(args(R"({"card":"4532 0151 )"), nullptr) +
+                            event(json::object(), "tool_calls") +
+                            event(args(R"(1283 0366"})"), nullptr) +
+                            event({{"reasoning_content", "mail dan@corp.example"}}, nullptr) +
+                            "data: [DONE]\n\n",
+                        "text/event-stream");
+        return;
+      }
+      if (variant == "logprobs") {  // content redacted, its tokens repeated in logprobs
+        json tokens = json::array();
+        for (const char* t : {"mail ", "dan", "@", "corp", ".example"})
+          tokens.push_back(
+              {{"token", t}, {"logprob", -0.1}, {"bytes", json::array({100, 97, 110})}});
+        json answer = {
+            {"id", "up-1"},
+            {"object", "chat.completion"},
+            {"model", "echo"},
+            {"choices",
+             json::array(
+                 {{{"index", 0},
+                   {"message", {{"role", "assistant"}, {"content", "mail dan@corp.example"}}},
+                   {"logprobs", {{"content", tokens}}},
+                   {"finish_reason", "stop"}}})},
+            {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 5}}}};
+        res.set_content(answer.dump(), "application/json");
+        return;
+      }
+      if (variant == "manyheld") {  // an open-ended match in 80 tool-call fields at once
+        std::string all;
+        for (int t = 0; t < 80; ++t) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array(
+              {{{"index", 0},
+                {"delta",
+                 {{"tool_calls", json::array({{{"index", t},
+                                               {"function",
+                                                {{"name", "f"},
+                                                 {"arguments", "-----BEGIN PRIVATE KEY-----\n" +
+                                                                   std::string(1000, 'A')}}}}})}}},
+                {"finish_reason", nullptr}}});
+          all += "data: " + c.dump() + "\n\n";
+        }
+        all += "data: [DONE]\n\n";
+        res.set_content(all, "text/event-stream");
+        return;
+      }
       if (variant == "pem" || variant == "pemok") {  // a private key in 4 KB stream chunks
         std::vector<std::string> pieces = {"key: -----BEGIN PRIVATE KEY-----\n"};
         int n = variant == "pem" ? 250 : 2;  // 1 MB without an end, or 8 KB with one
@@ -1216,10 +1275,13 @@ TEST_F(GatewayTest, DataOutsideResponseContentIsRedactedOrEndsTheAnswer) {
       r = send("realistic");
       ASSERT_TRUE(r) << where;
       EXPECT_EQ(r->status, 200) << where << ": " << r->body;
-      for (const char* kept : {"chatcmpl-9zX8ab3LmQpR7sTuVwXyZ0123456", "1765076000",
-                               "fp_44709d6fcb", "-0.000123456789"})
+      for (const char* kept :
+           {"chatcmpl-9zX8ab3LmQpR7sTuVwXyZ0123456", "1765076000", "fp_44709d6fcb"})
         EXPECT_NE(r->body.find(kept), std::string::npos)
             << where << " lost " << kept << ": " << r->body;
+      // Log probabilities are withheld while response rules apply (they would repeat redacted
+      // content token by token; see LogprobsCannotRebuildRedactedContent).
+      EXPECT_EQ(r->body.find("-0.000123456789"), std::string::npos) << where << ": " << r->body;
       EXPECT_EQ(r->body.find("REDACTED"), std::string::npos) << where << ": " << r->body;
       for (std::string variant : {"key", "num", "content"}) {
         r = send(variant);
@@ -1287,6 +1349,40 @@ TEST_F(GatewayTest, ToolArgumentsAndReasoningSplitAcrossChunksAreRedacted) {
   sqlite3_finalize(q);
   sqlite3_close(db);
   EXPECT_EQ(reasoning, "ask [REDACTED_EMAIL]");
+}
+
+// Found by re-attacking the gateway: text sent for a choice after its finish_reason started a
+// fresh hold-back, so half a card before and half after reached the client whole.
+TEST_F(GatewayTest, ToolArgumentsAfterFinishAreDropped) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "argsafterfinish";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body.find("1283 0366"), std::string::npos) << r->body;
+  EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
+}
+
+// Log probabilities repeat the answer token by token: with response rules they are withheld.
+TEST_F(GatewayTest, LogprobsCannotRebuildRedactedContent) {
+  json body = ChatBody("echo", "hi");
+  body["x_double"] = "logprobs";
+  body["logprobs"] = true;
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_TRUE(j["choices"][0]["logprobs"].is_null()) << r->body;
+  EXPECT_EQ(r->body.find("corp"), std::string::npos) << r->body;
+}
+
+// Each held-back field holds at most 64 KiB; the number of such fields is bounded too.
+TEST_F(GatewayTest, HeldBackFieldsAreBoundedInNumber) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "manyheld";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("held back at once"), std::string::npos) << r->body.substr(0, 2000);
+  EXPECT_EQ(r->body.find("BEGIN PRIVATE KEY"), std::string::npos);
 }
 
 TEST_F(GatewayTest, RateLimit) {
