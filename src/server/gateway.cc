@@ -441,6 +441,10 @@ struct RequestState {
             (r != delta.end() && r->is_string() ? r->get<std::string>() : std::string()) + *keep;
         continue;
       }
+      if (key.second == "fcall" || key.second.rfind("field:", 0) == 0) {
+        PutHeldText(delta, key.second, rest);
+        continue;
+      }
       std::int64_t tindex = std::stoll(key.second.substr(5));
       json& tcs = delta["tool_calls"];
       if (!tcs.is_array()) tcs = json::array();
@@ -456,6 +460,27 @@ struct RequestState {
       json& a = (*target)["function"]["arguments"];
       a = (a.is_string() ? a.get<std::string>() : std::string()) + rest;
     }
+  }
+  // Appends released text of a held plain field ("field:refusal", "field:reasoning", "fcall")
+  // to `delta`. `reasoning` follows the reasoning policy like reasoning_content.
+  void PutHeldText(json& delta, const std::string& key, const std::string& text) {
+    if (key == "fcall") {
+      json& fc = delta["function_call"];
+      if (!fc.is_object()) fc = json::object();
+      json& a = fc["arguments"];
+      a = (a.is_string() ? a.get<std::string>() : std::string()) + text;
+      return;
+    }
+    if (text.empty()) return;  // nothing released yet: the field is left out of this chunk
+    std::string name = key.substr(6);
+    std::string value = text;
+    if (name == "reasoning") {
+      auto keep = ProcessReasoningField(text);
+      if (!keep) return;
+      value = *keep;
+    }
+    json& f = delta[name];
+    f = (f.is_string() ? f.get<std::string>() : std::string()) + value;
   }
   std::set<int> HeldIndices() const {
     std::set<int> out;
@@ -1259,6 +1284,20 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
             has_reasoning = true;
             d->erase(r);
           }
+          // The same for the other free-text fields providers stream in pieces: `refusal`, the
+          // `reasoning` some providers use instead of reasoning_content, and the legacy
+          // `function_call.arguments`.
+          std::vector<std::pair<std::string, std::string>> plain_in;  // {hold-back key, text}
+          for (const char* name : {"refusal", "reasoning"})
+            if (auto f = d->find(name); f != d->end() && f->is_string()) {
+              plain_in.emplace_back(std::string("field:") + name, f->get<std::string>());
+              d->erase(f);
+            }
+          if (auto fc = d->find("function_call"); fc != d->end() && fc->is_object())
+            if (auto a = fc->find("arguments"); a != fc->end() && a->is_string()) {
+              plain_in.emplace_back("fcall", a->get<std::string>());
+              *a = "";
+            }
           std::vector<std::pair<std::int64_t, std::string>> args_in;
           if (auto tcs = d->find("tool_calls"); tcs != d->end() && tcs->is_array())
             for (json& tc : *tcs) {
@@ -1287,6 +1326,11 @@ std::string Gateway::Impl::TransformChunk(RequestState& st, const std::string& p
           if (has_reasoning && !st.response_blocked) {
             auto keep = st.ProcessReasoningField(st.HoldBack(index, "reasoning", reasoning_in));
             if (keep) (*d)["reasoning_content"] = *keep;
+          }
+          for (const auto& [key, raw] : plain_in) {
+            if (st.response_blocked) break;
+            std::string released = st.HoldBack(index, key, raw);
+            st.PutHeldText(*d, key, released);
           }
           if (finishing && !st.response_blocked) st.FlushHeld(index, *d);
           if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;

@@ -172,6 +172,24 @@ class FakeUpstream {
         res.set_content(all, "text/event-stream");
         return;
       }
+      if (variant == "splitplain") {  // refusal, reasoning and function_call split mid-address
+        std::string all;
+        auto event = [&](json delta, json finish) {
+          json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
+          c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
+          all += "data: " + c.dump() + "\n\n";
+        };
+        event({{"refusal", "write to dan@co"}}, nullptr);
+        event({{"refusal", "rp.example please"}}, nullptr);
+        event({{"reasoning", "ask erin@co"}}, nullptr);
+        event({{"reasoning", "rp.example"}}, nullptr);
+        event({{"function_call", {{"name", "mail"}, {"arguments", R"({"to":"fay@co)"}}}}, nullptr);
+        event({{"function_call", {{"arguments", R"(rp.example"})"}}}}, nullptr);
+        event(json::object(), "stop");
+        all += "data: [DONE]\n\n";
+        res.set_content(all, "text/event-stream");
+        return;
+      }
       if (variant == "argsafterfinish") {  // half a card, finish, then the other half
         auto event = [&](json delta, json finish) {
           json c = {{"id", "up-1"}, {"object", "chat.completion.chunk"}, {"model", "echo"}};
@@ -1349,6 +1367,33 @@ TEST_F(GatewayTest, ToolArgumentsAndReasoningSplitAcrossChunksAreRedacted) {
   sqlite3_finalize(q);
   sqlite3_close(db);
   EXPECT_EQ(reasoning, "ask [REDACTED_EMAIL]");
+}
+
+// refusal, a provider's `reasoning` field and legacy function_call.arguments are held back across
+// chunks like content: an address split between two chunks is still redacted.
+TEST_F(GatewayTest, RefusalReasoningAndFunctionCallSplitAcrossChunksAreRedacted) {
+  json body = ChatBody("echo", "hi", true);
+  body["x_double"] = "splitplain";
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.find("rp.example"), std::string::npos) << r->body;
+  std::string refusal, args;
+  std::size_t pos = 0;
+  while ((pos = r->body.find("data: {", pos)) != std::string::npos) {
+    std::size_t end = r->body.find("\n\n", pos);
+    json j = json::parse(r->body.substr(pos + 6, end - pos - 6));
+    pos = end;
+    for (const auto& c : j.value("choices", json::array())) {
+      const json& d = c.value("delta", json::object());
+      if (d.contains("refusal") && d["refusal"].is_string())
+        refusal += d["refusal"].get<std::string>();
+      if (d.contains("function_call") && d["function_call"].contains("arguments"))
+        args += d["function_call"]["arguments"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(refusal, "write to [REDACTED_EMAIL] please") << r->body;
+  EXPECT_EQ(args, R"({"to":"[REDACTED_EMAIL]"})") << r->body;
 }
 
 // Found by re-attacking the gateway: text sent for a choice after its finish_reason started a
