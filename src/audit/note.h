@@ -24,13 +24,14 @@
 
 #include "audit/merkle.h"
 #include "core/status.h"
+#include "core/text.h"
 
 namespace airlock::audit {
 
 constexpr std::size_t kMaxNoteBytes = 1 << 20;  // larger notes are refused
 constexpr std::size_t kMaxNoteSignatures = 100;
 
-std::string Base64Encode(std::string_view bytes);
+using core::Base64Encode;
 // Strict RFC 4648 section 4 decoding (padding required, no whitespace); nullopt when malformed.
 std::optional<std::string> Base64Decode(std::string_view text);
 

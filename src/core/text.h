@@ -27,4 +27,8 @@ std::string TerminalSafeText(std::string_view s);
 // character, a bidirectional override or invalid UTF-8. Used to refuse such names at creation.
 bool HasUnsafeTerminalText(std::string_view s);
 
+// Standard base64 (RFC 4648 section 4) with '=' padding. The decoders stay with their formats:
+// signed notes need strict decoding, protobuf JSON accepts the URL-safe alphabet too.
+std::string Base64Encode(std::string_view bytes);
+
 }  // namespace airlock::core

@@ -182,32 +182,14 @@ bool HasPickleName(std::string_view name) {
   return false;
 }
 
-// Text that a pickle loader would execute: a bounded emulation reaches an import and then a
-// call or STOP. Catches protocol 0 pickles with misleading names and trailing junk; ordinary
-// text fails within a few opcodes.
-bool TextPickleExecutes(std::span<const std::byte> d) {
-  formats::pickle::Limits limits;
-  limits.max_ops = 10'000;
-  limits.max_values = 10'000;
-  limits.max_events = 64;
-  limits.max_decoded_bytes = 1u << 20;
-  auto r = formats::pickle::Parse(d, 0, limits);
-  bool imports = false;
-  bool calls = false;
-  for (const auto& e : r.events) {
-    if (e.kind == formats::pickle::EventKind::kImport) imports = true;
-    if (e.kind == formats::pickle::EventKind::kCall) calls = true;
-  }
-  return imports && (calls || r.stopped);
-}
-
 // pickle.load, torch.load's legacy path and joblib never look at magic bytes: they run opcodes
 // from the first byte. A prefix that is also valid opcodes ("GIF89a" is BINFLOAT + 8 bytes, a
-// text line can be SHORT_BINBYTES) is consumed and the payload behind it runs. So every file,
-// whatever its magic, is also read as a pickle from offset 0 with a small bounded emulation:
-// reaching an import and then a call or STOP, or still being a valid stream when the probe's
-// limits run out, means a pickle loader would execute it (or that we cannot tell cheaply).
-bool PickleLoaderWouldRun(std::span<const std::byte> d) {
+// text line can be SHORT_BINBYTES) is consumed and the payload behind it runs. A small bounded
+// emulation from offset 0 tells: kRuns when it reaches an import and then a call or STOP,
+// kUndecided when it is still a valid stream as its limits run out. Ordinary text and binary
+// formats fail within a few opcodes.
+enum class PickleProbe { kNo, kRuns, kUndecided };
+PickleProbe ProbeAsPickle(std::span<const std::byte> d) {
   formats::pickle::Limits limits;
   limits.max_ops = 10'000;
   limits.max_values = 10'000;
@@ -220,8 +202,8 @@ bool PickleLoaderWouldRun(std::span<const std::byte> d) {
     if (e.kind == formats::pickle::EventKind::kImport) imports = true;
     if (e.kind == formats::pickle::EventKind::kCall) calls = true;
   }
-  if (imports && (calls || r.stopped)) return true;
-  return r.error == formats::pickle::ErrorKind::kLimit;
+  if (imports && (calls || r.stopped)) return PickleProbe::kRuns;
+  return r.error == formats::pickle::ErrorKind::kLimit ? PickleProbe::kUndecided : PickleProbe::kNo;
 }
 
 }  // namespace
@@ -282,7 +264,7 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
     bool ends_with_stop = last == '.' || (d.size() >= 2 && last == '\n' &&
                                           static_cast<unsigned char>(d[d.size() - 2]) == '.');
     if (IsPickleStartOpcode(b0) &&
-        (HasPickleName(name) || ends_with_stop || TextPickleExecutes(d))) {
+        (HasPickleName(name) || ends_with_stop || ProbeAsPickle(d) == PickleProbe::kRuns)) {
       return Format::kPickle;
     }
     if (EndsWith(name, ".yaml") || EndsWith(name, ".yml")) return Format::kYaml;
@@ -397,7 +379,7 @@ void Scanner::Scan(const Target& t) {
             " with a zip archive appended: zip readers such as torch.load open the zip part");
     AnalyzeZip(*this, t);
   }
-  if (f != Format::kPickle && f != Format::kEmpty && PickleLoaderWouldRun(t.data)) {
+  if (f != Format::kPickle && f != Format::kEmpty && ProbeAsPickle(t.data) != PickleProbe::kNo) {
     Add(t, "pickle.polyglot", Severity::kMedium,
         std::string("file is a ") + std::string(FormatName(f)) +
             " whose bytes a pickle loader (pickle.load, torch.load, joblib.load) also runs as a "

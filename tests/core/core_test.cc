@@ -139,3 +139,21 @@ TEST(TerminalSafeTest, PrintableUtf8PassesUnchanged) {
 
 }  // namespace
 }  // namespace airlock::core
+
+namespace airlock::core {
+namespace {
+
+// One encoder serves signing (DSSE, Sigstore bundles) and the audit log's signed notes.
+TEST(Base64Test, EncodesTheRfc4648Vectors) {
+  EXPECT_EQ(Base64Encode(""), "");
+  EXPECT_EQ(Base64Encode("f"), "Zg==");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(Base64Encode("foo"), "Zm9v");
+  EXPECT_EQ(Base64Encode("foob"), "Zm9vYg==");
+  EXPECT_EQ(Base64Encode("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64Encode(std::string("\xff\xfe\x00\x80", 4)), "//4AgA==");
+}
+
+}  // namespace
+}  // namespace airlock::core

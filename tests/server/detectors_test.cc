@@ -110,6 +110,23 @@ TEST_F(DetectorsTest, ZeroWidthAndFormatCharactersInsideDataAreFound) {
   EXPECT_TRUE(HasClass("token " + token, DataClass::kSecret));
 }
 
+// Hostile input to the normalizer: nothing but invisible characters, truncated UTF-8 between
+// full-width digits, and a zero-width character between every byte of an address. Offsets must
+// stay inside the text and cover the original bytes (ASan checks the reads).
+TEST_F(DetectorsTest, HostileTextForTheNormalizerStaysInBounds) {
+  std::string invisible;
+  for (int i = 0; i < 10000; ++i) invisible += "\u200b";
+  EXPECT_TRUE(set_->Scan(invisible).empty());
+  std::string broken = "\xef\xbc\x91\xe2\x80\xef\xbc\x93\xc3\xef\xbc\x98\xf0\x9f";
+  for (const Match& m : set_->Scan(broken)) EXPECT_LE(m.end, broken.size());
+  std::string spread;
+  for (char c : std::string("eve@example.com")) spread += std::string(1, c) + "\u200b";
+  auto m = set_->Scan("to " + spread + " now");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].begin, 3u);
+  EXPECT_EQ(m[0].end, 3u + spread.size() - 3);  // the last zero-width space is not part of it
+}
+
 TEST_F(DetectorsTest, NormalizationKeepsOffsetsOfUntouchedText) {
   // Chinese text around an ASCII e-mail: offsets are those of the original bytes.
   std::string text = "\u8bf7\u8054\u7cfb alice@example.com \u8c22\u8c22";

@@ -9,10 +9,11 @@
 #include <string_view>
 #include <vector>
 
+#include "core/text.h"
+
 namespace airlock::sign::internal {
 
-// Standard base64 with '=' padding.
-std::string Base64Encode(std::string_view bytes);
+using core::Base64Encode;  // standard base64 with '=' padding
 // Accepts the standard and the URL-safe alphabets, with or without padding (protobuf JSON accepts
 // both). Returns nullopt on any other character, misplaced padding or a dangling 6-bit group.
 std::optional<std::string> Base64Decode(std::string_view text);
