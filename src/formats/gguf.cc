@@ -1,3 +1,7 @@
+// The GGUF reader: header, metadata key/values, tensor infos and data offset, each checked against
+// the bytes that exist. Kept as one file (about 900 lines) on purpose: the value decoder, the
+// array views and the Parser share one set of bounds rules (alignment, lengths, type sizes) that
+// a reviewer should see together; the model-level checks are in gguf_checks.cc.
 #include "formats/gguf.h"
 
 #include <algorithm>

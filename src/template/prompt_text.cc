@@ -7,6 +7,9 @@
 // Fail-closed choices: a literal in a position not known to stay out of the output counts as
 // emitted; text recorded into a variable or macro that is never seen reaching an output is still
 // reported where it was defined.
+//
+// Kept as one file (about 820 lines): the condition analysis (Guard, Constrain) exists only for
+// the Collector's walk below it, and the walk's methods share one state.
 #include "template/internal/prompt_text.h"
 
 #include <unicode/uchar.h>
