@@ -159,4 +159,31 @@ std::string Base64Encode(std::string_view bytes) {
   return out;
 }
 
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+bool EndsWithIgnoreCase(std::string_view s, std::string_view lower_suffix) {
+  if (s.size() < lower_suffix.size()) return false;
+  std::string_view tail = s.substr(s.size() - lower_suffix.size());
+  for (std::size_t i = 0; i < tail.size(); ++i) {
+    char c = tail[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower_suffix[i]) return false;
+  }
+  return true;
+}
+
+std::string QuoteName(std::string_view name, std::size_t max) {
+  std::string out = "'";
+  for (char c : name.substr(0, max)) {
+    auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  return out + (name.size() > max ? "...'" : "'");
+}
+
 }  // namespace airlock::core

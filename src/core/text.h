@@ -31,4 +31,15 @@ bool HasUnsafeTerminalText(std::string_view s);
 // signed notes need strict decoding, protobuf JSON accepts the URL-safe alphabet too.
 std::string Base64Encode(std::string_view bytes);
 
+// `s` with A-Z mapped to a-z; other bytes (UTF-8 included) unchanged.
+std::string AsciiLower(std::string_view s);
+
+// True when `s` ends with `lower_suffix` ignoring ASCII case (`lower_suffix` is lower case):
+// file extensions, "MODEL.PKL" ends with ".pkl". Case-sensitive tests use string_view::ends_with.
+bool EndsWithIgnoreCase(std::string_view s, std::string_view lower_suffix);
+
+// A name from untrusted input for a one-line message: in single quotes, control characters as
+// '?', cut after `max` bytes with "..." (archive member names in scan findings).
+std::string QuoteName(std::string_view name, std::size_t max = 200);
+
 }  // namespace airlock::core

@@ -1,6 +1,7 @@
 // Model-level consistency checks over a parsed GGUF file (see CheckModelMetadata in gguf.h).
 #include <string>
 
+#include "core/text.h"
 #include "formats/gguf.h"
 
 namespace airlock::formats::gguf {
@@ -8,10 +9,6 @@ namespace airlock::formats::gguf {
 namespace {
 
 constexpr std::int32_t kTokenTypeByte = 6;  // llama_token_type LLAMA_TOKEN_TYPE_BYTE
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 bool IsHex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -119,7 +116,7 @@ std::vector<Issue> CheckModelMetadata(const File& file) {
   // 0xFFFFFFFF / -1 means "none" to llama.cpp.
   for (const KeyValue& kv : file.metadata()) {
     std::string_view key = kv.key;
-    if (key.substr(0, 15) != "tokenizer.ggml." || !EndsWith(key, "_token_id")) continue;
+    if (key.substr(0, 15) != "tokenizer.ggml." || !key.ends_with("_token_id")) continue;
     auto as_int = kv.value.AsInt();
     if (!as_int) {
       add("special-token-type", std::string(key) + " is not an integer", kv.offset);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/text.h"
 #include "formats/zip.h"
 #include "scan/internal/scanner.h"
 
@@ -24,27 +25,14 @@ struct ArchiveDeleter {
   void operator()(archive* a) const { archive_read_free(a); }
 };
 
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // Name for the single member of a bare compressed stream: "model.pkl.gz" -> "model.pkl".
 std::string RawMemberName(std::string_view outer) {
   for (std::string_view ext : {".gz", ".xz", ".bz2", ".gzip", ".tgz", ".z"}) {
-    if (EndsWith(outer, ext) && outer.size() > ext.size()) {
+    if (outer.ends_with(ext) && outer.size() > ext.size()) {
       return std::string(outer.substr(0, outer.size() - ext.size()));
     }
   }
   return "data";
-}
-
-std::string Quote(std::string_view name) {
-  std::string out = "'";
-  for (char c : name.substr(0, 200)) {
-    auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  return out + (name.size() > 200 ? "...'" : "'");
 }
 
 // Collects one member's bytes: a view into the input while libarchive hands out contiguous
@@ -434,11 +422,12 @@ void AnalyzeArchive(Scanner& s, const Target& t, Format f) {
     }
     if (!raw_format && formats::zip::IsTraversalName(name)) {
       s.Add(t, "archive.path-traversal", Severity::kHigh,
-            Quote(name) + " would be written outside the extraction folder (path traversal)");
+            core::QuoteName(name) +
+                " would be written outside the extraction folder (path traversal)");
     }
     if (archive_entry_is_encrypted(entry)) {
       s.Incomplete(t, "archive.encrypted",
-                   Quote(name) + " is encrypted: its content cannot be vetted");
+                   core::QuoteName(name) + " is encrypted: its content cannot be vetted");
       continue;
     }
     const char* link = archive_entry_symlink(entry);
@@ -447,8 +436,8 @@ void AnalyzeArchive(Scanner& s, const Target& t, Format f) {
       std::string target = link ? link : hard;
       bool escapes = formats::zip::IsTraversalName(target);
       s.Add(t, "archive.link", escapes ? Severity::kHigh : Severity::kMedium,
-            Quote(name) + " is a " + (link ? "symbolic" : "hard") + " link to " + Quote(target) +
-                (escapes ? ", outside the extraction folder" : "") +
+            core::QuoteName(name) + " is a " + (link ? "symbolic" : "hard") + " link to " +
+                core::QuoteName(target) + (escapes ? ", outside the extraction folder" : "") +
                 ": extracting it can redirect later writes or reads");
       continue;
     }
@@ -457,13 +446,15 @@ void AnalyzeArchive(Scanner& s, const Target& t, Format f) {
     // 7z entries without Unix attributes report type 0: plain files.
     if (type != AE_IFREG && type != 0 && !raw_format) {
       s.Add(t, "archive.special-file", Severity::kMedium,
-            Quote(name) + " is a device, FIFO or socket entry: not something a model ships");
+            core::QuoteName(name) +
+                " is a device, FIFO or socket entry: not something a model ships");
       continue;
     }
     if (archive_entry_size_is_set(entry) && archive_entry_size(entry) >= 0 &&
         static_cast<std::uint64_t>(archive_entry_size(entry)) > lim.max_member_bytes) {
       s.Incomplete(t, "archive.limit",
-                   Quote(name) + " declares " + std::to_string(archive_entry_size(entry)) +
+                   core::QuoteName(name) + " declares " +
+                       std::to_string(archive_entry_size(entry)) +
                        " bytes, over the member limit of " + std::to_string(lim.max_member_bytes));
       continue;
     }
@@ -478,7 +469,7 @@ void AnalyzeArchive(Scanner& s, const Target& t, Format f) {
            drc == ARCHIVE_WARN) {
       if (!buffer.Append(block, len, offset)) {
         s.Incomplete(t, "archive.limit",
-                     Quote(name) + " is larger than the member limit of " +
+                     core::QuoteName(name) + " is larger than the member limit of " +
                          std::to_string(lim.max_member_bytes) +
                          " bytes (possible decompression bomb)");
         member_ok = false;
@@ -505,7 +496,7 @@ void AnalyzeArchive(Scanner& s, const Target& t, Format f) {
     if (member_ok && drc != ARCHIVE_EOF) {
       const char* err = archive_error_string(a.get());
       s.Incomplete(t, "archive.corrupt",
-                   "cannot read " + Quote(name) + ": " + (err ? err : "read error"));
+                   "cannot read " + core::QuoteName(name) + ": " + (err ? err : "read error"));
       stop = drc == ARCHIVE_FATAL;
       continue;
     }

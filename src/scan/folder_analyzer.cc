@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "core/file.h"
+#include "core/text.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "scan/internal/scanner.h"
@@ -43,16 +44,6 @@ class FolderReporter {
   FileReport& report_;
   std::string root_;
 };
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  if (s.size() < suffix.size()) return false;
-  for (std::size_t i = 0; i < suffix.size(); ++i) {
-    char a = s[s.size() - suffix.size() + i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != suffix[i]) return false;
-  }
-  return true;
-}
 
 bool Inside(const fs::path& root, const fs::path& p) {
   auto r = root.lexically_normal().string();
@@ -152,7 +143,7 @@ void CheckCode(FolderReporter& r, const fs::path& root, const std::vector<std::s
   for (const std::string& rel : files) {
     for (std::string_view ext : {".py", ".ipynb", ".sh", ".bat", ".ps1", ".exe", ".dll", ".so",
                                  ".dylib", ".js", ".pyc", ".whl"}) {
-      if (EndsWith(rel, ext)) {
+      if (core::EndsWithIgnoreCase(rel, ext)) {
         code.push_back(rel);
         break;
       }
@@ -191,7 +182,7 @@ void CheckShards(FolderReporter& r, const fs::path& root, const std::vector<std:
   std::set<std::string> present(files.begin(), files.end());
   std::set<std::string> indexed_shards;
   for (const std::string& rel : files) {
-    if (!EndsWith(rel, ".index.json")) continue;
+    if (!core::EndsWithIgnoreCase(rel, ".index.json")) continue;
     auto j = ReadJson(root / rel, options.limits.max_json_bytes);
     if (!j || !j->is_object() || !j->contains("weight_map") || !(*j)["weight_map"].is_object())
       continue;  // the per-file JSON pass reports malformed indexes
@@ -214,7 +205,7 @@ void CheckShards(FolderReporter& r, const fs::path& root, const std::vector<std:
               rel, true);
         continue;
       }
-      if (!EndsWith(shard, ".safetensors")) continue;
+      if (!core::EndsWithIgnoreCase(shard, ".safetensors")) continue;
       auto mapped = core::MappedFile::Open((root / shard_rel).string());
       if (!mapped.ok()) continue;
       auto header = formats::safetensors::File::Parse(mapped->bytes());

@@ -47,8 +47,6 @@ Severity IssueSeverity(std::string_view code) {
   return Severity::kLow;  // invalid-utf8, key-grammar, zero-dim, missing-quantization-version
 }
 
-bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
 void CheckFreeText(Scanner& s, const Target& t, const gguf::KeyValue& kv, std::string_view text) {
   for (const TextMatch& m : FindSuspiciousText(text)) {
     Severity sev = Severity::kLow;
@@ -96,7 +94,7 @@ void AnalyzeGguf(Scanner& s, const Target& t) {
     auto text = kv.value.AsString();
     if (!text) continue;
     // tokenizer.chat_template and the named variants tokenizer.chat_template.<name>.
-    if (kv.key == "tokenizer.chat_template" || StartsWith(kv.key, "tokenizer.chat_template.")) {
+    if (kv.key == "tokenizer.chat_template" || kv.key.starts_with("tokenizer.chat_template.")) {
       AnalyzeTemplateSource(s, t, *text, kv.value.offset() + 8);  // after the u64 length
       continue;
     }

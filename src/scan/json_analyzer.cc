@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/file.h"
+#include "core/text.h"
 #include "scan/internal/scanner.h"
 #include "scan/internal/suspicious_text.h"
 
@@ -14,10 +15,6 @@ namespace airlock::scan::internal {
 namespace {
 
 using nlohmann::json;
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 std::string BaseName(std::string_view name) {
   auto slash = name.find_last_of("/\\");
@@ -217,7 +214,7 @@ void AnalyzeJson(Scanner& s, const Target& t) {
       CheckTemplates(s, t, root);
       return;
     }
-    if (EndsWith(name, ".index.json")) {
+    if (name.ends_with(".index.json")) {
       CheckIndex(s, t, root);
       return;
     }

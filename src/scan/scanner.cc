@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "core/hash.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "formats/pickle.h"
 
 namespace airlock::scan {
@@ -117,16 +118,6 @@ bool StartsWith(std::span<const std::byte> d, std::string_view magic) {
          std::equal(magic.begin(), magic.end(), reinterpret_cast<const char*>(d.data()));
 }
 
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  if (s.size() < suffix.size()) return false;
-  for (std::size_t i = 0; i < suffix.size(); ++i) {
-    char a = s[s.size() - suffix.size() + i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != suffix[i]) return false;
-  }
-  return true;
-}
-
 // True when the first bytes look like printable text (UTF-8 allowed, no NUL, few controls).
 bool LooksLikeText(std::span<const std::byte> d) {
   std::size_t n = std::min<std::size_t>(d.size(), 8192);
@@ -177,7 +168,7 @@ bool IsPickleStartOpcode(unsigned char c) {
 bool HasPickleName(std::string_view name) {
   for (std::string_view ext : {".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib",
                                ".dill", ".data", ".dat", ".p", ".sav", ".model"}) {
-    if (EndsWith(name, ext)) return true;
+    if (core::EndsWithIgnoreCase(name, ext)) return true;
   }
   return false;
 }
@@ -229,10 +220,11 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
        std::string_view(reinterpret_cast<const char*>(d.data()) + 8, 4) == "WEBP")) {
     // Python and Jinja pick their files by name and never look at an image header ("GIF89a = 0"
     // is a valid first line of Python): such names are analyzed as what their loader reads.
-    if (EndsWith(name, ".py")) return Format::kPythonSource;
-    if (EndsWith(name, ".jinja") || EndsWith(name, ".jinja2") || EndsWith(name, ".j2"))
+    if (core::EndsWithIgnoreCase(name, ".py")) return Format::kPythonSource;
+    if (core::EndsWithIgnoreCase(name, ".jinja") || core::EndsWithIgnoreCase(name, ".jinja2") ||
+        core::EndsWithIgnoreCase(name, ".j2"))
       return Format::kJinja;
-    if (EndsWith(name, ".ipynb")) return Format::kNotebook;
+    if (core::EndsWithIgnoreCase(name, ".ipynb")) return Format::kNotebook;
     return Format::kImage;
   }
   if (d.size() > 262 &&
@@ -252,11 +244,12 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
     if (n >= 2 && n <= d.size() - 8) return Format::kSafetensors;
   }
   if (b0 == 0x80 && d.size() >= 2 && static_cast<unsigned char>(d[1]) <= 5) return Format::kPickle;
-  if (EndsWith(name, ".ipynb")) return Format::kNotebook;
-  if (EndsWith(name, ".pb")) return Format::kTfGraph;
-  if (EndsWith(name, ".py")) return Format::kPythonSource;
+  if (core::EndsWithIgnoreCase(name, ".ipynb")) return Format::kNotebook;
+  if (core::EndsWithIgnoreCase(name, ".pb")) return Format::kTfGraph;
+  if (core::EndsWithIgnoreCase(name, ".py")) return Format::kPythonSource;
   if (StartsWith(d, "#!")) return Format::kExecutable;
-  if (EndsWith(name, ".jinja") || EndsWith(name, ".jinja2") || EndsWith(name, ".j2"))
+  if (core::EndsWithIgnoreCase(name, ".jinja") || core::EndsWithIgnoreCase(name, ".jinja2") ||
+      core::EndsWithIgnoreCase(name, ".j2"))
     return Format::kJinja;
   if (LooksLikeText(d)) {
     // Protocol 0 pickles are text; take them as pickles when named like one or shaped like one.
@@ -267,8 +260,9 @@ Format DetectFormat(std::span<const std::byte> d, std::string_view name) {
         (HasPickleName(name) || ends_with_stop || ProbeAsPickle(d) == PickleProbe::kRuns)) {
       return Format::kPickle;
     }
-    if (EndsWith(name, ".yaml") || EndsWith(name, ".yml")) return Format::kYaml;
-    if (EndsWith(name, ".json") || b0 == '{' || b0 == '[') return Format::kJson;
+    if (core::EndsWithIgnoreCase(name, ".yaml") || core::EndsWithIgnoreCase(name, ".yml"))
+      return Format::kYaml;
+    if (core::EndsWithIgnoreCase(name, ".json") || b0 == '{' || b0 == '[') return Format::kJson;
     return Format::kText;
   }
   if (IsPickleStartOpcode(b0) || HasPickleName(name)) return Format::kPickle;
@@ -367,8 +361,9 @@ void Scanner::Scan(const Target& t) {
   // safetensors reader, which never look for a zip. Anything else may reach torch.load. Checking
   // the tail of a correctly named GGUF/safetensors file is skipped so that their scans touch
   // headers only.
-  bool named_for_format = (f == Format::kGguf && EndsWith(t.name, ".gguf")) ||
-                          (f == Format::kSafetensors && EndsWith(t.name, ".safetensors"));
+  bool named_for_format =
+      (f == Format::kGguf && core::EndsWithIgnoreCase(t.name, ".gguf")) ||
+      (f == Format::kSafetensors && core::EndsWithIgnoreCase(t.name, ".safetensors"));
   // Archives are walked member by member, so a zip stored as their last member is scanned anyway.
   bool archive = f == Format::kTar || f == Format::kGzip || f == Format::kXz ||
                  f == Format::kBzip2 || f == Format::kSevenZip;

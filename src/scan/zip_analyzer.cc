@@ -9,6 +9,7 @@
 
 #include "core/bytes.h"
 #include "core/file.h"
+#include "core/text.h"
 #include "formats/zip.h"
 #include "scan/internal/scanner.h"
 
@@ -124,10 +125,6 @@ struct Layout {
   }
 };
 
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 Layout Classify(const zip::Archive& a) {
   Layout l;
   if (a.entries.empty()) return l;
@@ -141,7 +138,7 @@ Layout Classify(const zip::Archive& a) {
     if (e.name == l.prefix + "data.pkl") has_data_pkl = true;
     if (e.name == l.prefix + "constants.pkl") has_constants = true;
     if (e.name.compare(0, l.prefix.size() + 5, l.prefix + "code/") == 0) has_code = true;
-    if (!e.IsDirectory() && !EndsWith(e.name, ".npy")) all_npy = false;
+    if (!e.IsDirectory() && !e.name.ends_with(".npy")) all_npy = false;
   }
   // PyTorch refuses archives whose first entry is not inside a folder.
   if (l.prefix.empty()) {
@@ -158,15 +155,6 @@ Layout Classify(const zip::Archive& a) {
     l.format = "npz";
   }
   return l;
-}
-
-std::string Quote(std::string_view name) {
-  std::string out = "'";
-  for (char c : name.substr(0, 200)) {
-    auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  return out + (name.size() > 200 ? "...'" : "'");
 }
 
 }  // namespace
@@ -218,7 +206,7 @@ void AnalyzeZip(Scanner& s, const Target& t) {
       if (!local.has_value() || local->record_end > end) continue;
       ++found;
       s.Add(t, "zip.hidden-entry", Severity::kMedium,
-            "local record " + Quote(local->name) +
+            "local record " + core::QuoteName(local->name) +
                 " is not listed in the central directory: streaming unzip tools extract it, "
                 "PyTorch and zipfile do not",
             at);
@@ -283,12 +271,12 @@ void AnalyzeZip(Scanner& s, const Target& t) {
       bool plaintext = member.has_value() && member->crc_ok && member->size_ok;
       if (!plaintext) {
         s.Incomplete(t, "zip.encrypted",
-                     Quote(e.name) + " is encrypted: its content cannot be vetted",
+                     core::QuoteName(e.name) + " is encrypted: its content cannot be vetted",
                      e.local_header_offset);
         continue;
       }
       s.Add(t, "zip.flag-bits", Severity::kHigh,
-            Quote(e.name) +
+            core::QuoteName(e.name) +
                 " carries encryption flag bits but its data is plaintext: zipfile-based "
                 "scanners skip it while PyTorch reads it (CVE-2025-1945 technique)",
             e.local_header_offset);
@@ -305,14 +293,14 @@ void AnalyzeZip(Scanner& s, const Target& t) {
     }
     if (!member->crc_ok) {
       s.Add(t, "zip.bad-crc", Severity::kMedium,
-            Quote(e.name) +
+            core::QuoteName(e.name) +
                 ": CRC-32 of the data does not match the declared value (zipfile "
                 "rejects the member, PyTorch reads it; CVE-2025-10156 technique)",
             e.data_offset);
     }
     if (!member->size_ok) {
       s.Add(t, "zip.size-mismatch", Severity::kMedium,
-            Quote(e.name) + ": the deflate stream does not produce the declared " +
+            core::QuoteName(e.name) + ": the deflate stream does not produce the declared " +
                 std::to_string(e.uncompressed_size) + " bytes",
             e.data_offset);
     }
@@ -323,7 +311,7 @@ void AnalyzeZip(Scanner& s, const Target& t) {
     if (role == Role::kTorchScriptCode) {
       if (++code_files <= kMaxCodeFindings) {
         s.Add(t, "torchscript.code", Severity::kMedium,
-              "TorchScript code file " + Quote(e.name) + " (" +
+              "TorchScript code file " + core::QuoteName(e.name) + " (" +
                   std::to_string(member->data.size()) +
                   " bytes): torch.jit.load compiles and runs it; review it before loading",
               e.data_offset);

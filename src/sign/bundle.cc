@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/text.h"
 #include "sign/internal/encoding.h"
 
 namespace airlock::sign {
@@ -81,12 +82,6 @@ bool IsLowerHex(const std::string& s) {
   return true;
 }
 
-std::string ToLower(std::string s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 // A model-relative resource path must not escape the model.
 bool SafeRelativePath(const std::string& p) {
   if (p.empty() || p[0] == '/') return false;
@@ -118,7 +113,7 @@ Result<Bundle> ParseBundle(std::string_view json_text) {
     b.has_public_key = true;
     if (const json* hint = Member(*pk, "hint")) {
       if (!hint->is_string()) return Bad("publicKey.hint is not a string");
-      b.public_key_hint = ToLower(hint->get<std::string>());
+      b.public_key_hint = core::AsciiLower(hint->get<std::string>());
     }
   } else if (const json* chain = Member(*vm, "x509CertificateChain")) {
     const json* certs = Member(*chain, "certificates");
@@ -236,7 +231,7 @@ Result<Statement> ParseStatement(std::string_view payload) {
       if (!digest->is_object()) return BadStatement("subject.digest is not an object");
       if (const json* sha = Member(*digest, "sha256")) {
         if (!sha->is_string()) return BadStatement("subject.digest.sha256 is not a string");
-        sub.sha256 = ToLower(sha->get<std::string>());
+        sub.sha256 = core::AsciiLower(sha->get<std::string>());
       }
     }
     st.subjects.push_back(std::move(sub));
@@ -397,7 +392,7 @@ Result<SignedManifest> ManifestFromStatement(const Statement& statement) {
         !digest->is_string())
       return BadStatement("a resource lacks a string name, algorithm or digest");
     Resource res{name->get<std::string>(), algorithm->get<std::string>(),
-                 ToLower(digest->get<std::string>())};
+                 core::AsciiLower(digest->get<std::string>())};
     if (res.algorithm != expected_algorithm)
       return Unsupported("sign: unsupported resource algorithm " + res.algorithm + " at " +
                          res.name + " (expected " + expected_algorithm + ")");

@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "core/text.h"
 #include "template/internal/ast.h"
 #include "template/internal/prompt_text.h"
 #include "template/internal/strings.h"
@@ -181,13 +182,6 @@ const char* const kConcealmentCues[] = {"do not reveal",
                                         "не раскрывай",
                                         "не упоминай"};
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = char(c + 32);
-  return out;
-}
-
 // The text in double quotes, control characters escaped, cut after `max` bytes (on a UTF-8
 // boundary).
 std::string Quote(std::string_view text, std::size_t max) {
@@ -350,7 +344,7 @@ class Analyzer {
               "text no official template has, in " + where + ": " + shown, piece.offset);
           break;
       }
-      std::string low = Lower(piece.text);
+      std::string low = core::AsciiLower(piece.text);
       for (const char* cue : kCredentialCues)
         if (low.find(cue) != std::string::npos) {
           Add("template.injected-credential-request", S::kHigh,
@@ -371,7 +365,7 @@ class Analyzer {
 
   // When the template does not parse: look for the classic payload shapes in the raw bytes.
   void Fallback() {
-    std::string low = Lower(src_);
+    std::string low = core::AsciiLower(src_);
     for (std::size_t i = 0; i + 2 < low.size(); ++i) {
       if (low[i] == '_' && low[i + 1] == '_' &&
           std::isalpha(static_cast<unsigned char>(low[i + 2])) && (i == 0 || low[i - 1] != '_')) {
@@ -401,7 +395,7 @@ class Analyzer {
   void ScanText(std::string_view text, std::size_t offset) {
     if (text.size() < 6) return;
     if (parsed_ && IsOfficialLiteral(text)) return;  // an official template's own text
-    std::string low = Lower(text);
+    std::string low = core::AsciiLower(text);
     for (const char* phrase : kInjectionPhrases) {
       if (low.find(phrase) != std::string::npos) {
         Add("template.instruction-injection", S::kMedium,
