@@ -68,15 +68,7 @@ class TreeBuilder : public nlohmann::json_sax<nlohmann::json> {
     return n != nullptr;
   }
   bool binary(binary_t&) override { return Push(Node::kNull); }
-  bool start_object(std::size_t) override {
-    Node* n = PushNode(Node::kObject);
-    if (!n) return false;
-    if (static_cast<int>(stack_.size()) >= max_depth_)
-      return Fail("json-too-deep", "header JSON nested too deeply");
-    stack_.push_back(n);
-    keys_.emplace_back();
-    return true;
-  }
+  bool start_object(std::size_t) override { return Open(Node::kObject); }
   bool key(string_t& k) override {
     if (!keys_.back().insert(k).second) {
       return Fail("duplicate-key", "duplicate JSON key \"" + k.substr(0, 80) + "\"");
@@ -89,15 +81,7 @@ class TreeBuilder : public nlohmann::json_sax<nlohmann::json> {
     keys_.pop_back();
     return true;
   }
-  bool start_array(std::size_t) override {
-    Node* n = PushNode(Node::kArray);
-    if (!n) return false;
-    if (static_cast<int>(stack_.size()) >= max_depth_)
-      return Fail("json-too-deep", "header JSON nested too deeply");
-    stack_.push_back(n);
-    keys_.emplace_back();
-    return true;
-  }
+  bool start_array(std::size_t) override { return Open(Node::kArray); }
   bool end_array() override {
     stack_.pop_back();
     keys_.pop_back();
@@ -122,6 +106,16 @@ class TreeBuilder : public nlohmann::json_sax<nlohmann::json> {
     return false;
   }
   bool Push(Node::Kind k) { return PushNode(k) != nullptr; }
+  // An object or array: a new node that later values nest in, within the depth cap.
+  bool Open(Node::Kind k) {
+    Node* n = PushNode(k);
+    if (!n) return false;
+    if (static_cast<int>(stack_.size()) >= max_depth_)
+      return Fail("json-too-deep", "header JSON nested too deeply");
+    stack_.push_back(n);
+    keys_.emplace_back();
+    return true;
+  }
   Node* PushNode(Node::Kind k) {
     if (++nodes_ > max_nodes_) {
       Fail("header-too-complex",

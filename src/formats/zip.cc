@@ -29,6 +29,26 @@ constexpr std::uint16_t kKnownFlags = 0x0001 | 0x0002 | 0x0004 | kFlagDataDescri
                                       kFlagPatched | kFlagStrongEncryption | kFlagUtf8 |
                                       kFlagMaskedHeaders;
 
+// The ZIP64 extra field (id 0x0001) of a local header: in local headers both sizes are present
+// when either is ZIP64. Leaves the sizes unchanged when the field is absent or short.
+void ReadLocalZip64Sizes(std::span<const std::byte> extra, std::uint64_t* uncompressed,
+                         std::uint64_t* compressed) {
+  ByteReader x(extra);
+  while (x.remaining() >= 4) {
+    std::uint16_t id = *x.U16(), size = *x.U16();
+    auto body = x.Bytes(size);
+    if (!body) break;
+    if (id != 0x0001) continue;
+    ByteReader z(*body);
+    auto u = z.U64(), c = z.U64();
+    if (u && c) {
+      *uncompressed = *u;
+      *compressed = *c;
+    }
+    break;
+  }
+}
+
 std::string Hex(std::uint64_t v) {
   static const char* kDigits = "0123456789abcdef";
   std::string s;
@@ -389,23 +409,8 @@ void Parser::ReadLocal(int index) {
   }
   e.local_name = std::string(*name);
   e.data_offset = r.offset();
-  if (l_csize == 0xffffffff || l_usize == 0xffffffff) {
-    ByteReader x(*extra);
-    while (x.remaining() >= 4) {
-      std::uint16_t id = *x.U16(), size = *x.U16();
-      auto body = x.Bytes(size);
-      if (!body) break;
-      if (id != 0x0001) continue;
-      ByteReader z(*body);
-      // In local headers both sizes are present when either is ZIP64.
-      auto u = z.U64(), c = z.U64();
-      if (u && c) {
-        l_usize = *u;
-        l_csize = *c;
-      }
-      break;
-    }
-  }
+  if (l_csize == 0xffffffff || l_usize == 0xffffffff)
+    ReadLocalZip64Sizes(*extra, &l_usize, &l_csize);
 
   if (e.local_name != e.name) {
     Note(AnomalyKind::kNameMismatch, index, at,
@@ -620,22 +625,8 @@ Result<Entry> ReadLocalEntry(std::span<const std::byte> data, std::uint64_t offs
   auto extra = r.Bytes(extra_len);
   if (!name || !extra) return Corrupt("zip: truncated local header at " + Hex(offset));
   e.name = e.local_name = std::string(*name);
-  if (e.compressed_size == 0xffffffff || e.uncompressed_size == 0xffffffff) {
-    ByteReader x(*extra);
-    while (x.remaining() >= 4) {
-      std::uint16_t id = *x.U16(), size = *x.U16();
-      auto body = x.Bytes(size);
-      if (!body) break;
-      if (id != 0x0001) continue;
-      ByteReader z(*body);
-      auto u = z.U64(), c = z.U64();
-      if (u && c) {
-        e.uncompressed_size = *u;
-        e.compressed_size = *c;
-      }
-      break;
-    }
-  }
+  if (e.compressed_size == 0xffffffff || e.uncompressed_size == 0xffffffff)
+    ReadLocalZip64Sizes(*extra, &e.uncompressed_size, &e.compressed_size);
   if ((e.flags & kFlagDataDescriptor) && e.compressed_size == 0)
     return Corrupt("zip: local record at " + Hex(offset) +
                    " defers its sizes to a data descriptor");
