@@ -9,7 +9,7 @@
 # Usage: tools/oracle/run-oracle.sh [BUILD_DIR] [--update]
 #   BUILD_DIR  where `airlock` is (default build)
 #   --update   also rewrite docs/oracle-results.md and tools/oracle/corpus/ (crafted files and
-#              manifest.json with the effects observed, read by tests/pickle/oracle_test.cc)
+#              manifest.json with the effects observed, read by tests/scan/pickle/oracle_corpus_test.cc)
 # Env: AIRLOCK_BASELINE=/path/to/other/airlock adds a column with that binary's verdicts.
 # Needs Debian's python3-torch python3-numpy python3-joblib bubblewrap (scripts/setup.sh --oracle).
 # Exit status 1 when a file that detonates is clean or a benign file is not clean.

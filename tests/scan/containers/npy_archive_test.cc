@@ -4,6 +4,10 @@
 
 #include "container_builders.h"
 #include "formats/npy.h"
+#include "status_matchers.h"
+
+using ::airlock::testing::IsOk;
+using ::testing::Not;
 
 namespace airlock {
 namespace {
@@ -27,7 +31,7 @@ TEST(NpyHeaderTest, PlainArrayVersions) {
   for (int major : {1, 2, 3}) {
     auto h = ParseNpy(WriteNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
                                std::string(48, '\0'), major));
-    ASSERT_TRUE(h.has_value()) << major << ": " << h.error().message();
+    ASSERT_THAT(h, IsOk()) << major;
     EXPECT_EQ(h->major, major);
     EXPECT_EQ(h->descr, "<f4");
     EXPECT_EQ(h->shape, (std::vector<std::uint64_t>{3, 4}));
@@ -42,16 +46,16 @@ TEST(NpyHeaderTest, PlainArrayVersions) {
 TEST(NpyHeaderTest, ScalarsOneTuplesAndPython2Longs) {
   auto scalar =
       ParseNpy(WriteNpy("{'descr': '<i8', 'fortran_order': False, 'shape': ()}", "12345678"));
-  ASSERT_TRUE(scalar.has_value()) << scalar.error().message();
+  ASSERT_THAT(scalar, IsOk());
   EXPECT_EQ(*scalar->data_bytes, 8u);
   auto one =
       ParseNpy(WriteNpy("{\"descr\": \"|u1\", \"fortran_order\": True, \"shape\": (5,)}", "abcde"));
-  ASSERT_TRUE(one.has_value()) << one.error().message();
+  ASSERT_THAT(one, IsOk());
   EXPECT_TRUE(one->fortran_order);
   EXPECT_EQ(one->shape, (std::vector<std::uint64_t>{5}));
   auto longs =
       ParseNpy(WriteNpy("{'descr': '<f8', 'fortran_order': False, 'shape': (2L, 3L), }", ""));
-  ASSERT_TRUE(longs.has_value()) << longs.error().message();
+  ASSERT_THAT(longs, IsOk());
   EXPECT_EQ(*longs->data_bytes, 48u);
 }
 
@@ -60,21 +64,21 @@ TEST(NpyHeaderTest, StructuredAndObjectDtypes) {
       ParseNpy(WriteNpy("{'descr': [('a', '<i4'), ('b', '<f8', (2,)), ('', '|V4')], "
                         "'fortran_order': False, 'shape': (2,), }",
                         ""));
-  ASSERT_TRUE(rec.has_value()) << rec.error().message();
+  ASSERT_THAT(rec, IsOk());
   EXPECT_EQ(rec->item_size, 4u + 16u + 4u);
   EXPECT_FALSE(rec->has_object);
   auto obj =
       ParseNpy(WriteNpy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", "\x80\x03."));
-  ASSERT_TRUE(obj.has_value());
+  ASSERT_THAT(obj, IsOk());
   EXPECT_TRUE(obj->has_object);
   EXPECT_FALSE(obj->data_bytes.has_value());
   auto nested = ParseNpy(
       WriteNpy("{'descr': [('x', [('y', '|O')])], 'fortran_order': False, 'shape': (1,), }", ""));
-  ASSERT_TRUE(nested.has_value()) << nested.error().message();
+  ASSERT_THAT(nested, IsOk());
   EXPECT_TRUE(nested->has_object);
   auto dt = ParseNpy(
       WriteNpy("{'descr': '<M8[ns]', 'fortran_order': False, 'shape': (1,), }", "12345678"));
-  ASSERT_TRUE(dt.has_value()) << dt.error().message();
+  ASSERT_THAT(dt, IsOk());
   EXPECT_EQ(dt->item_size, 8u);
 }
 
@@ -96,8 +100,8 @@ TEST(NpyHeaderTest, RejectsAnythingButTheLiteralDict) {
        }) {
     EXPECT_FALSE(ParseNpy(WriteNpy(bad, "")).has_value()) << bad;
   }
-  EXPECT_FALSE(ParseNpy("\x93NUMPY").has_value());
-  EXPECT_FALSE(ParseNpy(std::string("\x93NUMPY\x01\x00\xff\x00{", 11)).has_value());  // truncated
+  EXPECT_THAT(ParseNpy("\x93NUMPY"), Not(IsOk()));
+  EXPECT_THAT(ParseNpy(std::string("\x93NUMPY\x01\x00\xff\x00{", 11)), Not(IsOk()));  // truncated
   EXPECT_FALSE(
       ParseNpy(std::string("\x93NUMPY\x09\x00\x10\x00", 10) + std::string(16, ' ')).has_value());
 }

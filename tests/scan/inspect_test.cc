@@ -12,7 +12,11 @@
 
 #include "core/file.h"
 #include "formats/gguf_writer.h"
+#include "status_matchers.h"
 #include "test_util.h"
+
+using ::airlock::testing::IsOk;
+using ::airlock::testing::StatusIs;
 
 namespace airlock::scan {
 namespace {
@@ -72,7 +76,7 @@ TEST(Inspect, GgufSummary) {
   InspectOptions o;
   o.context = 100;
   auto s = InspectBuffer(core::AsBytes(bytes), "tiny.gguf", o);
-  ASSERT_TRUE(s.ok()) << s.error().message();
+  ASSERT_THAT(s, IsOk());
   EXPECT_EQ(s->format, "gguf");
   EXPECT_EQ(s->architecture, "llama");
   EXPECT_EQ(s->name, "Tiny Test");
@@ -107,7 +111,7 @@ TEST(Inspect, GgufSummary) {
 TEST(Inspect, TextEscapesThePathAndWarnings) {
   std::string bytes = TinyModel();
   auto s = InspectBuffer(core::AsBytes(bytes), "m\x1b[2J.gguf");
-  ASSERT_TRUE(s.ok()) << s.error().message();
+  ASSERT_THAT(s, IsOk());
   s->warnings.push_back("from the file: \x1b]0;title\x07");
   std::string text = RenderInspectText(*s);
   EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
@@ -116,11 +120,11 @@ TEST(Inspect, TextEscapesThePathAndWarnings) {
 }
 
 TEST(Inspect, RejectsOtherFormatsAndCorruptFiles) {
-  EXPECT_EQ(InspectBuffer(core::AsBytes(std::string("hello world")), "x").status().code(),
-            StatusCode::kUnsupported);
+  EXPECT_THAT(InspectBuffer(core::AsBytes(std::string("hello world")), "x"),
+              StatusIs(StatusCode::kUnsupported));
   std::string bytes = TinyModel();
-  EXPECT_EQ(InspectBuffer(core::AsBytes(bytes.substr(0, 100)), "x").status().code(),
-            StatusCode::kCorrupt);
+  EXPECT_THAT(InspectBuffer(core::AsBytes(bytes.substr(0, 100)), "x"),
+              StatusIs(StatusCode::kCorrupt));
 }
 
 TEST(Inspect, SafetensorsReadsSiblingConfig) {
@@ -137,7 +141,7 @@ TEST(Inspect, SafetensorsReadsSiblingConfig) {
          R"("num_attention_heads":8,"num_key_value_heads":2,"max_position_embeddings":1024,"vocab_size":100})";
   std::ofstream(tmp.path() / "tokenizer_config.json") << R"({"chat_template":"{{ messages }}"})";
   auto s = InspectFile((tmp.path() / "model.safetensors").string());
-  ASSERT_TRUE(s.ok()) << s.error().message();
+  ASSERT_THAT(s, IsOk());
   EXPECT_EQ(s->format, "safetensors");
   EXPECT_EQ(s->architecture, "Qwen2ForCausalLM");
   EXPECT_EQ(s->parameter_count, 16u);
@@ -190,7 +194,7 @@ const char* const kInjectedTemplate =
 TEST(Inspect, ShowsInjectedTemplateTextAndOrigin) {
   std::string bytes = TinyModel(kInjectedTemplate);
   auto s = InspectBuffer(core::AsBytes(bytes), "tiny.gguf", {});
-  ASSERT_TRUE(s.ok()) << s.error().message();
+  ASSERT_THAT(s, IsOk());
   EXPECT_NE(s->chat_template_origin.find("differs from every official template"), std::string::npos)
       << s->chat_template_origin;
   ASSERT_EQ(s->chat_template_text.size(), 1u);
@@ -222,7 +226,7 @@ TEST(InspectFixtures, VocabFilesAndModels) {
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() != ".gguf") continue;
     auto s = InspectFile(e.path().string());
-    ASSERT_TRUE(s.ok()) << e.path() << ": " << s.error().message();
+    ASSERT_THAT(s, IsOk()) << e.path();
     EXPECT_FALSE(s->architecture.empty()) << e.path();
     EXPECT_GT(s->vocab_size.value_or(0), 1000u) << e.path();
     EXPECT_FALSE(s->tokenizer_model.empty()) << e.path();
@@ -234,7 +238,7 @@ TEST(InspectFixtures, VocabFilesAndModels) {
   if (fs::is_directory(models)) {
     for (const auto& e : fs::directory_iterator(models)) {
       auto s = InspectFile(e.path().string());
-      ASSERT_TRUE(s.ok()) << e.path() << ": " << s.error().message();
+      ASSERT_THAT(s, IsOk()) << e.path();
       EXPECT_GT(s->parameter_count, 0u);
       EXPECT_GT(s->kv_bytes_per_token, 0u) << e.path();
       CmdResult r = RunAirlock("inspect --json " + e.path().string());

@@ -9,7 +9,10 @@
 #include "core/file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "status_matchers.h"
 #include "test_util.h"
+
+using ::airlock::testing::IsOk;
 
 namespace airlock::formats::gguf {
 namespace {
@@ -38,7 +41,7 @@ std::string ParseCode(const std::string& bytes, const ParseOptions& o = {}) {
 
 std::vector<std::string> IssueCodes(const std::string& bytes) {
   auto f = File::Parse(core::AsBytes(bytes));
-  EXPECT_TRUE(f.ok()) << f.error().message();
+  EXPECT_THAT(f, IsOk());
   std::vector<std::string> codes;
   if (f.ok())
     for (const auto& i : f->issues()) codes.push_back(i.code);
@@ -105,7 +108,7 @@ TEST(GgufMalformed, Header) {
 TEST(GgufMalformed, EveryTruncationFails) {
   std::string good = Base().Build();
   auto f = File::Parse(core::AsBytes(good));
-  ASSERT_TRUE(f.ok());
+  ASSERT_THAT(f, IsOk());
   const TensorInfo& last = f->tensors().back();
   std::uint64_t needed = f->data_offset() + last.offset + last.n_bytes;
   for (std::size_t n = 0; n < good.size(); ++n) {
@@ -193,11 +196,11 @@ TEST(GgufMalformed, Arrays) {
                       Enc<std::uint64_t>(1) + inner);
   std::string nb = nested.Build();
   auto f = File::Parse(core::AsBytes(nb));
-  ASSERT_TRUE(f.ok()) << f.error().message();
+  ASSERT_THAT(f, IsOk());
   auto outer = f->GetArray("a");
-  ASSERT_TRUE(outer.has_value());
+  ASSERT_THAT(outer, IsOk());
   auto in = outer->ArrayAt(0);
-  ASSERT_TRUE(in.has_value());
+  ASSERT_THAT(in, IsOk());
   EXPECT_EQ(in->At<std::int32_t>(1), -8);
   EXPECT_FALSE(outer->ArrayAt(1).has_value());
   EXPECT_TRUE(Has(IssueCodes(nb), "nested-array"));
@@ -234,7 +237,7 @@ TEST(GgufMalformed, Alignment) {
   w64.AddTensor("b", GgmlType::kF32, {10}, d);
   std::string b = w64.Build();
   auto f = File::Parse(core::AsBytes(b));
-  ASSERT_TRUE(f.ok()) << f.error().message();
+  ASSERT_THAT(f, IsOk());
   EXPECT_EQ(f->alignment(), 64u);
   EXPECT_EQ(f->FindTensor("b")->offset, 64u);
   EXPECT_EQ(f->data_offset() % 64, 0u);
@@ -338,7 +341,7 @@ TEST(GgufMalformed, Offsets) {
     w.AddTensor("e", GgmlType::kF32, {0}, d);
     std::string b = w.Build();
     auto f = File::Parse(core::AsBytes(b));
-    ASSERT_TRUE(f.ok());
+    ASSERT_THAT(f, IsOk());
     std::size_t infos_end = b.size();
     while (infos_end > 0 && b[infos_end - 1] == '\0' && infos_end % 32 != 0) --infos_end;
     // Cut inside the padding after the tensor infos.
@@ -352,7 +355,7 @@ TEST(GgufMalformed, TrailingAndPadding) {
   EXPECT_TRUE(IssueCodes(good).empty());
   EXPECT_TRUE(Has(IssueCodes(good + "PK\x03\x04payload"), "trailing-data"));
   auto f = File::Parse(core::AsBytes(good));
-  ASSERT_TRUE(f.ok());
+  ASSERT_THAT(f, IsOk());
   std::string b = good;
   b[f->data_offset() - 1] = 'x';  // padding before the data section
   auto codes = IssueCodes(b);
@@ -368,7 +371,7 @@ TEST(GgufMalformed, TrailingAndPadding) {
   w.AddTensor("b", GgmlType::kF32, {3}, d12);
   std::string p = w.Build();
   auto pf = File::Parse(core::AsBytes(p));
-  ASSERT_TRUE(pf.ok());
+  ASSERT_THAT(pf, IsOk());
   p[pf->data_offset() + 12] = 'Z';
   EXPECT_TRUE(Has(IssueCodes(p), "nonzero-padding"));
   // Zero-tensor files: trailing bytes after the metadata are reported too.
@@ -380,7 +383,7 @@ TEST(GgufMalformed, TrailingAndPadding) {
 
 std::vector<std::string> ModelCodes(const std::string& bytes) {
   auto f = File::Parse(core::AsBytes(bytes));
-  EXPECT_TRUE(f.ok()) << f.error().message();
+  EXPECT_THAT(f, IsOk());
   std::vector<std::string> codes;
   if (f.ok())
     for (const auto& i : CheckModelMetadata(*f)) codes.push_back(i.code);
@@ -491,9 +494,9 @@ TEST(GgufModelChecks, FixturesAreConsistent) {
   if (std::filesystem::exists(stories)) files.push_back(stories);
   for (const auto& p : files) {
     auto m = core::MappedFile::Open(p.string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     auto f = File::Parse(m->bytes());
-    ASSERT_TRUE(f.ok()) << p << ": " << f.error().message();
+    ASSERT_THAT(f, IsOk()) << p;
     for (const Issue& i : CheckModelMetadata(*f))
       ADD_FAILURE() << p.filename() << ": " << i.code << ": " << i.message;
   }
@@ -516,7 +519,7 @@ TEST(GgufMalformed, ByteMutationSweep) {
   w.AddTensor("b", GgmlType::kQ8_0, {32}, Zeros(34));
   std::string good = w.Build();
   auto f = File::Parse(core::AsBytes(good));
-  ASSERT_TRUE(f.ok());
+  ASSERT_THAT(f, IsOk());
   int failures = 0;
   for (std::size_t i = 0; i < f->data_offset(); ++i) {
     for (unsigned char v : {0x00, 0x01, 0x7f, 0x80, 0xff}) {

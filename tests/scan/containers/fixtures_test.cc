@@ -14,7 +14,10 @@
 
 #include "container_builders.h"
 #include "core/file.h"
+#include "status_matchers.h"
 #include "test_util.h"
+
+using ::airlock::testing::IsOk;
 
 namespace airlock {
 namespace {
@@ -97,10 +100,10 @@ TEST(ContainerFixturesTest, VerdictsMatchExpectations) {
     ASSERT_TRUE(expected_json["files"].contains(row.path));
     std::string upstream = expected_json["files"][row.path]["verdict"].get<std::string>();
     std::optional<Verdict> want = row.policy_override ? row.policy_override : MapUpstream(upstream);
-    ASSERT_TRUE(want.has_value()) << "no mapping for upstream verdict '" << upstream << "'";
+    ASSERT_THAT(want, IsOk()) << "no mapping for upstream verdict '" << upstream << "'";
 
     auto result = scan::ScanPaths({file.string()}, {});
-    ASSERT_TRUE(result.has_value());
+    ASSERT_THAT(result, IsOk());
     const scan::FileReport& r = result->files.at(0);
     bool degraded = (row.needs == Needs::kPickle && pickle_missing) ||
                     (row.needs == Needs::kJson && json_missing);

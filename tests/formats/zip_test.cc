@@ -8,6 +8,10 @@
 
 #include "container_builders.h"
 #include "core/file.h"
+#include "status_matchers.h"
+
+using ::airlock::testing::IsOk;
+using ::testing::Not;
 
 namespace airlock {
 namespace {
@@ -38,38 +42,38 @@ TEST(ZipReaderTest, ReadsStoredAndDeflatedMembersWithoutAnomalies) {
   std::string z = WriteZip({{.name = "a/stored.txt", .data = "hello"},
                             {.name = "a/deflated.txt", .data = big, .deflate = true}});
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value()) << a.error().message();
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
   ASSERT_EQ(a->entries.size(), 2u);
   auto stored = formats::zip::Extract(Bytes(z), a->entries[0], {});
-  ASSERT_TRUE(stored.has_value());
+  ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(core::AsStringView(stored->data), "hello");
   // Stored members are views into the input, not copies.
   EXPECT_GE(reinterpret_cast<const char*>(stored->data.data()), z.data());
   EXPECT_LT(reinterpret_cast<const char*>(stored->data.data()), z.data() + z.size());
   EXPECT_TRUE(stored->owned.empty());
   auto deflated = formats::zip::Extract(Bytes(z), a->entries[1], {});
-  ASSERT_TRUE(deflated.has_value());
+  ASSERT_THAT(deflated, IsOk());
   EXPECT_EQ(core::AsStringView(deflated->data), big);
   EXPECT_TRUE(deflated->crc_ok);
   EXPECT_TRUE(deflated->size_ok);
 }
 
 TEST(ZipReaderTest, NoEndRecordIsAnError) {
-  EXPECT_FALSE(formats::zip::Parse(Bytes("PK\x03\x04 not really a zip")).has_value());
-  EXPECT_FALSE(formats::zip::Parse(Bytes("")).has_value());
+  EXPECT_THAT(formats::zip::Parse(Bytes("PK\x03\x04 not really a zip")), Not(IsOk()));
+  EXPECT_THAT(formats::zip::Parse(Bytes("")), Not(IsOk()));
 }
 
 TEST(ZipReaderTest, Zip64RecordsAndExtraFields) {
   std::string z = WriteZip({{.name = "m/a.txt", .data = "zip64 member"}}, {.zip64 = true});
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value()) << a.error().message();
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(a->zip64);
   EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
   ASSERT_EQ(a->entries.size(), 1u);
   EXPECT_EQ(a->entries[0].uncompressed_size, 12u);
   auto m = formats::zip::Extract(Bytes(z), a->entries[0], {});
-  ASSERT_TRUE(m.has_value());
+  ASSERT_THAT(m, IsOk());
   EXPECT_EQ(core::AsStringView(m->data), "zip64 member");
 }
 
@@ -78,7 +82,7 @@ TEST(ZipReaderTest, DataDescriptorsLikePyTorchWritesAreNotAnomalies) {
       WriteZip({{.name = "archive/version", .data = "3\n", .data_descriptor = true},
                 {.name = "archive/byteorder", .data = "little", .data_descriptor = true}});
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value());
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
 }
 
@@ -88,12 +92,12 @@ TEST(ZipReaderTest, DataDescriptorWithPartialLocalValuesIsNotAMismatch) {
   std::uint32_t crc = testing::Crc("text\n");
   for (int i = 0; i < 4; ++i) z[14 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value());
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(a->anomalies.empty()) << a->anomalies.front().detail;
   // A present but wrong value still is one.
   z[14] = static_cast<char>(z[14] ^ 0x55);
   auto b = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(b.has_value());
+  ASSERT_THAT(b, IsOk());
   EXPECT_TRUE(HasAnomaly(*b, AnomalyKind::kHeaderMismatch));
 }
 
@@ -125,7 +129,7 @@ TEST(ZipAnalyzerTest, DuplicateNamesAreHighAndBothCopiesScanned) {
   std::string z = WriteZip({{.name = "archive/data.pkl", .data = "benign text\n"},
                             {.name = "archive/data.pkl", .data = kMarker}});
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value());
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(HasAnomaly(*a, AnomalyKind::kDuplicateName));
   auto r = Scan(z, "dup.pt");
   const auto* f = testing::FindRule(r, "zip.duplicate-name");
@@ -204,7 +208,7 @@ TEST(ZipAnalyzerTest, OverlappingEntries) {
   std::string z = WriteZip({{.name = "a.txt", .data = "text\n"},
                             {.name = "a.txt", .data = "text\n", .local_offset = 0}});
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value());
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(HasAnomaly(*a, AnomalyKind::kOverlap));
   auto r = Scan(z, "o.zip");
   EXPECT_TRUE(HasRule(r, "zip.overlap")) << Describe(r);
@@ -215,7 +219,7 @@ TEST(ZipAnalyzerTest, UnclaimedBytesBetweenMembers) {
   std::string z = WriteZip({{.name = "a.txt", .data = "text\n"}});
   // Move the central directory 16 bytes later without updating nothing else but its offset.
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value());
+  ASSERT_THAT(a, IsOk());
   std::size_t cd = a->central_directory_offset;
   z.insert(cd, std::string(16, '\0'));
   std::size_t eocd = z.size() - 22;
@@ -256,7 +260,7 @@ TEST(ZipAnalyzerTest, PrependedDataWithRelativeOffsets) {
   std::string inner = WriteZip({{.name = "a.txt", .data = "text\n"}});
   std::string z = "PK\x03\x04" + std::string(60, 'J') + inner;
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value()) << a.error().message();
+  ASSERT_THAT(a, IsOk());
   EXPECT_TRUE(HasAnomaly(*a, AnomalyKind::kOffsetShift));
   ASSERT_EQ(a->entries.size(), 1u);
   EXPECT_TRUE(a->entries[0].readable);
@@ -318,11 +322,11 @@ TEST(ZipAnalyzerTest, LyingSizeNeverInflatesMoreThanDeclared) {
   std::string z =
       WriteZip({{.name = "x.bin", .data = zeros, .deflate = true, .declared_size = 64}});
   auto a = formats::zip::Parse(Bytes(z));
-  ASSERT_TRUE(a.has_value());
+  ASSERT_THAT(a, IsOk());
   formats::zip::ExtractOptions opt;
   opt.verify_crc = false;
   auto m = formats::zip::Extract(Bytes(z), a->entries[0], opt);
-  ASSERT_TRUE(m.has_value());
+  ASSERT_THAT(m, IsOk());
   EXPECT_EQ(m->data.size(), 64u);
   EXPECT_FALSE(m->size_ok);
 }

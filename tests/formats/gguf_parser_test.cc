@@ -6,7 +6,10 @@
 #include "core/file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "status_matchers.h"
 #include "test_util.h"
+
+using ::airlock::testing::IsOk;
 
 namespace airlock::formats::gguf {
 namespace {
@@ -34,7 +37,7 @@ TEST(GgufParse, RoundTripsMetadataAndTensors) {
   std::string bytes = w.Build();
 
   auto file = File::Parse(B(bytes));
-  ASSERT_TRUE(file.ok()) << file.error().message();
+  ASSERT_THAT(file, IsOk());
   EXPECT_EQ(file->version(), 3u);
   EXPECT_EQ(file->architecture(), "llama");
   EXPECT_EQ(file->GetUint("llama.block_count"), 2u);
@@ -47,14 +50,14 @@ TEST(GgufParse, RoundTripsMetadataAndTensors) {
   EXPECT_FALSE(file->GetString("missing").has_value());
   EXPECT_FALSE(file->GetString("llama.block_count").has_value());
   auto tokens = file->GetArray("tokenizer.ggml.tokens");
-  ASSERT_TRUE(tokens.has_value());
+  ASSERT_THAT(tokens, IsOk());
   EXPECT_EQ(tokens->size(), 3u);
   EXPECT_EQ(tokens->StringAt(1), "bc");
   EXPECT_EQ(tokens->StringAt(2), "");
   EXPECT_FALSE(tokens->StringAt(3).has_value());
   EXPECT_FALSE(tokens->At<float>(0).has_value());
   auto scores = file->GetArray("tokenizer.ggml.scores");
-  ASSERT_TRUE(scores.has_value());
+  ASSERT_THAT(scores, IsOk());
   EXPECT_EQ(scores->At<float>(1), -2.0f);
   EXPECT_EQ(scores->FloatAt(0), 1.5);
   EXPECT_FALSE(scores->At<float>(3).has_value());
@@ -92,9 +95,9 @@ TEST(GgufWriter, StreamsGeneratedTensorsToDisk) {
   std::string path = (tmp.path() / "m.gguf").string();
   ASSERT_TRUE(w.WriteFile(path).ok());
   auto m = core::MappedFile::Open(path);
-  ASSERT_TRUE(m.ok());
+  ASSERT_THAT(m, IsOk());
   auto f = File::Parse(m->bytes());
-  ASSERT_TRUE(f.ok()) << f.error().message();
+  ASSERT_THAT(f, IsOk());
   EXPECT_EQ(f->alignment(), 64u);
   EXPECT_TRUE(f->issues().empty());
   const TensorInfo* big = f->FindTensor("big");
@@ -129,9 +132,9 @@ TEST(GgufFixtures, VocabFilesParseToExactEof) {
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() != ".gguf") continue;
     auto m = core::MappedFile::Open(e.path().string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     auto f = File::Parse(m->bytes());
-    ASSERT_TRUE(f.ok()) << e.path() << ": " << f.error().message();
+    ASSERT_THAT(f, IsOk()) << e.path();
     EXPECT_TRUE(f->GetArray("tokenizer.ggml.tokens").has_value()) << e.path();
     for (const Issue& i : f->issues())
       ADD_FAILURE() << e.path() << ": " << i.code << " " << i.message;
@@ -145,9 +148,9 @@ TEST(GgufFixtures, ModelsParse) {
   int parsed = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir / "models")) {
     auto m = core::MappedFile::Open(e.path().string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     auto f = File::Parse(m->bytes());
-    ASSERT_TRUE(f.ok()) << e.path() << ": " << f.error().message();
+    ASSERT_THAT(f, IsOk()) << e.path();
     EXPECT_FALSE(f->tensors().empty());
     for (const Issue& i : f->issues())
       ADD_FAILURE() << e.path() << ": " << i.code << " " << i.message;
@@ -157,9 +160,9 @@ TEST(GgufFixtures, ModelsParse) {
   auto stories = dir / ".." / "gguf-models" / "stories260K.gguf";
   if (std::filesystem::exists(stories)) {
     auto m = core::MappedFile::Open(stories.string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     auto f = File::Parse(m->bytes());
-    ASSERT_TRUE(f.ok()) << f.error().message();
+    ASSERT_THAT(f, IsOk());
     EXPECT_EQ(f->architecture(), "llama");
     for (const Issue& i : f->issues())
       ADD_FAILURE() << "stories260K: " << i.code << " " << i.message;

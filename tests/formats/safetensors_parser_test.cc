@@ -6,7 +6,10 @@
 
 #include "core/file.h"
 #include "formats/safetensors.h"
+#include "status_matchers.h"
 #include "test_util.h"
+
+using ::airlock::testing::IsOk;
 
 namespace airlock::formats::safetensors {
 namespace {
@@ -36,7 +39,7 @@ const char* kGood = R"({"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16
 TEST(Safetensors, ParsesReferenceExample) {
   std::string bytes = Make(kGood, 16);
   auto f = File::Parse(core::AsBytes(bytes));
-  ASSERT_TRUE(f.ok()) << f.error().message();
+  ASSERT_THAT(f, IsOk());
   ASSERT_EQ(f->tensors().size(), 1u);
   const TensorInfo* t = f->FindTensor("test");
   ASSERT_NE(t, nullptr);
@@ -52,7 +55,7 @@ TEST(Safetensors, MetadataAndEmptyAndScalarTensors) {
       R"("e":{"dtype":"F32","shape":[0,4],"data_offsets":[2,2]},"f4":{"dtype":"F4","shape":[2],"data_offsets":[2,3]}})";
   auto bytes = Make(h, 3);
   auto f = File::Parse(core::AsBytes(bytes));
-  ASSERT_TRUE(f.ok()) << f.error().message();
+  ASSERT_THAT(f, IsOk());
   EXPECT_EQ(f->GetMetadata("format"), "pt");
   EXPECT_EQ(f->tensors().size(), 3u);
 }
@@ -113,14 +116,14 @@ TEST(Safetensors, UnknownFieldsAndPaddingAreIssues) {
   auto bytes =
       Make(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":{"x":[1,2]}}})", 1);
   auto f = File::Parse(core::AsBytes(bytes));
-  ASSERT_TRUE(f.ok()) << f.error().message();
+  ASSERT_THAT(f, IsOk());
   ASSERT_EQ(f->issues().size(), 1u);
   EXPECT_EQ(f->issues()[0].code, "unknown-field");
 
   std::string h = std::string(kGood) + "\n\t";
   auto padded = Le64(h.size()) + h + std::string(16, '\0');
   auto g = File::Parse(core::AsBytes(padded));
-  ASSERT_TRUE(g.ok()) << g.error().message();
+  ASSERT_THAT(g, IsOk());
   ASSERT_EQ(g->issues().size(), 1u);
   EXPECT_EQ(g->issues()[0].code, "header-padding");
 }
@@ -130,9 +133,9 @@ TEST(Safetensors, ModelauditFixturesParse) {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     auto m = core::MappedFile::Open(e.path().string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     auto f = File::Parse(m->bytes());
-    ASSERT_TRUE(f.ok()) << e.path() << ": " << f.error().message();
+    ASSERT_THAT(f, IsOk()) << e.path();
     EXPECT_EQ(f->tensors().size(), 3u);
     EXPECT_FALSE(f->metadata().empty());
     ++n;

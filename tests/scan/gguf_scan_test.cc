@@ -12,7 +12,10 @@
 #include "formats/gguf_writer.h"
 #include "scan/inspect.h"
 #include "scan/scan.h"
+#include "status_matchers.h"
 #include "test_util.h"
+
+using ::airlock::testing::IsOk;
 
 namespace airlock::scan {
 namespace {
@@ -107,7 +110,7 @@ TEST(GgufScan, NeverTouchesTensorData) {
   ASSERT_NE(mem, MAP_FAILED);
   std::memcpy(mem, bytes.data(), bytes.size());
   auto parsed = gguf::File::Parse(core::AsBytes(bytes));
-  ASSERT_TRUE(parsed.ok());
+  ASSERT_THAT(parsed, IsOk());
   ASSERT_EQ(parsed->data_offset() % page, 0u);
   auto* base = static_cast<std::byte*>(mem);
   ASSERT_EQ(
@@ -123,7 +126,7 @@ TEST(GgufScan, NeverTouchesTensorData) {
   FileReport r = ScanBuffer(view, "big.gguf", ScanOptions{});
   EXPECT_EQ(r.verdict, Verdict::kClean) << Rules(r);
   auto summary = InspectBuffer(view, "big.gguf");
-  EXPECT_TRUE(summary.ok());
+  EXPECT_THAT(summary, IsOk());
   ::munmap(mem, bytes.size());
 }
 
@@ -177,7 +180,7 @@ TEST(GgufScan, VocabFixturesScanWithoutGgufFindings) {
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() != ".gguf") continue;
     auto m = core::MappedFile::Open(e.path().string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     FileReport r = ScanBuffer(m->bytes(), e.path().string(), ScanOptions{});
     EXPECT_EQ(r.format, "gguf");
     for (const auto& f : r.findings) {
@@ -185,7 +188,7 @@ TEST(GgufScan, VocabFixturesScanWithoutGgufFindings) {
           << e.path().filename() << ": " << f.rule_id << " " << f.message;
     }
     auto parsed = gguf::File::Parse(m->bytes());
-    ASSERT_TRUE(parsed.ok());
+    ASSERT_THAT(parsed, IsOk());
     if (!parsed->Find("tokenizer.chat_template")) {
       EXPECT_EQ(r.verdict, Verdict::kClean) << e.path().filename() << ": " << Rules(r);
     }
@@ -198,7 +201,7 @@ TEST(SafetensorsScan, FixtureVerdicts) {
   AIRLOCK_FIXTURES_OR_SKIP(dir, "modelaudit/samples/safetensors");
   auto scan = [&](const char* name) {
     auto m = core::MappedFile::Open((dir / name).string());
-    EXPECT_TRUE(m.ok());
+    EXPECT_THAT(m, IsOk());
     return ScanBuffer(m->bytes(), name, ScanOptions{});
   };
   EXPECT_EQ(scan("safe_model.safetensors").verdict, Verdict::kClean);
@@ -208,7 +211,7 @@ TEST(SafetensorsScan, FixtureVerdicts) {
   {
     // The finding points at the metadata key in the header.
     auto m = core::MappedFile::Open((dir / "malicious_import.safetensors").string());
-    ASSERT_TRUE(m.ok());
+    ASSERT_THAT(m, IsOk());
     auto key_at = core::AsStringView(m->bytes()).find("\"model_info\"");
     ASSERT_NE(key_at, std::string_view::npos);
     bool found = false;
@@ -339,7 +342,7 @@ TEST(FolderScan, RemoteCodeShardsAndSymlinks) {
   fs::create_symlink(tmp.path() / "secret.txt", d / "leak.txt");
 
   auto report = ScanPaths({d.string()}, ScanOptions{});
-  ASSERT_TRUE(report.ok()) << report.error().message();
+  ASSERT_THAT(report, IsOk());
   FileReport folder = FolderReport(*report);
   EXPECT_TRUE(HasRule(folder, "folder.remote-code-file")) << Rules(folder);
   EXPECT_TRUE(HasRule(folder, "folder.missing-remote-code"))
@@ -361,7 +364,7 @@ TEST(FolderScan, HuggingFaceCacheSnapshotLinksAreScanned) {
   fs::create_directories(snap);
   fs::create_symlink("../../blobs/deadbeef", snap / "model.gguf");
   auto report = ScanPaths({snap.string()}, ScanOptions{});
-  ASSERT_TRUE(report.ok());
+  ASSERT_THAT(report, IsOk());
   FileReport folder = FolderReport(*report);
   EXPECT_FALSE(HasRule(folder, "folder.symlink-escape")) << Rules(folder);
   EXPECT_TRUE(HasRule(folder, "gguf.special-token-out-of-range")) << Rules(folder);
@@ -380,7 +383,7 @@ TEST(FolderScan, ConsistentFolderIsClean) {
   fs::create_symlink("model-00001-of-00002.safetensors", d / "alias.safetensors");
   WriteFile(d / "m-00001-of-00002.gguf", CleanModel().Build());
   auto report = ScanPaths({d.string()}, ScanOptions{});
-  ASSERT_TRUE(report.ok());
+  ASSERT_THAT(report, IsOk());
   FileReport folder = FolderReport(*report);
   EXPECT_TRUE(HasRule(folder, "folder.missing-shard")) << Rules(folder);  // gguf part 2 of 2
   gguf::Writer split = CleanModel();
@@ -388,12 +391,12 @@ TEST(FolderScan, ConsistentFolderIsClean) {
   split.AddUint16("split.count", 2);
   WriteFile(d / "m-00001-of-00002.gguf", split.Build());
   report = ScanPaths({d.string()}, ScanOptions{});
-  ASSERT_TRUE(report.ok());
+  ASSERT_THAT(report, IsOk());
   EXPECT_TRUE(HasRule(FolderReport(*report), "folder.split-mismatch"))
       << Rules(FolderReport(*report));
   fs::remove(d / "m-00001-of-00002.gguf");
   report = ScanPaths({d.string()}, ScanOptions{});
-  ASSERT_TRUE(report.ok());
+  ASSERT_THAT(report, IsOk());
   EXPECT_EQ(report->verdict, Verdict::kClean) << Rules(FolderReport(*report));
 }
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "containers/container_builders.h"
+#include "container_builders.h"
 #include "pickle_test_util.h"
 #include "scan/scan.h"
 
