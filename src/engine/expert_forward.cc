@@ -1,5 +1,5 @@
 // Forward pass of the expert architectures (qwen2moe, qwen3moe, deepseek2).
-//  - Routing (llama.cpp build_moe_ffn semantics, research/inference.md §1.3): router logits ->
+//  - Routing (llama.cpp's llm_graph_context::build_moe_ffn, src/llama-graph.cpp): router logits ->
 //    softmax or sigmoid probabilities; selection scores = probs + exp_probs_b; with expert groups
 //    only the top n_group_used groups (ranked by the sum of their two best scores) compete; top-k
 //    by selection score; weights = unbiased probs, optionally renormalized (sum clamped at

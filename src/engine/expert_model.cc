@@ -1,5 +1,6 @@
 // Loading of the expert architectures (qwen2moe, qwen3moe, deepseek2): metadata keys and tensor
-// shapes as llama.cpp reads them (research/inference.md §1.1-1.2).
+// shapes as llama.cpp reads them (key names in src/llama-arch.cpp, load_hparams/load_tensors
+// in src/models/<arch>.cpp, at ggml-org/llama.cpp@d8a24cce).
 #include "engine/internal/expert_model.h"
 
 #include <cmath>

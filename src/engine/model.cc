@@ -23,7 +23,8 @@ struct ArchTraits {
   bool requires_qk_norm;
 };
 
-// Dense architectures the forward pass implements; see research/inference.md §1.3.
+// Dense architectures the forward pass implements; RoPE style per architecture as llama.cpp's
+// llama_model_rope_type gives it (src/llama-model.cpp, ggml-org/llama.cpp@d8a24cce).
 constexpr ArchTraits kArchs[] = {
     {"llama", RopeStyle::kNorm, false},
     {"qwen2", RopeStyle::kNeox, false},

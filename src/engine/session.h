@@ -38,7 +38,9 @@ class Batch;
 
 class Session {
  public:
-  // Errors: kInvalidArgument (bad options).
+  // Errors: kInvalidArgument (a negative n_ctx/n_threads/max_batch, n_ctx above 1M),
+  // kLimitExceeded (the KV cache would exceed 64 GiB, or memory for the cache or the per-pass
+  // buffers cannot be allocated), kInternal (the worker threads cannot be started).
   static Result<std::unique_ptr<Session>> Create(const Model& model,
                                                  const SessionOptions& options = {});
   ~Session();

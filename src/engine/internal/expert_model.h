@@ -3,7 +3,8 @@
 // norms) and deepseek2 (multi-head latent attention with a compressed KV cache, leading dense
 // layers, shared experts, softmax/sigmoid gating with selection bias, expert groups, weight
 // normalization and scaling, YaRN). Routed expert tensors stay memory-mapped; a token reads only
-// the rows of the experts it selected. See research/inference.md §1.1-1.3.
+// the rows of the experts it selected. Keys, tensor shapes and routing follow llama.cpp at
+// ggml-org/llama.cpp@d8a24cce (src/llama-arch.cpp, src/models/<arch>.cpp, src/llama-graph.cpp).
 #pragma once
 
 #include <cstdint>
