@@ -1,10 +1,12 @@
-// Byte builders for hand-written pickles in tests.
+// Byte builders for hand-written pickles in tests, and a printer for scan findings.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+
+#include "scan/scan.h"
 
 namespace airlock::testing::pkl {
 
@@ -39,5 +41,12 @@ inline const std::string kTuple1 = "\x85";
 inline const std::string kTuple2 = "\x86";
 inline const std::string kNewObj = "\x81";
 inline const std::string kNewObjEx = "\x92";
+
+// The findings of a report, one per line, for failure messages.
+inline std::string Dump(const airlock::scan::FileReport& r) {
+  std::string s;
+  for (const auto& f : r.findings) s += "\n  " + f.rule_id + " [" + f.member + "] " + f.message;
+  return s;
+}
 
 }  // namespace airlock::testing::pkl

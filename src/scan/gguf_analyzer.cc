@@ -49,22 +49,8 @@ Severity IssueSeverity(std::string_view code) {
 
 void CheckFreeText(Scanner& s, const Target& t, const gguf::KeyValue& kv, std::string_view text) {
   for (const TextMatch& m : FindSuspiciousText(text)) {
-    Severity sev = Severity::kLow;
-    std::string rule = "gguf.metadata-url";
-    switch (m.kind) {
-      case TextKind::kPythonCode:
-      case TextKind::kShell:
-        sev = Severity::kHigh;
-        rule = "gguf.metadata-code";
-        break;
-      case TextKind::kScript:
-      case TextKind::kObfuscation:
-        sev = Severity::kMedium;
-        rule = "gguf.metadata-code";
-        break;
-      case TextKind::kUrl:
-        break;
-    }
+    // An unusual URL in GGUF metadata is common (model cards) and only low.
+    const auto [rule, sev] = MetadataTextFinding("gguf", m.kind, Severity::kLow);
     s.Add(t, rule, sev,
           "metadata \"" + Printable(kv.key, 60) + "\" contains " +
               std::string(TextKindName(m.kind)) + ": \"" + m.excerpt + "\"",

@@ -47,22 +47,7 @@ void AnalyzeSafetensors(Scanner& s, const Target& t) {
     if (auto pos = header.find("\"" + key + "\""); pos != std::string_view::npos) at = 8 + pos;
     for (std::string_view text : {std::string_view(key), std::string_view(value)}) {
       for (const TextMatch& m : FindSuspiciousText(text)) {
-        Severity sev = Severity::kMedium;
-        std::string rule;
-        switch (m.kind) {
-          case TextKind::kPythonCode:
-          case TextKind::kShell:
-            sev = Severity::kHigh;
-            rule = "safetensors.metadata-code";
-            break;
-          case TextKind::kScript:
-          case TextKind::kObfuscation:
-            rule = "safetensors.metadata-code";
-            break;
-          case TextKind::kUrl:
-            rule = "safetensors.metadata-url";
-            break;
-        }
+        const auto [rule, sev] = MetadataTextFinding("safetensors", m.kind, Severity::kMedium);
         s.Add(t, rule, sev,
               "__metadata__ \"" + Printable(key, 60) + "\" contains " +
                   std::string(TextKindName(m.kind)) + ": \"" + m.excerpt + "\"",

@@ -152,4 +152,19 @@ std::vector<TextMatch> FindSuspiciousText(std::string_view text) {
   return out;
 }
 
+MetadataFinding MetadataTextFinding(std::string_view family, TextKind kind, Severity url_severity) {
+  const std::string code = std::string(family) + ".metadata-code";
+  switch (kind) {
+    case TextKind::kPythonCode:
+    case TextKind::kShell:
+      return {code, Severity::kHigh};
+    case TextKind::kScript:
+    case TextKind::kObfuscation:
+      return {code, Severity::kMedium};
+    case TextKind::kUrl:
+      break;
+  }
+  return {std::string(family) + ".metadata-url", url_severity};
+}
+
 }  // namespace airlock::scan::internal

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "core/text.h"
 
@@ -9,19 +10,20 @@ namespace airlock::core {
 namespace {
 
 TEST(TextHelpers, AsciiLowerMapsOnlyAsciiLetters) {
-  EXPECT_EQ(AsciiLower("Model.PKL"), "model.pkl");
-  EXPECT_EQ(AsciiLower("ABCDEF0123"), "abcdef0123");
-  // UTF-8 bytes (here É, C3 89) pass unchanged.
-  EXPECT_EQ(AsciiLower("\xc3\x89T\xc3\x89"), "\xc3\x89t\xc3\x89");
-  EXPECT_EQ(AsciiLower(""), "");
+  // {input, expected}; UTF-8 bytes (here É, C3 89) pass unchanged.
+  const std::pair<std::string, std::string> cases[] = {{"Model.PKL", "model.pkl"},
+                                                       {"ABCDEF0123", "abcdef0123"},
+                                                       {"\xc3\x89T\xc3\x89", "\xc3\x89t\xc3\x89"},
+                                                       {"", ""}};
+  for (const auto& [in, want] : cases) EXPECT_EQ(AsciiLower(in), want) << in;
 }
 
 TEST(TextHelpers, EndsWithIgnoreCase) {
-  EXPECT_TRUE(EndsWithIgnoreCase("MODEL.PKL", ".pkl"));
-  EXPECT_TRUE(EndsWithIgnoreCase("a/b.Safetensors", ".safetensors"));
-  EXPECT_TRUE(EndsWithIgnoreCase("x", ""));
-  EXPECT_FALSE(EndsWithIgnoreCase("pkl", ".pkl"));
-  EXPECT_FALSE(EndsWithIgnoreCase("model.pkl.gz", ".pkl"));
+  for (const auto& [s, suffix] :
+       {std::pair{"MODEL.PKL", ".pkl"}, {"a/b.Safetensors", ".safetensors"}, {"x", ""}})
+    EXPECT_TRUE(EndsWithIgnoreCase(s, suffix)) << s << " " << suffix;
+  for (const auto& [s, suffix] : {std::pair{"pkl", ".pkl"}, {"model.pkl.gz", ".pkl"}})
+    EXPECT_FALSE(EndsWithIgnoreCase(s, suffix)) << s << " " << suffix;
 }
 
 TEST(TextHelpers, QuoteNameNeutralizesControlsAndCuts) {

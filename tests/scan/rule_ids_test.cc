@@ -4,7 +4,8 @@
 //     template analyzer's findings), for the rule families below;
 //   - "gguf." / "safetensors." + the issue codes of the format parsers (hyphenated literals in
 //     src/formats/gguf*.cc and safetensors.cc, plus "truncated"), which the analyzers prefix;
-//   - "python." + the suffixes python_analyzer.cc appends (`rule += "..."`).
+//   - "python." + the suffixes python_analyzer.cc appends (`rule += "..."`);
+//   - "<family>.metadata-code" and "-url" for each MetadataTextFinding("<family>", ...) call.
 // A new finding with an undocumented id, or a documented rule that no code emits, fails here.
 #include <gtest/gtest.h>
 
@@ -75,6 +76,15 @@ std::set<std::string> EmittedRuleIds() {
   ids.insert("safetensors.truncated");
   AddMatches(ReadText(kSource / "src" / "scan" / "python_analyzer.cc"),
              std::regex("rule \\+= \"([a-z0-9-]+)\""), "python.", ids);
+  // MetadataTextFinding("<family>", ...) yields <family>.metadata-code and <family>.metadata-url.
+  std::set<std::string> metadata_families;
+  for (const fs::path& f : files)
+    AddMatches(ReadText(f), std::regex("MetadataTextFinding\\(\"([a-z]+)\""), "",
+               metadata_families);
+  for (const std::string& family : metadata_families) {
+    ids.insert(family + ".metadata-code");
+    ids.insert(family + ".metadata-url");
+  }
   return ids;
 }
 

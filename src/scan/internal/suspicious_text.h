@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "scan/scan.h"
+
 namespace airlock::scan::internal {
 
 enum class TextKind {
@@ -27,6 +29,15 @@ struct TextMatch {
 // All distinct kinds found in `text` (one match per kind). URLs whose host is a well-known
 // model or code hub (huggingface.co, github.com, ...) are not reported.
 std::vector<TextMatch> FindSuspiciousText(std::string_view text);
+
+// The finding for suspicious text in a format's free-text metadata: "<family>.metadata-code"
+// (Python or shell code: high; scripts or obfuscation: medium) or "<family>.metadata-url" with
+// `url_severity` (what an unusual URL means differs per format).
+struct MetadataFinding {
+  std::string rule;
+  Severity severity;
+};
+MetadataFinding MetadataTextFinding(std::string_view family, TextKind kind, Severity url_severity);
 
 // Printable, single-line, at most `max` characters (for messages).
 std::string Printable(std::string_view s, std::size_t max = 80);

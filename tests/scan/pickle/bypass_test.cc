@@ -29,14 +29,6 @@ bool HasRule(const airlock::scan::FileReport& r, const std::string& rule) {
   return false;
 }
 
-std::string Dump(const airlock::scan::FileReport& r) {
-  std::string s;
-  for (const auto& f : r.findings) {
-    s += "\n  " + f.rule_id + " [" + f.member + "] " + f.message;
-  }
-  return s;
-}
-
 // Protocol 4: module.name(arg) with a str argument.
 std::string CallStr(std::string_view module, std::string_view name, std::string_view arg) {
   return U(module) + U(name) + kStackGlobal + U(arg) + kTuple1 + "R";

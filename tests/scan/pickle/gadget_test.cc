@@ -39,14 +39,6 @@ bool NestedFinding(const airlock::scan::FileReport& r, const std::string& what) 
   return false;
 }
 
-std::string Dump(const airlock::scan::FileReport& r) {
-  std::string s;
-  for (const auto& f : r.findings) {
-    s += "\n  " + f.rule_id + " [" + f.member + "] " + f.message;
-  }
-  return s;
-}
-
 // BINBYTES with a 4-byte length.
 std::string B(const std::string& s) { return "B" + Le(s.size(), 4) + s; }
 
