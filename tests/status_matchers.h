@@ -2,7 +2,7 @@
 // status matchers: a failed expectation prints the status (code and message) instead of a bare
 // "has_value() is false".
 //
-//   EXPECT_THAT(core::ReadFile(path), IsOk());
+//   EXPECT_THAT(core::ReadFile(path), IsOk());      // also: an optional that holds a value
 //   EXPECT_THAT(gguf::Parse(bytes), StatusIs(StatusCode::kCorrupt, HasSubstr("tensor")));
 //   EXPECT_THAT(status, StatusIs(StatusCode::kLimitExceeded));
 //   ASSERT_OK_AND_ASSIGN(auto model, gguf::Parse(bytes));
@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -33,11 +34,16 @@ void PrintTo(const Result<T>& r, std::ostream* os) {
 
 namespace testing {
 
-// The Status of a Status or of a Result<T>.
+// The Status of a Status, of a Result<T>, or of a std::optional<T> (OK when it holds a value:
+// lookups that return optional read the same way in tests).
 inline const Status& StatusOf(const Status& s) { return s; }
 template <typename T>
 Status StatusOf(const Result<T>& r) {
   return r.status();
+}
+template <typename T>
+Status StatusOf(const std::optional<T>& o) {
+  return o.has_value() ? Status::Ok() : NotFound("std::nullopt");
 }
 
 MATCHER(IsOk, negation ? "is not OK" : "is OK") {
