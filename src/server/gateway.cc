@@ -1,7 +1,6 @@
 #include "server/gateway.h"
 
 #include <arpa/inet.h>
-#include <httplib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +61,12 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
                               "' without API keys; create one with "
                               "`airlock keys create` (keys db " +
                               p.server.keys_db + ")");
+    // Keys and prompts would cross the network in clear.
+    if (p.server.tls_cert.empty() && !impl->options.insecure_http)
+      return PermissionDenied("server: refusing to listen on non-loopback address '" +
+                              impl->options.host +
+                              "' without TLS; set [server] tls_cert and tls_key, or pass "
+                              "--insecure-http to serve plain HTTP anyway");
   }
   audit::OpenOptions aopts;
   // Fail closed: the log always has a signing key; the first start creates one.
@@ -82,125 +87,121 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   }
 
   Impl* s = impl.get();
-  httplib::Server& http = impl->http;
-  int threads = p.server.threads;
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  http.set_payload_max_length(p.server.max_body_bytes);
-  http.set_read_timeout(p.server.read_timeout_s, 0);
-  http.set_write_timeout(p.server.write_timeout_s, 0);
-  http.set_keep_alive_max_count(1000);
-  http.set_tcp_nodelay(true);
-  // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and take
-  // half the connections past every key, budget and audit check. SO_REUSEADDR alone (restart
-  // while old connections linger in TIME_WAIT) still refuses a second listener.
-  http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  http.set_keep_alive_timeout(2);  // idle keep-alive connections hold a worker thread
-  // Runs after the headers are read and before httplib reads the body (cpp-httplib reads the body
-  // only after routing starts). httplib decompresses gzip/brotli bodies itself and applies the
-  // payload limit to the compressed length only, and reads a chunked body (or a POST body without
-  // a length) whole: an unauthenticated client could make it expand or buffer any amount. A body
-  // must therefore come with a Content-Length (which the payload limit bounds) and no content
-  // coding. The connection is closed after the refusal, since its body was never read.
-  http.set_pre_routing_handler([s](const httplib::Request& req, httplib::Response& res) {
-    bool coded = false;
-    for (std::size_t i = 0; i < req.get_header_value_count("Content-Encoding"); ++i) {
-      std::string v = req.get_header_value("Content-Encoding", i);
-      std::string lower;
-      for (char c : v)
-        if (c != ' ' && c != '\t')
-          lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (!lower.empty() && lower != "identity") coded = true;
-    }
-    bool has_body_method = req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
-    bool unbounded = req.has_header("Transfer-Encoding") ||
-                     (has_body_method && !req.has_header("Content-Length"));
-    if (!coded && !unbounded) return httplib::Server::HandlerResponse::Unhandled;
-    int status = coded ? 415 : 411;
-    std::string code = coded ? "unsupported_content_encoding" : "length_required";
-    SetError(res, status,
-             coded ? "Request bodies must not be compressed (Content-Encoding is not supported)."
-                   : "A request body needs a Content-Length header (chunked or unframed bodies "
-                     "are not accepted).",
-             code);
-    res.set_header("Connection", "close");
-    s->AuditAuthFailure(req, status, code);
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  http.set_error_handler([s](const httplib::Request& req, httplib::Response& res) {
-    // Refused before authentication could run: audited like a failed authentication.
-    if (res.status == 413) s->AuditAuthFailure(req, 413, "request_too_large");
-    if (!res.body.empty()) return;
-    std::string message = res.status == 413   ? "Request body too large."
-                          : res.status == 404 ? "Unknown endpoint."
-                          : res.status == 400 ? "Malformed request."
-                                              : "Request failed.";
-    std::string code = res.status == 413   ? "request_too_large"
-                       : res.status == 404 ? "unknown_url"
-                                           : "";
-    res.set_content(ErrorBody(res.status, message, code), "application/json");
-  });
-  http.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        SetError(res, 500, "Internal error.", "internal_error");
-      });
-  http.Post("/v1/chat/completions", [s](const httplib::Request& req, httplib::Response& res) {
-    s->HandleCompletion(req, res, true);
-  });
-  http.Post("/v1/completions", [s](const httplib::Request& req, httplib::Response& res) {
-    s->HandleCompletion(req, res, false);
-  });
-  http.Get("/v1/models",
-           [s](const httplib::Request& req, httplib::Response& res) { s->HandleModels(req, res); });
-  http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+  HttpServerOptions so;
+  so.host = impl->options.host;
+  so.port = impl->options.port;
+  so.worker_threads = p.server.threads;
+  so.max_body_bytes = p.server.max_body_bytes;
+  so.header_timeout_s = p.server.header_timeout_s;
+  so.body_timeout_s = p.server.read_timeout_s;
+  so.write_timeout_s = p.server.write_timeout_s;
+  so.keep_alive_timeout_s = p.server.keep_alive_timeout_s;
+  so.keep_alive_max_requests = p.server.keep_alive_max_requests;
+  so.max_connections = p.server.max_connections;
+  so.max_connections_per_address = p.server.max_connections_per_address;
+  so.tls_cert = p.server.tls_cert;
+  so.tls_key = p.server.tls_key;
+  AIRLOCK_ASSIGN_OR_RETURN(
+      impl->http,
+      HttpServer::Create(
+          std::move(so),
+          [s](const HttpRequest& req, HttpResponse& res) { return s->HandleFast(req, res); },
+          [s](const HttpRequest& req, HttpResponse& res) { s->HandleRequest(req, res); },
+          [s](const HttpRequest& req, int status, const std::string& code) {
+            s->AuditRefusal(req, status, code);
+          }));
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+bool Gateway::Impl::HandleFast(const HttpRequest& req, HttpResponse& res) {
+  if (req.method != "GET") return false;
+  if (req.path == "/health") {
     res.set_content(R"({"status":"ok"})", "application/json");
-  });
+    return true;
+  }
+  if (req.path != "/ready") return false;
   // Liveness is /health; readiness also needs every configured local model loaded and the audit
-  // log writable. Public like /health, so the reasons name no model.
-  http.Get("/ready", [s](const httplib::Request&, httplib::Response& res) {
-    json reasons = json::array();
-    std::size_t missing = 0;
-    for (const auto& m : s->policy().local_models)
-      if (!s->options.local_backends.count(m.name)) ++missing;
-    if (missing > 0) reasons.push_back(std::to_string(missing) + " local model(s) not loaded");
-    const std::string& log = s->policy().audit.path;
-    std::string dir = std::filesystem::path(log).parent_path().string();
-    if (access(log.c_str(), W_OK) != 0 || access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
-      reasons.push_back("audit log not writable");
-    res.status = reasons.empty() ? 200 : 503;
-    json body = {{"status", reasons.empty() ? "ready" : "not_ready"}};
-    if (!reasons.empty()) body["reasons"] = reasons;
-    res.set_content(DumpJson(body), "application/json");
-  });
-  http.Get("/metrics", [s](const httplib::Request& req, httplib::Response& res) {
+  // log writable, and no drain under way. Public like /health, so the reasons name no model.
+  json reasons = json::array();
+  if (draining.load()) reasons.push_back("shutting down");
+  std::size_t missing = 0;
+  for (const auto& m : policy().local_models)
+    if (!options.local_backends.count(m.name)) ++missing;
+  if (missing > 0) reasons.push_back(std::to_string(missing) + " local model(s) not loaded");
+  const std::string& log = policy().audit.path;
+  std::string dir = std::filesystem::path(log).parent_path().string();
+  if (access(log.c_str(), W_OK) != 0 || access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
+    reasons.push_back("audit log not writable");
+  res.status = reasons.empty() ? 200 : 503;
+  json body = {{"status", reasons.empty() ? "ready" : "not_ready"}};
+  if (!reasons.empty()) body["reasons"] = reasons;
+  res.set_content(DumpJson(body), "application/json");
+  return true;
+}
+
+void Gateway::Impl::HandleRequest(const HttpRequest& req, HttpResponse& res) {
+  if (req.method == "POST" && req.path == "/v1/chat/completions")
+    return HandleCompletion(req, res, true);
+  if (req.method == "POST" && req.path == "/v1/completions")
+    return HandleCompletion(req, res, false);
+  if (req.method == "GET" && req.path == "/v1/models") return HandleModels(req, res);
+  if (req.method == "GET" && req.path == "/metrics") {
     // Request counts, model names and policy actions are operational data: the same key rule as
     // the API unless the policy opens the endpoint to scrapers ([server] public_metrics).
-    if (!s->policy().server.public_metrics) {
+    if (!policy().server.public_metrics) {
       RequestState st;
-      if (!s->Authenticate(req, res, st)) return;
+      if (!Authenticate(req, res, st)) return;
     }
-    std::string out = s->metrics.Render();
+    std::string out = metrics.Render();
     out += "# HELP airlock_reserved_tokens Tokens reserved by requests in flight.\n";
     out += "# TYPE airlock_reserved_tokens gauge\n";
-    out += "airlock_reserved_tokens " + std::to_string(s->reserved_tokens.load()) + "\n";
+    out += "airlock_reserved_tokens " + std::to_string(reserved_tokens.load()) + "\n";
+    HttpServerCounters c = http->Counters();
+    out += "# HELP airlock_open_connections Client connections open.\n";
+    out += "# TYPE airlock_open_connections gauge\n";
+    out += "airlock_open_connections " + std::to_string(c.open_connections) + "\n";
+    out += "# HELP airlock_refused_connections_total Connections refused over a connection cap.\n";
+    out += "# TYPE airlock_refused_connections_total counter\n";
+    out += "airlock_refused_connections_total " + std::to_string(c.refused_connections) + "\n";
+    out +=
+        "# HELP airlock_timed_out_connections_total Connections closed by a header, body or "
+        "write deadline.\n";
+    out += "# TYPE airlock_timed_out_connections_total counter\n";
+    out += "airlock_timed_out_connections_total " + std::to_string(c.timed_out_connections) + "\n";
+    out += "# HELP airlock_tls_handshake_failures_total TLS handshakes that failed.\n";
+    out += "# TYPE airlock_tls_handshake_failures_total counter\n";
+    out +=
+        "airlock_tls_handshake_failures_total " + std::to_string(c.tls_handshake_failures) + "\n";
+    out +=
+        "# HELP airlock_insecure_http 1 when serving plain HTTP beyond loopback "
+        "(--insecure-http).\n";
+    out += "# TYPE airlock_insecure_http gauge\n";
+    out += std::string("airlock_insecure_http ") +
+           (options.insecure_http && !http->tls() && !IsLoopbackHost(options.host) ? "1" : "0") +
+           "\n";
     res.set_content(out, "text/plain; version=0.0.4");
-  });
-  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+    return;
+  }
+  SetError(res, 404, "Unknown endpoint.", "unknown_url");
+}
+
+void Gateway::Impl::TrackChannel(const std::shared_ptr<Channel>& ch) {
+  std::lock_guard<std::mutex> lock(channels_mu);
+  std::erase_if(channels, [](const std::weak_ptr<Channel>& w) { return w.expired(); });
+  channels.push_back(ch);
+  if (cancel_all.load()) ch->Cancel();
+}
+
+void Gateway::Impl::CancelAllChannels() {
+  std::lock_guard<std::mutex> lock(channels_mu);
+  for (auto& w : channels)
+    if (auto ch = w.lock()) ch->Cancel();
 }
 
 Status Gateway::Start() {
   const std::string& host = impl_->options.host;
-  int port = impl_->options.port;
-  if (port == 0) {
-    port = impl_->http.bind_to_any_port(host);
-    if (port <= 0) return Unavailable("server: cannot bind at " + host + ": no free port");
-  } else if (!impl_->http.bind_to_port(host, port)) {
-    return Unavailable("server: cannot listen on " + host + ":" + std::to_string(port) + ": port " +
-                       std::to_string(port) +
-                       " is already in use by another process (or binding it is not permitted)");
-  }
+  AIRLOCK_TRY(impl_->http->Bind());
+  int port = impl_->http->port();
   impl_->port = port;
   // An upstream that is this gateway would fan one request out until every worker is busy.
   for (const auto& [name, pool] : impl_->pools) {
@@ -208,25 +209,57 @@ Status Gateway::Start() {
     if (ep.port != port) continue;
     for (const std::string& address : ResolveAddresses(ep.host)) {
       if (!ReachesListener(address, host)) continue;
-      impl_->http.stop();
+      impl_->http->Stop();
       return InvalidArgument("server: upstream '" + name + "' base_url " + ep.scheme_host_port +
                              " points at this gateway's own listen address " + host + ":" +
                              std::to_string(port));
     }
   }
-  impl_->listener = std::thread([this] { impl_->http.listen_after_bind(); });
+  impl_->http->Start();
   return Status::Ok();
 }
 
 int Gateway::port() const { return impl_->port; }
 
+bool Gateway::tls() const { return impl_->http->tls(); }
+
+Status Gateway::ReloadTls() { return impl_->http->ReloadTls(); }
+
+void Gateway::Drain() {
+  Impl& s = *impl_;
+  if (s.stopped.load() || s.draining.exchange(true)) return;
+  s.http->StopAccepting();
+  auto idle = [&s] {
+    std::lock_guard<std::mutex> lock(s.live_mu);
+    return s.live_requests == 0 && s.http->ActiveRequests() == 0;
+  };
+  // Requests in flight may finish within the drain deadline.
+  auto deadline = Clock::now() + std::chrono::seconds(s.policy().server.drain_timeout_s);
+  while (!idle() && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!idle()) {
+    // Past it: cancel local generation and every stream (each settles as cancelled), then close
+    // what is left. A non-streamed upstream call ends at its own timeout_s at the latest.
+    s.cancel_all = true;
+    s.CancelAllChannels();
+    auto grace = Clock::now() + std::chrono::seconds(2);
+    while (!idle() && Clock::now() < grace)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    s.http->CloseAll();
+  }
+  Stop();
+}
+
 void Gateway::Stop() {
   if (impl_->stopped.exchange(true)) return;
-  impl_->http.stop();
+  impl_->http->Stop();
+  std::lock_guard<std::mutex> lock(impl_->stop_mu);
+  impl_->stop_cv.notify_all();
 }
 
 void Gateway::Wait() {
-  if (impl_->listener.joinable()) impl_->listener.join();
+  std::unique_lock<std::mutex> lock(impl_->stop_mu);
+  impl_->stop_cv.wait(lock, [this] { return impl_->stopped.load(); });
 }
 
 }  // namespace airlock::server

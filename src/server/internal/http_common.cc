@@ -55,13 +55,13 @@ std::string ErrorBody(int status, const std::string& message, const std::string&
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void SetError(httplib::Response& res, int status, const std::string& message,
-              const std::string& code, const std::string& param) {
+void SetError(HttpResponse& res, int status, const std::string& message, const std::string& code,
+              const std::string& param) {
   res.status = status;
   res.set_content(ErrorBody(status, message, code, param), "application/json");
 }
 
-bool ParseBearer(const httplib::Request& req, std::string* token) {
+bool ParseBearer(const HttpRequest& req, std::string* token) {
   std::string h = req.get_header_value("Authorization");
   if (h.size() > 7 && (h.rfind("Bearer ", 0) == 0 || h.rfind("bearer ", 0) == 0)) {
     *token = h.substr(7);

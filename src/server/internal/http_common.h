@@ -3,12 +3,12 @@
 // Thread-safety: pure functions.
 #pragma once
 
-#include <httplib.h>
-
 #include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "server/internal/http_types.h"
 
 namespace airlock::server::internal {
 
@@ -23,11 +23,11 @@ std::int64_t NowSeconds();
 // {"error":{"message","type","param","code"}} with the type OpenAI uses for `status`.
 std::string ErrorBody(int status, const std::string& message, const std::string& code,
                       const std::string& param = "");
-void SetError(httplib::Response& res, int status, const std::string& message,
-              const std::string& code, const std::string& param = "");
+void SetError(HttpResponse& res, int status, const std::string& message, const std::string& code,
+              const std::string& param = "");
 
 // The token of an `Authorization: Bearer <token>` header.
-bool ParseBearer(const httplib::Request& req, std::string* token);
+bool ParseBearer(const HttpRequest& req, std::string* token);
 
 // Hop header: each gateway appends its instance id when it forwards, and refuses a request that
 // already carries its own id (a loop through other gateways) or too many hops.

@@ -10,7 +10,7 @@ namespace airlock::server {
 using namespace internal;
 
 void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
-                               std::shared_ptr<ModelBackend> backend, httplib::Response& res) {
+                               std::shared_ptr<ModelBackend> backend, HttpResponse& res) {
   st->forwarded = true;
   GenerateRequest g;
   g.chat = st->chat;
@@ -60,14 +60,13 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
   };
   if (!stream) {
     std::string text;
-    std::atomic<bool> cancel{false};
     auto r = backend->Generate(
         g,
         [&](std::string_view piece) {
           text += piece;
           return true;
         },
-        cancel);
+        cancel_all);  // set by a drain past its deadline
     if (!r) return Fail(*st, res, 500, "Local model failed: " + r.error().message(), "model_error");
     json out = {{"id", id},
                 {"object", st->chat ? "chat.completion" : "text_completion"},
@@ -114,7 +113,7 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
                         {"total_tokens", r->prompt_tokens + r->completion_tokens}};
       emit(usage);
     }
-    ch->Finish(r ? httplib::Error::Success : httplib::Error::Unknown);
+    ch->Finish(r ? 0 : -1);
   }).detach();
   StreamToClient(st, ch, res);
 }

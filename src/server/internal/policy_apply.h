@@ -29,8 +29,8 @@ namespace airlock::server::internal {
 
 // Per-request state shared by the handler, the streaming provider and the producer thread.
 // Settling is structural: every path ends in Gateway::Impl::Finish (one audit record, the
-// reservation reconciled), and a state destroyed unsettled (an exception, a provider httplib never
-// ran) settles itself in its destructor through `settle_unsettled`.
+// reservation reconciled), and a state destroyed unsettled (an exception, a provider the server
+// never ran) settles itself in its destructor through `settle_unsettled`.
 struct RequestState {
   RequestState() = default;
   RequestState(const RequestState&) = delete;

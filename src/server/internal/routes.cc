@@ -53,7 +53,7 @@ void Gateway::Impl::Finish(RequestState& st, int status, std::int64_t actual_tok
                   std::chrono::duration<double>(Clock::now() - st.start).count());
 }
 
-void Gateway::Impl::Fail(RequestState& st, httplib::Response& res, int status,
+void Gateway::Impl::Fail(RequestState& st, HttpResponse& res, int status,
                          const std::string& message, const std::string& code,
                          const std::string& param) {
   SetError(res, status, message, code, param);
@@ -61,7 +61,7 @@ void Gateway::Impl::Fail(RequestState& st, httplib::Response& res, int status,
   Finish(st, status, 0, "");
 }
 
-bool Gateway::Impl::RefuseLoop(const httplib::Request& req, httplib::Response& res) {
+bool Gateway::Impl::RefuseLoop(const HttpRequest& req, HttpResponse& res) {
   std::string hops = req.get_header_value(kHopHeader);
   if (hops.empty()) return false;
   std::size_t count = 1 + static_cast<std::size_t>(std::count(hops.begin(), hops.end(), ','));
@@ -84,7 +84,7 @@ bool Gateway::Impl::RefuseLoop(const httplib::Request& req, httplib::Response& r
   return true;
 }
 
-void Gateway::Impl::AuditAuthFailure(const httplib::Request& req, int status,
+void Gateway::Impl::AuditAuthFailure(const HttpRequest& req, int status,
                                      const std::string& reason) {
   for (const auto& e :
        auth_failures.Record(req.remote_addr, req.path, status, reason, NowSeconds() / 60))
@@ -106,8 +106,7 @@ void Gateway::Impl::AppendAuthFailure(const internal::AuthFailureLog::Entry& e) 
     std::fprintf(stderr, "airlock serve: audit append failed: %s\n", s.error().message().c_str());
 }
 
-bool Gateway::Impl::Authenticate(const httplib::Request& req, httplib::Response& res,
-                                 RequestState& st) {
+bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, RequestState& st) {
   std::string token;
   bool has_token = ParseBearer(req, &token);
   auto active = keys->HasActiveKeys();
@@ -130,7 +129,7 @@ bool Gateway::Impl::Authenticate(const httplib::Request& req, httplib::Response&
   return true;
 }
 
-void Gateway::Impl::HandleModels(const httplib::Request& req, httplib::Response& res) {
+void Gateway::Impl::HandleModels(const HttpRequest& req, HttpResponse& res) {
   RequestState st;
   if (!Authenticate(req, res, st)) return;
   json data = json::array();
@@ -147,8 +146,7 @@ void Gateway::Impl::HandleModels(const httplib::Request& req, httplib::Response&
         data.push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", u.name}});
   res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
 }
-void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res,
-                                     bool chat) {
+void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, bool chat) {
   metrics.in_flight++;
   struct Dec {
     std::atomic<int>& v;
@@ -196,7 +194,7 @@ void Gateway::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
 }
 
 void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
-                                      const httplib::Request& req, httplib::Response& res) {
+                                      const HttpRequest& req, HttpResponse& res) {
   const bool chat = st->chat;
   auto parsed = ParseBoundedJson(req.body, policy().server.max_body_bytes);
   if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded)

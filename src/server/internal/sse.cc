@@ -13,8 +13,9 @@ namespace airlock::server {
 using namespace internal;
 
 void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared_ptr<Channel> ch,
-                                   httplib::Response& res) {
+                                   HttpResponse& res) {
   res.set_header("Cache-Control", "no-cache");
+  TrackChannel(ch);  // a drain past its deadline cancels the stream
   auto buffer = std::make_shared<std::string>();
   auto done = std::make_shared<bool>(false);
   // A stream has an overall deadline ([server] request_timeout_s), and while nothing is sent (an
@@ -24,8 +25,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   const Clock::time_point deadline =
       st->start + std::chrono::seconds(policy().server.request_timeout_s);
   auto last_write = std::make_shared<Clock::time_point>(Clock::now());
-  auto provide = [this, st, ch, buffer, done, deadline, last_write](std::size_t,
-                                                                    httplib::DataSink& sink) {
+  auto provide = [this, st, ch, buffer, done, deadline, last_write](std::size_t, DataSink& sink) {
     auto keep_alive = [&]() {
       if (Clock::now() - *last_write < std::chrono::seconds(1)) return true;
       static constexpr char kComment[] = ": keep-alive\n\n";
@@ -128,7 +128,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
       tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     }
     st->SettleCounts(st->streamed_pieces);
-    bool ok = ch->error == httplib::Error::Success && !st->stream_broken;
+    bool ok = ch->error == 0 && !st->stream_broken;
     if (st->response_unredactable) {
       Finish(*st, 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
       json err = json::parse(ErrorBody(
@@ -141,7 +141,10 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
           403, "Response blocked by policy: " + st->response_block_reason, "policy_violation"));
       tail += "data: " + DumpJson(err) + "\n\n";
     } else {
-      Finish(*st, ok ? 200 : 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
+      // Cancelled by a drain past its deadline: 503, charged what was produced.
+      if (!ok && cancel_all.load()) st->actions.push_back("cancelled: server shutting down");
+      Finish(*st, ok ? 200 : (cancel_all.load() ? 503 : 502),
+             st->prompt_tokens + st->completion_tokens, st->ResponseText());
     }
     if (!ok && !st->response_blocked) {
       json err = json::parse(ErrorBody(502, "Upstream stream ended abnormally.", "upstream_error"));
@@ -155,7 +158,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
   };
   res.set_chunked_content_provider(
       "text/event-stream",
-      [provide, ch](std::size_t offset, httplib::DataSink& sink) {
+      [provide, ch](std::size_t offset, DataSink& sink) {
         try {
           return provide(offset, sink);
         } catch (const std::exception& e) {
@@ -170,6 +173,7 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
         if (!*done) {
           // Client went away mid-stream: charge the whole reservation, record it.
           std::int64_t charged = st->reservation ? st->reservation->tokens : 0;
+          if (cancel_all.load()) st->actions.push_back("cancelled: server shutting down");
           Finish(*st, 499, charged, st->ResponseText());
         }
       });

@@ -5,8 +5,6 @@
 // Thread-safety: every method is thread-safe.
 #pragma once
 
-#include <httplib.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,7 +19,7 @@ struct Channel {
   std::string data;       // bytes not yet consumed
   int status = 0;         // HTTP status from the producer, once known
   bool finished = false;  // producer done
-  httplib::Error error = httplib::Error::Success;
+  int error = 0;  // 0: the producer succeeded; else its httplib::Error value (upstream) or -1
   std::atomic<bool> cancel{false};
 
   void SetStatus(int s) {
@@ -48,7 +46,7 @@ struct Channel {
     cancel = true;
     cv.notify_all();
   }
-  void Finish(httplib::Error e) {
+  void Finish(int e) {
     std::lock_guard<std::mutex> lock(mu);
     finished = true;
     error = e;

@@ -1,6 +1,7 @@
 #include "server/internal/upstream.h"
 
 #include <arpa/inet.h>
+#include <httplib.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 
@@ -18,6 +19,34 @@ namespace {
 bool IsLoopbackAddress(const std::string& a) { return a == "::1" || a.rfind("127.", 0) == 0; }
 
 }  // namespace
+
+ClientPool::ClientPool(UpstreamEndpoint e) : endpoint_(std::move(e)) {}
+ClientPool::~ClientPool() = default;
+
+std::unique_ptr<httplib::Client> ClientPool::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  auto c = std::make_unique<httplib::Client>(endpoint_.scheme_host_port);
+  c->set_connection_timeout(5, 0);
+  c->set_read_timeout(endpoint_.timeout_s, 0);
+  c->set_write_timeout(endpoint_.timeout_s, 0);
+  c->set_keep_alive(true);
+  // Headers and body are separate writes: avoid Nagle/delayed-ACK stalls.
+  c->set_tcp_nodelay(true);
+  if (!endpoint_.ca_file.empty()) c->set_ca_cert_path(endpoint_.ca_file.c_str());
+  return c;
+}
+
+void ClientPool::Release(std::unique_ptr<httplib::Client> c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < 64) idle_.push_back(std::move(c));
+}
 
 Result<UpstreamEndpoint> EndpointFor(const policy::Upstream& u) {
   UpstreamEndpoint e;
@@ -101,7 +130,7 @@ namespace airlock::server {
 using namespace internal;
 
 void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body, bool stream,
-                                    const policy::Upstream& upstream, httplib::Response& res) {
+                                    const policy::Upstream& upstream, HttpResponse& res) {
   std::shared_ptr<ClientPool> pool = pools.at(upstream.name);
   st->forwarded = true;
   const UpstreamEndpoint& ep = pool->endpoint();
@@ -218,7 +247,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     bool ok = client->send(r, resp, err);
     if (ok) pool->Release(std::move(client));
     if (!resp.body.empty()) ch->Push(resp.body.data(), resp.body.size());
-    ch->Finish(ok ? httplib::Error::Success : err);
+    ch->Finish(ok ? 0 : static_cast<int>(err));
   }).detach();
   ch->WaitHeaders();
   int status;
@@ -230,7 +259,7 @@ void Gateway::Impl::ForwardUpstream(std::shared_ptr<RequestState> st, json body,
     httplib::Error e;
     {
       std::lock_guard<std::mutex> lock(ch->mu);
-      e = ch->error;
+      e = static_cast<httplib::Error>(ch->error);
     }
     return error_for(e);
   }

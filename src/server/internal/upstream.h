@@ -4,8 +4,6 @@
 // Thread-safety: ClientPool is thread-safe; the functions are pure (name resolution aside).
 #pragma once
 
-#include <httplib.h>
-
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +13,10 @@
 #include "core/status.h"
 #include "policy/detectors.h"
 #include "policy/policy.h"
+
+namespace httplib {
+class Client;
+}
 
 namespace airlock::server::internal {
 
@@ -30,30 +32,12 @@ struct UpstreamEndpoint {
 
 class ClientPool {
  public:
-  explicit ClientPool(UpstreamEndpoint e) : endpoint_(std::move(e)) {}
-  std::unique_ptr<httplib::Client> Acquire() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-    }
-    auto c = std::make_unique<httplib::Client>(endpoint_.scheme_host_port);
-    c->set_connection_timeout(5, 0);
-    c->set_read_timeout(endpoint_.timeout_s, 0);
-    c->set_write_timeout(endpoint_.timeout_s, 0);
-    c->set_keep_alive(true);
-    c->set_tcp_nodelay(
-        true);  // headers and body are separate writes: avoid Nagle/delayed-ACK stalls
-    if (!endpoint_.ca_file.empty()) c->set_ca_cert_path(endpoint_.ca_file.c_str());
-    return c;
-  }
-  void Release(std::unique_ptr<httplib::Client> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (idle_.size() < 64) idle_.push_back(std::move(c));
-  }
+  explicit ClientPool(UpstreamEndpoint e);
+  ~ClientPool();
+  // An idle keep-alive client, or a new one (timeouts from the endpoint).
+  std::unique_ptr<httplib::Client> Acquire();
+  // Returns a client that completed its exchange (kept while fewer than 64 are idle).
+  void Release(std::unique_ptr<httplib::Client> c);
   const UpstreamEndpoint& endpoint() const { return endpoint_; }
 
  private:
