@@ -25,6 +25,7 @@ struct ServeArgs {
   int threads = 0;
   int ctx = 0;
   bool no_batching = false;
+  bool insecure_http = false;
   std::string require_signature;
 };
 
@@ -84,6 +85,8 @@ int RunServe(const ServeArgs& a) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -92,6 +95,7 @@ int RunServe(const ServeArgs& a) {
   options.port = a.port;
   options.policy = std::move(pol);
   options.local_backends = std::move(backends);
+  options.insecure_http = a.insecure_http;
   auto gw = server::Gateway::Create(std::move(options));
   if (!gw) {
     std::fprintf(stderr, "airlock serve: %s\n", gw.error().message().c_str());
@@ -101,19 +105,42 @@ int RunServe(const ServeArgs& a) {
     std::fprintf(stderr, "airlock serve: %s\n", s.message().c_str());
     return 3;
   }
-  std::printf("airlock serve: listening on http://%s:%d\n", a.host.c_str(), (*gw)->port());
+  bool tls = (*gw)->tls();
+  if (!tls && !server::IsLoopbackHost(a.host))
+    std::fprintf(stderr,
+                 "airlock serve: WARNING: serving plain HTTP on %s (--insecure-http): API keys "
+                 "and prompts cross the network readable\n",
+                 a.host.c_str());
+  std::printf("airlock serve: listening on %s://%s:%d\n", tls ? "https" : "http", a.host.c_str(),
+              (*gw)->port());
   std::fflush(stdout);
   server::Gateway* g = gw->get();
+  // SIGHUP reloads the TLS certificate; SIGTERM and SIGINT drain (finish or cancel what is in
+  // flight within [server] drain_timeout_s, settle and audit it) and stop.
   std::thread watcher([set, g] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    g->Stop();
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        if (Status s = g->ReloadTls(); !s.ok())
+          std::fprintf(stderr,
+                       "airlock serve: TLS reload failed, keeping the old certificate: %s\n",
+                       s.message().c_str());
+        else if (g->tls())
+          std::fprintf(stderr, "airlock serve: TLS certificate reloaded\n");
+        continue;
+      }
+      if (sig == SIGUSR1) return;  // woken by the main thread: the server stopped on its own
+      std::fprintf(stderr, "airlock serve: draining\n");
+      g->Drain();
+      return;
+    }
   });
   (*gw)->Wait();
   // The watcher may still be inside Stop(), or still waiting if the server stopped on its own:
   // wake it (the signal is blocked, so it only ends sigwait) and join it before the gateway is
   // destroyed. (A detached watcher raced with the destructor; found by ThreadSanitizer.)
-  pthread_kill(watcher.native_handle(), SIGTERM);
+  pthread_kill(watcher.native_handle(), SIGUSR1);
   watcher.join();
   std::fprintf(stderr, "airlock serve: stopped\n");
   return 0;
@@ -129,13 +156,17 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "jurisdiction routing, tamper-evident audit)");
   cmd->footer(
       "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
-      "GET /metrics. Binds loopback by default; a non-loopback --host needs API keys\n"
-      "(airlock keys create). The policy file is documented in docs/policy.example.toml.\n"
+      "GET /ready, GET /metrics. Binds loopback by default; a non-loopback --host needs API keys\n"
+      "(airlock keys create) and TLS ([server] tls_cert/tls_key, reloaded on SIGHUP) unless\n"
+      "--insecure-http. SIGTERM drains: in-flight requests finish within [server]\n"
+      "drain_timeout_s, the rest are cancelled, all are audited, exit 0. The policy file is "
+      "documented in docs/policy.example.toml.\n"
       "Audit: the first start creates the checkpoint signing key when absent ([audit]\n"
       "signing_key, default <audit path>.key, with .pub beside it) and prints its public key;\n"
       "checkpoints go to the anchors the policy names (docs/audit.md).\n"
-      "Exit codes: 0 stopped cleanly; 1 refused (non-loopback without keys); 2 local models\n"
-      "requested but the inference engine is not in this build; 3 usage or startup error.\n"
+      "Exit codes: 0 stopped cleanly; 1 refused (non-loopback without keys or TLS); 2 local\n"
+      "models requested but the inference engine is not in this build; 3 usage or startup\n"
+      "error.\n"
       "Examples:\n"
       "  airlock serve --config policy.toml --port 8080\n"
       "  curl -s localhost:8080/v1/chat/completions -H 'Authorization: Bearer ak_...' \\\n"
@@ -163,6 +194,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");
   cmd->add_option("-c,--config", args->config, "Policy file (TOML)");
   cmd->add_option("--host", args->host, "Address to bind")->capture_default_str();
+  cmd->add_flag("--insecure-http", args->insecure_http,
+                "Allow a non-loopback --host without TLS (keys and prompts travel readable; "
+                "printed as a warning and exported as the metric airlock_insecure_http)");
   cmd->add_option("--port", args->port, "Port to bind (0 picks a free one)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();

@@ -270,10 +270,13 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
   if (const toml::node* n = root.get("server")) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "server"), "expected a [server] table");
-    AIRLOCK_TRY(CheckKeys(*t,
-                          {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s",
-                           "request_timeout_s", "threads", "default_max_tokens", "public_metrics"},
-                          origin, "server"));
+    AIRLOCK_TRY(CheckKeys(
+        *t,
+        {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s", "request_timeout_s",
+         "threads", "default_max_tokens", "public_metrics", "header_timeout_s",
+         "keep_alive_timeout_s", "keep_alive_max_requests", "max_connections",
+         "max_connections_per_address", "tls_cert", "tls_key", "drain_timeout_s"},
+        origin, "server"));
     ServerSettings& s = p.server;
     AIRLOCK_ASSIGN_OR_RETURN(s.keys_db,
                              GetString(*t, "keys_db", origin, "server", false, s.keys_db));
@@ -298,6 +301,30 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     s.default_max_tokens = static_cast<int>(v);
     AIRLOCK_ASSIGN_OR_RETURN(s.public_metrics,
                              GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "header_timeout_s", origin, "server", s.header_timeout_s, 1, 600));
+    s.header_timeout_s = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "keep_alive_timeout_s", origin, "server", s.keep_alive_timeout_s, 1, 600));
+    s.keep_alive_timeout_s = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "keep_alive_max_requests", origin, "server",
+                                       s.keep_alive_max_requests, 1, 1000000));
+    s.keep_alive_max_requests = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "max_connections", origin, "server", s.max_connections, 1, 1000000));
+    s.max_connections = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_connections_per_address", origin, "server",
+                                       s.max_connections_per_address, 1, 1000000));
+    s.max_connections_per_address = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(s.tls_cert,
+                             GetString(*t, "tls_cert", origin, "server", false, s.tls_cert));
+    AIRLOCK_ASSIGN_OR_RETURN(s.tls_key,
+                             GetString(*t, "tls_key", origin, "server", false, s.tls_key));
+    if (s.tls_cert.empty() != s.tls_key.empty())
+      return Bad(origin, Where(*n, "server"), "tls_cert and tls_key must be set together");
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "drain_timeout_s", origin, "server", s.drain_timeout_s, 0, 3600));
+    s.drain_timeout_s = static_cast<int>(v);
   }
   return p;
 }

@@ -87,8 +87,16 @@ struct AuditSettings {
 struct ServerSettings {
   std::string keys_db = "airlock-keys.db";
   std::size_t max_body_bytes = 1 << 20;
-  int read_timeout_s = 10;
-  int write_timeout_s = 30;
+  int header_timeout_s = 10;     // request line and headers (and the TLS handshake), from connect
+  int read_timeout_s = 10;       // the whole request body, once the headers are in
+  int write_timeout_s = 30;      // each write to the client
+  int keep_alive_timeout_s = 5;  // idle keep-alive connection: next request's headers within it
+  int keep_alive_max_requests = 100;
+  int max_connections = 4096;            // open client connections in total
+  int max_connections_per_address = 64;  // from one client IP address
+  std::string tls_cert;      // PEM certificate chain; with tls_key: HTTPS (reloaded on SIGHUP)
+  std::string tls_key;       // PEM private key
+  int drain_timeout_s = 30;  // SIGTERM: in-flight requests may finish within it, then cancelled
   // Overall limit for one completion request, streamed or not (an upstream that keeps a stream
   // open with comments, or trickles a response, is cut off here: 504).
   int request_timeout_s = 600;

@@ -8,7 +8,8 @@
 // (liveness), GET /ready (every configured local model loaded, audit log writable; else 503),
 // GET /metrics. Errors use OpenAI's JSON shape.
 // Ownership: Gateway owns its HTTP server, key store, audit log and upstream connection pools.
-// Thread-safety: Start/Stop/Wait from one controlling thread; requests are served concurrently.
+// Thread-safety: Start/Stop/Wait/Drain/ReloadTls from controlling threads; requests are served
+// concurrently (internal/http_server.h: event-driven connections, a bounded worker pool).
 #pragma once
 
 #include <map>
@@ -27,6 +28,9 @@ struct GatewayOptions {
   policy::Policy policy;
   // Local models by name; the policy's local_models without a backend answer 503.
   std::map<std::string, std::shared_ptr<ModelBackend>> local_backends;
+  // Allows a non-loopback bind without TLS ([server] tls_cert/tls_key); API keys are still
+  // required there. Shown as a warning and as the metric airlock_insecure_http.
+  bool insecure_http = false;
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".
@@ -34,8 +38,9 @@ bool IsLoopbackHost(const std::string& host);
 
 class Gateway {
  public:
-  // Opens the key store and audit log named in the policy and compiles the detectors. Errors:
-  // kPermissionDenied (non-loopback bind without any active API key), kIo, kInvalidArgument.
+  // Opens the key store and audit log named in the policy, compiles the detectors and loads the
+  // TLS certificate. Errors: kPermissionDenied (non-loopback bind without any active API key, or
+  // without TLS unless insecure_http), kIo, kInvalidArgument (TLS files).
   static Result<std::unique_ptr<Gateway>> Create(GatewayOptions options);
   ~Gateway();
   Gateway(const Gateway&) = delete;
@@ -45,7 +50,16 @@ class Gateway {
   Status Start();
   // The bound port (after Start()).
   int port() const;
-  // Stops accepting and serving; idempotent.
+  // Whether clients connect with TLS.
+  bool tls() const;
+  // Graceful drain: stops accepting (idle connections are closed, /ready answers 503), lets the
+  // requests in flight finish for up to [server] drain_timeout_s, then cancels the rest; returns
+  // once every request is settled and audited (bounded), then stops. Idempotent.
+  void Drain();
+  // Loads [server] tls_cert/tls_key again for new connections (SIGHUP). Errors: kInvalidArgument
+  // (the old certificate stays in use).
+  Status ReloadTls();
+  // Stops accepting and serving at once; idempotent.
   void Stop();
   // Blocks until the server stops.
   void Wait();

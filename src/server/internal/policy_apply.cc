@@ -1,0 +1,510 @@
+#include "server/internal/policy_apply.h"
+
+#include <algorithm>
+
+#include "server/internal/json_limits.h"
+
+namespace airlock::server::internal {
+
+RequestState::~RequestState() {
+  if (!settled && settle_unsettled) settle_unsettled(*this);
+  if (on_release) on_release();
+}
+
+void RequestState::TakeUsage(const json& usage) {
+  auto count = [&](const char* key, std::int64_t implausible) -> std::int64_t {
+    auto it = usage.find(key);
+    if (it == usage.end() || !it->is_number()) return -1;
+    if (it->is_number_float()) {
+      double d = it->get<double>();
+      return d > static_cast<double>(std::int64_t{1} << 40) ? implausible : -1;
+    }
+    std::int64_t v = IntegerField(usage, key, -2);
+    return v == -2 ? (it->is_number_unsigned() ? implausible : -1) : v;
+  };
+  prompt_tokens = count("prompt_tokens", prompt_estimate);
+  completion_tokens = count("completion_tokens", completion_reserved);
+}
+
+void RequestState::SettleCounts(std::int64_t output_estimate) {
+  if (prompt_tokens < 0) prompt_tokens = prompt_estimate;
+  if (completion_tokens < 0) completion_tokens = output_estimate;
+  completion_tokens = std::max(completion_tokens, streamed_pieces);
+}
+
+bool RequestState::ChoiceFinished(int index) const {
+  auto it = choices.find(index);
+  return it != choices.end() && it->second.finished;
+}
+
+std::string RequestState::HoldBack(int index, const std::string& field, std::string_view text) {
+  // Each held field may hold up to 64 KiB; a hostile upstream spreading text over many choices
+  // and tool-call indices must not multiply that without bound.
+  constexpr std::size_t kMaxHeldFields = 64;
+  if (held.size() >= kMaxHeldFields && !held.count({index, field})) {
+    response_blocked = true;
+    response_block_reason = "more than 64 tool-call/reasoning fields held back at once";
+    return "";
+  }
+  ChoiceState& f = held[{index, field}];
+  f.unscanned += text;
+  return ReleaseScanned(f, /*final=*/false);
+}
+
+void RequestState::FlushHeld(int index, json& delta) {
+  for (auto& [key, f] : held) {
+    if (key.first != index || response_blocked) continue;
+    std::string rest = ReleaseScanned(f, /*final=*/true);
+    if (rest.empty() || response_blocked) continue;
+    if (key.second == "reasoning") {
+      auto keep = ProcessReasoningField(rest);
+      if (!keep) continue;
+      auto r = delta.find("reasoning_content");
+      delta["reasoning_content"] =
+          (r != delta.end() && r->is_string() ? r->get<std::string>() : std::string()) + *keep;
+      continue;
+    }
+    if (key.second == "fcall" || key.second.rfind("field:", 0) == 0) {
+      PutHeldText(delta, key.second, rest);
+      continue;
+    }
+    std::int64_t tindex = std::stoll(key.second.substr(5));
+    json& tcs = delta["tool_calls"];
+    if (!tcs.is_array()) tcs = json::array();
+    json* target = nullptr;
+    for (json& tc : tcs)
+      if (tc.is_object() && IntegerField(tc, "index", -1, internal::kMaxChoices) == tindex &&
+          tc.contains("function") && tc["function"].is_object())
+        target = &tc;
+    if (!target) {
+      tcs.push_back({{"index", tindex}, {"function", {{"arguments", ""}}}});
+      target = &tcs.back();
+    }
+    json& a = (*target)["function"]["arguments"];
+    a = (a.is_string() ? a.get<std::string>() : std::string()) + rest;
+  }
+}
+
+void RequestState::PutHeldText(json& delta, const std::string& key, const std::string& text) {
+  if (key == "fcall") {
+    json& fc = delta["function_call"];
+    if (!fc.is_object()) fc = json::object();
+    json& a = fc["arguments"];
+    a = (a.is_string() ? a.get<std::string>() : std::string()) + text;
+    return;
+  }
+  if (text.empty()) return;  // nothing released yet: the field is left out of this chunk
+  std::string name = key.substr(6);
+  std::string value = text;
+  if (name == "reasoning") {
+    auto keep = ProcessReasoningField(text);
+    if (!keep) return;
+    value = *keep;
+  }
+  json& f = delta[name];
+  f = (f.is_string() ? f.get<std::string>() : std::string()) + value;
+}
+
+std::set<int> RequestState::HeldIndices() const {
+  std::set<int> out;
+  for (const auto& [key, f] : held)
+    if (!f.unscanned.empty()) out.insert(key.first);
+  return out;
+}
+
+RequestState::ChoiceState& RequestState::Choice(int index) {
+  ChoiceState& c = choices[index];
+  if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
+  return c;
+}
+
+std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
+  if (!detectors || response_blocked) {
+    std::string all;
+    if (!response_blocked) all.swap(c.unscanned);
+    c.unscanned.clear();
+    return all;
+  }
+  if (!final && c.unscanned.size() < c.rescan_at) return "";
+  std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
+  std::size_t size = c.unscanned.size();
+  std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
+  for (const policy::Match& m : matches)
+    if (m.begin < emit && m.end > emit) emit = m.begin;  // never cut a match
+  while (emit > 0 && emit < size && (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
+    --emit;  // nor a UTF-8 sequence
+  const std::size_t held = size - emit;
+  if (!final && held > kMaxResponseHoldback) {
+    BlockUnredactable("a possible match longer than 64 KiB (held back, never sent)");
+    c.unscanned.clear();
+    return "";
+  }
+  c.rescan_at = held > kResponseHoldback ? 2 * held : 0;
+  std::vector<policy::Match> ready;
+  std::set<policy::DataClass> found;
+  for (const policy::Match& m : matches)
+    if (m.end <= emit) {
+      ready.push_back(m);
+      found.insert(m.data_class);
+    }
+  std::string out = c.unscanned.substr(0, emit);
+  c.unscanned.erase(0, emit);
+  if (ready.empty()) return out;
+  policy::Verdict v =
+      policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+  if (v.blocked) {
+    response_blocked = true;
+    response_block_reason = v.reason;
+    c.unscanned.clear();
+    return "";
+  }
+  for (const auto& [cls, a] : v.actions)
+    response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
+                            std::string(policy::ActionName(a)));
+  policy::Pseudonymizer redactor;  // only kRedact actions: nothing to remember
+  return redactor.Apply(out, ready, v.actions);
+}
+
+void RequestState::BlockUnredactable(const std::string& what) {
+  if (response_blocked) return;
+  response_blocked = true;
+  response_unredactable = true;
+  response_block_reason = what;
+}
+
+void RequestState::CheckFixedText(const std::string& text, const char* what) {
+  if (!detectors || response_blocked) return;
+  std::vector<policy::Match> matches = detectors->Scan(text);
+  if (matches.empty()) return;
+  std::set<policy::DataClass> found;
+  for (const auto& m : matches) found.insert(m.data_class);
+  policy::Verdict v =
+      policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+  bool acted = v.blocked;
+  for (const auto& [cls, a] : v.actions)
+    if (a != policy::Action::kAllow) acted = true;
+  if (acted)
+    BlockUnredactable(std::string(policy::DataClassName(*found.begin())) + " in " + what +
+                      " of the upstream's answer, which cannot be redacted");
+}
+
+void RequestState::ScanOutputFields(json& node, bool top) {
+  if (!detectors || response_blocked) return;
+  if (node.is_number()) {
+    std::string text = internal::NumberScanText(node);
+    if (std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) >= 7)
+      CheckFixedText(text, "a number");
+    return;
+  }
+  if (node.is_string()) {
+    const std::string& text = node.get_ref<const std::string&>();
+    std::vector<policy::Match> matches = detectors->Scan(text);
+    if (matches.empty()) return;
+    std::set<policy::DataClass> found;
+    for (const auto& m : matches) found.insert(m.data_class);
+    policy::Verdict v =
+        policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+    if (v.blocked) {
+      response_blocked = true;
+      response_block_reason = v.reason;
+      node = "";
+      return;
+    }
+    for (const auto& [cls, a] : v.actions)
+      response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
+                              std::string(policy::ActionName(a)));
+    policy::Pseudonymizer redactor;
+    node = redactor.Apply(text, matches, v.actions);
+  } else if (node.is_array()) {
+    for (json& e : node) ScanOutputFields(e, false);
+  } else if (node.is_object()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      CheckFixedText(it.key(), "an object key");
+      if (top && it.key() == "content") {
+        if (!it->is_string() && !it->is_null()) BlockUnredactable("non-string content");
+        continue;  // scanned, split and restored by ProcessText
+      }
+      ScanOutputFields(*it, false);
+    }
+  }
+}
+
+void RequestState::ScanEnvelope(json& doc, bool chat_shape) {
+  if (!doc.is_object()) return ScanOutputFields(doc, false);
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    CheckFixedText(it.key(), "an object key");
+    if (it.key() != "choices" || !it->is_array()) {
+      ScanOutputFields(*it, false);
+      continue;
+    }
+    for (json& c : *it) {
+      if (!c.is_object()) {
+        ScanOutputFields(c, false);
+        continue;
+      }
+      for (auto f = c.begin(); f != c.end(); ++f) {
+        CheckFixedText(f.key(), "an object key");
+        const std::string& k = f.key();
+        if (chat_shape && (k == "message" || k == "delta") && f->is_object())
+          continue;  // ScanOutputFields and ProcessText
+        if (!chat_shape && k == "text") {
+          if (!f->is_string() && !f->is_null()) BlockUnredactable("non-string text");
+          continue;  // ProcessText
+        }
+        ScanOutputFields(*f, false);
+      }
+    }
+  }
+}
+
+std::string RequestState::ProcessText(int index, std::string_view raw, bool whole) {
+  ChoiceState& c = Choice(index);
+  c.unscanned += raw;
+  std::string scanned = ReleaseScanned(c, /*final=*/whole);
+  std::string_view text = scanned;
+  std::string visible(text);
+  // The splitter runs in every mode so that reasoning is recorded as a data class; only
+  // strip/log take it out of what the client sees.
+  auto piece = c.splitter.Feed(text);
+  if (!piece.reasoning.empty()) produced_reasoning = true;
+  if (reasoning != policy::ReasoningAction::kPass) {
+    reasoning_text += piece.reasoning;
+    visible = std::move(piece.visible);
+  }
+  std::string out = c.restorer->Feed(visible);
+  c.visible += out;
+  return out;
+}
+
+std::string RequestState::FinishChoice(int index) {
+  ChoiceState& c = Choice(index);
+  if (c.finished) return "";
+  c.finished = true;
+  std::string out;
+  std::string rest = ReleaseScanned(c, /*final=*/true);
+  auto piece = c.splitter.Feed(rest);
+  auto last = c.splitter.Flush();
+  if (!piece.reasoning.empty() || !last.reasoning.empty()) produced_reasoning = true;
+  if (reasoning != policy::ReasoningAction::kPass) {
+    reasoning_text += piece.reasoning + last.reasoning;
+    out = c.restorer->Feed(piece.visible);
+    out += c.restorer->Feed(last.visible);
+  } else {
+    out = c.restorer->Feed(rest);
+  }
+  out += c.restorer->Flush();
+  c.visible += out;
+  return out;
+}
+
+std::optional<std::string> RequestState::ProcessReasoningField(std::string_view text) {
+  if (!text.empty()) produced_reasoning = true;
+  std::string restored = pseudonymizer.Restore(text);
+  if (reasoning == policy::ReasoningAction::kPass) return restored;
+  reasoning_text += restored;
+  return std::nullopt;
+}
+
+std::string RequestState::ResponseText() const {
+  std::string all;
+  for (const auto& [i, c] : choices) all += c.visible;
+  return all;
+}
+std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
+                        const std::string& joined, const std::vector<policy::Match>& matches,
+                        const std::map<policy::DataClass, policy::Action>& actions) {
+  std::vector<std::size_t> starts;  // offset of each part in `joined`
+  std::size_t offset = 0;
+  for (const json* part : unit.parts) {
+    starts.push_back(offset);
+    offset += part->get_ref<const std::string&>().size();
+  }
+  bool crossing = false;
+  for (const policy::Match& m : matches)
+    for (std::size_t k = 1; k < starts.size(); ++k)
+      if (m.begin < starts[k] && starts[k] < m.end) crossing = true;
+  if (crossing) {
+    std::string all = pseudonymizer.Apply(joined, matches, actions);
+    *unit.parts[0] = all;
+    for (std::size_t k = 1; k < unit.parts.size(); ++k) *unit.parts[k] = "";
+    return all;
+  }
+  std::string all;
+  std::size_t next = 0;  // first match not yet assigned to a part
+  for (std::size_t k = 0; k < unit.parts.size(); ++k) {
+    const std::string& text = unit.parts[k]->get_ref<const std::string&>();
+    std::vector<policy::Match> local;
+    while (next < matches.size() && matches[next].end <= starts[k] + text.size()) {
+      policy::Match m = matches[next++];
+      m.begin -= starts[k];
+      m.end -= starts[k];
+      local.push_back(m);
+    }
+    std::string rewritten = local.empty() ? text : pseudonymizer.Apply(text, local, actions);
+    all += rewritten;
+    *unit.parts[k] = std::move(rewritten);
+  }
+  return all;
+}
+
+void WithholdLogprobs(RequestState& st, json& choice) {
+  if (!st.detectors) return;
+  auto lp = choice.find("logprobs");
+  if (lp == choice.end() || lp->is_null()) return;
+  *lp = nullptr;
+  st.response_actions.insert("response: logprobs withheld");
+}
+
+void TransformResponse(RequestState& st, json& body) {
+  auto choices = body.find("choices");
+  if (choices != body.end() && choices->is_array()) {
+    for (json& c : *choices) {
+      if (!c.is_object()) continue;
+      WithholdLogprobs(st, c);
+      int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
+      json* text = nullptr;
+      if (st.chat) {
+        auto m = c.find("message");
+        if (m != c.end() && m->is_object()) {
+          st.ScanOutputFields(*m);
+          if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
+          if (auto r = m->find("reasoning_content"); r != m->end() && r->is_string()) {
+            auto keep = st.ProcessReasoningField(r->get<std::string>());
+            if (keep)
+              *r = *keep;
+            else
+              m->erase("reasoning_content");
+          }
+        }
+      } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
+        text = &*t;
+      }
+      std::string out = text ? st.ProcessText(index, text->get<std::string>(), true) : "";
+      out += st.FinishChoice(index);
+      if (text) *text = out;
+    }
+  }
+  st.ScanEnvelope(body, st.chat);
+  auto usage = body.find("usage");
+  if (usage != body.end() && usage->is_object()) {
+    st.TakeUsage(*usage);
+    st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
+  } else {
+    st.prompt_tokens = st.prompt_estimate;
+    st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
+    body["usage"] = {{"prompt_tokens", st.prompt_tokens},
+                     {"completion_tokens", st.completion_tokens},
+                     {"total_tokens", st.prompt_tokens + st.completion_tokens}};
+  }
+}
+
+std::string TransformChunk(RequestState& st, const std::string& payload) {
+  auto parsed = ParseBoundedJson(payload, internal::kMaxSseEventBytes);
+  if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded) {
+    st.stream_broken = true;  // hostile upstream: end the stream with an error
+    return "";
+  }
+  if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
+  json& chunk = *parsed;
+  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object())
+    st.TakeUsage(*usage);
+  auto choices = chunk.find("choices");
+  if (choices != chunk.end() && choices->is_array()) {
+    for (json& c : *choices) {
+      if (!c.is_object()) continue;
+      WithholdLogprobs(st, c);
+      int index = static_cast<int>(IntegerField(c, "index", 0, internal::kMaxChoices));
+      if (st.ChoiceFinished(index)) {
+        // A choice that finished has said everything: later deltas (tool-call arguments,
+        // reasoning, content) would start a fresh hold-back, so they are dropped like content.
+        if (auto d = c.find("delta"); d != c.end()) *d = json::object();
+        c.erase("finish_reason");
+        continue;
+      }
+      bool finishing = c.contains("finish_reason") && !c["finish_reason"].is_null();
+      json* text = nullptr;
+      if (st.chat) {
+        auto d = c.find("delta");
+        if (d != c.end() && d->is_object()) {
+          // reasoning_content and tool call arguments get the same hold-back as content (per
+          // choice and tool call index), so a match split across chunks is seen whole; they are
+          // taken out while the rest of the delta is scanned piece by piece.
+          std::string reasoning_in;
+          bool has_reasoning = false;
+          if (auto r = d->find("reasoning_content"); r != d->end() && r->is_string()) {
+            reasoning_in = r->get<std::string>();
+            has_reasoning = true;
+            d->erase(r);
+          }
+          // The same for the other free-text fields providers stream in pieces: `refusal`, the
+          // `reasoning` some providers use instead of reasoning_content, and the legacy
+          // `function_call.arguments`.
+          std::vector<std::pair<std::string, std::string>> plain_in;  // {hold-back key, text}
+          for (const char* name : {"refusal", "reasoning"})
+            if (auto f = d->find(name); f != d->end() && f->is_string()) {
+              plain_in.emplace_back(std::string("field:") + name, f->get<std::string>());
+              d->erase(f);
+            }
+          if (auto fc = d->find("function_call"); fc != d->end() && fc->is_object())
+            if (auto a = fc->find("arguments"); a != fc->end() && a->is_string()) {
+              plain_in.emplace_back("fcall", a->get<std::string>());
+              *a = "";
+            }
+          std::vector<std::pair<std::int64_t, std::string>> args_in;
+          if (auto tcs = d->find("tool_calls"); tcs != d->end() && tcs->is_array())
+            for (json& tc : *tcs) {
+              if (!tc.is_object()) continue;
+              auto f = tc.find("function");
+              if (f == tc.end() || !f->is_object()) continue;
+              auto a = f->find("arguments");
+              if (a == f->end() || !a->is_string()) continue;
+              args_in.emplace_back(IntegerField(tc, "index", 0, internal::kMaxChoices),
+                                   a->get<std::string>());
+              *a = "";
+            }
+          st.ScanOutputFields(*d);
+          if (!args_in.empty() && !st.response_blocked) {
+            std::size_t k = 0;
+            for (json& tc : (*d)["tool_calls"]) {
+              if (!tc.is_object() || !tc.contains("function") || !tc["function"].is_object() ||
+                  !tc["function"].contains("arguments") || !tc["function"]["arguments"].is_string())
+                continue;
+              if (k >= args_in.size()) break;
+              const auto& [tindex, raw] = args_in[k++];
+              tc["function"]["arguments"] =
+                  st.HoldBack(index, "tool:" + std::to_string(tindex), raw);
+            }
+          }
+          if (has_reasoning && !st.response_blocked) {
+            auto keep = st.ProcessReasoningField(st.HoldBack(index, "reasoning", reasoning_in));
+            if (keep) (*d)["reasoning_content"] = *keep;
+          }
+          for (const auto& [key, raw] : plain_in) {
+            if (st.response_blocked) break;
+            std::string released = st.HoldBack(index, key, raw);
+            st.PutHeldText(*d, key, released);
+          }
+          if (finishing && !st.response_blocked) st.FlushHeld(index, *d);
+          if (auto t = d->find("content"); t != d->end() && t->is_string()) text = &*t;
+          if (!text && finishing) {
+            (*d)["content"] = "";
+            text = &(*d)["content"];
+          }
+        }
+      } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
+        text = &*t;
+      }
+      if (text) {
+        st.streamed_pieces++;
+        std::string out = st.ProcessText(index, text->get<std::string>());
+        if (finishing) out += st.FinishChoice(index);
+        *text = out;
+      }
+    }
+  }
+  st.ScanEnvelope(chunk, st.chat);
+  if (st.response_blocked) return "";
+  return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace airlock::server::internal

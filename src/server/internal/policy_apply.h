@@ -1,0 +1,165 @@
+// Policy application for one request: the per-request state that settles it (RequestState), the
+// request-side rewrite of a scan unit, and the response side (model output scanned with the
+// response rules, held back across stream chunks so that a match split between chunks is seen
+// whole, reasoning split off, placeholders restored), for complete bodies and for SSE chunks.
+// Thread-safety: a RequestState is used by one thread at a time (the handler, then the thread
+// writing the stream); the free functions touch only their arguments.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "policy/detectors.h"
+#include "policy/policy.h"
+#include "policy/transform.h"
+#include "server/internal/http_common.h"
+#include "server/internal/request.h"
+#include "server/keys.h"
+
+namespace airlock::server::internal {
+
+// Per-request state shared by the handler, the streaming provider and the producer thread.
+// Settling is structural: every path ends in Gateway::Impl::Finish (one audit record, the
+// reservation reconciled), and a state destroyed unsettled (an exception, a provider the server
+// never ran) settles itself in its destructor through `settle_unsettled`.
+struct RequestState {
+  RequestState() = default;
+  RequestState(const RequestState&) = delete;
+  RequestState& operator=(const RequestState&) = delete;
+  ~RequestState();
+  std::function<void(RequestState&)> settle_unsettled;
+  std::function<void()> on_release;  // the gateway waits for every state before it goes away
+  bool forwarded = false;     // handed to an upstream or a local model (it may have done work)
+  std::string incoming_hops;  // the hop header the request arrived with
+  std::string request_id;
+  std::string endpoint;
+  bool chat = true;
+  Clock::time_point start;
+  KeyInfo key;
+  bool anonymous = true;
+  std::string model;
+  std::string upstream_name;
+  std::string jurisdiction;
+  std::vector<std::string> data_classes;
+  std::vector<std::string> actions;
+  std::string prompt_sha256;
+  std::string forwarded_prompt;  // what left the gateway (for store_text)
+  std::optional<Reservation> reservation;
+  std::int64_t prompt_estimate = 0;
+  std::int64_t completion_cap = 0;       // per choice
+  std::int64_t completion_reserved = 0;  // cap times max(n, best_of): the whole completion bound
+  bool settled = false;
+
+  policy::Pseudonymizer pseudonymizer;
+  policy::ReasoningAction reasoning = policy::ReasoningAction::kPass;
+  // Response-side policy: model output is scanned before reasoning is split off and placeholders
+  // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
+  // across chunks is seen whole.
+  static constexpr std::size_t kResponseHoldback = 256;
+  // A match still growing (a private key header followed by base64 without an end) is held back
+  // whole; past this size the answer ends (fail closed) instead of being buffered without bound.
+  static constexpr std::size_t kMaxResponseHoldback = 64u << 10;
+  const policy::Policy* policy = nullptr;
+  const policy::DetectorSet* detectors = nullptr;
+  bool response_blocked = false;
+  std::string response_block_reason;
+  bool produced_reasoning = false;  // the answer had reasoning: data class "reasoning" in the audit
+  std::set<std::string> response_actions;
+
+  struct ChoiceState {
+    std::string unscanned;  // output not yet released by the response scan
+    // While a growing match holds output back, the next scan waits until the held text doubled,
+    // so a long hold-back is rescanned a logarithmic number of times (linear work in all).
+    std::size_t rescan_at = 0;
+    std::unique_ptr<policy::StreamRestorer> restorer;
+    policy::ThinkSplitter splitter;
+    std::string visible;
+    bool finished = false;
+  };
+  std::map<int, ChoiceState> choices;
+  std::string reasoning_text;
+  std::int64_t prompt_tokens = -1;
+  std::int64_t completion_tokens = -1;
+  std::int64_t streamed_pieces = 0;
+  bool stream_broken = false;  // an upstream SSE event exceeded the size or nesting limits
+
+  // Token counts from an upstream's `usage`. A count that is missing or not an integer is left
+  // unknown (-1: estimated from the output at settlement); one past 2^40 is not believed and the
+  // whole reservation is charged instead (a hostile upstream must not be charged 0).
+  void TakeUsage(const json& usage);
+  // Fills in unknown counts: the prompt estimate, and for the completion the larger of the
+  // output-based estimate and what was streamed (never less than what reached the client).
+  void SettleCounts(std::int64_t output_estimate);
+
+  // Held-back streams of the other fields of a delta: {choice index, "reasoning" or "tool:N"}.
+  std::map<std::pair<int, std::string>, ChoiceState> held;
+  bool ChoiceFinished(int index) const;
+  std::string HoldBack(int index, const std::string& field, std::string_view text);
+  // Releases what is still held for choice `index` into `delta` (reasoning_content appended,
+  // tool call arguments appended to the tool call of that index, or a new entry).
+  void FlushHeld(int index, json& delta);
+  // Appends released text of a held plain field ("field:refusal", "field:reasoning", "fcall")
+  // to `delta`. `reasoning` follows the reasoning policy like reasoning_content.
+  void PutHeldText(json& delta, const std::string& key, const std::string& text);
+  std::set<int> HeldIndices() const;
+
+  ChoiceState& Choice(int index);
+  // Scans held-back output of a choice and releases what is settled (everything when `final`):
+  // redacted where the response rules say so; "" and response_blocked set for a blocked class.
+  std::string ReleaseScanned(ChoiceState& c, bool final);
+
+  // Ends the answer because part of it can be neither forwarded nor redacted (a key or number
+  // with a finding the response rules act on, content that is not a string): 502 / error event.
+  bool response_unredactable = false;
+  void BlockUnredactable(const std::string& what);
+  // A text that is forwarded as it is (an object key, a number's digits): one whose finding the
+  // response rules would redact or block ends the answer.
+  void CheckFixedText(const std::string& text, const char* what);
+
+  // Scans the strings of a message or delta other than content (reasoning_content, tool call
+  // arguments, refusal, role, ...) with the response rules, each string as it arrives: redacts in
+  // place, or sets response_blocked. Object keys and numbers of 7 or more digits cannot be
+  // redacted: a finding ends the answer; so does content that is neither a string nor null.
+  // Unlike content, a match split across two stream chunks of such a field is not seen.
+  void ScanOutputFields(json& node, bool top = true);
+
+  // Everything of a response or stream chunk outside the message / delta / text handled above
+  // (choice-level logprobs, finish_reason, unknown fields, top-level fields such as
+  // system_fingerprint, usage numbers), with the same rules as ScanOutputFields.
+  void ScanEnvelope(json& doc, bool chat_shape);
+
+  // Processes a piece of model output text of choice `index`; returns what the client sees.
+  // `whole`: the choice's complete text (not streamed), scanned at once with no hold-back bound.
+  std::string ProcessText(int index, std::string_view raw, bool whole = false);
+  std::string FinishChoice(int index);
+  // reasoning_content field: restored; returned to the client only for "pass".
+  std::optional<std::string> ProcessReasoningField(std::string_view text);
+  std::string ResponseText() const;
+};
+
+// Applies the policy's rewrites to one scan unit in place and returns its rewritten text. A match
+// that crosses a part boundary (data split across content parts) rewrites the unit as one text
+// placed in its first part, the other parts left empty; otherwise each part is rewritten alone.
+std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
+                        const std::string& joined, const std::vector<policy::Match>& matches,
+                        const std::map<policy::DataClass, policy::Action>& actions);
+
+// Log probabilities repeat the answer token by token (strings and raw bytes): a redaction of the
+// content cannot follow them there, so while response rules apply they are withheld.
+void WithholdLogprobs(RequestState& st, json& choice);
+
+// Post-processes a complete (non-streamed) response body in place.
+void TransformResponse(RequestState& st, json& body);
+// Re-writes one SSE data payload; returns the payload to send or "" to drop it.
+std::string TransformChunk(RequestState& st, const std::string& payload);
+
+}  // namespace airlock::server::internal

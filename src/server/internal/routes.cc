@@ -1,0 +1,337 @@
+// Routes and their common steps: authentication (and the audit of failed attempts), the loop
+// check, request parsing, the request-side policy (detect, decide, rewrite), admission against
+// budgets and rate limits, routing to a local model or an upstream, and settlement (one audit
+// record per authenticated request, the reservation reconciled).
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "core/hash.h"
+#include "server/internal/gateway_impl.h"
+#include "server/internal/json_limits.h"
+#include "server/internal/request.h"
+
+namespace airlock::server {
+
+using namespace internal;
+
+void Gateway::Impl::Finish(RequestState& st, int status, std::int64_t actual_tokens,
+                           const std::string& response_text) {
+  if (st.settled) return;
+  st.settled = true;
+  if (st.reservation) {
+    keys->Reconcile(*st.reservation, actual_tokens);
+    reserved_tokens -= st.reservation->tokens;
+  }
+  audit::AuditRecord r;
+  r.request_id = st.request_id;
+  r.endpoint = st.endpoint;
+  r.key_id = st.anonymous ? "anonymous" : st.key.id;
+  r.model = st.model;
+  r.upstream = st.upstream_name;
+  r.jurisdiction = st.jurisdiction;
+  r.status = status;
+  r.data_classes = st.data_classes;
+  if (st.produced_reasoning) r.data_classes.push_back("reasoning");
+  r.actions = st.actions;
+  r.actions.insert(r.actions.end(), st.response_actions.begin(), st.response_actions.end());
+  if (st.response_blocked) r.actions.push_back("response block: " + st.response_block_reason);
+  r.prompt_tokens = std::max<std::int64_t>(st.prompt_tokens, 0);
+  r.completion_tokens = std::max<std::int64_t>(st.completion_tokens, 0);
+  r.prompt_sha256 = st.prompt_sha256;
+  r.response_sha256 = core::ToHex(core::Sha256Of(response_text));
+  if (policy().audit.store_text) {
+    r.prompt_text = st.forwarded_prompt;
+    r.response_text = response_text;
+  }
+  if (policy().reasoning == policy::ReasoningAction::kLog && !st.reasoning_text.empty())
+    r.reasoning_text = st.reasoning_text;
+  if (auto s = audit->Append(r); !s.ok())
+    std::fprintf(stderr, "airlock serve: audit append failed: %s\n", s.error().message().c_str());
+  metrics.Tokens(r.prompt_tokens, r.completion_tokens);
+  metrics.Observe(st.endpoint, status,
+                  std::chrono::duration<double>(Clock::now() - st.start).count());
+}
+
+void Gateway::Impl::Fail(RequestState& st, HttpResponse& res, int status,
+                         const std::string& message, const std::string& code,
+                         const std::string& param) {
+  SetError(res, status, message, code, param);
+  if (status == 403 || status == 429) st.actions.push_back(code + ": " + message);
+  Finish(st, status, 0, "");
+}
+
+bool Gateway::Impl::RefuseLoop(const HttpRequest& req, HttpResponse& res) {
+  std::string hops = req.get_header_value(kHopHeader);
+  if (hops.empty()) return false;
+  std::size_t count = 1 + static_cast<std::size_t>(std::count(hops.begin(), hops.end(), ','));
+  bool own = false;
+  std::size_t pos = 0;
+  while (pos <= hops.size()) {
+    std::size_t comma = hops.find(',', pos);
+    std::string id = hops.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    while (!id.empty() && id.front() == ' ') id.erase(0, 1);
+    if (id == instance_id) own = true;
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (!own && count < kMaxHops) return false;
+  SetError(res, 508,
+           own ? "Forwarding loop: this request already passed through this gateway."
+               : "Forwarding loop: the request passed through too many gateways.",
+           "forwarding_loop");
+  AuditAuthFailure(req, 508, "forwarding_loop");
+  return true;
+}
+
+void Gateway::Impl::AuditAuthFailure(const HttpRequest& req, int status,
+                                     const std::string& reason) {
+  for (const auto& e :
+       auth_failures.Record(req.remote_addr, req.path, status, reason, NowSeconds() / 60))
+    AppendAuthFailure(e);
+}
+
+void Gateway::Impl::AppendAuthFailure(const internal::AuthFailureLog::Entry& e) {
+  audit::AuditRecord r;
+  r.request_id = "auth-" + RandomId();
+  r.endpoint = e.endpoint;
+  r.key_id = "unauthenticated";
+  r.status = e.status;
+  r.response_sha256 = core::ToHex(core::Sha256Of(std::string_view()));
+  r.actions.push_back(e.summary ? "auth_failed: " + std::to_string(e.count) + " more in minute " +
+                                      std::to_string(e.minute) + " (Unix minutes)"
+                                : "auth_failed: " + e.reason);
+  r.actions.push_back("client: " + e.address);
+  if (auto s = audit->Append(r); !s.ok())
+    std::fprintf(stderr, "airlock serve: audit append failed: %s\n", s.error().message().c_str());
+}
+
+bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, RequestState& st) {
+  std::string token;
+  bool has_token = ParseBearer(req, &token);
+  auto active = keys->HasActiveKeys();
+  bool required = !active.ok() || *active;
+  if (!required && !has_token) return true;
+  if (!has_token) {
+    SetError(res, 401, "You didn't provide an API key (Authorization: Bearer ...).",
+             "invalid_api_key");
+    AuditAuthFailure(req, 401, "missing_api_key");
+    return false;
+  }
+  auto k = keys->Authenticate(token);
+  if (!k) {
+    SetError(res, 401, "Incorrect API key provided.", "invalid_api_key");
+    AuditAuthFailure(req, 401, "invalid_api_key");
+    return false;
+  }
+  st.key = std::move(*k);
+  st.anonymous = false;
+  return true;
+}
+
+void Gateway::Impl::HandleModels(const HttpRequest& req, HttpResponse& res) {
+  RequestState st;
+  if (!Authenticate(req, res, st)) return;
+  json data = json::array();
+  auto allowed = [&](const std::string& m) {
+    return st.key.models.empty() ||
+           std::find(st.key.models.begin(), st.key.models.end(), m) != st.key.models.end();
+  };
+  for (const auto& m : policy().local_models)
+    if (allowed(m.name))
+      data.push_back({{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "local"}});
+  for (const auto& u : policy().upstreams)
+    for (const auto& m : u.models)
+      if (allowed(m))
+        data.push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", u.name}});
+  res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+}
+void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, bool chat) {
+  metrics.in_flight++;
+  struct Dec {
+    std::atomic<int>& v;
+    ~Dec() { v--; }
+  } dec{metrics.in_flight};
+  auto st = std::make_shared<RequestState>();
+  st->request_id = "req-" + RandomId();
+  st->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  st->chat = chat;
+  st->start = Clock::now();
+  st->reasoning = policy().reasoning;
+  st->policy = &policy();
+  st->detectors = detectors.get();
+  res.set_header("X-Request-Id", st->request_id);
+  if (RefuseLoop(req, res)) {
+    metrics.Observe(st->endpoint, 508, 0);
+    return;
+  }
+  st->incoming_hops = req.get_header_value(kHopHeader);
+  if (!Authenticate(req, res, *st)) {
+    metrics.Observe(st->endpoint, 401, 0);
+    return;
+  }
+  // From here on the request is settled exactly once, whatever happens: a request that was
+  // handed on is charged its whole reservation (the work it caused is unknown), others nothing.
+  {
+    std::lock_guard<std::mutex> lock(live_mu);
+    ++live_requests;
+  }
+  st->on_release = [this] {
+    std::lock_guard<std::mutex> lock(live_mu);
+    --live_requests;
+    live_cv.notify_all();
+  };
+  st->settle_unsettled = [this](RequestState& s) {
+    Finish(s, 500, s.forwarded && s.reservation ? s.reservation->tokens : 0, s.ResponseText());
+  };
+  try {
+    ProcessCompletion(st, req, res);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "airlock serve: %s: internal error: %s\n", st->request_id.c_str(),
+                 e.what());
+    if (!st->settled) Fail(*st, res, 500, "Internal error.", "internal_error");
+  }
+}
+
+void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
+                                      const HttpRequest& req, HttpResponse& res) {
+  const bool chat = st->chat;
+  auto parsed = ParseBoundedJson(req.body, policy().server.max_body_bytes);
+  if (!parsed.ok() && parsed.error().code() == StatusCode::kLimitExceeded)
+    return Fail(*st, res, 400,
+                "The JSON body of your request is nested too deeply or too large (" +
+                    parsed.error().message() + ").",
+                "json_too_deep");
+  if (!parsed.ok() || !parsed->is_object())
+    return Fail(*st, res, 400,
+                "We could not parse the JSON body of your request. The body must be a JSON object.",
+                "invalid_json");
+  json body = std::move(*parsed);
+  internal::CompletionRequest request;
+  if (auto model = body.find("model"); model != body.end() && model->is_string())
+    st->model = model->get<std::string>();  // recorded even when another field is invalid
+  if (auto invalid = internal::ParseCompletionRequest(body, chat, &request))
+    return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
+  if (!st->key.models.empty() &&
+      std::find(st->key.models.begin(), st->key.models.end(), st->model) == st->key.models.end())
+    return Fail(*st, res, 403, "This API key may not use model '" + st->model + "'.",
+                "model_not_allowed");
+  const policy::LocalModel* local = policy().FindLocalModel(st->model);
+  const policy::Upstream* upstream = local ? nullptr : policy().FindUpstreamForModel(st->model);
+  if (!local && !upstream)
+    return Fail(*st, res, 404, "The model '" + st->model + "' does not exist.", "model_not_found");
+  st->upstream_name = local ? "local" : upstream->name;
+  st->jurisdiction = local ? "local" : upstream->jurisdiction;
+  const bool stream = request.stream;
+
+  // Every forwarded string of the request (rewritten in place after the policy decision).
+  internal::ScanTargets targets;
+  if (auto unscannable = internal::CollectScanUnits(body, chat, &targets))
+    return Fail(*st, res, 400, unscannable->message, unscannable->code);
+  std::vector<internal::ScanUnit>& units = targets.units;
+  // An object key cannot be rewritten safely (renaming it may collide with another key or change
+  // what the field means): one with any finding is refused, never forwarded. The data class goes
+  // into the audit record, the key itself does not.
+  std::size_t key_bytes = 0;
+  for (const std::string& key : targets.keys) {
+    key_bytes += key.size();
+    std::vector<policy::Match> key_matches = detectors->Scan(key);
+    if (key_matches.empty()) continue;
+    std::set<std::string> classes;
+    for (const auto& m : key_matches) classes.emplace(policy::DataClassName(m.data_class));
+    for (const auto& c : classes) st->data_classes.push_back(c);
+    st->actions.push_back("refused: sensitive data in a JSON object key");
+    return Fail(*st, res, 400,
+                "The request has sensitive data (" + *classes.begin() +
+                    ") in a JSON object key, which the gateway cannot rewrite; move it into a "
+                    "value.",
+                "sensitive_data_in_key");
+  }
+  // Typed numbers are forwarded as numbers: one whose digits hold a finding is refused.
+  for (const auto& [field, text] : targets.numbers) {
+    std::vector<policy::Match> number_matches = detectors->Scan(text);
+    if (number_matches.empty()) continue;
+    std::string cls(policy::DataClassName(number_matches.front().data_class));
+    st->data_classes.push_back(cls);
+    st->actions.push_back("refused: sensitive data in numeric field " + field);
+    return Fail(*st, res, 400,
+                "The value of '" + field + "' looks like sensitive data (" + cls +
+                    "); the gateway cannot rewrite a number.",
+                "sensitive_data_in_number", field);
+  }
+  const std::size_t message_count = request.message_count;
+
+  // Detect, decide, transform.
+  core::Sha256 prompt_hash;
+  std::vector<std::string> joined(units.size());
+  std::vector<std::vector<policy::Match>> matches(units.size());
+  std::set<policy::DataClass> found;
+  std::size_t prompt_bytes = 0;
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    joined[i] = units[i].Joined();
+    prompt_hash.Update(joined[i]);
+    prompt_hash.Update(std::string_view("\n", 1));
+    matches[i] = detectors->Scan(joined[i]);
+    for (const auto& m : matches[i]) found.insert(m.data_class);
+  }
+  st->prompt_sha256 = core::ToHex(prompt_hash.Finish());
+  for (auto c : found) st->data_classes.emplace_back(policy::DataClassName(c));
+  policy::Target target;
+  target.local = local != nullptr;
+  target.upstream = upstream;
+  policy::Verdict verdict =
+      policy::Decide(policy(), std::vector<policy::DataClass>(found.begin(), found.end()), target);
+  if (verdict.blocked) {
+    for (auto c : found) metrics.PolicyAction("block", std::string(policy::DataClassName(c)));
+    st->actions.push_back("block: " + verdict.reason);
+    SetError(res, 403, "Request blocked by policy: " + verdict.reason, "policy_violation");
+    return Finish(*st, 403, 0, "");
+  }
+  for (const auto& [c, a] : verdict.actions) {
+    std::string name(policy::DataClassName(c));
+    st->actions.push_back(name + ":" + std::string(policy::ActionName(a)));
+    metrics.PolicyAction(std::string(policy::ActionName(a)), name);
+  }
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    std::string rewritten =
+        RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions);
+    prompt_bytes += rewritten.size();
+    if (policy().audit.store_text) st->forwarded_prompt += rewritten + "\n";
+  }
+
+  // Admission: reserve the worst case. Prompt bytes bound BPE tokens; the completion is bounded by
+  // the larger of max_tokens / max_completion_tokens for each of the n choices, and that bound is
+  // written back into the request so the upstream or local model cannot produce more.
+  const std::int64_t cap = request.CompletionCap(policy().server.default_max_tokens);
+  st->completion_cap = cap;
+  // best_of candidates are generated (and billed) server-side like n choices; both are 1..128.
+  const std::int64_t choices = std::max(request.n, request.best_of);
+  st->completion_reserved = cap * choices;
+  if (request.max_completion_tokens) body["max_completion_tokens"] = cap;
+  if (request.max_tokens || !request.max_completion_tokens) body["max_tokens"] = cap;
+  // Keys are forwarded (and billed) too.
+  st->prompt_estimate =
+      static_cast<std::int64_t>(prompt_bytes + key_bytes + 8 * message_count + 16);
+  if (!st->anonymous) {
+    auto r = keys->Reserve(st->key, st->prompt_estimate + st->completion_reserved);
+    if (!r) {
+      bool budget = r.error().message().find("budget") != std::string::npos;
+      return Fail(*st, res, 429, r.error().message(),
+                  budget ? "insufficient_quota" : "rate_limit_exceeded");
+    }
+    st->reservation = *r;
+    reserved_tokens += r->tokens;
+  }
+  if (local) {
+    auto it = options.local_backends.find(local->name);
+    if (it == options.local_backends.end())
+      return Fail(*st, res, 503,
+                  "Local model '" + local->name +
+                      "' is not loaded: local serving needs the inference engine.",
+                  "model_not_loaded");
+    return ServeLocal(st, std::move(body), stream, it->second, res);
+  }
+  ForwardUpstream(st, std::move(body), stream, *upstream, res);
+}
+
+}  // namespace airlock::server
