@@ -59,8 +59,10 @@ std::int32_t Sampler::Sample(std::span<const float> logits, int top_logprobs, To
   // Candidates: every token, or those the constraint allows.
   int size = 0;
   if (constraint_) {
+    // Ids beyond the tokenizer's vocabulary (padded output rows) are never allowed.
     constraint_->Allowed(allowed_);
-    for (int i = 0; i < n; ++i) {
+    const int known = std::min(n, static_cast<int>(allowed_.size()));
+    for (int i = 0; i < known; ++i) {
       if (allowed_[i]) cand_[size++] = {i, adjusted_[i], 0.0f};
     }
     if (size == 0) {

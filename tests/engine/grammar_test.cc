@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -326,6 +327,26 @@ TEST(TokenConstraint, ByteFallbackTokensOfSentencePiece) {
   ASSERT_TRUE(c.Accept(5));
   ASSERT_TRUE(c.Accept(3));
   EXPECT_EQ(AllowedSet(c), (std::set<TokenId>{2}));
+}
+
+// Models pad their output rows beyond the tokenizer's vocabulary: those ids are never sampled
+// under a constraint, however large their logits; and logprobs list only allowed tokens.
+TEST(TokenConstraint, PaddedRowsAndForbiddenTokensAreNeverSampledOrListed) {
+  Tokenizer tok = ToyBpe();
+  const int padded = tok.vocab_size() + 5;
+  SamplerOptions o;
+  o.temperature = 0;
+  Sampler s(o, padded);
+  s.SetConstraint(std::make_unique<TokenConstraint>(Compile(R"({"type":"boolean"})"), tok));
+  std::vector<float> logits(padded, 0.0f);
+  for (int i = tok.vocab_size(); i < padded; ++i) logits[i] = 100.0f;
+  logits[1] = 50.0f;  // "}" is likely but not allowed
+  TokenLogprobs lp;
+  const TokenId t = s.Sample(logits, 20, &lp);
+  EXPECT_TRUE(t == 5 || t == 6) << t;  // "true" or "false"
+  ASSERT_EQ(lp.top.size(), 2u);        // the only two possible tokens
+  EXPECT_NEAR(std::exp(lp.top[0].logprob) + std::exp(lp.top[1].logprob), 1.0, 1e-6);
+  EXPECT_EQ(s.Sample(logits), tok.eos());  // the document is complete
 }
 
 // Sampling random logits under the constraint always yields a document of the schema.
