@@ -174,6 +174,51 @@ std::int32_t Sampler::Sample(std::span<const float> logits, int top_logprobs, To
   return finish(cand_[chosen].id);
 }
 
+namespace {
+
+// `bytes` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
+std::string ValidUtf8(std::string_view bytes) {
+  std::string out;
+  for (std::size_t i = 0; i < bytes.size();) {
+    const auto b = static_cast<unsigned char>(bytes[i]);
+    int len = b < 0x80                   ? 1
+              : (b >= 0xC2 && b <= 0xDF) ? 2
+              : (b >= 0xE0 && b <= 0xEF) ? 3
+              : (b >= 0xF0 && b <= 0xF4) ? 4
+                                         : 0;
+    bool ok = len > 0 && i + len <= bytes.size();
+    for (int k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(bytes[i + k]) & 0xC0) == 0x80;
+    if (ok && len >= 3) {  // overlong forms, surrogates and code points above U+10FFFF
+      const auto b1 = static_cast<unsigned char>(bytes[i + 1]);
+      ok = !(b == 0xE0 && b1 < 0xA0) && !(b == 0xED && b1 >= 0xA0) && !(b == 0xF0 && b1 < 0x90) &&
+           !(b == 0xF4 && b1 >= 0x90);
+    }
+    if (!ok) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    out.append(bytes.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
+TokenLogprobText Describe(TokenId id, float logprob, const Tokenizer& tokenizer) {
+  const std::string& piece = tokenizer.TokenPiece(id);
+  return {ValidUtf8(piece), std::vector<std::uint8_t>(piece.begin(), piece.end()), logprob};
+}
+
+}  // namespace
+
+LogprobEntry DescribeLogprobs(const TokenLogprobs& lp, const Tokenizer& tokenizer) {
+  LogprobEntry e;
+  e.chosen = Describe(lp.token, lp.logprob, tokenizer);
+  for (const TopLogprob& t : lp.top) e.top.push_back(Describe(t.token, t.logprob, tokenizer));
+  return e;
+}
+
 std::uint64_t ChoiceSeed(std::uint64_t seed, int index) {
   if (index == 0) return seed;
   // splitmix64 of (seed, index): distinct, well-spread seeds for the other choices.

@@ -57,6 +57,19 @@ struct TokenLogprobs {
   std::vector<TopLogprob> top;
 };
 
+// A token as OpenAI's logprobs report it: `token` is its text as valid UTF-8 (bytes that are not,
+// such as half of a character, become U+FFFD), `bytes` the exact bytes it stands for.
+struct TokenLogprobText {
+  std::string token;
+  std::vector<std::uint8_t> bytes;
+  float logprob = 0;
+};
+struct LogprobEntry {
+  TokenLogprobText chosen;
+  std::vector<TokenLogprobText> top;
+};
+LogprobEntry DescribeLogprobs(const TokenLogprobs& logprobs, const Tokenizer& tokenizer);
+
 // The most alternatives OpenAI's API lets a request ask for (top_logprobs).
 inline constexpr int kMaxTopLogprobs = 20;
 

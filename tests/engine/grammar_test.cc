@@ -347,6 +347,17 @@ TEST(TokenConstraint, PaddedRowsAndForbiddenTokensAreNeverSampledOrListed) {
   ASSERT_EQ(lp.top.size(), 2u);        // the only two possible tokens
   EXPECT_NEAR(std::exp(lp.top[0].logprob) + std::exp(lp.top[1].logprob), 1.0, 1e-6);
   EXPECT_EQ(s.Sample(logits), tok.eos());  // the document is complete
+  // Text and bytes of each listed token, as OpenAI reports them.
+  const LogprobEntry e = DescribeLogprobs(lp, tok);
+  EXPECT_EQ(e.chosen.token, t == 5 ? "true" : "false");
+  EXPECT_EQ(e.chosen.bytes.size(), e.chosen.token.size());
+  ASSERT_EQ(e.top.size(), 2u);
+  // Half of "é" (byte 0xC3): the text is U+FFFD, the bytes exact.
+  const LogprobEntry half = DescribeLogprobs({9, -1.0f, {{10, -2.0f}}}, tok);
+  EXPECT_EQ(half.chosen.token, "\xEF\xBF\xBD");
+  EXPECT_EQ(half.chosen.bytes, std::vector<std::uint8_t>{0xC3});
+  EXPECT_EQ(half.top[0].bytes, std::vector<std::uint8_t>{0xA9});
+  EXPECT_EQ(half.top[0].logprob, -2.0f);
 }
 
 // Sampling random logits under the constraint always yields a document of the schema.
