@@ -40,7 +40,7 @@ constexpr std::size_t kMaxStacks = 1024;
 constexpr std::size_t kMaxStackDepth = 256;
 constexpr int kMaxSchemaDepth = 64;
 constexpr std::size_t kMaxEnumValues = 10'000;
-constexpr std::size_t kMaxLiteralBytes = 1 << 20;
+constexpr std::size_t kMaxLiteralBytes = 256 << 10;
 constexpr long long kMaxRepeat = 1000;
 
 }  // namespace
@@ -826,7 +826,7 @@ class SchemaCompiler {
       texts.push_back(v->dump(-1, ' ', false, Json::error_handler_t::replace));
       literal_bytes_ += texts.back().size();
       if (literal_bytes_ > kMaxLiteralBytes) {
-        return InvalidArgument("json_schema: enum/const values exceed 1 MiB" + At(path));
+        return InvalidArgument("json_schema: enum/const values exceed 256 KiB" + At(path));
       }
     }
     return b_.LiteralSet(texts, "literal");

@@ -18,7 +18,7 @@
 // so that a model cannot stall on endless blanks; numbers have at most 16 integer digits, 16
 // fraction digits and 3 exponent digits, for the same reason.
 //
-// Bounds (hostile schemas): 64 levels of nesting in the schema text, 10,000 enum values, 1 MiB of
+// Bounds (hostile schemas): 64 levels of nesting in the schema text, 10,000 enum values, 256 KiB of
 // literal text, 200,000 grammar symbols; a $ref cycle that does not consume a character first
 // (left recursion) is refused. The matcher keeps at most 1,024 stacks of depth at most 256; a
 // document that would need more is cut there (the path is not allowed, never a crash).
