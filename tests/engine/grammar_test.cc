@@ -230,6 +230,11 @@ TEST(Grammar, HostileSchemasAreBounded) {
   huge += "]}";
   EXPECT_FALSE(CompileJsonSchema(huge).has_value());
   EXPECT_FALSE(CompileJsonSchema(R"({"type":"array","maxItems":100000})").has_value());
+  const std::string long_value(100'000, 'z');
+  const auto too_much_text = CompileJsonSchema(R"({"enum":[")" + long_value + "1\",\"" +
+                                               long_value + "2\",\"" + long_value + "3\"]}");
+  ASSERT_FALSE(too_much_text.has_value());
+  EXPECT_NE(too_much_text.error().message().find("256 KiB"), std::string::npos);
   // A large enum that is allowed stays one trie: a value far down the list matches.
   std::string big = R"({"enum":[)";
   for (int i = 0; i < 5'000; ++i) big += (i ? ",\"v" : "\"v") + std::to_string(i) + "\"";
