@@ -849,7 +849,8 @@ class SchemaCompiler {
         "definitions", "title",      "description", "default",
         "examples",    "$schema",    "$id",         "$comment",
         "format",      "strict",     "name"};
-    for (const auto& [key, unused] : s.items()) {
+    for (const auto& item : s.items()) {
+      const std::string& key = item.key();
       if (std::find_if(std::begin(kKnown), std::end(kKnown),
                        [&](const char* k) { return key == k; }) == std::end(kKnown)) {
         return Unsupported("json_schema: keyword '" + key + "' is not supported" + At(path));
