@@ -106,6 +106,10 @@ Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,
   };
   for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
     const engine::TokenId next = sampler.Sample(logits);
+    if (next == engine::kNoToken) {  // a grammar constraint allows nothing more
+      stats.stop_reason = "end of document";
+      break;
+    }
     if (m.tokenizer->IsEog(next)) {
       stats.stop_reason = "end of turn";
       break;
