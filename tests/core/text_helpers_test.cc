@@ -28,7 +28,7 @@ TEST(TextHelpers, EndsWithIgnoreCase) {
 
 TEST(TextHelpers, QuoteNameNeutralizesControlsAndCuts) {
   EXPECT_EQ(QuoteName("data.pkl"), "'data.pkl'");
-  EXPECT_EQ(QuoteName("a\x1b[2Jb\n\x7f"), "'a?[2Jb??'");
+  EXPECT_EQ(QuoteName("a\x1b[2Jb\n\x7f"), "'a?[2Jb?" "?'");
   EXPECT_EQ(QuoteName(std::string(250, 'x')), "'" + std::string(200, 'x') + "...'");
   EXPECT_EQ(QuoteName("abcdef", 3), "'abc...'");
   EXPECT_EQ(QuoteName("abc", 3), "'abc'");

@@ -529,3 +529,39 @@ TEST_F(ServeNetTest, DrainPastItsDeadlineCancelsStreamsAndAuditsThem) {
 }
 
 }  // namespace
+
+namespace {
+
+// Issue #19: OpenAI clients always send a bearer token. On loopback without any API key the
+// gateway accepts whatever token comes (as llama-server does); once keys exist, a wrong or
+// missing key gets a 401 that says how to create one.
+TEST_F(ServeNetTest, AnyBearerTokenOnLoopbackWithoutKeysAndA401ThatNamesKeysCreate) {
+  std::string open_cfg = (dir_->path() / "open.toml").string();
+  std::ofstream(open_cfg) << "[audit]\npath='" << (dir_->path() / "open-audit.db").string()
+                          << "'\n[server]\nkeys_db='" << (dir_->path() / "empty-keys.db").string()
+                          << "'\n";
+  {
+    Serve open(open_cfg, {}, log_);
+    ASSERT_GT(open.port(), 0) << Log();
+    auto r = Client(open.port()).Get("/v1/models", {{"Authorization", "Bearer sk-no-key-needed"}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+    r = Client(open.port()).Get("/v1/models");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+  Serve keyed(Config(""), {}, log_);
+  ASSERT_GT(keyed.port(), 0) << Log();
+  for (const httplib::Headers& h :
+       {httplib::Headers{{"Authorization", "Bearer sk-no-key-needed"}}, httplib::Headers{}}) {
+    auto r = Client(keyed.port()).Get("/v1/models", h);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401);
+    EXPECT_NE(r->body.find("airlock keys create"), std::string::npos) << r->body;
+  }
+  auto ok = Client(keyed.port()).Get("/v1/models", {{"Authorization", "Bearer " + key_}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+}  // namespace

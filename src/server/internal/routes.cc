@@ -111,16 +111,24 @@ bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, Requ
   bool has_token = ParseBearer(req, &token);
   auto active = keys->HasActiveKeys();
   bool required = !active.ok() || *active;
-  if (!required && !has_token) return true;
+  // Without any active key (only possible on loopback: Create refuses a wider bind) every request
+  // is anonymous, whatever bearer token a client sends, as llama-server does: OpenAI clients
+  // insist on sending one.
+  if (!required) return true;
   if (!has_token) {
-    SetError(res, 401, "You didn't provide an API key (Authorization: Bearer ...).",
+    SetError(res, 401,
+             "You didn't provide an API key (Authorization: Bearer ...). Keys are created with "
+             "`airlock keys create`.",
              "invalid_api_key");
     AuditAuthFailure(req, 401, "missing_api_key");
     return false;
   }
   auto k = keys->Authenticate(token);
   if (!k) {
-    SetError(res, 401, "Incorrect API key provided.", "invalid_api_key");
+    SetError(res, 401,
+             "Incorrect API key provided. Keys are created with `airlock keys create` (and listed "
+             "with `airlock keys list`).",
+             "invalid_api_key");
     AuditAuthFailure(req, 401, "invalid_api_key");
     return false;
   }
