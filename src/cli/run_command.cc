@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/generation.h"
+#include "cli/sandboxing.h"
 
 namespace airlock::cli {
 namespace {
@@ -23,6 +24,7 @@ struct RunArgs {
 };
 
 int RunGenerate(const RunArgs& a) {
+  if (!EnterSandbox("run", GenerationInputs(a.gen))) return kExitError;
   auto loaded = LoadForGeneration(a.gen);
   if (!loaded) {
     std::fprintf(stderr, "airlock run: %s\n", loaded.error().ToString().c_str());
