@@ -100,6 +100,22 @@ TEST_F(SandboxedCommands, ScanWritesItsReportButNothingElse) {
   EXPECT_NE(Slurp(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
 }
 
+TEST_F(SandboxedCommands, ScanGivesTheSameReportAsUnconfinedOnTheFixtures) {
+  // Live exploits and benign models alike: the sandbox must not turn a verdict into a read error.
+  const fs::path root = *airlock::testing::FixturesDir();
+  std::string paths;
+  for (const char* sub : {"picklescan", "modelscan", "modelaudit", "gguf-models", "llama-vocab"}) {
+    if (fs::exists(root / sub)) paths += " " + Quote(root / sub);
+  }
+  CliRun confined = Airlock("scan" + paths + " --format json", "");
+  CliRun unconfined = Airlock("scan" + paths + " --format json --no-sandbox", "");
+  EXPECT_NE(confined.code, 3) << confined.err;
+  EXPECT_EQ(confined.code, unconfined.code);
+  EXPECT_EQ(confined.out, unconfined.out);
+  if (airlock::sandbox::LandlockAbi() >= 4)  // a full sandbox: nothing to warn about
+    EXPECT_EQ(confined.err.find("sandbox"), std::string::npos) << confined.err;
+}
+
 TEST_F(SandboxedCommands, InspectStillSummarizes) {
   CliRun r = Airlock("inspect " + Quote(model_) + " --json", Attacks());
   ExpectAttacksRefused(r);
