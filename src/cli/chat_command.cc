@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/generation.h"
+#include "cli/sandboxing.h"
 
 namespace airlock::cli {
 namespace {
@@ -19,6 +20,7 @@ namespace {
 constexpr int kExitError = 3;
 
 int RunChat(const GenerationFlags& flags) {
+  if (!EnterSandbox("chat", GenerationInputs(flags))) return kExitError;
   auto loaded = LoadForGeneration(flags);
   if (!loaded) {
     std::fprintf(stderr, "airlock chat: %s\n", loaded.error().ToString().c_str());

@@ -23,5 +23,6 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code);  // tokenize_command.cc
 void AddInspectCommand(CLI::App& app, int* exit_code);  // inspect_command.cc
 void AddRunCommand(CLI::App& app, int* exit_code);       // run_command.cc
 void AddChatCommand(CLI::App& app, int* exit_code);      // chat_command.cc
+void AddUpstreamCommand(CLI::App& app, int* exit_code);  // upstream_command.cc
 
 }  // namespace airlock::cli

@@ -60,6 +60,11 @@ Status RequireSignature(const std::string& model_path, const std::string& public
   return Status::Ok();
 }
 
+std::vector<std::string> GenerationInputs(const GenerationFlags& flags) {
+  if (flags.require_signature.empty()) return {flags.model};
+  return {flags.model, flags.model + ".sig", flags.require_signature};
+}
+
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
   const auto t0 = std::chrono::steady_clock::now();
   AIRLOCK_TRY(RequireSignature(flags.model, flags.require_signature));

@@ -42,6 +42,9 @@ struct LoadedModel {
   std::unique_ptr<engine::Session> session;
 };
 
+// What LoadForGeneration reads: the model, and with --require-signature the key and MODEL.sig.
+std::vector<std::string> GenerationInputs(const GenerationFlags& flags);
+
 // Loads the model, its tokenizer and a session per `flags` (printing a summary to stderr when
 // verbose). Errors: those of Model::Load, Tokenizer::FromGguf and Session::Create.
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags);

@@ -1,9 +1,11 @@
 // `airlock inspect FILE`: a summary of a GGUF or safetensors model read from its header only.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/sandboxing.h"
 #include "scan/inspect.h"
 
 namespace airlock::cli {
@@ -18,6 +20,10 @@ struct InspectArgs {
 int RunInspect(const InspectArgs& a) {
   scan::InspectOptions options;
   options.context = a.ctx;
+  const std::filesystem::path beside = std::filesystem::path(a.path).parent_path();
+  if (!EnterSandbox("inspect", {a.path, (beside / "config.json").string(),
+                                (beside / "tokenizer_config.json").string()}))
+    return 3;
   auto summary = scan::InspectFile(a.path, options);
   if (!summary.ok()) {
     std::fprintf(stderr, "airlock inspect: %s\n", summary.error().message().c_str());

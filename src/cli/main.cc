@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/sandboxing.h"
 #include "core/version.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,8 @@ int main(int argc, char** argv) {
   airlock::cli::AddTokenizeCommand(app, &exit_code);
   airlock::cli::AddRunCommand(app, &exit_code);
   airlock::cli::AddChatCommand(app, &exit_code);
+  airlock::cli::AddUpstreamCommand(app, &exit_code);
+  airlock::cli::AddSandboxFlags(app);  // after the commands it confines
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

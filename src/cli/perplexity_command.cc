@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/model.h"
 #include "engine/perplexity.h"
@@ -113,6 +114,8 @@ void PrintKlTable(const engine::KlSummary& k, const std::string& base, int n_voc
 
 int RunPerplexityCommand(const PerplexityArgs& a) {
   const bool tty = ::isatty(STDERR_FILENO);
+  if (!EnterSandbox("perplexity", {a.model, a.text_file, a.kl_divergence}, {a.save_logits}))
+    return 3;
   auto model = engine::Model::Load(a.model);
   if (!model.has_value()) return Fail(a.model + ": " + model.error().message());
   auto tokenizer = engine::Tokenizer::FromGguf((*model)->gguf());

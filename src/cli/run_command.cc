@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/generation.h"
+#include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/grammar.h"
 
@@ -40,11 +41,13 @@ Result<std::shared_ptr<const engine::Grammar>> RequestedGrammar(const RunArgs& a
 }
 
 int RunGenerate(const RunArgs& a) {
+  // The schema file is read before the sandbox closes the file system to the model's inputs.
   auto grammar = RequestedGrammar(a);
   if (!grammar) {
     std::fprintf(stderr, "airlock run: %s\n", grammar.error().ToString().c_str());
     return kExitError;
   }
+  if (!EnterSandbox("run", GenerationInputs(a.gen))) return kExitError;
   auto loaded = LoadForGeneration(a.gen);
   if (!loaded) {
     std::fprintf(stderr, "airlock run: %s\n", loaded.error().ToString().c_str());

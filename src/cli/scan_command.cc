@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/sandboxing.h"
 #include "core/file.h"
 #include "core/version.h"
 #include "scan/report.h"
@@ -29,14 +30,17 @@ struct ScanArgs {
 
 // Signs the scan verdict (with the full JSON report) as an in-toto statement over the model's
 // model-signing digest. Returns 0, or the exit code of a usage/tool error.
+// Where --attest writes: --attestation-out, else MODEL.scan-attestation.json.
+std::string AttestationPath(const ScanArgs& a) {
+  if (!a.attest_out.empty()) return a.attest_out;
+  std::string base = a.paths[0];
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  return base + ".scan-attestation.json";
+}
+
 int WriteScanAttestation(const ScanArgs& a, const scan::ScanReport& report) {
   const std::string& model = a.paths[0];
-  std::string out = a.attest_out;
-  if (out.empty()) {
-    std::string base = model;
-    while (base.size() > 1 && base.back() == '/') base.pop_back();
-    out = base + ".scan-attestation.json";
-  }
+  const std::string out = AttestationPath(a);
   std::time_t now = std::time(nullptr);
   char when[32];
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
@@ -69,6 +73,12 @@ int RunScan(const ScanArgs& a) {
   scan::ScanOptions options;
   options.hash = a.hash;
   options.progress = a.format == "text" || !a.output.empty();
+  std::vector<std::string> inputs = a.paths;
+  inputs.push_back(a.attest_key);
+  if (!EnterSandbox(
+          "scan", inputs,
+          {a.output, a.attest_key.empty() || a.paths.size() != 1 ? "" : AttestationPath(a)}))
+    return scan::kExitUsage;
   auto report = scan::ScanPaths(a.paths, options);
   if (!report.has_value()) {
     std::fprintf(stderr, "airlock scan: %s\n", report.error().message().c_str());

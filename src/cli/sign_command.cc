@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/sandboxing.h"
 #include "core/file.h"
 #include "core/text.h"
 #include "sign/sign.h"
@@ -256,6 +257,9 @@ int RunVerify(const VerifyArgs& a) {
                  "airlock verify: give exactly one of --key PUB or --certificate-chain CA...\n");
     return kExitUsage;
   }
+  std::vector<std::string> inputs = {a.model, a.model + ".sig", a.key, a.signature, a.attestation};
+  inputs.insert(inputs.end(), a.certificate_chain.begin(), a.certificate_chain.end());
+  if (!EnterSandbox("verify", inputs)) return kExitUsage;
   if (!a.attestation.empty()) return RunVerifyAttestation(a, trust);
   if (!a.require_verdict.empty()) {
     std::fprintf(stderr, "airlock verify: --require-verdict needs --attestation\n");

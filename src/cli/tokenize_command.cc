@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/tokenizer.h"
 #include "formats/gguf.h"
@@ -76,6 +77,7 @@ std::string Escape(std::string_view piece) {
 }
 
 int RunTokenize(const TokenizeArgs& a) {
+  if (!EnterSandbox("tokenize", {a.model, a.file})) return kExitError;
   auto mapped = core::MappedFile::Open(a.model);
   if (!mapped) {
     std::fprintf(stderr, "airlock tokenize: %s\n", mapped.error().message().c_str());
