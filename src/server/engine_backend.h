@@ -20,6 +20,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "engine/session.h"
 #include "server/model_backend.h"
 
 namespace airlock::server {
@@ -29,6 +30,7 @@ struct EngineBackendOptions {
   int slots = 1;     // concurrent generations (decoded together)
   int threads = 0;   // threads of the step pool, shared by the slots; 0: all cores
   int ctx = 0;       // per slot; 0: min(training context, 4096)
+  engine::KvCacheType kv_type = engine::KvCacheType::kAuto;  // F16 unless set
   // false: the per-slot scheme instead: each slot steps alone on its own scheduler thread and
   // `threads` threads (0: cores / slots). See docs/performance.md for when it is faster.
   bool batched = true;
