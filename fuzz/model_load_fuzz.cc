@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -158,7 +159,7 @@ void WriteModel(gguf::Writer& w, Input& in, Arch a) {
   FloatKey(w, in, a, Key::kRmsEpsilon, 1e-5f);
   FloatKey(w, in, a, Key::kRopeFreqBase, 10000.0f);
   if (in.Byte() % 4 == 0) IntKey(w, in, a, Key::kKeyLength, kHeadDim);
-  if (in.Byte() % 4 == 0) IntKey(w, in, a, Key::kRopeDimensionCount, mla ? kRot : kHeadDim);
+  if (!mla && in.Byte() % 4 == 0) IntKey(w, in, a, Key::kRopeDimensionCount, kHeadDim);
   if (in.Byte() % 3 == 0) {
     const char* types[] = {"yarn", "linear", "llama3", "none", "ntk"};
     w.AddString(KeyName(a, Key::kRopeScalingType), types[in.Byte() % 5]);

@@ -10,8 +10,8 @@
 // at the next step; a slot whose reader lags 16 tokens behind pauses without holding up the
 // others. A slot keeps its token sequence, and a request goes to the free slot sharing the
 // longest prefix with its prompt, so a follow-up turn of a conversation reuses the cached
-// prefix. Expert architectures (qwen2moe, qwen3moe, deepseek2) run the slots of a step one after
-// another (engine/batch.h). `batched = false` keeps the FIFO queue and scheduler but gives each
+// prefix. Expert architectures (qwen2moe, qwen3moe, deepseek2) batch the same way: a step's rows
+// are routed together and grouped by expert (engine/batch.h). `batched = false` keeps the FIFO queue and scheduler but gives each
 // slot its own scheduler thread and threads (the scheme before batching).
 #pragma once
 
