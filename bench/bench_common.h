@@ -17,8 +17,8 @@
 #include <immintrin.h>
 #endif
 
-#include "engine/internal/kernels.h"
 #include "engine/internal/thread_pool.h"
+#include "engine/kernels.h"
 #include "formats/gguf_writer.h"
 
 namespace airlock::bench {
@@ -88,6 +88,22 @@ double CpuSeconds() {
   getrusage(RUSAGE_SELF, &u);
   return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec +
          u.ru_stime.tv_usec * 1e-6;
+}
+
+// The 1-, 5- and 15-minute load averages ("2.10 1.95 1.80"), to report beside timings on a shared
+// machine; "?" where /proc/loadavg cannot be read.
+std::string LoadAverage() {
+  std::FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return "?";
+  char buf[64] = {};
+  const bool ok = std::fgets(buf, sizeof(buf), f) != nullptr;
+  std::fclose(f);
+  if (!ok) return "?";
+  std::string s(buf);
+  std::size_t end = 0;
+  for (int fields = 0; fields < 3 && end != std::string::npos; ++fields)
+    end = s.find(' ', end + (fields ? 1 : 0));
+  return s.substr(0, end);
 }
 
 double Seconds(Clock::time_point a, Clock::time_point b) {

@@ -6,12 +6,17 @@
 // bandwidth bound (bandwidth / bytes per token).
 //   usage: engine_bench [--dir DIR] [--threads N] [--models qwen05,llama1b] [--types F16,Q8_0,...]
 //                       [--prompt 128] [--gen 32] [--reps 2] [--concurrent 1,2,4]
+//                       [--depth 128,4096] [--kv-type f16|f32|q8_0]
 // Models are generated once into DIR (default build/bench-models) and reused.
 // --concurrent K1,K2,...: instead, aggregate decode tok/s of K streams at once (each after its own
 // prompt of --prompt tokens), two ways in the same run: per-slot (the scheme `airlock serve` had
 // before batching: K sessions, each with threads/K threads (at least 1) and its own thread
 // running its token loop) and batched (one engine::Batch with all threads, one forward pass per
 // step for the K streams); prints both, their ratio and the batched speed-up over K=1.
+// --depth N1,N2,...: instead, for each depth N: prompt processing of N tokens (from an empty
+// context, in chunks of 256) and decode of --gen tokens after those N tokens of context, with
+// each figure's ratio to the first depth's (measured in the same run). --kv-type picks the KV
+// cache (default f16).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -26,9 +31,9 @@
 
 #include "bench_common.h"
 #include "engine/batch.h"
-#include "engine/internal/kernels.h"
 #include "engine/internal/thread_pool.h"
 #include "engine/internal/weights.h"
+#include "engine/kernels.h"
 #include "engine/model.h"
 #include "engine/session.h"
 #include "formats/gguf_writer.h"
@@ -139,7 +144,7 @@ double BytesPerToken(const engine::Model& m, int pos) {
       bytes += static_cast<double>(mat->row_bytes) * mat->rows;
     }
   }
-  bytes += 2.0 * c.n_layer * c.n_head_kv * c.head_dim * sizeof(float) * pos;
+  bytes += static_cast<double>(engine::KvCacheBytesPerToken(c, engine::KvCacheType::kAuto)) * pos;
   return bytes;
 }
 
@@ -229,13 +234,54 @@ Result<ConcurrentResult> RunConcurrent(const engine::Model& model, int k, int th
   return r;
 }
 
+struct DepthResult {
+  double prompt = 0, decode = 0;  // tok/s, best of reps
+  double cpu_share = 0;           // CPU time / (wall time x threads), over the whole measurement
+};
+
+// Prompt processing of `depth` tokens from an empty context, then `gen` decoded tokens after it.
+Result<DepthResult> RunDepth(const engine::Model& model, int threads, int depth, int gen, int reps,
+                             engine::KvCacheType kv_type) {
+  engine::SessionOptions so;
+  so.n_threads = threads;
+  so.n_ctx = depth + gen + 8;
+  so.kv_type = kv_type;
+  AIRLOCK_ASSIGN_OR_RETURN(auto session, engine::Session::Create(model, so));
+  const int n_vocab = model.config().n_vocab;
+  std::vector<std::int32_t> prompt(std::max(depth, 1));
+  for (int i = 0; i < static_cast<int>(prompt.size()); ++i)
+    prompt[i] = static_cast<std::int32_t>(Hash(i) % n_vocab);
+  DepthResult r;
+  double cpu = 0, wall = 0;
+  for (int rep = 0; rep < reps; ++rep) {
+    session->Rewind(0);
+    const double c0 = CpuSeconds();
+    const auto t0 = Clock::now();
+    AIRLOCK_ASSIGN_OR_RETURN(auto logits, session->Eval(prompt));
+    const auto t1 = Clock::now();
+    if (depth > 0) r.prompt = std::max(r.prompt, depth / Seconds(t0, t1));
+    std::int32_t tok = Greedy(logits);
+    const auto t2 = Clock::now();
+    for (int g = 0; g < gen; ++g) {
+      AIRLOCK_ASSIGN_OR_RETURN(auto l, session->Eval(std::span<const std::int32_t>(&tok, 1)));
+      tok = Greedy(l);
+    }
+    r.decode = std::max(r.decode, gen / Seconds(t2, Clock::now()));
+    cpu += CpuSeconds() - c0;
+    wall += Seconds(t0, Clock::now());
+  }
+  r.cpu_share = cpu / (wall * threads);
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string dir = "build/bench-models";
   std::string models = "qwen05,llama1b";
   std::string types = "Q8_0,Q4_K_M,Q4_0,F16";
-  std::string concurrent;
+  std::string concurrent, depths;
+  engine::KvCacheType kv_type = engine::KvCacheType::kAuto;
   int threads = 2, prompt_len = 128, gen = 32, reps = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -255,6 +301,10 @@ int main(int argc, char** argv) {
       reps = std::stoi(v);
     else if (k == "--concurrent")
       concurrent = v;
+    else if (k == "--depth")
+      depths = v;
+    else if (k == "--kv-type" && engine::ParseKvCacheType(v))
+      kv_type = *engine::ParseKvCacheType(v);
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -271,8 +321,20 @@ int main(int argc, char** argv) {
         "| batched / per-slot | batched / batched K=1 |\n|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
+  if (!depths.empty()) {
+    std::printf(
+        "engine_bench --depth: kernels %s, %d threads, kv cache %s, decode %d tokens, best of "
+        "%d; load average at start %s\n\n",
+        engine::BestKernels().name, threads, engine::KvCacheTypeName(kv_type), gen, reps,
+        LoadAverage().c_str());
+    std::printf(
+        "| model | type | depth | prompt tok/s (depth tokens) | decode tok/s (after depth) | "
+        "prompt / first depth's | decode / first depth's | CPU share |\n"
+        "|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+  }
   double bw = 0;
-  if (concurrent.empty()) {
+  if (concurrent.empty() && depths.empty()) {
     std::printf("engine_bench: kernels %s, %d threads, prompt %d, decode %d tokens, best of %d\n",
                 engine::BestKernels().name, threads, prompt_len, gen, reps);
     bw = MeasureReadBandwidth(threads);
@@ -307,6 +369,29 @@ int main(int argc, char** argv) {
       if (!model) {
         std::fprintf(stderr, "%s\n", model.error().ToString().c_str());
         return 1;
+      }
+      if (!depths.empty()) {
+        DepthResult first;
+        bool have_first = false;
+        for (const std::string& ds : Split(depths)) {
+          const int depth = std::max(0, std::stoi(ds));
+          auto r = RunDepth(**model, threads, depth, gen, reps, kv_type);
+          if (!r) {
+            std::fprintf(stderr, "%s\n", r.error().ToString().c_str());
+            return 1;
+          }
+          if (!have_first) first = *r;
+          have_first = true;
+          auto ratio = [](double a, double b) {
+            return b > 0 && a > 0 ? std::to_string(a / b).substr(0, 4) : std::string("-");
+          };
+          std::printf("| %s | %s | %d | %.1f | %.1f | %s | %s | %.2f |\n", key.c_str(),
+                      type.c_str(), depth, r->prompt, r->decode,
+                      ratio(r->prompt, first.prompt).c_str(),
+                      ratio(r->decode, first.decode).c_str(), r->cpu_share);
+          std::fflush(stdout);
+        }
+        continue;
       }
       if (!concurrent.empty()) {
         double batched_one = 0;

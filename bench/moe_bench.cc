@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "bench_common.h"
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 #include "engine/internal/thread_pool.h"
 #include "engine/model.h"
 #include "engine/session.h"

@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 
 namespace airlock::engine::test_data {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 #include "kernel_test_data.h"
 
 namespace airlock::engine {

@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/model.h"
+#include "engine/session.h"
+
 namespace airlock::testing {
 
 using Json = nlohmann::json;
@@ -77,4 +80,54 @@ struct LogitsDiff {
   double rms() const { return count ? std::sqrt(sum_sq / count) : 0; }
 };
 
+// KV cache tolerances, max abs logit difference against the F32 cache (reference_test.cc).
+inline constexpr double kF16KvLogitTolerance = 2e-2;
+inline constexpr double kQ8KvLogitTolerance = 0.25;
+
+// Logits of prompt (all rows) then each greedy id (teacher-forced) with `opts`.
+inline Matrix TeacherForcedLogits(const engine::Model& model, const engine::SessionOptions& opts,
+                                  const std::vector<std::int32_t>& prompt,
+                                  const std::vector<std::int32_t>& greedy) {
+  Matrix out;
+  auto session = engine::Session::Create(model, opts);
+  EXPECT_TRUE(session.has_value()) << session.error().message();
+  if (!session.has_value()) return out;
+  const int n_vocab = model.config().n_vocab;
+  auto all = (*session)->Eval(prompt, /*all_logits=*/true);
+  EXPECT_TRUE(all.has_value());
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    out.emplace_back(all->begin() + i * n_vocab, all->begin() + (i + 1) * n_vocab);
+  for (std::int32_t t : greedy) {
+    auto step = (*session)->Eval(std::span<const std::int32_t>(&t, 1));
+    EXPECT_TRUE(step.has_value());
+    out.emplace_back(step->begin(), step->end());
+  }
+  return out;
+}
+
+// The F16 and Q8_0 KV caches against the F32 cache with otherwise the same options, teacher-forced
+// over prompt + greedy ids.
+struct KvCacheDiffs {
+  LogitsDiff f16, q8;
+  int q8_top1_flips = 0;  // top-1 changes where the F32-cache margin exceeds 0.1
+};
+inline KvCacheDiffs CompareKvCacheTypes(const engine::Model& model, engine::SessionOptions opts,
+                                        const std::vector<std::int32_t>& prompt,
+                                        const std::vector<std::int32_t>& greedy) {
+  opts.kv_type = engine::KvCacheType::kF32;
+  const Matrix f32 = TeacherForcedLogits(model, opts, prompt, greedy);
+  opts.kv_type = engine::KvCacheType::kF16;
+  const Matrix f16 = TeacherForcedLogits(model, opts, prompt, greedy);
+  opts.kv_type = engine::KvCacheType::kQ8_0;
+  const Matrix q8 = TeacherForcedLogits(model, opts, prompt, greedy);
+  KvCacheDiffs d;
+  for (std::size_t i = 0; i < f32.size() && i < f16.size() && i < q8.size(); ++i) {
+    d.f16.Add(f16[i].data(), f32[i]);
+    d.q8.Add(q8[i].data(), f32[i]);
+    const int n = static_cast<int>(f32[i].size());
+    if (Top1Margin(f32[i]) > 0.1f && Argmax(q8[i].data(), n) != Argmax(f32[i].data(), n))
+      ++d.q8_top1_flips;
+  }
+  return d;
+}
 }  // namespace airlock::testing

@@ -43,6 +43,10 @@ void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->capture_default_str();
   cmd->add_option("-c,--ctx", f->ctx, "Context length in tokens (0: min(training context, 4096))")
       ->capture_default_str();
+  cmd->add_option("--kv-type", f->kv_type,
+                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
+                  "docs/performance.md)")
+      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
   cmd->add_option("--system", f->system, "System message");
   cmd->add_flag("--no-template", f->no_template,
                 "Send plain text, without the model's chat template");
@@ -75,6 +79,7 @@ Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
   engine::SessionOptions so;
   so.n_threads = flags.threads;
   so.n_ctx = flags.ctx;
+  so.kv_type = engine::ParseKvCacheType(flags.kv_type).value_or(engine::KvCacheType::kAuto);
   AIRLOCK_ASSIGN_OR_RETURN(m.session, engine::Session::Create(*m.model, so));
   if (flags.verbose) {
     const engine::ModelConfig& c = m.model->config();

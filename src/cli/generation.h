@@ -27,6 +27,7 @@ struct GenerationFlags {
   int n_predict = 256;
   int threads = 0;
   int ctx = 0;
+  std::string kv_type = "auto";  // engine::ParseKvCacheType
   bool no_template = false;
   bool verbose = false;
   std::string require_signature;  // public key: refuse a model that does not verify

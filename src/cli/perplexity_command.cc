@@ -30,6 +30,7 @@ struct PerplexityArgs {
   int ctx = 512;
   int chunks = -1;
   int threads = 0;
+  std::string kv_type = "auto";
   int top_k = engine::kDefaultTopK;
   bool json = false;
   std::string save_logits;
@@ -154,6 +155,7 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
 
   engine::SessionOptions so;
   so.n_ctx = n_ctx;
+  so.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
   so.n_threads = a.threads;
   auto session = engine::Session::Create(**model, so);
   if (!session.has_value()) return Fail(session.error().message());
@@ -275,6 +277,10 @@ void AddPerplexityCommand(CLI::App& app, int* exit_code) {
       "Exit codes: 0 done; 1 error (unreadable model, text too short, mismatched logits file).\n");
   cmd->add_option("model", args->model, "GGUF model file")->required();
   cmd->add_option("-f,--file", args->text_file, "Text file to score")->required();
+  cmd->add_option("--kv-type", args->kv_type,
+                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
+                  "docs/performance.md)")
+      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
   cmd->add_option("--ctx", args->ctx, "Chunk length in tokens (capped at the model's context)")
       ->check(CLI::Range(4, 1 << 20))
       ->capture_default_str();

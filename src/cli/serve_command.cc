@@ -24,6 +24,7 @@ struct ServeArgs {
   int slots = 1;
   int threads = 0;
   int ctx = 0;
+  std::string kv_type = "auto";
   bool no_batching = false;
   bool insecure_http = false;
   std::string require_signature;
@@ -61,6 +62,7 @@ int RunServe(const ServeArgs& a) {
     eo.slots = a.slots;
     eo.threads = a.threads;
     eo.ctx = a.ctx;
+    eo.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
     eo.batched = !a.no_batching;
     if (Status v = RequireSignature(m.path, a.require_signature); !v.ok()) {
       std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
@@ -189,6 +191,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option(
       "--require-signature", args->require_signature,
       "Public key (PEM): refuse to serve a local model whose signature does not verify");
+  cmd->add_option("--kv-type", args->kv_type,
+                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
+                  "docs/performance.md)")
+      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
   cmd->add_option("--ctx", args->ctx, "Context per slot (0: min(training context, 4096))")
       ->capture_default_str();
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");

@@ -4,7 +4,7 @@
 #include <new>
 #include <thread>
 
-#include "engine/internal/session_state.h"
+#include "engine/internal/workspace.h"
 
 namespace airlock::engine {
 
@@ -22,11 +22,11 @@ Result<std::unique_ptr<Batch>> Batch::Create(const Model& model, const BatchOpti
   AIRLOCK_ASSIGN_OR_RETURN(
       const internal::EngineSetup setup,
       internal::ResolveSetup(model.config(), options.n_ctx, options.n_threads, options.max_rows,
-                             options.kernels, options.exact_math, "batch"));
+                             options.kernels, options.exact_math, options.kv_type, "batch"));
   const int n_ctx = setup.n_ctx;
   AIRLOCK_ASSIGN_OR_RETURN(
-      auto ws,
-      internal::Workspace::Create(model, *setup.kernels, setup.threads, setup.max_rows, n_ctx));
+      auto ws, internal::Workspace::Create(model, *setup.kernels, setup.threads, setup.max_rows,
+                                           n_ctx, setup.kv_type));
   std::unique_ptr<Batch> batch(new Batch());
   batch->s_ = std::make_unique<State>();
   batch->s_->model = &model;
@@ -95,38 +95,27 @@ Status Batch::Step(std::span<BatchItem> items) {
                            " tokens exceeds max_rows " + std::to_string(ws.max_rows));
   }
   const std::size_t vocab = c.n_vocab;
-  if (c.moe.n_expert > 0) {
-    // Expert architectures: each session's own forward pass, one after another.
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      internal::SessionState& s = *items[i].session->s_;
-      const int n = static_cast<int>(items[i].tokens.size());
-      float* out = items[i].want_logits ? b.logits.data() + i * vocab : nullptr;
-      s.experts->Forward(items[i].tokens.data(), n, s.pos, out, false);
-      s.pos += n;
+  ws.rows.clear();
+  ws.out_rows.clear();
+  for (const BatchItem& item : items) {
+    internal::SessionState& s = *item.session->s_;
+    for (std::size_t t = 0; t < item.tokens.size(); ++t) {
+      ws.rows.push_back({&s, s.pos + static_cast<int>(t), item.tokens[t]});
     }
-  } else {
-    ws.rows.clear();
-    ws.out_rows.clear();
-    for (const BatchItem& item : items) {
-      internal::SessionState& s = *item.session->s_;
-      for (std::size_t t = 0; t < item.tokens.size(); ++t) {
-        ws.rows.push_back({&s, s.pos + static_cast<int>(t), item.tokens[t]});
-      }
-      if (item.want_logits) ws.out_rows.push_back(static_cast<int>(ws.rows.size()) - 1);
+    if (item.want_logits) ws.out_rows.push_back(static_cast<int>(ws.rows.size()) - 1);
+  }
+  // The logits of the items that want them come out consecutively; spread them to row i.
+  ws.Forward(b.logits.data());
+  int o = static_cast<int>(ws.out_rows.size());
+  for (std::size_t i = items.size(); i-- > 0;) {
+    if (!items[i].want_logits) continue;
+    --o;
+    if (static_cast<std::size_t>(o) != i) {
+      std::copy_n(b.logits.data() + o * vocab, vocab, b.logits.data() + i * vocab);
     }
-    // The logits of the items that want them come out consecutively; spread them to row i.
-    ws.Forward(b.logits.data());
-    int o = static_cast<int>(ws.out_rows.size());
-    for (std::size_t i = items.size(); i-- > 0;) {
-      if (!items[i].want_logits) continue;
-      --o;
-      if (static_cast<std::size_t>(o) != i) {
-        std::copy_n(b.logits.data() + o * vocab, vocab, b.logits.data() + i * vocab);
-      }
-    }
-    for (const BatchItem& item : items) {
-      item.session->s_->pos += static_cast<int>(item.tokens.size());
-    }
+  }
+  for (const BatchItem& item : items) {
+    item.session->s_->pos += static_cast<int>(item.tokens.size());
   }
   for (std::size_t i = 0; i < items.size(); ++i) {
     items[i].logits = items[i].want_logits

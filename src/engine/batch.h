@@ -4,9 +4,10 @@
 // that run on them (each allocates only its KV cache). Step() takes any subset of those sessions,
 // each contributing one or more tokens at its own position (decode tokens and prompt chunks can
 // share a step), and returns each one's last-token logits. The matrix products take all rows
-// together; RoPE, KV-cache writes and attention are per row against the row's own session.
-// Expert architectures (qwen2moe, qwen3moe, deepseek2) run the sessions of a step one after
-// another on the batch's threads (same results, no shared weight reads). Thread-safety: a Batch
+// together; RoPE, KV-cache writes and attention are per row against the row's own session. Every
+// architecture batches the same way: for expert models (qwen2moe, qwen3moe, deepseek2) the rows
+// of all sessions routed to the same expert go through its matrices together, so a step reads
+// each selected expert once. Thread-safety: a Batch
 // and its sessions are used by one thread at a time (such a session's Eval uses the batch's
 // buffers too). The Model must outlive both; sessions may outlive the Batch.
 #pragma once
@@ -27,7 +28,8 @@ struct BatchOptions {
   int max_rows = 256;       // tokens per step, all sessions together
   int n_ctx = 0;            // the longest context of its sessions; 0: min(training context, 4096)
   bool exact_math = false;  // as SessionOptions::exact_math
-  const Kernels* kernels = nullptr;  // as SessionOptions::kernels
+  const Kernels* kernels = nullptr;          // as SessionOptions::kernels
+  KvCacheType kv_type = KvCacheType::kAuto;  // as SessionOptions::kv_type, for every session
 };
 
 struct BatchItem {

@@ -1,5 +1,5 @@
 // Run-time selection of the kernel table.
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -3,7 +3,7 @@
 // for batches (prompt processing) that unpack each weight block once for several tokens. Compiled
 // with the matching -m flags (see CMakeLists.txt) and only called after a run-time CPU check;
 // everything here has internal linkage.
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
     defined(__AVX512VL__) && defined(__AVX512VNNI__)

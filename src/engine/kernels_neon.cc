@@ -5,7 +5,7 @@
 // only when the CPU reports it (Linux: AT_HWCAP & HWCAP_ASIMDDP; macOS: sysctl). They are written
 // once in internal/kernels_neon.inc and instantiated for both. Elsewhere this file compiles to
 // stubs (NeonCompiled() returns false), as the x86 kernel files do on ARM.
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #include <arm_neon.h>

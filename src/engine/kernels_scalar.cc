@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/internal/kernels.h"
 #include "engine/internal/scalar_decode.h"
+#include "engine/kernels.h"
 
 namespace airlock::engine {
 
@@ -171,9 +171,32 @@ void DotHalf(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   }
 }
 
+// ---- value accumulation (attention over the KV cache) ----
+
+void AxpyF32(std::int64_t n, float a, const void* row, float* y) {
+  const auto* r = static_cast<const float*>(row);
+  for (std::int64_t e = 0; e < n; ++e) y[e] += a * r[e];
+}
+
+void AxpyF16(std::int64_t n, float a, const void* row, float* y) {
+  const auto* r = static_cast<const std::uint16_t*>(row);
+  for (std::int64_t e = 0; e < n; ++e) y[e] += a * Fp16ToFp32(r[e]);
+}
+
+void AxpyQ8_0(std::int64_t n, float a, const void* row, float* y) {
+  const auto* blocks = static_cast<const BlockQ8_0*>(row);
+  for (std::int64_t b = 0; b < n / kQK; ++b) {
+    const float ad = a * Fp16ToFp32(blocks[b].d);
+    for (int j = 0; j < kQK; ++j) y[b * kQK + j] += ad * blocks[b].qs[j];
+  }
+}
+
 Kernels MakeScalarKernels() {
   Kernels k;
   k.name = "scalar";
+  k.axpy[static_cast<int>(TensorType::kF32)] = AxpyF32;
+  k.axpy[static_cast<int>(TensorType::kF16)] = AxpyF16;
+  k.axpy[static_cast<int>(TensorType::kQ8_0)] = AxpyQ8_0;
   k.dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k.dot[static_cast<int>(TensorType::kF16)] = DotHalf<Fp16ToFp32>;
   k.dot[static_cast<int>(TensorType::kBF16)] = DotHalf<Bf16ToFp32>;
@@ -347,6 +370,19 @@ std::uint16_t Fp32ToBf16(float f) {
   std::memcpy(&x, &f, 4);
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<std::uint16_t>((x >> 16) | 64);  // NaN
   return static_cast<std::uint16_t>((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+void QuantizeRowQ8_0(const float* src, void* dst, std::int64_t n) {
+  auto* blocks = static_cast<BlockQ8_0*>(dst);
+  for (std::int64_t b = 0; b < n / kQK; ++b) {
+    const float* x = src + b * kQK;
+    float amax = 0;
+    for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    blocks[b].d = Fp32ToFp16(d);
+    for (int j = 0; j < kQK; ++j) blocks[b].qs[j] = static_cast<std::int8_t>(std::round(x[j] * id));
+  }
 }
 
 void DequantizeRow(TensorType type, const void* src, float* dst, std::int64_t n) {

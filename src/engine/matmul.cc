@@ -100,3 +100,60 @@ void MatMul(ThreadPool& pool, const Kernels& kernels, ActivationBuffer& act, con
 }
 
 }  // namespace airlock::engine
+
+namespace airlock::engine {
+
+void GroupedMatMul(ThreadPool& pool, const Kernels& kernels, ActivationBuffer& act,
+                   const GroupJob* jobs, int n_jobs, GroupScratch& scratch) {
+  if (n_jobs == 0) return;
+  int max_rows = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    act.Row(ActFormatFor(kernels, jobs[j].w.type), 0, pool, kernels);  // convert before the tasks
+    max_rows = std::max(max_rows, jobs[j].a1 - jobs[j].a0);
+  }
+  // As in MatMul: with few activation rows per matrix the weights are streamed once, so each
+  // task is a long run of contiguous rows (about four tasks per thread over all the matrices; a
+  // small matrix is one task); with many rows, short chunks stay in cache.
+  std::int64_t total_rows = 0;
+  for (int j = 0; j < n_jobs; ++j) total_rows += jobs[j].w.rows;
+  const std::int64_t per_task = (total_rows + 4 * pool.size() - 1) / (4 * pool.size());
+  const std::int64_t long_run = std::max<std::int64_t>(32, (per_task + 7) / 8 * 8);
+  std::vector<int>& task_start = scratch.task_start;
+  std::vector<std::int64_t>& chunk = scratch.chunk;
+  task_start.resize(n_jobs + 1);
+  chunk.resize(n_jobs);
+  task_start[0] = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    chunk[j] = max_rows > 8 ? 16 : long_run;
+    task_start[j + 1] =
+        task_start[j] + static_cast<int>((jobs[j].w.rows + chunk[j] - 1) / chunk[j]);
+  }
+  auto run = [&](int task, int) {
+    const int j = static_cast<int>(
+        std::upper_bound(task_start.begin(), task_start.begin() + n_jobs + 1, task) -
+        task_start.begin() - 1);
+    const GroupJob& job = jobs[j];
+    const WeightMatrix& w = job.w;
+    const ActFormat format = ActFormatFor(kernels, w.type);
+    const std::int64_t r0 = static_cast<std::int64_t>(task - task_start[j]) * chunk[j];
+    const int nr = static_cast<int>(std::min<std::int64_t>(chunk[j], w.rows - r0));
+    const std::uint8_t* wrows = w.data + r0 * w.row_bytes;
+    const int ntok = job.a1 - job.a0;
+    const DotTileFn tile = kernels.tile[static_cast<int>(w.type)];
+    if (tile != nullptr && ntok > 1) {
+      const auto* a0 = static_cast<const std::uint8_t*>(act.Row(format, job.a0, pool, kernels));
+      const auto* a1 = static_cast<const std::uint8_t*>(act.Row(format, job.a0 + 1, pool, kernels));
+      tile(w.cols, wrows, w.row_bytes, nr, a0, static_cast<std::size_t>(a1 - a0), ntok,
+           job.out + r0, job.ldo);
+      return;
+    }
+    const DotRowsFn dot = kernels.dot[static_cast<int>(w.type)];
+    for (int t = 0; t < ntok; ++t) {
+      dot(w.cols, wrows, w.row_bytes, nr, act.Row(format, job.a0 + t, pool, kernels),
+          job.out + t * job.ldo + r0);
+    }
+  };
+  pool.Run(task_start[n_jobs], run);
+}
+
+}  // namespace airlock::engine

@@ -1,11 +1,12 @@
 // A transformer model loaded from a GGUF file for CPU inference. Load() memory-maps the file,
 // runs the hardened GGUF parser (a file it rejects is refused), checks the architecture's
 // metadata and every tensor's type and shape, and keeps weight matrices as views into the
-// mapping (not copied; only 1-D norms/biases are converted to float). Architectures: llama
-// (Llama 2/3.x, DeepSeek-R1-Distill-Llama, SentencePiece-era models), qwen2 (q/k/v biases), qwen3
-// (q/k RMS norms), and the expert architectures qwen2moe, qwen3moe, deepseek2 (MLA; see
-// internal/expert_model.h). A Model is immutable after Load and may be shared by several
-// Sessions and threads; it must outlive them.
+// mapping (not copied; only 1-D norms/biases are converted to float). Architectures (one file
+// each under engine/models/, registered in engine/arch.cc): llama (Llama 2/3.x,
+// DeepSeek-R1-Distill-Llama, SentencePiece-era models), qwen2 (q/k/v biases), qwen3 (q/k RMS
+// norms), and the expert architectures qwen2moe, qwen3moe and deepseek2 (multi-head latent
+// attention). A Model is immutable after Load and may be shared by several Sessions and threads;
+// it must outlive them.
 #pragma once
 
 #include <memory>
@@ -15,15 +16,15 @@
 
 #include "core/file.h"
 #include "core/status.h"
+#include "engine/arch.h"
 #include "formats/gguf.h"
 
 namespace airlock::engine {
 
 enum class RopeStyle { kNorm, kNeox };  // pairs (2i, 2i+1) vs (i, i + n_rot/2)
 
-// Mixture-of-experts, multi-head latent attention and YaRN settings (qwen2moe, qwen3moe,
-// deepseek2; see engine/internal/expert_model.h). Absent (n_expert == 0, mla false) for dense
-// architectures.
+// Mixture-of-experts and multi-head latent attention settings (qwen2moe, qwen3moe, deepseek2).
+// Absent (n_expert == 0, mla false) for dense architectures.
 enum class ExpertGating { kSoftmax = 1, kSigmoid = 2 };  // GGUF expert_gating_func values
 struct ExpertConfig {
   int n_expert = 0;            // routed experts per MoE layer (0: dense model)
@@ -43,15 +44,21 @@ struct ExpertConfig {
   int kv_lora_rank = 0;
   int qk_nope = 0;  // per-head q/k width without rope; the rope part is n_rot
   int v_head_dim = 0;
-  // YaRN rope scaling (rope.scaling.type = yarn).
-  bool yarn = false;
-  float yarn_ext_factor = 0, yarn_attn_factor = 1, yarn_beta_fast = 32, yarn_beta_slow = 1;
-  int yarn_orig_ctx = 0;
-  float yarn_log_mul = 0;  // deepseek2: kq scale multiplier mscale = 1 + yarn_log_mul * ln(factor)
   std::uint64_t active_weight_bytes = 0;  // bytes one decoded token reads (selected experts only)
 };
 
+// YaRN rope scaling (rope.scaling.type = yarn; arXiv:2309.00071), as ggml computes it.
+struct YarnConfig {
+  bool enabled = false;
+  float ext_factor = 0;   // 1: ramp between interpolation and extrapolation
+  float attn_factor = 1;  // rope.scaling.attn_factor
+  float beta_fast = 32, beta_slow = 1;
+  int orig_ctx = 0;   // rope.scaling.original_context_length
+  float log_mul = 0;  // deepseek2: kq scale mscale = 1 + log_mul * ln(factor)
+};
+
 struct ModelConfig {
+  Arch arch = Arch::kLlama;
   std::string architecture;  // general.architecture
   std::string name;          // general.name, may be empty
   int n_layer = 0;
@@ -68,8 +75,9 @@ struct ModelConfig {
   float rope_freq_scale = 1.0f;  // linear rope scaling: 1 / factor
   float kq_scale = 0;            // 1/sqrt(head_dim) unless the file says otherwise
   RopeStyle rope = RopeStyle::kNorm;
-  bool tied_output = false;        // no output.weight: the logits use token_embd
-  bool has_rope_freqs = false;     // llama3-style per-frequency factors (rope_freqs.weight)
+  bool tied_output = false;     // no output.weight: the logits use token_embd
+  bool has_rope_freqs = false;  // llama3-style per-frequency factors (rope_freqs.weight)
+  YarnConfig yarn;
   std::uint64_t weight_bytes = 0;  // bytes of every tensor the forward pass reads
   ExpertConfig moe;                // MoE / MLA settings; n_expert == 0 for dense models
 };
@@ -79,9 +87,13 @@ struct LoadOptions {
   bool strict = false;
 };
 
+class Model;
 namespace internal {
 struct ModelWeights;
-}
+// Model::Load after the GGUF checks: the registry lookup and the architecture's loader.
+Result<ModelConfig> LoadModelFromGguf(const formats::gguf::File& f, const std::string& path,
+                                      Model& model);
+}  // namespace internal
 
 class Model {
  public:
@@ -101,10 +113,19 @@ class Model {
 
  private:
   Model() = default;
+  friend Result<ModelConfig> internal::LoadModelFromGguf(const formats::gguf::File&,
+                                                         const std::string&, Model&);
   core::MappedFile file_;
   formats::gguf::File gguf_;
   ModelConfig config_;
   std::unique_ptr<internal::ModelWeights> weights_;
+  const ArchSpec* spec_ = nullptr;
+
+ public:
+  // The architecture's registry entry (engine/arch.h).
+  const ArchSpec& spec() const { return *spec_; }
+
+ private:
   std::string type_summary_;
 };
 

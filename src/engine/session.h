@@ -1,14 +1,16 @@
-// An inference session over a loaded Model: the KV cache (F32), scratch buffers, a thread pool
-// and the forward pass. Eval() appends tokens at the current position (a prompt is processed as
-// a batch of up to max_batch tokens per pass, not token by token) and returns logits. Buffers are
-// allocated at Create(); the decode loop allocates nothing. A Session is used by one thread at a
-// time; the Model must outlive it. Several sessions can also advance together in one forward
-// pass (engine/batch.h).
+// An inference session over a loaded Model: the KV cache (F16 by default; F32 or Q8_0 on
+// request), scratch buffers, a thread pool and the forward pass. Eval() appends tokens at the
+// current position (a prompt is processed as a batch of up to max_batch tokens per pass, not token
+// by token) and returns logits. Buffers are allocated at Create(); the decode loop allocates
+// nothing. A Session is used by one thread at a time; the Model must outlive it. Several sessions
+// can also advance together in one forward pass (engine/batch.h).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -17,6 +19,18 @@
 namespace airlock::engine {
 
 struct Kernels;
+
+// Element type of the KV cache. kAuto: F32 with exact_math (the reference path), else F16 (half
+// the memory; logits move by about 1e-2 at most on the reference models). Q8_0 halves it again
+// (34 bytes per 32 values) and needs every attention head to be whole 32-value blocks; logits
+// move by up to about 0.25 (docs/ARCHITECTURE.md, "Engine layout").
+enum class KvCacheType { kAuto, kF32, kF16, kQ8_0 };
+// "auto", "f32", "f16", "q8_0".
+const char* KvCacheTypeName(KvCacheType type);
+// Parses a --kv-type value (case-insensitive names as above); nullopt for anything else.
+std::optional<KvCacheType> ParseKvCacheType(std::string_view name);
+// Bytes of KV cache per token of context for `model` with `type` (kAuto as without exact_math).
+std::uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvCacheType type);
 
 struct SessionOptions {
   int n_ctx = 0;        // context length in tokens; 0: min(training context, 4096)
@@ -28,6 +42,7 @@ struct SessionOptions {
   // A specific kernel table (tests compare the scalar and SIMD tables); nullptr: exact_math
   // decides between ExactKernels() and BestKernels().
   const Kernels* kernels = nullptr;
+  KvCacheType kv_type = KvCacheType::kAuto;
 };
 
 namespace internal {
@@ -38,9 +53,10 @@ class Batch;
 
 class Session {
  public:
-  // Errors: kInvalidArgument (a negative n_ctx/n_threads/max_batch, n_ctx above 1M),
-  // kLimitExceeded (the KV cache would exceed 64 GiB, or memory for the cache or the per-pass
-  // buffers cannot be allocated), kInternal (the worker threads cannot be started).
+  // Errors: kInvalidArgument (bad options: a negative n_ctx/n_threads/max_batch, n_ctx above the
+  // limit, a Q8_0 cache the model's heads do not fit), kLimitExceeded (the KV cache would exceed
+  // 64 GiB, or memory for the cache or the per-pass buffers cannot be allocated), kInternal (the
+  // worker threads cannot be started).
   static Result<std::unique_ptr<Session>> Create(const Model& model,
                                                  const SessionOptions& options = {});
   ~Session();
@@ -58,6 +74,8 @@ class Session {
   // Forgets tokens at positions >= `position` (0 clears the context).
   void Rewind(int position);
   const char* kernel_name() const;
+  KvCacheType kv_type() const;  // resolved: never kAuto
+  std::uint64_t kv_cache_bytes() const;
 
  private:
   friend class Batch;

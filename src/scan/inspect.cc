@@ -138,13 +138,28 @@ void EstimateMemory(ModelSummary& s, const InspectOptions& o) {
   std::uint64_t ctx = o.context;
   if (ctx == 0) ctx = std::min<std::uint64_t>(s.context_length.value_or(4096), 4096);
   s.context = ctx;
-  if (s.block_count && s.head_count && *s.head_count > 0 && s.embedding_length) {
+  // Bytes per 32 cached values: F16 64, F32 128, Q8_0 34 (one fp16 scale + 32 int8).
+  std::uint64_t per_32 = 64;
+  s.kv_type = "f16";
+  if (o.kv_type == KvElementType::kF32) {
+    per_32 = 128;
+    s.kv_type = "f32";
+  } else if (o.kv_type == KvElementType::kQ8_0) {
+    per_32 = 34;
+    s.kv_type = "q8_0";
+  }
+  std::uint64_t values = 0;  // cached values per token and layer
+  if (s.kv_lora_rank && s.rope_dimension_count && *s.kv_lora_rank > 0 &&
+      *s.kv_lora_rank < (1u << 20) && *s.rope_dimension_count < (1u << 20)) {
+    values = *s.kv_lora_rank + *s.rope_dimension_count;  // MLA: [latent | k_pe], no V
+  } else if (s.block_count && s.head_count && *s.head_count > 0 && s.embedding_length) {
     std::uint64_t heads_kv = s.head_count_kv.value_or(*s.head_count);
     std::uint64_t head_dim = *s.embedding_length / *s.head_count;
     std::uint64_t k = s.key_length.value_or(head_dim), v = s.value_length.value_or(head_dim);
-    // f32 K and V per layer per token: what airlock's engine allocates (llama.cpp's default f16
-    // cache is half of it).
-    s.kv_bytes_per_token = *s.block_count * heads_kv * (k + v) * 4;
+    values = heads_kv * (k + v);
+  }
+  if (s.block_count && values > 0) {
+    s.kv_bytes_per_token = *s.block_count * values * per_32 / 32;
     s.kv_cache_bytes = s.kv_bytes_per_token * ctx;
   }
   s.total_memory_bytes = s.weight_bytes + s.kv_cache_bytes;
@@ -182,6 +197,8 @@ Result<ModelSummary> InspectGguf(std::span<const std::byte> data, ModelSummary s
   s.head_count_kv = UintOrMax(f, a + "attention.head_count_kv");
   s.key_length = f.GetUint(a + "attention.key_length");
   s.value_length = f.GetUint(a + "attention.value_length");
+  s.kv_lora_rank = f.GetUint(a + "attention.kv_lora_rank");
+  s.rope_dimension_count = f.GetUint(a + "rope.dimension_count");
   s.expert_count = f.GetUint(a + "expert_count");
   s.expert_used_count = f.GetUint(a + "expert_used_count");
   s.rope_freq_base = f.GetFloat(a + "rope.freq_base");
@@ -467,7 +484,7 @@ std::string RenderInspectText(const ModelSummary& s) {
   }
   std::string mem = Human(s.total_memory_bytes) + " at context " + std::to_string(s.context) +
                     " (weights " + Human(s.weight_bytes);
-  mem += s.kv_bytes_per_token ? ", f32 KV cache " + Human(s.kv_cache_bytes) + ")"
+  mem += s.kv_bytes_per_token ? ", " + s.kv_type + " KV cache " + Human(s.kv_cache_bytes) + ")"
                               : ", KV cache unknown)";
   line("memory estimate", mem);
   for (const auto& w : s.warnings) out += "  warning: " + core::TerminalSafe(w) + "\n";
@@ -541,6 +558,7 @@ std::string RenderInspectJson(const ModelSummary& s) {
   j["memory"] = {{"context", s.context},
                  {"weights_bytes", s.weight_bytes},
                  {"kv_bytes_per_token", s.kv_bytes_per_token},
+                 {"kv_type", s.kv_type},
                  {"kv_cache_bytes", s.kv_cache_bytes},
                  {"total_bytes", s.total_memory_bytes}};
   j["warnings"] = s.warnings;

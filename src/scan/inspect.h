@@ -17,9 +17,14 @@
 
 namespace airlock::scan {
 
+// Element type of the KV cache in the memory estimate (airlock's engine: F16 by default,
+// --kv-type f32 or q8_0).
+enum class KvElementType { kF16, kF32, kQ8_0 };
+
 struct InspectOptions {
   // Context length for the memory estimate; 0 means min(model context length, 4096).
   std::uint64_t context = 0;
+  KvElementType kv_type = KvElementType::kF16;  // KV cache type of the memory estimate
 };
 
 struct TensorTypeStat {
@@ -54,6 +59,9 @@ struct ModelSummary {
 
   std::optional<std::uint64_t> context_length, embedding_length, block_count, feed_forward_length,
       head_count, head_count_kv, key_length, value_length, expert_count, expert_used_count;
+  // Multi-head latent attention (deepseek2): the cache holds kv_lora_rank + rope dimensions per
+  // layer and token instead of K and V per head.
+  std::optional<std::uint64_t> kv_lora_rank, rope_dimension_count;
   std::optional<double> rope_freq_base;
 
   std::string tokenizer_model;  // "gpt2", "llama"...
@@ -84,9 +92,11 @@ struct ModelSummary {
   // author...). Unverified: compare with `airlock verify`.
   std::vector<std::pair<std::string, std::string>> claims;
 
-  // Memory estimate: weights (memory-mapped) plus the f32 KV cache airlock's engine allocates at
-  // `context` (standard attention: K and V per layer, head and token).
+  // Memory estimate: weights (memory-mapped) plus the KV cache airlock's engine allocates at
+  // `context` in `kv_type` (standard attention: K and V per layer, KV head and token; MLA: one
+  // latent row per layer and token).
   std::uint64_t context = 0;
+  std::string kv_type = "f16";
   std::uint64_t kv_bytes_per_token = 0;
   std::uint64_t kv_cache_bytes = 0;
   std::uint64_t total_memory_bytes = 0;

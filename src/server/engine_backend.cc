@@ -102,6 +102,7 @@ class EngineBackend : public ModelBackend {
       bo.n_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / slots);
     }
     bo.n_ctx = std::max(0, o.ctx);
+    bo.kv_type = o.kv_type;
     bo.max_rows = std::max(kStepRows, slots);
     for (int l = 0; l < lanes; ++l) {
       auto lane = std::make_unique<Lane>();

@@ -10,8 +10,8 @@
 // at the next step; a slot whose reader lags 16 tokens behind pauses without holding up the
 // others. A slot keeps its token sequence, and a request goes to the free slot sharing the
 // longest prefix with its prompt, so a follow-up turn of a conversation reuses the cached
-// prefix. Expert architectures (qwen2moe, qwen3moe, deepseek2) run the slots of a step one after
-// another (engine/batch.h). `batched = false` keeps the FIFO queue and scheduler but gives each
+// prefix. Expert architectures (qwen2moe, qwen3moe, deepseek2) batch the same way: a step's rows
+// are routed together and grouped by expert (engine/batch.h). `batched = false` keeps the FIFO queue and scheduler but gives each
 // slot its own scheduler thread and threads (the scheme before batching).
 #pragma once
 
@@ -20,6 +20,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "engine/session.h"
 #include "server/model_backend.h"
 
 namespace airlock::server {
@@ -29,6 +30,7 @@ struct EngineBackendOptions {
   int slots = 1;     // concurrent generations (decoded together)
   int threads = 0;   // threads of the step pool, shared by the slots; 0: all cores
   int ctx = 0;       // per slot; 0: min(training context, 4096)
+  engine::KvCacheType kv_type = engine::KvCacheType::kAuto;  // F16 unless set
   // false: the per-slot scheme instead: each slot steps alone on its own scheduler thread and
   // `threads` threads (0: cores / slots). See docs/performance.md for when it is faster.
   bool batched = true;

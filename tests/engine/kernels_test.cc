@@ -1,6 +1,6 @@
 // Kernel tests: every SIMD table this CPU supports against the scalar reference (same quantized
 // activations), and the scalar integer dot products against dequantize-then-float math.
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 
 #include <gtest/gtest.h>
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/file.h"
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 #include "engine/session.h"
 #include "formats/gguf_writer.h"
 #include "test_util.h"

@@ -297,8 +297,11 @@ std::vector<std::vector<float>> ExactPromptLogits(const RefFile& r) {
   return ToMatrix(r.family == "F32" ? r.ref["prompt_logits"] : r.ref["dequant_f32_prompt_logits"]);
 }
 
+// llama.cpp's reference runs used an F32 KV cache (MANIFEST), so the comparisons with them do too;
+// the default F16 cache is checked against it separately.
 std::vector<std::vector<float>> AirlockLogits(const fs::path& model_path,
-                                              const std::vector<std::int32_t>& ids, bool exact) {
+                                              const std::vector<std::int32_t>& ids, bool exact,
+                                              KvCacheType kv_type = KvCacheType::kF32) {
   auto model = Model::Load(model_path.string());
   EXPECT_TRUE(model.has_value()) << model.error().message();
   if (!model.has_value()) return {};
@@ -306,6 +309,7 @@ std::vector<std::vector<float>> AirlockLogits(const fs::path& model_path,
   so.n_ctx = static_cast<int>(ids.size());
   so.n_threads = 2;
   so.exact_math = exact;
+  so.kv_type = kv_type;
   auto session = Session::Create(**model, so);
   EXPECT_TRUE(session.has_value());
   auto logits = (*session)->Eval(ids, true);
@@ -380,6 +384,12 @@ TEST(PerplexityReference, PerplexityMatchesLlamaCppLogits) {
                                                   : 0.6 * r.sigma;
     const double d_fast = std::fabs(std::log(got_fast.value) - std::log(want_fast.value));
     EXPECT_LE(d_fast, 2 * tol_logit);
+    // 3. The default F16 KV cache: its rounding moves logits by at most kF16KvLogitTolerance
+    // (reference_test.cc), so ln PPL by at most twice that more.
+    const auto got_f16 =
+        ChunkPpl(AirlockLogits(fixtures / "models" / file, seq, false, KvCacheType::kAuto), seq);
+    EXPECT_LE(std::fabs(std::log(got_f16.value) - std::log(want_fast.value)),
+              2 * (tol_logit + 2e-2));
     std::printf("%-22s %12.5f %12.5f %10.2e | %12.5f %12.5f %10.2e\n", file.c_str(),
                 got_exact.value, want_exact.value, d_exact, got_fast.value, want_fast.value,
                 d_fast);

@@ -101,10 +101,12 @@ TEST(Inspect, GgufSummary) {
   }
   EXPECT_TRUE(license);
   EXPECT_TRUE(source);
-  // 2 layers x 2 kv heads x (8 + 8) dims x 4 bytes (f32) = 256 bytes per token.
-  EXPECT_EQ(s->kv_bytes_per_token, 256u);
-  EXPECT_EQ(s->kv_cache_bytes, 25600u);
-  EXPECT_EQ(s->total_memory_bytes, s->weight_bytes + 25600u);
+  // 2 layers x 2 kv heads x (8 + 8) dims x 2 bytes (the engine's default f16 cache) = 128 bytes
+  // per token.
+  EXPECT_EQ(s->kv_type, "f16");
+  EXPECT_EQ(s->kv_bytes_per_token, 128u);
+  EXPECT_EQ(s->kv_cache_bytes, 12800u);
+  EXPECT_EQ(s->total_memory_bytes, s->weight_bytes + 12800u);
   EXPECT_TRUE(s->warnings.empty()) << s->warnings[0];
 }
 
@@ -149,8 +151,17 @@ TEST(Inspect, SafetensorsReadsSiblingConfig) {
   EXPECT_EQ(s->block_count, 3u);
   EXPECT_TRUE(s->has_chat_template);
   EXPECT_EQ(s->context, 1024u);
-  // 3 layers x 2 kv heads x (8 + 8) x 4 bytes (f32).
-  EXPECT_EQ(s->kv_bytes_per_token, 384u);
+  // 3 layers x 2 kv heads x (8 + 8) x 2 bytes (f16).
+  EXPECT_EQ(s->kv_bytes_per_token, 192u);
+  // f32: 4 bytes per value; q8_0: 34 bytes per 32 values.
+  InspectOptions f32;
+  f32.kv_type = KvElementType::kF32;
+  EXPECT_EQ(InspectFile((tmp.path() / "model.safetensors").string(), f32)->kv_bytes_per_token,
+            384u);
+  InspectOptions q8;
+  q8.kv_type = KvElementType::kQ8_0;
+  EXPECT_EQ(InspectFile((tmp.path() / "model.safetensors").string(), q8)->kv_bytes_per_token,
+            3u * 2 * 16 * 34 / 32);
 }
 
 TEST(InspectCli, TextAndJson) {
@@ -170,7 +181,13 @@ TEST(InspectCli, TextAndJson) {
   EXPECT_EQ(j["architecture"], "llama");
   EXPECT_EQ(j["parameter_count"], 192);
   EXPECT_EQ(j["memory"]["context"], 100);
-  EXPECT_EQ(j["memory"]["kv_cache_bytes"], 25600);
+  EXPECT_EQ(j["memory"]["kv_cache_bytes"], 12800);
+  EXPECT_EQ(j["memory"]["kv_type"], "f16");
+  CmdResult f32 = RunAirlock("inspect " + model.string() + " --json --ctx 100 --kv-type f32");
+  EXPECT_EQ(f32.rc, 0);
+  auto j32 = nlohmann::json::parse(f32.out, nullptr, false);
+  ASSERT_FALSE(j32.is_discarded()) << f32.out;
+  EXPECT_EQ(j32["memory"]["kv_cache_bytes"], 25600);
   EXPECT_EQ(j["tokenizer"]["vocab_size"], 4);
   EXPECT_EQ(j["chat_template"]["present"], true);
   EXPECT_EQ(j["claims"]["license"], "apache-2.0");

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/internal/kernels.h"
 #include "engine/internal/thread_pool.h"
+#include "engine/kernels.h"
 
 namespace airlock::engine {
 
@@ -56,5 +56,23 @@ struct MatMulJob {
 // Runs every job over all rows of `act` (up to 4 jobs) with one pool run.
 void MatMul(ThreadPool& pool, const Kernels& kernels, ActivationBuffer& act, const MatMulJob* jobs,
             int n_jobs);
+
+// One matrix over its own range of activation rows [a0, a1): out[(t - a0) * ldo + r]. Used where
+// different rows go through different matrices: the experts a batch's rows were routed to (each
+// selected expert is read once for all its rows), and MLA's per-head products.
+struct GroupJob {
+  WeightMatrix w;
+  int a0, a1;
+  float* out;
+  std::size_t ldo;
+};
+struct GroupScratch {
+  std::vector<int> task_start;
+  std::vector<std::int64_t> chunk;
+};
+// Runs every job in one pool run. `scratch` holds the task table (reserve it to avoid
+// allocation in the decode loop).
+void GroupedMatMul(ThreadPool& pool, const Kernels& kernels, ActivationBuffer& act,
+                   const GroupJob* jobs, int n_jobs, GroupScratch& scratch);
 
 }  // namespace airlock::engine

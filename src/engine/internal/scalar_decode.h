@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "engine/internal/kernels.h"
+#include "engine/kernels.h"
 
 namespace airlock::engine::internal {
 

@@ -126,6 +126,9 @@ std::uint16_t Fp32ToBf16(float f);  // round to nearest even
 
 // Converts `n` elements of a row of `type` to float (scalar; used for embeddings and tests).
 void DequantizeRow(TensorType type, const void* src, float* dst, std::int64_t n);
+// Converts `n` floats (a multiple of 32) to Q8_0 blocks as ggml's reference quantizer does:
+// d = max|x| / 127 (stored as fp16), q = round(x / d).
+void QuantizeRowQ8_0(const float* src, void* dst, std::int64_t n);
 
 // out[r] = dot(row r of w, act) for r < nrows; rows are `row_bytes` apart; n = row length.
 using DotRowsFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes, int nrows,
@@ -138,8 +141,13 @@ using DotTileFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes,
                            const void* act, std::size_t act_stride, int ntok, float* out,
                            std::size_t ldo);
 
+// y[e] += a * row[e] for e < n, where `row` is stored as the kernel's type (F32, F16, Q8_0: the KV
+// cache types; n a multiple of 32 for Q8_0). Attention accumulates the value rows with it.
+using AxpyRowFn = void (*)(std::int64_t n, float a, const void* row, float* y);
+
 struct Kernels {
   const char* name = "";
+  AxpyRowFn axpy[kMaxTensorTypeId] = {};
   DotRowsFn dot[kMaxTensorTypeId] = {};
   DotTileFn tile[kMaxTensorTypeId] = {};         // optional; MatMul falls back to dot per token
   QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies

@@ -1,6 +1,8 @@
 // Internal to the engine: typed, range-checked access to a GGUF file's hyperparameters and
-// tensors while a model loads (shared by the dense and the expert architectures). Every shape and
-// byte size is checked against the file before a view into its mapping is handed out.
+// tensors while a model loads, by the names of engine/arch.h (the architecture files name keys
+// and tensors by enum, never by string). Every value is range-checked and every shape and byte
+// size is checked against the file before a view into its mapping is handed out. The loader
+// fills one ModelConfig and one ModelWeights.
 #pragma once
 
 #include <cmath>
@@ -10,9 +12,10 @@
 #include <string>
 
 #include "core/status.h"
-#include "engine/internal/expert_weights.h"
-#include "engine/internal/kernels.h"
+#include "engine/arch.h"
 #include "engine/internal/weights.h"
+#include "engine/kernels.h"
+#include "engine/model.h"
 #include "formats/gguf.h"
 
 namespace airlock::engine::internal {
@@ -26,12 +29,31 @@ inline Status Err(StatusCode code, const std::string& path, const std::string& d
   return Status(code, "engine: cannot load model at " + path + ": " + detail);
 }
 
-class GgufLoader {
+class ModelLoader {
  public:
-  GgufLoader(const gguf::File& f, const std::string& path) : f_(f), path_(path) {}
+  ModelLoader(const gguf::File& f, const std::string& path, Arch arch, ModelConfig* config,
+              ModelWeights* weights)
+      : f_(f), path_(path), arch_(arch), c_(*config), w_(*weights) {}
 
-  Result<std::int64_t> Int(const std::string& key, std::optional<std::int64_t> fallback,
-                           std::int64_t min_value = 1, std::int64_t max_value = kMaxDim) {
+  Arch arch() const { return arch_; }
+  ModelConfig& config() { return c_; }
+  ModelWeights& weights() { return w_; }
+  Status Fail(StatusCode code, const std::string& detail) const { return Err(code, path_, detail); }
+
+  bool Has(Key k) const { return f_.Find(KeyName(arch_, k)) != nullptr; }
+  std::optional<std::string_view> String(Key k) const { return f_.GetString(KeyName(arch_, k)); }
+  bool HasTensor(Tensor t, int layer = -1) const {
+    return f_.FindTensor(TensorName(t, layer)) != nullptr;
+  }
+  const gguf::TensorInfo* FindTensor(Tensor t, int layer = -1) const {
+    return f_.FindTensor(TensorName(t, layer));
+  }
+
+  // An integer key in [min_value, max_value]; `fallback` when absent (nullopt: required). An
+  // array must hold one value for every layer.
+  Result<std::int64_t> Int(Key k, std::optional<std::int64_t> fallback, std::int64_t min_value = 1,
+                           std::int64_t max_value = kMaxDim) {
+    const std::string key = KeyName(arch_, k);
     const gguf::KeyValue* kv = f_.Find(key);
     std::optional<std::int64_t> v;
     if (kv == nullptr) {
@@ -58,7 +80,9 @@ class GgufLoader {
     return *v;
   }
 
-  Result<double> Float(const std::string& key, std::optional<double> fallback) {
+  // A finite float key; `fallback` when absent (nullopt: required).
+  Result<double> Float(Key k, std::optional<double> fallback) {
+    const std::string key = KeyName(arch_, k);
     const gguf::KeyValue* kv = f_.Find(key);
     if (kv == nullptr) {
       if (!fallback) return Err(StatusCode::kCorrupt, path_, "required key " + key + " is missing");
@@ -70,7 +94,8 @@ class GgufLoader {
     return *v;
   }
 
-  Result<bool> Bool(const std::string& key, bool fallback) {
+  Result<bool> Bool(Key k, bool fallback) {
+    const std::string key = KeyName(arch_, k);
     const gguf::KeyValue* kv = f_.Find(key);
     if (kv == nullptr) return fallback;
     if (auto b = kv->value.AsBool()) return *b;
@@ -78,11 +103,10 @@ class GgufLoader {
     return Err(StatusCode::kCorrupt, path_, key + " must be a boolean");
   }
 
-  const gguf::TensorInfo* Find(const std::string& name) const { return f_.FindTensor(name); }
-
-  // `count` matrices {cols, rows} (count 1: a 2-D tensor).
-  Result<StackedMatrices> Stacked(const std::string& name, std::int64_t cols, std::int64_t rows,
+  // `count` matrices {cols, rows} (count 1: a 2-D tensor); invalid when optional and absent.
+  Result<StackedMatrices> Stacked(Tensor tensor, int layer, std::int64_t cols, std::int64_t rows,
                                   std::int64_t count, bool optional = false) {
+    const std::string name = TensorName(tensor, layer);
     const gguf::TensorInfo* t = f_.FindTensor(name);
     if (t == nullptr) {
       if (optional) return StackedMatrices{};
@@ -122,15 +146,19 @@ class GgufLoader {
     return s;
   }
 
-  Result<WeightMatrix> Matrix(const std::string& name, std::int64_t cols, std::int64_t rows,
+  // A matrix {cols, rows}: `rows` output features of `cols` inputs.
+  Result<WeightMatrix> Matrix(Tensor tensor, int layer, std::int64_t cols, std::int64_t rows,
                               bool optional = false) {
-    AIRLOCK_ASSIGN_OR_RETURN(StackedMatrices s, Stacked(name, cols, rows, 1, optional));
+    AIRLOCK_ASSIGN_OR_RETURN(StackedMatrices s, Stacked(tensor, layer, cols, rows, 1, optional));
     if (!s.valid()) return WeightMatrix{};
     return s.Slice(0);
   }
 
-  Result<std::vector<float>> Vector(const std::string& name, std::int64_t n,
+  // A 1-D F32/F16/BF16 tensor of `n` finite values, converted to float; empty when optional and
+  // absent.
+  Result<std::vector<float>> Vector(Tensor tensor, int layer, std::int64_t n,
                                     bool optional = false) {
+    const std::string name = TensorName(tensor, layer);
     const gguf::TensorInfo* t = f_.FindTensor(name);
     if (t == nullptr) {
       if (optional) return std::vector<float>{};
@@ -169,6 +197,9 @@ class GgufLoader {
  private:
   const gguf::File& f_;
   const std::string& path_;
+  Arch arch_;
+  ModelConfig& c_;
+  ModelWeights& w_;
   std::uint64_t weight_bytes_ = 0;
   std::map<std::string, int> type_counts_;
 };
