@@ -178,6 +178,7 @@ std::string FactValue(const json& v, int depth) {
     }
     return list;
   }
+  if (v.is_null()) return "<span class=\"muted\">&ndash;</span>";
   if (v.is_number_unsigned() || v.is_number_integer()) {
     // Thousands separators for counts (parameters, bytes, context length).
     std::string digits = v.dump(), out;
@@ -283,16 +284,20 @@ std::string RenderHtml(const Report& report) {
                  : "not run: " + Escape(m.probes_unavailable_reason));
   }
   h += "</table>";
-  h += "<h2 id=\"provenance\">Provenance</h2><table><tr><th>model</th><th>digest</th><th>signature"
-       "</th></tr>";
-  for (const auto& m : report.models)
+  h += "<h2 id=\"provenance\">Provenance</h2><table><tr><th>model</th><th>digests</th><th>"
+       "signature</th></tr>";
+  for (const auto& m : report.models) {
+    std::string digests;
+    if (!m.model_sha256.empty())
+      digests += "file SHA-256 <code>" + Escape(m.model_sha256) + "</code><br>";
+    if (!m.model_root_digest.empty())
+      digests += "model-signing root digest <code>" + Escape(m.model_root_digest) + "</code>";
     h += fmt::format(
-        "<tr><td>{}</td><td>{}<code>{}</code></td><td class=\"{}\">{} <span "
-        "class=\"muted\">{}</span></td></tr>",
-        Escape(m.model_name), m.is_folder ? "model-signing root digest<br>" : "",
-        Escape(m.model_root_digest.empty() ? m.model_sha256 : m.model_root_digest),
+        "<tr><td>{}</td><td>{}</td><td class=\"{}\">{} <span class=\"muted\">{}</span></td></tr>",
+        Escape(m.model_name), digests.empty() ? "not computed" : digests,
         Escape(m.signature.status == "not checked" ? "" : m.signature.status),
         Escape(m.signature.status), Escape(m.signature.detail));
+  }
   h += "</table>";
 
   // 2. Static scan findings.
@@ -457,16 +462,18 @@ std::string RenderHtml(const Report& report) {
       h += BarChart(labels, shown_rows, chart_names);
     }
     // One-sidedness of the answers that were given (judge model), when measured.
+    // Only for the models whose rates are shown above.
     std::set<std::string> os_categories;
-    for (const SuiteResult* sr : per_model)
-      if (sr)
-        for (const auto& [c, r] : sr->one_sided.by_category) os_categories.insert(c);
+    for (std::size_t mi : shown)
+      if (per_model[mi])
+        for (const auto& [c, r] : per_model[mi]->one_sided.by_category) os_categories.insert(c);
     if (!os_categories.empty()) {
       std::vector<std::string> os_labels(os_categories.begin(), os_categories.end());
       std::vector<std::vector<std::optional<Rate>>> os_rows;
       for (const auto& label : os_labels) {
         std::vector<std::optional<Rate>> row;
-        for (const SuiteResult* sr : per_model) {
+        for (std::size_t mi : shown) {
+          const SuiteResult* sr = per_model[mi];
           std::optional<Rate> rate;
           if (sr) {
             auto it = sr->one_sided.by_category.find(label);
@@ -477,7 +484,7 @@ std::string RenderHtml(const Report& report) {
         os_rows.push_back(std::move(row));
       }
       h += "<p>One-sided answers among those given (judge model):</p>";
-      h += BarChart(os_labels, os_rows, names);
+      h += BarChart(os_labels, os_rows, chart_names);
     } else if (any->metric == Metric::kRefusal && suite_name == "sensitivity-profile") {
       h += "<p class=\"muted\">One-sidedness of the answers given was not measured (no judge "
            "model configured).</p>";
