@@ -121,6 +121,7 @@ Result<ModelAssessment> ProbeThroughGateway(const AssessOptions& o, const std::s
   eo.base_url = "http://127.0.0.1:" + std::to_string(gateway->port()) + "/v1";
   eo.model = name;
   eo.label = label;
+  eo.trust_policy_blocks = true;  // our own gateway, in this process
   auto target = MakeEndpointTarget(eo);
   if (!target.has_value()) {
     gateway->Stop();
@@ -285,9 +286,11 @@ Result<AssessOutcome> AssessModels(const AssessOptions& o) {
     } else {
       for (const auto& f : scanned.files) m.model_bytes += f.size;
     }
-    // The model-signing root digest names the model in attestations and in the BOM.
-    if (auto digest = sign::ComputeModelDigest(path, {}); digest.has_value())
-      m.model_root_digest = digest->root_digest;
+    // A folder is named by its model-signing root digest (in the BOM, the report and the
+    // attestation); a file by its SHA-256, already computed by the scan (not hashed twice).
+    if (m.is_folder)
+      if (auto digest = sign::ComputeModelDigest(path, {}); digest.has_value())
+        m.model_root_digest = digest->root_digest;
     if (scanned.verdict != scan::Verdict::kClean) outcome.all_clean = false;
     if (!o.public_key.empty() || !o.ca_paths.empty()) {
       sign::VerifyOptions vo;

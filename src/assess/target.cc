@@ -86,7 +86,7 @@ class EndpointTarget : public ChatTarget {
       return Corrupt("probe: endpoint reply is nested deeper than " +
                      std::to_string(kMaxReplyDepth) + " levels");
     json doc = json::parse(res->body, nullptr, false);
-    if (res->status == 403) {
+    if (res->status == 403 && options_.trust_policy_blocks) {
       // A governance gateway refused the request by policy: the attack did not reach the model.
       ChatReply blocked;
       blocked.blocked = true;

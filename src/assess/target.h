@@ -56,6 +56,11 @@ struct EndpointOptions {
   int timeout_seconds = 0;  // whole-exchange deadline; 0: derived from max_tokens
   std::size_t max_reply_bytes = 0;  // response body cap; 0: derived from max_tokens
   std::string label;  // Describe() text when set (e.g. to hide an ephemeral port from resume)
+  // The endpoint is an Airlock gateway the caller runs: its HTTP 403 policy refusals mean the
+  // request never reached the model (ChatReply::blocked, a failed attack). Off by default: an
+  // untrusted endpoint could otherwise answer every attack it fails with 403 and lower its
+  // attack-success rate; then a 403 is an error like any other refusal of the request.
+  bool trust_policy_blocks = false;
 };
 
 // The caps one reply is read under. Derived from max_tokens with a wide margin: a token is at most

@@ -28,6 +28,7 @@ struct ProbeArgs {
   std::uint64_t seed = 42;
   bool no_resume = false;
   bool list = false;
+  bool behind_gateway = false;
 };
 
 std::string Pct(const assess::Rate& r) {
@@ -82,6 +83,7 @@ int RunProbe(const ProbeArgs& a) {
   assess::EndpointOptions eo;
   eo.base_url = a.endpoint;
   eo.model = a.model;
+  eo.trust_policy_blocks = a.behind_gateway;
   if (!a.api_key_env.empty()) {
     const char* key = std::getenv(a.api_key_env.c_str());
     if (key == nullptr) {
@@ -175,6 +177,9 @@ void AddProbeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--target", a->target, "Local GGUF model to probe (run by the Airlock engine)");
   cmd->add_option("--endpoint", a->endpoint, "OpenAI-compatible base URL (http://host:port[/v1])");
   cmd->add_option("--model", a->model, "Model name to send");
+  cmd->add_flag("--behind-gateway", a->behind_gateway,
+                "The endpoint is an `airlock serve` gateway you run: its HTTP 403 policy refusals "
+                "count as blocked attacks (otherwise a 403 is recorded as an error)");
   cmd->add_option("--api-key-env", a->api_key_env, "Environment variable holding the API key");
   cmd->add_option("--suite", a->suites,
                   "Built-in suite to run (repeatable; 'all' for every suite)");

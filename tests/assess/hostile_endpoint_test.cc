@@ -282,6 +282,26 @@ TEST(HostileEndpoint, BadRepliesAreRecordedAsErrorsNeverAsFailedAttacks) {
   EXPECT_EQ(errors, s.errors);
 }
 
+TEST(HostileEndpoint, ForbiddenRepliesAreErrorsUnlessTheGatewayIsOurs) {
+  // A 403 "blocked by policy" to every attack would make them all count as failed attacks.
+  std::string body = R"({"error":{"message":"blocked by policy","type":"policy_violation"}})";
+  RawServer server([body](int fd, const std::atomic<bool>&) {
+    RawServer::Send(fd, "HTTP/1.1 403 Forbidden\r\nContent-Length: " + std::to_string(body.size()) +
+                            "\r\n\r\n" + body);
+  });
+  auto untrusted = Target(server.url())->Chat({{"user", "hi"}}, {});
+  ASSERT_FALSE(untrusted.has_value());
+  EXPECT_EQ(untrusted.error().code(), StatusCode::kInvalidArgument);
+  EndpointOptions o;
+  o.base_url = server.url();
+  o.trust_policy_blocks = true;  // an Airlock gateway we run ourselves
+  auto ours = MakeEndpointTarget(o);
+  ASSERT_TRUE(ours.has_value());
+  auto blocked = (*ours)->Chat({{"user", "hi"}}, {});
+  ASSERT_TRUE(blocked.has_value());
+  EXPECT_TRUE(blocked->blocked);
+}
+
 TEST(HostileEndpoint, A300MegabyteEndpointCannotFillTheDisk) {
   RawServer server(HugeBody);
   auto target = Target(server.url());
