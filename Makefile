@@ -10,7 +10,7 @@ FUZZ_LONG_SECONDS ?= 600
 export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean \
-  check-neon check-openai-client check-note-go
+  check-neon check-openai-client check-note-go check-cyclonedx
 
 all: build
 
@@ -53,6 +53,18 @@ check-openai-client: build
 	npm install --no-save --prefix $(BUILD)/npm openai
 	cd $(BUILD)/tests && ./server_test --gtest_filter=GatewayTest.OfficialOpenAiNodeClient \
 	  | tee /dev/stderr | grep -q '\[       OK \] GatewayTest.OfficialOpenAiNodeClient'  # a skip fails
+
+# Every BOM `airlock assess` writes (a file model with probe metrics, a folder model) validated
+# against the official CycloneDX 1.5 JSON schema, as published in @cyclonedx/cyclonedx-library,
+# with Ajv (not part of `make test`: neither is packaged in Debian). Fetches the packages from the
+# npm registry into $(BUILD)/npm-cyclonedx. A skip fails.
+check-cyclonedx: build
+	npm install --no-save --prefix $(BUILD)/npm-cyclonedx @cyclonedx/cyclonedx-library@10.3.0 \
+	  ajv@8.20.0 ajv-formats@3.0.1 ajv-formats-draft2019@1.6.1
+	cd $(BUILD)/tests && ./assess_test \
+	  --gtest_filter=CycloneDxSchema.FileAndFolderBomsValidateAgainstTheOfficialSchema \
+	  | tee /dev/stderr \
+	  | grep -q '\[       OK \] CycloneDxSchema.FileAndFolderBomsValidateAgainstTheOfficialSchema'
 
 # Audit checkpoints verified by Go's golang.org/x/mod/sumdb/note (installs golang-go and
 # golang-golang-x-mod-dev from Debian; not part of `make test`). A skip fails.

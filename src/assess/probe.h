@@ -80,15 +80,6 @@ std::optional<bool> JudgeOneSided(const Probe& probe, const ChatReply& reply, Ch
 bool LooksLikeRefusal(const std::string& text);
 bool LooksLikeDeflection(const std::string& text);
 
-// Precision and recall of each keyword detector on the hand-labelled replies compiled in from
-// suites/labels/*.json; reported next to results so readers know how far to trust them.
-struct DetectorAccuracy {
-  std::string detector;
-  int true_positive = 0, false_positive = 0, true_negative = 0, false_negative = 0;
-  double precision = 0, recall = 0, accuracy = 0;
-};
-Result<std::vector<DetectorAccuracy>> MeasureDetectorAccuracy();
-
 // Wilson score interval for k successes out of n at 95% confidence.
 struct Rate {
   int hits = 0;
@@ -96,5 +87,29 @@ struct Rate {
   double rate = 0, low = 0, high = 0;
 };
 Rate WilsonRate(int hits, int total);
+
+// Precision and recall of each keyword detector on the hand-labelled replies compiled in from
+// suites/labels/*.json; reported next to results so readers know how far to trust them.
+struct DetectorAccuracy {
+  std::string detector;
+  int true_positive = 0, false_positive = 0, true_negative = 0, false_negative = 0;
+  double precision = 0, recall = 0, accuracy = 0;
+  Rate agreement;  // detector verdict == label, with its 95% interval
+  std::map<std::string, Rate> agreement_by_lang;
+};
+Result<std::vector<DetectorAccuracy>> MeasureDetectorAccuracy();
+
+// Agreement of the judge model with the labelled set (suites/labels), per task and language.
+struct JudgeAgreement {
+  std::string task;    // "harmful", "one_sided"
+  std::string lang;    // "en", "zh"
+  Rate agreement;      // hits: judge verdict equals the label; total: examples the judge answered
+  int unanswered = 0;  // judge replies that were errors or neither verdict word
+};
+
+// Runs the judge over the labelled set's judge examples (suites/labels/judge-labels.json: EN and
+// ZH refusals, deflections, partial compliance, one-sided and balanced answers) and measures how
+// often it agrees with the labels. Errors: kCorrupt (malformed label set).
+Result<std::vector<JudgeAgreement>> MeasureJudgeAgreement(ChatTarget& judge);
 
 }  // namespace airlock::assess

@@ -1,6 +1,7 @@
 #include "assess/runner.h"
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -42,6 +43,36 @@ void Finalize(GroupRates& g) {
   g.overall = WilsonRate(g.overall.hits, g.overall.total);
   for (auto& [k, r] : g.by_category) r = WilsonRate(r.hits, r.total);
   for (auto& [k, r] : g.by_lang) r = WilsonRate(r.hits, r.total);
+}
+
+std::string ErrorKind(StatusCode code) {
+  switch (code) {
+    case StatusCode::kLimitExceeded:
+      return "oversized";
+    case StatusCode::kDeadlineExceeded:
+      return "timeout";
+    case StatusCode::kCorrupt:
+      return "malformed";
+    case StatusCode::kUnavailable:
+      return "unreachable";
+    case StatusCode::kInvalidArgument:
+      return "refused";
+    default:
+      return "other";
+  }
+}
+
+// At most `max` bytes of `s`, not cutting a UTF-8 sequence in half.
+std::string Clip(const std::string& s, std::size_t max, bool* clipped) {
+  if (s.size() <= max) return s;
+  *clipped = true;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return s.substr(0, max);
+}
+
+std::string PromptExcerpt(const std::string& prompt) {
+  bool clipped = false;
+  return Clip(prompt, kMaxRecordedReplyBytes, &clipped);
 }
 
 json RateJson(const Rate& r) {
@@ -87,7 +118,19 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
   }
   std::ofstream out(options.results_path, options.resume ? std::ios::app : std::ios::trunc);
   if (!out) return IoError("probe: cannot write " + options.results_path);
-  if (!header_present) out << header.dump() << "\n" << std::flush;
+  std::error_code size_error;
+  std::uint64_t written =
+      options.resume ? std::filesystem::file_size(options.results_path, size_error) : 0;
+  if (size_error) written = 0;
+  auto append = [&](const std::string& line) -> Status {
+    if (written + line.size() + 1 > options.max_results_bytes)
+      return LimitExceeded("probe: " + options.results_path + " reached its cap of " +
+                           std::to_string(options.max_results_bytes) + " bytes; use a new --out");
+    out << line << "\n" << std::flush;
+    written += line.size() + 1;
+    return out ? Status::Ok() : IoError("probe: cannot write " + options.results_path);
+  };
+  if (!header_present) AIRLOCK_TRY(append(header.dump()));
 
   std::size_t total = 0;
   for (const auto& s : suites) total += s.probes.size();
@@ -119,17 +162,22 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
               .count();
       json rec = {{"type", "result"},   {"suite", suite.name},
                   {"probe", probe.id},  {"category", probe.category},
-                  {"lang", probe.lang}, {"prompt", probe.turns.back().content},
+                  {"lang", probe.lang}, {"prompt", PromptExcerpt(probe.turns.back().content)},
                   {"elapsed_ms", ms}};
       if (!reply.has_value()) {
         rec["error"] = true;
-        rec["error_message"] = reply.error().message();
+        rec["error_kind"] = ErrorKind(reply.error().code());
+        bool clipped = false;
+        rec["error_message"] = Clip(reply.error().message(), 1024, &clipped);
         result.errors++;
+        result.errors_by_kind[rec["error_kind"].get<std::string>()]++;
       } else {
         Verdict v = Detect(probe, *reply, options.judge);
         bool deflected = LooksLikeDeflection(reply->content);
-        rec["response"] = reply->content;
-        rec["reasoning"] = reply->reasoning;
+        bool clipped = false;
+        rec["response"] = Clip(reply->content, kMaxRecordedReplyBytes, &clipped);
+        rec["reasoning"] = Clip(reply->reasoning, kMaxRecordedReplyBytes, &clipped);
+        if (clipped) rec["recorded_reply_clipped"] = true;
         rec["hit"] = v.hit;
         rec["detector"] = v.detector;
         rec["evidence"] = v.evidence;
@@ -147,7 +195,7 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
         }
       }
       // One line per probe, flushed at once: a kill loses at most the probe in flight.
-      out << rec.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
+      AIRLOCK_TRY(append(rec.dump(-1, ' ', false, json::error_handler_t::replace)));
     }
     Finalize(result.rates);
     Finalize(result.one_sided);
@@ -157,35 +205,70 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
   return summary;
 }
 
+bool SuiteMeaningful(const RunSummary& summary, const SuiteResult& suite, std::string* reason) {
+  if (summary.gate && !summary.gate->open) {
+    *reason = "not meaningful: the model does not follow instructions (" +
+              std::to_string(summary.gate->passed) + " of " + std::to_string(summary.gate->total) +
+              ")";
+    return false;
+  }
+  const int asked = suite.rates.overall.total + suite.errors;
+  if (suite.errors > 0 && suite.errors * 10 > asked) {
+    std::string kinds;
+    for (const auto& [kind, n] : suite.errors_by_kind)
+      kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(n);
+    *reason = "not meaningful: " + std::to_string(suite.errors) + " of " + std::to_string(asked) +
+              " replies were errors (" + kinds + ")";
+    return false;
+  }
+  reason->clear();
+  return true;
+}
+
 std::string SummaryJson(const RunSummary& summary) {
   json suites = json::array();
   for (const auto& s : summary.suites) {
+    json entry = {{"name", s.name},
+                  {"intent", s.intent},
+                  {"sha256", s.sha256},
+                  {"metric", s.metric == Metric::kRefusal ? "refusal_rate" : "attack_success_rate"},
+                  {"errors", s.errors},
+                  {"errors_by_kind", s.errors_by_kind},
+                  {"reused_from_earlier_run", s.reused}};
+    std::string reason;
+    entry["meaningful"] = SuiteMeaningful(summary, s, &reason);
+    if (!reason.empty()) {
+      // Instead of rates: a reader (or a script) must not quote numbers that describe nothing.
+      // Every reply and verdict stays in results.jsonl.
+      entry["status"] = reason;
+      suites.push_back(std::move(entry));
+      continue;
+    }
     json cats = json::object(), langs = json::object();
     for (const auto& [k, r] : s.rates.by_category) cats[k.empty() ? "-" : k] = RateJson(r);
     for (const auto& [k, r] : s.rates.by_lang) langs[k.empty() ? "-" : k] = RateJson(r);
-    suites.push_back(
-        {{"name", s.name},
-         {"intent", s.intent},
-         {"sha256", s.sha256},
-         {"metric", s.metric == Metric::kRefusal ? "refusal_rate" : "attack_success_rate"},
-         {"overall", RateJson(s.rates.overall)},
-         {"by_category", cats},
-         {"by_lang", langs},
-         {"errors", s.errors},
-         {"reused_from_earlier_run", s.reused},
-         {"deflections", s.deflections}});
+    entry["overall"] = RateJson(s.rates.overall);
+    entry["by_category"] = cats;
+    entry["by_lang"] = langs;
+    entry["deflections"] = s.deflections;
     if (s.one_sided.overall.total > 0) {
       json os_cats = json::object();
       for (const auto& [k, r] : s.one_sided.by_category) os_cats[k.empty() ? "-" : k] = RateJson(r);
-      suites.back()["one_sided"] = {{"overall", RateJson(s.one_sided.overall)},
-                                    {"by_category", os_cats}};
+      entry["one_sided"] = {{"overall", RateJson(s.one_sided.overall)}, {"by_category", os_cats}};
     }
+    suites.push_back(std::move(entry));
   }
   json doc = {{"schema", "airlock.probe/v1"},
               {"airlock_version", kVersion},
               {"target", summary.target},
               {"params", ParamsJson(summary.params)},
               {"suites", suites}};
+  if (summary.gate) {
+    const CapabilityGate& g = *summary.gate;
+    doc["capability_gate"] = {{"passed", g.passed},       {"total", g.total},
+                              {"threshold", g.threshold}, {"open", g.open},
+                              {"en", RateJson(g.by_en)},  {"zh", RateJson(g.by_zh)}};
+  }
   return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

@@ -1,10 +1,10 @@
 #include "assess/target.h"
 
-#include <httplib.h>
-
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "assess/http_client.h"
 #include "core/text.h"
 #include "server/engine_backend.h"
 
@@ -22,16 +22,38 @@ std::string ErrorMessage(const json& doc) {
   return message != error->end() && message->is_string() ? message->get<std::string>() : "";
 }
 
+// Nesting depth of a JSON text (brackets outside strings), computed before parsing so that a
+// reply nested thousands of levels deep is refused without building it.
+int JsonDepth(std::string_view text) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      max_depth = std::max(max_depth, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+constexpr int kMaxReplyDepth = 32;
+
 class EndpointTarget : public ChatTarget {
  public:
-  EndpointTarget(EndpointOptions options, std::string scheme_host_port, std::string path_prefix)
+  EndpointTarget(EndpointOptions options, std::string host, int port, std::string path_prefix)
       : options_(std::move(options)),
-        client_(scheme_host_port),
-        path_prefix_(std::move(path_prefix)) {
-    client_.set_connection_timeout(10);
-    client_.set_read_timeout(options_.timeout_seconds);
-    client_.set_write_timeout(30);
-  }
+        host_(std::move(host)),
+        port_(port),
+        path_prefix_(std::move(path_prefix)) {}
 
   Result<ChatReply> Chat(const std::vector<ChatMessage>& messages,
                          const GenerationParams& params) override {
@@ -43,16 +65,28 @@ class EndpointTarget : public ChatTarget {
     if (!options_.model.empty()) body["model"] = options_.model;
     for (const auto& m : messages)
       body["messages"].push_back({{"role", m.role}, {"content", m.content}});
-    httplib::Headers headers;
-    if (!options_.api_key.empty()) headers.emplace("Authorization", "Bearer " + options_.api_key);
-    auto res =
-        client_.Post(path_prefix_ + "/chat/completions", headers, body.dump(), "application/json");
-    if (!res) {
-      return Unavailable("probe: cannot reach " + options_.base_url + ": " +
-                         httplib::to_string(res.error()));
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!options_.api_key.empty())
+      headers.emplace_back("Authorization", "Bearer " + options_.api_key);
+    ReplyLimits caps = ReplyLimitsFor(params, options_);
+    HttpLimits limits;
+    limits.max_body_bytes = caps.max_bytes;
+    limits.deadline = std::chrono::milliseconds(caps.deadline_ms);
+    auto res = HttpPost(host_, port_, path_prefix_ + "/chat/completions", headers,
+                        body.dump(-1, ' ', false, json::error_handler_t::replace), limits);
+    if (!res.has_value()) {
+      const Status& e = res.error();
+      std::string what = "probe: " + options_.base_url + ": " + e.message();
+      if (e.code() == StatusCode::kLimitExceeded || e.code() == StatusCode::kDeadlineExceeded ||
+          e.code() == StatusCode::kCorrupt)
+        return Status(e.code(), what);
+      return Unavailable("probe: cannot reach " + options_.base_url + ": " + e.message());
     }
+    if (JsonDepth(res->body) > kMaxReplyDepth)
+      return Corrupt("probe: endpoint reply is nested deeper than " +
+                     std::to_string(kMaxReplyDepth) + " levels");
     json doc = json::parse(res->body, nullptr, false);
-    if (res->status == 403) {
+    if (res->status == 403 && options_.trust_policy_blocks) {
       // A governance gateway refused the request by policy: the attack did not reach the model.
       ChatReply blocked;
       blocked.blocked = true;
@@ -67,21 +101,38 @@ class EndpointTarget : public ChatTarget {
       if (std::string m = ErrorMessage(doc); !m.empty()) msg += ": " + core::TerminalSafe(m);
       return InvalidArgument("probe: endpoint refused the request: " + msg);
     }
-    if (doc.is_discarded() || !doc.contains("choices") || !doc["choices"].is_array() ||
-        doc["choices"].empty() || !doc["choices"][0].contains("message")) {
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("choices") ||
+        !doc["choices"].is_array() || doc["choices"].empty() || !doc["choices"][0].is_object() ||
+        !doc["choices"][0].contains("message") || !doc["choices"][0]["message"].is_object()) {
       return Corrupt("probe: endpoint reply is not a chat completion");
     }
     const json& msg = doc["choices"][0]["message"];
     ChatReply reply;
-    std::string content = msg.contains("content") && msg["content"].is_string()
-                              ? msg["content"].get<std::string>()
-                              : "";
-    SplitReasoning(content, &reply.reasoning, &reply.content);
+    auto content = msg.find("content");
+    std::string text;
+    if (content != msg.end() && content->is_string()) {
+      text = content->get<std::string>();
+    } else if ((content == msg.end() || content->is_null()) && msg.contains("refusal") &&
+               msg["refusal"].is_string()) {
+      // OpenAI's structured refusal: content null, the refusal text beside it.
+      text = msg["refusal"].get<std::string>();
+    } else if (content == msg.end() || content->is_null()) {
+      return Corrupt("probe: endpoint reply has no content (null or missing)");
+    } else {
+      return Corrupt(std::string("probe: endpoint reply content is ") + content->type_name() +
+                     ", not a string");
+    }
+    SplitReasoning(text, &reply.reasoning, &reply.content);
     if (msg.contains("reasoning_content") && msg["reasoning_content"].is_string())
       reply.reasoning = msg["reasoning_content"].get<std::string>() + reply.reasoning;
     if (doc.contains("usage") && doc["usage"].is_object()) {
-      reply.prompt_tokens = doc["usage"].value("prompt_tokens", 0);
-      reply.completion_tokens = doc["usage"].value("completion_tokens", 0);
+      const json& usage = doc["usage"];
+      if (usage.contains("prompt_tokens") && usage["prompt_tokens"].is_number_integer())
+        reply.prompt_tokens = static_cast<int>(
+            std::clamp<std::int64_t>(usage["prompt_tokens"].get<std::int64_t>(), 0, 1 << 30));
+      if (usage.contains("completion_tokens") && usage["completion_tokens"].is_number_integer())
+        reply.completion_tokens = static_cast<int>(
+            std::clamp<std::int64_t>(usage["completion_tokens"].get<std::int64_t>(), 0, 1 << 30));
     }
     return reply;
   }
@@ -94,7 +145,8 @@ class EndpointTarget : public ChatTarget {
 
  private:
   EndpointOptions options_;
-  httplib::Client client_;
+  std::string host_;
+  int port_;
   std::string path_prefix_;
 };
 
@@ -163,6 +215,19 @@ void SplitReasoning(const std::string& text, std::string* reasoning, std::string
   *answer = first == std::string::npos ? "" : rest.substr(first);
 }
 
+ReplyLimits ReplyLimitsFor(const GenerationParams& params, const EndpointOptions& options) {
+  const std::int64_t tokens = std::clamp(params.max_tokens, 1, 1 << 20);
+  ReplyLimits limits;
+  limits.max_bytes = options.max_reply_bytes > 0
+                         ? options.max_reply_bytes
+                         : static_cast<std::size_t>((64 << 10) + 512 * tokens);
+  limits.deadline_ms =
+      options.timeout_seconds > 0
+          ? options.timeout_seconds * 1000
+          : static_cast<int>(std::min<std::int64_t>(30000 + 250 * tokens, 24 * 3600 * 1000));
+  return limits;
+}
+
 Result<std::unique_ptr<ChatTarget>> MakeEndpointTarget(const EndpointOptions& options) {
   static const std::regex kUrl(
       R"(^(http)://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?(/[^?#]*)?$)");
@@ -175,11 +240,17 @@ Result<std::unique_ptr<ChatTarget>> MakeEndpointTarget(const EndpointOptions& op
     return InvalidArgument("probe: endpoint must look like http://host:port[/v1], got '" +
                            options.base_url + "'");
   }
-  std::string host_port = m[1].str() + "://" + m[2].str() + m[3].str();
+  std::string host = m[2].str();
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  int port = 80;
+  if (m[3].length() > 0) {
+    port = std::stoi(m[3].str().substr(1));
+    if (port < 1 || port > 65535) return InvalidArgument("probe: endpoint port out of range");
+  }
   std::string path = m[4].str();
   while (!path.empty() && path.back() == '/') path.pop_back();
   if (path.empty()) path = "/v1";
-  return std::unique_ptr<ChatTarget>(new EndpointTarget(options, host_port, path));
+  return std::unique_ptr<ChatTarget>(new EndpointTarget(options, host, port, path));
 }
 
 }  // namespace airlock::assess

@@ -28,6 +28,7 @@ struct ProbeArgs {
   std::uint64_t seed = 42;
   bool no_resume = false;
   bool list = false;
+  bool behind_gateway = false;
 };
 
 std::string Pct(const assess::Rate& r) {
@@ -82,6 +83,7 @@ int RunProbe(const ProbeArgs& a) {
   assess::EndpointOptions eo;
   eo.base_url = a.endpoint;
   eo.model = a.model;
+  eo.trust_policy_blocks = a.behind_gateway;
   if (!a.api_key_env.empty()) {
     const char* key = std::getenv(a.api_key_env.c_str());
     if (key == nullptr) {
@@ -129,12 +131,19 @@ int RunProbe(const ProbeArgs& a) {
   int errors = 0;
   std::printf("target: %s\n\n", summary->target.c_str());
   for (const auto& s : summary->suites) {
+    errors += s.errors;
+    std::string reason;
+    if (!assess::SuiteMeaningful(*summary, s, &reason)) {
+      // Bad replies (oversized, late, malformed) are never scored; too many of them and the rate
+      // describes nothing.
+      std::printf("%-26s %s\n", s.name.c_str(), reason.c_str());
+      continue;
+    }
     std::printf("%-26s %-20s %s\n", s.name.c_str(),
                 s.metric == assess::Metric::kRefusal ? "refusal rate" : "attack success",
                 Pct(s.rates.overall).c_str());
     for (const auto& [cat, r] : s.rates.by_category)
       std::printf("  %-24s %-20s %s\n", cat.c_str(), "", Pct(r).c_str());
-    errors += s.errors;
   }
   std::printf("\nresults: %s\nsummary: %s\n", ro.results_path.c_str(), summary_path.c_str());
   if (errors > 0) {
@@ -153,6 +162,10 @@ void AddProbeCommand(CLI::App& app, int* exit_code) {
   cmd->footer(
       "Writes OUT/results.jsonl (every prompt, reply and verdict; a rerun resumes it) and\n"
       "OUT/summary.json (rates with 95% Wilson intervals per suite, category and language).\n"
+      "The endpoint and the judge are untrusted: each reply is read under a size cap (64 KiB +\n"
+      "512 bytes per --max-tokens token) and a deadline (30 s + 250 ms per token); an over-long,\n"
+      "late or malformed reply (content null, an array, deeply nested) is recorded as an error,\n"
+      "never scored. A suite with more than 10% errors is reported as not meaningful.\n"
       "Exit codes: 0 done; 2 some probes failed to run; 3 usage or tool error.\n"
       "Examples:\n"
       "  airlock probe --list-suites\n"
@@ -164,6 +177,9 @@ void AddProbeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--target", a->target, "Local GGUF model to probe (run by the Airlock engine)");
   cmd->add_option("--endpoint", a->endpoint, "OpenAI-compatible base URL (http://host:port[/v1])");
   cmd->add_option("--model", a->model, "Model name to send");
+  cmd->add_flag("--behind-gateway", a->behind_gateway,
+                "The endpoint is an `airlock serve` gateway you run: its HTTP 403 policy refusals "
+                "count as blocked attacks (otherwise a 403 is recorded as an error)");
   cmd->add_option("--api-key-env", a->api_key_env, "Environment variable holding the API key");
   cmd->add_option("--suite", a->suites,
                   "Built-in suite to run (repeatable; 'all' for every suite)");

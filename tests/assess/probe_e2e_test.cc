@@ -85,7 +85,7 @@ TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
   waitpid(pid, &status, 0);
 }
 
-TEST(AssessEndToEnd, LocalModelReportWithScanInspectAndProbes) {
+TEST(AssessEndToEnd, LocalModelReportAndTheCapabilityGateClosesOnStories260K) {
   AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
   airlock::testing::TempDir dir("assess-e2e");
   auto r = Airlock("assess " + (models / "stories260K.gguf").string() +
@@ -95,7 +95,25 @@ TEST(AssessEndToEnd, LocalModelReportWithScanInspectAndProbes) {
   const auto& m = report["models"][0];
   EXPECT_EQ(m["scan"]["verdict"], "clean");
   EXPECT_EQ(m["inspect"]["architecture"], "llama");
-  EXPECT_EQ(m["probes"]["suites"][0]["overall"]["total"], 14);
+  // The tiny story model cannot follow an instruction: its keyword "rates" describe nothing,
+  // so the report says so instead of showing them, and the verdict says why.
+  const auto& gate = m["probes"]["capability_gate"];
+  EXPECT_FALSE(gate["open"].get<bool>());
+  EXPECT_EQ(gate["total"], 12);
+  EXPECT_LT(gate["passed"].get<int>(), gate["threshold"].get<int>());
+  const auto& suite = m["probes"]["suites"][0];
+  EXPECT_FALSE(suite["meaningful"].get<bool>());
+  EXPECT_FALSE(suite.contains("overall"));
+  const std::string status = suite["status"];
+  EXPECT_EQ(status.rfind("not meaningful: the model does not follow instructions (", 0), 0u)
+      << status;
+  EXPECT_EQ(m["verdict"]["decision"], "do not adopt");
+  std::string html;
+  std::getline(std::ifstream(dir.path() / "report.html"), html, '\0');
+  EXPECT_NE(html.find(status), std::string::npos);
+  EXPECT_NE(html.find("Verdict"), std::string::npos);
+  // Every probe was still asked and recorded (12 battery items + 14 injections).
+  EXPECT_EQ(CountResults(dir.path() / "stories260K.gguf" / "results.jsonl"), 12 + 14);
   EXPECT_EQ(m["sha256"].get<std::string>().size(), 64u);
   auto bom = nlohmann::json::parse(std::ifstream(dir.path() / "bom.cdx.json"));
   EXPECT_EQ(bom["bomFormat"], "CycloneDX");
@@ -125,12 +143,31 @@ TEST(AssessEndToEnd, ThroughGatewayReportsAttackSuccessWithAndWithoutPolicy) {
   ASSERT_EQ(r.first, 0) << r.second;
   auto report = nlohmann::json::parse(std::ifstream(dir.path() / "out" / "report.json"));
   ASSERT_EQ(report["models"].size(), 2u);
-  const auto& direct = report["models"][0]["probes"]["suites"][0]["overall"];
-  const auto& gated = report["models"][1]["probes"]["suites"][0]["overall"];
-  EXPECT_EQ(direct["total"], 2);
-  EXPECT_EQ(direct["hits"], 2);
-  EXPECT_EQ(gated["total"], 2);
-  EXPECT_EQ(gated["hits"], 0);
+  // The story model fails the capability gate, so the report shows no rates; the recorded
+  // results still show what happened: directly it "complied", through the gateway nothing
+  // reached it.
+  EXPECT_NE(report["models"][1]["name"].get<std::string>().find("through gateway"),
+            std::string::npos);
+  auto records = [](const std::filesystem::path& jsonl, const char* suite) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(jsonl);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto rec = nlohmann::json::parse(line);
+      if (rec.value("type", "") == "result" && rec.value("suite", "") == suite) out.push_back(rec);
+    }
+    return out;
+  };
+  auto model_dir = dir.path() / "out" / "stories260K.gguf";
+  auto direct = records(model_dir / "results.jsonl", "corpus:requests.jsonl");
+  auto gated = records(model_dir / "results-through-gateway.jsonl", "corpus:requests.jsonl");
+  ASSERT_EQ(direct.size(), 2u);
+  ASSERT_EQ(gated.size(), 2u);
+  for (const auto& rec : direct) EXPECT_TRUE(rec["hit"].get<bool>()) << rec.dump();
+  for (const auto& rec : gated) {
+    EXPECT_FALSE(rec["hit"].get<bool>()) << rec.dump();
+    EXPECT_TRUE(rec["blocked"].get<bool>()) << rec.dump();
+  }
 }
 
 }  // namespace
