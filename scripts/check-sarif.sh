@@ -10,7 +10,10 @@ build=$(cd "${1:-build}" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 fixtures="$root/../shared/fixtures"
 npm install --no-save --no-audit --no-fund --prefix "$build/npm" @microsoft/sarif-multitool >/dev/null
-tool="$build/npm/node_modules/.bin/sarif-multitool"
+# The package's bin.js runs the native tool through a shell, which would split "Gh;Sarif" at the
+# ';': call the platform binary it points to directly.
+tool=$(node -p "require('$build/npm/node_modules/@microsoft/sarif-multitool')")
+[ -x "$tool" ] || chmod u+x "$tool"  # npm may skip the package's postinstall chmod
 [ -x "$tool" ] || { echo "check-sarif: FAILED: no sarif-multitool at $tool" >&2; exit 1; }
 out="$build/sarif-check"
 rm -rf "$out" && mkdir -p "$out"
@@ -31,7 +34,8 @@ done
 errors=0
 for s in "$out"/*.sarif; do
   log="${s%.sarif}.validation.json"
-  "$tool" validate --rule-kind "Gh;Sarif" --output "$log" --force "$s" >"${log%.json}.txt" 2>&1 || true
+  rm -f "$log"
+  "$tool" validate "$s" --rule-kind "Gh;Sarif" --output "$log" >"${log%.json}.txt" 2>&1 || true
   [ -s "$log" ] || { echo "check-sarif: FAILED: the multitool wrote no log for $s" >&2; exit 1; }
   # Errors: results at level "error" (the multitool writes the level on each result).
   n=$(python3 - "$log" <<'PY'
@@ -51,6 +55,28 @@ PY
   echo "$(basename "$s"): $results results, $n validation errors"
   errors=$((errors + n))
 done
+# Negative control: the same log with absolute paths and no regions (what Airlock wrote before)
+# must draw errors, or the validator did not run GitHub's rules.
+mkdir -p "$out/control"
+python3 - "$out/demo-malicious.sarif" "$out/control/broken.sarif" <<'PY'
+import json, sys
+log = json.load(open(sys.argv[1]))
+for run in log["runs"]:
+    run.pop("originalUriBaseIds", None)
+    for r in run["results"]:
+        loc = r["locations"][0]["physicalLocation"]
+        loc.pop("region", None)
+        loc["artifactLocation"] = {"uri": "/abs/" + loc["artifactLocation"]["uri"]}
+json.dump(log, open(sys.argv[2], "w"))
+PY
+"$tool" validate "$out/control/broken.sarif" --rule-kind "Gh;Sarif" \
+  --output "$out/control/broken.validation.json" >/dev/null 2>&1 || true
+control=$(python3 -c 'import json,sys; print(sum(1 for run in json.load(open(sys.argv[1]))["runs"] for r in run.get("results", []) if r.get("level", "warning") == "error"))' "$out/control/broken.validation.json" 2>/dev/null || echo 0)
+echo "negative control (absolute paths, no regions): $control validation errors"
+if [ "$control" -eq 0 ]; then
+  echo "check-sarif: FAILED: the validator found nothing wrong with a broken log" >&2
+  exit 1
+fi
 if [ "$errors" -ne 0 ]; then
   echo "check-sarif: FAILED: $errors validation errors (logs in $out)" >&2
   exit 1

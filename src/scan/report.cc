@@ -162,6 +162,22 @@ std::string RulesAnchor(std::string_view rule_id) {
   return std::string(it == kAnchors.end() ? "scan-rules" : it->second);
 }
 
+// "template.dangerous-global" -> "TemplateDangerousGlobal": SARIF wants a readable rule name
+// that differs from the opaque id.
+std::string RuleName(std::string_view id) {
+  std::string out;
+  bool upper = true;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) {
+      upper = true;
+      continue;
+    }
+    out += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return out;
+}
+
 const char* SecuritySeverity(Severity sev) {
   return sev >= Severity::kCritical ? "9.5"
          : sev >= Severity::kHigh   ? "8.0"
@@ -226,7 +242,7 @@ std::string RenderSarif(const ScanReport& report, const std::string& base_dir) {
         "must not be loaded.";
     rule_array.push_back(
         {{"id", id},
-         {"name", id},
+         {"name", RuleName(id)},
          {"shortDescription", {{"text", id}}},
          {"fullDescription", {{"text", full}}},
          {"help", {{"text", help}, {"markdown", "See [" + id + "](" + help_uri + ")."}}},
