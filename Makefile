@@ -10,7 +10,7 @@ FUZZ_LONG_SECONDS ?= 600
 export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean \
-  check-neon check-openai-client check-note-go check-cyclonedx
+  check-neon check-openai-client check-note-go check-cyclonedx check-sarif
 
 all: build
 
@@ -65,6 +65,13 @@ check-cyclonedx: build
 	  --gtest_filter=CycloneDxSchema.FileAndFolderBomsValidateAgainstTheOfficialSchema \
 	  | tee /dev/stderr \
 	  | grep -q '\[       OK \] CycloneDxSchema.FileAndFolderBomsValidateAgainstTheOfficialSchema'
+
+# Optional: `airlock scan --format sarif` output (demo set and scanner fixtures) validated by
+# Microsoft's SARIF multitool with GitHub code scanning's rules (`validate --rule-kind
+# "Gh;Sarif"`); the tool comes from npm into $(BUILD)/npm, so it is not part of `make test`.
+# Zero errors passes; a skip (no tool, no fixtures) fails.
+check-sarif: build
+	bash scripts/check-sarif.sh $(BUILD)
 
 # Audit checkpoints verified by Go's golang.org/x/mod/sumdb/note (installs golang-go and
 # golang-golang-x-mod-dev from Debian; not part of `make test`). A skip fails.

@@ -1,12 +1,14 @@
 // Fuzzes the model-signing wire format: Sigstore bundle JSON, the DSSE envelope inside it, the
-// in-toto statement and the model-signing predicate. Any input must yield a value or a clean
-// Status (no crash, no leak, no hang), and what we serialize must parse back.
+// in-toto statement and the model-signing predicate, the keyless verification material
+// (Rekor entries, inclusion proofs) and Sigstore trusted roots. Any input must yield a value or a
+// clean Status (no crash, no leak, no hang), and what we serialize must parse back.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "sign/bundle.h"
+#include "sign/internal/sigstore.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -25,7 +27,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)PaeV02Compat(bundle->payload_type, bundle->payload);
     auto st = ParseStatement(bundle->payload);
     if (st.has_value()) (void)ManifestFromStatement(*st);
+    // Keyless material: inclusion proofs with hostile indices, sizes and paths, and the checks
+    // against an empty trusted root (every entry's log is unknown: a clean failure).
+    for (const TlogEntry& e : bundle->tlog_entries)
+      (void)internal::VerifyInclusionProof(e.canonicalized_body, e.proof_log_index, e.tree_size,
+                                           e.proof_hashes, e.root_hash);
+    (void)internal::VerifyKeylessMaterial(*bundle, internal::TrustedRoot{}, "a@b", "https://i");
   }
+  // The same bytes as a Sigstore trusted root / client trust config.
+  (void)internal::ParseTrustedRoot(text);
 
   // The same bytes as a bare statement (the DSSE payload).
   auto statement = ParseStatement(text);

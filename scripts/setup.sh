@@ -12,6 +12,7 @@ packages=(
   libseccomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
+  python3 curl  # make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
 )
 # Opt-in extras, in any combination:
 #   --with-go  Go and golang.org/x/mod for `make check-note-go`

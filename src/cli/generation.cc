@@ -98,6 +98,15 @@ Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
 
 Result<std::vector<engine::TokenId>> EncodeConversation(
     const LoadedModel& m, const std::vector<tmpl::ChatMessage>& messages, bool no_template) {
+  // Without a template the model sees plain text, which chat-tuned models answer poorly: say so
+  // once per process rather than let the output look like an engine bug.
+  static bool noticed = false;
+  if (!no_template && !noticed && !m.model->gguf().GetString("tokenizer.chat_template")) {
+    noticed = true;
+    std::fprintf(stderr,
+                 "notice: the model has no chat template (tokenizer.chat_template); the prompt is "
+                 "sent as plain text\n");
+  }
   return engine::EncodeChat(*m.model, *m.tokenizer, messages, no_template);
 }
 

@@ -286,7 +286,7 @@ void AddPerplexityCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--chunks", args->chunks, "Score at most this many chunks (-1: all)")
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Threads (0: all cores)")->capture_default_str();
+  cmd->add_option("-t,--threads", args->threads, "Threads (0: all cores)")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   auto* save = cmd->add_option("--save-logits", args->save_logits,
                                "Save this model's top-k log-probabilities to a file (reference)");

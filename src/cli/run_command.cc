@@ -108,7 +108,9 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
       "Example:\n  airlock run qwen2.5-0.5b-instruct-q4_k_m.gguf -p \"Why is the sky blue?\" -n "
       "128 "
       "--temp 0.7 --seed 1\n"
-      "Architectures: llama, qwen2, qwen3. The file must pass airlock's GGUF structural checks.");
+      "Architectures: llama, qwen2, qwen3, qwen2moe, qwen3moe, deepseek2. The file must pass\n"
+      "airlock's GGUF structural checks. A model without a chat template gets the prompt as plain\n"
+      "text (a notice says so).");
   AddGenerationFlags(cmd, &args->gen);
   cmd->add_option("-p,--prompt", args->prompt, "Prompt text (the user message)")->required();
   auto* schema = cmd->add_option("--json-schema", args->json_schema_file,

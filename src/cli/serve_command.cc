@@ -53,7 +53,7 @@ int RunServe(const ServeArgs& a) {
   // Models named on the command line are served under their file stem (or --alias).
   for (std::size_t i = 0; i < a.models.size(); ++i) {
     std::string name = i < a.aliases.size() ? a.aliases[i] : Stem(a.models[i]);
-    pol.local_models.push_back({name, a.models[i]});
+    pol.local_models.push_back({name, a.models[i], ""});
   }
   std::map<std::string, std::shared_ptr<server::ModelBackend>> backends;
   for (const auto& m : pol.local_models) {
@@ -64,7 +64,11 @@ int RunServe(const ServeArgs& a) {
     eo.ctx = a.ctx;
     eo.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
     eo.batched = !a.no_batching;
-    if (Status v = RequireSignature(m.path, a.require_signature); !v.ok()) {
+    // The model's own key, else --require-signature, else the policy's server-wide default.
+    const std::string& key = !m.require_signature.empty()   ? m.require_signature
+                             : !a.require_signature.empty() ? a.require_signature
+                                                            : pol.server.require_signature;
+    if (Status v = RequireSignature(m.path, key); !v.ok()) {
       std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
       return 1;
     }
@@ -190,7 +194,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                 "(docs/performance.md)");
   cmd->add_option(
       "--require-signature", args->require_signature,
-      "Public key (PEM): refuse to serve a local model whose signature does not verify");
+      "Public key (PEM): refuse to serve a local model whose signature does not verify (a "
+      "[[local_models]] require_signature key takes precedence; default: [server] "
+      "require_signature)");
   cmd->add_option("--kv-type", args->kv_type,
                   "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
                   "docs/performance.md)")

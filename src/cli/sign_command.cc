@@ -113,6 +113,9 @@ struct VerifyArgs {
   std::string predicate_type = "scan";
   std::vector<std::string> require_verdict;  // empty: "clean" for scan attestations
   bool at_signing_time = false;
+  std::string trust_config;
+  std::string identity;
+  std::string identity_provider;
   std::vector<std::string> ignore_paths;
   bool no_ignore_git_paths = false;
   bool ignore_unsigned_files = false;
@@ -145,6 +148,7 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
     j["missing_files"] = r.diff.missing_files;
     j["modified_files"] = r.diff.modified_files;
     j["warnings"] = r.warnings;
+    if (!r.checks.empty()) j["checks"] = r.checks;
     if (verdict.verdict) j["verdict"] = *verdict.verdict;
     if (!verdict.required.empty()) j["required_verdicts"] = verdict.required;
     if (!predicate_json.empty()) {
@@ -171,6 +175,7 @@ void PrintResult(const sign::VerifyResult& r, const std::string& format,
                                          : "VERIFIED, VERDICT " + v + " (not clean): ";
     }
     std::printf("%s%s\n", head.c_str(), TerminalSafe(r.message).c_str());
+    for (const auto& c : r.checks) std::printf("  checked: %s\n", TerminalSafe(c).c_str());
     if (!predicate_json.empty()) {
       constexpr std::size_t kShown = 300;
       std::string shown = TerminalSafe(predicate_json.substr(0, kShown));
@@ -252,9 +257,21 @@ int RunVerify(const VerifyArgs& a) {
   trust.public_key_path = a.key;
   trust.ca_paths = a.certificate_chain;
   trust.at_signing_time = a.at_signing_time;
-  if (trust.public_key_path.empty() == trust.ca_paths.empty()) {
+  trust.trust_config_path = a.trust_config;
+  trust.identity = a.identity;
+  trust.identity_provider = a.identity_provider;
+  int anchors = !a.key.empty() + !a.certificate_chain.empty() + !a.trust_config.empty();
+  if (anchors != 1) {
     std::fprintf(stderr,
-                 "airlock verify: give exactly one of --key PUB or --certificate-chain CA...\n");
+                 "airlock verify: give exactly one of --key PUB, --certificate-chain CA... or "
+                 "--trust-config FILE\n");
+    return kExitUsage;
+  }
+  if (a.trust_config.empty() != (a.identity.empty() && a.identity_provider.empty()) ||
+      (!a.trust_config.empty() && (a.identity.empty() || a.identity_provider.empty()))) {
+    std::fprintf(stderr,
+                 "airlock verify: --trust-config, --identity and --identity-provider go "
+                 "together\n");
     return kExitUsage;
   }
   std::vector<std::string> inputs = {a.model, a.model + ".sig", a.key, a.signature, a.attestation};
@@ -351,6 +368,11 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
       "with --at-signing-time; codeSigning usage; RSA >= 2048, EC >= P-256), then re-hashes the\n"
       "model and reports exactly which files are modified, missing or extra.\n"
       "Accepts signatures from model_signing 0.2 to 1.x (key and certificate methods).\n"
+      "Keyless Sigstore bundles verify offline with --trust-config (a Sigstore trusted root or\n"
+      "client trust config), --identity and --identity-provider: the Rekor entry's inclusion\n"
+      "proof, checkpoint and signed entry timestamp against the root's log keys, any RFC 3161\n"
+      "timestamp against its timestamp authorities, the Fulcio chain at the signing time, and\n"
+      "the certificate's SAN and OIDC issuer (exact match). The CT-log SCT is not checked.\n"
       "--attestation checks a signed attestation instead: its type (--predicate-type, scan by\n"
       "default), every attested file by name and digest, and for scan attestations the verdict,\n"
       "printed on the first line: only the verdicts --require-verdict lists pass (default: "
@@ -360,6 +382,8 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
       "Examples:\n"
       "  airlock verify ./Qwen2.5-0.5B-Instruct --key release-signing.pub\n"
       "  airlock verify ./model --certificate-chain ca.pem --signature model.sig\n"
+      "  airlock verify ./model --trust-config trust_config.json \\\n"
+      "      --identity someone@example.com --identity-provider https://accounts.google.com\n"
       "  airlock verify ./model --key scanner.pub --attestation model.scan-attestation.json\n"
       "  airlock verify ./model --key assessor.pub --attestation m.assessment.sigstore.json \\\n"
       "      --predicate-type assessment\n");
@@ -368,6 +392,13 @@ void AddVerifyCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--certificate-chain", args->certificate_chain,
                   "PEM CA certificate(s) to trust (repeatable)")
       ->allow_extra_args(false);
+  cmd->add_option("--trust-config", args->trust_config,
+                  "Sigstore trusted root / client trust config JSON: verify a keyless bundle "
+                  "offline");
+  cmd->add_option("--identity", args->identity,
+                  "With --trust-config: the signer's identity (certificate SAN: email or URI)");
+  cmd->add_option("--identity-provider", args->identity_provider,
+                  "With --trust-config: the OIDC issuer that vouched for the identity");
   cmd->add_option("--signature", args->signature,
                   "Signature file (default MODEL/model.sig, or MODEL.sig for a file)");
   cmd->add_option("--attestation", args->attestation,

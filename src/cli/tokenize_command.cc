@@ -1,9 +1,11 @@
 // `airlock tokenize`: the token ids and pieces a model sees for a text, exactly as the engine
 // encodes it (the vocabulary's own BOS setting, special-token text parsed only on request).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -99,7 +101,18 @@ int RunTokenize(const TokenizeArgs& a) {
   std::string text;
   core::MappedFile text_file;
   std::string_view input;
-  if (!a.file.empty()) {
+  struct stat st {};
+  if (!a.file.empty() && ::stat(a.file.c_str(), &st) == 0 && !S_ISREG(st.st_mode) &&
+      !S_ISDIR(st.st_mode)) {
+    // A pipe or terminal (-f /dev/stdin, -f <(cmd)) cannot be mapped: read it as a stream.
+    std::ifstream in(a.file, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "airlock tokenize: cannot open %s\n", a.file.c_str());
+      return kExitError;
+    }
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    input = text;
+  } else if (!a.file.empty()) {
     auto opened = core::MappedFile::Open(a.file);
     if (!opened) {
       std::fprintf(stderr, "airlock tokenize: %s\n", opened.error().message().c_str());

@@ -155,10 +155,12 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       std::string ctx = "local_models[" + std::to_string(i++) + "]";
       const toml::table* t = e.as_table();
       if (!t) return Bad(origin, Where(e, ctx), "expected a table");
-      AIRLOCK_TRY(CheckKeys(*t, {"name", "path"}, origin, ctx));
+      AIRLOCK_TRY(CheckKeys(*t, {"name", "path", "require_signature"}, origin, ctx));
       LocalModel m;
       AIRLOCK_ASSIGN_OR_RETURN(m.name, GetString(*t, "name", origin, ctx, true));
       AIRLOCK_ASSIGN_OR_RETURN(m.path, GetString(*t, "path", origin, ctx, true));
+      AIRLOCK_ASSIGN_OR_RETURN(m.require_signature,
+                               GetString(*t, "require_signature", origin, ctx, false));
       p.local_models.push_back(std::move(m));
     }
   }
@@ -270,13 +272,13 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
   if (const toml::node* n = root.get("server")) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "server"), "expected a [server] table");
-    AIRLOCK_TRY(CheckKeys(
-        *t,
-        {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s", "request_timeout_s",
-         "threads", "default_max_tokens", "public_metrics", "header_timeout_s",
-         "keep_alive_timeout_s", "keep_alive_max_requests", "max_connections",
-         "max_connections_per_address", "tls_cert", "tls_key", "drain_timeout_s"},
-        origin, "server"));
+    AIRLOCK_TRY(CheckKeys(*t,
+                          {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s",
+                           "request_timeout_s", "threads", "default_max_tokens", "public_metrics",
+                           "header_timeout_s", "keep_alive_timeout_s", "keep_alive_max_requests",
+                           "max_connections", "max_connections_per_address", "tls_cert", "tls_key",
+                           "drain_timeout_s", "require_signature"},
+                          origin, "server"));
     ServerSettings& s = p.server;
     AIRLOCK_ASSIGN_OR_RETURN(s.keys_db,
                              GetString(*t, "keys_db", origin, "server", false, s.keys_db));
@@ -325,6 +327,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(
         v, GetInt(*t, "drain_timeout_s", origin, "server", s.drain_timeout_s, 0, 3600));
     s.drain_timeout_s = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(s.require_signature,
+                             GetString(*t, "require_signature", origin, "server", false));
   }
   return p;
 }

@@ -51,6 +51,9 @@ Result<BaseUrl> ParseBaseUrl(std::string_view url);
 struct LocalModel {
   std::string name;
   std::string path;  // GGUF file
+  // Public key (PEM) the model's OpenSSF model-signing signature must verify with before it is
+  // loaded; empty: `[server] require_signature` (when set) applies.
+  std::string require_signature;
 };
 
 // Which way a rule applies: requests (what leaves for a model), responses (what a model answers,
@@ -105,6 +108,9 @@ struct ServerSettings {
   // false: GET /metrics needs an API key whenever keys exist (like every other endpoint but
   // /health); true: anyone who can reach the port may scrape it.
   bool public_metrics = false;
+  // Public key (PEM) every local model's signature must verify with before it is loaded, unless
+  // its [[local_models]] entry names its own key. Empty: no signature required.
+  std::string require_signature;
 };
 
 struct Policy {

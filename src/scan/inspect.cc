@@ -235,6 +235,8 @@ Result<ModelSummary> InspectGguf(std::span<const std::byte> data, ModelSummary s
       SpecialToken t;
       t.role =
           std::string(key.substr(kPrefix.size(), key.size() - kPrefix.size() - kSuffix.size()));
+      // llama.cpp's GGUF key is spelled "seperator"; show the word correctly.
+      if (t.role == "seperator") t.role = "separator";
       auto id = kv.value.AsInt();
       if (!id) continue;
       t.id = *id;

@@ -74,15 +74,17 @@ void CheckTemplates(Scanner& s, const Target& t, const json& root) {
     if (value.is_string()) {
       const auto& src = value.get_ref<const std::string&>();
       if (key == "chat_template" || LooksLikeTemplate(src)) {
-        AnalyzeTemplateSource(s, t, src, std::nullopt);
+        AnalyzeTemplateSource(s, t, src, std::nullopt, KeyOffset(t, key));
       }
     } else if (value.is_array()) {
       // [{"name": "default", "template": "..."}, {"name": "tool_use", ...}]
       for (const auto& e : value) {
         if (e.is_object() && e.contains("template") && e["template"].is_string()) {
-          AnalyzeTemplateSource(s, t, e["template"].get_ref<const std::string&>(), std::nullopt);
+          AnalyzeTemplateSource(s, t, e["template"].get_ref<const std::string&>(), std::nullopt,
+                                KeyOffset(t, key));
         } else if (e.is_string()) {
-          AnalyzeTemplateSource(s, t, e.get_ref<const std::string&>(), std::nullopt);
+          AnalyzeTemplateSource(s, t, e.get_ref<const std::string&>(), std::nullopt,
+                                KeyOffset(t, key));
         }
       }
     }

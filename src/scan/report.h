@@ -18,6 +18,10 @@ int ExitCodeFor(const ScanReport& report, Severity fail_on);
 
 std::string RenderText(const ScanReport& report, bool color, bool verbose);
 std::string RenderJson(const ScanReport& report);
-std::string RenderSarif(const ScanReport& report);
+// SARIF 2.1.0 for GitHub code scanning: paths inside `base_dir` (default: the current folder)
+// become URIs relative to the %SRCROOT% base id, others absolute file:// URIs; every result has
+// a region (startLine: the finding's line in text formats, else 1 plus the byte offset), a
+// partial fingerprint, and a rule with full description, help and a helpUri into docs/rules.md.
+std::string RenderSarif(const ScanReport& report, const std::string& base_dir = "");
 
 }  // namespace airlock::scan

@@ -29,12 +29,15 @@ std::optional<Severity> ParseSeverity(std::string_view name);
 std::string_view VerdictName(Verdict v);
 
 struct Finding {
-  std::string rule_id;   // stable, e.g. "pickle.dangerous-import"; documented in docs/rules.md
+  std::string rule_id;  // stable, e.g. "pickle.dangerous-import"; documented in docs/rules.md
   Severity severity = Severity::kInfo;
-  std::string message;   // one sentence a security engineer understands
-  std::string path;      // the file on disk
-  std::string member;    // archive member chain, "archive/data.pkl" or "a.tar!/b.zip!/c.pkl"
+  std::string message;  // one sentence a security engineer understands
+  std::string path;     // the file on disk
+  std::string member;   // archive member chain, "archive/data.pkl" or "a.tar!/b.zip!/c.pkl"
   std::optional<std::uint64_t> offset;  // byte offset within the innermost member (or file)
+  // 1-based line of `offset` when the innermost member (or file) is text: a chat template,
+  // JSON, YAML, Python source, a notebook or plain text. Empty for binary formats.
+  std::optional<std::uint64_t> line;
   // True when this finding means the scan could not be completed (makes the verdict at least
   // inconclusive regardless of severity).
   bool incomplete = false;
@@ -42,9 +45,9 @@ struct Finding {
 
 struct FileReport {
   std::string path;
-  std::string format;     // detected format of the top-level content ("pickle", "pytorch-zip", ...)
+  std::string format;  // detected format of the top-level content ("pickle", "pytorch-zip", ...)
   std::uint64_t size = 0;
-  std::string sha256;     // hex; filled only when ScanOptions::hash is set
+  std::string sha256;  // hex; filled only when ScanOptions::hash is set
   Verdict verdict = Verdict::kInconclusive;
   std::vector<Finding> findings;
 };
@@ -55,15 +58,15 @@ struct ScanReport {
 };
 
 struct ScanLimits {
-  int max_depth = 8;                              // nesting of archives and nested pickles
-  std::uint64_t max_members = 100'000;            // archive members across the whole file
-  std::uint64_t max_expansion_ratio = 200;        // decompressed bytes / compressed bytes
+  int max_depth = 8;                                  // nesting of archives and nested pickles
+  std::uint64_t max_members = 100'000;                // archive members across the whole file
+  std::uint64_t max_expansion_ratio = 200;            // decompressed bytes / compressed bytes
   std::uint64_t max_decompressed_bytes = 8ull << 30;  // total across one top-level file
-  std::uint64_t max_member_bytes = 2ull << 30;    // largest member decompressed into memory
-  std::uint64_t max_pickle_ops = 50'000'000;      // opcodes executed per pickle stream
-  std::uint64_t max_pickle_memo = 1'000'000;      // memo entries per pickle stream
-  std::uint64_t max_template_bytes = 1u << 20;    // chat template source size
-  std::uint64_t max_json_bytes = 64u << 20;       // config/tokenizer JSON parsed in memory
+  std::uint64_t max_member_bytes = 2ull << 30;        // largest member decompressed into memory
+  std::uint64_t max_pickle_ops = 50'000'000;          // opcodes executed per pickle stream
+  std::uint64_t max_pickle_memo = 1'000'000;          // memo entries per pickle stream
+  std::uint64_t max_template_bytes = 1u << 20;        // chat template source size
+  std::uint64_t max_json_bytes = 64u << 20;           // config/tokenizer JSON parsed in memory
 };
 
 struct ScanOptions {

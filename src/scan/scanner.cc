@@ -278,6 +278,10 @@ void Scanner::Add(const Target& t, std::string rule_id, Severity severity, std::
   f.path = report_.path;
   f.member = t.member;
   f.offset = offset;
+  if (t.text && offset && *offset <= t.data.size()) {
+    const std::byte* begin = t.data.data();
+    f.line = 1 + std::count(begin, begin + *offset, std::byte{'\n'});
+  }
   report_.findings.push_back(std::move(f));
 }
 
@@ -354,8 +358,22 @@ bool HasTrailingZip(std::span<const std::byte> d) {
   return false;
 }
 
-void Scanner::Scan(const Target& t) {
-  Format f = DetectFormat(t.data, t.name);
+namespace {
+bool IsLineOriented(Format f) {
+  return f == Format::kText || f == Format::kJson || f == Format::kJinja ||
+         f == Format::kPythonSource || f == Format::kNotebook || f == Format::kYaml;
+}
+}  // namespace
+
+void Scanner::Scan(const Target& target) {
+  Format f = DetectFormat(target.data, target.name);
+  // Findings in text formats carry a line number (SARIF consumers show lines, not offsets).
+  Target text_target;
+  if (IsLineOriented(f) && !target.text) {
+    text_target = target;
+    text_target.text = true;
+  }
+  const Target& t = text_target.text ? text_target : target;
   if (t.depth == 0) SetFormat(FormatName(f));
   // Loaders pick a file by its name: a .gguf goes to llama.cpp, a .safetensors to the
   // safetensors reader, which never look for a zip. Anything else may reach torch.load. Checking
@@ -513,6 +531,7 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
       }
       std::sort(rel.begin(), rel.end());
       std::sort(files.begin(), files.end());
+      const std::size_t first_member = report.files.size();
       core::Progress progress("scanning " + path, files.size(), options.progress);
       std::uint64_t done = 0;
       for (const auto& f : files) {
@@ -524,7 +543,11 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
       folder.path = path;
       folder.format = "model-folder";
       internal::AnalyzeModelFolder(path, rel, folder, options);
+      // The folder's line sums the folder up: never "clean" above a malicious or inconclusive
+      // file of it, even when the cross-file checks alone found nothing.
       folder.verdict = VerdictOf(folder.findings);
+      for (std::size_t i = first_member; i < report.files.size(); ++i)
+        folder.verdict = std::max(folder.verdict, report.files[i].verdict);
       report.files.push_back(std::move(folder));
     } else {
       report.files.push_back(ScanOneFile(path, options));

@@ -25,9 +25,10 @@ Severity ToScanSeverity(tmpl::FindingSeverity s) {
 }  // namespace
 
 void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
-                           std::optional<std::uint64_t> offset) {
+                           std::optional<std::uint64_t> offset,
+                           std::optional<std::uint64_t> anchor) {
   auto at = [&](std::size_t in_source) -> std::optional<std::uint64_t> {
-    if (!offset) return std::nullopt;
+    if (!offset) return anchor;
     return *offset + in_source;
   };
   if (source.size() > s.limits().max_template_bytes) {

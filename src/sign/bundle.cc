@@ -95,6 +95,74 @@ bool SafeRelativePath(const std::string& p) {
   return p.find('\0') == std::string::npos;
 }
 
+// protobuf JSON writes int64 as a decimal string; numbers are accepted too.
+Result<std::int64_t> RequireInt64(const json& obj, const char* key, const std::string& where) {
+  const json* v = Member(obj, key);
+  if (!v) return Bad("missing " + where + "." + key);
+  if (v->is_number_integer()) {
+    std::int64_t n = v->get<std::int64_t>();
+    if (n < 0) return Bad(where + "." + key + " is negative");
+    return n;
+  }
+  if (!v->is_string()) return Bad(where + "." + key + " is not an integer");
+  const std::string& s = v->get_ref<const std::string&>();
+  if (s.empty() || s.size() > 18) return Bad(where + "." + key + " is not an integer");
+  std::int64_t n = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return Bad(where + "." + key + " is not an integer");
+    n = n * 10 + (c - '0');
+  }
+  return n;
+}
+
+Result<TlogEntry> ParseTlogEntry(const json& e) {
+  const std::string where = "tlogEntries[]";
+  if (!e.is_object()) return Bad("a tlogEntries entry is not an object");
+  TlogEntry t;
+  AIRLOCK_ASSIGN_OR_RETURN(t.log_index, RequireInt64(e, "logIndex", where));
+  const json* log_id = Member(e, "logId");
+  if (!log_id || !log_id->is_object()) return Bad("missing tlogEntries[].logId object");
+  AIRLOCK_ASSIGN_OR_RETURN(t.log_key_id, RequireBase64(*log_id, "keyId", where + ".logId"));
+  const json* kv = Member(e, "kindVersion");
+  if (!kv || !kv->is_object()) return Bad("missing tlogEntries[].kindVersion object");
+  AIRLOCK_ASSIGN_OR_RETURN(t.kind, RequireString(*kv, "kind", where + ".kindVersion"));
+  AIRLOCK_ASSIGN_OR_RETURN(t.kind_version, RequireString(*kv, "version", where + ".kindVersion"));
+  if (Member(e, "integratedTime")) {
+    AIRLOCK_ASSIGN_OR_RETURN(t.integrated_time, RequireInt64(e, "integratedTime", where));
+  }
+  if (const json* promise = Member(e, "inclusionPromise")) {
+    if (!promise->is_object()) return Bad("tlogEntries[].inclusionPromise is not an object");
+    AIRLOCK_ASSIGN_OR_RETURN(t.signed_entry_timestamp,
+                             RequireBase64(*promise, "signedEntryTimestamp", where));
+  }
+  if (const json* proof = Member(e, "inclusionProof")) {
+    const std::string pw = where + ".inclusionProof";
+    if (!proof->is_object()) return Bad(pw + " is not an object");
+    t.has_inclusion_proof = true;
+    AIRLOCK_ASSIGN_OR_RETURN(t.proof_log_index, RequireInt64(*proof, "logIndex", pw));
+    AIRLOCK_ASSIGN_OR_RETURN(t.tree_size, RequireInt64(*proof, "treeSize", pw));
+    AIRLOCK_ASSIGN_OR_RETURN(t.root_hash, RequireBase64(*proof, "rootHash", pw));
+    const json* hashes = Member(*proof, "hashes");
+    if (hashes) {
+      // A Merkle path has at most 63 steps for a tree of < 2^63 leaves.
+      if (!hashes->is_array() || hashes->size() > 64)
+        return Bad(pw + ".hashes is not an array of at most 64 hashes");
+      for (const auto& h : *hashes) {
+        if (!h.is_string()) return Bad(pw + ".hashes[] is not a string");
+        auto raw = internal::Base64Decode(h.get<std::string>());
+        if (!raw) return Bad(pw + ".hashes[] is not valid base64");
+        t.proof_hashes.push_back(std::move(*raw));
+      }
+    }
+    if (const json* cp = Member(*proof, "checkpoint")) {
+      if (!cp->is_object()) return Bad(pw + ".checkpoint is not an object");
+      AIRLOCK_ASSIGN_OR_RETURN(t.checkpoint, RequireString(*cp, "envelope", pw + ".checkpoint"));
+    }
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(t.canonicalized_body, RequireBase64(e, "canonicalizedBody", where));
+  return t;
+}
+
 }  // namespace
 
 Result<Bundle> ParseBundle(std::string_view json_text) {
@@ -137,7 +205,25 @@ Result<Bundle> ParseBundle(std::string_view json_text) {
   }
   if (const json* tlog = Member(*vm, "tlogEntries")) {
     if (!tlog->is_array()) return Bad("verificationMaterial.tlogEntries is not an array");
+    if (tlog->size() > 16) return Bad("more than 16 tlogEntries");
     b.has_tlog_entries = !tlog->empty();
+    for (const auto& e : *tlog) {
+      AIRLOCK_ASSIGN_OR_RETURN(TlogEntry entry, ParseTlogEntry(e));
+      b.tlog_entries.push_back(std::move(entry));
+    }
+  }
+  if (const json* tvd = Member(*vm, "timestampVerificationData")) {
+    if (!tvd->is_object()) return Bad("timestampVerificationData is not an object");
+    if (const json* ts = Member(*tvd, "rfc3161Timestamps")) {
+      if (!ts->is_array() || ts->size() > 16)
+        return Bad("rfc3161Timestamps is not an array of at most 16 entries");
+      for (const auto& t : *ts) {
+        if (!t.is_object()) return Bad("an rfc3161Timestamps entry is not an object");
+        AIRLOCK_ASSIGN_OR_RETURN(std::string der,
+                                 RequireBase64(t, "signedTimestamp", "rfc3161Timestamps[]"));
+        b.rfc3161_timestamps.push_back(std::move(der));
+      }
+    }
   }
   const json* env = Member(j, "dsseEnvelope");
   if (!env) {

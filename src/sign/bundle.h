@@ -7,6 +7,7 @@
 // Thread-safety: pure functions on values.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,24 @@ inline constexpr char kModelSigningPredicateTypeV01[] = "https://model_signing/D
 // Largest signature file we read.
 inline constexpr std::size_t kMaxBundleBytes = 64u << 20;
 
+// One Rekor transparency-log entry of a keyless bundle (verificationMaterial.tlogEntries[i]),
+// decoded but not yet checked (sign/internal/sigstore.h checks it against a trusted root).
+struct TlogEntry {
+  std::int64_t log_index = -1;
+  std::string log_key_id;  // raw bytes of logId.keyId (SHA-256 of the log's public key)
+  std::string kind;        // kindVersion.kind, e.g. "dsse"
+  std::string kind_version;
+  std::int64_t integrated_time = -1;   // seconds since the epoch; -1 when absent
+  std::string signed_entry_timestamp;  // inclusionPromise.signedEntryTimestamp (DER); may be empty
+  bool has_inclusion_proof = false;
+  std::int64_t proof_log_index = -1;
+  std::int64_t tree_size = -1;
+  std::string root_hash;                  // raw 32 bytes
+  std::vector<std::string> proof_hashes;  // raw 32 bytes each
+  std::string checkpoint;                 // the signed note text; may be empty
+  std::string canonicalized_body;         // the entry body (JSON bytes, base64-decoded)
+};
+
 struct Bundle {
   std::string media_type;
   // verificationMaterial: exactly one of these forms is set.
@@ -34,6 +53,8 @@ struct Bundle {
   std::vector<std::string> certificate_chain;  // DER, leaf first (x509CertificateChain)
   std::string keyless_certificate;             // DER of verificationMaterial.certificate (Sigstore)
   bool has_tlog_entries = false;               // a non-empty tlogEntries list
+  std::vector<TlogEntry> tlog_entries;         // at most 16
+  std::vector<std::string> rfc3161_timestamps;  // DER TimeStampResp, at most 16
   // dsseEnvelope
   std::string payload_type;
   std::string payload;    // base64-decoded

@@ -4,9 +4,11 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/file.h"
 #include "sign/internal/crypto.h"
+#include "sign/internal/sigstore.h"
 
 namespace airlock::sign {
 namespace {
@@ -138,6 +140,10 @@ std::string_view VerifyFailureName(VerifyFailure f) {
       return "wrong-predicate-type";
     case VerifyFailure::kVerdictNotAccepted:
       return "verdict-not-accepted";
+    case VerifyFailure::kUntrustedLogEntry:
+      return "untrusted-log-entry";
+    case VerifyFailure::kIdentityMismatch:
+      return "identity-mismatch";
   }
   return "unknown";
 }
@@ -196,15 +202,26 @@ Result<SignResult> SignModel(const std::string& model_path, const SignOptions& o
 Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnchor& trust) {
   VerifiedBundle out;
   VerifyResult& r = out.result;
-  if (trust.public_key_path.empty() && trust.ca_paths.empty())
-    return InvalidArgument("sign: verification needs --key PUB or --certificate-chain CA");
-  if (!trust.public_key_path.empty() && !trust.ca_paths.empty())
-    return InvalidArgument("sign: give either --key or --certificate-chain, not both");
+  int anchors_given =
+      !trust.public_key_path.empty() + !trust.ca_paths.empty() + !trust.trust_config_path.empty();
+  if (anchors_given == 0)
+    return InvalidArgument(
+        "sign: verification needs --key PUB, --certificate-chain CA or --trust-config FILE");
+  if (anchors_given > 1)
+    return InvalidArgument(
+        "sign: give one of --key, --certificate-chain or --trust-config, not several");
+  if (!trust.trust_config_path.empty() &&
+      (trust.identity.empty() || trust.identity_provider.empty()))
+    return InvalidArgument("sign: --trust-config needs --identity and --identity-provider");
 
   // Trust material first: an unreadable key is a usage error, whatever the bundle holds.
   PkeyPtr given_key;
   std::vector<X509Ptr> anchors;
-  if (!trust.public_key_path.empty()) {
+  std::optional<internal::TrustedRoot> trusted_root;
+  if (!trust.trust_config_path.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadInput(trust.trust_config_path, "trust config"));
+    AIRLOCK_ASSIGN_OR_RETURN(trusted_root, internal::ParseTrustedRoot(text));
+  } else if (!trust.public_key_path.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadInput(trust.public_key_path, "public key"));
     AIRLOCK_ASSIGN_OR_RETURN(given_key, internal::LoadPublicKey(text));
   } else {
@@ -232,7 +249,18 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
 
   EVP_PKEY* key = nullptr;
   PkeyPtr leaf_key_holder;
-  if (given_key) {
+  if (trusted_root) {
+    internal::KeylessCheck k =
+        internal::VerifyKeylessMaterial(b, *trusted_root, trust.identity, trust.identity_provider);
+    if (k.failure != VerifyFailure::kNone) {
+      r = Fail(k.failure, k.message);
+      return out;
+    }
+    leaf_key_holder.reset(X509_get_pubkey(k.leaf.get()));
+    key = leaf_key_holder.get();
+    r.signer = k.identity + " (issuer " + k.issuer + ", Sigstore keyless)";
+    r.checks = std::move(k.notes);
+  } else if (given_key) {
     key = given_key.get();
     AIRLOCK_ASSIGN_OR_RETURN(std::string hint, internal::PublicKeyHint(key));
     if (b.has_public_key) {
@@ -273,9 +301,9 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
     }
     if (b.certificate_chain.empty()) {
       r = Fail(VerifyFailure::kUnsupported,
-               "sign: a Sigstore keyless bundle (Fulcio certificate + Rekor entry) needs online "
-               "Sigstore verification, which Airlock does not do; use `model_signing verify "
-               "sigstore`, or --key with the signer's public key");
+               "sign: a Sigstore keyless bundle (Fulcio certificate + Rekor entry) verifies "
+               "against a Sigstore trusted root: use --trust-config FILE with --identity and "
+               "--identity-provider");
       return out;
     }
     std::vector<X509Ptr> chain;

@@ -48,10 +48,19 @@ struct SigningKey {
 // entry; `at_signing_time` evaluates at the leaf's notBefore instead (model_signing's rule, for
 // archived signatures whose certificates have expired), with a warning, and never at a notBefore
 // in the future.
+//
+// Keyless Sigstore bundles (a Fulcio certificate and Rekor entries) verify offline against
+// `trust_config_path`, a Sigstore ClientTrustConfig or TrustedRoot JSON (model_signing's
+// --trust_config), with the signer's `identity` (certificate SAN: email or URI) and
+// `identity_provider` (OIDC issuer) both required; what is checked is listed in
+// sign/internal/sigstore.h and docs/signing.md.
 struct TrustAnchor {
   std::string public_key_path;
   std::vector<std::string> ca_paths;
   bool at_signing_time = false;
+  std::string trust_config_path;
+  std::string identity;
+  std::string identity_provider;
 };
 
 // The in-toto predicate types of Airlock's own attestations.
@@ -103,6 +112,8 @@ enum class VerifyFailure {
   kModelMismatch,         // files on disk differ from the signed manifest
   kWrongPredicateType,    // an attestation of another kind than the one asked for
   kVerdictNotAccepted,    // a verified attestation whose verdict is not one the caller requires
+  kUntrustedLogEntry,     // keyless: a Rekor entry or timestamp that does not verify offline
+  kIdentityMismatch,      // keyless: the certificate names another identity or issuer
 };
 std::string_view VerifyFailureName(VerifyFailure f);
 
@@ -118,6 +129,7 @@ struct VerifyResult {
   std::size_t resources = 0;
   bool used_v02_compat = false;  // signature only checked with model_signing v0.2's PAE
   std::vector<std::string> warnings;
+  std::vector<std::string> checks;  // keyless: what was verified (log entries, timestamps)
 };
 
 // Verifies the model at `model_path` against its signature. Returns a VerifyResult for every

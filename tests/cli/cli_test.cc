@@ -111,4 +111,92 @@ TEST(CliTest, RunAndServeRefuseModelsWhoseSignatureDoesNotVerify) {
   EXPECT_NE(Airlock(run + (dir.path() / "pub.pub").string()).exit_code, 0);
 }
 
+// Issue #19: the policy file can require signatures, per local model or server-wide; the model's
+// own key wins over the server-wide default.
+TEST(CliTest, ServeRequiresTheSignaturesThePolicyNames) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  airlock::testing::TempDir dir;
+  auto model = dir.path() / "stories260K.gguf";
+  std::filesystem::copy_file(models / "stories260K.gguf", model);
+  ASSERT_EQ(Airlock("keygen --out " + (dir.path() / "pub").string()).exit_code, 0);
+  ASSERT_EQ(Airlock("keygen --out " + (dir.path() / "other").string()).exit_code, 0);
+  ASSERT_EQ(
+      Airlock("sign " + model.string() + " --key " + (dir.path() / "pub.key").string()).exit_code,
+      0);
+  auto serve_with = [&](const std::string& policy) {
+    WriteFile(dir.path() / "policy.toml", policy);
+    // Non-loopback without API keys is refused after the models load: the run ends either way.
+    return Airlock("serve --config " + (dir.path() / "policy.toml").string() +
+                   " --host 0.0.0.0 --port 0");
+  };
+  const std::string local = "[[local_models]]\nname = 'stories'\npath = '" + model.string() + "'\n";
+  const std::string other = (dir.path() / "other.pub").string();
+  const std::string pub = (dir.path() / "pub.pub").string();
+
+  auto per_model = serve_with(local + "require_signature = '" + other + "'\n");
+  EXPECT_EQ(per_model.exit_code, 1);
+  EXPECT_NE(per_model.out.find("wrong key"), std::string::npos) << per_model.out;
+
+  auto server_wide = serve_with(local + "[server]\nrequire_signature = '" + other + "'\n");
+  EXPECT_EQ(server_wide.exit_code, 1);
+  EXPECT_NE(server_wide.out.find("wrong key"), std::string::npos) << server_wide.out;
+
+  auto own_key_wins = serve_with(local + "require_signature = '" + pub + "'\n[server]\n" +
+                                 "require_signature = '" + other + "'\n");
+  EXPECT_EQ(own_key_wins.out.find("refusing to load"), std::string::npos) << own_key_wins.out;
+  EXPECT_NE(own_key_wins.out.find("loaded"), std::string::npos) << own_key_wins.out;
+
+  // Unsigned (tampered) model under a server-wide requirement: refused.
+  std::ofstream(model, std::ios::app) << "x";
+  auto tampered = serve_with(local + "[server]\nrequire_signature = '" + pub + "'\n");
+  EXPECT_EQ(tampered.exit_code, 1);
+  EXPECT_NE(tampered.out.find("refusing to load"), std::string::npos) << tampered.out;
+}
+
+TEST(CliTest, RunHelpListsEveryArchitecture) {
+  auto help = Airlock("run --help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* arch : {"llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe", "deepseek2"})
+    EXPECT_TRUE(help.out.find(" " + std::string(arch) + ",") != std::string::npos ||
+                help.out.find(" " + std::string(arch) + ".") != std::string::npos)
+        << arch << help.out;
+}
+
+TEST(CliTest, RunSaysWhenTheModelHasNoChatTemplate) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  const std::string model = (models / "stories260K.gguf").string();  // has no chat template
+  auto run = Airlock("run " + model + " -p Once -n 2 --temp 0 -t 1");
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  EXPECT_NE(run.out.find("notice: the model has no chat template"), std::string::npos) << run.out;
+  auto raw = Airlock("run " + model + " -p Once -n 2 --temp 0 -t 1 --no-template");
+  EXPECT_EQ(raw.out.find("notice:"), std::string::npos) << raw.out;
+}
+
+TEST(CliTest, PerplexityTakesTheShortThreadsFlag) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  airlock::testing::TempDir dir;
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "Once upon a time there was a little girl named Lily. ";
+  WriteFile(dir.path() / "text.txt", text);
+  auto r = Airlock("perplexity " + (models / "stories260K.gguf").string() + " -f " +
+                   (dir.path() / "text.txt").string() + " -t 1 --ctx 64 --chunks 1");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+TEST(CliTest, TokenizeReadsAPipeThroughDevStdin) {
+  AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+  const std::string model = (models / "stories260K.gguf").string();
+  auto direct = Airlock("tokenize " + model + " 'Once upon a time' --ids");
+  ASSERT_EQ(direct.exit_code, 0) << direct.out;
+  std::string cmd = "printf 'Once upon a time' | " + std::string(AIRLOCK_EXE) + " tokenize " +
+                    model + " -f /dev/stdin --ids 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (std::size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  int status = pclose(p);
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << out;
+  EXPECT_EQ(out, direct.out);
+}
+
 }  // namespace

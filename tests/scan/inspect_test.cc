@@ -71,6 +71,31 @@ std::string TinyModel(
   return w.Build();
 }
 
+TEST(Inspect, SeparatorTokenIsSpelledCorrectly) {
+  // llama.cpp names the key "tokenizer.ggml.seperator_token_id"; inspect shows "separator".
+  gguf::Writer w;
+  w.AddString("general.architecture", "llama");
+  w.AddString("tokenizer.ggml.model", "llama");
+  w.AddStringArray("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "[SEP]"});
+  w.AddUint32("tokenizer.ggml.seperator_token_id", 3);
+  std::vector<std::byte> f32(4 * 32 * 4);
+  w.AddTensor("token_embd.weight", gguf::GgmlType::kF32, {32, 4}, f32);
+  std::string bytes = w.Build();
+  auto s = InspectBuffer(core::AsBytes(bytes), "sep.gguf", InspectOptions{});
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  bool found = false;
+  for (const auto& t : s->special_tokens) {
+    EXPECT_NE(t.role, "seperator");
+    if (t.role == "separator" && t.id == 3) found = true;
+  }
+  EXPECT_TRUE(found);
+  testing::TempDir dir;
+  std::ofstream(dir.path() / "sep.gguf", std::ios::binary) << bytes;
+  CmdResult r = RunAirlock("inspect " + (dir.path() / "sep.gguf").string());
+  EXPECT_NE(r.out.find("separator=3"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("seperator"), std::string::npos) << r.out;
+}
+
 TEST(Inspect, GgufSummary) {
   std::string bytes = TinyModel();
   InspectOptions o;

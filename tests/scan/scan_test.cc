@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "formats/protobuf.h"
@@ -295,6 +299,199 @@ TEST(ReportTest, SarifIsVersion210WithRulesAndResults) {
   EXPECT_EQ(run["results"][0]["ruleIndex"], 0);
   EXPECT_EQ(run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
             "m.pkl");
+}
+
+// GitHub's anchor for a Markdown heading: lowercase, punctuation other than '-' and '_' dropped,
+// spaces turned into '-'.
+std::string GithubAnchor(const std::string& heading) {
+  std::string out;
+  for (unsigned char c : heading) {
+    if (std::isalnum(c) || c == '-' || c == '_') out += static_cast<char>(std::tolower(c));
+    if (c == ' ') out += '-';
+  }
+  return out;
+}
+
+std::set<std::string> RulesDocAnchors() {
+  std::ifstream in(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "docs/rules.md");
+  std::set<std::string> anchors;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::size_t hashes = line.find_first_not_of('#');
+    if (hashes > 0 && hashes != std::string::npos && line[hashes] == ' ')
+      anchors.insert(GithubAnchor(line.substr(hashes + 1)));
+  }
+  return anchors;
+}
+
+// One finding of each kind SARIF consumers care about: a text file with a line, a binary file
+// with an offset, an archive member, and a file outside the base folder.
+ScanReport SarifReport() {
+  ScanReport report;
+  auto add = [&](Finding f) {
+    FileReport file;
+    file.path = f.path;
+    file.findings.push_back(f);
+    file.verdict = VerdictOf(file.findings);
+    report.files.push_back(file);
+  };
+  add({.rule_id = "template.code-execution",
+       .severity = Severity::kCritical,
+       .message = "calls os.system",
+       .path = "/repo/models/a b/tokenizer_config.json",
+       .offset = 120,
+       .line = 7});
+  add({.rule_id = "gguf.bad-n-dims",
+       .severity = Severity::kHigh,
+       .message = "5 dims",
+       .path = "/repo/m.gguf",
+       .offset = 4096});
+  add({.rule_id = "pickle.dangerous-import",
+       .severity = Severity::kCritical,
+       .message = "imports os.system",
+       .path = "/repo/w.pt",
+       .member = "archive/data.pkl",
+       .offset = 12});
+  add({.rule_id = "folder.remote-code-file",
+       .severity = Severity::kMedium,
+       .message = "custom code",
+       .path = "/elsewhere/model"});
+  add({.rule_id = "python.process",
+       .severity = Severity::kHigh,
+       .message = "runs a process",
+       .path = "/repo/modeling.py",
+       .offset = 30,
+       .line = 2});
+  report.verdict = Verdict::kMalicious;
+  return report;
+}
+
+TEST(ReportTest, SarifUsesRepositoryRelativeUrisWithABaseId) {
+  auto doc = nlohmann::json::parse(RenderSarif(SarifReport(), "/repo"));
+  const auto& run = doc["runs"][0];
+  EXPECT_EQ(run["originalUriBaseIds"]["%SRCROOT%"]["uri"], "file:///repo/");
+  std::vector<std::string> uris;
+  for (const auto& r : run["results"]) {
+    const auto& loc = r["locations"][0]["physicalLocation"]["artifactLocation"];
+    std::string uri = loc["uri"];
+    uris.push_back(uri);
+    // Never a bare absolute path: either relative to %SRCROOT% or a file:// URI.
+    EXPECT_NE(uri[0], '/') << uri;
+    if (uri.rfind("file://", 0) == 0) {
+      EXPECT_FALSE(loc.contains("uriBaseId")) << uri;
+    } else {
+      EXPECT_EQ(loc["uriBaseId"], "%SRCROOT%") << uri;
+    }
+  }
+  EXPECT_EQ(uris[0], "models/a%20b/tokenizer_config.json");
+  EXPECT_EQ(uris[1], "m.gguf");
+  EXPECT_EQ(uris[3], "file:///elsewhere/model");
+}
+
+TEST(ReportTest, SarifResultsAllHaveRegionsFingerprintsAndLines) {
+  auto doc = nlohmann::json::parse(RenderSarif(SarifReport(), "/repo"));
+  const auto& results = doc["runs"][0]["results"];
+  ASSERT_EQ(results.size(), 5u);
+  std::set<std::string> fingerprints;
+  for (const auto& r : results) {
+    const auto& region = r["locations"][0]["physicalLocation"]["region"];
+    ASSERT_TRUE(region.contains("startLine")) << r.dump();
+    EXPECT_GE(region["startLine"].get<int>(), 1);
+    ASSERT_TRUE(r.contains("partialFingerprints")) << r.dump();
+    for (const auto& [key, value] : r["partialFingerprints"].items())
+      fingerprints.insert(value.get<std::string>());
+  }
+  EXPECT_EQ(fingerprints.size(), 5u);  // distinct findings, distinct fingerprints
+  EXPECT_EQ(results[0]["locations"][0]["physicalLocation"]["region"]["startLine"], 7);
+  EXPECT_EQ(results[4]["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+  EXPECT_EQ(results[1]["locations"][0]["physicalLocation"]["region"]["byteOffset"], 4096);
+  // The archive member is named in the message and the properties.
+  EXPECT_NE(results[2]["message"]["text"].get<std::string>().find("archive/data.pkl"),
+            std::string::npos);
+  EXPECT_EQ(results[2]["properties"]["member"], "archive/data.pkl");
+  // Fingerprints do not depend on the machine's absolute paths.
+  auto moved = SarifReport();
+  for (auto& f : moved.files)
+    for (auto& finding : f.findings)
+      if (finding.path.rfind("/repo/", 0) == 0)
+        finding.path = "/ci/checkout/" + finding.path.substr(6);
+  auto doc2 = nlohmann::json::parse(RenderSarif(moved, "/ci/checkout"));
+  EXPECT_EQ(doc2["runs"][0]["results"][0]["partialFingerprints"],
+            results[0]["partialFingerprints"]);
+}
+
+TEST(ReportTest, SarifRulesHaveDescriptionsHelpAndDocAnchors) {
+  auto doc = nlohmann::json::parse(RenderSarif(SarifReport(), "/repo"));
+  const auto& run = doc["runs"][0];
+  ASSERT_TRUE(run.contains("invocations"));
+  EXPECT_EQ(run["invocations"][0]["executionSuccessful"], true);
+  std::set<std::string> anchors = RulesDocAnchors();
+  ASSERT_FALSE(anchors.empty()) << "docs/rules.md not found";
+  const auto& rules = run["tool"]["driver"]["rules"];
+  EXPECT_EQ(rules.size(), 5u);
+  for (const auto& rule : rules) {
+    EXPECT_FALSE(rule["fullDescription"]["text"].get<std::string>().empty());
+    EXPECT_FALSE(rule["help"]["text"].get<std::string>().empty());
+    std::string uri = rule["helpUri"];
+    EXPECT_EQ(uri.find("example.invalid"), std::string::npos) << uri;
+    EXPECT_EQ(uri.rfind("https://", 0), 0u) << uri;
+    std::size_t hash = uri.find("/docs/rules.md#");
+    ASSERT_NE(hash, std::string::npos) << uri;
+    std::string anchor = uri.substr(hash + 15);
+    EXPECT_TRUE(anchors.count(anchor))
+        << rule["id"] << " -> #" << anchor << " is not a heading of docs/rules.md";
+  }
+  // Every documented family gets its own section, not the page top.
+  for (const char* id : {"template.x", "gguf.x", "folder.x", "python.x", "safetensors.x",
+                         "config.x", "keras.x", "pickle.polyglot"}) {
+    ScanReport one;
+    one.files.push_back({.path = "/repo/f", .findings = {{.rule_id = id, .path = "/repo/f"}}});
+    auto d = nlohmann::json::parse(RenderSarif(one, "/repo"));
+    std::string uri = d["runs"][0]["tool"]["driver"]["rules"][0]["helpUri"];
+    std::string anchor = uri.substr(uri.find('#') + 1);
+    EXPECT_NE(anchor, "scan-rules") << id;
+    EXPECT_TRUE(anchors.count(anchor)) << id << " -> " << anchor;
+  }
+}
+
+TEST(ReportTest, TextFindingsCarryTheirLine) {
+  std::string json =
+      "{\n  \"model_type\": \"llama\",\n  \"chat_template\": \"{{ "
+      "cycler.__init__.__globals__.os.popen('id').read() }}\"\n}\n";
+  FileReport r = ScanBuffer(Bytes(json), "tokenizer_config.json", {});
+  bool any = false;
+  for (const auto& f : r.findings)
+    if (f.rule_id.rfind("template.", 0) == 0 && f.offset) {
+      any = true;
+      EXPECT_EQ(f.line, 3u) << f.rule_id;
+    }
+  EXPECT_TRUE(any) << "no template finding with an offset";
+  std::string py = "import os\n\nos.system('id')\n";
+  FileReport p = ScanBuffer(Bytes(py), "modeling_x.py", {});
+  for (const auto& f : p.findings)
+    if (f.offset) EXPECT_TRUE(f.line.has_value()) << f.rule_id;
+}
+
+TEST(ReportTest, FolderLineNeverReadsCleanAboveMaliciousFiles) {
+  airlock::testing::TempDir tmp("folderline");
+  auto dir = tmp.path() / "model";
+  std::filesystem::create_directories(dir);
+  // A protocol-2 pickle that imports os.system.
+  std::ofstream(dir / "evil.pkl", std::ios::binary) << std::string(
+      "\x80\x02"
+      "cos\nsystem\nq\x00.",
+      16);
+  std::ofstream(dir / "README.md") << "hello\n";
+  auto report = ScanPaths({dir.string()}, {});
+  ASSERT_TRUE(report.has_value());
+  for (const auto& f : report->files)
+    if (f.format == "model-folder") EXPECT_EQ(f.verdict, Verdict::kMalicious);
+  std::string text = RenderText(*report, false, false);
+  EXPECT_EQ(text.find("clean        " + dir.string() + " (model-folder"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("malicious    " + dir.string() + " (model-folder"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("2 file(s): 1 clean, 1 malicious"), std::string::npos) << text;
 }
 
 TEST(ReportTest, ExitCodesAreDistinct) {

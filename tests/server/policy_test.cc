@@ -97,6 +97,19 @@ TEST(Policy, RejectsMistakes) {
   }
 }
 
+TEST(Policy, RequireSignaturePerLocalModelAndServerWide) {
+  auto p = ParsePolicy(
+      "[[local_models]]\nname='a'\npath='a.gguf'\nrequire_signature='a.pub'\n"
+      "[[local_models]]\nname='b'\npath='b.gguf'\n"
+      "[server]\nrequire_signature='release.pub'\n");
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  EXPECT_EQ(p->local_models[0].require_signature, "a.pub");
+  EXPECT_EQ(p->local_models[1].require_signature, "");
+  EXPECT_EQ(p->server.require_signature, "release.pub");
+  auto bad = ParsePolicy("[[local_models]]\nname='a'\npath='a.gguf'\nrequire_signature=true\n");
+  EXPECT_FALSE(bad.ok());
+}
+
 TEST(Policy, Decisions) {
   auto p = ParsePolicy(kPolicy);
   ASSERT_TRUE(p.ok());

@@ -109,7 +109,7 @@ INSTANTIATE_TEST_SUITE_P(ModelSigning, VectorTest, ::testing::ValuesIn(AllVector
                            return n;
                          });
 
-TEST(VectorTest, KeylessSigstoreBundlesAreReportedUnsupported) {
+TEST(VectorTest, KeylessSigstoreBundlesNeedATrustConfig) {
   AIRLOCK_FIXTURES_OR_SKIP(fixtures, "model-signing");
   fs::path tests = fixtures / "scripts/tests";
   for (const char* folder : {"v0.3.1-sigstore", "v1.1.0-sigstore"}) {
@@ -121,6 +121,7 @@ TEST(VectorTest, KeylessSigstoreBundlesAreReportedUnsupported) {
     EXPECT_FALSE(r->verified);
     EXPECT_EQ(r->failure, VerifyFailure::kUnsupported) << r->message;
     EXPECT_NE(r->message.find("keyless"), std::string::npos);
+    EXPECT_NE(r->message.find("--trust-config"), std::string::npos);
   }
 }
 

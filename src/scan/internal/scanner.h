@@ -52,6 +52,7 @@ struct Target {
   std::string member;  // "" for the top-level file, else the member chain
   std::string name;    // the innermost file or member name (for name-based hints)
   int depth = 0;
+  bool text = false;  // a line-oriented text format: findings get a line number
 };
 
 class Scanner {
@@ -125,9 +126,11 @@ void AnalyzeSafetensors(Scanner& s, const Target& t);  // safetensors_analyzer.c
 void AnalyzeJson(Scanner& s,
                  const Target& t);  // json_analyzer.cc (config, tokenizer_config, indexes)
 // Checks a chat template's source for template-injection constructs. `offset` is where the
-// template text starts within t.data (or nullopt when it came from a decoded JSON string).
-void AnalyzeTemplateSource(Scanner& s, const Target& t, std::string_view source,
-                           std::optional<std::uint64_t> offset);  // template_analyzer.cc
+// template text starts within t.data (or nullopt when it came from a decoded JSON string, whose
+// escapes break the mapping: then every finding is placed at `anchor`, e.g. the JSON key).
+void AnalyzeTemplateSource(
+    Scanner& s, const Target& t, std::string_view source, std::optional<std::uint64_t> offset,
+    std::optional<std::uint64_t> anchor = std::nullopt);  // template_analyzer.cc
 
 void AnalyzeHdf5(Scanner& s, const Target& t);     // keras_analyzer.cc
 void AnalyzePython(Scanner& s, const Target& t);   // python_analyzer.cc

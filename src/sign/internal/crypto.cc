@@ -211,8 +211,8 @@ std::string SubjectOf(X509* cert) {
   return BioContents(bio.get());
 }
 
-Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
-                              const std::vector<X509Ptr>& anchors, bool at_signing_time) {
+Status VerifyCertificateChainAt(X509* leaf, const std::vector<X509Ptr>& intermediates,
+                                const std::vector<X509Ptr>& anchors, std::time_t at) {
   std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
   std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
       sk_X509_new_null(), [](STACK_OF(X509) * s) { sk_X509_free(s); });
@@ -223,20 +223,6 @@ Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermedia
   for (const auto& i : intermediates) sk_X509_push(untrusted.get(), i.get());
   if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get()) != 1)
     return Internal("sign: cannot initialise certificate verification");
-  // Without a verified timestamp the only trusted time is the clock. At the caller's request
-  // (archived signatures), the leaf's notBefore as model_signing does; a notBefore in the future
-  // is no signing time at all.
-  std::time_t now = std::time(nullptr);
-  std::time_t at = now;
-  if (at_signing_time) {
-    struct tm tm {};
-    if (ASN1_TIME_to_tm(X509_get0_notBefore(leaf), &tm) != 1)
-      return PermissionDenied("sign: untrusted certificate: unreadable notBefore");
-    at = timegm(&tm);
-    if (at > now)
-      return PermissionDenied("sign: untrusted certificate " + SubjectOf(leaf) +
-                              ": not valid before a time in the future (notBefore)");
-  }
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
   X509_VERIFY_PARAM_set_time(param, at);
   X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
@@ -277,6 +263,25 @@ Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermedia
                             " may not sign (needs KeyUsage digitalSignature or ExtendedKeyUsage "
                             "codeSigning)");
   return Status::Ok();
+}
+
+Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
+                              const std::vector<X509Ptr>& anchors, bool at_signing_time) {
+  // Without a verified timestamp the only trusted time is the clock. At the caller's request
+  // (archived signatures), the leaf's notBefore as model_signing does; a notBefore in the future
+  // is no signing time at all.
+  std::time_t now = std::time(nullptr);
+  std::time_t at = now;
+  if (at_signing_time) {
+    struct tm tm {};
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(leaf), &tm) != 1)
+      return PermissionDenied("sign: untrusted certificate: unreadable notBefore");
+    at = timegm(&tm);
+    if (at > now)
+      return PermissionDenied("sign: untrusted certificate " + SubjectOf(leaf) +
+                              ": not valid before a time in the future (notBefore)");
+  }
+  return VerifyCertificateChainAt(leaf, intermediates, anchors, at);
 }
 
 }  // namespace airlock::sign::internal

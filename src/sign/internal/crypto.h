@@ -61,5 +61,8 @@ std::string SubjectOf(X509* cert);
 // at least one of the two is present. Errors: kPermissionDenied with the reason.
 Status VerifyCertificateChain(X509* leaf, const std::vector<X509Ptr>& intermediates,
                               const std::vector<X509Ptr>& anchors, bool at_signing_time);
+// The same policy evaluated at the time `at` (a verified signing time, e.g. a Rekor entry's).
+Status VerifyCertificateChainAt(X509* leaf, const std::vector<X509Ptr>& intermediates,
+                                const std::vector<X509Ptr>& anchors, std::time_t at);
 
 }  // namespace airlock::sign::internal
