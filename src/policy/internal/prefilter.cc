@@ -102,6 +102,14 @@ class HyperscanPrefilter final : public Prefilter {
     c.unsorted.assign(reach_.size(), false);
     hs_error_t err = hs_scan(db_, text.data(), static_cast<unsigned>(text.size()), 0, scratch.space,
                              &Collector::OnMatch, &c);
+    if (err == HS_INVALID && hs_alloc_scratch(db_, &scratch.space) == HS_SUCCESS) {
+      // A database at the address of a freed one: the scratch was never sized for it.
+      c.regions.clear();
+      c.last.assign(reach_.size(), kNone);
+      c.unsorted.assign(reach_.size(), false);
+      err = hs_scan(db_, text.data(), static_cast<unsigned>(text.size()), 0, scratch.space,
+                    &Collector::OnMatch, &c);
+    }
     if (err != HS_SUCCESS) {
       WholeText(reach_.size(), text.size(), nullptr, out);
       return;
