@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "policy/internal/normalize.h"
+
 namespace airlock::policy {
 namespace {
 
@@ -236,6 +238,30 @@ TEST_F(DetectorsTest, NormalizedMatchesCoverExactlyTheOriginalBytes) {
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].begin, prefix.size());
   EXPECT_EQ(m[0].end, prefix.size() + email.size());
+}
+
+// The normalizer's fast path: text it cannot change is recognized without a copy; text it
+// changes is copied with every replacement, and offsets map back to whole original characters.
+TEST(Normalizer, FastPathOnlyForTextItCannotChange) {
+  using internal::NeedsNormalization;
+  EXPECT_FALSE(NeedsNormalization("plain ASCII text,\twith tabs\r\nand line breaks."));
+  EXPECT_FALSE(NeedsNormalization("请把发票发给财务部门。中文文本"));  // no compatibility forms
+  EXPECT_FALSE(NeedsNormalization("caf\xff broken \xe4\xb8 UTF-8"));
+  EXPECT_TRUE(NeedsNormalization(std::string("nul\0inside", 10)));
+  EXPECT_TRUE(NeedsNormalization("esc \x1b"));
+  EXPECT_TRUE(NeedsNormalization("full-width \uff11"));
+  EXPECT_TRUE(NeedsNormalization("cyrillic \u0430"));
+  EXPECT_TRUE(NeedsNormalization("zero\u200bwidth"));
+  internal::NormalizedText n;
+  EXPECT_FALSE(n.Assign("nothing to do here"));
+  std::string in = "x\uff21\u0430\x01y";  // full-width A, Cyrillic a, SOH
+  ASSERT_TRUE(n.Assign(in));
+  EXPECT_EQ(n.text(), "xAay");
+  EXPECT_EQ(n.OriginalBegin(1), 1u);             // "A" starts at the full-width character
+  EXPECT_EQ(n.OriginalEnd(2), 4u);               // and ends after its three bytes
+  EXPECT_EQ(n.OriginalEnd(3), 6u);               // Cyrillic a: two bytes; SOH left outside
+  EXPECT_EQ(n.OriginalBegin(3), in.size() - 1);  // "y" after the dropped SOH
+  EXPECT_EQ(n.OriginalEnd(4), in.size());
 }
 
 TEST_F(DetectorsTest, Email) {
