@@ -9,9 +9,9 @@
 //     controls, variation selectors) and control characters other than \t \n \v \f \r (NUL,
 //     ESC, DEL, C1 controls) are dropped.
 // Invalid UTF-8 bytes are kept as they are. The per-character mapping is computed once per process
-// (a table over the first two Unicode planes, ~1 ms); scanning text only does table look-ups, and
-// text that needs none of this (ASCII without controls, CJK text...) is recognized in one pass
-// without building anything.
+// (a table over the first two Unicode planes, a few milliseconds); scanning text only does table
+// look-ups, and text that needs none of this (ASCII without controls, CJK text...) is recognized in
+// one pass without building anything.
 #pragma once
 
 #include <cstddef>
