@@ -14,6 +14,9 @@ packages=(
   chromium fonts-dejavu-core fonts-noto-cjk
   python3 curl  # make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
 )
+# Hyperscan (the detectors' multi-pattern engine) exists for x86-64 only; elsewhere the build
+# uses RE2::Set.
+if [ "$(dpkg --print-architecture)" = amd64 ]; then packages+=(libhyperscan-dev); fi
 # Opt-in extras, in any combination:
 #   --with-go  Go and golang.org/x/mod for `make check-note-go`
 #   --oracle   the real loaders and the sandbox that tools/oracle/run-oracle.sh detonates crafted

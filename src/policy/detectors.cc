@@ -2,17 +2,14 @@
 
 #include <arpa/inet.h>
 #include <re2/re2.h>
-#include <re2/set.h>
-#include <unicode/normalizer2.h>
-#include <unicode/uchar.h>
-#include <unicode/unistr.h>
-#include <unicode/utf8.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
 
+#include "policy/internal/normalize.h"
+#include "policy/internal/prefilter.h"
 #include "policy/internal/rules.h"
 
 namespace airlock::policy {
@@ -20,6 +17,12 @@ namespace {
 
 using internal::Rule;
 using internal::Validator;
+
+#ifdef AIRLOCK_DETECTOR_DEFAULT_hyperscan
+constexpr DetectorEngine kBuildDefaultEngine = DetectorEngine::kHyperscan;
+#else
+constexpr DetectorEngine kBuildDefaultEngine = DetectorEngine::kRe2Set;
+#endif
 
 constexpr std::array<std::string_view, kDataClassCount> kClassNames = {
     "email",          "phone",      "payment_card", "iban",     "us_ssn",
@@ -55,6 +58,15 @@ int Rank(DataClass c) {
     default:
       return 1;
   }
+}
+
+// Of two findings of equal rank on the same span, the one whose rule prefers more wins, then the
+// earlier rule in the table. These keep the choices the detectors made before the one-pass engine
+// (when the RE2::Set order decided): an 18-digit number valid both ways is a resident ID, not a
+// card; "+86 ..." is reported as E.164; an assignment's value keeps the generic rule.
+int TiePreference(std::string_view rule) {
+  if (rule == "generic-api-key" || rule == "cn-resident-id" || rule == "phone-e164") return 1;
+  return 0;
 }
 
 // Known IBAN lengths for common countries (ISO 13616 registry); others accept 15..34.
@@ -118,7 +130,7 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
                      : cut + 1 == span.size() ? after
                                               : (end + 1 < text.size() ? text[end + 1] : '\0');
         if (IsDigit(next)) continue;
-        if ((next == '.' || next == '-') && IsDigit(next2)) continue;
+        if ((next == '.' || next == '-' || next == '/') && IsDigit(next2)) continue;
         if (digits >= 8 && digits <= 15) best = cut;
       }
       return best;
@@ -301,19 +313,35 @@ double ShannonEntropy(std::string_view s) {
 struct DetectorSet::Impl {
   std::vector<const Rule*> rules;
   std::vector<std::unique_ptr<RE2>> regexes;
-  std::unique_ptr<RE2::Set> set;
+  std::unique_ptr<internal::Prefilter> prefilter;
 };
 
 DetectorSet::DetectorSet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DetectorSet::~DetectorSet() = default;
 std::size_t DetectorSet::rule_count() const { return impl_->rules.size(); }
+std::string_view DetectorSet::engine_name() const { return impl_->prefilter->name(); }
+
+bool DetectorEngineAvailable(DetectorEngine engine) {
+  switch (engine) {
+    case DetectorEngine::kDefault:
+    case DetectorEngine::kRe2Set:
+      return true;
+    case DetectorEngine::kHyperscan: {
+      static const bool usable = [] {
+        std::vector<const Rule*> one{&internal::BuiltinRules()[0]};
+        return internal::MakeHyperscanPrefilter(one).ok();
+      }();
+      return usable;
+    }
+  }
+  return false;
+}
 
 Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& options) {
   auto impl = std::make_unique<Impl>();
   RE2::Options re_options;
   re_options.set_log_errors(false);
   re_options.set_max_mem(64 << 20);
-  impl->set = std::make_unique<RE2::Set>(re_options, RE2::UNANCHORED);
   for (const Rule& rule : internal::BuiltinRules()) {
     if (!options.enabled.empty() && std::find(options.enabled.begin(), options.enabled.end(),
                                               rule.data_class) == options.enabled.end())
@@ -322,122 +350,35 @@ Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& 
                                     re_options);
     if (!re->ok() || re->NumberOfCapturingGroups() != 1)
       return Internal("policy: detector rule at " + std::string(rule.id) + ": " + re->error());
-    std::string error;
-    if (impl->set->Add(re2::StringPiece(rule.pattern.data(), rule.pattern.size()), &error) < 0)
-      return Internal("policy: detector set at " + std::string(rule.id) + ": " + error);
     impl->rules.push_back(&rule);
     impl->regexes.push_back(std::move(re));
   }
-  if (!impl->rules.empty() && !impl->set->Compile())
-    return Internal("policy: detector set: compile failed");
+  DetectorEngine engine = options.engine;
+  if (engine == DetectorEngine::kDefault) {
+    // The build's choice (AIRLOCK_DETECTOR_ENGINE); Hyperscan falls back to RE2::Set on a CPU
+    // without SSSE3 and for an empty rule set.
+    engine = kBuildDefaultEngine == DetectorEngine::kHyperscan && !impl->rules.empty() &&
+                     DetectorEngineAvailable(DetectorEngine::kHyperscan)
+                 ? DetectorEngine::kHyperscan
+                 : DetectorEngine::kRe2Set;
+  }
+  auto prefilter = engine == DetectorEngine::kHyperscan
+                       ? internal::MakeHyperscanPrefilter(impl->rules)
+                       : internal::MakeRe2SetPrefilter(impl->rules);
+  if (!prefilter.ok()) return prefilter.error();
+  impl->prefilter = std::move(*prefilter);
   return std::unique_ptr<DetectorSet>(new DetectorSet(std::move(impl)));
 }
 
-namespace {
-
-// Text as the detectors read it, with every byte of it mapped back to the original bytes it came
-// from, so that a match found in the normalized text redacts exactly the original characters.
-struct NormalizedText {
-  std::string text;
-  std::vector<std::size_t> origin_begin;  // per byte of text: first original byte of its character
-  std::vector<std::size_t> origin_end;    // per byte of text: one past its character's last byte
-};
-
-bool IsInvisible(UChar32 c) {
-  return u_charType(c) == U_FORMAT_CHAR || u_hasBinaryProperty(c, UCHAR_VARIATION_SELECTOR) ||
-         c == 0x034F;  // combining grapheme joiner
-}
-
-// Whether NormalizeForDetection would change `in`: most non-ASCII text (CJK, accented letters,
-// dashes and quotes) has no compatibility mapping and no format characters, and is scanned as it
-// is, without building a copy and an offset map.
-bool NeedsNormalization(std::string_view in) {
-  UErrorCode status = U_ZERO_ERROR;
-  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
-  const auto* data = reinterpret_cast<const uint8_t*>(in.data());
-  const auto length = static_cast<int32_t>(in.size());
-  icu::UnicodeString decomposition;
-  for (int32_t i = 0; i < length;) {
-    if (data[i] < 0x80) {
-      ++i;
-      continue;
-    }
-    UChar32 c = 0;
-    U8_NEXT(data, i, length, c);
-    if (c < 0) continue;
-    if (IsInvisible(c)) return true;
-    if (U_SUCCESS(status) && nfkc != nullptr && nfkc->getDecomposition(c, decomposition))
-      return true;
-  }
-  return false;
-}
-
-// Evasions by Unicode: full-width digits and letters (１３８..., ＠), other compatibility forms,
-// and invisible format characters (zero-width space/joiners, word joiner, soft hyphen, bidi
-// controls, variation selectors) placed inside an e-mail, number or token. Each character is
-// replaced by its NFKC decomposition mapping and format characters are dropped (Unicode TS #39 skeletons for
-// confusable letters are not applied yet). Invalid UTF-8 bytes are kept as they are.
-NormalizedText NormalizeForDetection(std::string_view in) {
-  NormalizedText out;
-  out.text.reserve(in.size());
-  out.origin_begin.reserve(in.size());
-  out.origin_end.reserve(in.size());
-  UErrorCode status = U_ZERO_ERROR;
-  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
-  auto append = [&](std::string_view bytes, std::size_t begin, std::size_t end) {
-    out.text.append(bytes);
-    out.origin_begin.insert(out.origin_begin.end(), bytes.size(), begin);
-    out.origin_end.insert(out.origin_end.end(), bytes.size(), end);
-  };
-  const auto* data = reinterpret_cast<const uint8_t*>(in.data());
-  const auto length = static_cast<int32_t>(in.size());
-  int32_t i = 0;
-  while (i < length) {
-    if (data[i] < 0x80) {
-      append(in.substr(static_cast<std::size_t>(i), 1), i, i + 1);
-      ++i;
-      continue;
-    }
-    int32_t start = i;
-    UChar32 c = 0;
-    U8_NEXT(data, i, length, c);
-    std::string_view raw =
-        in.substr(static_cast<std::size_t>(start), static_cast<std::size_t>(i - start));
-    if (c < 0) {
-      append(raw, start, i);
-      continue;
-    }
-    if (IsInvisible(c)) continue;
-    icu::UnicodeString decomposition;
-    if (U_FAILURE(status) || nfkc == nullptr || !nfkc->getDecomposition(c, decomposition)) {
-      append(raw, start, i);
-      continue;
-    }
-    // The full compatibility decomposition is what matters for detection (１ -> 1, ＠ -> @,
-    // no-break space -> space); recomposing accents (the C of NFKC) changes no detector's input.
-    std::string utf8;
-    decomposition.toUTF8String(utf8);
-    append(utf8, start, i);
-  }
-  return out;
-}
-
-bool IsAscii(std::string_view s) {
-  for (char c : s)
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  return true;
-}
-
-}  // namespace
-
 std::vector<Match> DetectorSet::Scan(std::string_view text) const {
-  if (IsAscii(text) || !NeedsNormalization(text)) return ScanExact(text);
-  NormalizedText n = NormalizeForDetection(text);
-  std::vector<Match> found = ScanExact(n.text);
+  internal::NormalizedText n;
+  if (!n.Assign(text)) return ScanExact(text);
+  std::vector<Match> found = ScanExact(n.text());
   for (Match& m : found) {
     if (m.end <= m.begin) continue;
-    m.begin = n.origin_begin[m.begin];
-    m.end = n.origin_end[m.end - 1];
+    std::size_t begin = n.OriginalBegin(m.begin);
+    m.end = n.OriginalEnd(m.end);
+    m.begin = begin;
   }
   return found;
 }
@@ -446,19 +387,26 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
   std::vector<Match> found;
   if (impl_->rules.empty() || text.empty()) return found;
   re2::StringPiece piece(text.data(), text.size());
-  std::vector<int> candidates;
-  RE2::Set::ErrorInfo info{};
-  if (!impl_->set->Match(piece, &candidates, &info)) {
-    if (info.kind == RE2::Set::kNoError) return found;  // nothing can match
-    candidates.clear();  // DFA out of memory: fall back to running every rule (still linear)
-    for (std::size_t i = 0; i < impl_->rules.size(); ++i) candidates.push_back(static_cast<int>(i));
-  }
-  for (int index : candidates) {
+  internal::Candidates candidates;
+  impl_->prefilter->Find(text, &candidates);
+  for (const auto& [index, first, last] : candidates.rules) {
     const Rule& rule = *impl_->rules[index];
     const RE2& re = *impl_->regexes[index];
     re2::StringPiece groups[2];
-    std::size_t pos = 0;
-    while (pos <= text.size() && re.Match(piece, pos, text.size(), RE2::UNANCHORED, groups, 2)) {
+    // The same left-to-right walk as over the whole text, but each search starts at the first
+    // candidate region that can hold the next match and ends with its group of overlapping
+    // regions (see prefilter.h: no match starts before that region, and every match starting
+    // inside the group ends inside it), so the leftmost match from `pos` is found identically.
+    std::size_t pos = 0, region = first;
+    while (pos <= text.size()) {
+      while (region < last && candidates.regions[region].end <= pos) ++region;
+      if (region == last) break;
+      const internal::Region& r = candidates.regions[region];
+      std::size_t from = std::max(pos, r.begin);
+      if (!re.Match(piece, from, r.group_end, RE2::UNANCHORED, groups, 2)) {
+        pos = r.group_end;  // no match starts before it; the next can only be in a later group
+        continue;
+      }
       std::size_t whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
       std::size_t whole_end = whole_begin + groups[0].size();
       if (groups[1].data() == nullptr) {
@@ -479,7 +427,9 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
     }
   }
   // Resolve overlaps: sort by start (longest first), keep the higher-ranked or longer match.
-  std::sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+  // Stable, over matches appended in rule order: ties resolve the same whatever the engine and
+  // however many matches there are.
+  std::stable_sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
   });
   std::vector<Match> kept;
@@ -487,7 +437,10 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
     if (!kept.empty() && m.begin < kept.back().end) {
       Match& last = kept.back();
       int rm = Rank(m.data_class), rl = Rank(last.data_class);
-      if (rm > rl || (rm == rl && m.end - m.begin > last.end - last.begin)) last = std::move(m);
+      bool same_span = m.begin == last.begin && m.end == last.end;
+      if (rm > rl || (rm == rl && m.end - m.begin > last.end - last.begin) ||
+          (rm == rl && same_span && TiePreference(m.rule) > TiePreference(last.rule)))
+        last = std::move(m);
       continue;
     }
     kept.push_back(std::move(m));

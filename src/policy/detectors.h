@@ -1,8 +1,13 @@
 // Sensitive-data detectors for gateway traffic: personal data (e-mail, phone, payment card, IBAN,
 // US SSN, Chinese resident ID, IP address) and secrets (API keys, tokens, private keys, generic
-// high-entropy assignments). Every pattern is an RE2 regex (linear time, no backtracking); one
-// RE2::Set pass finds which detectors can match, then only those run, followed by checksum or
-// entropy validation (Luhn, mod-97, ISO 7064, Shannon entropy).
+// high-entropy assignments). Every pattern is an RE2 regex (linear time, no backtracking). One
+// multi-pattern pass over the text finds candidates for all rules at once (Hyperscan where the
+// build has it, RE2::Set otherwise; see DetectorEngine); each rule's RE2 pattern then runs only
+// inside its candidate regions, followed by checksum or entropy validation (Luhn, mod-97,
+// ISO 7064, Shannon entropy). Both engines give the same findings, byte for byte.
+// Text is read normalized (NFKC, TS #39 confusable letters, format and control characters
+// dropped; see internal/normalize.h) with offsets mapped back to the original bytes.
+// For streamed text, policy/stream_scanner.h scans chunk by chunk with the same findings.
 // Ownership: a DetectorSet owns its compiled patterns. Thread-safety: Scan() is const and safe to
 // call from many threads at once on one DetectorSet.
 #pragma once
@@ -46,29 +51,40 @@ struct Match {
   std::size_t end;
 };
 
+// The multi-pattern engine that finds candidates. kDefault is the build's choice
+// (CMake AIRLOCK_DETECTOR_ENGINE: "auto" picks Hyperscan where libhyperscan is found on x86-64);
+// findings never depend on the engine, only speed does.
+enum class DetectorEngine { kDefault, kHyperscan, kRe2Set };
+// Whether Create() can use `engine` in this build on this CPU.
+bool DetectorEngineAvailable(DetectorEngine engine);
+
 struct DetectorOptions {
   // Classes to detect; empty means all detectable classes.
   std::vector<DataClass> enabled;
+  DetectorEngine engine = DetectorEngine::kDefault;
 };
 
 class DetectorSet {
  public:
   // Compiles every rule of the enabled classes. Errors: kInternal if a built-in pattern fails to
-  // compile (a bug).
+  // compile (a bug); kUnavailable if kHyperscan is asked for where it is not available.
   static Result<std::unique_ptr<DetectorSet>> Create(const DetectorOptions& options = {});
   ~DetectorSet();
   DetectorSet(const DetectorSet&) = delete;
   DetectorSet& operator=(const DetectorSet&) = delete;
 
   // Returns validated, non-overlapping matches sorted by position, as byte offsets into `text`.
-  // Non-ASCII text is read normalized first (each character's NFKC form, invisible format
-  // characters dropped), so that full-width digits or a zero-width space inside an e-mail do not
-  // hide it; the offsets still cover the original characters. Linear in text size times the
-  // number of rules that can match at all. Never throws; any byte sequence is accepted.
+  // Text is read normalized first (each character's NFKC form, letters confusable with an ASCII
+  // letter read as it, invisible format and control characters dropped), so that full-width
+  // digits, a Cyrillic "а" or a zero-width space or NUL inside an e-mail do not hide it; the
+  // offsets still cover the original characters. Linear in text size. Never throws; any byte
+  // sequence is accepted.
   std::vector<Match> Scan(std::string_view text) const;
 
   // Number of compiled rules (for diagnostics and tests).
   std::size_t rule_count() const;
+  // "hyperscan" or "re2-set".
+  std::string_view engine_name() const;
 
  private:
   struct Impl;

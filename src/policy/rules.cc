@@ -12,6 +12,10 @@ namespace {
 using enum DataClass;
 using V = Validator;
 
+// Blanks around "=" in assignments are bounded ({0,32}, not *) so that every rule but a few
+// secret formats has a bounded length, which the multi-pattern prefilter relies on to find where
+// a match can start (see internal/prefilter.h).
+
 // Boundary used in front of token prefixes: start of text or a non-token character.
 #define B_ "(?:^|[^A-Za-z0-9_\\-])"
 
@@ -19,10 +23,16 @@ constexpr Rule kRules[] = {
     // ---- personal data ----
     {"email", kEmail,
      R"(([A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24})\b)",
-     V::kEmail},
-    {"phone-e164", kPhone, R"((\+[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}))",
+     // Anchor: "@" and the domain's first character; at most 65 bytes of local part before it,
+     // at most 599 bytes of domain after it (the pattern's width is 601).
+     V::kEmail, 0, "@[A-Za-z0-9]", 67, 601},
+    // Groups separated by blanks, dashes, dots or slashes, area codes in parentheses.
+    {"phone-e164", kPhone, R"((\+[1-9][0-9]{0,3}(?:[ .\-/]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}))",
      V::kPhoneE164},
-    {"phone-cn-mobile", kPhone, R"(((?:\+86[ \-]?|\b)1[3-9][0-9][ \-]?[0-9]{4}[ \-]?[0-9]{4})\b)"},
+    // 138 1234 5678, 138-1234-5678, 138.1234.5678 (dots only when both are dots: "138.12345678"
+    // reads as a decimal number), (138)1234-5678, +86 138 1234 5678.
+    {"phone-cn-mobile", kPhone,
+     R"(((?:\+86[ .\-]?|\b)1[3-9][0-9](?:[ \-]?[0-9]{4}[ \-]?|\.[0-9]{4}\.)[0-9]{4}|(?:\+86[ .\-]?)?\(1[3-9][0-9]\)[ .\-]?[0-9]{4}[ .\-]?[0-9]{4})\b)"},
     {"payment-card", kPaymentCard, R"(\b((?:[0-9][ \-]?){12,18}[0-9])\b)", V::kPaymentCard},
     {"iban", kIban, R"(\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})\b)", V::kIban},
     {"us-ssn", kUsSsn, R"(\b([0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4})\b)", V::kUsSsn},
@@ -31,15 +41,16 @@ constexpr Rule kRules[] = {
      V::kCnResidentId},
     {"ipv4", kIpAddress,
      R"(\b((?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})\b)",
-     V::kIpv4},
+     // Anchor: a digit, a dot, a digit (every address holds one within its 15 bytes).
+     V::kIpv4, 0, "[0-9]\\.[0-9]", 15, 15},
     {"ipv6", kIpAddress, R"(((?:[0-9A-Fa-f]{1,4})?(?::[0-9A-Fa-f]{0,4}){2,7}))", V::kIpv6},
 
     // ---- cloud providers ----
     {"aws-access-key-id", kSecret, B_ R"(((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b)",
      V::kEntropy, 3.0},
     {"aws-secret-access-key", kSecret,
-     R"((?i)aws_?(?:secret)?_?(?:access)?_?key[\w.\-]{0,20}["']?\s*[:=]{1,2}\s*["']?([A-Za-z0-9/+=]{40})\b)",
-     V::kEntropy, 4.0},
+     R"((?i)aws_?(?:secret)?_?(?:access)?_?key[\w.\-]{0,20}["']?\s{0,32}[:=]{1,2}\s{0,32}["']?([A-Za-z0-9/+=]{40})\b)",
+     V::kEntropy, 4.0, "(?i)aws", 3, 149},
     {"gcp-api-key", kSecret, B_ R"((AIza[0-9A-Za-z_\-]{35}))", V::kEntropy, 3.5},
     {"gcp-service-account", kSecret, R"(("type"\s*:\s*"service_account"))"},
     {"google-oauth-client-secret", kSecret, B_ R"((GOCSPX-[A-Za-z0-9_\-]{28}))"},
@@ -106,8 +117,13 @@ constexpr Rule kRules[] = {
     {"basic-auth-url", kSecret,
      R"(\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^:/\s@]{1,64}:([^@/\s]{3,128})@[A-Za-z0-9.\-]+)"},
     {"generic-api-key", kSecret,
-     R"((?i)(?:api[_\-]?key|apikey|secret|token|passwd|password|pwd|access[_\-]?key|auth[_\-]?key|credentials?|client[_\-]?secret)[\w.\-]{0,20}["']?\s*(?:[:=]{1,2}|=>)\s*["']?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,128}))",
-     V::kEntropy, 3.5},
+     R"((?i)(?:api[_\-]?key|apikey|secret|token|passwd|password|pwd|access[_\-]?key|auth[_\-]?key|credentials?|client[_\-]?secret)[\w.\-]{0,20}["']?\s{0,32}(?:[:=]{1,2}|=>)\s{0,32}["']?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,128}))",
+     // Anchor: the key word (at most 13 bytes, "client_secret"); the value ends within the
+     // pattern's width (229) after it.
+     V::kEntropy, 3.5,
+     "(?i)(?:api[_\\-]?key|apikey|secret|token|passwd|password|pwd|access[_\\-]?key|auth[_\\-]?key|"
+     "credentials?|client[_\\-]?secret)",
+     13, 229},
 };
 
 #undef B_

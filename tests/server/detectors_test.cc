@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "policy/internal/normalize.h"
+
 namespace airlock::policy {
 namespace {
 
@@ -138,6 +140,128 @@ TEST_F(DetectorsTest, NormalizationKeepsOffsetsOfUntouchedText) {
   auto b = set_->Scan(bad);
   ASSERT_EQ(b.size(), 1u);
   EXPECT_EQ(bad.substr(b[0].begin, b[0].end - b[0].begin), "bob@example.org");
+}
+
+// Evasion by confusable letters (issue #13, Unicode TS #39 skeletons): Cyrillic and Greek letters
+// that look like Latin ones inside an address or a token prefix. The match covers the original
+// (Cyrillic) bytes.
+TEST_F(DetectorsTest, CyrillicLookalikeLettersInEmailAreFound) {
+  const std::string cyr_a = "\u0430";  // Cyrillic small a
+  std::string email = cyr_a + "lice@ex" + cyr_a + "mple.com";
+  EXPECT_TRUE(Has("write to " + email + " today", DataClass::kEmail, email));
+  // Cyrillic о and е in the domain only, Greek omicron in the local part.
+  std::string domain_only = "bob@g\u043e\u043egl\u0435.com";
+  EXPECT_TRUE(Has("cc " + domain_only, DataClass::kEmail, domain_only));
+  std::string greek = "j\u03bfhn@example.org";
+  EXPECT_TRUE(Has(greek + " wrote", DataClass::kEmail, greek));
+}
+
+TEST_F(DetectorsTest, LookalikeLettersInSecretTokenPrefixesAreFound) {
+  // Cyrillic dze "ѕ" in "sk-", Cyrillic capital А in "AKIA", Greek capital Iota and Alpha,
+  // Cyrillic er "р" in "ghp_".
+  std::string deepseek = "\u0455k-3f9a0c1b7d2e4f6a8b0c1d2e3f4a5b6c";
+  EXPECT_TRUE(Has("key " + deepseek + " end", DataClass::kSecret, deepseek));
+  std::string aws = "\u0410KIAQ3EGRLVZ2XKJ7N4M";
+  EXPECT_TRUE(Has("id " + aws + " end", DataClass::kSecret, aws));
+  std::string aws_greek = "AK\u0399\u0391Q3EGRLVZ2XKJ7N4M";
+  EXPECT_TRUE(Has("id " + aws_greek + " end", DataClass::kSecret, aws_greek));
+  std::string github = "gh\u0440_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5";
+  EXPECT_TRUE(Has("token " + github, DataClass::kSecret, github));
+}
+
+// Genuine Cyrillic, Greek and Chinese text must not turn into findings once confusable letters
+// are read as Latin ones; real data inside such text is still found with its own bytes.
+TEST_F(DetectorsTest, GenuineCyrillicGreekAndChineseTextGivesNoFalsePositives) {
+  const std::vector<std::string> texts = {
+      "Привет! Сегодня мы обсудим отчёт за третий квартал: выручка выросла на 12 процентов, "
+      "расходы сократились. Секрет успеха — команда. Пароль от Wi-Fi спросите у администратора.",
+      "Москва, ул. Тверская, д. 7, кв. 15. Телефон отдела кадров указан на сайте. АВС-123 ХЕР",
+      "Καλημέρα σας! Η ΑΚΡΟΠΟΛΗ ΑΘΗΝΩΝ είναι ανοιχτή από τις 8 έως τις 20. Ο κωδικός ΑΙΚΑ "
+      "δεν είναι μυστικός. ΕΠΙΚΟΙΝΩΝΙΑ: ΤΗΛΕΦΩΝΟ ΚΑΙ ΤΑΧΥΔΡΟΜΕΙΟ.",
+      "请把发票发给财务部门，并抄送项目经理。会议定于下午三点，地点在三楼会议室。二〇二四年。",
+      "Токен АКІА: смотри раздел ЕКО-5. секрет=пароль token: ТОКЕН_ОТ_СЕРВИСА",
+  };
+  for (const auto& text : texts) {
+    auto found = Found(text);
+    EXPECT_TRUE(found.empty()) << text << " -> " << (found.empty() ? "" : found[0].second);
+  }
+  std::string mixed = "Пишите: ivan.petrov@example.ru, тел. +7 495 123 45 67. Ευχαριστώ!";
+  EXPECT_TRUE(Has(mixed, DataClass::kEmail, "ivan.petrov@example.ru"));
+  EXPECT_TRUE(Has(mixed, DataClass::kPhone, "+7 495 123 45 67"));
+  EXPECT_EQ(Found(mixed).size(), 2u);
+}
+
+// Phone numbers written with dots, blanks, dashes, slashes or parentheses (issue #13), for both
+// phone rules (E.164 and Chinese mobile).
+TEST_F(DetectorsTest, PhoneNumbersWithDotsAndOtherSeparatorsAreFound) {
+  for (std::string phone :
+       {"138.1234.5678", "138 1234 5678", "138-1234-5678", "(138)1234-5678", "(138) 1234 5678",
+        "(138).1234.5678", "+86 138.1234.5678", "+86.138.1234.5678", "+86 (138)1234-5678"}) {
+    EXPECT_TRUE(Has("call " + phone + " today", DataClass::kPhone, phone)) << phone;
+    EXPECT_TRUE(Has("电话" + phone + "。", DataClass::kPhone, phone)) << phone;
+  }
+  for (std::string phone : {"+44.20.7946.0958", "+1 (415) 555-0132", "+1.415.555.0132",
+                            "+49 30/1234567", "+33 1-23-45-67-89", "+44 (20) 7946.0958"}) {
+    EXPECT_TRUE(Has("call " + phone + " today", DataClass::kPhone, phone)) << phone;
+  }
+  // A decimal number and a dotted version are not phones.
+  EXPECT_FALSE(HasClass("price 138.12345678 today", DataClass::kPhone));
+  EXPECT_FALSE(HasClass("release 13.8.1234.5678", DataClass::kPhone));
+}
+
+// NUL and other control characters inside data (issue #13): after JSON decoding "\u0000" or
+// "\u001b" are real bytes. They are read as absent; the match covers the original bytes.
+TEST_F(DetectorsTest, ControlCharactersInsideDataAreFound) {
+  const std::string nul(1, '\0'), esc = "\x1b", del = "\x7f", c1 = "\u0085";
+  std::string email = "ali" + nul + "ce@exam" + esc + "ple.com";
+  EXPECT_TRUE(Has("write to " + email + " please", DataClass::kEmail, email));
+  std::string phone = "138" + nul + "1234" + nul + "5678";
+  EXPECT_TRUE(Has("phone " + phone + " now", DataClass::kPhone, phone));
+  std::string card = "4111" + nul + "1111" + del + "1111" + std::string(1, '\x01') + "1111";
+  EXPECT_TRUE(Has("card " + card + " exp", DataClass::kPaymentCard, card));
+  std::string token = "ghp_aB3dE5fG7hJ9kL1mN3pQ5r" + nul + "S7tU9vW1xY3zA5";
+  EXPECT_TRUE(Has("token " + token + " end", DataClass::kSecret, token));
+  std::string aws = "AKIA" + c1 + "Q3EGRLVZ2XKJ7N4M";
+  EXPECT_TRUE(Has("id " + aws + " end", DataClass::kSecret, aws));
+  // Line breaks and tabs still separate: two numbers on two lines are not one card.
+  EXPECT_FALSE(HasClass("4111 1111\n1111 1111", DataClass::kPaymentCard));
+}
+
+// Redaction offsets after normalization cut exactly the original bytes, whatever mix of
+// replacements (full-width, confusable, dropped) precedes and fills the match.
+TEST_F(DetectorsTest, NormalizedMatchesCoverExactlyTheOriginalBytes) {
+  std::string prefix =
+      "\uff21\u200b\u0430\x01 \u00e9\u00e9 ";  // full-width A, ZWSP, Cyrillic a, SOH
+  std::string email = "\u0430li\u200bce\uff20ex" + std::string(1, '\0') + "ample.com";
+  std::string text = prefix + email + " \u00e9";
+  auto m = set_->Scan(text);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].begin, prefix.size());
+  EXPECT_EQ(m[0].end, prefix.size() + email.size());
+}
+
+// The normalizer's fast path: text it cannot change is recognized without a copy; text it
+// changes is copied with every replacement, and offsets map back to whole original characters.
+TEST(Normalizer, FastPathOnlyForTextItCannotChange) {
+  using internal::NeedsNormalization;
+  EXPECT_FALSE(NeedsNormalization("plain ASCII text,\twith tabs\r\nand line breaks."));
+  EXPECT_FALSE(NeedsNormalization("请把发票发给财务部门。中文文本"));  // no compatibility forms
+  EXPECT_FALSE(NeedsNormalization("caf\xff broken \xe4\xb8 UTF-8"));
+  EXPECT_TRUE(NeedsNormalization(std::string("nul\0inside", 10)));
+  EXPECT_TRUE(NeedsNormalization("esc \x1b"));
+  EXPECT_TRUE(NeedsNormalization("full-width \uff11"));
+  EXPECT_TRUE(NeedsNormalization("cyrillic \u0430"));
+  EXPECT_TRUE(NeedsNormalization("zero\u200bwidth"));
+  internal::NormalizedText n;
+  EXPECT_FALSE(n.Assign("nothing to do here"));
+  std::string in = "x\uff21\u0430\x01y";  // full-width A, Cyrillic a, SOH
+  ASSERT_TRUE(n.Assign(in));
+  EXPECT_EQ(n.text(), "xAay");
+  EXPECT_EQ(n.OriginalBegin(1), 1u);             // "A" starts at the full-width character
+  EXPECT_EQ(n.OriginalEnd(2), 4u);               // and ends after its three bytes
+  EXPECT_EQ(n.OriginalEnd(3), 6u);               // Cyrillic a: two bytes; SOH left outside
+  EXPECT_EQ(n.OriginalBegin(3), in.size() - 1);  // "y" after the dropped SOH
+  EXPECT_EQ(n.OriginalEnd(4), in.size());
 }
 
 TEST_F(DetectorsTest, Email) {

@@ -30,6 +30,14 @@ struct Rule {
   std::string_view pattern;
   Validator validator = Validator::kNone;
   double min_entropy = 0;  // bits per character, for kEntropy
+  // Optional anchor for the multi-pattern prefilter, for rules whose pattern is slow to run in
+  // one pass (a long bounded repeat before a literal) or reports at too many offsets. Contract:
+  // every match of `pattern` contains a match of `anchor`, and for an anchor match ending at
+  // offset a the rule's whole match lies inside [a - anchor_before, a + anchor_after].
+  // Without an anchor the pattern itself is the prefilter (see internal/prefilter.h).
+  std::string_view anchor = {};
+  unsigned anchor_before = 0;
+  unsigned anchor_after = 0;
 };
 
 std::span<const Rule> BuiltinRules();

@@ -217,5 +217,23 @@ add("Call +1 800 FLOWERS now.")
 add("Session: sk-" + "0" * 32 + " (all zeros)")
 add("Meeting id 845 2231 9087 4432 for the call.")
 
+# ---- evasions (issue #13): look-alike letters, separators, control characters ----
+# Appended after everything else so that the lines above keep their text and order.
+add("Mail: \u0430lice@ex\u0430mple.com (Cyrillic a).", ("email", "\u0430lice@ex\u0430mple.com"))
+add("Reply to j\u03bfhn@\u0435xample.org please.", ("email", "j\u03bfhn@\u0435xample.org"))
+add("Key: \u0455k-3f9a0c1b7d2e4f6a8b0c1d2e3f4a5b6c (Cyrillic dze).",
+    ("secret", "\u0455k-3f9a0c1b7d2e4f6a8b0c1d2e3f4a5b6c"))
+add("export AWS_ID=\u0410KIAQ3EGRLVZ2XKJ7N4M", ("secret", "\u0410KIAQ3EGRLVZ2XKJ7N4M"))
+add("Phone 138.1234.5678 (dots).", ("phone", "138.1234.5678"))
+add("电话 (138)1234-5678 找我。", ("phone", "(138)1234-5678"))
+add("Office +44.20.7946.0958 or +1 (415) 555-0132.", ("phone", "+44.20.7946.0958"),
+    ("phone", "+1 (415) 555-0132"))
+add("Write to ali\u0000ce@example.org today.", ("email", "ali\u0000ce@example.org"))
+add("Card 4111\u00001111\u00001111\u00001111 on file.", ("payment_card", "4111\u00001111\u00001111\u00001111"))
+add("Mobile 139\u001b2345\u001b6789 now.", ("phone", "139\u001b2345\u001b6789"))
+add("Привет! Отчёт за квартал: выручка выросла, расходы сократились. Секрет успеха — команда.")
+add("Καλημέρα! Η ΑΚΡΟΠΟΛΗ είναι ανοιχτή από τις 8 έως τις 20. ΕΠΙΚΟΙΝΩΝΙΑ ΚΑΙ ΤΑΧΥΔΡΟΜΕΙΟ.")
+add("会议定于下午三点，地点在三楼会议室，二〇二四年十二月。")
+
 for l in lines:
     print(json.dumps(l, ensure_ascii=False))
