@@ -274,7 +274,8 @@ int RunVerify(const VerifyArgs& a) {
                  "together\n");
     return kExitUsage;
   }
-  std::vector<std::string> inputs = {a.model, a.model + ".sig", a.key, a.signature, a.attestation};
+  std::vector<std::string> inputs = {a.model,     a.model + ".sig", a.key,
+                                     a.signature, a.attestation,    a.trust_config};
   inputs.insert(inputs.end(), a.certificate_chain.begin(), a.certificate_chain.end());
   if (!EnterSandbox("verify", inputs)) return kExitUsage;
   if (!a.attestation.empty()) return RunVerifyAttestation(a, trust);

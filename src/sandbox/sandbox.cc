@@ -137,6 +137,10 @@ class Ruleset {
                   : ::syscall(SYS_landlock_add_rule, fd_, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
     int err = errno;
     ::close(fd);
+    // EBADFD: the path names no file system object (an anonymous pipe or socket, as /dev/stdin
+    // does under a shell pipe). Landlock does not restrict such files; the command reaches it
+    // through the descriptor it inherited, so it needs no rule.
+    if (rc != 0 && err == EBADFD) return Status::Ok();
     if (rc != 0) return IoError("sandbox: landlock rule for " + path + ": " + std::strerror(err));
     return Status::Ok();
   }
@@ -181,7 +185,15 @@ Status ApplyLandlock(const Policy& policy, int abi, Applied* applied) {
     if (!p.empty()) AIRLOCK_TRY(rules.Allow(p, kRead));
   }
   for (const std::string& p : policy.write_paths) {
-    if (!p.empty()) AIRLOCK_TRY(rules.Allow(FolderOf(p), kWriteInFolder));
+    if (p.empty()) continue;
+    // An output that already exists and is not a regular file (-o /dev/stdout, a FIFO, a tty) is
+    // written in place, never replaced: grant that file alone, not its folder (/dev).
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+      AIRLOCK_TRY(rules.Allow(p, kWriteInFolder));
+      continue;
+    }
+    AIRLOCK_TRY(rules.Allow(FolderOf(p), kWriteInFolder));
   }
   if (::syscall(SYS_landlock_restrict_self, rules.fd(), 0) != 0)
     return IoError(std::string("sandbox: landlock_restrict_self: ") + std::strerror(errno));
@@ -199,7 +211,14 @@ Status ApplySeccomp() {
   for (int nr : {SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv),
                  SCMP_SYS(process_vm_writev), SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(unshare),
                  SCMP_SYS(setns), SCMP_SYS(socket), SCMP_SYS(socketpair), SCMP_SYS(io_uring_setup),
-                 SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register)}) {
+                 SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
+                 // Administration and kernel attack surface no model reader needs.
+                 SCMP_SYS(chroot), SCMP_SYS(pivot_root), SCMP_SYS(mount), SCMP_SYS(umount2),
+                 SCMP_SYS(userfaultfd), SCMP_SYS(bpf), SCMP_SYS(perf_event_open), SCMP_SYS(keyctl),
+                 SCMP_SYS(add_key), SCMP_SYS(request_key), SCMP_SYS(init_module),
+                 SCMP_SYS(finit_module), SCMP_SYS(delete_module), SCMP_SYS(kexec_load),
+                 SCMP_SYS(kexec_file_load), SCMP_SYS(reboot), SCMP_SYS(swapon), SCMP_SYS(swapoff),
+                 SCMP_SYS(acct), SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at)}) {
     deny(nr, eperm);
   }
   // A thread shares everything; anything else clone makes is a new process.

@@ -619,3 +619,25 @@ TEST(AuditShowCli, ClientChosenFieldsAreEscaped) {
 }
 
 }  // namespace airlock::audit
+
+namespace airlock::audit {
+namespace {
+
+// Found by an outside attack: two gateways on one audit log raced for sequence numbers, and the
+// records of half the answered requests were dropped. A log has one writer; the second is refused.
+TEST_F(AuditLogTest, SecondWriterOnTheSameLogIsRefusedWhileTheFirstIsOpen) {
+  OpenOptions o;
+  o.signing_key_pem_path = key_.string();
+  auto first = AuditLog::Open(db_.string(), o);
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  auto second = AuditLog::Open(db_.string(), o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.error().message().find("one writer"), std::string::npos);
+  first->reset();  // closed: the lock goes with it
+  auto third = AuditLog::Open(db_.string(), o);
+  EXPECT_TRUE(third.ok()) << third.error().message();
+}
+
+}  // namespace
+}  // namespace airlock::audit

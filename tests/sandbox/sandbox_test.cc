@@ -136,6 +136,37 @@ TEST(Sandbox, ExploitCannotEscapeThroughIoUringOrNamespaces) {
   EXPECT_EQ(InSandbox({}, [] { return FailedWith(::unshare(CLONE_NEWUSER), EPERM); }), 0);
 }
 
+// Found by an outside attack: these administration calls still worked inside the sandbox.
+TEST(Sandbox, ExploitCannotChrootOrUseUserfaultfdOrBpf) {
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::chroot("/tmp"), EPERM); }), 0);
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::syscall(SYS_userfaultfd, 0), EPERM); }), 0);
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::syscall(SYS_bpf, 0, nullptr, 0), EPERM); }), 0);
+  EXPECT_EQ(
+      InSandbox(
+          {},
+          [] { return FailedWith(::syscall(SYS_perf_event_open, nullptr, 0, -1, -1, 0), EPERM); }),
+      0);
+}
+
+// Found by an outside attack: `-o /dev/stdout` granted writes in all of /dev. An output that is
+// not a regular file is granted alone.
+TEST(Sandbox, DeviceOutputGrantsThatFileNotItsFolder) {
+  if (!HasLandlock()) GTEST_SKIP() << "this kernel has no Landlock";
+  Policy policy;
+  policy.write_paths = {"/dev/null"};
+  EXPECT_EQ(InSandbox(policy,
+                      [] {
+                        int fd = ::open("/dev/null", O_WRONLY);
+                        if (fd < 0) return 3;
+                        ::close(fd);
+                        return FailedWith(
+                            ::open("/dev/shm/airlock-sandbox-test", O_WRONLY | O_CREAT, 0600),
+                            EACCES);
+                      }),
+            0);
+  EXPECT_FALSE(fs::exists("/dev/shm/airlock-sandbox-test"));
+}
+
 TEST(Sandbox, ThreadsStillStart) {
   EXPECT_EQ(InSandbox({},
                       [] {

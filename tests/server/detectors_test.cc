@@ -227,6 +227,36 @@ TEST_F(DetectorsTest, ControlCharactersInsideDataAreFound) {
   EXPECT_FALSE(HasClass("4111 1111\n1111 1111", DataClass::kPaymentCard));
 }
 
+// Found by an outside attack on the gateway: marks, fillers, dashes, other scripts' digits and the
+// ideographic full stop hid data from the detectors.
+TEST_F(DetectorsTest, CombiningMarksFillersDashesForeignDigitsAndIdeographicStopsAreReadThrough) {
+  auto join = [](const std::string& s, const std::string& sep) {
+    std::string out;
+    for (char c : s) out += std::string(1, c) + sep;
+    return out;
+  };
+  std::string card_marks = join("4111111111111111", "\u0301");
+  card_marks.resize(card_marks.size() - std::string("\u0301").size());
+  EXPECT_TRUE(Has("card " + card_marks + " exp", DataClass::kPaymentCard, card_marks));
+  std::string phone_filler = join("13812345678", "\u3164");
+  phone_filler.resize(phone_filler.size() - std::string("\u3164").size());
+  EXPECT_TRUE(Has("call " + phone_filler + " now", DataClass::kPhone, phone_filler));
+  std::string email_marks = "al\u0301ice@example.com";
+  EXPECT_TRUE(Has("mail " + email_marks + " now", DataClass::kEmail, email_marks));
+  for (const char* dash : {"\u2010", "\u2011", "\u2212", "\u2013"}) {
+    std::string card = std::string("4111") + dash + "1111" + dash + "1111" + dash + "1111";
+    EXPECT_TRUE(Has("card " + card + " exp", DataClass::kPaymentCard, card)) << dash;
+  }
+  std::string arabic_indic = "\u0661\u0663\u0668\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668";
+  EXPECT_TRUE(Has("call " + arabic_indic + " now", DataClass::kPhone, arabic_indic));
+  for (const char* stop : {"\u3002", "\uff61"}) {
+    std::string email = std::string("alice@example") + stop + "com";
+    EXPECT_TRUE(Has("mail " + email + " now", DataClass::kEmail, email)) << stop;
+  }
+  // A precomposed letter keeps its mark: an IDN address stays out of the ASCII e-mail class.
+  EXPECT_FALSE(HasClass("Mail: m\u00fcller@b\u00fccher.example (IDN).", DataClass::kEmail));
+}
+
 // Redaction offsets after normalization cut exactly the original bytes, whatever mix of
 // replacements (full-width, confusable, dropped) precedes and fills the match.
 TEST_F(DetectorsTest, NormalizedMatchesCoverExactlyTheOriginalBytes) {
@@ -245,7 +275,10 @@ TEST_F(DetectorsTest, NormalizedMatchesCoverExactlyTheOriginalBytes) {
 TEST(Normalizer, FastPathOnlyForTextItCannotChange) {
   using internal::NeedsNormalization;
   EXPECT_FALSE(NeedsNormalization("plain ASCII text,\twith tabs\r\nand line breaks."));
-  EXPECT_FALSE(NeedsNormalization("请把发票发给财务部门。中文文本"));  // no compatibility forms
+  EXPECT_FALSE(NeedsNormalization("请把发票发给财务部门中文文本"));  // no compatibility forms
+  // The ideographic full stop is read as a dot (the dot of an e-mail domain written
+  // "example。com").
+  EXPECT_TRUE(NeedsNormalization("请把发票发给财务部门。"));
   EXPECT_FALSE(NeedsNormalization("caf\xff broken \xe4\xb8 UTF-8"));
   EXPECT_TRUE(NeedsNormalization(std::string("nul\0inside", 10)));
   EXPECT_TRUE(NeedsNormalization("esc \x1b"));

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -832,10 +833,27 @@ TEST_F(GatewayTest, DepthBombFromUpstreamGets502AndServerKeepsServing) {
 // connections between the two, so requests could bypass keys, budgets and audit.
 TEST_F(GatewayTest, SecondServerOnSamePortFailsToStart) {
   std::string port = std::to_string(serve_->port());
-  auto second = RunAirlock({"serve", "--config", config_, "--port", port}, /*with_stderr=*/true);
+  // The same policy but its own audit log: the first server holds its log's one-writer lock,
+  // which would refuse this one before it reaches the port (AuditLogTest covers that refusal).
+  std::string policy;
+  {
+    std::ifstream in(config_);
+    policy.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string db = audit_db_;
+  ASSERT_NE(policy.find(db), std::string::npos);
+  policy.replace(policy.find(db), db.size(), db + ".second");
+  const std::string second_config = config_ + ".second.toml";
+  std::ofstream(second_config) << policy;
+  auto second =
+      RunAirlock({"serve", "--config", second_config, "--port", port}, /*with_stderr=*/true);
   EXPECT_EQ(second.first, 3) << second.second;
   EXPECT_NE(second.second.find("port " + port + " is already in use"), std::string::npos)
       << second.second;
+  // And the same policy, audit log included, is refused too (one writer per log).
+  auto same = RunAirlock({"serve", "--config", config_, "--port", "0"}, /*with_stderr=*/true);
+  EXPECT_NE(same.first, 0) << same.second;
+  EXPECT_NE(same.second.find("one writer"), std::string::npos) << same.second;
   // A plain socket with SO_REUSEPORT cannot share it either.
   int s = socket(AF_INET, SOCK_STREAM, 0);
   int yes = 1;

@@ -21,7 +21,10 @@ namespace {
 constexpr UChar32 kTableLimit = 0x20000;
 
 bool IsInvisible(UChar32 c) {
+  // Default-ignorable code points render as nothing (U+3164 HANGUL FILLER, U+115F, ...), so
+  // they can sit between the characters of a card number unseen.
   return u_charType(c) == U_FORMAT_CHAR || u_hasBinaryProperty(c, UCHAR_VARIATION_SELECTOR) ||
+         u_hasBinaryProperty(c, UCHAR_DEFAULT_IGNORABLE_CODE_POINT) ||
          c == 0x034F;  // combining grapheme joiner
 }
 
@@ -110,6 +113,31 @@ bool MapCharacter(UChar32 c, const icu::Normalizer2* nfkc, const ConfusableMap* 
   for (int32_t i = 0; i < decomposition.length();) {
     UChar32 d = decomposition.char32At(i);
     i += U16_LENGTH(d);
+    // Detection reads through what only decorates or re-spells: combining marks (a U+0301
+    // after every digit of a card), decimal digits of other scripts (Arabic-Indic, Devanagari),
+    // Unicode dashes and the minus sign (card and phone separators), and the ideographic full
+    // stop (the dot of an e-mail domain).
+    // Only a mark that stands alone in the input is dropped; the marks of a precomposed letter
+    // (the diaeresis of ü in an IDN address) stay, as before.
+    if (d == c && (u_charType(d) == U_NON_SPACING_MARK || u_charType(d) == U_ENCLOSING_MARK)) {
+      changed = true;
+      continue;
+    }
+    if (d >= 0x80 && u_charType(d) == U_DECIMAL_DIGIT_NUMBER && u_charDigitValue(d) >= 0) {
+      out->push_back(static_cast<char>('0' + u_charDigitValue(d)));
+      changed = true;
+      continue;
+    }
+    if (d >= 0x80 && (u_charType(d) == U_DASH_PUNCTUATION || d == 0x2212)) {
+      out->push_back('-');
+      changed = true;
+      continue;
+    }
+    if (d == 0x3002 || d == 0xFF61) {
+      out->push_back('.');
+      changed = true;
+      continue;
+    }
     char letter = confusables ? confusables->Lookup(d) : 0;
     if (letter) {
       out->push_back(letter);
@@ -138,6 +166,10 @@ const CharTable& Table() {
         continue;
       }
       if (!MapCharacter(c, t->nfkc, &confusables, &mapped)) continue;
+      if (mapped.empty()) {  // a mark standing alone
+        t->entries[c] = CharTable::kDrop;
+        continue;
+      }
       if (mapped.size() > 0xFF) continue;  // no such mapping exists; never truncate one
       t->entries[c] = ((static_cast<std::uint32_t>(t->pool.size()) << 8) |
                        static_cast<std::uint32_t>(mapped.size())) +
@@ -196,6 +228,7 @@ std::uint32_t Classify(std::string_view in, std::size_t i, std::size_t* next, st
   if (c < kTableLimit) return table.entries[c];
   if (IsInvisible(c)) return CharTable::kDrop;
   if (MapCharacter(c, table.nfkc, nullptr, scratch)) {
+    if (scratch->empty()) return CharTable::kDrop;
     *use_scratch = true;
     return 2;  // any value other than kKeep/kDrop
   }
