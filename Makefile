@@ -53,7 +53,7 @@ fuzz-long: build-asan
 check-openai-client: build
 	npm install --no-save --prefix $(BUILD)/npm openai
 	cd $(BUILD)/tests && ./server_test --gtest_filter='GatewayTest.OfficialOpenAiNodeClient*' \
-	  | tee /dev/stderr > openai-client.log
+	  | tee openai-client.log
 	@for t in OfficialOpenAiNodeClient OfficialOpenAiNodeClientOverHttps \
 	    OfficialOpenAiNodeClientKeylessLoopback; do \
 	  grep -q "\[       OK \] GatewayTest.$$t " $(BUILD)/tests/openai-client.log \
