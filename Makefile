@@ -48,11 +48,17 @@ fuzz-long: build-asan
 
 # Optional: the official `openai` npm client against a real `airlock serve` (not part of `make
 # test`: the package is not in Debian, and setup installs from apt only). Fetches the package from
-# the npm registry into $(BUILD)/npm.
+# the npm registry into $(BUILD)/npm. Three tests, all must pass (a skip fails): plain HTTP with a
+# key, HTTPS with a throwaway certificate (NODE_EXTRA_CA_CERTS), and keyless loopback.
 check-openai-client: build
 	npm install --no-save --prefix $(BUILD)/npm openai
-	cd $(BUILD)/tests && ./server_test --gtest_filter=GatewayTest.OfficialOpenAiNodeClient \
-	  | tee /dev/stderr | grep -q '\[       OK \] GatewayTest.OfficialOpenAiNodeClient'  # a skip fails
+	cd $(BUILD)/tests && ./server_test --gtest_filter='GatewayTest.OfficialOpenAiNodeClient*' \
+	  | tee openai-client.log
+	@for t in OfficialOpenAiNodeClient OfficialOpenAiNodeClientOverHttps \
+	    OfficialOpenAiNodeClientKeylessLoopback; do \
+	  grep -q "\[       OK \] GatewayTest.$$t " $(BUILD)/tests/openai-client.log \
+	    || { echo "check-openai-client: GatewayTest.$$t did not pass (a skip fails)"; exit 1; }; \
+	done
 
 # Every BOM `airlock assess` writes (a file model with probe metrics, a folder model) validated
 # against the official CycloneDX 1.5 JSON schema, as published in @cyclonedx/cyclonedx-library,

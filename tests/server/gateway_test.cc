@@ -1904,20 +1904,32 @@ TEST_F(GatewayTest, FloodOfGarbageGetsCleanErrors) {
   EXPECT_EQ(h->status, 200);
 }
 
-// The official `openai` npm client works unchanged against the gateway. Needs node and the
-// package installed under the build tree: npm install --prefix build/npm openai
-TEST_F(GatewayTest, OfficialOpenAiNodeClient) {
+// Where `npm install --prefix build/npm openai` put the official client, or "" when node or the
+// package is absent (the OfficialOpenAiNodeClient tests skip then; `make check-openai-client`
+// fails on a skip).
+std::string OpenAiNodeModules() {
   std::filesystem::path modules =
       std::filesystem::path(AIRLOCK_BINARY_DIR) / "npm" / "node_modules";
   if (std::system("node --version > /dev/null 2>&1") != 0 ||
       !std::filesystem::exists(modules / "openai"))
-    GTEST_SKIP() << "node or the openai npm package is absent; run: npm install --prefix "
-                 << AIRLOCK_BINARY_DIR << "/npm openai";
-  std::string cmd = "NODE_PATH='" + modules.string() +
-                    "' node '" AIRLOCK_SOURCE_DIR
-                    "/tests/server/openai_client.cjs' http://127.0.0.1:" +
-                    std::to_string(serve_->port()) + "/v1 '" + admin_ + "' 2>&1";
+    return "";
+  return modules.string();
+}
+#define SKIP_WITHOUT_OPENAI_NODE_CLIENT(modules)                                         \
+  if ((modules).empty())                                                                 \
+  GTEST_SKIP() << "node or the openai npm package is absent; run: npm install --prefix " \
+               << AIRLOCK_BINARY_DIR << "/npm openai"
+
+// Runs tests/server/openai_client.cjs against `base_url`; `env` is prepended to the command
+// (e.g. NODE_EXTRA_CA_CERTS=...). The script prints OK when every check passed.
+void RunOpenAiNodeClient(const std::string& modules, const std::string& env,
+                         const std::string& base_url, const std::string& api_key,
+                         const std::string& mode) {
+  std::string cmd = env + " NODE_PATH='" + modules +
+                    "' node '" AIRLOCK_SOURCE_DIR "/tests/server/openai_client.cjs' '" + base_url +
+                    "' '" + api_key + "' " + mode + " 2>&1";
   std::FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
   std::string out;
   char buf[1024];
   std::size_t n;
@@ -1925,6 +1937,69 @@ TEST_F(GatewayTest, OfficialOpenAiNodeClient) {
   int status = pclose(p);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
   EXPECT_NE(out.find("OK"), std::string::npos) << out;
+}
+
+// The official `openai` npm client works unchanged against the gateway. Needs node and the
+// package installed under the build tree: npm install --prefix build/npm openai
+TEST_F(GatewayTest, OfficialOpenAiNodeClient) {
+  std::string modules = OpenAiNodeModules();
+  SKIP_WITHOUT_OPENAI_NODE_CLIENT(modules);
+  RunOpenAiNodeClient(modules, "", "http://127.0.0.1:" + std::to_string(serve_->port()) + "/v1",
+                      admin_, "full");
+}
+
+// The same client over HTTPS: a serve with [server] tls_cert/tls_key (a throwaway self-signed
+// certificate for 127.0.0.1 made with the openssl CLI), trusted by node via NODE_EXTRA_CA_CERTS.
+// Its own keys db and audit log, so that it does not share the running gateway's.
+TEST_F(GatewayTest, OfficialOpenAiNodeClientOverHttps) {
+  std::string modules = OpenAiNodeModules();
+  SKIP_WITHOUT_OPENAI_NODE_CLIENT(modules);
+  if (std::system("command -v openssl > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "the openssl CLI is not installed";
+  const auto& d = dir_->path();
+  std::string cert = (d / "node-tls-cert.pem").string();
+  std::string key = (d / "node-tls-key.pem").string();
+  std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -keyout '" + key + "' -out '" +
+                          cert +
+                          "' -days 1 -subj '/CN=127.0.0.1' -addext "
+                          "'subjectAltName=IP:127.0.0.1' > /dev/null 2>&1";
+  ASSERT_EQ(std::system(make_cert.c_str()), 0);
+  std::string keys_db = (d / "node-tls-keys.db").string();
+  std::string api_key =
+      Trim(RunAirlock({"keys", "create", "--db", keys_db, "--name", "tls"}).second);
+  ASSERT_EQ(api_key.rfind("ak_", 0), 0u) << api_key;
+  std::ifstream in(config_);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find(audit_db_), audit_db_.size(), (d / "node-tls-audit.db").string());
+  text.replace(text.find(keys_db_), keys_db_.size(), keys_db);
+  // The config ends in its [server] table.
+  text += "tls_cert='" + cert + "'\ntls_key='" + key + "'\n";
+  std::string config = (d / "node-tls.toml").string();
+  std::ofstream(config) << text;
+  ServeProcess tls(config);
+  ASSERT_GT(tls.port(), 0) << "airlock serve with TLS did not start";
+  RunOpenAiNodeClient(modules, "NODE_EXTRA_CA_CERTS='" + cert + "'",
+                      "https://127.0.0.1:" + std::to_string(tls.port()) + "/v1", api_key, "full");
+  EXPECT_EQ(WEXITSTATUS(tls.Stop(SIGTERM)), 0);
+}
+
+// Keyless loopback: a serve with no API keys (an empty keys db) on 127.0.0.1 answers the client
+// configured the way local-server guides say, with apiKey "sk-no-key-required".
+TEST_F(GatewayTest, OfficialOpenAiNodeClientKeylessLoopback) {
+  std::string modules = OpenAiNodeModules();
+  SKIP_WITHOUT_OPENAI_NODE_CLIENT(modules);
+  const auto& d = dir_->path();
+  std::ifstream in(config_);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find(audit_db_), audit_db_.size(), (d / "node-keyless-audit.db").string());
+  text.replace(text.find(keys_db_), keys_db_.size(), (d / "node-keyless-keys.db").string());
+  std::string config = (d / "node-keyless.toml").string();
+  std::ofstream(config) << text;
+  ServeProcess keyless(config);
+  ASSERT_GT(keyless.port(), 0) << "airlock serve without keys did not start";
+  RunOpenAiNodeClient(modules, "", "http://127.0.0.1:" + std::to_string(keyless.port()) + "/v1",
+                      "sk-no-key-required", "keyless");
+  EXPECT_EQ(WEXITSTATUS(keyless.Stop(SIGTERM)), 0);
 }
 
 // Runs last (name order is not guaranteed, so it restarts its own server): kill -9 right after an
