@@ -4,10 +4,10 @@
 // golang.org/x/mod/sumdb/note and the tlog witness ecosystem read, so a checkpoint Airlock prints
 // can be checked with tools that know nothing about Airlock.
 //
-// A note is a body (UTF-8 lines, each ending in "\n"), a blank line, and one or more signature
-// lines "— <key name> <base64(4-byte key ID || signature)>\n". The key ID of an Ed25519 note key is
-// the first 4 bytes (big-endian) of SHA-256(name || "\n" || 0x01 || public key). A checkpoint body
-// is the origin line, the tree size in decimal, the base64 root hash, and optional extension lines.
+// A note is a body, a blank line and signature lines (core/signed_note.h parses the text). The key
+// ID of an Ed25519 note key is the first 4 bytes (big-endian) of SHA-256(name || "\n" || 0x01 ||
+// public key). A checkpoint body is the origin line, the tree size in decimal, the base64 root
+// hash, and optional extension lines.
 //
 // Parsers here take hostile text (a checkpoint file, a witness request or response): they return
 // errors as values, bound their work by the input size, and never throw.
@@ -23,47 +23,28 @@
 #include <vector>
 
 #include "audit/merkle.h"
+#include "core/signed_note.h"
 #include "core/status.h"
 #include "core/text.h"
 
 namespace airlock::audit {
 
-constexpr std::size_t kMaxNoteBytes = 1 << 20;  // larger notes are refused
-constexpr std::size_t kMaxNoteSignatures = 100;
+// The text layer (notes, checkpoints, strict base64) is core/signed_note.h, shared with the
+// Sigstore verifier's Rekor checkpoints; the Ed25519 keys and signatures are here.
+using core::Checkpoint;
+using core::CheckpointBody;
+using core::FormatNote;
+using core::kMaxNoteBytes;
+using core::kMaxNoteSignatures;
+using core::Note;
+using core::NoteSignature;
+using core::ParseCheckpointBody;
+using core::ParseNote;
+using core::ParseNotes;
 
 using core::Base64Encode;
-// Strict RFC 4648 section 4 decoding (padding required, no whitespace); nullopt when malformed.
+// Strict RFC 4648 section 4 decoding (core::Base64DecodeStrict); nullopt when malformed.
 std::optional<std::string> Base64Decode(std::string_view text);
-
-struct Checkpoint {
-  std::string origin;
-  std::uint64_t size = 0;
-  Digest256 root{};
-  std::vector<std::string> extensions;  // extension lines, without their newline
-};
-
-// The note body of `c`: "origin\nsize\nbase64(root)\n" followed by its extension lines.
-std::string CheckpointBody(const Checkpoint& c);
-// Parses a checkpoint note body. Errors: kCorrupt naming what is malformed.
-Result<Checkpoint> ParseCheckpointBody(std::string_view body);
-
-struct NoteSignature {
-  std::string name;
-  std::uint32_t key_id = 0;
-  std::string signature;  // the bytes after the key ID
-};
-
-struct Note {
-  std::string body;  // including its final "\n", excluding the blank line
-  std::vector<NoteSignature> signatures;
-};
-
-// Parses one signed note. Errors: kCorrupt naming what is malformed.
-Result<Note> ParseNote(std::string_view text);
-// Parses one or more notes written one after another (an anchor file). Errors: kCorrupt.
-Result<std::vector<Note>> ParseNotes(std::string_view text);
-// "— name base64\n" lines of `note` after its body and the blank line.
-std::string FormatNote(const Note& note);
 
 using Ed25519PublicKey = std::array<std::uint8_t, 32>;
 

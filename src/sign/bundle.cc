@@ -6,6 +6,7 @@
 
 #include "core/text.h"
 #include "sign/internal/encoding.h"
+#include "sign/internal/strict_json.h"
 
 namespace airlock::sign {
 namespace {
@@ -13,40 +14,10 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-constexpr int kMaxJsonDepth = 64;
-
-// Rejects JSON nested deeper than kMaxJsonDepth before nlohmann sees it (bounded work and stack).
-bool NestingWithinLimit(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 Result<json> ParseJson(std::string_view text, const char* what) {
-  if (!NestingWithinLimit(text))
-    return Corrupt(std::string("sign: malformed ") + what + ": JSON nested deeper than " +
-                   std::to_string(kMaxJsonDepth) + " levels");
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Corrupt(std::string("sign: malformed ") + what + ": not valid JSON");
-  return j;
+  auto j = internal::ParseStrictJson(text, std::string("sign: malformed ") + what);
+  if (!j.has_value()) return j.error();
+  return std::move(*j);
 }
 
 const json* Member(const json& obj, const char* key) {
@@ -115,33 +86,60 @@ Result<std::int64_t> RequireInt64(const json& obj, const char* key, const std::s
   return n;
 }
 
+Result<std::string> RequireDigest(const json& obj, const char* key, const std::string& where) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string raw, RequireBase64(obj, key, where));
+  if (raw.size() != 32) return Bad(where + "." + key + " is not a 32-byte SHA-256 hash");
+  return raw;
+}
+
+// An object member that must be an object when present; nullptr when absent.
+Result<const json*> OptionalObject(const json& obj, const char* key, const std::string& where) {
+  const json* v = Member(obj, key);
+  if (v && !v->is_object()) return Bad(where + "." + key + " is not an object");
+  return v;
+}
+
 Result<TlogEntry> ParseTlogEntry(const json& e) {
   const std::string where = "tlogEntries[]";
   if (!e.is_object()) return Bad("a tlogEntries entry is not an object");
+  AIRLOCK_TRY(internal::KnownMembers(e,
+                                     {"logIndex", "logId", "kindVersion", "integratedTime",
+                                      "inclusionPromise", "inclusionProof", "canonicalizedBody"},
+                                     "sign: malformed bundle: " + where));
   TlogEntry t;
   AIRLOCK_ASSIGN_OR_RETURN(t.log_index, RequireInt64(e, "logIndex", where));
   const json* log_id = Member(e, "logId");
   if (!log_id || !log_id->is_object()) return Bad("missing tlogEntries[].logId object");
-  AIRLOCK_ASSIGN_OR_RETURN(t.log_key_id, RequireBase64(*log_id, "keyId", where + ".logId"));
+  AIRLOCK_TRY(
+      internal::KnownMembers(*log_id, {"keyId"}, "sign: malformed bundle: " + where + ".logId"));
+  AIRLOCK_ASSIGN_OR_RETURN(t.log_key_id, RequireDigest(*log_id, "keyId", where + ".logId"));
   const json* kv = Member(e, "kindVersion");
   if (!kv || !kv->is_object()) return Bad("missing tlogEntries[].kindVersion object");
+  AIRLOCK_TRY(internal::KnownMembers(*kv, {"kind", "version"},
+                                     "sign: malformed bundle: " + where + ".kindVersion"));
   AIRLOCK_ASSIGN_OR_RETURN(t.kind, RequireString(*kv, "kind", where + ".kindVersion"));
   AIRLOCK_ASSIGN_OR_RETURN(t.kind_version, RequireString(*kv, "version", where + ".kindVersion"));
   if (Member(e, "integratedTime")) {
     AIRLOCK_ASSIGN_OR_RETURN(t.integrated_time, RequireInt64(e, "integratedTime", where));
   }
-  if (const json* promise = Member(e, "inclusionPromise")) {
-    if (!promise->is_object()) return Bad("tlogEntries[].inclusionPromise is not an object");
+  AIRLOCK_ASSIGN_OR_RETURN(const json* promise, OptionalObject(e, "inclusionPromise", where));
+  if (promise) {
+    AIRLOCK_TRY(internal::KnownMembers(*promise, {"signedEntryTimestamp"},
+                                       "sign: malformed bundle: " + where + ".inclusionPromise"));
     AIRLOCK_ASSIGN_OR_RETURN(t.signed_entry_timestamp,
                              RequireBase64(*promise, "signedEntryTimestamp", where));
+    if (t.signed_entry_timestamp.empty()) return Bad(where + ".signedEntryTimestamp is empty");
   }
-  if (const json* proof = Member(e, "inclusionProof")) {
+  AIRLOCK_ASSIGN_OR_RETURN(const json* proof, OptionalObject(e, "inclusionProof", where));
+  if (proof) {
     const std::string pw = where + ".inclusionProof";
-    if (!proof->is_object()) return Bad(pw + " is not an object");
+    AIRLOCK_TRY(internal::KnownMembers(*proof,
+                                       {"logIndex", "rootHash", "treeSize", "hashes", "checkpoint"},
+                                       "sign: malformed bundle: " + pw));
     t.has_inclusion_proof = true;
     AIRLOCK_ASSIGN_OR_RETURN(t.proof_log_index, RequireInt64(*proof, "logIndex", pw));
     AIRLOCK_ASSIGN_OR_RETURN(t.tree_size, RequireInt64(*proof, "treeSize", pw));
-    AIRLOCK_ASSIGN_OR_RETURN(t.root_hash, RequireBase64(*proof, "rootHash", pw));
+    AIRLOCK_ASSIGN_OR_RETURN(t.root_hash, RequireDigest(*proof, "rootHash", pw));
     const json* hashes = Member(*proof, "hashes");
     if (hashes) {
       // A Merkle path has at most 63 steps for a tree of < 2^63 leaves.
@@ -150,12 +148,14 @@ Result<TlogEntry> ParseTlogEntry(const json& e) {
       for (const auto& h : *hashes) {
         if (!h.is_string()) return Bad(pw + ".hashes[] is not a string");
         auto raw = internal::Base64Decode(h.get<std::string>());
-        if (!raw) return Bad(pw + ".hashes[] is not valid base64");
+        if (!raw || raw->size() != 32) return Bad(pw + ".hashes[] is not a base64 SHA-256 hash");
         t.proof_hashes.push_back(std::move(*raw));
       }
     }
-    if (const json* cp = Member(*proof, "checkpoint")) {
-      if (!cp->is_object()) return Bad(pw + ".checkpoint is not an object");
+    AIRLOCK_ASSIGN_OR_RETURN(const json* cp, OptionalObject(*proof, "checkpoint", pw));
+    if (cp) {
+      AIRLOCK_TRY(internal::KnownMembers(*cp, {"envelope"},
+                                         "sign: malformed bundle: " + pw + ".checkpoint"));
       AIRLOCK_ASSIGN_OR_RETURN(t.checkpoint, RequireString(*cp, "envelope", pw + ".checkpoint"));
     }
   }
@@ -169,6 +169,10 @@ Result<Bundle> ParseBundle(std::string_view json_text) {
   if (json_text.size() > kMaxBundleBytes) return Bad("larger than 64 MiB");
   AIRLOCK_ASSIGN_OR_RETURN(json j, ParseJson(json_text, "bundle"));
   if (!j.is_object()) return Bad("top level is not a JSON object");
+  const std::string prefix = "sign: malformed bundle: ";
+  AIRLOCK_TRY(internal::KnownMembers(
+      j, {"mediaType", "verificationMaterial", "dsseEnvelope", "messageSignature"},
+      prefix + "the bundle"));
   Bundle b;
   if (const json* mt = Member(j, "mediaType")) {
     if (!mt->is_string()) return Bad("mediaType is not a string");
@@ -176,28 +180,49 @@ Result<Bundle> ParseBundle(std::string_view json_text) {
   }
   const json* vm = Member(j, "verificationMaterial");
   if (!vm || !vm->is_object()) return Bad("missing verificationMaterial object");
+  AIRLOCK_TRY(internal::KnownMembers(*vm,
+                                     {"publicKey", "x509CertificateChain", "certificate",
+                                      "tlogEntries", "timestampVerificationData"},
+                                     prefix + "verificationMaterial"));
+  // A protobuf oneof: two forms would leave the signer's key to the reader's choice.
+  int key_forms = (Member(*vm, "publicKey") != nullptr) +
+                  (Member(*vm, "x509CertificateChain") != nullptr) +
+                  (Member(*vm, "certificate") != nullptr);
+  if (key_forms > 1)
+    return Bad(
+        "verificationMaterial has more than one of publicKey, x509CertificateChain and "
+        "certificate");
   if (const json* pk = Member(*vm, "publicKey")) {
     if (!pk->is_object()) return Bad("verificationMaterial.publicKey is not an object");
+    AIRLOCK_TRY(internal::KnownMembers(*pk, {"hint", "rawBytes", "keyDetails"},
+                                       prefix + "verificationMaterial.publicKey"));
     b.has_public_key = true;
     if (const json* hint = Member(*pk, "hint")) {
       if (!hint->is_string()) return Bad("publicKey.hint is not a string");
       b.public_key_hint = core::AsciiLower(hint->get<std::string>());
     }
   } else if (const json* chain = Member(*vm, "x509CertificateChain")) {
+    if (!chain->is_object()) return Bad("x509CertificateChain is not an object");
+    AIRLOCK_TRY(internal::KnownMembers(*chain, {"certificates"},
+                                       prefix + "verificationMaterial.x509CertificateChain"));
     const json* certs = Member(*chain, "certificates");
     if (!certs || !certs->is_array() || certs->empty())
       return Bad("x509CertificateChain.certificates is not a non-empty array");
     if (certs->size() > 16) return Bad("x509CertificateChain has more than 16 certificates");
     for (const auto& c : *certs) {
       if (!c.is_object()) return Bad("a certificate entry is not an object");
+      AIRLOCK_TRY(internal::KnownMembers(c, {"rawBytes"}, prefix + "a certificate entry"));
       AIRLOCK_ASSIGN_OR_RETURN(std::string der, RequireBase64(c, "rawBytes", "certificate"));
       if (der.empty()) return Bad("an empty certificate");
       b.certificate_chain.push_back(std::move(der));
     }
   } else if (const json* cert = Member(*vm, "certificate")) {
     if (!cert->is_object()) return Bad("verificationMaterial.certificate is not an object");
+    AIRLOCK_TRY(
+        internal::KnownMembers(*cert, {"rawBytes"}, prefix + "verificationMaterial.certificate"));
     AIRLOCK_ASSIGN_OR_RETURN(b.keyless_certificate,
                              RequireBase64(*cert, "rawBytes", "verificationMaterial.certificate"));
+    if (b.keyless_certificate.empty()) return Bad("an empty certificate");
   } else {
     return Unsupported(
         "sign: unsupported bundle: verificationMaterial has no publicKey, x509CertificateChain "
@@ -214,11 +239,15 @@ Result<Bundle> ParseBundle(std::string_view json_text) {
   }
   if (const json* tvd = Member(*vm, "timestampVerificationData")) {
     if (!tvd->is_object()) return Bad("timestampVerificationData is not an object");
+    AIRLOCK_TRY(
+        internal::KnownMembers(*tvd, {"rfc3161Timestamps"}, prefix + "timestampVerificationData"));
     if (const json* ts = Member(*tvd, "rfc3161Timestamps")) {
       if (!ts->is_array() || ts->size() > 16)
         return Bad("rfc3161Timestamps is not an array of at most 16 entries");
       for (const auto& t : *ts) {
         if (!t.is_object()) return Bad("an rfc3161Timestamps entry is not an object");
+        AIRLOCK_TRY(
+            internal::KnownMembers(t, {"signedTimestamp"}, prefix + "an rfc3161Timestamps entry"));
         AIRLOCK_ASSIGN_OR_RETURN(std::string der,
                                  RequireBase64(t, "signedTimestamp", "rfc3161Timestamps[]"));
         b.rfc3161_timestamps.push_back(std::move(der));
@@ -231,14 +260,24 @@ Result<Bundle> ParseBundle(std::string_view json_text) {
       return Unsupported("sign: unsupported bundle: a messageSignature, not a DSSE envelope");
     return Bad("missing dsseEnvelope");
   }
+  if (Member(j, "messageSignature"))
+    return Bad("both a dsseEnvelope and a messageSignature (a bundle signs one content)");
   if (!env->is_object()) return Bad("dsseEnvelope is not an object");
+  AIRLOCK_TRY(internal::KnownMembers(*env, {"payload", "payloadType", "signatures"},
+                                     prefix + "dsseEnvelope"));
   AIRLOCK_ASSIGN_OR_RETURN(b.payload, RequireBase64(*env, "payload", "dsseEnvelope"));
   AIRLOCK_ASSIGN_OR_RETURN(b.payload_type, RequireString(*env, "payloadType", "dsseEnvelope"));
   const json* sigs = Member(*env, "signatures");
   if (!sigs || !sigs->is_array() || sigs->empty())
     return Bad("dsseEnvelope.signatures is not a non-empty array");
+  // A Sigstore bundle carries exactly one signature, the one its verification material and log
+  // entry vouch for; with several, which one a verifier checks would be its own choice.
+  if (sigs->size() != 1)
+    return Bad("dsseEnvelope has " + std::to_string(sigs->size()) +
+               " signatures; a bundle carries exactly one");
   const json& s0 = (*sigs)[0];
   if (!s0.is_object()) return Bad("dsseEnvelope.signatures[0] is not an object");
+  AIRLOCK_TRY(internal::KnownMembers(s0, {"sig", "keyid"}, prefix + "dsseEnvelope.signatures[0]"));
   AIRLOCK_ASSIGN_OR_RETURN(b.signature, RequireBase64(s0, "sig", "dsseEnvelope.signatures[0]"));
   if (b.signature.empty()) return Bad("dsseEnvelope.signatures[0].sig is empty");
   if (const json* keyid = Member(s0, "keyid")) {
@@ -336,7 +375,7 @@ Result<Statement> ParseStatement(std::string_view payload) {
 Result<std::string> MakeStatement(const std::string& subject_name, const std::string& sha256_hex,
                                   const std::string& predicate_type,
                                   std::string_view predicate_json) {
-  if (!NestingWithinLimit(predicate_json))
+  if (!internal::JsonNestingWithinLimit(predicate_json))
     return InvalidArgument("sign: predicate nested too deep");
   ordered_json predicate =
       ordered_json::parse(predicate_json.begin(), predicate_json.end(), nullptr, false);

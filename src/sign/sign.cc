@@ -342,8 +342,9 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
     return out;
   }
   bool ok = internal::VerifyMessage(key, *md, Pae(b.payload_type, b.payload), b.signature);
-  if (!ok) {
-    // model_signing v0.2 signed a mis-built PAE (and always SHA-256 for certificates).
+  // model_signing v0.2 signed a mis-built PAE (and always SHA-256 for certificates). It never
+  // made keyless bundles, so a keyless signature gets the standard PAE only.
+  if (!ok && !trusted_root) {
     std::string compat = PaeV02Compat(b.payload_type, b.payload);
     ok = internal::VerifyMessage(key, *md, compat, b.signature) ||
          (*md != EVP_sha256() && internal::VerifyMessage(key, EVP_sha256(), compat, b.signature));

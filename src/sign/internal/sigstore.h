@@ -9,11 +9,17 @@
 // be signed by a timestamp authority of the trusted root over the DSSE signature. A Rekor
 // integrated time counts as a signing time only when its SET verifies; a timestamp's time only
 // when it verifies. The Fulcio certificate must chain to a certificate authority of the trusted
-// root at every signing time (and the authority and log keys be valid then, per validFor), name
-// the expected identity in its SubjectAltName and the expected OIDC issuer in its Fulcio issuer
-// extension (1.3.6.1.4.1.57264.1.8, or the older .1.1). Not checked: the certificate's embedded
-// SCT (CT log inclusion) and Rekor's envelopeHash (it hashes the envelope as Rekor canonicalized
-// it). Failures name what failed. Thread-safety: pure functions on values.
+// root at every signing time (and the authority and log keys be valid then, per validFor), be a
+// signing leaf (KeyUsage digitalSignature, ExtendedKeyUsage codeSigning, not a CA), carry embedded
+// SCTs that each verify against a CT log of the trusted root valid at the SCT's time (at least one;
+// required whenever the trusted root lists ctlogs), name the expected identity in its
+// SubjectAltName and the expected OIDC issuer in its Fulcio issuer extension
+// (1.3.6.1.4.1.57264.1.8, or the older .1.1; both present must agree; a duplicated extension
+// fails). Every Rekor entry needs an inclusion proof with a checkpoint (bundle v0.3), and its body
+// must be a dsse 0.0.1 entry with exactly one signature, the bundle's, whose verifier is exactly
+// the bundle's certificate. Not checked: Rekor's envelopeHash (it hashes the envelope as Rekor
+// re-encoded it, which a client cannot reproduce; sigstore-js does not check it either). Failures
+// name what failed. Thread-safety: pure functions on values.
 #pragma once
 
 #include <ctime>
@@ -47,10 +53,12 @@ struct TrustedRoot {
   std::vector<TrustedLogKey> tlogs;
   std::vector<TrustedAuthority> certificate_authorities;
   std::vector<TrustedAuthority> timestamp_authorities;
+  std::vector<TrustedLogKey> ctlogs;  // certificate transparency logs (SCT keys); may be empty
 };
 
-// Parses a ClientTrustConfig (its "trustedRoot" member) or a bare TrustedRoot. Errors:
-// kInvalidArgument (not JSON, no tlogs or no certificate authorities, unreadable keys/certs).
+// Parses a ClientTrustConfig (its "trustedRoot" member) or a bare TrustedRoot, strictly (no
+// duplicate keys). Errors: kInvalidArgument (not JSON, no tlogs or no certificate authorities,
+// unreadable keys/certs/dates).
 Result<TrustedRoot> ParseTrustedRoot(std::string_view json_text);
 
 struct KeylessCheck {
