@@ -323,7 +323,7 @@ Result<std::string> FulcioIssuer(X509* cert) {
 }
 
 // A Fulcio certificate signs and nothing else: KeyUsage digitalSignature and ExtendedKeyUsage
-// codeSigning both present, and not a CA.
+// codeSigning both present, no basicConstraints CA:TRUE and no keyCertSign.
 Status CheckSigningLeaf(X509* leaf) {
   std::uint32_t flags = X509_get_extension_flags(leaf);
   if (flags & EXFLAG_INVALID) return PermissionDenied("the certificate has invalid extensions");
@@ -331,7 +331,9 @@ Status CheckSigningLeaf(X509* leaf) {
     return PermissionDenied("the certificate's KeyUsage lacks digitalSignature");
   if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(leaf) & XKU_CODE_SIGN))
     return PermissionDenied("the certificate's ExtendedKeyUsage lacks codeSigning");
-  if (X509_check_ca(leaf) != 0)
+  // X509_check_ca alone says "not a CA" for CA:TRUE without keyCertSign; a leaf claims neither.
+  if ((flags & EXFLAG_CA) || (X509_get_key_usage(leaf) & KU_KEY_CERT_SIGN) ||
+      X509_check_ca(leaf) != 0)
     return PermissionDenied("the certificate is a CA certificate, not a signing certificate");
   return Status::Ok();
 }

@@ -66,8 +66,20 @@ class KeylessTest : public ::testing::Test {
                             const std::string& trust_config = "") {
     json bundle = json::parse(ReadText(tests_ / "v1.0.0-sigstore/model.sig"));
     edit(bundle);
+    return VerifyText(bundle.dump(), trust_config);
+  }
+
+  // The v1.0.0 bundle as compact JSON text, edited as text (for what a JSON value cannot hold,
+  // such as a duplicate key).
+  VerifyResult VerifyEditedText(const std::function<std::string(std::string)>& edit,
+                                const std::string& trust_config = "") {
+    json bundle = json::parse(ReadText(tests_ / "v1.0.0-sigstore/model.sig"));
+    return VerifyText(edit(bundle.dump()), trust_config);
+  }
+
+  VerifyResult VerifyText(const std::string& bundle_text, const std::string& trust_config = "") {
     fs::path sig = tmp_.path() / "edited.sig";
-    WriteText(sig, bundle.dump());
+    WriteText(sig, bundle_text);
     VerifyOptions o = Options("v1.0.0");
     o.signature_path = sig.string();
     o.ignore_paths.push_back((tests_ / "v1.0.0-sigstore/model.sig").string());
@@ -270,6 +282,255 @@ TEST_F(KeylessTest, BareTrustedRootIsAccepted) {
   EXPECT_TRUE(r.verified) << r.message;
 }
 
+// --- The bundle as hostile input: every refusal below mutates the real v1.0.0 vector. ---
+
+std::string ReplaceOnce(std::string text, const std::string& from, const std::string& to) {
+  std::size_t pos = text.find(from);
+  EXPECT_NE(pos, std::string::npos) << "not found: " << from;
+  if (pos != std::string::npos) text.replace(pos, from.size(), to);
+  return text;
+}
+
+TEST_F(KeylessTest, DuplicateKeyInTheBundleIsRefused) {
+  // Same value twice: harmless-looking, but which copy a parser keeps is its own choice.
+  VerifyResult same = VerifyEditedText([](std::string t) {
+    return ReplaceOnce(
+        t, "{\"dsseEnvelope\":",
+        std::string("{\"mediaType\":\"") + kBundleMediaType + "\",\"dsseEnvelope\":");
+  });
+  EXPECT_EQ(same.failure, VerifyFailure::kMalformedBundle) << same.message;
+  EXPECT_NE(same.message.find("duplicate key \"mediaType\""), std::string::npos) << same.message;
+  // A second signature list that a last-wins parser would read instead of the first.
+  json other = json::parse(ReadText(tests_ / "v1.0.1-sigstore/model.sig"));
+  VerifyResult shadow = VerifyEditedText([&](std::string t) {
+    return ReplaceOnce(
+        t, "\"dsseEnvelope\":{",
+        "\"dsseEnvelope\":{\"signatures\":" + other["dsseEnvelope"]["signatures"].dump() + ",");
+  });
+  EXPECT_EQ(shadow.failure, VerifyFailure::kMalformedBundle) << shadow.message;
+  EXPECT_NE(shadow.message.find("duplicate key \"signatures\""), std::string::npos)
+      << shadow.message;
+}
+
+TEST_F(KeylessTest, ByteOrderMarkIsRefused) {
+  VerifyResult r = VerifyEditedText([](std::string t) { return "\xEF\xBB\xBF" + t; });
+  EXPECT_EQ(r.failure, VerifyFailure::kMalformedBundle) << r.message;
+  EXPECT_NE(r.message.find("byte-order mark"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, SnakeCaseAliasesAndUnknownMembersAreRefused) {
+  // protobuf JSON reads "tlog_entries" as tlogEntries: a reader that skips it would check less
+  // than another verifier of the same bytes.
+  std::vector<std::function<void(json&)>> edits = {
+      [](json& b) { b["verificationMaterial"]["tlog_entries"] = json::array(); },
+      [](json& b) { b["dsse_envelope"] = b["dsseEnvelope"]; },
+      [&](json& b) { Entry(b)["inclusion_promise"] = Entry(b)["inclusionPromise"]; },
+      [&](json& b) { Entry(b)["inclusionProof"]["tree_size"] = "1"; },
+      [](json& b) { b["dsseEnvelope"]["signatures"][0]["public_key"] = "x"; },
+      [](json& b) { b["verificationMaterial"]["certificate"]["raw_bytes"] = "AAAA"; },
+  };
+  for (std::size_t i = 0; i < edits.size(); ++i) {
+    VerifyResult r = VerifyEdited(edits[i]);
+    EXPECT_EQ(r.failure, VerifyFailure::kMalformedBundle) << i << ": " << r.message;
+    EXPECT_NE(r.message.find("unknown member"), std::string::npos) << i << ": " << r.message;
+  }
+}
+
+TEST_F(KeylessTest, TwoKeyFormsInTheVerificationMaterialAreRefused) {
+  VerifyResult r = VerifyEdited([](json& b) {
+    b["verificationMaterial"]["x509CertificateChain"] = {
+        {"certificates", {b["verificationMaterial"]["certificate"]}}};
+  });
+  EXPECT_EQ(r.failure, VerifyFailure::kMalformedBundle) << r.message;
+  EXPECT_NE(r.message.find("more than one"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, MessageSignatureBesideTheEnvelopeIsRefused) {
+  VerifyResult r = VerifyEdited([](json& b) {
+    b["messageSignature"] = {{"signature", b["dsseEnvelope"]["signatures"][0]["sig"]}};
+  });
+  EXPECT_EQ(r.failure, VerifyFailure::kMalformedBundle) << r.message;
+}
+
+TEST_F(KeylessTest, TwoDsseSignaturesAreRefused) {
+  json other = json::parse(ReadText(tests_ / "v1.0.1-sigstore/model.sig"));
+  for (bool same : {true, false}) {
+    VerifyResult r = VerifyEdited([&](json& b) {
+      json& sigs = b["dsseEnvelope"]["signatures"];
+      sigs.push_back(same ? sigs[0] : other["dsseEnvelope"]["signatures"][0]);
+    });
+    EXPECT_EQ(r.failure, VerifyFailure::kMalformedBundle) << r.message;
+    EXPECT_NE(r.message.find("exactly one"), std::string::npos) << r.message;
+  }
+}
+
+TEST_F(KeylessTest, V03BundleWithoutInclusionProofIsRefused) {
+  // The signed entry timestamp still verifies: it is the log's promise, not a proof.
+  VerifyResult r = VerifyEdited([&](json& b) { Entry(b).erase("inclusionProof"); });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("no inclusion proof"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, InclusionProofWithoutCheckpointIsRefused) {
+  VerifyResult r = VerifyEdited([&](json& b) { Entry(b)["inclusionProof"].erase("checkpoint"); });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("checkpoint"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, MalformedCheckpointNoteIsRefused) {
+  // The signature line without its em dash, and a checkpoint body with a blank line inside.
+  std::vector<std::function<std::string(std::string)>> edits = {
+      [](std::string cp) { return ReplaceOnce(cp, "\xe2\x80\x94 ", "- "); },
+      [](std::string cp) { return ReplaceOnce(cp, "\n", "\n\n"); },
+      [](std::string cp) { return cp.substr(0, cp.size() - 1); },  // no final newline
+  };
+  for (std::size_t i = 0; i < edits.size(); ++i) {
+    VerifyResult r = VerifyEdited([&](json& b) {
+      std::string cp = Entry(b)["inclusionProof"]["checkpoint"]["envelope"];
+      Entry(b)["inclusionProof"]["checkpoint"]["envelope"] = edits[i](cp);
+    });
+    EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << i << ": " << r.message;
+    EXPECT_NE(r.message.find("checkpoint"), std::string::npos) << i << ": " << r.message;
+  }
+}
+
+// The Rekor body is parsed by the same strict rules, before its proof is checked.
+class RekorBodyTest : public KeylessTest {
+ protected:
+  VerifyResult VerifyWithBody(const std::function<std::string(const std::string&)>& edit) {
+    return VerifyEdited([&](json& b) {
+      std::string body = *internal::Base64Decode(Entry(b)["canonicalizedBody"].get<std::string>());
+      Entry(b)["canonicalizedBody"] = internal::Base64Encode(edit(body));
+    });
+  }
+};
+
+TEST_F(RekorBodyTest, SecondSignatureInTheEntryIsRefused) {
+  VerifyResult r = VerifyWithBody([](const std::string& text) {
+    json body = json::parse(text);
+    body["spec"]["signatures"].push_back(body["spec"]["signatures"][0]);
+    return body.dump();
+  });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("exactly one"), std::string::npos) << r.message;
+}
+
+TEST_F(RekorBodyTest, DuplicateKeyInTheEntryIsRefused) {
+  VerifyResult r = VerifyWithBody([](const std::string& text) {
+    return ReplaceOnce(text, "{\"apiVersion\":\"0.0.1\"",
+                       "{\"apiVersion\":\"0.0.1\",\"apiVersion\":\"0.0.1\"");
+  });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("duplicate key"), std::string::npos) << r.message;
+}
+
+TEST_F(RekorBodyTest, VerifierWithAnExtraCertificateIsRefused) {
+  VerifyResult r = VerifyWithBody([](const std::string& text) {
+    json body = json::parse(text);
+    json& sig = body["spec"]["signatures"][0];
+    std::string pem = *internal::Base64Decode(sig["verifier"].get<std::string>());
+    sig["verifier"] = internal::Base64Encode(pem + pem);
+    return body.dump();
+  });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("exactly the bundle's certificate"), std::string::npos) << r.message;
+}
+
+TEST_F(RekorBodyTest, UnknownSpecMemberIsRefused) {
+  VerifyResult r = VerifyWithBody([](const std::string& text) {
+    json body = json::parse(text);
+    body["spec"]["proposedContent"] = json::object();
+    return body.dump();
+  });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("unknown member"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, PayloadTypeOtherThanInTotoIsRefused) {
+  VerifyResult r =
+      VerifyEdited([](json& b) { b["dsseEnvelope"]["payloadType"] = "application/json"; });
+  EXPECT_EQ(r.failure, VerifyFailure::kUnsupported) << r.message;
+  EXPECT_NE(r.message.find("payload type"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, MediaTypeOtherThanV03IsRefused) {
+  // v0.1 and v0.2 carry x509CertificateChain and (v0.1) no inclusion proof: other rules, not
+  // these; a bundle without a media type has no rules at all.
+  for (const char* media_type : {"application/vnd.dev.sigstore.bundle+json;version=0.1",
+                                 "application/vnd.dev.sigstore.bundle+json;version=0.2",
+                                 "application/vnd.dev.sigstore.bundle.v0.4+json", ""}) {
+    VerifyResult r = VerifyEdited([&](json& b) {
+      if (*media_type)
+        b["mediaType"] = media_type;
+      else
+        b.erase("mediaType");
+    });
+    EXPECT_EQ(r.failure, VerifyFailure::kUnsupported) << media_type << ": " << r.message;
+  }
+}
+
+TEST_F(KeylessTest, LogEntryOfAnotherKindIsRefused) {
+  VerifyResult r = VerifyEdited([&](json& b) { Entry(b)["kindVersion"]["kind"] = "hashedrekord"; });
+  EXPECT_EQ(r.failure, VerifyFailure::kUnsupported) << r.message;
+}
+
+TEST_F(KeylessTest, SignedEntryTimestampWithoutIntegratedTimeIsRefused) {
+  VerifyResult r = VerifyEdited([&](json& b) { Entry(b).erase("integratedTime"); });
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedLogEntry) << r.message;
+  EXPECT_NE(r.message.find("integrated time"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, TheEmbeddedSctIsVerifiedAgainstTheTrustConfigsCtLogs) {
+  VerifyResult r = Verify("v1.0.0", Options("v1.0.0"));
+  ASSERT_TRUE(r.verified) << r.message;
+  std::string checks;
+  for (const auto& c : r.checks) checks += c + "\n";
+  EXPECT_NE(checks.find("SCT from CT log dd3d306a"), std::string::npos) << checks;
+}
+
+TEST_F(KeylessTest, SctThatDoesNotVerifyWithTheCtLogKeyIsRefused) {
+  // The 2022 CT log's id with another key (the Rekor key): the SCT's signature cannot verify.
+  json trust = json::parse(ReadText(trust_config_));
+  json& root = trust["trustedRoot"];
+  for (auto& ct : root["ctlogs"])
+    ct["publicKey"]["rawBytes"] = root["tlogs"][0]["publicKey"]["rawBytes"];
+  VerifyResult r = VerifyEdited([](json&) {}, trust.dump());
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedCertificate) << r.message;
+  EXPECT_NE(r.message.find("certificate transparency"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, SctFromACtLogNotValidAtItsTimeIsRefused) {
+  json trust = json::parse(ReadText(trust_config_));
+  for (auto& ct : trust["trustedRoot"]["ctlogs"])
+    ct["publicKey"]["validFor"]["end"] = "2023-01-01T00:00:00Z";
+  VerifyResult r = VerifyEdited([](json&) {}, trust.dump());
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedCertificate) << r.message;
+  EXPECT_NE(r.message.find("certificate transparency"), std::string::npos) << r.message;
+}
+
+TEST_F(KeylessTest, TrustConfigWithoutCtLogsSaysTheSctWasNotChecked) {
+  json trust = json::parse(ReadText(trust_config_));
+  trust["trustedRoot"].erase("ctlogs");
+  VerifyResult r = VerifyEdited([](json&) {}, trust.dump());
+  ASSERT_TRUE(r.verified) << r.message;
+  std::string checks;
+  for (const auto& c : r.checks) checks += c + "\n";
+  EXPECT_NE(checks.find("SCT not checked"), std::string::npos) << checks;
+}
+
+TEST_F(KeylessTest, TrustConfigWithADuplicateKeyOrASloppyDateIsRefused) {
+  std::string text = json::parse(ReadText(trust_config_)).dump();
+  std::string dup = ReplaceOnce(text, "\"tlogs\":[", "\"tlogs\":[],\"tlogs\":[");
+  auto r = internal::ParseTrustedRoot(dup);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("duplicate key \"tlogs\""), std::string::npos)
+      << r.error().message();
+  std::string sloppy =
+      ReplaceOnce(text, "\"2021-01-12T11:53:27.000Z\"", "\"2021-01-12T11:53:27.000Z+junk\"");
+  EXPECT_FALSE(internal::ParseTrustedRoot(sloppy).has_value());
+  EXPECT_TRUE(internal::ParseTrustedRoot(text).has_value());  // the control
+}
+
 TEST_F(KeylessTest, VerifyCliChecksIdentityAndExitCodes) {
   auto run = [](const std::string& args) {
     std::string cmd = std::string(AIRLOCK_EXE) + " verify " + args + " >/dev/null 2>&1";
@@ -316,8 +577,33 @@ class SyntheticKeylessTest : public ::testing::Test {
     X509_EXTENSION_free(ext);
   }
 
+  // What a test changes in the Fulcio-like leaf.
+  struct LeafShape {
+    bool code_signing = true;   // ExtendedKeyUsage codeSigning
+    bool ca = false;            // basicConstraints CA:TRUE on the leaf
+    int issuer_extensions = 1;  // copies of the 1.3.6.1.4.1.57264.1.8 extension
+    std::string issuer_der;     // its content; empty: a UTF8String of kOidcIssuer
+    std::string legacy_issuer;  // the raw 1.3.6.1.4.1.57264.1.1 extension; empty: none
+  };
+
+  static void AddRawExt(X509* cert, const char* oid_text, const std::string& content) {
+    ASN1_OBJECT* oid = OBJ_txt2obj(oid_text, 1);
+    ASN1_OCTET_STRING* data = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING_set(data, reinterpret_cast<const unsigned char*>(content.data()),
+                          static_cast<int>(content.size()));
+    X509_EXTENSION* ext = X509_EXTENSION_create_by_OBJ(nullptr, oid, 0, data);
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(data);
+    ASN1_OBJECT_free(oid);
+  }
+
   static X509* MakeCert(EVP_PKEY* key, EVP_PKEY* signer, X509* issuer, bool ca, std::time_t from,
                         std::time_t until) {
+    return MakeCert(key, signer, issuer, ca, from, until, LeafShape());
+  }
+  static X509* MakeCert(EVP_PKEY* key, EVP_PKEY* signer, X509* issuer, bool ca, std::time_t from,
+                        std::time_t until, const LeafShape& shape) {
     X509* cert = X509_new();
     X509_set_version(cert, 2);
     ASN1_INTEGER_set(X509_get_serialNumber(cert), ca ? 1 : 2);
@@ -334,20 +620,17 @@ class SyntheticKeylessTest : public ::testing::Test {
       AddExt(cert, nullptr, NID_key_usage, "critical,keyCertSign,cRLSign");
     } else {
       AddExt(cert, issuer, NID_key_usage, "critical,digitalSignature");
-      AddExt(cert, issuer, NID_ext_key_usage, "codeSigning");
+      AddExt(cert, issuer, NID_ext_key_usage, shape.code_signing ? "codeSigning" : "serverAuth");
+      if (shape.ca) AddExt(cert, issuer, NID_basic_constraints, "critical,CA:TRUE");
       AddExt(cert, issuer, NID_subject_alt_name, (std::string("email:") + kEmail).c_str());
       // Fulcio's issuer extension (1.3.6.1.4.1.57264.1.8): a DER UTF8String.
       std::string issuer_der =
           std::string("\x0c", 1) + static_cast<char>(std::strlen(kOidcIssuer)) + kOidcIssuer;
-      ASN1_OBJECT* oid = OBJ_txt2obj("1.3.6.1.4.1.57264.1.8", 1);
-      ASN1_OCTET_STRING* data = ASN1_OCTET_STRING_new();
-      ASN1_OCTET_STRING_set(data, reinterpret_cast<const unsigned char*>(issuer_der.data()),
-                            static_cast<int>(issuer_der.size()));
-      X509_EXTENSION* ext = X509_EXTENSION_create_by_OBJ(nullptr, oid, 0, data);
-      X509_add_ext(cert, ext, -1);
-      X509_EXTENSION_free(ext);
-      ASN1_OCTET_STRING_free(data);
-      ASN1_OBJECT_free(oid);
+      if (!shape.issuer_der.empty()) issuer_der = shape.issuer_der;
+      for (int i = 0; i < shape.issuer_extensions; ++i)
+        AddRawExt(cert, "1.3.6.1.4.1.57264.1.8", issuer_der);
+      if (!shape.legacy_issuer.empty())
+        AddRawExt(cert, "1.3.6.1.4.1.57264.1.1", shape.legacy_issuer);
     }
     X509_sign(cert, signer, EVP_sha256());
     return cert;
@@ -405,10 +688,11 @@ class SyntheticKeylessTest : public ::testing::Test {
 
   // A bundle whose Rekor entry says it was integrated at `integrated_time`, with a valid SET,
   // a one-leaf inclusion proof and a checkpoint, all signed by the log key.
-  std::string Bundle(std::int64_t integrated_time) const {
+  std::string Bundle(std::int64_t integrated_time, bool legacy_pae = false) const {
     auto statement = MakeStatement("model", std::string(64, 'a'), kModelSigningPredicateType, "{}");
     std::string payload = statement.has_value() ? *statement : std::string();
-    std::string sig = Sign(leaf_key_, Pae(kInTotoPayloadType, payload));
+    std::string sig = Sign(leaf_key_, legacy_pae ? PaeV02Compat(kInTotoPayloadType, payload)
+                                                 : Pae(kInTotoPayloadType, payload));
     json body = {{"apiVersion", "0.0.1"},
                  {"kind", "dsse"},
                  {"spec",
@@ -454,13 +738,13 @@ class SyntheticKeylessTest : public ::testing::Test {
     return bundle.dump();
   }
 
-  VerifyResult VerifyAt(std::int64_t integrated_time) {
+  VerifyResult VerifyAt(std::int64_t integrated_time, bool legacy_pae = false) {
     WriteText(tmp_.path() / "root.json", TrustRoot());
     TrustAnchor trust;
     trust.trust_config_path = (tmp_.path() / "root.json").string();
     trust.identity = kEmail;
     trust.identity_provider = kOidcIssuer;
-    auto r = VerifyBundle(Bundle(integrated_time), trust);
+    auto r = VerifyBundle(Bundle(integrated_time, legacy_pae), trust);
     EXPECT_TRUE(r.has_value()) << (r.has_value() ? "" : r.error().message());
     return r.has_value() ? r->result : VerifyResult{};
   }
@@ -492,6 +776,65 @@ TEST_F(SyntheticKeylessTest, CertificateNotYetValidAtTheIntegratedTimeFails) {
   VerifyResult r = VerifyAt(kNotBefore - 60);
   EXPECT_EQ(r.failure, VerifyFailure::kUntrustedCertificate) << r.message;
   EXPECT_NE(r.message.find("not yet valid"), std::string::npos) << r.message;
+}
+
+TEST_F(SyntheticKeylessTest, LeafWithoutCodeSigningUsageIsRefused) {
+  LeafShape shape;
+  shape.code_signing = false;
+  X509_free(leaf_);
+  leaf_ = MakeCert(leaf_key_, ca_key_, ca_, false, kNotBefore, kNotBefore + 600, shape);
+  VerifyResult r = VerifyAt(kNotBefore + 60);
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedCertificate) << r.message;
+  EXPECT_NE(r.message.find("codeSigning"), std::string::npos) << r.message;
+}
+
+TEST_F(SyntheticKeylessTest, CaCertificateAsTheSigningLeafIsRefused) {
+  LeafShape shape;
+  shape.ca = true;
+  X509_free(leaf_);
+  leaf_ = MakeCert(leaf_key_, ca_key_, ca_, false, kNotBefore, kNotBefore + 600, shape);
+  VerifyResult r = VerifyAt(kNotBefore + 60);
+  EXPECT_EQ(r.failure, VerifyFailure::kUntrustedCertificate) << r.message;
+  EXPECT_NE(r.message.find("CA certificate"), std::string::npos) << r.message;
+}
+
+TEST_F(SyntheticKeylessTest, DuplicatedIssuerExtensionIsRefused) {
+  LeafShape shape;
+  shape.issuer_extensions = 2;
+  X509_free(leaf_);
+  leaf_ = MakeCert(leaf_key_, ca_key_, ca_, false, kNotBefore, kNotBefore + 600, shape);
+  VerifyResult r = VerifyAt(kNotBefore + 60);
+  EXPECT_EQ(r.failure, VerifyFailure::kIdentityMismatch) << r.message;
+  EXPECT_NE(r.message.find("issuer extension twice"), std::string::npos) << r.message;
+}
+
+TEST_F(SyntheticKeylessTest, DisagreeingLegacyIssuerExtensionIsRefused) {
+  // The new extension names the expected issuer; the deprecated one another: a verifier reading
+  // only the old one would see another identity provider.
+  LeafShape shape;
+  shape.legacy_issuer = "https://accounts.example.net";
+  X509_free(leaf_);
+  leaf_ = MakeCert(leaf_key_, ca_key_, ca_, false, kNotBefore, kNotBefore + 600, shape);
+  VerifyResult r = VerifyAt(kNotBefore + 60);
+  EXPECT_EQ(r.failure, VerifyFailure::kIdentityMismatch) << r.message;
+  EXPECT_NE(r.message.find("disagree"), std::string::npos) << r.message;
+}
+
+TEST_F(SyntheticKeylessTest, MalformedIssuerExtensionDoesNotFallBackToTheLegacyOne) {
+  LeafShape shape;
+  shape.issuer_der = std::string("\x0c\x7f", 2) + kOidcIssuer;  // a length past the end
+  shape.legacy_issuer = kOidcIssuer;
+  X509_free(leaf_);
+  leaf_ = MakeCert(leaf_key_, ca_key_, ca_, false, kNotBefore, kNotBefore + 600, shape);
+  VerifyResult r = VerifyAt(kNotBefore + 60);
+  EXPECT_EQ(r.failure, VerifyFailure::kIdentityMismatch) << r.message;
+  EXPECT_NE(r.message.find("not a UTF8String"), std::string::npos) << r.message;
+}
+
+TEST_F(SyntheticKeylessTest, KeylessSignatureOverTheLegacyV02PaeIsRefused) {
+  // model_signing v0.2's mis-built PAE is accepted for its key and certificate bundles only.
+  VerifyResult r = VerifyAt(kNotBefore + 60, /*legacy_pae=*/true);
+  EXPECT_EQ(r.failure, VerifyFailure::kBadSignature) << r.message;
 }
 
 // RFC 9162 inclusion proofs on a 7-leaf tree, built here the slow way.
