@@ -1,14 +1,43 @@
 // Fuzzes the model-signing wire format: Sigstore bundle JSON, the DSSE envelope inside it, the
 // in-toto statement and the model-signing predicate, the keyless verification material
-// (Rekor entries, inclusion proofs) and Sigstore trusted roots. Any input must yield a value or a
-// clean Status (no crash, no leak, no hang), and what we serialize must parse back.
+// (Rekor entries, inclusion proofs, checkpoints, SCTs, checked against model_signing's trust config
+// when the fixtures are present), the strict JSON reader and Sigstore trusted roots. Any input must
+// yield a value or a clean Status (no crash, no leak, no hang), and what we serialize must parse
+// back.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string_view>
 
 #include "sign/bundle.h"
 #include "sign/internal/sigstore.h"
+#include "sign/internal/strict_json.h"
+
+namespace {
+
+// model_signing's custom trust config when the fixtures are present ($AIRLOCK_FIXTURES, else
+// ../shared/fixtures from the working directory), so that mutated keyless vectors reach the
+// inclusion proof, checkpoint, SET, SCT and identity checks instead of stopping at "unknown log".
+const airlock::sign::internal::TrustedRoot* RealTrustRoot() {
+  static const std::optional<airlock::sign::internal::TrustedRoot> root =
+      []() -> std::optional<airlock::sign::internal::TrustedRoot> {
+    const char* env = std::getenv("AIRLOCK_FIXTURES");
+    std::string dir = env && *env ? env : "../shared/fixtures";
+    std::ifstream in(dir + "/model-signing/tests/_signing/testdata/custom_trust_config.json");
+    if (!in) return std::nullopt;
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = airlock::sign::internal::ParseTrustedRoot(text.str());
+    if (!parsed.has_value()) return std::nullopt;
+    return std::move(*parsed);
+  }();
+  return root ? &*root : nullptr;
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -33,7 +62,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)internal::VerifyInclusionProof(e.canonicalized_body, e.proof_log_index, e.tree_size,
                                            e.proof_hashes, e.root_hash);
     (void)internal::VerifyKeylessMaterial(*bundle, internal::TrustedRoot{}, "a@b", "https://i");
+    if (const internal::TrustedRoot* real = RealTrustRoot())
+      (void)internal::VerifyKeylessMaterial(*bundle, *real, "stefanb@us.ibm.com",
+                                            "https://sigstore.verify.ibm.com/oauth2");
   }
+  // The strict JSON reader alone (duplicate keys, BOM, depth).
+  (void)internal::ParseStrictJson(text, "fuzz");
   // The same bytes as a Sigstore trusted root / client trust config.
   (void)internal::ParseTrustedRoot(text);
 
