@@ -9,9 +9,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <system_error>
+#include <thread>
 
 namespace airlock::assess {
 namespace {
@@ -51,19 +55,76 @@ bool WaitFor(int fd, short events, Clock::time_point deadline) {
   }
 }
 
-Result<std::unique_ptr<Socket>> Connect(const std::string& host, int port,
-                                        Clock::time_point deadline,
-                                        std::chrono::milliseconds connect_timeout) {
+int SystemResolver(const std::string& host, const std::string& service, const addrinfo* hints,
+                   addrinfo** out) {
+  return getaddrinfo(host.c_str(), service.c_str(), hints, out);
+}
+
+std::mutex resolver_mutex;
+Resolver& CurrentResolver() {
+  static Resolver resolver = SystemResolver;
+  return resolver;
+}
+
+// One name resolution, shared by the caller and the helper thread that runs it: whoever lets go
+// last frees the result.
+struct Resolution {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  int rc = 0;
+  addrinfo* result = nullptr;
+  ~Resolution() {
+    if (result) freeaddrinfo(result);
+  }
+};
+
+// Resolves host:service within the deadline. An address literal resolves here at once; a name
+// goes to the resolver on a helper thread (getaddrinfo has no timeout of its own), and when the
+// deadline comes first the caller stops waiting and the thread finishes and cleans up alone.
+Result<std::shared_ptr<Resolution>> Resolve(const std::string& host, const std::string& service,
+                                            Clock::time_point deadline) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
+  auto literal = std::make_shared<Resolution>();
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  if (getaddrinfo(host.c_str(), service.c_str(), &hints, &literal->result) == 0) return literal;
+  literal->result = nullptr;
+  hints.ai_flags = AI_NUMERICSERV;
+  Resolver resolver;
+  {
+    std::lock_guard<std::mutex> lock(resolver_mutex);
+    resolver = CurrentResolver();
+  }
+  auto state = std::make_shared<Resolution>();
+  try {
+    std::thread([state, resolver, host, service, hints] {
+      addrinfo* out = nullptr;
+      int rc = resolver(host, service, &hints, &out);
+      std::lock_guard<std::mutex> lock(state->mutex);
+      state->rc = rc;
+      state->result = out;
+      state->done = true;
+      state->done_cv.notify_all();
+    }).detach();
+  } catch (const std::system_error&) {
+    return Unavailable("cannot resolve " + host + ": no thread for the resolver");
+  }
+  std::unique_lock<std::mutex> lock(state->mutex);
+  if (!state->done_cv.wait_until(lock, deadline, [&] { return state->done; }))
+    return DeadlineExceeded("resolving " + host + " did not finish within the deadline");
+  if (state->rc != 0) return Unavailable("cannot resolve " + host + ": " + gai_strerror(state->rc));
+  return state;
+}
+
+Result<std::unique_ptr<Socket>> Connect(const std::string& host, int port,
+                                        Clock::time_point deadline,
+                                        std::chrono::milliseconds connect_timeout) {
   std::string service = std::to_string(port);
-  if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
-    return Unavailable("cannot resolve " + host + ": " + gai_strerror(rc));
-  std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(found, freeaddrinfo);
+  AIRLOCK_ASSIGN_OR_RETURN(std::shared_ptr<Resolution> resolved, Resolve(host, service, deadline));
   std::string last_error = "no address";
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+  for (addrinfo* a = resolved->result; a != nullptr; a = a->ai_next) {
     auto sock = std::make_unique<Socket>(socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0));
     if (sock->fd() < 0) continue;
     fcntl(sock->fd(), F_SETFL, fcntl(sock->fd(), F_GETFL) | O_NONBLOCK);
@@ -143,53 +204,125 @@ Result<Head> ParseHead(std::string_view head) {
   return h;
 }
 
-// Decodes a chunked body received so far. Returns the body once the last chunk and the trailers
-// are in; nullopt while more bytes are needed; an error for malformed framing.
-Result<std::optional<std::string>> DecodeChunked(std::string_view raw, std::size_t max_body) {
-  std::string body;
-  std::size_t pos = 0;
-  for (;;) {
-    std::size_t eol = raw.find("\r\n", pos);
-    if (eol == std::string_view::npos) {
-      if (raw.size() - pos > 1024) return Corrupt("malformed chunk size line");
-      return std::optional<std::string>();
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Decodes a chunked body as it arrives. Each call resumes where the last one stopped, so every
+// received byte is examined a bounded number of times (a size or trailer line at most twice) no
+// matter how the peer splits its bytes: 100k one-byte chunks cost linear work, not quadratic.
+class ChunkedDecoder {
+ public:
+  explicit ChunkedDecoder(std::size_t max_body) : max_body_(max_body) {}
+
+  // `raw` is every body byte received so far (it only grows). true once the last chunk and the
+  // trailers are in; false while more bytes are needed; an error for malformed framing.
+  Result<bool> Feed(std::string_view raw) {
+    for (;;) {
+      switch (state_) {
+        case State::kSizeLine:
+        case State::kTrailerLine: {
+          AIRLOCK_ASSIGN_OR_RETURN(std::optional<std::string_view> line, NextLine(raw));
+          if (!line) return false;
+          if (state_ == State::kTrailerLine) {
+            if (line->empty()) {
+              state_ = State::kDone;
+              return true;
+            }
+            continue;  // a trailer field: read and dropped
+          }
+          AIRLOCK_TRY(StartChunk(*line));
+          continue;
+        }
+        case State::kData: {
+          std::size_t n = std::min(remaining_, raw.size() - pos_);
+          body_.append(raw.substr(pos_, n));
+          examined_ += n;
+          pos_ += n;
+          remaining_ -= n;
+          if (remaining_ > 0) return false;
+          state_ = State::kDataEnd;
+          continue;
+        }
+        case State::kDataEnd:
+          if (raw.size() - pos_ < 2) return false;
+          examined_ += 2;
+          if (raw.substr(pos_, 2) != "\r\n") return Corrupt("malformed chunk terminator");
+          pos_ += 2;
+          line_start_ = pos_;
+          state_ = State::kSizeLine;
+          continue;
+        case State::kDone:
+          return true;
+      }
     }
-    std::string_view size_line = raw.substr(pos, eol - pos);
+  }
+
+  std::string TakeBody() { return std::move(body_); }
+  std::size_t bytes_examined() const { return examined_; }
+
+ private:
+  enum class State { kSizeLine, kData, kDataEnd, kTrailerLine, kDone };
+  static constexpr std::size_t kMaxLine = 1024;
+
+  // The next CRLF-terminated line (without CRLF), or nullopt while it is incomplete. Scanning
+  // resumes at pos_, so a line that arrives byte by byte is still scanned once.
+  Result<std::optional<std::string_view>> NextLine(std::string_view raw) {
+    while (pos_ < raw.size()) {
+      ++examined_;
+      if (raw[pos_++] != '\n') continue;
+      std::size_t end = pos_ - 1;  // the LF
+      if (end == line_start_ || raw[end - 1] != '\r')
+        return Corrupt("malformed chunk framing: a line not ended by CRLF");
+      std::string_view line = raw.substr(line_start_, end - 1 - line_start_);
+      line_start_ = pos_;
+      return std::optional<std::string_view>(line);
+    }
+    if (raw.size() - line_start_ > kMaxLine) return Corrupt("malformed chunk size line");
+    return std::optional<std::string_view>();
+  }
+
+  Status StartChunk(std::string_view size_line) {
+    examined_ += size_line.size();
     if (std::size_t semi = size_line.find(';'); semi != std::string_view::npos)
-      size_line = size_line.substr(0, semi);
+      size_line = size_line.substr(0, semi);  // chunk extensions are ignored
     while (!size_line.empty() && size_line.back() == ' ') size_line.remove_suffix(1);
     if (size_line.empty() || size_line.size() > 15) return Corrupt("malformed chunk size");
     std::size_t size = 0;
     for (char c : size_line) {
-      int digit = std::isdigit(static_cast<unsigned char>(c))
-                      ? c - '0'
-                      : (std::tolower(static_cast<unsigned char>(c)) >= 'a' &&
-                                 std::tolower(static_cast<unsigned char>(c)) <= 'f'
-                             ? std::tolower(static_cast<unsigned char>(c)) - 'a' + 10
-                             : -1);
+      int digit = HexDigit(c);
       if (digit < 0) return Corrupt("malformed chunk size");
       size = size * 16 + static_cast<std::size_t>(digit);
     }
-    if (size > max_body || body.size() + size > max_body)
-      return LimitExceeded("response body exceeds " + std::to_string(max_body) + " bytes");
-    pos = eol + 2;
+    if (size > max_body_ || body_.size() + size > max_body_)
+      return LimitExceeded("response body exceeds " + std::to_string(max_body_) + " bytes");
     if (size == 0) {
-      // Trailers, then an empty line.
-      for (;;) {
-        std::size_t end = raw.find("\r\n", pos);
-        if (end == std::string_view::npos) return std::optional<std::string>();
-        if (end == pos) return std::optional<std::string>(std::move(body));
-        pos = end + 2;
-      }
+      state_ = State::kTrailerLine;
+    } else {
+      remaining_ = size;
+      state_ = State::kData;
     }
-    if (raw.size() - pos < size + 2) return std::optional<std::string>();
-    body.append(raw.substr(pos, size));
-    if (raw.substr(pos + size, 2) != "\r\n") return Corrupt("malformed chunk terminator");
-    pos += size + 2;
+    return Status::Ok();
   }
-}
+
+  std::size_t max_body_;
+  State state_ = State::kSizeLine;
+  std::size_t pos_ = 0;         // the next byte of `raw` to examine
+  std::size_t line_start_ = 0;  // where the line being read starts
+  std::size_t remaining_ = 0;   // bytes left in the current chunk
+  std::string body_;
+  std::size_t examined_ = 0;
+};
 
 }  // namespace
+
+void SetResolverForTesting(Resolver resolver) {
+  std::lock_guard<std::mutex> lock(resolver_mutex);
+  CurrentResolver() = resolver ? std::move(resolver) : Resolver(SystemResolver);
+}
 
 Result<HttpResponse> HttpPost(const std::string& host, int port, const std::string& path,
                               const std::vector<std::pair<std::string, std::string>>& headers,
@@ -223,6 +356,7 @@ Result<HttpResponse> HttpPost(const std::string& host, int port, const std::stri
 
   std::string raw;
   std::optional<Head> head;
+  std::optional<ChunkedDecoder> chunked;
   std::size_t body_start = 0;
   char buf[16384];
   for (;;) {
@@ -231,8 +365,12 @@ Result<HttpResponse> HttpPost(const std::string& host, int port, const std::stri
       if (head->framing == Framing::kLength && received.size() >= head->content_length)
         return HttpResponse{head->status, std::string(received.substr(0, head->content_length))};
       if (head->framing == Framing::kChunked) {
-        AIRLOCK_ASSIGN_OR_RETURN(auto decoded, DecodeChunked(received, limits.max_body_bytes));
-        if (decoded) return HttpResponse{head->status, std::move(*decoded)};
+        AIRLOCK_ASSIGN_OR_RETURN(bool complete, chunked->Feed(received));
+        if (complete) {
+          HttpResponse r{head->status, chunked->TakeBody()};
+          r.framing_bytes_examined = chunked->bytes_examined();
+          return r;
+        }
         // Framing overhead is bounded too: at most 2x the body cap of raw chunked bytes.
         if (received.size() > 2 * limits.max_body_bytes + 1024)
           return LimitExceeded("response body exceeds " + std::to_string(limits.max_body_bytes) +
@@ -271,6 +409,7 @@ Result<HttpResponse> HttpPost(const std::string& host, int port, const std::stri
                              " bytes exceeds " + std::to_string(limits.max_body_bytes) + " bytes");
       head = parsed;
       body_start = end + 4;
+      if (head->framing == Framing::kChunked) chunked.emplace(limits.max_body_bytes);
     }
   }
 }

@@ -4,14 +4,19 @@
 // in the results (never an empty answer scored as a refusal or a failed attack), within the
 // reply caps, and the results file must stay bounded. The same for a hostile judge endpoint.
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -51,6 +56,7 @@ class RawServer {
     thread_.join();
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+  int port() const { return port_; }
   int requests() const { return requests_; }
 
   // Writes all of `data`; false once the peer is gone.
@@ -191,6 +197,82 @@ TEST(HostileEndpoint, SlowDripOfTheBodyEndsAtTheDeadline) {
   auto reply = Target(server.url(), /*timeout_seconds=*/1)->Chat({{"user", "hi"}}, {});
   ASSERT_FALSE(reply.has_value());
   EXPECT_EQ(reply.error().code(), StatusCode::kDeadlineExceeded) << reply.error().ToString();
+}
+
+// 100k one-byte chunks, each written on its own: the chunked decoder resumes where it stopped,
+// so its work is linear in the reply (a decoder that re-read the body after each of the at least
+// 37 reads of 16 KiB would examine millions of bytes). Work is counted, not timed.
+TEST(HostileEndpoint, HundredThousandOneByteChunksCostLinearWork) {
+  constexpr int kChunks = 100000;
+  RawServer server([](int fd, const std::atomic<bool>& stop) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!RawServer::Send(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")) return;
+    for (int i = 0; i < kChunks && !stop; ++i)
+      if (!RawServer::Send(fd, "1\r\nx\r\n")) return;
+    RawServer::Send(fd, "0\r\nX-Trailer: 1\r\n\r\n");
+  });
+  HttpLimits limits;
+  limits.max_body_bytes = 1 << 20;
+  auto reply = HttpPost("127.0.0.1", server.port(), "/v1", {}, "{}", limits);
+  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->body, std::string(kChunks, 'x'));
+  const std::size_t raw_bytes = kChunks * 6 + 18;
+  EXPECT_GE(reply->framing_bytes_examined, raw_bytes);  // every byte was looked at
+  EXPECT_LE(reply->framing_bytes_examined, 2 * raw_bytes) << "chunked decoding is not linear";
+}
+
+TEST(HostileEndpoint, MalformedChunkFramingIsAnError) {
+  for (const char* bad : {"1\nx\r\n0\r\n\r\n", "1\r\nxy0\r\n\r\n", "zz\r\nx\r\n0\r\n\r\n"}) {
+    RawServer server([bad](int fd, const std::atomic<bool>&) {
+      RawServer::Send(fd,
+                      std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") + bad);
+    });
+    HttpLimits limits;
+    limits.deadline = std::chrono::milliseconds(20000);
+    auto reply = HttpPost("127.0.0.1", server.port(), "/v1", {}, "{}", limits);
+    ASSERT_FALSE(reply.has_value()) << bad;
+    EXPECT_EQ(reply.error().code(), StatusCode::kCorrupt)
+        << bad << ": " << reply.error().ToString();
+  }
+}
+
+// getaddrinfo has no timeout: a name whose resolver never answers must still end at the deadline.
+// The stand-in resolver blocks until the test releases it (after HttpPost has returned).
+TEST(HostileEndpoint, AResolverThatNeverAnswersEndsAtTheDeadline) {
+  struct Gate {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool released = false;
+    int calls = 0;
+  };
+  auto gate = std::make_shared<Gate>();
+  SetResolverForTesting(
+      [gate](const std::string&, const std::string&, const addrinfo*, addrinfo** out) {
+        std::unique_lock<std::mutex> lock(gate->mutex);
+        ++gate->calls;
+        gate->cv.wait(lock, [&] { return gate->released; });
+        *out = nullptr;
+        return EAI_AGAIN;
+      });
+  HttpLimits limits;
+  limits.deadline = std::chrono::milliseconds(300);
+  auto reply = HttpPost("model.endpoint.test", 8080, "/v1", {}, "{}", limits);
+  // An address literal never waits for the resolver.
+  RawServer server(JsonReply("{}"));
+  auto literal = HttpPost("127.0.0.1", server.port(), "/v1", {}, "{}", HttpLimits{});
+  {
+    std::lock_guard<std::mutex> lock(gate->mutex);
+    gate->released = true;
+    EXPECT_EQ(gate->calls, 1);
+  }
+  gate->cv.notify_all();
+  SetResolverForTesting(nullptr);
+  ASSERT_FALSE(reply.has_value());
+  EXPECT_EQ(reply.error().code(), StatusCode::kDeadlineExceeded) << reply.error().ToString();
+  ASSERT_TRUE(literal.has_value()) << literal.error().ToString();
+  EXPECT_EQ(literal->status, 200);
 }
 
 TEST(HostileEndpoint, SlowDripOfEndlessHeadersEndsAtTheDeadline) {
