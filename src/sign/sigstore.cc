@@ -563,21 +563,19 @@ KeylessCheck VerifyKeylessMaterial(const Bundle& b, const TrustedRoot& root,
     if (!e.has_inclusion_proof)
       return Failed(VerifyFailure::kUntrustedLogEntry,
                     which + " has no inclusion proof (a v0.3 bundle must carry one)");
-    {
-      std::string leaf_hash = Sha256Raw(std::string("\x00", 1) + e.canonicalized_body);
-      if (!VerifyInclusionProof(leaf_hash, e.proof_log_index, e.tree_size, e.proof_hashes,
-                                e.root_hash))
-        return Failed(VerifyFailure::kUntrustedLogEntry,
-                      which + ": the inclusion proof does not lead to its root hash");
-      if (e.checkpoint.empty())
-        return Failed(VerifyFailure::kUntrustedLogEntry,
-                      which + ": the inclusion proof has no signed checkpoint");
-      Status cp = VerifyCheckpoint(e, *log);
-      if (!cp.ok()) return Failed(VerifyFailure::kUntrustedLogEntry, which + ": " + cp.message());
-      out.notes.push_back(which + ": inclusion proof verified against a checkpoint signed by " +
-                          (log->base_url.empty() ? "the log" : log->base_url) + " (tree size " +
-                          std::to_string(e.tree_size) + ")");
-    }
+    std::string leaf_hash = Sha256Raw(std::string("\x00", 1) + e.canonicalized_body);
+    if (!VerifyInclusionProof(leaf_hash, e.proof_log_index, e.tree_size, e.proof_hashes,
+                              e.root_hash))
+      return Failed(VerifyFailure::kUntrustedLogEntry,
+                    which + ": the inclusion proof does not lead to its root hash");
+    if (e.checkpoint.empty())
+      return Failed(VerifyFailure::kUntrustedLogEntry,
+                    which + ": the inclusion proof has no signed checkpoint");
+    Status cp = VerifyCheckpoint(e, *log);
+    if (!cp.ok()) return Failed(VerifyFailure::kUntrustedLogEntry, which + ": " + cp.message());
+    out.notes.push_back(which + ": inclusion proof verified against a checkpoint signed by " +
+                        (log->base_url.empty() ? "the log" : log->base_url) + " (tree size " +
+                        std::to_string(e.tree_size) + ")");
     if (!e.signed_entry_timestamp.empty()) {
       if (e.integrated_time < 0)
         return Failed(VerifyFailure::kUntrustedLogEntry,
