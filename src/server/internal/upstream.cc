@@ -4,7 +4,9 @@
 #include <httplib.h>
 #include <ifaddrs.h>
 #include <netdb.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -81,6 +83,9 @@ int VerifyUpstreamPeer(X509_STORE_CTX* store, void* arg) {
   return 1;
 }
 
+// An encrypted key is refused instead of prompting on the terminal (there is nobody to answer).
+int NoPassphrase(char*, int, int, void*) { return 0; }
+
 std::string OpenSslErrorText() {
   unsigned long e = ERR_get_error();
   ERR_clear_error();
@@ -108,10 +113,17 @@ Status CheckTlsFiles(const policy::Upstream& u) {
         SSL_CTX_use_certificate_file(ctx.get(), u.client_cert.c_str(), SSL_FILETYPE_PEM) != 1)
       return InvalidArgument("server: upstream '" + u.name + "' client_cert '" + u.client_cert +
                              "' is not a readable PEM certificate (" + OpenSslErrorText() + ")");
-    if (SSL_CTX_use_PrivateKey_file(ctx.get(), u.client_key.c_str(), SSL_FILETYPE_PEM) != 1)
+    std::unique_ptr<BIO, decltype(&BIO_free)> key_file(BIO_new_file(u.client_key.c_str(), "r"),
+                                                       BIO_free);
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        key_file ? PEM_read_bio_PrivateKey(key_file.get(), nullptr, &NoPassphrase, nullptr)
+                 : nullptr,
+        EVP_PKEY_free);
+    if (!key)  // the key is a secret: its path is named, never its content or OpenSSL's dump
       return InvalidArgument("server: upstream '" + u.name + "' client_key '" + u.client_key +
                              "' is not a readable PEM private key");
-    if (SSL_CTX_check_private_key(ctx.get()) != 1)
+    if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1 ||
+        SSL_CTX_check_private_key(ctx.get()) != 1)
       return InvalidArgument("server: upstream '" + u.name + "' client_key '" + u.client_key +
                              "' does not belong to client_cert '" + u.client_cert + "'");
   }
