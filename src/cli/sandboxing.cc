@@ -31,13 +31,15 @@ struct StagedOutput {
 };
 std::vector<StagedOutput> g_staged;
 
-// Whether `path` is written through a staging folder: a regular file or one still to be created.
-// Devices, FIFOs and terminals (-o /dev/stdout) are written in place, with a grant for that file
-// alone (sandbox.h).
-bool Stageable(const std::string& path) {
+// How an output is granted: staged (a regular file, or one still to be created), in place (a
+// device, FIFO or terminal such as -o /dev/stdout: that file alone, sandbox.h), or not at all (a
+// folder: the command's own write fails on it, as it would unconfined).
+enum class OutputKind { kStaged, kInPlace, kNone };
+OutputKind KindOf(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT;
-  return S_ISREG(st.st_mode);
+  if (::stat(path.c_str(), &st) != 0) return OutputKind::kStaged;
+  if (S_ISDIR(st.st_mode)) return OutputKind::kNone;
+  return S_ISREG(st.st_mode) ? OutputKind::kStaged : OutputKind::kInPlace;
 }
 
 bool Stage(const char* command, const std::string& target, StagedOutput* out) {
@@ -133,7 +135,9 @@ bool EnterSandbox(const char* command, const std::vector<std::string>& inputs,
   // rights, so it is done by an unconfined parent process that parses nothing.
   for (const std::string& out : outputs) {
     if (out.empty()) continue;
-    if (!Stageable(out)) {
+    OutputKind kind = KindOf(out);
+    if (kind == OutputKind::kNone) continue;
+    if (kind == OutputKind::kInPlace) {
       policy.write_paths.push_back(out);
       continue;
     }
