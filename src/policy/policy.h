@@ -41,7 +41,7 @@ struct Upstream {
   std::vector<std::string> spki_sha256;
   std::string subject;       // the leaf certificate's subject, RFC 2253 form, exactly
   std::string organization;  // one of the leaf subject's O (organizationName) values, exactly
-  std::string client_cert;   // PEM certificate (chain) presented to the upstream (mTLS)
+  std::string client_cert;   // PEM certificate presented to the upstream (mTLS; the first one)
   std::string client_key;    // its PEM private key
 };
 
