@@ -109,6 +109,8 @@ nlohmann::json ToJson(const AuditRecord& r) {
   if (r.prompt_text) j["prompt_text"] = *r.prompt_text;
   if (r.response_text) j["response_text"] = *r.response_text;
   if (r.reasoning_text) j["reasoning_text"] = *r.reasoning_text;
+  if (!r.upstream_cert_sha256.empty()) j["upstream_cert_sha256"] = r.upstream_cert_sha256;
+  if (!r.upstream_spki_sha256.empty()) j["upstream_spki_sha256"] = r.upstream_spki_sha256;
   return j;
 }
 

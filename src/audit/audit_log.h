@@ -44,6 +44,13 @@ struct AuditRecord {
   std::optional<std::string> prompt_text;  // only when the policy stores text
   std::optional<std::string> response_text;
   std::optional<std::string> reasoning_text;  // reasoning action "log"
+  // An https upstream's TLS peer on the connection the request used: the leaf certificate's
+  // SHA-256 fingerprint (hex of its DER) and its key's RFC 7469 pin (base64). Also set when the
+  // gateway refused the peer for its identity (then naming the certificate it refused). Empty
+  // (and absent from the record) for local models, plain-HTTP upstreams and requests that never
+  // got as far as a TLS handshake.
+  std::string upstream_cert_sha256;
+  std::string upstream_spki_sha256;
 };
 
 struct OpenOptions {

@@ -278,11 +278,15 @@ int RunShow(const AuditArgs& a) {
       auto it = j.find(field);
       return it != j.end() && it->is_number_integer() ? it->get<long long>() : 0LL;
     };
+    // The certificate that answered (or was refused), for https upstreams.
+    std::string peer;
+    if (std::string cert = str("upstream_cert_sha256"); !cert.empty())
+      peer = " cert=sha256:" + cert + " spki=" + str("upstream_spki_sha256");
     std::printf(
-        "%llu t=%lld key=%s model=%s upstream=%s(%s) status=%d tokens=%lld+%lld "
+        "%llu t=%lld key=%s model=%s upstream=%s(%s)%s status=%d tokens=%lld+%lld "
         "classes=[%s] actions=[%s]\n",
         static_cast<unsigned long long>(r.seq), num("time_ms"), str("key_id").c_str(),
-        str("model").c_str(), str("upstream").c_str(), str("jurisdiction").c_str(),
+        str("model").c_str(), str("upstream").c_str(), str("jurisdiction").c_str(), peer.c_str(),
         static_cast<int>(num("status")), num("prompt_tokens"), num("completion_tokens"),
         classes.c_str(), actions.c_str());
   }

@@ -186,7 +186,7 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
     h.flags = o.add_bos ? engine::kLogitsFlagBos : 0;
     h.bos = o.add_bos ? o.bos : -1;
     auto w = engine::LogitsWriter::Create(
-        a.save_logits, h,
+        OutputPath(a.save_logits), h,
         std::span<const std::int32_t>(tokens.data(), static_cast<std::size_t>(n_ctx) * chunks));
     if (!w.has_value()) return Fail(w.error().message());
     writer = std::move(*w);

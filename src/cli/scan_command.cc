@@ -55,7 +55,7 @@ int WriteScanAttestation(const ScanArgs& a, const scan::ScanReport& report) {
     std::fprintf(stderr, "airlock scan: cannot attest: %s\n", bundle.error().message().c_str());
     return scan::kExitUsage;
   }
-  if (Status s = core::WriteFileAtomic(out, *bundle); !s.ok()) {
+  if (Status s = core::WriteFileAtomic(OutputPath(out), *bundle); !s.ok()) {
     std::fprintf(stderr, "airlock scan: %s\n", s.message().c_str());
     return scan::kExitUsage;
   }
@@ -103,7 +103,7 @@ int RunScan(const ScanArgs& a) {
   }
   if (a.output.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
-  } else if (Status s = core::WriteFileAtomic(a.output, text); !s.ok()) {
+  } else if (Status s = core::WriteFileAtomic(OutputPath(a.output), text); !s.ok()) {
     std::fprintf(stderr, "airlock scan: %s\n", s.message().c_str());
     return scan::kExitUsage;
   }

@@ -204,8 +204,9 @@ void AddUpstreamCommand(CLI::App& app, int* exit_code) {
       "pin) and a TOML line `spki_sha256 = [...]` with all of them. Keep the pins you trust\n"
       "(the leaf's key, or an intermediate's to survive leaf rotation) and add a spare one for\n"
       "the next key. The pins are only as trustworthy as the network they were fetched over:\n"
-      "confirm them with the provider. Exit codes: 0 printed; 3 usage, network or TLS error.\n"
-      "Note: the gateway does not enforce pins yet (docs/security.md).\n"
+      "confirm them with the provider. The gateway checks them (and an expected `subject`,\n"
+      "as printed here) before it sends any byte to the upstream (docs/policy.md).\n"
+      "Exit codes: 0 printed; 3 usage, network or TLS error.\n"
       "Example:\n"
       "  airlock upstream pin https://api.deepseek.com/\n");
   pin->add_option("url", args->url, "https://host[:port][/path]")->required();

@@ -28,4 +28,15 @@ Status ValidateSpkiPin(std::string_view pin);
 // root's all work. An empty `pins` matches nothing (the caller decides whether pinning applies).
 bool ChainMatchesPins(std::span<X509* const> chain, std::span<const std::string> pins);
 
+// Lower-case hex SHA-256 of `cert`'s DER encoding: the certificate's fingerprint, as
+// `openssl x509 -fingerprint -sha256` prints it (without colons). Errors: kInvalidArgument.
+Result<std::string> CertificateSha256(const X509* cert);
+
+// `cert`'s subject in RFC 2253 form ("CN=api.example.com,O=Example Inc,C=US"), as
+// `airlock upstream pin` prints it (there escaped for the terminal). "" for a null certificate.
+std::string SubjectRfc2253(const X509* cert);
+
+// The UTF-8 values of the subject's organizationName (O) attributes, in order.
+std::vector<std::string> SubjectOrganizations(const X509* cert);
+
 }  // namespace airlock::core

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/spki_pin.h"
+
 namespace airlock::policy {
 namespace {
 
@@ -105,6 +107,36 @@ std::string Upper(std::string s) {
   return s;
 }
 
+// The TLS identity keys of an upstream: pins well-formed, client certificate and key together,
+// and only on an https base_url (over plain HTTP none of them could be checked: fail closed).
+Status ParseUpstreamIdentity(const toml::table& t, std::string_view origin, const std::string& ctx,
+                             Upstream& u) {
+  AIRLOCK_ASSIGN_OR_RETURN(u.spki_sha256, GetStrings(t, "spki_sha256", origin, ctx));
+  if (const toml::node* n = t.get("spki_sha256"); n && u.spki_sha256.empty())
+    return Bad(origin, Where(*n, ctx + ".spki_sha256"),
+               "an empty pin list pins nothing: remove the key or list the pins");
+  for (std::size_t i = 0; i < u.spki_sha256.size(); ++i)
+    if (Status s = core::ValidateSpkiPin(u.spki_sha256[i]); !s.ok())
+      return Bad(origin, ctx + ".spki_sha256[" + std::to_string(i) + "]",
+                 s.message() + " (got '" + u.spki_sha256[i].substr(0, 60) + "')");
+  AIRLOCK_ASSIGN_OR_RETURN(u.subject, GetString(t, "subject", origin, ctx, false));
+  AIRLOCK_ASSIGN_OR_RETURN(u.organization, GetString(t, "organization", origin, ctx, false));
+  AIRLOCK_ASSIGN_OR_RETURN(u.client_cert, GetString(t, "client_cert", origin, ctx, false));
+  AIRLOCK_ASSIGN_OR_RETURN(u.client_key, GetString(t, "client_key", origin, ctx, false));
+  for (const char* key : {"subject", "organization", "client_cert", "client_key", "ca_file"})
+    if (const toml::node* n = t.get(key); n && n->value<std::string>()->empty())
+      return Bad(origin, Where(*n, ctx + "." + key), "must not be empty (remove the key instead)");
+  if (u.client_cert.empty() != u.client_key.empty())
+    return Bad(origin, ctx, "client_cert and client_key go together (mTLS)");
+  bool identity = !u.ca_file.empty() || !u.spki_sha256.empty() || !u.subject.empty() ||
+                  !u.organization.empty() || !u.client_cert.empty();
+  if (identity && u.base_url.rfind("https://", 0) != 0)
+    return Bad(origin, ctx,
+               "ca_file, spki_sha256, subject, organization and client_cert need an https:// "
+               "base_url (plain HTTP has no identity to check)");
+  return Status::Ok();
+}
+
 Result<Policy> Build(const toml::table& root, std::string_view origin) {
   Policy p;
   AIRLOCK_TRY(CheckKeys(
@@ -120,7 +152,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       if (!t) return Bad(origin, Where(e, ctx), "expected a table");
       AIRLOCK_TRY(CheckKeys(*t,
                             {"name", "base_url", "api_key_env", "jurisdiction",
-                             "allowed_data_classes", "models", "timeout_s", "ca_file"},
+                             "allowed_data_classes", "models", "timeout_s", "ca_file",
+                             "spki_sha256", "subject", "organization", "client_cert", "client_key"},
                             origin, ctx));
       Upstream u;
       AIRLOCK_ASSIGN_OR_RETURN(u.name, GetString(*t, "name", origin, ctx, true));
@@ -142,6 +175,7 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       std::int64_t timeout;
       AIRLOCK_ASSIGN_OR_RETURN(timeout, GetInt(*t, "timeout_s", origin, ctx, 60, 1, 3600));
       u.timeout_s = static_cast<int>(timeout);
+      AIRLOCK_TRY(ParseUpstreamIdentity(*t, origin, ctx, u));
       for (const Upstream& other : p.upstreams)
         if (other.name == u.name) return Bad(origin, ctx, "duplicate upstream '" + u.name + "'");
       p.upstreams.push_back(std::move(u));

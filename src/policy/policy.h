@@ -33,7 +33,16 @@ struct Upstream {
   std::vector<DataClass> allowed_data_classes;
   std::vector<std::string> models;  // model names routed to this upstream
   int timeout_s = 60;
+  // Identity of an https upstream, checked during the TLS handshake, before any byte of a request
+  // is sent (docs/security.md, "Upstream identity"). All optional; each one set must hold.
   std::string ca_file;  // PEM CA bundle for https upstreams (default: the system store)
+  // RFC 7469 pins (base64 SHA-256 of a DER SubjectPublicKeyInfo): some key of the verified chain
+  // must be one of them. Several allow rotation.
+  std::vector<std::string> spki_sha256;
+  std::string subject;       // the leaf certificate's subject, RFC 2253 form, exactly
+  std::string organization;  // one of the leaf subject's O (organizationName) values, exactly
+  std::string client_cert;   // PEM certificate presented to the upstream (mTLS; the first one)
+  std::string client_key;    // its PEM private key
 };
 
 // An upstream base_url split into its parts. Only scheme, host, port and path are allowed.

@@ -13,7 +13,8 @@
 //    ld.so.cache, locale and timezone data, the OpenSSL config, /proc/self, CPU topology under
 //    /sys/devices/system/cpu, /dev/null); writes only in the directory of each of
 //    `write_paths` (an atomic write creates a temporary beside its target and renames it, so the
-//    grant is the directory, not the file); no execution; at ABI 4+ no TCP bind/connect; at ABI
+//    grant is the directory, not the file; the CLI passes a path inside a private staging folder
+//    per output, cli/sandboxing.h); no execution; at ABI 4+ no TCP bind/connect; at ABI
 //    6+ no abstract unix sockets or signals to processes outside the sandbox.
 //
 // The filter and the Landlock domain cannot be lifted; they are inherited by every thread started

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -98,6 +99,36 @@ TEST_F(SandboxedCommands, ScanWritesItsReportButNothingElse) {
   ExpectAttacksRefused(r);
   EXPECT_NE(r.code, 3) << r.err;
   EXPECT_NE(Slurp(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
+}
+
+// Attack: the write grant was the output's folder, so code running in `scan -o ~/report.sarif`
+// could create or replace ~/.bashrc beside it. Now the confined process writes only into a
+// private staging folder; a write next to the output (a new file or the existing one beside it)
+// is refused, the report still lands in place, and no staging folder is left behind.
+TEST_F(SandboxedCommands, ScanCannotWriteBesideItsReport) {
+  if (!landlock_) GTEST_SKIP() << "this kernel has no Landlock";
+  const fs::path reports = dir_.path() / "reports";
+  const fs::path report = reports / "scan.sarif";
+  std::ofstream(reports / ".bashrc") << "original\n";
+  CliRun r = Airlock(
+      "scan " + Quote(model_) + " --format sarif -o " + Quote(report),
+      "write:" + (reports / "beside.txt").string() + ",write:" + (reports / ".bashrc").string());
+  EXPECT_NE(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("airlock sandbox test: write:" + (reports / "beside.txt").string() +
+                       ": errno=EACCES\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("airlock sandbox test: write:" + (reports / ".bashrc").string() +
+                       ": errno=EACCES\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(reports / "beside.txt"));
+  EXPECT_EQ(Slurp(reports / ".bashrc"), "original\n");
+  EXPECT_NE(Slurp(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(reports)) left.push_back(e.path().filename());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{".bashrc", "scan.sarif"}));
 }
 
 TEST_F(SandboxedCommands, ScanGivesTheSameReportAsUnconfinedOnTheFixtures) {

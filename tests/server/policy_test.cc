@@ -272,3 +272,55 @@ TEST(PolicyParse, RuleDirectionLimitsWhereARuleApplies) {
 }
 }  // namespace
 }  // namespace airlock::policy
+
+namespace airlock::policy {
+namespace {
+
+std::string HttpsUpstream(const std::string& extra, const std::string& url = "https://h.test/v1") {
+  return "[[upstreams]]\nname='u'\nbase_url='" + url + "'\njurisdiction='CN'\nmodels=['m']\n" +
+         extra;
+}
+
+// A typo in a pin would otherwise pin nothing (or refuse every connection at runtime): every
+// malformed identity key is a load error naming the key, and pins over plain HTTP, which could
+// never be checked, are refused instead of silently ignored.
+TEST(PolicyParse, UpstreamIdentityMistakesAreLoadErrors) {
+  const std::string good = "E9CZ9INDbd+2eRQozYqqbQ2yXLVKB9+xcprMF+44U1g=";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {HttpsUpstream("spki_sha256=['E9CZ9INDbd+2eRQozYqqbQ2yXLVKB9+xcprMF+44U1']\n"), "44"},
+      {HttpsUpstream("spki_sha256=['E9CZ9INDbd+2eRQozYqqbQ2yXLVKB9+xcprMF+44U1g']\n"), "44"},
+      {HttpsUpstream("spki_sha256=['E9CZ9INDbd+2eRQozYq*bQ2yXLVKB9+xcprMF+44U1g=']\n"), "base64"},
+      {HttpsUpstream("spki_sha256=['E9CZ9INDbd+2eRQozYqqbQ2yXLVKB9+xcprMF+44U1h=']\n"),
+       "canonical"},
+      {HttpsUpstream("spki_sha256=[]\n"), "empty pin list"},
+      {HttpsUpstream("spki_sha256='" + good + "'\n"), "expected an array"},
+      {HttpsUpstream("spki_sha256=['" + good + "']\n", "http://h.test/v1"), "https://"},
+      {HttpsUpstream("subject='CN=h.test'\n", "http://h.test/v1"), "https://"},
+      {HttpsUpstream("client_cert='c.pem'\n"), "client_cert and client_key"},
+      {HttpsUpstream("client_key='k.pem'\n"), "client_cert and client_key"},
+      {HttpsUpstream("organization=''\n"), "must not be empty"},
+      {HttpsUpstream("spki_pins=['" + good + "']\n"), "unknown key 'spki_pins'"},
+  };
+  for (const auto& [toml, problem] : bad) {
+    auto p = ParsePolicy(toml);
+    ASSERT_FALSE(p.ok()) << toml;
+    EXPECT_NE(p.error().message().find(problem), std::string::npos)
+        << toml << ": " << p.error().message();
+  }
+  auto p = ParsePolicy(HttpsUpstream(
+      "spki_sha256=['" + good +
+      "', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=']\n"
+      "subject='CN=h.test,O=Provider,C=CN'\norganization='Provider'\nca_file='ca.pem'\n"
+      "client_cert='c.pem'\nclient_key='k.pem'\n"));
+  ASSERT_TRUE(p.ok()) << p.error().message();
+  const Upstream& u = p->upstreams[0];
+  EXPECT_EQ(u.spki_sha256.size(), 2u);
+  EXPECT_EQ(u.spki_sha256[0], good);
+  EXPECT_EQ(u.subject, "CN=h.test,O=Provider,C=CN");
+  EXPECT_EQ(u.organization, "Provider");
+  EXPECT_EQ(u.client_cert, "c.pem");
+  EXPECT_EQ(u.client_key, "k.pem");
+}
+
+}  // namespace
+}  // namespace airlock::policy

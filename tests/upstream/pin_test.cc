@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -169,6 +170,34 @@ TEST(SpkiPin, EqualsTheOpensslToolsPin) {
     EXPECT_TRUE(airlock::core::ValidateSpkiPin(*pin).ok());
     X509_free(cert);
   }
+}
+
+// The fingerprint, subject and organizations the gateway checks and audits equal what the openssl
+// tool prints for the same certificate (the policy's `subject` is copied from such output).
+TEST(SpkiPin, FingerprintSubjectAndOrganizationEqualTheOpensslTools) {
+  airlock::testing::TempDir dir("pin-subject");
+  TestChain chain = MakeChain(dir.path());
+  X509* ca = LoadCert(chain.ca_cert);
+  ASSERT_NE(ca, nullptr);
+  int code = 0;
+  std::string fp =
+      Shell("openssl x509 -in " + Quote(chain.ca_cert) + " -noout -fingerprint -sha256", &code);
+  std::string hex;
+  for (char c : fp.substr(fp.find('=') + 1))
+    if (std::isxdigit(static_cast<unsigned char>(c)))
+      hex += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto mine = airlock::core::CertificateSha256(ca);
+  ASSERT_TRUE(mine.has_value());
+  EXPECT_EQ(*mine, hex);
+  std::string subject = Shell(
+      "openssl x509 -in " + Quote(chain.ca_cert) + " -noout -subject -nameopt RFC2253", &code);
+  subject = subject.substr(subject.find('=') + 1);
+  while (!subject.empty() && (subject.back() == '\n' || subject.back() == '\r')) subject.pop_back();
+  EXPECT_EQ(airlock::core::SubjectRfc2253(ca), subject);
+  EXPECT_EQ(airlock::core::SubjectRfc2253(ca), "CN=Test CA,O=Airlock Test");
+  EXPECT_EQ(airlock::core::SubjectOrganizations(ca), std::vector<std::string>{"Airlock Test"});
+  EXPECT_FALSE(airlock::core::CertificateSha256(nullptr).has_value());
+  X509_free(ca);
 }
 
 TEST(SpkiPin, AChainWithAnotherKeyDoesNotMatch) {

@@ -5,6 +5,24 @@
 #include "server/engine_backend.h"
 
 namespace airlock::server::internal {
+namespace {
+
+// A Prometheus label value: backslash, double quote and newline escaped (upstream names come from
+// the policy file).
+std::string LabelValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string Metrics::Render() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -40,6 +58,14 @@ std::string Metrics::Render() {
   for (const auto& [k, v] : actions_)
     out += "airlock_policy_actions_total{action=\"" + k.first + "\",data_class=\"" + k.second +
            "\"} " + std::to_string(v) + "\n";
+  out +=
+      "# HELP airlock_upstream_identity_failures_total Connections to an https upstream refused "
+      "during the TLS handshake for their identity (CA chain, host name, SPKI pins, subject, "
+      "organization), by upstream and check; nothing was sent on them.\n";
+  out += "# TYPE airlock_upstream_identity_failures_total counter\n";
+  for (const auto& [k, v] : identity_failures_)
+    out += "airlock_upstream_identity_failures_total{upstream=\"" + LabelValue(k.first) +
+           "\",check=\"" + k.second + "\"} " + std::to_string(v) + "\n";
   out += "# HELP airlock_in_flight_requests Requests being processed (queue depth).\n";
   out += "# TYPE airlock_in_flight_requests gauge\n";
   out += "airlock_in_flight_requests " + std::to_string(in_flight.load()) + "\n";

@@ -35,6 +35,12 @@ class Metrics {
     std::lock_guard<std::mutex> lock(mu_);
     actions_[{action, data_class}]++;
   }
+  // An https upstream refused for its identity during the TLS handshake; `check` names which
+  // ("chain", "host", "spki_sha256", "subject", "organization").
+  void UpstreamIdentityFailure(const std::string& upstream, const std::string& check) {
+    std::lock_guard<std::mutex> lock(mu_);
+    identity_failures_[{upstream, check}]++;
+  }
   std::atomic<int> in_flight{0};
 
   // Prometheus text exposition of everything above plus the local engines' counters.
@@ -50,6 +56,7 @@ class Metrics {
   std::map<std::pair<std::string, int>, std::uint64_t> requests_;
   std::map<std::string, Histogram> latency_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> actions_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> identity_failures_;
   std::atomic<std::int64_t> prompt_tokens_{0}, completion_tokens_{0};
 };
 

@@ -48,6 +48,9 @@ struct RequestState {
   bool anonymous = true;
   std::string model;
   std::string upstream_name;
+  std::string
+      upstream_cert_sha256;  // the https peer that answered (or was refused): audit evidence
+  std::string upstream_spki_sha256;
   std::string jurisdiction;
   std::vector<std::string> data_classes;
   std::vector<std::string> actions;

@@ -30,6 +30,8 @@ void Gateway::Impl::Finish(RequestState& st, int status, std::int64_t actual_tok
   r.model = st.model;
   r.upstream = st.upstream_name;
   r.jurisdiction = st.jurisdiction;
+  r.upstream_cert_sha256 = st.upstream_cert_sha256;
+  r.upstream_spki_sha256 = st.upstream_spki_sha256;
   r.status = status;
   r.data_classes = st.data_classes;
   if (st.produced_reasoning) r.data_classes.push_back("reasoning");

@@ -1,7 +1,12 @@
 // The gateway's client side toward configured upstreams: endpoints parsed from the policy's
 // base_url, pooled keep-alive cpp-httplib clients, the relayed error detail of a failed upstream
 // and the check that an upstream is not the gateway itself.
-// Thread-safety: ClientPool is thread-safe; the functions are pure (name resolution aside).
+// Upstream identity: every https client checks its peer during the TLS handshake (CA chain and
+// host name, then the policy's spki_sha256 pins, subject and organization) and records the leaf
+// certificate that answered; a peer that fails is refused before any byte of a request is
+// written (cpp-httplib closes the connection when the verify result is not X509_V_OK).
+// Thread-safety: ClientPool is thread-safe; an UpstreamClient is used by one thread at a time;
+// the functions are pure (name resolution aside).
 #pragma once
 
 #include <memory>
@@ -27,26 +32,56 @@ struct UpstreamEndpoint {
   std::string path_prefix;  // "/v1"
   std::string api_key;      // from the environment; never logged
   int timeout_s = 60;
+  bool https = false;
+  // Identity of an https peer (policy::Upstream): all optional, each one set must hold.
   std::string ca_file;
+  std::vector<std::string> spki_pins;
+  std::string subject;
+  std::string organization;
+  std::string client_cert;  // mTLS, PEM paths (checked to load and match at startup)
+  std::string client_key;
+};
+
+// What the last TLS handshake of a client established. A client holds at most one connection and
+// reuses it (keep-alive) without a new handshake, so this is the peer of the connection the
+// client's last exchange used.
+struct PeerIdentity {
+  std::string cert_sha256;  // leaf certificate's SHA-256 (hex of its DER); "": no handshake yet
+  std::string spki_sha256;  // the leaf key's RFC 7469 pin
+  // Set when the peer was refused for its identity: which check ("chain", "host", "spki_sha256",
+  // "subject", "organization") and why, in words without secrets.
+  std::string refused_check;
+  std::string refused_reason;
+};
+
+// A pooled client: cpp-httplib's client and, for https, what its handshakes saw (written by the
+// certificate verification callback, in the thread that uses the client).
+struct UpstreamClient {
+  std::unique_ptr<httplib::Client> http;
+  const UpstreamEndpoint* endpoint = nullptr;
+  PeerIdentity peer;
 };
 
 class ClientPool {
  public:
   explicit ClientPool(UpstreamEndpoint e);
   ~ClientPool();
-  // An idle keep-alive client, or a new one (timeouts from the endpoint).
-  std::unique_ptr<httplib::Client> Acquire();
+  // An idle keep-alive client, or a new one (timeouts and TLS identity checks from the endpoint);
+  // nullptr when OpenSSL cannot set one up (fail closed).
+  std::unique_ptr<UpstreamClient> Acquire();
   // Returns a client that completed its exchange (kept while fewer than 64 are idle).
-  void Release(std::unique_ptr<httplib::Client> c);
+  void Release(std::unique_ptr<UpstreamClient> c);
   const UpstreamEndpoint& endpoint() const { return endpoint_; }
 
  private:
   UpstreamEndpoint endpoint_;
   std::mutex mu_;
-  std::vector<std::unique_ptr<httplib::Client>> idle_;
+  std::vector<std::unique_ptr<UpstreamClient>> idle_;
 };
 
 // The endpoint of a policy upstream (base_url validated; API key read from the environment).
+// Errors (kInvalidArgument, naming the upstream and file): a ca_file without a certificate, a
+// client_cert/client_key that does not load or whose key does not match the certificate.
 Result<UpstreamEndpoint> EndpointFor(const policy::Upstream& u);
 
 // ": <message>" from an upstream's OpenAI-shaped error body, or "" (bounded parse, 300 bytes).
