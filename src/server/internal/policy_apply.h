@@ -146,12 +146,59 @@ struct RequestState {
   std::string ResponseText() const;
 };
 
+// Data split across fields: "mail alice@" in one message and "example.com" in the next, a phone
+// number cut between a message's name and its content, between tool call arguments, over three
+// or more content parts, or with blanks or invisible characters (" ", "\n", U+200B, U+3000) at
+// the cut. A model reads its fields as one text, so the gateway scans the model text of the
+// request (every unit whose ScanUnit::model_text is set, every part of it a field) as joined
+// text too, in four arrangements: fields in request order and in reverse order (a template may
+// render a message's name before or after its content), each joined as they are and with the
+// blanks and invisible characters at every field boundary removed. Only the text within
+// kCrossFieldWindow bytes of a boundary takes part (a finding split between fields is shorter
+// than that: bounded rules are under 700 bytes), so this costs a few KiB of scanning per
+// boundary, not another pass over long fields. A finding is kept only if it spans two or more
+// fields and is not already a finding of one unit.
+inline constexpr std::size_t kCrossFieldWindow = 1024;
+
+struct CrossFieldMatch {
+  policy::DataClass data_class;
+  std::string rule;
+  std::string value;  // the finding as read across the fields (what a placeholder stands for)
+  struct Piece {
+    std::size_t unit;        // index into the units
+    std::size_t begin, end;  // byte range in that unit's joined text
+  };
+  std::vector<Piece> pieces;  // in reading order: the first gets the placeholder, the rest are cut
+};
+
+std::vector<CrossFieldMatch> FindCrossFieldMatches(
+    const policy::DetectorSet& detectors, const std::vector<ScanUnit>& units,
+    const std::vector<std::string>& joined,
+    const std::vector<std::vector<policy::Match>>& unit_matches);
+
+// A cut a cross-field finding makes in one unit: [begin, end) of its joined text is replaced by
+// `replacement` (the placeholder for the first piece, "" for the others).
+struct UnitCut {
+  std::size_t begin, end;
+  std::string replacement;
+};
+
+// The cuts each unit gets from `cross` under `actions` (findings whose class is neither redacted
+// nor pseudonymized make none). Placeholders come from `pseudonymizer`.
+std::vector<std::vector<UnitCut>> CrossFieldCuts(
+    policy::Pseudonymizer& pseudonymizer, std::size_t unit_count,
+    const std::vector<CrossFieldMatch>& cross,
+    const std::map<policy::DataClass, policy::Action>& actions);
+
 // Applies the policy's rewrites to one scan unit in place and returns its rewritten text. A match
 // that crosses a part boundary (data split across content parts) rewrites the unit as one text
 // placed in its first part, the other parts left empty; otherwise each part is rewritten alone.
+// `cuts` (from CrossFieldCuts) are applied with the matches; a match overlapping a cut is removed
+// with it.
 std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
                         const std::string& joined, const std::vector<policy::Match>& matches,
-                        const std::map<policy::DataClass, policy::Action>& actions);
+                        const std::map<policy::DataClass, policy::Action>& actions,
+                        const std::vector<UnitCut>& cuts = {});
 
 // Log probabilities repeat the answer token by token (strings and raw bytes): a redaction of the
 // content cannot follow them there, so while response rules apply they are withheld.
