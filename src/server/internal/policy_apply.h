@@ -20,6 +20,7 @@
 
 #include "policy/detectors.h"
 #include "policy/policy.h"
+#include "policy/stream_scanner.h"
 #include "policy/transform.h"
 #include "server/internal/http_common.h"
 #include "server/internal/request.h"
@@ -62,8 +63,8 @@ struct RequestState {
   policy::Pseudonymizer pseudonymizer;
   policy::ReasoningAction reasoning = policy::ReasoningAction::kPass;
   // Response-side policy: model output is scanned before reasoning is split off and placeholders
-  // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
-  // across chunks is seen whole.
+  // are restored, holding back the last kResponseHoldback bytes of a stream (see StreamOptions)
+  // so that a match split across chunks is seen whole.
   static constexpr std::size_t kResponseHoldback = 256;
   // A match still growing (a private key header followed by base64 without an end) is held back
   // whole; past this size the answer ends (fail closed) instead of being buffered without bound.
@@ -75,11 +76,25 @@ struct RequestState {
   bool produced_reasoning = false;  // the answer had reasoning: data class "reasoning" in the audit
   std::set<std::string> response_actions;
 
+  // How a streamed field is scanned: incrementally (policy::StreamScanner), each byte scanned a
+  // bounded number of times, never the accumulated text again. Output is held back until the
+  // scanner has decided it: kResponseHoldback bytes at the end, or from the start of a finding
+  // that is still growing; the context covers the key word of an assignment before its value.
+  static policy::StreamScanner::Options StreamOptions() {
+    policy::StreamScanner::Options o;
+    o.hold_back = kResponseHoldback;
+    o.context = 1024;
+    o.min_scan = 64;
+    o.max_window = 2 * kMaxResponseHoldback;
+    return o;
+  }
+
   struct ChoiceState {
-    std::string unscanned;  // output not yet released by the response scan
-    // While a growing match holds output back, the next scan waits until the held text doubled,
-    // so a long hold-back is rescanned a logarithmic number of times (linear work in all).
-    std::size_t rescan_at = 0;
+    std::string unscanned;     // output not yet released by the response scan
+    std::size_t fed = 0;       // bytes of `unscanned` already given to `scanner`
+    std::size_t released = 0;  // stream offset of unscanned[0]: bytes released before it
+    std::unique_ptr<policy::StreamScanner> scanner;  // created with the first streamed piece
+    std::vector<policy::Match> pending;              // reported by the scanner, not released yet
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
