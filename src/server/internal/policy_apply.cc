@@ -133,6 +133,7 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
     matches = detectors->Scan(c.unscanned);
     emit = c.unscanned.size();
   } else {
+    if (!final && c.unscanned.size() < c.feed_at) return "";
     if (!c.scanner)
       c.scanner = std::make_unique<policy::StreamScanner>(*detectors, StreamOptions());
     std::vector<policy::Match> found = c.scanner->Feed(std::string_view(c.unscanned).substr(c.fed));
@@ -168,6 +169,7 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
     c.fed = 0;
     return "";
   }
+  c.feed_at = held > 2 * kResponseHoldback ? std::min(2 * held, kMaxResponseHoldback + 1) : 0;
   std::set<policy::DataClass> found;
   for (const policy::Match& m : matches) found.insert(m.data_class);
   std::string out = c.unscanned.substr(0, emit);
@@ -175,6 +177,7 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
   c.fed -= std::min(c.fed, emit);
   c.released += emit;
   if (final) {  // text after the end (a hostile upstream) starts a stream of its own
+    c.feed_at = 0;
     c.scanner.reset();
     c.pending.clear();
     c.fed = 0;

@@ -95,6 +95,10 @@ struct RequestState {
     std::size_t released = 0;  // stream offset of unscanned[0]: bytes released before it
     std::unique_ptr<policy::StreamScanner> scanner;  // created with the first streamed piece
     std::vector<policy::Match> pending;              // reported by the scanner, not released yet
+    // While a growing match holds output back (a PEM header followed by base64 and no end), the
+    // scanner is fed again only once the held text doubled: it rescans the whole held match each
+    // time, so this keeps the work linear in the held size instead of quadratic.
+    std::size_t feed_at = 0;
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
