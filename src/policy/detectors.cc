@@ -101,7 +101,7 @@ bool Mod97IsOne(std::string_view compact) {
 }
 
 // A payment card as printed: 13..19 digits with a known issuer prefix and a valid Luhn digit.
-// Separators, if any, must all be the same run of characters (" ", "-", "  ", " / ", a tab...)
+// Separators, if any, must all be the same (" ", "-", "  ", " / ", a tab...)
 // and group the digits the way cards are printed (4-4-4-4, 4-4-4-4-3, 4-4-4-3, 4-6-5, 4-6-4);
 // this keeps runs of unrelated numbers out.
 bool PaymentCardValid(std::string_view span) {
