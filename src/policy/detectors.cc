@@ -100,6 +100,43 @@ bool Mod97IsOne(std::string_view compact) {
   return rem == 1;
 }
 
+// A payment card as printed: 13..19 digits with a known issuer prefix and a valid Luhn digit.
+// Separators, if any, must all be the same (" ", "-", "  ", " / ", a tab...)
+// and group the digits the way cards are printed (4-4-4-4, 4-4-4-4-3, 4-4-4-3, 4-6-5, 4-6-4);
+// this keeps runs of unrelated numbers out.
+bool PaymentCardValid(std::string_view span) {
+  std::string d = DigitsOf(span);
+  if (d.size() < 13 || d.size() > 19) return false;
+  if (std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; })) return false;
+  std::string_view sep;
+  std::vector<int> groups{0};
+  for (std::size_t i = 0; i < span.size();) {
+    if (IsDigit(span[i])) {
+      groups.back()++;
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < span.size() && !IsDigit(span[j])) ++j;
+    std::string_view run = span.substr(i, j - i);
+    if (!sep.empty() && run != sep) return false;
+    sep = run;
+    groups.push_back(0);
+    i = j;
+  }
+  if (groups.size() > 1) {
+    static const std::vector<std::vector<int>> kLayouts = {
+        {4, 4, 4, 4}, {4, 4, 4, 4, 3}, {4, 4, 4, 3}, {4, 6, 5}, {4, 6, 4}};
+    if (std::find(kLayouts.begin(), kLayouts.end(), groups) == kLayouts.end()) return false;
+  }
+  int p2 = (d[0] - '0') * 10 + (d[1] - '0');
+  int p4 = std::stoi(d.substr(0, 4));
+  bool known_iin = d[0] == '4' || (p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720) ||
+                   p2 == 34 || p2 == 37 || p2 == 35 || p2 == 62 || p2 == 36 || p2 == 38 ||
+                   p2 == 30 || p2 == 65 || p4 == 6011 || p2 == 64;
+  return known_iin && LuhnValid(d);
+}
+
 // Returns the accepted length of the span (possibly shorter than `span`), or 0 to reject.
 std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin, std::size_t end) {
   std::string_view span = text.substr(begin, end - begin);
@@ -120,8 +157,22 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
       // The pattern is greedy and may run into a following number; accept the longest prefix
       // that ends after a digit group, holds 8..15 digits, and is not continued by a digit or by
       // '.'/'-' plus a digit (an IP address or another number glued on).
+      // With the dialled "00" prefix those two digits are not part of the number, and the
+      // number must be written in groups: a bare run of digits after "00" is too often an
+      // account or order number.
+      const bool dialled = span.size() > 2 && span[0] == '0';
+      if (dialled && std::all_of(span.begin(), span.end(), IsDigit)) return 0;
+      // Nor is a "00" group in the middle of a longer grouped number (an IBAN or account number
+      // written "3704 0044 0532 ..."): no digit may come right before it.
+      if (dialled) {
+        std::size_t k = begin;
+        while (k > 0 && (text[k - 1] == ' ' || text[k - 1] == '.' || text[k - 1] == '-' ||
+                         text[k - 1] == '/'))
+          --k;
+        if (k > 0 && IsDigit(text[k - 1])) return 0;
+      }
       std::size_t best = 0, digits = 0;
-      for (std::size_t i = 0; i < span.size(); ++i) {
+      for (std::size_t i = dialled ? 2 : 0; i < span.size(); ++i) {
         if (!IsDigit(span[i]) && span[i] != ')') continue;
         if (IsDigit(span[i])) ++digits;
         std::size_t cut = i + 1;
@@ -136,36 +187,14 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
       return best;
     }
     case Validator::kPaymentCard: {
-      std::string d = DigitsOf(span);
-      if (d.size() < 13 || d.size() > 19) return 0;
-      if (std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; })) return 0;
       if (before == '+') return 0;  // an international phone number
-      // Separators, if any, must all be the same character and group the digits the way cards
-      // are printed (4-4-4-4, 4-4-4-4-3, 4-4-4-3, 4-6-5, 4-6-4); this keeps runs of unrelated
-      // numbers out.
-      char sep = 0;
-      std::vector<int> groups{0};
-      for (char c : span) {
-        if (IsDigit(c)) {
-          groups.back()++;
-          continue;
-        }
-        if (sep && c != sep) return 0;
-        sep = c;
-        groups.push_back(0);
+      // The pattern is greedy and may run on into a following number ("4111 1111 1111 1111, 12"):
+      // accept the longest prefix that ends with a digit group and is a valid card.
+      for (std::size_t cut = span.size(); cut > 0; --cut) {
+        if (!IsDigit(span[cut - 1]) || (cut < span.size() && IsDigit(span[cut]))) continue;
+        if (PaymentCardValid(span.substr(0, cut))) return cut;
       }
-      if (groups.size() > 1) {
-        static const std::vector<std::vector<int>> kLayouts = {
-            {4, 4, 4, 4}, {4, 4, 4, 4, 3}, {4, 4, 4, 3}, {4, 6, 5}, {4, 6, 4}};
-        if (std::find(kLayouts.begin(), kLayouts.end(), groups) == kLayouts.end()) return 0;
-      }
-      int p2 = (d[0] - '0') * 10 + (d[1] - '0');
-      int p4 = std::stoi(d.substr(0, 4));
-      bool known_iin = d[0] == '4' || (p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720) ||
-                       p2 == 34 || p2 == 37 || p2 == 35 || p2 == 62 || p2 == 36 || p2 == 38 ||
-                       p2 == 30 || p2 == 65 || p4 == 6011 || p2 == 64;
-      if (!known_iin) return 0;
-      return LuhnValid(span) ? span.size() : 0;
+      return 0;
     }
     case Validator::kIban: {
       // Collect alphanumerics with their end offsets so a shorter valid prefix can be accepted.

@@ -209,6 +209,38 @@ TEST_F(DetectorsTest, PhoneNumbersWithDotsAndOtherSeparatorsAreFound) {
   EXPECT_FALSE(HasClass("release 13.8.1234.5678", DataClass::kPhone));
 }
 
+// Found by an outside attack on the gateway (#13): a Chinese mobile number with its country code
+// but no "+" (8613812345678, 0086...), international numbers dialled with "00", and cards whose
+// groups are separated by "/", "_", a tab, two blanks or " - " passed.
+TEST_F(DetectorsTest, CountryCodeWithoutPlusAndOtherCardSeparatorsAreFound) {
+  for (std::string phone : {"8613812345678", "86 138 1234 5678", "86-138-1234-5678",
+                            "0086 138 1234 5678", "008613812345678", "86(138)1234-5678"}) {
+    EXPECT_TRUE(Has("call " + phone + " today", DataClass::kPhone, phone)) << phone;
+    EXPECT_TRUE(Has("电话" + phone + "。", DataClass::kPhone, phone)) << phone;
+  }
+  for (std::string phone : {"0044 20 7946 0958", "001-415-555-0132", "0049 30/1234567"})
+    EXPECT_TRUE(Has("call " + phone + " today", DataClass::kPhone, phone)) << phone;
+  // A run of digits after "00" is an account or order number, not a dialled phone.
+  EXPECT_FALSE(HasClass("account 004420794609581 ok", DataClass::kPhone));
+  EXPECT_FALSE(HasClass("order 0012345678 ok", DataClass::kPhone));
+  for (std::string sep : {"/", "_", "\t", "  ", " - ", " / ", ".", ":", "|", "\\", "~"}) {
+    std::string card = "4111" + sep + "1111" + sep + "1111" + sep + "1111";
+    EXPECT_TRUE(Has("card " + card + " exp", DataClass::kPaymentCard, card)) << sep;
+    std::string amex = "3782" + sep + "822463" + sep + "10005";
+    EXPECT_TRUE(Has("amex " + amex + " exp", DataClass::kPaymentCard, amex)) << sep;
+  }
+  // A card followed by another number after a different separator is still found, alone.
+  EXPECT_TRUE(
+      Has("cards 4111 1111 1111 1111, 12 more", DataClass::kPaymentCard, "4111 1111 1111 1111"));
+  EXPECT_TRUE(
+      Has("card 4111 1111 1111 1111 12 exp", DataClass::kPaymentCard, "4111 1111 1111 1111"));
+  // Mixed separators, lists and numbers on separate lines stay apart.
+  EXPECT_FALSE(HasClass("card 4111/1111_1111/1111 exp", DataClass::kPaymentCard));
+  EXPECT_FALSE(HasClass("ids 4111,1111,1111,1111 exp", DataClass::kPaymentCard));
+  EXPECT_FALSE(HasClass("4111\n1111\n1111\n1111", DataClass::kPaymentCard));
+  EXPECT_FALSE(HasClass("card 4111/1111/1111/1112 exp", DataClass::kPaymentCard));  // Luhn
+}
+
 // NUL and other control characters inside data (issue #13): after JSON decoding "\u0000" or
 // "\u001b" are real bytes. They are read as absent; the match covers the original bytes.
 TEST_F(DetectorsTest, ControlCharactersInsideDataAreFound) {

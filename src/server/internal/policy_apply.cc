@@ -123,33 +123,67 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
     std::string all;
     if (!response_blocked) all.swap(c.unscanned);
     c.unscanned.clear();
+    c.fed = 0;
     return all;
   }
-  if (!final && c.unscanned.size() < c.rescan_at) return "";
-  std::vector<policy::Match> matches = detectors->Scan(c.unscanned);
-  std::size_t size = c.unscanned.size();
-  std::size_t emit = final ? size : (size > kResponseHoldback ? size - kResponseHoldback : 0);
-  for (const policy::Match& m : matches)
-    if (m.begin < emit && m.end > emit) emit = m.begin;  // never cut a match
-  while (emit > 0 && emit < size && (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
-    --emit;  // nor a UTF-8 sequence
-  const std::size_t held = size - emit;
+  std::vector<policy::Match> matches;  // offsets into c.unscanned
+  std::size_t emit = 0;
+  if (final && !c.scanner) {
+    // A whole text (not streamed): one scan.
+    matches = detectors->Scan(c.unscanned);
+    emit = c.unscanned.size();
+  } else {
+    if (!final && c.unscanned.size() < c.feed_at) return "";
+    if (!c.scanner)
+      c.scanner = std::make_unique<policy::StreamScanner>(*detectors, StreamOptions());
+    std::vector<policy::Match> found = c.scanner->Feed(std::string_view(c.unscanned).substr(c.fed));
+    c.fed = c.unscanned.size();
+    if (final) {
+      std::vector<policy::Match> rest = c.scanner->Finish();
+      found.insert(found.end(), rest.begin(), rest.end());
+    }
+    c.pending.insert(c.pending.end(), found.begin(), found.end());
+    const std::size_t size = c.unscanned.size();
+    emit = final ? size : std::min(size, c.scanner->safe_to_release() - c.released);
+    while (emit > 0 && emit < size &&
+           (static_cast<unsigned char>(c.unscanned[emit]) & 0xC0) == 0x80)
+      --emit;                                 // never cut a UTF-8 sequence
+    for (const policy::Match& m : c.pending)  // nor a finding (the scanner never asks for it)
+      if (m.begin < c.released + emit && m.end > c.released + emit) emit = m.begin - c.released;
+    std::vector<policy::Match> later;
+    for (policy::Match& m : c.pending) {
+      if (m.begin < c.released + emit) {
+        m.begin -= c.released;
+        m.end -= c.released;
+        matches.push_back(std::move(m));
+      } else {
+        later.push_back(std::move(m));
+      }
+    }
+    c.pending = std::move(later);
+  }
+  const std::size_t held = c.unscanned.size() - emit;
   if (!final && held > kMaxResponseHoldback) {
     BlockUnredactable("a possible match longer than 64 KiB (held back, never sent)");
     c.unscanned.clear();
+    c.fed = 0;
     return "";
   }
-  c.rescan_at = held > kResponseHoldback ? 2 * held : 0;
-  std::vector<policy::Match> ready;
+  c.feed_at = held > 2 * kResponseHoldback ? std::min(2 * held, kMaxResponseHoldback + 1) : 0;
   std::set<policy::DataClass> found;
-  for (const policy::Match& m : matches)
-    if (m.end <= emit) {
-      ready.push_back(m);
-      found.insert(m.data_class);
-    }
+  for (const policy::Match& m : matches) found.insert(m.data_class);
   std::string out = c.unscanned.substr(0, emit);
   c.unscanned.erase(0, emit);
-  if (ready.empty()) return out;
+  c.fed -= std::min(c.fed, emit);
+  c.released += emit;
+  if (final) {  // text after the end (a hostile upstream) starts a stream of its own
+    c.feed_at = 0;
+    c.scanner.reset();
+    c.pending.clear();
+    c.fed = 0;
+    c.released = 0;
+  }
+  if (matches.empty()) return out;
   policy::Verdict v =
       policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
   if (v.blocked) {
@@ -162,7 +196,7 @@ std::string RequestState::ReleaseScanned(ChoiceState& c, bool final) {
     response_actions.insert("response:" + std::string(policy::DataClassName(cls)) + ":" +
                             std::string(policy::ActionName(a)));
   policy::Pseudonymizer redactor;  // only kRedact actions: nothing to remember
-  return redactor.Apply(out, ready, v.actions);
+  return redactor.Apply(out, matches, v.actions);
 }
 
 void RequestState::BlockUnredactable(const std::string& what) {
@@ -310,14 +344,271 @@ std::string RequestState::ResponseText() const {
   for (const auto& [i, c] : choices) all += c.visible;
   return all;
 }
+namespace {
+
+// Bytes of the blank or invisible character at `s[pos]` (0 if there is none): ASCII blanks and
+// controls, no-break and other Unicode spaces, zero-width characters, soft hyphen, word joiner,
+// BOM, Hangul fillers. What a field may be padded with at a cut without the model noticing.
+std::size_t SeparatorAt(std::string_view s, std::size_t pos) {
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  unsigned char c = byte(pos);
+  if (c <= 0x20 || c == 0x7F) return 1;
+  if (c == 0xC2 && pos + 1 < s.size())
+    return byte(pos + 1) == 0xA0 || byte(pos + 1) == 0xAD || byte(pos + 1) == 0x85 ? 2 : 0;
+  if (pos + 2 >= s.size()) return 0;
+  unsigned char c1 = byte(pos + 1), c2 = byte(pos + 2);
+  if (c == 0xE2 && c1 == 0x80 && (c2 <= 0x8F || (c2 >= 0xA8 && c2 <= 0xAF))) return 3;
+  if (c == 0xE2 && c1 == 0x81 && c2 >= 0x9F && c2 <= 0xAF) return 3;
+  if (c == 0xE3 && ((c1 == 0x80 && c2 == 0x80) || (c1 == 0x85 && c2 == 0xA4))) return 3;
+  if (c == 0xEF && ((c1 == 0xBB && c2 == 0xBF) || (c1 == 0xBE && c2 == 0xA0))) return 3;
+  if (c == 0xE1 && ((c1 == 0x85 && (c2 == 0x9F || c2 == 0xA0)) || (c1 == 0x9A && c2 == 0x80)))
+    return 3;
+  return 0;
+}
+
+std::size_t LeadingSeparators(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t n = SeparatorAt(s, i);
+    if (n == 0) break;
+    i += n;
+  }
+  return i;
+}
+
+std::size_t TrailingSeparators(std::string_view s, std::size_t floor) {
+  std::size_t end = s.size();
+  while (end > floor) {
+    std::size_t n = 0;
+    for (std::size_t len : {1u, 2u, 3u})
+      if (end >= floor + len && SeparatorAt(s, end - len) == len) {
+        n = len;
+        break;
+      }
+    if (n == 0) break;
+    end -= n;
+  }
+  return s.size() - end;
+}
+
+struct Field {
+  std::size_t unit;
+  std::size_t offset;  // of the field in its unit's joined text
+  std::string_view text;
+};
+
+// One stretch of the arranged text: bytes [t_begin, t_end) are field bytes [field_off, ...) of
+// field `field`, or an elision mark (field == kMark) standing for the middle of a long field.
+struct Segment {
+  static constexpr std::size_t kMark = static_cast<std::size_t>(-1);
+  std::size_t t_begin, t_end, field, field_off;
+};
+
+std::size_t Utf8Back(std::string_view s, std::size_t i) {
+  while (i > 0 && i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
+  return i;
+}
+
+}  // namespace
+
+std::vector<CrossFieldMatch> FindCrossFieldMatches(
+    const policy::DetectorSet& detectors, const std::vector<ScanUnit>& units,
+    const std::vector<std::string>& joined,
+    const std::vector<std::vector<policy::Match>>& unit_matches) {
+  std::vector<Field> fields;
+  for (std::size_t u = 0; u < units.size(); ++u) {
+    if (!units[u].model_text) continue;
+    std::size_t offset = 0;
+    for (const json* part : units[u].parts) {
+      std::size_t size = part->get_ref<const std::string&>().size();
+      if (size) fields.push_back({u, offset, std::string_view(joined[u]).substr(offset, size)});
+      offset += size;
+    }
+  }
+  std::vector<CrossFieldMatch> out;
+  if (fields.size() < 2) return out;
+  bool any_padding = false, several_units = false;
+  for (const Field& f : fields) {
+    if (SeparatorAt(f.text, 0) || TrailingSeparators(f.text, 0)) any_padding = true;
+    if (f.unit != fields[0].unit) several_units = true;
+  }
+  constexpr std::size_t kWindow = kCrossFieldWindow;
+  constexpr std::string_view kMark = "\n\n";
+  std::string text;
+  std::vector<Segment> segments;
+  for (bool reversed : {false, true}) {
+    // Reversing the parts of one unit only is not a reading order any template uses.
+    if (reversed && !several_units) continue;
+    for (bool trimmed : {false, true}) {
+      if (trimmed && !any_padding) continue;  // the same text as untrimmed
+      text.clear();
+      segments.clear();
+      for (std::size_t n = 0; n < fields.size(); ++n) {
+        std::size_t k = reversed ? fields.size() - 1 - n : n;
+        std::string_view view = fields[k].text;
+        std::size_t from = 0, to = view.size();
+        if (trimmed) {
+          from = LeadingSeparators(view);
+          to -= TrailingSeparators(view, from);
+        }
+        if (to <= from) continue;
+        auto add = [&](std::size_t b, std::size_t e) {
+          segments.push_back({text.size(), text.size() + (e - b), k, b});
+          text.append(view.substr(b, e - b));
+        };
+        if (to - from <= 2 * kWindow + 64) {
+          add(from, to);
+          continue;
+        }
+        std::size_t head_end = Utf8Back(view, from + kWindow);
+        std::size_t tail_begin = Utf8Back(view, to - kWindow);
+        add(from, head_end);
+        segments.push_back({text.size(), text.size() + kMark.size(), Segment::kMark, 0});
+        text.append(kMark);
+        add(tail_begin, to);
+      }
+      if (segments.size() < 2) continue;
+      std::size_t first_seg = 0;
+      for (const policy::Match& m : detectors.Scan(text)) {
+        while (first_seg < segments.size() && segments[first_seg].t_end <= m.begin) ++first_seg;
+        CrossFieldMatch cross{m.data_class, m.rule, text.substr(m.begin, m.end - m.begin), {}};
+        bool marked = false;
+        std::size_t distinct = 0, last_field = Segment::kMark;
+        for (std::size_t i = first_seg; i < segments.size() && segments[i].t_begin < m.end; ++i) {
+          const Segment& g = segments[i];
+          if (g.field == Segment::kMark) {
+            marked = true;
+            break;
+          }
+          std::size_t b = std::max(m.begin, g.t_begin) - g.t_begin + g.field_off;
+          std::size_t e = std::min(m.end, g.t_end) - g.t_begin + g.field_off;
+          const Field& f = fields[g.field];
+          if (g.field != last_field) ++distinct;
+          last_field = g.field;
+          cross.pieces.push_back({f.unit, f.offset + b, f.offset + e});
+        }
+        if (marked || distinct < 2) continue;
+        // A field's own finding read on into the next field ("ghp_..." + "export", "alice@x.com"
+        // + "my") is not new data: the field's scan rewrites it, and the text glued on after it
+        // is not data. So a finding that overlaps one of a unit's own findings and starts where
+        // that finding starts or after it is left to it. One that starts before it ("see a" +
+        // "lice@example.com": the field alone finds "lice@...") is kept, and its cut takes both.
+        bool overlaps_own = false;
+        for (std::size_t i = 0; i < cross.pieces.size() && !overlaps_own; ++i) {
+          const auto& p = cross.pieces[i];
+          for (const policy::Match& o : unit_matches[p.unit])
+            if (o.begin < p.end && p.begin < o.end && i == 0 && p.begin >= o.begin)
+              overlaps_own = true;
+        }
+        if (overlaps_own) continue;
+        // The same finding seen in another arrangement (as is, trimmed) cuts the union of both.
+        bool seen = false;
+        for (CrossFieldMatch& c : out) {
+          if (c.data_class != cross.data_class || c.pieces.size() != cross.pieces.size()) continue;
+          bool same = true;
+          for (std::size_t i = 0; i < c.pieces.size() && same; ++i)
+            same = c.pieces[i].unit == cross.pieces[i].unit &&
+                   c.pieces[i].begin < cross.pieces[i].end &&
+                   cross.pieces[i].begin < c.pieces[i].end;
+          if (!same) continue;
+          for (std::size_t i = 0; i < c.pieces.size(); ++i) {
+            c.pieces[i].begin = std::min(c.pieces[i].begin, cross.pieces[i].begin);
+            c.pieces[i].end = std::max(c.pieces[i].end, cross.pieces[i].end);
+          }
+          seen = true;
+          break;
+        }
+        if (!seen) out.push_back(std::move(cross));
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<std::vector<UnitCut>> CrossFieldCuts(
+    policy::Pseudonymizer& pseudonymizer, std::size_t unit_count,
+    const std::vector<CrossFieldMatch>& cross,
+    const std::map<policy::DataClass, policy::Action>& actions) {
+  std::vector<std::vector<UnitCut>> cuts(unit_count);
+  for (const CrossFieldMatch& c : cross) {
+    auto it = actions.find(c.data_class);
+    if (it == actions.end() ||
+        (it->second != policy::Action::kRedact && it->second != policy::Action::kPseudonymize))
+      continue;
+    std::string placeholder = pseudonymizer.Apply(
+        c.value, {policy::Match{c.data_class, c.rule, 0, c.value.size()}}, actions);
+    for (std::size_t i = 0; i < c.pieces.size(); ++i) {
+      const auto& p = c.pieces[i];
+      cuts[p.unit].push_back({p.begin, p.end, i == 0 ? placeholder : std::string()});
+    }
+  }
+  return cuts;
+}
+
 std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
                         const std::string& joined, const std::vector<policy::Match>& matches,
-                        const std::map<policy::DataClass, policy::Action>& actions) {
+                        const std::map<policy::DataClass, policy::Action>& actions,
+                        const std::vector<UnitCut>& cuts) {
   std::vector<std::size_t> starts;  // offset of each part in `joined`
   std::size_t offset = 0;
   for (const json* part : unit.parts) {
     starts.push_back(offset);
     offset += part->get_ref<const std::string&>().size();
+  }
+  if (!cuts.empty()) {
+    // Matches and cross-field cuts as one list of edits; overlapping edits merge (the data of
+    // both goes, their replacements are kept in order).
+    std::vector<UnitCut> edits = cuts;
+    for (const policy::Match& m : matches) {
+      std::string_view original = std::string_view(joined).substr(m.begin, m.end - m.begin);
+      std::string replaced = pseudonymizer.Apply(
+          original, {policy::Match{m.data_class, m.rule, 0, original.size()}}, actions);
+      if (replaced != original) edits.push_back({m.begin, m.end, std::move(replaced)});
+    }
+    std::sort(edits.begin(), edits.end(),
+              [](const UnitCut& a, const UnitCut& b) { return a.begin < b.begin; });
+    std::vector<UnitCut> merged;
+    for (UnitCut& e : edits) {
+      if (!merged.empty() && e.begin < merged.back().end) {
+        merged.back().end = std::max(merged.back().end, e.end);
+        if (e.replacement != merged.back().replacement) merged.back().replacement += e.replacement;
+        continue;
+      }
+      merged.push_back(std::move(e));
+    }
+    auto part_of = [&](std::size_t pos) {  // the part holding byte `pos`
+      return static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), pos) -
+                                      starts.begin() - 1);
+    };
+    bool crossing = std::any_of(merged.begin(), merged.end(), [&](const UnitCut& e) {
+      return e.end > e.begin && part_of(e.begin) != part_of(e.end - 1);
+    });
+    auto apply = [&](std::size_t from, std::size_t to) {  // joined[from, to) with its edits
+      std::string out;
+      std::size_t pos = from;
+      for (const UnitCut& e : merged) {
+        if (e.begin < from || e.begin >= to) continue;
+        out.append(joined, pos, e.begin - pos);
+        out += e.replacement;
+        pos = e.end;
+      }
+      if (pos < to) out.append(joined, pos, to - pos);
+      return out;
+    };
+    if (crossing) {
+      std::string all = apply(0, joined.size());
+      *unit.parts[0] = all;
+      for (std::size_t k = 1; k < unit.parts.size(); ++k) *unit.parts[k] = "";
+      return all;
+    }
+    std::string all;
+    for (std::size_t k = 0; k < unit.parts.size(); ++k) {
+      std::size_t to = k + 1 < starts.size() ? starts[k + 1] : joined.size();
+      std::string rewritten = apply(starts[k], to);
+      all += rewritten;
+      *unit.parts[k] = std::move(rewritten);
+    }
+    return all;
   }
   bool crossing = false;
   for (const policy::Match& m : matches)

@@ -20,6 +20,7 @@
 
 #include "policy/detectors.h"
 #include "policy/policy.h"
+#include "policy/stream_scanner.h"
 #include "policy/transform.h"
 #include "server/internal/http_common.h"
 #include "server/internal/request.h"
@@ -65,8 +66,8 @@ struct RequestState {
   policy::Pseudonymizer pseudonymizer;
   policy::ReasoningAction reasoning = policy::ReasoningAction::kPass;
   // Response-side policy: model output is scanned before reasoning is split off and placeholders
-  // are restored, holding back the last kResponseHoldback bytes of a stream so that a match split
-  // across chunks is seen whole.
+  // are restored, holding back the last kResponseHoldback bytes of a stream (see StreamOptions)
+  // so that a match split across chunks is seen whole.
   static constexpr std::size_t kResponseHoldback = 256;
   // A match still growing (a private key header followed by base64 without an end) is held back
   // whole; past this size the answer ends (fail closed) instead of being buffered without bound.
@@ -78,11 +79,29 @@ struct RequestState {
   bool produced_reasoning = false;  // the answer had reasoning: data class "reasoning" in the audit
   std::set<std::string> response_actions;
 
+  // How a streamed field is scanned: incrementally (policy::StreamScanner), each byte scanned a
+  // bounded number of times, never the accumulated text again. Output is held back until the
+  // scanner has decided it: kResponseHoldback bytes at the end, or from the start of a finding
+  // that is still growing; the context covers the key word of an assignment before its value.
+  static policy::StreamScanner::Options StreamOptions() {
+    policy::StreamScanner::Options o;
+    o.hold_back = kResponseHoldback;
+    o.context = 1024;
+    o.min_scan = 64;
+    o.max_window = 2 * kMaxResponseHoldback;
+    return o;
+  }
+
   struct ChoiceState {
-    std::string unscanned;  // output not yet released by the response scan
-    // While a growing match holds output back, the next scan waits until the held text doubled,
-    // so a long hold-back is rescanned a logarithmic number of times (linear work in all).
-    std::size_t rescan_at = 0;
+    std::string unscanned;     // output not yet released by the response scan
+    std::size_t fed = 0;       // bytes of `unscanned` already given to `scanner`
+    std::size_t released = 0;  // stream offset of unscanned[0]: bytes released before it
+    std::unique_ptr<policy::StreamScanner> scanner;  // created with the first streamed piece
+    std::vector<policy::Match> pending;              // reported by the scanner, not released yet
+    // While a growing match holds output back (a PEM header followed by base64 and no end), the
+    // scanner is fed again only once the held text doubled: it rescans the whole held match each
+    // time, so this keeps the work linear in the held size instead of quadratic.
+    std::size_t feed_at = 0;
     std::unique_ptr<policy::StreamRestorer> restorer;
     policy::ThinkSplitter splitter;
     std::string visible;
@@ -149,12 +168,59 @@ struct RequestState {
   std::string ResponseText() const;
 };
 
+// Data split across fields: "mail alice@" in one message and "example.com" in the next, a phone
+// number cut between a message's name and its content, between tool call arguments, over three
+// or more content parts, or with blanks or invisible characters (" ", "\n", U+200B, U+3000) at
+// the cut. A model reads its fields as one text, so the gateway scans the model text of the
+// request (every unit whose ScanUnit::model_text is set, every part of it a field) as joined
+// text too, in four arrangements: fields in request order and in reverse order (a template may
+// render a message's name before or after its content), each joined as they are and with the
+// blanks and invisible characters at every field boundary removed. Only the text within
+// kCrossFieldWindow bytes of a boundary takes part (a finding split between fields is shorter
+// than that: bounded rules are under 700 bytes), so this costs a few KiB of scanning per
+// boundary, not another pass over long fields. A finding is kept only if it spans two or more
+// fields and is not already a finding of one unit.
+inline constexpr std::size_t kCrossFieldWindow = 1024;
+
+struct CrossFieldMatch {
+  policy::DataClass data_class;
+  std::string rule;
+  std::string value;  // the finding as read across the fields (what a placeholder stands for)
+  struct Piece {
+    std::size_t unit;        // index into the units
+    std::size_t begin, end;  // byte range in that unit's joined text
+  };
+  std::vector<Piece> pieces;  // in reading order: the first gets the placeholder, the rest are cut
+};
+
+std::vector<CrossFieldMatch> FindCrossFieldMatches(
+    const policy::DetectorSet& detectors, const std::vector<ScanUnit>& units,
+    const std::vector<std::string>& joined,
+    const std::vector<std::vector<policy::Match>>& unit_matches);
+
+// A cut a cross-field finding makes in one unit: [begin, end) of its joined text is replaced by
+// `replacement` (the placeholder for the first piece, "" for the others).
+struct UnitCut {
+  std::size_t begin, end;
+  std::string replacement;
+};
+
+// The cuts each unit gets from `cross` under `actions` (findings whose class is neither redacted
+// nor pseudonymized make none). Placeholders come from `pseudonymizer`.
+std::vector<std::vector<UnitCut>> CrossFieldCuts(
+    policy::Pseudonymizer& pseudonymizer, std::size_t unit_count,
+    const std::vector<CrossFieldMatch>& cross,
+    const std::map<policy::DataClass, policy::Action>& actions);
+
 // Applies the policy's rewrites to one scan unit in place and returns its rewritten text. A match
 // that crosses a part boundary (data split across content parts) rewrites the unit as one text
 // placed in its first part, the other parts left empty; otherwise each part is rewritten alone.
+// `cuts` (from CrossFieldCuts) are applied with the matches; a match overlapping a cut is removed
+// with it.
 std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
                         const std::string& joined, const std::vector<policy::Match>& matches,
-                        const std::map<policy::DataClass, policy::Action>& actions);
+                        const std::map<policy::DataClass, policy::Action>& actions,
+                        const std::vector<UnitCut>& cuts = {});
 
 // Log probabilities repeat the answer token by token (strings and raw bytes): a redaction of the
 // content cannot follow them there, so while response rules apply they are withheld.

@@ -188,8 +188,19 @@ void TextualizeLongNumber(json& node) {
     node = text;
 }
 
-// Every string below `node` (depth is bounded by the parser's limit), each its own unit.
-std::optional<RequestError> CollectStrings(json& node, ScanTargets* units) {
+// Values that name a structure rather than carry text the model reads: a message's role, a part's
+// or tool's type, ids, an image's detail, a function's name. They are scanned alone but kept out of
+// the cross-field text (see FindCrossFieldMatches), so that "user" between two messages neither
+// joins data nor gets cut.
+bool IsStructuralKey(std::string_view key) {
+  static constexpr std::array<std::string_view, 8> kStructural = {
+      "role", "type", "id", "tool_call_id", "detail", "format", "tool_choice", "function.name"};
+  return std::find(kStructural.begin(), kStructural.end(), key) != kStructural.end();
+}
+
+// Every string below `node` (depth is bounded by the parser's limit), each its own unit. `key` is
+// the object key the value sits under (for array elements, the array's).
+std::optional<RequestError> CollectStrings(json& node, ScanTargets* units, std::string_view key) {
   if (node.is_number_float()) {
     // 4532015112830366.0 or 1.3812345678e-5 carry their digits in the mantissa: scanned, never
     // rewritten (a finding refuses the request).
@@ -204,16 +215,18 @@ std::optional<RequestError> CollectStrings(json& node, ScanTargets* units) {
           "The request contains a data: URL, which the gateway cannot scan; pass the content as "
           "text or an https URL.",
           "unscannable_content");
-    units->units.push_back(ScanUnit{{&node}});
+    units->units.push_back(ScanUnit{{&node}, !IsStructuralKey(key)});
     return std::nullopt;
   }
   if (node.is_array()) {
     for (json& e : node)
-      if (auto err = CollectStrings(e, units)) return err;
+      if (auto err = CollectStrings(e, units, key)) return err;
   } else if (node.is_object()) {
     for (auto it = node.begin(); it != node.end(); ++it) {
       units->keys.push_back(it.key());
-      if (auto err = CollectStrings(*it, units)) return err;
+      // A function's name is an identifier the call must repeat exactly, not text to join.
+      std::string_view child = key == "function" && it.key() == "name" ? "function.name" : it.key();
+      if (auto err = CollectStrings(*it, units, child)) return err;
     }
   }
   return std::nullopt;
@@ -224,7 +237,7 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
     units->units.push_back(ScanUnit{{&content}});
     return std::nullopt;
   }
-  if (!content.is_array()) return CollectStrings(content, units);  // null (or unchecked)
+  if (!content.is_array()) return CollectStrings(content, units, "content");  // null (or unchecked)
   ScanUnit text;  // the text parts, in order, as one text
   for (json& part : content) {
     if (part.is_string()) {
@@ -232,7 +245,7 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
       continue;
     }
     if (!part.is_object()) {  // ParseCompletionRequest checked chat parts only
-      if (auto err = CollectStrings(part, units)) return err;
+      if (auto err = CollectStrings(part, units, "content")) return err;
       continue;
     }
     for (auto it = part.begin(); it != part.end(); ++it) {
@@ -244,7 +257,7 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
                        "unscannable_content");
       if (it.key() == "text" && it->is_string()) {
         text.parts.push_back(&*it);
-      } else if (auto err = CollectStrings(*it, units)) {
+      } else if (auto err = CollectStrings(*it, units, it.key())) {
         return err;
       }
     }
@@ -286,21 +299,21 @@ std::optional<RequestError> CollectScanUnits(json& body, bool chat, ScanTargets*
     if (key == "messages" && it->is_array()) {
       for (json& msg : *it) {
         if (!msg.is_object()) {  // only chat messages were checked (ParseCompletionRequest)
-          if (auto err = CollectStrings(msg, units)) return err;
+          if (auto err = CollectStrings(msg, units, key)) return err;
           continue;
         }
         for (auto m = msg.begin(); m != msg.end(); ++m) {
           units->keys.push_back(m.key());
           if (m.key() == "content") {
             if (auto err = CollectContent(*m, units)) return err;
-          } else if (auto err = CollectStrings(*m, units)) {
+          } else if (auto err = CollectStrings(*m, units, m.key())) {
             return err;
           }
         }
       }
       continue;
     }
-    if (auto err = CollectStrings(*it, units)) return err;
+    if (auto err = CollectStrings(*it, units, key)) return err;
   }
   return std::nullopt;
 }

@@ -50,6 +50,9 @@ std::optional<RequestError> ParseCompletionRequest(const nlohmann::json& body, b
 // split across parts ("phone 1381234" + "5678") is still found.
 struct ScanUnit {
   std::vector<nlohmann::json*> parts;
+  // Text the model reads (content, names, arguments, descriptions, unknown fields...), as opposed
+  // to a structural value (role, type, ids): only model text joins the cross-field scan.
+  bool model_text = true;
   std::string Joined() const;
 };
 

@@ -284,6 +284,10 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
     matches[i] = detectors->Scan(joined[i]);
     for (const auto& m : matches[i]) found.insert(m.data_class);
   }
+  // Data split between fields (two messages, a name and its content, tool call arguments).
+  std::vector<internal::CrossFieldMatch> cross =
+      internal::FindCrossFieldMatches(*detectors, units, joined, matches);
+  for (const auto& c : cross) found.insert(c.data_class);
   st->prompt_sha256 = core::ToHex(prompt_hash.Finish());
   for (auto c : found) st->data_classes.emplace_back(policy::DataClassName(c));
   policy::Target target;
@@ -302,9 +306,12 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
     st->actions.push_back(name + ":" + std::string(policy::ActionName(a)));
     metrics.PolicyAction(std::string(policy::ActionName(a)), name);
   }
+  if (!cross.empty()) st->actions.push_back("data split across fields");
+  std::vector<std::vector<internal::UnitCut>> cuts =
+      internal::CrossFieldCuts(st->pseudonymizer, units.size(), cross, verdict.actions);
   for (std::size_t i = 0; i < units.size(); ++i) {
     std::string rewritten =
-        RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions);
+        RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions, cuts[i]);
     prompt_bytes += rewritten.size();
     if (policy().audit.store_text) st->forwarded_prompt += rewritten + "\n";
   }

@@ -235,5 +235,22 @@ add("Привет! Отчёт за квартал: выручка выросла
 add("Καλημέρα! Η ΑΚΡΟΠΟΛΗ είναι ανοιχτή από τις 8 έως τις 20. ΕΠΙΚΟΙΝΩΝΙΑ ΚΑΙ ΤΑΧΥΔΡΟΜΕΙΟ.")
 add("会议定于下午三点，地点在三楼会议室，二〇二四年十二月。")
 
+# ---- evasions found after the merge (issue #13, second round) ----
+# Country codes without "+", card separators other than blank and dash; and hard negatives for
+# them (a "00" group inside an IBAN, comma lists, numbers on separate lines).
+add("WeChat/phone 8613812345678 (country code, no plus).", ("phone", "8613812345678"))
+add("手机：0086 139 2345 6789，请回电。", ("phone", "0086 139 2345 6789"))
+add("London office 0044 20 7946 0958 (dialled 00).", ("phone", "0044 20 7946 0958"))
+add("Card 4111/1111/1111/1111 (slashes).", ("payment_card", "4111/1111/1111/1111"))
+add("Card 5500_0000_0000_0004 (underscores).", ("payment_card", "5500_0000_0000_0004"))
+add("Card 4111\t1111\t1111\t1111 (tabs).", ("payment_card", "4111\t1111\t1111\t1111"))
+add("Card 4111  1111  1111  1111 (double blanks).", ("payment_card", "4111  1111  1111  1111"))
+add("Amex 3782 - 822463 - 10005 (spaced dashes).", ("payment_card", "3782 - 822463 - 10005"))
+add("Transfer to DE89 3704 0044 0532 0130 00 done.", ("iban", "DE89 3704 0044 0532 0130 00"))
+add("Account 0012345678 and reference 004420794609581.")
+add("Sizes: 4111,1111,1111,1111 and 4000;5000;6000;7000.")
+add("Rows:\n4111\n1111\n1111\n1111\nend")
+add("Ticket 4111/1111/1111/1112 (Luhn fails).")
+
 for l in lines:
     print(json.dumps(l, ensure_ascii=False))
