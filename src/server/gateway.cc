@@ -99,6 +99,9 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   so.keep_alive_max_requests = p.server.keep_alive_max_requests;
   so.max_connections = p.server.max_connections;
   so.max_connections_per_address = p.server.max_connections_per_address;
+  so.ipv6_client_prefix = p.server.ipv6_client_prefix;
+  impl->completions = std::make_unique<CompletionLimiter>(p.server.CompletionsPerAddress(),
+                                                          p.server.CompletionsPerKey());
   so.tls_cert = p.server.tls_cert;
   so.tls_key = p.server.tls_key;
   AIRLOCK_ASSIGN_OR_RETURN(

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -562,6 +563,174 @@ TEST_F(ServeNetTest, AnyBearerTokenOnLoopbackWithoutKeysAndA401ThatNamesKeysCrea
   auto ok = Client(keyed.port()).Get("/v1/models", {{"Authorization", "Bearer " + key_}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+}
+
+}  // namespace
+
+namespace {
+
+// An upstream (test double) that holds every request whose body contains "hold" until Release(),
+// and answers the others at once; it counts the requests it holds.
+class GatedUpstream {
+ public:
+  GatedUpstream() {
+    server_.new_task_queue = [] { return new httplib::ThreadPool(16); };
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req,
+                                                httplib::Response& res) {
+      if (req.body.find("hold") != std::string::npos) {
+        std::unique_lock<std::mutex> lock(mu_);
+        ++held_;
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return released_; });
+      }
+      json out = {{"id", "x"},
+                  {"object", "chat.completion"},
+                  {"choices", json::array({{{"index", 0},
+                                            {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                                            {"finish_reason", "stop"}}})},
+                  {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}}}};
+      res.set_content(out.dump(), "application/json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~GatedUpstream() {
+    Release();
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  // Waits (bounded, ~30 s) until `n` requests are held; returns whether they are.
+  bool WaitHeld(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return held_ >= n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int held_ = 0;
+  bool released_ = false;
+};
+
+// One HTTP/1.1 request (Connection: close) from the loopback address `source` (127.0.0.x: the
+// gateway sees another client); returns the whole answer, or "" when none came.
+std::string RequestFrom(const std::string& source, int port, const std::string& method,
+                        const std::string& path, const std::string& key, const std::string& body) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      connect(s, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    close(s);
+    return "";
+  }
+  timeval tv{60, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  if (!key.empty()) req += "Authorization: Bearer " + key + "\r\n";
+  if (!body.empty())
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  send(s, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string got = ReadToClose(s).first;
+  close(s);
+  return got;
+}
+
+std::string ChatBody(const std::string& text) {
+  return json{{"model", "echo"}, {"messages", json::array({{{"role", "user"}, {"content", text}}})}}
+      .dump();
+}
+
+// Attack (#15): one client within its connection cap sent slow completions (an upstream that
+// answers slowly) until every worker of the pool was busy, and the next client's request waited.
+// Completions in flight are now capped per client address and per API key below the pool size:
+// with 4 workers, key A holds 2 from one address and 1 from another, its next ones get 429 with
+// Retry-After (audited), while key B from a third address and /health are still answered.
+TEST_F(ServeNetTest, OneClientHoldingSlowCompletionsCannotStarveAnotherKeyOrHealth) {
+  GatedUpstream upstream;
+  auto other = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
+  ASSERT_EQ(other.first, 0) << other.second;
+  std::string key_b = Trim(other.second);
+  key_b = key_b.substr(key_b.rfind('\n') == std::string::npos ? 0 : key_b.rfind('\n') + 1);
+  Serve serve(Config("threads=4\nmax_completions_per_address=2\nmax_completions_per_key=3\n",
+                     upstream.port()),
+              {}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  const int port = serve.port();
+  std::vector<std::thread> holders;
+  std::vector<std::string> held_answers(3);
+  for (int i = 0; i < 2; ++i)
+    holders.emplace_back([&, i] {
+      held_answers[i] = RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_,
+                                    ChatBody("hold " + std::to_string(i)));
+    });
+  ASSERT_TRUE(upstream.WaitHeld(2));
+  // The address is at its cap: 429, whatever the key.
+  std::string over =
+      RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_b, ChatBody("hold over"));
+  EXPECT_NE(over.find("HTTP/1.1 429"), std::string::npos) << over;
+  EXPECT_NE(over.find("Retry-After: 1"), std::string::npos) << over;
+  EXPECT_NE(over.find("too_many_concurrent_requests"), std::string::npos) << over;
+  EXPECT_NE(over.find("client address"), std::string::npos) << over;
+  // Key A from a second address: its third completion in flight is within the key's cap.
+  holders.emplace_back([&] {
+    held_answers[2] =
+        RequestFrom("127.0.0.3", port, "POST", "/v1/chat/completions", key_, ChatBody("hold 2"));
+  });
+  ASSERT_TRUE(upstream.WaitHeld(3));
+  std::string key_over =
+      RequestFrom("127.0.0.4", port, "POST", "/v1/chat/completions", key_, ChatBody("quick"));
+  EXPECT_NE(key_over.find("HTTP/1.1 429"), std::string::npos) << key_over;
+  EXPECT_NE(key_over.find("API key"), std::string::npos) << key_over;
+  // Another key from another address, and /health from the busy address, are answered.
+  std::string b =
+      RequestFrom("127.0.0.2", port, "POST", "/v1/chat/completions", key_b, ChatBody("quick"));
+  EXPECT_NE(b.find("HTTP/1.1 200"), std::string::npos) << b;
+  std::string health = RequestFrom("127.0.0.1", port, "GET", "/health", "", "");
+  EXPECT_NE(health.find("HTTP/1.1 200"), std::string::npos) << health;
+  std::string ready = RequestFrom("127.0.0.1", port, "GET", "/ready", "", "");
+  EXPECT_NE(ready.find("HTTP/1.1 200"), std::string::npos) << ready;
+  upstream.Release();
+  for (auto& t : holders) t.join();
+  for (const std::string& a : held_answers)
+    EXPECT_NE(a.find("HTTP/1.1 200"), std::string::npos) << a;
+  // Places are freed when a completion ends: the address may start one again.
+  std::string again =
+      RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_, ChatBody("quick"));
+  EXPECT_NE(again.find("HTTP/1.1 200"), std::string::npos) << again;
+  EXPECT_EQ(WEXITSTATUS(serve.Stop(SIGTERM)), 0) << Log();
+  std::string audit = AuditJson(audit_db_);
+  std::size_t refusals = 0;
+  for (std::size_t at = audit.find("too_many_concurrent_requests"); at != std::string::npos;
+       at = audit.find("too_many_concurrent_requests", at + 1))
+    ++refusals;
+  EXPECT_EQ(refusals, 2u) << audit;
+  EXPECT_NE(audit.find("client: 127.0.0.1"), std::string::npos) << audit;
+}
+
+// A cap below the pool is the point: a policy that lets one client have every worker is refused.
+TEST_F(ServeNetTest, CompletionCapAtOrAboveThePoolSizeIsALoadError) {
+  auto r = Shell(Airlock() + " serve --port 0 --config '" +
+                 Config("threads=4\nmax_completions_per_address=4\n") + "'");
+  EXPECT_NE(r.first, 0) << r.second;
+  EXPECT_NE(r.second.find("max_completions_per_address must be below threads"), std::string::npos)
+      << r.second;
 }
 
 }  // namespace

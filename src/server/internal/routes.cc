@@ -192,6 +192,25 @@ void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, 
   st->settle_unsettled = [this](RequestState& s) {
     Finish(s, 500, s.forwarded && s.reservation ? s.reservation->tokens : 0, s.ResponseText());
   };
+  // One client (an address bucket or an API key) may hold only so many workers with completions
+  // in flight; the place is held until the request state is gone (a stream written to the end).
+  std::string bucket = req.client_bucket.empty() ? req.remote_addr : req.client_bucket;
+  auto admission = completions->TryAcquire(bucket, st->anonymous ? "" : st->key.id);
+  if (!admission.slot) {
+    bool by_key = admission.refusal == CompletionLimiter::Refusal::kKey;
+    res.set_header("Retry-After", "1");
+    st->actions.push_back("client: " + bucket);
+    return Fail(*st, res, 429,
+                std::string("Too many concurrent completions from this ") +
+                    (by_key ? "API key" : "client address") + " (at most " +
+                    std::to_string(admission.limit) + " in flight); retry when one has finished.",
+                "too_many_concurrent_requests");
+  }
+  st->on_release = [this, slot = std::move(admission.slot)] {
+    std::lock_guard<std::mutex> lock(live_mu);
+    --live_requests;
+    live_cv.notify_all();
+  };
   try {
     ProcessCompletion(st, req, res);
   } catch (const std::exception& e) {
