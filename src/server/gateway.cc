@@ -147,7 +147,8 @@ void Gateway::Impl::HandleRequest(const HttpRequest& req, HttpResponse& res) {
     return HandleCompletion(req, res, true);
   if (req.method == "POST" && req.path == "/v1/completions")
     return HandleCompletion(req, res, false);
-  if (req.method == "GET" && req.path == "/v1/models") return HandleModels(req, res);
+  if (req.method == "GET" && (req.path == "/v1/models" || req.path.rfind("/v1/models/", 0) == 0))
+    return HandleModels(req, res);
   if (req.method == "GET" && req.path == "/metrics") {
     // Request counts, model names and policy actions are operational data: the same key rule as
     // the API unless the policy opens the endpoint to scrapers ([server] public_metrics).

@@ -19,7 +19,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -731,6 +733,226 @@ TEST_F(ServeNetTest, CompletionCapAtOrAboveThePoolSizeIsALoadError) {
   EXPECT_NE(r.first, 0) << r.second;
   EXPECT_NE(r.second.find("max_completions_per_address must be below threads"), std::string::npos)
       << r.second;
+}
+
+}  // namespace
+
+namespace {
+
+// Issue #19: OpenAI parameters for local models, through a real `airlock serve` of stories260K
+// (a 260K-parameter story model that cannot follow instructions: whatever structure its answers
+// have comes from the gateway).
+class ServeLocalParamsTest : public ServeNetTest {
+ protected:
+  void SetUp() override {
+    ServeNetTest::SetUp();
+    AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+    model_ = (models / "stories260K.gguf").string();
+  }
+  // POST with key; the parsed body (or {"transport_error"}) and the status in "http_status".
+  json Post(int port, const std::string& path, const json& body) {
+    auto r = Client(port).Post(path, {{"Authorization", "Bearer " + key_}}, body.dump(),
+                               "application/json");
+    if (!r) return json{{"transport_error", httplib::to_string(r.error())}};
+    json doc = json::parse(r->body, nullptr, false);
+    if (!doc.is_object()) doc = json{{"raw", r->body}};
+    doc["http_status"] = r->status;
+    return doc;
+  }
+  // The data payloads of a streamed answer.
+  std::vector<json> Stream(int port, const json& body) {
+    auto r = Client(port).Post("/v1/chat/completions", {{"Authorization", "Bearer " + key_}},
+                               body.dump(), "application/json");
+    std::vector<json> events;
+    if (!r) return events;
+    std::size_t pos = 0;
+    while ((pos = r->body.find("data: ", pos)) != std::string::npos) {
+      std::size_t end = r->body.find("\n\n", pos);
+      std::string payload = r->body.substr(pos + 6, end - pos - 6);
+      pos = end;
+      if (payload != "[DONE]") events.push_back(json::parse(payload, nullptr, false));
+    }
+    return events;
+  }
+  std::string model_;
+};
+
+const json kMoodSchema = {{"type", "object"},
+                          {"properties",
+                           {{"mood", {{"type", "string"}, {"enum", {"happy", "sad", "angry"}}}},
+                            {"ok", {{"type", "boolean"}}}}},
+                          {"required", {"mood", "ok"}},
+                          {"additionalProperties", false}};
+
+// The reply is a JSON document that matches kMoodSchema: an object with exactly `mood` (one of
+// the enum) and `ok` (a boolean).
+void ExpectMatchesMoodSchema(const std::string& text) {
+  json doc = json::parse(text, nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << "not a JSON object: " << text;
+  EXPECT_EQ(doc.size(), 2u) << text;
+  ASSERT_TRUE(doc.contains("mood") && doc["mood"].is_string()) << text;
+  std::string mood = doc["mood"];
+  EXPECT_TRUE(mood == "happy" || mood == "sad" || mood == "angry") << text;
+  ASSERT_TRUE(doc.contains("ok")) << text;
+  EXPECT_TRUE(doc["ok"].is_boolean()) << text;
+}
+
+// A JSON-schema constrained request (an object with an enum and a boolean) returns valid JSON
+// matching the schema on stories260K, for every choice, streamed and not: the constraint holds for
+// a model that cannot follow instructions (unconstrained, it tells a story).
+TEST_F(ServeLocalParamsTest, JsonSchemaResponseFormatHoldsOnStories260K) {
+  Serve serve(Config(""), {model_}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  json body = {{"model", "stories260K"},
+               {"messages", json::array({{{"role", "user"}, {"content", "How are you?"}}})},
+               {"max_tokens", 128},
+               {"temperature", 1},
+               {"seed", 7},
+               {"n", 3},
+               {"response_format",
+                {{"type", "json_schema"},
+                 {"json_schema", {{"name", "mood"}, {"strict", true}, {"schema", kMoodSchema}}}}}};
+  json r = Post(serve.port(), "/v1/chat/completions", body);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  ASSERT_EQ(r["choices"].size(), 3u) << r.dump();
+  for (std::size_t i = 0; i < 3; ++i) {
+    const json& c = r["choices"][i];
+    EXPECT_EQ(c["index"], i);
+    EXPECT_EQ(c["finish_reason"], "stop") << r.dump();
+    ExpectMatchesMoodSchema(c["message"]["content"].get<std::string>());
+  }
+  // Without the constraint the same request is no JSON at all.
+  json free = body;
+  free.erase("response_format");
+  free["n"] = 1;
+  json story = Post(serve.port(), "/v1/chat/completions", free);
+  ASSERT_EQ(story.value("http_status", 0), 200) << story.dump();
+  EXPECT_FALSE(
+      json::parse(story["choices"][0]["message"]["content"].get<std::string>(), nullptr, false)
+          .is_object());
+  // Streamed: each choice's deltas put together.
+  body["stream"] = true;
+  body["n"] = 2;
+  std::map<int, std::string> text;
+  std::map<int, std::string> finish;
+  for (const json& e : Stream(serve.port(), body)) {
+    ASSERT_TRUE(e.is_object());
+    for (const json& c : e["choices"]) {
+      int index = c["index"];
+      if (c["delta"].contains("content")) text[index] += c["delta"]["content"].get<std::string>();
+      if (!c["finish_reason"].is_null()) finish[index] = c["finish_reason"];
+    }
+  }
+  ASSERT_EQ(text.size(), 2u);
+  for (const auto& [index, t] : text) {
+    EXPECT_EQ(finish[index], "stop") << t;
+    ExpectMatchesMoodSchema(t);
+  }
+  // json_object: any object.
+  body.erase("stream");
+  body["n"] = 1;
+  body["response_format"] = {{"type", "json_object"}};
+  body["max_tokens"] = 256;
+  body["temperature"] = 0;
+  r = Post(serve.port(), "/v1/chat/completions", body);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  if (r["choices"][0]["finish_reason"] == "stop")
+    EXPECT_TRUE(
+        json::parse(r["choices"][0]["message"]["content"].get<std::string>(), nullptr, false)
+            .is_object())
+        << r.dump();
+  else  // cut by max_tokens: at least the start of an object
+    EXPECT_EQ(r["choices"][0]["message"]["content"].get<std::string>().rfind("{", 0), 0u);
+}
+
+// n, logprobs / top_logprobs (chat and legacy completions), model lookup, created times, the usage
+// chunk only on request, and a 400 naming the parameter for what is out of range or not
+// implemented for local models.
+TEST_F(ServeLocalParamsTest, OpenAIParametersForLocalModels) {
+  Serve serve(Config(""), {model_}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  const int port = serve.port();
+  json base = {{"model", "stories260K"},
+               {"messages", json::array({{{"role", "user"}, {"content", "Once"}}})},
+               {"max_tokens", 4}};
+  json body = base;
+  body["n"] = 2;
+  body["logprobs"] = true;
+  body["top_logprobs"] = 3;
+  json r = Post(port, "/v1/chat/completions", body);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  ASSERT_EQ(r["choices"].size(), 2u);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 8) << r.dump();
+  for (const json& c : r["choices"]) {
+    const json& content = c["logprobs"]["content"];
+    ASSERT_EQ(content.size(), 4u) << r.dump();
+    std::string joined;
+    for (const json& t : content) {
+      EXPECT_LE(t["logprob"].get<double>(), 0.0);
+      EXPECT_EQ(t["top_logprobs"].size(), 3u);
+      joined += t["token"].get<std::string>();
+    }
+    EXPECT_EQ(joined, c["message"]["content"]) << r.dump();
+  }
+  EXPECT_GT(r["created"].get<std::int64_t>(), 1600000000);
+  json legacy = {{"model", "stories260K"}, {"prompt", "Once"}, {"max_tokens", 2}, {"logprobs", 2}};
+  r = Post(port, "/v1/completions", legacy);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  EXPECT_EQ(r["choices"][0]["logprobs"]["tokens"].size(), 2u) << r.dump();
+  EXPECT_EQ(r["choices"][0]["logprobs"]["top_logprobs"][0].size(), 2u) << r.dump();
+
+  // Out of range or not implemented: 400 with `param`.
+  std::vector<std::pair<json, std::string>> refused = {
+      {{{"temperature", 5}}, "temperature"},
+      {{{"top_logprobs", 2}}, "top_logprobs"},  // without logprobs
+      {{{"n", 17}}, "n"},
+      {{{"logit_bias", {{"50256", -100}}}}, "logit_bias"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}})}},
+       "tools"},  // stories260K's template has no tool-call format
+      {{{"tool_choice", "required"}}, "tool_choice"},
+      {{{"response_format",
+         {{"type", "json_schema"},
+          {"json_schema", {{"schema", {{"type", "string"}, {"pattern", "a+"}}}}}}}},
+       "response_format"},
+      {{{"messages",
+         json::array(
+             {{{"role", "user"},
+               {"content", json::array({{{"type", "image_url"},
+                                         {"image_url", {{"url", "http://x/y.png"}}}}})}}})}},
+       "messages"},
+      {{{"stream_options", {{"include_usage", true}}}}, "stream_options"},  // without stream
+  };
+  for (const auto& [extra, param] : refused) {
+    json b = base;
+    b.update(extra);
+    json e = Post(port, "/v1/chat/completions", b);
+    EXPECT_EQ(e.value("http_status", 0), 400) << b.dump() << " -> " << e.dump();
+    EXPECT_EQ(e["error"]["param"], param) << b.dump() << " -> " << e.dump();
+  }
+
+  // GET /v1/models/{id}, with the model file's time as `created`.
+  auto m = Client(port).Get("/v1/models/stories260K", {{"Authorization", "Bearer " + key_}});
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200) << m->body;
+  json model = json::parse(m->body);
+  EXPECT_EQ(model["id"], "stories260K");
+  EXPECT_EQ(model["object"], "model");
+  EXPECT_GT(model["created"].get<std::int64_t>(), 0);
+  m = Client(port).Get("/v1/models/none", {{"Authorization", "Bearer " + key_}});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 404) << m->body;
+
+  // The usage chunk only with stream_options.include_usage.
+  json streamed = base;
+  streamed["stream"] = true;
+  auto has_usage = [&](const json& b) {
+    bool usage = false;
+    for (const json& e : Stream(port, b)) usage |= e.contains("usage") && e["usage"].is_object();
+    return usage;
+  };
+  EXPECT_FALSE(has_usage(streamed));
+  streamed["stream_options"] = {{"include_usage", true}};
+  EXPECT_TRUE(has_usage(streamed));
 }
 
 }  // namespace

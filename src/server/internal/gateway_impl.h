@@ -91,7 +91,10 @@ struct Gateway::Impl {
   bool Authenticate(const internal::HttpRequest& req, internal::HttpResponse& res,
                     internal::RequestState& st);
 
+  // GET /v1/models and GET /v1/models/{id}.
   void HandleModels(const internal::HttpRequest& req, internal::HttpResponse& res);
+  const std::int64_t started_at = internal::NowSeconds();
+  std::int64_t ModelCreated(const std::string& model) const;
 
   void HandleCompletion(const internal::HttpRequest& req, internal::HttpResponse& res, bool chat);
   void ProcessCompletion(const std::shared_ptr<internal::RequestState>& st,

@@ -2,6 +2,8 @@
 // check, request parsing, the request-side policy (detect, decide, rewrite), admission against
 // budgets and rate limits, routing to a local model or an upstream, and settlement (one audit
 // record per authenticated request, the reservation reconciled).
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -9,6 +11,7 @@
 #include "core/hash.h"
 #include "server/internal/gateway_impl.h"
 #include "server/internal/json_limits.h"
+#include "server/internal/local_params.h"
 #include "server/internal/request.h"
 
 namespace airlock::server {
@@ -137,23 +140,73 @@ bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, Requ
   return true;
 }
 
+namespace {
+
+// Percent-decoding of a path segment ("%2F" -> "/"); nullopt for a malformed escape or a NUL.
+std::optional<std::string> PercentDecode(std::string_view in) {
+  std::string out;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(in[i + 2])))
+      return std::nullopt;
+    char c = static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
+    if (c == '\0') return std::nullopt;
+    out += c;
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace
+
+// `created` of a model: a local model's file modification time, else (upstream models, a file
+// that cannot be read) the time this gateway started.
+std::int64_t Gateway::Impl::ModelCreated(const std::string& model) const {
+  if (const policy::LocalModel* m = policy().FindLocalModel(model)) {
+    struct stat sb;
+    if (stat(m->path.c_str(), &sb) == 0) return static_cast<std::int64_t>(sb.st_mtime);
+  }
+  return started_at;
+}
+
 void Gateway::Impl::HandleModels(const HttpRequest& req, HttpResponse& res) {
   RequestState st;
   if (!Authenticate(req, res, st)) return;
-  json data = json::array();
   auto allowed = [&](const std::string& m) {
     return st.key.models.empty() ||
            std::find(st.key.models.begin(), st.key.models.end(), m) != st.key.models.end();
   };
+  auto model_json = [&](const std::string& m, const std::string& owner) {
+    return json{{"id", m}, {"object", "model"}, {"created", ModelCreated(m)}, {"owned_by", owner}};
+  };
+  static constexpr std::string_view kPrefix = "/v1/models/";
+  if (req.path.size() > kPrefix.size() && req.path.rfind(kPrefix, 0) == 0) {
+    // GET /v1/models/{id}: ids may hold '/' (sent raw or as %2F). A model this key may not use
+    // does not exist for it.
+    auto id = PercentDecode(std::string_view(req.path).substr(kPrefix.size()));
+    if (id && allowed(*id)) {
+      if (policy().FindLocalModel(*id))
+        return res.set_content(model_json(*id, "local").dump(), "application/json");
+      if (const policy::Upstream* u = policy().FindUpstreamForModel(*id))
+        return res.set_content(model_json(*id, u->name).dump(), "application/json");
+    }
+    return SetError(res, 404,
+                    "The model '" + (id ? *id : std::string("(malformed)")) + "' does not exist.",
+                    "model_not_found", "model");
+  }
+  json data = json::array();
   for (const auto& m : policy().local_models)
-    if (allowed(m.name))
-      data.push_back({{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "local"}});
+    if (allowed(m.name)) data.push_back(model_json(m.name, "local"));
   for (const auto& u : policy().upstreams)
     for (const auto& m : u.models)
-      if (allowed(m))
-        data.push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", u.name}});
+      if (allowed(m)) data.push_back(model_json(m, u.name));
   res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
 }
+
 void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, bool chat) {
   metrics.in_flight++;
   struct Dec {
@@ -250,6 +303,8 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   st->upstream_name = local ? "local" : upstream->name;
   st->jurisdiction = local ? "local" : upstream->jurisdiction;
   const bool stream = request.stream;
+  if (auto invalid = internal::ParseStreamOptions(body, stream, &st->client_include_usage))
+    return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
 
   // Every forwarded string of the request (rewritten in place after the policy decision).
   internal::ScanTargets targets;
