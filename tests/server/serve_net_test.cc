@@ -921,6 +921,11 @@ TEST_F(ServeLocalParamsTest, OpenAIParametersForLocalModels) {
                                          {"image_url", {{"url", "http://x/y.png"}}}}})}}})}},
        "messages"},
       {{{"stream_options", {{"include_usage", true}}}}, "stream_options"},  // without stream
+      // Hostile types end in a 400, never an exception.
+      {{{"logprobs", "yes"}}, "logprobs"},
+      {{{"tools", json::array({{{"type", 5}}})}}, "tools"},
+      {{{"response_format", {{"type", 5}}}}, "response_format"},
+      {{{"tool_choice", json::array()}}, "tool_choice"},
   };
   for (const auto& [extra, param] : refused) {
     json b = base;
@@ -929,6 +934,14 @@ TEST_F(ServeLocalParamsTest, OpenAIParametersForLocalModels) {
     EXPECT_EQ(e.value("http_status", 0), 400) << b.dump() << " -> " << e.dump();
     EXPECT_EQ(e["error"]["param"], param) << b.dump() << " -> " << e.dump();
   }
+
+  json nulls = base;
+  nulls.update({{"logprobs", nullptr},
+                {"top_logprobs", nullptr},
+                {"tools", nullptr},
+                {"response_format", nullptr},
+                {"n", nullptr}});
+  EXPECT_EQ(Post(port, "/v1/chat/completions", nulls).value("http_status", 0), 200);
 
   // GET /v1/models/{id}, with the model file's time as `created`.
   auto m = Client(port).Get("/v1/models/stories260K", {{"Authorization", "Bearer " + key_}});

@@ -24,6 +24,12 @@ bool Present(const json& body, const char* key) {
   return it != body.end() && !it->is_null();
 }
 
+// A string member, or `fallback` when absent or of another type (never throws).
+std::string StringMember(const json& object, const char* key, const std::string& fallback) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
 std::optional<double> Number(const json& body, const char* key) {
   if (!Present(body, key) || !body.at(key).is_number()) return std::nullopt;
   return body.at(key).get<double>();
@@ -86,7 +92,7 @@ std::optional<RequestError> CheckTools(const json& body, bool chat,
     return InvalidParam("tools", "'tools' must be an array of function tools.");
   if (tools.empty()) return std::nullopt;
   for (const json& tool : tools) {
-    if (!tool.is_object() || tool.value("type", "") != "function")
+    if (!tool.is_object() || StringMember(tool, "type", "") != "function")
       return Unsupported("tools", "a tool whose type is not 'function'");
     auto fn = tool.find("function");
     if (fn == tool.end() || !fn->is_object() || !fn->contains("name") ||
@@ -109,7 +115,7 @@ std::optional<RequestError> CheckMessages(const json& body) {
     if (auto c = m.find("content"); c != m.end() && c->is_array()) {
       for (const json& part : *c) {
         if (!part.is_object()) continue;
-        std::string type = part.value("type", "text");
+        std::string type = StringMember(part, "type", "text");
         if (type != "text")
           return Unsupported("messages", "a '" + type + "' content part (local models read text)");
       }
@@ -154,7 +160,7 @@ std::optional<RequestError> ParseLocalParams(const json& body, bool chat,
   if (chat) {
     if (Present(body, "logprobs") && !body.at("logprobs").is_boolean())
       return InvalidParam("logprobs", "'logprobs' must be a boolean.");
-    p.logprobs = body.value("logprobs", json(false)).is_boolean() && body.value("logprobs", false);
+    p.logprobs = Present(body, "logprobs") && body.at("logprobs").get<bool>();
     if (Present(body, "top_logprobs")) {
       if (!body.at("top_logprobs").is_number_integer())
         return InvalidParam("top_logprobs", "'top_logprobs' must be an integer from 0 to 20.");
