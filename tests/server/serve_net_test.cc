@@ -726,6 +726,35 @@ TEST_F(ServeNetTest, OneClientHoldingSlowCompletionsCannotStarveAnotherKeyOrHeal
   EXPECT_NE(audit.find("client: 127.0.0.1"), std::string::npos) << audit;
 }
 
+// /health and /ready answer on the io thread: with every worker of the pool busy on a slow
+// completion (two clients, two keys, two workers), they are still answered at once.
+TEST_F(ServeNetTest, HealthAndReadyNeedNoWorkerWhenThePoolIsBusy) {
+  GatedUpstream upstream;
+  auto other = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
+  ASSERT_EQ(other.first, 0) << other.second;
+  std::string key_b = Trim(other.second);
+  key_b = key_b.substr(key_b.rfind('\n') == std::string::npos ? 0 : key_b.rfind('\n') + 1);
+  Serve serve(Config("threads=2\nmax_completions_per_address=1\nmax_completions_per_key=1\n",
+                     upstream.port()),
+              {}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  const int port = serve.port();
+  std::vector<std::thread> holders;
+  holders.emplace_back([&] {
+    RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_, ChatBody("hold a"));
+  });
+  holders.emplace_back([&] {
+    RequestFrom("127.0.0.2", port, "POST", "/v1/chat/completions", key_b, ChatBody("hold b"));
+  });
+  ASSERT_TRUE(upstream.WaitHeld(2));  // both workers are now inside a completion
+  std::string health = RequestFrom("127.0.0.5", port, "GET", "/health", "", "");
+  EXPECT_NE(health.find("HTTP/1.1 200"), std::string::npos) << health;
+  std::string ready = RequestFrom("127.0.0.5", port, "GET", "/ready", "", "");
+  EXPECT_NE(ready.find("HTTP/1.1 200"), std::string::npos) << ready;
+  upstream.Release();
+  for (auto& t : holders) t.join();
+}
+
 // A cap below the pool is the point: a policy that lets one client have every worker is refused.
 TEST_F(ServeNetTest, CompletionCapAtOrAboveThePoolSizeIsALoadError) {
   auto r = Shell(Airlock() + " serve --port 0 --config '" +
