@@ -91,8 +91,9 @@ bool Gateway::Impl::RefuseLoop(const HttpRequest& req, HttpResponse& res) {
 
 void Gateway::Impl::AuditAuthFailure(const HttpRequest& req, int status,
                                      const std::string& reason) {
-  for (const auto& e :
-       auth_failures.Record(req.remote_addr, req.path, status, reason, NowSeconds() / 60))
+  // Aggregated per client bucket: an IPv6 host rotating through its /64 is one client here too.
+  const std::string& client = req.client_bucket.empty() ? req.remote_addr : req.client_bucket;
+  for (const auto& e : auth_failures.Record(client, req.path, status, reason, NowSeconds() / 60))
     AppendAuthFailure(e);
 }
 
