@@ -161,9 +161,11 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "OpenAI-compatible server and governance gateway (keys, budgets, redaction, "
       "jurisdiction routing, tamper-evident audit)");
   cmd->footer(
-      "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,\n"
-      "GET /ready, GET /metrics. Binds loopback by default; a non-loopback --host needs API keys\n"
-      "(airlock keys create) and TLS ([server] tls_cert/tls_key, reloaded on SIGHUP) unless\n"
+      "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
+      "GET /v1/models/{id}, GET /health, GET /ready, GET /metrics. Local models implement n,\n"
+      "logprobs, response_format (JSON schema) and tools (docs/structured-output.md).\n"
+      "Binds loopback by default; a non-loopback --host needs API keys (airlock keys create)\n"
+      "and TLS ([server] tls_cert/tls_key, reloaded on SIGHUP) unless\n"
       "--insecure-http. SIGTERM drains: in-flight requests finish within [server]\n"
       "drain_timeout_s, the rest are cancelled, all are audited, exit 0. The policy file is "
       "documented in docs/policy.example.toml.\n"

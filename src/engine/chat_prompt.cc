@@ -4,7 +4,7 @@ namespace airlock::engine {
 
 Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tok,
                                         const std::vector<tmpl::ChatMessage>& messages,
-                                        bool no_template) {
+                                        bool no_template, const tmpl::Value& tools) {
   const auto tmpl_source = model.gguf().GetString("tokenizer.chat_template");
   if (no_template || !tmpl_source) {
     std::string text;
@@ -16,6 +16,7 @@ Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tok
   }
   tmpl::ChatOptions options;
   options.add_generation_prompt = true;
+  options.tools = tools;
   if (tok.bos() != kNoToken) options.bos_token = std::string(tok.TokenText(tok.bos()));
   if (tok.eos() != kNoToken) options.eos_token = std::string(tok.TokenText(tok.eos()));
   AIRLOCK_ASSIGN_OR_RETURN(tmpl::ChatPrompt rendered,
@@ -28,6 +29,11 @@ Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tok
   const bool starts_with_bos =
       !options.bos_token.empty() && rendered.text.rfind(options.bos_token, 0) == 0;
   return tok.EncodeSpans(rendered.text, spans, /*add_special=*/!starts_with_bos);
+}
+
+std::string ChatTemplateSource(const Model& model) {
+  auto source = model.gguf().GetString("tokenizer.chat_template");
+  return source ? std::string(*source) : std::string();
 }
 
 }  // namespace airlock::engine

@@ -15,9 +15,12 @@ namespace airlock::engine {
 
 // The chat template when the model has one and !no_template (ending with the generation prompt),
 // else the messages' text joined by blank lines after the vocabulary's BOS. Errors: the template's
-// (kInvalidArgument for raise_exception, kLimitExceeded for caps) and the tokenizer's.
+// (kInvalidArgument for raise_exception, kLimitExceeded for caps) and the tokenizer's. `tools`
+// (a list of OpenAI tool definitions, or undefined) goes to the template's `tools` variable.
 Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tokenizer,
                                         const std::vector<tmpl::ChatMessage>& messages,
-                                        bool no_template);
+                                        bool no_template, const tmpl::Value& tools = tmpl::Value());
+// The model's chat template source ("" when it has none).
+std::string ChatTemplateSource(const Model& model);
 
 }  // namespace airlock::engine

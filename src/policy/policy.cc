@@ -307,11 +307,26 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "server"), "expected a [server] table");
     AIRLOCK_TRY(CheckKeys(*t,
-                          {"keys_db", "max_body_bytes", "read_timeout_s", "write_timeout_s",
-                           "request_timeout_s", "threads", "default_max_tokens", "public_metrics",
-                           "header_timeout_s", "keep_alive_timeout_s", "keep_alive_max_requests",
-                           "max_connections", "max_connections_per_address", "tls_cert", "tls_key",
-                           "drain_timeout_s", "require_signature"},
+                          {"keys_db",
+                           "max_body_bytes",
+                           "read_timeout_s",
+                           "write_timeout_s",
+                           "request_timeout_s",
+                           "threads",
+                           "default_max_tokens",
+                           "public_metrics",
+                           "header_timeout_s",
+                           "keep_alive_timeout_s",
+                           "keep_alive_max_requests",
+                           "max_connections",
+                           "max_connections_per_address",
+                           "tls_cert",
+                           "tls_key",
+                           "drain_timeout_s",
+                           "require_signature",
+                           "max_completions_per_address",
+                           "max_completions_per_key",
+                           "ipv6_client_prefix"},
                           origin, "server"));
     ServerSettings& s = p.server;
     AIRLOCK_ASSIGN_OR_RETURN(s.keys_db,
@@ -352,6 +367,24 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_connections_per_address", origin, "server",
                                        s.max_connections_per_address, 1, 1000000));
     s.max_connections_per_address = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_completions_per_address", origin, "server",
+                                       s.max_completions_per_address, 0, 1023));
+    s.max_completions_per_address = static_cast<int>(v);
+    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_completions_per_key", origin, "server",
+                                       s.max_completions_per_key, 0, 1023));
+    s.max_completions_per_key = static_cast<int>(v);
+    // One client holding every worker is what these caps prevent.
+    if (s.max_completions_per_address >= s.threads)
+      return Bad(
+          origin, Where(*n, "server"),
+          "max_completions_per_address must be below threads (" + std::to_string(s.threads) + ")");
+    if (s.max_completions_per_key >= s.threads)
+      return Bad(
+          origin, Where(*n, "server"),
+          "max_completions_per_key must be below threads (" + std::to_string(s.threads) + ")");
+    AIRLOCK_ASSIGN_OR_RETURN(
+        v, GetInt(*t, "ipv6_client_prefix", origin, "server", s.ipv6_client_prefix, 1, 128));
+    s.ipv6_client_prefix = static_cast<int>(v);
     AIRLOCK_ASSIGN_OR_RETURN(s.tls_cert,
                              GetString(*t, "tls_cert", origin, "server", false, s.tls_cert));
     AIRLOCK_ASSIGN_OR_RETURN(s.tls_key,

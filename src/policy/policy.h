@@ -7,6 +7,7 @@
 // Ownership: plain values. Thread-safety: a const Policy is safe to share between threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -105,7 +106,16 @@ struct ServerSettings {
   int keep_alive_timeout_s = 5;  // idle keep-alive connection: next request's headers within it
   int keep_alive_max_requests = 100;
   int max_connections = 4096;            // open client connections in total
-  int max_connections_per_address = 64;  // from one client IP address
+  int max_connections_per_address = 64;  // from one client address bucket (see below)
+  // Completions in flight at once from one client address bucket / one API key; above either the
+  // request gets 429 (Retry-After) and is audited. 0: derived from `threads` (a quarter / a half
+  // of it, at least 1), so that one client can never hold every worker. Set values must be below
+  // `threads`.
+  int max_completions_per_address = 0;
+  int max_completions_per_key = 0;
+  // Clients are counted per address bucket: an IPv4 address, or an IPv6 prefix of this many bits
+  // (one host usually holds a whole /64). Applies to the connection and completion caps.
+  int ipv6_client_prefix = 64;
   std::string tls_cert;      // PEM certificate chain; with tls_key: HTTPS (reloaded on SIGHUP)
   std::string tls_key;       // PEM private key
   int drain_timeout_s = 30;  // SIGTERM: in-flight requests may finish within it, then cancelled
@@ -113,6 +123,13 @@ struct ServerSettings {
   // open with comments, or trickles a response, is cut off here: 504).
   int request_timeout_s = 600;
   int threads = 64;
+  // The completion caps in effect (the set values, or those derived from `threads`).
+  int CompletionsPerAddress() const {
+    return max_completions_per_address > 0 ? max_completions_per_address : std::max(1, threads / 4);
+  }
+  int CompletionsPerKey() const {
+    return max_completions_per_key > 0 ? max_completions_per_key : std::max(1, threads / 2);
+  }
   int default_max_tokens = 1024;  // used for budget reservations when a request sets none
   // false: GET /metrics needs an API key whenever keys exist (like every other endpoint but
   // /health); true: anyone who can reach the port may scrape it.

@@ -13,15 +13,19 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
 #include "engine/batch.h"
 #include "engine/chat_prompt.h"
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
 #include "engine/tokenizer.h"
+#include "engine/tool_calls.h"
+#include "template/value.h"
 
 namespace airlock::server {
 namespace {
@@ -45,8 +49,11 @@ struct Request {
   const std::vector<engine::TokenId> prompt;
   engine::Sampler sampler;  // used by the scheduler only
   const int max_tokens;
+  bool logprobs = false;  // also report each token's log-probability (set before queueing)
+  int top_logprobs = 0;
   // -- mu --
   std::deque<engine::TokenId> tokens;  // generated, not yet taken by the request thread
+  std::deque<engine::TokenLogprobs> token_logprobs;  // beside `tokens`, when logprobs is set
   bool admitted = false;
   bool finished = false;  // the scheduler is done: finish_reason or error is set
   std::string finish_reason;
@@ -78,7 +85,10 @@ struct Lane {
 class EngineBackend : public ModelBackend {
  public:
   EngineBackend(std::unique_ptr<engine::Model> model, engine::Tokenizer tokenizer, std::string name)
-      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), name_(std::move(name)) {}
+      : model_(std::move(model)),
+        tokenizer_(std::move(tokenizer)),
+        name_(std::move(name)),
+        tool_syntax_(engine::DetectToolCallSyntax(engine::ChatTemplateSource(*model_))) {}
 
   ~EngineBackend() override {
     {
@@ -130,6 +140,7 @@ class EngineBackend : public ModelBackend {
   }
 
   std::string Name() const override { return name_; }
+  engine::ToolCallSyntax ToolSyntax() const override { return tool_syntax_; }
 
   std::int64_t CountTokens(std::string_view text) const override {
     return static_cast<std::int64_t>(
@@ -146,9 +157,24 @@ class EngineBackend : public ModelBackend {
         tmpl::ChatMessage cm;
         cm.role = m.role;
         cm.content = tmpl::Value::String(m.content);
+        if (!m.tool_calls_json.empty()) {
+          AIRLOCK_ASSIGN_OR_RETURN(cm.tool_calls,
+                                   tmpl::ValueFromJson(m.tool_calls_json, /*mark_as_input=*/true));
+        }
+        if (!m.tool_call_id.empty()) {
+          AIRLOCK_ASSIGN_OR_RETURN(
+              cm.extra, tmpl::ValueFromJson(nlohmann::json{{"tool_call_id", m.tool_call_id}}.dump(),
+                                            /*mark_as_input=*/true));
+        }
         messages.push_back(std::move(cm));
       }
-      AIRLOCK_ASSIGN_OR_RETURN(prompt, engine::EncodeChat(*model_, tokenizer_, messages, false));
+      tmpl::Value tools;
+      if (!request.tools_json.empty()) {
+        AIRLOCK_ASSIGN_OR_RETURN(tools,
+                                 tmpl::ValueFromJson(request.tools_json, /*mark_as_input=*/true));
+      }
+      AIRLOCK_ASSIGN_OR_RETURN(prompt,
+                               engine::EncodeChat(*model_, tokenizer_, messages, false, tools));
     } else {
       prompt = tokenizer_.Encode(request.prompt, /*add_special=*/true, /*parse_special=*/false);
     }
@@ -163,9 +189,24 @@ class EngineBackend : public ModelBackend {
     so.seed = request.seed;
     so.top_k = 0;  // OpenAI's API has no top-k or min-p: only temperature and top_p apply
     so.min_p = 0;
+    so.presence_penalty = static_cast<float>(request.presence_penalty);
+    so.frequency_penalty = static_cast<float>(request.frequency_penalty);
+    // response_format: tokens that cannot continue a document of the grammar are never drawn.
+    std::shared_ptr<const engine::Grammar> grammar;
+    if (!request.json_schema.empty()) {
+      auto compiled = engine::CompileJsonSchema(request.json_schema);
+      if (!compiled) return InvalidArgument("response_format: " + compiled.error().message());
+      grammar = std::move(*compiled);
+    } else if (request.json_object) {
+      grammar = engine::JsonObjectGrammar();
+    }
     const std::size_t n_prompt = prompt.size();
     auto req = std::make_shared<Request>(std::move(prompt), so, model_->config().n_vocab,
                                          request.max_tokens);
+    req->logprobs = request.logprobs;
+    req->top_logprobs = std::clamp(request.top_logprobs, 0, engine::kMaxTopLogprobs);
+    if (grammar)
+      req->sampler.SetConstraint(std::make_unique<engine::TokenConstraint>(grammar, tokenizer_));
     {
       std::lock_guard lock(mu_);
       queue_.push_back(req);
@@ -179,7 +220,8 @@ class EngineBackend : public ModelBackend {
       ~Abandon() { self->Abandon(req); }
     } abandon{this, req.get()};
 
-    engine::StreamDecoder decoder(tokenizer_);
+    // Tool-call markers are special tokens: rendered when the request has tools.
+    engine::StreamDecoder decoder(tokenizer_, /*render_special=*/!request.tools_json.empty());
     GenerateResult result;
     result.prompt_tokens = static_cast<std::int64_t>(n_prompt);
     result.finish_reason = "length";
@@ -206,6 +248,7 @@ class EngineBackend : public ModelBackend {
       return go_on;
     };
     std::deque<engine::TokenId> batch;
+    std::deque<engine::TokenLogprobs> batch_logprobs;
     for (bool done = false; !done;) {
       bool finished = false;
       {
@@ -222,10 +265,22 @@ class EngineBackend : public ModelBackend {
           break;
         }
         batch.swap(req->tokens);
+        batch_logprobs.swap(req->token_logprobs);
         finished = req->finished;
         if (finished && !req->error.ok() && batch.empty()) return req->error;
       }
       if (!batch.empty()) work_cv_.notify_all();  // the slot may have paused for this reader
+      for (const engine::TokenLogprobs& lp : batch_logprobs) {
+        engine::LogprobEntry e = engine::DescribeLogprobs(lp, tokenizer_);
+        TokenLogprob out;
+        out.token = std::move(e.chosen.token);
+        out.bytes = std::move(e.chosen.bytes);
+        out.logprob = e.chosen.logprob;
+        for (auto& t : e.top)
+          out.top.push_back({std::move(t.token), std::move(t.bytes), t.logprob});
+        result.logprobs.push_back(std::move(out));
+      }
+      batch_logprobs.clear();
       for (engine::TokenId t : batch) {
         ++result.completion_tokens;
         if (!emit(decoder.Push(t), false)) {
@@ -309,10 +364,21 @@ class EngineBackend : public ModelBackend {
   void SampleNext(Slot& slot, std::span<const float> logits) {
     Request& req = *slot.request;
     if (slot.generated >= req.max_tokens) return Finish(slot, "length");
-    const engine::TokenId next = req.sampler.Sample(logits);
+    engine::TokenLogprobs lp;
+    const engine::TokenId next =
+        req.sampler.Sample(logits, req.top_logprobs, req.logprobs ? &lp : nullptr);
+    // A grammar that allows no token: the document is complete (a vocabulary without an end
+    // token), or a dead end.
+    if (next == engine::kNoToken)
+      return req.sampler.constraint_failed()
+                 ? Finish(slot, "",
+                          Internal("engine: no token can continue the response_format "
+                                   "document"))
+                 : Finish(slot, "stop");
     if (tokenizer_.IsEog(next)) return Finish(slot, "stop");
     req.sampler.Accept(next);
     req.tokens.push_back(next);
+    if (req.logprobs) req.token_logprobs.push_back(std::move(lp));
     ++slot.generated;
     if (slot.generated >= req.max_tokens) return Finish(slot, "length");
     if (slot.session->position() >= slot.session->n_ctx()) return Finish(slot, "length");
@@ -422,6 +488,7 @@ class EngineBackend : public ModelBackend {
   std::unique_ptr<engine::Model> model_;
   engine::Tokenizer tokenizer_;
   std::string name_;
+  engine::ToolCallSyntax tool_syntax_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   int n_ctx_ = 0;
   std::mutex mu_;

@@ -99,6 +99,9 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   so.keep_alive_max_requests = p.server.keep_alive_max_requests;
   so.max_connections = p.server.max_connections;
   so.max_connections_per_address = p.server.max_connections_per_address;
+  so.ipv6_client_prefix = p.server.ipv6_client_prefix;
+  impl->completions = std::make_unique<CompletionLimiter>(p.server.CompletionsPerAddress(),
+                                                          p.server.CompletionsPerKey());
   so.tls_cert = p.server.tls_cert;
   so.tls_key = p.server.tls_key;
   AIRLOCK_ASSIGN_OR_RETURN(
@@ -144,7 +147,8 @@ void Gateway::Impl::HandleRequest(const HttpRequest& req, HttpResponse& res) {
     return HandleCompletion(req, res, true);
   if (req.method == "POST" && req.path == "/v1/completions")
     return HandleCompletion(req, res, false);
-  if (req.method == "GET" && req.path == "/v1/models") return HandleModels(req, res);
+  if (req.method == "GET" && (req.path == "/v1/models" || req.path.rfind("/v1/models/", 0) == 0))
+    return HandleModels(req, res);
   if (req.method == "GET" && req.path == "/metrics") {
     // Request counts, model names and policy actions are operational data: the same key rule as
     // the API unless the policy opens the endpoint to scrapers ([server] public_metrics).

@@ -4,9 +4,10 @@
 // to a local model backend or a configured upstream (egress deny-by-default), restored
 // (pseudonym placeholders, reasoning handling, also across SSE chunks) and recorded in the
 // tamper-evident audit log before the answer completes.
-// Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health
-// (liveness), GET /ready (every configured local model loaded, audit log writable; else 503),
-// GET /metrics. Errors use OpenAI's JSON shape.
+// Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET
+// /v1/models/{id}, GET /health (liveness), GET /ready (every configured local model loaded, audit
+// log writable; else 503), GET /metrics. Errors use OpenAI's JSON shape. Completions in flight
+// are capped per client address and per API key (internal/client_limits.h).
 // Ownership: Gateway owns its HTTP server, key store, audit log and upstream connection pools.
 // Thread-safety: Start/Stop/Wait/Drain/ReloadTls from controlling threads; requests are served
 // concurrently (internal/http_server.h: event-driven connections, a bounded worker pool).

@@ -13,12 +13,17 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/tool_calls.h"
 
 namespace airlock::server {
 
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant", "tool"
   std::string content;
+  // Tool use: an assistant turn's calls (OpenAI `tool_calls`, JSON array text; "" none) and a
+  // tool result's `tool_call_id`, for the chat template.
+  std::string tool_calls_json;
+  std::string tool_call_id;
 };
 
 struct GenerateRequest {
@@ -30,12 +35,37 @@ struct GenerateRequest {
   double top_p = 1.0;
   std::vector<std::string> stop;
   std::uint64_t seed = 0;
+  double presence_penalty = 0;
+  double frequency_penalty = 0;
+  // Structured output (OpenAI response_format): the reply is sampled so that it is a document of
+  // this JSON Schema (its text, already validated), or any JSON object when json_object is set.
+  std::string json_schema;
+  bool json_object = false;
+  // OpenAI logprobs: the sampled tokens' log-probabilities and `top_logprobs` (0..20)
+  // alternatives each, in GenerateResult::logprobs.
+  bool logprobs = false;
+  int top_logprobs = 0;
+  // OpenAI tools (a JSON array of tool definitions, already validated; empty: none): given to
+  // the chat template, and the reply is decoded with special tokens rendered so that the
+  // template's tool-call markers survive for ParseToolCalls.
+  std::string tools_json;
+};
+
+// One generated token as OpenAI's logprobs report it.
+struct TokenLogprobAlternative {
+  std::string token;  // valid UTF-8 (half a character becomes U+FFFD)
+  std::vector<std::uint8_t> bytes;
+  double logprob = 0;
+};
+struct TokenLogprob : TokenLogprobAlternative {
+  std::vector<TokenLogprobAlternative> top;  // most likely first
 };
 
 struct GenerateResult {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   std::string finish_reason = "stop";  // "stop", "length", "cancelled"
+  std::vector<TokenLogprob> logprobs;  // with GenerateRequest::logprobs: one per generated token
 };
 
 class ModelBackend {
@@ -45,10 +75,14 @@ class ModelBackend {
   virtual std::string Name() const = 0;
   // Number of tokens `text` encodes to (for budgets and usage).
   virtual std::int64_t CountTokens(std::string_view text) const = 0;
+  // The tool-call syntax of the model's chat template (engine/tool_calls.h); kNone: the model
+  // has no tool-call format, and requests with tools are refused.
+  virtual engine::ToolCallSyntax ToolSyntax() const { return engine::ToolCallSyntax::kNone; }
   // Generates a completion. `on_text` receives decoded text pieces as they are produced (chat
-  // templates applied by the backend; <think> reasoning included verbatim) and returns false to
-  // stop early. Generation also stops when `cancel` becomes true (client went away). Errors:
-  // kInvalidArgument (prompt too long for the context), kCancelled, kInternal.
+  // templates applied by the backend; <think> reasoning included verbatim; with tools_json,
+  // special tokens rendered) and returns false to stop early. Generation also stops when `cancel`
+  // becomes true (client went away). Errors: kInvalidArgument (prompt too long for the context,
+  // a schema the grammar compiler refuses), kCancelled, kInternal.
   virtual Result<GenerateResult> Generate(const GenerateRequest& request,
                                           const std::function<bool(std::string_view)>& on_text,
                                           const std::atomic<bool>& cancel) = 0;

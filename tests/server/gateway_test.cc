@@ -615,10 +615,13 @@ class GatewayTest : public ::testing::Test {
     if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
     return c.Post("/v1/chat/completions", h, body.dump(), "application/json");
   }
+  // A stream asks for the usage chunk (stream_options.include_usage), which the tests read.
   static json ChatBody(const std::string& model, const std::string& content, bool stream = false) {
-    return {{"model", model},
-            {"stream", stream},
-            {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+    json body = {{"model", model},
+                 {"stream", stream},
+                 {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+    if (stream) body["stream_options"] = {{"include_usage", true}};
+    return body;
   }
   static std::string ErrorCode(const httplib::Result& r) {
     json j = json::parse(r->body, nullptr, false);
@@ -727,6 +730,32 @@ TEST_F(GatewayTest, RestoresPlaceholdersAcrossStreamedChunks) {
   json usage;
   EXPECT_EQ(StreamText(r->body, &usage), "echo: to alice@example.com and bob@example.org");
   EXPECT_EQ(usage["completion_tokens"], 100);
+}
+
+// Issue #19: every stream ended with a usage chunk, which OpenAI sends only to clients that ask
+// (stream_options.include_usage) and which strict clients do not expect. The gateway still asks
+// the upstream for it (for budgets): the counts are charged either way.
+TEST_F(GatewayTest, UsageChunkOnlyWithStreamOptionsIncludeUsage) {
+  json body = ChatBody("echo", "count", true);
+  body.erase("stream_options");
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json usage;
+  EXPECT_EQ(StreamText(r->body, &usage), "echo: count");
+  EXPECT_TRUE(usage.is_null()) << r->body;
+  EXPECT_EQ(r->body.find("\"usage\""), std::string::npos) << r->body;
+  body["stream_options"] = {{"include_usage", true}};
+  r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  StreamText(r->body, &usage);
+  EXPECT_EQ(usage["completion_tokens"], 100) << r->body;
+  body["stream_options"] = {{"include_usage", "yes"}};
+  r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("\"param\":\"stream_options\""), std::string::npos) << r->body;
 }
 
 TEST_F(GatewayTest, CompletionsEndpoint) {
@@ -2331,6 +2360,7 @@ TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
   EXPECT_EQ(j["choices"][0]["message"]["content"], "got hi eve@example.com");
   EXPECT_GT(j["usage"]["completion_tokens"].get<int>(), 0);
   body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};  // the usage chunk only on request
   r = c.Post("/v1/chat/completions", body.dump(), "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
@@ -2618,6 +2648,147 @@ TEST(LocalBackend, ReadyOnlyWhenEveryLocalModelIsLoaded) {
     EXPECT_EQ(r->status, loaded ? 200 : 503) << r->body;
     EXPECT_EQ(json::parse(r->body)["status"], loaded ? "ready" : "not_ready");
   }
+}
+
+// Test double for a model whose chat template has Qwen's tool-call format: answers with a sentence
+// and one call block, and records what it was asked.
+class ToolBackend : public airlock::server::ModelBackend {
+ public:
+  std::string Name() const override { return "tool-model"; }
+  std::int64_t CountTokens(std::string_view text) const override {
+    return static_cast<std::int64_t>(text.size() / 4 + 1);
+  }
+  airlock::engine::ToolCallSyntax ToolSyntax() const override {
+    return airlock::engine::ToolCallSyntax::kQwen;
+  }
+  airlock::Result<airlock::server::GenerateResult> Generate(
+      const airlock::server::GenerateRequest& request,
+      const std::function<bool(std::string_view)>& on_text, const std::atomic<bool>&) override {
+    std::lock_guard<std::mutex> lock(mu);
+    last = request;
+    airlock::server::GenerateResult r;
+    for (const char* piece : {"Let me check.", "\n<tool_", "call>\n{\"name\": \"get_weather\", ",
+                              "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}) {
+      if (!on_text(piece)) break;
+      r.completion_tokens++;
+    }
+    r.prompt_tokens = 5;
+    return r;
+  }
+  std::mutex mu;
+  airlock::server::GenerateRequest last;
+};
+
+// Issue #19: `tools` reached a local model as nothing, and its call came back as plain text. The
+// tools now go to the backend (for its chat template), the reply's call blocks become OpenAI
+// tool_calls with finish_reason "tool_calls", streamed and not; tool_choice "none" keeps them away;
+// earlier turns' tool_calls and tool_call_id reach the template.
+TEST(LocalBackend, ToolCallsInTheTemplateFormatBecomeOpenAIToolCalls) {
+  TempDir dir("gateway-tools");
+  std::string toml = "[[local_models]]\nname='tool-model'\npath='tool.gguf'\n[audit]\npath='" +
+                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" +
+                     (dir.path() / "k.db").string() + "'\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  auto backend = std::make_shared<ToolBackend>();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  options.local_backends["tool-model"] = backend;
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  json tools =
+      json::array({{{"type", "function"},
+                    {"function",
+                     {{"name", "get_weather"},
+                      {"parameters",
+                       {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}}}}}}});
+  json body = {
+      {"model", "tool-model"},
+      {"messages",
+       json::array({{{"role", "user"}, {"content", "Weather in Paris?"}},
+                    {{"role", "assistant"},
+                     {"content", nullptr},
+                     {"tool_calls", json::array({{{"id", "call_1"},
+                                                  {"type", "function"},
+                                                  {"function",
+                                                   {{"name", "get_weather"},
+                                                    {"arguments", "{\"city\":\"Rome\"}"}}}}})}},
+                    {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "sunny"}}})},
+      {"tools", tools}};
+  auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  const json& choice = j["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls") << r->body;
+  EXPECT_EQ(choice["message"]["content"], "Let me check.") << r->body;
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r->body;
+  const json& call = choice["message"]["tool_calls"][0];
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_EQ(call["id"].get<std::string>().rfind("call_", 0), 0u);
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(call["function"]["arguments"].get<std::string>()),
+            (json{{"city", "Paris"}}));
+  {
+    std::lock_guard<std::mutex> lock(backend->mu);
+    EXPECT_EQ(json::parse(backend->last.tools_json), tools);
+    ASSERT_EQ(backend->last.messages.size(), 3u);
+    EXPECT_NE(backend->last.messages[1].tool_calls_json.find("Rome"), std::string::npos);
+    EXPECT_EQ(backend->last.messages[2].tool_call_id, "call_1");
+  }
+
+  // Streamed: the call arrives as a tool_calls delta, never as text.
+  body["stream"] = true;
+  r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body.find("<tool_call>"), std::string::npos) << r->body;
+  std::string content, name, arguments, finish;
+  std::size_t pos = 0;
+  while ((pos = r->body.find("data: ", pos)) != std::string::npos) {
+    std::size_t end = r->body.find("\n\n", pos);
+    std::string payload = r->body.substr(pos + 6, end - pos - 6);
+    pos = end;
+    if (payload == "[DONE]") continue;
+    json chunk = json::parse(payload);
+    for (const auto& ch : chunk["choices"]) {
+      if (ch["delta"].contains("content") && ch["delta"]["content"].is_string())
+        content += ch["delta"]["content"].get<std::string>();
+      if (ch["delta"].contains("tool_calls"))
+        for (const auto& tc : ch["delta"]["tool_calls"]) {
+          // Pieces of one call (the arguments may come later, after the response hold-back).
+          EXPECT_EQ(tc["index"], 0);
+          const json& fn = tc["function"];
+          if (fn.contains("name") && fn["name"].is_string()) name += fn["name"].get<std::string>();
+          if (fn.contains("arguments") && fn["arguments"].is_string())
+            arguments += fn["arguments"].get<std::string>();
+        }
+      if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
+    }
+  }
+  EXPECT_EQ(content, "Let me check.");
+  EXPECT_EQ(name, "get_weather");
+  EXPECT_EQ(json::parse(arguments, nullptr, false), (json{{"city", "Paris"}})) << r->body;
+  EXPECT_EQ(finish, "tool_calls");
+
+  // tool_choice "none": the model sees no tools and its text stays text.
+  body.erase("stream");
+  body["tool_choice"] = "none";
+  r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  j = json::parse(r->body);
+  EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls")) << r->body;
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  {
+    std::lock_guard<std::mutex> lock(backend->mu);
+    EXPECT_TRUE(backend->last.tools_json.empty());
+  }
+  (*gw)->Stop();
 }
 
 }  // namespace local_backend

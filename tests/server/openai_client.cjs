@@ -1,5 +1,6 @@
 // Drives a running `airlock serve` with the official `openai` npm client (run by
-// gateway_test.cc's OfficialOpenAiNodeClient* tests): models, chat, streaming, errors.
+// gateway_test.cc's OfficialOpenAiNodeClient* tests): models (list and retrieve), chat,
+// streaming (the usage chunk only with stream_options.include_usage), errors.
 // Usage: NODE_PATH=<dir with node_modules/openai> node openai_client.cjs BASE_URL API_KEY [MODE]
 // MODE full (default): everything, including that a wrong key is refused (BASE_URL may be https,
 // with NODE_EXTRA_CA_CERTS naming the server's certificate). MODE keyless: a serve without API
@@ -34,6 +35,7 @@ async function main() {
   const stream = await client.chat.completions.create({
     model: 'echo',
     stream: true,
+    stream_options: { include_usage: true },
     messages: [{ role: 'user', content: 'stream to grace@example.org' }],
   });
   let text = '';
@@ -44,6 +46,18 @@ async function main() {
   }
   check(text === 'echo: stream to grace@example.org', 'streamed content restored: ' + text);
   check(usage && usage.completion_tokens > 0, 'stream usage present');
+  // Without stream_options.include_usage there is no usage chunk (as with OpenAI).
+  const plain = await client.chat.completions.create({
+    model: 'echo',
+    stream: true,
+    messages: [{ role: 'user', content: 'no usage' }],
+  });
+  let plainUsage = null;
+  for await (const chunk of plain) if (chunk.usage) plainUsage = chunk.usage;
+  check(plainUsage === null, 'no usage chunk unless asked: ' + JSON.stringify(plainUsage));
+  // One model by id.
+  const echo = await client.models.retrieve('echo');
+  check(echo.id === 'echo' && echo.created > 0, 'models.retrieve: ' + JSON.stringify(echo));
 
   try {
     await client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] });

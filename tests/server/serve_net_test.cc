@@ -17,8 +17,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -562,6 +565,436 @@ TEST_F(ServeNetTest, AnyBearerTokenOnLoopbackWithoutKeysAndA401ThatNamesKeysCrea
   auto ok = Client(keyed.port()).Get("/v1/models", {{"Authorization", "Bearer " + key_}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+}
+
+}  // namespace
+
+namespace {
+
+// An upstream (test double) that holds every request whose body contains "hold" until Release(),
+// and answers the others at once; it counts the requests it holds.
+class GatedUpstream {
+ public:
+  GatedUpstream() {
+    server_.new_task_queue = [] { return new httplib::ThreadPool(16); };
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req,
+                                                httplib::Response& res) {
+      if (req.body.find("hold") != std::string::npos) {
+        std::unique_lock<std::mutex> lock(mu_);
+        ++held_;
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return released_; });
+      }
+      json out = {{"id", "x"},
+                  {"object", "chat.completion"},
+                  {"choices", json::array({{{"index", 0},
+                                            {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                                            {"finish_reason", "stop"}}})},
+                  {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}}}};
+      res.set_content(out.dump(), "application/json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~GatedUpstream() {
+    Release();
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  // Waits (bounded, ~30 s) until `n` requests are held; returns whether they are.
+  bool WaitHeld(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return held_ >= n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int held_ = 0;
+  bool released_ = false;
+};
+
+// One HTTP/1.1 request (Connection: close) from the loopback address `source` (127.0.0.x: the
+// gateway sees another client); returns the whole answer, or "" when none came.
+std::string RequestFrom(const std::string& source, int port, const std::string& method,
+                        const std::string& path, const std::string& key, const std::string& body) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      connect(s, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    close(s);
+    return "";
+  }
+  timeval tv{60, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  if (!key.empty()) req += "Authorization: Bearer " + key + "\r\n";
+  if (!body.empty())
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  send(s, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string got = ReadToClose(s).first;
+  close(s);
+  return got;
+}
+
+std::string ChatBody(const std::string& text) {
+  return json{{"model", "echo"}, {"messages", json::array({{{"role", "user"}, {"content", text}}})}}
+      .dump();
+}
+
+// Attack (#15): one client within its connection cap sent slow completions (an upstream that
+// answers slowly) until every worker of the pool was busy, and the next client's request waited.
+// Completions in flight are now capped per client address and per API key below the pool size:
+// with 4 workers, key A holds 2 from one address and 1 from another, its next ones get 429 with
+// Retry-After (audited), while key B from a third address and /health are still answered.
+TEST_F(ServeNetTest, OneClientHoldingSlowCompletionsCannotStarveAnotherKeyOrHealth) {
+  GatedUpstream upstream;
+  auto other = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
+  ASSERT_EQ(other.first, 0) << other.second;
+  std::string key_b = Trim(other.second);
+  key_b = key_b.substr(key_b.rfind('\n') == std::string::npos ? 0 : key_b.rfind('\n') + 1);
+  Serve serve(Config("threads=4\nmax_completions_per_address=2\nmax_completions_per_key=3\n",
+                     upstream.port()),
+              {}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  const int port = serve.port();
+  std::vector<std::thread> holders;
+  std::vector<std::string> held_answers(3);
+  for (int i = 0; i < 2; ++i)
+    holders.emplace_back([&, i] {
+      held_answers[i] = RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_,
+                                    ChatBody("hold " + std::to_string(i)));
+    });
+  ASSERT_TRUE(upstream.WaitHeld(2));
+  // The address is at its cap: 429, whatever the key.
+  std::string over =
+      RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_b, ChatBody("hold over"));
+  EXPECT_NE(over.find("HTTP/1.1 429"), std::string::npos) << over;
+  EXPECT_NE(over.find("Retry-After: 1"), std::string::npos) << over;
+  EXPECT_NE(over.find("too_many_concurrent_requests"), std::string::npos) << over;
+  EXPECT_NE(over.find("client address"), std::string::npos) << over;
+  // Key A from a second address: its third completion in flight is within the key's cap.
+  holders.emplace_back([&] {
+    held_answers[2] =
+        RequestFrom("127.0.0.3", port, "POST", "/v1/chat/completions", key_, ChatBody("hold 2"));
+  });
+  ASSERT_TRUE(upstream.WaitHeld(3));
+  std::string key_over =
+      RequestFrom("127.0.0.4", port, "POST", "/v1/chat/completions", key_, ChatBody("quick"));
+  EXPECT_NE(key_over.find("HTTP/1.1 429"), std::string::npos) << key_over;
+  EXPECT_NE(key_over.find("API key"), std::string::npos) << key_over;
+  // Another key from another address, and /health from the busy address, are answered.
+  std::string b =
+      RequestFrom("127.0.0.2", port, "POST", "/v1/chat/completions", key_b, ChatBody("quick"));
+  EXPECT_NE(b.find("HTTP/1.1 200"), std::string::npos) << b;
+  std::string health = RequestFrom("127.0.0.1", port, "GET", "/health", "", "");
+  EXPECT_NE(health.find("HTTP/1.1 200"), std::string::npos) << health;
+  std::string ready = RequestFrom("127.0.0.1", port, "GET", "/ready", "", "");
+  EXPECT_NE(ready.find("HTTP/1.1 200"), std::string::npos) << ready;
+  upstream.Release();
+  for (auto& t : holders) t.join();
+  for (const std::string& a : held_answers)
+    EXPECT_NE(a.find("HTTP/1.1 200"), std::string::npos) << a;
+  // Places are freed when a completion ends: the address may start one again.
+  std::string again =
+      RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_, ChatBody("quick"));
+  EXPECT_NE(again.find("HTTP/1.1 200"), std::string::npos) << again;
+  EXPECT_EQ(WEXITSTATUS(serve.Stop(SIGTERM)), 0) << Log();
+  std::string audit = AuditJson(audit_db_);
+  std::size_t refusals = 0;
+  for (std::size_t at = audit.find("too_many_concurrent_requests"); at != std::string::npos;
+       at = audit.find("too_many_concurrent_requests", at + 1))
+    ++refusals;
+  EXPECT_EQ(refusals, 2u) << audit;
+  EXPECT_NE(audit.find("client: 127.0.0.1"), std::string::npos) << audit;
+}
+
+// /health and /ready answer on the io thread: with every worker of the pool busy on a slow
+// completion (two clients, two keys, two workers), they are still answered at once.
+TEST_F(ServeNetTest, HealthAndReadyNeedNoWorkerWhenThePoolIsBusy) {
+  GatedUpstream upstream;
+  auto other = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
+  ASSERT_EQ(other.first, 0) << other.second;
+  std::string key_b = Trim(other.second);
+  key_b = key_b.substr(key_b.rfind('\n') == std::string::npos ? 0 : key_b.rfind('\n') + 1);
+  Serve serve(Config("threads=2\nmax_completions_per_address=1\nmax_completions_per_key=1\n",
+                     upstream.port()),
+              {}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  const int port = serve.port();
+  std::vector<std::thread> holders;
+  holders.emplace_back([&] {
+    RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_, ChatBody("hold a"));
+  });
+  holders.emplace_back([&] {
+    RequestFrom("127.0.0.2", port, "POST", "/v1/chat/completions", key_b, ChatBody("hold b"));
+  });
+  ASSERT_TRUE(upstream.WaitHeld(2));  // both workers are now inside a completion
+  std::string health = RequestFrom("127.0.0.5", port, "GET", "/health", "", "");
+  EXPECT_NE(health.find("HTTP/1.1 200"), std::string::npos) << health;
+  std::string ready = RequestFrom("127.0.0.5", port, "GET", "/ready", "", "");
+  EXPECT_NE(ready.find("HTTP/1.1 200"), std::string::npos) << ready;
+  upstream.Release();
+  for (auto& t : holders) t.join();
+}
+
+// A cap below the pool is the point: a policy that lets one client have every worker is refused.
+TEST_F(ServeNetTest, CompletionCapAtOrAboveThePoolSizeIsALoadError) {
+  auto r = Shell(Airlock() + " serve --port 0 --config '" +
+                 Config("threads=4\nmax_completions_per_address=4\n") + "'");
+  EXPECT_NE(r.first, 0) << r.second;
+  EXPECT_NE(r.second.find("max_completions_per_address must be below threads"), std::string::npos)
+      << r.second;
+}
+
+}  // namespace
+
+namespace {
+
+// Issue #19: OpenAI parameters for local models, through a real `airlock serve` of stories260K
+// (a 260K-parameter story model that cannot follow instructions: whatever structure its answers
+// have comes from the gateway).
+class ServeLocalParamsTest : public ServeNetTest {
+ protected:
+  void SetUp() override {
+    ServeNetTest::SetUp();
+    AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
+    model_ = (models / "stories260K.gguf").string();
+  }
+  // POST with key; the parsed body (or {"transport_error"}) and the status in "http_status".
+  json Post(int port, const std::string& path, const json& body) {
+    auto r = Client(port).Post(path, {{"Authorization", "Bearer " + key_}}, body.dump(),
+                               "application/json");
+    if (!r) return json{{"transport_error", httplib::to_string(r.error())}};
+    json doc = json::parse(r->body, nullptr, false);
+    if (!doc.is_object()) doc = json{{"raw", r->body}};
+    doc["http_status"] = r->status;
+    return doc;
+  }
+  // The data payloads of a streamed answer.
+  std::vector<json> Stream(int port, const json& body) {
+    auto r = Client(port).Post("/v1/chat/completions", {{"Authorization", "Bearer " + key_}},
+                               body.dump(), "application/json");
+    std::vector<json> events;
+    if (!r) return events;
+    std::size_t pos = 0;
+    while ((pos = r->body.find("data: ", pos)) != std::string::npos) {
+      std::size_t end = r->body.find("\n\n", pos);
+      std::string payload = r->body.substr(pos + 6, end - pos - 6);
+      pos = end;
+      if (payload != "[DONE]") events.push_back(json::parse(payload, nullptr, false));
+    }
+    return events;
+  }
+  std::string model_;
+};
+
+const json kMoodSchema = {{"type", "object"},
+                          {"properties",
+                           {{"mood", {{"type", "string"}, {"enum", {"happy", "sad", "angry"}}}},
+                            {"ok", {{"type", "boolean"}}}}},
+                          {"required", {"mood", "ok"}},
+                          {"additionalProperties", false}};
+
+// The reply is a JSON document that matches kMoodSchema: an object with exactly `mood` (one of
+// the enum) and `ok` (a boolean).
+void ExpectMatchesMoodSchema(const std::string& text) {
+  json doc = json::parse(text, nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << "not a JSON object: " << text;
+  EXPECT_EQ(doc.size(), 2u) << text;
+  ASSERT_TRUE(doc.contains("mood") && doc["mood"].is_string()) << text;
+  std::string mood = doc["mood"];
+  EXPECT_TRUE(mood == "happy" || mood == "sad" || mood == "angry") << text;
+  ASSERT_TRUE(doc.contains("ok")) << text;
+  EXPECT_TRUE(doc["ok"].is_boolean()) << text;
+}
+
+// A JSON-schema constrained request (an object with an enum and a boolean) returns valid JSON
+// matching the schema on stories260K, for every choice, streamed and not: the constraint holds for
+// a model that cannot follow instructions (unconstrained, it tells a story).
+TEST_F(ServeLocalParamsTest, JsonSchemaResponseFormatHoldsOnStories260K) {
+  Serve serve(Config(""), {model_}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  json body = {{"model", "stories260K"},
+               {"messages", json::array({{{"role", "user"}, {"content", "How are you?"}}})},
+               {"max_tokens", 128},
+               {"temperature", 1},
+               {"seed", 7},
+               {"n", 3},
+               {"response_format",
+                {{"type", "json_schema"},
+                 {"json_schema", {{"name", "mood"}, {"strict", true}, {"schema", kMoodSchema}}}}}};
+  json r = Post(serve.port(), "/v1/chat/completions", body);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  ASSERT_EQ(r["choices"].size(), 3u) << r.dump();
+  for (std::size_t i = 0; i < 3; ++i) {
+    const json& c = r["choices"][i];
+    EXPECT_EQ(c["index"], i);
+    EXPECT_EQ(c["finish_reason"], "stop") << r.dump();
+    ExpectMatchesMoodSchema(c["message"]["content"].get<std::string>());
+  }
+  // Without the constraint the same request is no JSON at all.
+  json free = body;
+  free.erase("response_format");
+  free["n"] = 1;
+  json story = Post(serve.port(), "/v1/chat/completions", free);
+  ASSERT_EQ(story.value("http_status", 0), 200) << story.dump();
+  EXPECT_FALSE(
+      json::parse(story["choices"][0]["message"]["content"].get<std::string>(), nullptr, false)
+          .is_object());
+  // Streamed: each choice's deltas put together.
+  body["stream"] = true;
+  body["n"] = 2;
+  std::map<int, std::string> text;
+  std::map<int, std::string> finish;
+  for (const json& e : Stream(serve.port(), body)) {
+    ASSERT_TRUE(e.is_object());
+    for (const json& c : e["choices"]) {
+      int index = c["index"];
+      if (c["delta"].contains("content")) text[index] += c["delta"]["content"].get<std::string>();
+      if (!c["finish_reason"].is_null()) finish[index] = c["finish_reason"];
+    }
+  }
+  ASSERT_EQ(text.size(), 2u);
+  for (const auto& [index, t] : text) {
+    EXPECT_EQ(finish[index], "stop") << t;
+    ExpectMatchesMoodSchema(t);
+  }
+  // json_object: any object.
+  body.erase("stream");
+  body["n"] = 1;
+  body["response_format"] = {{"type", "json_object"}};
+  body["max_tokens"] = 256;
+  body["temperature"] = 0;
+  r = Post(serve.port(), "/v1/chat/completions", body);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  if (r["choices"][0]["finish_reason"] == "stop")
+    EXPECT_TRUE(
+        json::parse(r["choices"][0]["message"]["content"].get<std::string>(), nullptr, false)
+            .is_object())
+        << r.dump();
+  else  // cut by max_tokens: at least the start of an object
+    EXPECT_EQ(r["choices"][0]["message"]["content"].get<std::string>().rfind("{", 0), 0u);
+}
+
+// n, logprobs / top_logprobs (chat and legacy completions), model lookup, created times, the usage
+// chunk only on request, and a 400 naming the parameter for what is out of range or not
+// implemented for local models.
+TEST_F(ServeLocalParamsTest, OpenAIParametersForLocalModels) {
+  Serve serve(Config(""), {model_}, log_);
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  const int port = serve.port();
+  json base = {{"model", "stories260K"},
+               {"messages", json::array({{{"role", "user"}, {"content", "Once"}}})},
+               {"max_tokens", 4}};
+  json body = base;
+  body["n"] = 2;
+  body["logprobs"] = true;
+  body["top_logprobs"] = 3;
+  json r = Post(port, "/v1/chat/completions", body);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  ASSERT_EQ(r["choices"].size(), 2u);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 8) << r.dump();
+  for (const json& c : r["choices"]) {
+    const json& content = c["logprobs"]["content"];
+    ASSERT_EQ(content.size(), 4u) << r.dump();
+    std::string joined;
+    for (const json& t : content) {
+      EXPECT_LE(t["logprob"].get<double>(), 0.0);
+      EXPECT_EQ(t["top_logprobs"].size(), 3u);
+      joined += t["token"].get<std::string>();
+    }
+    EXPECT_EQ(joined, c["message"]["content"]) << r.dump();
+  }
+  EXPECT_GT(r["created"].get<std::int64_t>(), 1600000000);
+  json legacy = {{"model", "stories260K"}, {"prompt", "Once"}, {"max_tokens", 2}, {"logprobs", 2}};
+  r = Post(port, "/v1/completions", legacy);
+  ASSERT_EQ(r.value("http_status", 0), 200) << r.dump();
+  EXPECT_EQ(r["choices"][0]["logprobs"]["tokens"].size(), 2u) << r.dump();
+  EXPECT_EQ(r["choices"][0]["logprobs"]["top_logprobs"][0].size(), 2u) << r.dump();
+
+  // Out of range or not implemented: 400 with `param`.
+  std::vector<std::pair<json, std::string>> refused = {
+      {{{"temperature", 5}}, "temperature"},
+      {{{"top_logprobs", 2}}, "top_logprobs"},  // without logprobs
+      {{{"n", 17}}, "n"},
+      {{{"logit_bias", {{"50256", -100}}}}, "logit_bias"},
+      {{{"tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}})}},
+       "tools"},  // stories260K's template has no tool-call format
+      {{{"tool_choice", "required"}}, "tool_choice"},
+      {{{"response_format",
+         {{"type", "json_schema"},
+          {"json_schema", {{"schema", {{"type", "string"}, {"pattern", "a+"}}}}}}}},
+       "response_format"},
+      {{{"messages",
+         json::array(
+             {{{"role", "user"},
+               {"content", json::array({{{"type", "image_url"},
+                                         {"image_url", {{"url", "http://x/y.png"}}}}})}}})}},
+       "messages"},
+      {{{"stream_options", {{"include_usage", true}}}}, "stream_options"},  // without stream
+      // Hostile types end in a 400, never an exception.
+      {{{"logprobs", "yes"}}, "logprobs"},
+      {{{"tools", json::array({{{"type", 5}}})}}, "tools"},
+      {{{"response_format", {{"type", 5}}}}, "response_format"},
+      {{{"tool_choice", json::array()}}, "tool_choice"},
+  };
+  for (const auto& [extra, param] : refused) {
+    json b = base;
+    b.update(extra);
+    json e = Post(port, "/v1/chat/completions", b);
+    EXPECT_EQ(e.value("http_status", 0), 400) << b.dump() << " -> " << e.dump();
+    EXPECT_EQ(e["error"]["param"], param) << b.dump() << " -> " << e.dump();
+  }
+
+  json nulls = base;
+  nulls.update({{"logprobs", nullptr},
+                {"top_logprobs", nullptr},
+                {"tools", nullptr},
+                {"response_format", nullptr},
+                {"n", nullptr}});
+  EXPECT_EQ(Post(port, "/v1/chat/completions", nulls).value("http_status", 0), 200);
+
+  // GET /v1/models/{id}, with the model file's time as `created`.
+  auto m = Client(port).Get("/v1/models/stories260K", {{"Authorization", "Bearer " + key_}});
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200) << m->body;
+  json model = json::parse(m->body);
+  EXPECT_EQ(model["id"], "stories260K");
+  EXPECT_EQ(model["object"], "model");
+  EXPECT_GT(model["created"].get<std::int64_t>(), 0);
+  m = Client(port).Get("/v1/models/none", {{"Authorization", "Bearer " + key_}});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 404) << m->body;
+
+  // The usage chunk only with stream_options.include_usage.
+  json streamed = base;
+  streamed["stream"] = true;
+  auto has_usage = [&](const json& b) {
+    bool usage = false;
+    for (const json& e : Stream(port, b)) usage |= e.contains("usage") && e["usage"].is_object();
+    return usage;
+  };
+  EXPECT_FALSE(has_usage(streamed));
+  streamed["stream_options"] = {{"include_usage", true}};
+  EXPECT_TRUE(has_usage(streamed));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "policy/detectors.h"
 #include "server/gateway.h"
 #include "server/internal/auth_failures.h"
+#include "server/internal/client_limits.h"
 #include "server/internal/http_common.h"
 #include "server/internal/http_server.h"
 #include "server/internal/metrics.h"
@@ -34,6 +35,9 @@ struct Gateway::Impl {
   std::unique_ptr<audit::AuditLog> audit;
   std::map<std::string, std::shared_ptr<internal::ClientPool>> pools;
   internal::Metrics metrics;
+  // Completions in flight per client address bucket and per API key ([server]
+  // max_completions_per_address / max_completions_per_key): one client cannot hold every worker.
+  std::unique_ptr<internal::CompletionLimiter> completions;
   std::unique_ptr<internal::HttpServer> http;
   int port = 0;
   std::atomic<bool> stopped{false};
@@ -87,7 +91,10 @@ struct Gateway::Impl {
   bool Authenticate(const internal::HttpRequest& req, internal::HttpResponse& res,
                     internal::RequestState& st);
 
+  // GET /v1/models and GET /v1/models/{id}.
   void HandleModels(const internal::HttpRequest& req, internal::HttpResponse& res);
+  const std::int64_t started_at = internal::NowSeconds();
+  std::int64_t ModelCreated(const std::string& model) const;
 
   void HandleCompletion(const internal::HttpRequest& req, internal::HttpResponse& res, bool chat);
   void ProcessCompletion(const std::shared_ptr<internal::RequestState>& st,

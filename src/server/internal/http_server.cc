@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/internal/client_limits.h"
 #include "server/internal/http_common.h"
 
 namespace airlock::server::internal {
@@ -262,14 +263,15 @@ namespace {
 template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(HttpServer::Impl& server, std::uint64_t id, std::string address,
+  Session(HttpServer::Impl& server, std::uint64_t id, std::string address, std::string bucket,
           std::shared_ptr<net::ssl::context> tls, Stream stream)
       : server_(server),
         id_(id),
         address_(std::move(address)),
+        bucket_(std::move(bucket)),
         tls_(std::move(tls)),
         stream_(std::move(stream)) {}
-  ~Session() override { server_.Release(id_, address_); }
+  ~Session() override { server_.Release(id_, bucket_); }
 
   void Start() {
     if constexpr (kTls) {
@@ -357,6 +359,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     request_.path = request_.target.substr(0, request_.target.find('?'));
     for (const auto& f : h) request_.headers.emplace_back(Str(f.name_string()), Str(f.value()));
     request_.remote_addr = address_;
+    request_.client_bucket = bucket_;
   }
 
   void OnHeader(beast::error_code ec) {
@@ -627,6 +630,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   HttpServer::Impl& server_;
   std::uint64_t id_;
   std::string address_;
+  std::string bucket_;                      // what the per-address caps count
   std::shared_ptr<net::ssl::context> tls_;  // outlives stream_
   Stream stream_;
   beast::flat_buffer buffer_;
@@ -691,14 +695,16 @@ void HttpServer::Impl::OnAccept(tcp::socket socket) {
   auto endpoint = socket.remote_endpoint(ec);
   if (ec) return;
   std::string address = endpoint.address().to_string();
+  // Counted per bucket: the addresses of one IPv6 /64 are one client.
+  std::string bucket = ClientAddressBucket(address, options.ipv6_client_prefix);
   socket.set_option(tcp::no_delay(true), ec);
   std::uint64_t id;
   {
     std::lock_guard<std::mutex> lock(conn_mu);
-    int& mine = per_address[address];
+    int& mine = per_address[bucket];
     if (open >= options.max_connections || mine >= options.max_connections_per_address ||
         draining.load()) {
-      if (mine == 0) per_address.erase(address);
+      if (mine == 0) per_address.erase(bucket);
       return Refuse(std::move(socket));
     }
     ++mine;
@@ -709,7 +715,7 @@ void HttpServer::Impl::OnAccept(tcp::socket socket) {
   if (auto ctx = CurrentTls()) {
     using TlsStream = beast::ssl_stream<beast::tcp_stream>;
     auto s = std::make_shared<Session<TlsStream>>(
-        *this, id, address, ctx, TlsStream(beast::tcp_stream(std::move(socket)), *ctx));
+        *this, id, address, bucket, ctx, TlsStream(beast::tcp_stream(std::move(socket)), *ctx));
     session = s;
     {
       std::lock_guard<std::mutex> lock(conn_mu);
@@ -717,7 +723,7 @@ void HttpServer::Impl::OnAccept(tcp::socket socket) {
     }
     s->Start();
   } else {
-    auto s = std::make_shared<Session<beast::tcp_stream>>(*this, id, address, nullptr,
+    auto s = std::make_shared<Session<beast::tcp_stream>>(*this, id, address, bucket, nullptr,
                                                           beast::tcp_stream(std::move(socket)));
     session = s;
     {

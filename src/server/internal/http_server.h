@@ -6,7 +6,8 @@
 // Limits applied before any handler runs: a deadline for the request header (and the TLS
 // handshake), one for the body, a header size limit, the body size limit (413), a refusal of
 // compressed (415) and unframed or chunked (411) bodies; after each of these refusals the
-// connection is closed. Connections are capped per client address and in total (above either cap
+// connection is closed. Connections are capped per client address bucket (IPv4 /32, IPv6 /64 by
+// default: internal/client_limits.h) and in total (above either cap
 // a new connection gets 503 and is closed); keep-alive connections close after an idle timeout or
 // a number of requests. Streaming answers are written with backpressure: the provider's
 // sink.write waits while 256 KiB are unsent, and a write that does not complete within the write
@@ -41,9 +42,10 @@ struct HttpServerOptions {
   int keep_alive_timeout_s = 5;  // idle time allowed before the next request's headers are in
   int keep_alive_max_requests = 100;
   int max_connections = 4096;
-  int max_connections_per_address = 64;
-  std::string tls_cert;  // PEM chain; empty: plain HTTP
-  std::string tls_key;   // PEM private key
+  int max_connections_per_address = 64;  // per client address bucket
+  int ipv6_client_prefix = 64;           // IPv6 clients are bucketed by this prefix
+  std::string tls_cert;                  // PEM chain; empty: plain HTTP
+  std::string tls_key;                   // PEM private key
 };
 
 struct HttpServerCounters {

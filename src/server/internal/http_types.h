@@ -20,6 +20,8 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string remote_addr;
+  // The client's address bucket (internal/client_limits.h): what per-client caps count.
+  std::string client_bucket;
 
   // The i-th value of header `name` (case-insensitive), or "".
   std::string get_header_value(std::string_view name, std::size_t i = 0) const;

@@ -640,6 +640,13 @@ std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
 
 void WithholdLogprobs(RequestState& st, json& choice) {
   if (!st.detectors) return;
+  // Without a rule that acts on answers there is nothing to redact that they could repeat.
+  bool response_rules = false;
+  if (st.policy)
+    for (const policy::Rule& r : st.policy->rules)
+      response_rules |=
+          r.direction != policy::Direction::kRequest && r.action != policy::Action::kAllow;
+  if (!response_rules) return;
   auto lp = choice.find("logprobs");
   if (lp == choice.end() || lp->is_null()) return;
   *lp = nullptr;
@@ -697,8 +704,14 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
   }
   if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
   json& chunk = *parsed;
-  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object())
+  if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
     st.TakeUsage(*usage);
+    // The usage-only chunk (the gateway always asks for it, for accounting) reaches the client
+    // only when it asked with stream_options.include_usage.
+    auto choices = chunk.find("choices");
+    bool usage_only = choices == chunk.end() || (choices->is_array() && choices->empty());
+    if (usage_only && !st.client_include_usage) return "";
+  }
   auto choices = chunk.find("choices");
   if (choices != chunk.end() && choices->is_array()) {
     for (json& c : *choices) {

@@ -112,7 +112,8 @@ struct RequestState {
   std::int64_t prompt_tokens = -1;
   std::int64_t completion_tokens = -1;
   std::int64_t streamed_pieces = 0;
-  bool stream_broken = false;  // an upstream SSE event exceeded the size or nesting limits
+  bool stream_broken = false;         // an upstream SSE event exceeded the size or nesting limits
+  bool client_include_usage = false;  // stream_options.include_usage: the usage chunk goes out
 
   // Token counts from an upstream's `usage`. A count that is missing or not an integer is left
   // unknown (-1: estimated from the output at settlement); one past 2^40 is not believed and the
@@ -223,7 +224,7 @@ std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
                         const std::vector<UnitCut>& cuts = {});
 
 // Log probabilities repeat the answer token by token (strings and raw bytes): a redaction of the
-// content cannot follow them there, so while response rules apply they are withheld.
+// content cannot follow them there, so while a rule acts on answers they are withheld.
 void WithholdLogprobs(RequestState& st, json& choice);
 
 // Post-processes a complete (non-streamed) response body in place.

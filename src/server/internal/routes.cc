@@ -2,13 +2,18 @@
 // check, request parsing, the request-side policy (detect, decide, rewrite), admission against
 // budgets and rate limits, routing to a local model or an upstream, and settlement (one audit
 // record per authenticated request, the reservation reconciled).
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "core/hash.h"
 #include "server/internal/gateway_impl.h"
 #include "server/internal/json_limits.h"
+#include "server/internal/local_params.h"
 #include "server/internal/request.h"
 
 namespace airlock::server {
@@ -88,8 +93,9 @@ bool Gateway::Impl::RefuseLoop(const HttpRequest& req, HttpResponse& res) {
 
 void Gateway::Impl::AuditAuthFailure(const HttpRequest& req, int status,
                                      const std::string& reason) {
-  for (const auto& e :
-       auth_failures.Record(req.remote_addr, req.path, status, reason, NowSeconds() / 60))
+  // Aggregated per client bucket: an IPv6 host rotating through its /64 is one client here too.
+  const std::string& client = req.client_bucket.empty() ? req.remote_addr : req.client_bucket;
+  for (const auto& e : auth_failures.Record(client, req.path, status, reason, NowSeconds() / 60))
     AppendAuthFailure(e);
 }
 
@@ -139,23 +145,73 @@ bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, Requ
   return true;
 }
 
+namespace {
+
+// Percent-decoding of a path segment ("%2F" -> "/"); nullopt for a malformed escape or a NUL.
+std::optional<std::string> PercentDecode(std::string_view in) {
+  std::string out;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(in[i + 2])))
+      return std::nullopt;
+    char c = static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
+    if (c == '\0') return std::nullopt;
+    out += c;
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace
+
+// `created` of a model: a local model's file modification time, else (upstream models, a file
+// that cannot be read) the time this gateway started.
+std::int64_t Gateway::Impl::ModelCreated(const std::string& model) const {
+  if (const policy::LocalModel* m = policy().FindLocalModel(model)) {
+    struct stat sb;
+    if (stat(m->path.c_str(), &sb) == 0) return static_cast<std::int64_t>(sb.st_mtime);
+  }
+  return started_at;
+}
+
 void Gateway::Impl::HandleModels(const HttpRequest& req, HttpResponse& res) {
   RequestState st;
   if (!Authenticate(req, res, st)) return;
-  json data = json::array();
   auto allowed = [&](const std::string& m) {
     return st.key.models.empty() ||
            std::find(st.key.models.begin(), st.key.models.end(), m) != st.key.models.end();
   };
+  auto model_json = [&](const std::string& m, const std::string& owner) {
+    return json{{"id", m}, {"object", "model"}, {"created", ModelCreated(m)}, {"owned_by", owner}};
+  };
+  static constexpr std::string_view kPrefix = "/v1/models/";
+  if (req.path.size() > kPrefix.size() && req.path.rfind(kPrefix, 0) == 0) {
+    // GET /v1/models/{id}: ids may hold '/' (sent raw or as %2F). A model this key may not use
+    // does not exist for it.
+    auto id = PercentDecode(std::string_view(req.path).substr(kPrefix.size()));
+    if (id && allowed(*id)) {
+      if (policy().FindLocalModel(*id))
+        return res.set_content(model_json(*id, "local").dump(), "application/json");
+      if (const policy::Upstream* u = policy().FindUpstreamForModel(*id))
+        return res.set_content(model_json(*id, u->name).dump(), "application/json");
+    }
+    return SetError(res, 404,
+                    "The model '" + (id ? *id : std::string("(malformed)")) + "' does not exist.",
+                    "model_not_found", "model");
+  }
+  json data = json::array();
   for (const auto& m : policy().local_models)
-    if (allowed(m.name))
-      data.push_back({{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "local"}});
+    if (allowed(m.name)) data.push_back(model_json(m.name, "local"));
   for (const auto& u : policy().upstreams)
     for (const auto& m : u.models)
-      if (allowed(m))
-        data.push_back({{"id", m}, {"object", "model"}, {"created", 0}, {"owned_by", u.name}});
+      if (allowed(m)) data.push_back(model_json(m, u.name));
   res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
 }
+
 void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, bool chat) {
   metrics.in_flight++;
   struct Dec {
@@ -193,6 +249,25 @@ void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, 
   };
   st->settle_unsettled = [this](RequestState& s) {
     Finish(s, 500, s.forwarded && s.reservation ? s.reservation->tokens : 0, s.ResponseText());
+  };
+  // One client (an address bucket or an API key) may hold only so many workers with completions
+  // in flight; the place is held until the request state is gone (a stream written to the end).
+  std::string bucket = req.client_bucket.empty() ? req.remote_addr : req.client_bucket;
+  auto admission = completions->TryAcquire(bucket, st->anonymous ? "" : st->key.id);
+  if (!admission.slot) {
+    bool by_key = admission.refusal == CompletionLimiter::Refusal::kKey;
+    res.set_header("Retry-After", "1");
+    st->actions.push_back("client: " + bucket);
+    return Fail(*st, res, 429,
+                std::string("Too many concurrent completions from this ") +
+                    (by_key ? "API key" : "client address") + " (at most " +
+                    std::to_string(admission.limit) + " in flight); retry when one has finished.",
+                "too_many_concurrent_requests");
+  }
+  st->on_release = [this, slot = std::move(admission.slot)] {
+    std::lock_guard<std::mutex> lock(live_mu);
+    --live_requests;
+    live_cv.notify_all();
   };
   try {
     ProcessCompletion(st, req, res);
@@ -233,6 +308,8 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   st->upstream_name = local ? "local" : upstream->name;
   st->jurisdiction = local ? "local" : upstream->jurisdiction;
   const bool stream = request.stream;
+  if (auto invalid = internal::ParseStreamOptions(body, stream, &st->client_include_usage))
+    return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
 
   // Every forwarded string of the request (rewritten in place after the policy decision).
   internal::ScanTargets targets;
