@@ -67,6 +67,11 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
           return true;
         },
         cancel_all);  // set by a drain past its deadline
+    if (!r && r.error().code() == StatusCode::kUnavailable) {
+      // The model's worker process died or misbehaved (server/worker_backend.h): a bad gateway.
+      st->actions.push_back("model worker failed: " + r.error().message());
+      return Fail(*st, res, 502, "Local model failed: " + r.error().message(), "model_error");
+    }
     if (!r) return Fail(*st, res, 500, "Local model failed: " + r.error().message(), "model_error");
     json out = {{"id", id},
                 {"object", st->chat ? "chat.completion" : "text_completion"},
@@ -113,6 +118,8 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
                         {"total_tokens", r->prompt_tokens + r->completion_tokens}};
       emit(usage);
     }
+    // Read by the stream's writer after Finish (the channel's lock orders them): audited, 502.
+    if (!r) st->actions.push_back("model failed: " + r.error().message());
     ch->Finish(r ? 0 : -1);
   }).detach();
   StreamToClient(st, ch, res);
