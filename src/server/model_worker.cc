@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -83,6 +85,7 @@ bool MisbehaveForTest(Writer& out, std::uint64_t id, const GenerateRequest& requ
     }
   } else if (m == "stall") {
     out.Send(internal::EncodeTextFrame(id, "stalling"));
+    std::fprintf(stderr, "airlock test: model worker stalls\n");  // tests wait for this line
     for (;;) ::pause();  // until the gateway kills this process
   } else {
     return false;

@@ -159,7 +159,7 @@ class WorkerBackend : public ModelBackend {
         finished = call->finished;
       }
       for (const std::string& t : texts) {
-        if (stopped) break;
+        if (stopped || cancel.load()) break;
         if (!on_text(t)) stopped = true;
       }
       texts.clear();
