@@ -70,14 +70,23 @@ struct Worker {
   std::mutex write_mu;  // one frame at a time on the socket
   std::atomic<bool> stopping{false};
 
-  // Writes a whole frame. False when the worker is gone.
+  // The descriptor stays open (its number reserved) until no request thread can write to it.
+  ~Worker() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  // Writes a whole frame. False when the worker is gone, or stopped reading for the send timeout
+  // (SO_SNDTIMEO): then the socket is shut down, which ends the worker through its reader.
   bool Send(const std::string& frame) {
     std::lock_guard lock(write_mu);
     std::size_t off = 0;
     while (off < frame.size()) {
       ssize_t n = ::send(fd, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
+      if (n <= 0) {
+        ::shutdown(fd, SHUT_RDWR);
+        return false;
+      }
       off += static_cast<std::size_t>(n);
     }
     return true;
@@ -295,6 +304,9 @@ class WorkerBackend : public ModelBackend {
     auto w = std::make_shared<Worker>();
     w->pid = pid;
     w->fd = sv[0];
+    // A worker that stops reading cannot block a request thread for longer than this.
+    timeval send_timeout{std::max(1, options_.stall_timeout_s), 0};
+    ::setsockopt(w->fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
     {
       std::lock_guard lock(mu_);
       worker_ = w;
@@ -324,7 +336,7 @@ class WorkerBackend : public ModelBackend {
       if (ready > 0) {
         ssize_t n = ::read(w->fd, buf.data(), buf.size());
         if (n == 0) {
-          why = "closed its socket";
+          why = w->stopping.load() ? "stopped by the gateway" : "closed its socket";
           break;
         }
         if (n < 0 && errno != EINTR && errno != EAGAIN) {
@@ -368,7 +380,7 @@ class WorkerBackend : public ModelBackend {
     int status = 0;
     while (::waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {
     }
-    ::close(w->fd);
+    ::shutdown(w->fd, SHUT_RDWR);  // closed by ~Worker, once no request thread holds it
     std::string death = why + " (" + DescribeExit(status) + ")";
     if (!w->stopping.load())
       std::fprintf(stderr, "airlock serve: model worker %d for '%s' %s\n", static_cast<int>(w->pid),

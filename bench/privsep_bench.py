@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""What privilege separation costs per generated token (a bench, not a test).
+
+Starts two `airlock serve` processes on the same model in the same run: one with the model in
+its worker process (the default) and one with `--in-process-models` (the layout before
+privilege separation, kept for this comparison only). Then, alternating between them round by
+round so that both see the same machine state, sends streamed completions (temperature 0, the
+same prompt, so both generate the same tokens) and measures, per request, the decode time per
+token: from the first streamed content chunk to the last, divided by the tokens in between.
+Prints, per mode, the median over rounds and the spread (min..max of the per-round medians),
+and the worker's added time per token in microseconds and percent.
+
+Usage: bench/privsep_bench.py [--airlock build/airlock] [--model M.gguf] [--rounds 7]
+                              [--requests 5] [--max-tokens 200] [--threads 1]
+Default model: ../shared/fixtures/gguf-models/stories260K.gguf (tiny: about a tenth of a
+millisecond per token, so the fixed cost per token weighs far more than on a real model).
+"""
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start(airlock, model, threads, in_process):
+    args = [airlock, "serve", model, "--port", "0", "--threads", str(threads), "--alias", "m"]
+    if in_process:
+        args.append("--in-process-models")
+    # Each server in its own folder: its own default audit log (a log has one writer).
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tempfile.mkdtemp(prefix="privsep-bench-"))
+    line = proc.stdout.readline()
+    if "listening" not in line:
+        proc.kill()
+        sys.exit(f"serve did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def decode_seconds_per_token(port, max_tokens):
+    """One streamed completion; (seconds per token between the first and last chunk, tokens)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = json.dumps({"model": "m", "prompt": "Once upon a time", "max_tokens": max_tokens,
+                       "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True}})
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        sys.exit(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+    times = []
+    tokens = None
+    for raw in resp:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        event = json.loads(line[6:])
+        if event.get("usage"):
+            tokens = event["usage"]["completion_tokens"]
+        for choice in event.get("choices", []):
+            if choice.get("text"):
+                times.append(time.perf_counter())
+    conn.close()
+    if len(times) < 2 or not tokens:
+        sys.exit("too few streamed chunks to time")
+    # Chunks may carry more than one token (the response policy holds text back across chunks):
+    # time from the first chunk to the last over the tokens generated after the first chunk's.
+    return (times[-1] - times[0]) / max(1, tokens - 1), tokens
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--airlock", default=os.path.join(ROOT, "build", "airlock"))
+    p.add_argument("--model",
+                   default=os.path.join(ROOT, "..", "shared", "fixtures", "gguf-models",
+                                        "stories260K.gguf"))
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--requests", type=int, default=5)
+    p.add_argument("--max-tokens", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    if not os.path.exists(a.model):
+        sys.exit(f"model not found: {a.model}")
+    servers = {mode: start(a.airlock, a.model, a.threads, mode == "in-process")
+               for mode in ("in-process", "worker")}
+    per_round = {mode: [] for mode in servers}
+    try:
+        for mode, (_, port) in servers.items():  # warm-up
+            decode_seconds_per_token(port, a.max_tokens)
+        for r in range(a.rounds):
+            order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
+            for mode in order:
+                port = servers[mode][1]
+                samples = [decode_seconds_per_token(port, a.max_tokens)[0]
+                           for _ in range(a.requests)]
+                per_round[mode].append(statistics.median(samples))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait()
+    print(f"model {os.path.basename(a.model)}, threads {a.threads}, {a.rounds} rounds x "
+          f"{a.requests} streamed completions of up to {a.max_tokens} tokens per mode")
+    med = {}
+    for mode, values in per_round.items():
+        med[mode] = statistics.median(values)
+        print(f"  {mode:10s} decode {med[mode] * 1e6:9.1f} us/token "
+              f"({1 / med[mode]:8.1f} tok/s), per-round medians {min(values) * 1e6:.1f}.."
+              f"{max(values) * 1e6:.1f} us")
+    added = med["worker"] - med["in-process"]
+    print(f"  worker adds {added * 1e6:+.1f} us/token = {100 * added / med['in-process']:+.2f}% "
+          f"of in-process decode time")
+
+
+if __name__ == "__main__":
+    main()
