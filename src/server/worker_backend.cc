@@ -123,11 +123,12 @@ class WorkerBackend : public ModelBackend {
     if (!w) return estimate;
     auto call = std::make_shared<Call>();
     std::uint64_t id = Register(**w, call);
-    if (!(*w)->Send(internal::EncodeJsonFrame({{"op", "count"}, {"id", id}, {"text", text}})))
-      return estimate;
+    const bool sent =
+        (*w)->Send(internal::EncodeJsonFrame({{"op", "count"}, {"id", id}, {"text", text}}));
     std::unique_lock lock((*w)->mu);
-    call->cv.wait(lock, [&] { return call->finished; });
+    if (sent) call->cv.wait(lock, [&] { return call->finished; });  // the reader ends every call
     (*w)->calls.erase(id);
+    if (!sent) return estimate;
     return call->status.ok() ? call->tokens : estimate;
   }
 

@@ -74,7 +74,9 @@ Status ReadDouble(const json& j, const char* key, double lo, double hi, double* 
 
 Result<std::uint64_t> ReadId(const json& j) {
   auto it = j.find("id");
-  if (it == j.end() || !it->is_number_unsigned()) return InvalidArgument("field 'id' is missing");
+  if (it == j.end() || !it->is_number_integer()) return InvalidArgument("field 'id' is missing");
+  if (!it->is_number_unsigned() && it->get<std::int64_t>() < 0)
+    return InvalidArgument("field 'id' is negative");
   return it->get<std::uint64_t>();
 }
 
