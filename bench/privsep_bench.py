@@ -6,14 +6,18 @@ its worker process (the default) and one with `--in-process-models` (the layout 
 privilege separation, kept for this comparison only). Then, alternating between them round by
 round so that both see the same machine state, sends streamed completions (temperature 0, the
 same prompt, so both generate the same tokens) and measures, per request, the decode time per
-token: from the first streamed content chunk to the last, divided by the tokens in between.
+token as the client sees it: from the first streamed chunk to the last, divided by the chunks in
+between (one chunk per decoded piece).
 Prints, per mode, the median over rounds and the spread (min..max of the per-round medians),
 and the worker's added time per token in microseconds and percent.
 
-Usage: bench/privsep_bench.py [--airlock build/airlock] [--model M.gguf] [--rounds 7]
-                              [--requests 5] [--max-tokens 200] [--threads 1]
-Default model: ../shared/fixtures/gguf-models/stories260K.gguf (tiny: about a tenth of a
-millisecond per token, so the fixed cost per token weighs far more than on a real model).
+Usage: bench/privsep_bench.py [--airlock build/airlock] [--model M.gguf ...] [--rounds 7]
+                              [--requests 5] [--max-tokens 200] [--threads 2]
+Default models, both measured: ../shared/fixtures/gguf-models/stories260K.gguf (tiny: a fraction of
+a millisecond per token, so the fixed cost per token weighs far more than on any real model) and
+build/bench-models/privsep-1024x8.gguf, a 91M-parameter F16 llama with random weights and
+stories260K's tokenizer that decodes at the speed of a small real model (written once by
+`airlock-bench-gen gguf-llama`).
 """
 import argparse
 import http.client
@@ -61,31 +65,42 @@ def decode_seconds_per_token(port, max_tokens):
         event = json.loads(line[6:])
         if event.get("usage"):
             tokens = event["usage"]["completion_tokens"]
-        for choice in event.get("choices", []):
-            if choice.get("text"):
-                times.append(time.perf_counter())
+        # One chunk per text piece the model produced, as it is produced (its text may be empty:
+        # the response policy holds text back for its detectors, but the chunk still flows).
+        if any(c.get("finish_reason") is None for c in event.get("choices", [])):
+            times.append(time.perf_counter())
     conn.close()
-    if len(times) < 2 or not tokens:
+    if len(times) < 3 or not tokens:
         sys.exit("too few streamed chunks to time")
-    # Chunks may carry more than one token (the response policy holds text back across chunks):
-    # time from the first chunk to the last over the tokens generated after the first chunk's.
-    return (times[-1] - times[0]) / max(1, tokens - 1), tokens
+    return (times[-1] - times[0]) / (len(times) - 1), tokens
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--airlock", default=os.path.join(ROOT, "build", "airlock"))
-    p.add_argument("--model",
-                   default=os.path.join(ROOT, "..", "shared", "fixtures", "gguf-models",
-                                        "stories260K.gguf"))
+    p.add_argument("--model", action="append")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--requests", type=int, default=5)
     p.add_argument("--max-tokens", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    if not os.path.exists(a.model):
-        sys.exit(f"model not found: {a.model}")
-    servers = {mode: start(a.airlock, a.model, a.threads, mode == "in-process")
+    models = a.model
+    if not models:
+        stories = os.path.join(ROOT, "..", "shared", "fixtures", "gguf-models", "stories260K.gguf")
+        big = os.path.join(os.path.dirname(a.airlock), "bench-models", "privsep-1024x8.gguf")
+        if not os.path.exists(big) and os.path.exists(stories):
+            os.makedirs(os.path.dirname(big), exist_ok=True)
+            subprocess.run([os.path.join(os.path.dirname(a.airlock), "airlock-bench-gen"),
+                            "gguf-llama", big, stories, "1024", "8", "2816"], check=True)
+        models = [stories, big]
+    for model in models:
+        if not os.path.exists(model):
+            sys.exit(f"model not found: {model}")
+        measure(a, model)
+
+
+def measure(a, model):
+    servers = {mode: start(a.airlock, model, a.threads, mode == "in-process")
                for mode in ("in-process", "worker")}
     per_round = {mode: [] for mode in servers}
     try:
@@ -102,7 +117,7 @@ def main():
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait()
-    print(f"model {os.path.basename(a.model)}, threads {a.threads}, {a.rounds} rounds x "
+    print(f"model {os.path.basename(model)}, threads {a.threads}, {a.rounds} rounds x "
           f"{a.requests} streamed completions of up to {a.max_tokens} tokens per mode")
     med = {}
     for mode, values in per_round.items():

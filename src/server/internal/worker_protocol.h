@@ -18,6 +18,8 @@
 //
 // Adding a field to GenerateRequest or GenerateResult: add one line to its ToWire and one to its
 // FromWire below (FromWire checks the type and range; an absent field keeps the struct's default).
+// GenerateResultFromWire accepts only the finish reasons a backend produces ("stop", "length",
+// "cancelled"): a backend that gains another (e.g. "tool_calls") adds it there too.
 // Thread-safety: pure functions; a FrameDecoder belongs to one reader.
 #pragma once
 
