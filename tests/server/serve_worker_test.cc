@@ -1,7 +1,8 @@
 // Privilege separation in a real `airlock serve` (AIRLOCK_EXE) serving stories260K: completions
 // go through the model worker process; the gateway never maps the model file; the worker has
 // none of the gateway's secrets (no upstream key in its environment, and the sandbox refuses it
-// the key database, the audit signing key, the policy, sockets, exec and fork, proven by the
+// the key database, the audit signing key, the policy, the gateway's /proc environ, sockets,
+// exec and fork, proven by the
 // AIRLOCK_TEST_SANDBOX_ATTEMPT hook run inside the worker); a worker killed mid-request gives
 // the client an error, leaves an audit record, and the next request works; a worker sending
 // garbage gets a 502, not a crashed gateway. Every wait is bounded; no test asserts a duration.
@@ -77,7 +78,14 @@ class Serve {
       if (err >= 0) dup2(err, 2);
       close(fds[0]);
       close(fds[1]);
-      for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+      // "{SERVE_PID}" in a variable becomes this process's id, which serve keeps after exec.
+      static std::vector<std::string> vars;
+      for (std::string e : env) {
+        for (auto at = e.find("{SERVE_PID}"); at != std::string::npos; at = e.find("{SERVE_PID}"))
+          e.replace(at, 11, std::to_string(getpid()));
+        vars.push_back(e);
+      }
+      for (auto& e : vars) putenv(e.data());
       std::vector<std::string> args = {AIRLOCK_EXE, "serve", model,   "--config", config,
                                        "--port",    "0",     "--ctx", "256"};
       std::vector<char*> argv;
@@ -198,7 +206,7 @@ TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
   }
   const std::string attempts = "read:" + keys_db_ + ",read:" + audit_key + ",read:" + audit_db_ +
                                ",read:" + config_ + ",write:" + dir_->path().string() +
-                               "/worker-wrote,socket,exec,fork";
+                               "/worker-wrote,read:/proc/{SERVE_PID}/environ,socket,exec,fork";
   Serve serve(model_, config_, log_,
               {std::string("AIRLOCK_TEST_UPSTREAM_KEY=") + kUpstreamSecret,
                "AIRLOCK_TEST_SANDBOX_ATTEMPT=" + attempts});
@@ -218,6 +226,11 @@ TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
         << path << "\n"
         << log;
   EXPECT_NE(log.find("/worker-wrote: errno=EACCES"), std::string::npos) << log;
+  // Nor the gateway's environment through /proc.
+  EXPECT_NE(log.find("airlock sandbox test: read:/proc/" + std::to_string(serve.pid()) +
+                     "/environ: errno=EACCES"),
+            std::string::npos)
+      << log;
   EXPECT_NE(log.find("airlock sandbox test: socket: errno=EPERM"), std::string::npos) << log;
   EXPECT_NE(log.find("airlock sandbox test: exec: errno=EPERM"), std::string::npos) << log;
   EXPECT_NE(log.find("airlock sandbox test: fork: errno=EPERM"), std::string::npos) << log;
