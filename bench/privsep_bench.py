@@ -9,7 +9,9 @@ same prompt, so both generate the same tokens) and measures, per request, the de
 token as the client sees it: from the first streamed chunk to the last, divided by the chunks in
 between (one chunk per decoded piece).
 Prints, per mode, the median over rounds and the spread (min..max of the per-round medians),
-and the worker's added time per token in microseconds and percent.
+and the worker's added time per token in microseconds and percent; then the CPU time (user +
+system) the server processes (gateway, and worker when there is one) spent per generated token,
+which other load on the machine disturbs less than wall time.
 
 Usage: bench/privsep_bench.py [--airlock build/airlock] [--model M.gguf ...] [--rounds 7]
                               [--requests 5] [--max-tokens 200] [--threads 2]
@@ -44,6 +46,26 @@ def start(airlock, model, threads, in_process):
         proc.kill()
         sys.exit(f"serve did not start: {line!r}")
     return proc, int(line.rsplit(":", 1)[1])
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) of `pid` and its live children (the model worker)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def decode_seconds_per_token(port, max_tokens):
@@ -103,15 +125,22 @@ def measure(a, model):
     servers = {mode: start(a.airlock, model, a.threads, mode == "in-process")
                for mode in ("in-process", "worker")}
     per_round = {mode: [] for mode in servers}
+    cpu = {mode: 0.0 for mode in servers}
+    tokens = {mode: 0 for mode in servers}
     try:
         for mode, (_, port) in servers.items():  # warm-up
             decode_seconds_per_token(port, a.max_tokens)
         for r in range(a.rounds):
             order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
             for mode in order:
-                port = servers[mode][1]
-                samples = [decode_seconds_per_token(port, a.max_tokens)[0]
-                           for _ in range(a.requests)]
+                proc, port = servers[mode]
+                before = cpu_seconds(proc.pid)
+                samples = []
+                for _ in range(a.requests):
+                    per_token, n = decode_seconds_per_token(port, a.max_tokens)
+                    samples.append(per_token)
+                    tokens[mode] += n
+                cpu[mode] += cpu_seconds(proc.pid) - before
                 per_round[mode].append(statistics.median(samples))
     finally:
         for proc, _ in servers.values():
@@ -127,7 +156,15 @@ def measure(a, model):
               f"{max(values) * 1e6:.1f} us")
     added = med["worker"] - med["in-process"]
     print(f"  worker adds {added * 1e6:+.1f} us/token = {100 * added / med['in-process']:+.2f}% "
-          f"of in-process decode time")
+          f"of in-process decode time (wall clock, as the client sees it)")
+    # CPU time of the server processes per generated token (whole requests: prompt included),
+    # less sensitive than wall time to other load on the machine.
+    cpu_per = {m: cpu[m] / max(1, tokens[m]) for m in cpu}
+    for mode in servers:
+        print(f"  {mode:10s} CPU {cpu_per[mode] * 1e6:9.1f} us/token over {tokens[mode]} tokens")
+    extra = cpu_per["worker"] - cpu_per["in-process"]
+    print(f"  worker adds {extra * 1e6:+.1f} CPU us/token = "
+          f"{100 * extra / cpu_per['in-process']:+.2f}% of in-process CPU time")
 
 
 if __name__ == "__main__":
