@@ -2,6 +2,11 @@
 //   airlock-bench-gen pickle OUT MIB     protocol-4 pickle: a dict of 1 MiB byte blobs
 //   airlock-bench-gen pytorch-zip OUT MIB torch.save-style zip: data.pkl + stored 1 MiB storages
 //   airlock-bench-gen gguf OUT MIB        GGUF with F16 tensors of 1 MiB each
+//   airlock-bench-gen gguf-llama OUT REF.gguf N_EMBD N_LAYER N_FF
+//       a loadable llama model of that shape with random F16 weights and the tokenizer of REF (a
+//       llama GGUF such as stories260K): a model that `airlock serve` can serve at a realistic
+//       decode speed, for bench/privsep_bench.py
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/file.h"
+#include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 
 namespace {
@@ -172,9 +179,100 @@ bool WriteGguf(const std::string& path, int mib) {
   return s.ok();
 }
 
+// Small random F16 values (|x| < 2^-5), never NaN or infinite, from a hash of the position.
+void RandomF16(std::uint64_t seed, std::uint64_t offset, std::span<std::byte> out) {
+  for (std::size_t k = 0; k + 1 < out.size(); k += 2) {
+    std::uint64_t h = (seed + (offset + k) / 2) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 29;
+    const std::uint16_t sign = static_cast<std::uint16_t>((h >> 40) & 1) << 15;
+    const std::uint16_t exponent = static_cast<std::uint16_t>(5 + (h >> 41) % 5) << 10;
+    const std::uint16_t bits = sign | exponent | static_cast<std::uint16_t>(h & 0x3ff);
+    out[k] = static_cast<std::byte>(bits & 0xff);
+    out[k + 1] = static_cast<std::byte>(bits >> 8);
+  }
+}
+
+bool WriteLlamaWithTokenizerOf(const std::string& path, const std::string& ref, std::uint64_t d,
+                               int n_layer, std::uint64_t n_ff) {
+  namespace gguf = airlock::formats::gguf;
+  auto mapped = airlock::core::MappedFile::Open(ref);
+  if (!mapped) return false;
+  auto file = gguf::File::Parse(mapped->bytes());
+  if (!file) {
+    std::fprintf(stderr, "bench-gen: %s\n", file.error().message().c_str());
+    return false;
+  }
+  gguf::Writer w;
+  w.AddString("general.architecture", "llama");
+  w.AddString("general.name", "privsep-bench");
+  // The tokenizer's values copied as encoded: each ends where the next key (or the first tensor
+  // record) begins.
+  const auto& kvs = file->metadata();
+  std::uint64_t n_vocab = 0;
+  for (std::size_t i = 0; i < kvs.size(); ++i) {
+    if (!kvs[i].key.starts_with("tokenizer.")) continue;
+    const std::uint64_t begin = kvs[i].value.offset();
+    const std::uint64_t end =
+        i + 1 < kvs.size() ? kvs[i + 1].offset : file->tensors().front().info_offset;
+    auto raw = mapped->bytes().subspan(begin, end - begin);
+    w.AddRawKv(kvs[i].key, static_cast<std::uint32_t>(kvs[i].value.type()),
+               std::string(reinterpret_cast<const char*>(raw.data()), raw.size()));
+    if (kvs[i].key == "tokenizer.ggml.tokens") n_vocab = kvs[i].value.AsArray()->size();
+  }
+  if (n_vocab == 0) return false;
+  const std::uint64_t n_head = d / 64, n_head_kv = std::max<std::uint64_t>(1, n_head / 4);
+  const std::uint64_t kv = n_head_kv * 64;
+  w.AddUint32("llama.context_length", 2048);
+  w.AddUint32("llama.embedding_length", static_cast<std::uint32_t>(d));
+  w.AddUint32("llama.block_count", static_cast<std::uint32_t>(n_layer));
+  w.AddUint32("llama.feed_forward_length", static_cast<std::uint32_t>(n_ff));
+  w.AddUint32("llama.attention.head_count", static_cast<std::uint32_t>(n_head));
+  w.AddUint32("llama.attention.head_count_kv", static_cast<std::uint32_t>(n_head_kv));
+  w.AddFloat32("llama.rope.freq_base", 10000.0f);
+  w.AddFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  std::uint64_t seed = 1;
+  auto matrix = [&](const std::string& name, std::uint64_t cols, std::uint64_t rows) {
+    const std::uint64_t s = seed++ << 40;
+    w.AddTensorGenerated(
+        name, gguf::GgmlType::kF16, {cols, rows},
+        [s](std::uint64_t offset, std::span<std::byte> out) { RandomF16(s, offset, out); });
+  };
+  auto ones = [&](const std::string& name, std::uint64_t n) {
+    w.AddTensorGenerated(name, gguf::GgmlType::kF32, {n},
+                         [](std::uint64_t, std::span<std::byte> out) {
+                           const float one = 1.0f;
+                           for (std::size_t k = 0; k + 4 <= out.size(); k += 4)
+                             std::memcpy(out.data() + k, &one, 4);
+                         });
+  };
+  matrix("token_embd.weight", d, n_vocab);
+  ones("output_norm.weight", d);
+  matrix("output.weight", d, n_vocab);
+  for (int i = 0; i < n_layer; ++i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    ones(b + "attn_norm.weight", d);
+    matrix(b + "attn_q.weight", d, d);
+    matrix(b + "attn_k.weight", d, kv);
+    matrix(b + "attn_v.weight", d, kv);
+    matrix(b + "attn_output.weight", d, d);
+    ones(b + "ffn_norm.weight", d);
+    matrix(b + "ffn_gate.weight", d, n_ff);
+    matrix(b + "ffn_up.weight", d, n_ff);
+    matrix(b + "ffn_down.weight", n_ff, d);
+  }
+  auto s = w.WriteFile(path);
+  if (!s.ok()) std::fprintf(stderr, "bench-gen: %s\n", s.message().c_str());
+  return s.ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 7 && std::string(argv[1]) == "gguf-llama")
+    return WriteLlamaWithTokenizerOf(argv[2], argv[3], std::strtoull(argv[4], nullptr, 10),
+                                     std::atoi(argv[5]), std::strtoull(argv[6], nullptr, 10))
+               ? 0
+               : 1;
   if (argc != 4) {
     std::fprintf(stderr, "usage: airlock-bench-gen pickle|pytorch-zip|gguf OUT MIB\n");
     return 2;

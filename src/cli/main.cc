@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   airlock::cli::AddRunCommand(app, &exit_code);
   airlock::cli::AddChatCommand(app, &exit_code);
   airlock::cli::AddUpstreamCommand(app, &exit_code);
+  airlock::cli::AddModelWorkerCommand(app, &exit_code);
   airlock::cli::AddSandboxFlags(app);  // after the commands it confines
   try {
     app.parse(argc, argv);

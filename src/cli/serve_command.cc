@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "policy/policy.h"
 #include "server/engine_backend.h"
 #include "server/gateway.h"
+#include "server/worker_backend.h"
 
 namespace airlock::cli {
 namespace {
@@ -28,6 +30,9 @@ struct ServeArgs {
   bool no_batching = false;
   bool insecure_http = false;
   std::string require_signature;
+  // Benchmarks only: load and run local models inside the gateway process (the layout before
+  // privilege separation), to measure what the worker process costs.
+  bool in_process_models = false;
 };
 
 std::string Stem(const std::string& path) {
@@ -56,6 +61,18 @@ int RunServe(const ServeArgs& a) {
     pol.local_models.push_back({name, a.models[i], ""});
   }
   std::map<std::string, std::shared_ptr<server::ModelBackend>> backends;
+  // Each local model runs in its own worker process (server/worker_backend.h): this process,
+  // which holds the keys, never parses a model file.
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (!pol.local_models.empty() && !a.in_process_models && (ec || self.empty())) {
+    std::fprintf(stderr, "airlock serve: cannot find this program to start model workers\n");
+    return 3;
+  }
+  if (a.in_process_models && !pol.local_models.empty())
+    std::fprintf(stderr,
+                 "airlock serve: WARNING: --in-process-models: local models are parsed and run "
+                 "inside the process that holds the keys (for benchmarks only)\n");
   for (const auto& m : pol.local_models) {
     server::EngineBackendOptions eo;
     eo.name = m.name;
@@ -72,14 +89,25 @@ int RunServe(const ServeArgs& a) {
       std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
       return 1;
     }
-    auto backend = server::LoadEngineBackend(m.path, eo);
+    Result<std::shared_ptr<server::ModelBackend>> backend = Unavailable("");
+    if (a.in_process_models) {
+      backend = server::LoadEngineBackend(m.path, eo);
+    } else {
+      server::WorkerBackendOptions wo;
+      wo.program = self;
+      wo.gguf_path = m.path;
+      wo.engine = eo;
+      backend = server::StartWorkerBackend(wo);
+    }
     if (!backend) {
       std::fprintf(stderr, "airlock serve: cannot load %s: %s\n", m.path.c_str(),
                    backend.error().message().c_str());
       return 3;
     }
-    std::fprintf(stderr, "airlock serve: loaded %s as '%s' (%d slot%s)\n", m.path.c_str(),
-                 m.name.c_str(), a.slots, a.slots == 1 ? "" : "s");
+    const pid_t worker = server::ModelWorkerPid(**backend);
+    std::fprintf(stderr, "airlock serve: loaded %s as '%s' (%d slot%s%s)\n", m.path.c_str(),
+                 m.name.c_str(), a.slots, a.slots == 1 ? "" : "s",
+                 worker > 0 ? (", worker process " + std::to_string(worker)).c_str() : "");
     backends[m.name] = std::move(*backend);
   }
   if (pol.upstreams.empty() && pol.local_models.empty())
@@ -172,6 +200,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "Audit: the first start creates the checkpoint signing key when absent ([audit]\n"
       "signing_key, default <audit path>.key, with .pub beside it) and prints its public key;\n"
       "checkpoints go to the anchors the policy names (docs/audit.md).\n"
+      "Local models: each runs in its own worker process, confined like `airlock run` (reads the\n"
+      "model only, writes nothing, no sockets, no exec) and holding none of the keys; one that\n"
+      "dies or misbehaves fails its requests with 502 and is restarted on the next request. A\n"
+      "worker that cannot be confined stops serve (docs/security.md).\n"
       "Exit codes: 0 stopped cleanly; 1 refused (non-loopback without keys or TLS); 2 local\n"
       "models requested but the inference engine is not in this build; 3 usage or startup\n"
       "error.\n"
@@ -211,6 +243,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--insecure-http", args->insecure_http,
                 "Allow a non-loopback --host without TLS (keys and prompts travel readable; "
                 "printed as a warning and exported as the metric airlock_insecure_http)");
+  cmd->add_flag("--in-process-models", args->in_process_models)
+      ->group("");  // hidden: benchmarks compare it with the worker process
   cmd->add_option("--port", args->port, "Port to bind (0 picks a free one)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();

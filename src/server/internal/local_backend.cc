@@ -147,6 +147,11 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
             return true;
           },
           cancel_all);  // set by a drain past its deadline
+      if (!r && r.error().code() == StatusCode::kUnavailable) {
+        // The model's worker process died or misbehaved (server/worker_backend.h): a bad gateway.
+        st->actions.push_back("model worker failed: " + r.error().message());
+        return Fail(*st, res, 502, "Local model failed: " + r.error().message(), "model_error");
+      }
       if (!r) {
         // A backend error: what the request got wrong is a 400, the rest a 500.
         const Status& e = r.error();
@@ -198,7 +203,7 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
   ch->SetStatus(200);
   const bool chat = st->chat;
   const bool logprobs = params.logprobs;
-  std::thread([backend, ch, g, make_chunk, chat, n, seed, tools, syntax, logprobs]() {
+  std::thread([backend, ch, g, make_chunk, chat, n, seed, tools, syntax, logprobs, st]() {
     auto emit = [&](const json& j) {
       std::string frame =
           "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
@@ -206,6 +211,7 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
     };
     std::int64_t prompt_tokens = 0, completion_tokens = 0;
     bool ok = true;
+    std::string failure;  // the backend's error, when a choice failed
     // The choices one after the other, each a stream of its own index.
     for (int i = 0; ok && i < n && !ch->cancel.load(); ++i) {
       if (chat) {
@@ -230,6 +236,7 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
           ch->cancel);
       if (!r) {
         ok = false;
+        failure = r.error().message();
         break;
       }
       prompt_tokens = r->prompt_tokens;
@@ -262,6 +269,8 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
                         {"total_tokens", prompt_tokens + completion_tokens}};
       emit(usage);
     }
+    // Read by the stream's writer after Finish (the channel's lock orders them): audited, 502.
+    if (!ok) st->actions.push_back("model failed: " + failure);
     ch->Finish(ok ? 0 : -1);
   }).detach();
   StreamToClient(st, ch, res);

@@ -1,0 +1,61 @@
+// Privilege separation in `airlock serve` (server/worker_backend.h), checked on the sources: the
+// gateway's request path (server/gateway.cc, server/internal/) includes no engine, formats or
+// template header and never loads a model, and `serve` loads a model in its own process only
+// behind the benchmark flag --in-process-models. Model files are parsed in the worker process
+// (server/model_worker.cc, cli/model_worker_command.cc). The run-time counterpart (the gateway
+// never maps the model file) is tests/server/serve_worker_test.cc.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kSrc = fs::path(AIRLOCK_SOURCE_DIR) / "src";
+
+std::string ReadText(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(PrivilegeSeparation, GatewayRequestPathNeverParsesModels) {
+  std::vector<fs::path> files = {kSrc / "server" / "gateway.cc", kSrc / "server" / "gateway.h",
+                                 kSrc / "server" / "worker_backend.cc"};
+  for (const auto& e : fs::directory_iterator(kSrc / "server" / "internal")) files.push_back(e);
+  const std::regex model_code(
+      R"(#include\s+"(engine|formats|template)/|LoadEngineBackend|Model::Load|Tokenizer::FromGguf)");
+  ASSERT_GT(files.size(), 5u);
+  for (const fs::path& f : files) {
+    const std::string text = ReadText(f);
+    ASSERT_FALSE(text.empty()) << f;
+    std::smatch m;
+    EXPECT_FALSE(std::regex_search(text, m, model_code))
+        << f << " (gateway side) uses model-parsing code: " << m.str();
+  }
+}
+
+TEST(PrivilegeSeparation, ServeLoadsModelsInProcessOnlyForBenchmarks) {
+  const std::string serve = ReadText(kSrc / "cli" / "serve_command.cc");
+  ASSERT_FALSE(serve.empty());
+  std::size_t count = 0, at = 0;
+  while ((at = serve.find("LoadEngineBackend(", at)) != std::string::npos) {
+    ++count;
+    // The one call sits in the branch of the benchmark flag.
+    const std::size_t branch = serve.rfind("if (a.in_process_models)", at);
+    EXPECT_NE(branch, std::string::npos);
+    EXPECT_LT(at - branch, 120u) << "LoadEngineBackend outside the --in-process-models branch";
+    ++at;
+  }
+  EXPECT_EQ(count, 1u);
+  EXPECT_NE(serve.find("StartWorkerBackend("), std::string::npos);
+}
+
+}  // namespace

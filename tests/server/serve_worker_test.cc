@@ -1,0 +1,291 @@
+// Privilege separation in a real `airlock serve` (AIRLOCK_EXE) serving stories260K: completions
+// go through the model worker process; the gateway never maps the model file; the worker has
+// none of the gateway's secrets (no upstream key in its environment, and the sandbox refuses it
+// the key database, the audit signing key, the policy, the gateway's /proc environ, sockets,
+// exec and fork, proven by the
+// AIRLOCK_TEST_SANDBOX_ATTEMPT hook run inside the worker); a worker killed mid-request gives
+// the client an error, leaves an audit record, and the next request works; a worker sending
+// garbage gets a 502, not a crashed gateway. Every wait is bounded; no test asserts a duration.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using airlock::testing::TempDir;
+
+constexpr const char* kUpstreamSecret = "sk-airlock-test-upstream-secret-7f3a";
+
+std::string ReadFile(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+std::string Shell(const std::string& cmd) {
+  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// The child processes of `parent` (by /proc/<pid>/stat).
+std::vector<pid_t> Children(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = ReadFile(e.path() / "stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    int ppid = 0;
+    char state = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent &&
+        state != 'Z')
+      out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+class Serve {
+ public:
+  Serve(const std::string& model, const std::string& config, const std::string& log,
+        const std::vector<std::string>& env) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (err >= 0) dup2(err, 2);
+      close(fds[0]);
+      close(fds[1]);
+      // "{SERVE_PID}" in a variable becomes this process's id, which serve keeps after exec.
+      static std::vector<std::string> vars;
+      for (std::string e : env) {
+        for (auto at = e.find("{SERVE_PID}"); at != std::string::npos; at = e.find("{SERVE_PID}"))
+          e.replace(at, 11, std::to_string(getpid()));
+        vars.push_back(e);
+      }
+      for (auto& e : vars) putenv(e.data());
+      std::vector<std::string> args = {AIRLOCK_EXE, "serve", model,   "--config", config,
+                                       "--port",    "0",     "--ctx", "256"};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    char c;
+    while (line_.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line_ += c;
+    close(fds[0]);
+    auto colon = line_.rfind(':');
+    if (colon != std::string::npos) port_ = std::atoi(line_.c_str() + colon + 1);
+  }
+  ~Serve() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  const std::string& line() const { return line_; }
+  // The model worker: the one child of serve.
+  pid_t Worker() const {
+    auto c = Children(pid_);
+    return c.size() == 1 ? c[0] : 0;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string line_;
+};
+
+class ServeWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto root = airlock::testing::FixturesDir();
+    if (!root || !std::filesystem::exists(*root / "gguf-models" / "stories260K.gguf"))
+      GTEST_SKIP() << "third-party fixtures not found (../shared/fixtures/gguf-models); set "
+                      "AIRLOCK_FIXTURES to run this test";
+    model_ = (*root / "gguf-models" / "stories260K.gguf").string();
+    dir_ = std::make_unique<TempDir>("serve-worker");
+    keys_db_ = (dir_->path() / "keys.db").string();
+    audit_db_ = (dir_->path() / "audit.db").string();
+    log_ = (dir_->path() / "serve.log").string();
+    config_ = (dir_->path() / "policy.toml").string();
+    std::string key =
+        Shell(std::string(AIRLOCK_EXE) + " keys create --db '" + keys_db_ + "' --name admin");
+    while (!key.empty() && (key.back() == '\n' || key.back() == ' ')) key.pop_back();
+    key_ = key.substr(key.rfind('\n') == std::string::npos ? 0 : key.rfind('\n') + 1);
+    ASSERT_EQ(key_.rfind("ak_", 0), 0u) << key_;
+    // An upstream whose key lives in the gateway's environment (never contacted here).
+    std::ofstream(config_) << "[[upstreams]]\nname='up'\nbase_url='http://127.0.0.1:9/v1'\n"
+                           << "jurisdiction='US'\nmodels=['remote']\napi_key_env='"
+                           << "AIRLOCK_TEST_UPSTREAM_KEY'\n[audit]\npath='" << audit_db_
+                           << "'\n[server]\nkeys_db='" << keys_db_ << "'\n";
+  }
+  std::string Log() const { return ReadFile(log_); }
+  httplib::Result Post(int port, const json& body) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(5, 0);
+    c.set_read_timeout(60, 0);
+    return c.Post("/v1/chat/completions", {{"Authorization", "Bearer " + key_}}, body.dump(),
+                  "application/json");
+  }
+  static json Chat(const std::string& text, bool stream = false) {
+    return {{"model", "stories260K"},
+            {"messages", json::array({{{"role", "user"}, {"content", text}}})},
+            {"max_tokens", 16},
+            {"temperature", 0},
+            {"stream", stream}};
+  }
+  // Waits (bounded) until the log contains `text`.
+  bool WaitForLog(const std::string& text) {
+    for (int i = 0; i < 600; ++i) {
+      if (Log().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  std::string model_, keys_db_, audit_db_, log_, config_, key_;
+  std::unique_ptr<TempDir> dir_;
+};
+
+TEST_F(ServeWorkerTest, ChatCompletionRunsInTheWorkerNotTheGateway) {
+  Serve serve(model_, config_, log_, {});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  auto r = Post(serve.port(), Chat("Tell me a story"));
+  ASSERT_TRUE(r) << Log();
+  ASSERT_EQ(r->status, 200) << r->body;
+  json body = json::parse(r->body);
+  EXPECT_FALSE(body["choices"][0]["message"]["content"].get<std::string>().empty()) << r->body;
+  EXPECT_GT(body["usage"]["completion_tokens"].get<int>(), 0);
+  const pid_t worker = serve.Worker();
+  ASSERT_GT(worker, 0) << "no model worker process";
+  const std::string real_model = std::filesystem::canonical(model_).string();
+  // The engine maps the model file: in the worker, never in the gateway.
+  EXPECT_NE(ReadFile("/proc/" + std::to_string(worker) + "/maps").find(real_model),
+            std::string::npos);
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(serve.pid()) + "/maps").find(real_model),
+            std::string::npos)
+      << "the gateway process mapped the model file";
+  std::string cmdline = ReadFile("/proc/" + std::to_string(worker) + "/cmdline");
+  EXPECT_NE(cmdline.find("__model-worker"), std::string::npos);
+}
+
+// Attack: code running in the worker (a parser bug exploited by the model file) looks for the
+// gateway's secrets. The upstream key is not in its environment, and the sandbox refuses the key
+// database, the audit log and its signing key, the policy, new sockets, exec and fork.
+TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
+  const std::string audit_key = audit_db_ + ".key";
+  {
+    // A first start creates the audit log and its signing key (workers start before them).
+    Serve first(model_, config_, log_, {});
+    ASSERT_GT(first.port(), 0) << first.line() << Log();
+  }
+  const std::string attempts = "read:" + keys_db_ + ",read:" + audit_key + ",read:" + audit_db_ +
+                               ",read:" + config_ + ",write:" + dir_->path().string() +
+                               "/worker-wrote,read:/proc/{SERVE_PID}/environ,socket,exec,fork";
+  Serve serve(model_, config_, log_,
+              {std::string("AIRLOCK_TEST_UPSTREAM_KEY=") + kUpstreamSecret,
+               "AIRLOCK_TEST_SANDBOX_ATTEMPT=" + attempts});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_TRUE(std::filesystem::exists(audit_key)) << "the gateway holds an audit signing key";
+  const pid_t worker = serve.Worker();
+  ASSERT_GT(worker, 0);
+  EXPECT_NE(ReadFile("/proc/" + std::to_string(serve.pid()) + "/environ").find(kUpstreamSecret),
+            std::string::npos)
+      << "test setup: the gateway should hold the upstream key";
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(worker) + "/environ").find(kUpstreamSecret),
+            std::string::npos)
+      << "the model worker inherited the upstream key";
+  const std::string log = Log();
+  for (const std::string& path : {keys_db_, audit_key, audit_db_, config_})
+    EXPECT_NE(log.find("airlock sandbox test: read:" + path + ": errno=EACCES"), std::string::npos)
+        << path << "\n"
+        << log;
+  EXPECT_NE(log.find("/worker-wrote: errno=EACCES"), std::string::npos) << log;
+  // Nor the gateway's environment through /proc.
+  EXPECT_NE(log.find("airlock sandbox test: read:/proc/" + std::to_string(serve.pid()) +
+                     "/environ: errno=EACCES"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("airlock sandbox test: socket: errno=EPERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("airlock sandbox test: exec: errno=EPERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("airlock sandbox test: fork: errno=EPERM"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(dir_->path() / "worker-wrote"));
+  // Confined, it still serves.
+  auto r = Post(serve.port(), Chat("Hello"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
+// Regression: the worker dying mid-request (here: killed while it stalls after its first piece)
+// fails the request with an error the client sees, leaves an audit record naming the failure,
+// and the next request is served by a new worker.
+TEST_F(ServeWorkerTest, WorkerKilledMidRequestIs502AuditedAndReplaced) {
+  Serve serve(model_, config_, log_, {"AIRLOCK_TEST_MODEL_WORKER=stall"});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  const pid_t first = serve.Worker();
+  ASSERT_GT(first, 0);
+  std::optional<httplib::Result> stalled;
+  std::thread client([&] { stalled.emplace(Post(serve.port(), Chat("airlock-test-hostile"))); });
+  const bool stalls = WaitForLog("airlock test: model worker stalls");
+  kill(first, SIGKILL);
+  client.join();
+  ASSERT_TRUE(stalls) << Log();
+  ASSERT_TRUE(stalled.has_value() && *stalled) << Log();
+  EXPECT_EQ((*stalled)->status, 502) << (*stalled)->body;
+  EXPECT_NE((*stalled)->body.find("model worker"), std::string::npos) << (*stalled)->body;
+  std::string audit =
+      Shell(std::string(AIRLOCK_EXE) + " audit show --log '" + audit_db_ + "' --json --limit 1000");
+  EXPECT_NE(audit.find("model worker failed"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("502"), std::string::npos) << audit;
+  auto next = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(next) << Log();
+  EXPECT_EQ(next->status, 200) << next->body;
+  EXPECT_NE(serve.Worker(), first);
+  EXPECT_GT(serve.Worker(), 0);
+}
+
+// Attack: a worker that answers garbage (and one announcing a 4 GiB frame) gets its requests
+// answered 502, streamed or not; the gateway stays up and serves the next request.
+TEST_F(ServeWorkerTest, HostileWorkerCannotCrashOrHangTheGateway) {
+  for (const char* mode : {"garbage", "giant-frame"}) {
+    Serve serve(model_, config_, log_, {std::string("AIRLOCK_TEST_MODEL_WORKER=") + mode});
+    ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+    auto bad = Post(serve.port(), Chat("airlock-test-hostile"));
+    ASSERT_TRUE(bad) << mode << Log();
+    EXPECT_EQ(bad->status, 502) << mode << bad->body;
+    auto streamed = Post(serve.port(), Chat("airlock-test-hostile", /*stream=*/true));
+    ASSERT_TRUE(streamed) << mode << Log();
+    EXPECT_NE(streamed->body.find("\"error\""), std::string::npos) << mode << streamed->body;
+    auto good = Post(serve.port(), Chat("Once upon a time"));
+    ASSERT_TRUE(good) << mode << Log();
+    EXPECT_EQ(good->status, 200) << mode << good->body;
+    EXPECT_EQ(waitpid(serve.pid(), nullptr, WNOHANG), 0) << "the gateway exited";
+  }
+}
+
+}  // namespace

@@ -1,0 +1,111 @@
+// The gateway <-> model worker wire (server/internal/worker_protocol.h): frames split across reads
+// decode the same; a header announcing more than the limit is refused from its 4 bytes, before
+// any body is buffered; requests and results cross unchanged (every field); a worker's message
+// with a mistyped or out-of-range field is refused.
+#include "server/internal/worker_protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace airlock::server::internal {
+namespace {
+
+using json = nlohmann::json;
+
+TEST(WorkerProtocolTest, FramesSplitAcrossReadsDecodeTheSame) {
+  std::string stream = EncodeJsonFrame({{"op", "hello"}, {"protocol", kWorkerProtocolVersion}}) +
+                       EncodeTextFrame(7, std::string("caf\xc3", 4)) +
+                       EncodeTextFrame(7, std::string("\xa9", 1));
+  FrameDecoder decoder(kMaxWorkerFrameBytes);
+  std::vector<Frame> frames;
+  for (char c : stream) {
+    decoder.Feed(&c, 1);
+    auto next = decoder.Next();
+    ASSERT_TRUE(next.has_value()) << next.error().message();
+    if (next->has_value()) frames.push_back(std::move(**next));
+  }
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_EQ(frames[0].kind, 'J');
+  EXPECT_EQ(frames[0].json["op"], "hello");
+  EXPECT_EQ(frames[1].id, 7u);
+  EXPECT_EQ(frames[1].text + frames[2].text, "caf\xc3\xa9");  // raw bytes, split mid-character
+  EXPECT_EQ(decoder.buffered(), 0u);
+}
+
+// Attack: a worker announcing a 4 GiB frame must not make the gateway allocate or wait for it.
+TEST(WorkerProtocolTest, OversizedFrameIsRefusedFromItsHeader) {
+  FrameDecoder decoder(kMaxWorkerFrameBytes);
+  decoder.Feed("\xff\xff\xff\xff", 4);
+  auto next = decoder.Next();
+  ASSERT_FALSE(next.has_value());
+  EXPECT_EQ(next.error().code(), StatusCode::kLimitExceeded);
+  FrameDecoder empty(kMaxWorkerFrameBytes);
+  empty.Feed(std::string(4, '\0').data(), 4);
+  EXPECT_FALSE(empty.Next().has_value());
+}
+
+TEST(WorkerProtocolTest, GenerateRequestCrossesWithEveryField) {
+  GenerateRequest r;
+  r.chat = true;
+  r.messages = {{"system", "be brief"}, {"user", "hi \xe2\x9c\x93"}};
+  r.prompt = "unused";
+  r.max_tokens = 77;
+  r.temperature = 0.25;
+  r.top_p = 0.5;
+  r.stop = {"\n\n", "END"};
+  r.seed = 0xfedcba9876543210ULL;
+  auto back = GenerateRequestFromWire(json::parse(EncodeJsonFrame(ToWire(r)).substr(5)));
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(back->chat, r.chat);
+  ASSERT_EQ(back->messages.size(), 2u);
+  EXPECT_EQ(back->messages[1].role, "user");
+  EXPECT_EQ(back->messages[1].content, r.messages[1].content);
+  EXPECT_EQ(back->prompt, r.prompt);
+  EXPECT_EQ(back->max_tokens, r.max_tokens);
+  EXPECT_EQ(back->temperature, r.temperature);
+  EXPECT_EQ(back->top_p, r.top_p);
+  EXPECT_EQ(back->stop, r.stop);
+  EXPECT_EQ(back->seed, r.seed);
+}
+
+// Attack: a worker's result with values the gateway would copy into responses and budgets.
+TEST(WorkerProtocolTest, WorkerMessagesWithBadFieldsAreRefused) {
+  auto parse = [](const json& j) {
+    Frame f;
+    f.kind = 'J';
+    f.json = j;
+    return ParseWorkerMessage(f);
+  };
+  GenerateResult good;
+  good.prompt_tokens = 5;
+  good.completion_tokens = 9;
+  good.finish_reason = "length";
+  auto ok = parse({{"op", "done"}, {"id", 3}, {"result", ToWire(good)}});
+  ASSERT_TRUE(ok.has_value()) << ok.error().message();
+  EXPECT_EQ(ok->result.completion_tokens, 9);
+  EXPECT_EQ(ok->result.finish_reason, "length");
+  for (const json& bad :
+       {json{{"op", "done"}, {"id", 3}, {"result", {{"prompt_tokens", -1}}}},
+        json{{"op", "done"}, {"id", 3}, {"result", {{"completion_tokens", "9"}}}},
+        json{{"op", "done"}, {"id", 3}, {"result", {{"finish_reason", "<script>"}}}},
+        json{{"op", "done"},
+             {"id", 3},
+             {"result", {{"completion_tokens", 18446744073709551615ULL}}}},
+        json{{"op", "done"}, {"id", -3}, {"result", ToWire(good)}},
+        json{{"op", "error"}, {"id", 3}, {"code", "permission_denied"}, {"message", "x"}},
+        json{{"op", "count"}, {"id", 3}}, json{{"op", "hello"}, {"protocol", 2}},
+        json{{"op", "reboot"}, {"id", 1}}, json{{"id", 1}}}) {
+    EXPECT_FALSE(parse(bad).has_value()) << bad.dump();
+  }
+  auto error = parse({{"op", "error"},
+                      {"id", 3},
+                      {"code", "invalid_argument"},
+                      {"message", std::string(10000, 'x')}});
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code, StatusCode::kInvalidArgument);
+  EXPECT_EQ(error->text.size(), kMaxWorkerErrorMessage);
+}
+
+}  // namespace
+}  // namespace airlock::server::internal
