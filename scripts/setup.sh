@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libre2-dev libpcre2-dev
   libtomlplusplus-dev libboost-dev libcpp-httplib-dev libicu-dev unicode-data
   libseccomp-dev
+  libpq-dev postgresql  # the PostgreSQL key store and its tests (a server each test starts)
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
   python3 curl  # make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
