@@ -13,7 +13,7 @@ packages=(
   libpq-dev postgresql  # the PostgreSQL key store and its tests (a server each test starts)
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
-  python3 curl  # make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
+  python3 python3-yaml curl  # python3-yaml: the manifest check (deploy_test); make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
 )
 # Hyperscan (the detectors' multi-pattern engine) exists for x86-64 only; elsewhere the build
 # uses RE2::Set.
