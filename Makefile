@@ -97,6 +97,15 @@ check-postgres: build
 	@if grep -q '\[  SKIPPED \]' $(BUILD)/tests/store-postgres.log; then \
 	  echo "check-postgres: a PostgreSQL test was skipped (a skip fails)"; exit 1; fi
 
+# deploy/kubernetes/ validated against the Kubernetes OpenAPI schema (the npm package
+# kubernetes-models, fetched into $(BUILD)/npm-k8s, so not part of `make test`; `kubectl
+# --dry-run=client` needs a cluster to fetch the schema from), then the invariants deploy_test
+# checks in `make test` (probes, flags, port, metric, drain grace, secrets as files).
+check-kubernetes: build
+	npm install --no-save --prefix $(BUILD)/npm-k8s kubernetes-models@5.1.0 js-yaml@4.1.0
+	node scripts/check-kubernetes.mjs $(CURDIR)/$(BUILD)/npm-k8s/node_modules deploy/kubernetes
+	python3 scripts/check-manifests.py deploy/kubernetes $(BUILD)/airlock .
+
 demo: build
 	@bash scripts/demo.sh $(BUILD)
 
