@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -243,6 +244,7 @@ class PostgresKeyStore final : public KeyStore {
   std::condition_variable pool_cv_;
   std::vector<PGconn*> idle_;
   int open_ = 0;
+  std::atomic<std::int64_t> active_keys_seen_ms_{0};  // when HasActiveKeys last found one
 };
 
 Result<PGconn*> PostgresKeyStore::Connect() {
@@ -407,9 +409,16 @@ Status PostgresKeyStore::Revoke(const std::string& id) {
 }
 
 Result<bool> PostgresKeyStore::HasActiveKeys() {
+  // Asked on every request. "Yes" is remembered for a second (a round trip saved): if the last
+  // key was revoked meanwhile, requests keep needing a key that second, the fail-closed side.
+  // "No" (every request anonymous) is never remembered.
+  std::int64_t now = NowMs();
+  if (now - active_keys_seen_ms_.load() < 1000) return true;
   AIRLOCK_ASSIGN_OR_RETURN(PgResult r,
                            Run("SELECT EXISTS (SELECT 1 FROM airlock_keys WHERE NOT revoked)", {}));
-  return Text(r.get(), 0, 0) == "t";
+  bool any = Text(r.get(), 0, 0) == "t";
+  active_keys_seen_ms_ = any ? now : 0;
+  return any;
 }
 
 Result<KeyInfo> PostgresKeyStore::Authenticate(std::string_view token) {

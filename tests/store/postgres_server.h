@@ -2,10 +2,10 @@
 // /usr/lib/postgresql/15/bin (or $AIRLOCK_PG_BIN) into a temporary folder, listening only on a
 // Unix socket in that folder (no TCP), password authentication (SCRAM) for the user `airlock`.
 // PostgreSQL refuses to run as root: as root the server runs as `nobody` through setpriv.
-// One server per test binary (a GoogleTest environment); each test gets its own database.
+// One server per test binary (SharedPostgres); each test gets its own database. Also used by
+// bench/store_bench.cc, so no GoogleTest here but the macro at the end (expanded in tests).
 #pragma once
 
-#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
