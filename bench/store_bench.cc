@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
   g_exe = argc > 1
               ? argv[1]
               : (std::filesystem::path(argv[0]).parent_path().parent_path() / "airlock").string();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows when piped
   PostgresServer pg;
   if (!pg.ok()) {
     std::fprintf(stderr, "store_bench: no PostgreSQL: %s%s\n", pg.skip_reason().c_str(),
@@ -230,6 +231,22 @@ int main(int argc, char** argv) {
     std::vector<std::string> one_key = {CreateKey(configs[0])};
     std::vector<std::string> per_client;
     for (int i = 0; i < 16; ++i) per_client.push_back(CreateKey(configs[0]));
+    {
+      // The one-machine baseline: one replica on SQLite.
+      std::string sqlite_config = config("sqlite-throughput", false);
+      std::vector<std::string> sqlite_keys;
+      for (int i = 0; i < 16; ++i) sqlite_keys.push_back(CreateKey(sqlite_config));
+      Serve serve(sqlite_config);
+      std::vector<int> ports = {serve.port()};
+      Throughput(ports, sqlite_keys, 16, 1.0);
+      for (const auto& keys : {std::vector<std::string>{sqlite_keys[0]}, sqlite_keys}) {
+        std::vector<double> runs;
+        for (int run = 0; run < 3; ++run) runs.push_back(Throughput(ports, keys, 16, 5.0));
+        std::string what = std::string("1 replica on SQLite, ") +
+                           (keys.size() == 1 ? "1 key" : "16 keys") + ", req/s";
+        Spread(what.c_str(), runs, "req/s");
+      }
+    }
     for (int n : {1, 2, 4}) {
       std::vector<std::unique_ptr<Serve>> replicas;
       std::vector<int> ports;

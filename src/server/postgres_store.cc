@@ -57,6 +57,10 @@ CREATE TABLE airlock_reservations (
   created_at TIMESTAMPTZ NOT NULL,
   expires_at TIMESTAMPTZ NOT NULL);
 CREATE INDEX airlock_reservations_key_time ON airlock_reservations (key_id, created_at);
+-- The reservations in flight, searched on every reservation for expired leases: a hot key's
+-- settled rows (up to a minute of them) must not be scanned for that.
+CREATE INDEX airlock_reservations_in_flight ON airlock_reservations (key_id, expires_at)
+  WHERE charged IS NULL;
 
 CREATE FUNCTION airlock_reserve(p_key TEXT, p_tokens BIGINT, p_lease_s INTEGER,
                                 OUT reservation_id BIGINT, OUT outcome TEXT,
@@ -124,17 +128,22 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_key TEXT;
   v_tokens BIGINT;
+  v_rate_limited BOOLEAN;
 BEGIN
   SELECT key_id INTO v_key FROM airlock_reservations WHERE id = p_id;
   IF NOT FOUND THEN
     RETURN FALSE;
   END IF;
   -- The key's row first, as in airlock_reserve: one lock order, no deadlock.
-  PERFORM 1 FROM airlock_keys WHERE id = v_key FOR UPDATE;
+  SELECT rpm > 0 OR tpm > 0 INTO v_rate_limited FROM airlock_keys WHERE id = v_key FOR UPDATE;
   UPDATE airlock_reservations SET charged = p_actual
   WHERE id = p_id AND charged IS NULL RETURNING tokens INTO v_tokens;
   IF NOT FOUND THEN
     RETURN FALSE;
+  END IF;
+  -- Settled rows are only kept as the rate window of a key that has one.
+  IF NOT v_rate_limited THEN
+    DELETE FROM airlock_reservations WHERE id = p_id;
   END IF;
   UPDATE airlock_keys SET reserved_tokens = reserved_tokens - v_tokens,
                           used_tokens = used_tokens + p_actual
