@@ -10,7 +10,8 @@ FUZZ_LONG_SECONDS ?= 600
 export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup build build-asan test test-release test-asan fuzz fuzz-long demo bench format clean \
-  check-neon check-openai-client check-note-go check-cyclonedx check-sarif
+  check-neon check-openai-client check-note-go check-cyclonedx check-sarif check-postgres \
+  check-kubernetes
 
 all: build
 
@@ -85,6 +86,25 @@ check-note-go: build
 	bash scripts/setup.sh --with-go
 	cd $(BUILD)/tests && ./audit_test --gtest_filter=GoNote.SumdbNoteVerifiesAnAirlockCheckpoint \
 	  | tee /dev/stderr | grep -q '\[       OK \] GoNote.SumdbNoteVerifiesAnAirlockCheckpoint'
+
+# The PostgreSQL key store and three gateway replicas on one database, against a real PostgreSQL
+# server each run starts (initdb + pg_ctl from the Debian postgresql package, installed by setup;
+# as root it runs as nobody). `make test` runs the same tests, skipping them where the server
+# binaries are absent; here a skip fails.
+check-postgres: build
+	cd $(BUILD)/tests && { ./store_test > store-postgres.log 2>&1; rc=$$?; cat store-postgres.log; \
+	  test $$rc -eq 0 || exit 1; }
+	@if grep -q '\[  SKIPPED \]' $(BUILD)/tests/store-postgres.log; then \
+	  echo "check-postgres: a PostgreSQL test was skipped (a skip fails)"; exit 1; fi
+
+# deploy/kubernetes/ validated against the Kubernetes OpenAPI schema (the npm package
+# kubernetes-models, fetched into $(BUILD)/npm-k8s, so not part of `make test`; `kubectl
+# --dry-run=client` needs a cluster to fetch the schema from), then the invariants deploy_test
+# checks in `make test` (probes, flags, port, metric, drain grace, secrets as files).
+check-kubernetes: build
+	npm install --no-save --prefix $(BUILD)/npm-k8s kubernetes-models@5.1.0 js-yaml@4.1.0
+	node scripts/check-kubernetes.mjs $(CURDIR)/$(BUILD)/npm-k8s/node_modules deploy/kubernetes
+	python3 scripts/check-manifests.py deploy/kubernetes $(BUILD)/airlock .
 
 demo: build
 	@bash scripts/demo.sh $(BUILD)

@@ -10,9 +10,10 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libre2-dev libpcre2-dev
   libtomlplusplus-dev libboost-dev libcpp-httplib-dev libicu-dev unicode-data
   libseccomp-dev
+  libpq-dev postgresql  # the PostgreSQL key store and its tests (a server each test starts)
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium fonts-dejavu-core fonts-noto-cjk
-  python3 curl  # make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
+  python3 python3-yaml curl  # python3-yaml: the manifest check (deploy_test); make demo: the stand-in upstream (scripts/demo-upstream.py) and the client
 )
 # Hyperscan (the detectors' multi-pattern engine) exists for x86-64 only; elsewhere the build
 # uses RE2::Set.

@@ -21,13 +21,13 @@ struct KeysArgs {
 };
 
 Result<std::unique_ptr<server::KeyStore>> OpenStore(const KeysArgs& a) {
-  std::string path = a.db;
-  if (path.empty() && !a.config.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(policy::Policy p, policy::LoadPolicy(a.config));
-    path = p.server.keys_db;
+  if (!a.db.empty()) return server::KeyStore::Open(a.db);
+  // The policy's store: [store] url (PostgreSQL, shared by replicas) or [server] keys_db.
+  policy::Policy p;
+  if (!a.config.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(p, policy::LoadPolicy(a.config));
   }
-  if (path.empty()) path = policy::ServerSettings().keys_db;
-  return server::KeyStore::Open(path);
+  return server::OpenKeyStore(p);
 }
 
 std::string Limit(std::int64_t v) { return v ? std::to_string(v) : "-"; }
@@ -101,7 +101,9 @@ void AddStoreOptions(CLI::App* c, KeysArgs* a) {
   c->add_option("--db", a->db,
                 "Key database (default: the policy's server.keys_db, else "
                 "airlock-keys.db)");
-  c->add_option("-c,--config", a->config, "Policy file naming the key database");
+  c->add_option("-c,--config", a->config,
+                "Policy file naming the key store ([store] url for PostgreSQL, else [server] "
+                "keys_db)");
 }
 
 }  // namespace
@@ -114,7 +116,8 @@ void AddKeysCommand(CLI::App& app, int* exit_code) {
       "Examples:\n"
       "  airlock keys create --db keys.db --name ci --models gpt-4o-mini --rpm 60 --budget 100000\n"
       "  airlock keys list --db keys.db\n"
-      "  airlock keys revoke 3f9a0c1b7d2e --db keys.db\n");
+      "  airlock keys revoke 3f9a0c1b7d2e --db keys.db\n"
+      "  airlock keys revoke 3f9a0c1b7d2e --config policy.toml   # [store] url: every replica\n");
   CLI::App* create = cmd->add_subcommand("create", "Create a key; prints the secret once");
   AddStoreOptions(create, args.get());
   create->add_option("--name", args->name, "Label (control characters are refused)");

@@ -140,7 +140,8 @@ Status ParseUpstreamIdentity(const toml::table& t, std::string_view origin, cons
 Result<Policy> Build(const toml::table& root, std::string_view origin) {
   Policy p;
   AIRLOCK_TRY(CheckKeys(
-      root, {"upstreams", "local_models", "detectors", "rules", "reasoning", "audit", "server"},
+      root,
+      {"upstreams", "local_models", "detectors", "rules", "reasoning", "audit", "server", "store"},
       origin, "top level"));
   if (const toml::node* n = root.get("upstreams")) {
     const toml::array* arr = n->as_array();
@@ -302,6 +303,16 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(every,
                              GetInt(*t, "checkpoint_every", origin, "audit", 100, 1, 1000000));
     p.audit.checkpoint_every = static_cast<int>(every);
+  }
+  if (const toml::node* n = root.get("store")) {
+    const toml::table* t = n->as_table();
+    if (!t) return Bad(origin, Where(*n, "store"), "expected a [store] table");
+    AIRLOCK_TRY(CheckKeys(*t, {"url", "password_file", "password_env"}, origin, "store"));
+    AIRLOCK_ASSIGN_OR_RETURN(p.store.url, GetString(*t, "url", origin, "store", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.store.password_file,
+                             GetString(*t, "password_file", origin, "store", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.store.password_env,
+                             GetString(*t, "password_env", origin, "store", false));
   }
   if (const toml::node* n = root.get("server")) {
     const toml::table* t = n->as_table();

@@ -139,6 +139,14 @@ struct ServerSettings {
   std::string require_signature;
 };
 
+// Shared gateway state for several replicas (server/keys.h): keys, budgets and rate limits in
+// PostgreSQL. Empty url: the SQLite file [server] keys_db.
+struct StoreSettings {
+  std::string url;            // postgresql://user@host:port/db?sslmode=... (no password in it)
+  std::string password_file;  // a file holding the password (e.g. a mounted secret)
+  std::string password_env;   // or the environment variable holding it
+};
+
 struct Policy {
   std::vector<Upstream> upstreams;
   std::vector<LocalModel> local_models;
@@ -147,6 +155,7 @@ struct Policy {
   ReasoningAction reasoning = ReasoningAction::kPass;
   AuditSettings audit;
   ServerSettings server;
+  StoreSettings store;
 
   // The upstream serving `model`, or nullptr.
   const Upstream* FindUpstreamForModel(std::string_view model) const;

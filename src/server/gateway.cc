@@ -52,15 +52,15 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   policy::DetectorOptions dopts;
   dopts.enabled = p.detectors;
   AIRLOCK_ASSIGN_OR_RETURN(impl->detectors, policy::DetectorSet::Create(dopts));
-  AIRLOCK_ASSIGN_OR_RETURN(impl->keys, KeyStore::Open(p.server.keys_db));
+  AIRLOCK_ASSIGN_OR_RETURN(impl->keys, OpenKeyStore(p));
   if (!IsLoopbackHost(impl->options.host)) {
     AIRLOCK_ASSIGN_OR_RETURN(bool any, impl->keys->HasActiveKeys());
     if (!any)
       return PermissionDenied("server: refusing to listen on non-loopback address '" +
                               impl->options.host +
                               "' without API keys; create one with "
-                              "`airlock keys create` (keys db " +
-                              p.server.keys_db + ")");
+                              "`airlock keys create` (key store " +
+                              impl->keys->Describe() + ")");
     // Keys and prompts would cross the network in clear.
     if (p.server.tls_cert.empty() && !impl->options.insecure_http)
       return PermissionDenied("server: refusing to listen on non-loopback address '" +

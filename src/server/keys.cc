@@ -6,13 +6,17 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "core/hash.h"
 #include "core/text.h"
+#include "server/internal/key_tokens.h"
 
 namespace airlock::server {
-namespace {
+namespace internal {
 
 constexpr std::string_view kPrefix = "ak_";
 
@@ -22,14 +26,65 @@ std::int64_t NowMs() {
       .count();
 }
 
-Status SqlError(sqlite3* db, const std::string& what, const std::string& path) {
-  return IoError("server: keys " + what + " at " + path + ": " + sqlite3_errmsg(db));
-}
-
 std::string RandomHex(std::size_t bytes) {
   std::vector<std::uint8_t> buf(bytes);
   if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) return "";
   return core::ToHex(buf);
+}
+
+std::optional<std::string> TokenId(std::string_view token) {
+  if (token.size() != kPrefix.size() + 12 + 1 + 64 || token.substr(0, 3) != kPrefix ||
+      token[kPrefix.size() + 12] != '_')
+    return std::nullopt;
+  return std::string(token.substr(kPrefix.size(), 12));
+}
+
+Status ValidateNewKey(const std::string& name, const std::vector<std::string>& models,
+                      std::int64_t rpm, std::int64_t tpm, std::int64_t budget_tokens) {
+  if (rpm < 0 || tpm < 0 || budget_tokens < 0)
+    return InvalidArgument("server: keys create: limits must be >= 0");
+  // Names and models are printed by `keys list` and logged: no terminal control sequences.
+  if (core::HasUnsafeTerminalText(name))
+    return InvalidArgument(
+        "server: keys create: the name contains control characters or invalid UTF-8");
+  for (const auto& m : models)
+    if (m.empty() || core::HasUnsafeTerminalText(m))
+      return InvalidArgument(
+          "server: keys create: a model name is empty or contains control characters (an empty "
+          "--models list would mean every model)");
+  return Status::Ok();
+}
+
+Result<std::pair<std::string, std::string>> NewIdAndToken() {
+  std::string id = RandomHex(6);
+  std::string secret = RandomHex(32);
+  if (id.empty() || secret.empty()) return Internal("server: keys: no randomness");
+  return std::make_pair(id, std::string(kPrefix) + id + "_" + secret);
+}
+
+std::optional<std::vector<std::string>> ParseModels(const std::string& json_text) {
+  nlohmann::json models = nlohmann::json::parse(json_text, nullptr, false);
+  if (!models.is_array()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& m : models) {
+    if (!m.is_string() || m.get_ref<const std::string&>().empty()) return std::nullopt;
+    out.push_back(m.get<std::string>());
+  }
+  return out;
+}
+
+std::string ModelsJson(const std::vector<std::string>& models) {
+  return nlohmann::json(models).dump();
+}
+
+}  // namespace internal
+
+namespace {
+
+using namespace internal;
+
+Status SqlError(sqlite3* db, const std::string& what, const std::string& path) {
+  return IoError("server: keys " + what + " at " + path + ": " + sqlite3_errmsg(db));
 }
 
 KeyInfo RowToInfo(sqlite3_stmt* s) {
@@ -45,18 +100,9 @@ KeyInfo RowToInfo(sqlite3_stmt* s) {
   // An empty list means "every model", so a models column that cannot be read exactly (not a JSON
   // array of non-empty strings: a hand edit, a bad migration, another tool) must not widen the key
   // to every model: the key is treated as revoked instead.
-  nlohmann::json models = nlohmann::json::parse(text(4), nullptr, false);
-  bool models_ok = models.is_array();
-  if (models_ok)
-    for (const auto& m : models) {
-      if (!m.is_string() || m.get_ref<const std::string&>().empty()) {
-        models_ok = false;
-        break;
-      }
-      k.models.push_back(m.get<std::string>());
-    }
-  if (!models_ok) {
-    k.models.clear();
+  if (auto models = ParseModels(text(4))) {
+    k.models = std::move(*models);
+  } else {
     k.revoked = true;
   }
   k.rpm = sqlite3_column_int64(s, 5);
@@ -69,10 +115,46 @@ KeyInfo RowToInfo(sqlite3_stmt* s) {
 constexpr const char* kColumns =
     "id, name, created_ms, revoked, models, rpm, tpm, budget_tokens, used_tokens";
 
-}  // namespace
+// One machine: usage persisted in SQLite, reservations and rate windows in this process (so
+// several processes on one SQLite file do not share them: use [store] url for replicas).
+class SqliteKeyStore final : public KeyStore {
+ public:
+  SqliteKeyStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  ~SqliteKeyStore() override { sqlite3_close(db_); }
+  std::string Describe() const override { return path_; }
+  Result<std::pair<std::string, KeyInfo>> Create(const std::string& name,
+                                                 const std::vector<std::string>& models,
+                                                 std::int64_t rpm, std::int64_t tpm,
+                                                 std::int64_t budget_tokens) override;
+  Result<std::vector<KeyInfo>> List() override;
+  Status Revoke(const std::string& id) override;
+  Result<bool> HasActiveKeys() override;
+  Result<KeyInfo> Authenticate(std::string_view token) override;
+  Result<Reservation> Reserve(const KeyInfo& key, std::int64_t tokens) override;
+  void Reconcile(const Reservation& r, std::int64_t actual_tokens) override;
 
-KeyStore::KeyStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-KeyStore::~KeyStore() { sqlite3_close(db_); }
+ private:
+  struct WindowEntry {
+    std::int64_t time_ms;
+    std::int64_t tokens;
+    std::uint64_t serial;
+  };
+  struct KeyState {
+    bool loaded = false;
+    std::int64_t used = 0;      // persisted usage
+    std::int64_t reserved = 0;  // in-flight reservations
+    std::deque<WindowEntry> window;
+  };
+
+  sqlite3* db_;
+  std::string path_;
+  std::mutex db_mu_;
+  std::mutex admit_mu_;
+  std::map<std::string, KeyState> state_;
+  std::uint64_t next_serial_ = 1;
+};
+
+}  // namespace
 
 Result<std::unique_ptr<KeyStore>> KeyStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
@@ -95,29 +177,17 @@ Result<std::unique_ptr<KeyStore>> KeyStore::Open(const std::string& path) {
     sqlite3_close(db);
     return s;
   }
-  return std::unique_ptr<KeyStore>(new KeyStore(db, path));
+  return std::unique_ptr<KeyStore>(new SqliteKeyStore(db, path));
 }
 
-Result<std::pair<std::string, KeyInfo>> KeyStore::Create(const std::string& name,
-                                                         const std::vector<std::string>& models,
-                                                         std::int64_t rpm, std::int64_t tpm,
-                                                         std::int64_t budget_tokens) {
-  if (rpm < 0 || tpm < 0 || budget_tokens < 0)
-    return InvalidArgument("server: keys create: limits must be >= 0");
-  // Names and models are printed by `keys list` and logged: no terminal control sequences.
-  if (core::HasUnsafeTerminalText(name))
-    return InvalidArgument(
-        "server: keys create: the name contains control characters or invalid UTF-8");
-  for (const auto& m : models)
-    if (m.empty() || core::HasUnsafeTerminalText(m))
-      return InvalidArgument(
-          "server: keys create: a model name is empty or contains control characters (an empty "
-          "--models list would mean every model)");
+Result<std::pair<std::string, KeyInfo>> SqliteKeyStore::Create(
+    const std::string& name, const std::vector<std::string>& models, std::int64_t rpm,
+    std::int64_t tpm, std::int64_t budget_tokens) {
+  AIRLOCK_TRY(ValidateNewKey(name, models, rpm, tpm, budget_tokens));
+  AIRLOCK_ASSIGN_OR_RETURN(auto id_token, NewIdAndToken());
   KeyInfo info;
-  info.id = RandomHex(6);
-  std::string secret = RandomHex(32);
-  if (info.id.empty() || secret.empty()) return Internal("server: keys: no randomness");
-  std::string token = std::string(kPrefix) + info.id + "_" + secret;
+  info.id = id_token.first;
+  const std::string& token = id_token.second;
   core::Digest256 hash = core::Sha256Of(token);
   info.name = name;
   info.created_ms = NowMs();
@@ -132,7 +202,7 @@ Result<std::pair<std::string, KeyInfo>> KeyStore::Create(const std::string& name
                          "budget_tokens) VALUES(?,?,?,?,?,?,?,?)",
                          -1, &s, nullptr) != SQLITE_OK)
     return SqlError(db_, "prepare insert", path_);
-  std::string models_json = nlohmann::json(models).dump();
+  std::string models_json = ModelsJson(models);
   sqlite3_bind_text(s, 1, info.id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_blob(s, 2, hash.data(), static_cast<int>(hash.size()), SQLITE_TRANSIENT);
   sqlite3_bind_text(s, 3, name.c_str(), -1, SQLITE_TRANSIENT);
@@ -147,7 +217,7 @@ Result<std::pair<std::string, KeyInfo>> KeyStore::Create(const std::string& name
   return std::make_pair(token, info);
 }
 
-Result<std::vector<KeyInfo>> KeyStore::List() {
+Result<std::vector<KeyInfo>> SqliteKeyStore::List() {
   std::lock_guard<std::mutex> lock(db_mu_);
   sqlite3_stmt* s = nullptr;
   std::string sql = std::string("SELECT ") + kColumns + " FROM keys ORDER BY created_ms";
@@ -159,7 +229,7 @@ Result<std::vector<KeyInfo>> KeyStore::List() {
   return out;
 }
 
-Status KeyStore::Revoke(const std::string& id) {
+Status SqliteKeyStore::Revoke(const std::string& id) {
   std::lock_guard<std::mutex> lock(db_mu_);
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(db_, "UPDATE keys SET revoked=1 WHERE id=?", -1, &s, nullptr) != SQLITE_OK)
@@ -172,7 +242,7 @@ Status KeyStore::Revoke(const std::string& id) {
   return Status::Ok();
 }
 
-Result<bool> KeyStore::HasActiveKeys() {
+Result<bool> SqliteKeyStore::HasActiveKeys() {
   std::lock_guard<std::mutex> lock(db_mu_);
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM keys WHERE revoked=0", -1, &s, nullptr) !=
@@ -183,13 +253,11 @@ Result<bool> KeyStore::HasActiveKeys() {
   return any;
 }
 
-Result<KeyInfo> KeyStore::Authenticate(std::string_view token) {
+Result<KeyInfo> SqliteKeyStore::Authenticate(std::string_view token) {
   Status denied = PermissionDenied("server: invalid API key");
-  // ak_<12 hex id>_<64 hex secret>
-  if (token.size() != kPrefix.size() + 12 + 1 + 64 || token.substr(0, 3) != kPrefix ||
-      token[kPrefix.size() + 12] != '_')
-    return denied;
-  std::string id(token.substr(kPrefix.size(), 12));
+  std::optional<std::string> parsed_id = TokenId(token);
+  if (!parsed_id) return denied;
+  const std::string& id = *parsed_id;
   core::Digest256 presented = core::Sha256Of(token);
   std::lock_guard<std::mutex> lock(db_mu_);
   sqlite3_stmt* s = nullptr;
@@ -209,7 +277,7 @@ Result<KeyInfo> KeyStore::Authenticate(std::string_view token) {
   return result;
 }
 
-Result<Reservation> KeyStore::Reserve(const KeyInfo& key, std::int64_t tokens) {
+Result<Reservation> SqliteKeyStore::Reserve(const KeyInfo& key, std::int64_t tokens) {
   std::lock_guard<std::mutex> lock(admit_mu_);
   KeyState& st = state_[key.id];
   if (!st.loaded) {
@@ -238,7 +306,7 @@ Result<Reservation> KeyStore::Reserve(const KeyInfo& key, std::int64_t tokens) {
   return r;
 }
 
-void KeyStore::Reconcile(const Reservation& r, std::int64_t actual_tokens) {
+void SqliteKeyStore::Reconcile(const Reservation& r, std::int64_t actual_tokens) {
   if (actual_tokens < 0) actual_tokens = 0;
   {
     std::lock_guard<std::mutex> lock(admit_mu_);

@@ -132,6 +132,14 @@ bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, Requ
     return false;
   }
   auto k = keys->Authenticate(token);
+  if (!k && k.error().code() == StatusCode::kUnavailable) {
+    // Fail closed while the shared key store is down; the reason (with its URL) goes to the log.
+    std::fprintf(stderr, "airlock serve: %s\n", k.error().message().c_str());
+    SetError(res, 503, "The gateway's key store is unavailable; try again later.",
+             "store_unavailable");
+    AuditAuthFailure(req, 503, "store_unavailable");
+    return false;
+  }
   if (!k) {
     SetError(res, 401,
              "Incorrect API key provided. Keys are created with `airlock keys create` (and listed "
@@ -408,6 +416,13 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
       static_cast<std::int64_t>(prompt_bytes + key_bytes + 8 * message_count + 16);
   if (!st->anonymous) {
     auto r = keys->Reserve(st->key, st->prompt_estimate + st->completion_reserved);
+    if (!r && r.error().code() == StatusCode::kUnavailable) {
+      std::fprintf(stderr, "airlock serve: %s\n", r.error().message().c_str());
+      return Fail(*st, res, 503, "The gateway's key store is unavailable; nothing was reserved.",
+                  "store_unavailable");
+    }
+    if (!r && r.error().code() == StatusCode::kPermissionDenied)
+      return Fail(*st, res, 401, "The API key was revoked.", "invalid_api_key");
     if (!r) {
       bool budget = r.error().message().find("budget") != std::string::npos;
       return Fail(*st, res, 429, r.error().message(),
