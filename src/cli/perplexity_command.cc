@@ -124,9 +124,10 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
   if (tokenizer->add_eos()) {
     return Fail("the vocabulary adds EOS to every text; perplexity is not defined for it here");
   }
-  auto text = core::MappedFile::Open(a.text_file);
-  if (!text.has_value()) return Fail(a.text_file + ": " + text.error().message());
-  const std::string_view body(reinterpret_cast<const char*>(text->bytes().data()), text->size());
+  // A regular file is mapped; a pipe (-f <(cmd), -f /dev/stdin) is read up to the cap.
+  auto text = core::TextInput::Open(a.text_file, kMaxTextInputBytes);
+  if (!text.has_value()) return Fail(text.error().message());
+  const std::string_view body = text->text();
   const std::vector<std::int32_t> tokens = tokenizer->Encode(body, true, false);
 
   const int n_ctx_model = (*model)->config().n_ctx_train;
@@ -276,7 +277,9 @@ void AddPerplexityCommand(CLI::App& app, int* exit_code) {
       "  airlock perplexity model.gguf -f notes.txt --json\n"
       "Exit codes: 0 done; 1 error (unreadable model, text too short, mismatched logits file).\n");
   cmd->add_option("model", args->model, "GGUF model file")->required();
-  cmd->add_option("-f,--file", args->text_file, "Text file to score")->required();
+  cmd->add_option("-f,--file", args->text_file,
+                  "Text file to score (a pipe works too: -f <(cmd); at most 256 MiB)")
+      ->required();
   cmd->add_option("--kv-type", args->kv_type,
                   "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
                   "docs/performance.md)")

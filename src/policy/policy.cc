@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
-#include <sstream>
+
+#include "core/file.h"
 
 namespace airlock::policy {
 namespace {
+
+constexpr std::size_t kMaxPolicyBytes = std::size_t{4} << 20;
 
 Status Bad(std::string_view origin, const std::string& where, const std::string& what) {
   return InvalidArgument("policy: " + what + " at " + std::string(origin) + ":" + where);
@@ -463,14 +465,19 @@ Result<Policy> ParsePolicy(std::string_view toml_text, std::string_view origin) 
 }
 
 Result<Policy> LoadPolicy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("policy: cannot open at " + path + ": no such readable file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return IoError("policy: read failed at " + path);
-  std::string text = ss.str();
-  if (text.size() > (4u << 20)) return InvalidArgument("policy: file too large at " + path);
-  return ParsePolicy(text, path);
+  // Bounded before it is read: a policy named as a pipe or a huge file never fills memory.
+  auto text = core::TextInput::Open(path, kMaxPolicyBytes);
+  if (!text.has_value()) {
+    switch (text.error().code()) {
+      case StatusCode::kNotFound:
+        return NotFound("policy: cannot open at " + path + ": no such readable file");
+      case StatusCode::kLimitExceeded:
+        return InvalidArgument("policy: file too large at " + path + " (more than 4 MiB)");
+      default:
+        return IoError("policy: read failed at " + path + ": " + text.error().message());
+    }
+  }
+  return ParsePolicy(text->text(), path);
 }
 
 Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const Target& target) {
