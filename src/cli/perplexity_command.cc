@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/generation.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/model.h"
@@ -156,7 +157,7 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
 
   engine::SessionOptions so;
   so.n_ctx = n_ctx;
-  so.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
+  so.kv_type = KvTypeFromFlag(a.kv_type);
   so.n_threads = a.threads;
   auto session = engine::Session::Create(**model, so);
   if (!session.has_value()) return Fail(session.error().message());
@@ -280,10 +281,7 @@ void AddPerplexityCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("-f,--file", args->text_file,
                   "Text file to score (a pipe works too: -f <(cmd); at most 256 MiB)")
       ->required();
-  cmd->add_option("--kv-type", args->kv_type,
-                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
-                  "docs/performance.md)")
-      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
+  AddKvTypeOption(cmd, &args->kv_type);
   cmd->add_option("--ctx", args->ctx, "Chunk length in tokens (capped at the model's context)")
       ->check(CLI::Range(4, 1 << 20))
       ->capture_default_str();

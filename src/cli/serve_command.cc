@@ -62,7 +62,7 @@ int RunServe(const ServeArgs& a) {
     eo.slots = a.slots;
     eo.threads = a.threads;
     eo.ctx = a.ctx;
-    eo.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
+    eo.kv_type = KvTypeFromFlag(a.kv_type);
     eo.batched = !a.no_batching;
     // The model's own key, else --require-signature, else the policy's server-wide default.
     const std::string& key = !m.require_signature.empty()   ? m.require_signature
@@ -197,10 +197,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "Public key (PEM): refuse to serve a local model whose signature does not verify (a "
       "[[local_models]] require_signature key takes precedence; default: [server] "
       "require_signature)");
-  cmd->add_option("--kv-type", args->kv_type,
-                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
-                  "docs/performance.md)")
-      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
+  AddKvTypeOption(cmd, &args->kv_type);
   cmd->add_option("--ctx", args->ctx, "Context per slot (0: min(training context, 4096))")
       ->capture_default_str();
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");
