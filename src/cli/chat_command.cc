@@ -11,13 +11,12 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/generation.h"
 #include "cli/sandboxing.h"
 
 namespace airlock::cli {
 namespace {
-
-constexpr int kExitError = 3;
 
 // A message longer than this is refused (no context holds it), so that an endless line on
 // standard input cannot fill memory.

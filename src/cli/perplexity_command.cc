@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/generation.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
@@ -40,7 +41,7 @@ struct PerplexityArgs {
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "airlock perplexity: %s\n", message.c_str());
-  return 1;
+  return kExitFailed;
 }
 
 std::string Fixed(double v, int digits) {
@@ -117,7 +118,7 @@ void PrintKlTable(const engine::KlSummary& k, const std::string& base, int n_voc
 int RunPerplexityCommand(const PerplexityArgs& a) {
   const bool tty = ::isatty(STDERR_FILENO);
   if (!EnterSandbox("perplexity", {a.model, a.text_file, a.kl_divergence}, {a.save_logits}))
-    return 3;
+    return kExitError;
   auto model = engine::Model::Load(a.model);
   if (!model.has_value()) return Fail(a.model + ": " + model.error().message());
   auto tokenizer = engine::Tokenizer::FromGguf((*model)->gguf());

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/generation.h"
 #include "policy/policy.h"
 #include "server/engine_backend.h"
@@ -42,13 +43,13 @@ int RunServe(const ServeArgs& a) {
     auto p = policy::LoadPolicy(a.config);
     if (!p) {
       std::fprintf(stderr, "airlock serve: %s\n", p.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     pol = std::move(*p);
   }
   if (a.aliases.size() > a.models.size()) {
     std::fprintf(stderr, "airlock serve: more --alias values than models\n");
-    return 3;
+    return kExitError;
   }
   // Models named on the command line are served under their file stem (or --alias).
   for (std::size_t i = 0; i < a.models.size(); ++i) {
@@ -70,13 +71,13 @@ int RunServe(const ServeArgs& a) {
                                                             : pol.server.require_signature;
     if (Status v = RequireSignature(m.path, key); !v.ok()) {
       std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
-      return 1;
+      return kExitFailed;
     }
     auto backend = server::LoadEngineBackend(m.path, eo);
     if (!backend) {
       std::fprintf(stderr, "airlock serve: cannot load %s: %s\n", m.path.c_str(),
                    backend.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     std::fprintf(stderr, "airlock serve: loaded %s as '%s' (%d slot%s)\n", m.path.c_str(),
                  m.name.c_str(), a.slots, a.slots == 1 ? "" : "s");
@@ -105,11 +106,11 @@ int RunServe(const ServeArgs& a) {
   auto gw = server::Gateway::Create(std::move(options));
   if (!gw) {
     std::fprintf(stderr, "airlock serve: %s\n", gw.error().message().c_str());
-    return gw.error().code() == StatusCode::kPermissionDenied ? 1 : 3;
+    return gw.error().code() == StatusCode::kPermissionDenied ? kExitFailed : kExitError;
   }
   if (Status s = (*gw)->Start(); !s.ok()) {
     std::fprintf(stderr, "airlock serve: %s\n", s.message().c_str());
-    return 3;
+    return kExitError;
   }
   bool tls = (*gw)->tls();
   if (!tls && !server::IsLoopbackHost(a.host))

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/tokenizer.h"
@@ -14,8 +15,6 @@
 
 namespace airlock::cli {
 namespace {
-
-constexpr int kExitError = 3;
 
 struct TokenizeArgs {
   std::string model;
