@@ -13,35 +13,11 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-constexpr int kMaxJsonDepth = 64;
-
-// Rejects JSON nested deeper than kMaxJsonDepth before nlohmann sees it (bounded work and stack).
-bool NestingWithinLimit(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
+// JSON nested deeper than this is rejected before nlohmann sees it (bounded work and stack).
+constexpr std::size_t kMaxJsonDepth = 64;
 
 Result<json> ParseJson(std::string_view text, const char* what) {
-  if (!NestingWithinLimit(text))
+  if (core::JsonNestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth)
     return Corrupt(std::string("sign: malformed ") + what + ": JSON nested deeper than " +
                    std::to_string(kMaxJsonDepth) + " levels");
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
