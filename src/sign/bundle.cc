@@ -312,7 +312,7 @@ Result<Statement> ParseStatement(std::string_view payload) {
 Result<std::string> MakeStatement(const std::string& subject_name, const std::string& sha256_hex,
                                   const std::string& predicate_type,
                                   std::string_view predicate_json) {
-  if (!NestingWithinLimit(predicate_json))
+  if (core::JsonNestingDepth(predicate_json, kMaxJsonDepth) > kMaxJsonDepth)
     return InvalidArgument("sign: predicate nested too deep");
   ordered_json predicate =
       ordered_json::parse(predicate_json.begin(), predicate_json.end(), nullptr, false);
