@@ -3,11 +3,15 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace airlock::testing {
 
@@ -17,7 +21,8 @@ inline std::optional<std::filesystem::path> FixturesDir() {
     if (std::filesystem::is_directory(env)) return std::filesystem::path(env);
     return std::nullopt;
   }
-  std::filesystem::path p = std::filesystem::path(AIRLOCK_SOURCE_DIR) / ".." / "shared" / "fixtures";
+  std::filesystem::path p =
+      std::filesystem::path(AIRLOCK_SOURCE_DIR) / ".." / "shared" / "fixtures";
   if (std::filesystem::is_directory(p)) return std::filesystem::canonical(p);
   return std::nullopt;
 }
@@ -42,13 +47,30 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Runs `command` with /bin/sh; returns its exit status (-1 when it did not exit normally) and
+// what it wrote to stdout and stderr together.
+inline std::pair<int, std::string> RunShell(const std::string& command) {
+  std::FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// `airlock ARGS` (the executable under test, AIRLOCK_EXE), as RunShell.
+inline std::pair<int, std::string> RunAirlock(const std::string& args) {
+  return RunShell(std::string(AIRLOCK_EXE) + " " + args);
+}
+
 }  // namespace airlock::testing
 
 // Skips the current test (with a clear message) when ../shared/fixtures/<sub> is absent; else
 // declares `fixtures` (a std::filesystem::path to that folder).
-#define AIRLOCK_FIXTURES_OR_SKIP(fixtures, sub)                                          \
-  auto fixtures##_root = ::airlock::testing::FixturesDir();                               \
-  if (!fixtures##_root || !std::filesystem::is_directory(*fixtures##_root / (sub)))       \
-    GTEST_SKIP() << "third-party fixtures not found (../shared/fixtures/" << (sub)        \
-                 << "); set AIRLOCK_FIXTURES to run this test";                          \
+#define AIRLOCK_FIXTURES_OR_SKIP(fixtures, sub)                                     \
+  auto fixtures##_root = ::airlock::testing::FixturesDir();                         \
+  if (!fixtures##_root || !std::filesystem::is_directory(*fixtures##_root / (sub))) \
+    GTEST_SKIP() << "third-party fixtures not found (../shared/fixtures/" << (sub)  \
+                 << "); set AIRLOCK_FIXTURES to run this test";                     \
   const std::filesystem::path fixtures = *fixtures##_root / (sub)

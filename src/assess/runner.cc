@@ -95,9 +95,16 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
   std::map<std::string, Recorded> done;
   bool header_present = false;
   if (options.resume) {
-    std::ifstream in(options.results_path);
-    std::string line;
-    while (std::getline(in, line)) {
+    // Mapped, not read line by line into strings: a file with an endless line costs no memory.
+    // A missing file is a fresh start.
+    auto recorded = core::MappedFile::Open(options.results_path);
+    const std::string_view text =
+        recorded.has_value() ? core::AsStringView(recorded->bytes()) : std::string_view();
+    for (std::size_t start = 0; start < text.size();) {
+      std::size_t end = text.find('\n', start);
+      if (end == std::string_view::npos) end = text.size();
+      const std::string_view line = text.substr(start, end - start);
+      start = end + 1;
       json rec = json::parse(line, nullptr, false);
       if (rec.is_discarded() || !rec.is_object()) continue;  // a torn last line after a kill
       if (rec.value("type", "") == "run") {

@@ -22,30 +22,8 @@ std::string ErrorMessage(const json& doc) {
   return message != error->end() && message->is_string() ? message->get<std::string>() : "";
 }
 
-// Nesting depth of a JSON text (brackets outside strings), computed before parsing so that a
-// reply nested thousands of levels deep is refused without building it.
-int JsonDepth(std::string_view text) {
-  int depth = 0, max_depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      max_depth = std::max(max_depth, ++depth);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return max_depth;
-}
-
-constexpr int kMaxReplyDepth = 32;
+// A reply nested deeper than this is refused before it is parsed.
+constexpr std::size_t kMaxReplyDepth = 32;
 
 class EndpointTarget : public ChatTarget {
  public:
@@ -82,7 +60,7 @@ class EndpointTarget : public ChatTarget {
         return Status(e.code(), what);
       return Unavailable("probe: cannot reach " + options_.base_url + ": " + e.message());
     }
-    if (JsonDepth(res->body) > kMaxReplyDepth)
+    if (core::JsonNestingDepth(res->body, kMaxReplyDepth) > kMaxReplyDepth)
       return Corrupt("probe: endpoint reply is nested deeper than " +
                      std::to_string(kMaxReplyDepth) + " levels");
     json doc = json::parse(res->body, nullptr, false);

@@ -4,6 +4,7 @@
 
 #include "assess/assess.h"
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "core/text.h"
 
 namespace airlock::cli {
@@ -18,14 +19,14 @@ struct AssessArgs {
 int RunAssess(const AssessArgs& a) {
   if (a.compare && a.options.models.size() < 2) {
     std::fprintf(stderr, "airlock assess: --compare needs at least two models or reports\n");
-    return 3;
+    return kExitError;
   }
   assess::AssessOptions options = a.options;
   options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto outcome = assess::AssessModels(options);
   if (!outcome.has_value()) {
     std::fprintf(stderr, "airlock assess: %s\n", outcome.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   for (const auto& m : outcome->report.models)
     std::printf("verdict: %s: %s\n", core::TerminalSafe(m.model_name).c_str(),
@@ -33,7 +34,7 @@ int RunAssess(const AssessArgs& a) {
   for (const auto& path : outcome->attestation_paths) std::printf("signed: %s\n", path.c_str());
   std::printf("report: %s\njson:   %s\nbom:    %s\n", outcome->html_path.c_str(),
               outcome->json_path.c_str(), outcome->bom_path.c_str());
-  return outcome->all_clean ? 0 : 1;
+  return outcome->all_clean ? kExitOk : kExitFailed;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "audit/note.h"
 #include "audit/witness.h"
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "core/text.h"
 #include "policy/policy.h"
 
@@ -78,7 +79,7 @@ std::string Printable(const std::string& s) { return core::TerminalSafe(s); }
 
 int Usage(const std::string& message) {
   std::fprintf(stderr, "airlock audit: %s\n", message.c_str());
-  return 3;
+  return kExitError;
 }
 
 int RunVerify(const AuditArgs& a) {
@@ -120,7 +121,7 @@ int RunVerify(const AuditArgs& a) {
     auto r = audit::VerifyLog(path, options);
     if (!r) {
       std::fprintf(stderr, "airlock audit: %s\n", r.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     origins.push_back(r->origin);
     if (r->ok) {
@@ -158,7 +159,7 @@ int RunVerify(const AuditArgs& a) {
                   Printable(origin).c_str(), file.c_str());
     }
   }
-  return all_ok ? 0 : 1;
+  return all_ok ? kExitOk : kExitFailed;
 }
 
 int RunCheckpoint(const AuditArgs& a) {
@@ -168,7 +169,7 @@ int RunCheckpoint(const AuditArgs& a) {
   if (!latest) return Usage(latest.error().message());
   if (latest->note.empty()) {
     std::fprintf(stderr, "airlock audit: %s has no signed checkpoint yet\n", path->c_str());
-    return 1;
+    return kExitFailed;
   }
   // The file is not trusted: print only a well-formed note (no control characters reach a
   // terminal); whether it is signed by the right key is for `audit verify` to say.
@@ -176,7 +177,7 @@ int RunCheckpoint(const AuditArgs& a) {
   if (!note) {
     std::fprintf(stderr, "airlock audit: the latest checkpoint in %s is malformed: %s\n",
                  path->c_str(), note.error().message().c_str());
-    return 1;
+    return kExitFailed;
   }
   std::fwrite(latest->note.data(), 1, latest->note.size(), stdout);
   return 0;
@@ -243,7 +244,7 @@ int RunShow(const AuditArgs& a) {
   auto records = audit::ListRecords(*path, f);
   if (!records) {
     std::fprintf(stderr, "airlock audit: %s\n", records.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   for (const auto& r : *records) {
     if (a.json) {
@@ -358,7 +359,7 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
           "machine and pin it with --public-key)\n",
           args->keygen_path.c_str(), args->keygen_path.c_str());
     }
-    *exit_code = s.ok() ? 0 : 3;
+    *exit_code = s.ok() ? kExitOk : kExitError;
   });
   CLI::App* witness = cmd->add_subcommand(
       "witness",

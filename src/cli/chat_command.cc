@@ -11,13 +11,29 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/generation.h"
 #include "cli/sandboxing.h"
 
 namespace airlock::cli {
 namespace {
 
-constexpr int kExitError = 3;
+// A message longer than this is refused (no context holds it), so that an endless line on
+// standard input cannot fill memory.
+constexpr std::size_t kMaxLineBytes = std::size_t{1} << 20;
+
+enum class LineRead { kLine, kEnd, kTooLong };
+
+// std::getline with a cap: reads up to '\n' or the end of input, keeping at most `max_bytes`.
+LineRead ReadLineBounded(std::istream& in, std::string& line, std::size_t max_bytes) {
+  line.clear();
+  for (int c = in.get(); c != std::char_traits<char>::eof(); c = in.get()) {
+    if (c == '\n') return LineRead::kLine;
+    if (line.size() == max_bytes) return LineRead::kTooLong;
+    line.push_back(static_cast<char>(c));
+  }
+  return line.empty() ? LineRead::kEnd : LineRead::kLine;
+}
 
 int RunChat(const GenerationFlags& flags) {
   if (!EnterSandbox("chat", GenerationInputs(flags))) return kExitError;
@@ -42,7 +58,13 @@ int RunChat(const GenerationFlags& flags) {
   std::string line;
   while (true) {
     std::fprintf(stderr, "> ");
-    if (!std::getline(std::cin, line) || line == "/exit") break;
+    const LineRead read = ReadLineBounded(std::cin, line, kMaxLineBytes);
+    if (read == LineRead::kTooLong) {
+      std::fprintf(stderr, "\nairlock chat: a line of more than %zu bytes; stopping\n",
+                   kMaxLineBytes);
+      return kExitError;
+    }
+    if (read == LineRead::kEnd || line == "/exit") break;
     if (line.empty()) continue;
     if (line == "/reset") {
       reset();

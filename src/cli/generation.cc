@@ -43,16 +43,24 @@ void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->capture_default_str();
   cmd->add_option("-c,--ctx", f->ctx, "Context length in tokens (0: min(training context, 4096))")
       ->capture_default_str();
-  cmd->add_option("--kv-type", f->kv_type,
-                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
-                  "docs/performance.md)")
-      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
+  AddKvTypeOption(cmd, &f->kv_type);
   cmd->add_option("--system", f->system, "System message");
   cmd->add_flag("--no-template", f->no_template,
                 "Send plain text, without the model's chat template");
   cmd->add_flag("-v,--verbose", f->verbose, "Print a model summary and engine details to stderr");
   cmd->add_option("--require-signature", f->require_signature,
                   "Public key (PEM): refuse to load a model whose signature does not verify");
+}
+
+void AddKvTypeOption(CLI::App* cmd, std::string* kv_type) {
+  cmd->add_option("--kv-type", *kv_type,
+                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
+                  "docs/performance.md)")
+      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
+}
+
+engine::KvCacheType KvTypeFromFlag(const std::string& kv_type) {
+  return engine::ParseKvCacheType(kv_type).value_or(engine::KvCacheType::kAuto);
 }
 
 Status RequireSignature(const std::string& model_path, const std::string& public_key) {
@@ -79,7 +87,7 @@ Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
   engine::SessionOptions so;
   so.n_threads = flags.threads;
   so.n_ctx = flags.ctx;
-  so.kv_type = engine::ParseKvCacheType(flags.kv_type).value_or(engine::KvCacheType::kAuto);
+  so.kv_type = KvTypeFromFlag(flags.kv_type);
   AIRLOCK_ASSIGN_OR_RETURN(m.session, engine::Session::Create(*m.model, so));
   if (flags.verbose) {
     const engine::ModelConfig& c = m.model->config();

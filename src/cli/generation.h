@@ -37,6 +37,12 @@ struct GenerationFlags {
 // Registers the model positional and the sampling/engine flags on `cmd`.
 void AddGenerationFlags(CLI::App* cmd, GenerationFlags* flags);
 
+// Registers `--kv-type` (auto, f16, f32, q8_0) on `cmd`, stored in `*kv_type` (run, chat,
+// perplexity and serve share it).
+void AddKvTypeOption(CLI::App* cmd, std::string* kv_type);
+// The engine's cache type for a `--kv-type` value (CLI has checked it; anything else is kAuto).
+engine::KvCacheType KvTypeFromFlag(const std::string& kv_type);
+
 struct LoadedModel {
   std::unique_ptr<engine::Model> model;
   std::optional<engine::Tokenizer> tokenizer;

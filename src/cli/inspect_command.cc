@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/sandboxing.h"
 #include "scan/inspect.h"
 
@@ -29,11 +30,11 @@ int RunInspect(const InspectArgs& a) {
   const std::filesystem::path beside = std::filesystem::path(a.path).parent_path();
   if (!EnterSandbox("inspect", {a.path, (beside / "config.json").string(),
                                 (beside / "tokenizer_config.json").string()}))
-    return 3;
+    return kExitError;
   auto summary = scan::InspectFile(a.path, options);
   if (!summary.ok()) {
     std::fprintf(stderr, "airlock inspect: %s\n", summary.error().message().c_str());
-    return summary.error().code() == StatusCode::kCorrupt ? 2 : 3;
+    return summary.error().code() == StatusCode::kCorrupt ? kExitIncomplete : kExitError;
   }
   std::string text = a.json ? scan::RenderInspectJson(*summary) : scan::RenderInspectText(*summary);
   std::fwrite(text.data(), 1, text.size(), stdout);

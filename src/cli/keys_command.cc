@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "core/text.h"
 #include "policy/policy.h"
 #include "server/keys.h"
@@ -36,19 +37,19 @@ int RunCreate(const KeysArgs& a) {
   auto store = OpenStore(a);
   if (!store) {
     std::fprintf(stderr, "airlock keys: %s\n", store.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   // An empty list means "every model": `--models ''` must not grant that by accident.
   if (a.models_given && a.models.empty()) {
     std::fprintf(stderr,
                  "airlock keys: --models needs at least one model name (leave it out to allow "
                  "every model)\n");
-    return 3;
+    return kExitError;
   }
   auto k = (*store)->Create(a.name, a.models, a.rpm, a.tpm, a.budget);
   if (!k) {
     std::fprintf(stderr, "airlock keys: %s\n", k.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   std::printf("%s\n", k->first.c_str());
   std::fprintf(stderr,
@@ -61,12 +62,12 @@ int RunList(const KeysArgs& a) {
   auto store = OpenStore(a);
   if (!store) {
     std::fprintf(stderr, "airlock keys: %s\n", store.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   auto keys = (*store)->List();
   if (!keys) {
     std::fprintf(stderr, "airlock keys: %s\n", keys.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   std::printf("%-14s %-16s %-8s %-8s %-10s %-12s %-12s %s\n", "ID", "NAME", "STATUS", "RPM", "TPM",
               "BUDGET", "USED", "MODELS");
@@ -87,11 +88,11 @@ int RunRevoke(const KeysArgs& a) {
   auto store = OpenStore(a);
   if (!store) {
     std::fprintf(stderr, "airlock keys: %s\n", store.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   if (Status s = (*store)->Revoke(a.id); !s.ok()) {
     std::fprintf(stderr, "airlock keys: %s\n", s.message().c_str());
-    return s.code() == StatusCode::kNotFound ? 1 : 3;
+    return s.code() == StatusCode::kNotFound ? kExitFailed : kExitError;
   }
   std::fprintf(stderr, "revoked key %s\n", core::TerminalSafe(a.id).c_str());
   return 0;

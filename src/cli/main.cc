@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/sandboxing.h"
 #include "core/version.h"
 
@@ -33,7 +34,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
-    return rc == 0 ? 0 : 3;  // usage errors share the scanner's "tool error" code
+    return rc == 0
+               ? airlock::cli::kExitOk
+               : airlock::cli::kExitError;  // usage errors share the scanner's "tool error" code
   }
   return exit_code;
 }

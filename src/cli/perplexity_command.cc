@@ -12,6 +12,8 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/generation.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/model.h"
@@ -39,7 +41,7 @@ struct PerplexityArgs {
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "airlock perplexity: %s\n", message.c_str());
-  return 1;
+  return kExitFailed;
 }
 
 std::string Fixed(double v, int digits) {
@@ -116,7 +118,7 @@ void PrintKlTable(const engine::KlSummary& k, const std::string& base, int n_voc
 int RunPerplexityCommand(const PerplexityArgs& a) {
   const bool tty = ::isatty(STDERR_FILENO);
   if (!EnterSandbox("perplexity", {a.model, a.text_file, a.kl_divergence}, {a.save_logits}))
-    return 3;
+    return kExitError;
   auto model = engine::Model::Load(a.model);
   if (!model.has_value()) return Fail(a.model + ": " + model.error().message());
   auto tokenizer = engine::Tokenizer::FromGguf((*model)->gguf());
@@ -124,9 +126,10 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
   if (tokenizer->add_eos()) {
     return Fail("the vocabulary adds EOS to every text; perplexity is not defined for it here");
   }
-  auto text = core::MappedFile::Open(a.text_file);
-  if (!text.has_value()) return Fail(a.text_file + ": " + text.error().message());
-  const std::string_view body(reinterpret_cast<const char*>(text->bytes().data()), text->size());
+  // A regular file is mapped; a pipe (-f <(cmd), -f /dev/stdin) is read up to the cap.
+  auto text = core::TextInput::Open(a.text_file, kMaxTextInputBytes);
+  if (!text.has_value()) return Fail(text.error().message());
+  const std::string_view body = text->text();
   const std::vector<std::int32_t> tokens = tokenizer->Encode(body, true, false);
 
   const int n_ctx_model = (*model)->config().n_ctx_train;
@@ -155,7 +158,7 @@ int RunPerplexityCommand(const PerplexityArgs& a) {
 
   engine::SessionOptions so;
   so.n_ctx = n_ctx;
-  so.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
+  so.kv_type = KvTypeFromFlag(a.kv_type);
   so.n_threads = a.threads;
   auto session = engine::Session::Create(**model, so);
   if (!session.has_value()) return Fail(session.error().message());
@@ -276,11 +279,10 @@ void AddPerplexityCommand(CLI::App& app, int* exit_code) {
       "  airlock perplexity model.gguf -f notes.txt --json\n"
       "Exit codes: 0 done; 1 error (unreadable model, text too short, mismatched logits file).\n");
   cmd->add_option("model", args->model, "GGUF model file")->required();
-  cmd->add_option("-f,--file", args->text_file, "Text file to score")->required();
-  cmd->add_option("--kv-type", args->kv_type,
-                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
-                  "docs/performance.md)")
-      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
+  cmd->add_option("-f,--file", args->text_file,
+                  "Text file to score (a pipe works too: -f <(cmd); at most 256 MiB)")
+      ->required();
+  AddKvTypeOption(cmd, &args->kv_type);
   cmd->add_option("--ctx", args->ctx, "Chunk length in tokens (capped at the model's context)")
       ->check(CLI::Range(4, 1 << 20))
       ->capture_default_str();

@@ -8,6 +8,7 @@
 #include "assess/runner.h"
 #include "assess/target.h"
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "core/file.h"
 
 namespace airlock::cli {
@@ -42,7 +43,7 @@ int RunProbe(const ProbeArgs& a) {
   auto builtin = assess::BuiltinSuites();
   if (!builtin.has_value()) {
     std::fprintf(stderr, "airlock probe: %s\n", builtin.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   if (a.list) {
     for (const auto& s : *builtin)
@@ -52,7 +53,7 @@ int RunProbe(const ProbeArgs& a) {
   if (a.endpoint.empty() == a.target.empty()) {
     std::fprintf(stderr,
                  "airlock probe: give exactly one of --target MODEL.gguf or --endpoint URL\n");
-    return 3;
+    return kExitError;
   }
   std::vector<assess::Suite> chosen;
   for (const auto& name : a.suites) {
@@ -65,20 +66,20 @@ int RunProbe(const ProbeArgs& a) {
     }
     if (!found) {
       std::fprintf(stderr, "airlock probe: unknown suite '%s' (try --list-suites)\n", name.c_str());
-      return 3;
+      return kExitError;
     }
   }
   for (const auto& path : a.corpora) {
     auto corpus = assess::LoadCorpus(path);
     if (!corpus.has_value()) {
       std::fprintf(stderr, "airlock probe: %s\n", corpus.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     chosen.push_back(std::move(*corpus));
   }
   if (chosen.empty()) {
     std::fprintf(stderr, "airlock probe: name at least one --suite (or 'all') or --corpus\n");
-    return 3;
+    return kExitError;
   }
   assess::EndpointOptions eo;
   eo.base_url = a.endpoint;
@@ -89,7 +90,7 @@ int RunProbe(const ProbeArgs& a) {
     if (key == nullptr) {
       std::fprintf(stderr, "airlock probe: environment variable %s is not set\n",
                    a.api_key_env.c_str());
-      return 3;
+      return kExitError;
     }
     eo.api_key = key;
   }
@@ -97,7 +98,7 @@ int RunProbe(const ProbeArgs& a) {
       a.target.empty() ? assess::MakeEndpointTarget(eo) : assess::MakeLocalTarget(a.target);
   if (!target.has_value()) {
     std::fprintf(stderr, "airlock probe: %s\n", target.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   std::unique_ptr<assess::ChatTarget> judge;
   if (!a.judge_endpoint.empty()) {
@@ -107,7 +108,7 @@ int RunProbe(const ProbeArgs& a) {
     auto j = assess::MakeEndpointTarget(jo);
     if (!j.has_value()) {
       std::fprintf(stderr, "airlock probe: judge: %s\n", j.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     judge = std::move(*j);
   }
@@ -121,12 +122,12 @@ int RunProbe(const ProbeArgs& a) {
   auto summary = assess::RunSuites(**target, chosen, ro);
   if (!summary.has_value()) {
     std::fprintf(stderr, "airlock probe: %s\n", summary.error().message().c_str());
-    return 3;
+    return kExitError;
   }
   auto summary_path = (std::filesystem::path(a.out) / "summary.json").string();
   if (Status s = core::WriteFileAtomic(summary_path, assess::SummaryJson(*summary)); !s.ok()) {
     std::fprintf(stderr, "airlock probe: %s\n", s.message().c_str());
-    return 3;
+    return kExitError;
   }
   int errors = 0;
   std::printf("target: %s\n\n", summary->target.c_str());
@@ -148,7 +149,7 @@ int RunProbe(const ProbeArgs& a) {
   std::printf("\nresults: %s\nsummary: %s\n", ro.results_path.c_str(), summary_path.c_str());
   if (errors > 0) {
     std::fprintf(stderr, "airlock probe: %d probe(s) failed to run; rerun to retry them\n", errors);
-    return 2;
+    return kExitIncomplete;
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/generation.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
@@ -19,8 +20,6 @@
 
 namespace airlock::cli {
 namespace {
-
-constexpr int kExitError = 3;
 
 struct RunArgs {
   GenerationFlags gen;

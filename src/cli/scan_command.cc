@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
 #include "core/version.h"
@@ -53,11 +54,11 @@ int WriteScanAttestation(const ScanArgs& a, const scan::ScanReport& report) {
   auto bundle = sign::AttestModel(model, {out}, sign::kScanAttestationType, predicate, key);
   if (!bundle.has_value()) {
     std::fprintf(stderr, "airlock scan: cannot attest: %s\n", bundle.error().message().c_str());
-    return scan::kExitUsage;
+    return kExitError;
   }
   if (Status s = core::WriteFileAtomic(OutputPath(out), *bundle); !s.ok()) {
     std::fprintf(stderr, "airlock scan: %s\n", s.message().c_str());
-    return scan::kExitUsage;
+    return kExitError;
   }
   std::fprintf(stderr, "airlock scan: signed attestation (verdict %s) written to %s\n",
                std::string(scan::VerdictName(report.verdict)).c_str(), out.c_str());
@@ -68,7 +69,7 @@ int RunScan(const ScanArgs& a) {
   auto fail_on = scan::ParseSeverity(a.fail_on);
   if (!fail_on) {
     std::fprintf(stderr, "airlock scan: --fail-on must be info, low, medium, high or critical\n");
-    return scan::kExitUsage;
+    return kExitError;
   }
   scan::ScanOptions options;
   options.hash = a.hash;
@@ -78,16 +79,16 @@ int RunScan(const ScanArgs& a) {
   if (!EnterSandbox(
           "scan", inputs,
           {a.output, a.attest_key.empty() || a.paths.size() != 1 ? "" : AttestationPath(a)}))
-    return scan::kExitUsage;
+    return kExitError;
   auto report = scan::ScanPaths(a.paths, options);
   if (!report.has_value()) {
     std::fprintf(stderr, "airlock scan: %s\n", report.error().message().c_str());
-    return scan::kExitUsage;
+    return kExitError;
   }
   if (!a.attest_key.empty()) {
     if (a.paths.size() != 1) {
       std::fprintf(stderr, "airlock scan: --attest takes exactly one model path\n");
-      return scan::kExitUsage;
+      return kExitError;
     }
     if (int rc = WriteScanAttestation(a, *report); rc != 0) return rc;
   }
@@ -105,7 +106,7 @@ int RunScan(const ScanArgs& a) {
     std::fwrite(text.data(), 1, text.size(), stdout);
   } else if (Status s = core::WriteFileAtomic(OutputPath(a.output), text); !s.ok()) {
     std::fprintf(stderr, "airlock scan: %s\n", s.message().c_str());
-    return scan::kExitUsage;
+    return kExitError;
   }
   return scan::ExitCodeFor(*report, *fail_on);
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/generation.h"
 #include "policy/policy.h"
 #include "server/engine_backend.h"
@@ -47,13 +48,13 @@ int RunServe(const ServeArgs& a) {
     auto p = policy::LoadPolicy(a.config);
     if (!p) {
       std::fprintf(stderr, "airlock serve: %s\n", p.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     pol = std::move(*p);
   }
   if (a.aliases.size() > a.models.size()) {
     std::fprintf(stderr, "airlock serve: more --alias values than models\n");
-    return 3;
+    return kExitError;
   }
   // Models named on the command line are served under their file stem (or --alias).
   for (std::size_t i = 0; i < a.models.size(); ++i) {
@@ -79,7 +80,7 @@ int RunServe(const ServeArgs& a) {
     eo.slots = a.slots;
     eo.threads = a.threads;
     eo.ctx = a.ctx;
-    eo.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
+    eo.kv_type = KvTypeFromFlag(a.kv_type);
     eo.batched = !a.no_batching;
     // The model's own key, else --require-signature, else the policy's server-wide default.
     const std::string& key = !m.require_signature.empty()   ? m.require_signature
@@ -87,7 +88,7 @@ int RunServe(const ServeArgs& a) {
                                                             : pol.server.require_signature;
     if (Status v = RequireSignature(m.path, key); !v.ok()) {
       std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
-      return 1;
+      return kExitFailed;
     }
     Result<std::shared_ptr<server::ModelBackend>> backend = Unavailable("");
     if (a.in_process_models) {
@@ -102,7 +103,7 @@ int RunServe(const ServeArgs& a) {
     if (!backend) {
       std::fprintf(stderr, "airlock serve: cannot load %s: %s\n", m.path.c_str(),
                    backend.error().message().c_str());
-      return 3;
+      return kExitError;
     }
     const pid_t worker = server::ModelWorkerPid(**backend);
     std::fprintf(stderr, "airlock serve: loaded %s as '%s' (%d slot%s%s)\n", m.path.c_str(),
@@ -133,11 +134,11 @@ int RunServe(const ServeArgs& a) {
   auto gw = server::Gateway::Create(std::move(options));
   if (!gw) {
     std::fprintf(stderr, "airlock serve: %s\n", gw.error().message().c_str());
-    return gw.error().code() == StatusCode::kPermissionDenied ? 1 : 3;
+    return gw.error().code() == StatusCode::kPermissionDenied ? kExitFailed : kExitError;
   }
   if (Status s = (*gw)->Start(); !s.ok()) {
     std::fprintf(stderr, "airlock serve: %s\n", s.message().c_str());
-    return 3;
+    return kExitError;
   }
   bool tls = (*gw)->tls();
   if (!tls && !server::IsLoopbackHost(a.host))
@@ -231,10 +232,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "Public key (PEM): refuse to serve a local model whose signature does not verify (a "
       "[[local_models]] require_signature key takes precedence; default: [server] "
       "require_signature)");
-  cmd->add_option("--kv-type", args->kv_type,
-                  "KV cache type: f16 (default), f32 or q8_0 (half of f16; logits move more, see "
-                  "docs/performance.md)")
-      ->check(CLI::IsMember({"auto", "f16", "f32", "q8_0"}));
+  AddKvTypeOption(cmd, &args->kv_type);
   cmd->add_option("--ctx", args->ctx, "Context per slot (0: min(training context, 4096))")
       ->capture_default_str();
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
 #include "core/text.h"
@@ -20,10 +21,6 @@
 
 namespace airlock::cli {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 3;
 
 struct KeygenArgs {
   std::string curve = "p256";
@@ -39,12 +36,12 @@ int RunKeygen(const KeygenArgs& a) {
       (std::filesystem::exists(priv_path, ec) || std::filesystem::exists(pub_path, ec))) {
     std::fprintf(stderr, "airlock keygen: %s or %s already exists (use --force to overwrite)\n",
                  priv_path.c_str(), pub_path.c_str());
-    return kExitUsage;
+    return kExitError;
   }
   auto pair = sign::GenerateKeyPair(a.curve);
   if (!pair.has_value()) {
     std::fprintf(stderr, "airlock keygen: %s\n", pair.error().message().c_str());
-    return kExitUsage;
+    return kExitError;
   }
   // The private key is created owner-only before any byte of it is written.
   mode_t old_mask = ::umask(077);
@@ -54,7 +51,7 @@ int RunKeygen(const KeygenArgs& a) {
   if (s.ok()) s = core::WriteFileAtomic(pub_path, pair->public_pem);
   if (!s.ok()) {
     std::fprintf(stderr, "airlock keygen: %s\n", s.message().c_str());
-    return kExitUsage;
+    return kExitError;
   }
   std::printf("private key: %s (keep it secret)\npublic key:  %s\n", priv_path.c_str(),
               pub_path.c_str());
@@ -94,7 +91,7 @@ int RunSign(const SignArgs& a) {
   auto r = sign::SignModel(a.model, o);
   if (!r.has_value()) {
     std::fprintf(stderr, "airlock sign: signing failed: %s\n", r.error().message().c_str());
-    return kExitUsage;
+    return kExitError;
   }
   std::printf("signed %s: %zu %s, root sha256:%s\nsignature: %s\n", r->model_name.c_str(),
               r->resources,
@@ -208,7 +205,7 @@ int RunVerifyAttestation(const VerifyArgs& a, const sign::TrustAnchor& trust) {
   if (!expected) {
     std::fprintf(stderr,
                  "airlock verify: --predicate-type must be scan, assessment or a predicate URI\n");
-    return kExitUsage;
+    return kExitError;
   }
   VerdictCheck verdict;
   verdict.required = a.require_verdict;
@@ -219,13 +216,13 @@ int RunVerifyAttestation(const VerifyArgs& a, const sign::TrustAnchor& trust) {
       std::fprintf(stderr,
                    "airlock verify: --require-verdict takes clean, inconclusive, malicious or "
                    "any\n");
-      return kExitUsage;
+      return kExitError;
     }
   }
   auto r = sign::VerifyAttestation(a.model, a.attestation, a.ignore_paths, trust, *expected);
   if (!r.has_value()) {
     std::fprintf(stderr, "airlock verify: %s\n", TerminalSafe(r.error().message()).c_str());
-    return kExitUsage;
+    return kExitError;
   }
   sign::VerifyResult& result = r->result;
   if (result.verified) {
@@ -265,23 +262,23 @@ int RunVerify(const VerifyArgs& a) {
     std::fprintf(stderr,
                  "airlock verify: give exactly one of --key PUB, --certificate-chain CA... or "
                  "--trust-config FILE\n");
-    return kExitUsage;
+    return kExitError;
   }
   if (a.trust_config.empty() != (a.identity.empty() && a.identity_provider.empty()) ||
       (!a.trust_config.empty() && (a.identity.empty() || a.identity_provider.empty()))) {
     std::fprintf(stderr,
                  "airlock verify: --trust-config, --identity and --identity-provider go "
                  "together\n");
-    return kExitUsage;
+    return kExitError;
   }
   std::vector<std::string> inputs = {a.model,     a.model + ".sig", a.key,
                                      a.signature, a.attestation,    a.trust_config};
   inputs.insert(inputs.end(), a.certificate_chain.begin(), a.certificate_chain.end());
-  if (!EnterSandbox("verify", inputs)) return kExitUsage;
+  if (!EnterSandbox("verify", inputs)) return kExitError;
   if (!a.attestation.empty()) return RunVerifyAttestation(a, trust);
   if (!a.require_verdict.empty()) {
     std::fprintf(stderr, "airlock verify: --require-verdict needs --attestation\n");
-    return kExitUsage;
+    return kExitError;
   }
   sign::VerifyOptions o;
   o.trust = trust;
@@ -294,7 +291,7 @@ int RunVerify(const VerifyArgs& a) {
   auto r = sign::VerifyModel(a.model, o);
   if (!r.has_value()) {
     std::fprintf(stderr, "airlock verify: %s\n", TerminalSafe(r.error().message()).c_str());
-    return kExitUsage;
+    return kExitError;
   }
   PrintResult(*r, a.format, "", VerdictCheck{});
   return r->verified ? kExitOk : kExitFailed;

@@ -1,17 +1,13 @@
 // `airlock tokenize`: the token ids and pieces a model sees for a text, exactly as the engine
 // encodes it (the vocabulary's own BOS setting, special-token text parsed only on request).
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "cli/sandboxing.h"
 #include "core/file.h"
 #include "engine/tokenizer.h"
@@ -19,8 +15,6 @@
 
 namespace airlock::cli {
 namespace {
-
-constexpr int kExitError = 3;
 
 struct TokenizeArgs {
   std::string model;
@@ -98,33 +92,21 @@ int RunTokenize(const TokenizeArgs& a) {
     return kExitError;
   }
 
-  std::string text;
-  core::MappedFile text_file;
   std::string_view input;
-  struct stat st {};
-  if (!a.file.empty() && ::stat(a.file.c_str(), &st) == 0 && !S_ISREG(st.st_mode) &&
-      !S_ISDIR(st.st_mode)) {
-    // A pipe or terminal (-f /dev/stdin, -f <(cmd)) cannot be mapped: read it as a stream.
-    std::ifstream in(a.file, std::ios::binary);
-    if (!in) {
-      std::fprintf(stderr, "airlock tokenize: cannot open %s\n", a.file.c_str());
-      return kExitError;
-    }
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    input = text;
-  } else if (!a.file.empty()) {
-    auto opened = core::MappedFile::Open(a.file);
-    if (!opened) {
-      std::fprintf(stderr, "airlock tokenize: %s\n", opened.error().message().c_str());
-      return kExitError;
-    }
-    text_file = std::move(opened).value();
-    input = core::AsStringView(text_file.bytes());
-  } else if (a.has_text) {
+  std::optional<core::TextInput> text_input;
+  if (a.has_text) {
     input = a.text;
   } else {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-    input = text;
+    // -f FILE (a regular file is mapped; a pipe such as -f <(cmd) is read up to the cap), or
+    // standard input.
+    auto read = a.file.empty() ? core::TextInput::FromStdin(kMaxTextInputBytes)
+                               : core::TextInput::Open(a.file, kMaxTextInputBytes);
+    if (!read) {
+      std::fprintf(stderr, "airlock tokenize: %s\n", read.error().message().c_str());
+      return kExitError;
+    }
+    text_input = std::move(read).value();
+    input = text_input->text();
   }
 
   const bool add_special = tokenizer->add_bos() && !a.no_bos;
@@ -181,7 +163,8 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "tokenize", "Show the token ids and pieces a GGUF model's tokenizer produces for a text");
   cmd->footer(
-      "Reads TEXT, or the file given with -f, or standard input. BOS is added when the model's\n"
+      "Reads TEXT, or the file given with -f, or standard input (a file or stream of more than\n"
+      "256 MiB is refused). BOS is added when the model's\n"
       "vocabulary asks for it (tokenizer.ggml.add_bos_token) unless --no-bos; special-token text\n"
       "such as <|im_start|> becomes a control token only with --parse-special.\n"
       "Exit codes: 0 success; 3 usage or tool error (unreadable or unsupported model).\n"

@@ -21,14 +21,13 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "core/spki_pin.h"
 #include "core/status.h"
 #include "core/text.h"
 
 namespace airlock::cli {
 namespace {
-
-constexpr int kExitError = 3;
 
 struct PinArgs {
   std::string url;

@@ -1,47 +1,71 @@
 #include "core/file.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace airlock::core {
 
-Result<MappedFile> MappedFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+namespace {
+
+// Opens `path` read-only. O_NONBLOCK keeps the open of a FIFO without a writer from hanging;
+// callers that read a stream clear it again (ClearNonBlocking).
+Result<int> OpenReadOnly(const std::string& path, bool nonblocking) {
+  const int fd =
+      ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | (nonblocking ? O_NONBLOCK : 0));
   if (fd < 0) {
-    int err = errno;
+    const int err = errno;
     if (err == ENOENT) return NotFound("file: no such file: " + path);
     return IoError("file: cannot open " + path + ": " + std::strerror(err));
   }
+  return fd;
+}
+
+Result<struct stat> StatFd(int fd, const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return IoError("file: cannot stat " + path + ": " + std::strerror(err));
+    return IoError("file: cannot stat " + path + ": " + std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return InvalidArgument("file: not a regular file: " + path);
-  }
+  return st;
+}
+
+// Closes the descriptor when it goes out of scope.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
+
+std::string TooLarge(const std::string& name, std::size_t max_bytes) {
+  return "file: " + name + " is larger than the limit of " + std::to_string(max_bytes) + " bytes";
+}
+
+}  // namespace
+
+Result<MappedFile> MappedFile::Open(const std::string& path) {
+  AIRLOCK_ASSIGN_OR_RETURN(int fd, OpenReadOnly(path, /*nonblocking=*/true));
+  FdCloser closer{fd};
+  return FromFd(fd, path);
+}
+
+Result<MappedFile> MappedFile::FromFd(int fd, const std::string& path) {
+  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(fd, path));
+  if (!S_ISREG(st.st_mode)) return InvalidArgument("file: not a regular file: " + path);
   MappedFile file;
   file.path_ = path;
   file.size_ = static_cast<std::size_t>(st.st_size);
   if (file.size_ > 0) {
     void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      return IoError("file: cannot map " + path + ": " + std::strerror(err));
+      return IoError("file: cannot map " + path + ": " + std::strerror(errno));
     }
     file.data_ = static_cast<const std::byte*>(p);
   }
-  ::close(fd);
   return file;
 }
 
@@ -67,22 +91,85 @@ void MappedFile::AdviseSequential() const {
   if (data_ != nullptr) ::madvise(const_cast<std::byte*>(data_), size_, MADV_SEQUENTIAL);
 }
 
-Result<std::string> ReadSmallFile(const std::string& path, std::size_t max_bytes) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return NotFound("file: no such file: " + path);
-    return IoError("file: cannot stat " + path + ": " + std::strerror(errno));
+Result<std::string> ReadAllBounded(int fd, std::size_t max_bytes) {
+  std::string data;
+  char buf[65536];
+  while (true) {
+    // Ask for at most one byte past the cap: that byte proves there is more.
+    const std::size_t want = std::min(sizeof buf, max_bytes - data.size() + 1);
+    const ssize_t n = ::read(fd, buf, want);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        // A non-blocking descriptor (inherited that way): wait until it is readable.
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, -1) < 0 && errno != EINTR) {
+          return IoError(std::string("file: poll failed: ") + std::strerror(errno));
+        }
+        continue;
+      }
+      return IoError(std::string("file: read failed: ") + std::strerror(errno));
+    }
+    if (n == 0) return data;
+    if (static_cast<std::size_t>(n) > max_bytes - data.size()) {
+      return LimitExceeded("file: more than the limit of " + std::to_string(max_bytes) + " bytes");
+    }
+    data.append(buf, static_cast<std::size_t>(n));
   }
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, std::size_t max_bytes) {
+  AIRLOCK_ASSIGN_OR_RETURN(int fd, OpenReadOnly(path, /*nonblocking=*/true));
+  FdCloser closer{fd};
+  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(fd, path));
   if (!S_ISREG(st.st_mode)) return InvalidArgument("file: not a regular file: " + path);
   if (static_cast<std::size_t>(st.st_size) > max_bytes) {
     return LimitExceeded("file: " + path + " is " + std::to_string(st.st_size) +
                          " bytes, more than the limit of " + std::to_string(max_bytes));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IoError("file: cannot open " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  // The file may still grow after fstat: the read itself stops at the cap.
+  auto data = ReadAllBounded(fd, max_bytes);
+  if (!data.has_value()) {
+    if (data.error().code() == StatusCode::kLimitExceeded) {
+      return LimitExceeded(TooLarge(path, max_bytes));
+    }
+    return IoError("file: cannot read " + path + ": " + data.error().message());
+  }
+  return data;
+}
+
+Result<TextInput> TextInput::Open(const std::string& path, std::size_t max_bytes) {
+  // Blocking open: a FIFO named on the command line waits for its writer, as a shell user expects.
+  AIRLOCK_ASSIGN_OR_RETURN(int fd, OpenReadOnly(path, /*nonblocking=*/false));
+  FdCloser closer{fd};
+  return FromFd(fd, path, max_bytes);
+}
+
+Result<TextInput> TextInput::FromStdin(std::size_t max_bytes) {
+  return FromFd(STDIN_FILENO, "standard input", max_bytes);
+}
+
+Result<TextInput> TextInput::FromFd(int fd, const std::string& name, std::size_t max_bytes) {
+  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(fd, name));
+  if (S_ISDIR(st.st_mode)) return InvalidArgument("file: " + name + " is a directory");
+  TextInput input;
+  if (S_ISREG(st.st_mode)) {
+    if (static_cast<std::size_t>(st.st_size) > max_bytes) {
+      return LimitExceeded("file: " + name + " is " + std::to_string(st.st_size) +
+                           " bytes, more than the limit of " + std::to_string(max_bytes));
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(input.mapped_, MappedFile::FromFd(fd, name));
+    return input;
+  }
+  auto data = ReadAllBounded(fd, max_bytes);
+  if (!data.has_value()) {
+    if (data.error().code() == StatusCode::kLimitExceeded) {
+      return LimitExceeded(TooLarge(name, max_bytes) + " (a stream is read up to that limit)");
+    }
+    return IoError("file: cannot read " + name + ": " + data.error().message());
+  }
+  input.read_ = std::move(data).value();
+  return input;
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view contents) {

@@ -1,6 +1,8 @@
 // Read-only access to files without copying them: MappedFile maps a whole file (an empty file
 // maps to an empty span), so parsers work on std::span<const std::byte> and the kernel pages
 // bytes in on demand. Memory stays bounded for any file size because pages are not pinned.
+// Everything that reads into memory (ReadAllBounded, ReadSmallFile, TextInput) takes a cap, so
+// untrusted input (a pipe, a terminal, a file that grows) never makes it allocate without bound.
 // Thread-safety: a MappedFile may be read from many threads; it is movable, not copyable.
 #pragma once
 
@@ -14,11 +16,21 @@
 
 namespace airlock::core {
 
+inline std::string_view AsStringView(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+inline std::span<const std::byte> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
 class MappedFile {
  public:
   // Maps `path` read-only. Errors: kNotFound (no such file), kInvalidArgument (a directory or a
   // special file), kIo (open/mmap failed).
   static Result<MappedFile> Open(const std::string& path);
+  // Maps the regular file open on `fd` (which stays owned by the caller); `path` names it in
+  // errors. Errors: kInvalidArgument (not a regular file), kIo.
+  static Result<MappedFile> FromFd(int fd, const std::string& path);
 
   MappedFile() = default;
   MappedFile(MappedFile&& other) noexcept;
@@ -41,18 +53,39 @@ class MappedFile {
   std::string path_;
 };
 
-// Reads a whole small file (configs, keys, signatures) into a string. Errors: kNotFound, kIo,
-// kLimitExceeded when the file is larger than `max_bytes`.
+// Reads `fd` to its end, at most `max_bytes` (the bytes are read, never a size announced).
+// Errors: kLimitExceeded when there is more than `max_bytes`, kIo when a read fails.
+Result<std::string> ReadAllBounded(int fd, std::size_t max_bytes);
+
+// Reads a whole small regular file (configs, keys, signatures) into a string; the size check and
+// the read use the same descriptor. Errors: kNotFound, kInvalidArgument (not a regular file),
+// kIo, kLimitExceeded when the file is (or grows) larger than `max_bytes`.
 Result<std::string> ReadSmallFile(const std::string& path, std::size_t max_bytes = 64u << 20);
+
+// A text a command reads whole (a prompt, a corpus): a regular file is mapped, anything else (a
+// pipe, a terminal, /dev/stdin, standard input) is read into memory up to a cap. A regular file
+// larger than the cap is refused as well, because what callers build from the text (token ids)
+// grows with it.
+class TextInput {
+ public:
+  // Errors: kNotFound, kInvalidArgument (a directory), kIo, kLimitExceeded past `max_bytes`.
+  static Result<TextInput> Open(const std::string& path, std::size_t max_bytes);
+  // Standard input (file descriptor 0), named "standard input" in errors.
+  static Result<TextInput> FromStdin(std::size_t max_bytes);
+  // Reads from `fd` (which stays owned by the caller); `name` is used in error messages.
+  static Result<TextInput> FromFd(int fd, const std::string& name, std::size_t max_bytes);
+
+  // Valid while this object lives.
+  std::string_view text() const {
+    return mapped_.size() > 0 ? AsStringView(mapped_.bytes()) : std::string_view(read_);
+  }
+
+ private:
+  MappedFile mapped_;  // a regular file
+  std::string read_;   // a stream, read up to the cap
+};
 
 // Writes `contents` to `path` atomically (temp file + rename). Errors: kIo.
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
-
-inline std::string_view AsStringView(std::span<const std::byte> b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-inline std::span<const std::byte> AsBytes(std::string_view s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
 
 }  // namespace airlock::core

@@ -186,4 +186,63 @@ std::string QuoteName(std::string_view name, std::size_t max) {
   return out + (name.size() > max ? "...'" : "'");
 }
 
+namespace {
+
+// Walks a JSON text's brackets outside strings: Step returns the change in depth a character
+// makes (+1, -1 or 0).
+class JsonBracketWalker {
+ public:
+  int Step(char c) {
+    if (in_string_) {
+      if (escaped_) {
+        escaped_ = false;
+      } else if (c == '\\') {
+        escaped_ = true;
+      } else if (c == '"') {
+        in_string_ = false;
+      }
+      return 0;
+    }
+    if (c == '"') in_string_ = true;
+    if (c == '[' || c == '{') return 1;
+    if (c == ']' || c == '}') return -1;
+    return 0;
+  }
+
+ private:
+  bool in_string_ = false;
+  bool escaped_ = false;
+};
+
+}  // namespace
+
+std::size_t JsonNestingDepth(std::string_view text, std::size_t limit) {
+  JsonBracketWalker walker;
+  std::size_t depth = 0, deepest = 0;
+  for (char c : text) {
+    const int step = walker.Step(c);
+    if (step > 0 && ++depth > deepest) {
+      deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (step < 0 && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+std::size_t JsonBracketedEnd(std::string_view text, std::size_t start) {
+  JsonBracketWalker walker;
+  std::size_t depth = 0;
+  for (std::size_t i = start; i < text.size(); ++i) {
+    const int step = walker.Step(text[i]);
+    if (step > 0) {
+      ++depth;
+    } else if (step < 0 && depth > 0 && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace airlock::core

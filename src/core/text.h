@@ -3,6 +3,8 @@
 // key names, predicates, anything a model file, a client or a remote endpoint chose).
 #pragma once
 
+#include <cstddef>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -41,5 +43,16 @@ bool EndsWithIgnoreCase(std::string_view s, std::string_view lower_suffix);
 // A name from untrusted input for a one-line message: in single quotes, control characters as
 // '?', cut after `max` bytes with "..." (archive member names in scan findings).
 std::string QuoteName(std::string_view name, std::size_t max = 200);
+
+// The deepest nesting of '[' and '{' outside strings in a JSON text, found in one pass without
+// parsing or recursion, so that hostile input (a request, a reply, a schema, a model's output) can
+// be refused before a parser or a compiler recurses into it. Stops as soon as the depth passes
+// `limit` (and returns that depth). A closing bracket never takes the depth below zero.
+std::size_t JsonNestingDepth(std::string_view text,
+                             std::size_t limit = std::numeric_limits<std::size_t>::max());
+
+// The end (one past) of the JSON object or array that opens at text[start] ('{' or '['),
+// matching brackets outside strings; npos when it does not close within `text`.
+std::size_t JsonBracketedEnd(std::string_view text, std::size_t start);
 
 }  // namespace airlock::core

@@ -17,7 +17,7 @@
 #include <optional>
 #include <utility>
 
-#include "engine/internal/json_nesting.h"
+#include "core/text.h"
 
 namespace airlock::engine {
 
@@ -669,8 +669,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-using internal::JsonNesting;
-
 std::string PointerEscape(const std::string& key) {
   std::string out;
   for (char c : key) {
@@ -1086,7 +1084,8 @@ class SchemaCompiler {
 }  // namespace
 
 Result<std::shared_ptr<const Grammar>> CompileJsonSchema(std::string_view schema_json) {
-  if (JsonNesting(schema_json) > kMaxSchemaDepth) {
+  if (core::JsonNestingDepth(schema_json, kMaxSchemaDepth) >
+      static_cast<std::size_t>(kMaxSchemaDepth)) {
     return InvalidArgument("json_schema: nested deeper than " + std::to_string(kMaxSchemaDepth) +
                            " levels");
   }

@@ -11,24 +11,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "formats/ggml_types.h"
+
 namespace airlock::engine {
 
-// ggml type ids, as stored in GGUF tensor infos.
-enum class TensorType : std::uint32_t {
-  kF32 = 0,
-  kF16 = 1,
-  kQ4_0 = 2,
-  kQ4_1 = 3,
-  kQ5_0 = 6,
-  kQ5_1 = 7,
-  kQ8_0 = 8,
-  kQ2_K = 10,
-  kQ3_K = 11,
-  kQ4_K = 12,
-  kQ5_K = 13,
-  kQ6_K = 14,
-  kBF16 = 30,
-};
+// ggml type ids, as stored in GGUF tensor infos (one definition, shared with the parser). The
+// engine computes with F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K-Q6_K
+// (GetTensorTypeInfo); their ids are below kMaxTensorTypeId, the size of the kernel tables.
+using TensorType = formats::gguf::GgmlType;
 inline constexpr std::uint32_t kMaxTensorTypeId = 31;
 
 // Activation formats (what an input row is converted to before the dot products).

@@ -291,6 +291,8 @@ const TensorTypeInfo* GetTensorTypeInfo(std::uint32_t type_id) {
       return &kQ5_KInfo;
     case TensorType::kQ6_K:
       return &kQ6_KInfo;
+    default:  // a type the parser knows but the engine does not compute with
+      break;
   }
   return nullptr;
 }

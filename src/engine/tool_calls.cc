@@ -4,14 +4,14 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "engine/internal/json_nesting.h"
+#include "core/text.h"
 
 namespace airlock::engine {
 namespace {
 
 using Json = nlohmann::json;
 
-constexpr int kMaxNesting = 64;
+constexpr std::size_t kMaxNesting = 64;
 constexpr std::size_t kMaxCalls = 128;
 
 constexpr std::string_view kQwenOpen = "<tool_call>";
@@ -37,7 +37,7 @@ std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_hand
 std::optional<Json> ParseObject(std::string_view text) {
   text = Trim(text);
   if (text.empty() || text.front() != '{') return std::nullopt;
-  if (internal::JsonNesting(text) > kMaxNesting) return std::nullopt;
+  if (core::JsonNestingDepth(text, kMaxNesting) > kMaxNesting) return std::nullopt;
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   return j;
@@ -75,31 +75,6 @@ std::optional<ToolCall> CallFromObject(std::string_view text, bool require_argum
   if (!text_args) return std::nullopt;
   call.arguments = std::move(*text_args);
   return call;
-}
-
-// The end (one past) of the JSON object starting at text[start] == '{', or npos.
-std::size_t ObjectEnd(std::string_view text, std::size_t start) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (std::size_t i = start; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if (c == '}' || c == ']') {
-      if (--depth == 0) return i + 1;
-    }
-  }
-  return std::string_view::npos;
 }
 
 void AppendContent(std::string& content, std::string_view piece) { content.append(piece); }
@@ -295,7 +270,7 @@ ParsedReply ParseLlama3(std::string_view text) {
   std::size_t p = 0;
   while (p < body.size() && calls.size() < kMaxCalls) {
     if (body[p] != '{') return Finish(std::string(Trim(text)), {});
-    const std::size_t end = ObjectEnd(body, p);
+    const std::size_t end = core::JsonBracketedEnd(body, p);
     if (end == std::string_view::npos) return Finish(std::string(Trim(text)), {});
     auto call = CallFromObject(body.substr(p, end - p), /*require_arguments=*/true);
     if (!call) return Finish(std::string(Trim(text)), {});

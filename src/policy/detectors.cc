@@ -232,9 +232,13 @@ std::size_t Validate(const Rule& rule, std::string_view text, std::size_t begin,
       if (IsHex(before) || before == ':' || IsHex(after) || after == ':' || after == '.') return 0;
       if (span.size() < 3 || std::count(span.begin(), span.end(), ':') < 2) return 0;
       if (!std::any_of(span.begin(), span.end(), IsHex)) return 0;
-      std::string copy(span);
+      // inet_pton wants a NUL-terminated string: a stack copy (no valid address is longer).
+      char copy[INET6_ADDRSTRLEN];
+      if (span.size() >= sizeof copy) return 0;
+      std::memcpy(copy, span.data(), span.size());
+      copy[span.size()] = '\0';
       in6_addr addr;
-      return inet_pton(AF_INET6, copy.c_str(), &addr) == 1 ? span.size() : 0;
+      return inet_pton(AF_INET6, copy, &addr) == 1 ? span.size() : 0;
     }
     case Validator::kEntropy: {
       if (ShannonEntropy(span) <= rule.min_entropy) return 0;

@@ -49,6 +49,8 @@ struct Match {
   std::string rule;   // detector rule id, e.g. "email", "github-pat", "generic-api-key"
   std::size_t begin;  // byte offsets into the scanned text, [begin, end)
   std::size_t end;
+
+  friend bool operator==(const Match&, const Match&) = default;
 };
 
 // The multi-pattern engine that finds candidates. kDefault is the build's choice

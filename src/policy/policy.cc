@@ -4,13 +4,15 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
-#include <sstream>
+
+#include "core/file.h"
 
 #include "core/spki_pin.h"
 
 namespace airlock::policy {
 namespace {
+
+constexpr std::size_t kMaxPolicyBytes = std::size_t{4} << 20;
 
 Status Bad(std::string_view origin, const std::string& where, const std::string& what) {
   return InvalidArgument("policy: " + what + " at " + std::string(origin) + ":" + where);
@@ -53,6 +55,15 @@ Result<std::int64_t> GetInt(const toml::table& t, std::string_view key, std::str
     return Bad(origin, Where(*n, ctx + "." + std::string(key)),
                "value out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return *v;
+}
+
+// Reads the integer `key` into `*out`, which keeps its value (the default) when the key is absent.
+// The range is given in ints, so the checked value always fits.
+Status GetIntInto(const toml::table& t, std::string_view key, std::string_view origin,
+                  const std::string& ctx, int lo, int hi, int* out) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::int64_t v, GetInt(t, key, origin, ctx, *out, lo, hi));
+  *out = static_cast<int>(v);
+  return Status::Ok();
 }
 
 Result<bool> GetBool(const toml::table& t, std::string_view key, std::string_view origin,
@@ -173,9 +184,7 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       AIRLOCK_ASSIGN_OR_RETURN(u.allowed_data_classes, ParseClasses(classes, origin, ctx));
       AIRLOCK_ASSIGN_OR_RETURN(u.models, GetStrings(*t, "models", origin, ctx));
       if (u.models.empty()) return Bad(origin, ctx, "an upstream needs at least one model");
-      std::int64_t timeout;
-      AIRLOCK_ASSIGN_OR_RETURN(timeout, GetInt(*t, "timeout_s", origin, ctx, 60, 1, 3600));
-      u.timeout_s = static_cast<int>(timeout);
+      AIRLOCK_TRY(GetIntInto(*t, "timeout_s", origin, ctx, 1, 3600, &u.timeout_s));
       AIRLOCK_TRY(ParseUpstreamIdentity(*t, origin, ctx, u));
       for (const Upstream& other : p.upstreams)
         if (other.name == u.name) return Bad(origin, ctx, "duplicate upstream '" + u.name + "'");
@@ -299,10 +308,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.store_text, GetBool(*t, "store_text", origin, "audit", false));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.signing_key,
                              GetString(*t, "signing_key", origin, "audit", false));
-    std::int64_t every;
-    AIRLOCK_ASSIGN_OR_RETURN(every,
-                             GetInt(*t, "checkpoint_every", origin, "audit", 100, 1, 1000000));
-    p.audit.checkpoint_every = static_cast<int>(every);
+    AIRLOCK_TRY(
+        GetIntInto(*t, "checkpoint_every", origin, "audit", 1, 1000000, &p.audit.checkpoint_every));
   }
   if (const toml::node* n = root.get("store")) {
     const toml::table* t = n->as_table();
@@ -347,43 +354,28 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
                              GetInt(*t, "max_body_bytes", origin, "server",
                                     static_cast<std::int64_t>(s.max_body_bytes), 1024, 64LL << 20));
     s.max_body_bytes = static_cast<std::size_t>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "read_timeout_s", origin, "server", s.read_timeout_s, 1, 600));
-    s.read_timeout_s = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "write_timeout_s", origin, "server", s.write_timeout_s, 1, 600));
-    s.write_timeout_s = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "request_timeout_s", origin, "server", s.request_timeout_s, 1, 86400));
-    s.request_timeout_s = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "threads", origin, "server", s.threads, 2, 1024));
-    s.threads = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "default_max_tokens", origin, "server", s.default_max_tokens, 1, 1 << 20));
-    s.default_max_tokens = static_cast<int>(v);
+    AIRLOCK_TRY(GetIntInto(*t, "read_timeout_s", origin, "server", 1, 600, &s.read_timeout_s));
+    AIRLOCK_TRY(GetIntInto(*t, "write_timeout_s", origin, "server", 1, 600, &s.write_timeout_s));
+    AIRLOCK_TRY(
+        GetIntInto(*t, "request_timeout_s", origin, "server", 1, 86400, &s.request_timeout_s));
+    AIRLOCK_TRY(GetIntInto(*t, "threads", origin, "server", 2, 1024, &s.threads));
+    AIRLOCK_TRY(
+        GetIntInto(*t, "default_max_tokens", origin, "server", 1, 1 << 20, &s.default_max_tokens));
     AIRLOCK_ASSIGN_OR_RETURN(s.public_metrics,
                              GetBool(*t, "public_metrics", origin, "server", s.public_metrics));
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "header_timeout_s", origin, "server", s.header_timeout_s, 1, 600));
-    s.header_timeout_s = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "keep_alive_timeout_s", origin, "server", s.keep_alive_timeout_s, 1, 600));
-    s.keep_alive_timeout_s = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "keep_alive_max_requests", origin, "server",
-                                       s.keep_alive_max_requests, 1, 1000000));
-    s.keep_alive_max_requests = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "max_connections", origin, "server", s.max_connections, 1, 1000000));
-    s.max_connections = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_connections_per_address", origin, "server",
-                                       s.max_connections_per_address, 1, 1000000));
-    s.max_connections_per_address = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_completions_per_address", origin, "server",
-                                       s.max_completions_per_address, 0, 1023));
-    s.max_completions_per_address = static_cast<int>(v);
-    AIRLOCK_ASSIGN_OR_RETURN(v, GetInt(*t, "max_completions_per_key", origin, "server",
-                                       s.max_completions_per_key, 0, 1023));
-    s.max_completions_per_key = static_cast<int>(v);
+    AIRLOCK_TRY(GetIntInto(*t, "header_timeout_s", origin, "server", 1, 600, &s.header_timeout_s));
+    AIRLOCK_TRY(
+        GetIntInto(*t, "keep_alive_timeout_s", origin, "server", 1, 600, &s.keep_alive_timeout_s));
+    AIRLOCK_TRY(GetIntInto(*t, "keep_alive_max_requests", origin, "server", 1, 1000000,
+                           &s.keep_alive_max_requests));
+    AIRLOCK_TRY(
+        GetIntInto(*t, "max_connections", origin, "server", 1, 1000000, &s.max_connections));
+    AIRLOCK_TRY(GetIntInto(*t, "max_connections_per_address", origin, "server", 1, 1000000,
+                           &s.max_connections_per_address));
+    AIRLOCK_TRY(GetIntInto(*t, "max_completions_per_address", origin, "server", 0, 1023,
+                           &s.max_completions_per_address));
+    AIRLOCK_TRY(GetIntInto(*t, "max_completions_per_key", origin, "server", 0, 1023,
+                           &s.max_completions_per_key));
     // One client holding every worker is what these caps prevent.
     if (s.max_completions_per_address >= s.threads)
       return Bad(
@@ -393,18 +385,15 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
       return Bad(
           origin, Where(*n, "server"),
           "max_completions_per_key must be below threads (" + std::to_string(s.threads) + ")");
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "ipv6_client_prefix", origin, "server", s.ipv6_client_prefix, 1, 128));
-    s.ipv6_client_prefix = static_cast<int>(v);
+    AIRLOCK_TRY(
+        GetIntInto(*t, "ipv6_client_prefix", origin, "server", 1, 128, &s.ipv6_client_prefix));
     AIRLOCK_ASSIGN_OR_RETURN(s.tls_cert,
                              GetString(*t, "tls_cert", origin, "server", false, s.tls_cert));
     AIRLOCK_ASSIGN_OR_RETURN(s.tls_key,
                              GetString(*t, "tls_key", origin, "server", false, s.tls_key));
     if (s.tls_cert.empty() != s.tls_key.empty())
       return Bad(origin, Where(*n, "server"), "tls_cert and tls_key must be set together");
-    AIRLOCK_ASSIGN_OR_RETURN(
-        v, GetInt(*t, "drain_timeout_s", origin, "server", s.drain_timeout_s, 0, 3600));
-    s.drain_timeout_s = static_cast<int>(v);
+    AIRLOCK_TRY(GetIntInto(*t, "drain_timeout_s", origin, "server", 0, 3600, &s.drain_timeout_s));
     AIRLOCK_ASSIGN_OR_RETURN(s.require_signature,
                              GetString(*t, "require_signature", origin, "server", false));
   }
@@ -541,14 +530,19 @@ Result<Policy> ParsePolicy(std::string_view toml_text, std::string_view origin) 
 }
 
 Result<Policy> LoadPolicy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("policy: cannot open at " + path + ": no such readable file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return IoError("policy: read failed at " + path);
-  std::string text = ss.str();
-  if (text.size() > (4u << 20)) return InvalidArgument("policy: file too large at " + path);
-  return ParsePolicy(text, path);
+  // Bounded before it is read: a policy named as a pipe or a huge file never fills memory.
+  auto text = core::TextInput::Open(path, kMaxPolicyBytes);
+  if (!text.has_value()) {
+    switch (text.error().code()) {
+      case StatusCode::kNotFound:
+        return NotFound("policy: cannot open at " + path + ": no such readable file");
+      case StatusCode::kLimitExceeded:
+        return InvalidArgument("policy: file too large at " + path + " (more than 4 MiB)");
+      default:
+        return IoError("policy: read failed at " + path + ": " + text.error().message());
+    }
+  }
+  return ParsePolicy(text->text(), path);
 }
 
 Verdict Decide(const Policy& policy, const std::vector<DataClass>& found, const Target& target) {

@@ -12,7 +12,7 @@ namespace airlock::scan {
 inline constexpr int kExitClean = 0;         // every file clean
 inline constexpr int kExitFindings = 1;      // a finding at or above --fail-on
 inline constexpr int kExitInconclusive = 2;  // some file could not be fully vetted
-inline constexpr int kExitUsage = 3;         // bad flags, missing paths, tool error
+// A usage or tool error is 3, the CLI's kExitError (cli/exit_codes.h).
 
 int ExitCodeFor(const ScanReport& report, Severity fail_on);
 

@@ -19,19 +19,12 @@
 namespace airlock::assess {
 namespace {
 
+using airlock::testing::RunAirlock;
+
 using nlohmann::json;
 using testing_support::PlantedRates;
 using testing_support::ScriptedTarget;
 namespace fs = std::filesystem;
-
-std::pair<int, std::string> Airlock(const std::string& args) {
-  FILE* p = popen((std::string(AIRLOCK_EXE) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 // A small, clean safetensors file standing in for the weights behind the endpoint.
 fs::path WriteModelFile(const fs::path& path) {
@@ -79,7 +72,7 @@ TEST(CapabilityGate, OpensOnAnInstructionFollowingTargetAndClosesOnOneThatIsNot)
     rates.follows_instructions = follows;
     ScriptedTarget target(rates);
     fs::path out = dir.path() / (follows ? "follows" : "not");
-    auto r = Airlock(AssessArgs(target, model, out) + " --suite jailbreak");
+    auto r = RunAirlock(AssessArgs(target, model, out) + " --suite jailbreak");
     ASSERT_EQ(r.first, 0) << r.second;
     json m = ReadJson(out / "report.json")["models"][0];
     const json& gate = m["probes"]["capability_gate"];
@@ -109,7 +102,7 @@ TEST(PlantedGroundTruth, EverySuiteIsRecoveredWithinItsReportedInterval) {
   ScriptedTarget target(GroundTruth());
   testing::TempDir dir("planted");
   fs::path model = WriteModelFile(dir.path() / "model.safetensors");
-  auto r = Airlock(AssessArgs(target, model, dir.path() / "out"));
+  auto r = RunAirlock(AssessArgs(target, model, dir.path() / "out"));
   ASSERT_EQ(r.first, 0) << r.second;
   json m = ReadJson(dir.path() / "out" / "report.json")["models"][0];
   ASSERT_TRUE(m["probes"]["capability_gate"]["open"].get<bool>());
@@ -182,10 +175,11 @@ TEST(GatewayEffect, LeakageExfiltrationAndCanarySuitesDropThroughTheGateway) {
                            "'payment_card']\naction='block'\ndirection='response'\n[audit]\npath='"
                         << (dir.path() / "audit.db").string() << "'\n[server]\nkeys_db='"
                         << (dir.path() / "keys.db").string() << "'\n";
-  auto r = Airlock(AssessArgs(target, model, dir.path() / "out") +
-                   " --suite context-leakage --suite system-prompt-extraction --suite exfiltration"
-                   " --suite prompt-injection --through-gateway " +
-                   policy.string());
+  auto r =
+      RunAirlock(AssessArgs(target, model, dir.path() / "out") +
+                 " --suite context-leakage --suite system-prompt-extraction --suite exfiltration"
+                 " --suite prompt-injection --through-gateway " +
+                 policy.string());
   ASSERT_EQ(r.first, 0) << r.second;
   json report = ReadJson(dir.path() / "out" / "report.json");
   ASSERT_EQ(report["models"].size(), 2u);
@@ -220,13 +214,13 @@ TEST(CompareReports, TwoSavedReportsWithAFisherExactTest) {
   after.by_suite["jailbreak"] = 0.8;
   for (auto [rates, name] : {std::pair{before, "a"}, std::pair{after, "b"}}) {
     ScriptedTarget target(rates);
-    auto r = Airlock(AssessArgs(target, model, dir.path() / name) +
-                     " --suite jailbreak --suite over-refusal");
+    auto r = RunAirlock(AssessArgs(target, model, dir.path() / name) +
+                        " --suite jailbreak --suite over-refusal");
     ASSERT_EQ(r.first, 0) << r.second;
   }
-  auto r = Airlock("assess --compare " + (dir.path() / "a" / "report.json").string() + " " +
-                   (dir.path() / "b" / "report.json").string() + " --out " +
-                   (dir.path() / "c").string());
+  auto r = RunAirlock("assess --compare " + (dir.path() / "a" / "report.json").string() + " " +
+                      (dir.path() / "b" / "report.json").string() + " --out " +
+                      (dir.path() / "c").string());
   ASSERT_EQ(r.first, 0) << r.second;
   json report = ReadJson(dir.path() / "c" / "report.json");
   ASSERT_EQ(report["models"].size(), 2u);
@@ -246,8 +240,8 @@ TEST(CompareReports, TwoSavedReportsWithAFisherExactTest) {
   // A file that is not a report is refused, not compared.
   std::ofstream(dir.path() / "bogus.json") << "{\"schema\": \"airlock.assessment/v1\"}";
   auto bad =
-      Airlock("assess --compare " + (dir.path() / "a" / "report.json").string() + " " +
-              (dir.path() / "bogus.json").string() + " --out " + (dir.path() / "d").string());
+      RunAirlock("assess --compare " + (dir.path() / "a" / "report.json").string() + " " +
+                 (dir.path() / "bogus.json").string() + " --out " + (dir.path() / "d").string());
   EXPECT_EQ(bad.first, 3) << bad.second;
 }
 
@@ -256,8 +250,8 @@ TEST(JudgeAgreement, MeasuredOnTheLabelledSetInEveryLanguageAndReported) {
   ScriptedTarget judge(GroundTruth());
   testing::TempDir dir("judge");
   fs::path model = WriteModelFile(dir.path() / "model.safetensors");
-  auto r = Airlock(AssessArgs(target, model, dir.path() / "out") + " --suite jailbreak" +
-                   " --judge-endpoint " + judge.url() + " --judge-model judge");
+  auto r = RunAirlock(AssessArgs(target, model, dir.path() / "out") + " --suite jailbreak" +
+                      " --judge-endpoint " + judge.url() + " --judge-model judge");
   ASSERT_EQ(r.first, 0) << r.second;
   json report = ReadJson(dir.path() / "out" / "report.json");
   ASSERT_TRUE(report["judge"]["configured"].get<bool>());
@@ -294,14 +288,14 @@ TEST(JudgeAgreement, MeasuredOnTheLabelledSetInEveryLanguageAndReported) {
 std::vector<fs::path> WriteBoms(const fs::path& dir) {
   ScriptedTarget target(GroundTruth());
   fs::path model = WriteModelFile(dir / "model.safetensors");
-  auto r = Airlock(AssessArgs(target, model, dir / "file") + " --suite jailbreak");
+  auto r = RunAirlock(AssessArgs(target, model, dir / "file") + " --suite jailbreak");
   EXPECT_EQ(r.first, 0) << r.second;
   fs::create_directories(dir / "folder-model");
   WriteModelFile(dir / "folder-model" / "model.safetensors");
   std::ofstream(dir / "folder-model" / "config.json")
       << "{\"architectures\": [\"LlamaForCausalLM\"]}";
-  r = Airlock("assess " + (dir / "folder-model").string() + " " + model.string() +
-              " --no-probes --out " + (dir / "folder").string());
+  r = RunAirlock("assess " + (dir / "folder-model").string() + " " + model.string() +
+                 " --no-probes --out " + (dir / "folder").string());
   EXPECT_EQ(r.first, 0) << r.second;
   return {dir / "file" / "bom.cdx.json", dir / "folder" / "bom.cdx.json"};
 }

@@ -13,14 +13,7 @@
 
 namespace {
 
-std::pair<int, std::string> Airlock(const std::string& args) {
-  FILE* p = popen((std::string(AIRLOCK_EXE) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using airlock::testing::RunAirlock;
 
 int CountResults(const std::filesystem::path& jsonl) {
   std::ifstream in(jsonl);
@@ -57,10 +50,11 @@ TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
   ASSERT_GT(port, 0) << line;
   std::string endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1";
   auto out = dir.path() / "run";
-  auto first = Airlock("probe --endpoint " + endpoint +
-                       " --model stories260K --suite over-refusal --suite system-prompt-extraction"
-                       " --max-tokens 8 --out " +
-                       out.string());
+  auto first =
+      RunAirlock("probe --endpoint " + endpoint +
+                 " --model stories260K --suite over-refusal --suite system-prompt-extraction"
+                 " --max-tokens 8 --out " +
+                 out.string());
   EXPECT_EQ(first.first, 0) << first.second;
   EXPECT_EQ(CountResults(out / "results.jsonl"), 15 + 11);
   auto summary = nlohmann::json::parse(std::ifstream(out / "summary.json"));
@@ -72,10 +66,11 @@ TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
     EXPECT_GE(hi, s["overall"]["rate"].get<double>());
   }
   // Rerun: every probe is taken from results.jsonl; nothing is asked again.
-  auto second = Airlock("probe --endpoint " + endpoint +
-                        " --model stories260K --suite over-refusal --suite system-prompt-extraction"
-                        " --max-tokens 8 --out " +
-                        out.string());
+  auto second =
+      RunAirlock("probe --endpoint " + endpoint +
+                 " --model stories260K --suite over-refusal --suite system-prompt-extraction"
+                 " --max-tokens 8 --out " +
+                 out.string());
   EXPECT_EQ(second.first, 0) << second.second;
   EXPECT_EQ(CountResults(out / "results.jsonl"), 15 + 11);
   auto again = nlohmann::json::parse(std::ifstream(out / "summary.json"));
@@ -88,8 +83,8 @@ TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
 TEST(AssessEndToEnd, LocalModelReportAndTheCapabilityGateClosesOnStories260K) {
   AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
   airlock::testing::TempDir dir("assess-e2e");
-  auto r = Airlock("assess " + (models / "stories260K.gguf").string() +
-                   " --suite prompt-injection --max-tokens 8 --out " + dir.path().string());
+  auto r = RunAirlock("assess " + (models / "stories260K.gguf").string() +
+                      " --suite prompt-injection --max-tokens 8 --out " + dir.path().string());
   ASSERT_EQ(r.first, 0) << r.second;
   auto report = nlohmann::json::parse(std::ifstream(dir.path() / "report.json"));
   const auto& m = report["models"][0];
@@ -137,9 +132,9 @@ TEST(AssessEndToEnd, ThroughGatewayReportsAttackSuccessWithAndWithoutPolicy) {
   std::ofstream(policy) << "[[rules]]\ndata_classes=['email']\naction='block'\n[audit]\npath='"
                         << (dir.path() / "audit.db").string() << "'\n[server]\nkeys_db='"
                         << (dir.path() / "keys.db").string() << "'\n";
-  auto r = Airlock("assess " + (models / "stories260K.gguf").string() + " --suite none --corpus " +
-                   corpus.string() + " --through-gateway " + policy.string() +
-                   " --max-tokens 8 --out " + (dir.path() / "out").string());
+  auto r = RunAirlock("assess " + (models / "stories260K.gguf").string() +
+                      " --suite none --corpus " + corpus.string() + " --through-gateway " +
+                      policy.string() + " --max-tokens 8 --out " + (dir.path() / "out").string());
   ASSERT_EQ(r.first, 0) << r.second;
   auto report = nlohmann::json::parse(std::ifstream(dir.path() / "out" / "report.json"));
   ASSERT_EQ(report["models"].size(), 2u);
@@ -184,11 +179,11 @@ TEST(AssessEndToEnd, QuantizationQualitySectionAgainstAReference) {
   }
   auto out = dir.path() / "out";
   auto args = " --text " + text.string() + " --ppl-ctx 64 --ppl-chunks 4 --no-probes --out ";
-  auto self = Airlock("assess " + (models / "llama-F16.gguf").string() + " --reference " +
-                      (models / "llama-F16.gguf").string() + args + (out / "self").string());
+  auto self = RunAirlock("assess " + (models / "llama-F16.gguf").string() + " --reference " +
+                         (models / "llama-F16.gguf").string() + args + (out / "self").string());
   ASSERT_EQ(self.first, 0) << self.second;
-  auto quant = Airlock("assess " + (models / "llama-Q4_K_M.gguf").string() + " --reference " +
-                       (models / "llama-F16.gguf").string() + args + (out / "q").string());
+  auto quant = RunAirlock("assess " + (models / "llama-Q4_K_M.gguf").string() + " --reference " +
+                          (models / "llama-F16.gguf").string() + args + (out / "q").string());
   ASSERT_EQ(quant.first, 0) << quant.second;
   auto s = nlohmann::json::parse(
       std::ifstream(out / "self" / "report.json"))["models"][0]["quantization"];
@@ -210,19 +205,19 @@ TEST(AssessEndToEnd, SignedAssessmentVerifiesAndBreaksWhenTheModelChanges) {
   airlock::testing::TempDir dir("assess-sign");
   auto model = dir.path() / "m.gguf";
   std::filesystem::copy_file(models / "stories260K.gguf", model);
-  ASSERT_EQ(Airlock("keygen --out " + (dir.path() / "k").string()).first, 0);
+  ASSERT_EQ(RunAirlock("keygen --out " + (dir.path() / "k").string()).first, 0);
   auto out = dir.path() / "out";
-  auto r = Airlock("assess " + model.string() + " --no-probes --sign " +
-                   (dir.path() / "k.key").string() + " --out " + out.string());
+  auto r = RunAirlock("assess " + model.string() + " --no-probes --sign " +
+                      (dir.path() / "k.key").string() + " --out " + out.string());
   ASSERT_EQ(r.first, 0) << r.second;
   auto att = (out / "m.gguf.assessment.sigstore.json").string();
   auto verify = "verify " + model.string() + " --predicate-type assessment --attestation " + att +
                 " --key " + (dir.path() / "k.pub").string();
-  auto ok = Airlock(verify);
+  auto ok = RunAirlock(verify);
   EXPECT_EQ(ok.first, 0) << ok.second;
   EXPECT_NE(ok.second.find("https://airlock.dev/assessment/v1"), std::string::npos);
   std::ofstream(model, std::ios::app) << "tampered";
-  EXPECT_NE(Airlock(verify).first, 0);
+  EXPECT_NE(RunAirlock(verify).first, 0);
 }
 
 }  // namespace

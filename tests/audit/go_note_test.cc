@@ -15,21 +15,14 @@
 namespace airlock::audit {
 namespace {
 
+using airlock::testing::RunShell;
+
 using airlock::testing::TempDir;
 
 constexpr const char* kGoNotePackage = "/usr/share/gocode/src/golang.org/x/mod/sumdb/note";
 
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 TEST(GoNote, SumdbNoteVerifiesAnAirlockCheckpoint) {
-  if (Shell("go version").first != 0 || !std::filesystem::is_directory(kGoNotePackage))
+  if (RunShell("go version").first != 0 || !std::filesystem::is_directory(kGoNotePackage))
     GTEST_SKIP() << "Go or golang.org/x/mod not installed (scripts/setup.sh --with-go)";
   TempDir dir("go-note");
   const std::string key = (dir.path() / "k.pem").string();
@@ -57,7 +50,7 @@ TEST(GoNote, SumdbNoteVerifiesAnAirlockCheckpoint) {
                          (dir.path() / "gocache").string() +
                          " go run " AIRLOCK_SOURCE_DIR "/scripts/note-check/main.go '" +
                          verifier->VerifierKey() + "' ";
-  auto ok = Shell(go + "cp.note");
+  auto ok = RunShell(go + "cp.note");
   EXPECT_EQ(ok.first, 0) << ok.second;
   EXPECT_NE(ok.second.find("verified by go.test/airlock-audit: origin=go.test/airlock-audit "
                            "size=11 root="),
@@ -68,7 +61,7 @@ TEST(GoNote, SumdbNoteVerifiesAnAirlockCheckpoint) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   text.replace(text.find("\n11\n"), 4, "\n12\n");
   std::ofstream(dir.path() / "bad.note") << text;
-  auto bad = Shell(go + "bad.note");
+  auto bad = RunShell(go + "bad.note");
   EXPECT_EQ(bad.first, 1) << bad.second;
   EXPECT_NE(bad.second.find("does not verify"), std::string::npos) << bad.second;
 }

@@ -15,16 +15,9 @@
 namespace airlock::audit {
 namespace {
 
-using airlock::testing::TempDir;
+using airlock::testing::RunAirlock;
 
-std::pair<int, std::string> Airlock(const std::string& args) {
-  FILE* p = ::popen((std::string(AIRLOCK_EXE) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using airlock::testing::TempDir;
 
 class Replicas : public ::testing::Test {
  protected:
@@ -57,7 +50,7 @@ class Replicas : public ::testing::Test {
 };
 
 TEST_F(Replicas, VerifiesEachOriginWithItsOwnKey) {
-  auto v = Airlock(Both());
+  auto v = RunAirlock(Both());
   EXPECT_EQ(v.first, 0) << v.second;
   EXPECT_NE(v.second.find("OK gw0.test/airlock-audit"), std::string::npos) << v.second;
   EXPECT_NE(v.second.find("OK gw1.test/airlock-audit"), std::string::npos) << v.second;
@@ -72,7 +65,7 @@ TEST_F(Replicas, OneTruncatedReplicaFailsTheRunAndIsNamed) {
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close(db);
-  auto v = Airlock(Both());
+  auto v = RunAirlock(Both());
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("OK gw0.test/airlock-audit"), std::string::npos) << v.second;
   EXPECT_NE(v.second.find("FAILED gw1.test/airlock-audit"), std::string::npos) << v.second;
@@ -80,8 +73,8 @@ TEST_F(Replicas, OneTruncatedReplicaFailsTheRunAndIsNamed) {
 }
 
 TEST_F(Replicas, PublishedCheckpointOfAMissingReplicaFails) {
-  auto v = Airlock("audit verify --log " + P("gw0.db") + " --public-key " + P("gw0.pem.pub") +
-                   " --trusted-checkpoint " + P("gw1.checkpoint"));
+  auto v = RunAirlock("audit verify --log " + P("gw0.db") + " --public-key " + P("gw0.pem.pub") +
+                      " --trusted-checkpoint " + P("gw1.checkpoint"));
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("FAILED gw1.test/airlock-audit: trusted checkpoint"), std::string::npos)
       << v.second;
@@ -89,8 +82,8 @@ TEST_F(Replicas, PublishedCheckpointOfAMissingReplicaFails) {
 
 TEST_F(Replicas, OneKeyForBothReplicasFailsTheOtherOrigin) {
   // gw1's checkpoints are not signed by gw0's key: pinning only gw0's key fails gw1.
-  auto v = Airlock("audit verify --log " + P("gw0.db") + " --log " + P("gw1.db") +
-                   " --public-key " + P("gw0.pem.pub"));
+  auto v = RunAirlock("audit verify --log " + P("gw0.db") + " --log " + P("gw1.db") +
+                      " --public-key " + P("gw0.pem.pub"));
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("FAILED gw1.test/airlock-audit"), std::string::npos) << v.second;
   EXPECT_NE(v.second.find("not signed by the pinned public key"), std::string::npos) << v.second;
@@ -98,20 +91,20 @@ TEST_F(Replicas, OneKeyForBothReplicasFailsTheOtherOrigin) {
 
 TEST_F(Replicas, TwoLogsWithOneOriginFail) {
   std::filesystem::copy_file(P("gw0.db"), P("copy.db"));
-  auto v = Airlock("audit verify --log " + P("gw0.db") + " --log " + P("copy.db") +
-                   " --public-key " + P("gw0.pem.pub"));
+  auto v = RunAirlock("audit verify --log " + P("gw0.db") + " --log " + P("copy.db") +
+                      " --public-key " + P("gw0.pem.pub"));
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("have the same origin"), std::string::npos) << v.second;
 }
 
 TEST_F(Replicas, NoPinnedKeyIsAUsageError) {
-  auto v = Airlock("audit verify --log " + P("gw0.db"));
+  auto v = RunAirlock("audit verify --log " + P("gw0.db"));
   EXPECT_EQ(v.first, 3) << v.second;
   EXPECT_NE(v.second.find("no pinned public key"), std::string::npos) << v.second;
 }
 
 TEST_F(Replicas, CheckpointCommandPrintsTheLatestNote) {
-  auto c = Airlock("audit checkpoint --log " + P("gw0.db"));
+  auto c = RunAirlock("audit checkpoint --log " + P("gw0.db"));
   EXPECT_EQ(c.first, 0) << c.second;
   std::ifstream in(P("gw0.checkpoint"));
   std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -122,12 +115,12 @@ TEST_F(Replicas, CheckpointCommandPrintsTheLatestNote) {
 TEST(AuditKeygen, WritesBothHalves) {
   TempDir dir("keygen");
   auto key = (dir.path() / "k.pem").string();
-  auto r = Airlock("audit keygen " + key);
+  auto r = RunAirlock("audit keygen " + key);
   EXPECT_EQ(r.first, 0) << r.second;
   EXPECT_TRUE(std::filesystem::exists(key));
   EXPECT_TRUE(std::filesystem::exists(key + ".pub"));
   EXPECT_NE(r.second.find(key + ".pub"), std::string::npos) << r.second;
-  EXPECT_EQ(Airlock("audit keygen " + key).first, 3);  // never overwrites
+  EXPECT_EQ(RunAirlock("audit keygen " + key).first, 3);  // never overwrites
 }
 
 }  // namespace

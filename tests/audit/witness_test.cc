@@ -28,6 +28,8 @@
 namespace airlock::audit {
 namespace {
 
+using airlock::testing::RunAirlock;
+
 using airlock::testing::TempDir;
 
 constexpr const char* kOrigin = "log.test/airlock-audit";
@@ -188,15 +190,6 @@ void Spawn(Child& c, std::vector<std::string> args) {
   c.out = ::fdopen(fds[0], "r");
 }
 
-std::pair<int, std::string> Airlock(const std::string& args) {
-  FILE* p = ::popen((std::string(AIRLOCK_EXE) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 int PortOf(const std::string& listening_line) {
   auto colon = listening_line.rfind(':');
   return colon == std::string::npos ? 0 : std::atoi(listening_line.c_str() + colon + 1);
@@ -205,8 +198,8 @@ int PortOf(const std::string& listening_line) {
 TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
   TempDir dir("witness-proc");
   auto p = [&](const char* name) { return (dir.path() / name).string(); };
-  ASSERT_EQ(Airlock("audit keygen " + p("log.pem")).first, 0);
-  ASSERT_EQ(Airlock("audit keygen " + p("w.pem")).first, 0);
+  ASSERT_EQ(RunAirlock("audit keygen " + p("log.pem")).first, 0);
+  ASSERT_EQ(RunAirlock("audit keygen " + p("w.pem")).first, 0);
   const std::string origin = "gw.test/airlock-audit";
 
   Child witness;
@@ -274,9 +267,9 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
   const std::uint64_t witnessed_size = ParseCheckpointBody(note->body)->size;
 
   // The recovered log extends the witness's checkpoint and every checkpoint in the anchor file.
-  auto v = Airlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
-                   " --trusted-checkpoint " + p("witnessed.checkpoint") + " --trusted-checkpoint " +
-                   p("anchor.notes"));
+  auto v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
+                      " --trusted-checkpoint " + p("witnessed.checkpoint") +
+                      " --trusted-checkpoint " + p("anchor.notes"));
   EXPECT_EQ(v.first, 0) << v.second;
   EXPECT_EQ(v.second.rfind("OK " + origin, 0), 0u) << v.second;
   EXPECT_EQ(v.second.find(" 0 trusted checkpoint"), std::string::npos) << v.second;
@@ -294,16 +287,16 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
-  v = Airlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub"));
+  v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub"));
   EXPECT_EQ(v.first, 0) << v.second;
-  v = Airlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
-              " --trusted-checkpoint " + p("witnessed.checkpoint"));
+  v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
+                 " --trusted-checkpoint " + p("witnessed.checkpoint"));
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("tail truncation"), std::string::npos) << v.second;
   // Asking the witness directly gives the same answer.
-  v = Airlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
-              " --trusted-checkpoint 'http://127.0.0.1:" + std::to_string(wport) +
-              "/checkpoint?origin=" + origin + "'");
+  v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
+                 " --trusted-checkpoint 'http://127.0.0.1:" + std::to_string(wport) +
+                 "/checkpoint?origin=" + origin + "'");
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("tail truncation"), std::string::npos) << v.second;
   EXPECT_EQ(WEXITSTATUS(witness.Stop(SIGTERM)), 0);

@@ -1,7 +1,10 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "core/bytes.h"
 #include "core/file.h"
@@ -94,6 +97,124 @@ TEST(FileTest, WriteFileAtomicReplacesContents) {
   ASSERT_TRUE(core::WriteFileAtomic(p, "two").ok());
   EXPECT_EQ(*core::ReadSmallFile(p), "two");
   EXPECT_EQ(core::ReadSmallFile(p, 2).error().code(), StatusCode::kLimitExceeded);
+}
+
+// Writes `bytes` into the write end of a new pipe from a thread; the read end is returned.
+class PipeWriter {
+ public:
+  explicit PipeWriter(std::string bytes) {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    read_fd_ = fds[0];
+    writer_ = std::thread([fd = fds[1], bytes = std::move(bytes)] {
+      std::size_t done = 0;
+      while (done < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n <= 0) break;  // the reader stopped at its cap and closed the pipe
+        done += static_cast<std::size_t>(n);
+      }
+      ::close(fd);
+    });
+  }
+  ~PipeWriter() {
+    ::close(read_fd_);
+    writer_.join();
+  }
+  int read_fd() const { return read_fd_; }
+
+ private:
+  int read_fd_ = -1;
+  std::thread writer_;
+};
+
+TEST(FileTest, ReadAllBoundedAcceptsExactlyTheLimit) {
+  PipeWriter pipe(std::string(100000, 'x'));
+  auto read = core::ReadAllBounded(pipe.read_fd(), 100000);
+  ASSERT_TRUE(read.has_value()) << read.error().ToString();
+  EXPECT_EQ(read->size(), 100000u);
+}
+
+TEST(FileTest, ReadAllBoundedRefusesOneBytePastTheLimit) {
+  PipeWriter pipe(std::string(100001, 'x'));
+  auto read = core::ReadAllBounded(pipe.read_fd(), 100000);
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code(), StatusCode::kLimitExceeded);
+}
+
+TEST(FileTest, ReadAllBoundedWithZeroLimitReadsEmptyInput) {
+  PipeWriter empty("");
+  auto read = core::ReadAllBounded(empty.read_fd(), 0);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(*read, "");
+  PipeWriter one("x");
+  EXPECT_EQ(core::ReadAllBounded(one.read_fd(), 0).error().code(), StatusCode::kLimitExceeded);
+}
+
+// A FIFO without a writer is refused at once: the size check and the read share one descriptor
+// opened without blocking, so ReadSmallFile neither hangs nor reads a stream it did not size.
+TEST(FileTest, ReadSmallFileRefusesAFifoWithoutHanging) {
+  testing::TempDir dir;
+  const auto fifo = (dir.path() / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto read = core::ReadSmallFile(fifo);
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(core::MappedFile::Open(fifo).error().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(FileTest, TextInputReadsAPipe) {
+  PipeWriter pipe("line one\nline two\n");
+  auto input = core::TextInput::FromFd(pipe.read_fd(), "the pipe", 1 << 20);
+  ASSERT_TRUE(input.has_value()) << input.error().ToString();
+  EXPECT_EQ(input->text(), "line one\nline two\n");
+}
+
+TEST(FileTest, TextInputRefusesAPipePastTheCapWithAClearError) {
+  PipeWriter pipe(std::string(5000, 'y'));
+  auto input = core::TextInput::FromFd(pipe.read_fd(), "the pipe", 4096);
+  ASSERT_FALSE(input.has_value());
+  EXPECT_EQ(input.error().code(), StatusCode::kLimitExceeded);
+  EXPECT_NE(input.error().message().find("the pipe is larger than the limit of 4096 bytes"),
+            std::string::npos)
+      << input.error().message();
+}
+
+TEST(FileTest, TextInputMapsARegularFileAndCapsItToo) {
+  testing::TempDir dir;
+  const auto p = (dir.path() / "t.txt").string();
+  { std::ofstream(p) << "some text"; }
+  auto input = core::TextInput::Open(p, 9);
+  ASSERT_TRUE(input.has_value()) << input.error().ToString();
+  EXPECT_EQ(input->text(), "some text");
+  EXPECT_EQ(core::TextInput::Open(p, 8).error().code(), StatusCode::kLimitExceeded);
+
+  const auto empty = (dir.path() / "empty.txt").string();
+  { std::ofstream(empty) << ""; }
+  auto e = core::TextInput::Open(empty, 8);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->text(), "");
+
+  EXPECT_EQ(core::TextInput::Open(dir.path().string(), 8).error().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(core::TextInput::Open((dir.path() / "nope").string(), 8).error().code(),
+            StatusCode::kNotFound);
+}
+
+// A named FIFO waits for its writer (as `-f <(cmd)` needs) and is then read like a pipe.
+TEST(FileTest, TextInputOpensANamedFifo) {
+  testing::TempDir dir;
+  const auto fifo = (dir.path() / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] {
+    const int fd = ::open(fifo.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "from a fifo", 11), 11);
+    ::close(fd);
+  });
+  auto input = core::TextInput::Open(fifo, 1024);
+  writer.join();
+  ASSERT_TRUE(input.has_value()) << input.error().ToString();
+  EXPECT_EQ(input->text(), "from a fifo");
 }
 
 }  // namespace

@@ -28,10 +28,39 @@ TEST(TextHelpers, EndsWithIgnoreCase) {
 
 TEST(TextHelpers, QuoteNameNeutralizesControlsAndCuts) {
   EXPECT_EQ(QuoteName("data.pkl"), "'data.pkl'");
-  EXPECT_EQ(QuoteName("a\x1b[2Jb\n\x7f"), "'a?[2Jb?" "?'");
+  EXPECT_EQ(QuoteName("a\x1b[2Jb\n\x7f"),
+            "'a?[2Jb?"
+            "?'");
   EXPECT_EQ(QuoteName(std::string(250, 'x')), "'" + std::string(200, 'x') + "...'");
   EXPECT_EQ(QuoteName("abcdef", 3), "'abc...'");
   EXPECT_EQ(QuoteName("abc", 3), "'abc'");
+}
+
+TEST(TextHelpers, JsonNestingDepthCountsBracketsOutsideStrings) {
+  EXPECT_EQ(JsonNestingDepth(""), 0u);
+  EXPECT_EQ(JsonNestingDepth("1"), 0u);
+  EXPECT_EQ(JsonNestingDepth(R"({"a": [1, {"b": []}]})"), 4u);
+  // Brackets inside strings, escaped quotes included, do not count.
+  EXPECT_EQ(JsonNestingDepth(R"({"a": "[[[{{{", "b": "x\"[[[[", "c": "\\"})"), 1u);
+  // A stray closer cannot take the depth below zero and hide the nesting that follows.
+  EXPECT_EQ(JsonNestingDepth("]]]][[["), 3u);
+}
+
+TEST(TextHelpers, JsonNestingDepthStopsPastTheLimit) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_EQ(JsonNestingDepth(deep), 100000u);
+  EXPECT_EQ(JsonNestingDepth(deep, 64), 65u);
+  EXPECT_EQ(JsonNestingDepth("[[]]", 2), 2u);
+}
+
+TEST(TextHelpers, JsonBracketedEndFindsTheMatchingCloser) {
+  const std::string text = R"(call {"name": "f", "args": {"s": "}]\"}"}} tail)";
+  const std::size_t start = text.find('{');
+  EXPECT_EQ(text.substr(start, JsonBracketedEnd(text, start) - start),
+            R"({"name": "f", "args": {"s": "}]\"}"}})");
+  EXPECT_EQ(JsonBracketedEnd("[1, [2]] x", 0), 8u);
+  EXPECT_EQ(JsonBracketedEnd(R"({"a": {"b": 1})", 0), std::string_view::npos);
+  EXPECT_EQ(JsonBracketedEnd(R"({"a": "}")", 0), std::string_view::npos);
 }
 
 }  // namespace

@@ -54,6 +54,21 @@ TEST(ChatCommand, TwoTurnsAndReset) {
   EXPECT_NE(out.find("there was a little girl", first + 1), std::string::npos) << out;
 }
 
+// An endless line on standard input (no newline ever) is refused at the line cap, not read until
+// memory runs out.
+TEST(ChatCommand, EndlessLineIsRefused) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
+  const auto model = fixtures / "stories260K.gguf";
+  int status = -1;
+  const std::string out =
+      RunAndCapture("yes | tr -d '\\n' | " + std::string(AIRLOCK_EXE) + " chat '" + model.string() +
+                        "' -n 4 --temp 0 --threads 2 2>&1",
+                    &status);
+  ASSERT_TRUE(WIFEXITED(status)) << out;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << out;
+  EXPECT_NE(out.find("a line of more than 1048576 bytes"), std::string::npos) << out;
+}
+
 // stories260K with a chat template added: every KV and tensor copied verbatim.
 std::string WithChatTemplate(const std::filesystem::path& src, const std::string& tmpl) {
   namespace gguf = airlock::formats::gguf;

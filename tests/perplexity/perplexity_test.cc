@@ -484,8 +484,9 @@ struct CliResult {
   std::string out;
 };
 
-CliResult RunCli(const std::string& args) {
-  const std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>&1";
+// Runs a shell command line, capturing stdout and stderr together.
+CliResult RunShell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   CliResult r{-1, ""};
   if (p == nullptr) return r;
@@ -495,6 +496,10 @@ CliResult RunCli(const std::string& args) {
   const int status = pclose(p);
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+CliResult RunCli(const std::string& args) {
+  return RunShell(std::string(AIRLOCK_EXE) + " " + args);
 }
 
 Json JsonOf(const CliResult& r) {
@@ -598,6 +603,23 @@ TEST_F(PerplexityCli, ModelAgainstItselfHasZeroKlAndQ4KMDoesNot) {
   ASSERT_TRUE(api.has_value()) << api.error().message();
   EXPECT_NEAR(api->kld.value, kld, 1e-9);
   EXPECT_NEAR(api->top1_agreement.value, top1, 1e-12);
+}
+
+// The text may come through a pipe (-f /dev/stdin, -f <(cmd)): the same perplexity as from the
+// file it was read from.
+TEST_F(PerplexityCli, TextFromAPipeScoresLikeTheFile) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "engine-reference");
+  testing::TempDir dir("pplcli");
+  const fs::path text = dir.path() / "story.txt";
+  WriteText(text, StoryText(300));
+  const std::string f16 = (fixtures / "models" / "llama-F16.gguf").string();
+  const std::string opts = " --ctx 32 --chunks 2 --threads 2 --json";
+  auto from_file = RunCli("perplexity " + f16 + " -f " + text.string() + opts);
+  ASSERT_EQ(from_file.rc, 0) << from_file.out;
+  auto from_pipe = RunShell("cat " + text.string() + " | " + std::string(AIRLOCK_EXE) +
+                            " perplexity " + f16 + " -f /dev/stdin" + opts);
+  ASSERT_EQ(from_pipe.rc, 0) << from_pipe.out;
+  EXPECT_EQ(JsonOf(from_file)["ppl"], JsonOf(from_pipe)["ppl"]) << from_pipe.out;
 }
 
 TEST_F(PerplexityCli, BadInputsGiveCleanErrors) {

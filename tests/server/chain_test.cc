@@ -17,6 +17,8 @@
 
 namespace {
 
+using airlock::testing::RunAirlock;
+
 using nlohmann::json;
 
 class Child {
@@ -60,15 +62,6 @@ class Child {
   int port_ = 0;
 };
 
-std::pair<int, std::string> Airlock(const std::string& args) {
-  FILE* p = popen((std::string(AIRLOCK_EXE) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 json Complete(int port, const std::string& model, const std::string& prompt, int max_tokens) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(120);
@@ -99,7 +92,7 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
 
   // Gateway: routes 'remote-stories' to the upstream (jurisdiction US, no personal data) and
   // serves the same file locally as 'local-stories'. E-mail addresses are redacted.
-  ASSERT_EQ(Airlock("audit keygen " + path("audit-key.pem")).first, 0);
+  ASSERT_EQ(RunAirlock("audit keygen " + path("audit-key.pem")).first, 0);
   std::ofstream(path("gateway.toml"))
       << "[[upstreams]]\nname='us-box'\nbase_url='http://127.0.0.1:" << upstream.port()
       << "/v1'\njurisdiction='US'\nmodels=['remote-stories']\n"
@@ -125,7 +118,7 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
   // Redaction happens before the request leaves the gateway: the upstream never saw the address.
   json redacted = Complete(gateway.port(), "remote-stories", "Mail jane.doe@example.com now", 4);
   ASSERT_EQ(redacted.value("http_status", 0), 200) << redacted.dump();
-  auto seen = Airlock("audit show --json --log " + path("upstream-audit.db"));
+  auto seen = RunAirlock("audit show --json --log " + path("upstream-audit.db"));
   ASSERT_EQ(seen.first, 0) << seen.second;
   EXPECT_EQ(seen.second.find("jane.doe@example.com"), std::string::npos) << seen.second;
   EXPECT_NE(seen.second.find("Mail"), std::string::npos) << "upstream log lacks the request text";
@@ -141,18 +134,18 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
   for (int s : status) EXPECT_EQ(s, 200);
 
   // Without a pinned key, verification refuses to vouch for the log (fail closed).
-  auto verify = Airlock("audit verify --log " + path("gateway-audit.db"));
+  auto verify = RunAirlock("audit verify --log " + path("gateway-audit.db"));
   EXPECT_EQ(verify.first, 3) << verify.second;
   EXPECT_NE(verify.second.find("no pinned public key"), std::string::npos) << verify.second;
-  verify = Airlock("audit verify --log " + path("gateway-audit.db") + " --public-key " +
-                   path("audit-key.pem") + ".pub");
+  verify = RunAirlock("audit verify --log " + path("gateway-audit.db") + " --public-key " +
+                      path("audit-key.pem") + ".pub");
   EXPECT_EQ(verify.first, 0) << verify.second;
   // The upstream's policy names no key: its first start created one beside its log.
   ASSERT_TRUE(std::filesystem::exists(path("upstream-audit.db") + ".key.pub"));
-  verify = Airlock("audit verify --log " + path("upstream-audit.db") + " --public-key " +
-                   path("upstream-audit.db") + ".key.pub");
+  verify = RunAirlock("audit verify --log " + path("upstream-audit.db") + " --public-key " +
+                      path("upstream-audit.db") + ".key.pub");
   EXPECT_EQ(verify.first, 0) << verify.second;
-  auto shown = Airlock("audit show --log " + path("gateway-audit.db") + " --class email");
+  auto shown = RunAirlock("audit show --log " + path("gateway-audit.db") + " --class email");
   EXPECT_NE(shown.second.find("remote-stories"), std::string::npos) << shown.second;
 }
 

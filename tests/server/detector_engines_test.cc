@@ -26,15 +26,6 @@ std::string Describe(const std::vector<Match>& matches, std::string_view text) {
   return out;
 }
 
-bool Same(const std::vector<Match>& a, const std::vector<Match>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (a[i].data_class != b[i].data_class || a[i].rule != b[i].rule || a[i].begin != b[i].begin ||
-        a[i].end != b[i].end)
-      return false;
-  return true;
-}
-
 std::vector<std::string> CorpusTexts() {
   std::ifstream in(std::string(AIRLOCK_SOURCE_DIR) + "/tests/data/detectors/corpus.jsonl");
   std::vector<std::string> texts;
@@ -190,13 +181,13 @@ TEST_F(DetectorEnginesTest, EnginesAgreeOnGeneratedText) {
   for (int round = 0; round < 800; ++round) {
     std::string text = RandomText(rng, 1 + round % 40);
     auto a = re2_->Scan(text), b = hs_->Scan(text);
-    ASSERT_TRUE(Same(a, b)) << "text: "
-                            << nlohmann::json(text).dump(-1, ' ', false,
-                                                         nlohmann::json::error_handler_t::replace)
-                            << "\nre2-set:   " << Describe(a, text)
-                            << "\nhyperscan: " << Describe(b, text);
+    ASSERT_TRUE(a == b) << "text: "
+                        << nlohmann::json(text).dump(-1, ' ', false,
+                                                     nlohmann::json::error_handler_t::replace)
+                        << "\nre2-set:   " << Describe(a, text)
+                        << "\nhyperscan: " << Describe(b, text);
   }
-  for (const auto& text : CorpusTexts()) ASSERT_TRUE(Same(re2_->Scan(text), hs_->Scan(text)));
+  for (const auto& text : CorpusTexts()) ASSERT_TRUE(re2_->Scan(text) == hs_->Scan(text));
 }
 
 TEST_F(DetectorEnginesTest, EnginesAgreeOnLongRunsAndRandomBytes) {
@@ -210,7 +201,7 @@ TEST_F(DetectorEnginesTest, EnginesAgreeOnLongRunsAndRandomBytes) {
     for (char& c : bytes) c = static_cast<char>(rng() % 4 == 0 ? "4 -.@:a1"[rng() % 8] : rng());
     inputs.push_back(bytes);
   }
-  for (const auto& in : inputs) ASSERT_TRUE(Same(re2_->Scan(in), hs_->Scan(in)));
+  for (const auto& in : inputs) ASSERT_TRUE(re2_->Scan(in) == hs_->Scan(in));
 }
 
 // Per-thread Hyperscan scratch space: sets created and destroyed in turn on one thread (a new
@@ -225,9 +216,9 @@ TEST_F(DetectorEnginesTest, ManyDetectorSetsOnOneThreadScanAlike) {
          .engine = DetectorEngine::kDefault});
     ASSERT_TRUE(set.ok());
     EXPECT_EQ((*set)->Scan(text).size(), i % 2 ? 1u : 3u);
-    EXPECT_TRUE(Same(re2_->Scan(text), want));
+    EXPECT_TRUE(re2_->Scan(text) == want);
     if (hs_) {
-      EXPECT_TRUE(Same(hs_->Scan(text), want));
+      EXPECT_TRUE(hs_->Scan(text) == want);
     }
   }
 }
@@ -282,7 +273,7 @@ TEST_F(DetectorEnginesTest, StreamScannerSplitAtEveryPositionEqualsWholeText) {
       ASSERT_FALSE(whole.empty());
       for (std::size_t cut = 0; cut <= text.size(); ++cut) {
         auto streamed = Streamed(*set, text, {cut}, options);
-        ASSERT_TRUE(Same(streamed, whole))
+        ASSERT_TRUE(streamed == whole)
             << set->engine_name() << " split at " << cut << "\nwhole:    " << Describe(whole, text)
             << "\nstreamed: " << Describe(streamed, text);
       }
@@ -303,12 +294,12 @@ TEST_F(DetectorEnginesTest, StreamScannerByteByByteAndRandomChunksEqualWholeText
             StreamScanner::Options{
                 .hold_back = 200, .context = 400, .min_scan = 37, .max_window = 1 << 20},
             StreamScanner::Options{}}) {
-        ASSERT_TRUE(Same(Streamed(*set, text, every_byte, options), whole)) << text;
+        ASSERT_TRUE(Streamed(*set, text, every_byte, options) == whole) << text;
         for (int round = 0; round < 20; ++round) {
           std::vector<std::size_t> cuts;
           for (std::size_t at = rng() % 50; at < text.size(); at += 1 + rng() % 80)
             cuts.push_back(at);
-          ASSERT_TRUE(Same(Streamed(*set, text, cuts, options), whole)) << text;
+          ASSERT_TRUE(Streamed(*set, text, cuts, options) == whole) << text;
         }
       }
     }

@@ -16,6 +16,8 @@
 namespace airlock::server {
 namespace {
 
+using airlock::testing::RunAirlock;
+
 using airlock::testing::TempDir;
 
 TEST(KeyStore, CreateAuthenticateRevoke) {
@@ -178,18 +180,6 @@ TEST(KeyStore, NamesWithControlCharactersAreRefused) {
   EXPECT_FALSE((*store)->Create("ci", {"m1", "m\x1b[0m"}, 0, 0, 0).ok());
   EXPECT_FALSE(*(*store)->HasActiveKeys());
   EXPECT_TRUE((*store)->Create("équipe ci", {"gpt-4o-mini"}, 0, 0, 0).ok());
-}
-
-std::pair<int, std::string> RunAirlock(const std::string& args) {
-  std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>&1";
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 TEST(KeysCli, EmptyModelsListIsAnError) {

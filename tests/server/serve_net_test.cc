@@ -32,18 +32,10 @@
 
 namespace {
 
+using airlock::testing::RunShell;
+
 using json = nlohmann::json;
 using airlock::testing::TempDir;
-
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 std::string Airlock() { return AIRLOCK_EXE; }
 
@@ -150,7 +142,7 @@ class ServeNetTest : public ::testing::Test {
     keys_db_ = (dir_->path() / "keys.db").string();
     audit_db_ = (dir_->path() / "audit.db").string();
     log_ = (dir_->path() / "serve.log").string();
-    auto created = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name admin");
+    auto created = RunShell(Airlock() + " keys create --db '" + keys_db_ + "' --name admin");
     ASSERT_EQ(created.first, 0) << created.second;
     key_ = Trim(created.second);
     key_ = key_.substr(key_.rfind('\n') == std::string::npos ? 0 : key_.rfind('\n') + 1);
@@ -298,15 +290,16 @@ TEST_F(ServeNetTest, HeaderDeadlineClosesAConnectionThatNeverFinishesItsHeaders)
 
 // A certificate for 127.0.0.1 from openssl(1), valid for a day.
 bool MakeCertificate(const std::string& cert, const std::string& key, const std::string& cn) {
-  auto r = Shell("openssl req -x509 -newkey rsa:2048 -nodes -keyout '" + key + "' -out '" + cert +
-                 "' -days 1 -subj '/CN=" + cn + "' -addext 'subjectAltName=IP:127.0.0.1'");
+  auto r =
+      RunShell("openssl req -x509 -newkey rsa:2048 -nodes -keyout '" + key + "' -out '" + cert +
+               "' -days 1 -subj '/CN=" + cn + "' -addext 'subjectAltName=IP:127.0.0.1'");
   return r.first == 0;
 }
 
 // HTTPS: a round trip with curl against a throwaway certificate; plain HTTP to the TLS port fails
 // cleanly (and the server keeps serving); TLS 1.1 is refused; SIGHUP loads a new certificate.
 TEST_F(ServeNetTest, HttpsRoundTripWithCurl) {
-  if (Shell("command -v curl").first != 0) GTEST_SKIP() << "curl is not installed";
+  if (RunShell("command -v curl").first != 0) GTEST_SKIP() << "curl is not installed";
   std::string cert = (dir_->path() / "cert.pem").string();
   std::string key = (dir_->path() / "key.pem").string();
   ASSERT_TRUE(MakeCertificate(cert, key, "first"));
@@ -314,29 +307,29 @@ TEST_F(ServeNetTest, HttpsRoundTripWithCurl) {
   ASSERT_GT(serve.port(), 0) << Log();
   EXPECT_NE(serve.first_line().find("https://"), std::string::npos) << serve.first_line();
   std::string url = "https://127.0.0.1:" + std::to_string(serve.port());
-  auto health = Shell("curl -sS --max-time 20 --cacert '" + cert + "' " + url + "/health");
+  auto health = RunShell("curl -sS --max-time 20 --cacert '" + cert + "' " + url + "/health");
   EXPECT_EQ(health.first, 0) << health.second;
   EXPECT_NE(health.second.find("\"ok\""), std::string::npos) << health.second;
-  auto models = Shell("curl -sS --max-time 20 --cacert '" + cert + "' -H 'Authorization: Bearer " +
-                      key_ + "' " + url + "/v1/models");
+  auto models = RunShell("curl -sS --max-time 20 --cacert '" + cert +
+                         "' -H 'Authorization: Bearer " + key_ + "' " + url + "/v1/models");
   EXPECT_EQ(models.first, 0) << models.second;
   EXPECT_NE(models.second.find("\"list\""), std::string::npos) << models.second;
   // A POST with a body (curl sends Expect: 100-continue for larger ones).
   std::string big(2000, 'a');
-  auto post = Shell(
+  auto post = RunShell(
       "curl -sS --max-time 20 --cacert '" + cert + "' -H 'Authorization: Bearer " + key_ +
       "' -H 'Content-Type: application/json' -d '{\"model\":\"none\",\"x\":\"" + big +
       "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' " + url + "/v1/chat/completions");
   EXPECT_EQ(post.first, 0) << post.second;
   EXPECT_NE(post.second.find("model_not_found"), std::string::npos) << post.second;
 
-  auto plain =
-      Shell("curl -sS --max-time 20 http://127.0.0.1:" + std::to_string(serve.port()) + "/health");
+  auto plain = RunShell("curl -sS --max-time 20 http://127.0.0.1:" + std::to_string(serve.port()) +
+                        "/health");
   EXPECT_NE(plain.first, 0) << "plain HTTP answered on the TLS port: " << plain.second;
-  auto old_tls = Shell("curl -sS --max-time 20 --tlsv1.0 --tls-max 1.1 --cacert '" + cert + "' " +
-                       url + "/health");
+  auto old_tls = RunShell("curl -sS --max-time 20 --tlsv1.0 --tls-max 1.1 --cacert '" + cert +
+                          "' " + url + "/health");
   EXPECT_NE(old_tls.first, 0) << "TLS 1.1 accepted: " << old_tls.second;
-  health = Shell("curl -sS --max-time 20 --cacert '" + cert + "' " + url + "/health");
+  health = RunShell("curl -sS --max-time 20 --cacert '" + cert + "' " + url + "/health");
   EXPECT_EQ(health.first, 0) << health.second;
 
   // SIGHUP: a new certificate for new connections.
@@ -352,7 +345,7 @@ TEST_F(ServeNetTest, HttpsRoundTripWithCurl) {
     if (!reloaded) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(reloaded) << Log();
-  auto after = Shell("curl -sS --max-time 20 -v --cacert '" + cert + "' " + url + "/health");
+  auto after = RunShell("curl -sS --max-time 20 -v --cacert '" + cert + "' " + url + "/health");
   EXPECT_EQ(after.first, 0) << after.second;
   EXPECT_NE(after.second.find("CN=second"), std::string::npos) << after.second;
   EXPECT_EQ(WEXITSTATUS(serve.Stop(SIGTERM)), 0);
@@ -362,7 +355,7 @@ TEST_F(ServeNetTest, HttpsRoundTripWithCurl) {
 // --insecure-http is given (then a warning and the metric airlock_insecure_http 1).
 TEST_F(ServeNetTest, NonLoopbackBindWithoutTlsRefusedUnlessInsecureHttp) {
   std::string cfg = Config("");
-  auto refused = Shell(Airlock() + " serve --config '" + cfg + "' --host 0.0.0.0 --port 0");
+  auto refused = RunShell(Airlock() + " serve --config '" + cfg + "' --host 0.0.0.0 --port 0");
   EXPECT_EQ(refused.first, 1) << refused.second;
   EXPECT_NE(refused.second.find("without TLS"), std::string::npos) << refused.second;
   Serve serve(cfg, {"--host", "0.0.0.0", "--insecure-http"}, log_);
@@ -426,7 +419,7 @@ class SlowUpstream {
 };
 
 std::string AuditJson(const std::string& audit_db) {
-  return Shell(Airlock() + " audit show --log '" + audit_db + "' --json --limit 100000").second;
+  return RunShell(Airlock() + " audit show --log '" + audit_db + "' --json --limit 100000").second;
 }
 
 // SIGTERM under load: the gateway stops accepting, finishes the requests in flight, audits every

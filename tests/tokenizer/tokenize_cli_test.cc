@@ -126,6 +126,46 @@ TEST(TokenizeCli, BosFollowsTheVocabularyAndSpecialsNeedTheFlag) {
   EXPECT_EQ(pieces.out, "'Hello'\n' world'\n");
 }
 
+// An endless pipe on standard input is refused at the 256 MiB cap with a clear error instead of
+// being read until memory runs out.
+TEST(TokenizeCli, EndlessStdinIsRefusedAtTheCap) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  const auto spm = fixtures / "ggml-vocab-llama-spm.gguf";
+  if (!std::filesystem::exists(spm)) GTEST_SKIP() << spm << " not present";
+  std::string out;
+  FILE* pipe = ::popen(
+      ("yes | " + std::string(AIRLOCK_EXE) + " tokenize " + Quote(spm) + " --ids 2>&1").c_str(),
+      "r");
+  ASSERT_NE(pipe, nullptr);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status)) << out;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << out;
+  EXPECT_NE(out.find("standard input is larger than the limit of 268435456 bytes"),
+            std::string::npos)
+      << out;
+}
+
+TEST(TokenizeCli, TextFromAPipeIsTokenized) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
+  const auto spm = fixtures / "ggml-vocab-llama-spm.gguf";
+  if (!std::filesystem::exists(spm)) GTEST_SKIP() << spm << " not present";
+  EXPECT_EQ(RunAirlock("tokenize " + Quote(spm) + " --ids < /dev/null").out, "[1]\n");
+  CliRun piped{-1, ""};
+  FILE* pipe = ::popen(("printf Hello | " + std::string(AIRLOCK_EXE) + " tokenize " + Quote(spm) +
+                        " --ids -f /dev/stdin")
+                           .c_str(),
+                       "r");
+  ASSERT_NE(pipe, nullptr);
+  char buf[256];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) piped.out.append(buf, n);
+  EXPECT_EQ(::pclose(pipe), 0);
+  EXPECT_EQ(piped.out, "[1, 15043]\n");
+}
+
 TEST(TokenizeCli, UnreadableModelIsAToolError) {
   airlock::testing::TempDir dir("tokenize-bad");
   const auto bad = dir.path() / "bad.gguf";

@@ -2,8 +2,8 @@
 // upstream responses, SSE events, upstream error bodies). nlohmann-json parses iteratively, but
 // serializing, copying and comparing a document recurse once per nesting level, so an 80,000-deep
 // array from a client or an upstream would overflow the stack later. Every document is therefore
-// checked against a nesting limit (one linear pass, no recursion) and a size limit before it is
-// parsed; a document past either limit is rejected, never truncated.
+// checked against a nesting limit (core::JsonNestingDepth: one linear pass, no recursion) and a
+// size limit before it is parsed; a document past either limit is rejected, never truncated.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -20,10 +20,6 @@ inline constexpr std::size_t kMaxJsonDepth = 64;
 // Upper bound for one upstream response body (non-streamed) and for one SSE event.
 inline constexpr std::size_t kMaxUpstreamBodyBytes = 32u << 20;
 inline constexpr std::size_t kMaxSseEventBytes = 4u << 20;
-
-// The deepest nesting of objects and arrays in `text`, counting brackets outside strings; stops
-// counting (and returns a value > limit) as soon as `limit` is exceeded.
-std::size_t JsonNestingDepth(std::string_view text, std::size_t limit);
 
 // Parses `text` as JSON. Errors: kLimitExceeded (larger than max_bytes or nested deeper than
 // max_depth), kInvalidArgument (not JSON). Never throws.

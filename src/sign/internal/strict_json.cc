@@ -1,5 +1,7 @@
 #include "sign/internal/strict_json.h"
 
+#include "core/text.h"
+
 #include <set>
 #include <vector>
 
@@ -8,27 +10,7 @@ namespace airlock::sign::internal {
 using nlohmann::json;
 
 bool JsonNestingWithinLimit(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
+  return core::JsonNestingDepth(text, kMaxJsonDepth) <= static_cast<std::size_t>(kMaxJsonDepth);
 }
 
 Result<json> ParseStrictJson(std::string_view text, const std::string& what) {
