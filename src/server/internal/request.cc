@@ -225,7 +225,8 @@ std::optional<RequestError> CollectStrings(json& node, ScanTargets* units, std::
     for (auto it = node.begin(); it != node.end(); ++it) {
       units->keys.push_back(it.key());
       // A function's name is an identifier the call must repeat exactly, not text to join.
-      std::string_view child = key == "function" && it.key() == "name" ? "function.name" : it.key();
+      std::string_view child = it.key();
+      if (key == "function" && child == "name") child = "function.name";
       if (auto err = CollectStrings(*it, units, child)) return err;
     }
   }
