@@ -122,8 +122,14 @@ def main():
 
 
 def measure(a, model):
-    servers = {mode: start(a.airlock, model, a.threads, mode == "in-process")
-               for mode in ("in-process", "worker")}
+    servers = {}
+    try:
+        for mode in ("in-process", "worker"):
+            servers[mode] = start(a.airlock, model, a.threads, mode == "in-process")
+    except SystemExit:
+        for proc, _ in servers.values():  # never leave a server behind
+            proc.kill()
+        raise
     per_round = {mode: [] for mode in servers}
     cpu = {mode: 0.0 for mode in servers}
     tokens = {mode: 0 for mode in servers}
