@@ -55,10 +55,28 @@ TEST(WorkerProtocolTest, GenerateRequestCrossesWithEveryField) {
   r.top_p = 0.5;
   r.stop = {"\n\n", "END"};
   r.seed = 0xfedcba9876543210ULL;
+  r.presence_penalty = -1.5;
+  r.frequency_penalty = 0.75;
+  r.json_schema = R"({"type":"object"})";
+  r.json_object = true;
+  r.logprobs = true;
+  r.top_logprobs = 3;
+  r.tools_json = R"([{"type":"function","function":{"name":"f"}}])";
+  r.messages.push_back({"assistant", "", R"([{"id":"c1"}])", ""});
+  r.messages.push_back({"tool", "42", "", "c1"});
   auto back = GenerateRequestFromWire(json::parse(EncodeJsonFrame(ToWire(r)).substr(5)));
   ASSERT_TRUE(back.has_value()) << back.error().message();
   EXPECT_EQ(back->chat, r.chat);
-  ASSERT_EQ(back->messages.size(), 2u);
+  ASSERT_EQ(back->messages.size(), 4u);
+  EXPECT_EQ(back->messages[2].tool_calls_json, r.messages[2].tool_calls_json);
+  EXPECT_EQ(back->messages[3].tool_call_id, "c1");
+  EXPECT_EQ(back->presence_penalty, r.presence_penalty);
+  EXPECT_EQ(back->frequency_penalty, r.frequency_penalty);
+  EXPECT_EQ(back->json_schema, r.json_schema);
+  EXPECT_EQ(back->json_object, r.json_object);
+  EXPECT_EQ(back->logprobs, r.logprobs);
+  EXPECT_EQ(back->top_logprobs, r.top_logprobs);
+  EXPECT_EQ(back->tools_json, r.tools_json);
   EXPECT_EQ(back->messages[1].role, "user");
   EXPECT_EQ(back->messages[1].content, r.messages[1].content);
   EXPECT_EQ(back->prompt, r.prompt);
@@ -67,6 +85,52 @@ TEST(WorkerProtocolTest, GenerateRequestCrossesWithEveryField) {
   EXPECT_EQ(back->top_p, r.top_p);
   EXPECT_EQ(back->stop, r.stop);
   EXPECT_EQ(back->seed, r.seed);
+}
+
+TEST(WorkerProtocolTest, GenerateResultCrossesWithItsLogprobs) {
+  GenerateResult r;
+  r.prompt_tokens = 5;
+  r.completion_tokens = 1;
+  r.finish_reason = "length";
+  TokenLogprob t;
+  t.token = "hi";
+  t.bytes = {'h', 'i'};
+  t.logprob = -0.25;
+  t.top.push_back({"hi", {'h', 'i'}, -0.25});
+  t.top.push_back({"ho", {'h', 'o'}, -2.0});
+  r.logprobs.push_back(t);
+  auto back = GenerateResultFromWire(ToWire(r));
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  ASSERT_EQ(back->logprobs.size(), 1u);
+  EXPECT_EQ(back->logprobs[0].token, "hi");
+  EXPECT_EQ(back->logprobs[0].bytes, t.bytes);
+  EXPECT_EQ(back->logprobs[0].logprob, -0.25);
+  ASSERT_EQ(back->logprobs[0].top.size(), 2u);
+  EXPECT_EQ(back->logprobs[0].top[1].token, "ho");
+}
+
+// Attack: a worker's logprobs the gateway would copy into a response: positive or non-finite
+// log-probabilities, bytes that are not bytes, more than 20 alternatives.
+TEST(WorkerProtocolTest, HostileLogprobsFromAWorkerAreRefused) {
+  auto result_with = [](json entry) {
+    return json{{"prompt_tokens", 1},
+                {"completion_tokens", 1},
+                {"finish_reason", "stop"},
+                {"logprobs", json::array({entry})}};
+  };
+  EXPECT_FALSE(GenerateResultFromWire(result_with({{"token", "a"}, {"logprob", 3.0}})));
+  EXPECT_FALSE(GenerateResultFromWire(result_with({{"token", "a"}, {"logprob", "x"}})));
+  EXPECT_FALSE(
+      GenerateResultFromWire(result_with({{"token", "a"}, {"bytes", {300}}, {"logprob", -1}})));
+  json many = json::array();
+  for (int i = 0; i < 21; ++i) many.push_back({{"token", "a"}, {"logprob", -1}});
+  EXPECT_FALSE(
+      GenerateResultFromWire(result_with({{"token", "a"}, {"logprob", -1}, {"top", many}})));
+  EXPECT_FALSE(GenerateResultFromWire(json{{"prompt_tokens", 1},
+                                           {"completion_tokens", 1},
+                                           {"finish_reason", "stop"},
+                                           {"logprobs", "x"}}));
+  EXPECT_TRUE(GenerateResultFromWire(result_with({{"token", "a"}, {"logprob", -1}})));
 }
 
 // Attack: a worker's result with values the gateway would copy into responses and budgets.

@@ -72,6 +72,36 @@ Status ReadDouble(const json& j, const char* key, double lo, double hi, double* 
   return Status::Ok();
 }
 
+Status ReadBool(const json& j, const char* key, bool* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return Status::Ok();
+  if (!it->is_boolean())
+    return InvalidArgument(std::string("field '") + key + "' is not a boolean");
+  *out = it->get<bool>();
+  return Status::Ok();
+}
+
+// A token as the worker reports it: text, bytes (each 0..255) and a finite log-probability <= 0.
+Status ReadTokenLogprob(const json& j, TokenLogprobAlternative* out) {
+  if (!j.is_object()) return InvalidArgument("a logprob entry is not an object");
+  AIRLOCK_TRY(ReadString(j, "token", &out->token));
+  AIRLOCK_TRY(ReadDouble(j, "logprob", -1e30, 0, &out->logprob));
+  if (auto it = j.find("bytes"); it != j.end()) {
+    if (!it->is_array() || it->size() > out->token.size() * 4 + 16)
+      return InvalidArgument("field 'bytes' is not a short array");
+    for (const json& b : *it) {
+      if (!b.is_number_unsigned() || b.get<std::uint64_t>() > 255)
+        return InvalidArgument("field 'bytes' holds a value that is not a byte");
+      out->bytes.push_back(static_cast<std::uint8_t>(b.get<std::uint64_t>()));
+    }
+  }
+  return Status::Ok();
+}
+
+json TokenLogprobToWire(const TokenLogprobAlternative& t) {
+  return {{"token", t.token}, {"bytes", t.bytes}, {"logprob", t.logprob}};
+}
+
 Result<std::uint64_t> ReadId(const json& j) {
   auto it = j.find("id");
   if (it == j.end() || !it->is_number_integer()) return InvalidArgument("field 'id' is missing");
@@ -125,7 +155,10 @@ Result<std::optional<Frame>> FrameDecoder::Next() {
 json ToWire(const GenerateRequest& r) {
   json messages = json::array();
   for (const ChatMessage& m : r.messages)
-    messages.push_back({{"role", m.role}, {"content", m.content}});
+    messages.push_back({{"role", m.role},
+                        {"content", m.content},
+                        {"tool_calls_json", m.tool_calls_json},
+                        {"tool_call_id", m.tool_call_id}});
   return {{"chat", r.chat},
           {"messages", std::move(messages)},
           {"prompt", r.prompt},
@@ -133,7 +166,14 @@ json ToWire(const GenerateRequest& r) {
           {"temperature", r.temperature},
           {"top_p", r.top_p},
           {"stop", r.stop},
-          {"seed", r.seed}};
+          {"seed", r.seed},
+          {"presence_penalty", r.presence_penalty},
+          {"frequency_penalty", r.frequency_penalty},
+          {"json_schema", r.json_schema},
+          {"json_object", r.json_object},
+          {"logprobs", r.logprobs},
+          {"top_logprobs", r.top_logprobs},
+          {"tools_json", r.tools_json}};
 }
 
 Result<GenerateRequest> GenerateRequestFromWire(const json& w) {
@@ -150,6 +190,8 @@ Result<GenerateRequest> GenerateRequestFromWire(const json& w) {
       ChatMessage cm;
       AIRLOCK_TRY(ReadString(m, "role", &cm.role));
       AIRLOCK_TRY(ReadString(m, "content", &cm.content));
+      AIRLOCK_TRY(ReadString(m, "tool_calls_json", &cm.tool_calls_json));
+      AIRLOCK_TRY(ReadString(m, "tool_call_id", &cm.tool_call_id));
       r.messages.push_back(std::move(cm));
     }
   }
@@ -170,13 +212,34 @@ Result<GenerateRequest> GenerateRequestFromWire(const json& w) {
     if (!it->is_number_unsigned()) return InvalidArgument("field 'seed' is not unsigned");
     r.seed = it->get<std::uint64_t>();
   }
+  AIRLOCK_TRY(ReadDouble(w, "presence_penalty", -2, 2, &r.presence_penalty));
+  AIRLOCK_TRY(ReadDouble(w, "frequency_penalty", -2, 2, &r.frequency_penalty));
+  AIRLOCK_TRY(ReadString(w, "json_schema", &r.json_schema));
+  AIRLOCK_TRY(ReadBool(w, "json_object", &r.json_object));
+  AIRLOCK_TRY(ReadBool(w, "logprobs", &r.logprobs));
+  std::int64_t top_logprobs = r.top_logprobs;
+  AIRLOCK_TRY(ReadInt(w, "top_logprobs", 0, 20, &top_logprobs));
+  r.top_logprobs = static_cast<int>(top_logprobs);
+  AIRLOCK_TRY(ReadString(w, "tools_json", &r.tools_json));
   return r;
 }
 
 json ToWire(const GenerateResult& r) {
-  return {{"prompt_tokens", r.prompt_tokens},
-          {"completion_tokens", r.completion_tokens},
-          {"finish_reason", r.finish_reason}};
+  json out = {{"prompt_tokens", r.prompt_tokens},
+              {"completion_tokens", r.completion_tokens},
+              {"finish_reason", r.finish_reason}};
+  if (!r.logprobs.empty()) {
+    json logprobs = json::array();
+    for (const TokenLogprob& t : r.logprobs) {
+      json entry = TokenLogprobToWire(t);
+      json top = json::array();
+      for (const TokenLogprobAlternative& a : t.top) top.push_back(TokenLogprobToWire(a));
+      entry["top"] = std::move(top);
+      logprobs.push_back(std::move(entry));
+    }
+    out["logprobs"] = std::move(logprobs);
+  }
+  return out;
 }
 
 Result<GenerateResult> GenerateResultFromWire(const json& w) {
@@ -188,6 +251,25 @@ Result<GenerateResult> GenerateResultFromWire(const json& w) {
   // The gateway copies it into responses: only the values a backend produces.
   if (r.finish_reason != "stop" && r.finish_reason != "length" && r.finish_reason != "cancelled")
     return InvalidArgument("field 'finish_reason' has an unknown value");
+  if (auto it = w.find("logprobs"); it != w.end()) {
+    // One entry per generated token (the frame cap bounds their number), each with at most 20
+    // alternatives (OpenAI's top_logprobs).
+    if (!it->is_array()) return InvalidArgument("field 'logprobs' is not an array");
+    for (const json& e : *it) {
+      TokenLogprob t;
+      AIRLOCK_TRY(ReadTokenLogprob(e, &t));
+      if (auto top = e.find("top"); top != e.end()) {
+        if (!top->is_array() || top->size() > 20)
+          return InvalidArgument("field 'top' is not an array of at most 20 alternatives");
+        for (const json& a : *top) {
+          TokenLogprobAlternative alt;
+          AIRLOCK_TRY(ReadTokenLogprob(a, &alt));
+          t.top.push_back(std::move(alt));
+        }
+      }
+      r.logprobs.push_back(std::move(t));
+    }
+  }
   return r;
 }
 
