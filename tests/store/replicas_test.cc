@@ -217,7 +217,9 @@ TEST_F(ReplicasTest, ThirtyConcurrentRequestsAcrossThreeReplicasNeverOverspendAB
   ASSERT_GT(reserved, 1);
   upstream_.prompt_tokens = reserved - 1;
   upstream_.completion_tokens = 1;
-  auto [token, id] = CreateKey("--budget " + std::to_string(5 * reserved));
+  // Named strings, not structured bindings: lambdas below capture them (clang 14).
+  const auto budget_key = CreateKey("--budget " + std::to_string(5 * reserved));
+  const std::string token = budget_key.first, id = budget_key.second;
   int before = upstream_.received.load();
 
   std::atomic<bool> go{false};
@@ -290,7 +292,8 @@ TEST_F(ReplicasTest, KillingAReplicaMidRequestLosesNoAuditRecordOfAnAnsweredRequ
   ASSERT_FALSE(db.empty()) << why;
   StartReplicas(pg, db, 3);
   ASSERT_FALSE(HasFatalFailure());
-  auto [token, id] = CreateKey("");
+  const auto created = CreateKey("");
+  const std::string token = created.first, id = created.second;
   std::mutex mu;
   std::vector<std::string> answered;
   auto record = [&](const httplib::Result& r) {
