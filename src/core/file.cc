@@ -172,31 +172,61 @@ Result<TextInput> TextInput::FromFd(int fd, const std::string& name, std::size_t
   return input;
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view contents) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError("file: cannot create " + tmp + ": " + std::strerror(errno));
+namespace {
+
+Status WriteAll(int fd, std::string_view contents, const std::string& name) {
   const char* p = contents.data();
   std::size_t left = contents.size();
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return IoError("file: cannot write " + tmp + ": " + std::strerror(err));
+      return IoError("file: cannot write " + name + ": " + std::strerror(errno));
     }
     p += n;
     left -= static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteFileAtomic(const std::string& path, std::string_view contents) {
+  // A device, FIFO or socket (`-o /dev/stdout`, a pipe from `<(...)`) is written in place: a
+  // rename would replace the link or the device node with a regular file.
+  struct stat target;
+  if (::stat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode)) {
+    if (S_ISDIR(target.st_mode)) return IoError("file: " + path + " is a folder");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return IoError("file: cannot open " + path + ": " + std::strerror(errno));
+    Status written = WriteAll(fd, contents, path);
+    ::close(fd);
+    return written;
+  }
+  // The temporary name is created exclusively and never followed as a link: in a shared folder
+  // another user cannot plant `<path>.tmp.<pid>` as a link to a file of ours and have it truncated.
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+    tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(attempt);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST)
+      return IoError("file: cannot create " + tmp + ": " + std::strerror(errno));
+  }
+  if (fd < 0) return IoError("file: cannot create a temporary file beside " + path);
+  if (Status written = WriteAll(fd, contents, tmp); !written.ok()) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return written;
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
     return IoError("file: cannot flush " + tmp);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
     ::unlink(tmp.c_str());
-    return IoError("file: cannot rename to " + path + ": " + std::strerror(errno));
+    return IoError("file: cannot rename to " + path + ": " + std::strerror(err));
   }
   return Status::Ok();
 }

@@ -85,7 +85,9 @@ class TextInput {
   std::string read_;   // a stream, read up to the cap
 };
 
-// Writes `contents` to `path` atomically (temp file + rename). Errors: kIo.
+// Writes `contents` to `path` atomically (an exclusive temp file beside it + rename). A path that
+// exists and is not a regular file (`/dev/stdout`, a FIFO) is written in place instead, never
+// replaced. Errors: kIo.
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
 
 }  // namespace airlock::core

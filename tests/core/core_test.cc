@@ -99,6 +99,51 @@ TEST(FileTest, WriteFileAtomicReplacesContents) {
   EXPECT_EQ(core::ReadSmallFile(p, 2).error().code(), StatusCode::kLimitExceeded);
 }
 
+// Attack: `-o /dev/stdout` (a link to a device) or a FIFO as the output. Written in place; the
+// link and the FIFO stay what they were (a rename used to put a regular file over them).
+TEST(FileTest, WriteFileAtomicWritesALinkToADeviceOrAFifoInPlace) {
+  testing::TempDir dir;
+  const std::string link = (dir.path() / "stdout-link").string();
+  ASSERT_EQ(::symlink("/dev/null", link.c_str()), 0);
+  ASSERT_TRUE(core::WriteFileAtomic(link, "report").ok());
+  struct stat st;
+  ASSERT_EQ(::lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link was replaced by a regular file";
+
+  const std::string fifo = (dir.path() / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] {
+    int fd = ::open(fifo.c_str(), O_RDONLY);
+    char buf[64];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) received.append(buf, n);
+    ::close(fd);
+  });
+  EXPECT_TRUE(core::WriteFileAtomic(fifo, "through the fifo").ok());
+  reader.join();
+  EXPECT_EQ(received, "through the fifo");
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_FALSE(core::WriteFileAtomic(dir.path().string(), "x").ok()) << "a folder is refused";
+}
+
+// Attack: in a shared folder another user plants the temporary name as a link to a file of ours;
+// the write must not follow it (and so must not truncate the victim).
+TEST(FileTest, WriteFileAtomicDoesNotFollowAPlantedTemporaryName) {
+  testing::TempDir dir;
+  const std::string victim = (dir.path() / "victim").string();
+  ASSERT_TRUE(core::WriteFileAtomic(victim, "precious").ok());
+  const std::string out = (dir.path() / "out.json").string();
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const std::string planted =
+        out + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(attempt);
+    ASSERT_EQ(::symlink(victim.c_str(), planted.c_str()), 0);
+  }
+  ASSERT_TRUE(core::WriteFileAtomic(out, "fresh").ok());
+  EXPECT_EQ(*core::ReadSmallFile(victim), "precious");
+  EXPECT_EQ(*core::ReadSmallFile(out), "fresh");
+}
+
 // Writes `bytes` into the write end of a new pipe from a thread; the read end is returned.
 class PipeWriter {
  public:
