@@ -13,6 +13,8 @@
 #include <string>
 #include <utility>
 
+#include "shell_util.h"
+
 namespace airlock::testing {
 
 // ../shared/fixtures beside the checkout, or $AIRLOCK_FIXTURES. nullopt when absent.
@@ -46,18 +48,6 @@ class TempDir {
   static inline int counter_ = 0;
   std::filesystem::path path_;
 };
-
-// Runs `command` with /bin/sh; returns its exit status (-1 when it did not exit normally) and
-// what it wrote to stdout and stderr together.
-inline std::pair<int, std::string> RunShell(const std::string& command) {
-  std::FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 // `airlock ARGS` (the executable under test, AIRLOCK_EXE), as RunShell.
 inline std::pair<int, std::string> RunAirlock(const std::string& args) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "engine/tool_calls.h"
 #include "server/engine_backend.h"
 #include "server/internal/worker_protocol.h"
 #include "server/worker_backend.h"
@@ -108,7 +109,9 @@ int RunModelWorker(int fd, const std::string& gguf_path, const EngineBackendOpti
   }
   std::shared_ptr<ModelBackend> backend = std::move(*loaded);
   if (!out->Send(internal::EncodeJsonFrame(
-          {{"op", "hello"}, {"protocol", internal::kWorkerProtocolVersion}})))
+          {{"op", "hello"},
+           {"protocol", internal::kWorkerProtocolVersion},
+           {"tool_syntax", engine::ToolCallSyntaxName(backend->ToolSyntax())}})))
     return 0;
 
   struct InFlight {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -113,6 +114,9 @@ class WorkerBackend : public ModelBackend {
   }
 
   std::string Name() const override { return options_.engine.name; }
+
+  // As the worker said in its hello (the model's chat template; the gateway never reads it).
+  engine::ToolCallSyntax ToolSyntax() const override { return tool_syntax_.load(); }
 
   std::int64_t CountTokens(std::string_view text) const override {
     // Not on any request path of the gateway (the worker reports usage with each result); kept
@@ -407,6 +411,7 @@ class WorkerBackend : public ModelBackend {
     if (m.op == Op::kHello) {
       if (w.ready) return "broke the protocol: a second hello";
       w.ready = true;
+      tool_syntax_.store(m.tool_syntax);
       w.state_cv.notify_all();
       return "";
     }
@@ -449,6 +454,7 @@ class WorkerBackend : public ModelBackend {
   std::mutex start_mu_;  // serializes starts and the destructor
   std::mutex mu_;        // guards worker_
   std::shared_ptr<Worker> worker_;
+  std::atomic<engine::ToolCallSyntax> tool_syntax_{engine::ToolCallSyntax::kNone};
   std::thread reader_;  // the current worker's reader (under start_mu_)
 };
 

@@ -1088,9 +1088,11 @@ TEST_F(GatewayTest, PiiSplitAcrossFieldsIsRewrittenBeforeTheUpstream) {
       EXPECT_EQ(sent["messages"].size(), messages.size()) << name;
       for (std::size_t i = 0; i < messages.size(); ++i)
         EXPECT_EQ(sent["messages"][i]["role"], messages[i]["role"]) << name;
-      if (name == "two tool calls' arguments")
-        for (const auto& tc : sent["messages"][1]["tool_calls"])
+      if (name == "two tool calls' arguments") {
+        for (const auto& tc : sent["messages"][1]["tool_calls"]) {
           EXPECT_EQ(tc["function"]["name"], "send") << raw.back();
+        }
+      }
     }
   }
   // A secret (redact) split between two messages, and a block class split over three.

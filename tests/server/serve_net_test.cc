@@ -659,7 +659,7 @@ std::string ChatBody(const std::string& text) {
 // Retry-After (audited), while key B from a third address and /health are still answered.
 TEST_F(ServeNetTest, OneClientHoldingSlowCompletionsCannotStarveAnotherKeyOrHealth) {
   GatedUpstream upstream;
-  auto other = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
+  auto other = RunShell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
   ASSERT_EQ(other.first, 0) << other.second;
   std::string key_b = Trim(other.second);
   key_b = key_b.substr(key_b.rfind('\n') == std::string::npos ? 0 : key_b.rfind('\n') + 1);
@@ -723,7 +723,7 @@ TEST_F(ServeNetTest, OneClientHoldingSlowCompletionsCannotStarveAnotherKeyOrHeal
 // completion (two clients, two keys, two workers), they are still answered at once.
 TEST_F(ServeNetTest, HealthAndReadyNeedNoWorkerWhenThePoolIsBusy) {
   GatedUpstream upstream;
-  auto other = Shell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
+  auto other = RunShell(Airlock() + " keys create --db '" + keys_db_ + "' --name other");
   ASSERT_EQ(other.first, 0) << other.second;
   std::string key_b = Trim(other.second);
   key_b = key_b.substr(key_b.rfind('\n') == std::string::npos ? 0 : key_b.rfind('\n') + 1);
@@ -750,7 +750,7 @@ TEST_F(ServeNetTest, HealthAndReadyNeedNoWorkerWhenThePoolIsBusy) {
 
 // A cap below the pool is the point: a policy that lets one client have every worker is refused.
 TEST_F(ServeNetTest, CompletionCapAtOrAboveThePoolSizeIsALoadError) {
-  auto r = Shell(Airlock() + " serve --port 0 --config '" +
+  auto r = RunShell(Airlock() + " serve --port 0 --config '" +
                  Config("threads=4\nmax_completions_per_address=4\n") + "'");
   EXPECT_NE(r.first, 0) << r.second;
   EXPECT_NE(r.second.find("max_completions_per_address must be below threads"), std::string::npos)

@@ -133,6 +133,27 @@ TEST(WorkerProtocolTest, HostileLogprobsFromAWorkerAreRefused) {
   EXPECT_TRUE(GenerateResultFromWire(result_with({{"token", "a"}, {"logprob", -1}})));
 }
 
+// The worker names its model's tool-call syntax in its hello (the gateway never reads the
+// template); an unknown name is a protocol violation.
+TEST(WorkerProtocolTest, HelloCarriesTheToolCallSyntax) {
+  auto hello = [](const json& j) {
+    Frame f;
+    f.kind = 'J';
+    f.json = j;
+    return ParseWorkerMessage(std::move(f));
+  };
+  auto qwen =
+      hello({{"op", "hello"}, {"protocol", kWorkerProtocolVersion}, {"tool_syntax", "qwen"}});
+  ASSERT_TRUE(qwen.has_value()) << qwen.error().message();
+  EXPECT_EQ(qwen->tool_syntax, engine::ToolCallSyntax::kQwen);
+  auto plain = hello({{"op", "hello"}, {"protocol", kWorkerProtocolVersion}});
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain->tool_syntax, engine::ToolCallSyntax::kNone);
+  EXPECT_FALSE(
+      hello({{"op", "hello"}, {"protocol", kWorkerProtocolVersion}, {"tool_syntax", "jinja"}}));
+  EXPECT_FALSE(hello({{"op", "hello"}, {"protocol", kWorkerProtocolVersion}, {"tool_syntax", 1}}));
+}
+
 // Attack: a worker's result with values the gateway would copy into responses and budgets.
 TEST(WorkerProtocolTest, WorkerMessagesWithBadFieldsAreRefused) {
   auto parse = [](const json& j) {

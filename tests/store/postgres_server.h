@@ -16,18 +16,9 @@
 #include <random>
 #include <string>
 
-namespace airlock::testing {
+#include "../shell_util.h"
 
-inline std::pair<int, std::string> RunShell(const std::string& cmd) {
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+namespace airlock::testing {
 
 inline std::string Quote(const std::string& s) {
   std::string q = "'";

@@ -293,6 +293,16 @@ Result<WorkerMessage> ParseWorkerMessage(Frame frame) {
     if (version != kWorkerProtocolVersion)
       return InvalidArgument("protocol version " + std::to_string(version) + ", expected " +
                              std::to_string(kWorkerProtocolVersion));
+    std::string syntax = "none";
+    AIRLOCK_TRY(ReadString(j, "tool_syntax", &syntax));
+    if (syntax == "qwen")
+      m.tool_syntax = engine::ToolCallSyntax::kQwen;
+    else if (syntax == "deepseek")
+      m.tool_syntax = engine::ToolCallSyntax::kDeepSeek;
+    else if (syntax == "llama3")
+      m.tool_syntax = engine::ToolCallSyntax::kLlama3;
+    else if (syntax != "none")
+      return InvalidArgument("field 'tool_syntax' has an unknown value");
     return m;
   }
   if (op == "fatal") {

@@ -11,8 +11,9 @@
 //       path, and no UTF-8 requirement: a piece may end inside a multi-byte character).
 // Gateway -> worker JSON: {"op":"generate","id":N,"request":<ToWire(GenerateRequest)>},
 // {"op":"cancel","id":N}, {"op":"count","id":N,"text":S}.
-// Worker -> gateway JSON: {"op":"hello","protocol":1} once loaded, or {"op":"fatal","message":S}
-// before exiting; per request {"op":"done","id":N,"result":<ToWire(GenerateResult)>},
+// Worker -> gateway JSON: {"op":"hello","protocol":1,"tool_syntax":S} once loaded, or
+// {"op":"fatal","message":S} before exiting; per request
+// {"op":"done","id":N,"result":<ToWire(GenerateResult)>},
 // {"op":"error","id":N,"code":"invalid_argument"|"cancelled"|"internal","message":S},
 // {"op":"count","id":N,"tokens":K}.
 //
@@ -88,6 +89,9 @@ struct WorkerMessage {
   GenerateResult result;  // kDone
   StatusCode code = StatusCode::kInternal;  // kError: kInvalidArgument, kCancelled or kInternal
   std::int64_t tokens = 0;                  // kCount
+  // kHello: the tool-call syntax of the model's chat template ("tool_syntax": "none", "qwen",
+  // "deepseek", "llama3"), which the gateway needs to read tool calls out of replies.
+  engine::ToolCallSyntax tool_syntax = engine::ToolCallSyntax::kNone;
 };
 // Errors: kInvalidArgument naming what is wrong (unknown op, missing or mistyped field, value
 // out of range, protocol version mismatch).
