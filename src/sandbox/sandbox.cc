@@ -2,10 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/landlock.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -200,6 +203,28 @@ Status ApplyLandlock(const Policy& policy, int abi, Applied* applied) {
   return Status::Ok();
 }
 
+// As root, keeps only the capabilities that let it read and write files other users own (the
+// inputs and outputs, which Landlock confines): no CAP_SYS_RESOURCE, CAP_SYS_NICE, CAP_KILL,
+// CAP_SYS_ADMIN... that a parser exploit could turn on other processes. Exec is refused, so the
+// bounding and ambient sets do not matter.
+Status DropCapabilities() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &header, data) != 0)
+    return Unavailable(std::string("sandbox: capget: ") + std::strerror(errno));
+  const std::uint64_t keep =
+      (std::uint64_t{1} << CAP_DAC_OVERRIDE) | (std::uint64_t{1} << CAP_DAC_READ_SEARCH);
+  for (int i = 0; i < 2; ++i) {
+    const auto mask = static_cast<std::uint32_t>(keep >> (32 * i));
+    data[i].effective &= mask;
+    data[i].permitted &= mask;
+    data[i].inheritable = 0;
+  }
+  if (::syscall(SYS_capset, &header, data) != 0)
+    return Unavailable(std::string("sandbox: capset: ") + std::strerror(errno));
+  return Status::Ok();
+}
+
 Status ApplySeccomp() {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return Unavailable("sandbox: seccomp_init failed");
@@ -221,6 +246,36 @@ Status ApplySeccomp() {
                  SCMP_SYS(acct), SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at)}) {
     deny(nr, eperm);
   }
+  // Calls that reach another process by pid: the parent (the gateway, the shell) or any other
+  // process of the same user. Allowed only on this process (pid 0, or our own pid for the
+  // signal calls glibc makes: raise and abort use tgkill(getpid(), ...)). Apply runs before any
+  // thread starts, so getpid() is every later thread's tgid. Landlock's signal scoping (ABI 6)
+  // refuses kill on its own where the kernel has it; this is the same rule for older kernels
+  // and for the calls Landlock does not see (prlimit, setpriority, scheduler, I/O priority).
+  const int self = static_cast<int>(::getpid());
+  auto deny_if = [&](int nr, scmp_arg_cmp cmp) {
+    if (rc == 0) rc = seccomp_rule_add(ctx, eperm, nr, 1, cmp);
+  };
+  deny_if(SCMP_SYS(prlimit64), SCMP_A0_32(SCMP_CMP_NE, 0));
+  deny_if(SCMP_SYS(setpriority), SCMP_A0_32(SCMP_CMP_NE, PRIO_PROCESS));
+  deny_if(SCMP_SYS(setpriority), SCMP_A1_32(SCMP_CMP_NE, 0));
+  deny_if(SCMP_SYS(ioprio_set), SCMP_A1_32(SCMP_CMP_NE, 0));
+  for (int nr :
+       {SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_setparam), SCMP_SYS(sched_setscheduler),
+        SCMP_SYS(sched_setattr), SCMP_SYS(migrate_pages), SCMP_SYS(move_pages)})
+    deny_if(nr, SCMP_A0_32(SCMP_CMP_NE, 0));
+  for (int nr :
+       {SCMP_SYS(kill), SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo), SCMP_SYS(rt_tgsigqueueinfo)})
+    deny_if(nr, SCMP_A0_32(SCMP_CMP_NE, self));
+  for (int nr :
+       {SCMP_SYS(tkill), SCMP_SYS(process_madvise), SCMP_SYS(process_mrelease),
+        SCMP_SYS(pidfd_open), SCMP_SYS(pidfd_getfd), SCMP_SYS(pidfd_send_signal), SCMP_SYS(kcmp)})
+    deny(nr, eperm);
+  // Typing into the terminal the process was started from (TIOCSTI) runs commands in the user's
+  // shell, outside the sandbox; TIOCLINUX can do the same on a virtual console. Landlock does
+  // not cover descriptors opened before it, and the terminal is one of them.
+  deny_if(SCMP_SYS(ioctl), SCMP_A1_32(SCMP_CMP_EQ, TIOCSTI));
+  deny_if(SCMP_SYS(ioctl), SCMP_A1_32(SCMP_CMP_EQ, TIOCLINUX));
   // A thread shares everything; anything else clone makes is a new process.
   if (rc == 0) {
     rc = seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1,
@@ -279,6 +334,7 @@ Result<Applied> Apply(const Policy& policy) {
                                  " cannot refuse truncating files outside the outputs");
     }
   }
+  AIRLOCK_TRY(DropCapabilities());
   AIRLOCK_TRY(ApplySeccomp());
   return applied;
 }
@@ -316,6 +372,26 @@ std::vector<std::string> RunTestAttempts(std::string_view spec) {
       } catch (const std::system_error& e) {
         outcome = Outcome(-1, e.code().value());
       }
+    } else if (item == "tiocsti") {
+      // Pushes a byte into the input of the terminal on stdin/stdout/stderr, or of /dev/tty.
+      char byte = ' ';
+      int rc = -1, err = ENOTTY;
+      for (int fd : {0, 1, 2}) {
+        rc = ::ioctl(fd, TIOCSTI, &byte);
+        err = errno;
+        if (rc == 0 || err != ENOTTY) break;
+      }
+      outcome = Outcome(rc, err);
+    } else if (item == "prlimit-parent") {
+      struct rlimit limit;
+      int rc = ::prlimit(::getppid(), RLIMIT_NOFILE, nullptr, &limit);
+      outcome = Outcome(rc, errno);
+    } else if (item == "renice-parent") {
+      int rc = ::setpriority(PRIO_PROCESS, static_cast<id_t>(::getppid()), 19);
+      outcome = Outcome(rc, errno);
+    } else if (item == "signal-parent") {
+      int rc = ::kill(::getppid(), 0);
+      outcome = Outcome(rc, errno);
     } else if (item.starts_with("write:")) {
       int fd = ::open(item.c_str() + 6, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       int err = errno;

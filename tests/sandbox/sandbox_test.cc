@@ -5,8 +5,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -59,6 +63,117 @@ TEST(Sandbox, ReportsTheLandlockAbi) {
   const int abi = airlock::sandbox::LandlockAbi();
   EXPECT_GE(abi, 0);
   std::printf("Landlock ABI of this kernel: %d\n", abi);
+}
+
+// Attack (red team): sandboxed code pushes `id > file\n` into the terminal it inherited with
+// TIOCSTI, and the user's shell runs it outside the sandbox. The filter answers EPERM before the
+// kernel looks (a kernel that has legacy TIOCSTI off says EIO instead).
+TEST(Sandbox, ExploitCannotTypeIntoItsTerminal) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0) GTEST_SKIP() << "no pseudo-terminal here";
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string terminal_path = ::ptsname(master);
+  // In a child of its own session whose controlling terminal is the pty (as a command started
+  // from a shell): 0 when TIOCSTI worked, else its errno; 200 + n when setup step n failed.
+  auto attempt = [&](bool sandboxed, unsigned long request) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      if (::setsid() < 0) ::_exit(201);
+      int terminal = ::open(terminal_path.c_str(), O_RDWR);  // becomes the controlling terminal
+      if (terminal < 0) ::_exit(202);
+      if (sandboxed && !airlock::sandbox::Apply({}).has_value()) ::_exit(203);
+      char byte = 0;
+      ::_exit(::ioctl(terminal, request, &byte) == 0 ? 0 : errno);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+  };
+  const int unconfined = attempt(false, TIOCSTI);
+  if (unconfined == EPERM)
+    GTEST_SKIP() << "the kernel already refuses TIOCSTI here with EPERM; nothing to tell apart";
+  EXPECT_EQ(attempt(true, TIOCSTI), EPERM) << "unconfined the same call gave " << unconfined;
+  EXPECT_EQ(attempt(true, TIOCLINUX), EPERM);
+  ::close(master);
+}
+
+// Attack (red team): the worker finds the gateway with getppid() and lowers its limits
+// (prlimit: CPU time 1 s, 3 open files) or its priority, or signals it: the gateway hangs or
+// dies. Every call that reaches another process by pid is refused; on itself they still work.
+TEST(Sandbox, ExploitCannotReachItsParentByPid) {
+  EXPECT_EQ(InSandbox({},
+                      [] {
+                        struct rlimit limit {
+                          1, 1
+                        };
+                        return FailedWith(::prlimit(::getppid(), RLIMIT_CPU, &limit, nullptr),
+                                          EPERM);
+                      }),
+            0);
+  EXPECT_EQ(InSandbox({},
+                      [] {
+                        struct rlimit limit;
+                        return FailedWith(::prlimit(::getppid(), RLIMIT_NOFILE, nullptr, &limit),
+                                          EPERM);
+                      }),
+            0);
+  EXPECT_EQ(
+      InSandbox({}, [] { return FailedWith(::setpriority(PRIO_PROCESS, ::getppid(), 19), EPERM); }),
+      0);
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::setpriority(PRIO_USER, 0, 19), EPERM); }), 0);
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::kill(::getppid(), SIGKILL), EPERM); }), 0);
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::kill(0, SIGKILL), EPERM); }), 0);
+  EXPECT_EQ(InSandbox({}, [] { return FailedWith(::kill(-1, SIGKILL), EPERM); }), 0);
+  EXPECT_EQ(InSandbox({},
+                      [] {
+                        return FailedWith(::syscall(SYS_tgkill, ::getppid(), ::getppid(), SIGKILL),
+                                          EPERM);
+                      }),
+            0);
+  EXPECT_EQ(
+      InSandbox({}, [] { return FailedWith(::syscall(SYS_pidfd_open, ::getppid(), 0), EPERM); }),
+      0);
+  EXPECT_EQ(InSandbox({},
+                      [] {
+                        cpu_set_t set;
+                        CPU_ZERO(&set);
+                        CPU_SET(0, &set);
+                        return FailedWith(::sched_setaffinity(::getppid(), sizeof set, &set),
+                                          EPERM);
+                      }),
+            0);
+  // On itself: limits, priority and signals (raise, abort) keep working.
+  EXPECT_EQ(InSandbox({},
+                      [] {
+                        struct rlimit limit;
+                        if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1;
+                        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 2;
+                        if (::setpriority(PRIO_PROCESS, 0, 1) != 0) return 3;
+                        if (::kill(::getpid(), 0) != 0) return 4;
+                        ::signal(SIGUSR1, SIG_IGN);
+                        if (::raise(SIGUSR1) != 0) return 5;
+                        return 0;
+                      }),
+            0);
+}
+
+// As root, the sandboxed process keeps only the file capabilities (Landlock confines files):
+// none that reach other processes or the system.
+TEST(Sandbox, RootKeepsOnlyFileCapabilities) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: no capabilities to drop";
+  EXPECT_EQ(InSandbox({},
+                      [] {
+                        __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+                        __user_cap_data_struct data[2]{};
+                        if (::syscall(SYS_capget, &header, data) != 0) return 1;
+                        const std::uint64_t effective =
+                            data[0].effective | (std::uint64_t{data[1].effective} << 32);
+                        const std::uint64_t allowed = (std::uint64_t{1} << CAP_DAC_OVERRIDE) |
+                                                      (std::uint64_t{1} << CAP_DAC_READ_SEARCH);
+                        return (effective & ~allowed) == 0 ? 0 : 2;
+                      }),
+            0);
 }
 
 TEST(Sandbox, ExploitCannotOpenASocket) {
