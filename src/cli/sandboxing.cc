@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "core/file.h"
 #include "sandbox/sandbox.h"
 
 namespace airlock::cli {
@@ -34,12 +35,20 @@ std::vector<StagedOutput> g_staged;
 // How an output is granted: staged (a regular file, or one still to be created), in place (a
 // device, FIFO or terminal such as -o /dev/stdout: that file alone, sandbox.h), or not at all (a
 // folder: the command's own write fails on it, as it would unconfined).
+// A disk or other device is not granted at all: WriteFileAtomic refuses it.
 enum class OutputKind { kStaged, kInPlace, kNone };
 OutputKind KindOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return OutputKind::kStaged;
-  if (S_ISDIR(st.st_mode)) return OutputKind::kNone;
-  return S_ISREG(st.st_mode) ? OutputKind::kStaged : OutputKind::kInPlace;
+  switch (core::ClassifyOutput(path)) {
+    case core::OutputTarget::kReplace:
+      return OutputKind::kStaged;
+    case core::OutputTarget::kStdStream:  // written through the descriptor: no grant needed
+    case core::OutputTarget::kFolder:
+    case core::OutputTarget::kRefused:
+      return OutputKind::kNone;
+    case core::OutputTarget::kInPlace:
+      return OutputKind::kInPlace;
+  }
+  return OutputKind::kNone;
 }
 
 bool Stage(const char* command, const std::string& target, StagedOutput* out) {

@@ -191,17 +191,63 @@ Status WriteAll(int fd, std::string_view contents, const std::string& name) {
 
 }  // namespace
 
-Status WriteFileAtomic(const std::string& path, std::string_view contents) {
-  // A device, FIFO or socket (`-o /dev/stdout`, a pipe from `<(...)`) is written in place: a
-  // rename would replace the link or the device node with a regular file.
+OutputTarget ClassifyOutput(const std::string& path, int* std_fd) {
   struct stat target;
-  if (::stat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode)) {
-    if (S_ISDIR(target.st_mode)) return IoError("file: " + path + " is a folder");
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return IoError("file: cannot open " + path + ": " + std::strerror(errno));
-    Status written = WriteAll(fd, contents, path);
-    ::close(fd);
-    return written;
+  if (::stat(path.c_str(), &target) != 0) return OutputTarget::kReplace;
+  for (int fd : {1, 2}) {
+    struct stat stream;
+    if (::fstat(fd, &stream) == 0 && stream.st_dev == target.st_dev &&
+        stream.st_ino == target.st_ino) {
+      if (std_fd != nullptr) *std_fd = fd;
+      return OutputTarget::kStdStream;
+    }
+  }
+  if (S_ISREG(target.st_mode)) return OutputTarget::kReplace;
+  if (S_ISDIR(target.st_mode)) return OutputTarget::kFolder;
+  if (S_ISFIFO(target.st_mode) || S_ISSOCK(target.st_mode)) return OutputTarget::kInPlace;
+  if (S_ISCHR(target.st_mode)) {
+    struct stat null_device;
+    if (::stat("/dev/null", &null_device) == 0 && S_ISCHR(null_device.st_mode) &&
+        null_device.st_rdev == target.st_rdev)
+      return OutputTarget::kInPlace;
+    // A terminal: opening one has no side effect but making it a controlling terminal, which
+    // O_NOCTTY prevents.
+    int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0) {
+      const bool terminal = ::isatty(fd) == 1;
+      ::close(fd);
+      if (terminal) return OutputTarget::kInPlace;
+    }
+  }
+  return OutputTarget::kRefused;
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view contents) {
+  int std_fd = -1;
+  switch (ClassifyOutput(path, &std_fd)) {
+    case OutputTarget::kReplace:
+      break;
+    case OutputTarget::kStdStream:
+      return WriteAll(std_fd, contents, path);
+    case OutputTarget::kInPlace: {
+      // Non-blocking open: a FIFO without a reader is an error (ENXIO), not a hang.
+      int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+      if (fd < 0) {
+        return IoError("file: cannot open " + path + ": " +
+                       (errno == ENXIO ? std::string("nobody reads this FIFO")
+                                       : std::string(std::strerror(errno))));
+      }
+      const int flags = ::fcntl(fd, F_GETFL);
+      if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+      Status written = WriteAll(fd, contents, path);
+      ::close(fd);
+      return written;
+    }
+    case OutputTarget::kFolder:
+      return IoError("file: " + path + " is a folder");
+    case OutputTarget::kRefused:
+      return IoError("file: " + path +
+                     " is a device other than a terminal or /dev/null; refusing to write to it");
   }
   // The temporary name is created exclusively and never followed as a link: in a shared folder
   // another user cannot plant `<path>.tmp.<pid>` as a link to a file of ours and have it truncated.

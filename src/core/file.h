@@ -85,9 +85,22 @@ class TextInput {
   std::string read_;   // a stream, read up to the cap
 };
 
-// Writes `contents` to `path` atomically (an exclusive temp file beside it + rename). A path that
-// exists and is not a regular file (`/dev/stdout`, a FIFO) is written in place instead, never
-// replaced. Errors: kIo.
+// What writing an output file at `path` means (WriteFileAtomic; the sandbox grants by it too).
+// Links are followed: an output planted as a link to a disk must not be written.
+enum class OutputTarget {
+  kReplace,    // nothing there yet, or a regular file: written beside it and renamed over it
+  kStdStream,  // the file this process's stdout or stderr is (`-o /dev/stdout`, even redirected
+               // to a regular file): written through that descriptor, the path left as it is
+  kInPlace,    // a FIFO, a socket, a terminal or /dev/null: opened and written in place
+  kFolder,     // a folder: refused
+  kRefused,    // any other device (a disk, /dev/mem...): refused
+};
+// `std_fd` (optional) receives 1 or 2 for kStdStream.
+OutputTarget ClassifyOutput(const std::string& path, int* std_fd = nullptr);
+
+// Writes `contents` to `path` as ClassifyOutput says: atomically (an exclusive temp file beside
+// it + rename) for kReplace, through stdout/stderr or in place for streams and terminals; a
+// folder or another device is refused, and so is a FIFO nobody reads. Errors: kIo.
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
 
 }  // namespace airlock::core

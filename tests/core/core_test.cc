@@ -112,19 +112,55 @@ TEST(FileTest, WriteFileAtomicWritesALinkToADeviceOrAFifoInPlace) {
 
   const std::string fifo = (dir.path() / "fifo").string();
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  std::string received;
-  std::thread reader([&] {
-    int fd = ::open(fifo.c_str(), O_RDONLY);
-    char buf[64];
-    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) received.append(buf, n);
-    ::close(fd);
-  });
+  // The reader is there first (a FIFO nobody reads is refused, see below).
+  int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
   EXPECT_TRUE(core::WriteFileAtomic(fifo, "through the fifo").ok());
-  reader.join();
+  char buf[64];
+  ssize_t n = ::read(reader, buf, sizeof buf);
+  ::close(reader);
+  std::string received(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
   EXPECT_EQ(received, "through the fifo");
   ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
   EXPECT_FALSE(core::WriteFileAtomic(dir.path().string(), "x").ok()) << "a folder is refused";
+}
+
+// Attack (red team): an output planted as a link to a device: only a terminal, /dev/null, a FIFO
+// or this process's own stdout/stderr are written in place; a disk or /dev/zero is refused.
+TEST(FileTest, ClassifyOutputRefusesDevicesOtherThanTerminalsAndNull) {
+  testing::TempDir dir;
+  EXPECT_EQ(core::ClassifyOutput((dir.path() / "new.json").string()), core::OutputTarget::kReplace);
+  EXPECT_EQ(core::ClassifyOutput(dir.path().string()), core::OutputTarget::kFolder);
+  EXPECT_EQ(core::ClassifyOutput("/dev/null"), core::OutputTarget::kInPlace);
+  EXPECT_EQ(core::ClassifyOutput("/dev/zero"), core::OutputTarget::kRefused);
+  const std::string zero_link = (dir.path() / "zero-link").string();
+  ASSERT_EQ(::symlink("/dev/zero", zero_link.c_str()), 0);
+  EXPECT_EQ(core::ClassifyOutput(zero_link), core::OutputTarget::kRefused);
+  EXPECT_FALSE(core::WriteFileAtomic(zero_link, "x").ok());
+  struct stat st;
+  ASSERT_EQ(::lstat(zero_link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  // Any block device there is, without writing to it.
+  for (const char* disk : {"/dev/loop0", "/dev/vda", "/dev/sda", "/dev/nvme0n1"}) {
+    if (::stat(disk, &st) == 0 && S_ISBLK(st.st_mode))
+      EXPECT_EQ(core::ClassifyOutput(disk), core::OutputTarget::kRefused) << disk;
+  }
+  int std_fd = 0;
+  if (::fstat(1, &st) == 0) {
+    EXPECT_EQ(core::ClassifyOutput("/proc/self/fd/1", &std_fd), core::OutputTarget::kStdStream);
+    EXPECT_EQ(std_fd, 1);
+  }
+}
+
+// Attack (red team): a FIFO planted as the output with nobody reading it: an error, not a hang.
+TEST(FileTest, WriteFileAtomicToAFifoNobodyReadsFailsAtOnce) {
+  testing::TempDir dir;
+  const std::string fifo = (dir.path() / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Status s = core::WriteFileAtomic(fifo, "x");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("nobody reads"), std::string::npos) << s.message();
 }
 
 // Attack: in a shared folder another user plants the temporary name as a link to a file of ours;

@@ -131,6 +131,35 @@ TEST_F(SandboxedCommands, ScanCannotWriteBesideItsReport) {
   EXPECT_EQ(left, (std::vector<std::string>{".bashrc", "scan.sarif"}));
 }
 
+// Attack (red team): `-o` is a link to this process's stdout (`/dev/stdout`, `/proc/self/fd/1`)
+// while stdout is redirected to a regular file. The report goes to stdout; the link is never
+// replaced by a file (as root, that replaced the system's /dev/stdout).
+TEST_F(SandboxedCommands, OutputLinkedToStdoutGoesToStdoutAndTheLinkStays) {
+  const fs::path link = dir_.path() / "mystdout";
+  fs::create_symlink("/proc/self/fd/1", link);
+  for (const char* flag : {"", "--no-sandbox "}) {
+    CliRun r = Airlock(
+        std::string("scan ") + flag + Quote(model_) + " --format json -o " + Quote(link), "");
+    EXPECT_NE(r.code, 3) << r.err;
+    EXPECT_TRUE(fs::is_symlink(link)) << flag << "the link was replaced";
+    EXPECT_NE(r.out.find("\"files\""), std::string::npos) << flag << r.out << r.err;
+  }
+}
+
+// Attack (red team): as root, in a folder someone else controls, the output (or the attestation
+// beside a model) is planted as a link to a disk or another device. Refused, nothing written.
+TEST_F(SandboxedCommands, OutputLinkedToADeviceIsRefused) {
+  const fs::path link = dir_.path() / "report.json";
+  fs::create_symlink("/dev/zero", link);  // a character device that is no terminal
+  for (const char* flag : {"", "--no-sandbox "}) {
+    CliRun r = Airlock(
+        std::string("scan ") + flag + Quote(model_) + " --format json -o " + Quote(link), "");
+    EXPECT_EQ(r.code, 3) << flag << r.err;
+    EXPECT_NE(r.err.find("refusing to write"), std::string::npos) << flag << r.err;
+    EXPECT_TRUE(fs::is_symlink(link));
+  }
+}
+
 TEST_F(SandboxedCommands, ScanGivesTheSameReportAsUnconfinedOnTheFixtures) {
   // Live exploits and benign models alike: the sandbox must not turn a verdict into a read error.
   const fs::path root = *airlock::testing::FixturesDir();
