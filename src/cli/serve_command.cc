@@ -98,6 +98,10 @@ int RunServe(const ServeArgs& a) {
       wo.program = self;
       wo.gguf_path = m.path;
       wo.engine = eo;
+      // Checked again before each restart of the worker, so that a model replaced on disk
+      // after this check (then a worker crash, or a kill) is never loaded unsigned.
+      if (!key.empty())
+        wo.check_before_start = [path = m.path, key] { return RequireSignature(path, key); };
       backend = server::StartWorkerBackend(wo);
     }
     if (!backend) {

@@ -213,6 +213,11 @@ class WorkerBackend : public ModelBackend {
       if (worker_ && !WorkerDead(*worker_)) return worker_;
     }
     Retire();
+    if (options_.check_before_start) {
+      if (Status check = options_.check_before_start(); !check.ok())
+        return Unavailable("model worker for " + options_.engine.name +
+                           " not started: " + check.message());
+    }
     AIRLOCK_ASSIGN_OR_RETURN(auto w, Spawn());
     std::unique_lock lock(w->mu);
     w->state_cv.wait(lock, [&] { return w->ready || w->dead; });  // the reader enforces the timeout

@@ -21,6 +21,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,10 @@ struct WorkerBackendOptions {
   int start_timeout_s = 300;  // until the worker has loaded the model and said hello
   // A worker with requests in flight that sends no frame at all for this long is taken as hung.
   int stall_timeout_s = 600;
+  // Run before every start of a worker, the first and each restart (e.g. serve's signature
+  // check): a file replaced after serve started is not loaded by a restarted worker. A failure
+  // refuses the start (kUnavailable with its message).
+  std::function<Status()> check_before_start;
 };
 
 // Environment variables a worker inherits (all others are dropped): the sandbox test hook, the

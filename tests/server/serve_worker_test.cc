@@ -68,7 +68,7 @@ std::vector<pid_t> Children(pid_t parent) {
 class Serve {
  public:
   Serve(const std::string& model, const std::string& config, const std::string& log,
-        const std::vector<std::string>& env) {
+        const std::vector<std::string>& env, const std::vector<std::string>& extra_args = {}) {
     int fds[2];
     if (pipe(fds) != 0) return;
     pid_ = fork();
@@ -88,6 +88,7 @@ class Serve {
       for (auto& e : vars) putenv(e.data());
       std::vector<std::string> args = {AIRLOCK_EXE, "serve", model,   "--config", config,
                                        "--port",    "0",     "--ctx", "256"};
+      args.insert(args.end(), extra_args.begin(), extra_args.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -267,6 +268,40 @@ TEST_F(ServeWorkerTest, WorkerKilledMidRequestIs502AuditedAndReplaced) {
   EXPECT_EQ(next->status, 200) << next->body;
   EXPECT_NE(serve.Worker(), first);
   EXPECT_GT(serve.Worker(), 0);
+}
+
+// Attack (red team): serve --require-signature checked the model once, at start; the file is
+// then replaced by a tampered copy and the worker dies (killed here; a crash the model causes
+// does the same). The restarted worker must not load the unsigned file: 502, audited.
+TEST_F(ServeWorkerTest, ModelReplacedAfterStartIsNotLoadedByARestartedWorker) {
+  std::filesystem::create_directory(dir_->path() / "signed");
+  const std::string model = (dir_->path() / "signed" / "stories260K.gguf").string();  // same name
+  std::filesystem::copy_file(model_, model);
+  const std::string keys = (dir_->path() / "signer").string();
+  ASSERT_NE(Shell(std::string(AIRLOCK_EXE) + " keygen --out '" + keys + "'"), "");
+  Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
+  ASSERT_TRUE(std::filesystem::exists(model + ".sig"));
+  Serve serve(model, config_, log_, {}, {"--require-signature", keys + ".pub"});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  auto before = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(before) << Log();
+  EXPECT_EQ(before->status, 200) << before->body;
+  // The tampered copy takes the signed file's place (a new file, as `mv` does).
+  const std::string tampered = model + ".new";
+  std::filesystem::copy_file(model_, tampered);
+  std::ofstream(tampered, std::ios::app) << "x";
+  std::filesystem::rename(tampered, model);
+  const pid_t first = serve.Worker();
+  ASSERT_GT(first, 0);
+  kill(first, SIGKILL);
+  auto after = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(after) << Log();
+  EXPECT_EQ(after->status, 502) << after->body;
+  EXPECT_NE(after->body.find("not started"), std::string::npos) << after->body;
+  std::string audit =
+      Shell(std::string(AIRLOCK_EXE) + " audit show --log '" + audit_db_ + "' --json --limit 1000");
+  EXPECT_NE(audit.find("502"), std::string::npos) << audit;
+  EXPECT_EQ(serve.Worker(), 0) << "a worker runs the unsigned model";
 }
 
 // Attack: a worker that answers garbage (and one announcing a 4 GiB frame) gets its requests
