@@ -78,6 +78,13 @@ bool MisbehaveForTest(Writer& out, std::uint64_t id, const GenerateRequest& requ
         {{"op", "done"},
          {"id", id},
          {"result", {{"prompt_tokens", -5}, {"completion_tokens", 3}, {"finish_reason", "<x>"}}}}));
+  } else if (m == "leaky-error") {
+    // Another user's data (a compromised worker has seen every prompt) in an error message.
+    out.Send(internal::EncodeJsonFrame(
+        {{"op", "error"},
+         {"id", id},
+         {"code", "invalid_argument"},
+         {"message", "leak alice.liddell@example.com 4111 1111 1111 1111"}}));
   } else if (m == "wrong-id") {
     out.Send(internal::EncodeTextFrame(id + 1000000, "not yours"));
   } else if (m == "flood") {

@@ -70,7 +70,7 @@ pid_t ModelWorkerPid(const ModelBackend& backend);
 // contains "airlock-test-hostile": giant-frame (a header claiming 4 GiB), garbage (a control frame
 // that is not JSON), bad-result (a result with a negative count and an unknown finish reason),
 // wrong-id (text for a request never issued), flood (text without end), stall (one piece, then
-// silence for that request).
+// silence for that request), leaky-error (an error message carrying an e-mail and a card).
 int RunModelWorker(int fd, const std::string& gguf_path, const EngineBackendOptions& options);
 
 // The worker's side when it cannot even start serving (its sandbox cannot be applied): tells the

@@ -270,6 +270,22 @@ TEST_F(ServeWorkerTest, WorkerKilledMidRequestIs502AuditedAndReplaced) {
   EXPECT_GT(serve.Worker(), 0);
 }
 
+// Attack (red team): a compromised worker, which sees every prompt, puts another user's data in
+// an error message; it is withheld from the client and the audit, as an upstream's would be.
+TEST_F(ServeWorkerTest, WorkerErrorMessageCarryingDataIsWithheld) {
+  Serve serve(model_, config_, log_, {"AIRLOCK_TEST_MODEL_WORKER=leaky-error"});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  auto r = Post(serve.port(), Chat("airlock-test-hostile"));
+  ASSERT_TRUE(r) << Log();
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(r->body.find("alice.liddell"), std::string::npos) << r->body;
+  EXPECT_EQ(r->body.find("4111"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("withheld"), std::string::npos) << r->body;
+  std::string audit =
+      Shell(std::string(AIRLOCK_EXE) + " audit show --log '" + audit_db_ + "' --json --limit 1000");
+  EXPECT_EQ(audit.find("alice.liddell"), std::string::npos) << audit;
+}
+
 // Attack (red team): serve --require-signature checked the model once, at start; the file is
 // then replaced by a tampered copy and the worker dies (killed here; a crash the model causes
 // does the same). The restarted worker must not load the unsigned file: 502, audited.

@@ -101,6 +101,9 @@ struct Gateway::Impl {
                          const internal::HttpRequest& req, internal::HttpResponse& res);
   void ForwardUpstream(std::shared_ptr<internal::RequestState> st, internal::json body, bool stream,
                        const policy::Upstream& upstream, internal::HttpResponse& res);
+  // A local model's error message as the client and the audit may see it: withheld when a
+  // detector fires on it (the worker has seen every prompt; local_backend.cc).
+  std::string ModelErrorDetail(const std::string& message) const;
   void ServeLocal(std::shared_ptr<internal::RequestState> st, internal::json body, bool stream,
                   std::shared_ptr<ModelBackend> backend, internal::HttpResponse& res);
   void StreamToClient(std::shared_ptr<internal::RequestState> st,

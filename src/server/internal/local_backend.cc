@@ -63,6 +63,12 @@ json ToolCallsJson(const std::vector<engine::ToolCall>& calls, bool with_index) 
 
 }  // namespace
 
+std::string Gateway::Impl::ModelErrorDetail(const std::string& message) const {
+  if (detectors != nullptr && !detectors->Scan(message).empty())
+    return "(its error message was withheld: sensitive data)";
+  return message;
+}
+
 void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool stream,
                                std::shared_ptr<ModelBackend> backend, HttpResponse& res) {
   LocalParams params;
@@ -147,18 +153,21 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
             return true;
           },
           cancel_all);  // set by a drain past its deadline
+      // The message comes from the model's worker, which has seen every prompt: like an
+      // upstream's, it reaches the client (and the audit) only when no detector fires on it.
+      const std::string detail = r ? "" : ModelErrorDetail(r.error().message());
       if (!r && r.error().code() == StatusCode::kUnavailable) {
         // The model's worker process died or misbehaved (server/worker_backend.h): a bad gateway.
-        st->actions.push_back("model worker failed: " + r.error().message());
-        return Fail(*st, res, 502, "Local model failed: " + r.error().message(), "model_error");
+        st->actions.push_back("model worker failed: " + detail);
+        return Fail(*st, res, 502, "Local model failed: " + detail, "model_error");
       }
       if (!r) {
         // A backend error: what the request got wrong is a 400, the rest a 500.
         const Status& e = r.error();
         if (e.code() != StatusCode::kInvalidArgument)
-          return Fail(*st, res, 500, "Local model failed: " + e.message(), "model_error");
+          return Fail(*st, res, 500, "Local model failed: " + detail, "model_error");
         bool format = e.message().rfind("response_format", 0) == 0;
-        return Fail(*st, res, 400, "The local model cannot serve this request: " + e.message(),
+        return Fail(*st, res, 400, "The local model cannot serve this request: " + detail,
                     format ? "invalid_value" : "invalid_request",
                     format ? "response_format" : (st->chat ? "messages" : "prompt"));
       }
