@@ -9,11 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace {
 
 using airlock::testing::RunAirlock;
+using airlock::testing::ServeProcess;
 
 int CountResults(const std::filesystem::path& jsonl) {
   std::ifstream in(jsonl);
@@ -28,26 +30,11 @@ TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
   AIRLOCK_FIXTURES_OR_SKIP(models, "gguf-models");
   const std::string model = std::filesystem::absolute(models / "stories260K.gguf").string();
   airlock::testing::TempDir dir("probe-e2e");
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    // No --config: the default audit and key databases go to the temporary folder, not the cwd.
-    if (chdir(dir.path().c_str()) != 0) _exit(126);
-    execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", model.c_str(), "--port", "0",
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string line;
-  char c;
-  while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-  close(fds[0]);
-  int port = std::atoi(line.c_str() + line.rfind(':') + 1);
-  ASSERT_GT(port, 0) << line;
+  // No --config: the default audit and key databases go to the temporary folder, not the cwd.
+  ServeProcess serve({"serve", model, "--port", "0"},
+                     {.working_dir = dir.path().string(), .stop_signal = SIGTERM});
+  const int port = serve.port();
+  ASSERT_GT(port, 0) << serve.first_line();
   std::string endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1";
   auto out = dir.path() / "run";
   auto first =
@@ -75,9 +62,6 @@ TEST(ProbeEndToEnd, AgainstARealAirlockServeAndResumes) {
   EXPECT_EQ(CountResults(out / "results.jsonl"), 15 + 11);
   auto again = nlohmann::json::parse(std::ifstream(out / "summary.json"));
   EXPECT_EQ(again["suites"][0]["reused_from_earlier_run"], 15);
-  kill(pid, SIGTERM);
-  int status;
-  waitpid(pid, &status, 0);
 }
 
 TEST(AssessEndToEnd, LocalModelReportAndTheCapabilityGateClosesOnStories260K) {

@@ -23,12 +23,15 @@
 
 #include "audit/merkle.h"
 #include "audit/note.h"
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace airlock::audit {
 namespace {
 
 using airlock::testing::RunAirlock;
+using airlock::testing::ServeArgs;
+using airlock::testing::ServeProcess;
 
 using airlock::testing::TempDir;
 
@@ -142,59 +145,6 @@ TEST_F(WitnessTest, MalformedRequestsAnswer400) {
 
 // ---- real processes ----
 
-struct Child {
-  pid_t pid = -1;
-  FILE* out = nullptr;
-  std::string ReadLine() {
-    std::array<char, 1024> buf{};
-    if (!out || !std::fgets(buf.data(), buf.size(), out)) return "";
-    std::string s = buf.data();
-    if (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
-  }
-  int Stop(int sig) {
-    if (pid <= 0) return -1;
-    ::kill(pid, sig);
-    int status = 0;
-    for (int i = 0; i < 100 && ::waitpid(pid, &status, WNOHANG) != pid; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (i == 99) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-      }
-    }
-    pid = -1;
-    if (out) std::fclose(out);
-    out = nullptr;
-    return status;
-  }
-  ~Child() { Stop(SIGKILL); }
-};
-
-void Spawn(Child& c, std::vector<std::string> args) {
-  int fds[2];
-  ASSERT_EQ(::pipe(fds), 0);
-  c.pid = ::fork();
-  if (c.pid == 0) {
-    ::dup2(fds[1], 1);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(AIRLOCK_EXE));
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(AIRLOCK_EXE, argv.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  c.out = ::fdopen(fds[0], "r");
-}
-
-int PortOf(const std::string& listening_line) {
-  auto colon = listening_line.rfind(':');
-  return colon == std::string::npos ? 0 : std::atoi(listening_line.c_str() + colon + 1);
-}
-
 TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
   TempDir dir("witness-proc");
   auto p = [&](const char* name) { return (dir.path() / name).string(); };
@@ -202,10 +152,10 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
   ASSERT_EQ(RunAirlock("audit keygen " + p("w.pem")).first, 0);
   const std::string origin = "gw.test/airlock-audit";
 
-  Child witness;
-  Spawn(witness, {"audit", "witness", "--state", p("wstate"), "--key", p("w.pem"), "--name",
-                  "witness.test/w1", "--log", origin + "=" + p("log.pem.pub"), "--port", "0"});
-  const int wport = PortOf(witness.ReadLine());
+  ServeProcess witness({"audit", "witness", "--state", p("wstate"), "--key", p("w.pem"), "--name",
+                        "witness.test/w1", "--log", origin + "=" + p("log.pem.pub"), "--port",
+                        "0"});
+  const int wport = witness.port();
   ASSERT_GT(wport, 0) << "witness did not start";
   std::string cosig_line = witness.ReadLine();
   ASSERT_EQ(cosig_line.rfind("cosignature key: ", 0), 0u) << cosig_line;
@@ -217,9 +167,8 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
                                   << "']\nwitnesses=['http://127.0.0.1:" << wport
                                   << "']\nwitness_keys=['" << witness_vkey
                                   << "']\n[server]\nkeys_db='" << p("keys.db") << "'\n";
-  Child gateway;
-  Spawn(gateway, {"serve", "--config", p("policy.toml"), "--port", "0"});
-  const int gport = PortOf(gateway.ReadLine());
+  ServeProcess gateway(ServeArgs(p("policy.toml")));
+  const int gport = gateway.port();
   ASSERT_GT(gport, 0) << "gateway did not start";
 
   // Requests (each is audited: an unknown model answers 404) from 4 clients until the witness

@@ -13,54 +13,16 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace {
 
 using airlock::testing::RunAirlock;
+using airlock::testing::ServeProcess;
+using airlock::testing::ServeProcessOptions;
 
 using nlohmann::json;
-
-class Child {
- public:
-  explicit Child(std::vector<std::string> args) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(AIRLOCK_EXE));
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(AIRLOCK_EXE, argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char c;
-    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-    close(fds[0]);
-    auto colon = line.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
-  }
-  ~Child() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status;
-    for (int i = 0; i < 100 && waitpid(pid_, &status, WNOHANG) != pid_; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-  }
-  int port() const { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
 
 json Complete(int port, const std::string& model, const std::string& prompt, int max_tokens) {
   httplib::Client c("127.0.0.1", port);
@@ -86,8 +48,9 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
   std::ofstream(path("upstream.toml"))
       << "[audit]\npath='" << path("upstream-audit.db") << "'\nstore_text=true\n"
       << "[server]\nkeys_db='" << path("upstream-keys.db") << "'\n";
-  Child upstream({"serve", model, "--alias", "remote-stories", "--config", path("upstream.toml"),
-                  "--port", "0"});
+  ServeProcess upstream({"serve", model, "--alias", "remote-stories", "--config",
+                         path("upstream.toml"), "--port", "0"},
+                        ServeProcessOptions{.stop_signal = SIGTERM});
   ASSERT_GT(upstream.port(), 0) << "upstream airlock serve did not start";
 
   // Gateway: routes 'remote-stories' to the upstream (jurisdiction US, no personal data) and
@@ -101,7 +64,8 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
       << "[audit]\npath='" << path("gateway-audit.db") << "'\nsigning_key='"
       << path("audit-key.pem") << "'\ncheckpoint_every=2\n"
       << "[server]\nkeys_db='" << path("gateway-keys.db") << "'\n";
-  Child gateway({"serve", "--config", path("gateway.toml"), "--port", "0"});
+  ServeProcess gateway({"serve", "--config", path("gateway.toml"), "--port", "0"},
+                       ServeProcessOptions{.stop_signal = SIGTERM});
   ASSERT_GT(gateway.port(), 0) << "gateway airlock serve did not start";
 
   // Routing: both names answer; the local model and the model behind the upstream are the same

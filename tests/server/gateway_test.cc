@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "policy/policy.h"
+#include "serve_process.h"
 #include "server/keys.h"
 #include "server/model_backend.h"
 #include "test_util.h"
@@ -43,7 +44,13 @@
 namespace {
 
 using json = nlohmann::json;
+using airlock::testing::ServeArgs;
+using airlock::testing::ServeProcess;
+using airlock::testing::ServeProcessOptions;
 using airlock::testing::TempDir;
+
+// SIGTERM when a test's gateway goes: it drains and its audit log is complete.
+const ServeProcessOptions kDrainOnStop{.stop_signal = SIGTERM};
 
 // What the "leak" model answers: an address (pseudonymized class: redacted on the way back) and
 // a GitHub token (secret: redacted), each split across the double's 2-byte stream chunks.
@@ -487,54 +494,6 @@ std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args,
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-// A running `airlock serve` child process.
-class ServeProcess {
- public:
-  explicit ServeProcess(const std::string& config) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      close(fds[1]);
-      execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", "--config", config.c_str(), "--port", "0",
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char c;
-    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-    close(fds[0]);
-    auto colon = line.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
-  }
-  ~ServeProcess() { Stop(SIGTERM); }
-  int port() const { return port_; }
-  // Sends `sig` and reaps the child (bounded: SIGKILL after ~10 s).
-  int Stop(int sig) {
-    if (pid_ <= 0) return -1;
-    kill(pid_, sig);
-    int status = 0;
-    for (int i = 0; i < 100; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
-
 int ClosedPort() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -591,7 +550,7 @@ class GatewayTest : public ::testing::Test {
         << keys_db_
         << "'\nmax_body_bytes=262144\nread_timeout_s=1\nwrite_timeout_s=2\n"
            "request_timeout_s=8\ndefault_max_tokens=100\n";
-    serve_ = new ServeProcess(config_);
+    serve_ = new ServeProcess(ServeArgs(config_), kDrainOnStop);
     ASSERT_GT(serve_->port(), 0) << "airlock serve did not start";
   }
   static void TearDownTestSuite() {
@@ -2171,7 +2130,7 @@ TEST_F(GatewayTest, OfficialOpenAiNodeClientOverHttps) {
   text += "tls_cert='" + cert + "'\ntls_key='" + key + "'\n";
   std::string config = (d / "node-tls.toml").string();
   std::ofstream(config) << text;
-  ServeProcess tls(config);
+  ServeProcess tls(ServeArgs(config), kDrainOnStop);
   ASSERT_GT(tls.port(), 0) << "airlock serve with TLS did not start";
   RunOpenAiNodeClient(modules, "NODE_EXTRA_CA_CERTS='" + cert + "'",
                       "https://127.0.0.1:" + std::to_string(tls.port()) + "/v1", api_key, "full");
@@ -2190,7 +2149,7 @@ TEST_F(GatewayTest, OfficialOpenAiNodeClientKeylessLoopback) {
   text.replace(text.find(keys_db_), keys_db_.size(), (d / "node-keyless-keys.db").string());
   std::string config = (d / "node-keyless.toml").string();
   std::ofstream(config) << text;
-  ServeProcess keyless(config);
+  ServeProcess keyless(ServeArgs(config), kDrainOnStop);
   ASSERT_GT(keyless.port(), 0) << "airlock serve without keys did not start";
   RunOpenAiNodeClient(modules, "", "http://127.0.0.1:" + std::to_string(keyless.port()) + "/v1",
                       "sk-no-key-required", "keyless");
@@ -2237,7 +2196,7 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
   EXPECT_EQ(v.first, 0) << v.second;
   // Restart so later tests (if any run after this one) still have a server.
   delete serve_;
-  serve_ = new ServeProcess(config_);
+  serve_ = new ServeProcess(ServeArgs(config_), kDrainOnStop);
 }
 
 // kill -9 in the middle of a stream of concurrent requests (with the default audit settings):
@@ -2282,7 +2241,7 @@ TEST_F(GatewayTest, ZAuditKeepsEveryAnsweredRequestWhenKilledUnderLoad) {
   auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
   EXPECT_EQ(v.first, 0) << v.second;
   delete serve_;
-  serve_ = new ServeProcess(config_);
+  serve_ = new ServeProcess(ServeArgs(config_), kDrainOnStop);
 }
 
 TEST(GatewayCli, RefusesNonLoopbackWithoutKeysAndLocalModels) {

@@ -28,11 +28,14 @@
 #include <thread>
 #include <vector>
 
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace {
 
 using airlock::testing::RunShell;
+using airlock::testing::ServeArgs;
+using airlock::testing::ServeProcess;
 
 using json = nlohmann::json;
 using airlock::testing::TempDir;
@@ -44,63 +47,11 @@ std::string Trim(std::string s) {
   return s;
 }
 
-// A running `airlock serve`; stderr goes to a file the test can read.
-class Serve {
+// `airlock serve --config CONFIG --port 0 EXTRA...`; stderr goes to a file the test can read.
+class Serve : public ServeProcess {
  public:
-  Serve(const std::string& config, std::vector<std::string> extra, const std::string& log) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (err >= 0) dup2(err, 2);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<std::string> args = {Airlock(), "serve", "--config", config};
-      bool has_port = false;
-      for (const auto& e : extra) has_port = has_port || e == "--port";
-      if (!has_port) args.insert(args.end(), {"--port", "0"});
-      args.insert(args.end(), extra.begin(), extra.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    char c;
-    while (first_line_.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') first_line_ += c;
-    close(fds[0]);
-    auto colon = first_line_.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(first_line_.c_str() + colon + 1);
-  }
-  ~Serve() { Stop(SIGKILL); }
-  int port() const { return port_; }
-  const std::string& first_line() const { return first_line_; }
-  pid_t pid() const { return pid_; }
-  // Sends `sig` and reaps the child (bounded: SIGKILL after ~30 s). Returns the wait status.
-  int Stop(int sig) {
-    if (pid_ <= 0) return -1;
-    kill(pid_, sig);
-    int status = 0;
-    for (int i = 0; i < 300; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string first_line_;
+  Serve(const std::string& config, const std::vector<std::string>& extra, const std::string& log)
+      : ServeProcess(ServeArgs(config, extra), {.stderr_path = log}) {}
 };
 
 int Connect(int port, int timeout_s = 10) {
@@ -751,7 +702,7 @@ TEST_F(ServeNetTest, HealthAndReadyNeedNoWorkerWhenThePoolIsBusy) {
 // A cap below the pool is the point: a policy that lets one client have every worker is refused.
 TEST_F(ServeNetTest, CompletionCapAtOrAboveThePoolSizeIsALoadError) {
   auto r = RunShell(Airlock() + " serve --port 0 --config '" +
-                 Config("threads=4\nmax_completions_per_address=4\n") + "'");
+                    Config("threads=4\nmax_completions_per_address=4\n") + "'");
   EXPECT_NE(r.first, 0) << r.second;
   EXPECT_NE(r.second.find("max_completions_per_address must be below threads"), std::string::npos)
       << r.second;

@@ -23,11 +23,13 @@
 #include <thread>
 #include <vector>
 
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace {
 
 using json = nlohmann::json;
+using airlock::testing::ServeProcess;
 using airlock::testing::TempDir;
 
 constexpr const char* kUpstreamSecret = "sk-airlock-test-upstream-secret-7f3a";
@@ -65,61 +67,27 @@ std::vector<pid_t> Children(pid_t parent) {
   return out;
 }
 
-class Serve {
+// `airlock serve MODEL --config CONFIG --port 0 --ctx 256 EXTRA...`, stderr to `log`, with `env`
+// added to its environment ("{SERVE_PID}" becomes serve's process id).
+class Serve : public ServeProcess {
  public:
   Serve(const std::string& model, const std::string& config, const std::string& log,
-        const std::vector<std::string>& env, const std::vector<std::string>& extra_args = {}) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (err >= 0) dup2(err, 2);
-      close(fds[0]);
-      close(fds[1]);
-      // "{SERVE_PID}" in a variable becomes this process's id, which serve keeps after exec.
-      static std::vector<std::string> vars;
-      for (std::string e : env) {
-        for (auto at = e.find("{SERVE_PID}"); at != std::string::npos; at = e.find("{SERVE_PID}"))
-          e.replace(at, 11, std::to_string(getpid()));
-        vars.push_back(e);
-      }
-      for (auto& e : vars) putenv(e.data());
-      std::vector<std::string> args = {AIRLOCK_EXE, "serve", model,   "--config", config,
-                                       "--port",    "0",     "--ctx", "256"};
-      args.insert(args.end(), extra_args.begin(), extra_args.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    char c;
-    while (line_.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line_ += c;
-    close(fds[0]);
-    auto colon = line_.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(line_.c_str() + colon + 1);
-  }
-  ~Serve() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-  int port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  const std::string& line() const { return line_; }
+        const std::vector<std::string>& env, const std::vector<std::string>& extra_args = {})
+      : ServeProcess(Args(model, config, extra_args), {.stderr_path = log, .env = env}) {}
   // The model worker: the one child of serve.
   pid_t Worker() const {
-    auto c = Children(pid_);
+    auto c = Children(pid());
     return c.size() == 1 ? c[0] : 0;
   }
 
  private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string line_;
+  static std::vector<std::string> Args(const std::string& model, const std::string& config,
+                                       const std::vector<std::string>& extra_args) {
+    std::vector<std::string> args = {"serve",  model, "--config", config,
+                                     "--port", "0",   "--ctx",    "256"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    return args;
+  }
 };
 
 class ServeWorkerTest : public ::testing::Test {
@@ -175,7 +143,7 @@ class ServeWorkerTest : public ::testing::Test {
 
 TEST_F(ServeWorkerTest, ChatCompletionRunsInTheWorkerNotTheGateway) {
   Serve serve(model_, config_, log_, {});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   auto r = Post(serve.port(), Chat("Tell me a story"));
   ASSERT_TRUE(r) << Log();
   ASSERT_EQ(r->status, 200) << r->body;
@@ -203,7 +171,7 @@ TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
   {
     // A first start creates the audit log and its signing key (workers start before them).
     Serve first(model_, config_, log_, {});
-    ASSERT_GT(first.port(), 0) << first.line() << Log();
+    ASSERT_GT(first.port(), 0) << first.first_line() << Log();
   }
   const std::string attempts = "read:" + keys_db_ + ",read:" + audit_key + ",read:" + audit_db_ +
                                ",read:" + config_ + ",write:" + dir_->path().string() +
@@ -211,7 +179,7 @@ TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
   Serve serve(model_, config_, log_,
               {std::string("AIRLOCK_TEST_UPSTREAM_KEY=") + kUpstreamSecret,
                "AIRLOCK_TEST_SANDBOX_ATTEMPT=" + attempts});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   ASSERT_TRUE(std::filesystem::exists(audit_key)) << "the gateway holds an audit signing key";
   const pid_t worker = serve.Worker();
   ASSERT_GT(worker, 0);
@@ -247,7 +215,7 @@ TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
 // and the next request is served by a new worker.
 TEST_F(ServeWorkerTest, WorkerKilledMidRequestIs502AuditedAndReplaced) {
   Serve serve(model_, config_, log_, {"AIRLOCK_TEST_MODEL_WORKER=stall"});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   const pid_t first = serve.Worker();
   ASSERT_GT(first, 0);
   std::optional<httplib::Result> stalled;
@@ -274,7 +242,7 @@ TEST_F(ServeWorkerTest, WorkerKilledMidRequestIs502AuditedAndReplaced) {
 // an error message; it is withheld from the client and the audit, as an upstream's would be.
 TEST_F(ServeWorkerTest, WorkerErrorMessageCarryingDataIsWithheld) {
   Serve serve(model_, config_, log_, {"AIRLOCK_TEST_MODEL_WORKER=leaky-error"});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   auto r = Post(serve.port(), Chat("airlock-test-hostile"));
   ASSERT_TRUE(r) << Log();
   EXPECT_EQ(r->status, 400) << r->body;
@@ -298,7 +266,7 @@ TEST_F(ServeWorkerTest, ModelReplacedAfterStartIsNotLoadedByARestartedWorker) {
   Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
   ASSERT_TRUE(std::filesystem::exists(model + ".sig"));
   Serve serve(model, config_, log_, {}, {"--require-signature", keys + ".pub"});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   auto before = Post(serve.port(), Chat("Once upon a time"));
   ASSERT_TRUE(before) << Log();
   EXPECT_EQ(before->status, 200) << before->body;
@@ -331,7 +299,7 @@ TEST_F(ServeWorkerTest, ModelReplacedAfterStartIsNotLoadedByARestartedWorker) {
 TEST_F(ServeWorkerTest, HostileWorkerCannotCrashOrHangTheGateway) {
   for (const char* mode : {"garbage", "giant-frame"}) {
     Serve serve(model_, config_, log_, {std::string("AIRLOCK_TEST_MODEL_WORKER=") + mode});
-    ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+    ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
     auto bad = Post(serve.port(), Chat("airlock-test-hostile"));
     ASSERT_TRUE(bad) << mode << Log();
     EXPECT_EQ(bad->status, 502) << mode << bad->body;

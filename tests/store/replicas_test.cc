@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "postgres_server.h"
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace {
@@ -34,59 +35,15 @@ using json = nlohmann::json;
 using airlock::testing::PostgresServer;
 using airlock::testing::Quote;
 using airlock::testing::RunShell;
+using airlock::testing::ServeArgs;
+using airlock::testing::ServeProcess;
 using airlock::testing::TempDir;
 
-// A running `airlock serve`; stderr goes to `log`.
-class Serve {
+// `airlock serve --config CONFIG --port 0`; stderr goes to `log`.
+class Serve : public ServeProcess {
  public:
-  Serve(const std::string& config, const std::string& log) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (err >= 0) dup2(err, 2);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<std::string> args = {AIRLOCK_EXE, "serve", "--config", config, "--port", "0"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char c;
-    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-    close(fds[0]);
-    auto colon = line.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
-  }
-  ~Serve() { Stop(SIGKILL); }
-  int port() const { return port_; }
-  // Sends `sig` and reaps the child (bounded). Returns the wait status.
-  int Stop(int sig) {
-    if (pid_ <= 0) return -1;
-    kill(pid_, sig);
-    int status = 0;
-    for (int i = 0; i < 300; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
+  Serve(const std::string& config, const std::string& log)
+      : ServeProcess(ServeArgs(config), {.stderr_path = log}) {}
 };
 
 // The upstream: answers chat completions with the usage the test sets; while `hold` is set, each
