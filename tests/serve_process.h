@@ -21,12 +21,12 @@ namespace airlock::testing {
 
 struct ServeProcessOptions {
   // Where the child's stderr goes (created or truncated); empty: the test's own stderr.
-  std::string stderr_path;
+  std::string stderr_path = {};
   // NAME=VALUE pairs added to the child's environment. "{SERVE_PID}" in one becomes the child's
   // process id (which it keeps after exec), so a test hook can name the gateway process.
-  std::vector<std::string> env;
+  std::vector<std::string> env = {};
   // The child's working folder; empty: the test's.
-  std::string working_dir;
+  std::string working_dir = {};
   // The signal the destructor stops the child with (SIGTERM drains and flushes the audit log).
   int stop_signal = SIGKILL;
 };

@@ -13,18 +13,15 @@
 #include <sstream>
 #include <string>
 
+#include "test_util.h"
+
 namespace {
+
+using airlock::testing::ReadFileText;
 
 namespace fs = std::filesystem;
 
 const fs::path kSrc = fs::path(AIRLOCK_SOURCE_DIR) / "src";
-
-std::string ReadText(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // module -> the modules its airlock_module(...) line links to.
 std::map<std::string, std::set<std::string>> DirectDependencies() {
@@ -34,7 +31,7 @@ std::map<std::string, std::set<std::string>> DirectDependencies() {
   for (const auto& dir : fs::directory_iterator(kSrc)) {
     const fs::path cmake = dir.path() / "CMakeLists.txt";
     if (!dir.is_directory() || !fs::exists(cmake)) continue;
-    const std::string text = ReadText(cmake);
+    const std::string text = ReadFileText(cmake);
     std::smatch m;
     if (!std::regex_search(text, m, module_line)) continue;
     auto& out = deps[m[1].str()];
@@ -74,7 +71,7 @@ TEST(Layering, ModulesIncludeOnlyTheirDependencies) {
       const std::string ext = e.path().extension().string();
       if (!e.is_regular_file() || (ext != ".h" && ext != ".cc" && ext != ".inc")) continue;
       ++files_checked;
-      const std::string text = ReadText(e.path());
+      const std::string text = ReadFileText(e.path());
       for (std::sregex_iterator it(text.begin(), text.end(), include), end; it != end; ++it) {
         const std::string path = (*it)[1].str();
         const std::size_t slash = path.find('/');

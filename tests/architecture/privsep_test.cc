@@ -15,18 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
+
 namespace {
+
+using airlock::testing::ReadFileText;
 
 namespace fs = std::filesystem;
 
 const fs::path kSrc = fs::path(AIRLOCK_SOURCE_DIR) / "src";
-
-std::string ReadText(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 TEST(PrivilegeSeparation, GatewayRequestPathNeverParsesModels) {
   std::vector<fs::path> files = {kSrc / "server" / "gateway.cc", kSrc / "server" / "gateway.h",
@@ -37,7 +34,7 @@ TEST(PrivilegeSeparation, GatewayRequestPathNeverParsesModels) {
       R"(LoadEngineBackend|Model::Load|Tokenizer::FromGguf)");
   ASSERT_GT(files.size(), 5u);
   for (const fs::path& f : files) {
-    const std::string text = ReadText(f);
+    const std::string text = ReadFileText(f);
     ASSERT_FALSE(text.empty()) << f;
     std::smatch m;
     EXPECT_FALSE(std::regex_search(text, m, model_code))
@@ -46,7 +43,7 @@ TEST(PrivilegeSeparation, GatewayRequestPathNeverParsesModels) {
 }
 
 TEST(PrivilegeSeparation, ServeLoadsModelsInProcessOnlyForBenchmarks) {
-  const std::string serve = ReadText(kSrc / "cli" / "serve_command.cc");
+  const std::string serve = ReadFileText(kSrc / "cli" / "serve_command.cc");
   ASSERT_FALSE(serve.empty());
   std::size_t count = 0, at = 0;
   while ((at = serve.find("LoadEngineBackend(", at)) != std::string::npos) {

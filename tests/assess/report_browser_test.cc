@@ -150,14 +150,9 @@ TEST(ReportTest, OpensInHeadlessChromiumWithoutErrorsOrNetwork) {
                     " --proxy-server=http://127.0.0.1:" + std::to_string(proxy.port()) +
                     " --enable-logging=stderr --v=0 --window-size=1100,1600"
                     " --screenshot=" +
-                    shot.string() + " file://" + html.string() + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string log;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, p)) log.append(buf, n);
-  int status = pclose(p);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+                    shot.string() + " file://" + html.string();
+  auto [status, log] = airlock::testing::RunShell(cmd);
+  ASSERT_EQ(status, 0) << log;
   ASSERT_TRUE(std::filesystem::exists(shot)) << log;
   EXPECT_GT(std::filesystem::file_size(shot), 10'000u);
   std::size_t console = log.find(":CONSOLE");

@@ -604,14 +604,8 @@ TEST(AuditShowCli, ClientChosenFieldsAreEscaped) {
     r.actions = {"block: \x1b]0;title\x07"};
     ASSERT_TRUE((*log)->Append(r).ok());
   }
-  std::string cmd = std::string(AIRLOCK_EXE) + " audit show --log " + path + " 2>&1";
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << out;
+  auto [code, out] = airlock::testing::RunAirlock("audit show --log " + path);
+  EXPECT_EQ(code, 0) << out;
   EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
   EXPECT_EQ(out.find('\r'), std::string::npos) << out;
   EXPECT_NE(out.find("model=gpt\\x1b[2J\\x1b[1;1H\\rforged"), std::string::npos) << out;

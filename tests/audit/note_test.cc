@@ -15,14 +15,9 @@
 namespace airlock::audit {
 namespace {
 
-using airlock::testing::TempDir;
+using airlock::testing::ReadFileText;
 
-std::string ReadAll(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using airlock::testing::TempDir;
 
 TEST(Base64, RoundTripsAndRejectsNonCanonicalText) {
   for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar"}) {
@@ -81,8 +76,8 @@ class NoteKeys : public ::testing::Test {
 
 TEST_F(NoteKeys, KeygenWritesBothHalvesAndRefusesToOverwrite) {
   EXPECT_TRUE(std::filesystem::exists(key_.string() + ".pub"));
-  EXPECT_NE(ReadAll(key_.string() + ".pub").find("BEGIN PUBLIC KEY"), std::string::npos);
-  EXPECT_EQ(ReadAll(key_.string() + ".pub").find("PRIVATE"), std::string::npos);
+  EXPECT_NE(ReadFileText(key_.string() + ".pub").find("BEGIN PUBLIC KEY"), std::string::npos);
+  EXPECT_EQ(ReadFileText(key_.string() + ".pub").find("PRIVATE"), std::string::npos);
   EXPECT_FALSE(GenerateEd25519Key(key_.string()).ok());
   auto pem = LoadNoteVerifier(key_.string() + ".pub");
   ASSERT_TRUE(pem.ok());
@@ -157,7 +152,7 @@ TEST_F(NoteKeys, OpensslVerifiesTheNoteSignatureAndKeyId) {
   ASSERT_EQ(std::system(
                 ("openssl pkey -pubin -in " + pub + " -outform DER -out " + der.string()).c_str()),
             0);
-  std::string spki = ReadAll(der);
+  std::string spki = ReadFileText(der);
   ASSERT_EQ(spki.size(), 44u);
   auto idin = dir_.path() / "idin", idout = dir_.path() / "idout";
   std::ofstream(idin, std::ios::binary) << "example.test/airlock-audit\n\x01" << spki.substr(12);
@@ -165,7 +160,7 @@ TEST_F(NoteKeys, OpensslVerifiesTheNoteSignatureAndKeyId) {
       std::system(
           ("openssl dgst -sha256 -binary -out " + idout.string() + " " + idin.string()).c_str()),
       0);
-  std::string digest = ReadAll(idout);
+  std::string digest = ReadFileText(idout);
   ASSERT_EQ(digest.size(), 32u);
   std::uint32_t id = 0;
   for (int i = 0; i < 4; ++i) id = (id << 8) | static_cast<std::uint8_t>(digest[i]);

@@ -18,13 +18,8 @@ struct Run {
 };
 
 Run Airlock(const std::string& args) {
-  std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  auto [code, out] = airlock::testing::RunAirlock(args);
+  return {code, out};
 }
 
 void WriteFile(const std::filesystem::path& p, const std::string& bytes) {
@@ -189,13 +184,9 @@ TEST(CliTest, TokenizeReadsAPipeThroughDevStdin) {
   auto direct = Airlock("tokenize " + model + " 'Once upon a time' --ids");
   ASSERT_EQ(direct.exit_code, 0) << direct.out;
   std::string cmd = "printf 'Once upon a time' | " + std::string(AIRLOCK_EXE) + " tokenize " +
-                    model + " -f /dev/stdin --ids 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = pclose(p);
-  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << out;
+                    model + " -f /dev/stdin --ids";
+  auto [status, out] = airlock::testing::RunShell(cmd);
+  EXPECT_EQ(status, 0) << out;
   EXPECT_EQ(out, direct.out);
 }
 

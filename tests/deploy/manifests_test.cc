@@ -17,27 +17,17 @@
 
 namespace {
 
+using airlock::testing::ReadFileText;
+
 namespace fs = std::filesystem;
 using airlock::testing::TempDir;
 
 const fs::path kManifests = fs::path(AIRLOCK_SOURCE_DIR) / "deploy" / "kubernetes";
 
 std::pair<int, std::string> Check(const fs::path& dir) {
-  std::string cmd = "python3 '" + std::string(AIRLOCK_SOURCE_DIR) +
-                    "/scripts/check-manifests.py' '" + dir.string() + "' '" + AIRLOCK_EXE + "' '" +
-                    AIRLOCK_SOURCE_DIR + "' 2>&1";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string Read(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+  return airlock::testing::RunShell("python3 '" + std::string(AIRLOCK_SOURCE_DIR) +
+                                    "/scripts/check-manifests.py' '" + dir.string() + "' '" +
+                                    AIRLOCK_EXE + "' '" + AIRLOCK_SOURCE_DIR + "'");
 }
 
 // A copy of the manifests with `from` replaced by `to` in `file` (which must contain it).
@@ -45,7 +35,7 @@ fs::path Mutated(const TempDir& dir, const std::string& file, const std::string&
                  const std::string& to) {
   for (const auto& e : fs::directory_iterator(kManifests))
     fs::copy_file(e.path(), dir.path() / e.path().filename());
-  std::string text = Read(dir.path() / file);
+  std::string text = ReadFileText(dir.path() / file);
   auto at = text.find(from);
   EXPECT_NE(at, std::string::npos) << from << " not in " << file;
   if (at != std::string::npos) text.replace(at, from.size(), to);
@@ -64,7 +54,7 @@ TEST(KubernetesManifests, EveryManifestParsesAndMatchesTheServeCommand) {
 // The policy.toml of each ConfigMap (a YAML block scalar) parses with Airlock's policy parser.
 TEST(KubernetesManifests, ConfigMapPoliciesParse) {
   for (const char* file : {"gateway-config.yaml", "worker.yaml"}) {
-    std::istringstream in(Read(kManifests / file));
+    std::istringstream in(ReadFileText(kManifests / file));
     std::string line, toml;
     bool inside = false;
     while (std::getline(in, line)) {

@@ -32,6 +32,8 @@
 namespace airlock::engine {
 namespace {
 
+using airlock::testing::ReadFileText;
+
 using namespace airlock::testing;  // NOLINT(build/namespaces): reference helpers
 namespace fs = std::filesystem;
 
@@ -147,11 +149,6 @@ Status WriteSaved(const SavedFile& s, const std::string& path) {
   return (*w)->Finish();
 }
 
-std::string ReadAll(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 Result<LogitsFile> ParseString(const std::string& bytes) {
   return LogitsFile::Parse(
       std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
@@ -196,7 +193,7 @@ TEST(SavedLogits, TruncatedAndCorruptedFilesAreRejectedCleanly) {
   const SavedFile s = MakeSaved(64, 12, 2, 6, 3);
   const fs::path path = dir.path() / "ref.logits";
   ASSERT_TRUE(WriteSaved(s, path.string()).ok());
-  const std::string good = ReadAll(path);
+  const std::string good = ReadFileText(path);
   ASSERT_TRUE(ParseString(good).has_value());
 
   // Every truncation fails with kCorrupt and a message.
@@ -479,28 +476,14 @@ std::string StoryText(int words) {
   return s;
 }
 
+// A command's exit status and its stdout and stderr together (RunShell's pair, named).
 struct CliResult {
+  CliResult(std::pair<int, std::string> run) : rc(run.first), out(std::move(run.second)) {}
   int rc;
   std::string out;
 };
 
-// Runs a shell command line, capturing stdout and stderr together.
-CliResult RunShell(const std::string& command) {
-  const std::string cmd = command + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliResult r{-1, ""};
-  if (p == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-CliResult RunCli(const std::string& args) {
-  return RunShell(std::string(AIRLOCK_EXE) + " " + args);
-}
+CliResult RunCli(const std::string& args) { return airlock::testing::RunAirlock(args); }
 
 Json JsonOf(const CliResult& r) {
   const auto at = r.out.find('{');
@@ -616,8 +599,9 @@ TEST_F(PerplexityCli, TextFromAPipeScoresLikeTheFile) {
   const std::string opts = " --ctx 32 --chunks 2 --threads 2 --json";
   auto from_file = RunCli("perplexity " + f16 + " -f " + text.string() + opts);
   ASSERT_EQ(from_file.rc, 0) << from_file.out;
-  auto from_pipe = RunShell("cat " + text.string() + " | " + std::string(AIRLOCK_EXE) +
-                            " perplexity " + f16 + " -f /dev/stdin" + opts);
+  CliResult from_pipe =
+      airlock::testing::RunShell("cat " + text.string() + " | " + std::string(AIRLOCK_EXE) +
+                                 " perplexity " + f16 + " -f /dev/stdin" + opts);
   ASSERT_EQ(from_pipe.rc, 0) << from_pipe.out;
   EXPECT_EQ(JsonOf(from_file)["ppl"], JsonOf(from_pipe)["ppl"]) << from_pipe.out;
 }
@@ -643,7 +627,7 @@ TEST_F(PerplexityCli, BadInputsGiveCleanErrors) {
   EXPECT_EQ(mismatch.rc, 1);
   EXPECT_NE(mismatch.out.find("do not match"), std::string::npos) << mismatch.out;
 
-  const std::string good = ReadAll(base);
+  const std::string good = ReadFileText(base);
   const fs::path truncated = dir.path() / "truncated.logits";
   std::ofstream(truncated, std::ios::binary) << good.substr(0, good.size() - 100);
   auto t = RunCli("perplexity " + f16 + common + " --kl-divergence " + truncated.string());

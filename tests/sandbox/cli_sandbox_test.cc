@@ -17,6 +17,8 @@
 
 namespace {
 
+using airlock::testing::ReadFileText;
+
 namespace fs = std::filesystem;
 
 struct CliRun {
@@ -25,14 +27,7 @@ struct CliRun {
   std::string err;
 };
 
-std::string Quote(const fs::path& p) { return "'" + p.string() + "'"; }
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using airlock::testing::Quote;
 
 class SandboxedCommands : public ::testing::Test {
  protected:
@@ -58,8 +53,8 @@ class SandboxedCommands : public ::testing::Test {
     CliRun r;
     int status = std::system(cmd.c_str());
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = Slurp(dir_.path() / "out.txt");
-    r.err = Slurp(dir_.path() / "err.txt");
+    r.out = ReadFileText(dir_.path() / "out.txt");
+    r.err = ReadFileText(dir_.path() / "err.txt");
     return r;
   }
 
@@ -98,7 +93,7 @@ TEST_F(SandboxedCommands, ScanWritesItsReportButNothingElse) {
   CliRun r = Airlock("scan " + Quote(model_) + " --format sarif -o " + Quote(report), Attacks());
   ExpectAttacksRefused(r);
   EXPECT_NE(r.code, 3) << r.err;
-  EXPECT_NE(Slurp(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
+  EXPECT_NE(ReadFileText(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
 }
 
 // Attack: the write grant was the output's folder, so code running in `scan -o ~/report.sarif`
@@ -123,8 +118,8 @@ TEST_F(SandboxedCommands, ScanCannotWriteBesideItsReport) {
             std::string::npos)
       << r.err;
   EXPECT_FALSE(fs::exists(reports / "beside.txt"));
-  EXPECT_EQ(Slurp(reports / ".bashrc"), "original\n");
-  EXPECT_NE(Slurp(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFileText(reports / ".bashrc"), "original\n");
+  EXPECT_NE(ReadFileText(report).find("\"version\": \"2.1.0\""), std::string::npos) << r.err;
   std::vector<std::string> left;
   for (const auto& e : fs::directory_iterator(reports)) left.push_back(e.path().filename());
   std::sort(left.begin(), left.end());

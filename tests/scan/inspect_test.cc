@@ -30,16 +30,9 @@ struct CmdResult {
 };
 
 CmdResult RunAirlock(const std::string& args) {
-  std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>/dev/null";
-  CmdResult r{-1, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  auto [rc, out] =
+      airlock::testing::RunShellStdout(std::string(AIRLOCK_EXE) + " " + args + " 2>/dev/null");
+  return {rc, out};
 }
 
 std::string TinyModel(

@@ -17,18 +17,15 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
+
 namespace {
+
+using airlock::testing::ReadFileText;
 
 namespace fs = std::filesystem;
 
 const fs::path kSource = AIRLOCK_SOURCE_DIR;
-
-std::string ReadText(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<fs::path> SourcesIn(const fs::path& dir, const std::string& prefix = "") {
   std::vector<fs::path> out;
@@ -60,7 +57,7 @@ std::set<std::string> EmittedRuleIds() {
   std::vector<fs::path> files = SourcesIn(kSource / "src" / "scan");
   files.push_back(kSource / "src" / "template" / "analyze.cc");
   for (const fs::path& f : files) {
-    const std::string text = ReadText(f);
+    const std::string text = ReadFileText(f);
     std::set<std::string> found;
     AddMatches(text, family_literal, "", found);
     AddMatches(text, torch_rule, "", found);
@@ -69,17 +66,17 @@ std::set<std::string> EmittedRuleIds() {
   }
   const std::regex issue_code("\"([a-z][a-z0-9]*(?:-[a-z0-9]+)+)\"");
   for (const fs::path& f : SourcesIn(kSource / "src" / "formats", "gguf"))
-    if (f.filename() != "gguf_writer.cc") AddMatches(ReadText(f), issue_code, "gguf.", ids);
-  AddMatches(ReadText(kSource / "src" / "formats" / "safetensors.cc"), issue_code, "safetensors.",
-             ids);
+    if (f.filename() != "gguf_writer.cc") AddMatches(ReadFileText(f), issue_code, "gguf.", ids);
+  AddMatches(ReadFileText(kSource / "src" / "formats" / "safetensors.cc"), issue_code,
+             "safetensors.", ids);
   ids.insert("gguf.truncated");
   ids.insert("safetensors.truncated");
-  AddMatches(ReadText(kSource / "src" / "scan" / "python_analyzer.cc"),
+  AddMatches(ReadFileText(kSource / "src" / "scan" / "python_analyzer.cc"),
              std::regex("rule \\+= \"([a-z0-9-]+)\""), "python.", ids);
   // MetadataTextFinding("<family>", ...) yields <family>.metadata-code and <family>.metadata-url.
   std::set<std::string> metadata_families;
   for (const fs::path& f : files)
-    AddMatches(ReadText(f), std::regex("MetadataTextFinding\\(\"([a-z]+)\""), "",
+    AddMatches(ReadFileText(f), std::regex("MetadataTextFinding\\(\"([a-z]+)\""), "",
                metadata_families);
   for (const std::string& family : metadata_families) {
     ids.insert(family + ".metadata-code");
@@ -96,7 +93,7 @@ struct DocumentedRules {
 DocumentedRules ReadRulesDoc() {
   DocumentedRules d;
   const std::regex id("`([a-z0-9_]+\\.[a-z0-9_-]+)`");
-  std::istringstream doc(ReadText(kSource / "docs" / "rules.md"));
+  std::istringstream doc(ReadFileText(kSource / "docs" / "rules.md"));
   for (std::string line; std::getline(doc, line);) {
     AddMatches(line, id, "", d.anywhere);
     if (line.starts_with("| `")) {

@@ -483,27 +483,8 @@ class FakeUpstream {
 std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args,
                                        bool with_stderr = false) {
   std::string cmd = AIRLOCK_EXE;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += with_stderr ? " 2>&1" : " 2>/dev/null";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-int ClosedPort() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
+  for (const auto& a : args) cmd += " " + airlock::testing::Quote(a);
+  return airlock::testing::RunShellStdout(cmd + (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 class GatewayTest : public ::testing::Test {
@@ -535,7 +516,7 @@ class GatewayTest : public ::testing::Test {
         << up
         << "'\njurisdiction='US'\nmodels=['slow']\ntimeout_s=1\n"
            "[[upstreams]]\nname='down'\nbase_url='http://127.0.0.1:"
-        << ClosedPort()
+        << airlock::testing::UnusedLoopbackPort()
         << "/v1'\njurisdiction='US'\nmodels=['down']\n"
            "[[rules]]\ndata_classes=['secret']\naction='redact'\n"
            "[[rules]]\ndata_classes=['cn_resident_id']\naction='block'\n"
@@ -2081,15 +2062,9 @@ void RunOpenAiNodeClient(const std::string& modules, const std::string& env,
                          const std::string& mode) {
   std::string cmd = env + " NODE_PATH='" + modules +
                     "' node '" AIRLOCK_SOURCE_DIR "/tests/server/openai_client.cjs' '" + base_url +
-                    "' '" + api_key + "' " + mode + " 2>&1";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[1024];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+                    "' '" + api_key + "' " + mode;
+  auto [status, out] = airlock::testing::RunShell(cmd);
+  EXPECT_EQ(status, 0) << out;
   EXPECT_NE(out.find("OK"), std::string::npos) << out;
 }
 
@@ -2291,6 +2266,21 @@ class EchoBackend : public airlock::server::ModelBackend {
   std::string last_prompt;
 };
 
+// An in-process gateway on a free loopback port with the policy `toml` and `backend` as its local
+// model `model`, started.
+airlock::Result<std::unique_ptr<airlock::server::Gateway>> StartLocalGateway(
+    const std::string& toml, const std::string& model,
+    std::shared_ptr<airlock::server::ModelBackend> backend) {
+  AIRLOCK_ASSIGN_OR_RETURN(auto policy, airlock::policy::ParsePolicy(toml));
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = std::move(policy);
+  options.local_backends[model] = std::move(backend);
+  AIRLOCK_ASSIGN_OR_RETURN(auto gw, airlock::server::Gateway::Create(options));
+  AIRLOCK_TRY(gw->Start());
+  return gw;
+}
+
 TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
   TempDir dir("gateway-local");
   std::string toml =
@@ -2299,16 +2289,9 @@ TEST(LocalBackend, ServedThroughTheGatewayWithPolicy) {
       "[reasoning]\naction='strip'\n[audit]\npath='" +
       (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" + (dir.path() / "k.db").string() +
       "'\n";
-  auto policy = airlock::policy::ParsePolicy(toml);
-  ASSERT_TRUE(policy.ok()) << policy.error().message();
   auto backend = std::make_shared<EchoBackend>();
-  airlock::server::GatewayOptions options;
-  options.port = 0;
-  options.policy = *policy;
-  options.local_backends["tiny"] = backend;
-  auto gw = airlock::server::Gateway::Create(options);
+  auto gw = StartLocalGateway(toml, "tiny", backend);
   ASSERT_TRUE(gw.ok()) << gw.error().message();
-  ASSERT_TRUE((*gw)->Start().ok());
   httplib::Client c("127.0.0.1", (*gw)->port());
   c.set_read_timeout(20, 0);
   json body = {{"model", "tiny"},
@@ -2367,15 +2350,8 @@ TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
   std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" + audit_db +
                      "'\n[server]\nkeys_db='" + keys_db +
                      "'\ndefault_max_tokens=100\npublic_metrics=true\n";
-  auto policy = airlock::policy::ParsePolicy(toml);
-  ASSERT_TRUE(policy.ok()) << policy.error().message();
-  airlock::server::GatewayOptions options;
-  options.port = 0;
-  options.policy = *policy;
-  options.local_backends["tiny"] = std::make_shared<EchoBackend>();
-  auto gw = airlock::server::Gateway::Create(options);
+  auto gw = StartLocalGateway(toml, "tiny", std::make_shared<EchoBackend>());
   ASSERT_TRUE(gw.ok()) << gw.error().message();
-  ASSERT_TRUE((*gw)->Start().ok());
   httplib::Client c("127.0.0.1", (*gw)->port());
   c.set_read_timeout(20, 0);
   httplib::Headers auth = {{"Authorization", "Bearer " + token}};
@@ -2464,15 +2440,8 @@ TEST(LocalBackend, FailedAuthenticationIsAuditedWithoutTheKey) {
   }
   std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" + audit_db +
                      "'\n[server]\nkeys_db='" + keys_db + "'\nmax_body_bytes=4096\n";
-  auto policy = airlock::policy::ParsePolicy(toml);
-  ASSERT_TRUE(policy.ok()) << policy.error().message();
-  airlock::server::GatewayOptions options;
-  options.port = 0;
-  options.policy = *policy;
-  options.local_backends["tiny"] = std::make_shared<EchoBackend>();
-  auto gw = airlock::server::Gateway::Create(options);
+  auto gw = StartLocalGateway(toml, "tiny", std::make_shared<EchoBackend>());
   ASSERT_TRUE(gw.ok()) << gw.error().message();
-  ASSERT_TRUE((*gw)->Start().ok());
   const std::string guess = "ak_GUESSEDKEYMATERIAL0123456789";
   json body = {{"model", "tiny"},
                {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
@@ -2529,7 +2498,7 @@ TEST(LocalBackend, FailedAuthenticationIsAuditedWithoutTheKey) {
 TEST(LocalBackend, UpstreamPointingAtTheGatewayItselfIsRefused) {
   TempDir dir("gateway-self");
   for (std::string host : {"127.0.0.1", "localhost"}) {
-    int port = ClosedPort();
+    int port = airlock::testing::UnusedLoopbackPort();
     std::string toml =
         "[[upstreams]]\nname='me'\nbase_url='http://" + host + ":" + std::to_string(port) +
         "/v1'\njurisdiction='US'\nmodels=['m']\n[audit]\npath='" + (dir.path() / "a.db").string() +
@@ -2554,7 +2523,8 @@ TEST(LocalBackend, UpstreamPointingAtTheGatewayItselfIsRefused) {
 // 508, and the client gets a 502 instead of waiting for timeouts.
 TEST(LocalBackend, ForwardingLoopBetweenTwoGatewaysIsStopped) {
   TempDir dir("gateway-loop");
-  int port_a = ClosedPort(), port_b = ClosedPort();
+  int port_a = airlock::testing::UnusedLoopbackPort(),
+      port_b = airlock::testing::UnusedLoopbackPort();
   auto make = [&](const std::string& name, int port, int other) {
     std::string toml =
         "[[upstreams]]\nname='peer'\nbase_url='http://127.0.0.1:" + std::to_string(other) +
@@ -2649,16 +2619,9 @@ TEST(LocalBackend, ToolCallsInTheTemplateFormatBecomeOpenAIToolCalls) {
   std::string toml = "[[local_models]]\nname='tool-model'\npath='tool.gguf'\n[audit]\npath='" +
                      (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" +
                      (dir.path() / "k.db").string() + "'\n";
-  auto policy = airlock::policy::ParsePolicy(toml);
-  ASSERT_TRUE(policy.ok()) << policy.error().message();
   auto backend = std::make_shared<ToolBackend>();
-  airlock::server::GatewayOptions options;
-  options.port = 0;
-  options.policy = *policy;
-  options.local_backends["tool-model"] = backend;
-  auto gw = airlock::server::Gateway::Create(options);
+  auto gw = StartLocalGateway(toml, "tool-model", backend);
   ASSERT_TRUE(gw.ok()) << gw.error().message();
-  ASSERT_TRUE((*gw)->Start().ok());
   httplib::Client c("127.0.0.1", (*gw)->port());
   c.set_read_timeout(20, 0);
   json tools =

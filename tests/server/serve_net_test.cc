@@ -47,6 +47,17 @@ std::string Trim(std::string s) {
   return s;
 }
 
+// A whole chat completion answering "ok" (1 prompt and 1 completion token), as upstreams send.
+std::string OkCompletion() {
+  return json{{"id", "x"},
+              {"object", "chat.completion"},
+              {"choices", json::array({{{"index", 0},
+                                        {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                                        {"finish_reason", "stop"}}})},
+              {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}}}}
+      .dump();
+}
+
 // `airlock serve --config CONFIG --port 0 EXTRA...`; stderr goes to a file the test can read.
 class Serve : public ServeProcess {
  public:
@@ -346,13 +357,7 @@ class SlowUpstream {
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      json out = {{"id", "x"},
-                  {"object", "chat.completion"},
-                  {"choices", json::array({{{"index", 0},
-                                            {"message", {{"role", "assistant"}, {"content", "ok"}}},
-                                            {"finish_reason", "stop"}}})},
-                  {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}}}};
-      res.set_content(out.dump(), "application/json");
+      res.set_content(OkCompletion(), "application/json");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -521,22 +526,16 @@ class GatedUpstream {
  public:
   GatedUpstream() {
     server_.new_task_queue = [] { return new httplib::ThreadPool(16); };
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req,
-                                                httplib::Response& res) {
-      if (req.body.find("hold") != std::string::npos) {
-        std::unique_lock<std::mutex> lock(mu_);
-        ++held_;
-        cv_.notify_all();
-        cv_.wait(lock, [this] { return released_; });
-      }
-      json out = {{"id", "x"},
-                  {"object", "chat.completion"},
-                  {"choices", json::array({{{"index", 0},
-                                            {"message", {{"role", "assistant"}, {"content", "ok"}}},
-                                            {"finish_reason", "stop"}}})},
-                  {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}}}};
-      res.set_content(out.dump(), "application/json");
-    });
+    server_.Post("/v1/chat/completions",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   if (req.body.find("hold") != std::string::npos) {
+                     std::unique_lock<std::mutex> lock(mu_);
+                     ++held_;
+                     cv_.notify_all();
+                     cv_.wait(lock, [this] { return released_; });
+                   }
+                   res.set_content(OkCompletion(), "application/json");
+                 });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }

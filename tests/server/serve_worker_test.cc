@@ -28,26 +28,15 @@
 
 namespace {
 
+using airlock::testing::ReadFileText;
+
 using json = nlohmann::json;
 using airlock::testing::ServeProcess;
 using airlock::testing::TempDir;
 
 constexpr const char* kUpstreamSecret = "sk-airlock-test-upstream-secret-7f3a";
 
-std::string ReadFile(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-std::string Shell(const std::string& cmd) {
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
+std::string Shell(const std::string& cmd) { return airlock::testing::RunShell(cmd).second; }
 
 // The child processes of `parent` (by /proc/<pid>/stat).
 std::vector<pid_t> Children(pid_t parent) {
@@ -55,7 +44,7 @@ std::vector<pid_t> Children(pid_t parent) {
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = ReadFile(e.path() / "stat");
+    std::string stat = ReadFileText(e.path() / "stat");
     auto close = stat.rfind(')');
     if (close == std::string::npos) continue;
     int ppid = 0;
@@ -114,7 +103,7 @@ class ServeWorkerTest : public ::testing::Test {
                            << "AIRLOCK_TEST_UPSTREAM_KEY'\n[audit]\npath='" << audit_db_
                            << "'\n[server]\nkeys_db='" << keys_db_ << "'\n";
   }
-  std::string Log() const { return ReadFile(log_); }
+  std::string Log() const { return ReadFileText(log_); }
   httplib::Result Post(int port, const json& body) {
     httplib::Client c("127.0.0.1", port);
     c.set_connection_timeout(5, 0);
@@ -154,12 +143,12 @@ TEST_F(ServeWorkerTest, ChatCompletionRunsInTheWorkerNotTheGateway) {
   ASSERT_GT(worker, 0) << "no model worker process";
   const std::string real_model = std::filesystem::canonical(model_).string();
   // The engine maps the model file: in the worker, never in the gateway.
-  EXPECT_NE(ReadFile("/proc/" + std::to_string(worker) + "/maps").find(real_model),
+  EXPECT_NE(ReadFileText("/proc/" + std::to_string(worker) + "/maps").find(real_model),
             std::string::npos);
-  EXPECT_EQ(ReadFile("/proc/" + std::to_string(serve.pid()) + "/maps").find(real_model),
+  EXPECT_EQ(ReadFileText("/proc/" + std::to_string(serve.pid()) + "/maps").find(real_model),
             std::string::npos)
       << "the gateway process mapped the model file";
-  std::string cmdline = ReadFile("/proc/" + std::to_string(worker) + "/cmdline");
+  std::string cmdline = ReadFileText("/proc/" + std::to_string(worker) + "/cmdline");
   EXPECT_NE(cmdline.find("__model-worker"), std::string::npos);
 }
 
@@ -183,10 +172,10 @@ TEST_F(ServeWorkerTest, ModelWorkerHoldsNoSecrets) {
   ASSERT_TRUE(std::filesystem::exists(audit_key)) << "the gateway holds an audit signing key";
   const pid_t worker = serve.Worker();
   ASSERT_GT(worker, 0);
-  EXPECT_NE(ReadFile("/proc/" + std::to_string(serve.pid()) + "/environ").find(kUpstreamSecret),
+  EXPECT_NE(ReadFileText("/proc/" + std::to_string(serve.pid()) + "/environ").find(kUpstreamSecret),
             std::string::npos)
       << "test setup: the gateway should hold the upstream key";
-  EXPECT_EQ(ReadFile("/proc/" + std::to_string(worker) + "/environ").find(kUpstreamSecret),
+  EXPECT_EQ(ReadFileText("/proc/" + std::to_string(worker) + "/environ").find(kUpstreamSecret),
             std::string::npos)
       << "the model worker inherited the upstream key";
   const std::string log = Log();

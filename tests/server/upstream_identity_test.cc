@@ -39,17 +39,8 @@
 namespace {
 
 using json = nlohmann::json;
+using airlock::testing::RunShell;
 using airlock::testing::TempDir;
-
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -103,7 +94,7 @@ class Pki {
 
  private:
   std::string Run(const std::string& cmd) {
-    auto [rc, out] = Shell(cmd);
+    auto [rc, out] = RunShell(cmd);
     EXPECT_EQ(rc, 0) << cmd << "\n" << out;
     return out;
   }
@@ -349,7 +340,7 @@ class UpstreamIdentityTest : public ::testing::Test {
   // `airlock audit show` lines, oldest first.
   std::vector<std::string> AuditLines() {
     auto [rc, out] =
-        Shell(std::string(AIRLOCK_EXE) + " audit show --log '" + audit_db_ + "' --limit 100");
+        RunShell(std::string(AIRLOCK_EXE) + " audit show --log '" + audit_db_ + "' --limit 100");
     EXPECT_EQ(rc, 0) << out;
     std::vector<std::string> lines;
     std::size_t pos = 0;

@@ -23,16 +23,8 @@ struct CliRun {
 };
 
 CliRun Airlock(const std::string& args) {
-  std::string cmd = std::string(AIRLOCK_EXE) + " " + args + " 2>&1";
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  auto [code, out] = airlock::testing::RunAirlock(args);
+  return {code, out};
 }
 
 TEST(SignCliTest, KeygenSignVerifyRoundTrip) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sign/bundle.h"
+#include "test_util.h"
 
 namespace airlock::sign::testing {
 
@@ -18,10 +19,7 @@ inline void WriteText(const std::filesystem::path& p, const std::string& text) {
 }
 
 inline std::string ReadText(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ::airlock::testing::ReadFileText(p);
 }
 
 // Copies a (read-only) fixture folder and makes the copy writable.

@@ -20,12 +20,6 @@
 
 namespace airlock::testing {
 
-inline std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 class PostgresServer {
  public:
   // Starts the server; on failure `skip_reason()` (binaries absent) or `error()` is set.

@@ -11,32 +11,20 @@
 
 namespace {
 
+using airlock::testing::ReadFileText;
+
+using airlock::testing::Quote;
+
 struct CliRun {
   int exit_code;
   std::string out;
 };
 
 CliRun RunAirlock(const std::string& args) {
-  std::string command = std::string(AIRLOCK_EXE) + " " + args + " 2>/dev/null";
-  CliRun run{-1, ""};
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) run.out.append(buf, n);
-  int status = ::pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+  auto [code, out] =
+      airlock::testing::RunShellStdout(std::string(AIRLOCK_EXE) + " " + args + " 2>/dev/null");
+  return {code, out};
 }
-
-std::string ReadAll(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
 // "[1, 2, 3]\n" for the ids on an .out line (" 1 2 3").
 std::string AsIdList(const std::string& out_line) {
@@ -58,8 +46,8 @@ TEST_P(TokenizeCliVectors, PrintsLlamaCppIds) {
   AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
   const auto gguf = fixtures / ("ggml-vocab-" + GetParam() + ".gguf");
   if (!std::filesystem::exists(gguf)) GTEST_SKIP() << gguf << " not present";
-  const std::string inp = ReadAll(gguf.string() + ".inp");
-  std::istringstream expected_lines(ReadAll(gguf.string() + ".out"));
+  const std::string inp = ReadFileText(gguf.string() + ".inp");
+  std::istringstream expected_lines(ReadFileText(gguf.string() + ".out"));
   airlock::testing::TempDir dir("tokenize-cli");
 
   static const std::string kSeparator = "\n__ggml_vocab_test__\n";
@@ -132,17 +120,9 @@ TEST(TokenizeCli, EndlessStdinIsRefusedAtTheCap) {
   AIRLOCK_FIXTURES_OR_SKIP(fixtures, "llama-vocab");
   const auto spm = fixtures / "ggml-vocab-llama-spm.gguf";
   if (!std::filesystem::exists(spm)) GTEST_SKIP() << spm << " not present";
-  std::string out;
-  FILE* pipe = ::popen(
-      ("yes | " + std::string(AIRLOCK_EXE) + " tokenize " + Quote(spm) + " --ids 2>&1").c_str(),
-      "r");
-  ASSERT_NE(pipe, nullptr);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status)) << out;
-  EXPECT_EQ(WEXITSTATUS(status), 3) << out;
+  auto [status, out] = airlock::testing::RunShell("yes | " + std::string(AIRLOCK_EXE) +
+                                                  " tokenize " + Quote(spm) + " --ids");
+  EXPECT_EQ(status, 3) << out;
   EXPECT_NE(out.find("standard input is larger than the limit of 268435456 bytes"),
             std::string::npos)
       << out;
@@ -153,17 +133,11 @@ TEST(TokenizeCli, TextFromAPipeIsTokenized) {
   const auto spm = fixtures / "ggml-vocab-llama-spm.gguf";
   if (!std::filesystem::exists(spm)) GTEST_SKIP() << spm << " not present";
   EXPECT_EQ(RunAirlock("tokenize " + Quote(spm) + " --ids < /dev/null").out, "[1]\n");
-  CliRun piped{-1, ""};
-  FILE* pipe = ::popen(("printf Hello | " + std::string(AIRLOCK_EXE) + " tokenize " + Quote(spm) +
-                        " --ids -f /dev/stdin")
-                           .c_str(),
-                       "r");
-  ASSERT_NE(pipe, nullptr);
-  char buf[256];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) piped.out.append(buf, n);
-  EXPECT_EQ(::pclose(pipe), 0);
-  EXPECT_EQ(piped.out, "[1, 15043]\n");
+  auto [status, out] =
+      airlock::testing::RunShellStdout("printf Hello | " + std::string(AIRLOCK_EXE) + " tokenize " +
+                                       Quote(spm) + " --ids -f /dev/stdin");
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out, "[1, 15043]\n");
 }
 
 TEST(TokenizeCli, UnreadableModelIsAToolError) {

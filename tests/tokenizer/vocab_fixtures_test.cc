@@ -13,12 +13,7 @@
 namespace airlock::engine {
 namespace {
 
-std::string ReadAll(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using airlock::testing::ReadFileText;
 
 // The .inp cases: pieces separated by "\n__ggml_vocab_test__\n"; the file ends with one.
 std::vector<std::string> SplitCases(const std::string& inp) {
@@ -74,8 +69,8 @@ TEST_P(VocabFixtureTest, MatchesLlamaCppIds) {
   auto tokenizer = Tokenizer::FromGguf(*file);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.error().ToString();
 
-  const auto cases = SplitCases(ReadAll(gguf_path.string() + ".inp"));
-  const auto expected = ReadExpected(ReadAll(gguf_path.string() + ".out"));
+  const auto cases = SplitCases(ReadFileText(gguf_path.string() + ".inp"));
+  const auto expected = ReadExpected(ReadFileText(gguf_path.string() + ".out"));
   ASSERT_GE(cases.size(), 40u);
   ASSERT_EQ(cases.size(), expected.size());
 
@@ -181,8 +176,8 @@ TEST(VocabFixtureSpecial, ConcurrentEncodeIsConsistent) {
   core::MappedFile keep;
   auto tokenizer = LoadFixture(path, &keep);
   if (!tokenizer) GTEST_SKIP() << tokenizer.error().ToString();
-  const auto cases = SplitCases(ReadAll(path.string() + ".inp"));
-  const auto expected = ReadExpected(ReadAll(path.string() + ".out"));
+  const auto cases = SplitCases(ReadFileText(path.string() + ".inp"));
+  const auto expected = ReadExpected(ReadFileText(path.string() + ".out"));
   ASSERT_EQ(cases.size(), expected.size());
   std::vector<int> mismatches(4, 0);
   std::vector<std::thread> threads;
@@ -223,10 +218,11 @@ TEST(VocabFixtureSpecial, SpmWordSplittingMatchesWholeTextMerging) {
 
     std::string text;
     for (const auto& entry : std::filesystem::directory_iterator(fixtures)) {
-      if (entry.path().extension() == ".inp") text += ReadAll(entry.path());
+      if (entry.path().extension() == ".inp") text += ReadFileText(entry.path());
     }
-    text += ReadAll(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "README.md");
-    text += ReadAll(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "src" / "engine" / "tokenizer.cc");
+    text += ReadFileText(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "README.md");
+    text +=
+        ReadFileText(std::filesystem::path(AIRLOCK_SOURCE_DIR) / "src" / "engine" / "tokenizer.cc");
     text += "  double  spaces,   triple, \t tab \n\n newline \xE2\x96\x81 literal, \xFF bad";
     auto a = split->Encode(text, true, false);
     auto b = whole->Encode(text, true, false);

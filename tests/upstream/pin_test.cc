@@ -30,18 +30,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using airlock::testing::Quote;
 
 // stdout of a shell command, and its exit code.
 std::string Shell(const std::string& command, int* code = nullptr) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  if (code != nullptr) *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto [status, out] = airlock::testing::RunShellStdout(command);
+  if (code != nullptr) *code = status;
   return out;
 }
 
@@ -88,18 +82,6 @@ X509* LoadCert(const fs::path& p) {
   return x;
 }
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 bool Accepts(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -115,7 +97,7 @@ bool Accepts(int port) {
 class TlsServer {
  public:
   TlsServer(const fs::path& cert, const fs::path& key, const fs::path& chain) {
-    port_ = FreePort();
+    port_ = airlock::testing::UnusedLoopbackPort();
     pid_ = ::fork();
     if (pid_ == 0) {
       std::freopen("/dev/null", "w", stdout);

@@ -15,12 +15,9 @@
 
 namespace {
 
-using airlock::scan::Verdict;
+using airlock::testing::ReadFileText;
 
-std::string ReadAll(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using airlock::scan::Verdict;
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
@@ -51,7 +48,7 @@ void CheckSet(const std::filesystem::path& dir, Tally& tally) {
   nlohmann::json expected = nlohmann::json::parse(in);
   airlock::scan::ScanOptions options;
   for (const auto& [rel, info] : expected["files"].items()) {
-    std::string bytes = ReadAll(dir / rel);
+    std::string bytes = ReadFileText(dir / rel);
     if (!IsPickleFixture(rel, bytes)) {
       tally.skipped.push_back(dir.filename().string() + "/" + rel);
       continue;
