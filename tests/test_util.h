@@ -1,5 +1,5 @@
-// Helpers shared by the test binaries: where the third-party fixtures are, temp folders, and
-// running the airlock executable.
+// Helpers shared by the test binaries: where the third-party fixtures are, temp folders, reading a
+// file, a free loopback port, and running the airlock executable.
 #pragma once
 
 #include <arpa/inet.h>

@@ -8,6 +8,10 @@
 // Stacks are kept expanded: their top is always a class (or the stack is empty: the document may
 // end here). A rule reference at the end of an alternative pushes no return position, so
 // right-recursive repetition does not grow the stack.
+//
+// Kept as one file (about 1,150 lines): the representation (Sym, Grammar, Builder) is private to
+// it, with no header, and the matcher, the token constraint and the JSON Schema compiler below
+// (each under its own ---- rule) all build or walk it.
 #include "engine/grammar.h"
 
 #include <algorithm>
