@@ -105,6 +105,17 @@ inline Matrix TeacherForcedLogits(const engine::Model& model, const engine::Sess
   return out;
 }
 
+// `got` (prompt rows, then one row per greedy id, as TeacherForcedLogits gives them) against the
+// reference's prompt rows and greedy rows.
+inline LogitsDiff DiffTeacherForced(const Matrix& got, const Matrix& prompt_ref,
+                                    const Matrix& greedy_ref) {
+  LogitsDiff d;
+  EXPECT_EQ(got.size(), prompt_ref.size() + greedy_ref.size());
+  for (std::size_t i = 0; i < got.size() && i < prompt_ref.size() + greedy_ref.size(); ++i)
+    d.Add(got[i].data(), i < prompt_ref.size() ? prompt_ref[i] : greedy_ref[i - prompt_ref.size()]);
+  return d;
+}
+
 // The F16 and Q8_0 KV caches against the F32 cache with otherwise the same options, teacher-forced
 // over prompt + greedy ids.
 struct KvCacheDiffs {

@@ -74,18 +74,8 @@ TEST(MoeReference, ExpertModelsMatchLlamaCpp) {
     SessionOptions exact_opts;
     exact_opts.exact_math = true;
     exact_opts.n_threads = 2;
-    auto exact = Session::Create(**model, exact_opts);
-    ASSERT_TRUE(exact.has_value());
-    auto logits = (*exact)->Eval(prompt, /*all_logits=*/true);
-    ASSERT_TRUE(logits.has_value()) << logits.error().message();
-    Diff exact_diff;
-    for (std::size_t i = 0; i < prompt.size(); ++i)
-      exact_diff.Add(logits->data() + i * n_vocab, exact_prompt[i]);
-    for (std::size_t k = 0; k < greedy.size(); ++k) {
-      auto step = (*exact)->Eval(std::span<const std::int32_t>(&greedy[k], 1));
-      ASSERT_TRUE(step.has_value());
-      exact_diff.Add(step->data(), exact_greedy[k]);
-    }
+    const Diff exact_diff = DiffTeacherForced(
+        TeacherForcedLogits(**model, exact_opts, prompt, greedy), exact_prompt, exact_greedy);
     EXPECT_TRUE(exact_diff.finite);
     EXPECT_LE(exact_diff.max_abs, 1e-3) << "exact math vs llama.cpp dequantized-F32 logits";
     EXPECT_EQ(exact_diff.argmax_mismatch_with_margin, 0);
@@ -125,18 +115,8 @@ TEST(MoeReference, ExpertModelsMatchLlamaCpp) {
     SessionOptions fast_opts;
     fast_opts.n_threads = 2;
     fast_opts.kv_type = KvCacheType::kF32;  // as llama.cpp's reference run
-    auto fast = Session::Create(**model, fast_opts);
-    ASSERT_TRUE(fast.has_value());
-    Diff fast_diff;
-    auto fl = (*fast)->Eval(prompt, /*all_logits=*/true);
-    ASSERT_TRUE(fl.has_value());
-    for (std::size_t i = 0; i < prompt.size(); ++i)
-      fast_diff.Add(fl->data() + i * n_vocab, prompt_logits[i]);
-    for (std::size_t k = 0; k < greedy.size(); ++k) {
-      auto step = (*fast)->Eval(std::span<const std::int32_t>(&greedy[k], 1));
-      ASSERT_TRUE(step.has_value());
-      fast_diff.Add(step->data(), greedy_logits[k]);
-    }
+    const Diff fast_diff = DiffTeacherForced(
+        TeacherForcedLogits(**model, fast_opts, prompt, greedy), prompt_logits, greedy_logits);
     EXPECT_TRUE(fast_diff.finite);
     EXPECT_LE(fast_diff.rms(), 0.2 * sigma);
     EXPECT_GE(static_cast<double>(fast_diff.top1_same) / fast_diff.positions, 0.75);

@@ -94,18 +94,8 @@ TEST(EngineReference, DenseModelsMatchLlamaCpp) {
     SessionOptions fast_opts;
     fast_opts.n_threads = 2;
     fast_opts.kv_type = KvCacheType::kF32;
-    auto fast = Session::Create(**model, fast_opts);
-    ASSERT_TRUE(fast.has_value());
-    Diff fast_diff;
-    auto fl = (*fast)->Eval(prompt, /*all_logits=*/true);
-    ASSERT_TRUE(fl.has_value());
-    for (std::size_t i = 0; i < prompt.size(); ++i)
-      fast_diff.Add(fl->data() + i * n_vocab, prompt_logits[i]);
-    for (std::size_t k = 0; k < greedy.size(); ++k) {
-      auto step = (*fast)->Eval(std::span<const std::int32_t>(&greedy[k], 1));
-      ASSERT_TRUE(step.has_value());
-      fast_diff.Add(step->data(), greedy_logits[k]);
-    }
+    const Diff fast_diff = DiffTeacherForced(
+        TeacherForcedLogits(**model, fast_opts, prompt, greedy), prompt_logits, greedy_logits);
     const double top1_rate = static_cast<double>(fast_diff.top1_same) / fast_diff.positions;
     if (family == "F32") {
       EXPECT_LE(fast_diff.max_abs, 1e-3);
