@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "engine/session.h"
 #include "sandbox/sandbox.h"
 #include "server/worker_backend.h"
@@ -46,7 +47,7 @@ void ScrubEnvironment() {
 int RunWorker(const WorkerArgs& a) {
   if (a.fd < 0) {
     std::fprintf(stderr, "airlock __model-worker: started by airlock serve only\n");
-    return 3;
+    return kExitError;
   }
   // Only stdin, stdout, stderr and the socket stay open: nothing the gateway leaked by mistake.
   if (a.fd > 2) {
@@ -61,7 +62,7 @@ int RunWorker(const WorkerArgs& a) {
     std::string message = "cannot sandbox the model worker: " + applied.error().message();
     std::fprintf(stderr, "airlock serve: %s\n", message.c_str());
     server::ReportModelWorkerFailure(a.fd, message);
-    return 3;
+    return kExitError;
   }
   for (const std::string& w : applied->warnings)
     std::fprintf(stderr, "airlock serve: warning: model worker sandbox: %s\n", w.c_str());

@@ -68,7 +68,7 @@ int RunServe(const ServeArgs& a) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (!pol.local_models.empty() && !a.in_process_models && (ec || self.empty())) {
     std::fprintf(stderr, "airlock serve: cannot find this program to start model workers\n");
-    return 3;
+    return kExitError;
   }
   if (a.in_process_models && !pol.local_models.empty())
     std::fprintf(stderr,
