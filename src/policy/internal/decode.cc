@@ -238,29 +238,33 @@ std::size_t DecodeDataUrl(std::string_view in, std::size_t colon, std::string* o
   return consumed;
 }
 
-// Index of the first byte at or after `i` that is one of `targets` (at most 6 bytes), or
-// in.size(). Sixteen bytes at a time where SSE2 is there: most text has none, and
-// this runs on every text the detectors see.
-std::size_t NextOf(std::string_view in, std::size_t i, std::string_view targets) {
+// Index of the first byte at or after `i` that is one of kTargets, or in.size(). Sixteen bytes
+// at a time where SSE2 is there: most text has none, and this runs on every text the detectors
+// see.
+template <char... kTargets>
+std::size_t NextOf(std::string_view in, std::size_t i) {
   const char* p = in.data();
   const std::size_t n = in.size();
 #ifdef __SSE2__
-  __m128i wanted[6];
-  std::size_t count = std::min<std::size_t>(targets.size(), 6);
-  for (std::size_t k = 0; k < count; ++k) wanted[k] = _mm_set1_epi8(targets[k]);
   for (; i + 16 <= n; i += 16) {
     __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
     __m128i hit = _mm_setzero_si128();
-    for (std::size_t k = 0; k < count; ++k) hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, wanted[k]));
+    ((hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, _mm_set1_epi8(kTargets)))), ...);
     if (int mask = _mm_movemask_epi8(hit)) return i + static_cast<std::size_t>(__builtin_ctz(mask));
   }
 #endif
   for (; i < n; ++i)
-    if (targets.find(p[i]) != std::string_view::npos) return i;
+    if (((p[i] == kTargets) || ...)) return i;
   return n;
 }
 
-constexpr std::string_view kWebStarts = "%&\\+:";
+// What can start a construct of each family (the ':' of "data:").
+std::size_t NextWebStart(std::string_view in, std::size_t i) {
+  return NextOf<'%', '&', '\\', '+', ':'>(in, i);
+}
+std::size_t NextQuotedPrintableStart(std::string_view in, std::size_t i) {
+  return NextOf<'='>(in, i);
+}
 
 // One round over `in`: appends the decoded text to `out` and its edits to `edits`. Returns
 // whether anything decoded.
@@ -277,7 +281,7 @@ bool DecodeRound(std::string_view in, DecodeFamily family, std::string* out,
     copied = i;
   };
   while (i < in.size()) {
-    i = NextOf(in, i, qp ? std::string_view("=") : kWebStarts);
+    i = qp ? NextQuotedPrintableStart(in, i) : NextWebStart(in, i);
     if (i >= in.size()) break;
     char c = in[i];
     std::size_t used = 0;
@@ -351,12 +355,14 @@ std::size_t MapEnd(const std::vector<Edit>& edits, std::size_t end) {
 
 }  // namespace
 
-bool MayHoldEncoding(std::string_view in) { return NextOf(in, 0, "%&\\=+:") < in.size(); }
+bool MayHoldEncoding(std::string_view in) {
+  return NextOf<'%', '&', '\\', '=', '+', ':'>(in, 0) < in.size();
+}
 
 namespace {
 bool MayHold(std::string_view in, DecodeFamily family) {
   if (family == DecodeFamily::kQuotedPrintable) return in.find('=') != std::string_view::npos;
-  return NextOf(in, 0, kWebStarts) < in.size();
+  return NextWebStart(in, 0) < in.size();
 }
 }  // namespace
 
