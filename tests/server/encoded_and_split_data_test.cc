@@ -131,6 +131,8 @@ TEST_F(DecodedDetectionTest, BackslashEscapesInsideJsonStringsAreFound) {
   ExpectFound(R"({"to":"alice\u0040example.com"})", DataClass::kEmail, R"(alice\u0040example.com)");
   ExpectFound(R"(alice\x40example.com)", DataClass::kEmail, R"(alice\x40example.com)");
   ExpectFound(R"(alice\u{40}example.com)", DataClass::kEmail, R"(alice\u{40}example.com)");
+  ExpectFound(R"(alice\100example.com)", DataClass::kEmail, R"(alice\100example.com)");
+  ExpectFound("alice%u0040example.com", DataClass::kEmail, "alice%u0040example.com");
   ExpectFound(R"({"card":"4111\n1111\n1111\n1111"})", DataClass::kPaymentCard,
               R"(4111\n1111\n1111\n1111)");
   // Full-width digits as JSON escapes (decoded, then normalized).

@@ -63,6 +63,13 @@ constexpr std::pair<std::string_view, std::string_view> kNamedReferences[] = {
 // and appends what they decode to `out`.
 
 std::size_t DecodePercent(std::string_view in, std::size_t i, std::string* out) {
+  if (i + 5 < in.size() && (in[i + 1] == 'u' || in[i + 1] == 'U')) {  // %u0040 (IIS, escape())
+    std::uint32_t cp = 0;
+    std::size_t k = i + 2;
+    for (; k < i + 6 && HexValue(in[k]) >= 0; ++k) cp = cp * 16 + HexValue(in[k]);
+    if (k == i + 6 && cp != 0 && AppendUtf8(cp, out)) return 6;
+    return 0;
+  }
   if (i + 2 >= in.size()) return 0;
   int hi = HexValue(in[i + 1]), lo = HexValue(in[i + 2]);
   if (hi < 0 || lo < 0) return 0;
@@ -144,6 +151,18 @@ std::size_t DecodeBackslash(std::string_view in, std::size_t i, std::string* out
     case 'x': {
       std::uint32_t v = 0;
       if (!hex_run(i + 2, 2, &v) || v == 0) return 0;
+      out->push_back(static_cast<char>(v));
+      return 4;
+    }
+    case '0':
+    case '1':
+    case '2':
+    case '3': {  // \100: three octal digits (C, Python, shell)
+      if (i + 3 >= in.size()) return 0;
+      char d1 = in[i + 2], d2 = in[i + 3];
+      if (d1 < '0' || d1 > '7' || d2 < '0' || d2 > '7') return 0;
+      int v = (c - '0') * 64 + (d1 - '0') * 8 + (d2 - '0');
+      if (v == 0) return 0;
       out->push_back(static_cast<char>(v));
       return 4;
     }

@@ -4,14 +4,15 @@
 // a shadow text, which the detectors scan in addition to the text itself; every byte of the shadow
 // maps back to the original bytes it came from, so that redaction cuts the encoded original.
 // Decoded, in one left-to-right pass per round:
-//   * percent-encoding %XX (any two hex digits), and '+' between two digits (a form-encoded blank);
+//   * percent-encoding %XX (any two hex digits) and %uXXXX, and '+' between two digits (a
+//     form-encoded blank);
 //   * HTML character references: decimal &#64; and hexadecimal &#x40; (the ';' optional, as
 //     browsers read them) and the named references of characters that make up the detected
 //     formats (&commat; &period; &hyphen; &dash; &lowbar; &plus; &colon; &sol; &bsol; &num;
 //     &nbsp; &amp; &percnt; &equals; &lt; &gt; &quot; &apos; ...);
 //   * backslash escapes of JSON, JavaScript and C strings: \uXXXX (surrogate pairs joined),
-//     \u{X...}, \xHH, \n \r \t \/ \\ \" \' (JSON text inside a JSON string, as in tool-call
-//     arguments);
+//     \u{X...}, \xHH, three octal digits \100, \n \r \t \/ \\ \" \' (JSON text inside a
+//     JSON string, as in tool-call arguments);
 //   * quoted-printable =XX (two upper-case hex digits) and soft line breaks (= at the end of a
 //     line);
 //   * the base64 payload of a data: URL whose media type is text/* (data:text/plain;base64,...),
