@@ -1,7 +1,8 @@
 // Differential fuzz target for the detectors: on arbitrary bytes the Hyperscan and RE2::Set
 // engines give the same findings (where Hyperscan is built), findings are in bounds, sorted and
 // disjoint, and the StreamScanner fed the same bytes in chunks (sizes taken from the input)
-// reports exactly the findings of one pass.
+// reports exactly the findings of one pass. The decoded shadow text (policy/internal/decode.h)
+// is never longer than its input per round, and maps every byte back inside the input, in order.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "policy/detectors.h"
+#include "policy/internal/decode.h"
 #include "policy/stream_scanner.h"
 
 namespace {
@@ -37,6 +39,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     last_end = m.end;
   }
   if (hs && whole != hs->Scan(text)) std::abort();
+  for (auto family : {airlock::policy::internal::DecodeFamily::kWeb,
+                      airlock::policy::internal::DecodeFamily::kQuotedPrintable}) {
+    airlock::policy::internal::DecodedText decoded;
+    if (!decoded.Assign(text, family)) continue;
+    const std::string& shadow = decoded.text();
+    if (shadow.size() > size) std::abort();
+    std::size_t previous_end = 0;
+    for (std::size_t i = 0; i < shadow.size(); ++i) {
+      std::size_t b = decoded.OriginalBegin(i), e = decoded.OriginalEnd(i + 1);
+      if (b >= e || e > size || e < previous_end) std::abort();
+      previous_end = e;
+    }
+  }
   // Chunked: small windows so that they slide over fuzz-sized inputs; chunk sizes from the data.
   airlock::policy::StreamScanner scanner(
       *re2, {.hold_back = 700, .context = 1400, .min_scan = 1, .max_window = 1 << 20});

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "policy/internal/decode.h"
 #include "policy/internal/normalize.h"
 #include "policy/internal/prefilter.h"
 #include "policy/internal/rules.h"
@@ -270,6 +271,58 @@ std::optional<DataClass> ParseDataClass(std::string_view name) {
 
 bool IsPersonalData(DataClass c) { return c != DataClass::kSecret && c != DataClass::kReasoning; }
 
+namespace {
+
+// A separator the grouped-number rules accept between digit groups (see rules.cc).
+bool IsGroupSeparator(std::string_view run) {
+  if (run.empty() || run.size() > 3) return false;
+  if (run == "  " || run == " - " || run == " / " || run == "\r\n") return true;
+  return run.size() == 1 &&
+         std::string_view(" \t-/_.:|\\~\n").find(run[0]) != std::string_view::npos;
+}
+
+}  // namespace
+
+std::string GroupSeparatorAtCut(std::string_view before, std::string_view after) {
+  if (before.empty() || after.empty() || !IsDigit(before.back()) || !IsDigit(after.front()))
+    return {};
+  // "... 4111 1111|": the digits at the end, then a separator with a digit before it.
+  std::size_t i = before.size();
+  while (i > 0 && IsDigit(before[i - 1])) --i;
+  std::size_t j = i;
+  while (j > 0 && i - j < 3 && !IsAlnum(before[j - 1])) --j;
+  if (j > 0 && j < i && IsDigit(before[j - 1])) {
+    std::string_view run = before.substr(j, i - j);
+    if (IsGroupSeparator(run)) return std::string(run);
+  }
+  // "|1111-1111 ...": the digits at the start, then a separator with a digit after it.
+  i = 0;
+  while (i < after.size() && IsDigit(after[i])) ++i;
+  j = i;
+  while (j < after.size() && j - i < 3 && !IsAlnum(after[j])) ++j;
+  if (j < after.size() && j > i && IsDigit(after[j])) {
+    std::string_view run = after.substr(i, j - i);
+    if (IsGroupSeparator(run)) return std::string(run);
+  }
+  return {};
+}
+
+bool IsKnownTopLevelDomain(std::string_view label) {
+  static constexpr std::string_view kGeneric[] = {
+      "com",    "org",   "net",   "edu",     "gov",     "mil",    "int",   "info",    "biz",
+      "name",   "pro",   "mobi",  "asia",    "tel",     "travel", "jobs",  "coop",    "aero",
+      "museum", "app",   "dev",   "xyz",     "online",  "site",   "shop",  "store",   "tech",
+      "cloud",  "blog",  "club",  "live",    "news",    "email",  "page",  "link",    "top",
+      "work",   "world", "space", "website", "company", "global", "group", "digital", "agency"};
+  std::string lower;
+  for (char c : label) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return false;
+    lower.push_back(static_cast<char>(c | 0x20));
+  }
+  if (lower.size() == 2) return true;
+  return std::find(std::begin(kGeneric), std::end(kGeneric), lower) != std::end(kGeneric);
+}
+
 bool LuhnValid(std::string_view s) {
   std::string d = DigitsOf(s);
   if (d.size() < 2) return false;
@@ -403,7 +456,7 @@ Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& 
   return std::unique_ptr<DetectorSet>(new DetectorSet(std::move(impl)));
 }
 
-std::vector<Match> DetectorSet::Scan(std::string_view text) const {
+std::vector<Match> DetectorSet::ScanNormalized(std::string_view text) const {
   internal::NormalizedText n;
   if (!n.Assign(text)) return ScanExact(text);
   std::vector<Match> found = ScanExact(n.text());
@@ -414,6 +467,45 @@ std::vector<Match> DetectorSet::Scan(std::string_view text) const {
     m.begin = begin;
   }
   return found;
+}
+
+std::vector<Match> DetectorSet::Scan(std::string_view text) const {
+  std::vector<Match> found = ScanNormalized(text);
+  // The decoded shadow is scanned in addition to the text: decoding never hides what the text
+  // itself shows ("phone=13812345678" must not read as "phone" + U+0013 + "812345678").
+  if (!internal::MayHoldEncoding(text)) return found;
+  std::size_t plain = found.size();
+  for (auto family : {internal::DecodeFamily::kWeb, internal::DecodeFamily::kQuotedPrintable}) {
+    internal::DecodedText decoded;
+    if (!decoded.Assign(text, family)) continue;
+    for (Match& m : ScanNormalized(decoded.text())) {
+      if (m.end <= m.begin) continue;
+      std::size_t begin = decoded.OriginalBegin(m.begin);
+      m.end = decoded.OriginalEnd(m.end);
+      m.begin = begin;
+      found.push_back(std::move(m));
+    }
+  }
+  if (found.size() == plain) return found;
+  // Findings of all readings, non-overlapping: overlapping ones merge into one covering both
+  // (so that redaction cuts every byte any reading found), of the higher-ranked class.
+  std::stable_sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
+  });
+  std::vector<Match> kept;
+  for (Match& m : found) {
+    if (!kept.empty() && m.begin < kept.back().end) {
+      Match& last = kept.back();
+      if (Rank(m.data_class) > Rank(last.data_class)) {
+        last.data_class = m.data_class;
+        last.rule = std::move(m.rule);
+      }
+      last.end = std::max(last.end, m.end);
+      continue;
+    }
+    kept.push_back(std::move(m));
+  }
+  return kept;
 }
 
 std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {

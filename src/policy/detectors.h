@@ -6,7 +6,9 @@
 // inside its candidate regions, followed by checksum or entropy validation (Luhn, mod-97,
 // ISO 7064, Shannon entropy). Both engines give the same findings, byte for byte.
 // Text is read normalized (NFKC, TS #39 confusable letters, format and control characters
-// dropped; see internal/normalize.h) with offsets mapped back to the original bytes.
+// dropped; see internal/normalize.h) and, where it holds encoded characters, also decoded
+// (percent, HTML references, backslash escapes, quoted-printable, base64 text data: URLs; see
+// internal/decode.h), with offsets mapped back to the original bytes.
 // For streamed text, policy/stream_scanner.h scans chunk by chunk with the same findings.
 // Ownership: a DetectorSet owns its compiled patterns. Thread-safety: Scan() is const and safe to
 // call from many threads at once on one DetectorSet.
@@ -79,8 +81,10 @@ class DetectorSet {
   // Text is read normalized first (each character's NFKC form, letters confusable with an ASCII
   // letter read as it, invisible format and control characters dropped), so that full-width
   // digits, a Cyrillic "а" or a zero-width space or NUL inside an e-mail do not hide it; the
-  // offsets still cover the original characters. Linear in text size. Never throws; any byte
-  // sequence is accepted.
+  // offsets still cover the original characters. Text that holds encoded characters
+  // (percent-encoding, HTML character references, backslash escapes, quoted-printable, base64
+  // text data: URLs; see internal/decode.h) is also read decoded, and findings there cover the
+  // encoded original bytes. Linear in text size. Never throws; any byte sequence is accepted.
   std::vector<Match> Scan(std::string_view text) const;
 
   // Number of compiled rules (for diagnostics and tests).
@@ -91,9 +95,26 @@ class DetectorSet {
  private:
   struct Impl;
   explicit DetectorSet(std::unique_ptr<Impl> impl);
-  std::vector<Match> ScanExact(std::string_view text) const;  // Scan without normalization
+  std::vector<Match> ScanExact(std::string_view text) const;       // Scan without normalization
+  std::vector<Match> ScanNormalized(std::string_view text) const;  // Scan without decoding
   std::unique_ptr<Impl> impl_;
 };
+
+// The separator to read between two pieces of one digit-grouped number that is split between two
+// fields exactly at a group boundary with no separator at the cut ("card 4111 1111" + "1111 1111",
+// "ssn 536-22" + "4581"): the separator printed between the groups next to the cut, taken from
+// the end of `before` ("... 4111 1111") or else the start of `after` ("1111-1111 ..."), where the
+// number's other groups show it. Empty when the cut is not between two digits or neither side
+// shows a separator between digit groups (then the pieces join as they are). At most 3 bytes:
+// the separators the grouped-number rules accept (blank, tab, dash, slash, dot, colon, line
+// break...).
+std::string GroupSeparatorAtCut(std::string_view before, std::string_view after);
+
+// Whether `label` (the last label of an e-mail domain, any case) is a top-level domain: any two
+// letters (country codes) or one of the common generic ones (com, org, net, info, io, ...). Used
+// to tell "alice@example.co" + "m" (the next field completes the address) from
+// "alice@example.com" + "my" (a word glued on).
+bool IsKnownTopLevelDomain(std::string_view label);
 
 // Validators, exposed for tests and reuse. Each takes the matched text (separators allowed where
 // the format has them) and returns whether the check digits are right.

@@ -43,13 +43,14 @@ constexpr Rule kRules[] = {
     // alternatives made Hyperscan's database several times slower on every text.
     {"phone-cn-mobile-cc", kPhone,
      R"((\b(?:00)?86[ .\-]?(?:1[3-9][0-9](?:[ \-]?[0-9]{4}[ \-]?|\.[0-9]{4}\.)[0-9]{4}|\(1[3-9][0-9]\)[ .\-]?[0-9]{4}[ .\-]?[0-9]{4})\b))"},
-    // Digits with an optional separator between them: one blank, tab, dash, slash, underscore,
-    // dot, colon, bar, backslash or tilde, or two blanks, " - " or " / "; the validator wants the
-    // same separator between the printed groups. Not commas or semicolons (lists of numbers), not
-    // line breaks (numbers on separate lines). (A general run of up to three separator characters
-    // made Hyperscan's database 4x slower on every text, prose included.)
-    {"payment-card", kPaymentCard, R"(\b((?:[0-9](?:[ \t\-/_.:|\\~]|  | [\-/] )?){12,18}[0-9])\b)",
-     V::kPaymentCard},
+    // Digits with an optional separator between them: one blank, tab, line break (LF or CRLF:
+    // a card written one group per line), dash, slash, underscore, dot, colon, bar, backslash or
+    // tilde, or two blanks, " - " or " / "; the validator wants the same separator between the
+    // printed groups and a card's layout (4-4-4-4...), which keeps a column of unrelated numbers
+    // out. Not commas or semicolons (lists of numbers). (A general run of up to three separator
+    // characters made Hyperscan's database 4x slower on every text, prose included.)
+    {"payment-card", kPaymentCard,
+     R"(\b((?:[0-9](?:[ \t\n\-/_.:|\\~]|  | [\-/] |\r\n)?){12,18}[0-9])\b)", V::kPaymentCard},
     {"iban", kIban, R"(\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})\b)", V::kIban},
     {"us-ssn", kUsSsn, R"(\b([0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4})\b)", V::kUsSsn},
     {"cn-resident-id", kCnResidentId,

@@ -398,9 +398,11 @@ struct Field {
 };
 
 // One stretch of the arranged text: bytes [t_begin, t_end) are field bytes [field_off, ...) of
-// field `field`, or an elision mark (field == kMark) standing for the middle of a long field.
+// field `field`, an elision mark (field == kMark) standing for the middle of a long field, or a
+// group separator read at a cut between two digit groups (field == kGlue; it belongs to no field).
 struct Segment {
   static constexpr std::size_t kMark = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kGlue = static_cast<std::size_t>(-2);
   std::size_t t_begin, t_end, field, field_off;
 };
 
@@ -439,10 +441,16 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
   for (bool reversed : {false, true}) {
     // Reversing the parts of one unit only is not a reading order any template uses.
     if (reversed && !several_units) continue;
-    for (bool trimmed : {false, true}) {
-      if (trimmed && !any_padding) continue;  // the same text as untrimmed
+    // Trimmed, and glued: trimmed with the number's group separator put back at a cut between
+    // two digit groups ("4111 1111" + "1111 1111" reads "4111 1111 1111 1111", not
+    // "4111 11111111 1111", which no grouped-number rule accepts).
+    for (int mode : {0, 1, 2}) {
+      const bool trimmed = mode >= 1, glued = mode == 2;
+      if (mode == 1 && !any_padding) continue;  // the same text as untrimmed
       text.clear();
       segments.clear();
+      bool any_glue = false;
+      std::string_view previous;  // the last field's text as placed
       for (std::size_t n = 0; n < fields.size(); ++n) {
         std::size_t k = reversed ? fields.size() - 1 - n : n;
         std::string_view view = fields[k].text;
@@ -452,6 +460,17 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
           to -= TrailingSeparators(view, from);
         }
         if (to <= from) continue;
+        if (glued) {
+          std::string glue = policy::GroupSeparatorAtCut(
+              previous, view.substr(from, std::min(to - from, kWindow)));
+          if (!glue.empty()) {
+            segments.push_back({text.size(), text.size() + glue.size(), Segment::kGlue, 0});
+            text.append(glue);
+            any_glue = true;
+          }
+        }
+        previous = view.substr(from, to - from);
+        if (previous.size() > kWindow) previous = previous.substr(previous.size() - kWindow);
         auto add = [&](std::size_t b, std::size_t e) {
           segments.push_back({text.size(), text.size() + (e - b), k, b});
           text.append(view.substr(b, e - b));
@@ -467,7 +486,7 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
         text.append(kMark);
         add(tail_begin, to);
       }
-      if (segments.size() < 2) continue;
+      if (segments.size() < 2 || (glued && !any_glue)) continue;
       std::size_t first_seg = 0;
       for (const policy::Match& m : detectors.Scan(text)) {
         while (first_seg < segments.size() && segments[first_seg].t_end <= m.begin) ++first_seg;
@@ -480,6 +499,7 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
             marked = true;
             break;
           }
+          if (g.field == Segment::kGlue) continue;
           std::size_t b = std::max(m.begin, g.t_begin) - g.t_begin + g.field_off;
           std::size_t e = std::min(m.end, g.t_end) - g.t_begin + g.field_off;
           const Field& f = fields[g.field];
@@ -488,32 +508,70 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
           cross.pieces.push_back({f.unit, f.offset + b, f.offset + e});
         }
         if (marked || distinct < 2) continue;
-        // A field's own finding read on into the next field ("ghp_..." + "export", "alice@x.com"
-        // + "my") is not new data: the field's scan rewrites it, and the text glued on after it
-        // is not data. So a finding that overlaps one of a unit's own findings and starts where
-        // that finding starts or after it is left to it. One that starts before it ("see a" +
-        // "lice@example.com": the field alone finds "lice@...") is kept, and its cut takes both.
-        bool overlaps_own = false;
-        for (std::size_t i = 0; i < cross.pieces.size() && !overlaps_own; ++i) {
-          const auto& p = cross.pieces[i];
+        // A finding that one unit's own findings already explain is left to them: it starts
+        // in or after an own finding, and every later piece overlaps an own finding of its unit
+        // ("alice@example.com" + "bob@example.org" read as "alice@example.combob"), or what it
+        // reads on into is not more of the same value: a word after a token or an address
+        // ("ghp_..." + "export", "alice@example.com" + "my"). The joined reading wins where it
+        // completes the value the field ends with: "alice@example.co" + "m" is the address
+        // alice@example.com (its last label becomes a top-level domain), "4111 1111 1111 111" +
+        // "1" a longer number; the cut then covers the field's own finding too. One that starts
+        // before an own finding ("see a" + "lice@example.com": the field alone finds "lice@...")
+        // is kept, and its cut takes both.
+        auto own_at = [&](const CrossFieldMatch::Piece& p,
+                          bool at_or_after) -> const policy::Match* {
           for (const policy::Match& o : unit_matches[p.unit])
-            if (o.begin < p.end && p.begin < o.end && i == 0 && p.begin >= o.begin)
-              overlaps_own = true;
+            if (o.begin < p.end && p.begin < o.end && (!at_or_after || p.begin >= o.begin))
+              return &o;
+          return nullptr;
+        };
+        const policy::Match* first_own = own_at(cross.pieces[0], true);
+        bool explained = first_own != nullptr;
+        for (std::size_t i = 1; i < cross.pieces.size() && explained; ++i)
+          explained = own_at(cross.pieces[i], false) != nullptr;
+        if (first_own && !explained) {
+          // Does the next field complete the own finding, which must reach the cut?
+          const auto& next = cross.pieces[1];
+          char next_char = next.end > next.begin ? joined[next.unit][next.begin] : '\0';
+          bool completes = false;
+          if (cross.data_class == policy::DataClass::kEmail) {
+            std::size_t dot = cross.value.rfind('.');
+            completes =
+                dot != std::string::npos &&
+                policy::IsKnownTopLevelDomain(std::string_view(cross.value).substr(dot + 1));
+          } else if (cross.data_class != policy::DataClass::kSecret) {
+            completes = next_char >= '0' && next_char <= '9';
+          }
+          explained = !completes || first_own->end < cross.pieces[0].end;
         }
-        if (overlaps_own) continue;
-        // The same finding seen in another arrangement (as is, trimmed) cuts the union of both.
+        if (explained) continue;
+        // The same finding seen in another arrangement (as is, trimmed, glued) cuts the union
+        // of both: same class, and the first pieces and the last pieces overlap. A middle piece
+        // one arrangement skipped (a blank field trimmed away) is added in reading order.
+        auto overlap = [](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
+          return a.unit == b.unit && a.begin < b.end && b.begin < a.end;
+        };
         bool seen = false;
         for (CrossFieldMatch& c : out) {
-          if (c.data_class != cross.data_class || c.pieces.size() != cross.pieces.size()) continue;
-          bool same = true;
-          for (std::size_t i = 0; i < c.pieces.size() && same; ++i)
-            same = c.pieces[i].unit == cross.pieces[i].unit &&
-                   c.pieces[i].begin < cross.pieces[i].end &&
-                   cross.pieces[i].begin < c.pieces[i].end;
-          if (!same) continue;
-          for (std::size_t i = 0; i < c.pieces.size(); ++i) {
-            c.pieces[i].begin = std::min(c.pieces[i].begin, cross.pieces[i].begin);
-            c.pieces[i].end = std::max(c.pieces[i].end, cross.pieces[i].end);
+          if (c.data_class != cross.data_class ||
+              !overlap(c.pieces.front(), cross.pieces.front()) ||
+              !overlap(c.pieces.back(), cross.pieces.back()))
+            continue;
+          const bool ascending = c.pieces.front().unit <= c.pieces.back().unit;
+          for (const CrossFieldMatch::Piece& p : cross.pieces) {
+            auto same =
+                std::find_if(c.pieces.begin(), c.pieces.end(),
+                             [&](const CrossFieldMatch::Piece& q) { return overlap(p, q); });
+            if (same != c.pieces.end()) {
+              same->begin = std::min(same->begin, p.begin);
+              same->end = std::max(same->end, p.end);
+              continue;
+            }
+            auto before = [&](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
+              if (a.unit != b.unit) return ascending ? a.unit < b.unit : a.unit > b.unit;
+              return a.begin < b.begin;
+            };
+            c.pieces.insert(std::upper_bound(c.pieces.begin(), c.pieces.end(), p, before), p);
           }
           seen = true;
           break;
@@ -565,11 +623,15 @@ std::string RewriteUnit(policy::Pseudonymizer& pseudonymizer, ScanUnit& unit,
           original, {policy::Match{m.data_class, m.rule, 0, original.size()}}, actions);
       if (replaced != original) edits.push_back({m.begin, m.end, std::move(replaced)});
     }
-    std::sort(edits.begin(), edits.end(),
-              [](const UnitCut& a, const UnitCut& b) { return a.begin < b.begin; });
+    // Stable: at one start, cross-field cuts (first in `edits`) come before the unit's matches.
+    std::stable_sort(edits.begin(), edits.end(),
+                     [](const UnitCut& a, const UnitCut& b) { return a.begin < b.begin; });
     std::vector<UnitCut> merged;
     for (UnitCut& e : edits) {
       if (!merged.empty() && e.begin < merged.back().end) {
+        // An edit inside another is data the other's placeholder already stands for
+        // ("alice@example.co" inside the cut of "alice@example.co" + "m").
+        if (e.end <= merged.back().end) continue;
         merged.back().end = std::max(merged.back().end, e.end);
         if (e.replacement != merged.back().replacement) merged.back().replacement += e.replacement;
         continue;

@@ -174,13 +174,16 @@ struct RequestState {
 // or more content parts, or with blanks or invisible characters (" ", "\n", U+200B, U+3000) at
 // the cut. A model reads its fields as one text, so the gateway scans the model text of the
 // request (every unit whose ScanUnit::model_text is set, every part of it a field) as joined
-// text too, in four arrangements: fields in request order and in reverse order (a template may
-// render a message's name before or after its content), each joined as they are and with the
-// blanks and invisible characters at every field boundary removed. Only the text within
+// text too, in up to six arrangements: fields in request order and in reverse order (a template
+// may render a message's name before or after its content), each joined as they are, with the
+// blanks and invisible characters at every field boundary removed, and removed with the group
+// separator of a number put back where a cut falls between two of its digit groups ("4111 1111"
+// + "1111 1111"; see policy::GroupSeparatorAtCut). Only the text within
 // kCrossFieldWindow bytes of a boundary takes part (a finding split between fields is shorter
 // than that: bounded rules are under 700 bytes), so this costs a few KiB of scanning per
 // boundary, not another pass over long fields. A finding is kept only if it spans two or more
-// fields and is not already a finding of one unit.
+// fields and is not explained by the units' own findings (the joined reading wins where it reads
+// on past one: "alice@example.co" + "m").
 inline constexpr std::size_t kCrossFieldWindow = 1024;
 
 struct CrossFieldMatch {

@@ -249,8 +249,35 @@ add("Amex 3782 - 822463 - 10005 (spaced dashes).", ("payment_card", "3782 - 8224
 add("Transfer to DE89 3704 0044 0532 0130 00 done.", ("iban", "DE89 3704 0044 0532 0130 00"))
 add("Account 0012345678 and reference 004420794609581.")
 add("Sizes: 4111,1111,1111,1111 and 4000;5000;6000;7000.")
-add("Rows:\n4111\n1111\n1111\n1111\nend")
+# Relabelled in the third round: a card written one group per line is a card (issue #13 F6).
+add("Rows:\n4111\n1111\n1111\n1111\nend", ("payment_card", "4111\n1111\n1111\n1111"))
 add("Ticket 4111/1111/1111/1112 (Luhn fails).")
+
+# ---- third round of #13 evasions (F6, F8) ----
+# Encoded data (percent, HTML references, backslash escapes, quoted-printable, base64 text data:
+# URLs) and card groups on CRLF lines; hard negatives with the same encodings and no data.
+add("Mail alice%40example.com (percent-encoded).", ("email", "alice%40example.com"))
+add("Link https://shop.example/pay?card=4111%201111%201111%201111&x=1",
+    ("payment_card", "4111%201111%201111%201111"))
+add("<p>Contact: bob&#64;example.org</p>", ("email", "bob&#64;example.org"))
+add("Contact carol&commat;example&period;net please.", ("email", "carol&commat;example&period;net"))
+add("Hex reference dave&#x40;example.com here.", ("email", "dave&#x40;example.com"))
+add('{"to":"erin\\u0040example.com","n":1}', ("email", "erin\\u0040example.com"))
+add("To: frank=40example.com (quoted-printable).", ("email", "frank=40example.com"))
+add("SSN 536&#45;22&#45;4581 in HTML.", ("us_ssn", "536&#45;22&#45;4581"))
+add("Phone 138%201234%205678 in a URL.", ("phone", "138%201234%205678"))
+add("Card 5500\r\n0000\r\n0000\r\n0004 (CRLF).", ("payment_card", "5500\r\n0000\r\n0000\r\n0004"))
+add("see data:text/plain;base64,bWFpbCBhbGljZUBleGFtcGxlLmNvbQ== here",
+    ("email", "bWFpbCBhbGljZUBleGFtcGxlLmNvbQ=="))
+add("Use %20 for a space and %40 for an at sign in URLs.")
+add("Tom &amp; Jerry &copy; 1940 &mdash; all rights reserved.")
+add("Path C:\\new\\x41\\u0040\\test and \\n escapes.")
+add("width=40 height=20 margin=3D spacing=0A")
+add("Progress 50%+ and 1+1=2, x=41+42.")
+add("data:text/plain;base64,SGVsbG8sIHdvcmxkIQ== says hello")
+add("Order 2024%2D0001%2D5555 shipped.")
+add("Rows:\n2021\n2022\n2023\n2024\nend")
+add("Totals:\r\n1234\r\n5678\r\n9012\r\n3456")
 
 for l in lines:
     print(json.dumps(l, ensure_ascii=False))

@@ -1,0 +1,538 @@
+// Red-team bypasses of the gateway's request governance (issue #13, F6 and F8), each closed as a
+// class and tested by name:
+//  * digit-grouped data (cards, SSN, resident ID, phones, IBAN, IP) and e-mail split between two
+//    fields exactly at a group boundary with no separator at the cut ("card 4111 1111" +
+//    "1111 1111", "ssn 536-22" + "4581"), at every byte, between messages, content parts and a
+//    name and its content, and "alice@example.co" + "m";
+//  * card groups on separate lines (LF, CRLF);
+//  * encoded data: percent-encoding, HTML character references, backslash escapes (JSON text in a
+//    JSON string), quoted-printable, base64 text data: URLs, nested up to the decoding rounds.
+// Detector-level tests use DetectorSet directly; the gateway tests run a real `airlock serve`
+// (AIRLOCK_EXE) in front of a logging upstream (a TEST DOUBLE: an httplib server in this process
+// that records every body it receives), all on loopback, every wait bounded.
+#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
+#define CPPHTTPLIB_OPENSSL_SUPPORT
+#endif
+#ifndef CPPHTTPLIB_ZLIB_SUPPORT
+#define CPPHTTPLIB_ZLIB_SUPPORT
+#endif
+#ifndef CPPHTTPLIB_BROTLI_SUPPORT
+#define CPPHTTPLIB_BROTLI_SUPPORT
+#endif
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "policy/detectors.h"
+#include "server/internal/policy_apply.h"
+#include "server/internal/request.h"
+#include "test_util.h"
+
+namespace {
+
+using airlock::policy::DataClass;
+using airlock::policy::DetectorSet;
+using airlock::policy::Match;
+using airlock::server::internal::CrossFieldMatch;
+using airlock::server::internal::FindCrossFieldMatches;
+using airlock::server::internal::ScanUnit;
+using json = nlohmann::json;
+
+// Samples of every digit-grouped class (and e-mail), written with separators between groups.
+const std::vector<std::pair<std::string, DataClass>>& GroupedSamples() {
+  static const std::vector<std::pair<std::string, DataClass>> samples = {
+      {"4111 1111 1111 1111", DataClass::kPaymentCard},
+      {"4111-1111-1111-1111", DataClass::kPaymentCard},
+      {"536-22-4581", DataClass::kUsSsn},
+      {"11010519491231002X", DataClass::kCnResidentId},
+      {"138 1234 5678", DataClass::kPhone},
+      {"+86 138 1234 5678", DataClass::kPhone},
+      {"DE89 3704 0044 0532 0130 00", DataClass::kIban},
+      {"192.168.10.20", DataClass::kIpAddress},
+      {"alice@example.com", DataClass::kEmail},
+  };
+  return samples;
+}
+
+// Letters and digits only: what is left of data however it is cut or padded.
+std::string Compact(std::string_view s) {
+  std::string out;
+  for (char c : s)
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) out += c;
+  return out;
+}
+
+class DecodedDetectionTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto d = DetectorSet::Create();
+    ASSERT_TRUE(d.ok());
+    set_ = std::move(*d).release();
+  }
+  static void TearDownTestSuite() { delete set_; }
+
+  // The one finding of `text`, which must cover `covered` exactly.
+  static void ExpectFound(const std::string& text, DataClass cls, const std::string& covered) {
+    std::vector<Match> found = set_->Scan(text);
+    ASSERT_EQ(found.size(), 1u) << text;
+    EXPECT_EQ(found[0].data_class, cls) << text;
+    EXPECT_EQ(text.substr(found[0].begin, found[0].end - found[0].begin), covered) << text;
+  }
+
+  static inline DetectorSet* set_ = nullptr;
+};
+
+TEST_F(DecodedDetectionTest, PercentEncodedEmailAndCardAreFound) {
+  ExpectFound("mail alice%40example.com now", DataClass::kEmail, "alice%40example.com");
+  ExpectFound("https://x.example/?to=alice%40example.com&x=1", DataClass::kEmail,
+              "alice%40example.com");
+  ExpectFound("card 4111%201111%201111%201111 ok", DataClass::kPaymentCard,
+              "4111%201111%201111%201111");
+  ExpectFound("q=4111+1111+1111+1111", DataClass::kPaymentCard, "4111+1111+1111+1111");
+  // Full-width @ percent-encoded as UTF-8 (decoded, then normalized).
+  ExpectFound("alice%EF%BC%A0example.com", DataClass::kEmail, "alice%EF%BC%A0example.com");
+  // Every character encoded.
+  std::string all;
+  for (char c : std::string("bob@example.org")) {
+    char hex[4];
+    std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+    all += hex;
+  }
+  ExpectFound("x " + all + " y", DataClass::kEmail, all);
+}
+
+TEST_F(DecodedDetectionTest, HtmlNumericAndNamedReferencesAreFound) {
+  for (std::string at : {"&#64;", "&#064;", "&#x40;", "&#X40;", "&commat;", "&#64"}) {
+    std::string text = "<p>alice" + at + "example.com</p>";
+    ExpectFound(text, DataClass::kEmail, "alice" + at + "example.com");
+  }
+  ExpectFound("alice&commat;example&period;com", DataClass::kEmail,
+              "alice&commat;example&period;com");
+  ExpectFound("ssn 536&hyphen;22&hyphen;4581", DataClass::kUsSsn, "536&hyphen;22&hyphen;4581");
+  ExpectFound("4111&nbsp;1111&nbsp;1111&nbsp;1111", DataClass::kPaymentCard,
+              "4111&nbsp;1111&nbsp;1111&nbsp;1111");
+}
+
+TEST_F(DecodedDetectionTest, BackslashEscapesInsideJsonStringsAreFound) {
+  // Tool-call arguments are JSON text inside a JSON string: after the request is parsed, its
+  // escapes are still there.
+  ExpectFound(R"({"to":"alice\u0040example.com"})", DataClass::kEmail, R"(alice\u0040example.com)");
+  ExpectFound(R"(alice\x40example.com)", DataClass::kEmail, R"(alice\x40example.com)");
+  ExpectFound(R"(alice\u{40}example.com)", DataClass::kEmail, R"(alice\u{40}example.com)");
+  ExpectFound(R"(alice\100example.com)", DataClass::kEmail, R"(alice\100example.com)");
+  ExpectFound("alice%u0040example.com", DataClass::kEmail, "alice%u0040example.com");
+  ExpectFound(R"({"card":"4111\n1111\n1111\n1111"})", DataClass::kPaymentCard,
+              R"(4111\n1111\n1111\n1111)");
+  // Full-width digits as JSON escapes (decoded, then normalized).
+  ExpectFound(R"(tel \uff11\uff13\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18)",
+              DataClass::kPhone,
+              R"(\uff11\uff13\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18)");
+}
+
+TEST_F(DecodedDetectionTest, QuotedPrintableIsFound) {
+  ExpectFound("To: alice=40example.com", DataClass::kEmail, "alice=40example.com");
+  // A soft line break inside the address.
+  ExpectFound("mail alice@exam=\r\nple.com ok", DataClass::kEmail, "alice@exam=\r\nple.com");
+}
+
+TEST_F(DecodedDetectionTest, Base64TextDataUrlIsFoundAndCutInPlace) {
+  // base64("mail alice@example.com, card 4111 1111 1111 1111")
+  const std::string payload = "bWFpbCBhbGljZUBleGFtcGxlLmNvbSwgY2FyZCA0MTExIDExMTEgMTExMSAxMTEx";
+  const std::string text = "see data:text/plain;charset=utf-8;base64," + payload + " ok";
+  std::vector<Match> found = set_->Scan(text);
+  ASSERT_EQ(found.size(), 2u) << text;
+  EXPECT_EQ(found[0].data_class, DataClass::kEmail);
+  EXPECT_EQ(found[1].data_class, DataClass::kPaymentCard);
+  // The findings cover whole groups of 4 characters inside the payload; cutting them leaves no
+  // part of either value decodable.
+  std::string cut = text;
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    EXPECT_GE(it->begin, text.find(payload));
+    EXPECT_LE(it->end, text.find(payload) + payload.size());
+    cut.replace(it->begin, it->end - it->begin, "[X]");
+  }
+  EXPECT_TRUE(set_->Scan(cut).empty()) << cut;
+  // Not a text type: binary data is not decoded (documented; the gateway refuses a field that is
+  // a data: URL).
+  EXPECT_TRUE(set_->Scan("data:image/png;base64," + payload).empty());
+}
+
+TEST_F(DecodedDetectionTest, NestedEncodingsAreDecodedUpToTheRoundLimit) {
+  ExpectFound("alice%2540example.com", DataClass::kEmail, "alice%2540example.com");
+  ExpectFound("alice&amp;#64;example.com", DataClass::kEmail, "alice&amp;#64;example.com");
+  ExpectFound(R"(alice\\u0040example.com)", DataClass::kEmail, R"(alice\\u0040example.com)");
+  ExpectFound("alice%252540example.com", DataClass::kEmail, "alice%252540example.com");
+  // Four levels exceed the fixed number of rounds (3): documented as not decoded.
+  EXPECT_TRUE(set_->Scan("alice%25252540example.com").empty());
+}
+
+// Decoding adds a reading; it never takes away what the text itself shows.
+TEST_F(DecodedDetectionTest, DecodingNeverHidesWhatThePlainTextShows) {
+  // "=13" would decode to U+0013 (dropped), "%20" inside a token to a blank.
+  ExpectFound("phone=13812345678", DataClass::kPhone, "13812345678");
+  ExpectFound("id=4111111111111111", DataClass::kPaymentCard, "4111111111111111");
+  ExpectFound(R"(path C:\x41\alice@example.com)", DataClass::kEmail, "alice@example.com");
+  ExpectFound("ops+alerts@example.com", DataClass::kEmail, "ops+alerts@example.com");
+}
+
+// Hostile input: deep or dense encodings, truncated escapes, huge data: URLs. Each call must
+// return (linear work: every round's output is no longer than its input), and a finding's range
+// stays inside the text.
+TEST_F(DecodedDetectionTest, HostileEncodedInputIsBoundedAndNeverCrashes) {
+  std::vector<std::string> inputs;
+  std::string s;
+  for (int i = 0; i < 100000; ++i) s += "%25";
+  inputs.push_back(s);
+  s.clear();
+  for (int i = 0; i < 50000; ++i) s += "&amp;#6";
+  inputs.push_back(s);
+  s.clear();
+  for (int i = 0; i < 50000; ++i) s += "\\\\u00";
+  inputs.push_back(s + "\\u");
+  inputs.push_back("data:text/plain;base64," + std::string(1 << 20, 'A'));
+  inputs.push_back(std::string(1 << 16, '=') + "4");
+  inputs.push_back("\\uD800\\uDC0");
+  inputs.push_back("&#x110000;&#xD800;&#0;&#99999999999;&;&#;&#x;%;%4;\\x4;\\u{};=4");
+  for (const std::string& in : inputs) {
+    for (const Match& m : set_->Scan(in)) {
+      EXPECT_LT(m.begin, m.end);
+      EXPECT_LE(m.end, in.size());
+    }
+  }
+}
+
+TEST_F(DecodedDetectionTest, CardGroupsOnSeparateLinesAreFound) {
+  ExpectFound("card:\n4111\n1111\n1111\n1111\nthanks", DataClass::kPaymentCard,
+              "4111\n1111\n1111\n1111");
+  ExpectFound("card:\r\n4111\r\n1111\r\n1111\r\n1111\r\n", DataClass::kPaymentCard,
+              "4111\r\n1111\r\n1111\r\n1111");
+  ExpectFound("5500\n0000\n0000\n0004", DataClass::kPaymentCard, "5500\n0000\n0000\n0004");
+  // A column of numbers that is not laid out as a card, or fails Luhn, is not one.
+  EXPECT_TRUE(set_->Scan("2021\n2022\n2023\n2024\n").empty());
+  EXPECT_TRUE(set_->Scan("4111\n1111\n1111\n1112\n").empty());
+  EXPECT_TRUE(set_->Scan("4111\n1111 1111-1111").empty());
+}
+
+// ---- cross-field splits (the gateway's FindCrossFieldMatches) ----
+
+class SplitAtGroupBoundaryTest : public DecodedDetectionTest {
+ protected:
+  // Fields as ScanUnits: each inner vector one unit (a message), each string one part of it.
+  static std::vector<CrossFieldMatch> Cross(const std::vector<std::vector<std::string>>& units_in) {
+    std::vector<std::vector<json>> values;
+    for (const auto& parts : units_in) values.emplace_back(parts.begin(), parts.end());
+    std::vector<ScanUnit> units;
+    std::vector<std::string> joined;
+    std::vector<std::vector<Match>> matches;
+    for (auto& parts : values) {
+      ScanUnit u;
+      for (json& p : parts) u.parts.push_back(&p);
+      units.push_back(u);
+      joined.push_back(units.back().Joined());
+      matches.push_back(set_->Scan(joined.back()));
+    }
+    return FindCrossFieldMatches(*set_, units, joined, matches);
+  }
+  // The class found for the value split at `cut` in this arrangement, by the unit scans or
+  // across fields (what the gateway acts on).
+  static bool Found(const std::vector<std::vector<std::string>>& units, DataClass cls) {
+    for (const auto& c : Cross(units))
+      if (c.data_class == cls) return true;
+    for (const auto& parts : units) {
+      std::string joined;
+      for (const auto& p : parts) joined += p;
+      for (const Match& m : set_->Scan(joined))
+        if (m.data_class == cls) return true;
+    }
+    return false;
+  }
+};
+
+TEST_F(SplitAtGroupBoundaryTest, CardAndSsnSplitAtAGroupBoundaryWithNoSeparatorAreFound) {
+  EXPECT_TRUE(Found({{"card 4111 1111"}, {"1111 1111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"ssn 536-22"}, {"4581"}}, DataClass::kUsSsn));
+  EXPECT_TRUE(Found({{"card 4111 1111", "1111 1111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"ssn 536-22", "4581 ok"}}, DataClass::kUsSsn));
+  EXPECT_TRUE(Found({{"card 4111-1111-1111"}, {"1111 thanks"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111"}, {"1111 1111 1111"}}, DataClass::kPaymentCard));
+}
+
+// The two pieces of `value` cut at every byte: as they are, and where the cut falls on a
+// separator between two digit groups, with that separator left out (the attack: "4111 1111" + "1111
+// 1111").
+std::vector<std::pair<std::string, std::string>> EveryCut(const std::string& value) {
+  std::vector<std::pair<std::string, std::string>> cuts;
+  for (std::size_t cut = 1; cut < value.size(); ++cut) {
+    cuts.emplace_back(value.substr(0, cut), value.substr(cut));
+    auto digit = [&](std::size_t i) { return value[i] >= '0' && value[i] <= '9'; };
+    if (cut + 1 < value.size() && !digit(cut) && digit(cut - 1) && digit(cut + 1))
+      cuts.emplace_back(value.substr(0, cut), value.substr(cut + 1));
+  }
+  return cuts;
+}
+
+// Every digit-grouped class split at every byte between two messages, two content parts of one
+// message, and in reverse order, with and without the separator at a group boundary: found.
+TEST_F(SplitAtGroupBoundaryTest, GroupedDataSplitAtEveryByteIsFound) {
+  for (const auto& [value, cls] : GroupedSamples()) {
+    for (const auto& [first, second] : EveryCut(value)) {
+      std::string left = "see " + first, right = second + " ok";
+      std::string where = value + " as '" + first + "' + '" + second + "'";
+      EXPECT_TRUE(Found({{left}, {right}}, cls)) << where << " in two messages";
+      EXPECT_TRUE(Found({{left, right}}, cls)) << where << " in two parts";
+      EXPECT_TRUE(Found({{right}, {left}}, cls)) << where << " reversed";
+    }
+  }
+}
+
+// "alice@example.co" + "m": the first field alone holds an address; the joined reading wins, so
+// the cut takes the glued-on "m" too and the placeholder stands for alice@example.com.
+TEST_F(SplitAtGroupBoundaryTest, EmailWhoseLastLabelIsCompletedByTheNextFieldIsReadJoined) {
+  auto found = Cross({{"mail alice@example.co"}, {"m please"}});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].value, "alice@example.com");
+  ASSERT_EQ(found[0].pieces.size(), 2u);
+  EXPECT_EQ(found[0].pieces[0].begin, 5u);
+  EXPECT_EQ(found[0].pieces[1].end, 1u);
+  // Two whole addresses glued together stay two findings of their own fields.
+  EXPECT_TRUE(Cross({{"alice@example.com"}, {"bob@example.org"}}).empty());
+}
+
+// ---- end to end: a real gateway in front of a logging upstream ----
+
+class LoggingUpstream {
+ public:
+  LoggingUpstream() {
+    server_.Post(
+        "/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            bodies_.push_back(req.body);
+          }
+          json answer = {
+              {"id", "up-1"},
+              {"object", "chat.completion"},
+              {"created", 0},
+              {"model", "echo"},
+              {"choices", json::array({{{"index", 0},
+                                        {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                                        {"finish_reason", "stop"}}})},
+              {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}, {"total_tokens", 2}}}};
+          res.set_content(answer.dump(), "application/json");
+        });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~LoggingUpstream() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::string last() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bodies_.empty() ? std::string() : bodies_.back();
+  }
+  std::size_t count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bodies_.size();
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<std::string> bodies_;
+};
+
+class GatewayEncodedSplitTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new airlock::testing::TempDir("leak");
+    upstream_ = new LoggingUpstream();
+    std::string config = (dir_->path() / "policy.toml").string();
+    std::ofstream(config) << "[[upstreams]]\nname='us'\nbase_url='http://127.0.0.1:"
+                          << upstream_->port()
+                          << "/v1'\njurisdiction='US'\nmodels=['echo']\n"
+                             "[[rules]]\ndata_classes=['email','phone','payment_card','iban',"
+                             "'us_ssn','cn_resident_id','ip_address','secret']\naction='redact'\n"
+                             "[audit]\npath='"
+                          << (dir_->path() / "audit.db").string() << "'\n";
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      close(fds[1]);
+      execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", "--config", config.c_str(), "--port", "0",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    std::string line;
+    char c;
+    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+    close(fds[0]);
+    auto colon = line.rfind(':');
+    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status = 0;
+      for (int i = 0; i < 100 && waitpid(pid_, &status, WNOHANG) != pid_; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, WNOHANG);
+    }
+    delete upstream_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_GT(port_, 0) << "airlock serve did not start"; }
+  static const DetectorSet& set() {
+    static const std::unique_ptr<DetectorSet> detectors = std::move(*DetectorSet::Create());
+    return *detectors;
+  }
+
+  // Sends `messages`; expects 200 and returns every string of the forwarded messages in order.
+  static std::vector<std::string> Forwarded(const json& messages, const std::string& what) {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(20, 0);
+    json body = {{"model", "echo"}, {"messages", messages}};
+    std::size_t before = upstream_->count();
+    auto r = client.Post("/v1/chat/completions", {{"Authorization", "Bearer any"}}, body.dump(),
+                         "application/json");
+    std::vector<std::string> texts;
+    EXPECT_TRUE(r) << what;
+    if (!r) return texts;
+    EXPECT_EQ(r->status, 200) << what << ": " << r->body;
+    EXPECT_EQ(upstream_->count(), before + 1) << what;
+    json sent = json::parse(upstream_->last(), nullptr, false);
+    if (!sent.is_object() || !sent.contains("messages")) return texts;
+    std::function<void(const json&)> collect = [&](const json& j) {
+      if (j.is_string()) texts.push_back(j.get<std::string>());
+      if (j.is_array() || j.is_object())
+        for (const auto& e : j) collect(e);
+    };
+    for (const auto& m : sent["messages"]) {
+      json copy = m;
+      copy.erase("role");
+      collect(copy);
+    }
+    return texts;
+  }
+  // The value's letters and digits appear nowhere in the forwarded text read in order or in
+  // reverse (what a logging upstream could put back together).
+  static void ExpectNotLeaked(const std::vector<std::string>& texts, const std::string& value,
+                              const std::string& what) {
+    std::string forward, backward;
+    for (const auto& t : texts) forward += t;
+    for (auto it = texts.rbegin(); it != texts.rend(); ++it) backward += *it;
+    const std::string needle = Compact(value);
+    EXPECT_EQ(Compact(forward).find(needle), std::string::npos) << what << ": " << forward;
+    EXPECT_EQ(Compact(backward).find(needle), std::string::npos) << what << ": " << backward;
+  }
+
+  static inline airlock::testing::TempDir* dir_ = nullptr;
+  static inline LoggingUpstream* upstream_ = nullptr;
+  static inline pid_t pid_ = -1;
+  static inline int port_ = 0;
+};
+
+TEST_F(GatewayEncodedSplitTest, CardAndSsnSplitAtAGroupBoundaryNeverReachTheUpstream) {
+  auto msg = [](json content) { return json{{"role", "user"}, {"content", content}}; };
+  ExpectNotLeaked(Forwarded(json::array({msg("card 4111 1111"), msg("1111 1111")}), "card"),
+                  "4111111111111111", "card in two messages");
+  ExpectNotLeaked(Forwarded(json::array({msg("ssn 536-22"), msg("4581")}), "ssn"), "536224581",
+                  "ssn in two messages");
+  ExpectNotLeaked(
+      Forwarded(json::array({msg("mail alice@example.co"), msg("m")}), "email last label"),
+      "alice@example.com", "email completed by the next message");
+  ExpectNotLeaked(Forwarded(json::array({msg("card\n4111\n1111\n1111\n1111")}), "lines"),
+                  "4111111111111111", "card on four lines");
+  ExpectNotLeaked(Forwarded(json::array({msg("card\r\n4111\r\n1111\r\n1111\r\n1111")}), "crlf"),
+                  "4111111111111111", "card on four CRLF lines");
+}
+
+// Each sample split at every byte across two messages, two content parts, and a message's name
+// and content: the upstream never receives it.
+TEST_F(GatewayEncodedSplitTest, GroupedDataSplitAtEveryByteNeverReachesTheUpstream) {
+  auto part = [](const std::string& t) { return json{{"type", "text"}, {"text", t}}; };
+  for (const auto& [value, cls] : GroupedSamples()) {
+    for (const auto& [first, second] : EveryCut(value)) {
+      std::string left = "see " + first, right = second + " ok";
+      std::string where = value + " as '" + first + "' + '" + second + "'";
+      ExpectNotLeaked(Forwarded(json::array({{{"role", "user"}, {"content", left}},
+                                             {{"role", "user"}, {"content", right}}}),
+                                where),
+                      value, "messages: " + where);
+      ExpectNotLeaked(
+          Forwarded(json::array(
+                        {{{"role", "user"}, {"content", json::array({part(left), part(right)})}}}),
+                    where),
+          value, "parts: " + where);
+      // The first piece as the message's name, the rest as its content.
+      ExpectNotLeaked(
+          Forwarded(json::array({{{"role", "user"}, {"name", first}, {"content", right}}}), where),
+          value, "name and content: " + where);
+    }
+  }
+}
+
+// Encoded data in message text and in tool-call arguments (JSON text inside a JSON string): the
+// upstream gets the encoded bytes cut, never a decodable copy.
+TEST_F(GatewayEncodedSplitTest, EncodedDataNeverReachesTheUpstream) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"mail alice%40example.com", "alice@example.com"},
+      {"card 4111%201111%201111%201111", "4111111111111111"},
+      {"mail alice&#64;example.com", "alice@example.com"},
+      {"mail alice&commat;example.com", "alice@example.com"},
+      {"mail alice&#x40;example.com", "alice@example.com"},
+      {"mail alice=40example.com", "alice@example.com"},
+      {"mail alice%2540example.com", "alice@example.com"},
+      {"see data:text/plain;base64,bWFpbCBhbGljZUBleGFtcGxlLmNvbQ==", "alice@example.com"},
+  };
+  for (const auto& [text, value] : cases) {
+    auto texts = Forwarded(json::array({{{"role", "user"}, {"content", text}}}), text);
+    std::string all;
+    for (const auto& t : texts) all += t;
+    // Whatever is left, decoded again, holds no finding.
+    EXPECT_TRUE(set().Scan(all).empty()) << text << " -> " << all;
+    EXPECT_EQ(all.find("example"), std::string::npos) << text << " -> " << all;
+  }
+  // Tool-call arguments: JSON text with \u0040 escapes (and a card on escaped line breaks).
+  json messages = json::array(
+      {{{"role", "user"}, {"content", "send it"}},
+       {{"role", "assistant"},
+        {"content", nullptr},
+        {"tool_calls",
+         json::array(
+             {{{"id", "c1"},
+               {"type", "function"},
+               {"function",
+                {{"name", "send"},
+                 {"arguments",
+                  R"({"to":"alice\u0040example.com","card":"4111\n1111\n1111\n1111"})"}}}}})}},
+       {{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "sent"}}});
+  auto texts = Forwarded(messages, "tool call arguments");
+  std::string all;
+  for (const auto& t : texts) all += t;
+  EXPECT_EQ(all.find("example"), std::string::npos) << all;
+  EXPECT_EQ(Compact(all).find("4111n1111n1111n1111"), std::string::npos) << all;
+  EXPECT_TRUE(set().Scan(all).empty()) << all;
+}
+
+}  // namespace
