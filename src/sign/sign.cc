@@ -236,7 +236,7 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
     return out;
   }
   const Bundle& b = *parsed;
-  if (b.media_type != kBundleMediaType) {
+  if (b.media_type != kBundleMediaType && b.media_type != kBundleMediaTypeV03Alias) {
     r = Fail(VerifyFailure::kUnsupported, "sign: unsupported bundle media type '" + b.media_type +
                                               "' (expected " + kBundleMediaType + ")");
     return out;
