@@ -63,13 +63,18 @@ engine::KvCacheType KvTypeFromFlag(const std::string& kv_type) {
   return engine::ParseKvCacheType(kv_type).value_or(engine::KvCacheType::kAuto);
 }
 
-Status RequireSignature(const std::string& model_path, const std::string& public_key) {
-  if (public_key.empty()) return Status::Ok();
+Result<core::PinnedFile> OpenCheckedModel(const std::string& model_path,
+                                          const std::string& public_key) {
+  AIRLOCK_ASSIGN_OR_RETURN(core::PinnedFile file, core::PinnedFile::Open(model_path));
+  if (public_key.empty()) return file;
   sign::VerifyOptions vo;
   vo.trust.public_key_path = public_key;
+  vo.model_fd = file.fd();
   AIRLOCK_ASSIGN_OR_RETURN(sign::VerifyResult v, sign::VerifyModel(model_path, vo));
   if (!v.verified) return PermissionDenied("refusing to load " + model_path + ": " + v.message);
-  return Status::Ok();
+  // Written while it was hashed: the digest may mix old and new bytes.
+  AIRLOCK_TRY(file.Unchanged());
+  return file;
 }
 
 std::vector<std::string> GenerationInputs(const GenerationFlags& flags) {
@@ -79,9 +84,14 @@ std::vector<std::string> GenerationInputs(const GenerationFlags& flags) {
 
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
   const auto t0 = std::chrono::steady_clock::now();
-  AIRLOCK_TRY(RequireSignature(flags.model, flags.require_signature));
+  AIRLOCK_ASSIGN_OR_RETURN(core::PinnedFile file,
+                           OpenCheckedModel(flags.model, flags.require_signature));
   LoadedModel m;
-  AIRLOCK_ASSIGN_OR_RETURN(m.model, engine::Model::Load(flags.model));
+  engine::LoadOptions lo;
+  lo.fd = file.fd();  // the bytes whose signature was checked, whatever the path names now
+  AIRLOCK_ASSIGN_OR_RETURN(m.model, engine::Model::Load(flags.model, lo));
+  // Written in place while it was parsed: the weights in memory are not the signed ones.
+  if (!flags.require_signature.empty()) AIRLOCK_TRY(file.Unchanged());
   AIRLOCK_ASSIGN_OR_RETURN(engine::Tokenizer tok, engine::Tokenizer::FromGguf(m.model->gguf()));
   m.tokenizer.emplace(std::move(tok));
   engine::SessionOptions so;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file.h"
 #include "core/status.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -56,9 +57,13 @@ std::vector<std::string> GenerationInputs(const GenerationFlags& flags);
 // verbose). Errors: those of Model::Load, Tokenizer::FromGguf and Session::Create.
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags);
 
-// With a public key, verifies `model_path` against its OpenSSF model-signing signature
-// (MODEL.sig beside a file, model.sig in a folder). Errors: kPermissionDenied naming what failed.
-Status RequireSignature(const std::string& model_path, const std::string& public_key);
+// Opens the model file once and, with a public key, verifies its OpenSSF model-signing signature
+// (MODEL.sig beside it) by hashing through that descriptor. Load the model from the returned
+// file's descriptor: a file renamed over the path after the check is then never what runs, and
+// Unchanged() tells whether the file was written in place. Errors: kNotFound, kInvalidArgument
+// (not a regular file), kIo, kPermissionDenied naming what failed.
+Result<core::PinnedFile> OpenCheckedModel(const std::string& model_path,
+                                          const std::string& public_key);
 
 // Prompt tokens for `messages`: the chat template when the model has one and !no_template (with a
 // generation prompt), else the messages' text joined by blank lines with the vocabulary's BOS.

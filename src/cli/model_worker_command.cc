@@ -1,12 +1,15 @@
 // `airlock __model-worker`: the process `airlock serve` runs each local model in (see
 // server/worker_backend.h). Hidden from --help: only serve starts it, with the socket to the
-// gateway as --fd. Before it reads a byte of the model it closes every other inherited
+// gateway as --fd and the model file the gateway opened and checked as --model-fd (the path in
+// --model only names it). Before it reads a byte of the model it closes every other inherited
 // descriptor, keeps only the allowed environment variables, and confines itself: no exec, no
-// process creation, no new sockets, reads of the model file and system libraries only, no writes.
+// process creation, no new sockets, reads of system libraries only (not even the model's path:
+// what it maps is the checked descriptor), no writes.
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +28,7 @@ namespace {
 
 struct WorkerArgs {
   int fd = -1;
+  int model_fd = -1;
   std::string model;
   std::string name;
   int slots = 1;
@@ -45,18 +49,19 @@ void ScrubEnvironment() {
 }
 
 int RunWorker(const WorkerArgs& a) {
-  if (a.fd < 0) {
+  if (a.fd < 3 || a.model_fd < 3 || a.model_fd == a.fd) {
     std::fprintf(stderr, "airlock __model-worker: started by airlock serve only\n");
     return kExitError;
   }
-  // Only stdin, stdout, stderr and the socket stay open: nothing the gateway leaked by mistake.
-  if (a.fd > 2) {
-    ::syscall(SYS_close_range, 3u, static_cast<unsigned>(a.fd) - 1, 0u);
-    ::syscall(SYS_close_range, static_cast<unsigned>(a.fd) + 1, UINT_MAX, 0u);
-  }
+  // Only stdin, stdout, stderr, the socket and the model stay open: nothing the gateway leaked by
+  // mistake.
+  const unsigned low = static_cast<unsigned>(std::min(a.fd, a.model_fd));
+  const unsigned high = static_cast<unsigned>(std::max(a.fd, a.model_fd));
+  if (low > 3) ::syscall(SYS_close_range, 3u, low - 1, 0u);
+  if (high > low + 1) ::syscall(SYS_close_range, low + 1, high - 1, 0u);
+  ::syscall(SYS_close_range, high + 1, UINT_MAX, 0u);
   ScrubEnvironment();
-  sandbox::Policy policy;
-  policy.read_paths = {a.model};
+  sandbox::Policy policy;  // no read path at all: the model is the inherited descriptor
   auto applied = sandbox::Apply(policy);
   if (!applied) {
     std::string message = "cannot sandbox the model worker: " + applied.error().message();
@@ -77,7 +82,7 @@ int RunWorker(const WorkerArgs& a) {
   eo.ctx = a.ctx;
   eo.kv_type = engine::ParseKvCacheType(a.kv_type).value_or(engine::KvCacheType::kAuto);
   eo.batched = !a.no_batching;
-  return server::RunModelWorker(a.fd, a.model, eo);
+  return server::RunModelWorker(a.fd, a.model, a.model_fd, eo);
 }
 
 }  // namespace
@@ -88,6 +93,7 @@ void AddModelWorkerCommand(CLI::App& app, int* exit_code) {
   cmd->group("");  // hidden
   cmd->add_option("--fd", args->fd)->required();
   cmd->add_option("--model", args->model)->required();
+  cmd->add_option("--model-fd", args->model_fd)->required();
   cmd->add_option("--name", args->name);
   cmd->add_option("--slots", args->slots);
   cmd->add_option("--threads", args->threads);

@@ -86,22 +86,24 @@ int RunServe(const ServeArgs& a) {
     const std::string& key = !m.require_signature.empty()   ? m.require_signature
                              : !a.require_signature.empty() ? a.require_signature
                                                             : pol.server.require_signature;
-    if (Status v = RequireSignature(m.path, key); !v.ok()) {
-      std::fprintf(stderr, "airlock serve: %s\n", v.message().c_str());
-      return kExitFailed;
+    Result<core::PinnedFile> checked = OpenCheckedModel(m.path, key);
+    if (!checked) {
+      std::fprintf(stderr, "airlock serve: %s\n", checked.error().message().c_str());
+      return checked.error().code() == StatusCode::kPermissionDenied ? kExitFailed : kExitError;
     }
     Result<std::shared_ptr<server::ModelBackend>> backend = Unavailable("");
     if (a.in_process_models) {
-      backend = server::LoadEngineBackend(m.path, eo);
+      backend = server::LoadEngineBackend(m.path, eo, checked->fd());
     } else {
       server::WorkerBackendOptions wo;
       wo.program = self;
       wo.gguf_path = m.path;
       wo.engine = eo;
-      // Checked again before each restart of the worker, so that a model replaced on disk
-      // after this check (then a worker crash, or a kill) is never loaded unsigned.
-      if (!key.empty())
-        wo.check_before_start = [path = m.path, key] { return RequireSignature(path, key); };
+      // Opened and checked again before each start of the worker (the first one included), and
+      // handed to it as a descriptor: a model replaced on disk after a check (then a worker
+      // crash, or a kill) is never loaded unsigned, and a file written in place retires the
+      // worker before its next request.
+      wo.open_model = [path = m.path, key] { return OpenCheckedModel(path, key); };
       backend = server::StartWorkerBackend(wo);
     }
     if (!backend) {

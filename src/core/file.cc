@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace airlock::core {
 
@@ -67,6 +68,53 @@ Result<MappedFile> MappedFile::FromFd(int fd, const std::string& path) {
     file.data_ = static_cast<const std::byte*>(p);
   }
   return file;
+}
+
+namespace {
+std::int64_t Nanoseconds(const struct timespec& t) {
+  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+}  // namespace
+
+Result<PinnedFile> PinnedFile::Open(const std::string& path) {
+  // Non-blocking open: a FIFO planted at the path is refused below instead of hanging here.
+  AIRLOCK_ASSIGN_OR_RETURN(int fd, OpenReadOnly(path, /*nonblocking=*/true));
+  PinnedFile f;
+  f.fd_ = fd;  // closed by f from here on
+  f.path_ = path;
+  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(fd, path));
+  if (!S_ISREG(st.st_mode)) return InvalidArgument("file: not a regular file: " + path);
+  f.size_ = static_cast<std::uint64_t>(st.st_size);
+  f.mtime_ns_ = Nanoseconds(st.st_mtim);
+  f.ctime_ns_ = Nanoseconds(st.st_ctim);
+  return f;
+}
+
+PinnedFile::PinnedFile(PinnedFile&& other) noexcept { *this = std::move(other); }
+
+PinnedFile& PinnedFile::operator=(PinnedFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+    size_ = other.size_;
+    mtime_ns_ = other.mtime_ns_;
+    ctime_ns_ = other.ctime_ns_;
+  }
+  return *this;
+}
+
+PinnedFile::~PinnedFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status PinnedFile::Unchanged() const {
+  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(fd_, path_));
+  if (static_cast<std::uint64_t>(st.st_size) != size_ || Nanoseconds(st.st_mtim) != mtime_ns_ ||
+      Nanoseconds(st.st_ctim) != ctime_ns_)
+    return Status(StatusCode::kPermissionDenied,
+                  "file: " + path_ + " was written to, replaced or removed after it was opened and checked");
+  return Status::Ok();
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept { *this = std::move(other); }

@@ -85,6 +85,41 @@ class TextInput {
   std::string read_;   // a stream, read up to the cap
 };
 
+// A model file opened once, so that what is checked (its signature, hashed through this
+// descriptor) and what is loaded (mapped from this descriptor, here or by a model worker that
+// inherits it) are the same file: renaming another file over the path after the check changes
+// nothing. Unchanged() tells whether the file was changed since it was opened: written to, or
+// renamed over or removed (its size, mtime or ctime moved; the kernel sets ctime on every write and
+// link change, and no caller can set it back). Callers check it after loading and before reusing
+// a loaded model. Timestamps move in clock ticks (a few ms): a write in the same tick as the
+// file's previous change, before Open, is not told apart.
+// Thread-safety: Unchanged() may be called from any thread; movable, not copyable.
+class PinnedFile {
+ public:
+  // Opens `path` read-only (links are followed: a model may be a link into a download cache).
+  // Errors: kNotFound, kInvalidArgument (not a regular file), kIo.
+  static Result<PinnedFile> Open(const std::string& path);
+  PinnedFile() = default;
+  PinnedFile(PinnedFile&& other) noexcept;
+  PinnedFile& operator=(PinnedFile&& other) noexcept;
+  PinnedFile(const PinnedFile&) = delete;
+  PinnedFile& operator=(const PinnedFile&) = delete;
+  ~PinnedFile();
+
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  // Errors: kPermissionDenied (naming the path) when the file changed since Open: what was
+  // checked is no longer what is there.
+  Status Unchanged() const;
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+  std::uint64_t size_ = 0;
+  std::int64_t mtime_ns_ = 0;
+  std::int64_t ctime_ns_ = 0;
+};
+
 // What writing an output file at `path` means (WriteFileAtomic; the sandbox grants by it too).
 // Links are followed: an output planted as a link to a disk must not be written.
 enum class OutputTarget {

@@ -14,7 +14,9 @@ Model::~Model() = default;
 
 Result<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& options) {
   std::unique_ptr<Model> model(new Model());
-  AIRLOCK_ASSIGN_OR_RETURN(model->file_, core::MappedFile::Open(path));
+  AIRLOCK_ASSIGN_OR_RETURN(model->file_, options.fd >= 0
+                                             ? core::MappedFile::FromFd(options.fd, path)
+                                             : core::MappedFile::Open(path));
   auto parsed = gguf::File::Parse(model->file_.bytes());
   if (!parsed) {
     return Status(parsed.error().code(),

@@ -85,6 +85,10 @@ struct ModelConfig {
 struct LoadOptions {
   // Refuse a file whose GGUF header has non-fatal issues too (the parser's issue list).
   bool strict = false;
+  // The file already open on this descriptor (a core::PinnedFile whose signature was checked, or
+  // the descriptor serve hands its model worker): mapped from it, the path only names it in
+  // messages. -1: the path is opened.
+  int fd = -1;
 };
 
 class Model;

@@ -506,8 +506,11 @@ int EngineQueueDepth() { return g_queue_depth.load(); }
 EngineStepCounts EngineSteps() { return {g_steps.load(), g_step_sequences.load()}; }
 
 Result<std::shared_ptr<ModelBackend>> LoadEngineBackend(const std::string& gguf_path,
-                                                        const EngineBackendOptions& options) {
-  AIRLOCK_ASSIGN_OR_RETURN(auto model, engine::Model::Load(gguf_path));
+                                                        const EngineBackendOptions& options,
+                                                        int model_fd) {
+  engine::LoadOptions lo;
+  lo.fd = model_fd;
+  AIRLOCK_ASSIGN_OR_RETURN(auto model, engine::Model::Load(gguf_path, lo));
   AIRLOCK_ASSIGN_OR_RETURN(auto tokenizer, engine::Tokenizer::FromGguf(model->gguf()));
   auto backend =
       std::make_shared<EngineBackend>(std::move(model), std::move(tokenizer), options.name);

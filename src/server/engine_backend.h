@@ -11,8 +11,9 @@
 // others. A slot keeps its token sequence, and a request goes to the free slot sharing the
 // longest prefix with its prompt, so a follow-up turn of a conversation reuses the cached
 // prefix. Expert architectures (qwen2moe, qwen3moe, deepseek2) batch the same way: a step's rows
-// are routed together and grouped by expert (engine/batch.h). `batched = false` keeps the FIFO queue and scheduler but gives each
-// slot its own scheduler thread and threads (the scheme before batching).
+// are routed together and grouped by expert (engine/batch.h). `batched = false` keeps the FIFO
+// queue and scheduler but gives each slot its own scheduler thread and threads (the scheme before
+// batching).
 #pragma once
 
 #include <cstdint>
@@ -36,11 +37,12 @@ struct EngineBackendOptions {
   bool batched = true;
 };
 
-// Loads `gguf_path` (refused when it fails the GGUF structural checks). Errors: those of
-// engine::Model::Load, Tokenizer::FromGguf and Batch::Create, kInternal (the
-// scheduler thread cannot start).
+// Loads `gguf_path`, from `model_fd` when it is an open descriptor of it (refused when it fails
+// the GGUF structural checks). Errors: those of engine::Model::Load, Tokenizer::FromGguf and
+// Batch::Create, kInternal (the scheduler thread cannot start).
 Result<std::shared_ptr<ModelBackend>> LoadEngineBackend(const std::string& gguf_path,
-                                                        const EngineBackendOptions& options);
+                                                        const EngineBackendOptions& options,
+                                                        int model_fd = -1);
 
 // Requests currently waiting for a slot, across all engine backends (for /metrics).
 int EngineQueueDepth();

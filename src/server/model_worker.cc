@@ -107,9 +107,10 @@ void ReportModelWorkerFailure(int fd, const std::string& message) {
   Writer(fd).Send(internal::EncodeJsonFrame({{"op", "fatal"}, {"message", message}}));
 }
 
-int RunModelWorker(int fd, const std::string& gguf_path, const EngineBackendOptions& options) {
+int RunModelWorker(int fd, const std::string& gguf_path, int model_fd,
+                   const EngineBackendOptions& options) {
   auto out = std::make_shared<Writer>(fd);
-  auto loaded = LoadEngineBackend(gguf_path, options);
+  auto loaded = LoadEngineBackend(gguf_path, options, model_fd);
   if (!loaded) {
     out->Send(internal::EncodeJsonFrame({{"op", "fatal"}, {"message", loaded.error().message()}}));
     return 3;

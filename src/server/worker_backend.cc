@@ -42,8 +42,9 @@ using Clock = std::chrono::steady_clock;
 // After a request is cancelled (client gone, stop), how long it waits for the worker to confirm
 // with its final counts before giving up on them (the worker's slot is freed either way).
 constexpr auto kCancelGrace = std::chrono::seconds(5);
-// The fd number the worker finds its socket on.
+// The fd numbers the worker finds its socket and its model file on.
 constexpr int kWorkerFd = 3;
+constexpr int kModelFd = 4;
 
 // One request in flight on a worker. Guarded by the Worker's mutex.
 struct Call {
@@ -60,6 +61,9 @@ struct Call {
 struct Worker {
   pid_t pid = 0;
   int fd = -1;
+  // The model file this worker mapped (opened and checked by the gateway before the start); a
+  // worker whose file changed since is retired before it answers another request.
+  core::PinnedFile model;
   std::mutex mu;  // guards everything below, and the Calls
   std::condition_variable state_cv;
   bool ready = false;  // said hello
@@ -202,26 +206,36 @@ class WorkerBackend : public ModelBackend {
   }
 
   // The running worker, starting one when there is none (or the last one died).
+  // The running worker, starting one when there is none, the last one died, or its model file
+  // changed since it was checked (one fstat per request).
   Result<std::shared_ptr<Worker>> EnsureWorker() {
     {
       std::lock_guard lock(mu_);
-      if (worker_ && !WorkerDead(*worker_)) return worker_;
+      if (Usable(worker_)) return worker_;
     }
     std::lock_guard start(start_mu_);  // one start at a time; the others wait for it
     {
       std::lock_guard lock(mu_);
-      if (worker_ && !WorkerDead(*worker_)) return worker_;
+      if (Usable(worker_)) return worker_;
     }
     Retire();
-    if (options_.check_before_start) {
-      if (Status check = options_.check_before_start(); !check.ok())
-        return Unavailable("model worker for " + options_.engine.name +
-                           " not started: " + check.message());
-    }
-    AIRLOCK_ASSIGN_OR_RETURN(auto w, Spawn());
+    // Opened (and checked) before every start: a file replaced or rewritten after serve started
+    // is not loaded by a restarted worker, and the worker maps exactly the checked file.
+    Result<core::PinnedFile> model =
+        options_.open_model ? options_.open_model() : core::PinnedFile::Open(options_.gguf_path);
+    if (!model)
+      return Unavailable("model worker for " + options_.engine.name +
+                         " not started: " + model.error().message());
+    AIRLOCK_ASSIGN_OR_RETURN(auto w, Spawn(std::move(*model)));
     std::unique_lock lock(w->mu);
     w->state_cv.wait(lock, [&] { return w->ready || w->dead; });  // the reader enforces the timeout
     if (w->dead) return Unavailable("model worker for " + options_.engine.name + ": " + w->death);
+    if (Status same = w->model.Unchanged(); !same.ok()) {
+      // Changed while the worker parsed it: what it loaded is not what was checked.
+      lock.unlock();
+      Retire();
+      return Unavailable("model worker for " + options_.engine.name + ": " + same.message());
+    }
     return w;
   }
 
@@ -229,6 +243,10 @@ class WorkerBackend : public ModelBackend {
   static bool WorkerDead(Worker& w) {
     std::lock_guard lock(w.mu);
     return w.dead;
+  }
+
+  static bool Usable(const std::shared_ptr<Worker>& w) {
+    return w && !WorkerDead(*w) && w->model.Unchanged().ok();
   }
 
   static std::uint64_t Register(Worker& w, const std::shared_ptr<Call>& call) {
@@ -257,19 +275,26 @@ class WorkerBackend : public ModelBackend {
     if (reader_.joinable()) reader_.join();
   }
 
-  Result<std::shared_ptr<Worker>> Spawn() {
+  Result<std::shared_ptr<Worker>> Spawn(core::PinnedFile model) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
       return Unavailable(std::string("model worker: socketpair: ") + std::strerror(errno));
-    int child_end = sv[1];
-    if (child_end == kWorkerFd) {  // dup2 onto itself would keep FD_CLOEXEC
-      child_end = ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
-      ::close(sv[1]);
+    // Both sources above the target numbers, so that neither dup2 overwrites the other's source
+    // and neither is a dup2 onto itself (which would keep FD_CLOEXEC).
+    int child_end = ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+    ::close(sv[1]);
+    int model_end = ::fcntl(model.fd(), F_DUPFD_CLOEXEC, 10);
+    if (child_end < 0 || model_end < 0) {
+      const int err = errno;
+      for (int fd : {sv[0], child_end, model_end})
+        if (fd >= 0) ::close(fd);
+      return Unavailable(std::string("model worker: descriptors: ") + std::strerror(err));
     }
     std::vector<std::string> args = {
         options_.program, "__model-worker",
         "--fd",           std::to_string(kWorkerFd),
         "--model",        options_.gguf_path,
+        "--model-fd",     std::to_string(kModelFd),
         "--name",         options_.engine.name,
         "--slots",        std::to_string(options_.engine.slots),
         "--threads",      std::to_string(options_.engine.threads),
@@ -290,6 +315,7 @@ class WorkerBackend : public ModelBackend {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, 2, 1);
     posix_spawn_file_actions_adddup2(&fa, child_end, kWorkerFd);
+    posix_spawn_file_actions_adddup2(&fa, model_end, kModelFd);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none, defaults;
@@ -306,6 +332,7 @@ class WorkerBackend : public ModelBackend {
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     ::close(child_end);
+    ::close(model_end);
     if (rc != 0) {
       ::close(sv[0]);
       return Unavailable("model worker: cannot start " + options_.program + ": " +
@@ -314,6 +341,7 @@ class WorkerBackend : public ModelBackend {
     auto w = std::make_shared<Worker>();
     w->pid = pid;
     w->fd = sv[0];
+    w->model = std::move(model);
     // A worker that stops reading cannot block a request thread for longer than this.
     timeval send_timeout{std::max(1, options_.stall_timeout_s), 0};
     ::setsockopt(w->fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);

@@ -6,9 +6,10 @@
 // posix_spawn (a fresh exec: none of the gateway's memory), an environment holding only the test
 // and sanitizer variables (kWorkerEnvironment), stdin on /dev/null, stdout on stderr, its own
 // process group (a terminal's Ctrl-C reaches the gateway, which drains, not the worker), and one
-// end of a socketpair as fd 3. The worker closes every other descriptor, confines itself with the
-// sandbox module (no exec, no process creation, no new sockets; Landlock: reads the model file and
-// system libraries only, writes nothing) before it reads a byte of the model, loads it into an
+// end of a socketpair as fd 3, and the model file, opened (and its signature checked) by the
+// gateway, as fd 4. The worker closes every other descriptor, confines itself with the sandbox
+// module (no exec, no process creation, no new sockets; Landlock: reads system libraries only, no
+// path of the model, writes nothing) before it reads a byte of the model, maps fd 4 into an
 // EngineBackend and answers over the socket (server/internal/worker_protocol.h).
 //
 // Everything the worker sends is untrusted: frames are bounded, fields validated, each request's
@@ -25,6 +26,7 @@
 #include <memory>
 #include <string>
 
+#include "core/file.h"
 #include "core/status.h"
 #include "server/engine_backend.h"
 #include "server/model_backend.h"
@@ -33,15 +35,18 @@ namespace airlock::server {
 
 struct WorkerBackendOptions {
   std::string program;    // the airlock executable (serve passes /proc/self/exe's target)
-  std::string gguf_path;  // opened by the worker only
+  std::string gguf_path;  // names the model; the worker maps the descriptor it is given
   EngineBackendOptions engine;
   int start_timeout_s = 300;  // until the worker has loaded the model and said hello
   // A worker with requests in flight that sends no frame at all for this long is taken as hung.
   int stall_timeout_s = 600;
-  // Run before every start of a worker, the first and each restart (e.g. serve's signature
-  // check): a file replaced after serve started is not loaded by a restarted worker. A failure
-  // refuses the start (kUnavailable with its message).
-  std::function<Status()> check_before_start;
+  // Opens the model before every start of a worker, the first and each restart (serve: with its
+  // signature check through the descriptor, cli::OpenCheckedModel). The worker inherits this
+  // descriptor and maps it, never opening a path, so what runs is what was checked; a worker
+  // whose file is written in place afterwards (core::PinnedFile::Unchanged, checked before each
+  // request) is retired and the next start opens and checks the file again. A failure refuses
+  // the start (kUnavailable with its message). Unset: gguf_path is opened without a check.
+  std::function<Result<core::PinnedFile>()> open_model;
 };
 
 // Environment variables a worker inherits (all others are dropped): the sandbox test hook, the
@@ -63,15 +68,17 @@ Result<std::shared_ptr<ModelBackend>> StartWorkerBackend(const WorkerBackendOpti
 pid_t ModelWorkerPid(const ModelBackend& backend);
 
 // The worker's side: serves requests from the gateway on `fd` until the gateway closes it, with
-// the model loaded from `gguf_path`. The caller (the hidden `airlock __model-worker` command) has
-// already confined the process. Returns the process exit code (0: the gateway closed the socket;
-// 3: the model could not be loaded, after telling the gateway why).
-// Test hook: $AIRLOCK_TEST_MODEL_WORKER makes the worker misbehave on requests whose text
-// contains "airlock-test-hostile": giant-frame (a header claiming 4 GiB), garbage (a control frame
-// that is not JSON), bad-result (a result with a negative count and an unknown finish reason),
-// wrong-id (text for a request never issued), flood (text without end), stall (one piece, then
-// silence for that request), leaky-error (an error message carrying an e-mail and a card).
-int RunModelWorker(int fd, const std::string& gguf_path, const EngineBackendOptions& options);
+// the model loaded from `model_fd` (the descriptor the gateway opened and checked; `gguf_path`
+// names it in messages; -1: open `gguf_path`). The caller (the hidden `airlock __model-worker`
+// command) has already confined the process. Returns the process exit code (0: the gateway closed
+// the socket; 3: the model could not be loaded, after telling the gateway why). Test hook:
+// $AIRLOCK_TEST_MODEL_WORKER makes the worker misbehave on requests whose text contains
+// "airlock-test-hostile": giant-frame (a header claiming 4 GiB), garbage (a control frame that is
+// not JSON), bad-result (a result with a negative count and an unknown finish reason), wrong-id
+// (text for a request never issued), flood (text without end), stall (one piece, then silence for
+// that request), leaky-error (an error message carrying an e-mail and a card).
+int RunModelWorker(int fd, const std::string& gguf_path, int model_fd,
+                   const EngineBackendOptions& options);
 
 // The worker's side when it cannot even start serving (its sandbox cannot be applied): tells the
 // gateway why, which then refuses to use it (fail closed).

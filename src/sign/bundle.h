@@ -19,6 +19,10 @@
 namespace airlock::sign {
 
 inline constexpr char kBundleMediaType[] = "application/vnd.dev.sigstore.bundle.v0.3+json";
+// The same v0.3 bundle under the parameter spelling some signers still write; read with exactly
+// v0.3's rules. Versions 0.1 and 0.2 (other rules: no inclusion proof needed) stay refused.
+inline constexpr char kBundleMediaTypeV03Alias[] =
+    "application/vnd.dev.sigstore.bundle+json;version=0.3";
 inline constexpr char kInTotoPayloadType[] = "application/vnd.in-toto+json";
 inline constexpr char kStatementType[] = "https://in-toto.io/Statement/v1";
 inline constexpr char kModelSigningPredicateType[] = "https://model_signing/signature/v1.0";

@@ -107,6 +107,7 @@ struct FileEntry {
   std::string abs_path;
   std::string rel_name;  // "." for a single-file model
   std::uint64_t size = 0;
+  int fd = -1;  // already open (SerializationOptions::model_fd): read through it, never closed
 };
 
 struct WalkState {
@@ -171,8 +172,12 @@ struct WorkItem {
 Result<core::Digest256> HashItem(const FileEntry& f, const WorkItem& item,
                                  std::vector<std::byte>& buf, core::Progress& progress,
                                  const std::atomic<bool>& stop) {
-  int fd = ::open(f.abs_path.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool own_fd = f.fd < 0;
+  int fd = own_fd ? ::open(f.abs_path.c_str(), O_RDONLY | O_CLOEXEC) : f.fd;
   if (fd < 0) return IoError("sign: cannot open " + f.abs_path + ": " + std::strerror(errno));
+  auto close_own = [&] {
+    if (own_fd) ::close(fd);
+  };
   ::posix_fadvise(fd, static_cast<off_t>(item.start),
                   item.whole_file ? 0 : static_cast<off_t>(item.end - item.start),
                   POSIX_FADV_SEQUENTIAL);
@@ -180,7 +185,7 @@ Result<core::Digest256> HashItem(const FileEntry& f, const WorkItem& item,
   std::uint64_t off = item.start;
   for (;;) {
     if (stop.load(std::memory_order_relaxed)) {
-      ::close(fd);
+      close_own();
       return Status(StatusCode::kCancelled, "sign: cancelled");
     }
     std::size_t want = buf.size();
@@ -192,12 +197,12 @@ Result<core::Digest256> HashItem(const FileEntry& f, const WorkItem& item,
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
-      ::close(fd);
+      close_own();
       return IoError("sign: cannot read " + f.abs_path + ": " + std::strerror(err));
     }
     if (n == 0) {
       if (!item.whole_file) {
-        ::close(fd);
+        close_own();
         return IoError("sign: file shrank while hashing at " + f.abs_path);
       }
       break;
@@ -206,7 +211,7 @@ Result<core::Digest256> HashItem(const FileEntry& f, const WorkItem& item,
     off += static_cast<std::uint64_t>(n);
     progress.Add(static_cast<std::uint64_t>(n));
   }
-  ::close(fd);
+  close_own();
   return h.Finish();
 }
 
@@ -289,26 +294,36 @@ Result<Manifest> HashModel(const std::string& model_path, const SerializationOpt
     st.ignore.push_back(n);
   }
 
-  struct stat lst {};
-  if (::lstat(model_path.c_str(), &lst) != 0) {
-    if (errno == ENOENT) return NotFound("sign: no such model at " + model_path);
-    return IoError("sign: cannot stat " + model_path + ": " + std::strerror(errno));
-  }
-  struct stat target = lst;
-  if (S_ISLNK(lst.st_mode)) {
-    if (!options.allow_symlinks)
-      return InvalidArgument("sign: the model path " + model_path +
-                             " is a symbolic link: refused (use --allow-symlinks)");
-    if (::stat(model_path.c_str(), &target) != 0)
-      return InvalidArgument("sign: broken symbolic link at " + model_path);
-  }
-  if (S_ISREG(target.st_mode)) {
-    st.files.push_back({model_path, ".", static_cast<std::uint64_t>(target.st_size)});
-  } else if (S_ISDIR(target.st_mode)) {
-    st.dir_stack.insert({target.st_dev, target.st_ino});
-    AIRLOCK_TRY(WalkDir(st, fs::path(model_path), "", 0));
+  if (options.model_fd >= 0) {
+    // The caller opened the file once and loads it from the same descriptor.
+    struct stat fst {};
+    if (::fstat(options.model_fd, &fst) != 0 || !S_ISREG(fst.st_mode))
+      return InvalidArgument("sign: the model open as " + model_path +
+                             " is not a readable regular file");
+    st.files.push_back(
+        {model_path, ".", static_cast<std::uint64_t>(fst.st_size), options.model_fd});
   } else {
-    return InvalidArgument("sign: model path is neither a file nor a folder at " + model_path);
+    struct stat lst {};
+    if (::lstat(model_path.c_str(), &lst) != 0) {
+      if (errno == ENOENT) return NotFound("sign: no such model at " + model_path);
+      return IoError("sign: cannot stat " + model_path + ": " + std::strerror(errno));
+    }
+    struct stat target = lst;
+    if (S_ISLNK(lst.st_mode)) {
+      if (!options.allow_symlinks)
+        return InvalidArgument("sign: the model path " + model_path +
+                               " is a symbolic link: refused (use --allow-symlinks)");
+      if (::stat(model_path.c_str(), &target) != 0)
+        return InvalidArgument("sign: broken symbolic link at " + model_path);
+    }
+    if (S_ISREG(target.st_mode)) {
+      st.files.push_back({model_path, ".", static_cast<std::uint64_t>(target.st_size)});
+    } else if (S_ISDIR(target.st_mode)) {
+      st.dir_stack.insert({target.st_dev, target.st_ino});
+      AIRLOCK_TRY(WalkDir(st, fs::path(model_path), "", 0));
+    } else {
+      return InvalidArgument("sign: model path is neither a file nor a folder at " + model_path);
+    }
   }
 
   // Work items: one per file, or one per non-empty shard.

@@ -34,6 +34,9 @@ struct SerializationOptions {
   // Not recorded: how to hash.
   int threads = 0;        // 0 = one per hardware thread
   bool progress = false;  // draw a bar on stderr when it is a terminal
+  // A single-file model already open (core::PinnedFile): its bytes are read from this descriptor
+  // and the path only names it, so the caller can load exactly what was hashed. -1: open the path.
+  int model_fd = -1;
 };
 
 struct Resource {

@@ -236,7 +236,7 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
     return out;
   }
   const Bundle& b = *parsed;
-  if (b.media_type != kBundleMediaType) {
+  if (b.media_type != kBundleMediaType && b.media_type != kBundleMediaTypeV03Alias) {
     r = Fail(VerifyFailure::kUnsupported, "sign: unsupported bundle media type '" + b.media_type +
                                               "' (expected " + kBundleMediaType + ")");
     return out;
@@ -375,7 +375,7 @@ Result<VerifiedBundle> VerifyBundle(std::string_view bundle_json, const TrustAnc
 
 Result<VerifyResult> VerifyModel(const std::string& model_path, const VerifyOptions& options) {
   struct stat st {};
-  if (::lstat(model_path.c_str(), &st) != 0)
+  if (options.model_fd < 0 && ::lstat(model_path.c_str(), &st) != 0)
     return NotFound("sign: no such model at " + model_path);
   std::string sig_path =
       options.signature_path.empty() ? DefaultSignaturePath(model_path) : options.signature_path;
@@ -414,6 +414,7 @@ Result<VerifyResult> VerifyModel(const std::string& model_path, const VerifyOpti
   ser.ignore_paths.insert(ser.ignore_paths.end(), extra_ignores.begin(), extra_ignores.end());
   ser.threads = options.threads;
   ser.progress = options.progress;
+  ser.model_fd = options.model_fd;
   auto actual = HashModel(model_path, ser);
   if (!actual.has_value()) {
     if (actual.error().code() == StatusCode::kNotFound) return actual.error();

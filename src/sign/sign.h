@@ -98,6 +98,10 @@ struct VerifyOptions {
   bool ignore_unsigned_files = false;  // extra files on disk do not fail verification
   int threads = 0;
   bool progress = false;
+  // The model is a single file already open on this descriptor (core::PinnedFile): it is hashed
+  // through the descriptor, so a file renamed over the path meanwhile is not what gets checked.
+  // -1: the path is opened.
+  int model_fd = -1;
 };
 
 enum class VerifyFailure {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <thread>
 
@@ -161,6 +162,78 @@ TEST(FileTest, WriteFileAtomicToAFifoNobodyReadsFailsAtOnce) {
   Status s = core::WriteFileAtomic(fifo, "x");
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("nobody reads"), std::string::npos) << s.message();
+}
+
+// A file's timestamps move in clock ticks of a few milliseconds: wait for the next tick, so that a
+// write right after is stamped later than the file's creation.
+void WaitForTheNextTimestampTick(const std::string& path) {
+  struct stat before {};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
+  const std::string probe = path + ".tick";
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(core::WriteFileAtomic(probe, "t").ok());
+    struct stat now {};
+    ASSERT_EQ(::stat(probe.c_str(), &now), 0);
+    if (now.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+        now.st_ctim.tv_nsec != before.st_ctim.tv_nsec)
+      return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// Attack: another file renamed over a checked model's path. The pinned file still reads the
+// checked bytes, and reports the change (the replaced file's ctime moves when it loses its name),
+// so serve retires the worker and checks the new file before loading it.
+TEST(PinnedFileTest, FileRenamedOverThePathIsNotWhatThePinnedFileReads) {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "model.gguf").string();
+  ASSERT_TRUE(core::WriteFileAtomic(path, "checked bytes").ok());
+  auto pinned = core::PinnedFile::Open(path);
+  ASSERT_TRUE(pinned.has_value()) << pinned.error().message();
+  ASSERT_TRUE(core::WriteFileAtomic(path, "tampered bytes!").ok());  // a new file, renamed over
+  auto mapped = core::MappedFile::FromFd(pinned->fd(), path);
+  ASSERT_TRUE(mapped.has_value());
+  EXPECT_EQ(core::AsStringView(mapped->bytes()), "checked bytes");
+  EXPECT_EQ(pinned->Unchanged().code(), StatusCode::kPermissionDenied);
+}
+
+// Attack: the checked model written in place, same size (one byte flipped), or appended to.
+TEST(PinnedFileTest, WriteInPlaceIsSeen) {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "model.gguf").string();
+  ASSERT_TRUE(core::WriteFileAtomic(path, "checked bytes").ok());
+  WaitForTheNextTimestampTick(path);
+  for (bool append : {false, true}) {
+    auto pinned = core::PinnedFile::Open(path);
+    ASSERT_TRUE(pinned.has_value());
+    EXPECT_TRUE(pinned->Unchanged().ok());
+    {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      if (append) {
+        f.seekp(0, std::ios::end);
+      } else {
+        f.seekp(0);
+      }
+      f.put('C');
+    }
+    Status s = pinned->Unchanged();
+    EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << (append ? "append" : "flip");
+    EXPECT_NE(s.message().find("written to"), std::string::npos) << s.message();
+    WaitForTheNextTimestampTick(path);
+  }
+}
+
+// Attack: a FIFO planted as the model: refused at once, not a hang on open.
+TEST(PinnedFileTest, FifoOrFolderIsRefusedAtOnce) {
+  testing::TempDir dir;
+  const std::string fifo = (dir.path() / "model.gguf").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto pinned = core::PinnedFile::Open(fifo);
+  ASSERT_FALSE(pinned.has_value());
+  EXPECT_EQ(pinned.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(core::PinnedFile::Open(dir.path().string()).has_value());
+  EXPECT_EQ(core::PinnedFile::Open((dir.path() / "absent").string()).error().code(),
+            StatusCode::kNotFound);
 }
 
 // Attack: in a shared folder another user plants the temporary name as a link to a file of ours;

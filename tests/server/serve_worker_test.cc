@@ -283,6 +283,54 @@ TEST_F(ServeWorkerTest, ModelReplacedAfterStartIsNotLoadedByARestartedWorker) {
   EXPECT_EQ(serve.Worker(), 0) << "a worker runs the unsigned model";
 }
 
+// Attack: the signed model is rewritten in place (the same file, so a worker that mapped it sees
+// the new bytes) while serve runs. The worker must be retired before its next request and the
+// restart refused: no answer from bytes that were never checked.
+TEST_F(ServeWorkerTest, ModelRewrittenInPlaceRetiresTheWorkerAndIsNotAnsweredFrom) {
+  std::filesystem::create_directory(dir_->path() / "signed");
+  const std::string model = (dir_->path() / "signed" / "stories260K.gguf").string();
+  std::filesystem::copy_file(model_, model);
+  const std::string keys = (dir_->path() / "signer").string();
+  ASSERT_NE(Shell(std::string(AIRLOCK_EXE) + " keygen --out '" + keys + "'"), "");
+  Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
+  ASSERT_TRUE(std::filesystem::exists(model + ".sig"));
+  Serve serve(model, config_, log_, {}, {"--require-signature", keys + ".pub"});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  auto before = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(before) << Log();
+  ASSERT_EQ(before->status, 200) << before->body;
+  const pid_t first = serve.Worker();
+  ASSERT_GT(first, 0);
+  // One weight byte flipped in place (the tensor data ends the file): the file still loads.
+  {
+    std::fstream f(model, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    char c = 0;
+    f.get(c);
+    f.seekp(-1, std::ios::end);
+    f.put(static_cast<char>(c ^ 0x55));
+  }
+  auto after = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(after) << Log();
+  EXPECT_EQ(after->status, 502) << after->body;
+  EXPECT_NE(after->body.find("not started"), std::string::npos) << after->body;
+  EXPECT_NE(waitpid(serve.pid(), nullptr, WNOHANG), serve.pid()) << "the gateway exited";
+  EXPECT_EQ(serve.Worker(), 0) << "a worker runs the rewritten model";
+}
+
+// The worker maps the descriptor the gateway checked and cannot open the model by its path: a
+// file renamed over the path is invisible to it, and its sandbox grants no read of the path.
+TEST_F(ServeWorkerTest, WorkerCannotOpenTheModelByItsPath) {
+  Serve serve(model_, config_, log_, {"AIRLOCK_TEST_SANDBOX_ATTEMPT=read:" + model_});
+  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  EXPECT_NE(Log().find("airlock sandbox test: read:" + model_ + ": errno=EACCES"),
+            std::string::npos)
+      << Log();
+  auto r = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(r) << Log();
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
 // Attack: a worker that answers garbage (and one announcing a 4 GiB frame) gets its requests
 // answered 502, streamed or not; the gateway stays up and serves the next request.
 TEST_F(ServeWorkerTest, HostileWorkerCannotCrashOrHangTheGateway) {

@@ -469,6 +469,25 @@ TEST_F(KeylessTest, MediaTypeOtherThanV03IsRefused) {
   }
 }
 
+TEST_F(KeylessTest, V03UnderItsParameterSpellingVerifiesWithTheSameRules) {
+  // Written by some signers for the same v0.3 bundle; must verify, and must not relax v0.3's
+  // rules (an entry without its inclusion proof is still refused).
+  VerifyResult ok = VerifyEdited(
+      [](json& b) { b["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.3"; });
+  EXPECT_EQ(ok.failure, VerifyFailure::kNone) << ok.message;
+  VerifyResult no_proof = VerifyEdited([&](json& b) {
+    b["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.3";
+    Entry(b).erase("inclusionProof");
+  });
+  EXPECT_NE(no_proof.failure, VerifyFailure::kNone) << no_proof.message;
+  for (const char* near_miss : {"application/vnd.dev.sigstore.bundle+json;version=0.30",
+                                "application/vnd.dev.sigstore.bundle+json; version=0.3",
+                                "APPLICATION/vnd.dev.sigstore.bundle+json;version=0.3"}) {
+    VerifyResult r = VerifyEdited([&](json& b) { b["mediaType"] = near_miss; });
+    EXPECT_EQ(r.failure, VerifyFailure::kUnsupported) << near_miss << ": " << r.message;
+  }
+}
+
 TEST_F(KeylessTest, LogEntryOfAnotherKindIsRefused) {
   VerifyResult r = VerifyEdited([&](json& b) { Entry(b)["kindVersion"]["kind"] = "hashedrekord"; });
   EXPECT_EQ(r.failure, VerifyFailure::kUnsupported) << r.message;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "core/file.h"
 #include "sign/bundle.h"
 #include "sign/internal/encoding.h"
 #include "sign/sign.h"
@@ -362,6 +363,41 @@ TEST_F(SignFixture, WrongMediaTypeIsUnsupported) {
   VerifyResult r = Verify(KeyVerify());
   EXPECT_EQ(r.failure, VerifyFailure::kUnsupported);
   EXPECT_NE(r.message.find("media type"), std::string::npos);
+}
+
+// Attack: a signed single-file model is checked, then another file is renamed over its path. A
+// check through the descriptor the caller loads from covers the opened file, not the new one
+// (and a tampered file opened that way fails), so what is loaded is what was verified.
+TEST_F(SignFixture, DescriptorIsHashedNotWhatThePathNamesNow) {
+  const fs::path file = tmp_.path() / "single.gguf";
+  WriteText(file, "GGUF the signed bytes");
+  SignOptions so = KeySign();
+  so.ignore_paths.clear();
+  auto signed_file = SignModel(file.string(), so);
+  ASSERT_TRUE(signed_file.has_value()) << signed_file.error().message();
+  auto checked = core::PinnedFile::Open(file.string());
+  ASSERT_TRUE(checked.has_value());
+  const fs::path swap = tmp_.path() / "swap.gguf";
+  WriteText(swap, "GGUF tampered bytes!!");
+  fs::rename(swap, file);
+
+  VerifyOptions by_path = KeyVerify();
+  auto path_result = VerifyModel(file.string(), by_path);
+  ASSERT_TRUE(path_result.has_value());
+  EXPECT_EQ(path_result->failure, VerifyFailure::kModelMismatch) << path_result->message;
+
+  VerifyOptions by_fd = KeyVerify();
+  by_fd.model_fd = checked->fd();
+  auto fd_result = VerifyModel(file.string(), by_fd);
+  ASSERT_TRUE(fd_result.has_value()) << fd_result.error().message();
+  EXPECT_TRUE(fd_result->verified) << fd_result->message;
+
+  auto tampered = core::PinnedFile::Open(file.string());
+  ASSERT_TRUE(tampered.has_value());
+  by_fd.model_fd = tampered->fd();
+  auto tampered_result = VerifyModel(file.string(), by_fd);
+  ASSERT_TRUE(tampered_result.has_value());
+  EXPECT_EQ(tampered_result->failure, VerifyFailure::kModelMismatch) << tampered_result->message;
 }
 
 TEST_F(SignFixture, ForeignPredicateIsUnsupported) {
