@@ -44,9 +44,9 @@ struct PublishedCheckpoint {
   std::string note;  // the signed note as published
 };
 
-// Every checkpoint row of the policy's [store], oldest first. Errors: kInvalidArgument, kUnavailable
-// (the database cannot be reached), kNotFound (no checkpoint table: the store's schema is older
-// than checkpoint publishing), kIo.
+// Every checkpoint row of the policy's [store], oldest first. Errors: kInvalidArgument,
+// kUnavailable (the database cannot be reached), kNotFound (no checkpoint table: the store's schema
+// is older than checkpoint publishing), kIo.
 Result<std::vector<PublishedCheckpoint>> ReadPublishedCheckpoints(const policy::Policy& policy);
 
 }  // namespace airlock::server

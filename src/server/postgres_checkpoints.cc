@@ -93,10 +93,10 @@ class PostgresCheckpointPublisher final : public CheckpointPublisher {
                             4, nullptr, values, nullptr, nullptr, 0));
     if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK) return Status::Ok();
     std::string detail = FirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_));
-    if (PQstatus(conn_) != CONNECTION_OK) {
-      PQfinish(conn_);
-      conn_ = nullptr;
-    }
+    // A fresh connection for the next try: after a server crash libpq may still call this one
+    // CONNECTION_OK.
+    PQfinish(conn_);
+    conn_ = nullptr;
     return Unavailable("server: the shared key store " + options_.url + " failed: " + detail);
   }
 
@@ -161,8 +161,7 @@ class PostgresCheckpointPublisher final : public CheckpointPublisher {
 
 }  // namespace
 
-Result<std::shared_ptr<CheckpointPublisher>> OpenCheckpointPublisher(
-    const policy::Policy& policy) {
+Result<std::shared_ptr<CheckpointPublisher>> OpenCheckpointPublisher(const policy::Policy& policy) {
   AIRLOCK_ASSIGN_OR_RETURN(internal::PostgresOptions o, internal::PostgresOptionsFor(policy));
   return std::shared_ptr<CheckpointPublisher>(
       std::make_shared<PostgresCheckpointPublisher>(std::move(o)));
@@ -173,8 +172,8 @@ Result<std::vector<PublishedCheckpoint>> ReadPublishedCheckpoints(const policy::
   AIRLOCK_ASSIGN_OR_RETURN(PGconn * conn, internal::ConnectPostgres(o));
   std::unique_ptr<PGconn, void (*)(PGconn*)> guard(conn, PQfinish);
   auto failed = [&](PGresult* r) {
-    return IoError("server: reading the published checkpoints of " + o.url + " failed: " +
-                   FirstLine(r ? PQresultErrorMessage(r) : PQerrorMessage(conn)));
+    return IoError("server: reading the published checkpoints of " + o.url +
+                   " failed: " + FirstLine(r ? PQresultErrorMessage(r) : PQerrorMessage(conn)));
   };
   PgResult exists(PQexec(conn, "SELECT to_regclass('airlock_audit_checkpoints') IS NOT NULL"));
   if (!exists || PQresultStatus(exists.get()) != PGRES_TUPLES_OK) return failed(exists.get());

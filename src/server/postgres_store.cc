@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "core/hash.h"
@@ -277,6 +278,7 @@ class PostgresKeyStore final : public KeyStore {
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;
   std::vector<PGconn*> idle_;
+  std::set<PGconn*> broken_;  // in use, to be closed when released (see Exec)
   int open_ = 0;
   std::atomic<std::int64_t> active_keys_seen_ms_{0};  // when HasActiveKeys last found one
   // Ping's own connection: a probe never waits behind requests for a pooled one.
@@ -295,6 +297,10 @@ Status PostgresKeyStore::Ping() {
   }
   auto answered = Exec(probe_conn_, "SELECT 1", {}, PGRES_TUPLES_OK);
   if (answered) return Status::Ok();
+  {
+    std::lock_guard<std::mutex> pool_lock(pool_mu_);
+    broken_.erase(probe_conn_);
+  }
   PQfinish(probe_conn_);
   probe_conn_ = nullptr;
   return Unreachable(answered.error().message());
@@ -327,7 +333,8 @@ Result<PostgresKeyStore::Lease> PostgresKeyStore::Acquire() {
 
 void PostgresKeyStore::Release(PGconn* conn) {
   std::lock_guard<std::mutex> lock(pool_mu_);
-  if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE) {
+  bool broken = broken_.erase(conn) > 0;
+  if (!broken && PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE) {
     idle_.push_back(conn);
   } else {
     PQfinish(conn);
@@ -347,9 +354,16 @@ Result<PgResult> PostgresKeyStore::Exec(PGconn* conn, const char* sql,
   std::string detail = FirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn));
   const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
   // Connection exceptions (08...), shutdowns (57P0x) and statement/lock timeouts (57014,
-  // 55P03) mean the database is not serving us right now.
+  // 55P03) mean the database is not serving us right now. So does an error without SQLSTATE:
+  // libpq made it, not the server (after a server crash, "server closed the connection
+  // unexpectedly" comes while PQstatus still says CONNECTION_OK); such a connection is closed
+  // when it is released.
   std::string sqlstate = state ? state : "";
-  if (PQstatus(conn) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
+  if (sqlstate.empty() && PQstatus(conn) == CONNECTION_OK) {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    broken_.insert(conn);
+  }
+  if (sqlstate.empty() || PQstatus(conn) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
       sqlstate.rfind("57", 0) == 0 || sqlstate == "55P03")
     return Unreachable(detail);
   return IoError("server: the shared key store " + options_.url + " failed: " + detail);
@@ -534,6 +548,14 @@ Result<PGconn*> ConnectPostgres(const PostgresOptions& options) {
     PQfinish(conn);
     return unreachable(detail);
   }
+  // The server's warnings (e.g. "terminating connection due to immediate shutdown") go to the
+  // log as ours do, not bare on stderr.
+  PQsetNoticeProcessor(
+      conn,
+      [](void*, const char* message) {
+        std::fprintf(stderr, "airlock: the shared key store says: %s", message);
+      },
+      nullptr);
   return conn;
 }
 

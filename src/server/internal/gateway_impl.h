@@ -15,6 +15,7 @@
 
 #include "audit/audit_log.h"
 #include "policy/detectors.h"
+#include "server/checkpoints.h"
 #include "server/gateway.h"
 #include "server/internal/auth_failures.h"
 #include "server/internal/client_limits.h"
@@ -23,9 +24,8 @@
 #include "server/internal/metrics.h"
 #include "server/internal/policy_apply.h"
 #include "server/internal/sse.h"
-#include "server/internal/upstream.h"
-#include "server/checkpoints.h"
 #include "server/internal/store_probe.h"
+#include "server/internal/upstream.h"
 #include "server/keys.h"
 
 namespace airlock::server {
