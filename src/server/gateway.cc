@@ -70,7 +70,9 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   }
   if (!p.store.url.empty()) {
     impl->store_probe = std::make_unique<StoreProbe>(impl->keys.get());
-    AIRLOCK_ASSIGN_OR_RETURN(impl->checkpoint_publisher, OpenCheckpointPublisher(p));
+    if (p.audit.publish_to_store) {
+      AIRLOCK_ASSIGN_OR_RETURN(impl->checkpoint_publisher, OpenCheckpointPublisher(p));
+    }
   }
   audit::OpenOptions aopts;
   // Fail closed: the log always has a signing key; the first start creates one.

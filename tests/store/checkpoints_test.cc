@@ -272,4 +272,15 @@ TEST_F(CheckpointsTest, ReadyAnswers503WhileTheStoreIsDownAndHealthStays200) {
   EXPECT_EQ(ready.substr(0, 3), "200") << ready;
 }
 
+// `[audit] publish_to_store = false` (a worker's throwaway log): nothing of it reaches the store,
+// so verifying the deployment never asks for a log nobody kept.
+TEST_F(CheckpointsTest, ALogThatIsNotPublishedLeavesNoRowInTheStore) {
+  AIRLOCK_POSTGRES_OR_SKIP(pg);
+  extra_audit_ = "publish_to_store=false\n";
+  ServeAndStop(pg, "checkpoints_not_published", 1);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_GE(LocalCheckpointSize(0), 2);
+  EXPECT_EQ(PublishedSize(0), -1) << Log(0);
+}
+
 }  // namespace

@@ -146,7 +146,7 @@ class ReplicasTest : public ::testing::Test {
         << "/v1'\njurisdiction='US'\nmodels=['echo']\ntimeout_s=30\n"
         << "[audit]\npath='" << P(name + ".db") << "'\norigin='" << name
         << ".test/airlock-audit'\ncheckpoint_every=1\n"
-        << "[server]\nkeys_db='" << P(name + "-unused-keys.db") << "'\n"
+        << extra_audit_ << "[server]\nkeys_db='" << P(name + "-unused-keys.db") << "'\n"
         << "[store]\nurl='" << pg.Url(db) << "'\npassword_file='" << pg.password_file() << "'\n";
       f.close();
       configs_.push_back(config);
@@ -189,6 +189,7 @@ class ReplicasTest : public ::testing::Test {
   PostgresServer* pg_ = nullptr;
   std::string db_;
   std::vector<std::string> configs_;
+  std::string extra_audit_;  // more [audit] lines for the replicas StartReplicas writes
   std::vector<std::unique_ptr<Serve>> replicas_;
 };
 
