@@ -121,9 +121,10 @@ struct VerifyReport {
 };
 
 // Checks the whole log offline: record sequence, leaf hashes, hash chain, every checkpoint's note
-// (origin, size, root against the recomputed tree, signature by a pinned key), consistency proofs
-// between consecutive checkpoints, and that the log extends every trusted checkpoint of its
-// origin (the same root at that size). A log with records but no checkpoint fails. Errors:
+// (origin, size, root against the tree recomputed from the records, so consecutive checkpoints
+// are consistent; signature by a pinned key), and that the log extends every trusted checkpoint
+// of its origin (the same root at that size). One pass over the records, O(records + trusted
+// checkpoints). A log with records but no checkpoint fails. Errors:
 // kInvalidArgument (no pinned key), kNotFound, kIo, kCorrupt (not an audit log). A tampered log is
 // not an error: it yields ok=false with first_problem set.
 Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& options);
