@@ -12,6 +12,9 @@ the policy reads (TLS, store password, CA files) lies under a read-only mount of
 ConfigMap, and the [store] url holds no password. Services, PodDisruptionBudgets and
 HorizontalPodAutoscalers must select or target a workload defined here, a Service's targetPort must
 be a container port, and an HPA's metric must be one the gateway exports (src/server).
+Overlays in subfolders (inference-extension/) are checked against the same workloads: an
+InferencePool must select a workload defined here and target one of its container ports, and an
+HTTPRoute must attach to a Gateway and route to InferencePools defined here.
 Prints one line per violation; exit status 1 when there is any, 0 otherwise.
 """
 import glob
@@ -28,12 +31,14 @@ def main():
     manifest_dir, exe, source_dir = sys.argv[1:4]
     problems = []
     docs = []
-    for path in sorted(glob.glob(os.path.join(manifest_dir, "*.yaml"))):
+    paths = sorted(glob.glob(os.path.join(manifest_dir, "*.yaml"))) + \
+        sorted(glob.glob(os.path.join(manifest_dir, "*", "*.yaml")))
+    for path in paths:
         try:
             with open(path, encoding="utf-8") as f:
                 for d in yaml.safe_load_all(f):
                     if d is not None:
-                        docs.append((os.path.basename(path), d))
+                        docs.append((os.path.relpath(path, manifest_dir), d))
         except yaml.YAMLError as e:
             problems.append(f"{path}: not valid YAML: {e}")
     if not docs:
@@ -149,6 +154,41 @@ def main():
                 if m.get("type") == "Pods" and metric not in exported:
                     problems.append(f"{where}: metric {metric} is not exported by the gateway "
                                     f"(exported: {', '.join(sorted(exported))})")
+
+    defined = {(d.get("kind"), d["metadata"]["name"]) for _, d in docs}
+    for name, d in docs:
+        kind, dname = d.get("kind"), d["metadata"]["name"]
+        where = f"{name}: {kind} {dname}"
+        if kind == "InferencePool":
+            spec = d.get("spec", {})
+            sel = spec.get("selector", {}).get("matchLabels", {})
+            if not selects(sel, "Deployment"):
+                problems.append(f"{where}: selects no Deployment defined here")
+            pod_ports = {cp["containerPort"]
+                         for (k, _), w in workloads.items()
+                         if sel and not sel.items() - w["spec"]["template"]["metadata"]["labels"].items()
+                         for c in w["spec"]["template"]["spec"]["containers"]
+                         for cp in c.get("ports", [])}
+            for tp in spec.get("targetPorts", []):
+                if tp.get("number") not in pod_ports:
+                    problems.append(f"{where}: target port {tp.get('number')} is no container "
+                                    "port of the pool's pods")
+            if len(spec.get("targetPorts", [])) != 1:
+                problems.append(f"{where}: needs exactly one target port")
+            ref = spec.get("endpointPickerRef", {})
+            if not ref.get("name") or not ref.get("port", {}).get("number"):
+                problems.append(f"{where}: endpointPickerRef needs a Service name and port")
+        elif kind == "HTTPRoute":
+            for parent in d.get("spec", {}).get("parentRefs", []):
+                if ("Gateway", parent.get("name")) not in defined:
+                    problems.append(f"{where}: parent {parent.get('name')} names no Gateway "
+                                    "defined here")
+            for rule in d.get("spec", {}).get("rules", []):
+                for b in rule.get("backendRefs", []):
+                    if b.get("kind") == "InferencePool" and \
+                            ("InferencePool", b.get("name")) not in defined:
+                        problems.append(f"{where}: backend {b.get('name')} names no "
+                                        "InferencePool defined here")
 
     for p in problems:
         print(p)

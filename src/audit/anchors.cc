@@ -202,6 +202,7 @@ struct Anchors::Impl {
     for (const auto& [note, size] : batch) {
       for (const auto& f : options.files) ToFile(f, note);
       if (options.syslog) ToSyslog(note, size);
+      for (const auto& sink : options.sinks) sink->Publish(note, size);
     }
     for (std::size_t i = 0; i < witnesses.size(); ++i)
       ToWitness(i, batch.back().first, batch.back().second);

@@ -18,6 +18,15 @@
 
 namespace airlock::audit {
 
+// A destination the audit module cannot reach by itself (the gateway's shared PostgreSQL store,
+// server/checkpoints.h). Publish() is called from the anchors' delivery thread with every
+// committed checkpoint, oldest first; it must return quickly (queue, and retry on its own).
+class CheckpointSink {
+ public:
+  virtual ~CheckpointSink() = default;
+  virtual void Publish(const std::string& note, std::uint64_t size) = 0;
+};
+
 struct AnchorOptions {
   std::vector<std::string> files;      // append-only files
   bool syslog = false;                 // LOG_USER|LOG_NOTICE, ident "airlock-audit"
@@ -26,7 +35,8 @@ struct AnchorOptions {
   // cosignature from one of them or the delivery counts as failed.
   std::vector<std::string> witness_keys;
   int witness_timeout_ms = 5000;
-  bool empty() const { return files.empty() && !syslog && witnesses.empty(); }
+  std::vector<std::shared_ptr<CheckpointSink>> sinks;
+  bool empty() const { return files.empty() && !syslog && witnesses.empty() && sinks.empty(); }
 };
 
 // GETs `url` ("http://host[:port]/path?query", e.g. a witness's /checkpoint?origin=...) and

@@ -102,8 +102,9 @@ struct VerifyOptions {
   // verifier key applies to the log whose origin is its name.
   std::vector<NoteVerifier> public_keys;
   // Checkpoints published earlier (anchor file, witness, a saved `audit checkpoint`); those whose
-  // origin is this log's are checked: signed by a pinned key and extended by the log (RFC 6962
-  // consistency proof). Others are ignored (and counted by the caller).
+  // origin is this log's are checked: signed by a pinned key and extended by the log (the log's
+  // tree at that size has that root, so it is a prefix of the log). Others are ignored (and
+  // counted by the caller). Any number of them costs one pass over the log.
   std::vector<Note> trusted_checkpoints;
 };
 
@@ -120,11 +121,12 @@ struct VerifyReport {
 };
 
 // Checks the whole log offline: record sequence, leaf hashes, hash chain, every checkpoint's note
-// (origin, size, root against the recomputed tree, signature by a pinned key), consistency proofs
-// between consecutive checkpoints, and that the log extends every trusted checkpoint of its
-// origin. A log with records but no checkpoint fails. Errors: kInvalidArgument (no pinned key),
-// kNotFound, kIo, kCorrupt (not an audit log). A tampered log is not an error: it yields ok=false
-// with first_problem set.
+// (origin, size, root against the tree recomputed from the records, so consecutive checkpoints
+// are consistent; signature by a pinned key), and that the log extends every trusted checkpoint
+// of its origin (the same root at that size). One pass over the records, O(records + trusted
+// checkpoints). A log with records but no checkpoint fails. Errors:
+// kInvalidArgument (no pinned key), kNotFound, kIo, kCorrupt (not an audit log). A tampered log is
+// not an error: it yields ok=false with first_problem set.
 Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& options);
 
 // The log's origin and latest checkpoint note (empty when none). Errors: kNotFound, kIo, kCorrupt.

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "audit/anchors.h"
@@ -17,12 +19,14 @@
 #include "cli/exit_codes.h"
 #include "core/text.h"
 #include "policy/policy.h"
+#include "server/checkpoints.h"
 
 namespace airlock::cli {
 namespace {
 
 struct AuditArgs {
   std::vector<std::string> logs;
+  std::string log_dir;  // verify: every *.db in it and in its immediate subfolders
   std::string config;
   std::vector<std::string> public_keys;
   std::vector<std::string> trusted_checkpoints;
@@ -82,9 +86,53 @@ int Usage(const std::string& message) {
   return kExitError;
 }
 
+// The audit logs in `dir` and in its immediate subfolders (one per replica volume): files named
+// *.db, sorted. Errors: kNotFound (no such folder, or no log in it).
+Result<std::vector<std::string>> LogsInFolder(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return NotFound("--log-dir " + dir + " is not a folder");
+  std::vector<std::string> out;
+  auto add_from = [&out](const fs::path& folder) {
+    std::error_code e;
+    for (const auto& entry : fs::directory_iterator(folder, e))
+      if (entry.is_regular_file(e) && entry.path().extension() == ".db")
+        out.push_back(entry.path().string());
+  };
+  add_from(dir);
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.is_directory(ec)) add_from(entry.path());
+  if (out.empty()) return NotFound("--log-dir " + dir + " holds no *.db audit log");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A checkpoint row of the shared store as a trusted checkpoint: its note must parse and say what
+// the row's columns say. Returns the note, or a problem (the row was forged or damaged).
+Result<audit::Note> PublishedNote(const server::PublishedCheckpoint& row) {
+  auto note = audit::ParseNote(row.note);
+  if (!note) return Corrupt("its note is malformed: " + note.error().message());
+  auto cp = audit::ParseCheckpointBody(note->body);
+  if (!cp) return Corrupt("its note is malformed: " + cp.error().message());
+  std::string root = audit::Base64Encode(
+      std::string_view(reinterpret_cast<const char*>(cp->root.data()), cp->root.size()));
+  if (cp->origin != row.origin || cp->size != row.size || root != row.root_base64)
+    return Corrupt("the row says origin '" + row.origin + "' size " + std::to_string(row.size) +
+                   " root " + row.root_base64 + " but its note says origin '" + cp->origin +
+                   "' size " + std::to_string(cp->size) + " root " + root +
+                   ": the row was changed or forged");
+  return std::move(*note);
+}
+
 int RunVerify(const AuditArgs& a) {
   auto paths = LogPaths(a);
   if (!paths) return Usage(paths.error().message());
+  if (!a.log_dir.empty()) {
+    auto found = LogsInFolder(a.log_dir);
+    if (!found) return Usage(found.error().message());
+    if (a.logs.empty()) paths->clear();  // not the policy's default log
+    paths->insert(paths->end(), found->begin(), found->end());
+  }
   audit::VerifyOptions options;
   std::vector<std::string> key_files = a.public_keys;
   if (key_files.empty()) {
@@ -116,6 +164,33 @@ int RunVerify(const AuditArgs& a) {
     }
   }
   bool all_ok = true;
+  // A deployment's replicas publish their checkpoints to the shared store ([store] url of the
+  // policy): every row is a trusted checkpoint of its replica's log.
+  std::set<std::string> published_origins;
+  if (!a.config.empty()) {
+    auto p = policy::LoadPolicy(a.config);
+    if (!p) return Usage(p.error().message());
+    if (!p->store.url.empty()) {
+      auto rows = server::ReadPublishedCheckpoints(*p);
+      if (!rows) return Usage(rows.error().message());
+      std::printf("%zu checkpoint(s) published to the shared store %s\n", rows->size(),
+                  Printable(p->store.url).c_str());
+      for (std::size_t i = 0; i < rows->size(); ++i) {
+        const server::PublishedCheckpoint& row = (*rows)[i];
+        auto note = PublishedNote(row);
+        if (!note) {
+          all_ok = false;
+          std::printf("FAILED %s: checkpoint row %zu of the shared store: %s\n",
+                      Printable(row.origin).c_str(), i + 1,
+                      Printable(note.error().message()).c_str());
+          continue;
+        }
+        published_origins.insert(row.origin);
+        trusted_origins.emplace_back(row.origin, "the shared store");
+        options.trusted_checkpoints.push_back(std::move(*note));
+      }
+    }
+  }
   std::vector<std::string> origins;
   for (const auto& path : *paths) {
     auto r = audit::VerifyLog(path, options);
@@ -140,6 +215,9 @@ int RunVerify(const AuditArgs& a) {
     for (const auto& w : r->warnings)
       std::printf("warning: %s (%s): %s\n", Printable(r->origin).c_str(), path.c_str(),
                   Printable(w).c_str());
+    if (!published_origins.empty() && !published_origins.count(r->origin))
+      std::printf("warning: %s (%s): no checkpoint of this log is in the shared store\n",
+                  Printable(r->origin).c_str(), path.c_str());
   }
   // Each replica has its own origin: two logs under one origin are a fork (or a copy) of one log,
   // and a checkpoint of either would vouch for both.
@@ -152,11 +230,15 @@ int RunVerify(const AuditArgs& a) {
       }
   // A published checkpoint of a log that was not given (or whose origin was changed) is a failure:
   // the replica it anchors is missing from the verification.
+  std::set<std::pair<std::string, std::string>> missing;
   for (const auto& [origin, file] : trusted_origins) {
-    if (std::find(origins.begin(), origins.end(), origin) == origins.end()) {
+    if (std::find(origins.begin(), origins.end(), origin) == origins.end() &&
+        missing.insert({origin, file}).second) {
       all_ok = false;
-      std::printf("FAILED %s: trusted checkpoint in %s matches none of the logs given\n",
-                  Printable(origin).c_str(), file.c_str());
+      std::printf(
+          "FAILED %s: trusted checkpoint in %s matches none of the logs given (the replica's log "
+          "is missing)\n",
+          Printable(origin).c_str(), file.c_str());
     }
   }
   return all_ok ? kExitOk : kExitFailed;
@@ -313,6 +395,8 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
       "  airlock audit checkpoint --log airlock-audit.db > saved.checkpoint\n"
       "  airlock audit verify --log airlock-audit.db --public-key audit-key.pem.pub \\\n"
       "      --trusted-checkpoint saved.checkpoint\n"
+      "  airlock audit verify --config gateway.toml --log-dir replica-logs/ \\\n"
+      "      --public-key gw0.pub --public-key gw1.pub   # replicas + the shared store\n"
       "  airlock audit witness --state wstate --key witness.pem --name witness.example/w1 \\\n"
       "      --log ORIGIN=audit-key.pem.pub\n"
       "  airlock audit show --log airlock-audit.db --class email --limit 20\n"
@@ -323,8 +407,13 @@ void AddAuditCommand(CLI::App& app, int* exit_code) {
       "with published checkpoints; report per origin");
   verify->add_option("--log", args->logs,
                      "Audit log database; repeat for replicas (default: the policy's audit.path)");
+  verify->add_option("--log-dir", args->log_dir,
+                     "Folder of replicas' audit logs: every *.db in it and in its immediate "
+                     "subfolders");
   verify->add_option("-c,--config", args->config,
-                     "Policy file naming the audit log and its public key");
+                     "Policy file naming the audit log and its public key; with a [store] url, "
+                     "every checkpoint the replicas published there is checked against their "
+                     "logs, and a replica with published checkpoints but no log given fails");
   verify->add_option("--public-key", args->public_keys,
                      "Pinned public key: PEM (.pub from keygen) or a note verifier key; repeat "
                      "for replicas with their own keys (required, or [audit] public_key)");

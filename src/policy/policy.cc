@@ -6,7 +6,6 @@
 #include <cctype>
 
 #include "core/file.h"
-
 #include "core/spki_pin.h"
 
 namespace airlock::policy {
@@ -290,11 +289,11 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
   if (const toml::node* n = root.get("audit")) {
     const toml::table* t = n->as_table();
     if (!t) return Bad(origin, Where(*n, "audit"), "expected an [audit] table");
-    AIRLOCK_TRY(
-        CheckKeys(*t,
-                  {"path", "store_text", "signing_key", "checkpoint_every", "fsync", "origin",
-                   "public_key", "anchor_files", "syslog", "witnesses", "witness_keys"},
-                  origin, "audit"));
+    AIRLOCK_TRY(CheckKeys(
+        *t,
+        {"path", "store_text", "signing_key", "checkpoint_every", "fsync", "origin", "public_key",
+         "anchor_files", "syslog", "witnesses", "witness_keys", "publish_to_store"},
+        origin, "audit"));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.origin, GetString(*t, "origin", origin, "audit", false));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.public_key,
                              GetString(*t, "public_key", origin, "audit", false));
@@ -303,6 +302,8 @@ Result<Policy> Build(const toml::table& root, std::string_view origin) {
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.witnesses, GetStrings(*t, "witnesses", origin, "audit"));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.witness_keys, GetStrings(*t, "witness_keys", origin, "audit"));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.fsync, GetBool(*t, "fsync", origin, "audit", false));
+    AIRLOCK_ASSIGN_OR_RETURN(p.audit.publish_to_store,
+                             GetBool(*t, "publish_to_store", origin, "audit", true));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.path,
                              GetString(*t, "path", origin, "audit", false, p.audit.path));
     AIRLOCK_ASSIGN_OR_RETURN(p.audit.store_text, GetBool(*t, "store_text", origin, "audit", false));

@@ -92,6 +92,10 @@ struct AuditSettings {
   std::vector<std::string> witnesses;     // tlog-witness URLs (http://host:port[/prefix])
   std::vector<std::string> witness_keys;  // their cosignature verifier keys (optional)
   int checkpoint_every = 100;             // records between signed checkpoints
+  // With a [store] url: also append every checkpoint to the shared store, for `audit verify` of
+  // the whole deployment (docs/deploy.md). false for a log that is not kept (e.g. a local-model
+  // worker behind an auditing gateway, its log on an emptyDir).
+  bool publish_to_store = true;
   // false (default): synchronous=NORMAL in WAL mode, safe against kill -9 of the server.
   // true: SQLite synchronous=FULL, every group commit is fsync'd (also survives power loss).
   bool fsync = false;

@@ -68,6 +68,12 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
                               "' without TLS; set [server] tls_cert and tls_key, or pass "
                               "--insecure-http to serve plain HTTP anyway");
   }
+  if (!p.store.url.empty()) {
+    impl->store_probe = std::make_unique<StoreProbe>(impl->keys.get());
+    if (p.audit.publish_to_store) {
+      AIRLOCK_ASSIGN_OR_RETURN(impl->checkpoint_publisher, OpenCheckpointPublisher(p));
+    }
+  }
   audit::OpenOptions aopts;
   // Fail closed: the log always has a signing key; the first start creates one.
   aopts.signing_key_pem_path =
@@ -78,9 +84,16 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   aopts.anchors.syslog = p.audit.syslog;
   aopts.anchors.witnesses = p.audit.witnesses;
   aopts.anchors.witness_keys = p.audit.witness_keys;
+  if (impl->checkpoint_publisher) aopts.anchors.sinks.push_back(impl->checkpoint_publisher);
   aopts.checkpoint_every = p.audit.checkpoint_every;
   aopts.fsync = p.audit.fsync;
   AIRLOCK_ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(p.audit.path, aopts));
+  // The latest checkpoint of an existing log may not have reached the store before the last
+  // exit (the database was down): published again (a copy already there is not stored twice).
+  if (impl->checkpoint_publisher) {
+    std::string latest = impl->audit->LatestCheckpointNote();
+    if (!latest.empty()) impl->checkpoint_publisher->Publish(latest, 0);
+  }
   for (const policy::Upstream& u : p.upstreams) {
     AIRLOCK_ASSIGN_OR_RETURN(UpstreamEndpoint e, EndpointFor(u));
     impl->pools[u.name] = std::make_shared<ClientPool>(std::move(e));
@@ -123,8 +136,9 @@ bool Gateway::Impl::HandleFast(const HttpRequest& req, HttpResponse& res) {
     return true;
   }
   if (req.path != "/ready") return false;
-  // Liveness is /health; readiness also needs every configured local model loaded and the audit
-  // log writable, and no drain under way. Public like /health, so the reasons name no model.
+  // Liveness is /health; readiness also needs every configured local model loaded, the audit
+  // log writable, the shared key store answering (probed in the background), and no drain under
+  // way. Public like /health, so the reasons name no model.
   json reasons = json::array();
   if (draining.load()) reasons.push_back("shutting down");
   std::size_t missing = 0;
@@ -135,6 +149,7 @@ bool Gateway::Impl::HandleFast(const HttpRequest& req, HttpResponse& res) {
   std::string dir = std::filesystem::path(log).parent_path().string();
   if (access(log.c_str(), W_OK) != 0 || access(dir.empty() ? "." : dir.c_str(), W_OK) != 0)
     reasons.push_back("audit log not writable");
+  if (store_probe && !store_probe->available()) reasons.push_back("key store unavailable");
   res.status = reasons.empty() ? 200 : 503;
   json body = {{"status", reasons.empty() ? "ready" : "not_ready"}};
   if (!reasons.empty()) body["reasons"] = reasons;
@@ -157,6 +172,14 @@ void Gateway::Impl::HandleRequest(const HttpRequest& req, HttpResponse& res) {
       if (!Authenticate(req, res, st)) return;
     }
     std::string out = metrics.Render();
+    if (checkpoint_publisher) {
+      out +=
+          "# HELP airlock_audit_checkpoints_unpublished Audit checkpoints waiting for the shared "
+          "store.\n";
+      out += "# TYPE airlock_audit_checkpoints_unpublished gauge\n";
+      out += "airlock_audit_checkpoints_unpublished " +
+             std::to_string(checkpoint_publisher->pending()) + "\n";
+    }
     out += "# HELP airlock_reserved_tokens Tokens reserved by requests in flight.\n";
     out += "# TYPE airlock_reserved_tokens gauge\n";
     out += "airlock_reserved_tokens " + std::to_string(reserved_tokens.load()) + "\n";

@@ -78,6 +78,9 @@ class KeyStore {
   // prompt tokens from above, so for a compliant upstream actual <= reserved. Pass 0 for a request
   // that failed before the upstream did any work.
   virtual void Reconcile(const Reservation& r, std::int64_t actual_tokens) = 0;
+  // Whether the store answers now (the readiness probe). Errors: kUnavailable. SQLite, a local
+  // file, always answers.
+  virtual Status Ping() { return Status::Ok(); }
 
  protected:
   KeyStore() = default;

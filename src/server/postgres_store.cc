@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "core/hash.h"
@@ -151,6 +152,29 @@ BEGIN
   RETURN TRUE;
 END $$;
 )sql",
+    // 1 -> 2: the audit checkpoints each replica publishes (server/checkpoints.h), append-only.
+    R"sql(
+CREATE TABLE airlock_audit_checkpoints (
+  id BIGSERIAL PRIMARY KEY,
+  origin TEXT NOT NULL,
+  tree_size BIGINT NOT NULL CHECK (tree_size >= 0),
+  root_hash TEXT NOT NULL,
+  note TEXT NOT NULL,
+  published_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+  UNIQUE (origin, tree_size, root_hash));
+-- Airlock never changes or removes a row, and the triggers refuse UPDATE, DELETE and TRUNCATE
+-- to everyone. (The table's owner can drop them: what a verifier trusts is each note's
+-- signature and its consistency with the replica's log, not this table.)
+CREATE FUNCTION airlock_audit_checkpoints_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'airlock_audit_checkpoints is append-only';
+END $$;
+CREATE TRIGGER airlock_audit_checkpoints_no_change BEFORE UPDATE OR DELETE
+  ON airlock_audit_checkpoints FOR EACH ROW EXECUTE FUNCTION airlock_audit_checkpoints_refuse();
+CREATE TRIGGER airlock_audit_checkpoints_no_truncate BEFORE TRUNCATE
+  ON airlock_audit_checkpoints FOR EACH STATEMENT
+  EXECUTE FUNCTION airlock_audit_checkpoints_refuse();
+)sql",
 };
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion);
 
@@ -202,6 +226,7 @@ class PostgresKeyStore final : public KeyStore {
   explicit PostgresKeyStore(PostgresOptions options) : options_(std::move(options)) {}
   ~PostgresKeyStore() override {
     for (PGconn* c : idle_) PQfinish(c);
+    if (probe_conn_) PQfinish(probe_conn_);
   }
 
   std::string Describe() const override { return options_.url; }
@@ -217,6 +242,7 @@ class PostgresKeyStore final : public KeyStore {
   Result<KeyInfo> Authenticate(std::string_view token) override;
   Result<Reservation> Reserve(const KeyInfo& key, std::int64_t tokens) override;
   void Reconcile(const Reservation& r, std::int64_t actual_tokens) override;
+  Status Ping() override;
 
  private:
   // A pooled connection, returned on destruction (or closed when it broke).
@@ -252,34 +278,35 @@ class PostgresKeyStore final : public KeyStore {
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;
   std::vector<PGconn*> idle_;
+  std::set<PGconn*> broken_;  // in use, to be closed when released (see Exec)
   int open_ = 0;
   std::atomic<std::int64_t> active_keys_seen_ms_{0};  // when HasActiveKeys last found one
+  // Ping's own connection: a probe never waits behind requests for a pooled one.
+  std::mutex probe_mu_;
+  PGconn* probe_conn_ = nullptr;
 };
 
-Result<PGconn*> PostgresKeyStore::Connect() {
-  // connect_timeout first, so that a value in the URL overrides it; the password after the URL
-  // (the URL has none), so that it comes only from the file or the environment.
-  std::vector<const char*> keys = {"connect_timeout", "dbname", "application_name"};
-  std::vector<const char*> values = {"5", options_.url.c_str(), "airlock"};
-  if (!options_.password.empty()) {
-    keys.push_back("password");
-    values.push_back(options_.password.c_str());
+Status PostgresKeyStore::Ping() {
+  std::lock_guard<std::mutex> lock(probe_mu_);
+  if (probe_conn_ && PQstatus(probe_conn_) != CONNECTION_OK) {
+    PQfinish(probe_conn_);
+    probe_conn_ = nullptr;
   }
-  // Bounded statements: a lock or query that hangs is an outage, not a stuck request.
-  keys.push_back("options");
-  values.push_back(
-      "-c statement_timeout=10000 -c lock_timeout=10000 -c client_min_messages=warning");
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  PGconn* conn = PQconnectdbParams(keys.data(), values.data(), 1);
-  if (!conn) return Unreachable("out of memory");
-  if (PQstatus(conn) != CONNECTION_OK) {
-    std::string detail = FirstLine(PQerrorMessage(conn));
-    PQfinish(conn);
-    return Unreachable(detail);
+  if (!probe_conn_) {
+    AIRLOCK_ASSIGN_OR_RETURN(probe_conn_, Connect());
   }
-  return conn;
+  auto answered = Exec(probe_conn_, "SELECT 1", {}, PGRES_TUPLES_OK);
+  if (answered) return Status::Ok();
+  {
+    std::lock_guard<std::mutex> pool_lock(pool_mu_);
+    broken_.erase(probe_conn_);
+  }
+  PQfinish(probe_conn_);
+  probe_conn_ = nullptr;
+  return Unreachable(answered.error().message());
 }
+
+Result<PGconn*> PostgresKeyStore::Connect() { return ConnectPostgres(options_); }
 
 Result<PostgresKeyStore::Lease> PostgresKeyStore::Acquire() {
   std::unique_lock<std::mutex> lock(pool_mu_);
@@ -306,7 +333,8 @@ Result<PostgresKeyStore::Lease> PostgresKeyStore::Acquire() {
 
 void PostgresKeyStore::Release(PGconn* conn) {
   std::lock_guard<std::mutex> lock(pool_mu_);
-  if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE) {
+  bool broken = broken_.erase(conn) > 0;
+  if (!broken && PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE) {
     idle_.push_back(conn);
   } else {
     PQfinish(conn);
@@ -326,9 +354,16 @@ Result<PgResult> PostgresKeyStore::Exec(PGconn* conn, const char* sql,
   std::string detail = FirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn));
   const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
   // Connection exceptions (08...), shutdowns (57P0x) and statement/lock timeouts (57014,
-  // 55P03) mean the database is not serving us right now.
+  // 55P03) mean the database is not serving us right now. So does an error without SQLSTATE:
+  // libpq made it, not the server (after a server crash, "server closed the connection
+  // unexpectedly" comes while PQstatus still says CONNECTION_OK); such a connection is closed
+  // when it is released.
   std::string sqlstate = state ? state : "";
-  if (PQstatus(conn) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
+  if (sqlstate.empty() && PQstatus(conn) == CONNECTION_OK) {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    broken_.insert(conn);
+  }
+  if (sqlstate.empty() || PQstatus(conn) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
       sqlstate.rfind("57", 0) == 0 || sqlstate == "55P03")
     return Unreachable(detail);
   return IoError("server: the shared key store " + options_.url + " failed: " + detail);
@@ -487,8 +522,44 @@ void PostgresKeyStore::Reconcile(const Reservation& r, std::int64_t actual_token
 
 }  // namespace
 
-Result<std::unique_ptr<KeyStore>> OpenPostgresKeyStore(const PostgresOptions& options) {
-  const std::string& url = options.url;
+Result<PGconn*> ConnectPostgres(const PostgresOptions& options) {
+  auto unreachable = [&options](const std::string& detail) {
+    return Unavailable("server: the shared key store " + options.url +
+                       " cannot be reached: " + detail);
+  };
+  // connect_timeout first, so that a value in the URL overrides it; the password after the URL
+  // (the URL has none), so that it comes only from the file or the environment.
+  std::vector<const char*> keys = {"connect_timeout", "dbname", "application_name"};
+  std::vector<const char*> values = {"5", options.url.c_str(), "airlock"};
+  if (!options.password.empty()) {
+    keys.push_back("password");
+    values.push_back(options.password.c_str());
+  }
+  // Bounded statements: a lock or query that hangs is an outage, not a stuck request.
+  keys.push_back("options");
+  values.push_back(
+      "-c statement_timeout=10000 -c lock_timeout=10000 -c client_min_messages=warning");
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* conn = PQconnectdbParams(keys.data(), values.data(), 1);
+  if (!conn) return unreachable("out of memory");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string detail = FirstLine(PQerrorMessage(conn));
+    PQfinish(conn);
+    return unreachable(detail);
+  }
+  // The server's warnings (e.g. "terminating connection due to immediate shutdown") go to the
+  // log as ours do, not bare on stderr.
+  PQsetNoticeProcessor(
+      conn,
+      [](void*, const char* message) {
+        std::fprintf(stderr, "airlock: the shared key store says: %s", message);
+      },
+      nullptr);
+  return conn;
+}
+
+Status ValidatePostgresUrl(const std::string& url) {
   if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0)
     return InvalidArgument("server: [store] url must start with postgresql:// (got a URL of " +
                            std::to_string(url.size()) + " characters that does not)");
@@ -509,6 +580,11 @@ Result<std::unique_ptr<KeyStore>> OpenPostgresKeyStore(const PostgresOptions& op
         "server: [store] url holds a password: put it in a file named by [store] "
         "password_file (or an environment variable named by password_env) instead, so that it "
         "is never printed with the URL");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<KeyStore>> OpenPostgresKeyStore(const PostgresOptions& options) {
+  AIRLOCK_TRY(ValidatePostgresUrl(options.url));
   auto store = std::make_unique<PostgresKeyStore>(options);
   AIRLOCK_TRY(store->Migrate());
   return std::unique_ptr<KeyStore>(std::move(store));

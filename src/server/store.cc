@@ -8,15 +8,13 @@
 
 namespace airlock::server {
 
-Result<std::unique_ptr<KeyStore>> OpenKeyStore(const policy::Policy& policy) {
+namespace internal {
+
+Result<PostgresOptions> PostgresOptionsFor(const policy::Policy& policy) {
   const policy::StoreSettings& s = policy.store;
-  if (s.url.empty()) {
-    if (!s.password_file.empty() || !s.password_env.empty())
-      return InvalidArgument(
-          "server: [store] password_file/password_env are set but [store] url is not");
-    return KeyStore::Open(policy.server.keys_db);
-  }
-  internal::PostgresOptions o;
+  if (s.url.empty()) return InvalidArgument("server: the policy has no [store] url");
+  AIRLOCK_TRY(ValidatePostgresUrl(s.url));
+  PostgresOptions o;
   o.url = s.url;
   if (!s.password_file.empty() && !s.password_env.empty())
     return InvalidArgument("server: [store] names both password_file and password_env; keep one");
@@ -41,6 +39,20 @@ Result<std::unique_ptr<KeyStore>> OpenKeyStore(const policy::Policy& policy) {
   // A request settles within request_timeout_s; a reservation older than that plus a minute
   // belongs to a replica that died.
   o.reservation_lease_s = policy.server.request_timeout_s + 60;
+  return o;
+}
+
+}  // namespace internal
+
+Result<std::unique_ptr<KeyStore>> OpenKeyStore(const policy::Policy& policy) {
+  const policy::StoreSettings& s = policy.store;
+  if (s.url.empty()) {
+    if (!s.password_file.empty() || !s.password_env.empty())
+      return InvalidArgument(
+          "server: [store] password_file/password_env are set but [store] url is not");
+    return KeyStore::Open(policy.server.keys_db);
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(internal::PostgresOptions o, internal::PostgresOptionsFor(policy));
   return internal::OpenPostgresKeyStore(o);
 }
 

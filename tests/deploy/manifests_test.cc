@@ -1,8 +1,9 @@
 // deploy/kubernetes/ checked against the real `airlock serve` (scripts/check-manifests.py, with
 // Debian's python3-yaml): probes on /health and /ready at the served port, flags that exist, the
 // queue-depth metric the gateway exports, the drain grace period, secrets as read-only files; the
-// policies in the ConfigMaps parse with Airlock's own parser. Each invariant is also broken on
-// purpose in a copy, and the check must then fail.
+// policies in the ConfigMaps parse with Airlock's own parser; the Gateway API Inference Extension
+// overlay (inference-extension/) selects and targets the workers defined beside it. Each invariant
+// is also broken on purpose in a copy, and the check must then fail.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -33,8 +34,7 @@ std::pair<int, std::string> Check(const fs::path& dir) {
 // A copy of the manifests with `from` replaced by `to` in `file` (which must contain it).
 fs::path Mutated(const TempDir& dir, const std::string& file, const std::string& from,
                  const std::string& to) {
-  for (const auto& e : fs::directory_iterator(kManifests))
-    fs::copy_file(e.path(), dir.path() / e.path().filename());
+  fs::copy(kManifests, dir.path(), fs::copy_options::recursive);
   std::string text = ReadFileText(dir.path() / file);
   auto at = text.find(from);
   EXPECT_NE(at, std::string::npos) << from << " not in " << file;
@@ -106,6 +106,20 @@ TEST(KubernetesManifests, EachBrokenInvariantIsCaught) {
       {"worker.yaml",
        "            requests:\n              cpu: \"4\"\n              memory: 2Gi\n", "",
        "requests and limits"},
+      // The Gateway API Inference Extension overlay against the workers it routes to.
+      {"inference-extension/inference-pool.yaml", "    - number: 8081", "    - number: 8080",
+       "target port 8080 is no container port of the pool's pods"},
+      {"inference-extension/inference-pool.yaml",
+       "      app.kubernetes.io/component: worker\n  targetPorts",
+       "      app.kubernetes.io/component: workers\n  targetPorts",
+       "selects no Deployment defined here"},
+      {"inference-extension/inference-pool.yaml",
+       "          kind: InferencePool\n          name: airlock-workers",
+       "          kind: InferencePool\n          name: airlock-worker",
+       "backend airlock-worker names no InferencePool defined here"},
+      {"inference-extension/inference-pool.yaml",
+       "  parentRefs:\n    - name: airlock-inference-gateway\n",
+       "  parentRefs:\n    - name: inference-gateway\n", "names no Gateway defined here"},
   };
   for (const Breakage& b : cases) {
     TempDir dir("manifests");

@@ -62,12 +62,7 @@ class PostgresServer {
       error_ = "initdb failed: " + init.second;
       return;
     }
-    auto start =
-        AsServerUser(bin_ + "/pg_ctl -D " + Quote(dir_ + "/data") + " -w -t 60 -l " +
-                     Quote(dir_ + "/postgres.log") + " -o " +
-                     Quote("-c listen_addresses='' -k " + dir_ + " -p " + std::to_string(port_) +
-                           " -c fsync=off -c max_connections=200") +
-                     " start");
+    auto start = Start();
     if (start.first != 0) {
       error_ = "pg_ctl start failed: " + start.second + Log();
       return;
@@ -84,6 +79,13 @@ class PostgresServer {
   }
 
   bool ok() const { return started_; }
+  // Stops the server at once (pg_ctl -m immediate: its processes are killed, no shutdown
+  // checkpoint), as a crash or a lost database host would; Restart() brings it back on the same
+  // socket and port. Both return (exit code, output).
+  std::pair<int, std::string> Kill() const {
+    return AsServerUser(bin_ + "/pg_ctl -D " + Quote(dir_ + "/data") + " -m immediate -w stop");
+  }
+  std::pair<int, std::string> Restart() const { return Start(); }
   const std::string& skip_reason() const { return skip_reason_; }
   const std::string& error() const { return error_; }
   const std::string& password() const { return password_; }
@@ -119,6 +121,13 @@ class PostgresServer {
   }
 
  private:
+  std::pair<int, std::string> Start() const {
+    return AsServerUser(bin_ + "/pg_ctl -D " + Quote(dir_ + "/data") + " -w -t 60 -l " +
+                        Quote(dir_ + "/postgres.log") + " -o " +
+                        Quote("-c listen_addresses='' -k " + dir_ + " -p " + std::to_string(port_) +
+                              " -c fsync=off -c max_connections=200") +
+                        " start");
+  }
   std::pair<int, std::string> AsServerUser(const std::string& cmd) const {
     if (geteuid() != 0) return RunShell(cmd);
     return RunShell("setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c " + Quote(cmd));

@@ -15,6 +15,7 @@
 
 #include "audit/audit_log.h"
 #include "policy/detectors.h"
+#include "server/checkpoints.h"
 #include "server/gateway.h"
 #include "server/internal/auth_failures.h"
 #include "server/internal/client_limits.h"
@@ -23,6 +24,7 @@
 #include "server/internal/metrics.h"
 #include "server/internal/policy_apply.h"
 #include "server/internal/sse.h"
+#include "server/internal/store_probe.h"
 #include "server/internal/upstream.h"
 #include "server/keys.h"
 
@@ -32,6 +34,11 @@ struct Gateway::Impl {
   GatewayOptions options;
   std::unique_ptr<policy::DetectorSet> detectors;
   std::unique_ptr<KeyStore> keys;
+  // Whether the key store answered its last probe (/ready); probed only for a shared store.
+  std::unique_ptr<internal::StoreProbe> store_probe;
+  // The shared store's copy of this replica's audit checkpoints (null without [store]); the audit
+  // log's anchors hold it too.
+  std::shared_ptr<CheckpointPublisher> checkpoint_publisher;
   std::unique_ptr<audit::AuditLog> audit;
   std::map<std::string, std::shared_ptr<internal::ClientPool>> pools;
   internal::Metrics metrics;
