@@ -295,7 +295,7 @@ TEST_F(ServeWorkerTest, ModelRewrittenInPlaceRetiresTheWorkerAndIsNotAnsweredFro
   Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
   ASSERT_TRUE(std::filesystem::exists(model + ".sig"));
   Serve serve(model, config_, log_, {}, {"--require-signature", keys + ".pub"});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   auto before = Post(serve.port(), Chat("Once upon a time"));
   ASSERT_TRUE(before) << Log();
   ASSERT_EQ(before->status, 200) << before->body;
@@ -322,7 +322,7 @@ TEST_F(ServeWorkerTest, ModelRewrittenInPlaceRetiresTheWorkerAndIsNotAnsweredFro
 // file renamed over the path is invisible to it, and its sandbox grants no read of the path.
 TEST_F(ServeWorkerTest, WorkerCannotOpenTheModelByItsPath) {
   Serve serve(model_, config_, log_, {"AIRLOCK_TEST_SANDBOX_ATTEMPT=read:" + model_});
-  ASSERT_GT(serve.port(), 0) << serve.line() << Log();
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   EXPECT_NE(Log().find("airlock sandbox test: read:" + model_ + ": errno=EACCES"),
             std::string::npos)
       << Log();
