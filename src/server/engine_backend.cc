@@ -152,29 +152,13 @@ class EngineBackend : public ModelBackend {
                                   const std::atomic<bool>& cancel) override {
     std::vector<engine::TokenId> prompt;
     if (request.chat) {
-      std::vector<tmpl::ChatMessage> messages;
-      for (const auto& m : request.messages) {
-        tmpl::ChatMessage cm;
-        cm.role = m.role;
-        cm.content = tmpl::Value::String(m.content);
-        if (!m.tool_calls_json.empty()) {
-          AIRLOCK_ASSIGN_OR_RETURN(cm.tool_calls,
-                                   tmpl::ValueFromJson(m.tool_calls_json, /*mark_as_input=*/true));
-        }
-        if (!m.tool_call_id.empty()) {
-          AIRLOCK_ASSIGN_OR_RETURN(
-              cm.extra, tmpl::ValueFromJson(nlohmann::json{{"tool_call_id", m.tool_call_id}}.dump(),
-                                            /*mark_as_input=*/true));
-        }
-        messages.push_back(std::move(cm));
-      }
       tmpl::Value tools;
       if (!request.tools_json.empty()) {
         AIRLOCK_ASSIGN_OR_RETURN(tools,
                                  tmpl::ValueFromJson(request.tools_json, /*mark_as_input=*/true));
       }
-      AIRLOCK_ASSIGN_OR_RETURN(prompt,
-                               engine::EncodeChat(*model_, tokenizer_, messages, false, tools));
+      AIRLOCK_ASSIGN_OR_RETURN(
+          prompt, engine::EncodeChat(*model_, tokenizer_, request.messages, false, tools));
     } else {
       prompt = tokenizer_.Encode(request.prompt, /*add_special=*/true, /*parse_special=*/false);
     }

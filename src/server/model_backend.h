@@ -12,19 +12,14 @@
 #include <string_view>
 #include <vector>
 
+#include "core/chat_message.h"
 #include "core/status.h"
 #include "engine/tool_calls.h"
 
 namespace airlock::server {
 
-struct ChatMessage {
-  std::string role;  // "system", "user", "assistant", "tool"
-  std::string content;
-  // Tool use: an assistant turn's calls (OpenAI `tool_calls`, JSON array text; "" none) and a
-  // tool result's `tool_call_id`, for the chat template.
-  std::string tool_calls_json;
-  std::string tool_call_id;
-};
+// The one plain message type of the server, the engine and assess (core/chat_message.h).
+using ChatMessage = core::ChatMessage;
 
 struct GenerateRequest {
   bool chat = true;                   // chat: `messages`; completion: `prompt`
