@@ -88,7 +88,9 @@ class EngineBackend : public ModelBackend {
       : model_(std::move(model)),
         tokenizer_(std::move(tokenizer)),
         name_(std::move(name)),
-        tool_syntax_(engine::DetectToolCallSyntax(engine::ChatTemplateSource(*model_))) {}
+        tool_syntax_(engine::DetectToolCallSyntax(engine::ChatTemplateSource(*model_))),
+        reasoning_tags_(
+            engine::DetectReasoningMarkers(engine::ChatTemplateSource(*model_), &tokenizer_)) {}
 
   ~EngineBackend() override {
     {
@@ -141,6 +143,7 @@ class EngineBackend : public ModelBackend {
 
   std::string Name() const override { return name_; }
   engine::ToolCallSyntax ToolSyntax() const override { return tool_syntax_; }
+  engine::ReasoningMarkers ReasoningTags() const override { return reasoning_tags_; }
 
   std::int64_t CountTokens(std::string_view text) const override {
     return static_cast<std::int64_t>(
@@ -473,6 +476,7 @@ class EngineBackend : public ModelBackend {
   engine::Tokenizer tokenizer_;
   std::string name_;
   engine::ToolCallSyntax tool_syntax_;
+  engine::ReasoningMarkers reasoning_tags_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   int n_ctx_ = 0;
   std::mutex mu_;

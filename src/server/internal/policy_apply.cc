@@ -114,7 +114,10 @@ std::set<int> RequestState::HeldIndices() const {
 
 RequestState::ChoiceState& RequestState::Choice(int index) {
   ChoiceState& c = choices[index];
-  if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
+  if (!c.restorer) {
+    c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
+    c.splitter = policy::ThinkSplitter(think_markers);
+  }
   return c;
 }
 

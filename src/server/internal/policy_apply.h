@@ -85,6 +85,9 @@ struct RequestState {
   // A response rule removes reasoning from the answer (ReasoningRuleRedacts, set before the
   // first byte: in pass mode a tag must not reach the client before the rule is known).
   bool reasoning_redacted = false;
+  // Where the answer's reasoning starts and ends: a local model's own markers (set before its
+  // first piece), or empty for <think> in any letter case.
+  policy::ThinkMarkers think_markers;
   // Whether reasoning reaches the client (pass, and no rule redacts it).
   bool ShowsReasoning() const {
     return reasoning == policy::ReasoningAction::kPass && !reasoning_redacted;

@@ -104,8 +104,8 @@ ReasoningCarriers FindReasoningCarriers(const json& body) {
   return out;
 }
 
-std::string WithoutThinkBlocks(const std::string& text) {
-  policy::ThinkSplitter splitter;
+std::string WithoutThinkBlocks(const std::string& text, const policy::ThinkMarkers& markers) {
+  policy::ThinkSplitter splitter(markers);
   std::string visible = splitter.Feed(text).visible;
   return visible + splitter.Flush().visible;
 }

@@ -11,6 +11,8 @@
 #include <set>
 #include <string>
 
+#include "policy/transform.h"
+
 namespace airlock::server::internal {
 
 // Whether the chat `messages` of `body` carry reasoning: a reasoning field that is not null (a
@@ -31,7 +33,7 @@ struct ReasoningCarriers {
 };
 ReasoningCarriers FindReasoningCarriers(const nlohmann::json& body);
 
-// `text` without its <think> blocks.
-std::string WithoutThinkBlocks(const std::string& text);
+// `text` without its reasoning blocks (between `markers`; empty: <think> in any letter case).
+std::string WithoutThinkBlocks(const std::string& text, const policy::ThinkMarkers& markers = {});
 
 }  // namespace airlock::server::internal

@@ -54,7 +54,7 @@ void Gateway::Impl::Finish(RequestState& st, int status, std::int64_t actual_tok
     r.prompt_text = st.forwarded_prompt;
     // Reasoning the client saw (pass) is stored only when the policy logs reasoning.
     r.response_text = st.produced_reasoning && policy().reasoning != policy::ReasoningAction::kLog
-                          ? internal::WithoutThinkBlocks(response_text)
+                          ? internal::WithoutThinkBlocks(response_text, st.think_markers)
                           : response_text;
   }
   if (policy().reasoning == policy::ReasoningAction::kLog && !st.reasoning_text.empty())
