@@ -357,13 +357,13 @@ void RequestState::NoteReasoning() {
     }
     return;
   }
-  if (reasoning_redacted) response_actions.insert("response:reasoning:redact");
+  if (reasoning_withheld) response_actions.insert("response:reasoning:redact");
 }
 
-bool ReasoningRuleRedacts(const policy::Policy& policy) {
+bool ReasoningRuleWithholds(const policy::Policy& policy) {
   policy::Verdict v = policy::DecideResponse(policy, {policy::DataClass::kReasoning});
   auto a = v.actions.find(policy::DataClass::kReasoning);
-  return !v.blocked && a != v.actions.end() && a->second == policy::Action::kRedact;
+  return v.blocked || (a != v.actions.end() && a->second == policy::Action::kRedact);
 }
 
 std::string RequestState::ResponseText() const {

@@ -82,15 +82,16 @@ struct RequestState {
   // decides whether passed reasoning reaches the client (pass) and whether it is stored (log).
   // Called whenever reasoning text is found in the answer.
   void NoteReasoning();
-  // A response rule removes reasoning from the answer (ReasoningRuleRedacts, set before the
-  // first byte: in pass mode a tag must not reach the client before the rule is known).
-  bool reasoning_redacted = false;
+  // A response rule redacts reasoning, or blocks it (the answer then ends where reasoning
+  // starts): set before the first byte (ReasoningRuleWithholds), so that in pass mode not even a
+  // tag reaches the client before the rule is known.
+  bool reasoning_withheld = false;
   // Where the answer's reasoning starts and ends: a local model's own markers (set before its
   // first piece), or empty for <think> in any letter case.
   policy::ThinkMarkers think_markers;
-  // Whether reasoning reaches the client (pass, and no rule redacts it).
+  // Whether reasoning reaches the client (pass, and no rule redacts or blocks it).
   bool ShowsReasoning() const {
-    return reasoning == policy::ReasoningAction::kPass && !reasoning_redacted;
+    return reasoning == policy::ReasoningAction::kPass && !reasoning_withheld;
   }
   std::set<std::string> response_actions;
 
@@ -184,8 +185,8 @@ struct RequestState {
   std::string ResponseText() const;
 };
 
-// Whether the policy's response rules redact (remove) the data class "reasoning".
-bool ReasoningRuleRedacts(const policy::Policy& policy);
+// Whether the policy's response rules redact (remove) or block the data class "reasoning".
+bool ReasoningRuleWithholds(const policy::Policy& policy);
 
 // Data split across fields: "mail alice@" in one message and "example.com" in the next, a phone
 // number cut between a message's name and its content, between tool call arguments, over three

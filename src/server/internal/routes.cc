@@ -239,7 +239,7 @@ void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, 
   st->start = Clock::now();
   st->reasoning = policy().reasoning;
   st->policy = &policy();
-  st->reasoning_redacted = internal::ReasoningRuleRedacts(policy());
+  st->reasoning_withheld = internal::ReasoningRuleWithholds(policy());
   st->detectors = detectors.get();
   res.set_header("X-Request-Id", st->request_id);
   if (RefuseLoop(req, res)) {
