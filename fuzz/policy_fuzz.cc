@@ -1,6 +1,7 @@
 // Policy fuzz target: arbitrary bytes go through the detectors (which must return in-bounds,
 // sorted, disjoint matches), the pseudonymizer round trip and stream restorer, the <think>
-// splitter, and the TOML policy parser (which must fail cleanly, never crash).
+// splitter (the same split for any chunking, with and without a model's own markers), and the
+// TOML policy parser (which must fail cleanly, never crash).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -43,9 +44,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < masked.size(); i += step) streamed += r.Feed(masked.substr(i, step));
   streamed += r.Flush();
   if (streamed != p.Restore(masked)) std::abort();
-  ThinkSplitter s;
-  for (std::size_t i = 0; i < size; i += step) s.Feed(text.substr(i, step));
-  s.Flush();
+  // The reasoning split is the same for any chunking, at <think> in any spelling (upstreams) and
+  // at a model's own exact markers.
+  for (const ThinkMarkers& markers : {ThinkMarkers{}, ThinkMarkers{"<think>", "</think>"},
+                                      ThinkMarkers{"<|begin_of_thought|>", "<|end_of_thought|>"}}) {
+    ThinkSplitter whole(markers), chunked(markers);
+    ThinkSplitter::Piece one = whole.Feed(text), rest = whole.Flush();
+    std::string visible, reasoning;
+    for (std::size_t i = 0; i < size; i += step) {
+      ThinkSplitter::Piece p = chunked.Feed(text.substr(i, step));
+      visible += p.visible;
+      reasoning += p.reasoning;
+    }
+    ThinkSplitter::Piece last = chunked.Flush();
+    if (visible + last.visible != one.visible + rest.visible ||
+        reasoning + last.reasoning != one.reasoning + rest.reasoning)
+      std::abort();
+  }
   auto policy = ParsePolicy(text, "fuzz.toml");
   (void)policy;
   return 0;

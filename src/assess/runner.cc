@@ -160,7 +160,11 @@ Result<RunSummary> RunSuites(ChatTarget& target, const std::vector<Suite>& suite
         continue;
       }
       std::vector<ChatMessage> messages;
-      if (!probe.system.empty()) messages.push_back({"system", probe.system});
+      if (!probe.system.empty()) {
+        messages.emplace_back();
+        messages.back().role = "system";
+        messages.back().content = probe.system;
+      }
       messages.insert(messages.end(), probe.turns.begin(), probe.turns.end());
       auto start = std::chrono::steady_clock::now();
       auto reply = target.Chat(messages, options.params);

@@ -137,7 +137,7 @@ class LocalTarget : public ChatTarget {
                          const GenerationParams& params) override {
     server::GenerateRequest req;
     req.chat = true;
-    for (const auto& m : messages) req.messages.push_back({m.role, m.content});
+    req.messages = messages;  // one message type for assess and the server
     req.max_tokens = params.max_tokens;
     req.temperature = params.temperature;
     req.seed = params.seed;

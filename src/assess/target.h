@@ -14,14 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "core/chat_message.h"
 #include "core/status.h"
 
 namespace airlock::assess {
 
-struct ChatMessage {
-  std::string role;  // "system", "user", "assistant"
-  std::string content;
-};
+// The one plain message type of the server, the engine and assess (core/chat_message.h).
+using ChatMessage = core::ChatMessage;
 
 // Fixed generation parameters; recorded in every result so runs are reproducible.
 struct GenerationParams {

@@ -42,12 +42,11 @@ int RunChat(const GenerationFlags& flags) {
     std::fprintf(stderr, "airlock chat: %s\n", loaded.error().ToString().c_str());
     return kExitError;
   }
-  std::vector<tmpl::ChatMessage> messages;
+  std::vector<core::ChatMessage> messages;
   auto reset = [&] {
     messages.clear();
     if (!flags.system.empty()) {
-      messages.push_back(
-          {"system", tmpl::Value::String(flags.system, /*is_input=*/true), {}, {}, {}});
+      messages.push_back({"system", flags.system, "", ""});
     }
     loaded->session->Rewind(0);
   };
@@ -71,7 +70,7 @@ int RunChat(const GenerationFlags& flags) {
       in_cache.clear();
       continue;
     }
-    messages.push_back({"user", tmpl::Value::String(line, /*is_input=*/true), {}, {}, {}});
+    messages.push_back({"user", line, "", ""});
     auto tokens = EncodeConversation(*loaded, messages, flags.no_template);
     if (!tokens || tokens->empty()) {
       std::fprintf(stderr, "airlock chat: %s\n",
@@ -114,8 +113,7 @@ int RunChat(const GenerationFlags& flags) {
     }
     // The generated tokens are in the cache too, but the reply re-tokenized inside the next
     // rendering may split differently: only the prompt part counts as the reusable prefix.
-    messages.push_back(
-        {"assistant", tmpl::Value::String(reply->text, /*is_input=*/true), {}, {}, {}});
+    messages.push_back({"assistant", reply->text, "", ""});
     std::fprintf(
         stderr, "[%zu new prompt tokens, %.1f tok/s; %d generated, %.1f tok/s; stop: %s]\n",
         fresh.size(), fresh.size() / pp_s, reply->generated,

@@ -115,7 +115,7 @@ Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags) {
 }
 
 Result<std::vector<engine::TokenId>> EncodeConversation(
-    const LoadedModel& m, const std::vector<tmpl::ChatMessage>& messages, bool no_template) {
+    const LoadedModel& m, const std::vector<core::ChatMessage>& messages, bool no_template) {
   // Without a template the model sees plain text, which chat-tuned models answer poorly: say so
   // once per process rather than let the output look like an engine bug.
   static bool noticed = false;

@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "core/chat_message.h"
 #include "core/file.h"
 #include "core/status.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
 #include "engine/tokenizer.h"
-#include "template/chat.h"
 
 namespace CLI {
 class App;
@@ -68,7 +68,7 @@ Result<core::PinnedFile> OpenCheckedModel(const std::string& model_path,
 // Prompt tokens for `messages`: the chat template when the model has one and !no_template (with a
 // generation prompt), else the messages' text joined by blank lines with the vocabulary's BOS.
 Result<std::vector<engine::TokenId>> EncodeConversation(
-    const LoadedModel& m, const std::vector<tmpl::ChatMessage>& messages, bool no_template);
+    const LoadedModel& m, const std::vector<core::ChatMessage>& messages, bool no_template);
 
 struct ReplyStats {
   int generated = 0;

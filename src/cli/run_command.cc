@@ -52,12 +52,11 @@ int RunGenerate(const RunArgs& a) {
     std::fprintf(stderr, "airlock run: %s\n", loaded.error().ToString().c_str());
     return kExitError;
   }
-  std::vector<tmpl::ChatMessage> messages;
+  std::vector<core::ChatMessage> messages;
   if (!a.gen.system.empty()) {
-    messages.push_back(
-        {"system", tmpl::Value::String(a.gen.system, /*is_input=*/true), {}, {}, {}});
+    messages.push_back({"system", a.gen.system, "", ""});
   }
-  messages.push_back({"user", tmpl::Value::String(a.prompt, /*is_input=*/true), {}, {}, {}});
+  messages.push_back({"user", a.prompt, "", ""});
   auto prompt = EncodeConversation(*loaded, messages, a.gen.no_template);
   if (!prompt || prompt->empty()) {
     std::fprintf(stderr, "airlock run: %s\n",

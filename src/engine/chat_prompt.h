@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "core/chat_message.h"
 #include "core/status.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
@@ -20,6 +21,15 @@ namespace airlock::engine {
 Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tokenizer,
                                         const std::vector<tmpl::ChatMessage>& messages,
                                         bool no_template, const tmpl::Value& tools = tmpl::Value());
+// The same for plain messages (the server's and assess's), converted by ToTemplateMessages.
+Result<std::vector<TokenId>> EncodeChat(const Model& model, const Tokenizer& tokenizer,
+                                        const std::vector<core::ChatMessage>& messages,
+                                        bool no_template, const tmpl::Value& tools = tmpl::Value());
+// The renderer's messages for plain ones: tool_calls_json parsed into the `tool_calls` list and
+// tool_call_id into the message's extra fields, both marked as input (RenderChat marks the rest).
+// Errors: kInvalidArgument for tool_calls_json that is not JSON.
+Result<std::vector<tmpl::ChatMessage>> ToTemplateMessages(
+    const std::vector<core::ChatMessage>& messages);
 // The model's chat template source ("" when it has none).
 std::string ChatTemplateSource(const Model& model);
 

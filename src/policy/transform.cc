@@ -136,6 +136,17 @@ TagMatch MatchThinkTag(std::string_view s, std::size_t at, bool closing, std::si
   return TagMatch::kFull;
 }
 
+// `marker` exactly at `at` (kPartial: `s` ends inside a prefix of it).
+TagMatch MatchExact(std::string_view s, std::size_t at, std::string_view marker,
+                    std::size_t* length) {
+  std::string_view rest = s.substr(at);
+  if (rest.size() < marker.size())
+    return marker.substr(0, rest.size()) == rest ? TagMatch::kPartial : TagMatch::kNo;
+  if (rest.substr(0, marker.size()) != marker) return TagMatch::kNo;
+  *length = marker.size();
+  return TagMatch::kFull;
+}
+
 }  // namespace
 
 ThinkSplitter::Piece ThinkSplitter::Feed(std::string_view chunk) {
@@ -145,14 +156,17 @@ ThinkSplitter::Piece ThinkSplitter::Feed(std::string_view chunk) {
   std::size_t search = 0;
   while (true) {
     std::string& sink = in_think_ ? piece.reasoning : piece.visible;
-    std::size_t at = pending_.find('<', search);
+    const bool exact = !markers_.empty();
+    const std::string& marker = in_think_ ? markers_.close : markers_.open;
+    std::size_t at = pending_.find(exact ? marker[0] : '<', search);
     if (at == std::string::npos) {
       sink.append(pending_, pos, std::string::npos);
       pos = pending_.size();
       break;
     }
     std::size_t length = 0;
-    TagMatch m = MatchThinkTag(pending_, at, in_think_, &length);
+    TagMatch m = exact ? MatchExact(pending_, at, marker, &length)
+                       : MatchThinkTag(pending_, at, in_think_, &length);
     if (m == TagMatch::kFull) {
       sink.append(pending_, pos, at - pos);
       pos = search = at + length;

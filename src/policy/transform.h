@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "policy/detectors.h"
@@ -53,10 +54,24 @@ class StreamRestorer {
   std::string pending_;
 };
 
-// Splits streamed model output into visible text and reasoning text delimited by <think> and
-// </think>, tolerating tags split across chunks.
+// The markers that open and close a model's reasoning, as its chat template or vocabulary
+// defines them (Qwen3 and DeepSeek R1: "<think>" / "</think>"; others "<|begin_of_thought|>" /
+// "<|end_of_thought|>"). Empty: not known (an upstream's model).
+struct ThinkMarkers {
+  std::string open;
+  std::string close;
+  bool empty() const { return open.empty() || close.empty(); }
+  friend bool operator==(const ThinkMarkers&, const ThinkMarkers&) = default;
+};
+
+// Splits streamed model output into visible text and reasoning text, tolerating markers split
+// across chunks. Without markers (an upstream) reasoning is delimited by <think> and </think> in
+// any letter case, with blanks before the '>' ("<THINK>", "<think >"); with a model's own
+// markers, by exactly those.
 class ThinkSplitter {
  public:
+  ThinkSplitter() = default;
+  explicit ThinkSplitter(ThinkMarkers markers) : markers_(std::move(markers)) {}
   struct Piece {
     std::string visible;
     std::string reasoning;
@@ -65,6 +80,7 @@ class ThinkSplitter {
   Piece Flush();
 
  private:
+  ThinkMarkers markers_;
   bool in_think_ = false;
   std::string pending_;
 };

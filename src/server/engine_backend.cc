@@ -88,7 +88,9 @@ class EngineBackend : public ModelBackend {
       : model_(std::move(model)),
         tokenizer_(std::move(tokenizer)),
         name_(std::move(name)),
-        tool_syntax_(engine::DetectToolCallSyntax(engine::ChatTemplateSource(*model_))) {}
+        tool_syntax_(engine::DetectToolCallSyntax(engine::ChatTemplateSource(*model_))),
+        reasoning_tags_(
+            engine::DetectReasoningMarkers(engine::ChatTemplateSource(*model_), &tokenizer_)) {}
 
   ~EngineBackend() override {
     {
@@ -141,6 +143,7 @@ class EngineBackend : public ModelBackend {
 
   std::string Name() const override { return name_; }
   engine::ToolCallSyntax ToolSyntax() const override { return tool_syntax_; }
+  engine::ReasoningMarkers ReasoningTags() const override { return reasoning_tags_; }
 
   std::int64_t CountTokens(std::string_view text) const override {
     return static_cast<std::int64_t>(
@@ -152,29 +155,13 @@ class EngineBackend : public ModelBackend {
                                   const std::atomic<bool>& cancel) override {
     std::vector<engine::TokenId> prompt;
     if (request.chat) {
-      std::vector<tmpl::ChatMessage> messages;
-      for (const auto& m : request.messages) {
-        tmpl::ChatMessage cm;
-        cm.role = m.role;
-        cm.content = tmpl::Value::String(m.content);
-        if (!m.tool_calls_json.empty()) {
-          AIRLOCK_ASSIGN_OR_RETURN(cm.tool_calls,
-                                   tmpl::ValueFromJson(m.tool_calls_json, /*mark_as_input=*/true));
-        }
-        if (!m.tool_call_id.empty()) {
-          AIRLOCK_ASSIGN_OR_RETURN(
-              cm.extra, tmpl::ValueFromJson(nlohmann::json{{"tool_call_id", m.tool_call_id}}.dump(),
-                                            /*mark_as_input=*/true));
-        }
-        messages.push_back(std::move(cm));
-      }
       tmpl::Value tools;
       if (!request.tools_json.empty()) {
         AIRLOCK_ASSIGN_OR_RETURN(tools,
                                  tmpl::ValueFromJson(request.tools_json, /*mark_as_input=*/true));
       }
-      AIRLOCK_ASSIGN_OR_RETURN(prompt,
-                               engine::EncodeChat(*model_, tokenizer_, messages, false, tools));
+      AIRLOCK_ASSIGN_OR_RETURN(
+          prompt, engine::EncodeChat(*model_, tokenizer_, request.messages, false, tools));
     } else {
       prompt = tokenizer_.Encode(request.prompt, /*add_special=*/true, /*parse_special=*/false);
     }
@@ -489,6 +476,7 @@ class EngineBackend : public ModelBackend {
   engine::Tokenizer tokenizer_;
   std::string name_;
   engine::ToolCallSyntax tool_syntax_;
+  engine::ReasoningMarkers reasoning_tags_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   int n_ctx_ = 0;
   std::mutex mu_;

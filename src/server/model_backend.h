@@ -12,19 +12,15 @@
 #include <string_view>
 #include <vector>
 
+#include "core/chat_message.h"
 #include "core/status.h"
+#include "engine/reasoning.h"
 #include "engine/tool_calls.h"
 
 namespace airlock::server {
 
-struct ChatMessage {
-  std::string role;  // "system", "user", "assistant", "tool"
-  std::string content;
-  // Tool use: an assistant turn's calls (OpenAI `tool_calls`, JSON array text; "" none) and a
-  // tool result's `tool_call_id`, for the chat template.
-  std::string tool_calls_json;
-  std::string tool_call_id;
-};
+// The one plain message type of the server, the engine and assess (core/chat_message.h).
+using ChatMessage = core::ChatMessage;
 
 struct GenerateRequest {
   bool chat = true;                   // chat: `messages`; completion: `prompt`
@@ -78,6 +74,10 @@ class ModelBackend {
   // The tool-call syntax of the model's chat template (engine/tool_calls.h); kNone: the model
   // has no tool-call format, and requests with tools are refused.
   virtual engine::ToolCallSyntax ToolSyntax() const { return engine::ToolCallSyntax::kNone; }
+  // The markers of the model's reasoning (engine/reasoning.h): the gateway splits reasoning off
+  // the output at exactly these. Empty (none known): at <think> in any letter case, as for an
+  // upstream.
+  virtual engine::ReasoningMarkers ReasoningTags() const { return {}; }
   // Generates a completion. `on_text` receives decoded text pieces as they are produced (chat
   // templates applied by the backend; <think> reasoning included verbatim; with tools_json,
   // special tokens rendered) and returns false to stop early. Generation also stops when `cancel`

@@ -119,7 +119,9 @@ int RunModelWorker(int fd, const std::string& gguf_path, int model_fd,
   if (!out->Send(internal::EncodeJsonFrame(
           {{"op", "hello"},
            {"protocol", internal::kWorkerProtocolVersion},
-           {"tool_syntax", engine::ToolCallSyntaxName(backend->ToolSyntax())}})))
+           {"tool_syntax", engine::ToolCallSyntaxName(backend->ToolSyntax())},
+           {"think_open", backend->ReasoningTags().open},
+           {"think_close", backend->ReasoningTags().close}})))
     return 0;
 
   struct InFlight {

@@ -121,6 +121,11 @@ class WorkerBackend : public ModelBackend {
 
   // As the worker said in its hello (the model's chat template; the gateway never reads it).
   engine::ToolCallSyntax ToolSyntax() const override { return tool_syntax_.load(); }
+  // Also from the hello (bounded there); they only decide where the worker's own output is split.
+  engine::ReasoningMarkers ReasoningTags() const override {
+    std::lock_guard lock(markers_mu_);
+    return think_markers_;
+  }
 
   std::int64_t CountTokens(std::string_view text) const override {
     // Not on any request path of the gateway (the worker reports usage with each result); kept
@@ -445,6 +450,10 @@ class WorkerBackend : public ModelBackend {
       if (w.ready) return "broke the protocol: a second hello";
       w.ready = true;
       tool_syntax_.store(m.tool_syntax);
+      {
+        std::lock_guard markers_lock(markers_mu_);
+        think_markers_ = m.think_markers;
+      }
       w.state_cv.notify_all();
       return "";
     }
@@ -488,6 +497,8 @@ class WorkerBackend : public ModelBackend {
   std::mutex mu_;        // guards worker_
   std::shared_ptr<Worker> worker_;
   std::atomic<engine::ToolCallSyntax> tool_syntax_{engine::ToolCallSyntax::kNone};
+  mutable std::mutex markers_mu_;
+  engine::ReasoningMarkers think_markers_;
   std::thread reader_;  // the current worker's reader (under start_mu_)
 };
 

@@ -75,6 +75,9 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
   if (auto invalid = ParseLocalParams(body, st->chat, backend->ToolSyntax(), &params))
     return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
   st->forwarded = true;
+  // The model's own reasoning markers, before its first piece is split.
+  const engine::ReasoningMarkers tags = backend->ReasoningTags();
+  st->think_markers = {tags.open, tags.close};
   GenerateRequest g;
   g.chat = st->chat;
   if (st->chat) {

@@ -114,7 +114,10 @@ std::set<int> RequestState::HeldIndices() const {
 
 RequestState::ChoiceState& RequestState::Choice(int index) {
   ChoiceState& c = choices[index];
-  if (!c.restorer) c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
+  if (!c.restorer) {
+    c.restorer = std::make_unique<policy::StreamRestorer>(pseudonymizer);
+    c.splitter = policy::ThinkSplitter(think_markers);
+  }
   return c;
 }
 
@@ -298,10 +301,11 @@ std::string RequestState::ProcessText(int index, std::string_view raw, bool whol
   std::string_view text = scanned;
   std::string visible(text);
   // The splitter runs in every mode so that reasoning is recorded as a data class; only
-  // strip/log take it out of what the client sees.
+  // strip/log (or a rule that redacts reasoning) take it out of what the client sees.
   auto piece = c.splitter.Feed(text);
-  if (!piece.reasoning.empty()) produced_reasoning = true;
-  if (reasoning != policy::ReasoningAction::kPass) {
+  if (!piece.reasoning.empty()) NoteReasoning();
+  if (response_blocked) return "";
+  if (!ShowsReasoning()) {
     reasoning_text += piece.reasoning;
     visible = std::move(piece.visible);
   }
@@ -318,8 +322,9 @@ std::string RequestState::FinishChoice(int index) {
   std::string rest = ReleaseScanned(c, /*final=*/true);
   auto piece = c.splitter.Feed(rest);
   auto last = c.splitter.Flush();
-  if (!piece.reasoning.empty() || !last.reasoning.empty()) produced_reasoning = true;
-  if (reasoning != policy::ReasoningAction::kPass) {
+  if (!piece.reasoning.empty() || !last.reasoning.empty()) NoteReasoning();
+  if (response_blocked) return "";
+  if (!ShowsReasoning()) {
     reasoning_text += piece.reasoning + last.reasoning;
     out = c.restorer->Feed(piece.visible);
     out += c.restorer->Feed(last.visible);
@@ -332,11 +337,33 @@ std::string RequestState::FinishChoice(int index) {
 }
 
 std::optional<std::string> RequestState::ProcessReasoningField(std::string_view text) {
-  if (!text.empty()) produced_reasoning = true;
+  if (!text.empty()) NoteReasoning();
+  if (response_blocked) return std::nullopt;
   std::string restored = pseudonymizer.Restore(text);
-  if (reasoning == policy::ReasoningAction::kPass) return restored;
+  if (ShowsReasoning()) return restored;
   reasoning_text += restored;
   return std::nullopt;
+}
+
+void RequestState::NoteReasoning() {
+  if (produced_reasoning) return;  // decided with the first piece
+  produced_reasoning = true;
+  if (!policy) return;
+  policy::Verdict v = policy::DecideResponse(*policy, {policy::DataClass::kReasoning});
+  if (v.blocked) {
+    if (!response_blocked) {
+      response_blocked = true;
+      response_block_reason = v.reason;
+    }
+    return;
+  }
+  if (reasoning_withheld) response_actions.insert("response:reasoning:redact");
+}
+
+bool ReasoningRuleWithholds(const policy::Policy& policy) {
+  policy::Verdict v = policy::DecideResponse(policy, {policy::DataClass::kReasoning});
+  auto a = v.actions.find(policy::DataClass::kReasoning);
+  return v.blocked || (a != v.actions.end() && a->second == policy::Action::kRedact);
 }
 
 std::string RequestState::ResponseText() const {

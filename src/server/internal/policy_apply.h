@@ -77,6 +77,22 @@ struct RequestState {
   bool response_blocked = false;
   std::string response_block_reason;
   bool produced_reasoning = false;  // the answer had reasoning: data class "reasoning" in the audit
+  // Reasoning is a data class of its own: the response rules for "reasoning" (DecideResponse)
+  // block the answer, redact (remove) its reasoning, or let it pass; `[reasoning] action` then
+  // decides whether passed reasoning reaches the client (pass) and whether it is stored (log).
+  // Called whenever reasoning text is found in the answer.
+  void NoteReasoning();
+  // A response rule redacts reasoning, or blocks it (the answer then ends where reasoning
+  // starts): set before the first byte (ReasoningRuleWithholds), so that in pass mode not even a
+  // tag reaches the client before the rule is known.
+  bool reasoning_withheld = false;
+  // Where the answer's reasoning starts and ends: a local model's own markers (set before its
+  // first piece), or empty for <think> in any letter case.
+  policy::ThinkMarkers think_markers;
+  // Whether reasoning reaches the client (pass, and no rule redacts or blocks it).
+  bool ShowsReasoning() const {
+    return reasoning == policy::ReasoningAction::kPass && !reasoning_withheld;
+  }
   std::set<std::string> response_actions;
 
   // How a streamed field is scanned: incrementally (policy::StreamScanner), each byte scanned a
@@ -168,6 +184,9 @@ struct RequestState {
   std::optional<std::string> ProcessReasoningField(std::string_view text);
   std::string ResponseText() const;
 };
+
+// Whether the policy's response rules redact (remove) or block the data class "reasoning".
+bool ReasoningRuleWithholds(const policy::Policy& policy);
 
 // Data split across fields: "mail alice@" in one message and "example.com" in the next, a phone
 // number cut between a message's name and its content, between tool call arguments, over three

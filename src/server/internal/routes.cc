@@ -15,6 +15,7 @@
 #include "server/internal/json_limits.h"
 #include "server/internal/local_params.h"
 #include "server/internal/request.h"
+#include "server/internal/request_reasoning.h"
 
 namespace airlock::server {
 
@@ -39,7 +40,9 @@ void Gateway::Impl::Finish(RequestState& st, int status, std::int64_t actual_tok
   r.upstream_spki_sha256 = st.upstream_spki_sha256;
   r.status = status;
   r.data_classes = st.data_classes;
-  if (st.produced_reasoning) r.data_classes.push_back("reasoning");
+  if (st.produced_reasoning &&
+      std::find(r.data_classes.begin(), r.data_classes.end(), "reasoning") == r.data_classes.end())
+    r.data_classes.push_back("reasoning");
   r.actions = st.actions;
   r.actions.insert(r.actions.end(), st.response_actions.begin(), st.response_actions.end());
   if (st.response_blocked) r.actions.push_back("response block: " + st.response_block_reason);
@@ -49,7 +52,10 @@ void Gateway::Impl::Finish(RequestState& st, int status, std::int64_t actual_tok
   r.response_sha256 = core::ToHex(core::Sha256Of(response_text));
   if (policy().audit.store_text) {
     r.prompt_text = st.forwarded_prompt;
-    r.response_text = response_text;
+    // Reasoning the client saw (pass) is stored only when the policy logs reasoning.
+    r.response_text = st.produced_reasoning && policy().reasoning != policy::ReasoningAction::kLog
+                          ? internal::WithoutThinkBlocks(response_text, st.think_markers)
+                          : response_text;
   }
   if (policy().reasoning == policy::ReasoningAction::kLog && !st.reasoning_text.empty())
     r.reasoning_text = st.reasoning_text;
@@ -233,6 +239,7 @@ void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, 
   st->start = Clock::now();
   st->reasoning = policy().reasoning;
   st->policy = &policy();
+  st->reasoning_withheld = internal::ReasoningRuleWithholds(policy());
   st->detectors = detectors.get();
   res.set_header("X-Request-Id", st->request_id);
   if (RefuseLoop(req, res)) {
@@ -319,6 +326,36 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   if (auto invalid = internal::ParseStreamOptions(body, stream, &st->client_include_usage))
     return Fail(*st, res, 400, invalid->message, invalid->code, invalid->param);
 
+  policy::Target target;
+  target.local = local != nullptr;
+  target.upstream = upstream;
+  // Reasoning the client sends back (earlier turns' reasoning_content, <think> blocks of
+  // assistant content) is the data class "reasoning": decided before the scan, because removing
+  // it changes what is scanned.
+  const bool request_reasoning = chat && internal::RequestHasReasoning(body);
+  bool reasoning_forwarded = false;
+  if (request_reasoning) {
+    st->data_classes.emplace_back("reasoning");
+    policy::Verdict rv = policy::Decide(policy(), {policy::DataClass::kReasoning}, target);
+    if (rv.blocked) {
+      metrics.PolicyAction("block", "reasoning");
+      st->actions.push_back("block: " + rv.reason);
+      SetError(res, 403, "Request blocked by policy: " + rv.reason, "policy_violation");
+      return Finish(*st, 403, 0, "");
+    }
+    policy::Action a = rv.actions[policy::DataClass::kReasoning];
+    // A placeholder could never be restored into reasoning the model reads: pseudonymize removes
+    // it like redact.
+    if (a == policy::Action::kRedact || a == policy::Action::kPseudonymize) {
+      internal::RemoveRequestReasoning(body);
+      a = policy::Action::kRedact;
+    } else {
+      reasoning_forwarded = true;
+    }
+    st->actions.push_back("reasoning:" + std::string(policy::ActionName(a)));
+    metrics.PolicyAction(std::string(policy::ActionName(a)), "reasoning");
+  }
+
   // Every forwarded string of the request (rewritten in place after the policy decision).
   internal::ScanTargets targets;
   if (auto unscannable = internal::CollectScanUnits(body, chat, &targets))
@@ -375,9 +412,6 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   for (const auto& c : cross) found.insert(c.data_class);
   st->prompt_sha256 = core::ToHex(prompt_hash.Finish());
   for (auto c : found) st->data_classes.emplace_back(policy::DataClassName(c));
-  policy::Target target;
-  target.local = local != nullptr;
-  target.upstream = upstream;
   policy::Verdict verdict =
       policy::Decide(policy(), std::vector<policy::DataClass>(found.begin(), found.end()), target);
   if (verdict.blocked) {
@@ -394,11 +428,21 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   if (!cross.empty()) st->actions.push_back("data split across fields");
   std::vector<std::vector<internal::UnitCut>> cuts =
       internal::CrossFieldCuts(st->pseudonymizer, units.size(), cross, verdict.actions);
+  // Forwarded reasoning is stored with the prompt text only when the policy logs reasoning.
+  const bool hide_reasoning = policy().audit.store_text && reasoning_forwarded &&
+                              policy().reasoning != policy::ReasoningAction::kLog;
+  internal::ReasoningCarriers carriers;
+  if (hide_reasoning) carriers = internal::FindReasoningCarriers(body);
   for (std::size_t i = 0; i < units.size(); ++i) {
     std::string rewritten =
         RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions, cuts[i]);
     prompt_bytes += rewritten.size();
-    if (policy().audit.store_text) st->forwarded_prompt += rewritten + "\n";
+    if (!policy().audit.store_text) continue;
+    const nlohmann::json* first = units[i].parts.empty() ? nullptr : units[i].parts.front();
+    if (hide_reasoning && carriers.fields.count(first)) continue;
+    if (hide_reasoning && carriers.assistant_text.count(first))
+      rewritten = internal::WithoutThinkBlocks(rewritten);
+    st->forwarded_prompt += rewritten + "\n";
   }
 
   // Admission: reserve the worst case. Prompt bytes bound BPE tokens; the completion is bounded by

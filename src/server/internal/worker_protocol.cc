@@ -303,6 +303,13 @@ Result<WorkerMessage> ParseWorkerMessage(Frame frame) {
       m.tool_syntax = engine::ToolCallSyntax::kLlama3;
     else if (syntax != "none")
       return InvalidArgument("field 'tool_syntax' has an unknown value");
+    AIRLOCK_TRY(ReadString(j, "think_open", &m.think_markers.open));
+    AIRLOCK_TRY(ReadString(j, "think_close", &m.think_markers.close));
+    if (m.think_markers.open.empty() != m.think_markers.close.empty())
+      return InvalidArgument("fields 'think_open' and 'think_close' come together");
+    if (m.think_markers.open.size() > kMaxThinkMarker ||
+        m.think_markers.close.size() > kMaxThinkMarker)
+      return InvalidArgument("a think marker is longer than 64 bytes");
     return m;
   }
   if (op == "fatal") {

@@ -11,7 +11,8 @@
 //       path, and no UTF-8 requirement: a piece may end inside a multi-byte character).
 // Gateway -> worker JSON: {"op":"generate","id":N,"request":<ToWire(GenerateRequest)>},
 // {"op":"cancel","id":N}, {"op":"count","id":N,"text":S}.
-// Worker -> gateway JSON: {"op":"hello","protocol":1,"tool_syntax":S} once loaded, or
+// Worker -> gateway JSON: {"op":"hello","protocol":1,"tool_syntax":S,"think_open":S,
+// "think_close":S} once loaded (the think markers optional, both or neither), or
 // {"op":"fatal","message":S} before exiting; per request
 // {"op":"done","id":N,"result":<ToWire(GenerateResult)>},
 // {"op":"error","id":N,"code":"invalid_argument"|"cancelled"|"internal","message":S},
@@ -92,7 +93,11 @@ struct WorkerMessage {
   // kHello: the tool-call syntax of the model's chat template ("tool_syntax": "none", "qwen",
   // "deepseek", "llama3"), which the gateway needs to read tool calls out of replies.
   engine::ToolCallSyntax tool_syntax = engine::ToolCallSyntax::kNone;
+  // kHello: the markers of the model's reasoning ("think_open", "think_close"; both or neither,
+  // each at most kMaxThinkMarker bytes), where the gateway splits reasoning off replies.
+  engine::ReasoningMarkers think_markers;
 };
+inline constexpr std::size_t kMaxThinkMarker = 64;
 // Errors: kInvalidArgument naming what is wrong (unknown op, missing or mistyped field, value
 // out of range, protocol version mismatch).
 Result<WorkerMessage> ParseWorkerMessage(Frame frame);
