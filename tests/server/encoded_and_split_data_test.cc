@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "policy/detectors.h"
+#include "serve_process.h"
 #include "server/internal/policy_apply.h"
 #include "server/internal/request.h"
 #include "test_util.h"
@@ -48,6 +49,9 @@ using airlock::policy::Match;
 using airlock::server::internal::CrossFieldMatch;
 using airlock::server::internal::FindCrossFieldMatches;
 using airlock::server::internal::ScanUnit;
+using airlock::testing::ServeArgs;
+using airlock::testing::ServeProcess;
+using airlock::testing::ServeProcessOptions;
 using json = nlohmann::json;
 
 // Samples of every digit-grouped class (and e-mail), written with separators between groups.
@@ -370,34 +374,11 @@ class GatewayEncodedSplitTest : public ::testing::Test {
                              "'us_ssn','cn_resident_id','ip_address','secret']\naction='redact'\n"
                              "[audit]\npath='"
                           << (dir_->path() / "audit.db").string() << "'\n";
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      close(fds[1]);
-      execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", "--config", config.c_str(), "--port", "0",
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char c;
-    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-    close(fds[0]);
-    auto colon = line.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
+    serve_ = new ServeProcess(ServeArgs(config), ServeProcessOptions{.stop_signal = SIGTERM});
+    port_ = serve_->port();
   }
   static void TearDownTestSuite() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      for (int i = 0; i < 100 && waitpid(pid_, &status, WNOHANG) != pid_; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, WNOHANG);
-    }
+    delete serve_;
     delete upstream_;
     delete dir_;
   }
@@ -448,7 +429,7 @@ class GatewayEncodedSplitTest : public ::testing::Test {
 
   static inline airlock::testing::TempDir* dir_ = nullptr;
   static inline LoggingUpstream* upstream_ = nullptr;
-  static inline pid_t pid_ = -1;
+  static inline ServeProcess* serve_ = nullptr;
   static inline int port_ = 0;
 };
 

@@ -23,17 +23,23 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "serve_process.h"
+#include "shell_util.h"
 #include "test_util.h"
 
 namespace {
 
 using json = nlohmann::json;
+using airlock::testing::ServeArgs;
+using airlock::testing::ServeProcess;
+using airlock::testing::ServeProcessOptions;
 using airlock::testing::TempDir;
 
 // The answers the upstream gives, by the name a request sends in `x_answer` (the text itself is
@@ -128,17 +134,11 @@ class LoggingUpstream {
   std::vector<std::string> raw_;
 };
 
+// `airlock ARGS...` (each argument quoted for the shell): exit status and stdout.
 std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args) {
   std::string cmd = AIRLOCK_EXE;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>/dev/null";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  for (const auto& a : args) cmd += " " + airlock::testing::Quote(a);
+  return airlock::testing::RunShellStdout(cmd + " 2>/dev/null");
 }
 
 // One `airlock serve` child process with its own policy, audit log and (empty) key store: with
@@ -165,35 +165,10 @@ class Gateway {
                           << "'\nstore_text=true\n[server]\nkeys_db='"
                           << (dir.path() / (name + "-keys.db")).string()
                           << "'\nrequest_timeout_s=20\n";
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      close(fds[1]);
-      execl(AIRLOCK_EXE, AIRLOCK_EXE, "serve", "--config", config.c_str(), "--port", "0",
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char c;
-    while (line.size() < 512 && read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-    close(fds[0]);
-    auto colon = line.rfind(':');
-    if (colon != std::string::npos) port_ = std::atoi(line.c_str() + colon + 1);
-  }
-  ~Gateway() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 100; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
+    // SIGTERM when the test ends: serve drains and flushes its audit log.
+    process_ = std::make_unique<ServeProcess>(ServeArgs(config),
+                                              ServeProcessOptions{.stop_signal = SIGTERM});
+    port_ = process_->port();
   }
   int port() const { return port_; }
 
@@ -227,7 +202,7 @@ class Gateway {
   }
 
  private:
-  pid_t pid_ = -1;
+  std::unique_ptr<ServeProcess> process_;
   int port_ = 0;
   std::string audit_db_;
 };
