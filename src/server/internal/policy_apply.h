@@ -1,7 +1,8 @@
 // Policy application for one request: the per-request state that settles it (RequestState), the
-// request-side rewrite of a scan unit, and the response side (model output scanned with the
-// response rules, held back across stream chunks so that a match split between chunks is seen
-// whole, reasoning split off, placeholders restored), for complete bodies and for SSE chunks.
+// request-side rewrite of a scan unit (cross_field.cc), and the response side (model output
+// scanned with the response rules, held back across stream chunks so that a match split between
+// chunks is seen whole, reasoning split off, placeholders restored), for complete bodies and for
+// SSE chunks.
 // Thread-safety: a RequestState is used by one thread at a time (the handler, then the thread
 // writing the stream); the free functions touch only their arguments.
 #pragma once
