@@ -17,6 +17,8 @@
 #include <system_error>
 #include <thread>
 
+#include "core/text.h"
+
 namespace airlock::assess {
 namespace {
 
@@ -147,11 +149,6 @@ Result<std::unique_ptr<Socket>> Connect(const std::string& host, int port,
   return Unavailable("cannot connect to " + host + ":" + service + ": " + last_error);
 }
 
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 enum class Framing { kLength, kChunked, kClose };
 
 struct Head {
@@ -180,13 +177,13 @@ Result<Head> ParseHead(std::string_view head) {
     pos = end + 2;
     std::size_t colon = field.find(':');
     if (colon == std::string_view::npos) return Corrupt("malformed HTTP header line");
-    std::string name = Lower(std::string(field.substr(0, colon)));
+    std::string name = core::AsciiLower(std::string(field.substr(0, colon)));
     std::string_view value = field.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
       value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     if (name == "transfer-encoding") {
-      if (Lower(std::string(value)).find("chunked") != std::string::npos)
+      if (core::AsciiLower(std::string(value)).find("chunked") != std::string::npos)
         h.framing = Framing::kChunked;
     } else if (name == "content-length") {
       if (value.empty() || value.size() > 19) return Corrupt("malformed Content-Length");
