@@ -33,6 +33,11 @@ bool HasUnsafeTerminalText(std::string_view s);
 // signed notes need strict decoding, protobuf JSON accepts the URL-safe alphabet too.
 std::string Base64Encode(std::string_view bytes);
 
+// Appends the UTF-8 bytes of `cp` (at most U+1FFFFF; surrogates are encoded as they are): callers
+// first apply their own rule for values that are not scalar values (replace, refuse, or keep
+// them, as Python's surrogatepass does).
+void AppendUtf8(char32_t cp, std::string& out);
+
 // `s` with A-Z mapped to a-z; other bytes (UTF-8 included) unchanged.
 std::string AsciiLower(std::string_view s);
 

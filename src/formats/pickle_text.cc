@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/text.h"
 #include "formats/internal/pickle_vm.h"
 
 namespace airlock::formats::pickle::internal {
@@ -15,21 +16,7 @@ std::string Hex2(std::uint8_t c) {
 }
 
 void AppendUtf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
+  core::AppendUtf8(cp, out);  // surrogates kept, as Python's surrogatepass writes them
 }
 
 bool ValidUtf8(std::string_view s, bool surrogatepass) {

@@ -11,25 +11,18 @@
 
 #include "audit/note.h"
 #include "server/checkpoints.h"
+#include "server/internal/pg_result.h"
 #include "server/internal/postgres_store.h"
 
 namespace airlock::server {
 namespace {
 
+using internal::PgFirstLine;
+using internal::PgResult;
+
 constexpr std::size_t kMaxQueued = 10000;
 constexpr auto kFirstPause = std::chrono::milliseconds(250);
 constexpr auto kLongestPause = std::chrono::seconds(5);
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
-
-std::string FirstLine(const char* message) {
-  std::string m = message ? message : "";
-  if (auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
-  return m.empty() ? "unknown error" : m;
-}
 
 class PostgresCheckpointPublisher final : public CheckpointPublisher {
  public:
@@ -92,7 +85,7 @@ class PostgresCheckpointPublisher final : public CheckpointPublisher {
                             "root_hash) DO NOTHING",
                             4, nullptr, values, nullptr, nullptr, 0));
     if (r && PQresultStatus(r.get()) == PGRES_COMMAND_OK) return Status::Ok();
-    std::string detail = FirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_));
+    std::string detail = PgFirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_));
     // A fresh connection for the next try: after a server crash libpq may still call this one
     // CONNECTION_OK.
     PQfinish(conn_);
@@ -173,7 +166,7 @@ Result<std::vector<PublishedCheckpoint>> ReadPublishedCheckpoints(const policy::
   std::unique_ptr<PGconn, void (*)(PGconn*)> guard(conn, PQfinish);
   auto failed = [&](PGresult* r) {
     return IoError("server: reading the published checkpoints of " + o.url +
-                   " failed: " + FirstLine(r ? PQresultErrorMessage(r) : PQerrorMessage(conn)));
+                   " failed: " + PgFirstLine(r ? PQresultErrorMessage(r) : PQerrorMessage(conn)));
   };
   PgResult exists(PQexec(conn, "SELECT to_regclass('airlock_audit_checkpoints') IS NOT NULL"));
   if (!exists || PQresultStatus(exists.get()) != PGRES_TUPLES_OK) return failed(exists.get());

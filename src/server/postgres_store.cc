@@ -27,6 +27,7 @@
 
 #include "core/hash.h"
 #include "server/internal/key_tokens.h"
+#include "server/internal/pg_result.h"
 
 namespace airlock::server::internal {
 namespace {
@@ -180,18 +181,6 @@ static_assert(std::size(kMigrations) == kPostgresSchemaVersion);
 
 constexpr const char* kKeyColumns =
     "id, name, created_ms, revoked, models, rpm, tpm, budget_tokens, used_tokens";
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
-
-// The first line of libpq's message (it may span several lines with hints).
-std::string FirstLine(const char* message) {
-  std::string m = message ? message : "";
-  if (auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
-  return m.empty() ? "unknown error" : m;
-}
 
 std::int64_t Int(const PGresult* r, int row, int col) {
   if (PQgetisnull(r, row, col)) return 0;
@@ -351,7 +340,7 @@ Result<PgResult> PostgresKeyStore::Exec(PGconn* conn, const char* sql,
   PgResult r(PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(),
                           nullptr, nullptr, 0));
   if (r && PQresultStatus(r.get()) == want) return r;
-  std::string detail = FirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn));
+  std::string detail = PgFirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn));
   const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
   // Connection exceptions (08...), shutdowns (57P0x) and statement/lock timeouts (57014,
   // 55P03) mean the database is not serving us right now. So does an error without SQLSTATE:
@@ -402,7 +391,7 @@ Status PostgresKeyStore::Migrate() {
       if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK)
         return IoError("server: migrating the shared key store " + options_.url +
                        " to schema version " + std::to_string(step + 1) + " failed: " +
-                       FirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(c)));
+                       PgFirstLine(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(c)));
       AIRLOCK_TRY(Exec(c, "INSERT INTO airlock_schema_version (version) VALUES ($1)",
                        {std::to_string(step + 1)}, PGRES_COMMAND_OK)
                       .status());
@@ -544,7 +533,7 @@ Result<PGconn*> ConnectPostgres(const PostgresOptions& options) {
   PGconn* conn = PQconnectdbParams(keys.data(), values.data(), 1);
   if (!conn) return unreachable("out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::string detail = FirstLine(PQerrorMessage(conn));
+    std::string detail = PgFirstLine(PQerrorMessage(conn));
     PQfinish(conn);
     return unreachable(detail);
   }

@@ -80,21 +80,7 @@ std::size_t CodePointCount(std::string_view s) {
 
 void AppendUtf8(std::string& out, std::uint32_t cp) {
   if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
-  if (cp < 0x80) {
-    out.push_back(char(cp));
-  } else if (cp < 0x800) {
-    out.push_back(char(0xC0 | (cp >> 6)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(char(0xE0 | (cp >> 12)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(char(0xF0 | (cp >> 18)));
-    out.push_back(char(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  }
+  core::AppendUtf8(cp, out);
 }
 
 namespace {
@@ -142,6 +128,7 @@ bool LookupCharacterName(std::string_view name, std::uint32_t* cp) {
     std::uint32_t code_point;
   };
   static constexpr Alias kAliases[] = {
+#include "core/text.h"
 #include "name_aliases.inc"
   };
   for (const Alias& a : kAliases) {

@@ -104,6 +104,18 @@ class ServeWorkerTest : public ::testing::Test {
                            << "'\n[server]\nkeys_db='" << keys_db_ << "'\n";
   }
   std::string Log() const { return ReadFileText(log_); }
+  // A copy of the model in its own folder (same file name), signed with a fresh key as
+  // MODEL.sig; returns {model path, public key path}.
+  std::pair<std::string, std::string> SignedModelCopy() {
+    std::filesystem::create_directory(dir_->path() / "signed");
+    const std::string model = (dir_->path() / "signed" / "stories260K.gguf").string();
+    std::filesystem::copy_file(model_, model);
+    const std::string keys = (dir_->path() / "signer").string();
+    EXPECT_NE(Shell(std::string(AIRLOCK_EXE) + " keygen --out '" + keys + "'"), "");
+    Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
+    EXPECT_TRUE(std::filesystem::exists(model + ".sig"));
+    return {model, keys + ".pub"};
+  }
   httplib::Result Post(int port, const json& body) {
     httplib::Client c("127.0.0.1", port);
     c.set_connection_timeout(5, 0);
@@ -247,14 +259,9 @@ TEST_F(ServeWorkerTest, WorkerErrorMessageCarryingDataIsWithheld) {
 // then replaced by a tampered copy and the worker dies (killed here; a crash the model causes
 // does the same). The restarted worker must not load the unsigned file: 502, audited.
 TEST_F(ServeWorkerTest, ModelReplacedAfterStartIsNotLoadedByARestartedWorker) {
-  std::filesystem::create_directory(dir_->path() / "signed");
-  const std::string model = (dir_->path() / "signed" / "stories260K.gguf").string();  // same name
-  std::filesystem::copy_file(model_, model);
-  const std::string keys = (dir_->path() / "signer").string();
-  ASSERT_NE(Shell(std::string(AIRLOCK_EXE) + " keygen --out '" + keys + "'"), "");
-  Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
-  ASSERT_TRUE(std::filesystem::exists(model + ".sig"));
-  Serve serve(model, config_, log_, {}, {"--require-signature", keys + ".pub"});
+  const auto [model, public_key] = SignedModelCopy();
+  ASSERT_FALSE(HasFailure());
+  Serve serve(model, config_, log_, {}, {"--require-signature", public_key});
   ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   auto before = Post(serve.port(), Chat("Once upon a time"));
   ASSERT_TRUE(before) << Log();
@@ -287,14 +294,9 @@ TEST_F(ServeWorkerTest, ModelReplacedAfterStartIsNotLoadedByARestartedWorker) {
 // the new bytes) while serve runs. The worker must be retired before its next request and the
 // restart refused: no answer from bytes that were never checked.
 TEST_F(ServeWorkerTest, ModelRewrittenInPlaceRetiresTheWorkerAndIsNotAnsweredFrom) {
-  std::filesystem::create_directory(dir_->path() / "signed");
-  const std::string model = (dir_->path() / "signed" / "stories260K.gguf").string();
-  std::filesystem::copy_file(model_, model);
-  const std::string keys = (dir_->path() / "signer").string();
-  ASSERT_NE(Shell(std::string(AIRLOCK_EXE) + " keygen --out '" + keys + "'"), "");
-  Shell(std::string(AIRLOCK_EXE) + " sign '" + model + "' --key '" + keys + ".key'");
-  ASSERT_TRUE(std::filesystem::exists(model + ".sig"));
-  Serve serve(model, config_, log_, {}, {"--require-signature", keys + ".pub"});
+  const auto [model, public_key] = SignedModelCopy();
+  ASSERT_FALSE(HasFailure());
+  Serve serve(model, config_, log_, {}, {"--require-signature", public_key});
   ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
   auto before = Post(serve.port(), Chat("Once upon a time"));
   ASSERT_TRUE(before) << Log();

@@ -1,5 +1,7 @@
 #include "engine/internal/tokenizer_unicode.h"
 
+#include "core/text.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -127,21 +129,7 @@ void DecodeUtf8Lenient(std::string_view text, std::vector<uint32_t>* out) {
 
 void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp > kMaxCodePoint) cp = kReplacementChar;
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  core::AppendUtf8(cp, *out);
 }
 
 uint8_t CollapsedClass(uint32_t cp) { return CategoryTable::Get().Lookup(cp); }

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/text.h"
+
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -29,21 +31,7 @@ char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + '
 // U+10FFFF, which no text holds.
 bool AppendUtf8(std::uint32_t cp, std::string* out) {
   if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  core::AppendUtf8(cp, *out);
   return true;
 }
 
