@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/text.h"
+
 namespace airlock::tmpl::internal {
 
 std::string FormatPythonFloat(double f) {
@@ -128,7 +130,6 @@ bool LookupCharacterName(std::string_view name, std::uint32_t* cp) {
     std::uint32_t code_point;
   };
   static constexpr Alias kAliases[] = {
-#include "core/text.h"
 #include "name_aliases.inc"
   };
   for (const Alias& a : kAliases) {

@@ -9,6 +9,25 @@
 namespace airlock::core {
 namespace {
 
+TEST(TextHelpers, AppendUtf8WritesOneToFourBytesAndKeepsSurrogates) {
+  const std::pair<char32_t, std::string> cases[] = {
+      {U'A', "A"},
+      {0x7F, "\x7F"},
+      {0x80, "\xC2\x80"},
+      {0x7FF, "\xDF\xBF"},
+      {0x800, "\xE0\xA0\x80"},
+      {0xFFFF, "\xEF\xBF\xBF"},
+      {0x10000, "\xF0\x90\x80\x80"},
+      {0x10FFFF, "\xF4\x8F\xBF\xBF"},
+      {0xD800, "\xED\xA0\x80"},  // surrogatepass: the caller's rule decides
+  };
+  for (const auto& [cp, want] : cases) {
+    std::string out = "x";
+    airlock::core::AppendUtf8(cp, out);
+    EXPECT_EQ(out, "x" + want) << static_cast<std::uint32_t>(cp);
+  }
+}
+
 TEST(TextHelpers, AsciiLowerMapsOnlyAsciiLetters) {
   // {input, expected}; UTF-8 bytes (here É, C3 89) pass unchanged.
   const std::pair<std::string, std::string> cases[] = {{"Model.PKL", "model.pkl"},
