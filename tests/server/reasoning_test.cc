@@ -76,7 +76,14 @@ class LoggingUpstream {
       json usage = {{"prompt_tokens", 5}, {"completion_tokens", 5}, {"total_tokens", 10}};
       if (!body.value("stream", false)) {
         json message = {{"role", "assistant"}, {"content", reply}};
-        if (!rc.empty()) message["reasoning_content"] = rc;
+        // "field=reasoning:" and "field=reasoning-object:" put the reasoning in the `reasoning`
+        // field some providers use, as a string or as an object with a summary.
+        if (rc.rfind("field=reasoning:", 0) == 0)
+          message["reasoning"] = rc.substr(16);
+        else if (rc.rfind("field=reasoning-object:", 0) == 0)
+          message["reasoning"] = {{"summary", rc.substr(23)}};
+        else if (!rc.empty())
+          message["reasoning_content"] = rc;
         json out = {{"id", "up-1"},
                     {"object", "chat.completion"},
                     {"created", 1},
@@ -426,6 +433,22 @@ TEST_F(ReasoningTest, BlockRuleRefusesAnAnswerWithReasoningNonStreamed) {
   EXPECT_EQ(a.content, "the answer");
   // direction = "response": a request carrying reasoning passes (the upstream accepts it).
   EXPECT_EQ(Read(block_->Chat(MultiTurn("m-de", false))).status, 200);
+}
+
+// Attack (red team): a non-streamed answer's `message.reasoning` (a string, or an object with a
+// summary) passed a block rule and `[reasoning] action = "strip"` untouched.
+TEST_F(ReasoningTest, ReasoningFieldOfANonStreamedAnswerIsReasoning) {
+  for (const char* rc : {"field=reasoning:PLANXYZ", "field=reasoning-object:PLANXYZ"}) {
+    auto blocked = block_->Chat(Ask("m-us", false, "the answer", rc));
+    ASSERT_TRUE(blocked) << rc;
+    EXPECT_EQ(blocked->status, 403) << rc << ": " << blocked->body;
+    EXPECT_EQ(blocked->body.find("PLANXYZ"), std::string::npos) << rc << ": " << blocked->body;
+    auto redacted = redact_->Chat(Ask("m-us", false, "the answer", rc));
+    ASSERT_TRUE(redacted) << rc;
+    EXPECT_EQ(redacted->status, 200) << rc << ": " << redacted->body;
+    EXPECT_EQ(redacted->body.find("PLANXYZ"), std::string::npos) << rc << ": " << redacted->body;
+    EXPECT_NE(redacted->body.find("the answer"), std::string::npos) << rc << ": " << redacted->body;
+  }
 }
 
 TEST_F(ReasoningTest, BlockRuleEndsAStreamedAnswerWithReasoning) {

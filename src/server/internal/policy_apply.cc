@@ -399,12 +399,17 @@ void TransformResponse(RequestState& st, json& body) {
         if (m != c.end() && m->is_object()) {
           st.ScanOutputFields(*m);
           if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
-          if (auto r = m->find("reasoning_content"); r != m->end() && r->is_string()) {
-            auto keep = st.ProcessReasoningField(r->get<std::string>());
-            if (keep)
+          // Both names providers use for a message's reasoning; a non-string value (an object
+          // with a summary, a list of parts) is reasoning too, decided on as its JSON text.
+          for (const char* name : {"reasoning_content", "reasoning"}) {
+            auto r = m->find(name);
+            if (r == m->end() || r->is_null()) continue;
+            auto keep =
+                st.ProcessReasoningField(r->is_string() ? r->get<std::string>() : r->dump());
+            if (!keep)
+              m->erase(r);
+            else if (r->is_string())
               *r = *keep;
-            else
-              m->erase("reasoning_content");
           }
         }
       } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
