@@ -173,6 +173,15 @@ TEST_F(DecodedDetectionTest, Base64TextDataUrlIsFoundAndCutInPlace) {
   EXPECT_TRUE(set_->Scan("data:image/png;base64," + payload).empty());
 }
 
+// Attack (red team): a data: URL whose payload starts with the value passed, because the next
+// decoding round read the decoded payload as base64 again behind the copied ";base64," marker.
+TEST_F(DecodedDetectionTest, Base64DataUrlWhosePayloadStartsWithTheValueIsFound) {
+  ExpectFound("see data:text/plain;base64,NDExMTExMTExMTExMTExMQ== ok", DataClass::kPaymentCard,
+              "NDExMTExMTExMTExMTExMQ==");
+  ExpectFound("see data:text/plain;base64,YWxpY2VAZXhhbXBsZS5jb20= ok", DataClass::kEmail,
+              "YWxpY2VAZXhhbXBsZS5jb20=");
+}
+
 TEST_F(DecodedDetectionTest, NestedEncodingsAreDecodedUpToTheRoundLimit) {
   ExpectFound("alice%2540example.com", DataClass::kEmail, "alice%2540example.com");
   ExpectFound("alice&amp;#64;example.com", DataClass::kEmail, "alice&amp;#64;example.com");

@@ -218,7 +218,12 @@ std::size_t DecodeDataUrl(std::string_view in, std::size_t colon, std::string* o
   std::size_t start = comma + 1, end = start;
   while (end < in.size() && end - start < kMaxBase64Payload && IsBase64Char(in[end])) ++end;
   if (end - start < 4) return 0;
-  out->append(in.substr(colon, start - colon));
+  // The media type without ";base64": a later round must read the decoded payload as text, not
+  // decode it as base64 again (which mangled a payload that starts with data).
+  const std::size_t prefix_begin = out->size();
+  out->append(in.substr(colon, comma - 7 - colon));
+  out->push_back(',');
+  edits->push_back({prefix_begin, out->size(), colon, start});
   std::size_t k = start;
   for (; k + 4 <= end; k += 4) {
     std::uint32_t v = 0;
