@@ -48,8 +48,11 @@ void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_flag("--no-template", f->no_template,
                 "Send plain text, without the model's chat template");
   cmd->add_flag("-v,--verbose", f->verbose, "Print a model summary and engine details to stderr");
-  cmd->add_option("--require-signature", f->require_signature,
-                  "Public key (PEM): refuse to load a model whose signature does not verify");
+  cmd->add_option(
+      "--require-signature", f->require_signature,
+      "Public key (PEM): refuse to load a model whose signature does not verify (the model is "
+      "copied into sealed memory, checked and loaded from there: needs free memory of "
+      "its size)");
 }
 
 void AddKvTypeOption(CLI::App* cmd, std::string* kv_type) {
@@ -67,6 +70,9 @@ Result<core::PinnedFile> OpenCheckedModel(const std::string& model_path,
                                           const std::string& public_key) {
   AIRLOCK_ASSIGN_OR_RETURN(core::PinnedFile file, core::PinnedFile::Open(model_path));
   if (public_key.empty()) return file;
+  // What is checked and loaded is a sealed copy: a writer of the file (even through a shared
+  // mapping, which moves no timestamp) cannot change the bytes after the check.
+  AIRLOCK_TRY(file.SealPrivateCopy());
   sign::VerifyOptions vo;
   vo.trust.public_key_path = public_key;
   vo.model_fd = file.fd();

@@ -57,10 +57,11 @@ std::vector<std::string> GenerationInputs(const GenerationFlags& flags);
 // verbose). Errors: those of Model::Load, Tokenizer::FromGguf and Session::Create.
 Result<LoadedModel> LoadForGeneration(const GenerationFlags& flags);
 
-// Opens the model file once and, with a public key, verifies its OpenSSF model-signing signature
-// (MODEL.sig beside it) by hashing through that descriptor. Load the model from the returned
-// file's descriptor: a file renamed over the path after the check is then never what runs, and
-// Unchanged() tells whether the file was written in place. Errors: kNotFound, kInvalidArgument
+// Opens the model file once and, with a public key, copies it into sealed memory
+// (PinnedFile::SealPrivateCopy) and verifies its OpenSSF model-signing signature (MODEL.sig beside
+// it) by hashing that copy. Load the model from the returned file's descriptor: no write to the
+// file after the check (rename, write in place, shared mapping) reaches what runs, and
+// Unchanged() tells whether the file at the path changed. Errors: kNotFound, kInvalidArgument
 // (not a regular file), kIo, kPermissionDenied naming what failed.
 Result<core::PinnedFile> OpenCheckedModel(const std::string& model_path,
                                           const std::string& public_key);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "cli/commands.h"
@@ -103,7 +104,17 @@ int RunServe(const ServeArgs& a) {
       // handed to it as a descriptor: a model replaced on disk after a check (then a worker
       // crash, or a kill) is never loaded unsigned, and a file written in place retires the
       // worker before its next request.
-      wo.open_model = [path = m.path, key] { return OpenCheckedModel(path, key); };
+      // The first start takes the file checked just above (with a signature, a sealed copy of
+      // the model in memory: checking it again would hold two copies at once).
+      auto checked_first = std::make_shared<std::optional<core::PinnedFile>>(std::move(*checked));
+      wo.open_model = [path = m.path, key, checked_first]() -> Result<core::PinnedFile> {
+        if (checked_first->has_value()) {
+          core::PinnedFile first = std::move(**checked_first);
+          checked_first->reset();
+          return first;
+        }
+        return OpenCheckedModel(path, key);
+      };
       backend = server::StartWorkerBackend(wo);
     }
     if (!backend) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace airlock::core {
 
@@ -95,7 +97,9 @@ PinnedFile::PinnedFile(PinnedFile&& other) noexcept { *this = std::move(other); 
 PinnedFile& PinnedFile::operator=(PinnedFile&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
+    if (watched_fd_ >= 0) ::close(watched_fd_);
     fd_ = std::exchange(other.fd_, -1);
+    watched_fd_ = std::exchange(other.watched_fd_, -1);
     path_ = std::move(other.path_);
     size_ = other.size_;
     mtime_ns_ = other.mtime_ns_;
@@ -106,14 +110,75 @@ PinnedFile& PinnedFile::operator=(PinnedFile&& other) noexcept {
 
 PinnedFile::~PinnedFile() {
   if (fd_ >= 0) ::close(fd_);
+  if (watched_fd_ >= 0) ::close(watched_fd_);
 }
 
 Status PinnedFile::Unchanged() const {
-  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(fd_, path_));
+  AIRLOCK_ASSIGN_OR_RETURN(struct stat st, StatFd(sealed() ? watched_fd_ : fd_, path_));
   if (static_cast<std::uint64_t>(st.st_size) != size_ || Nanoseconds(st.st_mtim) != mtime_ns_ ||
       Nanoseconds(st.st_ctim) != ctime_ns_)
+    return Status(
+        StatusCode::kPermissionDenied,
+        "file: " + path_ + " was written to, replaced or removed after it was opened and checked");
+  return Status::Ok();
+}
+
+Status PinnedFile::SealPrivateCopy() {
+  if (sealed()) return Status::Ok();
+  const int copy = ::memfd_create("airlock-checked-model", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (copy < 0) {
+    return IoError("file: cannot create a private copy of " + path_ + ": " + std::strerror(errno));
+  }
+  auto fail = [&](const std::string& what, int err) {
+    ::close(copy);
+    return IoError("file: cannot copy " + path_ + " (" + std::to_string(size_) +
+                   " bytes) into a sealed private copy in memory: " + what + ": " +
+                   std::strerror(err));
+  };
+  // Reserve the whole size first, so that a model too large for memory fails here, at once.
+  if (size_ > 0) {
+    const int err = ::posix_fallocate(copy, 0, static_cast<off_t>(size_));  // returns the error
+    if (err != 0) return fail("reserving the space", err);
+  }
+  std::uint64_t copied = 0;
+  off_t in_offset = 0;
+  std::vector<char> buffer;  // only when sendfile cannot write to a memfd (old kernels)
+  for (;;) {
+    const std::size_t want = 1u << 30;
+    ssize_t n = -1;
+    if (buffer.empty()) {
+      n = ::sendfile(copy, fd_, &in_offset, want);
+      if (n < 0 && (errno == EINVAL || errno == ENOSYS) && copied == 0) buffer.resize(1u << 20);
+    }
+    if (!buffer.empty()) {
+      n = ::pread(fd_, buffer.data(), buffer.size(), in_offset);
+      if (n > 0) {
+        for (ssize_t done = 0; done < n;) {
+          const ssize_t w = ::write(copy, buffer.data() + done, static_cast<std::size_t>(n - done));
+          if (w < 0 && errno == EINTR) continue;
+          if (w <= 0) return fail("writing", w < 0 ? errno : ENOSPC);
+          done += w;
+        }
+        in_offset += n;
+      }
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail("reading", errno);
+    if (n == 0) break;
+    copied += static_cast<std::uint64_t>(n);
+    if (copied > size_) break;  // growing while copied: refused below
+  }
+  if (copied != size_) {
+    ::close(copy);
     return Status(StatusCode::kPermissionDenied,
-                  "file: " + path_ + " was written to, replaced or removed after it was opened and checked");
+                  "file: " + path_ + " changed size while it was copied to be checked");
+  }
+  if (::fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return fail("sealing", errno);
+  ::lseek(copy, 0, SEEK_SET);
+  // The copy holds the bytes now; the file's own cached pages need not stay in memory too.
+  ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+  watched_fd_ = std::exchange(fd_, copy);
   return Status::Ok();
 }
 

@@ -106,14 +106,30 @@ class PinnedFile {
   PinnedFile& operator=(const PinnedFile&) = delete;
   ~PinnedFile();
 
+  // What the file's bytes are read and mapped through: the file itself, or after
+  // SealPrivateCopy() the sealed copy.
   int fd() const { return fd_; }
   const std::string& path() const { return path_; }
   // Errors: kPermissionDenied (naming the path) when the file changed since Open: what was
-  // checked is no longer what is there.
+  // checked is no longer what is there. After SealPrivateCopy() it still watches the file at the
+  // path (a changed file is a reason to check and load it again), while fd() cannot change.
   Status Unchanged() const;
+
+  // Copies the file's bytes into an anonymous memory file (memfd) sealed against writes, shrinking
+  // and growing, and makes fd() read that copy. Why: timestamps do not tell every write apart.
+  // Whoever can write the file can change its bytes through a shared writable mapping whose pages
+  // were dirtied before the check, which moves no timestamp, so Unchanged() cannot see it; nobody,
+  // not even root, can change a sealed copy. Costs memory (shared memory, swappable) equal to the
+  // file's size; the file's own cached pages are dropped after the copy. The copy is what is then
+  // checked, so a write during the copy makes the check fail, never a checked copy that is wrong.
+  // Errors: kIo (no memory for the copy, naming the size), kPermissionDenied (the file changed
+  // size while it was copied).
+  Status SealPrivateCopy();
+  bool sealed() const { return watched_fd_ >= 0; }
 
  private:
   int fd_ = -1;
+  int watched_fd_ = -1;  // the file at the path, once fd_ is its sealed copy
   std::string path_;
   std::uint64_t size_ = 0;
   std::int64_t mtime_ns_ = 0;

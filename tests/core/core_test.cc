@@ -1,9 +1,11 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -221,6 +223,73 @@ TEST(PinnedFileTest, WriteInPlaceIsSeen) {
     EXPECT_NE(s.message().find("written to"), std::string::npos) << s.message();
     WaitForTheNextTimestampTick(path);
   }
+}
+
+// Attack (red team R1): whoever can write the model dirties its pages through a shared writable
+// mapping before the check, then changes them through the same mapping afterwards. Such writes
+// move no timestamp (the pages are already writable, so no fault updates mtime), so Unchanged()
+// cannot see them; the sealed private copy still reads the checked bytes.
+TEST(PinnedFileTest, WritesThroughADirtySharedMappingDoNotReachTheSealedCopy) {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "model.gguf").string();
+  const std::string checked(3 * 4096 + 17, 'c');
+  ASSERT_TRUE(core::WriteFileAtomic(path, checked).ok());
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  void* p = ::mmap(nullptr, checked.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  ::close(fd);
+  char* bytes = static_cast<char*>(p);
+  for (std::size_t i = 0; i < checked.size(); i += 4096) bytes[i] = 'c';  // dirty every page
+  WaitForTheNextTimestampTick(path);
+
+  auto pinned = core::PinnedFile::Open(path);
+  ASSERT_TRUE(pinned.has_value()) << pinned.error().message();
+  Status sealed = pinned->SealPrivateCopy();
+  ASSERT_TRUE(sealed.ok()) << sealed.message();
+  EXPECT_TRUE(pinned->sealed());
+  std::memset(bytes, 't', checked.size());  // the tamper, through the dirty mapping
+
+  auto mapped = core::MappedFile::FromFd(pinned->fd(), path);
+  ASSERT_TRUE(mapped.has_value()) << mapped.error().message();
+  EXPECT_EQ(core::AsStringView(mapped->bytes()), checked);
+  std::string reread(checked.size(), '\0');
+  ASSERT_EQ(::pread(pinned->fd(), reread.data(), reread.size(), 0),
+            static_cast<ssize_t>(reread.size()));
+  EXPECT_EQ(reread, checked);
+  ::munmap(p, checked.size());
+}
+
+// The sealed copy cannot be written, shrunk, grown or unsealed by anyone holding its descriptor
+// (a model worker inherits it).
+TEST(PinnedFileTest, SealedCopyRefusesWritesResizingAndUnsealing) {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "model.gguf").string();
+  ASSERT_TRUE(core::WriteFileAtomic(path, "checked bytes").ok());
+  auto pinned = core::PinnedFile::Open(path);
+  ASSERT_TRUE(pinned.has_value());
+  ASSERT_TRUE(pinned->SealPrivateCopy().ok());
+  // Opened again for writing (as /proc/<pid>/fd/N lets a holder of the descriptor do), it still
+  // cannot be changed: the seals hold for every descriptor.
+  const int fd = ::open(("/proc/self/fd/" + std::to_string(pinned->fd())).c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  EXPECT_EQ(::pwrite(fd, "X", 1, 0), -1);
+  EXPECT_EQ(::ftruncate(fd, 1), -1);
+  EXPECT_EQ(::ftruncate(fd, 1 << 20), -1);
+  EXPECT_EQ(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), MAP_FAILED);
+  EXPECT_EQ(::fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), -1);
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  ASSERT_NE(seals, -1) << "not a sealable memory file";
+  const int wanted = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+  EXPECT_EQ(seals & wanted, wanted);
+  ::close(fd);
+  char buf[32] = {};
+  ASSERT_EQ(::pread(pinned->fd(), buf, sizeof(buf), 0), 13);
+  EXPECT_EQ(std::string(buf, 13), "checked bytes");
+  // The file at the path is still watched: a change to it is reported.
+  EXPECT_TRUE(pinned->Unchanged().ok());
+  ASSERT_TRUE(core::WriteFileAtomic(path, "tampered bytes").ok());
+  EXPECT_EQ(pinned->Unchanged().code(), StatusCode::kPermissionDenied);
 }
 
 // Attack: a FIFO planted as the model: refused at once, not a hang on open.

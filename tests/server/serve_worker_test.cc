@@ -10,11 +10,13 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -318,6 +320,46 @@ TEST_F(ServeWorkerTest, ModelRewrittenInPlaceRetiresTheWorkerAndIsNotAnsweredFro
   EXPECT_NE(after->body.find("not started"), std::string::npos) << after->body;
   EXPECT_NE(waitpid(serve.pid(), nullptr, WNOHANG), serve.pid()) << "the gateway exited";
   EXPECT_EQ(serve.Worker(), 0) << "a worker runs the rewritten model";
+}
+
+// Attack (red team R1): whoever can write the signed model maps it shared and writable and
+// dirties its pages before serve checks it; writes through that mapping later move no timestamp,
+// so the per-request check cannot see them. The worker loads a sealed copy of the checked bytes:
+// the answer after the tamper is the answer before it.
+TEST_F(ServeWorkerTest, ModelRewrittenThroughADirtySharedMappingIsNotAnsweredFrom) {
+  const auto [model, public_key] = SignedModelCopy();
+  ASSERT_FALSE(HasFailure());
+  const std::size_t size = std::filesystem::file_size(model);
+  const int fd = ::open(model.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  void* mapping = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  ASSERT_NE(mapping, MAP_FAILED);
+  char* bytes = static_cast<char*>(mapping);
+  // The second half of the file is tensor data; every page of it made dirty, bytes unchanged.
+  const std::size_t from = size / 2 / 4096 * 4096;
+  volatile char* dirty = bytes;  // a store the compiler keeps though it writes the same value
+  for (std::size_t i = from; i < size; i += 4096) dirty[i] = dirty[i];
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the timestamp tick
+
+  Serve serve(model, config_, log_, {}, {"--require-signature", public_key});
+  ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+  auto before = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(before) << Log();
+  ASSERT_EQ(before->status, 200) << before->body;
+  std::memset(bytes + from, 0, size - from);  // the weights zeroed, through the dirty pages
+  auto after = Post(serve.port(), Chat("Once upon a time"));
+  ASSERT_TRUE(after) << Log();
+  if (after->status == 200) {
+    EXPECT_EQ(json::parse(after->body)["choices"][0]["message"]["content"],
+              json::parse(before->body)["choices"][0]["message"]["content"])
+        << "answered from weights that were never checked";
+  } else {
+    // A timestamp that moved after all (the pages were written back in between) retires the
+    // worker instead: refused, never answered from the tampered bytes.
+    EXPECT_EQ(after->status, 502) << after->body;
+  }
+  ::munmap(mapping, size);
 }
 
 // The worker maps the descriptor the gateway checked and cannot open the model by its path: a
