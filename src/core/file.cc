@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -123,8 +125,52 @@ Status PinnedFile::Unchanged() const {
   return Status::Ok();
 }
 
+namespace {
+
+// Bytes of memory this process can still take without pushing the machine or its cgroup into
+// swap or the OOM killer: MemAvailable, lowered to the cgroup v2 limit's headroom when there is
+// one. Unknown (no /proc) counts as unlimited: the copy then fails, if it must, on its own.
+std::uint64_t AvailableMemoryBytes() {
+  std::uint64_t available = UINT64_MAX;
+  if (std::FILE* f = std::fopen("/proc/meminfo", "re")) {
+    char line[256];
+    unsigned long long kib = 0;
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+        available = static_cast<std::uint64_t>(kib) * 1024;
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  auto read_number = [](const char* path) -> std::uint64_t {
+    std::uint64_t value = UINT64_MAX;
+    if (std::FILE* f = std::fopen(path, "re")) {
+      unsigned long long v = 0;
+      if (std::fscanf(f, "%llu", &v) == 1) value = v;  // "max" reads as no limit
+      std::fclose(f);
+    }
+    return value;
+  };
+  const std::uint64_t limit = read_number("/sys/fs/cgroup/memory.max");
+  const std::uint64_t used = read_number("/sys/fs/cgroup/memory.current");
+  if (limit != UINT64_MAX && used != UINT64_MAX)
+    available = std::min(available, limit > used ? limit - used : 0);
+  return available;
+}
+
+}  // namespace
+
 Status PinnedFile::SealPrivateCopy() {
   if (sealed()) return Status::Ok();
+  // Checked first: a file made huge (sparse) by whoever can write it must not drive the machine
+  // out of memory while it is copied.
+  const std::uint64_t available = AvailableMemoryBytes();
+  if (size_ > available) {
+    return IoError("file: cannot check " + path_ + ": a signature is checked on a sealed copy in " +
+                   "memory, and its " + std::to_string(size_) + " bytes exceed the " +
+                   std::to_string(available) + " bytes of memory available");
+  }
   const int copy = ::memfd_create("airlock-checked-model", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (copy < 0) {
     return IoError("file: cannot create a private copy of " + path_ + ": " + std::strerror(errno));

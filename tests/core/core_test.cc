@@ -260,6 +260,21 @@ TEST(PinnedFileTest, WritesThroughADirtySharedMappingDoNotReachTheSealedCopy) {
   ::munmap(p, checked.size());
 }
 
+// Attack: whoever can write the model makes it a huge sparse file, so that the copy made to check
+// it would take the machine's memory (the OOM killer, not a refusal). Refused before copying.
+TEST(PinnedFileTest, SparseFileLargerThanMemoryIsRefusedBeforeItIsCopied) {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "model.gguf").string();
+  ASSERT_TRUE(core::WriteFileAtomic(path, "GGUF").ok());
+  ASSERT_EQ(::truncate(path.c_str(), off_t{4} << 40), 0) << std::strerror(errno);  // 4 TiB
+  auto pinned = core::PinnedFile::Open(path);
+  ASSERT_TRUE(pinned.has_value()) << pinned.error().message();
+  Status s = pinned->SealPrivateCopy();
+  EXPECT_EQ(s.code(), StatusCode::kIo);
+  EXPECT_NE(s.message().find("memory available"), std::string::npos) << s.message();
+  EXPECT_FALSE(pinned->sealed());
+}
+
 // The sealed copy cannot be written, shrunk, grown or unsealed by anyone holding its descriptor
 // (a model worker inherits it).
 TEST(PinnedFileTest, SealedCopyRefusesWritesResizingAndUnsealing) {
