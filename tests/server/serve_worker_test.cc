@@ -252,9 +252,17 @@ TEST_F(ServeWorkerTest, WorkerErrorMessageCarryingDataIsWithheld) {
   EXPECT_EQ(r->body.find("alice.liddell"), std::string::npos) << r->body;
   EXPECT_EQ(r->body.find("4111"), std::string::npos) << r->body;
   EXPECT_NE(r->body.find("withheld"), std::string::npos) << r->body;
+  // Streamed, the client gets an error event, and the audit record the withheld message too.
+  auto streamed = Post(serve.port(), Chat("airlock-test-hostile", /*stream=*/true));
+  ASSERT_TRUE(streamed) << Log();
+  EXPECT_EQ(streamed->body.find("alice.liddell"), std::string::npos) << streamed->body;
+  EXPECT_NE(streamed->body.find("\"error\""), std::string::npos) << streamed->body;
   std::string audit =
       Shell(std::string(AIRLOCK_EXE) + " audit show --log '" + audit_db_ + "' --json --limit 1000");
   EXPECT_EQ(audit.find("alice.liddell"), std::string::npos) << audit;
+  EXPECT_EQ(audit.find("4111 1111"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("model failed: (its error message was withheld"), std::string::npos)
+      << audit;
 }
 
 // Attack (red team): serve --require-signature checked the model once, at start; the file is

@@ -281,8 +281,9 @@ void Gateway::Impl::ServeLocal(std::shared_ptr<RequestState> st, json body, bool
                         {"total_tokens", prompt_tokens + completion_tokens}};
       emit(usage);
     }
-    // Read by the stream's writer after Finish (the channel's lock orders them): audited, 502.
-    if (!ok) st->actions.push_back("model failed: " + failure);
+    // Read by the stream's writer after Finish (the channel's lock orders them): audited once a
+    // detector has seen it (a compromised worker may put another user's data in it), 502.
+    if (!ok) st->model_failure = failure;
     ch->Finish(ok ? 0 : -1);
   }).detach();
   StreamToClient(st, ch, res);

@@ -95,6 +95,10 @@ struct RequestState {
     return reasoning == policy::ReasoningAction::kPass && !reasoning_withheld;
   }
   std::set<std::string> response_actions;
+  // A streamed local answer's failure, as the model (worker) reported it: set by the generating
+  // thread before it finishes the channel, and audited by the stream's writer only after a
+  // detector had its say (Gateway::Impl::ModelErrorDetail), as the non-streamed path does.
+  std::string model_failure;
 
   // How a streamed field is scanned: incrementally (policy::StreamScanner), each byte scanned a
   // bounded number of times, never the accumulated text again. Output is held back until the

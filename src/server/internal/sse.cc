@@ -128,6 +128,8 @@ void Gateway::Impl::StreamToClient(std::shared_ptr<RequestState> st, std::shared
       tail += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     }
     st->SettleCounts(st->streamed_pieces);
+    if (!st->model_failure.empty())
+      st->actions.push_back("model failed: " + ModelErrorDetail(st->model_failure));
     bool ok = ch->error == 0 && !st->stream_broken;
     if (st->response_unredactable) {
       Finish(*st, 502, st->prompt_tokens + st->completion_tokens, st->ResponseText());
