@@ -19,6 +19,14 @@
 
 namespace airlock::testing {
 
+// A wait status as a shell reads it: the exit code, or 128 + the signal that killed the process
+// (WEXITSTATUS alone reads 0 for a process killed by a signal).
+inline int ExitCode(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return -1;
+}
+
 struct ServeProcessOptions {
   // Where the child's stderr goes (created or truncated); empty: the test's own stderr.
   std::string stderr_path = {};

@@ -659,9 +659,13 @@ Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& opt
   if (next_cp < cps.size())
     fail("checkpoint at size " + std::to_string(cps[next_cp].size) + " but the log holds only " +
          std::to_string(range.size()) + " records: records were removed from the end");
-  if (cps.empty() && range.size() > 0)
-    fail("no checkpoint covers the log's " + std::to_string(range.size()) +
-         " records: checkpoints were removed");
+  // A log is created with a signed checkpoint of its empty tree, so a log without any checkpoint
+  // (even an empty one: "delete everything") lost them.
+  if (cps.empty())
+    fail(
+        "the log has no checkpoint (every log starts with a signed one of its empty tree), so "
+        "none covers its " +
+        std::to_string(range.size()) + " record(s): checkpoints were removed");
   // Checkpoints published outside the file: the log must still extend each of them, i.e. have
   // the same root at that size (then every older size is a prefix of it too).
   for (auto& [size, pinned] : trusted_at) {
@@ -678,9 +682,9 @@ Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& opt
   for (auto& problem : trusted_problems) fail(std::move(problem));
   std::uint64_t last = cps.empty() ? 0 : cps.back().size;
   report.unsigned_tail = range.size() > last ? range.size() - last : 0;
-  if (report.unsigned_tail)
-    report.warnings.push_back(std::to_string(report.unsigned_tail) +
-                              " record(s) after the last checkpoint are not yet covered by one");
+  // Records no signed checkpoint covers can be rewritten or added by whoever writes the file
+  // (their hashes use no key): not verified, so the report is incomplete, never plainly ok.
+  report.complete = report.unsigned_tail == 0;
   if (options.trusted_checkpoints.empty())
     report.warnings.push_back(
         "no trusted checkpoint given: removing the newest records together with their "

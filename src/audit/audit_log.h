@@ -114,7 +114,11 @@ struct VerifyReport {
   std::uint64_t records = 0;
   std::uint64_t checkpoints = 0;
   std::uint64_t signed_checkpoints = 0;
-  std::uint64_t unsigned_tail = 0;    // records after the last checkpoint (not yet signed)
+  // Records after the last checkpoint (not yet signed). Nothing proves them: whoever can write
+  // the file can rewrite or add them (their leaf hashes and chain use no key). A running server
+  // signs its tail after checkpoint_idle_ms without appends, and when it stops.
+  std::uint64_t unsigned_tail = 0;
+  bool complete = false;              // ok covers every record: no unsigned tail
   std::uint64_t trusted_checked = 0;  // trusted checkpoints with this log's origin, all checked
   std::string first_problem;          // empty when ok
   std::vector<std::string> warnings;
@@ -124,7 +128,8 @@ struct VerifyReport {
 // (origin, size, root against the tree recomputed from the records, so consecutive checkpoints
 // are consistent; signature by a pinned key), and that the log extends every trusted checkpoint
 // of its origin (the same root at that size). One pass over the records, O(records + trusted
-// checkpoints). A log with records but no checkpoint fails. Errors:
+// checkpoints). A log without any checkpoint fails; records after the last checkpoint make the
+// report incomplete (complete=false), since nothing signed vouches for them. Errors:
 // kInvalidArgument (no pinned key), kNotFound, kIo, kCorrupt (not an audit log). A tampered log is
 // not an error: it yields ok=false with first_problem set.
 Result<VerifyReport> VerifyLog(const std::string& path, const VerifyOptions& options);

@@ -44,6 +44,19 @@ std::string Stem(const std::string& path) {
 }
 
 int RunServe(const ServeArgs& a) {
+  // Signals are handled by a watcher thread (sigwait), so Stop() is never called from a handler.
+  // Blocked first, before any thread exists (model workers' reader threads, the audit log's):
+  // a thread created with them unblocked would take a SIGTERM's default action and kill the
+  // process without a drain, without settling requests in flight and without the audit log's
+  // final checkpoint. One arriving while models load is handled once serving starts.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   policy::Policy pol;
   if (!a.config.empty()) {
     auto p = policy::LoadPolicy(a.config);
@@ -132,15 +145,6 @@ int RunServe(const ServeArgs& a) {
     std::fprintf(stderr,
                  "airlock serve: warning: no upstreams or models configured; every "
                  "completion request will answer 404\n");
-  // Signals are handled by a watcher thread (sigwait), so Stop() is never called from a handler.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   server::GatewayOptions options;
   options.host = a.host;

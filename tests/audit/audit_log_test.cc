@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -197,6 +198,35 @@ class AuditLogTest : public ::testing::Test {
     sqlite3_finalize(s);
     sqlite3_close(h);
   }
+  // What a writer of the file without the signing key can do: change record `changed` (its
+  // status becomes 299), then recompute every leaf hash and chain link (no checkpoint).
+  void Rechain(std::uint64_t changed) {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db_.c_str(), &h), SQLITE_OK);
+    std::vector<std::string> records;
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(h, "SELECT data FROM records ORDER BY seq", -1, &s, nullptr);
+    while (sqlite3_step(s) == SQLITE_ROW)
+      records.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    sqlite3_finalize(s);
+    Digest256 prev{};
+    for (std::uint64_t i = 0; i < records.size(); ++i) {
+      auto j = nlohmann::json::parse(records[i]);
+      if (i == changed) j["status"] = 299;
+      j["prev"] = core::ToHex(prev);
+      std::string data = j.dump();
+      Digest256 leaf = LeafHash(data);
+      sqlite3_prepare_v2(h, "UPDATE records SET data = ?, leaf_hash = ? WHERE seq = ?", -1, &s,
+                         nullptr);
+      sqlite3_bind_text(s, 1, data.data(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_blob(s, 2, leaf.data(), 32, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(i));
+      ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
+      sqlite3_finalize(s);
+      prev = leaf;
+    }
+    sqlite3_close(h);
+  }
   // What an owner of the file with a signing key can do: change record `changed` (its status
   // becomes 299), then recompute every leaf hash, chain link, checkpoint root and note signature.
   void RewriteAndResign(const std::filesystem::path& key, std::uint64_t changed) {
@@ -257,6 +287,7 @@ TEST_F(AuditLogTest, IntactLogVerifies) {
   EXPECT_EQ(r.checkpoints, 4u);  // sizes 0 (created), 4, 8 and the final 10
   EXPECT_EQ(r.signed_checkpoints, 4u);
   EXPECT_EQ(r.unsigned_tail, 0u);
+  EXPECT_TRUE(r.complete);
 }
 
 TEST_F(AuditLogTest, ReopenContinuesTheTree) {
@@ -408,8 +439,69 @@ TEST_F(AuditLogTest, RemovedCheckpointsFail) {
   Sql(db_, "DELETE FROM checkpoints");
   VerifyReport r = Verify();
   EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.first_problem.find("no checkpoint covers the log's 10 records"), std::string::npos)
+  EXPECT_NE(r.first_problem.find("none covers its 10 record(s): checkpoints were removed"),
+            std::string::npos)
       << r.first_problem;
+}
+
+// Attack (red team): every record and every checkpoint deleted. A log starts with a signed
+// checkpoint of its empty tree, so an empty file without one lost it.
+TEST_F(AuditLogTest, EverythingDeletedFails) {
+  Sql(db_, "DELETE FROM records; DELETE FROM checkpoints");
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.first_problem.find("the log has no checkpoint"), std::string::npos)
+      << r.first_problem;
+}
+
+// Attack (red team): someone who can write the file but not sign rewrites a record, recomputes
+// every leaf hash and chain link (they use no key), and deletes the checkpoints that covered the
+// records, keeping the signed empty-tree one. Nothing signed vouches for the records any more:
+// not verified (incomplete), never plainly intact.
+TEST_F(AuditLogTest, RecordsRewrittenBehindDeletedCheckpointsAreNotVerified) {
+  Rechain(4);
+  Sql(db_, "DELETE FROM checkpoints WHERE size > 0");
+  VerifyReport r = Verify();
+  EXPECT_TRUE(r.ok) << r.first_problem;  // nothing the file holds shows the rewrite...
+  EXPECT_FALSE(r.complete);              // ...and nothing signed covers it
+  EXPECT_EQ(r.unsigned_tail, 10u);
+}
+
+// Attack (red team): a forged record appended, correctly chained, after the last checkpoint.
+TEST_F(AuditLogTest, RecordAppendedAfterTheLastCheckpointIsNotVerified) {
+  ASSERT_TRUE(Verify().complete);
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(db_.c_str(), &h), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, "SELECT data, leaf_hash FROM records WHERE seq = 9", -1, &s, nullptr);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  auto j = nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+  Digest256 prev{};
+  std::memcpy(prev.data(), sqlite3_column_blob(s, 1), 32);
+  sqlite3_finalize(s);
+  j["seq"] = 10;
+  j["prev"] = core::ToHex(prev);
+  j["key_id"] = "alice";
+  std::string data = j.dump();
+  Digest256 leaf = LeafHash(data);
+  sqlite3_prepare_v2(h, "INSERT INTO records(seq, data, leaf_hash) VALUES(10, ?, ?)", -1, &s,
+                     nullptr);
+  sqlite3_bind_text(s, 1, data.data(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_blob(s, 2, leaf.data(), 32, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  VerifyReport r = Verify({LatestNote()});
+  EXPECT_TRUE(r.ok) << r.first_problem;
+  EXPECT_FALSE(r.complete);
+  EXPECT_EQ(r.unsigned_tail, 1u);
+  // `airlock audit verify` says so and exits 2 (incomplete), not 0.
+  auto [code, out] = airlock::testing::RunAirlock("audit verify --log " + db_.string() +
+                                                  " --public-key " + PubPath().string());
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("INCOMPLETE"), std::string::npos) << out;
+  EXPECT_NE(out.find("10 of 11 records verified"), std::string::npos) << out;
+  EXPECT_EQ(out.find("OK "), std::string::npos) << out;
 }
 
 // Attack: delete the newest records together with their checkpoints. The file alone cannot show

@@ -219,8 +219,11 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
   auto v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
                       " --trusted-checkpoint " + p("witnessed.checkpoint") +
                       " --trusted-checkpoint " + p("anchor.notes"));
-  EXPECT_EQ(v.first, 0) << v.second;
-  EXPECT_EQ(v.second.rfind("OK " + origin, 0), 0u) << v.second;
+  // Killed mid-write, the gateway may leave records no signed checkpoint covers yet: those are
+  // reported unverified (exit 2, INCOMPLETE), everything before them verified.
+  const bool tail = v.second.rfind("INCOMPLETE " + origin, 0) == 0;
+  EXPECT_EQ(v.first, tail ? 2 : 0) << v.second;
+  EXPECT_TRUE(tail || v.second.rfind("OK " + origin, 0) == 0) << v.second;
   EXPECT_EQ(v.second.find(" 0 trusted checkpoint"), std::string::npos) << v.second;
   std::printf("%s", v.second.c_str());
 
@@ -237,7 +240,7 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
             SQLITE_OK);
   sqlite3_close(db);
   v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub"));
-  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_TRUE(v.first == 0 || v.first == 2) << v.second;  // intact, or a tail left unverified
   v = RunAirlock("audit verify --log " + p("audit.db") + " --public-key " + p("log.pem.pub") +
                  " --trusted-checkpoint " + p("witnessed.checkpoint"));
   EXPECT_EQ(v.first, 1) << v.second;
@@ -248,7 +251,7 @@ TEST(WitnessProcess, WitnessCheckpointVerifiesAfterTheGatewayIsKilledMidWrite) {
                  "/checkpoint?origin=" + origin + "'");
   EXPECT_EQ(v.first, 1) << v.second;
   EXPECT_NE(v.second.find("tail truncation"), std::string::npos) << v.second;
-  EXPECT_EQ(WEXITSTATUS(witness.Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(witness.Stop(SIGTERM)), 0);
 }
 
 }  // namespace

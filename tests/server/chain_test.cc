@@ -101,6 +101,9 @@ TEST(ChainTest, GatewayInFrontOfAnotherAirlockServeWithLocalModels) {
   auto verify = RunAirlock("audit verify --log " + path("gateway-audit.db"));
   EXPECT_EQ(verify.first, 3) << verify.second;
   EXPECT_NE(verify.second.find("no pinned public key"), std::string::npos) << verify.second;
+  // Stopped, each server has signed a checkpoint of its whole log: every record is verified.
+  EXPECT_EQ(airlock::testing::ExitCode(gateway.Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(upstream.Stop(SIGTERM)), 0);
   verify = RunAirlock("audit verify --log " + path("gateway-audit.db") + " --public-key " +
                       path("audit-key.pem") + ".pub");
   EXPECT_EQ(verify.first, 0) << verify.second;

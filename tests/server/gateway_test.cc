@@ -2109,7 +2109,7 @@ TEST_F(GatewayTest, OfficialOpenAiNodeClientOverHttps) {
   ASSERT_GT(tls.port(), 0) << "airlock serve with TLS did not start";
   RunOpenAiNodeClient(modules, "NODE_EXTRA_CA_CERTS='" + cert + "'",
                       "https://127.0.0.1:" + std::to_string(tls.port()) + "/v1", api_key, "full");
-  EXPECT_EQ(WEXITSTATUS(tls.Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(tls.Stop(SIGTERM)), 0);
 }
 
 // Keyless loopback: a serve with no API keys (an empty keys db) on 127.0.0.1 answers the client
@@ -2128,7 +2128,7 @@ TEST_F(GatewayTest, OfficialOpenAiNodeClientKeylessLoopback) {
   ASSERT_GT(keyless.port(), 0) << "airlock serve without keys did not start";
   RunOpenAiNodeClient(modules, "", "http://127.0.0.1:" + std::to_string(keyless.port()) + "/v1",
                       "sk-no-key-required", "keyless");
-  EXPECT_EQ(WEXITSTATUS(keyless.Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(keyless.Stop(SIGTERM)), 0);
 }
 
 // Runs last (name order is not guaranteed, so it restarts its own server): kill -9 right after an
@@ -2145,9 +2145,11 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
   serve_->Stop(SIGKILL);
   auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "1000"});
   EXPECT_NE(shown.second.find(id), std::string::npos) << "answered request lost by kill -9";
+  // Killed, the server signed no checkpoint of its newest records: they are there, everything
+  // before them is verified, and they are reported as not verified (exit 2), never as intact.
   auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
-  EXPECT_EQ(v.first, 0) << v.second;
-  EXPECT_EQ(v.second.rfind("OK ", 0), 0u) << v.second;
+  EXPECT_EQ(v.first, 2) << v.second;
+  EXPECT_EQ(v.second.rfind("INCOMPLETE ", 0), 0u) << v.second;
 
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(audit_db_.c_str(), &db), SQLITE_OK);
@@ -2168,7 +2170,7 @@ TEST_F(GatewayTest, ZAuditSurvivesKillAndDetectsTampering) {
       SQLITE_OK);
   sqlite3_close(db);
   v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
-  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_EQ(v.first, 2) << v.second;
   // Restart so later tests (if any run after this one) still have a server.
   delete serve_;
   serve_ = new ServeProcess(ServeArgs(config_), kDrainOnStop);
@@ -2213,8 +2215,12 @@ TEST_F(GatewayTest, ZAuditKeepsEveryAnsweredRequestWhenKilledUnderLoad) {
     ASSERT_FALSE(id.empty());
     EXPECT_NE(shown.second.find(id), std::string::npos) << "answered request " << id << " lost";
   }
+  // Nothing was changed: no problem found (exit 1 would name one); the newest records, which
+  // the killed server never signed, are reported as not verified (exit 2) unless a checkpoint
+  // happened to cover them all.
   auto v = RunAirlock({"audit", "verify", "--log", audit_db_, "--public-key", key_pem_ + ".pub"});
-  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_TRUE(v.first == 0 || v.first == 2) << v.second;
+  EXPECT_EQ(v.second.find("FAILED"), std::string::npos) << v.second;
   delete serve_;
   serve_ = new ServeProcess(ServeArgs(config_), kDrainOnStop);
 }

@@ -310,7 +310,7 @@ TEST_F(ServeNetTest, HttpsRoundTripWithCurl) {
   auto after = RunShell("curl -sS --max-time 20 -v --cacert '" + cert + "' " + url + "/health");
   EXPECT_EQ(after.first, 0) << after.second;
   EXPECT_NE(after.second.find("CN=second"), std::string::npos) << after.second;
-  EXPECT_EQ(WEXITSTATUS(serve.Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(serve.Stop(SIGTERM)), 0);
 }
 
 // Keys would cross the network readable: binding beyond loopback without TLS is refused unless
@@ -330,7 +330,7 @@ TEST_F(ServeNetTest, NonLoopbackBindWithoutTlsRefusedUnlessInsecureHttp) {
   auto anonymous = Client(serve.port()).Get("/v1/models");
   ASSERT_TRUE(anonymous);
   EXPECT_EQ(anonymous->status, 401);
-  EXPECT_EQ(WEXITSTATUS(serve.Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(serve.Stop(SIGTERM)), 0);
 }
 
 // An upstream (test double) that answers after 300 ms, or streams an event every 100 ms for 20 s.
@@ -659,7 +659,7 @@ TEST_F(ServeNetTest, OneClientHoldingSlowCompletionsCannotStarveAnotherKeyOrHeal
   std::string again =
       RequestFrom("127.0.0.1", port, "POST", "/v1/chat/completions", key_, ChatBody("quick"));
   EXPECT_NE(again.find("HTTP/1.1 200"), std::string::npos) << again;
-  EXPECT_EQ(WEXITSTATUS(serve.Stop(SIGTERM)), 0) << Log();
+  EXPECT_EQ(airlock::testing::ExitCode(serve.Stop(SIGTERM)), 0) << Log();
   std::string audit = AuditJson(audit_db_);
   std::size_t refusals = 0;
   for (std::size_t at = audit.find("too_many_concurrent_requests"); at != std::string::npos;

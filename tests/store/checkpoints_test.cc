@@ -35,7 +35,7 @@ class CheckpointsTest : public ReplicasTest {
       ASSERT_TRUE(r);
       ASSERT_EQ(r->status, 200) << r->body;
     }
-    for (int i = 0; i < n; ++i) ASSERT_EQ(WEXITSTATUS(replicas_[i]->Stop(SIGTERM)), 0) << Log(i);
+    for (int i = 0; i < n; ++i) ASSERT_EQ(airlock::testing::ExitCode(replicas_[i]->Stop(SIGTERM)), 0) << Log(i);
   }
 
   // `airlock audit verify` with every replica's public key, the logs of `replicas`, and (when
@@ -238,7 +238,7 @@ TEST_F(CheckpointsTest, PostgresOutageNeverStopsAuditingAndCheckpointsArePublish
   auto back = Post(0, token);
   ASSERT_TRUE(back);
   EXPECT_EQ(back->status, 200) << back->body;
-  ASSERT_EQ(WEXITSTATUS(replicas_[0]->Stop(SIGTERM)), 0) << Log(0);
+  ASSERT_EQ(airlock::testing::ExitCode(replicas_[0]->Stop(SIGTERM)), 0) << Log(0);
   EXPECT_EQ(PublishedSize(0), LocalCheckpointSize(0));
   auto v = Verify({0});
   EXPECT_EQ(v.first, 0) << v.second;

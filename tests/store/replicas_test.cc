@@ -140,8 +140,8 @@ TEST_F(ReplicasTest, KillingAReplicaMidRequestLosesNoAuditRecordOfAnAnsweredRequ
   EXPECT_EQ(lost.load(), 2);  // the killed replica's two clients got no answer
   for (int i = 0; i < 4; ++i) record(Post(i % 2 ? 2 : 0, token));
   ASSERT_EQ(answered.size(), 14u);
-  EXPECT_EQ(WEXITSTATUS(replicas_[0]->Stop(SIGTERM)), 0);
-  EXPECT_EQ(WEXITSTATUS(replicas_[2]->Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(replicas_[0]->Stop(SIGTERM)), 0);
+  EXPECT_EQ(airlock::testing::ExitCode(replicas_[2]->Stop(SIGTERM)), 0);
 
   std::set<std::string> audited;
   for (int i = 0; i < 3; ++i) {
