@@ -88,7 +88,23 @@ void CheckSymlinks(FolderReporter& r, const fs::path& root, const std::vector<st
             rel);
     }
     // The per-file pass skips symlinks: scan the target here so it is not left unvetted.
-    if (!fs::is_regular_file(target, ec)) continue;
+    if (fs::is_directory(target, ec)) {
+      // Outside the folder (an inside one is walked anyway): its files were not scanned.
+      r.Add("scan.unscanned-folder", Severity::kMedium,
+            "symlink to a folder outside the model folder (" + Printable(target.string(), 120) +
+                "): its files were not scanned",
+            rel, true);
+      continue;
+    }
+    if (!fs::is_regular_file(target, ec)) {
+      r.Add("scan.special-file", Severity::kMedium,
+            "symlink to something that is not a regular file (a FIFO, socket or device, " +
+                Printable(target.string(), 120) +
+                "): its contents cannot be scanned, and a loader would read whatever is "
+                "written into it",
+            rel, true);
+      continue;
+    }
     auto mapped = core::MappedFile::Open(target.string());
     if (!mapped.ok()) {
       r.Add("scan.read-error", Severity::kMedium, mapped.error().message(), rel, true);

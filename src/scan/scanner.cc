@@ -511,23 +511,48 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
     if (fs::is_directory(fs::status(path, ec))) {
       std::vector<std::string> rel;
       std::vector<std::string> files;
-      auto it =
-          fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+      // What could not be vetted: the folder's verdict is then at least inconclusive, never
+      // clean (a loader given the folder reads what the scan did not).
+      std::vector<Finding> unvetted;
+      auto cannot_vet = [&](std::string rule_id, std::string message, std::string where) {
+        Finding f;
+        f.rule_id = std::move(rule_id);
+        f.severity = Severity::kMedium;
+        f.message = std::move(message);
+        f.path = std::move(where);
+        f.incomplete = true;
+        unvetted.push_back(std::move(f));
+      };
+      // No skip_permission_denied: a subfolder the scan cannot read is a folder it did not vet.
+      auto it = fs::recursive_directory_iterator(path, ec);
       if (ec) return IoError("scan: cannot list " + path + ": " + ec.message());
       for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) break;
         const auto& entry = *it;
         // Skip version-control metadata; everything else in a model folder is vetted.
-        if (entry.is_directory() && entry.path().filename() == ".git") {
+        if (entry.is_directory(ec) && entry.path().filename() == ".git") {
           it.disable_recursion_pending();
           continue;
         }
-        if (entry.is_symlink() || entry.is_regular_file()) {
-          // lexically: fs::relative would resolve a symlink to its target and hide its name.
-          rel.push_back(entry.path().lexically_relative(path).string());
-          if (entry.is_regular_file() && !entry.is_symlink())
-            files.push_back(entry.path().string());
+        // lexically: fs::relative would resolve a symlink to its target and hide its name.
+        std::string name = entry.path().lexically_relative(path).string();
+        const fs::file_status own = entry.symlink_status(ec);
+        if (fs::is_symlink(own) || fs::is_regular_file(own)) {
+          rel.push_back(name);
+          if (fs::is_regular_file(own)) files.push_back(entry.path().string());
+        } else if (!fs::is_directory(own)) {
+          // A FIFO, a socket or a device: there are no bytes to scan, and a loader opening it
+          // reads whatever a writer feeds it (or hangs).
+          cannot_vet("scan.special-file",
+                     "not a regular file (a FIFO, socket or device): its contents cannot be "
+                     "scanned, and a loader would read whatever is written into it",
+                     entry.path().string());
         }
+      }
+      if (ec) {
+        cannot_vet("scan.read-error",
+                   "the folder could not be listed completely (" + ec.message() +
+                       "): files after that point were not scanned",
+                   path);
       }
       std::sort(rel.begin(), rel.end());
       std::sort(files.begin(), files.end());
@@ -543,6 +568,7 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
       folder.path = path;
       folder.format = "model-folder";
       internal::AnalyzeModelFolder(path, rel, folder, options);
+      for (Finding& f : unvetted) folder.findings.push_back(std::move(f));
       // The folder's line sums the folder up: never "clean" above a malicious or inconclusive
       // file of it, even when the cross-file checks alone found nothing.
       folder.verdict = VerdictOf(folder.findings);

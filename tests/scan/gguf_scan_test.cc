@@ -1,6 +1,9 @@
 // The GGUF, safetensors, JSON and model-folder analyzers, through the public scan API.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -369,6 +372,86 @@ TEST(FolderScan, HuggingFaceCacheSnapshotLinksAreScanned) {
   EXPECT_FALSE(HasRule(folder, "folder.symlink-escape")) << Rules(folder);
   EXPECT_TRUE(HasRule(folder, "gguf.special-token-out-of-range")) << Rules(folder);
   EXPECT_EQ(report->verdict, Verdict::kMalicious);
+}
+
+// Attack (red team): a FIFO or a unix socket named like weights inside a model folder, or a
+// Hugging Face cache link whose blob is a FIFO, was skipped silently and the folder scanned
+// clean; a loader opening it reads whatever a writer feeds it. The folder is now inconclusive.
+TEST(FolderScan, SpecialFilesInAFolderMakeItInconclusive) {
+  testing::TempDir tmp("special");
+  {
+    fs::path d = tmp.path() / "fifo";
+    WriteFile(d / "config.json", R"({"architectures":["LlamaForCausalLM"]})");
+    ASSERT_EQ(::mkfifo((d / "pytorch_model.bin").c_str(), 0600), 0);
+    auto report = ScanPaths({d.string()}, ScanOptions{});
+    ASSERT_THAT(report, IsOk());
+    EXPECT_TRUE(HasRule(FolderReport(*report), "scan.special-file"))
+        << Rules(FolderReport(*report));
+    EXPECT_EQ(report->verdict, Verdict::kInconclusive);
+  }
+  {
+    fs::path d = tmp.path() / "sock";
+    WriteFile(d / "config.json", R"({"architectures":["LlamaForCausalLM"]})");
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string where = (d / "model.safetensors").string();
+    if (where.size() >= sizeof(addr.sun_path)) GTEST_SKIP() << "socket path too long: " << where;
+    std::memcpy(addr.sun_path, where.c_str(), where.size() + 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    auto report = ScanPaths({d.string()}, ScanOptions{});
+    ::close(fd);
+    ASSERT_THAT(report, IsOk());
+    EXPECT_TRUE(HasRule(FolderReport(*report), "scan.special-file"))
+        << Rules(FolderReport(*report));
+    EXPECT_EQ(report->verdict, Verdict::kInconclusive);
+  }
+  {
+    fs::path repo = tmp.path() / "models--org--fifo";
+    fs::path snap = repo / "snapshots" / "0123abcd";
+    fs::create_directories(repo / "blobs");
+    fs::create_directories(snap);
+    ASSERT_EQ(::mkfifo((repo / "blobs" / "f00d").c_str(), 0600), 0);
+    fs::create_symlink("../../blobs/f00d", snap / "model.bin");
+    auto report = ScanPaths({snap.string()}, ScanOptions{});
+    ASSERT_THAT(report, IsOk());
+    EXPECT_TRUE(HasRule(FolderReport(*report), "scan.special-file"))
+        << Rules(FolderReport(*report));
+    EXPECT_EQ(report->verdict, Verdict::kInconclusive);
+  }
+}
+
+// A link to a folder outside the model folder: its files are not scanned, so the folder is not
+// clean (even where the link is a Hugging Face cache link, which is not an escape by itself).
+TEST(FolderScan, LinkToAnOutsideFolderIsNotScannedAndNotClean) {
+  testing::TempDir tmp("outside");
+  fs::path repo = tmp.path() / "models--org--dir";
+  fs::path snap = repo / "snapshots" / "0123abcd";
+  WriteFile(repo / "blobs" / "sub" / "evil.pkl", "not scanned through the link");
+  fs::create_directories(snap);
+  fs::create_symlink("../../blobs/sub", snap / "weights");
+  auto report = ScanPaths({snap.string()}, ScanOptions{});
+  ASSERT_THAT(report, IsOk());
+  EXPECT_TRUE(HasRule(FolderReport(*report), "scan.unscanned-folder"))
+      << Rules(FolderReport(*report));
+  EXPECT_NE(report->verdict, Verdict::kClean);
+}
+
+// A subfolder the scan cannot read was skipped silently (skip_permission_denied): its files were
+// not vetted, so the folder is inconclusive. (Root reads everything: skipped as root.)
+TEST(FolderScan, UnreadableSubfolderMakesTheFolderInconclusive) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root can read a folder without permissions";
+  testing::TempDir tmp("unreadable");
+  fs::path d = tmp.path() / "model";
+  WriteFile(d / "config.json", R"({"architectures":["LlamaForCausalLM"]})");
+  WriteFile(d / "hidden" / "model.pkl", "unseen");
+  fs::permissions(d / "hidden", fs::perms::none);
+  auto report = ScanPaths({d.string()}, ScanOptions{});
+  fs::permissions(d / "hidden", fs::perms::owner_all);
+  ASSERT_THAT(report, IsOk());
+  EXPECT_TRUE(HasRule(FolderReport(*report), "scan.read-error")) << Rules(FolderReport(*report));
+  EXPECT_EQ(report->verdict, Verdict::kInconclusive);
 }
 
 TEST(FolderScan, ConsistentFolderIsClean) {
