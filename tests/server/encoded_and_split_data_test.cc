@@ -323,6 +323,101 @@ TEST_F(SplitAtGroupBoundaryTest, EmailWhoseLastLabelIsCompletedByTheNextFieldIsR
   EXPECT_TRUE(Cross({{"alice@example.com"}, {"bob@example.org"}}).empty());
 }
 
+// `text` with each character other than a letter or digit written in `encoding` ("%", "&#",
+// "&#x", "\\u", "="; see Encoded).
+std::string Encoded(const std::string& text, const std::string& encoding) {
+  std::string out;
+  for (char c : text) {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+      out += c;
+      continue;
+    }
+    char buf[16];
+    unsigned v = static_cast<unsigned char>(c);
+    if (encoding == "%") std::snprintf(buf, sizeof buf, "%%%02X", v);
+    if (encoding == "&#") std::snprintf(buf, sizeof buf, "&#%u;", v);
+    if (encoding == "&#x") std::snprintf(buf, sizeof buf, "&#x%x;", v);
+    if (encoding == "\\u") std::snprintf(buf, sizeof buf, "\\u%04x", v);
+    if (encoding == "=") std::snprintf(buf, sizeof buf, "=%02X", v);
+    out += buf;
+  }
+  return out;
+}
+
+// R4: the red team's strings: the value split between two fields exactly at a group boundary,
+// the separators written encoded, so that neither field shows one in clear.
+TEST_F(SplitAtGroupBoundaryTest, EncodedGroupSeparatorSplitAtAGroupBoundaryIsFound) {
+  for (const char* sep : {"%20", "&#32;", "\\u0020", "=20", "&#x20;", "%u0020", "&nbsp;"}) {
+    std::string s = sep;
+    EXPECT_TRUE(Found({{"card 4111" + s + "1111"}, {"1111" + s + "1111"}}, DataClass::kPaymentCard))
+        << s;
+    EXPECT_TRUE(Found({{"card 4111" + s + "1111", "1111" + s + "1111"}}, DataClass::kPaymentCard))
+        << s << " in two parts";
+    EXPECT_TRUE(Found({{"1111" + s + "1111"}, {"card 4111" + s + "1111"}}, DataClass::kPaymentCard))
+        << s << " reversed";
+  }
+  EXPECT_TRUE(Found({{"ssn 536%2D22"}, {"4581"}}, DataClass::kUsSsn));
+  EXPECT_TRUE(Found({{"ssn 536&#45;22"}, {"4581"}}, DataClass::kUsSsn));
+  EXPECT_TRUE(Found({{"ssn 536"}, {"22%2D4581"}}, DataClass::kUsSsn));
+  // The separator encoded at the end of the first field, at the start of the second, the value
+  // cut in the middle of an escape, and two encodings mixed.
+  EXPECT_TRUE(Found({{"card 4111%20"}, {"1111%201111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111"}, {"%201111%201111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111%2"}, {"01111%201111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111&#32;1111"}, {"1111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111=201111"}, {"1111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111\\u00201111"}, {"1111&#x20;1111"}}, DataClass::kPaymentCard));
+  // Other classes the same way: IBAN, phone, IP address.
+  EXPECT_TRUE(Found({{"iban DE89%203704%200044"}, {"0532%200130%2000"}}, DataClass::kIban));
+  EXPECT_TRUE(Found({{"phone 138%201234"}, {"5678"}}, DataClass::kPhone));
+  EXPECT_TRUE(Found({{"ip 192%2E168%2E10"}, {"20"}}, DataClass::kIpAddress));
+}
+
+// R4: padding at the cut written encoded (a line break, a blank, a zero-width space): an e-mail
+// and a token split there are read joined, as they are when the padding is in clear.
+TEST_F(SplitAtGroupBoundaryTest, EncodedPaddingAtTheCutIsTrimmed) {
+  EXPECT_TRUE(Found({{"mail alice%40%0A"}, {"example.com"}}, DataClass::kEmail));
+  EXPECT_TRUE(Found({{"mail alice&#64;&#10;"}, {"&#32;example.com"}}, DataClass::kEmail));
+  EXPECT_TRUE(Found({{"mail alice@"}, {"\\u200bexample.com"}}, DataClass::kEmail));
+  EXPECT_TRUE(Found({{"token ghp_aB3dE5fG7hJ9kL1mN3pQ5r%E2%80%8B"}, {"S7tU9vW1xY3zA5"}},
+                    DataClass::kSecret));
+  EXPECT_TRUE(Found({{"card 4111 1111=20"}, {"=201111 1111"}}, DataClass::kPaymentCard));
+}
+
+// R4, as a class: every grouped sample with every separator encoded (five encodings), split at
+// every byte (with and without the separator at a group boundary), between two messages, two
+// parts and in reverse order: found.
+TEST_F(SplitAtGroupBoundaryTest, GroupedDataWithEncodedSeparatorsSplitAtEveryByteIsFound) {
+  for (const char* encoding : {"%", "&#", "&#x", "\\u", "="}) {
+    for (const auto& [value, cls] : GroupedSamples()) {
+      for (const auto& [first, second] : EveryCut(value)) {
+        std::string left = "see " + Encoded(first, encoding), right = Encoded(second, encoding);
+        if (right.empty()) continue;
+        std::string where = value + " as '" + left + "' + '" + right + "'";
+        EXPECT_TRUE(Found({{left}, {right}}, cls)) << where << " in two messages";
+        EXPECT_TRUE(Found({{left, right}}, cls)) << where << " in two parts";
+        EXPECT_TRUE(Found({{right}, {left}}, cls)) << where << " reversed";
+      }
+    }
+  }
+}
+
+// The cut a decoded reading finds covers the encoded bytes of each field, and the placeholder
+// stands for the decoded value.
+TEST_F(SplitAtGroupBoundaryTest, EncodedSplitFindingCutsTheEncodedBytes) {
+  auto found = Cross({{"card 4111%201111"}, {"1111%201111 ok"}});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].data_class, DataClass::kPaymentCard);
+  EXPECT_EQ(Compact(found[0].value), "4111111111111111");
+  ASSERT_EQ(found[0].pieces.size(), 2u);
+  EXPECT_EQ(found[0].pieces[0].unit, 0u);
+  EXPECT_EQ(found[0].pieces[0].begin, 5u);
+  EXPECT_EQ(found[0].pieces[0].end, 16u);
+  EXPECT_EQ(found[0].pieces[1].unit, 1u);
+  EXPECT_EQ(found[0].pieces[1].begin, 0u);
+  EXPECT_EQ(found[0].pieces[1].end, 11u);
+}
+
 // ---- end to end: a real gateway in front of a logging upstream ----
 
 class LoggingUpstream {
@@ -457,6 +552,28 @@ TEST_F(GatewayEncodedSplitTest, CardAndSsnSplitAtAGroupBoundaryNeverReachTheUpst
                   "4111111111111111", "card on four CRLF lines");
 }
 
+// R4 end to end: the red team's strings (the separators encoded, none at the cut) between two
+// messages: no digit group of the value reaches the upstream.
+TEST_F(GatewayEncodedSplitTest, EncodedGroupSeparatorSplitAtAGroupBoundaryNeverReachesTheUpstream) {
+  auto msg = [](const std::string& content) {
+    return json{{"role", "user"}, {"content", content}};
+  };
+  for (const char* sep : {"%20", "&#32;", "\\u0020", "=20"}) {
+    std::string s = sep;
+    auto texts =
+        Forwarded(json::array({msg("card 4111" + s + "1111"), msg("1111" + s + "1111")}), s);
+    std::string all;
+    for (const auto& t : texts) all += t + "|";
+    EXPECT_EQ(all.find("4111"), std::string::npos) << s << " -> " << all;
+    EXPECT_EQ(all.find("1111"), std::string::npos) << s << " -> " << all;
+  }
+  auto texts = Forwarded(json::array({msg("ssn 536%2D22"), msg("4581")}), "ssn");
+  std::string all;
+  for (const auto& t : texts) all += t + "|";
+  EXPECT_EQ(all.find("536"), std::string::npos) << all;
+  EXPECT_EQ(all.find("4581"), std::string::npos) << all;
+}
+
 // Each sample split at every byte across two messages, two content parts, and a message's name
 // and content: the upstream never receives it.
 TEST_F(GatewayEncodedSplitTest, GroupedDataSplitAtEveryByteNeverReachesTheUpstream) {
@@ -523,6 +640,58 @@ TEST_F(GatewayEncodedSplitTest, EncodedDataNeverReachesTheUpstream) {
   EXPECT_EQ(all.find("example"), std::string::npos) << all;
   EXPECT_EQ(Compact(all).find("4111n1111n1111n1111"), std::string::npos) << all;
   EXPECT_TRUE(set().Scan(all).empty()) << all;
+}
+
+// R4 with a block rule: the encoded split is refused (403) and nothing is forwarded.
+class GatewayEncodedSplitBlockTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new airlock::testing::TempDir("leak-block");
+    upstream_ = new LoggingUpstream();
+    std::string config = (dir_->path() / "policy.toml").string();
+    std::ofstream(config) << "[[upstreams]]\nname='us'\nbase_url='http://127.0.0.1:"
+                          << upstream_->port()
+                          << "/v1'\njurisdiction='US'\nmodels=['echo']\n"
+                             "[[rules]]\ndata_classes=['us_ssn','payment_card']\naction='block'\n"
+                             "[audit]\npath='"
+                          << (dir_->path() / "audit.db").string() << "'\n";
+    serve_ = new ServeProcess(ServeArgs(config), ServeProcessOptions{.stop_signal = SIGTERM});
+    port_ = serve_->port();
+  }
+  static void TearDownTestSuite() {
+    delete serve_;
+    delete upstream_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_GT(port_, 0) << "airlock serve did not start"; }
+
+  static void ExpectRefused(const std::vector<std::string>& contents, const std::string& what) {
+    json messages = json::array();
+    for (const auto& c : contents) messages.push_back({{"role", "user"}, {"content", c}});
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(20, 0);
+    std::size_t before = upstream_->count();
+    auto r =
+        client.Post("/v1/chat/completions", {{"Authorization", "Bearer any"}},
+                    json{{"model", "echo"}, {"messages", messages}}.dump(), "application/json");
+    ASSERT_TRUE(r) << what;
+    EXPECT_EQ(r->status, 403) << what << ": " << r->body;
+    EXPECT_EQ(upstream_->count(), before) << what;
+  }
+
+  static inline airlock::testing::TempDir* dir_ = nullptr;
+  static inline LoggingUpstream* upstream_ = nullptr;
+  static inline ServeProcess* serve_ = nullptr;
+  static inline int port_ = 0;
+};
+
+TEST_F(GatewayEncodedSplitBlockTest, EncodedSsnSplitAtAGroupBoundaryIsRefusedByABlockRule) {
+  ExpectRefused({"ssn 536%2D22", "4581"}, "ssn %2D");
+  ExpectRefused({"ssn 536&#45;22", "4581"}, "ssn &#45;");
+  ExpectRefused({"card 4111%201111", "1111%201111"}, "card %20");
+  ExpectRefused({"card 4111=201111", "1111=201111"}, "card =20");
+  ExpectRefused({"card 4111\\u00201111", "1111\\u00201111"}, "card \\u0020");
+  ExpectRefused({"card 4111&#32;1111", "1111&#32;1111"}, "card &#32;");
 }
 
 }  // namespace
