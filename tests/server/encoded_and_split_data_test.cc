@@ -226,6 +226,40 @@ TEST_F(DecodedDetectionTest, HostileEncodedInputIsBoundedAndNeverCrashes) {
   }
 }
 
+// R6: numeric references and escapes with more digits than the value needs (leading zeros), and
+// the eight-digit \U escape, are decoded.
+TEST_F(DecodedDetectionTest, LongNumericReferencesWithLeadingZerosAreDecoded) {
+  for (const std::string& at : std::vector<std::string>{
+           "&#x00000040;", "&#000000064;", "&#0000000000064", "&#" + std::string(29, '0') + "64;",
+           "\\U00000040", "\\u{000000040}", "\\u{" + std::string(30, '0') + "40}"}) {
+    std::string text = "mail alice" + at + "example.com";
+    ExpectFound(text, DataClass::kEmail, "alice" + at + "example.com");
+  }
+  ExpectFound("card 4111&#x0000000020;1111&#0000000032;1111\\U000000201111",
+              DataClass::kPaymentCard, "4111&#x0000000020;1111&#0000000032;1111\\U000000201111");
+}
+
+// R6: what stays undecoded: a value past U+10FFFF, a run of digits longer than any reference
+// needs (the output stays bounded), and a \U without its eight digits.
+TEST_F(DecodedDetectionTest, OverlongOrOutOfRangeReferencesStayUndecoded) {
+  for (const std::string& at : std::vector<std::string>{
+           "&#x110040;", "&#x" + std::string(40, '0') + "40;", "&#" + std::string(40, '0') + "64;",
+           "\\U00110040", "\\U0040", "\\u{" + std::string(40, '0') + "40}",
+           "&#99999999999999999999999999;"}) {
+    std::string text = "mail alice" + at + "example.com";
+    EXPECT_TRUE(set_->Scan(text).empty()) << text;
+  }
+  // Hostile: endless zeros after one reference start, and many such starts; each call returns.
+  for (const std::string& in : std::vector<std::string>{
+           "&#x" + std::string(1 << 20, '0') + "40;", "\\u{" + std::string(1 << 20, '0'), [] {
+             std::string s;
+             for (int i = 0; i < 50000; ++i) s += "&#0000000000000000000000000000000000";
+             return s;
+           }()}) {
+    for (const Match& m : set_->Scan(in)) EXPECT_LE(m.end, in.size());
+  }
+}
+
 TEST_F(DecodedDetectionTest, CardGroupsOnSeparateLinesAreFound) {
   ExpectFound("card:\n4111\n1111\n1111\n1111\nthanks", DataClass::kPaymentCard,
               "4111\n1111\n1111\n1111");
