@@ -54,6 +54,18 @@ TEST(ReasoningMarkers, ModelMarkersSplitExactlyAtEveryCut) {
   }
 }
 
+// R5: a local model whose template opened the reasoning in the generation prompt answers with
+// the closing marker only: what precedes it is reasoning, at every cut.
+TEST(ReasoningMarkers, ModelClosingMarkerWithNoOpeningEndsReasoningAtEveryCut) {
+  const ThinkMarkers markers{"<|begin_of_thought|>", "<|end_of_thought|>"};
+  const std::string text = "plan <x><|end_of_thought|>answer";
+  for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+    auto [visible, reasoning] = SplitAt(markers, text, cut);
+    EXPECT_EQ(visible, "answer") << cut;
+    EXPECT_EQ(reasoning, "plan <x>") << cut;
+  }
+}
+
 TEST(ReasoningMarkers, ExactThinkMarkersDoNotTakeOtherSpellings) {
   const ThinkMarkers markers{"<think>", "</think>"};
   const std::string text = "<think>p</think>a <THINK>b</THINK> <think >c</think >";
@@ -76,6 +88,10 @@ TEST(ReasoningMarkers, DetectedFromTheChatTemplate) {
       "'\\n</think>\\n\\n' + content }}{%- endif %}{%- endfor %}";
   EXPECT_EQ(airlock::engine::DetectReasoningMarkers(qwen3, nullptr),
             (airlock::engine::ReasoningMarkers{"<think>", "</think>"}));
+  // R5: "<thinking>" templates.
+  EXPECT_EQ(airlock::engine::DetectReasoningMarkers(
+                "{{ '<thinking>' + m.reasoning_content + '</thinking>' }}", nullptr),
+            (airlock::engine::ReasoningMarkers{"<thinking>", "</thinking>"}));
   // Only one of the two is not a pair; a template without either has none.
   EXPECT_TRUE(airlock::engine::DetectReasoningMarkers("{{ '<think>' }}", nullptr).empty());
   EXPECT_TRUE(airlock::engine::DetectReasoningMarkers(

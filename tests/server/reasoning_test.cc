@@ -526,4 +526,78 @@ TEST_F(ReasoningTest, ThinkTagWithSpaceIsStrippedStreamed) {
   ExpectStripped(*log_, true, "<think >tag plan</think\t>the answer");
 }
 
+// ---- R5 (red team): reasoning markers the answer holds other than one <think> ... </think> ----
+
+// A DeepSeek R1 style answer: the chat template wrote the opening marker, so the answer holds
+// only the closing one. Everything before it is reasoning: stripped (log), removed (redact),
+// refused (block), never in the audit's response_text (pass).
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsReasoningNonStreamed) {
+  ExpectStripped(*log_, false, "tag plan</think>the answer");
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsReasoningStreamed) {
+  ExpectStripped(*log_, true, "tag plan</think>the answer");
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsRemovedByARedactRule) {
+  for (bool stream : {false, true}) {
+    Answer a = Read(redact_->Chat(Ask("m-us", stream, "new plan</think>the answer")));
+    ASSERT_EQ(a.status, 200) << stream;
+    EXPECT_EQ(a.content, "the answer") << stream;
+    json rec = redact_->Record(a.request_id);
+    EXPECT_TRUE(Has(Strings(rec["data_classes"]), "reasoning")) << rec.dump();
+  }
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsRefusedByABlockRule) {
+  Answer a = Read(block_->Chat(Ask("m-us", false, "new plan</think>the answer")));
+  EXPECT_EQ(a.status, 403);
+  EXPECT_EQ(a.content.find("new plan"), std::string::npos) << a.content;
+  a = Read(block_->Chat(Ask("m-us", true, "new plan</think>the answer")));
+  EXPECT_EQ(a.error_code, "policy_violation");
+  EXPECT_EQ(a.content.find("new plan"), std::string::npos) << a.content;
+  EXPECT_EQ(a.content.find("the answer"), std::string::npos) << a.content;
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyReasoningIsNotStoredInTheAuditResponseText) {
+  for (bool stream : {false, true}) {
+    Answer a = Read(plain_->Chat(Ask("m-us", stream, "secret plan</think>the answer")));
+    ASSERT_EQ(a.status, 200) << stream;
+    EXPECT_EQ(a.content, "secret plan</think>the answer") << "pass: the client sees it all";
+    json rec = plain_->Record(a.request_id);
+    EXPECT_EQ(rec.value("response_text", "").find("secret plan"), std::string::npos) << rec.dump();
+    EXPECT_NE(rec.value("response_text", "").find("the answer"), std::string::npos) << rec.dump();
+    EXPECT_TRUE(Has(Strings(rec["data_classes"]), "reasoning")) << rec.dump();
+  }
+}
+
+// Other spellings of the markers and nested blocks: all reasoning, streamed (3-byte chunks, so
+// every marker is cut) and not.
+TEST_F(ReasoningTest, ThinkTagVariantsAndNestedBlocksAreStripped) {
+  for (bool stream : {false, true}) {
+    for (const char* reply :
+         {"<think\n>tag plan</think>the answer", "<think x=1>tag plan</think>the answer",
+          "<thinking>tag plan</thinking>the answer", "<THINKING >tag plan</Thinking>the answer",
+          "<think>tag plan<think>inner</think> more</think>the answer",
+          "<thinking>tag plan <think>x</think></thinking>the answer"}) {
+      SCOPED_TRACE(std::string(reply) + (stream ? " streamed" : ""));
+      ExpectStripped(*log_, stream, reply);
+    }
+  }
+  // Nested: the text after the inner block's end is reasoning too.
+  Answer a = Read(
+      log_->Chat(Ask("m-us", true, "<think>tag plan<think>inner</think> more</think>the answer")));
+  json rec = log_->Record(a.request_id);
+  EXPECT_NE(rec.value("reasoning_text", "").find("more"), std::string::npos) << rec.dump();
+}
+
+// A client sending back an R1 style turn: the text before a lone closing marker in an earlier
+// assistant turn is reasoning (refused for an upstream that does not accept reasoning).
+TEST_F(ReasoningTest, RequestTurnWithOnlyAClosingMarkerCarriesReasoning) {
+  for (const char* content :
+       {"old inner plan</think>old visible answer", "<thinking>old inner plan</thinking>ok",
+        "<think x=1>old inner plan</think>ok"}) {
+    json body = MultiTurn("m-us", false);
+    body["messages"][1].erase("reasoning_content");
+    body["messages"][1]["content"] = content;
+    EXPECT_EQ(Read(plain_->Chat(body)).status, 403) << content;
+  }
+}
+
 }  // namespace

@@ -83,6 +83,9 @@ struct RequestState {
   // decides whether passed reasoning reaches the client (pass) and whether it is stored (log).
   // Called whenever reasoning text is found in the answer.
   void NoteReasoning();
+  // The splitter found that text it had released as answer was reasoning (a closing marker with
+  // no opening one, after kMaxUndecided bytes): where reasoning is withheld, the answer ends.
+  void ReasoningReleased();
   // A response rule redacts reasoning, or blocks it (the answer then ends where reasoning
   // starts): set before the first byte (ReasoningRuleWithholds), so that in pass mode not even a
   // tag reaches the client before the rule is known.
