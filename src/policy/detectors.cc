@@ -310,13 +310,16 @@ std::string GroupSeparatorAtCut(std::string_view before, std::string_view after)
 struct DecodedView::Impl {
   internal::DecodedText decoded;
 };
-DecodedView::DecodedView() : impl_(std::make_unique<Impl>()) {}
+DecodedView::DecodedView() = default;  // nothing allocated until a text decodes
 DecodedView::~DecodedView() = default;
 DecodedView::DecodedView(DecodedView&&) noexcept = default;
 DecodedView& DecodedView::operator=(DecodedView&&) noexcept = default;
 
 bool DecodedView::Assign(std::string_view in, Family family) {
-  if (!impl_) impl_ = std::make_unique<Impl>();
+  if (!impl_) {
+    if (!internal::MayHoldEncoding(in)) return false;
+    impl_ = std::make_unique<Impl>();
+  }
   return impl_->decoded.Assign(in, family == Family::kWeb
                                        ? internal::DecodeFamily::kWeb
                                        : internal::DecodeFamily::kQuotedPrintable);
