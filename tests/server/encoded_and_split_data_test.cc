@@ -7,39 +7,20 @@
 //  * card groups on separate lines (LF, CRLF);
 //  * encoded data: percent-encoding, HTML character references, backslash escapes (JSON text in a
 //    JSON string), quoted-printable, base64 text data: URLs, nested up to the decoding rounds.
+//  * (red team R4) both at once: a value split at a group boundary whose separators are
+//    encoded ("card 4111%201111" + "1111%201111", "ssn 536%2D22" + "4581"), or with encoded
+//    padding at the cut; (R6) numeric references and escapes with leading zeros, \U00000040.
 // Detector-level tests use DetectorSet directly; the gateway tests run a real `airlock serve`
-// (AIRLOCK_EXE) in front of a logging upstream (a TEST DOUBLE: an httplib server in this process
-// that records every body it receives), all on loopback, every wait bounded.
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <gtest/gtest.h>
-#include <httplib.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+// (AIRLOCK_EXE) in front of a logging upstream (a TEST DOUBLE, RecordingUpstream in
+// gateway_support.h), all on loopback, every wait bounded.
 #include <chrono>
 #include <fstream>
-#include <functional>
 #include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <string>
-#include <thread>
-#include <vector>
 
+#include "gateway_support.h"
 #include "policy/detectors.h"
-#include "serve_process.h"
 #include "server/internal/policy_apply.h"
 #include "server/internal/request.h"
-#include "test_util.h"
 
 namespace {
 
@@ -49,6 +30,7 @@ using airlock::policy::Match;
 using airlock::server::internal::CrossFieldMatch;
 using airlock::server::internal::FindCrossFieldMatches;
 using airlock::server::internal::ScanUnit;
+using airlock::testing::RecordingUpstream;
 using airlock::testing::ServeArgs;
 using airlock::testing::ServeProcess;
 using airlock::testing::ServeProcessOptions;
@@ -454,56 +436,24 @@ TEST_F(SplitAtGroupBoundaryTest, EncodedSplitFindingCutsTheEncodedBytes) {
 
 // ---- end to end: a real gateway in front of a logging upstream ----
 
-class LoggingUpstream {
- public:
-  LoggingUpstream() {
-    server_.Post(
-        "/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            bodies_.push_back(req.body);
-          }
-          json answer = {
-              {"id", "up-1"},
-              {"object", "chat.completion"},
-              {"created", 0},
-              {"model", "echo"},
-              {"choices", json::array({{{"index", 0},
-                                        {"message", {{"role", "assistant"}, {"content", "ok"}}},
-                                        {"finish_reason", "stop"}}})},
-              {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}, {"total_tokens", 2}}}};
-          res.set_content(answer.dump(), "application/json");
-        });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~LoggingUpstream() {
-    server_.stop();
-    thread_.join();
-  }
-  int port() const { return port_; }
-  std::string last() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_.empty() ? std::string() : bodies_.back();
-  }
-  std::size_t count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_.size();
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::mutex mu_;
-  std::vector<std::string> bodies_;
-};
+// The upstream's answer to every request: a fixed one (the tests look at what it received).
+void AnswerOk(const httplib::Request&, httplib::Response& res) {
+  json answer = {{"id", "up-1"},
+                 {"object", "chat.completion"},
+                 {"created", 0},
+                 {"model", "echo"},
+                 {"choices", json::array({{{"index", 0},
+                                           {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                                           {"finish_reason", "stop"}}})},
+                 {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}, {"total_tokens", 2}}}};
+  res.set_content(answer.dump(), "application/json");
+}
 
 class GatewayEncodedSplitTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new airlock::testing::TempDir("leak");
-    upstream_ = new LoggingUpstream();
+    upstream_ = new RecordingUpstream(AnswerOk);
     std::string config = (dir_->path() / "policy.toml").string();
     std::ofstream(config) << "[[upstreams]]\nname='us'\nbase_url='http://127.0.0.1:"
                           << upstream_->port()
@@ -566,7 +516,7 @@ class GatewayEncodedSplitTest : public ::testing::Test {
   }
 
   static inline airlock::testing::TempDir* dir_ = nullptr;
-  static inline LoggingUpstream* upstream_ = nullptr;
+  static inline RecordingUpstream* upstream_ = nullptr;
   static inline ServeProcess* serve_ = nullptr;
   static inline int port_ = 0;
 };
@@ -681,7 +631,7 @@ class GatewayEncodedSplitBlockTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new airlock::testing::TempDir("leak-block");
-    upstream_ = new LoggingUpstream();
+    upstream_ = new RecordingUpstream(AnswerOk);
     std::string config = (dir_->path() / "policy.toml").string();
     std::ofstream(config) << "[[upstreams]]\nname='us'\nbase_url='http://127.0.0.1:"
                           << upstream_->port()
@@ -714,7 +664,7 @@ class GatewayEncodedSplitBlockTest : public ::testing::Test {
   }
 
   static inline airlock::testing::TempDir* dir_ = nullptr;
-  static inline LoggingUpstream* upstream_ = nullptr;
+  static inline RecordingUpstream* upstream_ = nullptr;
   static inline ServeProcess* serve_ = nullptr;
   static inline int port_ = 0;
 };

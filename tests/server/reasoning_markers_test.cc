@@ -1,30 +1,14 @@
 // A local model's reasoning is split off at the markers its own chat template or vocabulary
 // defines (engine::DetectReasoningMarkers), carried from a model worker in its hello, and applied
 // by the gateway to that model's output only; an upstream's answers keep the lenient <think>
-// matching (any letter case, blanks before '>'; see reasoning_test.cc).
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <gtest/gtest.h>
-#include <httplib.h>
-
-#include <nlohmann/json.hpp>
-#include <string>
-#include <vector>
-
+// matching (any letter case, blanks or attributes before '>', <thinking>; see reasoning_test.cc).
 #include "engine/reasoning.h"
+#include "gateway_support.h"
 #include "policy/policy.h"
 #include "policy/transform.h"
 #include "server/gateway.h"
 #include "server/internal/worker_protocol.h"
 #include "server/model_backend.h"
-#include "test_util.h"
 
 namespace {
 
