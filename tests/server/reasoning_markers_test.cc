@@ -123,7 +123,11 @@ TEST(ReasoningMarkers, WorkerHelloCarriesBoundedMarkers) {
 // tag spellings, which are not this model's markers.
 class MarkerBackend : public airlock::server::ModelBackend {
  public:
-  explicit MarkerBackend(airlock::engine::ReasoningMarkers markers) : markers_(markers) {}
+  explicit MarkerBackend(airlock::engine::ReasoningMarkers markers,
+                         std::vector<std::string> pieces = {"<|begin_of_th", "ought|>model plan",
+                                                            "<|end_of_thou",
+                                                            "ght|>answer <THINK>kept</THINK>"})
+      : markers_(markers), pieces_(std::move(pieces)) {}
   std::string Name() const override { return "thinker"; }
   std::int64_t CountTokens(std::string_view text) const override {
     return static_cast<std::int64_t>(text.size() / 4 + 1);
@@ -132,10 +136,8 @@ class MarkerBackend : public airlock::server::ModelBackend {
   airlock::Result<airlock::server::GenerateResult> Generate(
       const airlock::server::GenerateRequest&, const std::function<bool(std::string_view)>& on_text,
       const std::atomic<bool>& cancel) override {
-    const std::vector<std::string> pieces = {"<|begin_of_th", "ought|>model plan", "<|end_of_thou",
-                                             "ght|>answer <THINK>kept</THINK>"};
     airlock::server::GenerateResult r;
-    for (const auto& p : pieces) {
+    for (const auto& p : pieces_) {
       if (cancel || !on_text(p)) break;
       r.completion_tokens++;
     }
@@ -145,6 +147,7 @@ class MarkerBackend : public airlock::server::ModelBackend {
 
  private:
   airlock::engine::ReasoningMarkers markers_;
+  std::vector<std::string> pieces_;
 };
 
 std::string Content(const httplib::Result& r, bool stream) {
@@ -161,7 +164,8 @@ std::string Content(const httplib::Result& r, bool stream) {
   return text;
 }
 
-void ExpectLocalSplit(bool stream) {
+// `pieces`: what the model emits (empty: the default, an opening and a closing marker).
+void ExpectLocalSplit(bool stream, std::vector<std::string> pieces = {}) {
   TempDir dir("reasoning-markers");
   std::string toml =
       "[[local_models]]\nname='thinker'\npath='thinker.gguf'\n[reasoning]\n"
@@ -173,8 +177,10 @@ void ExpectLocalSplit(bool stream) {
   airlock::server::GatewayOptions options;
   options.port = 0;
   options.policy = *policy;
-  options.local_backends["thinker"] = std::make_shared<MarkerBackend>(
-      airlock::engine::ReasoningMarkers{"<|begin_of_thought|>", "<|end_of_thought|>"});
+  const airlock::engine::ReasoningMarkers markers{"<|begin_of_thought|>", "<|end_of_thought|>"};
+  options.local_backends["thinker"] = pieces.empty()
+                                          ? std::make_shared<MarkerBackend>(markers)
+                                          : std::make_shared<MarkerBackend>(markers, pieces);
   auto gw = airlock::server::Gateway::Create(options);
   ASSERT_TRUE(gw.ok()) << gw.error().message();
   ASSERT_TRUE((*gw)->Start().ok());
@@ -195,6 +201,15 @@ TEST(ReasoningMarkers, LocalModelReasoningIsSplitAtItsOwnMarkersNonStreamed) {
 }
 TEST(ReasoningMarkers, LocalModelReasoningIsSplitAtItsOwnMarkersStreamed) {
   ExpectLocalSplit(true);
+}
+
+// R5: a local model whose template opened the reasoning answers with the closing marker only:
+// the text before it never reaches the client (strip), streamed or not.
+TEST(ReasoningMarkers, LocalModelAnswerWithOnlyAClosingMarkerIsSplitNonStreamed) {
+  ExpectLocalSplit(false, {"model pl", "an<|end_of_thou", "ght|>answer <THINK>kept</THINK>"});
+}
+TEST(ReasoningMarkers, LocalModelAnswerWithOnlyAClosingMarkerIsSplitStreamed) {
+  ExpectLocalSplit(true, {"model pl", "an<|end_of_thou", "ght|>answer <THINK>kept</THINK>"});
 }
 
 }  // namespace
