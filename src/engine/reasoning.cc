@@ -8,6 +8,7 @@ ReasoningMarkers DetectReasoningMarkers(std::string_view chat_template,
                                         const Tokenizer* tokenizer) {
   static constexpr std::pair<std::string_view, std::string_view> kKnown[] = {
       {"<think>", "</think>"},
+      {"<thinking>", "</thinking>"},
   };
   for (const auto& [open, close] : kKnown) {
     const bool in_template = chat_template.find(open) != std::string_view::npos &&

@@ -19,8 +19,12 @@ struct ReasoningMarkers {
 };
 
 // The first known pair whose two markers the chat template writes or the vocabulary holds as
-// tokens (`tokenizer` may be null); {} when none. Known pairs: "<think>" / "</think>" (the only
-// convention among the models this project has fixtures of).
+// tokens (`tokenizer` may be null); {} when none. Known pairs, in this order: "<think>" /
+// "</think>" (Qwen3, DeepSeek R1, QwQ: the only convention among the models this project has
+// fixtures of) and "<thinking>" / "</thinking>". A template that writes the opening marker into
+// the generation prompt (the answer then holds only the closing one) needs nothing more: the
+// gateway reads everything before a closing marker with no opening one as reasoning
+// (policy::ThinkSplitter).
 ReasoningMarkers DetectReasoningMarkers(std::string_view chat_template, const Tokenizer* tokenizer);
 
 }  // namespace airlock::engine

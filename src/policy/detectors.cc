@@ -307,6 +307,34 @@ std::string GroupSeparatorAtCut(std::string_view before, std::string_view after)
   return {};
 }
 
+struct DecodedView::Impl {
+  internal::DecodedText decoded;
+};
+DecodedView::DecodedView() = default;  // nothing allocated until a text decodes
+DecodedView::~DecodedView() = default;
+DecodedView::DecodedView(DecodedView&&) noexcept = default;
+DecodedView& DecodedView::operator=(DecodedView&&) noexcept = default;
+
+bool DecodedView::Assign(std::string_view in, Family family) {
+  if (!impl_) {
+    if (!internal::MayHoldEncoding(in)) return false;
+    impl_ = std::make_unique<Impl>();
+  }
+  return impl_->decoded.Assign(in, family == Family::kWeb
+                                       ? internal::DecodeFamily::kWeb
+                                       : internal::DecodeFamily::kQuotedPrintable);
+}
+const std::string& DecodedView::text() const {
+  static const std::string kEmpty;
+  return impl_ ? impl_->decoded.text() : kEmpty;
+}
+std::size_t DecodedView::OriginalBegin(std::size_t begin) const {
+  return impl_ ? impl_->decoded.OriginalBegin(begin) : begin;
+}
+std::size_t DecodedView::OriginalEnd(std::size_t end) const {
+  return impl_ ? impl_->decoded.OriginalEnd(end) : end;
+}
+
 bool IsKnownTopLevelDomain(std::string_view label) {
   static constexpr std::string_view kGeneric[] = {
       "com",    "org",   "net",   "edu",     "gov",     "mil",    "int",   "info",    "biz",

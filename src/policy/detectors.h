@@ -110,6 +110,33 @@ class DetectorSet {
 // break...).
 std::string GroupSeparatorAtCut(std::string_view before, std::string_view after);
 
+// Text as the detectors read it decoded (see DetectorSet::Scan and internal/decode.h): one
+// family of encodings undone, with every decoded byte range mapped back to the bytes it came
+// from. For callers that arrange several texts into one before scanning it: the gateway reads the
+// fields of a request joined, and a field boundary written encoded ("card 4111%201111" +
+// "1111%201111") shows its group separator or padding only decoded. Linear in the text size.
+class DecodedView {
+ public:
+  // kWeb: percent-encoding, HTML references, backslash escapes, base64 text data: URLs;
+  // kQuotedPrintable: =XX and soft line breaks (read apart, as Scan reads them).
+  enum class Family { kWeb, kQuotedPrintable };
+  DecodedView();
+  ~DecodedView();
+  DecodedView(DecodedView&&) noexcept;
+  DecodedView& operator=(DecodedView&&) noexcept;
+
+  // Decodes `in`. Returns false, leaving text() empty, when nothing in it decodes.
+  bool Assign(std::string_view in, Family family);
+  const std::string& text() const;
+  // The original byte range covered by decoded bytes [begin, end) of text() (begin < end).
+  std::size_t OriginalBegin(std::size_t begin) const;
+  std::size_t OriginalEnd(std::size_t end) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Whether `label` (the last label of an e-mail domain, any case) is a top-level domain: any two
 // letters (country codes) or one of the common generic ones (com, org, net, info, io, ...). Used
 // to tell "alice@example.co" + "m" (the next field completes the address) from

@@ -109,42 +109,52 @@ std::string StreamRestorer::Flush() {
 
 namespace {
 
-// A reasoning tag at `at`: "<think>" or, when `closing`, "</think>", in any letter case and with
-// spaces or tabs before the '>' (models and templates vary: "<THINK>", "<think >").
-enum class TagMatch { kNo, kPartial, kFull };
-TagMatch MatchThinkTag(std::string_view s, std::size_t at, bool closing, std::size_t* length) {
-  static constexpr std::size_t kMaxTagLength = 40;
-  std::size_t i = at;
-  auto need = [&](auto ok) {
-    if (i == s.size()) return TagMatch::kPartial;
-    if (!ok(s[i])) return TagMatch::kNo;
-    ++i;
-    return TagMatch::kFull;
-  };
-  TagMatch m = need([](char c) { return c == '<'; });
-  if (m != TagMatch::kFull) return m;
-  if (closing && (m = need([](char c) { return c == '/'; })) != TagMatch::kFull) return m;
+enum class TagMatch { kNo, kPartial, kOpen, kClose };
+
+bool IsTagBlank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+
+// A reasoning tag at `at`: "<think" or "<thinking" (or with '/': closing) in any letter case,
+// then '>' directly, or a blank and anything but '<' and '>' up to the '>' (models and templates
+// vary: "<THINK>", "<think >", "<think\n>", "<think x=1>", "<thinking>"), the whole tag at most
+// kMaxTagLength bytes. "<thinker>" and "<think/>" are not tags.
+TagMatch MatchThinkTag(std::string_view s, std::size_t at, std::size_t* length) {
+  static constexpr std::size_t kMaxTagLength = 64;
+  std::size_t i = at + 1;  // s[at] == '<'
+  auto partial_or_no = [&] { return i == s.size() ? TagMatch::kPartial : TagMatch::kNo; };
+  const bool closing = i < s.size() && s[i] == '/';
+  if (closing) ++i;
   for (char letter : std::string_view("think")) {
-    m = need([letter](char c) { return (c | 0x20) == letter; });
-    if (m != TagMatch::kFull) return m;
+    if (i == s.size() || (s[i] | 0x20) != letter) return partial_or_no();
+    ++i;
   }
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
-    if (++i - at > kMaxTagLength) return TagMatch::kNo;
+  if (i < s.size() && (s[i] | 0x20) == 'i') {  // "thinking"
+    for (char letter : std::string_view("ing")) {
+      if (i == s.size() || (s[i] | 0x20) != letter) return partial_or_no();
+      ++i;
+    }
   }
-  if ((m = need([](char c) { return c == '>'; })) != TagMatch::kFull) return m;
-  *length = i - at;
-  return TagMatch::kFull;
+  if (i == s.size()) return TagMatch::kPartial;
+  if (s[i] != '>') {
+    if (!IsTagBlank(s[i])) return TagMatch::kNo;
+    while (i < s.size() && s[i] != '>') {
+      if (s[i] == '<' || i - at >= kMaxTagLength) return TagMatch::kNo;
+      ++i;
+    }
+    if (i == s.size()) return TagMatch::kPartial;
+  }
+  *length = i + 1 - at;
+  return closing ? TagMatch::kClose : TagMatch::kOpen;
 }
 
 // `marker` exactly at `at` (kPartial: `s` ends inside a prefix of it).
-TagMatch MatchExact(std::string_view s, std::size_t at, std::string_view marker,
+TagMatch MatchExact(std::string_view s, std::size_t at, std::string_view marker, TagMatch kind,
                     std::size_t* length) {
   std::string_view rest = s.substr(at);
   if (rest.size() < marker.size())
     return marker.substr(0, rest.size()) == rest ? TagMatch::kPartial : TagMatch::kNo;
   if (rest.substr(0, marker.size()) != marker) return TagMatch::kNo;
   *length = marker.size();
-  return TagMatch::kFull;
+  return kind;
 }
 
 }  // namespace
@@ -152,40 +162,86 @@ TagMatch MatchExact(std::string_view s, std::size_t at, std::string_view marker,
 ThinkSplitter::Piece ThinkSplitter::Feed(std::string_view chunk) {
   pending_.append(chunk);
   Piece piece;
-  std::size_t pos = 0;
-  std::size_t search = 0;
+  const bool exact = !markers_.empty();
+  // The bytes a marker can start with.
+  const char starts[3] = {exact ? markers_.open[0] : '<', exact ? markers_.close[0] : '<', '\0'};
+  std::size_t pos = 0, search = 0;
+  auto sink = [&]() -> std::string& {
+    if (!decided_) return undecided_;
+    return depth_ > 0 ? piece.reasoning : piece.visible;
+  };
   while (true) {
-    std::string& sink = in_think_ ? piece.reasoning : piece.visible;
-    const bool exact = !markers_.empty();
-    const std::string& marker = in_think_ ? markers_.close : markers_.open;
-    std::size_t at = pending_.find(exact ? marker[0] : '<', search);
+    std::size_t at = exact ? pending_.find_first_of(starts, search, 2) : pending_.find('<', search);
     if (at == std::string::npos) {
-      sink.append(pending_, pos, std::string::npos);
+      sink().append(pending_, pos, std::string::npos);
       pos = pending_.size();
       break;
     }
     std::size_t length = 0;
-    TagMatch m = exact ? MatchExact(pending_, at, marker, &length)
-                       : MatchThinkTag(pending_, at, in_think_, &length);
-    if (m == TagMatch::kFull) {
-      sink.append(pending_, pos, at - pos);
-      pos = search = at + length;
-      in_think_ = !in_think_;
-    } else if (m == TagMatch::kPartial) {  // hold back what could still become a tag
-      sink.append(pending_, pos, at - pos);
+    TagMatch m = TagMatch::kNo;
+    if (exact) {
+      m = MatchExact(pending_, at, markers_.close, TagMatch::kClose, &length);
+      TagMatch open = MatchExact(pending_, at, markers_.open, TagMatch::kOpen, &length);
+      if (m == TagMatch::kNo || (m == TagMatch::kPartial && open == TagMatch::kOpen)) m = open;
+      if (m == TagMatch::kClose) length = markers_.close.size();
+    } else {
+      m = MatchThinkTag(pending_, at, &length);
+    }
+    if (m == TagMatch::kNo) {
+      search = at + 1;
+      continue;
+    }
+    sink().append(pending_, pos, at - pos);
+    if (m == TagMatch::kPartial) {  // hold back what could still become a tag
       pos = at;
       break;
+    }
+    pos = search = at + length;
+    if (m == TagMatch::kOpen) {
+      if (!decided_) {  // the answer opened its reasoning itself: what came before is answer
+        decided_ = true;
+        piece.visible += undecided_;
+        undecided_.clear();
+      }
+      released_early_ = false;
+      if (depth_ < kMaxDepth) ++depth_;
+      continue;
+    }
+    // A closing marker.
+    if (depth_ > 0) {
+      --depth_;
+    } else if (!decided_) {
+      // None opened: the chat template opened the reasoning (DeepSeek R1, QwQ), so everything
+      // before this marker is reasoning.
+      decided_ = true;
+      piece.reasoning += undecided_;
+      undecided_.clear();
+    } else if (released_early_) {
+      // The same, after the held text was released at kMaxUndecided: it reached the caller as
+      // answer text.
+      released_early_ = false;
+      piece.reasoning_released = true;
     } else {
-      search = at + 1;
+      piece.visible.append(pending_, at, length);  // a stray marker in the answer is text
     }
   }
   pending_.erase(0, pos);
+  if (!decided_ && undecided_.size() > kMaxUndecided) {
+    decided_ = released_early_ = true;
+    piece.visible.insert(0, undecided_);
+    undecided_.clear();
+  }
   return piece;
 }
 
 ThinkSplitter::Piece ThinkSplitter::Flush() {
   Piece piece;
-  (in_think_ ? piece.reasoning : piece.visible) = std::move(pending_);
+  if (!decided_) {
+    piece.visible = std::move(undecided_) + pending_;
+  } else {
+    (depth_ > 0 ? piece.reasoning : piece.visible) = std::move(pending_);
+  }
+  undecided_.clear();
   pending_.clear();
   return piece;
 }

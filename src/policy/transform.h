@@ -65,24 +65,40 @@ struct ThinkMarkers {
 };
 
 // Splits streamed model output into visible text and reasoning text, tolerating markers split
-// across chunks. Without markers (an upstream) reasoning is delimited by <think> and </think> in
-// any letter case, with blanks before the '>' ("<THINK>", "<think >"); with a model's own
-// markers, by exactly those.
+// across chunks. Without markers (an upstream) reasoning is delimited by <think> / </think> or
+// <thinking> / </thinking> in any letter case, with blanks or attributes before the '>'
+// ("<THINK>", "<think >", "<think\n>", "<think x=1>"); with a model's own markers, by exactly
+// those. What counts as reasoning:
+//   * the text between an opening and its closing marker; blocks nest (an opening marker inside
+//     reasoning needs its own closing one), markers themselves are dropped;
+//   * an answer whose first marker is a closing one (the chat template wrote the opening one, as
+//     DeepSeek R1's and QwQ's do): everything before it. Until the first marker the text is
+//     therefore held (not returned) - up to kMaxUndecided bytes, then released as visible; a
+//     closing marker after such a release sets Piece::reasoning_released (the caller already
+//     passed reasoning on as answer: fail closed);
+//   * a closing marker later, with no block open, is answer text like any other.
+// An unclosed block is reasoning to the end.
 class ThinkSplitter {
  public:
+  static constexpr std::size_t kMaxUndecided = 64u << 10;
   ThinkSplitter() = default;
   explicit ThinkSplitter(ThinkMarkers markers) : markers_(std::move(markers)) {}
   struct Piece {
     std::string visible;
     std::string reasoning;
+    bool reasoning_released = false;
   };
   Piece Feed(std::string_view chunk);
   Piece Flush();
 
  private:
+  static constexpr int kMaxDepth = 1 << 20;
   ThinkMarkers markers_;
-  bool in_think_ = false;
-  std::string pending_;
+  int depth_ = 0;                // open reasoning blocks
+  bool decided_ = false;         // a marker was seen, or the held text released
+  bool released_early_ = false;  // released at kMaxUndecided with no marker seen yet
+  std::string undecided_;        // text before the first marker, held
+  std::string pending_;          // text that may still start a marker
 };
 
 }  // namespace airlock::policy

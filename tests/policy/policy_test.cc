@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "policy/transform.h"
 
 namespace airlock::policy {
@@ -203,11 +205,79 @@ TEST(ThinkSplitter, TagsMatchInAnyCaseAndWithBlanksAtEveryCut) {
       auto b = s.Feed(text.substr(i, j - i));
       auto c = s.Feed(text.substr(j));
       auto d = s.Flush();
-      EXPECT_EQ(a.visible + b.visible + c.visible + d.visible, "Answer <thinking>x</think > tail")
-          << i << "," << j;
-      EXPECT_EQ(a.reasoning + b.reasoning + c.reasoning + d.reasoning, "secret plan") << i;
+      EXPECT_EQ(a.visible + b.visible + c.visible + d.visible, "Answer  tail") << i << "," << j;
+      EXPECT_EQ(a.reasoning + b.reasoning + c.reasoning + d.reasoning, "secret planx") << i;
     }
   }
+}
+
+// Splits `text` cut at i and j; {visible, reasoning, whether reasoning_released was reported}.
+std::tuple<std::string, std::string, bool> SplitThree(const std::string& text, std::size_t i,
+                                                      std::size_t j, ThinkMarkers markers = {}) {
+  ThinkSplitter s(std::move(markers));
+  auto a = s.Feed(text.substr(0, i));
+  auto b = s.Feed(text.substr(i, j - i));
+  auto c = s.Feed(text.substr(j));
+  auto d = s.Flush();
+  return {a.visible + b.visible + c.visible + d.visible,
+          a.reasoning + b.reasoning + c.reasoning + d.reasoning,
+          a.reasoning_released || b.reasoning_released || c.reasoning_released};
+}
+
+// R5: an answer whose first marker closes reasoning (the template opened it, DeepSeek R1 style):
+// what came before is reasoning, at every cut, with generic tags and with a model's own markers.
+TEST(ThinkSplitter, ClosingMarkerWithNoOpeningMakesWhatCameBeforeReasoningAtEveryCut) {
+  const std::string text = "plan a<b</think>\n\nAnswer</think> tail";
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    auto [visible, reasoning, released] = SplitThree(text, i, text.size());
+    EXPECT_EQ(visible, "\n\nAnswer</think> tail") << i;
+    EXPECT_EQ(reasoning, "plan a<b") << i;
+    EXPECT_FALSE(released);
+    auto [v2, r2, rel2] = SplitThree(text, i, text.size(), ThinkMarkers{"<think>", "</think>"});
+    EXPECT_EQ(v2, "\n\nAnswer</think> tail") << i;
+    EXPECT_EQ(r2, "plan a<b") << i;
+  }
+  // Held until a marker decides: nothing of the first piece is released before it.
+  ThinkSplitter s;
+  auto first = s.Feed("plan without markers yet");
+  EXPECT_EQ(first.visible, "");
+  EXPECT_EQ(first.reasoning, "");
+  EXPECT_EQ(s.Flush().visible, "plan without markers yet");  // none came: it was answer
+}
+
+// R5: "<think\n>", "<think x=1>", "<thinking>" and nested blocks, at every pair of cuts.
+TEST(ThinkSplitter, TagVariantsAndNestedBlocksAtEveryCut) {
+  const std::string text =
+      "A<think\n>p1</think>B<think x=\"1\">p2<thinking>p3</thinking>p4</think>C<thinker>D<think/>E";
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    for (std::size_t j = i; j <= text.size(); j += 2) {
+      auto [visible, reasoning, released] = SplitThree(text, i, j);
+      EXPECT_EQ(visible, "ABC<thinker>D<think/>E") << i << "," << j;
+      EXPECT_EQ(reasoning, "p1p2p3p4") << i << "," << j;
+    }
+  }
+  // An unclosed block is reasoning to the end; a tag longer than 64 bytes is not a tag.
+  EXPECT_EQ(std::get<1>(SplitThree("a<think>rest", 3, 12)), "rest");
+  const std::string long_tag = "<think " + std::string(80, 'x') + ">text";
+  EXPECT_EQ(std::get<0>(SplitThree(long_tag, 5, long_tag.size())), long_tag);
+}
+
+// R5: text before any marker is held only up to kMaxUndecided bytes; a closing marker after that
+// is reported (the caller already passed reasoning on as answer and must fail closed).
+TEST(ThinkSplitter, ClosingMarkerAfterTheHeldTextWasReleasedIsReported) {
+  ThinkSplitter s;
+  std::string big(ThinkSplitter::kMaxUndecided + 1, 'r');
+  auto a = s.Feed(big);
+  EXPECT_EQ(a.visible, big);
+  auto b = s.Feed("more</think>answer");
+  EXPECT_TRUE(b.reasoning_released);
+  EXPECT_EQ(b.visible, "moreanswer");  // released like the text before it
+  // One Feed holding the whole answer (a non-streamed answer) decides at once, whatever its size.
+  ThinkSplitter whole;
+  auto w = whole.Feed(big + "</think>answer");
+  EXPECT_EQ(w.reasoning, big);
+  EXPECT_EQ(w.visible, "answer");
+  EXPECT_FALSE(w.reasoning_released);
 }
 
 // Attack: base_url values with userinfo, a fragment, a query or '..' segments were copied raw into

@@ -7,39 +7,20 @@
 //  * card groups on separate lines (LF, CRLF);
 //  * encoded data: percent-encoding, HTML character references, backslash escapes (JSON text in a
 //    JSON string), quoted-printable, base64 text data: URLs, nested up to the decoding rounds.
+//  * (red team R4) both at once: a value split at a group boundary whose separators are
+//    encoded ("card 4111%201111" + "1111%201111", "ssn 536%2D22" + "4581"), or with encoded
+//    padding at the cut; (R6) numeric references and escapes with leading zeros, \U00000040.
 // Detector-level tests use DetectorSet directly; the gateway tests run a real `airlock serve`
-// (AIRLOCK_EXE) in front of a logging upstream (a TEST DOUBLE: an httplib server in this process
-// that records every body it receives), all on loopback, every wait bounded.
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <gtest/gtest.h>
-#include <httplib.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+// (AIRLOCK_EXE) in front of a logging upstream (a TEST DOUBLE, RecordingUpstream in
+// gateway_support.h), all on loopback, every wait bounded.
 #include <chrono>
 #include <fstream>
-#include <functional>
 #include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <string>
-#include <thread>
-#include <vector>
 
+#include "gateway_support.h"
 #include "policy/detectors.h"
-#include "serve_process.h"
 #include "server/internal/policy_apply.h"
 #include "server/internal/request.h"
-#include "test_util.h"
 
 namespace {
 
@@ -49,6 +30,7 @@ using airlock::policy::Match;
 using airlock::server::internal::CrossFieldMatch;
 using airlock::server::internal::FindCrossFieldMatches;
 using airlock::server::internal::ScanUnit;
+using airlock::testing::RecordingUpstream;
 using airlock::testing::ServeArgs;
 using airlock::testing::ServeProcess;
 using airlock::testing::ServeProcessOptions;
@@ -226,6 +208,40 @@ TEST_F(DecodedDetectionTest, HostileEncodedInputIsBoundedAndNeverCrashes) {
   }
 }
 
+// R6: numeric references and escapes with more digits than the value needs (leading zeros), and
+// the eight-digit \U escape, are decoded.
+TEST_F(DecodedDetectionTest, LongNumericReferencesWithLeadingZerosAreDecoded) {
+  for (const std::string& at : std::vector<std::string>{
+           "&#x00000040;", "&#000000064;", "&#0000000000064", "&#" + std::string(29, '0') + "64;",
+           "\\U00000040", "\\u{000000040}", "\\u{" + std::string(30, '0') + "40}"}) {
+    std::string text = "mail alice" + at + "example.com";
+    ExpectFound(text, DataClass::kEmail, "alice" + at + "example.com");
+  }
+  ExpectFound("card 4111&#x0000000020;1111&#0000000032;1111\\U000000201111",
+              DataClass::kPaymentCard, "4111&#x0000000020;1111&#0000000032;1111\\U000000201111");
+}
+
+// R6: what stays undecoded: a value past U+10FFFF, a run of digits longer than any reference
+// needs (the output stays bounded), and a \U without its eight digits.
+TEST_F(DecodedDetectionTest, OverlongOrOutOfRangeReferencesStayUndecoded) {
+  for (const std::string& at : std::vector<std::string>{
+           "&#x110040;", "&#x" + std::string(40, '0') + "40;", "&#" + std::string(40, '0') + "64;",
+           "\\U00110040", "\\U0040", "\\u{" + std::string(40, '0') + "40}",
+           "&#99999999999999999999999999;"}) {
+    std::string text = "mail alice" + at + "example.com";
+    EXPECT_TRUE(set_->Scan(text).empty()) << text;
+  }
+  // Hostile: endless zeros after one reference start, and many such starts; each call returns.
+  for (const std::string& in : std::vector<std::string>{
+           "&#x" + std::string(1 << 20, '0') + "40;", "\\u{" + std::string(1 << 20, '0'), [] {
+             std::string s;
+             for (int i = 0; i < 50000; ++i) s += "&#0000000000000000000000000000000000";
+             return s;
+           }()}) {
+    for (const Match& m : set_->Scan(in)) EXPECT_LE(m.end, in.size());
+  }
+}
+
 TEST_F(DecodedDetectionTest, CardGroupsOnSeparateLinesAreFound) {
   ExpectFound("card:\n4111\n1111\n1111\n1111\nthanks", DataClass::kPaymentCard,
               "4111\n1111\n1111\n1111");
@@ -323,58 +339,121 @@ TEST_F(SplitAtGroupBoundaryTest, EmailWhoseLastLabelIsCompletedByTheNextFieldIsR
   EXPECT_TRUE(Cross({{"alice@example.com"}, {"bob@example.org"}}).empty());
 }
 
+// `text` with each character other than a letter or digit written in `encoding` ("%", "&#",
+// "&#x", "\\u", "="; see Encoded).
+std::string Encoded(const std::string& text, const std::string& encoding) {
+  std::string out;
+  for (char c : text) {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+      out += c;
+      continue;
+    }
+    char buf[16];
+    unsigned v = static_cast<unsigned char>(c);
+    if (encoding == "%") std::snprintf(buf, sizeof buf, "%%%02X", v);
+    if (encoding == "&#") std::snprintf(buf, sizeof buf, "&#%u;", v);
+    if (encoding == "&#x") std::snprintf(buf, sizeof buf, "&#x%x;", v);
+    if (encoding == "\\u") std::snprintf(buf, sizeof buf, "\\u%04x", v);
+    if (encoding == "=") std::snprintf(buf, sizeof buf, "=%02X", v);
+    out += buf;
+  }
+  return out;
+}
+
+// R4: the red team's strings: the value split between two fields exactly at a group boundary,
+// the separators written encoded, so that neither field shows one in clear.
+TEST_F(SplitAtGroupBoundaryTest, EncodedGroupSeparatorSplitAtAGroupBoundaryIsFound) {
+  for (const char* sep : {"%20", "&#32;", "\\u0020", "=20", "&#x20;", "%u0020", "&nbsp;"}) {
+    std::string s = sep;
+    EXPECT_TRUE(Found({{"card 4111" + s + "1111"}, {"1111" + s + "1111"}}, DataClass::kPaymentCard))
+        << s;
+    EXPECT_TRUE(Found({{"card 4111" + s + "1111", "1111" + s + "1111"}}, DataClass::kPaymentCard))
+        << s << " in two parts";
+    EXPECT_TRUE(Found({{"1111" + s + "1111"}, {"card 4111" + s + "1111"}}, DataClass::kPaymentCard))
+        << s << " reversed";
+  }
+  EXPECT_TRUE(Found({{"ssn 536%2D22"}, {"4581"}}, DataClass::kUsSsn));
+  EXPECT_TRUE(Found({{"ssn 536&#45;22"}, {"4581"}}, DataClass::kUsSsn));
+  EXPECT_TRUE(Found({{"ssn 536"}, {"22%2D4581"}}, DataClass::kUsSsn));
+  // The separator encoded at the end of the first field, at the start of the second, the value
+  // cut in the middle of an escape, and two encodings mixed.
+  EXPECT_TRUE(Found({{"card 4111%20"}, {"1111%201111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111"}, {"%201111%201111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111%2"}, {"01111%201111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111&#32;1111"}, {"1111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111=201111"}, {"1111%201111"}}, DataClass::kPaymentCard));
+  EXPECT_TRUE(Found({{"card 4111\\u00201111"}, {"1111&#x20;1111"}}, DataClass::kPaymentCard));
+  // Other classes the same way: IBAN, phone, IP address.
+  EXPECT_TRUE(Found({{"iban DE89%203704%200044"}, {"0532%200130%2000"}}, DataClass::kIban));
+  EXPECT_TRUE(Found({{"phone 138%201234"}, {"5678"}}, DataClass::kPhone));
+  EXPECT_TRUE(Found({{"ip 192%2E168%2E10"}, {"20"}}, DataClass::kIpAddress));
+}
+
+// R4: padding at the cut written encoded (a line break, a blank, a zero-width space): an e-mail
+// and a token split there are read joined, as they are when the padding is in clear.
+TEST_F(SplitAtGroupBoundaryTest, EncodedPaddingAtTheCutIsTrimmed) {
+  EXPECT_TRUE(Found({{"mail alice%40%0A"}, {"example.com"}}, DataClass::kEmail));
+  EXPECT_TRUE(Found({{"mail alice&#64;&#10;"}, {"&#32;example.com"}}, DataClass::kEmail));
+  EXPECT_TRUE(Found({{"mail alice@"}, {"\\u200bexample.com"}}, DataClass::kEmail));
+  EXPECT_TRUE(Found({{"token ghp_aB3dE5fG7hJ9kL1mN3pQ5r%E2%80%8B"}, {"S7tU9vW1xY3zA5"}},
+                    DataClass::kSecret));
+  EXPECT_TRUE(Found({{"card 4111 1111=20"}, {"=201111 1111"}}, DataClass::kPaymentCard));
+}
+
+// R4, as a class: every grouped sample with every separator encoded (five encodings), split at
+// every byte (with and without the separator at a group boundary), between two messages, two
+// parts and in reverse order: found.
+TEST_F(SplitAtGroupBoundaryTest, GroupedDataWithEncodedSeparatorsSplitAtEveryByteIsFound) {
+  for (const char* encoding : {"%", "&#", "&#x", "\\u", "="}) {
+    for (const auto& [value, cls] : GroupedSamples()) {
+      for (const auto& [first, second] : EveryCut(value)) {
+        std::string left = "see " + Encoded(first, encoding), right = Encoded(second, encoding);
+        if (right.empty()) continue;
+        std::string where = value + " as '" + left + "' + '" + right + "'";
+        EXPECT_TRUE(Found({{left}, {right}}, cls)) << where << " in two messages";
+        EXPECT_TRUE(Found({{left, right}}, cls)) << where << " in two parts";
+        EXPECT_TRUE(Found({{right}, {left}}, cls)) << where << " reversed";
+      }
+    }
+  }
+}
+
+// The cut a decoded reading finds covers the encoded bytes of each field, and the placeholder
+// stands for the decoded value.
+TEST_F(SplitAtGroupBoundaryTest, EncodedSplitFindingCutsTheEncodedBytes) {
+  auto found = Cross({{"card 4111%201111"}, {"1111%201111 ok"}});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].data_class, DataClass::kPaymentCard);
+  EXPECT_EQ(Compact(found[0].value), "4111111111111111");
+  ASSERT_EQ(found[0].pieces.size(), 2u);
+  EXPECT_EQ(found[0].pieces[0].unit, 0u);
+  EXPECT_EQ(found[0].pieces[0].begin, 5u);
+  EXPECT_EQ(found[0].pieces[0].end, 16u);
+  EXPECT_EQ(found[0].pieces[1].unit, 1u);
+  EXPECT_EQ(found[0].pieces[1].begin, 0u);
+  EXPECT_EQ(found[0].pieces[1].end, 11u);
+}
+
 // ---- end to end: a real gateway in front of a logging upstream ----
 
-class LoggingUpstream {
- public:
-  LoggingUpstream() {
-    server_.Post(
-        "/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            bodies_.push_back(req.body);
-          }
-          json answer = {
-              {"id", "up-1"},
-              {"object", "chat.completion"},
-              {"created", 0},
-              {"model", "echo"},
-              {"choices", json::array({{{"index", 0},
-                                        {"message", {{"role", "assistant"}, {"content", "ok"}}},
-                                        {"finish_reason", "stop"}}})},
-              {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}, {"total_tokens", 2}}}};
-          res.set_content(answer.dump(), "application/json");
-        });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~LoggingUpstream() {
-    server_.stop();
-    thread_.join();
-  }
-  int port() const { return port_; }
-  std::string last() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_.empty() ? std::string() : bodies_.back();
-  }
-  std::size_t count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return bodies_.size();
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::mutex mu_;
-  std::vector<std::string> bodies_;
-};
+// The upstream's answer to every request: a fixed one (the tests look at what it received).
+void AnswerOk(const httplib::Request&, httplib::Response& res) {
+  json answer = {{"id", "up-1"},
+                 {"object", "chat.completion"},
+                 {"created", 0},
+                 {"model", "echo"},
+                 {"choices", json::array({{{"index", 0},
+                                           {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                                           {"finish_reason", "stop"}}})},
+                 {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}, {"total_tokens", 2}}}};
+  res.set_content(answer.dump(), "application/json");
+}
 
 class GatewayEncodedSplitTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new airlock::testing::TempDir("leak");
-    upstream_ = new LoggingUpstream();
+    upstream_ = new RecordingUpstream(AnswerOk);
     std::string config = (dir_->path() / "policy.toml").string();
     std::ofstream(config) << "[[upstreams]]\nname='us'\nbase_url='http://127.0.0.1:"
                           << upstream_->port()
@@ -437,7 +516,7 @@ class GatewayEncodedSplitTest : public ::testing::Test {
   }
 
   static inline airlock::testing::TempDir* dir_ = nullptr;
-  static inline LoggingUpstream* upstream_ = nullptr;
+  static inline RecordingUpstream* upstream_ = nullptr;
   static inline ServeProcess* serve_ = nullptr;
   static inline int port_ = 0;
 };
@@ -455,6 +534,28 @@ TEST_F(GatewayEncodedSplitTest, CardAndSsnSplitAtAGroupBoundaryNeverReachTheUpst
                   "4111111111111111", "card on four lines");
   ExpectNotLeaked(Forwarded(json::array({msg("card\r\n4111\r\n1111\r\n1111\r\n1111")}), "crlf"),
                   "4111111111111111", "card on four CRLF lines");
+}
+
+// R4 end to end: the red team's strings (the separators encoded, none at the cut) between two
+// messages: no digit group of the value reaches the upstream.
+TEST_F(GatewayEncodedSplitTest, EncodedGroupSeparatorSplitAtAGroupBoundaryNeverReachesTheUpstream) {
+  auto msg = [](const std::string& content) {
+    return json{{"role", "user"}, {"content", content}};
+  };
+  for (const char* sep : {"%20", "&#32;", "\\u0020", "=20"}) {
+    std::string s = sep;
+    auto texts =
+        Forwarded(json::array({msg("card 4111" + s + "1111"), msg("1111" + s + "1111")}), s);
+    std::string all;
+    for (const auto& t : texts) all += t + "|";
+    EXPECT_EQ(all.find("4111"), std::string::npos) << s << " -> " << all;
+    EXPECT_EQ(all.find("1111"), std::string::npos) << s << " -> " << all;
+  }
+  auto texts = Forwarded(json::array({msg("ssn 536%2D22"), msg("4581")}), "ssn");
+  std::string all;
+  for (const auto& t : texts) all += t + "|";
+  EXPECT_EQ(all.find("536"), std::string::npos) << all;
+  EXPECT_EQ(all.find("4581"), std::string::npos) << all;
 }
 
 // Each sample split at every byte across two messages, two content parts, and a message's name
@@ -523,6 +624,58 @@ TEST_F(GatewayEncodedSplitTest, EncodedDataNeverReachesTheUpstream) {
   EXPECT_EQ(all.find("example"), std::string::npos) << all;
   EXPECT_EQ(Compact(all).find("4111n1111n1111n1111"), std::string::npos) << all;
   EXPECT_TRUE(set().Scan(all).empty()) << all;
+}
+
+// R4 with a block rule: the encoded split is refused (403) and nothing is forwarded.
+class GatewayEncodedSplitBlockTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new airlock::testing::TempDir("leak-block");
+    upstream_ = new RecordingUpstream(AnswerOk);
+    std::string config = (dir_->path() / "policy.toml").string();
+    std::ofstream(config) << "[[upstreams]]\nname='us'\nbase_url='http://127.0.0.1:"
+                          << upstream_->port()
+                          << "/v1'\njurisdiction='US'\nmodels=['echo']\n"
+                             "[[rules]]\ndata_classes=['us_ssn','payment_card']\naction='block'\n"
+                             "[audit]\npath='"
+                          << (dir_->path() / "audit.db").string() << "'\n";
+    serve_ = new ServeProcess(ServeArgs(config), ServeProcessOptions{.stop_signal = SIGTERM});
+    port_ = serve_->port();
+  }
+  static void TearDownTestSuite() {
+    delete serve_;
+    delete upstream_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_GT(port_, 0) << "airlock serve did not start"; }
+
+  static void ExpectRefused(const std::vector<std::string>& contents, const std::string& what) {
+    json messages = json::array();
+    for (const auto& c : contents) messages.push_back({{"role", "user"}, {"content", c}});
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(20, 0);
+    std::size_t before = upstream_->count();
+    auto r =
+        client.Post("/v1/chat/completions", {{"Authorization", "Bearer any"}},
+                    json{{"model", "echo"}, {"messages", messages}}.dump(), "application/json");
+    ASSERT_TRUE(r) << what;
+    EXPECT_EQ(r->status, 403) << what << ": " << r->body;
+    EXPECT_EQ(upstream_->count(), before) << what;
+  }
+
+  static inline airlock::testing::TempDir* dir_ = nullptr;
+  static inline RecordingUpstream* upstream_ = nullptr;
+  static inline ServeProcess* serve_ = nullptr;
+  static inline int port_ = 0;
+};
+
+TEST_F(GatewayEncodedSplitBlockTest, EncodedSsnSplitAtAGroupBoundaryIsRefusedByABlockRule) {
+  ExpectRefused({"ssn 536%2D22", "4581"}, "ssn %2D");
+  ExpectRefused({"ssn 536&#45;22", "4581"}, "ssn &#45;");
+  ExpectRefused({"card 4111%201111", "1111%201111"}, "card %20");
+  ExpectRefused({"card 4111=201111", "1111=201111"}, "card =20");
+  ExpectRefused({"card 4111\\u00201111", "1111\\u00201111"}, "card \\u0020");
+  ExpectRefused({"card 4111&#32;1111", "1111&#32;1111"}, "card &#32;");
 }
 
 }  // namespace

@@ -1,30 +1,14 @@
 // A local model's reasoning is split off at the markers its own chat template or vocabulary
 // defines (engine::DetectReasoningMarkers), carried from a model worker in its hello, and applied
 // by the gateway to that model's output only; an upstream's answers keep the lenient <think>
-// matching (any letter case, blanks before '>'; see reasoning_test.cc).
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <gtest/gtest.h>
-#include <httplib.h>
-
-#include <nlohmann/json.hpp>
-#include <string>
-#include <vector>
-
+// matching (any letter case, blanks or attributes before '>', <thinking>; see reasoning_test.cc).
 #include "engine/reasoning.h"
+#include "gateway_support.h"
 #include "policy/policy.h"
 #include "policy/transform.h"
 #include "server/gateway.h"
 #include "server/internal/worker_protocol.h"
 #include "server/model_backend.h"
-#include "test_util.h"
 
 namespace {
 
@@ -54,6 +38,18 @@ TEST(ReasoningMarkers, ModelMarkersSplitExactlyAtEveryCut) {
   }
 }
 
+// R5: a local model whose template opened the reasoning in the generation prompt answers with
+// the closing marker only: what precedes it is reasoning, at every cut.
+TEST(ReasoningMarkers, ModelClosingMarkerWithNoOpeningEndsReasoningAtEveryCut) {
+  const ThinkMarkers markers{"<|begin_of_thought|>", "<|end_of_thought|>"};
+  const std::string text = "plan <x><|end_of_thought|>answer";
+  for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+    auto [visible, reasoning] = SplitAt(markers, text, cut);
+    EXPECT_EQ(visible, "answer") << cut;
+    EXPECT_EQ(reasoning, "plan <x>") << cut;
+  }
+}
+
 TEST(ReasoningMarkers, ExactThinkMarkersDoNotTakeOtherSpellings) {
   const ThinkMarkers markers{"<think>", "</think>"};
   const std::string text = "<think>p</think>a <THINK>b</THINK> <think >c</think >";
@@ -76,6 +72,10 @@ TEST(ReasoningMarkers, DetectedFromTheChatTemplate) {
       "'\\n</think>\\n\\n' + content }}{%- endif %}{%- endfor %}";
   EXPECT_EQ(airlock::engine::DetectReasoningMarkers(qwen3, nullptr),
             (airlock::engine::ReasoningMarkers{"<think>", "</think>"}));
+  // R5: "<thinking>" templates.
+  EXPECT_EQ(airlock::engine::DetectReasoningMarkers(
+                "{{ '<thinking>' + m.reasoning_content + '</thinking>' }}", nullptr),
+            (airlock::engine::ReasoningMarkers{"<thinking>", "</thinking>"}));
   // Only one of the two is not a pair; a template without either has none.
   EXPECT_TRUE(airlock::engine::DetectReasoningMarkers("{{ '<think>' }}", nullptr).empty());
   EXPECT_TRUE(airlock::engine::DetectReasoningMarkers(
@@ -123,7 +123,11 @@ TEST(ReasoningMarkers, WorkerHelloCarriesBoundedMarkers) {
 // tag spellings, which are not this model's markers.
 class MarkerBackend : public airlock::server::ModelBackend {
  public:
-  explicit MarkerBackend(airlock::engine::ReasoningMarkers markers) : markers_(markers) {}
+  explicit MarkerBackend(airlock::engine::ReasoningMarkers markers,
+                         std::vector<std::string> pieces = {"<|begin_of_th", "ought|>model plan",
+                                                            "<|end_of_thou",
+                                                            "ght|>answer <THINK>kept</THINK>"})
+      : markers_(markers), pieces_(std::move(pieces)) {}
   std::string Name() const override { return "thinker"; }
   std::int64_t CountTokens(std::string_view text) const override {
     return static_cast<std::int64_t>(text.size() / 4 + 1);
@@ -132,10 +136,8 @@ class MarkerBackend : public airlock::server::ModelBackend {
   airlock::Result<airlock::server::GenerateResult> Generate(
       const airlock::server::GenerateRequest&, const std::function<bool(std::string_view)>& on_text,
       const std::atomic<bool>& cancel) override {
-    const std::vector<std::string> pieces = {"<|begin_of_th", "ought|>model plan", "<|end_of_thou",
-                                             "ght|>answer <THINK>kept</THINK>"};
     airlock::server::GenerateResult r;
-    for (const auto& p : pieces) {
+    for (const auto& p : pieces_) {
       if (cancel || !on_text(p)) break;
       r.completion_tokens++;
     }
@@ -145,6 +147,7 @@ class MarkerBackend : public airlock::server::ModelBackend {
 
  private:
   airlock::engine::ReasoningMarkers markers_;
+  std::vector<std::string> pieces_;
 };
 
 std::string Content(const httplib::Result& r, bool stream) {
@@ -161,7 +164,8 @@ std::string Content(const httplib::Result& r, bool stream) {
   return text;
 }
 
-void ExpectLocalSplit(bool stream) {
+// `pieces`: what the model emits (empty: the default, an opening and a closing marker).
+void ExpectLocalSplit(bool stream, std::vector<std::string> pieces = {}) {
   TempDir dir("reasoning-markers");
   std::string toml =
       "[[local_models]]\nname='thinker'\npath='thinker.gguf'\n[reasoning]\n"
@@ -173,8 +177,10 @@ void ExpectLocalSplit(bool stream) {
   airlock::server::GatewayOptions options;
   options.port = 0;
   options.policy = *policy;
-  options.local_backends["thinker"] = std::make_shared<MarkerBackend>(
-      airlock::engine::ReasoningMarkers{"<|begin_of_thought|>", "<|end_of_thought|>"});
+  const airlock::engine::ReasoningMarkers markers{"<|begin_of_thought|>", "<|end_of_thought|>"};
+  options.local_backends["thinker"] = pieces.empty()
+                                          ? std::make_shared<MarkerBackend>(markers)
+                                          : std::make_shared<MarkerBackend>(markers, pieces);
   auto gw = airlock::server::Gateway::Create(options);
   ASSERT_TRUE(gw.ok()) << gw.error().message();
   ASSERT_TRUE((*gw)->Start().ok());
@@ -195,6 +201,15 @@ TEST(ReasoningMarkers, LocalModelReasoningIsSplitAtItsOwnMarkersNonStreamed) {
 }
 TEST(ReasoningMarkers, LocalModelReasoningIsSplitAtItsOwnMarkersStreamed) {
   ExpectLocalSplit(true);
+}
+
+// R5: a local model whose template opened the reasoning answers with the closing marker only:
+// the text before it never reaches the client (strip), streamed or not.
+TEST(ReasoningMarkers, LocalModelAnswerWithOnlyAClosingMarkerIsSplitNonStreamed) {
+  ExpectLocalSplit(false, {"model pl", "an<|end_of_thou", "ght|>answer <THINK>kept</THINK>"});
+}
+TEST(ReasoningMarkers, LocalModelAnswerWithOnlyAClosingMarkerIsSplitStreamed) {
+  ExpectLocalSplit(true, {"model pl", "an<|end_of_thou", "ght|>answer <THINK>kept</THINK>"});
 }
 
 }  // namespace

@@ -5,18 +5,6 @@
 // <think> blocks of earlier assistant turns) and answers; upstreams receive it only like any
 // other class; the audit stores its text only with `[reasoning] action = "log"`.
 // All traffic stays on loopback; every wait is bounded.
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <gtest/gtest.h>
-#include <httplib.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,19 +12,15 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <thread>
 #include <tuple>
-#include <vector>
 
-#include "serve_process.h"
+#include "gateway_support.h"
 #include "shell_util.h"
-#include "test_util.h"
 
 namespace {
 
 using json = nlohmann::json;
+using airlock::testing::RecordingUpstream;
 using airlock::testing::ServeArgs;
 using airlock::testing::ServeProcess;
 using airlock::testing::ServeProcessOptions;
@@ -54,92 +38,63 @@ std::string AnswerName(const std::string& reply, const std::string& rc) {
   return name;
 }
 
-// The upstream: answers as `x_answer` names (streamed in 3-byte pieces, so every tag is cut
-// across chunks), and logs every request body.
-class LoggingUpstream {
- public:
-  LoggingUpstream() {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req,
-                                                httplib::Response& res) {
-      json body = json::parse(req.body);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        raw_.push_back(req.body);
-      }
-      std::string reply = "plain answer", rc;
-      {
-        std::lock_guard<std::mutex> lock(answers_mu);
-        auto it = answers.find(body.value("x_answer", std::string()));
-        if (it != answers.end()) std::tie(reply, rc) = it->second;
-      }
-      const std::string model = body.value("model", std::string());
-      json usage = {{"prompt_tokens", 5}, {"completion_tokens", 5}, {"total_tokens", 10}};
-      if (!body.value("stream", false)) {
-        json message = {{"role", "assistant"}, {"content", reply}};
-        // "field=reasoning:" and "field=reasoning-object:" put the reasoning in the `reasoning`
-        // field some providers use, as a string or as an object with a summary.
-        if (rc.rfind("field=reasoning:", 0) == 0)
-          message["reasoning"] = rc.substr(16);
-        else if (rc.rfind("field=reasoning-object:", 0) == 0)
-          message["reasoning"] = {{"summary", rc.substr(23)}};
-        else if (!rc.empty())
-          message["reasoning_content"] = rc;
-        json out = {{"id", "up-1"},
-                    {"object", "chat.completion"},
-                    {"created", 1},
-                    {"model", model},
-                    {"usage", usage}};
-        out["choices"] =
-            json::array({{{"index", 0}, {"message", message}, {"finish_reason", "stop"}}});
-        res.set_content(out.dump(), "application/json");
-        return;
-      }
-      std::vector<std::string> events;
-      auto chunk = [&](const json& delta, const json& finish) {
-        json c = {
-            {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
-        c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
-        events.push_back("data: " + c.dump() + "\n\n");
-      };
-      for (std::size_t i = 0; i < rc.size(); i += 3)
-        chunk({{"reasoning_content", rc.substr(i, 3)}}, nullptr);
-      for (std::size_t i = 0; i < reply.size(); i += 3)
-        chunk({{"content", reply.substr(i, 3)}}, nullptr);
-      chunk(json::object(), "stop");
-      json u = {{"id", "up-1"},
-                {"object", "chat.completion.chunk"},
-                {"choices", json::array()},
+// The upstream's answers (RecordingUpstream keeps every request body): as `x_answer` names
+// (streamed in 3-byte pieces, so every tag is cut across chunks).
+void AnswerAsNamed(const httplib::Request& req, httplib::Response& res) {
+  json body = json::parse(req.body);
+  std::string reply = "plain answer", rc;
+  {
+    std::lock_guard<std::mutex> lock(answers_mu);
+    auto it = answers.find(body.value("x_answer", std::string()));
+    if (it != answers.end()) std::tie(reply, rc) = it->second;
+  }
+  const std::string model = body.value("model", std::string());
+  json usage = {{"prompt_tokens", 5}, {"completion_tokens", 5}, {"total_tokens", 10}};
+  if (!body.value("stream", false)) {
+    json message = {{"role", "assistant"}, {"content", reply}};
+    // "field=reasoning:" and "field=reasoning-object:" put the reasoning in the `reasoning`
+    // field some providers use, as a string or as an object with a summary.
+    if (rc.rfind("field=reasoning:", 0) == 0)
+      message["reasoning"] = rc.substr(16);
+    else if (rc.rfind("field=reasoning-object:", 0) == 0)
+      message["reasoning"] = {{"summary", rc.substr(23)}};
+    else if (!rc.empty())
+      message["reasoning_content"] = rc;
+    json out = {{"id", "up-1"},
+                {"object", "chat.completion"},
+                {"created", 1},
+                {"model", model},
                 {"usage", usage}};
-      events.push_back("data: " + u.dump() + "\n\n");
-      events.push_back("data: [DONE]\n\n");
-      res.set_chunked_content_provider("text/event-stream",
-                                       [events](std::size_t, httplib::DataSink& sink) {
-                                         for (const auto& e : events)
-                                           if (!sink.write(e.data(), e.size())) return false;
-                                         sink.done();
-                                         return true;
-                                       });
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    out["choices"] = json::array({{{"index", 0}, {"message", message}, {"finish_reason", "stop"}}});
+    res.set_content(out.dump(), "application/json");
+    return;
   }
-  ~LoggingUpstream() {
-    server_.stop();
-    thread_.join();
-  }
-  int port() const { return port_; }
-  std::vector<std::string> raw() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return raw_;
-  }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::mutex mu_;
-  std::vector<std::string> raw_;
-};
+  std::vector<std::string> events;
+  auto chunk = [&](const json& delta, const json& finish) {
+    json c = {
+        {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
+    c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
+    events.push_back("data: " + c.dump() + "\n\n");
+  };
+  for (std::size_t i = 0; i < rc.size(); i += 3)
+    chunk({{"reasoning_content", rc.substr(i, 3)}}, nullptr);
+  for (std::size_t i = 0; i < reply.size(); i += 3)
+    chunk({{"content", reply.substr(i, 3)}}, nullptr);
+  chunk(json::object(), "stop");
+  json u = {{"id", "up-1"},
+            {"object", "chat.completion.chunk"},
+            {"choices", json::array()},
+            {"usage", usage}};
+  events.push_back("data: " + u.dump() + "\n\n");
+  events.push_back("data: [DONE]\n\n");
+  res.set_chunked_content_provider("text/event-stream",
+                                   [events](std::size_t, httplib::DataSink& sink) {
+                                     for (const auto& e : events)
+                                       if (!sink.write(e.data(), e.size())) return false;
+                                     sink.done();
+                                     return true;
+                                   });
+}
 
 // `airlock ARGS...` (each argument quoted for the shell): exit status and stdout.
 std::pair<int, std::string> RunAirlock(const std::vector<std::string>& args) {
@@ -293,7 +248,7 @@ class ReasoningTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("reasoning");
-    upstream_ = new LoggingUpstream();
+    upstream_ = new RecordingUpstream(AnswerAsNamed);
     const int up = upstream_->port();
     // No rule for reasoning: it is passed to the client, and goes in clear only to an upstream
     // that accepts it (deny by default). Its text is never stored.
@@ -322,7 +277,7 @@ class ReasoningTest : public ::testing::Test {
   }
 
   static inline TempDir* dir_ = nullptr;
-  static inline LoggingUpstream* upstream_ = nullptr;
+  static inline RecordingUpstream* upstream_ = nullptr;
   static inline Gateway *plain_ = nullptr, *route_ = nullptr, *redact_ = nullptr, *block_ = nullptr,
                         *log_ = nullptr;
 };
@@ -331,11 +286,11 @@ class ReasoningTest : public ::testing::Test {
 
 TEST_F(ReasoningTest, RequestReasoningIsRefusedForAnUpstreamThatDoesNotAcceptIt) {
   for (bool stream : {false, true}) {
-    std::size_t before = upstream_->raw().size();
+    std::size_t before = upstream_->bodies().size();
     Answer a = Read(plain_->Chat(MultiTurn("m-us", stream)));
     EXPECT_EQ(a.status, 403) << stream;
     EXPECT_EQ(a.error_code, "policy_violation");
-    EXPECT_EQ(upstream_->raw().size(), before) << "nothing may leave the gateway";
+    EXPECT_EQ(upstream_->bodies().size(), before) << "nothing may leave the gateway";
     json rec = plain_->Record(a.request_id);
     EXPECT_TRUE(Has(Strings(rec["data_classes"]), "reasoning")) << rec.dump();
     // Only a <think> block in an earlier assistant turn is reasoning too.
@@ -345,14 +300,14 @@ TEST_F(ReasoningTest, RequestReasoningIsRefusedForAnUpstreamThatDoesNotAcceptIt)
     // An upper-case tag with a blank before '>' as well.
     body["messages"][1]["content"] = "<THINK >old inner plan</THINK>old visible answer";
     EXPECT_EQ(Read(plain_->Chat(body)).status, 403) << stream;
-    EXPECT_EQ(upstream_->raw().size(), before);
+    EXPECT_EQ(upstream_->bodies().size(), before);
   }
 }
 
 TEST_F(ReasoningTest, RequestReasoningReachesAnUpstreamThatAcceptsIt) {
   Answer a = Read(plain_->Chat(MultiTurn("m-de", false)));
   ASSERT_EQ(a.status, 200);
-  const std::string sent = upstream_->raw().back();
+  const std::string sent = upstream_->bodies().back();
   EXPECT_NE(sent.find("old field plan"), std::string::npos) << sent;
   EXPECT_NE(sent.find("old inner plan"), std::string::npos) << sent;
 }
@@ -370,13 +325,13 @@ TEST_F(ReasoningTest, EmptyThinkBlockOrUserTextIsNotReasoning) {
 
 TEST_F(ReasoningTest, RestrictRuleKeepsRequestReasoningInItsJurisdictions) {
   for (bool stream : {false, true}) {
-    std::size_t before = upstream_->raw().size();
+    std::size_t before = upstream_->bodies().size();
     EXPECT_EQ(Read(route_->Chat(MultiTurn("m-fr", stream))).status, 403) << stream;
     EXPECT_EQ(Read(route_->Chat(MultiTurn("m-us", stream))).status, 403) << stream;
-    EXPECT_EQ(upstream_->raw().size(), before);
+    EXPECT_EQ(upstream_->bodies().size(), before);
     Answer a = Read(route_->Chat(MultiTurn("m-de", stream)));
     EXPECT_EQ(a.status, 200) << stream;
-    EXPECT_EQ(upstream_->raw().size(), before + 1);
+    EXPECT_EQ(upstream_->bodies().size(), before + 1);
     // Without reasoning the same request goes anywhere.
     json body = MultiTurn("m-fr", stream);
     body["messages"][1] = {{"role", "assistant"}, {"content", "old visible answer"}};
@@ -389,7 +344,7 @@ TEST_F(ReasoningTest, RestrictRuleKeepsRequestReasoningInItsJurisdictions) {
 TEST_F(ReasoningTest, RedactRuleRemovesReasoningFromTheRequest) {
   Answer a = Read(redact_->Chat(MultiTurn("m-us", false)));
   ASSERT_EQ(a.status, 200) << a.error_code;
-  const std::string sent = upstream_->raw().back();
+  const std::string sent = upstream_->bodies().back();
   EXPECT_EQ(sent.find("old inner plan"), std::string::npos) << sent;
   EXPECT_EQ(sent.find("old field plan"), std::string::npos) << sent;
   EXPECT_EQ(sent.find("reasoning_content"), std::string::npos) << sent;
@@ -524,6 +479,80 @@ TEST_F(ReasoningTest, ThinkTagWithSpaceIsStrippedNonStreamed) {
 }
 TEST_F(ReasoningTest, ThinkTagWithSpaceIsStrippedStreamed) {
   ExpectStripped(*log_, true, "<think >tag plan</think\t>the answer");
+}
+
+// ---- R5 (red team): reasoning markers the answer holds other than one <think> ... </think> ----
+
+// A DeepSeek R1 style answer: the chat template wrote the opening marker, so the answer holds
+// only the closing one. Everything before it is reasoning: stripped (log), removed (redact),
+// refused (block), never in the audit's response_text (pass).
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsReasoningNonStreamed) {
+  ExpectStripped(*log_, false, "tag plan</think>the answer");
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsReasoningStreamed) {
+  ExpectStripped(*log_, true, "tag plan</think>the answer");
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsRemovedByARedactRule) {
+  for (bool stream : {false, true}) {
+    Answer a = Read(redact_->Chat(Ask("m-us", stream, "new plan</think>the answer")));
+    ASSERT_EQ(a.status, 200) << stream;
+    EXPECT_EQ(a.content, "the answer") << stream;
+    json rec = redact_->Record(a.request_id);
+    EXPECT_TRUE(Has(Strings(rec["data_classes"]), "reasoning")) << rec.dump();
+  }
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyAnswerIsRefusedByABlockRule) {
+  Answer a = Read(block_->Chat(Ask("m-us", false, "new plan</think>the answer")));
+  EXPECT_EQ(a.status, 403);
+  EXPECT_EQ(a.content.find("new plan"), std::string::npos) << a.content;
+  a = Read(block_->Chat(Ask("m-us", true, "new plan</think>the answer")));
+  EXPECT_EQ(a.error_code, "policy_violation");
+  EXPECT_EQ(a.content.find("new plan"), std::string::npos) << a.content;
+  EXPECT_EQ(a.content.find("the answer"), std::string::npos) << a.content;
+}
+TEST_F(ReasoningTest, ClosingMarkerOnlyReasoningIsNotStoredInTheAuditResponseText) {
+  for (bool stream : {false, true}) {
+    Answer a = Read(plain_->Chat(Ask("m-us", stream, "secret plan</think>the answer")));
+    ASSERT_EQ(a.status, 200) << stream;
+    EXPECT_EQ(a.content, "secret plan</think>the answer") << "pass: the client sees it all";
+    json rec = plain_->Record(a.request_id);
+    EXPECT_EQ(rec.value("response_text", "").find("secret plan"), std::string::npos) << rec.dump();
+    EXPECT_NE(rec.value("response_text", "").find("the answer"), std::string::npos) << rec.dump();
+    EXPECT_TRUE(Has(Strings(rec["data_classes"]), "reasoning")) << rec.dump();
+  }
+}
+
+// Other spellings of the markers and nested blocks: all reasoning, streamed (3-byte chunks, so
+// every marker is cut) and not.
+TEST_F(ReasoningTest, ThinkTagVariantsAndNestedBlocksAreStripped) {
+  for (bool stream : {false, true}) {
+    for (const char* reply :
+         {"<think\n>tag plan</think>the answer", "<think x=1>tag plan</think>the answer",
+          "<thinking>tag plan</thinking>the answer", "<THINKING >tag plan</Thinking>the answer",
+          "<think>tag plan<think>inner</think> more</think>the answer",
+          "<thinking>tag plan <think>x</think></thinking>the answer"}) {
+      SCOPED_TRACE(std::string(reply) + (stream ? " streamed" : ""));
+      ExpectStripped(*log_, stream, reply);
+    }
+  }
+  // Nested: the text after the inner block's end is reasoning too.
+  Answer a = Read(
+      log_->Chat(Ask("m-us", true, "<think>tag plan<think>inner</think> more</think>the answer")));
+  json rec = log_->Record(a.request_id);
+  EXPECT_NE(rec.value("reasoning_text", "").find("more"), std::string::npos) << rec.dump();
+}
+
+// A client sending back an R1 style turn: the text before a lone closing marker in an earlier
+// assistant turn is reasoning (refused for an upstream that does not accept reasoning).
+TEST_F(ReasoningTest, RequestTurnWithOnlyAClosingMarkerCarriesReasoning) {
+  for (const char* content :
+       {"old inner plan</think>old visible answer", "<thinking>old inner plan</thinking>ok",
+        "<think x=1>old inner plan</think>ok"}) {
+    json body = MultiTurn("m-us", false);
+    body["messages"][1].erase("reasoning_content");
+    body["messages"][1]["content"] = content;
+    EXPECT_EQ(Read(plain_->Chat(body)).status, 403) << content;
+  }
 }
 
 }  // namespace

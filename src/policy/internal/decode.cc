@@ -35,6 +35,27 @@ bool AppendUtf8(std::uint32_t cp, std::string* out) {
   return true;
 }
 
+// A run of digits of a numeric reference (&#...; \u{...}): leading zeros are read like any digit
+// (browsers and JavaScript accept any number of them), but a run longer than this stays
+// undecoded, so that what one reference can consume is bounded.
+constexpr std::size_t kMaxReferenceDigits = 32;
+
+// Reads the digits (base 10 or 16) of in[from, ...), at most kMaxReferenceDigits + 1 of them.
+// Returns the end of the run; `*value` is the value, or kTooLarge past U+10FFFF (no overflow).
+constexpr std::uint32_t kTooLarge = 0x110000;
+std::size_t ReadDigitRun(std::string_view in, std::size_t from, bool hex, std::uint32_t* value) {
+  std::uint32_t v = 0;
+  std::size_t j = from;
+  while (j < in.size() && j - from <= kMaxReferenceDigits) {
+    int d = hex ? HexValue(in[j]) : (IsDigit(in[j]) ? in[j] - '0' : -1);
+    if (d < 0) break;
+    v = std::min<std::uint32_t>(v * (hex ? 16 : 10) + static_cast<std::uint32_t>(d), kTooLarge);
+    ++j;
+  }
+  *value = v;
+  return j;
+}
+
 // Named HTML references of the characters detected formats are made of (HTML5 names; the ';' is
 // required, as for every name a browser reads without one only in legacy contexts).
 constexpr std::pair<std::string_view, std::string_view> kNamedReferences[] = {
@@ -73,14 +94,8 @@ std::size_t DecodeCharacterReference(std::string_view in, std::size_t i, std::st
     if (hex) ++j;
     std::size_t start = j;
     std::uint32_t cp = 0;
-    // At most 7 digits (U+10FFFF is 1114111); leading zeros count, as browsers allow few.
-    while (j < in.size() && j - start < 8) {
-      int v = hex ? HexValue(in[j]) : (IsDigit(in[j]) ? in[j] - '0' : -1);
-      if (v < 0) break;
-      cp = cp * (hex ? 16 : 10) + static_cast<std::uint32_t>(v);
-      ++j;
-    }
-    if (j == start || j - start >= 8) return 0;
+    j = ReadDigitRun(in, start, hex, &cp);
+    if (j == start || j - start > kMaxReferenceDigits) return 0;
     if (j < in.size() && in[j] == ';') ++j;
     if (cp == 0) return 0;
     return AppendUtf8(cp, out) ? j - i : 0;
@@ -118,12 +133,9 @@ std::size_t DecodeBackslash(std::string_view in, std::size_t i, std::string* out
     case 'u': {
       std::uint32_t cp = 0;
       if (i + 2 < in.size() && in[i + 2] == '{') {  // \u{1F600}
-        std::size_t j = i + 3;
-        while (j < in.size() && j - (i + 3) < 7 && HexValue(in[j]) >= 0) {
-          cp = cp * 16 + static_cast<std::uint32_t>(HexValue(in[j]));
-          ++j;
-        }
-        if (j == i + 3 || j >= in.size() || in[j] != '}') return 0;
+        std::size_t j = ReadDigitRun(in, i + 3, true, &cp);
+        if (j == i + 3 || j - (i + 3) > kMaxReferenceDigits || j >= in.size() || in[j] != '}')
+          return 0;
         return cp != 0 && AppendUtf8(cp, out) ? j + 1 - i : 0;
       }
       if (!hex_run(i + 2, 4, &cp) || cp == 0) return 0;
@@ -135,6 +147,11 @@ std::size_t DecodeBackslash(std::string_view in, std::size_t i, std::string* out
         return 0;
       }
       return AppendUtf8(cp, out) ? 6 : 0;
+    }
+    case 'U': {  // \U00000040: eight hex digits (Python, C)
+      std::uint32_t cp = 0;
+      if (!hex_run(i + 2, 8, &cp) || cp == 0) return 0;
+      return AppendUtf8(cp, out) ? 10 : 0;
     }
     case 'x': {
       std::uint32_t v = 0;

@@ -7,12 +7,14 @@
 //   * percent-encoding %XX (any two hex digits) and %uXXXX, and '+' between two digits (a
 //     form-encoded blank);
 //   * HTML character references: decimal &#64; and hexadecimal &#x40; (the ';' optional, as
-//     browsers read them) and the named references of characters that make up the detected
+//     browsers read them; any number of leading zeros up to 32 digits in all, as in
+//     &#x00000040;) and the named references of characters that make up the detected
 //     formats (&commat; &period; &hyphen; &dash; &lowbar; &plus; &colon; &sol; &bsol; &num;
 //     &nbsp; &amp; &percnt; &equals; &lt; &gt; &quot; &apos; ...);
-//   * backslash escapes of JSON, JavaScript and C strings: \uXXXX (surrogate pairs joined),
-//     \u{X...}, \xHH, three octal digits \100, \n \r \t \/ \\ \" \' (JSON text inside a
-//     JSON string, as in tool-call arguments);
+//   * backslash escapes of JSON, JavaScript, Python and C strings: \uXXXX (surrogate pairs
+//     joined), \UXXXXXXXX, \u{X...} (up to 32 digits, leading zeros included), \xHH, three octal
+//     digits \100, \n \r \t \/ \\ \" \' (JSON text inside a JSON string, as in tool-call
+//     arguments);
 //   * quoted-printable =XX (two upper-case hex digits) and soft line breaks (= at the end of a
 //     line);
 //   * the base64 payload of a data: URL whose media type is text/* (data:text/plain;base64,...),
@@ -20,7 +22,8 @@
 // Quoted-printable is read in a second shadow, alone (see DecodeFamily).
 // Nested encodings (%2540, &amp;#64;, \\u0040) are undone by repeating the pass, at most
 // kDecodeRounds times. Each round's output is no longer than its input, so work and memory are
-// linear in the text. Not decoded: base64 outside a text data: URL, other media types, punycode,
+// linear in the text. A reference whose value is past U+10FFFF, or whose digits run longer than 32,
+// stays as it is. Not decoded: base64 outside a text data: URL, other media types, punycode,
 // ROT13 and any encoding that needs a key word to be recognized.
 #pragma once
 

@@ -62,9 +62,19 @@ struct Field {
   std::string_view text;
 };
 
+// How an arrangement reads one field: its own bytes, or decoded (one family of encodings undone,
+// offsets mapped back to the field's bytes through `decoded`).
+struct Reading {
+  std::string_view text;
+  const policy::DecodedView* decoded = nullptr;
+  std::size_t FieldBegin(std::size_t b) const { return decoded ? decoded->OriginalBegin(b) : b; }
+  std::size_t FieldEnd(std::size_t e) const { return decoded ? decoded->OriginalEnd(e) : e; }
+};
+
 // One stretch of the arranged text: bytes [t_begin, t_end) are field bytes [field_off, ...) of
-// field `field`, an elision mark (field == kMark) standing for the middle of a long field, or a
-// group separator read at a cut between two digit groups (field == kGlue; it belongs to no field).
+// reading of field `field`, an elision mark (field == kMark) standing for the middle of a long
+// field, or a group separator read at a cut between two digit groups (field == kGlue; it belongs to
+// no field).
 struct Segment {
   static constexpr std::size_t kMark = static_cast<std::size_t>(-1);
   static constexpr std::size_t kGlue = static_cast<std::size_t>(-2);
@@ -94,154 +104,183 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
   }
   std::vector<CrossFieldMatch> out;
   if (fields.size() < 2) return out;
-  bool any_padding = false, several_units = false;
-  for (const Field& f : fields) {
-    if (SeparatorAt(f.text, 0) || TrailingSeparators(f.text, 0)) any_padding = true;
+  bool several_units = false;
+  for (const Field& f : fields)
     if (f.unit != fields[0].unit) several_units = true;
-  }
   constexpr std::size_t kWindow = kCrossFieldWindow;
   constexpr std::string_view kMark = "\n\n";
   std::string text;
   std::vector<Segment> segments;
-  for (bool reversed : {false, true}) {
-    // Reversing the parts of one unit only is not a reading order any template uses.
-    if (reversed && !several_units) continue;
-    // Trimmed, and glued: trimmed with the number's group separator put back at a cut between
-    // two digit groups ("4111 1111" + "1111 1111" reads "4111 1111 1111 1111", not
-    // "4111 11111111 1111", which no grouped-number rule accepts).
-    for (int mode : {0, 1, 2}) {
-      const bool trimmed = mode >= 1, glued = mode == 2;
-      if (mode == 1 && !any_padding) continue;  // the same text as untrimmed
-      text.clear();
-      segments.clear();
-      bool any_glue = false;
-      std::string_view previous;  // the last field's text as placed
-      for (std::size_t n = 0; n < fields.size(); ++n) {
-        std::size_t k = reversed ? fields.size() - 1 - n : n;
-        std::string_view view = fields[k].text;
-        std::size_t from = 0, to = view.size();
-        if (trimmed) {
-          from = LeadingSeparators(view);
-          to -= TrailingSeparators(view, from);
-        }
-        if (to <= from) continue;
-        if (glued) {
-          std::string glue = policy::GroupSeparatorAtCut(
-              previous, view.substr(from, std::min(to - from, kWindow)));
-          if (!glue.empty()) {
-            segments.push_back({text.size(), text.size() + glue.size(), Segment::kGlue, 0});
-            text.append(glue);
-            any_glue = true;
-          }
-        }
-        previous = view.substr(from, to - from);
-        if (previous.size() > kWindow) previous = previous.substr(previous.size() - kWindow);
-        auto add = [&](std::size_t b, std::size_t e) {
-          segments.push_back({text.size(), text.size() + (e - b), k, b});
-          text.append(view.substr(b, e - b));
-        };
-        if (to - from <= 2 * kWindow + 64) {
-          add(from, to);
-          continue;
-        }
-        std::size_t head_end = Utf8Back(view, from + kWindow);
-        std::size_t tail_begin = Utf8Back(view, to - kWindow);
-        add(from, head_end);
-        segments.push_back({text.size(), text.size() + kMark.size(), Segment::kMark, 0});
-        text.append(kMark);
-        add(tail_begin, to);
+  std::vector<Reading> readings(fields.size());
+  std::vector<policy::DecodedView> decoded(fields.size());
+  // The fields as they are, then decoded (each family of encodings apart, as Scan reads them):
+  // a boundary written encoded ("card 4111%201111" + "1111%201111", "alice%40%0A" +
+  // "example.com") shows its group separator or its padding only decoded. Scan decodes what it
+  // reads anyway, so the decoded readings add only the arrangements that depend on the boundary
+  // (trimmed, glued); escapes cut in two by the boundary ("4111%2" + "01111") decode in the
+  // arrangement of the fields as they are.
+  for (int reading : {0, 1, 2}) {
+    bool any_decoded = false;
+    for (std::size_t k = 0; k < fields.size(); ++k) {
+      readings[k] = {fields[k].text, nullptr};
+      if (reading == 0) continue;
+      auto family = reading == 1 ? policy::DecodedView::Family::kWeb
+                                 : policy::DecodedView::Family::kQuotedPrintable;
+      if (decoded[k].Assign(fields[k].text, family)) {
+        readings[k] = {decoded[k].text(), &decoded[k]};
+        any_decoded = true;
       }
-      if (segments.size() < 2 || (glued && !any_glue)) continue;
-      std::size_t first_seg = 0;
-      for (const policy::Match& m : detectors.Scan(text)) {
-        while (first_seg < segments.size() && segments[first_seg].t_end <= m.begin) ++first_seg;
-        CrossFieldMatch cross{m.data_class, m.rule, text.substr(m.begin, m.end - m.begin), {}};
-        bool marked = false;
-        std::size_t distinct = 0, last_field = Segment::kMark;
-        for (std::size_t i = first_seg; i < segments.size() && segments[i].t_begin < m.end; ++i) {
-          const Segment& g = segments[i];
-          if (g.field == Segment::kMark) {
-            marked = true;
+    }
+    if (reading != 0 && !any_decoded) continue;
+    bool any_padding = false;
+    for (const Reading& r : readings)
+      if (!r.text.empty() && (SeparatorAt(r.text, 0) || TrailingSeparators(r.text, 0)))
+        any_padding = true;
+    for (bool reversed : {false, true}) {
+      // Reversing the parts of one unit only is not a reading order any template uses.
+      if (reversed && !several_units) continue;
+      // Trimmed, and glued: trimmed with the number's group separator put back at a cut between
+      // two digit groups ("4111 1111" + "1111 1111" reads "4111 1111 1111 1111", not
+      // "4111 11111111 1111", which no grouped-number rule accepts).
+      for (int mode : {0, 1, 2}) {
+        const bool trimmed = mode >= 1, glued = mode == 2;
+        if (mode == 0 && reading != 0) continue;  // Scan decodes the fields as they are itself
+        if (mode == 1 && !any_padding) continue;  // the same text as untrimmed
+        text.clear();
+        segments.clear();
+        bool any_glue = false;
+        std::string_view previous;  // the last field's text as placed
+        for (std::size_t n = 0; n < fields.size(); ++n) {
+          std::size_t k = reversed ? fields.size() - 1 - n : n;
+          std::string_view view = readings[k].text;
+          std::size_t from = 0, to = view.size();
+          if (trimmed) {
+            from = LeadingSeparators(view);
+            to -= TrailingSeparators(view, from);
+          }
+          if (to <= from) continue;
+          if (glued) {
+            std::string glue = policy::GroupSeparatorAtCut(
+                previous, view.substr(from, std::min(to - from, kWindow)));
+            if (!glue.empty()) {
+              segments.push_back({text.size(), text.size() + glue.size(), Segment::kGlue, 0});
+              text.append(glue);
+              any_glue = true;
+            }
+          }
+          previous = view.substr(from, to - from);
+          if (previous.size() > kWindow) previous = previous.substr(previous.size() - kWindow);
+          auto add = [&](std::size_t b, std::size_t e) {
+            segments.push_back({text.size(), text.size() + (e - b), k, b});
+            text.append(view.substr(b, e - b));
+          };
+          if (to - from <= 2 * kWindow + 64) {
+            add(from, to);
+            continue;
+          }
+          std::size_t head_end = Utf8Back(view, from + kWindow);
+          std::size_t tail_begin = Utf8Back(view, to - kWindow);
+          add(from, head_end);
+          segments.push_back({text.size(), text.size() + kMark.size(), Segment::kMark, 0});
+          text.append(kMark);
+          add(tail_begin, to);
+        }
+        if (segments.size() < 2 || (glued && !any_glue)) continue;
+        std::size_t first_seg = 0;
+        for (const policy::Match& m : detectors.Scan(text)) {
+          while (first_seg < segments.size() && segments[first_seg].t_end <= m.begin) ++first_seg;
+          CrossFieldMatch cross{m.data_class, m.rule, text.substr(m.begin, m.end - m.begin), {}};
+          bool marked = false;
+          std::size_t distinct = 0, last_field = Segment::kMark;
+          std::vector<std::size_t> piece_starts;  // where each piece starts in `text`
+          for (std::size_t i = first_seg; i < segments.size() && segments[i].t_begin < m.end; ++i) {
+            const Segment& g = segments[i];
+            if (g.field == Segment::kMark) {
+              marked = true;
+              break;
+            }
+            if (g.field == Segment::kGlue) continue;
+            std::size_t t_begin = std::max(m.begin, g.t_begin);
+            std::size_t b = readings[g.field].FieldBegin(t_begin - g.t_begin + g.field_off);
+            std::size_t e =
+                readings[g.field].FieldEnd(std::min(m.end, g.t_end) - g.t_begin + g.field_off);
+            const Field& f = fields[g.field];
+            if (g.field != last_field) ++distinct;
+            last_field = g.field;
+            cross.pieces.push_back({f.unit, f.offset + b, f.offset + e});
+            piece_starts.push_back(t_begin);
+          }
+          if (marked || distinct < 2) continue;
+          // A finding that one unit's own findings already explain is left to them: it starts
+          // in or after an own finding, and every later piece overlaps an own finding of its unit
+          // ("alice@example.com" + "bob@example.org" read as "alice@example.combob"), or what it
+          // reads on into is not more of the same value: a word after a token or an address
+          // ("ghp_..." + "export", "alice@example.com" + "my"). The joined reading wins where it
+          // completes the value the field ends with: "alice@example.co" + "m" is the address
+          // alice@example.com (its last label becomes a top-level domain), "4111 1111 1111 111" +
+          // "1" a longer number; the cut then covers the field's own finding too. One that starts
+          // before an own finding ("see a" + "lice@example.com": the field alone finds "lice@...")
+          // is kept, and its cut takes both.
+          auto own_at = [&](const CrossFieldMatch::Piece& p,
+                            bool at_or_after) -> const policy::Match* {
+            for (const policy::Match& o : unit_matches[p.unit])
+              if (o.begin < p.end && p.begin < o.end && (!at_or_after || p.begin >= o.begin))
+                return &o;
+            return nullptr;
+          };
+          const policy::Match* first_own = own_at(cross.pieces[0], true);
+          bool explained = first_own != nullptr;
+          for (std::size_t i = 1; i < cross.pieces.size() && explained; ++i)
+            explained = own_at(cross.pieces[i], false) != nullptr;
+          if (first_own && !explained) {
+            // Does the next field complete the own finding, which must reach the cut?
+            // As read (decoded where the reading is), not the field's first byte ('%' of "%31").
+            char next_char = text[piece_starts[1]];
+            bool completes = false;
+            if (cross.data_class == policy::DataClass::kEmail) {
+              std::size_t dot = cross.value.rfind('.');
+              completes =
+                  dot != std::string::npos &&
+                  policy::IsKnownTopLevelDomain(std::string_view(cross.value).substr(dot + 1));
+            } else if (cross.data_class != policy::DataClass::kSecret) {
+              completes = next_char >= '0' && next_char <= '9';
+            }
+            explained = !completes || first_own->end < cross.pieces[0].end;
+          }
+          if (explained) continue;
+          // The same finding seen in another arrangement (as is, trimmed, glued) cuts the union
+          // of both: same class, and the first pieces and the last pieces overlap. A middle piece
+          // one arrangement skipped (a blank field trimmed away) is added in reading order.
+          auto overlap = [](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
+            return a.unit == b.unit && a.begin < b.end && b.begin < a.end;
+          };
+          bool seen = false;
+          for (CrossFieldMatch& c : out) {
+            if (c.data_class != cross.data_class ||
+                !overlap(c.pieces.front(), cross.pieces.front()) ||
+                !overlap(c.pieces.back(), cross.pieces.back()))
+              continue;
+            const bool ascending = c.pieces.front().unit <= c.pieces.back().unit;
+            for (const CrossFieldMatch::Piece& p : cross.pieces) {
+              auto same =
+                  std::find_if(c.pieces.begin(), c.pieces.end(),
+                               [&](const CrossFieldMatch::Piece& q) { return overlap(p, q); });
+              if (same != c.pieces.end()) {
+                same->begin = std::min(same->begin, p.begin);
+                same->end = std::max(same->end, p.end);
+                continue;
+              }
+              auto before = [&](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
+                if (a.unit != b.unit) return ascending ? a.unit < b.unit : a.unit > b.unit;
+                return a.begin < b.begin;
+              };
+              c.pieces.insert(std::upper_bound(c.pieces.begin(), c.pieces.end(), p, before), p);
+            }
+            seen = true;
             break;
           }
-          if (g.field == Segment::kGlue) continue;
-          std::size_t b = std::max(m.begin, g.t_begin) - g.t_begin + g.field_off;
-          std::size_t e = std::min(m.end, g.t_end) - g.t_begin + g.field_off;
-          const Field& f = fields[g.field];
-          if (g.field != last_field) ++distinct;
-          last_field = g.field;
-          cross.pieces.push_back({f.unit, f.offset + b, f.offset + e});
+          if (!seen) out.push_back(std::move(cross));
         }
-        if (marked || distinct < 2) continue;
-        // A finding that one unit's own findings already explain is left to them: it starts
-        // in or after an own finding, and every later piece overlaps an own finding of its unit
-        // ("alice@example.com" + "bob@example.org" read as "alice@example.combob"), or what it
-        // reads on into is not more of the same value: a word after a token or an address
-        // ("ghp_..." + "export", "alice@example.com" + "my"). The joined reading wins where it
-        // completes the value the field ends with: "alice@example.co" + "m" is the address
-        // alice@example.com (its last label becomes a top-level domain), "4111 1111 1111 111" +
-        // "1" a longer number; the cut then covers the field's own finding too. One that starts
-        // before an own finding ("see a" + "lice@example.com": the field alone finds "lice@...")
-        // is kept, and its cut takes both.
-        auto own_at = [&](const CrossFieldMatch::Piece& p,
-                          bool at_or_after) -> const policy::Match* {
-          for (const policy::Match& o : unit_matches[p.unit])
-            if (o.begin < p.end && p.begin < o.end && (!at_or_after || p.begin >= o.begin))
-              return &o;
-          return nullptr;
-        };
-        const policy::Match* first_own = own_at(cross.pieces[0], true);
-        bool explained = first_own != nullptr;
-        for (std::size_t i = 1; i < cross.pieces.size() && explained; ++i)
-          explained = own_at(cross.pieces[i], false) != nullptr;
-        if (first_own && !explained) {
-          // Does the next field complete the own finding, which must reach the cut?
-          const auto& next = cross.pieces[1];
-          char next_char = next.end > next.begin ? joined[next.unit][next.begin] : '\0';
-          bool completes = false;
-          if (cross.data_class == policy::DataClass::kEmail) {
-            std::size_t dot = cross.value.rfind('.');
-            completes =
-                dot != std::string::npos &&
-                policy::IsKnownTopLevelDomain(std::string_view(cross.value).substr(dot + 1));
-          } else if (cross.data_class != policy::DataClass::kSecret) {
-            completes = next_char >= '0' && next_char <= '9';
-          }
-          explained = !completes || first_own->end < cross.pieces[0].end;
-        }
-        if (explained) continue;
-        // The same finding seen in another arrangement (as is, trimmed, glued) cuts the union
-        // of both: same class, and the first pieces and the last pieces overlap. A middle piece
-        // one arrangement skipped (a blank field trimmed away) is added in reading order.
-        auto overlap = [](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
-          return a.unit == b.unit && a.begin < b.end && b.begin < a.end;
-        };
-        bool seen = false;
-        for (CrossFieldMatch& c : out) {
-          if (c.data_class != cross.data_class ||
-              !overlap(c.pieces.front(), cross.pieces.front()) ||
-              !overlap(c.pieces.back(), cross.pieces.back()))
-            continue;
-          const bool ascending = c.pieces.front().unit <= c.pieces.back().unit;
-          for (const CrossFieldMatch::Piece& p : cross.pieces) {
-            auto same =
-                std::find_if(c.pieces.begin(), c.pieces.end(),
-                             [&](const CrossFieldMatch::Piece& q) { return overlap(p, q); });
-            if (same != c.pieces.end()) {
-              same->begin = std::min(same->begin, p.begin);
-              same->end = std::max(same->end, p.end);
-              continue;
-            }
-            auto before = [&](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
-              if (a.unit != b.unit) return ascending ? a.unit < b.unit : a.unit > b.unit;
-              return a.begin < b.begin;
-            };
-            c.pieces.insert(std::upper_bound(c.pieces.begin(), c.pieces.end(), p, before), p);
-          }
-          seen = true;
-          break;
-        }
-        if (!seen) out.push_back(std::move(cross));
       }
     }
   }

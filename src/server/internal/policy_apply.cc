@@ -303,7 +303,8 @@ std::string RequestState::ProcessText(int index, std::string_view raw, bool whol
   // The splitter runs in every mode so that reasoning is recorded as a data class; only
   // strip/log (or a rule that redacts reasoning) take it out of what the client sees.
   auto piece = c.splitter.Feed(text);
-  if (!piece.reasoning.empty()) NoteReasoning();
+  if (!piece.reasoning.empty() || piece.reasoning_released) NoteReasoning();
+  if (piece.reasoning_released) ReasoningReleased();
   if (response_blocked) return "";
   if (!ShowsReasoning()) {
     reasoning_text += piece.reasoning;
@@ -322,7 +323,9 @@ std::string RequestState::FinishChoice(int index) {
   std::string rest = ReleaseScanned(c, /*final=*/true);
   auto piece = c.splitter.Feed(rest);
   auto last = c.splitter.Flush();
-  if (!piece.reasoning.empty() || !last.reasoning.empty()) NoteReasoning();
+  if (!piece.reasoning.empty() || !last.reasoning.empty() || piece.reasoning_released)
+    NoteReasoning();
+  if (piece.reasoning_released) ReasoningReleased();
   if (response_blocked) return "";
   if (!ShowsReasoning()) {
     reasoning_text += piece.reasoning + last.reasoning;
@@ -358,6 +361,14 @@ void RequestState::NoteReasoning() {
     return;
   }
   if (reasoning_withheld) response_actions.insert("response:reasoning:redact");
+}
+
+void RequestState::ReasoningReleased() {
+  if (ShowsReasoning() || response_blocked) return;
+  response_blocked = true;
+  response_block_reason =
+      "reasoning closed after more than " + std::to_string(policy::ThinkSplitter::kMaxUndecided) +
+      " bytes of the answer with no opening marker had been released; it cannot be withheld";
 }
 
 bool ReasoningRuleWithholds(const policy::Policy& policy) {

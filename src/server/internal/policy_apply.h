@@ -83,6 +83,9 @@ struct RequestState {
   // decides whether passed reasoning reaches the client (pass) and whether it is stored (log).
   // Called whenever reasoning text is found in the answer.
   void NoteReasoning();
+  // The splitter found that text it had released as answer was reasoning (a closing marker with
+  // no opening one, after kMaxUndecided bytes): where reasoning is withheld, the answer ends.
+  void ReasoningReleased();
   // A response rule redacts reasoning, or blocks it (the answer then ends where reasoning
   // starts): set before the first byte (ReasoningRuleWithholds), so that in pass mode not even a
   // tag reaches the client before the rule is known.
@@ -202,10 +205,15 @@ bool ReasoningRuleWithholds(const policy::Policy& policy);
 // may render a message's name before or after its content), each joined as they are, with the
 // blanks and invisible characters at every field boundary removed, and removed with the group
 // separator of a number put back where a cut falls between two of its digit groups ("4111 1111"
-// + "1111 1111"; see policy::GroupSeparatorAtCut). Only the text within
+// + "1111 1111"; see policy::GroupSeparatorAtCut). The trimmed and glued arrangements are also
+// made of the fields read decoded (policy::DecodedView, each family of encodings apart), so that
+// separators and padding written encoded ("4111%201111" + "1111%201111", "536%2D22" + "4581",
+// "alice%40%0A" + "example.com") count as they do in clear; pieces map back to the encoded
+// bytes. Only the text within
 // kCrossFieldWindow bytes of a boundary takes part (a finding split between fields is shorter
 // than that: bounded rules are under 700 bytes), so this costs a few KiB of scanning per
-// boundary, not another pass over long fields. A finding is kept only if it spans two or more
+// boundary, not another pass over long fields (a field holding an encoding is decoded whole,
+// once per family: linear, as its own scan). A finding is kept only if it spans two or more
 // fields and is not explained by the units' own findings (the joined reading wins where it reads
 // on past one: "alice@example.co" + "m").
 inline constexpr std::size_t kCrossFieldWindow = 1024;
