@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "policy/internal/confirm.h"
 #include "policy/internal/decode.h"
 #include "policy/internal/normalize.h"
 #include "policy/internal/prefilter.h"
@@ -399,6 +400,9 @@ double ShannonEntropy(std::string_view s) {
 struct DetectorSet::Impl {
   std::vector<const Rule*> rules;
   std::vector<std::unique_ptr<RE2>> regexes;
+  // Per rule: the hand-written matcher that replaces RE2 on candidates (internal/confirm.h), or
+  // nullptr.
+  std::vector<internal::Confirmer> confirmers;
   std::unique_ptr<internal::Prefilter> prefilter;
 };
 
@@ -438,6 +442,7 @@ Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& 
       return Internal("policy: detector rule at " + std::string(rule.id) + ": " + re->error());
     impl->rules.push_back(&rule);
     impl->regexes.push_back(std::move(re));
+    impl->confirmers.push_back(internal::ConfirmerFor(rule.id));
   }
   DetectorEngine engine = options.engine;
   if (engine == DetectorEngine::kDefault) {
@@ -517,6 +522,7 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
   for (const auto& [index, first, last] : candidates.rules) {
     const Rule& rule = *impl_->rules[index];
     const RE2& re = *impl_->regexes[index];
+    const internal::Confirmer confirmer = impl_->confirmers[index];
     re2::StringPiece groups[2];
     // The same left-to-right walk as over the whole text, but each search starts at the first
     // candidate region that can hold the next match and ends with its group of overlapping
@@ -528,18 +534,30 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
       if (region == last) break;
       const internal::Region& r = candidates.regions[region];
       std::size_t from = std::max(pos, r.begin);
-      if (!re.Match(piece, from, r.group_end, RE2::UNANCHORED, groups, 2)) {
-        pos = r.group_end;  // no match starts before it; the next can only be in a later group
-        continue;
+      std::size_t whole_begin, whole_end, begin, end;
+      internal::ConfirmedMatch confirmed;
+      auto quick = confirmer ? confirmer(text, from, r.group_end, &confirmed)
+                             : internal::ConfirmResult::kUnsure;
+      if (quick == internal::ConfirmResult::kMatch) {
+        whole_begin = confirmed.whole_begin;
+        whole_end = confirmed.whole_end;
+        begin = confirmed.begin;
+        end = confirmed.end;
+      } else {
+        if (quick == internal::ConfirmResult::kNoMatch ||
+            !re.Match(piece, from, r.group_end, RE2::UNANCHORED, groups, 2)) {
+          pos = r.group_end;  // no match starts before it; the next can only be in a later group
+          continue;
+        }
+        whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
+        whole_end = whole_begin + groups[0].size();
+        if (groups[1].data() == nullptr) {
+          pos = std::max(whole_end, whole_begin + 1);
+          continue;
+        }
+        begin = static_cast<std::size_t>(groups[1].data() - text.data());
+        end = begin + groups[1].size();
       }
-      std::size_t whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
-      std::size_t whole_end = whole_begin + groups[0].size();
-      if (groups[1].data() == nullptr) {
-        pos = std::max(whole_end, whole_begin + 1);
-        continue;
-      }
-      std::size_t begin = static_cast<std::size_t>(groups[1].data() - text.data());
-      std::size_t end = begin + groups[1].size();
       std::size_t accepted = end > begin ? Validate(rule, text, begin, end) : 0;
       if (accepted) {
         found.push_back(Match{rule.data_class, std::string(rule.id), begin, begin + accepted});
