@@ -18,6 +18,8 @@ using V = Validator;
 
 // Boundary used in front of token prefixes: start of text or a non-token character.
 #define B_ "(?:^|[^A-Za-z0-9_\\-])"
+// The separators payment-card accepts between digits (the same alternation as in its pattern).
+#define CARD_SEP_ "(?:[ \\t\\n\\-/_.:|\\\\~]|  | [\\-/] |\\r\\n)"
 
 constexpr Rule kRules[] = {
     // ---- personal data ----
@@ -49,8 +51,16 @@ constexpr Rule kRules[] = {
     // printed groups and a card's layout (4-4-4-4...), which keeps a column of unrelated numbers
     // out. Not commas or semicolons (lists of numbers). (A general run of up to three separator
     // characters made Hyperscan's database 4x slower on every text, prose included.)
+    // Anchor (the weaker contract of rules.h: it covers the accepted cards, which the validator
+    // wants printed in groups 4-4-4-4(-3), 4-4-4-3, 4-6-5 or 4-6-4 or unseparated): the first 13
+    // digits with their separators, 13..22 bytes from the card's first digit; the pattern's width
+    // is 73. The bounded repeat itself cost the shared Hyperscan database half its speed on
+    // mixed text; this anchor runs in a database of its own at ~2 GB/s.
     {"payment-card", kPaymentCard,
-     R"(\b((?:[0-9](?:[ \t\n\-/_.:|\\~]|  | [\-/] |\r\n)?){12,18}[0-9])\b)", V::kPaymentCard},
+     R"(\b((?:[0-9](?:[ \t\n\-/_.:|\\~]|  | [\-/] |\r\n)?){12,18}[0-9])\b)", V::kPaymentCard, 0,
+     "\\b[0-9]{4}(?:" CARD_SEP_ "?[0-9]{4}" CARD_SEP_ "?[0-9]{4}" CARD_SEP_ "?[0-9]|" CARD_SEP_
+     "?[0-9]{6}" CARD_SEP_ "?[0-9]{4})",
+     22, 73, true},
     {"iban", kIban, R"(\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})\b)", V::kIban},
     {"us-ssn", kUsSsn, R"(\b([0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4})\b)", V::kUsSsn},
     {"cn-resident-id", kCnResidentId,
@@ -144,6 +154,7 @@ constexpr Rule kRules[] = {
 };
 
 #undef B_
+#undef CARD_SEP_
 
 }  // namespace
 
