@@ -465,10 +465,12 @@ std::vector<Match> DetectorSet::ScanNormalized(std::string_view text) const {
   internal::NormalizedText n;
   if (!n.Assign(text)) return ScanExact(text);
   std::vector<Match> found = ScanExact(n.text());
+  // Findings are sorted and disjoint: begins and ends both grow.
+  std::size_t begin_cursor = 0, end_cursor = 0;
   for (Match& m : found) {
     if (m.end <= m.begin) continue;
-    std::size_t begin = n.OriginalBegin(m.begin);
-    m.end = n.OriginalEnd(m.end);
+    std::size_t begin = n.OriginalBegin(m.begin, &begin_cursor);
+    m.end = n.OriginalEnd(m.end, &end_cursor);
     m.begin = begin;
   }
   return found;

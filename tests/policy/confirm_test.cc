@@ -187,6 +187,8 @@ const std::vector<std::string>& Pieces() {
       "Q",
       "g",
       "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5",
+      // Letters RE2 folds to ASCII under (?i): KELVIN SIGN, LONG S.
+      "api_\u212Aey", "\u017Fecret", "to\u212Aen", "pa\u017F\u017Fword=", "x\u212A",
       // Whole items, so that every common format matches often.
       " ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 ", " npm_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5 ",
       " 192.168.1.20 ", " 10.0.0.1", "2.25.255.0 ", " bob.smith+x@mail.example.org ",

@@ -180,29 +180,48 @@ std::size_t KeyWordEnd(std::string_view text, std::size_t s, std::size_t limit) 
 }
 
 // After the assignment operator: blanks, an optional quote, then 12..128 value characters.
+bool MayFoldToAscii(unsigned char c);
+
 bool GenericValue(std::string_view text, std::size_t v, std::size_t limit, std::size_t* begin,
-                  std::size_t* end) {
+                  std::size_t* end, bool* unsure) {
   std::size_t w = v;
   while (w < limit && w - v <= 32 && IsSpace(At(text, w))) ++w;
   if (w - v > 32) return false;
   if (w < limit && IsQuote(At(text, w))) ++w;
   std::size_t u = w;
   while (u < limit && u - w < 128 && IsValueChar(At(text, u))) ++u;
+  if (u < limit && u - w < 128 && MayFoldToAscii(At(text, u))) *unsure = true;
   if (u - w < 12) return false;
   *begin = w;
   *end = u;
   return true;
 }
 
+// (?i) makes RE2 read U+212A KELVIN SIGN as k and U+017F LONG S as s, in the key words, in \w
+// and in the value class. Normalized text has neither; where a byte that can start one is met
+// (0xE2, 0xC5), RE2 decides.
+bool MayFoldToAscii(unsigned char c) { return c == 0xE2 || c == 0xC5; }
+
 ConfirmResult GenericApiKey(std::string_view text, std::size_t from, std::size_t limit,
                             ConfirmedMatch* out) {
-  // (?i) makes RE2 read U+212A KELVIN SIGN as k and U+017F LONG S as s (also in \w and the value
-  // class); normalized text has neither, but leave any text with their lead bytes to RE2.
-  if (std::memchr(text.data() + from, 0xE2, limit - from) ||
-      std::memchr(text.data() + from, 0xC5, limit - from))
-    return ConfirmResult::kUnsure;
   auto is_colon_eq = [](unsigned char c) { return c == ':' || c == '='; };
   for (std::size_t s = from; s < limit; ++s) {
+    unsigned char c = At(text, s);
+    if (c >= 0x80) {
+      if (MayFoldToAscii(c)) return ConfirmResult::kUnsure;
+      continue;
+    }
+    // The first letters of the key words.
+    switch (c | 0x20) {
+      case 'a':
+      case 's':
+      case 't':
+      case 'p':
+      case 'c':
+        break;
+      default:
+        continue;
+    }
     std::size_t key_end = KeyWordEnd(text, s, limit);
     if (!key_end) continue;
     // [\w.\-]{0,20}, then a quote, blanks or the operator: none of those is a suffix character,
@@ -211,6 +230,7 @@ ConfirmResult GenericApiKey(std::string_view text, std::size_t from, std::size_t
     while (r < limit && r - key_end <= 20 &&
            (IsWord(At(text, r)) || text[r] == '.' || text[r] == '-'))
       ++r;
+    if (r < limit && MayFoldToAscii(At(text, r))) return ConfirmResult::kUnsure;
     if (r - key_end > 20) continue;
     if (r < limit && IsQuote(At(text, r))) ++r;
     std::size_t blanks = r;
@@ -226,7 +246,10 @@ ConfirmResult GenericApiKey(std::string_view text, std::size_t from, std::size_t
     if (text[r] == '=' && r + 1 < limit && text[r + 1] == '>') op_ends[ops++] = r + 2;
     for (int i = 0; i < ops; ++i) {
       std::size_t begin, end;
-      if (GenericValue(text, op_ends[i], limit, &begin, &end)) {
+      bool unsure = false;
+      bool matched = GenericValue(text, op_ends[i], limit, &begin, &end, &unsure);
+      if (unsure) return ConfirmResult::kUnsure;
+      if (matched) {
         *out = {s, end, begin, end};
         return ConfirmResult::kMatch;
       }

@@ -31,6 +31,11 @@ class NormalizedText {
   // The original byte range covered by normalized bytes [begin, end) (begin < end).
   std::size_t OriginalBegin(std::size_t begin) const;
   std::size_t OriginalEnd(std::size_t end) const;
+  // The same for a run of calls with non-decreasing arguments (sorted, disjoint findings):
+  // `*cursor` (0 before the first call; one per kind of call) remembers where the previous
+  // look-up ended, so a run costs one pass over the edits instead of a search per call.
+  std::size_t OriginalBegin(std::size_t begin, std::size_t* cursor) const;
+  std::size_t OriginalEnd(std::size_t end, std::size_t* cursor) const;
 
  private:
   // One replaced stretch: normalized bytes [norm_begin, norm_end) come from original bytes
