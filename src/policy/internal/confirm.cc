@@ -205,22 +205,27 @@ bool MayFoldToAscii(unsigned char c) { return c == 0xE2 || c == 0xC5; }
 ConfirmResult GenericApiKey(std::string_view text, std::size_t from, std::size_t limit,
                             ConfirmedMatch* out) {
   auto is_colon_eq = [](unsigned char c) { return c == ':' || c == '='; };
+  // 1: the first letter of a key word; 2: a byte that may start a letter RE2 folds to ASCII.
+  static constexpr auto kStops = [] {
+    std::array<unsigned char, 256> stops{};
+    for (char c : std::string_view("astpcASTPC")) stops[static_cast<unsigned char>(c)] = 1;
+    stops[0xE2] = stops[0xC5] = 2;
+    return stops;
+  }();
   for (std::size_t s = from; s < limit; ++s) {
-    unsigned char c = At(text, s);
-    if (c >= 0x80) {
-      if (MayFoldToAscii(c)) return ConfirmResult::kUnsure;
-      continue;
-    }
-    // The first letters of the key words.
-    switch (c | 0x20) {
-      case 'a':
-      case 's':
-      case 't':
-      case 'p':
-      case 'c':
-        break;
-      default:
-        continue;
+    while (s < limit && kStops[At(text, s)] == 0) ++s;
+    if (s == limit) break;
+    if (kStops[At(text, s)] == 2) return ConfirmResult::kUnsure;
+    // The second letter, before the full look-up: a is followed by p, c or u; s by e; t by o;
+    // p by a or w; c by r or l. (A fold byte there is met by the scan on the next round.)
+    if (s + 1 < limit) {
+      unsigned char c0 = At(text, s) | 0x20, c1 = At(text, s + 1) | 0x20;
+      bool pair = c0 == 'a'   ? (c1 == 'p' || c1 == 'c' || c1 == 'u')
+                  : c0 == 's' ? c1 == 'e'
+                  : c0 == 't' ? c1 == 'o'
+                  : c0 == 'p' ? (c1 == 'a' || c1 == 'w')
+                              : (c1 == 'r' || c1 == 'l');
+      if (!pair) continue;
     }
     std::size_t key_end = KeyWordEnd(text, s, limit);
     if (!key_end) continue;
