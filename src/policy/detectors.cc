@@ -530,11 +530,17 @@ std::vector<Match> DetectorSet::Scan(std::string_view text) const {
   if (found.size() == plain) return found;
   // Findings of all readings, non-overlapping: overlapping ones merge into one covering both
   // (so that redaction cuts every byte any reading found), of the higher-ranked class.
-  std::stable_sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+  // (Positions are sorted, not the matches themselves: cheaper to move.)
+  std::vector<std::size_t> order(found.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&found](std::size_t i, std::size_t j) {
+    const Match &a = found[i], &b = found[j];
     return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
   });
   std::vector<Match> kept;
-  for (Match& m : found) {
+  kept.reserve(found.size());
+  for (std::size_t i : order) {
+    Match& m = found[i];
     if (!kept.empty() && m.begin < kept.back().end) {
       Match& last = kept.back();
       if (Rank(m.data_class) > Rank(last.data_class)) {
@@ -608,11 +614,17 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
   // Resolve overlaps: sort by start (longest first), keep the higher-ranked or longer match.
   // Stable, over matches appended in rule order: ties resolve the same whatever the engine and
   // however many matches there are.
-  std::stable_sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+  // (Positions are sorted, not the matches themselves: cheaper to move.)
+  std::vector<std::size_t> order(found.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&found](std::size_t i, std::size_t j) {
+    const Match &a = found[i], &b = found[j];
     return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
   });
   std::vector<Match> kept;
-  for (Match& m : found) {
+  kept.reserve(found.size());
+  for (std::size_t i : order) {
+    Match& m = found[i];
     if (!kept.empty() && m.begin < kept.back().end) {
       Match& last = kept.back();
       int rm = Rank(m.data_class), rl = Rank(last.data_class);
