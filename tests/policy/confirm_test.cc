@@ -187,6 +187,8 @@ const std::vector<std::string>& Pieces() {
       "Q",
       "g",
       "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5",
+      // A NUL byte (fuzzer find: a NUL inside a value was read as a value character).
+      std::string(1, '\0'), std::string("abc\0def", 7),
       // Letters RE2 folds to ASCII under (?i): KELVIN SIGN, LONG S.
       "api_\u212Aey", "\u017Fecret", "to\u212Aen", "pa\u017F\u017Fword=", "x\u212A",
       // Whole items, so that every common format matches often.

@@ -45,7 +45,7 @@ std::size_t EmailDomainEnd(std::string_view text, std::size_t p, std::size_t lim
   int labels = 0;
   for (std::size_t q = p; labels < 8;) {
     std::size_t r = q;
-    while (r < limit && IsLabelChar(At(text, r))) ++r;
+    while (r < limit && r - q <= 63 && IsLabelChar(At(text, r))) ++r;  // longer fails anyway
     std::size_t len = r - q;
     if (len == 0 || len > 63 || r >= limit || text[r] != '.') break;
     if (!IsAlnum(At(text, q)) || !IsAlnum(At(text, r - 1))) break;
@@ -54,7 +54,7 @@ std::size_t EmailDomainEnd(std::string_view text, std::size_t p, std::size_t lim
   }
   for (int k = labels; k >= 1; --k) {
     std::size_t t = label_ends[k - 1], u = t;
-    while (u < limit && IsAlpha(At(text, u))) ++u;
+    while (u < limit && u - t <= 24 && IsAlpha(At(text, u))) ++u;
     // [A-Za-z]{2,24} then \b: only the whole run of letters can be followed by a boundary.
     if (u - t >= 2 && u - t <= 24 && WordEndsAt(text, u)) return u;
   }
@@ -129,7 +129,26 @@ ConfirmResult Ipv4(std::string_view text, std::size_t from, std::size_t limit,
 //  credentials?|client[_\-]?secret)[\w.\-]{0,20}["']?\s{0,32}(?:[:=]{1,2}|=>)\s{0,32}["']?
 //  ([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,128})
 bool IsValueChar(unsigned char c) {
-  return IsWord(c) || std::strchr("-+/=.~!@#$%^&*", c) != nullptr;
+  // (Not strchr: it would find the terminating NUL for c == 0.)
+  switch (c) {
+    case '-':
+    case '+':
+    case '/':
+    case '=':
+    case '.':
+    case '~':
+    case '!':
+    case '@':
+    case '#':
+    case '$':
+    case '%':
+    case '^':
+    case '&':
+    case '*':
+      return true;
+    default:
+      return IsWord(c);
+  }
 }
 
 // The end of the literal `word` (lower case) read case-insensitively at `p`, or 0.
