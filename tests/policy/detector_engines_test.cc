@@ -204,6 +204,31 @@ TEST_F(DetectorEnginesTest, EnginesAgreeOnLongRunsAndRandomBytes) {
   for (const auto& in : inputs) ASSERT_TRUE(re2_->Scan(in) == hs_->Scan(in));
 }
 
+// Attack (found by detector_engines_fuzz): invalid UTF-8 bytes with a control character between
+// them joined into a valid character once the control was dropped ("alice\xEF\xBC" + "\x01" +
+// "\xA0example.com" read as a full-width @, "to\xE2\x84" + "\x03" + "\xAAen" as KELVIN SIGN),
+// a character the normalizer never mapped: the engines disagreed. Invalid bytes now read as
+// U+FFFD, so nothing joins, and the engines agree.
+TEST_F(DetectorEnginesTest, InvalidBytesAroundADroppedControlDoNotJoin) {
+  for (const std::string text : {std::string("mail alice\xEF\xBC\x01\xA0"
+                                             "example.com x"),
+                                 std::string("to\xE2\x84\x03\xAA"
+                                             "en=abcdefghijkl123"),
+                                 std::string("\xF0\x9F\x01\x98\x80"
+                                             " token=Zx8Qw3Er5Ty7Ui9Op1As")}) {
+    for (const DetectorSet* engine : Engines()) {
+      for (const Match& m : engine->Scan(text))
+        EXPECT_EQ(text.substr(m.begin, m.end - m.begin).find('\x01'), std::string::npos)
+            << Describe(engine->Scan(text), text);
+    }
+    if (hs_) {
+      auto a = re2_->Scan(text), b = hs_->Scan(text);
+      EXPECT_TRUE(a == b) << "re2-set:   " << Describe(a, text)
+                          << "\nhyperscan: " << Describe(b, text);
+    }
+  }
+}
+
 // The payment-card anchor covers only the cards the validator accepts (rules.h, the weaker
 // contract): text made of digit groups, separators and near-miss numbers, where the pattern
 // matches often and the validator rejects most matches, gives Hyperscan's findings equal to

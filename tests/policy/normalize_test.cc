@@ -52,5 +52,23 @@ TEST(NormalizeTest, CharactersAfterKeptLineBreaksAreStillNormalized) {
   EXPECT_FALSE(plain.Assign(std::string(100, 'a') + "\n\t\r\n" + std::string(100, 'b')));
 }
 
+// Invalid UTF-8 reads as U+FFFD: the bytes around a dropped control never join into a character
+// ("\xEF\xBC" + "\x01" + "\xA0" is not a full-width @, which would then stay unnormalized).
+TEST(NormalizeTest, InvalidBytesAroundADroppedControlBecomeReplacementCharacters) {
+  NormalizedText norm;
+  ASSERT_TRUE(
+      norm.Assign("alice\xEF\xBC\x01\xA0"
+                  "example.com"));
+  EXPECT_EQ(norm.text().find("\xEF\xBC\xA0"), std::string::npos) << norm.text();
+  EXPECT_EQ(norm.text().find('@'), std::string::npos) << norm.text();
+  EXPECT_NE(norm.text().find("\xEF\xBF\xBD"), std::string::npos) << norm.text();
+  EXPECT_EQ(norm.text().rfind("alice", 0), 0u);
+  EXPECT_NE(norm.text().find("example.com"), std::string::npos);
+  // Every normalized byte maps back inside the original.
+  EXPECT_LE(norm.OriginalEnd(norm.text().size()), std::string("alice\xEF\xBC\x01\xA0"
+                                                              "example.com")
+                                                      .size());
+}
+
 }  // namespace
 }  // namespace airlock::policy::internal

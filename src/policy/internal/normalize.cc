@@ -231,9 +231,16 @@ std::size_t NextSuspect(std::string_view in, std::size_t i) {
   return n;
 }
 
-// Decodes the character at `i` (which is a suspect byte) and returns its table entry (kKeep for
-// invalid UTF-8), setting `*next` past it. Characters beyond the table are mapped through ICU
-// into `*scratch`, whose contents then replace them.
+// Classify's answer for invalid UTF-8 (no table entry has this value). Text that is otherwise
+// left as it is keeps its invalid bytes; text that is normalized reads them as U+FFFD: kept raw,
+// bytes on either side of a dropped control could join into a character that was never
+// normalized ("alice\xEF\xBC" + "\x01" + "\xA0example.com" read as a full-width @).
+constexpr std::uint32_t kInvalidUtf8 = 0xFFFFFFFFu;
+constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";
+
+// Decodes the character at `i` (which is a suspect byte) and returns its table entry
+// (kInvalidUtf8 for invalid UTF-8), setting `*next` past it. Characters beyond the table
+// are mapped through ICU into `*scratch`, whose contents then replace them.
 std::uint32_t Classify(std::string_view in, std::size_t i, std::size_t* next, std::string* scratch,
                        bool* use_scratch) {
   const CharTable& table = Table();
@@ -250,7 +257,7 @@ std::uint32_t Classify(std::string_view in, std::size_t i, std::size_t* next, st
   UChar32 c = 0;
   U8_NEXT(data, pos, length, c);
   *next = i + static_cast<std::size_t>(pos);
-  if (c < 0) return CharTable::kKeep;
+  if (c < 0) return kInvalidUtf8;
   if (c < kTableLimit) return table.entries[c];
   if (IsInvisible(c)) return CharTable::kDrop;
   if (MapCharacter(c, table.nfkc, nullptr, scratch)) {
@@ -268,7 +275,8 @@ bool NeedsNormalization(std::string_view in) {
   bool use_scratch = false;
   for (std::size_t i = NextSuspect(in, 0); i < in.size(); i = NextSuspect(in, i)) {
     std::size_t next = i + 1;
-    if (Classify(in, i, &next, &scratch, &use_scratch) != CharTable::kKeep) return true;
+    const std::uint32_t e = Classify(in, i, &next, &scratch, &use_scratch);
+    if (e != CharTable::kKeep && e != kInvalidUtf8) return true;
     i = next;
   }
   return false;
@@ -316,6 +324,8 @@ bool NormalizedText::Assign(std::string_view in) {
     }
     if (e == CharTable::kDrop) {
       Replace(in, i, next, {});
+    } else if (e == kInvalidUtf8) {
+      Replace(in, i, next, kReplacementCharacter);
     } else if (e != CharTable::kKeep) {
       Replace(in, i, next, use_scratch ? std::string_view(scratch) : table.Replacement(e));
     }

@@ -8,7 +8,9 @@
 //   * invisible format characters (zero-width space/joiners, soft hyphen, word joiner, bidi
 //     controls, variation selectors) and control characters other than \t \n \v \f \r (NUL,
 //     ESC, DEL, C1 controls) are dropped.
-// Invalid UTF-8 bytes are kept as they are. The per-character mapping is computed once per process
+// Text that needs none of this keeps its invalid UTF-8 bytes; text that is normalized reads them
+// as U+FFFD, so that bytes on either side of a dropped control never join into a character that
+// was not normalized. The per-character mapping is computed once per process
 // (a table over the first two Unicode planes, a few milliseconds); scanning text only does table
 // look-ups, and text that needs none of this (ASCII without controls, CJK text...) is recognized in
 // one pass without building anything.
