@@ -3,6 +3,10 @@
 // disjoint, and the StreamScanner fed the same bytes in chunks (sizes taken from the input)
 // reports exactly the findings of one pass. The decoded shadow text (policy/internal/decode.h)
 // is never longer than its input per round, and maps every byte back inside the input, in order.
+// Every hand-written confirmer (policy/internal/confirm.h) gives RE2's match for its rule, on the
+// whole input and on bounds taken from it.
+#include <re2/re2.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -11,7 +15,9 @@
 #include <vector>
 
 #include "policy/detectors.h"
+#include "policy/internal/confirm.h"
 #include "policy/internal/decode.h"
+#include "policy/internal/rules.h"
 #include "policy/stream_scanner.h"
 
 namespace {
@@ -24,6 +30,43 @@ std::unique_ptr<DetectorSet> Make(DetectorEngine engine) {
   auto set = DetectorSet::Create({.enabled = {}, .engine = engine});
   if (!set.ok()) std::abort();
   return std::move(*set);
+}
+
+struct Checked {
+  airlock::policy::internal::Confirmer confirmer;
+  std::unique_ptr<RE2> re;
+};
+
+std::vector<Checked> MakeChecked() {
+  std::vector<Checked> out;
+  for (const auto& rule : airlock::policy::internal::BuiltinRules()) {
+    auto confirmer = airlock::policy::internal::ConfirmerFor(rule.id);
+    if (!confirmer) continue;
+    RE2::Options options;
+    options.set_log_errors(false);
+    out.push_back(
+        {confirmer, std::make_unique<RE2>(
+                        re2::StringPiece(rule.pattern.data(), rule.pattern.size()), options)});
+  }
+  return out;
+}
+
+void CheckConfirmer(const Checked& c, std::string_view text, std::size_t from, std::size_t limit) {
+  using airlock::policy::internal::ConfirmResult;
+  airlock::policy::internal::ConfirmedMatch got{};
+  ConfirmResult r = c.confirmer(text, from, limit, &got);
+  if (r == ConfirmResult::kUnsure) return;
+  re2::StringPiece g[2];
+  bool want =
+      c.re->Match(re2::StringPiece(text.data(), text.size()), from, limit, RE2::UNANCHORED, g, 2);
+  if (want != (r == ConfirmResult::kMatch)) std::abort();
+  if (!want) return;
+  auto at = [&](const re2::StringPiece& p) {
+    return static_cast<std::size_t>(p.data() - text.data());
+  };
+  if (got.whole_begin != at(g[0]) || got.whole_end != at(g[0]) + g[0].size() ||
+      got.begin != at(g[1]) || got.end != at(g[1]) + g[1].size())
+    std::abort();
 }
 
 }  // namespace
@@ -39,6 +82,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     last_end = m.end;
   }
   if (hs && whole != hs->Scan(text)) std::abort();
+  static const std::vector<Checked> checked = MakeChecked();
+  for (const Checked& c : checked) {
+    CheckConfirmer(c, text, 0, size);
+    if (size >= 2) {
+      std::size_t from = data[0] % size, limit = from + data[1] % (size - from + 1);
+      CheckConfirmer(c, text, from, limit);
+    }
+  }
   for (auto family : {airlock::policy::internal::DecodeFamily::kWeb,
                       airlock::policy::internal::DecodeFamily::kQuotedPrintable}) {
     airlock::policy::internal::DecodedText decoded;

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
+#include "policy/internal/confirm.h"
 #include "policy/internal/decode.h"
 #include "policy/internal/normalize.h"
 #include "policy/internal/prefilter.h"
@@ -410,16 +413,48 @@ bool UsSsnPlausible(std::string_view ssn) {
   return !std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; });
 }
 
+namespace {
+
+// log2(c / n) for 1 <= c <= n <= kEntropyTableMax, computed exactly as ShannonEntropy would
+// (the table saves the log2 calls, not a bit of precision): row n starts at n * (n - 1) / 2.
+constexpr std::size_t kEntropyTableMax = 128;
+const std::vector<double>& Log2Table() {
+  static const std::vector<double> table = [] {
+    std::vector<double> t;
+    t.reserve(kEntropyTableMax * (kEntropyTableMax + 1) / 2);
+    for (std::size_t n = 1; n <= kEntropyTableMax; ++n)
+      for (std::size_t c = 1; c <= n; ++c) {
+        double p = static_cast<int>(c) / static_cast<double>(n);
+        t.push_back(std::log2(p));
+      }
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
 double ShannonEntropy(std::string_view s) {
   if (s.empty()) return 0;
-  std::array<int, 256> counts{};
-  for (unsigned char c : s) counts[c]++;
+  // Counts of the bytes present only (no 256-entry clear), then the sum over them in increasing
+  // byte order, as a plain loop over all 256 counts would add them.
+  std::array<int, 256> counts;
+  std::array<std::uint64_t, 4> present{};
+  for (unsigned char c : s) counts[c] = 0;
+  for (unsigned char c : s) {
+    counts[c]++;
+    present[c >> 6] |= std::uint64_t{1} << (c & 63);
+  }
   double h = 0;
   double n = static_cast<double>(s.size());
-  for (int c : counts) {
-    if (!c) continue;
-    double p = c / n;
-    h -= p * std::log2(p);
+  const double* log2_row =
+      s.size() <= kEntropyTableMax ? Log2Table().data() + s.size() * (s.size() - 1) / 2 : nullptr;
+  for (int word = 0; word < 4; ++word) {
+    for (std::uint64_t bits = present[word]; bits; bits &= bits - 1) {
+      int c = counts[word * 64 + std::countr_zero(bits)];
+      double p = c / n;
+      h -= p * (log2_row ? log2_row[c - 1] : std::log2(p));
+    }
   }
   return h;
 }
@@ -427,6 +462,9 @@ double ShannonEntropy(std::string_view s) {
 struct DetectorSet::Impl {
   std::vector<const Rule*> rules;
   std::vector<std::unique_ptr<RE2>> regexes;
+  // Per rule: the hand-written matcher that replaces RE2 on candidates (internal/confirm.h), or
+  // nullptr.
+  std::vector<internal::Confirmer> confirmers;
   std::unique_ptr<internal::Prefilter> prefilter;
 };
 
@@ -466,6 +504,7 @@ Result<std::unique_ptr<DetectorSet>> DetectorSet::Create(const DetectorOptions& 
       return Internal("policy: detector rule at " + std::string(rule.id) + ": " + re->error());
     impl->rules.push_back(&rule);
     impl->regexes.push_back(std::move(re));
+    impl->confirmers.push_back(internal::ConfirmerFor(rule.id));
   }
   DetectorEngine engine = options.engine;
   if (engine == DetectorEngine::kDefault) {
@@ -488,10 +527,12 @@ std::vector<Match> DetectorSet::ScanNormalized(std::string_view text) const {
   internal::NormalizedText n;
   if (!n.Assign(text)) return ScanExact(text);
   std::vector<Match> found = ScanExact(n.text());
+  // Findings are sorted and disjoint: begins and ends both grow.
+  std::size_t begin_cursor = 0, end_cursor = 0;
   for (Match& m : found) {
     if (m.end <= m.begin) continue;
-    std::size_t begin = n.OriginalBegin(m.begin);
-    m.end = n.OriginalEnd(m.end);
+    std::size_t begin = n.OriginalBegin(m.begin, &begin_cursor);
+    m.end = n.OriginalEnd(m.end, &end_cursor);
     m.begin = begin;
   }
   return found;
@@ -517,11 +558,17 @@ std::vector<Match> DetectorSet::Scan(std::string_view text) const {
   if (found.size() == plain) return found;
   // Findings of all readings, non-overlapping: overlapping ones merge into one covering both
   // (so that redaction cuts every byte any reading found), of the higher-ranked class.
-  std::stable_sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+  // (Positions are sorted, not the matches themselves: cheaper to move.)
+  std::vector<std::size_t> order(found.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&found](std::size_t i, std::size_t j) {
+    const Match &a = found[i], &b = found[j];
     return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
   });
   std::vector<Match> kept;
-  for (Match& m : found) {
+  kept.reserve(found.size());
+  for (std::size_t i : order) {
+    Match& m = found[i];
     if (!kept.empty() && m.begin < kept.back().end) {
       Match& last = kept.back();
       if (Rank(m.data_class) > Rank(last.data_class)) {
@@ -545,6 +592,7 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
   for (const auto& [index, first, last] : candidates.rules) {
     const Rule& rule = *impl_->rules[index];
     const RE2& re = *impl_->regexes[index];
+    const internal::Confirmer confirmer = impl_->confirmers[index];
     re2::StringPiece groups[2];
     // The same left-to-right walk as over the whole text, but each search starts at the first
     // candidate region that can hold the next match and ends with its group of overlapping
@@ -556,18 +604,30 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
       if (region == last) break;
       const internal::Region& r = candidates.regions[region];
       std::size_t from = std::max(pos, r.begin);
-      if (!re.Match(piece, from, r.group_end, RE2::UNANCHORED, groups, 2)) {
-        pos = r.group_end;  // no match starts before it; the next can only be in a later group
-        continue;
+      std::size_t whole_begin, whole_end, begin, end;
+      internal::ConfirmedMatch confirmed;
+      auto quick = confirmer ? confirmer(text, from, r.group_end, &confirmed)
+                             : internal::ConfirmResult::kUnsure;
+      if (quick == internal::ConfirmResult::kMatch) {
+        whole_begin = confirmed.whole_begin;
+        whole_end = confirmed.whole_end;
+        begin = confirmed.begin;
+        end = confirmed.end;
+      } else {
+        if (quick == internal::ConfirmResult::kNoMatch ||
+            !re.Match(piece, from, r.group_end, RE2::UNANCHORED, groups, 2)) {
+          pos = r.group_end;  // no match starts before it; the next can only be in a later group
+          continue;
+        }
+        whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
+        whole_end = whole_begin + groups[0].size();
+        if (groups[1].data() == nullptr) {
+          pos = std::max(whole_end, whole_begin + 1);
+          continue;
+        }
+        begin = static_cast<std::size_t>(groups[1].data() - text.data());
+        end = begin + groups[1].size();
       }
-      std::size_t whole_begin = static_cast<std::size_t>(groups[0].data() - text.data());
-      std::size_t whole_end = whole_begin + groups[0].size();
-      if (groups[1].data() == nullptr) {
-        pos = std::max(whole_end, whole_begin + 1);
-        continue;
-      }
-      std::size_t begin = static_cast<std::size_t>(groups[1].data() - text.data());
-      std::size_t end = begin + groups[1].size();
       std::size_t accepted = end > begin ? Validate(rule, text, begin, end) : 0;
       if (accepted) {
         found.push_back(Match{rule.data_class, std::string(rule.id), begin, begin + accepted});
@@ -582,11 +642,17 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
   // Resolve overlaps: sort by start (longest first), keep the higher-ranked or longer match.
   // Stable, over matches appended in rule order: ties resolve the same whatever the engine and
   // however many matches there are.
-  std::stable_sort(found.begin(), found.end(), [](const Match& a, const Match& b) {
+  // (Positions are sorted, not the matches themselves: cheaper to move.)
+  std::vector<std::size_t> order(found.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&found](std::size_t i, std::size_t j) {
+    const Match &a = found[i], &b = found[j];
     return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
   });
   std::vector<Match> kept;
-  for (Match& m : found) {
+  kept.reserve(found.size());
+  for (std::size_t i : order) {
+    Match& m = found[i];
     if (!kept.empty() && m.begin < kept.back().end) {
       Match& last = kept.back();
       int rm = Rank(m.data_class), rl = Rank(last.data_class);

@@ -3,8 +3,9 @@
 // high-entropy assignments). Every pattern is an RE2 regex (linear time, no backtracking). One
 // multi-pattern pass over the text finds candidates for all rules at once (Hyperscan where the
 // build has it, RE2::Set otherwise; see DetectorEngine); each rule's RE2 pattern then runs only
-// inside its candidate regions, followed by checksum or entropy validation (Luhn, mod-97,
-// ISO 7064, Shannon entropy). Both engines give the same findings, byte for byte.
+// inside its candidate regions (for the commonest rules a hand-written matcher with RE2's exact
+// result runs instead, see internal/confirm.h), followed by checksum or entropy validation (Luhn,
+// mod-97, ISO 7064, Shannon entropy). Both engines give the same findings, byte for byte.
 // Text is read normalized (NFKC, TS #39 confusable letters, format and control characters
 // dropped; see internal/normalize.h) and, where it holds encoded characters, also decoded
 // (percent, HTML references, backslash escapes, quoted-printable, base64 text data: URLs; see

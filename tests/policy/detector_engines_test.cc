@@ -204,6 +204,87 @@ TEST_F(DetectorEnginesTest, EnginesAgreeOnLongRunsAndRandomBytes) {
   for (const auto& in : inputs) ASSERT_TRUE(re2_->Scan(in) == hs_->Scan(in));
 }
 
+// Attack (found by detector_engines_fuzz): invalid UTF-8 bytes with a control character between
+// them joined into a valid character once the control was dropped ("alice\xEF\xBC" + "\x01" +
+// "\xA0example.com" read as a full-width @, "to\xE2\x84" + "\x03" + "\xAAen" as KELVIN SIGN),
+// a character the normalizer never mapped: the engines disagreed. Invalid bytes now read as
+// U+FFFD, so nothing joins, and the engines agree.
+TEST_F(DetectorEnginesTest, InvalidBytesAroundADroppedControlDoNotJoin) {
+  for (const std::string text : {std::string("mail alice\xEF\xBC\x01\xA0"
+                                             "example.com x"),
+                                 std::string("to\xE2\x84\x03\xAA"
+                                             "en=abcdefghijkl123"),
+                                 std::string("\xF0\x9F\x01\x98\x80"
+                                             " token=Zx8Qw3Er5Ty7Ui9Op1As")}) {
+    for (const DetectorSet* engine : Engines()) {
+      for (const Match& m : engine->Scan(text))
+        EXPECT_EQ(text.substr(m.begin, m.end - m.begin).find('\x01'), std::string::npos)
+            << Describe(engine->Scan(text), text);
+    }
+    if (hs_) {
+      auto a = re2_->Scan(text), b = hs_->Scan(text);
+      EXPECT_TRUE(a == b) << "re2-set:   " << Describe(a, text)
+                          << "\nhyperscan: " << Describe(b, text);
+    }
+  }
+}
+
+// The payment-card anchor covers only the cards the validator accepts (rules.h, the weaker
+// contract): text made of digit groups, separators and near-miss numbers, where the pattern
+// matches often and the validator rejects most matches, gives Hyperscan's findings equal to
+// RE2::Set's (whose regions are the whole text).
+TEST_F(DetectorEnginesTest, CardAnchorEnginesAgreeOnDigitGroups) {
+  if (!hs_) GTEST_SKIP() << "Hyperscan not in this build or not usable on this CPU";
+  const std::vector<std::string> pieces = {"4111",
+                                           "1111",
+                                           "411111",
+                                           "41111",
+                                           "111",
+                                           "1",
+                                           "0",
+                                           "5",
+                                           "3782",
+                                           "822463",
+                                           "10005",
+                                           "4242424242424242",
+                                           "378282246310005",
+                                           " ",
+                                           "  ",
+                                           " - ",
+                                           " / ",
+                                           "-",
+                                           "/",
+                                           "_",
+                                           ".",
+                                           ":",
+                                           "|",
+                                           "\\",
+                                           "~",
+                                           "\t",
+                                           "\n",
+                                           "\r\n",
+                                           ",",
+                                           "a",
+                                           "+",
+                                           "=",
+                                           "4111 1111 1111 1111",
+                                           "3782 822463 10005",
+                                           "4111-1111-1111-1111-111",
+                                           "2024-0001-5555"};
+  std::mt19937 rng(4111);
+  int cards = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text;
+    for (int i = 0, n = 1 + round % 30; i < n; ++i) text += pieces[rng() % pieces.size()];
+    auto a = re2_->Scan(text), b = hs_->Scan(text);
+    for (const Match& m : a) cards += m.data_class == DataClass::kPaymentCard;
+    ASSERT_TRUE(a == b) << "text: " << nlohmann::json(text).dump()
+                        << "\nre2-set:   " << Describe(a, text)
+                        << "\nhyperscan: " << Describe(b, text);
+  }
+  EXPECT_GT(cards, 100);  // the generator makes cards, or this test could not fail
+}
+
 // Per-thread Hyperscan scratch space: sets created and destroyed in turn on one thread (a new
 // database may take a freed one's address) and several sets used alternately all scan right.
 TEST_F(DetectorEnginesTest, ManyDetectorSetsOnOneThreadScanAlike) {

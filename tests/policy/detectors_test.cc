@@ -4,9 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 
 #include "policy/internal/normalize.h"
@@ -525,6 +528,32 @@ TEST_F(DetectorsTest, LabelledCorpus) {
     EXPECT_GE(p, 0.9) << DataClassName(c);
     EXPECT_GE(r, 0.9) << DataClassName(c);
   }
+}
+
+// The entropy floors compare against ShannonEntropy's exact double: the table-driven version must
+// give the plain formula's value bit for bit (same terms, same order), short and long strings.
+TEST(ShannonEntropyTest, EqualsThePlainFormulaBitForBit) {
+  auto plain = [](std::string_view s) {
+    std::array<int, 256> counts{};
+    for (unsigned char c : s) counts[c]++;
+    double h = 0, n = static_cast<double>(s.size());
+    for (int c : counts) {
+      if (!c) continue;
+      double p = c / n;
+      h -= p * std::log2(p);
+    }
+    return h;
+  };
+  std::mt19937 rng(3);
+  for (std::size_t len = 1; len <= 300; ++len)
+    for (int alphabet : {2, 16, 64, 256}) {
+      std::string s(len, '\0');
+      for (char& c : s) c = static_cast<char>(rng() % alphabet);
+      ASSERT_EQ(ShannonEntropy(s), plain(s)) << len << " " << alphabet;
+    }
+  EXPECT_EQ(ShannonEntropy(""), 0);
+  EXPECT_EQ(ShannonEntropy("aaaa"), 0);
+  EXPECT_EQ(ShannonEntropy("ab"), 1);
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 //   * invisible format characters (zero-width space/joiners, soft hyphen, word joiner, bidi
 //     controls, variation selectors) and control characters other than \t \n \v \f \r (NUL,
 //     ESC, DEL, C1 controls) are dropped.
-// Invalid UTF-8 bytes are kept as they are. The per-character mapping is computed once per process
+// Text that needs none of this keeps its invalid UTF-8 bytes; text that is normalized reads them
+// as U+FFFD, so that bytes on either side of a dropped control never join into a character that
+// was not normalized. The per-character mapping is computed once per process
 // (a table over the first two Unicode planes, a few milliseconds); scanning text only does table
 // look-ups, and text that needs none of this (ASCII without controls, CJK text...) is recognized in
 // one pass without building anything.
@@ -31,6 +33,11 @@ class NormalizedText {
   // The original byte range covered by normalized bytes [begin, end) (begin < end).
   std::size_t OriginalBegin(std::size_t begin) const;
   std::size_t OriginalEnd(std::size_t end) const;
+  // The same for a run of calls with non-decreasing arguments (sorted, disjoint findings):
+  // `*cursor` (0 before the first call; one per kind of call) remembers where the previous
+  // look-up ended, so a run costs one pass over the edits instead of a search per call.
+  std::size_t OriginalBegin(std::size_t begin, std::size_t* cursor) const;
+  std::size_t OriginalEnd(std::size_t end, std::size_t* cursor) const;
 
  private:
   // One replaced stretch: normalized bytes [norm_begin, norm_end) come from original bytes

@@ -77,21 +77,24 @@ class HyperscanPrefilter final : public Prefilter {
   struct Reach {
     unsigned before, after;
   };
-  HyperscanPrefilter(hs_database_t* db, std::vector<Reach> reach)
-      : db_(db), reach_(std::move(reach)) {}
-  ~HyperscanPrefilter() override { hs_free_database(db_); }
+  // `dbs`: the shared database first, then those of rules with own_database (see rules.h).
+  HyperscanPrefilter(std::vector<hs_database_t*> dbs, std::vector<Reach> reach)
+      : dbs_(std::move(dbs)), reach_(std::move(reach)) {}
+  ~HyperscanPrefilter() override {
+    for (hs_database_t* db : dbs_) hs_free_database(db);
+  }
   std::string_view name() const override { return "hyperscan"; }
 
   void Find(std::string_view text, Candidates* out) const override {
     out->Clear();
     Scratch& scratch = ThreadScratch();
-    if (scratch.space == nullptr || scratch.owner_db != db_) {
+    if (scratch.space == nullptr || scratch.owner_db != dbs_.front()) {
       // One scratch per thread, grown to fit every database this thread scans with.
-      if (hs_alloc_scratch(db_, &scratch.space) != HS_SUCCESS) {
+      if (!AllocScratch(&scratch.space)) {
         WholeText(reach_.size(), text.size(), nullptr, out);
         return;
       }
-      scratch.owner_db = db_;
+      scratch.owner_db = dbs_.front();
     }
     if (text.size() > std::numeric_limits<unsigned>::max()) {  // beyond hs_scan's length type
       WholeText(reach_.size(), text.size(), nullptr, out);
@@ -100,15 +103,13 @@ class HyperscanPrefilter final : public Prefilter {
     Collector c{this, text.size(), {}, {}, {}};
     c.last.assign(reach_.size(), kNone);
     c.unsorted.assign(reach_.size(), false);
-    hs_error_t err = hs_scan(db_, text.data(), static_cast<unsigned>(text.size()), 0, scratch.space,
-                             &Collector::OnMatch, &c);
-    if (err == HS_INVALID && hs_alloc_scratch(db_, &scratch.space) == HS_SUCCESS) {
+    hs_error_t err = ScanAll(text, scratch.space, &c);
+    if (err == HS_INVALID && AllocScratch(&scratch.space)) {
       // A database at the address of a freed one: the scratch was never sized for it.
       c.regions.clear();
       c.last.assign(reach_.size(), kNone);
       c.unsorted.assign(reach_.size(), false);
-      err = hs_scan(db_, text.data(), static_cast<unsigned>(text.size()), 0, scratch.space,
-                    &Collector::OnMatch, &c);
+      err = ScanAll(text, scratch.space, &c);
     }
     if (err != HS_SUCCESS) {
       WholeText(reach_.size(), text.size(), nullptr, out);
@@ -150,6 +151,23 @@ class HyperscanPrefilter final : public Prefilter {
     return scratch;
   }
 
+  struct Collector;
+
+  bool AllocScratch(hs_scratch_t** space) const {
+    for (hs_database_t* db : dbs_)
+      if (hs_alloc_scratch(db, space) != HS_SUCCESS) return false;
+    return true;
+  }
+  // Each rule is in one database only, so a rule's reports still come in one scan.
+  hs_error_t ScanAll(std::string_view text, hs_scratch_t* space, Collector* c) const {
+    for (hs_database_t* db : dbs_) {
+      hs_error_t err = hs_scan(db, text.data(), static_cast<unsigned>(text.size()), 0, space,
+                               &Collector::OnMatch, c);
+      if (err != HS_SUCCESS) return err;
+    }
+    return HS_SUCCESS;
+  }
+
   struct Collector {
     const HyperscanPrefilter* self;
     std::size_t text_size;
@@ -182,7 +200,7 @@ class HyperscanPrefilter final : public Prefilter {
     }
   };
 
-  hs_database_t* db_;
+  std::vector<hs_database_t*> dbs_;
   std::vector<Reach> reach_;  // per rule
 };
 
@@ -307,20 +325,39 @@ Result<std::unique_ptr<Prefilter>> MakeHyperscanPrefilter(std::span<const Rule* 
     reach.push_back({info->max_width == UINT_MAX ? kUnbounded : info->max_width, 0});
     std::free(info);
   }
-  std::vector<const char*> expressions;
-  for (const auto& p : patterns) expressions.push_back(p.c_str());
-  hs_database_t* db = nullptr;
-  hs_compile_error_t* error = nullptr;
-  if (hs_compile_multi(expressions.data(), flags.data(), ids.data(),
-                       static_cast<unsigned>(expressions.size()), HS_MODE_BLOCK, nullptr, &db,
-                       &error) != HS_SUCCESS) {
-    std::string message = error ? error->message : "unknown error";
-    int at = error ? error->expression : -1;
-    hs_free_compile_error(error);
-    return Internal("policy: Hyperscan database: " + message +
-                    (at >= 0 ? " (rule " + std::string(rules[at]->id) + ")" : ""));
+  // The shared database, then one per rule that asks for its own.
+  std::vector<std::vector<std::size_t>> groups(1);
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    if (rules[i]->own_database)
+      groups.push_back({i});
+    else
+      groups.front().push_back(i);
   }
-  return std::unique_ptr<Prefilter>(new HyperscanPrefilter(db, std::move(reach)));
+  if (groups.front().empty()) groups.erase(groups.begin());
+  std::vector<hs_database_t*> dbs;
+  for (const auto& group : groups) {
+    std::vector<const char*> expressions;
+    std::vector<unsigned> group_flags, group_ids;
+    for (std::size_t i : group) {
+      expressions.push_back(patterns[i].c_str());
+      group_flags.push_back(flags[i]);
+      group_ids.push_back(ids[i]);
+    }
+    hs_database_t* db = nullptr;
+    hs_compile_error_t* error = nullptr;
+    if (hs_compile_multi(expressions.data(), group_flags.data(), group_ids.data(),
+                         static_cast<unsigned>(expressions.size()), HS_MODE_BLOCK, nullptr, &db,
+                         &error) != HS_SUCCESS) {
+      std::string message = error ? error->message : "unknown error";
+      int at = error ? error->expression : -1;
+      hs_free_compile_error(error);
+      for (hs_database_t* done : dbs) hs_free_database(done);
+      return Internal("policy: Hyperscan database: " + message +
+                      (at >= 0 ? " (rule " + std::string(rules[group[at]]->id) + ")" : ""));
+    }
+    dbs.push_back(db);
+  }
+  return std::unique_ptr<Prefilter>(new HyperscanPrefilter(std::move(dbs), std::move(reach)));
 #endif
 }
 

@@ -5,10 +5,12 @@
 //   * Hyperscan (x86-64, Debian libhyperscan-dev) reports every end offset of every match of
 //     every rule's pattern (or of its anchor, see Rule::anchor); a rule's match ending at `e`
 //     starts at or after e - max_width (from the start of the text for the few secret formats of
-//     unbounded length). Overlapping regions are merged.
+//     unbounded length). Overlapping regions are merged. Rules marked own_database are scanned
+//     in a database of their own, after the shared one.
 //   * RE2::Set (portable) says only which rules match somewhere; their region is the whole text.
 // Contract: every match of rule r (as RE2 finds it anywhere in the text, with the text around it
-// as context) lies inside one region of r: begin >= region.begin and end <= region.end. Regions
+// as context; for an anchor under the weaker contract of rules.h, every match r's validator
+// accepts) lies inside one region of r: begin >= region.begin and end <= region.end. Regions
 // of one rule are sorted by begin; group_end is the end of the run of overlapping regions a
 // region belongs to (the next run starts after it), which bounds every match starting inside it.
 #pragma once

@@ -35,9 +35,18 @@ struct Rule {
   // every match of `pattern` contains a match of `anchor`, and for an anchor match ending at
   // offset a the rule's whole match lies inside [a - anchor_before, a + anchor_after].
   // Without an anchor the pattern itself is the prefilter (see internal/prefilter.h).
+  // A weaker contract is enough and is what payment-card uses: every match *that the validator
+  // accepts* (from its start, as the left-to-right walk finds it over the whole text) holds an
+  // anchor match within those bounds. Matches the validator rejects yield nothing, and a match
+  // found cut short at a region's end is rejected too: were it accepted, its start would carry
+  // an anchor whose region holds the whole match, and the region would not have cut it.
   std::string_view anchor = {};
   unsigned anchor_before = 0;
   unsigned anchor_after = 0;
+  // Hyperscan: scan this rule's pattern (or anchor) in a database of its own. Rules that only
+  // match digits are cheap alone and slow down the shared database for every text, prose
+  // included (measured: docs/performance.md).
+  bool own_database = false;
 };
 
 std::span<const Rule> BuiltinRules();
