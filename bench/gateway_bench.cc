@@ -4,6 +4,8 @@
 // sequential requests, throughput with concurrent clients, and latency under a paced load of
 // ~1,000 requests/s; then Google Benchmark measures detector throughput (MB/s).
 // Short by design (about 15 s). Run: build/bench/gateway_bench [--benchmark_min_time=0.2]
+// For a profiler: --gateway_throughput_only=SECONDS runs only the closed-loop phase through the
+// gateway (fsync=true; AIRLOCK_BENCH_NO_FSYNC=1 for fsync=false), printing the pid first.
 // Debian's httplib CMake package defines these for its users (the flags its libcpp-httplib
 // was built with); keep them for a standalone compile.
 #ifndef CPPHTTPLIB_OPENSSL_SUPPORT
