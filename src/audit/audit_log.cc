@@ -292,7 +292,9 @@ struct AuditLog::Impl {
 
   // With q_mu held by `lock` and no commit in progress: commits everything queued, then wakes
   // the appenders (q_mu is released during the commit, so more records queue meanwhile).
-  void CommitQueued(std::unique_lock<std::mutex>& lock) {
+  // noexcept: an exception here (out of memory) would leave other threads' records unsettled and
+  // their threads waiting forever; the process ends instead, as it did when a writer thread threw.
+  void CommitQueued(std::unique_lock<std::mutex>& lock) noexcept {
     committing = true;
     std::vector<Pending*> batch(queue.begin(), queue.end());
     queue.clear();
