@@ -4,6 +4,8 @@
 // sequential requests, throughput with concurrent clients, and latency under a paced load of
 // ~1,000 requests/s; then Google Benchmark measures detector throughput (MB/s).
 // Short by design (about 15 s). Run: build/bench/gateway_bench [--benchmark_min_time=0.2]
+// For a profiler: --gateway_throughput_only=SECONDS runs only the closed-loop phase through the
+// gateway (fsync=true; AIRLOCK_BENCH_NO_FSYNC=1 for fsync=false), printing the pid first.
 // Debian's httplib CMake package defines these for its users (the flags its libcpp-httplib
 // was built with); keep them for a standalone compile.
 #ifndef CPPHTTPLIB_OPENSSL_SUPPORT
@@ -23,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -127,6 +130,10 @@ std::vector<double> Paced(int port, int clients, double rate, double seconds,
   return all;
 }
 
+// Set by --gateway_throughput_only=SECONDS: run only the closed-loop phase through the gateway
+// (for a profiler attached to this process), then exit.
+double g_throughput_only_s = 0;
+
 void GatewayOverhead(bool fsync) {
   httplib::Server upstream;
   upstream.new_task_queue = [] { return new httplib::ThreadPool(16); };
@@ -161,32 +168,40 @@ void GatewayOverhead(bool fsync) {
   }
   int gw_port = (*gw)->port();
   std::string body = RequestBody();
-  Sequential(up_port, 50, body);  // warm up
-  Sequential(gw_port, 50, body);
-  auto direct = Sequential(up_port, 1000, body);
-  auto via = Sequential(gw_port, 1000, body);
-  std::printf("Gateway overhead, audit fsync=%s (same fake upstream, same run, %u CPUs)\n",
-              fsync ? "true" : "false", std::thread::hardware_concurrency());
-  std::printf(
-      "  sequential, 1000 requests: direct p50 %.0f us p99 %.0f us | via gateway p50 %.0f "
-      "us p99 %.0f us | added p50 %.0f us p99 %.0f us\n",
-      Percentile(direct, .5), Percentile(direct, .99), Percentile(via, .5), Percentile(via, .99),
-      Percentile(via, .5) - Percentile(direct, .5), Percentile(via, .99) - Percentile(direct, .99));
-  double tput_direct = Throughput(up_port, 8, 2.0, body);
-  double tput_via = Throughput(gw_port, 8, 2.0, body);
-  std::printf(
-      "  throughput, 8 closed-loop clients, 2 s: direct %.0f req/s | via gateway %.0f "
-      "req/s (%.2fx)\n",
-      tput_direct, tput_via, tput_via / tput_direct);
-  long n_direct = 0, n_via = 0;
-  auto paced_direct = Paced(up_port, 16, 1000, 2.0, body, &n_direct);
-  auto paced_via = Paced(gw_port, 16, 1000, 2.0, body, &n_via);
-  std::printf(
-      "  paced 1000 req/s for 2 s (16 connections): direct %ld ok, p50 %.0f us p99 %.0f us"
-      " | via gateway %ld ok, p50 %.0f us p99 %.0f us | added p50 %.0f us\n",
-      n_direct, Percentile(paced_direct, .5), Percentile(paced_direct, .99), n_via,
-      Percentile(paced_via, .5), Percentile(paced_via, .99),
-      Percentile(paced_via, .5) - Percentile(paced_direct, .5));
+  if (g_throughput_only_s > 0) {
+    std::printf("pid %d: closed-loop through the gateway for %.0f s (fsync=%s)\n", getpid(),
+                g_throughput_only_s, fsync ? "true" : "false");
+    std::fflush(stdout);
+    std::printf("  via gateway %.0f req/s\n", Throughput(gw_port, 8, g_throughput_only_s, body));
+  } else {
+    Sequential(up_port, 50, body);  // warm up
+    Sequential(gw_port, 50, body);
+    auto direct = Sequential(up_port, 1000, body);
+    auto via = Sequential(gw_port, 1000, body);
+    std::printf("Gateway overhead, audit fsync=%s (same fake upstream, same run, %u CPUs)\n",
+                fsync ? "true" : "false", std::thread::hardware_concurrency());
+    std::printf(
+        "  sequential, 1000 requests: direct p50 %.0f us p99 %.0f us | via gateway p50 %.0f "
+        "us p99 %.0f us | added p50 %.0f us p99 %.0f us\n",
+        Percentile(direct, .5), Percentile(direct, .99), Percentile(via, .5), Percentile(via, .99),
+        Percentile(via, .5) - Percentile(direct, .5),
+        Percentile(via, .99) - Percentile(direct, .99));
+    double tput_direct = Throughput(up_port, 8, 2.0, body);
+    double tput_via = Throughput(gw_port, 8, 2.0, body);
+    std::printf(
+        "  throughput, 8 closed-loop clients, 2 s: direct %.0f req/s | via gateway %.0f "
+        "req/s (%.2fx)\n",
+        tput_direct, tput_via, tput_via / tput_direct);
+    long n_direct = 0, n_via = 0;
+    auto paced_direct = Paced(up_port, 16, 1000, 2.0, body, &n_direct);
+    auto paced_via = Paced(gw_port, 16, 1000, 2.0, body, &n_via);
+    std::printf(
+        "  paced 1000 req/s for 2 s (16 connections): direct %ld ok, p50 %.0f us p99 %.0f us"
+        " | via gateway %ld ok, p50 %.0f us p99 %.0f us | added p50 %.0f us\n",
+        n_direct, Percentile(paced_direct, .5), Percentile(paced_direct, .99), n_via,
+        Percentile(paced_via, .5), Percentile(paced_via, .99),
+        Percentile(paced_via, .5) - Percentile(paced_direct, .5));
+  }
   std::fflush(stdout);
   (*gw)->Stop();
   (*gw)->Wait();
@@ -231,6 +246,13 @@ BENCHMARK(BM_DetectorsPlainProse);
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string only_flag = "--gateway_throughput_only=";
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind(only_flag, 0) == 0) {
+      g_throughput_only_s = std::atof(argv[i] + only_flag.size());
+      GatewayOverhead(std::getenv("AIRLOCK_BENCH_NO_FSYNC") == nullptr);
+      return 0;
+    }
   GatewayOverhead(true);
   GatewayOverhead(false);
   benchmark::Initialize(&argc, argv);

@@ -161,7 +161,15 @@ struct AuditLog::Impl {
   std::uint64_t last_checkpoint = 0;
   std::string pending_note;  // written in the open transaction, not yet committed
 
-  // Group commit queue.
+  // Statements of every commit, prepared once (guarded by db_mu).
+  sqlite3_stmt* begin_stmt = nullptr;
+  sqlite3_stmt* commit_stmt = nullptr;
+  sqlite3_stmt* insert_stmt = nullptr;
+
+  // Group commit queue. The appending thread that finds no commit in progress commits everything
+  // queued (its own record and those that arrived meanwhile) in one transaction; the others wait
+  // for that commit, and one of those whose record came too late then commits the next batch. No
+  // hand-off to another thread on the path of a request.
   struct Pending {
     nlohmann::json record;
     std::uint64_t seq = 0;
@@ -169,14 +177,36 @@ struct AuditLog::Impl {
     bool done = false;
   };
   std::mutex q_mu;
-  std::condition_variable q_cv;     // wakes the writer
-  std::condition_variable done_cv;  // wakes appenders
+  std::condition_variable q_cv;     // wakes the idle-checkpoint thread (closing)
+  std::condition_variable done_cv;  // wakes appenders: a batch is committed
   std::deque<Pending*> queue;
+  bool committing = false;  // a thread is in CommitBatch
   bool stop = false;
-  std::thread writer;
+  std::chrono::steady_clock::time_point last_append = std::chrono::steady_clock::now();
+  std::thread writer;  // signs the unsigned tail after checkpoint_idle_ms without appends
 
   ~Impl() {
+    for (sqlite3_stmt* s : {begin_stmt, commit_stmt, insert_stmt}) sqlite3_finalize(s);
     if (db) sqlite3_close(db);
+  }
+
+  // `*slot` prepared once from `sql`, reset for a new use; nullptr when it cannot be prepared.
+  sqlite3_stmt* Cached(sqlite3_stmt** slot, const char* sql) {
+    if (*slot == nullptr &&
+        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(*slot);
+      *slot = nullptr;
+      return nullptr;
+    }
+    sqlite3_reset(*slot);
+    return *slot;
+  }
+  bool StepCached(sqlite3_stmt** slot, const char* sql) {
+    sqlite3_stmt* s = Cached(slot, sql);
+    if (s == nullptr) return false;
+    bool ok = sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_reset(s);
+    return ok;
   }
 
   // Signs a checkpoint of the current tree unless one exists for its size (`force`: sign anyway;
@@ -219,10 +249,11 @@ struct AuditLog::Impl {
     Digest256 saved_prev = prev;
     std::uint64_t saved_cp = last_checkpoint;
     Status status;
-    if (!Exec(db, "BEGIN IMMEDIATE")) status = SqlError(db, "begin", path);
+    if (!StepCached(&begin_stmt, "BEGIN IMMEDIATE")) status = SqlError(db, "begin", path);
     if (status.ok()) {
-      Stmt ins(db, "INSERT INTO records(seq, data, leaf_hash) VALUES(?,?,?)");
-      if (!ins.ok()) status = SqlError(db, "prepare insert", path);
+      sqlite3_stmt* ins =
+          Cached(&insert_stmt, "INSERT INTO records(seq, data, leaf_hash) VALUES(?,?,?)");
+      if (ins == nullptr) status = SqlError(db, "prepare insert", path);
       for (Pending* p : batch) {
         if (!status.ok()) break;
         p->seq = range.size();
@@ -230,11 +261,13 @@ struct AuditLog::Impl {
         p->record["prev"] = Hex(prev);
         std::string data = p->record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         Digest256 leaf = LeafHash(data);
-        sqlite3_reset(ins.get());
-        ins.Bind(1, static_cast<std::int64_t>(p->seq));
-        ins.Bind(2, data);
-        ins.BindBlob(3, leaf.data(), leaf.size());
-        if (ins.Step() != SQLITE_DONE) {
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, static_cast<std::int64_t>(p->seq));
+        sqlite3_bind_text(ins, 2, data.data(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
+        sqlite3_bind_blob(ins, 3, leaf.data(), static_cast<int>(leaf.size()), SQLITE_TRANSIENT);
+        int rc = sqlite3_step(ins);
+        sqlite3_reset(ins);
+        if (rc != SQLITE_DONE) {
           status = SqlError(db, "insert record", path);
           break;
         }
@@ -244,7 +277,7 @@ struct AuditLog::Impl {
       if (status.ok() &&
           range.size() - last_checkpoint >= static_cast<std::uint64_t>(options.checkpoint_every))
         status = CheckpointLocked();
-      if (status.ok() && !Exec(db, "COMMIT")) status = SqlError(db, "commit", path);
+      if (status.ok() && !StepCached(&commit_stmt, "COMMIT")) status = SqlError(db, "commit", path);
       if (!status.ok()) Exec(db, "ROLLBACK");
     }
     if (status.ok()) PublishCommitted();
@@ -257,35 +290,48 @@ struct AuditLog::Impl {
     for (Pending* p : batch) p->status = status;
   }
 
-  void WriterLoop() {
+  // With q_mu held by `lock` and no commit in progress: commits everything queued, then wakes
+  // the appenders (q_mu is released during the commit, so more records queue meanwhile).
+  // noexcept: an exception here (out of memory) would leave other threads' records unsettled and
+  // their threads waiting forever; the process ends instead, as it did when a writer thread threw.
+  void CommitQueued(std::unique_lock<std::mutex>& lock) noexcept {
+    committing = true;
+    std::vector<Pending*> batch(queue.begin(), queue.end());
+    queue.clear();
+    lock.unlock();
+    CommitBatch(batch);
+    lock.lock();
+    for (Pending* p : batch) p->done = true;
+    committing = false;
+    done_cv.notify_all();
+  }
+
+  // Signs a checkpoint of an unsigned tail once no record was appended for checkpoint_idle_ms.
+  void IdleCheckpointLoop() {
+    const auto idle = std::chrono::milliseconds(options.checkpoint_idle_ms);
     std::unique_lock<std::mutex> lock(q_mu);
-    while (true) {
-      bool woke = q_cv.wait_for(lock, std::chrono::milliseconds(options.checkpoint_idle_ms),
-                                [&] { return stop || !queue.empty(); });
-      if (!woke) {  // idle: sign whatever tail is unsigned
-        lock.unlock();
-        {
-          std::lock_guard<std::mutex> g(db_mu);
-          if (range.size() != last_checkpoint && Exec(db, "BEGIN IMMEDIATE")) {
-            if (CheckpointLocked().ok() && Exec(db, "COMMIT")) {
-              PublishCommitted();
-            } else {
-              Exec(db, "ROLLBACK");
-              pending_note.clear();
-            }
-          }
-        }
-        lock.lock();
+    while (!stop) {
+      auto due = last_append + idle;
+      if (std::chrono::steady_clock::now() < due) {
+        q_cv.wait_until(lock, due, [&] { return stop; });
         continue;
       }
-      if (queue.empty() && stop) return;
-      std::vector<Pending*> batch(queue.begin(), queue.end());
-      queue.clear();
+      const auto seen = last_append;
       lock.unlock();
-      CommitBatch(batch);
+      {
+        std::lock_guard<std::mutex> g(db_mu);
+        if (range.size() != last_checkpoint && Exec(db, "BEGIN IMMEDIATE")) {
+          if (CheckpointLocked().ok() && Exec(db, "COMMIT")) {
+            PublishCommitted();
+          } else {
+            Exec(db, "ROLLBACK");
+            pending_note.clear();
+          }
+        }
+      }
       lock.lock();
-      for (Pending* p : batch) p->done = true;
-      done_cv.notify_all();
+      // Nothing more to sign until the next append (which moves last_append).
+      q_cv.wait_for(lock, idle, [&] { return stop || last_append != seen; });
     }
   }
 };
@@ -294,8 +340,10 @@ AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 AuditLog::~AuditLog() {
   {
-    std::lock_guard<std::mutex> lock(impl_->q_mu);
+    std::unique_lock<std::mutex> lock(impl_->q_mu);
     impl_->stop = true;
+    // Appends already queued finish (their threads commit them) before the log closes.
+    impl_->done_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->committing; });
   }
   impl_->q_cv.notify_all();
   if (impl_->writer.joinable()) impl_->writer.join();
@@ -434,7 +482,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
   }
   impl->PublishCommitted();  // the empty tree's checkpoint of a new log
   Impl* raw = impl.get();
-  impl->writer = std::thread([raw] { raw->WriterLoop(); });
+  impl->writer = std::thread([raw] { raw->IdleCheckpointLoop(); });
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
 }
 
@@ -445,8 +493,13 @@ Result<std::uint64_t> AuditLog::Append(const AuditRecord& record) {
   std::unique_lock<std::mutex> lock(impl_->q_mu);
   if (impl_->stop) return Unavailable("audit: log is closing at " + impl_->path);
   impl_->queue.push_back(&p);
-  impl_->q_cv.notify_one();
-  impl_->done_cv.wait(lock, [&] { return p.done; });
+  impl_->last_append = std::chrono::steady_clock::now();
+  while (!p.done) {
+    if (!impl_->committing)
+      impl_->CommitQueued(lock);  // includes p: it is queued and nobody took it yet
+    else
+      impl_->done_cv.wait(lock);
+  }
   if (!p.status.ok()) return p.status;
   return p.seq;
 }

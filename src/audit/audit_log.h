@@ -7,9 +7,12 @@
 // A log always has a signing key: Open() refuses to run without one (or creates one when asked),
 // and VerifyLog() refuses to run without a pinned public key: it fails closed.
 // See docs/audit.md for the threat model.
-// Append() returns only after the record is committed (group commit across threads), so a request
-// answered after Append() survives kill -9; with OpenOptions::fsync it also survives power loss.
-// Ownership: AuditLog owns its SQLite connection and writer thread. Thread-safety: Append() and
+// Append() returns only after the record is committed (group commit across threads: the appending
+// thread that finds no commit running commits every queued record in one transaction, the others
+// wait for it), so a request answered after Append() survives kill -9; with OpenOptions::fsync it
+// also survives power loss.
+// Ownership: AuditLog owns its SQLite connection and a thread that signs the unsigned tail after
+// checkpoint_idle_ms without appends. Thread-safety: Append() and
 // Checkpoint() may be called from any number of threads; VerifyLog/ListRecords open their own
 // read-only connection.
 #pragma once

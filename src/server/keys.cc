@@ -120,7 +120,10 @@ constexpr const char* kColumns =
 class SqliteKeyStore final : public KeyStore {
  public:
   SqliteKeyStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  ~SqliteKeyStore() override { sqlite3_close(db_); }
+  ~SqliteKeyStore() override {
+    for (sqlite3_stmt* s : {count_active_, lookup_, add_usage_}) sqlite3_finalize(s);
+    sqlite3_close(db_);
+  }
   std::string Describe() const override { return path_; }
   Result<std::pair<std::string, KeyInfo>> Create(const std::string& name,
                                                  const std::vector<std::string>& models,
@@ -146,9 +149,28 @@ class SqliteKeyStore final : public KeyStore {
     std::deque<WindowEntry> window;
   };
 
+  // The statement `sql` prepared once (kept in *slot, guarded by db_mu_) and reset for a new use;
+  // nullptr when it cannot be prepared. Every request runs these: parsing the SQL each time was
+  // a visible share of a proxied request's CPU. Callers reset it once read, so that no read
+  // transaction stays open (it would hide keys created by `airlock keys create` meanwhile).
+  sqlite3_stmt* Cached(sqlite3_stmt** slot, const char* sql) {
+    if (*slot == nullptr &&
+        sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(*slot);
+      *slot = nullptr;
+      return nullptr;
+    }
+    sqlite3_reset(*slot);
+    sqlite3_clear_bindings(*slot);
+    return *slot;
+  }
+
   sqlite3* db_;
   std::string path_;
   std::mutex db_mu_;
+  sqlite3_stmt* count_active_ = nullptr;
+  sqlite3_stmt* lookup_ = nullptr;
+  sqlite3_stmt* add_usage_ = nullptr;
   std::mutex admit_mu_;
   std::map<std::string, KeyState> state_;
   std::uint64_t next_serial_ = 1;
@@ -244,12 +266,16 @@ Status SqliteKeyStore::Revoke(const std::string& id) {
 
 Result<bool> SqliteKeyStore::HasActiveKeys() {
   std::lock_guard<std::mutex> lock(db_mu_);
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT COUNT(*) FROM keys WHERE revoked=0", -1, &s, nullptr) !=
-      SQLITE_OK)
-    return SqlError(db_, "count", path_);
-  bool any = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
-  sqlite3_finalize(s);
+  sqlite3_stmt* s = Cached(&count_active_, "SELECT COUNT(*) FROM keys WHERE revoked=0");
+  if (s == nullptr) return SqlError(db_, "count", path_);
+  int rc = sqlite3_step(s);
+  if (rc != SQLITE_ROW) {
+    Status error = SqlError(db_, "count", path_);
+    sqlite3_reset(s);
+    return error;  // the caller fails closed: keys are required
+  }
+  bool any = sqlite3_column_int64(s, 0) > 0;
+  sqlite3_reset(s);
   return any;
 }
 
@@ -260,10 +286,9 @@ Result<KeyInfo> SqliteKeyStore::Authenticate(std::string_view token) {
   const std::string& id = *parsed_id;
   core::Digest256 presented = core::Sha256Of(token);
   std::lock_guard<std::mutex> lock(db_mu_);
-  sqlite3_stmt* s = nullptr;
-  std::string sql = std::string("SELECT ") + kColumns + ", hash FROM keys WHERE id=?";
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
-    return SqlError(db_, "lookup", path_);
+  static const std::string sql = std::string("SELECT ") + kColumns + ", hash FROM keys WHERE id=?";
+  sqlite3_stmt* s = Cached(&lookup_, sql.c_str());
+  if (s == nullptr) return SqlError(db_, "lookup", path_);
   sqlite3_bind_text(s, 1, id.c_str(), -1, SQLITE_TRANSIENT);
   Result<KeyInfo> result = denied;
   if (sqlite3_step(s) == SQLITE_ROW) {
@@ -273,7 +298,7 @@ Result<KeyInfo> SqliteKeyStore::Authenticate(std::string_view token) {
     KeyInfo info = RowToInfo(s);
     if (match && !info.revoked) result = std::move(info);
   }
-  sqlite3_finalize(s);
+  sqlite3_reset(s);
   return result;
 }
 
@@ -318,14 +343,13 @@ void SqliteKeyStore::Reconcile(const Reservation& r, std::int64_t actual_tokens)
   }
   if (actual_tokens == 0) return;
   std::lock_guard<std::mutex> lock(db_mu_);
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, "UPDATE keys SET used_tokens = used_tokens + ? WHERE id=?", -1, &s,
-                         nullptr) == SQLITE_OK) {
+  if (sqlite3_stmt* s =
+          Cached(&add_usage_, "UPDATE keys SET used_tokens = used_tokens + ? WHERE id=?")) {
     sqlite3_bind_int64(s, 1, actual_tokens);
     sqlite3_bind_text(s, 2, r.key_id.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_step(s);
+    sqlite3_reset(s);
   }
-  sqlite3_finalize(s);
 }
 
 }  // namespace airlock::server

@@ -49,6 +49,31 @@ TEST(KeyStore, CreateAuthenticateRevoke) {
   EXPECT_FALSE(*(*store)->HasActiveKeys());
 }
 
+// Regression (the per-request statements are prepared once and kept): a key created, revoked or
+// added by another connection to the same file (`airlock keys create` while serving) is seen by
+// the next request, not hidden behind a read the kept statement left open.
+TEST(KeyStore, KeysChangedByAnotherConnectionAreSeenAtOnce) {
+  TempDir dir("keys-cached");
+  const std::string path = (dir.path() / "k.db").string();
+  auto serving = KeyStore::Open(path);
+  ASSERT_TRUE(serving.ok());
+  ASSERT_FALSE(*(*serving)->HasActiveKeys());  // the kept statements now exist
+  EXPECT_FALSE((*serving)->Authenticate("ak_000000000000_" + std::string(64, '0')).ok());
+
+  auto other = KeyStore::Open(path);
+  ASSERT_TRUE(other.ok());
+  auto created = (*other)->Create("late", {}, 0, 0, 0);
+  ASSERT_TRUE(created.ok());
+  EXPECT_TRUE(*(*serving)->HasActiveKeys());
+  auto info = (*serving)->Authenticate(created->first);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->id, created->second.id);
+
+  ASSERT_TRUE((*other)->Revoke(created->second.id).ok());
+  EXPECT_FALSE((*serving)->Authenticate(created->first).ok());
+  EXPECT_FALSE(*(*serving)->HasActiveKeys());
+}
+
 TEST(KeyStore, SecretIsNeverStored) {
   TempDir dir("keys-hash");
   auto path = dir.path() / "k.db";
