@@ -271,12 +271,48 @@ void AxpyQ8_0(std::int64_t n, float a, const void* row, float* y) {
   }
 }
 
+// ---- attention tiles ----
+
+void KvToFloatF32(std::int64_t n, const void* row, float* out) {
+  std::memcpy(out, row, static_cast<std::size_t>(n) * sizeof(float));
+}
+
+void KvToFloatF16(std::int64_t n, const void* row, float* out) {
+  const auto* r = static_cast<const std::uint16_t*>(row);
+  std::int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    _mm256_storeu_ps(out + e,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + e))));
+  }
+  for (; e < n; ++e) out[e] = _cvtsh_ss(r[e]);
+}
+
+void KvToFloatQ8_0(std::int64_t n, const void* row, float* out) {
+  const auto* blocks = static_cast<const BlockQ8_0*>(row);
+  for (std::int64_t b = 0; b < n / kQK; ++b) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(blocks[b].d));
+    for (int j = 0; j < kQK; j += 8) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + j));
+      _mm256_storeu_ps(out + b * kQK + j,
+                       _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+    }
+  }
+}
+
+#include "engine/internal/x86_attention_kernels.inc"
+
 }  // namespace
 
 namespace internal {
 bool Avx2Compiled() { return true; }
 void FillAvx2Kernels(Kernels* k) {
   k->name = "avx2";
+  k->kv_to_float[static_cast<int>(TensorType::kF32)] = KvToFloatF32;
+  k->kv_to_float[static_cast<int>(TensorType::kF16)] = KvToFloatF16;
+  k->kv_to_float[static_cast<int>(TensorType::kQ8_0)] = KvToFloatQ8_0;
+  k->attn_scores = AttnScoresX86<Vec8, Vec8>;
+  k->attn_softmax = AttnSoftmaxX86<Vec8, Vec8>;
+  k->attn_accumulate = AttnAccumulateX86<Vec8, Vec8>;
   k->axpy[static_cast<int>(TensorType::kF32)] = AxpyF32;
   k->axpy[static_cast<int>(TensorType::kF16)] = AxpyF16;
   k->axpy[static_cast<int>(TensorType::kQ8_0)] = AxpyQ8_0;
