@@ -131,10 +131,6 @@ using DotTileFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes,
                            const void* act, std::size_t act_stride, int ntok, float* out,
                            std::size_t ldo);
 
-// y[e] += a * row[e] for e < n, where `row` is stored as the kernel's type (F32, F16, Q8_0: the KV
-// cache types; n a multiple of 32 for Q8_0). Attention accumulates the value rows with it.
-using AxpyRowFn = void (*)(std::int64_t n, float a, const void* row, float* y);
-
 // ---- attention tiles (engine/blocks/attention.cc) ----
 // Attention runs on float tiles with the queries in lanes: a tile of `nq` queries (lanes, `ld`
 // floats apart in every per-query array, ld a multiple of 16, the lanes from nq up to ld holding
@@ -166,7 +162,6 @@ struct Kernels {
   AttnScoresFn attn_scores = nullptr;
   AttnSoftmaxFn attn_softmax = nullptr;
   AttnAccumulateFn attn_accumulate = nullptr;
-  AxpyRowFn axpy[kMaxTensorTypeId] = {};
   DotRowsFn dot[kMaxTensorTypeId] = {};
   DotTileFn tile[kMaxTensorTypeId] = {};         // optional; MatMul falls back to dot per token
   QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies

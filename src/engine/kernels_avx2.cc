@@ -236,41 +236,6 @@ void DotHalf(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   }
 }
 
-// ---- value accumulation over the KV cache: y += a * row ----
-
-void AxpyF32(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const float*>(row);
-  const __m256 va = _mm256_set1_ps(a);
-  std::int64_t e = 0;
-  for (; e + 8 <= n; e += 8)
-    _mm256_storeu_ps(y + e, _mm256_fmadd_ps(va, _mm256_loadu_ps(r + e), _mm256_loadu_ps(y + e)));
-  for (; e < n; ++e) y[e] += a * r[e];
-}
-
-void AxpyF16(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const std::uint16_t*>(row);
-  const __m256 va = _mm256_set1_ps(a);
-  std::int64_t e = 0;
-  for (; e + 8 <= n; e += 8) {
-    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + e)));
-    _mm256_storeu_ps(y + e, _mm256_fmadd_ps(va, v, _mm256_loadu_ps(y + e)));
-  }
-  for (; e < n; ++e) y[e] += a * _cvtsh_ss(r[e]);
-}
-
-void AxpyQ8_0(std::int64_t n, float a, const void* row, float* y) {
-  const auto* blocks = static_cast<const BlockQ8_0*>(row);
-  for (std::int64_t b = 0; b < n / kQK; ++b) {
-    const __m256 ad = _mm256_set1_ps(a * _cvtsh_ss(blocks[b].d));
-    for (int j = 0; j < kQK; j += 8) {
-      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + j));
-      const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
-      float* yj = y + b * kQK + j;
-      _mm256_storeu_ps(yj, _mm256_fmadd_ps(ad, v, _mm256_loadu_ps(yj)));
-    }
-  }
-}
-
 // ---- attention tiles ----
 
 void KvToFloatF32(std::int64_t n, const void* row, float* out) {
@@ -313,9 +278,6 @@ void FillAvx2Kernels(Kernels* k) {
   k->attn_scores = AttnScoresX86<Vec8, Vec8>;
   k->attn_softmax = AttnSoftmaxX86<Vec8, Vec8>;
   k->attn_accumulate = AttnAccumulateX86<Vec8, Vec8>;
-  k->axpy[static_cast<int>(TensorType::kF32)] = AxpyF32;
-  k->axpy[static_cast<int>(TensorType::kF16)] = AxpyF16;
-  k->axpy[static_cast<int>(TensorType::kQ8_0)] = AxpyQ8_0;
   k->quantize[static_cast<int>(ActFormat::kQ8x32)] = QuantizeQ8x32;
   k->quantize[static_cast<int>(ActFormat::kQ8K)] = QuantizeQ8K;
   k->dot[static_cast<int>(TensorType::kF32)] = DotF32;

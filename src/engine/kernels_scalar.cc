@@ -171,26 +171,6 @@ void DotHalf(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   }
 }
 
-// ---- value accumulation (attention over the KV cache) ----
-
-void AxpyF32(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const float*>(row);
-  for (std::int64_t e = 0; e < n; ++e) y[e] += a * r[e];
-}
-
-void AxpyF16(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const std::uint16_t*>(row);
-  for (std::int64_t e = 0; e < n; ++e) y[e] += a * Fp16ToFp32(r[e]);
-}
-
-void AxpyQ8_0(std::int64_t n, float a, const void* row, float* y) {
-  const auto* blocks = static_cast<const BlockQ8_0*>(row);
-  for (std::int64_t b = 0; b < n / kQK; ++b) {
-    const float ad = a * Fp16ToFp32(blocks[b].d);
-    for (int j = 0; j < kQK; ++j) y[b * kQK + j] += ad * blocks[b].qs[j];
-  }
-}
-
 // ---- attention tiles (queries in lanes; see kernels.h) ----
 
 template <TensorType kType>
@@ -250,9 +230,6 @@ Kernels MakeScalarKernels() {
   k.attn_scores = AttnScores;
   k.attn_softmax = AttnSoftmax;
   k.attn_accumulate = AttnAccumulate;
-  k.axpy[static_cast<int>(TensorType::kF32)] = AxpyF32;
-  k.axpy[static_cast<int>(TensorType::kF16)] = AxpyF16;
-  k.axpy[static_cast<int>(TensorType::kQ8_0)] = AxpyQ8_0;
   k.dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k.dot[static_cast<int>(TensorType::kF16)] = DotHalf<Fp16ToFp32>;
   k.dot[static_cast<int>(TensorType::kBF16)] = DotHalf<Bf16ToFp32>;
