@@ -264,6 +264,7 @@ void KvToFloatQ8_0(std::int64_t n, const void* row, float* out) {
   }
 }
 
+constexpr int kAttnAccumulators = 12;  // of the 16 vector registers
 #include "engine/internal/x86_attention_kernels.inc"
 
 }  // namespace

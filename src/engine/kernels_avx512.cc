@@ -172,6 +172,7 @@ struct Vec16 {
   }
 };
 
+constexpr int kAttnAccumulators = 24;  // of the 32 vector registers
 #include "engine/internal/x86_attention_kernels.inc"
 
 }  // namespace
