@@ -156,12 +156,19 @@ using AttnAccumulateFn = void (*)(int nk, std::int64_t dv, const float* v, std::
                                   const float* p, const float* corr, int nq, std::int64_t ld,
                                   float* ot);
 
+// The same accumulation with the accumulator in rows, o[q * ldo + e] (values in lanes): for a
+// lone row (decode), whose few query heads would fill a fraction of a vector as lanes.
+using AttnAccumulateRowsFn = void (*)(int nk, std::int64_t dv, const float* v, std::int64_t ldv,
+                                      const float* p, std::int64_t ld, const float* corr, int nq,
+                                      float* o, std::int64_t ldo);
+
 struct Kernels {
   const char* name = "";
   ToFloatRowFn kv_to_float[kMaxTensorTypeId] = {};  // F32, F16, Q8_0 (the KV cache types)
   AttnScoresFn attn_scores = nullptr;
   AttnSoftmaxFn attn_softmax = nullptr;
   AttnAccumulateFn attn_accumulate = nullptr;
+  AttnAccumulateRowsFn attn_accumulate_rows = nullptr;
   DotRowsFn dot[kMaxTensorTypeId] = {};
   DotTileFn tile[kMaxTensorTypeId] = {};         // optional; MatMul falls back to dot per token
   QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies

@@ -184,6 +184,7 @@ void FillAvx512Kernels(Kernels* k) {
   k->attn_scores = AttnScoresX86<Vec16, Vec8>;
   k->attn_softmax = AttnSoftmaxX86<Vec16, Vec8>;
   k->attn_accumulate = AttnAccumulateX86<Vec16, Vec8>;
+  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec16>;
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotRowsGroup8<Q8_0Group>;
   k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group>;
   k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group>;

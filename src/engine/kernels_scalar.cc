@@ -221,6 +221,19 @@ void AttnAccumulate(int nk, std::int64_t dv, const float* v, std::int64_t ldv, c
   }
 }
 
+void AttnAccumulateRows(int nk, std::int64_t dv, const float* v, std::int64_t ldv, const float* p,
+                        std::int64_t ld, const float* corr, int nq, float* o, std::int64_t ldo) {
+  for (int q = 0; q < nq; ++q) {
+    float* oq = o + q * ldo;
+    for (std::int64_t e = 0; e < dv; ++e) oq[e] *= corr[q];
+    for (int j = 0; j < nk; ++j) {
+      const float pj = p[j * ld + q];
+      const float* vj = v + j * ldv;
+      for (std::int64_t e = 0; e < dv; ++e) oq[e] += pj * vj[e];
+    }
+  }
+}
+
 Kernels MakeScalarKernels() {
   Kernels k;
   k.name = "scalar";
@@ -230,6 +243,7 @@ Kernels MakeScalarKernels() {
   k.attn_scores = AttnScores;
   k.attn_softmax = AttnSoftmax;
   k.attn_accumulate = AttnAccumulate;
+  k.attn_accumulate_rows = AttnAccumulateRows;
   k.dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k.dot[static_cast<int>(TensorType::kF16)] = DotHalf<Fp16ToFp32>;
   k.dot[static_cast<int>(TensorType::kBF16)] = DotHalf<Bf16ToFp32>;

@@ -216,6 +216,7 @@ TEST(Kernels, BestTableIsComplete) {
   EXPECT_NE(k.attn_scores, nullptr);
   EXPECT_NE(k.attn_softmax, nullptr);
   EXPECT_NE(k.attn_accumulate, nullptr);
+  EXPECT_NE(k.attn_accumulate_rows, nullptr);
 }
 
 // ---- attention tiles ----
@@ -287,6 +288,37 @@ TEST(AttentionTiles, LaneResultsDoNotDependOnOtherLanes) {
       EXPECT_EQ(alone.m, wide.m);
       EXPECT_EQ(alone.l, wide.l);
       EXPECT_EQ(alone.ot, wide.ot);
+    }
+  }
+}
+
+TEST(AttentionTiles, AccumulateRowsMatchesTransposedAccumulate) {
+  // The decode layout (values in lanes) against the scalar transposed accumulation, for query
+  // counts below, at and above a register block and value widths with and without a tail.
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<const Kernels*> tables = SimdTables();
+  tables.push_back(&ScalarKernels());
+  for (const Kernels* k : tables) {
+    for (int nq : {1, 7, 13, 16}) {
+      for (int dv : {36, 64, 512}) {
+        SCOPED_TRACE(std::string(k->name) + " nq " + std::to_string(nq) + " dv " +
+                     std::to_string(dv));
+        constexpr int kNk = 45, ld = 16;
+        std::vector<float> v(kNk * dv), p(kNk * ld), corr(ld), ot(dv * ld), o(nq * dv);
+        for (float& x : v) x = normal(rng);
+        for (float& x : p) x = std::fabs(normal(rng));
+        for (float& x : corr) x = std::fabs(normal(rng));
+        for (int q = 0; q < nq; ++q) {
+          for (int e = 0; e < dv; ++e) o[q * dv + e] = ot[e * ld + q] = normal(rng);
+        }
+        ScalarKernels().attn_accumulate(kNk, dv, v.data(), dv, p.data(), corr.data(), nq, ld,
+                                        ot.data());
+        k->attn_accumulate_rows(kNk, dv, v.data(), dv, p.data(), ld, corr.data(), nq, o.data(), dv);
+        for (int q = 0; q < nq; ++q) {
+          for (int e = 0; e < dv; ++e) EXPECT_NEAR(o[q * dv + e], ot[e * ld + q], 1e-4);
+        }
+      }
     }
   }
 }

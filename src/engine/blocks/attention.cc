@@ -89,6 +89,9 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
     KvCache& kv = ws.rows[task.row0].session->kv;
     const int n_rows = task.row1 - task.row0;
     const int nq = n_rows * a.group, ld = RoundUp(nq, 16);
+    // A lone row keeps its accumulator as rows [head][v_dim] (values in lanes): its few heads
+    // would fill a fraction of a vector as lanes. Blocks of several rows keep it transposed.
+    const bool rows_layout = n_rows == 1;
     // The queries, scaled and transposed (lane = row in block * group + head in group); padding
     // lanes are zero queries that see every key.
     for (int r = 0; r < n_rows; ++r) {
@@ -121,7 +124,11 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       for (int lane = 0; lane < ld; ++lane) sc.lim[lane] = std::clamp(sc.pos[lane] + 1 - j0, 0, nk);
       k.attn_scores(nk, a.k_dim, sc.kt, a.k_dim, sc.qt, nq, ld, sc.s);
       k.attn_softmax(nk, sc.lim, nq, ld, sc.s, sc.m, sc.l, sc.corr);
-      k.attn_accumulate(nk, a.v_dim, vt, ldv, sc.s, sc.corr, nq, ld, sc.ot);
+      if (rows_layout) {
+        k.attn_accumulate_rows(nk, a.v_dim, vt, ldv, sc.s, ld, sc.corr, nq, sc.ot, a.v_dim);
+      } else {
+        k.attn_accumulate(nk, a.v_dim, vt, ldv, sc.s, sc.corr, nq, ld, sc.ot);
+      }
     }
     if (task.slot < 0) {
       for (int r = 0; r < n_rows; ++r) {
@@ -130,11 +137,15 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
           float* out = a.out + (task.row0 + r) * a.out_row +
                        static_cast<std::int64_t>(task.g * a.group + hh) * a.out_head;
           const float inv = 1.0f / sc.l[lane];
-          for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[e * ld + lane] * inv;
+          if (rows_layout) {
+            for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[lane * a.v_dim + e] * inv;
+          } else {
+            for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[e * ld + lane] * inv;
+          }
         }
       }
     } else {
-      // A split's partial result: [m][l][ot], ld == split_ld (one row).
+      // A split's partial result (one row, ld == split_ld): [m][l][ot as rows].
       float* slot = ws.attn_split.data() + task.slot * ws.attn_split_stride;
       std::copy(sc.m, sc.m + ld, slot);
       std::copy(sc.l, sc.l + ld, slot + ld);
@@ -163,7 +174,7 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       for (std::int64_t e = 0; e < a.v_dim; ++e) {
         float o = 0;
         for (int s = 0; s < mg.n_split; ++s) {
-          o += slot0[s * ws.attn_split_stride + 2 * ld + e * ld + hh] * w[s];
+          o += slot0[s * ws.attn_split_stride + 2 * ld + hh * a.v_dim + e] * w[s];
         }
         out[e] = o * inv;
       }
