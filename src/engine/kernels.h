@@ -1,7 +1,8 @@
 // Numeric kernels of the inference engine: ggml tensor types (block layouts), activation
-// quantization, dequantization and dot products, with a scalar reference implementation that is
-// always built and SIMD implementations (AVX2/FMA/F16C, AVX-512 VNNI on x86-64; NEON, with an
-// ARMv8.2 dotprod variant, on AArch64) chosen at run time.
+// quantization, dequantization, dot products and the attention tile kernels, with a scalar
+// reference implementation that is always built and SIMD implementations (AVX2/FMA/F16C, AVX-512
+// VNNI on x86-64; NEON, with an ARMv8.2 dotprod variant, on AArch64; NEON attention uses the
+// scalar tile kernels) chosen at run time.
 // A weight row of type T is dotted with an activation row in T's activation format: F32 for
 // float weights, blocks of 32 int8 (Q8x32) for the 32-element quants, blocks of 256 int8 with
 // 16-element sums (Q8K) for the K-quants, mirroring ggml's vec_dot_type. Kernel tables are
