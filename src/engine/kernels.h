@@ -1,7 +1,8 @@
 // Numeric kernels of the inference engine: ggml tensor types (block layouts), activation
-// quantization, dequantization and dot products, with a scalar reference implementation that is
-// always built and SIMD implementations (AVX2/FMA/F16C, AVX-512 VNNI on x86-64; NEON, with an
-// ARMv8.2 dotprod variant, on AArch64) chosen at run time.
+// quantization, dequantization, dot products and the attention tile kernels, with a scalar
+// reference implementation that is always built and SIMD implementations (AVX2/FMA/F16C, AVX-512
+// VNNI on x86-64; NEON, with an ARMv8.2 dotprod variant, on AArch64; NEON attention uses the
+// scalar tile kernels) chosen at run time.
 // A weight row of type T is dotted with an activation row in T's activation format: F32 for
 // float weights, blocks of 32 int8 (Q8x32) for the 32-element quants, blocks of 256 int8 with
 // 16-element sums (Q8K) for the K-quants, mirroring ggml's vec_dot_type. Kernel tables are
@@ -131,13 +132,44 @@ using DotTileFn = void (*)(std::int64_t n, const void* w, std::size_t row_bytes,
                            const void* act, std::size_t act_stride, int ntok, float* out,
                            std::size_t ldo);
 
-// y[e] += a * row[e] for e < n, where `row` is stored as the kernel's type (F32, F16, Q8_0: the KV
-// cache types; n a multiple of 32 for Q8_0). Attention accumulates the value rows with it.
-using AxpyRowFn = void (*)(std::int64_t n, float a, const void* row, float* y);
+// ---- attention tiles (engine/blocks/attention.cc) ----
+// Attention runs on float tiles with the queries in lanes: a tile of `nq` queries (lanes, `ld`
+// floats apart in every per-query array, ld a multiple of 16, the lanes from nq up to ld holding
+// finite padding) against a tile of keys. Every kernel computes each lane the same way whatever
+// nq is (the SIMD tables mix vector widths for the tail), so a query's result does not depend on
+// which other queries share its tile.
+//
+// Converts `n` values of a KV cache row (F32, F16, Q8_0; n a multiple of 32 for Q8_0) to float.
+using ToFloatRowFn = void (*)(std::int64_t n, const void* row, float* out);
+// s[j * ld + q] = sum over d < dim, in order, of k[j * ldk + d] * qt[d * ld + q], for j < nk and
+// q < nq: the scores of nk keys (rows of k) against the queries stored transposed (qt[dim][ld]).
+using AttnScoresFn = void (*)(int nk, std::int64_t dim, const float* k, std::int64_t ldk,
+                              const float* qt, int nq, std::int64_t ld, float* s);
+// One online-softmax step over a tile of scores, per lane q < nq: key j < nk counts when
+// j < lim[q]. The running maximum m[q] takes the tile's maximum, corr[q] = exp(m_old - m_new)
+// (exactly 1 when the maximum did not move), s[j * ld + q] becomes exp(s - m_new) (0 for keys that
+// do not count) and l[q] = l[q] * corr[q] + the sum of the tile's exp values, in key order.
+using AttnSoftmaxFn = void (*)(int nk, const int* lim, int nq, std::int64_t ld, float* s, float* m,
+                               float* l, float* corr);
+// ot[e * ld + q] = ot[e * ld + q] * corr[q] + sum over j < nk, in order, of
+// v[j * ldv + e] * p[j * ld + q], for e < dv and q < nq: the value accumulator, transposed.
+using AttnAccumulateFn = void (*)(int nk, std::int64_t dv, const float* v, std::int64_t ldv,
+                                  const float* p, const float* corr, int nq, std::int64_t ld,
+                                  float* ot);
+
+// The same accumulation with the accumulator in rows, o[q * ldo + e] (values in lanes): for a
+// lone row (decode), whose few query heads would fill a fraction of a vector as lanes.
+using AttnAccumulateRowsFn = void (*)(int nk, std::int64_t dv, const float* v, std::int64_t ldv,
+                                      const float* p, std::int64_t ld, const float* corr, int nq,
+                                      float* o, std::int64_t ldo);
 
 struct Kernels {
   const char* name = "";
-  AxpyRowFn axpy[kMaxTensorTypeId] = {};
+  ToFloatRowFn kv_to_float[kMaxTensorTypeId] = {};  // F32, F16, Q8_0 (the KV cache types)
+  AttnScoresFn attn_scores = nullptr;
+  AttnSoftmaxFn attn_softmax = nullptr;
+  AttnAccumulateFn attn_accumulate = nullptr;
+  AttnAccumulateRowsFn attn_accumulate_rows = nullptr;
   DotRowsFn dot[kMaxTensorTypeId] = {};
   DotTileFn tile[kMaxTensorTypeId] = {};         // optional; MatMul falls back to dot per token
   QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies

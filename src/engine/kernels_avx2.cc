@@ -236,40 +236,36 @@ void DotHalf(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   }
 }
 
-// ---- value accumulation over the KV cache: y += a * row ----
+// ---- attention tiles ----
 
-void AxpyF32(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const float*>(row);
-  const __m256 va = _mm256_set1_ps(a);
-  std::int64_t e = 0;
-  for (; e + 8 <= n; e += 8)
-    _mm256_storeu_ps(y + e, _mm256_fmadd_ps(va, _mm256_loadu_ps(r + e), _mm256_loadu_ps(y + e)));
-  for (; e < n; ++e) y[e] += a * r[e];
+void KvToFloatF32(std::int64_t n, const void* row, float* out) {
+  std::memcpy(out, row, static_cast<std::size_t>(n) * sizeof(float));
 }
 
-void AxpyF16(std::int64_t n, float a, const void* row, float* y) {
+void KvToFloatF16(std::int64_t n, const void* row, float* out) {
   const auto* r = static_cast<const std::uint16_t*>(row);
-  const __m256 va = _mm256_set1_ps(a);
   std::int64_t e = 0;
   for (; e + 8 <= n; e += 8) {
-    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + e)));
-    _mm256_storeu_ps(y + e, _mm256_fmadd_ps(va, v, _mm256_loadu_ps(y + e)));
+    _mm256_storeu_ps(out + e,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + e))));
   }
-  for (; e < n; ++e) y[e] += a * _cvtsh_ss(r[e]);
+  for (; e < n; ++e) out[e] = _cvtsh_ss(r[e]);
 }
 
-void AxpyQ8_0(std::int64_t n, float a, const void* row, float* y) {
+void KvToFloatQ8_0(std::int64_t n, const void* row, float* out) {
   const auto* blocks = static_cast<const BlockQ8_0*>(row);
   for (std::int64_t b = 0; b < n / kQK; ++b) {
-    const __m256 ad = _mm256_set1_ps(a * _cvtsh_ss(blocks[b].d));
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(blocks[b].d));
     for (int j = 0; j < kQK; j += 8) {
       const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + j));
-      const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
-      float* yj = y + b * kQK + j;
-      _mm256_storeu_ps(yj, _mm256_fmadd_ps(ad, v, _mm256_loadu_ps(yj)));
+      _mm256_storeu_ps(out + b * kQK + j,
+                       _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
     }
   }
 }
+
+constexpr int kAttnAccumulators = 12;  // of the 16 vector registers
+#include "engine/internal/x86_attention_kernels.inc"
 
 }  // namespace
 
@@ -277,9 +273,13 @@ namespace internal {
 bool Avx2Compiled() { return true; }
 void FillAvx2Kernels(Kernels* k) {
   k->name = "avx2";
-  k->axpy[static_cast<int>(TensorType::kF32)] = AxpyF32;
-  k->axpy[static_cast<int>(TensorType::kF16)] = AxpyF16;
-  k->axpy[static_cast<int>(TensorType::kQ8_0)] = AxpyQ8_0;
+  k->kv_to_float[static_cast<int>(TensorType::kF32)] = KvToFloatF32;
+  k->kv_to_float[static_cast<int>(TensorType::kF16)] = KvToFloatF16;
+  k->kv_to_float[static_cast<int>(TensorType::kQ8_0)] = KvToFloatQ8_0;
+  k->attn_scores = AttnScoresX86<Vec8, Vec8>;
+  k->attn_softmax = AttnSoftmaxX86<Vec8, Vec8>;
+  k->attn_accumulate = AttnAccumulateX86<Vec8, Vec8>;
+  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec8>;
   k->quantize[static_cast<int>(ActFormat::kQ8x32)] = QuantizeQ8x32;
   k->quantize[static_cast<int>(ActFormat::kQ8K)] = QuantizeQ8K;
   k->dot[static_cast<int>(TensorType::kF32)] = DotF32;

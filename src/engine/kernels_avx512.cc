@@ -130,12 +130,61 @@ void TileF16(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   }
 }
 
+// ---- attention tiles: 16-lane vectors, an 8-lane vector for a short tail ----
+
+// 16 float lanes; every operation, Exp included, is Vec8's lane by lane (bit-identical lanes).
+struct Vec16 {
+  using F = __m512;
+  using I = __m512i;
+  using M = __mmask16;
+  static constexpr int kLanes = 16;
+  // Full masks: GCC 12's unmasked forms of these intrinsics warn about their undefined source.
+  static constexpr __mmask16 kAll = 0xffff;
+  static F Load(const float* p) { return _mm512_loadu_ps(p); }
+  static void Store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static F Set1(float x) { return _mm512_set1_ps(x); }
+  static F Zero() { return _mm512_setzero_ps(); }
+  static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F Mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F Add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F Sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F Max(F a, F b) { return _mm512_maskz_max_ps(kAll, a, b); }
+  static I LoadInt(const int* p) { return _mm512_loadu_si512(p); }
+  static M Below(I lim, int j) { return _mm512_cmpgt_epi32_mask(lim, _mm512_set1_epi32(j)); }
+  static M Equal(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  static F Select(M m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
+  static F Exp(F x) {
+    x = _mm512_maskz_min_ps(kAll, Max(x, Set1(-87.3f)), Set1(88.3f));
+    const F n = _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(x, Set1(1.44269504088896341f)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    F r = _mm512_fnmadd_ps(n, Set1(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, Set1(-2.12194440e-4f), r);
+    F y = Set1(1.9875691500e-4f);
+    y = Fma(y, r, Set1(1.3981999507e-3f));
+    y = Fma(y, r, Set1(8.3334519073e-3f));
+    y = Fma(y, r, Set1(4.1665795894e-2f));
+    y = Fma(y, r, Set1(1.6666665459e-1f));
+    y = Fma(y, r, Set1(5.0000001201e-1f));
+    y = Fma(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, Set1(1.0f)));
+    const __m512i bits = _mm512_maskz_slli_epi32(
+        kAll, _mm512_add_epi32(_mm512_maskz_cvtps_epi32(kAll, n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+  }
+};
+
+constexpr int kAttnAccumulators = 24;  // of the 32 vector registers
+#include "engine/internal/x86_attention_kernels.inc"
+
 }  // namespace
 
 namespace internal {
 bool Avx512Compiled() { return true; }
 void FillAvx512Kernels(Kernels* k) {
   k->name = "avx512vnni";
+  k->attn_scores = AttnScoresX86<Vec16, Vec8>;
+  k->attn_softmax = AttnSoftmaxX86<Vec16, Vec8>;
+  k->attn_accumulate = AttnAccumulateX86<Vec16, Vec8>;
+  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec16>;
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotRowsGroup8<Q8_0Group>;
   k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group>;
   k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group>;

@@ -171,32 +171,79 @@ void DotHalf(std::int64_t n, const void* w, std::size_t rb, int nr, const void* 
   }
 }
 
-// ---- value accumulation (attention over the KV cache) ----
+// ---- attention tiles (queries in lanes; see kernels.h) ----
 
-void AxpyF32(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const float*>(row);
-  for (std::int64_t e = 0; e < n; ++e) y[e] += a * r[e];
+template <TensorType kType>
+void KvToFloat(std::int64_t n, const void* row, float* out) {
+  DequantizeRow(kType, row, out, n);
 }
 
-void AxpyF16(std::int64_t n, float a, const void* row, float* y) {
-  const auto* r = static_cast<const std::uint16_t*>(row);
-  for (std::int64_t e = 0; e < n; ++e) y[e] += a * Fp16ToFp32(r[e]);
+void AttnScores(int nk, std::int64_t dim, const float* k, std::int64_t ldk, const float* qt, int nq,
+                std::int64_t ld, float* s) {
+  for (int j = 0; j < nk; ++j) {
+    float* sj = s + j * ld;
+    for (int q = 0; q < nq; ++q) sj[q] = 0;
+    for (std::int64_t d = 0; d < dim; ++d) {
+      const float kd = k[j * ldk + d];
+      const float* qd = qt + d * ld;
+      for (int q = 0; q < nq; ++q) sj[q] += kd * qd[q];
+    }
+  }
 }
 
-void AxpyQ8_0(std::int64_t n, float a, const void* row, float* y) {
-  const auto* blocks = static_cast<const BlockQ8_0*>(row);
-  for (std::int64_t b = 0; b < n / kQK; ++b) {
-    const float ad = a * Fp16ToFp32(blocks[b].d);
-    for (int j = 0; j < kQK; ++j) y[b * kQK + j] += ad * blocks[b].qs[j];
+void AttnSoftmax(int nk, const int* lim, int nq, std::int64_t ld, float* s, float* m, float* l,
+                 float* corr) {
+  for (int q = 0; q < nq; ++q) {
+    float mx = m[q];
+    for (int j = 0; j < lim[q]; ++j) mx = std::fmax(mx, s[j * ld + q]);
+    corr[q] = mx == m[q] ? 1.0f : std::exp(m[q] - mx);
+    float sum = 0;
+    for (int j = 0; j < nk; ++j) {
+      float& v = s[j * ld + q];
+      v = j < lim[q] ? std::exp(v - mx) : 0.0f;
+      sum += v;
+    }
+    l[q] = l[q] * corr[q] + sum;
+    m[q] = mx;
+  }
+}
+
+void AttnAccumulate(int nk, std::int64_t dv, const float* v, std::int64_t ldv, const float* p,
+                    const float* corr, int nq, std::int64_t ld, float* ot) {
+  for (std::int64_t e = 0; e < dv; ++e) {
+    float* oe = ot + e * ld;
+    for (int q = 0; q < nq; ++q) oe[q] *= corr[q];
+    for (int j = 0; j < nk; ++j) {
+      const float ve = v[j * ldv + e];
+      const float* pj = p + j * ld;
+      for (int q = 0; q < nq; ++q) oe[q] += ve * pj[q];
+    }
+  }
+}
+
+void AttnAccumulateRows(int nk, std::int64_t dv, const float* v, std::int64_t ldv, const float* p,
+                        std::int64_t ld, const float* corr, int nq, float* o, std::int64_t ldo) {
+  for (int q = 0; q < nq; ++q) {
+    float* oq = o + q * ldo;
+    for (std::int64_t e = 0; e < dv; ++e) oq[e] *= corr[q];
+    for (int j = 0; j < nk; ++j) {
+      const float pj = p[j * ld + q];
+      const float* vj = v + j * ldv;
+      for (std::int64_t e = 0; e < dv; ++e) oq[e] += pj * vj[e];
+    }
   }
 }
 
 Kernels MakeScalarKernels() {
   Kernels k;
   k.name = "scalar";
-  k.axpy[static_cast<int>(TensorType::kF32)] = AxpyF32;
-  k.axpy[static_cast<int>(TensorType::kF16)] = AxpyF16;
-  k.axpy[static_cast<int>(TensorType::kQ8_0)] = AxpyQ8_0;
+  k.kv_to_float[static_cast<int>(TensorType::kF32)] = KvToFloat<TensorType::kF32>;
+  k.kv_to_float[static_cast<int>(TensorType::kF16)] = KvToFloat<TensorType::kF16>;
+  k.kv_to_float[static_cast<int>(TensorType::kQ8_0)] = KvToFloat<TensorType::kQ8_0>;
+  k.attn_scores = AttnScores;
+  k.attn_softmax = AttnSoftmax;
+  k.attn_accumulate = AttnAccumulate;
+  k.attn_accumulate_rows = AttnAccumulateRows;
   k.dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k.dot[static_cast<int>(TensorType::kF16)] = DotHalf<Fp16ToFp32>;
   k.dot[static_cast<int>(TensorType::kBF16)] = DotHalf<Bf16ToFp32>;

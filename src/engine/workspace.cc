@@ -175,8 +175,11 @@ Result<std::unique_ptr<Workspace>> Workspace::Create(const Model& model, const K
     ws->jobs.resize(2 * std::max(m.n_expert, c.n_head) + 4);
     ws->group_scratch.task_start.reserve(ws->jobs.size() + 1);
     ws->group_scratch.chunk.reserve(ws->jobs.size());
-    ws->attn_scratch_stride = AttendScratchBytes(k_dim, v_dim);
-    ws->attn_scratch.resize(ws->attn_scratch_stride * ws->pool->size());
+    if (m.mla) {
+      ReserveAttention(*ws, k_dim, v_dim, c.n_head, c.n_head);
+    } else {
+      ReserveAttention(*ws, k_dim, v_dim, c.n_head, c.n_head / c.n_head_kv);
+    }
     ws->rope.Init(c, model.weights().rope_freqs);
     ws->rope_cos.resize(b * (c.n_rot / 2));
     ws->rope_sin.resize(b * (c.n_rot / 2));

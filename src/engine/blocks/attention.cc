@@ -14,69 +14,223 @@ namespace airlock::engine::internal {
 namespace {
 
 std::size_t Align64(std::size_t n) { return (n + 63) / 64 * 64; }
+int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
+
+// Rows per block of a prompt chunk: lanes (rows x group) about 128 for heads up to 128 wide, 64
+// for wider ones (MLA's 576), so that a block's tiles stay within the L2 cache; at least a row.
+int BlockRows(std::int64_t k_dim, int group) {
+  const int lanes = k_dim <= 128 ? 128 : 64;
+  return std::max(1, lanes / group);
+}
+int MaxLanes(std::int64_t k_dim, int group) { return RoundUp(BlockRows(k_dim, group) * group, 16); }
+
+// One thread's tiles: queries transposed [k_dim][L], converted keys [kAttnTile][k_dim] and values
+// [kAttnTile][v_dim], scores [kAttnTile][L], the accumulator transposed [v_dim][L], and per lane
+// the running maximum, sum, correction, valid key count and position.
+struct TileScratch {
+  float *qt, *kt, *vt, *s, *ot, *m, *l, *corr;
+  int *lim, *pos;
+};
+
+// Lays the tiles out from `base` (nullptr: only measures); returns the bytes used.
+std::size_t LayOut(std::int64_t k_dim, std::int64_t v_dim, int lanes, std::uint8_t* base,
+                   TileScratch* t) {
+  std::size_t at = 0;
+  auto take = [&](std::size_t count) {
+    std::uint8_t* p = base != nullptr ? base + at : nullptr;
+    at += Align64(count * 4);
+    return p;
+  };
+  const std::size_t L = lanes;
+  float* qt = reinterpret_cast<float*>(take(k_dim * L));
+  float* kt = reinterpret_cast<float*>(take(kAttnTile * k_dim));
+  float* vt = reinterpret_cast<float*>(take(kAttnTile * v_dim));
+  float* s = reinterpret_cast<float*>(take(kAttnTile * L));
+  float* ot = reinterpret_cast<float*>(take(v_dim * L));
+  float* m = reinterpret_cast<float*>(take(L));
+  float* l = reinterpret_cast<float*>(take(L));
+  float* corr = reinterpret_cast<float*>(take(L));
+  int* lim = reinterpret_cast<int*>(take(L));
+  int* pos = reinterpret_cast<int*>(take(L));
+  if (t != nullptr) *t = {qt, kt, vt, s, ot, m, l, corr, lim, pos};
+  return at;
+}
 
 }  // namespace
 
-std::size_t AttendScratchBytes(std::int64_t k_dim, std::int64_t v_dim) {
-  // The query in its dot format (at most 4 bytes per value, plus Q8 block headers), a tile of
-  // scores, the accumulator.
-  const std::size_t q_bytes = Align64(static_cast<std::size_t>(k_dim) * 4 + 64 * 8);
-  return q_bytes + Align64(sizeof(float) * kAttnTile) + Align64(sizeof(float) * v_dim);
+void ReserveAttention(Workspace& ws, std::int64_t k_dim, std::int64_t v_dim, int n_head,
+                      int group) {
+  ws.attn_scratch_stride = Align64(LayOut(k_dim, v_dim, MaxLanes(k_dim, group), nullptr, nullptr));
+  ws.attn_scratch.assign(ws.attn_scratch_stride * ws.pool->size(), 0);
+  const int n_kv = n_head / group;
+  ws.attn_split_stride = static_cast<std::size_t>(2 + v_dim) * RoundUp(group, 16);
+  ws.attn_split_slots = 2 * kAttnMaxSplits * n_kv;
+  ws.attn_split.assign(ws.attn_split_stride * ws.attn_split_slots, 0.0f);
+  ws.attn_tasks.reserve(static_cast<std::size_t>(std::max(ws.max_rows, 1)) * n_kv +
+                        ws.attn_split_slots);
+  ws.attn_merges.reserve(ws.attn_split_slots);
 }
 
 void Attend(Workspace& ws, int il, const AttendArgs& a) {
   const Kernels& k = *ws.k;
   const TensorType type = ws.kv_type;
-  const DotRowsFn dot = k.dot[static_cast<int>(type)];
-  const AxpyRowFn axpy = k.axpy[static_cast<int>(type)];
-  const ActFormat q_format = ActFormatFor(k, type);
-  const QuantizeActFn quantize = k.quantize[static_cast<int>(q_format)];
-  const std::size_t q_bytes = Align64(static_cast<std::size_t>(a.k_dim) * 4 + 64 * 8);
-  auto task = [&](int t, int thread) {
-    const int i = t / a.n_head, h = t % a.n_head, g = h / a.group;
-    const ForwardRow& row = ws.rows[i];
-    KvCache& kv = row.session->kv;
-    std::uint8_t* scratch = ws.attn_scratch.data() + thread * ws.attn_scratch_stride;
-    auto* scores = reinterpret_cast<float*>(scratch + q_bytes);
-    auto* acc = reinterpret_cast<float*>(scratch + q_bytes + Align64(sizeof(float) * kAttnTile));
-    // The query in the format the cache type's dot product takes (F32 for F32/F16 caches).
-    const float* qv = a.q + i * a.q_row + h * a.q_head;
-    const void* q_act = qv;
-    if (q_format != ActFormat::kF32) {
-      quantize(qv, scratch, a.k_dim);
-      q_act = scratch;
-    }
-    const std::size_t k_at = KvRowBytes(type, g * a.k_off);
-    const std::size_t v_at = KvRowBytes(type, g * a.v_off);
-    std::fill(acc, acc + a.v_dim, 0.0f);
-    float m = -INFINITY;  // running maximum of the scaled scores
-    double l = 0;         // running sum of exp(score - m)
-    for (int j0 = 0; j0 <= row.pos; j0 += kAttnTile) {
-      const int nb = std::min(kAttnTile, row.pos + 1 - j0);
-      // scores[nb] = scale * q . K[j0 .. j0 + nb)
-      dot(a.k_dim, kv.KRow(il, j0) + k_at, kv.k_row_bytes, nb, q_act, scores);
-      float tile_max = -INFINITY;
-      for (int j = 0; j < nb; ++j) tile_max = std::max(tile_max, scores[j] *= a.scale);
-      // A higher maximum rescales what was accumulated so far.
-      if (tile_max > m) {
-        const float correction = std::exp(m - tile_max);
-        l *= correction;
-        for (std::int64_t e = 0; e < a.v_dim; ++e) acc[e] *= correction;
-        m = tile_max;
-      }
-      // acc += exp(score - m) * V row, for each key of the tile.
-      for (int j = 0; j < nb; ++j) {
-        const float p = std::exp(scores[j] - m);
-        l += p;
-        const std::uint8_t* v_row = a.v_in_k ? kv.KRow(il, j0 + j) : kv.VRow(il, j0 + j);
-        axpy(a.v_dim, p, v_row + v_at, acc);
+  const ToFloatRowFn to_float = k.kv_to_float[static_cast<int>(type)];
+  const int n_kv = a.n_head / a.group;
+  const int block_rows = BlockRows(a.k_dim, a.group);
+  const int max_lanes = MaxLanes(a.k_dim, a.group);
+  const int split_ld = RoundUp(a.group, 16);
+
+  // One block of rows x one cached head over keys [key0, key1), with the query heads as lanes.
+  auto run_task = [&](int t, int thread) {
+    const AttendTask& task = ws.attn_tasks[t];
+    TileScratch sc;
+    LayOut(a.k_dim, a.v_dim, max_lanes, ws.attn_scratch.data() + thread * ws.attn_scratch_stride,
+           &sc);
+    KvCache& kv = ws.rows[task.row0].session->kv;
+    const int n_rows = task.row1 - task.row0;
+    const int nq = n_rows * a.group, ld = RoundUp(nq, 16);
+    // A lone row keeps its accumulator as rows [head][v_dim] (values in lanes): its few heads
+    // would fill a fraction of a vector as lanes. Blocks of several rows keep it transposed.
+    const bool rows_layout = n_rows == 1;
+    // The queries, scaled and transposed (lane = row in block * group + head in group); padding
+    // lanes are zero queries that see every key.
+    for (int r = 0; r < n_rows; ++r) {
+      for (int hh = 0; hh < a.group; ++hh) {
+        const int lane = r * a.group + hh;
+        const float* qv = a.q + (task.row0 + r) * a.q_row +
+                          static_cast<std::int64_t>(task.g * a.group + hh) * a.q_head;
+        for (std::int64_t d = 0; d < a.k_dim; ++d) sc.qt[d * ld + lane] = qv[d] * a.scale;
+        sc.pos[lane] = ws.rows[task.row0 + r].pos;
       }
     }
-    float* out = a.out + i * a.out_row + h * a.out_head;
-    const float inv = static_cast<float>(1.0 / l);
-    for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = acc[e] * inv;
+    for (int lane = nq; lane < ld; ++lane) {
+      for (std::int64_t d = 0; d < a.k_dim; ++d) sc.qt[d * ld + lane] = 0;
+      sc.pos[lane] = task.key1;
+    }
+    std::fill(sc.m, sc.m + ld, -INFINITY);
+    std::fill(sc.l, sc.l + ld, 0.0f);
+    std::fill(sc.ot, sc.ot + a.v_dim * ld, 0.0f);
+    const std::size_t k_at = KvRowBytes(type, task.g * a.k_off);
+    const std::size_t v_at = KvRowBytes(type, task.g * a.v_off);
+    const float* vt = a.v_in_k ? sc.kt : sc.vt;
+    const std::int64_t ldv = a.v_in_k ? a.k_dim : a.v_dim;
+    for (int j0 = task.key0; j0 < task.key1; j0 += kAttnTile) {
+      const int nk = std::min(kAttnTile, task.key1 - j0);
+      for (int j = 0; j < nk; ++j) {
+        to_float(a.k_dim, kv.KRow(il, j0 + j) + k_at, sc.kt + j * a.k_dim);
+        if (!a.v_in_k) to_float(a.v_dim, kv.VRow(il, j0 + j) + v_at, sc.vt + j * a.v_dim);
+      }
+      // The causal mask: lane q sees the keys up to its position.
+      for (int lane = 0; lane < ld; ++lane) sc.lim[lane] = std::clamp(sc.pos[lane] + 1 - j0, 0, nk);
+      k.attn_scores(nk, a.k_dim, sc.kt, a.k_dim, sc.qt, nq, ld, sc.s);
+      k.attn_softmax(nk, sc.lim, nq, ld, sc.s, sc.m, sc.l, sc.corr);
+      if (rows_layout) {
+        k.attn_accumulate_rows(nk, a.v_dim, vt, ldv, sc.s, ld, sc.corr, nq, sc.ot, a.v_dim);
+      } else {
+        k.attn_accumulate(nk, a.v_dim, vt, ldv, sc.s, sc.corr, nq, ld, sc.ot);
+      }
+    }
+    if (task.slot < 0) {
+      for (int r = 0; r < n_rows; ++r) {
+        for (int hh = 0; hh < a.group; ++hh) {
+          const int lane = r * a.group + hh;
+          float* out = a.out + (task.row0 + r) * a.out_row +
+                       static_cast<std::int64_t>(task.g * a.group + hh) * a.out_head;
+          const float inv = 1.0f / sc.l[lane];
+          if (rows_layout) {
+            for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[lane * a.v_dim + e] * inv;
+          } else {
+            for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[e * ld + lane] * inv;
+          }
+        }
+      }
+    } else {
+      // A split's partial result (one row, ld == split_ld): [m][l][ot as rows].
+      float* slot = ws.attn_split.data() + task.slot * ws.attn_split_stride;
+      std::copy(sc.m, sc.m + ld, slot);
+      std::copy(sc.l, sc.l + ld, slot + ld);
+      std::copy(sc.ot, sc.ot + a.v_dim * ld, slot + 2 * ld);
+    }
   };
-  ws.pool->Run(ws.n() * a.n_head, task);
+
+  // Combines a row's split partial results in split order: weights exp(m_s - max m).
+  auto run_merge = [&](int t, int) {
+    const AttendMerge& mg = ws.attn_merges[t];
+    const int ld = split_ld;
+    const float* slot0 = ws.attn_split.data() + mg.slot0 * ws.attn_split_stride;
+    for (int hh = 0; hh < a.group; ++hh) {
+      float mx = -INFINITY;
+      for (int s = 0; s < mg.n_split; ++s) mx = std::max(mx, slot0[s * ws.attn_split_stride + hh]);
+      float w[kAttnMaxSplits];
+      float sum = 0;
+      for (int s = 0; s < mg.n_split; ++s) {
+        const float* slot = slot0 + s * ws.attn_split_stride;
+        w[s] = std::exp(slot[hh] - mx);
+        sum += slot[ld + hh] * w[s];
+      }
+      float* out =
+          a.out + mg.row * a.out_row + static_cast<std::int64_t>(mg.g * a.group + hh) * a.out_head;
+      const float inv = 1.0f / sum;
+      for (std::int64_t e = 0; e < a.v_dim; ++e) {
+        float o = 0;
+        for (int s = 0; s < mg.n_split; ++s) {
+          o += slot0[s * ws.attn_split_stride + 2 * ld + hh * a.v_dim + e] * w[s];
+        }
+        out[e] = o * inv;
+      }
+    }
+  };
+
+  ws.attn_tasks.clear();
+  ws.attn_merges.clear();
+  int slots_used = 0;
+  auto flush = [&] {
+    if (!ws.attn_tasks.empty()) ws.pool->Run(static_cast<int>(ws.attn_tasks.size()), run_task);
+    if (!ws.attn_merges.empty()) ws.pool->Run(static_cast<int>(ws.attn_merges.size()), run_merge);
+    ws.attn_tasks.clear();
+    ws.attn_merges.clear();
+    slots_used = 0;
+  };
+  const int n = ws.n();
+  for (int i = 0; i < n;) {
+    // A run: rows of one session at consecutive positions.
+    int end = i + 1;
+    while (end < n && ws.rows[end].session == ws.rows[i].session &&
+           ws.rows[end].pos == ws.rows[end - 1].pos + 1) {
+      ++end;
+    }
+    if (end - i == 1) {
+      const int n_keys = ws.rows[i].pos + 1;
+      const int n_tiles = (n_keys + kAttnTile - 1) / kAttnTile;
+      const int per_split =
+          std::max(kAttnSplitTiles, (n_tiles + kAttnMaxSplits - 1) / kAttnMaxSplits);
+      const int n_split = (n_tiles + per_split - 1) / per_split;
+      if (n_split > 1) {
+        if (slots_used + n_split * n_kv > ws.attn_split_slots) flush();
+        for (int g = 0; g < n_kv; ++g) {
+          ws.attn_merges.push_back({i, g, n_split, slots_used});
+          for (int s = 0; s < n_split; ++s) {
+            const int key0 = s * per_split * kAttnTile;
+            ws.attn_tasks.push_back({i, i + 1, g, key0,
+                                     std::min(n_keys, key0 + per_split * kAttnTile),
+                                     slots_used + s});
+          }
+          slots_used += n_split;
+        }
+        i = end;
+        continue;
+      }
+    }
+    // The last blocks (the most keys) first, so that the short ones fill in at the end.
+    for (int b = i + (end - i - 1) / block_rows * block_rows; b >= i; b -= block_rows) {
+      const int b_end = std::min(b + block_rows, end);
+      for (int g = 0; g < n_kv; ++g) {
+        ws.attn_tasks.push_back({b, b_end, g, 0, ws.rows[b_end - 1].pos + 1, -1});
+      }
+    }
+    i = end;
+  }
+  flush();
 }
 
 void StoreKv(Workspace& ws, int il, const float* k, std::int64_t k_stride, const float* v,

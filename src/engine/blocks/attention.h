@@ -2,12 +2,19 @@
 // session's cache: the GQA steps (q/k/v projections, storing K/V, attending, the output
 // projection) and the tiled attention kernel that GQA and MLA (blocks/mla.h) share.
 //
-// The kernel (Attend) is flash-attention style: for each (row, query head) it walks the cached
-// positions 0..pos in tiles of kAttnTile keys, computes a tile of scores with the kernel table's
-// dot product for the cache type (F32, F16 or Q8_0 rows read in place, never converted as a
-// whole), and keeps an online softmax: a running maximum m and sum l, the value accumulator
-// rescaled by exp(m_old - m_new) whenever a tile raises the maximum. No score row of the context's
-// length is materialized. Tasks are (row, head) pairs over the thread pool.
+// The kernel (Attend) is flash-attention style, in blocked small matrix products. Rows of one
+// session at consecutive positions (a prompt chunk) are cut into blocks of a few rows; a task
+// takes one block and one cached head, with all the query heads that read that head (the GQA
+// group; every head for MLA) as the lanes of its tiles. It walks the cached positions in tiles
+// of kAttnTile keys: converts the tile's keys and values to float once (F32, F16 or Q8_0 rows;
+// the cache is never converted as a whole), computes the tile of scores as a small matrix
+// product, and keeps an online softmax per query (running maximum and sum, the value
+// accumulator rescaled when the maximum rises; keys after a query's position are masked). No
+// score row of the context's length is materialized. A lone row with a long context (decode) is
+// split over key ranges of at least kAttnSplitTiles tiles (split-K): one task per range, then a
+// merge in range order. Blocks and splits depend only on the rows and positions, never on the
+// thread count, so results do not either. The tile arithmetic is the kernel table's
+// (kernels.h: kv_to_float, attn_scores, attn_softmax, attn_accumulate).
 #pragma once
 
 #include <cstddef>
@@ -19,12 +26,14 @@ namespace airlock::engine::internal {
 
 struct Workspace;
 
-inline constexpr int kAttnTile = 64;  // keys per tile
+inline constexpr int kAttnTile = 64;       // keys per tile
+inline constexpr int kAttnSplitTiles = 8;  // the least tiles per split-K range
+inline constexpr int kAttnMaxSplits = 32;  // the most split-K ranges per row and cached head
 
 // Where a query, its cached keys/values and its output are. Query head h of row i is at
 // q + i * q_row + h * q_head (k_dim floats) and reads cached head g = h / group: keys at element
 // g * k_off of each K row (k_dim values), values at element g * v_off of each V row (v_dim values;
-// of the K row itself when v_in_k, as MLA's latent cache). The output goes to
+// of the key slice itself when v_in_k, as MLA's latent cache). The output goes to
 // out + i * out_row + h * out_head (v_dim floats).
 struct AttendArgs {
   const float* q = nullptr;
@@ -40,8 +49,9 @@ struct AttendArgs {
 
 // out = softmax(scale * q . K[0..pos]) . V[0..pos] for every row and head, at layer `il`.
 void Attend(Workspace& ws, int il, const AttendArgs& a);
-// Scratch bytes per thread Attend needs for these widths.
-std::size_t AttendScratchBytes(std::int64_t k_dim, std::int64_t v_dim);
+// Sizes ws's attention buffers (ws.pool must exist) for Attend calls of these widths, n_head
+// query heads and `group` query heads per cached head. Throws std::bad_alloc.
+void ReserveAttention(Workspace& ws, std::int64_t k_dim, std::int64_t v_dim, int n_head, int group);
 
 // Stores row i's k[i * k_stride ..] (k_width values) and, unless the cache has no V rows,
 // v[i * v_stride ..] into its session's cache at (il, pos), converted to the cache type. Every

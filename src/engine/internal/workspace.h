@@ -25,6 +25,17 @@ namespace airlock::engine::internal {
 
 struct SessionState;
 
+// Attention work items (blocks/attention.cc). A task attends rows [row0, row1) of one session
+// (consecutive positions) with the query heads of cached head g to the keys [key0, key1); it
+// writes the output rows, or (slot >= 0) a partial result that a merge combines with the other
+// key splits of its row, in split order.
+struct AttendTask {
+  int row0, row1, g, key0, key1, slot;
+};
+struct AttendMerge {
+  int row, g, n_split, slot0;
+};
+
 // One token of a forward pass: the sequence it belongs to and its position there.
 struct ForwardRow {
   SessionState* session;
@@ -123,10 +134,16 @@ struct Workspace {
   // RoPE angles of each row's position.
   RopeTable rope;
   std::vector<float> rope_cos, rope_sin;  // [n][n_rot / 2]
-  // Attention scratch, one slice per thread: the query in the cache's dot format, a tile of
-  // scores and the value accumulator.
+  // Attention (blocks/attention.h, sized by ReserveAttention): per thread, the float tiles of a
+  // block of queries (transposed queries, converted keys and values, scores, the accumulator);
+  // the split-K partial results of long single-token rows; the task lists of one Attend call.
   std::vector<std::uint8_t> attn_scratch;
   std::size_t attn_scratch_stride = 0;
+  std::vector<float> attn_split;
+  std::size_t attn_split_stride = 0;  // floats per partial result
+  int attn_split_slots = 0;
+  std::vector<AttendTask> attn_tasks;
+  std::vector<AttendMerge> attn_merges;
   ActivationBuffer act, act2;
   std::vector<GroupJob> jobs;
   GroupScratch group_scratch;
