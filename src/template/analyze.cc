@@ -624,7 +624,7 @@ class Analyzer {
     if (!kFilters.count(f)) {
       Add("template.unknown-filter", S::kMedium,
           "filter '" + f + "' is not provided by the sandbox", e.offset);
-      return;
+      if (f != "groupby") return;  // groupby(attribute) reads attributes in real Jinja
     }
     if (!kAttributeFilters.count(f)) return;
     auto check_attr = [&](const Expr& a) {
@@ -653,7 +653,15 @@ class Analyzer {
     };
     for (const auto& [k, v] : e.kwargs)
       if (k == "attribute") check_attr(*v);
-    if ((f == "selectattr" || f == "rejectattr") && e.args.size() > 1) check_attr(*e.args[1]);
+    // Jinja's positional `attribute` parameter (args[0] is the filtered value).
+    std::size_t attribute_index = 0;
+    if (f == "selectattr" || f == "rejectattr" || f == "groupby" || f == "sum")
+      attribute_index = 1;
+    else if (f == "unique" || f == "min" || f == "max" || f == "join")
+      attribute_index = 2;
+    else if (f == "sort")
+      attribute_index = 3;
+    if (attribute_index && e.args.size() > attribute_index) check_attr(*e.args[attribute_index]);
     if (f == "map" && e.args.size() > 1) {
       auto name = ConstString(*e.args[1]);
       if (name && (*name == "attr" || *name == "format"))

@@ -253,6 +253,9 @@ AbstractValue KeyValueAnalysis::WalkStmt(const Stmt& s, bool& exact) {
     }
     case StmtKind::kFor: {
       AbstractValue items = Eval(*s.expr);
+      for (const auto& str : std::set<std::string>(items.strings))  // a string's characters
+        for (auto& cp : CodePoints(str)) items.strings.insert(cp);
+      Normalize(items);
       for (const auto& t : s.targets) Assign(t, items);
       Update(loop_items_, items);
       if (s.cond) Eval(*s.cond);

@@ -1,0 +1,220 @@
+// Subscript keys and attribute names the template computes (red team: ''[k] with k='__class__'
+// kept in a variable scanned clean). Real Jinja reads obj[key] as getattr(obj, key) when the item
+// lookup fails, so every string the template can give a key counts as if written there. Each
+// payload below reaches <class 'str'> in real jinja2; each must make the verdict malicious.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "template/analyze.h"
+
+namespace airlock::tmpl {
+namespace {
+
+FindingSeverity MaxSeverity(const TemplateAnalysis& a) {
+  FindingSeverity m = FindingSeverity::kInfo;
+  for (const auto& f : a.findings) m = std::max(m, f.severity);
+  return m;
+}
+
+std::string Rules(const TemplateAnalysis& a) {
+  std::string s;
+  for (const auto& f : a.findings) s += f.rule_id + " (" + f.message + "); ";
+  return s;
+}
+
+// High or critical: the scanner's malicious verdict.
+void ExpectMalicious(const std::string& source) {
+  TemplateAnalysis a = AnalyzeTemplate(source);
+  EXPECT_TRUE(a.parsed) << source << ": " << a.parse_error;
+  EXPECT_GE(MaxSeverity(a), FindingSeverity::kHigh) << source << "\n" << Rules(a);
+}
+
+void ExpectNothingAboveInfo(const std::string& source) {
+  TemplateAnalysis a = AnalyzeTemplate(source);
+  EXPECT_TRUE(a.parsed) << source << ": " << a.parse_error;
+  EXPECT_LE(MaxSeverity(a), FindingSeverity::kInfo) << source << "\n" << Rules(a);
+}
+
+// The red team's variants, one test each.
+TEST(ComputedKey, SetVariableHoldsDunderName) {
+  ExpectMalicious("{% set k='__class__' %}{{ ''[k] }}");
+  // The literal case names the attribute; so does the variable case.
+  TemplateAnalysis a = AnalyzeTemplate("{% set k='__class__' %}{{ ''[k] }}");
+  EXPECT_EQ(MaxSeverity(a), FindingSeverity::kCritical) << Rules(a);
+}
+
+TEST(ComputedKey, LoopOverLiteralList) {
+  ExpectMalicious("{% for k in ['__class__'] %}{{ ''[k] }}{% endfor %}");
+}
+
+TEST(ComputedKey, MacroArgument) {
+  ExpectMalicious("{% macro m(k) %}{{ ''[k] }}{% endmacro %}{{ m('__class__') }}");
+}
+
+TEST(ComputedKey, DictValueByAttribute) {
+  ExpectMalicious("{% set d = {'a':'__class__'} %}{{ ''[d.a] }}");
+}
+
+TEST(ComputedKey, NamespaceAttribute) {
+  ExpectMalicious("{% set ns = namespace(k='__class__') %}{{ ''[ns.k] }}");
+}
+
+TEST(ComputedKey, FirstOfLiteralList) { ExpectMalicious("{{ ''[['__class__']|first] }}"); }
+
+TEST(ComputedKey, TupleItem) { ExpectMalicious("{{ ''[('__class__',)[0]] }}"); }
+
+TEST(ComputedKey, BlockSet) { ExpectMalicious("{% set x %}__class__{% endset %}{{ ''[x] }}"); }
+
+TEST(ComputedKey, ReversedSlice) { ExpectMalicious("{{ ''['__ssalc__'[::-1]] }}"); }
+
+TEST(ComputedKey, DefaultFilter) { ExpectMalicious("{{ ''[(None|default('__class__'))] }}"); }
+
+TEST(ComputedKey, PercentCharCodeFormatting) {
+  // No '_' in the source at all: '%c' % 95 writes it.
+  ExpectMalicious("{% set k = '%c%cclass%c%c' % (95,95,95,95) %}{{ ''[k] }}");
+  ExpectMalicious("{% set k = '%c%cclass%c%c'|format(95,95,95,95) %}{{ ''[k] }}");
+  ExpectMalicious("{{ ''['%c%cclass%c%c' % (95,95,95,95)] }}");
+}
+
+// Variants found while attacking the fix.
+TEST(ComputedKey, ListAppendedThroughDo) {
+  ExpectMalicious("{% set l = [] %}{% do l.append('__class__') %}{{ ''[l|first] }}");
+}
+
+TEST(ComputedKey, MacroOutput) {
+  ExpectMalicious("{% macro m() %}__class__{% endmacro %}{% set k = m() %}{{ ''[k] }}");
+  ExpectMalicious(
+      "{% macro u() %}_{% endmacro %}{% set k = u() ~ u() ~ 'class' ~ u() ~ u() %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, ReplaceSpellsUnderscores) {
+  ExpectMalicious("{% set k = 'xxclassxx'|replace('x','_') %}{{ ''[k] }}");
+  ExpectMalicious("{% set k = 'xxclassxx'.replace('x','_') %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, DictKeywordNames) {
+  ExpectMalicious("{% set ks = dict(__class__=1) %}{{ ''[ks|first] }}");
+}
+
+TEST(ComputedKey, JoinedPieces) {
+  ExpectMalicious("{% set k = ['__cl','ass__']|join %}{{ ''[k] }}");
+  ExpectMalicious("{% set k = '_'.join(['','','class','','']) %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, CharactersOfAStringInALoop) {
+  // Iterating a string yields its characters: c can be '_'.
+  ExpectMalicious(
+      "{% for c in 'ab_' %}{% set k = c ~ c ~ 'class' ~ c ~ c %}{{ ''[k] }}{% endfor %}");
+}
+
+TEST(ComputedKey, StringGrownInALoop) {
+  ExpectMalicious(
+      "{% set ns = namespace(k='') %}{% for i in range(2) %}{% set ns.k = ns.k ~ '_' %}"
+      "{% endfor %}{% set k = ns.k ~ 'class' ~ ns.k %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, CallerArgumentsAndOutput) {
+  ExpectMalicious(
+      "{% macro m() %}{{ caller('__class__') }}{% endmacro %}{% call(k) m() %}{{ ''[k] }}"
+      "{% endcall %}");
+  ExpectMalicious(
+      "{% macro m() %}{{ ''[caller()] }}{% endmacro %}{% call m() %}__class__{% endcall %}");
+}
+
+TEST(ComputedKey, MacroKeywordAndExtraArguments) {
+  ExpectMalicious("{% macro m(a, k='x') %}{{ ''[k] }}{% endmacro %}{{ m(1, k='__class__') }}");
+  ExpectMalicious("{% macro m() %}{{ ''[varargs[0]] }}{% endmacro %}{{ m('__class__') }}");
+  ExpectMalicious("{% macro m(k='__class__') %}{{ ''[k] }}{% endmacro %}{{ m() }}");
+}
+
+TEST(ComputedKey, LoopCycleAndPrevitem) {
+  ExpectMalicious("{% for m in messages %}{{ ''[loop.cycle('__class__', 'a')] }}{% endfor %}");
+  ExpectMalicious("{% for k in ['a', '__class__'] %}{{ ''[loop.previtem] }}{% endfor %}");
+}
+
+TEST(ComputedKey, CaseAndWhitespaceFilters) {
+  ExpectMalicious("{{ ''[' __class__ '|trim] }}");
+  ExpectMalicious("{{ ''['__CLASS__'|lower] }}");
+  ExpectMalicious("{{ ''['x__class__'[1:]] }}");
+  ExpectMalicious("{% set n = 1 %}{{ ''['x__class__'[n:]] }}");
+}
+
+TEST(ComputedKey, CharactersTakenFromRuntimeData) {
+  // A '_' cut out of the conversation's own keys (tool_calls), glued to 'class'.
+  ExpectMalicious(
+      "{% set u = (messages[0]|list|last)[4] %}{% set k = u ~ u ~ 'class' ~ u ~ u %}"
+      "{{ ''[k] }}");
+}
+
+TEST(ComputedKey, FunctionReprSpellsUnderscore) {
+  // str(raise_exception) is "<function ... raise_exception ...>".
+  ExpectMalicious("{% set s = raise_exception|string %}{{ ''[s[20:30]] }}");
+}
+
+TEST(ComputedKey, PublicMethodReachedThroughAComputedKeyAndCalled) {
+  ExpectMalicious("{% set k = 'format' %}{{ ''[k]('{0.__class__}', 1) }}");
+}
+
+TEST(ComputedKey, CallOfAVariableHoldingABoundMethod) {
+  ExpectMalicious("{% set f = '{0.__class__}'.format %}{{ f('') }}");
+  ExpectMalicious("{% set f = ''['format'] %}{{ f('{0.__class__}', 1) }}");
+}
+
+TEST(ComputedKey, AttributeFiltersWithComputedNames) {
+  ExpectMalicious("{% set k = '__class__' %}{{ messages|map(attribute=k)|list }}");
+  ExpectMalicious("{% set k = '__class__' %}{{ messages|selectattr(k)|list }}");
+  ExpectMalicious("{% set k = '__class__' %}{{ messages|sort(attribute=k)|list }}");
+  // Jinja's positional `attribute` parameters.
+  ExpectMalicious("{{ messages|sum('__class__') }}");
+  ExpectMalicious("{{ messages|join(',', '__class__') }}");
+  ExpectMalicious("{{ messages|groupby('__class__')|list }}");
+  ExpectMalicious("{{ messages|sort(false, false, '__class__')|list }}");
+}
+
+TEST(ComputedKey, NamesThatLookBenignButAreShadowed) {
+  // A context variable the template overwrites is the template's own value.
+  ExpectMalicious("{% set messages = ['__class__'] %}{{ ''[messages[0]] }}");
+}
+
+// What must stay clean: integer keys, benign keys from literals, keys from the conversation.
+TEST(ComputedKey, IntegerAndBenignKeysStayClean) {
+  ExpectNothingAboveInfo(
+      "{% for m in messages %}{% if not loop.first %}{{ messages[loop.index0 - 1]['role'] }}"
+      "{% endif %}{% endfor %}");
+  ExpectNothingAboveInfo("{{ messages[(messages|length) - 1]['content'] }}");
+  ExpectNothingAboveInfo(
+      "{% set ns = namespace(i=0) %}{% for m in messages %}{% set ns.i = ns.i + 1 %}"
+      "{% endfor %}{{ messages[ns.i - 1]['content'] }}");
+  ExpectNothingAboveInfo(
+      "{% for key in ['name', 'description', 'type'] %}{{ tools[0][key] }}{% endfor %}");
+  ExpectNothingAboveInfo(
+      "{% macro field(m, k) %}{{ m[k] }}{% endmacro %}{% for m in messages %}"
+      "{{ field(m, 'content') }}{{ field(m, 'reasoning_content') }}{% endfor %}");
+  ExpectNothingAboveInfo("{% set k = 'tool_calls' %}{{ messages[0][k]|length }}");
+}
+
+TEST(ComputedKey, KeysFromTheConversationKeepTodaysBehaviour) {
+  // The conversation is not the template author's: a key taken from it is data.
+  ExpectNothingAboveInfo(
+      "{% set role_map = {'user': 'U', 'assistant': 'A'} %}{% for m in messages %}"
+      "{{ role_map[m['role']] }}{% endfor %}");
+  ExpectNothingAboveInfo(
+      "{% for name, p in tools[0].parameters.properties|items %}"
+      "{{ tools[0].parameters.properties[name].type }}{% endfor %}");
+  ExpectNothingAboveInfo("{% set messages = messages[1:] %}{{ messages[0]['role'] }}");
+}
+
+TEST(ComputedKey, RecursiveMacroSettles) {
+  // A recursive macro whose output grows every pass (Cohere's json_to_python_type) must settle
+  // without flagging its data keys.
+  ExpectNothingAboveInfo(
+      "{% macro t(s) %}{% set m = {'string': 'str', 'integer': 'int'} %}"
+      "{% if m[s.type] is defined %}{{ m[s.type] }}{% elif s.type == 'array' %}"
+      "{{ 'List[' + t(s.items) + ']' }}{% endif %}{% endmacro %}"
+      "{% for tool in tools %}{{ t(tool.parameters) }}{% endfor %}");
+}
+
+}  // namespace
+}  // namespace airlock::tmpl
