@@ -641,10 +641,10 @@ AbstractValue KeyValueAnalysis::EvalFilter(const Expr& e) {
   } else if (f == "map") {
     // map(attribute=...) picks items; map('upper') transforms them; other filters: anything.
     r = base;
-    r.Join(Derive({&base}));
     bool attribute = false;
     for (const auto& [k, v] : e.kwargs) attribute |= k == "attribute";
     if (!attribute) {
+      r.Join(Derive({&base}));
       bool known = args.size() >= 1 && !args[0].other && !args[0].strings.empty();
       for (const auto& name : args.empty() ? std::set<std::string>{} : args[0].strings)
         if (name != "upper" && name != "lower" && name != "trim" && name != "string" &&

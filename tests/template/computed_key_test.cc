@@ -178,6 +178,52 @@ TEST(ComputedKey, NamesThatLookBenignButAreShadowed) {
   ExpectMalicious("{% set messages = ['__class__'] %}{{ ''[messages[0]] }}");
 }
 
+TEST(ComputedKey, KeywordArgumentNamesInKwargs) {
+  ExpectMalicious(
+      "{% macro m() %}{% for k in kwargs %}{{ ''[k] }}{% endfor %}{% endmacro %}"
+      "{{ m(__class__=1) }}");
+}
+
+TEST(ComputedKey, TupleUnpackingInALoop) {
+  ExpectMalicious("{% for k, v in [('__class__', 1)] %}{{ ''[k] }}{% endfor %}");
+}
+
+TEST(ComputedKey, StringRepetition) {
+  ExpectMalicious("{% set k = '_' * 2 ~ 'class' ~ '_' * 2 %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, PiecesOfSerializedOrSplitText) {
+  ExpectMalicious("{% set k = {'__class__':1}|tojson %}{{ ''[k[2:11]] }}");
+  ExpectMalicious("{% set k = 'a,__class__'.split(',') %}{{ ''[k[1]] }}");
+  ExpectMalicious("{% set k = 'x__class__'.lstrip('x') %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, PaddingAndTruncationFilters) {
+  ExpectMalicious("{% set k = 'class'|center(9, '_') %}{{ ''[k] }}");
+  ExpectMalicious("{% set k = 'x'|truncate(1, true, '__class__') %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, MethodReprSpellsUnderscore) {
+  // str(''.format_map) is "<built-in method format_map of str object at ...>".
+  ExpectMalicious("{% set k = ''.format_map|string %}{{ ''[k[20:30]] }}");
+}
+
+TEST(ComputedKey, BlockSetWithControlFlow) {
+  ExpectMalicious("{% set k %}{% if true %}__class__{% endif %}{% endset %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, StrftimeCopiesItsFormat) {
+  ExpectMalicious("{% set k = strftime_now('__class__') %}{{ ''[k] }}");
+}
+
+TEST(ComputedKey, ConditionalValueOnAListSubscript) {
+  ExpectMalicious("{% set k = '__class__' if messages else 'x' %}{{ messages[k] }}");
+}
+
+TEST(ComputedKey, SetInsideAFilterBlock) {
+  ExpectMalicious("{% filter upper %}{% set k='__class__' %}{% endfilter %}{{ ''[k] }}");
+}
+
 // What must stay clean: integer keys, benign keys from literals, keys from the conversation.
 TEST(ComputedKey, IntegerAndBenignKeysStayClean) {
   ExpectNothingAboveInfo(
@@ -204,6 +250,8 @@ TEST(ComputedKey, KeysFromTheConversationKeepTodaysBehaviour) {
       "{% for name, p in tools[0].parameters.properties|items %}"
       "{{ tools[0].parameters.properties[name].type }}{% endfor %}");
   ExpectNothingAboveInfo("{% set messages = messages[1:] %}{{ messages[0]['role'] }}");
+  ExpectNothingAboveInfo(
+      "{% set k = messages|selectattr('role')|map(attribute='role')|first %}{{ tools[0][k] }}");
 }
 
 TEST(ComputedKey, RecursiveMacroSettles) {
