@@ -495,8 +495,11 @@ class Analyzer {
     }
     if (v.UnknownComputedString())
       Add("template.computed-attribute", S::kHigh,
-          "subscript key is a string the template computes from text that can spell a name "
-          "starting with '_' (Jinja reads obj[key] as getattr(obj, key))",
+          values_->Exhausted()
+              ? "subscript key could not be resolved: the template is too costly to evaluate "
+                "abstractly, so every computed key counts as a possible hidden attribute name"
+              : "subscript key is a string the template computes from text that can spell a "
+                "name starting with '_' (Jinja reads obj[key] as getattr(obj, key))",
           key.offset);
   }
 

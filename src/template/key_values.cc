@@ -10,7 +10,7 @@ constexpr std::size_t kMaxStrings = 64;       // exact values kept per expressio
 constexpr std::size_t kMaxStringBytes = 256;  // longer exact values become "other"
 constexpr std::size_t kExactPasses = 8;       // then growing values are widened
 constexpr std::size_t kMaxPasses = 32;        // fixed-point iterations
-constexpr std::size_t kMaxWork = 20'000'000;  // bytes of strings built, all passes together
+constexpr std::size_t kMaxWork = 20'000'000;  // bytes of strings built or copied, all passes
 
 bool HasUnderscore(const std::set<std::string>& strings) {
   for (const auto& s : strings)
@@ -154,6 +154,9 @@ bool KeyValueAnalysis::Spend(std::size_t work) {
 }
 
 void KeyValueAnalysis::Normalize(AbstractValue& v) {
+  std::size_t bytes = 1;
+  for (const auto& s : v.strings) bytes += s.size() + 16;  // + a set node
+  Spend(bytes);  // values are copied about as often as they are normalized
   for (auto it = v.strings.begin(); it != v.strings.end();) {
     if (it->size() > kMaxStringBytes || v.strings.size() > kMaxStrings) {
       v.other = true;

@@ -224,6 +224,20 @@ TEST(ComputedKey, SetInsideAFilterBlock) {
   ExpectMalicious("{% filter upper %}{% set k='__class__' %}{% endfilter %}{{ ''[k] }}");
 }
 
+TEST(ComputedKey, WorkCapFailsClosed) {
+  // Thousands of keys each built from 64 exact strings: past the work cap every computed key
+  // counts as unknown, never as clean.
+  std::string source = "{% set a = ['a','b','c','d','e','f','g','h'] %}";
+  for (int i = 0; i < 4000; ++i) source += "{{ x[(a ~ a)|first ~ a] }}";
+  TemplateAnalysis r = AnalyzeTemplate(source);
+  bool capped = false;
+  for (const auto& f : r.findings)
+    capped |= f.rule_id == "template.computed-attribute" &&
+              f.message.find("too costly") != std::string::npos;
+  EXPECT_TRUE(capped) << Rules(r);
+  EXPECT_GE(MaxSeverity(r), FindingSeverity::kHigh);
+}
+
 // What must stay clean: integer keys, benign keys from literals, keys from the conversation.
 TEST(ComputedKey, IntegerAndBenignKeysStayClean) {
   ExpectNothingAboveInfo(

@@ -49,6 +49,8 @@ class KeyValueAnalysis {
   // holds, for instance a bound str.format.
   bool IsAssignedVariable(const std::string& name) const;
   bool IsMacro(const std::string& name) const { return macros_.count(name) > 0; }
+  // The work cap was hit or the iteration did not settle: every value counts as unknown.
+  bool Exhausted() const { return exhausted_; }
 
  private:
   AbstractValue WalkBody(const Body& body);  // one pass; returns the body's output
