@@ -54,10 +54,15 @@ AbstractValue Derive(std::initializer_list<const AbstractValue*> inputs) {
 }
 
 // The value as text (`~`, |string): a non-string's str() has no '_' of its own unless it is an
-// object (underscore set).
+// object (underscore set); a container's str() ("['ab__x']") is a new string holding its items'
+// characters, whose slices are not slices of the items.
 AbstractValue ToText(const AbstractValue& v) {
   AbstractValue r = v;
   if (r.strings.empty() || r.underscore) r.other = true;
+  if (r.container) {
+    r.other = true;
+    r.underscore |= HasUnderscore(r.strings);
+  }
   return r;
 }
 
@@ -347,6 +352,7 @@ AbstractValue KeyValueAnalysis::Eval(const Expr& e) {
     case ExprKind::kDict:
       for (const auto& a : e.args)
         if (a) r.Join(Eval(*a));
+      r.container = true;
       Normalize(r);
       return r;
     case ExprKind::kGetAttr: {
@@ -499,6 +505,7 @@ AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
     }
     if (f == "namespace" || f == "dict") {
       AbstractValue r = all;
+      r.container = true;
       if (f == "dict")
         for (const auto& [k, v] : kwargs) r.strings.insert(k);  // dict(__class__=1)|first
       Normalize(r);
@@ -537,6 +544,7 @@ AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
     } else if (m == "get" || m == "pop" || m == "items" || m == "keys" || m == "values" ||
                m == "setdefault") {
       r = base;
+      r.container |= m != "get" && m != "pop";                        // items(), keys(), values()
       for (std::size_t i = 1; i < args.size(); ++i) r.Join(args[i]);  // get(k, default)
       if (m == "setdefault" || m == "pop") r.Join(all);
     } else if (m == "append" || m == "extend" || m == "insert" || m == "update" ||
@@ -583,6 +591,7 @@ AbstractValue KeyValueAnalysis::EvalFilter(const Expr& e) {
     r = base;  // items of the value, or characters of a string ('_x'|first is '_')
     for (const auto& s : base.strings)
       for (auto& cp : CodePoints(s)) r.strings.insert(cp);
+    r.container |= f != "first" && f != "last" && f != "min" && f != "max" && f != "random";
     if (f == "sum") r.Join(all);
   } else if (f == "reverse") {
     r = base;
@@ -616,8 +625,8 @@ AbstractValue KeyValueAnalysis::EvalFilter(const Expr& e) {
   } else if (f == "int" || f == "float" || f == "length" || f == "count" || f == "wordcount" ||
              f == "abs" || f == "round") {
     // numbers
-  } else if (f == "replace" && args.size() >= 2 && !base.other && !args[0].other &&
-             !args[1].other &&
+  } else if (f == "replace" && args.size() >= 2 && !base.other && !base.container &&
+             !args[0].other && !args[1].other &&
              base.strings.size() * args[0].strings.size() * args[1].strings.size() <= kMaxStrings) {
     for (const auto& s : base.strings)
       for (const auto& from : args[0].strings)

@@ -203,6 +203,13 @@ TEST(ComputedKey, PaddingAndTruncationFilters) {
   ExpectMalicious("{% set k = 'x'|truncate(1, true, '__class__') %}{{ ''[k] }}");
 }
 
+TEST(ComputedKey, SliceOfAContainersText) {
+  // str(['ab__class__']) is "['ab__class__']": its [4:13] is '__class__', not a slice of the item.
+  ExpectMalicious("{% set k = ['ab__class__']|string %}{{ ''[k[4:13]] }}");
+  ExpectMalicious("{% set k = ({'ab__class__': 1} ~ '') %}{{ ''[k[4:13]] }}");
+  ExpectMalicious("{% set k = ['ab__class__']|replace('x', 'y') %}{{ ''[k[4:13]] }}");
+}
+
 TEST(ComputedKey, MethodReprSpellsUnderscore) {
   // str(''.format_map) is "<built-in method format_map of str object at ...>".
   ExpectMalicious("{% set k = ''.format_map|string %}{{ ''[k[20:30]] }}");

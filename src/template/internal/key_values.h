@@ -28,6 +28,7 @@ struct AbstractValue {
   bool other = false;       // may also be a string not listed (computed, or from runtime data)
   bool underscore = false;  // that unlisted string, or this value's str(), may contain '_'
   bool runtime = false;     // may come from the conversation (messages, tools...): not the author's
+  bool container = false;   // may be a list/tuple/dict/namespace: `strings` are items inside it
 
   void Join(const AbstractValue& o);
   bool operator==(const AbstractValue& o) const = default;
