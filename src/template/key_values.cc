@@ -604,8 +604,8 @@ AbstractValue KeyValueAnalysis::EvalFilter(const Expr& e) {
   } else if (f == "default" || f == "d") {
     r = base;
     if (!args.empty()) r.Join(args[0]);
-  } else if (f == "upper" || f == "lower" || f == "title" || f == "capitalize" || f == "trim" ||
-             (f == "strip" && args.empty())) {
+  } else if (f == "upper" || f == "lower" || f == "title" || f == "capitalize" ||
+             ((f == "trim" || f == "strip") && args.empty() && e.kwargs.empty())) {
     r = ToText(base);
     r.strings.clear();
     for (const auto& s : base.strings) {
@@ -670,7 +670,7 @@ AbstractValue KeyValueAnalysis::EvalFilter(const Expr& e) {
         r.Join(Derive({&all}));
     }
   } else if (f == "join" || f == "tojson" || f == "indent" || f == "center" || f == "truncate" ||
-             f == "wordwrap" || f == "replace" || f == "strip") {
+             f == "wordwrap" || f == "replace" || f == "strip" || f == "trim") {
     r = Derive({&base, &all});
   } else if (f == "format") {
     r = Derive({&base, &all});

@@ -136,6 +136,7 @@ TEST(ComputedKey, LoopCycleAndPrevitem) {
 
 TEST(ComputedKey, CaseAndWhitespaceFilters) {
   ExpectMalicious("{{ ''[' __class__ '|trim] }}");
+  ExpectMalicious("{% set k = 'xx__class__'|trim('x') %}{{ ''[k] }}");
   ExpectMalicious("{{ ''['__CLASS__'|lower] }}");
   ExpectMalicious("{{ ''['x__class__'[1:]] }}");
   ExpectMalicious("{% set n = 1 %}{{ ''['x__class__'[n:]] }}");
