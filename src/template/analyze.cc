@@ -483,7 +483,11 @@ class Analyzer {
   // every string the template can give the key counts as if written there.
   void CheckComputedKey(const Expr& key, bool called) {
     internal::AbstractValue v = values_->Eval(key);
-    for (const std::string& k : v.strings) {
+    // Dunder values first: one finding per rule and offset is kept, and it should be the worst.
+    std::vector<std::string> values(v.strings.begin(), v.strings.end());
+    std::stable_partition(values.begin(), values.end(),
+                          [](const std::string& k) { return k.rfind("__", 0) == 0; });
+    for (const std::string& k : values) {
       CheckName(k, key.offset, "subscript key (a value the template gives it)");
       if (kDangerousAttributes.count(k))
         Add("template.dangerous-global", S::kHigh,
