@@ -469,11 +469,32 @@ AbstractValue KeyValueAnalysis::Eval(const Expr& e) {
   return r;
 }
 
+void KeyValueAnalysis::BindArguments(const Stmt& macro, const std::vector<AbstractValue>& args,
+                                     const NamedValues& kwargs) {
+  for (std::size_t i = 0; i < args.size(); ++i)
+    Assign(i < macro.targets.size() ? macro.targets[i] : "varargs", args[i]);
+  for (const auto& [k, v] : kwargs) {
+    if (std::find(macro.targets.begin(), macro.targets.end(), k) != macro.targets.end()) {
+      Assign(k, v);
+    } else {
+      AbstractValue kv = v;
+      kv.strings.insert(k);
+      Assign("kwargs", kv);
+    }
+  }
+}
+
+void KeyValueAnalysis::BindToEveryMacro(const std::vector<AbstractValue>& args,
+                                        const NamedValues& kwargs) {
+  for (const auto& [name, defs] : macros_)
+    for (const Stmt* m : defs) BindArguments(*m, args, kwargs);
+}
+
 AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
   const Expr& callee = *e.args[0];
   std::vector<AbstractValue> args;
   for (std::size_t i = 1; i < e.args.size(); ++i) args.push_back(Eval(*e.args[i]));
-  std::vector<std::pair<std::string, AbstractValue>> kwargs;
+  NamedValues kwargs;
   for (const auto& [k, v] : e.kwargs) kwargs.emplace_back(k, Eval(*v));
   AbstractValue all;
   for (const auto& a : args) all.Join(a);
@@ -483,20 +504,7 @@ AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
     const std::string& f = callee.name;
     auto macro = macros_.find(f);
     if (macro != macros_.end() && !vars_.count(f)) {
-      for (const Stmt* m : macro->second) {
-        for (std::size_t i = 0; i < args.size(); ++i)
-          Assign(i < m->targets.size() ? m->targets[i] : "varargs", args[i]);
-        for (const auto& [k, v] : kwargs) {
-          bool param = std::find(m->targets.begin(), m->targets.end(), k) != m->targets.end();
-          if (param) {
-            Assign(k, v);
-          } else {
-            AbstractValue kv = v;
-            kv.strings.insert(k);
-            Assign("kwargs", kv);
-          }
-        }
-      }
+      for (const Stmt* m : macro->second) BindArguments(*m, args, kwargs);
       return macro_output_[f];
     }
     if (f == "caller") {
@@ -513,7 +521,10 @@ AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
     }
     if (f == "range" || f == "raise_exception") return {};
     if (f == "strftime_now") return Derive({&all});  // strftime copies text other than %x
-    return Unknown();                                // a variable or unknown function: anything
+    // A variable may hold a macro (`set f = m`, a macro passed as an argument): the arguments
+    // may reach any macro's parameters.
+    BindToEveryMacro(args, kwargs);
+    return Unknown();
   }
 
   if (callee.kind == ExprKind::kGetAttr) {
@@ -521,6 +532,7 @@ AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
     const std::string& m = callee.name;
     if (base_expr.kind == ExprKind::kName && base_expr.name == "loop" && m == "cycle") return all;
     AbstractValue base = Eval(base_expr);
+    if (base.underscore) BindToEveryMacro(args, kwargs);  // namespace(f=m).f(...)
     AbstractValue r;
     if (m == "upper" || m == "lower" || m == "title" || m == "capitalize" ||
         ((m == "strip" || m == "lstrip" || m == "rstrip") && args.empty())) {
@@ -566,11 +578,13 @@ AbstractValue KeyValueAnalysis::EvalCall(const Expr& e) {
         r.Join(base);  // pieces of the string, or the string itself
     } else {
       r = Unknown();  // str.format and anything the sandbox does not provide
+      BindToEveryMacro(args, kwargs);
     }
     Normalize(r);
     return r;
   }
   Eval(callee);
+  BindToEveryMacro(args, kwargs);  // [m][0](...)
   return Unknown();
 }
 

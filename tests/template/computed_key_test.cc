@@ -129,6 +129,17 @@ TEST(ComputedKey, MacroKeywordAndExtraArguments) {
   ExpectMalicious("{% macro m(k='__class__') %}{{ ''[k] }}{% endmacro %}{{ m() }}");
 }
 
+TEST(ComputedKey, MacroCalledThroughAnotherName) {
+  // The arguments reach the macro's parameters whichever name the call uses.
+  ExpectMalicious(
+      "{% macro m(k) %}{{ ''[k] }}{% endmacro %}{% macro n(f) %}{{ f('__class__') }}{% endmacro %}"
+      "{{ n(m) }}");
+  ExpectMalicious(
+      "{% macro m(k) %}{{ ''[k] }}{% endmacro %}{% set ns = namespace(f=m) %}"
+      "{{ ns.f('__class__') }}");
+  ExpectMalicious("{% macro m(k) %}{{ ''[k] }}{% endmacro %}{{ [m][0]('__class__') }}");
+}
+
 TEST(ComputedKey, LoopCycleAndPrevitem) {
   ExpectMalicious("{% for m in messages %}{{ ''[loop.cycle('__class__', 'a')] }}{% endfor %}");
   ExpectMalicious("{% for k in ['a', '__class__'] %}{{ ''[loop.previtem] }}{% endfor %}");

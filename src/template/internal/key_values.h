@@ -14,6 +14,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "template/internal/ast.h"
@@ -58,6 +59,10 @@ class KeyValueAnalysis {
   AbstractValue WalkStmt(const Stmt& s, bool& exact);
   void Assign(const std::string& name, const AbstractValue& v);
   void Update(AbstractValue& slot, const AbstractValue& v);  // join; notes a change
+  using NamedValues = std::vector<std::pair<std::string, AbstractValue>>;
+  void BindArguments(const Stmt& macro, const std::vector<AbstractValue>& args,
+                     const NamedValues& kwargs);
+  void BindToEveryMacro(const std::vector<AbstractValue>& args, const NamedValues& kwargs);
   AbstractValue EvalCall(const Expr& e);
   AbstractValue EvalFilter(const Expr& e);
   AbstractValue Name(const std::string& name);
