@@ -7,6 +7,7 @@
 
 #include "core/text.h"
 #include "template/internal/ast.h"
+#include "template/internal/key_values.h"
 #include "template/internal/prompt_text.h"
 #include "template/internal/strings.h"
 #include "template/registry.h"
@@ -243,6 +244,10 @@ class Analyzer {
   void Run(const internal::Program& p) {
     parsed_ = true;
     Collect(p.body);
+    std::set<std::string> runtime(kContextVariables.begin(), kContextVariables.end());
+    runtime.insert(options_.extra_known_variables.begin(), options_.extra_known_variables.end());
+    for (const char* n : {"loop", "caller", "varargs", "kwargs"}) runtime.erase(n);
+    values_.emplace(p, runtime);
     WalkBody(p.body);
   }
 
@@ -474,6 +479,34 @@ class Analyzer {
     }
   }
 
+  // A subscript key that is not a literal: Jinja's obj[key] falls back to getattr(obj, key), so
+  // every string the template can give the key counts as if written there.
+  void CheckComputedKey(const Expr& key, bool called) {
+    internal::AbstractValue v = values_->Eval(key);
+    // Dunder values first: one finding per rule and offset is kept, and it should be the worst.
+    std::vector<std::string> values(v.strings.begin(), v.strings.end());
+    std::stable_partition(values.begin(), values.end(),
+                          [](const std::string& k) { return k.rfind("__", 0) == 0; });
+    for (const std::string& k : values) {
+      CheckName(k, key.offset, "subscript key (a value the template gives it)");
+      if (kDangerousAttributes.count(k))
+        Add("template.dangerous-global", S::kHigh,
+            "subscript key '" + k + "' (a value the template gives it) names a host capability",
+            key.offset);
+      if (called && !kMethods.count(k) && !k.empty())
+        Add("template.unknown-callable", S::kHigh, "call of subscripted member '" + k + "'",
+            key.offset);
+    }
+    if (v.UnknownComputedString())
+      Add("template.computed-attribute", S::kHigh,
+          values_->Exhausted()
+              ? "subscript key could not be resolved: the template is too costly to evaluate "
+                "abstractly, so every computed key counts as a possible hidden attribute name"
+              : "subscript key is a string the template computes from text that can spell a "
+                "name starting with '_' (Jinja reads obj[key] as getattr(obj, key))",
+          key.offset);
+  }
+
   void CheckName(const std::string& name, std::size_t offset, const char* what) {
     if (name.empty() || name[0] != '_') return;
     bool dunder = name.size() > 1 && name[1] == '_';
@@ -486,6 +519,12 @@ class Analyzer {
     switch (e.kind) {
       case ExprKind::kName: {
         CheckName(e.name, e.offset, "name");
+        if (called && values_ && values_->IsAssignedVariable(e.name) && !values_->IsMacro(e.name))
+          Add("template.unknown-callable", S::kHigh,
+              "call of variable '" + e.name +
+                  "': it holds whatever was assigned to it (a bound method such as str.format, "
+                  "a value reached through a subscript), not a macro",
+              e.offset);
         if (known_.count(e.name) || kContextVariables.count(e.name)) break;
         if (kPivotGlobals.count(e.name)) {
           Add("template.dangerous-global", S::kCritical,
@@ -531,11 +570,13 @@ class Analyzer {
           if (called && !kMethods.count(*k) && (*k).size() > 0)
             Add("template.unknown-callable", S::kHigh, "call of subscripted member '" + *k + "'",
                 key.offset);
-        } else if (BuildsString(key)) {
-          Add("template.computed-attribute", S::kHigh,
-              "subscript key is built at render time from strings (a way to spell hidden attribute "
-              "names)",
-              key.offset);
+        } else {
+          if (BuildsString(key))
+            Add("template.computed-attribute", S::kHigh,
+                "subscript key is built at render time from strings (a way to spell hidden "
+                "attribute names)",
+                key.offset);
+          CheckComputedKey(key, called);
         }
         break;
       }
@@ -590,28 +631,44 @@ class Analyzer {
     if (!kFilters.count(f)) {
       Add("template.unknown-filter", S::kMedium,
           "filter '" + f + "' is not provided by the sandbox", e.offset);
-      return;
+      if (f != "groupby") return;  // groupby(attribute) reads attributes in real Jinja
     }
     if (!kAttributeFilters.count(f)) return;
     auto check_attr = [&](const Expr& a) {
-      auto k = ConstString(a);
-      if (!k) {
-        Add("template.attr-gadget", S::kHigh, "filter '" + f + "' with a computed attribute name",
-            a.offset);
-        return;
+      std::set<std::string> names;
+      if (auto k = ConstString(a)) {
+        names.insert(*k);
+      } else {
+        // A name the template computes: every value it can take, or a finding when unknown.
+        internal::AbstractValue v = values_->Eval(a);
+        if (v.other) {
+          Add("template.attr-gadget", S::kHigh, "filter '" + f + "' with a computed attribute name",
+              a.offset);
+          return;
+        }
+        names = v.strings;
       }
-      for (std::size_t i = 0, j; i <= k->size(); i = j + 1) {
-        j = k->find('.', i);
-        if (j == std::string::npos) j = k->size();
-        std::string part = k->substr(i, j - i);
-        if (!part.empty() && part[0] == '_')
-          Add("template.attr-gadget", S::kCritical,
-              "filter '" + f + "' reads attribute '" + part + "'", a.offset);
-      }
+      for (const std::string& k : names)
+        for (std::size_t i = 0, j; i <= k.size(); i = j + 1) {
+          j = k.find('.', i);
+          if (j == std::string::npos) j = k.size();
+          std::string part = k.substr(i, j - i);
+          if (!part.empty() && part[0] == '_')
+            Add("template.attr-gadget", S::kCritical,
+                "filter '" + f + "' reads attribute '" + part + "'", a.offset);
+        }
     };
     for (const auto& [k, v] : e.kwargs)
       if (k == "attribute") check_attr(*v);
-    if ((f == "selectattr" || f == "rejectattr") && e.args.size() > 1) check_attr(*e.args[1]);
+    // Jinja's positional `attribute` parameter (args[0] is the filtered value).
+    std::size_t attribute_index = 0;
+    if (f == "selectattr" || f == "rejectattr" || f == "groupby" || f == "sum")
+      attribute_index = 1;
+    else if (f == "unique" || f == "min" || f == "max" || f == "join")
+      attribute_index = 2;
+    else if (f == "sort")
+      attribute_index = 3;
+    if (attribute_index && e.args.size() > attribute_index) check_attr(*e.args[attribute_index]);
     if (f == "map" && e.args.size() > 1) {
       auto name = ConstString(*e.args[1]);
       if (name && (*name == "attr" || *name == "format"))
@@ -627,6 +684,7 @@ class Analyzer {
   const AnalysisOptions& options_;
   bool parsed_ = false;
   std::unordered_set<std::string> known_;
+  std::optional<internal::KeyValueAnalysis> values_;  // set by Run
   std::vector<TemplateFinding> findings_;
   std::set<std::string> seen_;
   std::set<std::string> reported_variables_;

@@ -4,10 +4,13 @@
 //
 // Rule ids (stable; the scanner reports them as findings):
 //   template.parse-error          does not parse: could not be fully vetted (incomplete)
-//   template.dunder-access        attribute/subscript/name starting with "_" (SSTI traversal)
+//   template.dunder-access        attribute/subscript/name starting with "_" (SSTI traversal),
+//                                  subscript keys included whatever value the template gives them
+//                                  (variables, loops, macro arguments...: internal/key_values.h)
 //   template.attr-gadget          |attr(...) or map/selectattr/... with an "_" or computed name
 //   template.format-gadget        str.format / |format / "%" formatting
-//   template.computed-attribute   subscript with a key built from strings at render time
+//   template.computed-attribute   subscript with a key built from strings at render time, or one
+//                                  that may be a computed string containing "_"
 //   template.dangerous-global     Jinja/Flask/Python pivot names (cycler, self, config, getattr...)
 //   template.unknown-callable     call of a function or method the sandbox does not provide
 //   template.unknown-filter       filter the sandbox does not provide

@@ -160,6 +160,19 @@ TEST(GgufScan, TrailingDataAndMetadataCode) {
   EXPECT_EQ(c.verdict, Verdict::kMalicious);
 }
 
+TEST(GgufScan, ComputedSubscriptKeyInAChatTemplateIsMalicious) {
+  // Red team: a key kept in a variable reached Python internals and scanned clean (exit 0).
+  const std::string payload = "{% set k='__class__' %}{{ ''[k] }}";
+  gguf::Writer w = CleanModel();
+  w.AddString("tokenizer.chat_template", payload);
+  FileReport g = ScanString(w.Build(), "m.gguf");
+  EXPECT_EQ(g.verdict, Verdict::kMalicious) << Rules(g);
+  FileReport j =
+      ScanString(R"({"chat_template":"{% for k in ['__class__'] %}{{ ''[k] }}{% endfor %}"})",
+                 "tokenizer_config.json");
+  EXPECT_EQ(j.verdict, Verdict::kMalicious) << Rules(j);
+}
+
 TEST(GgufScan, ChatTemplatesGoToTheTemplateAnalyzer) {
   gguf::Writer w = CleanModel();
   std::string hostile = "{{ ''.__class__.__mro__[1].__subclasses__() }}";
