@@ -201,8 +201,9 @@ class AuditLogTest : public ::testing::Test {
     sqlite3_close(h);
   }
   // What a writer of the file without the signing key can do: change record `changed` (its
-  // status becomes 299), then recompute every leaf hash and chain link (no checkpoint).
-  void Rechain(std::uint64_t changed) {
+  // status becomes 299), then recompute every leaf hash and chain link (no checkpoint). The new
+  // leaf hashes go to `leaves` when given.
+  void Rechain(std::uint64_t changed, std::vector<Digest256>* leaves = nullptr) {
     sqlite3* h = nullptr;
     ASSERT_EQ(sqlite3_open(db_.c_str(), &h), SQLITE_OK);
     std::vector<std::string> records;
@@ -225,50 +226,32 @@ class AuditLogTest : public ::testing::Test {
       sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(i));
       ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
       sqlite3_finalize(s);
+      if (leaves) leaves->push_back(leaf);
       prev = leaf;
     }
     sqlite3_close(h);
   }
-  // What an owner of the file with a signing key can do: change record `changed` (its status
-  // becomes 299), then recompute every leaf hash, chain link, checkpoint root and note signature.
+  // What an owner of the file with a signing key can do: Rechain, then recompute every
+  // checkpoint root and note signature.
   void RewriteAndResign(const std::filesystem::path& key, std::uint64_t changed) {
     auto signer = NoteSigner::Load(key.string(), Origin());
     ASSERT_TRUE(signer.ok()) << signer.error().message();
-    sqlite3* h = nullptr;
-    ASSERT_EQ(sqlite3_open(db_.c_str(), &h), SQLITE_OK);
-    std::vector<std::string> records;
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(h, "SELECT data FROM records ORDER BY seq", -1, &s, nullptr);
-    while (sqlite3_step(s) == SQLITE_ROW)
-      records.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
-    sqlite3_finalize(s);
+    std::vector<Digest256> leaves;
+    Rechain(changed, &leaves);
     CompactRange range;
     std::map<std::uint64_t, Digest256> roots;
-    Digest256 prev{};
-    for (std::uint64_t i = 0; i < records.size(); ++i) {
-      auto j = nlohmann::json::parse(records[i]);
-      if (i == changed) j["status"] = 299;
-      j["prev"] = core::ToHex(prev);
-      std::string data = j.dump();
-      Digest256 leaf = LeafHash(data);
-      sqlite3_prepare_v2(h, "UPDATE records SET data = ?, leaf_hash = ? WHERE seq = ?", -1, &s,
-                         nullptr);
-      sqlite3_bind_text(s, 1, data.data(), static_cast<int>(data.size()), SQLITE_TRANSIENT);
-      sqlite3_bind_blob(s, 2, leaf.data(), 32, SQLITE_TRANSIENT);
-      sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(i));
-      ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
-      sqlite3_finalize(s);
+    roots[0] = EmptyTreeHash();
+    for (const Digest256& leaf : leaves) {
       range.Append(leaf);
-      prev = leaf;
       roots[range.size()] = range.Root();
     }
-    sqlite3_close(h);
-    roots[0] = EmptyTreeHash();
     for (std::uint64_t size : {0u, 4u, 8u, 10u}) {
       Note note;
       note.body = CheckpointBody({Origin(), size, roots[size], {}});
       note.signatures.push_back(*(*signer)->Sign(note.body));
       SetNote(size, FormatNote(note));
+      sqlite3* h = nullptr;
+      sqlite3_stmt* s = nullptr;
       ASSERT_EQ(sqlite3_open(db_.c_str(), &h), SQLITE_OK);
       sqlite3_prepare_v2(h, "UPDATE checkpoints SET root = ? WHERE size = ?", -1, &s, nullptr);
       sqlite3_bind_blob(s, 1, roots[size].data(), 32, SQLITE_TRANSIENT);

@@ -2,35 +2,14 @@
 // end: a real `airlock serve` process (AIRLOCK_EXE) in front of two upstream TEST DOUBLES (small
 // httplib servers in this test process, on loopback) that note the client port of every request
 // they get, so a test can count the connections the gateway opened to each.
-// Debian's httplib CMake package defines these for its users (the flags its libcpp-httplib
-// was built with); keep them for a standalone compile.
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <gtest/gtest.h>
-#include <httplib.h>
-#include <signal.h>
-
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
-#include <nlohmann/json.hpp>
 #include <set>
-#include <string>
-#include <thread>
-#include <vector>
 
 #include "audit/audit_log.h"
 #include "audit/note.h"
-#include "serve_process.h"
-#include "test_util.h"
+#include "gateway_support.h"
 
 namespace {
 
