@@ -527,16 +527,23 @@ Result<ScanReport> ScanPaths(const std::vector<std::string>& paths, const ScanOp
       auto it = fs::recursive_directory_iterator(path, ec);
       if (ec) return IoError("scan: cannot list " + path + ": " + ec.message());
       for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        // A failed step leaves the iterator unusable: stop, and say the listing is incomplete.
+        if (ec) break;
         const auto& entry = *it;
+        std::error_code entry_ec;  // one entry's status; the listing's own error stays in `ec`
         // Skip version-control metadata; everything else in a model folder is vetted.
-        if (entry.is_directory(ec) && entry.path().filename() == ".git") {
+        if (entry.is_directory(entry_ec) && entry.path().filename() == ".git") {
           it.disable_recursion_pending();
           continue;
         }
         // lexically: fs::relative would resolve a symlink to its target and hide its name.
         std::string name = entry.path().lexically_relative(path).string();
-        const fs::file_status own = entry.symlink_status(ec);
-        if (fs::is_symlink(own) || fs::is_regular_file(own)) {
+        const fs::file_status own = entry.symlink_status(entry_ec);
+        if (entry_ec) {
+          // Removed or unreadable while listed: not vetted.
+          cannot_vet("scan.read-error", "cannot read its type: " + entry_ec.message(),
+                     entry.path().string());
+        } else if (fs::is_symlink(own) || fs::is_regular_file(own)) {
           rel.push_back(name);
           if (fs::is_regular_file(own)) files.push_back(entry.path().string());
         } else if (!fs::is_directory(own)) {
