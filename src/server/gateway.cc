@@ -54,7 +54,8 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
   AIRLOCK_ASSIGN_OR_RETURN(impl->detectors, policy::DetectorSet::Create(dopts));
   AIRLOCK_ASSIGN_OR_RETURN(impl->keys, OpenKeyStore(p));
   if (!IsLoopbackHost(impl->options.host)) {
-    AIRLOCK_ASSIGN_OR_RETURN(bool any, impl->keys->HasActiveKeys());
+    impl->keys_required = true;  // whatever happens to the keys later: never anonymous
+    AIRLOCK_ASSIGN_OR_RETURN(bool any, impl->keys->HasAnyKey());
     if (!any)
       return PermissionDenied("server: refusing to listen on non-loopback address '" +
                               impl->options.host +

@@ -121,7 +121,7 @@ class SqliteKeyStore final : public KeyStore {
  public:
   SqliteKeyStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   ~SqliteKeyStore() override {
-    for (sqlite3_stmt* s : {count_active_, lookup_, add_usage_}) sqlite3_finalize(s);
+    for (sqlite3_stmt* s : {count_keys_, lookup_, add_usage_}) sqlite3_finalize(s);
     sqlite3_close(db_);
   }
   std::string Describe() const override { return path_; }
@@ -131,7 +131,7 @@ class SqliteKeyStore final : public KeyStore {
                                                  std::int64_t budget_tokens) override;
   Result<std::vector<KeyInfo>> List() override;
   Status Revoke(const std::string& id) override;
-  Result<bool> HasActiveKeys() override;
+  Result<bool> HasAnyKey() override;
   Result<KeyInfo> Authenticate(std::string_view token) override;
   Result<Reservation> Reserve(const KeyInfo& key, std::int64_t tokens) override;
   void Reconcile(const Reservation& r, std::int64_t actual_tokens) override;
@@ -168,7 +168,7 @@ class SqliteKeyStore final : public KeyStore {
   sqlite3* db_;
   std::string path_;
   std::mutex db_mu_;
-  sqlite3_stmt* count_active_ = nullptr;
+  sqlite3_stmt* count_keys_ = nullptr;
   sqlite3_stmt* lookup_ = nullptr;
   sqlite3_stmt* add_usage_ = nullptr;
   std::mutex admit_mu_;
@@ -264,9 +264,9 @@ Status SqliteKeyStore::Revoke(const std::string& id) {
   return Status::Ok();
 }
 
-Result<bool> SqliteKeyStore::HasActiveKeys() {
+Result<bool> SqliteKeyStore::HasAnyKey() {
   std::lock_guard<std::mutex> lock(db_mu_);
-  sqlite3_stmt* s = Cached(&count_active_, "SELECT COUNT(*) FROM keys WHERE revoked=0");
+  sqlite3_stmt* s = Cached(&count_keys_, "SELECT EXISTS (SELECT 1 FROM keys)");
   if (s == nullptr) return SqlError(db_, "count", path_);
   int rc = sqlite3_step(s);
   if (rc != SQLITE_ROW) {

@@ -64,8 +64,10 @@ class KeyStore {
   virtual Result<std::vector<KeyInfo>> List() = 0;
   // Errors: kNotFound.
   virtual Status Revoke(const std::string& id) = 0;
-  // Whether any non-revoked key exists.
-  virtual Result<bool> HasActiveKeys() = 0;
+  // Whether a key was ever created in this store, revoked and expired ones included (rows are
+  // never deleted). A store that has held a key never serves anonymous requests again: revoking
+  // the last key must lock the gateway, not open it.
+  virtual Result<bool> HasAnyKey() = 0;
   // Validates a bearer token. Errors: kPermissionDenied (unknown, malformed or revoked key; the
   // message never contains the token), kUnavailable (the shared store cannot be reached).
   virtual Result<KeyInfo> Authenticate(std::string_view token) = 0;

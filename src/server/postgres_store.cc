@@ -227,7 +227,7 @@ class PostgresKeyStore final : public KeyStore {
                                                  std::int64_t budget_tokens) override;
   Result<std::vector<KeyInfo>> List() override;
   Status Revoke(const std::string& id) override;
-  Result<bool> HasActiveKeys() override;
+  Result<bool> HasAnyKey() override;
   Result<KeyInfo> Authenticate(std::string_view token) override;
   Result<Reservation> Reserve(const KeyInfo& key, std::int64_t tokens) override;
   void Reconcile(const Reservation& r, std::int64_t actual_tokens) override;
@@ -269,7 +269,7 @@ class PostgresKeyStore final : public KeyStore {
   std::vector<PGconn*> idle_;
   std::set<PGconn*> broken_;  // in use, to be closed when released (see Exec)
   int open_ = 0;
-  std::atomic<std::int64_t> active_keys_seen_ms_{0};  // when HasActiveKeys last found one
+  std::atomic<bool> any_key_seen_{false};  // HasAnyKey found one: rows are never deleted
   // Ping's own connection: a probe never waits behind requests for a pooled one.
   std::mutex probe_mu_;
   PGconn* probe_conn_ = nullptr;
@@ -441,16 +441,13 @@ Status PostgresKeyStore::Revoke(const std::string& id) {
   return Status::Ok();
 }
 
-Result<bool> PostgresKeyStore::HasActiveKeys() {
-  // Asked on every request. "Yes" is remembered for a second (a round trip saved): if the last
-  // key was revoked meanwhile, requests keep needing a key that second, the fail-closed side.
-  // "No" (every request anonymous) is never remembered.
-  std::int64_t now = NowMs();
-  if (now - active_keys_seen_ms_.load() < 1000) return true;
-  AIRLOCK_ASSIGN_OR_RETURN(PgResult r,
-                           Run("SELECT EXISTS (SELECT 1 FROM airlock_keys WHERE NOT revoked)", {}));
+Result<bool> PostgresKeyStore::HasAnyKey() {
+  // "Yes" is final (keys are revoked, never deleted), so it is remembered; "no" (every request
+  // anonymous) is asked again each time.
+  if (any_key_seen_.load()) return true;
+  AIRLOCK_ASSIGN_OR_RETURN(PgResult r, Run("SELECT EXISTS (SELECT 1 FROM airlock_keys)", {}));
   bool any = Text(r.get(), 0, 0) == "t";
-  active_keys_seen_ms_ = any ? now : 0;
+  if (any) any_key_seen_ = true;
   return any;
 }
 

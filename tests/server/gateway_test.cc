@@ -2435,6 +2435,78 @@ TEST(LocalBackend, MalformedBodiesPastAuthAreAuditedAndSettled) {
 // Attack: key guessing was invisible (401 and 413 were not audited). Every failure is accounted for
 // in the audit log, per client address and minute (the first at once, the rest of the minute as
 // one summary), and the presented key is stored nowhere.
+// Attack (red team F1): revoking the last key turned a gateway that required keys into an open,
+// keyless proxy (and the revoked key itself worked again). Keys stay required once a store held
+// one, and for the life of the process even when the key rows are deleted from the store file.
+TEST(LocalBackend, RevokingTheLastKeyLocksTheGatewayInsteadOfOpeningIt) {
+  TempDir dir("gateway-revoke-last");
+  std::string keys_db = (dir.path() / "k.db").string();
+  std::string token, id;
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    auto created = (*store)->Create("only", {}, 0, 0, 0);
+    ASSERT_TRUE(created.ok());
+    token = created->first;
+    id = created->second.id;
+  }
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" +
+                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" + keys_db + "'\n";
+  auto gw = StartLocalGateway(toml, "tiny", std::make_shared<EchoBackend>());
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  json body = {{"model", "tiny"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  httplib::Headers with_key = {{"Authorization", "Bearer " + token}};
+  auto expect_locked = [&](const char* when) {
+    EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 401) << when;
+    EXPECT_EQ(c.Post("/v1/chat/completions", with_key, body.dump(), "application/json")->status,
+              401)
+        << when;
+    EXPECT_EQ(c.Get("/v1/models")->status, 401) << when;
+  };
+  ASSERT_EQ(c.Post("/v1/chat/completions", with_key, body.dump(), "application/json")->status, 200);
+  EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 401);
+  {
+    auto store = airlock::server::KeyStore::Open(keys_db);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Revoke(id).ok());
+  }
+  expect_locked("after revoking the last key");
+  // An insider deletes the rows themselves: the running gateway stays locked.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(keys_db.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM keys", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  expect_locked("after deleting every key row");
+}
+
+// The same from a gateway that started keyless (loopback): a key created and revoked while it
+// serves leaves it requiring keys.
+TEST(LocalBackend, KeylessGatewayLocksOnceAKeyExistsAndStaysLockedAfterRevoke) {
+  TempDir dir("gateway-keyless-revoke");
+  std::string keys_db = (dir.path() / "k.db").string();
+  std::string toml = "[[local_models]]\nname='tiny'\npath='tiny.gguf'\n[audit]\npath='" +
+                     (dir.path() / "a.db").string() + "'\n[server]\nkeys_db='" + keys_db + "'\n";
+  auto gw = StartLocalGateway(toml, "tiny", std::make_shared<EchoBackend>());
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  json body = {{"model", "tiny"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 200);
+  auto store = airlock::server::KeyStore::Open(keys_db);
+  ASSERT_TRUE(store.ok());
+  auto created = (*store)->Create("late", {}, 0, 0, 0);
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 401);
+  ASSERT_TRUE((*store)->Revoke(created->second.id).ok());
+  EXPECT_EQ(c.Post("/v1/chat/completions", body.dump(), "application/json")->status, 401);
+  httplib::Headers with_key = {{"Authorization", "Bearer " + created->first}};
+  EXPECT_EQ(c.Post("/v1/chat/completions", with_key, body.dump(), "application/json")->status, 401);
+}
+
 TEST(LocalBackend, FailedAuthenticationIsAuditedWithoutTheKey) {
   TempDir dir("gateway-authfail");
   std::string keys_db = (dir.path() / "k.db").string();
@@ -2560,6 +2632,68 @@ TEST(LocalBackend, ForwardingLoopBetweenTwoGatewaysIsStopped) {
   EXPECT_EQ(c.Get("/health")->status, 200);
   httplib::Client cb("127.0.0.1", port_b);
   EXPECT_EQ(cb.Get("/health")->status, 200);
+}
+
+// Attack (red team F7): the client's X-Airlock-Hops header went to the upstream verbatim, so
+// data the policy blocks (an SSN, a card, an address: 60 KB of it) left unscanned beside the
+// scanned body. Only a single, well-formed list of gateway ids is accepted, and only the ids
+// travel on; anything else is refused before it reaches any upstream.
+TEST(LocalBackend, HopHeaderCarryingDataIsRefusedNeverForwarded) {
+  TempDir dir("gateway-hops");
+  std::mutex mu;
+  std::vector<std::string> seen_hops;
+  httplib::Server upstream;
+  upstream.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen_hops.push_back(req.get_header_value("X-Airlock-Hops"));
+    }
+    res.set_content(
+        R"({"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},)"
+        R"("finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}})",
+        "application/json");
+  });
+  int upstream_port = upstream.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { upstream.listen_after_bind(); });
+  std::string toml =
+      "[[upstreams]]\nname='up'\nbase_url='http://127.0.0.1:" + std::to_string(upstream_port) +
+      "/v1'\njurisdiction='US'\nmodels=['m']\n[audit]\npath='" + (dir.path() / "a.db").string() +
+      "'\n[server]\nkeys_db='" + (dir.path() / "k.db").string() + "'\n";
+  auto policy = airlock::policy::ParsePolicy(toml);
+  ASSERT_TRUE(policy.ok()) << policy.error().message();
+  airlock::server::GatewayOptions options;
+  options.port = 0;
+  options.policy = *policy;
+  auto gw = airlock::server::Gateway::Create(options);
+  ASSERT_TRUE(gw.ok()) << gw.error().message();
+  ASSERT_TRUE((*gw)->Start().ok());
+  httplib::Client c("127.0.0.1", (*gw)->port());
+  c.set_read_timeout(20, 0);
+  json body = {{"model", "m"}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  auto post = [&](const httplib::Headers& headers) {
+    auto r = c.Post("/v1/chat/completions", headers, body.dump(), "application/json");
+    return r ? r->status : -1;
+  };
+  const std::string data = "123-45-6789, 4111 1111 1111 1111, alice@example.com";
+  for (const std::string& value :
+       {data, "0123456789abcdef," + data, std::string("0123456789abcdef;x"),
+        std::string("0123456789ABCDEF"), std::string("0123456789abcdef,,"), std::string(""),
+        std::string(60000, 'a'), "0123456789abcdef\t" + data})
+    EXPECT_EQ(post({{"X-Airlock-Hops", value}}), 400) << value.substr(0, 80);
+  EXPECT_EQ(post({{"X-Airlock-Hops", "0123456789abcdef"}, {"X-Airlock-Hops", data}}), 400);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_TRUE(seen_hops.empty()) << seen_hops.size() << " requests reached the upstream";
+  }
+  // Well-formed ids (blanks around them allowed) travel on, normalized, with this gateway's id.
+  EXPECT_EQ(post({{"X-Airlock-Hops", " 0123456789abcdef , 00ff "}}), 200);
+  EXPECT_EQ(post({}), 200);
+  upstream.stop();
+  serving.join();
+  ASSERT_EQ(seen_hops.size(), 2u);
+  EXPECT_EQ(seen_hops[0].rfind("0123456789abcdef,00ff,", 0), 0u) << seen_hops[0];
+  EXPECT_EQ(seen_hops[0].size(), std::string("0123456789abcdef,00ff,").size() + 16) << seen_hops[0];
+  EXPECT_EQ(seen_hops[1].size(), 16u) << seen_hops[1];
 }
 
 // /health says the process answers; /ready also needs every configured local model loaded.

@@ -24,12 +24,12 @@ TEST(KeyStore, CreateAuthenticateRevoke) {
   TempDir dir("keys");
   auto store = KeyStore::Open((dir.path() / "k.db").string());
   ASSERT_TRUE(store.ok());
-  EXPECT_FALSE(*(*store)->HasActiveKeys());
+  EXPECT_FALSE(*(*store)->HasAnyKey());
   auto created = (*store)->Create("ci", {"m1"}, 10, 1000, 5000);
   ASSERT_TRUE(created.ok());
   const std::string token = created->first;
   EXPECT_EQ(token.rfind("ak_", 0), 0u);
-  EXPECT_TRUE(*(*store)->HasActiveKeys());
+  EXPECT_TRUE(*(*store)->HasAnyKey());
 
   auto info = (*store)->Authenticate(token);
   ASSERT_TRUE(info.ok());
@@ -46,7 +46,8 @@ TEST(KeyStore, CreateAuthenticateRevoke) {
   ASSERT_TRUE((*store)->Revoke(info->id).ok());
   EXPECT_FALSE((*store)->Authenticate(token).ok());
   EXPECT_EQ((*store)->Revoke("nonexistent").code(), StatusCode::kNotFound);
-  EXPECT_FALSE(*(*store)->HasActiveKeys());
+  // A revoked key still counts: the store has held a key, so keys stay required.
+  EXPECT_TRUE(*(*store)->HasAnyKey());
 }
 
 // Regression (the per-request statements are prepared once and kept): a key created, revoked or
@@ -57,21 +58,21 @@ TEST(KeyStore, KeysChangedByAnotherConnectionAreSeenAtOnce) {
   const std::string path = (dir.path() / "k.db").string();
   auto serving = KeyStore::Open(path);
   ASSERT_TRUE(serving.ok());
-  ASSERT_FALSE(*(*serving)->HasActiveKeys());  // the kept statements now exist
+  ASSERT_FALSE(*(*serving)->HasAnyKey());  // the kept statements now exist
   EXPECT_FALSE((*serving)->Authenticate("ak_000000000000_" + std::string(64, '0')).ok());
 
   auto other = KeyStore::Open(path);
   ASSERT_TRUE(other.ok());
   auto created = (*other)->Create("late", {}, 0, 0, 0);
   ASSERT_TRUE(created.ok());
-  EXPECT_TRUE(*(*serving)->HasActiveKeys());
+  EXPECT_TRUE(*(*serving)->HasAnyKey());
   auto info = (*serving)->Authenticate(created->first);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->id, created->second.id);
 
   ASSERT_TRUE((*other)->Revoke(created->second.id).ok());
   EXPECT_FALSE((*serving)->Authenticate(created->first).ok());
-  EXPECT_FALSE(*(*serving)->HasActiveKeys());
+  EXPECT_TRUE(*(*serving)->HasAnyKey());
 }
 
 TEST(KeyStore, SecretIsNeverStored) {
@@ -203,7 +204,7 @@ TEST(KeyStore, NamesWithControlCharactersAreRefused) {
   }
   EXPECT_FALSE((*store)->Create("ci", {""}, 0, 0, 0).ok());
   EXPECT_FALSE((*store)->Create("ci", {"m1", "m\x1b[0m"}, 0, 0, 0).ok());
-  EXPECT_FALSE(*(*store)->HasActiveKeys());
+  EXPECT_FALSE(*(*store)->HasAnyKey());
   EXPECT_TRUE((*store)->Create("équipe ci", {"gpt-4o-mini"}, 0, 0, 0).ok());
 }
 

@@ -118,11 +118,11 @@ TEST(PostgresStore, CreateAuthenticateRevokeAcrossInstances) {
   auto a = MustOpen(PolicyFor(pg, db));
   auto b = MustOpen(PolicyFor(pg, db));
   ASSERT_TRUE(a && b);
-  EXPECT_FALSE(*a->HasActiveKeys());
+  EXPECT_FALSE(*a->HasAnyKey());
   auto created = a->Create("ci", {"m1"}, 10, 1000, 5000);
   ASSERT_TRUE(created.ok()) << created.error().message();
   const std::string token = created->first;
-  EXPECT_TRUE(*b->HasActiveKeys());
+  EXPECT_TRUE(*b->HasAnyKey());
   auto info = b->Authenticate(token);
   ASSERT_TRUE(info.ok()) << info.error().message();
   EXPECT_EQ(info->id, created->second.id);
@@ -137,6 +137,7 @@ TEST(PostgresStore, CreateAuthenticateRevokeAcrossInstances) {
   EXPECT_EQ(b->Authenticate(token).error().code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(b->Reserve(*info, 10).error().code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(a->Revoke("nonexistent").code(), StatusCode::kNotFound);
+  EXPECT_TRUE(*b->HasAnyKey());  // revoked, still held: keys stay required
   auto listed = b->List();
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 1u);

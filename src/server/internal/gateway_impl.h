@@ -34,6 +34,9 @@ struct Gateway::Impl {
   GatewayOptions options;
   std::unique_ptr<policy::DetectorSet> detectors;
   std::unique_ptr<KeyStore> keys;
+  // Set once keys are required (a non-loopback bind, or a key store that has held a key); never
+  // cleared: see Authenticate.
+  std::atomic<bool> keys_required{false};
   // Whether the key store answered its last probe (/ready); probed only for a shared store.
   std::unique_ptr<internal::StoreProbe> store_probe;
   // The shared store's copy of this replica's audit checkpoints (null without [store]); the audit
@@ -87,8 +90,9 @@ struct Gateway::Impl {
   internal::AuthFailureLog auth_failures;
   const std::string instance_id = internal::RandomId();
 
-  // 508 for a request that went through this gateway already (or through too many gateways).
-  bool RefuseLoop(const internal::HttpRequest& req, internal::HttpResponse& res);
+  // Refuses (true, `res` set) a request that looped, passed kMaxHops gateways or carries a
+  // malformed hop header; otherwise sets *hops to its hop ids, normalized.
+  bool RefuseLoop(const internal::HttpRequest& req, internal::HttpResponse& res, std::string* hops);
 
   // Records a request refused before authentication (401, 413); never the presented key.
   void AuditAuthFailure(const internal::HttpRequest& req, int status, const std::string& reason);

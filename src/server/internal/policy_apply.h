@@ -41,7 +41,7 @@ struct RequestState {
   std::function<void(RequestState&)> settle_unsettled;
   std::function<void()> on_release;  // the gateway waits for every state before it goes away
   bool forwarded = false;     // handed to an upstream or a local model (it may have done work)
-  std::string incoming_hops;  // the hop header the request arrived with
+  std::string incoming_hops;  // the ids of the hop header it arrived with (validated, normalized)
   std::string request_id;
   std::string endpoint;
   bool chat = true;

@@ -74,21 +74,51 @@ void Gateway::Impl::Fail(RequestState& st, HttpResponse& res, int status,
   Finish(st, status, 0, "");
 }
 
-bool Gateway::Impl::RefuseLoop(const HttpRequest& req, HttpResponse& res) {
-  std::string hops = req.get_header_value(kHopHeader);
-  if (hops.empty()) return false;
-  std::size_t count = 1 + static_cast<std::size_t>(std::count(hops.begin(), hops.end(), ','));
-  bool own = false;
+namespace {
+
+// The gateway ids of an X-Airlock-Hops value, in order: each 1 to 32 lower-case hex digits (ours
+// are 16), separated by commas with optional blanks. nullopt for anything else, so that the only
+// client header a gateway forwards upstream carries nothing but ids (it is not scanned).
+std::optional<std::vector<std::string>> ParseHops(std::string_view value) {
+  std::vector<std::string> ids;
   std::size_t pos = 0;
-  while (pos <= hops.size()) {
-    std::size_t comma = hops.find(',', pos);
-    std::string id = hops.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    while (!id.empty() && id.front() == ' ') id.erase(0, 1);
-    if (id == instance_id) own = true;
-    if (comma == std::string::npos) break;
+  while (true) {
+    std::size_t comma = value.find(',', pos);
+    std::string_view id =
+        value.substr(pos, comma == std::string_view::npos ? value.npos : comma - pos);
+    while (!id.empty() && (id.front() == ' ' || id.front() == '\t')) id.remove_prefix(1);
+    while (!id.empty() && (id.back() == ' ' || id.back() == '\t')) id.remove_suffix(1);
+    if (id.empty() || id.size() > 32) return std::nullopt;
+    for (char c : id)
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::nullopt;
+    ids.emplace_back(id);
+    if (ids.size() > 256) return std::nullopt;  // far past kMaxHops: not worth parsing
+    if (comma == std::string_view::npos) return ids;
     pos = comma + 1;
   }
-  if (!own && count < kMaxHops) return false;
+}
+
+}  // namespace
+
+bool Gateway::Impl::RefuseLoop(const HttpRequest& req, HttpResponse& res, std::string* hops_out) {
+  hops_out->clear();
+  const std::size_t headers = req.get_header_value_count(kHopHeader);
+  if (headers == 0) return false;
+  auto ids = headers == 1 ? ParseHops(req.get_header_value(kHopHeader)) : std::nullopt;
+  if (!ids) {
+    SetError(res, 400,
+             std::string(kHopHeader) +
+                 " must appear once, as a list of gateway ids (lower-case hex, "
+                 "comma-separated).",
+             "invalid_request_error");
+    AuditAuthFailure(req, 400, "bad_hop_header");
+    return true;
+  }
+  const bool own = std::find(ids->begin(), ids->end(), instance_id) != ids->end();
+  if (!own && ids->size() < kMaxHops) {
+    for (const std::string& id : *ids) *hops_out += (hops_out->empty() ? "" : ",") + id;
+    return false;
+  }
   SetError(res, 508,
            own ? "Forwarding loop: this request already passed through this gateway."
                : "Forwarding loop: the request passed through too many gateways.",
@@ -123,11 +153,16 @@ void Gateway::Impl::AppendAuthFailure(const internal::AuthFailureLog::Entry& e) 
 bool Gateway::Impl::Authenticate(const HttpRequest& req, HttpResponse& res, RequestState& st) {
   std::string token;
   bool has_token = ParseBearer(req, &token);
-  auto active = keys->HasActiveKeys();
-  bool required = !active.ok() || *active;
-  // Without any active key (only possible on loopback: Create refuses a wider bind) every request
-  // is anonymous, whatever bearer token a client sends, as llama-server does: OpenAI clients
-  // insist on sending one.
+  // Only a loopback gateway whose key store never held a key serves anonymous requests (whatever
+  // bearer token a client sends, as llama-server does: OpenAI clients insist on sending one).
+  // Once keys are required they stay required for the life of the process: revoking or expiring
+  // the last key locks the gateway instead of opening it; a failing store requires one too.
+  bool required = keys_required.load(std::memory_order_acquire);
+  if (!required) {
+    auto any = keys->HasAnyKey();
+    required = !any.ok() || *any;
+    if (any.ok() && *any) keys_required.store(true, std::memory_order_release);
+  }
   if (!required) return true;
   if (!has_token) {
     SetError(res, 401,
@@ -242,11 +277,10 @@ void Gateway::Impl::HandleCompletion(const HttpRequest& req, HttpResponse& res, 
   st->reasoning_withheld = internal::ReasoningRuleWithholds(policy());
   st->detectors = detectors.get();
   res.set_header("X-Request-Id", st->request_id);
-  if (RefuseLoop(req, res)) {
-    metrics.Observe(st->endpoint, 508, 0);
+  if (RefuseLoop(req, res, &st->incoming_hops)) {
+    metrics.Observe(st->endpoint, res.status, 0);
     return;
   }
-  st->incoming_hops = req.get_header_value(kHopHeader);
   if (!Authenticate(req, res, *st)) {
     metrics.Observe(st->endpoint, 401, 0);
     return;
