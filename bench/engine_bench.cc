@@ -29,6 +29,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "bench_common.h"
 #include "engine/batch.h"
 #include "engine/internal/thread_pool.h"
@@ -147,6 +151,81 @@ double BytesPerToken(const engine::Model& m, int pos) {
   bytes += static_cast<double>(engine::KvCacheBytesPerToken(c, engine::KvCacheType::kAuto)) * pos;
   return bytes;
 }
+
+// Multiply-adds per prompt token in the layers' matrices (the prompt's share of attention and of
+// the output head, computed for the last token only, is left out).
+double LayerMacsPerToken(const engine::Model& m) {
+  double macs = 0;
+  for (const auto& l : m.weights().layers) {
+    for (const auto* mat : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      macs += static_cast<double>(mat->rows) * mat->cols;
+    }
+  }
+  return macs;
+}
+
+#if defined(__x86_64__)
+// Int8 multiply-add peak of one thread: 12 independent accumulator chains of the instruction
+// sequence an int8 product needs, u8 x s8 into int32, on registers only. AVX-512 VNNI: one
+// 512-bit vpdpbusd per 64 multiply-adds; AVX2: vpmaddubsw + vpmaddwd + vpaddd per 32.
+constexpr int kPeakChains = 12;
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double Int8PeakVnni(long iters) {
+  __m512i acc[kPeakChains];
+  for (int c = 0; c < kPeakChains; ++c) acc[c] = _mm512_set1_epi32(c);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-5);
+  for (long i = 0; i < iters; ++i) {
+    for (auto& v : acc) {
+      v = _mm512_dpbusd_epi32(v, a, b);
+      __asm__("" : "+v"(v));  // keeps the chains from being folded
+    }
+  }
+  __m512i sum = acc[0];
+  for (int c = 1; c < kPeakChains; ++c) sum = _mm512_add_epi32(sum, acc[c]);
+  alignas(64) std::int32_t lanes[16];
+  _mm512_store_si512(lanes, sum);
+  return static_cast<double>(lanes[0]);
+}
+
+__attribute__((target("avx2"))) double Int8PeakAvx2(long iters) {
+  __m256i acc[kPeakChains];
+  for (int c = 0; c < kPeakChains; ++c) acc[c] = _mm256_set1_epi32(c);
+  const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-5), ones = _mm256_set1_epi16(1);
+  for (long i = 0; i < iters; ++i) {
+    for (auto& v : acc) {
+      v = _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+      __asm__("" : "+v"(v));
+    }
+  }
+  __m256i sum = acc[0];
+  for (int c = 1; c < kPeakChains; ++c) sum = _mm256_add_epi32(sum, acc[c]);
+  return static_cast<double>(_mm256_extract_epi32(sum, 0));
+}
+
+// Int8 multiply-adds per second of `threads` threads running at once (best of 3), with the
+// widest of the two sequences this CPU has; 0 without AVX2.
+double MeasureInt8Peak(int threads, const char** what) {
+  const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  if (!vnni && !__builtin_cpu_supports("avx2")) return 0;
+  *what = vnni ? "512-bit vpdpbusd" : "256-bit vpmaddubsw+vpmaddwd";
+  const double macs_per_step = kPeakChains * (vnni ? 64.0 : 32.0);
+  const long iters = 20'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<std::thread> pool;
+    std::vector<double> sink(threads);
+    const auto t0 = Clock::now();
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] { sink[t] = vnni ? Int8PeakVnni(iters) : Int8PeakAvx2(iters); });
+    }
+    for (auto& th : pool) th.join();
+    best = std::max(best, threads * iters * macs_per_step / Seconds(t0, Clock::now()));
+  }
+  return best;
+}
+#else
+double MeasureInt8Peak(int, const char**) { return 0; }
+#endif
 
 std::int32_t Greedy(std::span<const float> logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -333,17 +412,22 @@ int main(int argc, char** argv) {
         "|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
-  double bw = 0;
+  double bw = 0, int8_peak = 0;
   if (concurrent.empty() && depths.empty()) {
     std::printf("engine_bench: kernels %s, %d threads, prompt %d, decode %d tokens, best of %d\n",
                 engine::BestKernels().name, threads, prompt_len, gen, reps);
     bw = MeasureReadBandwidth(threads);
-    std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n\n", threads, bw);
+    std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n", threads, bw);
+    const char* peak_what = "none";
+    int8_peak = MeasureInt8Peak(threads, &peak_what);
+    std::printf("int8 multiply-add peak (%d threads, %s, best of 3): %.1f G/s\n\n", threads,
+                peak_what, int8_peak / 1e9);
     std::fflush(stdout);
     std::printf(
         "| model | type | weights MB | prompt tok/s | decode tok/s | MB/token | bound tok/s | "
-        "fraction of bound | CPU share | prompt tok/CPU-s | decode tok/CPU-s |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "fraction of bound | CPU share | prompt tok/CPU-s | decode tok/CPU-s | prompt G mul-add/s "
+        "| prompt / int8 peak |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
   for (const std::string& key : Split(models)) {
@@ -450,10 +534,15 @@ int main(int argc, char** argv) {
       // processes held the cores, and the tok/s figures understate the engine.
       // tok/CPU-s: tokens per CPU-second (user+sys, spin-waits included), comparable across
       // loads; a 2-thread run on an idle machine gets at most 2 CPU-seconds per second.
-      std::printf("| %s | %s | %.0f | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.1f | %.1f |\n",
-                  key.c_str(), type.c_str(), (*model)->config().weight_bytes / 1e6, best_pp,
-                  best_tg, bpt / 1e6, bound, best_tg / bound, cpu / (wall * threads),
-                  prompt_len / pp_cpu, gen / tg_cpu);
+      // Prompt multiply-adds per second against the int8 peak of the same run (F16 weights run
+      // in float, so their fraction is only indicative).
+      const double prompt_macs = best_pp * LayerMacsPerToken(**model);
+      std::printf(
+          "| %s | %s | %.0f | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f | %.2f "
+          "|\n",
+          key.c_str(), type.c_str(), (*model)->config().weight_bytes / 1e6, best_pp, best_tg,
+          bpt / 1e6, bound, best_tg / bound, cpu / (wall * threads), prompt_len / pp_cpu,
+          gen / tg_cpu, prompt_macs / 1e9, int8_peak > 0 ? prompt_macs / int8_peak : 0.0);
       std::fflush(stdout);
     }
   }
