@@ -177,7 +177,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double Int8PeakVnni(long 
   for (long i = 0; i < iters; ++i) {
     for (auto& v : acc) {
       v = _mm512_dpbusd_epi32(v, a, b);
-      __asm__("" : "+v"(v));  // keeps the chains from being folded
+      __asm__ volatile("" : "+v"(v));  // keeps the chains from being folded
     }
   }
   __m512i sum = acc[0];
@@ -194,7 +194,7 @@ __attribute__((target("avx2"))) double Int8PeakAvx2(long iters) {
   for (long i = 0; i < iters; ++i) {
     for (auto& v : acc) {
       v = _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
-      __asm__("" : "+v"(v));
+      __asm__ volatile("" : "+v"(v));
     }
   }
   __m256i sum = acc[0];

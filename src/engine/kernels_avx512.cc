@@ -64,14 +64,20 @@ struct UnpackedK512 {
   float d, dmin;
 };
 
+// Full masks: GCC 12's unmasked forms of several intrinsics used here warn about their undefined
+// pass-through source.
+constexpr __mmask8 kAll8 = 0xff;
+constexpr __mmask16 kAll16 = 0xffff;
+
 inline __m512i Broadcast32Bytes(const std::uint8_t* p) {
-  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_maskz_broadcast_i64x4(kAll8,
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
 // int16 lanes: `low` in the low 256 bits, `high` in the high 256 bits (shift counts, indices).
 inline __m512i HalvesOf(int low, int high) {
-  return _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(low)),
-                            _mm256_set1_epi16(static_cast<short>(high)), 1);
+  return _mm512_mask_blend_epi64(0xf0, _mm512_set1_epi16(static_cast<short>(low)),
+                                 _mm512_set1_epi16(static_cast<short>(high)));
 }
 
 // Vector p of scales from eight int16 values (one per 32 quants): lanes 0-15 = s[2p], 16-31 =
@@ -118,8 +124,9 @@ inline void UnpackQ5K512(const BlockQ5_K& x, UnpackedK512* u) {
   for (int p = 0; p < 4; ++p) {
     const __m512i nib =
         _mm512_and_si512(_mm512_srlv_epi16(Broadcast32Bytes(x.qs + 32 * p), counts), m4);
-    const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * p))),
-                                            _mm256_set1_epi8(static_cast<char>(2 << (2 * p))), 1);
+    const __m512i bits =
+        _mm512_mask_blend_epi64(0xf0, _mm512_set1_epi8(static_cast<char>(1 << (2 * p))),
+                                _mm512_set1_epi8(static_cast<char>(2 << (2 * p))));
     u->q[p] = _mm512_mask_add_epi8(nib, _mm512_test_epi8_mask(qh, bits), nib, bit4);
   }
   u->d = HalfToFloat(x.d);
@@ -176,19 +183,22 @@ inline void AccumulateK512(const UnpackedK512& u, const ActK512& y, __m512* acc,
   const __m256i grouped = _mm256_madd_epi16(y.bsums, u.group);
   if constexpr (kOffset > 0) {
     static_assert(kOffset == 32);
-    sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(grouped, 5)));
-    *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * y.d), _mm512_cvtepi32_ps(sumi), *acc);
+    // Lanes 0-7 only (the broadcast's upper copy is masked off).
+    sumi = _mm512_mask_sub_epi32(
+        sumi, 0x00ff, sumi, _mm512_maskz_broadcast_i64x4(kAll8, _mm256_slli_epi32(grouped, 5)));
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * y.d), _mm512_maskz_cvtepi32_ps(kAll16, sumi), *acc);
   } else {
-    *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * y.d), _mm512_cvtepi32_ps(sumi), *acc);
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(u.d * y.d), _mm512_maskz_cvtepi32_ps(kAll16, sumi), *acc);
     *acc_min =
         _mm256_fnmadd_ps(_mm256_set1_ps(u.dmin * y.d), _mm256_cvtepi32_ps(grouped), *acc_min);
   }
 }
 
 inline float FinishK512(__m512 acc, __m256 acc_min) {
+  const __m512d wide = _mm512_castps_pd(acc);
   const __m256 halves =
-      _mm256_add_ps(_mm512_castps512_ps256(acc),
-                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+      _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(kAll8, wide, 0)),
+                    _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(kAll8, wide, 1)));
   return HorizontalSum(_mm256_add_ps(halves, acc_min));
 }
 
