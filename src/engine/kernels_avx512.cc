@@ -295,6 +295,92 @@ struct Q8_0Group {
   }
 };
 
+// ---- Prompt tiles of the 32-element quants: sixteen rows in 512-bit lanes ----
+// Two eight-row groups (rows r..r+7 and r+8..r+15, unpacked as in the dot kernels) side by side
+// in 512-bit vectors: each broadcast activation word then feeds one vpdpbusd for 16 rows, and the
+// per-block float work is shared by 16 rows, half the instructions per multiply-add of the
+// eight-row tiles. Each lane runs Group8Accumulate's arithmetic, so a row's result is the same
+// as in the dot kernels (batched and lone rows agree bit for bit).
+struct Group16 {
+  __m512i u[8];
+  __m512 d, m;
+};
+
+inline __m512i JoinHalves(__m256i lo, __m256i hi) {
+  return _mm512_mask_inserti64x4(_mm512_castsi256_si512(lo), kAll8, _mm512_castsi256_si512(lo), hi,
+                                 1);
+}
+inline __m512 JoinHalves(__m256 lo, __m256 hi) {
+  return _mm512_castsi512_ps(JoinHalves(_mm256_castps_si256(lo), _mm256_castps_si256(hi)));
+}
+
+template <typename G>
+inline __m512 Group16Accumulate(const Group16& g, const ActQ8x32& y, __m512 acc) {
+  std::int32_t words[8];
+  __builtin_memcpy(words, y.qs, 32);
+  auto bcast = [&](int c) { return _mm512_set1_epi32(words[c]); };
+  __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), g.u[0], bcast(0));
+  __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), g.u[2], bcast(2));
+  s0 = _mm512_dpbusd_epi32(s0, g.u[1], bcast(1));
+  s1 = _mm512_dpbusd_epi32(s1, g.u[3], bcast(3));
+  s0 = _mm512_dpbusd_epi32(s0, g.u[4], bcast(4));
+  s1 = _mm512_dpbusd_epi32(s1, g.u[6], bcast(6));
+  s0 = _mm512_dpbusd_epi32(s0, g.u[5], bcast(5));
+  s1 = _mm512_dpbusd_epi32(s1, g.u[7], bcast(7));
+  __m512i sumi = _mm512_add_epi32(s0, s1);
+  if constexpr (G::kOffset != 0) {
+    sumi = _mm512_sub_epi32(sumi, _mm512_set1_epi32(G::kOffset * y.sum));
+  }
+  acc = _mm512_fmadd_ps(_mm512_mul_ps(g.d, _mm512_set1_ps(y.d)),
+                        _mm512_maskz_cvtepi32_ps(kAll16, sumi), acc);
+  if constexpr (G::kHasMin) {
+    acc = _mm512_fmadd_ps(g.m, _mm512_set1_ps(y.d * static_cast<float>(y.sum)), acc);
+  }
+  return acc;
+}
+
+template <typename G>
+void TileRowsGroup16(std::int64_t n, const void* w, std::size_t rb, int nr, const void* act,
+                     std::size_t act_stride, int ntok, float* out, std::size_t ldo) {
+  using Block = typename G::Block;
+  constexpr int kTok = 8;
+  const std::int64_t nb = n / kQK;
+  const int full = nr / 16 * 16;
+  for (int t0 = 0; t0 < ntok && full > 0; t0 += kTok) {
+    const int nt = ntok - t0 < kTok ? ntok - t0 : kTok;
+    const ActQ8x32* a[kTok];
+    for (int t = 0; t < nt; ++t) {
+      a[t] =
+          reinterpret_cast<const ActQ8x32*>(static_cast<const char*>(act) + (t0 + t) * act_stride);
+    }
+    for (int r = 0; r < full; r += 16) {
+      const Block* rows[16];
+      for (int j = 0; j < 16; ++j) {
+        rows[j] = reinterpret_cast<const Block*>(static_cast<const char*>(w) + (r + j) * rb);
+      }
+      const char* next_group = static_cast<const char*>(w) + (r + 16) * rb;
+      __m512 acc[kTok];
+      for (int t = 0; t < kTok; ++t) acc[t] = _mm512_setzero_ps();
+      for (std::int64_t b = 0; b < nb; ++b) {
+        PrefetchSlice(next_group, 16 * sizeof(Block), b);
+        Group8 lo, hi;
+        G::Unpack(rows, b, &lo);
+        G::Unpack(rows + 8, b, &hi);
+        Group16 g;
+        for (int c = 0; c < 8; ++c) g.u[c] = JoinHalves(lo.u[c], hi.u[c]);
+        g.d = JoinHalves(lo.d, hi.d);
+        if constexpr (G::kHasMin) g.m = JoinHalves(lo.m, hi.m);
+        for (int t = 0; t < nt; ++t) acc[t] = Group16Accumulate<G>(g, a[t][b], acc[t]);
+      }
+      for (int t = 0; t < nt; ++t) _mm512_storeu_ps(out + (t0 + t) * ldo + r, acc[t]);
+    }
+  }
+  if (full < nr) {  // the last rows in eight-row groups
+    TileRowsGroup8<G>(n, static_cast<const char*>(w) + full * rb, rb, nr - full, act, act_stride,
+                      ntok, out + full, ldo);
+  }
+}
+
 // F16 weights x F32 activations for batches: kRows rows x 4 tokens per step, so each converted
 // weight slice feeds 4 FMAs and each activation load feeds kRows.
 template <int kRows, int kTok>
@@ -432,11 +518,11 @@ void FillAvx512Kernels(Kernels* k) {
   k->dot[static_cast<int>(TensorType::kQ4_K)] = DotRowsK512<Q4K512>;
   k->dot[static_cast<int>(TensorType::kQ5_K)] = DotRowsK512<Q5K512>;
   k->dot[static_cast<int>(TensorType::kQ6_K)] = DotRowsK512<Q6K512>;
-  k->tile[static_cast<int>(TensorType::kQ8_0)] = TileRowsGroup8<Q8_0Group>;
-  k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup8<Q4_0Group>;
-  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup8<Q5_0Group>;
-  k->tile[static_cast<int>(TensorType::kQ4_1)] = TileRowsGroup8<Q4_1Group>;
-  k->tile[static_cast<int>(TensorType::kQ5_1)] = TileRowsGroup8<Q5_1Group>;
+  k->tile[static_cast<int>(TensorType::kQ8_0)] = TileRowsGroup16<Q8_0Group>;
+  k->tile[static_cast<int>(TensorType::kQ4_0)] = TileRowsGroup16<Q4_0Group>;
+  k->tile[static_cast<int>(TensorType::kQ5_0)] = TileRowsGroup16<Q5_0Group>;
+  k->tile[static_cast<int>(TensorType::kQ4_1)] = TileRowsGroup16<Q4_1Group>;
+  k->tile[static_cast<int>(TensorType::kQ5_1)] = TileRowsGroup16<Q5_1Group>;
   k->tile[static_cast<int>(TensorType::kQ2_K)] = TileRowsK<Q2KTraits>;
   k->tile[static_cast<int>(TensorType::kQ3_K)] = TileRowsK<Q3KTraits>;
   k->tile[static_cast<int>(TensorType::kQ4_K)] = TileRowsK512<Q4K512>;
