@@ -1,6 +1,8 @@
-// AVX-512 VNNI kernels (256-bit vectors with vpdpbusd/vpdpwssd, AVX512VL): the shared quantized
-// kernels of x86_quant_kernels.inc with VNNI hooks, Q8_0 in eight-row groups, and "tile" kernels
-// for batches (prompt processing) that unpack each weight block once for several tokens. Compiled
+// AVX-512 VNNI kernels: the shared quantized kernels of x86_quant_kernels.inc with VNNI hooks
+// (256-bit vpdpbusd/vpdpwssd, AVX512VL), Q8_0 in eight-row groups, Q4_K/Q5_K/Q6_K on 512-bit
+// vectors (64 quants per instruction pair), and "tile" kernels for batches (prompt processing)
+// that unpack each weight block once for several tokens (the 32-element quants sixteen rows per
+// 512-bit vector). Compiled
 // with the matching -m flags (see CMakeLists.txt) and only called after a run-time CPU check;
 // everything here has internal linkage.
 #include "engine/kernels.h"
