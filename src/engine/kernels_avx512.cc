@@ -2,9 +2,8 @@
 // (256-bit vpdpbusd/vpdpwssd, AVX512VL), Q8_0 in eight-row groups, Q4_K/Q5_K/Q6_K on 512-bit
 // vectors (64 quants per instruction pair), and "tile" kernels for batches (prompt processing)
 // that unpack each weight block once for several tokens (the 32-element quants sixteen rows per
-// 512-bit vector). Compiled
-// with the matching -m flags (see CMakeLists.txt) and only called after a run-time CPU check;
-// everything here has internal linkage.
+// 512-bit vector). Compiled with the matching -m flags (see CMakeLists.txt) and only called
+// after a run-time CPU check; everything here has internal linkage.
 #include "engine/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
