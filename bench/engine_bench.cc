@@ -148,6 +148,18 @@ double BytesPerToken(const engine::Model& m, int pos) {
   return bytes;
 }
 
+// Multiply-adds per prompt token in the layers' matrices (the prompt's share of attention and of
+// the output head, computed for the last token only, is left out).
+double LayerMacsPerToken(const engine::Model& m) {
+  double macs = 0;
+  for (const auto& l : m.weights().layers) {
+    for (const auto* mat : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      macs += static_cast<double>(mat->rows) * mat->cols;
+    }
+  }
+  return macs;
+}
+
 std::int32_t Greedy(std::span<const float> logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
@@ -333,17 +345,22 @@ int main(int argc, char** argv) {
         "|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
-  double bw = 0;
+  double bw = 0, int8_peak = 0;
   if (concurrent.empty() && depths.empty()) {
     std::printf("engine_bench: kernels %s, %d threads, prompt %d, decode %d tokens, best of %d\n",
                 engine::BestKernels().name, threads, prompt_len, gen, reps);
     bw = MeasureReadBandwidth(threads);
-    std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n\n", threads, bw);
+    std::printf("read bandwidth (%d threads, 1 GiB sweep, best of 3): %.1f GB/s\n", threads, bw);
+    const char* peak_what = "none";
+    int8_peak = MeasureInt8Peak(threads, &peak_what);
+    std::printf("int8 multiply-add peak (%d threads, %s, best of 3): %.1f G/s\n\n", threads,
+                peak_what, int8_peak / 1e9);
     std::fflush(stdout);
     std::printf(
         "| model | type | weights MB | prompt tok/s | decode tok/s | MB/token | bound tok/s | "
-        "fraction of bound | CPU share | prompt tok/CPU-s | decode tok/CPU-s |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "fraction of bound | CPU share | prompt tok/CPU-s | decode tok/CPU-s | prompt G mul-add/s "
+        "| prompt / int8 peak |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
   for (const std::string& key : Split(models)) {
@@ -450,10 +467,15 @@ int main(int argc, char** argv) {
       // processes held the cores, and the tok/s figures understate the engine.
       // tok/CPU-s: tokens per CPU-second (user+sys, spin-waits included), comparable across
       // loads; a 2-thread run on an idle machine gets at most 2 CPU-seconds per second.
-      std::printf("| %s | %s | %.0f | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.1f | %.1f |\n",
-                  key.c_str(), type.c_str(), (*model)->config().weight_bytes / 1e6, best_pp,
-                  best_tg, bpt / 1e6, bound, best_tg / bound, cpu / (wall * threads),
-                  prompt_len / pp_cpu, gen / tg_cpu);
+      // Prompt multiply-adds per second against the int8 peak of the same run (F16 weights run
+      // in float, so their fraction is only indicative).
+      const double prompt_macs = best_pp * LayerMacsPerToken(**model);
+      std::printf(
+          "| %s | %s | %.0f | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f | %.2f "
+          "|\n",
+          key.c_str(), type.c_str(), (*model)->config().weight_bytes / 1e6, best_pp, best_tg,
+          bpt / 1e6, bound, best_tg / bound, cpu / (wall * threads), prompt_len / pp_cpu,
+          gen / tg_cpu, prompt_macs / 1e9, int8_peak > 0 ? prompt_macs / int8_peak : 0.0);
       std::fflush(stdout);
     }
   }

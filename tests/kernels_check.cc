@@ -96,7 +96,9 @@ void CheckTile(const Kernels& k, TensorType type, Counts* c) {
   const TensorTypeInfo* info = GetTensorTypeInfo(static_cast<std::uint32_t>(type));
   std::mt19937 rng(99 + static_cast<int>(type));
   const std::int64_t n = 512;
-  const int rows = 13, ntok = 11;  // not multiples of the row or token groups
+  // Two 16-row groups (AVX-512 prompt tiles), then a 5-row tail in a partial eight-row group; 11
+  // tokens: not a multiple of the 4/8-token groups.
+  const int rows = 37, ntok = 11;
   auto w = RandomRows(type, rows, n, rng);
   const std::size_t rb = w.size() / rows;
   const std::size_t stride = ActRowBytes(info->act, n);

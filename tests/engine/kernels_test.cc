@@ -153,8 +153,9 @@ TEST_P(KernelTypeTest, TileMatchesDotPerToken) {
     ++tested;
     std::mt19937 rng(99 + static_cast<int>(type));
     const std::int64_t n = 512;
-    // Neither a multiple of the 8-row groups nor of the 4/8-token groups of the tile kernels.
-    const int rows = 13, ntok = 11;
+    // Two 16-row groups (AVX-512 prompt tiles of the 32-element quants), then a 5-row tail in a
+    // partial eight-row group; 11 tokens: not a multiple of the 4/8-token groups.
+    const int rows = 37, ntok = 11;
     auto w = RandomRows(type, rows, n, rng);
     const std::size_t rb = w.size() / rows;
     const std::size_t stride = ActRowBytes(info->act, n);
