@@ -600,7 +600,10 @@ std::vector<Match> DetectorSet::ScanExact(std::string_view text) const {
     // inside the group ends inside it), so the leftmost match from `pos` is found identically.
     std::size_t pos = 0, region = first;
     while (pos <= text.size()) {
-      while (region < last && candidates.regions[region].end <= pos) ++region;
+      // A region no match can start in from `pos` on is done with (see Region::starts_by).
+      while (region < last &&
+             (candidates.regions[region].end <= pos || candidates.regions[region].starts_by < pos))
+        ++region;
       if (region == last) break;
       const internal::Region& r = candidates.regions[region];
       std::size_t from = std::max(pos, r.begin);

@@ -100,6 +100,8 @@ const std::vector<std::string>& Pieces() {
       std::string(1, '\0'),
       "\u0455k-",
       "Order 2024-0001-5555",
+      "9f86d081884c7d659a2feaa0c55ad015.a1B2c3D4e5F6g7H8",  // zhipu-api-key
+      "9f86d081884c7d659a2feaa0c55ad01.a1B2c3D4e5F6g7H8",   // one hex digit short
       "v1.2.3",
       "12:30:45",
   };

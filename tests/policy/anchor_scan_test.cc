@@ -1,0 +1,233 @@
+// The hand-written candidate finders of the Hyperscan prefilter (policy/internal/anchor_scan.h)
+// against RE2: the payment-card finder starts a region exactly where the rule's anchor pattern
+// matches, the Zhipu finder exactly where the rule's pattern has a match, and every match (every
+// accepted card) lies inside a region. Texts are built from pieces that sit just inside and just
+// outside each format, at every offset of the 64-byte blocks the finders work in.
+#include "policy/internal/anchor_scan.h"
+
+#include <gtest/gtest.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "policy/detectors.h"
+#include "policy/internal/rules.h"
+
+namespace airlock::policy::internal {
+namespace {
+
+const Rule& RuleById(std::string_view id) {
+  for (const Rule& rule : BuiltinRules())
+    if (rule.id == id) return rule;
+  ADD_FAILURE() << "no rule " << id;
+  return BuiltinRules()[0];
+}
+
+std::unique_ptr<RE2> Compile(std::string_view pattern) {
+  RE2::Options options;
+  options.set_log_errors(false);
+  auto re = std::make_unique<RE2>(re2::StringPiece(pattern.data(), pattern.size()), options);
+  EXPECT_TRUE(re->ok()) << re->error();
+  return re;
+}
+
+std::vector<AnchorRegion> Regions(std::string_view rule_id, std::string_view text) {
+  AnchorFinder finder = AnchorFinderFor(rule_id);
+  EXPECT_NE(finder, nullptr) << rule_id;
+  std::vector<AnchorRegion> out;
+  if (finder) finder(text, &out);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    EXPECT_LE(out[i].begin, out[i].starts_by);
+    EXPECT_LE(out[i].starts_by, out[i].end);
+    EXPECT_LE(out[i].end, text.size());
+    if (i > 0) {
+      EXPECT_LE(out[i - 1].begin, out[i].begin);
+    }
+  }
+  return out;
+}
+
+bool Inside(const std::vector<AnchorRegion>& regions, std::size_t begin, std::size_t end) {
+  return std::any_of(regions.begin(), regions.end(), [&](const AnchorRegion& r) {
+    return r.begin <= begin && end <= r.end && begin <= r.starts_by;
+  });
+}
+
+std::string RandomText(std::mt19937& rng, const std::vector<std::string>& pieces, int count) {
+  std::string text;
+  for (int i = 0; i < count; ++i) text += pieces[rng() % pieces.size()];
+  return text;
+}
+
+const std::vector<std::string>& CardPieces() {
+  static const std::vector<std::string> pieces = {"4111",
+                                                  "1111",
+                                                  "411111",
+                                                  "41111",
+                                                  "111",
+                                                  "1",
+                                                  "0",
+                                                  "3782",
+                                                  "822463",
+                                                  "10005",
+                                                  "4242424242424242",
+                                                  "378282246310005",
+                                                  " ",
+                                                  "  ",
+                                                  " - ",
+                                                  " / ",
+                                                  "-",
+                                                  "/",
+                                                  "_",
+                                                  ".",
+                                                  ":",
+                                                  "|",
+                                                  "\\",
+                                                  "~",
+                                                  "\t",
+                                                  "\n",
+                                                  "\r\n",
+                                                  "\r",
+                                                  ",",
+                                                  "a",
+                                                  "Z",
+                                                  "+",
+                                                  "=",
+                                                  "\xc3\xa9",
+                                                  "4111 1111 1111 1111",
+                                                  "3782 822463 10005",
+                                                  "4111-1111-1111-1111-111",
+                                                  "2024-0001-5555",
+                                                  "1Z999AA10123456784 "};
+  return pieces;
+}
+
+const std::vector<std::string>& ZhipuPieces() {
+  static const std::vector<std::string> pieces = {
+      "0123456789abcdef0123456789abcdef",   // 32 lowercase hex digits
+      "0123456789abcdef0123456789abcde",    // 31
+      "a0123456789abcdef0123456789abcdef",  // 33
+      "0123456789ABCDEF0123456789abcdef",   // upper case: not the format
+      ".",
+      "AbCdEfGh12345678",   // 16 letters and digits
+      "AbCdEfGh1234567",    // 15
+      "AbCdEfGh123456789",  // 17
+      " ", "-", "_", "g", "\xc3\xa9", "\n", "f", "9", "..", "x.y",
+      // Whole keys and near misses, so that random texts hold many.
+      " 0123456789abcdef0123456789abcdef.AbCdEfGh12345678",
+      "-0123456789abcdef0123456789abcdef.AbCdEfGh12345678",
+      "\xc3\xa9"
+      "0123456789abcdef0123456789abcdef.AbCdEfGh12345678",
+      " 0123456789abcdef0123456789abcde.AbCdEfGh12345678",
+      " 0123456789abcdef0123456789abcdef.AbCdEfGh1234567",
+      "_0123456789abcdef0123456789abcdef.AbCdEfGh12345678 "};
+  return pieces;
+}
+
+// The offsets where `re` matches anchored at p (with the whole text as context for \b).
+std::set<std::size_t> AnchoredStarts(const RE2& re, std::string_view text) {
+  std::set<std::size_t> starts;
+  re2::StringPiece piece(text.data(), text.size());
+  for (std::size_t p = 0; p < text.size(); ++p)
+    if (re.Match(piece, p, text.size(), RE2::ANCHOR_START, nullptr, 0)) starts.insert(p);
+  return starts;
+}
+
+TEST(AnchorScanTest, CardFinderStartsExactlyWhereTheAnchorMatches) {
+  auto anchor = Compile(RuleById("payment-card").anchor);
+  std::mt19937 rng(4111);
+  int found = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string text = RandomText(rng, CardPieces(), 1 + round % 40);
+    std::set<std::size_t> want = AnchoredStarts(*anchor, text);
+    std::set<std::size_t> got;
+    for (const AnchorRegion& r : Regions("payment-card", text)) {
+      got.insert(r.begin);
+      EXPECT_EQ(r.starts_by, r.begin);
+      EXPECT_EQ(r.end, std::min(text.size(), r.begin + 73));
+    }
+    ASSERT_EQ(got, want) << nlohmann::json(text).dump();
+    found += static_cast<int>(want.size());
+  }
+  EXPECT_GT(found, 1000);  // the generator makes anchors, or this test could not fail
+}
+
+TEST(AnchorScanTest, EveryAcceptedCardLiesInAFinderRegion) {
+  auto set = DetectorSet::Create(
+      {.enabled = {DataClass::kPaymentCard}, .engine = DetectorEngine::kRe2Set});
+  ASSERT_TRUE(set.ok());
+  // Scan() reads the text normalized and decoded too, where the finder sees other bytes: these
+  // pieces are left as they are by both (no control character, nothing that starts an encoding).
+  std::vector<std::string> pieces;
+  for (const std::string& piece : CardPieces())
+    if (piece.find_first_of("\\:+=%&\r") == std::string::npos) pieces.push_back(piece);
+  pieces.push_back("\r\n4111");
+  std::mt19937 rng(5555);
+  int cards = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = RandomText(rng, pieces, 1 + round % 30);
+    auto regions = Regions("payment-card", text);
+    for (const Match& m : (*set)->Scan(text)) {
+      ++cards;
+      ASSERT_TRUE(Inside(regions, m.begin, m.end))
+          << nlohmann::json(text).dump() << " card at " << m.begin;
+    }
+  }
+  EXPECT_GT(cards, 100);
+}
+
+TEST(AnchorScanTest, ZhipuFinderFindsExactlyThePatternsMatches) {
+  auto pattern = Compile(RuleById("zhipu-api-key").pattern);
+  std::mt19937 rng(32);
+  int found = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string text = RandomText(rng, ZhipuPieces(), 1 + round % 24);
+    re2::StringPiece piece(text.data(), text.size());
+    // Every match, wherever it starts (not only the leftmost-first walk's).
+    std::set<std::size_t> want_dots;
+    std::vector<std::pair<std::size_t, std::size_t>> matches;
+    for (std::size_t p = 0; p < text.size(); ++p) {
+      re2::StringPiece groups[2];
+      if (!pattern->Match(piece, p, text.size(), RE2::ANCHOR_START, groups, 2)) continue;
+      std::size_t begin = static_cast<std::size_t>(groups[0].data() - text.data());
+      std::size_t capture = static_cast<std::size_t>(groups[1].data() - text.data());
+      want_dots.insert(capture + 32);
+      matches.push_back({begin, begin + groups[0].size()});
+    }
+    auto regions = Regions("zhipu-api-key", text);
+    std::set<std::size_t> got_dots;
+    for (const AnchorRegion& r : regions) got_dots.insert(r.starts_by);
+    ASSERT_EQ(got_dots, want_dots) << nlohmann::json(text).dump();
+    for (const auto& [begin, end] : matches)
+      ASSERT_TRUE(Inside(regions, begin, end)) << nlohmann::json(text).dump() << " at " << begin;
+    found += static_cast<int>(matches.size());
+  }
+  EXPECT_GT(found, 200);
+}
+
+TEST(AnchorScanTest, FindersReadNothingPastShortOrEmptyText) {
+  for (std::string_view id : {"payment-card", "zhipu-api-key"}) {
+    EXPECT_TRUE(Regions(id, "").empty());
+    EXPECT_TRUE(Regions(id, "4").empty());
+    // The text is a view into a longer buffer: what lies after it is not read as digits.
+    std::string buffer = "4111 1111 1111 1111";
+    EXPECT_TRUE(Regions(id, std::string_view(buffer).substr(0, 12)).empty()) << id;
+  }
+  EXPECT_EQ(Regions("payment-card", "4111 1111 1111 1").size(), 1u);
+  EXPECT_EQ(Regions("zhipu-api-key", "0123456789abcdef0123456789abcdef.AbCdEfGh12345678").size(),
+            1u);
+}
+
+TEST(AnchorScanTest, OnlyTheSlowRulesHaveFinders) {
+  EXPECT_NE(AnchorFinderFor("payment-card"), nullptr);
+  EXPECT_NE(AnchorFinderFor("zhipu-api-key"), nullptr);
+  EXPECT_EQ(AnchorFinderFor("email"), nullptr);
+}
+
+}  // namespace
+}  // namespace airlock::policy::internal
