@@ -37,10 +37,18 @@ std::unique_ptr<RE2> Compile(std::string_view pattern) {
 }
 
 std::vector<AnchorRegion> Regions(std::string_view rule_id, std::string_view text) {
-  AnchorFinder finder = AnchorFinderFor(rule_id);
-  EXPECT_NE(finder, nullptr) << rule_id;
-  std::vector<AnchorRegion> out;
-  if (finder) finder(text, &out);
+  std::optional<HandRule> finder = HandRuleFor(rule_id);
+  EXPECT_TRUE(finder.has_value()) << rule_id;
+  if (!finder) return {};
+  HandRegions all;
+  all[1].push_back({0, 0, 0});  // stale regions from an earlier text are cleared
+  FindHandAnchors(text, 1u << static_cast<int>(*finder), &all);
+  std::vector<AnchorRegion> out = all[static_cast<int>(*finder)];
+  for (int r = 0; r < kHandRuleCount; ++r) {
+    if (r != static_cast<int>(*finder)) {
+      EXPECT_TRUE(all[r].empty()) << "rule " << r << " was not asked for";
+    }
+  }
   for (std::size_t i = 0; i < out.size(); ++i) {
     EXPECT_LE(out[i].begin, out[i].starts_by);
     EXPECT_LE(out[i].starts_by, out[i].end);
@@ -210,8 +218,53 @@ TEST(AnchorScanTest, ZhipuFinderFindsExactlyThePatternsMatches) {
   EXPECT_GT(found, 200);
 }
 
+// Every match of `rule_id`'s pattern, wherever it starts, lies inside a region and starts by its
+// starts_by. Returns the number of matches checked.
+int CheckCoversEveryMatch(std::string_view rule_id, const std::vector<std::string>& pieces,
+                          unsigned seed) {
+  auto pattern = Compile(RuleById(rule_id).pattern);
+  std::mt19937 rng(seed);
+  int found = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = RandomText(rng, pieces, 1 + round % 30);
+    auto regions = Regions(rule_id, text);
+    re2::StringPiece piece(text.data(), text.size());
+    for (std::size_t p = 0; p < text.size(); ++p) {
+      re2::StringPiece whole;
+      if (!pattern->Match(piece, p, text.size(), RE2::ANCHOR_START, &whole, 1)) continue;
+      std::size_t begin = static_cast<std::size_t>(whole.data() - text.data());
+      if (!Inside(regions, begin, begin + whole.size())) {
+        ADD_FAILURE() << rule_id << " " << nlohmann::json(text).dump() << " at " << begin;
+        return found;
+      }
+      ++found;
+    }
+  }
+  return found;
+}
+
+TEST(AnchorScanTest, IbanFinderCoversEveryMatch) {
+  const std::vector<std::string> pieces = {
+      "DE89", "3704", "0044",    "0532", "0130", "00", " ", "GB82WEST12345698765432",
+      "DE8",  "X",    "a",       "_",    "-",    "Z",  "9", "DE89 3704 0044 0532 0130 00",
+      "  ",   "\n",   "\xc3\xa9"};
+  EXPECT_GT(CheckCoversEveryMatch("iban", pieces, 89), 1000);
+}
+
+TEST(AnchorScanTest, Ipv6FinderCoversEveryMatch) {
+  const std::vector<std::string> pieces = {
+      ":",       "::",  "2001",     "db8", "ff00",     "42",    "8329",
+      "g",       "G",   " ",        ".",   "12:30:45", "abcde", "2001:db8::ff00:42:8329",
+      "fe80::1", ":::", "\xc3\xa9", "0"};
+  EXPECT_GT(CheckCoversEveryMatch("ipv6", pieces, 6), 1000);
+}
+
+TEST(AnchorScanTest, ZhipuFinderCoversEveryMatch) {
+  EXPECT_GT(CheckCoversEveryMatch("zhipu-api-key", ZhipuPieces(), 16), 200);
+}
+
 TEST(AnchorScanTest, FindersReadNothingPastShortOrEmptyText) {
-  for (std::string_view id : {"payment-card", "zhipu-api-key"}) {
+  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6"}) {
     EXPECT_TRUE(Regions(id, "").empty());
     EXPECT_TRUE(Regions(id, "4").empty());
     // The text is a view into a longer buffer: what lies after it is not read as digits.
@@ -219,14 +272,16 @@ TEST(AnchorScanTest, FindersReadNothingPastShortOrEmptyText) {
     EXPECT_TRUE(Regions(id, std::string_view(buffer).substr(0, 12)).empty()) << id;
   }
   EXPECT_EQ(Regions("payment-card", "4111 1111 1111 1").size(), 1u);
+  EXPECT_EQ(Regions("iban", "DE89 3704 0044 0532 0130 00").size(), 1u);
+  EXPECT_EQ(Regions("ipv6", "::").size(), 1u);
   EXPECT_EQ(Regions("zhipu-api-key", "0123456789abcdef0123456789abcdef.AbCdEfGh12345678").size(),
             1u);
 }
 
 TEST(AnchorScanTest, OnlyTheSlowRulesHaveFinders) {
-  EXPECT_NE(AnchorFinderFor("payment-card"), nullptr);
-  EXPECT_NE(AnchorFinderFor("zhipu-api-key"), nullptr);
-  EXPECT_EQ(AnchorFinderFor("email"), nullptr);
+  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6"})
+    EXPECT_TRUE(HandRuleFor(id).has_value()) << id;
+  EXPECT_FALSE(HandRuleFor("email").has_value());
 }
 
 }  // namespace

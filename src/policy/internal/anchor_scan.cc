@@ -8,6 +8,9 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace airlock::policy::internal {
 namespace {
@@ -21,67 +24,102 @@ unsigned char At(std::string_view text, std::size_t i) {
   return static_cast<unsigned char>(text[i]);
 }
 
-// Per 64 bytes of text: bit k of `digit` says byte k is an ASCII digit, of `word` that it is a
-// word character [0-9A-Za-z_].
+// Per 64 bytes of text, one bit per byte (bit k for byte k): the byte classes the finders test.
+// (Upper-case letters and hex digits are word characters; the checks by hand tell them apart.)
 struct ClassMasks {
-  std::uint64_t digit = 0, word = 0;
+  std::uint64_t digit = 0;  // [0-9]
+  std::uint64_t word = 0;   // [0-9A-Za-z_]
+  std::uint64_t dot = 0;    // '.'
+  std::uint64_t colon = 0;  // ':'
 };
 
-ClassMasks Classify64(const unsigned char* p) {
-  ClassMasks m;
+// Fills out[i] for the 64-byte blocks p + 64 * i, i < count.
+void ClassifyBlocksPortable(const unsigned char* p, std::size_t count, ClassMasks* out) {
+  for (std::size_t block = 0; block < count; ++block, p += 64) {
+    ClassMasks m;
 #ifdef __SSE2__
-  const __m128i zero_char = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
-  const __m128i lower_a = _mm_set1_epi8('a'), twenty_five = _mm_set1_epi8(25);
-  const __m128i case_bit = _mm_set1_epi8(0x20), underscore = _mm_set1_epi8('_');
-  const __m128i zero = _mm_setzero_si128();
-  for (int part = 0; part < 4; ++part) {
-    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * part));
-    // b is in [lo, lo + span] when saturating (b - lo) - span is zero (the wrap lands high).
-    __m128i digit = _mm_cmpeq_epi8(_mm_subs_epu8(_mm_sub_epi8(bytes, zero_char), nine), zero);
-    __m128i letter = _mm_cmpeq_epi8(
-        _mm_subs_epu8(_mm_sub_epi8(_mm_or_si128(bytes, case_bit), lower_a), twenty_five), zero);
-    __m128i word = _mm_or_si128(_mm_or_si128(digit, letter), _mm_cmpeq_epi8(bytes, underscore));
-    m.digit |= static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(digit)))
+    const __m128i zero = _mm_setzero_si128();
+    // Whether each byte b lies in [lo, lo + span]: (b - lo) saturating-minus span is zero.
+    auto in_range = [&](__m128i bytes, char lo, char span) {
+      return _mm_cmpeq_epi8(
+          _mm_subs_epu8(_mm_sub_epi8(bytes, _mm_set1_epi8(lo)), _mm_set1_epi8(span)), zero);
+    };
+    for (int part = 0; part < 4; ++part) {
+      __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * part));
+      __m128i digit = in_range(bytes, '0', 9);
+      __m128i letter = in_range(_mm_or_si128(bytes, _mm_set1_epi8(0x20)), 'a', 25);
+      __m128i word =
+          _mm_or_si128(_mm_or_si128(digit, letter), _mm_cmpeq_epi8(bytes, _mm_set1_epi8('_')));
+      auto bits = [&](__m128i v) {
+        return static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(v)))
                << (16 * part);
-    m.word |= static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(word)))
-              << (16 * part);
-  }
+      };
+      m.digit |= bits(digit);
+      m.word |= bits(word);
+      m.dot |= bits(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('.')));
+      m.colon |= bits(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')));
+    }
 #else
-  for (int k = 0; k < 64; ++k) {
-    if (IsDigit(p[k])) m.digit |= std::uint64_t{1} << k;
-    if (IsWord(p[k])) m.word |= std::uint64_t{1} << k;
-  }
+    for (int k = 0; k < 64; ++k) {
+      std::uint64_t bit = std::uint64_t{1} << k;
+      if (IsDigit(p[k])) m.digit |= bit;
+      if (IsWord(p[k])) m.word |= bit;
+      if (p[k] == '.') m.dot |= bit;
+      if (p[k] == ':') m.colon |= bit;
+    }
 #endif
-  return m;
+    out[block] = m;
+  }
 }
 
-// Calls visit(p) for every p where a run of at least `min_digits` (1..4) ASCII digits starts
-// after a word boundary (the start of the text or a non-word byte before it), in increasing
-// order. One pass of bit masks, 64 bytes at a time.
-template <typename Visit>
-void ForEachBoundedDigitRun(std::string_view text, int min_digits, Visit visit) {
-  const auto* data = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t n = text.size();
-  auto classify = [&](std::size_t at) {
-    if (at + 64 <= n) return Classify64(data + at);
-    // The tail, padded with NUL (neither digit nor word character, as the end of text reads).
-    unsigned char tail[64] = {};
-    if (at < n) std::memcpy(tail, data + at, n - at);
-    return Classify64(tail);
-  };
-  ClassMasks block = classify(0);
-  std::uint64_t word_before_block = 0;  // whether the byte before the block is a word character
-  for (std::size_t at = 0; at < n; at += 64) {
-    ClassMasks next = classify(at + 64);
-    std::uint64_t runs = block.digit;  // bit k: min_digits digits start at k
-    for (int shift = 1; shift < min_digits; ++shift)
-      runs &= (block.digit >> shift) | (next.digit << (64 - shift));
-    std::uint64_t word_before = (block.word << 1) | word_before_block;
-    for (std::uint64_t starts = runs & ~word_before; starts != 0; starts &= starts - 1)
-      visit(at + static_cast<std::size_t>(std::countr_zero(starts)));
-    word_before_block = block.word >> 63;
-    block = next;
+#if defined(__x86_64__) && defined(__GNUC__)
+#define AIRLOCK_ANCHOR_SCAN_AVX2 1
+// The same, 32 bytes at a time, on CPUs with AVX2 (chosen at run time).
+__attribute__((target("avx2"))) void ClassifyBlocksAvx2(const unsigned char* p, std::size_t count,
+                                                        ClassMasks* out) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i zero_char = _mm256_set1_epi8('0'), nine = _mm256_set1_epi8(9);
+  const __m256i lower_a = _mm256_set1_epi8('a'), twenty_five = _mm256_set1_epi8(25);
+  const __m256i case_bit = _mm256_set1_epi8(0x20), underscore = _mm256_set1_epi8('_');
+  const __m256i dot_char = _mm256_set1_epi8('.'), colon_char = _mm256_set1_epi8(':');
+  for (std::size_t block = 0; block < count; ++block, p += 64) {
+    ClassMasks m;
+    for (int part = 0; part < 2; ++part) {
+      __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * part));
+      __m256i digit =
+          _mm256_cmpeq_epi8(_mm256_subs_epu8(_mm256_sub_epi8(bytes, zero_char), nine), zero);
+      __m256i letter = _mm256_cmpeq_epi8(
+          _mm256_subs_epu8(_mm256_sub_epi8(_mm256_or_si256(bytes, case_bit), lower_a), twenty_five),
+          zero);
+      __m256i word =
+          _mm256_or_si256(_mm256_or_si256(digit, letter), _mm256_cmpeq_epi8(bytes, underscore));
+      // (No lambda: it would not inherit the target attribute.)
+      const int shift = 32 * part;
+      m.digit |= std::uint64_t{static_cast<std::uint32_t>(_mm256_movemask_epi8(digit))} << shift;
+      m.word |= std::uint64_t{static_cast<std::uint32_t>(_mm256_movemask_epi8(word))} << shift;
+      m.dot |= std::uint64_t{static_cast<std::uint32_t>(
+                   _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, dot_char)))}
+               << shift;
+      m.colon |= std::uint64_t{static_cast<std::uint32_t>(
+                     _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, colon_char)))}
+                 << shift;
+    }
+    out[block] = m;
   }
+}
+#endif
+
+using ClassifyBlocks = void (*)(const unsigned char*, std::size_t, ClassMasks*);
+ClassifyBlocks PickClassifier() {
+#ifdef AIRLOCK_ANCHOR_SCAN_AVX2
+  if (__builtin_cpu_supports("avx2")) return &ClassifyBlocksAvx2;
+#endif
+  return &ClassifyBlocksPortable;
+}
+
+// Bit k of the result: bit k + shift of the 128-bit mask (next:block), 1 <= shift <= 63.
+std::uint64_t Ahead(std::uint64_t block, std::uint64_t next, int shift) {
+  return (block >> shift) | (next << (64 - shift));
 }
 
 // ---- zhipu-api-key: (?:^|[^A-Za-z0-9_\-])([0-9a-f]{32}\.[A-Za-z0-9]{16})\b ----
@@ -89,19 +127,17 @@ void ForEachBoundedDigitRun(std::string_view text, int min_digits, Visit visit) 
 // digits right after, a start of text or a character other than [A-Za-z0-9_-] before the hex
 // digits and a word boundary after the letters; the whole match lies in [d - 36, d + 17] (the
 // boundary character before is at most 4 bytes).
-void FindZhipu(std::string_view text, std::vector<AnchorRegion>* out) {
+constexpr std::size_t kZhipuBefore = 36, kZhipuAfter = 17;
+
+bool ZhipuAt(std::string_view text, std::size_t d) {
   const std::size_t n = text.size();
-  for (std::size_t d = 32; d + 17 <= n; ++d) {
-    const void* hit = std::memchr(text.data() + d, '.', n - 16 - d);
-    if (hit == nullptr) break;
-    d = static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
-    if (!IsLowerHex(At(text, d - 1)) || !IsAlnum(At(text, d + 1))) continue;
-    bool ok = d == 32 || !(IsWord(At(text, d - 33)) || text[d - 33] == '-');
-    for (std::size_t k = d - 32; ok && k < d; ++k) ok = IsLowerHex(At(text, k));
-    for (std::size_t k = d + 1; ok && k <= d + 16; ++k) ok = IsAlnum(At(text, k));
-    if (!ok || (d + 17 < n && IsWord(At(text, d + 17)))) continue;
-    out->push_back({d >= 36 ? d - 36 : 0, d + 17, d});
-  }
+  if (d < 32 || d + 17 > n) return false;
+  if (d > 32 && (IsWord(At(text, d - 33)) || text[d - 33] == '-')) return false;
+  for (std::size_t k = d - 32; k < d; ++k)
+    if (!IsLowerHex(At(text, k))) return false;
+  for (std::size_t k = d + 1; k <= d + 16; ++k)
+    if (!IsAlnum(At(text, k))) return false;
+  return d + 17 == n || !IsWord(At(text, d + 17));
 }
 
 // ---- payment-card's anchor ----
@@ -155,18 +191,136 @@ bool CardAnchorAt(std::string_view text, std::size_t p) {
   return GroupsFollow(text, end, kThirteen, 0, 3) || GroupsFollow(text, end, kFourteen, 0, 2);
 }
 
-void FindCardAnchors(std::string_view text, std::vector<AnchorRegion>* out) {
-  ForEachBoundedDigitRun(text, 4, [&](std::size_t p) {
-    if (CardAnchorAt(text, p)) out->push_back({p, std::min(text.size(), p + kCardWidth), p});
-  });
+// ---- iban: \b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})\b ----
+// Every match starts at a word boundary with two capital letters and two digits, followed by at
+// least 11 units of an optional blank and a capital or digit; it is at most 64 bytes long.
+constexpr std::size_t kIbanWidth = 64;
+
+bool IbanAt(std::string_view text, std::size_t p) {
+  auto unit_char = [&](std::size_t i) {
+    if (i >= text.size()) return false;
+    unsigned char c = At(text, i);
+    return IsDigit(c) || (c >= 'A' && c <= 'Z');
+  };
+  auto upper = [&](std::size_t i) { return At(text, i) >= 'A' && At(text, i) <= 'Z'; };
+  if (p + 4 > text.size() || !upper(p) || !upper(p + 1) || !IsDigit(At(text, p + 2)) ||
+      !IsDigit(At(text, p + 3)))
+    return false;
+  std::size_t q = p + 4;
+  for (int units = 0; units < 11; ++units) {
+    if (q < text.size() && text[q] == ' ') ++q;
+    if (!unit_char(q)) return false;
+    ++q;
+  }
+  return true;
+}
+
+// ---- ipv6: ((?:[0-9A-Fa-f]{1,4})?(?::[0-9A-Fa-f]{0,4}){2,7}) ----
+// Every match holds two colons with at most four hex digits between them, its first colon at
+// most 4 bytes after its start; it is at most 39 bytes long. For a colon c followed so, the
+// region [c - 4, c + 39] holds every match whose first colon is c, and those start by c.
+constexpr std::size_t kIpv6Before = 4, kIpv6After = 39;
+
+bool Ipv6At(std::string_view text, std::size_t c) {
+  for (std::size_t k = c + 1; k < text.size() && k <= c + 5; ++k) {
+    unsigned char b = At(text, k);
+    if (b == ':') return true;
+    if (!(IsDigit(b) || ((b | 0x20) >= 'a' && (b | 0x20) <= 'f'))) return false;
+  }
+  return false;
 }
 
 }  // namespace
 
-AnchorFinder AnchorFinderFor(std::string_view rule_id) {
-  if (rule_id == "zhipu-api-key") return &FindZhipu;
-  if (rule_id == "payment-card") return &FindCardAnchors;
-  return nullptr;
+std::optional<HandRule> HandRuleFor(std::string_view rule_id) {
+  if (rule_id == "payment-card") return HandRule::kPaymentCard;
+  if (rule_id == "iban") return HandRule::kIban;
+  if (rule_id == "ipv6") return HandRule::kIpv6;
+  if (rule_id == "zhipu-api-key") return HandRule::kZhipu;
+  return std::nullopt;
+}
+
+void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
+  for (auto& regions : *out) regions.clear();
+  const bool card = rules & (1u << static_cast<int>(HandRule::kPaymentCard));
+  const bool iban = rules & (1u << static_cast<int>(HandRule::kIban));
+  const bool ipv6 = rules & (1u << static_cast<int>(HandRule::kIpv6));
+  const bool zhipu = rules & (1u << static_cast<int>(HandRule::kZhipu));
+  auto& card_out = (*out)[static_cast<int>(HandRule::kPaymentCard)];
+  auto& iban_out = (*out)[static_cast<int>(HandRule::kIban)];
+  auto& ipv6_out = (*out)[static_cast<int>(HandRule::kIpv6)];
+  auto& zhipu_out = (*out)[static_cast<int>(HandRule::kZhipu)];
+  static const ClassifyBlocks classify_blocks = PickClassifier();
+  const auto* data = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  auto emit = [&](std::vector<AnchorRegion>& to, std::uint64_t starts, std::size_t at, auto&& check,
+                  std::size_t before, std::size_t after) {
+    for (; starts != 0; starts &= starts - 1) {
+      std::size_t p = at + static_cast<std::size_t>(std::countr_zero(starts));
+      if (check(p)) to.push_back({p >= before ? p - before : 0, std::min(n, p + after), p});
+    }
+  };
+  // Blocks are classified a chunk at a time (one call per chunk), with one block more for the
+  // look-ahead of the chunk's last block.
+  constexpr std::size_t kChunk = 16;
+  std::array<ClassMasks, kChunk + 1> masks;
+  const std::size_t full_blocks = n / 64, blocks = (n + 63) / 64;
+  std::uint64_t word_before_block = 0;  // whether the byte before the block is a word character
+  for (std::size_t first = 0; first < blocks; first += kChunk) {
+    const std::size_t count = std::min(kChunk, blocks - first);
+    const std::size_t whole = std::min(count + 1, full_blocks > first ? full_blocks - first : 0);
+    if (whole > 0) classify_blocks(data + 64 * first, whole, masks.data());
+    for (std::size_t i = whole; i <= count; ++i) {
+      // The tail, padded with NUL (in no class, as the end of the text reads), then nothing.
+      unsigned char tail[64] = {};
+      std::size_t at = 64 * (first + i);
+      if (at < n) std::memcpy(tail, data + at, n - at);
+      classify_blocks(tail, 1, &masks[i]);
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      const ClassMasks& block = masks[i];
+      const ClassMasks& next = masks[i + 1];
+      const std::size_t at = 64 * (first + i);
+      // Bit k: the byte before k is a word character (RE2's \b is ASCII).
+      const std::uint64_t word_before = (block.word << 1) | word_before_block;
+      const std::uint64_t letter = block.word & ~block.digit;  // or '_'
+      if (card) {
+        // \b then four digits (a word boundary before a digit: never after another digit).
+        std::uint64_t starts = block.digit & ~word_before;
+        for (int shift = 1; shift < 4; ++shift) starts &= Ahead(block.digit, next.digit, shift);
+        emit(
+            card_out, starts, at, [&](std::size_t p) { return CardAnchorAt(text, p); }, 0,
+            kCardWidth);
+      }
+      if (iban) {
+        // \b, two letters, two digits.
+        std::uint64_t starts = letter & ~word_before & Ahead(letter, next.word & ~next.digit, 1) &
+                               Ahead(block.digit, next.digit, 2) &
+                               Ahead(block.digit, next.digit, 3);
+        emit(
+            iban_out, starts, at, [&](std::size_t p) { return IbanAt(text, p); }, 0, kIbanWidth);
+      }
+      if (ipv6) {
+        // A colon, then another after 0..4 word characters (hex digits, checked by hand).
+        std::uint64_t word_run = ~std::uint64_t{0}, follows = 0;
+        for (int shift = 1; shift <= 5; ++shift) {
+          follows |= word_run & Ahead(block.colon, next.colon, shift);
+          word_run &= Ahead(block.word, next.word, shift);
+        }
+        emit(
+            ipv6_out, block.colon & follows, at, [&](std::size_t c) { return Ipv6At(text, c); },
+            kIpv6Before, kIpv6After);
+      }
+      if (zhipu) {
+        // A '.' between two word characters, then the whole check.
+        std::uint64_t starts = block.dot & word_before & Ahead(block.word, next.word, 1);
+        emit(
+            zhipu_out, starts, at, [&](std::size_t d) { return ZhipuAt(text, d); }, kZhipuBefore,
+            kZhipuAfter);
+      }
+      word_before_block = block.word >> 63;
+    }
+  }
 }
 
 }  // namespace airlock::policy::internal

@@ -80,15 +80,17 @@ class HyperscanPrefilter final : public Prefilter {
     unsigned before, after;
   };
   // A rule whose candidates a hand-written finder gives (internal/anchor_scan.h), by index.
-  struct HandRule {
+  struct HandRuleIndex {
     unsigned rule;
-    AnchorFinder finder;
+    HandRule finder;
   };
   // `dbs`: the shared database first, then those of rules with own_database (see rules.h); none
   // when every rule has a hand-written finder.
   HyperscanPrefilter(std::vector<hs_database_t*> dbs, std::vector<Reach> reach,
-                     std::vector<HandRule> hand)
-      : dbs_(std::move(dbs)), reach_(std::move(reach)), hand_(std::move(hand)) {}
+                     std::vector<HandRuleIndex> hand)
+      : dbs_(std::move(dbs)), reach_(std::move(reach)), hand_(std::move(hand)) {
+    for (const HandRuleIndex& h : hand_) hand_set_ |= 1u << static_cast<int>(h.finder);
+  }
   ~HyperscanPrefilter() override {
     for (hs_database_t* db : dbs_) hs_free_database(db);
   }
@@ -126,12 +128,10 @@ class HyperscanPrefilter final : public Prefilter {
     }
     if (!hand_.empty()) {
       // Appended after Hyperscan's reports, one rule at a time and sorted by begin.
-      std::vector<AnchorRegion>& found = scratch.hand_regions;
-      for (const HandRule& hand : hand_) {
-        found.clear();
-        hand.finder(text, &found);
-        for (const AnchorRegion& r : found) c.Add(hand.rule, r.begin, r.end, r.starts_by);
-      }
+      FindHandAnchors(text, hand_set_, &scratch.hand_regions);
+      for (const HandRuleIndex& hand : hand_)
+        for (const AnchorRegion& r : scratch.hand_regions[static_cast<int>(hand.finder)])
+          c.Add(hand.rule, r.begin, r.end, r.starts_by);
     }
     // Group by rule (stable: the regions of a rule keep their order).
     std::stable_sort(c.regions.begin(), c.regions.end(),
@@ -160,7 +160,7 @@ class HyperscanPrefilter final : public Prefilter {
   struct Scratch {
     hs_scratch_t* space = nullptr;
     const hs_database_t* owner_db = nullptr;
-    std::vector<AnchorRegion> hand_regions;  // reused from scan to scan
+    HandRegions hand_regions;  // reused from scan to scan
     ~Scratch() {
       if (space) hs_free_scratch(space);
     }
@@ -226,7 +226,8 @@ class HyperscanPrefilter final : public Prefilter {
 
   std::vector<hs_database_t*> dbs_;
   std::vector<Reach> reach_;  // per rule
-  std::vector<HandRule> hand_;
+  std::vector<HandRuleIndex> hand_;
+  unsigned hand_set_ = 0;  // bit per HandRule in hand_
 };
 
 #endif  // AIRLOCK_HAVE_HYPERSCAN
@@ -329,13 +330,13 @@ Result<std::unique_ptr<Prefilter>> MakeHyperscanPrefilter(std::span<const Rule* 
   std::vector<std::string> patterns;
   std::vector<unsigned> flags, ids;
   std::vector<HyperscanPrefilter::Reach> reach;
-  std::vector<HyperscanPrefilter::HandRule> hand;
+  std::vector<HyperscanPrefilter::HandRuleIndex> hand;
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const Rule& rule = *rules[i];
     ids.push_back(static_cast<unsigned>(i));
     flags.push_back(0);  // end offsets only: start-of-match tracking is slow or unsupported
-    if (AnchorFinder finder = AnchorFinderFor(rule.id)) {
-      hand.push_back({static_cast<unsigned>(i), finder});
+    if (std::optional<HandRule> finder = HandRuleFor(rule.id)) {
+      hand.push_back({static_cast<unsigned>(i), *finder});
       patterns.emplace_back();  // keeps `patterns` indexed by rule; not compiled
       reach.push_back({0, 0});
       continue;
@@ -360,7 +361,7 @@ Result<std::unique_ptr<Prefilter>> MakeHyperscanPrefilter(std::span<const Rule* 
   // The shared database, then one per rule that asks for its own.
   std::vector<std::vector<std::size_t>> groups(1);
   for (std::size_t i = 0; i < rules.size(); ++i) {
-    if (AnchorFinderFor(rules[i]->id)) continue;
+    if (HandRuleFor(rules[i]->id)) continue;
     if (rules[i]->own_database)
       groups.push_back({i});
     else
