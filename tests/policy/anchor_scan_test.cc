@@ -259,12 +259,28 @@ TEST(AnchorScanTest, Ipv6FinderCoversEveryMatch) {
   EXPECT_GT(CheckCoversEveryMatch("ipv6", pieces, 6), 1000);
 }
 
+TEST(AnchorScanTest, EmailFinderCoversEveryMatch) {
+  const std::vector<std::string> pieces = {
+      "alice",  "@",        "example", ".",   "com",
+      "a",      "_",        "-",       "+",   "%",
+      " ",      "@_",       "@-x",     "b.c", "alice@example.com",
+      "x@y.io", "\xc3\xa9", "9",       "..",  "@@",
+      "org",    "\n"};
+  EXPECT_GT(CheckCoversEveryMatch("email", pieces, 64), 1000);
+}
+
+TEST(AnchorScanTest, Ipv4FinderCoversEveryMatch) {
+  const std::vector<std::string> pieces = {"10", ".", "255", "256",    "1", "0",   "192.168.1.20",
+                                           "a",  " ", "..",  "v1.2.3", "-", "999", "\xc3\xa9"};
+  EXPECT_GT(CheckCoversEveryMatch("ipv4", pieces, 4), 300);
+}
+
 TEST(AnchorScanTest, ZhipuFinderCoversEveryMatch) {
   EXPECT_GT(CheckCoversEveryMatch("zhipu-api-key", ZhipuPieces(), 16), 200);
 }
 
 TEST(AnchorScanTest, FindersReadNothingPastShortOrEmptyText) {
-  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6"}) {
+  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6", "email", "ipv4"}) {
     EXPECT_TRUE(Regions(id, "").empty());
     EXPECT_TRUE(Regions(id, "4").empty());
     // The text is a view into a longer buffer: what lies after it is not read as digits.
@@ -279,9 +295,9 @@ TEST(AnchorScanTest, FindersReadNothingPastShortOrEmptyText) {
 }
 
 TEST(AnchorScanTest, OnlyTheSlowRulesHaveFinders) {
-  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6"})
+  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6", "email", "ipv4"})
     EXPECT_TRUE(HandRuleFor(id).has_value()) << id;
-  EXPECT_FALSE(HandRuleFor("email").has_value());
+  EXPECT_FALSE(HandRuleFor("github-pat").has_value());
 }
 
 }  // namespace

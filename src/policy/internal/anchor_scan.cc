@@ -31,6 +31,7 @@ struct ClassMasks {
   std::uint64_t word = 0;   // [0-9A-Za-z_]
   std::uint64_t dot = 0;    // '.'
   std::uint64_t colon = 0;  // ':'
+  std::uint64_t at = 0;     // '@'
 };
 
 // Fills out[i] for the 64-byte blocks p + 64 * i, i < count.
@@ -58,6 +59,7 @@ void ClassifyBlocksPortable(const unsigned char* p, std::size_t count, ClassMask
       m.word |= bits(word);
       m.dot |= bits(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('.')));
       m.colon |= bits(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(':')));
+      m.at |= bits(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('@')));
     }
 #else
     for (int k = 0; k < 64; ++k) {
@@ -66,6 +68,7 @@ void ClassifyBlocksPortable(const unsigned char* p, std::size_t count, ClassMask
       if (IsWord(p[k])) m.word |= bit;
       if (p[k] == '.') m.dot |= bit;
       if (p[k] == ':') m.colon |= bit;
+      if (p[k] == '@') m.at |= bit;
     }
 #endif
     out[block] = m;
@@ -82,6 +85,7 @@ __attribute__((target("avx2"))) void ClassifyBlocksAvx2(const unsigned char* p, 
   const __m256i lower_a = _mm256_set1_epi8('a'), twenty_five = _mm256_set1_epi8(25);
   const __m256i case_bit = _mm256_set1_epi8(0x20), underscore = _mm256_set1_epi8('_');
   const __m256i dot_char = _mm256_set1_epi8('.'), colon_char = _mm256_set1_epi8(':');
+  const __m256i at_char = _mm256_set1_epi8('@');
   for (std::size_t block = 0; block < count; ++block, p += 64) {
     ClassMasks m;
     for (int part = 0; part < 2; ++part) {
@@ -103,6 +107,9 @@ __attribute__((target("avx2"))) void ClassifyBlocksAvx2(const unsigned char* p, 
       m.colon |= std::uint64_t{static_cast<std::uint32_t>(
                      _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, colon_char)))}
                  << shift;
+      m.at |= std::uint64_t{static_cast<std::uint32_t>(
+                  _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, at_char)))}
+              << shift;
     }
     out[block] = m;
   }
@@ -120,6 +127,12 @@ ClassifyBlocks PickClassifier() {
 // Bit k of the result: bit k + shift of the 128-bit mask (next:block), 1 <= shift <= 63.
 std::uint64_t Ahead(std::uint64_t block, std::uint64_t next, int shift) {
   return (block >> shift) | (next << (64 - shift));
+}
+
+// How many bits of (next:block) are set in [k, k + width), k < 64, width < 64.
+int BitsInWindow(std::uint64_t block, std::uint64_t next, int k, int width) {
+  std::uint64_t from_k = k == 0 ? block : (block >> k) | (next << (64 - k));
+  return std::popcount(from_k & ((std::uint64_t{1} << width) - 1));
 }
 
 // ---- zhipu-api-key: (?:^|[^A-Za-z0-9_\-])([0-9a-f]{32}\.[A-Za-z0-9]{16})\b ----
@@ -230,9 +243,19 @@ bool Ipv6At(std::string_view text, std::size_t c) {
   return false;
 }
 
+// ---- email's anchor (rules.cc): "@[A-Za-z0-9]", the rule's match within 67 bytes before the
+// anchor's end and 601 after it; for an '@' at p: [p - 65, p + 603], starting by p.
+constexpr std::size_t kEmailBefore = 65, kEmailAfter = 603;
+
+// ---- ipv4's anchor (rules.cc): "[0-9]\.[0-9]", the match within 15 bytes either side of the
+// anchor's end; for an anchor starting at q: [q - 12, q + 18], starting by q.
+constexpr std::size_t kIpv4Before = 12, kIpv4After = 18;
+
 }  // namespace
 
 std::optional<HandRule> HandRuleFor(std::string_view rule_id) {
+  if (rule_id == "email") return HandRule::kEmail;
+  if (rule_id == "ipv4") return HandRule::kIpv4;
   if (rule_id == "payment-card") return HandRule::kPaymentCard;
   if (rule_id == "iban") return HandRule::kIban;
   if (rule_id == "ipv6") return HandRule::kIpv6;
@@ -246,10 +269,14 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
   const bool iban = rules & (1u << static_cast<int>(HandRule::kIban));
   const bool ipv6 = rules & (1u << static_cast<int>(HandRule::kIpv6));
   const bool zhipu = rules & (1u << static_cast<int>(HandRule::kZhipu));
+  const bool email = rules & (1u << static_cast<int>(HandRule::kEmail));
+  const bool ipv4 = rules & (1u << static_cast<int>(HandRule::kIpv4));
   auto& card_out = (*out)[static_cast<int>(HandRule::kPaymentCard)];
   auto& iban_out = (*out)[static_cast<int>(HandRule::kIban)];
   auto& ipv6_out = (*out)[static_cast<int>(HandRule::kIpv6)];
   auto& zhipu_out = (*out)[static_cast<int>(HandRule::kZhipu)];
+  auto& email_out = (*out)[static_cast<int>(HandRule::kEmail)];
+  auto& ipv4_out = (*out)[static_cast<int>(HandRule::kIpv4)];
   static const ClassifyBlocks classify_blocks = PickClassifier();
   const auto* data = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
@@ -288,9 +315,14 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
         // \b then four digits (a word boundary before a digit: never after another digit).
         std::uint64_t starts = block.digit & ~word_before;
         for (int shift = 1; shift < 4; ++shift) starts &= Ahead(block.digit, next.digit, shift);
+        // The anchor holds 13 digits within its first 22 bytes.
         emit(
-            card_out, starts, at, [&](std::size_t p) { return CardAnchorAt(text, p); }, 0,
-            kCardWidth);
+            card_out, starts, at,
+            [&](std::size_t p) {
+              return BitsInWindow(block.digit, next.digit, static_cast<int>(p - at), 22) >= 13 &&
+                     CardAnchorAt(text, p);
+            },
+            0, kCardWidth);
       }
       if (iban) {
         // \b, two letters, two digits.
@@ -317,6 +349,19 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
         emit(
             zhipu_out, starts, at, [&](std::size_t d) { return ZhipuAt(text, d); }, kZhipuBefore,
             kZhipuAfter);
+      }
+      if (email) {
+        // '@' then a letter or digit ('_' is the one other word character).
+        std::uint64_t starts = block.at & Ahead(block.word, next.word, 1);
+        emit(
+            email_out, starts, at, [&](std::size_t p) { return text[p + 1] != '_'; }, kEmailBefore,
+            kEmailAfter);
+      }
+      if (ipv4) {
+        std::uint64_t starts =
+            block.digit & Ahead(block.dot, next.dot, 1) & Ahead(block.digit, next.digit, 2);
+        emit(
+            ipv4_out, starts, at, [](std::size_t) { return true; }, kIpv4Before, kIpv4After);
       }
       word_before_block = block.word >> 63;
     }

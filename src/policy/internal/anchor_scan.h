@@ -26,8 +26,8 @@ struct AnchorRegion {
   std::size_t starts_by;  // no match inside the region starts after it (see Region)
 };
 
-enum class HandRule { kPaymentCard = 0, kIban, kIpv6, kZhipu };
-inline constexpr int kHandRuleCount = 4;
+enum class HandRule { kPaymentCard = 0, kIban, kIpv6, kZhipu, kEmail, kIpv4 };
+inline constexpr int kHandRuleCount = 6;
 
 // The hand finder of the built-in rule `rule_id`, or nullopt where Hyperscan runs its pattern.
 std::optional<HandRule> HandRuleFor(std::string_view rule_id);
