@@ -275,6 +275,28 @@ TEST(AnchorScanTest, Ipv4FinderCoversEveryMatch) {
   EXPECT_GT(CheckCoversEveryMatch("ipv4", pieces, 4), 300);
 }
 
+const std::vector<std::string>& NumberPieces() {
+  static const std::vector<std::string> pieces = {
+      "536-22-4581", "536 22 4581", "536-22 4581", "53-622-4581", "11010519491231002X",
+      "110105194912310021", "1101051949123100", "0044 20 7946 0958", "0044(20)79460958", "00", "0",
+      "86", "0086", "+", "+86", "+86 ", "+86-", "+86.", "138", "1381234", "(138)", "(", ")",
+      "138 1234 5678", "138-1234-5678", "138.1234.5678", "13812345678", "8613812345678",
+      "0086 138 1234 5678", "+8613812345678", "+86 (138) 1234-5678", "1234", "5678", "12", " ", "-",
+      ".", "/", "a", "_", "x", "\xc3\xa9", "1", "9", "X", "2024-0001-5555",
+      // The longest forms each rule can match.
+      "001999 (1234) (1234) (1234) (1234) (1234) (1234)", "0086 (138) 1234 5678",
+      "0086-(138)-1234-5678", "+86 (138) 1234 5678"};
+  return pieces;
+}
+
+TEST(AnchorScanTest, DigitRuleFindersCoverEveryMatch) {
+  EXPECT_GT(CheckCoversEveryMatch("us-ssn", NumberPieces(), 536), 300);
+  EXPECT_GT(CheckCoversEveryMatch("cn-resident-id", NumberPieces(), 110), 100);
+  EXPECT_GT(CheckCoversEveryMatch("phone-dialled-00", NumberPieces(), 44), 300);
+  EXPECT_GT(CheckCoversEveryMatch("phone-cn-mobile", NumberPieces(), 138), 300);
+  EXPECT_GT(CheckCoversEveryMatch("phone-cn-mobile-cc", NumberPieces(), 86), 300);
+}
+
 TEST(AnchorScanTest, ZhipuFinderCoversEveryMatch) {
   EXPECT_GT(CheckCoversEveryMatch("zhipu-api-key", ZhipuPieces(), 16), 200);
 }
@@ -295,8 +317,11 @@ TEST(AnchorScanTest, FindersReadNothingPastShortOrEmptyText) {
 }
 
 TEST(AnchorScanTest, OnlyTheSlowRulesHaveFinders) {
-  for (std::string_view id : {"payment-card", "zhipu-api-key", "iban", "ipv6", "email", "ipv4"})
+  for (std::string_view id :
+       {"payment-card", "zhipu-api-key", "iban", "ipv6", "email", "ipv4", "us-ssn",
+        "cn-resident-id", "phone-dialled-00", "phone-cn-mobile", "phone-cn-mobile-cc"})
     EXPECT_TRUE(HandRuleFor(id).has_value()) << id;
+  EXPECT_FALSE(HandRuleFor("phone-e164").has_value());
   EXPECT_FALSE(HandRuleFor("github-pat").has_value());
 }
 

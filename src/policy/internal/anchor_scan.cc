@@ -251,9 +251,47 @@ constexpr std::size_t kEmailBefore = 65, kEmailAfter = 603;
 // anchor's end; for an anchor starting at q: [q - 12, q + 18], starting by q.
 constexpr std::size_t kIpv4Before = 12, kIpv4After = 18;
 
+// ---- the digit rules, each starting at a word boundary before a digit (rules.cc) ----
+// us-ssn: \b([0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4})\b, 11 bytes.
+bool SsnAt(std::string_view text, std::size_t p) {
+  if (p + 11 > text.size()) return false;
+  auto sep = [&](std::size_t i) { return text[i] == ' ' || text[i] == '-'; };
+  for (std::size_t k : {0, 1, 2, 4, 5, 7, 8, 9, 10})
+    if (!IsDigit(At(text, p + k))) return false;
+  return sep(p + 3) && sep(p + 6);
+}
+constexpr std::size_t kSsnWidth = 11;
+// cn-resident-id: \b([1-9][0-9]{5}(?:18|19|20)[0-9]{2}...[0-9]{3}[0-9Xx])\b: 17 digits first,
+// 18 bytes in all (the digits are tested in the masks).
+constexpr std::size_t kResidentIdWidth = 18;
+// phone-dialled-00: \b00[1-9][0-9]{0,3} then up to 6 groups of an optional separator and
+// "([0-9]{1,4})" or [0-9]{1,5}: at most 6 + 6 * 7 = 48 bytes.
+bool Dialled00At(std::string_view text, std::size_t p) {
+  return p + 3 <= text.size() && text[p] == '0' && text[p + 1] == '0' && text[p + 2] != '0';
+}
+constexpr std::size_t kDialled00Width = 48;
+// phone-cn-mobile-cc: \b(?:00)?86, an optional separator, then a mobile number of at most 15
+// bytes ("(138) 1234 5678"): at most 20 bytes.
+bool StartsWith86(std::string_view text, std::size_t p) {
+  return text.substr(p, 2) == "86" || text.substr(p, 4) == "0086";
+}
+constexpr std::size_t kCnMobileCcWidth = 20;
+// phone-cn-mobile: every match holds "1[3-9][0-9]" at some q, after a word boundary (the number
+// alone, or after "+86" and a separator, or after "(") or right after "+86". It starts at most 5
+// bytes before q ("+86 (") and ends at most 14 after ("138) 1234 5678").
+bool CnMobileAt(std::string_view text, std::size_t q) {
+  return q + 3 <= text.size() && text[q] == '1' && text[q + 1] >= '3' && text[q + 1] <= '9';
+}
+constexpr std::size_t kCnMobileBefore = 5, kCnMobileAfter = 14;
+
 }  // namespace
 
 std::optional<HandRule> HandRuleFor(std::string_view rule_id) {
+  if (rule_id == "us-ssn") return HandRule::kUsSsn;
+  if (rule_id == "cn-resident-id") return HandRule::kCnResidentId;
+  if (rule_id == "phone-dialled-00") return HandRule::kPhoneDialled00;
+  if (rule_id == "phone-cn-mobile") return HandRule::kPhoneCnMobile;
+  if (rule_id == "phone-cn-mobile-cc") return HandRule::kPhoneCnMobileCc;
   if (rule_id == "email") return HandRule::kEmail;
   if (rule_id == "ipv4") return HandRule::kIpv4;
   if (rule_id == "payment-card") return HandRule::kPaymentCard;
@@ -271,12 +309,22 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
   const bool zhipu = rules & (1u << static_cast<int>(HandRule::kZhipu));
   const bool email = rules & (1u << static_cast<int>(HandRule::kEmail));
   const bool ipv4 = rules & (1u << static_cast<int>(HandRule::kIpv4));
+  const bool ssn = rules & (1u << static_cast<int>(HandRule::kUsSsn));
+  const bool resident_id = rules & (1u << static_cast<int>(HandRule::kCnResidentId));
+  const bool dialled = rules & (1u << static_cast<int>(HandRule::kPhoneDialled00));
+  const bool mobile = rules & (1u << static_cast<int>(HandRule::kPhoneCnMobile));
+  const bool mobile_cc = rules & (1u << static_cast<int>(HandRule::kPhoneCnMobileCc));
   auto& card_out = (*out)[static_cast<int>(HandRule::kPaymentCard)];
   auto& iban_out = (*out)[static_cast<int>(HandRule::kIban)];
   auto& ipv6_out = (*out)[static_cast<int>(HandRule::kIpv6)];
   auto& zhipu_out = (*out)[static_cast<int>(HandRule::kZhipu)];
   auto& email_out = (*out)[static_cast<int>(HandRule::kEmail)];
   auto& ipv4_out = (*out)[static_cast<int>(HandRule::kIpv4)];
+  auto& ssn_out = (*out)[static_cast<int>(HandRule::kUsSsn)];
+  auto& resident_id_out = (*out)[static_cast<int>(HandRule::kCnResidentId)];
+  auto& dialled_out = (*out)[static_cast<int>(HandRule::kPhoneDialled00)];
+  auto& mobile_out = (*out)[static_cast<int>(HandRule::kPhoneCnMobile)];
+  auto& mobile_cc_out = (*out)[static_cast<int>(HandRule::kPhoneCnMobileCc)];
   static const ClassifyBlocks classify_blocks = PickClassifier();
   const auto* data = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
@@ -362,6 +410,50 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
             block.digit & Ahead(block.dot, next.dot, 1) & Ahead(block.digit, next.digit, 2);
         emit(
             ipv4_out, starts, at, [](std::size_t) { return true; }, kIpv4Before, kIpv4After);
+      }
+      // A digit after a word boundary, and the digits that follow it.
+      const std::uint64_t digit_start = block.digit & ~word_before;
+      const std::uint64_t digits2 = digit_start & Ahead(block.digit, next.digit, 1);
+      const std::uint64_t digits3 = digits2 & Ahead(block.digit, next.digit, 2);
+      if (ssn) {
+        // Three digits, a non-word byte, two digits.
+        std::uint64_t starts = digits3 & ~Ahead(block.word, next.word, 3) &
+                               Ahead(block.digit, next.digit, 4) &
+                               Ahead(block.digit, next.digit, 5);
+        emit(
+            ssn_out, starts, at, [&](std::size_t p) { return SsnAt(text, p); }, 0, kSsnWidth);
+      }
+      if (resident_id) {
+        std::uint64_t starts = digits3 & Ahead(block.digit, next.digit, 3);
+        emit(
+            resident_id_out, starts, at,
+            [&](std::size_t p) {
+              return BitsInWindow(block.digit, next.digit, static_cast<int>(p - at), 17) == 17;
+            },
+            0, kResidentIdWidth);
+      }
+      if (dialled) {
+        emit(
+            dialled_out, digits3, at, [&](std::size_t p) { return Dialled00At(text, p); }, 0,
+            kDialled00Width);
+      }
+      if (mobile_cc) {
+        emit(
+            mobile_cc_out, digits2, at, [&](std::size_t p) { return StartsWith86(text, p); }, 0,
+            kCnMobileCcWidth);
+      }
+      if (mobile) {
+        for (std::uint64_t starts = digits3; starts != 0; starts &= starts - 1) {
+          std::size_t q = at + static_cast<std::size_t>(std::countr_zero(starts));
+          if (CnMobileAt(text, q)) {
+            mobile_out.push_back({q >= kCnMobileBefore ? q - kCnMobileBefore : 0,
+                                  std::min(n, q + kCnMobileAfter), q});
+          } else if (q > 0 && text[q - 1] == '+' && text.substr(q, 2) == "86" &&
+                     CnMobileAt(text, q + 2)) {
+            // "+86138...": the number glued to the country code; the match starts at the '+'.
+            mobile_out.push_back({q - 1, std::min(n, q + 2 + kCnMobileAfter), q - 1});
+          }
+        }
       }
       word_before_block = block.word >> 63;
     }

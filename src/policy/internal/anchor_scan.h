@@ -26,8 +26,20 @@ struct AnchorRegion {
   std::size_t starts_by;  // no match inside the region starts after it (see Region)
 };
 
-enum class HandRule { kPaymentCard = 0, kIban, kIpv6, kZhipu, kEmail, kIpv4 };
-inline constexpr int kHandRuleCount = 6;
+enum class HandRule {
+  kPaymentCard = 0,
+  kIban,
+  kIpv6,
+  kZhipu,
+  kEmail,
+  kIpv4,
+  kUsSsn,
+  kCnResidentId,
+  kPhoneDialled00,
+  kPhoneCnMobile,
+  kPhoneCnMobileCc,
+};
+inline constexpr int kHandRuleCount = 11;
 
 // The hand finder of the built-in rule `rule_id`, or nullopt where Hyperscan runs its pattern.
 std::optional<HandRule> HandRuleFor(std::string_view rule_id);
