@@ -152,5 +152,8 @@ bool CnResidentIdValid(std::string_view id);
 bool UsSsnPlausible(std::string_view ssn);
 // Shannon entropy in bits per character of `s` (0 for empty).
 double ShannonEntropy(std::string_view s);
+// ShannonEntropy(s) > bits, decided as that comparison decides, without the logarithms where
+// the commonest byte's share alone shows the entropy is well above `bits`.
+bool ShannonEntropyExceeds(std::string_view s, double bits);
 
 }  // namespace airlock::policy

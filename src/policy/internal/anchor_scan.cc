@@ -359,7 +359,10 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
       // Bit k: the byte before k is a word character (RE2's \b is ASCII).
       const std::uint64_t word_before = (block.word << 1) | word_before_block;
       const std::uint64_t letter = block.word & ~block.digit;  // or '_'
-      if (card) {
+      // Each rule's test needs a byte of its class in the block (iban: a digit up to 3 bytes
+      // into the next one); prose mostly has none.
+      const bool digits_here = block.digit != 0;
+      if (card && digits_here) {
         // \b then four digits (a word boundary before a digit: never after another digit).
         std::uint64_t starts = block.digit & ~word_before;
         for (int shift = 1; shift < 4; ++shift) starts &= Ahead(block.digit, next.digit, shift);
@@ -372,7 +375,7 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
             },
             0, kCardWidth);
       }
-      if (iban) {
+      if (iban && (digits_here || (next.digit & 0xF) != 0)) {
         // \b, two letters, two digits.
         std::uint64_t starts = letter & ~word_before & Ahead(letter, next.word & ~next.digit, 1) &
                                Ahead(block.digit, next.digit, 2) &
@@ -380,7 +383,7 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
         emit(
             iban_out, starts, at, [&](std::size_t p) { return IbanAt(text, p); }, 0, kIbanWidth);
       }
-      if (ipv6) {
+      if (ipv6 && block.colon != 0) {
         // A colon, then another after 0..4 word characters (hex digits, checked by hand).
         std::uint64_t word_run = ~std::uint64_t{0}, follows = 0;
         for (int shift = 1; shift <= 5; ++shift) {
@@ -391,25 +394,29 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
             ipv6_out, block.colon & follows, at, [&](std::size_t c) { return Ipv6At(text, c); },
             kIpv6Before, kIpv6After);
       }
-      if (zhipu) {
+      if (zhipu && block.dot != 0) {
         // A '.' between two word characters, then the whole check.
         std::uint64_t starts = block.dot & word_before & Ahead(block.word, next.word, 1);
         emit(
             zhipu_out, starts, at, [&](std::size_t d) { return ZhipuAt(text, d); }, kZhipuBefore,
             kZhipuAfter);
       }
-      if (email) {
+      if (email && block.at != 0) {
         // '@' then a letter or digit ('_' is the one other word character).
         std::uint64_t starts = block.at & Ahead(block.word, next.word, 1);
         emit(
             email_out, starts, at, [&](std::size_t p) { return text[p + 1] != '_'; }, kEmailBefore,
             kEmailAfter);
       }
-      if (ipv4) {
+      if (ipv4 && digits_here) {
         std::uint64_t starts =
             block.digit & Ahead(block.dot, next.dot, 1) & Ahead(block.digit, next.digit, 2);
         emit(
             ipv4_out, starts, at, [](std::size_t) { return true; }, kIpv4Before, kIpv4After);
+      }
+      if (!digits_here) {
+        word_before_block = block.word >> 63;
+        continue;
       }
       // A digit after a word boundary, and the digits that follow it.
       const std::uint64_t digit_start = block.digit & ~word_before;

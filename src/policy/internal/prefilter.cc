@@ -133,21 +133,25 @@ class HyperscanPrefilter final : public Prefilter {
         for (const AnchorRegion& r : scratch.hand_regions[static_cast<int>(hand.finder)])
           c.Add(hand.rule, r.begin, r.end, r.starts_by);
     }
-    // Group by rule (stable: the regions of a rule keep their order).
-    std::stable_sort(c.regions.begin(), c.regions.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (std::size_t i = 0; i < c.regions.size();) {
-      int rule = c.regions[i].first;
-      std::size_t j = i;
-      while (j < c.regions.size() && c.regions[j].first == rule) ++j;
+    // Group by rule, keeping each rule's regions in their order (a counting sort: rules are
+    // few, regions many).
+    std::vector<std::size_t> first_of_rule(reach_.size() + 1, 0);
+    for (const auto& [rule, region] : c.regions)
+      ++first_of_rule[static_cast<std::size_t>(rule) + 1];
+    for (std::size_t r = 0; r < reach_.size(); ++r) first_of_rule[r + 1] += first_of_rule[r];
+    out->regions.resize(c.regions.size());
+    {
+      std::vector<std::size_t> fill(first_of_rule.begin(), first_of_rule.end() - 1);
+      for (const auto& [rule, region] : c.regions) out->regions[fill[rule]++] = region;
+    }
+    for (std::size_t rule = 0; rule < reach_.size(); ++rule) {
+      auto first = out->regions.begin() + static_cast<std::ptrdiff_t>(first_of_rule[rule]);
+      auto last = out->regions.begin() + static_cast<std::ptrdiff_t>(first_of_rule[rule + 1]);
+      if (first == last) continue;
       if (c.unsorted[rule])
-        std::sort(c.regions.begin() + i, c.regions.begin() + j,
-                  [](const auto& a, const auto& b) { return a.second.begin < b.second.begin; });
-      std::size_t first = out->regions.size();
-      for (std::size_t k = i; k < j; ++k) out->regions.push_back(c.regions[k].second);
-      SetGroupEnds(out->regions.begin() + static_cast<std::ptrdiff_t>(first), out->regions.end());
-      out->rules.push_back({rule, first, out->regions.size()});
-      i = j;
+        std::sort(first, last, [](const Region& x, const Region& y) { return x.begin < y.begin; });
+      SetGroupEnds(first, last);
+      out->rules.push_back({static_cast<int>(rule), first_of_rule[rule], first_of_rule[rule + 1]});
     }
   }
 
