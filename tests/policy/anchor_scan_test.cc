@@ -44,6 +44,17 @@ std::vector<AnchorRegion> Regions(std::string_view rule_id, std::string_view tex
   all[1].push_back({0, 0, 0});  // stale regions from an earlier text are cleared
   FindHandAnchors(text, 1u << static_cast<int>(*finder), &all);
   std::vector<AnchorRegion> out = all[static_cast<int>(*finder)];
+  // The portable kernel (SSE2 here) finds the same regions as the one this CPU runs by default.
+  HandRegions portable;
+  FindHandAnchors(text, 1u << static_cast<int>(*finder), &portable, HandScanKernel::kPortable);
+  const std::vector<AnchorRegion>& same = portable[static_cast<int>(*finder)];
+  EXPECT_TRUE(same.size() == out.size() &&
+              std::equal(same.begin(), same.end(), out.begin(),
+                         [](const AnchorRegion& x, const AnchorRegion& y) {
+                           return x.begin == y.begin && x.end == y.end &&
+                                  x.starts_by == y.starts_by;
+                         }))
+      << rule_id << " " << nlohmann::json(std::string(text)).dump();
   for (int r = 0; r < kHandRuleCount; ++r) {
     if (r != static_cast<int>(*finder)) {
       EXPECT_TRUE(all[r].empty()) << "rule " << r << " was not asked for";

@@ -301,7 +301,8 @@ std::optional<HandRule> HandRuleFor(std::string_view rule_id) {
   return std::nullopt;
 }
 
-void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
+void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out,
+                     HandScanKernel kernel) {
   for (auto& regions : *out) regions.clear();
   const bool card = rules & (1u << static_cast<int>(HandRule::kPaymentCard));
   const bool iban = rules & (1u << static_cast<int>(HandRule::kIban));
@@ -325,7 +326,9 @@ void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out) {
   auto& dialled_out = (*out)[static_cast<int>(HandRule::kPhoneDialled00)];
   auto& mobile_out = (*out)[static_cast<int>(HandRule::kPhoneCnMobile)];
   auto& mobile_cc_out = (*out)[static_cast<int>(HandRule::kPhoneCnMobileCc)];
-  static const ClassifyBlocks classify_blocks = PickClassifier();
+  static const ClassifyBlocks best = PickClassifier();
+  const ClassifyBlocks classify_blocks =
+      kernel == HandScanKernel::kBest ? best : &ClassifyBlocksPortable;
   const auto* data = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
   auto emit = [&](std::vector<AnchorRegion>& to, std::uint64_t starts, std::size_t at, auto&& check,

@@ -46,7 +46,13 @@ std::optional<HandRule> HandRuleFor(std::string_view rule_id);
 
 using HandRegions = std::array<std::vector<AnchorRegion>, kHandRuleCount>;
 
+// Which code computes the byte-class masks: the fastest this CPU runs (AVX2 where it has it),
+// or the portable one (SSE2 on x86-64, plain C++ elsewhere). Both give the same regions; tests
+// run both.
+enum class HandScanKernel { kBest, kPortable };
+
 // Clears and fills (*out)[r] for each rule r whose bit (1 << r) is set in `rules`.
-void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out);
+void FindHandAnchors(std::string_view text, unsigned rules, HandRegions* out,
+                     HandScanKernel kernel = HandScanKernel::kBest);
 
 }  // namespace airlock::policy::internal
