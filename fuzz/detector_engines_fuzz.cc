@@ -4,7 +4,9 @@
 // reports exactly the findings of one pass. The decoded shadow text (policy/internal/decode.h)
 // is never longer than its input per round, and maps every byte back inside the input, in order.
 // Every hand-written confirmer (policy/internal/confirm.h) gives RE2's match for its rule, on the
-// whole input and on bounds taken from it.
+// whole input and on bounds taken from it. Every hand-written candidate finder
+// (policy/internal/anchor_scan.h) covers every match of its rule's pattern (payment-card: of its
+// anchor), wherever the match starts, with a region that starts by then.
 #include <re2/re2.h>
 
 #include <cstddef>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "policy/detectors.h"
+#include "policy/internal/anchor_scan.h"
 #include "policy/internal/confirm.h"
 #include "policy/internal/decode.h"
 #include "policy/internal/rules.h"
@@ -69,6 +72,51 @@ void CheckConfirmer(const Checked& c, std::string_view text, std::size_t from, s
     std::abort();
 }
 
+struct Finder {
+  airlock::policy::internal::HandRule rule;
+  std::unique_ptr<RE2> re;  // the rule's pattern, or payment-card's anchor
+};
+
+std::vector<Finder> MakeFinders() {
+  std::vector<Finder> out;
+  for (const auto& rule : airlock::policy::internal::BuiltinRules()) {
+    auto hand = airlock::policy::internal::HandRuleFor(rule.id);
+    if (!hand) continue;
+    std::string_view pattern = rule.id == "payment-card" ? rule.anchor : rule.pattern;
+    RE2::Options options;
+    options.set_log_errors(false);
+    out.push_back(
+        {*hand, std::make_unique<RE2>(re2::StringPiece(pattern.data(), pattern.size()), options)});
+  }
+  return out;
+}
+
+void CheckFinders(std::string_view text) {
+  static const std::vector<Finder> finders = MakeFinders();
+  unsigned all = 0;
+  for (const Finder& f : finders) all |= 1u << static_cast<int>(f.rule);
+  airlock::policy::internal::HandRegions regions;
+  airlock::policy::internal::FindHandAnchors(text, all, &regions);
+  re2::StringPiece piece(text.data(), text.size());
+  for (const Finder& f : finders) {
+    const auto& mine = regions[static_cast<int>(f.rule)];
+    for (std::size_t i = 0; i < mine.size(); ++i)
+      if (mine[i].end > text.size() || mine[i].begin > mine[i].starts_by ||
+          (i > 0 && mine[i - 1].begin > mine[i].begin))
+        std::abort();
+    for (std::size_t p = 0; p < text.size(); ++p) {
+      re2::StringPiece whole;
+      if (!f.re->Match(piece, p, text.size(), RE2::ANCHOR_START, &whole, 1)) continue;
+      std::size_t begin = static_cast<std::size_t>(whole.data() - text.data());
+      std::size_t end = begin + whole.size();
+      bool covered = false;
+      for (const auto& r : mine)
+        covered = covered || (r.begin <= begin && end <= r.end && begin <= r.starts_by);
+      if (!covered) std::abort();
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -82,6 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     last_end = m.end;
   }
   if (hs && whole != hs->Scan(text)) std::abort();
+  CheckFinders(text);
   static const std::vector<Checked> checked = MakeChecked();
   for (const Checked& c : checked) {
     CheckConfirmer(c, text, 0, size);

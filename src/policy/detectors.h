@@ -1,8 +1,9 @@
 // Sensitive-data detectors for gateway traffic: personal data (e-mail, phone, payment card, IBAN,
 // US SSN, Chinese resident ID, IP address) and secrets (API keys, tokens, private keys, generic
 // high-entropy assignments). Every pattern is an RE2 regex (linear time, no backtracking). One
-// multi-pattern pass over the text finds candidates for all rules at once (Hyperscan where the
-// build has it, RE2::Set otherwise; see DetectorEngine); each rule's RE2 pattern then runs only
+// multi-pattern pass over the text finds candidates for all rules at once (Hyperscan, with
+// hand-written finders for the rules it is slow on, where the build has it; RE2::Set otherwise;
+// see DetectorEngine); each rule's RE2 pattern then runs only
 // inside its candidate regions (for the commonest rules a hand-written matcher with RE2's exact
 // result runs instead, see internal/confirm.h), followed by checksum or entropy validation (Luhn,
 // mod-97, ISO 7064, Shannon entropy). Both engines give the same findings, byte for byte.
@@ -152,5 +153,8 @@ bool CnResidentIdValid(std::string_view id);
 bool UsSsnPlausible(std::string_view ssn);
 // Shannon entropy in bits per character of `s` (0 for empty).
 double ShannonEntropy(std::string_view s);
+// ShannonEntropy(s) > bits, decided as that comparison decides, without the logarithms where
+// the commonest byte's share alone shows the entropy is well above `bits`.
+bool ShannonEntropyExceeds(std::string_view s, double bits);
 
 }  // namespace airlock::policy

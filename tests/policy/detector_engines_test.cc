@@ -100,6 +100,8 @@ const std::vector<std::string>& Pieces() {
       std::string(1, '\0'),
       "\u0455k-",
       "Order 2024-0001-5555",
+      "9f86d081884c7d659a2feaa0c55ad015.a1B2c3D4e5F6g7H8",  // zhipu-api-key
+      "9f86d081884c7d659a2feaa0c55ad01.a1B2c3D4e5F6g7H8",   // one hex digit short
       "v1.2.3",
       "12:30:45",
   };
@@ -283,6 +285,30 @@ TEST_F(DetectorEnginesTest, CardAnchorEnginesAgreeOnDigitGroups) {
                         << "\nhyperscan: " << Describe(b, text);
   }
   EXPECT_GT(cards, 100);  // the generator makes cards, or this test could not fail
+}
+
+// Classes whose rules are all found by the hand-written finders (policy/internal/anchor_scan.h)
+// leave the Hyperscan prefilter without a database; it still finds what RE2::Set does.
+TEST_F(DetectorEnginesTest, ClassesFoundOnlyByHandFindersScanAlike) {
+  if (!hs_) GTEST_SKIP() << "Hyperscan not in this build or not usable on this CPU";
+  std::mt19937 rng(20);
+  std::vector<std::string> texts = CorpusTexts();
+  for (int i = 0; i < 200; ++i) texts.push_back(RandomText(rng, 1 + i % 20));
+  for (DataClass c : {DataClass::kPaymentCard, DataClass::kIban, DataClass::kUsSsn,
+                      DataClass::kCnResidentId, DataClass::kIpAddress, DataClass::kEmail}) {
+    auto hs = DetectorSet::Create({.enabled = {c}, .engine = DetectorEngine::kHyperscan});
+    auto re2 = DetectorSet::Create({.enabled = {c}, .engine = DetectorEngine::kRe2Set});
+    ASSERT_TRUE(hs.ok() && re2.ok()) << DataClassName(c);
+    int found = 0;
+    for (const std::string& text : texts) {
+      auto a = (*re2)->Scan(text), b = (*hs)->Scan(text);
+      found += static_cast<int>(a.size());
+      ASSERT_TRUE(a == b) << DataClassName(c) << " " << nlohmann::json(text).dump()
+                          << "\nre2-set:   " << Describe(a, text)
+                          << "\nhyperscan: " << Describe(b, text);
+    }
+    EXPECT_GT(found, 0) << DataClassName(c);
+  }
 }
 
 // Per-thread Hyperscan scratch space: sets created and destroyed in turn on one thread (a new

@@ -556,5 +556,33 @@ TEST(ShannonEntropyTest, EqualsThePlainFormulaBitForBit) {
   EXPECT_EQ(ShannonEntropy("ab"), 1);
 }
 
+// The secret rules' entropy floors decide through ShannonEntropyExceeds: it must answer exactly
+// ShannonEntropy(s) > bits, also where the entropy is at or next to the floor (alphabets of 8,
+// 11.3 and 16 equally common bytes sit at 3.0, 3.5 and 4.0 bits exactly).
+TEST(ShannonEntropyTest, ExceedsDecidesAsTheFullSum) {
+  std::mt19937 rng(35);
+  int decided_true = 0, decided_false = 0;
+  for (std::size_t len = 1; len <= 160; ++len)
+    for (int alphabet : {2, 7, 8, 9, 11, 12, 16, 17, 40, 64}) {
+      for (int skew = 0; skew < 3; ++skew) {
+        std::string s(len, '\0');
+        for (std::size_t i = 0; i < len; ++i)
+          s[i] = static_cast<char>(skew == 0   ? 'a' + i % alphabet
+                                   : skew == 1 ? 'a' + rng() % alphabet
+                                               : (rng() % 4 == 0 ? 'a' : 'a' + rng() % alphabet));
+        for (double bits : {0.0, 1.0, 3.0, 3.5, 4.0, std::log2(static_cast<double>(alphabet))}) {
+          bool want = ShannonEntropy(s) > bits;
+          ASSERT_EQ(ShannonEntropyExceeds(s, bits), want) << s << " " << bits;
+          (want ? decided_true : decided_false)++;
+        }
+      }
+    }
+  EXPECT_FALSE(ShannonEntropyExceeds("", 0));
+  EXPECT_FALSE(ShannonEntropyExceeds("abcdefgh", 3.0));  // exactly 3 bits: not above
+  EXPECT_TRUE(ShannonEntropyExceeds("abcdefghi", 3.0));
+  EXPECT_GT(decided_true, 1000);
+  EXPECT_GT(decided_false, 1000);
+}
+
 }  // namespace
 }  // namespace airlock::policy

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include "policy/internal/anchor_scan.h"
+
 #ifdef AIRLOCK_HAVE_HYPERSCAN
 #include <hs/hs.h>
 #endif
@@ -22,7 +24,7 @@ void WholeText(std::size_t rule_count, std::size_t text_size, const std::vector<
   out->Clear();
   auto add = [&](int rule) {
     out->rules.push_back({rule, out->regions.size(), out->regions.size() + 1});
-    out->regions.push_back({0, text_size, text_size});
+    out->regions.push_back({0, text_size, text_size, text_size});
   };
   if (only) {
     for (int rule : *only) add(rule);
@@ -77,9 +79,18 @@ class HyperscanPrefilter final : public Prefilter {
   struct Reach {
     unsigned before, after;
   };
-  // `dbs`: the shared database first, then those of rules with own_database (see rules.h).
-  HyperscanPrefilter(std::vector<hs_database_t*> dbs, std::vector<Reach> reach)
-      : dbs_(std::move(dbs)), reach_(std::move(reach)) {}
+  // A rule whose candidates a hand-written finder gives (internal/anchor_scan.h), by index.
+  struct HandRuleIndex {
+    unsigned rule;
+    HandRule finder;
+  };
+  // `dbs`: the shared database first, then those of rules with own_database (see rules.h); none
+  // when every rule has a hand-written finder.
+  HyperscanPrefilter(std::vector<hs_database_t*> dbs, std::vector<Reach> reach,
+                     std::vector<HandRuleIndex> hand)
+      : dbs_(std::move(dbs)), reach_(std::move(reach)), hand_(std::move(hand)) {
+    for (const HandRuleIndex& h : hand_) hand_set_ |= 1u << static_cast<int>(h.finder);
+  }
   ~HyperscanPrefilter() override {
     for (hs_database_t* db : dbs_) hs_free_database(db);
   }
@@ -88,7 +99,7 @@ class HyperscanPrefilter final : public Prefilter {
   void Find(std::string_view text, Candidates* out) const override {
     out->Clear();
     Scratch& scratch = ThreadScratch();
-    if (scratch.space == nullptr || scratch.owner_db != dbs_.front()) {
+    if (!dbs_.empty() && (scratch.space == nullptr || scratch.owner_db != dbs_.front())) {
       // One scratch per thread, grown to fit every database this thread scans with.
       if (!AllocScratch(&scratch.space)) {
         WholeText(reach_.size(), text.size(), nullptr, out);
@@ -115,21 +126,32 @@ class HyperscanPrefilter final : public Prefilter {
       WholeText(reach_.size(), text.size(), nullptr, out);
       return;
     }
-    // Group by rule (stable: the regions of a rule keep their order).
-    std::stable_sort(c.regions.begin(), c.regions.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (std::size_t i = 0; i < c.regions.size();) {
-      int rule = c.regions[i].first;
-      std::size_t j = i;
-      while (j < c.regions.size() && c.regions[j].first == rule) ++j;
+    if (!hand_.empty()) {
+      // Appended after Hyperscan's reports, one rule at a time and sorted by begin.
+      FindHandAnchors(text, hand_set_, &scratch.hand_regions);
+      for (const HandRuleIndex& hand : hand_)
+        for (const AnchorRegion& r : scratch.hand_regions[static_cast<int>(hand.finder)])
+          c.Add(hand.rule, r.begin, r.end, r.starts_by);
+    }
+    // Group by rule, keeping each rule's regions in their order (a counting sort: rules are
+    // few, regions many).
+    std::vector<std::size_t> first_of_rule(reach_.size() + 1, 0);
+    for (const auto& [rule, region] : c.regions)
+      ++first_of_rule[static_cast<std::size_t>(rule) + 1];
+    for (std::size_t r = 0; r < reach_.size(); ++r) first_of_rule[r + 1] += first_of_rule[r];
+    out->regions.resize(c.regions.size());
+    {
+      std::vector<std::size_t> fill(first_of_rule.begin(), first_of_rule.end() - 1);
+      for (const auto& [rule, region] : c.regions) out->regions[fill[rule]++] = region;
+    }
+    for (std::size_t rule = 0; rule < reach_.size(); ++rule) {
+      auto first = out->regions.begin() + static_cast<std::ptrdiff_t>(first_of_rule[rule]);
+      auto last = out->regions.begin() + static_cast<std::ptrdiff_t>(first_of_rule[rule + 1]);
+      if (first == last) continue;
       if (c.unsorted[rule])
-        std::sort(c.regions.begin() + i, c.regions.begin() + j,
-                  [](const auto& a, const auto& b) { return a.second.begin < b.second.begin; });
-      std::size_t first = out->regions.size();
-      for (std::size_t k = i; k < j; ++k) out->regions.push_back(c.regions[k].second);
-      SetGroupEnds(out->regions.begin() + static_cast<std::ptrdiff_t>(first), out->regions.end());
-      out->rules.push_back({rule, first, out->regions.size()});
-      i = j;
+        std::sort(first, last, [](const Region& x, const Region& y) { return x.begin < y.begin; });
+      SetGroupEnds(first, last);
+      out->rules.push_back({static_cast<int>(rule), first_of_rule[rule], first_of_rule[rule + 1]});
     }
   }
 
@@ -142,6 +164,7 @@ class HyperscanPrefilter final : public Prefilter {
   struct Scratch {
     hs_scratch_t* space = nullptr;
     const hs_database_t* owner_db = nullptr;
+    HandRegions hand_regions;  // reused from scan to scan
     ~Scratch() {
       if (space) hs_free_scratch(space);
     }
@@ -184,24 +207,31 @@ class HyperscanPrefilter final : public Prefilter {
                               : static_cast<std::size_t>(to - reach.before);
       std::size_t end =
           std::min<std::size_t>(c->text_size, static_cast<std::size_t>(to) + reach.after);
-      std::size_t& last = c->last[id];
-      if (last != kNone) {
-        Region& prev = c->regions[last].second;
+      c->Add(id, begin, end, static_cast<std::size_t>(to));
+      return 0;  // continue
+    }
+
+    void Add(unsigned id, std::size_t begin, std::size_t end, std::size_t starts_by) {
+      std::size_t& last_index = last[id];
+      if (last_index != kNone) {
+        Region& prev = regions[last_index].second;
         if (begin >= prev.begin && begin - prev.begin < kCoalesce) {
           prev.end = std::max(prev.end, end);
-          return 0;
+          prev.starts_by = std::max(prev.starts_by, starts_by);
+          return;
         }
         // Reports out of end order (Hyperscan does not promise the order): sort at the end.
-        if (begin < prev.begin) c->unsorted[id] = true;
+        if (begin < prev.begin) unsorted[id] = true;
       }
-      last = c->regions.size();
-      c->regions.push_back({static_cast<int>(id), Region{begin, end, end}});
-      return 0;  // continue
+      last_index = regions.size();
+      regions.push_back({static_cast<int>(id), Region{begin, end, end, starts_by}});
     }
   };
 
   std::vector<hs_database_t*> dbs_;
   std::vector<Reach> reach_;  // per rule
+  std::vector<HandRuleIndex> hand_;
+  unsigned hand_set_ = 0;  // bit per HandRule in hand_
 };
 
 #endif  // AIRLOCK_HAVE_HYPERSCAN
@@ -304,10 +334,17 @@ Result<std::unique_ptr<Prefilter>> MakeHyperscanPrefilter(std::span<const Rule* 
   std::vector<std::string> patterns;
   std::vector<unsigned> flags, ids;
   std::vector<HyperscanPrefilter::Reach> reach;
+  std::vector<HyperscanPrefilter::HandRuleIndex> hand;
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const Rule& rule = *rules[i];
     ids.push_back(static_cast<unsigned>(i));
     flags.push_back(0);  // end offsets only: start-of-match tracking is slow or unsupported
+    if (std::optional<HandRule> finder = HandRuleFor(rule.id)) {
+      hand.push_back({static_cast<unsigned>(i), *finder});
+      patterns.emplace_back();  // keeps `patterns` indexed by rule; not compiled
+      reach.push_back({0, 0});
+      continue;
+    }
     if (!rule.anchor.empty()) {
       patterns.push_back(BytewisePattern(rule.anchor));
       reach.push_back({rule.anchor_before, rule.anchor_after});
@@ -328,6 +365,7 @@ Result<std::unique_ptr<Prefilter>> MakeHyperscanPrefilter(std::span<const Rule* 
   // The shared database, then one per rule that asks for its own.
   std::vector<std::vector<std::size_t>> groups(1);
   for (std::size_t i = 0; i < rules.size(); ++i) {
+    if (HandRuleFor(rules[i]->id)) continue;
     if (rules[i]->own_database)
       groups.push_back({i});
     else
@@ -357,7 +395,8 @@ Result<std::unique_ptr<Prefilter>> MakeHyperscanPrefilter(std::span<const Rule* 
     }
     dbs.push_back(db);
   }
-  return std::unique_ptr<Prefilter>(new HyperscanPrefilter(std::move(dbs), std::move(reach)));
+  return std::unique_ptr<Prefilter>(
+      new HyperscanPrefilter(std::move(dbs), std::move(reach), std::move(hand)));
 #endif
 }
 

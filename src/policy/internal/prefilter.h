@@ -13,6 +13,8 @@
 // accepts) lies inside one region of r: begin >= region.begin and end <= region.end. Regions
 // of one rule are sorted by begin; group_end is the end of the run of overlapping regions a
 // region belongs to (the next run starts after it), which bounds every match starting inside it.
+// A rule with a hand-written finder (internal/anchor_scan.h) gets its regions from it instead of
+// from Hyperscan, under the same contract.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +31,10 @@ namespace airlock::policy::internal {
 
 struct Region {
   std::size_t begin, end, group_end;
+  // No match of the rule that lies inside this region starts after `starts_by` (the last end
+  // offset reported into it: a match contains the report's pattern or anchor match, so it starts
+  // at or before that end). A walk past it can go on to the next region.
+  std::size_t starts_by;
 };
 
 struct Candidates {
