@@ -9,6 +9,8 @@
     defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
+#include <utility>
+
 namespace airlock::engine {
 namespace {
 
