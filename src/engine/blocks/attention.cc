@@ -22,15 +22,6 @@ int BlockRows(std::int64_t k_dim, int group) {
   const int lanes = k_dim <= 128 ? 128 : 64;
   return std::max(1, lanes / group);
 }
-// Every cache line of [p, p + n).
-void PrefetchBytes(const std::uint8_t* p, std::size_t n) {
-  const auto first = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t{63};
-  const auto last = reinterpret_cast<std::uintptr_t>(p + n - 1);
-  for (std::uintptr_t line = first; line <= last; line += 64) {
-    __builtin_prefetch(reinterpret_cast<const void*>(line));
-  }
-}
-
 int MaxLanes(std::int64_t k_dim, int group) { return RoundUp(BlockRows(k_dim, group) * group, 16); }
 
 // One thread's tiles: queries transposed [k_dim][L], converted keys [kAttnTile][k_dim] and values
@@ -149,18 +140,8 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
     std::fill(sc.m, sc.m + n_kv * ld, -INFINITY);
     std::fill(sc.l, sc.l + n_kv * ld, 0.0f);
     std::fill(sc.ot, sc.ot + n_kv * a.group * a.v_dim, 0.0f);
-    const std::size_t k_bytes = kv.k_row_bytes, v_bytes = a.v_in_k ? 0 : kv.v_row_bytes;
-    // Asks for the cache rows of keys [j0, j1) ahead of their use: a deep cache (all layers) is
-    // larger than the last-level cache, and a tile's arithmetic hides the next one's latency.
-    auto prefetch = [&](int j0, int j1) {
-      if (j1 <= j0) return;
-      PrefetchBytes(kv.KRow(il, j0), (j1 - j0) * k_bytes);
-      if (v_bytes > 0) PrefetchBytes(kv.VRow(il, j0), (j1 - j0) * v_bytes);
-    };
-    prefetch(task.key0, std::min(task.key1, task.key0 + kAttnTile));
     for (int j0 = task.key0; j0 < task.key1; j0 += kAttnTile) {
       const int nk = std::min(kAttnTile, task.key1 - j0);
-      prefetch(j0 + nk, std::min(task.key1, j0 + nk + kAttnTile));
       for (int j = 0; j < nk; ++j) {
         to_float(kw, kv.KRow(il, j0 + j), sc.kt + j * kw);
         if (vw > 0) to_float(vw, kv.VRow(il, j0 + j), sc.vt + j * vw);

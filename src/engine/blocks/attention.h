@@ -11,7 +11,7 @@
 // product, and keeps an online softmax per query (running maximum and sum, the value
 // accumulator rescaled when the maximum rises; keys after a query's position are masked). No
 // score row of the context's length is materialized. A lone row (decode) takes whole cache rows
-// per tile (every cached head at once: one contiguous stretch of memory, asked for a tile ahead),
+// per tile (every cached head at once: one contiguous stretch of memory),
 // then each cached head's group of query heads attends to its slice; with a long context it is
 // split over key ranges of at least kAttnSplitTiles tiles (split-K): one task per range, then a
 // merge in range order. Blocks and splits depend only on the rows and positions, never on the
