@@ -148,13 +148,30 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       }
       // Every key of the range is at or before the row's position.
       std::fill(sc.lim, sc.lim + ld, nk);
+      // The next tile's cache rows are asked for in parts between the kernel calls: one burst
+      // of a whole tile's lines would wait on the memory system as the loads themselves do.
+      const int n_next = std::min(kAttnTile, task.key1 - j0 - nk);
+      const std::size_t next_k = n_next > 0 ? n_next * kv.k_row_bytes : 0;
+      const std::size_t next_v = n_next > 0 && vw > 0 ? n_next * kv.v_row_bytes : 0;
+      const int parts = 3 * n_kv;
+      auto prefetch_part = [&](int part) {
+        const std::size_t total = (next_k + next_v + 63) / 64;
+        for (std::size_t line = total * part / parts; line < total * (part + 1) / parts; ++line) {
+          const std::size_t b = line * 64;
+          __builtin_prefetch(b < next_k ? kv.KRow(il, j0 + nk) + b
+                                        : kv.VRow(il, j0 + nk) + (b - next_k));
+        }
+      };
       for (int g = 0; g < n_kv; ++g) {
         const float* vt = a.v_in_k ? sc.kt + g * a.v_off : sc.vt + g * a.v_off;
         const std::int64_t ldv = a.v_in_k ? kw : vw;
         float *m = sc.m + g * ld, *l = sc.l + g * ld, *corr = sc.corr + g * ld;
+        prefetch_part(3 * g);
         k.attn_scores(nk, a.k_dim, sc.kt + g * a.k_off, kw, sc.qt + g * a.k_dim * ld, a.group, ld,
                       sc.s);
+        prefetch_part(3 * g + 1);
         k.attn_softmax(nk, sc.lim, a.group, ld, sc.s, m, l, corr);
+        prefetch_part(3 * g + 2);
         k.attn_accumulate_rows(nk, a.v_dim, vt, ldv, sc.s, ld, corr, a.group,
                                sc.ot + g * a.group * a.v_dim, a.v_dim);
       }
