@@ -125,7 +125,9 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
     const int ld = split_ld;
     // Values converted per cache row: every head's slice (k_off <= k_dim, v_off <= v_dim).
     const std::int64_t kw = (n_kv - 1) * a.k_off + a.k_dim;
-    const std::int64_t vw = a.v_in_k ? 0 : (n_kv - 1) * a.v_off + a.v_dim;
+    // F16 values are read in place by the accumulate kernel, converted in registers.
+    const bool f16_values = type == TensorType::kF16 && !a.v_in_k;
+    const std::int64_t vw = a.v_in_k || f16_values ? 0 : (n_kv - 1) * a.v_off + a.v_dim;
     for (int g = 0; g < n_kv; ++g) {
       float* qt = sc.qt + g * a.k_dim * ld;
       for (int hh = 0; hh < a.group; ++hh) {
@@ -152,7 +154,7 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       // of a whole tile's lines would wait on the memory system as the loads themselves do.
       const int n_next = std::min(kAttnTile, task.key1 - j0 - nk);
       const std::size_t next_k = n_next > 0 ? n_next * kv.k_row_bytes : 0;
-      const std::size_t next_v = n_next > 0 && vw > 0 ? n_next * kv.v_row_bytes : 0;
+      const std::size_t next_v = n_next > 0 && !a.v_in_k ? n_next * kv.v_row_bytes : 0;
       const int parts = 3 * n_kv;
       auto prefetch_part = [&](int part) {
         const std::size_t total = (next_k + next_v + 63) / 64;
@@ -172,8 +174,15 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
         prefetch_part(3 * g + 1);
         k.attn_softmax(nk, sc.lim, a.group, ld, sc.s, m, l, corr);
         prefetch_part(3 * g + 2);
-        k.attn_accumulate_rows(nk, a.v_dim, vt, ldv, sc.s, ld, corr, a.group,
-                               sc.ot + g * a.group * a.v_dim, a.v_dim);
+        float* ot = sc.ot + g * a.group * a.v_dim;
+        if (f16_values) {
+          const auto* v16 = reinterpret_cast<const std::uint16_t*>(kv.VRow(il, j0)) + g * a.v_off;
+          k.attn_accumulate_rows_f16(nk, a.v_dim, v16,
+                                     static_cast<std::int64_t>(kv.v_row_bytes / 2), sc.s, ld, corr,
+                                     a.group, ot, a.v_dim);
+        } else {
+          k.attn_accumulate_rows(nk, a.v_dim, vt, ldv, sc.s, ld, corr, a.group, ot, a.v_dim);
+        }
       }
     }
     for (int g = 0; g < n_kv; ++g) {
