@@ -113,10 +113,10 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
   const int max_lanes = MaxLanes(a.k_dim, a.group);
   const int split_ld = RoundUp(a.group, 16);
 
-  // A lone row (decode) over keys [key0, key1) at every cached head: a tile converts whole cache
-  // rows (one contiguous stretch of memory per tile), then each cached head's group of query
-  // heads takes its slice of it, as the lanes of its tiles. Partial results of a split go to
-  // slots task.slot + g.
+  // A lone row (decode) over keys [key0, key1) at cached heads [g, g + n_g): a tile converts
+  // those heads' part of each cache row (whole rows, one contiguous stretch of memory per tile,
+  // when n_g is every head), then each cached head's group of query heads takes its slice, as
+  // the lanes of its tiles. Partial results of a split go to slots task.slot + (head - g).
   auto run_row = [&](const AttendTask& task, int thread) {
     RowScratch sc;
     LayOutRow(a.k_dim, a.v_dim, n_kv, a.group,
@@ -124,11 +124,14 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
     KvCache& kv = ws.rows[task.row0].session->kv;
     const int ld = split_ld;
     // Values converted per cache row: every head's slice (k_off <= k_dim, v_off <= v_dim).
-    const std::int64_t kw = (n_kv - 1) * a.k_off + a.k_dim;
+    const int g0 = task.g, g1 = task.g + task.n_g;
+    const std::int64_t kw = (task.n_g - 1) * a.k_off + a.k_dim;
     // F16 values are read in place by the accumulate kernel, converted in registers.
     const bool f16_values = type == TensorType::kF16 && !a.v_in_k;
-    const std::int64_t vw = a.v_in_k || f16_values ? 0 : (n_kv - 1) * a.v_off + a.v_dim;
-    for (int g = 0; g < n_kv; ++g) {
+    const std::int64_t vw = a.v_in_k || f16_values ? 0 : (task.n_g - 1) * a.v_off + a.v_dim;
+    const std::size_t k_at = KvRowBytes(type, g0 * a.k_off);
+    const std::size_t v_at = KvRowBytes(type, g0 * a.v_off);
+    for (int g = g0; g < g1; ++g) {
       float* qt = sc.qt + g * a.k_dim * ld;
       for (int hh = 0; hh < a.group; ++hh) {
         const float* qv =
@@ -145,17 +148,17 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
     for (int j0 = task.key0; j0 < task.key1; j0 += kAttnTile) {
       const int nk = std::min(kAttnTile, task.key1 - j0);
       for (int j = 0; j < nk; ++j) {
-        to_float(kw, kv.KRow(il, j0 + j), sc.kt + j * kw);
-        if (vw > 0) to_float(vw, kv.VRow(il, j0 + j), sc.vt + j * vw);
+        to_float(kw, kv.KRow(il, j0 + j) + k_at, sc.kt + j * kw);
+        if (vw > 0) to_float(vw, kv.VRow(il, j0 + j) + v_at, sc.vt + j * vw);
       }
       // Every key of the range is at or before the row's position.
       std::fill(sc.lim, sc.lim + ld, nk);
       // The next tile's cache rows are asked for in parts between the kernel calls: one burst
       // of a whole tile's lines would wait on the memory system as the loads themselves do.
-      const int n_next = std::min(kAttnTile, task.key1 - j0 - nk);
+      const int n_next = task.n_g == n_kv ? std::min(kAttnTile, task.key1 - j0 - nk) : 0;
       const std::size_t next_k = n_next > 0 ? n_next * kv.k_row_bytes : 0;
       const std::size_t next_v = n_next > 0 && !a.v_in_k ? n_next * kv.v_row_bytes : 0;
-      const int parts = 3 * n_kv;
+      const int parts = 3 * task.n_g;
       auto prefetch_part = [&](int part) {
         const std::size_t total = (next_k + next_v + 63) / 64;
         for (std::size_t line = total * part / parts; line < total * (part + 1) / parts; ++line) {
@@ -164,16 +167,16 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
                                         : kv.VRow(il, j0 + nk) + (b - next_k));
         }
       };
-      for (int g = 0; g < n_kv; ++g) {
-        const float* vt = a.v_in_k ? sc.kt + g * a.v_off : sc.vt + g * a.v_off;
+      for (int g = g0; g < g1; ++g) {
+        const float* vt = a.v_in_k ? sc.kt + (g - g0) * a.v_off : sc.vt + (g - g0) * a.v_off;
         const std::int64_t ldv = a.v_in_k ? kw : vw;
         float *m = sc.m + g * ld, *l = sc.l + g * ld, *corr = sc.corr + g * ld;
-        prefetch_part(3 * g);
-        k.attn_scores(nk, a.k_dim, sc.kt + g * a.k_off, kw, sc.qt + g * a.k_dim * ld, a.group, ld,
-                      sc.s);
-        prefetch_part(3 * g + 1);
+        prefetch_part(3 * (g - g0));
+        k.attn_scores(nk, a.k_dim, sc.kt + (g - g0) * a.k_off, kw, sc.qt + g * a.k_dim * ld,
+                      a.group, ld, sc.s);
+        prefetch_part(3 * (g - g0) + 1);
         k.attn_softmax(nk, sc.lim, a.group, ld, sc.s, m, l, corr);
-        prefetch_part(3 * g + 2);
+        prefetch_part(3 * (g - g0) + 2);
         float* ot = sc.ot + g * a.group * a.v_dim;
         if (f16_values) {
           const auto* v16 = reinterpret_cast<const std::uint16_t*>(kv.VRow(il, j0)) + g * a.v_off;
@@ -185,7 +188,7 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
         }
       }
     }
-    for (int g = 0; g < n_kv; ++g) {
+    for (int g = g0; g < g1; ++g) {
       const float* m = sc.m + g * ld;
       const float* l = sc.l + g * ld;
       const float* ot = sc.ot + g * a.group * a.v_dim;
@@ -198,7 +201,7 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
         }
       } else {
         // A split's partial result: [m][l][ot as rows].
-        float* slot = ws.attn_split.data() + (task.slot + g) * ws.attn_split_stride;
+        float* slot = ws.attn_split.data() + (task.slot + g - g0) * ws.attn_split_stride;
         std::copy(m, m + ld, slot);
         std::copy(l, l + ld, slot + ld);
         std::copy(ot, ot + a.group * a.v_dim, slot + 2 * ld);
@@ -209,7 +212,7 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
   // One block of rows x one cached head over keys [key0, key1), with the query heads as lanes.
   auto run_task = [&](int t, int thread) {
     const AttendTask& task = ws.attn_tasks[t];
-    if (task.g < 0) {
+    if (task.n_g > 0) {
       run_row(task, thread);
       return;
     }
@@ -333,7 +336,8 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
           std::max(kAttnSplitTiles, (n_tiles + kAttnMaxSplits - 1) / kAttnMaxSplits);
       const int n_split = (n_tiles + per_split - 1) / per_split;
       if (n_split == 1) {
-        ws.attn_tasks.push_back({i, i + 1, -1, 0, n_keys, -1});
+        // A short context: one task per cached head, so that the threads share them.
+        for (int g = 0; g < n_kv; ++g) ws.attn_tasks.push_back({i, i + 1, g, 0, n_keys, -1, 1});
         i = end;
         continue;
       }
@@ -341,8 +345,8 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       for (int g = 0; g < n_kv; ++g) ws.attn_merges.push_back({i, g, n_split, slots_used + g});
       for (int s = 0; s < n_split; ++s) {
         const int key0 = s * per_split * kAttnTile;
-        ws.attn_tasks.push_back({i, i + 1, -1, key0, std::min(n_keys, key0 + per_split * kAttnTile),
-                                 slots_used + s * n_kv});
+        ws.attn_tasks.push_back({i, i + 1, 0, key0, std::min(n_keys, key0 + per_split * kAttnTile),
+                                 slots_used + s * n_kv, n_kv});
       }
       slots_used += n_split * n_kv;
       i = end;
