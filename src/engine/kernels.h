@@ -163,6 +163,13 @@ using AttnAccumulateRowsFn = void (*)(int nk, std::int64_t dv, const float* v, s
                                       const float* p, std::int64_t ld, const float* corr, int nq,
                                       float* o, std::int64_t ldo);
 
+// The same with the values as F16 rows (v[j * ldv + e], ldv in elements), converted as they are
+// read: a decode row reads an F16 cache's values in place. The result is the float entry's on
+// the converted values, bit for bit.
+using AttnAccumulateRowsF16Fn = void (*)(int nk, std::int64_t dv, const std::uint16_t* v,
+                                         std::int64_t ldv, const float* p, std::int64_t ld,
+                                         const float* corr, int nq, float* o, std::int64_t ldo);
+
 struct Kernels {
   const char* name = "";
   ToFloatRowFn kv_to_float[kMaxTensorTypeId] = {};  // F32, F16, Q8_0 (the KV cache types)
@@ -170,6 +177,7 @@ struct Kernels {
   AttnSoftmaxFn attn_softmax = nullptr;
   AttnAccumulateFn attn_accumulate = nullptr;
   AttnAccumulateRowsFn attn_accumulate_rows = nullptr;
+  AttnAccumulateRowsF16Fn attn_accumulate_rows_f16 = nullptr;
   DotRowsFn dot[kMaxTensorTypeId] = {};
   DotTileFn tile[kMaxTensorTypeId] = {};         // optional; MatMul falls back to dot per token
   QuantizeActFn quantize[kActFormatCount] = {};  // kF32 entry copies

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <utility>
 
 namespace airlock::engine {
 namespace {
@@ -279,7 +280,8 @@ void FillAvx2Kernels(Kernels* k) {
   k->attn_scores = AttnScoresX86<Vec8, Vec8>;
   k->attn_softmax = AttnSoftmaxX86<Vec8, Vec8>;
   k->attn_accumulate = AttnAccumulateX86<Vec8, Vec8>;
-  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec8>;
+  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec8, float>;
+  k->attn_accumulate_rows_f16 = AttnAccumulateRowsX86<Vec8, std::uint16_t>;
   k->quantize[static_cast<int>(ActFormat::kQ8x32)] = QuantizeQ8x32;
   k->quantize[static_cast<int>(ActFormat::kQ8K)] = QuantizeQ8K;
   k->dot[static_cast<int>(TensorType::kF32)] = DotF32;

@@ -10,6 +10,8 @@
     defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
+#include <utility>
+
 namespace airlock::engine {
 namespace {
 
@@ -468,6 +470,9 @@ struct Vec16 {
   // Full masks: GCC 12's unmasked forms of these intrinsics warn about their undefined source.
   static constexpr __mmask16 kAll = 0xffff;
   static F Load(const float* p) { return _mm512_loadu_ps(p); }
+  static F LoadHalf(const std::uint16_t* p) {
+    return _mm512_maskz_cvtph_ps(kAll, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static void Store(float* p, F v) { _mm512_storeu_ps(p, v); }
   static F Set1(float x) { return _mm512_set1_ps(x); }
   static F Zero() { return _mm512_setzero_ps(); }
@@ -502,6 +507,13 @@ struct Vec16 {
 constexpr int kAttnAccumulators = 24;  // of the 32 vector registers
 #include "engine/internal/x86_attention_kernels.inc"
 
+void KvToFloatF16x16(std::int64_t n, const void* row, float* out) {
+  const auto* r = static_cast<const std::uint16_t*>(row);
+  std::int64_t e = 0;
+  for (; e + 16 <= n; e += 16) _mm512_storeu_ps(out + e, Vec16::LoadHalf(r + e));
+  for (; e < n; ++e) out[e] = _cvtsh_ss(r[e]);
+}
+
 }  // namespace
 
 namespace internal {
@@ -511,7 +523,9 @@ void FillAvx512Kernels(Kernels* k) {
   k->attn_scores = AttnScoresX86<Vec16, Vec8>;
   k->attn_softmax = AttnSoftmaxX86<Vec16, Vec8>;
   k->attn_accumulate = AttnAccumulateX86<Vec16, Vec8>;
-  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec16>;
+  k->kv_to_float[static_cast<int>(TensorType::kF16)] = KvToFloatF16x16;
+  k->attn_accumulate_rows = AttnAccumulateRowsX86<Vec16, float>;
+  k->attn_accumulate_rows_f16 = AttnAccumulateRowsX86<Vec16, std::uint16_t>;
   k->dot[static_cast<int>(TensorType::kQ8_0)] = DotRowsGroup8<Q8_0Group>;
   k->dot[static_cast<int>(TensorType::kQ4_0)] = DotRowsGroup8<Q4_0Group>;
   k->dot[static_cast<int>(TensorType::kQ5_0)] = DotRowsGroup8<Q5_0Group>;

@@ -221,15 +221,19 @@ void AttnAccumulate(int nk, std::int64_t dv, const float* v, std::int64_t ldv, c
   }
 }
 
-void AttnAccumulateRows(int nk, std::int64_t dv, const float* v, std::int64_t ldv, const float* p,
+inline float ValueToFloat(float x) { return x; }
+inline float ValueToFloat(std::uint16_t h) { return Fp16ToFp32(h); }
+
+template <typename T>
+void AttnAccumulateRows(int nk, std::int64_t dv, const T* v, std::int64_t ldv, const float* p,
                         std::int64_t ld, const float* corr, int nq, float* o, std::int64_t ldo) {
   for (int q = 0; q < nq; ++q) {
     float* oq = o + q * ldo;
     for (std::int64_t e = 0; e < dv; ++e) oq[e] *= corr[q];
     for (int j = 0; j < nk; ++j) {
       const float pj = p[j * ld + q];
-      const float* vj = v + j * ldv;
-      for (std::int64_t e = 0; e < dv; ++e) oq[e] += pj * vj[e];
+      const T* vj = v + j * ldv;
+      for (std::int64_t e = 0; e < dv; ++e) oq[e] += pj * ValueToFloat(vj[e]);
     }
   }
 }
@@ -243,7 +247,8 @@ Kernels MakeScalarKernels() {
   k.attn_scores = AttnScores;
   k.attn_softmax = AttnSoftmax;
   k.attn_accumulate = AttnAccumulate;
-  k.attn_accumulate_rows = AttnAccumulateRows;
+  k.attn_accumulate_rows = AttnAccumulateRows<float>;
+  k.attn_accumulate_rows_f16 = AttnAccumulateRows<std::uint16_t>;
   k.dot[static_cast<int>(TensorType::kF32)] = DotF32;
   k.dot[static_cast<int>(TensorType::kF16)] = DotHalf<Fp16ToFp32>;
   k.dot[static_cast<int>(TensorType::kBF16)] = DotHalf<Bf16ToFp32>;

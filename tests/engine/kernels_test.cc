@@ -218,6 +218,7 @@ TEST(Kernels, BestTableIsComplete) {
   EXPECT_NE(k.attn_softmax, nullptr);
   EXPECT_NE(k.attn_accumulate, nullptr);
   EXPECT_NE(k.attn_accumulate_rows, nullptr);
+  EXPECT_NE(k.attn_accumulate_rows_f16, nullptr);
 }
 
 // ---- attention tiles ----
@@ -319,6 +320,41 @@ TEST(AttentionTiles, AccumulateRowsMatchesTransposedAccumulate) {
         for (int q = 0; q < nq; ++q) {
           for (int e = 0; e < dv; ++e) EXPECT_NEAR(o[q * dv + e], ot[e * ld + q], 1e-4);
         }
+      }
+    }
+  }
+}
+
+TEST(AttentionTiles, AccumulateRowsFromF16ValuesEqualsFloatEntryOnConvertedValues) {
+  // A decode row reads an F16 cache's values in place: the same sums as the float entry on the
+  // converted values, bit for bit, with a row stride wider than the values (a head's slice of a
+  // cache row), for query counts around a register block and value widths with a tail.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<const Kernels*> tables = SimdTables();
+  tables.push_back(&ScalarKernels());
+  for (const Kernels* k : tables) {
+    for (int nq : {1, 7, 12, 13, 16}) {
+      for (int dv : {36, 64, 512}) {
+        SCOPED_TRACE(std::string(k->name) + " nq " + std::to_string(nq) + " dv " +
+                     std::to_string(dv));
+        constexpr int kNk = 45, ld = 16;
+        const int ldv = dv + 32;
+        std::vector<std::uint16_t> v16(kNk * ldv);
+        std::vector<float> v(kNk * ldv), p(kNk * ld), corr(ld), o(nq * dv);
+        for (std::size_t i = 0; i < v16.size(); ++i) {
+          v16[i] = Fp32ToFp16(normal(rng));
+          v[i] = Fp16ToFp32(v16[i]);
+        }
+        for (float& x : p) x = std::fabs(normal(rng));
+        for (float& x : corr) x = std::fabs(normal(rng));
+        for (float& x : o) x = normal(rng);
+        std::vector<float> want = o;
+        k->attn_accumulate_rows(kNk, dv, v.data(), ldv, p.data(), ld, corr.data(), nq, want.data(),
+                                dv);
+        k->attn_accumulate_rows_f16(kNk, dv, v16.data(), ldv, p.data(), ld, corr.data(), nq,
+                                    o.data(), dv);
+        EXPECT_EQ(o, want);
       }
     }
   }

@@ -56,13 +56,46 @@ std::size_t LayOut(std::int64_t k_dim, std::int64_t v_dim, int lanes, std::uint8
   return at;
 }
 
+// A lone row's tiles (RunRow): the queries of every cached head, transposed [n_kv][k_dim][ld];
+// tiles of whole cache rows converted to float, keys [kAttnTile][n_kv * k_dim] and values
+// [kAttnTile][n_kv * v_dim]; the scores of one head's group [kAttnTile][ld]; the accumulators as
+// rows [n_kv * group][v_dim]; per cached head and lane the running maximum, sum and correction.
+struct RowScratch {
+  float *qt, *kt, *vt, *s, *ot, *m, *l, *corr;
+  int* lim;
+};
+
+std::size_t LayOutRow(std::int64_t k_dim, std::int64_t v_dim, int n_kv, int group,
+                      std::uint8_t* base, RowScratch* t) {
+  std::size_t at = 0;
+  auto take = [&](std::size_t count) {
+    std::uint8_t* p = base != nullptr ? base + at : nullptr;
+    at += Align64(count * 4);
+    return p;
+  };
+  const std::size_t ld = RoundUp(group, 16), kv = n_kv;
+  float* qt = reinterpret_cast<float*>(take(kv * k_dim * ld));
+  float* kt = reinterpret_cast<float*>(take(kAttnTile * kv * k_dim));
+  float* vt = reinterpret_cast<float*>(take(kAttnTile * kv * v_dim));
+  float* s = reinterpret_cast<float*>(take(kAttnTile * ld));
+  float* ot = reinterpret_cast<float*>(take(kv * group * v_dim));
+  float* m = reinterpret_cast<float*>(take(kv * ld));
+  float* l = reinterpret_cast<float*>(take(kv * ld));
+  float* corr = reinterpret_cast<float*>(take(kv * ld));
+  int* lim = reinterpret_cast<int*>(take(ld));
+  if (t != nullptr) *t = {qt, kt, vt, s, ot, m, l, corr, lim};
+  return at;
+}
+
 }  // namespace
 
 void ReserveAttention(Workspace& ws, std::int64_t k_dim, std::int64_t v_dim, int n_head,
                       int group) {
-  ws.attn_scratch_stride = Align64(LayOut(k_dim, v_dim, MaxLanes(k_dim, group), nullptr, nullptr));
-  ws.attn_scratch.assign(ws.attn_scratch_stride * ws.pool->size(), 0);
   const int n_kv = n_head / group;
+  ws.attn_scratch_stride =
+      Align64(std::max(LayOut(k_dim, v_dim, MaxLanes(k_dim, group), nullptr, nullptr),
+                       LayOutRow(k_dim, v_dim, n_kv, group, nullptr, nullptr)));
+  ws.attn_scratch.assign(ws.attn_scratch_stride * ws.pool->size(), 0);
   ws.attn_split_stride = static_cast<std::size_t>(2 + v_dim) * RoundUp(group, 16);
   ws.attn_split_slots = 2 * kAttnMaxSplits * n_kv;
   ws.attn_split.assign(ws.attn_split_stride * ws.attn_split_slots, 0.0f);
@@ -80,17 +113,118 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
   const int max_lanes = MaxLanes(a.k_dim, a.group);
   const int split_ld = RoundUp(a.group, 16);
 
+  // A lone row (decode) over keys [key0, key1) at cached heads [g, g + n_g): a tile converts
+  // those heads' part of each cache row (whole rows, one contiguous stretch of memory per tile,
+  // when n_g is every head), then each cached head's group of query heads takes its slice, as
+  // the lanes of its tiles. Partial results of a split go to slots task.slot + (head - g).
+  auto run_row = [&](const AttendTask& task, int thread) {
+    RowScratch sc;
+    LayOutRow(a.k_dim, a.v_dim, n_kv, a.group,
+              ws.attn_scratch.data() + thread * ws.attn_scratch_stride, &sc);
+    KvCache& kv = ws.rows[task.row0].session->kv;
+    const int ld = split_ld;
+    // Values converted per cache row: every head's slice (k_off <= k_dim, v_off <= v_dim).
+    const int g0 = task.g, g1 = task.g + task.n_g;
+    const std::int64_t kw = (task.n_g - 1) * a.k_off + a.k_dim;
+    // F16 values are read in place by the accumulate kernel, converted in registers.
+    const bool f16_values = type == TensorType::kF16 && !a.v_in_k;
+    const std::int64_t vw = a.v_in_k || f16_values ? 0 : (task.n_g - 1) * a.v_off + a.v_dim;
+    const std::size_t k_at = KvRowBytes(type, g0 * a.k_off);
+    const std::size_t v_at = KvRowBytes(type, g0 * a.v_off);
+    for (int g = g0; g < g1; ++g) {
+      float* qt = sc.qt + g * a.k_dim * ld;
+      for (int hh = 0; hh < a.group; ++hh) {
+        const float* qv =
+            a.q + task.row0 * a.q_row + static_cast<std::int64_t>(g * a.group + hh) * a.q_head;
+        for (std::int64_t d = 0; d < a.k_dim; ++d) qt[d * ld + hh] = qv[d] * a.scale;
+      }
+      for (int hh = a.group; hh < ld; ++hh) {
+        for (std::int64_t d = 0; d < a.k_dim; ++d) qt[d * ld + hh] = 0;
+      }
+    }
+    std::fill(sc.m, sc.m + n_kv * ld, -INFINITY);
+    std::fill(sc.l, sc.l + n_kv * ld, 0.0f);
+    std::fill(sc.ot, sc.ot + n_kv * a.group * a.v_dim, 0.0f);
+    for (int j0 = task.key0; j0 < task.key1; j0 += kAttnTile) {
+      const int nk = std::min(kAttnTile, task.key1 - j0);
+      for (int j = 0; j < nk; ++j) {
+        to_float(kw, kv.KRow(il, j0 + j) + k_at, sc.kt + j * kw);
+        if (vw > 0) to_float(vw, kv.VRow(il, j0 + j) + v_at, sc.vt + j * vw);
+      }
+      // Every key of the range is at or before the row's position.
+      std::fill(sc.lim, sc.lim + ld, nk);
+      // The next tile's cache rows are asked for in parts between the kernel calls: one burst
+      // of a whole tile's lines would wait on the memory system as the loads themselves do.
+      const int n_next = task.n_g == n_kv ? std::min(kAttnTile, task.key1 - j0 - nk) : 0;
+      const std::size_t next_k = n_next > 0 ? n_next * kv.k_row_bytes : 0;
+      const std::size_t next_v = n_next > 0 && !a.v_in_k ? n_next * kv.v_row_bytes : 0;
+      const int parts = 3 * task.n_g;
+      auto prefetch_part = [&](int part) {
+        const std::size_t total = (next_k + next_v + 63) / 64;
+        for (std::size_t line = total * part / parts; line < total * (part + 1) / parts; ++line) {
+          const std::size_t b = line * 64;
+          __builtin_prefetch(b < next_k ? kv.KRow(il, j0 + nk) + b
+                                        : kv.VRow(il, j0 + nk) + (b - next_k));
+        }
+      };
+      for (int g = g0; g < g1; ++g) {
+        const float* vt = a.v_in_k ? sc.kt + (g - g0) * a.v_off : sc.vt + (g - g0) * a.v_off;
+        const std::int64_t ldv = a.v_in_k ? kw : vw;
+        float *m = sc.m + g * ld, *l = sc.l + g * ld, *corr = sc.corr + g * ld;
+        prefetch_part(3 * (g - g0));
+        k.attn_scores(nk, a.k_dim, sc.kt + (g - g0) * a.k_off, kw, sc.qt + g * a.k_dim * ld,
+                      a.group, ld, sc.s);
+        prefetch_part(3 * (g - g0) + 1);
+        k.attn_softmax(nk, sc.lim, a.group, ld, sc.s, m, l, corr);
+        prefetch_part(3 * (g - g0) + 2);
+        float* ot = sc.ot + g * a.group * a.v_dim;
+        if (f16_values) {
+          const auto* v16 = reinterpret_cast<const std::uint16_t*>(kv.VRow(il, j0)) + g * a.v_off;
+          k.attn_accumulate_rows_f16(nk, a.v_dim, v16,
+                                     static_cast<std::int64_t>(kv.v_row_bytes / 2), sc.s, ld, corr,
+                                     a.group, ot, a.v_dim);
+        } else {
+          k.attn_accumulate_rows(nk, a.v_dim, vt, ldv, sc.s, ld, corr, a.group, ot, a.v_dim);
+        }
+      }
+    }
+    for (int g = g0; g < g1; ++g) {
+      const float* m = sc.m + g * ld;
+      const float* l = sc.l + g * ld;
+      const float* ot = sc.ot + g * a.group * a.v_dim;
+      if (task.slot < 0) {
+        for (int hh = 0; hh < a.group; ++hh) {
+          float* out = a.out + task.row0 * a.out_row +
+                       static_cast<std::int64_t>(g * a.group + hh) * a.out_head;
+          const float inv = 1.0f / l[hh];
+          for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = ot[hh * a.v_dim + e] * inv;
+        }
+      } else {
+        // A split's partial result: [m][l][ot as rows].
+        float* slot = ws.attn_split.data() + (task.slot + g - g0) * ws.attn_split_stride;
+        std::copy(m, m + ld, slot);
+        std::copy(l, l + ld, slot + ld);
+        std::copy(ot, ot + a.group * a.v_dim, slot + 2 * ld);
+      }
+    }
+  };
+
   // One block of rows x one cached head over keys [key0, key1), with the query heads as lanes.
   auto run_task = [&](int t, int thread) {
     const AttendTask& task = ws.attn_tasks[t];
+    if (task.n_g > 0) {
+      run_row(task, thread);
+      return;
+    }
     TileScratch sc;
     LayOut(a.k_dim, a.v_dim, max_lanes, ws.attn_scratch.data() + thread * ws.attn_scratch_stride,
            &sc);
     KvCache& kv = ws.rows[task.row0].session->kv;
     const int n_rows = task.row1 - task.row0;
     const int nq = n_rows * a.group, ld = RoundUp(nq, 16);
-    // A lone row keeps its accumulator as rows [head][v_dim] (values in lanes): its few heads
-    // would fill a fraction of a vector as lanes. Blocks of several rows keep it transposed.
+    // A one-row block (the end of a run) keeps its accumulator as rows [head][v_dim] (values in
+    // lanes): its few heads would fill a fraction of a vector as lanes. Blocks of several rows
+    // keep it transposed.
     const bool rows_layout = n_rows == 1;
     // The queries, scaled and transposed (lane = row in block * group + head in group); padding
     // lanes are zero queries that see every key.
@@ -130,41 +264,35 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
         k.attn_accumulate(nk, a.v_dim, vt, ldv, sc.s, sc.corr, nq, ld, sc.ot);
       }
     }
-    if (task.slot < 0) {
-      for (int r = 0; r < n_rows; ++r) {
-        for (int hh = 0; hh < a.group; ++hh) {
-          const int lane = r * a.group + hh;
-          float* out = a.out + (task.row0 + r) * a.out_row +
-                       static_cast<std::int64_t>(task.g * a.group + hh) * a.out_head;
-          const float inv = 1.0f / sc.l[lane];
-          if (rows_layout) {
-            for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[lane * a.v_dim + e] * inv;
-          } else {
-            for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[e * ld + lane] * inv;
-          }
+    for (int r = 0; r < n_rows; ++r) {
+      for (int hh = 0; hh < a.group; ++hh) {
+        const int lane = r * a.group + hh;
+        float* out = a.out + (task.row0 + r) * a.out_row +
+                     static_cast<std::int64_t>(task.g * a.group + hh) * a.out_head;
+        const float inv = 1.0f / sc.l[lane];
+        if (rows_layout) {
+          for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[lane * a.v_dim + e] * inv;
+        } else {
+          for (std::int64_t e = 0; e < a.v_dim; ++e) out[e] = sc.ot[e * ld + lane] * inv;
         }
       }
-    } else {
-      // A split's partial result (one row, ld == split_ld): [m][l][ot as rows].
-      float* slot = ws.attn_split.data() + task.slot * ws.attn_split_stride;
-      std::copy(sc.m, sc.m + ld, slot);
-      std::copy(sc.l, sc.l + ld, slot + ld);
-      std::copy(sc.ot, sc.ot + a.v_dim * ld, slot + 2 * ld);
     }
   };
 
-  // Combines a row's split partial results in split order: weights exp(m_s - max m).
+  // Combines a row's split partial results in split order: weights exp(m_s - max m). Split s of
+  // cached head g is at slot slot0 + s * n_kv (slot0 = the first split's slot of g).
   auto run_merge = [&](int t, int) {
     const AttendMerge& mg = ws.attn_merges[t];
     const int ld = split_ld;
+    const std::size_t split_stride = n_kv * ws.attn_split_stride;
     const float* slot0 = ws.attn_split.data() + mg.slot0 * ws.attn_split_stride;
     for (int hh = 0; hh < a.group; ++hh) {
       float mx = -INFINITY;
-      for (int s = 0; s < mg.n_split; ++s) mx = std::max(mx, slot0[s * ws.attn_split_stride + hh]);
+      for (int s = 0; s < mg.n_split; ++s) mx = std::max(mx, slot0[s * split_stride + hh]);
       float w[kAttnMaxSplits];
       float sum = 0;
       for (int s = 0; s < mg.n_split; ++s) {
-        const float* slot = slot0 + s * ws.attn_split_stride;
+        const float* slot = slot0 + s * split_stride;
         w[s] = std::exp(slot[hh] - mx);
         sum += slot[ld + hh] * w[s];
       }
@@ -174,7 +302,7 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       for (std::int64_t e = 0; e < a.v_dim; ++e) {
         float o = 0;
         for (int s = 0; s < mg.n_split; ++s) {
-          o += slot0[s * ws.attn_split_stride + 2 * ld + hh * a.v_dim + e] * w[s];
+          o += slot0[s * split_stride + 2 * ld + hh * a.v_dim + e] * w[s];
         }
         out[e] = o * inv;
       }
@@ -200,26 +328,29 @@ void Attend(Workspace& ws, int il, const AttendArgs& a) {
       ++end;
     }
     if (end - i == 1) {
+      // A lone row: tasks over ranges of keys (split-K) at every cached head when its context
+      // is long, merged in range order.
       const int n_keys = ws.rows[i].pos + 1;
       const int n_tiles = (n_keys + kAttnTile - 1) / kAttnTile;
       const int per_split =
           std::max(kAttnSplitTiles, (n_tiles + kAttnMaxSplits - 1) / kAttnMaxSplits);
       const int n_split = (n_tiles + per_split - 1) / per_split;
-      if (n_split > 1) {
-        if (slots_used + n_split * n_kv > ws.attn_split_slots) flush();
-        for (int g = 0; g < n_kv; ++g) {
-          ws.attn_merges.push_back({i, g, n_split, slots_used});
-          for (int s = 0; s < n_split; ++s) {
-            const int key0 = s * per_split * kAttnTile;
-            ws.attn_tasks.push_back({i, i + 1, g, key0,
-                                     std::min(n_keys, key0 + per_split * kAttnTile),
-                                     slots_used + s});
-          }
-          slots_used += n_split;
-        }
+      if (n_split == 1) {
+        // A short context: one task per cached head, so that the threads share them.
+        for (int g = 0; g < n_kv; ++g) ws.attn_tasks.push_back({i, i + 1, g, 0, n_keys, -1, 1});
         i = end;
         continue;
       }
+      if (slots_used + n_split * n_kv > ws.attn_split_slots) flush();
+      for (int g = 0; g < n_kv; ++g) ws.attn_merges.push_back({i, g, n_split, slots_used + g});
+      for (int s = 0; s < n_split; ++s) {
+        const int key0 = s * per_split * kAttnTile;
+        ws.attn_tasks.push_back({i, i + 1, 0, key0, std::min(n_keys, key0 + per_split * kAttnTile),
+                                 slots_used + s * n_kv, n_kv});
+      }
+      slots_used += n_split * n_kv;
+      i = end;
+      continue;
     }
     // The last blocks (the most keys) first, so that the short ones fill in at the end.
     for (int b = i + (end - i - 1) / block_rows * block_rows; b >= i; b -= block_rows) {

@@ -10,7 +10,9 @@
 // the cache is never converted as a whole), computes the tile of scores as a small matrix
 // product, and keeps an online softmax per query (running maximum and sum, the value
 // accumulator rescaled when the maximum rises; keys after a query's position are masked). No
-// score row of the context's length is materialized. A lone row with a long context (decode) is
+// score row of the context's length is materialized. A lone row (decode) takes whole cache rows
+// per tile (every cached head at once: one contiguous stretch of memory),
+// then each cached head's group of query heads attends to its slice; with a long context it is
 // split over key ranges of at least kAttnSplitTiles tiles (split-K): one task per range, then a
 // merge in range order. Blocks and splits depend only on the rows and positions, never on the
 // thread count, so results do not either. The tile arithmetic is the kernel table's
@@ -33,7 +35,8 @@ inline constexpr int kAttnMaxSplits = 32;  // the most split-K ranges per row an
 // Where a query, its cached keys/values and its output are. Query head h of row i is at
 // q + i * q_row + h * q_head (k_dim floats) and reads cached head g = h / group: keys at element
 // g * k_off of each K row (k_dim values), values at element g * v_off of each V row (v_dim values;
-// of the key slice itself when v_in_k, as MLA's latent cache). The output goes to
+// of the key slice itself when v_in_k, as MLA's latent cache), with k_off <= k_dim and
+// v_off <= v_dim (the heads side by side in a row, or one shared slice). The output goes to
 // out + i * out_row + h * out_head (v_dim floats).
 struct AttendArgs {
   const float* q = nullptr;

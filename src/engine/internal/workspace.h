@@ -31,6 +31,7 @@ struct SessionState;
 // key splits of its row, in split order.
 struct AttendTask {
   int row0, row1, g, key0, key1, slot;
+  int n_g = 0;  // > 0: a lone row over cached heads [g, g + n_g) (whole cache rows per tile)
 };
 struct AttendMerge {
   int row, g, n_split, slot0;
