@@ -7,7 +7,9 @@
 //   usage: engine_bench [--dir DIR] [--threads N] [--models qwen05,llama1b] [--types F16,Q8_0,...]
 //                       [--prompt 128] [--gen 32] [--reps 2] [--concurrent 1,2,4]
 //                       [--depth 128,4096] [--kv-type f16|f32|q8_0]
-// Models are generated once into DIR (default build/bench-models) and reused.
+// Models are generated once into DIR (default build/bench-models) and reused; they declare the real
+// models' training context (Qwen2.5-0.5B 32768, Llama-3.2-1B 131072), and a file from before that
+// (context_length 4096) is made again, since the engine refuses a context above it.
 // --concurrent K1,K2,...: instead, aggregate decode tok/s of K streams at once (each after its own
 // prompt of --prompt tokens), two ways in the same run: per-slot (the scheme `airlock serve` had
 // before batching: K sessions, each with threads/K threads (at least 1) and its own thread

@@ -41,7 +41,10 @@ void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Worker threads (0: all cores)")
       ->capture_default_str();
-  cmd->add_option("-c,--ctx", f->ctx, "Context length in tokens (0: min(training context, 4096))")
+  cmd->add_option("-c,--ctx", f->ctx,
+                  "Context length in tokens, up to the model's training context; refused before "
+                  "allocation when its KV cache does not fit the memory available (0: "
+                  "min(training context, 4096))")
       ->capture_default_str();
   AddKvTypeOption(cmd, &f->kv_type);
   cmd->add_option("--system", f->system, "System message");

@@ -165,8 +165,8 @@ Status CheckMemoryFits(const ModelConfig& c, const EngineSetup& setup, int sessi
   if (needed <= available) return {};
   // The largest context whose sessions and buffers fit, in whole 256-token steps when it is that
   // long, and never above the training context.
-  const std::uint64_t per_token =
-      SessionBytes(c, 1, setup.kv_type) - SessionBytes(c, 0, setup.kv_type);
+  const std::uint64_t per_token = std::max<std::uint64_t>(
+      SessionBytes(c, 1, setup.kv_type) - SessionBytes(c, 0, setup.kv_type), 1);
   const std::uint64_t fixed = buffers + SessionBytes(c, 0, setup.kv_type) * sessions;
   std::uint64_t fits = available > fixed ? (available - fixed) / (per_token * sessions) : 0;
   fits = std::min<std::uint64_t>(fits, std::min(c.n_ctx_train, 1 << 20));
@@ -177,13 +177,17 @@ Status CheckMemoryFits(const ModelConfig& c, const EngineSetup& setup, int sessi
                     (sessions > 1 ? " per session x " + std::to_string(sessions) : "");
   if (with_buffers) msg += " and the per-pass buffers " + BytesText(buffers);
   msg += ", " + BytesText(needed) + " in all, and " + BytesText(available) + " are available; ";
+  // A Q8_0 cache holds about twice the tokens of F16, where the model's heads allow it.
+  const bool q8_possible =
+      setup.kv_type != TensorType::kQ8_0 &&
+      (c.moe.mla ? c.moe.kv_lora_rank % kQK == 0 && c.n_rot % kQK == 0 : c.head_dim % kQK == 0);
   if (fits == 0) {
     msg += "no context fits (free memory";
-    msg += setup.kv_type == TensorType::kQ8_0 ? ")" : ", or try --kv-type q8_0)";
+    msg += q8_possible ? ", or try --kv-type q8_0)" : ")";
   } else {
-    msg += "the largest context that fits is " + std::to_string(fits) + " tokens (-c " +
+    msg += "the largest context that fits is " + std::to_string(fits) + " tokens (--ctx " +
            std::to_string(fits) + ")";
-    if (setup.kv_type != TensorType::kQ8_0) msg += ", or more with --kv-type q8_0";
+    if (q8_possible) msg += ", or more with --kv-type q8_0";
   }
   return LimitExceeded(msg);
 }
@@ -204,7 +208,7 @@ Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads,
   if (c.n_ctx_train > 0 && setup.n_ctx > c.n_ctx_train) {
     return InvalidArgument("engine: a context of " + std::to_string(setup.n_ctx) +
                            " tokens is above the model's training context of " +
-                           std::to_string(c.n_ctx_train) + " tokens; use -c " +
+                           std::to_string(c.n_ctx_train) + " tokens; use --ctx " +
                            std::to_string(c.n_ctx_train) + " or less");
   }
   setup.max_rows = std::clamp(max_rows > 0 ? max_rows : 256, 1, 4096);

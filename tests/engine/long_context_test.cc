@@ -110,7 +110,7 @@ TEST(LongContext, ContextAboveTrainingContextIsRefusedBeforeAllocation) {
     EXPECT_NE(s.error().message().find("above the model's training context of 512 tokens"),
               std::string::npos)
         << s.error().message();
-    EXPECT_NE(s.error().message().find("-c 512"), std::string::npos) << s.error().message();
+    EXPECT_NE(s.error().message().find("--ctx 512"), std::string::npos) << s.error().message();
     auto b = Batch::Create(**model, {.n_threads = 1, .n_ctx = n_ctx});
     ASSERT_FALSE(b.has_value());
     EXPECT_EQ(b.error().code(), StatusCode::kInvalidArgument);
@@ -147,9 +147,9 @@ TEST(LongContext, CacheThatDoesNotFitTheMemoryIsRefusedWithTheFigures) {
   EXPECT_NE(msg.find(std::to_string(needed) + " bytes"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::to_string(available) + " bytes"), std::string::npos) << msg;
   EXPECT_NE(msg.find(" x 4"), std::string::npos) << msg;
-  const std::size_t at = msg.find("(-c ");
+  const std::size_t at = msg.find("(--ctx ");
   ASSERT_NE(at, std::string::npos) << msg;
-  const int fits = std::stoi(msg.substr(at + 4));
+  const int fits = std::stoi(msg.substr(at + 7));
   EXPECT_GT(fits, 0);
   EXPECT_EQ(fits % 256, 0);
   // That context fits; 256 tokens more do not.

@@ -129,7 +129,7 @@ TEST(RunCommand, ContextAboveTrainingContextIsRefused) {
                         "' -p 'Once' -n 4 -c 4096 --threads 2 2>&1",
                     &status);
   EXPECT_NE(status, 0) << out;
-  EXPECT_NE(out.find("above the model's training context of 2048 tokens; use -c 2048 or less"),
+  EXPECT_NE(out.find("above the model's training context of 2048 tokens; use --ctx 2048 or less"),
             std::string::npos)
       << out;
 }
