@@ -7,7 +7,9 @@
 //   usage: engine_bench [--dir DIR] [--threads N] [--models qwen05,llama1b] [--types F16,Q8_0,...]
 //                       [--prompt 128] [--gen 32] [--reps 2] [--concurrent 1,2,4]
 //                       [--depth 128,4096] [--kv-type f16|f32|q8_0]
-// Models are generated once into DIR (default build/bench-models) and reused.
+// Models are generated once into DIR (default build/bench-models) and reused; they declare the real
+// models' training context (Qwen2.5-0.5B 32768, Llama-3.2-1B 131072), and a file from before that
+// (context_length 4096) is made again, since the engine refuses a context above it.
 // --concurrent K1,K2,...: instead, aggregate decode tok/s of K streams at once (each after its own
 // prompt of --prompt tokens), two ways in the same run: per-slot (the scheme `airlock serve` had
 // before batching: K sessions, each with threads/K threads (at least 1) and its own thread
@@ -48,13 +50,14 @@ using namespace airlock::bench;  // NOLINT(build/namespaces): the shared bench h
 struct Shape {
   std::string key, arch;
   int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab;
+  int n_ctx_train;  // the real model's context_length (the engine refuses a longer context)
   float rope_base;
   bool qkv_bias;
 };
 
 const Shape kShapes[] = {
-    {"qwen05", "qwen2", 896, 24, 14, 2, 4864, 151936, 1e6f, true},
-    {"llama1b", "llama", 2048, 16, 32, 8, 8192, 128256, 5e5f, false},
+    {"qwen05", "qwen2", 896, 24, 14, 2, 4864, 151936, 32768, 1e6f, true},
+    {"llama1b", "llama", 2048, 16, 32, 8, 8192, 128256, 131072, 5e5f, false},
 };
 
 gguf::Writer::FillFn ConstantF32(float value) {
@@ -93,7 +96,7 @@ Status Generate(const Shape& s, const std::string& ftype, const std::string& pat
   const std::string a = s.arch + ".";
   w.AddString("general.architecture", s.arch);
   w.AddString("general.name", "bench-" + s.key + "-" + ftype);
-  w.AddUint32(a + "context_length", 4096);
+  w.AddUint32(a + "context_length", static_cast<std::uint32_t>(s.n_ctx_train));
   w.AddUint32(a + "embedding_length", s.n_embd);
   w.AddUint32(a + "block_count", s.n_layer);
   w.AddUint32(a + "feed_forward_length", s.n_ff);
@@ -380,7 +383,13 @@ int main(int argc, char** argv) {
     }
     for (const std::string& type : Split(types)) {
       const std::string path = dir + "/" + key + "-" + type + ".gguf";
-      if (!std::filesystem::exists(path)) {
+      // Files from before the real context lengths (4096) are made again.
+      bool fresh = std::filesystem::exists(path);
+      if (fresh) {
+        auto old = engine::Model::Load(path);
+        fresh = old.has_value() && (*old)->config().n_ctx_train == shape->n_ctx_train;
+      }
+      if (!fresh) {
         std::fprintf(stderr, "generating %s...\n", path.c_str());
         Status st = Generate(*shape, type, path);
         if (!st.ok()) {

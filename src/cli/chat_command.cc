@@ -98,7 +98,7 @@ int RunChat(const GenerationFlags& flags) {
     engine::Sampler sampler(flags.sampling, loaded->model->config().n_vocab);
     for (engine::TokenId t : *tokens) sampler.Accept(t);
     const auto t0 = std::chrono::steady_clock::now();
-    auto logits = loaded->session->Eval(fresh);
+    auto logits = EvalPrompt(*loaded, fresh);
     if (!logits) {
       std::fprintf(stderr, "airlock chat: %s\n", logits.error().ToString().c_str());
       return kExitError;

@@ -41,7 +41,10 @@ void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Worker threads (0: all cores)")
       ->capture_default_str();
-  cmd->add_option("-c,--ctx", f->ctx, "Context length in tokens (0: min(training context, 4096))")
+  cmd->add_option("-c,--ctx", f->ctx,
+                  "Context length in tokens, up to the model's training context; refused before "
+                  "allocation when its KV cache does not fit the memory available (0: "
+                  "min(training context, 4096))")
       ->capture_default_str();
   AddKvTypeOption(cmd, &f->kv_type);
   cmd->add_option("--system", f->system, "System message");
@@ -132,6 +135,35 @@ Result<std::vector<engine::TokenId>> EncodeConversation(
                  "sent as plain text\n");
   }
   return engine::EncodeChat(*m.model, *m.tokenizer, messages, no_template);
+}
+
+bool WantPromptProgress(bool stderr_is_terminal, std::size_t prompt_tokens, int chunk) {
+  return stderr_is_terminal && chunk > 0 && prompt_tokens > static_cast<std::size_t>(chunk);
+}
+
+std::string PromptProgressText(std::size_t done, std::size_t total, double seconds) {
+  std::string text = "prompt " + std::to_string(done) + "/" + std::to_string(total) + " tokens";
+  if (seconds > 0) {
+    char rate[32];
+    std::snprintf(rate, sizeof(rate), ", %.0f tok/s", static_cast<double>(done) / seconds);
+    text += rate;
+  }
+  return text;
+}
+
+Result<std::span<const float>> EvalPrompt(LoadedModel& m, std::span<const engine::TokenId> prompt) {
+  if (!WantPromptProgress(::isatty(STDERR_FILENO) == 1, prompt.size(), m.session->max_batch()))
+    return m.session->Eval(prompt);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto draw = [&](std::size_t done, std::size_t total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "\r\033[K%s", PromptProgressText(done, total, s).c_str());
+    std::fflush(stderr);
+  };
+  auto logits = m.session->Eval(prompt, /*all_logits=*/false, draw);
+  std::fprintf(stderr, "\r\033[K");  // cleared: the reply starts on a clean line
+  std::fflush(stderr);
+  return logits;
 }
 
 Result<ReplyStats> StreamReply(LoadedModel& m, engine::Sampler& sampler,

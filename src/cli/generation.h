@@ -71,6 +71,18 @@ Result<core::PinnedFile> OpenCheckedModel(const std::string& model_path,
 Result<std::vector<engine::TokenId>> EncodeConversation(
     const LoadedModel& m, const std::vector<core::ChatMessage>& messages, bool no_template);
 
+// Whether a prompt of `prompt_tokens` gets a progress line: only when stderr is a terminal (never
+// in CI logs or pipes) and the prompt takes more than one forward pass of `chunk` tokens.
+bool WantPromptProgress(bool stderr_is_terminal, std::size_t prompt_tokens, int chunk);
+// "prompt 2048/4096 tokens, 410 tok/s" (no rate before any time has passed).
+std::string PromptProgressText(std::size_t done, std::size_t total, double seconds);
+
+// Evaluates `prompt` at the session's position (in chunks of its max_batch) and returns the last
+// token's logits. With WantPromptProgress(stderr is a TTY, ...) it draws PromptProgressText on
+// stderr after each chunk, in place, and clears it at the end; stdout is never written.
+// Errors: those of Session::Eval.
+Result<std::span<const float>> EvalPrompt(LoadedModel& m, std::span<const engine::TokenId> prompt);
+
 struct ReplyStats {
   int generated = 0;
   double seconds = 0;

@@ -73,7 +73,7 @@ int RunGenerate(const RunArgs& a) {
     }
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto logits = loaded->session->Eval(*prompt);
+  auto logits = EvalPrompt(*loaded, *prompt);
   if (!logits) {
     std::fprintf(stderr, "airlock run: %s\n", logits.error().ToString().c_str());
     return kExitError;

@@ -254,7 +254,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "[[local_models]] require_signature key takes precedence; default: [server] "
       "require_signature)");
   AddKvTypeOption(cmd, &args->kv_type);
-  cmd->add_option("--ctx", args->ctx, "Context per slot (0: min(training context, 4096))")
+  cmd->add_option("--ctx", args->ctx,
+                  "Context per slot, up to the model's training context; refused at start when "
+                  "the slots' KV caches do not fit the memory available (0: min(training "
+                  "context, 4096))")
       ->capture_default_str();
   cmd->add_option("--alias", args->aliases, "Name to serve each local model under");
   cmd->add_option("-c,--config", args->config, "Policy file (TOML)");

@@ -22,7 +22,8 @@ Result<std::unique_ptr<Batch>> Batch::Create(const Model& model, const BatchOpti
   AIRLOCK_ASSIGN_OR_RETURN(
       const internal::EngineSetup setup,
       internal::ResolveSetup(model.config(), options.n_ctx, options.n_threads, options.max_rows,
-                             options.kernels, options.exact_math, options.kv_type, "batch"));
+                             options.kernels, options.exact_math, options.kv_type, options.sessions,
+                             "batch"));
   const int n_ctx = setup.n_ctx;
   AIRLOCK_ASSIGN_OR_RETURN(
       auto ws, internal::Workspace::Create(model, *setup.kernels, setup.threads, setup.max_rows,

@@ -30,6 +30,10 @@ struct BatchOptions {
   bool exact_math = false;  // as SessionOptions::exact_math
   const Kernels* kernels = nullptr;          // as SessionOptions::kernels
   KvCacheType kv_type = KvCacheType::kAuto;  // as SessionOptions::kv_type, for every session
+  // Sessions of n_ctx tokens it will hold: Create refuses, before allocating anything, when their
+  // KV caches and the step buffers do not fit the memory available (each NewSession checks its
+  // own cache again).
+  int sessions = 1;
 };
 
 struct BatchItem {
@@ -43,7 +47,9 @@ struct BatchItem {
 
 class Batch {
  public:
-  // Errors: kInvalidArgument (bad options), kLimitExceeded (memory), kInternal (threads).
+  // Errors: kInvalidArgument (bad options, n_ctx above the training context), kLimitExceeded
+  // (`sessions` caches and the buffers need more memory than is available; the message names
+  // the bytes and the largest n_ctx that fits), kInternal (threads).
   static Result<std::unique_ptr<Batch>> Create(const Model& model,
                                                const BatchOptions& options = {});
   ~Batch();
@@ -52,7 +58,7 @@ class Batch {
 
   // A session that runs on this batch's threads and buffers, with `n_ctx` tokens of context
   // (0: the batch's n_ctx). Errors: kInvalidArgument (n_ctx negative or above the batch's),
-  // kLimitExceeded (memory).
+  // kLimitExceeded (its cache needs more memory than is available, or allocation fails).
   Result<std::unique_ptr<Session>> NewSession(int n_ctx = 0);
 
   // Runs every item's tokens in one forward pass, advances each session's position by its token

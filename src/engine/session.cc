@@ -49,7 +49,8 @@ Result<std::unique_ptr<Session>> Session::Create(const Model& model,
   AIRLOCK_ASSIGN_OR_RETURN(
       const internal::EngineSetup setup,
       internal::ResolveSetup(model.config(), options.n_ctx, options.n_threads, options.max_batch,
-                             options.kernels, options.exact_math, options.kv_type, "session"));
+                             options.kernels, options.exact_math, options.kv_type, /*sessions=*/1,
+                             "session"));
   const int n_ctx = setup.n_ctx;
   AIRLOCK_ASSIGN_OR_RETURN(
       auto ws, internal::Workspace::Create(model, *setup.kernels, setup.threads, setup.max_rows,
@@ -61,8 +62,9 @@ Result<std::unique_ptr<Session>> Session::Create(const Model& model,
   return session;
 }
 
-Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> tokens,
-                                             bool all_logits) {
+Result<std::span<const float>> Session::Eval(
+    std::span<const std::int32_t> tokens, bool all_logits,
+    const std::function<void(std::size_t done, std::size_t total)>& progress) {
   internal::SessionState& s = *s_;
   internal::Workspace& ws = *s.ws;
   if (tokens.empty()) return InvalidArgument("engine: Eval needs at least one token");
@@ -99,6 +101,7 @@ Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> token
     if (out != nullptr && !all_logits) ws.out_rows.push_back(n - 1);
     ws.Forward(out);
     s.pos += n;
+    if (progress) progress(start + n, tokens.size());
   }
   if (all_logits) return std::span<const float>(s.all_logits);
   return std::span<const float>(s.logits);
@@ -107,6 +110,7 @@ Result<std::span<const float>> Session::Eval(std::span<const std::int32_t> token
 int Session::position() const { return s_->pos; }
 int Session::n_ctx() const { return s_->n_ctx; }
 int Session::n_threads() const { return s_->ws->pool->size(); }
+int Session::max_batch() const { return s_->ws->max_rows; }
 void Session::Rewind(int position) { s_->pos = std::clamp(position, 0, s_->pos); }
 const char* Session::kernel_name() const { return s_->ws->k->name; }
 KvCacheType Session::kv_type() const {

@@ -6,7 +6,9 @@
 // can also advance together in one forward pass (engine/batch.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -33,7 +35,7 @@ std::optional<KvCacheType> ParseKvCacheType(std::string_view name);
 std::uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvCacheType type);
 
 struct SessionOptions {
-  int n_ctx = 0;        // context length in tokens; 0: min(training context, 4096)
+  int n_ctx = 0;        // context length in tokens, up to the training context; 0: min(that, 4096)
   int n_threads = 0;    // 0: hardware concurrency
   int max_batch = 256;  // prompt tokens per forward pass
   // Dequantize-then-float32 math instead of 8-bit activations: slower; matches llama.cpp's
@@ -54,9 +56,11 @@ class Batch;
 class Session {
  public:
   // Errors: kInvalidArgument (bad options: a negative n_ctx/n_threads/max_batch, n_ctx above the
-  // limit, a Q8_0 cache the model's heads do not fit), kLimitExceeded (the KV cache would exceed
-  // 64 GiB, or memory for the cache or the per-pass buffers cannot be allocated), kInternal (the
-  // worker threads cannot be started).
+  // model's training context (the engine applies only the rope scaling the file declares) or 1M,
+  // a Q8_0 cache the model's heads do not fit), kLimitExceeded (the KV cache would exceed 64 GiB,
+  // or the cache and the per-pass buffers need more than the memory available now, checked
+  // before allocating: the message names the bytes needed and available and the largest context
+  // that fits), kInternal (the worker threads cannot be started).
   static Result<std::unique_ptr<Session>> Create(const Model& model,
                                                  const SessionOptions& options = {});
   ~Session();
@@ -64,13 +68,17 @@ class Session {
   // Runs `tokens` at positions position()..position()+n-1. Returns the logits of the last token
   // (n_vocab floats), or of every token (n * n_vocab, row per token) when `all_logits`. The span
   // is valid until the next Eval. Errors: kInvalidArgument (empty input, a token id outside the
-  // vocabulary), kLimitExceeded (the context is full).
-  Result<std::span<const float>> Eval(std::span<const std::int32_t> tokens,
-                                      bool all_logits = false);
+  // vocabulary), kLimitExceeded (the context is full). `progress`, when set, is called after
+  // each forward pass of max_batch tokens with the tokens of `tokens` done so far (for a
+  // prompt-progress line; it must not use this session).
+  Result<std::span<const float>> Eval(
+      std::span<const std::int32_t> tokens, bool all_logits = false,
+      const std::function<void(std::size_t done, std::size_t total)>& progress = {});
 
   int position() const;
   int n_ctx() const;
   int n_threads() const;
+  int max_batch() const;  // tokens per forward pass
   // Forgets tokens at positions >= `position` (0 clears the context).
   void Rewind(int position);
   const char* kernel_name() const;

@@ -3,12 +3,15 @@
 #include "engine/internal/workspace.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <new>
+#include <string>
 #include <system_error>
 #include <thread>
 
 #include "core/bytes.h"
+#include "core/memory.h"
 #include "engine/blocks/attention.h"
 #include "engine/blocks/norm.h"
 
@@ -73,9 +76,125 @@ Status CheckKvCacheSize(const ModelConfig& c, int n_ctx, TensorType kv_type) {
   return {};
 }
 
+namespace {
+
+std::uint64_t RoundUp(std::uint64_t x, std::uint64_t m) { return (x + m - 1) / m * m; }
+
+// "402653184 bytes (384.0 MiB)".
+std::string BytesText(std::uint64_t bytes) {
+  char mib[48];
+  std::snprintf(mib, sizeof(mib), " (%.1f MiB)", static_cast<double>(bytes) / (1 << 20));
+  return std::to_string(bytes) + " bytes" + mib;
+}
+
+const char* KvTypeText(TensorType t) {
+  return t == TensorType::kF32 ? "f32" : t == TensorType::kQ8_0 ? "q8_0" : "f16";
+}
+
+}  // namespace
+
+std::uint64_t SessionBytes(const ModelConfig& c, int n_ctx, TensorType kv_type) {
+  const KvShape shape = KvShapeOf(c);
+  const std::uint64_t row = KvRowBytes(kv_type, shape.k_width) + KvRowBytes(kv_type, shape.v_width);
+  return static_cast<std::uint64_t>(c.n_layer) * std::max(n_ctx, 0) * row +
+         std::uint64_t{4} * c.n_vocab;
+}
+
+std::uint64_t PassBufferBytes(const ModelConfig& c, int max_rows, int threads) {
+  // The same widths as Workspace::Create below.
+  const ExpertConfig& m = c.moe;
+  const std::uint64_t d = c.n_embd, b = std::max(max_rows, 1), H = c.n_head;
+  const std::uint64_t q_dim = H * c.head_dim;
+  const std::uint64_t kv_dim = static_cast<std::uint64_t>(c.n_head_kv) * c.head_dim;
+  const std::uint64_t attn_dim = m.mla ? H * m.v_head_dim : q_dim;
+  const std::uint64_t ff = std::max(c.n_ff, m.n_ff_shexp);
+  const std::uint64_t K = m.n_expert_used;
+  const std::uint64_t kvr = static_cast<std::uint64_t>(m.kv_lora_rank) + c.n_rot;
+  std::uint64_t floats = b * (3 * d + q_dim + attn_dim + 2 * ff + c.n_rot);  // + rope cos/sin
+  std::uint64_t max_cols = std::max<std::uint64_t>({d, q_dim, attn_dim, ff});
+  std::uint64_t act_rows = b, k_dim = c.head_dim, v_dim = c.head_dim, group = 1, n_kv = 1;
+  if (m.mla) {
+    floats += b * (m.q_lora_rank + kvr + H * m.qk_nope + H * kvr + H * m.kv_lora_rank);
+    max_cols = std::max<std::uint64_t>({max_cols, std::uint64_t(m.kv_lora_rank),
+                                        std::uint64_t(m.q_lora_rank), std::uint64_t(m.qk_nope)});
+    act_rows = b * H;
+    k_dim = kvr;
+    v_dim = m.kv_lora_rank;
+    group = H;
+  } else {
+    floats += 2 * b * kv_dim;
+    n_kv = std::max(c.n_head_kv, 1);
+    group = H / n_kv;
+  }
+  std::uint64_t bytes = 0;
+  if (m.n_expert > 0) {
+    floats += b * m.n_expert + 2 * m.n_expert + m.n_group + b * K * (2 * d + 2 * m.n_ff_exp);
+    bytes += 4 * (3 * b * K + m.n_expert + 2);  // choice, choice_weight, order, expert_start
+    max_cols = std::max<std::uint64_t>(max_cols, m.n_ff_exp);
+    act_rows = std::max(act_rows, b * K);
+  }
+  bytes += 4 * floats;
+  // The activation buffers keep every format of their widest rows (ActivationBuffer::Reserve).
+  const std::uint64_t act_cols = RoundUp(max_cols, kQKK);
+  for (int f = 0; f < kActFormatCount; ++f) {
+    const std::uint64_t row = ActRowBytes(static_cast<ActFormat>(f), act_cols);
+    bytes += act_rows * row;
+    if (m.n_expert > 0)
+      bytes += b * K * ActRowBytes(static_cast<ActFormat>(f), RoundUp(m.n_ff_exp, kQKK));
+  }
+  // Attention (blocks/attention.cc): per thread a tile set of at most `lanes` query lanes
+  // (transposed queries, a tile of keys and values, scores, the accumulator, five per-lane
+  // vectors, each 64-byte aligned), the split-K partial results and the task lists.
+  const std::uint64_t lanes = RoundUp(std::max<std::uint64_t>(128, group), 16), tile = 64;
+  const std::uint64_t tile_floats =
+      k_dim * lanes + tile * k_dim + tile * v_dim + tile * lanes + v_dim * lanes + 5 * lanes;
+  bytes += std::uint64_t(std::max(threads, 1)) * (4 * tile_floats + 10 * 64);
+  const std::uint64_t split_slots = 2 * 32 * n_kv;
+  bytes += 4 * (2 + v_dim) * RoundUp(group, 16) * split_slots;
+  bytes += sizeof(AttendTask) * (b * n_kv + split_slots) + sizeof(AttendMerge) * split_slots;
+  return bytes;
+}
+
+Status CheckMemoryFits(const ModelConfig& c, const EngineSetup& setup, int sessions,
+                       bool with_buffers, std::uint64_t available) {
+  sessions = std::max(sessions, 1);
+  const std::uint64_t per_session = SessionBytes(c, setup.n_ctx, setup.kv_type);
+  const std::uint64_t buffers =
+      with_buffers ? PassBufferBytes(c, setup.max_rows, setup.threads) : 0;
+  const std::uint64_t needed = per_session * sessions + buffers;  // checked by CheckKvCacheSize
+  if (needed <= available) return {};
+  // The largest context whose sessions and buffers fit, in whole 256-token steps when it is that
+  // long, and never above the training context.
+  const std::uint64_t per_token = std::max<std::uint64_t>(
+      SessionBytes(c, 1, setup.kv_type) - SessionBytes(c, 0, setup.kv_type), 1);
+  const std::uint64_t fixed = buffers + SessionBytes(c, 0, setup.kv_type) * sessions;
+  std::uint64_t fits = available > fixed ? (available - fixed) / (per_token * sessions) : 0;
+  fits = std::min<std::uint64_t>(fits, std::min(c.n_ctx_train, 1 << 20));
+  if (fits >= 512) fits = fits / 256 * 256;
+  std::string msg = "engine: not enough memory for a context of " + std::to_string(setup.n_ctx) +
+                    " tokens: the " + KvTypeText(setup.kv_type) + " KV cache needs " +
+                    BytesText(per_session) +
+                    (sessions > 1 ? " per session x " + std::to_string(sessions) : "");
+  if (with_buffers) msg += " and the per-pass buffers " + BytesText(buffers);
+  msg += ", " + BytesText(needed) + " in all, and " + BytesText(available) + " are available; ";
+  // A Q8_0 cache holds about twice the tokens of F16, where the model's heads allow it.
+  const bool q8_possible =
+      setup.kv_type != TensorType::kQ8_0 &&
+      (c.moe.mla ? c.moe.kv_lora_rank % kQK == 0 && c.n_rot % kQK == 0 : c.head_dim % kQK == 0);
+  if (fits == 0) {
+    msg += "no context fits (free memory";
+    msg += q8_possible ? ", or try --kv-type q8_0)" : ")";
+  } else {
+    msg += "the largest context that fits is " + std::to_string(fits) + " tokens (--ctx " +
+           std::to_string(fits) + ")";
+    if (q8_possible) msg += ", or more with --kv-type q8_0";
+  }
+  return LimitExceeded(msg);
+}
+
 Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads, int max_rows,
                                  const Kernels* kernels, bool exact_math, KvCacheType kv_type,
-                                 const char* what) {
+                                 int sessions, const char* what) {
   if (n_ctx < 0 || n_threads < 0 || max_rows < 0) {
     return InvalidArgument(std::string("engine: bad ") + what + " options: negative value");
   }
@@ -83,6 +202,14 @@ Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads,
   setup.n_ctx = n_ctx > 0 ? n_ctx : std::min(c.n_ctx_train, 4096);
   if (setup.n_ctx > (1 << 20)) {
     return InvalidArgument(std::string("engine: bad ") + what + " options: n_ctx above 1M");
+  }
+  // Positions past the training context are untrained: the engine applies only the rope scaling
+  // the file declares (whose context_length already counts it), so it refuses them.
+  if (c.n_ctx_train > 0 && setup.n_ctx > c.n_ctx_train) {
+    return InvalidArgument("engine: a context of " + std::to_string(setup.n_ctx) +
+                           " tokens is above the model's training context of " +
+                           std::to_string(c.n_ctx_train) + " tokens; use --ctx " +
+                           std::to_string(c.n_ctx_train) + " or less");
   }
   setup.max_rows = std::clamp(max_rows > 0 ? max_rows : 256, 1, 4096);
   setup.threads = n_threads > 0
@@ -104,8 +231,11 @@ Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads,
     }
   }
   // Check the cache size before allocating the workspace (SessionState::Create checks again for
-  // each session's own n_ctx).
+  // each session's own n_ctx), then that the caches and the buffers fit the memory available.
   AIRLOCK_TRY(CheckKvCacheSize(c, setup.n_ctx, setup.kv_type));
+  sessions = std::clamp(sessions, 1, 4096);
+  AIRLOCK_TRY(
+      CheckMemoryFits(c, setup, sessions, /*with_buffers=*/true, core::AvailableMemoryBytes()));
   return setup;
 }
 
@@ -192,6 +322,42 @@ Result<std::unique_ptr<Workspace>> Workspace::Create(const Model& model, const K
   return ws;
 }
 
+std::uint64_t Workspace::AllocatedBytes() const {
+  std::uint64_t bytes = 0;
+  for (const std::vector<float>* v : {&x,
+                                      &xn,
+                                      &tmp,
+                                      &q,
+                                      &k_new,
+                                      &v_new,
+                                      &attn,
+                                      &gate,
+                                      &up,
+                                      &q_lora,
+                                      &kv_lat,
+                                      &q_nope,
+                                      &q_abs,
+                                      &lat,
+                                      &router_logits,
+                                      &route_scratch,
+                                      &choice_weight,
+                                      &moe_in,
+                                      &moe_h,
+                                      &moe_up,
+                                      &moe_out,
+                                      &rope_cos,
+                                      &rope_sin,
+                                      &attn_split}) {
+    bytes += v->capacity() * sizeof(float);
+  }
+  for (const std::vector<int>* v : {&choice, &order, &expert_start})
+    bytes += v->capacity() * sizeof(int);
+  bytes += attn_scratch.capacity() + act.reserved_bytes() + act2.reserved_bytes();
+  bytes +=
+      attn_tasks.capacity() * sizeof(AttendTask) + attn_merges.capacity() * sizeof(AttendMerge);
+  return bytes;
+}
+
 void Workspace::Forward(float* logits_out) {
   const std::int64_t d = c->n_embd;
   const int n = this->n();
@@ -226,6 +392,10 @@ Result<std::unique_ptr<SessionState>> SessionState::Create(const Model& model,
   s->c = &c;
   s->n_ctx = n_ctx;
   AIRLOCK_TRY(CheckKvCacheSize(c, n_ctx, ws->kv_type));  // so the products below cannot overflow
+  EngineSetup one;
+  one.n_ctx = n_ctx;
+  one.kv_type = ws->kv_type;
+  AIRLOCK_TRY(CheckMemoryFits(c, one, 1, /*with_buffers=*/false, core::AvailableMemoryBytes()));
   KvCache& kv = s->kv;
   const KvShape shape = KvShapeOf(c);
   kv.type = ws->kv_type;

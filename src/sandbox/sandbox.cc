@@ -76,7 +76,9 @@ std::uint64_t HandledFs(int abi) {
 
 // Read-only system paths a running process may still open after start-up: libraries loaded late
 // (libgcc_s for unwinding, NSS, gconv), locale and timezone data, ICU data when it is a file, the
-// OpenSSL configuration read on first use, CPU topology for the thread count, its own /proc.
+// OpenSSL configuration read on first use, CPU topology for the thread count, its own /proc, the
+// memory headroom (core::AvailableMemoryBytes: MemAvailable and the cgroup v2 limit and usage,
+// checked before a KV cache is allocated).
 const char* const kSystemReadPaths[] = {
     "/usr/lib",
     "/lib",
@@ -92,6 +94,8 @@ const char* const kSystemReadPaths[] = {
     "/proc/self",
     "/proc/cpuinfo",
     "/proc/meminfo",
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory.current",
     "/sys/devices/system/cpu",
 };
 

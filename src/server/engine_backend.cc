@@ -118,6 +118,9 @@ class EngineBackend : public ModelBackend {
     bo.max_rows = std::max(kStepRows, slots);
     for (int l = 0; l < lanes; ++l) {
       auto lane = std::make_unique<Lane>();
+      // The memory check before allocating counts every slot's cache: all of them in the one
+      // batched lane; per slot, the caches of this lane and the ones still to come.
+      bo.sessions = o.batched ? slots : slots - l;
       AIRLOCK_ASSIGN_OR_RETURN(lane->batch, engine::Batch::Create(*model_, bo));
       const int n = o.batched ? slots : 1;
       for (int i = 0; i < n; ++i) {
@@ -129,6 +132,10 @@ class EngineBackend : public ModelBackend {
       lane->item_slot.reserve(n);
       lane->ready.assign(n, 0);
       n_ctx_ = lane->batch->n_ctx();
+      for (const auto& slot : lane->slots) {
+        kv_cache_.bytes += slot->session->kv_cache_bytes();
+        kv_cache_.type = engine::KvCacheTypeName(slot->session->kv_type());
+      }
       lanes_.push_back(std::move(lane));
     }
     for (auto& lane : lanes_) {
@@ -144,6 +151,7 @@ class EngineBackend : public ModelBackend {
   std::string Name() const override { return name_; }
   engine::ToolCallSyntax ToolSyntax() const override { return tool_syntax_; }
   engine::ReasoningMarkers ReasoningTags() const override { return reasoning_tags_; }
+  KvCacheInfo KvCache() const override { return kv_cache_; }
 
   std::int64_t CountTokens(std::string_view text) const override {
     return static_cast<std::int64_t>(
@@ -479,6 +487,7 @@ class EngineBackend : public ModelBackend {
   engine::ReasoningMarkers reasoning_tags_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   int n_ctx_ = 0;
+  KvCacheInfo kv_cache_;  // set by Start, then read-only
   std::mutex mu_;
   std::condition_variable work_cv_;  // the scheduler waits for requests
   std::condition_variable out_cv_;   // request threads wait for tokens

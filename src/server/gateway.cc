@@ -173,6 +173,7 @@ void Gateway::Impl::HandleRequest(const HttpRequest& req, HttpResponse& res) {
       if (!Authenticate(req, res, st)) return;
     }
     std::string out = metrics.Render();
+    out += RenderKvCacheGauge(options.local_backends);
     if (checkpoint_publisher) {
       out +=
           "# HELP airlock_audit_checkpoints_unpublished Audit checkpoints waiting for the shared "

@@ -64,6 +64,13 @@ struct GenerateResult {
   std::vector<TokenLogprob> logprobs;  // with GenerateRequest::logprobs: one per generated token
 };
 
+// The KV cache a local model holds, for /metrics: the bytes allocated for all its slots and the
+// element type ("f32", "f16", "q8_0"). bytes 0: none (not a local model, or not reported).
+struct KvCacheInfo {
+  std::uint64_t bytes = 0;
+  std::string type;
+};
+
 class ModelBackend {
  public:
   virtual ~ModelBackend() = default;
@@ -78,6 +85,8 @@ class ModelBackend {
   // the output at exactly these. Empty (none known): at <think> in any letter case, as for an
   // upstream.
   virtual engine::ReasoningMarkers ReasoningTags() const { return {}; }
+  // The KV cache it allocated (local models; see KvCacheInfo).
+  virtual KvCacheInfo KvCache() const { return {}; }
   // Generates a completion. `on_text` receives decoded text pieces as they are produced (chat
   // templates applied by the backend; <think> reasoning included verbatim; with tools_json,
   // special tokens rendered) and returns false to stop early. Generation also stops when `cancel`

@@ -121,7 +121,9 @@ int RunModelWorker(int fd, const std::string& gguf_path, int model_fd,
            {"protocol", internal::kWorkerProtocolVersion},
            {"tool_syntax", engine::ToolCallSyntaxName(backend->ToolSyntax())},
            {"think_open", backend->ReasoningTags().open},
-           {"think_close", backend->ReasoningTags().close}})))
+           {"think_close", backend->ReasoningTags().close},
+           {"kv_cache_bytes", backend->KvCache().bytes},
+           {"kv_type", backend->KvCache().type}})))
     return 0;
 
   struct InFlight {

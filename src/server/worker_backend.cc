@@ -126,6 +126,10 @@ class WorkerBackend : public ModelBackend {
     std::lock_guard lock(markers_mu_);
     return think_markers_;
   }
+  KvCacheInfo KvCache() const override {
+    std::lock_guard lock(markers_mu_);
+    return kv_cache_;
+  }
 
   std::int64_t CountTokens(std::string_view text) const override {
     // Not on any request path of the gateway (the worker reports usage with each result); kept
@@ -453,6 +457,7 @@ class WorkerBackend : public ModelBackend {
       {
         std::lock_guard markers_lock(markers_mu_);
         think_markers_ = m.think_markers;
+        kv_cache_ = m.kv_cache;
       }
       w.state_cv.notify_all();
       return "";
@@ -499,7 +504,8 @@ class WorkerBackend : public ModelBackend {
   std::atomic<engine::ToolCallSyntax> tool_syntax_{engine::ToolCallSyntax::kNone};
   mutable std::mutex markers_mu_;
   engine::ReasoningMarkers think_markers_;
-  std::thread reader_;  // the current worker's reader (under start_mu_)
+  KvCacheInfo kv_cache_;  // as the current worker's hello reported it (guarded by markers_mu_)
+  std::thread reader_;    // the current worker's reader (under start_mu_)
 };
 
 }  // namespace

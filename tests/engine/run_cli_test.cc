@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli/generation.h"
 #include "core/file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
@@ -116,6 +117,61 @@ TEST(RunCommand, UsesTheModelsChatTemplate) {
                     &status);
   EXPECT_EQ(status, 0) << raw;
   EXPECT_NE(raw.find("upon a time"), std::string::npos) << raw;
+}
+
+// A -c above the model's training context (stories260K: 2048) is refused before a cache is
+// allocated, with the limit in the message.
+TEST(RunCommand, ContextAboveTrainingContextIsRefused) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
+  int status = -1;
+  const std::string out =
+      RunAndCapture(std::string(AIRLOCK_EXE) + " run '" + (fixtures / "stories260K.gguf").string() +
+                        "' -p 'Once' -n 4 -c 4096 --threads 2 2>&1",
+                    &status);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_NE(out.find("above the model's training context of 2048 tokens; use --ctx 2048 or less"),
+            std::string::npos)
+      << out;
+}
+
+TEST(PromptProgress, OnlyOnATerminalAndForPromptsLongerThanAChunk) {
+  using airlock::cli::WantPromptProgress;
+  EXPECT_TRUE(WantPromptProgress(true, 257, 256));
+  EXPECT_TRUE(WantPromptProgress(true, 4096, 256));
+  EXPECT_FALSE(WantPromptProgress(true, 256, 256));  // one forward pass: nothing to follow
+  EXPECT_FALSE(WantPromptProgress(true, 12, 256));
+  EXPECT_FALSE(WantPromptProgress(false, 4096, 256));  // CI logs, pipes
+  EXPECT_FALSE(WantPromptProgress(true, 4096, 0));
+}
+
+TEST(PromptProgress, LineNamesTokensAndRate) {
+  using airlock::cli::PromptProgressText;
+  EXPECT_EQ(PromptProgressText(2048, 4096, 5.0), "prompt 2048/4096 tokens, 410 tok/s");
+  EXPECT_EQ(PromptProgressText(256, 600, 0), "prompt 256/600 tokens");
+}
+
+// A prompt of several chunks: the progress line goes to stderr on a terminal (a pseudo-terminal
+// from script(1)), drawn in place and cleared, and never appears when stderr is a pipe or a file.
+TEST(RunCommand, LongPromptShowsProgressOnlyOnATerminal) {
+  AIRLOCK_FIXTURES_OR_SKIP(fixtures, "gguf-models");
+  std::string prompt;
+  for (int i = 0; i < 80; ++i) prompt += "Once upon a time there was a little girl. ";
+  const std::string run = std::string(AIRLOCK_EXE) + " run '" +
+                          (fixtures / "stories260K.gguf").string() + "' -p '" + prompt +
+                          "' -n 2 --temp 0 --threads 2";
+  int status = -1;
+  const std::string piped = RunAndCapture(run + " 2>&1", &status);
+  EXPECT_EQ(status, 0) << piped;
+  EXPECT_EQ(piped.find("prompt 256/"), std::string::npos) << piped;
+  EXPECT_EQ(piped.find('\r'), std::string::npos);
+  if (RunAndCapture("command -v script", &status).empty() || status != 0)
+    GTEST_SKIP() << "script(1) not found: the terminal half of this test needs it";
+  // stdout to /dev/null: what script records is stderr on the pseudo-terminal.
+  const std::string tty = RunAndCapture(
+      "script -qec " + airlock::testing::Quote(run + " >/dev/null") + " /dev/null", &status);
+  EXPECT_EQ(status, 0) << tty;
+  EXPECT_NE(tty.find("\r\033[Kprompt 256/"), std::string::npos) << tty;
+  EXPECT_NE(tty.find(" tok/s\r\033[K"), std::string::npos) << tty;  // cleared at the end
 }
 
 TEST(RunCommand, RefusesANonModelFile) {

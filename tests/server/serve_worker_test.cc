@@ -166,6 +166,36 @@ TEST_F(ServeWorkerTest, ChatCompletionRunsInTheWorkerNotTheGateway) {
   EXPECT_NE(cmdline.find("__model-worker"), std::string::npos);
 }
 
+// /metrics reports each local model's KV cache: the bytes allocated for all its slots and the
+// cache type, as the worker reports them in its hello (and as the in-process engine holds them).
+// stories260K: 5 layers, K and V rows of 4 KV heads x 8 values per position.
+TEST_F(ServeWorkerTest, MetricsReportTheKvCacheOfEachLocalModel) {
+  const struct {
+    std::vector<std::string> args;
+    std::string gauge;
+  } cases[] = {
+      // 2 slots x 256 positions x 5 layers x (64 + 64) bytes (F16, the default)
+      {{"--slots", "2"},
+       "airlock_engine_kv_cache_bytes{model=\"stories260K\",kv_type=\"f16\"} 327680\n"},
+      // 3 slots x 256 x 5 x (128 + 128) bytes (F32), in the gateway's own process
+      {{"--slots", "3", "--kv-type", "f32", "--in-process-models"},
+       "airlock_engine_kv_cache_bytes{model=\"stories260K\",kv_type=\"f32\"} 983040\n"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.gauge);
+    Serve serve(model_, config_, log_, {}, c.args);
+    ASSERT_GT(serve.port(), 0) << serve.first_line() << Log();
+    httplib::Client client("127.0.0.1", serve.port());
+    client.set_read_timeout(60, 0);
+    auto metrics = client.Get("/metrics", {{"Authorization", "Bearer " + key_}});
+    ASSERT_TRUE(metrics) << Log();
+    ASSERT_EQ(metrics->status, 200) << metrics->body;
+    EXPECT_NE(metrics->body.find("# TYPE airlock_engine_kv_cache_bytes gauge\n"),
+              std::string::npos);
+    EXPECT_NE(metrics->body.find("\n" + c.gauge), std::string::npos) << metrics->body;
+  }
+}
+
 // Attack: code running in the worker (a parser bug exploited by the model file) looks for the
 // gateway's secrets. The upstream key is not in its environment, and the sandbox refuses the key
 // database, the audit log and its signing key, the policy, new sockets, exec and fork.

@@ -154,6 +154,30 @@ TEST(WorkerProtocolTest, HelloCarriesTheToolCallSyntax) {
   EXPECT_FALSE(hello({{"op", "hello"}, {"protocol", kWorkerProtocolVersion}, {"tool_syntax", 1}}));
 }
 
+// The hello may report the KV cache (for /metrics); its fields are checked like the rest: a
+// negative or absurd size, a non-number, or an unknown type is a protocol violation.
+TEST(WorkerProtocolTest, HelloCarriesTheKvCacheWithinBounds) {
+  auto hello = [](json extra) {
+    json j = {{"op", "hello"}, {"protocol", kWorkerProtocolVersion}};
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    Frame f;
+    f.kind = 'J';
+    f.json = j;
+    return ParseWorkerMessage(std::move(f));
+  };
+  auto ok = hello({{"kv_cache_bytes", 327680}, {"kv_type", "f16"}});
+  ASSERT_TRUE(ok.has_value()) << ok.error().message();
+  EXPECT_EQ(ok->kv_cache.bytes, 327680u);
+  EXPECT_EQ(ok->kv_cache.type, "f16");
+  auto absent = hello(json::object());
+  ASSERT_TRUE(absent.has_value());
+  EXPECT_EQ(absent->kv_cache.bytes, 0u);
+  EXPECT_FALSE(hello({{"kv_cache_bytes", -1}}));
+  EXPECT_FALSE(hello({{"kv_cache_bytes", std::uint64_t{1} << 60}}));
+  EXPECT_FALSE(hello({{"kv_cache_bytes", "many"}}));
+  EXPECT_FALSE(hello({{"kv_type", "f16\"} 1\nairlock_fake 2"}}));  // would forge a metric line
+}
+
 // Attack: a worker's result with values the gateway would copy into responses and budgets.
 TEST(WorkerProtocolTest, WorkerMessagesWithBadFieldsAreRefused) {
   auto parse = [](const json& j) {

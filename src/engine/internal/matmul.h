@@ -36,6 +36,12 @@ class ActivationBuffer {
   const void* Row(ActFormat format, int i, ThreadPool& pool, const Kernels& kernels);
   int rows() const { return n_rows_; }
   std::int64_t cols() const { return cols_; }
+  // Bytes reserved for the converted rows.
+  std::size_t reserved_bytes() const {
+    std::size_t bytes = 0;
+    for (const auto& s : storage_) bytes += s.capacity();
+    return bytes;
+  }
 
  private:
   const float* x_ = nullptr;

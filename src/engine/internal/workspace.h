@@ -77,10 +77,13 @@ void StoreKvRow(TensorType type, const float* src, std::uint8_t* dst, std::int64
 TensorType KvTensorType(KvCacheType type, bool exact_math);
 
 // Session::Create and Batch::Create options with defaults applied and limits checked: n_ctx
-// (0: min(training context, 4096), at most 1M), rows per forward pass (0: 256, 1-4096), threads
-// (0: hardware concurrency, at most 256), the kernel table and the KV cache type. Errors:
-// kInvalidArgument (`what` names the caller in the message; a Q8_0 cache whose heads are not
-// whole 32-value blocks), kLimitExceeded (CheckKvCacheSize).
+// (0: min(training context, 4096); above the model's training context is refused, as is above
+// 1M), rows per forward pass (0: 256, 1-4096), threads (0: hardware concurrency, at most 256),
+// the kernel table and the KV cache type. Then the memory check (CheckMemoryFits) for `sessions`
+// caches of n_ctx tokens plus the per-pass buffers against core::AvailableMemoryBytes(), before
+// anything is allocated. Errors: kInvalidArgument (`what` names the caller in the message; a
+// context above the training context; a Q8_0 cache whose heads are not whole 32-value blocks),
+// kLimitExceeded (CheckKvCacheSize, CheckMemoryFits).
 struct EngineSetup {
   int n_ctx = 0;
   int max_rows = 0;
@@ -90,9 +93,22 @@ struct EngineSetup {
 };
 Result<EngineSetup> ResolveSetup(const ModelConfig& c, int n_ctx, int n_threads, int max_rows,
                                  const Kernels* kernels, bool exact_math, KvCacheType kv_type,
-                                 const char* what);
+                                 int sessions, const char* what);
 // The KV cache dominates memory: refuse sizes no machine has (over 64 GiB) before allocating.
 Status CheckKvCacheSize(const ModelConfig& c, int n_ctx, TensorType kv_type);
+
+// Bytes of one session of `n_ctx` tokens: its KV cache and its logits row.
+std::uint64_t SessionBytes(const ModelConfig& c, int n_ctx, TensorType kv_type);
+// Bytes Workspace::Create allocates for `max_rows` rows per pass on `threads` threads (the
+// activations, the attention tiles and task lists; a slight over-estimate, never under:
+// engine_test checks it against Workspace::AllocatedBytes()).
+std::uint64_t PassBufferBytes(const ModelConfig& c, int max_rows, int threads);
+// Refuses, before anything is allocated, `sessions` sessions of setup.n_ctx tokens plus one
+// workspace's per-pass buffers (`with_buffers`) when they need more than `available` bytes. The
+// message names the bytes needed, the bytes available and the largest context that fits.
+// Errors: kLimitExceeded. (Callers pass core::AvailableMemoryBytes(); tests pass a figure.)
+Status CheckMemoryFits(const ModelConfig& c, const EngineSetup& setup, int sessions,
+                       bool with_buffers, std::uint64_t available);
 
 struct Workspace {
   const Model* model = nullptr;
@@ -156,6 +172,8 @@ struct Workspace {
                                                    TensorType kv_type);
 
   int n() const { return static_cast<int>(rows.size()); }
+  // Bytes held by the buffers above (what PassBufferBytes estimates).
+  std::uint64_t AllocatedBytes() const;
 
   // Runs `rows` (at most max_rows; each row's KV entry is written at its position, and it attends
   // to its own session's positions 0..pos) through the embeddings, the architecture's layer loop
@@ -176,8 +194,9 @@ struct SessionState {
   std::vector<float> logits;      // n_vocab (last token)
   std::vector<float> all_logits;  // n * n_vocab when requested
 
-  // Allocates the KV cache (of the workspace's type) for `n_ctx` tokens on `ws`.
-  // Errors: kLimitExceeded (a cache above 64 GiB, out of memory).
+  // Allocates the KV cache (of the workspace's type) for `n_ctx` tokens on `ws`, after checking
+  // it fits the memory available now (CheckMemoryFits for one session, no buffers).
+  // Errors: kLimitExceeded (a cache above 64 GiB, more than the memory available, out of memory).
   static Result<std::unique_ptr<SessionState>> Create(const Model& model,
                                                       std::shared_ptr<Workspace> ws, int n_ctx);
 };

@@ -24,6 +24,21 @@ std::string LabelValue(const std::string& v) {
 
 }  // namespace
 
+std::string RenderKvCacheGauge(const std::map<std::string, std::shared_ptr<ModelBackend>>& local) {
+  std::string out =
+      "# HELP airlock_engine_kv_cache_bytes Bytes of KV cache a local model allocated for all its "
+      "slots, by model and cache element type.\n"
+      "# TYPE airlock_engine_kv_cache_bytes gauge\n";
+  for (const auto& [name, backend] : local) {
+    if (backend == nullptr) continue;
+    const KvCacheInfo kv = backend->KvCache();
+    if (kv.bytes == 0) continue;
+    out += "airlock_engine_kv_cache_bytes{model=\"" + LabelValue(name) + "\",kv_type=\"" +
+           LabelValue(kv.type) + "\"} " + std::to_string(kv.bytes) + "\n";
+  }
+  return out;
+}
+
 std::string Metrics::Render() {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;

@@ -6,12 +6,20 @@
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "server/model_backend.h"
+
 namespace airlock::server::internal {
+
+// The gauge airlock_engine_kv_cache_bytes{model, kv_type}: the KV cache each local model
+// allocated (all its slots), as its backend reports it (ModelBackend::KvCache); models that
+// report none are left out.
+std::string RenderKvCacheGauge(const std::map<std::string, std::shared_ptr<ModelBackend>>& local);
 
 class Metrics {
  public:

@@ -310,6 +310,13 @@ Result<WorkerMessage> ParseWorkerMessage(Frame frame) {
     if (m.think_markers.open.size() > kMaxThinkMarker ||
         m.think_markers.close.size() > kMaxThinkMarker)
       return InvalidArgument("a think marker is longer than 64 bytes");
+    std::int64_t kv_bytes = 0;
+    AIRLOCK_TRY(ReadInt(j, "kv_cache_bytes", 0, std::int64_t{1} << 50, &kv_bytes));
+    m.kv_cache.bytes = static_cast<std::uint64_t>(kv_bytes);
+    AIRLOCK_TRY(ReadString(j, "kv_type", &m.kv_cache.type));
+    if (!m.kv_cache.type.empty() && m.kv_cache.type != "f32" && m.kv_cache.type != "f16" &&
+        m.kv_cache.type != "q8_0")
+      return InvalidArgument("field 'kv_type' has an unknown value");
     return m;
   }
   if (op == "fatal") {

@@ -12,7 +12,8 @@
 // Gateway -> worker JSON: {"op":"generate","id":N,"request":<ToWire(GenerateRequest)>},
 // {"op":"cancel","id":N}, {"op":"count","id":N,"text":S}.
 // Worker -> gateway JSON: {"op":"hello","protocol":1,"tool_syntax":S,"think_open":S,
-// "think_close":S} once loaded (the think markers optional, both or neither), or
+// "think_close":S,"kv_cache_bytes":N,"kv_type":S} once loaded (the think markers optional, both
+// or neither; the cache fields optional), or
 // {"op":"fatal","message":S} before exiting; per request
 // {"op":"done","id":N,"result":<ToWire(GenerateResult)>},
 // {"op":"error","id":N,"code":"invalid_argument"|"cancelled"|"internal","message":S},
@@ -96,6 +97,9 @@ struct WorkerMessage {
   // kHello: the markers of the model's reasoning ("think_open", "think_close"; both or neither,
   // each at most kMaxThinkMarker bytes), where the gateway splits reasoning off replies.
   engine::ReasoningMarkers think_markers;
+  // kHello: the KV cache the worker allocated ("kv_cache_bytes", at most 2^50; "kv_type": "f32",
+  // "f16" or "q8_0"; both optional), reported on /metrics.
+  KvCacheInfo kv_cache;
 };
 inline constexpr std::size_t kMaxThinkMarker = 64;
 // Errors: kInvalidArgument naming what is wrong (unknown op, missing or mistyped field, value
