@@ -9,6 +9,7 @@ packages=(
   libssl-dev zlib1g-dev libarchive-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libre2-dev libpcre2-dev
   libtomlplusplus-dev libboost-dev libcpp-httplib-dev libicu-dev unicode-data
+  libbrotli-dev  # br-encoded upstream answers (the gateway decodes them itself)
   libseccomp-dev
   libpq-dev postgresql  # the PostgreSQL key store and its tests (a server each test starts)
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -19,7 +19,7 @@ struct Channel {
   std::string data;       // bytes not yet consumed
   int status = 0;         // HTTP status from the producer, once known
   bool finished = false;  // producer done
-  int error = 0;  // 0: the producer succeeded; else its httplib::Error value (upstream) or -1
+  int error = 0;  // 0: the producer succeeded; else its UpstreamFailure value (upstream) or -1
   std::atomic<bool> cancel{false};
 
   void SetStatus(int s) {

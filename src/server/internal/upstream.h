@@ -1,14 +1,21 @@
 // The gateway's client side toward configured upstreams: endpoints parsed from the policy's
-// base_url, pooled keep-alive cpp-httplib clients, the relayed error detail of a failed upstream
-// and the check that an upstream is not the gateway itself.
+// base_url, pooled keep-alive HTTP/1.1 clients (Boost.Beast, driven synchronously by the calling
+// thread), the relayed error detail of a failed upstream and the check that an upstream is not the
+// gateway itself.
+// Untrusted answers: an upstream's response header section is bounded (kMaxUpstreamHeaderBytes; a
+// larger one fails the exchange, it is never buffered whole), its body reaches the caller in
+// pieces (the caller bounds it), chunked transfer coding and gzip/deflate/br content codings are
+// decoded, and every connect, write and read has the upstream's timeout.
 // Upstream identity: every https client checks its peer during the TLS handshake (CA chain and
 // host name, then the policy's spki_sha256 pins, subject and organization) and records the leaf
 // certificate that answered; a peer that fails is refused before any byte of a request is
-// written (cpp-httplib closes the connection when the verify result is not X509_V_OK).
+// written (the verification result is checked right after the handshake).
 // Thread-safety: ClientPool is thread-safe; an UpstreamClient is used by one thread at a time;
 // the functions are pure (name resolution aside).
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,10 +25,6 @@
 #include "core/status.h"
 #include "policy/detectors.h"
 #include "policy/policy.h"
-
-namespace httplib {
-class Client;
-}
 
 namespace airlock::server::internal {
 
@@ -54,12 +57,57 @@ struct PeerIdentity {
   std::string refused_reason;
 };
 
-// A pooled client: cpp-httplib's client and, for https, what its handshakes saw (written by the
-// certificate verification callback, in the thread that uses the client).
-struct UpstreamClient {
-  std::unique_ptr<httplib::Client> http;
+// The largest response header section (status line and fields) read from an upstream.
+inline constexpr std::size_t kMaxUpstreamHeaderBytes = 64 * 1024;
+
+// Why an exchange with an upstream failed (kNone: it completed).
+enum class UpstreamFailure {
+  kNone = 0,
+  kConnect,         // the connection could not be opened
+  kConnectTimeout,  // nor within the connect timeout
+  kTls,             // the TLS handshake failed (see PeerIdentity::refused_check for identity)
+  kWrite,           // the request could not be sent
+  kRead,            // the connection failed or closed while the answer was read
+  kReadTimeout,     // no byte of the answer within the upstream's timeout
+  kHeaderTooLarge,  // a response header section past kMaxUpstreamHeaderBytes
+  kMalformed,       // not an HTTP/1.x response (or a broken chunked body)
+  kEncoding,        // a Content-Encoding it cannot decode, or a corrupt compressed body
+  kCanceled,        // the caller's callback stopped the exchange
+  kSetup,           // the TLS client could not be set up (certificates)
+};
+// Words for a failure, without secrets ("Could not connect", ...).
+std::string FailureText(UpstreamFailure f);
+
+// A pooled client: at most one keep-alive connection to its endpoint and, for https, what its
+// handshakes saw (written by the certificate verification callback, in the thread that uses it).
+class UpstreamClient {
+ public:
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  // Called once the status line and headers are read; false stops the exchange (kCanceled).
+  using OnStatus = std::function<bool(int status)>;
+  // Called with each piece of the decoded body; false stops the exchange (kCanceled).
+  using OnBody = std::function<bool(const char* data, std::size_t size)>;
+
+  explicit UpstreamClient(const UpstreamEndpoint* endpoint);
+  ~UpstreamClient();
+  UpstreamClient(const UpstreamClient&) = delete;
+  UpstreamClient& operator=(const UpstreamClient&) = delete;
+
+  // False when OpenSSL cannot set up the TLS context (client certificate): fail closed.
+  bool Ready() const;
+
+  // POSTs `body` (Content-Type application/json) to `path` with `headers` (Host, Content-Length
+  // and the rest are added), reusing the open connection when there is one. The connection is
+  // kept only when the exchange completed and the upstream allows keep-alive.
+  UpstreamFailure Post(const std::string& path, const Headers& headers, const std::string& body,
+                       const OnStatus& on_status, const OnBody& on_body);
+
   const UpstreamEndpoint* endpoint = nullptr;
   PeerIdentity peer;
+
+ private:
+  struct Impl;  // Asio/Beast state: the TLS context and the open connection
+  std::unique_ptr<Impl> impl_;
 };
 
 class ClientPool {
