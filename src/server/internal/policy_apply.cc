@@ -3,8 +3,45 @@
 #include <algorithm>
 
 #include "server/internal/json_limits.h"
+#include "server/internal/request_reasoning.h"
 
 namespace airlock::server::internal {
+namespace {
+
+// The reasoning fields of `object` (IsReasoningFieldName) not taken apart elsewhere: noted as
+// reasoning (a non-string value decided on as its JSON text), then removed unless reasoning is
+// shown (a string restored). Called after the object was scanned. An empty value is no
+// reasoning (providers send "reasoning_details": [] with every answer).
+void TakeReasoningFields(RequestState& st, json& object) {
+  if (!object.is_object()) return;
+  std::vector<std::string> names;
+  for (auto it = object.begin(); it != object.end(); ++it)
+    if (IsReasoningFieldName(it.key())) names.push_back(it.key());
+  for (const std::string& name : names) {
+    json& value = object[name];
+    const bool empty =
+        value.is_null() || ((value.is_string() || value.is_structured()) && value.empty());
+    std::optional<std::string> keep;
+    if (!empty)
+      keep = st.ProcessReasoningField(value.is_string() ? value.get<std::string>() : value.dump());
+    else if (st.ShowsReasoning())
+      continue;
+    if (!keep)
+      object.erase(name);
+    else if (value.is_string())
+      value = *keep;
+  }
+}
+
+// Reasoning fields next to `message` / `delta` / `text`: of each choice and of the response.
+void TakeEnvelopeReasoningFields(RequestState& st, json& doc) {
+  TakeReasoningFields(st, doc);
+  auto choices = doc.find("choices");
+  if (choices == doc.end() || !choices->is_array()) return;
+  for (json& c : *choices) TakeReasoningFields(st, c);
+}
+
+}  // namespace
 
 RequestState::~RequestState() {
   if (!settled && settle_unsettled) settle_unsettled(*this);
@@ -96,7 +133,7 @@ void RequestState::PutHeldText(json& delta, const std::string& key, const std::s
   if (text.empty()) return;  // nothing released yet: the field is left out of this chunk
   std::string name = key.substr(6);
   std::string value = text;
-  if (name == "reasoning") {
+  if (IsReasoningFieldName(name)) {
     auto keep = ProcessReasoningField(text);
     if (!keep) return;
     value = *keep;
@@ -410,18 +447,9 @@ void TransformResponse(RequestState& st, json& body) {
         if (m != c.end() && m->is_object()) {
           st.ScanOutputFields(*m);
           if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
-          // Both names providers use for a message's reasoning; a non-string value (an object
-          // with a summary, a list of parts) is reasoning too, decided on as its JSON text.
-          for (const char* name : {"reasoning_content", "reasoning"}) {
-            auto r = m->find(name);
-            if (r == m->end() || r->is_null()) continue;
-            auto keep =
-                st.ProcessReasoningField(r->is_string() ? r->get<std::string>() : r->dump());
-            if (!keep)
-              m->erase(r);
-            else if (r->is_string())
-              *r = *keep;
-          }
+          // Every field providers put a message's reasoning in (reasoning_content, reasoning,
+          // reasoning_details, thinking, ...; IsReasoningFieldName).
+          TakeReasoningFields(st, *m);
         }
       } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
         text = &*t;
@@ -432,6 +460,7 @@ void TransformResponse(RequestState& st, json& body) {
     }
   }
   st.ScanEnvelope(body, st.chat);
+  TakeEnvelopeReasoningFields(st, body);
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
     st.TakeUsage(*usage);
@@ -490,14 +519,17 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
             d->erase(r);
           }
           // The same for the other free-text fields providers stream in pieces: `refusal`, the
-          // `reasoning` some providers use instead of reasoning_content, and the legacy
-          // `function_call.arguments`.
+          // other names of reasoning (`reasoning`, `thinking`, ...: IsReasoningFieldName), and the
+          // legacy `function_call.arguments`.
           std::vector<std::pair<std::string, std::string>> plain_in;  // {hold-back key, text}
-          for (const char* name : {"refusal", "reasoning"})
-            if (auto f = d->find(name); f != d->end() && f->is_string()) {
-              plain_in.emplace_back(std::string("field:") + name, f->get<std::string>());
-              d->erase(f);
-            }
+          std::vector<std::string> plain_names;
+          for (auto f = d->begin(); f != d->end(); ++f)
+            if (f->is_string() && (f.key() == "refusal" || IsReasoningFieldName(f.key())))
+              plain_names.push_back(f.key());
+          for (const std::string& name : plain_names) {
+            plain_in.emplace_back("field:" + name, (*d)[name].get<std::string>());
+            d->erase(name);
+          }
           if (auto fc = d->find("function_call"); fc != d->end() && fc->is_object())
             if (auto a = fc->find("arguments"); a != fc->end() && a->is_string()) {
               plain_in.emplace_back("fcall", a->get<std::string>());
@@ -516,6 +548,9 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
               *a = "";
             }
           st.ScanOutputFields(*d);
+          // Reasoning that is not a string (reasoning_details: a list of parts) is not streamed
+          // in pieces: decided on as each chunk carries it.
+          TakeReasoningFields(st, *d);
           if (!args_in.empty() && !st.response_blocked) {
             std::size_t k = 0;
             for (json& tc : (*d)["tool_calls"]) {
@@ -556,6 +591,7 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
     }
   }
   st.ScanEnvelope(chunk, st.chat);
+  TakeEnvelopeReasoningFields(st, chunk);
   if (st.response_blocked) return "";
   return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
 }
