@@ -33,6 +33,32 @@ void TakeReasoningFields(RequestState& st, json& object) {
   }
 }
 
+// Bytes of text below `node` (strings only).
+std::int64_t TextBytes(const json& node) {
+  if (node.is_string()) return static_cast<std::int64_t>(node.get_ref<const std::string&>().size());
+  std::int64_t n = 0;
+  if (node.is_structured())
+    for (const json& child : node) n += TextBytes(child);
+  return n;
+}
+
+// Bytes of text an answer's (or chunk's) choices carry: content, reasoning, tool calls, refusals,
+// unknown fields; not logprobs, which repeat the content token by token.
+std::int64_t ChoicesTextBytes(const json& doc) {
+  auto choices = doc.find("choices");
+  if (choices == doc.end() || !choices->is_array()) return 0;
+  std::int64_t n = 0;
+  for (const json& c : *choices) {
+    if (!c.is_object()) {
+      n += TextBytes(c);
+      continue;
+    }
+    for (auto it = c.begin(); it != c.end(); ++it)
+      if (it.key() != "logprobs") n += TextBytes(*it);
+  }
+  return n;
+}
+
 // Reasoning fields next to `message` / `delta` / `text`: of each choice and of the response.
 void TakeEnvelopeReasoningFields(RequestState& st, json& doc) {
   TakeReasoningFields(st, doc);
@@ -64,9 +90,19 @@ void RequestState::TakeUsage(const json& usage) {
 }
 
 void RequestState::SettleCounts(std::int64_t output_estimate) {
+  const std::int64_t claimed_prompt = prompt_tokens, claimed_completion = completion_tokens;
   if (prompt_tokens < 0) prompt_tokens = prompt_estimate;
   if (completion_tokens < 0) completion_tokens = output_estimate;
-  completion_tokens = std::max(completion_tokens, streamed_pieces);
+  // Never less than the gateway's own estimate, whatever the upstream claims: a count it
+  // under-reports (0/0) must not keep a budget from running down.
+  prompt_tokens = std::max(prompt_tokens, PromptFloor());
+  completion_tokens = std::max({completion_tokens, streamed_pieces, (answer_bytes + 3) / 4});
+  if ((claimed_prompt >= 0 && claimed_prompt < prompt_tokens) ||
+      (claimed_completion >= 0 && claimed_completion < completion_tokens))
+    actions.push_back("usage: upstream claimed prompt " + std::to_string(claimed_prompt) +
+                      ", completion " + std::to_string(claimed_completion) + "; charged prompt " +
+                      std::to_string(prompt_tokens) + ", completion " +
+                      std::to_string(completion_tokens) + " (the gateway's estimate)");
 }
 
 bool RequestState::ChoiceFinished(int index) const {
@@ -435,6 +471,7 @@ void WithholdLogprobs(RequestState& st, json& choice) {
 }
 
 void TransformResponse(RequestState& st, json& body) {
+  st.answer_bytes += ChoicesTextBytes(body);
   auto choices = body.find("choices");
   if (choices != body.end() && choices->is_array()) {
     for (json& c : *choices) {
@@ -466,8 +503,8 @@ void TransformResponse(RequestState& st, json& body) {
     st.TakeUsage(*usage);
     st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
   } else {
-    st.prompt_tokens = st.prompt_estimate;
-    st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
+    st.prompt_tokens = st.completion_tokens = -1;
+    st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
     body["usage"] = {{"prompt_tokens", st.prompt_tokens},
                      {"completion_tokens", st.completion_tokens},
                      {"total_tokens", st.prompt_tokens + st.completion_tokens}};
@@ -482,6 +519,7 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
   }
   if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
   json& chunk = *parsed;
+  st.answer_bytes += ChoicesTextBytes(chunk);
   if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
     st.TakeUsage(*usage);
     // The usage-only chunk (the gateway always asks for it, for accounting) reaches the client
