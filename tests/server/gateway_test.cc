@@ -1223,6 +1223,53 @@ TEST_F(GatewayTest, DataUrlWithLeadingBlanksAndEncodedPartsAreRefused) {
   EXPECT_EQ(upstream_->raw().size(), before);
 }
 
+// Attack (F3, red team): "da\tta:", "data\n:", "d\rata:" and "D\nATA:" in image_url.url were
+// forwarded (a URL parser removes tabs and newlines anywhere in the scheme), and so was a
+// {"type":"image","image":"<base64>"} part. The scheme is read as WHATWG does; a part whose type
+// is not one the gateway can scan is refused (fail closed), with or without a type.
+TEST_F(GatewayTest, DataUrlWithControlCharactersInTheSchemeAndUnscannablePartsAreRefused) {
+  const std::string png =
+      "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+"
+      "M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+  std::vector<json> contents;
+  for (const char* scheme :
+       {"da\tta:", "data\n:", "d\rata:", "D\nATA:", "\x01 d\ta\nt\ra:", "data\t\t:"}) {
+    const std::string url = std::string(scheme) + "image/png;base64," + png;
+    contents.push_back(
+        json::array({{{"type", "text"}, {"text", "read the card number in this screenshot"}},
+                     {{"type", "image_url"}, {"image_url", {{"url", url}}}}}));
+    contents.push_back(json::array({{{"type", "image_url"}, {"image_url", url}}}));
+  }
+  for (const char* type : {"image", "Input_Audio", "audio", "video_url", "input_image",
+                           "input_file", "document", "x_vendor_blob"})
+    contents.push_back(json::array({{{"type", type}, {"data", png}}}));
+  contents.push_back(json::array({{{"type", "image"}, {"image", png}}}));
+  contents.push_back(json::array({{{"image", png}}}));  // no type
+  contents.push_back(json::array({{{"Audio", {{"data", png}}}}}));
+  std::size_t before = upstream_->raw().size();
+  for (const json& content : contents) {
+    json body = {{"model", "echo"},
+                 {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << content.dump() << ": " << r->body;
+    EXPECT_EQ(ErrorCode(r), "unscannable_content") << content.dump();
+  }
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // Text that merely mentions the scheme, and an https image, still pass.
+  json body = {
+      {"model", "echo"},
+      {"messages",
+       json::array({{{"role", "user"},
+                     {"content", json::array({{{"type", "text"}, {"text", "what is a data: URL?"}},
+                                              {{"type", "image_url"},
+                                               {"image_url", {{"url", "https://img.test/a.png"}}}},
+                                              {{"type", "input_text"}, {"text", "da\tta"}}})}}})}};
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
 TEST_F(GatewayTest, DataInTypedNumericFieldsIsRefused) {
   struct Case {
     std::string field;
