@@ -1,8 +1,8 @@
 // Text transformations the policy applies: redaction and reversible pseudonymization of detector
 // matches, restoration of placeholders in (possibly streamed) responses, and separation of model
 // reasoning (<think> blocks and the other families' markers) from the visible answer, also across
-// stream chunks. Ownership: plain values. Thread-safety: one object per request; not shared between
-// threads.
+// stream chunks.
+// Ownership: plain values. Thread-safety: one object per request; not shared between threads.
 #pragma once
 
 #include <cstdint>
