@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < masked.size(); i += step) streamed += r.Feed(masked.substr(i, step));
   streamed += r.Flush();
   if (streamed != p.Restore(masked)) std::abort();
-  // The reasoning split is the same for any chunking, at <think> in any spelling (upstreams) and
+  // The reasoning split is the same for any chunking, at every marker family (upstreams) and
   // at a model's own exact markers, nested blocks and a lone closing marker included.
   for (const ThinkMarkers& markers : {ThinkMarkers{}, ThinkMarkers{"<think>", "</think>"},
                                       ThinkMarkers{"<|begin_of_thought|>", "<|end_of_thought|>"}}) {

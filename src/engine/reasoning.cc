@@ -9,6 +9,9 @@ ReasoningMarkers DetectReasoningMarkers(std::string_view chat_template,
   static constexpr std::pair<std::string_view, std::string_view> kKnown[] = {
       {"<think>", "</think>"},
       {"<thinking>", "</thinking>"},
+      {"<seed:think>", "</seed:think>"},  // ByteDance Seed-OSS
+      {"[THINK]", "[/THINK]"},            // Mistral Magistral
+      {"<|begin_of_thought|>", "<|end_of_thought|>"},
   };
   for (const auto& [open, close] : kKnown) {
     const bool in_template = chat_template.find(open) != std::string_view::npos &&

@@ -21,7 +21,9 @@ struct ReasoningMarkers {
 // The first known pair whose two markers the chat template writes or the vocabulary holds as
 // tokens (`tokenizer` may be null); {} when none. Known pairs, in this order: "<think>" /
 // "</think>" (Qwen3, DeepSeek R1, QwQ: the only convention among the models this project has
-// fixtures of) and "<thinking>" / "</thinking>". A template that writes the opening marker into
+// fixtures of), "<thinking>" / "</thinking>", "<seed:think>" / "</seed:think>" (ByteDance
+// Seed-OSS), "[THINK]" / "[/THINK]" (Mistral Magistral) and "<|begin_of_thought|>" /
+// "<|end_of_thought|>". A template that writes the opening marker into
 // the generation prompt (the answer then holds only the closing one) needs nothing more: the
 // gateway reads everything before a closing marker with no opening one as reasoning
 // (policy::ThinkSplitter).

@@ -1,9 +1,11 @@
 // Text transformations the policy applies: redaction and reversible pseudonymization of detector
 // matches, restoration of placeholders in (possibly streamed) responses, and separation of model
-// reasoning (<think> blocks) from the visible answer, also across stream chunks.
+// reasoning (<think> blocks and the other families' markers) from the visible answer, also across
+// stream chunks.
 // Ownership: plain values. Thread-safety: one object per request; not shared between threads.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -65,17 +67,22 @@ struct ThinkMarkers {
 };
 
 // Splits streamed model output into visible text and reasoning text, tolerating markers split
-// across chunks. Without markers (an upstream) reasoning is delimited by <think> / </think> or
-// <thinking> / </thinking> in any letter case, with blanks or attributes before the '>'
-// ("<THINK>", "<think >", "<think\n>", "<think x=1>"); with a model's own markers, by exactly
-// those. What counts as reasoning:
+// across chunks. With a model's own markers, reasoning is delimited by exactly those. Without
+// (an upstream), by every spelling the known model families use (docs/policy.md, "Reasoning"):
+//   <think> / <thinking> (one family), <reasoning>, <seed:think> - each as a tag in any letter
+//   case, with blanks or attributes before the '>' ("<THINK>", "<think >", "<think x=1>");
+//   [THINK] / [/THINK] in any case; <|begin_of_thought|> / <|end_of_thought|>; and gpt-oss's
+//   harmony analysis channel, "<|channel|>analysis<|message|>" up to "<|end|>".
+// What counts as reasoning:
 //   * the text between an opening and its closing marker; blocks nest (an opening marker inside
-//     reasoning needs its own closing one), markers themselves are dropped;
+//     reasoning needs its own closing one, of its own family: "[THINK]a</think>b" is all
+//     reasoning), markers themselves are dropped;
 //   * an answer whose first marker is a closing one (the chat template wrote the opening one, as
 //     DeepSeek R1's and QwQ's do): everything before it. Until the first marker the text is
 //     therefore held (not returned) - up to kMaxUndecided bytes, then released as visible; a
 //     closing marker after such a release sets Piece::reasoning_released (the caller already
-//     passed reasoning on as answer: fail closed);
+//     passed reasoning on as answer: fail closed). Harmony's "<|end|>" ends any message, so it
+//     does not count here;
 //   * a closing marker later, with no block open, is answer text like any other.
 // An unclosed block is reasoning to the end.
 class ThinkSplitter {
@@ -92,13 +99,21 @@ class ThinkSplitter {
   Piece Flush();
 
  private:
-  static constexpr int kMaxDepth = 1 << 20;
+  static constexpr std::size_t kMaxDepth = 1 << 20;
+  // A marker at a position of the pending text.
+  struct Hit {
+    enum Kind { kNone, kOpen, kClose, kPartial } kind = kNone;  // kPartial: the text ends in one
+    std::size_t length = 0;
+    int family = 0;  // blocks close only with a marker of the family that opened them
+    bool closes_unopened = true;
+  };
+  Hit MatchAt(std::string_view s, std::size_t at) const;
   ThinkMarkers markers_;
-  int depth_ = 0;                // open reasoning blocks
-  bool decided_ = false;         // a marker was seen, or the held text released
-  bool released_early_ = false;  // released at kMaxUndecided with no marker seen yet
-  std::string undecided_;        // text before the first marker, held
-  std::string pending_;          // text that may still start a marker
+  std::vector<std::uint8_t> open_;  // the families of the open reasoning blocks, innermost last
+  bool decided_ = false;            // a marker was seen, or the held text released
+  bool released_early_ = false;     // released at kMaxUndecided with no marker seen yet
+  std::string undecided_;           // text before the first marker, held
+  std::string pending_;             // text that may still start a marker
 };
 
 }  // namespace airlock::policy

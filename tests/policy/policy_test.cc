@@ -262,6 +262,41 @@ TEST(ThinkSplitter, TagVariantsAndNestedBlocksAtEveryCut) {
   EXPECT_EQ(std::get<0>(SplitThree(long_tag, 5, long_tag.size())), long_tag);
 }
 
+// Attack (red team, F4): reasoning in the markers of other model families reached the client
+// with reasoning withheld: Mistral Magistral's [THINK], ByteDance Seed's <seed:think>, gpt-oss's
+// harmony analysis channel, <|begin_of_thought|>, <reasoning>. Each is reasoning, at every cut.
+TEST(ThinkSplitter, OtherModelFamiliesMarkersAreReasoningAtEveryCut) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[THINK]SECRET PLAN[/THINK]answer", "answer"},
+      {"[think]SECRET PLAN[/Think]answer", "answer"},
+      {"<seed:think>SECRET PLAN</seed:think>answer", "answer"},
+      {"<SEED:THINK budget=1>SECRET PLAN</seed:think >answer", "answer"},
+      {"<|channel|>analysis<|message|>SECRET PLAN<|end|><|start|>assistant<|channel|>final"
+       "<|message|>answer",
+       "<|start|>assistant<|channel|>final<|message|>answer"},
+      {"<|begin_of_thought|>SECRET PLAN<|end_of_thought|>answer", "answer"},
+      {"<reasoning>SECRET PLAN</reasoning>answer", "answer"},
+      // The template opened the block: everything before the first closing marker.
+      {"SECRET PLAN[/THINK]answer", "answer"},
+      {"SECRET PLAN</seed:think>answer", "answer"},
+      // A block closes only with its own family's marker.
+      {"[THINK]SECRET </think>PLAN[/THINK]answer", "answer"},
+  };
+  for (const auto& [text, visible_expected] : cases) {
+    for (std::size_t i = 0; i <= text.size(); ++i) {
+      auto [visible, reasoning, released] = SplitThree(text, i, std::min(text.size(), i + 3));
+      EXPECT_EQ(visible, visible_expected) << text << " cut " << i;
+      EXPECT_NE(reasoning.find("SECRET"), std::string::npos) << text << " cut " << i;
+      EXPECT_NE(reasoning.find("PLAN"), std::string::npos) << text << " cut " << i;
+    }
+  }
+  // Harmony's "<|end|>" ends any message: alone it is answer text, not the end of reasoning.
+  EXPECT_EQ(std::get<0>(SplitThree("answer<|end|>", 2, 9)), "answer<|end|>");
+  // Ordinary brackets and tags are text.
+  EXPECT_EQ(std::get<0>(SplitThree("a [1] <b>[THIN]</b> <reason>", 3, 8)),
+            "a [1] <b>[THIN]</b> <reason>");
+}
+
 // R5: text before any marker is held only up to kMaxUndecided bytes; a closing marker after that
 // is reported (the caller already passed reasoning on as answer and must fail closed).
 TEST(ThinkSplitter, ClosingMarkerAfterTheHeldTextWasReleasedIsReported) {

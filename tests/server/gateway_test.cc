@@ -365,6 +365,10 @@ class FakeUpstream {
                     {"total_tokens", 10 + max_tokens}};
       if (variant == "hugeusage") usage["completion_tokens"] = std::uint64_t{1} << 50;
       if (variant == "nousage") usage.erase("completion_tokens");
+      if (variant == "lieusage") {  // a long answer with usage 0/0
+        reply = std::string(4000, 'x');
+        usage = {{"prompt_tokens", 0}, {"completion_tokens", 0}, {"total_tokens", 0}};
+      }
       if (!body.value("stream", false)) {
         json out = {{"id", "up-1"},
                     {"object", chat ? "chat.completion" : "text_completion"},
@@ -392,7 +396,9 @@ class FakeUpstream {
       // the end of a UTF-8 character: an event is JSON). "cutK:N" streams answer K of
       // kCutAnswers in two pieces cut at byte N, "bytesK" one byte at a time.
       std::vector<std::size_t> cuts;  // piece ends
-      if (variant.rfind("cut", 0) == 0 || variant.rfind("bytes", 0) == 0) {
+      if (variant == "lieusage") {
+        cuts = {reply.size()};  // one piece: counting the pieces is no help
+      } else if (variant.rfind("cut", 0) == 0 || variant.rfind("bytes", 0) == 0) {
         bool bytes = variant[0] == 'b';
         std::size_t k = std::stoul(variant.substr(bytes ? 5 : 3));
         reply = kCutAnswers[k];
@@ -1217,6 +1223,53 @@ TEST_F(GatewayTest, DataUrlWithLeadingBlanksAndEncodedPartsAreRefused) {
   EXPECT_EQ(upstream_->raw().size(), before);
 }
 
+// Attack (F3, red team): "da\tta:", "data\n:", "d\rata:" and "D\nATA:" in image_url.url were
+// forwarded (a URL parser removes tabs and newlines anywhere in the scheme), and so was a
+// {"type":"image","image":"<base64>"} part. The scheme is read as WHATWG does; a part whose type
+// is not one the gateway can scan is refused (fail closed), with or without a type.
+TEST_F(GatewayTest, DataUrlWithControlCharactersInTheSchemeAndUnscannablePartsAreRefused) {
+  const std::string png =
+      "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+"
+      "M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+  std::vector<json> contents;
+  for (const char* scheme :
+       {"da\tta:", "data\n:", "d\rata:", "D\nATA:", "\x01 d\ta\nt\ra:", "data\t\t:"}) {
+    const std::string url = std::string(scheme) + "image/png;base64," + png;
+    contents.push_back(
+        json::array({{{"type", "text"}, {"text", "read the card number in this screenshot"}},
+                     {{"type", "image_url"}, {"image_url", {{"url", url}}}}}));
+    contents.push_back(json::array({{{"type", "image_url"}, {"image_url", url}}}));
+  }
+  for (const char* type : {"image", "Input_Audio", "audio", "video_url", "input_image",
+                           "input_file", "document", "x_vendor_blob"})
+    contents.push_back(json::array({{{"type", type}, {"data", png}}}));
+  contents.push_back(json::array({{{"type", "image"}, {"image", png}}}));
+  contents.push_back(json::array({{{"image", png}}}));  // no type
+  contents.push_back(json::array({{{"Audio", {{"data", png}}}}}));
+  std::size_t before = upstream_->raw().size();
+  for (const json& content : contents) {
+    json body = {{"model", "echo"},
+                 {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << content.dump() << ": " << r->body;
+    EXPECT_EQ(ErrorCode(r), "unscannable_content") << content.dump();
+  }
+  EXPECT_EQ(upstream_->raw().size(), before);
+  // Text that merely mentions the scheme, and an https image, still pass.
+  json body = {
+      {"model", "echo"},
+      {"messages",
+       json::array({{{"role", "user"},
+                     {"content", json::array({{{"type", "text"}, {"text", "what is a data: URL?"}},
+                                              {{"type", "image_url"},
+                                               {"image_url", {{"url", "https://img.test/a.png"}}}},
+                                              {{"type", "input_text"}, {"text", "da\tta"}}})}}})}};
+  auto r = Chat(body, admin_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
 TEST_F(GatewayTest, DataInTypedNumericFieldsIsRefused) {
   struct Case {
     std::string field;
@@ -1741,6 +1794,38 @@ TEST_F(GatewayTest, BestOfIsReservedAndHostileUsageIsNotChargedZero) {
       }
     }
   }
+}
+
+// Attack (F5, red team): an upstream reporting usage 0/0 with 4,000-character answers was
+// believed, so a 3,000-token budget never ran down (30 requests, all 200; streamed, 1 token
+// each). The charge is at least the gateway's own estimate (answer bytes / 4), whatever the
+// upstream claims; the audit records the claim next to the charge.
+TEST_F(GatewayTest, UpstreamReportingZeroUsageStillExhaustsTheBudget) {
+  for (bool stream : {false, true}) {
+    const std::string name = stream ? "liar-streamed" : "liar";
+    std::string key =
+        Trim(RunAirlock({"keys", "create", "--db", keys_db_, "--name", name, "--budget", "3000"})
+                 .second);
+    ASSERT_EQ(key.rfind("ak_", 0), 0u);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 10 && refused == 0; ++i) {
+      json body = ChatBody("echo", "lorem ipsum dolor sit amet", stream);
+      body["max_tokens"] = 5;
+      body["x_double"] = "lieusage";
+      auto r = Chat(body, key);
+      ASSERT_TRUE(r);
+      if (r->status == 200) ++ok;
+      if (r->status == 429) ++refused;
+    }
+    // 4,000 bytes are at least 1,000 tokens each: the fourth request finds the budget spent.
+    EXPECT_EQ(refused, 1) << name;
+    EXPECT_LE(ok, 3) << name;
+    EXPECT_GE(ok, 2) << name;
+  }
+  auto shown = RunAirlock({"audit", "show", "--log", audit_db_, "--json", "--limit", "1000"});
+  EXPECT_NE(shown.second.find("usage: upstream claimed prompt 0, completion 0; charged prompt "),
+            std::string::npos);
+  EXPECT_NE(shown.second.find(", completion 100"), std::string::npos);  // 4,000 bytes and more
 }
 
 // Attack (D2): the stream channel between the upstream reader and the client writer had no

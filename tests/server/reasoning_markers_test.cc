@@ -76,6 +76,13 @@ TEST(ReasoningMarkers, DetectedFromTheChatTemplate) {
   EXPECT_EQ(airlock::engine::DetectReasoningMarkers(
                 "{{ '<thinking>' + m.reasoning_content + '</thinking>' }}", nullptr),
             (airlock::engine::ReasoningMarkers{"<thinking>", "</thinking>"}));
+  // F4: the other families' markers.
+  EXPECT_EQ(airlock::engine::DetectReasoningMarkers(
+                "{{ '[THINK]' + m.reasoning_content + '[/THINK]' }}", nullptr),
+            (airlock::engine::ReasoningMarkers{"[THINK]", "[/THINK]"}));
+  EXPECT_EQ(airlock::engine::DetectReasoningMarkers(
+                "{{ '<seed:think>' + m.reasoning_content + '</seed:think>' }}", nullptr),
+            (airlock::engine::ReasoningMarkers{"<seed:think>", "</seed:think>"}));
   // Only one of the two is not a pair; a template without either has none.
   EXPECT_TRUE(airlock::engine::DetectReasoningMarkers("{{ '<think>' }}", nullptr).empty());
   EXPECT_TRUE(airlock::engine::DetectReasoningMarkers(

@@ -54,7 +54,13 @@ void AnswerAsNamed(const httplib::Request& req, httplib::Response& res) {
     json message = {{"role", "assistant"}, {"content", reply}};
     // "field=reasoning:" and "field=reasoning-object:" put the reasoning in the `reasoning`
     // field some providers use, as a string or as an object with a summary.
-    if (rc.rfind("field=reasoning:", 0) == 0)
+    // "json:{...}" adds those fields to the message, "choice-json:{...}" to the choice.
+    json choice_extra = json::object();
+    if (rc.rfind("json:", 0) == 0)
+      message.update(json::parse(rc.substr(5)));
+    else if (rc.rfind("choice-json:", 0) == 0)
+      choice_extra = json::parse(rc.substr(12));
+    else if (rc.rfind("field=reasoning:", 0) == 0)
       message["reasoning"] = rc.substr(16);
     else if (rc.rfind("field=reasoning-object:", 0) == 0)
       message["reasoning"] = {{"summary", rc.substr(23)}};
@@ -65,7 +71,9 @@ void AnswerAsNamed(const httplib::Request& req, httplib::Response& res) {
                 {"created", 1},
                 {"model", model},
                 {"usage", usage}};
-    out["choices"] = json::array({{{"index", 0}, {"message", message}, {"finish_reason", "stop"}}});
+    json choice = {{"index", 0}, {"message", message}, {"finish_reason", "stop"}};
+    choice.update(choice_extra);
+    out["choices"] = json::array({choice});
     res.set_content(out.dump(), "application/json");
     return;
   }
@@ -76,8 +84,33 @@ void AnswerAsNamed(const httplib::Request& req, httplib::Response& res) {
     c["choices"] = json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}});
     events.push_back("data: " + c.dump() + "\n\n");
   };
-  for (std::size_t i = 0; i < rc.size(); i += 3)
-    chunk({{"reasoning_content", rc.substr(i, 3)}}, nullptr);
+  if (rc.rfind("json:", 0) == 0) {
+    // Each field in a delta of its own: strings in 3-byte pieces, other values whole.
+    const json fields = json::parse(rc.substr(5));
+    for (auto it = fields.begin(); it != fields.end(); ++it) {
+      json delta = json::object();
+      if (!it->is_string()) {
+        delta[it.key()] = *it;
+        chunk(delta, nullptr);
+        continue;
+      }
+      const std::string text = it->get<std::string>();
+      for (std::size_t i = 0; i < text.size(); i += 3) {
+        delta[it.key()] = text.substr(i, 3);
+        chunk(delta, nullptr);
+      }
+    }
+  } else if (rc.rfind("choice-json:", 0) == 0) {
+    json c = {
+        {"id", "up-1"}, {"object", "chat.completion.chunk"}, {"created", 1}, {"model", model}};
+    json choice = {{"index", 0}, {"delta", json::object()}, {"finish_reason", nullptr}};
+    choice.update(json::parse(rc.substr(12)));
+    c["choices"] = json::array({choice});
+    events.push_back("data: " + c.dump() + "\n\n");
+  } else {
+    for (std::size_t i = 0; i < rc.size(); i += 3)
+      chunk({{"reasoning_content", rc.substr(i, 3)}}, nullptr);
+  }
   for (std::size_t i = 0; i < reply.size(); i += 3)
     chunk({{"content", reply.substr(i, 3)}}, nullptr);
   chunk(json::object(), "stop");
@@ -553,6 +586,147 @@ TEST_F(ReasoningTest, RequestTurnWithOnlyAClosingMarkerCarriesReasoning) {
     body["messages"][1]["content"] = content;
     EXPECT_EQ(Read(plain_->Chat(body)).status, 403) << content;
   }
+}
+
+// ---- F4 (red team): reasoning under other names and in other families' markers ----
+
+// The fields providers put an answer's reasoning in, and names nobody listed yet (any field name
+// holding "reason", "think" or "thought"), of the message/delta and of the choice.
+const char* const kReasoningFieldAnswers[] = {
+    R"(json:{"reasoning_details":[{"type":"reasoning.text","text":"SECRET PLAN"}]})",
+    R"(json:{"reasoning_details":[{"type":"reasoning.summary","summary":"SECRET PLAN"}]})",
+    R"(json:{"thinking":"SECRET PLAN"})",
+    R"(json:{"reasoning_text":"SECRET PLAN"})",
+    R"(json:{"reasoning_content":{"text":"SECRET PLAN"}})",
+    R"(json:{"x_vendor_Thoughts":"SECRET PLAN"})",
+    R"(json:{"thinking_blocks":[{"type":"thinking","thinking":"SECRET PLAN"}]})",
+    R"(choice-json:{"reasoning":"SECRET PLAN"})",
+};
+
+// Attack: message.reasoning_details (OpenRouter), message.thinking and delta.reasoning_details
+// reached the client with reasoning withheld (`log`: removed from the answer, stored).
+TEST_F(ReasoningTest, ReasoningUnderOtherFieldNamesIsWithheld) {
+  for (bool stream : {false, true}) {
+    for (const char* rc : kReasoningFieldAnswers) {
+      SCOPED_TRACE(std::string(rc) + (stream ? " streamed" : ""));
+      auto r = log_->Chat(Ask("m-us", stream, "the answer", rc));
+      ASSERT_TRUE(r);
+      Answer a = Read(r);
+      EXPECT_EQ(a.status, 200) << r->body;
+      EXPECT_EQ(a.content, "the answer");
+      EXPECT_EQ(r->body.find("SECRET"), std::string::npos) << r->body;
+      json rec = log_->Record(a.request_id);
+      EXPECT_TRUE(Has(Strings(rec["data_classes"]), "reasoning")) << rec.dump();
+      EXPECT_NE(rec.value("reasoning_text", "").find("SECRET PLAN"), std::string::npos)
+          << rec.dump();
+    }
+  }
+}
+
+TEST_F(ReasoningTest, ReasoningUnderOtherFieldNamesIsRefusedByABlockRule) {
+  for (bool stream : {false, true}) {
+    for (const char* rc : kReasoningFieldAnswers) {
+      SCOPED_TRACE(std::string(rc) + (stream ? " streamed" : ""));
+      auto r = block_->Chat(Ask("m-us", stream, "the answer", rc));
+      ASSERT_TRUE(r);
+      Answer a = Read(r);
+      if (stream)
+        EXPECT_EQ(a.error_code, "policy_violation");
+      else
+        EXPECT_EQ(a.status, 403);
+      EXPECT_EQ(r->body.find("SECRET"), std::string::npos) << r->body;
+    }
+    // finish_reason and an empty reasoning_details (sent with every answer) are not reasoning.
+    auto r = block_->Chat(Ask("m-us", stream, "the answer", R"(json:{"reasoning_details":[]})"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(Read(r).status, 200) << r->body;
+    EXPECT_EQ(Read(r).content, "the answer") << r->body;
+    EXPECT_EQ(Read(r).error_code, "") << r->body;
+  }
+}
+
+// With pass, the other names reach the client (scanned like any field).
+TEST_F(ReasoningTest, ReasoningUnderOtherFieldNamesPassesWithPass) {
+  for (bool stream : {false, true}) {
+    auto r = plain_->Chat(Ask("m-us", stream, "the answer", R"(json:{"thinking":"VISIBLE PLAN"})"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(Read(r).status, 200);
+    EXPECT_NE(r->body.find("VISIBLE P"), std::string::npos) << r->body;
+  }
+}
+
+// Attack: Magistral's [THINK], Seed's <seed:think>, gpt-oss's harmony analysis channel,
+// <|begin_of_thought|> and <reasoning> in an upstream's content reached the client.
+TEST_F(ReasoningTest, OtherFamiliesReasoningMarkersAreStripped) {
+  for (bool stream : {false, true}) {
+    for (const char* reply :
+         {"[THINK]tag plan[/THINK]the answer", "<seed:think>tag plan</seed:think>the answer",
+          "<|begin_of_thought|>tag plan<|end_of_thought|>the answer",
+          "<reasoning>tag plan</reasoning>the answer", "tag plan[/THINK]the answer"}) {
+      SCOPED_TRACE(std::string(reply) + (stream ? " streamed" : ""));
+      ExpectStripped(*log_, stream, reply);
+    }
+    Answer a = Read(log_->Chat(Ask("m-us", stream,
+                                   "<|channel|>analysis<|message|>tag plan<|end|><|start|>"
+                                   "assistant<|channel|>final<|message|>the answer")));
+    EXPECT_EQ(a.status, 200);
+    EXPECT_EQ(a.content.find("tag plan"), std::string::npos) << a.content;
+    EXPECT_NE(a.content.find("the answer"), std::string::npos) << a.content;
+  }
+}
+
+// Attack: earlier assistant turns carrying reasoning under other names were forwarded to an
+// upstream that does not accept reasoning (reasoning_content was refused).
+TEST_F(ReasoningTest, RequestReasoningUnderOtherNamesIsRefusedForAnUpstreamThatDoesNotAcceptIt) {
+  const std::vector<std::pair<json, std::string>> turns = {
+      {{{"reasoning_details", json::array({{{"type", "reasoning.text"}, {"text", "PLAN"}}})}},
+       "ok"},
+      {{{"thinking", "PLAN"}}, "ok"},
+      {{{"reasoningText", "PLAN"}}, "ok"},
+      {{{"x_thought_log", {{"a", "PLAN"}}}}, "ok"},
+      {json::object(), "[THINK]PLAN[/THINK]ok"},
+      {json::object(), "<seed:think>PLAN</seed:think>ok"},
+      {json::object(), "<|channel|>analysis<|message|>PLAN<|end|>ok"},
+      {json::object(), "<reasoning>PLAN</reasoning>ok"},
+  };
+  for (bool stream : {false, true}) {
+    std::size_t before = upstream_->bodies().size();
+    for (const auto& [extra, content] : turns) {
+      json body = MultiTurn("m-us", stream);
+      json turn = {{"role", "assistant"}, {"content", content}};
+      turn.update(extra);
+      body["messages"][1] = turn;
+      SCOPED_TRACE(turn.dump());
+      EXPECT_EQ(Read(plain_->Chat(body)).status, 403);
+    }
+    // Content parts of a reasoning type, or with a reasoning field.
+    json body = MultiTurn("m-us", stream);
+    body["messages"][1] = {
+        {"role", "assistant"},
+        {"content", json::array({{{"type", "thinking"}, {"thinking", "PLAN"}, {"signature", "s"}},
+                                 {{"type", "text"}, {"text", "ok"}}})}};
+    EXPECT_EQ(Read(plain_->Chat(body)).status, 403);
+    body["messages"][1]["content"][0] = {{"type", "text"}, {"text", ""}, {"thinking", "PLAN"}};
+    EXPECT_EQ(Read(plain_->Chat(body)).status, 403);
+    EXPECT_EQ(upstream_->bodies().size(), before) << "nothing may leave the gateway";
+  }
+}
+
+TEST_F(ReasoningTest, RedactRuleRemovesReasoningUnderOtherNamesFromTheRequest) {
+  json body = MultiTurn("m-us", false);
+  body["messages"][1] = {
+      {"role", "assistant"},
+      {"content", json::array({{{"type", "thinking"}, {"thinking", "old part plan"}},
+                               {{"type", "text"}, {"text", "[THINK]old inner plan[/THINK]ok"}}})},
+      {"reasoning_details",
+       json::array({{{"type", "reasoning.text"}, {"text", "old field plan"}}})},
+      {"thinking", "old thinking plan"}};
+  Answer a = Read(redact_->Chat(body));
+  ASSERT_EQ(a.status, 200) << a.error_code;
+  const std::string sent = upstream_->bodies().back();
+  for (const char* secret : {"old part plan", "old inner plan", "old field plan", "old thinking"})
+    EXPECT_EQ(sent.find(secret), std::string::npos) << secret << ": " << sent;
+  EXPECT_NE(sent.find("\"ok\""), std::string::npos) << sent;
 }
 
 }  // namespace

@@ -3,8 +3,71 @@
 #include <algorithm>
 
 #include "server/internal/json_limits.h"
+#include "server/internal/request_reasoning.h"
 
 namespace airlock::server::internal {
+namespace {
+
+// The reasoning fields of `object` (IsReasoningFieldName) not taken apart elsewhere: noted as
+// reasoning (a non-string value decided on as its JSON text), then removed unless reasoning is
+// shown (a string restored). Called after the object was scanned. An empty value is no
+// reasoning (providers send "reasoning_details": [] with every answer).
+void TakeReasoningFields(RequestState& st, json& object) {
+  if (!object.is_object()) return;
+  std::vector<std::string> names;
+  for (auto it = object.begin(); it != object.end(); ++it)
+    if (IsReasoningFieldName(it.key())) names.push_back(it.key());
+  for (const std::string& name : names) {
+    json& value = object[name];
+    const bool empty =
+        value.is_null() || ((value.is_string() || value.is_structured()) && value.empty());
+    std::optional<std::string> keep;
+    if (!empty)
+      keep = st.ProcessReasoningField(value.is_string() ? value.get<std::string>() : value.dump());
+    else if (st.ShowsReasoning())
+      continue;
+    if (!keep)
+      object.erase(name);
+    else if (value.is_string())
+      value = *keep;
+  }
+}
+
+// Bytes of text below `node` (strings only).
+std::int64_t TextBytes(const json& node) {
+  if (node.is_string()) return static_cast<std::int64_t>(node.get_ref<const std::string&>().size());
+  std::int64_t n = 0;
+  if (node.is_structured())
+    for (const json& child : node) n += TextBytes(child);
+  return n;
+}
+
+// Bytes of text an answer's (or chunk's) choices carry: content, reasoning, tool calls, refusals,
+// unknown fields; not logprobs, which repeat the content token by token.
+std::int64_t ChoicesTextBytes(const json& doc) {
+  auto choices = doc.find("choices");
+  if (choices == doc.end() || !choices->is_array()) return 0;
+  std::int64_t n = 0;
+  for (const json& c : *choices) {
+    if (!c.is_object()) {
+      n += TextBytes(c);
+      continue;
+    }
+    for (auto it = c.begin(); it != c.end(); ++it)
+      if (it.key() != "logprobs") n += TextBytes(*it);
+  }
+  return n;
+}
+
+// Reasoning fields next to `message` / `delta` / `text`: of each choice and of the response.
+void TakeEnvelopeReasoningFields(RequestState& st, json& doc) {
+  TakeReasoningFields(st, doc);
+  auto choices = doc.find("choices");
+  if (choices == doc.end() || !choices->is_array()) return;
+  for (json& c : *choices) TakeReasoningFields(st, c);
+}
+
+}  // namespace
 
 RequestState::~RequestState() {
   if (!settled && settle_unsettled) settle_unsettled(*this);
@@ -27,9 +90,19 @@ void RequestState::TakeUsage(const json& usage) {
 }
 
 void RequestState::SettleCounts(std::int64_t output_estimate) {
+  const std::int64_t claimed_prompt = prompt_tokens, claimed_completion = completion_tokens;
   if (prompt_tokens < 0) prompt_tokens = prompt_estimate;
   if (completion_tokens < 0) completion_tokens = output_estimate;
-  completion_tokens = std::max(completion_tokens, streamed_pieces);
+  // Never less than the gateway's own estimate, whatever the upstream claims: a count it
+  // under-reports (0/0) must not keep a budget from running down.
+  prompt_tokens = std::max(prompt_tokens, PromptFloor());
+  completion_tokens = std::max({completion_tokens, streamed_pieces, (answer_bytes + 3) / 4});
+  if ((claimed_prompt >= 0 && claimed_prompt < prompt_tokens) ||
+      (claimed_completion >= 0 && claimed_completion < completion_tokens))
+    actions.push_back("usage: upstream claimed prompt " + std::to_string(claimed_prompt) +
+                      ", completion " + std::to_string(claimed_completion) + "; charged prompt " +
+                      std::to_string(prompt_tokens) + ", completion " +
+                      std::to_string(completion_tokens) + " (the gateway's estimate)");
 }
 
 bool RequestState::ChoiceFinished(int index) const {
@@ -96,7 +169,7 @@ void RequestState::PutHeldText(json& delta, const std::string& key, const std::s
   if (text.empty()) return;  // nothing released yet: the field is left out of this chunk
   std::string name = key.substr(6);
   std::string value = text;
-  if (name == "reasoning") {
+  if (IsReasoningFieldName(name)) {
     auto keep = ProcessReasoningField(text);
     if (!keep) return;
     value = *keep;
@@ -398,6 +471,7 @@ void WithholdLogprobs(RequestState& st, json& choice) {
 }
 
 void TransformResponse(RequestState& st, json& body) {
+  st.answer_bytes += ChoicesTextBytes(body);
   auto choices = body.find("choices");
   if (choices != body.end() && choices->is_array()) {
     for (json& c : *choices) {
@@ -410,18 +484,9 @@ void TransformResponse(RequestState& st, json& body) {
         if (m != c.end() && m->is_object()) {
           st.ScanOutputFields(*m);
           if (auto t = m->find("content"); t != m->end() && t->is_string()) text = &*t;
-          // Both names providers use for a message's reasoning; a non-string value (an object
-          // with a summary, a list of parts) is reasoning too, decided on as its JSON text.
-          for (const char* name : {"reasoning_content", "reasoning"}) {
-            auto r = m->find(name);
-            if (r == m->end() || r->is_null()) continue;
-            auto keep =
-                st.ProcessReasoningField(r->is_string() ? r->get<std::string>() : r->dump());
-            if (!keep)
-              m->erase(r);
-            else if (r->is_string())
-              *r = *keep;
-          }
+          // Every field providers put a message's reasoning in (reasoning_content, reasoning,
+          // reasoning_details, thinking, ...; IsReasoningFieldName).
+          TakeReasoningFields(st, *m);
         }
       } else if (auto t = c.find("text"); t != c.end() && t->is_string()) {
         text = &*t;
@@ -432,13 +497,14 @@ void TransformResponse(RequestState& st, json& body) {
     }
   }
   st.ScanEnvelope(body, st.chat);
+  TakeEnvelopeReasoningFields(st, body);
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
     st.TakeUsage(*usage);
     st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
   } else {
-    st.prompt_tokens = st.prompt_estimate;
-    st.completion_tokens = static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1);
+    st.prompt_tokens = st.completion_tokens = -1;
+    st.SettleCounts(static_cast<std::int64_t>(st.ResponseText().size() / 4 + 1));
     body["usage"] = {{"prompt_tokens", st.prompt_tokens},
                      {"completion_tokens", st.completion_tokens},
                      {"total_tokens", st.prompt_tokens + st.completion_tokens}};
@@ -453,6 +519,7 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
   }
   if (!parsed.ok() || !parsed->is_object()) return "";  // drop what we cannot vet
   json& chunk = *parsed;
+  st.answer_bytes += ChoicesTextBytes(chunk);
   if (auto usage = chunk.find("usage"); usage != chunk.end() && usage->is_object()) {
     st.TakeUsage(*usage);
     // The usage-only chunk (the gateway always asks for it, for accounting) reaches the client
@@ -490,14 +557,17 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
             d->erase(r);
           }
           // The same for the other free-text fields providers stream in pieces: `refusal`, the
-          // `reasoning` some providers use instead of reasoning_content, and the legacy
-          // `function_call.arguments`.
+          // other names of reasoning (`reasoning`, `thinking`, ...: IsReasoningFieldName), and the
+          // legacy `function_call.arguments`.
           std::vector<std::pair<std::string, std::string>> plain_in;  // {hold-back key, text}
-          for (const char* name : {"refusal", "reasoning"})
-            if (auto f = d->find(name); f != d->end() && f->is_string()) {
-              plain_in.emplace_back(std::string("field:") + name, f->get<std::string>());
-              d->erase(f);
-            }
+          std::vector<std::string> plain_names;
+          for (auto f = d->begin(); f != d->end(); ++f)
+            if (f->is_string() && (f.key() == "refusal" || IsReasoningFieldName(f.key())))
+              plain_names.push_back(f.key());
+          for (const std::string& name : plain_names) {
+            plain_in.emplace_back("field:" + name, (*d)[name].get<std::string>());
+            d->erase(name);
+          }
           if (auto fc = d->find("function_call"); fc != d->end() && fc->is_object())
             if (auto a = fc->find("arguments"); a != fc->end() && a->is_string()) {
               plain_in.emplace_back("fcall", a->get<std::string>());
@@ -516,6 +586,9 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
               *a = "";
             }
           st.ScanOutputFields(*d);
+          // Reasoning that is not a string (reasoning_details: a list of parts) is not streamed
+          // in pieces: decided on as each chunk carries it.
+          TakeReasoningFields(st, *d);
           if (!args_in.empty() && !st.response_blocked) {
             std::size_t k = 0;
             for (json& tc : (*d)["tool_calls"]) {
@@ -556,6 +629,7 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
     }
   }
   st.ScanEnvelope(chunk, st.chat);
+  TakeEnvelopeReasoningFields(st, chunk);
   if (st.response_blocked) return "";
   return chunk.dump(-1, ' ', false, json::error_handler_t::replace);
 }

@@ -60,6 +60,7 @@ struct RequestState {
   std::string forwarded_prompt;  // what left the gateway (for store_text)
   std::optional<Reservation> reservation;
   std::int64_t prompt_estimate = 0;
+  std::int64_t prompt_text_bytes = 0;    // the scanned text units as forwarded (the keys apart)
   std::int64_t completion_cap = 0;       // per choice
   std::int64_t completion_reserved = 0;  // cap times max(n, best_of): the whole completion bound
   bool settled = false;
@@ -136,6 +137,9 @@ struct RequestState {
   std::int64_t prompt_tokens = -1;
   std::int64_t completion_tokens = -1;
   std::int64_t streamed_pieces = 0;
+  // Bytes of text in the answer's choices as the upstream (or local model) sent them, before
+  // anything was withheld: bytes / 4 is the least its completion is charged.
+  std::int64_t answer_bytes = 0;
   bool stream_broken = false;         // an upstream SSE event exceeded the size or nesting limits
   bool client_include_usage = false;  // stream_options.include_usage: the usage chunk goes out
 
@@ -144,8 +148,15 @@ struct RequestState {
   // whole reservation is charged instead (a hostile upstream must not be charged 0).
   void TakeUsage(const json& usage);
   // Fills in unknown counts: the prompt estimate, and for the completion the larger of the
-  // output-based estimate and what was streamed (never less than what reached the client).
+  // output-based estimate and what was streamed (never less than what reached the client). Then
+  // raises each count to the gateway's own estimate where the upstream claimed less (a lying
+  // upstream must not keep a budget from running down): the prompt to PromptFloor(), the
+  // completion to answer_bytes / 4 (rounded up); such a raise is recorded as an audit action
+  // ("usage: upstream claimed ..., charged ...").
   void SettleCounts(std::int64_t output_estimate);
+  // The least a prompt is charged: the bytes of its text as forwarded / 4, like an answer's
+  // (prompt_estimate bounds BPE tokens by bytes for the reservation, far above the usual count).
+  std::int64_t PromptFloor() const { return prompt_text_bytes / 4; }
 
   // Held-back streams of the other fields of a delta: {choice index, "reasoning" or "tool:N"}.
   std::map<std::pair<int, std::string>, ChoiceState> held;

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <string_view>
 
+#include "server/internal/request_reasoning.h"
+
 namespace airlock::server::internal {
 namespace {
 
@@ -170,13 +172,31 @@ std::size_t DigitCount(const std::string& text) {
 }
 
 bool IsDataUrl(const std::string& s) {
-  // URL parsers strip leading C0 controls and spaces (" data:..." is a data: URL too).
-  std::size_t start = 0;
-  while (start < s.size() && static_cast<unsigned char>(s[start]) <= 0x20) ++start;
-  if (s.size() - start < 5) return false;
-  std::string head = s.substr(start, 5);
-  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // The scheme as a WHATWG URL parser reads it: leading C0 controls and spaces stripped
+  // (" data:..."), every ASCII tab, LF and CR removed wherever it is ("da\tta:", "data\n:"),
+  // letters in any case ("DATA:").
+  std::size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) <= 0x20) ++i;
+  std::string head;
+  for (; i < s.size() && head.size() < 5; ++i) {
+    const char c = s[i];
+    if (c == '\t' || c == '\n' || c == '\r') continue;
+    head += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
   return head == "data:";
+}
+
+// Content part types whose payload is text or a URL the detectors read: "text" (and the
+// Responses API's "input_text" / "output_text"), "refusal", "image_url" (an https URL; a data:
+// URL is refused), and reasoning parts ({"type":"thinking"}: text, the data class reasoning).
+// Any other type - "image", "input_audio", "file", "audio", "video_url", a type nobody listed
+// yet - may carry base64 or binary the detectors cannot read: refused (fail closed).
+bool IsScannablePartType(std::string_view type) {
+  std::string lower(type);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view known : {"text", "input_text", "output_text", "refusal", "image_url"})
+    if (lower == known) return true;
+  return IsReasoningFieldName(lower);
 }
 
 // A number long enough to be a phone, card or ID number becomes a string, so it is scanned (and
@@ -249,13 +269,25 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
       if (auto err = CollectStrings(part, units, "content")) return err;
       continue;
     }
+    if (auto type = part.find("type"); type != part.end() && type->is_string() &&
+                                       !IsScannablePartType(type->get_ref<const std::string&>()))
+      return Invalid("The request contains a content part of type '" +
+                         type->get<std::string>().substr(0, 32) +
+                         "', whose payload the gateway cannot scan; pass the content as text or "
+                         "an https URL.",
+                     "unscannable_content");
     for (auto it = part.begin(); it != part.end(); ++it) {
       units->keys.push_back(it.key());
-      // Audio and file parts are base64 payloads: text inside them is out of the detectors' reach.
-      if (it.key() == "input_audio" || it.key() == "file")
-        return Invalid("The request contains an " + it.key() +
-                           " part, whose encoded payload the gateway cannot scan.",
-                       "unscannable_content");
+      // Audio, file and image payloads are base64: text inside them is out of the detectors'
+      // reach (also in a part without a type).
+      std::string key = it.key();
+      for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (std::string_view payload : {"input_audio", "file", "image", "audio", "video",
+                                       "input_image", "input_file", "image_base64", "b64_json"})
+        if (key == payload)
+          return Invalid("The request contains an " + key.substr(0, 32) +
+                             " part, whose encoded payload the gateway cannot scan.",
+                         "unscannable_content");
       if (it.key() == "text" && it->is_string()) {
         text.parts.push_back(&*it);
       } else if (auto err = CollectStrings(*it, units, it.key())) {

@@ -2,6 +2,8 @@
 
 #include <functional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "policy/transform.h"
 
@@ -9,8 +11,6 @@ namespace airlock::server::internal {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr const char* kReasoningFields[] = {"reasoning_content", "reasoning"};
 
 bool NonBlank(std::string_view s) {
   for (char c : s)
@@ -41,6 +41,41 @@ void ForEachContentText(Json& message, Visit&& visit) {
   }
 }
 
+// A content part that is reasoning as a whole: {"type": "thinking", ...},
+// {"type": "redacted_thinking", ...}, {"type": "reasoning", ...}.
+bool IsReasoningPart(const json& part) {
+  if (!part.is_object()) return false;
+  auto type = part.find("type");
+  return type != part.end() && type->is_string() &&
+         IsReasoningFieldName(type->get_ref<const std::string&>());
+}
+
+// Whether a reasoning field's value carries reasoning: not null, and a string only with a
+// non-blank character (any other value: fail closed).
+bool CarriesReasoning(const json& value) {
+  if (value.is_null()) return false;
+  return !value.is_string() || NonBlank(value.get_ref<const std::string&>());
+}
+
+// Calls visit(object, key) for each reasoning-named key of a message and of its content parts,
+// and visit_part(part) for each content part that is reasoning as a whole.
+template <typename Json, typename VisitField, typename VisitPart>
+void ForEachReasoningField(Json& message, VisitField&& visit, VisitPart&& visit_part) {
+  for (auto it = message.begin(); it != message.end(); ++it)
+    if (IsReasoningFieldName(it.key())) visit(message, it.key());
+  auto content = message.find("content");
+  if (content == message.end() || !content->is_array()) return;
+  for (auto& part : *content) {
+    if (!part.is_object()) continue;
+    if (IsReasoningPart(part)) {
+      visit_part(part);
+      continue;
+    }
+    for (auto it = part.begin(); it != part.end(); ++it)
+      if (IsReasoningFieldName(it.key())) visit(part, it.key());
+  }
+}
+
 template <typename Json, typename Visit>
 void ForEachMessage(Json& body, Visit&& visit) {
   auto messages = body.find("messages");
@@ -51,14 +86,27 @@ void ForEachMessage(Json& body, Visit&& visit) {
 
 }  // namespace
 
+bool IsReasoningFieldName(std::string_view name) {
+  std::string lower(name);
+  for (char& c : lower)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  // Why an answer stopped is not reasoning.
+  for (std::string_view not_reasoning : {"finish_reason", "stop_reason", "native_finish_reason"})
+    if (lower == not_reasoning) return false;
+  for (std::string_view stem : {"reason", "think", "thought"})
+    if (lower.find(stem) != std::string::npos) return true;
+  return false;
+}
+
 bool RequestHasReasoning(const json& body) {
   bool found = false;
   ForEachMessage(body, [&](const json& m) {
-    for (const char* field : kReasoningFields) {
-      auto f = m.find(field);
-      if (f == m.end() || f->is_null()) continue;
-      if (!f->is_string() || NonBlank(f->get_ref<const std::string&>())) found = true;
-    }
+    ForEachReasoningField(
+        m,
+        [&](const json& object, const std::string& key) {
+          found |= CarriesReasoning(object.at(key));
+        },
+        [&](const json&) { found = true; });
     if (found || !IsAssistant(m)) return;
     // The parts of one turn through one splitter: a tag may be cut between parts.
     policy::ThinkSplitter splitter;
@@ -74,7 +122,17 @@ bool RequestHasReasoning(const json& body) {
 
 void RemoveRequestReasoning(json& body) {
   ForEachMessage(body, [](json& m) {
-    for (const char* field : kReasoningFields) m.erase(field);
+    std::vector<std::pair<json*, std::string>> fields;
+    ForEachReasoningField(
+        m, [&](json& object, const std::string& key) { fields.emplace_back(&object, key); },
+        [](json&) {});
+    for (auto& [object, key] : fields) object->erase(key);
+    if (auto content = m.find("content"); content != m.end() && content->is_array()) {
+      json kept = json::array();
+      for (json& part : *content)
+        if (!IsReasoningPart(part)) kept.push_back(std::move(part));
+      *content = std::move(kept);
+    }
     if (!IsAssistant(m)) return;
     policy::ThinkSplitter splitter;
     json* last = nullptr;
@@ -96,8 +154,9 @@ ReasoningCarriers FindReasoningCarriers(const json& body) {
       if (node.is_structured())
         for (const json& child : node) add(child);
     };
-    for (const char* field : kReasoningFields)
-      if (auto f = m.find(field); f != m.end()) add(*f);
+    ForEachReasoningField(
+        m, [&](const json& object, const std::string& key) { add(object.at(key)); },
+        [&](const json& part) { add(part); });
     if (IsAssistant(m))
       ForEachContentText(m, [&](const json& t) { out.assistant_text.insert(&t); });
   });

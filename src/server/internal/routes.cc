@@ -492,6 +492,7 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
   // Keys are forwarded (and billed) too.
   st->prompt_estimate =
       static_cast<std::int64_t>(prompt_bytes + key_bytes + 8 * message_count + 16);
+  st->prompt_text_bytes = static_cast<std::int64_t>(prompt_bytes);
   if (!st->anonymous) {
     auto r = keys->Reserve(st->key, st->prompt_estimate + st->completion_reserved);
     if (!r && r.error().code() == StatusCode::kUnavailable) {
