@@ -433,6 +433,23 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
                               policy().reasoning != policy::ReasoningAction::kLog;
   internal::ReasoningCarriers carriers;
   if (hide_reasoning) carriers = internal::FindReasoningCarriers(body);
+  // A number is forwarded as it is: one the policy would rewrite (part of a card split over an
+  // enum of numbers) refuses the request.
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    if (!units[i].fixed) continue;
+    bool rewrites = !cuts[i].empty();
+    for (const policy::Match& m : matches[i]) {
+      auto a = verdict.actions.find(m.data_class);
+      rewrites |= a != verdict.actions.end() && (a->second == policy::Action::kRedact ||
+                                                 a->second == policy::Action::kPseudonymize);
+    }
+    if (!rewrites) continue;
+    st->actions.push_back("refused: sensitive data in a number the gateway cannot rewrite");
+    return Fail(*st, res, 400,
+                "The request has sensitive data split across numbers (or in one), which the "
+                "gateway cannot rewrite; send it as text.",
+                "sensitive_data_in_number");
+  }
   for (std::size_t i = 0; i < units.size(); ++i) {
     std::string rewritten =
         RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions, cuts[i]);
