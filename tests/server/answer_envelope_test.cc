@@ -321,16 +321,28 @@ TEST_F(AnswerEnvelopeTest, DataSplitAcrossNonMessageFieldsNeverReachesTheUpstrea
 
 // Attack (RT4 F8 side effect): an address split across a tool enum ("bob.smith@" +
 // "corp-mail.com") was read as "hibob.smith@corp-mail.com" with the user's message "hi", whose
-// cut rewrote that message to a placeholder. The user's text stays; the address does not.
+// cut rewrote that message to a placeholder. "hi" + "bob.smith@" cannot be told from "ali" +
+// "ce@": the request is refused (fail closed), neither the message rewritten nor the address
+// forwarded. A value that starts inside a field ("see a" + "lice@...") is still rewritten.
 TEST_F(AnswerEnvelopeTest, JoinedValueDoesNotRewriteTheMessageBeforeIt) {
-  auto [status, forwarded] = Forward(
-      port_, *upstream_,
-      {{"tools", json::array({Tool("f", "x", EnumParameter({"bob.smith@", "corp-mail.com"}))})}});
-  ASSERT_EQ(status, 200);
-  json sent = json::parse(forwarded, nullptr, false);
-  ASSERT_TRUE(sent.is_object()) << forwarded;
-  EXPECT_EQ(sent["messages"][0]["content"], "hi") << forwarded;
-  EXPECT_EQ(Compact(forwarded).find("bobsmithcorpmailcom"), std::string::npos) << forwarded;
+  for (const json& values :
+       {json::array({"bob.smith@", "corp-mail.com"}), json::array({"bob.smith@corp-mail.com"})}) {
+    auto [status, forwarded] = Forward(
+        port_, *upstream_, {{"tools", json::array({Tool("f", "x", EnumParameter(values))})}});
+    if (status == 200) {
+      json sent = json::parse(forwarded, nullptr, false);
+      ASSERT_TRUE(sent.is_object()) << forwarded;
+      EXPECT_EQ(sent["messages"][0]["content"], "hi") << forwarded;
+    } else {
+      EXPECT_EQ(status, 403) << values.dump();
+    }
+    EXPECT_EQ(Compact(forwarded).find("bobsmithcorpmailcom"), std::string::npos) << forwarded;
+  }
+  auto [status, forwarded] =
+      Forward(port_, *upstream_,
+              {{"tools", json::array({Tool("f", "see bob.sm"), Tool("g", "ith@corp-mail.com")})}});
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(Compact(forwarded).find("smithcorpmailcom"), std::string::npos) << forwarded;
 }
 
 // The control: an ordinary answer passes unchanged.

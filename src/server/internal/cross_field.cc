@@ -330,25 +330,73 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
       }
     }
   }
-  // A finding that reads a field's trailing word into a value the next fields hold ("hi" +
-  // "bob@" + "corp.example") gives way to the same value read from the field it starts in:
-  // its cut must not take the word before (the user's "hi").
+  // A finding that reads a whole field into a value the next fields hold ("hi" + "bob@" +
+  // "corp.example" read as "hibob@corp.example") cannot be told from a value cut after its
+  // first letters ("ali" + "ce@" + "example.com"): it is marked, and
+  // the gateway refuses it rather than rewrite the user's "hi" or leave "ali" (see
+  // CrossFieldMatch::starts_with_a_whole_field). The same value read from the field it starts
+  // in (fresh start) is then dropped. A whole field that is a number's digits ("5" before an
+  // address) cannot hold part of one: that reading is dropped, the later fields keep theirs.
   auto overlap = [](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
     return a.unit == b.unit && a.begin < b.end && b.begin < a.end;
   };
+  auto whole_field = [&](const CrossFieldMatch::Piece& p) {
+    std::string_view text = joined[p.unit];
+    return LeadingSeparators(text.substr(0, p.begin)) == p.begin &&
+           TrailingSeparators(text.substr(p.end), 0) == text.size() - p.end;
+  };
+  auto explained_by_own = [&](const CrossFieldMatch::Piece& p) {
+    for (const policy::Match& o : unit_matches[p.unit])
+      if (o.begin < p.end && p.begin < o.end) return true;
+    return false;
+  };
   std::vector<bool> drop(out.size(), false);
+  // A number's digits take part for the digit-grouped classes; an address or a token read into
+  // a number before or after it ("x" + "eve@example.com" + [5]: "xeve@example.com5") is the
+  // strings' own finding, not a reason to refuse the number.
   for (std::size_t a = 0; a < out.size(); ++a)
-    for (std::size_t b = 0; b < out.size() && !drop[a]; ++b) {
-      if (a == b || drop[b] || out[a].data_class != out[b].data_class) continue;
-      const auto& longer = out[a].pieces;
-      const auto& shorter = out[b].pieces;
-      if (shorter.size() >= longer.size() || !overlap(longer.back(), shorter.back())) continue;
-      std::size_t k = longer.size() - shorter.size();
-      bool suffix = !overlap(longer[k - 1], shorter.front());
-      for (std::size_t i = 0; i < shorter.size() && suffix; ++i)
-        suffix = overlap(longer[k + i], shorter[i]);
-      if (suffix) drop[a] = true;
+    if (out[a].data_class == policy::DataClass::kEmail ||
+        out[a].data_class == policy::DataClass::kSecret)
+      for (const auto& p : out[a].pieces) drop[a] = drop[a] || units[p.unit].fixed;
+  // A reading from a fresh start that a longer finding covers piece for piece is that finding's.
+  for (std::size_t b = 0; b < out.size(); ++b)
+    for (std::size_t a = 0; a < out.size() && !drop[b]; ++a) {
+      if (a == b || drop[a] || out[a].data_class != out[b].data_class ||
+          out[a].pieces.size() <= out[b].pieces.size())
+        continue;
+      bool covered = true;
+      for (const auto& p : out[b].pieces)
+        covered = covered && std::any_of(out[a].pieces.begin(), out[a].pieces.end(),
+                                         [&](const auto& q) { return overlap(p, q); });
+      if (covered) drop[b] = true;
     }
+  for (std::size_t a = 0; a < out.size(); ++a) {
+    const auto& longer = out[a].pieces;
+    if (longer.size() < 2 || !whole_field(longer[0])) continue;
+    bool rest_own = true;
+    for (std::size_t i = 1; i < longer.size() && rest_own; ++i)
+      rest_own = explained_by_own(longer[i]);
+    std::vector<std::size_t> suffixes;  // the same value read from the second piece on
+    for (std::size_t b = 0; b < out.size(); ++b) {
+      if (a == b || out[a].data_class != out[b].data_class) continue;  // (dropped above)
+      const auto& shorter = out[b].pieces;
+      if (shorter.size() != longer.size() - 1) continue;
+      bool suffix = true;
+      for (std::size_t i = 0; i < shorter.size() && suffix; ++i)
+        suffix = overlap(longer[i + 1], shorter[i]);
+      if (suffix) suffixes.push_back(b);
+    }
+    if (units[longer[0].unit].fixed && (rest_own || !suffixes.empty())) {
+      drop[a] = true;
+      for (std::size_t b : suffixes) drop[b] = false;  // the value without the number
+      continue;
+    }
+    // Where the next field holds the value whole ("a" + "lice@example.com"), the joined reading
+    // is cut in both (the first field is one short word at most); only a value that itself spans
+    // the later fields is ambiguous.
+    if (suffixes.empty()) continue;
+    out[a].starts_with_a_whole_field = true;
+  }
   std::vector<CrossFieldMatch> kept;
   for (std::size_t i = 0; i < out.size(); ++i)
     if (!drop[i]) kept.push_back(std::move(out[i]));

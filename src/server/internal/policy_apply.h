@@ -235,6 +235,11 @@ struct CrossFieldMatch {
     std::size_t begin, end;  // byte range in that unit's joined text
   };
   std::vector<Piece> pieces;  // in reading order: the first gets the placeholder, the rest are cut
+  // The first piece is a whole field, and the value, split across the later fields, reads as
+  // well without it: "hi" + "bob@" + "corp.example" cannot be told from "ali" + "ce@" +
+  // "example.com". A rewrite would either destroy the user's text or leave part of the value,
+  // so a policy that rewrites the class refuses the request.
+  bool starts_with_a_whole_field = false;
 };
 
 std::vector<CrossFieldMatch> FindCrossFieldMatches(

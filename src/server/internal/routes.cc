@@ -433,6 +433,21 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
                               policy().reasoning != policy::ReasoningAction::kLog;
   internal::ReasoningCarriers carriers;
   if (hide_reasoning) carriers = internal::FindReasoningCarriers(body);
+  // A value joined with a whole field before it cannot be mapped back to a cut that spares
+  // that field's text (see CrossFieldMatch::starts_with_a_whole_field): refused, fail closed.
+  for (const internal::CrossFieldMatch& c : cross) {
+    auto a = verdict.actions.find(c.data_class);
+    if (!c.starts_with_a_whole_field || a == verdict.actions.end() ||
+        (a->second != policy::Action::kRedact && a->second != policy::Action::kPseudonymize))
+      continue;
+    st->actions.push_back("block: data split across fields whose start cannot be placed");
+    SetError(res, 403,
+             "Request blocked by policy: " + std::string(policy::DataClassName(c.data_class)) +
+                 " split across fields, joined with a whole field before it; the gateway cannot "
+                 "tell which text to rewrite",
+             "policy_violation");
+    return Finish(*st, 403, 0, "");
+  }
   // A number is forwarded as it is: one the policy would rewrite (part of a card split over an
   // enum of numbers) refuses the request.
   for (std::size_t i = 0; i < units.size(); ++i) {
