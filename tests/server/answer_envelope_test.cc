@@ -91,6 +91,14 @@ void Answer(const httplib::Request& req, httplib::Response& res) {
                                  {"message", {{"role", "assistant"}, {"content", "mple.com ok"}}},
                                  {"finish_reason", "stop"}});
     res.set_content(answer.dump(), "application/json");
+  } else if (which == "spaced") {  // a token spaced out one character at a time
+    std::string spaced;
+    for (char c : std::string(kToken)) spaced += std::string(spaced.empty() ? "" : " ") + c;
+    res.set_content(Complete({{"index", 0},
+                              {"message", {{"role", "assistant"}, {"content", "use " + spaced}}},
+                              {"finish_reason", "stop"}})
+                        .dump(),
+                    "application/json");
   } else if (which == "fraction") {
     json answer = Complete({{"index", 0},
                             {"message", {{"role", "assistant"}, {"content", "hi"}}},
@@ -343,6 +351,26 @@ TEST_F(AnswerEnvelopeTest, JoinedValueDoesNotRewriteTheMessageBeforeIt) {
               {{"tools", json::array({Tool("f", "see bob.sm"), Tool("g", "ith@corp-mail.com")})}});
   EXPECT_EQ(status, 200);
   EXPECT_EQ(Compact(forwarded).find("smithcorpmailcom"), std::string::npos) << forwarded;
+}
+
+// Attack (RT4 F10): data spaced out one character at a time passed every detector, in a
+// request and in an answer. The whole spaced run is rewritten.
+TEST_F(AnswerEnvelopeTest, DataSpacedOutOneCharacterAtATimeIsRewritten) {
+  auto [status, forwarded] =
+      Forward(port_, *upstream_,
+              {{"messages", json::array({{{"role", "user"},
+                                          {"content",
+                                           "mail a l i c e @ e x a m p l e . c o m "
+                                           "card 4-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1"}}})}});
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(Compact(forwarded).find("aliceexamplecom"), std::string::npos) << forwarded;
+  EXPECT_EQ(Compact(forwarded).find("4111111111111111"), std::string::npos) << forwarded;
+  EXPECT_NE(forwarded.find("mail "), std::string::npos) << forwarded;
+  auto r = Send("spaced", false);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Compact(r->body).find("R4nd0mT0k3n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("REDACTED"), std::string::npos) << r->body;
 }
 
 // The control: an ordinary answer passes unchanged.
