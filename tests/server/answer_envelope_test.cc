@@ -312,6 +312,8 @@ TEST_F(AnswerEnvelopeTest, DataSplitAcrossNonMessageFieldsNeverReachesTheUpstrea
        {{"tools", json::array({Tool("f", "x", EnumParameter({"4111", "1111", "1111", "1111"}))})}}},
       {"card in an enum of numbers",
        {{"tools", json::array({Tool("f", "x", EnumParameter({4111, 1111, 1111, 1111}))})}}},
+      {"ssn in an enum of digit strings",
+       {{"tools", json::array({Tool("f", "x", EnumParameter({"536", "22", "4581"}))})}}},
       {"ssn in an enum of numbers",
        {{"tools", json::array({Tool("f", "x", EnumParameter({536, 22, 4581}))})}}},
       {"card in an unknown field's numbers",

@@ -117,8 +117,17 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
   }
   std::vector<CrossFieldMatch> out;
   if (fields.size() < 2) return out;
-  bool any_fixed = false;  // a number's digits among the fields (ScanUnit::fixed)
-  for (const Field& f : fields) any_fixed |= units[f.unit].fixed;
+  // Fields that are digits only (a number's, or a string of digits: ["536", "22", "4581"]).
+  auto all_digits = [](std::string_view t) {
+    return !t.empty() &&
+           std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::vector<bool> digits_only(fields.size());
+  std::size_t digit_fields = 0;
+  for (std::size_t k = 0; k < fields.size(); ++k) {
+    digits_only[k] = all_digits(fields[k].text);
+    digit_fields += digits_only[k];
+  }
   bool several_units = false;
   for (const Field& f : fields)
     if (f.unit != fields[0].unit) several_units = true;
@@ -157,13 +166,13 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
       // Trimmed, and glued: trimmed with the number's group separator put back at a cut between
       // two digit groups ("4111 1111" + "1111 1111" reads "4111 1111 1111 1111", not
       // "4111 11111111 1111", which no grouped-number rule accepts).
-      // Mode 3: glued, and a list of numbers, which shows no separator between its groups
-      // ([536, 22, 4581]), read with a dash between two numbers.
+      // Mode 3: glued, and a list of digit-only fields, which shows no separator between its
+      // groups ([536, 22, 4581], ["536", "22", "4581"]), read with a dash between two of them.
       for (int mode : {0, 1, 2, 3}) {
         const bool trimmed = mode >= 1, glued = mode >= 2, dashed = mode == 3;
         if (mode == 0 && reading != 0) continue;  // Scan decodes the fields as they are itself
         if (mode == 1 && !any_padding) continue;  // the same text as untrimmed
-        if (dashed && !any_fixed) continue;
+        if (dashed && digit_fields < 2) continue;
         text.clear();
         segments.clear();
         bool any_glue = false;
@@ -181,8 +190,8 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
           if (glued) {
             std::string glue = policy::GroupSeparatorAtCut(
                 previous, view.substr(from, std::min(to - from, kWindow)));
-            if (glue.empty() && dashed && previous_k != fields.size() &&
-                units[fields[k].unit].fixed && units[fields[previous_k].unit].fixed)
+            if (glue.empty() && dashed && previous_k != fields.size() && digits_only[k] &&
+                digits_only[previous_k])
               glue = "-";
             if (!glue.empty()) {
               segments.push_back({text.size(), text.size() + glue.size(), Segment::kGlue, 0});
