@@ -542,14 +542,17 @@ namespace {
 
 // Bytes that may space out data one character at a time ("4 1 1 1 ...", "4-1-1-1-...",
 // "a l i c e @ e x a m p l e . c o m"), alone or as a short repeated gap (" - ").
-bool IsSpacingByte(char c) {
-  return c == ' ' || c == '\t' || c == '-' || c == '.' || c == '_' || c == '/' || c == '|' ||
-         c == ',' || c == '*';
-}
-bool IsWordByte(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u >= 0x80;
-}
+constexpr std::uint8_t kSpacingByte = 1, kWordByte = 2;
+constexpr std::array<std::uint8_t, 256> kByteClass = [] {
+  std::array<std::uint8_t, 256> a{};
+  for (unsigned char c : std::string_view(" \t-._/|,*")) a[c] = kSpacingByte;
+  for (int c = 0; c < 256; ++c)
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80)
+      a[c] = kWordByte;
+  return a;
+}();
+bool IsSpacingByte(char c) { return kByteClass[static_cast<unsigned char>(c)] == kSpacingByte; }
+bool IsWordByte(char c) { return kByteClass[static_cast<unsigned char>(c)] == kWordByte; }
 // Bytes of the UTF-8 character at `i` (1 for a stray continuation byte).
 std::size_t CharBytes(std::string_view s, std::size_t i) {
   unsigned char u = static_cast<unsigned char>(s[i]);
@@ -583,6 +586,12 @@ bool CollapseSpacedRuns(std::string_view text, std::string* out, std::vector<std
   };
   std::size_t i = 0;
   while (i < text.size()) {
+    // Fast path (most bytes): an ASCII character not followed by a gap byte starts no run.
+    if (static_cast<unsigned char>(text[i]) < 0x80 &&
+        (i + 1 >= text.size() || !IsSpacingByte(text[i + 1]))) {
+      ++i;
+      continue;
+    }
     std::size_t first = CharBytes(text, i);
     bool starts = (i == 0 || !IsWordByte(text[i - 1])) && !IsSpacingByte(text[i]) &&
                   static_cast<unsigned char>(text[i]) > 0x20;
