@@ -268,11 +268,13 @@ void RequestState::ScanOutputFields(json& node, bool top) {
   }
 }
 
-void RequestState::CheckSplitAcrossValues(const json& node) {
+void RequestState::CheckSplitAcrossValues(const json& node, const char* skip) {
   if (!detectors || response_blocked) return;
   // The scalar values, as scanned alone (after their own redaction).
   std::vector<std::string> texts;
-  for (const json& v : node) {
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (skip && node.is_object() && it.key() == skip) continue;
+    const json& v = *it;
     if (v.is_string())
       texts.push_back(v.get<std::string>());
     else if (v.is_number() && node.is_array())  // an object's numbers are counts (usage)
@@ -348,8 +350,12 @@ void RequestState::ScanEnvelope(json& doc, bool chat_shape, bool streamed) {
         ScanOutputFields(*f, false);
         ++f;
       }
+      // The choice's own strings ("x_a": "mail alice@", "x_b": ...), not the processed text
+      // (its placeholders are restored: the client's own data may be there).
+      CheckSplitAcrossValues(c, processed);
     }
   }
+  CheckSplitAcrossValues(doc);  // the top-level strings
 }
 
 std::string RequestState::ProcessText(int index, std::string_view raw, bool whole) {

@@ -182,7 +182,7 @@ struct RequestState {
   // "example.com"]) or the numbers of one array ([4111, 1111, 1111, 1111]): read joined, as they
   // are and with a blank between values; a finding the response rules act on ends the answer
   // (it cannot be mapped back to a redaction of each piece).
-  void CheckSplitAcrossValues(const json& node);
+  void CheckSplitAcrossValues(const json& node, const char* skip = nullptr);
 
   // Everything of a response or stream chunk outside the answer carrier processed above (a chat
   // answer's `message`, a stream chunk's `delta`, a completion's `text`): choice-level logprobs,
