@@ -553,21 +553,135 @@ std::vector<Match> DetectorSet::ScanNormalized(std::string_view text) const {
   return found;
 }
 
+namespace {
+
+// Bytes that may space out data one character at a time ("4 1 1 1 ...", "4-1-1-1-...",
+// "a l i c e @ e x a m p l e . c o m"), alone or as a short repeated gap (" - ").
+constexpr std::uint8_t kSpacingByte = 1, kWordByte = 2;
+constexpr std::array<std::uint8_t, 256> kByteClass = [] {
+  std::array<std::uint8_t, 256> a{};
+  for (unsigned char c : std::string_view(" \t-._/|,*")) a[c] = kSpacingByte;
+  for (int c = 0; c < 256; ++c)
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80)
+      a[c] = kWordByte;
+  return a;
+}();
+bool IsSpacingByte(char c) { return kByteClass[static_cast<unsigned char>(c)] == kSpacingByte; }
+bool IsWordByte(char c) { return kByteClass[static_cast<unsigned char>(c)] == kWordByte; }
+// Bytes of the UTF-8 character at `i` (1 for a stray continuation byte).
+std::size_t CharBytes(std::string_view s, std::size_t i) {
+  unsigned char u = static_cast<unsigned char>(s[i]);
+  std::size_t n = u >= 0xF0 ? 4 : u >= 0xE0 ? 3 : u >= 0xC0 ? 2 : 1;
+  return std::min(n, s.size() - i);
+}
+
+// A run needs this many single characters: short runs are prose ("a b c").
+constexpr std::size_t kMinSpacedRun = 6;
+
+// `text` with the gaps inside every run of kMinSpacedRun or more single characters separated by
+// one repeated gap removed ("4 1 1 1 1 1" -> "411111"); origin[i] is the byte of `text` that
+// output byte i came from. Returns false (nothing to read) when there is no such run. Linear.
+bool CollapseSpacedRuns(std::string_view text, std::string* out, std::vector<std::size_t>* origin) {
+  out->clear();
+  origin->clear();
+  bool any = false;
+  std::size_t copied = 0;  // text[0, copied) is in `out`
+  auto copy = [&](std::size_t from, std::size_t to) {
+    for (std::size_t k = from; k < to; ++k) {
+      out->push_back(text[k]);
+      origin->push_back(k);
+    }
+  };
+  // A single character at `i`: visible, not a gap byte, and not inside a word on its left.
+  auto single_at = [&](std::size_t i, std::string_view gap) -> std::size_t {
+    if (i >= text.size()) return 0;
+    unsigned char u = static_cast<unsigned char>(text[i]);
+    if (u <= 0x20 || u == 0x7F || gap.find(text[i]) != std::string_view::npos) return 0;
+    return CharBytes(text, i);
+  };
+  std::size_t i = 0;
+  while (i < text.size()) {
+    // Fast path (most bytes): an ASCII character not followed by a gap byte starts no run.
+    if (static_cast<unsigned char>(text[i]) < 0x80 &&
+        (i + 1 >= text.size() || !IsSpacingByte(text[i + 1]))) {
+      ++i;
+      continue;
+    }
+    std::size_t first = CharBytes(text, i);
+    bool starts = (i == 0 || !IsWordByte(text[i - 1])) && !IsSpacingByte(text[i]) &&
+                  static_cast<unsigned char>(text[i]) > 0x20;
+    std::size_t gap_at = i + first;
+    std::size_t gap_len = 0;
+    while (starts && gap_len < 3 && gap_at + gap_len < text.size() &&
+           IsSpacingByte(text[gap_at + gap_len]))
+      ++gap_len;
+    if (!starts || gap_len == 0) {
+      i += first;
+      continue;
+    }
+    std::string_view gap = text.substr(gap_at, gap_len);
+    // Characters of the run: [begin, end) each; a character ends the run unless the gap and
+    // another single character follow it.
+    std::vector<std::pair<std::size_t, std::size_t>> chars = {{i, i + first}};
+    std::size_t at = i + first;
+    while (text.substr(at, gap.size()) == gap) {
+      std::size_t next = at + gap.size();
+      std::size_t n = single_at(next, gap);
+      if (n == 0) break;
+      // The character must stand alone: the gap, a non-word byte or the end after it.
+      std::size_t after = next + n;
+      if (after < text.size() && text.substr(after, gap.size()) != gap && IsWordByte(text[after]))
+        break;
+      chars.push_back({next, after});
+      at = after;
+    }
+    // The first character must stand alone too (not "ab c d e f g").
+    if (chars.size() >= kMinSpacedRun) {
+      copy(copied, chars.front().second);
+      for (std::size_t k = 1; k < chars.size(); ++k) copy(chars[k].first, chars[k].second);
+      copied = chars.back().second;
+      any = true;
+      i = copied;
+    } else {
+      i += first;
+    }
+  }
+  if (!any) return false;
+  copy(copied, text.size());
+  return true;
+}
+
+}  // namespace
+
 std::vector<Match> DetectorSet::Scan(std::string_view text) const {
   std::vector<Match> found = ScanNormalized(text);
+  std::size_t plain = found.size();
+  // Data spaced out one character at a time is read collapsed too, in addition to the text.
+  {
+    std::string collapsed;
+    std::vector<std::size_t> origin;
+    if (CollapseSpacedRuns(text, &collapsed, &origin))
+      for (Match& m : ScanNormalized(collapsed)) {
+        if (m.end <= m.begin) continue;
+        std::size_t begin = origin[m.begin];
+        m.end = origin[m.end - 1] + CharBytes(text, origin[m.end - 1]);
+        m.begin = begin;
+        found.push_back(std::move(m));
+      }
+  }
   // The decoded shadow is scanned in addition to the text: decoding never hides what the text
   // itself shows ("phone=13812345678" must not read as "phone" + U+0013 + "812345678").
-  if (!internal::MayHoldEncoding(text)) return found;
-  std::size_t plain = found.size();
-  for (auto family : {internal::DecodeFamily::kWeb, internal::DecodeFamily::kQuotedPrintable}) {
-    internal::DecodedText decoded;
-    if (!decoded.Assign(text, family)) continue;
-    for (Match& m : ScanNormalized(decoded.text())) {
-      if (m.end <= m.begin) continue;
-      std::size_t begin = decoded.OriginalBegin(m.begin);
-      m.end = decoded.OriginalEnd(m.end);
-      m.begin = begin;
-      found.push_back(std::move(m));
+  if (internal::MayHoldEncoding(text)) {
+    for (auto family : {internal::DecodeFamily::kWeb, internal::DecodeFamily::kQuotedPrintable}) {
+      internal::DecodedText decoded;
+      if (!decoded.Assign(text, family)) continue;
+      for (Match& m : ScanNormalized(decoded.text())) {
+        if (m.end <= m.begin) continue;
+        std::size_t begin = decoded.OriginalBegin(m.begin);
+        m.end = decoded.OriginalEnd(m.end);
+        m.begin = begin;
+        found.push_back(std::move(m));
+      }
     }
   }
   if (found.size() == plain) return found;

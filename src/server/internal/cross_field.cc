@@ -81,6 +81,19 @@ struct Segment {
   std::size_t t_begin, t_end, field, field_off;
 };
 
+// A byte that reads on into the next field's first byte: joined without a blank, the two
+// fields form one word ("hi" + "536-22-4581" reads "hi536-22-4581", which no number rule
+// accepts; "hi" + "bob@" reads an address with local part "hibob").
+bool JoinsWords(char c) {
+  unsigned char u = static_cast<unsigned char>(c);
+  return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u >= 0x80 ||
+         c == '_' || c == '.' || c == '%' || c == '+' || c == '-';
+}
+
+// How far a scan that starts fresh at a field (see FindCrossFieldMatches) reads: more than any
+// value split between short fields, and a bound on the work a request of many tiny fields costs.
+constexpr std::size_t kFreshStartWindow = 512;
+
 std::size_t Utf8Back(std::string_view s, std::size_t i) {
   while (i > 0 && i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
   return i;
@@ -104,6 +117,17 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
   }
   std::vector<CrossFieldMatch> out;
   if (fields.size() < 2) return out;
+  // Fields that are digits only (a number's, or a string of digits: ["536", "22", "4581"]).
+  auto all_digits = [](std::string_view t) {
+    return !t.empty() &&
+           std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::vector<bool> digits_only(fields.size());
+  std::size_t digit_fields = 0;
+  for (std::size_t k = 0; k < fields.size(); ++k) {
+    digits_only[k] = all_digits(fields[k].text);
+    digit_fields += digits_only[k];
+  }
   bool several_units = false;
   for (const Field& f : fields)
     if (f.unit != fields[0].unit) several_units = true;
@@ -142,14 +166,18 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
       // Trimmed, and glued: trimmed with the number's group separator put back at a cut between
       // two digit groups ("4111 1111" + "1111 1111" reads "4111 1111 1111 1111", not
       // "4111 11111111 1111", which no grouped-number rule accepts).
-      for (int mode : {0, 1, 2}) {
-        const bool trimmed = mode >= 1, glued = mode == 2;
+      // Mode 3: glued, and a list of digit-only fields, which shows no separator between its
+      // groups ([536, 22, 4581], ["536", "22", "4581"]), read with a dash between two of them.
+      for (int mode : {0, 1, 2, 3}) {
+        const bool trimmed = mode >= 1, glued = mode >= 2, dashed = mode == 3;
         if (mode == 0 && reading != 0) continue;  // Scan decodes the fields as they are itself
         if (mode == 1 && !any_padding) continue;  // the same text as untrimmed
+        if (dashed && digit_fields < 2) continue;
         text.clear();
         segments.clear();
         bool any_glue = false;
-        std::string_view previous;  // the last field's text as placed
+        std::string_view previous;               // the last field's text as placed
+        std::size_t previous_k = fields.size();  // and its index (none yet)
         for (std::size_t n = 0; n < fields.size(); ++n) {
           std::size_t k = reversed ? fields.size() - 1 - n : n;
           std::string_view view = readings[k].text;
@@ -162,6 +190,9 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
           if (glued) {
             std::string glue = policy::GroupSeparatorAtCut(
                 previous, view.substr(from, std::min(to - from, kWindow)));
+            if (glue.empty() && dashed && previous_k != fields.size() && digits_only[k] &&
+                digits_only[previous_k])
+              glue = "-";
             if (!glue.empty()) {
               segments.push_back({text.size(), text.size() + glue.size(), Segment::kGlue, 0});
               text.append(glue);
@@ -169,6 +200,7 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
             }
           }
           previous = view.substr(from, to - from);
+          previous_k = k;
           if (previous.size() > kWindow) previous = previous.substr(previous.size() - kWindow);
           auto add = [&](std::size_t b, std::size_t e) {
             segments.push_back({text.size(), text.size() + (e - b), k, b});
@@ -186,8 +218,31 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
           add(tail_begin, to);
         }
         if (segments.size() < 2 || (glued && !any_glue)) continue;
+        // The joined text, and the text read from the start of each field that the join glued
+        // to the word before it: a value that starts a field is seen whole even when the field
+        // before ends in a letter or digit ("hi" + "536-22" + "-4581", and "hi" + "bob@" +
+        // "corp.example" as "bob@corp.example" rather than "hibob@corp.example").
+        std::vector<policy::Match> found = detectors.Scan(text);
+        for (std::size_t i = 1; i < segments.size(); ++i) {
+          const Segment& g = segments[i];
+          if (g.field >= Segment::kGlue || segments[i - 1].field >= Segment::kGlue ||
+              segments[i - 1].field == g.field || g.t_begin == 0 || g.t_begin >= text.size())
+            continue;
+          if (!JoinsWords(text[g.t_begin - 1]) || !JoinsWords(text[g.t_begin])) continue;
+          std::size_t length = std::min(kFreshStartWindow, text.size() - g.t_begin);
+          std::size_t end = Utf8Back(text, g.t_begin + length);
+          for (policy::Match m :
+               detectors.Scan(std::string_view(text).substr(g.t_begin, end - g.t_begin))) {
+            m.begin += g.t_begin;
+            m.end += g.t_begin;
+            found.push_back(m);
+          }
+        }
+        std::stable_sort(
+            found.begin(), found.end(),
+            [](const policy::Match& a, const policy::Match& b) { return a.begin < b.begin; });
         std::size_t first_seg = 0;
-        for (const policy::Match& m : detectors.Scan(text)) {
+        for (const policy::Match& m : found) {
           while (first_seg < segments.size() && segments[first_seg].t_end <= m.begin) ++first_seg;
           CrossFieldMatch cross{m.data_class, m.rule, text.substr(m.begin, m.end - m.begin), {}};
           bool marked = false;
@@ -284,7 +339,77 @@ std::vector<CrossFieldMatch> FindCrossFieldMatches(
       }
     }
   }
-  return out;
+  // A finding that reads a whole field into a value the next fields hold ("hi" + "bob@" +
+  // "corp.example" read as "hibob@corp.example") cannot be told from a value cut after its
+  // first letters ("ali" + "ce@" + "example.com"): it is marked, and
+  // the gateway refuses it rather than rewrite the user's "hi" or leave "ali" (see
+  // CrossFieldMatch::starts_with_a_whole_field). The same value read from the field it starts
+  // in (fresh start) is then dropped. A whole field that is a number's digits ("5" before an
+  // address) cannot hold part of one: that reading is dropped, the later fields keep theirs.
+  auto overlap = [](const CrossFieldMatch::Piece& a, const CrossFieldMatch::Piece& b) {
+    return a.unit == b.unit && a.begin < b.end && b.begin < a.end;
+  };
+  auto whole_field = [&](const CrossFieldMatch::Piece& p) {
+    std::string_view text = joined[p.unit];
+    return LeadingSeparators(text.substr(0, p.begin)) == p.begin &&
+           TrailingSeparators(text.substr(p.end), 0) == text.size() - p.end;
+  };
+  auto explained_by_own = [&](const CrossFieldMatch::Piece& p) {
+    for (const policy::Match& o : unit_matches[p.unit])
+      if (o.begin < p.end && p.begin < o.end) return true;
+    return false;
+  };
+  std::vector<bool> drop(out.size(), false);
+  // A number's digits take part for the digit-grouped classes; an address or a token read into
+  // a number before or after it ("x" + "eve@example.com" + [5]: "xeve@example.com5") is the
+  // strings' own finding, not a reason to refuse the number.
+  for (std::size_t a = 0; a < out.size(); ++a)
+    if (out[a].data_class == policy::DataClass::kEmail ||
+        out[a].data_class == policy::DataClass::kSecret)
+      for (const auto& p : out[a].pieces) drop[a] = drop[a] || units[p.unit].fixed;
+  // A reading from a fresh start that a longer finding covers piece for piece is that finding's.
+  for (std::size_t b = 0; b < out.size(); ++b)
+    for (std::size_t a = 0; a < out.size() && !drop[b]; ++a) {
+      if (a == b || drop[a] || out[a].data_class != out[b].data_class ||
+          out[a].pieces.size() <= out[b].pieces.size())
+        continue;
+      bool covered = true;
+      for (const auto& p : out[b].pieces)
+        covered = covered && std::any_of(out[a].pieces.begin(), out[a].pieces.end(),
+                                         [&](const auto& q) { return overlap(p, q); });
+      if (covered) drop[b] = true;
+    }
+  for (std::size_t a = 0; a < out.size(); ++a) {
+    const auto& longer = out[a].pieces;
+    if (longer.size() < 2 || !whole_field(longer[0])) continue;
+    bool rest_own = true;
+    for (std::size_t i = 1; i < longer.size() && rest_own; ++i)
+      rest_own = explained_by_own(longer[i]);
+    std::vector<std::size_t> suffixes;  // the same value read from the second piece on
+    for (std::size_t b = 0; b < out.size(); ++b) {
+      if (a == b || out[a].data_class != out[b].data_class) continue;  // (dropped above)
+      const auto& shorter = out[b].pieces;
+      if (shorter.size() != longer.size() - 1) continue;
+      bool suffix = true;
+      for (std::size_t i = 0; i < shorter.size() && suffix; ++i)
+        suffix = overlap(longer[i + 1], shorter[i]);
+      if (suffix) suffixes.push_back(b);
+    }
+    if (units[longer[0].unit].fixed && (rest_own || !suffixes.empty())) {
+      drop[a] = true;
+      for (std::size_t b : suffixes) drop[b] = false;  // the value without the number
+      continue;
+    }
+    // Where the next field holds the value whole ("a" + "lice@example.com"), the joined reading
+    // is cut in both (the first field is one short word at most); only a value that itself spans
+    // the later fields is ambiguous.
+    if (suffixes.empty()) continue;
+    out[a].starts_with_a_whole_field = true;
+  }
+  std::vector<CrossFieldMatch> kept;
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(out[i]));
+  return kept;
 }
 
 std::vector<std::vector<UnitCut>> CrossFieldCuts(

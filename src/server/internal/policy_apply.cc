@@ -327,6 +327,7 @@ void RequestState::ScanOutputFields(json& node, bool top) {
     node = redactor.Apply(text, matches, v.actions);
   } else if (node.is_array()) {
     for (json& e : node) ScanOutputFields(e, false);
+    CheckSplitAcrossValues(node);
   } else if (node.is_object()) {
     for (auto it = node.begin(); it != node.end(); ++it) {
       CheckFixedText(it.key(), "an object key");
@@ -336,11 +337,57 @@ void RequestState::ScanOutputFields(json& node, bool top) {
       }
       ScanOutputFields(*it, false);
     }
+    if (!top) CheckSplitAcrossValues(node);
   }
 }
 
-void RequestState::ScanEnvelope(json& doc, bool chat_shape) {
+void RequestState::CheckSplitAcrossValues(const json& node, const char* skip) {
+  if (!detectors || response_blocked) return;
+  // The scalar values, as scanned alone (after their own redaction).
+  std::vector<std::string> texts;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (skip && node.is_object() && it.key() == skip) continue;
+    const json& v = *it;
+    if (v.is_string())
+      texts.push_back(v.get<std::string>());
+    else if (v.is_number() && node.is_array())  // an object's numbers are counts (usage)
+      texts.push_back(internal::NumberScanText(v));
+  }
+  if (texts.size() < 2) return;
+  // Joined as they are, and with a blank between values (digit groups: [4111, 1111, ...]).
+  for (std::string_view separator : {std::string_view(), std::string_view(" ")}) {
+    std::string joined;
+    std::vector<std::size_t> ends;  // where each value ends in `joined`
+    for (const std::string& t : texts) {
+      if (!joined.empty()) joined += separator;
+      joined += t;
+      ends.push_back(joined.size());
+    }
+    std::set<policy::DataClass> found;
+    for (const policy::Match& m : detectors->Scan(joined)) {
+      auto first = std::upper_bound(ends.begin(), ends.end(), m.begin);
+      if (first != ends.end() && m.end > *first) found.insert(m.data_class);  // spans a cut
+    }
+    if (found.empty()) continue;
+    policy::Verdict v =
+        policy::DecideResponse(*policy, std::vector<policy::DataClass>(found.begin(), found.end()));
+    bool acted = v.blocked;
+    for (const auto& [cls, a] : v.actions)
+      if (a != policy::Action::kAllow) acted = true;
+    if (acted) {
+      BlockUnredactable(std::string(policy::DataClassName(*found.begin())) +
+                        " split across the values of an array or object of the upstream's "
+                        "answer, which cannot be redacted");
+      return;
+    }
+  }
+}
+
+void RequestState::ScanEnvelope(json& doc, bool chat_shape, bool streamed) {
   if (!doc.is_object()) return ScanOutputFields(doc, false);
+  // The one carrier of a choice's answer that TransformResponse / TransformChunk processed
+  // (content held back and restored, reasoning split off, tool arguments held back).
+  const char* processed = !chat_shape ? "text" : streamed ? "delta" : "message";
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     CheckFixedText(it.key(), "an object key");
     if (it.key() != "choices" || !it->is_array()) {
@@ -352,19 +399,36 @@ void RequestState::ScanEnvelope(json& doc, bool chat_shape) {
         ScanOutputFields(c, false);
         continue;
       }
-      for (auto f = c.begin(); f != c.end(); ++f) {
+      for (auto f = c.begin(); f != c.end();) {
         CheckFixedText(f.key(), "an object key");
         const std::string& k = f.key();
-        if (chat_shape && (k == "message" || k == "delta") && f->is_object())
-          continue;  // ScanOutputFields and ProcessText
-        if (!chat_shape && k == "text") {
-          if (!f->is_string() && !f->is_null()) BlockUnredactable("non-string text");
-          continue;  // ProcessText
+        if (k == processed) {
+          if (!chat_shape) {
+            if (!f->is_string() && !f->is_null()) BlockUnredactable("non-string text");
+            ++f;
+            continue;  // ProcessText
+          }
+          if (f->is_object()) {
+            ++f;
+            continue;  // ScanOutputFields and ProcessText
+          }
+        } else if (k == "message" || k == "delta" || k == "text") {
+          // Another shape's answer carrier (a `message` in a stream chunk, a `delta` in a
+          // complete answer, `text` in a chat answer): no client of this endpoint reads it, and
+          // its reasoning and placeholders were not processed, so it is removed, not passed on.
+          response_actions.insert("response: choices[]." + k + " of another shape removed");
+          f = c.erase(f);
+          continue;
         }
         ScanOutputFields(*f, false);
+        ++f;
       }
+      // The choice's own strings ("x_a": "mail alice@", "x_b": ...), not the processed text
+      // (its placeholders are restored: the client's own data may be there).
+      CheckSplitAcrossValues(c, processed);
     }
   }
+  CheckSplitAcrossValues(doc);  // the top-level strings
 }
 
 std::string RequestState::ProcessText(int index, std::string_view raw, bool whole) {
@@ -451,9 +515,31 @@ bool ReasoningRuleWithholds(const policy::Policy& policy) {
 }
 
 std::string RequestState::ResponseText() const {
+  // The choices apart, a blank line between two. Each was scanned alone, so the text is scanned
+  // again as it is stored: a value read across a boundary (a card's groups on two lines, which
+  // the detectors join) is redacted, never stored whole.
   std::string all;
-  for (const auto& [i, c] : choices) all += c.visible;
-  return all;
+  std::vector<std::size_t> boundaries;
+  for (const auto& [i, c] : choices) {
+    if (i != choices.begin()->first) {
+      boundaries.push_back(all.size());
+      all += "\n\n";
+    }
+    all += c.visible;
+  }
+  if (boundaries.empty() || !detectors) return all;
+  std::vector<policy::Match> spanning;
+  std::map<policy::DataClass, policy::Action> redact;
+  for (const policy::Match& m : detectors->Scan(all))
+    for (std::size_t b : boundaries)
+      if (m.begin <= b && b < m.end) {
+        spanning.push_back(m);
+        redact[m.data_class] = policy::Action::kRedact;
+        break;
+      }
+  if (spanning.empty()) return all;
+  policy::Pseudonymizer redactor;
+  return redactor.Apply(all, spanning, redact);
 }
 void WithholdLogprobs(RequestState& st, json& choice) {
   if (!st.detectors) return;
@@ -464,10 +550,17 @@ void WithholdLogprobs(RequestState& st, json& choice) {
       response_rules |=
           r.direction != policy::Direction::kRequest && r.action != policy::Action::kAllow;
   if (!response_rules) return;
-  auto lp = choice.find("logprobs");
-  if (lp == choice.end() || lp->is_null()) return;
-  *lp = nullptr;
-  st.response_actions.insert("response: logprobs withheld");
+  // Where OpenAI puts them (the choice), and where some providers do (inside the message or
+  // delta: ScanOutputFields would scan their tokens one by one, never the text they spell).
+  std::vector<json*> holders = {&choice};
+  for (const char* carrier : {"message", "delta"})
+    if (auto m = choice.find(carrier); m != choice.end() && m->is_object()) holders.push_back(&*m);
+  for (json* holder : holders) {
+    auto lp = holder->find("logprobs");
+    if (lp == holder->end() || lp->is_null()) continue;
+    *lp = nullptr;
+    st.response_actions.insert("response: logprobs withheld");
+  }
 }
 
 void TransformResponse(RequestState& st, json& body) {
@@ -496,7 +589,7 @@ void TransformResponse(RequestState& st, json& body) {
       if (text) *text = out;
     }
   }
-  st.ScanEnvelope(body, st.chat);
+  st.ScanEnvelope(body, st.chat, /*streamed=*/false);
   TakeEnvelopeReasoningFields(st, body);
   auto usage = body.find("usage");
   if (usage != body.end() && usage->is_object()) {
@@ -628,7 +721,7 @@ std::string TransformChunk(RequestState& st, const std::string& payload) {
       }
     }
   }
-  st.ScanEnvelope(chunk, st.chat);
+  st.ScanEnvelope(chunk, st.chat, /*streamed=*/true);
   TakeEnvelopeReasoningFields(st, chunk);
   if (st.response_blocked) return "";
   return chunk.dump(-1, ' ', false, json::error_handler_t::replace);

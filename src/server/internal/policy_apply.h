@@ -189,11 +189,19 @@ struct RequestState {
   // redacted: a finding ends the answer; so does content that is neither a string nor null.
   // Unlike content, a match split across two stream chunks of such a field is not seen.
   void ScanOutputFields(json& node, bool top = true);
+  // Data split between the strings of one array or object outside content (["mail alice@",
+  // "example.com"]) or the numbers of one array ([4111, 1111, 1111, 1111]): read joined, as they
+  // are and with a blank between values; a finding the response rules act on ends the answer
+  // (it cannot be mapped back to a redaction of each piece).
+  void CheckSplitAcrossValues(const json& node, const char* skip = nullptr);
 
-  // Everything of a response or stream chunk outside the message / delta / text handled above
-  // (choice-level logprobs, finish_reason, unknown fields, top-level fields such as
-  // system_fingerprint, usage numbers), with the same rules as ScanOutputFields.
-  void ScanEnvelope(json& doc, bool chat_shape);
+  // Everything of a response or stream chunk outside the answer carrier processed above (a chat
+  // answer's `message`, a stream chunk's `delta`, a completion's `text`): choice-level logprobs,
+  // finish_reason, unknown fields, top-level fields such as system_fingerprint, usage numbers,
+  // with the same rules as ScanOutputFields. The carrier of another shape (`message` in a stream
+  // chunk, `delta` in a complete answer, `text` in a chat answer, and the reverse) is removed:
+  // its content, reasoning and placeholders would bypass the answer's processing.
+  void ScanEnvelope(json& doc, bool chat_shape, bool streamed);
 
   // Processes a piece of model output text of choice `index`; returns what the client sees.
   // `whole`: the choice's complete text (not streamed), scanned at once with no hold-back bound.
@@ -238,6 +246,11 @@ struct CrossFieldMatch {
     std::size_t begin, end;  // byte range in that unit's joined text
   };
   std::vector<Piece> pieces;  // in reading order: the first gets the placeholder, the rest are cut
+  // The first piece is a whole field, and the value, split across the later fields, reads as
+  // well without it: "hi" + "bob@" + "corp.example" cannot be told from "ali" + "ce@" +
+  // "example.com". A rewrite would either destroy the user's text or leave part of the value,
+  // so a policy that rewrites the class refuses the request.
+  bool starts_with_a_whole_field = false;
 };
 
 std::vector<CrossFieldMatch> FindCrossFieldMatches(

@@ -229,6 +229,15 @@ std::optional<RequestError> CollectStrings(json& node, ScanTargets* units, std::
     return std::nullopt;
   }
   TextualizeLongNumber(node);
+  if (node.is_number()) {
+    // Too short to hold data alone, but one of a list may hold part of it
+    // ([4111, 1111, 1111, 1111], [536, 22, 4581]): its digits join the cross-field scan.
+    units->number_texts.push_back(node.dump());
+    ScanUnit unit{{&units->number_texts.back()}, !IsStructuralKey(key)};
+    unit.fixed = true;
+    units->units.push_back(std::move(unit));
+    return std::nullopt;
+  }
   if (node.is_string()) {
     if (IsDataUrl(node.get_ref<const std::string&>()))
       return Invalid(
@@ -304,13 +313,16 @@ std::optional<RequestError> CollectContent(json& content, ScanTargets* units) {
 std::string NumberScanText(const json& number) {
   std::string text = number.dump();
   if (!number.is_number_float()) return text;
-  // The digits of the mantissa, in order: "4.532015112830366e+15" -> "4532015112830366".
-  std::string digits;
+  // The digits of the mantissa, in order: "4.532015112830366e+15" -> "4532015112830366"; then
+  // the integer and fraction digits apart, for data written after the point
+  // (0.4111111111111111: "04111111111111111 0 4111111111111111").
+  std::string digits, parts;
   for (char c : text) {
     if (c == 'e' || c == 'E') break;
     if (c >= '0' && c <= '9') digits += c;
+    parts += c == '.' ? ' ' : c;
   }
-  return digits;
+  return digits + " " + parts;
 }
 
 std::optional<RequestError> CollectScanUnits(json& body, bool chat, ScanTargets* units) {

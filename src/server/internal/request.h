@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -53,6 +54,10 @@ struct ScanUnit {
   // Text the model reads (content, names, arguments, descriptions, unknown fields...), as opposed
   // to a structural value (role, type, ids): only model text joins the cross-field scan.
   bool model_text = true;
+  // A copy of a short integer's digits (an enum of numbers, [4111, 1111, 1111, 1111]): it joins
+  // the cross-field scan, but the number is forwarded as it is: a finding in it that the policy
+  // would rewrite refuses the request.
+  bool fixed = false;
   std::string Joined() const;
 };
 
@@ -64,6 +69,9 @@ struct ScanTargets {
   // Texts that are scanned but forwarded unchanged as numbers: the decimal text of the typed
   // numeric fields (seed, temperature, ...) that have 7 or more digits. A finding: refused.
   std::vector<std::pair<std::string, std::string>> numbers;  // {field, decimal text}
+  // The texts of the fixed units (integers of under 7 digits outside the typed fields); a deque,
+  // so that the units' pointers stay valid as it grows.
+  std::deque<nlohmann::json> number_texts;
 };
 
 // Collects every string value of a request that ParseCompletionRequest accepted, known fields and
@@ -76,7 +84,9 @@ struct ScanTargets {
 std::optional<RequestError> CollectScanUnits(nlohmann::json& body, bool chat, ScanTargets* units);
 
 // The text a JSON number is scanned as: an integer's decimal text, or a float's mantissa digits
-// in order (4532015112830366.0 dumps as 4.532015112830366e+15: the digits still form the card).
+// in order (4532015112830366.0 dumps as 4.532015112830366e+15: the digits still form the card)
+// followed by a blank and the mantissa with its point read as a blank (a card in the fraction
+// digits of 0.4111111111111111).
 std::string NumberScanText(const nlohmann::json& number);
 
 // An integer field of an object from an upstream (index, token counts), or `fallback` when it is

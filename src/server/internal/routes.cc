@@ -467,6 +467,38 @@ void Gateway::Impl::ProcessCompletion(const std::shared_ptr<RequestState>& st,
                               policy().reasoning != policy::ReasoningAction::kLog;
   internal::ReasoningCarriers carriers;
   if (hide_reasoning) carriers = internal::FindReasoningCarriers(body);
+  // A value joined with a whole field before it cannot be mapped back to a cut that spares
+  // that field's text (see CrossFieldMatch::starts_with_a_whole_field): refused, fail closed.
+  for (const internal::CrossFieldMatch& c : cross) {
+    auto a = verdict.actions.find(c.data_class);
+    if (!c.starts_with_a_whole_field || a == verdict.actions.end() ||
+        (a->second != policy::Action::kRedact && a->second != policy::Action::kPseudonymize))
+      continue;
+    st->actions.push_back("block: data split across fields whose start cannot be placed");
+    SetError(res, 403,
+             "Request blocked by policy: " + std::string(policy::DataClassName(c.data_class)) +
+                 " split across fields, joined with a whole field before it; the gateway cannot "
+                 "tell which text to rewrite",
+             "policy_violation");
+    return Finish(*st, 403, 0, "");
+  }
+  // A number is forwarded as it is: one the policy would rewrite (part of a card split over an
+  // enum of numbers) refuses the request.
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    if (!units[i].fixed) continue;
+    bool rewrites = !cuts[i].empty();
+    for (const policy::Match& m : matches[i]) {
+      auto a = verdict.actions.find(m.data_class);
+      rewrites |= a != verdict.actions.end() && (a->second == policy::Action::kRedact ||
+                                                 a->second == policy::Action::kPseudonymize);
+    }
+    if (!rewrites) continue;
+    st->actions.push_back("refused: sensitive data in a number the gateway cannot rewrite");
+    return Fail(*st, res, 400,
+                "The request has sensitive data split across numbers (or in one), which the "
+                "gateway cannot rewrite; send it as text.",
+                "sensitive_data_in_number");
+  }
   for (std::size_t i = 0; i < units.size(); ++i) {
     std::string rewritten =
         RewriteUnit(st->pseudonymizer, units[i], joined[i], matches[i], verdict.actions, cuts[i]);
