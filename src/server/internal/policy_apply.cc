@@ -33,29 +33,35 @@ void TakeReasoningFields(RequestState& st, json& object) {
   }
 }
 
-// Bytes of text below `node` (strings only).
+// Keys whose string values are protocol framing, not text the model generated: counting them
+// would charge an honest upstream a few tokens more than it reports on every answer. logprobs
+// repeat the content token by token.
+bool IsFramingKey(const std::string& key) {
+  return key == "role" || key == "finish_reason" || key == "native_finish_reason" ||
+         key == "stop_reason" || key == "type" || key == "id" || key == "index" ||
+         key == "logprobs";
+}
+
+// Bytes of generated text below `node` (strings only, framing keys skipped).
 std::int64_t TextBytes(const json& node) {
   if (node.is_string()) return static_cast<std::int64_t>(node.get_ref<const std::string&>().size());
   std::int64_t n = 0;
-  if (node.is_structured())
+  if (node.is_object()) {
+    for (auto it = node.begin(); it != node.end(); ++it)
+      if (!IsFramingKey(it.key())) n += TextBytes(*it);
+  } else if (node.is_array()) {
     for (const json& child : node) n += TextBytes(child);
+  }
   return n;
 }
 
 // Bytes of text an answer's (or chunk's) choices carry: content, reasoning, tool calls, refusals,
-// unknown fields; not logprobs, which repeat the content token by token.
+// unknown fields.
 std::int64_t ChoicesTextBytes(const json& doc) {
   auto choices = doc.find("choices");
   if (choices == doc.end() || !choices->is_array()) return 0;
   std::int64_t n = 0;
-  for (const json& c : *choices) {
-    if (!c.is_object()) {
-      n += TextBytes(c);
-      continue;
-    }
-    for (auto it = c.begin(); it != c.end(); ++it)
-      if (it.key() != "logprobs") n += TextBytes(*it);
-  }
+  for (const json& c : *choices) n += TextBytes(c);
   return n;
 }
 
