@@ -57,6 +57,28 @@ TEST_F(SpacedOutTest, DataSpacedOutOneCharacterAtATimeIsFound) {
     }
 }
 
+// Attack (review of F10's fix): a single-character word spaced out beside the data ("5 3 6 - 2 2
+// - 4 5 8 1 x", "x 4 1 1 1 ...") joined the run, so the collapsed reading glued it to the value
+// ("536-22-4581x") and the missing word boundary hid it; the SSN reached an upstream whose policy
+// blocks SSNs. The run is also read with a break where its letters and digits meet.
+TEST_F(SpacedOutTest, SingleLetterWordsSpacedBesideTheDataDoNotHideIt) {
+  const std::vector<std::pair<std::string, DataClass>> values = {
+      {"4111111111111111", DataClass::kPaymentCard},
+      {"536-22-4581", DataClass::kUsSsn},
+      {"13812345678", DataClass::kPhone},
+  };
+  for (const auto& [value, cls] : values)
+    for (const std::string gap : {" ", "  ", "\t"})
+      for (const std::string& wrapped :
+           {Spaced(value + "x", gap), Spaced("x" + value, gap), Spaced("ab" + value + "yz", gap)}) {
+        const std::string text = "here: " + wrapped + " ok";
+        auto found = set().Scan(text);
+        bool seen = false;
+        for (const auto& m : found) seen = seen || m.data_class == cls;
+        EXPECT_TRUE(seen) << "'" << text << "'";
+      }
+}
+
 // Prose with one-letter words, spaced lists and short spaced runs gives no finding.
 TEST_F(SpacedOutTest, SpacedProseAndListsAreNotFindings) {
   for (const char* text : {
