@@ -670,19 +670,39 @@ bool CollapseSpacedRuns(std::string_view text, bool break_classes, std::string* 
 }  // namespace
 
 std::vector<Match> DetectorSet::Scan(std::string_view text) const {
-  std::vector<Match> found = ScanNormalized(text);
+  // The text as the detectors read it, normalized once for the plain reading and the collapsed
+  // one: gaps disguised as Unicode (no-break or ideographic spaces, full-width hyphens, a
+  // zero-width character beside a blank) are plain gaps by the time runs are looked for.
+  internal::NormalizedText normalized;
+  const bool changed = normalized.Assign(text);
+  const std::string_view read = changed ? std::string_view(normalized.text()) : text;
+  std::vector<Match> found = ScanExact(read);
+  if (changed) {
+    std::size_t begin_cursor = 0, end_cursor = 0;  // findings are sorted and disjoint
+    for (Match& m : found) {
+      if (m.end <= m.begin) continue;
+      std::size_t begin = normalized.OriginalBegin(m.begin, &begin_cursor);
+      m.end = normalized.OriginalEnd(m.end, &end_cursor);
+      m.begin = begin;
+    }
+  }
   std::size_t plain = found.size();
   // Data spaced out one character at a time is read collapsed too, in addition to the text.
   {
     std::string collapsed;
     std::vector<std::size_t> origin;
     for (bool break_classes : {false, true}) {
-      if (!CollapseSpacedRuns(text, break_classes, &collapsed, &origin)) break;  // no run at all
+      if (!CollapseSpacedRuns(read, break_classes, &collapsed, &origin)) break;  // no run at all
       for (Match& m : ScanNormalized(collapsed)) {
         if (m.end <= m.begin) continue;
         std::size_t begin = origin[m.begin];
-        m.end = origin[m.end - 1] + CharBytes(text, origin[m.end - 1]);
+        std::size_t end = origin[m.end - 1] + CharBytes(read, origin[m.end - 1]);
+        if (changed) {
+          begin = normalized.OriginalBegin(begin);
+          end = normalized.OriginalEnd(end);
+        }
         m.begin = begin;
+        m.end = end;
         found.push_back(std::move(m));
       }
     }

@@ -79,6 +79,39 @@ TEST_F(SpacedOutTest, SingleLetterWordsSpacedBesideTheDataDoNotHideIt) {
       }
 }
 
+// Attack (review of F10's fix): the runs were looked for in the raw text, so a gap disguised as
+// Unicode (a no-break space, an ideographic space, a thin space, a zero-width space beside a
+// blank) or full-width characters hid a spaced-out SSN that a plain space would not. Runs are
+// now looked for in the normalized text; the finding still covers the original bytes.
+TEST_F(SpacedOutTest, GapsDisguisedAsUnicodeSpacesAreReadLikeBlanks) {
+  for (const std::string gap : {std::string("\xC2\xA0"), std::string("\xE3\x80\x80"),
+                                std::string("\xE2\x80\x89"), std::string(" \xE2\x80\x8B")}) {
+    const std::string spaced = Spaced("536-22-4581", gap);
+    const std::string text = "here: " + spaced + " ok";
+    auto found = set().Scan(text);
+    ASSERT_EQ(found.size(), 1u) << "'" << text << "'";
+    EXPECT_EQ(found[0].data_class, DataClass::kUsSsn) << text;
+    EXPECT_EQ(found[0].begin, 6u) << text;
+    EXPECT_EQ(found[0].end, 6 + spaced.size()) << text;
+  }
+  // Full-width digits and hyphens between ideographic spaces.
+  std::string wide;
+  for (char c : std::string("536-22-4581")) {
+    if (!wide.empty()) wide += "\xE3\x80\x80";
+    if (c == '-') {
+      wide += "\xEF\xBC\x8D";
+    } else {
+      wide += "\xEF\xBC";
+      wide += static_cast<char>(0x90 + (c - '0'));
+    }
+  }
+  auto found = set().Scan("id " + wide + " ok");
+  ASSERT_EQ(found.size(), 1u) << wide;
+  EXPECT_EQ(found[0].data_class, DataClass::kUsSsn);
+  EXPECT_EQ(found[0].begin, 3u);
+  EXPECT_EQ(found[0].end, 3 + wide.size());
+}
+
 // Prose with one-letter words, spaced lists and short spaced runs gives no finding.
 TEST_F(SpacedOutTest, SpacedProseAndListsAreNotFindings) {
   for (const char* text : {
