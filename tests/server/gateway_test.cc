@@ -1270,6 +1270,28 @@ TEST_F(GatewayTest, DataUrlWithControlCharactersInTheSchemeAndUnscannablePartsAr
   EXPECT_EQ(r->status, 200) << r->body;
 }
 
+// Attack (review of F3's fix): a no-break space, a byte-order mark, an ideographic space or a
+// zero-width space before "data:" got the URL forwarded; an upstream that strips Unicode blanks
+// first (Python's str.strip()) reads it as a data: URL. They are stripped as blanks are.
+TEST_F(GatewayTest, DataUrlBehindUnicodeBlanksIsRefused) {
+  const std::string png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk";
+  std::size_t before = upstream_->raw().size();
+  for (const char* prefix : {"\xC2\xA0", "\xEF\xBB\xBF", "\xE3\x80\x80 ", "\xE2\x80\x8B",
+                             "\xE2\x80\xAF\xC2\xA0\t", "\xC2\x85"}) {
+    const std::string url = std::string(prefix) + "data:image/png;base64," + png;
+    json body = {
+        {"model", "echo"},
+        {"messages", json::array({{{"role", "user"},
+                                   {"content", json::array({{{"type", "image_url"},
+                                                             {"image_url", {{"url", url}}}}})}}})}};
+    auto r = Chat(body, admin_);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << url.substr(0, 12) << ": " << r->body;
+    EXPECT_EQ(ErrorCode(r), "unscannable_content");
+  }
+  EXPECT_EQ(upstream_->raw().size(), before);
+}
+
 TEST_F(GatewayTest, DataInTypedNumericFieldsIsRefused) {
   struct Case {
     std::string field;

@@ -175,8 +175,29 @@ bool IsDataUrl(const std::string& s) {
   // The scheme as a WHATWG URL parser reads it: leading C0 controls and spaces stripped
   // (" data:..."), every ASCII tab, LF and CR removed wherever it is ("da\tta:", "data\n:"),
   // letters in any case ("DATA:").
+  // Unicode blanks are stripped too, as Python's str.strip() does before an upstream written in
+  // it looks at the scheme ("\u00a0data:..."), and a byte-order mark or zero-width character.
+  static constexpr std::string_view kUnicodeBlanks[] = {
+      "\xC2\xA0",     "\xE1\x9A\x80", "\xE2\x80\x80", "\xE2\x80\x81", "\xE2\x80\x82",
+      "\xE2\x80\x83", "\xE2\x80\x84", "\xE2\x80\x85", "\xE2\x80\x86", "\xE2\x80\x87",
+      "\xE2\x80\x88", "\xE2\x80\x89", "\xE2\x80\x8A", "\xE2\x80\x8B", "\xE2\x80\x8C",
+      "\xE2\x80\x8D", "\xE2\x80\xA8", "\xE2\x80\xA9", "\xE2\x80\xAF", "\xE2\x81\x9F",
+      "\xE3\x80\x80", "\xEF\xBB\xBF", "\xC2\x85"};
   std::size_t i = 0;
-  while (i < s.size() && static_cast<unsigned char>(s[i]) <= 0x20) ++i;
+  for (bool stripped = true; stripped && i < s.size();) {
+    stripped = false;
+    if (static_cast<unsigned char>(s[i]) <= 0x20) {
+      ++i;
+      stripped = true;
+      continue;
+    }
+    for (std::string_view blank : kUnicodeBlanks)
+      if (std::string_view(s).substr(i, blank.size()) == blank) {
+        i += blank.size();
+        stripped = true;
+        break;
+      }
+  }
   std::string head;
   for (; i < s.size() && head.size() < 5; ++i) {
     const char c = s[i];
